@@ -1,0 +1,159 @@
+// Package kproxy is the HTTP → Kafka proxy: POST /commit?topic=&key=&acks=
+// with one msgpack value as the body becomes one Kafka record.
+package kproxy
+
+import (
+	"net"
+	"strconv"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/logging"
+)
+
+// Config is kproxy.yaml. The first block is the 2015 suite's keys, loaded
+// unchanged; the rest are optional.
+type Config struct {
+	LogDir              string   `yaml:"log_dir"`
+	LogLevel            int      `yaml:"log_level"`
+	Port                int      `yaml:"port"`
+	ReadTimeoutMs       int      `yaml:"read_timeout_ms"`
+	WriteTimeoutMs      int      `yaml:"write_timeout_ms"`
+	ReqPoolSize         int      `yaml:"req_pool_size"`
+	ProducerNum         int      `yaml:"producer_num"`
+	MaxRequestSizeBytes int      `yaml:"max_request_size_bytes"`
+	BrokerHosts         []string `yaml:"broker_hosts"`
+
+	// ListenHost is the address the HTTP port binds to; empty: all interfaces.
+	ListenHost string `yaml:"listen_host"`
+	// IdleTimeoutMs closes keep-alive connections idle this long.
+	IdleTimeoutMs int `yaml:"idle_timeout_ms"`
+	// AdminAddr serves /health, /metrics and /debug/pprof; empty: off.
+	AdminAddr string `yaml:"admin_addr"`
+	// ProduceTimeoutMs bounds the wait for Kafka's answer; past it the
+	// client gets 504 and is told the record may have been written.
+	ProduceTimeoutMs int `yaml:"produce_timeout_ms"`
+	// ShutdownTimeoutMs bounds finishing in-flight requests on SIGTERM.
+	ShutdownTimeoutMs int `yaml:"shutdown_timeout_ms"`
+	// Partitioner routes keyed records: murmur2 (the Java client's),
+	// fnv1a (sarama's historical default, as the 2015 suite routed).
+	Partitioner string `yaml:"partitioner"`
+	// Compression of record batches: none, gzip, snappy, lz4, zstd.
+	Compression string `yaml:"compression"`
+	// LingerMs waits this long to fill a batch; 0 sends at once (batches
+	// still form while earlier requests are on the wire).
+	LingerMs int `yaml:"linger_ms"`
+	// MaxMessageBytes is the largest record batch sent; keep it at or below
+	// the brokers' message.max.bytes. Larger records get 413.
+	MaxMessageBytes int `yaml:"max_message_bytes"`
+	// AutoCreateTopics asks the brokers to create unknown topics (they do
+	// only when auto.create.topics.enable is on); false: unknown → 404.
+	AutoCreateTopics bool `yaml:"auto_create_topics"`
+	// Kafka holds the client settings shared by the three binaries.
+	Kafka kafkaconf.Config `yaml:"kafka"`
+}
+
+// DefaultConfig returns the defaults; a file is decoded over them.
+func DefaultConfig() Config {
+	return Config{
+		LogLevel:            4,
+		Port:                5030,
+		ReadTimeoutMs:       100,
+		WriteTimeoutMs:      100,
+		ReqPoolSize:         10240,
+		ProducerNum:         1,
+		MaxRequestSizeBytes: 10 << 20,
+		IdleTimeoutMs:       60_000,
+		AdminAddr:           "127.0.0.1:5040",
+		ProduceTimeoutMs:    10_000,
+		ShutdownTimeoutMs:   15_000,
+		Partitioner:         "murmur2",
+		Compression:         "none",
+		MaxMessageBytes:     1_000_000,
+		AutoCreateTopics:    true,
+		Kafka:               kafkaconf.Default(),
+	}
+}
+
+// LoadConfig reads path over the defaults and validates the result.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	if err := config.Load(path, &cfg); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate(path)
+}
+
+var compressions = []string{"none", "gzip", "snappy", "lz4", "zstd"}
+
+// Validate reports every problem at once; file names the config file.
+func (c Config) Validate(file string) error {
+	p := config.NewProblems(file)
+	if c.LogLevel < 0 || c.LogLevel > logging.MaxLevel {
+		p.Addf("log_level", c.LogLevel, "must be 0..%d (0 none, 1 fatal, 2 +warning, 4 +notice, 8 +trace, 16 +debug)", logging.MaxLevel)
+	}
+	if c.Port < 0 || c.Port > 65535 {
+		p.Addf("port", c.Port, "must be 0..65535 (0: any free port)")
+	}
+	if c.ListenHost != "" && net.ParseIP(c.ListenHost) == nil && c.ListenHost != "localhost" {
+		p.Addf("listen_host", c.ListenHost, "must be an IP address or empty")
+	}
+	positive := []struct {
+		name string
+		v    int
+	}{
+		{"read_timeout_ms", c.ReadTimeoutMs}, {"write_timeout_ms", c.WriteTimeoutMs},
+		{"req_pool_size", c.ReqPoolSize}, {"producer_num", c.ProducerNum},
+		{"max_request_size_bytes", c.MaxRequestSizeBytes}, {"idle_timeout_ms", c.IdleTimeoutMs},
+		{"produce_timeout_ms", c.ProduceTimeoutMs}, {"shutdown_timeout_ms", c.ShutdownTimeoutMs},
+		{"max_message_bytes", c.MaxMessageBytes},
+	}
+	for _, f := range positive {
+		if f.v < 1 {
+			p.Addf(f.name, f.v, "must be >= 1")
+		}
+	}
+	if c.ProducerNum > 64 {
+		p.Addf("producer_num", c.ProducerNum, "must be <= 64 (each is a set of broker connections)")
+	}
+	if c.LingerMs < 0 {
+		p.Addf("linger_ms", c.LingerMs, "must be >= 0")
+	}
+	if len(c.BrokerHosts) == 0 {
+		p.Add("broker_hosts", "must list at least one broker host:port")
+	}
+	for i, h := range c.BrokerHosts {
+		if !validHostPort(h) {
+			p.Addf("broker_hosts["+strconv.Itoa(i)+"]", h, "must be host:port")
+		}
+	}
+	if c.AdminAddr != "" && !validHostPort(c.AdminAddr) {
+		p.Addf("admin_addr", c.AdminAddr, "must be host:port, or empty to turn the admin listener off")
+	}
+	if c.Partitioner != "murmur2" && c.Partitioner != "fnv1a" {
+		p.Addf("partitioner", c.Partitioner, "must be murmur2 or fnv1a")
+	}
+	if !contains(compressions, c.Compression) {
+		p.Addf("compression", c.Compression, "must be one of %v", compressions)
+	}
+	c.Kafka.Validate(p)
+	return p.Err()
+}
+
+func validHostPort(s string) bool {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 0 && n <= 65535
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

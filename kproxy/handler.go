@@ -1,0 +1,222 @@
+package kproxy
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/valyala/fasthttp"
+)
+
+// maxPooledBody is the largest body buffer kept for reuse; larger ones are
+// left to the garbage collector so one big request does not pin memory.
+const maxPooledBody = 64 << 10
+
+// recordOverhead is what a record adds to its key and value in a batch, at
+// most (sarama's ProducerMessage.ByteSize for record batches: 26 bytes of
+// batch share plus 5 varints and the attributes byte).
+const recordOverhead = 26 + 5*5 + 1
+
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	switch string(ctx.Path()) {
+	case "/commit":
+		start := time.Now()
+		code := s.commit(ctx)
+		s.metrics.observe(code, start)
+	case "/health":
+		code, text := s.healthStatus()
+		ctx.Error(text+"\n", code)
+	default:
+		ctx.Error("no such endpoint; records go to POST /commit?topic=T&key=K&acks=N\n", fasthttp.StatusNotFound)
+	}
+}
+
+// commit writes the request's body to Kafka and answers with the status.
+func (s *Server) commit(ctx *fasthttp.RequestCtx) int {
+	if !ctx.IsPost() {
+		ctx.Response.Header.Set("Allow", "POST")
+		return fail(ctx, fasthttp.StatusMethodNotAllowed, "use POST")
+	}
+	args := ctx.QueryArgs()
+	topicB := args.Peek("topic")
+	if len(topicB) == 0 {
+		return fail(ctx, fasthttp.StatusBadRequest, "missing topic parameter")
+	}
+	if reason := checkTopicName(topicB); reason != "" {
+		return fail(ctx, fasthttp.StatusBadRequest, reason)
+	}
+	if len(topicB) > 1 && topicB[0] == '_' && topicB[1] == '_' {
+		return fail(ctx, fasthttp.StatusForbidden, "kafka-internal topics (starting with __) are not writable")
+	}
+	acks, ok := acksIndex(args.Peek("acks"))
+	if !ok {
+		return fail(ctx, fasthttp.StatusBadRequest, "acks must be 0, 1 or -1")
+	}
+	body := ctx.PostBody()
+	if len(body) == 0 {
+		return fail(ctx, fasthttp.StatusBadRequest, "empty body; send one msgpack value")
+	}
+	if err := validMsgpack(body); err != nil {
+		return fail(ctx, fasthttp.StatusBadRequest, "body is not one msgpack value: "+err.Error())
+	}
+
+	if size := len(body) + len(args.Peek("key")) + recordOverhead; size > s.cfg.MaxMessageBytes {
+		return fail(ctx, fasthttp.StatusRequestEntityTooLarge,
+			"record of "+strconv.Itoa(size)+" bytes larger than max_message_bytes ("+strconv.Itoa(s.cfg.MaxMessageBytes)+")")
+	}
+
+	if n := s.inFlight.Add(1); n > int64(s.cfg.ReqPoolSize) {
+		s.inFlight.Add(-1)
+		ctx.Response.Header.Set("Retry-After", "1")
+		return fail(ctx, fasthttp.StatusServiceUnavailable, "overloaded: req_pool_size requests in flight")
+	}
+	defer s.inFlight.Add(-1)
+
+	topic, err := s.prod.check.exists(topicB)
+	if err != nil {
+		return s.kafkaFail(ctx, err, "")
+	}
+	return s.produce(ctx, topic, args.Peek("key"), body, acks)
+}
+
+func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string, key, body []byte, acks int) int {
+	p := pendingPool.Get().(*pending)
+	// The body and key are copied: fasthttp reuses its buffers once the
+	// handler returns, and a timed-out record may still be in the producer.
+	p.buf = append(p.buf[:0], body...)
+	p.key = append(p.key[:0], key...)
+	p.msg = sarama.ProducerMessage{Topic: topic, Value: sarama.ByteEncoder(p.buf), Metadata: p}
+	if len(key) > 0 {
+		p.msg.Key = sarama.ByteEncoder(p.key)
+	}
+
+	timer := timerPool.Get().(*time.Timer)
+	timer.Reset(s.produceTimeout)
+	defer func() {
+		timer.Stop()
+		timerPool.Put(timer)
+	}()
+
+	prod := s.prod.pick(acks, key)
+	s.gate.RLock()
+	if s.closing {
+		s.gate.RUnlock()
+		pendingPool.Put(p)
+		ctx.Response.Header.Set("Retry-After", "1")
+		return fail(ctx, fasthttp.StatusServiceUnavailable, "kproxy is shutting down")
+	}
+	select {
+	case prod.ap.Input() <- &p.msg:
+		s.gate.RUnlock()
+	case <-timer.C:
+		s.gate.RUnlock()
+		pendingPool.Put(p) // never handed over
+		ctx.Response.Header.Set("Retry-After", "1")
+		return fail(ctx, fasthttp.StatusServiceUnavailable, "kafka producer queue full; not written")
+	}
+
+	select {
+	case err := <-p.done:
+		partition, offset := p.msg.Partition, p.msg.Offset
+		release(p)
+		if err != nil {
+			return s.kafkaFail(ctx, err, topic)
+		}
+		s.metrics.records[acks].Inc()
+		return succeed(ctx, partition, offset, acks != 0)
+	case <-timer.C:
+		// p stays with the producer; its late result goes to the buffered
+		// channel and p to the garbage collector.
+		s.metrics.produceErrors.WithLabelValues("504").Inc()
+		return fail(ctx, fasthttp.StatusGatewayTimeout, "no answer from kafka within produce_timeout_ms; the record may have been written")
+	}
+}
+
+func release(p *pending) {
+	if cap(p.buf) > maxPooledBody {
+		p.buf = nil
+	}
+	p.msg = sarama.ProducerMessage{}
+	pendingPool.Put(p)
+}
+
+var timerPool = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}}
+
+// kafkaFail answers a produce or metadata error.
+func (s *Server) kafkaFail(ctx *fasthttp.RequestCtx, err error, topic string) int {
+	code, reason := classify(err)
+	s.metrics.produceErrors.WithLabelValues(strconv.Itoa(code)).Inc()
+	if code >= 500 {
+		ctx.Response.Header.Set("Retry-After", "1")
+		s.errLog.warn("kafka write failed", "topic", topic, "code", code, "err", err)
+	}
+	return fail(ctx, code, reason)
+}
+
+func succeed(ctx *fasthttp.RequestCtx, partition int32, offset int64, withOffset bool) int {
+	ctx.SetContentType("application/json")
+	b := ctx.Response.Body()[:0]
+	b = append(b, `{"partition":`...)
+	b = strconv.AppendInt(b, int64(partition), 10)
+	if withOffset {
+		b = append(b, `,"offset":`...)
+		b = strconv.AppendInt(b, offset, 10)
+	}
+	b = append(b, "}\n"...)
+	ctx.Response.SetBodyRaw(b)
+	return fasthttp.StatusOK
+}
+
+// fail answers code with a one-line reason.
+func fail(ctx *fasthttp.RequestCtx, code int, reason string) int {
+	ctx.SetStatusCode(code)
+	ctx.SetContentType("text/plain; charset=utf-8")
+	ctx.Response.SetBodyString(reason + "\n")
+	return code
+}
+
+// checkTopicName applies Kafka's rules for topic names.
+func checkTopicName(t []byte) string {
+	if len(t) > 249 {
+		return "topic name longer than 249 characters"
+	}
+	if string(t) == "." || string(t) == ".." {
+		return "topic name cannot be . or .."
+	}
+	for _, c := range t {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
+		if !ok {
+			return "topic name may only hold ASCII letters, digits, '.', '_' and '-'"
+		}
+	}
+	return ""
+}
+
+// requestError answers requests fasthttp could not read.
+func (s *Server) requestError(ctx *fasthttp.RequestCtx, err error) {
+	code, reason := fasthttp.StatusBadRequest, "malformed request"
+	var nerr interface{ Timeout() bool }
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		code, reason = fasthttp.StatusRequestEntityTooLarge,
+			"body larger than max_request_size_bytes ("+strconv.Itoa(s.cfg.MaxRequestSizeBytes)+")"
+	case errors.As(err, &small):
+		code, reason = fasthttp.StatusRequestHeaderFieldsTooLarge, "request line or headers too large"
+	case errors.As(err, &nerr) && nerr.Timeout():
+		code, reason = fasthttp.StatusRequestTimeout, "request not received within read_timeout_ms"
+	default:
+		if msg := err.Error(); !strings.ContainsAny(msg, "\r\n") && len(msg) < 200 {
+			reason += ": " + msg
+		}
+	}
+	s.metrics.answered(code)
+	fail(ctx, code, reason)
+}

@@ -1,0 +1,68 @@
+package kproxy
+
+import (
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+type metrics struct {
+	requests      *prometheus.CounterVec
+	byCode        map[int]prometheus.Counter // the codes kproxy answers, resolved once
+	duration      prometheus.Histogram
+	produceErrors *prometheus.CounterVec
+	records       [3]prometheus.Counter // by acks level
+}
+
+// answeredCodes are every status the handler writes.
+var answeredCodes = []int{200, 400, 403, 404, 405, 408, 413, 431, 502, 503, 504}
+
+func newMetrics(reg *prometheus.Registry, inFlight *atomic.Int64) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kproxy_requests_total", Help: "HTTP requests answered, by status code.",
+		}, []string{"code"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "kproxy_request_duration_seconds",
+			Help:    "Time from reading a /commit request to answering it.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
+		produceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kproxy_produce_errors_total", Help: "Records Kafka did not accept, by the status answered.",
+		}, []string{"code"}),
+		byCode: map[int]prometheus.Counter{},
+	}
+	records := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kproxy_records_total", Help: "Records Kafka accepted, by acks level.",
+	}, []string{"acks"})
+	for i, a := range []string{"0", "1", "-1"} {
+		m.records[i] = records.WithLabelValues(a)
+	}
+	for _, c := range answeredCodes {
+		m.byCode[c] = m.requests.WithLabelValues(strconv.Itoa(c))
+	}
+	reg.MustRegister(m.requests, m.duration, m.produceErrors, records,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "kproxy_requests_in_flight", Help: "/commit requests being processed.",
+		}, func() float64 { return float64(inFlight.Load()) }),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+func (m *metrics) answered(code int) {
+	c, ok := m.byCode[code]
+	if !ok {
+		c = m.requests.WithLabelValues(strconv.Itoa(code))
+	}
+	c.Inc()
+}
+
+func (m *metrics) observe(code int, since time.Time) {
+	m.answered(code)
+	m.duration.Observe(time.Since(since).Seconds())
+}

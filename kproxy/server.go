@@ -1,0 +1,234 @@
+package kproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
+)
+
+// Server is a running kproxy: the HTTP listener, the admin listener and the
+// Kafka producers.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	ln      net.Listener
+	adminLn net.Listener
+	http    *fasthttp.Server
+	admin   *http.Server
+	prod    *producers
+	metrics *metrics
+	errLog  sampled
+
+	produceTimeout time.Duration
+	inFlight       atomic.Int64
+
+	// gate keeps records from being handed to a producer that is closing:
+	// handlers hold it shared while sending, shutdown takes it exclusively.
+	gate    sync.RWMutex
+	closing bool
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New validates cfg, opens the listeners and connects to Kafka. It returns
+// an error naming what failed; nothing is left open then.
+func New(cfg Config, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate("config"); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, produceTimeout: time.Duration(cfg.ProduceTimeoutMs) * time.Millisecond}
+	s.errLog = sampled{log: log, every: time.Second}
+	addr := net.JoinHostPort(cfg.ListenHost, strconv.Itoa(cfg.Port))
+	var err error
+	if s.ln, err = net.Listen("tcp", addr); err != nil {
+		return nil, fmt.Errorf("listen on %s (port): %w", addr, err)
+	}
+	if cfg.AdminAddr != "" {
+		if s.adminLn, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+			s.ln.Close()
+			return nil, fmt.Errorf("listen on %s (admin_addr): %w", cfg.AdminAddr, err)
+		}
+	}
+	if s.prod, err = newProducers(cfg); err != nil {
+		s.closeListeners()
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	s.metrics = newMetrics(reg, &s.inFlight)
+	s.http = &fasthttp.Server{
+		Handler:            s.handle,
+		ErrorHandler:       s.requestError,
+		Name:               "kproxy",
+		ReadTimeout:        time.Duration(cfg.ReadTimeoutMs) * time.Millisecond,
+		WriteTimeout:       time.Duration(cfg.WriteTimeoutMs) * time.Millisecond,
+		IdleTimeout:        time.Duration(cfg.IdleTimeoutMs) * time.Millisecond,
+		MaxRequestBodySize: cfg.MaxRequestSizeBytes,
+		CloseOnShutdown:    true,
+		Logger:             fasthttpLog{log},
+	}
+	if s.adminLn != nil {
+		s.admin = &http.Server{Handler: s.adminMux(reg), ReadHeaderTimeout: 5 * time.Second}
+	}
+	return s, nil
+}
+
+// Addr is the HTTP listener's address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// AdminAddr is the admin listener's address, or nil when it is off.
+func (s *Server) AdminAddr() net.Addr {
+	if s.adminLn == nil {
+		return nil
+	}
+	return s.adminLn.Addr()
+}
+
+// Run serves until ctx is done or a listener fails, then shuts down.
+func (s *Server) Run(ctx context.Context) error {
+	errc := make(chan error, 2)
+	servers := 1
+	go func() { errc <- s.http.Serve(s.ln) }()
+	if s.admin != nil {
+		servers++
+		go func() {
+			if err := s.admin.Serve(s.adminLn); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("admin listener: %w", err)
+				return
+			}
+			errc <- nil
+		}()
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		servers--
+	}
+	s.log.Info("shutting down", "in_flight", s.inFlight.Load())
+
+	// Shutdown order:
+	// 1. stop accepting connections and finish the requests in flight,
+	//    bounded by shutdown_timeout_ms; their records reach Kafka or the
+	//    client hears why not.
+	sctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.cfg.ShutdownTimeoutMs)*time.Millisecond)
+	defer cancel()
+	if err := s.http.ShutdownWithContext(sctx); err != nil {
+		s.log.Warn("requests still in flight at shutdown timeout", "in_flight", s.inFlight.Load(), "err", err)
+	}
+	// 2. flush and close the producers, then their clients (Close).
+	// 3. stop the admin listener last, so /metrics shows the shutdown.
+	if err := s.Close(); err != nil && runErr == nil {
+		runErr = err
+	}
+	for range servers {
+		if err := <-errc; err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	s.log.Info("stopped")
+	return runErr
+}
+
+// Close releases what New acquired: producers are flushed, then closed. It
+// is idempotent and safe after Run.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.gate.Lock()
+		s.closing = true
+		s.gate.Unlock()
+		var errs []error
+		if err := s.prod.close(); err != nil {
+			errs = append(errs, fmt.Errorf("close kafka producers: %w", err))
+		}
+		if s.admin != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			if err := s.admin.Shutdown(ctx); err != nil {
+				errs = append(errs, err)
+			}
+			cancel()
+		}
+		s.closeListeners()
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}
+
+func (s *Server) closeListeners() {
+	s.ln.Close()
+	if s.adminLn != nil {
+		s.adminLn.Close()
+	}
+}
+
+func (s *Server) adminMux(reg *prometheus.Registry) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) {
+		code, text := s.healthStatus()
+		w.WriteHeader(code)
+		fmt.Fprintln(w, text)
+	})
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+// healthStatus is 200 while serving with at least one broker known, 503
+// while shutting down or when the brokers cannot be reached.
+func (s *Server) healthStatus() (int, string) {
+	s.gate.RLock()
+	closing := s.closing
+	s.gate.RUnlock()
+	if closing {
+		return 503, "shutting down"
+	}
+	if len(s.prod.meta.Brokers()) == 0 {
+		return 503, "no kafka broker known"
+	}
+	return 200, "ok"
+}
+
+// sampled logs at most one line per interval, with the number of lines
+// it held back, so that an error hitting every request does not flood the
+// log.
+type sampled struct {
+	log        *slog.Logger
+	every      time.Duration
+	last       atomic.Int64
+	suppressed atomic.Int64
+}
+
+func (l *sampled) warn(msg string, args ...any) {
+	now := time.Now().UnixNano()
+	last := l.last.Load()
+	if now-last < int64(l.every) || !l.last.CompareAndSwap(last, now) {
+		l.suppressed.Add(1)
+		return
+	}
+	l.log.Warn(msg, append(args, "suppressed", l.suppressed.Swap(0))...)
+}
+
+type fasthttpLog struct{ l *slog.Logger }
+
+func (f fasthttpLog) Printf(format string, args ...any) {
+	f.l.Debug("http server", "line", fmt.Sprintf(format, args...))
+}
+
+// InFlight is the number of /commit requests being processed.
+func (s *Server) InFlight() int64 { return s.inFlight.Load() }

@@ -1,0 +1,245 @@
+// Package config loads the suite's YAML configuration files.
+//
+// Files are decoded over a struct that already holds the defaults. Every key
+// in the file must match a yaml tag of the struct: an unknown key is an error
+// naming the file, the line and the key, so that a typo is never silently
+// ignored. Problems found while validating are collected with Problems and
+// reported together, each naming file, field and bad value.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Load reads the YAML file at path and decodes it over dst, a pointer to a
+// struct holding the defaults.
+func Load(path string, dst any) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	return Decode(path, data, dst)
+}
+
+// Decode decodes data, which came from the file named name, over dst.
+func Decode(name string, data []byte, dst any) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		return nil // an empty file leaves the defaults
+	}
+	d := decoder{file: name}
+	d.node(doc.Content[0], reflect.ValueOf(dst).Elem(), "")
+	return errors.Join(d.errs...)
+}
+
+type decoder struct {
+	file string
+	errs []error
+}
+
+func (d *decoder) fail(n *yaml.Node, field, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if field == "" {
+		d.errs = append(d.errs, fmt.Errorf("%s:%d: %s", d.file, n.Line, msg))
+		return
+	}
+	d.errs = append(d.errs, fmt.Errorf("%s:%d: %s: %s", d.file, n.Line, field, msg))
+}
+
+// node decodes n into v. Structs are walked key by key so that unknown keys
+// and type errors name the field; everything else is left to yaml.
+func (d *decoder) node(n *yaml.Node, v reflect.Value, field string) {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if v.Kind() == reflect.Struct && v.Type() != reflect.TypeFor[yaml.Node]() {
+		d.structNode(n, v, field)
+		return
+	}
+	if v.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode && isStructLike(v.Type().Elem()) {
+		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+		for i, item := range n.Content {
+			d.node(item, s.Index(i), fmt.Sprintf("%s[%d]", field, i))
+		}
+		v.Set(s)
+		return
+	}
+	if v.Kind() == reflect.Map && n.Kind == yaml.MappingNode && isStructLike(v.Type().Elem()) {
+		if v.IsNil() {
+			v.Set(reflect.MakeMap(v.Type()))
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			ev := reflect.New(v.Type().Elem()).Elem()
+			d.node(n.Content[i+1], ev, field+"."+key)
+			v.SetMapIndex(reflect.ValueOf(key), ev)
+		}
+		return
+	}
+	if n.Tag == "!!null" && v.Kind() != reflect.Pointer {
+		return // "key:" with no value keeps the default
+	}
+	if err := n.Decode(v.Addr().Interface()); err != nil {
+		d.fail(n, field, "%s", typeError(err, n, v.Type()))
+	}
+}
+
+func isStructLike(t reflect.Type) bool {
+	return t.Kind() == reflect.Struct && t != reflect.TypeFor[yaml.Node]()
+}
+
+func (d *decoder) structNode(n *yaml.Node, v reflect.Value, field string) {
+	if n.Tag == "!!null" {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		d.fail(n, field, "must be a mapping of keys, got %s", describe(n))
+		return
+	}
+	fields, rest := structFields(v)
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		key := k.Value
+		path := key
+		if field != "" {
+			path = field + "." + key
+		}
+		if seen[key] {
+			d.fail(k, path, "key appears twice")
+			continue
+		}
+		seen[key] = true
+		if fv, ok := fields[key]; ok {
+			d.node(val, fv, path)
+			continue
+		}
+		if rest.IsValid() { // an inline map takes the keys the struct does not name
+			if rest.IsNil() {
+				rest.Set(reflect.MakeMap(rest.Type()))
+			}
+			ev := reflect.New(rest.Type().Elem()).Elem()
+			d.node(val, ev, path)
+			rest.SetMapIndex(reflect.ValueOf(key), ev)
+			continue
+		}
+		d.fail(k, path, "unknown key (known keys: %s)", strings.Join(sortedKeys(fields), ", "))
+	}
+}
+
+// structFields maps yaml keys to the fields of v, and returns the inline map
+// field that collects other keys, if the struct has one.
+func structFields(v reflect.Value) (map[string]reflect.Value, reflect.Value) {
+	fields := map[string]reflect.Value{}
+	var rest reflect.Value
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		tag := f.Tag.Get("yaml")
+		name, opts, _ := strings.Cut(tag, ",")
+		if name == "-" {
+			continue
+		}
+		if strings.Contains(opts, "inline") {
+			if f.Type.Kind() == reflect.Map {
+				rest = v.Field(i)
+				continue
+			}
+			inner, _ := structFields(v.Field(i))
+			for k, fv := range inner {
+				fields[k] = fv
+			}
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		fields[name] = v.Field(i)
+	}
+	return fields, rest
+}
+
+func sortedKeys(m map[string]reflect.Value) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.MappingNode:
+		return "a mapping"
+	default:
+		return fmt.Sprintf("%q", n.Value)
+	}
+}
+
+func typeError(err error, n *yaml.Node, t reflect.Type) string {
+	want := t.Kind().String()
+	switch t.Kind() {
+	case reflect.Slice:
+		want = "a list"
+	case reflect.Map:
+		want = "a mapping"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		want = "an integer"
+	case reflect.Bool:
+		want = "true or false"
+	}
+	if want == "" {
+		return strings.TrimPrefix(err.Error(), "yaml: ")
+	}
+	return fmt.Sprintf("must be %s, got %s", want, describe(n))
+}
+
+// Problems collects validation errors of one file.
+type Problems struct {
+	file string
+	errs []error
+}
+
+// NewProblems starts a collection for the file at path.
+func NewProblems(path string) *Problems { return &Problems{file: path} }
+
+// Addf records that field has a bad value: "file: field: <reason>, got <value>".
+func (p *Problems) Addf(field string, value any, format string, args ...any) {
+	reason := fmt.Sprintf(format, args...)
+	p.errs = append(p.errs, fmt.Errorf("%s: %s: %s, got %s", p.file, field, reason, quote(value)))
+}
+
+// Add records a problem that is not about one value.
+func (p *Problems) Add(field, reason string) {
+	p.errs = append(p.errs, fmt.Errorf("%s: %s: %s", p.file, field, reason))
+}
+
+// Err returns every recorded problem joined, or nil.
+func (p *Problems) Err() error { return errors.Join(p.errs...) }
+
+func quote(v any) string {
+	switch v := v.(type) {
+	case string:
+		return fmt.Sprintf("%q", v)
+	case []string:
+		return fmt.Sprintf("%q", v)
+	default:
+		return fmt.Sprint(v)
+	}
+}

@@ -1,0 +1,156 @@
+// Package logging builds the suite's slog logger from the documented
+// log_level and log_dir settings.
+//
+// log_level is the 2015 suite's bit set: 0 none, 1 fatal, 2 +warning,
+// 4 +notice, 8 +trace, 16 +debug. The highest bit set decides how much is
+// written: 1 → errors, 2 → warnings, 4 → info (lifecycle), 8 → debug (per
+// message), 16 → everything, including the Kafka client's own log.
+package logging
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// LevelVerbose is below slog's Debug: the Kafka client library's chatter.
+const LevelVerbose = slog.LevelDebug - 4
+
+// MaxLevel is the largest accepted log_level.
+const MaxLevel = 31
+
+// Level converts a log_level setting to the lowest slog level written, and
+// reports false when nothing is written at all.
+func Level(logLevel int) (slog.Level, bool) {
+	switch {
+	case logLevel >= 16:
+		return LevelVerbose, true
+	case logLevel >= 8:
+		return slog.LevelDebug, true
+	case logLevel >= 4:
+		return slog.LevelInfo, true
+	case logLevel >= 2:
+		return slog.LevelWarn, true
+	case logLevel >= 1:
+		return slog.LevelError, true
+	default:
+		return 0, false
+	}
+}
+
+// Logger is a slog.Logger writing to a file that can be reopened after an
+// external rotation (logrotate's rename + SIGHUP), or to standard error.
+type Logger struct {
+	*slog.Logger
+	out *File
+}
+
+// New builds the logger of the binary called name. With dir empty it writes
+// to standard error; otherwise to <dir>/<name>.log, created if needed.
+func New(dir string, logLevel int, name string) (*Logger, error) {
+	level, on := Level(logLevel)
+	if !on {
+		return &Logger{Logger: slog.New(slog.DiscardHandler)}, nil
+	}
+	var w io.Writer = os.Stderr
+	var f *File
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("create log_dir: %w", err)
+		}
+		var err error
+		f, err = OpenFile(filepath.Join(dir, name+".log"))
+		if err != nil {
+			return nil, err
+		}
+		w = f
+	}
+	h := slog.NewTextHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: levelNames})
+	return &Logger{Logger: slog.New(h), out: f}, nil
+}
+
+// Reopen reopens the log file, if there is one; call it on SIGHUP.
+func (l *Logger) Reopen() error {
+	if l.out == nil {
+		return nil
+	}
+	return l.out.Reopen()
+}
+
+// Close closes the log file, if there is one.
+func (l *Logger) Close() error {
+	if l.out == nil {
+		return nil
+	}
+	return l.out.Close()
+}
+
+func levelNames(groups []string, a slog.Attr) slog.Attr {
+	if a.Key == slog.LevelKey && len(groups) == 0 {
+		if lv, ok := a.Value.Any().(slog.Level); ok && lv <= LevelVerbose {
+			a.Value = slog.StringValue("VERBOSE")
+		}
+	}
+	return a
+}
+
+// File is an append-only log file that can be reopened by path.
+type File struct {
+	path string
+	mu   sync.Mutex
+	f    *os.File
+}
+
+// OpenFile opens path for appending.
+func OpenFile(path string) (*File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open log file: %w", err)
+	}
+	return &File{path: path, f: f}, nil
+}
+
+func (f *File) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.f.Write(p)
+}
+
+// Reopen closes the file and opens path again, so that writes go to a new
+// file after the old one was renamed away.
+func (f *File) Reopen() error {
+	nf, err := os.OpenFile(f.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("reopen log file: %w", err)
+	}
+	f.mu.Lock()
+	old := f.f
+	f.f = nf
+	f.mu.Unlock()
+	return old.Close()
+}
+
+// Close closes the file.
+func (f *File) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.f.Close()
+}
+
+// ReopenOn reopens the log file each time a value arrives on sig (wire it
+// to SIGHUP for logrotate), until done is closed.
+func (l *Logger) ReopenOn(sig <-chan os.Signal, done <-chan struct{}) {
+	for {
+		select {
+		case <-sig:
+			if err := l.Reopen(); err != nil {
+				l.Error("reopen log file", "err", err)
+			}
+		case <-done:
+			return
+		}
+	}
+}

@@ -1,0 +1,180 @@
+// Package zklayout is the ZooKeeper layout the suite shares: the classic
+// Kafka 0.8 consumer paths that ktransfer writes and kmonitor reads, the
+// offset codec, and the broker registrations of ZooKeeper-mode Kafka.
+package zklayout
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+)
+
+// BrokerIDs is the folder where ZooKeeper-mode brokers register.
+func BrokerIDs(chroot string) string { return path.Join("/", chroot, "brokers", "ids") }
+
+// ConsumerIDs is the folder of a module's live instances.
+func ConsumerIDs(chroot, module string) string {
+	return path.Join("/", chroot, "consumers", module, "ids")
+}
+
+// Owners is the folder of a module's partition claims for topic.
+func Owners(chroot, module, topic string) string {
+	return path.Join("/", chroot, "consumers", module, "owners", topic)
+}
+
+// Offsets is the folder of a module's committed offsets for topic.
+func Offsets(chroot, module, topic string) string {
+	return path.Join("/", chroot, "consumers", module, "offsets", topic)
+}
+
+// Consumers is the folder holding every module.
+func Consumers(chroot string) string { return path.Join("/", chroot, "consumers") }
+
+// EncodeOffset writes the next offset to push as Kafka 0.8 did: decimal ASCII.
+func EncodeOffset(next int64) []byte { return strconv.AppendInt(nil, next, 10) }
+
+// ParseOffset reads an offset znode's data. Surrounding white space is
+// tolerated (hand-edited nodes); anything else that is not a non-negative
+// decimal integer is an error.
+func ParseOffset(data []byte) (int64, error) {
+	s := strings.TrimSpace(string(data))
+	if s == "" {
+		return 0, errors.New("empty offset")
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("offset %q is not a decimal integer", truncate(s, 32))
+	}
+	if v < 0 {
+		return 0, fmt.Errorf("offset %d is negative", v)
+	}
+	return v, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// Broker is the registration a ZooKeeper-mode Kafka broker writes under
+// <chroot>/brokers/ids/<id> (version 5 of the format, Kafka 2.x–3.x).
+type Broker struct {
+	ListenerSecurityProtocolMap map[string]string `json:"listener_security_protocol_map"`
+	Endpoints                   []string          `json:"endpoints"`
+	JMXPort                     int               `json:"jmx_port"`
+	Features                    map[string]any    `json:"features"`
+	Host                        string            `json:"host"`
+	Timestamp                   string            `json:"timestamp"`
+	Port                        int               `json:"port"`
+	Version                     int               `json:"version"`
+}
+
+// NewBroker describes a PLAINTEXT broker at host:port, as Kafka writes it.
+func NewBroker(host string, port int) Broker {
+	return Broker{
+		ListenerSecurityProtocolMap: map[string]string{"PLAINTEXT": "PLAINTEXT"},
+		Endpoints:                   []string{"PLAINTEXT://" + net.JoinHostPort(host, strconv.Itoa(port))},
+		JMXPort:                     -1,
+		Features:                    map[string]any{},
+		Host:                        host,
+		Timestamp:                   strconv.FormatInt(time.Now().UnixMilli(), 10),
+		Port:                        port,
+		Version:                     5,
+	}
+}
+
+// Addr returns the broker's address: host and port when set, else the first
+// endpoint (brokers with only non-default listeners leave host empty).
+func (b Broker) Addr() (string, error) {
+	if b.Host != "" && b.Port > 0 {
+		return net.JoinHostPort(b.Host, strconv.Itoa(b.Port)), nil
+	}
+	for _, ep := range b.Endpoints {
+		if _, hostport, ok := strings.Cut(ep, "://"); ok && hostport != "" {
+			return hostport, nil
+		}
+	}
+	return "", errors.New("broker registration has neither host/port nor an endpoint")
+}
+
+// ParseBroker decodes a broker registration.
+func ParseBroker(data []byte) (Broker, error) {
+	var b Broker
+	if err := json.Unmarshal(data, &b); err != nil {
+		return Broker{}, fmt.Errorf("decode broker registration: %w", err)
+	}
+	return b, nil
+}
+
+// RegisterBroker creates the ephemeral node <chroot>/brokers/ids/<id> for a
+// broker at host:port, creating the persistent parents as needed. The node
+// lives as long as conn's session.
+func RegisterBroker(conn *zk.Conn, chroot string, id int32, host string, port int) error {
+	data, err := json.Marshal(NewBroker(host, port))
+	if err != nil {
+		return err
+	}
+	dir := BrokerIDs(chroot)
+	if err := CreateAll(conn, dir); err != nil {
+		return err
+	}
+	p := path.Join(dir, strconv.Itoa(int(id)))
+	if _, err := conn.Create(p, data, zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil {
+		return fmt.Errorf("register broker %s: %w", p, err)
+	}
+	return nil
+}
+
+// DiscoverBrokers reads every broker registered under chroot.
+func DiscoverBrokers(conn *zk.Conn, chroot string) ([]string, error) {
+	dir := BrokerIDs(chroot)
+	ids, _, err := conn.Children(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list brokers %s: %w", dir, err)
+	}
+	var addrs []string
+	for _, id := range ids {
+		data, _, err := conn.Get(path.Join(dir, id))
+		if errors.Is(err, zk.ErrNoNode) {
+			continue // went away while listing
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read broker %s/%s: %w", dir, id, err)
+		}
+		b, err := ParseBroker(data)
+		if err != nil {
+			return nil, fmt.Errorf("broker %s/%s: %w", dir, id, err)
+		}
+		addr, err := b.Addr()
+		if err != nil {
+			return nil, fmt.Errorf("broker %s/%s: %w", dir, id, err)
+		}
+		addrs = append(addrs, addr)
+	}
+	return addrs, nil
+}
+
+// CreateAll creates p and its missing parents as persistent empty nodes.
+func CreateAll(conn *zk.Conn, p string) error {
+	cur := ""
+	for _, part := range strings.Split(strings.Trim(p, "/"), "/") {
+		if part == "" {
+			continue
+		}
+		cur += "/" + part
+		_, err := conn.Create(cur, nil, 0, zk.WorldACL(zk.PermAll))
+		if err != nil && !errors.Is(err, zk.ErrNodeExists) {
+			return fmt.Errorf("create %s: %w", cur, err)
+		}
+	}
+	return nil
+}

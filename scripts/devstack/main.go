@@ -1,0 +1,140 @@
+// Command devstack runs the development stack: a private ZooKeeper server
+// and a kfake Kafka broker that keeps its records in a data directory and is
+// registered under <chroot>/brokers/ids/0 as a ZooKeeper-mode broker would.
+// It prints the addresses, and stops both on SIGINT/SIGTERM.
+//
+//	go run ./scripts/devstack -dir .devstack -topics test_topic:4
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zkserver"
+)
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("devstack", flag.ContinueOnError)
+	dir := fs.String("dir", ".devstack", "data directory (ZooKeeper data, Kafka log segments)")
+	zkPort := fs.Int("zk-port", 2181, "ZooKeeper client port on 127.0.0.1 (0: any free port)")
+	kafkaPort := fs.Int("kafka-port", 9092, "Kafka port on 127.0.0.1 (0: any free port)")
+	chroot := fs.String("chroot", "/mq/test_cluster", "the cluster's ZooKeeper chroot")
+	topics := fs.String("topics", "test_topic:4", "topics to create, name:partitions, comma separated")
+	noZK := fs.Bool("no-zk", false, "run only the Kafka broker")
+	ready := fs.String("ready-file", "", "write the addresses to this file once everything is up")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	opts, err := topicOpts(*topics)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "devstack: -topics:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	var zkAddr string
+	var conn *zk.Conn
+	if !*noZK {
+		zs, err := zkserver.Start(zkserver.Config{Dir: filepath.Join(*dir, "zookeeper"), Port: *zkPort})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "devstack:", err)
+			return 1
+		}
+		defer zs.Stop()
+		zkAddr = zs.Addr
+	}
+
+	opts = append(opts, kfake.NumBrokers(1), kfake.Ports(*kafkaPort), kfake.DataDir(filepath.Join(*dir, "kafka")),
+		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
+			return net.Listen(network, net.JoinHostPort("127.0.0.1", strconv.Itoa(*kafkaPort)))
+		}))
+	cluster, err := kfake.NewCluster(opts...)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "devstack: start kafka:", err)
+		return 1
+	}
+	// Shutdown order: 1. drop the broker registration (the ZooKeeper
+	// session), 2. close Kafka (flushes segments), 3. stop ZooKeeper.
+	defer cluster.Close()
+	kafkaAddr := cluster.ListenAddrs()[0]
+
+	if zkAddr != "" {
+		conn, _, err = zk.Connect([]string{zkAddr}, 10*time.Second, zk.WithLogInfo(false))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "devstack: connect to zookeeper:", err)
+			return 1
+		}
+		defer conn.Close()
+		host, port, _ := net.SplitHostPort(kafkaAddr)
+		p, _ := strconv.Atoi(port)
+		if err := registerWhenConnected(conn, *chroot, host, p); err != nil {
+			fmt.Fprintln(os.Stderr, "devstack:", err)
+			return 1
+		}
+	}
+
+	summary := fmt.Sprintf("kafka=%s\nzookeeper=%s\nchroot=%s\npid=%d\n", kafkaAddr, zkAddr, *chroot, os.Getpid())
+	fmt.Print(summary)
+	if *ready != "" {
+		if err := os.WriteFile(*ready, []byte(summary), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "devstack:", err)
+			return 1
+		}
+		defer os.Remove(*ready)
+	}
+	fmt.Println("devstack: up; Ctrl-C stops it")
+	<-ctx.Done()
+	fmt.Println("devstack: stopping")
+	return 0
+}
+
+// registerWhenConnected registers the broker once the session exists; a
+// node left by an earlier run whose session has not expired yet is
+// replaced.
+func registerWhenConnected(conn *zk.Conn, chroot, host string, port int) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for conn.State() != zk.StateHasSession {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no zookeeper session after 15s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	node := zklayout.BrokerIDs(chroot) + "/0"
+	if err := conn.Delete(node, -1); err != nil && err != zk.ErrNoNode {
+		return fmt.Errorf("remove stale %s: %w", node, err)
+	}
+	return zklayout.RegisterBroker(conn, chroot, 0, host, port)
+}
+
+func topicOpts(spec string) ([]kfake.Opt, error) {
+	var opts []kfake.Opt
+	for _, t := range strings.Split(spec, ",") {
+		t = strings.TrimSpace(t)
+		if t == "" {
+			continue
+		}
+		name, n, ok := strings.Cut(t, ":")
+		parts, err := strconv.Atoi(n)
+		if !ok || err != nil || parts < 1 || name == "" {
+			return nil, fmt.Errorf("%q: want name:partitions", t)
+		}
+		opts = append(opts, kfake.SeedTopics(int32(parts), name))
+	}
+	return opts, nil
+}
