@@ -85,13 +85,15 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) int {
 func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string, key, body []byte, acks int) int {
 	p := pendingPool.Get().(*pending)
 	// The body and key are copied: fasthttp reuses its buffers once the
-	// handler returns, and a timed-out record may still be in the producer.
+	// handler returns, and a timed-out record may still be in the writer.
 	p.buf = append(p.buf[:0], body...)
 	p.key = append(p.key[:0], key...)
-	p.msg = sarama.ProducerMessage{Topic: topic, Value: sarama.ByteEncoder(p.buf), Metadata: p}
+	p.msg = sarama.ProducerMessage{Topic: topic}
 	if len(key) > 0 {
 		p.msg.Key = sarama.ByteEncoder(p.key)
 	}
+	p.acks, p.attempt, p.lastErr = acks, 0, nil
+	p.writeSize = len(body) + len(key) + recordOverhead
 
 	timer := timerPool.Get().(*time.Timer)
 	timer.Reset(s.produceTimeout)
@@ -100,24 +102,7 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string, key, body []byt
 		timerPool.Put(timer)
 	}()
 
-	prod := s.prod.pick(acks, key)
-	s.gate.RLock()
-	if s.closing {
-		s.gate.RUnlock()
-		pendingPool.Put(p)
-		ctx.Response.Header.Set("Retry-After", "1")
-		return fail(ctx, fasthttp.StatusServiceUnavailable, "kproxy is shutting down")
-	}
-	select {
-	case prod.ap.Input() <- &p.msg:
-		s.gate.RUnlock()
-	case <-timer.C:
-		s.gate.RUnlock()
-		pendingPool.Put(p) // never handed over
-		ctx.Response.Header.Set("Retry-After", "1")
-		return fail(ctx, fasthttp.StatusServiceUnavailable, "kafka producer queue full; not written")
-	}
-
+	s.prod.pick(key).send(p)
 	select {
 	case err := <-p.done:
 		partition, offset := p.msg.Partition, p.msg.Offset
@@ -128,7 +113,7 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string, key, body []byt
 		s.metrics.records[acks].Inc()
 		return succeed(ctx, partition, offset, acks != 0)
 	case <-timer.C:
-		// p stays with the producer; its late result goes to the buffered
+		// p stays with the writer; its late result goes to the buffered
 		// channel and p to the garbage collector.
 		s.metrics.produceErrors.WithLabelValues("504").Inc()
 		return fail(ctx, fasthttp.StatusGatewayTimeout, "no answer from kafka within produce_timeout_ms; the record may have been written")

@@ -423,22 +423,7 @@ func TestKafkaErrorsAreNot200(t *testing.T) {
 		{29, 403}, // TOPIC_AUTHORIZATION_FAILED
 		{87, 400}, // INVALID_RECORD
 	} {
-		c.ControlKey(int16(kmsg.Produce), func(r kmsg.Request) (kmsg.Response, error, bool) {
-			req := r.(*kmsg.ProduceRequest)
-			resp := req.ResponseKind().(*kmsg.ProduceResponse)
-			for _, rt := range req.Topics {
-				st := kmsg.NewProduceResponseTopic()
-				st.Topic = rt.Topic
-				for _, rp := range rt.Partitions {
-					sp := kmsg.NewProduceResponseTopicPartition()
-					sp.Partition = rp.Partition
-					sp.ErrorCode = tc.code
-					st.Partitions = append(st.Partitions, sp)
-				}
-				resp.Topics = append(resp.Topics, st)
-			}
-			return resp, nil, true
-		})
+		failProduce(c, tc.code, 1)
 		if a := p.post(t, "topic="+topic, []byte{0x01}); a.code != tc.want {
 			t.Errorf("kafka error %d: answered %d %q, want %d", tc.code, a.code, a.body, tc.want)
 		}
@@ -558,4 +543,64 @@ func TestAdminEndpoints(t *testing.T) {
 	if !strings.HasPrefix(p.srv.AdminAddr().String(), "127.0.0.1:") {
 		t.Errorf("admin listener on %s", p.srv.AdminAddr())
 	}
+}
+
+// failProduce answers the next n produce requests with the Kafka error code.
+func failProduce(c *kfake.Cluster, code int16, n int) *atomic.Int32 {
+	var seen atomic.Int32
+	c.ControlKey(int16(kmsg.Produce), func(r kmsg.Request) (kmsg.Response, error, bool) {
+		if seen.Add(1) > int32(n) {
+			c.DropControl()
+			return nil, nil, false
+		}
+		c.KeepControl()
+		req := r.(*kmsg.ProduceRequest)
+		resp := req.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range req.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	return &seen
+}
+
+func TestTransientKafkaErrorsAreRetried(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := startProxy(t, c, nil)
+	seen := failProduce(c, 6, 2) // NOT_LEADER_OR_FOLLOWER twice, then the broker writes
+	r := decode(t, p.post(t, "topic="+topic+"&key=k", []byte{0x07}))
+	if seen.Load() < 3 {
+		t.Errorf("%d produce requests, want 2 refused + 1 written", seen.Load())
+	}
+	if m := readRecord(t, c, topic, r.Partition, *r.Offset); !bytes.Equal(m.Value, []byte{0x07}) {
+		t.Errorf("record at answered offset is % x", m.Value)
+	}
+
+	failProduce(c, 6, 100) // never recovers: the client hears it
+	if a := p.post(t, "topic="+topic, []byte{0x01}); a.code != 503 {
+		t.Errorf("persistent NOT_LEADER: %d %q, want 503", a.code, a.body)
+	}
+}
+
+func TestLingerStillAnswers(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 2}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.LingerMs = 20; cfg.Compression = "zstd" })
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			r := decode(t, p.post(t, "topic="+topic+"&key=k"+strconv.Itoa(i), []byte{byte(i)}))
+			if m := readRecord(t, c, topic, r.Partition, *r.Offset); !bytes.Equal(m.Value, []byte{byte(i)}) {
+				t.Errorf("record %d read back as % x", i, m.Value)
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -34,10 +34,7 @@ type Server struct {
 	produceTimeout time.Duration
 	inFlight       atomic.Int64
 
-	// gate keeps records from being handed to a producer that is closing:
-	// handlers hold it shared while sending, shutdown takes it exclusively.
-	gate    sync.RWMutex
-	closing bool
+	closing atomic.Bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -146,11 +143,13 @@ func (s *Server) Run(ctx context.Context) error {
 // is idempotent and safe after Run.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
-		s.gate.Lock()
-		s.closing = true
-		s.gate.Unlock()
+		s.closing.Store(true)
 		var errs []error
-		if err := s.prod.close(); err != nil {
+		// Records already accepted go out and are answered, bounded by
+		// shutdown_timeout_ms; the writers refuse new ones.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.cfg.ShutdownTimeoutMs)*time.Millisecond)
+		defer cancel()
+		if err := s.prod.close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("close kafka producers: %w", err))
 		}
 		if s.admin != nil {
@@ -192,13 +191,10 @@ func (s *Server) adminMux(reg *prometheus.Registry) *http.ServeMux {
 // healthStatus is 200 while serving with at least one broker known, 503
 // while shutting down or when the brokers cannot be reached.
 func (s *Server) healthStatus() (int, string) {
-	s.gate.RLock()
-	closing := s.closing
-	s.gate.RUnlock()
-	if closing {
+	if s.closing.Load() {
 		return 503, "shutting down"
 	}
-	if len(s.prod.meta.Brokers()) == 0 {
+	if !s.prod.brokersKnown() {
 		return 503, "no kafka broker known"
 	}
 	return 200, "ok"
