@@ -102,7 +102,7 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string, key, body []byt
 		timerPool.Put(timer)
 	}()
 
-	s.prod.pick(key).send(p)
+	s.prod.pick(acks, key).send(p)
 	select {
 	case err := <-p.done:
 		partition, offset := p.msg.Partition, p.msg.Offset

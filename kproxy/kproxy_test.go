@@ -604,3 +604,22 @@ func TestLingerStillAnswers(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestAcksZeroDoesNotStallAcked: acks=0 requests get no answer from the
+// broker; acknowledged records sent after them must still be answered.
+func TestAcksZeroDoesNotStallAcked(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 2}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 3000 })
+	for round := range 3 {
+		var wg sync.WaitGroup
+		for i := range 50 {
+			wg.Go(func() { decode(t, p.post(t, "topic="+topic+"&acks=0&key=z"+strconv.Itoa(i), []byte{0x01})) })
+		}
+		wg.Wait()
+		for _, acks := range []string{"1", "-1"} {
+			if a := p.post(t, "topic="+topic+"&acks="+acks, []byte{0x02}); a.code != 200 {
+				t.Fatalf("round %d: acks=%s after acks=0 traffic: %d %q", round, acks, a.code, a.body)
+			}
+		}
+	}
+}

@@ -26,25 +26,32 @@ func acksIndex(acks []byte) (int, bool) {
 	return 0, false
 }
 
-// producers holds producer_num writers, each with its own Kafka client and
-// broker connections.
+// producers holds producer_num writers for acknowledged records (acks 1
+// and -1) and as many for acks=0, each with its own Kafka client and broker
+// connections. acks=0 traffic has connections of its own: no response
+// follows its requests, and a broker that answers a connection's requests
+// strictly in order (kfake does) would otherwise hold back the answers to
+// acknowledged records sent after them.
 type producers struct {
-	writers []*writer
-	next    atomic.Uint32
-	check   *topicCheck
+	acked  []*writer
+	noAcks []*writer
+	next   atomic.Uint32
+	check  *topicCheck
 }
 
 func newProducers(cfg Config) (*producers, error) {
 	ps := &producers{}
 	for range cfg.ProducerNum {
-		w, err := newWriter(cfg)
-		if err != nil {
-			ps.close(context.Background())
-			return nil, err
+		for _, set := range []*[]*writer{&ps.acked, &ps.noAcks} {
+			w, err := newWriter(cfg)
+			if err != nil {
+				ps.close(context.Background())
+				return nil, err
+			}
+			*set = append(*set, w)
 		}
-		ps.writers = append(ps.writers, w)
 	}
-	ps.check = newTopicCheck(ps.writers[0].client)
+	ps.check = newTopicCheck(ps.acked[0].client)
 	return ps, nil
 }
 
@@ -68,9 +75,13 @@ func saramaConfig(cfg Config) (*sarama.Config, error) {
 
 // pick chooses the writer for a record: by key, so that one key's records
 // share broker connections, else round robin.
-func (ps *producers) pick(key []byte) *writer {
-	if len(ps.writers) == 1 {
-		return ps.writers[0]
+func (ps *producers) pick(acks int, key []byte) *writer {
+	set := ps.acked
+	if acks == 0 {
+		set = ps.noAcks
+	}
+	if len(set) == 1 {
+		return set[0]
 	}
 	var n uint32
 	if len(key) > 0 {
@@ -80,14 +91,14 @@ func (ps *producers) pick(key []byte) *writer {
 	} else {
 		n = ps.next.Add(1)
 	}
-	return ps.writers[n%uint32(len(ps.writers))]
+	return set[n%uint32(len(set))]
 }
 
 // close stops every writer: records already accepted are sent and answered
 // until ctx ends; then the clients are closed.
 func (ps *producers) close(ctx context.Context) error {
 	var errs []error
-	for _, w := range ps.writers {
+	for _, w := range append(ps.acked, ps.noAcks...) {
 		if err := w.close(ctx); err != nil {
 			errs = append(errs, err)
 		}
@@ -96,4 +107,4 @@ func (ps *producers) close(ctx context.Context) error {
 }
 
 // brokersKnown reports whether the metadata names at least one broker.
-func (ps *producers) brokersKnown() bool { return len(ps.writers[0].client.Brokers()) > 0 }
+func (ps *producers) brokersKnown() bool { return len(ps.acked[0].client.Brokers()) > 0 }

@@ -41,13 +41,14 @@ type Config struct {
 	Port     int    // 0: a free loopback port
 	TickMs   int    // 0: 500 ms (session timeouts are 2–20 ticks)
 	StartFor time.Duration
+	Jar      string // "": Debian's Jar
 }
 
 // Installed reports an error naming the install command when the server
-// is not installed.
-func Installed() error {
-	if _, err := os.Stat(Jar); err != nil {
-		return fmt.Errorf("zookeeper is not installed (%s missing); install it with: %s", Jar, InstallHint)
+// jar is missing.
+func Installed(jar string) error {
+	if _, err := os.Stat(jar); err != nil {
+		return fmt.Errorf("zookeeper is not installed (%s missing); install it with: %s", jar, InstallHint)
 	}
 	if _, err := exec.LookPath("java"); err != nil {
 		return fmt.Errorf("java is not on PATH; zookeeper needs it: %s", InstallHint)
@@ -57,7 +58,10 @@ func Installed() error {
 
 // Start launches a server and waits until it answers.
 func Start(cfg Config) (*Server, error) {
-	if err := Installed(); err != nil {
+	if cfg.Jar == "" {
+		cfg.Jar = Jar
+	}
+	if err := Installed(cfg.Jar); err != nil {
 		return nil, err
 	}
 	if cfg.TickMs == 0 {
@@ -98,7 +102,7 @@ func Start(cfg Config) (*Server, error) {
 	}
 	defer logf.Close()
 	cmd := exec.Command("java", "-Xmx256m", "-Dzookeeper.log.dir="+cfg.Dir,
-		"-cp", ConfDir+":"+Jar, "org.apache.zookeeper.server.ZooKeeperServerMain", cfgPath)
+		"-cp", ConfDir+":"+cfg.Jar, "org.apache.zookeeper.server.ZooKeeperServerMain", cfgPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// The server dies with whoever started it, even on kill -9.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}

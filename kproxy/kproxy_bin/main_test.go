@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// buildBinary compiles kproxy_bin once per test run.
+var buildBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "kproxy_bin")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "kproxy_bin")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+func binary(t *testing.T) string {
+	t.Helper()
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func TestBadConfigExitsWithReason(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "kproxy.yaml")
+	os.WriteFile(f, []byte("port: 5030\nreq_pool_size: 0\nbroker_host: [a:1]\n"), 0o644)
+	cmd := exec.Command(binary(t), "-f", f)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if code := cmd.ProcessState.ExitCode(); code != 2 {
+		t.Fatalf("exit %d (%v), want 2", code, err)
+	}
+	for _, want := range []string{f + ":3: broker_host: unknown key"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr %q lacks %q", stderr.String(), want)
+		}
+	}
+	os.WriteFile(f, []byte("port: 5030\nreq_pool_size: 0\nbroker_hosts: [a:1]\n"), 0o644)
+	out, _ := exec.Command(binary(t), "-f", f, "-check").CombinedOutput()
+	if !strings.Contains(string(out), f+": req_pool_size: must be >= 1, got 0") {
+		t.Errorf("-check output %q", out)
+	}
+}
+
+// TestSIGTERMDrainsAndExitsZero runs the binary, keeps requests flowing,
+// sends SIGTERM, and checks: exit 0, every 200 is in Kafka, the log file
+// is in log_dir.
+func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 2}})
+	dir := t.TempDir()
+	port := freePort(t)
+	cfg := fmt.Sprintf("log_dir: %s\nlog_level: 4\nport: %d\nlisten_host: 127.0.0.1\nadmin_addr: \"\"\n"+
+		"read_timeout_ms: 2000\nwrite_timeout_ms: 2000\nbroker_hosts: [%s]\n", filepath.Join(dir, "log"), port, c.ListenAddrs()[0])
+	f := filepath.Join(dir, "kproxy.yaml")
+	os.WriteFile(f, []byte(cfg), 0o644)
+	cmd := exec.Command(binary(t), "-f", f)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	url := fmt.Sprintf("http://127.0.0.1:%d/commit?topic=t&key=k", port)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Post(url, "", bytes.NewReader([]byte{0x01}))
+		if err == nil && resp.StatusCode == 200 {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kproxy_bin did not serve: %v; stderr: %s", err, stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ok := 1
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 8 {
+		wg.Go(func() {
+			client := &http.Client{Timeout: 10 * time.Second}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := client.Post(url, "", bytes.NewReader([]byte{0x02}))
+				if err != nil {
+					return // listener closed: the request was not taken
+				}
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					mu.Lock()
+					ok++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("exit after SIGTERM: %v; stderr: %s", err, stderr.String())
+	}
+	client, err := sarama.NewClient(c.ListenAddrs(), sarama.NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	var written int64
+	for _, p := range []int32{0, 1} {
+		off, err := client.GetOffset("t", p, sarama.OffsetNewest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		written += off
+	}
+	if written != int64(ok) {
+		t.Errorf("%d records in Kafka, %d requests answered 200", written, ok)
+	}
+	logText, err := os.ReadFile(filepath.Join(dir, "log", "kproxy.log"))
+	if err != nil || !strings.Contains(string(logText), "kproxy started") || !strings.Contains(string(logText), "msg=stopped") {
+		t.Errorf("log file: %v\n%s", err, logText)
+	}
+}

@@ -1,0 +1,110 @@
+package config_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
+)
+
+type inner struct {
+	Name  string `yaml:"name"`
+	Count int    `yaml:"count"`
+}
+
+type sample struct {
+	Port    int              `yaml:"port"`
+	Hosts   []string         `yaml:"hosts"`
+	Inner   inner            `yaml:"inner"`
+	List    []inner          `yaml:"list"`
+	ByName  map[string]inner `yaml:"by_name"`
+	Enabled bool             `yaml:"enabled"`
+}
+
+type withRest struct {
+	Base inner            `yaml:"base"`
+	Rest map[string]inner `yaml:",inline"`
+}
+
+func TestDecode(t *testing.T) {
+	cases := []struct {
+		name, doc string
+		wantErr   []string // substrings; empty: no error
+		check     func(sample) bool
+	}{
+		{"empty file keeps defaults", "", nil, func(s sample) bool { return s.Port == 5030 }},
+		{"comment only", "# nothing\n", nil, func(s sample) bool { return s.Port == 5030 }},
+		{"values", "port: 1\nhosts: [a, b]\ninner: {name: x, count: 2}\nlist:\n - name: y\nby_name:\n  k: {count: 3}\n", nil,
+			func(s sample) bool {
+				return s.Port == 1 && len(s.Hosts) == 2 && s.Inner.Count == 2 && s.List[0].Name == "y" && s.ByName["k"].Count == 3
+			}},
+		{"null value keeps default", "port:\n", nil, func(s sample) bool { return s.Port == 5030 }},
+		{"unknown key", "port: 1\nprot: 2\n", []string{"f.yaml:2: prot: unknown key", "known keys: by_name, enabled"}, nil},
+		{"unknown nested key", "inner:\n  nmae: x\n", []string{"f.yaml:2: inner.nmae: unknown key"}, nil},
+		{"unknown key in list item", "list:\n - name: a\n   cnt: 1\n", []string{"list[0].cnt: unknown key"}, nil},
+		{"unknown key in map value", "by_name:\n  k:\n    cnt: 1\n", []string{"by_name.k.cnt: unknown key"}, nil},
+		{"type error names field and value", "port: abc\n", []string{`f.yaml:1: port: must be an integer, got "abc"`}, nil},
+		{"bool", "enabled: maybe\n", []string{`enabled: must be true or false, got "maybe"`}, nil},
+		{"list expected", "hosts: 3\n", []string{"hosts: must be a list"}, nil},
+		{"mapping expected", "inner: 3\n", []string{`inner: must be a mapping of keys, got "3"`}, nil},
+		{"every problem at once", "port: x\nfoo: 1\nbar: 2\n", []string{"port:", "foo: unknown", "bar: unknown"}, nil},
+		{"duplicate key", "port: 1\nport: 2\n", []string{"port"}, nil},
+		{"syntax error", "port: [1\n", []string{"f.yaml:"}, nil},
+	}
+	for _, tc := range cases {
+		s := sample{Port: 5030}
+		err := config.Decode("f.yaml", []byte(tc.doc), &s)
+		if len(tc.wantErr) == 0 {
+			if err != nil {
+				t.Errorf("%s: %v", tc.name, err)
+			} else if tc.check != nil && !tc.check(s) {
+				t.Errorf("%s: decoded %+v", tc.name, s)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("%s: no error", tc.name)
+			continue
+		}
+		for _, w := range tc.wantErr {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q lacks %q", tc.name, err, w)
+			}
+		}
+	}
+}
+
+func TestInlineMapTakesOtherKeys(t *testing.T) {
+	var w withRest
+	err := config.Decode("k.yaml", []byte("base: {name: b}\nc1: {count: 1}\nc2: {count: 2}\n"), &w)
+	if err != nil || w.Base.Name != "b" || w.Rest["c2"].Count != 2 {
+		t.Fatalf("%+v %v", w, err)
+	}
+	err = config.Decode("k.yaml", []byte("c1: {cuont: 1}\n"), &w)
+	if err == nil || !strings.Contains(err.Error(), "c1.cuont: unknown key") {
+		t.Fatalf("unknown key inside an inline section: %v", err)
+	}
+}
+
+func TestProblems(t *testing.T) {
+	p := config.NewProblems("conf/modules/m1.yaml")
+	if p.Err() != nil {
+		t.Fatal("no problems yet")
+	}
+	p.Addf("window_size", 0, "must be >= 1")
+	p.Addf("uri", "/x/{#NOPE}", "unknown placeholder")
+	p.Add("backend_servers", "must list at least one server")
+	want := "conf/modules/m1.yaml: window_size: must be >= 1, got 0\n" +
+		`conf/modules/m1.yaml: uri: unknown placeholder, got "/x/{#NOPE}"` + "\n" +
+		"conf/modules/m1.yaml: backend_servers: must list at least one server"
+	if got := p.Err().Error(); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	var s sample
+	if err := config.Load("/nonexistent/kproxy.yaml", &s); err == nil || !strings.Contains(err.Error(), "/nonexistent/kproxy.yaml") {
+		t.Fatalf("Load of a missing file: %v", err)
+	}
+}

@@ -1,0 +1,67 @@
+package logging
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestLevel(t *testing.T) {
+	for _, tc := range []struct {
+		in   int
+		want slog.Level
+		on   bool
+	}{
+		{0, 0, false}, {1, slog.LevelError, true}, {2, slog.LevelWarn, true}, {3, slog.LevelWarn, true},
+		{4, slog.LevelInfo, true}, {6, slog.LevelInfo, true}, {8, slog.LevelDebug, true},
+		{16, LevelVerbose, true}, {31, LevelVerbose, true},
+	} {
+		got, on := Level(tc.in)
+		if on != tc.on || (on && got != tc.want) {
+			t.Errorf("Level(%d) = %v %v, want %v %v", tc.in, got, on, tc.want, tc.on)
+		}
+	}
+}
+
+func TestFileAndReopen(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "log")
+	l, err := New(dir, 4, "kproxy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	l.Info("first", "k", 1)
+	l.Debug("hidden at level 4")
+	path := filepath.Join(dir, "kproxy.log")
+	if err := os.Rename(path, path+".1"); err != nil { // as logrotate does
+		t.Fatal(err)
+	}
+	l.Info("still to the old file")
+	if err := l.Reopen(); err != nil {
+		t.Fatal(err)
+	}
+	l.Warn("second")
+	old, _ := os.ReadFile(path + ".1")
+	cur, _ := os.ReadFile(path)
+	if !strings.Contains(string(old), "msg=first k=1") || !strings.Contains(string(old), "still to the old file") ||
+		strings.Contains(string(old), "hidden") {
+		t.Errorf("rotated file: %s", old)
+	}
+	if !strings.Contains(string(cur), "level=WARN msg=second") || strings.Contains(string(cur), "first") {
+		t.Errorf("new file: %s", cur)
+	}
+}
+
+func TestLevelZeroWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	l, err := New(dir, 0, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Error("nothing")
+	if _, err := os.Stat(filepath.Join(dir, "x.log")); err == nil {
+		t.Errorf("log file created at log_level 0")
+	}
+}

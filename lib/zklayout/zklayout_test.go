@@ -1,0 +1,121 @@
+package zklayout_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zktest"
+)
+
+func TestPaths(t *testing.T) {
+	for got, want := range map[string]string{
+		zklayout.BrokerIDs("/mq/c1"):           "/mq/c1/brokers/ids",
+		zklayout.BrokerIDs(""):                 "/brokers/ids",
+		zklayout.ConsumerIDs("/mq/c1", "m"):    "/mq/c1/consumers/m/ids",
+		zklayout.Owners("/mq/c1/", "m", "t"):   "/mq/c1/consumers/m/owners/t",
+		zklayout.Offsets("mq/c1", "m", "t"):    "/mq/c1/consumers/m/offsets/t",
+		zklayout.Consumers("/mq/test_cluster"): "/mq/test_cluster/consumers",
+	} {
+		if got != want {
+			t.Errorf("%s, want %s", got, want)
+		}
+	}
+}
+
+func TestOffsetCodec(t *testing.T) {
+	if got := string(zklayout.EncodeOffset(1234567890123)); got != "1234567890123" {
+		t.Errorf("EncodeOffset: %q", got)
+	}
+	for in, want := range map[string]int64{"0": 0, "42": 42, " 42\n": 42, "9223372036854775807": 1<<63 - 1} {
+		if got, err := zklayout.ParseOffset([]byte(in)); err != nil || got != want {
+			t.Errorf("ParseOffset(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "  ", "-1", "4x", "0x10", "1e3", "9223372036854775808", "{\"offset\":1}"} {
+		if got, err := zklayout.ParseOffset([]byte(in)); err == nil {
+			t.Errorf("ParseOffset(%q) = %d, want an error", in, got)
+		}
+	}
+}
+
+func FuzzParseOffset(f *testing.F) {
+	for _, s := range []string{"0", "42\n", "-1", "abc", "99999999999999999999"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v, err := zklayout.ParseOffset(b)
+		if err != nil {
+			return
+		}
+		if v < 0 {
+			t.Fatalf("negative offset %d from %q", v, b)
+		}
+		back, err := zklayout.ParseOffset(zklayout.EncodeOffset(v))
+		if err != nil || back != v {
+			t.Fatalf("round trip of %d: %d, %v", v, back, err)
+		}
+	})
+}
+
+func TestBrokerAddr(t *testing.T) {
+	b := zklayout.NewBroker("10.0.0.5", 9092)
+	if a, err := b.Addr(); err != nil || a != "10.0.0.5:9092" {
+		t.Errorf("Addr: %q %v", a, err)
+	}
+	// A broker with only named listeners writes host null and port -1.
+	b, err := zklayout.ParseBroker([]byte(`{"listener_security_protocol_map":{"INTERNAL":"PLAINTEXT"},` +
+		`"endpoints":["INTERNAL://kafka-1.internal:9093"],"jmx_port":-1,"host":null,"timestamp":"1","port":-1,"version":5}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err := b.Addr(); err != nil || a != "kafka-1.internal:9093" {
+		t.Errorf("Addr from endpoints: %q %v", a, err)
+	}
+	if _, err := zklayout.ParseBroker([]byte("not json")); err == nil {
+		t.Errorf("ParseBroker accepted garbage")
+	}
+}
+
+func TestRegisterAndDiscoverBrokers(t *testing.T) {
+	srv := zktest.Start(t)
+	conn := zktest.Connect(t, srv.Addr)
+	const chroot = "/mq/test_cluster"
+	if err := zklayout.RegisterBroker(conn, chroot, 0, "127.0.0.1", 9092); err != nil {
+		t.Fatal(err)
+	}
+	if err := zklayout.RegisterBroker(conn, chroot, 1, "127.0.0.1", 9093); err != nil {
+		t.Fatal(err)
+	}
+	_, stat, err := conn.Get(chroot + "/brokers/ids/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stat.EphemeralOwner == 0 {
+		t.Errorf("broker node is not ephemeral")
+	}
+	addrs, err := zklayout.DiscoverBrokers(conn, chroot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(addrs) != 2 || !(addrs[0] == "127.0.0.1:9092" || addrs[1] == "127.0.0.1:9092") {
+		t.Errorf("discovered %v", addrs)
+	}
+	// A session's end removes its brokers.
+	other := zktest.Connect(t, srv.Addr)
+	conn.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ids, _, err := other.Children(chroot + "/brokers/ids")
+		if err == nil && len(ids) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("brokers still registered 10s after the session closed: %v %v", ids, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := zklayout.DiscoverBrokers(other, "/no/such/chroot"); err == nil {
+		t.Errorf("DiscoverBrokers on a missing chroot succeeded")
+	}
+}

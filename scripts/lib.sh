@@ -1,0 +1,63 @@
+# Shared helpers for the scripts; source it, don't run it.
+
+# ensure_pkg PATH PACKAGE: install the Debian package when PATH is missing.
+ensure_pkg() {
+	local path=$1 pkg=$2
+	if [ -e "$path" ] || command -v "$path" >/dev/null 2>&1; then
+		return 0
+	fi
+	echo "installing $pkg (apt-get install -y $pkg)…"
+	local sudo=""
+	[ "$(id -u)" -ne 0 ] && sudo=sudo
+	if [ -z "${_APT_UPDATED:-}" ]; then
+		$sudo apt-get update -qq >/dev/null
+		_APT_UPDATED=1
+	fi
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$pkg" >/dev/null
+}
+
+# build_all: the three binaries (those that exist) and the dev tools, into bin/.
+build_all() {
+	local pkgs=()
+	for d in kproxy/kproxy_bin ktransfer/ktransfer_bin kmonitor/kmonitor_bin \
+		scripts/devstack scripts/bareserver scripts/endoffsets; do
+		[ -d "$d" ] && pkgs+=("./$d")
+	done
+	go build -o bin/ "${pkgs[@]}"
+}
+
+# wait_for DESCRIPTION SECONDS COMMAND…: run COMMAND until it succeeds,
+# showing progress (in place on a terminal); fail after SECONDS.
+wait_for() {
+	local what=$1 secs=$2
+	shift 2
+	local start=$SECONDS tty=""
+	[ -t 1 ] && tty=1
+	"$@" >/dev/null 2>&1 && return 0
+	[ -z "$tty" ] && echo "waiting for $what…"
+	until "$@" >/dev/null 2>&1; do
+		if (( SECONDS - start >= secs )); then
+			[ -n "$tty" ] && printf '\r\033[K'
+			echo "$what: not ready after ${secs}s" >&2
+			return 1
+		fi
+		[ -n "$tty" ] && printf '\rwaiting for %s… %ss ' "$what" $((SECONDS - start))
+		sleep 0.2
+	done
+	[ -n "$tty" ] && printf '\r\033[K'
+	return 0
+}
+
+# port_free PORT: true when nothing listens on 127.0.0.1:PORT.
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# stop_pids PID…: SIGTERM, then wait up to 10 s, then SIGKILL.
+stop_pids() {
+	local p
+	for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in "$@"; do
+		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
+		kill -KILL "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Every test of the project: installs ZooKeeper when it is missing, vets,
+# runs the tests with the race detector, then a bounded fuzz run of each
+# parser that faces the network.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+ensure_pkg /usr/share/java/zookeeper.jar zookeeper
+go vet ./...
+go test -race -count=1 -timeout 20m ./...
+FUZZTIME=${FUZZTIME:-10s}
+go test -run '^$' -fuzz '^FuzzValidMsgpack$' -fuzztime "$FUZZTIME" ./kproxy
+go test -run '^$' -fuzz '^FuzzParseOffset$' -fuzztime "$FUZZTIME" ./lib/zklayout
+echo "all tests passed"
