@@ -15,6 +15,7 @@ type metrics struct {
 	duration      prometheus.Histogram
 	produceErrors *prometheus.CounterVec
 	records       [3]prometheus.Counter // by acks level
+	batchRecords  prometheus.Histogram
 }
 
 // answeredCodes are every status the handler writes.
@@ -35,6 +36,11 @@ func newMetrics(reg *prometheus.Registry, inFlight *atomic.Int64) *metrics {
 		}, []string{"code"}),
 		byCode: map[int]prometheus.Counter{},
 	}
+	m.batchRecords = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "kproxy_produce_request_records",
+		Help:    "Records per produce request sent to a broker (its count is the number of produce requests).",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+	})
 	records := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kproxy_records_total", Help: "Records Kafka accepted, by acks level.",
 	}, []string{"acks"})
@@ -44,7 +50,7 @@ func newMetrics(reg *prometheus.Registry, inFlight *atomic.Int64) *metrics {
 	for _, c := range answeredCodes {
 		m.byCode[c] = m.requests.WithLabelValues(strconv.Itoa(c))
 	}
-	reg.MustRegister(m.requests, m.duration, m.produceErrors, records,
+	reg.MustRegister(m.requests, m.duration, m.produceErrors, records, m.batchRecords,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "kproxy_requests_in_flight", Help: "/commit requests being processed.",
 		}, func() float64 { return float64(inFlight.Load()) }),

@@ -39,11 +39,11 @@ type producers struct {
 	check  *topicCheck
 }
 
-func newProducers(cfg Config) (*producers, error) {
+func newProducers(cfg Config, batchSize interface{ Observe(float64) }) (*producers, error) {
 	ps := &producers{}
 	for range cfg.ProducerNum {
 		for _, set := range []*[]*writer{&ps.acked, &ps.noAcks} {
-			w, err := newWriter(cfg)
+			w, err := newWriter(cfg, batchSize)
 			if err != nil {
 				ps.close(context.Background())
 				return nil, err

@@ -59,12 +59,12 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("listen on %s (admin_addr): %w", cfg.AdminAddr, err)
 		}
 	}
-	if s.prod, err = newProducers(cfg); err != nil {
+	reg := prometheus.NewRegistry()
+	s.metrics = newMetrics(reg, &s.inFlight)
+	if s.prod, err = newProducers(cfg, s.metrics.batchRecords); err != nil {
 		s.closeListeners()
 		return nil, err
 	}
-	reg := prometheus.NewRegistry()
-	s.metrics = newMetrics(reg, &s.inFlight)
 	s.http = &fasthttp.Server{
 		Handler:            s.handle,
 		ErrorHandler:       s.requestError,

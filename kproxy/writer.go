@@ -26,7 +26,14 @@ type pending struct {
 	lastErr   error
 	done      chan error
 	writeSize int
+	rec       sarama.Record // its entry in a produce request
 }
+
+// recordKey presents a pending record's key to sarama's partitioner.
+type recordKey pending
+
+func (k *recordKey) Encode() ([]byte, error) { return k.key, nil }
+func (k *recordKey) Length() int             { return len(k.key) }
 
 var pendingPool = sync.Pool{New: func() any { return &pending{done: make(chan error, 1)} }}
 
@@ -49,6 +56,7 @@ type writer struct {
 	backoff     time.Duration
 	fnv         bool
 	murmur2     sarama.Partitioner // used only for keyed records: stateless then
+	batchSize   interface{ Observe(float64) }
 
 	mu     sync.Mutex
 	queues map[queueKey]*queue
@@ -64,7 +72,7 @@ type queueKey struct {
 	acks   int
 }
 
-func newWriter(cfg Config) (*writer, error) {
+func newWriter(cfg Config, batchSize interface{ Observe(float64) }) (*writer, error) {
 	sc, err := saramaConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -87,6 +95,7 @@ func newWriter(cfg Config) (*writer, error) {
 		murmur2:     sarama.NewMurmur2Partitioner(""),
 		queues:      map[queueKey]*queue{},
 		idle:        make(chan struct{}, 1),
+		batchSize:   batchSize,
 	}
 	return w, nil
 }
@@ -382,6 +391,7 @@ func (q *queue) flush(batch []*pending) {
 		return
 	}
 	req, groups := w.buildRequest(batch, acksLevels[q.key.acks])
+	w.batchSize.Observe(float64(len(batch)))
 	if q.key.acks == 0 {
 		// No response comes: the record is as written as acks=0 promises
 		// once the request is on the socket.
@@ -417,18 +427,18 @@ type group struct {
 
 func (w *writer) buildRequest(batch []*pending, acks sarama.RequiredAcks) (*sarama.ProduceRequest, []*group) {
 	req := &sarama.ProduceRequest{RequiredAcks: acks, Timeout: w.timeoutMs, Version: w.version}
-	type tp struct {
-		topic     string
-		partition int32
-	}
-	index := map[tp]*group{}
+	// A request holds few partitions: a linear search beats a map here.
 	var groups []*group
 	for _, p := range batch {
-		k := tp{p.msg.Topic, p.msg.Partition}
-		g := index[k]
+		var g *group
+		for _, c := range groups {
+			if c.partition == p.msg.Partition && c.topic == p.msg.Topic {
+				g = c
+				break
+			}
+		}
 		if g == nil {
-			g = &group{topic: k.topic, partition: k.partition}
-			index[k] = g
+			g = &group{topic: p.msg.Topic, partition: p.msg.Partition}
 			groups = append(groups, g)
 		}
 		g.recs = append(g.recs, p)
@@ -442,11 +452,11 @@ func (w *writer) buildRequest(batch []*pending, acks sarama.RequiredAcks) (*sara
 			Records:         make([]*sarama.Record, len(g.recs)),
 		}
 		for i, p := range g.recs {
-			r := &sarama.Record{OffsetDelta: int64(i), Value: p.buf}
+			p.rec = sarama.Record{OffsetDelta: int64(i), Value: p.buf}
 			if p.msg.Key != nil {
-				r.Key = p.key
+				p.rec.Key = p.key
 			}
-			rb.Records[i] = r
+			rb.Records[i] = &p.rec
 		}
 		req.AddBatch(g.topic, g.partition, rb)
 	}
