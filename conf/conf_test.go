@@ -7,12 +7,14 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kmonitor"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
 )
 
 // loaders maps an example file to the loader of the binary that reads it.
 var loaders = map[string]func(string) error{
-	"kproxy.yaml": func(p string) error { _, err := kproxy.LoadConfig(p); return err },
+	"kproxy.yaml":   func(p string) error { _, err := kproxy.LoadConfig(p); return err },
+	"kmonitor.yaml": func(p string) error { _, err := kmonitor.LoadConfig(p); return err },
 }
 
 func TestEveryExampleLoads(t *testing.T) {

@@ -39,15 +39,19 @@ func Default() Config {
 }
 
 // Validate records the section's problems under the field prefix "kafka".
-func (c Config) Validate(p *config.Problems) {
+func (c Config) Validate(p *config.Problems) { c.ValidateAt(p, "kafka") }
+
+// ValidateAt records the section's problems under the field prefix given,
+// for a section nested elsewhere ("test_cluster.kafka").
+func (c Config) ValidateAt(p *config.Problems, prefix string) {
 	if _, err := sarama.ParseKafkaVersion(c.Version); err != nil {
-		p.Addf("kafka.version", c.Version, "must be a Kafka version like 2.8.0")
+		p.Addf(prefix+".version", c.Version, "must be a Kafka version like 2.8.0")
 	}
 	if c.DialTimeoutMs < 1 {
-		p.Addf("kafka.dial_timeout_ms", c.DialTimeoutMs, "must be >= 1")
+		p.Addf(prefix+".dial_timeout_ms", c.DialTimeoutMs, "must be >= 1")
 	}
 	if c.MetadataRefreshMs < 1000 {
-		p.Addf("kafka.metadata_refresh_ms", c.MetadataRefreshMs, "must be >= 1000")
+		p.Addf(prefix+".metadata_refresh_ms", c.MetadataRefreshMs, "must be >= 1000")
 	}
 }
 

@@ -1,0 +1,172 @@
+// Package kmonitor serves the push delay (lag) of ktransfer modules: the
+// offsets they commit to ZooKeeper, followed with watches, against the
+// partitions' log-end offsets polled from the brokers.
+package kmonitor
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/logging"
+)
+
+// Config is kmonitor.yaml: a base section, an http_server section, and one
+// section per cluster named in base.clusters.
+type Config struct {
+	Base       BaseConfig               `yaml:"base"`
+	HTTPServer HTTPConfig               `yaml:"http_server"`
+	Clusters   map[string]ClusterConfig `yaml:",inline"`
+}
+
+// BaseConfig is the base section.
+type BaseConfig struct {
+	LogDir   string   `yaml:"log_dir"`
+	LogLevel int      `yaml:"log_level"`
+	Clusters []string `yaml:"clusters"`
+	// PollIntervalMs is how often log-end offsets are read from the brokers.
+	PollIntervalMs int `yaml:"poll_interval_ms"`
+	// HistoryMinutes bounds the log-end history kept to estimate lag in
+	// seconds; older lag is reported as at least this long.
+	HistoryMinutes int `yaml:"history_minutes"`
+}
+
+// HTTPConfig is the http_server section.
+type HTTPConfig struct {
+	Port           int    `yaml:"port"`
+	ReadTimeoutMs  int    `yaml:"read_timeout_ms"`
+	WriteTimeoutMs int    `yaml:"write_timeout_ms"`
+	ListenHost     string `yaml:"listen_host"`
+}
+
+// ClusterConfig is one cluster's section.
+type ClusterConfig struct {
+	Chroot             string   `yaml:"chroot"`
+	ZKConnectTimeoutMs int      `yaml:"zk_connect_timeout_ms"`
+	ZKSessionTimeoutMs int      `yaml:"zk_session_timeout_ms"`
+	ZKHosts            []string `yaml:"zk_hosts"`
+	// BrokerHosts, when set, replaces discovery from <chroot>/brokers/ids
+	// (KRaft clusters have no registrations in ZooKeeper).
+	BrokerHosts []string         `yaml:"broker_hosts"`
+	Kafka       kafkaconf.Config `yaml:"kafka"`
+}
+
+// DefaultConfig returns the defaults; a file is decoded over them.
+func DefaultConfig() Config {
+	return Config{
+		Base:       BaseConfig{LogLevel: 4, PollIntervalMs: 1000, HistoryMinutes: 60},
+		HTTPServer: HTTPConfig{Port: 55325, ReadTimeoutMs: 100, WriteTimeoutMs: 100},
+	}
+}
+
+// defaultCluster holds the defaults of a cluster section.
+func defaultCluster() ClusterConfig {
+	return ClusterConfig{ZKConnectTimeoutMs: 1000, ZKSessionTimeoutMs: 6000, Kafka: kafkaconf.Default()}
+}
+
+// LoadConfig reads path over the defaults and validates the result.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	if err := config.Load(path, &cfg); err != nil {
+		return cfg, err
+	}
+	cfg.fillClusterDefaults()
+	return cfg, cfg.Validate(path)
+}
+
+// fillClusterDefaults gives keys a cluster section leaves out their
+// defaults. Sections are decoded into zero values, so a zero means "not
+// set" here; a set key that is invalid as zero is caught by Validate only
+// when it cannot be told from absent, which the minimums below rule out.
+func (c *Config) fillClusterDefaults() {
+	d := defaultCluster()
+	for name, cl := range c.Clusters {
+		if cl.ZKConnectTimeoutMs == 0 {
+			cl.ZKConnectTimeoutMs = d.ZKConnectTimeoutMs
+		}
+		if cl.ZKSessionTimeoutMs == 0 {
+			cl.ZKSessionTimeoutMs = d.ZKSessionTimeoutMs
+		}
+		if cl.Kafka.Version == "" {
+			cl.Kafka.Version = d.Kafka.Version
+		}
+		if cl.Kafka.DialTimeoutMs == 0 {
+			cl.Kafka.DialTimeoutMs = d.Kafka.DialTimeoutMs
+		}
+		if cl.Kafka.MetadataRefreshMs == 0 {
+			cl.Kafka.MetadataRefreshMs = d.Kafka.MetadataRefreshMs
+		}
+		c.Clusters[name] = cl
+	}
+}
+
+// Validate reports every problem at once; file names the config file.
+func (c Config) Validate(file string) error {
+	p := config.NewProblems(file)
+	if c.Base.LogLevel < 0 || c.Base.LogLevel > logging.MaxLevel {
+		p.Addf("base.log_level", c.Base.LogLevel, "must be 0..%d", logging.MaxLevel)
+	}
+	if len(c.Base.Clusters) == 0 {
+		p.Add("base.clusters", "must name at least one cluster")
+	}
+	if c.Base.PollIntervalMs < 100 {
+		p.Addf("base.poll_interval_ms", c.Base.PollIntervalMs, "must be >= 100")
+	}
+	if c.Base.HistoryMinutes < 1 {
+		p.Addf("base.history_minutes", c.Base.HistoryMinutes, "must be >= 1")
+	}
+	if c.HTTPServer.Port < 0 || c.HTTPServer.Port > 65535 {
+		p.Addf("http_server.port", c.HTTPServer.Port, "must be 0..65535")
+	}
+	if c.HTTPServer.ReadTimeoutMs < 1 {
+		p.Addf("http_server.read_timeout_ms", c.HTTPServer.ReadTimeoutMs, "must be >= 1")
+	}
+	if c.HTTPServer.WriteTimeoutMs < 1 {
+		p.Addf("http_server.write_timeout_ms", c.HTTPServer.WriteTimeoutMs, "must be >= 1")
+	}
+	if h := c.HTTPServer.ListenHost; h != "" && net.ParseIP(h) == nil && h != "localhost" {
+		p.Addf("http_server.listen_host", h, "must be an IP address or empty")
+	}
+	for i, name := range c.Base.Clusters {
+		if slices.Index(c.Base.Clusters, name) != i {
+			p.Addf("base.clusters", name, "lists a cluster twice")
+			continue
+		}
+		if _, ok := c.Clusters[name]; !ok {
+			p.Addf("base.clusters["+strconv.Itoa(i)+"]", name, "has no section of that name")
+		}
+	}
+	for name, cl := range c.Clusters {
+		if !slices.Contains(c.Base.Clusters, name) {
+			p.Add(name, "section of a cluster not listed in base.clusters (add it there, or remove the section)")
+			continue
+		}
+		if cl.Chroot == "" || cl.Chroot[0] != '/' {
+			p.Addf(name+".chroot", cl.Chroot, "must be an absolute ZooKeeper path like /mq/%s", name)
+		}
+		if len(cl.ZKHosts) == 0 {
+			p.Add(name+".zk_hosts", "must list at least one ZooKeeper host:port")
+		}
+		for i, h := range cl.ZKHosts {
+			if _, _, err := net.SplitHostPort(h); err != nil {
+				p.Addf(fmt.Sprintf("%s.zk_hosts[%d]", name, i), h, "must be host:port")
+			}
+		}
+		for i, h := range cl.BrokerHosts {
+			if _, _, err := net.SplitHostPort(h); err != nil {
+				p.Addf(fmt.Sprintf("%s.broker_hosts[%d]", name, i), h, "must be host:port")
+			}
+		}
+		if cl.ZKConnectTimeoutMs < 1 {
+			p.Addf(name+".zk_connect_timeout_ms", cl.ZKConnectTimeoutMs, "must be >= 1")
+		}
+		if cl.ZKSessionTimeoutMs < 1000 {
+			p.Addf(name+".zk_session_timeout_ms", cl.ZKSessionTimeoutMs, "must be >= 1000")
+		}
+		cl.Kafka.ValidateAt(p, name+".kafka")
+	}
+	return p.Err()
+}

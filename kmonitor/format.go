@@ -1,0 +1,214 @@
+package kmonitor
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/json"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// moduleKeys gives every lag its partition key within its module: the
+// partition, or "<topic>.<partition>" when the module has offsets for more
+// than one topic in the cluster (so that they do not overwrite each other;
+// the partition is what follows the last dot).
+func moduleKeys(lags []Lag) []string {
+	type cm struct{ cluster, module string }
+	topics := map[cm]string{}
+	multi := map[cm]bool{}
+	for _, l := range lags {
+		k := cm{l.Cluster, l.Module}
+		if t, ok := topics[k]; ok && t != l.Topic {
+			multi[k] = true
+		}
+		topics[k] = l.Topic
+	}
+	keys := make([]string, len(lags))
+	for i, l := range lags {
+		keys[i] = l.Partition
+		if multi[cm{l.Cluster, l.Module}] {
+			keys[i] = l.Topic + "." + l.Partition
+		}
+	}
+	return keys
+}
+
+// sortLags orders by cluster, module, topic, then partition number.
+func sortLags(lags []Lag) {
+	slices.SortFunc(lags, func(a, b Lag) int {
+		return cmp.Or(cmp.Compare(a.Cluster, b.Cluster), cmp.Compare(a.Module, b.Module),
+			cmp.Compare(a.Topic, b.Topic), comparePartitions(a.Partition, b.Partition))
+	})
+}
+
+func comparePartitions(a, b string) int {
+	x, errA := strconv.Atoi(a)
+	y, errB := strconv.Atoi(b)
+	if errA == nil && errB == nil {
+		return cmp.Compare(x, y)
+	}
+	return cmp.Compare(a, b)
+}
+
+// detail is one partition in the ?detail=1 JSON.
+type detail struct {
+	Topic             string   `json:"topic"`
+	Partition         string   `json:"partition"`
+	Lag               *int64   `json:"lag"`
+	Committed         *int64   `json:"committed"`
+	LogEnd            *int64   `json:"log_end"`
+	LagSeconds        *float64 `json:"lag_seconds,omitempty"`
+	LagSecondsAtLeast bool     `json:"lag_seconds_at_least,omitempty"`
+	Error             string   `json:"error,omitempty"`
+}
+
+// writeJSON writes {"<cluster>":{"<module>":{"<partition>":<lag>}}}; a
+// partition whose lag is unknown has the value null. Every cluster asked
+// for appears, even with no modules. With withDetail each value is an
+// object with the offsets, the estimated lag in seconds and the error.
+func writeJSON(buf *bytes.Buffer, clusters []string, lags []Lag, withDetail bool) {
+	sortLags(lags)
+	keys := moduleKeys(lags)
+	buf.WriteByte('{')
+	i := 0
+	for ci, c := range clusters {
+		if ci > 0 {
+			buf.WriteByte(',')
+		}
+		writeString(buf, c)
+		buf.WriteString(":{")
+		module := ""
+		first := true
+		for ; i < len(lags) && lags[i].Cluster == c; i++ {
+			l := lags[i]
+			if first || l.Module != module {
+				if !first {
+					buf.WriteString("},")
+				}
+				writeString(buf, l.Module)
+				buf.WriteString(":{")
+				module, first = l.Module, false
+			} else {
+				buf.WriteByte(',')
+			}
+			writeString(buf, keys[i])
+			buf.WriteByte(':')
+			switch {
+			case withDetail:
+				b, _ := json.Marshal(toDetail(l))
+				buf.Write(b)
+			case l.Err != "":
+				buf.WriteString("null")
+			default:
+				buf.WriteString(strconv.FormatInt(l.Lag, 10))
+			}
+		}
+		if !first {
+			buf.WriteByte('}')
+		}
+		buf.WriteByte('}')
+	}
+	buf.WriteString("}\n")
+}
+
+func toDetail(l Lag) detail {
+	d := detail{Topic: l.Topic, Partition: l.Partition, Error: l.Err}
+	if l.Committed >= 0 {
+		d.Committed = &l.Committed
+	}
+	if l.LogEnd >= 0 {
+		d.LogEnd = &l.LogEnd
+	}
+	if l.Err == "" {
+		d.Lag = &l.Lag
+		s := float64(int64(l.LagSeconds*1000)) / 1000
+		d.LagSeconds, d.LagSecondsAtLeast = &s, l.LagSecondsAtLeast
+	}
+	return d
+}
+
+func writeString(buf *bytes.Buffer, s string) {
+	b, _ := json.Marshal(s)
+	buf.Write(b)
+}
+
+// writeZabbix writes one zabbix_sender line per partition whose lag is
+// known, and per cluster the number of partitions whose lag is not:
+//
+//   - <cluster>.<module>.<partition>.delay <lag>       (keys=dotted, the 2015 form)
+//   - <cluster>.kmonitor.errors <count>
+//   - kmonitor.delay[<cluster>,<module>,<topic>,<partition>] <lag>   (keys=item)
+//   - kmonitor.errors[<cluster>] <count>
+//
+// The item form is a valid Zabbix item key for any names (parameters are
+// quoted when needed); it matches the zabbix_lld macros.
+func writeZabbix(buf *bytes.Buffer, clusters []string, lags []Lag, itemKeys bool) {
+	sortLags(lags)
+	keys := moduleKeys(lags)
+	errs := map[string]int{}
+	for i, l := range lags {
+		if l.Err != "" {
+			errs[l.Cluster]++
+			continue
+		}
+		buf.WriteString("- ")
+		if itemKeys {
+			buf.WriteString("kmonitor.delay[")
+			buf.WriteString(itemParams(l.Cluster, l.Module, l.Topic, l.Partition))
+			buf.WriteString("] ")
+		} else {
+			buf.WriteString(l.Cluster + "." + l.Module + "." + keys[i] + ".delay ")
+		}
+		buf.WriteString(strconv.FormatInt(l.Lag, 10))
+		buf.WriteByte('\n')
+	}
+	for _, c := range clusters {
+		if itemKeys {
+			buf.WriteString("- kmonitor.errors[" + itemParams(c) + "] ")
+		} else {
+			buf.WriteString("- " + c + ".kmonitor.errors ")
+		}
+		buf.WriteString(strconv.Itoa(errs[c]))
+		buf.WriteByte('\n')
+	}
+}
+
+// itemParams joins Zabbix item key parameters, quoting those that need it:
+// a parameter holding ',', ']', '[' or '"', or starting with a space, is
+// written in double quotes with '"' escaped as \".
+func itemParams(params ...string) string {
+	var b strings.Builder
+	for i, p := range params {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		if strings.ContainsAny(p, `,[]"`) || strings.HasPrefix(p, " ") {
+			b.WriteByte('"')
+			b.WriteString(strings.ReplaceAll(p, `"`, `\"`))
+			b.WriteByte('"')
+			continue
+		}
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+// writeLLD writes Zabbix low-level discovery data: a plain JSON array with
+// one object per partition.
+func writeLLD(buf *bytes.Buffer, lags []Lag) {
+	sortLags(lags)
+	type entry struct {
+		Cluster   string `json:"{#CLUSTER}"`
+		Module    string `json:"{#MODULE}"`
+		Topic     string `json:"{#TOPIC}"`
+		Partition string `json:"{#PARTITION}"`
+	}
+	out := make([]entry, len(lags))
+	for i, l := range lags {
+		out[i] = entry{l.Cluster, l.Module, l.Topic, l.Partition}
+	}
+	b, _ := json.Marshal(out)
+	buf.Write(b)
+	buf.WriteByte('\n')
+}

@@ -1,0 +1,103 @@
+package kmonitor
+
+import (
+	"bytes"
+	"testing"
+	"time"
+)
+
+func TestLagAge(t *testing.T) {
+	now := time.Unix(1000, 0)
+	at := func(s int64) time.Time { return time.Unix(s, 0) }
+	changes := []sample{{at(900), 10}, {at(950), 20}, {at(990), 30}}
+	for _, tc := range []struct {
+		next    int64
+		want    float64
+		atLeast bool
+	}{
+		{30, 0, false},  // caught up
+		{35, 0, false},  // committed above log end
+		{25, 10, false}, // record 25 first seen at 990
+		{15, 50, false}, // record 15 first seen at 950
+		{5, 100, true},  // before the oldest change kept
+	} {
+		got, atLeast := lagAge(changes, tc.next, now)
+		if got != tc.want || atLeast != tc.atLeast {
+			t.Errorf("next=%d: %v %v, want %v %v", tc.next, got, atLeast, tc.want, tc.atLeast)
+		}
+	}
+	if got, _ := lagAge(nil, 3, now); got != 0 {
+		t.Errorf("no history: %v", got)
+	}
+}
+
+func TestHistoryWindow(t *testing.T) {
+	s := newState(time.Minute)
+	tp := topicPartition{"t", 0}
+	base := time.Unix(0, 0)
+	for i := range 300 { // one poll a second for 5 minutes, the end growing every 10 s
+		s.setEnd(tp, int64(i/10), nil, base.Add(time.Duration(i)*time.Second))
+	}
+	e := s.ends[tp]
+	if len(e.changes) > 8 || e.changes[0].at.After(base.Add(240*time.Second)) {
+		t.Errorf("kept %d changes from %v; want the last minute and the change before it", len(e.changes), e.changes[0].at)
+	}
+}
+
+var fixed = []Lag{
+	{Cluster: "c1", Module: "m1", Topic: "t", Partition: "10", Lag: 3},
+	{Cluster: "c1", Module: "m1", Topic: "t", Partition: "2", Lag: 0},
+	{Cluster: "c1", Module: "multi", Topic: "b", Partition: "0", Lag: 7},
+	{Cluster: "c1", Module: "multi", Topic: "a", Partition: "1", Err: "bad offset znode"},
+	{Cluster: "c2", Module: "m,[x]", Topic: "t", Partition: "0", Lag: 1},
+}
+
+func TestWriteJSON(t *testing.T) {
+	var b bytes.Buffer
+	writeJSON(&b, []string{"c1", "c2", "c3"}, append([]Lag(nil), fixed...), false)
+	want := `{"c1":{"m1":{"2":0,"10":3},"multi":{"a.1":null,"b.0":7}},"c2":{"m,[x]":{"0":1}},"c3":{}}` + "\n"
+	if b.String() != want {
+		t.Errorf("got  %s\nwant %s", b.String(), want)
+	}
+}
+
+func TestWriteZabbix(t *testing.T) {
+	var b bytes.Buffer
+	writeZabbix(&b, []string{"c1", "c2"}, append([]Lag(nil), fixed...), false)
+	want := "- c1.m1.2.delay 0\n- c1.m1.10.delay 3\n- c1.multi.b.0.delay 7\n- c2.m,[x].0.delay 1\n" +
+		"- c1.kmonitor.errors 1\n- c2.kmonitor.errors 0\n"
+	if b.String() != want {
+		t.Errorf("got\n%swant\n%s", b.String(), want)
+	}
+	b.Reset()
+	writeZabbix(&b, []string{"c1", "c2"}, append([]Lag(nil), fixed...), true)
+	want = "- kmonitor.delay[c1,m1,t,2] 0\n- kmonitor.delay[c1,m1,t,10] 3\n- kmonitor.delay[c1,multi,b,0] 7\n" +
+		"- kmonitor.delay[c2,\"m,[x]\",t,0] 1\n- kmonitor.errors[c1] 1\n- kmonitor.errors[c2] 0\n"
+	if b.String() != want {
+		t.Errorf("item keys: got\n%swant\n%s", b.String(), want)
+	}
+}
+
+func TestItemParams(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain":      "plain",
+		"a,b":        `"a,b"`,
+		`say "hi"`:   `"say \"hi\""`,
+		" lead":      `" lead"`,
+		"x]":         `"x]"`,
+		"dots.and-_": "dots.and-_",
+	} {
+		if got := itemParams(in); got != want {
+			t.Errorf("itemParams(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestWriteLLD(t *testing.T) {
+	var b bytes.Buffer
+	writeLLD(&b, []Lag{{Cluster: "c", Module: "m", Topic: "t", Partition: "4"}})
+	want := `[{"{#CLUSTER}":"c","{#MODULE}":"m","{#TOPIC}":"t","{#PARTITION}":"4"}]` + "\n"
+	if b.String() != want {
+		t.Errorf("got %s", b.String())
+	}
+}

@@ -1,0 +1,319 @@
+package kmonitor_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/go-zookeeper/zk"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kmonitor"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zkserver"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zktest"
+)
+
+const chroot = "/mq/test_cluster"
+
+// produce writes n records to topic/partition.
+func produce(t *testing.T, c *kfake.Cluster, topic string, partition int32, n int) {
+	t.Helper()
+	cfg := sarama.NewConfig()
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.Partitioner = sarama.NewManualPartitioner
+	p, err := sarama.NewSyncProducer(c.ListenAddrs(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for range n {
+		if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: partition, Value: sarama.StringEncoder("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// setOffset writes an offset znode as ktransfer would (or garbage).
+func setOffset(t *testing.T, conn *zk.Conn, module, topic, partition, data string) {
+	t.Helper()
+	dir := zklayout.Offsets(chroot, module, topic)
+	if err := zklayout.CreateAll(conn, dir); err != nil {
+		t.Fatal(err)
+	}
+	p := dir + "/" + partition
+	if _, err := conn.Set(p, []byte(data), -1); err == zk.ErrNoNode {
+		_, err = conn.Create(p, []byte(data), 0, zk.WorldACL(zk.PermAll))
+		if err != nil {
+			t.Fatal(err)
+		}
+	} else if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func deleteAll(t *testing.T, conn *zk.Conn, p string) {
+	t.Helper()
+	children, _, err := conn.Children(p)
+	if err == zk.ErrNoNode {
+		return
+	}
+	for _, c := range children {
+		deleteAll(t, conn, p+"/"+c)
+	}
+	if err := conn.Delete(p, -1); err != nil && err != zk.ErrNoNode {
+		t.Fatal(err)
+	}
+}
+
+type env struct {
+	kafka *kfake.Cluster
+	zk    *zkserver.Server
+	conn  *zk.Conn
+	mon   *kmonitor.Monitor
+	url   string
+}
+
+// start runs kfake (topic a:8, b:2), ZooKeeper with the broker registered
+// only there, and a kmonitor polling every 100 ms.
+func start(t *testing.T) *env {
+	t.Helper()
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 8}, {Name: "b", Partitions: 2}})
+	z := zktest.Start(t)
+	conn := zktest.Connect(t, z.Addr)
+	host, port, _ := net.SplitHostPort(k.ListenAddrs()[0])
+	p, _ := strconv.Atoi(port)
+	broker := zktest.Connect(t, z.Addr) // a session of its own, like a broker's
+	if err := zklayout.RegisterBroker(broker, chroot, 0, host, p); err != nil {
+		t.Fatal(err)
+	}
+	cfg := kmonitor.DefaultConfig()
+	cfg.Base.Clusters = []string{"test_cluster"}
+	cfg.Base.PollIntervalMs = 100
+	cfg.HTTPServer.Port = 0
+	cfg.HTTPServer.ListenHost = "127.0.0.1"
+	cfg.HTTPServer.WriteTimeoutMs = 2000
+	cfg.HTTPServer.ReadTimeoutMs = 2000
+	cfg.Clusters = map[string]kmonitor.ClusterConfig{"test_cluster": {
+		Chroot: chroot, ZKHosts: []string{z.Addr}, ZKConnectTimeoutMs: 1000, ZKSessionTimeoutMs: 4000,
+		Kafka: kafkaconf.Default(),
+	}}
+	m, err := kmonitor.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("Run did not return after cancel")
+		}
+	})
+	return &env{kafka: k, zk: z, conn: conn, mon: m, url: "http://" + m.Addr().String()}
+}
+
+func (e *env) get(t *testing.T, query string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(e.url + "/delay" + query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// eventually polls /delay<query> until it answers want, for up to limit.
+func (e *env) eventually(t *testing.T, query, want string, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var got string
+	for time.Since(start) < limit {
+		var code int
+		code, got = e.get(t, query)
+		if code == 200 && got == want {
+			return time.Since(start)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("/delay%s after %v:\n got  %q\n want %q", query, limit, got, want)
+	return 0
+}
+
+func TestDelayFromHandMadeOffsets(t *testing.T) {
+	e := start(t)
+	produce(t, e.kafka, "a", 0, 10)
+	produce(t, e.kafka, "a", 5, 4)
+	produce(t, e.kafka, "b", 1, 6)
+	setOffset(t, e.conn, "m1", "a", "0", "7")  // lag 3
+	setOffset(t, e.conn, "m1", "a", "5", "4")  // caught up; partitions 1-4 absent: sparse
+	setOffset(t, e.conn, "m2", "a", "0", "12") // above the log end: lag 0
+	setOffset(t, e.conn, "m2", "b", "1", "1")  // m2 has two topics: keys name them
+	setOffset(t, e.conn, "m3", "a", "0", "oops")
+
+	e.eventually(t, "", `{"test_cluster":{"m1":{"0":3,"5":0},"m2":{"a.0":0,"b.1":5},"m3":{"0":null}}}`+"\n", 10*time.Second)
+	e.eventually(t, "?format=zabbix", "- test_cluster.m1.0.delay 3\n- test_cluster.m1.5.delay 0\n"+
+		"- test_cluster.m2.a.0.delay 0\n- test_cluster.m2.b.1.delay 5\n- test_cluster.kmonitor.errors 1\n", time.Second)
+	e.eventually(t, "?cluster=test_cluster&format=zabbix&keys=item", "- kmonitor.delay[test_cluster,m1,a,0] 3\n"+
+		"- kmonitor.delay[test_cluster,m1,a,5] 0\n- kmonitor.delay[test_cluster,m2,a,0] 0\n"+
+		"- kmonitor.delay[test_cluster,m2,b,1] 5\n- kmonitor.errors[test_cluster] 1\n", time.Second)
+
+	_, detail := e.get(t, "?detail=1")
+	if !strings.Contains(detail, `"m3":{"0":{"topic":"a","partition":"0","lag":null,"committed":null,"log_end":null,"error":"bad offset znode`) {
+		t.Errorf("detail for a bad znode: %s", detail)
+	}
+	_, lld := e.get(t, "?format=zabbix_lld")
+	if !strings.HasPrefix(lld, `[{"{#CLUSTER}":"test_cluster","{#MODULE}":"m1","{#TOPIC}":"a","{#PARTITION}":"0"}`) {
+		t.Errorf("lld: %s", lld)
+	}
+	_, prom := e.get(t, "?format=prometheus")
+	for _, want := range []string{
+		`kmonitor_lag_messages{cluster="test_cluster",module="m2",partition="1",topic="b"} 5`,
+		`kmonitor_lag_known{cluster="test_cluster",module="m3",partition="0",topic="a"} 0`,
+		`kmonitor_zookeeper_up{cluster="test_cluster"} 1`,
+	} {
+		if !strings.Contains(prom, want) {
+			t.Errorf("prometheus output lacks %s", want)
+		}
+	}
+
+	// Changes: an offset moves, records arrive, a module appears, one goes.
+	setOffset(t, e.conn, "m1", "a", "0", "10")
+	produce(t, e.kafka, "a", 5, 2)
+	setOffset(t, e.conn, "m4", "b", "0", "0")
+	deleteAll(t, e.conn, chroot+"/consumers/m3")
+	e.eventually(t, "", `{"test_cluster":{"m1":{"0":0,"5":2},"m2":{"a.0":0,"b.1":5},"m4":{"0":0}}}`+"\n", 5*time.Second)
+	// The bad znode repaired.
+	setOffset(t, e.conn, "m2", "b", "1", "6")
+	e.eventually(t, "?cluster=test_cluster", `{"test_cluster":{"m1":{"0":0,"5":2},"m2":{"a.0":0,"b.1":0},"m4":{"0":0}}}`+"\n", 5*time.Second)
+}
+
+func TestOffsetChangeShowsWithinASecond(t *testing.T) {
+	e := start(t)
+	produce(t, e.kafka, "a", 3, 100)
+	setOffset(t, e.conn, "m", "a", "3", "0")
+	e.eventually(t, "", `{"test_cluster":{"m":{"3":100}}}`+"\n", 10*time.Second)
+	var worst time.Duration
+	for i := 1; i <= 20; i++ {
+		setOffset(t, e.conn, "m", "a", "3", strconv.Itoa(i*5))
+		d := e.eventually(t, "", fmt.Sprintf(`{"test_cluster":{"m":{"3":%d}}}`+"\n", 100-i*5), 2*time.Second)
+		worst = max(worst, d)
+	}
+	if worst > time.Second {
+		t.Errorf("slowest change took %v to show", worst)
+	}
+}
+
+func TestBadRequests(t *testing.T) {
+	e := start(t)
+	for q, want := range map[string]string{
+		"?cluster=nope":                           "unknown cluster",
+		"?format=xml":                             "unknown format",
+		"?format=zabbix&keys=weird":               "unknown keys",
+		"?format=prometheus&cluster=test_cluster": "leave out cluster",
+	} {
+		code, body := e.get(t, q)
+		if code != 400 || !strings.Contains(body, want) || strings.Count(body, "\n") != 1 {
+			t.Errorf("%s: %d %q, want 400 saying %q", q, code, body, want)
+		}
+	}
+	resp, err := http.Post(e.url+"/delay", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 405 {
+		t.Errorf("POST /delay: %d", resp.StatusCode)
+	}
+}
+
+// TestZooKeeperRestart restarts the ZooKeeper server under kmonitor: it
+// reconnects, re-arms its watches, and follows changes made afterwards.
+func TestZooKeeperRestart(t *testing.T) {
+	e := start(t)
+	produce(t, e.kafka, "a", 1, 5)
+	setOffset(t, e.conn, "m", "a", "1", "1")
+	e.eventually(t, "", `{"test_cluster":{"m":{"1":4}}}`+"\n", 10*time.Second)
+
+	_, port, _ := net.SplitHostPort(e.zk.Addr)
+	p, _ := strconv.Atoi(port)
+	dir := e.zk.Dir
+	e.zk.Stop()
+	code, _ := e.get(t, "")
+	if code != 200 {
+		t.Errorf("/delay during the outage: %d", code)
+	}
+	restarted, err := zkserver.Start(zkserver.Config{Dir: dir, Port: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { restarted.Stop() })
+	conn := zktest.Connect(t, restarted.Addr)
+	setOffset(t, conn, "m", "a", "1", "3")
+	setOffset(t, conn, "late", "a", "1", "0")
+	e.eventually(t, "", `{"test_cluster":{"late":{"1":5},"m":{"1":2}}}`+"\n", 20*time.Second)
+}
+
+// TestBrokerOutageIsNotHealthy: with the broker gone, lags become unknown
+// (null, counted as errors), never a stale number.
+func TestBrokerOutageIsNotHealthy(t *testing.T) {
+	e := start(t)
+	produce(t, e.kafka, "b", 0, 3)
+	setOffset(t, e.conn, "m", "b", "0", "0")
+	e.eventually(t, "", `{"test_cluster":{"m":{"0":3}}}`+"\n", 10*time.Second)
+	e.kafka.Close()
+	e.eventually(t, "?format=zabbix", "- test_cluster.kmonitor.errors 1\n", 20*time.Second)
+	e.eventually(t, "", `{"test_cluster":{"m":{"0":null}}}`+"\n", time.Second)
+}
+
+func TestConfigErrors(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "kmonitor.yaml")
+	doc := "base:\n clusters: [c1, c2]\n log_levle: 4\nhttp_server:\n port: 70000\n" +
+		"c1:\n chroot: mq/c1\n zk_hosts: [bad]\n zk_session_timeout_ms: 10\n" +
+		"c3:\n chroot: /mq/c3\n zk_hosts: [h:1]\n"
+	os.WriteFile(f, []byte(doc), 0o644)
+	_, err := kmonitor.LoadConfig(f)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		f + ":3: base.log_levle: unknown key",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%v\nlacks %q", err, want)
+		}
+	}
+	os.WriteFile(f, []byte(strings.Replace(doc, " log_levle: 4\n", "", 1)), 0o644)
+	_, err = kmonitor.LoadConfig(f)
+	for _, want := range []string{
+		"http_server.port: must be 0..65535, got 70000",
+		`base.clusters[1]: has no section of that name, got "c2"`,
+		`c1.chroot: must be an absolute ZooKeeper path like /mq/c1, got "mq/c1"`,
+		`c1.zk_hosts[0]: must be host:port, got "bad"`,
+		"c1.zk_session_timeout_ms: must be >= 1000, got 10",
+		"c3: section of a cluster not listed in base.clusters",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%v\nlacks %q", err, want)
+		}
+	}
+}

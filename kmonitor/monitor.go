@@ -1,0 +1,249 @@
+package kmonitor
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Monitor serves the lag of every configured cluster.
+type Monitor struct {
+	cfg      Config
+	log      *slog.Logger
+	clusters []*cluster // in base.clusters order
+	ln       net.Listener
+	srv      *http.Server
+	metrics  http.Handler
+
+	closeOnce sync.Once
+}
+
+// New validates cfg, opens the listener and the ZooKeeper sessions (which
+// connect in the background).
+func New(cfg Config, log *slog.Logger) (*Monitor, error) {
+	if err := cfg.Validate("config"); err != nil {
+		return nil, err
+	}
+	m := &Monitor{cfg: cfg, log: log}
+	addr := net.JoinHostPort(cfg.HTTPServer.ListenHost, strconv.Itoa(cfg.HTTPServer.Port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s (http_server.port): %w", addr, err)
+	}
+	m.ln = ln
+	for _, name := range cfg.Base.Clusters {
+		c, err := newCluster(name, cfg.Clusters[name], cfg.Base, log.With("cluster", name))
+		if err != nil {
+			m.Close()
+			return nil, err
+		}
+		m.clusters = append(m.clusters, c)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(lagCollector{m}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/delay", m.handleDelay)
+	mux.Handle("/metrics", m.metrics)
+	mux.HandleFunc("/health", m.handleHealth)
+	mux.HandleFunc("/debug/pprof/", slow(pprof.Index))
+	mux.HandleFunc("/debug/pprof/cmdline", slow(pprof.Cmdline))
+	mux.HandleFunc("/debug/pprof/profile", slow(pprof.Profile))
+	mux.HandleFunc("/debug/pprof/symbol", slow(pprof.Symbol))
+	mux.HandleFunc("/debug/pprof/trace", slow(pprof.Trace))
+	m.srv = &http.Server{
+		Handler:      mux,
+		ReadTimeout:  time.Duration(cfg.HTTPServer.ReadTimeoutMs) * time.Millisecond,
+		WriteTimeout: time.Duration(cfg.HTTPServer.WriteTimeoutMs) * time.Millisecond,
+		IdleTimeout:  60 * time.Second,
+	}
+	return m, nil
+}
+
+// slow lifts the write timeout for the profiling endpoints, which answer
+// after the seconds asked for.
+func slow(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(5 * time.Minute))
+		h(w, r)
+	}
+}
+
+// Addr is the HTTP listener's address.
+func (m *Monitor) Addr() net.Addr { return m.ln.Addr() }
+
+// Run serves until ctx ends or the listener fails.
+func (m *Monitor) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, c := range m.clusters {
+		wg.Go(func() { c.run(ctx) })
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- m.srv.Serve(m.ln) }()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		err = fmt.Errorf("http server: %w", err)
+	}
+	// Shutdown order: 1. stop answering HTTP; 2. close the ZooKeeper
+	// sessions and Kafka clients (cancel) and wait for their goroutines.
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	if serr := m.srv.Shutdown(sctx); serr != nil && err == nil {
+		err = serr
+	}
+	cancel()
+	wg.Wait()
+	m.log.Info("stopped")
+	return err
+}
+
+// Close releases what New acquired when Run was never called; idempotent.
+func (m *Monitor) Close() error {
+	m.closeOnce.Do(func() {
+		m.ln.Close()
+		for _, c := range m.clusters {
+			c.conn.Close()
+		}
+	})
+	return nil
+}
+
+// Lags returns the lag of every partition of the named clusters (all when
+// none are named), computed now.
+func (m *Monitor) Lags(names ...string) []Lag {
+	now := time.Now()
+	var out []Lag
+	for _, c := range m.clusters {
+		if len(names) > 0 && !slices.Contains(names, c.name) {
+			continue
+		}
+		stale := max(3*c.poll, c.poll+5*time.Second)
+		out = append(out, c.state.snapshot(c.name, now, stale, c.zkProblem(now))...)
+	}
+	return out
+}
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func (m *Monitor) handleDelay(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET")
+		http.Error(w, "use GET", http.StatusMethodNotAllowed)
+		return
+	}
+	q := r.URL.Query()
+	clusters := m.cfg.Base.Clusters
+	if name := q.Get("cluster"); q.Has("cluster") {
+		if !slices.Contains(clusters, name) {
+			http.Error(w, fmt.Sprintf("unknown cluster %q (configured: %s)", name, strings.Join(clusters, ", ")), http.StatusBadRequest)
+			return
+		}
+		clusters = []string{name}
+	}
+	format := q.Get("format")
+	keys := q.Get("keys")
+	if keys != "" && keys != "dotted" && keys != "item" {
+		http.Error(w, fmt.Sprintf("unknown keys %q (dotted, item)", keys), http.StatusBadRequest)
+		return
+	}
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer bufPool.Put(buf)
+	switch format {
+	case "", "json":
+		w.Header().Set("Content-Type", "application/json")
+		detail := q.Get("detail")
+		writeJSON(buf, clusters, m.Lags(clusters...), detail == "1" || detail == "true")
+	case "zabbix":
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		writeZabbix(buf, clusters, m.Lags(clusters...), keys == "item")
+	case "zabbix_lld":
+		w.Header().Set("Content-Type", "application/json")
+		writeLLD(buf, m.Lags(clusters...))
+	case "prometheus":
+		if q.Has("cluster") {
+			http.Error(w, "format=prometheus serves every cluster (labelled); leave out cluster", http.StatusBadRequest)
+			return
+		}
+		m.metrics.ServeHTTP(w, r)
+		return
+	default:
+		http.Error(w, fmt.Sprintf("unknown format %q (json, zabbix, zabbix_lld, prometheus)", format), http.StatusBadRequest)
+		return
+	}
+	_, _ = w.Write(buf.Bytes())
+}
+
+func (m *Monitor) handleHealth(w http.ResponseWriter, _ *http.Request) {
+	var down []string
+	for _, c := range m.clusters {
+		if !c.healthy() {
+			down = append(down, c.name)
+		}
+	}
+	if len(down) > 0 {
+		http.Error(w, "no zookeeper session: "+strings.Join(down, ", "), http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// lagCollector exposes the lag as Prometheus gauges, computed at scrape time.
+type lagCollector struct{ m *Monitor }
+
+var (
+	labels      = []string{"cluster", "module", "topic", "partition"}
+	descLag     = prometheus.NewDesc("kmonitor_lag_messages", "Records not yet pushed: log-end offset minus committed offset.", labels, nil)
+	descSeconds = prometheus.NewDesc("kmonitor_lag_seconds", "Estimated age of the oldest record not yet pushed (within one poll interval).", labels, nil)
+	descCommit  = prometheus.NewDesc("kmonitor_committed_offset", "Next offset to push, as committed in ZooKeeper.", labels, nil)
+	descEnd     = prometheus.NewDesc("kmonitor_log_end_offset", "Partition log-end offset, as last polled.", labels, nil)
+	descKnown   = prometheus.NewDesc("kmonitor_lag_known", "1 when the partition's lag is known, 0 when its offset or log end is not.", labels, nil)
+	descZK      = prometheus.NewDesc("kmonitor_zookeeper_up", "1 while kmonitor holds a ZooKeeper session for the cluster.", []string{"cluster"}, nil)
+)
+
+func (lagCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descLag, descSeconds, descCommit, descEnd, descKnown, descZK} {
+		ch <- d
+	}
+}
+
+func (c lagCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, l := range c.m.Lags() {
+		lv := []string{l.Cluster, l.Module, l.Topic, l.Partition}
+		known := 0.0
+		if l.Err == "" {
+			known = 1
+			ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(l.Lag), lv...)
+			ch <- prometheus.MustNewConstMetric(descSeconds, prometheus.GaugeValue, l.LagSeconds, lv...)
+			ch <- prometheus.MustNewConstMetric(descEnd, prometheus.GaugeValue, float64(l.LogEnd), lv...)
+		}
+		if l.Committed >= 0 {
+			ch <- prometheus.MustNewConstMetric(descCommit, prometheus.GaugeValue, float64(l.Committed), lv...)
+		}
+		ch <- prometheus.MustNewConstMetric(descKnown, prometheus.GaugeValue, known, lv...)
+	}
+	for _, cl := range c.m.clusters {
+		up := 0.0
+		if cl.healthy() {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descZK, prometheus.GaugeValue, up, cl.name)
+	}
+}

@@ -1,0 +1,207 @@
+package kmonitor
+
+import (
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
+)
+
+// partKey names one committed offset: <chroot>/consumers/<module>/offsets/<topic>/<name>.
+type partKey struct {
+	module, topic, name string
+}
+
+// topicPartition names a partition in Kafka.
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+// offsetEntry is what an offset znode holds, or why it could not be read.
+type offsetEntry struct {
+	next int64 // the next offset to push
+	err  error
+}
+
+// endEntry is a partition's log-end offset as last polled, with the points
+// where it changed, oldest first, to estimate the age of a lag.
+type endEntry struct {
+	end     int64
+	err     error
+	at      time.Time // when end was read
+	changes []sample
+}
+
+type sample struct {
+	at  time.Time
+	end int64
+}
+
+// state is one cluster's view: offsets from ZooKeeper, log-end offsets
+// from the brokers. Lag is computed from it at request time.
+type state struct {
+	history time.Duration
+
+	mu      sync.RWMutex
+	offsets map[partKey]offsetEntry
+	ends    map[topicPartition]*endEntry
+}
+
+func newState(history time.Duration) *state {
+	return &state{history: history, offsets: map[partKey]offsetEntry{}, ends: map[topicPartition]*endEntry{}}
+}
+
+func (s *state) setOffset(k partKey, data []byte) {
+	v, err := zklayout.ParseOffset(data)
+	s.mu.Lock()
+	s.offsets[k] = offsetEntry{next: v, err: err}
+	s.mu.Unlock()
+}
+
+func (s *state) dropOffset(k partKey) {
+	s.mu.Lock()
+	delete(s.offsets, k)
+	s.mu.Unlock()
+}
+
+// wanted lists the partitions whose log-end offsets are needed.
+func (s *state) wanted() map[string][]int32 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := map[string][]int32{}
+	seen := map[topicPartition]bool{}
+	for k, o := range s.offsets {
+		p, err := strconv.ParseInt(k.name, 10, 32)
+		if err != nil || p < 0 || o.err != nil {
+			continue
+		}
+		tp := topicPartition{k.topic, int32(p)}
+		if !seen[tp] {
+			seen[tp] = true
+			out[k.topic] = append(out[k.topic], int32(p))
+		}
+	}
+	return out
+}
+
+// setEnd records a polled log-end offset, or the error that kept it.
+func (s *state) setEnd(tp topicPartition, end int64, err error, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.ends[tp]
+	if e == nil {
+		e = &endEntry{}
+		s.ends[tp] = e
+	}
+	if err != nil {
+		e.err = err
+		return
+	}
+	e.end, e.err, e.at = end, nil, now
+	if n := len(e.changes); n == 0 || e.changes[n-1].end != end {
+		e.changes = append(e.changes, sample{now, end})
+	}
+	// Keep the window, and the last change before it (the end at its start).
+	cut := 0
+	for cut+1 < len(e.changes) && now.Sub(e.changes[cut+1].at) > s.history {
+		cut++
+	}
+	if cut > 0 {
+		e.changes = append(e.changes[:0], e.changes[cut:]...)
+	}
+}
+
+// forget drops log-end entries no offset refers to any more.
+func (s *state) forget(wanted map[string][]int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for tp := range s.ends {
+		found := false
+		for _, p := range wanted[tp.topic] {
+			if p == tp.partition {
+				found = true
+				break
+			}
+		}
+		if !found {
+			delete(s.ends, tp)
+		}
+	}
+}
+
+// Lag is one partition's delay, as served.
+type Lag struct {
+	Cluster, Module, Topic string
+	Partition              string // the znode's name: a partition number unless the znode is malformed
+	Lag                    int64  // messages, >= 0; meaningful when Err is empty
+	Committed, LogEnd      int64  // -1 when unknown
+	LagSeconds             float64
+	LagSecondsAtLeast      bool // the lag is older than the history kept
+	Err                    string
+}
+
+// snapshot computes the lag of every partition at now. staleAfter is how
+// old a log-end offset may be before it counts as unknown; zkErr, when set,
+// marks every partition (ZooKeeper unreachable for longer than a session).
+func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration, zkErr string) []Lag {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]Lag, 0, len(s.offsets))
+	for k, o := range s.offsets {
+		l := Lag{Cluster: cluster, Module: k.module, Topic: k.topic, Partition: k.name, Committed: -1, LogEnd: -1}
+		p, perr := strconv.ParseInt(k.name, 10, 32)
+		switch {
+		case zkErr != "":
+			l.Err = zkErr
+		case perr != nil || p < 0:
+			l.Err = fmt.Sprintf("offset znode name %q is not a partition number", k.name)
+		case o.err != nil:
+			l.Err = "bad offset znode: " + o.err.Error()
+		}
+		if o.err == nil {
+			l.Committed = o.next
+		}
+		if l.Err == "" {
+			e := s.ends[topicPartition{k.topic, int32(p)}]
+			switch {
+			case e == nil || e.at.IsZero():
+				l.Err = "log-end offset not known yet"
+				if e != nil && e.err != nil {
+					l.Err = "log-end offset unknown: " + e.err.Error()
+				}
+			case e.err != nil && now.Sub(e.at) > staleAfter:
+				l.Err = "log-end offset unknown: " + e.err.Error()
+			case now.Sub(e.at) > staleAfter:
+				l.Err = fmt.Sprintf("log-end offset not read for %s", now.Sub(e.at).Truncate(time.Second))
+			default:
+				l.LogEnd = e.end
+				l.Lag = max(0, e.end-o.next)
+				l.LagSeconds, l.LagSecondsAtLeast = lagAge(e.changes, o.next, now)
+			}
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// lagAge estimates how long ago the oldest unpushed record (offset next)
+// was produced: the time of the first poll that saw the log end pass it.
+// The estimate is late by at most one poll interval. When the log end
+// passed it before the oldest change kept, the age is at least that old.
+func lagAge(changes []sample, next int64, now time.Time) (float64, bool) {
+	if len(changes) == 0 || changes[len(changes)-1].end <= next {
+		return 0, false
+	}
+	for i, c := range changes {
+		if c.end > next {
+			if i == 0 {
+				return now.Sub(c.at).Seconds(), true
+			}
+			return now.Sub(c.at).Seconds(), false
+		}
+	}
+	return 0, false
+}

@@ -1,0 +1,125 @@
+package kmonitor
+
+import (
+	"context"
+	"errors"
+	"path"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+)
+
+// retryDelay is the pause before asking ZooKeeper again after an error
+// (disconnected, session expired, …); the client reconnects by itself.
+const retryDelay = 500 * time.Millisecond
+
+// watchChildren keeps one goroutine per child of dir, started with spawn
+// and cancelled when the child disappears or ctx ends. It follows dir with
+// a child watch, waits for dir to be created when it does not exist, and
+// rides out disconnects and session expiry by asking again.
+func (c *cluster) watchChildren(ctx context.Context, dir string, spawn func(ctx context.Context, name string)) {
+	running := map[string]context.CancelFunc{}
+	done := make(chan struct{})
+	defer func() {
+		for _, cancel := range running {
+			cancel()
+		}
+		close(done)
+	}()
+	for ctx.Err() == nil {
+		names, _, ev, err := c.conn.ChildrenW(dir)
+		if errors.Is(err, zk.ErrNoNode) {
+			for n, cancel := range running { // dir is gone, and so are they
+				cancel()
+				delete(running, n)
+			}
+			names, ev, err = nil, nil, c.waitExists(ctx, dir)
+		}
+		if err != nil {
+			c.log.Debug("list znode children", "path", dir, "err", err)
+			sleep(ctx, retryDelay)
+			continue
+		}
+		if ev == nil {
+			continue // dir exists now: list it
+		}
+		seen := make(map[string]bool, len(names))
+		for _, n := range names {
+			seen[n] = true
+			if _, ok := running[n]; !ok {
+				cctx, cancel := context.WithCancel(ctx)
+				running[n] = cancel
+				c.wg.Go(func() { spawn(cctx, n) })
+			}
+		}
+		for n, cancel := range running {
+			if !seen[n] {
+				cancel()
+				delete(running, n)
+			}
+		}
+		select {
+		case <-ev:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// waitExists blocks until p exists or ctx ends.
+func (c *cluster) waitExists(ctx context.Context, p string) error {
+	ok, _, ev, err := c.conn.ExistsW(p)
+	if err != nil || ok {
+		return err
+	}
+	select {
+	case <-ev:
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+// watchOffset follows one offset znode until it is deleted or ctx ends.
+func (c *cluster) watchOffset(ctx context.Context, k partKey, p string) {
+	defer c.state.dropOffset(k)
+	for ctx.Err() == nil {
+		data, _, ev, err := c.conn.GetW(p)
+		if errors.Is(err, zk.ErrNoNode) {
+			return // the parent's watch drops it
+		}
+		if err != nil {
+			c.log.Debug("read offset znode", "path", p, "err", err)
+			sleep(ctx, retryDelay)
+			continue
+		}
+		c.state.setOffset(k, data)
+		select {
+		case <-ev:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// followOffsets follows <chroot>/consumers/*/offsets/*/* : every module,
+// topic and partition, as they come and go.
+func (c *cluster) followOffsets(ctx context.Context) {
+	consumers := path.Join(c.cfg.Chroot, "consumers")
+	c.watchChildren(ctx, consumers, func(ctx context.Context, module string) {
+		offsets := path.Join(consumers, module, "offsets")
+		c.watchChildren(ctx, offsets, func(ctx context.Context, topic string) {
+			dir := path.Join(offsets, topic)
+			c.watchChildren(ctx, dir, func(ctx context.Context, name string) {
+				k := partKey{module: module, topic: topic, name: name}
+				c.watchOffset(ctx, k, path.Join(dir, name))
+			})
+		})
+	})
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
