@@ -38,17 +38,8 @@ func moduleKeys(lags []Lag) []string {
 func sortLags(lags []Lag) {
 	slices.SortFunc(lags, func(a, b Lag) int {
 		return cmp.Or(cmp.Compare(a.Cluster, b.Cluster), cmp.Compare(a.Module, b.Module),
-			cmp.Compare(a.Topic, b.Topic), comparePartitions(a.Partition, b.Partition))
+			cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.pnum, b.pnum), cmp.Compare(a.Partition, b.Partition))
 	})
-}
-
-func comparePartitions(a, b string) int {
-	x, errA := strconv.Atoi(a)
-	y, errB := strconv.Atoi(b)
-	if errA == nil && errB == nil {
-		return cmp.Compare(x, y)
-	}
-	return cmp.Compare(a, b)
 }
 
 // detail is one partition in the ?detail=1 JSON.
@@ -128,9 +119,19 @@ func toDetail(l Lag) detail {
 	return d
 }
 
+// writeString writes s as a JSON string; names need no escaping almost
+// always, and then no encoder is needed.
 func writeString(buf *bytes.Buffer, s string) {
-	b, _ := json.Marshal(s)
-	buf.Write(b)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			b, _ := json.Marshal(s)
+			buf.Write(b)
+			return
+		}
+	}
+	buf.WriteByte('"')
+	buf.WriteString(s)
+	buf.WriteByte('"')
 }
 
 // writeZabbix writes one zabbix_sender line per partition whose lag is

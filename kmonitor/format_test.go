@@ -45,11 +45,21 @@ func TestHistoryWindow(t *testing.T) {
 }
 
 var fixed = []Lag{
-	{Cluster: "c1", Module: "m1", Topic: "t", Partition: "10", Lag: 3},
-	{Cluster: "c1", Module: "m1", Topic: "t", Partition: "2", Lag: 0},
+	{Cluster: "c1", Module: "m1", Topic: "t", Partition: "10", pnum: 10, Lag: 3},
+	{Cluster: "c1", Module: "m1", Topic: "t", Partition: "2", pnum: 2, Lag: 0},
 	{Cluster: "c1", Module: "multi", Topic: "b", Partition: "0", Lag: 7},
-	{Cluster: "c1", Module: "multi", Topic: "a", Partition: "1", Err: "bad offset znode"},
+	{Cluster: "c1", Module: "multi", Topic: "a", Partition: "1", pnum: 1, Err: "bad offset znode"},
 	{Cluster: "c2", Module: "m,[x]", Topic: "t", Partition: "0", Lag: 1},
+}
+
+func TestWriteStringEscapes(t *testing.T) {
+	for in, want := range map[string]string{"plain.name-1": `"plain.name-1"`, `q"uote`: `"q\"uote"`, "tab\t": `"tab\t"`, "<b>": `"\u003cb\u003e"`, "é": `"é"`} {
+		var b bytes.Buffer
+		writeString(&b, in)
+		if b.String() != want {
+			t.Errorf("writeString(%q) = %s, want %s", in, b.String(), want)
+		}
+	}
 }
 
 func TestWriteJSON(t *testing.T) {

@@ -28,7 +28,34 @@ type Monitor struct {
 	srv      *http.Server
 	metrics  http.Handler
 
+	cacheMu sync.Mutex
+	cache   map[cacheKey]cached
+
 	closeOnce sync.Once
+}
+
+// cacheKey names one rendering of /delay.
+type cacheKey struct{ format, cluster, keys string }
+
+// cached is a rendered answer, reusable while nothing it was computed from
+// has changed and it is younger than maxCacheAge (the lag of a log end that
+// turns stale with time shows at most that late).
+type cached struct {
+	gen  uint64
+	at   time.Time
+	body []byte
+}
+
+const maxCacheAge = 100 * time.Millisecond
+
+// generation changes whenever an offset, a log-end offset or an error of
+// any cluster does.
+func (m *Monitor) generation() uint64 {
+	var g uint64
+	for _, c := range m.clusters {
+		g += c.state.gen.Load()
+	}
+	return g
 }
 
 // New validates cfg, opens the listener and the ZooKeeper sessions (which
@@ -37,7 +64,7 @@ func New(cfg Config, log *slog.Logger) (*Monitor, error) {
 	if err := cfg.Validate("config"); err != nil {
 		return nil, err
 	}
-	m := &Monitor{cfg: cfg, log: log}
+	m := &Monitor{cfg: cfg, log: log, cache: map[cacheKey]cached{}}
 	addr := net.JoinHostPort(cfg.HTTPServer.ListenHost, strconv.Itoa(cfg.HTTPServer.Port))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -163,20 +190,12 @@ func (m *Monitor) handleDelay(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("unknown keys %q (dotted, item)", keys), http.StatusBadRequest)
 		return
 	}
-	buf := bufPool.Get().(*bytes.Buffer)
-	buf.Reset()
-	defer bufPool.Put(buf)
+	if format != "zabbix" {
+		keys = ""
+	}
+	detail := q.Get("detail")
 	switch format {
-	case "", "json":
-		w.Header().Set("Content-Type", "application/json")
-		detail := q.Get("detail")
-		writeJSON(buf, clusters, m.Lags(clusters...), detail == "1" || detail == "true")
-	case "zabbix":
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		writeZabbix(buf, clusters, m.Lags(clusters...), keys == "item")
-	case "zabbix_lld":
-		w.Header().Set("Content-Type", "application/json")
-		writeLLD(buf, m.Lags(clusters...))
+	case "", "json", "zabbix", "zabbix_lld":
 	case "prometheus":
 		if q.Has("cluster") {
 			http.Error(w, "format=prometheus serves every cluster (labelled); leave out cluster", http.StatusBadRequest)
@@ -188,7 +207,46 @@ func (m *Monitor) handleDelay(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("unknown format %q (json, zabbix, zabbix_lld, prometheus)", format), http.StatusBadRequest)
 		return
 	}
-	_, _ = w.Write(buf.Bytes())
+	if format == "zabbix" {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	} else {
+		w.Header().Set("Content-Type", "application/json")
+	}
+	if detail == "1" || detail == "true" { // holds ages: computed every time
+		buf := bufPool.Get().(*bytes.Buffer)
+		buf.Reset()
+		defer bufPool.Put(buf)
+		writeJSON(buf, clusters, m.Lags(clusters...), true)
+		_, _ = w.Write(buf.Bytes())
+		return
+	}
+	_, _ = w.Write(m.render(cacheKey{format, q.Get("cluster"), keys}, clusters))
+}
+
+// render returns the answer for k, from the cache when it is current.
+func (m *Monitor) render(k cacheKey, clusters []string) []byte {
+	gen := m.generation()
+	now := time.Now()
+	m.cacheMu.Lock()
+	c, ok := m.cache[k]
+	m.cacheMu.Unlock()
+	if ok && c.gen == gen && now.Sub(c.at) < maxCacheAge {
+		return c.body
+	}
+	var buf bytes.Buffer
+	lags := m.Lags(clusters...)
+	switch k.format {
+	case "zabbix":
+		writeZabbix(&buf, clusters, lags, k.keys == "item")
+	case "zabbix_lld":
+		writeLLD(&buf, lags)
+	default:
+		writeJSON(&buf, clusters, lags, false)
+	}
+	m.cacheMu.Lock()
+	m.cache[k] = cached{gen: gen, at: now, body: buf.Bytes()}
+	m.cacheMu.Unlock()
+	return buf.Bytes()
 }
 
 func (m *Monitor) handleHealth(w http.ResponseWriter, _ *http.Request) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
@@ -44,6 +45,9 @@ type sample struct {
 // from the brokers. Lag is computed from it at request time.
 type state struct {
 	history time.Duration
+	// gen counts changes to what the lag is computed from (not the mere
+	// passing of time), so that rendered answers can be reused.
+	gen atomic.Uint64
 
 	mu      sync.RWMutex
 	offsets map[partKey]offsetEntry
@@ -59,12 +63,14 @@ func (s *state) setOffset(k partKey, data []byte) {
 	s.mu.Lock()
 	s.offsets[k] = offsetEntry{next: v, err: err}
 	s.mu.Unlock()
+	s.gen.Add(1)
 }
 
 func (s *state) dropOffset(k partKey) {
 	s.mu.Lock()
 	delete(s.offsets, k)
 	s.mu.Unlock()
+	s.gen.Add(1)
 }
 
 // wanted lists the partitions whose log-end offsets are needed.
@@ -97,8 +103,14 @@ func (s *state) setEnd(tp topicPartition, end int64, err error, now time.Time) {
 		s.ends[tp] = e
 	}
 	if err != nil {
+		if e.err == nil || e.err.Error() != err.Error() {
+			s.gen.Add(1)
+		}
 		e.err = err
 		return
+	}
+	if e.err != nil || e.end != end || e.at.IsZero() {
+		s.gen.Add(1)
 	}
 	e.end, e.err, e.at = end, nil, now
 	if n := len(e.changes); n == 0 || e.changes[n-1].end != end {
@@ -128,6 +140,7 @@ func (s *state) forget(wanted map[string][]int32) {
 		}
 		if !found {
 			delete(s.ends, tp)
+			s.gen.Add(1)
 		}
 	}
 }
@@ -141,6 +154,8 @@ type Lag struct {
 	LagSeconds             float64
 	LagSecondsAtLeast      bool // the lag is older than the history kept
 	Err                    string
+
+	pnum int64 // Partition as a number, -1 when it is not one (for sorting)
 }
 
 // snapshot computes the lag of every partition at now. staleAfter is how
@@ -151,8 +166,11 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 	defer s.mu.RUnlock()
 	out := make([]Lag, 0, len(s.offsets))
 	for k, o := range s.offsets {
-		l := Lag{Cluster: cluster, Module: k.module, Topic: k.topic, Partition: k.name, Committed: -1, LogEnd: -1}
+		l := Lag{Cluster: cluster, Module: k.module, Topic: k.topic, Partition: k.name, Committed: -1, LogEnd: -1, pnum: -1}
 		p, perr := strconv.ParseInt(k.name, 10, 32)
+		if perr == nil {
+			l.pnum = p
+		}
 		switch {
 		case zkErr != "":
 			l.Err = zkErr

@@ -16,31 +16,11 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/bintest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
 
-// buildBinary compiles kproxy_bin once per test run.
-var buildBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "kproxy_bin")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "kproxy_bin")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
-
-func binary(t *testing.T) string {
-	t.Helper()
-	bin, err := buildBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bin
-}
+func binary(t *testing.T) string { return bintest.Build(t, ".") }
 
 func freePort(t *testing.T) int {
 	t.Helper()

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/bintest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zktest"
+)
+
+func TestBadConfigExitsWithReason(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "kmonitor.yaml")
+	os.WriteFile(f, []byte("base:\n clusters: [c]\nhttp_server:\n prot: 1\nc:\n chroot: /mq/c\n zk_hosts: [h:1]\n"), 0o644)
+	cmd := exec.Command(bintest.Build(t, "."), "-f", f)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	_ = cmd.Run()
+	if cmd.ProcessState.ExitCode() != 2 || !strings.Contains(stderr.String(), f+":4: http_server.prot: unknown key") {
+		t.Fatalf("exit %d, stderr %q", cmd.ProcessState.ExitCode(), stderr.String())
+	}
+}
+
+// TestServesAndStopsOnSIGTERM runs the binary against a real ZooKeeper with
+// no Kafka behind it: it serves /delay and /health, and exits 0 on SIGTERM.
+func TestServesAndStopsOnSIGTERM(t *testing.T) {
+	z := zktest.Start(t)
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	dir := t.TempDir()
+	f := filepath.Join(dir, "kmonitor.yaml")
+	os.WriteFile(f, []byte(fmt.Sprintf("base:\n log_dir: %s\n clusters: [c1]\nhttp_server:\n port: %d\n listen_host: 127.0.0.1\n"+
+		"c1:\n chroot: /mq/c1\n zk_hosts: [%s]\n", filepath.Join(dir, "log"), port, z.Addr)), 0o644)
+	cmd := exec.Command(bintest.Build(t, "."), "-f", f)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(url + "/health")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 && string(b) == "ok\n" {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no healthy kmonitor_bin: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	resp, err := http.Get(url + "/delay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != `{"c1":{}}`+"\n" {
+		t.Errorf("/delay with no modules: %q", b)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("still running 10s after SIGTERM")
+	}
+	if log, _ := os.ReadFile(filepath.Join(dir, "log", "kmonitor.log")); !strings.Contains(string(log), "msg=stopped") {
+		t.Errorf("log: %s", log)
+	}
+}

@@ -1,0 +1,46 @@
+// Package bintest helps tests run the project's binaries as processes.
+package bintest
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+var (
+	mu    sync.Mutex
+	built = map[string]string{}
+	dir   string
+)
+
+// Build compiles the main package in pkgDir (relative to the test's
+// working directory, "." for the package under test) once per test
+// process and returns the binary's path.
+func Build(t testing.TB, pkgDir string) string {
+	t.Helper()
+	abs, err := filepath.Abs(pkgDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if bin, ok := built[abs]; ok {
+		return bin
+	}
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "bintest"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(dir, filepath.Base(abs))
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = abs
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v", fmt.Errorf("go build %s: %v\n%s", pkgDir, err, out))
+	}
+	built[abs] = bin
+	return bin
+}

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# kmonitor at scale: 50 modules x 32 partitions (1,600 offsets in
+# ZooKeeper, 50 topics on a kfake broker). Measures /delay under wrk with 8
+# connections (target p99 < 10 ms), and how long an offset change takes to
+# show in /delay (target < 1 s).
+#
+#   scripts/bench-kmonitor.sh          DURATION=10 MODULES=50 PARTITIONS=32
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+ensure_pkg /usr/share/java/zookeeper.jar zookeeper
+ensure_pkg wrk wrk
+DURATION=${DURATION:-10}
+MODULES=${MODULES:-50}
+PARTITIONS=${PARTITIONS:-32}
+ZK_PORT=${ZK_PORT:-12181}
+KAFKA_PORT=${KAFKA_PORT:-19093}
+PORT=${PORT:-15532}
+for p in $ZK_PORT $KAFKA_PORT $PORT; do
+	port_free "$p" || { echo "port $p is in use; set ZK_PORT/KAFKA_PORT/PORT" >&2; exit 1; }
+done
+build_all
+work=$(mktemp -d)
+pids=()
+cleanup() { stop_pids "${pids[@]}"; rm -rf "$work"; }
+trap cleanup EXIT INT TERM
+
+topics=""
+for m in $(seq 0 $((MODULES - 1))); do topics+="bench_t$m:$PARTITIONS,"; done
+bin/devstack -dir "$work/devstack" -zk-port "$ZK_PORT" -kafka-port "$KAFKA_PORT" -topics "${topics%,}" \
+	-ready-file "$work/ready" >"$work/devstack.log" 2>&1 &
+pids+=($!)
+wait_for "the dev stack" 60 test -f "$work/ready"
+bin/kmonitorbench -zk "127.0.0.1:$ZK_PORT" -brokers "127.0.0.1:$KAFKA_PORT" -setup -modules "$MODULES" -partitions "$PARTITIONS"
+
+cat >"$work/kmonitor.yaml" <<CONF
+base:
+ log_dir: $work/log
+ log_level: 2
+ clusters: [test_cluster]
+http_server:
+ port: $PORT
+ listen_host: 127.0.0.1
+ read_timeout_ms: 100
+ write_timeout_ms: 100
+test_cluster:
+ chroot: /mq/test_cluster
+ zk_hosts: [127.0.0.1:$ZK_PORT]
+CONF
+bin/kmonitor_bin -f "$work/kmonitor.yaml" &
+kmon=$!
+pids+=($kmon)
+expected=$((MODULES * PARTITIONS))
+all_known() {
+	local out
+	out=$(curl -sf "127.0.0.1:$PORT/delay?format=zabbix") || return 1
+	[ "$(grep -c '\.delay ' <<<"$out")" -eq "$expected" ] && grep -q 'kmonitor.errors 0$' <<<"$out"
+}
+wait_for "kmonitor to know all $expected partitions" 60 all_known
+echo "kmonitor knows $expected partitions; /delay JSON is $(curl -s "127.0.0.1:$PORT/delay" | wc -c) bytes"
+
+to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; printf "%.2f", v}'; }
+verdict=PASS
+for q in "" "?format=zabbix"; do
+	out=$(wrk -t2 -c8 -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/delay$q")
+	rps=$(awk '/^Requests\/sec/ {printf "%d", $2}' <<<"$out")
+	p50=$(awk '$1=="50%" {print $2}' <<<"$out" | to_ms)
+	p99=$(awk '$1=="99%" {print $2}' <<<"$out" | to_ms)
+	errors=$(awk '/Non-2xx|Socket errors/' <<<"$out")
+	printf 'GET /delay%-16s %7d req/s  p50 %6s ms  p99 %6s ms  %s\n' "$q" "$rps" "$p50" "$p99" "$errors"
+	awk -v p="$p99" 'BEGIN{exit !(p < 10)}' || verdict=FAIL
+	[ -z "$errors" ] || verdict=FAIL
+done
+changes=$(bin/kmonitorbench -zk "127.0.0.1:$ZK_PORT" -url "http://127.0.0.1:$PORT" -modules "$MODULES" -changes 50)
+echo "$changes"
+max=$(sed -n 's/.*max \([^ ]*\) .*/\1/p' <<<"$changes")
+go_ms=$(awk -v v="$max" 'BEGIN{ if (v ~ /µs$/) {sub(/µs/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}')
+awk -v m="$go_ms" 'BEGIN{exit !(m < 1000)}' || verdict=FAIL
+echo "kmonitor peak RSS: $(( $(awk '/VmHWM/ {print $2}' "/proc/$kmon/status") / 1024 )) MiB"
+echo "target (/delay p99 < 10 ms with 8 connections, offset change visible < 1 s): $verdict"
