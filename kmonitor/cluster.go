@@ -22,75 +22,154 @@ type cluster struct {
 	cfg     ClusterConfig
 	poll    time.Duration
 	log     *slog.Logger
-	conn    *zk.Conn
-	events  <-chan zk.Event
 	state   *state
 	session time.Duration
-	wg      sync.WaitGroup
+	// stuckAfter is how long without a session before the ZooKeeper client
+	// is replaced: a client whose servers refuse it (an ensemble rebuilt
+	// from empty answers "seen a newer zxid" by hanging up) retries its old
+	// session forever.
+	stuckAfter time.Duration
 
 	zkMu        sync.Mutex
+	conn        *zk.Conn  // the current client
 	zkDownSince time.Time // zero while a session is established
 	everUp      bool
 
-	// kafka is used only by the poll goroutine.
-	kafka   sarama.Client
-	brokers []string
+	// Used only by the poll goroutine.
+	kafka      sarama.Client
+	brokers    []string
+	lastFailed int // partitions whose log end the last poll could not read
 }
 
-func newCluster(name string, cfg ClusterConfig, base BaseConfig, log *slog.Logger) (*cluster, error) {
-	connectTimeout := time.Duration(cfg.ZKConnectTimeoutMs) * time.Millisecond
+func newCluster(name string, cfg ClusterConfig, base BaseConfig, log *slog.Logger) *cluster {
 	session := time.Duration(cfg.ZKSessionTimeoutMs) * time.Millisecond
+	return &cluster{
+		name: name, cfg: cfg, log: log, session: session,
+		stuckAfter: max(2*session, 5*time.Second),
+		poll:       time.Duration(base.PollIntervalMs) * time.Millisecond,
+		state:      newState(time.Duration(base.HistoryMinutes) * time.Minute),
+		// Down until the first session: nothing is reported healthy before.
+		zkDownSince: time.Now(),
+	}
+}
+
+// connect opens a ZooKeeper client; it connects in the background.
+func (c *cluster) connect() (*zk.Conn, <-chan zk.Event, error) {
+	connectTimeout := time.Duration(c.cfg.ZKConnectTimeoutMs) * time.Millisecond
 	dialer := func(network, address string, _ time.Duration) (net.Conn, error) {
 		return net.DialTimeout(network, address, connectTimeout)
 	}
-	conn, events, err := zk.Connect(cfg.ZKHosts, session, zk.WithDialer(dialer), zk.WithLogger(zkLog{log}))
+	conn, events, err := zk.Connect(c.cfg.ZKHosts, c.session, zk.WithDialer(dialer), zk.WithLogger(zkLog{c.log}))
 	if err != nil {
-		return nil, fmt.Errorf("cluster %s: zookeeper %v: %w", name, cfg.ZKHosts, err)
+		return nil, nil, fmt.Errorf("zookeeper %v: %w", c.cfg.ZKHosts, err)
 	}
-	return &cluster{
-		name: name, cfg: cfg, log: log, conn: conn, events: events, session: session,
-		poll:  time.Duration(base.PollIntervalMs) * time.Millisecond,
-		state: newState(time.Duration(base.HistoryMinutes) * time.Minute),
-		// Down until the first session: nothing is reported healthy before.
-		zkDownSince: time.Now(),
-	}, nil
+	return conn, events, nil
+}
+
+// zk returns the current ZooKeeper client, or nil between clients.
+func (c *cluster) zk() *zk.Conn {
+	c.zkMu.Lock()
+	defer c.zkMu.Unlock()
+	return c.conn
 }
 
 // run follows the cluster until ctx ends.
 func (c *cluster) run(ctx context.Context) {
-	c.wg.Go(c.trackSession)
-	c.wg.Go(func() { c.followOffsets(ctx) })
-	c.wg.Go(func() { c.pollEnds(ctx) })
-	<-ctx.Done()
-	// Shutdown order: 1. close the session, which ends the pending
-	// ZooKeeper calls and the event stream; 2. wait for the goroutines;
-	// 3. close the Kafka client the poller used.
-	c.conn.Close()
-	c.wg.Wait()
+	var poller sync.WaitGroup
+	poller.Go(func() { c.pollEnds(ctx) })
+	for ctx.Err() == nil {
+		c.runClient(ctx)
+	}
+	poller.Wait()
 	if c.kafka != nil {
 		_ = c.kafka.Close()
 	}
 }
 
-func (c *cluster) trackSession() {
-	for ev := range c.events {
-		if ev.Type != zk.EventSession {
-			continue
-		}
-		c.zkMu.Lock()
-		switch ev.State {
-		case zk.StateHasSession:
-			if !c.zkDownSince.IsZero() {
-				c.log.Info("zookeeper session established", "server", ev.Server)
+// runClient runs one ZooKeeper client until ctx ends or the client has
+// had no session for stuckAfter. Its offsets are dropped with it; the next
+// client reads them afresh.
+func (c *cluster) runClient(ctx context.Context) {
+	conn, events, err := c.connect()
+	if err != nil {
+		c.log.Error("zookeeper client", "err", err)
+		sleep(ctx, retryDelay)
+		return
+	}
+	c.zkMu.Lock()
+	c.conn = conn
+	c.zkMu.Unlock()
+	cctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { c.followOffsets(cctx, conn) })
+	stuck := make(chan struct{})
+	wg.Go(func() { c.trackSession(cctx, events, stuck) })
+	select {
+	case <-ctx.Done():
+	case <-stuck:
+		c.log.Warn("no zookeeper session; replacing the client", "for", c.stuckAfter)
+	}
+	// Shutdown order: 1. stop the watchers (cancel) and close the client,
+	// which ends its pending calls and its event stream; 2. wait for them.
+	cancel()
+	conn.Close()
+	wg.Wait()
+	c.zkMu.Lock()
+	c.conn = nil
+	c.zkMu.Unlock()
+}
+
+// trackSession follows the client's session state, and closes stuck when
+// it has been without a session for stuckAfter.
+func (c *cluster) trackSession(ctx context.Context, events <-chan zk.Event, stuck chan<- struct{}) {
+	started := time.Now() // a new client gets stuckAfter of its own
+	check := time.NewTicker(time.Second)
+	defer check.Stop()
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				return
 			}
-			c.zkDownSince, c.everUp = time.Time{}, true
-		case zk.StateDisconnected, zk.StateExpired, zk.StateConnecting:
-			if c.zkDownSince.IsZero() {
-				c.zkDownSince = time.Now()
-				c.log.Warn("zookeeper connection lost; reconnecting", "state", ev.State.String())
+			c.sessionEvent(ev)
+		case <-check.C:
+			c.zkMu.Lock()
+			down := c.zkDownSince
+			c.zkMu.Unlock()
+			if !down.IsZero() && time.Since(later(down, started)) > c.stuckAfter {
+				close(stuck)
+				return
 			}
+		case <-ctx.Done():
+			return
 		}
-		c.zkMu.Unlock()
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func (c *cluster) sessionEvent(ev zk.Event) {
+	if ev.Type != zk.EventSession {
+		return
+	}
+	c.zkMu.Lock()
+	defer c.zkMu.Unlock()
+	switch ev.State {
+	case zk.StateHasSession:
+		if !c.zkDownSince.IsZero() {
+			c.log.Info("zookeeper session established", "server", ev.Server)
+		}
+		c.zkDownSince, c.everUp = time.Time{}, true
+	case zk.StateDisconnected, zk.StateExpired, zk.StateConnecting:
+		if c.zkDownSince.IsZero() {
+			c.zkDownSince = time.Now()
+			c.log.Warn("zookeeper connection lost; reconnecting", "state", ev.State.String())
+		}
 	}
 }
 
@@ -151,6 +230,8 @@ func (c *cluster) pollOnce() {
 		}
 		return
 	}
+	failed := 0
+	var firstErr error
 	version := int16(0)
 	if client.Config().Version.IsAtLeast(sarama.V0_10_1_0) {
 		version = 1
@@ -165,6 +246,10 @@ func (c *cluster) pollOnce() {
 			tp := topicPartition{topic, p}
 			leader, err := client.Leader(topic, p)
 			if err != nil {
+				failed++
+				if firstErr == nil {
+					firstErr = fmt.Errorf("leader of %s/%d: %w", topic, p, err)
+				}
 				c.state.setEnd(tp, 0, fmt.Errorf("leader of %s/%d: %w", topic, p, err), now)
 				continue
 			}
@@ -177,13 +262,15 @@ func (c *cluster) pollOnce() {
 			r.parts = append(r.parts, tp)
 		}
 	}
-	failed := false
 	for broker, r := range reqs {
 		resp, err := broker.GetAvailableOffsets(r.req)
 		for _, tp := range r.parts {
 			end, perr := endOffset(resp, err, tp.topic, tp.partition)
 			if perr != nil {
-				failed = true
+				failed++
+				if firstErr == nil {
+					firstErr = fmt.Errorf("%s/%d: %w", tp.topic, tp.partition, perr)
+				}
 			}
 			c.state.setEnd(tp, end, perr, now)
 		}
@@ -192,7 +279,16 @@ func (c *cluster) pollOnce() {
 			_ = broker.Close()
 		}
 	}
-	if failed {
+	// Log when the number of unreadable partitions changes, not every poll.
+	if failed != c.lastFailed {
+		if failed > 0 {
+			c.log.Warn("log-end offsets unknown", "partitions", failed, "first_err", firstErr)
+		} else {
+			c.log.Info("log-end offsets known again")
+		}
+		c.lastFailed = failed
+	}
+	if failed > 0 {
 		topics := make([]string, 0, len(wanted))
 		for t := range wanted {
 			topics = append(topics, t)
@@ -224,7 +320,11 @@ func endOffset(resp *sarama.OffsetResponse, err error, topic string, p int32) (i
 func (c *cluster) kafkaClient() (sarama.Client, error) {
 	brokers := c.cfg.BrokerHosts
 	if len(brokers) == 0 {
-		found, err := zklayout.DiscoverBrokers(c.conn, c.cfg.Chroot)
+		var found []string
+		err := errors.New("no zookeeper client")
+		if conn := c.zk(); conn != nil {
+			found, err = zklayout.DiscoverBrokers(conn, c.cfg.Chroot)
+		}
 		switch {
 		case err != nil && c.kafka != nil:
 			return c.kafka, nil // ZooKeeper is away; keep the brokers we know

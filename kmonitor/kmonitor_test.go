@@ -317,3 +317,34 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestZooKeeperSessionExpiry replaces the ZooKeeper server with an empty one
+// on the same port: kmonitor's session is unknown there (expired), so it
+// must open a new session and follow the new tree from scratch. While
+// ZooKeeper is gone for longer than a session, lags are unknown, not stale.
+func TestZooKeeperSessionExpiry(t *testing.T) {
+	e := start(t)
+	produce(t, e.kafka, "a", 2, 4)
+	setOffset(t, e.conn, "m", "a", "2", "1")
+	e.eventually(t, "", `{"test_cluster":{"m":{"2":3}}}`+"\n", 10*time.Second)
+
+	_, port, _ := net.SplitHostPort(e.zk.Addr)
+	p, _ := strconv.Atoi(port)
+	e.zk.Stop()
+	// Session timeout is 4 s: past it, the offsets kmonitor holds are stale.
+	e.eventually(t, "", `{"test_cluster":{"m":{"2":null}}}`+"\n", 10*time.Second)
+
+	fresh, err := zkserver.Start(zkserver.Config{Dir: t.TempDir(), Port: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fresh.Stop() })
+	conn := zktest.Connect(t, fresh.Addr)
+	host, kport, _ := net.SplitHostPort(e.kafka.ListenAddrs()[0])
+	kp, _ := strconv.Atoi(kport)
+	if err := zklayout.RegisterBroker(conn, chroot, 0, host, kp); err != nil {
+		t.Fatal(err)
+	}
+	setOffset(t, conn, "n", "a", "2", "2")
+	e.eventually(t, "", `{"test_cluster":{"n":{"2":2}}}`+"\n", 20*time.Second)
+}

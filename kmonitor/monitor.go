@@ -58,8 +58,7 @@ func (m *Monitor) generation() uint64 {
 	return g
 }
 
-// New validates cfg, opens the listener and the ZooKeeper sessions (which
-// connect in the background).
+// New validates cfg and opens the listener. Run connects to the clusters.
 func New(cfg Config, log *slog.Logger) (*Monitor, error) {
 	if err := cfg.Validate("config"); err != nil {
 		return nil, err
@@ -72,12 +71,7 @@ func New(cfg Config, log *slog.Logger) (*Monitor, error) {
 	}
 	m.ln = ln
 	for _, name := range cfg.Base.Clusters {
-		c, err := newCluster(name, cfg.Clusters[name], cfg.Base, log.With("cluster", name))
-		if err != nil {
-			m.Close()
-			return nil, err
-		}
-		m.clusters = append(m.clusters, c)
+		m.clusters = append(m.clusters, newCluster(name, cfg.Clusters[name], cfg.Base, log.With("cluster", name)))
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(lagCollector{m}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -141,14 +135,10 @@ func (m *Monitor) Run(ctx context.Context) error {
 	return err
 }
 
-// Close releases what New acquired when Run was never called; idempotent.
+// Close releases what New acquired (the listener); idempotent. The
+// ZooKeeper clients live only while Run does.
 func (m *Monitor) Close() error {
-	m.closeOnce.Do(func() {
-		m.ln.Close()
-		for _, c := range m.clusters {
-			c.conn.Close()
-		}
-	})
+	m.closeOnce.Do(func() { m.ln.Close() })
 	return nil
 }
 

@@ -58,12 +58,15 @@ func newState(history time.Duration) *state {
 	return &state{history: history, offsets: map[partKey]offsetEntry{}, ends: map[topicPartition]*endEntry{}}
 }
 
-func (s *state) setOffset(k partKey, data []byte) {
+// setOffset records an offset znode's data and returns the parse error,
+// if any (the entry then shows as unknown).
+func (s *state) setOffset(k partKey, data []byte) error {
 	v, err := zklayout.ParseOffset(data)
 	s.mu.Lock()
 	s.offsets[k] = offsetEntry{next: v, err: err}
 	s.mu.Unlock()
 	s.gen.Add(1)
+	return err
 }
 
 func (s *state) dropOffset(k partKey) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path"
+	"sync"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -17,23 +18,23 @@ const retryDelay = 500 * time.Millisecond
 // and cancelled when the child disappears or ctx ends. It follows dir with
 // a child watch, waits for dir to be created when it does not exist, and
 // rides out disconnects and session expiry by asking again.
-func (c *cluster) watchChildren(ctx context.Context, dir string, spawn func(ctx context.Context, name string)) {
+func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, dir string, spawn func(ctx context.Context, name string)) {
 	running := map[string]context.CancelFunc{}
-	done := make(chan struct{})
+	var wg sync.WaitGroup // the children: every goroutine has an owner that waits for it
 	defer func() {
 		for _, cancel := range running {
 			cancel()
 		}
-		close(done)
+		wg.Wait()
 	}()
 	for ctx.Err() == nil {
-		names, _, ev, err := c.conn.ChildrenW(dir)
+		names, _, ev, err := conn.ChildrenW(dir)
 		if errors.Is(err, zk.ErrNoNode) {
 			for n, cancel := range running { // dir is gone, and so are they
 				cancel()
 				delete(running, n)
 			}
-			names, ev, err = nil, nil, c.waitExists(ctx, dir)
+			names, ev, err = nil, nil, waitExists(ctx, conn, dir)
 		}
 		if err != nil {
 			c.log.Debug("list znode children", "path", dir, "err", err)
@@ -49,7 +50,7 @@ func (c *cluster) watchChildren(ctx context.Context, dir string, spawn func(ctx 
 			if _, ok := running[n]; !ok {
 				cctx, cancel := context.WithCancel(ctx)
 				running[n] = cancel
-				c.wg.Go(func() { spawn(cctx, n) })
+				wg.Go(func() { spawn(cctx, n) })
 			}
 		}
 		for n, cancel := range running {
@@ -66,8 +67,8 @@ func (c *cluster) watchChildren(ctx context.Context, dir string, spawn func(ctx 
 }
 
 // waitExists blocks until p exists or ctx ends.
-func (c *cluster) waitExists(ctx context.Context, p string) error {
-	ok, _, ev, err := c.conn.ExistsW(p)
+func waitExists(ctx context.Context, conn *zk.Conn, p string) error {
+	ok, _, ev, err := conn.ExistsW(p)
 	if err != nil || ok {
 		return err
 	}
@@ -79,10 +80,10 @@ func (c *cluster) waitExists(ctx context.Context, p string) error {
 }
 
 // watchOffset follows one offset znode until it is deleted or ctx ends.
-func (c *cluster) watchOffset(ctx context.Context, k partKey, p string) {
+func (c *cluster) watchOffset(ctx context.Context, conn *zk.Conn, k partKey, p string) {
 	defer c.state.dropOffset(k)
 	for ctx.Err() == nil {
-		data, _, ev, err := c.conn.GetW(p)
+		data, _, ev, err := conn.GetW(p)
 		if errors.Is(err, zk.ErrNoNode) {
 			return // the parent's watch drops it
 		}
@@ -91,7 +92,9 @@ func (c *cluster) watchOffset(ctx context.Context, k partKey, p string) {
 			sleep(ctx, retryDelay)
 			continue
 		}
-		c.state.setOffset(k, data)
+		if err := c.state.setOffset(k, data); err != nil {
+			c.log.Warn("bad offset znode", "path", p, "err", err)
+		}
 		select {
 		case <-ev:
 		case <-ctx.Done():
@@ -101,15 +104,15 @@ func (c *cluster) watchOffset(ctx context.Context, k partKey, p string) {
 
 // followOffsets follows <chroot>/consumers/*/offsets/*/* : every module,
 // topic and partition, as they come and go.
-func (c *cluster) followOffsets(ctx context.Context) {
+func (c *cluster) followOffsets(ctx context.Context, conn *zk.Conn) {
 	consumers := path.Join(c.cfg.Chroot, "consumers")
-	c.watchChildren(ctx, consumers, func(ctx context.Context, module string) {
+	c.watchChildren(ctx, conn, consumers, func(ctx context.Context, module string) {
 		offsets := path.Join(consumers, module, "offsets")
-		c.watchChildren(ctx, offsets, func(ctx context.Context, topic string) {
+		c.watchChildren(ctx, conn, offsets, func(ctx context.Context, topic string) {
 			dir := path.Join(offsets, topic)
-			c.watchChildren(ctx, dir, func(ctx context.Context, name string) {
+			c.watchChildren(ctx, conn, dir, func(ctx context.Context, name string) {
 				k := partKey{module: module, topic: topic, name: name}
-				c.watchOffset(ctx, k, path.Join(dir, name))
+				c.watchOffset(ctx, conn, k, path.Join(dir, name))
 			})
 		})
 	})
