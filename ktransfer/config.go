@@ -1,0 +1,268 @@
+// Package ktransfer moves records from Kafka to HTTP: each module consumes
+// one topic and pushes every record to its backend servers, serially per
+// key and in parallel across keys, within a bounded window, with retries,
+// keeping its offsets in ZooKeeper.
+package ktransfer
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/logging"
+)
+
+// Config is ktransfer.yaml. The first block is the 2015 suite's keys.
+type Config struct {
+	LogDir        string   `yaml:"log_dir"`
+	LogLevel      int      `yaml:"log_level"`
+	ZKChroot      string   `yaml:"zk_chroot"`
+	ZKTimeoutMs   int      `yaml:"zk_timeout_ms"`
+	ZKHosts       []string `yaml:"zk_hosts"`
+	ModuleConfDir string   `yaml:"module_conf_dir"`
+	ModuleEnabled []string `yaml:"module_enabled"`
+
+	// BrokerHosts, when set, replaces discovery from <zk_chroot>/brokers/ids.
+	BrokerHosts []string `yaml:"broker_hosts"`
+	// AdminAddr serves /health, /status, /metrics, /debug/pprof; empty: off.
+	AdminAddr string `yaml:"admin_addr"`
+	// ShutdownTimeoutMs bounds finishing in-flight pushes on SIGTERM.
+	ShutdownTimeoutMs int              `yaml:"shutdown_timeout_ms"`
+	Kafka             kafkaconf.Config `yaml:"kafka"`
+
+	// Modules are the enabled modules' files, loaded by LoadConfig.
+	Modules []Module `yaml:"-"`
+}
+
+// Module is conf/modules/<name>.yaml.
+type Module struct {
+	Name string `yaml:"-"` // the file's base name
+	File string `yaml:"-"`
+
+	Topic               string   `yaml:"topic"`
+	Methods             []string `yaml:"methods"`
+	Protocol            Protocol `yaml:"protocol"`
+	WorkerNum           int      `yaml:"worker_num"`
+	WindowSize          int      `yaml:"window_size"`
+	MaxRetryTimes       int      `yaml:"max_retry_times"`
+	FailRetryIntervalMs int      `yaml:"fail_retry_interval_ms"`
+	BackendServers      []string `yaml:"backend_servers"`
+
+	// The 2015 suite's optional keys.
+	SerializeByKey           *bool `yaml:"serialize_by_key"`
+	ZKOffsetUpdateIntervalS  int   `yaml:"zk_offset_update_interval_sec"`
+	ExpectedProcessingTimeMs int   `yaml:"expected_processing_time_ms"`
+	WaitingQueueSize         int   `yaml:"waiting_queue_size"`
+
+	// MaxRetryIntervalMs caps the exponential backoff between retries.
+	MaxRetryIntervalMs int `yaml:"max_retry_interval_ms"`
+	// DeadLetterTopic receives the records given up on; empty: none.
+	DeadLetterTopic string `yaml:"dead_letter_topic"`
+	// StartFrom is where a partition without a stored offset starts:
+	// oldest or newest.
+	StartFrom string `yaml:"start_from"`
+	// OffsetOutOfRange is what to do when the stored offset no longer
+	// exists in Kafka (retention removed it): oldest, newest, or stop.
+	OffsetOutOfRange string `yaml:"offset_out_of_range"`
+}
+
+// Protocol is a module's protocol section.
+type Protocol struct {
+	Name           string              `yaml:"name"`
+	URI            string              `yaml:"uri"`
+	Headers        []map[string]string `yaml:"headers"`
+	ReadTimeoutMs  int                 `yaml:"read_timeout_ms"`
+	WriteTimeoutMs int                 `yaml:"write_timeout_ms"`
+	ConnTimeoutMs  int                 `yaml:"conn_timeout_ms"`
+}
+
+// DefaultConfig returns the defaults of ktransfer.yaml.
+func DefaultConfig() Config {
+	return Config{
+		LogLevel: 4, ZKTimeoutMs: 3000, ModuleConfDir: "./conf/modules",
+		AdminAddr: "127.0.0.1:5050", ShutdownTimeoutMs: 10_000, Kafka: kafkaconf.Default(),
+	}
+}
+
+// DefaultModule returns the defaults of a module file.
+func DefaultModule() Module {
+	return Module{
+		Protocol:            Protocol{Name: "http", WriteTimeoutMs: 100, ConnTimeoutMs: 100},
+		WorkerNum:           100,
+		WindowSize:          200,
+		MaxRetryTimes:       -1,
+		FailRetryIntervalMs: 200,
+		MaxRetryIntervalMs:  10_000,
+		StartFrom:           "oldest",
+		OffsetOutOfRange:    "oldest",
+	}
+}
+
+// LoadConfig reads ktransfer.yaml and every enabled module's file from
+// module_conf_dir (relative to the working directory, as in 2015), and
+// validates them all, reporting every problem at once.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	if err := config.Load(path, &cfg); err != nil {
+		return cfg, err
+	}
+	var errs []error
+	if err := cfg.Validate(path); err != nil {
+		errs = append(errs, err)
+	}
+	for _, name := range cfg.ModuleEnabled {
+		m, err := LoadModule(filepath.Join(cfg.ModuleConfDir, name+".yaml"))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		cfg.Modules = append(cfg.Modules, m)
+	}
+	return cfg, errors.Join(errs...)
+}
+
+// LoadModule reads and validates one module file.
+func LoadModule(file string) (Module, error) {
+	m := DefaultModule()
+	m.File = file
+	m.Name = trimExt(filepath.Base(file))
+	if _, err := os.Stat(file); err != nil {
+		return m, fmt.Errorf("module %s: %w", m.Name, err)
+	}
+	if err := config.Load(file, &m); err != nil {
+		return m, err
+	}
+	return m, m.Validate()
+}
+
+func trimExt(s string) string { return s[:len(s)-len(filepath.Ext(s))] }
+
+// Validate reports every problem of ktransfer.yaml at once.
+func (c Config) Validate(file string) error {
+	p := config.NewProblems(file)
+	if c.LogLevel < 0 || c.LogLevel > logging.MaxLevel {
+		p.Addf("log_level", c.LogLevel, "must be 0..%d", logging.MaxLevel)
+	}
+	if c.ZKChroot == "" || c.ZKChroot[0] != '/' {
+		p.Addf("zk_chroot", c.ZKChroot, "must be an absolute ZooKeeper path like /mq/test_cluster")
+	}
+	if c.ZKTimeoutMs < 1000 {
+		p.Addf("zk_timeout_ms", c.ZKTimeoutMs, "must be >= 1000")
+	}
+	if len(c.ZKHosts) == 0 {
+		p.Add("zk_hosts", "must list at least one ZooKeeper host:port")
+	}
+	for i, h := range c.ZKHosts {
+		if !hostPort(h) {
+			p.Addf("zk_hosts["+strconv.Itoa(i)+"]", h, "must be host:port")
+		}
+	}
+	for i, h := range c.BrokerHosts {
+		if !hostPort(h) {
+			p.Addf("broker_hosts["+strconv.Itoa(i)+"]", h, "must be host:port")
+		}
+	}
+	if len(c.ModuleEnabled) == 0 {
+		p.Add("module_enabled", "must name at least one module")
+	}
+	for i, name := range c.ModuleEnabled {
+		if slices.Index(c.ModuleEnabled, name) != i {
+			p.Addf("module_enabled", name, "lists a module twice")
+		}
+	}
+	if c.AdminAddr != "" && !hostPort(c.AdminAddr) {
+		p.Addf("admin_addr", c.AdminAddr, "must be host:port, or empty to turn the admin listener off")
+	}
+	if c.ShutdownTimeoutMs < 1 {
+		p.Addf("shutdown_timeout_ms", c.ShutdownTimeoutMs, "must be >= 1")
+	}
+	c.Kafka.Validate(p)
+	return p.Err()
+}
+
+// Validate reports every problem of a module file at once.
+func (m Module) Validate() error {
+	p := config.NewProblems(m.File)
+	if m.Topic == "" {
+		p.Add("topic", "must name the topic to consume")
+	}
+	if m.Protocol.Name != "http" {
+		p.Addf("protocol.name", m.Protocol.Name, "must be http")
+	}
+	if _, err := parseTemplate(m.Protocol.URI); err != nil {
+		p.Addf("protocol.uri", m.Protocol.URI, "%v", err)
+	}
+	for i, h := range m.Protocol.Headers {
+		if len(h) != 1 {
+			p.Addf(fmt.Sprintf("protocol.headers[%d]", i), h, "must be one \"Name: value\" pair")
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"protocol.read_timeout_ms", m.Protocol.ReadTimeoutMs}, {"protocol.write_timeout_ms", m.Protocol.WriteTimeoutMs},
+		{"protocol.conn_timeout_ms", m.Protocol.ConnTimeoutMs},
+	} {
+		if f.v < 0 {
+			p.Addf(f.name, f.v, "must be >= 0 (0: no timeout)")
+		}
+	}
+	if m.WorkerNum < 1 {
+		p.Addf("worker_num", m.WorkerNum, "must be >= 1")
+	}
+	if m.WindowSize < 1 {
+		p.Addf("window_size", m.WindowSize, "must be >= 1")
+	}
+	if m.MaxRetryTimes < -1 {
+		p.Addf("max_retry_times", m.MaxRetryTimes, "must be -1 (retry until success) or >= 0")
+	}
+	if m.FailRetryIntervalMs < 0 {
+		p.Addf("fail_retry_interval_ms", m.FailRetryIntervalMs, "must be >= 0")
+	}
+	if m.MaxRetryIntervalMs < m.FailRetryIntervalMs {
+		p.Addf("max_retry_interval_ms", m.MaxRetryIntervalMs, "must be >= fail_retry_interval_ms (%d)", m.FailRetryIntervalMs)
+	}
+	if len(m.BackendServers) == 0 {
+		p.Add("backend_servers", "must list at least one host:port")
+	}
+	for i, b := range m.BackendServers {
+		if !hostPort(b) {
+			p.Addf("backend_servers["+strconv.Itoa(i)+"]", b, "must be host:port")
+		}
+	}
+	if m.ZKOffsetUpdateIntervalS < 0 {
+		p.Addf("zk_offset_update_interval_sec", m.ZKOffsetUpdateIntervalS, "must be >= 0")
+	}
+	if m.WaitingQueueSize < 0 {
+		p.Addf("waiting_queue_size", m.WaitingQueueSize, "must be >= 0")
+	}
+	if m.StartFrom != "oldest" && m.StartFrom != "newest" {
+		p.Addf("start_from", m.StartFrom, "must be oldest or newest")
+	}
+	if !slices.Contains([]string{"oldest", "newest", "stop"}, m.OffsetOutOfRange) {
+		p.Addf("offset_out_of_range", m.OffsetOutOfRange, "must be oldest, newest or stop")
+	}
+	if m.DeadLetterTopic != "" && m.DeadLetterTopic == m.Topic {
+		p.Addf("dead_letter_topic", m.DeadLetterTopic, "must differ from topic")
+	}
+	return p.Err()
+}
+
+// serializeByKey is serialize_by_key, true unless set false.
+func (m Module) serializeByKey() bool { return m.SerializeByKey == nil || *m.SerializeByKey }
+
+func hostPort(s string) bool {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n > 0 && n <= 65535
+}

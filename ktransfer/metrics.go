@@ -1,0 +1,104 @@
+package ktransfer
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are ktransfer's Prometheus series.
+type metrics struct {
+	reg          *prometheus.Registry
+	pushed       *prometheus.CounterVec
+	retried      *prometheus.CounterVec
+	failed       *prometheus.CounterVec
+	deadLettered *prometheus.CounterVec
+	skipped      *prometheus.CounterVec
+	outOfRange   *prometheus.CounterVec
+	duration     *prometheus.HistogramVec
+	committed    *prometheus.GaugeVec
+	highWater    *prometheus.GaugeVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		pushed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ktransfer_pushed_total", Help: "Records a backend answered 2xx.",
+		}, []string{"module"}),
+		retried: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ktransfer_retries_total", Help: "Push attempts that failed and were tried again.",
+		}, []string{"module"}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ktransfer_failed_total", Help: "Records given up on (permanent 4xx or retries exhausted).",
+		}, []string{"module"}),
+		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ktransfer_dead_lettered_total", Help: "Records written to the dead-letter topic.",
+		}, []string{"module"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ktransfer_skipped_total", Help: "Records not pushed: method not in the list, or no method to match.",
+		}, []string{"module", "reason"}),
+		outOfRange: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ktransfer_offset_out_of_range_total", Help: "Stored offsets Kafka no longer had.",
+		}, []string{"module"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ktransfer_push_duration_seconds", Help: "From the first attempt to a 2xx, retries included.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 5, 30},
+		}, []string{"module"}),
+		committed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ktransfer_committed_offset", Help: "Next offset to push, as stored in ZooKeeper.",
+		}, []string{"module", "partition"}),
+		highWater: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ktransfer_high_water_offset", Help: "Partition log end as last seen by the consumer.",
+		}, []string{"module", "partition"}),
+	}
+	m.reg.MustRegister(m.pushed, m.retried, m.failed, m.deadLettered, m.skipped, m.outOfRange, m.duration,
+		m.committed, m.highWater, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+const (
+	skipFiltered  = "method_filtered"
+	skipMalformed = "no_method"
+)
+
+// moduleStats are one module's series, resolved once.
+type moduleStats struct {
+	m                                       *metrics
+	name                                    string
+	pushedC, retriedC, failedC, deadC, oorC prometheus.Counter
+	skipFilteredC, skipMalformedC           prometheus.Counter
+	durationH                               prometheus.Observer
+}
+
+func (m *metrics) module(name string) *moduleStats {
+	return &moduleStats{
+		m: m, name: name,
+		pushedC: m.pushed.WithLabelValues(name), retriedC: m.retried.WithLabelValues(name),
+		failedC: m.failed.WithLabelValues(name), deadC: m.deadLettered.WithLabelValues(name),
+		oorC:          m.outOfRange.WithLabelValues(name),
+		skipFilteredC: m.skipped.WithLabelValues(name, skipFiltered), skipMalformedC: m.skipped.WithLabelValues(name, skipMalformed),
+		durationH: m.duration.WithLabelValues(name),
+	}
+}
+
+func (s *moduleStats) pushed(d time.Duration) { s.pushedC.Inc(); s.durationH.Observe(d.Seconds()) }
+func (s *moduleStats) retried()               { s.retriedC.Inc() }
+func (s *moduleStats) failed()                { s.failedC.Inc() }
+func (s *moduleStats) deadLettered()          { s.deadC.Inc() }
+func (s *moduleStats) outOfRange()            { s.oorC.Inc() }
+func (s *moduleStats) skipped(reason string) {
+	if reason == skipFiltered {
+		s.skipFilteredC.Inc()
+	} else {
+		s.skipMalformedC.Inc()
+	}
+}
+func (s *moduleStats) committed(p int32, offset int64) {
+	s.m.committed.WithLabelValues(s.name, strconv.Itoa(int(p))).Set(float64(offset))
+}
+func (s *moduleStats) highWaterGauge(p int32) prometheus.Gauge {
+	return s.m.highWater.WithLabelValues(s.name, strconv.Itoa(int(p)))
+}

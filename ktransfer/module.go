@@ -1,0 +1,396 @@
+package ktransfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"path"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/go-zookeeper/zk"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
+)
+
+type saramaMessage = sarama.ConsumerMessage
+
+// module pushes one topic's records to its backends.
+type module struct {
+	cfg     Module
+	t       *Transfer
+	log     *slog.Logger
+	pusher  *pusher
+	methods map[string]bool
+	stats   *moduleStats
+
+	// slots holds one token per record dispatched and not yet committed:
+	// a full channel pauses reading (window_size).
+	slots       chan struct{}
+	commitKick  chan struct{}
+	uncommitted atomic.Int64 // records acknowledged, not yet committed
+
+	queues []chan *record // one per worker: a key's records in offset order
+	shared chan *record   // records without a key, for any idle worker
+
+	mu    sync.Mutex
+	parts map[int32]*partition
+}
+
+func newModule(cfg Module, t *Transfer) (*module, error) {
+	p, err := newPusher(cfg)
+	if err != nil {
+		return nil, err
+	}
+	m := &module{
+		cfg: cfg, t: t, pusher: p, log: t.log.With("module", cfg.Name, "topic", cfg.Topic),
+		slots:      make(chan struct{}, cfg.WindowSize),
+		commitKick: make(chan struct{}, 1),
+		parts:      map[int32]*partition{},
+		stats:      t.metrics.module(cfg.Name),
+	}
+	if len(cfg.Methods) > 0 {
+		m.methods = map[string]bool{}
+		for _, name := range cfg.Methods {
+			m.methods[name] = true
+		}
+	}
+	queue := cfg.WaitingQueueSize
+	if queue == 0 {
+		queue = cfg.WindowSize // the window bounds what can wait in all queues together
+	}
+	for range cfg.WorkerNum {
+		m.queues = append(m.queues, make(chan *record, min(queue, cfg.WindowSize)))
+	}
+	m.shared = make(chan *record, cfg.WindowSize)
+	if cfg.ExpectedProcessingTimeMs > 0 {
+		m.log.Info("expected_processing_time_ms is accepted for compatibility and has no effect")
+	}
+	return m, nil
+}
+
+// run pushes the module's partitions until readCtx ends, then drains: the
+// records already dispatched are pushed until pushCtx ends, and the
+// offsets are committed.
+func (m *module) run(readCtx, pushCtx context.Context, partitions []int32) error {
+	var workers sync.WaitGroup
+	for i := range m.queues {
+		workers.Go(func() { m.worker(pushCtx, m.queues[i]) })
+	}
+	commitCtx, stopCommits := context.WithCancel(context.Background())
+	var committer sync.WaitGroup
+	committer.Go(func() { m.commitLoop(commitCtx) })
+
+	errc := make(chan error, len(partitions))
+	var readers sync.WaitGroup
+	for _, p := range partitions {
+		part := &partition{m: m, id: p, log: m.log.With("partition", p)}
+		m.mu.Lock()
+		m.parts[p] = part
+		m.mu.Unlock()
+		readers.Go(func() {
+			if err := part.run(readCtx); err != nil {
+				errc <- err
+			}
+		})
+	}
+	var err error
+	select {
+	case <-readCtx.Done():
+	case err = <-errc:
+		m.log.Error("module stopped", "err", err)
+	}
+	// Shutdown order: 1. stop reading (every partition loop returns);
+	// 2. close the queues and let the workers push what was dispatched,
+	// bounded by pushCtx; 3. commit what was acknowledged, and stop the
+	// committer.
+	readers.Wait()
+	for _, q := range m.queues {
+		close(q)
+	}
+	close(m.shared)
+	workers.Wait()
+	m.commitAll()
+	stopCommits()
+	committer.Wait()
+	return err
+}
+
+// dispatch hands a record to its worker, after taking a window slot.
+func (m *module) dispatch(ctx context.Context, r *record) bool {
+	select {
+	case m.slots <- struct{}{}:
+	default:
+		m.kickCommit() // the window is full: commit what is acknowledged
+		select {
+		case m.slots <- struct{}{}:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	r.part.tracker.dispatch(r.msg.Offset)
+	q := m.shared
+	if len(r.msg.Key) > 0 && m.cfg.serializeByKey() {
+		h := fnv.New32a()
+		h.Write(r.msg.Key)
+		q = m.queues[h.Sum32()%uint32(len(m.queues))]
+	}
+	select {
+	case q <- r:
+		return true
+	case <-ctx.Done():
+		// Dispatched but never queued: it stays below the commit point and
+		// is read again after the restart.
+		return false
+	}
+}
+
+// worker pushes the records of its queue, and keyless ones when idle.
+func (m *module) worker(ctx context.Context, own chan *record) {
+	shared := m.shared
+	var buf []byte
+	for own != nil || shared != nil {
+		var r *record
+		var ok bool
+		select {
+		case r, ok = <-own:
+			if !ok {
+				own = nil
+				continue
+			}
+		case r, ok = <-shared:
+			if !ok {
+				shared = nil
+				continue
+			}
+		}
+		if m.handle(ctx, r, &buf) {
+			m.ack(r)
+		}
+		// Not acknowledged (shutdown cut a retry short): the record stays
+		// uncommitted and is pushed again after the restart.
+	}
+}
+
+func (m *module) ack(r *record) {
+	if moved := r.part.tracker.ack(r.msg.Offset); moved > 0 {
+		if m.uncommitted.Add(int64(moved)) >= int64(max(1, m.cfg.WindowSize/2)) {
+			m.kickCommit()
+		}
+	}
+}
+
+// handle filters, pushes and retries one record; it reports whether the
+// record is finished (pushed, skipped, or given up on and reported).
+func (m *module) handle(ctx context.Context, r *record, buf *[]byte) bool {
+	if m.methods != nil || m.pusher.tmpl.needMethod {
+		method, err := methodOf(r.msg.Value)
+		r.method = method
+		if m.methods != nil {
+			if err != nil {
+				// The 2015 code retried such a record forever; it cannot
+				// match a filter, so it is skipped (or dead-lettered).
+				m.stats.skipped(skipMalformed)
+				m.log.Debug("record without a method skipped", "partition", r.msg.Partition, "offset", r.msg.Offset, "err", err)
+				if m.cfg.DeadLetterTopic != "" {
+					return m.deadLetter(ctx, r, err.Error())
+				}
+				return true
+			}
+			if !m.methods[method] {
+				m.stats.skipped(skipFiltered)
+				return true
+			}
+		}
+	}
+	start := time.Now()
+	first := m.pusher.start()
+	base := time.Duration(m.cfg.FailRetryIntervalMs) * time.Millisecond
+	ceiling := time.Duration(m.cfg.MaxRetryIntervalMs) * time.Millisecond
+	for n := 0; ; n++ {
+		backend := (first + n) % len(m.pusher.backends)
+		a := m.pusher.push(backend, r, buf)
+		v, reason := judge(a)
+		switch v {
+		case pushed:
+			m.stats.pushed(time.Since(start))
+			return true
+		case permanent:
+			return m.giveUp(ctx, r, reason, n+1)
+		}
+		if m.cfg.MaxRetryTimes >= 0 && n >= m.cfg.MaxRetryTimes {
+			return m.giveUp(ctx, r, "retries exhausted: "+reason, n+1)
+		}
+		m.stats.retried()
+		wait := max(backoff(n+1, base, ceiling), a.retryAfter)
+		m.log.Warn("push failed; retrying", "partition", r.msg.Partition, "offset", r.msg.Offset,
+			"backend", m.pusher.backends[backend].Addr, "attempt", n+1, "reason", reason, "wait", wait)
+		if !sleep(ctx, wait) {
+			return false
+		}
+	}
+}
+
+// giveUp reports a record that will not be pushed: logged, counted, and
+// written to the dead-letter topic when there is one.
+func (m *module) giveUp(ctx context.Context, r *record, reason string, attempts int) bool {
+	m.stats.failed()
+	m.log.Error("record given up", "partition", r.msg.Partition, "offset", r.msg.Offset,
+		"key", string(r.msg.Key), "attempts", attempts, "reason", reason, "dead_letter_topic", m.cfg.DeadLetterTopic)
+	if m.cfg.DeadLetterTopic == "" {
+		return true
+	}
+	return m.deadLetter(ctx, r, reason)
+}
+
+// deadLetter writes r to the dead-letter topic, retrying until it is
+// written or ctx ends: a record is acknowledged only once it is safe.
+func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool {
+	msg := &sarama.ProducerMessage{
+		Topic: m.cfg.DeadLetterTopic,
+		Value: sarama.ByteEncoder(r.msg.Value),
+		Headers: []sarama.RecordHeader{
+			{Key: []byte("ktransfer-module"), Value: []byte(m.cfg.Name)},
+			{Key: []byte("ktransfer-reason"), Value: []byte(reason)},
+			{Key: []byte("ktransfer-topic"), Value: []byte(r.msg.Topic)},
+			{Key: []byte("ktransfer-partition"), Value: []byte(strconv.Itoa(int(r.msg.Partition)))},
+			{Key: []byte("ktransfer-offset"), Value: []byte(strconv.FormatInt(r.msg.Offset, 10))},
+		},
+	}
+	if len(r.msg.Key) > 0 {
+		msg.Key = sarama.ByteEncoder(r.msg.Key)
+	}
+	for n := 1; ; n++ {
+		_, _, err := m.t.deadLetters.SendMessage(msg)
+		if err == nil {
+			m.stats.deadLettered()
+			return true
+		}
+		m.log.Error("dead-letter write failed; retrying", "dead_letter_topic", m.cfg.DeadLetterTopic,
+			"partition", r.msg.Partition, "offset", r.msg.Offset, "attempt", n, "err", err)
+		if !sleep(ctx, backoff(n, time.Second, 30*time.Second)) {
+			return false
+		}
+	}
+}
+
+func (m *module) kickCommit() {
+	select {
+	case m.commitKick <- struct{}{}:
+	default:
+	}
+}
+
+// commitLoop commits offsets when half a window is acknowledged, when the
+// window is full, and at least every zk_offset_update_interval_sec (1 s
+// when unset), until ctx ends.
+func (m *module) commitLoop(ctx context.Context) {
+	every := time.Second
+	if s := m.cfg.ZKOffsetUpdateIntervalS; s > 0 {
+		every = time.Duration(s) * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.commitKick:
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+		m.commitAll()
+	}
+}
+
+// commitAll stores every partition's frontier that moved, and frees the
+// window slots of the records it covers.
+func (m *module) commitAll() {
+	type part struct {
+		id int32
+		t  *tracker
+	}
+	m.mu.Lock()
+	parts := make([]part, 0, len(m.parts))
+	for _, p := range m.parts {
+		if p.tracker != nil {
+			parts = append(parts, part{p.id, p.tracker})
+		}
+	}
+	m.mu.Unlock()
+	slices.SortFunc(parts, func(a, b part) int { return int(a.id - b.id) })
+	for _, p := range parts {
+		offset, records, ok := p.t.toCommit()
+		if !ok {
+			continue
+		}
+		if err := m.t.storeOffset(m.cfg.Name, m.cfg.Topic, p.id, offset); err != nil {
+			m.log.Warn("commit offset failed; will retry", "partition", p.id, "offset", offset, "err", err)
+			continue
+		}
+		p.t.committedAt(offset, records)
+		m.uncommitted.Add(-int64(records))
+		for range records {
+			<-m.slots
+		}
+		m.stats.committed(p.id, offset)
+	}
+}
+
+// sleep waits d or until ctx ends; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// storeOffset writes the next offset to push of module/topic/partition in
+// the classic layout, creating the node (and its parents) the first time.
+func (t *Transfer) storeOffset(module, topic string, partition int32, next int64) error {
+	p := path.Join(zklayout.Offsets(t.cfg.ZKChroot, module, topic), strconv.Itoa(int(partition)))
+	data := zklayout.EncodeOffset(next)
+	_, err := t.zk.Set(p, data, -1)
+	if errors.Is(err, zk.ErrNoNode) {
+		if err := zklayout.CreateAll(t.zk, path.Dir(p)); err != nil {
+			return err
+		}
+		_, err = t.zk.Create(p, data, 0, zk.WorldACL(zk.PermAll))
+		if errors.Is(err, zk.ErrNodeExists) {
+			_, err = t.zk.Set(p, data, -1)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("store offset %s=%d: %w", p, next, err)
+	}
+	return nil
+}
+
+// loadOffset reads the stored next offset; ok is false when none is stored.
+func (t *Transfer) loadOffset(module, topic string, partition int32) (int64, bool, error) {
+	p := path.Join(zklayout.Offsets(t.cfg.ZKChroot, module, topic), strconv.Itoa(int(partition)))
+	data, _, err := t.zk.Get(p)
+	if errors.Is(err, zk.ErrNoNode) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("read offset %s: %w", p, err)
+	}
+	v, err := zklayout.ParseOffset(data)
+	if err != nil {
+		return 0, false, fmt.Errorf("offset %s: %w", p, err)
+	}
+	return v, true, nil
+}

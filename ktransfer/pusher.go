@@ -1,0 +1,210 @@
+package ktransfer
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// maxRetryAfter caps a backend's Retry-After.
+const maxRetryAfter = 5 * time.Minute
+
+// pusher POSTs records to a module's backend servers.
+type pusher struct {
+	topic    string
+	tmpl     *template
+	host     string // the configured Host header, or ""
+	headers  [][2]string
+	backends []*fasthttp.HostClient
+	next     atomic.Uint32 // round robin
+}
+
+func newPusher(m Module) (*pusher, error) {
+	tmpl, err := parseTemplate(m.Protocol.URI)
+	if err != nil {
+		return nil, fmt.Errorf("%s: protocol.uri: %w", m.File, err)
+	}
+	p := &pusher{topic: m.Topic, tmpl: tmpl}
+	for _, h := range m.Protocol.Headers {
+		for k, v := range h {
+			if strings.EqualFold(k, "Host") {
+				p.host = v
+				continue
+			}
+			p.headers = append(p.headers, [2]string{k, v})
+		}
+	}
+	conn := time.Duration(m.Protocol.ConnTimeoutMs) * time.Millisecond
+	for _, b := range m.BackendServers {
+		hc := &fasthttp.HostClient{
+			Addr:                          b,
+			MaxConns:                      m.WorkerNum, // a worker has one request at a time
+			ReadTimeout:                   time.Duration(m.Protocol.ReadTimeoutMs) * time.Millisecond,
+			WriteTimeout:                  time.Duration(m.Protocol.WriteTimeoutMs) * time.Millisecond,
+			MaxIdleConnDuration:           time.Minute,
+			NoDefaultUserAgentHeader:      true,
+			DisableHeaderNamesNormalizing: true,
+			DisablePathNormalizing:        true,
+		}
+		if conn > 0 {
+			hc.Dial = func(addr string) (net.Conn, error) { return fasthttp.DialTimeout(addr, conn) }
+		}
+		p.backends = append(p.backends, hc)
+	}
+	return p, nil
+}
+
+// start returns the backend index a record's first attempt goes to.
+func (p *pusher) start() int { return int(p.next.Add(1)-1) % len(p.backends) }
+
+// attempt is one push's outcome.
+type attempt struct {
+	status     int           // HTTP status, 0 when none was received
+	err        error         // transport error
+	retryAfter time.Duration // from a Retry-After header
+}
+
+// push POSTs one record to backend i.
+func (p *pusher) push(i int, r *record, buf *[]byte) attempt {
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	*buf = p.tmpl.render((*buf)[:0], p.topic, r.msg.Key, r.msg.Offset, r.msg.Partition, r.method)
+	req.SetRequestURIBytes(*buf)
+	req.Header.SetMethod(fasthttp.MethodPost)
+	if p.host != "" {
+		req.Header.SetHost(p.host)
+	} else {
+		req.Header.SetHost(p.backends[i].Addr)
+	}
+	for _, h := range p.headers {
+		req.Header.Set(h[0], h[1])
+	}
+	req.Header.Set("X-Kafka-Topic", p.topic)
+	req.Header.Set("X-Kafka-Partition", strconv.Itoa(int(r.msg.Partition)))
+	req.Header.Set("X-Kafka-Offset", strconv.FormatInt(r.msg.Offset, 10))
+	req.SetBodyRaw(r.msg.Value)
+	err := p.backends[i].Do(req, resp)
+	if err != nil {
+		return attempt{err: err}
+	}
+	a := attempt{status: resp.StatusCode()}
+	if ra := resp.Header.Peek("Retry-After"); len(ra) > 0 {
+		a.retryAfter = parseRetryAfter(string(ra), time.Now())
+	}
+	return a
+}
+
+// verdict is what to do after an attempt.
+type verdict int
+
+const (
+	pushed    verdict = iota
+	retry             // try again, on the next backend
+	permanent         // give up at once
+)
+
+// judge is the one place that decides what a push's outcome means.
+func judge(a attempt) (verdict, string) {
+	switch {
+	case a.err != nil:
+		// Connection refused or reset, timeouts: the backend may be back soon.
+		return retry, "transport: " + a.err.Error()
+	case a.status >= 200 && a.status < 300:
+		return pushed, ""
+	case a.status == fasthttp.StatusRequestTimeout, a.status == fasthttp.StatusTooManyRequests:
+		return retry, "status " + strconv.Itoa(a.status) // the backend asks to come back later
+	case a.status >= 500:
+		return retry, "status " + strconv.Itoa(a.status) // the backend failed, not the record
+	default:
+		// Other 4xx (and 1xx/3xx, which a POST should not get): the backend
+		// refuses this record; sending it again would be refused again.
+		return permanent, "status " + strconv.Itoa(a.status)
+	}
+}
+
+// backoff is the wait before retry number n (1-based): the base doubled per
+// retry, capped, with ±20% jitter so that workers do not retry in step.
+func backoff(n int, base, ceiling time.Duration) time.Duration {
+	d := base
+	for i := 1; i < n && d < ceiling; i++ {
+		d *= 2
+	}
+	d = min(d, ceiling)
+	if d <= 0 {
+		return 0
+	}
+	jitter := time.Duration(rand.Int64N(int64(d)/5*2+1)) - d/5
+	return d + jitter
+}
+
+// parseRetryAfter reads delay-seconds or an HTTP date; 0 when absent or
+// unreadable; capped at maxRetryAfter.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if n, err := strconv.Atoi(v); err == nil {
+		if n <= 0 {
+			return 0
+		}
+		return min(time.Duration(n)*time.Second, maxRetryAfter)
+	}
+	if t, err := time.Parse(time.RFC1123, v); err == nil {
+		return min(max(t.Sub(now), 0), maxRetryAfter)
+	}
+	return 0
+}
+
+var (
+	errNotMap   = errors.New("value is not a msgpack map")
+	errNoMethod = errors.New("msgpack map has no string \"method\"")
+)
+
+// methodOf reads the string at key "method" of a msgpack map without
+// decoding the rest.
+func methodOf(value []byte) (string, error) {
+	dec := msgpack.NewDecoder(bytes.NewReader(value))
+	n, err := dec.DecodeMapLen()
+	if err != nil || n < 0 {
+		return "", errNotMap
+	}
+	for range n {
+		key, err := dec.DecodeString()
+		if err != nil {
+			if err := dec.Skip(); err != nil { // a non-string key: skip it and its value
+				return "", errNotMap
+			}
+			if err := dec.Skip(); err != nil {
+				return "", errNotMap
+			}
+			continue
+		}
+		if key == "method" {
+			m, err := dec.DecodeString()
+			if err != nil {
+				return "", errNoMethod
+			}
+			return m, nil
+		}
+		if err := dec.Skip(); err != nil {
+			return "", errNotMap
+		}
+	}
+	return "", errNoMethod
+}
+
+// record is one Kafka record on its way through a module.
+type record struct {
+	msg    *saramaMessage
+	part   *partition
+	method string
+}

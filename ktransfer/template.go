@@ -1,0 +1,107 @@
+package ktransfer
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// placeholder kinds of a URI template.
+const (
+	litText = iota
+	phTopic
+	phKey
+	phTransID
+	phPartition
+	phMethod
+)
+
+var placeholders = map[string]int{
+	"{#TOPIC}": phTopic, "{#KEY}": phKey, "{#TRANSID}": phTransID, "{#PARTITION}": phPartition, "{#METHOD}": phMethod,
+}
+
+// template is a parsed protocol.uri: literal text and placeholders.
+type template struct {
+	parts      []tpart
+	needMethod bool
+}
+
+type tpart struct {
+	kind int
+	text string
+}
+
+// parseTemplate parses a URI template. It must start with '/'; "{#" must
+// open a known placeholder.
+func parseTemplate(s string) (*template, error) {
+	if !strings.HasPrefix(s, "/") {
+		return nil, fmt.Errorf("must start with /")
+	}
+	t := &template{}
+	for len(s) > 0 {
+		i := strings.Index(s, "{#")
+		if i < 0 {
+			t.parts = append(t.parts, tpart{litText, s})
+			break
+		}
+		if i > 0 {
+			t.parts = append(t.parts, tpart{litText, s[:i]})
+		}
+		j := strings.IndexByte(s[i:], '}')
+		if j < 0 {
+			return nil, fmt.Errorf("unclosed placeholder at %q", s[i:])
+		}
+		name := s[i : i+j+1]
+		kind, ok := placeholders[name]
+		if !ok {
+			return nil, fmt.Errorf("unknown placeholder %s (known: {#TOPIC} {#KEY} {#TRANSID} {#PARTITION} {#METHOD})", name)
+		}
+		t.parts = append(t.parts, tpart{kind: kind})
+		t.needMethod = t.needMethod || kind == phMethod
+		s = s[i+j+1:]
+	}
+	for _, p := range t.parts {
+		if p.kind == litText && strings.ContainsAny(p.text, " \r\n\t") {
+			return nil, fmt.Errorf("white space in %q", p.text)
+		}
+	}
+	return t, nil
+}
+
+// render appends the URI for one record to dst. The key and method are
+// query-escaped; the topic is URL-safe by Kafka's naming rules.
+func (t *template) render(dst []byte, topic string, key []byte, offset int64, partition int32, method string) []byte {
+	for _, p := range t.parts {
+		switch p.kind {
+		case litText:
+			dst = append(dst, p.text...)
+		case phTopic:
+			dst = append(dst, topic...)
+		case phKey:
+			dst = appendEscaped(dst, key)
+		case phTransID:
+			dst = strconv.AppendInt(dst, offset, 10)
+		case phPartition:
+			dst = strconv.AppendInt(dst, int64(partition), 10)
+		case phMethod:
+			dst = appendEscaped(dst, []byte(method))
+		}
+	}
+	return dst
+}
+
+// appendEscaped appends b query-escaped (url.QueryEscape), without
+// allocating when nothing needs escaping.
+func appendEscaped(dst, b []byte) []byte {
+	for _, c := range b {
+		if !unreserved(c) {
+			return append(dst, url.QueryEscape(string(b))...)
+		}
+	}
+	return append(dst, b...)
+}
+
+func unreserved(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == '~'
+}

@@ -1,0 +1,56 @@
+package ktransfer
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+)
+
+func TestTemplate(t *testing.T) {
+	for _, tc := range []struct {
+		tmpl, want string
+		key        string
+	}{
+		{"/XXX/{#TOPIC}?key={#KEY}&transid={#TRANSID}&format=msgpack", "/XXX/t1?key=user+7%2F%26&transid=42&format=msgpack", "user 7/&"},
+		{"/p/{#PARTITION}/{#METHOD}", "/p/3/Login", "k"},
+		{"/plain", "/plain", ""},
+		{"/{#KEY}{#KEY}", "/abab", "ab"},
+		{"/k={#KEY}", "/k=", ""},
+	} {
+		tp, err := parseTemplate(tc.tmpl)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.tmpl, err)
+		}
+		got := string(tp.render(nil, "t1", []byte(tc.key), 42, 3, "Login"))
+		if got != tc.want {
+			t.Errorf("%s with key %q: %s, want %s", tc.tmpl, tc.key, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"no/slash", "/{#NOPE}", "/{#KEY", "/a b", "/x/{#topic}"} {
+		if _, err := parseTemplate(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func FuzzTemplate(f *testing.F) {
+	f.Add("/XXX/{#TOPIC}?key={#KEY}&transid={#TRANSID}", "key")
+	f.Add("/{#METHOD}{#PARTITION}", "\x00/&?")
+	f.Fuzz(func(t *testing.T, tmpl, key string) {
+		tp, err := parseTemplate(tmpl)
+		if err != nil {
+			return
+		}
+		out := string(tp.render(nil, "topic", []byte(key), 7, 1, "m"))
+		if !strings.HasPrefix(out, "/") {
+			t.Fatalf("%q rendered %q", tmpl, out)
+		}
+		// The key can never break out of its escaping.
+		if strings.Contains(tmpl, "{#KEY}") && key != "" {
+			esc := url.QueryEscape(key)
+			if !strings.Contains(out, esc) {
+				t.Fatalf("%q: key %q not escaped in %q", tmpl, key, out)
+			}
+		}
+	})
+}

@@ -1,0 +1,288 @@
+package ktransfer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/go-zookeeper/zk"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
+)
+
+// Transfer runs the enabled modules of one ktransfer process.
+type Transfer struct {
+	cfg         Config
+	log         *slog.Logger
+	zk          *zk.Conn
+	client      sarama.Client
+	consumer    sarama.Consumer
+	deadLetters sarama.SyncProducer // nil when no module has a dead-letter topic
+	metrics     *metrics
+	modules     []*module
+	adminLn     net.Listener
+	admin       *http.Server
+
+	closeOnce sync.Once
+}
+
+// New validates cfg, connects to ZooKeeper and Kafka and prepares the
+// modules; nothing is read before Run.
+func New(cfg Config, log *slog.Logger) (*Transfer, error) {
+	if err := cfg.Validate("config"); err != nil {
+		return nil, err
+	}
+	if len(cfg.Modules) == 0 {
+		return nil, errors.New("no module loaded: use LoadConfig, which reads module_enabled's files")
+	}
+	t := &Transfer{cfg: cfg, log: log, metrics: newMetrics()}
+	ok := false
+	defer func() {
+		if !ok {
+			t.Close()
+		}
+	}()
+	var err error
+	if t.zk, err = connectZK(cfg, log); err != nil {
+		return nil, err
+	}
+	brokers := cfg.BrokerHosts
+	if len(brokers) == 0 {
+		if brokers, err = zklayout.DiscoverBrokers(t.zk, cfg.ZKChroot); err != nil {
+			return nil, fmt.Errorf("discover brokers (set broker_hosts for KRaft clusters): %w", err)
+		}
+		if len(brokers) == 0 {
+			return nil, fmt.Errorf("no broker registered under %s; set broker_hosts", zklayout.BrokerIDs(cfg.ZKChroot))
+		}
+	}
+	sc, err := cfg.Kafka.Sarama("ktransfer")
+	if err != nil {
+		return nil, err
+	}
+	sc.Consumer.Return.Errors = true
+	sc.Consumer.Fetch.Default = 1 << 20
+	sc.ChannelBufferSize = 1024
+	sc.Producer.Return.Successes = true // the dead-letter producer is synchronous
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	if t.client, err = sarama.NewClient(brokers, sc); err != nil {
+		return nil, fmt.Errorf("connect to kafka %v: %w", brokers, err)
+	}
+	if t.consumer, err = sarama.NewConsumerFromClient(t.client); err != nil {
+		return nil, fmt.Errorf("kafka consumer: %w", err)
+	}
+	for _, mc := range cfg.Modules {
+		if mc.DeadLetterTopic != "" && t.deadLetters == nil {
+			if t.deadLetters, err = sarama.NewSyncProducerFromClient(t.client); err != nil {
+				return nil, fmt.Errorf("dead-letter producer: %w", err)
+			}
+		}
+		m, err := newModule(mc, t)
+		if err != nil {
+			return nil, err
+		}
+		t.modules = append(t.modules, m)
+	}
+	if cfg.AdminAddr != "" {
+		if t.adminLn, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+			return nil, fmt.Errorf("listen on %s (admin_addr): %w", cfg.AdminAddr, err)
+		}
+		t.admin = &http.Server{Handler: t.adminMux(), ReadHeaderTimeout: 5 * time.Second}
+	}
+	ok = true
+	return t, nil
+}
+
+// connectZK opens a session and waits for it, zk_timeout_ms at most.
+func connectZK(cfg Config, log *slog.Logger) (*zk.Conn, error) {
+	timeout := time.Duration(cfg.ZKTimeoutMs) * time.Millisecond
+	conn, events, err := zk.Connect(cfg.ZKHosts, timeout, zk.WithLogger(zkLog{log}))
+	if err != nil {
+		return nil, fmt.Errorf("zookeeper %v: %w", cfg.ZKHosts, err)
+	}
+	deadline := time.After(timeout)
+	for {
+		select {
+		case ev := <-events:
+			if ev.State == zk.StateHasSession {
+				go func() { // keep the channel drained for the connection's life
+					for range events {
+					}
+				}()
+				return conn, nil
+			}
+		case <-deadline:
+			conn.Close()
+			return nil, fmt.Errorf("zookeeper %v: no session within zk_timeout_ms (%v)", cfg.ZKHosts, timeout)
+		}
+	}
+}
+
+// AdminAddr is the admin listener's address, or nil.
+func (t *Transfer) AdminAddr() net.Addr {
+	if t.adminLn == nil {
+		return nil
+	}
+	return t.adminLn.Addr()
+}
+
+// Run pushes until ctx ends or a module fails, then shuts down in order.
+func (t *Transfer) Run(ctx context.Context) error {
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+	pushCtx, stopPushing := context.WithCancel(context.Background())
+	defer stopPushing()
+	if t.admin != nil {
+		go func() { _ = t.admin.Serve(t.adminLn) }()
+	}
+	errc := make(chan error, len(t.modules))
+	var wg sync.WaitGroup
+	for _, m := range t.modules {
+		parts, err := t.client.Partitions(m.cfg.Topic)
+		if err != nil {
+			stopReading()
+			wg.Wait()
+			return fmt.Errorf("module %s: topic %s: %w", m.cfg.Name, m.cfg.Topic, err)
+		}
+		wg.Go(func() {
+			if err := m.run(readCtx, pushCtx, parts); err != nil {
+				errc <- fmt.Errorf("module %s: %w", m.cfg.Name, err)
+			}
+		})
+	}
+	t.log.Info("ktransfer running", "modules", len(t.modules))
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	// Shutdown order: 1. stop reading; 2. let in-flight pushes finish,
+	// bounded by shutdown_timeout_ms, after which retries are cut short
+	// (those records stay uncommitted); 3. every module commits (in
+	// module.run); 4. close Kafka, then ZooKeeper (Close).
+	t.log.Info("shutting down")
+	stopReading()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Duration(t.cfg.ShutdownTimeoutMs) * time.Millisecond):
+		t.log.Warn("in-flight pushes still running at shutdown_timeout_ms; cutting them short")
+		stopPushing()
+		<-done
+	}
+	if err := t.Close(); err != nil && runErr == nil {
+		runErr = err
+	}
+	t.log.Info("stopped")
+	return runErr
+}
+
+// Close releases what New acquired; idempotent.
+func (t *Transfer) Close() error {
+	var errs []error
+	t.closeOnce.Do(func() {
+		if t.admin != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_ = t.admin.Shutdown(ctx)
+			cancel()
+		}
+		if t.adminLn != nil {
+			t.adminLn.Close()
+		}
+		if t.deadLetters != nil {
+			errs = append(errs, t.deadLetters.Close())
+		}
+		if t.consumer != nil {
+			errs = append(errs, t.consumer.Close())
+		}
+		if t.client != nil && !t.client.Closed() {
+			errs = append(errs, t.client.Close())
+		}
+		if t.zk != nil {
+			t.zk.Close()
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func (t *Transfer) adminMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(t.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(t.Status())
+	})
+	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) {
+		if t.zk.State() != zk.StateHasSession {
+			http.Error(w, "no zookeeper session", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+// ModuleStatus is one module in /status.
+type ModuleStatus struct {
+	Name       string            `json:"name"`
+	Topic      string            `json:"topic"`
+	WindowUsed int               `json:"window_used"`
+	WindowSize int               `json:"window_size"`
+	Partitions []PartitionStatus `json:"partitions"`
+}
+
+// PartitionStatus is one partition in /status.
+type PartitionStatus struct {
+	Partition int32 `json:"partition"`
+	Committed int64 `json:"committed"` // next offset to push, stored in ZooKeeper
+	Frontier  int64 `json:"acknowledged_to"`
+	InFlight  int   `json:"in_flight"`
+	HighWater int64 `json:"high_water"`
+	Lag       int64 `json:"lag"`
+}
+
+// Status reports every module and partition.
+func (t *Transfer) Status() []ModuleStatus {
+	var out []ModuleStatus
+	for _, m := range t.modules {
+		ms := ModuleStatus{Name: m.cfg.Name, Topic: m.cfg.Topic, WindowUsed: len(m.slots), WindowSize: m.cfg.WindowSize}
+		m.mu.Lock()
+		for id, p := range m.parts {
+			if p.tracker == nil {
+				continue
+			}
+			ps := PartitionStatus{Partition: id}
+			ps.Committed, ps.Frontier, ps.InFlight, _ = p.tracker.snapshot()
+			if p.pc != nil {
+				ps.HighWater = p.pc.HighWaterMarkOffset()
+				ps.Lag = max(0, ps.HighWater-ps.Committed)
+			}
+			ms.Partitions = append(ms.Partitions, ps)
+		}
+		m.mu.Unlock()
+		sort.Slice(ms.Partitions, func(i, j int) bool { return ms.Partitions[i].Partition < ms.Partitions[j].Partition })
+		out = append(out, ms)
+	}
+	return out
+}
+
+type zkLog struct{ l *slog.Logger }
+
+func (z zkLog) Printf(format string, args ...any) {
+	z.l.Debug("zookeeper client", "line", fmt.Sprintf(format, args...))
+}
