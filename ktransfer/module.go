@@ -41,6 +41,10 @@ type module struct {
 
 	mu    sync.Mutex
 	parts map[int32]*partition
+
+	// consumer is the module's own: sarama lets a consumer read a
+	// partition only once, and modules on one topic each read all of it.
+	consumer sarama.Consumer
 }
 
 func newModule(cfg Module, t *Transfer) (*module, error) {
@@ -48,8 +52,12 @@ func newModule(cfg Module, t *Transfer) (*module, error) {
 	if err != nil {
 		return nil, err
 	}
+	consumer, err := sarama.NewConsumerFromClient(t.client)
+	if err != nil {
+		return nil, fmt.Errorf("module %s: kafka consumer: %w", cfg.Name, err)
+	}
 	m := &module{
-		cfg: cfg, t: t, pusher: p, log: t.log.With("module", cfg.Name, "topic", cfg.Topic),
+		cfg: cfg, t: t, pusher: p, log: t.log.With("module", cfg.Name, "topic", cfg.Topic), consumer: consumer,
 		slots:      make(chan struct{}, cfg.WindowSize),
 		commitKick: make(chan struct{}, 1),
 		parts:      map[int32]*partition{},
@@ -115,7 +123,20 @@ func (m *module) run(readCtx, pushCtx context.Context, partitions []int32) error
 		close(q)
 	}
 	close(m.shared)
-	workers.Wait()
+	drained := make(chan struct{})
+	go func() { workers.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-pushCtx.Done():
+		// A push without a read timeout cannot be interrupted: give the
+		// workers a moment, then commit what is acknowledged and leave.
+		// Their records stay uncommitted and are pushed after the restart.
+		select {
+		case <-drained:
+		case <-time.After(time.Second):
+			m.log.Warn("pushes still in flight at shutdown; their records will be pushed again after the restart")
+		}
+	}
 	m.commitAll()
 	stopCommits()
 	committer.Wait()

@@ -34,7 +34,7 @@ func (p *partition) run(ctx context.Context) error {
 		p.log.Info("no stored offset; starting", "start_from", m.cfg.StartFrom, "offset", start)
 	}
 	for ctx.Err() == nil {
-		pc, err := m.t.consumer.ConsumePartition(m.cfg.Topic, p.id, start)
+		pc, err := m.consumer.ConsumePartition(m.cfg.Topic, p.id, start)
 		if errors.Is(err, sarama.ErrOffsetOutOfRange) {
 			if start, err = p.outOfRange(start); err != nil {
 				return err

@@ -13,6 +13,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
 
 // maxRetryAfter caps a backend's Retry-After.
@@ -178,15 +179,19 @@ func methodOf(value []byte) (string, error) {
 		return "", errNotMap
 	}
 	for range n {
-		key, err := dec.DecodeString()
+		c, err := dec.PeekCode()
 		if err != nil {
-			if err := dec.Skip(); err != nil { // a non-string key: skip it and its value
-				return "", errNotMap
-			}
-			if err := dec.Skip(); err != nil {
+			return "", errNotMap
+		}
+		if !msgpcode.IsString(c) { // a key of another type: skip it and its value
+			if dec.Skip() != nil || dec.Skip() != nil {
 				return "", errNotMap
 			}
 			continue
+		}
+		key, err := dec.DecodeString()
+		if err != nil {
+			return "", errNotMap
 		}
 		if key == "method" {
 			m, err := dec.DecodeString()

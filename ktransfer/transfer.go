@@ -26,7 +26,6 @@ type Transfer struct {
 	log         *slog.Logger
 	zk          *zk.Conn
 	client      sarama.Client
-	consumer    sarama.Consumer
 	deadLetters sarama.SyncProducer // nil when no module has a dead-letter topic
 	metrics     *metrics
 	modules     []*module
@@ -76,9 +75,6 @@ func New(cfg Config, log *slog.Logger) (*Transfer, error) {
 	sc.Producer.RequiredAcks = sarama.WaitForAll
 	if t.client, err = sarama.NewClient(brokers, sc); err != nil {
 		return nil, fmt.Errorf("connect to kafka %v: %w", brokers, err)
-	}
-	if t.consumer, err = sarama.NewConsumerFromClient(t.client); err != nil {
-		return nil, fmt.Errorf("kafka consumer: %w", err)
 	}
 	for _, mc := range cfg.Modules {
 		if mc.DeadLetterTopic != "" && t.deadLetters == nil {
@@ -202,8 +198,8 @@ func (t *Transfer) Close() error {
 		if t.deadLetters != nil {
 			errs = append(errs, t.deadLetters.Close())
 		}
-		if t.consumer != nil {
-			errs = append(errs, t.consumer.Close())
+		for _, m := range t.modules {
+			errs = append(errs, m.consumer.Close())
 		}
 		if t.client != nil && !t.client.Closed() {
 			errs = append(errs, t.client.Close())

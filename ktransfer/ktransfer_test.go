@@ -1,0 +1,467 @@
+package ktransfer_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/go-zookeeper/zk"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zktest"
+)
+
+const chroot = "/mq/test_cluster"
+
+type env struct {
+	kafka *kfake.Cluster
+	zkAdr string
+	conn  *zk.Conn
+}
+
+func newEnv(t *testing.T, topics ...kafkatest.Topic) *env {
+	t.Helper()
+	k := kafkatest.Start(t, topics)
+	z := zktest.Start(t)
+	return &env{kafka: k, zkAdr: z.Addr, conn: zktest.Connect(t, z.Addr)}
+}
+
+// module returns a module of topic pushing to backends, with test-friendly
+// defaults.
+func module(name, topic string, backends ...string) ktransfer.Module {
+	m := ktransfer.DefaultModule()
+	m.Name, m.File, m.Topic = name, "modules/"+name+".yaml", topic
+	m.Protocol.URI = "/push/{#TOPIC}?key={#KEY}&transid={#TRANSID}"
+	m.Protocol.WriteTimeoutMs, m.Protocol.ConnTimeoutMs = 2000, 2000
+	m.WorkerNum, m.WindowSize = 8, 100
+	m.FailRetryIntervalMs, m.MaxRetryIntervalMs = 10, 100
+	for _, b := range backends {
+		m.BackendServers = append(m.BackendServers, strings.TrimPrefix(b, "http://"))
+	}
+	return m
+}
+
+// running is a Transfer running in the background.
+type running struct {
+	tr   *ktransfer.Transfer
+	stop func() error
+}
+
+func (e *env) start(t *testing.T, modules ...ktransfer.Module) *running {
+	t.Helper()
+	cfg := ktransfer.DefaultConfig()
+	cfg.ZKChroot, cfg.ZKHosts, cfg.BrokerHosts = chroot, []string{e.zkAdr}, e.kafka.ListenAddrs()
+	cfg.AdminAddr, cfg.ShutdownTimeoutMs = "", 3000
+	cfg.Kafka = kafkaconf.Default()
+	for _, m := range modules {
+		cfg.ModuleEnabled = append(cfg.ModuleEnabled, m.Name)
+		if err := m.Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg.Modules = modules
+	tr, err := ktransfer.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tr.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(20 * time.Second):
+				runErr = fmt.Errorf("Run did not return")
+			}
+		})
+		return runErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	return &running{tr: tr, stop: stop}
+}
+
+// produce writes records (key, value) and returns them in order per partition.
+func (e *env) produce(t *testing.T, topic string, recs [][2]string) {
+	t.Helper()
+	cfg := sarama.NewConfig()
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.Partitioner = sarama.NewHashPartitioner
+	p, err := sarama.NewSyncProducer(e.kafka.ListenAddrs(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	var msgs []*sarama.ProducerMessage
+	for _, r := range recs {
+		m := &sarama.ProducerMessage{Topic: topic, Value: sarama.ByteEncoder(r[1])}
+		if r[0] != "" {
+			m.Key = sarama.StringEncoder(r[0])
+		}
+		msgs = append(msgs, m)
+	}
+	if err := p.SendMessages(msgs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mp(t *testing.T, v any) string {
+	b, err := msgpack.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// push is one request a backend received.
+type push struct {
+	path, host, key, topic, partition, offset, body string
+}
+
+// backend records pushes; respond decides each answer.
+type backend struct {
+	*httptest.Server
+	mu      sync.Mutex
+	pushes  []push
+	respond func(n int, p push, w http.ResponseWriter) // n: 0-based count of pushes so far
+}
+
+func newBackend(t *testing.T, respond func(n int, p push, w http.ResponseWriter)) *backend {
+	b := &backend{respond: respond}
+	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		p := push{path: r.URL.Path, host: r.Host, key: r.URL.Query().Get("key"), topic: r.Header.Get("X-Kafka-Topic"),
+			partition: r.Header.Get("X-Kafka-Partition"), offset: r.Header.Get("X-Kafka-Offset"), body: string(body)}
+		b.mu.Lock()
+		n := len(b.pushes)
+		b.pushes = append(b.pushes, p)
+		b.mu.Unlock()
+		if b.respond != nil {
+			b.respond(n, p, w)
+		}
+	}))
+	t.Cleanup(b.Close)
+	return b
+}
+
+func (b *backend) got() []push {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]push(nil), b.pushes...)
+}
+
+func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", limit, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// storedOffset reads a module's offset znode.
+func (e *env) storedOffset(t *testing.T, module, topic string, partition int) string {
+	t.Helper()
+	data, _, err := e.conn.Get(zklayout.Offsets(chroot, module, topic) + "/" + strconv.Itoa(partition))
+	if err != nil {
+		return "<" + err.Error() + ">"
+	}
+	return string(data)
+}
+
+func TestOrderPerKeyUnderConcurrency(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 4})
+	var recs [][2]string
+	for i := range 3000 {
+		recs = append(recs, [2]string{"k" + strconv.Itoa(i%97), strconv.Itoa(i)})
+	}
+	e.produce(t, "t", recs)
+	b := newBackend(t, func(int, push, http.ResponseWriter) {
+		time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond) // let keys overtake each other
+	})
+	e.start(t, module("m", "t", b.URL))
+	waitFor(t, "3000 pushes", 30*time.Second, func() bool { return len(b.got()) >= 3000 })
+	last := map[string]int{}
+	for _, p := range b.got() {
+		v, _ := strconv.Atoi(p.body)
+		if prev, ok := last[p.key]; ok && v <= prev {
+			t.Fatalf("key %s: record %d pushed after %d", p.key, v, prev)
+		}
+		last[p.key] = v
+	}
+	if len(b.got()) != 3000 {
+		t.Errorf("%d pushes, want exactly 3000", len(b.got()))
+	}
+	// Offsets are stored in the classic layout: decimal ASCII of the next
+	// offset to push, and together they cover every record.
+	waitFor(t, "offsets committed", 10*time.Second, func() bool {
+		sum := 0
+		for p := range 4 {
+			v, err := strconv.Atoi(e.storedOffset(t, "m", "t", p))
+			if err != nil {
+				return false
+			}
+			sum += v
+		}
+		return sum == 3000
+	})
+}
+
+func TestMulticastAndMethodFilter(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 2})
+	all := newBackend(t, nil)
+	logins := newBackend(t, nil)
+	e.produce(t, "t", [][2]string{
+		{"u1", mp(t, map[string]any{"method": "Login", "n": 1})},
+		{"u2", mp(t, map[string]any{"method": "Logout", "n": 2})},
+		{"u1", "\xa5plain"},                        // a string, not a map
+		{"u3", mp(t, map[string]any{"n": 4})},       // no method
+		{"u1", mp(t, map[string]any{"method": "Login", "n": 5})},
+	})
+	filtered := module("logins", "t", logins.URL)
+	filtered.Methods = []string{"Login"}
+	e.start(t, module("everything", "t", all.URL), filtered)
+	waitFor(t, "every record at the unfiltered backend", 10*time.Second, func() bool { return len(all.got()) == 5 })
+	waitFor(t, "the two logins", 10*time.Second, func() bool { return len(logins.got()) == 2 })
+	time.Sleep(200 * time.Millisecond)
+	if n := len(logins.got()); n != 2 {
+		t.Errorf("filtered module pushed %d records, want the 2 logins", n)
+	}
+	// Skipped records are done: the filtered module's offsets cover all 5.
+	waitFor(t, "filtered module's offsets to cover every record", 10*time.Second, func() bool {
+		a, _ := strconv.Atoi(e.storedOffset(t, "logins", "t", 0))
+		b, _ := strconv.Atoi(e.storedOffset(t, "logins", "t", 1))
+		return a+b == 5
+	})
+}
+
+func TestPlaceholdersAndHeaders(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "orders", Partitions: 1})
+	b := newBackend(t, nil)
+	m := module("m", "orders", b.URL)
+	m.Protocol.URI = "/api/{#TOPIC}/{#PARTITION}/{#METHOD}?key={#KEY}&transid={#TRANSID}&format=msgpack"
+	m.Protocol.Headers = []map[string]string{{"Host": "www.example.cn"}, {"X-Team": "pay"}}
+	value := mp(t, map[string]any{"method": "Pay", "amount": 3})
+	e.produce(t, "orders", [][2]string{{"user 7/&", value}})
+	e.start(t, m)
+	waitFor(t, "the push", 10*time.Second, func() bool { return len(b.got()) == 1 })
+	p := b.got()[0]
+	if p.path != "/api/orders/0/Pay" || p.key != "user 7/&" || p.host != "www.example.cn" ||
+		p.topic != "orders" || p.partition != "0" || p.offset != "0" || p.body != value {
+		t.Errorf("push %+v", p)
+	}
+}
+
+func TestRetryThenSuccessOnNextBackend(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	var failing atomic.Int32
+	bad := newBackend(t, func(_ int, _ push, w http.ResponseWriter) {
+		failing.Add(1)
+		w.WriteHeader(503)
+	})
+	good := newBackend(t, nil)
+	m := module("m", "t", bad.URL, good.URL)
+	m.WorkerNum = 1
+	e.produce(t, "t", [][2]string{{"k", "a"}, {"k", "b"}, {"k", "c"}, {"k", "d"}})
+	e.start(t, m)
+	waitFor(t, "all four at the good backend", 10*time.Second, func() bool { return len(good.got()) == 4 })
+	var bodies []string
+	for _, p := range good.got() {
+		bodies = append(bodies, p.body)
+	}
+	if strings.Join(bodies, "") != "abcd" || failing.Load() == 0 {
+		t.Errorf("good backend got %v, bad one failed %d times", bodies, failing.Load())
+	}
+}
+
+func TestExhaustionPermanentAndDeadLetter(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dlq", Partitions: 1})
+	b := newBackend(t, func(_ int, p push, w http.ResponseWriter) {
+		switch p.body {
+		case "down":
+			w.WriteHeader(500)
+		case "bad":
+			w.WriteHeader(400)
+		}
+	})
+	m := module("m", "t", b.URL)
+	m.MaxRetryTimes = 2
+	m.DeadLetterTopic = "dlq"
+	e.produce(t, "t", [][2]string{{"a", "down"}, {"b", "bad"}, {"c", "fine"}})
+	e.start(t, m)
+	waitFor(t, "offsets past every record", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "3" })
+	counts := map[string]int{}
+	for _, p := range b.got() {
+		counts[p.body]++
+	}
+	if counts["down"] != 3 || counts["bad"] != 1 || counts["fine"] != 1 {
+		t.Errorf("attempts per record %v; want down: 1+2 retries, bad: 1 (permanent), fine: 1", counts)
+	}
+	// Both given-up records are in the dead-letter topic, with the reasons.
+	consumer, err := sarama.NewConsumer(e.kafka.ListenAddrs(), sarama.NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	pc, err := consumer.ConsumePartition("dlq", 0, sarama.OffsetOldest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	// Different keys: the two given-up records may come in either order.
+	want := map[string]string{"down": "retries exhausted: status 500", "bad": "status 400"}
+	for range 2 {
+		select {
+		case msg := <-pc.Messages():
+			headers := map[string]string{}
+			for _, h := range msg.Headers {
+				headers[string(h.Key)] = string(h.Value)
+			}
+			reason, ok := want[string(msg.Value)]
+			if !ok || headers["ktransfer-reason"] != reason || headers["ktransfer-topic"] != "t" || headers["ktransfer-module"] != "m" {
+				t.Errorf("dead letter %q %v; want one of %v", msg.Value, headers, want)
+			}
+			delete(want, string(msg.Value))
+		case <-time.After(5 * time.Second):
+			t.Fatalf("dead letters missing: %v", want)
+		}
+	}
+}
+
+func TestRetryAfterIsHonoured(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	var times []time.Time
+	var mu sync.Mutex
+	b := newBackend(t, func(n int, _ push, w http.ResponseWriter) {
+		mu.Lock()
+		times = append(times, time.Now())
+		mu.Unlock()
+		if n == 0 {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(429)
+		}
+	})
+	e.produce(t, "t", [][2]string{{"k", "x"}})
+	e.start(t, module("m", "t", b.URL)) // fail_retry_interval_ms is 10 ms
+	waitFor(t, "the second attempt", 10*time.Second, func() bool { return len(b.got()) == 2 })
+	mu.Lock()
+	defer mu.Unlock()
+	if gap := times[1].Sub(times[0]); gap < 900*time.Millisecond {
+		t.Errorf("retried %v after a 429 with Retry-After: 1", gap)
+	}
+}
+
+func TestWindowFullPausesReading(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 2})
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	var inFlight, peak atomic.Int32
+	b := newBackend(t, func(int, push, http.ResponseWriter) {
+		n := inFlight.Add(1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		<-release
+		inFlight.Add(-1)
+	})
+	// Registered after the backend: cleanups run last-in first-out, so the
+	// blocked handlers are released before the backend waits for them.
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	var recs [][2]string
+	for i := range 200 {
+		recs = append(recs, [2]string{"k" + strconv.Itoa(i), "v"})
+	}
+	e.produce(t, "t", recs)
+	m := module("m", "t", b.URL)
+	m.WorkerNum, m.WindowSize = 50, 7
+	r := e.start(t, m)
+	// Seven records dispatched (pushing, or queued behind a busy key), and
+	// reading paused: no more arrive while none is acknowledged.
+	waitFor(t, "the window to fill", 10*time.Second, func() bool { return r.tr.Status()[0].WindowUsed == 7 })
+	time.Sleep(300 * time.Millisecond)
+	if st := r.tr.Status()[0]; st.WindowUsed != 7 || peak.Load() > 7 || len(b.got()) > 7 {
+		t.Errorf("window used %d, pushes in flight peaked at %d, %d pushes; window_size is 7", st.WindowUsed, peak.Load(), len(b.got()))
+	}
+	releaseOnce.Do(func() { close(release) })
+	waitFor(t, "all 200 pushed", 20*time.Second, func() bool { return len(b.got()) >= 200 })
+}
+
+func TestRestartResumesFromStoredOffset(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	b := newBackend(t, nil)
+	var recs [][2]string
+	for i := range 50 {
+		recs = append(recs, [2]string{"k", strconv.Itoa(i)})
+	}
+	e.produce(t, "t", recs)
+	r := e.start(t, module("m", "t", b.URL))
+	waitFor(t, "50 pushes", 10*time.Second, func() bool { return len(b.got()) == 50 })
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.storedOffset(t, "m", "t", 0); got != "50" {
+		t.Fatalf("stored offset after a clean stop: %q, want 50", got)
+	}
+	var more [][2]string
+	for i := 50; i < 80; i++ {
+		more = append(more, [2]string{"k", strconv.Itoa(i)})
+	}
+	e.produce(t, "t", more)
+	e.start(t, module("m", "t", b.URL))
+	waitFor(t, "80 pushes", 10*time.Second, func() bool { return len(b.got()) >= 80 })
+	time.Sleep(200 * time.Millisecond)
+	for i, p := range b.got() {
+		if p.body != strconv.Itoa(i) {
+			t.Fatalf("push %d is record %s: a record was lost or repeated across a clean restart", i, p.body)
+		}
+	}
+}
+
+func TestOffsetOutOfRangePolicy(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	b := newBackend(t, nil)
+	e.produce(t, "t", [][2]string{{"k", "0"}, {"k", "1"}, {"k", "2"}})
+	dir := zklayout.Offsets(chroot, "m", "t")
+	if err := zklayout.CreateAll(e.conn, dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.conn.Create(dir+"/0", []byte("1000"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	m := module("m", "t", b.URL)
+	m.OffsetOutOfRange = "stop"
+	r := e.start(t, m)
+	done := make(chan error, 1)
+	go func() { done <- r.stop() }()
+	// With "stop", the module refuses to guess.
+	m.OffsetOutOfRange = "oldest"
+	if err := <-done; err != nil && !strings.Contains(err.Error(), "out of range") {
+		t.Fatalf("stop: %v", err)
+	}
+	e.start(t, m)
+	waitFor(t, "the records from the oldest offset", 10*time.Second, func() bool { return len(b.got()) == 3 })
+}
