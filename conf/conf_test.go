@@ -3,18 +3,43 @@
 package conf
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kmonitor"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
 )
+
+// loadKtransfer loads ktransfer.yaml from the repository root, where its
+// module_conf_dir resolves.
+func loadKtransfer(p string) error {
+	wd, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	if err := os.Chdir(".."); err != nil {
+		return err
+	}
+	defer os.Chdir(wd)
+	cfg, err := ktransfer.LoadConfig(filepath.Join("conf", p))
+	if err == nil && len(cfg.Modules) != len(cfg.ModuleEnabled) {
+		err = fmt.Errorf("loaded %d modules of %d enabled", len(cfg.Modules), len(cfg.ModuleEnabled))
+	}
+	return err
+}
 
 // loaders maps an example file to the loader of the binary that reads it.
 var loaders = map[string]func(string) error{
 	"kproxy.yaml":   func(p string) error { _, err := kproxy.LoadConfig(p); return err },
 	"kmonitor.yaml": func(p string) error { _, err := kmonitor.LoadConfig(p); return err },
+	// ktransfer.yaml names module_conf_dir relative to the working
+	// directory (./conf/modules, as in 2015); the test runs in conf/.
+	"ktransfer.yaml":     func(p string) error { return loadKtransfer(p) },
+	"test_module_1.yaml": func(p string) error { _, err := ktransfer.LoadModule(p); return err },
 }
 
 func TestEveryExampleLoads(t *testing.T) {
@@ -35,6 +60,38 @@ func TestEveryExampleLoads(t *testing.T) {
 		}
 		if err := load(f); err != nil {
 			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+func TestKtransferConfigMatchesDesign(t *testing.T) {
+	// The 2015 form of DESIGN.md loads unchanged.
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "modules"), 0o755)
+	os.WriteFile(filepath.Join(dir, "ktransfer.yaml"), []byte("log_dir: ./log\nlog_level: 4\nzk_chroot: /mq/test_cluster\n"+
+		"zk_timeout_ms: 3000\nzk_hosts:\n - 10.1.1.1:2181\nmodule_conf_dir: "+filepath.Join(dir, "modules")+
+		"\nmodule_enabled:\n - test_module_1\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "modules", "test_module_1.yaml"), []byte("topic: test_topic\nmethods:\n - TestUserName\n"+
+		"protocol:\n name: http\n uri: /XXX/{#TOPIC}?key={#KEY}&transid={#TRANSID}&format=msgpack\n headers:\n  - Host: www.myhug.cn\n"+
+		" read_timeout_ms: 0\n write_timeout_ms: 100\n conn_timeout_ms: 100\nworker_num: 100\nwindow_size: 200\n"+
+		"max_retry_times: -1\nfail_retry_interval_ms: 200\nbackend_servers:\n - 10.1.2.1:80\n"+
+		"serialize_by_key: true\nzk_offset_update_interval_sec: 5\nexpected_processing_time_ms: 50\nwaiting_queue_size: 100\n"), 0o644)
+	cfg, err := ktransfer.LoadConfig(filepath.Join(dir, "ktransfer.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := cfg.Modules[0]
+	if m.Name != "test_module_1" || m.WorkerNum != 100 || m.Protocol.Headers[0]["Host"] != "www.myhug.cn" || m.MaxRetryTimes != -1 {
+		t.Errorf("loaded %+v", m)
+	}
+	// An enabled module without a file, and a bad module, name file, field and value.
+	os.WriteFile(filepath.Join(dir, "modules", "bad.yaml"), []byte("topic: t\nprotocol:\n uri: /x/{#NOPE}\nworker_num: 0\nbackend_servers: [h:1]\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "ktransfer.yaml"), []byte("zk_chroot: /mq/c\nzk_hosts: [h:1]\nmodule_conf_dir: "+
+		filepath.Join(dir, "modules")+"\nmodule_enabled: [bad, missing]\n"), 0o644)
+	_, err = ktransfer.LoadConfig(filepath.Join(dir, "ktransfer.yaml"))
+	for _, want := range []string{"bad.yaml: protocol.uri: unknown placeholder {#NOPE}", "bad.yaml: worker_num: must be >= 1, got 0", "module missing:"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%v\nlacks %q", err, want)
 		}
 	}
 }

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/bintest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zktest"
+)
+
+// counter is a backend counting the pushes of each record.
+type counter struct {
+	mu    sync.Mutex
+	times map[string]int // "partition/offset" → pushes
+	total int
+}
+
+func (c *counter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	time.Sleep(time.Millisecond) // keep a window's worth in flight
+	id := r.Header.Get("X-Kafka-Partition") + "/" + r.Header.Get("X-Kafka-Offset")
+	c.mu.Lock()
+	c.times[id]++
+	c.total++
+	c.mu.Unlock()
+}
+
+func (c *counter) snapshot() (distinct, total int, repeated int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.times {
+		repeated += n - 1
+	}
+	return len(c.times), c.total, repeated
+}
+
+type setup struct {
+	dir, conf string
+	backend   *counter
+}
+
+const windowSize = 50
+
+func newSetup(t *testing.T, records int) *setup {
+	t.Helper()
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 4}})
+	z := zktest.Start(t)
+	cfg := sarama.NewConfig()
+	cfg.Producer.Return.Successes = true
+	p, err := sarama.NewSyncProducer(k.ListenAddrs(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []*sarama.ProducerMessage
+	for i := range records {
+		msgs = append(msgs, &sarama.ProducerMessage{Topic: "t", Key: sarama.StringEncoder("k" + strconv.Itoa(i%300)), Value: sarama.StringEncoder("v")})
+	}
+	if err := p.SendMessages(msgs); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	c := &counter{times: map[string]int{}}
+	srv := httptest.NewServer(c)
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "modules"), 0o755)
+	os.WriteFile(filepath.Join(dir, "modules", "m.yaml"), []byte(fmt.Sprintf("topic: t\nprotocol:\n name: http\n uri: /p?key={#KEY}\n"+
+		" write_timeout_ms: 2000\n conn_timeout_ms: 2000\nworker_num: 10\nwindow_size: %d\nbackend_servers: [%s]\n",
+		windowSize, strings.TrimPrefix(srv.URL, "http://"))), 0o644)
+	conf := filepath.Join(dir, "ktransfer.yaml")
+	os.WriteFile(conf, []byte(fmt.Sprintf("log_dir: %s\nzk_chroot: /mq/c\nzk_hosts: [%s]\nbroker_hosts: [%s]\n"+
+		"module_conf_dir: %s\nmodule_enabled: [m]\nadmin_addr: \"\"\n", filepath.Join(dir, "log"), z.Addr, k.ListenAddrs()[0],
+		filepath.Join(dir, "modules"))), 0o644)
+	return &setup{dir: dir, conf: conf, backend: c}
+}
+
+func (s *setup) start(t *testing.T) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bintest.Build(t, "."), "-f", s.conf)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return cmd
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestKill9RepushesAtMostWindow kills the process in the middle of the
+// stream: after a restart every record is delivered, and the records
+// pushed twice are at most window_size.
+func TestKill9RepushesAtMostWindow(t *testing.T) {
+	const records = 3000
+	s := newSetup(t, records)
+	first := s.start(t)
+	waitFor(t, "1000 pushes", func() bool { _, total, _ := s.backend.snapshot(); return total >= 1000 })
+	first.Process.Signal(syscall.SIGKILL)
+	first.Wait()
+	_, atKill, _ := s.backend.snapshot()
+	s.start(t)
+	waitFor(t, "every record", func() bool { d, _, _ := s.backend.snapshot(); return d == records })
+	time.Sleep(300 * time.Millisecond)
+	distinct, total, repeated := s.backend.snapshot()
+	t.Logf("killed after %d pushes; %d records, %d pushes, %d repeated (window_size %d)", atKill, distinct, total, repeated, windowSize)
+	if repeated > windowSize {
+		t.Errorf("%d records pushed again after kill -9; window_size is %d", repeated, windowSize)
+	}
+}
+
+func TestSIGTERMCommitsAndExitsZero(t *testing.T) {
+	s := newSetup(t, 500)
+	cmd := s.start(t)
+	waitFor(t, "every record", func() bool { d, _, _ := s.backend.snapshot(); return d == 500 })
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+	// A clean stop committed everything: a new process pushes nothing again.
+	s.start(t)
+	time.Sleep(time.Second)
+	if _, total, repeated := s.backend.snapshot(); repeated != 0 || total != 500 {
+		t.Errorf("after a clean restart: %d pushes, %d repeated", total, repeated)
+	}
+	logText, _ := os.ReadFile(filepath.Join(s.dir, "log", "ktransfer.log"))
+	if !strings.Contains(string(logText), "msg=stopped") {
+		t.Errorf("log lacks the stop: %s", logText)
+	}
+}
+
+func TestBadModuleExitsWithReason(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "ktransfer.yaml")
+	os.WriteFile(conf, []byte("zk_chroot: /mq/c\nzk_hosts: [h:1]\nmodule_conf_dir: "+dir+"\nmodule_enabled: [nope]\n"), 0o644)
+	cmd := exec.Command(bintest.Build(t, "."), "-f", conf)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	_ = cmd.Run()
+	if cmd.ProcessState.ExitCode() != 2 || !strings.Contains(stderr.String(), "module nope:") {
+		t.Errorf("exit %d, stderr %q", cmd.ProcessState.ExitCode(), stderr.String())
+	}
+}
