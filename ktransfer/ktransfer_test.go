@@ -235,8 +235,8 @@ func TestMulticastAndMethodFilter(t *testing.T) {
 	e.produce(t, "t", [][2]string{
 		{"u1", mp(t, map[string]any{"method": "Login", "n": 1})},
 		{"u2", mp(t, map[string]any{"method": "Logout", "n": 2})},
-		{"u1", "\xa5plain"},                        // a string, not a map
-		{"u3", mp(t, map[string]any{"n": 4})},       // no method
+		{"u1", "\xa5plain"},                   // a string, not a map
+		{"u3", mp(t, map[string]any{"n": 4})}, // no method
 		{"u1", mp(t, map[string]any{"method": "Login", "n": 5})},
 	})
 	filtered := module("logins", "t", logins.URL)
@@ -464,4 +464,24 @@ func TestOffsetOutOfRangePolicy(t *testing.T) {
 	}
 	e.start(t, m)
 	waitFor(t, "the records from the oldest offset", 10*time.Second, func() bool { return len(b.got()) == 3 })
+}
+
+// TestModulesDoNotSlowEachOther: one module's backend hangs; another
+// module on the same topic still pushes everything.
+func TestModulesDoNotSlowEachOther(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 2})
+	hang := make(chan struct{})
+	stuck := newBackend(t, func(int, push, http.ResponseWriter) { <-hang })
+	t.Cleanup(func() { close(hang) })
+	fine := newBackend(t, nil)
+	var recs [][2]string
+	for i := range 500 {
+		recs = append(recs, [2]string{"k" + strconv.Itoa(i%50), strconv.Itoa(i)})
+	}
+	e.produce(t, "t", recs)
+	slow := module("slow", "t", stuck.URL)
+	slow.WindowSize = 10
+	slow.Protocol.ReadTimeoutMs = 0
+	e.start(t, slow, module("fast", "t", fine.URL))
+	waitFor(t, "every record at the healthy module's backend", 10*time.Second, func() bool { return len(fine.got()) == 500 })
 }

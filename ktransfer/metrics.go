@@ -73,6 +73,26 @@ type moduleStats struct {
 	durationH                               prometheus.Observer
 }
 
+// statusCollector exposes the window fill and each partition's lag,
+// computed at scrape time from the modules' state.
+type statusCollector struct{ status func() []ModuleStatus }
+
+var (
+	descWindow = prometheus.NewDesc("ktransfer_window_used", "Records dispatched and not yet committed (at most window_size).", []string{"module"}, nil)
+	descLag    = prometheus.NewDesc("ktransfer_lag", "Records between the committed offset and the partition's log end.", []string{"module", "partition"}, nil)
+)
+
+func (statusCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descWindow; ch <- descLag }
+
+func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, m := range c.status() {
+		ch <- prometheus.MustNewConstMetric(descWindow, prometheus.GaugeValue, float64(m.WindowUsed), m.Name)
+		for _, p := range m.Partitions {
+			ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(p.Lag), m.Name, strconv.Itoa(int(p.Partition)))
+		}
+	}
+}
+
 func (m *metrics) module(name string) *moduleStats {
 	return &moduleStats{
 		m: m, name: name,

@@ -199,11 +199,13 @@ func (m *module) worker(ctx context.Context, own chan *record) {
 	}
 }
 
+// ack finishes a record; when the commit point moved, the committer is
+// woken. It writes one ZooKeeper transaction at a time, so under load one
+// commit covers everything acknowledged while the previous one was written.
 func (m *module) ack(r *record) {
 	if moved := r.part.tracker.ack(r.msg.Offset); moved > 0 {
-		if m.uncommitted.Add(int64(moved)) >= int64(max(1, m.cfg.WindowSize/2)) {
-			m.kickCommit()
-		}
+		m.uncommitted.Add(int64(moved))
+		m.kickCommit()
 	}
 }
 
@@ -308,8 +310,8 @@ func (m *module) kickCommit() {
 	}
 }
 
-// commitLoop commits offsets when half a window is acknowledged, when the
-// window is full, and at least every zk_offset_update_interval_sec (1 s
+// commitLoop commits offsets whenever a commit point moves (one write in
+// flight at a time), and at least every zk_offset_update_interval_sec (1 s
 // when unset), until ctx ends.
 func (m *module) commitLoop(ctx context.Context) {
 	every := time.Second
@@ -329,37 +331,49 @@ func (m *module) commitLoop(ctx context.Context) {
 	}
 }
 
-// commitAll stores every partition's frontier that moved, and frees the
-// window slots of the records it covers.
+// commitAll stores every partition's commit point that moved, in one
+// ZooKeeper transaction, and frees the window slots of the records it covers.
 func (m *module) commitAll() {
 	type part struct {
-		id int32
-		t  *tracker
+		id      int32
+		t       *tracker
+		offset  int64
+		records int
 	}
 	m.mu.Lock()
 	parts := make([]part, 0, len(m.parts))
 	for _, p := range m.parts {
 		if p.tracker != nil {
-			parts = append(parts, part{p.id, p.tracker})
+			parts = append(parts, part{id: p.id, t: p.tracker})
 		}
 	}
 	m.mu.Unlock()
 	slices.SortFunc(parts, func(a, b part) int { return int(a.id - b.id) })
+	var due []part
 	for _, p := range parts {
-		offset, records, ok := p.t.toCommit()
-		if !ok {
-			continue
+		if offset, records, ok := p.t.toCommit(); ok {
+			p.offset, p.records = offset, records
+			due = append(due, p)
 		}
-		if err := m.t.storeOffset(m.cfg.Name, m.cfg.Topic, p.id, offset); err != nil {
-			m.log.Warn("commit offset failed; will retry", "partition", p.id, "offset", offset, "err", err)
-			continue
-		}
-		p.t.committedAt(offset, records)
-		m.uncommitted.Add(-int64(records))
-		for range records {
+	}
+	if len(due) == 0 {
+		return
+	}
+	offsets := make(map[int32]int64, len(due))
+	for _, p := range due {
+		offsets[p.id] = p.offset
+	}
+	if err := m.t.storeOffsets(m.cfg.Name, m.cfg.Topic, offsets); err != nil {
+		m.log.Warn("commit offsets failed; will retry", "offsets", offsets, "err", err)
+		return
+	}
+	for _, p := range due {
+		p.t.committedAt(p.offset, p.records)
+		m.uncommitted.Add(-int64(p.records))
+		for range p.records {
 			<-m.slots
 		}
-		m.stats.committed(p.id, offset)
+		m.stats.committed(p.id, p.offset)
 	}
 }
 
@@ -378,23 +392,36 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// storeOffset writes the next offset to push of module/topic/partition in
-// the classic layout, creating the node (and its parents) the first time.
-func (t *Transfer) storeOffset(module, topic string, partition int32, next int64) error {
-	p := path.Join(zklayout.Offsets(t.cfg.ZKChroot, module, topic), strconv.Itoa(int(partition)))
-	data := zklayout.EncodeOffset(next)
-	_, err := t.zk.Set(p, data, -1)
-	if errors.Is(err, zk.ErrNoNode) {
-		if err := zklayout.CreateAll(t.zk, path.Dir(p)); err != nil {
-			return err
-		}
-		_, err = t.zk.Create(p, data, 0, zk.WorldACL(zk.PermAll))
-		if errors.Is(err, zk.ErrNodeExists) {
-			_, err = t.zk.Set(p, data, -1)
-		}
+// storeOffsets writes the next offsets to push of module/topic's
+// partitions in the classic layout, in one transaction (one disk sync on the
+// ZooKeeper side), creating the nodes the first time.
+func (t *Transfer) storeOffsets(module, topic string, next map[int32]int64) error {
+	dir := zklayout.Offsets(t.cfg.ZKChroot, module, topic)
+	ops := make([]any, 0, len(next))
+	for p, off := range next {
+		ops = append(ops, &zk.SetDataRequest{Path: path.Join(dir, strconv.Itoa(int(p))), Data: zklayout.EncodeOffset(off), Version: -1})
 	}
-	if err != nil {
-		return fmt.Errorf("store offset %s=%d: %w", p, next, err)
+	_, err := t.zk.Multi(ops...)
+	if err == nil {
+		return nil
+	}
+	// A node is missing (first commit of a partition): create, then set.
+	if err := zklayout.CreateAll(t.zk, dir); err != nil {
+		return err
+	}
+	for p, off := range next {
+		node := path.Join(dir, strconv.Itoa(int(p)))
+		data := zklayout.EncodeOffset(off)
+		_, err := t.zk.Set(node, data, -1)
+		if errors.Is(err, zk.ErrNoNode) {
+			_, err = t.zk.Create(node, data, 0, zk.WorldACL(zk.PermAll))
+			if errors.Is(err, zk.ErrNodeExists) {
+				_, err = t.zk.Set(node, data, -1)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("store offset %s=%d: %w", node, off, err)
+		}
 	}
 	return nil
 }

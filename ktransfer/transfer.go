@@ -45,6 +45,7 @@ func New(cfg Config, log *slog.Logger) (*Transfer, error) {
 		return nil, errors.New("no module loaded: use LoadConfig, which reads module_enabled's files")
 	}
 	t := &Transfer{cfg: cfg, log: log, metrics: newMetrics()}
+	t.metrics.reg.MustRegister(statusCollector{t.Status})
 	ok := false
 	defer func() {
 		if !ok {

@@ -20,7 +20,8 @@ ensure_pkg() {
 build_all() {
 	local pkgs=()
 	for d in kproxy/kproxy_bin ktransfer/ktransfer_bin kmonitor/kmonitor_bin \
-		scripts/devstack scripts/bareserver scripts/endoffsets scripts/kmonitorbench; do
+		scripts/devstack scripts/bareserver scripts/endoffsets scripts/kmonitorbench \
+		scripts/sink scripts/preload scripts/httploop; do
 		[ -d "$d" ] && pkgs+=("./$d")
 	done
 	go build -o bin/ "${pkgs[@]}"

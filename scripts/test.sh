@@ -11,4 +11,6 @@ go test -race -count=1 -timeout 20m ./...
 FUZZTIME=${FUZZTIME:-10s}
 go test -run '^$' -fuzz '^FuzzValidMsgpack$' -fuzztime "$FUZZTIME" ./kproxy
 go test -run '^$' -fuzz '^FuzzParseOffset$' -fuzztime "$FUZZTIME" ./lib/zklayout
+go test -run '^$' -fuzz '^FuzzTemplate$' -fuzztime "$FUZZTIME" ./ktransfer
+go test -run '^$' -fuzz '^FuzzMethodOf$' -fuzztime "$FUZZTIME" ./ktransfer
 echo "all tests passed"

@@ -6,7 +6,9 @@
 //
 //	go run ./scripts/sink -addr 127.0.0.1:8080 [-delay 5ms] [-print]
 //
-// GET /stats answers {"pushes":N,"distinct":N,"keys":N,"order_violations":N}.
+// GET /stats answers {"pushes":N,"distinct":N,"keys":N,"order_violations":N,
+// "rate":R}, R being distinct records per second between the first and the
+// latest push, and "steady_rate", between the 10% and 90% marks.
 package main
 
 import (
@@ -30,6 +32,9 @@ type stats struct {
 	last       map[string]int64 // key → highest offset so far
 	violations int64
 	firstErr   string
+	first      time.Time   // of the first push
+	latest     time.Time   // of the latest push
+	arrivals   []time.Time // when each distinct record first arrived
 }
 
 func main() {
@@ -43,8 +48,22 @@ func main() {
 	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
 		if string(ctx.Path()) == "/stats" {
 			s.mu.Lock()
+			span := s.latest.Sub(s.first).Seconds()
+			rate := 0.0
+			if span > 0 {
+				rate = float64(len(s.seen)) / span
+			}
+			// The steady rate leaves out the ramp-up and the drain: records
+			// per second between the arrivals of the 10% and 90% marks.
+			steady := 0.0
+			if n := len(s.arrivals); n >= 100 {
+				lo, hi := n/10, n*9/10
+				if d := s.arrivals[hi].Sub(s.arrivals[lo]).Seconds(); d > 0 {
+					steady = float64(hi-lo) / d
+				}
+			}
 			b, _ := json.Marshal(map[string]any{"pushes": s.pushes, "distinct": len(s.seen), "keys": len(s.last),
-				"order_violations": s.violations, "first_violation": s.firstErr})
+				"order_violations": s.violations, "first_violation": s.firstErr, "rate": int64(rate), "steady_rate": int64(steady)})
 			s.mu.Unlock()
 			ctx.SetContentType("application/json")
 			ctx.SetBody(b)
@@ -53,11 +72,19 @@ func main() {
 		partition := string(ctx.Request.Header.Peek("X-Kafka-Partition"))
 		offset, _ := strconv.ParseInt(string(ctx.Request.Header.Peek("X-Kafka-Offset")), 10, 64)
 		key := string(ctx.QueryArgs().Peek("key"))
+		now := time.Now()
 		s.mu.Lock()
+		if s.pushes == 0 {
+			s.first = now
+		}
+		s.latest = now
 		s.pushes++
 		id := partition + "/" + strconv.FormatInt(offset, 10)
 		repeat := s.seen[id]
 		s.seen[id] = true
+		if !repeat {
+			s.arrivals = append(s.arrivals, now)
+		}
 		if key != "" {
 			k := partition + "/" + key
 			last, ok := s.last[k]
