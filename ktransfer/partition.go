@@ -32,6 +32,11 @@ func (p *partition) run(ctx context.Context) error {
 			return err
 		}
 		p.log.Info("no stored offset; starting", "start_from", m.cfg.StartFrom, "offset", start)
+		// Store it now: the partition shows in the layout (and in
+		// kmonitor's lag) before its first record.
+		if err := m.t.storeOffsets(m.cfg.Name, m.cfg.Topic, map[int32]int64{p.id: start}); err != nil {
+			return err
+		}
 	}
 	for ctx.Err() == nil {
 		pc, err := m.consumer.ConsumePartition(m.cfg.Topic, p.id, start)
