@@ -9,6 +9,8 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/valyala/fasthttp"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/msgpackscan"
 )
 
 // maxPooledBody is the largest body buffer kept for reuse; larger ones are
@@ -59,7 +61,7 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) int {
 	if len(body) == 0 {
 		return fail(ctx, fasthttp.StatusBadRequest, "empty body; send one msgpack value")
 	}
-	if err := validMsgpack(body); err != nil {
+	if err := msgpackscan.Valid(body); err != nil {
 		return fail(ctx, fasthttp.StatusBadRequest, "body is not one msgpack value: "+err.Error())
 	}
 

@@ -1,8 +1,6 @@
 package ktransfer
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -12,8 +10,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
-	"github.com/vmihailenco/msgpack/v5"
-	"github.com/vmihailenco/msgpack/v5/msgpcode"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/msgpackscan"
 )
 
 // maxRetryAfter caps a backend's Retry-After.
@@ -165,47 +163,9 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
-var (
-	errNotMap   = errors.New("value is not a msgpack map")
-	errNoMethod = errors.New("msgpack map has no string \"method\"")
-)
-
-// methodOf reads the string at key "method" of a msgpack map without
-// decoding the rest.
-func methodOf(value []byte) (string, error) {
-	dec := msgpack.NewDecoder(bytes.NewReader(value))
-	n, err := dec.DecodeMapLen()
-	if err != nil || n < 0 {
-		return "", errNotMap
-	}
-	for range n {
-		c, err := dec.PeekCode()
-		if err != nil {
-			return "", errNotMap
-		}
-		if !msgpcode.IsString(c) { // a key of another type: skip it and its value
-			if dec.Skip() != nil || dec.Skip() != nil {
-				return "", errNotMap
-			}
-			continue
-		}
-		key, err := dec.DecodeString()
-		if err != nil {
-			return "", errNotMap
-		}
-		if key == "method" {
-			m, err := dec.DecodeString()
-			if err != nil {
-				return "", errNoMethod
-			}
-			return m, nil
-		}
-		if err := dec.Skip(); err != nil {
-			return "", errNotMap
-		}
-	}
-	return "", errNoMethod
-}
+// methodOf reads the string at key "method" of a msgpack map, without
+// decoding the rest and without trusting its lengths.
+func methodOf(value []byte) (string, error) { return msgpackscan.MapString(value, "method") }
 
 // record is one Kafka record on its way through a module.
 type record struct {

@@ -9,8 +9,8 @@ ensure_pkg /usr/share/java/zookeeper.jar zookeeper
 go vet ./...
 go test -race -count=1 -timeout 20m ./...
 FUZZTIME=${FUZZTIME:-10s}
-go test -run '^$' -fuzz '^FuzzValidMsgpack$' -fuzztime "$FUZZTIME" ./kproxy
+go test -run '^$' -fuzz '^FuzzValid$' -fuzztime "$FUZZTIME" ./lib/msgpackscan
+go test -run '^$' -fuzz '^FuzzMapString$' -fuzztime "$FUZZTIME" ./lib/msgpackscan
 go test -run '^$' -fuzz '^FuzzParseOffset$' -fuzztime "$FUZZTIME" ./lib/zklayout
 go test -run '^$' -fuzz '^FuzzTemplate$' -fuzztime "$FUZZTIME" ./ktransfer
-go test -run '^$' -fuzz '^FuzzMethodOf$' -fuzztime "$FUZZTIME" ./ktransfer
 echo "all tests passed"

@@ -1,7 +1,8 @@
-package kproxy
+package msgpackscan
 
 import (
 	"bytes"
+	"errors"
 	"math"
 	"testing"
 	"time"
@@ -18,7 +19,7 @@ func mustMarshal(t testing.TB, v any) []byte {
 	return b
 }
 
-func TestValidMsgpackAcceptsEveryType(t *testing.T) {
+func TestValidAcceptsEveryType(t *testing.T) {
 	values := []any{
 		nil, true, false, 0, 1, 127, 128, 255, 256, 65536, math.MaxUint32 + 1, -1, -32, -33, -129, -40000,
 		math.MinInt64, float32(1.5), 2.25, "", "short", string(bytes.Repeat([]byte("x"), 40)),
@@ -36,13 +37,13 @@ func TestValidMsgpackAcceptsEveryType(t *testing.T) {
 	values = append(values, big)
 	for _, v := range values {
 		b := mustMarshal(t, v)
-		if err := validMsgpack(b); err != nil {
+		if err := Valid(b); err != nil {
 			t.Errorf("%T %.40v: encoded % x…: %v", v, v, b[:min(len(b), 8)], err)
 		}
 	}
 }
 
-func TestValidMsgpackRejects(t *testing.T) {
+func TestValidRejects(t *testing.T) {
 	cases := map[string][]byte{
 		"empty":                 {},
 		"never used 0xc1":       {0xc1},
@@ -60,30 +61,30 @@ func TestValidMsgpackRejects(t *testing.T) {
 		"text":                  []byte(`{"json":true}`), // '{' is fixmap of 11 pairs: truncated
 	}
 	for name, b := range cases {
-		if err := validMsgpack(b); err == nil {
+		if err := Valid(b); err == nil {
 			t.Errorf("%s: % x accepted", name, b)
 		}
 	}
 }
 
-func TestValidMsgpackDeepNesting(t *testing.T) {
+func TestValidDeepNesting(t *testing.T) {
 	// 1,000,000 nested one-element arrays, then a nil: valid, and must not
 	// recurse.
 	b := append(bytes.Repeat([]byte{0x91}, 1_000_000), 0xc0)
-	if err := validMsgpack(b); err != nil {
+	if err := Valid(b); err != nil {
 		t.Fatal(err)
 	}
-	if err := validMsgpack(b[:len(b)-1]); err == nil {
+	if err := Valid(b[:len(b)-1]); err == nil {
 		t.Fatal("missing innermost value accepted")
 	}
 }
 
-func FuzzValidMsgpack(f *testing.F) {
+func FuzzValid(f *testing.F) {
 	f.Add([]byte{0x81, 0xa1, 'a', 0x01})
 	f.Add([]byte{0xdd, 0, 0, 0, 2, 0xc0, 0xc3})
 	f.Add([]byte{0xc7, 0x02, 0x05, 0xaa, 0xbb})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		err := validMsgpack(b)
+		err := Valid(b)
 		// Whatever the validator accepts, the reference decoder must read
 		// as exactly one value using every byte.
 		if err != nil {
@@ -95,6 +96,52 @@ func FuzzValidMsgpack(f *testing.F) {
 		}
 		if dec.Buffered().(*bytes.Reader).Len() != 0 {
 			t.Fatalf("validator accepted % x with bytes left over", b)
+		}
+	})
+}
+
+func TestMapString(t *testing.T) {
+	for _, tc := range []struct {
+		v    []byte
+		want string
+		err  error
+	}{
+		{mustMarshal(t, map[string]any{"method": "Login", "uid": 3}), "Login", nil},
+		{mustMarshal(t, map[string]any{"a": []any{1, map[string]any{"method": "inner"}}, "method": "Outer"}), "Outer", nil},
+		{mustMarshal(t, map[any]any{7: "x", "method": "Num"}), "Num", nil},
+		{mustMarshal(t, map[string]any{"method": string(bytes.Repeat([]byte("m"), 300))}), string(bytes.Repeat([]byte("m"), 300)), nil},
+		{mustMarshal(t, map[string]any{"uid": 3}), "", ErrNoString},
+		{mustMarshal(t, map[string]any{"method": 42}), "", ErrNoString},
+		{mustMarshal(t, []any{"method", "Login"}), "", ErrNotMap},
+		{mustMarshal(t, "method"), "", ErrNotMap},
+		{[]byte{0x81, 0xa6}, "", ErrNotMap},
+		{[]byte{0x81, 0xa6, 'm', 'e', 't', 'h', 'o', 'd', 0xdb, 0xff, 0xff, 0xff, 0xff}, "", ErrNoString}, // a 4 GB string claimed
+		{[]byte{0xdf, 0xff, 0xff, 0xff, 0xff}, "", ErrNotMap},
+		{nil, "", ErrNotMap},
+	} {
+		got, err := MapString(tc.v, "method")
+		if got != tc.want || !errors.Is(err, tc.err) {
+			t.Errorf("MapString(% x) = %q %v, want %q %v", tc.v[:min(len(tc.v), 16)], got, err, tc.want, tc.err)
+		}
+	}
+}
+
+func FuzzMapString(f *testing.F) {
+	f.Add([]byte{0x81, 0xa6, 'm', 'e', 't', 'h', 'o', 'd', 0xa1, 'x'})
+	f.Add([]byte{0xdf, 0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{0x82, 0x07, 0xc6, 0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := MapString(b, "method")
+		if err != nil {
+			return
+		}
+		// What it finds, the reference decoder finds too (on well-formed
+		// input only: the reference trusts lengths and allocates them).
+		var m map[string]any
+		if Valid(b) == nil && msgpack.Unmarshal(b, &m) == nil {
+			if v, ok := m["method"].(string); ok && v != got {
+				t.Fatalf("% x: %q, decoder %q", b, got, v)
+			}
 		}
 	})
 }
