@@ -39,8 +39,12 @@ type module struct {
 	queues []chan *record // one per worker: a key's records in offset order
 	shared chan *record   // records without a key, for any idle worker
 
-	mu    sync.Mutex
-	parts map[int32]*partition
+	mu     sync.Mutex
+	parts  map[int32]*partition // read by the committer and /status
+	claims map[int32]*claimed   // the partitions this process holds
+
+	commitMu sync.Mutex // one commit at a time: each frees the slots it covers once
+	changed  chan struct{}
 
 	// consumer is the module's own: sarama lets a consumer read a
 	// partition only once, and modules on one topic each read all of it.
@@ -61,6 +65,8 @@ func newModule(cfg Module, t *Transfer) (*module, error) {
 		slots:      make(chan struct{}, cfg.WindowSize),
 		commitKick: make(chan struct{}, 1),
 		parts:      map[int32]*partition{},
+		claims:     map[int32]*claimed{},
+		changed:    make(chan struct{}, 1),
 		stats:      t.metrics.module(cfg.Name),
 	}
 	if len(cfg.Methods) > 0 {
@@ -86,7 +92,11 @@ func newModule(cfg Module, t *Transfer) (*module, error) {
 // run pushes the module's partitions until readCtx ends, then drains: the
 // records already dispatched are pushed until pushCtx ends, and the
 // offsets are committed.
-func (m *module) run(readCtx, pushCtx context.Context, partitions []int32) error {
+// run pushes this process's share of the module's partitions until
+// readCtx ends, then drains: the records already dispatched are pushed
+// until pushCtx ends, the offsets are committed, and the partitions are
+// handed over.
+func (m *module) run(readCtx, pushCtx context.Context) error {
 	var workers sync.WaitGroup
 	for i := range m.queues {
 		workers.Go(func() { m.worker(pushCtx, m.queues[i]) })
@@ -95,30 +105,35 @@ func (m *module) run(readCtx, pushCtx context.Context, partitions []int32) error
 	var committer sync.WaitGroup
 	committer.Go(func() { m.commitLoop(commitCtx) })
 
-	errc := make(chan error, len(partitions))
-	var readers sync.WaitGroup
-	for _, p := range partitions {
-		part := &partition{m: m, id: p, log: m.log.With("partition", p)}
-		m.mu.Lock()
-		m.parts[p] = part
-		m.mu.Unlock()
-		readers.Go(func() {
-			if err := part.run(readCtx); err != nil {
-				errc <- err
-			}
-		})
-	}
+	errc := make(chan error, 16)
+	coordCtx, stopCoordinating := context.WithCancel(readCtx)
+	var coordinator sync.WaitGroup
+	coordinator.Go(func() { m.coordinate(coordCtx, errc) })
 	var err error
 	select {
 	case <-readCtx.Done():
 	case err = <-errc:
 		m.log.Error("module stopped", "err", err)
 	}
-	// Shutdown order: 1. stop reading (every partition loop returns);
-	// 2. close the queues and let the workers push what was dispatched,
-	// bounded by pushCtx; 3. commit what was acknowledged, and stop the
-	// committer.
-	readers.Wait()
+	// Shutdown order: 1. stop reassigning and reading (every partition
+	// loop returns); 2. close the queues and let the workers push what was
+	// dispatched, bounded by pushCtx; 3. commit what was acknowledged and
+	// stop the committer; 4. delete the owner nodes, handing the
+	// partitions over at once.
+	stopCoordinating()
+	coordinator.Wait()
+	m.mu.Lock()
+	for _, c := range m.claims {
+		c.cancel()
+	}
+	claims := make([]*claimed, 0, len(m.claims))
+	for _, c := range m.claims {
+		claims = append(claims, c)
+	}
+	m.mu.Unlock()
+	for _, c := range claims {
+		<-c.done
+	}
 	for _, q := range m.queues {
 		close(q)
 	}
@@ -140,7 +155,21 @@ func (m *module) run(readCtx, pushCtx context.Context, partitions []int32) error
 	m.commitAll()
 	stopCommits()
 	committer.Wait()
+	m.handOver()
 	return err
+}
+
+// handOver deletes the owner nodes this process holds.
+func (m *module) handOver() {
+	dir := zklayout.Owners(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for p := range m.claims {
+		node := path.Join(dir, strconv.Itoa(int(p)))
+		if data, stat, err := m.t.zk.Get(node); err == nil && string(data) == m.t.id {
+			_ = m.t.zk.Delete(node, stat.Version)
+		}
+	}
 }
 
 // dispatch hands a record to its worker, after taking a window slot.
@@ -191,9 +220,14 @@ func (m *module) worker(ctx context.Context, own chan *record) {
 				continue
 			}
 		}
-		if m.handle(ctx, r, &buf) {
+		// Announce the push before checking the partition is still ours:
+		// a release sets released first and then waits for pushing to
+		// drop to zero, so either it waits for this push or this sees it.
+		r.part.pushing.Add(1)
+		if !r.part.released.Load() && m.handle(ctx, r, &buf) {
 			m.ack(r)
 		}
+		r.part.pushing.Add(-1)
 		// Not acknowledged (shutdown cut a retry short): the record stays
 		// uncommitted and is pushed again after the restart.
 	}
@@ -334,6 +368,12 @@ func (m *module) commitLoop(ctx context.Context) {
 // commitAll stores every partition's commit point that moved, in one
 // ZooKeeper transaction, and frees the window slots of the records it covers.
 func (m *module) commitAll() {
+	m.commitMu.Lock()
+	defer m.commitMu.Unlock()
+	m.commitAllLocked()
+}
+
+func (m *module) commitAllLocked() {
 	type part struct {
 		id      int32
 		t       *tracker

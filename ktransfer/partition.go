@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/IBM/sarama"
 )
@@ -18,6 +19,9 @@ type partition struct {
 	log     *slog.Logger
 	tracker *tracker
 	pc      sarama.PartitionConsumer
+
+	released atomic.Bool  // given up: queued records are dropped, not pushed
+	pushing  atomic.Int32 // pushes of its records in progress
 }
 
 // run reads until ctx ends or the partition cannot go on.

@@ -32,6 +32,12 @@ type Transfer struct {
 	adminLn     net.Listener
 	admin       *http.Server
 
+	id       string // this instance, in ids/ and owners/
+	started  time.Time
+	zkEvents <-chan zk.Event
+	zkMu     sync.Mutex
+	zkUp     bool // a session is established and not given up on
+
 	closeOnce sync.Once
 }
 
@@ -44,7 +50,7 @@ func New(cfg Config, log *slog.Logger) (*Transfer, error) {
 	if len(cfg.Modules) == 0 {
 		return nil, errors.New("no module loaded: use LoadConfig, which reads module_enabled's files")
 	}
-	t := &Transfer{cfg: cfg, log: log, metrics: newMetrics()}
+	t := &Transfer{cfg: cfg, log: log, metrics: newMetrics(), id: instanceID(), started: time.Now(), zkUp: true}
 	t.metrics.reg.MustRegister(statusCollector{t.Status})
 	ok := false
 	defer func() {
@@ -53,7 +59,7 @@ func New(cfg Config, log *slog.Logger) (*Transfer, error) {
 		}
 	}()
 	var err error
-	if t.zk, err = connectZK(cfg, log); err != nil {
+	if t.zk, t.zkEvents, err = connectZK(cfg, log); err != nil {
 		return nil, err
 	}
 	brokers := cfg.BrokerHosts
@@ -99,30 +105,97 @@ func New(cfg Config, log *slog.Logger) (*Transfer, error) {
 	return t, nil
 }
 
-// connectZK opens a session and waits for it, zk_timeout_ms at most.
-func connectZK(cfg Config, log *slog.Logger) (*zk.Conn, error) {
+// connectZK opens a session and waits for it, zk_timeout_ms at most. The
+// returned events continue the session's story; watchSession reads them.
+func connectZK(cfg Config, log *slog.Logger) (*zk.Conn, <-chan zk.Event, error) {
 	timeout := time.Duration(cfg.ZKTimeoutMs) * time.Millisecond
 	conn, events, err := zk.Connect(cfg.ZKHosts, timeout, zk.WithLogger(zkLog{log}))
 	if err != nil {
-		return nil, fmt.Errorf("zookeeper %v: %w", cfg.ZKHosts, err)
+		return nil, nil, fmt.Errorf("zookeeper %v: %w", cfg.ZKHosts, err)
 	}
 	deadline := time.After(timeout)
 	for {
 		select {
 		case ev := <-events:
 			if ev.State == zk.StateHasSession {
-				go func() { // keep the channel drained for the connection's life
-					for range events {
-					}
-				}()
-				return conn, nil
+				return conn, events, nil
 			}
 		case <-deadline:
 			conn.Close()
-			return nil, fmt.Errorf("zookeeper %v: no session within zk_timeout_ms (%v)", cfg.ZKHosts, timeout)
+			return nil, nil, fmt.Errorf("zookeeper %v: no session within zk_timeout_ms (%v)", cfg.ZKHosts, timeout)
 		}
 	}
 }
+
+// sessionUp reports whether this process may hold partitions.
+func (t *Transfer) sessionUp() bool {
+	t.zkMu.Lock()
+	defer t.zkMu.Unlock()
+	return t.zkUp
+}
+
+// watchSession follows the ZooKeeper session. A disconnect that lasts
+// two thirds of the session timeout, or an expiry, stops every partition
+// at once: past the timeout the server drops the session and another
+// process may claim them, and two processes must never push one partition.
+// When a session is back, the modules re-register and claim again.
+func (t *Transfer) watchSession(ctx context.Context) {
+	grace := time.Duration(t.cfg.ZKTimeoutMs) * time.Millisecond * 2 / 3
+	var lose <-chan time.Time
+	giveUp := func(why string) {
+		t.zkMu.Lock()
+		was := t.zkUp
+		t.zkUp = false
+		t.zkMu.Unlock()
+		if was {
+			t.log.Error("zookeeper session lost; stopping every partition", "why", why)
+			for _, m := range t.modules {
+				m.dropAll()
+			}
+		}
+	}
+	for {
+		select {
+		case ev, ok := <-t.zkEvents:
+			if !ok { // the client is closed: nothing is ours any more
+				giveUp("zookeeper client closed")
+				return
+			}
+			if ev.Type != zk.EventSession {
+				continue
+			}
+			switch ev.State {
+			case zk.StateHasSession:
+				lose = nil
+				t.zkMu.Lock()
+				was := t.zkUp
+				t.zkUp = true
+				t.zkMu.Unlock()
+				if !was {
+					t.log.Info("zookeeper session back; rejoining")
+				}
+				for _, m := range t.modules {
+					m.wake()
+				}
+			case zk.StateDisconnected:
+				if lose == nil {
+					t.log.Warn("zookeeper disconnected; partitions stop unless it is back soon", "within", grace)
+					lose = time.After(grace)
+				}
+			case zk.StateExpired:
+				giveUp("session expired")
+			}
+		case <-lose:
+			lose = nil
+			giveUp("disconnected for 2/3 of zk_timeout_ms")
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// ID is this instance's name in ids/ and owners/.
+func (t *Transfer) ID() string { return t.id }
 
 // AdminAddr is the admin listener's address, or nil.
 func (t *Transfer) AdminAddr() net.Addr {
@@ -141,22 +214,24 @@ func (t *Transfer) Run(ctx context.Context) error {
 	if t.admin != nil {
 		go func() { _ = t.admin.Serve(t.adminLn) }()
 	}
+	for _, m := range t.modules {
+		if _, err := t.client.Partitions(m.cfg.Topic); err != nil {
+			return fmt.Errorf("module %s: topic %s: %w", m.cfg.Name, m.cfg.Topic, err)
+		}
+	}
+	sessionCtx, stopSession := context.WithCancel(context.Background())
+	defer stopSession()
+	go t.watchSession(sessionCtx)
 	errc := make(chan error, len(t.modules))
 	var wg sync.WaitGroup
 	for _, m := range t.modules {
-		parts, err := t.client.Partitions(m.cfg.Topic)
-		if err != nil {
-			stopReading()
-			wg.Wait()
-			return fmt.Errorf("module %s: topic %s: %w", m.cfg.Name, m.cfg.Topic, err)
-		}
 		wg.Go(func() {
-			if err := m.run(readCtx, pushCtx, parts); err != nil {
+			if err := m.run(readCtx, pushCtx); err != nil {
 				errc <- fmt.Errorf("module %s: %w", m.cfg.Name, err)
 			}
 		})
 	}
-	t.log.Info("ktransfer running", "modules", len(t.modules))
+	t.log.Info("ktransfer running", "modules", len(t.modules), "instance", t.id)
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -164,8 +239,9 @@ func (t *Transfer) Run(ctx context.Context) error {
 	}
 	// Shutdown order: 1. stop reading; 2. let in-flight pushes finish,
 	// bounded by shutdown_timeout_ms, after which retries are cut short
-	// (those records stay uncommitted); 3. every module commits (in
-	// module.run); 4. close Kafka, then ZooKeeper (Close).
+	// (those records stay uncommitted); 3. every module commits and deletes
+	// its owner nodes (in module.run): the partitions move at once; 4. close
+	// Kafka, then ZooKeeper, which removes the ids/ registration (Close).
 	t.log.Info("shutting down")
 	stopReading()
 	done := make(chan struct{})

@@ -1,0 +1,156 @@
+package ktransfer_test
+
+import (
+	"sort"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
+)
+
+// owners returns partition → instance from the owners/ nodes.
+func (e *env) owners(t *testing.T, module, topic string) map[string]string {
+	t.Helper()
+	dir := zklayout.Owners(chroot, module, topic)
+	names, _, err := e.conn.Children(dir)
+	if err != nil {
+		return nil
+	}
+	out := map[string]string{}
+	for _, n := range names {
+		if data, _, err := e.conn.Get(dir + "/" + n); err == nil {
+			out[n] = string(data)
+		}
+	}
+	return out
+}
+
+func distinctOwners(o map[string]string) map[string]int {
+	c := map[string]int{}
+	for _, id := range o {
+		c[id]++
+	}
+	return c
+}
+
+// deliveredAll checks every record reached the backend and each key's
+// records came in order (a re-push of an earlier record is allowed).
+func deliveredAll(t *testing.T, b *backend, n int) {
+	t.Helper()
+	seen := map[string]bool{}
+	last := map[string]int{}
+	for _, p := range b.got() {
+		v, _ := strconv.Atoi(p.body)
+		if prev, ok := last[p.key]; ok && v < prev && !seen[p.body] {
+			t.Fatalf("key %s: new record %d after %d", p.key, v, prev)
+		}
+		if v > last[p.key] {
+			last[p.key] = v
+		}
+		seen[p.body] = true
+	}
+	if len(seen) != n {
+		t.Fatalf("%d distinct records delivered, want %d", len(seen), n)
+	}
+}
+
+func produceN(t *testing.T, e *env, from, to int) {
+	var recs [][2]string
+	for i := from; i < to; i++ {
+		recs = append(recs, [2]string{"k" + strconv.Itoa(i%40), strconv.Itoa(i)})
+	}
+	e.produce(t, "t", recs)
+}
+
+func TestFleetSharesAndHandsOver(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 4})
+	b := newBackend(t, nil)
+	m := module("m", "t", b.URL)
+	produceN(t, e, 0, 400)
+	a := e.start(t, m)
+	waitFor(t, "the first instance to own all 4 partitions", 10*time.Second, func() bool { return len(e.owners(t, "m", "t")) == 4 })
+	second := e.start(t, m)
+	waitFor(t, "2 + 2", 10*time.Second, func() bool {
+		c := distinctOwners(e.owners(t, "m", "t"))
+		return len(c) == 2 && len(e.owners(t, "m", "t")) == 4
+	})
+	ids, _, _ := e.conn.Children(zklayout.ConsumerIDs(chroot, "m"))
+	if len(ids) != 2 {
+		t.Errorf("ids/: %v, want two instances", ids)
+	}
+	produceN(t, e, 400, 800)
+	waitFor(t, "800 records", 20*time.Second, func() bool { return len(b.got()) >= 800 })
+
+	// A stopped instance hands its partitions over at once.
+	stopAt := time.Now()
+	if err := second.stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first instance to own all 4 again", 5*time.Second, func() bool {
+		c := distinctOwners(e.owners(t, "m", "t"))
+		return len(c) == 1 && len(e.owners(t, "m", "t")) == 4
+	})
+	takeover := time.Since(stopAt)
+	produceN(t, e, 800, 1200)
+	waitFor(t, "1200 records", 20*time.Second, func() bool {
+		seen := map[string]bool{}
+		for _, p := range b.got() {
+			seen[p.body] = true
+		}
+		return len(seen) == 1200
+	})
+	deliveredAll(t, b, 1200)
+	t.Logf("takeover after a clean stop (stop to owners moved): %v", takeover)
+	if takeover > 2*time.Second {
+		t.Errorf("takeover took %v", takeover)
+	}
+	if len(a.tr.Status()[0].Partitions) != 4 {
+		t.Errorf("first instance reports %d partitions after the takeover", len(a.tr.Status()[0].Partitions))
+	}
+}
+
+func TestFleetSpareTakesOver(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 2})
+	b := newBackend(t, nil)
+	m := module("m", "t", b.URL)
+	var procs []*running
+	for range 3 { // 2 partitions, 3 instances: one spare
+		procs = append(procs, e.start(t, m))
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitFor(t, "two owners, one spare", 10*time.Second, func() bool {
+		return len(distinctOwners(e.owners(t, "m", "t"))) == 2 && len(e.owners(t, "m", "t")) == 2
+	})
+	before := e.owners(t, "m", "t")
+	// Stop one of the active instances: the spare takes its partition and
+	// the other active one keeps its own.
+	var active []string
+	for _, id := range before {
+		active = append(active, id)
+	}
+	sort.Strings(active)
+	for _, r := range procs {
+		if r.tr.ID() == active[0] {
+			if err := r.stop(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitFor(t, "the spare to take over", 5*time.Second, func() bool {
+		after := e.owners(t, "m", "t")
+		if len(after) != 2 {
+			return false
+		}
+		for p, id := range after {
+			if id == active[0] || (before[p] != active[0] && before[p] != id) {
+				return false // the dead one still owns, or a live owner lost its partition
+			}
+		}
+		return true
+	})
+	produceN(t, e, 0, 200)
+	waitFor(t, "200 records", 20*time.Second, func() bool { return len(b.got()) >= 200 })
+	deliveredAll(t, b, 200)
+}
