@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/go-zookeeper/zk"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/bintest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
@@ -48,8 +49,8 @@ func (c *counter) snapshot() (distinct, total int, repeated int) {
 }
 
 type setup struct {
-	dir, conf string
-	backend   *counter
+	dir, conf, zkAddr string
+	backend           *counter
 }
 
 const windowSize = 50
@@ -84,7 +85,7 @@ func newSetup(t *testing.T, records int) *setup {
 	os.WriteFile(conf, []byte(fmt.Sprintf("log_dir: %s\nzk_chroot: /mq/c\nzk_hosts: [%s]\nbroker_hosts: [%s]\n"+
 		"module_conf_dir: %s\nmodule_enabled: [m]\nadmin_addr: \"\"\n", filepath.Join(dir, "log"), z.Addr, k.ListenAddrs()[0],
 		filepath.Join(dir, "modules"))), 0o644)
-	return &setup{dir: dir, conf: conf, backend: c}
+	return &setup{dir: dir, conf: conf, zkAddr: z.Addr, backend: c}
 }
 
 func (s *setup) start(t *testing.T) *exec.Cmd {
@@ -161,5 +162,84 @@ func TestBadModuleExitsWithReason(t *testing.T) {
 	_ = cmd.Run()
 	if cmd.ProcessState.ExitCode() != 2 || !strings.Contains(stderr.String(), "module nope:") {
 		t.Errorf("exit %d, stderr %q", cmd.ProcessState.ExitCode(), stderr.String())
+	}
+}
+
+// owners reads partition → instance from the owners/ nodes.
+func owners(t *testing.T, conn *zk.Conn) map[string]string {
+	t.Helper()
+	dir := "/mq/c/consumers/m/owners/t"
+	names, _, err := conn.Children(dir)
+	if err != nil {
+		return nil
+	}
+	out := map[string]string{}
+	for _, n := range names {
+		if data, _, err := conn.Get(dir + "/" + n); err == nil {
+			out[n] = string(data)
+		}
+	}
+	return out
+}
+
+// TestFleetFailoverAfterKill9: two processes share a 4-partition topic;
+// one is killed with SIGKILL. Its partitions move to the other once its
+// ZooKeeper session expires, every record is delivered, and the records
+// pushed twice are at most window_size per moved partition.
+func TestFleetFailoverAfterKill9(t *testing.T) {
+	const records = 4000
+	s := newSetup(t, records)
+	conf, _ := os.ReadFile(s.conf)
+	os.WriteFile(s.conf, append(conf, []byte("zk_timeout_ms: 2000\n")...), 0o644)
+	conn := zktest.Connect(t, s.zkAddr)
+	a := s.start(t)
+	waitFor(t, "the first process to own every partition", func() bool { return len(owners(t, conn)) == 4 })
+	b := s.start(t)
+	waitFor(t, "two owners", func() bool {
+		c := map[string]bool{}
+		for _, id := range owners(t, conn) {
+			c[id] = true
+		}
+		return len(c) == 2 && len(owners(t, conn)) == 4
+	})
+	waitFor(t, "1500 pushes", func() bool { _, total, _ := s.backend.snapshot(); return total >= 1500 })
+	// Kill the process owning partition 0.
+	victim := a
+	o := owners(t, conn)
+	if !strings.Contains(o["0"], "-"+strconv.Itoa(a.Process.Pid)+"-") {
+		victim = b
+	}
+	moved := 0
+	for _, id := range o {
+		if strings.Contains(id, "-"+strconv.Itoa(victim.Process.Pid)+"-") {
+			moved++
+		}
+	}
+	killed := time.Now()
+	victim.Process.Signal(syscall.SIGKILL)
+	victim.Wait()
+	waitFor(t, "the survivor to own every partition", func() bool {
+		o := owners(t, conn)
+		if len(o) != 4 {
+			return false
+		}
+		for _, id := range o {
+			if strings.Contains(id, "-"+strconv.Itoa(victim.Process.Pid)+"-") {
+				return false
+			}
+		}
+		return true
+	})
+	takeover := time.Since(killed)
+	waitFor(t, "every record", func() bool { d, _, _ := s.backend.snapshot(); return d == records })
+	time.Sleep(300 * time.Millisecond)
+	_, total, repeated := s.backend.snapshot()
+	t.Logf("kill -9 of the owner of %d partitions: taken over after %v (session timeout 2s); %d pushes, %d repeated (bound %d)",
+		moved, takeover.Round(time.Millisecond), total, repeated, moved*windowSize)
+	if takeover > 4*time.Second {
+		t.Errorf("takeover after %v; want within session timeout + 2 s", takeover)
+	}
+	if repeated > moved*windowSize {
+		t.Errorf("%d records pushed twice; bound is window_size per moved partition (%d)", repeated, moved*windowSize)
 	}
 }
