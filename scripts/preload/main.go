@@ -23,6 +23,7 @@ func main() {
 	records := fs.Int("records", 200_000, "records to write")
 	size := fs.Int("size", 200, "value size in bytes")
 	keys := fs.Int("keys", 10_000, "distinct keys")
+	rate := fs.Int("rate", 0, "records per second at most (0: as fast as possible)")
 	_ = fs.Parse(os.Args[1:])
 
 	cfg := sarama.NewConfig()
@@ -56,6 +57,11 @@ func main() {
 		done <- firstErr
 	}()
 	for i := range *records {
+		if *rate > 0 {
+			if ahead := time.Duration(i)*time.Second/time.Duration(*rate) - time.Since(start); ahead > 0 {
+				time.Sleep(ahead)
+			}
+		}
 		p.Input() <- &sarama.ProducerMessage{Topic: *topic, Key: sarama.StringEncoder("user" + strconv.Itoa(i%*keys)), Value: sarama.ByteEncoder(value)}
 	}
 	err = <-done
