@@ -3,11 +3,15 @@ package ktransfer_test
 import (
 	"sort"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zkserver"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zktest"
 )
 
 // owners returns partition → instance from the owners/ nodes.
@@ -153,4 +157,147 @@ func TestFleetSpareTakesOver(t *testing.T) {
 	produceN(t, e, 0, 200)
 	waitFor(t, "200 records", 20*time.Second, func() bool { return len(b.got()) >= 200 })
 	deliveredAll(t, b, 200)
+}
+
+// TestEnsembleServerStopDoesNotInterrupt: with a three-server ensemble,
+// stopping the server the session is on moves the session to another
+// server; the process keeps its partitions and keeps pushing.
+func TestEnsembleServerStopDoesNotInterrupt(t *testing.T) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 4}})
+	servers, err := zkserver.StartEnsemble(t.TempDir(), 3)
+	if err != nil {
+		t.Fatalf("ensemble: %v", err)
+	}
+	t.Cleanup(func() {
+		for _, s := range servers {
+			s.Stop()
+		}
+	})
+	var hosts []string
+	for _, s := range servers {
+		hosts = append(hosts, s.Addr)
+	}
+	e := &env{kafka: k, zkAdr: strings.Join(hosts, ","), conn: zktest.Connect(t, servers[2].Addr)}
+	b := newBackend(t, nil)
+	r := e.start(t, module("m", "t", b.URL))
+	waitFor(t, "all partitions claimed", 10*time.Second, func() bool { return len(r.tr.Status()[0].Partitions) == 4 })
+	produceN(t, e, 0, 200)
+	waitFor(t, "200 records", 10*time.Second, func() bool { return len(b.got()) >= 200 })
+
+	on := r.tr.ZKServer()
+	for _, s := range servers {
+		if s.Addr == on {
+			s.Stop()
+		}
+	}
+	stopped := time.Now()
+	held := true
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for time.Since(stopped) < 6*time.Second {
+			if len(r.tr.Status()[0].Partitions) != 4 {
+				held = false
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	produceN(t, e, 200, 600)
+	waitFor(t, "600 records after the server stopped", 20*time.Second, func() bool { return len(b.got()) >= 600 })
+	<-done
+	if !held {
+		t.Errorf("partitions were released while one of three ZooKeeper servers (%s) was stopped", on)
+	}
+	if now := r.tr.ZKServer(); now == on {
+		t.Errorf("session still reports the stopped server %s", now)
+	}
+	deliveredAll(t, b, 600)
+}
+
+// TestNeverTwoOwners samples two instances' partitions while they
+// rebalance (join, then leave) and checks no partition is held by both.
+func TestNeverTwoOwners(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 8})
+	b := newBackend(t, nil)
+	m := module("m", "t", b.URL)
+	produceN(t, e, 0, 400)
+	a := e.start(t, m)
+	var secondP atomic.Pointer[running]
+	stop := make(chan struct{})
+	overlap := make(chan string, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if second := secondP.Load(); second != nil {
+				held := map[int32]bool{}
+				for _, p := range a.tr.Status()[0].Partitions {
+					held[p.Partition] = true
+				}
+				for _, p := range second.tr.Status()[0].Partitions {
+					if held[p.Partition] {
+						select {
+						case overlap <- strconv.Itoa(int(p.Partition)):
+						default:
+						}
+					}
+				}
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	waitFor(t, "8 partitions claimed", 10*time.Second, func() bool { return len(a.tr.Status()[0].Partitions) == 8 })
+	second := e.start(t, m)
+	secondP.Store(second)
+	waitFor(t, "4 + 4", 10*time.Second, func() bool { return len(second.tr.Status()[0].Partitions) == 4 })
+	produceN(t, e, 400, 800)
+	if err := second.stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "8 again", 10*time.Second, func() bool { return len(a.tr.Status()[0].Partitions) == 8 })
+	close(stop)
+	select {
+	case p := <-overlap:
+		t.Fatalf("partition %s was held by both instances at once", p)
+	default:
+	}
+	waitFor(t, "800 records", 20*time.Second, func() bool {
+		seen := map[string]bool{}
+		for _, p := range b.got() {
+			seen[p.body] = true
+		}
+		return len(seen) == 800
+	})
+	deliveredAll(t, b, 800)
+}
+
+// TestRejoinAfterZooKeeperOutage stops the only ZooKeeper server for longer
+// than the session timeout: the process stops every partition, and once
+// ZooKeeper is back it registers again, claims, and pushes.
+func TestRejoinAfterZooKeeperOutage(t *testing.T) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 2}})
+	z := zktest.Start(t)
+	e := &env{kafka: k, zkAdr: z.Addr, conn: nil}
+	b := newBackend(t, nil)
+	m := module("m", "t", b.URL)
+	r := e.startWith(t, 2000, m)
+	waitFor(t, "both partitions", 10*time.Second, func() bool { return len(r.tr.Status()[0].Partitions) == 2 })
+	_, port, _ := strings.Cut(z.Addr, ":")
+	p, _ := strconv.Atoi(port)
+	dir := z.Dir
+	z.Stop()
+	waitFor(t, "partitions dropped while ZooKeeper is away", 10*time.Second, func() bool { return len(r.tr.Status()[0].Partitions) == 0 })
+	back, err := zkserver.Start(zkserver.Config{Dir: dir, Port: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { back.Stop() })
+	e.conn = zktest.Connect(t, back.Addr)
+	waitFor(t, "partitions claimed again", 20*time.Second, func() bool { return len(r.tr.Status()[0].Partitions) == 2 })
+	produceN(t, e, 0, 100)
+	waitFor(t, "100 records", 20*time.Second, func() bool { return len(b.got()) >= 100 })
+	deliveredAll(t, b, 100)
 }

@@ -65,8 +65,18 @@ type running struct {
 
 func (e *env) start(t *testing.T, modules ...ktransfer.Module) *running {
 	t.Helper()
+	return e.startWith(t, 0, modules...)
+}
+
+// startWith runs a Transfer with the ZooKeeper session timeout given (0:
+// the default).
+func (e *env) startWith(t *testing.T, zkTimeoutMs int, modules ...ktransfer.Module) *running {
+	t.Helper()
 	cfg := ktransfer.DefaultConfig()
-	cfg.ZKChroot, cfg.ZKHosts, cfg.BrokerHosts = chroot, []string{e.zkAdr}, e.kafka.ListenAddrs()
+	if zkTimeoutMs > 0 {
+		cfg.ZKTimeoutMs = zkTimeoutMs
+	}
+	cfg.ZKChroot, cfg.ZKHosts, cfg.BrokerHosts = chroot, strings.Split(e.zkAdr, ","), e.kafka.ListenAddrs()
 	cfg.AdminAddr, cfg.ShutdownTimeoutMs = "", 3000
 	cfg.Kafka = kafkaconf.Default()
 	for _, m := range modules {

@@ -159,12 +159,20 @@ func (m *module) run(readCtx, pushCtx context.Context) error {
 	return err
 }
 
-// handOver deletes the owner nodes this process holds.
+// handOver gives up every partition this process holds, after their last
+// commit: forgotten here first (so /status never shows a partition another
+// process already took), then their owner nodes deleted.
 func (m *module) handOver() {
 	dir := zklayout.Owners(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic)
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	held := make([]int32, 0, len(m.claims))
 	for p := range m.claims {
+		held = append(held, p)
+		delete(m.parts, p)
+	}
+	clear(m.claims)
+	m.mu.Unlock()
+	for _, p := range held {
 		node := path.Join(dir, strconv.Itoa(int(p)))
 		if data, stat, err := m.t.zk.Get(node); err == nil && string(data) == m.t.id {
 			_ = m.t.zk.Delete(node, stat.Version)

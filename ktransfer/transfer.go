@@ -194,6 +194,9 @@ func (t *Transfer) watchSession(ctx context.Context) {
 	}
 }
 
+// ZKServer is the ZooKeeper server the session is connected to.
+func (t *Transfer) ZKServer() string { return t.zk.Server() }
+
 // ID is this instance's name in ids/ and owners/.
 func (t *Transfer) ID() string { return t.id }
 

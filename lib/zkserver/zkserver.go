@@ -30,9 +30,10 @@ const InstallHint = "apt-get update && apt-get install -y zookeeper"
 type Server struct {
 	Addr string // host:port clients connect to
 	Dir  string
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+	cmd    *exec.Cmd
+	done   chan struct{}
+	err    error
+	quorum bool
 }
 
 // Config says where the server keeps its data and which port it takes.
@@ -42,6 +43,11 @@ type Config struct {
 	TickMs   int    // 0: 500 ms (session timeouts are 2–20 ticks)
 	StartFor time.Duration
 	Jar      string // "": Debian's Jar
+
+	// For an ensemble member: its id (1-based) and every member's
+	// "host:peerPort:electionPort", in id order.
+	ID    int
+	Peers []string
 }
 
 // Installed reports an error naming the install command when the server
@@ -82,7 +88,7 @@ func Start(cfg Config) (*Server, error) {
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create zookeeper data dir: %w", err)
 	}
-	conf := strings.Join([]string{
+	lines := []string{
 		"tickTime=" + strconv.Itoa(cfg.TickMs),
 		"dataDir=" + dataDir,
 		"clientPort=" + strconv.Itoa(port),
@@ -90,8 +96,19 @@ func Start(cfg Config) (*Server, error) {
 		"admin.enableServer=false",
 		"4lw.commands.whitelist=ruok,srvr,mntr",
 		"maxClientCnxns=0",
-		"",
-	}, "\n")
+	}
+	mainClass := "org.apache.zookeeper.server.ZooKeeperServerMain"
+	if len(cfg.Peers) > 0 {
+		mainClass = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+		lines = append(lines, "initLimit=10", "syncLimit=5")
+		for i, peer := range cfg.Peers {
+			lines = append(lines, fmt.Sprintf("server.%d=%s", i+1, peer))
+		}
+		if err := os.WriteFile(filepath.Join(dataDir, "myid"), []byte(strconv.Itoa(cfg.ID)), 0o644); err != nil {
+			return nil, fmt.Errorf("write myid: %w", err)
+		}
+	}
+	conf := strings.Join(append(lines, ""), "\n")
 	cfgPath := filepath.Join(cfg.Dir, "zoo.cfg")
 	if err := os.WriteFile(cfgPath, []byte(conf), 0o644); err != nil {
 		return nil, fmt.Errorf("write zoo.cfg: %w", err)
@@ -102,14 +119,15 @@ func Start(cfg Config) (*Server, error) {
 	}
 	defer logf.Close()
 	cmd := exec.Command("java", "-Xmx256m", "-Dzookeeper.log.dir="+cfg.Dir,
-		"-cp", ConfDir+":"+cfg.Jar, "org.apache.zookeeper.server.ZooKeeperServerMain", cfgPath)
+		"-cp", ConfDir+":"+cfg.Jar, mainClass, cfgPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// The server dies with whoever started it, even on kill -9.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start zookeeper: %w", err)
 	}
-	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Dir: cfg.Dir, cmd: cmd, done: make(chan struct{})}
+	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Dir: cfg.Dir, cmd: cmd, done: make(chan struct{}),
+		quorum: len(cfg.Peers) > 0}
 	go func() { s.err = cmd.Wait(); close(s.done) }()
 
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.StartFor)
@@ -123,7 +141,11 @@ func Start(cfg Config) (*Server, error) {
 
 func (s *Server) waitReady(ctx context.Context) error {
 	for {
-		if Ruok(s.Addr) == nil {
+		if s.quorum {
+			if Serving(s.Addr) {
+				return nil
+			}
+		} else if Ruok(s.Addr) == nil {
 			return nil
 		}
 		select {
@@ -152,6 +174,76 @@ func Ruok(addr string) error {
 		return fmt.Errorf("answered %q", line)
 	}
 	return nil
+}
+
+// Serving reports whether the server at addr serves clients: a member of
+// an ensemble does only once it is in a quorum ("srvr" then has a Mode).
+func Serving(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("srvr")); err != nil {
+		return false
+	}
+	var b strings.Builder
+	r := bufio.NewReader(c)
+	for {
+		line, err := r.ReadString('\n')
+		b.WriteString(line)
+		if err != nil {
+			break
+		}
+	}
+	return strings.Contains(b.String(), "Mode: ")
+}
+
+// StartEnsemble starts n servers forming one ensemble on loopback ports,
+// with data under dir, and waits until each serves.
+func StartEnsemble(dir string, n int) ([]*Server, error) {
+	var peers []string
+	ports := make([]int, n)
+	for i := range n {
+		var err error
+		if ports[i], err = FreePort(); err != nil {
+			return nil, err
+		}
+		pp, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		ep, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		peers = append(peers, fmt.Sprintf("127.0.0.1:%d:%d", pp, ep))
+	}
+	servers := make([]*Server, n)
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			s, err := Start(Config{Dir: filepath.Join(dir, "zk"+strconv.Itoa(i+1)), Port: ports[i], ID: i + 1, Peers: peers, StartFor: time.Minute})
+			servers[i] = s
+			errs <- err
+		}()
+	}
+	var firstErr error
+	for range n {
+		if err := <-errs; err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	if firstErr != nil {
+		for _, s := range servers {
+			if s != nil {
+				s.Stop()
+			}
+		}
+		return nil, firstErr
+	}
+	return servers, nil
 }
 
 // Pid is the server's process id.

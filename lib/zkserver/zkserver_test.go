@@ -3,6 +3,7 @@ package zkserver
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestMissingServerNamesInstallCommand(t *testing.T) {
@@ -28,4 +29,30 @@ func TestStartStop(t *testing.T) {
 		t.Errorf("still answering after Stop")
 	}
 	s.Stop() // idempotent
+}
+
+func TestEnsemble(t *testing.T) {
+	servers, err := StartEnsemble(t.TempDir(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, s := range servers {
+			s.Stop()
+		}
+	}()
+	for _, s := range servers {
+		if !Serving(s.Addr) {
+			t.Errorf("%s not serving", s.Addr)
+		}
+	}
+	servers[0].Stop()
+	// Two of three still form a quorum.
+	deadline := time.Now().Add(20 * time.Second)
+	for !(Serving(servers[1].Addr) && Serving(servers[2].Addr)) {
+		if time.Now().After(deadline) {
+			t.Fatal("the two remaining servers do not serve")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
