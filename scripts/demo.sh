@@ -141,4 +141,4 @@ echo "backend back:                    GET /delay  $(curl -s 127.0.0.1:55325/del
 echo "the backend has now received $(grep -c '^push' "$work/backend.log") pushes; per-key order: $(curl -s 127.0.0.1:8080/stats | sed 's/.*"order_violations":\([0-9]*\).*/\1/') violations"
 
 step "done"
-echo "The fleet (spare ktransfer processes taking over) is the next piece of work; this demo runs one ktransfer."
+echo "For the fleet (several ktransfer_bin processes, failover, a spare), see scripts/e2e-fleet.sh and the README."
