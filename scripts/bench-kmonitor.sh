@@ -16,14 +16,9 @@ PARTITIONS=${PARTITIONS:-32}
 ZK_PORT=${ZK_PORT:-12181}
 KAFKA_PORT=${KAFKA_PORT:-19093}
 PORT=${PORT:-15532}
-for p in $ZK_PORT $KAFKA_PORT $PORT; do
-	port_free "$p" || { echo "port $p is in use; set ZK_PORT/KAFKA_PORT/PORT" >&2; exit 1; }
-done
+need_ports $ZK_PORT $KAFKA_PORT $PORT
 build_all
-work=$(mktemp -d)
-pids=()
-cleanup() { stop_pids "${pids[@]}"; rm -rf "$work"; }
-trap cleanup EXIT INT TERM
+new_workdir
 
 topics=""
 for m in $(seq 0 $((MODULES - 1))); do topics+="bench_t$m:$PARTITIONS,"; done

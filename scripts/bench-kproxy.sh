@@ -25,15 +25,10 @@ KAFKA_PORT=${KAFKA_PORT:-19092}
 PROXY_PORT=${PROXY_PORT:-15030}
 ADMIN_PORT=${ADMIN_PORT:-15040}
 BARE_PORT=${BARE_PORT:-15099}
-for p in $KAFKA_PORT $PROXY_PORT $ADMIN_PORT $BARE_PORT; do
-	port_free "$p" || { echo "port $p is in use; set KAFKA_PORT/PROXY_PORT/ADMIN_PORT/BARE_PORT" >&2; exit 1; }
-done
+need_ports $KAFKA_PORT $PROXY_PORT $ADMIN_PORT $BARE_PORT
 
 build_all
-work=$(mktemp -d)
-pids=()
-cleanup() { stop_pids "${pids[@]}"; rm -rf "$work"; }
-trap cleanup EXIT INT TERM
+new_workdir
 
 topics="bench_acks1_r1:4"
 for r in $(seq 2 "$ROUNDS"); do topics+=",bench_acks1_r$r:4"; done

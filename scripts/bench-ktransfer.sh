@@ -24,14 +24,9 @@ SLOW_RECORDS=${SLOW_RECORDS:-100000}
 ZK_PORT=${ZK_PORT:-12182}
 KAFKA_PORT=${KAFKA_PORT:-19095}
 SINK_PORT=${SINK_PORT:-18080}
-for p in $ZK_PORT $KAFKA_PORT $SINK_PORT; do
-	port_free "$p" || { echo "port $p is in use; set ZK_PORT/KAFKA_PORT/SINK_PORT" >&2; exit 1; }
-done
+need_ports $ZK_PORT $KAFKA_PORT $SINK_PORT
 build_all
-work=$(mktemp -d)
-pids=()
-cleanup() { stop_pids "${pids[@]}"; rm -rf "$work"; }
-trap cleanup EXIT INT TERM
+new_workdir
 
 bin/devstack -dir "$work/devstack" -zk-port "$ZK_PORT" -kafka-port "$KAFKA_PORT" -topics bench:4,slow:4 \
 	-ready-file "$work/ready" >"$work/devstack.log" 2>&1 &

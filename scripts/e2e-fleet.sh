@@ -19,14 +19,9 @@ SESSION_MS=${SESSION_MS:-4000}
 ZK_PORT=${ZK_PORT:-12190}
 KAFKA_PORT=${KAFKA_PORT:-19190}
 SINK_PORT=${SINK_PORT:-18190}
-for p in $ZK_PORT $KAFKA_PORT $SINK_PORT 15191 15192 15193 15194; do
-	port_free "$p" || { echo "port $p is in use" >&2; exit 1; }
-done
+need_ports $ZK_PORT $KAFKA_PORT $SINK_PORT 15191 15192 15193 15194
 build_all
-work=$(mktemp -d)
-pids=()
-cleanup() { stop_pids "${pids[@]}"; rm -rf "$work"; }
-trap cleanup EXIT INT TERM
+new_workdir
 
 bin/devstack -dir "$work/devstack" -zk-port "$ZK_PORT" -kafka-port "$KAFKA_PORT" -topics fleet:4 \
 	-ready-file "$work/ready" >"$work/devstack.log" 2>&1 &

@@ -62,3 +62,20 @@ stop_pids() {
 		wait "$p" 2>/dev/null || true
 	done
 }
+
+# need_ports PORT…: fail, naming the port, when one is in use.
+need_ports() {
+	local p
+	for p in "$@"; do
+		port_free "$p" || { echo "port $p is in use (set the script's *_PORT variables to move it)" >&2; exit 1; }
+	done
+}
+
+# new_workdir: a temporary directory in $work, and a trap that stops every
+# PID added to the pids array and removes the directory on exit.
+new_workdir() {
+	work=$(mktemp -d)
+	pids=()
+	trap 'stop_pids "${pids[@]}"; rm -rf "$work"' EXIT
+	trap 'exit 130' INT TERM
+}

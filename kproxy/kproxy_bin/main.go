@@ -4,61 +4,23 @@
 package main
 
 import (
-	"context"
-	"flag"
-	"fmt"
+	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/logging"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/daemon"
 )
 
-func main() { os.Exit(run(os.Args[1:])) }
-
-func run(args []string) int {
-	fs := flag.NewFlagSet("kproxy_bin", flag.ContinueOnError)
-	file := fs.String("f", "conf/kproxy.yaml", "configuration file")
-	check := fs.Bool("check", false, "validate the configuration file and exit")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	cfg, err := kproxy.LoadConfig(*file)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	if *check {
-		fmt.Printf("%s: ok\n", *file)
-		return 0
-	}
-	log, err := logging.New(cfg.LogDir, cfg.LogLevel, "kproxy")
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: log_dir: %v\n", *file, err)
-		return 1
-	}
-	defer log.Close()
-	kafkaconf.RouteLibraryLog(log.Logger)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go log.ReopenOn(hup, ctx.Done())
-
-	srv, err := kproxy.New(cfg, log.Logger)
-	if err != nil {
-		log.Error("start failed", "err", err)
-		fmt.Fprintf(os.Stderr, "kproxy_bin: %v\n", err)
-		return 1
-	}
-	defer srv.Close()
-	log.Info("kproxy started", "addr", srv.Addr(), "admin", srv.AdminAddr(), "brokers", cfg.BrokerHosts)
-	if err := srv.Run(ctx); err != nil {
-		log.Error("stopped with error", "err", err)
-		fmt.Fprintf(os.Stderr, "kproxy_bin: %v\n", err)
-		return 1
-	}
-	return 0
+var program = daemon.Program[kproxy.Config]{
+	Name:        "kproxy",
+	DefaultFile: "conf/kproxy.yaml",
+	Load:        kproxy.LoadConfig,
+	Logging:     func(c kproxy.Config) (string, int) { return c.LogDir, c.LogLevel },
+	New:         func(c kproxy.Config, l *slog.Logger) (daemon.Service, error) { return kproxy.New(c, l) },
+	Started: func(l *slog.Logger, s daemon.Service, c kproxy.Config) {
+		srv := s.(*kproxy.Server)
+		l.Info("kproxy started", "addr", srv.Addr(), "admin", srv.AdminAddr(), "brokers", c.BrokerHosts)
+	},
 }
+
+func main() { os.Exit(program.Main(os.Args[1:])) }

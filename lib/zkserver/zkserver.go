@@ -28,8 +28,8 @@ const InstallHint = "apt-get update && apt-get install -y zookeeper"
 
 // Server is a running ZooKeeper process.
 type Server struct {
-	Addr string // host:port clients connect to
-	Dir  string
+	Addr   string // host:port clients connect to
+	Dir    string
 	cmd    *exec.Cmd
 	done   chan struct{}
 	err    error

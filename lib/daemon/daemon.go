@@ -1,0 +1,85 @@
+// Package daemon is the main function the three binaries share: the -f and
+// -check flags, loading and checking the configuration, the logger, signals
+// (SIGTERM/SIGINT stop, SIGHUP reopens the log file), and running the
+// service until it stops.
+package daemon
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/logging"
+)
+
+// Service is what a binary runs.
+type Service interface {
+	Run(ctx context.Context) error
+	Close() error
+}
+
+// Program describes one binary.
+type Program[C any] struct {
+	Name        string // "kproxy": the log file is <log_dir>/kproxy.log
+	DefaultFile string // the -f default
+	Load        func(path string) (C, error)
+	// Logging returns the configuration's log_dir and log_level.
+	Logging func(C) (dir string, level int)
+	New     func(C, *slog.Logger) (Service, error)
+	// Started logs the start-up line (addresses, modules, …).
+	Started func(*slog.Logger, Service, C)
+}
+
+// Main runs the program with the command-line arguments and returns the
+// exit code: 0 after a clean stop, 1 when it failed, 2 for bad usage or a
+// bad configuration (its problems are printed one per line).
+func (p Program[C]) Main(args []string) int {
+	fs := flag.NewFlagSet(p.Name+"_bin", flag.ContinueOnError)
+	file := fs.String("f", p.DefaultFile, "configuration file")
+	check := fs.Bool("check", false, "validate the configuration and exit")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := p.Load(*file)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	if *check {
+		fmt.Printf("%s: ok\n", *file)
+		return 0
+	}
+	dir, level := p.Logging(cfg)
+	log, err := logging.New(dir, level, p.Name)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: log_dir: %v\n", *file, err)
+		return 1
+	}
+	defer log.Close()
+	kafkaconf.RouteLibraryLog(log.Logger)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go log.ReopenOn(hup, ctx.Done())
+
+	svc, err := p.New(cfg, log.Logger)
+	if err != nil {
+		log.Error("start failed", "err", err)
+		fmt.Fprintf(os.Stderr, "%s_bin: %v\n", p.Name, err)
+		return 1
+	}
+	defer svc.Close()
+	p.Started(log.Logger, svc, cfg)
+	if err := svc.Run(ctx); err != nil {
+		log.Error("stopped with error", "err", err)
+		fmt.Fprintf(os.Stderr, "%s_bin: %v\n", p.Name, err)
+		return 1
+	}
+	return 0
+}
