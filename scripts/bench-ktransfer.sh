@@ -19,6 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_pkg /usr/share/java/zookeeper.jar zookeeper
+KTRANSFER_BIN=${KTRANSFER_BIN:-bin/ktransfer_bin} # another build to compare
 RECORDS=${RECORDS:-200000}
 SLOW_RECORDS=${SLOW_RECORDS:-100000}
 ZK_PORT=${ZK_PORT:-12182}
@@ -77,7 +78,7 @@ module_enabled: [m_$topic]
 admin_addr: ""
 CONF
 	local pid
-	bin/ktransfer_bin -f "$work/ktransfer.yaml" &
+	"$KTRANSFER_BIN" -f "$work/ktransfer.yaml" &
 	pid=$!
 	pids+=($pid)
 	done_pushing() { [ "$(stat distinct)" -ge "$n" ]; }
