@@ -88,9 +88,9 @@ func (m *module) wake() {
 // watchDir wakes the coordinator whenever dir's children change.
 func (m *module) watchDir(ctx context.Context, dir string) {
 	for ctx.Err() == nil {
-		_, _, ev, err := m.t.zk.ChildrenW(dir)
+		_, _, ev, err := m.t.conn().ChildrenW(dir)
 		if errors.Is(err, zk.ErrNoNode) {
-			if err = zklayout.CreateAll(m.t.zk, dir); err == nil {
+			if err = zklayout.CreateAll(m.t.conn(), dir); err == nil {
 				continue
 			}
 		}
@@ -116,7 +116,7 @@ func (m *module) reconcile(ctx context.Context, idsDir, ownersDir string, errc c
 	if err := m.register(idsDir); err != nil {
 		return err
 	}
-	ids, _, err := m.t.zk.Children(idsDir)
+	ids, _, err := m.t.conn().Children(idsDir)
 	if err != nil {
 		return fmt.Errorf("list %s: %w", idsDir, err)
 	}
@@ -159,15 +159,15 @@ func (m *module) reconcile(ctx context.Context, idsDir, ownersDir string, errc c
 // (first start, or a new session after the old one expired).
 func (m *module) register(idsDir string) error {
 	node := path.Join(idsDir, m.t.id)
-	if ok, _, err := m.t.zk.Exists(node); err != nil || ok {
+	if ok, _, err := m.t.conn().Exists(node); err != nil || ok {
 		return err
 	}
-	if err := zklayout.CreateAll(m.t.zk, idsDir); err != nil {
+	if err := zklayout.CreateAll(m.t.conn(), idsDir); err != nil {
 		return err
 	}
 	host, _ := os.Hostname()
 	data, _ := json.Marshal(map[string]any{"host": host, "pid": os.Getpid(), "version": Version, "started": m.t.started.UnixMilli()})
-	if _, err := m.t.zk.Create(node, data, zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+	if _, err := m.t.conn().Create(node, data, zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
 		return fmt.Errorf("register %s: %w", node, err)
 	}
 	m.log.Info("registered", "instance", m.t.id)
@@ -176,7 +176,7 @@ func (m *module) register(idsDir string) error {
 
 // owners reads who holds each partition.
 func (m *module) owners(dir string) (map[int32]string, error) {
-	names, _, err := m.t.zk.Children(dir)
+	names, _, err := m.t.conn().Children(dir)
 	if errors.Is(err, zk.ErrNoNode) {
 		return map[int32]string{}, nil
 	}
@@ -189,7 +189,7 @@ func (m *module) owners(dir string) (map[int32]string, error) {
 		if err != nil {
 			continue
 		}
-		data, _, err := m.t.zk.Get(path.Join(dir, n))
+		data, _, err := m.t.conn().Get(path.Join(dir, n))
 		if err != nil {
 			continue // released meanwhile
 		}
@@ -203,9 +203,9 @@ func (m *module) owners(dir string) (map[int32]string, error) {
 // instance is left alone; its deletion wakes the coordinator.
 func (m *module) claim(ctx context.Context, ownersDir string, p int32, errc chan<- error) {
 	node := path.Join(ownersDir, strconv.Itoa(int(p)))
-	_, err := m.t.zk.Create(node, []byte(m.t.id), zk.FlagEphemeral, zk.WorldACL(zk.PermAll))
+	_, err := m.t.conn().Create(node, []byte(m.t.id), zk.FlagEphemeral, zk.WorldACL(zk.PermAll))
 	if errors.Is(err, zk.ErrNodeExists) {
-		data, _, gerr := m.t.zk.Get(node)
+		data, _, gerr := m.t.conn().Get(node)
 		if gerr != nil || string(data) != m.t.id {
 			return // another instance still holds it
 		}
@@ -266,8 +266,8 @@ func (m *module) release(p int32, withZK bool) {
 	}
 	if withZK {
 		node := path.Join(zklayout.Owners(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic), strconv.Itoa(int(p)))
-		if data, stat, err := m.t.zk.Get(node); err == nil && string(data) == m.t.id {
-			_ = m.t.zk.Delete(node, stat.Version)
+		if data, stat, err := m.t.conn().Get(node); err == nil && string(data) == m.t.id {
+			_ = m.t.conn().Delete(node, stat.Version)
 		}
 	}
 	m.log.Info("partition released", "partition", p, "handed_over", withZK)

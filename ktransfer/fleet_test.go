@@ -301,3 +301,41 @@ func TestRejoinAfterZooKeeperOutage(t *testing.T) {
 	waitFor(t, "100 records", 20*time.Second, func() bool { return len(b.got()) >= 100 })
 	deliveredAll(t, b, 100)
 }
+
+// TestRejoinAfterZooKeeperRebuilt replaces ZooKeeper with an empty server
+// on the same port: it refuses the old session's client (it has seen a
+// newer zxid), so ktransfer must start a new client, register and claim
+// again, and push the records that arrive.
+func TestRejoinAfterZooKeeperRebuilt(t *testing.T) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 2}})
+	z := zktest.Start(t)
+	e := &env{kafka: k, zkAdr: z.Addr}
+	b := newBackend(t, nil)
+	r := e.startWith(t, 2000, module("m", "t", b.URL))
+	waitFor(t, "both partitions", 10*time.Second, func() bool { return len(r.tr.Status()[0].Partitions) == 2 })
+	produceN(t, e, 0, 50)
+	waitFor(t, "50 records", 10*time.Second, func() bool { return len(b.got()) >= 50 })
+	_, port, _ := strings.Cut(z.Addr, ":")
+	p, _ := strconv.Atoi(port)
+	z.Stop()
+	fresh, err := zkserver.Start(zkserver.Config{Dir: t.TempDir(), Port: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fresh.Stop() })
+	waitFor(t, "partitions dropped", 10*time.Second, func() bool { return len(r.tr.Status()[0].Partitions) == 0 })
+	waitFor(t, "partitions claimed on the rebuilt ZooKeeper", 30*time.Second, func() bool { return len(r.tr.Status()[0].Partitions) == 2 })
+	e.conn = zktest.Connect(t, fresh.Addr)
+	if ids, _, err := e.conn.Children(zklayout.ConsumerIDs(chroot, "m")); err != nil || len(ids) != 1 {
+		t.Errorf("ids/ on the rebuilt ZooKeeper: %v %v", ids, err)
+	}
+	produceN(t, e, 50, 100)
+	waitFor(t, "the new records", 20*time.Second, func() bool {
+		for _, p := range b.got() {
+			if p.body == "99" {
+				return true
+			}
+		}
+		return false
+	})
+}

@@ -174,8 +174,8 @@ func (m *module) handOver() {
 	m.mu.Unlock()
 	for _, p := range held {
 		node := path.Join(dir, strconv.Itoa(int(p)))
-		if data, stat, err := m.t.zk.Get(node); err == nil && string(data) == m.t.id {
-			_ = m.t.zk.Delete(node, stat.Version)
+		if data, stat, err := m.t.conn().Get(node); err == nil && string(data) == m.t.id {
+			_ = m.t.conn().Delete(node, stat.Version)
 		}
 	}
 }
@@ -449,22 +449,22 @@ func (t *Transfer) storeOffsets(module, topic string, next map[int32]int64) erro
 	for p, off := range next {
 		ops = append(ops, &zk.SetDataRequest{Path: path.Join(dir, strconv.Itoa(int(p))), Data: zklayout.EncodeOffset(off), Version: -1})
 	}
-	_, err := t.zk.Multi(ops...)
+	_, err := t.conn().Multi(ops...)
 	if err == nil {
 		return nil
 	}
 	// A node is missing (first commit of a partition): create, then set.
-	if err := zklayout.CreateAll(t.zk, dir); err != nil {
+	if err := zklayout.CreateAll(t.conn(), dir); err != nil {
 		return err
 	}
 	for p, off := range next {
 		node := path.Join(dir, strconv.Itoa(int(p)))
 		data := zklayout.EncodeOffset(off)
-		_, err := t.zk.Set(node, data, -1)
+		_, err := t.conn().Set(node, data, -1)
 		if errors.Is(err, zk.ErrNoNode) {
-			_, err = t.zk.Create(node, data, 0, zk.WorldACL(zk.PermAll))
+			_, err = t.conn().Create(node, data, 0, zk.WorldACL(zk.PermAll))
 			if errors.Is(err, zk.ErrNodeExists) {
-				_, err = t.zk.Set(node, data, -1)
+				_, err = t.conn().Set(node, data, -1)
 			}
 		}
 		if err != nil {
@@ -477,7 +477,7 @@ func (t *Transfer) storeOffsets(module, topic string, next map[int32]int64) erro
 // loadOffset reads the stored next offset; ok is false when none is stored.
 func (t *Transfer) loadOffset(module, topic string, partition int32) (int64, bool, error) {
 	p := path.Join(zklayout.Offsets(t.cfg.ZKChroot, module, topic), strconv.Itoa(int(partition)))
-	data, _, err := t.zk.Get(p)
+	data, _, err := t.conn().Get(p)
 	if errors.Is(err, zk.ErrNoNode) {
 		return 0, false, nil
 	}

@@ -35,8 +35,8 @@ type Transfer struct {
 	id       string // this instance, in ids/ and owners/
 	started  time.Time
 	zkEvents <-chan zk.Event
-	zkMu     sync.Mutex
-	zkUp     bool // a session is established and not given up on
+	zkMu     sync.Mutex // guards zk (replaced when stuck), zkEvents and zkUp
+	zkUp     bool       // a session is established and not given up on
 
 	closeOnce sync.Once
 }
@@ -127,11 +127,42 @@ func connectZK(cfg Config, log *slog.Logger) (*zk.Conn, <-chan zk.Event, error) 
 	}
 }
 
+// conn returns the current ZooKeeper client.
+func (t *Transfer) conn() *zk.Conn {
+	t.zkMu.Lock()
+	defer t.zkMu.Unlock()
+	return t.zk
+}
+
 // sessionUp reports whether this process may hold partitions.
 func (t *Transfer) sessionUp() bool {
 	t.zkMu.Lock()
 	defer t.zkMu.Unlock()
 	return t.zkUp
+}
+
+// events returns the current client's session events.
+func (t *Transfer) events() <-chan zk.Event {
+	t.zkMu.Lock()
+	defer t.zkMu.Unlock()
+	return t.zkEvents
+}
+
+// replaceClient closes the ZooKeeper client and opens a new one; it
+// connects in the background, and its first session wakes the modules.
+func (t *Transfer) replaceClient() error {
+	timeout := time.Duration(t.cfg.ZKTimeoutMs) * time.Millisecond
+	conn, events, err := zk.Connect(t.cfg.ZKHosts, timeout, zk.WithLogger(zkLog{t.log}))
+	if err != nil {
+		return err
+	}
+	t.zkMu.Lock()
+	old := t.zk
+	t.zk, t.zkEvents = conn, events
+	t.zkMu.Unlock()
+	old.Close()
+	t.log.Warn("replaced the zookeeper client")
+	return nil
 }
 
 // watchSession follows the ZooKeeper session. A disconnect that lasts
@@ -140,8 +171,15 @@ func (t *Transfer) sessionUp() bool {
 // process may claim them, and two processes must never push one partition.
 // When a session is back, the modules re-register and claim again.
 func (t *Transfer) watchSession(ctx context.Context) {
-	grace := time.Duration(t.cfg.ZKTimeoutMs) * time.Millisecond * 2 / 3
+	session := time.Duration(t.cfg.ZKTimeoutMs) * time.Millisecond
+	grace := session * 2 / 3
 	var lose <-chan time.Time
+	// A client whose servers refuse it (an ensemble rebuilt from empty
+	// answers "seen a newer zxid" by hanging up) retries its old session
+	// forever: after two session timeouts without one, start a new client.
+	var downSince time.Time
+	check := time.NewTicker(time.Second)
+	defer check.Stop()
 	giveUp := func(why string) {
 		t.zkMu.Lock()
 		was := t.zkUp
@@ -156,7 +194,7 @@ func (t *Transfer) watchSession(ctx context.Context) {
 	}
 	for {
 		select {
-		case ev, ok := <-t.zkEvents:
+		case ev, ok := <-t.events():
 			if !ok { // the client is closed: nothing is ours any more
 				giveUp("zookeeper client closed")
 				return
@@ -166,7 +204,7 @@ func (t *Transfer) watchSession(ctx context.Context) {
 			}
 			switch ev.State {
 			case zk.StateHasSession:
-				lose = nil
+				lose, downSince = nil, time.Time{}
 				t.zkMu.Lock()
 				was := t.zkUp
 				t.zkUp = true
@@ -178,6 +216,9 @@ func (t *Transfer) watchSession(ctx context.Context) {
 					m.wake()
 				}
 			case zk.StateDisconnected:
+				if downSince.IsZero() {
+					downSince = time.Now()
+				}
 				if lose == nil {
 					t.log.Warn("zookeeper disconnected; partitions stop unless it is back soon", "within", grace)
 					lose = time.After(grace)
@@ -188,6 +229,14 @@ func (t *Transfer) watchSession(ctx context.Context) {
 		case <-lose:
 			lose = nil
 			giveUp("disconnected for 2/3 of zk_timeout_ms")
+		case <-check.C:
+			if !downSince.IsZero() && time.Since(downSince) > 2*session {
+				giveUp("no zookeeper session for two session timeouts")
+				if err := t.replaceClient(); err != nil {
+					t.log.Warn("new zookeeper client", "err", err)
+				}
+				downSince = time.Now()
+			}
 		case <-ctx.Done():
 			return
 		}
@@ -195,7 +244,7 @@ func (t *Transfer) watchSession(ctx context.Context) {
 }
 
 // ZKServer is the ZooKeeper server the session is connected to.
-func (t *Transfer) ZKServer() string { return t.zk.Server() }
+func (t *Transfer) ZKServer() string { return t.conn().Server() }
 
 // ID is this instance's name in ids/ and owners/.
 func (t *Transfer) ID() string { return t.id }
@@ -284,8 +333,8 @@ func (t *Transfer) Close() error {
 		if t.client != nil && !t.client.Closed() {
 			errs = append(errs, t.client.Close())
 		}
-		if t.zk != nil {
-			t.zk.Close()
+		if conn := t.conn(); conn != nil {
+			conn.Close()
 		}
 	})
 	return errors.Join(errs...)
@@ -299,7 +348,7 @@ func (t *Transfer) adminMux() *http.ServeMux {
 		_ = json.NewEncoder(w).Encode(t.Status())
 	})
 	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) {
-		if t.zk.State() != zk.StateHasSession {
+		if t.conn().State() != zk.StateHasSession {
 			http.Error(w, "no zookeeper session", http.StatusServiceUnavailable)
 			return
 		}
