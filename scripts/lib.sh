@@ -21,7 +21,7 @@ build_all() {
 	local pkgs=()
 	for d in kproxy/kproxy_bin ktransfer/ktransfer_bin kmonitor/kmonitor_bin \
 		scripts/devstack scripts/bareserver scripts/endoffsets scripts/kmonitorbench \
-		scripts/sink scripts/preload scripts/httploop; do
+		scripts/sink scripts/preload scripts/httploop scripts/proxyload; do
 		[ -d "$d" ] && pkgs+=("./$d")
 	done
 	go build -o bin/ "${pkgs[@]}"
@@ -76,6 +76,6 @@ need_ports() {
 new_workdir() {
 	work=$(mktemp -d)
 	pids=()
-	trap 'stop_pids "${pids[@]}"; rm -rf "$work"' EXIT
+	trap 'stop_pids "${pids[@]}"; if [ -n "${KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi' EXIT
 	trap 'exit 130' INT TERM
 }

@@ -50,14 +50,19 @@ func run(args []string) int {
 
 	var zkAddr string
 	var conn *zk.Conn
+	var zs *zkserver.Server
+	zsPort := 0
 	if !*noZK {
-		zs, err := zkserver.Start(zkserver.Config{Dir: filepath.Join(*dir, "zookeeper"), Port: *zkPort})
+		var err error
+		zs, err = zkserver.Start(zkserver.Config{Dir: filepath.Join(*dir, "zookeeper"), Port: *zkPort})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "devstack:", err)
 			return 1
 		}
-		defer zs.Stop()
+		defer func() { zs.Stop() }()
 		zkAddr = zs.Addr
+		_, p, _ := net.SplitHostPort(zs.Addr)
+		zsPort, _ = strconv.Atoi(p)
 	}
 
 	opts = append(opts, kfake.NumBrokers(1), kfake.Ports(*kafkaPort), kfake.DataDir(filepath.Join(*dir, "kafka")),
@@ -98,10 +103,29 @@ func run(args []string) int {
 		}
 		defer os.Remove(*ready)
 	}
-	fmt.Println("devstack: up; Ctrl-C stops it")
-	<-ctx.Done()
-	fmt.Println("devstack: stopping")
-	return 0
+	fmt.Println("devstack: up; Ctrl-C stops it, SIGHUP restarts ZooKeeper")
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Println("devstack: stopping")
+			return 0
+		case <-hup:
+			if zs == nil {
+				continue
+			}
+			fmt.Println("devstack: restarting zookeeper")
+			zs.Stop()
+			nzs, err := zkserver.Start(zkserver.Config{Dir: filepath.Join(*dir, "zookeeper"), Port: zsPort})
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "devstack: restart zookeeper:", err)
+				return 1
+			}
+			zs = nzs
+			fmt.Println("devstack: zookeeper back")
+		}
+	}
 }
 
 // registerWhenConnected registers the broker once the session exists; a

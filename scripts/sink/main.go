@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/msgpackscan"
 )
 
 type stats struct {
@@ -32,6 +34,7 @@ type stats struct {
 	last       map[string]int64 // key → highest offset so far
 	violations int64
 	firstErr   string
+	wrong      int64 // pushes whose method was not -method
 	first      time.Time   // of the first push
 	latest     time.Time   // of the latest push
 	arrivals   []time.Time // when each distinct record first arrived
@@ -43,8 +46,16 @@ func main() {
 	delay := fs.Duration("delay", 0, "answer each push after this long")
 	print := fs.Bool("print", false, "print each push")
 	status := fs.Int("status", 200, "status to answer pushes with")
+	stateFile := fs.String("state", "", "keep what was received in this file across restarts (read at start, written at stop)")
+	method := fs.String("method", "", "count pushes whose msgpack \"method\" is not this as wrong_method")
 	_ = fs.Parse(os.Args[1:])
 	s := &stats{seen: map[string]bool{}, last: map[string]int64{}}
+	if *stateFile != "" {
+		if err := s.load(*stateFile); err != nil {
+			fmt.Fprintln(os.Stderr, "sink:", err)
+			os.Exit(1)
+		}
+	}
 	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
 		if string(ctx.Path()) == "/stats" {
 			s.mu.Lock()
@@ -63,7 +74,8 @@ func main() {
 				}
 			}
 			b, _ := json.Marshal(map[string]any{"pushes": s.pushes, "distinct": len(s.seen), "keys": len(s.last),
-				"order_violations": s.violations, "first_violation": s.firstErr, "rate": int64(rate), "steady_rate": int64(steady)})
+				"order_violations": s.violations, "first_violation": s.firstErr, "rate": int64(rate), "steady_rate": int64(steady),
+				"wrong_method": s.wrong})
 			s.mu.Unlock()
 			ctx.SetContentType("application/json")
 			ctx.SetBody(b)
@@ -73,7 +85,15 @@ func main() {
 		offset, _ := strconv.ParseInt(string(ctx.Request.Header.Peek("X-Kafka-Offset")), 10, 64)
 		key := string(ctx.QueryArgs().Peek("key"))
 		now := time.Now()
+		wrong := false
+		if *method != "" {
+			m, err := msgpackscan.MapString(ctx.PostBody(), "method")
+			wrong = err != nil || m != *method
+		}
 		s.mu.Lock()
+		if wrong {
+			s.wrong++
+		}
 		if s.pushes == 0 {
 			s.first = now
 		}
@@ -120,4 +140,56 @@ func main() {
 		fmt.Fprintln(os.Stderr, "sink:", err)
 		os.Exit(1)
 	}
+	if *stateFile != "" {
+		if err := s.save(*stateFile); err != nil {
+			fmt.Fprintln(os.Stderr, "sink:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+// saved is what -state keeps: enough to go on counting and checking order.
+type saved struct {
+	Pushes     int64            `json:"pushes"`
+	Seen       []string         `json:"seen"`
+	Last       map[string]int64 `json:"last"`
+	Violations int64            `json:"violations"`
+	FirstErr   string           `json:"first_err"`
+	Wrong      int64            `json:"wrong_method"`
+}
+
+func (s *stats) save(path string) error {
+	s.mu.Lock()
+	v := saved{Pushes: s.pushes, Last: s.last, Violations: s.violations, FirstErr: s.firstErr, Wrong: s.wrong}
+	for id := range s.seen {
+		v.Seen = append(v.Seen, id)
+	}
+	s.mu.Unlock()
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+func (s *stats) load(path string) error {
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var v saved
+	if err := json.Unmarshal(b, &v); err != nil {
+		return fmt.Errorf("state %s: %w", path, err)
+	}
+	s.pushes, s.last, s.violations, s.firstErr, s.wrong = v.Pushes, v.Last, v.Violations, v.FirstErr, v.Wrong
+	if s.last == nil {
+		s.last = map[string]int64{}
+	}
+	for _, id := range v.Seen {
+		s.seen[id] = true
+	}
+	return nil
 }
