@@ -39,7 +39,9 @@ var loaders = map[string]func(string) error{
 	// ktransfer.yaml names module_conf_dir relative to the working
 	// directory (./conf/modules, as in 2015); the test runs in conf/.
 	"ktransfer.yaml":     func(p string) error { return loadKtransfer(p) },
+	"ktransfer_2.yaml":   func(p string) error { return loadKtransfer(p) },
 	"test_module_1.yaml": func(p string) error { _, err := ktransfer.LoadModule(p); return err },
+	"test_module_2.yaml": func(p string) error { _, err := ktransfer.LoadModule(p); return err },
 }
 
 func TestEveryExampleLoads(t *testing.T) {

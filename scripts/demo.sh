@@ -18,7 +18,7 @@ ensure_pkg curl curl
 build_all
 echo "built: $(ls bin | tr '\n' ' ')"
 
-for p in 2181 9092 5030 5040 5050 8080 55325; do
+for p in 2181 9092 5030 5040 5050 5051 8080 55325; do
 	port_free "$p" || { echo "port $p is in use (an earlier demo or dev stack still running?); stop it and retry" >&2; exit 1; }
 done
 
@@ -95,7 +95,8 @@ kcat -C -b 127.0.0.1:9092 -t test_topic -e -q -f '  partition %p  offset %o  key
 step "kproxy's metrics (http://127.0.0.1:5040/metrics)"
 curl -s 127.0.0.1:5040/metrics | grep -E '^kproxy_(requests_total|records_total)' | grep -v ' 0$'
 
-step "ktransfer_bin -f conf/ktransfer.yaml: test_module_1 pushes TestUserName records to the demo backend"
+step "ktransfer_bin -f conf/ktransfer.yaml: two modules on test_topic push to the demo backend"
+echo "test_module_1 pushes only TestUserName records to /XXX/…; test_module_2 pushes every record to /all/…"
 start_backend() {
 	bin/sink -addr 127.0.0.1:8080 -print >>"$work/backend.log" 2>&1 &
 	backend=$!
@@ -104,41 +105,74 @@ start_backend() {
 }
 start_backend
 bin/ktransfer_bin -f conf/ktransfer.yaml &
-pids+=($!)
+kt1=$!
+pids+=($kt1)
 wait_for "ktransfer" 30 curl -sf 127.0.0.1:5050/health
-# 12 TestUserName records (alice, carol, dave) go out; bob's Login records
-# and the others are filtered by the module's methods list.
-pushed() { [ "$(grep -c '^push' "$work/backend.log")" -ge "$1" ]; }
-wait_for "the backend to receive the 9 TestUserName records" 20 pushed 9
-echo "the backend received (partition, offset, key in offset order per key; bob's Login records filtered out):"
-grep '^push' "$work/backend.log" | sort -k3,3n -k5,5n | sed 's/^/    /'
-echo "module status: $(curl -s 127.0.0.1:5050/status | cut -c1-200)…"
+# pushed PATH N: the backend got at least N pushes under PATH.
+pushed() { [ "$(grep -c "^push.* $1" "$work/backend.log")" -ge "$2" ]; }
+wait_for "the 9 TestUserName records at /XXX/" 20 pushed /XXX/ 9
+wait_for "all 15 records at /all/" 20 pushed /all/ 15
+echo "test_module_1 (partition, offset, key; in offset order per key; bob's Login records filtered out):"
+grep '^push.* /XXX/' "$work/backend.log" | sort -k3,3n -k5,5n | sed 's/^/    /'
+echo "test_module_2 received $(grep -c '^push.* /all/' "$work/backend.log") records, every one sent"
+# owned PORT: the partitions a ktransfer process reports, per module.
+owned() { curl -s "127.0.0.1:$1/status" | grep -o '"name":"[a-z_0-9]*"\|"partition":[0-9]*' | sed 's/"name":"\(.*\)"/\1:/; s/"partition"://' | tr '\n' ' '; }
+
+step "a second ktransfer process (conf/ktransfer_2.yaml) joins: the partitions are shared"
+bin/ktransfer_bin -f conf/ktransfer_2.yaml &
+pids+=($!)
+wait_for "the second ktransfer" 30 curl -sf 127.0.0.1:5051/health
+count() { curl -s "127.0.0.1:$1/status" | grep -o '"partition":[0-9]*' | wc -l; }
+shared() { [ "$(count 5050)" -eq 4 ] && [ "$(count 5051)" -eq 4 ]; }
+wait_for "a 2 + 2 split of each module's 4 partitions" 20 shared
+echo "process 1 holds: $(owned 5050)"
+echo "process 2 holds: $(owned 5051)"
 
 step "kmonitor_bin -f conf/kmonitor.yaml: push delay from ktransfer's offsets in ZooKeeper"
 bin/kmonitor_bin -f conf/kmonitor.yaml &
 pids+=($!)
 wait_for "kmonitor" 30 curl -sf 127.0.0.1:55325/health
-caught_up() { curl -s "127.0.0.1:55325/delay" | grep -q '"test_module_1":{"0":0,"1":0,"2":0,"3":0}'; }
+caught_up() {
+	local out
+	out=$(curl -s "127.0.0.1:55325/delay?format=zabbix")
+	[ "$(grep -c '\.delay 0$' <<<"$out")" -eq 8 ] && grep -q 'kmonitor.errors 0$' <<<"$out"
+}
 wait_for "lag 0 on every partition" 20 caught_up
 echo "GET /delay                 $(curl -s 127.0.0.1:55325/delay)"
 echo "GET /delay?format=zabbix"
 curl -s "127.0.0.1:55325/delay?format=zabbix" | sed 's/^/    /'
 
+send() { # send N: N TestUserName records for alice, carol and dave each
+	local i user
+	for i in $(seq "$1"); do
+		for user in alice carol dave; do
+			record TestUserName 1 "$i" | curl -s -o /dev/null --data-binary @- "http://127.0.0.1:5030/commit?topic=test_topic&key=$user"
+		done
+	done
+}
+lagging() { [ "$(curl -s "127.0.0.1:55325/delay?format=zabbix" | awk '/\.delay /{s+=$3} END{print s+0}')" -gt 0 ]; }
+
 step "the backend stops for a moment: lag rises, then recovers"
 stop_pids "$backend"
-for seq in 4 5 6 7 8; do
-	for user in alice carol dave; do
-		record TestUserName 1 "$seq" | curl -s -o /dev/null --data-binary @- "http://127.0.0.1:5030/commit?topic=test_topic&key=$user"
-	done
-done
-lagging() { [ "$(curl -s "127.0.0.1:55325/delay?format=zabbix" | awk '/\.delay /{s+=$3} END{print s+0}')" -gt 0 ]; }
+send 5
 wait_for "lag to show" 10 lagging
 echo "backend down, 15 more records sent: GET /delay  $(curl -s 127.0.0.1:55325/delay)"
 echo "(ktransfer retries with backoff; see log/ktransfer.log)"
 start_backend
 wait_for "lag to return to 0" 60 caught_up
 echo "backend back:                    GET /delay  $(curl -s 127.0.0.1:55325/delay)"
+
+step "process 1 is killed (kill -9): process 2 takes its partitions when its ZooKeeper session expires"
+kill -KILL "$kt1"
+wait "$kt1" 2>/dev/null || true
+killed=$SECONDS
+send 3
+took_all() { [ "$(count 5051)" -eq 8 ]; }
+wait_for "process 2 to hold every partition" 30 took_all
+echo "process 2 holds: $(owned 5051) ($((SECONDS - killed)) s after the kill; zk_timeout_ms is 3000)"
+wait_for "lag to return to 0" 60 caught_up
+echo "GET /delay  $(curl -s 127.0.0.1:55325/delay)"
 echo "the backend has now received $(grep -c '^push' "$work/backend.log") pushes; per-key order: $(curl -s 127.0.0.1:8080/stats | sed 's/.*"order_violations":\([0-9]*\).*/\1/') violations"
 
 step "done"
-echo "For the fleet (several ktransfer_bin processes, failover, a spare), see scripts/e2e-fleet.sh and the README."
+echo "More: scripts/e2e.sh (the three binaries with faults), scripts/e2e-fleet.sh (a fleet under kill -9 and SIGTERM)."
