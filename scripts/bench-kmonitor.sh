@@ -57,6 +57,7 @@ echo "kmonitor knows $expected partitions; /delay JSON is $(curl -s "127.0.0.1:$
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; printf "%.2f", v}'; }
 verdict=PASS
 for q in "" "?format=zabbix"; do
+	echo "  wrk ${DURATION}s on /delay$q…" >&2
 	out=$(wrk -t2 -c8 -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/delay$q")
 	rps=$(awk '/^Requests\/sec/ {printf "%d", $2}' <<<"$out")
 	p50=$(awk '$1=="50%" {print $2}' <<<"$out" | to_ms)

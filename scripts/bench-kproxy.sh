@@ -58,7 +58,7 @@ to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$
 # run_wrk URL TOPIC ACKS: sets RPS P50 P99 OK (wrk's count of 2xx).
 run_wrk() {
 	local out
-	[ -t 2 ] && printf '  wrk %ss against %s…' "$DURATION" "$1" >&2
+	if [ -t 2 ]; then printf '  wrk %ss against %s…' "$DURATION" "$1" >&2; else echo "  wrk ${DURATION}s against $1…" >&2; fi
 	out=$(wrk -t2 -c$CONNS -d"${DURATION}s" --timeout 10s --latency -s scripts/bench-kproxy.lua "$1" -- "$2" "$3")
 	[ -t 2 ] && printf '\r\033[K' >&2
 	RPS=$(awk '/^Requests\/sec/ {printf "%d", $2}' <<<"$out")
