@@ -3,8 +3,11 @@
 package kproxy
 
 import (
+	"fmt"
 	"net"
+	"path"
 	"strconv"
+	"strings"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
@@ -57,6 +60,14 @@ type Config struct {
 	AutoCreateTopics bool `yaml:"auto_create_topics"`
 	// Kafka holds the client settings shared by the three binaries.
 	Kafka kafkaconf.Config `yaml:"kafka"`
+
+	// TopicsAllowed limits the topics anyone may write to (names or
+	// path.Match patterns); empty: any topic. Topics starting with "__"
+	// (Kafka's own) are always refused.
+	TopicsAllowed []string `yaml:"topics_allowed"`
+	// Clients, when set, require every request to name a client and its
+	// secret (Authorization: Basic) and limit each to its topics.
+	Clients []Client `yaml:"clients"`
 }
 
 // DefaultConfig returns the defaults; a file is decoded over them.
@@ -147,6 +158,33 @@ func (c Config) Validate(file string) error {
 		p.Addf("compression", c.Compression, "must be one of %v", compressions)
 	}
 	c.Kafka.Validate(p)
+	for i, t := range c.TopicsAllowed {
+		if _, err := path.Match(t, ""); err != nil || t == "" {
+			p.Addf(fmt.Sprintf("topics_allowed[%d]", i), t, "must be a topic name or a pattern like billing.*")
+		}
+	}
+	names := map[string]bool{}
+	for i, cl := range c.Clients {
+		field := fmt.Sprintf("clients[%d]", i)
+		switch {
+		case cl.Name == "" || strings.Contains(cl.Name, ":"):
+			p.Addf(field+".name", cl.Name, "must be a non-empty name without ':'")
+		case names[cl.Name]:
+			p.Addf(field+".name", cl.Name, "names a client twice")
+		}
+		names[cl.Name] = true
+		if (cl.Secret == "") == (cl.SecretFile == "") {
+			p.Add(field, "needs exactly one of secret and secret_file")
+		}
+		if len(cl.Topics) == 0 {
+			p.Add(field+".topics", "must list the topics (or patterns) the client may write to")
+		}
+		for j, t := range cl.Topics {
+			if _, err := path.Match(t, ""); err != nil || t == "" {
+				p.Addf(fmt.Sprintf("%s.topics[%d]", field, j), t, "must be a topic name or a pattern")
+			}
+		}
+	}
 	return p.Err()
 }
 

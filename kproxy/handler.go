@@ -53,6 +53,14 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) int {
 	if len(topicB) > 1 && topicB[0] == '_' && topicB[1] == '_' {
 		return fail(ctx, fasthttp.StatusForbidden, "kafka-internal topics (starting with __) are not writable")
 	}
+	if s.access.active() {
+		if code, reason := s.access.check(ctx.Request.Header.Peek("Authorization"), string(topicB)); code != 0 {
+			if code == fasthttp.StatusUnauthorized {
+				ctx.Response.Header.Set("WWW-Authenticate", `Basic realm="kproxy"`)
+			}
+			return fail(ctx, code, reason)
+		}
+	}
 	acks, ok := acksIndex(args.Peek("acks"))
 	if !ok {
 		return fail(ctx, fasthttp.StatusBadRequest, "acks must be 0, 1 or -1")

@@ -30,6 +30,7 @@ type Server struct {
 	prod    *producers
 	metrics *metrics
 	errLog  sampled
+	access  *access
 
 	produceTimeout time.Duration
 	inFlight       atomic.Int64
@@ -48,8 +49,11 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: log, produceTimeout: time.Duration(cfg.ProduceTimeoutMs) * time.Millisecond}
 	s.errLog = sampled{log: log, every: time.Second}
-	addr := net.JoinHostPort(cfg.ListenHost, strconv.Itoa(cfg.Port))
 	var err error
+	if s.access, err = newAccess(cfg); err != nil {
+		return nil, err
+	}
+	addr := net.JoinHostPort(cfg.ListenHost, strconv.Itoa(cfg.Port))
 	if s.ln, err = net.Listen("tcp", addr); err != nil {
 		return nil, fmt.Errorf("listen on %s (port): %w", addr, err)
 	}
