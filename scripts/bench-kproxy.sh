@@ -18,6 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_pkg wrk wrk
+KPROXY_BIN=${KPROXY_BIN:-bin/kproxy_bin} # another build to compare
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 CONNS=64
@@ -46,7 +47,7 @@ admin_addr: 127.0.0.1:$ADMIN_PORT
 broker_hosts: [127.0.0.1:$KAFKA_PORT]
 CONF
 wait_for "kafka" 30 test -f "$work/ready"
-bin/kproxy_bin -f "$work/kproxy.yaml" >"$work/kproxy.out" 2>&1 &
+"$KPROXY_BIN" -f "$work/kproxy.yaml" >"$work/kproxy.out" 2>&1 &
 kproxy_pid=$!
 pids+=($kproxy_pid)
 wait_for "kproxy" 30 curl -sf "127.0.0.1:$ADMIN_PORT/health"
