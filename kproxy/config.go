@@ -144,11 +144,11 @@ func (c Config) Validate(file string) error {
 		p.Add("broker_hosts", "must list at least one broker host:port")
 	}
 	for i, h := range c.BrokerHosts {
-		if !validHostPort(h) {
+		if !config.HostPort(h, 1) {
 			p.Addf("broker_hosts["+strconv.Itoa(i)+"]", h, "must be host:port")
 		}
 	}
-	if c.AdminAddr != "" && !validHostPort(c.AdminAddr) {
+	if c.AdminAddr != "" && !config.HostPort(c.AdminAddr, 0) {
 		p.Addf("admin_addr", c.AdminAddr, "must be host:port, or empty to turn the admin listener off")
 	}
 	if c.Partitioner != "murmur2" && c.Partitioner != "fnv1a" {
@@ -186,15 +186,6 @@ func (c Config) Validate(file string) error {
 		}
 	}
 	return p.Err()
-}
-
-func validHostPort(s string) bool {
-	_, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return false
-	}
-	n, err := strconv.Atoi(port)
-	return err == nil && n >= 0 && n <= 65535
 }
 
 func contains(list []string, s string) bool {

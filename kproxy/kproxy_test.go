@@ -2,7 +2,6 @@ package kproxy_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
 )
 
 const topic = "events"
@@ -50,27 +50,7 @@ func startProxy(t *testing.T, c *kfake.Cluster, edit func(*kproxy.Config)) *prox
 	if err != nil {
 		t.Fatalf("kproxy.New: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	var once sync.Once
-	var runErr error
-	stop := func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case runErr = <-done:
-			case <-time.After(30 * time.Second):
-				runErr = fmt.Errorf("Run did not return 30s after cancel")
-			}
-		})
-		return runErr
-	}
-	t.Cleanup(func() {
-		if err := stop(); err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	stop := runtest.Start(t, srv.Run, 30*time.Second)
 	return &proxy{srv: srv, url: "http://" + srv.Addr().String(), stop: stop}
 }
 

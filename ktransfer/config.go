@@ -7,7 +7,6 @@ package ktransfer
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -159,12 +158,12 @@ func (c Config) Validate(file string) error {
 		p.Add("zk_hosts", "must list at least one ZooKeeper host:port")
 	}
 	for i, h := range c.ZKHosts {
-		if !hostPort(h) {
+		if !config.HostPort(h, 1) {
 			p.Addf("zk_hosts["+strconv.Itoa(i)+"]", h, "must be host:port")
 		}
 	}
 	for i, h := range c.BrokerHosts {
-		if !hostPort(h) {
+		if !config.HostPort(h, 1) {
 			p.Addf("broker_hosts["+strconv.Itoa(i)+"]", h, "must be host:port")
 		}
 	}
@@ -176,7 +175,7 @@ func (c Config) Validate(file string) error {
 			p.Addf("module_enabled", name, "lists a module twice")
 		}
 	}
-	if c.AdminAddr != "" && !hostPort(c.AdminAddr) {
+	if c.AdminAddr != "" && !config.HostPort(c.AdminAddr, 0) {
 		p.Addf("admin_addr", c.AdminAddr, "must be host:port, or empty to turn the admin listener off")
 	}
 	if c.ShutdownTimeoutMs < 1 {
@@ -233,7 +232,7 @@ func (m Module) Validate() error {
 		p.Add("backend_servers", "must list at least one host:port")
 	}
 	for i, b := range m.BackendServers {
-		if !hostPort(b) {
+		if !config.HostPort(b, 1) {
 			p.Addf("backend_servers["+strconv.Itoa(i)+"]", b, "must be host:port")
 		}
 	}
@@ -257,12 +256,3 @@ func (m Module) Validate() error {
 
 // serializeByKey is serialize_by_key, true unless set false.
 func (m Module) serializeByKey() bool { return m.SerializeByKey == nil || *m.SerializeByKey }
-
-func hostPort(s string) bool {
-	_, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return false
-	}
-	n, err := strconv.Atoi(port)
-	return err == nil && n > 0 && n <= 65535
-}

@@ -1,8 +1,6 @@
 package ktransfer_test
 
 import (
-	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -23,6 +21,7 @@ import (
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zktest"
 )
@@ -90,23 +89,7 @@ func (e *env) startWith(t *testing.T, zkTimeoutMs int, modules ...ktransfer.Modu
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- tr.Run(ctx) }()
-	var once sync.Once
-	var runErr error
-	stop := func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case runErr = <-done:
-			case <-time.After(20 * time.Second):
-				runErr = fmt.Errorf("Run did not return")
-			}
-		})
-		return runErr
-	}
-	t.Cleanup(func() { _ = stop() })
+	stop := runtest.Start(t, tr.Run, 20*time.Second)
 	return &running{tr: tr, stop: stop}
 }
 

@@ -10,9 +10,11 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -242,4 +244,14 @@ func quote(v any) string {
 	default:
 		return fmt.Sprint(v)
 	}
+}
+
+// HostPort reports whether s is host:port with a port from minPort to 65535.
+func HostPort(s string, minPort int) bool {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= minPort && n <= 65535
 }

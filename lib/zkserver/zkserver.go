@@ -141,11 +141,9 @@ func Start(cfg Config) (*Server, error) {
 
 func (s *Server) waitReady(ctx context.Context) error {
 	for {
-		if s.quorum {
-			if Serving(s.Addr) {
-				return nil
-			}
-		} else if Ruok(s.Addr) == nil {
+		// "srvr" has a Mode once the server takes sessions; "ruok"
+		// answers earlier, while first connections are still dropped.
+		if Serving(s.Addr) {
 			return nil
 		}
 		select {

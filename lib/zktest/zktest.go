@@ -33,7 +33,7 @@ func Connect(t testing.TB, addr string) *zk.Conn {
 		t.Fatalf("connect to zookeeper %s: %v", addr, err)
 	}
 	t.Cleanup(conn.Close)
-	deadline := time.After(10 * time.Second)
+	deadline := time.After(30 * time.Second)
 	for {
 		select {
 		case ev := <-events:
@@ -42,7 +42,7 @@ func Connect(t testing.TB, addr string) *zk.Conn {
 				return conn
 			}
 		case <-deadline:
-			t.Fatalf("no zookeeper session with %s after 10s", addr)
+			t.Fatalf("no zookeeper session with %s after 30s", addr)
 		}
 	}
 }

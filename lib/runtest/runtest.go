@@ -1,0 +1,45 @@
+// Package runtest runs a service's Run in the background of a test.
+package runtest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Start calls run in a goroutine with a context that stop cancels. stop
+// waits for run to return (at most limit) and returns its error; it is
+// idempotent. At cleanup it runs too, and fails the test with run's error
+// unless the test called stop and so saw that error itself.
+func Start(t testing.TB, run func(context.Context) error, limit time.Duration) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	var once sync.Once
+	var runErr error
+	var seen atomic.Bool
+	wait := func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(limit):
+				runErr = fmt.Errorf("Run did not return %v after cancel", limit)
+			}
+		})
+		return runErr
+	}
+	t.Cleanup(func() {
+		if err := wait(); err != nil && !seen.Load() {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return func() error {
+		seen.Store(true)
+		return wait()
+	}
+}
