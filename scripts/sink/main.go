@@ -34,7 +34,7 @@ type stats struct {
 	last       map[string]int64 // key → highest offset so far
 	violations int64
 	firstErr   string
-	wrong      int64 // pushes whose method was not -method
+	wrong      int64       // pushes whose method was not -method
 	first      time.Time   // of the first push
 	latest     time.Time   // of the latest push
 	arrivals   []time.Time // when each distinct record first arrived
