@@ -4,7 +4,6 @@
 package kmonitor
 
 import (
-	"fmt"
 	"net"
 	"slices"
 	"strconv"
@@ -147,19 +146,8 @@ func (c Config) Validate(file string) error {
 		if cl.Chroot == "" || cl.Chroot[0] != '/' {
 			p.Addf(name+".chroot", cl.Chroot, "must be an absolute ZooKeeper path like /mq/%s", name)
 		}
-		if len(cl.ZKHosts) == 0 {
-			p.Add(name+".zk_hosts", "must list at least one ZooKeeper host:port")
-		}
-		for i, h := range cl.ZKHosts {
-			if _, _, err := net.SplitHostPort(h); err != nil {
-				p.Addf(fmt.Sprintf("%s.zk_hosts[%d]", name, i), h, "must be host:port")
-			}
-		}
-		for i, h := range cl.BrokerHosts {
-			if _, _, err := net.SplitHostPort(h); err != nil {
-				p.Addf(fmt.Sprintf("%s.broker_hosts[%d]", name, i), h, "must be host:port")
-			}
-		}
+		p.HostList(name+".zk_hosts", cl.ZKHosts, true, "ZooKeeper")
+		p.HostList(name+".broker_hosts", cl.BrokerHosts, false, "broker")
 		if cl.ZKConnectTimeoutMs < 1 {
 			p.Addf(name+".zk_connect_timeout_ms", cl.ZKConnectTimeoutMs, "must be >= 1")
 		}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"path"
-	"strconv"
 	"strings"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
@@ -140,14 +139,7 @@ func (c Config) Validate(file string) error {
 	if c.LingerMs < 0 {
 		p.Addf("linger_ms", c.LingerMs, "must be >= 0")
 	}
-	if len(c.BrokerHosts) == 0 {
-		p.Add("broker_hosts", "must list at least one broker host:port")
-	}
-	for i, h := range c.BrokerHosts {
-		if !config.HostPort(h, 1) {
-			p.Addf("broker_hosts["+strconv.Itoa(i)+"]", h, "must be host:port")
-		}
-	}
+	p.HostList("broker_hosts", c.BrokerHosts, true, "broker")
 	if c.AdminAddr != "" && !config.HostPort(c.AdminAddr, 0) {
 		p.Addf("admin_addr", c.AdminAddr, "must be host:port, or empty to turn the admin listener off")
 	}

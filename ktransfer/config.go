@@ -154,19 +154,8 @@ func (c Config) Validate(file string) error {
 	if c.ZKTimeoutMs < 1000 {
 		p.Addf("zk_timeout_ms", c.ZKTimeoutMs, "must be >= 1000")
 	}
-	if len(c.ZKHosts) == 0 {
-		p.Add("zk_hosts", "must list at least one ZooKeeper host:port")
-	}
-	for i, h := range c.ZKHosts {
-		if !config.HostPort(h, 1) {
-			p.Addf("zk_hosts["+strconv.Itoa(i)+"]", h, "must be host:port")
-		}
-	}
-	for i, h := range c.BrokerHosts {
-		if !config.HostPort(h, 1) {
-			p.Addf("broker_hosts["+strconv.Itoa(i)+"]", h, "must be host:port")
-		}
-	}
+	p.HostList("zk_hosts", c.ZKHosts, true, "ZooKeeper")
+	p.HostList("broker_hosts", c.BrokerHosts, false, "broker")
 	if len(c.ModuleEnabled) == 0 {
 		p.Add("module_enabled", "must name at least one module")
 	}

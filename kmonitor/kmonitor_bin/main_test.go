@@ -41,11 +41,7 @@ func TestServesAndStopsOnSIGTERM(t *testing.T) {
 	f := filepath.Join(dir, "kmonitor.yaml")
 	os.WriteFile(f, []byte(fmt.Sprintf("base:\n log_dir: %s\n clusters: [c1]\nhttp_server:\n port: %d\n listen_host: 127.0.0.1\n"+
 		"c1:\n chroot: /mq/c1\n zk_hosts: [%s]\n", filepath.Join(dir, "log"), port, z.Addr)), 0o644)
-	cmd := exec.Command(bintest.Build(t, "."), "-f", f)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	cmd, _ := bintest.Start(t, bintest.Build(t, "."), "-f", f)
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -65,13 +65,7 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 		"read_timeout_ms: 2000\nwrite_timeout_ms: 2000\nbroker_hosts: [%s]\n", filepath.Join(dir, "log"), port, c.ListenAddrs()[0])
 	f := filepath.Join(dir, "kproxy.yaml")
 	os.WriteFile(f, []byte(cfg), 0o644)
-	cmd := exec.Command(binary(t), "-f", f)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	cmd, stderr := bintest.Start(t, binary(t), "-f", f)
 	url := fmt.Sprintf("http://127.0.0.1:%d/commit?topic=t&key=k", port)
 	deadline := time.Now().Add(10 * time.Second)
 	for {

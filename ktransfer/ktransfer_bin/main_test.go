@@ -90,13 +90,7 @@ func newSetup(t *testing.T, records int) *setup {
 
 func (s *setup) start(t *testing.T) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(bintest.Build(t, "."), "-f", s.conf)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	cmd, _ := bintest.Start(t, bintest.Build(t, "."), "-f", s.conf)
 	return cmd
 }
 

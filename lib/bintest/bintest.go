@@ -2,6 +2,7 @@
 package bintest
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,6 +16,24 @@ var (
 	built = map[string]string{}
 	dir   string
 )
+
+// Start runs the binary with args, its standard error collected in the
+// returned buffer, and kills and reaps it at cleanup if it is still
+// running (a test that waited for it already is not disturbed).
+func Start(t testing.TB, bin string, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", bin, err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	return cmd, &stderr
+}
 
 // Build compiles the main package in pkgDir (relative to the test's
 // working directory, "." for the package under test) once per test

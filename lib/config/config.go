@@ -255,3 +255,16 @@ func HostPort(s string, minPort int) bool {
 	n, err := strconv.Atoi(port)
 	return err == nil && n >= minPort && n <= 65535
 }
+
+// HostList records the problems of a list of host:port addresses: empty
+// when required, and each entry that is not host:port with a port >= 1.
+func (p *Problems) HostList(field string, hosts []string, required bool, what string) {
+	if required && len(hosts) == 0 {
+		p.Add(field, "must list at least one "+what+" host:port")
+	}
+	for i, h := range hosts {
+		if !HostPort(h, 1) {
+			p.Addf(field+"["+strconv.Itoa(i)+"]", h, "must be host:port")
+		}
+	}
+}
