@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/daemon"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -124,10 +125,8 @@ func (m *Monitor) Run(ctx context.Context) error {
 	}
 	// Shutdown order: 1. stop answering HTTP; 2. close the ZooKeeper
 	// sessions and Kafka clients (cancel) and wait for their goroutines.
-	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer scancel()
-	if serr := m.srv.Shutdown(sctx); serr != nil && err == nil {
-		err = serr
+	if !daemon.StopHTTP(m.srv, 5*time.Second) {
+		m.log.Warn("requests still in progress after 5s, closed")
 	}
 	cancel()
 	wg.Wait()

@@ -603,3 +603,23 @@ func TestAcksZeroDoesNotStallAcked(t *testing.T) {
 		}
 	}
 }
+
+// A connection to the admin port that never sends a request (a port scan, a
+// late health checker) must not hold the shutdown or make Run fail.
+func TestStopWithSilentAdminConnection(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := startProxy(t, c, nil)
+	conn, err := net.Dial("tcp", p.srv.AdminAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	time.Sleep(50 * time.Millisecond) // the admin server has accepted it
+	start := time.Now()
+	if err := p.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("stop took %v", d)
+	}
+}

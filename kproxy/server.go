@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/daemon"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
@@ -156,12 +157,8 @@ func (s *Server) Close() error {
 		if err := s.prod.close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("close kafka producers: %w", err))
 		}
-		if s.admin != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			if err := s.admin.Shutdown(ctx); err != nil {
-				errs = append(errs, err)
-			}
-			cancel()
+		if s.admin != nil && !daemon.StopHTTP(s.admin, time.Second) {
+			s.log.Warn("admin listener: requests still in progress after 1s, closed")
 		}
 		s.closeListeners()
 		s.closeErr = errors.Join(errs...)

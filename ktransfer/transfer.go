@@ -17,6 +17,7 @@ import (
 	"github.com/go-zookeeper/zk"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/daemon"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
 
@@ -317,9 +318,7 @@ func (t *Transfer) Close() error {
 	var errs []error
 	t.closeOnce.Do(func() {
 		if t.admin != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			_ = t.admin.Shutdown(ctx)
-			cancel()
+			daemon.StopHTTP(t.admin, time.Second)
 		}
 		if t.adminLn != nil {
 			t.adminLn.Close()
