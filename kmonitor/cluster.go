@@ -63,6 +63,12 @@ func (c *cluster) connect() (*zk.Conn, <-chan zk.Event, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("zookeeper %v: %w", c.cfg.ZKHosts, err)
 	}
+	// Before the watchers use the client, so that the server sees the
+	// credentials first.
+	if err := c.cfg.ZKAuth.Authenticate(conn, c.session); err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("zookeeper %v: %w", c.cfg.ZKHosts, err)
+	}
 	return conn, events, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/logging"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
 
 // Config is kmonitor.yaml: a base section, an http_server section, and one
@@ -51,6 +52,9 @@ type ClusterConfig struct {
 	// (KRaft clusters have no registrations in ZooKeeper).
 	BrokerHosts []string         `yaml:"broker_hosts"`
 	Kafka       kafkaconf.Config `yaml:"kafka"`
+	// ZKAuth is ZooKeeper digest authentication, for offsets ktransfer
+	// keeps private (its zk_auth.acl: private).
+	ZKAuth zklayout.Auth `yaml:"zk_auth"`
 }
 
 // DefaultConfig returns the defaults; a file is decoded over them.
@@ -147,6 +151,7 @@ func (c Config) Validate(file string) error {
 			p.Addf(name+".chroot", cl.Chroot, "must be an absolute ZooKeeper path like /mq/%s", name)
 		}
 		p.HostList(name+".zk_hosts", cl.ZKHosts, true, "ZooKeeper")
+		cl.ZKAuth.Validate(p, name+".zk_auth", false)
 		p.HostList(name+".broker_hosts", cl.BrokerHosts, false, "broker")
 		if cl.ZKConnectTimeoutMs < 1 {
 			p.Addf(name+".zk_connect_timeout_ms", cl.ZKConnectTimeoutMs, "must be >= 1")

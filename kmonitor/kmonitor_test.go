@@ -31,7 +31,11 @@ const chroot = "/mq/test_cluster"
 // produce writes n records to topic/partition.
 func produce(t *testing.T, c *kfake.Cluster, topic string, partition int32, n int) {
 	t.Helper()
-	cfg := sarama.NewConfig()
+	produceWith(t, c, sarama.NewConfig(), topic, partition, n)
+}
+
+func produceWith(t *testing.T, c *kfake.Cluster, cfg *sarama.Config, topic string, partition int32, n int) {
+	t.Helper()
 	cfg.Producer.Return.Successes = true
 	cfg.Producer.Partitioner = sarama.NewManualPartitioner
 	p, err := sarama.NewSyncProducer(c.ListenAddrs(), cfg)
@@ -50,7 +54,7 @@ func produce(t *testing.T, c *kfake.Cluster, topic string, partition int32, n in
 func setOffset(t *testing.T, conn *zk.Conn, module, topic, partition, data string) {
 	t.Helper()
 	dir := zklayout.Offsets(chroot, module, topic)
-	if err := zklayout.CreateAll(conn, dir); err != nil {
+	if err := zklayout.CreateAll(conn, dir, zk.WorldACL(zk.PermAll)); err != nil {
 		t.Fatal(err)
 	}
 	p := dir + "/" + partition
@@ -91,6 +95,12 @@ type env struct {
 func start(t *testing.T) *env {
 	t.Helper()
 	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 8}, {Name: "b", Partitions: 2}})
+	return startOn(t, k, kafkaconf.Default(), zklayout.Auth{})
+}
+
+// startOn is start with the cluster and the connection settings given.
+func startOn(t *testing.T, k *kfake.Cluster, kc kafkaconf.Config, auth zklayout.Auth) *env {
+	t.Helper()
 	z := zktest.Start(t)
 	conn := zktest.Connect(t, z.Addr)
 	host, port, _ := net.SplitHostPort(k.ListenAddrs()[0])
@@ -108,7 +118,7 @@ func start(t *testing.T) *env {
 	cfg.HTTPServer.ReadTimeoutMs = 2000
 	cfg.Clusters = map[string]kmonitor.ClusterConfig{"test_cluster": {
 		Chroot: chroot, ZKHosts: []string{z.Addr}, ZKConnectTimeoutMs: 1000, ZKSessionTimeoutMs: 4000,
-		Kafka: kafkaconf.Default(),
+		Kafka: kc, ZKAuth: auth,
 	}}
 	m, err := kmonitor.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {

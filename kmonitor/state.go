@@ -62,11 +62,23 @@ func newState(history time.Duration) *state {
 // if any (the entry then shows as unknown).
 func (s *state) setOffset(k partKey, data []byte) error {
 	v, err := zklayout.ParseOffset(data)
+	if err != nil {
+		err = fmt.Errorf("bad offset znode: %w", err)
+	}
+	s.setEntry(k, offsetEntry{next: v, err: err})
+	return err
+}
+
+// unreadable records that the offset znode of k cannot be read (its ACL).
+func (s *state) unreadable(k partKey, err error) {
+	s.setEntry(k, offsetEntry{err: fmt.Errorf("offset znode unreadable: %w", err)})
+}
+
+func (s *state) setEntry(k partKey, e offsetEntry) {
 	s.mu.Lock()
-	s.offsets[k] = offsetEntry{next: v, err: err}
+	s.offsets[k] = e
 	s.mu.Unlock()
 	s.gen.Add(1)
-	return err
 }
 
 func (s *state) dropOffset(k partKey) {
@@ -180,7 +192,7 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 		case perr != nil || p < 0:
 			l.Err = fmt.Sprintf("offset znode name %q is not a partition number", k.name)
 		case o.err != nil:
-			l.Err = "bad offset znode: " + o.err.Error()
+			l.Err = o.err.Error()
 		}
 		if o.err == nil {
 			l.Committed = o.next

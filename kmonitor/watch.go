@@ -3,6 +3,7 @@ package kmonitor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path"
 	"sync"
 	"time"
@@ -35,6 +36,11 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, dir string, 
 				delete(running, n)
 			}
 			names, ev, err = nil, nil, waitExists(ctx, conn, dir)
+		}
+		if errors.Is(err, zk.ErrNoAuth) {
+			c.log.Warn("znode unreadable: set zk_auth", "path", dir, "err", err)
+			sleep(ctx, 10*retryDelay)
+			continue
 		}
 		if err != nil {
 			c.log.Debug("list znode children", "path", dir, "err", err)
@@ -86,6 +92,14 @@ func (c *cluster) watchOffset(ctx context.Context, conn *zk.Conn, k partKey, p s
 		data, _, ev, err := conn.GetW(p)
 		if errors.Is(err, zk.ErrNoNode) {
 			return // the parent's watch drops it
+		}
+		if errors.Is(err, zk.ErrNoAuth) {
+			// Shown on the dashboard as an error; asked again now and then,
+			// for an ACL that changes.
+			c.state.unreadable(k, fmt.Errorf("%w; set zk_auth for cluster %s", err, c.name))
+			c.log.Warn("offset znode unreadable: set zk_auth", "path", p, "err", err)
+			sleep(ctx, 10*retryDelay)
+			continue
 		}
 		if err != nil {
 			c.log.Debug("read offset znode", "path", p, "err", err)

@@ -5,9 +5,13 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"fmt"
-	"os"
+	"math"
 	"path"
 	"strings"
+	"time"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
+	"golang.org/x/time/rate"
 )
 
 // Client is a named client allowed to write to some topics.
@@ -18,6 +22,11 @@ type Client struct {
 	Secret     string   `yaml:"secret"`
 	SecretFile string   `yaml:"secret_file"`
 	Topics     []string `yaml:"topics"` // names or path.Match patterns ("billing.*")
+	// RateLimit is the requests per second the client may send on average
+	// (0: no limit), Burst how many above it at once (default: RateLimit).
+	// Past them the answer is 429 with Retry-After.
+	RateLimit float64 `yaml:"rate_limit"`
+	Burst     int     `yaml:"burst"`
 }
 
 // access decides who may write where. Secrets are kept as SHA-256 sums
@@ -30,6 +39,7 @@ type access struct {
 type clientRule struct {
 	sum    [32]byte
 	topics []string
+	limit  *rate.Limiter // nil: no rate limit
 }
 
 func newAccess(cfg Config) (*access, error) {
@@ -39,25 +49,19 @@ func newAccess(cfg Config) (*access, error) {
 	}
 	a.clients = map[string]clientRule{}
 	for _, c := range cfg.Clients {
-		secret := c.Secret
-		if c.SecretFile != "" {
-			st, err := os.Stat(c.SecretFile)
-			if err != nil {
-				return nil, fmt.Errorf("clients %s: secret_file: %w", c.Name, err)
-			}
-			if st.Mode().Perm()&0o077 != 0 {
-				return nil, fmt.Errorf("clients %s: secret_file %s: readable by group or others (mode %v); chmod 600 it", c.Name, c.SecretFile, st.Mode().Perm())
-			}
-			b, err := os.ReadFile(c.SecretFile)
-			if err != nil {
-				return nil, fmt.Errorf("clients %s: secret_file: %w", c.Name, err)
-			}
-			secret = strings.TrimRight(string(b), " \t\r\n")
+		secret, err := config.SecretOf(c.Secret, c.SecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("clients %s: %w", c.Name, err)
 		}
-		if secret == "" {
-			return nil, fmt.Errorf("clients %s: empty secret", c.Name)
+		rule := clientRule{sum: sha256.Sum256([]byte(secret)), topics: c.Topics}
+		if c.RateLimit > 0 {
+			burst := c.Burst
+			if burst == 0 {
+				burst = max(1, int(math.Ceil(c.RateLimit)))
+			}
+			rule.limit = rate.NewLimiter(rate.Limit(c.RateLimit), burst)
 		}
-		a.clients[c.Name] = clientRule{sum: sha256.Sum256([]byte(secret)), topics: c.Topics}
+		a.clients[c.Name] = rule
 	}
 	return a, nil
 }
@@ -65,29 +69,46 @@ func newAccess(cfg Config) (*access, error) {
 // active reports whether any rule applies (if not, check is not needed).
 func (a *access) active() bool { return len(a.allowed) > 0 || a.clients != nil }
 
-// check returns 0 when the request may write to topic, else the status
-// (401 or 403) and the reason. auth is the Authorization header.
-func (a *access) check(auth []byte, topic string) (int, string) {
+// verdict is access's answer: code 0 lets the request through, else the
+// status (401, 403, 429) with its reason, and for 429 the seconds after
+// which the client may try again.
+type verdict struct {
+	code       int
+	reason     string
+	retryAfter int
+}
+
+// check decides whether the request may write to topic; auth is the
+// Authorization header. A request refused for its topic does not count
+// against the client's rate.
+func (a *access) check(auth []byte, topic string, now time.Time) verdict {
 	if len(a.allowed) > 0 && !matchAny(a.allowed, topic) {
-		return 403, "topic not in topics_allowed"
+		return verdict{code: 403, reason: "topic not in topics_allowed"}
 	}
 	if a.clients == nil {
-		return 0, ""
+		return verdict{}
 	}
 	name, secret, ok := basicAuth(auth)
 	if !ok {
-		return 401, "credentials required (Authorization: Basic)"
+		return verdict{code: 401, reason: "credentials required (Authorization: Basic)"}
 	}
 	rule, known := a.clients[name]
 	sum := sha256.Sum256([]byte(secret))
 	// Compare even for an unknown name, so that timing tells nothing.
 	if subtle.ConstantTimeCompare(sum[:], rule.sum[:]) != 1 || !known {
-		return 401, "wrong client name or secret"
+		return verdict{code: 401, reason: "wrong client name or secret"}
 	}
 	if !matchAny(rule.topics, topic) {
-		return 403, "topic not allowed for this client"
+		return verdict{code: 403, reason: "topic not allowed for this client"}
 	}
-	return 0, ""
+	if rule.limit != nil {
+		r := rule.limit.ReserveN(now, 1)
+		if d := r.DelayFrom(now); d > 0 {
+			r.CancelAt(now)
+			return verdict{code: 429, reason: "rate limit of client " + name + " exceeded", retryAfter: int(math.Ceil(d.Seconds()))}
+		}
+	}
+	return verdict{}
 }
 
 func matchAny(patterns []string, topic string) bool {

@@ -2,6 +2,7 @@ package kproxy_test
 
 import (
 	"bytes"
+	"crypto/tls"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/testcert"
 )
 
 func (p *proxy) postAs(t *testing.T, user, secret, query string) answer {
@@ -92,13 +94,74 @@ func TestAccessConfigErrors(t *testing.T) {
 	cfg := kproxy.DefaultConfig()
 	cfg.BrokerHosts = []string{"h:1"}
 	cfg.TopicsAllowed = []string{"[bad"}
-	cfg.Clients = []kproxy.Client{{Name: "a:b", Topics: nil}, {Name: "x", Secret: "s", SecretFile: "f", Topics: []string{"t"}}}
+	cfg.Clients = []kproxy.Client{{Name: "a:b", Topics: nil}, {Name: "x", Secret: "s", SecretFile: "f", Topics: []string{"t"}},
+		{Name: "y", Secret: "s", Topics: []string{"t"}, RateLimit: -1}, {Name: "z", Secret: "s", Topics: []string{"t"}, Burst: 5}}
+	cfg.TLSCertFile = "/nonexistent/cert.pem"
 	err := cfg.Validate("kproxy.yaml")
-	for _, want := range []string{`topics_allowed[0]: must be a topic name or a pattern like billing.*, got "[bad"`,
+	for _, want := range []string{"clients[2].rate_limit: must be >= 0 requests per second (0: no limit), got -1",
+		"clients[3].burst: must be >= 1, and goes with rate_limit, got 5", "tls_cert_file: tls_cert_file and tls_key_file go together", `topics_allowed[0]: must be a topic name or a pattern like billing.*, got "[bad"`,
 		`clients[0].name: must be a non-empty name without ':', got "a:b"`, "clients[0]: needs exactly one of secret and secret_file",
 		"clients[0].topics: must list", "clients[1]: needs exactly one of secret and secret_file"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%v\nlacks %q", err, want)
 		}
+	}
+}
+
+func TestClientRateLimit(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "orders", Partitions: 1}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) {
+		cfg.Clients = []kproxy.Client{
+			{Name: "slow", Secret: "a", Topics: []string{"orders"}, RateLimit: 0.2, Burst: 3},
+			{Name: "free", Secret: "b", Topics: []string{"orders"}},
+		}
+	})
+	for i := range 3 {
+		if a := p.postAs(t, "slow", "a", "topic=orders"); a.code != 200 {
+			t.Fatalf("request %d within the burst: %d %s", i, a.code, a.body)
+		}
+	}
+	a := p.postAs(t, "slow", "a", "topic=orders")
+	if a.code != 429 || a.hdr.Get("Retry-After") == "" || !strings.Contains(a.body, "rate limit of client slow") {
+		t.Fatalf("over the rate: %d %q Retry-After %q", a.code, a.body, a.hdr.Get("Retry-After"))
+	}
+	// 0.2 per second: the next token comes within 5 s.
+	if ra := a.hdr.Get("Retry-After"); ra < "1" || ra > "5" || len(ra) != 1 {
+		t.Errorf("Retry-After %q, want 1..5 seconds", ra)
+	}
+	// Refused requests are not counted, and one client's limit is its own.
+	for range 20 {
+		if a := p.postAs(t, "free", "b", "topic=orders"); a.code != 200 {
+			t.Fatalf("a client without limit: %d", a.code)
+		}
+	}
+	if n := endOffsets(t, c, "orders"); n != 23 {
+		t.Errorf("%d records written, want the 23 answered 200", n)
+	}
+}
+
+func TestTLSListener(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "orders", Partitions: 1}})
+	certs := testcert.New(t)
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.TLSCertFile, cfg.TLSKeyFile = certs.ServerCert, certs.ServerKey })
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: certs.CA}}}
+	url := strings.Replace(p.url, "http://", "https://", 1) + "/commit?topic=orders&key=k"
+	resp, err := client.Post(url, "application/msgpack", bytes.NewReader([]byte{0x01}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("over TLS: %d", resp.StatusCode)
+	}
+	// Plain HTTP to the TLS port writes nothing.
+	if resp, err := http.Post(p.url+"/commit?topic=orders", "", bytes.NewReader([]byte{0x01})); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Errorf("plain HTTP accepted on the TLS port")
+		}
+	}
+	if n := endOffsets(t, c, "orders"); n != 1 {
+		t.Errorf("%d records, want 1", n)
 	}
 }

@@ -3,7 +3,9 @@
 package kproxy
 
 import (
+	"crypto/tls"
 	"fmt"
+	"math"
 	"net"
 	"path"
 	"strings"
@@ -28,6 +30,10 @@ type Config struct {
 
 	// ListenHost is the address the HTTP port binds to; empty: all interfaces.
 	ListenHost string `yaml:"listen_host"`
+	// TLSCertFile and TLSKeyFile, when set, serve the HTTP port over TLS
+	// (PEM files; the certificate file may hold the chain).
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
 	// IdleTimeoutMs closes keep-alive connections idle this long.
 	IdleTimeoutMs int `yaml:"idle_timeout_ms"`
 	// AdminAddr serves /health, /metrics and /debug/pprof; empty: off.
@@ -150,6 +156,13 @@ func (c Config) Validate(file string) error {
 		p.Addf("compression", c.Compression, "must be one of %v", compressions)
 	}
 	c.Kafka.Validate(p)
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		p.Add("tls_cert_file", "tls_cert_file and tls_key_file go together")
+	} else if c.TLSCertFile != "" {
+		if _, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile); err != nil {
+			p.Addf("tls_cert_file", c.TLSCertFile, "with tls_key_file %q: %v", c.TLSKeyFile, err)
+		}
+	}
 	for i, t := range c.TopicsAllowed {
 		if _, err := path.Match(t, ""); err != nil || t == "" {
 			p.Addf(fmt.Sprintf("topics_allowed[%d]", i), t, "must be a topic name or a pattern like billing.*")
@@ -167,6 +180,14 @@ func (c Config) Validate(file string) error {
 		names[cl.Name] = true
 		if (cl.Secret == "") == (cl.SecretFile == "") {
 			p.Add(field, "needs exactly one of secret and secret_file")
+		} else if _, err := config.SecretOf(cl.Secret, cl.SecretFile); err != nil {
+			p.Addf(field+".secret_file", cl.SecretFile, "%v", err)
+		}
+		if cl.RateLimit < 0 || math.IsNaN(cl.RateLimit) || math.IsInf(cl.RateLimit, 0) {
+			p.Addf(field+".rate_limit", cl.RateLimit, "must be >= 0 requests per second (0: no limit)")
+		}
+		if cl.Burst < 0 || (cl.Burst > 0 && cl.RateLimit == 0) {
+			p.Addf(field+".burst", cl.Burst, "must be >= 1, and goes with rate_limit")
 		}
 		if len(cl.Topics) == 0 {
 			p.Add(field+".topics", "must list the topics (or patterns) the client may write to")

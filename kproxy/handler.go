@@ -54,11 +54,14 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) int {
 		return fail(ctx, fasthttp.StatusForbidden, "kafka-internal topics (starting with __) are not writable")
 	}
 	if s.access.active() {
-		if code, reason := s.access.check(ctx.Request.Header.Peek("Authorization"), string(topicB)); code != 0 {
-			if code == fasthttp.StatusUnauthorized {
+		if v := s.access.check(ctx.Request.Header.Peek("Authorization"), string(topicB), ctx.Time()); v.code != 0 {
+			switch v.code {
+			case fasthttp.StatusUnauthorized:
 				ctx.Response.Header.Set("WWW-Authenticate", `Basic realm="kproxy"`)
+			case fasthttp.StatusTooManyRequests:
+				ctx.Response.Header.Set("Retry-After", strconv.Itoa(v.retryAfter))
 			}
-			return fail(ctx, code, reason)
+			return fail(ctx, v.code, v.reason)
 		}
 	}
 	acks, ok := acksIndex(args.Peek("acks"))

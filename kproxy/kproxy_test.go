@@ -122,7 +122,12 @@ func readRecord(t testing.TB, c *kfake.Cluster, topic string, partition int32, o
 // endOffsets sums the log-end offsets of topic's partitions.
 func endOffsets(t testing.TB, c *kfake.Cluster, topic string) int64 {
 	t.Helper()
-	client, err := sarama.NewClient(c.ListenAddrs(), sarama.NewConfig())
+	return endOffsetsWith(t, c, topic, sarama.NewConfig())
+}
+
+func endOffsetsWith(t testing.TB, c *kfake.Cluster, topic string, sc *sarama.Config) int64 {
+	t.Helper()
+	client, err := sarama.NewClient(c.ListenAddrs(), sc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -622,4 +627,20 @@ func TestStopWithSilentAdminConnection(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("stop took %v", d)
 	}
+}
+
+// kproxy reaches brokers that need TLS with a client certificate and SASL.
+func TestSecureBrokers(t *testing.T) {
+	c, kc := kafkatest.StartSecure(t, []kafkatest.Topic{{Name: topic, Partitions: 2}}, "SCRAM-SHA-512")
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.Kafka = kc })
+	for _, acks := range []string{"1", "-1", "0"} {
+		if a := p.post(t, "topic="+topic+"&key=k&acks="+acks, []byte{0x01}); a.code != 200 {
+			t.Fatalf("acks=%s over TLS + SASL: %d %s", acks, a.code, a.body)
+		}
+	}
+	sc, err := kc.Sarama("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "3 records", func() bool { return endOffsetsWith(t, c, topic, sc) == 3 })
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/logging"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
 
 // Config is ktransfer.yaml. The first block is the 2015 suite's keys.
@@ -34,6 +35,9 @@ type Config struct {
 	// ShutdownTimeoutMs bounds finishing in-flight pushes on SIGTERM.
 	ShutdownTimeoutMs int              `yaml:"shutdown_timeout_ms"`
 	Kafka             kafkaconf.Config `yaml:"kafka"`
+	// ZKAuth is ZooKeeper digest authentication and the ACL of the nodes
+	// ktransfer creates.
+	ZKAuth zklayout.Auth `yaml:"zk_auth"`
 
 	// Modules are the enabled modules' files, loaded by LoadConfig.
 	Modules []Module `yaml:"-"`
@@ -155,6 +159,7 @@ func (c Config) Validate(file string) error {
 		p.Addf("zk_timeout_ms", c.ZKTimeoutMs, "must be >= 1000")
 	}
 	p.HostList("zk_hosts", c.ZKHosts, true, "ZooKeeper")
+	c.ZKAuth.Validate(p, "zk_auth", true)
 	p.HostList("broker_hosts", c.BrokerHosts, false, "broker")
 	if len(c.ModuleEnabled) == 0 {
 		p.Add("module_enabled", "must name at least one module")

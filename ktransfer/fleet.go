@@ -90,7 +90,7 @@ func (m *module) watchDir(ctx context.Context, dir string) {
 	for ctx.Err() == nil {
 		_, _, ev, err := m.t.conn().ChildrenW(dir)
 		if errors.Is(err, zk.ErrNoNode) {
-			if err = zklayout.CreateAll(m.t.conn(), dir); err == nil {
+			if err = zklayout.CreateAll(m.t.conn(), dir, m.t.acl); err == nil {
 				continue
 			}
 		}
@@ -162,12 +162,12 @@ func (m *module) register(idsDir string) error {
 	if ok, _, err := m.t.conn().Exists(node); err != nil || ok {
 		return err
 	}
-	if err := zklayout.CreateAll(m.t.conn(), idsDir); err != nil {
+	if err := zklayout.CreateAll(m.t.conn(), idsDir, m.t.acl); err != nil {
 		return err
 	}
 	host, _ := os.Hostname()
 	data, _ := json.Marshal(map[string]any{"host": host, "pid": os.Getpid(), "version": Version, "started": m.t.started.UnixMilli()})
-	if _, err := m.t.conn().Create(node, data, zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+	if _, err := m.t.conn().Create(node, data, zk.FlagEphemeral, m.t.acl); err != nil && !errors.Is(err, zk.ErrNodeExists) {
 		return fmt.Errorf("register %s: %w", node, err)
 	}
 	m.log.Info("registered", "instance", m.t.id)
@@ -203,7 +203,7 @@ func (m *module) owners(dir string) (map[int32]string, error) {
 // instance is left alone; its deletion wakes the coordinator.
 func (m *module) claim(ctx context.Context, ownersDir string, p int32, errc chan<- error) {
 	node := path.Join(ownersDir, strconv.Itoa(int(p)))
-	_, err := m.t.conn().Create(node, []byte(m.t.id), zk.FlagEphemeral, zk.WorldACL(zk.PermAll))
+	_, err := m.t.conn().Create(node, []byte(m.t.id), zk.FlagEphemeral, m.t.acl)
 	if errors.Is(err, zk.ErrNodeExists) {
 		data, _, gerr := m.t.conn().Get(node)
 		if gerr != nil || string(data) != m.t.id {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zkserver"
@@ -177,7 +178,7 @@ func TestEnsembleServerStopDoesNotInterrupt(t *testing.T) {
 	for _, s := range servers {
 		hosts = append(hosts, s.Addr)
 	}
-	e := &env{kafka: k, zkAdr: strings.Join(hosts, ","), conn: zktest.Connect(t, servers[2].Addr)}
+	e := &env{kafka: k, zkAdr: strings.Join(hosts, ","), conn: zktest.Connect(t, servers[2].Addr), kc: kafkaconf.Default()}
 	b := newBackend(t, nil)
 	r := e.start(t, module("m", "t", b.URL))
 	waitFor(t, "all partitions claimed", 10*time.Second, func() bool { return len(r.tr.Status()[0].Partitions) == 4 })
@@ -280,7 +281,7 @@ func TestNeverTwoOwners(t *testing.T) {
 func TestRejoinAfterZooKeeperOutage(t *testing.T) {
 	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 2}})
 	z := zktest.Start(t)
-	e := &env{kafka: k, zkAdr: z.Addr, conn: nil}
+	e := &env{kafka: k, zkAdr: z.Addr, kc: kafkaconf.Default()}
 	b := newBackend(t, nil)
 	m := module("m", "t", b.URL)
 	r := e.startWith(t, 2000, m)
@@ -309,7 +310,7 @@ func TestRejoinAfterZooKeeperOutage(t *testing.T) {
 func TestRejoinAfterZooKeeperRebuilt(t *testing.T) {
 	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 2}})
 	z := zktest.Start(t)
-	e := &env{kafka: k, zkAdr: z.Addr}
+	e := &env{kafka: k, zkAdr: z.Addr, kc: kafkaconf.Default()}
 	b := newBackend(t, nil)
 	r := e.startWith(t, 2000, module("m", "t", b.URL))
 	waitFor(t, "both partitions", 10*time.Second, func() bool { return len(r.tr.Status()[0].Partitions) == 2 })

@@ -29,16 +29,18 @@ import (
 const chroot = "/mq/test_cluster"
 
 type env struct {
-	kafka *kfake.Cluster
-	zkAdr string
-	conn  *zk.Conn
+	kafka  *kfake.Cluster
+	zkAdr  string
+	conn   *zk.Conn
+	kc     kafkaconf.Config // how clients reach kafka
+	zkAuth zklayout.Auth    // ktransfer's zk_auth
 }
 
 func newEnv(t *testing.T, topics ...kafkatest.Topic) *env {
 	t.Helper()
 	k := kafkatest.Start(t, topics)
 	z := zktest.Start(t)
-	return &env{kafka: k, zkAdr: z.Addr, conn: zktest.Connect(t, z.Addr)}
+	return &env{kafka: k, zkAdr: z.Addr, conn: zktest.Connect(t, z.Addr), kc: kafkaconf.Default()}
 }
 
 // module returns a module of topic pushing to backends, with test-friendly
@@ -77,7 +79,7 @@ func (e *env) startWith(t *testing.T, zkTimeoutMs int, modules ...ktransfer.Modu
 	}
 	cfg.ZKChroot, cfg.ZKHosts, cfg.BrokerHosts = chroot, strings.Split(e.zkAdr, ","), e.kafka.ListenAddrs()
 	cfg.AdminAddr, cfg.ShutdownTimeoutMs = "", 3000
-	cfg.Kafka = kafkaconf.Default()
+	cfg.Kafka, cfg.ZKAuth = e.kc, e.zkAuth
 	for _, m := range modules {
 		cfg.ModuleEnabled = append(cfg.ModuleEnabled, m.Name)
 		if err := m.Validate(); err != nil {
@@ -96,7 +98,10 @@ func (e *env) startWith(t *testing.T, zkTimeoutMs int, modules ...ktransfer.Modu
 // produce writes records (key, value) and returns them in order per partition.
 func (e *env) produce(t *testing.T, topic string, recs [][2]string) {
 	t.Helper()
-	cfg := sarama.NewConfig()
+	cfg, err := e.kc.Sarama("test")
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg.Producer.Return.Successes = true
 	cfg.Producer.Partitioner = sarama.NewHashPartitioner
 	p, err := sarama.NewSyncProducer(e.kafka.ListenAddrs(), cfg)
@@ -439,7 +444,7 @@ func TestOffsetOutOfRangePolicy(t *testing.T) {
 	b := newBackend(t, nil)
 	e.produce(t, "t", [][2]string{{"k", "0"}, {"k", "1"}, {"k", "2"}})
 	dir := zklayout.Offsets(chroot, "m", "t")
-	if err := zklayout.CreateAll(e.conn, dir); err != nil {
+	if err := zklayout.CreateAll(e.conn, dir, zk.WorldACL(zk.PermAll)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.conn.Create(dir+"/0", []byte("1000"), 0, zk.WorldACL(zk.PermAll)); err != nil {

@@ -454,7 +454,7 @@ func (t *Transfer) storeOffsets(module, topic string, next map[int32]int64) erro
 		return nil
 	}
 	// A node is missing (first commit of a partition): create, then set.
-	if err := zklayout.CreateAll(t.conn(), dir); err != nil {
+	if err := zklayout.CreateAll(t.conn(), dir, t.acl); err != nil {
 		return err
 	}
 	for p, off := range next {
@@ -462,7 +462,7 @@ func (t *Transfer) storeOffsets(module, topic string, next map[int32]int64) erro
 		data := zklayout.EncodeOffset(off)
 		_, err := t.conn().Set(node, data, -1)
 		if errors.Is(err, zk.ErrNoNode) {
-			_, err = t.conn().Create(node, data, 0, zk.WorldACL(zk.PermAll))
+			_, err = t.conn().Create(node, data, 0, t.acl)
 			if errors.Is(err, zk.ErrNodeExists) {
 				_, err = t.conn().Set(node, data, -1)
 			}

@@ -38,6 +38,7 @@ type Transfer struct {
 	zkEvents <-chan zk.Event
 	zkMu     sync.Mutex // guards zk (replaced when stuck), zkEvents and zkUp
 	zkUp     bool       // a session is established and not given up on
+	acl      []zk.ACL   // of the nodes this process creates (zk_auth.acl)
 
 	closeOnce sync.Once
 }
@@ -60,6 +61,9 @@ func New(cfg Config, log *slog.Logger) (*Transfer, error) {
 		}
 	}()
 	var err error
+	if t.acl, err = cfg.ZKAuth.NodeACL(); err != nil {
+		return nil, err
+	}
 	if t.zk, t.zkEvents, err = connectZK(cfg, log); err != nil {
 		return nil, err
 	}
@@ -119,6 +123,10 @@ func connectZK(cfg Config, log *slog.Logger) (*zk.Conn, <-chan zk.Event, error) 
 		select {
 		case ev := <-events:
 			if ev.State == zk.StateHasSession {
+				if err := cfg.ZKAuth.Authenticate(conn, timeout); err != nil {
+					conn.Close()
+					return nil, nil, err
+				}
 				return conn, events, nil
 			}
 		case <-deadline:
@@ -156,6 +164,16 @@ func (t *Transfer) replaceClient() error {
 	conn, events, err := zk.Connect(t.cfg.ZKHosts, timeout, zk.WithLogger(zkLog{t.log}))
 	if err != nil {
 		return err
+	}
+	if t.cfg.ZKAuth.Enabled() {
+		// Sent as the client connects; the modules wait for its session
+		// event. A request that reaches the server before it fails with
+		// "not authenticated" and is retried like any ZooKeeper error.
+		go func() {
+			if err := t.cfg.ZKAuth.Authenticate(conn, 10*timeout); err != nil && !errors.Is(err, zk.ErrConnectionClosed) {
+				t.log.Error("zookeeper authentication on the new client", "err", err)
+			}
+		}()
 	}
 	t.zkMu.Lock()
 	old := t.zk

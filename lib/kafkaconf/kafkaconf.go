@@ -1,17 +1,19 @@
 // Package kafkaconf holds the "kafka" configuration section shared by the
-// three binaries and turns it into a sarama client configuration.
-//
-// TLS and SASL settings belong here when they are added, so that every
-// binary gets them in the same form.
+// three binaries, TLS and SASL included, and turns it into a sarama client
+// configuration.
 package kafkaconf
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/xdg-go/scram"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/logging"
@@ -27,6 +29,44 @@ type Config struct {
 	DialTimeoutMs int `yaml:"dial_timeout_ms"`
 	// MetadataRefreshMs is how often topic metadata is refreshed.
 	MetadataRefreshMs int `yaml:"metadata_refresh_ms"`
+	// TLS to the brokers; off unless enable is true.
+	TLS TLS `yaml:"tls"`
+	// SASL authentication to the brokers; off unless mechanism is set.
+	SASL SASL `yaml:"sasl"`
+}
+
+// TLS is the "kafka.tls" section.
+type TLS struct {
+	Enable bool `yaml:"enable"`
+	// CAFile holds the PEM certificates that sign the brokers' ones; empty
+	// means the system's roots.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are a client certificate (both or neither), for
+	// brokers that require one (ssl.client.auth=required).
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName overrides the name checked in the brokers' certificates
+	// (by default the host of the address dialled).
+	ServerName string `yaml:"server_name"`
+	// InsecureSkipVerify accepts any broker certificate: encryption without
+	// authentication of the broker. For tests only.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// SASL is the "kafka.sasl" section.
+type SASL struct {
+	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty: no SASL.
+	Mechanism string `yaml:"mechanism"`
+	User      string `yaml:"user"`
+	// Password, or PasswordFile: a file readable by its owner only.
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+}
+
+var mechanisms = map[string]sarama.SASLMechanism{
+	"PLAIN":         sarama.SASLTypePlaintext,
+	"SCRAM-SHA-256": sarama.SASLTypeSCRAMSHA256,
+	"SCRAM-SHA-512": sarama.SASLTypeSCRAMSHA512,
 }
 
 // Default returns the defaults of the section.
@@ -53,6 +93,70 @@ func (c Config) ValidateAt(p *config.Problems, prefix string) {
 	if c.MetadataRefreshMs < 1000 {
 		p.Addf(prefix+".metadata_refresh_ms", c.MetadataRefreshMs, "must be >= 1000")
 	}
+	c.TLS.validate(p, prefix+".tls")
+	c.SASL.validate(p, prefix+".sasl")
+}
+
+func (t TLS) validate(p *config.Problems, prefix string) {
+	if !t.Enable {
+		if t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "" || t.InsecureSkipVerify {
+			p.Add(prefix+".enable", "is false but other tls keys are set; set enable: true or remove them")
+		}
+		return
+	}
+	if _, err := t.config(); err != nil {
+		p.Add(prefix, err.Error())
+	}
+}
+
+// config loads the files named; its errors name the key and the file.
+func (t TLS) config() (*tls.Config, error) {
+	tc := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         t.ServerName,
+		InsecureSkipVerify: t.InsecureSkipVerify, // #nosec G402 -- documented as for tests only
+	}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file: no PEM certificate in %s", t.CAFile)
+		}
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		return nil, fmt.Errorf("cert_file and key_file go together, got cert_file %q, key_file %q", t.CertFile, t.KeyFile)
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("cert_file/key_file: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+func (s SASL) validate(p *config.Problems, prefix string) {
+	if s.Mechanism == "" {
+		if s.User != "" || s.Password != "" || s.PasswordFile != "" {
+			p.Add(prefix+".mechanism", "is empty but other sasl keys are set; set PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+		}
+		return
+	}
+	if _, ok := mechanisms[s.Mechanism]; !ok {
+		p.Addf(prefix+".mechanism", s.Mechanism, "must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+	}
+	if s.User == "" {
+		p.Add(prefix+".user", "required with a mechanism")
+	}
+	if (s.Password == "") == (s.PasswordFile == "") {
+		p.Add(prefix, "needs exactly one of password and password_file")
+	} else if _, err := config.SecretOf(s.Password, s.PasswordFile); err != nil {
+		p.Addf(prefix+".password_file", s.PasswordFile, "%v", err)
+	}
 }
 
 // Sarama returns a sarama configuration for a client of the binary name.
@@ -71,8 +175,56 @@ func (c Config) Sarama(name string) (*sarama.Config, error) {
 	d := time.Duration(c.DialTimeoutMs) * time.Millisecond
 	sc.Net.DialTimeout = d
 	sc.Metadata.RefreshFrequency = time.Duration(c.MetadataRefreshMs) * time.Millisecond
+	if c.TLS.Enable {
+		tc, err := c.TLS.config()
+		if err != nil {
+			return nil, fmt.Errorf("kafka.tls: %w", err)
+		}
+		sc.Net.TLS.Enable = true
+		sc.Net.TLS.Config = tc
+	}
+	if c.SASL.Mechanism != "" {
+		mech, ok := mechanisms[c.SASL.Mechanism]
+		if !ok {
+			return nil, fmt.Errorf("kafka.sasl.mechanism %q: not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.SASL.Mechanism)
+		}
+		password, err := config.SecretOf(c.SASL.Password, c.SASL.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("kafka.sasl: %w", err)
+		}
+		sc.Net.SASL.Enable = true
+		sc.Net.SASL.Handshake = true
+		sc.Net.SASL.Mechanism = mech
+		sc.Net.SASL.User = c.SASL.User
+		sc.Net.SASL.Password = password
+		switch mech {
+		case sarama.SASLTypeSCRAMSHA256:
+			sc.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.SHA256} }
+		case sarama.SASLTypeSCRAMSHA512:
+			sc.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.SHA512} }
+		}
+	}
 	return sc, nil
 }
+
+// scramClient is sarama's SCRAM conversation over xdg-go/scram.
+type scramClient struct {
+	hash scram.HashGeneratorFcn
+	conv *scram.ClientConversation
+}
+
+func (c *scramClient) Begin(user, password, authzID string) error {
+	client, err := c.hash.NewClient(user, password, authzID)
+	if err != nil {
+		return err
+	}
+	c.conv = client.NewConversation()
+	return nil
+}
+
+func (c *scramClient) Step(challenge string) (string, error) { return c.conv.Step(challenge) }
+
+func (c *scramClient) Done() bool { return c.conv.Done() }
 
 // RouteLibraryLog sends sarama's own log lines to l at the verbose level
 // (log_level 16). sarama's logger is process-wide.

@@ -5,6 +5,8 @@ package kafkatest
 import (
 	"testing"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/testcert"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
@@ -30,4 +32,22 @@ func Start(t testing.TB, topics []Topic, opts ...kfake.Opt) *kfake.Cluster {
 	}
 	t.Cleanup(c.Close)
 	return c
+}
+
+// StartSecure runs a cluster like Start whose listener needs TLS with a
+// client certificate and SASL with mechanism (PLAIN, SCRAM-SHA-256 or
+// SCRAM-SHA-512), and returns the kafka section that reaches it.
+func StartSecure(t testing.TB, topics []Topic, mechanism string, opts ...kfake.Opt) (*kfake.Cluster, kafkaconf.Config) {
+	t.Helper()
+	certs := testcert.New(t)
+	const user, password = "wrapper", "s3cret-for-tests"
+	c := Start(t, topics, append([]kfake.Opt{
+		kfake.TLS(certs.ServerConfig(true)),
+		kfake.EnableSASL(),
+		kfake.Superuser(mechanism, user, password),
+	}, opts...)...)
+	kc := kafkaconf.Default()
+	kc.TLS = kafkaconf.TLS{Enable: true, CAFile: certs.CAFile, CertFile: certs.ClientCert, KeyFile: certs.ClientKey}
+	kc.SASL = kafkaconf.SASL{Mechanism: mechanism, User: user, Password: password}
+	return c, kc
 }

@@ -124,7 +124,7 @@ func RegisterBroker(conn *zk.Conn, chroot string, id int32, host string, port in
 		return err
 	}
 	dir := BrokerIDs(chroot)
-	if err := CreateAll(conn, dir); err != nil {
+	if err := CreateAll(conn, dir, zk.WorldACL(zk.PermAll)); err != nil {
 		return err
 	}
 	p := path.Join(dir, strconv.Itoa(int(id)))
@@ -163,15 +163,16 @@ func DiscoverBrokers(conn *zk.Conn, chroot string) ([]string, error) {
 	return addrs, nil
 }
 
-// CreateAll creates p and its missing parents as persistent empty nodes.
-func CreateAll(conn *zk.Conn, p string) error {
+// CreateAll creates p and its missing parents as persistent empty nodes
+// with the ACL given.
+func CreateAll(conn *zk.Conn, p string, acl []zk.ACL) error {
 	cur := ""
 	for _, part := range strings.Split(strings.Trim(p, "/"), "/") {
 		if part == "" {
 			continue
 		}
 		cur += "/" + part
-		_, err := conn.Create(cur, nil, 0, zk.WorldACL(zk.PermAll))
+		_, err := conn.Create(cur, nil, 0, acl)
 		if err != nil && !errors.Is(err, zk.ErrNodeExists) {
 			return fmt.Errorf("create %s: %w", cur, err)
 		}

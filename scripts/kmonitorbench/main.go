@@ -45,7 +45,7 @@ func main() {
 	if *setup {
 		for m := range *modules {
 			dir := zklayout.Offsets(*chroot, "m"+strconv.Itoa(m), "bench_t"+strconv.Itoa(m))
-			if err := zklayout.CreateAll(conn, dir); err != nil {
+			if err := zklayout.CreateAll(conn, dir, zk.WorldACL(zk.PermAll)); err != nil {
 				fail(err)
 			}
 			for p := range *partitions {

@@ -1,0 +1,64 @@
+package kmonitor_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
+)
+
+// kmonitor reads log-end offsets from brokers that need TLS with a client
+// certificate and SASL, and committed offsets that ktransfer keeps private
+// in ZooKeeper (zk_auth.acl: private), with the same credentials.
+func TestSecureKafkaAndPrivateOffsets(t *testing.T) {
+	k, kc := kafkatest.StartSecure(t, []kafkatest.Topic{{Name: "a", Partitions: 2}}, "PLAIN")
+	auth := zklayout.Auth{User: "ktransfer", Password: "zk-pass"}
+	e := startOn(t, k, kc, auth)
+	sc, err := kc.Sarama("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	produceWith(t, k, sc, "a", 1, 5)
+
+	// The offsets as ktransfer with acl: private leaves them.
+	if err := auth.Authenticate(e.conn, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	private := zk.DigestACL(zk.PermAll, auth.User, auth.Password)
+	dir := zklayout.Offsets(chroot, "m", "a")
+	if err := zklayout.CreateAll(e.conn, dir, private); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.conn.Create(dir+"/1", []byte("2"), 0, private); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually(t, "", `{"test_cluster":{"m":{"1":3}}}`+"\n", 10*time.Second)
+}
+
+// Without the credentials, private offsets are an error on the dashboard,
+// never a lag of 0.
+func TestPrivateOffsetsWithoutCredentials(t *testing.T) {
+	e := start(t)
+	produce(t, e.kafka, "a", 1, 5)
+	auth := zklayout.Auth{User: "ktransfer", Password: "zk-pass"}
+	if err := auth.Authenticate(e.conn, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	private := zk.DigestACL(zk.PermAll, auth.User, auth.Password)
+	dir := zklayout.Offsets(chroot, "m", "a")
+	if err := zklayout.CreateAll(e.conn, dir, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.conn.Create(dir+"/1", []byte("2"), 0, private); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually(t, "", `{"test_cluster":{"m":{"1":null}}}`+"\n", 10*time.Second)
+	_, detail := e.get(t, "?detail=1")
+	if !strings.Contains(detail, "not authenticated") {
+		t.Errorf("detail does not say why: %s", detail)
+	}
+}

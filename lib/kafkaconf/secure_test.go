@@ -1,0 +1,122 @@
+package kafkaconf_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/IBM/sarama"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/testcert"
+)
+
+// produce writes one record with a client built from kc.
+func produce(kc kafkaconf.Config, addrs []string) error {
+	sc, err := kc.Sarama("test")
+	if err != nil {
+		return err
+	}
+	sc.Producer.Return.Successes = true
+	sc.Producer.Retry.Max = 0
+	sc.Metadata.Retry.Max = 0
+	p, err := sarama.NewSyncProducer(addrs, sc)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	_, _, err = p.SendMessage(&sarama.ProducerMessage{Topic: "t", Value: sarama.StringEncoder("v")})
+	return err
+}
+
+func TestTLSAndSASLReachTheBrokers(t *testing.T) {
+	for _, mech := range []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"} {
+		t.Run(mech, func(t *testing.T) {
+			c, kc := kafkatest.StartSecure(t, []kafkatest.Topic{{Name: "t", Partitions: 1}}, mech)
+			if err := produce(kc, c.ListenAddrs()); err != nil {
+				t.Fatalf("TLS + SASL %s: %v", mech, err)
+			}
+
+			// What must fail does.
+			wrong := kc
+			wrong.SASL.Password = "not-it"
+			if err := produce(wrong, c.ListenAddrs()); err == nil {
+				t.Errorf("a wrong password was accepted")
+			}
+			noSASL := kc
+			noSASL.SASL = kafkaconf.SASL{}
+			if err := produce(noSASL, c.ListenAddrs()); err == nil {
+				t.Errorf("no SASL was accepted")
+			}
+			noCert := kc
+			noCert.TLS.CertFile, noCert.TLS.KeyFile = "", ""
+			if err := produce(noCert, c.ListenAddrs()); err == nil {
+				t.Errorf("a client without certificate was accepted")
+			}
+			otherCA := kc
+			otherCA.TLS.CAFile = testcert.New(t).CAFile
+			if err := produce(otherCA, c.ListenAddrs()); err == nil {
+				t.Errorf("a broker certificate from an unknown CA was trusted")
+			}
+		})
+	}
+}
+
+func TestSASLPasswordFile(t *testing.T) {
+	c, kc := kafkatest.StartSecure(t, []kafkatest.Topic{{Name: "t", Partitions: 1}}, "SCRAM-SHA-256")
+	file := filepath.Join(t.TempDir(), "kafka.secret")
+	if err := os.WriteFile(file, []byte(kc.SASL.Password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kc.SASL.Password, kc.SASL.PasswordFile = "", file
+	p := config.NewProblems("k.yaml")
+	kc.Validate(p)
+	if err := p.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := produce(kc, c.ListenAddrs()); err != nil {
+		t.Fatalf("password_file: %v", err)
+	}
+	if err := os.Chmod(file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p = config.NewProblems("k.yaml")
+	kc.Validate(p)
+	if err := p.Err(); err == nil || !strings.Contains(err.Error(), "kafka.sasl.password_file") || !strings.Contains(err.Error(), "chmod 600") {
+		t.Errorf("a world-readable password_file: %v", err)
+	}
+}
+
+func TestValidateSecurity(t *testing.T) {
+	certs := testcert.New(t)
+	for _, tc := range []struct {
+		edit func(*kafkaconf.Config)
+		want string
+	}{
+		{func(c *kafkaconf.Config) { c.TLS.CAFile = certs.CAFile }, "kafka.tls.enable: is false but other tls keys are set"},
+		{func(c *kafkaconf.Config) { c.TLS = kafkaconf.TLS{Enable: true, CAFile: "/nonexistent/ca.pem"} }, "kafka.tls: ca_file: open /nonexistent/ca.pem"},
+		{func(c *kafkaconf.Config) { c.TLS = kafkaconf.TLS{Enable: true, CAFile: certs.ServerKey} }, "kafka.tls: ca_file: no PEM certificate in"},
+		{func(c *kafkaconf.Config) { c.TLS = kafkaconf.TLS{Enable: true, CertFile: certs.ClientCert} }, "kafka.tls: cert_file and key_file go together"},
+		{func(c *kafkaconf.Config) {
+			c.TLS = kafkaconf.TLS{Enable: true, CertFile: certs.ClientCert, KeyFile: certs.ServerKey}
+		}, "kafka.tls: cert_file/key_file: tls: private key does not match public key"},
+		{func(c *kafkaconf.Config) { c.SASL.User = "u" }, "kafka.sasl.mechanism: is empty but other sasl keys are set"},
+		{func(c *kafkaconf.Config) { c.SASL = kafkaconf.SASL{Mechanism: "GSSAPI", User: "u", Password: "p"} }, `kafka.sasl.mechanism: must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got "GSSAPI"`},
+		{func(c *kafkaconf.Config) { c.SASL = kafkaconf.SASL{Mechanism: "PLAIN", Password: "p"} }, "kafka.sasl.user: required with a mechanism"},
+		{func(c *kafkaconf.Config) { c.SASL = kafkaconf.SASL{Mechanism: "PLAIN", User: "u"} }, "kafka.sasl: needs exactly one of password and password_file"},
+		{func(c *kafkaconf.Config) {
+			c.SASL = kafkaconf.SASL{Mechanism: "PLAIN", User: "u", PasswordFile: "/nonexistent/pw"}
+		}, `kafka.sasl.password_file: stat /nonexistent/pw: no such file or directory, got "/nonexistent/pw"`},
+	} {
+		c := kafkaconf.Default()
+		tc.edit(&c)
+		p := config.NewProblems("k.yaml")
+		c.Validate(p)
+		if err := p.Err(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("got %v, want %q", err, tc.want)
+		}
+	}
+}
