@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/bintest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/testcert"
 )
 
 func binary(t *testing.T) string { return bintest.Build(t, ".") }
@@ -132,5 +134,82 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 	logText, err := os.ReadFile(filepath.Join(dir, "log", "kproxy.log"))
 	if err != nil || !strings.Contains(string(logText), "kproxy started") || !strings.Contains(string(logText), "msg=stopped") {
 		t.Errorf("log file: %v\n%s", err, logText)
+	}
+}
+
+// TestSecureFromConfig: HTTPS on the port, a client with a secret file and
+// a rate limit, and brokers that need TLS with a client certificate and
+// SASL PLAIN, all from kproxy.yaml.
+func TestSecureFromConfig(t *testing.T) {
+	c, kc := kafkatest.StartSecure(t, []kafkatest.Topic{{Name: "orders", Partitions: 2}}, "PLAIN")
+	certs := testcert.New(t)
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "shop.secret")
+	os.WriteFile(secret, []byte("shop-pass\n"), 0o600)
+	port := freePort(t)
+	cfg := fmt.Sprintf("log_dir: %s\nport: %d\nlisten_host: 127.0.0.1\nadmin_addr: \"\"\nbroker_hosts: [%s]\n"+
+		"read_timeout_ms: 2000\nwrite_timeout_ms: 2000\n"+
+		"tls_cert_file: %s\ntls_key_file: %s\n"+
+		"clients:\n - name: shop\n   secret_file: %s\n   topics: [orders]\n   rate_limit: 1\n   burst: 5\n"+
+		"kafka:\n tls:\n  enable: true\n  ca_file: %s\n  cert_file: %s\n  key_file: %s\n"+
+		" sasl:\n  mechanism: PLAIN\n  user: %s\n  password: %s\n",
+		filepath.Join(dir, "log"), port, c.ListenAddrs()[0], certs.ServerCert, certs.ServerKey, secret,
+		kc.TLS.CAFile, kc.TLS.CertFile, kc.TLS.KeyFile, kc.SASL.User, kc.SASL.Password)
+	f := filepath.Join(dir, "kproxy.yaml")
+	os.WriteFile(f, []byte(cfg), 0o600)
+	_, stderr := bintest.Start(t, binary(t), "-f", f)
+
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: certs.CA}}}
+	post := func(user, pass string) (int, error) {
+		req, _ := http.NewRequest("POST", fmt.Sprintf("https://127.0.0.1:%d/commit?topic=orders&key=k", port), bytes.NewReader([]byte{0x01}))
+		req.SetBasicAuth(user, pass)
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, err := post("shop", "shop-pass")
+		if code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kproxy_bin did not serve: %d %v; stderr: %s", code, err, stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, _ := post("shop", "wrong"); code != 401 {
+		t.Errorf("wrong secret: %d", code)
+	}
+	codes := map[int]int{}
+	for range 10 {
+		code, _ := post("shop", "shop-pass")
+		codes[code]++
+	}
+	if codes[429] == 0 || codes[200]+codes[429] != 10 {
+		t.Errorf("10 requests over a burst of 5 at 1/s: %v", codes)
+	}
+	sc, err := kc.Sarama("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kcl, err := sarama.NewClient(c.ListenAddrs(), sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kcl.Close()
+	var n int64
+	for _, p := range []int32{0, 1} {
+		off, err := kcl.GetOffset("orders", p, sarama.OffsetNewest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += off
+	}
+	if want := int64(1 + codes[200]); n != want {
+		t.Errorf("%d records in Kafka, %d answered 200", n, want)
 	}
 }

@@ -17,9 +17,12 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/go-zookeeper/zk"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/bintest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zktest"
 )
 
@@ -58,8 +61,18 @@ const windowSize = 50
 func newSetup(t *testing.T, records int) *setup {
 	t.Helper()
 	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 4}})
+	return newSetupOn(t, k, kafkaconf.Default(), "", records)
+}
+
+// newSetupOn writes records to k (reached with kc) and a configuration
+// whose last lines are extra.
+func newSetupOn(t *testing.T, k *kfake.Cluster, kc kafkaconf.Config, extra string, records int) *setup {
+	t.Helper()
 	z := zktest.Start(t)
-	cfg := sarama.NewConfig()
+	cfg, err := kc.Sarama("test")
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg.Producer.Return.Successes = true
 	p, err := sarama.NewSyncProducer(k.ListenAddrs(), cfg)
 	if err != nil {
@@ -83,8 +96,8 @@ func newSetup(t *testing.T, records int) *setup {
 		windowSize, strings.TrimPrefix(srv.URL, "http://"))), 0o644)
 	conf := filepath.Join(dir, "ktransfer.yaml")
 	os.WriteFile(conf, []byte(fmt.Sprintf("log_dir: %s\nzk_chroot: /mq/c\nzk_hosts: [%s]\nbroker_hosts: [%s]\n"+
-		"module_conf_dir: %s\nmodule_enabled: [m]\nadmin_addr: \"\"\n", filepath.Join(dir, "log"), z.Addr, k.ListenAddrs()[0],
-		filepath.Join(dir, "modules"))), 0o644)
+		"module_conf_dir: %s\nmodule_enabled: [m]\nadmin_addr: \"\"\n%s", filepath.Join(dir, "log"), z.Addr, k.ListenAddrs()[0],
+		filepath.Join(dir, "modules"), extra)), 0o644)
 	return &setup{dir: dir, conf: conf, zkAddr: z.Addr, backend: c}
 }
 
@@ -235,5 +248,36 @@ func TestFleetFailoverAfterKill9(t *testing.T) {
 	}
 	if repeated > moved*windowSize {
 		t.Errorf("%d records pushed twice; bound is window_size per moved partition (%d)", repeated, moved*windowSize)
+	}
+}
+
+// TestSecureFromConfig: brokers that need TLS with a client certificate and
+// SASL SCRAM, and ZooKeeper digest auth, all from ktransfer.yaml with the
+// passwords in files only their owner may read.
+func TestSecureFromConfig(t *testing.T) {
+	k, kc := kafkatest.StartSecure(t, []kafkatest.Topic{{Name: "t", Partitions: 4}}, "SCRAM-SHA-512")
+	secrets := t.TempDir()
+	kafkaPass, zkPass := filepath.Join(secrets, "kafka.secret"), filepath.Join(secrets, "zk.secret")
+	os.WriteFile(kafkaPass, []byte(kc.SASL.Password+"\n"), 0o600)
+	os.WriteFile(zkPass, []byte("zk-pass\n"), 0o600)
+	extra := fmt.Sprintf("kafka:\n tls:\n  enable: true\n  ca_file: %s\n  cert_file: %s\n  key_file: %s\n"+
+		" sasl:\n  mechanism: SCRAM-SHA-512\n  user: %s\n  password_file: %s\n"+
+		"zk_auth:\n user: ktransfer\n password_file: %s\n",
+		kc.TLS.CAFile, kc.TLS.CertFile, kc.TLS.KeyFile, kc.SASL.User, kafkaPass, zkPass)
+	s := newSetupOn(t, k, kc, extra, 400)
+	s.start(t)
+	waitFor(t, "every record", func() bool { d, _, _ := s.backend.snapshot(); return d == 400 })
+
+	conn := zktest.Connect(t, s.zkAddr)
+	if err := (zklayout.Auth{User: "ktransfer", Password: "zk-pass"}).Authenticate(conn, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	acl, _, err := conn.GetACL("/mq/c/consumers/m/offsets/t/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append(zk.DigestACL(zk.PermAll, "ktransfer", "zk-pass"), zk.WorldACL(zk.PermRead)...)
+	if fmt.Sprint(acl) != fmt.Sprint(want) {
+		t.Errorf("offset node ACL %v, want %v", acl, want)
 	}
 }
