@@ -43,6 +43,11 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) int {
 		return fail(ctx, fasthttp.StatusMethodNotAllowed, "use POST")
 	}
 	args := ctx.QueryArgs()
+	if args.Len() > 1 {
+		if name := repeatedParam(args); name != "" {
+			return fail(ctx, fasthttp.StatusBadRequest, name+" given more than once")
+		}
+	}
 	topicB := args.Peek("topic")
 	if len(topicB) == 0 {
 		return fail(ctx, fasthttp.StatusBadRequest, "missing topic parameter")
@@ -64,8 +69,9 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) int {
 			return fail(ctx, v.code, v.reason)
 		}
 	}
-	acks, ok := acksIndex(args.Peek("acks"))
-	if !ok {
+	acksB := args.Peek("acks")
+	acks, ok := acksIndex(acksB)
+	if !ok || (len(acksB) == 0 && args.Has("acks")) { // "acks=" says something, but not which
 		return fail(ctx, fasthttp.StatusBadRequest, "acks must be 0, 1 or -1")
 	}
 	body := ctx.PostBody()
@@ -217,4 +223,29 @@ func (s *Server) requestError(ctx *fasthttp.RequestCtx, err error) {
 	}
 	s.metrics.answered(code)
 	fail(ctx, code, reason)
+}
+
+// repeatedParam names a parameter of the API given twice ("topic=a&topic=b"
+// would otherwise mean whichever one a reader picks), or returns "".
+func repeatedParam(args *fasthttp.Args) string {
+	var topic, key, acks int
+	for k := range args.All() {
+		switch string(k) {
+		case "topic":
+			topic++
+		case "key":
+			key++
+		case "acks":
+			acks++
+		}
+	}
+	switch {
+	case topic > 1:
+		return "topic"
+	case key > 1:
+		return "key"
+	case acks > 1:
+		return "acks"
+	}
+	return ""
 }
