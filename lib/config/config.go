@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -51,6 +52,7 @@ type decoder struct {
 
 func (d *decoder) fail(n *yaml.Node, field, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
+	field = fieldName(field)
 	if field == "" {
 		d.errs = append(d.errs, fmt.Errorf("%s:%d: %s", d.file, n.Line, msg))
 		return
@@ -224,16 +226,27 @@ func NewProblems(path string) *Problems { return &Problems{file: path} }
 // Addf records that field has a bad value: "file: field: <reason>, got <value>".
 func (p *Problems) Addf(field string, value any, format string, args ...any) {
 	reason := fmt.Sprintf(format, args...)
-	p.errs = append(p.errs, fmt.Errorf("%s: %s: %s, got %s", p.file, field, reason, quote(value)))
+	p.errs = append(p.errs, fmt.Errorf("%s: %s: %s, got %s", p.file, fieldName(field), reason, quote(value)))
 }
 
 // Add records a problem that is not about one value.
 func (p *Problems) Add(field, reason string) {
-	p.errs = append(p.errs, fmt.Errorf("%s: %s: %s", p.file, field, reason))
+	p.errs = append(p.errs, fmt.Errorf("%s: %s: %s", p.file, fieldName(field), reason))
 }
 
 // Err returns every recorded problem joined, or nil.
 func (p *Problems) Err() error { return errors.Join(p.errs...) }
+
+// fieldName is field as it can be printed on one line: quoted when it
+// holds a character that is not printable (a key read from the file may).
+func fieldName(field string) string {
+	for _, r := range field {
+		if !unicode.IsPrint(r) {
+			return strconv.Quote(field)
+		}
+	}
+	return field
+}
 
 func quote(v any) string {
 	switch v := v.(type) {
