@@ -299,6 +299,7 @@ func TestConfigErrors(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "kmonitor.yaml")
 	doc := "base:\n clusters: [c1, c2]\n log_levle: 4\nhttp_server:\n port: 70000\n" +
 		"c1:\n chroot: mq/c1\n zk_hosts: [bad]\n zk_session_timeout_ms: 10\n" +
+		" zk_auth: {user: u, password: p, acl: private}\n kafka: {sasl: {mechanism: GSSAPI, user: u, password: p}}\n" +
 		"c3:\n chroot: /mq/c3\n zk_hosts: [h:1]\n"
 	os.WriteFile(f, []byte(doc), 0o644)
 	_, err := kmonitor.LoadConfig(f)
@@ -321,6 +322,8 @@ func TestConfigErrors(t *testing.T) {
 		`c1.zk_hosts[0]: must be host:port, got "bad"`,
 		"c1.zk_session_timeout_ms: must be >= 1000, got 10",
 		"c3: section of a cluster not listed in base.clusters",
+		`c1.zk_auth.acl: this binary creates no nodes; remove acl, got "private"`,
+		`c1.kafka.sasl.mechanism: must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got "GSSAPI"`,
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%v\nlacks %q", err, want)

@@ -119,8 +119,16 @@ func LoadConfig(path string) (Config, error) {
 	if err := cfg.Validate(path); err != nil {
 		errs = append(errs, err)
 	}
-	for _, name := range cfg.ModuleEnabled {
-		m, err := LoadModule(filepath.Join(cfg.ModuleConfDir, name+".yaml"))
+	for i, name := range cfg.ModuleEnabled {
+		if slices.Index(cfg.ModuleEnabled, name) != i {
+			continue // reported by Validate
+		}
+		file := filepath.Join(cfg.ModuleConfDir, name+".yaml")
+		if _, err := os.Stat(file); err != nil {
+			errs = append(errs, fmt.Errorf("%s: module_enabled: module %s: no usable file %s (module_conf_dir/<name>.yaml): %w", path, name, file, errors.Unwrap(err)))
+			continue
+		}
+		m, err := LoadModule(file)
 		if err != nil {
 			errs = append(errs, err)
 			continue
