@@ -14,7 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
+	"github.com/go-zookeeper/zk"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/bintest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zktest"
 )
 
@@ -81,4 +85,72 @@ func TestServesAndStopsOnSIGTERM(t *testing.T) {
 	if log, _ := os.ReadFile(filepath.Join(dir, "log", "kmonitor.log")); !strings.Contains(string(log), "msg=stopped") {
 		t.Errorf("log: %s", log)
 	}
+}
+
+// TestSecureFromConfig: brokers that need TLS with a client certificate and
+// SASL SCRAM, and offsets only a ZooKeeper digest user may read, all from
+// kmonitor.yaml.
+func TestSecureFromConfig(t *testing.T) {
+	k, kc := kafkatest.StartSecure(t, []kafkatest.Topic{{Name: "a", Partitions: 1}}, "SCRAM-SHA-256")
+	sc, err := kc.Sarama("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Producer.Return.Successes = true
+	p, err := sarama.NewSyncProducer(k.ListenAddrs(), sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 7 {
+		if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: "a", Value: sarama.StringEncoder("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Close()
+
+	z := zktest.Start(t)
+	conn := zktest.Connect(t, z.Addr)
+	auth := zklayout.Auth{User: "ktransfer", Password: "zk-pass"}
+	if err := auth.Authenticate(conn, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	private := zk.DigestACL(zk.PermAll, auth.User, auth.Password)
+	dir := zklayout.Offsets("/mq/c1", "m", "a")
+	if err := zklayout.CreateAll(conn, dir, private); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Create(dir+"/0", []byte("3"), 0, private); err != nil {
+		t.Fatal(err)
+	}
+
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	tmp := t.TempDir()
+	zkPass := filepath.Join(tmp, "zk.secret")
+	os.WriteFile(zkPass, []byte("zk-pass\n"), 0o600)
+	f := filepath.Join(tmp, "kmonitor.yaml")
+	os.WriteFile(f, []byte(fmt.Sprintf("base:\n log_dir: %s\n clusters: [c1]\n poll_interval_ms: 100\n"+
+		"http_server:\n port: %d\n listen_host: 127.0.0.1\n read_timeout_ms: 2000\n write_timeout_ms: 2000\n"+
+		"c1:\n chroot: /mq/c1\n zk_hosts: [%s]\n broker_hosts: [%s]\n"+
+		" zk_auth:\n  user: ktransfer\n  password_file: %s\n"+
+		" kafka:\n  tls: {enable: true, ca_file: %s, cert_file: %s, key_file: %s}\n"+
+		"  sasl: {mechanism: SCRAM-SHA-256, user: %s, password: %s}\n",
+		filepath.Join(tmp, "log"), port, z.Addr, k.ListenAddrs()[0], zkPass,
+		kc.TLS.CAFile, kc.TLS.CertFile, kc.TLS.KeyFile, kc.SASL.User, kc.SASL.Password)), 0o600)
+	_, stderr := bintest.Start(t, bintest.Build(t, "."), "-f", f)
+	url := fmt.Sprintf("http://127.0.0.1:%d/delay", port)
+	deadline := time.Now().Add(15 * time.Second)
+	var got string
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if got = string(b); got == `{"c1":{"m":{"0":4}}}`+"\n" {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("/delay: %q, want lag 4; stderr: %s", got, stderr.String())
 }
