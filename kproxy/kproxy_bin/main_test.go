@@ -147,7 +147,7 @@ func TestSecureFromConfig(t *testing.T) {
 	secret := filepath.Join(dir, "shop.secret")
 	os.WriteFile(secret, []byte("shop-pass\n"), 0o600)
 	port := freePort(t)
-	cfg := fmt.Sprintf("log_dir: %s\nport: %d\nlisten_host: 127.0.0.1\nadmin_addr: \"\"\nbroker_hosts: [%s]\n"+
+	cfg := fmt.Sprintf("log_dir: %s\nlog_level: 16\nport: %d\nlisten_host: 127.0.0.1\nadmin_addr: \"\"\nbroker_hosts: [%s]\n"+
 		"read_timeout_ms: 2000\nwrite_timeout_ms: 2000\n"+
 		"tls_cert_file: %s\ntls_key_file: %s\n"+
 		"clients:\n - name: shop\n   secret_file: %s\n   topics: [orders]\n   rate_limit: 1\n   burst: 5\n"+
@@ -211,5 +211,15 @@ func TestSecureFromConfig(t *testing.T) {
 	}
 	if want := int64(1 + codes[200]); n != want {
 		t.Errorf("%d records in Kafka, %d answered 200", n, want)
+	}
+	// Not even the most verbose log level shows a secret.
+	logText, err := os.ReadFile(filepath.Join(dir, "log", "kproxy.log"))
+	if err != nil || len(logText) == 0 {
+		t.Fatalf("log file: %v", err)
+	}
+	for _, secret := range []string{"shop-pass", kc.SASL.Password} {
+		if bytes.Contains(logText, []byte(secret)) {
+			t.Errorf("the log shows the secret %q", secret)
+		}
 	}
 }

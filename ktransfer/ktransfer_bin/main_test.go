@@ -262,7 +262,7 @@ func TestSecureFromConfig(t *testing.T) {
 	os.WriteFile(zkPass, []byte("zk-pass\n"), 0o600)
 	extra := fmt.Sprintf("kafka:\n tls:\n  enable: true\n  ca_file: %s\n  cert_file: %s\n  key_file: %s\n"+
 		" sasl:\n  mechanism: SCRAM-SHA-512\n  user: %s\n  password_file: %s\n"+
-		"zk_auth:\n user: ktransfer\n password_file: %s\n",
+		"zk_auth:\n user: ktransfer\n password_file: %s\nlog_level: 16\n",
 		kc.TLS.CAFile, kc.TLS.CertFile, kc.TLS.KeyFile, kc.SASL.User, kafkaPass, zkPass)
 	s := newSetupOn(t, k, kc, extra, 400)
 	s.start(t)
@@ -279,5 +279,15 @@ func TestSecureFromConfig(t *testing.T) {
 	want := append(zk.DigestACL(zk.PermAll, "ktransfer", "zk-pass"), zk.WorldACL(zk.PermRead)...)
 	if fmt.Sprint(acl) != fmt.Sprint(want) {
 		t.Errorf("offset node ACL %v, want %v", acl, want)
+	}
+	// Not even the most verbose log level shows a secret.
+	logText, err := os.ReadFile(filepath.Join(s.dir, "log", "ktransfer.log"))
+	if err != nil || len(logText) == 0 {
+		t.Fatalf("log file: %v", err)
+	}
+	for _, secret := range []string{"zk-pass", kc.SASL.Password} {
+		if strings.Contains(string(logText), secret) {
+			t.Errorf("the log shows the secret %q", secret)
+		}
 	}
 }
