@@ -178,11 +178,7 @@ func (c Config) Validate(file string) error {
 			p.Addf(field+".name", cl.Name, "names a client twice")
 		}
 		names[cl.Name] = true
-		if (cl.Secret == "") == (cl.SecretFile == "") {
-			p.Add(field, "needs exactly one of secret and secret_file")
-		} else if _, err := config.SecretOf(cl.Secret, cl.SecretFile); err != nil {
-			p.Addf(field+".secret_file", cl.SecretFile, "%v", err)
-		}
+		p.Secret(field, "secret", cl.Secret, cl.SecretFile)
 		if cl.RateLimit < 0 || math.IsNaN(cl.RateLimit) || math.IsInf(cl.RateLimit, 0) {
 			p.Addf(field+".rate_limit", cl.RateLimit, "must be >= 0 requests per second (0: no limit)")
 		}

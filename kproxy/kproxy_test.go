@@ -122,29 +122,7 @@ func readRecord(t testing.TB, c *kfake.Cluster, topic string, partition int32, o
 // endOffsets sums the log-end offsets of topic's partitions.
 func endOffsets(t testing.TB, c *kfake.Cluster, topic string) int64 {
 	t.Helper()
-	return endOffsetsWith(t, c, topic, sarama.NewConfig())
-}
-
-func endOffsetsWith(t testing.TB, c *kfake.Cluster, topic string, sc *sarama.Config) int64 {
-	t.Helper()
-	client, err := sarama.NewClient(c.ListenAddrs(), sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	parts, err := client.Partitions(topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum int64
-	for _, p := range parts {
-		off, err := client.GetOffset(topic, p, sarama.OffsetNewest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum += off
-	}
-	return sum
+	return kafkatest.Records(t, c, sarama.NewConfig(), topic)
 }
 
 func TestRoundTripByteForByte(t *testing.T) {
@@ -645,5 +623,5 @@ func TestSecureBrokers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "3 records", func() bool { return endOffsetsWith(t, c, topic, sc) == 3 })
+	waitFor(t, "3 records", func() bool { return kafkatest.Records(t, c, sc, topic) == 3 })
 }

@@ -115,20 +115,7 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 	if err != nil {
 		t.Fatalf("exit after SIGTERM: %v; stderr: %s", err, stderr.String())
 	}
-	client, err := sarama.NewClient(c.ListenAddrs(), sarama.NewConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	var written int64
-	for _, p := range []int32{0, 1} {
-		off, err := client.GetOffset("t", p, sarama.OffsetNewest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		written += off
-	}
-	if written != int64(ok) {
+	if written := kafkatest.Records(t, c, sarama.NewConfig(), "t"); written != int64(ok) {
 		t.Errorf("%d records in Kafka, %d requests answered 200", written, ok)
 	}
 	logText, err := os.ReadFile(filepath.Join(dir, "log", "kproxy.log"))
@@ -196,19 +183,7 @@ func TestSecureFromConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kcl, err := sarama.NewClient(c.ListenAddrs(), sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kcl.Close()
-	var n int64
-	for _, p := range []int32{0, 1} {
-		off, err := kcl.GetOffset("orders", p, sarama.OffsetNewest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n += off
-	}
+	n := kafkatest.Records(t, c, sc, "orders")
 	if want := int64(1 + codes[200]); n != want {
 		t.Errorf("%d records in Kafka, %d answered 200", n, want)
 	}

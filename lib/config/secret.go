@@ -43,3 +43,13 @@ func SecretOf(value, file string) (string, error) {
 	}
 	return value, nil
 }
+
+// Secret records a problem under prefix unless exactly one of the keys
+// <name> (value) and <name>_file (file) is set, and the file is usable.
+func (p *Problems) Secret(prefix, name, value, file string) {
+	if (value == "") == (file == "") {
+		p.Add(prefix, "needs exactly one of "+name+" and "+name+"_file")
+	} else if _, err := SecretOf(value, file); err != nil {
+		p.Addf(prefix+"."+name+"_file", file, "%v", err)
+	}
+}

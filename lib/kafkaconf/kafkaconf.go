@@ -152,11 +152,7 @@ func (s SASL) validate(p *config.Problems, prefix string) {
 	if s.User == "" {
 		p.Add(prefix+".user", "required with a mechanism")
 	}
-	if (s.Password == "") == (s.PasswordFile == "") {
-		p.Add(prefix, "needs exactly one of password and password_file")
-	} else if _, err := config.SecretOf(s.Password, s.PasswordFile); err != nil {
-		p.Addf(prefix+".password_file", s.PasswordFile, "%v", err)
-	}
+	p.Secret(prefix, "password", s.Password, s.PasswordFile)
 }
 
 // Sarama returns a sarama configuration for a client of the binary name.

@@ -5,6 +5,7 @@ package kafkatest
 import (
 	"testing"
 
+	"github.com/IBM/sarama"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/testcert"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -50,4 +51,28 @@ func StartSecure(t testing.TB, topics []Topic, mechanism string, opts ...kfake.O
 	kc.TLS = kafkaconf.TLS{Enable: true, CAFile: certs.CAFile, CertFile: certs.ClientCert, KeyFile: certs.ClientKey}
 	kc.SASL = kafkaconf.SASL{Mechanism: mechanism, User: user, Password: password}
 	return c, kc
+}
+
+// Records is the number of records in topic on c: the sum of its
+// partitions' end offsets, read with a client configured by sc.
+func Records(t testing.TB, c *kfake.Cluster, sc *sarama.Config, topic string) int64 {
+	t.Helper()
+	client, err := sarama.NewClient(c.ListenAddrs(), sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	parts, err := client.Partitions(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, p := range parts {
+		off, err := client.GetOffset(topic, p, sarama.OffsetNewest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += off
+	}
+	return n
 }

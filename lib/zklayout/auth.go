@@ -37,11 +37,7 @@ func (a Auth) Validate(p *config.Problems, prefix string, creates bool) {
 	if a.User == "" {
 		p.Add(prefix+".user", "required when zk_auth is set")
 	}
-	if (a.Password == "") == (a.PasswordFile == "") {
-		p.Add(prefix, "needs exactly one of password and password_file")
-	} else if _, err := config.SecretOf(a.Password, a.PasswordFile); err != nil {
-		p.Addf(prefix+".password_file", a.PasswordFile, "%v", err)
-	}
+	p.Secret(prefix, "password", a.Password, a.PasswordFile)
 	switch {
 	case !creates && a.ACL != "":
 		p.Addf(prefix+".acl", a.ACL, "this binary creates no nodes; remove acl")
@@ -50,15 +46,15 @@ func (a Auth) Validate(p *config.Problems, prefix string, creates bool) {
 	}
 }
 
-// Credentials returns the digest scheme's "user:password", or nil when the
+// credentials returns the digest scheme's "user:password", or nil when the
 // section is not set.
-func (a Auth) Credentials() ([]byte, error) {
+func (a Auth) credentials() ([]byte, error) {
 	if !a.Enabled() {
 		return nil, nil
 	}
-	pw, err := config.SecretOf(a.Password, a.PasswordFile)
+	pw, err := a.password()
 	if err != nil {
-		return nil, fmt.Errorf("zk_auth: %w", err)
+		return nil, err
 	}
 	return []byte(a.User + ":" + pw), nil
 }
@@ -68,7 +64,7 @@ func (a Auth) Credentials() ([]byte, error) {
 // Without zk_auth it does nothing. Call it before conn is used for
 // anything else: a request the server sees first is not authenticated.
 func (a Auth) Authenticate(conn *zk.Conn, limit time.Duration) error {
-	cred, err := a.Credentials()
+	cred, err := a.credentials()
 	if err != nil || cred == nil {
 		return err
 	}
@@ -90,13 +86,21 @@ func (a Auth) NodeACL() ([]zk.ACL, error) {
 	if !a.Enabled() || a.ACL == "open" {
 		return zk.WorldACL(zk.PermAll), nil
 	}
-	pw, err := config.SecretOf(a.Password, a.PasswordFile)
+	pw, err := a.password()
 	if err != nil {
-		return nil, fmt.Errorf("zk_auth: %w", err)
+		return nil, err
 	}
 	acl := zk.DigestACL(zk.PermAll, a.User, pw)
 	if a.ACL != "private" {
 		acl = append(acl, zk.WorldACL(zk.PermRead)...)
 	}
 	return acl, nil
+}
+
+func (a Auth) password() (string, error) {
+	pw, err := config.SecretOf(a.Password, a.PasswordFile)
+	if err != nil {
+		return "", fmt.Errorf("zk_auth: %w", err)
+	}
+	return pw, nil
 }
