@@ -115,13 +115,25 @@ load 3000 600
 
 stat() { curl -s "127.0.0.1:$1/stats" | sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p"; }
 arrived() { [ "$(stat $SINK_A distinct)" -ge "$total" ] && [ "$(stat $SINK_B distinct)" -ge "$logins" ]; }
-wait_for "every accepted record at the backends" 180 arrived
+# What to look at when a wait fails: the backends' counts, ktransfer's view
+# and the end of the logs.
+diagnose() {
+	echo "--- backend a: $(curl -s 127.0.0.1:$SINK_A/stats)" >&2
+	echo "--- backend b: $(curl -s 127.0.0.1:$SINK_B/stats)" >&2
+	echo "--- ktransfer /status: $(curl -s 127.0.0.1:$KT_ADMIN/status)" >&2
+	echo "--- kmonitor /delay: $(curl -s 127.0.0.1:$KMON/delay)" >&2
+	echo "--- ktransfer.log (last 40 lines):" >&2
+	tail -n 40 "$work/log/ktransfer.log" >&2
+	echo "--- devstack.log (last 15 lines):" >&2
+	tail -n 15 "$work/devstack.log" >&2
+}
+wait_for "every accepted record at the backends" 180 arrived || { diagnose; fail "records missing at the backends"; }
 zero() {
 	local out
 	out=$(curl -s "127.0.0.1:$KMON/delay?format=zabbix")
 	[ "$(grep -c '\.delay 0$' <<<"$out")" -eq 8 ] && grep -q 'kmonitor.errors 0$' <<<"$out"
 }
-wait_for "kmonitor's delay to return to 0" 60 zero
+wait_for "kmonitor's delay to return to 0" 60 zero || { diagnose; fail "kmonitor's delay did not return to 0"; }
 sleep 1
 
 retries=$(curl -s "127.0.0.1:$KT_ADMIN/metrics" | awk '$1 ~ /^ktransfer_retries_total/ {s+=$2} END{print s+0}')
