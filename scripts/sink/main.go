@@ -8,7 +8,8 @@
 //
 // GET /stats answers {"pushes":N,"distinct":N,"keys":N,"order_violations":N,
 // "rate":R}, R being distinct records per second between the first and the
-// latest push, and "steady_rate", between the 10% and 90% marks.
+// latest push, and "steady_rate", between the 10% and 90% marks; with
+// -delay also "delay_mean_us", how long pushes were held on average.
 package main
 
 import (
@@ -50,6 +51,10 @@ func main() {
 	method := fs.String("method", "", "count pushes whose msgpack \"method\" is not this as wrong_method")
 	_ = fs.Parse(os.Args[1:])
 	s := &stats{seen: map[string]bool{}, last: map[string]int64{}}
+	var hold *delayer
+	if *delay > 0 {
+		hold = newDelayer(*delay)
+	}
 	if *stateFile != "" {
 		if err := s.load(*stateFile); err != nil {
 			fmt.Fprintln(os.Stderr, "sink:", err)
@@ -73,9 +78,13 @@ func main() {
 					steady = float64(hi-lo) / d
 				}
 			}
-			b, _ := json.Marshal(map[string]any{"pushes": s.pushes, "distinct": len(s.seen), "keys": len(s.last),
+			answer := map[string]any{"pushes": s.pushes, "distinct": len(s.seen), "keys": len(s.last),
 				"order_violations": s.violations, "first_violation": s.firstErr, "rate": int64(rate), "steady_rate": int64(steady),
-				"wrong_method": s.wrong})
+				"wrong_method": s.wrong}
+			if hold != nil {
+				answer["delay_mean_us"] = hold.mean().Microseconds()
+			}
+			b, _ := json.Marshal(answer)
 			s.mu.Unlock()
 			ctx.SetContentType("application/json")
 			ctx.SetBody(b)
@@ -125,8 +134,8 @@ func main() {
 		if *print {
 			fmt.Printf("push  partition %s offset %-6d key %-10s %s %d bytes\n", partition, offset, key, ctx.Path(), len(ctx.PostBody()))
 		}
-		if *delay > 0 {
-			time.Sleep(*delay)
+		if hold != nil {
+			hold.hold(now)
 		}
 		ctx.SetStatusCode(*status)
 	}}
