@@ -87,11 +87,12 @@ func TestKtransferConfigMatchesDesign(t *testing.T) {
 		t.Errorf("loaded %+v", m)
 	}
 	// An enabled module without a file, and a bad module, name file, field and value.
-	os.WriteFile(filepath.Join(dir, "modules", "bad.yaml"), []byte("topic: t\nprotocol:\n uri: /x/{#NOPE}\nworker_num: 0\nbackend_servers: [h:1]\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "modules", "bad.yaml"), []byte("topic: t\nprotocol:\n uri: /x/{#NOPE}\nworker_num: 0\nbackend_servers: [h:1]\ndispatch: random\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "ktransfer.yaml"), []byte("zk_chroot: /mq/c\nzk_hosts: [h:1]\nmodule_conf_dir: "+
 		filepath.Join(dir, "modules")+"\nmodule_enabled: [bad, missing]\n"), 0o644)
 	_, err = ktransfer.LoadConfig(filepath.Join(dir, "ktransfer.yaml"))
-	for _, want := range []string{"bad.yaml: protocol.uri: unknown placeholder {#NOPE}", "bad.yaml: worker_num: must be >= 1, got 0", "module missing:"} {
+	for _, want := range []string{"bad.yaml: protocol.uri: unknown placeholder {#NOPE}", "bad.yaml: worker_num: must be >= 1, got 0",
+		`bad.yaml: dispatch: must be hash or idle_worker, got "random"`, "module missing:"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%v\nlacks %q", err, want)
 		}

@@ -73,6 +73,10 @@ type Module struct {
 	// OffsetOutOfRange is what to do when the stored offset no longer
 	// exists in Kafka (retention removed it): oldest, newest, or stop.
 	OffsetOutOfRange string `yaml:"offset_out_of_range"`
+	// Dispatch is how records find a worker: hash (worker hash(key) %
+	// worker_num) or idle_worker (a key with nothing waiting goes to the
+	// first idle worker, its later records follow it there).
+	Dispatch string `yaml:"dispatch"`
 }
 
 // Protocol is a module's protocol section.
@@ -104,8 +108,14 @@ func DefaultModule() Module {
 		MaxRetryIntervalMs:  10_000,
 		StartFrom:           "oldest",
 		OffsetOutOfRange:    "oldest",
+		Dispatch:            dispatchHash,
 	}
 }
+
+const (
+	dispatchHash       = "hash"
+	dispatchIdleWorker = "idle_worker"
+)
 
 // LoadConfig reads ktransfer.yaml and every enabled module's file from
 // module_conf_dir (relative to the working directory, as in 2015), and
@@ -249,6 +259,9 @@ func (m Module) Validate() error {
 	}
 	if !slices.Contains([]string{"oldest", "newest", "stop"}, m.OffsetOutOfRange) {
 		p.Addf("offset_out_of_range", m.OffsetOutOfRange, "must be oldest, newest or stop")
+	}
+	if m.Dispatch != dispatchHash && m.Dispatch != dispatchIdleWorker {
+		p.Addf("dispatch", m.Dispatch, "must be hash or idle_worker")
 	}
 	if m.DeadLetterTopic != "" && m.DeadLetterTopic == m.Topic {
 		p.Addf("dead_letter_topic", m.DeadLetterTopic, "must differ from topic")

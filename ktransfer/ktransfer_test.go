@@ -189,6 +189,12 @@ func (e *env) storedOffset(t *testing.T, module, topic string, partition int) st
 }
 
 func TestOrderPerKeyUnderConcurrency(t *testing.T) {
+	for _, dispatch := range []string{"hash", "idle_worker"} {
+		t.Run(dispatch, func(t *testing.T) { testOrderPerKey(t, dispatch) })
+	}
+}
+
+func testOrderPerKey(t *testing.T, dispatch string) {
 	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 4})
 	var recs [][2]string
 	for i := range 3000 {
@@ -198,7 +204,9 @@ func TestOrderPerKeyUnderConcurrency(t *testing.T) {
 	b := newBackend(t, func(int, push, http.ResponseWriter) {
 		time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond) // let keys overtake each other
 	})
-	e.start(t, module("m", "t", b.URL))
+	m := module("m", "t", b.URL)
+	m.Dispatch = dispatch
+	e.start(t, m)
 	waitFor(t, "3000 pushes", 30*time.Second, func() bool { return len(b.got()) >= 3000 })
 	last := map[string]int{}
 	for _, p := range b.got() {

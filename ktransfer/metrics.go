@@ -18,6 +18,7 @@ type metrics struct {
 	skipped      *prometheus.CounterVec
 	outOfRange   *prometheus.CounterVec
 	duration     *prometheus.HistogramVec
+	commitTime   *prometheus.HistogramVec
 	committed    *prometheus.GaugeVec
 	highWater    *prometheus.GaugeVec
 }
@@ -47,6 +48,10 @@ func newMetrics() *metrics {
 			Name: "ktransfer_push_duration_seconds", Help: "From the first attempt to a 2xx, retries included.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 5, 30},
 		}, []string{"module"}),
+		commitTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ktransfer_commit_duration_seconds", Help: "ZooKeeper offset commits; the window's slots are freed when one ends.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 5},
+		}, []string{"module"}),
 		committed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ktransfer_committed_offset", Help: "Next offset to push, as stored in ZooKeeper.",
 		}, []string{"module", "partition"}),
@@ -55,7 +60,7 @@ func newMetrics() *metrics {
 		}, []string{"module", "partition"}),
 	}
 	m.reg.MustRegister(m.pushed, m.retried, m.failed, m.deadLettered, m.skipped, m.outOfRange, m.duration,
-		m.committed, m.highWater, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.commitTime, m.committed, m.highWater, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -70,7 +75,7 @@ type moduleStats struct {
 	name                                    string
 	pushedC, retriedC, failedC, deadC, oorC prometheus.Counter
 	skipFilteredC, skipMalformedC           prometheus.Counter
-	durationH                               prometheus.Observer
+	durationH, commitH                      prometheus.Observer
 }
 
 // statusCollector exposes the window fill and each partition's lag,
@@ -100,7 +105,7 @@ func (m *metrics) module(name string) *moduleStats {
 		failedC: m.failed.WithLabelValues(name), deadC: m.deadLettered.WithLabelValues(name),
 		oorC:          m.outOfRange.WithLabelValues(name),
 		skipFilteredC: m.skipped.WithLabelValues(name, skipFiltered), skipMalformedC: m.skipped.WithLabelValues(name, skipMalformed),
-		durationH: m.duration.WithLabelValues(name),
+		durationH: m.duration.WithLabelValues(name), commitH: m.commitTime.WithLabelValues(name),
 	}
 }
 
@@ -116,6 +121,7 @@ func (s *moduleStats) skipped(reason string) {
 		s.skipMalformedC.Inc()
 	}
 }
+func (s *moduleStats) commitTook(d time.Duration) { s.commitH.Observe(d.Seconds()) }
 func (s *moduleStats) committed(p int32, offset int64) {
 	s.m.committed.WithLabelValues(s.name, strconv.Itoa(int(p))).Set(float64(offset))
 }

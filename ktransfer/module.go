@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"path"
 	"slices"
@@ -36,8 +35,7 @@ type module struct {
 	commitKick  chan struct{}
 	uncommitted atomic.Int64 // records acknowledged, not yet committed
 
-	queues []chan *record // one per worker: a key's records in offset order
-	shared chan *record   // records without a key, for any idle worker
+	sched scheduler // dispatched records → workers
 
 	mu     sync.Mutex
 	parts  map[int32]*partition // read by the committer and /status
@@ -75,14 +73,10 @@ func newModule(cfg Module, t *Transfer) (*module, error) {
 			m.methods[name] = true
 		}
 	}
-	queue := cfg.WaitingQueueSize
-	if queue == 0 {
-		queue = cfg.WindowSize // the window bounds what can wait in all queues together
+	m.sched = newScheduler(cfg)
+	if cfg.WaitingQueueSize > 0 && cfg.Dispatch == dispatchIdleWorker {
+		m.log.Info("waiting_queue_size has no effect with dispatch: idle_worker (the window bounds the waiting records)")
 	}
-	for range cfg.WorkerNum {
-		m.queues = append(m.queues, make(chan *record, min(queue, cfg.WindowSize)))
-	}
-	m.shared = make(chan *record, cfg.WindowSize)
 	if cfg.ExpectedProcessingTimeMs > 0 {
 		m.log.Info("expected_processing_time_ms is accepted for compatibility and has no effect")
 	}
@@ -98,8 +92,8 @@ func newModule(cfg Module, t *Transfer) (*module, error) {
 // handed over.
 func (m *module) run(readCtx, pushCtx context.Context) error {
 	var workers sync.WaitGroup
-	for i := range m.queues {
-		workers.Go(func() { m.worker(pushCtx, m.queues[i]) })
+	for i := range m.cfg.WorkerNum {
+		workers.Go(func() { m.worker(pushCtx, i) })
 	}
 	commitCtx, stopCommits := context.WithCancel(context.Background())
 	var committer sync.WaitGroup
@@ -134,10 +128,7 @@ func (m *module) run(readCtx, pushCtx context.Context) error {
 	for _, c := range claims {
 		<-c.done
 	}
-	for _, q := range m.queues {
-		close(q)
-	}
-	close(m.shared)
+	m.sched.close()
 	drained := make(chan struct{})
 	go func() { workers.Wait(); close(drained) }()
 	select {
@@ -180,7 +171,7 @@ func (m *module) handOver() {
 	}
 }
 
-// dispatch hands a record to its worker, after taking a window slot.
+// dispatch hands a record to the workers, after taking a window slot.
 func (m *module) dispatch(ctx context.Context, r *record) bool {
 	select {
 	case m.slots <- struct{}{}:
@@ -193,41 +184,15 @@ func (m *module) dispatch(ctx context.Context, r *record) bool {
 		}
 	}
 	r.part.tracker.dispatch(r.msg.Offset)
-	q := m.shared
-	if len(r.msg.Key) > 0 && m.cfg.serializeByKey() {
-		h := fnv.New32a()
-		h.Write(r.msg.Key)
-		q = m.queues[h.Sum32()%uint32(len(m.queues))]
-	}
-	select {
-	case q <- r:
-		return true
-	case <-ctx.Done():
-		// Dispatched but never queued: it stays below the commit point and
-		// is read again after the restart.
-		return false
-	}
+	// false: dispatched but never queued; it stays below the commit point
+	// and is read again after the restart.
+	return m.sched.put(ctx, r)
 }
 
-// worker pushes the records of its queue, and keyless ones when idle.
-func (m *module) worker(ctx context.Context, own chan *record) {
-	shared := m.shared
+// worker pushes the records the scheduler gives worker i.
+func (m *module) worker(ctx context.Context, i int) {
 	var buf []byte
-	for own != nil || shared != nil {
-		var r *record
-		var ok bool
-		select {
-		case r, ok = <-own:
-			if !ok {
-				own = nil
-				continue
-			}
-		case r, ok = <-shared:
-			if !ok {
-				shared = nil
-				continue
-			}
-		}
+	m.sched.work(i, func(r *record) {
 		// Announce the push before checking the partition is still ours:
 		// a release sets released first and then waits for pushing to
 		// drop to zero, so either it waits for this push or this sees it.
@@ -238,7 +203,7 @@ func (m *module) worker(ctx context.Context, own chan *record) {
 		r.part.pushing.Add(-1)
 		// Not acknowledged (shutdown cut a retry short): the record stays
 		// uncommitted and is pushed again after the restart.
-	}
+	})
 }
 
 // ack finishes a record; when the commit point moved, the committer is
@@ -411,7 +376,10 @@ func (m *module) commitAllLocked() {
 	for _, p := range due {
 		offsets[p.id] = p.offset
 	}
-	if err := m.t.storeOffsets(m.cfg.Name, m.cfg.Topic, offsets); err != nil {
+	start := time.Now()
+	err := m.t.storeOffsets(m.cfg.Name, m.cfg.Topic, offsets)
+	m.stats.commitTook(time.Since(start))
+	if err != nil {
 		m.log.Warn("commit offsets failed; will retry", "offsets", offsets, "err", err)
 		return
 	}
