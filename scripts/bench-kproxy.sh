@@ -13,14 +13,14 @@
 # kproxy_records_total counter); wrk's own count of 200s is lower by the
 # requests it abandoned in flight when its clock ran out (at most 64).
 #
-#   scripts/bench-kproxy.sh            DURATION=10 ROUNDS=3 by default
+#   scripts/bench-kproxy.sh            DURATION=10 ROUNDS=5 by default
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_pkg wrk wrk
 KPROXY_BIN=${KPROXY_BIN:-bin/kproxy_bin} # another build to compare
 DURATION=${DURATION:-10}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 CONNS=64
 KAFKA_PORT=${KAFKA_PORT:-19092}
 PROXY_PORT=${PROXY_PORT:-15030}
