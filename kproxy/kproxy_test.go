@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/vmihailenco/msgpack/v5"
@@ -227,8 +228,62 @@ func TestAcksLevels(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if sawAcks[0] == 0 || sawAcks[1] == 0 || sawAcks[2] == 0 {
-		t.Errorf("produce requests by acks (-1, 0, 1) = %v; each level must reach the broker", sawAcks)
+	// acks=0 records are answered without waiting, but their produce
+	// requests ask the leader to acknowledge them (pacing and refusals).
+	if sawAcks[0] == 0 || sawAcks[2] == 0 {
+		t.Errorf("produce requests by acks (-1, 0, 1) = %v; -1 and 1 must reach the broker", sawAcks)
+	}
+}
+
+// TestAcksZeroRefusalIsCounted: acks=0 records are answered once they are on
+// the broker's socket; when the broker then refuses them, they are counted
+// in kproxy_acks0_refused_records_total (the HTTP answers are gone by then).
+func TestAcksZeroRefusalIsCounted(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := startProxy(t, c, nil)
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		preq := req.(*kmsg.ProduceRequest)
+		resp := preq.ResponseKind().(*kmsg.ProduceResponse)
+		resp.SetVersion(preq.Version)
+		for _, rt := range preq.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = rp.Partition, kerr.InvalidRecord.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	for i := range 5 {
+		if a := p.post(t, "topic="+topic+"&acks=0&key=k"+strconv.Itoa(i), []byte{0x01}); a.code != 200 {
+			t.Fatalf("acks=0: %d %q", a.code, a.body)
+		}
+	}
+	admin := "http://" + p.srv.AdminAddr().String()
+	refused := func() string {
+		resp, err := http.Get(admin + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "kproxy_acks0_refused_records_total "); ok {
+				return v
+			}
+		}
+		return "absent"
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for refused() != "5" {
+		if time.Now().After(deadline) {
+			t.Fatalf("kproxy_acks0_refused_records_total = %s, want 5", refused())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -571,8 +626,9 @@ func TestLingerStillAnswers(t *testing.T) {
 	wg.Wait()
 }
 
-// TestAcksZeroDoesNotStallAcked: acks=0 requests get no answer from the
-// broker; acknowledged records sent after them must still be answered.
+// TestAcksZeroDoesNotStallAcked: acks=0 requests are answered before the
+// broker answers them; acknowledged records sent after them must still be
+// answered.
 func TestAcksZeroDoesNotStallAcked(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 2}})
 	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 3000 })

@@ -16,6 +16,7 @@ type metrics struct {
 	produceErrors *prometheus.CounterVec
 	records       [3]prometheus.Counter // by acks level
 	batchRecords  prometheus.Histogram
+	acks0Refused  prometheus.Counter
 }
 
 // answeredCodes are every status the handler writes.
@@ -41,6 +42,10 @@ func newMetrics(reg *prometheus.Registry, inFlight *atomic.Int64) *metrics {
 		Help:    "Records per produce request sent to a broker (its count is the number of produce requests).",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 	})
+	m.acks0Refused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "kproxy_acks0_refused_records_total",
+		Help: "acks=0 records answered 200 that the broker then reported not written (acks=0 promises no more).",
+	})
 	records := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kproxy_records_total", Help: "Records Kafka accepted, by acks level.",
 	}, []string{"acks"})
@@ -50,7 +55,7 @@ func newMetrics(reg *prometheus.Registry, inFlight *atomic.Int64) *metrics {
 	for _, c := range answeredCodes {
 		m.byCode[c] = m.requests.WithLabelValues(strconv.Itoa(c))
 	}
-	reg.MustRegister(m.requests, m.duration, m.produceErrors, records, m.batchRecords,
+	reg.MustRegister(m.requests, m.duration, m.produceErrors, records, m.batchRecords, m.acks0Refused,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "kproxy_requests_in_flight", Help: "/commit requests being processed.",
 		}, func() float64 { return float64(inFlight.Load()) }),

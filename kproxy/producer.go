@@ -28,10 +28,10 @@ func acksIndex(acks []byte) (int, bool) {
 
 // producers holds producer_num writers for acknowledged records (acks 1
 // and -1) and as many for acks=0, each with its own Kafka client and broker
-// connections. acks=0 traffic has connections of its own: no response
-// follows its requests, and a broker that answers a connection's requests
-// strictly in order (kfake does) would otherwise hold back the answers to
-// acknowledged records sent after them.
+// connections. acks=0 traffic has connections of its own: a broker answers
+// a connection's requests strictly in order, so acks=0 requests, answered
+// to the HTTP client before the broker has written them, would otherwise
+// sit in line with acknowledged records' requests.
 type producers struct {
 	acked  []*writer
 	noAcks []*writer
@@ -39,11 +39,11 @@ type producers struct {
 	check  *topicCheck
 }
 
-func newProducers(cfg Config, batchSize interface{ Observe(float64) }) (*producers, error) {
+func newProducers(cfg Config, hooks writerHooks) (*producers, error) {
 	ps := &producers{}
 	for range cfg.ProducerNum {
 		for _, set := range []*[]*writer{&ps.acked, &ps.noAcks} {
-			w, err := newWriter(cfg, batchSize)
+			w, err := newWriter(cfg, hooks)
 			if err != nil {
 				ps.close(context.Background())
 				return nil, err

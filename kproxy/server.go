@@ -75,7 +75,8 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	reg := prometheus.NewRegistry()
 	s.metrics = newMetrics(reg, &s.inFlight)
-	if s.prod, err = newProducers(cfg, s.metrics.batchRecords); err != nil {
+	hooks := writerHooks{batchSize: s.metrics.batchRecords, lateRefusal: s.lateRefusal}
+	if s.prod, err = newProducers(cfg, hooks); err != nil {
 		s.closeListeners()
 		return nil, err
 	}
@@ -238,6 +239,14 @@ type fasthttpLog struct{ l *slog.Logger }
 
 func (f fasthttpLog) Printf(format string, args ...any) {
 	f.l.Debug("http server", "line", fmt.Sprintf(format, args...))
+}
+
+// lateRefusal reports acks=0 records the broker did not write after they
+// were answered 200.
+func (s *Server) lateRefusal(topic string, partition int32, records int, err error) {
+	s.metrics.acks0Refused.Add(float64(records))
+	s.errLog.warn("acks=0 records refused by kafka after they were answered", "topic", topic,
+		"partition", partition, "records", records, "err", err)
 }
 
 // InFlight is the number of /commit requests being processed.
