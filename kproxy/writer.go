@@ -37,13 +37,6 @@ func (k *recordKey) Length() int             { return len(k.key) }
 
 var pendingPool = sync.Pool{New: func() any { return &pending{done: make(chan error, 1)} }}
 
-// writer sends records to their partition leaders. Handlers queue records
-// per leader and acks level; one goroutine per queue gathers whatever
-// arrived while earlier requests were on the wire into the next produce
-// request, up to max_message_bytes, with at most maxInFlight requests
-// outstanding per queue. A record goes handler → queue → wire → the broker
-// connection's reader → handler: three hand-offs. (sarama's AsyncProducer
-// takes about eight and twice the CPU per record; see the README.)
 // writerHooks are what a writer reports to the server.
 type writerHooks struct {
 	batchSize interface{ Observe(float64) } // records per produce request
@@ -52,6 +45,13 @@ type writerHooks struct {
 	lateRefusal func(topic string, partition int32, records int, err error)
 }
 
+// writer sends records to their partition leaders. Handlers queue records
+// per leader and acks level; one goroutine per queue gathers whatever
+// arrived while earlier requests were on the wire into the next produce
+// request, up to max_message_bytes, with at most maxInFlight requests
+// outstanding per queue. A record goes handler → queue → wire → the broker
+// connection's reader → handler: three hand-offs. (sarama's AsyncProducer
+// takes about eight and twice the CPU per record; see the README.)
 type writer struct {
 	client      sarama.Client
 	version     int16
@@ -444,15 +444,7 @@ func (q *queue) flushNoAcks(broker *sarama.Broker, batch []*pending) {
 		<-q.slots
 		q.wake()
 		for _, p := range parts {
-			perr := err
-			if perr == nil {
-				if block := resp.GetBlock(p.topic, p.partition); block == nil {
-					perr = sarama.ErrIncompleteResponse
-				} else if block.Err != sarama.ErrNoError {
-					perr = block.Err
-				}
-			}
-			if perr != nil {
+			if _, perr := result(resp, err, p.topic, p.partition); perr != nil {
 				w.hooks.lateRefusal(p.topic, p.partition, p.records, perr)
 			}
 		}
@@ -518,24 +510,32 @@ func (w *writer) buildRequest(batch []*pending, acks sarama.RequiredAcks) (*sara
 // answer hands every record of a response its offset or error.
 func (w *writer) answer(groups []*group, resp *sarama.ProduceResponse, err error) {
 	for _, g := range groups {
-		if err != nil {
-			w.retryAll(g.recs, err)
-			continue
-		}
-		block := resp.GetBlock(g.topic, g.partition)
-		if block == nil {
-			w.retryAll(g.recs, sarama.ErrIncompleteResponse)
-			continue
-		}
-		if block.Err != sarama.ErrNoError {
-			w.retryAll(g.recs, block.Err)
+		base, perr := result(resp, err, g.topic, g.partition)
+		if perr != nil {
+			w.retryAll(g.recs, perr)
 			continue
 		}
 		for i, p := range g.recs {
-			p.msg.Offset = block.Offset + int64(i)
+			p.msg.Offset = base + int64(i)
 			w.finish(p, nil)
 		}
 	}
+}
+
+// result is one partition's outcome in a produce response (err: the
+// request's own error): the first record's offset, or why it failed.
+func result(resp *sarama.ProduceResponse, err error, topic string, partition int32) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	block := resp.GetBlock(topic, partition)
+	switch {
+	case block == nil:
+		return 0, sarama.ErrIncompleteResponse
+	case block.Err != sarama.ErrNoError:
+		return 0, block.Err
+	}
+	return block.Offset, nil
 }
 
 func (w *writer) retryAll(recs []*pending, err error) {

@@ -11,77 +11,84 @@ import (
 	"github.com/IBM/sarama"
 )
 
+// eachRule runs test as a subtest per dispatch rule, with a scheduler for
+// workers and window.
+func eachRule(t *testing.T, workers, window int, test func(t *testing.T, rule string, cfg Module, s scheduler)) {
+	for _, rule := range []string{dispatchHash, dispatchIdleWorker} {
+		t.Run(rule, func(t *testing.T) {
+			cfg := DefaultModule()
+			cfg.Dispatch, cfg.WorkerNum, cfg.WindowSize = rule, workers, window
+			test(t, rule, cfg, newScheduler(cfg))
+		})
+	}
+}
+
 // TestSchedulers runs both dispatch rules with many workers and random push
 // times: every record is taken exactly once, a key's records in offset
 // order and never two of one key at once, at most worker_num at a time,
 // and close ends the workers once everything queued was taken.
 func TestSchedulers(t *testing.T) {
-	for _, rule := range []string{dispatchHash, dispatchIdleWorker} {
-		t.Run(rule, func(t *testing.T) {
-			cfg := DefaultModule()
-			cfg.Dispatch, cfg.WorkerNum, cfg.WindowSize = rule, 8, 64
-			s := newScheduler(cfg)
-			window := make(chan struct{}, cfg.WindowSize) // the module's slots
+	eachRule(t, 8, 64, func(t *testing.T, rule string, cfg Module, s scheduler) {
+		window := make(chan struct{}, cfg.WindowSize) // the module's slots
 
-			var mu sync.Mutex
-			busy := map[string]bool{} // keys being pushed
-			last := map[string]int64{}
-			taken := map[int64]bool{}
-			running, most := 0, 0
-			push := func(r *record) {
-				key := string(r.msg.Key)
-				mu.Lock()
-				if key != "" && busy[key] {
-					t.Errorf("key %s: two records pushed at once", key)
-				}
-				if prev, ok := last[key]; ok && key != "" && r.msg.Offset <= prev {
-					t.Errorf("key %s: offset %d after %d", key, r.msg.Offset, prev)
-				}
-				if taken[r.msg.Offset] {
-					t.Errorf("offset %d taken twice", r.msg.Offset)
-				}
-				busy[key], last[key], taken[r.msg.Offset] = true, r.msg.Offset, true
-				running++
-				most = max(most, running)
-				mu.Unlock()
-				time.Sleep(time.Duration(rand.IntN(200)) * time.Microsecond)
-				mu.Lock()
-				busy[key] = false
-				running--
-				mu.Unlock()
-				<-window
+		var mu sync.Mutex
+		busy := map[string]bool{} // keys being pushed
+		last := map[string]int64{}
+		taken := map[int64]bool{}
+		running, most := 0, 0
+		push := func(r *record) {
+			key := string(r.msg.Key)
+			mu.Lock()
+			if key != "" && busy[key] {
+				t.Errorf("key %s: two records pushed at once", key)
 			}
-			var workers sync.WaitGroup
-			for i := range cfg.WorkerNum {
-				workers.Go(func() { s.work(i, push) })
+			if prev, ok := last[key]; ok && key != "" && r.msg.Offset <= prev {
+				t.Errorf("key %s: offset %d after %d", key, r.msg.Offset, prev)
 			}
-			const n = 5000
-			for o := range int64(n) {
-				var key []byte
-				if o%10 != 0 { // every tenth without a key
-					key = []byte("k" + strconv.Itoa(rand.IntN(30)))
-				}
-				window <- struct{}{}
-				if !s.put(context.Background(), &record{msg: &sarama.ConsumerMessage{Key: key, Offset: o}}) {
-					t.Fatal("put refused")
-				}
+			if taken[r.msg.Offset] {
+				t.Errorf("offset %d taken twice", r.msg.Offset)
 			}
-			s.close()
-			done := make(chan struct{})
-			go func() { workers.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				t.Fatal("workers still running 10 s after close")
+			busy[key], last[key], taken[r.msg.Offset] = true, r.msg.Offset, true
+			running++
+			most = max(most, running)
+			mu.Unlock()
+			time.Sleep(time.Duration(rand.IntN(200)) * time.Microsecond)
+			mu.Lock()
+			busy[key] = false
+			running--
+			mu.Unlock()
+			<-window
+		}
+		var workers sync.WaitGroup
+		for i := range cfg.WorkerNum {
+			workers.Go(func() { s.work(i, push) })
+		}
+		const n = 5000
+		for o := range int64(n) {
+			var key []byte
+			if o%10 != 0 { // every tenth without a key
+				key = []byte("k" + strconv.Itoa(rand.IntN(30)))
 			}
-			if len(taken) != n {
-				t.Errorf("%d records taken, want %d", len(taken), n)
+			window <- struct{}{}
+			if !s.put(context.Background(), &record{msg: &sarama.ConsumerMessage{Key: key, Offset: o}}) {
+				t.Fatal("put refused")
 			}
-			if most > cfg.WorkerNum {
-				t.Errorf("%d pushes at once, worker_num is %d", most, cfg.WorkerNum)
-			}
-		})
-	}
+		}
+		s.close()
+		done := make(chan struct{})
+		go func() { workers.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("workers still running 10 s after close")
+		}
+		if len(taken) != n {
+			t.Errorf("%d records taken, want %d", len(taken), n)
+		}
+		if most > cfg.WorkerNum {
+			t.Errorf("%d pushes at once, worker_num is %d", most, cfg.WorkerNum)
+		}
+	})
 }
 
 // TestIdleWorkerDoesNotWaitForOtherKeys: one key whose pushes are slow
@@ -89,48 +96,43 @@ func TestSchedulers(t *testing.T) {
 // other worker meanwhile. With hash, the keys that hash to the slow key's
 // worker wait behind it.
 func TestIdleWorkerDoesNotWaitForOtherKeys(t *testing.T) {
-	for _, rule := range []string{dispatchHash, dispatchIdleWorker} {
-		t.Run(rule, func(t *testing.T) {
-			cfg := DefaultModule()
-			cfg.Dispatch, cfg.WorkerNum, cfg.WindowSize = rule, 2, 300
-			s := newScheduler(cfg)
-			slowDone := make(chan struct{})
-			var mu sync.Mutex
-			fastBeforeSlow := 0 // fast records pushed before the slow key's last one finished
-			push := func(r *record) {
-				if string(r.msg.Key) == "slow" {
-					time.Sleep(100 * time.Millisecond)
-					if r.msg.Offset == 4 {
-						close(slowDone)
-					}
-					return
+	eachRule(t, 2, 300, func(t *testing.T, rule string, cfg Module, s scheduler) {
+		slowDone := make(chan struct{})
+		var mu sync.Mutex
+		fastBeforeSlow := 0 // fast records pushed before the slow key's last one finished
+		push := func(r *record) {
+			if string(r.msg.Key) == "slow" {
+				time.Sleep(100 * time.Millisecond)
+				if r.msg.Offset == 4 {
+					close(slowDone)
 				}
-				select {
-				case <-slowDone:
-				default:
-					mu.Lock()
-					fastBeforeSlow++
-					mu.Unlock()
-				}
+				return
 			}
-			var workers sync.WaitGroup
-			for i := range cfg.WorkerNum {
-				workers.Go(func() { s.work(i, push) })
+			select {
+			case <-slowDone:
+			default:
+				mu.Lock()
+				fastBeforeSlow++
+				mu.Unlock()
 			}
-			for o := range int64(5) {
-				s.put(context.Background(), &record{msg: &sarama.ConsumerMessage{Key: []byte("slow"), Offset: o}})
-			}
-			for o := int64(5); o < 205; o++ {
-				s.put(context.Background(), &record{msg: &sarama.ConsumerMessage{Key: []byte("user" + strconv.Itoa(int(o))), Offset: o}})
-			}
-			s.close()
-			workers.Wait()
-			if rule == dispatchIdleWorker && fastBeforeSlow != 200 {
-				t.Errorf("idle_worker: %d of 200 other records pushed while the slow key held a worker, want all", fastBeforeSlow)
-			}
-			if rule == dispatchHash && fastBeforeSlow == 200 {
-				t.Errorf("hash: no record waited behind the slow key; the test does not show the difference")
-			}
-		})
-	}
+		}
+		var workers sync.WaitGroup
+		for i := range cfg.WorkerNum {
+			workers.Go(func() { s.work(i, push) })
+		}
+		for o := range int64(5) {
+			s.put(context.Background(), &record{msg: &sarama.ConsumerMessage{Key: []byte("slow"), Offset: o}})
+		}
+		for o := int64(5); o < 205; o++ {
+			s.put(context.Background(), &record{msg: &sarama.ConsumerMessage{Key: []byte("user" + strconv.Itoa(int(o))), Offset: o}})
+		}
+		s.close()
+		workers.Wait()
+		if rule == dispatchIdleWorker && fastBeforeSlow != 200 {
+			t.Errorf("idle_worker: %d of 200 other records pushed while the slow key held a worker, want all", fastBeforeSlow)
+		}
+		if rule == dispatchHash && fastBeforeSlow == 200 {
+			t.Errorf("hash: no record waited behind the slow key; the test does not show the difference")
+		}
+	})
 }

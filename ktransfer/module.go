@@ -83,9 +83,6 @@ func newModule(cfg Module, t *Transfer) (*module, error) {
 	return m, nil
 }
 
-// run pushes the module's partitions until readCtx ends, then drains: the
-// records already dispatched are pushed until pushCtx ends, and the
-// offsets are committed.
 // run pushes this process's share of the module's partitions until
 // readCtx ends, then drains: the records already dispatched are pushed
 // until pushCtx ends, the offsets are committed, and the partitions are
