@@ -22,6 +22,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
 )
@@ -123,7 +124,7 @@ func readRecord(t testing.TB, c *kfake.Cluster, topic string, partition int32, o
 // endOffsets sums the log-end offsets of topic's partitions.
 func endOffsets(t testing.TB, c *kfake.Cluster, topic string) int64 {
 	t.Helper()
-	return kafkatest.Records(t, c, sarama.NewConfig(), topic)
+	return kafkatest.Records(t, c, kafkaconf.Default(), topic)
 }
 
 func TestRoundTripByteForByte(t *testing.T) {
@@ -675,9 +676,5 @@ func TestSecureBrokers(t *testing.T) {
 			t.Fatalf("acks=%s over TLS + SASL: %d %s", acks, a.code, a.body)
 		}
 	}
-	sc, err := kc.Sarama("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "3 records", func() bool { return kafkatest.Records(t, c, sc, topic) == 3 })
+	waitFor(t, "3 records", func() bool { return kafkatest.Records(t, c, kc, topic) == 3 })
 }

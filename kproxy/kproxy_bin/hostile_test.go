@@ -17,9 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
-
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/bintest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
 
@@ -257,7 +256,7 @@ func TestHostileClients(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v; stderr: %s", err, stderr.String())
 	}
-	n := kafkatest.Records(t, c, sarama.NewConfig(), "t")
+	n := kafkatest.Records(t, c, kafkaconf.Default(), "t")
 	if n != written {
 		t.Errorf("%d records in Kafka, %d requests answered 200: a refused request was written", n, written)
 	}

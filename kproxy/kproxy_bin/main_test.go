@@ -15,9 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
-
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/bintest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/testcert"
 )
@@ -115,7 +114,7 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 	if err != nil {
 		t.Fatalf("exit after SIGTERM: %v; stderr: %s", err, stderr.String())
 	}
-	if written := kafkatest.Records(t, c, sarama.NewConfig(), "t"); written != int64(ok) {
+	if written := kafkatest.Records(t, c, kafkaconf.Default(), "t"); written != int64(ok) {
 		t.Errorf("%d records in Kafka, %d requests answered 200", written, ok)
 	}
 	logText, err := os.ReadFile(filepath.Join(dir, "log", "kproxy.log"))
@@ -179,11 +178,7 @@ func TestSecureFromConfig(t *testing.T) {
 	if codes[429] == 0 || codes[200]+codes[429] != 10 {
 		t.Errorf("10 requests over a burst of 5 at 1/s: %v", codes)
 	}
-	sc, err := kc.Sarama("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := kafkatest.Records(t, c, sc, "orders")
+	n := kafkatest.Records(t, c, kc, "orders")
 	if want := int64(1 + codes[200]); n != want {
 		t.Errorf("%d records in Kafka, %d answered 200", n, want)
 	}

@@ -1,6 +1,6 @@
 // Package kafkaconf holds the "kafka" configuration section shared by the
-// three binaries, TLS and SASL included, and turns it into a sarama client
-// configuration.
+// three binaries, TLS and SASL included, and turns it into franz-go (kgo)
+// client options.
 package kafkaconf
 
 import (
@@ -21,7 +21,8 @@ import (
 
 // Config is the optional "kafka" section of a binary's configuration file.
 type Config struct {
-	// Version is the Kafka protocol version to speak, e.g. "2.8.0".
+	// Version caps the protocol at what this Kafka release speaks, e.g.
+	// "2.8.0"; empty (the default): negotiated with the brokers.
 	Version string `yaml:"version"`
 	// ClientID is sent to the brokers; empty means the binary's name.
 	ClientID string `yaml:"client_id"`
@@ -72,7 +73,6 @@ var mechanisms = map[string]sarama.SASLMechanism{
 // Default returns the defaults of the section.
 func Default() Config {
 	return Config{
-		Version:           sarama.DefaultVersion.String(),
 		DialTimeoutMs:     3000,
 		MetadataRefreshMs: 60_000,
 	}
@@ -84,8 +84,10 @@ func (c Config) Validate(p *config.Problems) { c.ValidateAt(p, "kafka") }
 // ValidateAt records the section's problems under the field prefix given,
 // for a section nested elsewhere ("test_cluster.kafka").
 func (c Config) ValidateAt(p *config.Problems, prefix string) {
-	if _, err := sarama.ParseKafkaVersion(c.Version); err != nil {
-		p.Addf(prefix+".version", c.Version, "must be a Kafka version like 2.8.0")
+	if vs, ok := versions(c.Version); !ok {
+		p.Addf(prefix+".version", c.Version, "must be a Kafka version like 2.8.0, or empty to negotiate")
+	} else if tooOld(vs) {
+		p.Addf(prefix+".version", c.Version, "must be %s or newer (record batches, headers, idempotence)", minVersion)
 	}
 	if c.DialTimeoutMs < 1 {
 		p.Addf(prefix+".dial_timeout_ms", c.DialTimeoutMs, "must be >= 1")
@@ -158,7 +160,11 @@ func (s SASL) validate(p *config.Problems, prefix string) {
 // Sarama returns a sarama configuration for a client of the binary name.
 // The caller adds its producer or consumer settings.
 func (c Config) Sarama(name string) (*sarama.Config, error) {
-	v, err := sarama.ParseKafkaVersion(c.Version)
+	version := c.Version
+	if version == "" {
+		version = sarama.DefaultVersion.String()
+	}
+	v, err := sarama.ParseKafkaVersion(version)
 	if err != nil {
 		return nil, fmt.Errorf("kafka.version %q: %w", c.Version, err)
 	}

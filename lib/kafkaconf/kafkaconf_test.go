@@ -26,12 +26,34 @@ func TestSarama(t *testing.T) {
 	}
 }
 
+func TestOpts(t *testing.T) {
+	c := Default()
+	if _, err := c.Opts("kproxy", []string{"127.0.0.1:9092"}, nil); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	c.Version = "2.8.0"
+	if _, err := c.Opts("kproxy", []string{"127.0.0.1:9092"}, nil); err != nil {
+		t.Fatalf("version 2.8.0: %v", err)
+	}
+	for v, want := range map[string]string{"banana": "not a Kafka version", "0.10.2": "needs Kafka 0.11.0 or newer"} {
+		c.Version = v
+		if _, err := c.Opts("kproxy", nil, nil); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("version %q: %v, want %q", v, err, want)
+		}
+	}
+	p := config.NewProblems("k.yaml")
+	c.Validate(p)
+	if err := p.Err(); err == nil || !strings.Contains(err.Error(), "kafka.version: must be 0.11.0 or newer") {
+		t.Errorf("0.10.2 validated as %v", err)
+	}
+}
+
 func TestValidate(t *testing.T) {
 	c := Config{Version: "banana", DialTimeoutMs: 0, MetadataRefreshMs: 10}
 	p := config.NewProblems("k.yaml")
 	c.Validate(p)
 	err := p.Err()
-	for _, want := range []string{`kafka.version: must be a Kafka version like 2.8.0, got "banana"`,
+	for _, want := range []string{`kafka.version: must be a Kafka version like 2.8.0, or empty to negotiate, got "banana"`,
 		"kafka.dial_timeout_ms: must be >= 1, got 0", "kafka.metadata_refresh_ms: must be >= 1000, got 10"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%v lacks %q", err, want)

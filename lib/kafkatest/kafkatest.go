@@ -1,14 +1,19 @@
 // Package kafkatest gives tests an in-process Kafka: franz-go's kfake, which
-// speaks the real protocol.
+// speaks the real protocol, in clusters of one or three brokers, with the
+// faults a real cluster brings (faults.go).
 package kafkatest
 
 import (
+	"context"
 	"testing"
+	"time"
 
-	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/testcert"
-	"github.com/twmb/franz-go/pkg/kfake"
 )
 
 // Topic is a topic to create with its partition count.
@@ -22,7 +27,14 @@ type Topic struct {
 // include kfake.AllowAutoTopicCreation.
 func Start(t testing.TB, topics []Topic, opts ...kfake.Opt) *kfake.Cluster {
 	t.Helper()
-	all := []kfake.Opt{kfake.NumBrokers(1)}
+	return StartBrokers(t, 1, topics, opts...)
+}
+
+// StartBrokers runs a cluster of n brokers holding topics (leaders spread
+// over the brokers) and closes it at cleanup. Fault tests use three.
+func StartBrokers(t testing.TB, n int, topics []Topic, opts ...kfake.Opt) *kfake.Cluster {
+	t.Helper()
+	all := []kfake.Opt{kfake.NumBrokers(n)}
 	for _, tp := range topics {
 		all = append(all, kfake.SeedTopics(tp.Partitions, tp.Name))
 	}
@@ -53,26 +65,111 @@ func StartSecure(t testing.TB, topics []Topic, mechanism string, opts ...kfake.O
 	return c, kc
 }
 
-// Records is the number of records in topic on c: the sum of its
-// partitions' end offsets, read with a client configured by sc.
-func Records(t testing.TB, c *kfake.Cluster, sc *sarama.Config, topic string) int64 {
+// Client is a kgo client of c configured by kc (kafkaconf.Default() for a
+// plain cluster) and opts, closed at cleanup.
+func Client(t testing.TB, c *kfake.Cluster, kc kafkaconf.Config, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
-	client, err := sarama.NewClient(c.ListenAddrs(), sc)
+	base, err := kc.Opts("kafkatest", c.ListenAddrs(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer client.Close()
-	parts, err := client.Partitions(topic)
+	cl, err := kgo.NewClient(append(base, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// EndOffsets are the log-end offsets of topic's partitions on c.
+func EndOffsets(t testing.TB, c *kfake.Cluster, kc kafkaconf.Config, topic string) map[int32]int64 {
+	t.Helper()
+	adm := kadm.NewClient(Client(t, c, kc))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		t.Fatalf("end offsets of %s: %v", topic, err)
+	}
+	out := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
+	return out
+}
+
+// Records is the number of records in topic on c: the sum of its
+// partitions' end offsets, read with a client configured by kc.
+func Records(t testing.TB, c *kfake.Cluster, kc kafkaconf.Config, topic string) int64 {
+	t.Helper()
 	var n int64
-	for _, p := range parts {
-		off, err := client.GetOffset(topic, p, sarama.OffsetNewest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n += off
+	for _, end := range EndOffsets(t, c, kc, topic) {
+		n += end
 	}
 	return n
+}
+
+// ReadAll consumes topic from the start to the end offsets found first,
+// read_committed (records of aborted transactions and control records are
+// not returned), and returns the records partition by partition in offset
+// order.
+func ReadAll(t testing.TB, c *kfake.Cluster, kc kafkaconf.Config, topic string) []*kgo.Record {
+	t.Helper()
+	ends := EndOffsets(t, c, kc, topic)
+	parts := map[int32]kgo.Offset{}
+	left := 0
+	for p, end := range ends {
+		if end > 0 {
+			parts[p] = kgo.NewOffset().AtStart()
+			left++
+		}
+	}
+	if left == 0 {
+		return nil
+	}
+	cl := Client(t, c, kc, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	deadline := time.Now().Add(30 * time.Second)
+	byPart := map[int32][]*kgo.Record{}
+	complete := func() bool {
+		for p, end := range ends {
+			recs := byPart[p]
+			if end > 0 && (len(recs) == 0 || recs[len(recs)-1].Offset+1 < end) {
+				return false
+			}
+		}
+		return true
+	}
+	// A partition whose tail is an aborted transaction or a control record
+	// never shows a record at end-1: a quiet second after the last record
+	// ends the read then.
+	for !complete() {
+		if time.Now().After(deadline) {
+			t.Fatalf("read %s: not read to its end offsets %v within 30s", topic, ends)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		n := 0
+		fs.EachPartition(func(fp kgo.FetchTopicPartition) {
+			for _, r := range fp.Records {
+				byPart[r.Partition] = append(byPart[r.Partition], r)
+				n++
+			}
+		})
+		fs.EachError(func(_ string, p int32, err error) {
+			if err != context.DeadlineExceeded {
+				t.Logf("read %s/%d: %v", topic, p, err)
+			}
+		})
+		if n == 0 && ctx.Err() != nil {
+			break
+		}
+	}
+	var out []*kgo.Record
+	for p := range int32(len(ends)) {
+		out = append(out, byPart[p]...)
+	}
+	return out
 }
