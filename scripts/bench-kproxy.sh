@@ -39,6 +39,7 @@ need_ports $KAFKA_PORT $PROXY_PORT $ADMIN_PORT $KGO_PORT $BARE_PORT
 build_all
 go build -o bin/ ./scripts/kgoproxy
 new_workdir
+exec 4>&2 # for failures inside wait_for, which silences its command
 
 topics=""
 for r in $(seq "$ROUNDS"); do topics+="bench_acks1_r$r:4,bench_kgo_r$r:4,"; done
@@ -56,7 +57,7 @@ listen_host: 127.0.0.1
 admin_addr: 127.0.0.1:$ADMIN_PORT
 broker_hosts: [127.0.0.1:$KAFKA_PORT]
 CONF
-kafka_up() { kill -0 "$devstack_pid" 2>/dev/null || { cat "$work/devstack.log" >&2; exit 1; }; test -f "$work/ready"; }
+kafka_up() { kill -0 "$devstack_pid" 2>/dev/null || { echo "devstack exited:" >&4; cat "$work/devstack.log" >&4; exit 1; }; test -f "$work/ready"; }
 wait_for "kafka" 30 kafka_up
 "$KPROXY_BIN" -f "$work/kproxy.yaml" >"$work/kproxy.out" 2>&1 &
 kproxy_pid=$!
