@@ -5,13 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/go-zookeeper/zk"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
@@ -36,9 +40,10 @@ type cluster struct {
 	everUp      bool
 
 	// Used only by the poll goroutine.
-	kafka      sarama.Client
-	brokers    []string
-	lastFailed int // partitions whose log end the last poll could not read
+	kafka      *kgo.Client
+	adm        *kadm.Client // over kafka
+	brokers    []string     // kafka's seed brokers
+	lastFailed int          // partitions whose log end the last poll could not read
 }
 
 func newCluster(name string, cfg ClusterConfig, base BaseConfig, log *slog.Logger) *cluster {
@@ -88,7 +93,7 @@ func (c *cluster) run(ctx context.Context) {
 	}
 	poller.Wait()
 	if c.kafka != nil {
-		_ = c.kafka.Close()
+		c.kafka.Close()
 	}
 }
 
@@ -208,7 +213,7 @@ func (c *cluster) pollEnds(ctx context.Context) {
 	t := time.NewTicker(c.poll)
 	defer t.Stop()
 	for {
-		c.pollOnce()
+		c.pollOnce(ctx)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
@@ -217,16 +222,22 @@ func (c *cluster) pollEnds(ctx context.Context) {
 	}
 }
 
+// pollTimeout bounds one reading of the log-end offsets: kgo retries
+// within it (a moved leader, a dropped connection), and past it the
+// partitions not read keep their last log end until it turns stale.
+const pollTimeout = 5 * time.Second
+
 // pollOnce reads the log-end offset of every partition an offset refers
-// to, with one ListOffsets request per leader broker.
-func (c *cluster) pollOnce() {
+// to: kadm asks each partition's leader, one ListOffsets request per
+// leader broker, and kgo follows leaders that move.
+func (c *cluster) pollOnce(ctx context.Context) {
 	wanted := c.state.wanted()
 	c.state.forget(wanted)
 	if len(wanted) == 0 {
 		return
 	}
 	now := time.Now()
-	client, err := c.kafkaClient()
+	adm, err := c.kafkaClient()
 	if err != nil {
 		c.log.Warn("no kafka client", "err", err)
 		for topic, parts := range wanted {
@@ -236,53 +247,27 @@ func (c *cluster) pollOnce() {
 		}
 		return
 	}
+	lctx, cancel := context.WithTimeout(ctx, pollTimeout)
+	ends, err := adm.ListEndOffsets(lctx, slices.Sorted(maps.Keys(wanted))...)
+	cancel()
+	if ctx.Err() != nil {
+		return // shutting down: what was not read is not an error
+	}
+	failedShards := shardErrors(err)
 	failed := 0
 	var firstErr error
-	version := int16(0)
-	if client.Config().Version.IsAtLeast(sarama.V0_10_1_0) {
-		version = 1
-	}
-	type request struct {
-		req   *sarama.OffsetRequest
-		parts []topicPartition
-	}
-	reqs := map[*sarama.Broker]*request{}
 	for topic, parts := range wanted {
 		for _, p := range parts {
 			tp := topicPartition{topic, p}
-			leader, err := client.Leader(topic, p)
-			if err != nil {
-				failed++
-				if firstErr == nil {
-					firstErr = fmt.Errorf("leader of %s/%d: %w", topic, p, err)
-				}
-				c.state.setEnd(tp, 0, fmt.Errorf("leader of %s/%d: %w", topic, p, err), now)
-				continue
-			}
-			r := reqs[leader]
-			if r == nil {
-				r = &request{req: &sarama.OffsetRequest{Version: version}}
-				reqs[leader] = r
-			}
-			r.req.AddBlock(topic, p, sarama.OffsetNewest, 1)
-			r.parts = append(r.parts, tp)
-		}
-	}
-	for broker, r := range reqs {
-		resp, err := broker.GetAvailableOffsets(r.req)
-		for _, tp := range r.parts {
-			end, perr := endOffset(resp, err, tp.topic, tp.partition)
+			end, perr := endOffset(ends, err, failedShards, tp)
 			if perr != nil {
+				perr = fmt.Errorf("log end of %s/%d: %w", topic, p, perr)
 				failed++
 				if firstErr == nil {
-					firstErr = fmt.Errorf("%s/%d: %w", tp.topic, tp.partition, perr)
+					firstErr = perr
 				}
 			}
 			c.state.setEnd(tp, end, perr, now)
-		}
-		if err != nil {
-			// Drop the connection: the next poll opens a new one.
-			_ = broker.Close()
 		}
 	}
 	// Log when the number of unreadable partitions changes, not every poll.
@@ -294,36 +279,60 @@ func (c *cluster) pollOnce() {
 		}
 		c.lastFailed = failed
 	}
-	if failed > 0 {
-		topics := make([]string, 0, len(wanted))
-		for t := range wanted {
-			topics = append(topics, t)
-		}
-		_ = client.RefreshMetadata(topics...)
-	}
 }
 
-func endOffset(resp *sarama.OffsetResponse, err error, topic string, p int32) (int64, error) {
-	if err != nil {
+// shardErrors maps each partition of a ListOffsets piece that failed as a
+// whole (its broker unreachable, its request refused) to the error.
+func shardErrors(err error) map[topicPartition]error {
+	var se *kadm.ShardErrors
+	if !errors.As(err, &se) {
+		return nil
+	}
+	out := map[topicPartition]error{}
+	for _, s := range se.Errs {
+		req, ok := s.Req.(*kmsg.ListOffsetsRequest)
+		if !ok {
+			continue
+		}
+		for _, t := range req.Topics {
+			for _, p := range t.Partitions {
+				out[topicPartition{t.Topic, p.Partition}] = s.Err
+			}
+		}
+	}
+	return out
+}
+
+// endOffset picks tp's log-end offset out of a ListEndOffsets answer, or
+// says why it is not there.
+func endOffset(ends kadm.ListedOffsets, err error, failedShards map[topicPartition]error, tp topicPartition) (int64, error) {
+	if o, ok := ends.Lookup(tp.topic, tp.partition); ok {
+		if o.Err != nil {
+			return 0, o.Err
+		}
+		return o.Offset, nil
+	}
+	// kadm lists a topic the brokers do not know as its partition -1.
+	if o, ok := ends.Lookup(tp.topic, -1); ok && o.Err != nil {
+		return 0, fmt.Errorf("topic %s: %w", tp.topic, o.Err)
+	}
+	if serr, ok := failedShards[tp]; ok {
+		return 0, fmt.Errorf("list offsets: %w", serr)
+	}
+	if err != nil && failedShards == nil {
 		return 0, fmt.Errorf("list offsets: %w", err)
 	}
-	block := resp.GetBlock(topic, p)
-	if block == nil {
-		return 0, errors.New("broker did not answer for the partition")
+	if _, ok := ends[tp.topic]; ok {
+		return 0, fmt.Errorf("topic %s has no partition %d: %w", tp.topic, tp.partition, kerr.UnknownTopicOrPartition)
 	}
-	if block.Err != sarama.ErrNoError {
-		return 0, block.Err
-	}
-	if len(block.Offsets) > 0 && block.Offset == 0 { // version 0 answers a list
-		return block.Offsets[0], nil
-	}
-	return block.Offset, nil
+	return 0, errors.New("the brokers did not answer for the partition")
 }
 
 // kafkaClient returns a client for the cluster's current brokers:
 // broker_hosts, or those registered under <chroot>/brokers/ids (read each
-// poll, so brokers that come and go are followed).
-func (c *cluster) kafkaClient() (sarama.Client, error) {
+// poll, so brokers that come and go are followed). The brokers are its
+// seeds; kgo learns the rest of the cluster and the leaders from them.
+func (c *cluster) kafkaClient() (*kadm.Client, error) {
 	brokers := c.cfg.BrokerHosts
 	if len(brokers) == 0 {
 		var found []string
@@ -332,8 +341,8 @@ func (c *cluster) kafkaClient() (sarama.Client, error) {
 			found, err = zklayout.DiscoverBrokers(conn, c.cfg.Chroot)
 		}
 		switch {
-		case err != nil && c.kafka != nil:
-			return c.kafka, nil // ZooKeeper is away; keep the brokers we know
+		case err != nil && c.adm != nil:
+			return c.adm, nil // ZooKeeper is away; keep the brokers we know
 		case err != nil:
 			return nil, fmt.Errorf("discover brokers: %w", err)
 		case len(found) == 0:
@@ -342,27 +351,24 @@ func (c *cluster) kafkaClient() (sarama.Client, error) {
 		slices.Sort(found)
 		brokers = found
 	}
-	if c.kafka != nil && !c.kafka.Closed() && slices.Equal(brokers, c.brokers) {
-		return c.kafka, nil
+	if c.adm != nil && slices.Equal(brokers, c.brokers) {
+		return c.adm, nil
 	}
 	if c.kafka != nil {
-		_ = c.kafka.Close()
-		c.kafka = nil
+		c.kafka.Close()
+		c.kafka, c.adm = nil, nil
 	}
-	sc, err := c.cfg.Kafka.Sarama("kmonitor")
+	opts, err := c.cfg.Kafka.Opts("kmonitor", brokers, c.log)
 	if err != nil {
 		return nil, err
 	}
-	sc.Metadata.Retry.Max = 1
-	sc.Net.ReadTimeout = 5 * time.Second
-	sc.Net.WriteTimeout = 5 * time.Second
-	client, err := sarama.NewClient(brokers, sc)
+	client, err := kgo.NewClient(opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to kafka %v: %w", brokers, err)
+		return nil, fmt.Errorf("kafka client for %v: %w", brokers, err)
 	}
 	c.log.Info("kafka brokers", "brokers", brokers)
-	c.kafka, c.brokers = client, brokers
-	return client, nil
+	c.kafka, c.adm, c.brokers = client, kadm.NewClient(client), brokers
+	return c.adm, nil
 }
 
 // zkLog sends the ZooKeeper client's log to slog at debug level: it

@@ -14,9 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/go-zookeeper/zk"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kmonitor"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
@@ -31,22 +32,21 @@ const chroot = "/mq/test_cluster"
 // produce writes n records to topic/partition.
 func produce(t *testing.T, c *kfake.Cluster, topic string, partition int32, n int) {
 	t.Helper()
-	produceWith(t, c, sarama.NewConfig(), topic, partition, n)
+	produceWith(t, c, kafkaconf.Default(), topic, partition, n)
 }
 
-func produceWith(t *testing.T, c *kfake.Cluster, cfg *sarama.Config, topic string, partition int32, n int) {
+// produceWith is produce through a client configured by kc.
+func produceWith(t *testing.T, c *kfake.Cluster, kc kafkaconf.Config, topic string, partition int32, n int) {
 	t.Helper()
-	cfg.Producer.Return.Successes = true
-	cfg.Producer.Partitioner = sarama.NewManualPartitioner
-	p, err := sarama.NewSyncProducer(c.ListenAddrs(), cfg)
-	if err != nil {
-		t.Fatal(err)
+	cl := kafkatest.Client(t, c, kc, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	recs := make([]*kgo.Record, n)
+	for i := range recs {
+		recs[i] = &kgo.Record{Topic: topic, Partition: partition, Value: []byte("x")}
 	}
-	defer p.Close()
-	for range n {
-		if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: partition, Value: sarama.StringEncoder("x")}); err != nil {
-			t.Fatal(err)
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("produce %d records to %s/%d: %v", n, topic, partition, err)
 	}
 }
 
@@ -90,6 +90,19 @@ type env struct {
 	url   string
 }
 
+// registerBrokers registers every broker of k under <chroot>/brokers/ids
+// as ZooKeeper-mode brokers do.
+func registerBrokers(t *testing.T, conn *zk.Conn, k *kfake.Cluster) {
+	t.Helper()
+	for id, addr := range k.ListenAddrs() {
+		host, port, _ := net.SplitHostPort(addr)
+		p, _ := strconv.Atoi(port)
+		if err := zklayout.RegisterBroker(conn, chroot, int32(id), host, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // start runs kfake (topic a:8, b:2), ZooKeeper with the broker registered
 // only there, and a kmonitor polling every 100 ms.
 func start(t *testing.T) *env {
@@ -103,12 +116,8 @@ func startOn(t *testing.T, k *kfake.Cluster, kc kafkaconf.Config, auth zklayout.
 	t.Helper()
 	z := zktest.Start(t)
 	conn := zktest.Connect(t, z.Addr)
-	host, port, _ := net.SplitHostPort(k.ListenAddrs()[0])
-	p, _ := strconv.Atoi(port)
 	broker := zktest.Connect(t, z.Addr) // a session of its own, like a broker's
-	if err := zklayout.RegisterBroker(broker, chroot, 0, host, p); err != nil {
-		t.Fatal(err)
-	}
+	registerBrokers(t, broker, k)
 	cfg := kmonitor.DefaultConfig()
 	cfg.Base.Clusters = []string{"test_cluster"}
 	cfg.Base.PollIntervalMs = 100
@@ -167,6 +176,27 @@ func (e *env) eventually(t *testing.T, query, want string, limit time.Duration) 
 	}
 	t.Fatalf("/delay%s after %v:\n got  %q\n want %q", query, limit, got, want)
 	return 0
+}
+
+// eventuallyContains polls /delay<query> until its answer holds every one
+// of want, for up to limit.
+func (e *env) eventuallyContains(t *testing.T, query string, limit time.Duration, want ...string) {
+	t.Helper()
+	var got string
+	for start := time.Now(); time.Since(start) < limit; time.Sleep(20 * time.Millisecond) {
+		_, got = e.get(t, query)
+		missing := false
+		for _, w := range want {
+			if !strings.Contains(got, w) {
+				missing = true
+				break
+			}
+		}
+		if !missing {
+			return
+		}
+	}
+	t.Fatalf("/delay%s after %v:\n got %s\n want all of %q", query, limit, got, want)
 }
 
 func TestDelayFromHandMadeOffsets(t *testing.T) {
@@ -353,11 +383,29 @@ func TestZooKeeperSessionExpiry(t *testing.T) {
 	}
 	t.Cleanup(func() { fresh.Stop() })
 	conn := zktest.Connect(t, fresh.Addr)
-	host, kport, _ := net.SplitHostPort(e.kafka.ListenAddrs()[0])
-	kp, _ := strconv.Atoi(kport)
-	if err := zklayout.RegisterBroker(conn, chroot, 0, host, kp); err != nil {
-		t.Fatal(err)
-	}
+	registerBrokers(t, conn, e.kafka)
 	setOffset(t, conn, "n", "a", "2", "2")
 	e.eventually(t, "", `{"test_cluster":{"n":{"2":2}}}`+"\n", 20*time.Second)
+}
+
+// TestUnknownTopicAndPartition: offsets of a topic the brokers do not have,
+// or of a partition beyond the topic's count, are unknown lags whose detail
+// says why; the other partitions' lags are unaffected.
+func TestUnknownTopicAndPartition(t *testing.T) {
+	e := start(t)
+	produce(t, e.kafka, "a", 2, 6)
+	setOffset(t, e.conn, "m", "a", "2", "1")
+	setOffset(t, e.conn, "m", "a", "9", "0")         // a has 8 partitions
+	setOffset(t, e.conn, "gone", "nosuch", "0", "3") // no such topic
+	e.eventually(t, "", `{"test_cluster":{"gone":{"0":null},"m":{"2":5,"9":null}}}`+"\n", 10*time.Second)
+	e.eventuallyContains(t, "?detail=1", 10*time.Second,
+		`"gone":{"0":{"topic":"nosuch","partition":"0","lag":null,"committed":3,"log_end":null,"error":"log-end offset unknown: log end of nosuch/0: topic nosuch: UNKNOWN_TOPIC_OR_PARTITION`,
+		`"9":{"topic":"a","partition":"9","lag":null,"committed":0,"log_end":null,"error":"log-end offset unknown: log end of a/9: topic a has no partition 9: UNKNOWN_TOPIC_OR_PARTITION`)
+	// The topic appears: its lag becomes known.
+	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, kafkaconf.Default()))
+	if _, err := adm.CreateTopic(context.Background(), 1, 1, nil, "nosuch"); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, e.kafka, "nosuch", 0, 4)
+	e.eventually(t, "", `{"test_cluster":{"gone":{"0":1},"m":{"2":5,"9":null}}}`+"\n", 10*time.Second)
 }

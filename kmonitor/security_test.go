@@ -18,11 +18,7 @@ func TestSecureKafkaAndPrivateOffsets(t *testing.T) {
 	k, kc := kafkatest.StartSecure(t, []kafkatest.Topic{{Name: "a", Partitions: 2}}, "PLAIN")
 	auth := zklayout.Auth{User: "ktransfer", Password: "zk-pass"}
 	e := startOn(t, k, kc, auth)
-	sc, err := kc.Sarama("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	produceWith(t, k, sc, "a", 1, 5)
+	produceWith(t, k, kc, "a", 1, 5)
 
 	// The offsets as ktransfer with acl: private leaves them.
 	if err := auth.Authenticate(e.conn, 5*time.Second); err != nil {

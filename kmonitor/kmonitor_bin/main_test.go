@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -14,8 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/go-zookeeper/zk"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/bintest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
@@ -92,21 +94,15 @@ func TestServesAndStopsOnSIGTERM(t *testing.T) {
 // kmonitor.yaml.
 func TestSecureFromConfig(t *testing.T) {
 	k, kc := kafkatest.StartSecure(t, []kafkatest.Topic{{Name: "a", Partitions: 1}}, "SCRAM-SHA-256")
-	sc, err := kc.Sarama("test")
-	if err != nil {
-		t.Fatal(err)
+	recs := make([]*kgo.Record, 7)
+	for i := range recs {
+		recs[i] = &kgo.Record{Topic: "a", Value: []byte("x")}
 	}
-	sc.Producer.Return.Successes = true
-	p, err := sarama.NewSyncProducer(k.ListenAddrs(), sc)
-	if err != nil {
-		t.Fatal(err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := kafkatest.Client(t, k, kc).ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("produce through TLS and SASL: %v", err)
 	}
-	for range 7 {
-		if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: "a", Value: sarama.StringEncoder("x")}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	p.Close()
 
 	z := zktest.Start(t)
 	conn := zktest.Connect(t, z.Addr)

@@ -1,0 +1,205 @@
+package kmonitor_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
+)
+
+// partDetail is one partition of /delay?detail=1.
+type partDetail struct {
+	Topic     string `json:"topic"`
+	Partition string `json:"partition"`
+	Lag       *int64 `json:"lag"`
+	Committed *int64 `json:"committed"`
+	LogEnd    *int64 `json:"log_end"`
+	Error     string `json:"error"`
+}
+
+// details reads /delay?detail=1 as module -> partition -> detail.
+func (e *env) details() (int, map[string]map[string]partDetail, error) {
+	resp, err := http.Get(e.url + "/delay?detail=1")
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return resp.StatusCode, nil, fmt.Errorf("%s", strings.TrimSpace(string(body)))
+	}
+	var v map[string]map[string]map[string]partDetail
+	if err := json.Unmarshal(body, &v); err != nil {
+		return resp.StatusCode, nil, fmt.Errorf("decode %q: %w", body, err)
+	}
+	return resp.StatusCode, v["test_cluster"], nil
+}
+
+// TestLagRightWhileLeadersMove runs kmonitor against three brokers whose
+// partition leaders are shuffled every 100 ms and moved one partition at a
+// time in between, while records keep arriving and offsets keep being
+// committed (each commit at most the log end kmonitor has shown). Every
+// /delay answer meanwhile is a 200 with every partition present and known,
+// its log end never going backwards nor below its committed offset (so the
+// lag never needs clamping at 0); once the moves stop, every lag is the
+// partition's end offset minus its committed offset in ZooKeeper.
+func TestLagRightWhileLeadersMove(t *testing.T) {
+	topics := map[string]string{"a": "m1", "b": "m2"} // topic -> the module reading it
+	parts := map[string]int32{"a": 8, "b": 2}
+	k := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: "a", Partitions: 8}, {Name: "b", Partitions: 2}})
+	e := startOn(t, k, kafkaconf.Default(), zklayout.Auth{})
+	for topic, n := range parts {
+		for p := range n {
+			produce(t, k, topic, p, 20)
+			setOffset(t, e.conn, topics[topic], topic, strconv.Itoa(int(p)), "0")
+		}
+	}
+	e.eventually(t, "", `{"test_cluster":{"m1":{"0":20,"1":20,"2":20,"3":20,"4":20,"5":20,"6":20,"7":20},"m2":{"0":20,"1":20}}}`+"\n", 20*time.Second)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+
+	// Records keep arriving on random partitions.
+	cl := kafkatest.Client(t, k, kafkaconf.Default(), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	var produced atomic.Int64
+	wg.Go(func() {
+		for ctx.Err() == nil {
+			topic := "a"
+			if rand.IntN(5) == 0 {
+				topic = "b"
+			}
+			r := &kgo.Record{Topic: topic, Partition: rand.Int32N(parts[topic]), Value: []byte("x")}
+			pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+			if err := cl.ProduceSync(pctx, r).FirstErr(); err == nil {
+				produced.Add(1)
+			}
+			pcancel()
+		}
+	})
+
+	// The leaders move: all of them every 100 ms, one partition at a time
+	// in between.
+	stopShuffles := kafkatest.NewFaults(t, k).ShuffleEvery(100 * time.Millisecond)
+	var moves atomic.Int64
+	wg.Go(func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			topic := "a"
+			if rand.IntN(2) == 0 {
+				topic = "b"
+			}
+			if err := k.MoveTopicPartition(topic, rand.Int32N(parts[topic]), rand.Int32N(3)); err != nil {
+				t.Errorf("move a partition of %s: %v", topic, err)
+				return
+			}
+			moves.Add(1)
+		}
+	})
+
+	// Meanwhile /delay is read without pause; every answer is checked, and
+	// now and then a module commits up to a log end it has shown.
+	committed := map[string]int64{} // "topic/partition" -> the offset last set in ZooKeeper
+	for topic, n := range parts {
+		for p := range n {
+			committed[fmt.Sprintf("%s/%d", topic, p)] = 0
+		}
+	}
+	lastEnd := map[string]int64{}
+	answers, commits := 0, 0
+	problems := 0
+	problem := func(format string, args ...any) {
+		problems++
+		if problems <= 10 {
+			t.Errorf(format, args...)
+		}
+	}
+	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); {
+		code, byModule, err := e.details()
+		if err != nil {
+			problem("/delay?detail=1 during the moves: %d %v", code, err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		answers++
+		for topic, module := range topics {
+			for p := range parts[topic] {
+				key := fmt.Sprintf("%s/%d", topic, p)
+				d, ok := byModule[module][strconv.Itoa(int(p))]
+				switch {
+				case !ok:
+					problem("%s of %s missing from /delay: %v", key, module, byModule)
+					continue
+				case d.Lag == nil || d.LogEnd == nil || d.Committed == nil:
+					problem("%s of %s unknown during the moves: %s", key, module, d.Error)
+					continue
+				case *d.LogEnd < lastEnd[key]:
+					problem("%s: log end went back from %d to %d", key, lastEnd[key], *d.LogEnd)
+				case *d.LogEnd < *d.Committed:
+					problem("%s: log end %d below the committed offset %d", key, *d.LogEnd, *d.Committed)
+				case *d.Lag < 0 || *d.Lag != *d.LogEnd-*d.Committed:
+					problem("%s: lag %d, log end %d, committed %d", key, *d.Lag, *d.LogEnd, *d.Committed)
+				}
+				lastEnd[key] = max(lastEnd[key], *d.LogEnd)
+				if rand.IntN(20) == 0 && lastEnd[key] > committed[key] {
+					next := committed[key] + 1 + rand.Int64N(lastEnd[key]-committed[key])
+					setOffset(t, e.conn, module, topic, strconv.Itoa(int(p)), strconv.FormatInt(next, 10))
+					committed[key] = next
+					commits++
+				}
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+	shuffles := stopShuffles()
+	t.Logf("%d answers checked during %d leader shuffles and %d partition moves; %d records produced, %d commits",
+		answers, shuffles, moves.Load(), produced.Load(), commits)
+	if shuffles < 10 || moves.Load() < 20 || commits == 0 {
+		t.Fatalf("too few faults or commits to prove anything: %d shuffles, %d moves, %d commits", shuffles, moves.Load(), commits)
+	}
+
+	// Settled: lag = end offset - committed offset, for every partition.
+	var want strings.Builder
+	want.WriteString(`{"test_cluster":{`)
+	for i, topic := range []string{"a", "b"} {
+		if i > 0 {
+			want.WriteString(",")
+		}
+		ends := kafkatest.EndOffsets(t, k, kafkaconf.Default(), topic)
+		fmt.Fprintf(&want, "%q:{", topics[topic])
+		for p := range parts[topic] {
+			if p > 0 {
+				want.WriteString(",")
+			}
+			fmt.Fprintf(&want, `"%d":%d`, p, ends[p]-committed[fmt.Sprintf("%s/%d", topic, p)])
+		}
+		want.WriteString("}")
+	}
+	want.WriteString("}}\n")
+	e.eventually(t, "", want.String(), 10*time.Second)
+}
