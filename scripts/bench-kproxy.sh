@@ -36,8 +36,7 @@ KGO_PORT=${KGO_PORT:-15031}
 BARE_PORT=${BARE_PORT:-15099}
 need_ports $KAFKA_PORT $PROXY_PORT $ADMIN_PORT $KGO_PORT $BARE_PORT
 
-build_all
-go build -o bin/ ./scripts/kgoproxy
+go build -o bin/ ./kproxy/kproxy_bin ./scripts/devstack ./scripts/bareserver ./scripts/endoffsets ./scripts/kgoproxy
 new_workdir
 exec 4>&2 # for failures inside wait_for, which silences its command
 

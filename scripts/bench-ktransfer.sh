@@ -41,8 +41,7 @@ ZK_PORT=${ZK_PORT:-12182}
 KAFKA_PORT=${KAFKA_PORT:-19095}
 SINK_PORT=${SINK_PORT:-18080}
 need_ports $ZK_PORT $KAFKA_PORT $SINK_PORT
-build_all
-go build -o bin/ ./scripts/kgopusher
+go build -o bin/ ./ktransfer/ktransfer_bin ./scripts/devstack ./scripts/sink ./scripts/preload ./scripts/httploop ./scripts/kgopusher
 new_workdir
 exec 4>&2 # for failures inside wait_for, which silences its command
 
