@@ -13,8 +13,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-KPROXY_BIN=${KPROXY_BIN:-bin/kproxy_bin} # another build to compare
+KPROXY_BIN_SET=${KPROXY_BIN:-}
+KPROXY_BIN=${KPROXY_BIN:-bin/kproxy_bin} # another build to compare (then kproxy is not built)
 CLEAN=${CLEAN:-5}
 FAULTS=${FAULTS:-10}
-go build -o bin/ ./kproxy/kproxy_bin ./scripts/faultbench
+[ -n "${KPROXY_BIN_SET:-}" ] || go build -o bin/ ./kproxy/kproxy_bin
+go build -o bin/ ./scripts/faultbench
 bin/faultbench -kproxy "$KPROXY_BIN" -clean "${CLEAN}s" -faults "${FAULTS}s" "$@"

@@ -25,7 +25,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_pkg wrk wrk
-KPROXY_BIN=${KPROXY_BIN:-bin/kproxy_bin} # another build to compare
+KPROXY_BIN_SET=${KPROXY_BIN:-}
+KPROXY_BIN=${KPROXY_BIN:-bin/kproxy_bin} # another build to compare (then kproxy is not built)
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-5}
 CONNS=64
@@ -36,7 +37,8 @@ KGO_PORT=${KGO_PORT:-15031}
 BARE_PORT=${BARE_PORT:-15099}
 need_ports $KAFKA_PORT $PROXY_PORT $ADMIN_PORT $KGO_PORT $BARE_PORT
 
-go build -o bin/ ./kproxy/kproxy_bin ./scripts/devstack ./scripts/bareserver ./scripts/endoffsets ./scripts/kgoproxy
+[ -n "${KPROXY_BIN_SET:-}" ] || go build -o bin/ ./kproxy/kproxy_bin
+go build -o bin/ ./scripts/devstack ./scripts/bareserver ./scripts/endoffsets ./scripts/kgoproxy
 new_workdir
 exec 4>&2 # for failures inside wait_for, which silences its command
 

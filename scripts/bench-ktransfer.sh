@@ -31,7 +31,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_pkg /usr/share/java/zookeeper.jar zookeeper
-KTRANSFER_BIN=${KTRANSFER_BIN:-bin/ktransfer_bin} # another build to compare
+KTRANSFER_BIN_SET=${KTRANSFER_BIN:-}
+KTRANSFER_BIN=${KTRANSFER_BIN:-bin/ktransfer_bin} # another build to compare (then ktransfer is not built)
 RECORDS=${RECORDS:-200000}
 ROUNDS=${ROUNDS:-3}
 SLOW_RECORDS=${SLOW_RECORDS:-100000}
@@ -41,7 +42,8 @@ ZK_PORT=${ZK_PORT:-12182}
 KAFKA_PORT=${KAFKA_PORT:-19095}
 SINK_PORT=${SINK_PORT:-18080}
 need_ports $ZK_PORT $KAFKA_PORT $SINK_PORT
-go build -o bin/ ./ktransfer/ktransfer_bin ./scripts/devstack ./scripts/sink ./scripts/preload ./scripts/httploop ./scripts/kgopusher
+[ -n "${KTRANSFER_BIN_SET:-}" ] || go build -o bin/ ./ktransfer/ktransfer_bin
+go build -o bin/ ./scripts/devstack ./scripts/sink ./scripts/preload ./scripts/httploop ./scripts/kgopusher
 new_workdir
 exec 4>&2 # for failures inside wait_for, which silences its command
 

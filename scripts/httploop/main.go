@@ -1,6 +1,8 @@
 // Command httploop is the ceiling for ktransfer's benchmark: a plain
 // fasthttp client loop POSTing N bodies with C concurrent workers to one
 // URL, as fast as the server answers. It prints requests per second.
+// Request i carries key i % keys and, for the sink's bookkeeping, partition
+// i % partitions and offset i, as the records of a topic would.
 //
 //	go run ./scripts/httploop -url http://127.0.0.1:8080/p -n 200000 -c 100 -size 200
 package main
@@ -24,13 +26,14 @@ func main() {
 	c := fs.Int("c", 100, "concurrent workers")
 	size := fs.Int("size", 200, "body size")
 	keys := fs.Int("keys", 10_000, "distinct keys, sent as ?key=")
+	partitions := fs.Int("partitions", 4, "X-Kafka-Partition cycles over this many, as records of a topic of this many partitions would")
 	_ = fs.Parse(os.Args[1:])
 	client := &fasthttp.Client{MaxConnsPerHost: *c}
 	body := make([]byte, *size)
 	var next, failed atomic.Int64
 	start := time.Now()
 	var wg sync.WaitGroup
-	for w := range *c {
+	for range *c {
 		wg.Go(func() {
 			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 			for {
@@ -41,7 +44,7 @@ func main() {
 				req.Reset()
 				req.SetRequestURI(*url + "?key=loop" + strconv.Itoa(int(i)%*keys))
 				req.Header.SetMethod(fasthttp.MethodPost)
-				req.Header.Set("X-Kafka-Partition", strconv.Itoa(w))
+				req.Header.Set("X-Kafka-Partition", strconv.Itoa(int(i)%*partitions))
 				req.Header.Set("X-Kafka-Offset", strconv.FormatInt(i, 10))
 				req.SetBodyRaw(body)
 				if err := client.Do(req, resp); err != nil || resp.StatusCode() != 200 {
