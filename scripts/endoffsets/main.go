@@ -6,12 +6,18 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
+	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
+	"time"
 
-	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 func main() {
@@ -20,33 +26,42 @@ func main() {
 	topic := fs.String("topic", "", "topic")
 	verbose := fs.Bool("v", false, "print each partition")
 	_ = fs.Parse(os.Args[1:])
-	if err := run(strings.Split(*brokers, ","), *topic, *verbose); err != nil {
+	if err := run(os.Stdout, strings.Split(*brokers, ","), *topic, *verbose); err != nil {
 		fmt.Fprintln(os.Stderr, "endoffsets:", err)
 		os.Exit(1)
 	}
 }
 
-func run(brokers []string, topic string, verbose bool) error {
-	client, err := sarama.NewClient(brokers, sarama.NewConfig())
+func run(stdout io.Writer, brokers []string, topic string, verbose bool) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		return err
 	}
-	defer client.Close()
-	parts, err := client.Partitions(topic)
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
 	if err != nil {
-		return fmt.Errorf("topic %q: %w", topic, err)
+		return fmt.Errorf("end offsets of %s: %w", topic, err)
+	}
+	parts := ends[topic]
+	if o, ok := parts[-1]; ok && o.Err != nil {
+		return fmt.Errorf("topic %q: %w", topic, o.Err)
+	}
+	if len(parts) == 0 {
+		return fmt.Errorf("topic %q: no partition listed", topic)
 	}
 	var sum int64
-	for _, p := range parts {
-		off, err := client.GetOffset(topic, p, sarama.OffsetNewest)
-		if err != nil {
-			return fmt.Errorf("end offset of %s/%d: %w", topic, p, err)
+	for _, p := range slices.Sorted(maps.Keys(parts)) {
+		o := parts[p]
+		if o.Err != nil {
+			return fmt.Errorf("end offset of %s/%d: %w", topic, p, o.Err)
 		}
 		if verbose {
-			fmt.Printf("%s/%d %d\n", topic, p, off)
+			fmt.Fprintf(stdout, "%s/%d %d\n", topic, p, o.Offset)
 		}
-		sum += off
+		sum += o.Offset
 	}
-	fmt.Println(sum)
+	fmt.Fprintln(stdout, sum)
 	return nil
 }

@@ -7,6 +7,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -18,8 +19,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/go-zookeeper/zk"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
@@ -55,22 +56,23 @@ func main() {
 				}
 			}
 		}
-		cfg := sarama.NewConfig()
-		cfg.Producer.Return.Successes = true
-		cfg.Producer.Partitioner = sarama.NewManualPartitioner
-		prod, err := sarama.NewSyncProducer([]string{*brokers}, cfg)
+		cl, err := kgo.NewClient(kgo.SeedBrokers(*brokers), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 		if err != nil {
 			fail(err)
 		}
+		var recs []*kgo.Record
 		for m := range *modules {
 			for range 10 {
-				msg := &sarama.ProducerMessage{Topic: "bench_t" + strconv.Itoa(m), Value: sarama.StringEncoder("x")}
-				if _, _, err := prod.SendMessage(msg); err != nil {
-					fail(err)
-				}
+				recs = append(recs, &kgo.Record{Topic: "bench_t" + strconv.Itoa(m), Partition: 0, Value: []byte("x")})
 			}
 		}
-		prod.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err = cl.ProduceSync(ctx, recs...).FirstErr()
+		cancel()
+		cl.Close()
+		if err != nil {
+			fail(fmt.Errorf("write the records: %w", err))
+		}
 		fmt.Printf("offsets written: %d modules x %d partitions; 10 records in partition 0 of each topic\n", *modules, *partitions)
 	}
 	if *url == "" {

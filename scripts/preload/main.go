@@ -6,69 +6,90 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
-	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 func main() {
-	fs := flag.NewFlagSet("preload", flag.ExitOnError)
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "preload:", err)
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("preload", flag.ContinueOnError)
 	brokers := fs.String("brokers", "127.0.0.1:9092", "comma-separated brokers")
 	topic := fs.String("topic", "bench", "topic")
 	records := fs.Int("records", 200_000, "records to write")
-	size := fs.Int("size", 200, "value size in bytes")
+	size := fs.Int("size", 200, "value size in bytes (at most 272)")
 	keys := fs.Int("keys", 10_000, "distinct keys")
 	rate := fs.Int("rate", 0, "records per second at most (0: as fast as possible)")
-	_ = fs.Parse(os.Args[1:])
-
-	cfg := sarama.NewConfig()
-	cfg.Producer.Return.Successes = true
-	cfg.Producer.Partitioner = sarama.NewMurmur2Partitioner
-	cfg.Producer.Flush.Messages = 500
-	cfg.Producer.Flush.Frequency = 5 * time.Millisecond
-	p, err := sarama.NewAsyncProducer(strings.Split(*brokers, ","), cfg)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "preload:", err)
-		os.Exit(1)
+	if err := fs.Parse(args); err != nil {
+		return err
 	}
-	// {"method":"TestUserName","pad":<string>} padded to size bytes.
+	if *keys < 1 {
+		return fmt.Errorf("-keys: must be >= 1, got %d", *keys)
+	}
+	// {"method":"TestUserName","pad":<str8>} padded to size bytes.
 	head := "\x82\xa6method\xacTestUserName\xa3pad\xd9"
 	pad := max(*size-len(head)-1, 0)
-	value := []byte(head + string(rune(0)) + strings.Repeat("x", pad))
+	if pad > 255 {
+		return fmt.Errorf("-size: at most %d, got %d", len(head)+1+255, *size)
+	}
+	value := []byte(head + "\x00" + strings.Repeat("x", pad))
 	value[len(head)] = byte(pad)
+
+	// acks=1, batches of up to 5 ms: fast. Keyed records go where the Java
+	// client would put them (murmur2), as kproxy writes them.
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(strings.Split(*brokers, ",")...),
+		kgo.RequiredAcks(kgo.LeaderAck()),
+		kgo.DisableIdempotentWrite(),
+		kgo.ProducerLinger(5*time.Millisecond),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+	)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	var failed atomic.Int64
+	var firstErr atomic.Pointer[error]
 	start := time.Now()
-	done := make(chan error, 1)
-	go func() {
-		var firstErr error
-		for range *records {
-			select {
-			case <-p.Successes():
-			case perr := <-p.Errors():
-				if firstErr == nil {
-					firstErr = perr.Err
-				}
-			}
-		}
-		done <- firstErr
-	}()
 	for i := range *records {
 		if *rate > 0 {
 			if ahead := time.Duration(i)*time.Second/time.Duration(*rate) - time.Since(start); ahead > 0 {
 				time.Sleep(ahead)
 			}
 		}
-		p.Input() <- &sarama.ProducerMessage{Topic: *topic, Key: sarama.StringEncoder("user" + strconv.Itoa(i%*keys)), Value: sarama.ByteEncoder(value)}
+		r := &kgo.Record{Topic: *topic, Key: []byte("user" + strconv.Itoa(i%*keys)), Value: value}
+		cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+			if err != nil && failed.Add(1) == 1 {
+				firstErr.Store(&err)
+			}
+		})
 	}
-	err = <-done
-	p.Close()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "preload:", err)
-		os.Exit(1)
+	// Every record answered before the client closes.
+	if err := cl.Flush(ctx); err != nil {
+		return fmt.Errorf("flush: %w", err)
 	}
-	fmt.Printf("preloaded %d records of %d bytes over %d keys into %s in %v\n", *records, len(value), *keys, *topic, time.Since(start).Round(time.Millisecond))
+	if n := failed.Load(); n > 0 {
+		return fmt.Errorf("%d of %d records not written to %s, first: %w", n, *records, *topic, *firstErr.Load())
+	}
+	fmt.Fprintf(stdout, "preloaded %d records of %d bytes over %d keys into %s in %v\n", *records, len(value), *keys, *topic, time.Since(start).Round(time.Millisecond))
+	return nil
 }
