@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The suite, live, on the embedded dev stack: ZooKeeper and a kfake broker,
-# kproxy_bin, ktransfer_bin and kmonitor_bin with the files in conf/, and a
-# demo backend that prints what it receives. Traffic goes in through kproxy,
-# comes out at the backend in key order, and kmonitor shows the delay, also
-# while the backend is down. Installs what it needs; stops everything it
-# started on exit or Ctrl-C.
+# The suite, live, on the embedded dev stack: ZooKeeper and a Kafka cluster
+# of three kfake brokers, kproxy_bin, ktransfer_bin and kmonitor_bin with the
+# files in conf/, and a demo backend that prints what it receives. Traffic
+# goes in through kproxy, comes out at the backend in key order, and
+# kmonitor shows the delay, also while the backend is down. Installs what it
+# needs; stops everything it started on exit or Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -18,7 +18,7 @@ ensure_pkg curl curl
 build_all
 echo "built: $(ls bin | tr '\n' ' ')"
 
-for p in 2181 9092 5030 5040 5050 5051 8080 55325; do
+for p in 2181 $(kafka_ports 9092) 5030 5040 5050 5051 8080 55325; do
 	port_free "$p" || { echo "port $p is in use (an earlier demo or dev stack still running?); stop it and retry" >&2; exit 1; }
 done
 
@@ -34,13 +34,18 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-step "dev stack: ZooKeeper 127.0.0.1:2181 + Kafka (kfake) 127.0.0.1:9092, chroot /mq/test_cluster"
+step "dev stack: ZooKeeper 127.0.0.1:2181 + Kafka (kfake, 3 brokers) 127.0.0.1:9092-9094, chroot /mq/test_cluster"
 bin/devstack -dir "$work/devstack" -topics test_topic:4 -ready-file "$work/ready" >"$work/devstack.log" 2>&1 &
 pids+=($!)
 wait_for "the dev stack" 60 test -f "$work/ready" || { cat "$work/devstack.log"; exit 1; }
 cat "$work/ready"
-echo "broker registration in ZooKeeper (/mq/test_cluster/brokers/ids/0):"
-/usr/share/zookeeper/bin/zkCli.sh -server 127.0.0.1:2181 get /mq/test_cluster/brokers/ids/0 2>/dev/null | grep '^{' || true
+echo "three brokers registered in ZooKeeper as ZooKeeper-mode Kafka does (ktransfer and kmonitor find them there):"
+for id in 0 1 2; do
+	reg=$(/usr/share/zookeeper/bin/zkCli.sh -server 127.0.0.1:2181 get "/mq/test_cluster/brokers/ids/$id" 2>/dev/null | grep '^{' || true)
+	echo "    /mq/test_cluster/brokers/ids/$id  $(sed -n 's/.*"host":"\([^"]*\)".*"port":\([0-9]*\).*/host \1 port \2/p' <<<"$reg")"
+done
+echo "the cluster as a Kafka client sees it (kcat -L -b 127.0.0.1:9092 -t test_topic):"
+kcat -L -b 127.0.0.1:9092 -t test_topic | grep -E 'brokers:|broker [0-9]|topic "|partition [0-9]' | sed 's/^/  /'
 
 step "kproxy_bin -f conf/kproxy.yaml (logs in ./log/kproxy.log)"
 bin/kproxy_bin -f conf/kproxy.yaml &

@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_pkg /usr/share/java/zookeeper.jar zookeeper
 ZK=12290 KAFKA=19290 PROXY=15290 PROXY_ADMIN=15291 KT_ADMIN=15292 KMON=15293 SINK_A=18290 SINK_B=18291
-need_ports $ZK $KAFKA $PROXY $PROXY_ADMIN $KT_ADMIN $KMON $SINK_A $SINK_B
+need_ports $ZK $(kafka_ports $KAFKA) $PROXY $PROXY_ADMIN $KT_ADMIN $KMON $SINK_A $SINK_B
 build_all
 new_workdir
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -57,7 +57,7 @@ listen_host: 127.0.0.1
 admin_addr: 127.0.0.1:$PROXY_ADMIN
 read_timeout_ms: 2000
 write_timeout_ms: 2000
-broker_hosts: [127.0.0.1:$KAFKA]
+broker_hosts: [127.0.0.1:$KAFKA, 127.0.0.1:$((KAFKA + 1)), 127.0.0.1:$((KAFKA + 2))]
 CONF
 cat >"$work/ktransfer.yaml" <<CONF
 log_dir: $work/log

@@ -63,6 +63,10 @@ stop_pids() {
 	done
 }
 
+# kafka_ports FIRST: the ports of the dev stack's three Kafka brokers
+# (bin/devstack -kafka-port FIRST: broker i listens on FIRST+i).
+kafka_ports() { echo "$1" $(($1 + 1)) $(($1 + 2)); }
+
 # need_ports PORT…: fail, naming the port, when one is in use.
 need_ports() {
 	local p

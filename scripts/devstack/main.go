@@ -1,7 +1,9 @@
 // Command devstack runs the development stack: a private ZooKeeper server
-// and a kfake Kafka broker that keeps its records in a data directory and is
-// registered under <chroot>/brokers/ids/0 as a ZooKeeper-mode broker would.
-// It prints the addresses, and stops both on SIGINT/SIGTERM.
+// and a kfake Kafka cluster of three brokers that keeps its records in a
+// data directory, each broker registered under <chroot>/brokers/ids/<id> as
+// a ZooKeeper-mode broker would. Broker i listens on 127.0.0.1 at
+// -kafka-port + i (9092, 9093, 9094 by default). It prints the addresses,
+// and stops everything on SIGINT/SIGTERM.
 //
 //	go run ./scripts/devstack -dir .devstack -topics test_topic:4
 package main
@@ -32,12 +34,21 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("devstack", flag.ContinueOnError)
 	dir := fs.String("dir", ".devstack", "data directory (ZooKeeper data, Kafka log segments)")
 	zkPort := fs.Int("zk-port", 2181, "ZooKeeper client port on 127.0.0.1 (0: any free port)")
-	kafkaPort := fs.Int("kafka-port", 9092, "Kafka port on 127.0.0.1 (0: any free port)")
+	kafkaPort := fs.Int("kafka-port", 9092, "first Kafka broker's port on 127.0.0.1; broker i listens on kafka-port+i (0: any free ports)")
+	brokers := fs.Int("brokers", 3, "number of Kafka brokers")
 	chroot := fs.String("chroot", "/mq/test_cluster", "the cluster's ZooKeeper chroot")
 	topics := fs.String("topics", "test_topic:4", "topics to create, name:partitions, comma separated")
 	noZK := fs.Bool("no-zk", false, "run only the Kafka broker")
 	ready := fs.String("ready-file", "", "write the addresses to this file once everything is up")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *brokers < 1 {
+		fmt.Fprintln(os.Stderr, "devstack: -brokers: must be >= 1, got", *brokers)
+		return 2
+	}
+	if *kafkaPort < 0 || *kafkaPort+*brokers-1 > 65535 {
+		fmt.Fprintf(os.Stderr, "devstack: -kafka-port: %d brokers from port %d do not fit below 65536\n", *brokers, *kafkaPort)
 		return 2
 	}
 	opts, err := topicOpts(*topics)
@@ -65,19 +76,22 @@ func run(args []string) int {
 		zsPort, _ = strconv.Atoi(p)
 	}
 
-	opts = append(opts, kfake.NumBrokers(1), kfake.Ports(*kafkaPort), kfake.DataDir(filepath.Join(*dir, "kafka")),
-		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
-			return net.Listen(network, net.JoinHostPort("127.0.0.1", strconv.Itoa(*kafkaPort)))
-		}))
+	ports := make([]int, *brokers)
+	for i := range ports {
+		if *kafkaPort != 0 {
+			ports[i] = *kafkaPort + i
+		}
+	}
+	opts = append(opts, kfake.NumBrokers(*brokers), kfake.Ports(ports...), kfake.DataDir(filepath.Join(*dir, "kafka")))
 	cluster, err := kfake.NewCluster(opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "devstack: start kafka:", err)
 		return 1
 	}
-	// Shutdown order: 1. drop the broker registration (the ZooKeeper
+	// Shutdown order: 1. drop the broker registrations (the ZooKeeper
 	// session), 2. close Kafka (flushes segments), 3. stop ZooKeeper.
 	defer cluster.Close()
-	kafkaAddr := cluster.ListenAddrs()[0]
+	kafkaAddrs := cluster.ListenAddrs()
 
 	if zkAddr != "" {
 		conn, _, err = zk.Connect([]string{zkAddr}, 10*time.Second, zk.WithLogInfo(false))
@@ -86,15 +100,13 @@ func run(args []string) int {
 			return 1
 		}
 		defer conn.Close()
-		host, port, _ := net.SplitHostPort(kafkaAddr)
-		p, _ := strconv.Atoi(port)
-		if err := registerWhenConnected(conn, *chroot, host, p); err != nil {
+		if err := registerWhenConnected(conn, *chroot, kafkaAddrs); err != nil {
 			fmt.Fprintln(os.Stderr, "devstack:", err)
 			return 1
 		}
 	}
 
-	summary := fmt.Sprintf("kafka=%s\nzookeeper=%s\nchroot=%s\npid=%d\n", kafkaAddr, zkAddr, *chroot, os.Getpid())
+	summary := fmt.Sprintf("kafka=%s\nzookeeper=%s\nchroot=%s\npid=%d\n", strings.Join(kafkaAddrs, ","), zkAddr, *chroot, os.Getpid())
 	fmt.Print(summary)
 	if *ready != "" {
 		if err := os.WriteFile(*ready, []byte(summary), 0o644); err != nil {
@@ -128,10 +140,10 @@ func run(args []string) int {
 	}
 }
 
-// registerWhenConnected registers the broker once the session exists; a
-// node left by an earlier run whose session has not expired yet is
-// replaced.
-func registerWhenConnected(conn *zk.Conn, chroot, host string, port int) error {
+// registerWhenConnected registers broker i (at addrs[i]) under
+// <chroot>/brokers/ids/<i> once the session exists. Registrations left by an
+// earlier run whose session has not expired yet are replaced.
+func registerWhenConnected(conn *zk.Conn, chroot string, addrs []string) error {
 	deadline := time.Now().Add(15 * time.Second)
 	for conn.State() != zk.StateHasSession {
 		if time.Now().After(deadline) {
@@ -139,11 +151,30 @@ func registerWhenConnected(conn *zk.Conn, chroot, host string, port int) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	node := zklayout.BrokerIDs(chroot) + "/0"
-	if err := conn.Delete(node, -1); err != nil && err != zk.ErrNoNode {
-		return fmt.Errorf("remove stale %s: %w", node, err)
+	ids := zklayout.BrokerIDs(chroot)
+	stale, _, err := conn.Children(ids)
+	if err != nil && err != zk.ErrNoNode {
+		return fmt.Errorf("list %s: %w", ids, err)
 	}
-	return zklayout.RegisterBroker(conn, chroot, 0, host, port)
+	for _, id := range stale {
+		if err := conn.Delete(ids+"/"+id, -1); err != nil && err != zk.ErrNoNode {
+			return fmt.Errorf("remove stale %s/%s: %w", ids, id, err)
+		}
+	}
+	for id, addr := range addrs {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return fmt.Errorf("broker %d address %q: %w", id, addr, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return fmt.Errorf("broker %d address %q: %w", id, addr, err)
+		}
+		if err := zklayout.RegisterBroker(conn, chroot, int32(id), host, p); err != nil {
+			return fmt.Errorf("register broker %d: %w", id, err)
+		}
+	}
+	return nil
 }
 
 func topicOpts(spec string) ([]kfake.Opt, error) {
