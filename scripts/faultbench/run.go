@@ -31,6 +31,7 @@ type result struct {
 	inKafka   int         // records in the topic
 	dups      int         // copies beyond the first of an id
 	lost      int         // answered 200, not in Kafka
+	lostBy    [3]int      // lost by the phase it was answered in: before, during, after the faults
 	written   int         // answered non-200, in Kafka all the same
 	cleanRate float64     // 200s per second, median of the clean bins
 	faultRate float64     // 200s per second, mean over the faults
@@ -40,10 +41,12 @@ type result struct {
 	cuts      int
 }
 
-// answer is one request's id and the status it got (0: no answer).
+// answer is one request's id, the status it got (0: no answer) and when,
+// from the start of the run.
 type answer struct {
 	id     string
 	status int
+	at     time.Duration
 }
 
 // runLevel loads kproxy at acks for clean+faults+clean on topic, injecting
@@ -72,7 +75,7 @@ func runLevel(c *kfake.Cluster, kp *kproxy, acks, topic string, layout leaders, 
 				if err := client.Do(req, resp); err == nil {
 					status = resp.StatusCode()
 				}
-				answers[cn] = append(answers[cn], answer{id, status})
+				answers[cn] = append(answers[cn], answer{id, status, time.Since(start)})
 				if status == fasthttp.StatusOK {
 					if i := int(time.Since(start) / bin); i < len(bins) {
 						bins[i].Add(1)
@@ -109,13 +112,13 @@ func runLevel(c *kfake.Cluster, kp *kproxy, acks, topic string, layout leaders, 
 	wg.Wait()
 
 	r := result{acks: acks, refused: map[int]int{}, shuffles: shuffles, cuts: int(cuts.Load())}
-	okIDs := map[string]bool{}
+	okIDs := map[string]time.Duration{}
 	for _, as := range answers {
 		for _, a := range as {
 			r.sent++
 			if a.status == fasthttp.StatusOK {
 				r.ok++
-				okIDs[a.id] = true
+				okIDs[a.id] = a.at
 			} else {
 				r.refused[a.status]++
 			}
@@ -128,13 +131,21 @@ func runLevel(c *kfake.Cluster, kp *kproxy, acks, topic string, layout leaders, 
 	for id, n := range copies {
 		r.inKafka += n
 		r.dups += n - 1
-		if !okIDs[id] {
+		if _, ok := okIDs[id]; !ok {
 			r.written++
 		}
 	}
-	for id := range okIDs {
+	for id, at := range okIDs {
 		if copies[id] == 0 {
 			r.lost++
+			switch {
+			case at < clean:
+				r.lostBy[0]++
+			case at < clean+faults:
+				r.lostBy[1]++
+			default:
+				r.lostBy[2]++
+			}
 		}
 	}
 	r.rates(bins, clean, faults)
@@ -320,6 +331,11 @@ func printTable(rs []result) {
 		}
 		fmt.Printf("%-5s %8d %8d %-26s %9d %6d %5d %12d %9.0f %9.0f %11s %14s\n", r.acks, r.sent, r.ok, refusals(r.refused),
 			r.inKafka, r.dups, r.lost, r.written, r.cleanRate, r.faultRate, back, fmt.Sprintf("%d/%d", r.shuffles, r.cuts))
+	}
+	for _, r := range rs {
+		if r.lost > 0 {
+			fmt.Printf("acks=%s: lost records answered before the faults %d, during %d, after %d\n", r.acks, r.lostBy[0], r.lostBy[1], r.lostBy[2])
+		}
 	}
 	fmt.Println("dups: copies beyond the first of a body in Kafka; lost: answered 200, not in Kafka; non-200 kept: answered otherwise, in Kafka all the same;")
 	fmt.Println("back at 90%: from the end of the faults to the first 100 ms with >= 90% of the clean rate of 200s (the median 100 ms of the first clean phase)")
