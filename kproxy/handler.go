@@ -1,13 +1,14 @@
 package kproxy
 
 import (
+	"context"
 	"errors"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/valyala/fasthttp"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/msgpackscan"
@@ -17,10 +18,11 @@ import (
 // left to the garbage collector so one big request does not pin memory.
 const maxPooledBody = 64 << 10
 
-// recordOverhead is what a record adds to its key and value in a batch, at
-// most (sarama's ProducerMessage.ByteSize for record batches: 26 bytes of
-// batch share plus 5 varints and the attributes byte).
-const recordOverhead = 26 + 5*5 + 1
+// recordOverhead is what a record adds to its key and value in a batch of
+// its own, at most: the batch header (61 bytes) and the record's varints
+// and attributes (kgo refuses a record whose batch would exceed
+// max_message_bytes before it leaves).
+const recordOverhead = 61 + 5*5 + 1
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	switch string(ctx.Path()) {
@@ -94,9 +96,10 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) int {
 	}
 	defer s.inFlight.Add(-1)
 
-	topic, err := s.prod.check.exists(topicB)
+	topic, err := s.check.exists(topicB)
 	if err != nil {
-		return s.kafkaFail(ctx, err, "")
+		code, reason := produceStatus(err, sendTrace{}) // a metadata request: nothing written
+		return s.kafkaFail(ctx, code, reason, string(topicB), err)
 	}
 	return s.produce(ctx, topic, args.Peek("key"), body, acks)
 }
@@ -104,48 +107,68 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) int {
 func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string, key, body []byte, acks int) int {
 	p := pendingPool.Get().(*pending)
 	// The body and key are copied: fasthttp reuses its buffers once the
-	// handler returns, and a timed-out record may still be in the writer.
+	// handler returns, and kgo holds the record until Kafka answers.
 	p.buf = append(p.buf[:0], body...)
-	p.key = append(p.key[:0], key...)
-	p.msg = sarama.ProducerMessage{Topic: topic}
+	p.rec = kgo.Record{Topic: topic, Value: p.buf, Context: p}
 	if len(key) > 0 {
-		p.msg.Key = (*recordKey)(p) // a pointer in an interface: no allocation
+		p.key = append(p.key[:0], key...)
+		p.rec.Key = p.key
 	}
-	p.acks, p.attempt, p.lastErr = acks, 0, nil
-	p.writeSize = len(body) + len(key) + recordOverhead
+	p.srv, p.acks, p.resent = s, acks, false
+	p.state.Store(waiting)
+	// The record's deadline: kgo sends no batch whose first record's
+	// context is done, and fails it instead.
+	p.ctx, p.cancel = context.WithTimeout(context.Background(), s.produceTimeout)
+	p.cl, p.tr = s.prod.client(acks)
+	p.note = p.tr.note()
+	p.cl.Produce(p.ctx, &p.rec, onProduced)
+	if acks == 0 {
+		// Answered now; the promise delivers it (retried until the
+		// deadline), counts it if it is lost, and releases p: p is not
+		// ours any more.
+		s.metrics.records[0].Inc()
+		return succeed(ctx, -1, 0, false)
+	}
 
-	timer := timerPool.Get().(*time.Timer)
-	timer.Reset(s.produceTimeout)
-	defer func() {
+	select {
+	case <-p.done:
+	case <-p.ctx.Done():
+		// The deadline passed. kgo fails a record it has not sent at its
+		// next attempt; a short grace lets that answer (503) come.
+		timer := timerPool.Get().(*time.Timer)
+		timer.Reset(answerGrace)
+		select {
+		case <-p.done:
+		case <-timer.C:
+			if p.state.CompareAndSwap(waiting, abandoned) {
+				// p is left to the promise, which releases it. The record
+				// is in a request awaiting its answer, or queued and
+				// failed by kgo before it can leave.
+				timer.Stop()
+				timerPool.Put(timer)
+				s.metrics.produceErrors.WithLabelValues("504").Inc()
+				return fail(ctx, fasthttp.StatusGatewayTimeout, "no answer from kafka within produce_timeout_ms; the record may have been written")
+			}
+			<-p.done // the promise came meanwhile
+		}
 		timer.Stop()
 		timerPool.Put(timer)
-	}()
-
-	s.prod.pick(acks, key).send(p)
-	select {
-	case err := <-p.done:
-		partition, offset := p.msg.Partition, p.msg.Offset
-		release(p)
-		if err != nil {
-			return s.kafkaFail(ctx, err, topic)
-		}
-		s.metrics.records[acks].Inc()
-		return succeed(ctx, partition, offset, acks != 0)
-	case <-timer.C:
-		// p stays with the writer; its late result goes to the buffered
-		// channel and p to the garbage collector.
-		s.metrics.produceErrors.WithLabelValues("504").Inc()
-		return fail(ctx, fasthttp.StatusGatewayTimeout, "no answer from kafka within produce_timeout_ms; the record may have been written")
 	}
+	err, trace, partition, offset := p.err, p.trace, p.rec.Partition, p.rec.Offset
+	p.release()
+	if err != nil {
+		code, reason := produceStatus(err, trace)
+		return s.kafkaFail(ctx, code, reason, topic, err)
+	}
+	s.metrics.records[acks].Inc()
+	return succeed(ctx, partition, offset, true)
 }
 
-func release(p *pending) {
-	if cap(p.buf) > maxPooledBody {
-		p.buf = nil
-	}
-	p.msg = sarama.ProducerMessage{}
-	pendingPool.Put(p)
-}
+// answerGrace is how long past produce_timeout_ms a handler waits for kgo
+// to fail a record it did not send, which is then answered 503 rather
+// than 504. kgo notices at its next attempt, at most retryBackoff's 200 ms
+// after the deadline while it retries.
+const answerGrace = 250 * time.Millisecond
 
 var timerPool = sync.Pool{New: func() any {
 	t := time.NewTimer(time.Hour)
@@ -153,9 +176,8 @@ var timerPool = sync.Pool{New: func() any {
 	return t
 }}
 
-// kafkaFail answers a produce or metadata error.
-func (s *Server) kafkaFail(ctx *fasthttp.RequestCtx, err error, topic string) int {
-	code, reason := classify(err)
+// kafkaFail answers a produce or metadata error with its status.
+func (s *Server) kafkaFail(ctx *fasthttp.RequestCtx, code int, reason, topic string, err error) int {
 	s.metrics.produceErrors.WithLabelValues(strconv.Itoa(code)).Inc()
 	if code >= 500 {
 		ctx.Response.Header.Set("Retry-After", "1")

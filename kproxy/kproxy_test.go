@@ -2,6 +2,7 @@ package kproxy_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,9 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -100,25 +101,24 @@ func record(t testing.TB, v map[string]any) []byte {
 }
 
 // readRecord reads the record at partition/offset with a real consumer.
-func readRecord(t testing.TB, c *kfake.Cluster, topic string, partition int32, offset int64) *sarama.ConsumerMessage {
+func readRecord(t testing.TB, c *kfake.Cluster, topic string, partition int32, offset int64) *kgo.Record {
 	t.Helper()
-	consumer, err := sarama.NewConsumer(c.ListenAddrs(), sarama.NewConfig())
-	if err != nil {
-		t.Fatal(err)
+	cl := kafkatest.Client(t, c, kafkaconf.Default(), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+		topic: {partition: kgo.NewOffset().At(offset)},
+	}))
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		fs := cl.PollFetches(ctx)
+		for _, r := range fs.Records() {
+			if r.Offset == offset {
+				return r
+			}
+		}
 	}
-	defer consumer.Close()
-	pc, err := consumer.ConsumePartition(topic, partition, offset)
-	if err != nil {
-		t.Fatalf("consume %s/%d@%d: %v", topic, partition, offset, err)
-	}
-	defer pc.Close()
-	select {
-	case m := <-pc.Messages():
-		return m
-	case <-time.After(10 * time.Second):
-		t.Fatalf("no record at %s/%d@%d", topic, partition, offset)
-		return nil
-	}
+	t.Fatalf("no record at %s/%d@%d", topic, partition, offset)
+	return nil
 }
 
 // endOffsets sums the log-end offsets of topic's partitions.
@@ -229,17 +229,17 @@ func TestAcksLevels(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	// acks=0 records are answered without waiting, but their produce
-	// requests ask the leader to acknowledge them (pacing and refusals).
+	// acks=0 records are answered without waiting, but they are delivered
+	// like acks=1 ones (retried, refusals counted).
 	if sawAcks[0] == 0 || sawAcks[2] == 0 {
 		t.Errorf("produce requests by acks (-1, 0, 1) = %v; -1 and 1 must reach the broker", sawAcks)
 	}
 }
 
-// TestAcksZeroRefusalIsCounted: acks=0 records are answered once they are on
-// the broker's socket; when the broker then refuses them, they are counted
-// in kproxy_acks0_refused_records_total (the HTTP answers are gone by then).
-func TestAcksZeroRefusalIsCounted(t *testing.T) {
+// TestAcksZeroLossIsCounted: acks=0 records are answered as soon as kproxy
+// holds them; when the broker then refuses them for good, they are counted
+// in kproxy_acks0_lost_records_total (the HTTP answers are gone by then).
+func TestAcksZeroLossIsCounted(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
 	p := startProxy(t, c, nil)
 	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
@@ -249,7 +249,7 @@ func TestAcksZeroRefusalIsCounted(t *testing.T) {
 		resp.SetVersion(preq.Version)
 		for _, rt := range preq.Topics {
 			st := kmsg.NewProduceResponseTopic()
-			st.Topic = rt.Topic
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
 			for _, rp := range rt.Partitions {
 				sp := kmsg.NewProduceResponseTopicPartition()
 				sp.Partition, sp.ErrorCode = rp.Partition, kerr.InvalidRecord.Code
@@ -264,28 +264,31 @@ func TestAcksZeroRefusalIsCounted(t *testing.T) {
 			t.Fatalf("acks=0: %d %q", a.code, a.body)
 		}
 	}
-	admin := "http://" + p.srv.AdminAddr().String()
-	refused := func() string {
-		resp, err := http.Get(admin + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "kproxy_acks0_refused_records_total "); ok {
-				return v
-			}
-		}
-		return "absent"
-	}
+	lost := func() string { return p.metric(t, "kproxy_acks0_lost_records_total") }
 	deadline := time.Now().Add(5 * time.Second)
-	for refused() != "5" {
+	for lost() != "5" {
 		if time.Now().After(deadline) {
-			t.Fatalf("kproxy_acks0_refused_records_total = %s, want 5", refused())
+			t.Fatalf("kproxy_acks0_lost_records_total = %s, want 5", lost())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// metric is the value of a metric without labels on the admin listener.
+func (p *proxy) metric(t testing.TB, name string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + p.srv.AdminAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return v
+		}
+	}
+	return "absent"
 }
 
 func TestBadRequests(t *testing.T) {
@@ -437,15 +440,16 @@ func TestKafkaErrorsAreNot200(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
 	p := startProxy(t, c, nil)
 	for _, tc := range []struct {
-		code int16
-		want int
+		code     int16
+		want     int
+		requests int
 	}{
-		{-1, 502}, // UNKNOWN_SERVER_ERROR
-		{10, 413}, // MESSAGE_TOO_LARGE
-		{29, 403}, // TOPIC_AUTHORIZATION_FAILED
-		{87, 400}, // INVALID_RECORD
+		{-1, 502, 1}, // UNKNOWN_SERVER_ERROR
+		{10, 413, 2}, // MESSAGE_TOO_LARGE, also when the record is sent again alone
+		{29, 403, 1}, // TOPIC_AUTHORIZATION_FAILED
+		{87, 400, 1}, // INVALID_RECORD
 	} {
-		failProduce(c, tc.code, 1)
+		failProduce(c, tc.code, tc.requests)
 		if a := p.post(t, "topic="+topic, []byte{0x01}); a.code != tc.want {
 			t.Errorf("kafka error %d: answered %d %q, want %d", tc.code, a.code, a.body, tc.want)
 		}
@@ -580,7 +584,7 @@ func failProduce(c *kfake.Cluster, code int16, n int) *atomic.Int32 {
 		resp := req.ResponseKind().(*kmsg.ProduceResponse)
 		for _, rt := range req.Topics {
 			st := kmsg.NewProduceResponseTopic()
-			st.Topic = rt.Topic
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
 			for _, rp := range rt.Partitions {
 				sp := kmsg.NewProduceResponseTopicPartition()
 				sp.Partition = rp.Partition

@@ -16,7 +16,7 @@ type metrics struct {
 	produceErrors *prometheus.CounterVec
 	records       [3]prometheus.Counter // by acks level
 	batchRecords  prometheus.Histogram
-	acks0Refused  prometheus.Counter
+	acks0Lost     prometheus.Counter
 }
 
 // answeredCodes are every status the handler writes.
@@ -39,12 +39,12 @@ func newMetrics(reg *prometheus.Registry, inFlight *atomic.Int64) *metrics {
 	}
 	m.batchRecords = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "kproxy_produce_request_records",
-		Help:    "Records per produce request sent to a broker (its count is the number of produce requests).",
+		Help:    "Records per record batch Kafka accepted (one partition of a produce request).",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 	})
-	m.acks0Refused = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "kproxy_acks0_refused_records_total",
-		Help: "acks=0 records answered 200 that the broker then reported not written (acks=0 promises no more).",
+	m.acks0Lost = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "kproxy_acks0_lost_records_total",
+		Help: "acks=0 records answered 200 that could not be delivered within produce_timeout_ms.",
 	})
 	records := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kproxy_records_total", Help: "Records Kafka accepted, by acks level.",
@@ -55,7 +55,7 @@ func newMetrics(reg *prometheus.Registry, inFlight *atomic.Int64) *metrics {
 	for _, c := range answeredCodes {
 		m.byCode[c] = m.requests.WithLabelValues(strconv.Itoa(c))
 	}
-	reg.MustRegister(m.requests, m.duration, m.produceErrors, records, m.batchRecords, m.acks0Refused,
+	reg.MustRegister(m.requests, m.duration, m.produceErrors, records, m.batchRecords, m.acks0Lost,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "kproxy_requests_in_flight", Help: "/commit requests being processed.",
 		}, func() float64 { return float64(inFlight.Load()) }),

@@ -4,16 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
 	"sync/atomic"
+	"time"
 
-	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// acksLevels are the per-request acks values, in queue-set order.
-var acksLevels = [3]sarama.RequiredAcks{sarama.NoResponse, sarama.WaitForLocal, sarama.WaitForAll}
-
-// acksIndex maps the acks query value to its index in acksLevels.
+// acksIndex maps the acks query value to 0 (acks=0), 1 (acks=1) or 2
+// (acks=-1).
 func acksIndex(acks []byte) (int, bool) {
 	switch string(acks) {
 	case "0":
@@ -26,85 +27,233 @@ func acksIndex(acks []byte) (int, bool) {
 	return 0, false
 }
 
-// producers holds producer_num writers for acknowledged records (acks 1
-// and -1) and as many for acks=0, each with its own Kafka client and broker
-// connections. acks=0 traffic has connections of its own: a broker answers
-// a connection's requests strictly in order, so acks=0 requests, answered
-// to the HTTP client before the broker has written them, would otherwise
-// sit in line with acknowledged records' requests.
+// producers are the two kgo clients kproxy writes through: acks=1 (also
+// carrying acks=0 records, which are answered before Kafka's answer but
+// retried like acks=1 ones) and acks=-1, idempotent.
+//
+//   - leader: RequiredAcks(LeaderAck), not idempotent, at most
+//     max_in_flight_requests (default 1) produce requests per broker: with
+//     one, a retried batch can never be overtaken by a later one of the
+//     same partition, and a queued batch is always its partition's first
+//     when it leaves, which is when kgo checks its record's deadline.
+//   - all: RequiredAcks(AllISRAcks), idempotent: a retry after a lost
+//     answer is deduplicated by the broker, never written twice.
 type producers struct {
-	acked  []*writer
-	noAcks []*writer
-	next   atomic.Uint32
-	check  *topicCheck
-}
+	leader *kgo.Client
+	all    *kgo.Client
+	// traces know, per client, what the client wrote (see sendTrace).
+	traces [2]*tracer
 
-func newProducers(cfg Config, hooks writerHooks) (*producers, error) {
-	ps := &producers{}
-	for range cfg.ProducerNum {
-		for _, set := range []*[]*writer{&ps.acked, &ps.noAcks} {
-			w, err := newWriter(cfg, hooks)
-			if err != nil {
-				ps.close(context.Background())
-				return nil, err
-			}
-			*set = append(*set, w)
-		}
+	health struct {
+		mu    sync.Mutex
+		at    time.Time
+		ok    bool
+		pings atomic.Int64 // for tests of the cache
 	}
-	ps.check = newTopicCheck(ps.acked[0].client)
-	return ps, nil
 }
 
-func saramaConfig(cfg Config) (*sarama.Config, error) {
-	sc, err := cfg.Kafka.Sarama("kproxy")
+// producerHooks are what the clients report to the server.
+type producerHooks struct {
+	batchRecords interface{ Observe(float64) } // records per batch written
+}
+
+func newProducers(cfg Config, log *slog.Logger, hooks producerHooks) (*producers, error) {
+	base, err := cfg.Kafka.Opts("kproxy", cfg.BrokerHosts, log)
 	if err != nil {
 		return nil, err
 	}
-	sc.Metadata.AllowAutoTopicCreation = cfg.AutoCreateTopics
-	// One attempt per metadata request: an unknown topic answers 404 at
-	// once, and the writer retries sends on its own.
-	sc.Metadata.Retry.Max = 0
-	if !sc.Version.IsAtLeast(sarama.V0_11_0_0) {
-		return nil, fmt.Errorf("kafka.version %s: kproxy needs Kafka 0.11.0 or newer (record batches)", sc.Version)
+	partitioner := kgo.StickyKeyPartitioner(nil) // murmur2 like the Java client; keyless: sticky
+	if cfg.Partitioner == "fnv1a" {
+		partitioner = kgo.StickyKeyPartitioner(func(key []byte, n int) int { return int(fnv1aPartition(key, int32(n))) })
 	}
-	if err := sc.Validate(); err != nil {
-		return nil, fmt.Errorf("kafka client settings: %w", err)
+	timeout := time.Duration(cfg.ProduceTimeoutMs) * time.Millisecond
+	common := append(base,
+		kgo.RecordPartitioner(partitioner),
+		kgo.ProducerBatchCompression(codecs[cfg.Compression]),
+		kgo.ProducerLinger(time.Duration(cfg.LingerMs)*time.Millisecond),
+		kgo.ProducerBatchMaxBytes(int32(cfg.MaxMessageBytes)),
+		// Every record carries its own deadline (produce_timeout_ms, its
+		// context); this is the same bound where kgo looks at batches
+		// (kgo's floor is 1 s).
+		kgo.RecordDeliveryTimeout(max(timeout, time.Second)),
+		// The broker's own wait for replicas: a REQUEST_TIMED_OUT answer
+		// then comes only after the client's deadline passed.
+		kgo.ProduceRequestTimeout(timeout),
+		kgo.RetryBackoffFn(retryBackoff),
+		// The handler answers at the deadline; kgo's buffer is bounded by
+		// req_pool_size plus the acks=0 records still being delivered.
+		kgo.MaxBufferedRecords(2*cfg.ReqPoolSize+1000),
+	)
+	if cfg.AutoCreateTopics {
+		common = append(common, kgo.AllowAutoTopicCreation())
 	}
-	return sc, nil
+	ps := &producers{}
+	for i := range ps.traces {
+		ps.traces[i] = &tracer{}
+	}
+	batch := batchHook{hooks.batchRecords}
+	ps.leader, err = kgo.NewClient(append(common[:len(common):len(common)],
+		kgo.RequiredAcks(kgo.LeaderAck()),
+		kgo.DisableIdempotentWrite(),
+		kgo.MaxProduceRequestsInflightPerBroker(cfg.MaxInFlightRequests),
+		kgo.WithHooks(ps.traces[0], batch),
+	)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	ps.all, err = kgo.NewClient(append(common[:len(common):len(common)],
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.WithHooks(ps.traces[1], batch),
+	)...)
+	if err != nil {
+		ps.leader.Close()
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), max(2*time.Second, time.Duration(cfg.Kafka.DialTimeoutMs)*time.Millisecond))
+	defer cancel()
+	if err := ps.leader.Ping(ctx); err != nil {
+		ps.close(context.Background())
+		return nil, fmt.Errorf("connect to kafka %v: %w", cfg.BrokerHosts, err)
+	}
+	return ps, nil
 }
 
-// pick chooses the writer for a record: by key, so that one key's records
-// share broker connections, else round robin.
-func (ps *producers) pick(acks int, key []byte) *writer {
-	set := ps.acked
-	if acks == 0 {
-		set = ps.noAcks
-	}
-	if len(set) == 1 {
-		return set[0]
-	}
-	var n uint32
-	if len(key) > 0 {
-		h := fnv.New32a()
-		h.Write(key)
-		n = h.Sum32()
-	} else {
-		n = ps.next.Add(1)
-	}
-	return set[n%uint32(len(set))]
+var codecs = map[string]kgo.CompressionCodec{
+	"none": kgo.NoCompression(), "gzip": kgo.GzipCompression(), "snappy": kgo.SnappyCompression(),
+	"lz4": kgo.Lz4Compression(), "zstd": kgo.ZstdCompression(),
 }
 
-// close stops every writer: records already accepted are sent and answered
-// until ctx ends; then the clients are closed.
+// retryBackoff waits 10, 20, 40 … ms, at most 200 ms, with jitter, before
+// a retry: a leader election is over in a few hundred ms, and kgo's
+// default (250 ms doubling to 5 s) would use up produce_timeout_ms.
+func retryBackoff(fails int) time.Duration {
+	d := 200 * time.Millisecond
+	if fails < 5 {
+		d = 10 * time.Millisecond << max(fails-1, 0)
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// client is the client for an acks index.
+func (ps *producers) client(acks int) (*kgo.Client, *tracer) {
+	if acks == 2 {
+		return ps.all, ps.traces[1]
+	}
+	return ps.leader, ps.traces[0]
+}
+
+// close flushes both clients until ctx ends (acks=0 records still being
+// delivered included), then closes them; records left fail with
+// kgo.ErrClientClosed.
 func (ps *producers) close(ctx context.Context) error {
 	var errs []error
-	for _, w := range append(ps.acked, ps.noAcks...) {
-		if err := w.close(ctx); err != nil {
-			errs = append(errs, err)
+	for _, cl := range []*kgo.Client{ps.leader, ps.all} {
+		if cl == nil {
+			continue
+		}
+		if err := cl.Flush(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("flush: %d records not delivered: %w", cl.BufferedProduceRecords(), err))
+		}
+	}
+	for _, cl := range []*kgo.Client{ps.leader, ps.all} {
+		if cl != nil {
+			cl.Close()
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// brokersKnown reports whether the metadata names at least one broker.
-func (ps *producers) brokersKnown() bool { return len(ps.acked[0].client.Brokers()) > 0 }
+// reachable reports whether a broker answered within the last second,
+// asking one (a metadata request, at most 1 s) when the last answer is
+// older.
+func (ps *producers) reachable() bool {
+	h := &ps.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if time.Since(h.at) < time.Second {
+		return h.ok
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	h.pings.Add(1)
+	h.ok = ps.leader.Ping(ctx) == nil
+	h.at = time.Now()
+	return h.ok
+}
+
+// fnv1aPartition routes as sarama's NewHashPartitioner did by default,
+// which is how the 2015 suite placed keys.
+func fnv1aPartition(key []byte, n int32) int32 {
+	h := uint32(2166136261)
+	for _, c := range key {
+		h ^= uint32(c)
+		h *= 16777619
+	}
+	p := int32(h) % n
+	if p < 0 {
+		p = -p
+	}
+	return p
+}
+
+// tracer counts, for one client, the produce requests it wrote and those
+// of them whose answer never came (the connection broke after the write,
+// the request was cancelled while its answer was awaited, the client was
+// closed). A record notes both counts when it is handed to the client;
+// when it fails, the counts tell whether it can have left (sendTrace).
+//
+// Counting every request of the client, not the record's own, is coarse
+// but sound: a record that could have been in a request was buffered
+// before the request was written, so the request is counted after the
+// record's note and before the record's failure (kgo calls the write hook
+// before the request's answer is handled, and the read hook before the
+// request's promise).
+type tracer struct {
+	written atomic.Int64
+	lost    atomic.Int64
+}
+
+func (t *tracer) note() sendNote { return sendNote{t.written.Load(), t.lost.Load()} }
+
+// since is what happened after note n was taken.
+func (t *tracer) since(n sendNote) sendTrace {
+	return sendTrace{wrote: t.written.Load() != n.written, lost: t.lost.Load() != n.lost}
+}
+
+// OnBrokerE2E counts produce requests written (any byte of one reached the
+// socket) and those whose answer was not read.
+func (t *tracer) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e kgo.BrokerE2E) {
+	if key != 0 || e.BytesWritten == 0 {
+		return
+	}
+	t.written.Add(1)
+	if e.Err() != nil {
+		t.lost.Add(1)
+	}
+}
+
+// OnBrokerWrite counts a produce request as written as soon as it is, so
+// that a record failing while its request's answer is awaited is not
+// taken for never sent. (OnBrokerE2E comes only with the answer; the pair
+// counts a request twice as written, which only matters as "changed".)
+func (t *tracer) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, n int, _, _ time.Duration, _ error) {
+	if key == 0 && n > 0 {
+		t.written.Add(1)
+	}
+}
+
+type sendNote struct{ written, lost int64 }
+
+// sendTrace is what a record's client did between the record's buffering
+// and its failure.
+type sendTrace struct {
+	wrote bool // a produce request was written: the record may have left
+	lost  bool // a written produce request got no answer: it may have been written
+}
+
+// batchHook observes the records per batch Kafka accepted.
+type batchHook struct{ h interface{ Observe(float64) } }
+
+func (b batchHook) OnProduceBatchWritten(_ kgo.BrokerMetadata, _ string, _ int32, m kgo.ProduceBatchMetrics) {
+	b.h.Observe(float64(m.NumRecords))
+}

@@ -30,9 +30,18 @@ type Server struct {
 	http    *fasthttp.Server
 	admin   *http.Server
 	prod    *producers
+	check   *topicCheck
 	metrics *metrics
 	errLog  sampled
-	access  *access
+	// acks0Log reports acks=0 records lost after their 200, sampled.
+	acks0Log sampled
+	access   *access
+
+	// Records of a batch refused as too large, to send again alone.
+	resendq      chan *pending
+	resendMu     sync.Mutex
+	resendClosed bool
+	resendDone   chan struct{}
 
 	produceTimeout time.Duration
 	inFlight       atomic.Int64
@@ -51,6 +60,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: log, produceTimeout: time.Duration(cfg.ProduceTimeoutMs) * time.Millisecond}
 	s.errLog = sampled{log: log, every: time.Second}
+	s.acks0Log = sampled{log: log, every: time.Second}
 	var err error
 	if s.access, err = newAccess(cfg); err != nil {
 		return nil, err
@@ -75,11 +85,16 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	reg := prometheus.NewRegistry()
 	s.metrics = newMetrics(reg, &s.inFlight)
-	hooks := writerHooks{batchSize: s.metrics.batchRecords, lateRefusal: s.lateRefusal}
-	if s.prod, err = newProducers(cfg, hooks); err != nil {
+	if s.prod, err = newProducers(cfg, log, producerHooks{batchRecords: s.metrics.batchRecords}); err != nil {
 		s.closeListeners()
 		return nil, err
 	}
+	s.check = newTopicCheck(s.prod.leader, cfg.AutoCreateTopics, s.produceTimeout)
+	// Kept so that 2015 files load; kgo keeps one client per acks level.
+	log.Info("config key has no effect", "key", "producer_num", "value", cfg.ProducerNum)
+	s.resendq = make(chan *pending, 4096)
+	s.resendDone = make(chan struct{})
+	go s.resender()
 	s.http = &fasthttp.Server{
 		Handler:            s.handle,
 		ErrorHandler:       s.requestError,
@@ -144,7 +159,9 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.http.ShutdownWithContext(sctx); err != nil {
 		s.log.Warn("requests still in flight at shutdown timeout", "in_flight", s.inFlight.Load(), "err", err)
 	}
-	// 2. flush and close the producers, then their clients (Close).
+	// 2. send the records queued to be sent again alone, then flush the
+	//    kgo clients (acks=0 records still being delivered included),
+	//    then close them (Close).
 	// 3. stop the admin listener last, so /metrics shows the shutdown.
 	if err := s.Close(); err != nil && runErr == nil {
 		runErr = err
@@ -165,9 +182,10 @@ func (s *Server) Close() error {
 		s.closing.Store(true)
 		var errs []error
 		// Records already accepted go out and are answered, bounded by
-		// shutdown_timeout_ms; the writers refuse new ones.
+		// shutdown_timeout_ms; then the clients close and refuse new ones.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.cfg.ShutdownTimeoutMs)*time.Millisecond)
 		defer cancel()
+		s.stopResending(ctx)
 		if err := s.prod.close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("close kafka producers: %w", err))
 		}
@@ -203,14 +221,15 @@ func (s *Server) adminMux(reg *prometheus.Registry) *http.ServeMux {
 	return mux
 }
 
-// healthStatus is 200 while serving with at least one broker known, 503
-// while shutting down or when the brokers cannot be reached.
+// healthStatus is 200 while serving with a broker reachable (one answered
+// within the last second), 503 while shutting down or when no broker
+// answers.
 func (s *Server) healthStatus() (int, string) {
 	if s.closing.Load() {
 		return 503, "shutting down"
 	}
-	if !s.prod.brokersKnown() {
-		return 503, "no kafka broker known"
+	if !s.prod.reachable() {
+		return 503, "no kafka broker reachable"
 	}
 	return 200, "ok"
 }
@@ -239,14 +258,6 @@ type fasthttpLog struct{ l *slog.Logger }
 
 func (f fasthttpLog) Printf(format string, args ...any) {
 	f.l.Debug("http server", "line", fmt.Sprintf(format, args...))
-}
-
-// lateRefusal reports acks=0 records the broker did not write after they
-// were answered 200.
-func (s *Server) lateRefusal(topic string, partition int32, records int, err error) {
-	s.metrics.acks0Refused.Add(float64(records))
-	s.errLog.warn("acks=0 records refused by kafka after they were answered", "topic", topic,
-		"partition", partition, "records", records, "err", err)
 }
 
 // InFlight is the number of /commit requests being processed.

@@ -1,11 +1,14 @@
 package kproxy
 
 import (
-	"errors"
+	"context"
+	"fmt"
 	"sync"
 	"time"
 
-	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // missingTTL is how long a topic the brokers said does not exist is
@@ -16,11 +19,14 @@ const missingTTL = time.Second
 // distinct garbage topics cannot grow memory.
 const maxMissing = 10_000
 
-// topicCheck answers whether a topic exists. Known topics come from the
-// metadata client's cache (refreshed in the background); unknown ones cost
-// one metadata request, then are remembered as missing for missingTTL.
+// topicCheck answers whether a topic exists, asking the brokers about that
+// one topic (a metadata request) the first time it is named; a topic seen
+// to exist is not asked about again (should it be deleted, the producer's
+// own error says so), one said not to exist is remembered for missingTTL.
 type topicCheck struct {
-	client sarama.Client
+	client     *kgo.Client
+	autoCreate bool
+	timeout    time.Duration
 
 	mu      sync.Mutex
 	missing map[string]time.Time // topic → until when it is known missing
@@ -29,14 +35,14 @@ type topicCheck struct {
 	known   map[string]string // topics seen to exist, to reuse their name
 }
 
-func newTopicCheck(c sarama.Client) *topicCheck {
-	return &topicCheck{client: c, missing: map[string]time.Time{}, known: map[string]string{}}
+func newTopicCheck(c *kgo.Client, autoCreate bool, timeout time.Duration) *topicCheck {
+	return &topicCheck{client: c, autoCreate: autoCreate, timeout: timeout,
+		missing: map[string]time.Time{}, known: map[string]string{}}
 }
 
-// exists returns the topic's name when it has partitions, an error
-// wrapping sarama.ErrUnknownTopicOrPartition when the brokers do not know
-// it, or the error that kept it from finding out. A topic seen once is not
-// asked about again: should it be deleted, the producer's own error says so.
+// exists returns the topic's name when the brokers know it, a *kerr.Error
+// when they refuse it (UNKNOWN_TOPIC_OR_PARTITION, …), or the error that
+// kept it from finding out.
 func (tc *topicCheck) exists(name []byte) (string, error) {
 	tc.knownMu.RLock()
 	topic, ok := tc.known[string(name)] // no allocation for the lookup
@@ -59,23 +65,49 @@ func (tc *topicCheck) ask(topic string) error {
 	until, ok := tc.missing[topic]
 	tc.mu.Unlock()
 	if ok && time.Now().Before(until) {
-		return sarama.ErrUnknownTopicOrPartition
+		return kerr.UnknownTopicOrPartition
 	}
-	parts, err := tc.client.Partitions(topic)
-	if err == nil && len(parts) == 0 {
-		err = sarama.ErrLeaderNotAvailable
-	}
-	if errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
-		tc.mu.Lock()
+	err := tc.metadata(topic)
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	switch {
+	case err == kerr.UnknownTopicOrPartition:
 		if len(tc.missing) >= maxMissing {
 			clear(tc.missing)
 		}
 		tc.missing[topic] = time.Now().Add(missingTTL)
-		tc.mu.Unlock()
-	} else if ok {
-		tc.mu.Lock()
+	case ok:
 		delete(tc.missing, topic)
-		tc.mu.Unlock()
 	}
 	return err
+}
+
+// metadata asks a broker about topic alone (creating it when
+// auto_create_topics is on and the brokers allow it).
+func (tc *topicCheck) metadata(topic string) error {
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	req.AllowAutoTopicCreation = tc.autoCreate
+	ctx, cancel := context.WithTimeout(context.Background(), tc.timeout)
+	defer cancel()
+	resp, err := req.RequestWith(ctx, tc.client)
+	if err != nil {
+		return fmt.Errorf("metadata of topic %s: %w", topic, err)
+	}
+	for _, t := range resp.Topics {
+		if t.Topic == nil || *t.Topic != topic {
+			continue
+		}
+		switch err := kerr.ErrorForCode(t.ErrorCode); err {
+		case nil, kerr.LeaderNotAvailable:
+			// LEADER_NOT_AVAILABLE: just created, or electing; kgo waits
+			// for the leader within the record's deadline.
+			return nil
+		default:
+			return err
+		}
+	}
+	return fmt.Errorf("metadata of topic %s: not in the brokers' answer", topic)
 }

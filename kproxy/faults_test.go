@@ -1,0 +1,430 @@
+package kproxy_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// The tests in this file attack the delivery guarantees of DESIGN.md
+// ("Delivery guarantees", the 503/504 rule) with the faults of a real
+// cluster: three kfake brokers, leader elections, dropped connections,
+// answers lost after the append, held requests, a broker leaving.
+
+// unique is a msgpack string body no other request of the test sends.
+func unique(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := msgpack.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// inKafka counts each value of topic's records, read back read_committed.
+func inKafka(t testing.TB, c *kfake.Cluster) map[string]int {
+	t.Helper()
+	n := map[string]int{}
+	for _, r := range kafkatest.ReadAll(t, c, kafkaconf.Default(), topic) {
+		n[string(r.Value)]++
+	}
+	return n
+}
+
+// history is what kproxy answered, body by body.
+type history struct {
+	mu      sync.Mutex
+	answers map[string]int // body → status
+}
+
+func (h *history) add(body []byte, code int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.answers == nil {
+		h.answers = map[string]int{}
+	}
+	h.answers[string(body)] = code
+}
+
+func (h *history) codes() map[int]int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := map[int]int{}
+	for _, c := range h.answers {
+		out[c]++
+	}
+	return out
+}
+
+// load posts unique bodies from workers goroutines for d at acks and
+// records every answer. Each worker has its own key.
+func load(t *testing.T, p *proxy, h *history, label, acks string, workers int, d time.Duration) {
+	t.Helper()
+	client := &http.Client{Timeout: 30 * time.Second}
+	stop := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := 0; time.Now().Before(stop); i++ {
+				body := unique(t, fmt.Sprintf("%s-w%d-%d", label, w, i))
+				resp, err := client.Post(p.url+"/commit?topic="+topic+"&acks="+acks+"&key=k"+strconv.Itoa(w),
+					"application/msgpack", strings.NewReader(string(body)))
+				if err != nil {
+					t.Errorf("POST: %v", err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				h.add(body, resp.StatusCode)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// check compares a history with the topic: every 200 is in Kafka, and at
+// acks=-1 nothing is there twice. It returns the duplicates seen.
+func check(t *testing.T, h *history, kafka map[string]int, idempotent bool) (dups int) {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var missing []string
+	for body, code := range h.answers {
+		n := kafka[body]
+		if code == 200 && n == 0 {
+			missing = append(missing, body)
+		}
+		if n > 1 {
+			dups += n - 1
+			if idempotent {
+				t.Errorf("%q is in Kafka %d times at acks=-1", body, n)
+			}
+		}
+		if code == 503 && n > 0 {
+			t.Errorf("%q answered 503 (not written) but is in Kafka", body)
+		}
+	}
+	if len(missing) > 0 {
+		t.Errorf("%d records answered 200 are not in Kafka, e.g. %q", len(missing), missing[0])
+	}
+	return dups
+}
+
+// TestLeaderShufflesUnderLoad moves every partition's leader every 150 ms
+// while 8 clients write at each acks level: at acks 1 and -1 every request
+// is answered 200 (elections are retried inside produce_timeout_ms), and at
+// every level, acks=0 included, every 200 is in Kafka.
+func TestLeaderShufflesUnderLoad(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 6}})
+	p := startProxy(t, c, nil)
+	f := kafkatest.NewFaults(t, c)
+	stop := f.ShuffleEvery(150 * time.Millisecond)
+	var hs [3]history
+	for i, acks := range []string{"1", "-1", "0"} {
+		load(t, p, &hs[i], "acks"+acks, acks, 8, 1500*time.Millisecond)
+	}
+	shuffles := stop()
+	kafka := inKafka(t, c)
+	for i, acks := range []string{"1", "-1", "0"} {
+		codes := hs[i].codes()
+		dups := check(t, &hs[i], kafka, acks == "-1")
+		t.Logf("acks=%s: answers %v, duplicates %d, %d leader shuffles in all", acks, codes, dups, shuffles)
+		if acks != "0" && len(codes) != 1 {
+			t.Errorf("acks=%s under leader shuffles: answers %v, want every one 200", acks, codes)
+		}
+		if codes[200] < 20 {
+			t.Errorf("acks=%s: only %d requests answered 200", acks, codes[200])
+		}
+	}
+}
+
+// TestConnectionClosedMidRequest: the broker closes the connection instead
+// of answering; the record is sent again and answered 200, once in Kafka at
+// acks=-1.
+func TestConnectionClosedMidRequest(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 3}})
+	p := startProxy(t, c, nil)
+	f := kafkatest.NewFaults(t, c)
+	for _, acks := range []string{"1", "-1"} {
+		f.CloseConn(int16(kmsg.Produce), 2)
+		body := unique(t, "closed-acks"+acks)
+		if a := p.post(t, "topic="+topic+"&key=k&acks="+acks, body); a.code != 200 {
+			t.Fatalf("acks=%s, connection closed twice: %d %q, want 200", acks, a.code, a.body)
+		}
+		if n := inKafka(t, c)[string(body)]; acks == "-1" && n != 1 {
+			t.Errorf("acks=-1: record in Kafka %d times, want once", n)
+		}
+	}
+	if f.Injected() < 4 {
+		t.Errorf("%d faults injected, want 4", f.Injected())
+	}
+}
+
+// TestAmbiguousThenDefiniteIs504: the first produce request is written but
+// its answer is lost (the connection closes after the append); the retry is
+// refused with a final error. The record is in Kafka, so the answer must be
+// 504 "may have been written", not the refusal's 400.
+func TestAmbiguousThenDefiniteIs504(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 3}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 3000 })
+	f := kafkatest.NewFaults(t, c)
+	for _, acks := range []string{"1", "-1"} {
+		decode(t, p.post(t, "topic="+topic+"&key=k&acks="+acks, []byte{0x01})) // connections are up
+		f.AppendThen(1, 0)
+		f.ErrorProduce(1, 87) // then INVALID_RECORD: final
+		body := unique(t, "ambiguous-acks"+acks)
+		a := p.post(t, "topic="+topic+"&key=k&acks="+acks, body)
+		if n := inKafka(t, c)[string(body)]; n != 1 {
+			t.Fatalf("acks=%s: the fault should have appended the record once, found %d (answer %d %q)", acks, n, a.code, a.body)
+		}
+		if a.code != 504 || !strings.Contains(a.body, "may have been written") {
+			t.Errorf("acks=%s, answer lost then INVALID_RECORD: %d %q, want 504 \"may have been written\"", acks, a.code, a.body)
+		}
+	}
+}
+
+// TestQueuedPastDeadlineNeverWritten holds the partition's produce request
+// at the broker past produce_timeout_ms while more records queue behind it
+// in kproxy: they are answered (504 or 503) at their deadline and, once the
+// broker answers again, never written.
+func TestQueuedPastDeadlineNeverWritten(t *testing.T) {
+	for _, acks := range []string{"1", "0"} {
+		t.Run("acks="+acks, func(t *testing.T) {
+			c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+			p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 500 })
+			decode(t, p.post(t, "topic="+topic+"&key=k&acks="+acks, unique(t, "warm-up")))
+			waitFor(t, "the warm-up record", func() bool { return inKafka(t, c)[string(unique(t, "warm-up"))] == 1 })
+			release := make(chan struct{})
+			var held atomic.Int32
+			holdProduce(c, release, &held)
+			first := make(chan answer, 1)
+			go func() { first <- p.post(t, "topic="+topic+"&key=k&acks="+acks, unique(t, "in-flight")) }()
+			waitFor(t, "the first request at the broker", func() bool { return held.Load() > 0 })
+			var wg sync.WaitGroup
+			var queued []string
+			for i := range 5 {
+				body := unique(t, "queued-"+strconv.Itoa(i))
+				queued = append(queued, string(body))
+				wg.Go(func() {
+					a := p.post(t, "topic="+topic+"&key=k&acks="+acks, body)
+					if acks == "0" && a.code != 200 || acks != "0" && a.code != 504 && a.code != 503 {
+						t.Errorf("queued record %d: %d %q", i, a.code, a.body)
+					}
+				})
+			}
+			wg.Wait()
+			<-first
+			if acks == "0" {
+				// Answered at once: wait until kproxy gave them up.
+				waitFor(t, "the queued acks=0 records given up", func() bool {
+					n, _ := strconv.Atoi(p.metric(t, "kproxy_acks0_lost_records_total"))
+					return n >= len(queued)
+				})
+			}
+			close(release)
+			// The broker answers again: a record after them goes through,
+			// and the queued ones must not appear.
+			decode(t, p.post(t, "topic="+topic+"&key=k&acks=1", unique(t, "after")))
+			kafka := inKafka(t, c)
+			for _, q := range queued {
+				if kafka[q] > 0 {
+					t.Errorf("%q was answered at its deadline while queued, and written afterwards", q)
+				}
+			}
+		})
+	}
+}
+
+// TestQueuedPastDeadlineNeverWrittenIdempotent: at acks=-1 records wait in
+// kproxy until the producer ID comes (InitProducerID held past their
+// deadline); answered at their deadline, they are never written after.
+func TestQueuedPastDeadlineNeverWrittenIdempotent(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 500 })
+	f := kafkatest.NewFaults(t, c)
+	f.Sleep(int16(kmsg.InitProducerID), 1, 1500*time.Millisecond)
+	var queued []string
+	var wg sync.WaitGroup
+	for i := range 5 {
+		body := unique(t, "queued-idempotent-"+strconv.Itoa(i))
+		queued = append(queued, string(body))
+		wg.Go(func() {
+			if a := p.post(t, "topic="+topic+"&key=k&acks=-1", body); a.code != 503 && a.code != 504 {
+				t.Errorf("record %d queued past its deadline: %d %q", i, a.code, a.body)
+			}
+		})
+	}
+	wg.Wait()
+	if f.Injected() != 1 {
+		t.Fatalf("InitProducerID was not held: the records were not queued")
+	}
+	// Once the producer ID comes, a new record goes through; the queued
+	// ones must not.
+	waitFor(t, "a record after the held producer ID", func() bool {
+		return p.post(t, "topic="+topic+"&key=k&acks=-1", unique(t, "after")).code == 200
+	})
+	kafka := inKafka(t, c)
+	for _, q := range queued {
+		if kafka[q] > 0 {
+			t.Errorf("%q was answered at its deadline while queued, and written afterwards", q)
+		}
+	}
+}
+
+// TestMessageTooLargeSplitsBatches: a broker that refuses every batch of
+// more than one record as MESSAGE_TOO_LARGE; records that fit alone are
+// still written, each answered 200.
+func TestMessageTooLargeSplitsBatches(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.LingerMs = 20 })
+	var refused atomic.Int32
+	c.ControlKey(int16(kmsg.Produce), func(r kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		req := r.(*kmsg.ProduceRequest)
+		for _, rt := range req.Topics {
+			for _, rp := range rt.Partitions {
+				var b kmsg.RecordBatch
+				if err := b.ReadFrom(rp.Records); err == nil && b.NumRecords > 1 {
+					refused.Add(1)
+					return tooLarge(req), nil, true
+				}
+			}
+		}
+		return nil, nil, false
+	})
+	for _, acks := range []string{"1", "-1"} {
+		var wg sync.WaitGroup
+		var bodies []string
+		for i := range 20 {
+			body := unique(t, fmt.Sprintf("split-acks%s-%d", acks, i))
+			bodies = append(bodies, string(body))
+			wg.Go(func() {
+				if a := p.post(t, "topic="+topic+"&key=k"+strconv.Itoa(i)+"&acks="+acks, body); a.code != 200 {
+					t.Errorf("acks=%s record %d: %d %q, want 200", acks, i, a.code, a.body)
+				}
+			})
+		}
+		wg.Wait()
+		kafka := inKafka(t, c)
+		for _, b := range bodies {
+			if kafka[b] != 1 {
+				t.Errorf("acks=%s: %q in Kafka %d times", acks, b, kafka[b])
+			}
+		}
+	}
+	if refused.Load() == 0 {
+		t.Errorf("no batch of several records was formed: the test proves nothing")
+	}
+}
+
+func tooLarge(req *kmsg.ProduceRequest) *kmsg.ProduceResponse {
+	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	for _, rt := range req.Topics {
+		st := kmsg.NewProduceResponseTopic()
+		st.Topic, st.TopicID = rt.Topic, rt.TopicID
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewProduceResponseTopicPartition()
+			sp.Partition, sp.ErrorCode, sp.BaseOffset = rp.Partition, 10, -1
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
+}
+
+// TestCompressionShrinks: each codec makes a compressible record smaller
+// on the wire than it is, and the record reads back unchanged.
+func TestCompressionShrinks(t *testing.T) {
+	body := unique(t, strings.Repeat("kafka-http-wrapper ", 200)) // 3,800 bytes
+	for _, codec := range []string{"none", "gzip", "snappy", "lz4", "zstd"} {
+		t.Run(codec, func(t *testing.T) {
+			c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+			p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.Compression = codec })
+			var wire atomic.Int64
+			c.ControlKey(int16(kmsg.Produce), func(r kmsg.Request) (kmsg.Response, error, bool) {
+				c.KeepControl()
+				for _, rt := range r.(*kmsg.ProduceRequest).Topics {
+					for _, rp := range rt.Partitions {
+						wire.Store(int64(len(rp.Records)))
+					}
+				}
+				return nil, nil, false
+			})
+			decode(t, p.post(t, "topic="+topic+"&key=k", body))
+			n := wire.Load()
+			switch {
+			case codec == "none" && n < int64(len(body)):
+				t.Errorf("uncompressed batch of %d bytes for a %d-byte record", n, len(body))
+			case codec != "none" && n > int64(len(body))/4:
+				t.Errorf("%s: batch of %d bytes for a %d-byte record of one repeated phrase", codec, n, len(body))
+			}
+			if got := inKafka(t, c); got[string(body)] != 1 {
+				t.Errorf("record not read back unchanged: %v", len(got))
+			}
+		})
+	}
+}
+
+// TestBrokerRemovedAndReadded removes the leader of a partition under load
+// and adds it back: every request is answered 200 and in Kafka.
+func TestBrokerRemovedAndReadded(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 3}})
+	p := startProxy(t, c, nil)
+	for _, acks := range []string{"1", "-1"} {
+		var h history
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			load(t, p, &h, "removed-acks"+acks, acks, 4, 2*time.Second)
+		}()
+		time.Sleep(500 * time.Millisecond) // load is running
+		node := c.LeaderFor(topic, 0)
+		if err := c.RemoveNode(node); err != nil {
+			t.Fatalf("remove node %d: %v", node, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+		if _, _, err := c.AddNode(node, 0); err != nil {
+			t.Fatalf("add node %d back: %v", node, err)
+		}
+		<-done
+		codes := h.codes()
+		t.Logf("acks=%s, node %d removed and added back: answers %v", acks, node, codes)
+		if len(codes) != 1 || codes[200] == 0 {
+			t.Errorf("acks=%s: answers %v, want every one 200", acks, codes)
+		}
+		check(t, &h, inKafka(t, c), acks == "-1")
+	}
+}
+
+// TestIdempotentNoDuplicateWhenAnswerLost: at acks=-1 the broker writes the
+// record and its answer is lost (connection closed, or REQUEST_TIMED_OUT);
+// the retry must not write it a second time.
+func TestIdempotentNoDuplicateWhenAnswerLost(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 3}})
+	p := startProxy(t, c, nil)
+	f := kafkatest.NewFaults(t, c)
+	for _, code := range []int16{0, 7, 20} {
+		f.AppendThen(1, code)
+		body := unique(t, "lost-answer-"+strconv.Itoa(int(code)))
+		if a := p.post(t, "topic="+topic+"&key=k&acks=-1", body); a.code != 200 {
+			t.Errorf("answer lost (%d): %d %q, want 200", code, a.code, a.body)
+		}
+		if n := inKafka(t, c)[string(body)]; n != 1 {
+			t.Errorf("answer lost (%d): record in Kafka %d times, want once", code, n)
+		}
+	}
+}

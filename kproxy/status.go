@@ -1,0 +1,98 @@
+package kproxy
+
+import (
+	"context"
+	"errors"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Reasons shared by several answers.
+const (
+	mayBeWritten = "; the record may have been written"
+	notWritten   = "; the record was not written"
+)
+
+// produceStatus decides the answer to a record kgo failed with err, given
+// what its client did meanwhile (t). The rule of DESIGN.md: 503 only when
+// the record surely is not in Kafka, 504 when it may be.
+//
+// kgo retries the retriable errors itself until the record's deadline, so
+// err is the last of possibly several attempts. Each attempt either never
+// left (no produce request written), was answered (a refusal is definite:
+// nothing of that batch was appended), or lost its answer (written, then
+// the connection broke or the request was cancelled: it may have been
+// appended). A record is "surely not written" only when every attempt was
+// of the first two kinds; t tells which: with no produce request written
+// since the record was buffered it never left, and with no written request
+// unanswered every attempt that left was answered.
+//
+// Answers that kgo handles without giving up cannot be seen here:
+// REQUEST_TIMED_OUT and NOT_ENOUGH_REPLICAS_AFTER_APPEND (appended, not
+// acknowledged) make kgo retry until the batch is acknowledged or refused
+// outright, never failing it by its deadline. The first comes only after
+// produce_timeout_ms (the broker waits ProduceRequestTimeout, set to it),
+// when the client was answered 504 already; the second, rare, followed by
+// a definite refusal would be answered with the refusal's status. At
+// acks=-1 the broker deduplicates the retry, so that refusal is all but
+// impossible; at acks=1 brokers send neither error.
+func produceStatus(err error, t sendTrace) (int, string) {
+	if t.lost {
+		// A request that may have carried the record was written and its
+		// answer lost: whatever came after, it may be in Kafka.
+		return 504, "kafka did not answer a request carrying the record" + mayBeWritten
+	}
+	switch {
+	case errors.Is(err, kgo.ErrClientClosed):
+		// Closed while the record waited: it was not in a request whose
+		// answer is missing (t.lost is false).
+		return 503, "kproxy is shutting down" + notWritten
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
+		errors.Is(err, kgo.ErrRecordTimeout), errors.Is(err, kgo.ErrRecordRetries):
+		// Past produce_timeout_ms: every attempt was refused with a
+		// retriable error (leader moving, too few replicas, …) or never
+		// left. At acks=-1 kgo never fails a record by its deadline once
+		// an attempt's outcome is unknown.
+		return 503, "kafka did not take the record within produce_timeout_ms" + notWritten
+	}
+	var ke *kerr.Error
+	if !errors.As(err, &ke) {
+		if !t.wrote {
+			// Never left: a client-side failure (producer ID refused,
+			// no broker reachable, …).
+			return 503, "kafka unreachable: " + err.Error() + notWritten
+		}
+		// An error kgo does not describe further, after the record may
+		// have left.
+		return 504, "kafka error: " + err.Error() + mayBeWritten
+	}
+	switch ke {
+	case kerr.UnknownTopicOrPartition, kerr.UnknownTopicID:
+		// The topic was deleted, or its partitions never appeared
+		// (kgo gives up after UnknownTopicRetries).
+		return 404, "unknown topic"
+	case kerr.InvalidTopicException:
+		return 400, "invalid topic name"
+	case kerr.TopicAuthorizationFailed, kerr.ClusterAuthorizationFailed, kerr.TransactionalIDAuthorizationFailed:
+		// Writing (or, at acks=-1, idempotent writing) is not allowed to
+		// kproxy's Kafka principal.
+		return 403, "kafka denied writing to this topic"
+	case kerr.MessageTooLarge, kerr.RecordListTooLarge:
+		// The record alone is over the topic's max.message.bytes (a
+		// batch of several is split first, see resend), or over
+		// max_message_bytes before it left.
+		return 413, "kafka refused the record as too large"
+	case kerr.InvalidRecord, kerr.PolicyViolation, kerr.CorruptMessage, kerr.InvalidTimestamp,
+		kerr.InvalidRequiredAcks:
+		return 400, "kafka rejected the record: " + ke.Message
+	case kerr.NotLeaderForPartition, kerr.LeaderNotAvailable, kerr.BrokerNotAvailable,
+		kerr.NotEnoughReplicas, kerr.KafkaStorageError, kerr.NetworkException:
+		// A retriable refusal kgo stopped retrying (the last attempt was
+		// answered; none lost its answer).
+		return 503, "kafka partition unavailable: " + ke.Message + notWritten
+	}
+	// Any other refusal the broker answered (UNKNOWN_SERVER_ERROR, …):
+	// the batch was not appended.
+	return 502, "kafka error: " + ke.Message + notWritten
+}
