@@ -6,7 +6,8 @@
 # 10,000, acks=1. Each round runs, one after the other: a bare fasthttp
 # server that only reads the body and answers 200 (the HTTP ceiling),
 # kgoproxy (scripts/kgoproxy: fasthttp + one franz-go ProduceSync per
-# request, acks=1) and kproxy, both on the dev stack's kfake cluster.
+# request, acks=1) and kproxy, both on the dev stack's three kfake
+# brokers.
 # ROUNDS rounds alternate the three and the ratios are of the medians,
 # because a shared machine is noisy; kproxy at acks=0 and acks=-1 runs once
 # each after the rounds.
@@ -35,7 +36,7 @@ PROXY_PORT=${PROXY_PORT:-15030}
 ADMIN_PORT=${ADMIN_PORT:-15040}
 KGO_PORT=${KGO_PORT:-15031}
 BARE_PORT=${BARE_PORT:-15099}
-need_ports $KAFKA_PORT $PROXY_PORT $ADMIN_PORT $KGO_PORT $BARE_PORT
+need_ports $(kafka_ports "$KAFKA_PORT") $PROXY_PORT $ADMIN_PORT $KGO_PORT $BARE_PORT
 
 [ -n "${KPROXY_BIN_SET:-}" ] || go build -o bin/ ./kproxy/kproxy_bin
 go build -o bin/ ./scripts/devstack ./scripts/bareserver ./scripts/endoffsets ./scripts/kgoproxy
@@ -56,7 +57,7 @@ log_level: 2
 port: $PROXY_PORT
 listen_host: 127.0.0.1
 admin_addr: 127.0.0.1:$ADMIN_PORT
-broker_hosts: [127.0.0.1:$KAFKA_PORT]
+broker_hosts: [$(printf "127.0.0.1:%s, " $(kafka_ports "$KAFKA_PORT") | sed "s/, $//")]
 CONF
 kafka_up() { kill -0 "$devstack_pid" 2>/dev/null || { echo "devstack exited:" >&4; cat "$work/devstack.log" >&4; exit 1; }; test -f "$work/ready"; }
 wait_for "kafka" 30 kafka_up

@@ -41,7 +41,7 @@ WORKERS=100
 ZK_PORT=${ZK_PORT:-12182}
 KAFKA_PORT=${KAFKA_PORT:-19095}
 SINK_PORT=${SINK_PORT:-18080}
-need_ports $ZK_PORT $KAFKA_PORT $SINK_PORT
+need_ports $ZK_PORT $(kafka_ports "$KAFKA_PORT") $SINK_PORT
 [ -n "${KTRANSFER_BIN_SET:-}" ] || go build -o bin/ ./ktransfer/ktransfer_bin
 go build -o bin/ ./scripts/devstack ./scripts/sink ./scripts/preload ./scripts/httploop ./scripts/kgopusher
 new_workdir
