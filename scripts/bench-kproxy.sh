@@ -64,7 +64,7 @@ wait_for "kafka" 30 kafka_up
 "$KPROXY_BIN" -f "$work/kproxy.yaml" >"$work/kproxy.out" 2>&1 &
 kproxy_pid=$!
 pids+=($kproxy_pid)
-bin/kgoproxy -addr "127.0.0.1:$KGO_PORT" -brokers "127.0.0.1:$KAFKA_PORT" >"$work/kgoproxy.log" 2>&1 &
+bin/kgoproxy -addr "127.0.0.1:$KGO_PORT" -brokers "$(printf "127.0.0.1:%s," $(kafka_ports "$KAFKA_PORT") | sed "s/,$//")" >"$work/kgoproxy.log" 2>&1 &
 pids+=($!)
 wait_for "kproxy" 30 curl -sf "127.0.0.1:$ADMIN_PORT/health"
 wait_for "kgoproxy" 30 curl -sf "127.0.0.1:$KGO_PORT/stats"
