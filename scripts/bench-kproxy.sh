@@ -114,7 +114,16 @@ kproxy_run() {
 	before=$(metric kproxy_records_total "acks=\"$acks\"")
 	run_wrk "http://127.0.0.1:$PROXY_PORT" "$topic" "$acks"
 	wait_for "kproxy to finish in-flight requests" 30 kproxy_idle
-	after=$(metric kproxy_records_total "acks=\"$acks\"")
+	# acks=0 records are answered before Kafka has them: read both counts
+	# until they hold still (at most 10 s).
+	local prev="" now tries=0
+	while :; do
+		after=$(metric kproxy_records_total "acks=\"$acks\"")
+		now="$after $(bin/endoffsets -brokers "127.0.0.1:$KAFKA_PORT" -topic "$topic")"
+		[ "$now" = "$prev" ] || [ $((tries += 1)) -gt 20 ] && break
+		prev=$now
+		sleep 0.5
+	done
 	ANSWERED=$((after - before))
 	loss_check "$topic"
 }
