@@ -12,17 +12,21 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/go-zookeeper/zk"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zkserver"
@@ -38,7 +42,7 @@ func run(args []string) int {
 	brokers := fs.Int("brokers", 3, "number of Kafka brokers")
 	chroot := fs.String("chroot", "/mq/test_cluster", "the cluster's ZooKeeper chroot")
 	topics := fs.String("topics", "test_topic:4", "topics to create, name:partitions, comma separated")
-	noZK := fs.Bool("no-zk", false, "run only the Kafka broker")
+	noZK := fs.Bool("no-zk", false, "run only the Kafka brokers")
 	ready := fs.String("ready-file", "", "write the addresses to this file once everything is up")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -51,7 +55,7 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "devstack: -kafka-port: %d brokers from port %d do not fit below 65536\n", *brokers, *kafkaPort)
 		return 2
 	}
-	opts, err := topicOpts(*topics)
+	wantTopics, err := parseTopics(*topics)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "devstack: -topics:", err)
 		return 2
@@ -82,8 +86,7 @@ func run(args []string) int {
 			ports[i] = *kafkaPort + i
 		}
 	}
-	opts = append(opts, kfake.NumBrokers(*brokers), kfake.Ports(ports...), kfake.DataDir(filepath.Join(*dir, "kafka")))
-	cluster, err := kfake.NewCluster(opts...)
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(*brokers), kfake.Ports(ports...), kfake.DataDir(filepath.Join(*dir, "kafka")))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "devstack: start kafka:", err)
 		return 1
@@ -92,6 +95,13 @@ func run(args []string) int {
 	// session), 2. close Kafka (flushes segments), 3. stop ZooKeeper.
 	defer cluster.Close()
 	kafkaAddrs := cluster.ListenAddrs()
+	// Created through the protocol, so that topics named on a restart over
+	// an existing data directory are added too (kfake seeds topics only on
+	// a fresh one).
+	if err := ensureTopics(kafkaAddrs, wantTopics); err != nil {
+		fmt.Fprintln(os.Stderr, "devstack:", err)
+		return 1
+	}
 
 	if zkAddr != "" {
 		conn, _, err = zk.Connect([]string{zkAddr}, 10*time.Second, zk.WithLogInfo(false))
@@ -177,8 +187,9 @@ func registerWhenConnected(conn *zk.Conn, chroot string, addrs []string) error {
 	return nil
 }
 
-func topicOpts(spec string) ([]kfake.Opt, error) {
-	var opts []kfake.Opt
+// parseTopics reads name:partitions,… into a map.
+func parseTopics(spec string) (map[string]int32, error) {
+	out := map[string]int32{}
 	for _, t := range strings.Split(spec, ",") {
 		t = strings.TrimSpace(t)
 		if t == "" {
@@ -186,10 +197,44 @@ func topicOpts(spec string) ([]kfake.Opt, error) {
 		}
 		name, n, ok := strings.Cut(t, ":")
 		parts, err := strconv.Atoi(n)
-		if !ok || err != nil || parts < 1 || name == "" {
+		if !ok || err != nil || parts < 1 || parts > 1<<20 || name == "" {
 			return nil, fmt.Errorf("%q: want name:partitions", t)
 		}
-		opts = append(opts, kfake.SeedTopics(int32(parts), name))
+		out[name] = int32(parts)
 	}
-	return opts, nil
+	return out, nil
+}
+
+// ensureTopics creates the topics of want that the cluster does not have;
+// a topic that exists with another partition count is left as it is, and
+// said so.
+func ensureTopics(brokers []string, want map[string]int32) error {
+	if len(want) == 0 {
+		return nil
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	have, err := adm.ListTopics(ctx)
+	if err != nil {
+		return fmt.Errorf("list topics: %w", err)
+	}
+	for _, name := range slices.Sorted(maps.Keys(want)) {
+		parts := want[name]
+		if td, ok := have[name]; ok {
+			if n := int32(len(td.Partitions)); n != parts {
+				fmt.Printf("devstack: topic %s kept with its %d partitions (asked: %d)\n", name, n, parts)
+			}
+			continue
+		}
+		if _, err := adm.CreateTopic(ctx, parts, -1, nil, name); err != nil {
+			return fmt.Errorf("create topic %s: %w", name, err)
+		}
+	}
+	return nil
 }

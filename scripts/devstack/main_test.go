@@ -99,7 +99,8 @@ func startStack(t *testing.T, args ...string) stack {
 // TestThreeBrokersOnConsecutivePorts: the stack's Kafka is three brokers
 // on -kafka-port, +1 and +2, each registered in ZooKeeper with its host
 // and port, serving the topics asked for; records written survive a
-// restart on the same directory.
+// restart on the same directory, and topics named at the restart are
+// created.
 func TestThreeBrokersOnConsecutivePorts(t *testing.T) {
 	dir := t.TempDir()
 	port := freePorts(t, 3)
@@ -181,8 +182,10 @@ func TestThreeBrokersOnConsecutivePorts(t *testing.T) {
 	}
 	cl.Close()
 
-	// Restarted on the same directory: the records are there.
+	// Restarted on the same directory: the records are there, and a topic
+	// named now is added.
 	st.stop()
+	args[len(args)-1] += ",t3:2"
 	startStack(t, args...)
 	cl2, err := kgo.NewClient(kgo.SeedBrokers(want[0]))
 	if err != nil {
@@ -197,6 +200,10 @@ func TestThreeBrokersOnConsecutivePorts(t *testing.T) {
 	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
 	if n != 40 {
 		t.Errorf("after a restart t1 holds %d records, want 40", n)
+	}
+	md, err = kadm.NewClient(cl2).Metadata(ctx, "t3")
+	if err != nil || len(md.Topics["t3"].Partitions) != 2 || md.Topics["t3"].Err != nil {
+		t.Errorf("t3 after the restart: %v %+v", err, md.Topics["t3"])
 	}
 }
 
