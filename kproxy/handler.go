@@ -147,6 +147,7 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string, key, body []byt
 				timer.Stop()
 				timerPool.Put(timer)
 				s.metrics.produceErrors.WithLabelValues("504").Inc()
+				ctx.Response.Header.Set("Retry-After", "1")
 				return fail(ctx, fasthttp.StatusGatewayTimeout, "no answer from kafka within produce_timeout_ms; the record may have been written")
 			}
 			<-p.done // the promise came meanwhile

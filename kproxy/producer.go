@@ -37,7 +37,9 @@ func acksIndex(acks []byte) (int, bool) {
 //     same partition, and a queued batch is always its partition's first
 //     when it leaves, which is when kgo checks its record's deadline.
 //   - all: RequiredAcks(AllISRAcks), idempotent: a retry after a lost
-//     answer is deduplicated by the broker, never written twice.
+//     answer is deduplicated by the broker, never written twice. Also at
+//     most max_in_flight_requests per broker (kgo would allow 5), and
+//     records may be failed by their deadline (see below).
 type producers struct {
 	leader *kgo.Client
 	all    *kgo.Client
@@ -103,6 +105,14 @@ func newProducers(cfg Config, log *slog.Logger, hooks producerHooks) (*producers
 	}
 	ps.all, err = kgo.NewClient(append(common[:len(common):len(common)],
 		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.MaxProduceRequestsInflightPerBroker(cfg.MaxInFlightRequests),
+		// Without it kgo never fails an idempotent record by its context:
+		// a record queued behind a slow request would leave after its
+		// deadline, when the client was answered already. kgo's own
+		// retries stay deduplicated; a record failed while its request
+		// was out is answered 504 (produceStatus), so a client that
+		// sends it again was told it may be there.
+		kgo.AllowIdempotentProduceCancellation(),
 		kgo.WithHooks(ps.traces[1], batch),
 	)...)
 	if err != nil {
@@ -196,20 +206,23 @@ func fnv1aPartition(key []byte, n int32) int32 {
 	return p
 }
 
-// tracer counts, for one client, the produce requests it wrote and those
-// of them whose answer never came (the connection broke after the write,
-// the request was cancelled while its answer was awaited, the client was
-// closed). A record notes both counts when it is handed to the client;
-// when it fails, the counts tell whether it can have left (sendTrace).
+// tracer counts, for one client, the produce requests it wrote, those
+// that came to an end (answered, or their connection broke), and those of
+// them whose answer never came (the connection broke after the write, the
+// request was cancelled while its answer was awaited, the client was
+// closed). A record notes the counts when it is handed to the client; when
+// it fails, the counts tell whether it can have left (sendTrace).
 //
 // Counting every request of the client, not the record's own, is coarse
 // but sound: a record that could have been in a request was buffered
-// before the request was written, so the request is counted after the
-// record's note and before the record's failure (kgo calls the write hook
-// before the request's answer is handled, and the read hook before the
-// request's promise).
+// before the request was written, so the request is counted as written
+// after the record's note and before the record's failure (kgo calls the
+// write hook right after the write). A request whose end is not counted
+// yet when the record fails (kgo fails a broken connection's requests
+// before it calls the end hook) shows as out.
 type tracer struct {
 	written atomic.Int64
+	ended   atomic.Int64
 	lost    atomic.Int64
 }
 
@@ -217,29 +230,29 @@ func (t *tracer) note() sendNote { return sendNote{t.written.Load(), t.lost.Load
 
 // since is what happened after note n was taken.
 func (t *tracer) since(n sendNote) sendTrace {
-	return sendTrace{wrote: t.written.Load() != n.written, lost: t.lost.Load() != n.lost}
+	ended := t.ended.Load() // before written: a request written meanwhile counts as out
+	written := t.written.Load()
+	return sendTrace{wrote: written != n.written, lost: t.lost.Load() != n.lost, out: written != ended}
 }
 
-// OnBrokerE2E counts produce requests written (any byte of one reached the
-// socket) and those whose answer was not read.
-func (t *tracer) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e kgo.BrokerE2E) {
-	if key != 0 || e.BytesWritten == 0 {
-		return
-	}
-	t.written.Add(1)
-	if e.Err() != nil {
-		t.lost.Add(1)
-	}
-}
-
-// OnBrokerWrite counts a produce request as written as soon as it is, so
-// that a record failing while its request's answer is awaited is not
-// taken for never sent. (OnBrokerE2E comes only with the answer; the pair
-// counts a request twice as written, which only matters as "changed".)
+// OnBrokerWrite counts a produce request as written as soon as any byte of
+// it reached the socket.
 func (t *tracer) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, n int, _, _ time.Duration, _ error) {
 	if key == 0 && n > 0 {
 		t.written.Add(1)
 	}
+}
+
+// OnBrokerE2E comes once for every request written, at its end: its
+// answer read, or its connection broken (then it is lost).
+func (t *tracer) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e kgo.BrokerE2E) {
+	if key != 0 || e.BytesWritten == 0 {
+		return
+	}
+	if e.Err() != nil {
+		t.lost.Add(1)
+	}
+	t.ended.Add(1)
 }
 
 type sendNote struct{ written, lost int64 }
@@ -249,6 +262,7 @@ type sendNote struct{ written, lost int64 }
 type sendTrace struct {
 	wrote bool // a produce request was written: the record may have left
 	lost  bool // a written produce request got no answer: it may have been written
+	out   bool // at the failure, a written produce request had not come to its end
 }
 
 // batchHook observes the records per batch Kafka accepted.

@@ -37,6 +37,7 @@ func TestFnv1aPartition(t *testing.T) {
 
 func TestProduceStatus(t *testing.T) {
 	never, answered, lost := sendTrace{}, sendTrace{wrote: true}, sendTrace{wrote: true, lost: true}
+	out := sendTrace{wrote: true, out: true} // its request still out (or its end not counted yet)
 	for _, tc := range []struct {
 		err   error
 		trace sendTrace
@@ -45,6 +46,8 @@ func TestProduceStatus(t *testing.T) {
 		{kerr.InvalidRecord, lost, 504}, // an answer lost before the refusal
 		{context.DeadlineExceeded, lost, 504},
 		{context.DeadlineExceeded, answered, 503}, // every attempt refused
+		{context.DeadlineExceeded, out, 504},      // failed while its request was out
+		{kgo.ErrRecordTimeout, out, 504},
 		{context.DeadlineExceeded, never, 503},
 		{kgo.ErrRecordTimeout, answered, 503},
 		{kgo.ErrClientClosed, never, 503},

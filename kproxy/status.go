@@ -50,10 +50,16 @@ func produceStatus(err error, t sendTrace) (int, string) {
 		return 503, "kproxy is shutting down" + notWritten
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
 		errors.Is(err, kgo.ErrRecordTimeout), errors.Is(err, kgo.ErrRecordRetries):
-		// Past produce_timeout_ms: every attempt was refused with a
+		// Past produce_timeout_ms. kgo fails a record by its deadline
+		// while it waits in the buffer, and at acks=-1 also while its
+		// request is out (AllowIdempotentProduceCancellation): then a
+		// request written after the record was handed over has not come
+		// to its end (t.out). Otherwise every attempt was refused with a
 		// retriable error (leader moving, too few replicas, …) or never
-		// left. At acks=-1 kgo never fails a record by its deadline once
-		// an attempt's outcome is unknown.
+		// left.
+		if t.wrote && t.out {
+			return 504, "kafka did not acknowledge the record within produce_timeout_ms" + mayBeWritten
+		}
 		return 503, "kafka did not take the record within produce_timeout_ms" + notWritten
 	}
 	var ke *kerr.Error
