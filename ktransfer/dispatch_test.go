@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // eachRule runs test as a subtest per dispatch rule, with a scheduler for
@@ -70,7 +70,7 @@ func TestSchedulers(t *testing.T) {
 				key = []byte("k" + strconv.Itoa(rand.IntN(30)))
 			}
 			window <- struct{}{}
-			if !s.put(context.Background(), &record{msg: &sarama.ConsumerMessage{Key: key, Offset: o}}) {
+			if !s.put(context.Background(), &record{msg: &kgo.Record{Key: key, Offset: o}}) {
 				t.Fatal("put refused")
 			}
 		}
@@ -121,10 +121,10 @@ func TestIdleWorkerDoesNotWaitForOtherKeys(t *testing.T) {
 			workers.Go(func() { s.work(i, push) })
 		}
 		for o := range int64(5) {
-			s.put(context.Background(), &record{msg: &sarama.ConsumerMessage{Key: []byte("slow"), Offset: o}})
+			s.put(context.Background(), &record{msg: &kgo.Record{Key: []byte("slow"), Offset: o}})
 		}
 		for o := int64(5); o < 205; o++ {
-			s.put(context.Background(), &record{msg: &sarama.ConsumerMessage{Key: []byte("user" + strconv.Itoa(int(o))), Offset: o}})
+			s.put(context.Background(), &record{msg: &kgo.Record{Key: []byte("user" + strconv.Itoa(int(o))), Offset: o}})
 		}
 		s.close()
 		workers.Wait()

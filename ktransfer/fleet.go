@@ -65,8 +65,7 @@ func (m *module) coordinate(ctx context.Context, errc chan<- error) {
 		case <-m.changed:
 			sleep(ctx, debounce)
 		case <-poll.C:
-			_ = m.t.client.RefreshMetadata(m.cfg.Topic)
-			parts, err := m.t.client.Partitions(m.cfg.Topic)
+			parts, err := m.t.partitions(ctx, m.cfg.Topic)
 			if err == nil && !slices.Equal(parts, known) {
 				if known != nil {
 					m.log.Info("topic partitions changed", "partitions", len(parts))
@@ -120,9 +119,9 @@ func (m *module) reconcile(ctx context.Context, idsDir, ownersDir string, errc c
 	if err != nil {
 		return fmt.Errorf("list %s: %w", idsDir, err)
 	}
-	parts, err := m.t.client.Partitions(m.cfg.Topic)
+	parts, err := m.t.partitions(ctx, m.cfg.Topic)
 	if err != nil {
-		return fmt.Errorf("partitions of %s: %w", m.cfg.Topic, err)
+		return err
 	}
 	owners, err := m.owners(ownersDir)
 	if err != nil {
@@ -215,8 +214,8 @@ func (m *module) claim(ctx context.Context, ownersDir string, p int32, errc chan
 		m.log.Warn("claim partition failed", "partition", p, "err", err)
 		return
 	}
-	part := &partition{m: m, id: p, log: m.log.With("partition", p)}
 	rctx, cancel := context.WithCancel(ctx)
+	part := newPartition(m, p, rctx)
 	c := &claimed{part: part, cancel: cancel, done: make(chan struct{})}
 	m.mu.Lock()
 	m.parts[p] = part
@@ -263,6 +262,7 @@ func (m *module) release(p int32, withZK bool) {
 		for range inFlight + ready { // dispatched records that will never be committed here
 			<-m.slots
 		}
+		m.reader.signal()
 	}
 	if withZK {
 		node := path.Join(zklayout.Owners(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic), strconv.Itoa(int(p)))

@@ -1,6 +1,7 @@
 package ktransfer_test
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -13,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/go-zookeeper/zk"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
@@ -73,6 +74,18 @@ func (e *env) start(t *testing.T, modules ...ktransfer.Module) *running {
 // the default).
 func (e *env) startWith(t *testing.T, zkTimeoutMs int, modules ...ktransfer.Module) *running {
 	t.Helper()
+	tr, err := ktransfer.New(e.config(t, zkTimeoutMs, modules...), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	stop := runtest.Start(t, tr.Run, 20*time.Second)
+	return &running{tr: tr, stop: stop}
+}
+
+// config is a ktransfer configuration reaching e, with the ZooKeeper
+// session timeout given (0: the default).
+func (e *env) config(t *testing.T, zkTimeoutMs int, modules ...ktransfer.Module) ktransfer.Config {
+	t.Helper()
 	cfg := ktransfer.DefaultConfig()
 	if zkTimeoutMs > 0 {
 		cfg.ZKTimeoutMs = zkTimeoutMs
@@ -87,38 +100,27 @@ func (e *env) startWith(t *testing.T, zkTimeoutMs int, modules ...ktransfer.Modu
 		}
 	}
 	cfg.Modules = modules
-	tr, err := ktransfer.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	stop := runtest.Start(t, tr.Run, 20*time.Second)
-	return &running{tr: tr, stop: stop}
+	return cfg
 }
 
-// produce writes records (key, value) and returns them in order per partition.
+// produce writes records (key, value) with kgo's default partitioner
+// (a key's records go to one partition, in order), acknowledged by every
+// replica; an empty key is a record without a key.
 func (e *env) produce(t *testing.T, topic string, recs [][2]string) {
 	t.Helper()
-	cfg, err := e.kc.Sarama("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Producer.Return.Successes = true
-	cfg.Producer.Partitioner = sarama.NewHashPartitioner
-	p, err := sarama.NewSyncProducer(e.kafka.ListenAddrs(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	var msgs []*sarama.ProducerMessage
+	cl := kafkatest.Client(t, e.kafka, e.kc)
+	rs := make([]*kgo.Record, 0, len(recs))
 	for _, r := range recs {
-		m := &sarama.ProducerMessage{Topic: topic, Value: sarama.ByteEncoder(r[1])}
+		rec := &kgo.Record{Topic: topic, Value: []byte(r[1])}
 		if r[0] != "" {
-			m.Key = sarama.StringEncoder(r[0])
+			rec.Key = []byte(r[0])
 		}
-		msgs = append(msgs, m)
+		rs = append(rs, rec)
 	}
-	if err := p.SendMessages(msgs); err != nil {
-		t.Fatal(err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+		t.Fatalf("produce %d records to %s: %v", len(rs), topic, err)
 	}
 }
 
@@ -325,33 +327,23 @@ func TestExhaustionPermanentAndDeadLetter(t *testing.T) {
 		t.Errorf("attempts per record %v; want down: 1+2 retries, bad: 1 (permanent), fine: 1", counts)
 	}
 	// Both given-up records are in the dead-letter topic, with the reasons.
-	consumer, err := sarama.NewConsumer(e.kafka.ListenAddrs(), sarama.NewConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer consumer.Close()
-	pc, err := consumer.ConsumePartition("dlq", 0, sarama.OffsetOldest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
 	// Different keys: the two given-up records may come in either order.
 	want := map[string]string{"down": "retries exhausted: status 500", "bad": "status 400"}
-	for range 2 {
-		select {
-		case msg := <-pc.Messages():
-			headers := map[string]string{}
-			for _, h := range msg.Headers {
-				headers[string(h.Key)] = string(h.Value)
-			}
-			reason, ok := want[string(msg.Value)]
-			if !ok || headers["ktransfer-reason"] != reason || headers["ktransfer-topic"] != "t" || headers["ktransfer-module"] != "m" {
-				t.Errorf("dead letter %q %v; want one of %v", msg.Value, headers, want)
-			}
-			delete(want, string(msg.Value))
-		case <-time.After(5 * time.Second):
-			t.Fatalf("dead letters missing: %v", want)
+	dead := kafkatest.ReadAll(t, e.kafka, e.kc, "dlq")
+	for _, rec := range dead {
+		headers := map[string]string{}
+		for _, h := range rec.Headers {
+			headers[h.Key] = string(h.Value)
 		}
+		reason, ok := want[string(rec.Value)]
+		if !ok || headers["ktransfer-reason"] != reason || headers["ktransfer-topic"] != "t" || headers["ktransfer-module"] != "m" ||
+			headers["ktransfer-partition"] != "0" || headers["ktransfer-offset"] == "" || string(rec.Key) == "" {
+			t.Errorf("dead letter %q key %q %v; want one of %v", rec.Value, rec.Key, headers, want)
+		}
+		delete(want, string(rec.Value))
+	}
+	if len(dead) != 2 || len(want) != 0 {
+		t.Errorf("%d dead letters; missing: %v", len(dead), want)
 	}
 }
 

@@ -12,13 +12,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/go-zookeeper/zk"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
-
-type saramaMessage = sarama.ConsumerMessage
 
 // module pushes one topic's records to its backends.
 type module struct {
@@ -44,9 +42,9 @@ type module struct {
 	commitMu sync.Mutex // one commit at a time: each frees the slots it covers once
 	changed  chan struct{}
 
-	// consumer is the module's own: sarama lets a consumer read a
-	// partition only once, and modules on one topic each read all of it.
-	consumer sarama.Consumer
+	// reader is the module's own Kafka client and poll loop: modules on
+	// one topic each read all of it.
+	reader *reader
 }
 
 func newModule(cfg Module, t *Transfer) (*module, error) {
@@ -54,12 +52,21 @@ func newModule(cfg Module, t *Transfer) (*module, error) {
 	if err != nil {
 		return nil, err
 	}
-	consumer, err := sarama.NewConsumerFromClient(t.client)
+	opts := append(slices.Clip(t.kafkaOpts),
+		// Records of aborted transactions are never pushed; the markers
+		// are kept so that the commit point can pass them.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
+		// An offset Kafka no longer has is reported, not silently reset:
+		// offset_out_of_range decides (partition.applyOutOfRange).
+		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
+	)
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("module %s: kafka consumer: %w", cfg.Name, err)
 	}
 	m := &module{
-		cfg: cfg, t: t, pusher: p, log: t.log.With("module", cfg.Name, "topic", cfg.Topic), consumer: consumer,
+		cfg: cfg, t: t, pusher: p, log: t.log.With("module", cfg.Name, "topic", cfg.Topic),
 		slots:      make(chan struct{}, cfg.WindowSize),
 		commitKick: make(chan struct{}, 1),
 		parts:      map[int32]*partition{},
@@ -74,6 +81,7 @@ func newModule(cfg Module, t *Transfer) (*module, error) {
 		}
 	}
 	m.sched = newScheduler(cfg)
+	m.reader = newReader(m, cl)
 	if cfg.WaitingQueueSize > 0 && cfg.Dispatch == dispatchIdleWorker {
 		m.log.Info("waiting_queue_size has no effect with dispatch: idle_worker (the window bounds the waiting records)")
 	}
@@ -96,6 +104,10 @@ func (m *module) run(readCtx, pushCtx context.Context) error {
 	var committer sync.WaitGroup
 	committer.Go(func() { m.commitLoop(commitCtx) })
 
+	readerCtx, stopReader := context.WithCancel(readCtx)
+	var reader sync.WaitGroup
+	reader.Go(func() { m.reader.run(readerCtx) })
+
 	errc := make(chan error, 16)
 	coordCtx, stopCoordinating := context.WithCancel(readCtx)
 	var coordinator sync.WaitGroup
@@ -107,10 +119,10 @@ func (m *module) run(readCtx, pushCtx context.Context) error {
 		m.log.Error("module stopped", "err", err)
 	}
 	// Shutdown order: 1. stop reassigning and reading (every partition
-	// loop returns); 2. close the queues and let the workers push what was
-	// dispatched, bounded by pushCtx; 3. commit what was acknowledged and
-	// stop the committer; 4. delete the owner nodes, handing the
-	// partitions over at once.
+	// loop returns, then the poll loop); 2. close the queues and let the
+	// workers push what was dispatched, bounded by pushCtx; 3. commit what
+	// was acknowledged and stop the committer; 4. delete the owner nodes,
+	// handing the partitions over at once.
 	stopCoordinating()
 	coordinator.Wait()
 	m.mu.Lock()
@@ -125,6 +137,8 @@ func (m *module) run(readCtx, pushCtx context.Context) error {
 	for _, c := range claims {
 		<-c.done
 	}
+	stopReader()
+	reader.Wait() // nothing is dispatched any more
 	m.sched.close()
 	drained := make(chan struct{})
 	go func() { workers.Wait(); close(drained) }()
@@ -170,20 +184,41 @@ func (m *module) handOver() {
 
 // dispatch hands a record to the workers, after taking a window slot.
 func (m *module) dispatch(ctx context.Context, r *record) bool {
-	select {
-	case m.slots <- struct{}{}:
-	default:
-		m.kickCommit() // the window is full: commit what is acknowledged
-		select {
-		case m.slots <- struct{}{}:
-		case <-ctx.Done():
-			return false
-		}
+	if !m.takeSlot(ctx) {
+		return false
 	}
 	r.part.tracker.dispatch(r.msg.Offset)
 	// false: dispatched but never queued; it stays below the commit point
 	// and is read again after the restart.
 	return m.sched.put(ctx, r)
+}
+
+// pass counts a record with nothing to push (a transaction marker) as
+// dispatched and acknowledged, so that the commit point moves past it.
+func (m *module) pass(ctx context.Context, r *record) bool {
+	if !m.takeSlot(ctx) {
+		return false
+	}
+	r.part.tracker.dispatch(r.msg.Offset)
+	m.ack(r)
+	return true
+}
+
+// takeSlot takes a window slot. The reader polls no more records than
+// there are free slots, so it does not wait.
+func (m *module) takeSlot(ctx context.Context) bool {
+	select {
+	case m.slots <- struct{}{}:
+		return true
+	default:
+	}
+	m.kickCommit()
+	select {
+	case m.slots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // worker pushes the records the scheduler gives worker i.
@@ -279,22 +314,23 @@ func (m *module) giveUp(ctx context.Context, r *record, reason string, attempts 
 // deadLetter writes r to the dead-letter topic, retrying until it is
 // written or ctx ends: a record is acknowledged only once it is safe.
 func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool {
-	msg := &sarama.ProducerMessage{
-		Topic: m.cfg.DeadLetterTopic,
-		Value: sarama.ByteEncoder(r.msg.Value),
-		Headers: []sarama.RecordHeader{
-			{Key: []byte("ktransfer-module"), Value: []byte(m.cfg.Name)},
-			{Key: []byte("ktransfer-reason"), Value: []byte(reason)},
-			{Key: []byte("ktransfer-topic"), Value: []byte(r.msg.Topic)},
-			{Key: []byte("ktransfer-partition"), Value: []byte(strconv.Itoa(int(r.msg.Partition)))},
-			{Key: []byte("ktransfer-offset"), Value: []byte(strconv.FormatInt(r.msg.Offset, 10))},
-		},
+	headers := []kgo.RecordHeader{
+		{Key: "ktransfer-module", Value: []byte(m.cfg.Name)},
+		{Key: "ktransfer-reason", Value: []byte(reason)},
+		{Key: "ktransfer-topic", Value: []byte(r.msg.Topic)},
+		{Key: "ktransfer-partition", Value: []byte(strconv.Itoa(int(r.msg.Partition)))},
+		{Key: "ktransfer-offset", Value: []byte(strconv.FormatInt(r.msg.Offset, 10))},
 	}
+	var key []byte
 	if len(r.msg.Key) > 0 {
-		msg.Key = sarama.ByteEncoder(r.msg.Key)
+		key = r.msg.Key
 	}
 	for n := 1; ; n++ {
-		_, _, err := m.t.deadLetters.SendMessage(msg)
+		// Acknowledged by every in-sync replica, idempotent (kgo's
+		// defaults); a write not done within deadLetterTimeout is retried
+		// here. A record is not reused: kgo writes into it.
+		rec := &kgo.Record{Topic: m.cfg.DeadLetterTopic, Key: key, Value: r.msg.Value, Headers: headers}
+		err := m.t.client.ProduceSync(ctx, rec).FirstErr()
 		if err == nil {
 			m.stats.deadLettered()
 			return true
@@ -388,6 +424,7 @@ func (m *module) commitAllLocked() {
 		}
 		m.stats.committed(p.id, p.offset)
 	}
+	m.reader.signal() // slots are free: reading goes on
 }
 
 // sleep waits d or until ctx ends; it reports whether d passed.

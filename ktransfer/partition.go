@@ -2,135 +2,165 @@ package ktransfer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
-	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 )
 
-// partition reads one partition of a module's topic and dispatches its
-// records. It can be started and stopped on its own (the fleet moves
-// partitions between processes).
+// partition is one partition of a module's topic held by this process. It
+// can be started and stopped on its own (the fleet moves partitions
+// between processes); the module's reader reads it.
 type partition struct {
 	m       *module
 	id      int32
 	log     *slog.Logger
+	ctx     context.Context // the claim's: done once the partition is released
 	tracker *tracker
-	pc      sarama.PartitionConsumer
+	hwGauge prometheus.Gauge
+
+	highWater atomic.Int64 // the log end in the last fetch; -1 before one
+
+	// outOfRange receives, from the reader, the offset it was fetching
+	// from when the broker answered OFFSET_OUT_OF_RANGE.
+	outOfRange chan int64
+
+	// Owned by the reader's goroutine.
+	next    int64 // the next offset to dispatch
+	stalled bool  // out of range was reported; waiting for a new start
 
 	released atomic.Bool  // given up: queued records are dropped, not pushed
 	pushing  atomic.Int32 // pushes of its records in progress
 }
 
-// run reads until ctx ends or the partition cannot go on.
+func newPartition(m *module, id int32, ctx context.Context) *partition {
+	p := &partition{m: m, id: id, log: m.log.With("partition", id), ctx: ctx,
+		hwGauge: m.stats.highWaterGauge(id), outOfRange: make(chan int64, 1)}
+	p.highWater.Store(-1)
+	return p
+}
+
+// run reads the partition from its committed offset until ctx ends or the
+// partition cannot go on. When it returns, none of the partition's records
+// is dispatched any more.
 func (p *partition) run(ctx context.Context) error {
 	m := p.m
-	start, stored, err := m.t.loadOffset(m.cfg.Name, m.cfg.Topic, p.id)
+	start, err := p.startOffset(ctx)
 	if err != nil {
 		return err
 	}
-	if !stored {
-		if start, err = p.resolve(m.cfg.StartFrom); err != nil {
-			return err
-		}
-		p.log.Info("no stored offset; starting", "start_from", m.cfg.StartFrom, "offset", start)
-		// Store it now: the partition shows in the layout (and in
-		// kmonitor's lag) before its first record.
-		if err := m.t.storeOffsets(m.cfg.Name, m.cfg.Topic, map[int32]int64{p.id: start}); err != nil {
-			return err
-		}
-	}
-	for ctx.Err() == nil {
-		pc, err := m.consumer.ConsumePartition(m.cfg.Topic, p.id, start)
-		if errors.Is(err, sarama.ErrOffsetOutOfRange) {
-			if start, err = p.outOfRange(start); err != nil {
-				return err
-			}
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("consume %s/%d from %d: %w", m.cfg.Topic, p.id, start, err)
-		}
-		m.mu.Lock() // the committer and /status read them
-		if p.tracker == nil {
-			p.tracker = newTracker(start)
-		}
-		p.pc = pc
-		m.mu.Unlock()
-		p.log.Info("partition started", "offset", start)
-		next, err := p.read(ctx, pc)
-		pc.AsyncClose()
-		for range pc.Messages() { // drain what was fetched; it is read again later
-		}
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, sarama.ErrOffsetOutOfRange) {
-			return err
-		}
-		if start, err = p.outOfRange(next); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// read dispatches records until ctx ends or the consumer fails; it returns
-// the next offset it would have read.
-func (p *partition) read(ctx context.Context, pc sarama.PartitionConsumer) (int64, error) {
-	next := int64(-1)
-	hw := p.m.stats.highWaterGauge(p.id)
+	m.mu.Lock() // the committer and /status read it
+	p.tracker = newTracker(start)
+	m.mu.Unlock()
+	p.log.Info("partition started", "offset", start)
+	m.reader.assign(p, start)
+	defer m.reader.unassign(p)
 	for {
 		select {
 		case <-ctx.Done():
-			return next, nil
-		case msg, ok := <-pc.Messages():
-			if !ok {
-				return next, nil
+			return nil
+		case at := <-p.outOfRange:
+			next, err := p.applyOutOfRange(ctx, at)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
 			}
-			if !p.m.dispatch(ctx, &record{msg: msg, part: p}) {
-				return next, nil
-			}
-			next = msg.Offset + 1
-			hw.Set(float64(pc.HighWaterMarkOffset()))
-		case cerr, ok := <-pc.Errors():
-			if !ok {
-				return next, nil
-			}
-			if errors.Is(cerr.Err, sarama.ErrOffsetOutOfRange) {
-				return next, cerr.Err
-			}
-			p.log.Warn("consumer error", "err", cerr.Err)
+			// Committed as soon as the records dispatched before are
+			// acknowledged (at once when there are none), so that the
+			// next owner starts there too.
+			p.tracker.jump(next)
+			m.kickCommit()
+			m.reader.assign(p, next)
 		}
 	}
 }
 
-// outOfRange applies offset_out_of_range to a stored offset that Kafka no
+// startOffset is the stored offset, or where start_from says when none is
+// stored (then stored at once).
+func (p *partition) startOffset(ctx context.Context) (int64, error) {
+	m := p.m
+	start, stored, err := m.t.loadOffset(m.cfg.Name, m.cfg.Topic, p.id)
+	if err != nil || stored {
+		return start, err
+	}
+	if start, err = p.resolve(ctx, m.cfg.StartFrom); err != nil {
+		return 0, err
+	}
+	p.log.Info("no stored offset; starting", "start_from", m.cfg.StartFrom, "offset", start)
+	// Store it now: the partition shows in the layout (and in kmonitor's
+	// lag) before its first record.
+	if err := m.t.storeOffsets(m.cfg.Name, m.cfg.Topic, map[int32]int64{p.id: start}); err != nil {
+		return 0, err
+	}
+	return start, nil
+}
+
+// applyOutOfRange applies offset_out_of_range to an offset that Kafka no
 // longer has, loudly: records between it and the oldest one were deleted
 // by retention before they were pushed.
-func (p *partition) outOfRange(offset int64) (int64, error) {
-	policy := p.m.cfg.OffsetOutOfRange
-	oldest, _ := p.m.t.client.GetOffset(p.m.cfg.Topic, p.id, sarama.OffsetOldest)
-	newest, _ := p.m.t.client.GetOffset(p.m.cfg.Topic, p.id, sarama.OffsetNewest)
+func (p *partition) applyOutOfRange(ctx context.Context, offset int64) (int64, error) {
+	m := p.m
+	policy := m.cfg.OffsetOutOfRange
+	oldest, _ := p.listOffset(ctx, "oldest")
+	newest, _ := p.listOffset(ctx, "newest")
 	p.log.Error("stored offset out of range", "offset", offset, "oldest", oldest, "newest", newest, "offset_out_of_range", policy)
-	p.m.stats.outOfRange()
+	m.stats.outOfRange()
 	if policy == "stop" {
-		return 0, fmt.Errorf("%s/%d: offset %d out of range [%d, %d] and offset_out_of_range is stop", p.m.cfg.Topic, p.id, offset, oldest, newest)
+		return 0, fmt.Errorf("%s/%d: offset %d out of range [%d, %d] and offset_out_of_range is stop", m.cfg.Topic, p.id, offset, oldest, newest)
 	}
-	return p.resolve(policy)
+	return p.resolve(ctx, policy)
 }
 
 // resolve turns oldest/newest into an offset.
-func (p *partition) resolve(where string) (int64, error) {
-	which := sarama.OffsetOldest
-	if where == "newest" {
-		which = sarama.OffsetNewest
-	}
-	off, err := p.m.t.client.GetOffset(p.m.cfg.Topic, p.id, which)
+func (p *partition) resolve(ctx context.Context, where string) (int64, error) {
+	off, err := p.listOffset(ctx, where)
 	if err != nil {
 		return 0, fmt.Errorf("%s offset of %s/%d: %w", where, p.m.cfg.Topic, p.id, err)
 	}
 	return off, nil
+}
+
+// listOffset asks the partition's leader for its oldest offset (the log
+// start) or its newest: the last stable offset, which is the log end unless
+// a transaction is open; starting there, records of a transaction still
+// open are pushed once it commits instead of being skipped. An answer
+// that can change soon (the leader moved: NOT_LEADER_OR_FOLLOWER, …) is
+// asked again, for kafkaTimeout at most.
+func (p *partition) listOffset(ctx context.Context, where string) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, kafkaTimeout)
+	defer cancel()
+	t, topic := p.m.t, p.m.cfg.Topic
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		var listed kadm.ListedOffsets
+		var err error
+		if where == "newest" {
+			listed, err = t.adm.ListCommittedOffsets(ctx, topic)
+		} else {
+			listed, err = t.adm.ListStartOffsets(ctx, topic)
+		}
+		if err == nil {
+			o, ok := listed.Lookup(topic, p.id)
+			switch {
+			case !ok:
+				err = fmt.Errorf("partition %d not in the answer", p.id)
+			case o.Err == nil:
+				return o.Offset, nil
+			default:
+				err = o.Err
+			}
+		}
+		if !kerr.IsRetriable(err) {
+			return -1, err
+		}
+		t.client.ForceMetadataRefresh()
+		if !sleep(ctx, wait) {
+			return -1, err
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/valyala/fasthttp"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/msgpackscan"
@@ -169,7 +170,7 @@ func methodOf(value []byte) (string, error) { return msgpackscan.MapString(value
 
 // record is one Kafka record on its way through a module.
 type record struct {
-	msg    *saramaMessage
+	msg    *kgo.Record
 	part   *partition
 	method string
 }

@@ -9,29 +9,44 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"sort"
 	"sync"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/go-zookeeper/zk"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/daemon"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
 
+// kafkaTimeout bounds one metadata or offset request to Kafka.
+const kafkaTimeout = 15 * time.Second
+
+// deadLetterTimeout bounds one write to a dead-letter topic; a write that
+// times out is logged and tried again.
+const deadLetterTimeout = 30 * time.Second
+
 // Transfer runs the enabled modules of one ktransfer process.
 type Transfer struct {
-	cfg         Config
-	log         *slog.Logger
-	zk          *zk.Conn
-	client      sarama.Client
-	deadLetters sarama.SyncProducer // nil when no module has a dead-letter topic
-	metrics     *metrics
-	modules     []*module
-	adminLn     net.Listener
-	admin       *http.Server
+	cfg     Config
+	log     *slog.Logger
+	zk      *zk.Conn
+	metrics *metrics
+	modules []*module
+	adminLn net.Listener
+	admin   *http.Server
+
+	// kafkaOpts are the shared client options (brokers, TLS, SASL, …);
+	// each module reads with a client of its own built from them.
+	kafkaOpts []kgo.Opt
+	// client serves the process: topic metadata and offsets (adm), and
+	// the dead-letter writes.
+	client *kgo.Client
+	adm    *kadm.Client
 
 	id       string // this instance, in ids/ and owners/
 	started  time.Time
@@ -76,24 +91,14 @@ func New(cfg Config, log *slog.Logger) (*Transfer, error) {
 			return nil, fmt.Errorf("no broker registered under %s; set broker_hosts", zklayout.BrokerIDs(cfg.ZKChroot))
 		}
 	}
-	sc, err := cfg.Kafka.Sarama("ktransfer")
-	if err != nil {
+	if t.kafkaOpts, err = cfg.Kafka.Opts("ktransfer", brokers, log); err != nil {
 		return nil, err
 	}
-	sc.Consumer.Return.Errors = true
-	sc.Consumer.Fetch.Default = 1 << 20
-	sc.ChannelBufferSize = 1024
-	sc.Producer.Return.Successes = true // the dead-letter producer is synchronous
-	sc.Producer.RequiredAcks = sarama.WaitForAll
-	if t.client, err = sarama.NewClient(brokers, sc); err != nil {
-		return nil, fmt.Errorf("connect to kafka %v: %w", brokers, err)
+	if t.client, err = kgo.NewClient(append(slices.Clip(t.kafkaOpts), kgo.RecordDeliveryTimeout(deadLetterTimeout))...); err != nil {
+		return nil, fmt.Errorf("kafka client for %v: %w", brokers, err)
 	}
+	t.adm = kadm.NewClient(t.client)
 	for _, mc := range cfg.Modules {
-		if mc.DeadLetterTopic != "" && t.deadLetters == nil {
-			if t.deadLetters, err = sarama.NewSyncProducerFromClient(t.client); err != nil {
-				return nil, fmt.Errorf("dead-letter producer: %w", err)
-			}
-		}
 		m, err := newModule(mc, t)
 		if err != nil {
 			return nil, err
@@ -286,8 +291,11 @@ func (t *Transfer) Run(ctx context.Context) error {
 		go func() { _ = t.admin.Serve(t.adminLn) }()
 	}
 	for _, m := range t.modules {
-		if _, err := t.client.Partitions(m.cfg.Topic); err != nil {
-			return fmt.Errorf("module %s: topic %s: %w", m.cfg.Name, m.cfg.Topic, err)
+		if _, err := t.partitions(ctx, m.cfg.Topic); err != nil {
+			if ctx.Err() != nil { // stopped while starting: not a failure
+				return t.Close()
+			}
+			return fmt.Errorf("module %s: %w", m.cfg.Name, err)
 		}
 	}
 	sessionCtx, stopSession := context.WithCancel(context.Background())
@@ -341,14 +349,12 @@ func (t *Transfer) Close() error {
 		if t.adminLn != nil {
 			t.adminLn.Close()
 		}
-		if t.deadLetters != nil {
-			errs = append(errs, t.deadLetters.Close())
-		}
+		// Dead letters are written synchronously: nothing is buffered.
 		for _, m := range t.modules {
-			errs = append(errs, m.consumer.Close())
+			m.reader.cl.Close()
 		}
-		if t.client != nil && !t.client.Closed() {
-			errs = append(errs, t.client.Close())
+		if t.client != nil {
+			t.client.Close()
 		}
 		if conn := t.conn(); conn != nil {
 			conn.Close()
@@ -410,8 +416,8 @@ func (t *Transfer) Status() []ModuleStatus {
 			}
 			ps := PartitionStatus{Partition: id}
 			ps.Committed, ps.Frontier, ps.InFlight, _ = p.tracker.snapshot()
-			if p.pc != nil {
-				ps.HighWater = p.pc.HighWaterMarkOffset()
+			if hw := p.highWater.Load(); hw >= 0 {
+				ps.HighWater = hw
 				ps.Lag = max(0, ps.HighWater-ps.Committed)
 			}
 			ms.Partitions = append(ms.Partitions, ps)
@@ -421,6 +427,26 @@ func (t *Transfer) Status() []ModuleStatus {
 		out = append(out, ms)
 	}
 	return out
+}
+
+// partitions lists topic's partitions, asking the brokers.
+func (t *Transfer) partitions(ctx context.Context, topic string) ([]int32, error) {
+	ctx, cancel := context.WithTimeout(ctx, kafkaTimeout)
+	defer cancel()
+	topics, err := t.adm.ListTopics(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("metadata of topic %s: %w", topic, err)
+	}
+	d, ok := topics[topic]
+	if !ok {
+		return nil, fmt.Errorf("topic %s: not in the metadata answer", topic)
+	}
+	if d.Err != nil {
+		return nil, fmt.Errorf("topic %s: %w", topic, d.Err)
+	}
+	parts := d.Partitions.Numbers()
+	slices.Sort(parts)
+	return parts, nil
 }
 
 type zkLog struct{ l *slog.Logger }

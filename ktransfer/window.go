@@ -34,6 +34,17 @@ func (t *tracker) dispatch(offset int64) {
 	t.mu.Unlock()
 }
 
+// jump moves the frontier to offset when nothing is dispatched and not yet
+// below it: reading restarts there (offset_out_of_range), and the records
+// before it will not be read.
+func (t *tracker) jump(offset int64) {
+	t.mu.Lock()
+	if t.head == len(t.offsets) {
+		t.frontier = offset
+	}
+	t.mu.Unlock()
+}
+
 // ack records that offset is finished (pushed, skipped or given up on) and
 // returns how many records moved below the frontier.
 func (t *tracker) ack(offset int64) int {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -15,9 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/go-zookeeper/zk"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/bintest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
@@ -69,23 +70,15 @@ func newSetup(t *testing.T, records int) *setup {
 func newSetupOn(t *testing.T, k *kfake.Cluster, kc kafkaconf.Config, extra string, records int) *setup {
 	t.Helper()
 	z := zktest.Start(t)
-	cfg, err := kc.Sarama("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Producer.Return.Successes = true
-	p, err := sarama.NewSyncProducer(k.ListenAddrs(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var msgs []*sarama.ProducerMessage
+	var recs []*kgo.Record
 	for i := range records {
-		msgs = append(msgs, &sarama.ProducerMessage{Topic: "t", Key: sarama.StringEncoder("k" + strconv.Itoa(i%300)), Value: sarama.StringEncoder("v")})
+		recs = append(recs, &kgo.Record{Topic: "t", Key: []byte("k" + strconv.Itoa(i%300)), Value: []byte("v")})
 	}
-	if err := p.SendMessages(msgs); err != nil {
-		t.Fatal(err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := kafkatest.Client(t, k, kc).ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("produce %d records: %v", records, err)
 	}
-	p.Close()
 	c := &counter{times: map[string]int{}}
 	srv := httptest.NewServer(c)
 	t.Cleanup(srv.Close)

@@ -1,0 +1,276 @@
+package ktransfer
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// reader is a module's Kafka consumer: one kgo client reading the
+// partitions this process holds, directly (no consumer group: two modules
+// on one topic each read all of it), and one goroutine polling it and
+// dispatching the records to their partitions.
+//
+// The partitions' claims and releases reach the client through the poll
+// goroutine only (assign, unassign): it applies them between two polls, so
+// every record it holds when a change is applied has already been routed
+// or dropped. Together with what kgo does on RemoveConsumePartitions, this
+// makes a release followed by a new claim of the same partition safe:
+//
+//   - RemoveConsumePartitions (kgo v1.21.7, consumer.go) runs
+//     assignPartitions with assignInvalidateMatching, which starts with
+//     stopSession: it cancels the consumer session, waits until every
+//     fetch, offset list and epoch load of that session has returned, and
+//     discards every buffered fetch (discardBuffered, for all partitions).
+//     The removed partitions' cursors are unset. Nothing fetched under the
+//     old assignment can be polled afterwards.
+//   - discardBuffered finishes the cursors without moving them
+//     (usedOffsets.finishUsingAll): a kept partition's cursor only moves
+//     when its records are taken by a poll, so the kept partitions fetch the
+//     discarded records again from where they were: none is lost or skipped.
+//   - AddConsumePartitions at the committed offset then starts a new
+//     cursor there.
+//
+// So a record read before a re-claim is either dispatched before the
+// release (and counted by it) or dropped; it is never dispatched under the
+// new claim, and the new claim's records come in offset order from the
+// committed offset.
+//
+// The window: the goroutine polls at most as many records as the window
+// has free slots (PollRecords), so dispatching never waits for a slot and
+// the loop is always back to apply a release quickly. When the window is
+// full the topic's fetching is paused (PauseFetchTopics: kgo stops asking
+// the brokers for it) and resumed once a commit frees slots.
+type reader struct {
+	m     *module
+	cl    *kgo.Client
+	topic string
+
+	mu         sync.Mutex
+	pending    []change
+	cancelPoll context.CancelFunc // the poll in progress, nil when none
+	exited     bool               // the poll goroutine returned: changes are moot
+	wake       chan struct{}      // cap 1: a change is pending or slots were freed
+
+	// Owned by the poll goroutine.
+	parts  map[int32]*partition // partitions being read
+	paused bool
+}
+
+// change is a partition entering (add, from offset at) or leaving the
+// reader; done is closed once it is applied.
+type change struct {
+	p    *partition
+	add  bool
+	at   int64
+	done chan struct{}
+}
+
+func newReader(m *module, cl *kgo.Client) *reader {
+	return &reader{m: m, cl: cl, topic: m.cfg.Topic, wake: make(chan struct{}, 1), parts: map[int32]*partition{}}
+}
+
+// assign starts reading p at offset at, or restarts it there when it is
+// being read already. It returns once the client has the new cursor.
+func (r *reader) assign(p *partition, at int64) { r.request(change{p: p, add: true, at: at}) }
+
+// unassign stops reading p. Once it returns, no record of p is dispatched
+// any more.
+func (r *reader) unassign(p *partition) { r.request(change{p: p}) }
+
+func (r *reader) request(c change) {
+	c.done = make(chan struct{})
+	r.mu.Lock()
+	if r.exited {
+		r.mu.Unlock()
+		return
+	}
+	r.pending = append(r.pending, c)
+	if r.cancelPoll != nil {
+		r.cancelPoll()
+	}
+	r.mu.Unlock()
+	r.signal()
+	<-c.done
+}
+
+// signal wakes the poll goroutine when it waits for a change or a slot.
+func (r *reader) signal() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run polls and dispatches until ctx ends.
+func (r *reader) run(ctx context.Context) {
+	defer r.exit()
+	m := r.m
+	for {
+		r.apply()
+		if ctx.Err() != nil {
+			return
+		}
+		free := cap(m.slots) - len(m.slots) // only this goroutine takes slots
+		if free == 0 || len(r.parts) == 0 {
+			if free == 0 {
+				r.pause()
+				m.kickCommit() // commit what is acknowledged: that frees slots
+			}
+			select {
+			case <-r.wake:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		r.resume()
+		pollCtx, cancel := context.WithCancel(ctx)
+		r.mu.Lock()
+		if len(r.pending) > 0 {
+			r.mu.Unlock()
+			cancel()
+			continue
+		}
+		r.cancelPoll = cancel
+		r.mu.Unlock()
+		fs := r.cl.PollRecords(pollCtx, free)
+		r.mu.Lock()
+		r.cancelPoll = nil
+		r.mu.Unlock()
+		cancel()
+		r.route(fs)
+	}
+}
+
+// exit marks the goroutine gone and lets every waiting change return.
+func (r *reader) exit() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.exited = true
+	for _, c := range r.pending {
+		close(c.done)
+	}
+	r.pending = nil
+}
+
+// apply hands the pending changes to the client: every removal (and the
+// removal before a restart) in one RemoveConsumePartitions, then every
+// start in one AddConsumePartitions.
+func (r *reader) apply() {
+	r.mu.Lock()
+	changes := r.pending
+	r.pending = nil
+	r.mu.Unlock()
+	if len(changes) == 0 {
+		return
+	}
+	remove := map[int32]bool{}
+	add := map[int32]change{}
+	for _, c := range changes {
+		id := c.p.id
+		switch {
+		case c.add:
+			if _, reading := r.parts[id]; reading {
+				remove[id] = true // restart: a fresh cursor at c.at
+			}
+			r.parts[id] = c.p
+			add[id] = c
+		case r.parts[id] == c.p: // not a newer claim of the same partition
+			delete(r.parts, id)
+			delete(add, id)
+			remove[id] = true
+		}
+	}
+	if len(remove) > 0 {
+		ids := make([]int32, 0, len(remove))
+		for id := range remove {
+			ids = append(ids, id)
+		}
+		r.cl.RemoveConsumePartitions(map[string][]int32{r.topic: ids})
+	}
+	if len(add) > 0 {
+		offsets := make(map[int32]kgo.Offset, len(add))
+		for id, c := range add {
+			c.p.next, c.p.stalled = c.at, false
+			offsets[id] = kgo.NewOffset().At(c.at)
+		}
+		r.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{r.topic: offsets})
+	}
+	for _, c := range changes {
+		close(c.done)
+	}
+}
+
+func (r *reader) pause() {
+	if !r.paused {
+		r.cl.PauseFetchTopics(r.topic)
+		r.paused = true
+	}
+}
+
+func (r *reader) resume() {
+	if r.paused {
+		r.cl.ResumeFetchTopics(r.topic)
+		r.paused = false
+	}
+}
+
+// route dispatches the polled records to their partitions. Records of a
+// partition no longer read, or being released, are dropped: they are not
+// dispatched and so never committed.
+func (r *reader) route(fs kgo.Fetches) {
+	m := r.m
+	fs.EachError(func(topic string, id int32, err error) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kgo.ErrClientClosed) {
+			return
+		}
+		p := r.parts[id]
+		if topic != r.topic || p == nil {
+			m.log.Warn("kafka fetch error", "partition", id, "err", err)
+			return
+		}
+		if errors.Is(err, kerr.OffsetOutOfRange) {
+			// kgo stops the partition (ConsumeResetOffset(NoResetOffset)):
+			// its goroutine applies offset_out_of_range and restarts it.
+			if !p.stalled {
+				p.stalled = true
+				p.outOfRange <- p.next // cap 1, and sent once per start
+			}
+			return
+		}
+		p.log.Warn("kafka fetch error", "err", err)
+	})
+	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
+		p := r.parts[fp.Partition]
+		if fp.Topic != r.topic || p == nil || p.ctx.Err() != nil || p.stalled {
+			return
+		}
+		if fp.Err == nil {
+			p.highWater.Store(fp.HighWatermark)
+			p.hwGauge.Set(float64(fp.HighWatermark))
+		}
+		for _, rec := range fp.Records {
+			if rec.Offset < p.next {
+				// Not after what was dispatched (a reset by kgo after a
+				// leader's log was truncated): already in the tracker.
+				continue
+			}
+			rr := &record{msg: rec, part: p}
+			if rec.Attrs.IsControl() {
+				// A transaction's commit or abort marker: nothing to push,
+				// but the commit point must pass it (and the aborted
+				// records before it, which read_committed never returns),
+				// or the committed offset would stop short of the log end.
+				if !m.pass(p.ctx, rr) {
+					return
+				}
+			} else if !m.dispatch(p.ctx, rr) {
+				return
+			}
+			p.next = rec.Offset + 1
+		}
+	})
+}
