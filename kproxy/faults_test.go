@@ -2,6 +2,7 @@ package kproxy_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/vmihailenco/msgpack/v5"
@@ -341,32 +343,32 @@ func TestQueuedPastDeadlineNeverWrittenIdempotent(t *testing.T) {
 	}
 }
 
-// TestMessageTooLargeSplitsBatches: a broker that refuses every batch of
-// more than one record as MESSAGE_TOO_LARGE; records that fit alone are
-// still written, each answered 200.
-func TestMessageTooLargeSplitsBatches(t *testing.T) {
+// TestBatchesFitTopicMaxMessageBytes: a topic whose max.message.bytes
+// (3000) is far below max_message_bytes. Records of 900 bytes posted
+// together form batches; each batch must fit the topic's limit, so every
+// record is written and answered 200 (before: the broker refused the
+// batches as MESSAGE_TOO_LARGE and every record got 413). A record larger
+// than the topic's limit is 413 at once, naming it.
+func TestBatchesFitTopicMaxMessageBytes(t *testing.T) {
+	const limit = 3000
 	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	adm := kadm.NewClient(kafkatest.Client(t, c, kafkaconf.Default()))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "max.message.bytes", Value: kadm.StringPtr(strconv.Itoa(limit))}}, topic)
+	if err == nil {
+		_, err = resp.On(topic, nil)
+	}
+	if err != nil {
+		t.Fatalf("set max.message.bytes: %v", err)
+	}
+	arrivals := watchProduce(c)
 	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.LingerMs = 20 })
-	var refused atomic.Int32
-	c.ControlKey(int16(kmsg.Produce), func(r kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		req := r.(*kmsg.ProduceRequest)
-		for _, rt := range req.Topics {
-			for _, rp := range rt.Partitions {
-				var b kmsg.RecordBatch
-				if err := b.ReadFrom(rp.Records); err == nil && b.NumRecords > 1 {
-					refused.Add(1)
-					return tooLarge(req), nil, true
-				}
-			}
-		}
-		return nil, nil, false
-	})
 	for _, acks := range []string{"1", "-1"} {
 		var wg sync.WaitGroup
 		var bodies []string
 		for i := range 20 {
-			body := unique(t, fmt.Sprintf("split-acks%s-%d", acks, i))
+			body := unique(t, fmt.Sprintf("fit-acks%s-%d-%s", acks, i, strings.Repeat("x", 880)))
 			bodies = append(bodies, string(body))
 			wg.Go(func() {
 				if a := p.post(t, "topic="+topic+"&key=k"+strconv.Itoa(i)+"&acks="+acks, body); a.code != 200 {
@@ -378,28 +380,38 @@ func TestMessageTooLargeSplitsBatches(t *testing.T) {
 		kafka := inKafka(t, c)
 		for _, b := range bodies {
 			if kafka[b] != 1 {
-				t.Errorf("acks=%s: %q in Kafka %d times", acks, b, kafka[b])
+				t.Errorf("acks=%s: a record is in Kafka %d times", acks, kafka[b])
 			}
 		}
 	}
-	if refused.Load() == 0 {
+	several, largest := arrivals.batches()
+	if several == 0 {
 		t.Errorf("no batch of several records was formed: the test proves nothing")
+	}
+	if largest > limit {
+		t.Errorf("a batch of %d bytes was sent to a topic taking %d", largest, limit)
+	}
+	a := p.post(t, "topic="+topic+"&key=k", unique(t, strings.Repeat("y", limit)))
+	if a.code != 413 || !strings.Contains(a.body, "max.message.bytes (3000)") {
+		t.Errorf("a record over the topic's limit: %d %q, want 413 naming max.message.bytes", a.code, a.body)
 	}
 }
 
-func tooLarge(req *kmsg.ProduceRequest) *kmsg.ProduceResponse {
-	resp := req.ResponseKind().(*kmsg.ProduceResponse)
-	for _, rt := range req.Topics {
-		st := kmsg.NewProduceResponseTopic()
-		st.Topic, st.TopicID = rt.Topic, rt.TopicID
-		for _, rp := range rt.Partitions {
-			sp := kmsg.NewProduceResponseTopicPartition()
-			sp.Partition, sp.ErrorCode, sp.BaseOffset = rp.Partition, 10, -1
-			st.Partitions = append(st.Partitions, sp)
+// batches counts the produce batches of several records and the largest
+// batch in bytes.
+func (pa *produceArrivals) batches() (several, largest int) {
+	pa.mu.Lock()
+	defer pa.mu.Unlock()
+	for _, a := range pa.reqs {
+		for _, raw := range a.batches {
+			var b kmsg.RecordBatch
+			if b.ReadFrom(raw) == nil && b.NumRecords > 1 {
+				several++
+			}
+			largest = max(largest, len(raw))
 		}
-		resp.Topics = append(resp.Topics, st)
 	}
-	return resp
+	return several, largest
 }
 
 // TestCompressionShrinks: each codec makes a compressible record smaller

@@ -19,10 +19,11 @@ import (
 const maxPooledBody = 64 << 10
 
 // recordOverhead is what a record adds to its key and value in a batch of
-// its own, at most: the batch header (61 bytes) and the record's varints
-// and attributes (kgo refuses a record whose batch would exceed
-// max_message_bytes before it leaves).
-const recordOverhead = 61 + 5*5 + 1
+// its own, at most, as kgo counts it: the batch header with its length
+// prefixes (67 bytes), the record's length, attributes, deltas and three
+// length varints (23). Checked here, a record never meets kgo's own limit,
+// which would fail it after other records' requests may be out.
+const recordOverhead = 67 + 23
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	switch string(ctx.Path()) {
@@ -84,7 +85,8 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) int {
 		return fail(ctx, fasthttp.StatusBadRequest, "body is not one msgpack value: "+err.Error())
 	}
 
-	if size := len(body) + len(args.Peek("key")) + recordOverhead; size > s.cfg.MaxMessageBytes {
+	size := len(body) + len(args.Peek("key")) + recordOverhead
+	if size > s.cfg.MaxMessageBytes {
 		return fail(ctx, fasthttp.StatusRequestEntityTooLarge,
 			"record of "+strconv.Itoa(size)+" bytes larger than max_message_bytes ("+strconv.Itoa(s.cfg.MaxMessageBytes)+")")
 	}
@@ -101,7 +103,20 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) int {
 		code, reason := produceStatus(err, sendTrace{}) // a metadata request: nothing written
 		return s.kafkaFail(ctx, code, reason, string(topicB), err)
 	}
-	return s.produce(ctx, topic, args.Peek("key"), body, acks)
+	if size > int(topic.maxBytes) {
+		return fail(ctx, fasthttp.StatusRequestEntityTooLarge,
+			"record of "+strconv.Itoa(size)+" bytes larger than the topic's max.message.bytes ("+strconv.Itoa(int(topic.maxBytes))+")")
+	}
+	if acks == 0 {
+		// acks=0 records outlive their request: they are bounded apart,
+		// so that kgo's buffer never fills and Produce never blocks.
+		if n := s.acks0Out.Add(1); n > int64(s.cfg.ReqPoolSize) {
+			s.acks0Out.Add(-1)
+			ctx.Response.Header.Set("Retry-After", "1")
+			return fail(ctx, fasthttp.StatusServiceUnavailable, "overloaded: req_pool_size acks=0 records still being delivered; the record was not written")
+		}
+	}
+	return s.produce(ctx, topic.name, args.Peek("key"), body, acks)
 }
 
 func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string, key, body []byte, acks int) int {
@@ -114,7 +129,7 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string, key, body []byt
 		p.key = append(p.key[:0], key...)
 		p.rec.Key = p.key
 	}
-	p.srv, p.acks, p.resent = s, acks, false
+	p.srv, p.acks = s, acks
 	p.state.Store(waiting)
 	// The record's deadline: kgo sends no batch whose first record's
 	// context is done, and fails it instead.
@@ -126,7 +141,6 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string, key, body []byt
 		// Answered now; the promise delivers it (retried until the
 		// deadline), counts it if it is lost, and releases p: p is not
 		// ours any more.
-		s.metrics.records[0].Inc()
 		return succeed(ctx, -1, 0, false)
 	}
 

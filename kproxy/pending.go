@@ -24,7 +24,6 @@ type pending struct {
 	note   sendNote // tr's counts when the record was handed to kgo
 	ctx    context.Context
 	cancel context.CancelFunc
-	resent bool // produced again alone after MESSAGE_TOO_LARGE
 
 	state atomic.Int32  // waiting, finished or abandoned
 	done  chan struct{} // the promise's signal to the handler (cap 1)
@@ -69,21 +68,23 @@ func onProduced(r *kgo.Record, err error) {
 	p.srv.produced(p, err, p.tr.since(p.note))
 }
 
-// produced takes a record's outcome: sent again alone after a
-// MESSAGE_TOO_LARGE of its batch, counted when an acks=0 record is lost,
-// else handed to the waiting handler.
+// produced takes a record's outcome: an acks=0 record is counted (written
+// or lost), others are handed to the waiting handler. A MESSAGE_TOO_LARGE
+// makes the topic's max.message.bytes be asked again: it was lowered since
+// kproxy read it (batches are built to fit it).
 func (s *Server) produced(p *pending, err error, trace sendTrace) {
-	if err != nil && !p.resent && errors.Is(err, kerr.MessageTooLarge) && p.ctx.Err() == nil {
-		if code, _ := produceStatus(err, trace); code == 413 && s.resend(p) {
-			return
-		}
+	if err != nil && errors.Is(err, kerr.MessageTooLarge) {
+		s.check.forget(p.rec.Topic)
 	}
 	if p.acks == 0 {
+		s.acks0Out.Add(-1)
 		if err != nil {
 			code, _ := produceStatus(err, trace)
 			s.metrics.acks0Lost.Inc()
 			s.acks0Log.warn("acks=0 record answered 200 and not delivered", "topic", p.rec.Topic,
 				"partition", p.rec.Partition, "may_be_written", code == 504, "err", err)
+		} else {
+			s.metrics.records[0].Inc()
 		}
 		p.release()
 		return
@@ -94,51 +95,4 @@ func (s *Server) produced(p *pending, err error, trace sendTrace) {
 		return
 	}
 	p.release() // the handler answered 504 and left
-}
-
-// resend queues p to be produced again on its own: kgo fails every record
-// of a batch the broker refused as MESSAGE_TOO_LARGE (the topic's
-// max.message.bytes below the batch, not below each record) and does not
-// split it. One goroutine sends them one at a time, each waiting for its
-// answer, so that they do not form a batch together again; each is sent
-// once more at most, within its own deadline. It reports false when the
-// queue is full or closed: p is then answered with its error.
-func (s *Server) resend(p *pending) bool {
-	s.resendMu.Lock()
-	defer s.resendMu.Unlock()
-	if s.resendClosed {
-		return false
-	}
-	select {
-	case s.resendq <- p:
-		return true
-	default:
-		return false
-	}
-}
-
-func (s *Server) resender() {
-	defer close(s.resendDone)
-	for p := range s.resendq {
-		p.resent = true
-		p.rec.Partition, p.rec.Timestamp, p.rec.Attrs = 0, time.Time{}, kgo.RecordAttrs{}
-		p.note = p.tr.note()
-		err := p.cl.ProduceSync(p.ctx, &p.rec).FirstErr()
-		s.produced(p, err, p.tr.since(p.note))
-	}
-}
-
-// stopResending sends what is queued and stops the resender, waiting
-// until ctx ends.
-func (s *Server) stopResending(ctx context.Context) {
-	s.resendMu.Lock()
-	if !s.resendClosed {
-		s.resendClosed = true
-		close(s.resendq)
-	}
-	s.resendMu.Unlock()
-	select {
-	case <-s.resendDone:
-	case <-ctx.Done():
-	}
 }

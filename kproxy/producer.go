@@ -37,9 +37,11 @@ func acksIndex(acks []byte) (int, bool) {
 //     same partition, and a queued batch is always its partition's first
 //     when it leaves, which is when kgo checks its record's deadline.
 //   - all: RequiredAcks(AllISRAcks), idempotent: a retry after a lost
-//     answer is deduplicated by the broker, never written twice. Also at
-//     most max_in_flight_requests per broker (kgo would allow 5), and
-//     records may be failed by their deadline (see below).
+//     answer is deduplicated by the broker, never written twice. kgo keeps
+//     up to 5 requests per broker in flight (max_in_flight_requests applies
+//     to the acks=1 client only; kgo refuses it with idempotence) and
+//     orders them by sequence numbers; records may be failed by their
+//     deadline (see below).
 type producers struct {
 	leader *kgo.Client
 	all    *kgo.Client
@@ -56,7 +58,8 @@ type producers struct {
 
 // producerHooks are what the clients report to the server.
 type producerHooks struct {
-	batchRecords interface{ Observe(float64) } // records per batch written
+	batchRecords  interface{ Observe(float64) } // records per batch written
+	batchMaxBytes func(topic string) int32      // the largest batch a topic takes
 }
 
 func newProducers(cfg Config, log *slog.Logger, hooks producerHooks) (*producers, error) {
@@ -73,7 +76,10 @@ func newProducers(cfg Config, log *slog.Logger, hooks producerHooks) (*producers
 		kgo.RecordPartitioner(partitioner),
 		kgo.ProducerBatchCompression(codecs[cfg.Compression]),
 		kgo.ProducerLinger(time.Duration(cfg.LingerMs)*time.Millisecond),
+		// Batches fit the topic's max.message.bytes (and max_message_bytes):
+		// kgo does not split a batch the broker refuses as too large.
 		kgo.ProducerBatchMaxBytes(int32(cfg.MaxMessageBytes)),
+		kgo.ProducerBatchMaxBytesFn(hooks.batchMaxBytes),
 		// Every record carries its own deadline (produce_timeout_ms, its
 		// context); this is the same bound where kgo looks at batches
 		// (kgo's floor is 1 s).
@@ -82,8 +88,9 @@ func newProducers(cfg Config, log *slog.Logger, hooks producerHooks) (*producers
 		// then comes only after the client's deadline passed.
 		kgo.ProduceRequestTimeout(timeout),
 		kgo.RetryBackoffFn(retryBackoff),
-		// The handler answers at the deadline; kgo's buffer is bounded by
-		// req_pool_size plus the acks=0 records still being delivered.
+		// kproxy bounds what it hands to a client below this (req_pool_size
+		// requests in flight, as many acks=0 records being delivered), so
+		// Produce never blocks on a full buffer; the limit only backs that.
 		kgo.MaxBufferedRecords(2*cfg.ReqPoolSize+1000),
 	)
 	if cfg.AutoCreateTopics {
@@ -105,7 +112,6 @@ func newProducers(cfg Config, log *slog.Logger, hooks producerHooks) (*producers
 	}
 	ps.all, err = kgo.NewClient(append(common[:len(common):len(common)],
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.MaxProduceRequestsInflightPerBroker(cfg.MaxInFlightRequests),
 		// Without it kgo never fails an idempotent record by its context:
 		// a record queued behind a slow request would leave after its
 		// deadline, when the client was answered already. kgo's own

@@ -38,13 +38,10 @@ type Server struct {
 	access   *access
 
 	// Records of a batch refused as too large, to send again alone.
-	resendq      chan *pending
-	resendMu     sync.Mutex
-	resendClosed bool
-	resendDone   chan struct{}
 
 	produceTimeout time.Duration
 	inFlight       atomic.Int64
+	acks0Out       atomic.Int64 // acks=0 records answered and not yet delivered or lost
 
 	closing atomic.Bool
 
@@ -85,16 +82,17 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	reg := prometheus.NewRegistry()
 	s.metrics = newMetrics(reg, &s.inFlight)
-	if s.prod, err = newProducers(cfg, log, producerHooks{batchRecords: s.metrics.batchRecords}); err != nil {
+	s.check = newTopicCheck(cfg.AutoCreateTopics, s.produceTimeout, cfg.MaxMessageBytes)
+	hooks := producerHooks{batchRecords: s.metrics.batchRecords, batchMaxBytes: s.check.batchMaxBytes}
+	if s.prod, err = newProducers(cfg, log, hooks); err != nil {
 		s.closeListeners()
 		return nil, err
 	}
-	s.check = newTopicCheck(s.prod.leader, cfg.AutoCreateTopics, s.produceTimeout)
-	// Kept so that 2015 files load; kgo keeps one client per acks level.
-	log.Info("config key has no effect", "key", "producer_num", "value", cfg.ProducerNum)
-	s.resendq = make(chan *pending, 4096)
-	s.resendDone = make(chan struct{})
-	go s.resender()
+	s.check.client = s.prod.leader
+	if cfg.ProducerNum != 1 {
+		// Kept so that 2015 files load; kgo keeps one client per acks level.
+		log.Info("config key has no effect", "key", "producer_num", "value", cfg.ProducerNum)
+	}
 	s.http = &fasthttp.Server{
 		Handler:            s.handle,
 		ErrorHandler:       s.requestError,
@@ -185,7 +183,6 @@ func (s *Server) Close() error {
 		// shutdown_timeout_ms; then the clients close and refuse new ones.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.cfg.ShutdownTimeoutMs)*time.Millisecond)
 		defer cancel()
-		s.stopResending(ctx)
 		if err := s.prod.close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("close kafka producers: %w", err))
 		}

@@ -43,23 +43,24 @@ func produceStatus(err error, t sendTrace) (int, string) {
 		// answer lost: whatever came after, it may be in Kafka.
 		return 504, "kafka did not answer a request carrying the record" + mayBeWritten
 	}
+	if t.wrote && t.out {
+		// A request written since the record was handed over has not come
+		// to its end: kgo fails a partition's buffered records, in-flight
+		// ones included, on a metadata error for the topic, and at acks=-1
+		// by their deadline; and it may run this promise before the hook
+		// that counts a broken connection's request as lost.
+		return 504, "kafka did not acknowledge the record: " + err.Error() + mayBeWritten
+	}
 	switch {
 	case errors.Is(err, kgo.ErrClientClosed):
 		// Closed while the record waited: it was not in a request whose
-		// answer is missing (t.lost is false).
+		// answer is missing or still awaited.
 		return 503, "kproxy is shutting down" + notWritten
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
 		errors.Is(err, kgo.ErrRecordTimeout), errors.Is(err, kgo.ErrRecordRetries):
-		// Past produce_timeout_ms. kgo fails a record by its deadline
-		// while it waits in the buffer, and at acks=-1 also while its
-		// request is out (AllowIdempotentProduceCancellation): then a
-		// request written after the record was handed over has not come
-		// to its end (t.out). Otherwise every attempt was refused with a
-		// retriable error (leader moving, too few replicas, …) or never
-		// left.
-		if t.wrote && t.out {
-			return 504, "kafka did not acknowledge the record within produce_timeout_ms" + mayBeWritten
-		}
+		// Past produce_timeout_ms, no request out: every attempt was
+		// refused with a retriable error (leader moving, too few
+		// replicas, …) or never left.
 		return 503, "kafka did not take the record within produce_timeout_ms" + notWritten
 	}
 	var ke *kerr.Error
@@ -85,9 +86,9 @@ func produceStatus(err error, t sendTrace) (int, string) {
 		// kproxy's Kafka principal.
 		return 403, "kafka denied writing to this topic"
 	case kerr.MessageTooLarge, kerr.RecordListTooLarge:
-		// The record alone is over the topic's max.message.bytes (a
-		// batch of several is split first, see resend), or over
-		// max_message_bytes before it left.
+		// The broker refused the batch holding the record: batches are
+		// built to fit the topic's max.message.bytes as kproxy read it,
+		// so it was lowered since (the topic is asked again).
 		return 413, "kafka refused the record as too large"
 	case kerr.InvalidRecord, kerr.PolicyViolation, kerr.CorruptMessage, kerr.InvalidTimestamp,
 		kerr.InvalidRequiredAcks:

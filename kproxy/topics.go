@@ -3,6 +3,7 @@ package kproxy
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -32,32 +33,101 @@ type topicCheck struct {
 	missing map[string]time.Time // topic → until when it is known missing
 
 	knownMu sync.RWMutex
-	known   map[string]string // topics seen to exist, to reuse their name
+	known   map[string]topicInfo // topics seen to exist
+	// maxBytes is max_message_bytes: the largest record batch sent to any
+	// topic; a topic whose max.message.bytes is lower gets smaller ones.
+	maxBytes int32
 }
 
-func newTopicCheck(c *kgo.Client, autoCreate bool, timeout time.Duration) *topicCheck {
-	return &topicCheck{client: c, autoCreate: autoCreate, timeout: timeout,
-		missing: map[string]time.Time{}, known: map[string]string{}}
+// topicInfo is what kproxy knows of a topic that exists.
+type topicInfo struct {
+	name string // reused, so that a known topic costs no allocation
+	// maxBytes is the largest record batch the topic takes: the lower of
+	// max_message_bytes and the topic's max.message.bytes.
+	maxBytes int32
 }
 
-// exists returns the topic's name when the brokers know it, a *kerr.Error
-// when they refuse it (UNKNOWN_TOPIC_OR_PARTITION, …), or the error that
-// kept it from finding out.
-func (tc *topicCheck) exists(name []byte) (string, error) {
+func newTopicCheck(autoCreate bool, timeout time.Duration, maxBytes int) *topicCheck {
+	return &topicCheck{autoCreate: autoCreate, timeout: timeout, maxBytes: int32(maxBytes),
+		missing: map[string]time.Time{}, known: map[string]topicInfo{}}
+}
+
+// exists returns what kproxy knows of the topic when the brokers know it,
+// a *kerr.Error when they refuse it (UNKNOWN_TOPIC_OR_PARTITION, …), or the
+// error that kept it from finding out.
+func (tc *topicCheck) exists(name []byte) (topicInfo, error) {
 	tc.knownMu.RLock()
-	topic, ok := tc.known[string(name)] // no allocation for the lookup
+	info, ok := tc.known[string(name)] // no allocation for the lookup
 	tc.knownMu.RUnlock()
 	if ok {
-		return topic, nil
+		return info, nil
 	}
-	topic = string(name)
-	if err := tc.ask(topic); err != nil {
-		return "", err
+	info = topicInfo{name: string(name), maxBytes: tc.maxBytes}
+	if err := tc.ask(info.name); err != nil {
+		return topicInfo{}, err
+	}
+	if limit, err := tc.topicMaxBytes(info.name); err == nil && limit < info.maxBytes {
+		info.maxBytes = limit
 	}
 	tc.knownMu.Lock()
-	tc.known[topic] = topic
+	tc.known[info.name] = info
 	tc.knownMu.Unlock()
-	return topic, nil
+	return info, nil
+}
+
+// batchMaxBytes is the largest record batch kproxy builds for topic (kgo's
+// ProducerBatchMaxBytesFn): batches always fit the topic's
+// max.message.bytes, so a broker never refuses a batch of records that
+// each fit.
+func (tc *topicCheck) batchMaxBytes(topic string) int32 {
+	tc.knownMu.RLock()
+	info, ok := tc.known[topic]
+	tc.knownMu.RUnlock()
+	if !ok {
+		return tc.maxBytes
+	}
+	return info.maxBytes
+}
+
+// forget drops what is known of topic: the next request asks the brokers
+// again (after a MESSAGE_TOO_LARGE: its max.message.bytes was lowered).
+func (tc *topicCheck) forget(topic string) {
+	tc.knownMu.Lock()
+	delete(tc.known, topic)
+	tc.knownMu.Unlock()
+}
+
+// topicMaxBytes asks the brokers for topic's max.message.bytes. An error
+// (a broker or principal that does not describe configs) leaves
+// max_message_bytes in force.
+func (tc *topicCheck) topicMaxBytes(topic string) (int32, error) {
+	req := kmsg.NewPtrDescribeConfigsRequest()
+	res := kmsg.NewDescribeConfigsRequestResource()
+	res.ResourceType = kmsg.ConfigResourceTypeTopic
+	res.ResourceName = topic
+	res.ConfigNames = []string{"max.message.bytes"}
+	req.Resources = append(req.Resources, res)
+	ctx, cancel := context.WithTimeout(context.Background(), tc.timeout)
+	defer cancel()
+	resp, err := req.RequestWith(ctx, tc.client)
+	if err != nil {
+		return 0, fmt.Errorf("max.message.bytes of topic %s: %w", topic, err)
+	}
+	for _, r := range resp.Resources {
+		if err := kerr.ErrorForCode(r.ErrorCode); err != nil {
+			return 0, fmt.Errorf("max.message.bytes of topic %s: %w", topic, err)
+		}
+		for _, c := range r.Configs {
+			if c.Name == "max.message.bytes" && c.Value != nil {
+				v, err := strconv.ParseInt(*c.Value, 10, 32)
+				if err != nil || v < 1 {
+					return 0, fmt.Errorf("max.message.bytes of topic %s: %q is not a size", topic, *c.Value)
+				}
+				return int32(v), nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("max.message.bytes of topic %s: not in the brokers' answer", topic)
 }
 
 func (tc *topicCheck) ask(topic string) error {
