@@ -13,7 +13,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/logging"
 )
 
@@ -61,7 +60,6 @@ func (p Program[C]) Main(args []string) int {
 		return 1
 	}
 	defer log.Close()
-	kafkaconf.RouteLibraryLog(log.Logger)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	hup := make(chan os.Signal, 1)

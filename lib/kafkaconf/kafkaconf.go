@@ -4,19 +4,12 @@
 package kafkaconf
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"log/slog"
 	"os"
-	"time"
-
-	"github.com/IBM/sarama"
-	"github.com/xdg-go/scram"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/logging"
 )
 
 // Config is the optional "kafka" section of a binary's configuration file.
@@ -64,11 +57,8 @@ type SASL struct {
 	PasswordFile string `yaml:"password_file"`
 }
 
-var mechanisms = map[string]sarama.SASLMechanism{
-	"PLAIN":         sarama.SASLTypePlaintext,
-	"SCRAM-SHA-256": sarama.SASLTypeSCRAMSHA256,
-	"SCRAM-SHA-512": sarama.SASLTypeSCRAMSHA512,
-}
+// mechanisms are the SASL mechanisms the binaries speak.
+var mechanisms = map[string]bool{"PLAIN": true, "SCRAM-SHA-256": true, "SCRAM-SHA-512": true}
 
 // Default returns the defaults of the section.
 func Default() Config {
@@ -148,103 +138,11 @@ func (s SASL) validate(p *config.Problems, prefix string) {
 		}
 		return
 	}
-	if _, ok := mechanisms[s.Mechanism]; !ok {
+	if !mechanisms[s.Mechanism] {
 		p.Addf(prefix+".mechanism", s.Mechanism, "must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
 	}
 	if s.User == "" {
 		p.Add(prefix+".user", "required with a mechanism")
 	}
 	p.Secret(prefix, "password", s.Password, s.PasswordFile)
-}
-
-// Sarama returns a sarama configuration for a client of the binary name.
-// The caller adds its producer or consumer settings.
-func (c Config) Sarama(name string) (*sarama.Config, error) {
-	version := c.Version
-	if version == "" {
-		version = sarama.DefaultVersion.String()
-	}
-	v, err := sarama.ParseKafkaVersion(version)
-	if err != nil {
-		return nil, fmt.Errorf("kafka.version %q: %w", c.Version, err)
-	}
-	sc := sarama.NewConfig()
-	sc.Version = v
-	sc.ClientID = c.ClientID
-	if sc.ClientID == "" {
-		sc.ClientID = name
-	}
-	d := time.Duration(c.DialTimeoutMs) * time.Millisecond
-	sc.Net.DialTimeout = d
-	sc.Metadata.RefreshFrequency = time.Duration(c.MetadataRefreshMs) * time.Millisecond
-	if c.TLS.Enable {
-		tc, err := c.TLS.config()
-		if err != nil {
-			return nil, fmt.Errorf("kafka.tls: %w", err)
-		}
-		sc.Net.TLS.Enable = true
-		sc.Net.TLS.Config = tc
-	}
-	if c.SASL.Mechanism != "" {
-		mech, ok := mechanisms[c.SASL.Mechanism]
-		if !ok {
-			return nil, fmt.Errorf("kafka.sasl.mechanism %q: not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.SASL.Mechanism)
-		}
-		password, err := config.SecretOf(c.SASL.Password, c.SASL.PasswordFile)
-		if err != nil {
-			return nil, fmt.Errorf("kafka.sasl: %w", err)
-		}
-		sc.Net.SASL.Enable = true
-		sc.Net.SASL.Handshake = true
-		sc.Net.SASL.Mechanism = mech
-		sc.Net.SASL.User = c.SASL.User
-		sc.Net.SASL.Password = password
-		switch mech {
-		case sarama.SASLTypeSCRAMSHA256:
-			sc.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.SHA256} }
-		case sarama.SASLTypeSCRAMSHA512:
-			sc.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.SHA512} }
-		}
-	}
-	return sc, nil
-}
-
-// scramClient is sarama's SCRAM conversation over xdg-go/scram.
-type scramClient struct {
-	hash scram.HashGeneratorFcn
-	conv *scram.ClientConversation
-}
-
-func (c *scramClient) Begin(user, password, authzID string) error {
-	client, err := c.hash.NewClient(user, password, authzID)
-	if err != nil {
-		return err
-	}
-	c.conv = client.NewConversation()
-	return nil
-}
-
-func (c *scramClient) Step(challenge string) (string, error) { return c.conv.Step(challenge) }
-
-func (c *scramClient) Done() bool { return c.conv.Done() }
-
-// RouteLibraryLog sends sarama's own log lines to l at the verbose level
-// (log_level 16). sarama's logger is process-wide.
-func RouteLibraryLog(l *slog.Logger) {
-	if !l.Enabled(context.Background(), logging.LevelVerbose) {
-		return
-	}
-	sarama.Logger = saramaLog{l}
-}
-
-type saramaLog struct{ l *slog.Logger }
-
-func (s saramaLog) Print(v ...any) { s.log(fmt.Sprint(v...)) }
-func (s saramaLog) Printf(format string, v ...any) {
-	s.log(fmt.Sprintf(format, v...))
-}
-func (s saramaLog) Println(v ...any) { s.log(fmt.Sprint(v...)) }
-
-func (s saramaLog) log(msg string) {
-	s.l.Log(context.Background(), logging.LevelVerbose, "sarama", "line", msg)
 }

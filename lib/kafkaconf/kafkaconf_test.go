@@ -5,31 +5,31 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
-
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
-
-func TestSarama(t *testing.T) {
-	c := Default()
-	c.Version = "2.8.0"
-	sc, err := c.Sarama("kproxy")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sc.ClientID != "kproxy" || sc.Version != sarama.V2_8_0_0 || sc.Net.DialTimeout != 3*time.Second {
-		t.Errorf("client id %q version %s dial %v", sc.ClientID, sc.Version, sc.Net.DialTimeout)
-	}
-	c.ClientID = "edge-7"
-	if sc, _ := c.Sarama("kproxy"); sc.ClientID != "edge-7" {
-		t.Errorf("client_id not used: %q", sc.ClientID)
-	}
-}
 
 func TestOpts(t *testing.T) {
 	c := Default()
 	if _, err := c.Opts("kproxy", []string{"127.0.0.1:9092"}, nil); err != nil {
 		t.Fatalf("defaults: %v", err)
+	}
+	for id, want := range map[string]string{"": "kproxy", "edge-7": "edge-7"} {
+		c.ClientID = id
+		opts, err := c.Opts("kproxy", []string{"127.0.0.1:9092"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl, err := kgo.NewClient(opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := cl.OptValue(kgo.ClientID)
+		dial := cl.OptValue(kgo.DialTimeout)
+		cl.Close()
+		if got != want || dial != 3*time.Second {
+			t.Errorf("client_id %q: client id %v, dial timeout %v; want %q, 3s", id, got, dial, want)
+		}
 	}
 	c.Version = "2.8.0"
 	if _, err := c.Opts("kproxy", []string{"127.0.0.1:9092"}, nil); err != nil {
@@ -41,6 +41,7 @@ func TestOpts(t *testing.T) {
 			t.Errorf("version %q: %v, want %q", v, err, want)
 		}
 	}
+	c.Version = "0.10.2"
 	p := config.NewProblems("k.yaml")
 	c.Validate(p)
 	if err := p.Err(); err == nil || !strings.Contains(err.Error(), "kafka.version: must be 0.11.0 or newer") {

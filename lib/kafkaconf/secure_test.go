@@ -1,12 +1,14 @@
 package kafkaconf_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
-	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
@@ -14,22 +16,21 @@ import (
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/testcert"
 )
 
-// produce writes one record with a client built from kc.
+// produce writes one record with a kgo client built from kc, trying for a
+// few seconds at most (a refused handshake is retried by kgo until then).
 func produce(kc kafkaconf.Config, addrs []string) error {
-	sc, err := kc.Sarama("test")
+	opts, err := kc.Opts("test", addrs, nil)
 	if err != nil {
 		return err
 	}
-	sc.Producer.Return.Successes = true
-	sc.Producer.Retry.Max = 0
-	sc.Metadata.Retry.Max = 0
-	p, err := sarama.NewSyncProducer(addrs, sc)
+	cl, err := kgo.NewClient(append(opts, kgo.RecordRetries(1), kgo.RequestRetries(1))...)
 	if err != nil {
 		return err
 	}
-	defer p.Close()
-	_, _, err = p.SendMessage(&sarama.ProducerMessage{Topic: "t", Value: sarama.StringEncoder("v")})
-	return err
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return cl.ProduceSync(ctx, &kgo.Record{Topic: "t", Value: []byte("v")}).FirstErr()
 }
 
 func TestTLSAndSASLReachTheBrokers(t *testing.T) {
