@@ -73,9 +73,10 @@ type Module struct {
 	// OffsetOutOfRange is what to do when the stored offset no longer
 	// exists in Kafka (retention removed it): oldest, newest, or stop.
 	OffsetOutOfRange string `yaml:"offset_out_of_range"`
-	// Dispatch is how records find a worker: hash (worker hash(key) %
-	// worker_num) or idle_worker (a key with nothing waiting goes to the
-	// first idle worker, its later records follow it there).
+	// Dispatch is how records find a worker: idle_worker (the default: a
+	// key with nothing waiting goes to the first idle worker, its later
+	// records follow it there) or hash (worker hash(key) % worker_num, the
+	// 2015 rule).
 	Dispatch string `yaml:"dispatch"`
 }
 
@@ -108,7 +109,7 @@ func DefaultModule() Module {
 		MaxRetryIntervalMs:  10_000,
 		StartFrom:           "oldest",
 		OffsetOutOfRange:    "oldest",
-		Dispatch:            dispatchHash,
+		Dispatch:            dispatchIdleWorker,
 	}
 }
 
