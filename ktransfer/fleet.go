@@ -119,7 +119,7 @@ func (m *module) reconcile(ctx context.Context, idsDir, ownersDir string, errc c
 	if err != nil {
 		return fmt.Errorf("list %s: %w", idsDir, err)
 	}
-	parts, err := m.t.partitions(ctx, m.cfg.Topic)
+	parts, err := m.t.knownPartitions(ctx, m.cfg.Topic)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package ktransfer_test
 
 import (
+	"errors"
 	"sort"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zkserver"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zktest"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // owners returns partition → instance from the owners/ nodes.
@@ -339,4 +341,36 @@ func TestRejoinAfterZooKeeperRebuilt(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// TestHandOverWhileKafkaAway: the brokers stop answering metadata requests
+// (every one closes its connection); a stopping instance's partitions are
+// still taken by the other, from the partition list read last. (Before, the
+// reassignment asked the brokers for the partitions and gave up: nobody
+// took them until Kafka answered again.)
+func TestHandOverWhileKafkaAway(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 4})
+	b := newBackend(t, nil)
+	m := module("m", "t", b.URL)
+	e.start(t, m)
+	second := e.start(t, m)
+	waitFor(t, "2 + 2", 10*time.Second, func() bool {
+		return len(distinctOwners(e.owners(t, "m", "t"))) == 2 && len(e.owners(t, "m", "t")) == 4
+	})
+	var refused atomic.Int64
+	e.kafka.ControlKey(int16(kmsg.Metadata), func(kmsg.Request) (kmsg.Response, error, bool) {
+		e.kafka.KeepControl()
+		refused.Add(1)
+		return nil, errors.New("metadata refused by the test"), true
+	})
+	if err := second.stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first instance to own all 4 while Kafka refuses metadata", 10*time.Second, func() bool {
+		o := e.owners(t, "m", "t")
+		return len(distinctOwners(o)) == 1 && len(o) == 4
+	})
+	if refused.Load() == 0 {
+		t.Errorf("no metadata request was refused: the test proves nothing")
+	}
 }

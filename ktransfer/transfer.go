@@ -47,6 +47,10 @@ type Transfer struct {
 	// the dead-letter writes.
 	client *kgo.Client
 	adm    *kadm.Client
+	// lastParts is each topic's partition list as last read, for the
+	// fleet's reassignment while the brokers do not answer.
+	lastPartsMu sync.Mutex
+	lastParts   map[string][]int32
 
 	id       string // this instance, in ids/ and owners/
 	started  time.Time
@@ -446,7 +450,31 @@ func (t *Transfer) partitions(ctx context.Context, topic string) ([]int32, error
 	}
 	parts := d.Partitions.Numbers()
 	slices.Sort(parts)
+	t.lastPartsMu.Lock()
+	if t.lastParts == nil {
+		t.lastParts = map[string][]int32{}
+	}
+	t.lastParts[topic] = parts
+	t.lastPartsMu.Unlock()
 	return parts, nil
+}
+
+// knownPartitions is topic's partitions, or the list read last when the
+// brokers do not answer: the fleet goes on handing partitions over (a
+// stopping process's partitions are taken) while Kafka is away, as it did
+// when the partition list came from the client's metadata cache.
+func (t *Transfer) knownPartitions(ctx context.Context, topic string) ([]int32, error) {
+	parts, err := t.partitions(ctx, topic)
+	if err == nil {
+		return parts, nil
+	}
+	t.lastPartsMu.Lock()
+	last, ok := t.lastParts[topic]
+	t.lastPartsMu.Unlock()
+	if ok {
+		return last, nil
+	}
+	return nil, err
 }
 
 type zkLog struct{ l *slog.Logger }
