@@ -31,65 +31,96 @@ func keyed(cfg Module, r *record) bool { return len(r.msg.Key) > 0 && cfg.serial
 
 // hashQueues is "dispatch: hash", DESIGN's rule: a record goes to worker
 // hash(key) % worker_num; records without a key go to any idle worker.
+//
+// put never blocks: it runs in the module's one poll goroutine, which must
+// stay free to apply claims and releases while a worker is stuck on a
+// failing key. The window bounds what waits in the queues (the poll loop
+// takes no more records than the window has free slots).
 type hashQueues struct {
-	cfg    Module
-	queues []chan *record // one per worker: its keys' records in offset order
-	shared chan *record   // records without a key, for any idle worker
+	cfg Module
+
+	mu      sync.Mutex
+	own     [][]*record // per worker: its keys' records in offset order
+	shared  []*record   // records without a key, for any idle worker
+	closing bool
+
+	wake       []chan struct{} // per worker (cap 1): its queue has records, or closing
+	sharedWake chan struct{}   // (cap worker_num) the shared queue has records, or closing
 }
 
 func newHashQueues(cfg Module) *hashQueues {
-	q := &hashQueues{cfg: cfg, shared: make(chan *record, cfg.WindowSize)}
-	size := cfg.WaitingQueueSize
-	if size == 0 || size > cfg.WindowSize {
-		size = cfg.WindowSize // the window bounds what can wait in all queues together
-	}
+	q := &hashQueues{cfg: cfg, own: make([][]*record, cfg.WorkerNum), sharedWake: make(chan struct{}, cfg.WorkerNum)}
 	for range cfg.WorkerNum {
-		q.queues = append(q.queues, make(chan *record, size))
+		q.wake = append(q.wake, make(chan struct{}, 1))
 	}
 	return q
 }
 
-func (q *hashQueues) put(ctx context.Context, r *record) bool {
-	c := q.shared
-	if keyed(q.cfg, r) {
-		h := fnv.New32a()
-		h.Write(r.msg.Key)
-		c = q.queues[h.Sum32()%uint32(len(q.queues))]
-	}
-	select {
-	case c <- r:
+func (q *hashQueues) put(_ context.Context, r *record) bool {
+	q.mu.Lock()
+	if !keyed(q.cfg, r) {
+		q.shared = append(q.shared, r)
+		q.mu.Unlock()
+		signal(q.sharedWake)
 		return true
-	case <-ctx.Done():
-		return false
+	}
+	h := fnv.New32a()
+	h.Write(r.msg.Key)
+	i := h.Sum32() % uint32(len(q.own))
+	q.own[i] = append(q.own[i], r)
+	q.mu.Unlock()
+	signal(q.wake[i])
+	return true
+}
+
+// signal leaves a token in c unless it holds as many as it can.
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
 	}
 }
 
 func (q *hashQueues) work(i int, push func(*record)) {
-	own, shared := q.queues[i], q.shared
-	for own != nil || shared != nil {
+	for {
+		q.mu.Lock()
 		var r *record
-		var ok bool
-		select {
-		case r, ok = <-own:
-			if !ok {
-				own = nil
-				continue
+		switch {
+		case len(q.own[i]) > 0:
+			r = q.own[i][0]
+			q.own[i][0] = nil
+			q.own[i] = q.own[i][1:]
+		case len(q.shared) > 0:
+			r = q.shared[0]
+			q.shared[0] = nil
+			q.shared = q.shared[1:]
+			if len(q.shared) > 0 {
+				signal(q.sharedWake) // more for the next idle worker
 			}
-		case r, ok = <-shared:
-			if !ok {
-				shared = nil
-				continue
-			}
+		case q.closing:
+			q.mu.Unlock()
+			return
 		}
-		push(r)
+		q.mu.Unlock()
+		if r != nil {
+			push(r)
+			continue
+		}
+		select {
+		case <-q.wake[i]:
+		case <-q.sharedWake:
+		}
 	}
 }
 
 func (q *hashQueues) close() {
-	for _, c := range q.queues {
+	q.mu.Lock()
+	q.closing = true
+	q.mu.Unlock()
+	for _, c := range q.wake {
 		close(c)
 	}
-	close(q.shared)
+	close(q.sharedWake)
 }
 
 // keyLanes is "dispatch: idle_worker": every key with records not yet
@@ -98,14 +129,18 @@ func (q *hashQueues) close() {
 // a new lane goes to whichever worker is idle first. With hash dispatch
 // two busy keys that hash alike wait for each other while other workers
 // idle; here a key waits only for its own records.
+//
+// put never blocks (see hashQueues): lanes wait in a queue of their own.
 type keyLanes struct {
-	cfg   Module
-	ready chan *lane // lanes no worker holds yet
+	cfg  Module
+	wake chan struct{} // (cap worker_num) a lane is ready, or the workers end
 
 	mu      sync.Mutex
+	ready   []*lane // lanes no worker holds yet
 	byKey   map[string]*lane
 	live    int // lanes not yet emptied
 	closing bool
+	ended   bool // wake closed: the workers end once no lane is ready
 }
 
 type lane struct {
@@ -114,9 +149,7 @@ type lane struct {
 }
 
 func newKeyLanes(cfg Module) *keyLanes {
-	// A lane holds at least one record of the window, so at most
-	// window_size lanes exist and a send to ready never blocks.
-	return &keyLanes{cfg: cfg, ready: make(chan *lane, cfg.WindowSize), byKey: map[string]*lane{}}
+	return &keyLanes{cfg: cfg, wake: make(chan struct{}, cfg.WorkerNum), byKey: map[string]*lane{}}
 }
 
 func (k *keyLanes) put(_ context.Context, r *record) bool {
@@ -135,13 +168,37 @@ func (k *keyLanes) put(_ context.Context, r *record) bool {
 	}
 	l.recs = append(l.recs, r)
 	k.live++
+	k.ready = append(k.ready, l)
 	k.mu.Unlock()
-	k.ready <- l
+	signal(k.wake)
 	return true
 }
 
+// next takes a ready lane, waiting for one; nil when the workers end.
+func (k *keyLanes) next() *lane {
+	for {
+		k.mu.Lock()
+		if len(k.ready) > 0 {
+			l := k.ready[0]
+			k.ready[0] = nil
+			k.ready = k.ready[1:]
+			if len(k.ready) > 0 {
+				signal(k.wake) // more for the next idle worker
+			}
+			k.mu.Unlock()
+			return l
+		}
+		ended := k.ended
+		k.mu.Unlock()
+		if ended {
+			return nil
+		}
+		<-k.wake
+	}
+}
+
 func (k *keyLanes) work(_ int, push func(*record)) {
-	for l := range k.ready {
+	for l := k.next(); l != nil; l = k.next() {
 		k.mu.Lock()
 		r := l.recs[0]
 		k.mu.Unlock()
@@ -168,16 +225,21 @@ func (k *keyLanes) finish(l *lane) {
 		delete(k.byKey, l.key)
 	}
 	k.live--
-	if k.live == 0 && k.closing {
-		close(k.ready)
+	k.maybeEnd()
+}
+
+// maybeEnd ends the workers once close was called and every lane is
+// emptied. k.mu is held.
+func (k *keyLanes) maybeEnd() {
+	if k.live == 0 && k.closing && !k.ended {
+		k.ended = true
+		close(k.wake)
 	}
 }
 
 func (k *keyLanes) close() {
 	k.mu.Lock()
 	k.closing = true
-	if k.live == 0 {
-		close(k.ready)
-	}
+	k.maybeEnd()
 	k.mu.Unlock()
 }
