@@ -174,8 +174,9 @@ func (k *keyLanes) put(_ context.Context, r *record) bool {
 	return true
 }
 
-// next takes a ready lane, waiting for one; nil when the workers end.
-func (k *keyLanes) next() *lane {
+// next takes a ready lane and its first record, waiting for one; nil
+// when the workers end.
+func (k *keyLanes) next() (*lane, *record) {
 	for {
 		k.mu.Lock()
 		if len(k.ready) > 0 {
@@ -185,23 +186,21 @@ func (k *keyLanes) next() *lane {
 			if len(k.ready) > 0 {
 				signal(k.wake) // more for the next idle worker
 			}
+			r := l.recs[0]
 			k.mu.Unlock()
-			return l
+			return l, r
 		}
 		ended := k.ended
 		k.mu.Unlock()
 		if ended {
-			return nil
+			return nil, nil
 		}
 		<-k.wake
 	}
 }
 
 func (k *keyLanes) work(_ int, push func(*record)) {
-	for l := k.next(); l != nil; l = k.next() {
-		k.mu.Lock()
-		r := l.recs[0]
-		k.mu.Unlock()
+	for l, r := k.next(); l != nil; l, r = k.next() {
 		for r != nil {
 			push(r)
 			k.mu.Lock()

@@ -92,7 +92,8 @@ func (p *pusher) push(i int, r *record, buf *[]byte) attempt {
 	}
 	req.Header.Set("X-Kafka-Topic", p.topic)
 	req.Header.Set("X-Kafka-Partition", strconv.Itoa(int(r.msg.Partition)))
-	req.Header.Set("X-Kafka-Offset", strconv.FormatInt(r.msg.Offset, 10))
+	var num [20]byte
+	req.Header.SetBytesV("X-Kafka-Offset", strconv.AppendInt(num[:0], r.msg.Offset, 10)) // copied: no allocation
 	req.SetBodyRaw(r.msg.Value)
 	err := p.backends[i].Do(req, resp)
 	if err != nil {
