@@ -130,17 +130,19 @@ func (q *hashQueues) close() {
 // two busy keys that hash alike wait for each other while other workers
 // idle; here a key waits only for its own records.
 //
-// put never blocks (see hashQueues): lanes wait in a queue of their own.
+// put never blocks (see hashQueues): a new lane is handed to an idle
+// worker directly, on that worker's own channel, or waits in a queue for
+// the next worker to finish. A worker is woken only with a lane to push.
 type keyLanes struct {
-	cfg  Module
-	wake chan struct{} // (cap worker_num) a lane is ready, or the workers end
+	cfg Module
 
 	mu      sync.Mutex
-	ready   []*lane // lanes no worker holds yet
+	ready   []*lane          // lanes no worker holds yet
+	idle    []chan laneStart // workers waiting for a lane (each channel cap 1)
 	byKey   map[string]*lane
 	live    int // lanes not yet emptied
 	closing bool
-	ended   bool // wake closed: the workers end once no lane is ready
+	ended   bool // the workers end once no lane is ready
 }
 
 type lane struct {
@@ -148,8 +150,15 @@ type lane struct {
 	recs []*record
 }
 
+// laneStart hands a lane and its first record to a worker; a zero one
+// ends the worker.
+type laneStart struct {
+	l *lane
+	r *record
+}
+
 func newKeyLanes(cfg Module) *keyLanes {
-	return &keyLanes{cfg: cfg, wake: make(chan struct{}, cfg.WorkerNum), byKey: map[string]*lane{}}
+	return &keyLanes{cfg: cfg, byKey: map[string]*lane{}}
 }
 
 func (k *keyLanes) put(_ context.Context, r *record) bool {
@@ -168,39 +177,44 @@ func (k *keyLanes) put(_ context.Context, r *record) bool {
 	}
 	l.recs = append(l.recs, r)
 	k.live++
+	if n := len(k.idle); n > 0 {
+		c := k.idle[n-1] // the worker idle last: its stack is still warm
+		k.idle[n-1] = nil
+		k.idle = k.idle[:n-1]
+		k.mu.Unlock()
+		c <- laneStart{l, r} // the worker waits on it alone: never blocks
+		return true
+	}
 	k.ready = append(k.ready, l)
 	k.mu.Unlock()
-	signal(k.wake)
 	return true
 }
 
-// next takes a ready lane and its first record, waiting for one; nil
-// when the workers end.
-func (k *keyLanes) next() (*lane, *record) {
-	for {
-		k.mu.Lock()
-		if len(k.ready) > 0 {
-			l := k.ready[0]
-			k.ready[0] = nil
-			k.ready = k.ready[1:]
-			if len(k.ready) > 0 {
-				signal(k.wake) // more for the next idle worker
-			}
-			r := l.recs[0]
-			k.mu.Unlock()
-			return l, r
-		}
-		ended := k.ended
+// next takes a ready lane and its first record, waiting on wake for one;
+// a nil lane when the workers end.
+func (k *keyLanes) next(wake chan laneStart) (*lane, *record) {
+	k.mu.Lock()
+	if len(k.ready) > 0 {
+		l := k.ready[0]
+		k.ready[0] = nil
+		k.ready = k.ready[1:]
+		r := l.recs[0]
 		k.mu.Unlock()
-		if ended {
-			return nil, nil
-		}
-		<-k.wake
+		return l, r
 	}
+	if k.ended {
+		k.mu.Unlock()
+		return nil, nil
+	}
+	k.idle = append(k.idle, wake)
+	k.mu.Unlock()
+	s := <-wake
+	return s.l, s.r
 }
 
 func (k *keyLanes) work(_ int, push func(*record)) {
-	for l, r := k.next(); l != nil; l, r = k.next() {
+	wake := make(chan laneStart, 1)
+	for l, r := k.next(wake); l != nil; l, r = k.next(wake) {
 		for r != nil {
 			push(r)
 			k.mu.Lock()
@@ -228,11 +242,15 @@ func (k *keyLanes) finish(l *lane) {
 }
 
 // maybeEnd ends the workers once close was called and every lane is
-// emptied. k.mu is held.
+// emptied: the idle ones are woken with nothing, the others find ended.
+// k.mu is held.
 func (k *keyLanes) maybeEnd() {
 	if k.live == 0 && k.closing && !k.ended {
 		k.ended = true
-		close(k.wake)
+		for _, c := range k.idle {
+			c <- laneStart{} // cap 1 and empty: the worker waits on it
+		}
+		k.idle = nil
 	}
 }
 
