@@ -83,8 +83,8 @@ func newModule(cfg Module, t *Transfer) (*module, error) {
 	}
 	m.sched = newScheduler(cfg)
 	m.reader = newReader(m, cl)
-	if cfg.WaitingQueueSize > 0 && cfg.Dispatch == dispatchIdleWorker {
-		m.log.Info("waiting_queue_size has no effect with dispatch: idle_worker (the window bounds the waiting records)")
+	if cfg.WaitingQueueSize > 0 {
+		m.log.Info("waiting_queue_size has no effect (the window bounds the waiting records)")
 	}
 	if cfg.ExpectedProcessingTimeMs > 0 {
 		m.log.Info("expected_processing_time_ms is accepted for compatibility and has no effect")
@@ -251,8 +251,8 @@ func (m *module) worker(ctx context.Context, i int) {
 //     a slow one (not committable yet) can keep the others below the
 //     threshold.
 //
-// The reader's wake-up when the window is full and the periodic commit
-// (zk_offset_update_interval_sec) stay.
+// The reader's wake-up when the window is full (at most every commitAfter)
+// and the periodic commit (zk_offset_update_interval_sec) stay.
 func (m *module) ack(r *record) {
 	moved := r.part.tracker.ack(r.msg.Offset)
 	if moved == 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -116,13 +117,32 @@ func (r *reader) run(ctx context.Context) {
 		}
 		free := cap(m.slots) - len(m.slots) // only this goroutine takes slots
 		if free == 0 || len(r.parts) == 0 {
+			var timer *time.Timer
+			var due <-chan time.Time
 			if free == 0 {
 				r.pause()
-				m.kickCommit() // commit what is acknowledged: that frees slots
+				// Commit what is acknowledged (that frees slots), at most
+				// every commitAfter from here: with a backlog the window
+				// fills after every refill, and a commit per refill kept
+				// ZooKeeper writing back to back. ack's own rules usually
+				// commit first.
+				if wait := commitAfter - time.Duration(time.Now().UnixNano()-m.lastKick.Load()); wait <= 0 {
+					m.lastKick.Store(time.Now().UnixNano())
+					m.kickCommit()
+				} else {
+					timer = time.NewTimer(wait)
+					due = timer.C
+				}
 			}
 			select {
 			case <-r.wake:
+			case <-due:
+				m.lastKick.Store(time.Now().UnixNano())
+				m.kickCommit()
 			case <-ctx.Done():
+			}
+			if timer != nil {
+				timer.Stop()
 			}
 			continue
 		}
