@@ -45,7 +45,7 @@ type hashQueues struct {
 	closing bool
 
 	wake       []chan struct{} // per worker (cap 1): its queue has records, or closing
-	sharedWake chan struct{}   // (cap worker_num) the shared queue has records, or closing
+	sharedWake chan struct{}   // (cap worker_num) the shared queue has records
 }
 
 func newHashQueues(cfg Module) *hashQueues {
@@ -113,14 +113,16 @@ func (q *hashQueues) work(i int, push func(*record)) {
 	}
 }
 
+// close wakes every worker; each ends once its queue and the shared one
+// are empty. The wake channels stay open: a worker taking a shared record
+// after close still signals sharedWake.
 func (q *hashQueues) close() {
 	q.mu.Lock()
 	q.closing = true
 	q.mu.Unlock()
 	for _, c := range q.wake {
-		close(c)
+		signal(c)
 	}
-	close(q.sharedWake)
 }
 
 // keyLanes is "dispatch: idle_worker": every key with records not yet

@@ -136,3 +136,33 @@ func TestIdleWorkerDoesNotWaitForOtherKeys(t *testing.T) {
 		}
 	})
 }
+
+// TestCloseWithRecordsQueued: close is called while records without a key
+// wait (and a worker is busy); the workers take every one of them and end.
+// (A worker taking a shared record after close signalled a closed channel:
+// a panic.)
+func TestCloseWithRecordsQueued(t *testing.T) {
+	eachRule(t, 2, 64, func(t *testing.T, _ string, _ Module, s scheduler) {
+		for i := range 20 {
+			s.put(context.Background(), &record{msg: &kgo.Record{Offset: int64(i)}})
+		}
+		s.close()
+		var mu sync.Mutex
+		taken := 0
+		var wg sync.WaitGroup
+		for i := range 2 {
+			wg.Go(func() {
+				s.work(i, func(*record) {
+					time.Sleep(time.Millisecond)
+					mu.Lock()
+					taken++
+					mu.Unlock()
+				})
+			})
+		}
+		wg.Wait()
+		if taken != 20 {
+			t.Errorf("%d of 20 queued records taken after close", taken)
+		}
+	})
+}
