@@ -90,6 +90,11 @@ func (q *hashQueues) work(i int, push func(*record)) {
 			r = q.own[i][0]
 			q.own[i][0] = nil
 			q.own[i] = q.own[i][1:]
+			if len(q.shared) > 0 {
+				// This worker may have been woken for a keyless record it
+				// leaves: pass the wake-up on to an idle worker.
+				signal(q.sharedWake)
+			}
 		case len(q.shared) > 0:
 			r = q.shared[0]
 			q.shared[0] = nil

@@ -258,8 +258,9 @@ func (m *module) release(p int32, withZK bool) {
 	m.mu.Unlock()
 	m.commitMu.Unlock()
 	if t := c.part.tracker; t != nil {
-		_, _, inFlight, ready := t.snapshot()
-		for range inFlight + ready { // dispatched records that will never be committed here
+		inFlight, ready := t.drop()
+		m.uncommitted.Add(-int64(ready)) // acknowledged, never to be committed here
+		for range inFlight + ready {     // dispatched records that will never be committed here
 			<-m.slots
 		}
 		m.reader.signal()

@@ -126,13 +126,17 @@ func (r *reader) run(ctx context.Context) {
 				// fills after every refill, and a commit per refill kept
 				// ZooKeeper writing back to back. ack's own rules usually
 				// commit first.
-				if wait := commitAfter - time.Duration(time.Now().UnixNano()-m.lastKick.Load()); wait <= 0 {
+				// While it stays full the committer is woken every
+				// commitAfter: a commit that found nothing acknowledged yet
+				// wakes nobody when records are acknowledged later.
+				wait := commitAfter - time.Duration(time.Now().UnixNano()-m.lastKick.Load())
+				if wait <= 0 {
 					m.lastKick.Store(time.Now().UnixNano())
 					m.kickCommit()
-				} else {
-					timer = time.NewTimer(wait)
-					due = timer.C
+					wait = commitAfter
 				}
+				timer = time.NewTimer(wait)
+				due = timer.C
 			}
 			select {
 			case <-r.wake:

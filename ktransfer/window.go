@@ -16,6 +16,7 @@ type tracker struct {
 	frontier  int64 // every record below it is acknowledged
 	ready     int   // records below the frontier and not yet committed
 	inFlight  int   // dispatched and not acknowledged
+	dropped   bool  // the partition was released: acknowledgements count no more
 }
 
 func newTracker(start int64) *tracker {
@@ -56,6 +57,9 @@ func (t *tracker) ack(offset int64) int {
 	}
 	t.done[i] = true
 	t.inFlight--
+	if t.dropped {
+		return 0 // its slots were freed and the module's count corrected at the release
+	}
 	moved := 0
 	for t.head < len(t.offsets) && t.done[t.head] {
 		t.frontier = t.offsets[t.head] + 1
@@ -108,6 +112,17 @@ func (t *tracker) committedAt(offset int64, records int) {
 }
 
 // snapshot is the tracker's state for /status.
+// drop ends the accounting of a released partition: it returns the records
+// dispatched and not committed (in flight, and acknowledged below the
+// frontier), whose slots the module frees; acknowledgements after it move
+// nothing, so the module's count of acknowledged records stays exact.
+func (t *tracker) drop() (inFlight, ready int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.dropped = true
+	return t.inFlight, t.ready
+}
+
 func (t *tracker) snapshot() (committed, frontier int64, inFlight, ready int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -1,0 +1,159 @@
+package ktransfer
+
+import (
+	"context"
+	"hash/fnv"
+	"log/slog"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// keyFor returns a key that dispatch: hash sends to worker i of n.
+func keyFor(i, n int) []byte {
+	for k := 0; ; k++ {
+		key := []byte("k" + strconv.Itoa(k))
+		h := fnv.New32a()
+		h.Write(key)
+		if int(h.Sum32()%uint32(n)) == i {
+			return key
+		}
+	}
+}
+
+// TestHashSharedRecordNotLeftWhileWorkerIdle: dispatch: hash, two
+// workers asleep. A keyless record S is put (its sharedWake token is handed
+// to worker 0, the first sleeper), then a record Y of a key of worker 0.
+// Worker 0 wakes, prefers its own queue, takes Y (a long push) and does not
+// pass the token on; worker 1 stays asleep while S waits in the shared
+// queue until Y's push ends.
+func TestHashSharedRecordNotLeftWhileWorkerIdle(t *testing.T) {
+	for iter := 0; iter < 50; iter++ {
+		cfg := DefaultModule()
+		cfg.Dispatch, cfg.WorkerNum, cfg.WindowSize = dispatchHash, 2, 64
+		q := newHashQueues(cfg)
+		release := make(chan struct{})
+		sPushed := make(chan struct{})
+		push := func(r *record) {
+			if len(r.msg.Key) == 0 {
+				close(sPushed)
+				return
+			}
+			<-release // Y: a push that takes long (a failing backend, retried)
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() { q.work(0, push) })
+		time.Sleep(20 * time.Millisecond) // worker 0 asleep first: first in sharedWake's queue
+		wg.Go(func() { q.work(1, push) })
+		time.Sleep(20 * time.Millisecond)
+		q.put(context.Background(), &record{msg: &kgo.Record{Offset: 0}})                    // S, keyless
+		q.put(context.Background(), &record{msg: &kgo.Record{Key: keyFor(0, 2), Offset: 1}}) // Y, worker 0's key
+		select {
+		case <-sPushed:
+			close(release)
+			q.close()
+			wg.Wait()
+			continue
+		case <-time.After(2 * time.Second):
+		}
+		q.mu.Lock()
+		shared := len(q.shared)
+		q.mu.Unlock()
+		close(release)
+		q.close()
+		wg.Wait()
+		t.Fatalf("iteration %d: keyless record not taken for 2 s while worker 1 was idle (shared queue holds %d): it waits behind worker 0's push", iter, shared)
+	}
+}
+
+// TestFullWindowWakesCommitterAgain: the window is full and nothing is
+// acknowledged; the reader wakes the committer at once (its last wake-up is
+// old) and then waits on r.wake with no timer. The commit finds nothing to
+// store. A few records (fewer than the threshold) are then acknowledged
+// within commitAfter of the reader's wake-up, and nothing else moves. No
+// one wakes the committer again: the full window waits for the periodic
+// commit (zk_offset_update_interval_sec, 1 s when unset).
+func TestFullWindowWakesCommitterAgain(t *testing.T) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for iter := 0; iter < 20; iter++ {
+		cfg := DefaultModule()
+		cfg.WorkerNum, cfg.WindowSize = 100, 200
+		m := &module{cfg: cfg, slots: make(chan struct{}, cfg.WindowSize), commitKick: make(chan struct{}, 1)}
+		m.reader = newReader(m, cl)
+		m.reader.topic = "t"
+		p := &partition{m: m, tracker: newTracker(0)}
+		for o := range int64(cfg.WindowSize) {
+			m.slots <- struct{}{}
+			p.tracker.dispatch(o)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Go(func() { m.reader.run(ctx) })
+		select {
+		case <-m.commitKick: // the committer runs: nothing acknowledged, nothing stored, no signal
+		case <-time.After(5 * time.Second):
+			cancel()
+			wg.Wait()
+			t.Fatal("reader did not wake the committer with a full window")
+		}
+		for o := range int64(5) { // fewer than (window-workers)/4 = 25
+			m.ack(&record{msg: &kgo.Record{Offset: o}, part: p})
+		}
+		select {
+		case <-m.commitKick:
+			cancel()
+			wg.Wait()
+			continue // woken: fine
+		case <-time.After(500 * time.Millisecond):
+		}
+		cancel()
+		wg.Wait()
+		t.Fatalf("window full (%d/%d), %d records acknowledged, committer not woken for 500 ms (25x commitAfter): only the periodic commit frees the window",
+			len(m.slots), cap(m.slots), m.uncommitted.Load())
+	}
+}
+
+// TestDroppedPartitionLeavesNoUncommitted: a partition dropped without
+// ZooKeeper (session lost) frees its slots, but the records it had
+// acknowledged stay in m.uncommitted for ever. ack's "due" rule then sees
+// phantom acknowledged records: every later ack that moves a frontier
+// wakes the committer (the per-ack commits this change meant to end).
+func TestDroppedPartitionLeavesNoUncommitted(t *testing.T) {
+	cfg := DefaultModule()
+	cfg.WorkerNum, cfg.WindowSize = 4, 200 // threshold (200-4)/4 = 49
+	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	tr := &Transfer{log: slog.New(slog.DiscardHandler)}
+	m := &module{cfg: cfg, t: tr, log: tr.log, slots: make(chan struct{}, cfg.WindowSize), commitKick: make(chan struct{}, 1),
+		parts: map[int32]*partition{}, claims: map[int32]*claimed{}}
+	m.reader = newReader(m, cl)
+	p := &partition{m: m, id: 0, tracker: newTracker(0)}
+	done := make(chan struct{})
+	close(done)
+	m.parts[0] = p
+	m.claims[0] = &claimed{part: p, cancel: func() {}, done: done}
+	for o := range int64(60) {
+		m.slots <- struct{}{}
+		p.tracker.dispatch(o)
+	}
+	for o := range int64(60) {
+		m.ack(&record{msg: &kgo.Record{Offset: o}, part: p})
+	}
+	m.release(0, false)
+	if len(m.slots) != 0 {
+		t.Fatalf("slots %d after release", len(m.slots))
+	}
+	if n := m.uncommitted.Load(); n != 0 {
+		t.Errorf("after the dropped partition's slots were freed, uncommitted = %d, want 0 (never decremented: ack's due rule counts them for ever)", n)
+	}
+}
