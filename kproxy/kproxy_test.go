@@ -449,7 +449,7 @@ func TestKafkaErrorsAreNot200(t *testing.T) {
 		{29, 403, 1}, // TOPIC_AUTHORIZATION_FAILED
 		{87, 400, 1}, // INVALID_RECORD
 	} {
-		failProduce(c, tc.code, tc.requests)
+		failProduce(t, c, tc.code, tc.requests)
 		if a := p.post(t, "topic="+topic, []byte{0x01}); a.code != tc.want {
 			t.Errorf("kafka error %d: answered %d %q, want %d", tc.code, a.code, a.body, tc.want)
 		}
@@ -572,45 +572,25 @@ func TestAdminEndpoints(t *testing.T) {
 }
 
 // failProduce answers the next n produce requests with the Kafka error code.
-func failProduce(c *kfake.Cluster, code int16, n int) *atomic.Int32 {
-	var seen atomic.Int32
-	c.ControlKey(int16(kmsg.Produce), func(r kmsg.Request) (kmsg.Response, error, bool) {
-		if seen.Add(1) > int32(n) {
-			c.DropControl()
-			return nil, nil, false
-		}
-		c.KeepControl()
-		req := r.(*kmsg.ProduceRequest)
-		resp := req.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range req.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
-	})
-	return &seen
+func failProduce(t testing.TB, c *kfake.Cluster, code int16, n int) *kafkatest.Faults {
+	f := kafkatest.NewFaults(t, c)
+	f.ErrorProduce(n, code)
+	return f
 }
 
 func TestTransientKafkaErrorsAreRetried(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
 	p := startProxy(t, c, nil)
-	seen := failProduce(c, 6, 2) // NOT_LEADER_OR_FOLLOWER twice, then the broker writes
+	f := failProduce(t, c, 6, 2) // NOT_LEADER_OR_FOLLOWER twice, then the broker writes
 	r := decode(t, p.post(t, "topic="+topic+"&key=k", []byte{0x07}))
-	if seen.Load() < 3 {
-		t.Errorf("%d produce requests, want 2 refused + 1 written", seen.Load())
+	if f.Injected() != 2 {
+		t.Errorf("%d produce requests refused, want 2 before the one written", f.Injected())
 	}
 	if m := readRecord(t, c, topic, r.Partition, *r.Offset); !bytes.Equal(m.Value, []byte{0x07}) {
 		t.Errorf("record at answered offset is % x", m.Value)
 	}
 
-	failProduce(c, 6, 100) // never recovers: the client hears it
+	failProduce(t, c, 6, 100) // never recovers: the client hears it
 	if a := p.post(t, "topic="+topic, []byte{0x01}); a.code != 503 {
 		t.Errorf("persistent NOT_LEADER: %d %q, want 503", a.code, a.body)
 	}

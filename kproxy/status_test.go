@@ -43,7 +43,7 @@ func TestMaxInFlightRequestsStarts(t *testing.T) {
 func TestAcks0LostNotCountedAsWritten(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
 	p := startProxy(t, c, nil)
-	failProduce(c, kerr.InvalidRecord.Code, 1<<30)
+	failProduce(t, c, kerr.InvalidRecord.Code, 1<<30)
 	for i := range 5 {
 		if a := p.post(t, "topic="+topic+"&acks=0&key=k"+strconv.Itoa(i), []byte{0x01}); a.code != 200 {
 			t.Fatalf("acks=0: %d %q", a.code, a.body)
