@@ -1,7 +1,6 @@
 package kproxy
 
 import (
-	"context"
 	"errors"
 	"strconv"
 	"strings"
@@ -133,7 +132,7 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string, key, body []byt
 	p.state.Store(waiting)
 	// The record's deadline: kgo sends no batch whose first record's
 	// context is done, and fails it instead.
-	p.ctx, p.cancel = context.WithTimeout(context.Background(), s.produceTimeout)
+	p.ctx = s.deadlines.get()
 	p.cl, p.tr = s.prod.client(acks)
 	p.note = p.tr.note()
 	p.cl.Produce(p.ctx, &p.rec, onProduced)

@@ -14,16 +14,15 @@ import (
 // pending is one record on its way to Kafka, pooled: the request's state
 // from the handler to kgo's promise and back.
 type pending struct {
-	rec    kgo.Record // Context is the pending itself, for the promise
-	buf    []byte     // the record value: a copy of the request body
-	key    []byte
-	srv    *Server
-	acks   int
-	cl     *kgo.Client
-	tr     *tracer
-	note   sendNote // tr's counts when the record was handed to kgo
-	ctx    context.Context
-	cancel context.CancelFunc
+	rec  kgo.Record // Context is the pending itself, for the promise
+	buf  []byte     // the record value: a copy of the request body
+	key  []byte
+	srv  *Server
+	acks int
+	cl   *kgo.Client
+	tr   *tracer
+	note sendNote        // tr's counts when the record was handed to kgo
+	ctx  context.Context // the record's deadline (shared: see deadlines)
 
 	state atomic.Int32  // waiting, finished or abandoned
 	done  chan struct{} // the promise's signal to the handler (cap 1)
@@ -50,7 +49,6 @@ func (*pending) Err() error                  { return nil }
 func (*pending) Value(any) any               { return nil }
 
 func (p *pending) release() {
-	p.cancel()
 	if cap(p.buf) > maxPooledBody {
 		p.buf = nil
 	}
@@ -58,7 +56,7 @@ func (p *pending) release() {
 		p.key = nil
 	}
 	p.rec = kgo.Record{}
-	p.srv, p.cl, p.tr, p.ctx, p.cancel, p.err = nil, nil, nil, nil, nil, nil
+	p.srv, p.cl, p.tr, p.ctx, p.err = nil, nil, nil, nil, nil
 	pendingPool.Put(p)
 }
 

@@ -40,6 +40,7 @@ type Server struct {
 	// Records of a batch refused as too large, to send again alone.
 
 	produceTimeout time.Duration
+	deadlines      *deadlines
 	inFlight       atomic.Int64
 	acks0Out       atomic.Int64 // acks=0 records answered and not yet delivered or lost
 
@@ -56,6 +57,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, produceTimeout: time.Duration(cfg.ProduceTimeoutMs) * time.Millisecond}
+	s.deadlines = newDeadlines(s.produceTimeout)
 	s.errLog = sampled{log: log, every: time.Second}
 	s.acks0Log = sampled{log: log, every: time.Second}
 	var err error
