@@ -14,19 +14,14 @@ import (
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
 
-// writeTo writes records from..to-1 (key k<i>, value i) to one partition.
+// writeTo writes records from..to-1 (key and value k<i>) to one partition.
 func writeTo(t *testing.T, e *env, partition int32, from, to int) {
 	t.Helper()
-	cl := kafkatest.Client(t, e.kafka, e.kc, kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	var rs []*kgo.Record
+	var keys []string
 	for i := from; i < to; i++ {
-		rs = append(rs, &kgo.Record{Topic: "t", Partition: partition, Key: []byte("k" + strconv.Itoa(i)), Value: []byte(strconv.Itoa(i))})
+		keys = append(keys, "k"+strconv.Itoa(i))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	writeKeys(t, e, partition, keys)
 }
 
 // TestHashQueueFullDoesNotBlockRelease: dispatch: hash with a
