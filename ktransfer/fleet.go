@@ -10,6 +10,8 @@ import (
 	"path"
 	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -29,9 +31,10 @@ const partitionPoll = 10 * time.Second
 
 // claimed is a partition this process holds: its read loop and its owner node.
 type claimed struct {
-	part   *partition
-	cancel context.CancelFunc
-	done   chan struct{} // closed when the read loop returned
+	part      *partition
+	cancel    context.CancelFunc
+	done      chan struct{} // closed when the read loop returned
+	releasing atomic.Bool   // a release started: the others return at once
 }
 
 // instanceID names this process in ids/ and owners/: host, pid, start
@@ -107,9 +110,13 @@ func (m *module) watchDir(ctx context.Context, dir string) {
 }
 
 // reconcile registers this instance if needed, computes the assignment
-// and applies this process's part of it.
+// and applies this process's part of it: the partitions no longer its own
+// are released (in parallel, each committing and deleting its owner node),
+// owner nodes left with its id by a failed release are deleted, and the
+// partitions newly its own are claimed.
 func (m *module) reconcile(ctx context.Context, idsDir, ownersDir string, errc chan<- error) error {
-	if !m.t.sessionUp() {
+	gen, up := m.t.session()
+	if !up {
 		return nil // without a session nothing is ours; the session watcher wakes us
 	}
 	if err := m.register(idsDir); err != nil {
@@ -127,18 +134,29 @@ func (m *module) reconcile(ctx context.Context, idsDir, ownersDir string, errc c
 	if err != nil {
 		return err
 	}
-	target := assign(ids, parts, owners)
+	target := assign(ids, parts, ownerIDs(owners))
 	me := m.t.id
 	m.mu.Lock()
-	var release []int32
-	for p := range m.claims {
+	var release []*claimed
+	for p, c := range m.claims {
 		if target[p] != me {
-			release = append(release, p)
+			release = append(release, c)
 		}
 	}
 	m.mu.Unlock()
-	for _, p := range release {
-		m.release(p, true)
+	m.releaseAll(release, handOver)
+	for p, o := range owners {
+		m.mu.Lock()
+		_, held := m.claims[p]
+		m.mu.Unlock()
+		if o.id == me && !held && target[p] != me {
+			// Ours, but not held: a release whose delete failed, or a
+			// claim given up with the session that came back. Nobody
+			// pushes the partition until it is gone.
+			if err := m.deleteOwner(p, 0); err != nil {
+				return err
+			}
+		}
 	}
 	for _, p := range parts {
 		if target[p] != me {
@@ -148,7 +166,7 @@ func (m *module) reconcile(ctx context.Context, idsDir, ownersDir string, errc c
 		_, held := m.claims[p]
 		m.mu.Unlock()
 		if !held {
-			m.claim(ctx, ownersDir, p, errc)
+			m.claim(ctx, ownersDir, p, gen, errc)
 		}
 	}
 	return nil
@@ -173,42 +191,100 @@ func (m *module) register(idsDir string) error {
 	return nil
 }
 
+// deregister deletes this instance's ids/ node: the other processes
+// compute the assignment without it at once, and take its partitions as
+// soon as their owner nodes are deleted.
+func (m *module) deregister() {
+	node := path.Join(zklayout.ConsumerIDs(m.t.cfg.ZKChroot, m.cfg.Name), m.t.id)
+	if err := m.t.conn().Delete(node, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
+		m.log.Warn("deregister", "node", node, "err", err)
+	}
+}
+
+// owner is who holds a partition: the instance in the owner node, and the
+// node's creation zxid (the epoch of that claim).
+type owner struct {
+	id    string
+	epoch int64
+}
+
+func ownerIDs(o map[int32]owner) map[int32]string {
+	out := make(map[int32]string, len(o))
+	for p, w := range o {
+		out[p] = w.id
+	}
+	return out
+}
+
 // owners reads who holds each partition.
-func (m *module) owners(dir string) (map[int32]string, error) {
+func (m *module) owners(dir string) (map[int32]owner, error) {
 	names, _, err := m.t.conn().Children(dir)
 	if errors.Is(err, zk.ErrNoNode) {
-		return map[int32]string{}, nil
+		return map[int32]owner{}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", dir, err)
 	}
-	out := make(map[int32]string, len(names))
+	out := make(map[int32]owner, len(names))
 	for _, n := range names {
 		p, err := strconv.ParseInt(n, 10, 32)
 		if err != nil {
 			continue
 		}
-		data, _, err := m.t.conn().Get(path.Join(dir, n))
+		data, stat, err := m.t.conn().Get(path.Join(dir, n))
 		if err != nil {
 			continue // released meanwhile
 		}
-		out[int32(p)] = string(data)
+		out[int32(p)] = owner{id: string(data), epoch: stat.Czxid}
 	}
 	return out, nil
 }
 
-// claim takes partition p: it creates the ephemeral owner node, and only
-// then starts reading from the committed offset. A node held by another
-// instance is left alone; its deletion wakes the coordinator.
-func (m *module) claim(ctx context.Context, ownersDir string, p int32, errc chan<- error) {
-	node := path.Join(ownersDir, strconv.Itoa(int(p)))
-	_, err := m.t.conn().Create(node, []byte(m.t.id), zk.FlagEphemeral, m.t.acl)
-	if errors.Is(err, zk.ErrNodeExists) {
-		data, _, gerr := m.t.conn().Get(node)
-		if gerr != nil || string(data) != m.t.id {
-			return // another instance still holds it
+// errHeld: another instance holds the owner node.
+var errHeld = errors.New("held by another instance")
+
+// takeOwner creates partition p's ephemeral owner node and returns its
+// epoch (creation zxid) and version. A node left with this instance's id
+// (a claim given up with a lost session, a failed delete) is deleted and
+// created again: the new claim's epoch is above every push of the old one.
+func (m *module) takeOwner(node string) (epoch int64, version int32, err error) {
+	conn := m.t.conn()
+	for range 3 {
+		_, cerr := conn.Create(node, []byte(m.t.id), zk.FlagEphemeral, m.t.acl)
+		if cerr != nil && !errors.Is(cerr, zk.ErrNodeExists) {
+			return 0, 0, cerr
 		}
-		err = nil // ours already (created before a reconnect)
+		data, stat, err := conn.Get(node)
+		if errors.Is(err, zk.ErrNoNode) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+		if string(data) != m.t.id {
+			return 0, 0, errHeld
+		}
+		if cerr == nil {
+			return stat.Czxid, stat.Version, nil
+		}
+		if err := conn.Delete(node, stat.Version); err != nil && !errors.Is(err, zk.ErrNoNode) {
+			return 0, 0, err
+		}
+	}
+	return 0, 0, fmt.Errorf("owner node %s keeps changing", node)
+}
+
+// claim takes partition p: it creates the ephemeral owner node, and only
+// then starts the partition (which stores its start offset, fenced, before
+// reading). A node held by another instance is left alone; its deletion
+// wakes the coordinator. gen is the session generation the assignment was
+// computed in: a claim that finishes after the session was given up does
+// not start (the next reconcile deletes or takes the node again).
+func (m *module) claim(ctx context.Context, ownersDir string, p int32, gen uint64, errc chan<- error) {
+	node := path.Join(ownersDir, strconv.Itoa(int(p)))
+	epoch, version, err := m.takeOwner(node)
+	if errors.Is(err, errHeld) {
+		return
 	}
 	if err != nil {
 		m.log.Warn("claim partition failed", "partition", p, "err", err)
@@ -216,74 +292,164 @@ func (m *module) claim(ctx context.Context, ownersDir string, p int32, errc chan
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	part := newPartition(m, p, rctx)
+	part.owner, part.epoch, part.ownerVersion = node, epoch, version
 	c := &claimed{part: part, cancel: cancel, done: make(chan struct{})}
 	m.mu.Lock()
+	if cur, up := m.t.session(); !up || cur != gen {
+		m.mu.Unlock()
+		cancel()
+		return
+	}
 	m.parts[p] = part
 	m.claims[p] = c
 	m.mu.Unlock()
-	m.log.Info("partition claimed", "partition", p)
+	m.log.Info("partition claimed", "partition", p, "epoch", epoch)
 	go func() {
-		defer close(c.done)
-		if err := part.run(rctx); err != nil {
-			errc <- err
+		err := part.run(rctx)
+		close(c.done)
+		switch {
+		case errors.Is(err, errDeposed):
+			m.log.Error("partition lost: its owner node or offset changed under this process", "partition", p, "epoch", epoch)
+			m.release(c, deposed)
+			m.wake()
+		case err != nil:
+			select {
+			case errc <- err:
+			default: // the module is stopping already
+			}
 		}
 	}()
 }
 
-// release gives partition p up: stop reading, drop its queued records,
-// wait for its pushes in flight (bounded by shutdown_timeout_ms), commit,
-// free its window slots, and — when the session is still ours — delete the
-// owner node, which lets the next owner start from the committed offset.
-func (m *module) release(p int32, withZK bool) {
-	m.mu.Lock()
-	c, ok := m.claims[p]
-	delete(m.claims, p)
-	m.mu.Unlock()
-	if !ok {
-		return
+// releaseMode says what a release does in ZooKeeper.
+type releaseMode int
+
+const (
+	// handOver commits what is acknowledged (fenced) and deletes the
+	// owner node: the next owner starts at once, from that offset.
+	handOver releaseMode = iota
+	// drop does nothing in ZooKeeper: the session is lost, another
+	// process may own the partition soon.
+	drop
+	// deposed commits nothing (the partition is no longer ours) and
+	// deletes the owner node only when it is still this claim's.
+	deposed
+)
+
+// releaseAll releases claims in parallel and returns when all are done.
+func (m *module) releaseAll(cs []*claimed, mode releaseMode) {
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		c.stop()
+		wg.Go(func() { m.release(c, mode) })
 	}
-	c.cancel()
-	<-c.done
+	wg.Wait()
+}
+
+// stop ends a claim's reading, pushes and retries at once: queued records
+// of the partition are dropped, a retry's wait ends, and no new attempt
+// starts.
+func (c *claimed) stop() {
 	c.part.released.Store(true)
-	deadline := time.Now().Add(time.Duration(m.t.cfg.ShutdownTimeoutMs) * time.Millisecond)
-	for c.part.pushing.Load() > 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
+	c.cancel()
+}
+
+// release gives a claim up: stop reading, pushing and retrying (stop);
+// wait for the pushes in progress, bounded by shutdown_timeout_ms (a push
+// that cannot be interrupted is abandoned: its record stays uncommitted
+// and its late result is ignored); then, by mode, commit and delete the
+// owner node; and give back the window slots of its records.
+func (m *module) release(c *claimed, mode releaseMode) {
+	if c.releasing.Swap(true) {
+		return // released by another path (a commit found it deposed, the session was lost)
+	}
+	p := c.part
+	m.mu.Lock()
+	if m.claims[p.id] == c {
+		delete(m.claims, p.id)
+	}
+	m.mu.Unlock()
+	c.stop()
+	<-c.done // the reader dispatches none of its records any more
+	if mode != drop {
+		deadline := time.Now().Add(time.Duration(m.t.cfg.ShutdownTimeoutMs) * time.Millisecond)
+		for p.pushing.Load() > 0 && time.Now().Before(deadline) {
+			time.Sleep(2 * time.Millisecond)
+		}
+		if n := p.pushing.Load(); n > 0 {
+			m.log.Warn("pushes still in progress at release; abandoned, their records stay uncommitted", "partition", p.id, "pushes", n)
+		}
 	}
 	m.commitMu.Lock()
-	if withZK {
-		m.commitAllLocked()
+	if mode == handOver && p.tracker != nil {
+		m.commitLocked([]*partition{p})
+	}
+	held, ready := 0, 0
+	if p.tracker != nil {
+		held, ready = p.tracker.drop()
 	}
 	m.mu.Lock()
-	delete(m.parts, p)
+	if m.parts[p.id] == p {
+		delete(m.parts, p.id)
+	}
 	m.mu.Unlock()
 	m.commitMu.Unlock()
-	if t := c.part.tracker; t != nil {
-		inFlight, ready := t.drop()
-		m.uncommitted.Add(-int64(ready)) // acknowledged, never to be committed here
-		for range inFlight + ready {     // dispatched records that will never be committed here
-			<-m.slots
-		}
-		m.reader.signal()
+	m.uncommitted.Add(-int64(ready)) // acknowledged, never to be committed here
+	for range held {                 // dispatched records that will never be committed here
+		<-m.slots
 	}
-	if withZK {
-		node := path.Join(zklayout.Owners(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic), strconv.Itoa(int(p)))
-		if data, stat, err := m.t.conn().Get(node); err == nil && string(data) == m.t.id {
-			_ = m.t.conn().Delete(node, stat.Version)
-		}
+	m.reader.signal()
+	if mode != drop {
+		_ = m.deleteOwner(p.id, p.epoch) // logged; retried by the reassignment
 	}
-	m.log.Info("partition released", "partition", p, "handed_over", withZK)
+	m.log.Info("partition released", "partition", p.id, "epoch", p.epoch, "mode", mode.String())
+}
+
+func (r releaseMode) String() string {
+	return [...]string{"hand_over", "drop", "deposed"}[r]
+}
+
+// deleteOwner deletes partition p's owner node when it holds this
+// instance's id (and, when epoch is not 0, was created by that claim),
+// trying a few times. A node left behind is deleted by a later
+// reassignment (woken here).
+func (m *module) deleteOwner(p int32, epoch int64) error {
+	node := path.Join(zklayout.Owners(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic), strconv.Itoa(int(p)))
+	var err error
+	for n := 1; n <= 3; n++ {
+		var data []byte
+		var stat *zk.Stat
+		data, stat, err = m.t.conn().Get(node)
+		if errors.Is(err, zk.ErrNoNode) || err == nil && (string(data) != m.t.id || epoch != 0 && stat.Czxid != epoch) {
+			return nil // gone, or another claim's
+		}
+		if err == nil {
+			if err = m.t.conn().Delete(node, stat.Version); err == nil || errors.Is(err, zk.ErrNoNode) {
+				return nil
+			}
+		}
+		time.Sleep(time.Duration(n) * 50 * time.Millisecond)
+	}
+	m.log.Warn("owner node not deleted; a later reassignment deletes it", "node", node, "err", err)
+	m.wake()
+	return fmt.Errorf("delete owner node %s: %w", node, err)
 }
 
 // dropAll stops every partition at once, without ZooKeeper: the session is
-// lost, and another instance may own them soon.
+// lost, and another instance may own them soon. It does not wait.
 func (m *module) dropAll() {
 	m.mu.Lock()
-	parts := make([]int32, 0, len(m.claims))
-	for p := range m.claims {
-		parts = append(parts, p)
+	cs := make([]*claimed, 0, len(m.claims))
+	for p, c := range m.claims {
+		cs = append(cs, c)
+		delete(m.claims, p) // a claim in the next session is a new one
 	}
 	m.mu.Unlock()
-	for _, p := range parts {
-		m.release(p, false)
+	for _, c := range cs {
+		c.stop()
 	}
+	go func() {
+		m.releaseAll(cs, drop)
+		m.wake()
+	}()
 }

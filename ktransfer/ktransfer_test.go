@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -74,12 +75,21 @@ func (e *env) start(t *testing.T, modules ...ktransfer.Module) *running {
 // the default).
 func (e *env) startWith(t *testing.T, zkTimeoutMs int, modules ...ktransfer.Module) *running {
 	t.Helper()
-	tr, err := ktransfer.New(e.config(t, zkTimeoutMs, modules...), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	tr, err := ktransfer.New(e.config(t, zkTimeoutMs, modules...), testLog())
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	stop := runtest.Start(t, tr.Run, 20*time.Second)
 	return &running{tr: tr, stop: stop}
+}
+
+// testLog discards the Transfer's log, or writes it to stderr when
+// KTRANSFER_TEST_LOG is set (to read a failing test's story).
+func testLog() *slog.Logger {
+	if os.Getenv("KTRANSFER_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
 // config is a ktransfer configuration reaching e, with the ZooKeeper
@@ -135,6 +145,8 @@ func mp(t *testing.T, v any) string {
 // push is one request a backend received.
 type push struct {
 	path, host, key, topic, partition, offset, body string
+	epoch                                           int64 // X-Ktransfer-Epoch; -1 when absent
+	at                                              time.Time
 }
 
 // backend records pushes; respond decides each answer.
@@ -150,7 +162,10 @@ func newBackend(t *testing.T, respond func(n int, p push, w http.ResponseWriter)
 	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		p := push{path: r.URL.Path, host: r.Host, key: r.URL.Query().Get("key"), topic: r.Header.Get("X-Kafka-Topic"),
-			partition: r.Header.Get("X-Kafka-Partition"), offset: r.Header.Get("X-Kafka-Offset"), body: string(body)}
+			partition: r.Header.Get("X-Kafka-Partition"), offset: r.Header.Get("X-Kafka-Offset"), body: string(body), epoch: -1, at: time.Now()}
+		if e, err := strconv.ParseInt(r.Header.Get("X-Ktransfer-Epoch"), 10, 64); err == nil {
+			p.epoch = e
+		}
 		b.mu.Lock()
 		n := len(b.pushes)
 		b.pushes = append(b.pushes, p)

@@ -93,13 +93,15 @@ func newModule(cfg Module, t *Transfer) (*module, error) {
 }
 
 // run pushes this process's share of the module's partitions until
-// readCtx ends, then drains: the records already dispatched are pushed
-// until pushCtx ends, the offsets are committed, and the partitions are
-// handed over.
+// readCtx ends, then hands them over: it deregisters (the other processes
+// compute the new assignment at once), releases every partition in
+// parallel (pushes and retries stop, the pushes in progress are waited
+// for until shutdown_timeout_ms, what is acknowledged is committed, the
+// owner node is deleted), and stops its workers; pushCtx bounds that wait.
 func (m *module) run(readCtx, pushCtx context.Context) error {
 	var workers sync.WaitGroup
 	for i := range m.cfg.WorkerNum {
-		workers.Go(func() { m.worker(pushCtx, i) })
+		workers.Go(func() { m.worker(i) })
 	}
 	commitCtx, stopCommits := context.WithCancel(context.Background())
 	var committer sync.WaitGroup
@@ -109,7 +111,7 @@ func (m *module) run(readCtx, pushCtx context.Context) error {
 	var reader sync.WaitGroup
 	reader.Go(func() { m.reader.run(readerCtx) })
 
-	errc := make(chan error, 16)
+	errc := make(chan error, 1)
 	coordCtx, stopCoordinating := context.WithCancel(readCtx)
 	var coordinator sync.WaitGroup
 	coordinator.Go(func() { m.coordinate(coordCtx, errc) })
@@ -119,25 +121,22 @@ func (m *module) run(readCtx, pushCtx context.Context) error {
 	case err = <-errc:
 		m.log.Error("module stopped", "err", err)
 	}
-	// Shutdown order: 1. stop reassigning and reading (every partition
-	// loop returns, then the poll loop); 2. close the queues and let the
-	// workers push what was dispatched, bounded by pushCtx; 3. commit what
-	// was acknowledged and stop the committer; 4. delete the owner nodes,
-	// handing the partitions over at once.
 	stopCoordinating()
 	coordinator.Wait()
-	m.mu.Lock()
-	for _, c := range m.claims {
-		c.cancel()
+	if _, up := m.t.session(); up {
+		m.deregister()
 	}
+	m.mu.Lock()
 	claims := make([]*claimed, 0, len(m.claims))
 	for _, c := range m.claims {
 		claims = append(claims, c)
 	}
 	m.mu.Unlock()
-	for _, c := range claims {
-		<-c.done
+	mode := handOver
+	if _, up := m.t.session(); !up {
+		mode = drop
 	}
+	m.releaseAll(claims, mode)
 	stopReader()
 	reader.Wait() // nothing is dispatched any more
 	m.sched.close()
@@ -146,41 +145,17 @@ func (m *module) run(readCtx, pushCtx context.Context) error {
 	select {
 	case <-drained:
 	case <-pushCtx.Done():
-		// A push without a read timeout cannot be interrupted: give the
-		// workers a moment, then commit what is acknowledged and leave.
-		// Their records stay uncommitted and are pushed after the restart.
+		// A push without a read timeout cannot be interrupted: its record
+		// stays uncommitted and is pushed again by the next owner.
 		select {
 		case <-drained:
 		case <-time.After(time.Second):
-			m.log.Warn("pushes still in flight at shutdown; their records will be pushed again after the restart")
+			m.log.Warn("pushes still in progress at shutdown; abandoned, their records stay uncommitted")
 		}
 	}
-	m.commitAll()
 	stopCommits()
 	committer.Wait()
-	m.handOver()
 	return err
-}
-
-// handOver gives up every partition this process holds, after their last
-// commit: forgotten here first (so /status never shows a partition another
-// process already took), then their owner nodes deleted.
-func (m *module) handOver() {
-	dir := zklayout.Owners(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic)
-	m.mu.Lock()
-	held := make([]int32, 0, len(m.claims))
-	for p := range m.claims {
-		held = append(held, p)
-		delete(m.parts, p)
-	}
-	clear(m.claims)
-	m.mu.Unlock()
-	for _, p := range held {
-		node := path.Join(dir, strconv.Itoa(int(p)))
-		if data, stat, err := m.t.conn().Get(node); err == nil && string(data) == m.t.id {
-			_ = m.t.conn().Delete(node, stat.Version)
-		}
-	}
 }
 
 // dispatch hands a record to the workers, after taking a window slot.
@@ -222,20 +197,20 @@ func (m *module) takeSlot(ctx context.Context) bool {
 	}
 }
 
-// worker pushes the records the scheduler gives worker i.
-func (m *module) worker(ctx context.Context, i int) {
+// worker pushes the records the scheduler gives worker i. A record of a
+// released partition is dropped: it stays uncommitted (the next owner
+// pushes it), and an acknowledgement after the release counts no more.
+func (m *module) worker(i int) {
 	var buf []byte
 	m.sched.work(i, func(r *record) {
 		// Announce the push before checking the partition is still ours:
 		// a release sets released first and then waits for pushing to
 		// drop to zero, so either it waits for this push or this sees it.
 		r.part.pushing.Add(1)
-		if !r.part.released.Load() && m.handle(ctx, r, &buf) {
+		if !r.part.released.Load() && m.handle(r, &buf) {
 			m.ack(r)
 		}
 		r.part.pushing.Add(-1)
-		// Not acknowledged (shutdown cut a retry short): the record stays
-		// uncommitted and is pushed again after the restart.
 	})
 }
 
@@ -276,8 +251,10 @@ func (m *module) ack(r *record) {
 const commitAfter = 20 * time.Millisecond
 
 // handle filters, pushes and retries one record; it reports whether the
-// record is finished (pushed, skipped, or given up on and reported).
-func (m *module) handle(ctx context.Context, r *record, buf *[]byte) bool {
+// record is finished (pushed, skipped, or given up on and reported). It
+// stops, unfinished, when the partition is released.
+func (m *module) handle(r *record, buf *[]byte) bool {
+	ctx := r.part.ctx
 	if m.methods != nil || m.pusher.tmpl.needMethod {
 		method, err := methodOf(r.msg.Value)
 		r.method = method
@@ -303,6 +280,9 @@ func (m *module) handle(ctx context.Context, r *record, buf *[]byte) bool {
 	base := time.Duration(m.cfg.FailRetryIntervalMs) * time.Millisecond
 	ceiling := time.Duration(m.cfg.MaxRetryIntervalMs) * time.Millisecond
 	for n := 0; ; n++ {
+		if !m.mayPush(r.part) {
+			return false
+		}
 		backend := (first + n) % len(m.pusher.backends)
 		a := m.pusher.push(backend, r, buf)
 		v, reason := judge(a)
@@ -324,6 +304,19 @@ func (m *module) handle(ctx context.Context, r *record, buf *[]byte) bool {
 			return false
 		}
 	}
+}
+
+// mayPush waits while ZooKeeper has not answered for the session grace
+// (the process may be about to lose the partition: after a pause, the
+// session watcher may not have run yet), and reports whether the partition
+// is still this process's.
+func (m *module) mayPush(p *partition) bool {
+	for !m.t.fresh() {
+		if !sleep(p.ctx, 5*time.Millisecond) {
+			return false
+		}
+	}
+	return !p.released.Load()
 }
 
 // giveUp reports a record that will not be pushed: logged, counted, and
@@ -399,59 +392,119 @@ func (m *module) commitLoop(ctx context.Context) {
 }
 
 // commitAll stores every partition's commit point that moved, in one
-// ZooKeeper transaction, and frees the window slots of the records it covers.
+// fenced ZooKeeper transaction, and frees the window slots of the records
+// it covers. A partition found deposed is released.
 func (m *module) commitAll() {
 	m.commitMu.Lock()
-	defer m.commitMu.Unlock()
-	m.commitAllLocked()
-}
-
-func (m *module) commitAllLocked() {
-	type part struct {
-		id      int32
-		t       *tracker
-		offset  int64
-		records int
-	}
 	m.mu.Lock()
-	parts := make([]part, 0, len(m.parts))
+	parts := make([]*partition, 0, len(m.parts))
 	for _, p := range m.parts {
 		if p.tracker != nil {
-			parts = append(parts, part{id: p.id, t: p.tracker})
+			parts = append(parts, p)
 		}
 	}
 	m.mu.Unlock()
-	slices.SortFunc(parts, func(a, b part) int { return int(a.id - b.id) })
-	var due []part
+	lost := m.commitLocked(parts)
+	m.commitMu.Unlock()
+	for _, p := range lost {
+		m.depose(p)
+	}
+}
+
+// commitOne commits partition p's commit point now.
+func (m *module) commitOne(p *partition) error {
+	m.commitMu.Lock()
+	defer m.commitMu.Unlock()
+	if lost := m.commitLocked([]*partition{p}); len(lost) > 0 {
+		return errDeposed
+	}
+	if off, _, ok := p.tracker.toCommit(); ok {
+		return fmt.Errorf("offset %d of partition %d not stored", off, p.id)
+	}
+	return nil
+}
+
+// depose releases partition p, found no longer this claim's by a fenced
+// write: nothing is committed, and its owner node is deleted only when it
+// is still this claim's.
+func (m *module) depose(p *partition) {
+	m.mu.Lock()
+	c := m.claims[p.id]
+	m.mu.Unlock()
+	if c == nil || c.part != p {
+		return
+	}
+	m.log.Error("partition lost: its owner node or offset changed under this process", "partition", p.id, "epoch", p.epoch)
+	c.stop()
+	go func() {
+		m.release(c, deposed)
+		m.wake()
+	}()
+}
+
+// commitLocked stores the commit points of parts that moved, fenced (one
+// multi-op; one per partition when it fails, to find the deposed ones),
+// and frees the window slots of the records they cover. It returns the
+// partitions found deposed. m.commitMu is held.
+func (m *module) commitLocked(parts []*partition) (lost []*partition) {
+	slices.SortFunc(parts, func(a, b *partition) int { return int(a.id - b.id) })
+	var due []*partition
+	var offsets []int64
+	var records []int
+	var versions []int32
 	for _, p := range parts {
-		if offset, records, ok := p.t.toCommit(); ok {
-			p.offset, p.records = offset, records
+		if offset, n, ok := p.tracker.toCommit(); ok {
+			if p.unsure && !m.t.settle(p) {
+				continue // ZooKeeper does not answer: later
+			}
 			due = append(due, p)
+			offsets = append(offsets, offset)
+			records = append(records, n)
+			versions = append(versions, p.offsetVersion)
 		}
 	}
 	if len(due) == 0 {
-		return
-	}
-	offsets := make(map[int32]int64, len(due))
-	for _, p := range due {
-		offsets[p.id] = p.offset
+		return nil
 	}
 	start := time.Now()
-	err := m.t.storeOffsets(m.cfg.Name, m.cfg.Topic, offsets)
+	err := m.t.storeFenced(due, offsets, versions)
 	m.stats.commitTook(time.Since(start))
-	if err != nil {
-		m.log.Warn("commit offsets failed; will retry", "offsets", offsets, "err", err)
-		return
-	}
-	for _, p := range due {
-		p.t.committedAt(p.offset, p.records)
-		m.uncommitted.Add(-int64(p.records))
-		for range p.records {
+	stored := func(i int) {
+		p := due[i]
+		p.tracker.committedAt(offsets[i], records[i])
+		m.uncommitted.Add(-int64(records[i]))
+		for range records[i] {
 			<-m.slots
 		}
-		m.stats.committed(p.id, p.offset)
+		m.stats.committed(p.id, offsets[i])
+	}
+	switch {
+	case err == nil:
+		for i := range due {
+			stored(i)
+		}
+	case len(due) > 1 && (errors.Is(err, errDeposed) || errors.Is(err, errOffsetMoved)):
+		// One of them is not ours any more: find which.
+		for i, p := range due {
+			err := m.t.storeFenced(due[i:i+1], offsets[i:i+1], versions[i:i+1])
+			switch {
+			case err == nil:
+				stored(i)
+			case errors.Is(err, errDeposed), errors.Is(err, errOffsetMoved):
+				m.log.Error("commit refused", "partition", p.id, "offset", offsets[i], "err", err)
+				lost = append(lost, p)
+			default:
+				m.log.Warn("commit offset failed; will retry", "partition", p.id, "offset", offsets[i], "err", err)
+			}
+		}
+	case errors.Is(err, errDeposed), errors.Is(err, errOffsetMoved):
+		m.log.Error("commit refused", "partition", due[0].id, "offset", offsets[0], "err", err)
+		lost = append(lost, due[0])
+	default:
+		m.log.Warn("commit offsets failed; will retry", "partitions", len(due), "err", err)
 	}
 	m.reader.signal() // slots are free: reading goes on
+	return lost
 }
 
 // sleep waits d or until ctx ends; it reports whether d passed.
@@ -469,53 +522,99 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// storeOffsets writes the next offsets to push of module/topic's
-// partitions in the classic layout, in one transaction (one disk sync on the
-// ZooKeeper side), creating the nodes the first time.
-func (t *Transfer) storeOffsets(module, topic string, next map[int32]int64) error {
-	dir := zklayout.Offsets(t.cfg.ZKChroot, module, topic)
-	ops := make([]any, 0, len(next))
-	for p, off := range next {
-		ops = append(ops, &zk.SetDataRequest{Path: path.Join(dir, strconv.Itoa(int(p))), Data: zklayout.EncodeOffset(off), Version: -1})
+// errOffsetMoved: the offset node changed since this claim last read or
+// wrote it.
+var errOffsetMoved = errors.New("offset node changed by another writer")
+
+// storeFenced writes the next offsets to push of parts, in one ZooKeeper
+// transaction (one disk sync on the ZooKeeper side) that also checks
+// each partition's owner node is this claim's (version) and its offset
+// node is as this claim left it (version; -1: absent, created here).
+// On success each partition's offsetVersion is the new one. It fails with
+// errDeposed when an owner node is gone or another claim's, errOffsetMoved
+// when an offset node was written by someone else.
+func (t *Transfer) storeFenced(parts []*partition, offsets []int64, versions []int32) error {
+	dir := zklayout.Offsets(t.cfg.ZKChroot, parts[0].m.cfg.Name, parts[0].m.cfg.Topic)
+	ops := make([]any, 0, 2*len(parts))
+	for i, p := range parts {
+		node := path.Join(dir, strconv.Itoa(int(p.id)))
+		ops = append(ops, &zk.CheckVersionRequest{Path: p.owner, Version: p.ownerVersion})
+		data := zklayout.EncodeOffset(offsets[i])
+		if versions[i] < 0 {
+			if err := zklayout.CreateAll(t.conn(), dir, t.acl); err != nil {
+				return err
+			}
+			ops = append(ops, &zk.CreateRequest{Path: node, Data: data, Acl: t.acl})
+		} else {
+			ops = append(ops, &zk.SetDataRequest{Path: node, Data: data, Version: versions[i]})
+		}
 	}
-	_, err := t.conn().Multi(ops...)
+	res, err := t.conn().Multi(ops...)
 	if err == nil {
+		for i, p := range parts {
+			if versions[i] < 0 {
+				p.offsetVersion = 0
+			} else {
+				p.offsetVersion = res[2*i+1].Stat.Version
+			}
+			p.unsure = false
+		}
 		return nil
 	}
-	// A node is missing (first commit of a partition): create, then set.
-	if err := zklayout.CreateAll(t.conn(), dir, t.acl); err != nil {
-		return err
-	}
-	for p, off := range next {
-		node := path.Join(dir, strconv.Itoa(int(p)))
-		data := zklayout.EncodeOffset(off)
-		_, err := t.conn().Set(node, data, -1)
-		if errors.Is(err, zk.ErrNoNode) {
-			_, err = t.conn().Create(node, data, 0, t.acl)
-			if errors.Is(err, zk.ErrNodeExists) {
-				_, err = t.conn().Set(node, data, -1)
+	if !errors.Is(err, zk.ErrBadVersion) && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrNodeExists) {
+		// Not an answer about the nodes (the connection broke): the write
+		// may have been applied. Settled before the next commit.
+		for i, p := range parts {
+			if versions[i] >= 0 {
+				p.unsure, p.unsureValue = true, offsets[i]
 			}
 		}
-		if err != nil {
-			return fmt.Errorf("store offset %s=%d: %w", node, off, err)
+		return err
+	}
+	for _, p := range parts {
+		data, stat, gerr := t.conn().Get(p.owner)
+		switch {
+		case errors.Is(gerr, zk.ErrNoNode), gerr == nil && (string(data) != t.id || stat.Czxid != p.epoch || stat.Version != p.ownerVersion):
+			return errDeposed
+		case gerr != nil:
+			return err
 		}
 	}
-	return nil
+	return fmt.Errorf("%w: %w", errOffsetMoved, err)
 }
 
-// loadOffset reads the stored next offset; ok is false when none is stored.
-func (t *Transfer) loadOffset(module, topic string, partition int32) (int64, bool, error) {
+// settle finds out whether p's last commit, which got no answer, was
+// applied: the offset node one version further holding that commit's
+// offset is this claim's own write (after this claim stored its start
+// offset nobody else can write the node). It reports false when ZooKeeper
+// does not answer.
+func (t *Transfer) settle(p *partition) bool {
+	node := path.Join(zklayout.Offsets(t.cfg.ZKChroot, p.m.cfg.Name, p.m.cfg.Topic), strconv.Itoa(int(p.id)))
+	data, stat, err := t.conn().Get(node)
+	if err != nil {
+		return errors.Is(err, zk.ErrNoNode) // the commit fails, and tells why
+	}
+	if v, perr := zklayout.ParseOffset(data); perr == nil && v == p.unsureValue && stat.Version == p.offsetVersion+1 {
+		p.offsetVersion = stat.Version
+	}
+	p.unsure = false
+	return true
+}
+
+// loadOffset reads the stored next offset and its node's version; the
+// version is -1 when none is stored.
+func (t *Transfer) loadOffset(module, topic string, partition int32) (int64, int32, error) {
 	p := path.Join(zklayout.Offsets(t.cfg.ZKChroot, module, topic), strconv.Itoa(int(partition)))
-	data, _, err := t.conn().Get(p)
+	data, stat, err := t.conn().Get(p)
 	if errors.Is(err, zk.ErrNoNode) {
-		return 0, false, nil
+		return 0, -1, nil
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("read offset %s: %w", p, err)
+		return 0, 0, fmt.Errorf("read offset %s: %w", p, err)
 	}
 	v, err := zklayout.ParseOffset(data)
 	if err != nil {
-		return 0, false, fmt.Errorf("offset %s: %w", p, err)
+		return 0, 0, fmt.Errorf("offset %s: %w", p, err)
 	}
-	return v, true, nil
+	return v, stat.Version, nil
 }

@@ -2,6 +2,7 @@ package ktransfer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -35,7 +36,25 @@ type partition struct {
 
 	released atomic.Bool  // given up: queued records are dropped, not pushed
 	pushing  atomic.Int32 // pushes of its records in progress
+
+	// The claim, for fencing: the owner node, its creation zxid (the
+	// epoch every push carries) and version, and the version of the
+	// partition's offset node as this claim last wrote it (under the
+	// module's commitMu once the partition started). A commit checks both
+	// in one multi-op: after another process claimed the partition and
+	// stored its start offset, this claim's commits fail.
+	owner         string
+	epoch         int64
+	ownerVersion  int32
+	offsetVersion int32
+	// unsure is set when a commit got no answer (the connection broke):
+	// it may have been applied. The next commit reads the node first.
+	unsure      bool
+	unsureValue int64
 }
+
+// errDeposed: a fenced write found the partition no longer this claim's.
+var errDeposed = errors.New("partition deposed")
 
 func newPartition(m *module, id int32, ctx context.Context) *partition {
 	p := &partition{m: m, id: id, log: m.log.With("partition", id), ctx: ctx,
@@ -49,7 +68,7 @@ func newPartition(m *module, id int32, ctx context.Context) *partition {
 // is dispatched any more.
 func (p *partition) run(ctx context.Context) error {
 	m := p.m
-	start, err := p.startOffset(ctx)
+	start, err := p.begin(ctx)
 	if err != nil {
 		return err
 	}
@@ -65,40 +84,87 @@ func (p *partition) run(ctx context.Context) error {
 			return nil
 		case at := <-p.outOfRange:
 			next, err := p.applyOutOfRange(ctx, at)
+			if err == nil {
+				err = p.restartAt(ctx, next)
+			}
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
 				return err
 			}
-			// Committed as soon as the records dispatched before are
-			// acknowledged (at once when there are none), so that the
-			// next owner starts there too.
-			p.tracker.jump(next)
-			m.kickCommit()
 			m.reader.assign(p, next)
 		}
 	}
 }
 
+// begin finds and stores the partition's start offset, retrying with a
+// backoff until it succeeds or the claim ends: a leader election or a
+// ZooKeeper blip delays a partition, it never stops the module.
+func (p *partition) begin(ctx context.Context) (int64, error) {
+	for n := 1; ; n++ {
+		start, err := p.startOffset(ctx)
+		if err == nil || errors.Is(err, errDeposed) {
+			return start, err
+		}
+		wait := backoff(n, 100*time.Millisecond, 5*time.Second)
+		p.log.Warn("partition start failed; retrying", "err", err, "attempt", n, "wait", wait)
+		if !sleep(ctx, wait) {
+			return 0, ctx.Err()
+		}
+	}
+}
+
 // startOffset is the stored offset, or where start_from says when none is
-// stored (then stored at once).
+// stored. Either way it is stored again before the first push, fenced:
+// this claim's write moves the offset node's version, so a process that
+// held the partition before can no longer commit, and a resolved offset
+// is where the next owner starts even if this one stops at once.
 func (p *partition) startOffset(ctx context.Context) (int64, error) {
 	m := p.m
-	start, stored, err := m.t.loadOffset(m.cfg.Name, m.cfg.Topic, p.id)
-	if err != nil || stored {
+	for {
+		start, version, err := m.t.loadOffset(m.cfg.Name, m.cfg.Topic, p.id)
+		if err != nil {
+			return 0, err
+		}
+		if version < 0 {
+			if start, err = p.resolve(ctx, m.cfg.StartFrom); err != nil {
+				return 0, err
+			}
+			p.log.Info("no stored offset; starting", "start_from", m.cfg.StartFrom, "offset", start)
+		}
+		err = m.t.storeFenced([]*partition{p}, []int64{start}, []int32{version})
+		if errors.Is(err, errOffsetMoved) {
+			continue // written between the read and the write: read again
+		}
 		return start, err
 	}
-	if start, err = p.resolve(ctx, m.cfg.StartFrom); err != nil {
-		return 0, err
+}
+
+// restartAt moves the partition's commit point to next (offset_out_of_range)
+// and stores it before reading from there: once every record dispatched
+// before is acknowledged and committed, the new offset is committed, so
+// that the next owner starts there too and skips nothing that arrives
+// meanwhile.
+func (p *partition) restartAt(ctx context.Context, next int64) error {
+	m := p.m
+	for n := 1; ; n++ {
+		if p.tracker.settled() {
+			p.tracker.jump(next)
+			err := m.commitOne(p)
+			if err != nil && !errors.Is(err, errDeposed) {
+				p.log.Warn("storing the new start offset failed; retrying", "offset", next, "err", err)
+			}
+			if err == nil || errors.Is(err, errDeposed) {
+				return err
+			}
+		} else {
+			m.kickCommit()
+		}
+		if !sleep(ctx, backoff(min(n, 8), 20*time.Millisecond, time.Second)) {
+			return ctx.Err()
+		}
 	}
-	p.log.Info("no stored offset; starting", "start_from", m.cfg.StartFrom, "offset", start)
-	// Store it now: the partition shows in the layout (and in kmonitor's
-	// lag) before its first record.
-	if err := m.t.storeOffsets(m.cfg.Name, m.cfg.Topic, map[int32]int64{p.id: start}); err != nil {
-		return 0, err
-	}
-	return start, nil
 }
 
 // applyOutOfRange applies offset_out_of_range to an offset that Kafka no

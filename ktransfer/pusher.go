@@ -79,7 +79,8 @@ func (p *pusher) push(i int, r *record, buf *[]byte) attempt {
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	*buf = p.tmpl.render((*buf)[:0], p.topic, r.msg.Key, r.msg.Offset, r.msg.Partition, r.method)
+	*buf = p.tmpl.render((*buf)[:0], uriVars{topic: p.topic, key: r.msg.Key, offset: r.msg.Offset,
+		partition: r.msg.Partition, epoch: r.part.epoch, method: r.method})
 	req.SetRequestURIBytes(*buf)
 	req.Header.SetMethod(fasthttp.MethodPost)
 	if p.host != "" {
@@ -94,6 +95,9 @@ func (p *pusher) push(i int, r *record, buf *[]byte) attempt {
 	req.Header.Set("X-Kafka-Partition", strconv.Itoa(int(r.msg.Partition)))
 	var num [20]byte
 	req.Header.SetBytesV("X-Kafka-Offset", strconv.AppendInt(num[:0], r.msg.Offset, 10)) // copied: no allocation
+	// The owner's epoch: a backend that keeps the highest one per partition
+	// can refuse a push from a process that lost the partition.
+	req.Header.SetBytesV("X-Ktransfer-Epoch", strconv.AppendInt(num[:0], r.part.epoch, 10))
 	req.SetBodyRaw(r.msg.Value)
 	err := p.backends[i].Do(req, resp)
 	if err != nil {

@@ -15,10 +15,12 @@ const (
 	phTransID
 	phPartition
 	phMethod
+	phEpoch
 )
 
 var placeholders = map[string]int{
 	"{#TOPIC}": phTopic, "{#KEY}": phKey, "{#TRANSID}": phTransID, "{#PARTITION}": phPartition, "{#METHOD}": phMethod,
+	"{#EPOCH}": phEpoch,
 }
 
 // template is a parsed protocol.uri: literal text and placeholders.
@@ -55,7 +57,7 @@ func parseTemplate(s string) (*template, error) {
 		name := s[i : i+j+1]
 		kind, ok := placeholders[name]
 		if !ok {
-			return nil, fmt.Errorf("unknown placeholder %s (known: {#TOPIC} {#KEY} {#TRANSID} {#PARTITION} {#METHOD})", name)
+			return nil, fmt.Errorf("unknown placeholder %s (known: {#TOPIC} {#KEY} {#TRANSID} {#PARTITION} {#METHOD} {#EPOCH})", name)
 		}
 		t.parts = append(t.parts, tpart{kind: kind})
 		t.needMethod = t.needMethod || kind == phMethod
@@ -69,23 +71,35 @@ func parseTemplate(s string) (*template, error) {
 	return t, nil
 }
 
+// uriVars are one record's values for the placeholders.
+type uriVars struct {
+	topic     string
+	key       []byte
+	offset    int64
+	partition int32
+	epoch     int64 // the partition owner's epoch (fencing)
+	method    string
+}
+
 // render appends the URI for one record to dst. The key and method are
 // query-escaped; the topic is URL-safe by Kafka's naming rules.
-func (t *template) render(dst []byte, topic string, key []byte, offset int64, partition int32, method string) []byte {
+func (t *template) render(dst []byte, v uriVars) []byte {
 	for _, p := range t.parts {
 		switch p.kind {
 		case litText:
 			dst = append(dst, p.text...)
 		case phTopic:
-			dst = append(dst, topic...)
+			dst = append(dst, v.topic...)
 		case phKey:
-			dst = appendEscaped(dst, key)
+			dst = appendEscaped(dst, v.key)
 		case phTransID:
-			dst = strconv.AppendInt(dst, offset, 10)
+			dst = strconv.AppendInt(dst, v.offset, 10)
 		case phPartition:
-			dst = strconv.AppendInt(dst, int64(partition), 10)
+			dst = strconv.AppendInt(dst, int64(v.partition), 10)
+		case phEpoch:
+			dst = strconv.AppendInt(dst, v.epoch, 10)
 		case phMethod:
-			dst = appendEscaped(dst, []byte(method))
+			dst = appendEscaped(dst, []byte(v.method))
 		}
 	}
 	return dst

@@ -13,6 +13,7 @@ func TestTemplate(t *testing.T) {
 	}{
 		{"/XXX/{#TOPIC}?key={#KEY}&transid={#TRANSID}&format=msgpack", "/XXX/t1?key=user+7%2F%26&transid=42&format=msgpack", "user 7/&"},
 		{"/p/{#PARTITION}/{#METHOD}", "/p/3/Login", "k"},
+		{"/e/{#PARTITION}?epoch={#EPOCH}", "/e/3?epoch=77", "k"},
 		{"/plain", "/plain", ""},
 		{"/{#KEY}{#KEY}", "/abab", "ab"},
 		{"/k={#KEY}", "/k=", ""},
@@ -21,7 +22,7 @@ func TestTemplate(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tc.tmpl, err)
 		}
-		got := string(tp.render(nil, "t1", []byte(tc.key), 42, 3, "Login"))
+		got := string(tp.render(nil, uriVars{topic: "t1", key: []byte(tc.key), offset: 42, partition: 3, epoch: 77, method: "Login"}))
 		if got != tc.want {
 			t.Errorf("%s with key %q: %s, want %s", tc.tmpl, tc.key, got, tc.want)
 		}
@@ -41,7 +42,7 @@ func FuzzTemplate(f *testing.F) {
 		if err != nil {
 			return
 		}
-		out := string(tp.render(nil, "topic", []byte(key), 7, 1, "m"))
+		out := string(tp.render(nil, uriVars{topic: "topic", key: []byte(key), offset: 7, partition: 1, method: "m"}))
 		if !strings.HasPrefix(out, "/") {
 			t.Fatalf("%q rendered %q", tmpl, out)
 		}

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -55,9 +56,18 @@ type Transfer struct {
 	id       string // this instance, in ids/ and owners/
 	started  time.Time
 	zkEvents <-chan zk.Event
-	zkMu     sync.Mutex // guards zk (replaced when stuck), zkEvents and zkUp
+	zkMu     sync.Mutex // guards zk (replaced when stuck), zkEvents, zkUp and zkGen
 	zkUp     bool       // a session is established and not given up on
+	zkGen    uint64     // counts the sessions given up: a claim made in an older one does not start
 	acl      []zk.ACL   // of the nodes this process creates (zk_auth.acl)
+
+	// The session's health, from this process's own requests: when the
+	// latest answered heartbeat was sent (unix ns; the server heard from
+	// the session no earlier), the session it was answered in, and the
+	// session timeout the server granted (ms; 0 until known).
+	lastAnswer  atomic.Int64
+	answeredSID atomic.Int64
+	grantedMs   atomic.Int64
 
 	closeOnce sync.Once
 }
@@ -72,6 +82,7 @@ func New(cfg Config, log *slog.Logger) (*Transfer, error) {
 		return nil, errors.New("no module loaded: use LoadConfig, which reads module_enabled's files")
 	}
 	t := &Transfer{cfg: cfg, log: log, metrics: newMetrics(), id: instanceID(), started: time.Now(), zkUp: true}
+	t.lastAnswer.Store(time.Now().UnixNano())
 	t.metrics.reg.MustRegister(statusCollector{t.Status})
 	ok := false
 	defer func() {
@@ -83,9 +94,10 @@ func New(cfg Config, log *slog.Logger) (*Transfer, error) {
 	if t.acl, err = cfg.ZKAuth.NodeACL(); err != nil {
 		return nil, err
 	}
-	if t.zk, t.zkEvents, err = connectZK(cfg, log); err != nil {
+	if t.zk, t.zkEvents, err = connectZK(cfg, zkLog{log, &t.grantedMs}); err != nil {
 		return nil, err
 	}
+	t.answeredSID.Store(t.zk.SessionID())
 	brokers := cfg.BrokerHosts
 	if len(brokers) == 0 {
 		if brokers, err = zklayout.DiscoverBrokers(t.zk, cfg.ZKChroot); err != nil {
@@ -121,9 +133,9 @@ func New(cfg Config, log *slog.Logger) (*Transfer, error) {
 
 // connectZK opens a session and waits for it, zk_timeout_ms at most. The
 // returned events continue the session's story; watchSession reads them.
-func connectZK(cfg Config, log *slog.Logger) (*zk.Conn, <-chan zk.Event, error) {
+func connectZK(cfg Config, log zkLog) (*zk.Conn, <-chan zk.Event, error) {
 	timeout := time.Duration(cfg.ZKTimeoutMs) * time.Millisecond
-	conn, events, err := zk.Connect(cfg.ZKHosts, timeout, zk.WithLogger(zkLog{log}))
+	conn, events, err := zk.Connect(cfg.ZKHosts, timeout, zk.WithLogger(log))
 	if err != nil {
 		return nil, nil, fmt.Errorf("zookeeper %v: %w", cfg.ZKHosts, err)
 	}
@@ -154,9 +166,50 @@ func (t *Transfer) conn() *zk.Conn {
 
 // sessionUp reports whether this process may hold partitions.
 func (t *Transfer) sessionUp() bool {
+	_, up := t.session()
+	return up
+}
+
+// session returns the session generation and whether it is up.
+func (t *Transfer) session() (gen uint64, up bool) {
 	t.zkMu.Lock()
 	defer t.zkMu.Unlock()
-	return t.zkUp
+	return t.zkGen, t.zkUp
+}
+
+// sessionTimeout is the session timeout the server granted, or
+// zk_timeout_ms until one was granted.
+func (t *Transfer) sessionTimeout() time.Duration {
+	if ms := t.grantedMs.Load(); ms > 0 {
+		return time.Duration(ms) * time.Millisecond
+	}
+	return time.Duration(t.cfg.ZKTimeoutMs) * time.Millisecond
+}
+
+// grace is how long this process may go without an answer from ZooKeeper
+// before it stops every partition: 2/3 of the session timeout, counted
+// from the sending of the last answered request. The server expires the
+// session (and another process may claim the partitions) no earlier than
+// the whole timeout after it last heard from it, which is after that.
+func (t *Transfer) grace() time.Duration { return t.sessionTimeout() * 2 / 3 }
+
+// fresh reports whether ZooKeeper answered within the grace.
+func (t *Transfer) fresh() bool {
+	return time.Now().UnixNano()-t.lastAnswer.Load() < int64(t.grace())
+}
+
+// heartbeat asks ZooKeeper a trivial question every grace/4 and notes when
+// each answered one was sent, until ctx ends.
+func (t *Transfer) heartbeat(ctx context.Context) {
+	for ctx.Err() == nil {
+		sent := time.Now().UnixNano()
+		conn := t.conn()
+		if _, _, err := conn.Exists("/"); err == nil {
+			t.answeredSID.Store(conn.SessionID())
+			t.lastAnswer.Store(max(t.lastAnswer.Load(), sent))
+		}
+		sleep(ctx, t.grace()/4)
+	}
 }
 
 // events returns the current client's session events.
@@ -170,7 +223,7 @@ func (t *Transfer) events() <-chan zk.Event {
 // connects in the background, and its first session wakes the modules.
 func (t *Transfer) replaceClient() error {
 	timeout := time.Duration(t.cfg.ZKTimeoutMs) * time.Millisecond
-	conn, events, err := zk.Connect(t.cfg.ZKHosts, timeout, zk.WithLogger(zkLog{t.log}))
+	conn, events, err := zk.Connect(t.cfg.ZKHosts, timeout, zk.WithLogger(zkLog{t.log, &t.grantedMs}))
 	if err != nil {
 		return err
 	}
@@ -193,80 +246,80 @@ func (t *Transfer) replaceClient() error {
 	return nil
 }
 
-// watchSession follows the ZooKeeper session. A disconnect that lasts
-// two thirds of the session timeout, or an expiry, stops every partition
-// at once: past the timeout the server drops the session and another
-// process may claim them, and two processes must never push one partition.
-// When a session is back, the modules re-register and claim again.
+// watchSession follows the ZooKeeper session from this process's own
+// heartbeats, not from the client's events (late by 2/3 of the timeout,
+// and lost when the client's small event buffer is full). Without an
+// answer for the grace, or when the session changed (the old one expired
+// and its ephemeral nodes are gone), every partition stops at once: past
+// the timeout another process may claim them, and two processes must
+// never push one partition. When answers come again the modules register
+// and claim again. A client that gets no session for two session timeouts
+// (an ensemble rebuilt from empty refuses its old session for ever) is
+// replaced.
 func (t *Transfer) watchSession(ctx context.Context) {
-	session := time.Duration(t.cfg.ZKTimeoutMs) * time.Millisecond
-	grace := session * 2 / 3
-	var lose <-chan time.Time
-	// A client whose servers refuse it (an ensemble rebuilt from empty
-	// answers "seen a newer zxid" by hanging up) retries its old session
-	// forever: after two session timeouts without one, start a new client.
-	var downSince time.Time
-	check := time.NewTicker(time.Second)
+	sid := t.answeredSID.Load()
+	replaced := time.Now()
+	check := time.NewTicker(max(t.grace()/10, 10*time.Millisecond))
 	defer check.Stop()
-	giveUp := func(why string) {
-		t.zkMu.Lock()
-		was := t.zkUp
-		t.zkUp = false
-		t.zkMu.Unlock()
-		if was {
-			t.log.Error("zookeeper session lost; stopping every partition", "why", why)
-			for _, m := range t.modules {
-				m.dropAll()
-			}
-		}
-	}
 	for {
 		select {
+		case <-check.C:
 		case ev, ok := <-t.events():
-			if !ok { // the client is closed: nothing is ours any more
-				giveUp("zookeeper client closed")
+			if ctx.Err() != nil {
 				return
 			}
-			if ev.Type != zk.EventSession {
-				continue
+			if ok && ev.Type == zk.EventSession && ev.State == zk.StateExpired {
+				t.giveUp("session expired")
 			}
-			switch ev.State {
-			case zk.StateHasSession:
-				lose, downSince = nil, time.Time{}
-				t.zkMu.Lock()
-				was := t.zkUp
-				t.zkUp = true
-				t.zkMu.Unlock()
-				if !was {
-					t.log.Info("zookeeper session back; rejoining")
-				}
-				for _, m := range t.modules {
-					m.wake()
-				}
-			case zk.StateDisconnected:
-				if downSince.IsZero() {
-					downSince = time.Now()
-				}
-				if lose == nil {
-					t.log.Warn("zookeeper disconnected; partitions stop unless it is back soon", "within", grace)
-					lose = time.After(grace)
-				}
-			case zk.StateExpired:
-				giveUp("session expired")
+			if !ok {
+				t.giveUp("zookeeper client closed")
+				sleep(ctx, 10*time.Millisecond) // until replaceClient's new one, or the end
 			}
-		case <-lose:
-			lose = nil
-			giveUp("disconnected for 2/3 of zk_timeout_ms")
-		case <-check.C:
-			if !downSince.IsZero() && time.Since(downSince) > 2*session {
-				giveUp("no zookeeper session for two session timeouts")
-				if err := t.replaceClient(); err != nil {
-					t.log.Warn("new zookeeper client", "err", err)
-				}
-				downSince = time.Now()
-			}
+			continue
 		case <-ctx.Done():
 			return
+		}
+		up := t.sessionUp()
+		silent := time.Duration(time.Now().UnixNano() - t.lastAnswer.Load())
+		now := t.answeredSID.Load()
+		switch {
+		case up && now != sid:
+			t.giveUp("the session changed: the old one expired")
+		case up && silent >= t.grace():
+			t.giveUp(fmt.Sprintf("no answer from zookeeper for %v (2/3 of the session timeout %v)", silent.Round(time.Millisecond), t.sessionTimeout()))
+		case !up && silent < t.grace() && t.conn().State() == zk.StateHasSession:
+			sid = now
+			t.zkMu.Lock()
+			t.zkUp = true
+			t.zkMu.Unlock()
+			t.log.Info("zookeeper answers again; rejoining", "session", fmt.Sprintf("%#x", sid))
+			for _, m := range t.modules {
+				m.wake()
+			}
+		}
+		if silent > 2*t.sessionTimeout() && time.Since(replaced) > 2*t.sessionTimeout() {
+			if err := t.replaceClient(); err != nil {
+				t.log.Warn("new zookeeper client", "err", err)
+			}
+			replaced = time.Now()
+		}
+	}
+}
+
+// giveUp stops every partition of every module at once, without waiting
+// and without ZooKeeper.
+func (t *Transfer) giveUp(why string) {
+	t.zkMu.Lock()
+	was := t.zkUp
+	t.zkUp = false
+	if was {
+		t.zkGen++
+	}
+	t.zkMu.Unlock()
+	if was {
+		t.log.Error("zookeeper session lost; stopping every partition", "why", why)
+		for _, m := range t.modules {
+			m.dropAll()
 		}
 	}
 }
@@ -304,6 +357,7 @@ func (t *Transfer) Run(ctx context.Context) error {
 	}
 	sessionCtx, stopSession := context.WithCancel(context.Background())
 	defer stopSession()
+	go t.heartbeat(sessionCtx)
 	go t.watchSession(sessionCtx)
 	errc := make(chan error, len(t.modules))
 	var wg sync.WaitGroup
@@ -336,6 +390,7 @@ func (t *Transfer) Run(ctx context.Context) error {
 		stopPushing()
 		<-done
 	}
+	stopSession() // closing the client is not a lost session
 	if err := t.Close(); err != nil && runErr == nil {
 		runErr = err
 	}
@@ -401,6 +456,7 @@ type ModuleStatus struct {
 // PartitionStatus is one partition in /status.
 type PartitionStatus struct {
 	Partition int32 `json:"partition"`
+	Epoch     int64 `json:"epoch"`     // this claim's owner node creation zxid (X-Ktransfer-Epoch)
 	Committed int64 `json:"committed"` // next offset to push, stored in ZooKeeper
 	Frontier  int64 `json:"acknowledged_to"`
 	InFlight  int   `json:"in_flight"`
@@ -418,7 +474,7 @@ func (t *Transfer) Status() []ModuleStatus {
 			if p.tracker == nil {
 				continue
 			}
-			ps := PartitionStatus{Partition: id}
+			ps := PartitionStatus{Partition: id, Epoch: p.epoch}
 			ps.Committed, ps.Frontier, ps.InFlight, _ = p.tracker.snapshot()
 			if hw := p.highWater.Load(); hw >= 0 {
 				ps.HighWater = hw
@@ -477,8 +533,19 @@ func (t *Transfer) knownPartitions(ctx context.Context, topic string) ([]int32, 
 	return nil, err
 }
 
-type zkLog struct{ l *slog.Logger }
+// zkLog passes the ZooKeeper client's lines to the log at debug level,
+// and notes the session timeout the server granted (the client says it
+// only in this line).
+type zkLog struct {
+	l       *slog.Logger
+	granted *atomic.Int64
+}
 
 func (z zkLog) Printf(format string, args ...any) {
+	if format == "authenticated: id=%d, timeout=%d" && len(args) == 2 {
+		if ms, ok := args[1].(int32); ok && ms > 0 {
+			z.granted.Store(int64(ms))
+		}
+	}
 	z.l.Debug("zookeeper client", "line", fmt.Sprintf(format, args...))
 }

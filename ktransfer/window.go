@@ -97,7 +97,7 @@ func (t *tracker) find(offset int64) int {
 func (t *tracker) toCommit() (offset int64, records int, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.frontier <= t.committed && t.ready == 0 {
+	if t.frontier == t.committed && t.ready == 0 { // (below it only after a jump back: offset_out_of_range)
 		return 0, 0, false
 	}
 	return t.frontier, t.ready, true
@@ -111,18 +111,28 @@ func (t *tracker) committedAt(offset int64, records int) {
 	t.mu.Unlock()
 }
 
-// snapshot is the tracker's state for /status.
-// drop ends the accounting of a released partition: it returns the records
-// dispatched and not committed (in flight, and acknowledged below the
-// frontier), whose slots the module frees; acknowledgements after it move
-// nothing, so the module's count of acknowledged records stays exact.
-func (t *tracker) drop() (inFlight, ready int) {
+// drop ends the accounting of a released partition. It returns the slots
+// its records hold — every record dispatched and not committed: in flight,
+// acknowledged above the frontier (behind a slower one), and acknowledged
+// below it — and how many of them are acknowledged below the frontier
+// (the module's count of records waiting for a commit). Acknowledgements
+// after it move nothing.
+func (t *tracker) drop() (held, ready int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.dropped = true
-	return t.inFlight, t.ready
+	return len(t.offsets) - t.head + t.ready, t.ready
 }
 
+// settled reports whether every dispatched record is acknowledged and
+// committed: nothing of the partition holds a slot.
+func (t *tracker) settled() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.head == len(t.offsets) && t.ready == 0
+}
+
+// snapshot is the tracker's state for /status.
 func (t *tracker) snapshot() (committed, frontier int64, inFlight, ready int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

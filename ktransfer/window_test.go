@@ -81,3 +81,26 @@ func TestTrackerGapsAndRandomAcks(t *testing.T) {
 		t.Fatalf("final commit %d covering %d, want %d covering %d", off, recs, o+1, len(offsets))
 	}
 }
+
+// TestDropFreesEverySlot: a released partition gives back one slot per
+// record dispatched and not committed — in flight, acknowledged below the
+// frontier, and acknowledged above it (behind a slower one), which the old
+// count missed: every release leaked those slots until the window stayed
+// full for good.
+func TestDropFreesEverySlot(t *testing.T) {
+	tr := newTracker(10)
+	for o := int64(10); o < 15; o++ {
+		tr.dispatch(o) // five slots taken
+	}
+	tr.ack(10)            // below the frontier
+	tr.committedAt(11, 1) // its slot freed by the commit
+	tr.ack(12)            // acknowledged above the frontier: 11 is still out
+	tr.ack(14)
+	held, ready := tr.drop()
+	if held != 4 || ready != 0 {
+		t.Fatalf("drop = %d slots, %d ready; want 4 slots (11, 12, 13, 14), 0 ready", held, ready)
+	}
+	if moved := tr.ack(11); moved != 0 {
+		t.Fatalf("an acknowledgement after the drop moved %d records", moved)
+	}
+}

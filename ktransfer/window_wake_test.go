@@ -149,11 +149,45 @@ func TestDroppedPartitionLeavesNoUncommitted(t *testing.T) {
 	for o := range int64(60) {
 		m.ack(&record{msg: &kgo.Record{Offset: o}, part: p})
 	}
-	m.release(0, false)
+	m.release(m.claims[0], drop)
 	if len(m.slots) != 0 {
 		t.Fatalf("slots %d after release", len(m.slots))
 	}
 	if n := m.uncommitted.Load(); n != 0 {
 		t.Errorf("after the dropped partition's slots were freed, uncommitted = %d, want 0 (never decremented: ack's due rule counts them for ever)", n)
+	}
+}
+
+// TestReleaseGivesBackSlotsAboveTheFrontier: records acknowledged behind a
+// slow one are neither in flight nor below the frontier; a release must
+// give their slots back too, or every rebalance while a backend is slow
+// shrinks the window until the module stops reading.
+func TestReleaseGivesBackSlotsAboveTheFrontier(t *testing.T) {
+	cfg := DefaultModule()
+	cfg.WorkerNum, cfg.WindowSize = 4, 50
+	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	tr := &Transfer{log: slog.New(slog.DiscardHandler)}
+	m := &module{cfg: cfg, t: tr, log: tr.log, slots: make(chan struct{}, cfg.WindowSize), commitKick: make(chan struct{}, 1),
+		parts: map[int32]*partition{}, claims: map[int32]*claimed{}}
+	m.reader = newReader(m, cl)
+	p := &partition{m: m, id: 0, tracker: newTracker(0)}
+	done := make(chan struct{})
+	close(done)
+	m.parts[0] = p
+	m.claims[0] = &claimed{part: p, cancel: func() {}, done: done}
+	for o := range int64(20) {
+		m.slots <- struct{}{}
+		p.tracker.dispatch(o)
+	}
+	for o := int64(1); o < 20; o++ { // offset 0 is still being pushed
+		m.ack(&record{msg: &kgo.Record{Offset: o}, part: p})
+	}
+	m.release(m.claims[0], drop)
+	if n := len(m.slots); n != 0 {
+		t.Fatalf("window_used %d after the release, want 0: the slots of records acknowledged above the frontier leak", n)
 	}
 }
