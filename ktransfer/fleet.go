@@ -164,8 +164,7 @@ func (m *module) register(idsDir string) error {
 	if err := zklayout.CreateAll(m.t.conn(), idsDir, m.t.acl); err != nil {
 		return err
 	}
-	host, _ := os.Hostname()
-	data, _ := json.Marshal(map[string]any{"host": host, "pid": os.Getpid(), "version": Version, "started": m.t.started.UnixMilli()})
+	data, _ := json.Marshal(m.t.registration())
 	if _, err := m.t.conn().Create(node, data, zk.FlagEphemeral, m.t.acl); err != nil && !errors.Is(err, zk.ErrNodeExists) {
 		return fmt.Errorf("register %s: %w", node, err)
 	}
