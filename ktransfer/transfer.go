@@ -411,7 +411,10 @@ func (t *Transfer) adminMux() *http.ServeMux {
 		_ = json.NewEncoder(w).Encode(t.Status())
 	})
 	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) {
-		if t.conn().State() != zk.StateHasSession {
+		// The process's own view first: after it gave the session up (its
+		// partitions stopped) a client that is connected again is not
+		// enough, until the session watcher has taken the session back.
+		if !t.sessionUp() || t.conn().State() != zk.StateHasSession {
 			http.Error(w, "no zookeeper session", http.StatusServiceUnavailable)
 			return
 		}
