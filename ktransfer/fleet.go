@@ -255,6 +255,7 @@ func (m *module) release(p int32, withZK bool) {
 	m.mu.Lock()
 	delete(m.parts, p)
 	m.mu.Unlock()
+	m.stats.forget(p) // before commits go on: none re-creates its series
 	m.commitMu.Unlock()
 	if t := c.part.tracker; t != nil {
 		inFlight, ready := t.drop()

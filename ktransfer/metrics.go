@@ -128,3 +128,11 @@ func (s *moduleStats) committed(p int32, offset int64) {
 func (s *moduleStats) highWaterGauge(p int32) prometheus.Gauge {
 	return s.m.highWater.WithLabelValues(s.name, strconv.Itoa(int(p)))
 }
+
+// forget removes partition p's series: it left this process, and a gauge
+// kept would report the last values seen here as if they were current.
+func (s *moduleStats) forget(p int32) {
+	label := strconv.Itoa(int(p))
+	s.m.committed.DeleteLabelValues(s.name, label)
+	s.m.highWater.DeleteLabelValues(s.name, label)
+}

@@ -176,6 +176,7 @@ func (m *module) handOver() {
 	clear(m.claims)
 	m.mu.Unlock()
 	for _, p := range held {
+		m.stats.forget(p)
 		node := path.Join(dir, strconv.Itoa(int(p)))
 		if data, stat, err := m.t.conn().Get(node); err == nil && string(data) == m.t.id {
 			_ = m.t.conn().Delete(node, stat.Version)
