@@ -33,7 +33,7 @@ func newMetrics() *metrics {
 			Name: "ktransfer_retries_total", Help: "Push attempts that failed and were tried again.",
 		}, []string{"module"}),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ktransfer_failed_total", Help: "Records given up on (permanent 4xx or retries exhausted).",
+			Name: "ktransfer_failed_total", Help: "Records given up on (retries exhausted, or a 4xx refusal with a dead-letter topic).",
 		}, []string{"module"}),
 		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ktransfer_dead_lettered_total", Help: "Records written to the dead-letter topic.",
