@@ -31,6 +31,8 @@ type Config struct {
 	// BrokerHosts, when set, replaces discovery from <zk_chroot>/brokers/ids.
 	BrokerHosts []string `yaml:"broker_hosts"`
 	// AdminAddr serves /health, /status, /metrics, /debug/pprof; empty: off.
+	// When the file leaves it to its default and that port is taken, a free
+	// port on the same host is used instead (published under ids/).
 	AdminAddr string `yaml:"admin_addr"`
 	// ShutdownTimeoutMs bounds finishing in-flight pushes on SIGTERM.
 	ShutdownTimeoutMs int              `yaml:"shutdown_timeout_ms"`
@@ -41,6 +43,12 @@ type Config struct {
 
 	// Modules are the enabled modules' files, loaded by LoadConfig.
 	Modules []Module `yaml:"-"`
+
+	// file is the file LoadConfig read; "" for a Config built in code.
+	file string
+	// adminAddrDefault is set by LoadConfig when the file does not set
+	// admin_addr: a taken default port is then replaced by a free one.
+	adminAddrDefault bool
 }
 
 // Module is conf/modules/<name>.yaml.
@@ -113,6 +121,9 @@ func DefaultModule() Module {
 	}
 }
 
+// adminAddrUnset marks admin_addr as not (yet) set by the file.
+const adminAddrUnset = "\x00unset"
+
 const (
 	dispatchHash       = "hash"
 	dispatchIdleWorker = "idle_worker"
@@ -123,7 +134,16 @@ const (
 // validates them all, reporting every problem at once.
 func LoadConfig(path string) (Config, error) {
 	cfg := DefaultConfig()
-	if err := config.Load(path, &cfg); err != nil {
+	// A value no address looks like tells whether the file set admin_addr
+	// ("admin_addr:" with no value keeps the default, as for every key).
+	def := cfg.AdminAddr
+	cfg.AdminAddr = adminAddrUnset
+	err := config.Load(path, &cfg)
+	if cfg.AdminAddr == adminAddrUnset {
+		cfg.AdminAddr, cfg.adminAddrDefault = def, true
+	}
+	cfg.file = path
+	if err != nil {
 		return cfg, err
 	}
 	var errs []error

@@ -182,8 +182,7 @@ func (m *module) register(idsDir string) error {
 	if err := zklayout.CreateAll(m.t.conn(), idsDir, m.t.acl); err != nil {
 		return err
 	}
-	host, _ := os.Hostname()
-	data, _ := json.Marshal(map[string]any{"host": host, "pid": os.Getpid(), "version": Version, "started": m.t.started.UnixMilli()})
+	data, _ := json.Marshal(m.t.registration())
 	if _, err := m.t.conn().Create(node, data, zk.FlagEphemeral, m.t.acl); err != nil && !errors.Is(err, zk.ErrNodeExists) {
 		return fmt.Errorf("register %s: %w", node, err)
 	}
@@ -389,8 +388,9 @@ func (m *module) release(c *claimed, mode releaseMode) {
 		held, ready = p.tracker.drop()
 	}
 	m.mu.Lock()
-	if m.parts[p.id] == p {
+	if m.parts[p.id] == p { // not a newer claim of the partition
 		delete(m.parts, p.id)
+		m.stats.forget(p.id) // under commitMu: no commit re-creates its series
 	}
 	m.mu.Unlock()
 	m.commitMu.Unlock()

@@ -326,24 +326,30 @@ func TestExhaustionPermanentAndDeadLetter(t *testing.T) {
 			w.WriteHeader(500)
 		case "bad":
 			w.WriteHeader(400)
+		case "gone":
+			w.WriteHeader(404)
+		case "moved":
+			w.Header().Set("Location", "/elsewhere")
+			w.WriteHeader(302)
 		}
 	})
 	m := module("m", "t", b.URL)
 	m.MaxRetryTimes = 2
 	m.DeadLetterTopic = "dlq"
-	e.produce(t, "t", [][2]string{{"a", "down"}, {"b", "bad"}, {"c", "fine"}})
+	e.produce(t, "t", [][2]string{{"a", "down"}, {"b", "bad"}, {"c", "fine"}, {"d", "gone"}, {"e", "moved"}})
 	e.start(t, m)
-	waitFor(t, "offsets past every record", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "3" })
+	waitFor(t, "offsets past every record", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "5" })
 	counts := map[string]int{}
 	for _, p := range b.got() {
 		counts[p.body]++
 	}
-	if counts["down"] != 3 || counts["bad"] != 1 || counts["fine"] != 1 {
-		t.Errorf("attempts per record %v; want down: 1+2 retries, bad: 1 (permanent), fine: 1", counts)
+	if counts["down"] != 3 || counts["bad"] != 1 || counts["fine"] != 1 || counts["gone"] != 1 || counts["moved"] != 3 {
+		t.Errorf("attempts per record %v; want down and moved: 1+2 retries, bad and gone: 1 (permanent, with a dead-letter topic), fine: 1", counts)
 	}
-	// Both given-up records are in the dead-letter topic, with the reasons.
-	// Different keys: the two given-up records may come in either order.
-	want := map[string]string{"down": "retries exhausted: status 500", "bad": "status 400"}
+	// The given-up records are in the dead-letter topic, with the reasons.
+	// Different keys: the given-up records may come in any order.
+	want := map[string]string{"down": "retries exhausted: status 500", "bad": "status 400", "gone": "status 404",
+		"moved": "retries exhausted: status 302"}
 	dead := kafkatest.ReadAll(t, e.kafka, e.kc, "dlq")
 	for _, rec := range dead {
 		headers := map[string]string{}
@@ -357,7 +363,7 @@ func TestExhaustionPermanentAndDeadLetter(t *testing.T) {
 		}
 		delete(want, string(rec.Value))
 	}
-	if len(dead) != 2 || len(want) != 0 {
+	if len(dead) != 4 || len(want) != 0 {
 		t.Errorf("%d dead letters; missing: %v", len(dead), want)
 	}
 }

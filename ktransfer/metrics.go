@@ -33,7 +33,7 @@ func newMetrics() *metrics {
 			Name: "ktransfer_retries_total", Help: "Push attempts that failed and were tried again.",
 		}, []string{"module"}),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ktransfer_failed_total", Help: "Records given up on (permanent 4xx or retries exhausted).",
+			Name: "ktransfer_failed_total", Help: "Records given up on (retries exhausted, or a 4xx refusal with a dead-letter topic).",
 		}, []string{"module"}),
 		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ktransfer_dead_lettered_total", Help: "Records written to the dead-letter topic.",
@@ -127,4 +127,12 @@ func (s *moduleStats) committed(p int32, offset int64) {
 }
 func (s *moduleStats) highWaterGauge(p int32) prometheus.Gauge {
 	return s.m.highWater.WithLabelValues(s.name, strconv.Itoa(int(p)))
+}
+
+// forget removes partition p's series: it left this process, and a gauge
+// kept would report the last values seen here as if they were current.
+func (s *moduleStats) forget(p int32) {
+	label := strconv.Itoa(int(p))
+	s.m.committed.DeleteLabelValues(s.name, label)
+	s.m.highWater.DeleteLabelValues(s.name, label)
 }

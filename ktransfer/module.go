@@ -291,14 +291,23 @@ func (m *module) handle(r *record, buf *[]byte) bool {
 			m.stats.pushed(time.Since(start))
 			return true
 		case permanent:
-			return m.giveUp(ctx, r, reason, n+1)
+			// Given up at once only into a dead-letter topic; without one it
+			// is retried like any failure: never committed undelivered and
+			// unreported.
+			if m.cfg.DeadLetterTopic != "" {
+				return m.giveUp(ctx, r, reason, n+1)
+			}
 		}
 		if m.cfg.MaxRetryTimes >= 0 && n >= m.cfg.MaxRetryTimes {
 			return m.giveUp(ctx, r, "retries exhausted: "+reason, n+1)
 		}
 		m.stats.retried()
 		wait := max(backoff(n+1, base, ceiling), a.retryAfter)
-		m.log.Warn("push failed; retrying", "partition", r.msg.Partition, "offset", r.msg.Offset,
+		level, msg := slog.LevelWarn, "push failed; retrying"
+		if v == permanent {
+			level, msg = slog.LevelError, "push refused and no dead_letter_topic; retrying"
+		}
+		m.log.Log(ctx, level, msg, "partition", r.msg.Partition, "offset", r.msg.Offset,
 			"backend", m.pusher.backends[backend].Addr, "attempt", n+1, "reason", reason, "wait", wait)
 		if !sleep(ctx, wait) {
 			return false

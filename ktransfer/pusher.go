@@ -116,7 +116,7 @@ type verdict int
 const (
 	pushed    verdict = iota
 	retry             // try again, on the next backend
-	permanent         // give up at once
+	permanent         // the backend refuses the record: given up at once only into a dead-letter topic
 )
 
 // judge is the one place that decides what a push's outcome means.
@@ -129,12 +129,14 @@ func judge(a attempt) (verdict, string) {
 		return pushed, ""
 	case a.status == fasthttp.StatusRequestTimeout, a.status == fasthttp.StatusTooManyRequests:
 		return retry, "status " + strconv.Itoa(a.status) // the backend asks to come back later
-	case a.status >= 500:
-		return retry, "status " + strconv.Itoa(a.status) // the backend failed, not the record
-	default:
-		// Other 4xx (and 1xx/3xx, which a POST should not get): the backend
-		// refuses this record; sending it again would be refused again.
+	case a.status >= 400 && a.status < 500:
+		// Other 4xx: the backend refuses this record; sending it again would
+		// likely be refused again (handle decides: dead-letter or retry).
 		return permanent, "status " + strconv.Itoa(a.status)
+	default:
+		// 5xx: the backend failed, not the record. 1xx and 3xx (redirects
+		// are not followed) say nothing against the record either.
+		return retry, "status " + strconv.Itoa(a.status)
 	}
 }
 

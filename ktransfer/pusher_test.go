@@ -14,8 +14,11 @@ func TestJudge(t *testing.T) {
 		{attempt{status: 200}, pushed}, {attempt{status: 204}, pushed},
 		{attempt{status: 500}, retry}, {attempt{status: 503}, retry}, {attempt{status: 408}, retry}, {attempt{status: 429}, retry},
 		{attempt{err: errors.New("connection refused")}, retry},
-		{attempt{status: 400}, permanent}, {attempt{status: 404}, permanent}, {attempt{status: 413}, permanent},
-		{attempt{status: 301}, permanent},
+		{attempt{status: 400}, permanent}, {attempt{status: 401}, permanent}, {attempt{status: 403}, permanent},
+		{attempt{status: 404}, permanent}, {attempt{status: 413}, permanent},
+		// 1xx and 3xx say nothing against the record: retried as 5xx.
+		{attempt{status: 100}, retry}, {attempt{status: 301}, retry}, {attempt{status: 302}, retry},
+		{attempt{status: 304}, retry}, {attempt{status: 307}, retry},
 	} {
 		if got, _ := judge(tc.a); got != tc.want {
 			t.Errorf("judge(%+v) = %v, want %v", tc.a, got, tc.want)

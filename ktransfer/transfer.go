@@ -9,10 +9,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -122,13 +124,47 @@ func New(cfg Config, log *slog.Logger) (*Transfer, error) {
 		t.modules = append(t.modules, m)
 	}
 	if cfg.AdminAddr != "" {
-		if t.adminLn, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
-			return nil, fmt.Errorf("listen on %s (admin_addr): %w", cfg.AdminAddr, err)
+		if t.adminLn, err = listenAdmin(cfg, log); err != nil {
+			return nil, err
 		}
 		t.admin = &http.Server{Handler: t.adminMux(), ReadHeaderTimeout: 5 * time.Second}
 	}
 	ok = true
 	return t, nil
+}
+
+// listenAdmin opens the admin listener. When admin_addr is the default
+// (the file does not set it) and its port is taken — another process of
+// the fleet on this host has it — a free port on the same host is used
+// instead; the address is logged and published in the ids/ registration.
+// An admin_addr the file sets must be free.
+func listenAdmin(cfg Config, log *slog.Logger) (net.Listener, error) {
+	ln, err := net.Listen("tcp", cfg.AdminAddr)
+	if err == nil {
+		return ln, nil
+	}
+	if cfg.adminAddrDefault && errors.Is(err, syscall.EADDRINUSE) {
+		host, _, _ := net.SplitHostPort(cfg.AdminAddr) // valid: checked by Validate
+		if ln, ferr := net.Listen("tcp", net.JoinHostPort(host, "0")); ferr == nil {
+			log.Warn("admin port taken; using a free one", "admin_addr", cfg.AdminAddr, "using", ln.Addr().String())
+			return ln, nil
+		}
+	}
+	if cfg.file != "" {
+		return nil, fmt.Errorf("%s: listen on %s (admin_addr): %w", cfg.file, cfg.AdminAddr, err)
+	}
+	return nil, fmt.Errorf("listen on %s (admin_addr): %w", cfg.AdminAddr, err)
+}
+
+// registration is this instance's ids/ node data: the classic fields, and
+// the admin listener's address when it is on.
+func (t *Transfer) registration() map[string]any {
+	host, _ := os.Hostname()
+	r := map[string]any{"host": host, "pid": os.Getpid(), "version": Version, "started": t.started.UnixMilli()}
+	if a := t.AdminAddr(); a != nil {
+		r["admin"] = a.String()
+	}
+	return r
 }
 
 // connectZK opens a session and waits for it, zk_timeout_ms at most. The
@@ -430,7 +466,10 @@ func (t *Transfer) adminMux() *http.ServeMux {
 		_ = json.NewEncoder(w).Encode(t.Status())
 	})
 	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) {
-		if t.conn().State() != zk.StateHasSession {
+		// The process's own view first: after it gave the session up (its
+		// partitions stopped) a client that is connected again is not
+		// enough, until the session watcher has taken the session back.
+		if !t.sessionUp() || t.conn().State() != zk.StateHasSession {
 			http.Error(w, "no zookeeper session", http.StatusServiceUnavailable)
 			return
 		}
