@@ -148,6 +148,7 @@ func (m *module) reconcile(ctx context.Context, idsDir, ownersDir string, errc c
 	for p, o := range owners {
 		m.mu.Lock()
 		_, held := m.claims[p]
+		held = held || m.releasing[p] > 0
 		m.mu.Unlock()
 		if o.id == me && !held && target[p] != me {
 			// Ours, but not held: a release whose delete failed, or a
@@ -242,35 +243,56 @@ func (m *module) owners(dir string) (map[int32]owner, error) {
 // errHeld: another instance holds the owner node.
 var errHeld = errors.New("held by another instance")
 
-// takeOwner creates partition p's ephemeral owner node and returns its
-// epoch (creation zxid) and version. A node left with this instance's id
-// (a claim given up with a lost session, a failed delete) is deleted and
-// created again: the new claim's epoch is above every push of the old one.
-func (m *module) takeOwner(node string) (epoch int64, version int32, err error) {
+// claimOwner is a claim's owner node as created.
+type claimOwner struct {
+	epoch   int64 // creation zxid
+	version int32
+	session int64 // the ephemeral node's session
+}
+
+// takeOwner creates partition p's ephemeral owner node, in one multi-op
+// with a rewrite of the partition's offset node (same value, its version
+// checked): from the moment the node exists, a commit of any older claim
+// of the partition fails. A node left with this instance's id (a claim
+// given up with a lost session, a failed delete) is deleted and created
+// again: the new claim's epoch is above every push of the old one.
+func (m *module) takeOwner(p int32, node string) (claimOwner, error) {
 	conn := m.t.conn()
-	for range 3 {
-		_, cerr := conn.Create(node, []byte(m.t.id), zk.FlagEphemeral, m.t.acl)
+	offsetNode := path.Join(zklayout.Offsets(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic), strconv.Itoa(int(p)))
+	for range 5 {
+		ops := []any{&zk.CreateRequest{Path: node, Data: []byte(m.t.id), Acl: m.t.acl, Flags: zk.FlagEphemeral}}
+		off, ostat, err := conn.Get(offsetNode)
+		switch {
+		case err == nil:
+			ops = append(ops, &zk.SetDataRequest{Path: offsetNode, Data: off, Version: ostat.Version})
+		case !errors.Is(err, zk.ErrNoNode):
+			return claimOwner{}, err
+		}
+		_, cerr := conn.Multi(ops...)
 		if cerr != nil && !errors.Is(cerr, zk.ErrNodeExists) {
-			return 0, 0, cerr
+			if errors.Is(cerr, zk.ErrBadVersion) || errors.Is(cerr, zk.ErrNoNode) {
+				continue // the offset node changed meanwhile
+			}
+			return claimOwner{}, cerr
 		}
 		data, stat, err := conn.Get(node)
 		if errors.Is(err, zk.ErrNoNode) {
 			continue // deleted meanwhile
 		}
 		if err != nil {
-			return 0, 0, err
+			return claimOwner{}, err
 		}
 		if string(data) != m.t.id {
-			return 0, 0, errHeld
+			return claimOwner{}, errHeld
 		}
 		if cerr == nil {
-			return stat.Czxid, stat.Version, nil
+			return claimOwner{epoch: stat.Czxid, version: stat.Version, session: stat.EphemeralOwner}, nil
 		}
 		if err := conn.Delete(node, stat.Version); err != nil && !errors.Is(err, zk.ErrNoNode) {
-			return 0, 0, err
+			return claimOwner{}, err
 		}
 	}
-	return 0, 0, fmt.Errorf("owner node %s keeps changing", node)
+	return claimOwner{}, fmt.Errorf("owner node %s keeps changing", node)
 }
 
 // claim takes partition p: it creates the ephemeral owner node, and only
@@ -281,7 +303,7 @@ func (m *module) takeOwner(node string) (epoch int64, version int32, err error) 
 // not start (the next reconcile deletes or takes the node again).
 func (m *module) claim(ctx context.Context, ownersDir string, p int32, gen uint64, errc chan<- error) {
 	node := path.Join(ownersDir, strconv.Itoa(int(p)))
-	epoch, version, err := m.takeOwner(node)
+	o, err := m.takeOwner(p, node)
 	if errors.Is(err, errHeld) {
 		return
 	}
@@ -291,7 +313,8 @@ func (m *module) claim(ctx context.Context, ownersDir string, p int32, gen uint6
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	part := newPartition(m, p, rctx)
-	part.owner, part.epoch, part.ownerVersion = node, epoch, version
+	part.owner, part.epoch, part.ownerVersion, part.session = node, o.epoch, o.version, o.session
+	epoch := o.epoch
 	c := &claimed{part: part, cancel: cancel, done: make(chan struct{})}
 	m.mu.Lock()
 	if cur, up := m.t.session(); !up || cur != gen {
@@ -299,6 +322,7 @@ func (m *module) claim(ctx context.Context, ownersDir string, p int32, gen uint6
 		cancel()
 		return
 	}
+	part.hwGauge = m.stats.highWaterGauge(p) // under m.mu, as release's forget
 	m.parts[p] = part
 	m.claims[p] = c
 	m.mu.Unlock()
@@ -367,7 +391,15 @@ func (m *module) release(c *claimed, mode releaseMode) {
 	if m.claims[p.id] == c {
 		delete(m.claims, p.id)
 	}
+	m.releasing[p.id]++ // its owner node is not an orphan yet
 	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		if m.releasing[p.id]--; m.releasing[p.id] == 0 {
+			delete(m.releasing, p.id)
+		}
+		m.mu.Unlock()
+	}()
 	c.stop()
 	<-c.done // the reader dispatches none of its records any more
 	if mode != drop {

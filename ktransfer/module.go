@@ -36,9 +36,10 @@ type module struct {
 
 	sched scheduler // dispatched records → workers
 
-	mu     sync.Mutex
-	parts  map[int32]*partition // read by the committer and /status
-	claims map[int32]*claimed   // the partitions this process holds
+	mu        sync.Mutex
+	parts     map[int32]*partition // read by the committer and /status
+	claims    map[int32]*claimed   // the partitions this process holds
+	releasing map[int32]int        // partitions being released (their owner node is still in use)
 
 	commitMu sync.Mutex // one commit at a time: each frees the slots it covers once
 	changed  chan struct{}
@@ -72,6 +73,7 @@ func newModule(cfg Module, t *Transfer) (*module, error) {
 		commitKick: make(chan struct{}, 1),
 		parts:      map[int32]*partition{},
 		claims:     map[int32]*claimed{},
+		releasing:  map[int32]int{},
 		changed:    make(chan struct{}, 1),
 		stats:      t.metrics.module(cfg.Name),
 	}
@@ -315,12 +317,12 @@ func (m *module) handle(r *record, buf *[]byte) bool {
 	}
 }
 
-// mayPush waits while ZooKeeper has not answered for the session grace
-// (the process may be about to lose the partition: after a pause, the
-// session watcher may not have run yet), and reports whether the partition
-// is still this process's.
+// mayPush waits while ZooKeeper has not answered for the session grace, or
+// answered in another session than the claim's (the process may be about
+// to lose the partition: after a pause, the session watcher may not have
+// run yet), and reports whether the partition is still this process's.
 func (m *module) mayPush(p *partition) bool {
-	for !m.t.fresh() {
+	for !m.t.fresh() || m.t.answeredSID.Load() != p.session {
 		if !sleep(p.ctx, 5*time.Millisecond) {
 			return false
 		}

@@ -22,7 +22,7 @@ type partition struct {
 	log     *slog.Logger
 	ctx     context.Context // the claim's: done once the partition is released
 	tracker *tracker
-	hwGauge prometheus.Gauge
+	hwGauge prometheus.Gauge // set when the claim is recorded (under m.mu)
 
 	highWater atomic.Int64 // the log end in the last fetch; -1 before one
 
@@ -44,6 +44,7 @@ type partition struct {
 	// in one multi-op: after another process claimed the partition and
 	// stored its start offset, this claim's commits fail.
 	owner         string
+	session       int64 // the ZooKeeper session the owner node belongs to
 	epoch         int64
 	ownerVersion  int32
 	offsetVersion int32
@@ -57,8 +58,7 @@ type partition struct {
 var errDeposed = errors.New("partition deposed")
 
 func newPartition(m *module, id int32, ctx context.Context) *partition {
-	p := &partition{m: m, id: id, log: m.log.With("partition", id), ctx: ctx,
-		hwGauge: m.stats.highWaterGauge(id), outOfRange: make(chan int64, 1)}
+	p := &partition{m: m, id: id, log: m.log.With("partition", id), ctx: ctx, outOfRange: make(chan int64, 1)}
 	p.highWater.Store(-1)
 	return p
 }
@@ -70,6 +70,9 @@ func (p *partition) run(ctx context.Context) error {
 	m := p.m
 	start, err := p.begin(ctx)
 	if err != nil {
+		if ctx.Err() != nil && !errors.Is(err, errDeposed) {
+			return nil // released while starting: not a failure
+		}
 		return err
 	}
 	m.mu.Lock() // the committer and /status read it
@@ -88,7 +91,7 @@ func (p *partition) run(ctx context.Context) error {
 				err = p.restartAt(ctx, next)
 			}
 			if err != nil {
-				if ctx.Err() != nil {
+				if ctx.Err() != nil && !errors.Is(err, errDeposed) {
 					return nil
 				}
 				return err
@@ -180,7 +183,18 @@ func (p *partition) applyOutOfRange(ctx context.Context, offset int64) (int64, e
 	if policy == "stop" {
 		return 0, fmt.Errorf("%s/%d: offset %d out of range [%d, %d] and offset_out_of_range is stop", m.cfg.Topic, p.id, offset, oldest, newest)
 	}
-	return p.resolve(ctx, policy)
+	// Often while brokers are in trouble: asked again until it answers.
+	for n := 1; ; n++ {
+		next, err := p.resolve(ctx, policy)
+		if err == nil {
+			return next, nil
+		}
+		wait := backoff(n, 100*time.Millisecond, 5*time.Second)
+		p.log.Warn("offset_out_of_range: no answer from Kafka; retrying", "err", err, "attempt", n, "wait", wait)
+		if !sleep(ctx, wait) {
+			return 0, ctx.Err()
+		}
+	}
 }
 
 // resolve turns oldest/newest into an offset.

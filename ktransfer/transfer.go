@@ -64,9 +64,12 @@ type Transfer struct {
 	acl      []zk.ACL   // of the nodes this process creates (zk_auth.acl)
 
 	// The session's health, from this process's own requests: when the
-	// latest answered heartbeat was sent (unix ns; the server heard from
-	// the session no earlier), the session it was answered in, and the
-	// session timeout the server granted (ms; 0 until known).
+	// latest answered heartbeat was sent (ns since base, on the monotonic
+	// clock: a wall clock stepped back must not keep a silent session
+	// "fresh"; the server heard from the session no earlier), the session
+	// it was answered in, and the session timeout the server granted (ms;
+	// 0 until known).
+	base        time.Time
 	lastAnswer  atomic.Int64
 	answeredSID atomic.Int64
 	grantedMs   atomic.Int64
@@ -84,7 +87,7 @@ func New(cfg Config, log *slog.Logger) (*Transfer, error) {
 		return nil, errors.New("no module loaded: use LoadConfig, which reads module_enabled's files")
 	}
 	t := &Transfer{cfg: cfg, log: log, metrics: newMetrics(), id: instanceID(), started: time.Now(), zkUp: true}
-	t.lastAnswer.Store(time.Now().UnixNano())
+	t.base = time.Now()
 	t.metrics.reg.MustRegister(statusCollector{t.Status})
 	ok := false
 	defer func() {
@@ -231,14 +234,17 @@ func (t *Transfer) grace() time.Duration { return t.sessionTimeout() * 2 / 3 }
 
 // fresh reports whether ZooKeeper answered within the grace.
 func (t *Transfer) fresh() bool {
-	return time.Now().UnixNano()-t.lastAnswer.Load() < int64(t.grace())
+	return t.now()-t.lastAnswer.Load() < int64(t.grace())
 }
+
+// now is the monotonic time since the process's base, in ns.
+func (t *Transfer) now() int64 { return int64(time.Since(t.base)) }
 
 // heartbeat asks ZooKeeper a trivial question every grace/4 and notes when
 // each answered one was sent, until ctx ends.
 func (t *Transfer) heartbeat(ctx context.Context) {
 	for ctx.Err() == nil {
-		sent := time.Now().UnixNano()
+		sent := t.now()
 		conn := t.conn()
 		if _, _, err := conn.Exists("/"); err == nil {
 			t.answeredSID.Store(conn.SessionID())
@@ -316,7 +322,7 @@ func (t *Transfer) watchSession(ctx context.Context) {
 			return
 		}
 		up := t.sessionUp()
-		silent := time.Duration(time.Now().UnixNano() - t.lastAnswer.Load())
+		silent := time.Duration(t.now() - t.lastAnswer.Load())
 		now := t.answeredSID.Load()
 		switch {
 		case up && now != sid:

@@ -135,7 +135,7 @@ func TestDroppedPartitionLeavesNoUncommitted(t *testing.T) {
 	defer cl.Close()
 	tr := &Transfer{log: slog.New(slog.DiscardHandler)}
 	m := &module{cfg: cfg, t: tr, log: tr.log, slots: make(chan struct{}, cfg.WindowSize), commitKick: make(chan struct{}, 1),
-		parts: map[int32]*partition{}, claims: map[int32]*claimed{}, stats: newMetrics().module("m")}
+		parts: map[int32]*partition{}, claims: map[int32]*claimed{}, releasing: map[int32]int{}, stats: newMetrics().module("m")}
 	m.reader = newReader(m, cl)
 	p := &partition{m: m, id: 0, tracker: newTracker(0)}
 	done := make(chan struct{})
@@ -172,7 +172,7 @@ func TestReleaseGivesBackSlotsAboveTheFrontier(t *testing.T) {
 	defer cl.Close()
 	tr := &Transfer{log: slog.New(slog.DiscardHandler)}
 	m := &module{cfg: cfg, t: tr, log: tr.log, slots: make(chan struct{}, cfg.WindowSize), commitKick: make(chan struct{}, 1),
-		parts: map[int32]*partition{}, claims: map[int32]*claimed{}, stats: newMetrics().module("m")}
+		parts: map[int32]*partition{}, claims: map[int32]*claimed{}, releasing: map[int32]int{}, stats: newMetrics().module("m")}
 	m.reader = newReader(m, cl)
 	p := &partition{m: m, id: 0, tracker: newTracker(0)}
 	done := make(chan struct{})
