@@ -314,7 +314,7 @@ func summary(v verdict, h *history, modules []string, recs int, failed int, wind
 	} else {
 		fmt.Fprintf(&b, "records delivered again: %d (no epochs to tell moves from retries)\n", v.dupMoved+v.dupRetried)
 	}
-	fmt.Fprintf(&b, "session timeout %v (negotiated); takeover target after kill -9: %v; handover target after SIGTERM: 0.5s\n",
+	fmt.Fprintf(&b, "session timeout %v; takeover target after kill -9: %v; handover target after SIGTERM: 0.5s\n",
 		session, session+time.Second)
 	fmt.Fprintf(&b, "%3s %8s %6s %-9s %-10s %5s  %-34s %-16s %5s  %s\n",
 		"#", "at", "lasted", "kind", "target", "moved", "first push by next owner min/med/max", "dups "+strings.Join(modules, "/"), "409s", "note")

@@ -780,8 +780,13 @@ func (w *zkWatch) pollsAfter() {
 	}
 }
 
-func (w *zkWatch) sessionTimeout() time.Duration {
+// sessionTimeout is the negotiated session timeout, or the one asked for
+// when the client did not log it (negotiated is then false).
+func (w *zkWatch) sessionTimeout(asked time.Duration) (d time.Duration, negotiated bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.negotiated
+	if w.negotiated == 0 {
+		return asked, false
+	}
+	return w.negotiated, true
 }

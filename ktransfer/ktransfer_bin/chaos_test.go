@@ -186,7 +186,11 @@ func TestFleetChaos(t *testing.T) {
 	if lastErr != nil {
 		t.Logf("last produce error: %v", lastErr)
 	}
-	t.Logf("chaos seed %d summary:\n%s", seed, summary(v, c.h, chaosModules, len(recs), failed, chaosWindow, c.zw.sessionTimeout()))
+	sessionTimeout, negotiated := c.zw.sessionTimeout(chaosSession)
+	if !negotiated {
+		t.Logf("the negotiated session timeout was not seen; the figures use the one asked for")
+	}
+	t.Logf("chaos seed %d summary:\n%s", seed, summary(v, c.h, chaosModules, len(recs), failed, chaosWindow, sessionTimeout))
 
 	c.h.mu.Lock()
 	violations := slices.Clone(c.h.violations)
@@ -335,8 +339,8 @@ func (c *chaos) waitDelivered(what string, limit time.Duration, cond func() bool
 }
 
 // runFaults runs three lanes of faults for d (a fault started before the
-// end finishes): process and ZooKeeper faults one at a time, sink faults
-// one at a time, Kafka faults. Each lane draws from its own generator
+// end finishes, and every kind runs at least once): process and ZooKeeper
+// faults one at a time, sink faults one at a time, Kafka faults. Each lane draws from its own generator
 // seeded from the seed, so a lane's schedule replays with the seed.
 func (c *chaos) runFaults(d time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
@@ -365,14 +369,18 @@ func pause(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// fleetLane: each process and ZooKeeper fault once, in a random order,
-// then random ones until the time is up.
+// fleetLane: each process and ZooKeeper fault once, in a random order
+// (all of them, even when they take longer than the time given), then
+// random ones until the time is up.
 func (c *chaos) fleetLane(ctx context.Context, rng *rand.Rand) {
 	kinds := []string{"kill9", "sigterm", "sigstop", "zkfreeze", "zkcut", "zkrestart", "join"}
 	rng.Shuffle(len(kinds), func(i, j int) { kinds[i], kinds[j] = kinds[j], kinds[i] })
 	repeat := []string{"kill9", "sigterm", "sigstop", "zkfreeze", "zkcut", "zkrestart"}
 	for i := 0; ; i++ {
-		if !pause(ctx, between(rng, 500*time.Millisecond, 1500*time.Millisecond)) {
+		gap := between(rng, 500*time.Millisecond, 1500*time.Millisecond)
+		if i < len(kinds) { // every kind runs once, even past the end
+			time.Sleep(gap)
+		} else if !pause(ctx, gap) {
 			return
 		}
 		kind := repeat[rng.IntN(len(repeat))]
@@ -383,8 +391,8 @@ func (c *chaos) fleetLane(ctx context.Context, rng *rand.Rand) {
 	}
 }
 
-// session is the session timeout the processes ask for.
-const session = chaosSessionMs * time.Millisecond
+// chaosSession is the session timeout the processes ask for.
+const chaosSession = chaosSessionMs * time.Millisecond
 
 // processFault runs one process or ZooKeeper fault to its end, settling
 // included.
@@ -440,7 +448,7 @@ func (c *chaos) processFault(kind string, rng *rand.Rand) {
 	case "kill9":
 		fl.signal(r, syscall.SIGKILL)
 		<-r.done
-		down := between(rng, session+500*time.Millisecond, session+2*time.Second)
+		down := between(rng, chaosSession+500*time.Millisecond, chaosSession+2*time.Second)
 		time.Sleep(down)
 		if nr, err := fl.start(p); err != nil {
 			c.h.violate(violation{what: err.Error(), partition: -1})
@@ -469,14 +477,14 @@ func (c *chaos) processFault(kind string, rng *rand.Rand) {
 		time.Sleep(time.Second)
 		c.h.finish(f, "exit %d after %s", r.state.ExitCode(), secs(took))
 	case "sigstop":
-		stopped := between(rng, session+500*time.Millisecond, session+2*time.Second)
+		stopped := between(rng, chaosSession+500*time.Millisecond, chaosSession+2*time.Second)
 		fl.signal(r, syscall.SIGSTOP)
 		time.Sleep(stopped)
 		fl.signal(r, syscall.SIGCONT)
 		time.Sleep(2 * time.Second)
 		c.h.finish(f, "stopped %.1fs", stopped.Seconds())
 	case "zkfreeze":
-		frozen := between(rng, session+500*time.Millisecond, session+2*time.Second)
+		frozen := between(rng, chaosSession+500*time.Millisecond, chaosSession+2*time.Second)
 		p.proxy.Freeze()
 		time.Sleep(frozen)
 		p.proxy.Thaw()
@@ -499,11 +507,15 @@ func (c *chaos) processFault(kind string, rng *rand.Rand) {
 }
 
 // sinkLane: 500 bursts and hangs, shorter and longer than the read
-// timeout, in turn from a random start.
+// timeout, in turn from a random start (each at least once).
 func (c *chaos) sinkLane(ctx context.Context, rng *rand.Rand) {
 	kinds := []string{"5xx", "hang<rt", "hang>rt"}
-	for i := rng.IntN(len(kinds)); ; i++ {
-		if !pause(ctx, between(rng, 2*time.Second, 5*time.Second)) {
+	first := rng.IntN(len(kinds))
+	for i := first; ; i++ {
+		gap := between(rng, 2*time.Second, 5*time.Second)
+		if i < first+len(kinds) { // every kind runs once, even past the end
+			time.Sleep(gap)
+		} else if !pause(ctx, gap) {
 			return
 		}
 		kind := kinds[i%len(kinds)]
