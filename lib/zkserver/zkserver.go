@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -30,10 +31,18 @@ const InstallHint = "apt-get update && apt-get install -y zookeeper"
 type Server struct {
 	Addr   string // host:port clients connect to
 	Dir    string
-	cmd    *exec.Cmd
-	done   chan struct{}
-	err    error
+	cfg    Config // as started, with the port chosen
 	quorum bool
+
+	mu   sync.Mutex
+	proc *process // the current server process
+}
+
+// process is one run of the server.
+type process struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed once it exited
+	err  error
 }
 
 // Config says where the server keeps its data and which port it takes.
@@ -76,13 +85,12 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.StartFor == 0 {
 		cfg.StartFor = 30 * time.Second
 	}
-	port := cfg.Port
-	if port == 0 {
+	if cfg.Port == 0 {
 		p, err := FreePort()
 		if err != nil {
 			return nil, err
 		}
-		port = p
+		cfg.Port = p
 	}
 	dataDir := filepath.Join(cfg.Dir, "data")
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
@@ -91,15 +99,13 @@ func Start(cfg Config) (*Server, error) {
 	lines := []string{
 		"tickTime=" + strconv.Itoa(cfg.TickMs),
 		"dataDir=" + dataDir,
-		"clientPort=" + strconv.Itoa(port),
+		"clientPort=" + strconv.Itoa(cfg.Port),
 		"clientPortAddress=127.0.0.1",
 		"admin.enableServer=false",
 		"4lw.commands.whitelist=ruok,srvr,mntr",
 		"maxClientCnxns=0",
 	}
-	mainClass := "org.apache.zookeeper.server.ZooKeeperServerMain"
 	if len(cfg.Peers) > 0 {
-		mainClass = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
 		lines = append(lines, "initLimit=10", "syncLimit=5")
 		for i, peer := range cfg.Peers {
 			lines = append(lines, fmt.Sprintf("server.%d=%s", i+1, peer))
@@ -109,37 +115,52 @@ func Start(cfg Config) (*Server, error) {
 		}
 	}
 	conf := strings.Join(append(lines, ""), "\n")
-	cfgPath := filepath.Join(cfg.Dir, "zoo.cfg")
-	if err := os.WriteFile(cfgPath, []byte(conf), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(cfg.Dir, "zoo.cfg"), []byte(conf), 0o644); err != nil {
 		return nil, fmt.Errorf("write zoo.cfg: %w", err)
 	}
-	logf, err := os.OpenFile(filepath.Join(cfg.Dir, "zookeeper.out"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("open zookeeper log: %w", err)
-	}
-	defer logf.Close()
-	cmd := exec.Command("java", "-Xmx256m", "-Dzookeeper.log.dir="+cfg.Dir,
-		"-cp", ConfDir+":"+cfg.Jar, mainClass, cfgPath)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// The server dies with whoever started it, even on kill -9.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start zookeeper: %w", err)
-	}
-	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Dir: cfg.Dir, cmd: cmd, done: make(chan struct{}),
-		quorum: len(cfg.Peers) > 0}
-	go func() { s.err = cmd.Wait(); close(s.done) }()
-
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.StartFor)
-	defer cancel()
-	if err := s.waitReady(ctx); err != nil {
-		s.Stop()
-		return nil, fmt.Errorf("zookeeper on %s did not start (see %s/zookeeper.out): %w", s.Addr, cfg.Dir, err)
+	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.Port)), Dir: cfg.Dir, cfg: cfg, quorum: len(cfg.Peers) > 0}
+	if err := s.launch(); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
 
-func (s *Server) waitReady(ctx context.Context) error {
+// launch starts the server process from the zoo.cfg in s.Dir and waits
+// until it serves.
+func (s *Server) launch() error {
+	logf, err := os.OpenFile(filepath.Join(s.Dir, "zookeeper.out"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("open zookeeper log: %w", err)
+	}
+	defer logf.Close()
+	mainClass := "org.apache.zookeeper.server.ZooKeeperServerMain"
+	if s.quorum {
+		mainClass = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+	}
+	cmd := exec.Command("java", "-Xmx256m", "-Dzookeeper.log.dir="+s.Dir,
+		"-cp", ConfDir+":"+s.cfg.Jar, mainClass, filepath.Join(s.Dir, "zoo.cfg"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// The server dies with whoever started it, even on kill -9.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start zookeeper: %w", err)
+	}
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	s.mu.Lock()
+	s.proc = p
+	s.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StartFor)
+	defer cancel()
+	if err := s.waitReady(ctx, p); err != nil {
+		s.Stop()
+		return fmt.Errorf("zookeeper on %s did not start (see %s/zookeeper.out): %w", s.Addr, s.Dir, err)
+	}
+	return nil
+}
+
+func (s *Server) waitReady(ctx context.Context, p *process) error {
 	for {
 		// "srvr" has a Mode once the server takes sessions; "ruok"
 		// answers earlier, while first connections are still dropped.
@@ -147,8 +168,8 @@ func (s *Server) waitReady(ctx context.Context) error {
 			return nil
 		}
 		select {
-		case <-s.done:
-			return fmt.Errorf("process exited: %v", s.err)
+		case <-p.done:
+			return fmt.Errorf("process exited: %v", p.err)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
@@ -245,29 +266,47 @@ func StartEnsemble(dir string, n int) ([]*Server, error) {
 }
 
 // Pid is the server's process id.
-func (s *Server) Pid() int { return s.cmd.Process.Pid }
+func (s *Server) Pid() int { return s.current().cmd.Process.Pid }
+
+func (s *Server) current() *process {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proc
+}
 
 // Stop terminates the server and waits for it; idempotent.
 func (s *Server) Stop() error {
+	p := s.current()
 	select {
-	case <-s.done:
+	case <-p.done:
 		return nil
 	default:
 	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-s.done:
+	case <-p.done:
 	case <-time.After(5 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
+		_ = p.cmd.Process.Kill()
+		<-p.done
 	}
 	return nil
 }
 
 // Kill stops the server at once, as a crash would.
 func (s *Server) Kill() {
-	_ = s.cmd.Process.Kill()
-	<-s.done
+	p := s.current()
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// Restart starts the server again, stopping it first if it runs, on the
+// same port with the same data directory, as an operator's restart does:
+// the nodes and the sessions in its data directory survive, and a client
+// that reconnects before its session times out keeps it. It returns once
+// the server serves.
+func (s *Server) Restart() error {
+	s.Stop()
+	return s.launch()
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago.

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-zookeeper/zk"
 )
 
 func TestMissingServerNamesInstallCommand(t *testing.T) {
@@ -54,5 +56,64 @@ func TestEnsemble(t *testing.T) {
 			t.Fatal("the two remaining servers do not serve")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Restart brings the server back on the same address with its data: a
+// persistent node is still there, and a session that reconnects in time is
+// still alive with its ephemeral node.
+func TestRestartKeepsPortDataAndSessions(t *testing.T) {
+	s, err := Start(Config{Dir: t.TempDir(), TickMs: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	addr, pid := s.Addr, s.Pid()
+	conn, events, err := zk.Connect([]string{addr}, 15*time.Second, zk.WithLogInfo(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	waitSession(t, events)
+	session := conn.SessionID()
+	if _, err := conn.Create("/kept", []byte("v"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Create("/mine", nil, zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Addr != addr || s.Pid() == pid {
+		t.Fatalf("after Restart: %s pid %d, before %s pid %d; want the same address, a new process", s.Addr, s.Pid(), addr, pid)
+	}
+	waitSession(t, events)
+	if conn.SessionID() != session {
+		t.Errorf("session %x after the restart, want %x kept", conn.SessionID(), session)
+	}
+	for _, p := range []string{"/kept", "/mine"} {
+		if ok, _, err := conn.Exists(p); err != nil || !ok {
+			t.Errorf("%s after the restart: exists %v, %v", p, ok, err)
+		}
+	}
+	s.Stop()
+	if err := Ruok(s.Addr); err == nil {
+		t.Errorf("still answering after Stop")
+	}
+}
+
+func waitSession(t *testing.T, events <-chan zk.Event) {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case ev := <-events:
+			if ev.State == zk.StateHasSession {
+				return
+			}
+		case <-deadline:
+			t.Fatal("no session within 30s")
+		}
 	}
 }
