@@ -35,18 +35,18 @@ func withoutAdminAddr(t *testing.T, s *setup) {
 	}
 }
 
-// proc is a ktransfer_bin process whose exit the test watches.
-type proc struct {
+// watched is a ktransfer_bin process whose exit the test watches.
+type watched struct {
 	cmd    *exec.Cmd
 	stderr *bytes.Buffer // read it after exited
 	exited chan struct{} // closed once the process is reaped
 }
 
 // startWatched starts ktransfer_bin -f conf; exited tells when it ends.
-func startWatched(t *testing.T, conf string) proc {
+func startWatched(t *testing.T, conf string) watched {
 	t.Helper()
 	cmd, stderr := bintest.Start(t, bintest.Build(t, "."), "-f", conf)
-	p := proc{cmd: cmd, stderr: stderr, exited: make(chan struct{})}
+	p := watched{cmd: cmd, stderr: stderr, exited: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(p.exited) }()
 	// Runs before bintest's cleanup, which then finds it reaped.
 	t.Cleanup(func() { _ = cmd.Process.Kill(); <-p.exited })
@@ -68,7 +68,7 @@ func TestDefaultAdminPortTakenFallsBack(t *testing.T) {
 	s := newSetup(t, 100)
 	withoutAdminAddr(t, s)
 	conn := zktest.Connect(t, s.zkAddr)
-	var procs []proc
+	var procs []watched
 	for range 3 {
 		procs = append(procs, startWatched(t, s.conf))
 	}
