@@ -406,6 +406,9 @@ func (m *module) commitLoop(ctx context.Context) {
 // fenced ZooKeeper transaction, and frees the window slots of the records
 // it covers. A partition found deposed is released.
 func (m *module) commitAll() {
+	if !m.t.sessionUp() {
+		return // the partitions are being dropped; a write would wait for ZooKeeper and fail
+	}
 	m.commitMu.Lock()
 	m.mu.Lock()
 	parts := make([]*partition, 0, len(m.parts))

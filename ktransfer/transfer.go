@@ -310,8 +310,14 @@ func (t *Transfer) watchSession(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			if ok && ev.Type == zk.EventSession && ev.State == zk.StateExpired {
+			switch {
+			case ok && ev.Type == zk.EventSession && ev.State == zk.StateExpired:
 				t.giveUp("session expired")
+			case ok && ev.Type == zk.EventSession && ev.State == zk.StateDisconnected:
+				// Told for the operator; the partitions stop on the
+				// heartbeats' silence, not on this event.
+				t.log.Warn("zookeeper disconnected; partitions stop unless it answers within 2/3 of the session timeout of its last answer",
+					"silent", time.Duration(t.now()-t.lastAnswer.Load()).Round(time.Millisecond), "session_timeout", t.sessionTimeout())
 			}
 			if !ok {
 				t.giveUp("zookeeper client closed")
@@ -430,7 +436,13 @@ func (t *Transfer) Run(ctx context.Context) error {
 	case <-time.After(time.Duration(t.cfg.ShutdownTimeoutMs) * time.Millisecond):
 		t.log.Warn("in-flight pushes still running at shutdown_timeout_ms; cutting them short")
 		stopPushing()
-		<-done
+		// A ZooKeeper call on a frozen connection lasts until the client
+		// gives up on it: bounded here, the rest is cut short by Close.
+		select {
+		case <-done:
+		case <-time.After(2*t.sessionTimeout() + 2*time.Second):
+			t.log.Error("modules still stopping (ZooKeeper not answering); exiting without them")
+		}
 	}
 	stopSession() // closing the client is not a lost session
 	if err := t.Close(); err != nil && runErr == nil {

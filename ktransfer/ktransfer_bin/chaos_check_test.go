@@ -4,6 +4,7 @@ package main
 // figures it prints.
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"slices"
@@ -24,6 +25,62 @@ type verdict struct {
 	// (a retry after a lost answer).
 	dupMoved, dupRetried int
 	faults               []faultFigures
+	// Pushes that arrived with an epoch below one already arrived, sent
+	// by a process just resumed from SIGSTOP (it was sending them when
+	// it was stopped).
+	lateAfterStop int
+}
+
+// lateSlack is how soon after SIGCONT a push from the stopped process may
+// arrive with a lost epoch: it was being sent when the process stopped.
+const lateSlack = 300 * time.Millisecond
+
+// oneOwner checks, in the order the pushes arrived at the sink, that no
+// push arrives with an epoch below one that already arrived for its
+// module's partition: a process that lost a partition never starts a push
+// of it afterwards. (The sink's 409s hide such pushes from the delivery
+// checks; this is the check that a process stops pushing.) The one
+// excuse: a push already being sent when its process was stopped with
+// SIGSTOP, arriving right after SIGCONT.
+func oneOwner(h *history, pushes []push, zw *zkWatch, v *verdict) {
+	byArrival := slices.Clone(pushes)
+	slices.SortStableFunc(byArrival, func(a, b push) int { return cmp.Compare(a.arrived, b.arrived) })
+	highest := map[mpKey]int64{}
+	for _, p := range byArrival {
+		if p.bad != "" || !p.hasEpoch {
+			continue
+		}
+		k := mpKey{p.module, p.partition}
+		if p.epoch >= highest[k] {
+			highest[k] = p.epoch
+			continue
+		}
+		if resumedJustBefore(h, zw, p) {
+			v.lateAfterStop++
+			continue
+		}
+		h.violate(violation{at: p.arrived, module: p.module, partition: p.partition, key: p.key, what: fmt.Sprintf(
+			"push with epoch %d arrived at %s after epoch %d had arrived: a process pushed a partition it had lost: %v",
+			p.epoch, secs(p.arrived), highest[k], p)})
+	}
+}
+
+// resumedJustBefore reports whether p's epoch belongs to a process that
+// got SIGCONT at most lateSlack before p arrived.
+func resumedJustBefore(h *history, zw *zkWatch, p push) bool {
+	pid := 0
+	for _, o := range zw.ownerLog {
+		if o.module == p.module && o.partition == p.partition && o.epoch == p.epoch && o.pid != 0 {
+			pid = o.pid
+		}
+	}
+	for _, f := range h.faults {
+		if f.kind == "sigstop" && pid != 0 && f.victimPid == pid && f.resumed > 0 &&
+			p.arrived >= f.resumed && p.arrived-f.resumed <= lateSlack {
+			return true
+		}
+	}
+	return false
 }
 
 // faultFigures are one fault's measurements.
@@ -100,6 +157,7 @@ func check(h *history, pushes []push, recs map[poKey]rec, zw *zkWatch, modules [
 				"%d %s; first: %v %s", len(group.pushes), group.what, p, p.bad)})
 		}
 	}
+	oneOwner(h, pushes, zw, &v)
 	v.noEpoch = len(noEpoch)
 	if len(noEpoch) > 0 {
 		p := noEpoch[0]
@@ -353,6 +411,7 @@ func summary(v verdict, h *history, modules []string, recs int, failed int, wind
 		kinds = append(kinds, k)
 	}
 	sort.Strings(kinds)
+	fmt.Fprintf(&b, "pushes that arrived with a lost epoch: %d, all sent as their process was stopped (SIGSTOP) and arriving within %v of SIGCONT\n", v.lateAfterStop, lateSlack)
 	b.WriteString("stale-epoch pushes refused (409) by the faults active then:")
 	if len(kinds) == 0 {
 		b.WriteString(" none")
@@ -496,10 +555,13 @@ func TestChaosCheckerFindsViolations(t *testing.T) {
 		return push{seq: seq, arrived: at, answered: at, module: module, partition: partition, offset: offset,
 			key: r.key, body: fmt.Sprintf("%s|%d", r.key, r.seq), epoch: epoch, hasEpoch: true, status: status}
 	}
+	// held is a push that arrived at and was answered later (the sink
+	// held it).
+	held := func(p push, arrived time.Duration) push { p.arrived = arrived; return p }
 	clean := []push{
 		p("m1", 0, 0, 5, 200, 100*ms), p("m1", 0, 1, 5, 200, 110*ms), p("m1", 1, 0, 5, 200, 120*ms),
 		// The owner of p0 changes (epoch 9): the old one is refused.
-		p("m1", 0, 1, 9, 200, 3000*ms), p("m1", 0, 2, 5, 409, 3010*ms), p("m1", 0, 2, 9, 200, 3020*ms),
+		p("m1", 0, 1, 9, 200, 3000*ms), held(p("m1", 0, 2, 5, 409, 3010*ms), 2950*ms), p("m1", 0, 2, 9, 200, 3020*ms),
 		p("m2", 0, 0, 5, 200, 100*ms), p("m2", 0, 1, 5, 200, 110*ms), p("m2", 0, 2, 5, 200, 120*ms), p("m2", 1, 0, 5, 200, 130*ms),
 	}
 	zw := &zkWatch{ownerLog: []ownerChange{{at: 2900 * ms, module: "m1", partition: 0, id: "h-2-1-0", pid: 2, epoch: 9}}}
@@ -526,6 +588,9 @@ func TestChaosCheckerFindsViolations(t *testing.T) {
 		p("m1", 0, 0, 5, 200, 100*ms), p("m1", 0, 2, 5, 200, 110*ms), p("m1", 0, 1, 5, 200, 120*ms), p("m1", 1, 0, 5, 200, 130*ms),
 		// m2: p1@0 never delivered; a 2xx to an epoch below one seen.
 		p("m2", 0, 0, 7, 200, 100*ms), p("m2", 0, 1, 6, 200, 110*ms), p("m2", 0, 2, 7, 200, 120*ms),
+		// m1 p1: a push of epoch 4 arrives after epoch 5's (refused by the
+		// sink, but the old owner should not have sent it).
+		p("m1", 1, 0, 4, 409, 140*ms),
 	}
 	noEpoch := p("m2", 1, 0, 0, 500, 140*ms)
 	noEpoch.hasEpoch = false
@@ -540,6 +605,8 @@ func TestChaosCheckerFindsViolations(t *testing.T) {
 		"m1 key k00 p0: offset 2 first delivered at 0.11s, before the older offset 1",
 		"m2: 1 of 4 records never delivered: p1@0",
 		"with epoch 6 after epoch 7 was seen",
+		"a process pushed a partition it had lost", // m2 p0's epoch 6 too
+		"a process pushed a partition it had lost",
 		"carry no X-Ktransfer-Epoch",
 		"key or body is not the record's",
 		"malformed pushes",

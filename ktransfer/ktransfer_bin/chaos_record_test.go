@@ -59,6 +59,7 @@ type fault struct {
 	victimPid int
 	moved     []owned
 	signalled time.Duration // when the signal was sent (kill -9, SIGTERM, SIGSTOP)
+	resumed   time.Duration // SIGSTOP: when SIGCONT was sent
 	// affected is how many processes' partitions may move (the bound on
 	// the records pushed again is window_size per process and module).
 	affected int

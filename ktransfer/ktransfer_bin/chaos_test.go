@@ -481,6 +481,9 @@ func (c *chaos) processFault(kind string, rng *rand.Rand) {
 		fl.signal(r, syscall.SIGSTOP)
 		time.Sleep(stopped)
 		fl.signal(r, syscall.SIGCONT)
+		c.h.mu.Lock()
+		f.resumed = c.h.since()
+		c.h.mu.Unlock()
 		time.Sleep(2 * time.Second)
 		c.h.finish(f, "stopped %.1fs", stopped.Seconds())
 	case "zkfreeze":
