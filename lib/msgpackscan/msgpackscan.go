@@ -154,19 +154,64 @@ func Array(b []byte, fn func(elem []byte) error) error {
 // (exactly one msgpack map), in order, until fn returns an error, which
 // Map returns.
 func Map(b []byte, fn func(key, value []byte) error) error {
-	n, i, ok := header(b, 0x80, 0xde)
-	if !ok {
-		return ErrNotMap
+	i, err := MapAt(b, 0, fn)
+	if err == nil && i != len(b) {
+		err = fmt.Errorf("%d trailing bytes after the msgpack value", len(b)-i)
 	}
-	var key []byte
-	odd := false
-	return each(b, i, 2*n, func(v []byte) error {
-		if odd = !odd; odd {
-			key = v
-			return nil
+	return err
+}
+
+// MapAt is Map for the map starting at b[i]: it returns the index after
+// the map. A value there that is not a map is ErrNotMap.
+func MapAt(b []byte, i int, fn func(key, value []byte) error) (int, error) {
+	if i >= len(b) {
+		return 0, errTruncated
+	}
+	n, start, ok := header(b[i:], 0x80, 0xde)
+	if !ok {
+		return 0, ErrNotMap
+	}
+	i += start
+	for ; n > 0; n-- {
+		k, err := Skip(b, i)
+		if err != nil {
+			return 0, err
 		}
-		return fn(key, v)
-	})
+		v, err := Skip(b, k)
+		if err != nil {
+			return 0, err
+		}
+		if err := fn(b[i:k], b[k:v]); err != nil {
+			return 0, err
+		}
+		i = v
+	}
+	return i, nil
+}
+
+// Elements calls fn with the index where each element of the array b
+// (exactly one msgpack array) starts, in order; fn reads the element (with
+// Skip, MapAt, …) and returns the index after it, or an error, which
+// Elements returns. Unlike Array, it does not walk an element before fn.
+func Elements(b []byte, fn func(i int) (int, error)) error {
+	n, i, ok := header(b, 0x90, 0xdc)
+	if !ok {
+		return errors.New("value is not a msgpack array")
+	}
+	for ; n > 0; n-- {
+		if i >= len(b) {
+			return errTruncated
+		}
+		next, err := fn(i)
+		if err != nil {
+			return err
+		}
+		i = next
+	}
+	if i != len(b) {
+		return fmt.Errorf("%d trailing bytes after the msgpack value", len(b)-i)
+	}
+	return nil
 }
 
 // header reads the header of an array (fix 0x90, 16-bit 0xdc) or map (fix

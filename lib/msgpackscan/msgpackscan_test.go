@@ -3,6 +3,7 @@ package msgpackscan
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -247,4 +248,38 @@ func FuzzArray(f *testing.F) {
 			t.Fatalf("elements of % x joined are % x", b, joined)
 		}
 	})
+}
+
+// TestElementsMapAt: walking an array of maps in one pass gives what
+// Array and Map give.
+func TestElementsMapAt(t *testing.T) {
+	b := mustMarshal(t, []any{map[string]any{"a": 1, "b": []any{"x", nil}}, map[string]any{}, map[string]any{"c": "d"}})
+	var got []string
+	err := Elements(b, func(i int) (int, error) {
+		return MapAt(b, i, func(k, v []byte) error {
+			got = append(got, fmt.Sprintf("%x=%x", k, v))
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	Array(b, func(e []byte) error {
+		return Map(e, func(k, v []byte) error { want = append(want, fmt.Sprintf("%x=%x", k, v)); return nil })
+	})
+	if fmt.Sprint(got) != fmt.Sprint(want) || len(got) != 3 {
+		t.Fatalf("Elements and MapAt: %v; Array and Map: %v", got, want)
+	}
+	for name, bad := range map[string][]byte{
+		"element not a map": {0x91, 0x01},
+		"trailing":          {0x91, 0x80, 0x00},
+		"claims more":       {0xdd, 0xff, 0xff, 0xff, 0xff, 0x80},
+		"map truncated":     {0x91, 0x81, 0xa1, 'a'},
+		"map claims more":   {0x91, 0xdf, 0xff, 0xff, 0xff, 0xff, 0xa1, 'a', 0x01},
+	} {
+		if err := Elements(bad, func(i int) (int, error) { return MapAt(bad, i, func(_, _ []byte) error { return nil }) }); err == nil {
+			t.Errorf("%s accepted", name)
+		}
+	}
 }
