@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -174,9 +175,55 @@ func (s *Server) checkTopic(rule *clientRule, t []byte) (topicInfo, *batchError)
 	return info, nil
 }
 
-// produceBatch writes a checked batch at acks (an acks index: 0, 1, 2 for
-// -1), atomic (acks -1 only) as one Kafka transaction, and tells what
-// became of each record. ctx ends the wait early (the records' own
+// batchJob is one batch's memory, reused from batch to batch: the
+// transport's copy of its request (body; nil when the transport keeps its
+// own), its records, the records on their way to Kafka (items) and their
+// results. The transport holds a reference, and so does each record kgo
+// holds; the last to let go gives the memory back (release), so a record
+// that kgo answers after its batch was answered (504, acks=0) never finds
+// it reused.
+type batchJob struct {
+	body    []byte
+	recs    []batchRecord
+	items   []batchItem
+	results []recordResult
+	call    batchCall
+	refs    atomic.Int64
+}
+
+var jobPool = sync.Pool{New: func() any { return new(batchJob) }}
+
+// maxPooledRecords bounds the records (and 1 MiB the body) a pooled job
+// keeps: a larger batch's memory is left to the garbage collector.
+const maxPooledRecords = 1024
+
+// getBatchJob returns a job with the transport's reference.
+func getBatchJob() *batchJob {
+	j := jobPool.Get().(*batchJob)
+	j.refs.Store(1)
+	return j
+}
+
+// release lets go of one reference.
+func (j *batchJob) release() {
+	if j.refs.Add(-1) != 0 {
+		return
+	}
+	if cap(j.items) > maxPooledRecords || cap(j.recs) > maxPooledRecords || cap(j.body) > 1<<20 {
+		return
+	}
+	for i := range j.items {
+		j.items[i].err = nil // nothing kept alive by a pooled job
+	}
+	j.body, j.recs, j.results = j.body[:0], j.recs[:0], j.results[:0]
+	j.call = batchCall{}
+	jobPool.Put(j)
+}
+
+// produceBatch writes the checked records of j at acks (an acks index: 0,
+// 1, 2 for -1), atomic (acks -1 only) as one Kafka transaction, and tells
+// what became of each record. The outcome's results are j's: valid until
+// the transport releases j. ctx ends the wait early (the records' own
 // deadline is produce_timeout_ms): records still unanswered then are
 // answered 504.
 //
@@ -198,44 +245,46 @@ func (s *Server) checkTopic(rule *clientRule, t []byte) (topicInfo, *batchError)
 // A record that fails is not retried by kproxy, so the records of a key
 // that were written are in the batch's order, with perhaps a gap where one
 // failed (its result says so).
-func (s *Server) produceBatch(ctx context.Context, acks int, atomic bool, recs []batchRecord) batchOutcome {
+func (s *Server) produceBatch(ctx context.Context, acks int, atomic bool, j *batchJob) batchOutcome {
 	if atomic {
-		return s.produceAtomic(ctx, recs)
+		return s.produceAtomic(ctx, j)
 	}
-	n := len(recs)
+	n := len(j.recs)
 	if acks == 0 {
 		// acks=0 records outlive their request: they are bounded apart
 		// (as /commit's), so that kgo's buffer never fills.
 		if v := s.acks0Out.Add(int64(n)); v > int64(s.cfg.ReqPoolSize) {
 			s.acks0Out.Add(int64(-n))
-			out := batchOutcome{results: make([]recordResult, n), status: 503, index: 0,
-				reason: "overloaded: req_pool_size acks=0 records still being delivered; the batch was not written"}
-			for i := range out.results {
-				out.results[i] = recordResult{status: 503, partition: -1, offset: -1, reason: out.reason}
-			}
+			reason := "overloaded: req_pool_size acks=0 records still being delivered; the batch was not written"
 			s.metrics.batchResultN(503, n)
-			return out
+			return j.every(503, 0, reason)
 		}
 	}
 	cl, tr := s.prod.client(acks)
-	c := s.startBatch(cl, tr, acks, recs, s.deadlines.get())
+	c := s.startBatch(cl, tr, acks, j, s.deadlines.get())
 	if acks == 0 {
 		// Answered now; the promises count each record as written or
 		// lost (acks0Done), and give back its acks=0 share.
-		out := batchOutcome{results: make([]recordResult, n), status: 200, index: -1}
-		for i := range out.results {
-			out.results[i] = recordResult{status: 200, partition: -1, offset: -1}
-		}
 		s.metrics.batchResultN(200, n)
-		return out
+		return j.every(200, -1, "") // partition -1, no offset: not known yet
 	}
 	c.await(ctx)
 	return s.outcome(c.collect(), acks)
 }
 
+// every is an outcome giving each record of j status, with reason.
+func (j *batchJob) every(status, index int, reason string) batchOutcome {
+	j.results = j.results[:0]
+	for range j.recs {
+		j.results = append(j.results, recordResult{status: status, partition: -1, offset: -1, reason: reason})
+	}
+	return batchOutcome{results: j.results, status: status, index: index, reason: reason}
+}
+
 // batchCall is a batch on its way through one kgo client.
 type batchCall struct {
 	srv      *Server
+	job      *batchJob
 	acks     int
 	tr       *tracer
 	note     sendNote        // tr's counts before the first record was handed over
@@ -260,14 +309,21 @@ func (*batchItem) Done() <-chan struct{}       { return nil }
 func (*batchItem) Err() error                  { return nil }
 func (*batchItem) Value(any) any               { return nil }
 
-// startBatch hands recs to cl, in order.
-func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, recs []batchRecord, deadline context.Context) *batchCall {
-	c := &batchCall{srv: s, acks: acks, tr: tr, deadline: deadline, done: make(chan struct{}), items: make([]batchItem, len(recs))}
-	c.left.Store(int64(len(recs)))
+// startBatch hands j's records to cl, in order.
+func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, j *batchJob, deadline context.Context) *batchCall {
+	n := len(j.recs)
+	if cap(j.items) < n {
+		j.items = make([]batchItem, n)
+	}
+	j.call = batchCall{srv: s, job: j, acks: acks, tr: tr, deadline: deadline, done: make(chan struct{}), items: j.items[:n]}
+	c := &j.call
+	c.left.Store(int64(n))
+	j.refs.Add(int64(n)) // one per record kgo holds, let go in its promise
 	c.note = tr.note()
-	for i := range recs {
-		r, it := &recs[i], &c.items[i]
-		it.call = c
+	for i := range j.recs {
+		r, it := &j.recs[i], &c.items[i]
+		it.call, it.err, it.trace = c, nil, sendTrace{}
+		it.state.Store(waiting)
 		it.rec = kgo.Record{Topic: r.name, Value: r.value, Headers: r.headers, Context: it}
 		if len(r.key) > 0 {
 			it.rec.Key = r.key
@@ -281,12 +337,13 @@ func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, recs []batchRe
 func onBatchProduced(r *kgo.Record, err error) {
 	it := r.Context.(*batchItem)
 	c := it.call
-	s := c.srv
+	s, j := c.srv, c.job
 	if err != nil && errors.Is(err, kerr.MessageTooLarge) {
 		s.check.forget(r.Topic)
 	}
 	if c.acks == 0 {
 		s.acks0Done(r, err, c.tr.since(c.note))
+		j.release()
 		return
 	}
 	it.err, it.trace = err, c.tr.since(c.note)
@@ -294,6 +351,7 @@ func onBatchProduced(r *kgo.Record, err error) {
 	if c.left.Add(-1) == 0 {
 		close(c.done)
 	}
+	j.release()
 }
 
 // await waits for every promise, or for the records' deadline and a grace
@@ -315,24 +373,27 @@ func (c *batchCall) await(ctx context.Context) {
 	}
 }
 
-// collect reads each record's outcome; one whose promise has not come is
-// given up to its promise and answered 504.
+// collect reads each record's outcome into the job's results; one whose
+// promise has not come is given up to its promise and answered 504.
 func (c *batchCall) collect() []recordResult {
-	res := make([]recordResult, len(c.items))
+	j := c.job
+	j.results = j.results[:0]
 	for i := range c.items {
 		it := &c.items[i]
+		var r recordResult
 		switch {
 		case it.state.CompareAndSwap(waiting, abandoned):
-			res[i] = recordResult{status: 504, partition: -1, offset: -1,
+			r = recordResult{status: 504, partition: -1, offset: -1,
 				reason: "no answer from kafka within produce_timeout_ms" + mayBeWritten}
 		case it.err != nil:
 			code, reason := produceStatus(it.err, it.trace)
-			res[i] = recordResult{status: code, partition: -1, offset: -1, reason: reason}
+			r = recordResult{status: code, partition: -1, offset: -1, reason: reason}
 		default:
-			res[i] = recordResult{status: 200, partition: it.rec.Partition, offset: it.rec.Offset}
+			r = recordResult{status: 200, partition: it.rec.Partition, offset: it.rec.Offset}
 		}
+		j.results = append(j.results, r)
 	}
-	return res
+	return j.results
 }
 
 // outcome sums up a non-atomic batch's results and counts them.

@@ -65,28 +65,31 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx) int {
 	}
 	// The records are slices of the body, which kgo holds until Kafka
 	// answers, perhaps after this handler returned (504): a copy, not
-	// fasthttp's buffer. The topic parameter is not held (checkBatch
-	// gives each record the topic's own name).
-	body = append([]byte(nil), body...)
-	var recs []batchRecord
+	// fasthttp's buffer, in the batch's job (given back when kgo let go
+	// of every record). The topic parameter is not held (checkBatch gives
+	// each record the topic's own name).
+	j := getBatchJob()
+	defer j.release() // after the answer is written: it reads j's results
+	j.body = append(j.body[:0], body...)
 	var berr *batchError
 	if isJSON(ctx.Request.Header.ContentType()) {
-		recs, berr = parseJSONBatch(body, topic, s.cfg.MaxBatchRecords)
+		j.recs, berr = parseJSONBatch(j.recs, j.body, topic, s.cfg.MaxBatchRecords)
 	} else {
-		recs, berr = parseMsgpackBatch(body, topic, s.cfg.MaxBatchRecords)
+		j.recs, berr = parseMsgpackBatch(j.recs, j.body, topic, s.cfg.MaxBatchRecords)
 	}
 	if berr != nil {
 		return batchFail(ctx, berr)
 	}
-	s.metrics.batchSize.Observe(float64(len(recs)))
-	if berr = s.admitBatch(len(recs)); berr != nil {
+	n := len(j.recs)
+	s.metrics.batchSize.Observe(float64(n))
+	if berr = s.admitBatch(n); berr != nil {
 		return batchFail(ctx, berr)
 	}
-	defer s.releaseBatch(len(recs))
-	if berr = s.checkBatch(rule, recs, ctx.Time()); berr != nil {
+	defer s.releaseBatch(n)
+	if berr = s.checkBatch(rule, j.recs, ctx.Time()); berr != nil {
 		return batchFail(ctx, berr)
 	}
-	return batchAnswer(ctx, s.produceBatch(context.Background(), acks, atomic, recs))
+	return batchAnswer(ctx, s.produceBatch(context.Background(), acks, atomic, j))
 }
 
 // isJSON reports whether a Content-Type is application/json (parameters

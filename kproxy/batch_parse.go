@@ -31,28 +31,43 @@ func tooMany(index int) *recordError {
 	return &recordError{index: index, status: 413, reason: "more than max_batch_records (" + strconv.Itoa(index) + ") records"}
 }
 
-// parseMsgpackBatch reads a msgpack batch; topic (the topic parameter,
+// nextRecord appends a record of topic to recs, keeping the memory of its
+// headers when recs' array held one there (recs are reused: batchJob).
+func nextRecord(recs []batchRecord, topic []byte) []batchRecord {
+	i := len(recs)
+	if i == cap(recs) {
+		return append(recs, batchRecord{topic: topic})
+	}
+	recs = recs[:i+1]
+	recs[i] = batchRecord{topic: topic, headers: recs[i].headers[:0]}
+	return recs
+}
+
+// parseMsgpackBatch reads a msgpack batch into recs (reused); topic (the topic parameter,
 // may be empty) applies to records without one.
-func parseMsgpackBatch(body, topic []byte, max int) ([]batchRecord, *batchError) {
-	recs := make([]batchRecord, 0, min(max, 64))
-	err := msgpackscan.Array(body, func(elem []byte) error {
+func parseMsgpackBatch(recs []batchRecord, body, topic []byte, max int) ([]batchRecord, *batchError) {
+	recs = recs[:0]
+	err := msgpackscan.Elements(body, func(at int) (int, error) {
 		i := len(recs)
 		if i == max {
-			return tooMany(i)
+			return 0, tooMany(i)
 		}
-		recs = append(recs, batchRecord{topic: topic})
-		if reason := parseMsgpackRecord(elem, &recs[i]); reason != "" {
-			return &recordError{index: i, reason: reason}
+		recs = nextRecord(recs, topic)
+		next, reason, err := parseMsgpackRecord(body, at, &recs[i])
+		if reason != "" {
+			return 0, &recordError{index: i, reason: reason}
 		}
-		return nil
+		return next, err
 	})
 	return recs, batchParseError(err, len(recs), "msgpack")
 }
 
-func parseMsgpackRecord(elem []byte, r *batchRecord) string {
+// parseMsgpackRecord reads the record at body[at] in one pass: the index
+// after it, or what is wrong with it (a reason), or a msgpack error.
+func parseMsgpackRecord(body []byte, at int, r *batchRecord) (int, string, error) {
 	var seen fields
 	reason := ""
-	err := msgpackscan.Map(elem, func(k, v []byte) error {
+	next, err := msgpackscan.MapAt(body, at, func(k, v []byte) error {
 		name, ok := msgpackscan.Bytes(k)
 		if !ok {
 			reason = "a field name is not a string"
@@ -100,26 +115,29 @@ func parseMsgpackRecord(elem []byte, r *batchRecord) string {
 	})
 	switch {
 	case reason != "":
-		return reason
+		return 0, reason, nil
 	case errors.Is(err, msgpackscan.ErrNotMap):
-		return "record is not a map"
-	case err != nil: // the element was whole: cannot happen
-		return "record: " + err.Error()
+		if _, err := msgpackscan.Skip(body, at); err != nil {
+			return 0, "", err // not msgpack at all
+		}
+		return 0, "record is not a map", nil
+	case err != nil:
+		return 0, "", err
 	case seen&(1<<fieldValue) == 0:
-		return "no value"
+		return 0, "no value", nil
 	}
-	return ""
+	return next, "", nil
 }
 
 // parseJSONBatch reads a JSON batch, as parseMsgpackBatch does.
-func parseJSONBatch(body, topic []byte, max int) ([]batchRecord, *batchError) {
-	recs := make([]batchRecord, 0, min(max, 64))
+func parseJSONBatch(recs []batchRecord, body, topic []byte, max int) ([]batchRecord, *batchError) {
+	recs = recs[:0]
 	err := jsonscan.Array(body, func(elem []byte) error {
 		i := len(recs)
 		if i == max {
 			return tooMany(i)
 		}
-		recs = append(recs, batchRecord{topic: topic})
+		recs = nextRecord(recs, topic)
 		if reason := parseJSONRecord(elem, &recs[i]); reason != "" {
 			return &recordError{index: i, reason: reason}
 		}

@@ -62,7 +62,7 @@ func FuzzParseMsgpackBatch(f *testing.F) {
 	f.Add([]byte{0x91, 0x81, 0xa5, 'v', 'a', 'l', 'u', 'e', 0xc0})
 	f.Add([]byte{0xdd, 0xff, 0xff, 0xff, 0xff, 0x80})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		recs, err := parseMsgpackBatch(b, []byte("t"), 100)
+		recs, err := parseMsgpackBatch(nil, b, []byte("t"), 100)
 		if err != nil {
 			if err.status != 400 && err.status != 413 || err.index >= len(recs) {
 				t.Fatalf("refusal %+v after %d records", err, len(recs))
@@ -78,7 +78,7 @@ func FuzzParseJSONBatch(f *testing.F) {
 	f.Add([]byte(`[{"value":"\u00e9","headers":{"a\u0000":"b"}}]`))
 	f.Add([]byte(`[{"value":1,"value":2}]`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		recs, err := parseJSONBatch(b, []byte("t"), 100)
+		recs, err := parseJSONBatch(nil, b, []byte("t"), 100)
 		if err != nil {
 			if err.status != 400 && err.status != 413 || err.index >= len(recs) {
 				t.Fatalf("refusal %+v after %d records", err, len(recs))
@@ -132,8 +132,10 @@ func BenchmarkParseBatch(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.SetBytes(int64(len(body)))
+			var recs []batchRecord
 			for b.Loop() {
-				if _, err := parse(body, []byte("t"), 10_000); err != nil {
+				var err *batchError
+				if recs, err = parse(recs, body, []byte("t"), 10_000); err != nil {
 					b.Fatal(err.reason)
 				}
 			}

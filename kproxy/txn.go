@@ -213,19 +213,19 @@ func (p *txnPool) close(ctx context.Context) {
 // never be committed, so it is "not written" (503, or a record's definite
 // refusal: 400, 403, 404, 413, 502) whatever its records' own answers
 // were; only a commit without a definite answer is 504.
-func (s *Server) produceAtomic(ctx context.Context, recs []batchRecord) batchOutcome {
-	n := len(recs)
+func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
+	n := len(j.recs)
 	deadline := s.deadlines.get()
 	tp := s.txns.get(deadline)
 	if tp == nil {
 		return s.atomicFailed(n, 503, -1, "all "+strconv.Itoa(len(s.txns.all))+
-			" transactional producers stayed busy for produce_timeout_ms; the batch was not written", nil)
+			" transactional producers stayed busy for produce_timeout_ms; the batch was not written", j, false)
 	}
 	if err := s.txns.begin(tp); err != nil {
 		s.txns.put(tp)
-		return s.atomicFailed(n, 503, -1, "kafka transaction not begun: "+err.Error()+"; the batch was not written", nil)
+		return s.atomicFailed(n, 503, -1, "kafka transaction not begun: "+err.Error()+"; the batch was not written", j, false)
 	}
-	c := s.startBatch(tp.cl, tp.tr, 2, recs, deadline)
+	c := s.startBatch(tp.cl, tp.tr, 2, j, deadline)
 	c.await(ctx)
 	res := c.collect()
 	first := -1
@@ -242,7 +242,7 @@ func (s *Server) produceAtomic(ctx context.Context, recs []batchRecord) batchOut
 			code = 503 // its transaction is never committed
 		}
 		why := strings.TrimSuffix(strings.TrimSuffix(res[first].reason, mayBeWritten), notWritten)
-		return s.atomicFailed(n, code, first, why+"; the transaction was aborted, no record of the batch was written", res)
+		return s.atomicFailed(n, code, first, why+"; the transaction was aborted, no record of the batch was written", j, true)
 	}
 	cctx, cancel := context.WithTimeout(context.Background(), s.produceTimeout)
 	err := tp.cl.EndTransaction(cctx, kgo.TryCommit)
@@ -250,7 +250,7 @@ func (s *Server) produceAtomic(ctx context.Context, recs []batchRecord) batchOut
 	if err != nil {
 		s.txns.abort(tp) // what kgo asks after a failed commit; heals the client or replaces it
 		code, reason := commitStatus(err)
-		return s.atomicFailed(n, code, -1, reason, nil)
+		return s.atomicFailed(n, code, -1, reason, j, false)
 	}
 	s.txns.put(tp)
 	s.metrics.transactions.WithLabelValues("committed").Inc()
@@ -279,10 +279,10 @@ func commitStatus(err error) (int, string) {
 }
 
 // atomicFailed is the outcome of an atomic batch not committed (or not
-// known to be): every record carries code. res, when given, holds the
+// known to be): every record carries code. With own, j's results hold the
 // records' own outcomes, whose reasons are kept for the records that
 // failed.
-func (s *Server) atomicFailed(n, code, index int, reason string, res []recordResult) batchOutcome {
+func (s *Server) atomicFailed(n, code, index int, reason string, j *batchJob, own bool) batchOutcome {
 	outcome := "aborted"
 	if code == 504 {
 		outcome = "unknown"
@@ -293,13 +293,17 @@ func (s *Server) atomicFailed(n, code, index int, reason string, res []recordRes
 	if code >= 500 {
 		s.errLog.warn("kafka transaction failed", "records", n, "code", code, "reason", reason)
 	}
-	out := batchOutcome{results: make([]recordResult, n), status: code, index: index, reason: reason}
-	for i := range out.results {
-		r := recordResult{status: code, partition: -1, offset: -1, reason: reason}
-		if res != nil && res[i].status != 200 {
-			r.reason = strings.TrimSuffix(strings.TrimSuffix(res[i].reason, mayBeWritten), notWritten) + "; the transaction was aborted"
-		}
-		out.results[i] = r
+	if !own {
+		return j.every(code, index, reason)
 	}
-	return out
+	for i := range j.results {
+		r := &j.results[i]
+		if r.status != 200 {
+			r.reason = strings.TrimSuffix(strings.TrimSuffix(r.reason, mayBeWritten), notWritten) + "; the transaction was aborted"
+		} else {
+			r.reason = reason
+		}
+		r.status, r.partition, r.offset = code, -1, -1
+	}
+	return batchOutcome{results: j.results, status: code, index: index, reason: reason}
 }
