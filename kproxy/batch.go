@@ -261,7 +261,7 @@ func (s *Server) produceBatch(ctx context.Context, acks int, atomic bool, j *bat
 		}
 	}
 	cl, tr := s.prod.client(acks)
-	c := s.startBatch(cl, tr, acks, j, s.deadlines.get())
+	c := s.startBatch(cl, tr, acks, j, s.deadlines.get(), time.Now())
 	if acks == 0 {
 		// Answered now; the promises count each record as written or
 		// lost (acks0Done), and give back its acks=0 share.
@@ -309,8 +309,10 @@ func (*batchItem) Done() <-chan struct{}       { return nil }
 func (*batchItem) Err() error                  { return nil }
 func (*batchItem) Value(any) any               { return nil }
 
-// startBatch hands j's records to cl, in order.
-func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, j *batchJob, deadline context.Context) *batchCall {
+// startBatch hands j's records to cl, in order, each with the timestamp
+// now: the records of a batch are created at once (and kgo would read the
+// clock for each, 7% of kproxy's CPU on a batch of 100).
+func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, j *batchJob, deadline context.Context, now time.Time) *batchCall {
 	n := len(j.recs)
 	if cap(j.items) < n {
 		j.items = make([]batchItem, n)
@@ -324,7 +326,7 @@ func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, j *batchJob, d
 		r, it := &j.recs[i], &c.items[i]
 		it.call, it.err, it.trace = c, nil, sendTrace{}
 		it.state.Store(waiting)
-		it.rec = kgo.Record{Topic: r.name, Value: r.value, Headers: r.headers, Context: it}
+		it.rec = kgo.Record{Topic: r.name, Value: r.value, Headers: r.headers, Timestamp: now, Context: it}
 		if len(r.key) > 0 {
 			it.rec.Key = r.key
 		}
