@@ -108,18 +108,21 @@ func run(args []string) int {
 // valueOf is a msgpack map {"method":"TestUserName","uid":12345,
 // "payload":"xx…"} of exactly size bytes.
 func valueOf(size int) ([]byte, error) {
-	const head = 38 // the map without the payload's characters (a str8 header)
-	if size < head {
-		return nil, fmt.Errorf("-size must be at least %d", head)
+	const fixed = 36 // the map without the payload string
+	for _, h := range []struct{ header, max int }{{1, 31}, {2, 255}, {3, 65535}, {5, 1 << 30}} {
+		n := size - fixed - h.header
+		if n < 0 || n > h.max {
+			continue
+		}
+		v, err := msgpack.Marshal(map[string]any{"method": "TestUserName", "uid": 12345, "payload": strings.Repeat("x", n)})
+		if err != nil {
+			return nil, err
+		}
+		if len(v) == size {
+			return v, nil
+		}
 	}
-	v, err := msgpack.Marshal(map[string]any{"method": "TestUserName", "uid": 12345, "payload": strings.Repeat("x", size-head)})
-	if err != nil {
-		return nil, err
-	}
-	if len(v) != size {
-		return nil, fmt.Errorf("a value of %d bytes cannot be built exactly (got %d)", size, len(v))
-	}
-	return v, nil
+	return nil, fmt.Errorf("no value of exactly %d bytes (at least %d)", size, fixed+1)
 }
 
 // keyList is the keys, "user0" … in order.
