@@ -257,7 +257,7 @@ func (s *Server) produceBatch(ctx context.Context, acks int, atomic bool, j *bat
 			s.acks0Out.Add(int64(-n))
 			reason := "overloaded: req_pool_size acks=0 records still being delivered; the batch was not written"
 			s.metrics.batchResultN(503, n)
-			return j.every(503, 0, reason)
+			return j.every(503, -1, reason)
 		}
 	}
 	cl, tr := s.prod.client(acks)
