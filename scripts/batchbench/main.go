@@ -13,7 +13,8 @@
 //     compression, murmur2 keys: the ceiling of the library for the same
 //     records on the same machine.
 //
-// It prints one line: "records N seconds S records/s R failed F".
+// It prints one line: "records N seconds S records/s R failed F cpu_us/record C",
+// C being this process's own CPU time (user and system) per record written.
 //
 //	go run ./scripts/batchbench -mode kgo -brokers 127.0.0.1:9092 -topic t
 //	go run ./scripts/batchbench -mode http -url http://127.0.0.1:5030 -topic t
@@ -29,6 +30,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -98,7 +100,11 @@ func run(args []string) int {
 	}
 	wg.Wait()
 	secs := time.Since(start).Seconds()
-	fmt.Printf("records %d seconds %.2f records/s %.0f failed %d\n", ok.Load(), secs, float64(ok.Load())/secs, failed.Load())
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	fmt.Printf("records %d seconds %.2f records/s %.0f failed %d cpu_us/record %.2f\n", ok.Load(), secs, float64(ok.Load())/secs,
+		failed.Load(), float64(cpu.Microseconds())/float64(max(ok.Load(), 1)))
 	if e := firstErr.Load(); e != nil {
 		fmt.Fprintln(os.Stderr, "batchbench: first error:", e)
 	}
