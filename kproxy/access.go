@@ -33,10 +33,11 @@ type Client struct {
 // and compared in constant time; they are never logged.
 type access struct {
 	allowed []string // topics_allowed; empty: any topic
-	clients map[string]clientRule
+	clients map[string]*clientRule
 }
 
 type clientRule struct {
+	name   string
 	sum    [32]byte
 	topics []string
 	limit  *rate.Limiter // nil: no rate limit
@@ -47,13 +48,13 @@ func newAccess(cfg Config) (*access, error) {
 	if len(cfg.Clients) == 0 {
 		return a, nil
 	}
-	a.clients = map[string]clientRule{}
+	a.clients = map[string]*clientRule{}
 	for _, c := range cfg.Clients {
 		secret, err := config.SecretOf(c.Secret, c.SecretFile)
 		if err != nil {
 			return nil, fmt.Errorf("clients %s: %w", c.Name, err)
 		}
-		rule := clientRule{sum: sha256.Sum256([]byte(secret)), topics: c.Topics}
+		rule := &clientRule{name: c.Name, sum: sha256.Sum256([]byte(secret)), topics: c.Topics}
 		if c.RateLimit > 0 {
 			burst := c.Burst
 			if burst == 0 {
@@ -70,45 +71,83 @@ func newAccess(cfg Config) (*access, error) {
 func (a *access) active() bool { return len(a.allowed) > 0 || a.clients != nil }
 
 // verdict is access's answer: code 0 lets the request through, else the
-// status (401, 403, 429) with its reason, and for 429 the seconds after
-// which the client may try again.
+// status (401, 403, 413, 429) with its reason, and for 429 the seconds
+// after which the client may try again.
 type verdict struct {
 	code       int
 	reason     string
 	retryAfter int
 }
 
-// check decides whether the request may write to topic; auth is the
-// Authorization header. A request refused for its topic does not count
-// against the client's rate.
+// check decides whether the request may write one record to topic; auth
+// is the Authorization header. A request refused for its topic does not
+// count against the client's rate.
 func (a *access) check(auth []byte, topic string, now time.Time) verdict {
-	if len(a.allowed) > 0 && !matchAny(a.allowed, topic) {
-		return verdict{code: 403, reason: "topic not in topics_allowed"}
+	rule, v := a.authenticate(auth)
+	if v.code != 0 {
+		return v
 	}
+	if v = a.permit(rule, topic); v.code != 0 {
+		return v
+	}
+	v, _ = a.take(rule, 1, now)
+	return v
+}
+
+// authenticate finds the request's client from the Authorization header:
+// its rule, nil when no clients are configured, or a 401 verdict.
+func (a *access) authenticate(auth []byte) (*clientRule, verdict) {
 	if a.clients == nil {
-		return verdict{}
+		return nil, verdict{}
 	}
 	name, secret, ok := basicAuth(auth)
 	if !ok {
-		return verdict{code: 401, reason: "credentials required (Authorization: Basic)"}
+		return nil, verdict{code: 401, reason: "credentials required (Authorization: Basic)"}
 	}
 	rule, known := a.clients[name]
+	var want [32]byte
+	if known {
+		want = rule.sum
+	}
 	sum := sha256.Sum256([]byte(secret))
 	// Compare even for an unknown name, so that timing tells nothing.
-	if subtle.ConstantTimeCompare(sum[:], rule.sum[:]) != 1 || !known {
-		return verdict{code: 401, reason: "wrong client name or secret"}
+	if subtle.ConstantTimeCompare(sum[:], want[:]) != 1 || !known {
+		return nil, verdict{code: 401, reason: "wrong client name or secret"}
 	}
-	if !matchAny(rule.topics, topic) {
+	return rule, verdict{}
+}
+
+// permit decides whether the client of rule (nil: anyone) may write to
+// topic.
+func (a *access) permit(rule *clientRule, topic string) verdict {
+	if len(a.allowed) > 0 && !matchAny(a.allowed, topic) {
+		return verdict{code: 403, reason: "topic not in topics_allowed"}
+	}
+	if rule != nil && !matchAny(rule.topics, topic) {
 		return verdict{code: 403, reason: "topic not allowed for this client"}
 	}
-	if rule.limit != nil {
-		r := rule.limit.ReserveN(now, 1)
-		if d := r.DelayFrom(now); d > 0 {
-			r.CancelAt(now)
-			return verdict{code: 429, reason: "rate limit of client " + name + " exceeded", retryAfter: int(math.Ceil(d.Seconds()))}
-		}
-	}
 	return verdict{}
+}
+
+// take counts n records against the rate limit of rule's client, all or
+// none. Refused, it also returns how many of the n the client could have
+// sent now: the index of the first record over the limit. More records
+// than the client's burst can never pass at once: 413.
+func (a *access) take(rule *clientRule, n int, now time.Time) (verdict, int) {
+	if rule == nil || rule.limit == nil {
+		return verdict{}, 0
+	}
+	if b := rule.limit.Burst(); n > b {
+		return verdict{code: 413, reason: fmt.Sprintf("%d records at once are more than the burst of client %s (%d)", n, rule.name, b)}, b
+	}
+	avail := rule.limit.TokensAt(now)
+	r := rule.limit.ReserveN(now, n)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return verdict{code: 429, reason: "rate limit of client " + rule.name + " exceeded",
+			retryAfter: int(math.Ceil(d.Seconds()))}, min(max(int(avail), 0), n-1)
+	}
+	return verdict{}, 0
 }
 
 func matchAny(patterns []string, topic string) bool {

@@ -73,6 +73,20 @@ type Config struct {
 	// Clients, when set, require every request to name a client and its
 	// secret (Authorization: Basic) and limit each to its topics.
 	Clients []Client `yaml:"clients"`
+
+	// MaxBatchRecords is the most records a /batch request may carry. A
+	// batch's records count against req_pool_size one by one, so a batch
+	// larger than req_pool_size is refused too.
+	MaxBatchRecords int `yaml:"max_batch_records"`
+	// TransactionalProducers is how many Kafka transactions (atomic=1
+	// batches) may run at once: each runs on its own transactional client,
+	// whose transactions follow one another. 0: atomic batches are off.
+	TransactionalProducers int `yaml:"transactional_producers"`
+	// TransactionalID prefixes the transactional ids of those clients
+	// (<prefix>-0, <prefix>-1, …); empty: kproxy-<host name>-<port>. Two
+	// kproxy processes must not share one: each would fence the other's
+	// transactions.
+	TransactionalID string `yaml:"transactional_id"`
 }
 
 // DefaultConfig returns the defaults; a file is decoded over them.
@@ -95,6 +109,9 @@ func DefaultConfig() Config {
 		MaxInFlightRequests: 1,
 		AutoCreateTopics:    true,
 		Kafka:               kafkaconf.Default(),
+
+		MaxBatchRecords:        10_000,
+		TransactionalProducers: 2,
 	}
 }
 
@@ -130,6 +147,7 @@ func (c Config) Validate(file string) error {
 		{"max_request_size_bytes", c.MaxRequestSizeBytes}, {"idle_timeout_ms", c.IdleTimeoutMs},
 		{"produce_timeout_ms", c.ProduceTimeoutMs}, {"shutdown_timeout_ms", c.ShutdownTimeoutMs},
 		{"max_message_bytes", c.MaxMessageBytes}, {"max_in_flight_requests", c.MaxInFlightRequests},
+		{"max_batch_records", c.MaxBatchRecords},
 	}
 	for _, f := range positive {
 		if f.v < 1 {
@@ -141,6 +159,12 @@ func (c Config) Validate(file string) error {
 	}
 	if c.MaxInFlightRequests > 5 {
 		p.Addf("max_in_flight_requests", c.MaxInFlightRequests, "must be 1..5")
+	}
+	if c.TransactionalProducers < 0 || c.TransactionalProducers > 16 {
+		p.Addf("transactional_producers", c.TransactionalProducers, "must be 0..16 (0: atomic batches off)")
+	}
+	if c.TransactionalID != "" && checkTopicName([]byte(c.TransactionalID)) != "" {
+		p.Addf("transactional_id", c.TransactionalID, "must be ASCII letters, digits, '.', '_' and '-', at most 249")
 	}
 	if c.LingerMs < 0 {
 		p.Addf("linger_ms", c.LingerMs, "must be >= 0")

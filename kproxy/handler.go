@@ -30,11 +30,15 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		start := time.Now()
 		code := s.commit(ctx)
 		s.metrics.observe(code, start)
+	case "/batch":
+		start := time.Now()
+		code := s.batch(ctx)
+		s.metrics.observeBatch(code, start)
 	case "/health":
 		code, text := s.healthStatus()
 		ctx.Error(text+"\n", code)
 	default:
-		ctx.Error("no such endpoint; records go to POST /commit?topic=T&key=K&acks=N\n", fasthttp.StatusNotFound)
+		ctx.Error("no such endpoint; records go to POST /commit?topic=T&key=K&acks=N or POST /batch?acks=N\n", fasthttp.StatusNotFound)
 	}
 }
 
@@ -264,7 +268,7 @@ func (s *Server) requestError(ctx *fasthttp.RequestCtx, err error) {
 // repeatedParam names a parameter of the API given twice ("topic=a&topic=b"
 // would otherwise mean whichever one a reader picks), or returns "".
 func repeatedParam(args *fasthttp.Args) string {
-	var topic, key, acks int
+	var topic, key, acks, atomic int
 	for k := range args.All() {
 		switch string(k) {
 		case "topic":
@@ -273,6 +277,8 @@ func repeatedParam(args *fasthttp.Args) string {
 			key++
 		case "acks":
 			acks++
+		case "atomic":
+			atomic++
 		}
 	}
 	switch {
@@ -282,6 +288,8 @@ func repeatedParam(args *fasthttp.Args) string {
 		return "key"
 	case acks > 1:
 		return "acks"
+	case atomic > 1:
+		return "atomic"
 	}
 	return ""
 }

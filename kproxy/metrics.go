@@ -17,10 +17,18 @@ type metrics struct {
 	records       [3]prometheus.Counter // by acks level
 	batchRecords  prometheus.Histogram
 	acks0Lost     prometheus.Counter
+
+	// /batch
+	batches       *prometheus.CounterVec // answers by status
+	batchSize     prometheus.Histogram   // records per batch
+	batchDuration prometheus.Histogram
+	batchResults  *prometheus.CounterVec // records by their own status
+	resultByCode  map[int]prometheus.Counter
+	transactions  *prometheus.CounterVec // atomic batches by outcome
 }
 
 // answeredCodes are every status the handler writes.
-var answeredCodes = []int{200, 400, 403, 404, 405, 408, 413, 431, 502, 503, 504}
+var answeredCodes = []int{200, 207, 400, 401, 403, 404, 405, 408, 413, 429, 431, 502, 503, 504}
 
 func newMetrics(reg *prometheus.Registry, inFlight *atomic.Int64) *metrics {
 	m := &metrics{
@@ -55,9 +63,33 @@ func newMetrics(reg *prometheus.Registry, inFlight *atomic.Int64) *metrics {
 	for _, c := range answeredCodes {
 		m.byCode[c] = m.requests.WithLabelValues(strconv.Itoa(c))
 	}
+	m.batches = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kproxy_batches_total", Help: "/batch requests answered, by status code.",
+	}, []string{"code"})
+	m.batchSize = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "kproxy_batch_records",
+		Help:    "Records per /batch request read whole (before its records are checked).",
+		Buckets: prometheus.ExponentialBuckets(1, 4, 8), // 1 … 16384
+	})
+	m.batchDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "kproxy_batch_duration_seconds",
+		Help:    "Time from reading a /batch request to answering it.",
+		Buckets: []float64{.001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 25},
+	})
+	m.batchResults = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kproxy_batch_results_total", Help: "Records of /batch requests written or tried, by their own status (200 written).",
+	}, []string{"code"})
+	m.resultByCode = map[int]prometheus.Counter{}
+	for _, c := range []int{200, 400, 403, 404, 413, 502, 503, 504} {
+		m.resultByCode[c] = m.batchResults.WithLabelValues(strconv.Itoa(c))
+	}
+	m.transactions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kproxy_transactions_total", Help: "Atomic batches by outcome: committed, aborted (not written), unknown (commit unanswered: 504).",
+	}, []string{"outcome"})
+	reg.MustRegister(m.batches, m.batchSize, m.batchDuration, m.batchResults, m.transactions)
 	reg.MustRegister(m.requests, m.duration, m.produceErrors, records, m.batchRecords, m.acks0Lost,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "kproxy_requests_in_flight", Help: "/commit requests being processed.",
+			Name: "kproxy_requests_in_flight", Help: "/commit requests and /batch records being processed.",
 		}, func() float64 { return float64(inFlight.Load()) }),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -76,4 +108,19 @@ func (m *metrics) answered(code int) {
 func (m *metrics) observe(code int, since time.Time) {
 	m.answered(code)
 	m.duration.Observe(time.Since(since).Seconds())
+}
+
+func (m *metrics) observeBatch(code int, since time.Time) {
+	m.answered(code)
+	m.batches.WithLabelValues(strconv.Itoa(code)).Inc()
+	m.batchDuration.Observe(time.Since(since).Seconds())
+}
+
+// batchResultN counts n records of batches with status code.
+func (m *metrics) batchResultN(code, n int) {
+	c, ok := m.resultByCode[code]
+	if !ok {
+		c = m.batchResults.WithLabelValues(strconv.Itoa(code))
+	}
+	c.Add(float64(n))
 }

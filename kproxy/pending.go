@@ -75,15 +75,7 @@ func (s *Server) produced(p *pending, err error, trace sendTrace) {
 		s.check.forget(p.rec.Topic)
 	}
 	if p.acks == 0 {
-		s.acks0Out.Add(-1)
-		if err != nil {
-			code, _ := produceStatus(err, trace)
-			s.metrics.acks0Lost.Inc()
-			s.acks0Log.warn("acks=0 record answered 200 and not delivered", "topic", p.rec.Topic,
-				"partition", p.rec.Partition, "may_be_written", code == 504, "err", err)
-		} else {
-			s.metrics.records[0].Inc()
-		}
+		s.acks0Done(&p.rec, err, trace)
 		p.release()
 		return
 	}
@@ -93,4 +85,18 @@ func (s *Server) produced(p *pending, err error, trace sendTrace) {
 		return
 	}
 	p.release() // the handler answered 504 and left
+}
+
+// acks0Done counts an acks=0 record, answered already, as written or lost,
+// and gives back its place among the acks=0 records being delivered.
+func (s *Server) acks0Done(r *kgo.Record, err error, trace sendTrace) {
+	s.acks0Out.Add(-1)
+	if err != nil {
+		code, _ := produceStatus(err, trace)
+		s.metrics.acks0Lost.Inc()
+		s.acks0Log.warn("acks=0 record answered 200 and not delivered", "topic", r.Topic,
+			"partition", r.Partition, "may_be_written", code == 504, "err", err)
+		return
+	}
+	s.metrics.records[0].Inc()
 }

@@ -47,6 +47,10 @@ type producers struct {
 	all    *kgo.Client
 	// traces know, per client, what the client wrote (see sendTrace).
 	traces [2]*tracer
+	// common are the options every client of kproxy shares (the
+	// transactional ones too: txnPool).
+	common []kgo.Opt
+	batch  batchHook
 
 	health struct {
 		mu    sync.Mutex
@@ -96,11 +100,11 @@ func newProducers(cfg Config, log *slog.Logger, hooks producerHooks) (*producers
 	if cfg.AutoCreateTopics {
 		common = append(common, kgo.AllowAutoTopicCreation())
 	}
-	ps := &producers{}
+	ps := &producers{common: common[:len(common):len(common)], batch: batchHook{hooks.batchRecords}}
 	for i := range ps.traces {
 		ps.traces[i] = &tracer{}
 	}
-	batch := batchHook{hooks.batchRecords}
+	batch := ps.batch
 	ps.leader, err = kgo.NewClient(append(common[:len(common):len(common)],
 		kgo.RequiredAcks(kgo.LeaderAck()),
 		kgo.DisableIdempotentWrite(),

@@ -52,6 +52,16 @@ func TestProduceStatus(t *testing.T) {
 		{kgo.ErrRecordTimeout, answered, 503},
 		{kgo.ErrClientClosed, never, 503},
 		{kerr.InvalidRecord, answered, 400},
+		// Refusals of the record itself come only in the answer to its
+		// own request: definite, whatever other requests are out (a
+		// batch's records go to several brokers at once).
+		{kerr.InvalidRecord, out, 400},
+		{kerr.CorruptMessage, out, 400},
+		{kerr.MessageTooLarge, out, 413},
+		// Errors a metadata answer can bring too fail records whose
+		// request is out (TestMetadataErrorWhileRequestOutIs504).
+		{kerr.UnknownServerError, out, 504},
+		{kerr.TopicAuthorizationFailed, out, 504},
 		{fmt.Errorf("%w (uncompressed_bytes=10)", kerr.MessageTooLarge), answered, 413},
 		{kerr.MessageTooLarge, never, 413},
 		{kerr.TopicAuthorizationFailed, answered, 403},

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,7 @@ type Server struct {
 	http    *fasthttp.Server
 	admin   *http.Server
 	prod    *producers
+	txns    *txnPool // nil: transactional_producers 0
 	check   *topicCheck
 	metrics *metrics
 	errLog  sampled
@@ -91,6 +93,15 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.check.client = s.prod.leader
+	if cfg.TransactionalProducers > 0 {
+		prefix := cfg.TransactionalID
+		if prefix == "" {
+			host, _ := os.Hostname()
+			_, port, _ := net.SplitHostPort(s.ln.Addr().String())
+			prefix = "kproxy-" + host + "-" + port
+		}
+		s.txns = newTxnPool(cfg, prefix, s.prod, log)
+	}
 	if cfg.ProducerNum != 1 {
 		// Kept so that 2015 files load; kgo keeps one client per acks level.
 		log.Info("config key has no effect", "key", "producer_num", "value", cfg.ProducerNum)
@@ -159,9 +170,9 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.http.ShutdownWithContext(sctx); err != nil {
 		s.log.Warn("requests still in flight at shutdown timeout", "in_flight", s.inFlight.Load(), "err", err)
 	}
-	// 2. send the records queued to be sent again alone, then flush the
-	//    kgo clients (acks=0 records still being delivered included),
-	//    then close them (Close).
+	// 2. let the aborts of failed transactions finish, close the
+	//    transactional clients, then flush the other kgo clients (acks=0
+	//    records still being delivered included) and close them (Close).
 	// 3. stop the admin listener last, so /metrics shows the shutdown.
 	if err := s.Close(); err != nil && runErr == nil {
 		runErr = err
@@ -185,6 +196,9 @@ func (s *Server) Close() error {
 		// shutdown_timeout_ms; then the clients close and refuse new ones.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.cfg.ShutdownTimeoutMs)*time.Millisecond)
 		defer cancel()
+		if s.txns != nil {
+			s.txns.close(ctx) // before the producers: a retired client's id is fenced through them
+		}
 		if err := s.prod.close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("close kafka producers: %w", err))
 		}

@@ -43,6 +43,13 @@ func produceStatus(err error, t sendTrace) (int, string) {
 		// answer lost: whatever came after, it may be in Kafka.
 		return 504, "kafka did not answer a request carrying the record" + mayBeWritten
 	}
+	if status, reason, ok := recordRefused(err); ok {
+		// The record's own request was answered: a refusal of the record
+		// itself comes in no other way (never from a metadata answer),
+		// so other requests out at the same time — a batch's records go
+		// to several brokers at once — say nothing about it.
+		return status, reason
+	}
 	if t.wrote && t.out {
 		// A request written since the record was handed over has not come
 		// to its end: kgo fails a partition's buffered records, in-flight
@@ -85,13 +92,7 @@ func produceStatus(err error, t sendTrace) (int, string) {
 		// Writing (or, at acks=-1, idempotent writing) is not allowed to
 		// kproxy's Kafka principal.
 		return 403, "kafka denied writing to this topic"
-	case kerr.MessageTooLarge, kerr.RecordListTooLarge:
-		// The broker refused the batch holding the record: batches are
-		// built to fit the topic's max.message.bytes as kproxy read it,
-		// so it was lowered since (the topic is asked again).
-		return 413, "kafka refused the record as too large"
-	case kerr.InvalidRecord, kerr.PolicyViolation, kerr.CorruptMessage, kerr.InvalidTimestamp,
-		kerr.InvalidRequiredAcks:
+	case kerr.PolicyViolation:
 		return 400, "kafka rejected the record: " + ke.Message
 	case kerr.NotLeaderForPartition, kerr.LeaderNotAvailable, kerr.BrokerNotAvailable,
 		kerr.NotEnoughReplicas, kerr.KafkaStorageError, kerr.NetworkException:
@@ -102,4 +103,24 @@ func produceStatus(err error, t sendTrace) (int, string) {
 	// Any other refusal the broker answered (UNKNOWN_SERVER_ERROR, …):
 	// the batch was not appended.
 	return 502, "kafka error: " + ke.Message + notWritten
+}
+
+// recordRefused gives the status of the refusals a broker answers for the
+// records of a produce request (or kgo, for a record too large, before
+// sending it), which no metadata answer carries.
+func recordRefused(err error) (int, string, bool) {
+	var ke *kerr.Error
+	if !errors.As(err, &ke) {
+		return 0, "", false
+	}
+	switch ke {
+	case kerr.MessageTooLarge, kerr.RecordListTooLarge:
+		// The broker refused the batch holding the record: batches are
+		// built to fit the topic's max.message.bytes as kproxy read it,
+		// so it was lowered since (the topic is asked again).
+		return 413, "kafka refused the record as too large", true
+	case kerr.InvalidRecord, kerr.CorruptMessage, kerr.InvalidTimestamp, kerr.InvalidRequiredAcks:
+		return 400, "kafka rejected the record: " + ke.Message, true
+	}
+	return 0, "", false
 }

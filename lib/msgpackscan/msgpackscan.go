@@ -1,6 +1,7 @@
 // Package msgpackscan reads msgpack without decoding it into objects: it
-// checks that bytes hold one well-formed value, and finds a string field of
-// a map. Every length in the input is checked against the bytes present
+// checks that bytes hold one well-formed value, finds a string field of a
+// map, and walks the elements of an array or the keys and values of a map
+// giving the exact bytes of each. Every length in the input is checked against the bytes present
 // before it is used, so hostile input costs time proportional to its size
 // and no allocation.
 package msgpackscan
@@ -135,6 +136,141 @@ func MapString(b []byte, key string) (string, error) {
 		}
 	}
 	return "", ErrNoString
+}
+
+// Array calls fn with the bytes of each element of the array b (exactly
+// one msgpack array), in order, until fn returns an error, which Array
+// returns. An array claiming more elements than its bytes hold fails when
+// the bytes run out.
+func Array(b []byte, fn func(elem []byte) error) error {
+	n, i, ok := header(b, 0x90, 0xdc)
+	if !ok {
+		return errors.New("value is not a msgpack array")
+	}
+	return each(b, i, n, fn)
+}
+
+// Map calls fn with the bytes of each key and its value of the map b
+// (exactly one msgpack map), in order, until fn returns an error, which
+// Map returns.
+func Map(b []byte, fn func(key, value []byte) error) error {
+	i, err := MapAt(b, 0, fn)
+	if err == nil && i != len(b) {
+		err = fmt.Errorf("%d trailing bytes after the msgpack value", len(b)-i)
+	}
+	return err
+}
+
+// MapAt is Map for the map starting at b[i]: it returns the index after
+// the map. A value there that is not a map is ErrNotMap.
+func MapAt(b []byte, i int, fn func(key, value []byte) error) (int, error) {
+	if i >= len(b) {
+		return 0, errTruncated
+	}
+	n, start, ok := header(b[i:], 0x80, 0xde)
+	if !ok {
+		return 0, ErrNotMap
+	}
+	i += start
+	for ; n > 0; n-- {
+		k, err := Skip(b, i)
+		if err != nil {
+			return 0, err
+		}
+		v, err := Skip(b, k)
+		if err != nil {
+			return 0, err
+		}
+		if err := fn(b[i:k], b[k:v]); err != nil {
+			return 0, err
+		}
+		i = v
+	}
+	return i, nil
+}
+
+// Elements calls fn with the index where each element of the array b
+// (exactly one msgpack array) starts, in order; fn reads the element (with
+// Skip, MapAt, …) and returns the index after it, or an error, which
+// Elements returns. Unlike Array, it does not walk an element before fn.
+func Elements(b []byte, fn func(i int) (int, error)) error {
+	n, i, ok := header(b, 0x90, 0xdc)
+	if !ok {
+		return errors.New("value is not a msgpack array")
+	}
+	for ; n > 0; n-- {
+		if i >= len(b) {
+			return errTruncated
+		}
+		next, err := fn(i)
+		if err != nil {
+			return err
+		}
+		i = next
+	}
+	if i != len(b) {
+		return fmt.Errorf("%d trailing bytes after the msgpack value", len(b)-i)
+	}
+	return nil
+}
+
+// header reads the header of an array (fix 0x90, 16-bit 0xdc) or map (fix
+// 0x80, 16-bit 0xde) at b[0]: its element count and where they start.
+func header(b []byte, fix, wide byte) (n uint64, start int, ok bool) {
+	if len(b) == 0 {
+		return 0, 0, false
+	}
+	switch c := b[0]; {
+	case c&0xf0 == fix:
+		return uint64(c & 0x0f), 1, true
+	case c == wide && len(b) >= 3:
+		return readLength(b[1:], 2), 3, true
+	case c == wide+1 && len(b) >= 5:
+		return readLength(b[1:], 4), 5, true
+	}
+	return 0, 0, false
+}
+
+// each hands fn the n values starting at b[i], which must end b.
+func each(b []byte, i int, n uint64, fn func([]byte) error) error {
+	for ; n > 0; n-- {
+		next, err := Skip(b, i)
+		if err != nil {
+			return err
+		}
+		if err := fn(b[i:next]); err != nil {
+			return err
+		}
+		i = next
+	}
+	if i != len(b) {
+		return fmt.Errorf("%d trailing bytes after the msgpack value", len(b)-i)
+	}
+	return nil
+}
+
+// Bytes returns the payload of b when b is exactly one str or bin value.
+func Bytes(b []byte) ([]byte, bool) {
+	if len(b) == 0 {
+		return nil, false
+	}
+	var n, start int
+	switch c := b[0]; {
+	case c >= 0xa0 && c <= 0xbf:
+		n, start = int(c&0x1f), 1
+	case (c == 0xd9 || c == 0xc4) && len(b) >= 2:
+		n, start = int(b[1]), 2
+	case (c == 0xda || c == 0xc5) && len(b) >= 3:
+		n, start = int(binary.BigEndian.Uint16(b[1:])), 3
+	case (c == 0xdb || c == 0xc6) && len(b) >= 5:
+		n, start = int(binary.BigEndian.Uint32(b[1:])), 5
+	default:
+		return nil, false
+	}
+	if n != len(b)-start {
+		return nil, false
+	}
+	return b[start:], true
 }
 
 // str reads the string at b[i]: its text and the index after it, and

@@ -3,6 +3,7 @@ package msgpackscan
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -144,4 +145,141 @@ func FuzzMapString(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestArrayAndMap(t *testing.T) {
+	recs := []any{
+		map[string]any{"topic": "t", "value": map[string]any{"x": []any{1, 2}}},
+		7, "s", []any{},
+	}
+	b := mustMarshal(t, recs)
+	var elems [][]byte
+	if err := Array(b, func(e []byte) error { elems = append(elems, e); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(elems) != len(recs) {
+		t.Fatalf("%d elements, want %d", len(elems), len(recs))
+	}
+	for i, r := range recs {
+		if want := mustMarshal(t, r); !bytes.Equal(elems[i], want) {
+			t.Errorf("element %d: % x, want % x", i, elems[i], want)
+		}
+	}
+	got := map[string][]byte{}
+	if err := Map(elems[0], func(k, v []byte) error {
+		ks, ok := Bytes(k)
+		if !ok {
+			t.Fatalf("key % x not a string", k)
+		}
+		got[string(ks)] = v
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got["value"], mustMarshal(t, map[string]any{"x": []any{1, 2}})) || !bytes.Equal(got["topic"], mustMarshal(t, "t")) {
+		t.Errorf("members %v", got)
+	}
+	stop := errors.New("stop")
+	n := 0
+	claimsMore := []byte{0xdd, 0x7f, 0xff, 0xff, 0xff, 0x01, 0x02}
+	if err := Array(claimsMore, func([]byte) error { n++; return stop }); err != stop || n != 1 {
+		t.Fatalf("stop: %v after %d elements", err, n)
+	}
+	n = 0
+	if err := Array(claimsMore, func([]byte) error { n++; return nil }); err == nil || n != 2 {
+		t.Fatalf("array claiming 2^31 elements with 2 present: %v after %d", err, n)
+	}
+	for name, bad := range map[string][]byte{
+		"map":              mustMarshal(t, map[string]any{}),
+		"int":              {0x01},
+		"trailing":         {0x91, 0x01, 0x02},
+		"truncated header": {0xdc, 0x00},
+		"empty":            {},
+	} {
+		if err := Array(bad, func([]byte) error { return nil }); err == nil {
+			t.Errorf("Array(%s) accepted", name)
+		}
+	}
+	for name, bad := range map[string][]byte{
+		"array":     {0x90},
+		"trailing":  {0x80, 0x01},
+		"no value":  {0x81, 0xa1, 'a'},
+		"truncated": {0xde, 0x00},
+	} {
+		if err := Map(bad, func(_, _ []byte) error { return nil }); err == nil {
+			t.Errorf("Map(%s) accepted", name)
+		}
+	}
+}
+
+func TestBytes(t *testing.T) {
+	for _, s := range []string{"", "a", string(bytes.Repeat([]byte("x"), 40)), string(bytes.Repeat([]byte("y"), 300)), string(bytes.Repeat([]byte("z"), 70000))} {
+		for _, v := range []any{s, []byte(s)} {
+			got, ok := Bytes(mustMarshal(t, v))
+			if !ok || string(got) != s {
+				t.Errorf("Bytes(%T of %d bytes) = %d bytes, %v", v, len(s), len(got), ok)
+			}
+		}
+	}
+	for name, bad := range map[string][]byte{
+		"int": {0x01}, "nil": {0xc0}, "short str": {0xa3, 'a'}, "trailing": {0xa1, 'a', 'b'},
+		"str32 claims 4 GB": {0xdb, 0xff, 0xff, 0xff, 0xff, 'a'}, "empty": {},
+	} {
+		if _, ok := Bytes(bad); ok {
+			t.Errorf("Bytes(%s) accepted", name)
+		}
+	}
+}
+
+// FuzzArray: Array accepts exactly the well-formed arrays, and its
+// elements, put back together after the header, are the input.
+func FuzzArray(f *testing.F) {
+	f.Add([]byte{0x92, 0x81, 0xa1, 'a', 0x01, 0xc0})
+	f.Add([]byte{0xdc, 0x00, 0x01, 0xa1, 'x'})
+	f.Add([]byte{0xdd, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var joined []byte
+		err := Array(b, func(e []byte) error { joined = append(joined, e...); return nil })
+		isArray := len(b) > 0 && (b[0]&0xf0 == 0x90 || b[0] == 0xdc || b[0] == 0xdd)
+		if (err == nil) != (isArray && Valid(b) == nil) {
+			t.Fatalf("Array(% x) = %v; Valid says %v", b, err, Valid(b))
+		}
+		if err == nil && !bytes.HasSuffix(b, joined) {
+			t.Fatalf("elements of % x joined are % x", b, joined)
+		}
+	})
+}
+
+// TestElementsMapAt: walking an array of maps in one pass gives what
+// Array and Map give.
+func TestElementsMapAt(t *testing.T) {
+	b := mustMarshal(t, []any{map[string]any{"a": 1, "b": []any{"x", nil}}, map[string]any{}, map[string]any{"c": "d"}})
+	var got []string
+	err := Elements(b, func(i int) (int, error) {
+		return MapAt(b, i, func(k, v []byte) error {
+			got = append(got, fmt.Sprintf("%x=%x", k, v))
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	Array(b, func(e []byte) error {
+		return Map(e, func(k, v []byte) error { want = append(want, fmt.Sprintf("%x=%x", k, v)); return nil })
+	})
+	if fmt.Sprint(got) != fmt.Sprint(want) || len(got) != 3 {
+		t.Fatalf("Elements and MapAt: %v; Array and Map: %v", got, want)
+	}
+	for name, bad := range map[string][]byte{
+		"element not a map": {0x91, 0x01},
+		"trailing":          {0x91, 0x80, 0x00},
+		"claims more":       {0xdd, 0xff, 0xff, 0xff, 0xff, 0x80},
+		"map truncated":     {0x91, 0x81, 0xa1, 'a'},
+		"map claims more":   {0x91, 0xdf, 0xff, 0xff, 0xff, 0xff, 0xa1, 'a', 0x01},
+	} {
+		if err := Elements(bad, func(i int) (int, error) { return MapAt(bad, i, func(_, _ []byte) error { return nil }) }); err == nil {
+			t.Errorf("%s accepted", name)
+		}
+	}
 }

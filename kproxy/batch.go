@@ -1,0 +1,433 @@
+package kproxy
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// This file is the core of batches, whatever carries them (POST /batch
+// today, gRPC later): a transport parses its request into batchRecords,
+// authenticates the client (access.authenticate), admits the records
+// (admitBatch), checks them (checkBatch) and writes them (produceBatch).
+
+// Limits of a batch besides max_batch_records.
+const (
+	// maxRecordHeaders is the most headers a record may carry (DESIGN).
+	maxRecordHeaders = 64
+	// maxBatchTopics bounds the distinct topics of one batch: a topic not
+	// seen before costs a metadata request (and a describe-configs one)
+	// while the batch is checked, one after the other.
+	maxBatchTopics = 100
+	// headerOverhead is what a header adds to its key and value in a
+	// record, at most: two length varints.
+	headerOverhead = 10
+)
+
+// batchRecord is one record of a batch as a transport read it. Its slices
+// must stay untouched until the records are answered: kgo holds them.
+type batchRecord struct {
+	topic   []byte // as sent
+	key     []byte // empty: no key (any partition)
+	value   []byte
+	headers []kgo.RecordHeader
+
+	name string // the topic, as checkBatch found it known to exist
+}
+
+// batchError refuses a whole batch before anything is written: its
+// status, the index of the first bad record (-1: the batch as a whole)
+// and the reason. retryAfter is the seconds to tell a 429 or 503.
+type batchError struct {
+	status     int
+	index      int
+	reason     string
+	retryAfter int
+}
+
+func refuse(status, index int, reason string) *batchError {
+	if index >= 0 {
+		reason = "record " + strconv.Itoa(index) + ": " + reason
+	}
+	return &batchError{status: status, index: index, reason: reason}
+}
+
+// recordResult is what became of one record of a batch.
+type recordResult struct {
+	status    int // 200: written
+	partition int32
+	offset    int64 // -1: not known (acks=0)
+	reason    string
+}
+
+// batchOutcome is the answer to a batch that was written, or tried to be:
+// status 200 (every record written), 207 (some were not), or the one
+// status every record got; index is the first record not written (-1:
+// none) and reason says why for a status other than 200.
+type batchOutcome struct {
+	results []recordResult
+	status  int
+	index   int
+	reason  string
+}
+
+// admitBatch takes n records from req_pool_size: a batch's records count
+// one by one, as requests of one record would. The caller gives them back
+// with releaseBatch once the batch is answered.
+func (s *Server) admitBatch(n int) *batchError {
+	if n > s.cfg.ReqPoolSize {
+		return refuse(413, s.cfg.ReqPoolSize, "a batch of "+strconv.Itoa(n)+
+			" records is larger than req_pool_size ("+strconv.Itoa(s.cfg.ReqPoolSize)+")")
+	}
+	if v := s.inFlight.Add(int64(n)); v > int64(s.cfg.ReqPoolSize) {
+		s.inFlight.Add(int64(-n))
+		return &batchError{status: 503, index: -1, retryAfter: 1,
+			reason: "overloaded: req_pool_size records in flight; the batch was not written"}
+	}
+	return nil
+}
+
+func (s *Server) releaseBatch(n int) { s.inFlight.Add(int64(-n)) }
+
+// checkBatch checks every record of a batch, in order, before anything is
+// written: its topic's name, that it is not Kafka's own, that the client
+// (rule; nil: no clients configured) may write to it, that it exists, and
+// the record's size against max_message_bytes and the topic's
+// max.message.bytes. The first bad record refuses the batch. Then the
+// batch's records are taken from the client's rate limit, all or none. It
+// sets each record's name.
+func (s *Server) checkBatch(rule *clientRule, recs []batchRecord, now time.Time) *batchError {
+	type known struct {
+		info topicInfo
+		err  *batchError // refused for this topic: every record naming it is
+	}
+	topics := make(map[string]known, 1)
+	var last []byte
+	var cur known
+	for i := range recs {
+		r := &recs[i]
+		if i == 0 || string(r.topic) != string(last) {
+			k, seen := topics[string(r.topic)]
+			if !seen {
+				if len(topics) == maxBatchTopics {
+					return refuse(400, i, "more than "+strconv.Itoa(maxBatchTopics)+" distinct topics in one batch")
+				}
+				k.info, k.err = s.checkTopic(rule, r.topic)
+				topics[string(r.topic)] = k
+			}
+			last, cur = r.topic, k
+		}
+		if cur.err != nil {
+			e := *cur.err
+			e.index, e.reason = i, "record "+strconv.Itoa(i)+": "+e.reason
+			return &e
+		}
+		size := len(r.value) + len(r.key) + recordOverhead
+		for _, h := range r.headers {
+			size += len(h.Key) + len(h.Value) + headerOverhead
+		}
+		if size > s.cfg.MaxMessageBytes {
+			return refuse(413, i, "record of "+strconv.Itoa(size)+" bytes larger than max_message_bytes ("+strconv.Itoa(s.cfg.MaxMessageBytes)+")")
+		}
+		if size > int(cur.info.maxBytes) {
+			return refuse(413, i, "record of "+strconv.Itoa(size)+" bytes larger than the topic's max.message.bytes ("+strconv.Itoa(int(cur.info.maxBytes))+")")
+		}
+		r.name = cur.info.name
+	}
+	if v, first := s.access.take(rule, len(recs), now); v.code != 0 {
+		e := refuse(v.code, first, v.reason)
+		e.retryAfter = v.retryAfter
+		return e
+	}
+	return nil
+}
+
+// checkTopic decides whether records may be written to topic t: the
+// topic's details, or why not (index -1, set by the caller).
+func (s *Server) checkTopic(rule *clientRule, t []byte) (topicInfo, *batchError) {
+	if len(t) == 0 {
+		return topicInfo{}, refuse(400, -1, "no topic: give it in the record or as the topic parameter")
+	}
+	if reason := checkTopicName(t); reason != "" {
+		return topicInfo{}, refuse(400, -1, reason)
+	}
+	if len(t) > 1 && t[0] == '_' && t[1] == '_' {
+		return topicInfo{}, refuse(403, -1, "kafka-internal topics (starting with __) are not writable")
+	}
+	if v := s.access.permit(rule, string(t)); v.code != 0 {
+		return topicInfo{}, refuse(v.code, -1, v.reason+" ("+string(t)+")")
+	}
+	info, err := s.check.exists(t)
+	if err != nil {
+		code, reason := produceStatus(err, sendTrace{}) // a metadata request: nothing written
+		e := refuse(code, -1, reason+" ("+string(t)+")")
+		if code >= 500 {
+			e.retryAfter = 1
+		}
+		return topicInfo{}, e
+	}
+	return info, nil
+}
+
+// batchJob is one batch's memory, reused from batch to batch: the
+// transport's copy of its request (body; nil when the transport keeps its
+// own), its records, the records on their way to Kafka (items) and their
+// results. The transport holds a reference, and so does each record kgo
+// holds; the last to let go gives the memory back (release), so a record
+// that kgo answers after its batch was answered (504, acks=0) never finds
+// it reused.
+type batchJob struct {
+	body    []byte
+	recs    []batchRecord
+	items   []batchItem
+	results []recordResult
+	call    batchCall
+	refs    atomic.Int64
+}
+
+var jobPool = sync.Pool{New: func() any { return new(batchJob) }}
+
+// maxPooledRecords bounds the records (and 1 MiB the body) a pooled job
+// keeps: a larger batch's memory is left to the garbage collector.
+const maxPooledRecords = 1024
+
+// getBatchJob returns a job with the transport's reference.
+func getBatchJob() *batchJob {
+	j := jobPool.Get().(*batchJob)
+	j.refs.Store(1)
+	return j
+}
+
+// release lets go of one reference.
+func (j *batchJob) release() {
+	if j.refs.Add(-1) != 0 {
+		return
+	}
+	if cap(j.items) > maxPooledRecords || cap(j.recs) > maxPooledRecords || cap(j.body) > 1<<20 {
+		return
+	}
+	for i := range j.items {
+		j.items[i].err = nil // nothing kept alive by a pooled job
+	}
+	j.body, j.recs, j.results = j.body[:0], j.recs[:0], j.results[:0]
+	j.call = batchCall{}
+	jobPool.Put(j)
+}
+
+// produceBatch writes the checked records of j at acks (an acks index: 0,
+// 1, 2 for -1), atomic (acks -1 only) as one Kafka transaction, and tells
+// what became of each record. The outcome's results are j's: valid until
+// the transport releases j. ctx ends the wait early (the records' own
+// deadline is produce_timeout_ms): records still unanswered then are
+// answered 504.
+//
+// Per-key order: a key's records go to one partition (the partitioner of
+// /commit: the key's hash, never a record's retry) through one client, in
+// the order of the batch, and each client keeps a partition's records in
+// the order it was given them, retries included:
+//   - acks 0 and 1 (the leader client): not idempotent, so a retried
+//     request could be overtaken by a later one of the same partition if
+//     two were out at once; max_in_flight_requests (default 1) keeps one
+//     produce request per broker out, and a retry leaves before anything
+//     queued behind it. Above 1 the operator chose throughput over that
+//     order (README).
+//   - acks -1 and atomic batches (idempotent and transactional clients):
+//     up to five requests per broker are out, each batch carrying
+//     sequence numbers; the broker refuses a batch out of sequence and kgo
+//     sends them again in order, so a retry never reorders nor duplicates.
+//
+// A record that fails is not retried by kproxy, so the records of a key
+// that were written are in the batch's order, with perhaps a gap where one
+// failed (its result says so).
+func (s *Server) produceBatch(ctx context.Context, acks int, atomic bool, j *batchJob) batchOutcome {
+	if atomic {
+		return s.produceAtomic(ctx, j)
+	}
+	n := len(j.recs)
+	if acks == 0 {
+		// acks=0 records outlive their request: they are bounded apart
+		// (as /commit's), so that kgo's buffer never fills.
+		if v := s.acks0Out.Add(int64(n)); v > int64(s.cfg.ReqPoolSize) {
+			s.acks0Out.Add(int64(-n))
+			reason := "overloaded: req_pool_size acks=0 records still being delivered; the batch was not written"
+			s.metrics.batchResultN(503, n)
+			return j.every(503, -1, reason)
+		}
+	}
+	cl, tr := s.prod.client(acks)
+	c := s.startBatch(cl, tr, acks, j, s.deadlines.get(), time.Now())
+	if acks == 0 {
+		// Answered now; the promises count each record as written or
+		// lost (acks0Done), and give back its acks=0 share.
+		s.metrics.batchResultN(200, n)
+		return j.every(200, -1, "") // partition -1, no offset: not known yet
+	}
+	c.await(ctx)
+	return s.outcome(c.collect(), acks)
+}
+
+// every is an outcome giving each record of j status, with reason.
+func (j *batchJob) every(status, index int, reason string) batchOutcome {
+	j.results = j.results[:0]
+	for range j.recs {
+		j.results = append(j.results, recordResult{status: status, partition: -1, offset: -1, reason: reason})
+	}
+	return batchOutcome{results: j.results, status: status, index: index, reason: reason}
+}
+
+// batchCall is a batch on its way through one kgo client.
+type batchCall struct {
+	srv      *Server
+	job      *batchJob
+	acks     int
+	tr       *tracer
+	note     sendNote        // tr's counts before the first record was handed over
+	deadline context.Context // the records' deadline
+	left     atomic.Int64    // promises still to come
+	done     chan struct{}   // closed by the last promise
+	items    []batchItem
+}
+
+// batchItem is one record of a batchCall; it is its record's Context, to
+// be found in the promise (one function for all records).
+type batchItem struct {
+	rec   kgo.Record
+	call  *batchCall
+	state atomic.Int32 // waiting, finished (err, trace set) or abandoned (answered 504)
+	err   error
+	trace sendTrace
+}
+
+func (*batchItem) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (*batchItem) Done() <-chan struct{}       { return nil }
+func (*batchItem) Err() error                  { return nil }
+func (*batchItem) Value(any) any               { return nil }
+
+// startBatch hands j's records to cl, in order, each with the timestamp
+// now: the records of a batch are created at once (and kgo would read the
+// clock for each, 7% of kproxy's CPU on a batch of 100).
+func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, j *batchJob, deadline context.Context, now time.Time) *batchCall {
+	n := len(j.recs)
+	if cap(j.items) < n {
+		j.items = make([]batchItem, n)
+	}
+	j.call = batchCall{srv: s, job: j, acks: acks, tr: tr, deadline: deadline, done: make(chan struct{}), items: j.items[:n]}
+	c := &j.call
+	c.left.Store(int64(n))
+	j.refs.Add(int64(n)) // one per record kgo holds, let go in its promise
+	c.note = tr.note()
+	for i := range j.recs {
+		r, it := &j.recs[i], &c.items[i]
+		it.call, it.err, it.trace = c, nil, sendTrace{}
+		it.state.Store(waiting)
+		it.rec = kgo.Record{Topic: r.name, Value: r.value, Headers: r.headers, Timestamp: now, Context: it}
+		if len(r.key) > 0 {
+			it.rec.Key = r.key
+		}
+		cl.Produce(deadline, &it.rec, onBatchProduced)
+	}
+	return c
+}
+
+// onBatchProduced is the promise of every batch record.
+func onBatchProduced(r *kgo.Record, err error) {
+	it := r.Context.(*batchItem)
+	c := it.call
+	s, j := c.srv, c.job
+	if err != nil && errors.Is(err, kerr.MessageTooLarge) {
+		s.check.forget(r.Topic)
+	}
+	if c.acks == 0 {
+		s.acks0Done(r, err, c.tr.since(c.note))
+		j.release()
+		return
+	}
+	it.err, it.trace = err, c.tr.since(c.note)
+	it.state.CompareAndSwap(waiting, finished)
+	if c.left.Add(-1) == 0 {
+		close(c.done)
+	}
+	j.release()
+}
+
+// await waits for every promise, or for the records' deadline and a grace
+// for kgo to fail those it did not send (answerGrace), or for ctx.
+func (c *batchCall) await(ctx context.Context) {
+	select {
+	case <-c.done:
+		return
+	case <-ctx.Done():
+		return
+	case <-c.deadline.Done():
+	}
+	timer := time.NewTimer(answerGrace)
+	defer timer.Stop()
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+	case <-timer.C:
+	}
+}
+
+// collect reads each record's outcome into the job's results; one whose
+// promise has not come is given up to its promise and answered 504.
+func (c *batchCall) collect() []recordResult {
+	j := c.job
+	j.results = j.results[:0]
+	for i := range c.items {
+		it := &c.items[i]
+		var r recordResult
+		switch {
+		case it.state.CompareAndSwap(waiting, abandoned):
+			r = recordResult{status: 504, partition: -1, offset: -1,
+				reason: "no answer from kafka within produce_timeout_ms" + mayBeWritten}
+		case it.err != nil:
+			code, reason := produceStatus(it.err, it.trace)
+			r = recordResult{status: code, partition: -1, offset: -1, reason: reason}
+		default:
+			r = recordResult{status: 200, partition: it.rec.Partition, offset: it.rec.Offset}
+		}
+		j.results = append(j.results, r)
+	}
+	return j.results
+}
+
+// outcome sums up a non-atomic batch's results and counts them.
+func (s *Server) outcome(res []recordResult, acks int) batchOutcome {
+	out := batchOutcome{results: res, status: 200, index: -1}
+	failed, alike, worst := 0, true, 0
+	for i, r := range res {
+		s.metrics.batchResultN(r.status, 1)
+		worst = max(worst, r.status)
+		if r.status == 200 {
+			s.metrics.records[acks].Inc()
+			continue
+		}
+		s.metrics.produceErrors.WithLabelValues(strconv.Itoa(r.status)).Inc()
+		if failed == 0 {
+			out.index, out.status = i, r.status
+		} else if r.status != out.status {
+			alike = false
+		}
+		failed++
+	}
+	switch {
+	case failed == 0:
+	case failed == len(res) && alike:
+		out.reason = "no record written: " + res[out.index].reason
+	default:
+		out.status = 207
+		out.reason = strconv.Itoa(failed) + " of " + strconv.Itoa(len(res)) + " records not written (see each result)"
+	}
+	if worst >= 500 {
+		s.errLog.warn("kafka write of a batch failed", "records", len(res), "failed", failed,
+			"first_code", res[out.index].status, "reason", res[out.index].reason)
+	}
+	return out
+}

@@ -1,0 +1,206 @@
+package kproxy
+
+import (
+	"bytes"
+	"context"
+	"strconv"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/valyala/fasthttp"
+)
+
+// batch answers POST /batch?acks=N[&topic=T][&atomic=1]: it reads the
+// request into records and hands them to the core (batch.go). Every
+// answer is JSON.
+func (s *Server) batch(ctx *fasthttp.RequestCtx) int {
+	if !ctx.IsPost() {
+		ctx.Response.Header.Set("Allow", "POST")
+		return batchFail(ctx, refuse(fasthttp.StatusMethodNotAllowed, -1, "use POST"))
+	}
+	args := ctx.QueryArgs()
+	if args.Len() > 1 {
+		if name := repeatedParam(args); name != "" {
+			return batchFail(ctx, refuse(400, -1, name+" given more than once"))
+		}
+	}
+	if args.Has("key") {
+		return batchFail(ctx, refuse(400, -1, "no key parameter in /batch: each record carries its own key"))
+	}
+	acksB := args.Peek("acks")
+	acks, ok := acksIndex(acksB)
+	if !ok || (len(acksB) == 0 && args.Has("acks")) {
+		return batchFail(ctx, refuse(400, -1, "acks must be 0, 1 or -1"))
+	}
+	var atomic bool
+	switch a := args.Peek("atomic"); string(a) {
+	case "1", "true":
+		atomic = true
+	case "0", "false":
+	default:
+		if len(a) > 0 || args.Has("atomic") {
+			return batchFail(ctx, refuse(400, -1, "atomic must be 1 or 0"))
+		}
+	}
+	if atomic && acks != 2 {
+		return batchFail(ctx, refuse(400, -1, "atomic=1 needs acks=-1 (a Kafka transaction is written to every in-sync replica)"))
+	}
+	if atomic && s.txns == nil {
+		return batchFail(ctx, refuse(400, -1, "atomic batches are off (transactional_producers: 0)"))
+	}
+	topic := args.Peek("topic")
+	if len(topic) > 0 {
+		if reason := checkTopicName(topic); reason != "" {
+			return batchFail(ctx, refuse(400, -1, reason))
+		}
+	}
+	rule, v := s.access.authenticate(ctx.Request.Header.Peek("Authorization"))
+	if v.code != 0 {
+		ctx.Response.Header.Set("WWW-Authenticate", `Basic realm="kproxy"`)
+		return batchFail(ctx, refuse(v.code, -1, v.reason))
+	}
+	body := ctx.PostBody()
+	if len(body) == 0 {
+		return batchFail(ctx, refuse(400, -1, "empty body; send an array of records"))
+	}
+	// The records are slices of the body, which kgo holds until Kafka
+	// answers, perhaps after this handler returned (504): a copy, not
+	// fasthttp's buffer, in the batch's job (given back when kgo let go
+	// of every record). The topic parameter is not held (checkBatch gives
+	// each record the topic's own name).
+	j := getBatchJob()
+	defer j.release() // after the answer is written: it reads j's results
+	j.body = append(j.body[:0], body...)
+	var berr *batchError
+	if isJSON(ctx.Request.Header.ContentType()) {
+		j.recs, berr = parseJSONBatch(j.recs, j.body, topic, s.cfg.MaxBatchRecords)
+	} else {
+		j.recs, berr = parseMsgpackBatch(j.recs, j.body, topic, s.cfg.MaxBatchRecords)
+	}
+	if berr != nil {
+		return batchFail(ctx, berr)
+	}
+	n := len(j.recs)
+	s.metrics.batchSize.Observe(float64(n))
+	if berr = s.admitBatch(n); berr != nil {
+		return batchFail(ctx, berr)
+	}
+	defer s.releaseBatch(n)
+	if berr = s.checkBatch(rule, j.recs, ctx.Time()); berr != nil {
+		return batchFail(ctx, berr)
+	}
+	return batchAnswer(ctx, s.produceBatch(context.Background(), acks, atomic, j))
+}
+
+// isJSON reports whether a Content-Type is application/json (parameters
+// such as charset aside).
+func isJSON(ct []byte) bool {
+	if i := bytes.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	return bytes.EqualFold(bytes.TrimSpace(ct), []byte("application/json"))
+}
+
+var answerPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// batchAnswer writes a batch's outcome: {"results":[…]} for 200; for any
+// other status also "error" (why) and "index" (the first record not
+// written), and each result's "status" (and "error" when not 200).
+func batchAnswer(ctx *fasthttp.RequestCtx, out batchOutcome) int {
+	bp := answerPool.Get().(*[]byte)
+	b := append((*bp)[:0], '{')
+	if out.status != 200 {
+		b = append(b, `"error":`...)
+		b = appendJSONString(b, out.reason)
+		if out.index >= 0 {
+			b = append(b, `,"index":`...)
+			b = strconv.AppendInt(b, int64(out.index), 10)
+		}
+		b = append(b, ',')
+	}
+	b = append(b, `"results":[`...)
+	for i, r := range out.results {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if r.status != 200 {
+			b = append(b, `{"status":`...)
+			b = strconv.AppendInt(b, int64(r.status), 10)
+			b = append(b, `,"error":`...)
+			b = appendJSONString(b, r.reason)
+			b = append(b, '}')
+			continue
+		}
+		b = append(b, `{"partition":`...)
+		b = strconv.AppendInt(b, int64(r.partition), 10)
+		if r.offset >= 0 {
+			b = append(b, `,"offset":`...)
+			b = strconv.AppendInt(b, r.offset, 10)
+		}
+		if out.status != 200 {
+			b = append(b, `,"status":200`...)
+		}
+		b = append(b, '}')
+	}
+	b = append(b, "]}\n"...)
+	if out.status >= 500 {
+		ctx.Response.Header.Set("Retry-After", "1")
+	}
+	ctx.SetStatusCode(out.status)
+	ctx.SetContentType("application/json")
+	ctx.Response.SetBody(b) // copied
+	if cap(b) <= maxPooledBody {
+		*bp = b
+		answerPool.Put(bp)
+	}
+	return out.status
+}
+
+// batchFail refuses a whole batch: {"error":…,"index":…}.
+func batchFail(ctx *fasthttp.RequestCtx, e *batchError) int {
+	var buf [256]byte
+	b := append(buf[:0], `{"error":`...)
+	b = appendJSONString(b, e.reason)
+	if e.index >= 0 {
+		b = append(b, `,"index":`...)
+		b = strconv.AppendInt(b, int64(e.index), 10)
+	}
+	b = append(b, "}\n"...)
+	if e.retryAfter > 0 {
+		ctx.Response.Header.Set("Retry-After", strconv.Itoa(e.retryAfter))
+	}
+	ctx.SetStatusCode(e.status)
+	ctx.SetContentType("application/json")
+	ctx.Response.SetBody(b)
+	return e.status
+}
+
+// appendJSONString appends s as a JSON string; invalid UTF-8 becomes
+// U+FFFD.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c < 0x20:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+n]...)
+		}
+		i += n
+	}
+	return append(b, '"')
+}

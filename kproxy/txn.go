@@ -1,0 +1,309 @@
+package kproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// txnPool holds the transactional clients atomic batches run on
+// (transactional_producers of them). A kgo client runs one transaction at
+// a time — begin, produce, commit or abort — so a batch takes a free
+// client for its whole transaction, waiting for one at most until its
+// records' deadline (then 503, nothing written). Each client has its own
+// transactional id, <transactional_id>-<i>, kept for the life of the
+// process: a client replaced after a failure starts with the same id,
+// which fences the old one (its epoch is bumped and any transaction it
+// left open is aborted at once).
+type txnPool struct {
+	free       chan *txnProducer
+	all        []*txnProducer
+	opts       []kgo.Opt
+	fencer     *kgo.Client   // sends the InitProducerID that fences a retired client's id
+	timeout    time.Duration // produce_timeout_ms: bounds a commit, an abort, a fence
+	txnTimeout time.Duration
+	log        *slog.Logger
+
+	// newMu serializes kgo.NewClient: the clients share opts, and kgo
+	// writes into the compression option's slice while it reads it.
+	newMu sync.Mutex
+
+	mu     sync.Mutex
+	closed bool
+	aborts sync.WaitGroup // aborts running after their batch was answered
+}
+
+type txnProducer struct {
+	id string
+	cl *kgo.Client // nil: made at its next use
+	tr *tracer
+}
+
+// newTxnPool makes the pool; its clients are made when first used.
+func newTxnPool(cfg Config, prefix string, ps *producers, log *slog.Logger) *txnPool {
+	timeout := time.Duration(cfg.ProduceTimeoutMs) * time.Millisecond
+	p := &txnPool{
+		free:    make(chan *txnProducer, cfg.TransactionalProducers),
+		fencer:  ps.leader,
+		timeout: timeout,
+		// A transaction lasts at most produce_timeout_ms (its records,
+		// plus answerGrace), then its commit as long again. A kproxy
+		// killed in the middle of one leaves it open at the brokers,
+		// holding back read_committed consumers of its partitions, until
+		// this timeout aborts it (or the id is used again).
+		txnTimeout: 2*max(timeout, time.Second) + 5*time.Second,
+		log:        log,
+	}
+	for i := range cfg.TransactionalProducers {
+		tp := &txnProducer{id: prefix + "-" + strconv.Itoa(i), tr: &tracer{}}
+		p.all = append(p.all, tp)
+		p.free <- tp
+	}
+	p.opts = append(ps.common[:len(ps.common):len(ps.common)],
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.TransactionTimeout(p.txnTimeout),
+		// kgo refuses AllowIdempotentProduceCancellation here: a record
+		// is not failed by its deadline, and one still queued then may
+		// leave before the abort fails it (AbortBufferedRecords). Its
+		// transaction is aborted all the same: it is never committed.
+	)
+	p.opts = append(p.opts, kgo.WithHooks(ps.batch))
+	return p
+}
+
+// get takes a free client, waiting until ctx ends (nil then).
+func (p *txnPool) get(ctx context.Context) *txnProducer {
+	select {
+	case tp := <-p.free:
+		return tp
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+func (p *txnPool) put(tp *txnProducer) { p.free <- tp }
+
+// begin starts a transaction on tp, making its client if needed; a client
+// that cannot begin one (its producer id failed for good) is replaced once.
+func (p *txnPool) begin(tp *txnProducer) error {
+	for attempt := 0; ; attempt++ {
+		if tp.cl == nil {
+			p.newMu.Lock()
+			cl, err := kgo.NewClient(append(p.opts[:len(p.opts):len(p.opts)], kgo.TransactionalID(tp.id), kgo.WithHooks(tp.tr))...)
+			p.newMu.Unlock()
+			if err != nil {
+				return fmt.Errorf("transactional client %s: %w", tp.id, err)
+			}
+			tp.cl = cl
+		}
+		err := tp.cl.BeginTransaction()
+		if err == nil || attempt == 1 {
+			return err
+		}
+		p.retire(tp, err)
+	}
+}
+
+// abort ends tp's transaction as aborted, after the batch was answered,
+// and then frees tp: records not yet answered by Kafka are failed and
+// awaited (AbortBufferedRecords: a late one must not join the next
+// transaction), then the transaction is aborted (EndTransaction TryAbort,
+// also what kgo asks after a failed commit). When either fails within
+// produce_timeout_ms the client is replaced and its id fenced.
+func (p *txnPool) abort(tp *txnProducer) {
+	run := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
+		defer cancel()
+		err := tp.cl.AbortBufferedRecords(ctx)
+		if err == nil {
+			err = tp.cl.EndTransaction(ctx, kgo.TryAbort)
+		}
+		if err != nil {
+			p.retire(tp, fmt.Errorf("abort transaction: %w", err))
+		}
+		p.put(tp)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		run()
+		return
+	}
+	p.aborts.Go(run)
+}
+
+// retire closes tp's client (its records fail with ErrClientClosed) and
+// fences its transactional id: the brokers bump the id's epoch and abort
+// what the old client left open, so that nothing it sent late can be
+// committed, and read_committed consumers are not held back until the
+// transaction timeout. The next use makes a new client.
+func (p *txnPool) retire(tp *txnProducer, why error) {
+	tp.cl.Close()
+	tp.cl = nil
+	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
+	defer cancel()
+	err := fence(ctx, p.fencer, tp.id, p.txnTimeout)
+	p.log.Warn("transactional client replaced", "transactional_id", tp.id, "err", why, "fence_err", err)
+}
+
+// fence initializes transactional id as a new producer would (Kafka's
+// zombie fencing), retrying while the coordinator is busy aborting.
+func fence(ctx context.Context, cl *kgo.Client, id string, txnTimeout time.Duration) error {
+	for {
+		req := kmsg.NewPtrInitProducerIDRequest()
+		req.TransactionalID = &id
+		req.TransactionTimeoutMillis = int32(txnTimeout.Milliseconds())
+		req.ProducerID, req.ProducerEpoch = -1, -1
+		resp, err := req.RequestWith(ctx, cl)
+		if err == nil {
+			err = kerr.ErrorForCode(resp.ErrorCode)
+		}
+		if err == nil {
+			return nil
+		}
+		if !kerr.IsRetriable(err) && !errors.Is(err, kerr.ConcurrentTransactions) {
+			return fmt.Errorf("fence transactional id %s: %w", id, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("fence transactional id %s: %w (last: %v)", id, ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// close waits for the aborts under way and closes the clients, within ctx;
+// a client still in a transaction then (shutdown_timeout_ms passed with
+// its request in flight) is left to its request.
+func (p *txnPool) close(ctx context.Context) {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	done := make(chan struct{})
+	go func() { p.aborts.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	for range p.all {
+		tp := p.get(ctx)
+		if tp == nil {
+			p.log.Warn("transactional client still busy at shutdown")
+			return
+		}
+		if tp.cl != nil {
+			tp.cl.Close()
+			tp.cl = nil
+		}
+	}
+}
+
+// produceAtomic writes recs as one transaction on a client of the pool:
+// 200 when it committed; otherwise it is aborted and every record gets
+// the batch's status — never 207. A batch whose commit was never sent can
+// never be committed, so it is "not written" (503, or a record's definite
+// refusal: 400, 403, 404, 413, 502) whatever its records' own answers
+// were; only a commit without a definite answer is 504.
+func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
+	n := len(j.recs)
+	deadline := s.deadlines.get()
+	tp := s.txns.get(deadline)
+	if tp == nil {
+		return s.atomicFailed(n, 503, -1, "all "+strconv.Itoa(len(s.txns.all))+
+			" transactional producers stayed busy for produce_timeout_ms; the batch was not written", j, false)
+	}
+	if err := s.txns.begin(tp); err != nil {
+		s.txns.put(tp)
+		return s.atomicFailed(n, 503, -1, "kafka transaction not begun: "+err.Error()+"; the batch was not written", j, false)
+	}
+	c := s.startBatch(tp.cl, tp.tr, 2, j, deadline, time.Now())
+	c.await(ctx)
+	res := c.collect()
+	first := -1
+	for i, r := range res {
+		if r.status != 200 {
+			first = i
+			break
+		}
+	}
+	if first >= 0 {
+		s.txns.abort(tp)
+		code := res[first].status
+		if code == 504 {
+			code = 503 // its transaction is never committed
+		}
+		why := strings.TrimSuffix(strings.TrimSuffix(res[first].reason, mayBeWritten), notWritten)
+		return s.atomicFailed(n, code, first, why+"; the transaction was aborted, no record of the batch was written", j, true)
+	}
+	cctx, cancel := context.WithTimeout(context.Background(), s.produceTimeout)
+	err := tp.cl.EndTransaction(cctx, kgo.TryCommit)
+	cancel()
+	if err != nil {
+		s.txns.abort(tp) // what kgo asks after a failed commit; heals the client or replaces it
+		code, reason := commitStatus(err)
+		return s.atomicFailed(n, code, -1, reason, j, false)
+	}
+	s.txns.put(tp)
+	s.metrics.transactions.WithLabelValues("committed").Inc()
+	s.metrics.records[2].Add(float64(n))
+	s.metrics.batchResultN(200, n)
+	return batchOutcome{results: res, status: 200, index: -1}
+}
+
+// commitStatus is the answer to a transaction whose commit failed.
+func commitStatus(err error) (int, string) {
+	var ke *kerr.Error
+	switch {
+	case errors.Is(err, kerr.OperationNotAttempted):
+		// kgo did not send the commit: the producer id had failed.
+		return 503, "kafka transaction not committed (" + err.Error() + "); it was aborted, no record of the batch was written"
+	case errors.As(err, &ke) && !ke.Retriable && ke.Code != kerr.UnknownServerError.Code:
+		// A definite refusal by the coordinator (fenced, timed out and
+		// aborted by it, …).
+		return 503, "kafka refused to commit the transaction: " + ke.Message + "; no record of the batch was written"
+	}
+	// Sent, and no definite answer (a broken connection, a retriable
+	// error until produce_timeout_ms, UNKNOWN_SERVER_ERROR): committed or
+	// not, whole.
+	return 504, "no definite answer from kafka to the transaction's commit (" + err.Error() +
+		"); the batch may have been written, all of its records or none"
+}
+
+// atomicFailed is the outcome of an atomic batch not committed (or not
+// known to be): every record carries code. With own, j's results hold the
+// records' own outcomes, whose reasons are kept for the records that
+// failed.
+func (s *Server) atomicFailed(n, code, index int, reason string, j *batchJob, own bool) batchOutcome {
+	outcome := "aborted"
+	if code == 504 {
+		outcome = "unknown"
+	}
+	s.metrics.transactions.WithLabelValues(outcome).Inc()
+	s.metrics.batchResultN(code, n)
+	s.metrics.produceErrors.WithLabelValues(strconv.Itoa(code)).Add(float64(n))
+	if code >= 500 {
+		s.errLog.warn("kafka transaction failed", "records", n, "code", code, "reason", reason)
+	}
+	if !own {
+		return j.every(code, index, reason)
+	}
+	for i := range j.results {
+		r := &j.results[i]
+		if r.status != 200 {
+			r.reason = strings.TrimSuffix(strings.TrimSuffix(r.reason, mayBeWritten), notWritten) + "; the transaction was aborted"
+		} else {
+			r.reason = reason
+		}
+		r.status, r.partition, r.offset = code, -1, -1
+	}
+	return batchOutcome{results: j.results, status: code, index: index, reason: reason}
+}

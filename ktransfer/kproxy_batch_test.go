@@ -1,0 +1,120 @@
+package ktransfer_test
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
+)
+
+// TestKproxyAbortedBatchNeverPushed runs the chain kproxy → Kafka →
+// ktransfer with atomic batches: a batch kproxy aborted because a broker
+// refused one of its records, after its other records reached the log,
+// is never pushed; the committed batches before and after it are, each
+// record once.
+func TestKproxyAbortedBatchNeverPushed(t *testing.T) {
+	e := newClusterEnv(t, kafkatest.Topic{Name: "t", Partitions: 3})
+	for p := range int32(3) {
+		if err := e.kafka.MoveTopicPartition("t", p, p); err != nil { // partition p led by broker p
+			t.Fatal(err)
+		}
+	}
+	b := newBackend(t, nil)
+	e.start(t, module("m", "t", b.URL))
+
+	cfg := kproxy.DefaultConfig()
+	cfg.Port, cfg.ListenHost, cfg.AdminAddr = 0, "127.0.0.1", ""
+	cfg.BrokerHosts = e.kafka.ListenAddrs()
+	cfg.ReadTimeoutMs, cfg.WriteTimeoutMs = 2000, 2000
+	srv, err := kproxy.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtest.Start(t, srv.Run, 30*time.Second)
+	post := func(label string) int {
+		t.Helper()
+		var recs []string
+		for i := range 12 {
+			recs = append(recs, fmt.Sprintf(`{"key":"k%d","value":"%s-%d"}`, i, label, i))
+		}
+		resp, err := http.Post("http://"+srv.Addr().String()+"/batch?topic=t&acks=-1&atomic=1", "application/json",
+			strings.NewReader("["+strings.Join(recs, ",")+"]"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	logEnd := func() (n int64) {
+		for _, end := range kafkatest.EndOffsets(t, e.kafka, e.kc, "t") {
+			n += end
+		}
+		return n
+	}
+
+	if code := post("committed"); code != 200 {
+		t.Fatalf("first atomic batch: %d", code)
+	}
+	before := logEnd()
+	var refusing atomic.Bool
+	refusing.Store(true)
+	e.kafka.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if !refusing.Load() {
+			return nil, nil, false
+		}
+		e.kafka.KeepControl()
+		if e.kafka.CurrentNode() != 2 {
+			return nil, nil, false
+		}
+		pr := req.(*kmsg.ProduceRequest)
+		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range pr.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition, sp.ErrorCode, sp.BaseOffset = rp.Partition, 87, -1 // INVALID_RECORD
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	if code := post("aborted"); code != 400 {
+		t.Fatalf("atomic batch with a record refused: %d, want 400", code)
+	}
+	refusing.Store(false)
+	if code := post("after"); code != 200 {
+		t.Fatalf("atomic batch after the abort: %d", code)
+	}
+	if grew := logEnd() - before; grew < 12+3+4 {
+		t.Fatalf("the log grew by %d: the aborted batch's records never reached it, so the test proves nothing", grew)
+	}
+
+	e.committedAtEnd(t, "m", "t")
+	got := map[string]int{}
+	for _, p := range b.got() {
+		got[p.body]++
+	}
+	for _, label := range []string{"committed", "after", "aborted"} {
+		for i := range 12 {
+			v := fmt.Sprintf(`"%s-%d"`, label, i)
+			switch n := got[v]; {
+			case label == "aborted" && n > 0:
+				t.Errorf("%s pushed %d times: a record of an aborted transaction", v, n)
+			case label != "aborted" && n != 1:
+				t.Errorf("%s pushed %d times, want once", v, n)
+			}
+		}
+	}
+}

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# kproxy's POST /batch against the franz-go producer alone, on the same
+# records from the same machine in the same run.
+#
+# scripts/batchbench sends batches of 100 records (200-byte msgpack values,
+# keys from 10,000) from 16 concurrent senders: through kproxy (16 HTTP
+# connections, POST /batch?acks=1) and straight to the brokers (one
+# franz-go client, each sender a ProduceSync of its 100 records, with the
+# settings of kproxy's acks=1 client). Both write to the dev stack's three
+# kfake brokers, each run to a fresh topic. ROUNDS rounds alternate the two
+# and the ratio is of the medians, because a shared machine is noisy.
+#
+# Target: kproxy >= 0.8 of the producer alone, no record lost (after each
+# run the brokers' end offsets for its topic must equal the records
+# answered written).
+#
+# Each run also gives the CPU time per record written of each process
+# (user and system): the sender (batchbench), kproxy and the brokers
+# (devstack). On a machine whose cores the three share, records/s follows
+# the CPU a record costs in all of them, and swings with whatever else
+# runs; the CPU per record holds still.
+#
+#   scripts/bench-batch.sh         DURATION=10 ROUNDS=3 ACKS=1 by default
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+KPROXY_BIN_SET=${KPROXY_BIN:-}
+KPROXY_BIN=${KPROXY_BIN:-bin/kproxy_bin} # another build to compare (then kproxy is not built)
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+ACKS=${ACKS:-1}
+CONNS=16
+RECORDS=100
+SIZE=200
+KAFKA_PORT=${KAFKA_PORT:-19192}
+PROXY_PORT=${PROXY_PORT:-15130}
+ADMIN_PORT=${ADMIN_PORT:-15140}
+need_ports $(kafka_ports "$KAFKA_PORT") $PROXY_PORT $ADMIN_PORT
+
+[ -n "${KPROXY_BIN_SET:-}" ] || go build -o bin/ ./kproxy/kproxy_bin
+go build -o bin/ ./scripts/devstack ./scripts/endoffsets ./scripts/batchbench
+new_workdir
+exec 4>&2 # for failures inside wait_for, which silences its command
+
+topics=""
+for r in $(seq "$ROUNDS"); do topics+="batch_kgo_r$r:4,batch_http_r$r:4,"; done
+bin/devstack -no-zk -dir "$work/kafka" -kafka-port "$KAFKA_PORT" -topics "${topics%,}" -ready-file "$work/ready" >"$work/devstack.log" 2>&1 &
+devstack_pid=$!
+pids+=($devstack_pid)
+brokers=$(printf "127.0.0.1:%s," $(kafka_ports "$KAFKA_PORT") | sed "s/,$//")
+cat >"$work/kproxy.yaml" <<CONF
+log_dir: $work/log
+log_level: 2
+port: $PROXY_PORT
+listen_host: 127.0.0.1
+read_timeout_ms: 5000
+write_timeout_ms: 5000
+admin_addr: 127.0.0.1:$ADMIN_PORT
+broker_hosts: [${brokers//,/, }]
+CONF
+kafka_up() { kill -0 "$devstack_pid" 2>/dev/null || { echo "devstack exited:" >&4; cat "$work/devstack.log" >&4; exit 1; }; test -f "$work/ready"; }
+wait_for "kafka" 30 kafka_up
+"$KPROXY_BIN" -f "$work/kproxy.yaml" >"$work/kproxy.out" 2>&1 &
+kproxy_pid=$!
+pids+=($kproxy_pid)
+wait_for "kproxy" 30 curl -sf "127.0.0.1:$ADMIN_PORT/health"
+
+# cpu_ticks PID: the process's CPU time so far (user + system), in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+# per_record TICKS RECORDS: microseconds of CPU per record.
+per_record() { awk -v t="$1" -v n="$2" -v us="$TICK_US" 'BEGIN{printf "%.2f", n ? t * us / n : 0}'; }
+
+# bench MODE TOPIC: one run; sets RATE OK FAILED INKAFKA LOST and the CPU
+# per record of the sender, kproxy and the brokers (CPU_SENDER, CPU_KPROXY,
+# CPU_BROKERS).
+lost_total=0
+bench() {
+	local out k0 d0 args=(-mode "$1" -topic "$2" -acks "$ACKS" -c "$CONNS" -d "${DURATION}s" -records "$RECORDS" -size "$SIZE")
+	if [ "$1" = http ]; then args+=(-url "http://127.0.0.1:$PROXY_PORT"); else args+=(-brokers "$brokers"); fi
+	echo "  ${DURATION}s of $1…" >&2
+	k0=$(cpu_ticks "$kproxy_pid") d0=$(cpu_ticks "$devstack_pid")
+	out=$(bin/batchbench "${args[@]}")
+	RATE=$(awk '{print int($6)}' <<<"$out")
+	OK=$(awk '{print $2}' <<<"$out")
+	FAILED=$(awk '{print $8}' <<<"$out")
+	CPU_SENDER=$(awk '{print $10}' <<<"$out")
+	CPU_KPROXY=$(per_record $(($(cpu_ticks "$kproxy_pid") - k0)) "$OK")
+	CPU_BROKERS=$(per_record $(($(cpu_ticks "$devstack_pid") - d0)) "$OK")
+	INKAFKA=$(bin/endoffsets -brokers "$brokers" -topic "$2")
+	LOST=$((OK - INKAFKA))
+	lost_total=$((lost_total + (LOST < 0 ? -LOST : LOST)))
+}
+
+row() { printf '%-22s %10s %10s %7s %10s %5s %9s %9s %9s\n' "$@"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}'; }
+
+echo "batch benchmark: $CONNS senders, batches of $RECORDS records of $SIZE bytes, acks=$ACKS, ${DURATION}s per run, $(nproc) cores"
+row "" "records/s" "written" "failed" "in kafka" "lost" "cpu:send" "kproxy" "brokers"
+kgo_rates=() http_rates=() kgo_cpu=() http_cpu=()
+for r in $(seq "$ROUNDS"); do
+	bench kgo "batch_kgo_r$r"
+	kgo_rates+=("$RATE") kgo_cpu+=("$(awk -v a="$CPU_SENDER" -v b="$CPU_BROKERS" 'BEGIN{print a + b}')")
+	row "franz-go alone #$r" "$RATE" "$OK" "$FAILED" "$INKAFKA" "$LOST" "$CPU_SENDER" "-" "$CPU_BROKERS"
+	bench http "batch_http_r$r"
+	http_rates+=("$RATE") http_cpu+=("$(awk -v a="$CPU_SENDER" -v b="$CPU_KPROXY" -v c="$CPU_BROKERS" 'BEGIN{print a + b + c}')")
+	row "kproxy /batch #$r" "$RATE" "$OK" "$FAILED" "$INKAFKA" "$LOST" "$CPU_SENDER" "$CPU_KPROXY" "$CPU_BROKERS"
+done
+kgo_med=$(median "${kgo_rates[@]}")
+http_med=$(median "${http_rates[@]}")
+r=$(ratio "$http_med" "$kgo_med")
+echo
+echo "medians of $ROUNDS rounds: franz-go alone $kgo_med records/s, kproxy /batch $http_med records/s; kproxy / franz-go alone: $r"
+echo "CPU per record written, all processes (medians, us): franz-go alone $(median "${kgo_cpu[@]}"), kproxy /batch $(median "${http_cpu[@]}") (cpu columns: us of CPU per record written)"
+verdict=PASS
+awk -v r="$r" 'BEGIN{exit !(r >= 0.8)}' || verdict=FAIL
+[ "$lost_total" -eq 0 ] || verdict=FAIL
+echo "target (>= 0.8 of the producer alone, nothing lost): $verdict (records lost or unaccounted: $lost_total)"
