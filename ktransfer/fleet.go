@@ -136,6 +136,7 @@ func (m *module) reconcile(ctx context.Context, idsDir, ownersDir string, errc c
 	}
 	target := assign(ids, parts, ownerIDs(owners))
 	me := m.t.id
+	var failed error
 	m.mu.Lock()
 	var release []*claimed
 	for p, c := range m.claims {
@@ -167,10 +168,12 @@ func (m *module) reconcile(ctx context.Context, idsDir, ownersDir string, errc c
 		_, held := m.claims[p]
 		m.mu.Unlock()
 		if !held {
-			m.claim(ctx, ownersDir, p, gen, errc)
+			if err := m.claim(ctx, ownersDir, p, gen, errc); err != nil {
+				failed = err // the others are claimed all the same; retried soon
+			}
 		}
 	}
-	return nil
+	return failed
 }
 
 // register creates this instance's ephemeral ids/ node if it is missing
@@ -270,7 +273,16 @@ func (m *module) takeOwner(p int32, node string) (claimOwner, error) {
 		}
 		_, cerr := conn.Multi(ops...)
 		if cerr != nil && !errors.Is(cerr, zk.ErrNodeExists) {
-			if errors.Is(cerr, zk.ErrBadVersion) || errors.Is(cerr, zk.ErrNoNode) {
+			if errors.Is(cerr, zk.ErrNoNode) {
+				// The owners directory is missing (a new layout: the
+				// watcher that creates it may not have run yet), or the
+				// offset node went away meanwhile.
+				if err := zklayout.CreateAll(conn, path.Dir(node), m.t.acl); err != nil {
+					return claimOwner{}, err
+				}
+				continue
+			}
+			if errors.Is(cerr, zk.ErrBadVersion) {
 				continue // the offset node changed meanwhile
 			}
 			return claimOwner{}, cerr
@@ -301,15 +313,14 @@ func (m *module) takeOwner(p int32, node string) (claimOwner, error) {
 // wakes the coordinator. gen is the session generation the assignment was
 // computed in: a claim that finishes after the session was given up does
 // not start (the next reconcile deletes or takes the node again).
-func (m *module) claim(ctx context.Context, ownersDir string, p int32, gen uint64, errc chan<- error) {
+func (m *module) claim(ctx context.Context, ownersDir string, p int32, gen uint64, errc chan<- error) error {
 	node := path.Join(ownersDir, strconv.Itoa(int(p)))
 	o, err := m.takeOwner(p, node)
 	if errors.Is(err, errHeld) {
-		return
+		return nil
 	}
 	if err != nil {
-		m.log.Warn("claim partition failed", "partition", p, "err", err)
-		return
+		return fmt.Errorf("claim partition %d: %w", p, err)
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	part := newPartition(m, p, rctx)
@@ -320,7 +331,7 @@ func (m *module) claim(ctx context.Context, ownersDir string, p int32, gen uint6
 	if cur, up := m.t.session(); !up || cur != gen {
 		m.mu.Unlock()
 		cancel()
-		return
+		return nil
 	}
 	part.hwGauge = m.stats.highWaterGauge(p) // under m.mu, as release's forget
 	m.parts[p] = part
@@ -342,6 +353,7 @@ func (m *module) claim(ctx context.Context, ownersDir string, p int32, gen uint6
 			}
 		}
 	}()
+	return nil
 }
 
 // releaseMode says what a release does in ZooKeeper.
