@@ -16,6 +16,7 @@ go test -race -count=1 -timeout 20m ./...
 fuzz() { go test -run '^$' -fuzz "^$1\$" -fuzztime "${FUZZTIME:-$3}" "$2"; }
 fuzz FuzzValid ./lib/msgpackscan 300000x
 fuzz FuzzMapString ./lib/msgpackscan 300000x
+fuzz FuzzValid ./lib/jsonscan 300000x
 fuzz FuzzParseOffset ./lib/zklayout 300000x
 fuzz FuzzTemplate ./ktransfer 50000x
 fuzz FuzzMethodOf ./ktransfer 100000x
