@@ -1,6 +1,7 @@
 package kproxy
 
 import (
+	"bytes"
 	"errors"
 	"strconv"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/valyala/fasthttp"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/jsonscan"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/msgpackscan"
 )
 
@@ -77,11 +79,8 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) int {
 		return fail(ctx, fasthttp.StatusBadRequest, "acks must be 0, 1 or -1")
 	}
 	body := ctx.PostBody()
-	if len(body) == 0 {
-		return fail(ctx, fasthttp.StatusBadRequest, "empty body; send one msgpack value")
-	}
-	if err := msgpackscan.Valid(body); err != nil {
-		return fail(ctx, fasthttp.StatusBadRequest, "body is not one msgpack value: "+err.Error())
+	if code := s.checkBody(ctx, body); code != 0 {
+		return code
 	}
 
 	size := len(body) + len(args.Peek("key")) + recordOverhead
@@ -116,6 +115,39 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) int {
 		}
 	}
 	return s.produce(ctx, topic.name, args.Peek("key"), body, acks)
+}
+
+// checkBody answers a body that is not exactly one value of its format:
+// JSON with Content-Type application/json (parameters allowed), else
+// msgpack. It returns 0 for a good body.
+func (s *Server) checkBody(ctx *fasthttp.RequestCtx, body []byte) int {
+	if isJSON(ctx.Request.Header.ContentType()) {
+		s.metrics.bodies[formatJSON].Inc()
+		if len(body) == 0 {
+			return fail(ctx, fasthttp.StatusBadRequest, "empty body; send one JSON value")
+		}
+		if err := jsonscan.Valid(body); err != nil {
+			return fail(ctx, fasthttp.StatusBadRequest, "body is not one JSON value: "+err.Error())
+		}
+		return 0
+	}
+	s.metrics.bodies[formatMsgpack].Inc()
+	if len(body) == 0 {
+		return fail(ctx, fasthttp.StatusBadRequest, "empty body; send one msgpack value")
+	}
+	if err := msgpackscan.Valid(body); err != nil {
+		return fail(ctx, fasthttp.StatusBadRequest, "body is not one msgpack value: "+err.Error())
+	}
+	return 0
+}
+
+// isJSON reports whether a Content-Type is application/json, whatever its
+// parameters (charset=utf-8).
+func isJSON(ctype []byte) bool {
+	if i := bytes.IndexByte(ctype, ';'); i >= 0 {
+		ctype = ctype[:i]
+	}
+	return bytes.EqualFold(bytes.TrimSpace(ctype), []byte("application/json"))
 }
 
 func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string, key, body []byte, acks int) int {

@@ -15,9 +15,16 @@ type metrics struct {
 	duration      prometheus.Histogram
 	produceErrors *prometheus.CounterVec
 	records       [3]prometheus.Counter // by acks level
+	bodies        [2]prometheus.Counter // by format: formatMsgpack, formatJSON
 	batchRecords  prometheus.Histogram
 	acks0Lost     prometheus.Counter
 }
+
+// Body formats of /commit, indexes of metrics.bodies.
+const (
+	formatMsgpack = iota
+	formatJSON
+)
 
 // answeredCodes are every status the handler writes.
 var answeredCodes = []int{200, 400, 403, 404, 405, 408, 413, 431, 502, 503, 504}
@@ -52,10 +59,16 @@ func newMetrics(reg *prometheus.Registry, inFlight *atomic.Int64) *metrics {
 	for i, a := range []string{"0", "1", "-1"} {
 		m.records[i] = records.WithLabelValues(a)
 	}
+	bodies := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kproxy_request_bodies_total",
+		Help: "/commit request bodies read, valid or not, by format (Content-Type: application/json, else msgpack).",
+	}, []string{"format"})
+	m.bodies[formatMsgpack] = bodies.WithLabelValues("msgpack")
+	m.bodies[formatJSON] = bodies.WithLabelValues("json")
 	for _, c := range answeredCodes {
 		m.byCode[c] = m.requests.WithLabelValues(strconv.Itoa(c))
 	}
-	reg.MustRegister(m.requests, m.duration, m.produceErrors, records, m.batchRecords, m.acks0Lost,
+	reg.MustRegister(m.requests, m.duration, m.produceErrors, records, bodies, m.batchRecords, m.acks0Lost,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "kproxy_requests_in_flight", Help: "/commit requests being processed.",
 		}, func() float64 { return float64(inFlight.Load()) }),
