@@ -30,6 +30,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	switch string(ctx.Path()) {
 	case "/commit":
 		start := time.Now()
+		s.requestID(ctx)
 		code := s.commit(ctx)
 		s.metrics.observe(code, start)
 	case "/health":
@@ -82,11 +83,14 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) int {
 	if code := s.checkBody(ctx, body); code != 0 {
 		return code
 	}
+	hp, reason := s.planHeaders(ctx)
+	if reason != "" {
+		return fail(ctx, fasthttp.StatusBadRequest, reason)
+	}
 
-	size := len(body) + len(args.Peek("key")) + recordOverhead
+	size := len(body) + len(args.Peek("key")) + recordOverhead + hp.size
 	if size > s.cfg.MaxMessageBytes {
-		return fail(ctx, fasthttp.StatusRequestEntityTooLarge,
-			"record of "+strconv.Itoa(size)+" bytes larger than max_message_bytes ("+strconv.Itoa(s.cfg.MaxMessageBytes)+")")
+		return fail(ctx, fasthttp.StatusRequestEntityTooLarge, tooLarge(size, hp.size, "max_message_bytes", s.cfg.MaxMessageBytes))
 	}
 
 	if n := s.inFlight.Add(1); n > int64(s.cfg.ReqPoolSize) {
@@ -102,8 +106,7 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) int {
 		return s.kafkaFail(ctx, code, reason, string(topicB), err)
 	}
 	if size > int(topic.maxBytes) {
-		return fail(ctx, fasthttp.StatusRequestEntityTooLarge,
-			"record of "+strconv.Itoa(size)+" bytes larger than the topic's max.message.bytes ("+strconv.Itoa(int(topic.maxBytes))+")")
+		return fail(ctx, fasthttp.StatusRequestEntityTooLarge, tooLarge(size, hp.size, "the topic's max.message.bytes", int(topic.maxBytes)))
 	}
 	if acks == 0 {
 		// acks=0 records outlive their request: they are bounded apart,
@@ -114,7 +117,7 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) int {
 			return fail(ctx, fasthttp.StatusServiceUnavailable, "overloaded: req_pool_size acks=0 records still being delivered; the record was not written")
 		}
 	}
-	return s.produce(ctx, topic.name, args.Peek("key"), body, acks)
+	return s.produce(ctx, topic.name, args.Peek("key"), body, &hp, acks)
 }
 
 // checkBody answers a body that is not exactly one value of its format:
@@ -150,7 +153,17 @@ func isJSON(ctype []byte) bool {
 	return bytes.EqualFold(bytes.TrimSpace(ctype), []byte("application/json"))
 }
 
-func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string, key, body []byte, acks int) int {
+// tooLarge is the reason a record of size bytes, headers of them its
+// headers', is refused by the limit named.
+func tooLarge(size, headers int, limit string, max int) string {
+	reason := "record of " + strconv.Itoa(size) + " bytes "
+	if headers > 0 {
+		reason += "(headers " + strconv.Itoa(headers) + ") "
+	}
+	return reason + "larger than " + limit + " (" + strconv.Itoa(max) + ")"
+}
+
+func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string, key, body []byte, hp *headerPlan, acks int) int {
 	p := pendingPool.Get().(*pending)
 	// The body and key are copied: fasthttp reuses its buffers once the
 	// handler returns, and kgo holds the record until Kafka answers.
@@ -159,6 +172,10 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string, key, body []byt
 	if len(key) > 0 {
 		p.key = append(p.key[:0], key...)
 		p.rec.Key = p.key
+	}
+	if hp.count > 0 {
+		p.headers, p.hbuf = s.appendHeaders(p.headers[:0], p.hbuf, ctx, hp)
+		p.rec.Headers = p.headers
 	}
 	p.srv, p.acks = s, acks
 	p.state.Store(waiting)
