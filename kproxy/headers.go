@@ -111,10 +111,20 @@ func varintLen(n int) int {
 // kafkaHeaderName returns the record header name of a request header
 // X-Kafka-Header-<name> (not yet lower-cased), and whether it is one.
 func kafkaHeaderName(key []byte) ([]byte, bool) {
-	if len(key) < len(kafkaHeaderPrefix) || !strings.EqualFold(string(key[:len(kafkaHeaderPrefix)]), kafkaHeaderPrefix) {
+	const prefix = "x-kafka-header-" // kafkaHeaderPrefix lower-cased
+	if len(key) < len(prefix) {
 		return nil, false
 	}
-	return key[len(kafkaHeaderPrefix):], true
+	for i := range len(prefix) { // most headers differ at the first byte
+		c := key[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != prefix[i] {
+			return nil, false
+		}
+	}
+	return key[len(prefix):], true
 }
 
 // planHeaders reads the record headers the request asks for; a reason

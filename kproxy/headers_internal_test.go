@@ -137,3 +137,16 @@ func BenchmarkNewUUID(b *testing.B) {
 		newUUID(&buf)
 	}
 }
+
+func TestKafkaHeaderName(t *testing.T) {
+	for key, want := range map[string]string{
+		"X-Kafka-Header-Trace-Id": "Trace-Id", "x-kafka-header-a": "a", "X-KAFKA-HEADER-": "", "X-Kafka-Header-X-Kafka-Header-b": "X-Kafka-Header-b",
+		"X-Kafka-Header": "-", "X-Kafka-Headers-a": "-", "X_Kafka-Header-a": "-", "Y-Kafka-Header-a": "-", "x-kafka-header\x00a": "-",
+		"x\rkafka-header-a": "-", "X-Kafka\rHeader-a": "-", // CR + 0x20 is '-': only letters fold
+	} {
+		name, ok := kafkaHeaderName([]byte(key))
+		if got := map[bool]string{true: string(name), false: "-"}[ok]; got != want {
+			t.Errorf("%q: %q, want %q", key, got, want)
+		}
+	}
+}
