@@ -71,6 +71,25 @@ func TestRecordHeadersReadBack(t *testing.T) {
 			t.Errorf("value % x, sent % x", m.Value, body)
 		}
 	}
+	// acks=0: the record outlives its answer, its headers too.
+	unique := record(t, map[string]any{"acks0": "headers"})
+	if a := p.send(t, "POST", "topic="+topic+"&acks=0", unique, "X-Kafka-Header-Acks: 0"); a.code != 200 {
+		t.Fatalf("acks=0: %d %q", a.code, a.body)
+	}
+	waitFor(t, "the acks=0 record", func() bool { return endOffsets(t, c, topic) == 3 })
+	found := 0
+	for _, m := range kafkatest.ReadAll(t, c, kafkaconf.Default(), topic) {
+		if bytes.Equal(m.Value, unique) {
+			found++
+			if !sameList(headersOf(m), []string{"acks=0"}) {
+				t.Errorf("acks=0 record: headers %q, want acks=0", headersOf(m))
+			}
+		}
+	}
+	if found != 1 {
+		t.Errorf("the acks=0 record is in Kafka %d times", found)
+	}
+
 	// Without headers asked for, a record has none, and no X-Request-ID is
 	// made up (the rid ext field is off).
 	a := p.send(t, "POST", "topic="+topic, body)
