@@ -185,39 +185,41 @@ func (e *extFields) plan(ctx *fasthttp.RequestCtx, hp *headerPlan) {
 }
 
 // appendHeaders appends the record headers hp planned to dst, in the order
-// the request gave them, then the ext fields (ip, ua, rid, ck); their
-// values are copied into buf, grown once. The values outlive the request:
-// fasthttp reuses its buffers when the handler returns.
+// the request gave them, then the ext fields; their values are copied into
+// buf, grown once. The values outlive the request: fasthttp reuses its
+// buffers when the handler returns.
 func (s *Server) appendHeaders(dst []kgo.RecordHeader, buf []byte, ctx *fasthttp.RequestCtx, hp *headerPlan) ([]kgo.RecordHeader, []byte) {
 	buf = slices.Grow(buf[:0], hp.bytes)
-	add := func(key string, value []byte) {
-		start := len(buf)
-		buf = append(buf, value...)
-		dst = append(dst, kgo.RecordHeader{Key: key, Value: nonNil(buf[start:len(buf):len(buf)])})
-	}
-	h := &ctx.Request.Header
 	if hp.kafka > 0 {
-		for k, v := range h.All() {
+		for k, v := range ctx.Request.Header.All() {
 			if name, ok := kafkaHeaderName(k); ok {
-				add(lower(name), v)
+				dst, buf = appendHeader(dst, buf, lower(name), v)
 			}
 		}
 	}
-	if s.ext.on == 0 {
-		return dst, buf
+	if s.ext.on != 0 {
+		dst, buf = s.ext.appendTo(dst, buf, ctx, hp.ip)
 	}
-	if s.ext.has(extIP) {
+	return dst, buf
+}
+
+// appendTo appends the ext fields' record headers (ip, ua, rid, ck, as
+// planned by plan; ip is its client address) to dst, their values copied
+// into buf.
+func (e *extFields) appendTo(dst []kgo.RecordHeader, buf []byte, ctx *fasthttp.RequestCtx, ip netip.Addr) ([]kgo.RecordHeader, []byte) {
+	h := &ctx.Request.Header
+	if e.has(extIP) {
 		start := len(buf)
-		buf = hp.ip.AppendTo(buf)
+		buf = ip.AppendTo(buf)
 		dst = append(dst, kgo.RecordHeader{Key: "ip", Value: buf[start:len(buf):len(buf)]})
 	}
-	if ua := h.UserAgent(); s.ext.has(extUA) && len(ua) > 0 {
-		add("ua", ua)
+	if ua := h.UserAgent(); e.has(extUA) && len(ua) > 0 {
+		dst, buf = appendHeader(dst, buf, "ua", ua)
 	}
-	if s.ext.has(extRID) {
-		add("rid", ctx.Response.Header.Peek(headerRequestID))
+	if e.has(extRID) {
+		dst, buf = appendHeader(dst, buf, "rid", ctx.Response.Header.Peek(headerRequestID))
 	}
-	if s.ext.has(extCK) {
+	if e.has(extCK) {
 		start := len(buf)
 		for c := range cookies(h.RawHeaders()) {
 			if len(buf) > start {
@@ -230,6 +232,14 @@ func (s *Server) appendHeaders(dst []kgo.RecordHeader, buf []byte, ctx *fasthttp
 		}
 	}
 	return dst, buf
+}
+
+// appendHeader appends the record header key: value to dst, the value
+// copied into buf.
+func appendHeader(dst []kgo.RecordHeader, buf []byte, key string, value []byte) ([]kgo.RecordHeader, []byte) {
+	start := len(buf)
+	buf = append(buf, value...)
+	return append(dst, kgo.RecordHeader{Key: key, Value: nonNil(buf[start:len(buf):len(buf)])}), buf
 }
 
 // nonNil keeps an empty header value empty: a nil one is written as null.
