@@ -7,6 +7,7 @@
 package jsonscan
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -166,10 +167,28 @@ var plain = func() (t [256]bool) {
 	return t
 }()
 
+// Eight bytes at a time: every byte 0x01, every byte 0x80.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// special is non-zero when one of the eight bytes of x is not plain: a
+// quote, a backslash, below 0x20 or above 0x7f (bit tricks from "Bit
+// Twiddling Hacks": a byte of v - ones*n & ^v has its high bit set only if
+// some byte of v is below n).
+func special(x uint64) uint64 {
+	quote, backslash := x^(ones*'"'), x^(ones*'\\')
+	return ((x-ones*0x20)&^x | (quote-ones)&^quote | (backslash-ones)&^backslash | x) & highs
+}
+
 // skipString reads the string whose opening quote is b[i].
 func skipString(b []byte, i int) (int, error) {
 	j := i + 1
 	for {
+		for j+8 <= len(b) && special(binary.LittleEndian.Uint64(b[j:])) == 0 {
+			j += 8
+		}
 		for j < len(b) && plain[b[j]] {
 			j++
 		}

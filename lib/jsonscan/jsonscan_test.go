@@ -2,6 +2,7 @@ package jsonscan
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -156,6 +157,9 @@ func FuzzValid(f *testing.F) {
 	for _, s := range []string{
 		`{"a":[1,2,{"b":null}]}`, ` "x\u00e9\n" `, `-0.5e-7`, `[1,]`, `{"a":1}{`, "\"\xff\"", `tru`,
 		strings.Repeat("[", 600) + strings.Repeat("]", 600), `{"a" : "b" , "c" : [ ] }`,
+		// strings longer than eight bytes, with something special past them
+		`["0123456789abcdef\"ghijklmnopq", "0123456789é01234567\u0041"]`, "\"0123456789abcdef\x01\"",
+		"\"0123456789abcdef\xc3\xa9\xff\"",
 	} {
 		f.Add([]byte(s))
 	}
@@ -196,6 +200,29 @@ func BenchmarkValid(b *testing.B) {
 	for b.Loop() {
 		if err := Valid(body); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// special must flag every eight bytes holding a byte a string cannot take
+// as it is, wherever it sits.
+func TestSpecial(t *testing.T) {
+	for _, c := range []byte{'"', '\\', 0x00, 0x01, 0x1f, 0x80, 0xc3, 0xff} {
+		for pos := range 8 {
+			b := []byte("abcdefgh")
+			b[pos] = c
+			if special(binary.LittleEndian.Uint64(b)) == 0 {
+				t.Errorf("byte 0x%02x at %d not flagged", c, pos)
+			}
+		}
+	}
+	for c := 0x20; c < 0x80; c++ {
+		if c == '"' || c == '\\' {
+			continue
+		}
+		b := bytes.Repeat([]byte{byte(c)}, 8)
+		if special(binary.LittleEndian.Uint64(b)) != 0 {
+			t.Errorf("plain byte %q flagged", rune(c))
 		}
 	}
 }
