@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/valyala/fasthttp"
@@ -193,7 +195,7 @@ func (s *Server) appendHeaders(dst []kgo.RecordHeader, buf []byte, ctx *fasthttp
 	if hp.kafka > 0 {
 		for k, v := range ctx.Request.Header.All() {
 			if name, ok := kafkaHeaderName(k); ok {
-				dst, buf = appendHeader(dst, buf, lower(name), v)
+				dst, buf = appendHeader(dst, buf, s.headerNames.lower(name), v)
 			}
 		}
 	}
@@ -250,20 +252,60 @@ func nonNil(b []byte) []byte {
 	return b
 }
 
-// lower is name lower-cased (ASCII), as a record header name.
-func lower(name []byte) string {
-	var b [64]byte
-	out := b[:0]
-	if len(name) > len(b) {
-		out = make([]byte, 0, len(name))
+// headerNames interns record header names: clients send the same few
+// again and again, and a record then does not allocate its names. Readers
+// load the map without a lock; a new name replaces it with a copy, until
+// maxInternedNames are kept (names past that, which a client making up
+// names would send, are allocated per record).
+type headerNames struct {
+	names atomic.Pointer[map[string]string]
+	mu    sync.Mutex // held to add a name
+}
+
+const (
+	maxInternedNames = 256
+	maxInternedLen   = 64
+)
+
+// lower returns name lower-cased (ASCII), as a record header name.
+func (hn *headerNames) lower(name []byte) string {
+	if len(name) > maxInternedLen {
+		return strings.ToLower(string(name))
 	}
-	for _, c := range name {
+	var b [maxInternedLen]byte
+	low := b[:len(name)]
+	for i, c := range name {
 		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
 		}
-		out = append(out, c)
+		low[i] = c
 	}
-	return string(out)
+	m := hn.names.Load()
+	if m != nil {
+		if s, ok := (*m)[string(low)]; ok { // no allocation for the lookup
+			return s
+		}
+	}
+	s := string(low)
+	if m != nil && len(*m) >= maxInternedNames {
+		return s
+	}
+	hn.mu.Lock()
+	defer hn.mu.Unlock()
+	old := hn.names.Load()
+	next := make(map[string]string, 1)
+	if old != nil {
+		if len(*old) >= maxInternedNames {
+			return s
+		}
+		next = make(map[string]string, len(*old)+1)
+		for k, v := range *old {
+			next[k] = v
+		}
+	}
+	next[s] = s
+	hn.names.Store(&next)
+	return s
 }
 
 // cookies yields the values of the request's Cookie headers as received,

@@ -3,6 +3,7 @@ package kproxy
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -148,5 +149,30 @@ func TestKafkaHeaderName(t *testing.T) {
 		if got := map[bool]string{true: string(name), false: "-"}[ok]; got != want {
 			t.Errorf("%q: %q, want %q", key, got, want)
 		}
+	}
+}
+
+// Names are lower-cased and interned up to maxInternedNames; a client
+// making up names cannot grow the table past it.
+func TestHeaderNamesBounded(t *testing.T) {
+	var hn headerNames
+	if got := hn.lower([]byte("Trace-ID")); got != "trace-id" {
+		t.Fatalf("lower(Trace-ID) = %q", got)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { hn.lower([]byte("TRACE-id")) }); allocs != 0 {
+		t.Errorf("a known name allocates %v times", allocs)
+	}
+	for i := range 1000 {
+		name := fmt.Sprintf("Made-Up-%d", i)
+		if got := hn.lower([]byte(name)); got != strings.ToLower(name) {
+			t.Fatalf("lower(%s) = %q", name, got)
+		}
+	}
+	if n := len(*hn.names.Load()); n != maxInternedNames {
+		t.Errorf("%d names kept, want at most %d", n, maxInternedNames)
+	}
+	long := strings.Repeat("N", maxInternedLen+1)
+	if got := hn.lower([]byte(long)); got != strings.ToLower(long) {
+		t.Errorf("a long name lower-cased as %q", got)
 	}
 }

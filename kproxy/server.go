@@ -37,6 +37,8 @@ type Server struct {
 	acks0Log sampled
 	access   *access
 	ext      extFields // ext_headers and trusted_proxies
+	// headerNames interns the record header names of X-Kafka-Header-*.
+	headerNames headerNames
 
 	// Records of a batch refused as too large, to send again alone.
 
