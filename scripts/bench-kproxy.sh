@@ -176,7 +176,7 @@ if [ "$MODE" = formats ]; then
 	cpu_ticks() { awk '{print $14 + $15}' "/proc/$kproxy_pid/stat"; }
 	frow() { printf '%-14s %9s %8s %8s %9s %8s %10s %12s %9s %5s\n' "$@"; }
 	frow "" "req/s" "p50 ms" "p99 ms" "/msgpack" "cpu µs" "2xx (wrk)" "200 (proxy)" "in kafka" "lost"
-	declare -A rps p99 cpu line
+	declare -A rps p99 cpu line rounds
 	order=($FORMATS)
 	for r in $(seq "$ROUNDS"); do
 		# Each round starts with another format, so that none always
@@ -191,6 +191,7 @@ if [ "$MODE" = formats ]; then
 		base=${line[msgpack]%% *}
 		for f in $FORMATS; do
 			set -- ${line[$f]}
+			rounds[$f]+="$(ratio "$1" "$base") "
 			frow "$f #$r" "$1" "$2" "$3" "$(ratio "$1" "$base")" "$4" "$5" "$6" "$7" "$8"
 		done
 	done
@@ -200,8 +201,9 @@ if [ "$MODE" = formats ]; then
 	verdict=PASS
 	for f in $FORMATS; do
 		med=$(median ${rps[$f]})
-		echo "$f: median $med req/s (p99 $(median ${p99[$f]}) ms), $(ratio "$med" "$msgpack_med") of msgpack;" \
-			"kproxy CPU $(median ${cpu[$f]}) µs per request, $(ratio "$(median ${cpu[$f]})" "$msgpack_cpu") of msgpack's"
+		echo "$f: median $med req/s (p99 $(median ${p99[$f]}) ms), $(ratio "$med" "$msgpack_med") of msgpack" \
+			"(round by round: $(median ${rounds[$f]})); kproxy CPU $(median ${cpu[$f]}) µs per request," \
+			"$(ratio "$(median ${cpu[$f]})" "$msgpack_cpu") of msgpack's"
 		awk -v r="$(ratio "$med" "$msgpack_med")" 'BEGIN{exit !(r >= 0.9)}' || verdict=FAIL
 	done
 	[ "$lost_total" -eq 0 ] || verdict=FAIL
