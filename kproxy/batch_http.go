@@ -1,7 +1,6 @@
 package kproxy
 
 import (
-	"bytes"
 	"context"
 	"strconv"
 	"sync"
@@ -90,15 +89,6 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx) int {
 		return batchFail(ctx, berr)
 	}
 	return batchAnswer(ctx, s.produceBatch(context.Background(), acks, atomic, j))
-}
-
-// isJSON reports whether a Content-Type is application/json (parameters
-// such as charset aside).
-func isJSON(ct []byte) bool {
-	if i := bytes.IndexByte(ct, ';'); i >= 0 {
-		ct = ct[:i]
-	}
-	return bytes.EqualFold(bytes.TrimSpace(ct), []byte("application/json"))
 }
 
 var answerPool = sync.Pool{New: func() any { return new([]byte) }}

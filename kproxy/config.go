@@ -87,6 +87,16 @@ type Config struct {
 	// kproxy processes must not share one: each would fence the other's
 	// transactions.
 	TransactionalID string `yaml:"transactional_id"`
+	// ExtHeaders are record headers kproxy adds from the request (see
+	// extFieldNames): ip, ua, rid, ck. Default none.
+	ExtHeaders []string `yaml:"ext_headers"`
+	// TrustedProxies are the addresses (IPs or CIDRs) whose X-Forwarded-For
+	// is believed for the ip ext field; empty: the peer's address is it.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// MaxHeaderBytes bounds a request's line and headers (431 above), and
+	// so the X-Kafka-Header-* fields; it is the size of the buffer each
+	// connection reads a request into.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
 }
 
 // DefaultConfig returns the defaults; a file is decoded over them.
@@ -99,6 +109,7 @@ func DefaultConfig() Config {
 		ReqPoolSize:         10240,
 		ProducerNum:         1,
 		MaxRequestSizeBytes: 10 << 20,
+		MaxHeaderBytes:      4096,
 		IdleTimeoutMs:       60_000,
 		AdminAddr:           "127.0.0.1:5040",
 		ProduceTimeoutMs:    10_000,
@@ -216,6 +227,25 @@ func (c Config) Validate(file string) error {
 			if _, err := path.Match(t, ""); err != nil || t == "" {
 				p.Addf(fmt.Sprintf("%s.topics[%d]", field, j), t, "must be a topic name or a pattern")
 			}
+		}
+	}
+	if c.MaxHeaderBytes < 1024 {
+		p.Addf("max_header_bytes", c.MaxHeaderBytes, "must be >= 1024")
+	}
+	seen := map[string]bool{}
+	for i, name := range c.ExtHeaders {
+		field := fmt.Sprintf("ext_headers[%d]", i)
+		switch {
+		case !contains(extFieldNames[:], name):
+			p.Addf(field, name, "must be one of %s", strings.Join(extFieldNames[:], ", "))
+		case seen[name]:
+			p.Addf(field, name, "names an ext field twice")
+		}
+		seen[name] = true
+	}
+	for i, t := range c.TrustedProxies {
+		if _, err := parsePrefix(t); err != nil {
+			p.Addf(fmt.Sprintf("trusted_proxies[%d]", i), t, "must be an IP address or a CIDR like 10.0.0.0/8")
 		}
 	}
 	return p.Err()

@@ -1,6 +1,7 @@
 package kproxy
 
 import (
+	"bytes"
 	"errors"
 	"strconv"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/valyala/fasthttp"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/jsonscan"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/msgpackscan"
 )
 
@@ -28,6 +30,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	switch string(ctx.Path()) {
 	case "/commit":
 		start := time.Now()
+		s.requestID(ctx)
 		code := s.commit(ctx)
 		s.metrics.observe(code, start)
 	case "/batch":
@@ -81,17 +84,17 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) int {
 		return fail(ctx, fasthttp.StatusBadRequest, "acks must be 0, 1 or -1")
 	}
 	body := ctx.PostBody()
-	if len(body) == 0 {
-		return fail(ctx, fasthttp.StatusBadRequest, "empty body; send one msgpack value")
+	if code := s.checkBody(ctx, body); code != 0 {
+		return code
 	}
-	if err := msgpackscan.Valid(body); err != nil {
-		return fail(ctx, fasthttp.StatusBadRequest, "body is not one msgpack value: "+err.Error())
+	hp, reason := s.planHeaders(ctx)
+	if reason != "" {
+		return fail(ctx, fasthttp.StatusBadRequest, reason)
 	}
 
-	size := len(body) + len(args.Peek("key")) + recordOverhead
+	size := len(body) + len(args.Peek("key")) + recordOverhead + hp.size
 	if size > s.cfg.MaxMessageBytes {
-		return fail(ctx, fasthttp.StatusRequestEntityTooLarge,
-			"record of "+strconv.Itoa(size)+" bytes larger than max_message_bytes ("+strconv.Itoa(s.cfg.MaxMessageBytes)+")")
+		return fail(ctx, fasthttp.StatusRequestEntityTooLarge, tooLarge(size, hp.size, "max_message_bytes", s.cfg.MaxMessageBytes))
 	}
 
 	if n := s.inFlight.Add(1); n > int64(s.cfg.ReqPoolSize) {
@@ -107,8 +110,7 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) int {
 		return s.kafkaFail(ctx, code, reason, string(topicB), err)
 	}
 	if size > int(topic.maxBytes) {
-		return fail(ctx, fasthttp.StatusRequestEntityTooLarge,
-			"record of "+strconv.Itoa(size)+" bytes larger than the topic's max.message.bytes ("+strconv.Itoa(int(topic.maxBytes))+")")
+		return fail(ctx, fasthttp.StatusRequestEntityTooLarge, tooLarge(size, hp.size, "the topic's max.message.bytes", int(topic.maxBytes)))
 	}
 	if acks == 0 {
 		// acks=0 records outlive their request: they are bounded apart,
@@ -119,10 +121,53 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) int {
 			return fail(ctx, fasthttp.StatusServiceUnavailable, "overloaded: req_pool_size acks=0 records still being delivered; the record was not written")
 		}
 	}
-	return s.produce(ctx, topic.name, args.Peek("key"), body, acks)
+	return s.produce(ctx, topic.name, args.Peek("key"), body, &hp, acks)
 }
 
-func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string, key, body []byte, acks int) int {
+// checkBody answers a body that is not exactly one value of its format:
+// JSON with Content-Type application/json (parameters allowed), else
+// msgpack. It returns 0 for a good body.
+func (s *Server) checkBody(ctx *fasthttp.RequestCtx, body []byte) int {
+	if isJSON(ctx.Request.Header.ContentType()) {
+		s.metrics.bodies[formatJSON].Inc()
+		if len(body) == 0 {
+			return fail(ctx, fasthttp.StatusBadRequest, "empty body; send one JSON value")
+		}
+		if err := jsonscan.Valid(body); err != nil {
+			return fail(ctx, fasthttp.StatusBadRequest, "body is not one JSON value: "+err.Error())
+		}
+		return 0
+	}
+	s.metrics.bodies[formatMsgpack].Inc()
+	if len(body) == 0 {
+		return fail(ctx, fasthttp.StatusBadRequest, "empty body; send one msgpack value")
+	}
+	if err := msgpackscan.Valid(body); err != nil {
+		return fail(ctx, fasthttp.StatusBadRequest, "body is not one msgpack value: "+err.Error())
+	}
+	return 0
+}
+
+// isJSON reports whether a Content-Type is application/json, whatever its
+// parameters (charset=utf-8).
+func isJSON(ctype []byte) bool {
+	if i := bytes.IndexByte(ctype, ';'); i >= 0 {
+		ctype = ctype[:i]
+	}
+	return bytes.EqualFold(bytes.TrimSpace(ctype), []byte("application/json"))
+}
+
+// tooLarge is the reason a record of size bytes, headers of them its
+// headers', is refused by the limit named.
+func tooLarge(size, headers int, limit string, max int) string {
+	reason := "record of " + strconv.Itoa(size) + " bytes "
+	if headers > 0 {
+		reason += "(headers " + strconv.Itoa(headers) + ") "
+	}
+	return reason + "larger than " + limit + " (" + strconv.Itoa(max) + ")"
+}
+
+func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string, key, body []byte, hp *headerPlan, acks int) int {
 	p := pendingPool.Get().(*pending)
 	// The body and key are copied: fasthttp reuses its buffers once the
 	// handler returns, and kgo holds the record until Kafka answers.
@@ -131,6 +176,10 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string, key, body []byt
 	if len(key) > 0 {
 		p.key = append(p.key[:0], key...)
 		p.rec.Key = p.key
+	}
+	if hp.count > 0 {
+		p.headers, p.hbuf = s.appendHeaders(p.headers[:0], p.hbuf, ctx, hp)
+		p.rec.Headers = p.headers
 	}
 	p.srv, p.acks = s, acks
 	p.state.Store(waiting)

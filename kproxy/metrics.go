@@ -15,6 +15,7 @@ type metrics struct {
 	duration      prometheus.Histogram
 	produceErrors *prometheus.CounterVec
 	records       [3]prometheus.Counter // by acks level
+	bodies        [2]prometheus.Counter // by format: formatMsgpack, formatJSON
 	batchRecords  prometheus.Histogram
 	acks0Lost     prometheus.Counter
 
@@ -26,6 +27,12 @@ type metrics struct {
 	resultByCode  map[int]prometheus.Counter
 	transactions  *prometheus.CounterVec // atomic batches by outcome
 }
+
+// Body formats of /commit, indexes of metrics.bodies.
+const (
+	formatMsgpack = iota
+	formatJSON
+)
 
 // answeredCodes are every status the handler writes.
 var answeredCodes = []int{200, 207, 400, 401, 403, 404, 405, 408, 413, 429, 431, 502, 503, 504}
@@ -60,6 +67,12 @@ func newMetrics(reg *prometheus.Registry, inFlight *atomic.Int64) *metrics {
 	for i, a := range []string{"0", "1", "-1"} {
 		m.records[i] = records.WithLabelValues(a)
 	}
+	bodies := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kproxy_request_bodies_total",
+		Help: "/commit request bodies read, valid or not, by format (Content-Type: application/json, else msgpack).",
+	}, []string{"format"})
+	m.bodies[formatMsgpack] = bodies.WithLabelValues("msgpack")
+	m.bodies[formatJSON] = bodies.WithLabelValues("json")
 	for _, c := range answeredCodes {
 		m.byCode[c] = m.requests.WithLabelValues(strconv.Itoa(c))
 	}
@@ -87,7 +100,7 @@ func newMetrics(reg *prometheus.Registry, inFlight *atomic.Int64) *metrics {
 		Name: "kproxy_transactions_total", Help: "Atomic batches by outcome: committed, aborted (not written), unknown (commit unanswered: 504).",
 	}, []string{"outcome"})
 	reg.MustRegister(m.batches, m.batchSize, m.batchDuration, m.batchResults, m.transactions)
-	reg.MustRegister(m.requests, m.duration, m.produceErrors, records, m.batchRecords, m.acks0Lost,
+	reg.MustRegister(m.requests, m.duration, m.produceErrors, records, bodies, m.batchRecords, m.acks0Lost,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "kproxy_requests_in_flight", Help: "/commit requests and /batch records being processed.",
 		}, func() float64 { return float64(inFlight.Load()) }),

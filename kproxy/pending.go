@@ -14,15 +14,18 @@ import (
 // pending is one record on its way to Kafka, pooled: the request's state
 // from the handler to kgo's promise and back.
 type pending struct {
-	rec  kgo.Record // Context is the pending itself, for the promise
-	buf  []byte     // the record value: a copy of the request body
-	key  []byte
-	srv  *Server
-	acks int
-	cl   *kgo.Client
-	tr   *tracer
-	note sendNote        // tr's counts when the record was handed to kgo
-	ctx  context.Context // the record's deadline (shared: see deadlines)
+	rec kgo.Record // Context is the pending itself, for the promise
+	buf []byte     // the record value: a copy of the request body
+	key []byte
+	// headers are the record's headers, their values held in hbuf.
+	headers []kgo.RecordHeader
+	hbuf    []byte
+	srv     *Server
+	acks    int
+	cl      *kgo.Client
+	tr      *tracer
+	note    sendNote        // tr's counts when the record was handed to kgo
+	ctx     context.Context // the record's deadline (shared: see deadlines)
 
 	state atomic.Int32  // waiting, finished or abandoned
 	done  chan struct{} // the promise's signal to the handler (cap 1)
@@ -55,6 +58,11 @@ func (p *pending) release() {
 	if cap(p.key) > maxPooledBody {
 		p.key = nil
 	}
+	if cap(p.hbuf) > maxPooledBody {
+		p.hbuf = nil
+	}
+	clear(p.headers) // their keys and values
+	p.headers = p.headers[:0]
 	p.rec = kgo.Record{}
 	p.srv, p.cl, p.tr, p.ctx, p.err = nil, nil, nil, nil, nil
 	pendingPool.Put(p)

@@ -38,6 +38,9 @@ type Server struct {
 	// acks0Log reports acks=0 records lost after their 200, sampled.
 	acks0Log sampled
 	access   *access
+	ext      extFields // ext_headers and trusted_proxies
+	// headerNames interns the record header names of X-Kafka-Header-*.
+	headerNames headerNames
 
 	// Records of a batch refused as too large, to send again alone.
 
@@ -58,7 +61,8 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if err := cfg.Validate("config"); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, produceTimeout: time.Duration(cfg.ProduceTimeoutMs) * time.Millisecond}
+	s := &Server{cfg: cfg, log: log, produceTimeout: time.Duration(cfg.ProduceTimeoutMs) * time.Millisecond,
+		ext: newExtFields(cfg)}
 	s.deadlines = newDeadlines(s.produceTimeout)
 	s.errLog = sampled{log: log, every: time.Second}
 	s.acks0Log = sampled{log: log, every: time.Second}
@@ -114,6 +118,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		WriteTimeout:       time.Duration(cfg.WriteTimeoutMs) * time.Millisecond,
 		IdleTimeout:        time.Duration(cfg.IdleTimeoutMs) * time.Millisecond,
 		MaxRequestBodySize: cfg.MaxRequestSizeBytes,
+		ReadBufferSize:     cfg.MaxHeaderBytes, // also the largest request line and headers
 		CloseOnShutdown:    true,
 		// Idle keep-alive connections give their buffers back: 10,000 of
 		// them take 60 MB instead of 160 MB, with no throughput change

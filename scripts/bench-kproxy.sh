@@ -22,6 +22,16 @@
 # out (at most 64).
 #
 #   scripts/bench-kproxy.sh            DURATION=10 ROUNDS=5 by default
+#
+# MODE=formats compares kproxy with itself instead: in each round, acks=1,
+# the same 200-byte record as msgpack (the default above), as JSON
+# (Content-Type: application/json) and as msgpack with three
+# X-Kafka-Header-* record headers, one run after the other (each round
+# starting with the next format), each on a fresh topic with its loss
+# check. Target: JSON and headers each within 10% of msgpack (ratios of
+# the medians).
+#
+#   MODE=formats scripts/bench-kproxy.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -30,6 +40,9 @@ KPROXY_BIN_SET=${KPROXY_BIN:-}
 KPROXY_BIN=${KPROXY_BIN:-bin/kproxy_bin} # another build to compare (then kproxy is not built)
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-5}
+MODE=${MODE:-compare} # compare: bare server, kgoproxy, kproxy; formats: kproxy's msgpack, JSON, 3 headers
+FORMATS="msgpack json headers"
+case $MODE in compare | formats) ;; *) echo "MODE must be compare or formats, got $MODE" >&2; exit 1 ;; esac
 CONNS=64
 KAFKA_PORT=${KAFKA_PORT:-19092}
 PROXY_PORT=${PROXY_PORT:-15030}
@@ -44,13 +57,21 @@ new_workdir
 exec 4>&2 # for failures inside wait_for, which silences its command
 
 topics=""
-for r in $(seq "$ROUNDS"); do topics+="bench_acks1_r$r:4,bench_kgo_r$r:4,"; done
+for r in $(seq "$ROUNDS"); do
+	if [ "$MODE" = formats ]; then
+		for f in $FORMATS; do topics+="bench_${f}_r$r:4,"; done
+	else
+		topics+="bench_acks1_r$r:4,bench_kgo_r$r:4,"
+	fi
+done
 topics+="bench_acks0:4,bench_acksall:4"
 bin/devstack -no-zk -dir "$work/kafka" -kafka-port "$KAFKA_PORT" -topics "$topics" -ready-file "$work/ready" >"$work/devstack.log" 2>&1 &
 devstack_pid=$!
 pids+=($devstack_pid)
-bin/bareserver -addr "127.0.0.1:$BARE_PORT" >"$work/bare.log" 2>&1 &
-pids+=($!)
+if [ "$MODE" = compare ]; then
+	bin/bareserver -addr "127.0.0.1:$BARE_PORT" >"$work/bare.log" 2>&1 &
+	pids+=($!)
+fi
 cat >"$work/kproxy.yaml" <<CONF
 log_dir: $work/log
 log_level: 2
@@ -64,10 +85,12 @@ wait_for "kafka" 30 kafka_up
 "$KPROXY_BIN" -f "$work/kproxy.yaml" >"$work/kproxy.out" 2>&1 &
 kproxy_pid=$!
 pids+=($kproxy_pid)
-bin/kgoproxy -addr "127.0.0.1:$KGO_PORT" -brokers "$(printf "127.0.0.1:%s," $(kafka_ports "$KAFKA_PORT") | sed "s/,$//")" >"$work/kgoproxy.log" 2>&1 &
-pids+=($!)
+if [ "$MODE" = compare ]; then
+	bin/kgoproxy -addr "127.0.0.1:$KGO_PORT" -brokers "$(printf "127.0.0.1:%s," $(kafka_ports "$KAFKA_PORT") | sed "s/,$//")" >"$work/kgoproxy.log" 2>&1 &
+	pids+=($!)
+	wait_for "kgoproxy" 30 curl -sf "127.0.0.1:$KGO_PORT/stats"
+fi
 wait_for "kproxy" 30 curl -sf "127.0.0.1:$ADMIN_PORT/health"
-wait_for "kgoproxy" 30 curl -sf "127.0.0.1:$KGO_PORT/stats"
 
 # metric NAME [LABEL]: the sum of kproxy's samples of NAME carrying LABEL
 # (e.g. acks="1"), 0 when there are none.
@@ -82,11 +105,12 @@ kproxy_idle() { [ "$(metric kproxy_requests_in_flight)" = 0 ]; }
 kgo_idle() { [ "$(kgostat inflight)" = 0 ]; }
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; printf "%.2f", v}'; }
 
-# run_wrk URL TOPIC ACKS: sets RPS P50 P99 OK (wrk's count of 2xx).
+# run_wrk URL TOPIC ACKS [FORMAT]: sets RPS P50 P99 OK (wrk's count of 2xx);
+# FORMAT is the body of bench-kproxy.lua (msgpack, json, headers).
 run_wrk() {
 	local out
 	if [ -t 2 ]; then printf '  wrk %ss against %s…' "$DURATION" "$1" >&2; else echo "  wrk ${DURATION}s against $1…" >&2; fi
-	out=$(wrk -t2 -c$CONNS -d"${DURATION}s" --timeout 10s --latency -s scripts/bench-kproxy.lua "$1" -- "$2" "$3")
+	out=$(wrk -t2 -c$CONNS -d"${DURATION}s" --timeout 10s --latency -s scripts/bench-kproxy.lua "$1" -- "$2" "$3" "${4:-msgpack}")
 	[ -t 2 ] && printf '\r\033[K' >&2
 	RPS=$(awk '/^Requests\/sec/ {printf "%d", $2}' <<<"$out")
 	P50=$(awk '$1=="50%" {print $2}' <<<"$out" | to_ms)
@@ -107,13 +131,13 @@ loss_check() {
 	lost_total=$((lost_total + (LOST < 0 ? -LOST : LOST)))
 }
 
-# kproxy_run TOPIC ACKS: one kproxy run and its loss check; sets RPS P50
-# P99 OK ANSWERED INKAFKA LOST.
+# kproxy_run TOPIC ACKS [FORMAT]: one kproxy run and its loss check; sets
+# RPS P50 P99 OK ANSWERED INKAFKA LOST.
 kproxy_run() {
 	local topic=$1 acks=$2 before after
 	# The 200s kproxy answered (each run is one acks level).
 	before=$(metric kproxy_requests_total 'code="200"')
-	run_wrk "http://127.0.0.1:$PROXY_PORT" "$topic" "$acks"
+	run_wrk "http://127.0.0.1:$PROXY_PORT" "$topic" "$acks" "${3:-msgpack}"
 	wait_for "kproxy to finish in-flight requests" 30 kproxy_idle
 	# acks=0 records are answered before Kafka has them: read both counts
 	# until they hold still (at most 10 s).
@@ -143,6 +167,54 @@ kgo_run() {
 row() { printf '%-20s %9s %8s %8s %9s %10s %12s %9s %5s\n' "$@"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}'; }
+
+if [ "$MODE" = formats ]; then
+	echo "kproxy body formats: $CONNS connections, ${DURATION}s per run, acks=1, 200-byte bodies, keys from 10,000, $(nproc) cores"
+	# kproxy's CPU time (user + system) per request answered 200: steadier
+	# than req/s on a shared machine, where other work takes cores away.
+	# The brokers' (devstack's) CPU per request too: records with headers
+	# are larger for them as well.
+	hz=$(getconf CLK_TCK)
+	cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+	per_req() { awk -v t="$1" -v hz="$hz" -v n="$2" 'BEGIN{printf "%.1f", t / hz * 1e6 / n}'; }
+	frow() { printf '%-14s %9s %8s %8s %9s %8s %8s %10s %12s %9s %5s\n' "$@"; }
+	frow "" "req/s" "p50 ms" "p99 ms" "/msgpack" "cpu µs" "kafka µs" "2xx (wrk)" "200 (proxy)" "in kafka" "lost"
+	declare -A rps p99 cpu kcpu line rounds
+	order=($FORMATS)
+	for r in $(seq "$ROUNDS"); do
+		# Each round starts with another format, so that none always
+		# runs first (on a fresh kproxy, or after a pause).
+		for f in "${order[@]}"; do
+			t0=$(cpu_ticks "$kproxy_pid") k0=$(cpu_ticks "$devstack_pid")
+			kproxy_run "bench_${f}_r$r" 1 "$f"
+			us=$(per_req $(($(cpu_ticks "$kproxy_pid") - t0)) "$ANSWERED")
+			kus=$(per_req $(($(cpu_ticks "$devstack_pid") - k0)) "$ANSWERED")
+			rps[$f]+="$RPS " p99[$f]+="$P99 " cpu[$f]+="$us " kcpu[$f]+="$kus "
+			line[$f]="$RPS $P50 $P99 $us $kus $OK $ANSWERED $INKAFKA $LOST"
+		done
+		order=("${order[@]:1}" "${order[0]}")
+		base=${line[msgpack]%% *}
+		for f in $FORMATS; do
+			set -- ${line[$f]}
+			rounds[$f]+="$(ratio "$1" "$base") "
+			frow "$f #$r" "$1" "$2" "$3" "$(ratio "$1" "$base")" "$4" "$5" "$6" "$7" "$8" "$9"
+		done
+	done
+	echo
+	msgpack_med=$(median ${rps[msgpack]})
+	msgpack_cpu=$(median ${cpu[msgpack]})
+	verdict=PASS
+	for f in $FORMATS; do
+		med=$(median ${rps[$f]})
+		echo "$f: median $med req/s (p99 $(median ${p99[$f]}) ms), $(ratio "$med" "$msgpack_med") of msgpack" \
+			"(round by round: $(median ${rounds[$f]})); kproxy CPU $(median ${cpu[$f]}) µs per request," \
+			"$(ratio "$(median ${cpu[$f]})" "$msgpack_cpu") of msgpack's; brokers $(median ${kcpu[$f]}) µs"
+		awk -v r="$(ratio "$med" "$msgpack_med")" 'BEGIN{exit !(r >= 0.9)}' || verdict=FAIL
+	done
+	[ "$lost_total" -eq 0 ] || verdict=FAIL
+	echo "target (JSON and 3 headers >= 0.9 of msgpack, zero loss): $verdict (records lost or unaccounted: $lost_total)"
+	exit 0
+fi
 
 echo "kproxy benchmark: $CONNS connections, ${DURATION}s per run, 200-byte msgpack bodies, keys from 10,000, $(nproc) cores"
 row "" "req/s" "p50 ms" "p99 ms" "/bare" "2xx (wrk)" "200 (proxy)" "in kafka" "lost"

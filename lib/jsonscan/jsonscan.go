@@ -25,6 +25,12 @@ func syntax(i int, msg string) error { return &SyntaxError{Offset: i, msg: msg} 
 // Valid reports whether b holds exactly one JSON value, white space around
 // it allowed. Strings must be valid UTF-8.
 func Valid(b []byte) error {
+	if len(b) == 0 {
+		return errors.New("empty, no JSON value")
+	}
+	if ws(b, 0) == len(b) {
+		return errors.New("only white space, no JSON value")
+	}
 	i, err := Skip(b, 0)
 	if err != nil {
 		return err
@@ -38,8 +44,10 @@ func Valid(b []byte) error {
 // Skip walks the one value starting at b[i] (white space before it
 // skipped) and returns the index right after it.
 func Skip(b []byte, i int) (int, error) {
-	// stack holds a bit per open container: 1 an object, 0 an array.
-	var stack []uint64
+	// stack holds a bit per open container: 1 an object, 0 an array; the
+	// first 512 levels without allocating.
+	var fixed [8]uint64
+	stack := fixed[:0]
 	depth := 0
 	push := func(object bool) {
 		if depth/64 == len(stack) {
