@@ -35,7 +35,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 step "dev stack: ZooKeeper 127.0.0.1:2181 + Kafka (kfake, 3 brokers) 127.0.0.1:9092-9094, chroot /mq/test_cluster"
-bin/devstack -dir "$work/devstack" -topics test_topic:4 -ready-file "$work/ready" >"$work/devstack.log" 2>&1 &
+bin/devstack -dir "$work/devstack" -topics test_topic:4,demo_intake:2 -ready-file "$work/ready" >"$work/devstack.log" 2>&1 &
 pids+=($!)
 wait_for "the dev stack" 60 test -f "$work/ready" || { cat "$work/devstack.log"; exit 1; }
 cat "$work/ready"
@@ -96,6 +96,25 @@ printf '[%s] %s\n' "${resp: -3}" "$(printf '%s' "${resp%???}" | tr -d '\n')"
 
 step "read back from Kafka with kcat: partition, offset, key, value bytes"
 kcat -C -b 127.0.0.1:9092 -t test_topic -e -q -f '  partition %p  offset %o  key=%k  %S bytes\n' | sort -k2,2n -k4,4n
+
+step "JSON bodies, record headers and batches (topic demo_intake)"
+# send PATH QUERY BODY [curl args…]: POST BODY as JSON and print "[status] answer".
+send() {
+	local path=$1 query=$2 body=$3 resp
+	shift 3
+	resp=$(curl -s -w '%{http_code}' -H 'Content-Type: application/json' "$@" --data-binary "$body" "http://127.0.0.1:5030/$path?$query")
+	printf '[%s] %s\n' "${resp: -3}" "$(printf '%s' "${resp%???}" | tr -d '\n')"
+}
+printf '%-32s' "JSON body + 2 headers"
+send commit "topic=demo_intake&key=alice" '{"method":"Login","uid":7}' -H 'X-Kafka-Header-Trace-Id: 4bf92f35' -H 'X-Kafka-Header-Source: demo'
+printf '%-32s' "batch of 3 (JSON)"
+send batch "topic=demo_intake&acks=1" '[{"key":"alice","value":{"n":1}},{"key":"bob","value":[1,2,3],"headers":{"source":"demo"}},{"value":"no key"}]'
+printf '%-32s' "atomic batch (one transaction)"
+send batch "topic=demo_intake&acks=-1&atomic=1" '[{"key":"carol","value":{"n":2}},{"key":"carol","value":{"n":3}}]'
+printf '%-32s' "bad batch: nothing written"
+send batch "topic=demo_intake" '[{"key":"dave","value":1},{"key":"dave"}]'
+echo "read back with kcat (headers too):"
+kcat -C -b 127.0.0.1:9092 -t demo_intake -e -q -f '  partition %p  offset %o  key=%k  headers=%h  value=%s\n' | sort -k2,2n -k4,4n
 
 step "kproxy's metrics (http://127.0.0.1:5040/metrics)"
 curl -s 127.0.0.1:5040/metrics | grep -E '^kproxy_(requests_total|records_total)' | grep -v ' 0$'
