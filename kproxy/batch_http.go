@@ -9,6 +9,28 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
+// batchExtFields gives every record of a batch the request's ext fields
+// (ext_headers: ip, ua, rid, ck), as /commit gives its record, and refuses
+// a record whose own headers name one of them: a client may not set them.
+func (s *Server) batchExtFields(ctx *fasthttp.RequestCtx, recs []batchRecord) *batchError {
+	if s.ext.on == 0 {
+		return nil
+	}
+	for i := range recs {
+		for _, h := range recs[i].headers {
+			if s.ext.reserved([]byte(h.Key)) {
+				return refuse(400, i, "header "+strconv.Quote(h.Key)+" is set by kproxy (ext_headers)")
+			}
+		}
+	}
+	// Copied once, shared by the records (kgo only reads them).
+	ext, _ := s.ext.appendTo(nil, nil, ctx, s.ext.clientIP(ctx))
+	for i := range recs {
+		recs[i].headers = append(recs[i].headers, ext...)
+	}
+	return nil
+}
+
 // batch answers POST /batch?acks=N[&topic=T][&atomic=1]: it reads the
 // request into records and hands them to the core (batch.go). Every
 // answer is JSON.
@@ -25,6 +47,13 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx) int {
 	}
 	if args.Has("key") {
 		return batchFail(ctx, refuse(400, -1, "no key parameter in /batch: each record carries its own key"))
+	}
+	for k := range args.All() {
+		// A misspelled atomic would write a batch that can end half
+		// written: every parameter must be known.
+		if n := string(k); n != "acks" && n != "topic" && n != "atomic" {
+			return batchFail(ctx, refuse(400, -1, "unknown parameter "+strconv.Quote(n)+" (known: acks, topic, atomic)"))
+		}
 	}
 	acksB := args.Peek("acks")
 	acks, ok := acksIndex(acksB)
@@ -77,6 +106,9 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx) int {
 		j.recs, berr = parseMsgpackBatch(j.recs, j.body, topic, s.cfg.MaxBatchRecords)
 	}
 	if berr != nil {
+		return batchFail(ctx, berr)
+	}
+	if berr = s.batchExtFields(ctx, j.recs); berr != nil {
 		return batchFail(ctx, berr)
 	}
 	n := len(j.recs)

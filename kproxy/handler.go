@@ -35,6 +35,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.metrics.observe(code, start)
 	case "/batch":
 		start := time.Now()
+		s.requestID(ctx)
 		code := s.batch(ctx)
 		s.metrics.observeBatch(code, start)
 	case "/health":
