@@ -419,6 +419,8 @@ func (s *Server) outcome(res []recordResult, acks int) batchOutcome {
 	}
 	switch {
 	case failed == 0:
+	case failed == len(res) && alike && out.status == 504:
+		out.reason = "no record acknowledged: " + res[out.index].reason
 	case failed == len(res) && alike:
 		out.reason = "no record written: " + res[out.index].reason
 	default:
