@@ -484,14 +484,14 @@ func TestGRPCStream10000(t *testing.T) {
 
 // TestGRPCStreamKeyOrder: requests of one stream are pipelined, yet a
 // key's records are written in the order of the stream while partition
-// leaders move every 25 ms, across requests at acks 1, then -1, then 1
-// again (two Kafka clients).
+// leaders move every 10 ms, across requests at acks 1 and -1 in turns of
+// 25 (two Kafka clients).
 func TestGRPCStreamKeyOrder(t *testing.T) {
 	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 3}})
 	g := startGRPC(t, c, nil)
-	stop := kafkatest.NewFaults(t, c).ShuffleEvery(25 * time.Millisecond)
-	reqs := keyedRequests(60, 100, 20, func(q int) int32 {
-		if q >= 20 && q < 40 {
+	stop := kafkatest.NewFaults(t, c).ShuffleEvery(10 * time.Millisecond)
+	reqs := keyedRequests(150, 100, 20, func(q int) int32 {
+		if q/25%2 == 1 {
 			return -1
 		}
 		return 1
