@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -54,12 +53,13 @@ func (s *Server) newGRPC(tlsCfg *tls.Config) *grpc.Server {
 		}),
 		grpc.ChainUnaryInterceptor(s.countUnary),
 		grpc.ChainStreamInterceptor(s.countStream),
+		grpc.ForceServerCodecV2(newWireCodec()),
 	}
 	if tlsCfg != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
 	}
 	g := grpc.NewServer(opts...)
-	kproxypb.RegisterKProxyServer(g, grpcService{s: s})
+	g.RegisterService(kproxyService(), grpcService{s: s})
 	grpc_health_v1.RegisterHealthServer(g, grpcHealth{s: s})
 	reflection.Register(g)
 	return g
@@ -96,59 +96,51 @@ func (s *Server) countStream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 	return err
 }
 
-// grpcService is kafkahttpwrapper.v1.KProxy.
-type grpcService struct {
-	kproxypb.UnimplementedKProxyServer
-	s *Server
-}
-
-// Produce writes one request's records. Its answer is a ProduceResponse
-// for 200 and 207; any other status is a gRPC error (grpcCode) whose
-// detail is the ProduceResponse.
-func (g grpcService) Produce(ctx context.Context, req *kproxypb.ProduceRequest) (*kproxypb.ProduceResponse, error) {
-	s := g.s
+// produce1 answers a Produce call, whose request is in j (produceHandler):
+// a ProduceResponse for 200 and 207; any other status is a gRPC error
+// (grpcCode) whose detail is the ProduceResponse without its results. It
+// releases j.
+func (s *Server) produce1(ctx context.Context, j *batchJob) (any, error) {
 	start := time.Now()
-	resp, err := s.produceRequest(ctx, req)
+	defer j.release() // after the answer is encoded: it reads j's results
+	a, err := s.produceRequest(ctx, j)
 	if err != nil {
 		return nil, err
 	}
-	s.metrics.grpcAnswered("Produce", int(resp.Status), start)
-	if err := responseError(resp); err != nil {
+	s.metrics.grpcAnswered("Produce", a.status, start)
+	if err := answerError(&a); err != nil {
 		return nil, err
 	}
-	return resp, nil
+	return &wireResponse{b: a.appendTo(nil)}, nil
 }
 
 // produceRequest is Produce's answer; an error only for a client that
 // went away before its records were handed to Kafka (nothing written).
-func (s *Server) produceRequest(ctx context.Context, req *kproxypb.ProduceRequest) (*kproxypb.ProduceResponse, error) {
+func (s *Server) produceRequest(ctx context.Context, j *batchJob) (answer, error) {
 	rule, v := s.authenticateRPC(ctx)
 	if v.code != 0 {
-		return refusedResponse(req.GetId(), refuse(v.code, -1, v.reason)), nil
+		return refusedAnswer(0, refuse(v.code, -1, v.reason)), nil
 	}
-	j := getBatchJob()
-	defer j.release() // after the response is built from j's results
-	acks, atomic, berr := s.readRequest(j, req)
+	h, berr := s.readRequest(j)
 	if berr != nil {
-		return refusedResponse(req.Id, berr), nil
+		return refusedAnswer(h.id, berr), nil
 	}
 	n := len(j.recs)
 	s.metrics.batchSize.Observe(float64(n))
 	if berr = s.admitBatch(n); berr != nil {
-		return refusedResponse(req.Id, berr), nil
+		return refusedAnswer(h.id, berr), nil
 	}
 	defer s.releaseBatch(n)
 	if berr = s.checkBatch(rule, j.recs, time.Now()); berr != nil {
-		return refusedResponse(req.Id, berr), nil
+		return refusedAnswer(h.id, berr), nil
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, status.FromContextError(err).Err()
+		return answer{}, status.FromContextError(err).Err()
 	}
 	b := s.boundRPC(ctx, j)
-	out := s.produceBatch(b.answer, acks, atomic, j)
-	resp := outcomeResponse(req.Id, out)
-	b.end(atomic || acks == 0 || j.call.left.Load() == 0)
-	return resp, nil
+	out := s.produceBatch(b.answer, h.acks, h.atomic, j)
+	b.end(h.atomic || h.acks == 0 || j.call.left.Load() == 0)
+	return outcomeAnswer(h.id, out), nil
 }
 
 // authenticateRPC finds the call's client from its authorization
@@ -162,88 +154,6 @@ func (s *Server) authenticateRPC(ctx context.Context) (*clientRule, verdict) {
 		auth = []byte(v[0])
 	}
 	return s.access.authenticate(auth)
-}
-
-// readRequest reads req into j's records and checks what the core does not:
-// acks, atomic, the request's topic, the number of records, each record's
-// headers. The records' keys, values and header values are req's own
-// bytes, which kgo holds (and so keeps alive) until Kafka answers.
-func (s *Server) readRequest(j *batchJob, req *kproxypb.ProduceRequest) (acks int, atomic bool, e *batchError) {
-	acks = 1
-	if req.Acks != nil {
-		switch *req.Acks {
-		case 0:
-			acks = 0
-		case 1:
-		case -1:
-			acks = 2
-		default:
-			return 0, false, refuse(400, -1, "acks must be 0, 1 or -1, got "+strconv.Itoa(int(*req.Acks)))
-		}
-	}
-	if req.Atomic {
-		if acks != 2 {
-			return 0, false, refuse(400, -1, "atomic needs acks -1 (a Kafka transaction is written to every in-sync replica)")
-		}
-		if s.txns == nil {
-			return 0, false, refuse(400, -1, "atomic batches are off (transactional_producers: 0)")
-		}
-	}
-	var topic []byte
-	if req.Topic != "" {
-		topic = []byte(req.Topic)
-		if reason := checkTopicName(topic); reason != "" {
-			return 0, false, refuse(400, -1, reason)
-		}
-	}
-	switch n := len(req.Records); {
-	case n == 0:
-		return 0, false, refuse(400, -1, "no records")
-	case n > s.cfg.MaxBatchRecords:
-		return 0, false, refuse(413, s.cfg.MaxBatchRecords, "more than max_batch_records ("+strconv.Itoa(s.cfg.MaxBatchRecords)+") records")
-	}
-	recs := j.recs[:0]
-	var lastName string // the last record topic read, and its bytes
-	var lastTopic []byte
-	for i, r := range req.Records {
-		recs = nextRecord(recs, topic)
-		br := &recs[i]
-		if t := r.GetTopic(); t != "" {
-			if t != lastName {
-				lastName, lastTopic = t, []byte(t)
-			}
-			br.topic = lastTopic
-		}
-		if k := r.GetKey(); len(k) > 0 {
-			br.key = k
-		}
-		br.value = r.GetValue()
-		if br.value == nil {
-			br.value = emptyValue
-		}
-		hs := r.GetHeaders()
-		if len(hs) > maxRecordHeaders {
-			j.recs = recs
-			return 0, false, refuse(400, i, "more than "+strconv.Itoa(maxRecordHeaders)+" headers")
-		}
-		for _, h := range hs {
-			if h.GetKey() == "" {
-				j.recs = recs
-				return 0, false, refuse(400, i, "a header name is empty")
-			}
-			v := h.GetValue()
-			if v == nil {
-				v = emptyValue
-			}
-			br.headers = append(br.headers, kgo.RecordHeader{Key: h.GetKey(), Value: v})
-		}
-		if reason := repeatedHeader(br.headers); reason != "" {
-			j.recs = recs
-			return 0, false, refuse(400, i, reason)
-		}
-	}
-	j.recs = recs
-	return acks, req.Atomic, nil
 }
 
 // rpcBound is what a gRPC call's deadline makes of a request's waits.
@@ -284,35 +194,6 @@ func (b rpcBound) end(done bool) {
 	}
 }
 
-// refusedResponse answers a request refused whole: nothing written.
-func refusedResponse(id uint64, e *batchError) *kproxypb.ProduceResponse {
-	return &kproxypb.ProduceResponse{Id: id, Status: int32(e.status), Error: e.reason,
-		BadIndex: int32(e.index), RetryAfter: int32(e.retryAfter)}
-}
-
-// outcomeResponse answers a request whose records were written, or tried
-// to be: a result per record.
-func outcomeResponse(id uint64, out batchOutcome) *kproxypb.ProduceResponse {
-	resp := &kproxypb.ProduceResponse{Id: id, Status: int32(out.status), BadIndex: int32(out.index)}
-	if out.status != 200 {
-		resp.Error = out.reason
-	}
-	if out.status >= 500 {
-		resp.RetryAfter = 1
-	}
-	res := make([]kproxypb.RecordResult, len(out.results))
-	resp.Results = make([]*kproxypb.RecordResult, len(out.results))
-	for i, r := range out.results {
-		rr := &res[i]
-		rr.Status, rr.Partition, rr.Offset = int32(r.status), r.partition, r.offset
-		if r.status != 200 {
-			rr.Error = r.reason
-		}
-		resp.Results[i] = rr
-	}
-	return resp
-}
-
 // grpcCode is the gRPC status of an answer with HTTP status code.
 func grpcCode(code int) codes.Code {
 	switch code {
@@ -336,23 +217,28 @@ func grpcCode(code int) codes.Code {
 	return codes.Internal
 }
 
-// responseError is a unary answer's error: nil for 200 and 207, else the
+// answerError is a unary answer's error: nil for 200 and 207, else the
 // status of grpcCode with the response as its detail, without its
 // results: every record got the status, and a detail travels in a trailer
 // (grpc-status-details-bin), which other gRPC implementations cap at a few
 // kilobytes — 10,000 results would not fit.
-func responseError(resp *kproxypb.ProduceResponse) error {
-	code := grpcCode(int(resp.Status))
+func answerError(a *answer) error {
+	code := grpcCode(a.status)
 	if code == codes.OK {
 		return nil
 	}
-	st := status.New(code, resp.Error)
-	detail := &kproxypb.ProduceResponse{Id: resp.Id, Status: resp.Status, Error: resp.Error,
-		BadIndex: resp.BadIndex, RetryAfter: resp.RetryAfter}
-	if d, err := st.WithDetails(detail); err == nil {
+	st := status.New(code, a.reason)
+	if d, err := st.WithDetails(a.message()); err == nil {
 		st = d
 	}
 	return st.Err()
+}
+
+// grpcService is kafkahttpwrapper.v1.KProxy: Produce is served by
+// produceHandler (kproxyService), ProduceStream here.
+type grpcService struct {
+	kproxypb.UnimplementedKProxyServer
+	s *Server
 }
 
 // ProduceStream answers each request of the stream with a response
@@ -371,7 +257,8 @@ func (g grpcService) ProduceStream(stream grpc.BidiStreamingServer[kproxypb.Prod
 }
 
 // produceStream is one ProduceStream call. Three goroutines:
-//   - a reader receives the requests (stream.Recv) and hands them over;
+//   - a reader receives the requests, each into a batch job, and hands
+//     them over;
 //   - the handler's goroutine (take) checks each request and hands its
 //     records to their kgo client, in the order of the stream, at most
 //     streamWindow requests ahead of the answers;
@@ -402,18 +289,19 @@ type produceStream struct {
 
 // streamItem is one request of a stream, from its start to its answer.
 type streamItem struct {
-	id    uint64
-	at    time.Time                 // read
-	resp  *kproxypb.ProduceResponse // set at the start when nothing is to be awaited
-	job   *batchJob
-	call  *batchCall
-	n     int // records admitted, given back once answered
-	bound rpcBound
-	done  chan struct{} // closed once answered (sent, or not: the stream broke)
+	at       time.Time // read
+	answered bool      // a is the answer, known at the start: nothing to await
+	a        answer
+	job      *batchJob  // nil: refused (released at once)
+	call     *batchCall // nil: answered at the start
+	n        int        // records admitted, given back once answered
+	bound    rpcBound
+	done     chan struct{} // closed once answered (sent, or not: the stream broke)
 }
 
+// streamRequest is a request read: its bytes in job's body.
 type streamRequest struct {
-	req *kproxypb.ProduceRequest
+	job *batchJob
 	at  time.Time
 }
 
@@ -421,19 +309,22 @@ func (st *produceStream) run() error {
 	reqs := make(chan streamRequest)
 	recvErr := make(chan error, 1)
 	quit := make(chan struct{})
-	// The reader may be in Recv when the handler returns; Recv returns
-	// then (grpc ends the stream). The server waits for it at shutdown.
+	// The reader may be in RecvMsg when the handler returns; RecvMsg
+	// returns then (grpc ends the stream). The server waits for it at
+	// shutdown.
 	st.s.grpcReaders.Go(func() {
 		for {
-			req, err := st.stream.Recv()
-			if err != nil {
+			j := getBatchJob()
+			if err := st.stream.RecvMsg(j); err != nil {
+				j.release()
 				recvErr <- err
 				return
 			}
 			select {
-			case reqs <- streamRequest{req, time.Now()}:
+			case reqs <- streamRequest{j, time.Now()}:
 			case <-quit:
-				return // read, never started: not written (the stream ended)
+				j.release() // read, never started: not written (the stream ended)
+				return
 			}
 		}
 	})
@@ -508,27 +399,29 @@ func (st *produceStream) waitAll() {
 }
 
 // start checks request r and hands its records to Kafka, or answers it at
-// once (refused, acks=0, atomic: then resp is set).
+// once (refused, acks=0, atomic).
 func (st *produceStream) start(r streamRequest) *streamItem {
-	s := st.s
-	it := &streamItem{id: r.req.Id, at: r.at, done: make(chan struct{})}
-	j := getBatchJob()
-	acks, atomic, berr := s.readRequest(j, r.req)
-	if berr != nil {
+	s, j := st.s, r.job
+	it := &streamItem{at: r.at, done: make(chan struct{})}
+	refused := func(id uint64, e *batchError) *streamItem {
 		j.release()
-		it.resp = refusedResponse(it.id, berr)
+		it.a, it.answered = refusedAnswer(id, e), true
 		return it
+	}
+	h, berr := s.readRequest(j)
+	if berr != nil {
+		return refused(h.id, berr)
 	}
 	n := len(j.recs)
 	s.metrics.batchSize.Observe(float64(n))
 	client := 0
 	switch {
-	case atomic:
+	case h.atomic:
 		client = 2
-	case acks == 2:
+	case h.acks == 2:
 		client = 1
 	}
-	if atomic || (client != st.client && st.client != -1) {
+	if h.atomic || (client != st.client && st.client != -1) {
 		st.waitAll() // no order between two clients: one after the other
 	}
 	st.client = client
@@ -537,31 +430,25 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 	for berr = s.admitBatch(n); berr != nil && berr.status == 503 && st.waitOldest(); berr = s.admitBatch(n) {
 	}
 	if berr != nil {
-		j.release()
-		it.resp = refusedResponse(it.id, berr)
-		return it
+		return refused(h.id, berr)
 	}
 	if berr = s.checkBatch(st.rule, j.recs, time.Now()); berr != nil {
 		s.releaseBatch(n)
-		j.release()
-		it.resp = refusedResponse(it.id, berr)
-		return it
+		return refused(h.id, berr)
 	}
 	b := s.boundRPC(st.ctx, j)
 	var out batchOutcome
-	if atomic {
+	if h.atomic {
 		out = s.produceAtomic(b.answer, j)
 	} else {
-		it.call, out = s.startProduce(acks, j)
+		it.call, out = s.startProduce(h.acks, j)
 	}
-	if it.call != nil {
-		it.job, it.n, it.bound = j, n, b
-		return it
+	it.a.id, it.job, it.n, it.bound = h.id, j, n, b
+	if it.call == nil {
+		// Answered now (acks=0, atomic); the answerer sends it and then
+		// releases j, whose results it reads.
+		it.a, it.answered = outcomeAnswer(h.id, out), true
 	}
-	it.resp = outcomeResponse(it.id, out)
-	b.end(true)
-	s.releaseBatch(n)
-	j.release()
 	return it
 }
 
@@ -572,23 +459,27 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 func (st *produceStream) answer() {
 	s := st.s
 	failed := false
+	var buf []byte // the response being sent: encoded, then copied by the codec
 	for it := range st.answers {
-		if it.resp == nil {
+		if !it.answered {
 			out := s.finishProduce(it.bound.answer, it.call)
-			it.resp = outcomeResponse(it.id, out)
-			it.bound.end(it.call.left.Load() == 0)
-			s.releaseBatch(it.n)
-			it.job.release()
-			it.job, it.call = nil, nil
+			it.a = outcomeAnswer(it.a.id, out)
 		}
 		if !failed {
-			if err := st.stream.Send(it.resp); err != nil {
+			buf = it.a.appendTo(buf[:0])
+			if err := st.stream.SendMsg(&wireResponse{b: buf}); err != nil {
 				failed = true
 				st.sendErr <- err
 			}
 		}
-		s.metrics.grpcAnswered("ProduceStream", int(it.resp.Status), it.at)
-		it.resp = nil
+		if it.job != nil {
+			it.bound.end(it.call == nil || it.call.left.Load() == 0)
+			s.releaseBatch(it.n)
+			it.job.release()
+			it.job, it.call = nil, nil
+		}
+		s.metrics.grpcAnswered("ProduceStream", it.a.status, it.at)
+		it.a = answer{}
 		close(it.done)
 	}
 }
