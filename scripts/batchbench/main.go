@@ -31,6 +31,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,6 +60,7 @@ func run(args []string) int {
 	records := fs.Int("records", 100, "records per batch")
 	size := fs.Int("size", 200, "bytes per record value (a msgpack map)")
 	keys := fs.Int("keys", 10_000, "distinct keys")
+	cpuProfile := fs.String("cpuprofile", "", "write this process's CPU profile of the run to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -96,6 +98,18 @@ func run(args []string) int {
 	default:
 		fmt.Fprintln(os.Stderr, "batchbench: -mode must be http, grpc or kgo")
 		return 2
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "batchbench:", err)
+			return 1
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
 	}
 	var ok, failed atomic.Int64
 	var firstErr atomic.Value
