@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -189,6 +190,12 @@ type batchJob struct {
 	results []recordResult
 	call    batchCall
 	refs    atomic.Int64
+
+	// deadline, when a transport sets it, is the records' deadline instead
+	// of produce_timeout_ms (a gRPC deadline that ends sooner); bound
+	// names it in answers ("the request's deadline").
+	deadline context.Context
+	bound    string
 }
 
 var jobPool = sync.Pool{New: func() any { return new(batchJob) }}
@@ -217,6 +224,7 @@ func (j *batchJob) release() {
 	}
 	j.body, j.recs, j.results = j.body[:0], j.recs[:0], j.results[:0]
 	j.call = batchCall{}
+	j.deadline, j.bound = nil, ""
 	jobPool.Put(j)
 }
 
@@ -224,8 +232,8 @@ func (j *batchJob) release() {
 // 1, 2 for -1), atomic (acks -1 only) as one Kafka transaction, and tells
 // what became of each record. The outcome's results are j's: valid until
 // the transport releases j. ctx ends the wait early (the records' own
-// deadline is produce_timeout_ms): records still unanswered then are
-// answered 504.
+// deadline is produce_timeout_ms, or j.deadline): records still
+// unanswered then are answered 504.
 //
 // Per-key order: a key's records go to one partition (the partitioner of
 // /commit: the key's hash, never a record's retry) through one client, in
@@ -244,11 +252,25 @@ func (j *batchJob) release() {
 //
 // A record that fails is not retried by kproxy, so the records of a key
 // that were written are in the batch's order, with perhaps a gap where one
-// failed (its result says so).
+// failed (its result says so). The same holds across batches handed to
+// one client one after the other (startProduce), which is how a gRPC
+// stream pipelines its requests.
 func (s *Server) produceBatch(ctx context.Context, acks int, atomic bool, j *batchJob) batchOutcome {
 	if atomic {
 		return s.produceAtomic(ctx, j)
 	}
+	c, out := s.startProduce(acks, j)
+	if c == nil {
+		return out
+	}
+	return s.finishProduce(ctx, c)
+}
+
+// startProduce hands the checked records of j (not atomic) to their kgo
+// client, in order, and returns the call to finish; or, with a nil call,
+// the outcome when there is nothing to wait for: acks=0 records answered
+// at once, or refused for the acks=0 records being delivered.
+func (s *Server) startProduce(acks int, j *batchJob) (*batchCall, batchOutcome) {
 	n := len(j.recs)
 	if acks == 0 {
 		// acks=0 records outlive their request: they are bounded apart
@@ -257,19 +279,31 @@ func (s *Server) produceBatch(ctx context.Context, acks int, atomic bool, j *bat
 			s.acks0Out.Add(int64(-n))
 			reason := "overloaded: req_pool_size acks=0 records still being delivered; the batch was not written"
 			s.metrics.batchResultN(503, n)
-			return j.every(503, -1, reason)
+			return nil, j.every(503, -1, reason)
 		}
 	}
 	cl, tr := s.prod.client(acks)
-	c := s.startBatch(cl, tr, acks, j, s.deadlines.get(), time.Now())
+	deadline := j.deadline
+	if deadline == nil || acks == 0 {
+		// acks=0 records outlive their request, and their deadline
+		// with them: produce_timeout_ms.
+		deadline = s.deadlines.get()
+	}
+	c := s.startBatch(cl, tr, acks, j, deadline, time.Now())
 	if acks == 0 {
 		// Answered now; the promises count each record as written or
 		// lost (acks0Done), and give back its acks=0 share.
 		s.metrics.batchResultN(200, n)
-		return j.every(200, -1, "") // partition -1, no offset: not known yet
+		return nil, j.every(200, -1, "") // partition -1, no offset: not known yet
 	}
+	return c, batchOutcome{}
+}
+
+// finishProduce waits for the records of c (until their deadline and a
+// grace, or ctx) and sums up what became of them.
+func (s *Server) finishProduce(ctx context.Context, c *batchCall) batchOutcome {
 	c.await(ctx)
-	return s.outcome(c.collect(), acks)
+	return s.outcome(c.collect(), c.acks)
 }
 
 // every is an outcome giving each record of j status, with reason.
@@ -386,16 +420,33 @@ func (c *batchCall) collect() []recordResult {
 		switch {
 		case it.state.CompareAndSwap(waiting, abandoned):
 			r = recordResult{status: 504, partition: -1, offset: -1,
-				reason: "no answer from kafka within produce_timeout_ms" + mayBeWritten}
+				reason: j.bounded("no answer from kafka within produce_timeout_ms" + mayBeWritten)}
 		case it.err != nil:
 			code, reason := produceStatus(it.err, it.trace)
-			r = recordResult{status: code, partition: -1, offset: -1, reason: reason}
+			r = recordResult{status: code, partition: -1, offset: -1, reason: j.bounded(reason)}
 		default:
 			r = recordResult{status: 200, partition: it.rec.Partition, offset: it.rec.Offset}
 		}
 		j.results = append(j.results, r)
 	}
 	return j.results
+}
+
+// bounded names j's own deadline, when a transport set one, where reason
+// names produce_timeout_ms.
+func (j *batchJob) bounded(reason string) string {
+	if j.bound == "" {
+		return reason
+	}
+	return strings.Replace(reason, "produce_timeout_ms", j.bound, 1)
+}
+
+// recordsDeadline is the deadline of j's records.
+func (s *Server) recordsDeadline(j *batchJob) context.Context {
+	if j.deadline != nil {
+		return j.deadline
+	}
+	return s.deadlines.get()
 }
 
 // outcome sums up a non-atomic batch's results and counts them.
@@ -420,7 +471,7 @@ func (s *Server) outcome(res []recordResult, acks int) batchOutcome {
 	switch {
 	case failed == 0:
 	case failed == len(res) && alike && out.status == 504:
-		out.reason = "no record known written: " + res[out.index].reason
+		out.reason = "no record acknowledged: " + res[out.index].reason
 	case failed == len(res) && alike:
 		out.reason = "no record written: " + res[out.index].reason
 	default:

@@ -236,10 +236,15 @@ func parseHeaders(r *batchRecord, walk func(each func(k, v []byte) string) error
 	if err != nil {
 		return err.Error()
 	}
-	for i := 1; i < len(r.headers); i++ {
+	return repeatedHeader(r.headers)
+}
+
+// repeatedHeader names a header given twice, or returns "".
+func repeatedHeader(hs []kgo.RecordHeader) string {
+	for i := 1; i < len(hs); i++ {
 		for j := range i {
-			if r.headers[i].Key == r.headers[j].Key {
-				return "header " + strconv.Quote(r.headers[i].Key) + " given twice"
+			if hs[i].Key == hs[j].Key {
+				return "header " + strconv.Quote(hs[i].Key) + " given twice"
 			}
 		}
 	}

@@ -28,10 +28,12 @@ type Config struct {
 	MaxRequestSizeBytes int      `yaml:"max_request_size_bytes"`
 	BrokerHosts         []string `yaml:"broker_hosts"`
 
-	// ListenHost is the address the HTTP port binds to; empty: all interfaces.
+	// ListenHost is the address the HTTP port (and grpc_port) binds to;
+	// empty: all interfaces.
 	ListenHost string `yaml:"listen_host"`
-	// TLSCertFile and TLSKeyFile, when set, serve the HTTP port over TLS
-	// (PEM files; the certificate file may hold the chain).
+	// TLSCertFile and TLSKeyFile, when set, serve the HTTP port (and
+	// grpc_port) over TLS (PEM files; the certificate file may hold the
+	// chain).
 	TLSCertFile string `yaml:"tls_cert_file"`
 	TLSKeyFile  string `yaml:"tls_key_file"`
 	// IdleTimeoutMs closes keep-alive connections idle this long.
@@ -97,6 +99,14 @@ type Config struct {
 	// so the X-Kafka-Header-* fields; it is the size of the buffer each
 	// connection reads a request into.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
+
+	// GRPCPort serves the gRPC service (kafkahttpwrapper.v1.KProxy, health
+	// and reflection) on listen_host; 0: off. TLS as the HTTP port.
+	GRPCPort int `yaml:"grpc_port"`
+
+	// file is the file LoadConfig read, named in start-up errors; "" for a
+	// Config built in code.
+	file string
 }
 
 // DefaultConfig returns the defaults; a file is decoded over them.
@@ -132,6 +142,7 @@ func LoadConfig(path string) (Config, error) {
 	if err := config.Load(path, &cfg); err != nil {
 		return cfg, err
 	}
+	cfg.file = path
 	return cfg, cfg.Validate(path)
 }
 
@@ -145,6 +156,12 @@ func (c Config) Validate(file string) error {
 	}
 	if c.Port < 0 || c.Port > 65535 {
 		p.Addf("port", c.Port, "must be 0..65535 (0: any free port)")
+	}
+	switch {
+	case c.GRPCPort < 0 || c.GRPCPort > 65535:
+		p.Addf("grpc_port", c.GRPCPort, "must be 0..65535 (0: gRPC off)")
+	case c.GRPCPort != 0 && c.GRPCPort == c.Port:
+		p.Addf("grpc_port", c.GRPCPort, "must differ from port")
 	}
 	if c.ListenHost != "" && net.ParseIP(c.ListenHost) == nil && c.ListenHost != "localhost" {
 		p.Addf("listen_host", c.ListenHost, "must be an IP address or empty")

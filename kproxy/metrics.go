@@ -26,6 +26,20 @@ type metrics struct {
 	batchResults  *prometheus.CounterVec // records by their own status
 	resultByCode  map[int]prometheus.Counter
 	transactions  *prometheus.CounterVec // atomic batches by outcome
+
+	// gRPC
+	grpcRequests map[string]*grpcMethodMetrics // by method: Produce, ProduceStream
+	grpcRPCs     *prometheus.CounterVec        // RPCs ended, by method and gRPC code
+	grpcStreams  prometheus.Gauge              // ProduceStream streams open
+}
+
+// grpcMethodMetrics are the ProduceRequests of one method: answered by
+// status, and the time to answer them.
+type grpcMethodMetrics struct {
+	vec      *prometheus.CounterVec
+	byCode   map[int]prometheus.Counter
+	method   string
+	duration prometheus.Observer
 }
 
 // Body formats of /commit, indexes of metrics.bodies.
@@ -81,7 +95,7 @@ func newMetrics(reg *prometheus.Registry, inFlight *atomic.Int64) *metrics {
 	}, []string{"code"})
 	m.batchSize = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "kproxy_batch_records",
-		Help:    "Records per /batch request read whole (before its records are checked).",
+		Help:    "Records per batch read whole (a /batch request or a gRPC ProduceRequest), before its records are checked.",
 		Buckets: prometheus.ExponentialBuckets(1, 4, 8), // 1 … 16384
 	})
 	m.batchDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -100,6 +114,32 @@ func newMetrics(reg *prometheus.Registry, inFlight *atomic.Int64) *metrics {
 		Name: "kproxy_transactions_total", Help: "Atomic batches by outcome: committed, aborted (not written), unknown (commit unanswered: 504).",
 	}, []string{"outcome"})
 	reg.MustRegister(m.batches, m.batchSize, m.batchDuration, m.batchResults, m.transactions)
+	grpcRequests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kproxy_grpc_requests_total",
+		Help: "gRPC ProduceRequests answered (a Produce call, or one request of a ProduceStream), by method and by the status /batch would answer (200, 207, 400, …).",
+	}, []string{"method", "code"})
+	grpcDuration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "kproxy_grpc_request_duration_seconds",
+		Help:    "Time from reading a gRPC ProduceRequest to answering it, by method.",
+		Buckets: []float64{.001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 25},
+	}, []string{"method"})
+	m.grpcRequests = map[string]*grpcMethodMetrics{}
+	for _, method := range []string{"Produce", "ProduceStream"} {
+		mm := &grpcMethodMetrics{vec: grpcRequests, byCode: map[int]prometheus.Counter{}, method: method,
+			duration: grpcDuration.WithLabelValues(method)}
+		for _, c := range []int{200, 207, 400, 401, 403, 404, 413, 429, 502, 503, 504} {
+			mm.byCode[c] = grpcRequests.WithLabelValues(method, strconv.Itoa(c))
+		}
+		m.grpcRequests[method] = mm
+	}
+	m.grpcRPCs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kproxy_grpc_rpcs_total",
+		Help: "gRPC calls ended (a stream counts once, at its end), by method and gRPC status code.",
+	}, []string{"method", "code"})
+	m.grpcStreams = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "kproxy_grpc_streams_open", Help: "ProduceStream streams open.",
+	})
+	reg.MustRegister(grpcRequests, grpcDuration, m.grpcRPCs, m.grpcStreams)
 	reg.MustRegister(m.requests, m.duration, m.produceErrors, records, bodies, m.batchRecords, m.acks0Lost,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "kproxy_requests_in_flight", Help: "/commit requests and /batch records being processed.",
@@ -136,4 +176,16 @@ func (m *metrics) batchResultN(code, n int) {
 		c = m.batchResults.WithLabelValues(strconv.Itoa(code))
 	}
 	c.Add(float64(n))
+}
+
+// grpcAnswered counts a ProduceRequest of method answered with status,
+// read at since.
+func (m *metrics) grpcAnswered(method string, status int, since time.Time) {
+	mm := m.grpcRequests[method]
+	c, ok := mm.byCode[status]
+	if !ok {
+		c = mm.vec.WithLabelValues(mm.method, strconv.Itoa(status))
+	}
+	c.Inc()
+	mm.duration.Observe(time.Since(since).Seconds())
 }

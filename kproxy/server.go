@@ -19,17 +19,20 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
+	"google.golang.org/grpc"
 )
 
-// Server is a running kproxy: the HTTP listener, the admin listener and the
-// Kafka producers.
+// Server is a running kproxy: the HTTP listener, the gRPC listener (when
+// grpc_port is set), the admin listener and the Kafka producers.
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	ln      net.Listener
 	adminLn net.Listener
+	grpcLn  net.Listener // nil: grpc_port 0
 	http    *fasthttp.Server
 	admin   *http.Server
+	grpc    *grpc.Server
 	prod    *producers
 	txns    *txnPool // nil: transactional_producers 0
 	check   *topicCheck
@@ -42,14 +45,19 @@ type Server struct {
 	// headerNames interns the record header names of X-Kafka-Header-*.
 	headerNames headerNames
 
-	// Records of a batch refused as too large, to send again alone.
-
 	produceTimeout time.Duration
 	deadlines      *deadlines
 	inFlight       atomic.Int64
 	acks0Out       atomic.Int64 // acks=0 records answered and not yet delivered or lost
 
 	closing atomic.Bool
+	// drain is closed when shutting down: gRPC streams stop taking
+	// requests, health watches end.
+	drain     chan struct{}
+	drainOnce sync.Once
+	// grpcReaders are the goroutines receiving the requests of streams;
+	// they end with their stream.
+	grpcReaders sync.WaitGroup
 
 	closeOnce sync.Once
 	closeErr  error
@@ -62,7 +70,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, produceTimeout: time.Duration(cfg.ProduceTimeoutMs) * time.Millisecond,
-		ext: newExtFields(cfg)}
+		ext: newExtFields(cfg), drain: make(chan struct{})}
 	s.deadlines = newDeadlines(s.produceTimeout)
 	s.errLog = sampled{log: log, every: time.Second}
 	s.acks0Log = sampled{log: log, every: time.Second}
@@ -70,22 +78,35 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if s.access, err = newAccess(cfg); err != nil {
 		return nil, err
 	}
+	where := "" // the file, in start-up errors
+	if cfg.file != "" {
+		where = cfg.file + ": "
+	}
 	addr := net.JoinHostPort(cfg.ListenHost, strconv.Itoa(cfg.Port))
 	if s.ln, err = net.Listen("tcp", addr); err != nil {
-		return nil, fmt.Errorf("listen on %s (port): %w", addr, err)
+		return nil, fmt.Errorf("%slisten on %s (port): %w", where, addr, err)
 	}
+	var tlsCfg *tls.Config
 	if cfg.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
 		if err != nil {
 			s.ln.Close()
-			return nil, fmt.Errorf("tls_cert_file %s, tls_key_file %s: %w", cfg.TLSCertFile, cfg.TLSKeyFile, err)
+			return nil, fmt.Errorf("%stls_cert_file %s, tls_key_file %s: %w", where, cfg.TLSCertFile, cfg.TLSKeyFile, err)
 		}
-		s.ln = tls.NewListener(s.ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.ln = tls.NewListener(s.ln, tlsCfg)
+	}
+	if cfg.GRPCPort != 0 {
+		gaddr := net.JoinHostPort(cfg.ListenHost, strconv.Itoa(cfg.GRPCPort))
+		if s.grpcLn, err = net.Listen("tcp", gaddr); err != nil {
+			s.ln.Close()
+			return nil, fmt.Errorf("%slisten on %s (grpc_port %d): %w", where, gaddr, cfg.GRPCPort, err)
+		}
 	}
 	if cfg.AdminAddr != "" {
 		if s.adminLn, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
-			s.ln.Close()
-			return nil, fmt.Errorf("listen on %s (admin_addr): %w", cfg.AdminAddr, err)
+			s.closeListeners()
+			return nil, fmt.Errorf("%slisten on %s (admin_addr): %w", where, cfg.AdminAddr, err)
 		}
 	}
 	reg := prometheus.NewRegistry()
@@ -129,11 +150,22 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if s.adminLn != nil {
 		s.admin = &http.Server{Handler: s.adminMux(reg), ReadHeaderTimeout: 5 * time.Second}
 	}
+	if s.grpcLn != nil {
+		s.grpc = s.newGRPC(tlsCfg)
+	}
 	return s, nil
 }
 
 // Addr is the HTTP listener's address.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// GRPCAddr is the gRPC listener's address, or nil when grpc_port is 0.
+func (s *Server) GRPCAddr() net.Addr {
+	if s.grpcLn == nil {
+		return nil
+	}
+	return s.grpcLn.Addr()
+}
 
 // AdminAddr is the admin listener's address, or nil when it is off.
 func (s *Server) AdminAddr() net.Addr {
@@ -145,9 +177,19 @@ func (s *Server) AdminAddr() net.Addr {
 
 // Run serves until ctx is done or a listener fails, then shuts down.
 func (s *Server) Run(ctx context.Context) error {
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	servers := 1
 	go func() { errc <- s.http.Serve(s.ln) }()
+	if s.grpc != nil {
+		servers++
+		go func() {
+			if err := s.grpc.Serve(s.grpcLn); err != nil {
+				errc <- fmt.Errorf("grpc listener: %w", err)
+				return
+			}
+			errc <- nil // stopped
+		}()
+	}
 	if s.admin != nil {
 		servers++
 		go func() {
@@ -167,14 +209,25 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("shutting down", "in_flight", s.inFlight.Load())
 
 	// Shutdown order:
-	// 1. stop accepting connections and finish the requests in flight,
-	//    bounded by shutdown_timeout_ms; their records reach Kafka or the
-	//    client hears why not.
+	// 1. health says NOT_SERVING (GET /health 503); stop accepting
+	//    connections and calls (HTTP and gRPC at once) and finish the
+	//    requests in flight, bounded by shutdown_timeout_ms; their records
+	//    reach Kafka or the client hears why not. gRPC streams stop taking
+	//    requests, answer those they took and end UNAVAILABLE; after the
+	//    timeout the calls still open are cancelled and their handlers
+	//    awaited.
+	s.closing.Store(true)
+	s.drainOnce.Do(func() { close(s.drain) })
 	sctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.cfg.ShutdownTimeoutMs)*time.Millisecond)
 	defer cancel()
+	var stopping sync.WaitGroup
+	if s.grpc != nil {
+		stopping.Go(func() { s.stopGRPC(sctx) })
+	}
 	if err := s.http.ShutdownWithContext(sctx); err != nil {
 		s.log.Warn("requests still in flight at shutdown timeout", "in_flight", s.inFlight.Load(), "err", err)
 	}
+	stopping.Wait()
 	// 2. let the aborts of failed transactions finish, close the
 	//    transactional clients, then flush the other kgo clients (acks=0
 	//    records still being delivered included) and close them (Close).
@@ -196,6 +249,12 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.closing.Store(true)
+		s.drainOnce.Do(func() { close(s.drain) })
+		if s.grpc != nil {
+			// No gRPC handler runs past here (none after Run's shutdown).
+			s.grpc.Stop()
+			s.grpcReaders.Wait()
+		}
 		var errs []error
 		// Records already accepted go out and are answered, bounded by
 		// shutdown_timeout_ms; then the clients close and refuse new ones.
@@ -218,6 +277,9 @@ func (s *Server) Close() error {
 
 func (s *Server) closeListeners() {
 	s.ln.Close()
+	if s.grpcLn != nil {
+		s.grpcLn.Close()
+	}
 	if s.adminLn != nil {
 		s.adminLn.Close()
 	}

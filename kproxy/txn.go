@@ -215,11 +215,11 @@ func (p *txnPool) close(ctx context.Context) {
 // were; only a commit without a definite answer is 504.
 func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
 	n := len(j.recs)
-	deadline := s.deadlines.get()
+	deadline := s.recordsDeadline(j)
 	tp := s.txns.get(deadline)
 	if tp == nil {
 		return s.atomicFailed(n, 503, -1, "all "+strconv.Itoa(len(s.txns.all))+
-			" transactional producers stayed busy for produce_timeout_ms; the batch was not written", j, false)
+			j.bounded(" transactional producers stayed busy for produce_timeout_ms; the batch was not written"), j, false)
 	}
 	if err := s.txns.begin(tp); err != nil {
 		s.txns.put(tp)

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# kproxy's POST /batch against the franz-go producer alone, on the same
-# records from the same machine in the same run.
+# kproxy's POST /batch and gRPC ProduceStream against the franz-go producer
+# alone, on the same records from the same machine in the same run.
 #
 # scripts/batchbench sends batches of 100 records (200-byte msgpack values,
-# keys from 10,000) from 16 concurrent senders: through kproxy (16 HTTP
-# connections, POST /batch?acks=1) and straight to the brokers (one
-# franz-go client, each sender a ProduceSync of its 100 records, with the
-# settings of kproxy's acks=1 client). Both write to the dev stack's three
-# kfake brokers, each run to a fresh topic. ROUNDS rounds alternate the two
-# and the ratio is of the medians, because a shared machine is noisy.
+# keys from 10,000) from 16 concurrent senders: through kproxy — 16 HTTP
+# connections, POST /batch?acks=1 (mode http), or 16 gRPC ProduceStream
+# streams, each on a connection of its own, each request a batch, at most
+# GRPC_WINDOW (1) requests of a stream awaiting their answer (mode grpc) —
+# and straight to the brokers (one franz-go client, each sender a
+# ProduceSync of its 100 records, with the settings of kproxy's acks=1
+# client). All write to the dev stack's three kfake brokers, each run to a
+# fresh topic. ROUNDS rounds alternate them and the ratios are of the
+# medians, because a shared machine is noisy.
 #
 # Target: kproxy >= 0.8 of the producer alone, no record lost (after each
 # run the brokers' end offsets for its topic must equal the records
@@ -20,7 +23,7 @@
 # the CPU a record costs in all of them, and swings with whatever else
 # runs; the CPU per record holds still.
 #
-#   scripts/bench-batch.sh         DURATION=10 ROUNDS=3 ACKS=1 by default
+#   scripts/bench-batch.sh         DURATION=10 ROUNDS=3 ACKS=1 MODES="http grpc" GRPC_WINDOW=1 by default
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -29,13 +32,16 @@ KPROXY_BIN=${KPROXY_BIN:-bin/kproxy_bin} # another build to compare (then kproxy
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 ACKS=${ACKS:-1}
+MODES=${MODES:-http grpc}
+GRPC_WINDOW=${GRPC_WINDOW:-1}
 CONNS=16
 RECORDS=100
 SIZE=200
 KAFKA_PORT=${KAFKA_PORT:-19192}
 PROXY_PORT=${PROXY_PORT:-15130}
 ADMIN_PORT=${ADMIN_PORT:-15140}
-need_ports $(kafka_ports "$KAFKA_PORT") $PROXY_PORT $ADMIN_PORT
+GRPC_PORT=${GRPC_PORT:-15131}
+need_ports $(kafka_ports "$KAFKA_PORT") $PROXY_PORT $ADMIN_PORT $GRPC_PORT
 
 [ -n "${KPROXY_BIN_SET:-}" ] || go build -o bin/ ./kproxy/kproxy_bin
 go build -o bin/ ./scripts/devstack ./scripts/endoffsets ./scripts/batchbench
@@ -43,7 +49,10 @@ new_workdir
 exec 4>&2 # for failures inside wait_for, which silences its command
 
 topics=""
-for r in $(seq "$ROUNDS"); do topics+="batch_kgo_r$r:4,batch_http_r$r:4,"; done
+for r in $(seq "$ROUNDS"); do
+	topics+="batch_kgo_r$r:4,"
+	for m in $MODES; do topics+="batch_${m}_r$r:4,"; done
+done
 bin/devstack -no-zk -dir "$work/kafka" -kafka-port "$KAFKA_PORT" -topics "${topics%,}" -ready-file "$work/ready" >"$work/devstack.log" 2>&1 &
 devstack_pid=$!
 pids+=($devstack_pid)
@@ -52,6 +61,7 @@ cat >"$work/kproxy.yaml" <<CONF
 log_dir: $work/log
 log_level: 2
 port: $PROXY_PORT
+grpc_port: $GRPC_PORT
 listen_host: 127.0.0.1
 read_timeout_ms: 5000
 write_timeout_ms: 5000
@@ -77,7 +87,11 @@ per_record() { awk -v t="$1" -v n="$2" -v us="$TICK_US" 'BEGIN{printf "%.2f", n 
 lost_total=0
 bench() {
 	local out k0 d0 args=(-mode "$1" -topic "$2" -acks "$ACKS" -c "$CONNS" -d "${DURATION}s" -records "$RECORDS" -size "$SIZE")
-	if [ "$1" = http ]; then args+=(-url "http://127.0.0.1:$PROXY_PORT"); else args+=(-brokers "$brokers"); fi
+	case $1 in
+	http) args+=(-url "http://127.0.0.1:$PROXY_PORT") ;;
+	grpc) args+=(-grpc "127.0.0.1:$GRPC_PORT" -window "$GRPC_WINDOW") ;;
+	*) args+=(-brokers "$brokers") ;;
+	esac
 	echo "  ${DURATION}s of $1…" >&2
 	k0=$(cpu_ticks "$kproxy_pid") d0=$(cpu_ticks "$devstack_pid")
 	out=$(bin/batchbench "${args[@]}")
@@ -96,24 +110,33 @@ row() { printf '%-22s %10s %10s %7s %10s %5s %9s %9s %9s\n' "$@"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}'; }
 
-echo "batch benchmark: $CONNS senders, batches of $RECORDS records of $SIZE bytes, acks=$ACKS, ${DURATION}s per run, $(nproc) cores"
+declare -A label=([http]="kproxy /batch" [grpc]="kproxy gRPC stream")
+echo "batch benchmark: $CONNS senders, batches of $RECORDS records of $SIZE bytes, acks=$ACKS, modes: kgo $MODES (gRPC window $GRPC_WINDOW), ${DURATION}s per run, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 row "" "records/s" "written" "failed" "in kafka" "lost" "cpu:send" "kproxy" "brokers"
-kgo_rates=() http_rates=() kgo_cpu=() http_cpu=()
+kgo_rates=() kgo_cpu=()
+declare -A rates=() cpus=()
 for r in $(seq "$ROUNDS"); do
 	bench kgo "batch_kgo_r$r"
 	kgo_rates+=("$RATE") kgo_cpu+=("$(awk -v a="$CPU_SENDER" -v b="$CPU_BROKERS" 'BEGIN{print a + b}')")
 	row "franz-go alone #$r" "$RATE" "$OK" "$FAILED" "$INKAFKA" "$LOST" "$CPU_SENDER" "-" "$CPU_BROKERS"
-	bench http "batch_http_r$r"
-	http_rates+=("$RATE") http_cpu+=("$(awk -v a="$CPU_SENDER" -v b="$CPU_KPROXY" -v c="$CPU_BROKERS" 'BEGIN{print a + b + c}')")
-	row "kproxy /batch #$r" "$RATE" "$OK" "$FAILED" "$INKAFKA" "$LOST" "$CPU_SENDER" "$CPU_KPROXY" "$CPU_BROKERS"
+	for m in $MODES; do
+		bench "$m" "batch_${m}_r$r"
+		rates[$m]+="$RATE " cpus[$m]+="$(awk -v a="$CPU_SENDER" -v b="$CPU_KPROXY" -v c="$CPU_BROKERS" 'BEGIN{print a + b + c}') "
+		row "${label[$m]} #$r" "$RATE" "$OK" "$FAILED" "$INKAFKA" "$LOST" "$CPU_SENDER" "$CPU_KPROXY" "$CPU_BROKERS"
+	done
 done
 kgo_med=$(median "${kgo_rates[@]}")
-http_med=$(median "${http_rates[@]}")
-r=$(ratio "$http_med" "$kgo_med")
 echo
-echo "medians of $ROUNDS rounds: franz-go alone $kgo_med records/s, kproxy /batch $http_med records/s; kproxy / franz-go alone: $r"
-echo "CPU per record written, all processes (medians, us): franz-go alone $(median "${kgo_cpu[@]}"), kproxy /batch $(median "${http_cpu[@]}") (cpu columns: us of CPU per record written)"
+echo "medians of $ROUNDS rounds (load average now $(cut -d' ' -f1-3 /proc/loadavg)):"
+echo "  franz-go alone: $kgo_med records/s, CPU per record written, all processes: $(median "${kgo_cpu[@]}") us"
 verdict=PASS
-awk -v r="$r" 'BEGIN{exit !(r >= 0.8)}' || verdict=FAIL
+for m in $MODES; do
+	# shellcheck disable=SC2086 # the lists are words
+	med=$(median ${rates[$m]})
+	r=$(ratio "$med" "$kgo_med")
+	# shellcheck disable=SC2086
+	echo "  ${label[$m]}: $med records/s, $r of franz-go alone, CPU per record written, all processes: $(median ${cpus[$m]}) us"
+	awk -v r="$r" 'BEGIN{exit !(r >= 0.8)}' || verdict=FAIL
+done
 [ "$lost_total" -eq 0 ] || verdict=FAIL
-echo "target (>= 0.8 of the producer alone, nothing lost): $verdict (records lost or unaccounted: $lost_total)"
+echo "target (each >= 0.8 of the producer alone, nothing lost): $verdict (records lost or unaccounted: $lost_total)"

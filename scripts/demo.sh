@@ -18,7 +18,7 @@ ensure_pkg curl curl
 build_all
 echo "built: $(ls bin | tr '\n' ' ')"
 
-for p in 2181 $(kafka_ports 9092) 5030 5040 5050 5051 8080 55325; do
+for p in 2181 $(kafka_ports 9092) 5030 5031 5040 5050 5051 8080 55325; do
 	port_free "$p" || { echo "port $p is in use (an earlier demo or dev stack still running?); stop it and retry" >&2; exit 1; }
 done
 
@@ -47,8 +47,10 @@ done
 echo "the cluster as a Kafka client sees it (kcat -L -b 127.0.0.1:9092 -t test_topic):"
 kcat -L -b 127.0.0.1:9092 -t test_topic | grep -E 'brokers:|broker [0-9]|topic "|partition [0-9]' | sed 's/^/  /'
 
-step "kproxy_bin -f conf/kproxy.yaml (logs in ./log/kproxy.log)"
-bin/kproxy_bin -f conf/kproxy.yaml &
+step "kproxy_bin -f conf/kproxy.yaml, with its grpc_port: 5031 line uncommented (logs in ./log/kproxy.log)"
+sed 's/^# grpc_port: 5031 /grpc_port: 5031   /' conf/kproxy.yaml >"$work/kproxy.yaml"
+grep -q '^grpc_port: 5031' "$work/kproxy.yaml" || { echo "conf/kproxy.yaml has no '# grpc_port: 5031' line" >&2; exit 1; }
+bin/kproxy_bin -f "$work/kproxy.yaml" &
 pids+=($!)
 wait_for "kproxy" 30 curl -sf 127.0.0.1:5040/health
 echo "health: $(curl -s 127.0.0.1:5040/health)"
@@ -94,6 +96,25 @@ printf '%-32s' "11 MB body";          head -c 11000000 /dev/zero | post "topic=t
 printf '%-32s' "GET instead of POST"; resp=$(curl -s -w '%{http_code}' "http://127.0.0.1:5030/commit?topic=test_topic")
 printf '[%s] %s\n' "${resp: -3}" "$(printf '%s' "${resp%???}" | tr -d '\n')"
 
+step "POST /batch: records of several keys (and topics, if wanted) in one request, a result each"
+curl -s 'http://127.0.0.1:5030/batch?topic=test_topic&acks=1' -H 'Content-Type: application/json' \
+	-d '[{"key":"erin","value":{"method":"Login","uid":5}},
+	     {"key":"frank","value":{"method":"Login","uid":6},"headers":{"trace-id":"demo-1"}}]'
+echo
+printf '%-32s' "batch with a bad record"
+curl -s 'http://127.0.0.1:5030/batch?acks=1' -H 'Content-Type: application/json' \
+	-d '[{"topic":"test_topic","value":1},{"topic":"no_such_topic","value":2}]'
+echo
+
+step "gRPC on port 5031 (kafkahttpwrapper.v1.KProxy; scripts/grpcprobe is a small Go client)"
+bin/grpcprobe -addr 127.0.0.1:5031 -health | sed "s/^/    /"
+echo "Produce, 2 records for key erin at acks=-1:"
+bin/grpcprobe -addr 127.0.0.1:5031 -topic test_topic -key erin -value 'login via grpc #' -n 2 -acks -1 | sed 's/^/    /'
+echo "ProduceStream, 2 requests of 1 record for key frank (answers in order, each with its id):"
+bin/grpcprobe -addr 127.0.0.1:5031 -topic test_topic -key frank -value stream -stream 2 | sed 's/^/    /'
+echo "refused: unknown topic (NotFound, nothing written):"
+bin/grpcprobe -addr 127.0.0.1:5031 -topic no_such_topic | sed 's/^/    /' || true
+
 step "read back from Kafka with kcat: partition, offset, key, value bytes"
 kcat -C -b 127.0.0.1:9092 -t test_topic -e -q -f '  partition %p  offset %o  key=%k  %S bytes\n' | sort -k2,2n -k4,4n
 
@@ -135,7 +156,7 @@ wait_for "ktransfer" 30 curl -sf 127.0.0.1:5050/health
 # pushed PATH N: the backend got at least N pushes under PATH.
 pushed() { [ "$(grep -c "^push.* $1" "$work/backend.log")" -ge "$2" ]; }
 wait_for "the 9 TestUserName records at /XXX/" 20 pushed /XXX/ 9
-wait_for "all 15 records at /all/" 20 pushed /all/ 15
+wait_for "all 21 records at /all/" 20 pushed /all/ 21
 echo "test_module_1 (partition, offset, key; in offset order per key; bob's Login records filtered out):"
 grep '^push.* /XXX/' "$work/backend.log" | sort -k3,3n -k5,5n | sed 's/^/    /'
 echo "test_module_2 received $(grep -c '^push.* /all/' "$work/backend.log") records, every one sent"

@@ -21,7 +21,7 @@ build_all() {
 	local pkgs=()
 	for d in kproxy/kproxy_bin ktransfer/ktransfer_bin kmonitor/kmonitor_bin \
 		scripts/devstack scripts/bareserver scripts/endoffsets scripts/kmonitorbench \
-		scripts/sink scripts/preload scripts/httploop scripts/proxyload; do
+		scripts/sink scripts/preload scripts/httploop scripts/proxyload scripts/grpcprobe; do
 		[ -d "$d" ] && pkgs+=("./$d")
 	done
 	go build -o bin/ "${pkgs[@]}"

@@ -20,6 +20,7 @@ fuzz FuzzArray ./lib/msgpackscan 300000x
 fuzz FuzzValid ./lib/jsonscan 200000x
 fuzz FuzzParseMsgpackBatch ./kproxy 50000x
 fuzz FuzzParseJSONBatch ./kproxy 50000x
+fuzz FuzzReadRequest ./kproxy 100000x
 fuzz FuzzParseOffset ./lib/zklayout 300000x
 fuzz FuzzTemplate ./ktransfer 50000x
 fuzz FuzzMethodOf ./ktransfer 100000x

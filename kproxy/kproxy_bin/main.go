@@ -19,7 +19,7 @@ var program = daemon.Program[kproxy.Config]{
 	New:         func(c kproxy.Config, l *slog.Logger) (daemon.Service, error) { return kproxy.New(c, l) },
 	Started: func(l *slog.Logger, s daemon.Service, c kproxy.Config) {
 		srv := s.(*kproxy.Server)
-		l.Info("kproxy started", "addr", srv.Addr(), "admin", srv.AdminAddr(), "brokers", c.BrokerHosts)
+		l.Info("kproxy started", "addr", srv.Addr(), "grpc", srv.GRPCAddr(), "admin", srv.AdminAddr(), "brokers", c.BrokerHosts)
 	},
 }
 

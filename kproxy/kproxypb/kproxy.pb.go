@@ -108,10 +108,14 @@ func (x *ProduceRequest) GetId() uint64 {
 
 type Record struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Topic string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// Empty: the request's topic.
+	Topic string `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
 	// Empty: no key (any partition); else hash routing, same as /commit.
-	Key           []byte    `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
-	Value         []byte    `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	Key []byte `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// Written as is; an empty value is written as an empty value (never a
+	// null value: kproxy writes no tombstones).
+	Value []byte `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	// At most 64, names non-empty and given once.
 	Headers       []*Header `protobuf:"bytes,4,rep,name=headers,proto3" json:"headers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -231,15 +235,20 @@ type ProduceResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	// The HTTP status /batch would answer: 200, 207, or the failure shared
-	// by every record (streams only; Produce answers failures as gRPC
-	// statuses).
-	Status int32  `protobuf:"varint,2,opt,name=status,proto3" json:"status,omitempty"`
-	Error  string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
-	// For each record, in order.
+	// by every record, or the refusal of the request (Produce answers
+	// failures as gRPC statuses, with this response as their detail).
+	Status int32 `protobuf:"varint,2,opt,name=status,proto3" json:"status,omitempty"`
+	// Why, for any status but 200 ("record 3: unknown topic (audit)").
+	Error string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// For each record, in order; none when the request was refused whole
+	// (nothing written).
 	Results []*RecordResult `protobuf:"bytes,4,rep,name=results,proto3" json:"results,omitempty"`
-	// Index of the first bad record when the request was refused whole
-	// (-1 otherwise).
-	BadIndex      int32 `protobuf:"varint,5,opt,name=bad_index,json=badIndex,proto3" json:"bad_index,omitempty"`
+	// Index of the first bad record of a request refused whole, or of the
+	// first record not written; -1: none, or the request as a whole.
+	BadIndex int32 `protobuf:"varint,5,opt,name=bad_index,json=badIndex,proto3" json:"bad_index,omitempty"`
+	// Seconds to wait before sending again (429, 502, 503, 504), as HTTP's
+	// Retry-After; 0 otherwise.
+	RetryAfter    int32 `protobuf:"varint,6,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -305,6 +314,13 @@ func (x *ProduceResponse) GetResults() []*RecordResult {
 func (x *ProduceResponse) GetBadIndex() int32 {
 	if x != nil {
 		return x.BadIndex
+	}
+	return 0
+}
+
+func (x *ProduceResponse) GetRetryAfter() int32 {
+	if x != nil {
+		return x.RetryAfter
 	}
 	return 0
 }
@@ -399,13 +415,15 @@ const file_kproxy_proto_rawDesc = "" +
 	"\aheaders\x18\x04 \x03(\v2\x1b.kafkahttpwrapper.v1.HeaderR\aheaders\"0\n" +
 	"\x06Header\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value\"\xa9\x01\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"\xca\x01\n" +
 	"\x0fProduceResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\x05R\x06status\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12;\n" +
 	"\aresults\x18\x04 \x03(\v2!.kafkahttpwrapper.v1.RecordResultR\aresults\x12\x1b\n" +
-	"\tbad_index\x18\x05 \x01(\x05R\bbadIndex\"r\n" +
+	"\tbad_index\x18\x05 \x01(\x05R\bbadIndex\x12\x1f\n" +
+	"\vretry_after\x18\x06 \x01(\x05R\n" +
+	"retryAfter\"r\n" +
 	"\fRecordResult\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x16\n" +

@@ -34,13 +34,16 @@ type KProxyClient interface {
 	// written (or refused), as POST /batch does. Errors of the whole
 	// request are gRPC statuses: InvalidArgument (400), Unauthenticated
 	// (401), PermissionDenied (403), NotFound (404), ResourceExhausted
-	// (413/429), Unavailable (503: not written), DeadlineExceeded (504: may
-	// have been written). Some records written and some not: OK with each
-	// result's own status.
+	// (413/429), Unavailable (502/503: not written), DeadlineExceeded (504:
+	// may have been written); the status carries the ProduceResponse a
+	// stream would have answered as its detail. Some records written and
+	// some not: OK, status 207, with each result's own status.
 	Produce(ctx context.Context, in *ProduceRequest, opts ...grpc.CallOption) (*ProduceResponse, error)
 	// ProduceStream takes requests and answers each with a response carrying
 	// its id, in the order the requests were written; a refused request is
-	// answered with its status and error and the stream goes on.
+	// answered with its status and error and the stream goes on. Requests
+	// are pipelined (a few of a stream are out at once) without reordering:
+	// a key's records are written in the order of the stream.
 	ProduceStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ProduceRequest, ProduceResponse], error)
 }
 
@@ -83,13 +86,16 @@ type KProxyServer interface {
 	// written (or refused), as POST /batch does. Errors of the whole
 	// request are gRPC statuses: InvalidArgument (400), Unauthenticated
 	// (401), PermissionDenied (403), NotFound (404), ResourceExhausted
-	// (413/429), Unavailable (503: not written), DeadlineExceeded (504: may
-	// have been written). Some records written and some not: OK with each
-	// result's own status.
+	// (413/429), Unavailable (502/503: not written), DeadlineExceeded (504:
+	// may have been written); the status carries the ProduceResponse a
+	// stream would have answered as its detail. Some records written and
+	// some not: OK, status 207, with each result's own status.
 	Produce(context.Context, *ProduceRequest) (*ProduceResponse, error)
 	// ProduceStream takes requests and answers each with a response carrying
 	// its id, in the order the requests were written; a refused request is
-	// answered with its status and error and the stream goes on.
+	// answered with its status and error and the stream goes on. Requests
+	// are pipelined (a few of a stream are out at once) without reordering:
+	// a key's records are written in the order of the stream.
 	ProduceStream(grpc.BidiStreamingServer[ProduceRequest, ProduceResponse]) error
 	mustEmbedUnimplementedKProxyServer()
 }

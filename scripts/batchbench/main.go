@@ -5,6 +5,10 @@
 //   - -mode http: POST /batch?topic=T&acks=A to kproxy, a msgpack array of
 //     {"key", "value"} maps; a record counts when its batch is answered 200
 //     (a 207's written records count too).
+//   - -mode grpc: kproxy's gRPC ProduceStream, one stream (on a connection
+//     of its own) per sender, each request a batch, at most -window
+//     requests of a stream awaiting their answer; a record counts as in
+//     http mode.
 //   - -mode kgo: the franz-go producer alone, one client shared by the
 //     senders, each writing its batch with ProduceSync and waiting for it,
 //     with the settings of kproxy's client for that acks level (acks=1:
@@ -18,6 +22,7 @@
 //
 //	go run ./scripts/batchbench -mode kgo -brokers 127.0.0.1:9092 -topic t
 //	go run ./scripts/batchbench -mode http -url http://127.0.0.1:5030 -topic t
+//	go run ./scripts/batchbench -mode grpc -grpc 127.0.0.1:5031 -topic t
 package main
 
 import (
@@ -26,6 +31,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,8 +48,10 @@ func main() { os.Exit(run(os.Args[1:])) }
 
 func run(args []string) int {
 	fs := flag.NewFlagSet("batchbench", flag.ContinueOnError)
-	mode := fs.String("mode", "http", "http (through kproxy's /batch) or kgo (the franz-go producer alone)")
+	mode := fs.String("mode", "http", "http (through kproxy's /batch), grpc (kproxy's ProduceStream) or kgo (the franz-go producer alone)")
 	url := fs.String("url", "http://127.0.0.1:5030", "kproxy (http mode)")
+	grpcAddr := fs.String("grpc", "127.0.0.1:5031", "kproxy's grpc_port, host:port (grpc mode)")
+	window := fs.Int("window", 1, "requests of a stream awaiting their answer at most (grpc mode)")
 	brokers := fs.String("brokers", "127.0.0.1:9092", "comma-separated seed brokers (kgo mode)")
 	topic := fs.String("topic", "bench", "topic")
 	acks := fs.String("acks", "1", "1 or -1")
@@ -52,6 +60,7 @@ func run(args []string) int {
 	records := fs.Int("records", 100, "records per batch")
 	size := fs.Int("size", 200, "bytes per record value (a msgpack map)")
 	keys := fs.Int("keys", 10_000, "distinct keys")
+	cpuProfile := fs.String("cpuprofile", "", "write this process's CPU profile of the run to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -64,10 +73,19 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "batchbench:", err)
 		return 2
 	}
-	var send func(sender int) func(batch int) (ok, failed int, err error)
+	var send func(sender int) batcher
 	switch *mode {
 	case "http":
-		send = httpSender(*url, *topic, *acks, *conns, *records, *keys, value)
+		h := httpSender(*url, *topic, *acks, *conns, *records, *keys, value)
+		send = func(s int) batcher { return batcher{next: h(s)} }
+	case "grpc":
+		g, err := newGRPCSender(*grpcAddr, *topic, *acks, *conns, *records, *keys, *window, value)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "batchbench:", err)
+			return 1
+		}
+		defer g.close()
+		send = g.sender
 	case "kgo":
 		cl, err := kgoClient(*brokers, *acks)
 		if err != nil {
@@ -75,10 +93,23 @@ func run(args []string) int {
 			return 1
 		}
 		defer cl.Close()
-		send = kgoSender(cl, *topic, *records, *keys, value)
+		k := kgoSender(cl, *topic, *records, *keys, value)
+		send = func(s int) batcher { return batcher{next: k(s)} }
 	default:
-		fmt.Fprintln(os.Stderr, "batchbench: -mode must be http or kgo")
+		fmt.Fprintln(os.Stderr, "batchbench: -mode must be http, grpc or kgo")
 		return 2
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "batchbench:", err)
+			return 1
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
 	}
 	var ok, failed atomic.Int64
 	var firstErr atomic.Value
@@ -87,14 +118,19 @@ func run(args []string) int {
 	var wg sync.WaitGroup
 	for s := range *conns {
 		wg.Go(func() {
-			next := send(s)
-			for b := 0; time.Now().Before(stop); b++ {
-				o, f, err := next(b)
+			bt := send(s)
+			count := func(o, f int, err error) {
 				ok.Add(int64(o))
 				failed.Add(int64(f))
 				if err != nil {
 					firstErr.CompareAndSwap(nil, err.Error())
 				}
+			}
+			for b := 0; time.Now().Before(stop); b++ {
+				count(bt.next(b))
+			}
+			if bt.finish != nil {
+				count(bt.finish())
 			}
 		})
 	}
@@ -109,6 +145,14 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "batchbench: first error:", e)
 	}
 	return 0
+}
+
+// batcher is one sender's batches: next sends batch b and reports what
+// was answered; finish, when not nil, waits for the answers still to come
+// once the clock stopped (they count, and so does the time).
+type batcher struct {
+	next   func(batch int) (ok, failed int, err error)
+	finish func() (ok, failed int, err error)
 }
 
 // valueOf is a msgpack map {"method":"TestUserName","uid":12345,

@@ -1,0 +1,560 @@
+package kproxy
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy/kproxypb"
+)
+
+// The gRPC service on grpc_port: kafkahttpwrapper.v1.KProxy's Produce and
+// ProduceStream read a ProduceRequest into the records of a batch and hand
+// them to the core of batches (batch.go), as POST /batch does with its
+// body: the same checks, credentials, ACL, rate limits, statuses and
+// metrics. grpc.health.v1.Health and server reflection serve beside it.
+
+// streamWindow is how many requests of one ProduceStream are out at once
+// (started and not yet answered). The stream reads no further request
+// until the oldest is answered: gRPC's flow control then holds the client.
+const streamWindow = 8
+
+// answerMargin is the most a gRPC request's answer is sent before the
+// client's deadline, for it to arrive in time (a tenth of the time left
+// when that is less).
+const answerMargin = 200 * time.Millisecond
+
+// emptyValue is written for an empty value or header value: a nil one
+// would be written as null (a tombstone, for a value).
+var emptyValue = []byte{}
+
+// newGRPC makes the gRPC server (tlsCfg nil: plain text). It starts no
+// goroutine: Run serves it.
+func (s *Server) newGRPC(tlsCfg *tls.Config) *grpc.Server {
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(s.cfg.MaxRequestSizeBytes),
+		// Stop (at the end of shutdown_timeout_ms) waits for the handlers
+		// to return, before the producers are closed.
+		grpc.WaitForHandlers(true),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle: time.Duration(s.cfg.IdleTimeoutMs) * time.Millisecond,
+		}),
+		grpc.ChainUnaryInterceptor(s.countUnary),
+		grpc.ChainStreamInterceptor(s.countStream),
+		grpc.ForceServerCodecV2(newWireCodec()),
+		// HTTP/2 flow control: with the default 64 KiB windows a client
+		// streaming batches of 20-30 KB is sent a WINDOW_UPDATE every
+		// other request, a write here and a read there; 1 MiB (what one
+		// connection may have sent and kproxy not yet read) makes it one
+		// in ten or more: 0.55 to 0.40 us of the sender's CPU per record
+		// on the benchmark (scripts/bench-batch.sh). Fixed windows turn
+		// grpc's own sizing (BDP estimation) off.
+		grpc.InitialWindowSize(1 << 20),
+		grpc.InitialConnWindowSize(1 << 20),
+	}
+	if tlsCfg != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
+	}
+	g := grpc.NewServer(opts...)
+	g.RegisterService(kproxyService(), grpcService{s: s})
+	grpc_health_v1.RegisterHealthServer(g, grpcHealth{s: s})
+	reflection.Register(g)
+	return g
+}
+
+// stopGRPC stops taking calls and waits for those under way, until ctx
+// ends; then it closes their connections (their contexts are cancelled)
+// and waits for their handlers.
+func (s *Server) stopGRPC(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.log.Warn("grpc calls still in flight at shutdown timeout; closing their connections", "in_flight", s.inFlight.Load())
+		s.grpc.Stop()
+		<-done
+	}
+	s.grpcReaders.Wait()
+}
+
+func (s *Server) countUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	resp, err := handler(ctx, req)
+	s.metrics.grpcRPCs.WithLabelValues(strings.TrimPrefix(info.FullMethod, "/"), status.Code(err).String()).Inc()
+	return resp, err
+}
+
+func (s *Server) countStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	err := handler(srv, ss)
+	s.metrics.grpcRPCs.WithLabelValues(strings.TrimPrefix(info.FullMethod, "/"), status.Code(err).String()).Inc()
+	return err
+}
+
+// produce1 answers a Produce call, whose request is in j (produceHandler):
+// a ProduceResponse for 200 and 207; any other status is a gRPC error
+// (grpcCode) whose detail is the ProduceResponse without its results. It
+// releases j.
+func (s *Server) produce1(ctx context.Context, j *batchJob) (any, error) {
+	start := time.Now()
+	defer j.release() // after the answer is encoded: it reads j's results
+	a, err := s.produceRequest(ctx, j)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics.grpcAnswered("Produce", a.status, start)
+	if err := answerError(&a); err != nil {
+		return nil, err
+	}
+	return &wireResponse{b: a.appendTo(nil)}, nil
+}
+
+// produceRequest is Produce's answer; an error only for a client that
+// went away before its records were handed to Kafka (nothing written).
+func (s *Server) produceRequest(ctx context.Context, j *batchJob) (answer, error) {
+	rule, v := s.authenticateRPC(ctx)
+	if v.code != 0 {
+		return refusedAnswer(0, refuse(v.code, -1, v.reason)), nil
+	}
+	h, berr := s.readRequest(j)
+	if berr != nil {
+		return refusedAnswer(h.id, berr), nil
+	}
+	n := len(j.recs)
+	s.metrics.batchSize.Observe(float64(n))
+	if berr = s.admitBatch(n); berr != nil {
+		return refusedAnswer(h.id, berr), nil
+	}
+	defer s.releaseBatch(n)
+	if berr = s.checkBatch(rule, j.recs, time.Now()); berr != nil {
+		return refusedAnswer(h.id, berr), nil
+	}
+	if err := ctx.Err(); err != nil {
+		return answer{}, status.FromContextError(err).Err()
+	}
+	b := s.boundRPC(ctx, j)
+	out := s.produceBatch(b.answer, h.acks, h.atomic, j)
+	b.end(h.atomic || h.acks == 0 || j.call.left.Load() == 0)
+	return outcomeAnswer(h.id, out), nil
+}
+
+// authenticateRPC finds the call's client from its authorization
+// metadata ("Basic …", as HTTP's header), as access.authenticate does.
+func (s *Server) authenticateRPC(ctx context.Context) (*clientRule, verdict) {
+	if s.access.clients == nil {
+		return nil, verdict{}
+	}
+	var auth []byte
+	if v := metadata.ValueFromIncomingContext(ctx, "authorization"); len(v) > 0 {
+		auth = []byte(v[0])
+	}
+	return s.access.authenticate(auth)
+}
+
+// rpcBound is what a gRPC call's deadline makes of a request's waits.
+type rpcBound struct {
+	answer        context.Context // the wait for the records ends with it
+	cancelAnswer  context.CancelFunc
+	cancelRecords context.CancelFunc // nil: the records' deadline is produce_timeout_ms
+}
+
+// boundRPC bounds a request's records by ctx's deadline (its client's)
+// when that ends before produce_timeout_ms would: the records are given up
+// early enough that the answer — 503 for those that never left, 504 for
+// those that may have been written — reaches the client before it stops
+// waiting (answerMargin, answerGrace). It sets j's deadline then.
+func (s *Server) boundRPC(ctx context.Context, j *batchJob) rpcBound {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return rpcBound{answer: ctx, cancelAnswer: func() {}}
+	}
+	left := time.Until(dl)
+	margin := min(answerMargin, left/10)
+	grace := min(answerGrace, left/5)
+	b := rpcBound{}
+	b.answer, b.cancelAnswer = context.WithDeadline(ctx, dl.Add(-margin))
+	if by := left - margin - grace; by < s.produceTimeout {
+		j.deadline, b.cancelRecords = context.WithTimeout(context.Background(), by)
+		j.bound = "the request's deadline"
+	}
+	return b
+}
+
+// end releases b's contexts; the records' deadline only when every record
+// was answered (done): one still in kgo keeps it until it passes.
+func (b rpcBound) end(done bool) {
+	b.cancelAnswer()
+	if b.cancelRecords != nil && done {
+		b.cancelRecords()
+	}
+}
+
+// grpcCode is the gRPC status of an answer with HTTP status code.
+func grpcCode(code int) codes.Code {
+	switch code {
+	case 200, 207:
+		return codes.OK // 207: each result carries its own status
+	case 400:
+		return codes.InvalidArgument
+	case 401:
+		return codes.Unauthenticated
+	case 403:
+		return codes.PermissionDenied
+	case 404:
+		return codes.NotFound
+	case 413, 429:
+		return codes.ResourceExhausted
+	case 502, 503:
+		return codes.Unavailable // not written
+	case 504:
+		return codes.DeadlineExceeded // may have been written
+	}
+	return codes.Internal
+}
+
+// answerError is a unary answer's error: nil for 200 and 207, else the
+// status of grpcCode with the response as its detail, without its
+// results: every record got the status, and a detail travels in a trailer
+// (grpc-status-details-bin), which other gRPC implementations cap at a few
+// kilobytes — 10,000 results would not fit.
+func answerError(a *answer) error {
+	code := grpcCode(a.status)
+	if code == codes.OK {
+		return nil
+	}
+	st := status.New(code, a.reason)
+	if d, err := st.WithDetails(a.message()); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// grpcService is kafkahttpwrapper.v1.KProxy: Produce is served by
+// produceHandler (kproxyService), ProduceStream here.
+type grpcService struct {
+	kproxypb.UnimplementedKProxyServer
+	s *Server
+}
+
+// ProduceStream answers each request of the stream with a response
+// carrying its id, in the order of the requests (produceStream).
+func (g grpcService) ProduceStream(stream grpc.BidiStreamingServer[kproxypb.ProduceRequest, kproxypb.ProduceResponse]) error {
+	s := g.s
+	s.metrics.grpcStreams.Inc()
+	defer s.metrics.grpcStreams.Dec()
+	rule, v := s.authenticateRPC(stream.Context())
+	if v.code != 0 {
+		return status.Error(codes.Unauthenticated, v.reason)
+	}
+	st := &produceStream{s: s, stream: stream, ctx: stream.Context(), rule: rule, client: -1,
+		answers: make(chan *streamItem, streamWindow), sendErr: make(chan error, 1)}
+	return st.run()
+}
+
+// produceStream is one ProduceStream call. Three goroutines:
+//   - a reader receives the requests, each into a batch job, and hands
+//     them over;
+//   - the handler's goroutine (take) checks each request and hands its
+//     records to their kgo client, in the order of the stream, at most
+//     streamWindow requests ahead of the answers;
+//   - an answerer (answer) waits for each request's records, in order,
+//     and sends its response.
+//
+// Per-key order across requests: a request's records are handed to kgo
+// only after the previous request's were, and kgo keeps a partition's
+// records in the order it got them (produceBatch), so the records of a
+// key are written in the order of the stream, whatever the requests they
+// came in; a record that fails leaves a gap, as in one batch. Requests
+// that go to another client (acks -1 after acks 0 or 1, or back) wait
+// until every earlier request is answered, and an atomic request runs
+// alone, after every earlier one was answered (it has a transactional
+// client of its own). The order between acks=0 records, answered before
+// Kafka has them, and later acks=-1 ones is not kept.
+type produceStream struct {
+	s      *Server
+	stream grpc.BidiStreamingServer[kproxypb.ProduceRequest, kproxypb.ProduceResponse]
+	ctx    context.Context
+	rule   *clientRule
+	client int // the kgo client of the last request started: 0 acks 0/1, 1 acks -1, 2 atomic; -1 none
+
+	out     []*streamItem    // requests started and not known to be answered, in order (take's)
+	answers chan *streamItem // to the answerer, in order
+	sendErr chan error       // the answerer's first failure to send
+}
+
+// streamItem is one request of a stream, from its start to its answer.
+type streamItem struct {
+	at       time.Time // read
+	answered bool      // a is the answer, known at the start: nothing to await
+	a        answer
+	job      *batchJob  // nil: refused (released at once)
+	call     *batchCall // nil: answered at the start
+	n        int        // records admitted, given back once answered
+	bound    rpcBound
+	done     chan struct{} // closed once answered (sent, or not: the stream broke)
+}
+
+// streamRequest is a request read: its bytes in job's body.
+type streamRequest struct {
+	job *batchJob
+	at  time.Time
+}
+
+func (st *produceStream) run() error {
+	reqs := make(chan streamRequest)
+	recvErr := make(chan error, 1)
+	quit := make(chan struct{})
+	// The reader may be in RecvMsg when the handler returns; RecvMsg
+	// returns then (grpc ends the stream). The server waits for it at
+	// shutdown.
+	st.s.grpcReaders.Go(func() {
+		for {
+			j := getBatchJob()
+			if err := st.stream.RecvMsg(j); err != nil {
+				j.release()
+				recvErr <- err
+				return
+			}
+			select {
+			case reqs <- streamRequest{j, time.Now()}:
+			case <-quit:
+				j.release() // read, never started: not written (the stream ended)
+				return
+			}
+		}
+	})
+	answered := make(chan struct{})
+	go func() {
+		defer close(answered)
+		st.answer()
+	}()
+	err := st.take(reqs, recvErr)
+	close(quit)
+	close(st.answers)
+	<-answered // every request started is answered before the stream's status
+	return err
+}
+
+// take starts the requests as they come, until the client closes its
+// side (nil: the stream ends OK once the answers are sent), the stream
+// breaks, an answer cannot be sent, or kproxy shuts down (UNAVAILABLE:
+// the requests not answered were not written).
+func (st *produceStream) take(reqs <-chan streamRequest, recvErr <-chan error) error {
+	for {
+		select {
+		case r := <-reqs:
+			for st.prune(); len(st.out) >= streamWindow; st.prune() {
+				<-st.out[0].done
+			}
+			it := st.start(r)
+			st.out = append(st.out, it)
+			st.answers <- it // never blocks: it holds at most streamWindow items, all in out
+		case err := <-recvErr:
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		case err := <-st.sendErr:
+			return err
+		case <-st.s.drain:
+			return status.Error(codes.Unavailable, "kproxy is shutting down; the requests of this stream not answered were not written")
+		}
+	}
+}
+
+// prune drops the answered requests from the head of out.
+func (st *produceStream) prune() {
+	for len(st.out) > 0 {
+		select {
+		case <-st.out[0].done:
+			st.out[0] = nil
+			st.out = st.out[1:]
+		default:
+			return
+		}
+	}
+}
+
+// waitOldest waits until the oldest request out is answered; false when
+// none is out.
+func (st *produceStream) waitOldest() bool {
+	st.prune()
+	if len(st.out) == 0 {
+		return false
+	}
+	<-st.out[0].done
+	st.prune()
+	return true
+}
+
+// waitAll waits until every request out is answered.
+func (st *produceStream) waitAll() {
+	for st.waitOldest() {
+	}
+}
+
+// start checks request r and hands its records to Kafka, or answers it at
+// once (refused, acks=0, atomic).
+func (st *produceStream) start(r streamRequest) *streamItem {
+	s, j := st.s, r.job
+	it := &streamItem{at: r.at, done: make(chan struct{})}
+	refused := func(id uint64, e *batchError) *streamItem {
+		j.release()
+		it.a, it.answered = refusedAnswer(id, e), true
+		return it
+	}
+	h, berr := s.readRequest(j)
+	if berr != nil {
+		return refused(h.id, berr)
+	}
+	n := len(j.recs)
+	s.metrics.batchSize.Observe(float64(n))
+	client := 0
+	switch {
+	case h.atomic:
+		client = 2
+	case h.acks == 2:
+		client = 1
+	}
+	if h.atomic || (client != st.client && st.client != -1) {
+		st.waitAll() // no order between two clients: one after the other
+	}
+	st.client = client
+	// A stream held back by req_pool_size waits for its own requests
+	// first: they free room.
+	for berr = s.admitBatch(n); berr != nil && berr.status == 503 && st.waitOldest(); berr = s.admitBatch(n) {
+	}
+	if berr != nil {
+		return refused(h.id, berr)
+	}
+	if berr = s.checkBatch(st.rule, j.recs, time.Now()); berr != nil {
+		s.releaseBatch(n)
+		return refused(h.id, berr)
+	}
+	b := s.boundRPC(st.ctx, j)
+	var out batchOutcome
+	if h.atomic {
+		out = s.produceAtomic(b.answer, j)
+	} else {
+		it.call, out = s.startProduce(h.acks, j)
+	}
+	it.a.id, it.job, it.n, it.bound = h.id, j, n, b
+	if it.call == nil {
+		// Answered now (acks=0, atomic); the answerer sends it and then
+		// releases j, whose results it reads.
+		it.a, it.answered = outcomeAnswer(h.id, out), true
+	}
+	return it
+}
+
+// answer answers the requests in the order they were started: it waits
+// for the records of each (finishProduce) and sends its response. After a
+// failure to send (the stream broke) it still waits for each, giving
+// their memory back, without sending.
+func (st *produceStream) answer() {
+	s := st.s
+	failed := false
+	var buf []byte // the response being sent: encoded, then copied by the codec
+	for it := range st.answers {
+		if !it.answered {
+			out := s.finishProduce(it.bound.answer, it.call)
+			it.a = outcomeAnswer(it.a.id, out)
+		}
+		if !failed {
+			buf = it.a.appendTo(buf[:0])
+			if err := st.stream.SendMsg(&wireResponse{b: buf}); err != nil {
+				failed = true
+				st.sendErr <- err
+			}
+		}
+		if it.job != nil {
+			it.bound.end(it.call == nil || it.call.left.Load() == 0)
+			s.releaseBatch(it.n)
+			it.job.release()
+			it.job, it.call = nil, nil
+		}
+		s.metrics.grpcAnswered("ProduceStream", it.a.status, it.at)
+		it.a = answer{}
+		close(it.done)
+	}
+}
+
+// grpcHealth is grpc.health.v1.Health: SERVING while a Kafka broker is
+// reachable, as GET /health (healthStatus); NOT_SERVING when none is, or
+// while shutting down. It knows the server as a whole ("") and
+// kafkahttpwrapper.v1.KProxy.
+type grpcHealth struct {
+	grpc_health_v1.UnimplementedHealthServer
+	s *Server
+}
+
+func (h grpcHealth) status(service string) grpc_health_v1.HealthCheckResponse_ServingStatus {
+	if service != "" && service != kproxypb.KProxy_ServiceDesc.ServiceName {
+		return grpc_health_v1.HealthCheckResponse_SERVICE_UNKNOWN
+	}
+	if code, _ := h.s.healthStatus(); code != 200 {
+		return grpc_health_v1.HealthCheckResponse_NOT_SERVING
+	}
+	return grpc_health_v1.HealthCheckResponse_SERVING
+}
+
+func (h grpcHealth) Check(_ context.Context, req *grpc_health_v1.HealthCheckRequest) (*grpc_health_v1.HealthCheckResponse, error) {
+	st := h.status(req.GetService())
+	if st == grpc_health_v1.HealthCheckResponse_SERVICE_UNKNOWN {
+		return nil, status.Error(codes.NotFound, "unknown service "+strconv.Quote(req.GetService()))
+	}
+	return &grpc_health_v1.HealthCheckResponse{Status: st}, nil
+}
+
+func (h grpcHealth) List(context.Context, *grpc_health_v1.HealthListRequest) (*grpc_health_v1.HealthListResponse, error) {
+	st := h.status("")
+	return &grpc_health_v1.HealthListResponse{Statuses: map[string]*grpc_health_v1.HealthCheckResponse{
+		"": {Status: st}, kproxypb.KProxy_ServiceDesc.ServiceName: {Status: st},
+	}}, nil
+}
+
+// Watch sends the status now and each change, looked at every second,
+// until the client leaves; at shutdown it sends NOT_SERVING and ends.
+func (h grpcHealth) Watch(req *grpc_health_v1.HealthCheckRequest, stream grpc.ServerStreamingServer[grpc_health_v1.HealthCheckResponse]) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	last := grpc_health_v1.HealthCheckResponse_ServingStatus(-1)
+	for {
+		st := h.status(req.GetService())
+		select {
+		case <-h.s.drain:
+			st = grpc_health_v1.HealthCheckResponse_NOT_SERVING
+		default:
+		}
+		if st != last {
+			if err := stream.Send(&grpc_health_v1.HealthCheckResponse{Status: st}); err != nil {
+				return err
+			}
+			last = st
+		}
+		select {
+		case <-stream.Context().Done():
+			return status.FromContextError(stream.Context().Err()).Err()
+		case <-h.s.drain:
+			if last != grpc_health_v1.HealthCheckResponse_NOT_SERVING {
+				stream.Send(&grpc_health_v1.HealthCheckResponse{Status: grpc_health_v1.HealthCheckResponse_NOT_SERVING})
+			}
+			return nil
+		case <-tick.C:
+		}
+	}
+}

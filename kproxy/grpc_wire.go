@@ -1,0 +1,387 @@
+package kproxy
+
+import (
+	"context"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy/kproxypb"
+)
+
+// kproxy reads its ProduceRequests and writes its ProduceResponses itself,
+// as it reads /batch bodies: a request's bytes are copied once into a
+// batch job (its body) and its records are slices of them, never decoded
+// into messages of their own; an answer is appended straight to bytes.
+// The protobuf codec's messages, a few allocations per record and the
+// garbage they make, cost kproxy more CPU per record than the Kafka client.
+// Any other message (health, reflection, a status's detail) is protobuf's.
+
+// wireCodec is the gRPC server's codec.
+type wireCodec struct{ proto encoding.CodecV2 }
+
+func newWireCodec() wireCodec { return wireCodec{proto: encoding.GetCodecV2("proto")} }
+
+// wireResponse is a ProduceResponse already encoded.
+type wireResponse struct{ b []byte }
+
+func (c wireCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if r, ok := v.(*wireResponse); ok {
+		return mem.BufferSlice{mem.Copy(r.b, mem.DefaultBufferPool())}, nil
+	}
+	return c.proto.Marshal(v)
+}
+
+func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	if j, ok := v.(*batchJob); ok {
+		// Copied: grpc reuses its buffers once this returns, and kgo holds
+		// the records until Kafka answers.
+		j.body = j.body[:0]
+		for _, b := range data {
+			j.body = append(j.body, b.ReadOnlyData()...)
+		}
+		return nil
+	}
+	return c.proto.Unmarshal(data, v)
+}
+
+func (wireCodec) Name() string { return "proto" }
+
+// kproxyService is kproxypb's service description with Produce read into
+// a batch job (the generated handler would decode a ProduceRequest).
+func kproxyService() *grpc.ServiceDesc {
+	desc := kproxypb.KProxy_ServiceDesc
+	desc.Methods = []grpc.MethodDesc{{MethodName: "Produce", Handler: produceHandler}}
+	return &desc
+}
+
+func produceHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	s := srv.(grpcService).s
+	j := getBatchJob()
+	if err := dec(j); err != nil {
+		j.release()
+		return nil, err
+	}
+	if interceptor == nil {
+		return s.produce1(ctx, j)
+	}
+	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: kproxypb.KProxy_Produce_FullMethodName}
+	return interceptor(ctx, j, info, func(ctx context.Context, req any) (any, error) {
+		return s.produce1(ctx, req.(*batchJob))
+	})
+}
+
+// requestHead is what a ProduceRequest says besides its records.
+type requestHead struct {
+	id     uint64
+	acks   int // an acks index: 0, 1, 2 for -1
+	atomic bool
+}
+
+// readRequest reads the ProduceRequest in j.body into j's records (slices
+// of j.body) and checks what the core does not: the message's shape,
+// acks, atomic, the request's topic, the number of records, each record's
+// headers. Fields come in any order and unknown ones are skipped, as
+// protobuf reads them. A refused request's id is read all the same.
+func (s *Server) readRequest(j *batchJob) (requestHead, *batchError) {
+	h, e := s.readFields(j)
+	if e != nil {
+		h.id = requestID(j.body)
+	}
+	return h, e
+}
+
+// requestID is the id of a ProduceRequest, as far as it can be read.
+func requestID(b []byte) uint64 {
+	var id uint64
+	for len(b) > 0 {
+		num, typ, n := consumeTag(b)
+		if n < 0 {
+			return id
+		}
+		b = b[n:]
+		if num == 5 && typ == protowire.VarintType {
+			id, n = protowire.ConsumeVarint(b)
+		} else {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return id
+		}
+		b = b[n:]
+	}
+	return id
+}
+
+func (s *Server) readFields(j *batchJob) (requestHead, *batchError) {
+	h := requestHead{acks: 1}
+	var topic []byte
+	acks := int32(1)
+	recs := j.recs[:0]
+	b := j.body
+	for len(b) > 0 {
+		num, typ, n := consumeTag(b)
+		if n < 0 {
+			return h, malformed(n)
+		}
+		b = b[n:]
+		switch {
+		case num == 1 && typ == protowire.VarintType: // acks
+			v, m := protowire.ConsumeVarint(b)
+			acks, n = int32(v), m
+		case num == 2 && typ == protowire.VarintType: // atomic
+			v, m := protowire.ConsumeVarint(b)
+			h.atomic, n = v != 0, m
+		case num == 3 && typ == protowire.BytesType: // topic
+			topic, n = protowire.ConsumeBytes(b)
+		case num == 4 && typ == protowire.BytesType: // records
+			var rb []byte
+			rb, n = protowire.ConsumeBytes(b)
+			if n < 0 {
+				break
+			}
+			i := len(recs)
+			if i == s.cfg.MaxBatchRecords {
+				j.recs = recs
+				return h, refuse(413, i, "more than max_batch_records ("+strconv.Itoa(i)+") records")
+			}
+			recs = nextRecord(recs, nil)
+			if reason := readRecord(rb, &recs[i]); reason != "" {
+				j.recs = recs
+				return h, refuse(400, i, reason)
+			}
+		case num == 5 && typ == protowire.VarintType: // id
+			h.id, n = protowire.ConsumeVarint(b)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			j.recs = recs
+			return h, malformed(n)
+		}
+		b = b[n:]
+	}
+	j.recs = recs
+	switch acks {
+	case 0:
+		h.acks = 0
+	case 1:
+	case -1:
+		h.acks = 2
+	default:
+		return h, refuse(400, -1, "acks must be 0, 1 or -1, got "+strconv.Itoa(int(acks)))
+	}
+	if h.atomic {
+		if h.acks != 2 {
+			return h, refuse(400, -1, "atomic needs acks -1 (a Kafka transaction is written to every in-sync replica)")
+		}
+		if s.txns == nil {
+			return h, refuse(400, -1, "atomic batches are off (transactional_producers: 0)")
+		}
+	}
+	if len(topic) > 0 {
+		if reason := checkTopicName(topic); reason != "" {
+			return h, refuse(400, -1, reason)
+		}
+		for i := range recs {
+			if len(recs[i].topic) == 0 {
+				recs[i].topic = topic
+			}
+		}
+	}
+	if len(recs) == 0 {
+		return h, refuse(400, -1, "no records")
+	}
+	return h, nil
+}
+
+// consumeTag is protowire.ConsumeTag, refusing field numbers above the
+// largest valid one as protobuf does.
+func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n >= 0 && num > protowire.MaxValidNumber {
+		return 0, 0, -2 // errCodeFieldNumber
+	}
+	return num, typ, n
+}
+
+func malformed(n int) *batchError {
+	return refuse(400, -1, "request is not a ProduceRequest: "+protowire.ParseError(n).Error())
+}
+
+// readRecord reads a Record message into r; it returns what is wrong
+// with it, or "".
+func readRecord(b []byte, r *batchRecord) string {
+	for len(b) > 0 {
+		num, typ, n := consumeTag(b)
+		if n < 0 {
+			return "not a Record: " + protowire.ParseError(n).Error()
+		}
+		b = b[n:]
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			r.topic, n = protowire.ConsumeBytes(b)
+		case num == 2 && typ == protowire.BytesType:
+			r.key, n = protowire.ConsumeBytes(b)
+		case num == 3 && typ == protowire.BytesType:
+			r.value, n = protowire.ConsumeBytes(b)
+		case num == 4 && typ == protowire.BytesType:
+			var hb []byte
+			if hb, n = protowire.ConsumeBytes(b); n < 0 {
+				break
+			}
+			if len(r.headers) == maxRecordHeaders {
+				return "more than " + strconv.Itoa(maxRecordHeaders) + " headers"
+			}
+			hd, reason := readHeader(hb)
+			if reason != "" {
+				return reason
+			}
+			r.headers = append(r.headers, hd)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return "not a Record: " + protowire.ParseError(n).Error()
+		}
+		b = b[n:]
+	}
+	if len(r.key) == 0 {
+		r.key = nil // no key: any partition
+	}
+	if r.value == nil {
+		r.value = emptyValue // absent (proto3 sends no empty bytes): written empty, not null
+	}
+	return repeatedHeader(r.headers)
+}
+
+// readHeader reads a Header message.
+func readHeader(b []byte) (kgo.RecordHeader, string) {
+	var key, value []byte
+	for len(b) > 0 {
+		num, typ, n := consumeTag(b)
+		if n < 0 {
+			return kgo.RecordHeader{}, "not a Header: " + protowire.ParseError(n).Error()
+		}
+		b = b[n:]
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			key, n = protowire.ConsumeBytes(b)
+		case num == 2 && typ == protowire.BytesType:
+			value, n = protowire.ConsumeBytes(b)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return kgo.RecordHeader{}, "not a Header: " + protowire.ParseError(n).Error()
+		}
+		b = b[n:]
+	}
+	switch {
+	case len(key) == 0:
+		return kgo.RecordHeader{}, "a header name is empty"
+	case !utf8.Valid(key):
+		return kgo.RecordHeader{}, "a header name is not UTF-8"
+	}
+	if value == nil {
+		value = emptyValue
+	}
+	return kgo.RecordHeader{Key: string(key), Value: value}, ""
+}
+
+// answer is the answer to one ProduceRequest, whatever carries it.
+type answer struct {
+	id         uint64
+	status     int
+	reason     string
+	index      int
+	retryAfter int
+	results    []recordResult // j's, valid until it is released
+}
+
+// refusedAnswer answers a request refused whole: nothing written.
+func refusedAnswer(id uint64, e *batchError) answer {
+	return answer{id: id, status: e.status, reason: e.reason, index: e.index, retryAfter: e.retryAfter}
+}
+
+// outcomeAnswer answers a request whose records were written, or tried to
+// be: a result per record.
+func outcomeAnswer(id uint64, out batchOutcome) answer {
+	a := answer{id: id, status: out.status, index: out.index, results: out.results}
+	if out.status != 200 {
+		a.reason = out.reason
+	}
+	if out.status >= 500 {
+		a.retryAfter = 1
+	}
+	return a
+}
+
+// appendTo appends a as a ProduceResponse message (protobuf, fields in
+// order, zero values left out as proto3 does).
+func (a *answer) appendTo(b []byte) []byte {
+	b = appendVarintField(b, 1, a.id)
+	b = appendVarintField(b, 2, uint64(int64(a.status)))
+	b = appendStringField(b, 3, a.reason)
+	for i := range a.results {
+		r := &a.results[i]
+		reason := ""
+		if r.status != 200 {
+			reason = r.reason
+		}
+		size := varintFieldSize(uint64(int64(r.partition))) + varintFieldSize(uint64(r.offset)) +
+			varintFieldSize(uint64(int64(r.status))) + stringFieldSize(reason)
+		b = protowire.AppendTag(b, 4, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(size))
+		b = appendVarintField(b, 1, uint64(int64(r.partition)))
+		b = appendVarintField(b, 2, uint64(r.offset))
+		b = appendVarintField(b, 3, uint64(int64(r.status)))
+		b = appendStringField(b, 4, reason)
+	}
+	b = appendVarintField(b, 5, uint64(int64(a.index)))
+	return appendVarintField(b, 6, uint64(int64(a.retryAfter)))
+}
+
+// message is a as the generated type, without its results (a status's
+// detail: responseError).
+func (a *answer) message() *kproxypb.ProduceResponse {
+	return &kproxypb.ProduceResponse{Id: a.id, Status: int32(a.status), Error: a.reason,
+		BadIndex: int32(a.index), RetryAfter: int32(a.retryAfter)}
+}
+
+func appendVarintField(b []byte, num protowire.Number, v uint64) []byte {
+	if v == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, v)
+}
+
+func appendStringField(b []byte, num protowire.Number, s string) []byte {
+	if s == "" {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendString(b, s)
+}
+
+// varintFieldSize and stringFieldSize are the sizes of a field of a
+// one-byte tag as appended above.
+func varintFieldSize(v uint64) int {
+	if v == 0 {
+		return 0
+	}
+	return 1 + protowire.SizeVarint(v)
+}
+
+func stringFieldSize(s string) int {
+	if s == "" {
+		return 0
+	}
+	return 1 + protowire.SizeBytes(len(s))
+}
