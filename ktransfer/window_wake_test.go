@@ -126,22 +126,7 @@ func TestFullWindowWakesCommitterAgain(t *testing.T) {
 // phantom acknowledged records: every later ack that moves a frontier
 // wakes the committer (the per-ack commits this change meant to end).
 func TestDroppedPartitionLeavesNoUncommitted(t *testing.T) {
-	cfg := DefaultModule()
-	cfg.WorkerNum, cfg.WindowSize = 4, 200 // threshold (200-4)/4 = 49
-	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	tr := &Transfer{log: slog.New(slog.DiscardHandler)}
-	m := &module{cfg: cfg, t: tr, log: tr.log, slots: make(chan struct{}, cfg.WindowSize), commitKick: make(chan struct{}, 1),
-		parts: map[int32]*partition{}, claims: map[int32]*claimed{}, releasing: map[int32]int{}, stats: newMetrics().module("m")}
-	m.reader = newReader(m, cl)
-	p := &partition{m: m, id: 0, tracker: newTracker(0)}
-	done := make(chan struct{})
-	close(done)
-	m.parts[0] = p
-	m.claims[0] = &claimed{part: p, cancel: func() {}, done: done}
+	m, p := heldPartition(t, 200) // threshold (200-4)/4 = 49
 	for o := range int64(60) {
 		m.slots <- struct{}{}
 		p.tracker.dispatch(o)
@@ -163,22 +148,7 @@ func TestDroppedPartitionLeavesNoUncommitted(t *testing.T) {
 // give their slots back too, or every rebalance while a backend is slow
 // shrinks the window until the module stops reading.
 func TestReleaseGivesBackSlotsAboveTheFrontier(t *testing.T) {
-	cfg := DefaultModule()
-	cfg.WorkerNum, cfg.WindowSize = 4, 50
-	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	tr := &Transfer{log: slog.New(slog.DiscardHandler)}
-	m := &module{cfg: cfg, t: tr, log: tr.log, slots: make(chan struct{}, cfg.WindowSize), commitKick: make(chan struct{}, 1),
-		parts: map[int32]*partition{}, claims: map[int32]*claimed{}, releasing: map[int32]int{}, stats: newMetrics().module("m")}
-	m.reader = newReader(m, cl)
-	p := &partition{m: m, id: 0, tracker: newTracker(0)}
-	done := make(chan struct{})
-	close(done)
-	m.parts[0] = p
-	m.claims[0] = &claimed{part: p, cancel: func() {}, done: done}
+	m, p := heldPartition(t, 50)
 	for o := range int64(20) {
 		m.slots <- struct{}{}
 		p.tracker.dispatch(o)
@@ -190,4 +160,27 @@ func TestReleaseGivesBackSlotsAboveTheFrontier(t *testing.T) {
 	if n := len(m.slots); n != 0 {
 		t.Fatalf("window_used %d after the release, want 0: the slots of records acknowledged above the frontier leak", n)
 	}
+}
+
+// heldPartition is a module of 4 workers and window window, without Kafka
+// or ZooKeeper, holding partition 0 from offset 0 (its read loop already
+// returned, as a release expects).
+func heldPartition(t *testing.T, window int) (*module, *partition) {
+	cfg := DefaultModule()
+	cfg.WorkerNum, cfg.WindowSize = 4, window
+	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	tr := &Transfer{log: slog.New(slog.DiscardHandler)}
+	m := &module{cfg: cfg, t: tr, log: tr.log, slots: make(chan struct{}, cfg.WindowSize), commitKick: make(chan struct{}, 1),
+		parts: map[int32]*partition{}, claims: map[int32]*claimed{}, releasing: map[int32]int{}, stats: newMetrics().module("m")}
+	m.reader = newReader(m, cl)
+	p := &partition{m: m, id: 0, tracker: newTracker(0)}
+	done := make(chan struct{})
+	close(done)
+	m.parts[0] = p
+	m.claims[0] = &claimed{part: p, cancel: func() {}, done: done}
+	return m, p
 }
