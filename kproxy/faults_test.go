@@ -352,16 +352,7 @@ func TestQueuedPastDeadlineNeverWrittenIdempotent(t *testing.T) {
 func TestBatchesFitTopicMaxMessageBytes(t *testing.T) {
 	const limit = 3000
 	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
-	adm := kadm.NewClient(kafkatest.Client(t, c, kafkaconf.Default()))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	resp, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "max.message.bytes", Value: kadm.StringPtr(strconv.Itoa(limit))}}, topic)
-	if err == nil {
-		_, err = resp.On(topic, nil)
-	}
-	if err != nil {
-		t.Fatalf("set max.message.bytes: %v", err)
-	}
+	setMaxMessageBytes(t, c, topic, limit)
 	arrivals := watchProduce(c)
 	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.LingerMs = 20 })
 	for _, acks := range []string{"1", "-1"} {
@@ -494,5 +485,20 @@ func TestIdempotentNoDuplicateWhenAnswerLost(t *testing.T) {
 		if n := inKafka(t, c)[string(body)]; n != 1 {
 			t.Errorf("answer lost (%d): record in Kafka %d times, want once", code, n)
 		}
+	}
+}
+
+// setMaxMessageBytes sets topic's max.message.bytes on the cluster.
+func setMaxMessageBytes(t *testing.T, c *kfake.Cluster, topic string, limit int) {
+	t.Helper()
+	adm := kadm.NewClient(kafkatest.Client(t, c, kafkaconf.Default()))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "max.message.bytes", Value: kadm.StringPtr(strconv.Itoa(limit))}}, topic)
+	if err == nil {
+		_, err = resp.On(topic, nil)
+	}
+	if err != nil {
+		t.Fatalf("set max.message.bytes: %v", err)
 	}
 }

@@ -2,7 +2,6 @@ package kproxy_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,9 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
@@ -199,16 +196,7 @@ func TestHugeHeaderValue(t *testing.T) {
 func TestHeadersFitTopicMaxMessageBytes(t *testing.T) {
 	const limit = 3000
 	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
-	adm := kadm.NewClient(kafkatest.Client(t, c, kafkaconf.Default()))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	resp, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "max.message.bytes", Value: kadm.StringPtr(strconv.Itoa(limit))}}, topic)
-	if err == nil {
-		_, err = resp.On(topic, nil)
-	}
-	if err != nil {
-		t.Fatalf("set max.message.bytes: %v", err)
-	}
+	setMaxMessageBytes(t, c, topic, limit)
 	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.LingerMs = 20 })
 	var wg sync.WaitGroup
 	for i := range 20 {
