@@ -96,6 +96,12 @@ type Protocol struct {
 	ReadTimeoutMs  int                 `yaml:"read_timeout_ms"`
 	WriteTimeoutMs int                 `yaml:"write_timeout_ms"`
 	ConnTimeoutMs  int                 `yaml:"conn_timeout_ms"`
+	// SigningSecrets sign every push (Standard Webhooks): each whsec_<base64>
+	// or the path of a file holding one; several while rotating.
+	SigningSecrets []string `yaml:"signing_secrets"`
+	// TargetHeader names the record header holding the URL to push the
+	// record to (one of backend_servers); empty: the uri for every record.
+	TargetHeader string `yaml:"target_header"`
 }
 
 // DefaultConfig returns the defaults of ktransfer.yaml.
@@ -234,6 +240,10 @@ func (m Module) Validate() error {
 		if len(h) != 1 {
 			p.Addf(fmt.Sprintf("protocol.headers[%d]", i), h, "must be one \"Name: value\" pair")
 		}
+	}
+	signingKeys(p, m.Protocol.SigningSecrets)
+	if h := m.Protocol.TargetHeader; h != "" && !validHeaderName(h) {
+		p.Addf("protocol.target_header", h, "must be a record header name (printable ASCII, no spaces)")
 	}
 	for _, f := range []struct {
 		name string

@@ -47,6 +47,10 @@ type module struct {
 	// reader is the module's own Kafka client and poll loop: modules on
 	// one topic each read all of it.
 	reader *reader
+
+	// replaying: the module pushes its dead letters again (Replay); a
+	// record given up on stays where it is, in the dead-letter topic.
+	replaying bool
 }
 
 func newModule(cfg Module, t *Transfer) (*module, error) {
@@ -77,12 +81,7 @@ func newModule(cfg Module, t *Transfer) (*module, error) {
 		changed:    make(chan struct{}, 1),
 		stats:      t.metrics.module(cfg.Name),
 	}
-	if len(cfg.Methods) > 0 {
-		m.methods = map[string]bool{}
-		for _, name := range cfg.Methods {
-			m.methods[name] = true
-		}
-	}
+	m.methods = methodSet(cfg)
 	m.sched = newScheduler(cfg)
 	m.reader = newReader(m, cl)
 	if cfg.WaitingQueueSize > 0 {
@@ -92,6 +91,18 @@ func newModule(cfg Module, t *Transfer) (*module, error) {
 		m.log.Info("expected_processing_time_ms is accepted for compatibility and has no effect")
 	}
 	return m, nil
+}
+
+// methodSet is the methods filter, or nil when every record is pushed.
+func methodSet(cfg Module) map[string]bool {
+	if len(cfg.Methods) == 0 {
+		return nil
+	}
+	set := map[string]bool{}
+	for _, name := range cfg.Methods {
+		set[name] = true
+	}
+	return set
 }
 
 // run pushes this process's share of the module's partitions until
@@ -209,7 +220,7 @@ func (m *module) worker(i int) {
 		// a release sets released first and then waits for pushing to
 		// drop to zero, so either it waits for this push or this sees it.
 		r.part.pushing.Add(1)
-		if !r.part.released.Load() && m.handle(r, &buf) {
+		if !r.part.released.Load() && m.handle(r.part.ctx, r, &buf) != outUnfinished {
 			m.ack(r)
 		}
 		r.part.pushing.Add(-1)
@@ -252,11 +263,20 @@ func (m *module) ack(r *record) {
 // records keep being acknowledged.
 const commitAfter = 20 * time.Millisecond
 
-// handle filters, pushes and retries one record; it reports whether the
-// record is finished (pushed, skipped, or given up on and reported). It
-// stops, unfinished, when the partition is released.
-func (m *module) handle(r *record, buf *[]byte) bool {
-	ctx := r.part.ctx
+// outcome is what became of a record handle was given.
+type outcome int
+
+const (
+	outUnfinished outcome = iota // stopped (released, shutting down): whoever reads it next pushes it
+	outPushed                    // a backend answered 2xx
+	outSkipped                   // not to be pushed: filtered out, or no method to match
+	outGivenUp                   // given up on and reported
+)
+
+// handle filters, pushes and retries one record; every outcome but
+// outUnfinished finishes it. It stops, unfinished, when ctx ends or the
+// partition is released.
+func (m *module) handle(ctx context.Context, r *record, buf *[]byte) outcome {
 	if m.methods != nil || m.pusher.tmpl.needMethod {
 		method, err := methodOf(r.msg.Value)
 		r.method = method
@@ -266,32 +286,43 @@ func (m *module) handle(r *record, buf *[]byte) bool {
 				// match a filter, so it is skipped (or dead-lettered).
 				m.stats.skipped(skipMalformed)
 				m.log.Debug("record without a method skipped", "partition", r.msg.Partition, "offset", r.msg.Offset, "err", err)
-				if m.cfg.DeadLetterTopic != "" {
-					return m.deadLetter(ctx, r, err.Error())
+				if m.cfg.DeadLetterTopic != "" && !m.replaying && !m.deadLetter(ctx, r, err.Error()) {
+					return outUnfinished
 				}
-				return true
+				return outSkipped
 			}
 			if !m.methods[method] {
 				m.stats.skipped(skipFiltered)
-				return true
+				return outSkipped
 			}
 		}
+	}
+	if m.pusher.targetHeader != "" {
+		t, why := m.pusher.targetOf(r.msg)
+		if why != "" {
+			// No retry can make it allowed: given up at once.
+			return m.giveUp(ctx, r, "target not allowed: "+why, 0)
+		}
+		r.target = t
 	}
 	start := time.Now()
 	first := m.pusher.start()
 	base := time.Duration(m.cfg.FailRetryIntervalMs) * time.Millisecond
 	ceiling := time.Duration(m.cfg.MaxRetryIntervalMs) * time.Millisecond
 	for n := 0; ; n++ {
-		if !m.mayPush(r.part) {
-			return false
+		if ctx.Err() != nil || r.part != nil && !m.mayPush(r.part) {
+			return outUnfinished
 		}
 		backend := (first + n) % len(m.pusher.backends)
+		if r.target != nil {
+			backend = r.target.backend // retried to the same URL
+		}
 		a := m.pusher.push(backend, r, buf)
 		v, reason := judge(a)
 		switch v {
 		case pushed:
 			m.stats.pushed(time.Since(start))
-			return true
+			return outPushed
 		case permanent:
 			// Given up at once only into a dead-letter topic; without one it
 			// is retried like any failure: never committed undelivered and
@@ -312,7 +343,7 @@ func (m *module) handle(r *record, buf *[]byte) bool {
 		m.log.Log(ctx, level, msg, "partition", r.msg.Partition, "offset", r.msg.Offset,
 			"backend", m.pusher.backends[backend].Addr, "attempt", n+1, "reason", reason, "wait", wait)
 		if !sleep(ctx, wait) {
-			return false
+			return outUnfinished
 		}
 	}
 }
@@ -331,27 +362,30 @@ func (m *module) mayPush(p *partition) bool {
 }
 
 // giveUp reports a record that will not be pushed: logged, counted, and
-// written to the dead-letter topic when there is one.
-func (m *module) giveUp(ctx context.Context, r *record, reason string, attempts int) bool {
+// written to the dead-letter topic when there is one (unless it is being
+// replayed from there).
+func (m *module) giveUp(ctx context.Context, r *record, reason string, attempts int) outcome {
 	m.stats.failed()
 	m.log.Error("record given up", "partition", r.msg.Partition, "offset", r.msg.Offset,
 		"key", string(r.msg.Key), "attempts", attempts, "reason", reason, "dead_letter_topic", m.cfg.DeadLetterTopic)
-	if m.cfg.DeadLetterTopic == "" {
-		return true
+	if m.cfg.DeadLetterTopic == "" || m.replaying || m.deadLetter(ctx, r, reason) {
+		return outGivenUp
 	}
-	return m.deadLetter(ctx, r, reason)
+	return outUnfinished
 }
 
 // deadLetter writes r to the dead-letter topic, retrying until it is
 // written or ctx ends: a record is acknowledged only once it is safe.
 func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool {
-	headers := []kgo.RecordHeader{
-		{Key: "ktransfer-module", Value: []byte(m.cfg.Name)},
-		{Key: "ktransfer-reason", Value: []byte(reason)},
-		{Key: "ktransfer-topic", Value: []byte(r.msg.Topic)},
-		{Key: "ktransfer-partition", Value: []byte(strconv.Itoa(int(r.msg.Partition)))},
-		{Key: "ktransfer-offset", Value: []byte(strconv.FormatInt(r.msg.Offset, 10))},
-	}
+	// The record's own headers first (a replay needs its target header),
+	// then ktransfer's.
+	headers := append(slices.Clip(r.msg.Headers),
+		kgo.RecordHeader{Key: "ktransfer-module", Value: []byte(m.cfg.Name)},
+		kgo.RecordHeader{Key: "ktransfer-reason", Value: []byte(reason)},
+		kgo.RecordHeader{Key: "ktransfer-topic", Value: []byte(r.msg.Topic)},
+		kgo.RecordHeader{Key: "ktransfer-partition", Value: []byte(strconv.Itoa(int(r.msg.Partition)))},
+		kgo.RecordHeader{Key: "ktransfer-offset", Value: []byte(strconv.FormatInt(r.msg.Offset, 10))},
+	)
 	var key []byte
 	if len(r.msg.Key) > 0 {
 		key = r.msg.Key

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/valyala/fasthttp"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/msgpackscan"
 )
 
@@ -26,6 +27,10 @@ type pusher struct {
 	headers  [][2]string
 	backends []*fasthttp.HostClient
 	next     atomic.Uint32 // round robin
+
+	signer       *signer        // nil: pushes are not signed
+	targetHeader string         // protocol.target_header, or ""
+	allowed      map[string]int // backend_servers normalized: the targets allowed
 }
 
 func newPusher(m Module) (*pusher, error) {
@@ -33,7 +38,14 @@ func newPusher(m Module) (*pusher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: protocol.uri: %w", m.File, err)
 	}
-	p := &pusher{topic: m.Topic, tmpl: tmpl}
+	p := &pusher{topic: m.Topic, tmpl: tmpl, targetHeader: m.Protocol.TargetHeader, allowed: allowList(m.BackendServers)}
+	if len(m.Protocol.SigningSecrets) > 0 {
+		problems := config.NewProblems(m.File)
+		p.signer = &signer{keys: signingKeys(problems, m.Protocol.SigningSecrets)}
+		if err := problems.Err(); err != nil {
+			return nil, err
+		}
+	}
 	for _, h := range m.Protocol.Headers {
 		for k, v := range h {
 			if strings.EqualFold(k, "Host") {
@@ -79,13 +91,24 @@ func (p *pusher) push(i int, r *record, buf *[]byte) attempt {
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	*buf = p.tmpl.render((*buf)[:0], uriVars{topic: p.topic, key: r.msg.Key, offset: r.msg.Offset,
-		partition: r.msg.Partition, epoch: r.part.epoch, method: r.method})
-	req.SetRequestURIBytes(*buf)
-	req.Header.SetMethod(fasthttp.MethodPost)
-	if p.host != "" {
-		req.Header.SetHost(p.host)
+	var epoch int64 // 0 for a replayed dead letter: it comes from no claim
+	if r.part != nil {
+		epoch = r.part.epoch
+	}
+	if r.target != nil {
+		req.SetRequestURI(r.target.uri)
 	} else {
+		*buf = p.tmpl.render((*buf)[:0], uriVars{topic: p.topic, key: r.msg.Key, offset: r.msg.Offset,
+			partition: r.msg.Partition, epoch: epoch, method: r.method})
+		req.SetRequestURIBytes(*buf)
+	}
+	req.Header.SetMethod(fasthttp.MethodPost)
+	switch {
+	case r.target != nil:
+		req.Header.SetHost(r.target.host)
+	case p.host != "":
+		req.Header.SetHost(p.host)
+	default:
 		req.Header.SetHost(p.backends[i].Addr)
 	}
 	for _, h := range p.headers {
@@ -95,9 +118,24 @@ func (p *pusher) push(i int, r *record, buf *[]byte) attempt {
 	req.Header.Set("X-Kafka-Partition", strconv.Itoa(int(r.msg.Partition)))
 	var num [20]byte
 	req.Header.SetBytesV("X-Kafka-Offset", strconv.AppendInt(num[:0], r.msg.Offset, 10)) // copied: no allocation
-	// The owner's epoch: a backend that keeps the highest one per partition
-	// can refuse a push from a process that lost the partition.
-	req.Header.SetBytesV("X-Ktransfer-Epoch", strconv.AppendInt(num[:0], r.part.epoch, 10))
+	if r.part != nil {
+		// The owner's epoch: a backend that keeps the highest one per
+		// partition can refuse a push from a process that lost the partition.
+		req.Header.SetBytesV("X-Ktransfer-Epoch", strconv.AppendInt(num[:0], epoch, 10))
+	} else {
+		req.Header.Set("X-Ktransfer-Replay", "1")
+	}
+	if p.signer != nil {
+		// Signed per attempt: the timestamp is this attempt's. buf holds
+		// the URI no more (copied into req).
+		ts := time.Now().Unix()
+		*buf = appendID((*buf)[:0], r.msg.Topic, r.msg.Partition, r.msg.Offset)
+		id := len(*buf)
+		*buf = p.signer.appendSignature(*buf, (*buf)[:id], ts, r.msg.Value)
+		req.Header.SetBytesV("webhook-id", (*buf)[:id])
+		req.Header.SetBytesV("webhook-timestamp", strconv.AppendInt(num[:0], ts, 10))
+		req.Header.SetBytesV("webhook-signature", (*buf)[id:])
+	}
 	req.SetBodyRaw(r.msg.Value)
 	err := p.backends[i].Do(req, resp)
 	if err != nil {
@@ -178,6 +216,7 @@ func methodOf(value []byte) (string, error) { return msgpackscan.MapString(value
 // record is one Kafka record on its way through a module.
 type record struct {
 	msg    *kgo.Record
-	part   *partition
+	part   *partition // nil for a replayed dead letter
 	method string
+	target *target // the record's own URL (protocol.target_header), or nil
 }
