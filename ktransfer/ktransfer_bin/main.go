@@ -1,14 +1,22 @@
 // Command ktransfer_bin pushes Kafka records to HTTP backends.
 //
 //	ktransfer_bin -f conf/ktransfer.yaml [-check]
+//	ktransfer_bin -f conf/ktransfer.yaml -replay-dead-letters MODULE [-since 2024-05-01T12:00:00Z]
 package main
 
 import (
+	"context"
+	"flag"
+	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
+	"time"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/daemon"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/logging"
 )
 
 var program = daemon.Program[ktransfer.Config]{
@@ -23,4 +31,58 @@ var program = daemon.Program[ktransfer.Config]{
 	},
 }
 
-func main() { os.Exit(program.Main(os.Args[1:])) }
+func main() { os.Exit(runArgs(os.Args[1:])) }
+
+// runArgs is the daemon or, with -replay-dead-letters, a replay that reports
+// and exits: 0 when it went through, 1 when it could not, 2 for bad usage
+// or a bad configuration.
+func runArgs(args []string) int {
+	fs := flag.NewFlagSet("ktransfer_bin", flag.ContinueOnError)
+	file := fs.String("f", program.DefaultFile, "configuration file")
+	check := fs.Bool("check", false, "validate the configuration and exit")
+	module := fs.String("replay-dead-letters", "", "push `MODULE`'s dead letters to its backends again, report and exit")
+	since := fs.String("since", "", "with -replay-dead-letters: only the dead letters written at or after this RFC 3339 `TIME`")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	switch {
+	case *module == "" && *since != "":
+		fmt.Fprintln(os.Stderr, "ktransfer_bin: -since needs -replay-dead-letters MODULE")
+		return 2
+	case *module == "":
+		return program.Main(args)
+	case *check:
+		fmt.Fprintln(os.Stderr, "ktransfer_bin: -check and -replay-dead-letters exclude each other")
+		return 2
+	}
+	var from time.Time
+	if *since != "" {
+		var err error
+		if from, err = time.Parse(time.RFC3339, *since); err != nil {
+			fmt.Fprintf(os.Stderr, "ktransfer_bin: -since %q: not an RFC 3339 time like 2024-05-01T12:00:00Z\n", *since)
+			return 2
+		}
+	}
+	cfg, err := ktransfer.LoadConfig(*file)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	log, err := logging.New("", cfg.LogLevel, "ktransfer") // standard error: a command, not the daemon
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	rep, err := ktransfer.Replay(ctx, cfg, *module, from, log.Logger)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ktransfer_bin: %v\n", err)
+		if rep.Took > 0 {
+			fmt.Fprintf(os.Stderr, "ktransfer_bin: so far: %v\n", rep)
+		}
+		return 1
+	}
+	fmt.Println(rep)
+	return 0
+}

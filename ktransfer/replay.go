@@ -1,0 +1,274 @@
+package ktransfer
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
+)
+
+// ReplayReport is what Replay did.
+type ReplayReport struct {
+	Replayed int // pushed: a backend answered 2xx
+	GivenUp  int // refused or out of retries again; still in the dead-letter topic
+	Skipped  int // not pushed: filtered out by methods, no method to match, or no origin headers
+	Others   int // other modules' dead letters in a shared topic
+	Took     time.Duration
+}
+
+func (r ReplayReport) String() string {
+	return fmt.Sprintf("replayed %d, given up %d, skipped %d, other modules' %d, in %v",
+		r.Replayed, r.GivenUp, r.Skipped, r.Others, r.Took.Round(time.Millisecond))
+}
+
+// Replay pushes module name's dead letters to its backends again, with
+// its retries, uri template, methods filter, signing and targets: those
+// written to its dead_letter_topic from since on (from the beginning when
+// since is zero) up to the topic's end when Replay starts. Each is pushed
+// as the original record (key, value, headers, topic, partition and
+// offset), without X-Ktransfer-Epoch and with X-Ktransfer-Replay: 1; one
+// key's dead letters are pushed in order. A record given up on again stays
+// where it is and is not written again. Replay reads ZooKeeper only to
+// discover the brokers (without broker_hosts): it stores no offset and
+// claims no partition, so it runs beside the fleet.
+func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *slog.Logger) (ReplayReport, error) {
+	start := time.Now()
+	var rep ReplayReport
+	i := slices.IndexFunc(cfg.Modules, func(m Module) bool { return m.Name == name })
+	if i < 0 {
+		return rep, fmt.Errorf("-replay-dead-letters %s: no such module in module_enabled %q", name, cfg.ModuleEnabled)
+	}
+	mc := cfg.Modules[i]
+	if mc.DeadLetterTopic == "" {
+		return rep, fmt.Errorf("-replay-dead-letters %s: %s sets no dead_letter_topic: there is nothing to replay", name, mc.File)
+	}
+	p, err := newPusher(mc)
+	if err != nil {
+		return rep, err
+	}
+	defer func() {
+		for _, b := range p.backends {
+			b.CloseIdleConnections()
+		}
+	}()
+	log = log.With("module", name, "dead_letter_topic", mc.DeadLetterTopic)
+	m := &module{cfg: mc, log: log, pusher: p, methods: methodSet(mc), stats: newMetrics().module(name), replaying: true}
+
+	brokers, err := replayBrokers(cfg, log)
+	if err != nil {
+		return rep, err
+	}
+	opts, err := cfg.Kafka.Opts("ktransfer", brokers, log)
+	if err != nil {
+		return rep, err
+	}
+	cl, err := kgo.NewClient(append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())...)
+	if err != nil {
+		return rep, fmt.Errorf("kafka client for %v: %w", brokers, err)
+	}
+	defer cl.Close()
+	from, ends, err := replayRange(ctx, kadm.NewClient(cl), mc.DeadLetterTopic, since)
+	if err != nil {
+		return rep, fmt.Errorf("kafka %v: %w", brokers, err)
+	}
+	consume := map[int32]kgo.Offset{}
+	for part, end := range ends {
+		if from[part] < end {
+			consume[part] = kgo.NewOffset().At(from[part])
+		}
+	}
+	log.Info("replaying dead letters", "partitions", len(consume), "since", since)
+
+	var pushed, givenUp, skipped atomic.Int64
+	work := make([]chan *record, max(1, mc.WorkerNum))
+	var workers sync.WaitGroup
+	for w := range work {
+		work[w] = make(chan *record, 16)
+		workers.Go(func() {
+			var buf []byte
+			for r := range work[w] {
+				switch m.handle(ctx, r, &buf) {
+				case outPushed:
+					pushed.Add(1)
+				case outGivenUp:
+					givenUp.Add(1)
+				case outSkipped:
+					skipped.Add(1)
+				}
+			}
+		})
+	}
+	readErr := func() error {
+		if len(consume) == 0 {
+			return nil
+		}
+		cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{mc.DeadLetterTopic: consume})
+		next := 0
+		for len(consume) > 0 {
+			fs := cl.PollFetches(ctx)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			fs.EachError(func(topic string, part int32, err error) {
+				log.Warn("reading the dead-letter topic", "partition", part, "err", err)
+			})
+			var err error
+			fs.EachRecord(func(rec *kgo.Record) {
+				if _, reading := consume[rec.Partition]; !reading || rec.Offset >= ends[rec.Partition] || err != nil {
+					return
+				}
+				if rec.Offset >= ends[rec.Partition]-1 {
+					delete(consume, rec.Partition)
+				}
+				if rec.Attrs.IsControl() {
+					return
+				}
+				r, mine := deadLetterOrigin(rec, mc)
+				switch {
+				case !mine:
+					rep.Others++
+					return
+				case r == nil:
+					log.Warn("dead letter of another topic or without its origin headers; skipped", "partition", rec.Partition, "offset", rec.Offset)
+					skipped.Add(1)
+					return
+				}
+				// One key's dead letters go to one worker, in order.
+				w := next % len(work)
+				if len(r.msg.Key) > 0 {
+					h := fnv.New32a()
+					h.Write(r.msg.Key)
+					w = int(h.Sum32() % uint32(len(work)))
+				} else {
+					next++
+				}
+				select {
+				case work[w] <- r:
+				case <-ctx.Done():
+					err = ctx.Err()
+				}
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}()
+	for _, ch := range work {
+		close(ch)
+	}
+	workers.Wait()
+	rep.Replayed, rep.GivenUp, rep.Skipped = int(pushed.Load()), int(givenUp.Load()), int(skipped.Load())
+	rep.Took = time.Since(start)
+	if readErr != nil {
+		return rep, fmt.Errorf("replay of %s stopped: %w", mc.DeadLetterTopic, readErr)
+	}
+	if err := ctx.Err(); err != nil {
+		return rep, fmt.Errorf("replay of %s stopped: %w", mc.DeadLetterTopic, err)
+	}
+	return rep, nil
+}
+
+// replayBrokers is broker_hosts, or the brokers registered in ZooKeeper
+// (read only; the session ends at once).
+func replayBrokers(cfg Config, log *slog.Logger) ([]string, error) {
+	if len(cfg.BrokerHosts) > 0 {
+		return cfg.BrokerHosts, nil
+	}
+	conn, _, err := connectZK(cfg, zkLog{log, new(atomic.Int64)})
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	brokers, err := zklayout.DiscoverBrokers(conn, cfg.ZKChroot)
+	if err != nil {
+		return nil, fmt.Errorf("discover brokers (set broker_hosts for KRaft clusters): %w", err)
+	}
+	if len(brokers) == 0 {
+		return nil, fmt.Errorf("no broker registered under %s; set broker_hosts", zklayout.BrokerIDs(cfg.ZKChroot))
+	}
+	return brokers, nil
+}
+
+// replayRange lists where each partition of topic is read from (its
+// start, or the first record at or after since) and up to (its last
+// stable offset now).
+func replayRange(ctx context.Context, adm *kadm.Client, topic string, since time.Time) (from, ends map[int32]int64, err error) {
+	ctx, cancel := context.WithTimeout(ctx, kafkaTimeout)
+	defer cancel()
+	list := func(what string, f func() (kadm.ListedOffsets, error)) (map[int32]int64, error) {
+		listed, err := f()
+		if err == nil {
+			err = listed.Error()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list %s offsets of %s: %w", what, topic, err)
+		}
+		out := map[int32]int64{}
+		listed.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
+		if len(out) == 0 {
+			return nil, fmt.Errorf("list %s offsets of %s: no partition", what, topic)
+		}
+		return out, nil
+	}
+	if ends, err = list("end", func() (kadm.ListedOffsets, error) { return adm.ListCommittedOffsets(ctx, topic) }); err != nil {
+		return nil, nil, err
+	}
+	if since.IsZero() {
+		from, err = list("start", func() (kadm.ListedOffsets, error) { return adm.ListStartOffsets(ctx, topic) })
+	} else {
+		from, err = list("-since", func() (kadm.ListedOffsets, error) { return adm.ListOffsetsAfterMilli(ctx, since.UnixMilli(), topic) })
+	}
+	return from, ends, err
+}
+
+// deadLetterOrigin rebuilds the record a dead letter was made from (see
+// module.deadLetter): the origin's topic, partition and offset from the
+// ktransfer-* headers, its own headers, key and value. mine is false for
+// another module's dead letter; the record is nil when the origin headers
+// are missing or unreadable.
+func deadLetterOrigin(rec *kgo.Record, mc Module) (r *record, mine bool) {
+	orig := &kgo.Record{Key: rec.Key, Value: rec.Value, Topic: mc.Topic, Partition: -1, Offset: -1}
+	var module string
+	for _, h := range rec.Headers {
+		name, ours := strings.CutPrefix(h.Key, "ktransfer-")
+		if !ours {
+			orig.Headers = append(orig.Headers, h)
+			continue
+		}
+		var err error
+		switch name {
+		case "module":
+			module = string(h.Value)
+		case "topic":
+			orig.Topic = string(h.Value)
+		case "partition":
+			var n int
+			n, err = strconv.Atoi(string(h.Value))
+			orig.Partition = int32(n)
+		case "offset":
+			orig.Offset, err = strconv.ParseInt(string(h.Value), 10, 64)
+		}
+		if err != nil {
+			orig.Offset = -1
+		}
+	}
+	if module != mc.Name {
+		return nil, false
+	}
+	if orig.Partition < 0 || orig.Offset < 0 || orig.Topic != mc.Topic {
+		return nil, true
+	}
+	return &record{msg: orig}, true
+}
