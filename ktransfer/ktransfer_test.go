@@ -147,6 +147,8 @@ type push struct {
 	path, host, key, topic, partition, offset, body string
 	epoch                                           int64 // X-Ktransfer-Epoch; -1 when absent
 	at                                              time.Time
+	query                                           string      // the raw query
+	header                                          http.Header // every request header
 }
 
 // backend records pushes; respond decides each answer.
@@ -162,7 +164,8 @@ func newBackend(t *testing.T, respond func(n int, p push, w http.ResponseWriter)
 	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		p := push{path: r.URL.Path, host: r.Host, key: r.URL.Query().Get("key"), topic: r.Header.Get("X-Kafka-Topic"),
-			partition: r.Header.Get("X-Kafka-Partition"), offset: r.Header.Get("X-Kafka-Offset"), body: string(body), epoch: -1, at: time.Now()}
+			partition: r.Header.Get("X-Kafka-Partition"), offset: r.Header.Get("X-Kafka-Offset"), body: string(body), epoch: -1, at: time.Now(),
+			query: r.URL.RawQuery, header: r.Header.Clone()}
 		if e, err := strconv.ParseInt(r.Header.Get("X-Ktransfer-Epoch"), 10, 64); err == nil {
 			p.epoch = e
 		}
