@@ -192,7 +192,6 @@ func TestSignedPushes(t *testing.T) {
 	}
 }
 
-
 // TestSigningSecretProblems: a secret file others can read, a missing
 // file, and inline secrets that are not Standard Webhooks keys are refused
 // at start, each naming the module file, the field and the value — a

@@ -1,0 +1,160 @@
+package ktransfer_test
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
+)
+
+// TestReplayDeadLetters: 100 records a backend refused (400) are
+// dead-lettered; once the backend accepts, a replay pushes each again once,
+// with its original key, body, headers (its target), topic, partition and
+// offset, one key's in order, and reports it. -since takes only the dead
+// letters written from then on; other modules' dead letters in the same
+// topic are left alone. The replay stores no offset and claims nothing in
+// ZooKeeper.
+func TestReplayDeadLetters(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 2}, kafkatest.Topic{Name: "dlq", Partitions: 2})
+	var accepting atomic.Bool
+	b := newBackend(t, func(_ int, _ push, w http.ResponseWriter) {
+		if !accepting.Load() {
+			w.WriteHeader(400)
+		}
+	})
+	m := module("m", "t", b.URL)
+	m.DeadLetterTopic = "dlq"
+	m.Protocol.TargetHeader = "target"
+	var recs []*kgo.Record
+	for i := range 100 {
+		recs = append(recs, targeted("t", "k"+strconv.Itoa(i%7), "v"+strconv.Itoa(i), b.URL+"/hook?i="+strconv.Itoa(i)))
+	}
+	e.produceRecords(t, recs...)
+	r := e.start(t, m)
+	waitFor(t, "100 dead letters", 15*time.Second, func() bool { return kafkatest.Records(t, e.kafka, e.kc, "dlq") == 100 })
+	// Another module's dead letter in the same topic.
+	e.produceRecords(t, &kgo.Record{Topic: "dlq", Key: []byte("x"), Value: []byte("not m's"), Headers: []kgo.RecordHeader{
+		{Key: "ktransfer-module", Value: []byte("other")}, {Key: "ktransfer-topic", Value: []byte("t")},
+		{Key: "ktransfer-partition", Value: []byte("0")}, {Key: "ktransfer-offset", Value: []byte("0")}}})
+	waitFor(t, "offsets past every record", 10*time.Second, func() bool { return offsetsSum(t, e, "m", "t", 2) == 100 })
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	firstPhase := len(b.got())
+	mid := time.Now()
+	time.Sleep(20 * time.Millisecond) // the records after are stamped later
+	var more []*kgo.Record
+	for i := 100; i < 110; i++ {
+		more = append(more, targeted("t", "k"+strconv.Itoa(i%7), "v"+strconv.Itoa(i), b.URL+"/hook?i="+strconv.Itoa(i)))
+	}
+	e.produceRecords(t, more...)
+	r = e.start(t, m)
+	waitFor(t, "110 dead letters", 15*time.Second, func() bool { return kafkatest.Records(t, e.kafka, e.kc, "dlq") == 111 })
+	waitFor(t, "offsets past every record", 10*time.Second, func() bool { return offsetsSum(t, e, "m", "t", 2) == 110 })
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	stored := []string{e.storedOffset(t, "m", "t", 0), e.storedOffset(t, "m", "t", 1)}
+	refusals := len(b.got())
+	accepting.Store(true)
+	cfg := e.config(t, 0, m)
+
+	rep, err := ktransfer.Replay(context.Background(), cfg, "m", mid, testLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Replayed != 10 || rep.GivenUp != 0 || rep.Skipped != 0 || rep.Others != 0 {
+		t.Errorf("-since the second batch: %v; want the 10 written after it", rep)
+	}
+	got := b.got()[refusals:]
+	for _, p := range got {
+		i, _ := strconv.Atoi(strings.TrimPrefix(p.body, "v"))
+		if i < 100 {
+			t.Errorf("-since replayed record %d, written before", i)
+		}
+	}
+
+	rep, err = ktransfer.Replay(context.Background(), cfg, "m", time.Time{}, testLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Replayed != 110 || rep.GivenUp != 0 || rep.Skipped != 0 || rep.Others != 1 || rep.Took <= 0 {
+		t.Errorf("replay of everything: %v; want 110 replayed and 1 other module's", rep)
+	}
+	t.Logf("%d refusals in the first phase; replay: %v", firstPhase, rep)
+	got = b.got()[refusals+10:]
+	if len(got) != 110 {
+		t.Fatalf("%d pushes, want 110", len(got))
+	}
+	seen := map[string]bool{}
+	last := map[string]int{}
+	for _, p := range got {
+		i, _ := strconv.Atoi(strings.TrimPrefix(p.body, "v"))
+		key := "k" + strconv.Itoa(i%7)
+		if seen[p.body] || p.query != "i="+strconv.Itoa(i) || p.path != "/hook" || p.topic != "t" || p.epoch != -1 ||
+			p.header.Get("X-Ktransfer-Replay") != "1" {
+			t.Errorf("replayed push %+v: want once, at its target /hook?i=%d, from topic t, without an epoch, marked as a replay", p, i)
+		}
+		seen[p.body] = true
+		if prev, ok := last[key]; ok && i <= prev {
+			t.Errorf("key %s: record %d replayed after %d", key, i, prev)
+		}
+		last[key] = i
+	}
+	// The pushes carry the original partition and offset.
+	orig := map[string]string{}
+	for _, p := range b.got()[:refusals] {
+		orig[p.body] = p.partition + "/" + p.offset
+	}
+	for _, p := range got {
+		if o := orig[p.body]; o != p.partition+"/"+p.offset {
+			t.Errorf("%s replayed as %s/%s, refused as %s", p.body, p.partition, p.offset, o)
+		}
+	}
+	if now := []string{e.storedOffset(t, "m", "t", 0), e.storedOffset(t, "m", "t", 1)}; now[0] != stored[0] || now[1] != stored[1] {
+		t.Errorf("the replay changed the stored offsets: %v → %v", stored, now)
+	}
+	// The module ran here before: the directories exist, empty.
+	if owners, _, err := e.conn.Children(zklayout.Owners(chroot, "m", "t")); err != nil || len(owners) > 0 {
+		t.Errorf("owner nodes after the replay: %v %v", owners, err)
+	}
+	if ids, _, err := e.conn.Children(zklayout.ConsumerIDs(chroot, "m")); err != nil || len(ids) > 0 {
+		t.Errorf("registrations after the replay: %v %v", ids, err)
+	}
+}
+
+// TestReplayRefusals: a module that is not enabled, one without a
+// dead-letter topic, and Kafka not answering are errors that say so.
+func TestReplayRefusals(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	plain := module("plain", "t", "127.0.0.1:1")
+	withDLQ := module("m", "t", "127.0.0.1:1")
+	withDLQ.DeadLetterTopic = "dlq"
+	cfg := e.config(t, 0, plain, withDLQ)
+	for _, c := range []struct {
+		module string
+		want   string
+	}{
+		{"nope", `-replay-dead-letters nope: no such module in module_enabled ["plain" "m"]`},
+		{"plain", "-replay-dead-letters plain: modules/plain.yaml sets no dead_letter_topic"},
+	} {
+		if _, err := ktransfer.Replay(context.Background(), cfg, c.module, time.Time{}, testLog()); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v; want %q", c.module, err, c.want)
+		}
+	}
+	cfg.BrokerHosts = []string{"127.0.0.1:1"}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, err := ktransfer.Replay(ctx, cfg, "m", time.Time{}, testLog()); err == nil || !strings.Contains(err.Error(), "kafka [127.0.0.1:1]: list end offsets of dlq") {
+		t.Errorf("Kafka not answering: %v", err)
+	}
+}
