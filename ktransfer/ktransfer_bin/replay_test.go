@@ -1,0 +1,75 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/bintest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// TestReplayFlag runs ktransfer_bin -replay-dead-letters: it pushes the
+// module's dead letters to its backend, prints its report and exits 0;
+// a module that is not enabled, a bad -since and -since alone are refused
+// with their reason.
+func TestReplayFlag(t *testing.T) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 1}, {Name: "dlq", Partitions: 1}})
+	s := newSetupOn(t, k, kafkaconf.Default(), "", 0)
+	module := filepath.Join(s.dir, "modules", "m.yaml")
+	text, _ := os.ReadFile(module)
+	os.WriteFile(module, append(text, "dead_letter_topic: dlq\n"...), 0o644)
+	var dead []*kgo.Record
+	for i := range 5 { // as module.deadLetter writes them
+		dead = append(dead, &kgo.Record{Topic: "dlq", Key: []byte("k"), Value: []byte("v"), Headers: []kgo.RecordHeader{
+			{Key: "ktransfer-module", Value: []byte("m")}, {Key: "ktransfer-reason", Value: []byte("status 400")},
+			{Key: "ktransfer-topic", Value: []byte("t")}, {Key: "ktransfer-partition", Value: []byte("0")},
+			{Key: "ktransfer-offset", Value: []byte(strconv.Itoa(100 + i))}}})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := kafkatest.Client(t, k, kafkaconf.Default()).ProduceSync(ctx, dead...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	bin := bintest.Build(t, ".")
+	run := func(args ...string) (int, string, string) {
+		cmd := exec.Command(bin, append([]string{"-f", s.conf}, args...)...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		_ = cmd.Run()
+		return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
+	}
+	code, out, errText := run("-replay-dead-letters", "m")
+	if code != 0 || !strings.HasPrefix(out, "replayed 5, given up 0, skipped 0, other modules' 0, in ") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errText)
+	}
+	if distinct, total, _ := s.backend.snapshot(); distinct != 5 || total != 5 {
+		t.Errorf("the backend got %d pushes of %d records, want 5 of 5", total, distinct)
+	}
+	future := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	if code, out, _ := run("-replay-dead-letters", "m", "-since", future); code != 0 || !strings.HasPrefix(out, "replayed 0,") {
+		t.Errorf("-since an hour ahead: exit %d, stdout %q", code, out)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"-replay-dead-letters", "nope"}, 1, `-replay-dead-letters nope: no such module in module_enabled ["m"]`},
+		{[]string{"-replay-dead-letters", "m", "-since", "yesterday"}, 2, `-since "yesterday": not an RFC 3339 time`},
+		{[]string{"-since", future}, 2, "-since needs -replay-dead-letters MODULE"},
+	} {
+		if code, _, errText := run(c.args...); code != c.code || !strings.Contains(errText, c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want %d and %q", c.args, code, errText, c.code, c.want)
+		}
+	}
+}
