@@ -160,6 +160,15 @@ wait_for "all 21 records at /all/" 20 pushed /all/ 21
 echo "test_module_1 (partition, offset, key; in offset order per key; bob's Login records filtered out):"
 grep '^push.* /XXX/' "$work/backend.log" | sort -k3,3n -k5,5n | sed 's/^/    /'
 echo "test_module_2 received $(grep -c '^push.* /all/' "$work/backend.log") records, every one sent"
+
+step "the asynchronous call: the URL to call travels with the record (test_module_2's target_header: target)"
+echo "POST /commit?topic=test_topic&key=order-42 with X-Kafka-Header-Target: http://127.0.0.1:8080/callback/order-42?status=paid"
+curl -s -H 'Content-Type: application/json' -H 'X-Kafka-Header-Target: http://127.0.0.1:8080/callback/order-42?status=paid' \
+	--data-binary '{"order":42,"status":"paid"}' "http://127.0.0.1:5030/commit?topic=test_topic&key=order-42"
+echo
+wait_for "the call at /callback/order-42" 20 pushed /callback/ 1
+echo "the backend received it at the URL the record named (only a host:port of backend_servers is allowed):"
+grep '^push.* /callback/' "$work/backend.log" | sed 's/^/    /'
 # owned PORT: the partitions a ktransfer process reports, per module.
 owned() { curl -s "127.0.0.1:$1/status" | grep -o '"name":"[a-z_0-9]*"\|"partition":[0-9]*' | sed 's/"name":"\(.*\)"/\1:/; s/"partition"://' | tr '\n' ' '; }
 
