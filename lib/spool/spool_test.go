@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"log/slog"
 	"path/filepath"
 	"reflect"
@@ -222,3 +224,199 @@ func TestLockRefused(t *testing.T) {
 	open(t, spool.Options{Dir: dir})
 }
 
+
+// 64 goroutines append at once: every entry is read back once, each
+// goroutine's in its order, with consecutive seqs, and one fsync covers
+// many appends.
+func TestConcurrentAppendsGrouped(t *testing.T) {
+	const writers, each = 64, 40
+	s := open(t, spool.Options{SegmentBytes: 64 << 10}) // several segments
+	before := spool.Fsyncs()
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				if _, err := s.Append([]spool.Record{rec(fmt.Sprint("t", w%4), fmt.Sprintf("%d-%d", w, i))}); err != nil {
+					t.Errorf("append: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	syncs := spool.Fsyncs() - before
+	es := readN(t, s, writers*each)
+	readNone(t, s)
+	next := make([]int, writers)
+	for i, e := range es {
+		if e.Seq != es[0].Seq+uint64(i) {
+			t.Fatalf("entry %d: seq %d after %d", i, e.Seq, es[0].Seq)
+		}
+		var w, n int
+		if _, err := fmt.Sscanf(string(e.Value), "%d-%d", &w, &n); err != nil || n != next[w] {
+			t.Fatalf("entry %d: %q, want writer %d's record %d", i, e.Value, w, next[w])
+		}
+		next[w]++
+	}
+	t.Logf("%d appends, %d fsyncs", writers*each, syncs)
+	if syncs > writers*each/4 {
+		t.Errorf("%d fsyncs for %d appends from %d goroutines: not grouped", syncs, writers*each, writers)
+	}
+	for i := range 4 {
+		if p := s.Pending(fmt.Sprint("t", i)); p != writers*each/4 {
+			t.Errorf("pending t%d = %d, want %d", i, p, writers*each/4)
+		}
+	}
+}
+
+// An append past MaxBytes fails with ErrFull and leaves nothing: not on
+// disk, not for Read. Acking frees the room.
+func TestFullLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, spool.Options{Dir: dir, MaxBytes: 1000, SegmentBytes: 400})
+	// A batch whose first records would fit is refused whole.
+	batch := make([]spool.Record, 50)
+	for i := range batch {
+		batch[i] = rec("t", "batch")
+	}
+	if _, err := s.Append(batch); !errors.Is(err, spool.ErrFull) {
+		t.Fatalf("append of 50 records: %v, want ErrFull", err)
+	}
+	if st := s.Stats(); st.Bytes != 0 || st.Records != 0 {
+		t.Fatalf("after a refused batch: %+v", st)
+	}
+	var seqs []uint64
+	var err error
+	for i := 0; ; i++ {
+		var seq uint64
+		if seq, err = s.Append([]spool.Record{rec("t", fmt.Sprintf("%03d", i))}); err != nil {
+			break
+		}
+		seqs = append(seqs, seq)
+	}
+	if !errors.Is(err, spool.ErrFull) {
+		t.Fatalf("append: %v, want ErrFull", err)
+	}
+	st := s.Stats()
+	var onDisk int64
+	for _, name := range segments(t, dir) {
+		fi, err := os.Stat(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		onDisk += fi.Size()
+	}
+	if onDisk != st.Bytes || st.Bytes > 1000 || st.Records != int64(len(seqs)) {
+		t.Fatalf("after ErrFull: %d bytes in segment files, stats %+v, %d appends succeeded", onDisk, st, len(seqs))
+	}
+	if vs := values(readN(t, s, len(seqs))); len(vs) != len(seqs) || vs[len(vs)-1] != fmt.Sprintf("%03d", len(seqs)-1) {
+		t.Fatalf("read %v after %d appends", vs, len(seqs))
+	}
+	readNone(t, s)
+	s.Ack(seqs...)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := s.Append([]spool.Record{rec("t", "again")})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, spool.ErrFull) || time.Now().After(deadline) {
+			t.Fatalf("append after acking everything: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if vs := values(readN(t, s, 1)); vs[0] != "again" {
+		t.Fatalf("read %v, want [again]", vs)
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 10 s.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Acks in any order: a segment goes when all its entries are acked, a
+// restart replays what is after the contiguous watermark only, and seqs
+// keep increasing across a restart even when every segment was removed.
+func TestAckOutOfOrder(t *testing.T) {
+	dir := t.TempDir()
+	o := spool.Options{Dir: dir, SegmentBytes: 5 * entrySize(t, rec("t", "00"))}
+	s := open(t, o)
+	var seqs []uint64
+	for i := range 20 {
+		seqs = append(seqs, appendOne(t, s, rec("t", fmt.Sprintf("%02d", i))))
+	}
+	if n := len(segments(t, dir)); n != 4 {
+		t.Fatalf("%d segments for 20 entries, 5 a segment: want 4", n)
+	}
+	readN(t, s, 20)
+	// The second segment, in reverse: it goes; the watermark stays at 0.
+	s.Ack(seqs[9], seqs[8], seqs[7], seqs[6], seqs[5])
+	waitFor(t, "the second segment's removal", func() bool { return len(segments(t, dir)) == 3 })
+	// Then the first, but for its entry 2, and entry 12: the watermark
+	// moves to entry 2.
+	s.Ack(seqs[4], seqs[12], seqs[3], seqs[1], seqs[0])
+	if st := s.Stats(); st.Records != 10 || st.Acked != 10 {
+		t.Fatalf("stats %+v, want 10 records pending, 10 acked", st)
+	}
+	if p := s.Pending("t"); p != 10 {
+		t.Fatalf("pending %d, want 10", p)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, o)
+	es := readN(t, s, 13) // 2, 3, 4 and 10..19: 3, 4 and 12 are duplicates, acked out of order
+	if want := []string{"02", "03", "04", "10", "11", "12", "13", "14", "15", "16", "17", "18", "19"}; !slices.Equal(values(es), want) {
+		t.Fatalf("replayed %v, want %v", values(es), want)
+	}
+	for _, e := range es {
+		if e.Seq != seqs[atoi(t, string(e.Value))] {
+			t.Fatalf("replayed %q with seq %d, appended as %d", e.Value, e.Seq, seqs[atoi(t, string(e.Value))])
+		}
+	}
+	readNone(t, s)
+	if st := s.Stats(); st.Replayed != 13 || st.Records != 13 {
+		t.Fatalf("stats after reopen %+v, want 13 replayed", st)
+	}
+	// Everything acked: every segment goes, and the next seq is still new.
+	for _, e := range es {
+		s.Ack(e.Seq)
+	}
+	waitFor(t, "every segment's removal", func() bool { return len(segments(t, dir)) == 0 })
+	if st := s.Stats(); st.Records != 0 || st.Bytes != 0 || !st.Oldest.IsZero() || s.Pending("t") != 0 {
+		t.Fatalf("stats with everything acked: %+v, pending %d", st, s.Pending("t"))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, o)
+	readNone(t, s)
+	if seq := appendOne(t, s, rec("t", "new")); seq <= seqs[19] {
+		t.Fatalf("seq %d after a restart, not above the last one before (%d)", seq, seqs[19])
+	}
+}
+
+// entrySize is how many bytes r takes in a segment.
+func entrySize(t testing.TB, r spool.Record) int64 {
+	t.Helper()
+	s := open(t, spool.Options{})
+	appendOne(t, s, r)
+	return s.Stats().Bytes
+}
+
+func atoi(t testing.TB, s string) int {
+	t.Helper()
+	var n int
+	if _, err := fmt.Sscan(s, &n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
