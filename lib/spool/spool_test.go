@@ -300,11 +300,7 @@ func TestFullLeavesNothing(t *testing.T) {
 	st := s.Stats()
 	var onDisk int64
 	for _, name := range segments(t, dir) {
-		fi, err := os.Stat(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		onDisk += fi.Size()
+		onDisk += fileSize(t, name)
 	}
 	if onDisk != st.Bytes || st.Bytes > 1000 || st.Records != int64(len(seqs)) {
 		t.Fatalf("after ErrFull: %d bytes in segment files, stats %+v, %d appends succeeded", onDisk, st, len(seqs))
@@ -419,4 +415,131 @@ func atoi(t testing.TB, s string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// A torn or corrupt entry cuts its segment there: logged with the file and
+// offset, the entries before it and the later segments kept, new entries
+// appendable, and a second Open finds nothing more to cut.
+func TestCutTornOrCorrupt(t *testing.T) {
+	size := entrySize(t, rec("t", "00"))
+	for _, tc := range []struct {
+		name   string
+		damage func(t *testing.T, segs []string) (file string, offset int64)
+		kept   []int // the entries left, of 0..14
+	}{
+		{"torn tail", func(t *testing.T, segs []string) (string, int64) {
+			truncate(t, segs[2], 5*size-3)
+			return segs[2], 4 * size
+		}, span(0, 14)},
+		{"torn header", func(t *testing.T, segs []string) (string, int64) {
+			truncate(t, segs[2], 4*size+5)
+			return segs[2], 4 * size
+		}, span(0, 14)},
+		{"corrupt byte in the last segment", func(t *testing.T, segs []string) (string, int64) {
+			flip(t, segs[2], 3*size+12)
+			return segs[2], 3 * size
+		}, span(0, 13)},
+		{"corrupt length in the last segment", func(t *testing.T, segs []string) (string, int64) {
+			flip(t, segs[2], 1*size+1)
+			return segs[2], 1 * size
+		}, span(0, 11)},
+		{"corrupt byte in the middle of a segment before the last", func(t *testing.T, segs []string) (string, int64) {
+			flip(t, segs[0], 2*size+size-1)
+			return segs[0], 2 * size
+		}, append(span(0, 2), span(5, 15)...)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var log logBuffer
+			o := spool.Options{Dir: dir, SegmentBytes: 5 * size, Log: log.logger()}
+			s := open(t, o)
+			for i := range 15 {
+				appendOne(t, s, rec("t", fmt.Sprintf("%02d", i)))
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			segs := segments(t, dir)
+			if len(segs) != 3 {
+				t.Fatalf("%d segments, want 3", len(segs))
+			}
+			file, offset := tc.damage(t, segs)
+			var before int64
+			for _, name := range segs {
+				before += fileSize(t, name)
+			}
+			s = open(t, o)
+			line := fmt.Sprintf("file=%s offset=%d", file, offset)
+			if !strings.Contains(log.String(), line) {
+				t.Fatalf("log %q does not say %q", log.String(), line)
+			}
+			var want []string
+			for _, i := range tc.kept {
+				want = append(want, fmt.Sprintf("%02d", i))
+			}
+			st := s.Stats()
+			if cut := before - int64(len(want))*size; st.Cut != cut || st.Replayed != int64(len(want)) {
+				t.Errorf("stats %+v, want %d bytes cut, %d replayed", st, cut, len(want))
+			}
+			if vs := values(readN(t, s, len(want))); !slices.Equal(vs, want) {
+				t.Fatalf("read %v, want %v", vs, want)
+			}
+			readNone(t, s)
+			appendOne(t, s, rec("t", "new"))
+			if vs := values(readN(t, s, 1)); vs[0] != "new" {
+				t.Fatalf("read %v, want [new]", vs)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s = open(t, o)
+			if vs := values(readN(t, s, len(want)+1)); !slices.Equal(vs, append(want, "new")) {
+				t.Fatalf("after a second open: read %v, want %v and new", vs, want)
+			}
+			if st := s.Stats(); st.Cut != 0 {
+				t.Errorf("second open cut %d bytes", st.Cut)
+			}
+		})
+	}
+}
+
+func span(from, to int) []int {
+	var s []int
+	for i := from; i < to; i++ {
+		s = append(s, i)
+	}
+	return s
+}
+
+func truncate(t testing.TB, name string, size int64) {
+	t.Helper()
+	if err := os.Truncate(name, size); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func flip(t testing.TB, name string, offset int64) {
+	t.Helper()
+	f, err := os.OpenFile(name, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, offset); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0x40
+	if _, err := f.WriteAt(b, offset); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func fileSize(t testing.TB, name string) int64 {
+	t.Helper()
+	fi, err := os.Stat(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
 }
