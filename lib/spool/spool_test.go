@@ -5,8 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -220,7 +220,6 @@ func TestLockRefused(t *testing.T) {
 	}
 	open(t, spool.Options{Dir: dir})
 }
-
 
 // 64 goroutines append at once: every entry is read back once, each
 // goroutine's in its order, with consecutive seqs, and one fsync covers
