@@ -137,19 +137,20 @@ type Spool struct {
 	quit chan struct{} // closed by Close
 	done chan struct{} // closed when the loop returned
 
-	mu                             sync.Mutex
-	closed                         bool
-	queue                          []*request
-	collect                        bool       // some segment is fully acked: the loop removes it
-	segs                           []*segment // in seq order
-	next                           uint64     // the seq of the next entry committed
-	bytes                          int64
-	records                        int64
-	pending                        map[string]int
-	topics                         []string
-	topicIdx                       map[string]int32
-	data                           chan struct{} // closed and replaced when entries are committed
-	appended, acked, replayed, cut int64
+	mu       sync.Mutex
+	closed   bool
+	queue    []*request
+	collect  bool       // some segment is fully acked: the loop removes it
+	segs     []*segment // in seq order
+	next     uint64     // the seq of the next entry committed
+	bytes    int64
+	records  int64
+	pending  map[string]int
+	topics   []string
+	topicIdx map[string]int32
+	data     chan struct{} // closed and replaced when entries are committed
+
+	appended, acked, replayed, cut int64 // for Stats
 
 	rmu   sync.Mutex // Read's state below
 	rseg  *segment
@@ -266,7 +267,7 @@ func (s *Spool) replay() error {
 			return err
 		}
 		end = g.base + uint64(len(g.ents))
-		if end <= acked { // empty or fully acked
+		if len(g.ents) == 0 || end <= acked { // empty or fully acked
 			drop = append(drop, g)
 			continue
 		}

@@ -443,6 +443,10 @@ func TestCutTornOrCorrupt(t *testing.T) {
 			flip(t, segs[0], 2*size+size-1)
 			return segs[0], 2 * size
 		}, append(span(0, 2), span(5, 15)...)},
+		{"corrupt first entry of a segment before the last", func(t *testing.T, segs []string) (string, int64) {
+			flip(t, segs[1], 9)
+			return segs[1], 0
+		}, append(span(0, 5), span(10, 15)...)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -468,6 +472,11 @@ func TestCutTornOrCorrupt(t *testing.T) {
 			line := fmt.Sprintf("file=%s offset=%d", file, offset)
 			if !strings.Contains(log.String(), line) {
 				t.Fatalf("log %q does not say %q", log.String(), line)
+			}
+			for _, name := range segmentsIn(dir) {
+				if fileSize(t, name) == 0 {
+					t.Errorf("empty segment %s kept", name)
+				}
 			}
 			var want []string
 			for _, i := range tc.kept {
