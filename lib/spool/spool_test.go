@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -547,4 +548,32 @@ func fileSize(t testing.TB, name string) int64 {
 		t.Fatal(err)
 	}
 	return fi.Size()
+}
+
+// BenchmarkAppend64 appends from 64 goroutines, one record (a 200-byte
+// value, as scripts/spoolloop writes) per Append; compare its records/s
+// with `go run ./scripts/spoolloop -group 64` on the same disk.
+func BenchmarkAppend64(b *testing.B) {
+	s := open(b, spool.Options{SegmentBytes: 16 << 20})
+	r := spool.Record{Topic: "bench", Key: []byte("key-0000"), Value: make([]byte, 200)}
+	var next atomic.Int64
+	before := spool.Fsyncs()
+	b.ReportAllocs()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Go(func() {
+			recs := []spool.Record{r}
+			for next.Add(1) <= int64(b.N) {
+				if _, err := s.Append(recs); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(float64(spool.Fsyncs()-before)/b.Elapsed().Seconds(), "fsyncs/s")
 }
