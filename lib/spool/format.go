@@ -40,6 +40,15 @@ func appendEntry(b []byte, r *Record, appended int64) []byte {
 	return b
 }
 
+// maxEntryLen is at least the length of r's entry.
+func maxEntryLen(r *Record) int {
+	n := headerLen + 8 + 4*binary.MaxVarintLen64 + len(r.Topic) + len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += 2*binary.MaxVarintLen64 + len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
 func appendBytes(b, v []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(v)))
 	return append(b, v...)

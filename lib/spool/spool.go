@@ -107,6 +107,7 @@ var errClosed = errors.New("spool closed")
 const (
 	defaultSegmentBytes = 64 << 20
 	persistEvery        = 100 * time.Millisecond
+	maxGather           = 2 * time.Millisecond
 	lockName            = "lock"
 	metaName            = "acked"
 	metaLen             = 20
@@ -130,6 +131,8 @@ type Spool struct {
 	active     *os.File // the last segment, open for writing; nil: the next commit creates one
 	activeSeg  *segment
 	wbuf       []byte
+	lastGroup  int           // requests in the last commit
+	lastSync   time.Duration // the last write and fsync's time
 	savedAcked uint64
 	closeErr   error
 
@@ -428,7 +431,14 @@ func (s *Spool) Append(recs []Record) (first uint64, err error) {
 	if len(recs) == 0 {
 		return 0, errors.New("spool: append of no records")
 	}
-	r := &request{appended: time.Now().UnixNano(), topics: make([]string, len(recs)), done: make(chan struct{})}
+	size := 0
+	for i := range recs {
+		size += maxEntryLen(&recs[i])
+	}
+	r := &request{
+		buf: make([]byte, 0, size), appended: time.Now().UnixNano(),
+		topics: make([]string, len(recs)), done: make(chan struct{}),
+	}
 	for i := range recs {
 		start := len(r.buf)
 		r.buf = appendEntry(r.buf, &recs[i], r.appended)
@@ -462,6 +472,8 @@ func (s *Spool) loop() {
 	defer close(s.done)
 	tick := time.NewTicker(persistEvery)
 	defer tick.Stop()
+	fill := time.NewTimer(0)
+	defer fill.Stop()
 	for {
 		quit, ticked := false, false
 		select {
@@ -471,10 +483,16 @@ func (s *Spool) loop() {
 		case <-s.quit:
 			quit = true
 		}
+		if !quit {
+			s.gather(fill)
+		}
 		s.mu.Lock()
 		reqs, collect := s.queue, s.collect
 		s.queue, s.collect = nil, false
 		s.mu.Unlock()
+		if len(reqs) > 0 {
+			s.lastGroup = len(reqs)
+		}
 		if collect {
 			s.removeAcked() // first: it may make room for reqs
 		}
@@ -489,6 +507,30 @@ func (s *Spool) loop() {
 				s.closeErr = s.active.Close()
 			}
 			s.closeErr = errors.Join(s.closeErr, s.meta.Close())
+			return
+		}
+	}
+}
+
+// gather lets the queue fill up to the size of the last group, waiting at
+// most half the last write and fsync's time. Without it, callers woken by a
+// commit come back while the loop is already in the next fsync with the few
+// that were queued, and groups alternate between many and few.
+func (s *Spool) gather(fill *time.Timer) {
+	fill.Reset(min(s.lastSync/2, maxGather))
+	defer fill.Stop()
+	for {
+		s.mu.Lock()
+		n := len(s.queue)
+		s.mu.Unlock()
+		if n == 0 || n >= s.lastGroup {
+			return
+		}
+		select {
+		case <-s.wake:
+		case <-fill.C:
+			return
+		case <-s.quit:
 			return
 		}
 	}
@@ -549,6 +591,8 @@ func (s *Spool) write(chunk []*request) error {
 		s.wbuf = append(s.wbuf, r.buf...)
 	}
 	g := s.activeSeg
+	start := time.Now()
+	defer func() { s.lastSync = time.Since(start) }()
 	if _, err := s.active.WriteAt(s.wbuf, g.size); err != nil {
 		return s.undo(fmt.Errorf("spool: write %s: %w", g.path, err))
 	}
