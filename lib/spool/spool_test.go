@@ -577,3 +577,44 @@ func BenchmarkAppend64(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 	b.ReportMetric(float64(spool.Fsyncs()-before)/b.Elapsed().Seconds(), "fsyncs/s")
 }
+
+// The watermark is persisted while the spool stays open (a crash does not
+// call Close): a copy of the directory taken then replays only the entries
+// after it.
+func TestWatermarkPersistedWhileOpen(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, spool.Options{Dir: dir})
+	var seqs []uint64
+	for i := range 10 {
+		seqs = append(seqs, appendOne(t, s, rec("t", fmt.Sprint(i))))
+	}
+	readN(t, s, 10)
+	s.Ack(seqs[:6]...)
+	acked := time.Now()
+	var replayed []string
+	waitFor(t, "a copy of the directory that replays 4 entries", func() bool {
+		snap := t.TempDir()
+		for _, name := range append(segmentsIn(dir), filepath.Join(dir, "acked")) {
+			b, err := os.ReadFile(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(snap, filepath.Base(name)), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c, err := spool.Open(spool.Options{Dir: snap})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		replayed = values(readN(t, c, int(c.Stats().Replayed)))
+		return len(replayed) == 4
+	})
+	if d := time.Since(acked); d > time.Second {
+		t.Errorf("watermark persisted %v after the acks", d)
+	}
+	if !slices.Equal(replayed, []string{"6", "7", "8", "9"}) {
+		t.Fatalf("replayed %v, want [6 7 8 9]", replayed)
+	}
+}
