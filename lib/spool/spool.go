@@ -551,7 +551,7 @@ func (s *Spool) commit(reqs []*request) {
 		if s.activeSeg != nil && s.activeSeg.size+chunkBytes > 0 && s.activeSeg.size+chunkBytes+n > s.roll {
 			s.flush(chunk)
 			chunk, chunkBytes = nil, 0
-			if s.activeSeg != nil { // not rolled by a failure already
+			if s.activeSeg != nil { // nil when flush could not create a segment
 				if err := s.active.Close(); err != nil {
 					s.log.Warn("spool: close segment", "file", s.activeSeg.path, "err", err)
 				}
