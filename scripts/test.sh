@@ -25,6 +25,7 @@ fuzz FuzzParseOffset ./lib/zklayout 300000x
 fuzz FuzzTemplate ./ktransfer 50000x
 fuzz FuzzMethodOf ./ktransfer 100000x
 fuzz FuzzConfigLoaders ./conf 30000x
+fuzz FuzzOpen ./lib/spool 3000x
 # The three binaries together, as processes, with faults (about 20 s).
 scripts/e2e.sh
 echo "all tests passed"

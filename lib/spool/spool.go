@@ -1,0 +1,929 @@
+// Package spool is a crash-safe local queue of Kafka records: kproxy
+// appends the records Kafka cannot take now and drains them, in order,
+// when it can.
+//
+// # On disk
+//
+// A spool directory holds
+//
+//	lock                      flock'ed (exclusive) while a Spool has the directory open
+//	acked                     the watermark: uint64 acked (every seq below it is acknowledged),
+//	                          uint64 next (no seq below it is appended again), CRC32C of those 16 bytes
+//	00000000000000000042.seg  a segment: the entries with seqs 42, 43, ... (its name is its first
+//	                          seq in 20 digits, so that lexical order is append order)
+//
+// A segment is a sequence of entries, each
+//
+//	uint32  payload length
+//	uint32  CRC32C (Castagnoli) of the payload
+//	payload int64 appended time (Unix ns)
+//	        uvarint length, topic
+//	        uvarint length+1, key (0: no key, which is distinct from an empty key)
+//	        uvarint length, value
+//	        uvarint header count, then per header: uvarint length, key, uvarint length, value
+//
+// Integers are little-endian. An entry's seq is not stored: it is its
+// segment's first seq plus its index in the segment.
+//
+// # Writing
+//
+// Append encodes its records in the caller's goroutine and queues them;
+// one goroutine takes everything queued, writes it with one pwrite, fsyncs
+// once and wakes every caller (group commit). A write or fsync that fails
+// (ENOSPC, EFBIG, EIO) is truncated away before the callers hear of it.
+// Segments roll at Options.SegmentBytes; the directory is fsynced when a
+// segment is created or removed. A segment is removed once all its
+// entries are acked, after the watermark file says so.
+//
+// # Replay
+//
+// Open scans every segment. The first entry that is short (a torn tail),
+// fails its CRC or does not decode ends its segment: the rest of the
+// segment is truncated away and logged with the file and the byte offset.
+// This holds for a segment that is not the last one too: an entry corrupt
+// in the middle of a segment cuts every later entry of that segment (the
+// length of a corrupt entry cannot be trusted to find the next one), while
+// the later segments are kept. Entries below the persisted watermark are
+// acknowledged already and are not returned again; every other entry is
+// pending, in seq order.
+package spool
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Record is one spooled record: what kproxy would have produced.
+type Record struct {
+	Topic   string
+	Key     []byte // nil: no key (kept distinct from an empty key)
+	Value   []byte
+	Headers []Header
+}
+
+// Header is a record header.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Entry is a record read back from the spool.
+type Entry struct {
+	Seq      uint64    // position in the spool, increasing across segments and restarts
+	Appended time.Time // when it was appended (stored in the entry)
+	Record
+}
+
+// Options configure a Spool.
+type Options struct {
+	Dir          string       // created when missing
+	MaxBytes     int64        // all segments' bytes; an Append that would pass it fails with ErrFull, nothing written; <= 0: no bound
+	SegmentBytes int64        // roll size; default 64 MiB
+	Log          *slog.Logger // torn/corrupt tails are logged here (file and byte offset)
+}
+
+// ErrFull is Append's error when the records would take the spool past
+// Options.MaxBytes.
+var ErrFull = errors.New("spool full")
+
+var errClosed = errors.New("spool closed")
+
+const (
+	defaultSegmentBytes = 64 << 20
+	persistEvery        = 100 * time.Millisecond
+	maxGather           = 2 * time.Millisecond
+	lockName            = "lock"
+	metaName            = "acked"
+	metaLen             = 20
+	segSuffix           = ".seg"
+	segDigits           = 20
+)
+
+// fsyncs counts the fsyncs of group commits (tests read it).
+var fsyncs atomic.Int64
+
+// Spool is a directory of segments; see the package documentation.
+type Spool struct {
+	dir  string
+	max  int64
+	roll int64
+	log  *slog.Logger
+	lock *os.File
+	meta *os.File
+
+	// Owned by the loop goroutine.
+	active     *os.File // the last segment, open for writing; nil: the next commit creates one
+	activeSeg  *segment
+	wbuf       []byte
+	lastGroup  int           // requests in the last commit
+	lastSync   time.Duration // the last write and fsync's time
+	savedAcked uint64
+	closeErr   error
+
+	wake chan struct{} // queue or collect set (capacity 1)
+	quit chan struct{} // closed by Close
+	done chan struct{} // closed when the loop returned
+
+	mu       sync.Mutex
+	closed   bool
+	queue    []*request
+	collect  bool       // some segment is fully acked: the loop removes it
+	segs     []*segment // in seq order
+	next     uint64     // the seq of the next entry committed
+	bytes    int64
+	records  int64
+	pending  map[string]int
+	topics   []string
+	topicIdx map[string]int32
+	data     chan struct{} // closed and replaced when entries are committed
+
+	appended, acked, replayed, cut int64 // for Stats
+
+	rmu   sync.Mutex // Read's state below
+	rseg  *segment
+	rfile *os.File
+	roff  int64  // offset in rseg of the entry rseq-rskip
+	rseq  uint64 // the next seq Read returns
+	rskip uint64 // entries at roff below rseq, to skip
+	rbuf  *bufio.Reader
+	rtop  string // the last topic decoded, reused
+}
+
+type segment struct {
+	base  uint64
+	path  string
+	size  int64 // committed bytes
+	ents  []entMeta
+	acked int // entries acked
+	first int // every entry before it is acked
+}
+
+type entMeta struct {
+	appended int64
+	topic    int32 // index in Spool.topics
+	acked    bool
+}
+
+type request struct {
+	buf      []byte
+	topics   []string // one per entry
+	appended int64
+	first    uint64
+	err      error
+	done     chan struct{}
+}
+
+// Open takes the directory (an exclusive lock: a second process or Spool
+// on the same dir gets an error naming the dir), replays the existing
+// segments (every entry past the persisted acked watermark is pending
+// again, in order), cuts a torn or corrupt tail with a log line naming the
+// file and byte offset (never a crash, never an error for that), and
+// returns the spool.
+func Open(o Options) (*Spool, error) {
+	if o.Dir == "" {
+		return nil, errors.New("spool: no directory")
+	}
+	if o.SegmentBytes <= 0 {
+		o.SegmentBytes = defaultSegmentBytes
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	lock, err := lockDir(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Spool{
+		dir: o.Dir, max: o.MaxBytes, roll: o.SegmentBytes, log: o.Log, lock: lock,
+		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
+		pending: map[string]int{}, topicIdx: map[string]int32{}, data: make(chan struct{}),
+		rbuf: bufio.NewReaderSize(nil, 256<<10),
+	}
+	if err := s.replay(); err != nil {
+		for _, f := range []*os.File{s.active, s.meta, s.lock} {
+			if f != nil {
+				_ = f.Close()
+			}
+		}
+		return nil, err
+	}
+	go s.loop()
+	return s, nil
+}
+
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("spool %s: %w", dir, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		_ = f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("spool %s: in use by another process or Spool", dir)
+		}
+		return nil, fmt.Errorf("lock spool %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+// replay reads the watermark and scans every segment.
+func (s *Spool) replay() error {
+	acked, next, err := s.openMeta()
+	if err != nil {
+		return err
+	}
+	des, err := os.ReadDir(s.dir)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	var drop []*segment
+	var end uint64 // the seq after the last scanned segment
+	for _, de := range des {
+		base, ok := segBase(de.Name())
+		if !ok {
+			continue
+		}
+		if base < end {
+			return fmt.Errorf("spool: segment %s starts at seq %d, inside the previous segment (ends at %d)", de.Name(), base, end)
+		}
+		g, err := s.scan(filepath.Join(s.dir, de.Name()), base)
+		if err != nil {
+			return err
+		}
+		end = g.base + uint64(len(g.ents))
+		if len(g.ents) == 0 || end <= acked { // empty or fully acked
+			drop = append(drop, g)
+			continue
+		}
+		for i := range g.ents {
+			if g.base+uint64(i) < acked {
+				g.ents[i].acked = true
+				g.acked++
+				continue
+			}
+			s.pending[s.topics[g.ents[i].topic]]++
+			s.records++
+		}
+		s.segs = append(s.segs, g)
+		s.bytes += g.size
+	}
+	s.next = max(acked, next, end)
+	s.replayed = s.records
+	s.rseq = acked
+	s.savedAcked = acked
+	for _, g := range drop {
+		if err := os.Remove(g.path); err != nil {
+			return fmt.Errorf("spool: remove acked segment: %w", err)
+		}
+	}
+	if err := syncDir(s.dir); err != nil {
+		return err
+	}
+	if n := len(s.segs); n > 0 && s.segs[n-1].base+uint64(len(s.segs[n-1].ents)) == s.next {
+		g := s.segs[n-1]
+		if s.active, err = os.OpenFile(g.path, os.O_WRONLY, 0); err != nil {
+			return fmt.Errorf("spool: %w", err)
+		}
+		s.activeSeg = g
+	}
+	return nil
+}
+
+// openMeta opens the watermark file, creating it when missing. An
+// unreadable one is logged and read as 0, 0: every entry is replayed.
+func (s *Spool) openMeta() (acked, next uint64, err error) {
+	path := filepath.Join(s.dir, metaName)
+	if s.meta, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644); err != nil {
+		return 0, 0, fmt.Errorf("spool: %w", err)
+	}
+	var b [metaLen]byte
+	n, err := s.meta.ReadAt(b[:], 0)
+	switch {
+	case n == 0 && err == io.EOF:
+		return 0, 0, nil
+	case n == metaLen && crc32.Checksum(b[:16], castagnoli) == binary.LittleEndian.Uint32(b[16:]):
+		return binary.LittleEndian.Uint64(b[:]), binary.LittleEndian.Uint64(b[8:]), nil
+	case err != nil && err != io.EOF:
+		return 0, 0, fmt.Errorf("spool: read %s: %w", path, err)
+	}
+	s.log.Warn("spool watermark unreadable, replaying every entry", "file", path, "bytes", n)
+	return 0, 0, nil
+}
+
+func (s *Spool) writeMeta(acked, next uint64) error {
+	var b [metaLen]byte
+	binary.LittleEndian.PutUint64(b[:], acked)
+	binary.LittleEndian.PutUint64(b[8:], next)
+	binary.LittleEndian.PutUint32(b[16:], crc32.Checksum(b[:16], castagnoli))
+	if _, err := s.meta.WriteAt(b[:], 0); err != nil {
+		return fmt.Errorf("spool: write watermark: %w", err)
+	}
+	if err := s.meta.Sync(); err != nil {
+		return fmt.Errorf("spool: sync watermark: %w", err)
+	}
+	s.savedAcked = acked
+	return nil
+}
+
+func segBase(name string) (uint64, bool) {
+	num, ok := strings.CutSuffix(name, segSuffix)
+	if !ok || len(num) != segDigits {
+		return 0, false
+	}
+	base, err := strconv.ParseUint(num, 10, 64)
+	return base, err == nil
+}
+
+func segName(base uint64) string {
+	return fmt.Sprintf("%0*d%s", segDigits, base, segSuffix)
+}
+
+// scan reads a segment's entries and cuts it at the first bad one.
+func (s *Spool) scan(path string, base uint64) (*segment, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	g := &segment{base: base, path: path}
+	size := fi.Size()
+	br := bufio.NewReaderSize(f, 1<<20)
+	var buf []byte
+	for g.size < size {
+		p, n, err := readEntry(br, buf, size-g.size)
+		if err == nil {
+			buf = p
+			var d payload
+			if d, err = decodePayload(p); err == nil {
+				g.ents = append(g.ents, entMeta{appended: d.appended, topic: intern(s, d.topic)})
+				g.size += n
+				continue
+			}
+		}
+		if !errors.Is(err, errCorrupt) {
+			return nil, fmt.Errorf("spool: read %s at offset %d: %w", path, g.size, err)
+		}
+		s.log.Warn("spool: cut torn or corrupt tail", "file", path, "offset", g.size, "cut_bytes", size-g.size, "reason", err)
+		if err := f.Truncate(g.size); err != nil {
+			return nil, fmt.Errorf("spool: cut %s at offset %d: %w", path, g.size, err)
+		}
+		if err := f.Sync(); err != nil {
+			return nil, fmt.Errorf("spool: cut %s at offset %d: %w", path, g.size, err)
+		}
+		s.cut += size - g.size
+		break
+	}
+	return g, nil
+}
+
+// intern returns topic's index in s.topics, adding it when new.
+func intern[T string | []byte](s *Spool, topic T) int32 {
+	if i, ok := s.topicIdx[string(topic)]; ok {
+		return i
+	}
+	i := int32(len(s.topics))
+	s.topics = append(s.topics, string(topic))
+	s.topicIdx[string(topic)] = i
+	return i
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("spool: sync dir: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("spool: sync dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Append writes recs as consecutive entries and returns when they are on
+// disk (fsync; concurrent Append calls are grouped so that one fsync covers
+// many). All-or-nothing: on any error (ErrFull, ENOSPC/EFBIG, I/O) none of
+// recs is in the spool and no partial entry is left on disk. Returns the
+// first Seq.
+func (s *Spool) Append(recs []Record) (first uint64, err error) {
+	if len(recs) == 0 {
+		return 0, errors.New("spool: append of no records")
+	}
+	size := 0
+	for i := range recs {
+		size += maxEntryLen(&recs[i])
+	}
+	r := &request{
+		buf: make([]byte, 0, size), appended: time.Now().UnixNano(),
+		topics: make([]string, len(recs)), done: make(chan struct{}),
+	}
+	for i := range recs {
+		start := len(r.buf)
+		r.buf = appendEntry(r.buf, &recs[i], r.appended)
+		if len(r.buf)-start-headerLen > maxPayload {
+			return 0, fmt.Errorf("spool: record of %d bytes too large", len(r.buf)-start)
+		}
+		r.topics[i] = recs[i].Topic
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return 0, errClosed
+	}
+	s.queue = append(s.queue, r)
+	s.mu.Unlock()
+	s.signal()
+	<-r.done
+	return r.first, r.err
+}
+
+func (s *Spool) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// loop is the one goroutine that writes: it commits what Append queued,
+// removes fully acked segments and persists the watermark.
+func (s *Spool) loop() {
+	defer close(s.done)
+	tick := time.NewTicker(persistEvery)
+	defer tick.Stop()
+	fill := time.NewTimer(0)
+	defer fill.Stop()
+	for {
+		quit, ticked := false, false
+		select {
+		case <-s.wake:
+		case <-tick.C:
+			ticked = true
+		case <-s.quit:
+			quit = true
+		}
+		if !quit {
+			s.gather(fill)
+		}
+		s.mu.Lock()
+		reqs, collect := s.queue, s.collect
+		s.queue, s.collect = nil, false
+		s.mu.Unlock()
+		if len(reqs) > 0 {
+			s.lastGroup = len(reqs)
+		}
+		if collect {
+			s.removeAcked() // first: it may make room for reqs
+		}
+		s.commit(reqs)
+		if ticked || quit {
+			s.persist()
+		}
+		if quit {
+			// Close: Append refuses new records since closed was set, and
+			// the queue is empty now. Close the files the loop owns.
+			if s.active != nil {
+				s.closeErr = s.active.Close()
+			}
+			s.closeErr = errors.Join(s.closeErr, s.meta.Close())
+			return
+		}
+	}
+}
+
+// gather lets the queue fill up to the size of the last group, waiting at
+// most half the last write and fsync's time. Without it, callers woken by a
+// commit come back while the loop is already in the next fsync with the few
+// that were queued, and groups alternate between many and few.
+func (s *Spool) gather(fill *time.Timer) {
+	fill.Reset(min(s.lastSync/2, maxGather))
+	defer fill.Stop()
+	for {
+		s.mu.Lock()
+		n := len(s.queue)
+		s.mu.Unlock()
+		if n == 0 || n >= s.lastGroup {
+			return
+		}
+		select {
+		case <-s.wake:
+		case <-fill.C:
+			return
+		case <-s.quit:
+			return
+		}
+	}
+}
+
+// commit writes reqs, each whole into one segment, rolling before a request
+// that would pass the roll size.
+func (s *Spool) commit(reqs []*request) {
+	var chunk []*request
+	var chunkBytes int64
+	for _, r := range reqs {
+		n := int64(len(r.buf))
+		if s.max > 0 && s.bytes+chunkBytes+n > s.max {
+			r.err = ErrFull
+			close(r.done)
+			continue
+		}
+		if s.activeSeg != nil && s.activeSeg.size+chunkBytes > 0 && s.activeSeg.size+chunkBytes+n > s.roll {
+			s.flush(chunk)
+			chunk, chunkBytes = nil, 0
+			if s.activeSeg != nil { // nil when flush could not create a segment
+				if err := s.active.Close(); err != nil {
+					s.log.Warn("spool: close segment", "file", s.activeSeg.path, "err", err)
+				}
+				s.active, s.activeSeg = nil, nil
+			}
+		}
+		chunk = append(chunk, r)
+		chunkBytes += n
+	}
+	s.flush(chunk)
+}
+
+// flush writes chunk to the active segment, fsyncs, publishes the entries
+// and wakes the callers.
+func (s *Spool) flush(chunk []*request) {
+	if len(chunk) == 0 {
+		return
+	}
+	err := s.write(chunk)
+	if err == nil {
+		s.publish(chunk)
+	}
+	for _, r := range chunk {
+		r.err = err
+		close(r.done)
+	}
+}
+
+func (s *Spool) write(chunk []*request) error {
+	if s.active == nil {
+		if err := s.create(); err != nil {
+			return err
+		}
+	}
+	s.wbuf = s.wbuf[:0]
+	for _, r := range chunk {
+		s.wbuf = append(s.wbuf, r.buf...)
+	}
+	g := s.activeSeg
+	start := time.Now()
+	defer func() { s.lastSync = time.Since(start) }()
+	if _, err := s.active.WriteAt(s.wbuf, g.size); err != nil {
+		return s.undo(fmt.Errorf("spool: write %s: %w", g.path, err))
+	}
+	fsyncs.Add(1)
+	if err := s.active.Sync(); err != nil {
+		return s.undo(fmt.Errorf("spool: sync %s: %w", g.path, err))
+	}
+	return nil
+}
+
+// undo truncates the active segment back to its committed size after a
+// failed write or fsync, and returns err.
+func (s *Spool) undo(err error) error {
+	g := s.activeSeg
+	if terr := s.active.Truncate(g.size); terr != nil {
+		// The next write overwrites the bytes from the committed size on;
+		// until then, a restart cuts them as a torn tail.
+		s.log.Error("spool: cannot truncate a failed write", "file", g.path, "offset", g.size, "err", terr)
+	}
+	return err
+}
+
+// create starts a new segment whose first seq is s.next.
+func (s *Spool) create() error {
+	path := filepath.Join(s.dir, segName(s.next))
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("spool: create segment: %w", err)
+	}
+	if err := syncDir(s.dir); err != nil {
+		_ = f.Close()
+		_ = os.Remove(path)
+		return err
+	}
+	g := &segment{base: s.next, path: path}
+	s.mu.Lock()
+	s.segs = append(s.segs, g)
+	s.mu.Unlock()
+	s.active, s.activeSeg = f, g
+	return nil
+}
+
+// publish makes the written chunk visible: seqs, counts, Read.
+func (s *Spool) publish(chunk []*request) {
+	g := s.activeSeg
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range chunk {
+		r.first = s.next
+		for _, t := range r.topics {
+			g.ents = append(g.ents, entMeta{appended: r.appended, topic: intern(s, t)})
+			s.pending[t]++
+		}
+		n := int64(len(r.topics))
+		s.next += uint64(n)
+		s.records += n
+		s.appended += n
+		g.size += int64(len(r.buf))
+		s.bytes += int64(len(r.buf))
+	}
+	close(s.data)
+	s.data = make(chan struct{})
+}
+
+// removeAcked removes the segments whose entries are all acked, after
+// persisting the watermark (and the next seq, so that seqs keep
+// increasing when the last segment goes).
+func (s *Spool) removeAcked() {
+	s.mu.Lock()
+	var gone []*segment
+	for _, g := range s.segs {
+		if len(g.ents) > 0 && g.acked == len(g.ents) {
+			gone = append(gone, g)
+		}
+	}
+	acked, next := s.watermark(), s.next
+	s.mu.Unlock()
+	if len(gone) == 0 {
+		return
+	}
+	if err := s.writeMeta(acked, next); err != nil {
+		s.log.Warn("spool: keeping acked segments", "err", err)
+		s.mu.Lock()
+		s.collect = true // retried at the next tick
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Lock()
+	keep := s.segs[:0]
+	for _, g := range s.segs {
+		if len(g.ents) > 0 && g.acked == len(g.ents) {
+			s.bytes -= g.size
+			continue
+		}
+		keep = append(keep, g)
+	}
+	clear(s.segs[len(keep):])
+	s.segs = keep
+	s.mu.Unlock()
+	for _, g := range gone {
+		if g == s.activeSeg {
+			if err := s.active.Close(); err != nil {
+				s.log.Warn("spool: close segment", "file", g.path, "err", err)
+			}
+			s.active, s.activeSeg = nil, nil
+		}
+		if err := os.Remove(g.path); err != nil {
+			s.log.Warn("spool: remove acked segment", "file", g.path, "err", err)
+		}
+	}
+	if err := syncDir(s.dir); err != nil {
+		s.log.Warn("spool: remove acked segments", "err", err)
+	}
+}
+
+// persist writes the watermark when it moved.
+func (s *Spool) persist() {
+	s.mu.Lock()
+	acked, next := s.watermark(), s.next
+	s.mu.Unlock()
+	if acked == s.savedAcked {
+		return
+	}
+	if err := s.writeMeta(acked, next); err != nil {
+		s.log.Warn("spool: persist watermark", "err", err)
+	}
+}
+
+// watermark is the lowest seq not acked (s.next when all are); s.mu held.
+func (s *Spool) watermark() uint64 {
+	if g := s.oldest(); g != nil {
+		return g.base + uint64(g.first)
+	}
+	return s.next
+}
+
+// oldest returns the first segment with an unacked entry, its first field
+// advanced to that entry; s.mu held.
+func (s *Spool) oldest() *segment {
+	for _, g := range s.segs {
+		for g.first < len(g.ents) && g.ents[g.first].acked {
+			g.first++
+		}
+		if g.first < len(g.ents) {
+			return g
+		}
+	}
+	return nil
+}
+
+// Read returns up to n entries not yet returned by Read, in append order,
+// waiting until there is at least one or ctx is done. One reader (kproxy's
+// drainer); n < 1 reads one.
+func (s *Spool) Read(ctx context.Context, n int) ([]Entry, error) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return nil, errClosed
+		}
+		g, err := s.readable()
+		var avail uint64
+		var limit int64
+		if g != nil {
+			avail, limit = g.base+uint64(len(g.ents))-s.rseq, g.size
+		}
+		data := s.data
+		s.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		if g != nil {
+			return s.readFrom(min(avail, uint64(max(n, 1))), limit)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.quit:
+			return nil, errClosed
+		case <-data:
+		}
+	}
+}
+
+// readable returns the segment holding s.rseq, switching the reader to it;
+// nil when no entry is there to read. s.mu and s.rmu held.
+func (s *Spool) readable() (*segment, error) {
+	for _, g := range s.segs {
+		if g.base+uint64(len(g.ents)) <= s.rseq {
+			continue
+		}
+		if g != s.rseg {
+			f, err := os.Open(g.path)
+			if err != nil {
+				return nil, fmt.Errorf("spool: read: %w", err)
+			}
+			if s.rfile != nil {
+				_ = s.rfile.Close()
+			}
+			s.rseg, s.rfile, s.roff = g, f, 0
+			s.rseq = max(s.rseq, g.base)
+			s.rskip = s.rseq - g.base // after Open: the segment holding the watermark
+		}
+		return g, nil
+	}
+	return nil, nil
+}
+
+// readFrom decodes n entries of s.rseg, which has limit bytes committed.
+func (s *Spool) readFrom(n uint64, limit int64) ([]Entry, error) {
+	s.rbuf.Reset(io.NewSectionReader(s.rfile, s.roff, limit-s.roff))
+	var scratch []byte
+	for ; s.rskip > 0; s.rskip-- {
+		p, size, err := readEntry(s.rbuf, scratch, limit-s.roff)
+		if err != nil {
+			return nil, fmt.Errorf("spool: read %s at offset %d: %w", s.rseg.path, s.roff, err)
+		}
+		scratch = p
+		s.roff += size
+	}
+	es := make([]Entry, 0, n)
+	for range n {
+		p, size, err := readEntry(s.rbuf, nil, limit-s.roff)
+		if err == nil {
+			var d payload
+			if d, err = decodePayload(p); err == nil {
+				if string(d.topic) != s.rtop {
+					s.rtop = string(d.topic)
+				}
+				es = append(es, Entry{Seq: s.rseq, Appended: time.Unix(0, d.appended), Record: Record{
+					Topic: s.rtop, Key: d.key, Value: d.value, Headers: d.headers,
+				}})
+				s.roff += size
+				s.rseq++
+				continue
+			}
+		}
+		if len(es) > 0 {
+			return es, nil // the error comes again at the next Read
+		}
+		return nil, fmt.Errorf("spool: read %s at offset %d: %w", s.rseg.path, s.roff, err)
+	}
+	return es, nil
+}
+
+// Ack marks entries as acknowledged by Kafka (any order). A segment whose
+// entries are all acked is deleted; the contiguous acked watermark is
+// persisted (at least every 100 ms while it moves) so a restart replays
+// only entries after it: duplicates after a crash are limited to entries
+// acked out of order or not yet persisted. Unknown or repeated seqs are
+// ignored.
+func (s *Spool) Ack(seqs ...uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, q := range seqs {
+		i := sort.Search(len(s.segs), func(i int) bool { return s.segs[i].base > q }) - 1
+		if i < 0 {
+			continue
+		}
+		g := s.segs[i]
+		k := q - g.base
+		if k >= uint64(len(g.ents)) || g.ents[k].acked {
+			continue
+		}
+		g.ents[k].acked = true
+		g.acked++
+		t := s.topics[g.ents[k].topic]
+		if s.pending[t]--; s.pending[t] == 0 {
+			delete(s.pending, t)
+		}
+		s.records--
+		s.acked++
+		if g.acked == len(g.ents) {
+			s.collect = true
+			s.signal()
+		}
+	}
+}
+
+// Pending is how many entries of topic are appended and not acked (0: the
+// topic may go to Kafka directly again). Includes entries replayed by Open.
+func (s *Spool) Pending(topic string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pending[topic]
+}
+
+// Stats are a Spool's counts.
+type Stats struct {
+	Records  int64     // appended and not acked
+	Bytes    int64     // on disk, all segments
+	Oldest   time.Time // Appended of the oldest unacked entry; zero when empty
+	Appended int64     // entries appended since Open
+	Acked    int64     // entries acked since Open
+	Replayed int64     // entries Open found pending
+	Cut      int64     // bytes cut from torn/corrupt tails by Open
+}
+
+// Stats returns the current counts.
+func (s *Spool) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Stats{Records: s.records, Bytes: s.bytes, Appended: s.appended, Acked: s.acked, Replayed: s.replayed, Cut: s.cut}
+	if g := s.oldest(); g != nil {
+		st.Oldest = time.Unix(0, g.ents[g.first].appended)
+	}
+	return st
+}
+
+// Close persists the watermark and closes files; Append/Read after Close
+// return an error. Appends queued before Close are committed first.
+func (s *Spool) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	// 1. The loop commits what is queued, persists the watermark and
+	//    closes the segment and watermark files.
+	close(s.quit)
+	<-s.done
+	// 2. Read sees closed (a blocked Read returned on quit); its file goes.
+	s.rmu.Lock()
+	if s.rfile != nil {
+		_ = s.rfile.Close()
+	}
+	s.rmu.Unlock()
+	// 3. The lock goes last: another process may take the directory now.
+	return errors.Join(s.closeErr, s.lock.Close())
+}
