@@ -27,6 +27,9 @@ type module struct {
 	methods map[string]bool
 	stats   *moduleStats
 
+	limiter  *limiter  // rate_limit; nil: none
+	breakers *breakers // one per backend
+
 	// slots holds one token per record dispatched and not yet committed:
 	// a full channel pauses reading (window_size).
 	slots       chan struct{}
@@ -84,6 +87,7 @@ func newModule(cfg Module, t *Transfer) (*module, error) {
 		}
 	}
 	m.sched = newScheduler(cfg)
+	m.limiter, m.breakers = newLimiter(cfg), newBreakers(cfg, m.stats)
 	m.reader = newReader(m, cl)
 	if cfg.WaitingQueueSize > 0 {
 		m.log.Info("waiting_queue_size has no effect (the window bounds the waiting records)")
@@ -282,12 +286,18 @@ func (m *module) handle(r *record, buf *[]byte) bool {
 	base := time.Duration(m.cfg.FailRetryIntervalMs) * time.Millisecond
 	ceiling := time.Duration(m.cfg.MaxRetryIntervalMs) * time.Millisecond
 	for n := 0; ; n++ {
-		if !m.mayPush(r.part) {
+		c, ok := m.choose(ctx, first+n)
+		if !ok {
 			return false
 		}
-		backend := (first + n) % len(m.pusher.backends)
+		if !m.mayPush(r.part) {
+			m.breakers.abandon(c)
+			return false
+		}
+		backend := c.i
 		a := m.pusher.push(backend, r, buf)
 		v, reason := judge(a)
+		m.breakers.report(c, v)
 		switch v {
 		case pushed:
 			m.stats.pushed(time.Since(start))
