@@ -16,7 +16,7 @@ func TestLimiterReserve(t *testing.T) {
 	}{
 		{0, 0}, {0, 0}, // the burst
 		{0, 100 * ms}, {0, 200 * ms}, {0, 300 * ms}, // then one per 1/rate, in the order asked
-		{100 * ms, 300 * ms}, // a token earned meanwhile is already reserved
+		{100 * ms, 300 * ms},                                                    // a token earned meanwhile is already reserved
 		{2 * time.Second, 0}, {2 * time.Second, 0}, {2 * time.Second, 100 * ms}, // refilled up to burst, not beyond
 	} {
 		got := l.reserve(t0.Add(step.at))
