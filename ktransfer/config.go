@@ -7,10 +7,12 @@ package ktransfer
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
@@ -86,6 +88,19 @@ type Module struct {
 	// records follow it there) or hash (worker hash(key) % worker_num, the
 	// 2015 rule).
 	Dispatch string `yaml:"dispatch"`
+
+	// RateLimit is push attempts per second of this process for the
+	// module, retries and breaker trials included; 0: no limit.
+	RateLimit float64 `yaml:"rate_limit"`
+	// Burst is how many attempts may go at once after a quiet spell; 0:
+	// max(1, rate_limit/10).
+	Burst int `yaml:"burst"`
+	// BreakerFailures consecutive failed pushes to one backend open its
+	// circuit breaker; 0: no breaker.
+	BreakerFailures int `yaml:"breaker_failures"`
+	// BreakerCooldownMs is how long a backend stays open before a trial
+	// push; doubled after each failed trial, up to maxBreakerCooldown.
+	BreakerCooldownMs int `yaml:"breaker_cooldown_ms"`
 }
 
 // Protocol is a module's protocol section.
@@ -124,6 +139,7 @@ func DefaultModule() Module {
 		StartFrom:           "oldest",
 		OffsetOutOfRange:    "oldest",
 		Dispatch:            dispatchIdleWorker,
+		BreakerCooldownMs:   1000,
 	}
 }
 
@@ -297,7 +313,29 @@ func (m Module) Validate() error {
 	if m.DeadLetterTopic != "" && m.DeadLetterTopic == m.Topic {
 		p.Addf("dead_letter_topic", m.DeadLetterTopic, "must differ from topic")
 	}
+	if !(m.RateLimit >= 0) || math.IsInf(m.RateLimit, 1) {
+		p.Addf("rate_limit", m.RateLimit, "must be >= 0 records per second (0: no limit)")
+	}
+	if m.Burst < 0 {
+		p.Addf("burst", m.Burst, "must be >= 0 (0: max(1, rate_limit/10))")
+	} else if m.Burst > 0 && m.RateLimit == 0 {
+		p.Addf("burst", m.Burst, "needs a rate_limit (burst only shapes a rate limit)")
+	}
+	if m.BreakerFailures < 0 {
+		p.Addf("breaker_failures", m.BreakerFailures, "must be >= 0 (0: no circuit breaker)")
+	}
+	if m.BreakerCooldownMs < 1 || m.BreakerCooldownMs > int(maxBreakerCooldown/time.Millisecond) {
+		p.Addf("breaker_cooldown_ms", m.BreakerCooldownMs, "must be 1..%d", maxBreakerCooldown/time.Millisecond)
+	}
 	return p.Err()
+}
+
+// burst is burst, or its default: a tenth of a second's worth of records.
+func (m Module) burst() int {
+	if m.Burst > 0 {
+		return m.Burst
+	}
+	return max(1, int(m.RateLimit/10))
 }
 
 // serializeByKey is serialize_by_key, true unless set false.

@@ -42,3 +42,45 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestLimitsConfigErrors: rate_limit, burst and the breaker keys are
+// checked at start-up, each problem naming the file, the key and the value.
+func TestLimitsConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		body string
+		want []string
+	}{
+		{"rate_limit: -5\nburst: -1\nbreaker_failures: -2\nbreaker_cooldown_ms: 0\n", []string{
+			"rate_limit: must be >= 0 records per second (0: no limit), got -5",
+			"burst: must be >= 0 (0: max(1, rate_limit/10)), got -1",
+			"breaker_failures: must be >= 0 (0: no circuit breaker), got -2",
+			"breaker_cooldown_ms: must be 1..60000, got 0",
+		}},
+		{"burst: 10\nbreaker_cooldown_ms: 60001\n", []string{
+			"burst: needs a rate_limit (burst only shapes a rate limit), got 10",
+			"breaker_cooldown_ms: must be 1..60000, got 60001",
+		}},
+		{"rate_limit: .nan\n", []string{"rate_limit: must be >= 0 records per second (0: no limit), got NaN"}},
+		{"rate_limit: .inf\n", []string{"rate_limit: must be >= 0 records per second (0: no limit), got +Inf"}},
+	} {
+		f := filepath.Join(dir, "m.yaml")
+		os.WriteFile(f, []byte("topic: t\nprotocol: {uri: /p}\nbackend_servers: [127.0.0.1:80]\n"+tc.body), 0o644)
+		_, err := ktransfer.LoadModule(f)
+		for _, want := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), f+": "+want) {
+				t.Errorf("%q: %v\nlacks %q", tc.body, err, want)
+			}
+		}
+	}
+	f := filepath.Join(dir, "ok.yaml")
+	os.WriteFile(f, []byte("topic: t\nprotocol: {uri: /p}\nbackend_servers: [127.0.0.1:80]\n"+
+		"rate_limit: 0.5\nburst: 3\nbreaker_failures: 5\nbreaker_cooldown_ms: 60000\n"), 0o644)
+	if m, err := ktransfer.LoadModule(f); err != nil || m.RateLimit != 0.5 || m.Burst != 3 || m.BreakerFailures != 5 {
+		t.Errorf("valid limits: %+v, %v", m, err)
+	}
+	if m := ktransfer.DefaultModule(); m.RateLimit != 0 || m.Burst != 0 || m.BreakerFailures != 0 || m.BreakerCooldownMs != 1000 {
+		t.Errorf("defaults: rate_limit %v burst %d breaker_failures %d breaker_cooldown_ms %d; want 0 (off), 0 (rate/10), 0 (off), 1000",
+			m.RateLimit, m.Burst, m.BreakerFailures, m.BreakerCooldownMs)
+	}
+}

@@ -21,6 +21,7 @@ type metrics struct {
 	commitTime   *prometheus.HistogramVec
 	committed    *prometheus.GaugeVec
 	highWater    *prometheus.GaugeVec
+	opened       *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -58,9 +59,12 @@ func newMetrics() *metrics {
 		highWater: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ktransfer_high_water_offset", Help: "Partition log end as last seen by the consumer.",
 		}, []string{"module", "partition"}),
+		opened: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ktransfer_breaker_opened_total", Help: "Times a backend's circuit breaker opened (breaker_failures in a row, or a failed trial).",
+		}, []string{"module", "backend"}),
 	}
 	m.reg.MustRegister(m.pushed, m.retried, m.failed, m.deadLettered, m.skipped, m.outOfRange, m.duration,
-		m.commitTime, m.committed, m.highWater, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.commitTime, m.committed, m.highWater, m.opened, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -85,15 +89,26 @@ type statusCollector struct{ status func() []ModuleStatus }
 var (
 	descWindow = prometheus.NewDesc("ktransfer_window_used", "Records dispatched and not yet committed (at most window_size).", []string{"module"}, nil)
 	descLag    = prometheus.NewDesc("ktransfer_lag", "Records between the committed offset and the partition's log end.", []string{"module", "partition"}, nil)
+	descState  = prometheus.NewDesc("ktransfer_backend_state", "A backend's circuit breaker: 0 closed, 1 half_open (a trial push), 2 open.", []string{"module", "backend"}, nil)
 )
 
-func (statusCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descWindow; ch <- descLag }
+// stateValues are ktransfer_backend_state's values.
+var stateValues = map[string]float64{stateClosed.String(): 0, stateHalfOpen.String(): 1, stateOpen.String(): 2}
+
+func (statusCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descWindow
+	ch <- descLag
+	ch <- descState
+}
 
 func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, m := range c.status() {
 		ch <- prometheus.MustNewConstMetric(descWindow, prometheus.GaugeValue, float64(m.WindowUsed), m.Name)
 		for _, p := range m.Partitions {
 			ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(p.Lag), m.Name, strconv.Itoa(int(p.Partition)))
+		}
+		for _, b := range m.Backends {
+			ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, stateValues[b.State], m.Name, b.Backend)
 		}
 	}
 }
@@ -120,6 +135,9 @@ func (s *moduleStats) skipped(reason string) {
 	} else {
 		s.skipMalformedC.Inc()
 	}
+}
+func (s *moduleStats) breakerOpened(backend string) prometheus.Counter {
+	return s.m.opened.WithLabelValues(s.name, backend)
 }
 func (s *moduleStats) commitTook(d time.Duration) { s.commitH.Observe(d.Seconds()) }
 func (s *moduleStats) committed(p int32, offset int64) {

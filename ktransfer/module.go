@@ -27,6 +27,9 @@ type module struct {
 	methods map[string]bool
 	stats   *moduleStats
 
+	limiter  *limiter  // rate_limit; nil: none
+	breakers *breakers // one per backend
+
 	// slots holds one token per record dispatched and not yet committed:
 	// a full channel pauses reading (window_size).
 	slots       chan struct{}
@@ -83,6 +86,7 @@ func newModule(cfg Module, t *Transfer) (*module, error) {
 	}
 	m.methods = methodSet(cfg)
 	m.sched = newScheduler(cfg)
+	m.limiter, m.breakers = newLimiter(cfg), newBreakers(cfg, m.stats)
 	m.reader = newReader(m, cl)
 	if cfg.WaitingQueueSize > 0 {
 		m.log.Info("waiting_queue_size has no effect (the window bounds the waiting records)")
@@ -310,15 +314,22 @@ func (m *module) handle(ctx context.Context, r *record, buf *[]byte) outcome {
 	base := time.Duration(m.cfg.FailRetryIntervalMs) * time.Millisecond
 	ceiling := time.Duration(m.cfg.MaxRetryIntervalMs) * time.Millisecond
 	for n := 0; ; n++ {
-		if ctx.Err() != nil || r.part != nil && !m.mayPush(r.part) {
+		from, count := first+n, len(m.pusher.backends)
+		if r.target != nil {
+			from, count = r.target.backend, 1 // retried to the same URL, waiting on its breaker alone
+		}
+		c, ok := m.choose(ctx, from, count)
+		if !ok {
 			return outUnfinished
 		}
-		backend := (first + n) % len(m.pusher.backends)
-		if r.target != nil {
-			backend = r.target.backend // retried to the same URL
+		if ctx.Err() != nil || r.part != nil && !m.mayPush(r.part) {
+			m.breakers.abandon(c)
+			return outUnfinished
 		}
+		backend := c.i
 		a := m.pusher.push(backend, r, buf)
 		v, reason := judge(a)
+		m.breakers.report(c, v)
 		switch v {
 		case pushed:
 			m.stats.pushed(time.Since(start))

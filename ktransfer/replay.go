@@ -64,6 +64,7 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 	}()
 	log = log.With("module", name, "dead_letter_topic", mc.DeadLetterTopic)
 	m := &module{cfg: mc, log: log, pusher: p, methods: methodSet(mc), stats: newMetrics().module(name), replaying: true}
+	m.limiter, m.breakers = newLimiter(mc), newBreakers(mc, m.stats) // the module's limit and breakers hold for a replay too
 
 	brokers, err := replayBrokers(cfg, log)
 	if err != nil {

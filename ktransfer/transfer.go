@@ -508,6 +508,8 @@ type ModuleStatus struct {
 	WindowUsed int               `json:"window_used"`
 	WindowSize int               `json:"window_size"`
 	Partitions []PartitionStatus `json:"partitions"`
+	// Backends are the circuit breakers, when breaker_failures is set.
+	Backends []BackendStatus `json:"backends,omitempty"`
 }
 
 // PartitionStatus is one partition in /status.
@@ -525,7 +527,8 @@ type PartitionStatus struct {
 func (t *Transfer) Status() []ModuleStatus {
 	var out []ModuleStatus
 	for _, m := range t.modules {
-		ms := ModuleStatus{Name: m.cfg.Name, Topic: m.cfg.Topic, WindowUsed: len(m.slots), WindowSize: m.cfg.WindowSize}
+		ms := ModuleStatus{Name: m.cfg.Name, Topic: m.cfg.Topic, WindowUsed: len(m.slots), WindowSize: m.cfg.WindowSize,
+			Backends: m.breakers.status()}
 		m.mu.Lock()
 		for id, p := range m.parts {
 			if p.tracker == nil {

@@ -1,0 +1,303 @@
+package ktransfer_test
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// arrivalsWithin counts the pushes b received in [from, from+d).
+func arrivalsWithin(b *backend, from time.Time, d time.Duration) int {
+	n := 0
+	for _, p := range b.got() {
+		if !p.at.Before(from) && p.at.Before(from.Add(d)) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestRateLimitHeld: with rate_limit 200, a backend that answers at once
+// receives 200 pushes a second (±10% over 10 s), although the module
+// could push far faster.
+func TestRateLimitHeld(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 4})
+	produceN(t, e, 0, 2600)
+	b := newBackend(t, nil)
+	m := module("m", "t", b.URL)
+	m.RateLimit = 200 // burst: the default, 20
+	e.start(t, m)
+	waitFor(t, "the first push", 20*time.Second, func() bool { return len(b.got()) > 0 })
+	first := b.got()[0].at
+	waitFor(t, "10 s of pushes", 15*time.Second, func() bool { return time.Since(first) > 10*time.Second+100*time.Millisecond })
+	n := arrivalsWithin(b, first, 10*time.Second)
+	t.Logf("%d pushes in the first 10 s at rate_limit 200 (burst 20)", n)
+	if n < 1800 || n > 2200 {
+		t.Errorf("%d pushes in 10 s, want 2000 ±10%%", n)
+	}
+}
+
+// TestRateLimitCountsRetries: every record's first push fails; the
+// retries take tokens too, so the backend sees rate_limit requests a
+// second, not twice that.
+func TestRateLimitCountsRetries(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 4})
+	produceN(t, e, 0, 300)
+	var mu sync.Mutex
+	tried := map[string]bool{}
+	b := newBackend(t, func(_ int, p push, w http.ResponseWriter) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !tried[p.body] {
+			tried[p.body] = true
+			w.WriteHeader(500)
+		}
+	})
+	m := module("m", "t", b.URL)
+	m.RateLimit = 50
+	e.start(t, m)
+	waitFor(t, "the first push", 20*time.Second, func() bool { return len(b.got()) > 0 })
+	first := b.got()[0].at
+	waitFor(t, "3 s of pushes", 10*time.Second, func() bool { return time.Since(first) > 3*time.Second+100*time.Millisecond })
+	n := arrivalsWithin(b, first, 3*time.Second)
+	t.Logf("%d requests (first attempts and retries) in 3 s at rate_limit 50 (burst 5)", n)
+	if n < 135 || n > 165 {
+		t.Errorf("%d requests in 3 s, want 150 ±10%%: retries must take tokens", n)
+	}
+}
+
+// closingBackend accepts connections and closes each at once, counting
+// them: a backend that is down (the push gets a transport error).
+type closingBackend struct {
+	addr  string
+	mu    sync.Mutex
+	conns []time.Time
+}
+
+func newClosingBackend(t *testing.T) *closingBackend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &closingBackend{addr: ln.Addr().String()}
+	var done sync.WaitGroup
+	done.Go(func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.mu.Lock()
+			c.conns = append(c.conns, time.Now())
+			c.mu.Unlock()
+			conn.Close()
+		}
+	})
+	t.Cleanup(func() { ln.Close(); done.Wait() })
+	return c
+}
+
+func (c *closingBackend) times() []time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]time.Time(nil), c.conns...)
+}
+
+// TestBreakerOneBackendDown: of two backends, one is down (answers 500,
+// or closes every connection). With breaker_failures 3 and a cooldown of
+// 200 ms, the other carries every record, and once the breaker opened the
+// dead one sees only trial pushes, spaced by the cooldown doubling after
+// each failed trial; /status and /metrics show its state.
+func TestBreakerOneBackendDown(t *testing.T) {
+	t.Run("status 500", func(t *testing.T) {
+		dead := newBackend(t, func(_ int, _ push, w http.ResponseWriter) { w.WriteHeader(500) })
+		testOneBackendDown(t, dead.Listener.Addr().String(), func() []time.Time {
+			var at []time.Time
+			for _, p := range dead.got() {
+				at = append(at, p.at)
+			}
+			return at
+		})
+	})
+	t.Run("connection closed", func(t *testing.T) {
+		dead := newClosingBackend(t)
+		testOneBackendDown(t, dead.addr, dead.times)
+	})
+}
+
+func testOneBackendDown(t *testing.T, deadAddr string, deadPushes func() []time.Time) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 4})
+	const n = 2000
+	produceN(t, e, 0, n)
+	good := newBackend(t, nil)
+	m := module("m", "t", deadAddr, good.URL)
+	m.WorkerNum, m.WindowSize = 100, 200
+	m.RateLimit = 400 // about 5 s of pushes
+	m.BreakerFailures, m.BreakerCooldownMs = 3, 200
+	_, admin := e.startAdmin(t, 0, m)
+	waitFor(t, "the dead backend's breaker to open", 20*time.Second, func() bool {
+		st := backendStates(t, admin)
+		return st[deadAddr].State == "open" && st[deadAddr].Failures >= 3
+	})
+	st := backendStates(t, admin)
+	if g := st[good.Listener.Addr().String()]; g.State != "closed" || g.Failures != 0 {
+		t.Errorf("/status of the good backend: %+v", g)
+	}
+	if st[deadAddr].TrialAt == nil || st[deadAddr].Since.IsZero() || st[deadAddr].CooldownMs < 200 {
+		t.Errorf("/status of the open backend: %+v", st[deadAddr])
+	}
+	metrics := get(t, admin+"/metrics")
+	dead, live := regexp.QuoteMeta(deadAddr), regexp.QuoteMeta(good.Listener.Addr().String())
+	for _, want := range []string{
+		`ktransfer_backend_state\{backend="` + dead + `",module="m"\} [12]`, // open, or half-open (a trial)
+		`ktransfer_backend_state\{backend="` + live + `",module="m"\} 0`,
+		`ktransfer_breaker_opened_total\{backend="` + dead + `",module="m"\} [1-9]`,
+	} {
+		if !regexp.MustCompile(`(?m)^` + want + `$`).MatchString(metrics) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	waitFor(t, "every record at the good backend", 30*time.Second, func() bool { return distinct(good) == n })
+	end := time.Now()
+
+	// The dead backend's requests: the run that opened the breaker (its
+	// pushes in flight then included; at most one per worker), then trials
+	// at least 200, 400, 800, … ms apart.
+	at := deadPushes()
+	trip := 1
+	for trip < len(at) && at[trip].Sub(at[trip-1]) < 150*time.Millisecond {
+		trip++
+	}
+	trials := at[trip:]
+	cooldown := 200 * time.Millisecond
+	prev := at[trip-1]
+	for i, tr := range trials {
+		if gap := tr.Sub(prev); gap < cooldown*9/10 {
+			t.Errorf("trial %d %v after the previous push, want >= the cooldown %v", i+1, gap, cooldown)
+		}
+		prev, cooldown = tr, cooldown*2
+	}
+	// 200+400+800+1600 ms: four trials fit in the 3 s after the opening.
+	span := end.Sub(at[trip-1])
+	t.Logf("dead backend: %d requests opening the breaker, then %d trials over %v; good backend: %d pushes",
+		trip, len(trials), span.Round(time.Millisecond), len(good.got()))
+	if trip > m.BreakerFailures+m.WorkerNum {
+		t.Errorf("%d requests before the breaker opened, want at most breaker_failures + worker_num", trip)
+	}
+	if span > 3100*time.Millisecond && len(trials) < 3 {
+		t.Errorf("%d trials in %v, want one after each cooldown", len(trials), span)
+	}
+}
+
+// TestBreakerAllBackendsDown: both backends fail. Once both breakers are
+// open, the records wait for a trial instead of retrying: they are not
+// given up although max_retry_times is 12 (without the breaker they would
+// be within about a second), the backends see only trials, and the
+// process does not spin. When the backends are back, everything is pushed.
+func TestBreakerAllBackendsDown(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	var healthy atomic.Bool
+	respond := func(_ int, _ push, w http.ResponseWriter) {
+		if !healthy.Load() {
+			w.WriteHeader(503)
+		}
+	}
+	a, b := newBackend(t, respond), newBackend(t, respond)
+	var recs [][2]string
+	for i := range 5 {
+		recs = append(recs, [2]string{"k" + strconv.Itoa(i), strconv.Itoa(i)})
+	}
+	e.produce(t, "t", recs)
+	m := module("m", "t", a.URL, b.URL)
+	m.WorkerNum = 100
+	m.MaxRetryTimes = 12
+	m.BreakerFailures, m.BreakerCooldownMs = 2, 250
+	r := e.start(t, m)
+	waitFor(t, "both breakers open", 20*time.Second, func() bool {
+		for _, s := range r.tr.Status()[0].Backends {
+			if s.State == "closed" {
+				return false
+			}
+		}
+		return true
+	})
+	opened := time.Now()
+	cpu := cpuTime(t)
+	time.Sleep(2500 * time.Millisecond)
+	used := cpuTime(t) - cpu
+	requests := len(a.got()) + len(b.got())
+	// 5 first attempts, at most 2 more failures each to open the two
+	// breakers, then per backend trials 250, 500, 1000 ms after it opened.
+	t.Logf("2.5 s with both backends open: %d requests in all, %v of CPU", requests, used)
+	if requests > 5+2*2+2*3+2 {
+		t.Errorf("%d requests: retries did not wait for the breakers", requests)
+	}
+	if used > time.Second {
+		t.Errorf("%v of CPU in 2.5 s of waiting: the workers spin", used)
+	}
+	if got := e.storedOffset(t, "m", "t", 0); got != "0" && got[0] != '<' {
+		t.Errorf("stored offset %s while every backend is down: records were given up", got)
+	}
+	healthy.Store(true)
+	waitFor(t, "the records pushed once the backends are back", 5*time.Second+time.Since(opened), func() bool {
+		return e.storedOffset(t, "m", "t", 0) == "5"
+	})
+	// A trial closed at least one (the other may have had no push to try).
+	closed := 0
+	for _, s := range r.tr.Status()[0].Backends {
+		if s.State == "closed" && s.Failures == 0 {
+			closed++
+		}
+	}
+	if closed == 0 {
+		t.Errorf("no backend closed after recovery: %+v", r.tr.Status()[0].Backends)
+	}
+}
+
+// cpuTime is the process's CPU time so far.
+func cpuTime(t *testing.T) time.Duration {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// backendStates is GET /status's breakers of module m, by backend.
+func backendStates(t *testing.T, admin string) map[string]ktransfer.BackendStatus {
+	t.Helper()
+	var st []ktransfer.ModuleStatus
+	if err := json.Unmarshal([]byte(get(t, admin+"/status")), &st); err != nil {
+		t.Fatalf("/status: %v", err)
+	}
+	out := map[string]ktransfer.BackendStatus{}
+	for _, b := range st[0].Backends {
+		out[b.Backend] = b
+	}
+	return out
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
+}

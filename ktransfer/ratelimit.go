@@ -1,0 +1,77 @@
+package ktransfer
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// limiter is a module's rate_limit: a token bucket of burst tokens filled
+// at rate tokens per second, shared by the module's workers. Every push
+// attempt takes a token, retries and breaker trials included: the limit
+// protects the backends, and they see every attempt.
+//
+// A caller reserves its token at once and sleeps until it is due (tokens
+// go negative while callers wait), so waiting callers are served in the
+// order they asked, each exactly 1/rate after the one before.
+type limiter struct {
+	rate  float64 // tokens per second
+	burst float64
+
+	mu     sync.Mutex
+	tokens float64   // may be negative: tokens reserved by waiting callers
+	last   time.Time // when tokens was last brought up to date
+}
+
+// newLimiter returns m's limiter, nil without a rate_limit.
+func newLimiter(m Module) *limiter {
+	if m.RateLimit <= 0 {
+		return nil
+	}
+	b := float64(m.burst())
+	return &limiter{rate: m.RateLimit, burst: b, tokens: b, last: time.Now()}
+}
+
+// wait takes a token, waiting until it is due; it reports false, the
+// token given back, when ctx ends first. A nil limiter never waits.
+func (l *limiter) wait(ctx context.Context) bool {
+	if l == nil {
+		return ctx.Err() == nil
+	}
+	d := l.reserve(time.Now())
+	if sleep(ctx, d) {
+		return true
+	}
+	l.giveBack(time.Now())
+	return false
+}
+
+// reserve takes a token and returns how long until it is due.
+func (l *limiter) reserve(now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.advance(now)
+	l.tokens--
+	if l.tokens >= 0 {
+		return 0
+	}
+	return time.Duration(-l.tokens / l.rate * float64(time.Second))
+}
+
+// giveBack returns a reserved token that was not used: the callers
+// waiting behind it are not served earlier (their times are set), but the
+// next one to ask is.
+func (l *limiter) giveBack(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.advance(now)
+	l.tokens = min(l.tokens+1, l.burst)
+}
+
+// advance adds the tokens earned since l.last, up to burst.
+func (l *limiter) advance(now time.Time) {
+	if now.After(l.last) {
+		l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
+		l.last = now
+	}
+}

@@ -1,0 +1,58 @@
+package ktransfer
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+func TestLimiterReserve(t *testing.T) {
+	t0 := time.Now()
+	l := &limiter{rate: 10, burst: 2, tokens: 2, last: t0}
+	ms := time.Millisecond
+	for i, step := range []struct {
+		at   time.Duration // since t0
+		want time.Duration
+	}{
+		{0, 0}, {0, 0}, // the burst
+		{0, 100 * ms}, {0, 200 * ms}, {0, 300 * ms}, // then one per 1/rate, in the order asked
+		{100 * ms, 300 * ms},                                                    // a token earned meanwhile is already reserved
+		{2 * time.Second, 0}, {2 * time.Second, 0}, {2 * time.Second, 100 * ms}, // refilled up to burst, not beyond
+	} {
+		got := l.reserve(t0.Add(step.at))
+		if d := got - step.want; d < -ms || d > ms {
+			t.Fatalf("step %d at %v: wait %v, want %v", i, step.at, got, step.want)
+		}
+	}
+	// The last one is given back: the next caller gets its time.
+	l.giveBack(t0.Add(2 * time.Second))
+	if got := l.reserve(t0.Add(2 * time.Second)); got < 99*ms || got > 101*ms {
+		t.Errorf("after a token was given back: wait %v, want 100ms", got)
+	}
+}
+
+func TestLimiterWaitStopsOnCancel(t *testing.T) {
+	l := newLimiter(Module{RateLimit: 0.5}) // a token every 2 s, burst 1
+	if l.burst != 1 {
+		t.Fatalf("burst %v, want the default max(1, rate/10) = 1", l.burst)
+	}
+	if !l.wait(context.Background()) {
+		t.Fatal("the first token must be there")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if l.wait(ctx) {
+		t.Fatal("wait took a token not due for 2 s within 50 ms")
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("wait returned %v after its context ended", d)
+	}
+	if newLimiter(Module{}) != nil {
+		t.Error("no rate_limit must mean no limiter")
+	}
+	var none *limiter
+	if !none.wait(context.Background()) {
+		t.Error("no limiter must not wait")
+	}
+}
