@@ -21,6 +21,8 @@ type metrics struct {
 	commitTime   *prometheus.HistogramVec
 	committed    *prometheus.GaugeVec
 	highWater    *prometheus.GaugeVec
+	reloads      *prometheus.CounterVec
+	reloadOK     prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -58,9 +60,20 @@ func newMetrics() *metrics {
 		highWater: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ktransfer_high_water_offset", Help: "Partition log end as last seen by the consumer.",
 		}, []string{"module", "partition"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ktransfer_config_reloads_total", Help: "Configuration reloads (SIGHUP) by result: ok, or refused (the running configuration kept).",
+		}, []string{"result"}),
+		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ktransfer_config_last_reload_ok", Help: "1 when the latest reload was applied (or none was asked for), 0 when it was refused; /status says why.",
+		}),
 	}
+	m.reloadOK.Set(1)
 	m.reg.MustRegister(m.pushed, m.retried, m.failed, m.deadLettered, m.skipped, m.outOfRange, m.duration,
-		m.commitTime, m.committed, m.highWater, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.commitTime, m.committed, m.highWater, m.reloads, m.reloadOK,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, r := range []string{reloadOK, reloadRefused} {
+		m.reloads.WithLabelValues(r) // both series from the start, at 0
+	}
 	return m
 }
 
