@@ -362,3 +362,46 @@ func TestReloadRefusesBadFiles(t *testing.T) {
 		t.Errorf("%d records pushed twice", repeated)
 	}
 }
+
+// TestShutdownDuringReloadIsBounded: a reload removes a module whose
+// backend never answers (no read timeout: its push cannot be interrupted),
+// and the process is stopped while that module is handing over. The stop
+// is bounded by shutdown_timeout_ms (the push is abandoned, its record
+// uncommitted), not by the backend, and the other module hands over cleanly.
+func TestShutdownDuringReloadIsBounded(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "h", Partitions: 1})
+	ok := newBackend(t, nil)
+	unblock := make(chan struct{})
+	var hanging atomic.Int64
+	hang := newBackend(t, func(int, push, http.ResponseWriter) { hanging.Add(1); <-unblock })
+	t.Cleanup(func() { close(unblock) }) // before the backend's Close, which waits for its requests
+	c := e.reloadConf(t, "m", "h")
+	c.module(t, "m", "t", "m", ok.URL, "")
+	c.module(t, "h", "h", "h", hang.URL, "")
+	r := startConf(t, c, nil)
+	produceN(t, e, 0, 100)
+	e.produce(t, "h", [][2]string{{"k", "1"}})
+	waitFor(t, "m's records and h's push hanging", 20*time.Second, func() bool { return distinct(ok) == 100 && hanging.Load() > 0 })
+
+	c.enable(t, "", "m")
+	r.tr.RequestReload()
+	waitFor(t, "h deregistered: the reload is handing it over", 10*time.Second, func() bool {
+		ids, _, err := e.conn.Children(zklayout.ConsumerIDs(chroot, "h"))
+		return err == nil && len(ids) == 0
+	})
+	start := time.Now()
+	if err := r.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	took := time.Since(start)
+	t.Logf("stopped %v after the stop, during a reload waiting on a push that never ends (shutdown_timeout_ms 3000)", took.Round(time.Millisecond))
+	if took > 3*time.Second+3*time.Second {
+		t.Errorf("stop took %v; shutdown_timeout_ms is 3s", took)
+	}
+	if got := e.storedOffset(t, "m", "t", 0); got != "100" {
+		t.Errorf("m's stored offset %s, want 100", got)
+	}
+	if o := e.owners(t, "m", "t"); len(o) != 0 {
+		t.Errorf("owner nodes left after the stop: %v", o)
+	}
+}
