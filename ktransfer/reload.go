@@ -140,9 +140,9 @@ func (t *Transfer) Reload(ctx context.Context) error {
 	start := time.Now()
 	st, err := t.reload(ctx)
 	st.At, st.TookMs = start, time.Since(start).Milliseconds()
-	t.metrics.reloadOK.Set(0)
 	if err != nil {
 		st.Result, st.Error = reloadRefused, err.Error()
+		t.metrics.reloadOK.Set(0)
 		for _, problem := range strings.Split(err.Error(), "\n") {
 			t.log.Error("configuration reload refused; the running configuration is kept", "file", t.cfg.file, "problem", problem)
 		}
