@@ -5,8 +5,11 @@
 package ktransfer
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"math"
 	"os"
 	"path/filepath"
@@ -48,6 +51,10 @@ type Config struct {
 
 	// file is the file LoadConfig read; "" for a Config built in code.
 	file string
+	// hash identifies the contents of the files LoadConfig read
+	// (ktransfer.yaml, then each enabled module's file): the first 12 hex
+	// digits of their SHA-256.
+	hash string
 	// adminAddrDefault is set by LoadConfig when the file does not set
 	// admin_addr: a taken default port is then replaced by a free one.
 	adminAddrDefault bool
@@ -160,7 +167,12 @@ func LoadConfig(path string) (Config, error) {
 	// ("admin_addr:" with no value keeps the default, as for every key).
 	def := cfg.AdminAddr
 	cfg.AdminAddr = adminAddrUnset
-	err := config.Load(path, &cfg)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		err = fmt.Errorf("read config: %w", err)
+	} else {
+		err = config.Decode(path, data, &cfg)
+	}
 	if cfg.AdminAddr == adminAddrUnset {
 		cfg.AdminAddr, cfg.adminAddrDefault = def, true
 	}
@@ -168,6 +180,8 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return cfg, err
 	}
+	sum := sha256.New()
+	hashFile(sum, path, data)
 	var errs []error
 	if err := cfg.Validate(path); err != nil {
 		errs = append(errs, err)
@@ -181,28 +195,43 @@ func LoadConfig(path string) (Config, error) {
 			errs = append(errs, fmt.Errorf("%s: module_enabled: module %s: no usable file %s (module_conf_dir/<name>.yaml): %w", path, name, file, errors.Unwrap(err)))
 			continue
 		}
-		m, err := LoadModule(file)
+		m, data, err := loadModule(file)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
+		hashFile(sum, file, data)
 		cfg.Modules = append(cfg.Modules, m)
 	}
+	cfg.hash = hex.EncodeToString(sum.Sum(nil))[:12]
 	return cfg, errors.Join(errs...)
+}
+
+// hashFile adds one file's name and contents to the configuration's hash.
+func hashFile(sum hash.Hash, name string, data []byte) {
+	fmt.Fprintf(sum, "%s\x00%d\x00", name, len(data))
+	sum.Write(data)
 }
 
 // LoadModule reads and validates one module file.
 func LoadModule(file string) (Module, error) {
+	m, _, err := loadModule(file)
+	return m, err
+}
+
+// loadModule is LoadModule, also returning the file's contents.
+func loadModule(file string) (Module, []byte, error) {
 	m := DefaultModule()
 	m.File = file
 	m.Name = trimExt(filepath.Base(file))
-	if _, err := os.Stat(file); err != nil {
-		return m, fmt.Errorf("module %s: %w", m.Name, err)
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return m, nil, fmt.Errorf("module %s: %w", m.Name, err)
 	}
-	if err := config.Load(file, &m); err != nil {
-		return m, err
+	if err := config.Decode(file, data, &m); err != nil {
+		return m, data, err
 	}
-	return m, m.Validate()
+	return m, data, m.Validate()
 }
 
 func trimExt(s string) string { return s[:len(s)-len(filepath.Ext(s))] }

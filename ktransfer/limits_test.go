@@ -279,12 +279,12 @@ func cpuTime(t *testing.T) time.Duration {
 // backendStates is GET /status's breakers of module m, by backend.
 func backendStates(t *testing.T, admin string) map[string]ktransfer.BackendStatus {
 	t.Helper()
-	var st []ktransfer.ModuleStatus
+	var st struct{ Modules []ktransfer.ModuleStatus }
 	if err := json.Unmarshal([]byte(get(t, admin+"/status")), &st); err != nil {
 		t.Fatalf("/status: %v", err)
 	}
 	out := map[string]ktransfer.BackendStatus{}
-	for _, b := range st[0].Backends {
+	for _, b := range st.Modules[0].Backends {
 		out[b.Backend] = b
 	}
 	return out

@@ -22,6 +22,8 @@ type metrics struct {
 	committed    *prometheus.GaugeVec
 	highWater    *prometheus.GaugeVec
 	opened       *prometheus.CounterVec
+	reloads      *prometheus.CounterVec
+	reloadOK     prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -62,9 +64,20 @@ func newMetrics() *metrics {
 		opened: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ktransfer_breaker_opened_total", Help: "Times a backend's circuit breaker opened (breaker_failures in a row, or a failed trial).",
 		}, []string{"module", "backend"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ktransfer_config_reloads_total", Help: "Configuration reloads (SIGHUP) by result: ok, or refused (the running configuration kept).",
+		}, []string{"result"}),
+		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ktransfer_config_last_reload_ok", Help: "1 when the latest reload was applied (or none was asked for), 0 when it was refused; /status says why.",
+		}),
 	}
+	m.reloadOK.Set(1)
 	m.reg.MustRegister(m.pushed, m.retried, m.failed, m.deadLettered, m.skipped, m.outOfRange, m.duration,
-		m.commitTime, m.committed, m.highWater, m.opened, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.commitTime, m.committed, m.highWater, m.opened, m.reloads, m.reloadOK,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, r := range []string{reloadOK, reloadRefused} {
+		m.reloads.WithLabelValues(r) // both series from the start, at 0
+	}
 	return m
 }
 

@@ -39,7 +39,6 @@ type Transfer struct {
 	log     *slog.Logger
 	zk      *zk.Conn
 	metrics *metrics
-	modules []*module
 	adminLn net.Listener
 	admin   *http.Server
 
@@ -74,6 +73,21 @@ type Transfer struct {
 	answeredSID atomic.Int64
 	grantedMs   atomic.Int64
 
+	// modules are the running modules; a reload replaces the list.
+	modulesMu sync.Mutex
+	modules   []*module
+
+	// Reloads (reload.go). reloadReq holds one request: a SIGHUP during a
+	// reload queues one more. reloadMu makes reloads one at a time and
+	// guards runner, setLevel and logLevel.
+	reloadReq chan struct{}
+	reloadMu  sync.Mutex
+	runner    *runner // where Run runs the modules; nil when not running
+	setLevel  func(logLevel int) bool
+	logLevel  int // in effect
+	confMu    sync.Mutex
+	conf      ConfigStatus // guarded by confMu
+
 	closeOnce sync.Once
 }
 
@@ -86,8 +100,10 @@ func New(cfg Config, log *slog.Logger) (*Transfer, error) {
 	if len(cfg.Modules) == 0 {
 		return nil, errors.New("no module loaded: use LoadConfig, which reads module_enabled's files")
 	}
-	t := &Transfer{cfg: cfg, log: log, metrics: newMetrics(), id: instanceID(), started: time.Now(), zkUp: true}
+	t := &Transfer{cfg: cfg, log: log, metrics: newMetrics(), id: instanceID(), started: time.Now(), zkUp: true,
+		reloadReq: make(chan struct{}, 1), logLevel: cfg.LogLevel}
 	t.base = time.Now()
+	t.conf = ConfigStatus{File: cfg.file, Hash: cfg.hash, LoadedAt: t.started}
 	t.metrics.reg.MustRegister(statusCollector{t.Status})
 	ok := false
 	defer func() {
@@ -341,7 +357,7 @@ func (t *Transfer) watchSession(ctx context.Context) {
 			t.zkUp = true
 			t.zkMu.Unlock()
 			t.log.Info("zookeeper answers again; rejoining", "session", fmt.Sprintf("%#x", sid))
-			for _, m := range t.modules {
+			for _, m := range t.liveModules() {
 				m.wake()
 			}
 		}
@@ -366,7 +382,7 @@ func (t *Transfer) giveUp(why string) {
 	t.zkMu.Unlock()
 	if was {
 		t.log.Error("zookeeper session lost; stopping every partition", "why", why)
-		for _, m := range t.modules {
+		for _, m := range t.liveModules() {
 			m.dropAll()
 		}
 	}
@@ -395,7 +411,7 @@ func (t *Transfer) Run(ctx context.Context) error {
 	if t.admin != nil {
 		go func() { _ = t.admin.Serve(t.adminLn) }()
 	}
-	for _, m := range t.modules {
+	for _, m := range t.liveModules() {
 		if _, err := t.partitions(ctx, m.cfg.Topic); err != nil {
 			if ctx.Err() != nil { // stopped while starting: not a failure
 				return t.Close()
@@ -407,32 +423,53 @@ func (t *Transfer) Run(ctx context.Context) error {
 	defer stopSession()
 	go t.heartbeat(sessionCtx)
 	go t.watchSession(sessionCtx)
-	errc := make(chan error, len(t.modules))
-	var wg sync.WaitGroup
-	for _, m := range t.modules {
-		wg.Go(func() {
-			if err := m.run(readCtx, pushCtx); err != nil {
-				errc <- fmt.Errorf("module %s: %w", m.cfg.Name, err)
-			}
-		})
+	r := &runner{readCtx: readCtx, pushCtx: pushCtx, errc: make(chan error, 1), running: map[*module]*moduleRun{}}
+	t.reloadMu.Lock()
+	for _, m := range t.liveModules() {
+		r.start(m)
 	}
-	t.log.Info("ktransfer running", "modules", len(t.modules), "instance", t.id)
+	t.runner = r
+	t.reloadMu.Unlock()
+	var reloads sync.WaitGroup
+	reloads.Go(func() { t.reloadLoop(readCtx) })
+	t.log.Info("ktransfer running", "modules", len(t.liveModules()), "instance", t.id)
 	var runErr error
 	select {
 	case <-ctx.Done():
-	case runErr = <-errc:
+	case runErr = <-r.errc:
 	}
-	// Shutdown order: 1. stop reading; 2. let in-flight pushes finish,
+	// Shutdown order: 1. stop reading; a reload in progress ends, bounded
+	// as below, and none starts any more; 2. let in-flight pushes finish,
 	// bounded by shutdown_timeout_ms, after which retries are cut short
 	// (those records stay uncommitted); 3. every module commits and deletes
 	// its owner nodes (in module.run): the partitions move at once; 4. close
 	// Kafka, then ZooKeeper, which removes the ids/ registration (Close).
 	t.log.Info("shutting down")
 	stopReading()
+	reloads.Wait()
+	t.reloadMu.Lock()
+	t.runner = nil
+	t.reloadMu.Unlock()
 	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	go func() { r.wg.Wait(); close(done) }()
+	t.awaitStop(done, stopPushing)
+	stopSession() // closing the client is not a lost session
+	if err := t.Close(); err != nil && runErr == nil {
+		runErr = err
+	}
+	t.log.Info("stopped")
+	return runErr
+}
+
+// awaitStop waits for done, closed when modules whose reading was stopped
+// have handed their partitions over: shutdown_timeout_ms for the pushes in
+// flight, after which retries are cut short (stopPushing; those records
+// stay uncommitted), then at most two session timeouts more. It reports
+// whether done was closed.
+func (t *Transfer) awaitStop(done <-chan struct{}, stopPushing func()) bool {
 	select {
 	case <-done:
+		return true
 	case <-time.After(time.Duration(t.cfg.ShutdownTimeoutMs) * time.Millisecond):
 		t.log.Warn("in-flight pushes still running at shutdown_timeout_ms; cutting them short")
 		stopPushing()
@@ -440,16 +477,19 @@ func (t *Transfer) Run(ctx context.Context) error {
 		// gives up on it: bounded here, the rest is cut short by Close.
 		select {
 		case <-done:
+			return true
 		case <-time.After(2*t.sessionTimeout() + 2*time.Second):
-			t.log.Error("modules still stopping (ZooKeeper not answering); exiting without them")
+			t.log.Error("modules still stopping (ZooKeeper not answering); going on without them")
+			return false
 		}
 	}
-	stopSession() // closing the client is not a lost session
-	if err := t.Close(); err != nil && runErr == nil {
-		runErr = err
-	}
-	t.log.Info("stopped")
-	return runErr
+}
+
+// liveModules is the running modules, in module_enabled's order.
+func (t *Transfer) liveModules() []*module {
+	t.modulesMu.Lock()
+	defer t.modulesMu.Unlock()
+	return slices.Clone(t.modules)
 }
 
 // Close releases what New acquired; idempotent.
@@ -463,7 +503,7 @@ func (t *Transfer) Close() error {
 			t.adminLn.Close()
 		}
 		// Dead letters are written synchronously: nothing is buffered.
-		for _, m := range t.modules {
+		for _, m := range t.liveModules() {
 			m.reader.cl.Close()
 		}
 		if t.client != nil {
@@ -481,7 +521,7 @@ func (t *Transfer) adminMux() *http.ServeMux {
 	mux.Handle("/metrics", promhttp.HandlerFor(t.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(t.Status())
+		_ = json.NewEncoder(w).Encode(StatusReport{Config: t.ConfigStatus(), Modules: t.Status()})
 	})
 	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) {
 		// The process's own view first: after it gave the session up (its
@@ -499,6 +539,12 @@ func (t *Transfer) adminMux() *http.ServeMux {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
+}
+
+// StatusReport is /status: the configuration in use and every module.
+type StatusReport struct {
+	Config  ConfigStatus   `json:"config"`
+	Modules []ModuleStatus `json:"modules"`
 }
 
 // ModuleStatus is one module in /status.
@@ -526,7 +572,7 @@ type PartitionStatus struct {
 // Status reports every module and partition.
 func (t *Transfer) Status() []ModuleStatus {
 	var out []ModuleStatus
-	for _, m := range t.modules {
+	for _, m := range t.liveModules() {
 		ms := ModuleStatus{Name: m.cfg.Name, Topic: m.cfg.Topic, WindowUsed: len(m.slots), WindowSize: m.cfg.WindowSize,
 			Backends: m.breakers.status()}
 		m.mu.Lock()

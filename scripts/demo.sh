@@ -173,8 +173,12 @@ grep '^push.* /callback/' "$work/backend.log" | sed 's/^/    /'
 owned() { curl -s "127.0.0.1:$1/status" | grep -o '"name":"[a-z_0-9]*"\|"partition":[0-9]*' | sed 's/"name":"\(.*\)"/\1:/; s/"partition"://' | tr '\n' ' '; }
 
 step "a second ktransfer process (conf/ktransfer_2.yaml) joins: the partitions are shared"
-bin/ktransfer_bin -f conf/ktransfer_2.yaml &
-pids+=($!)
+echo "(run from a copy whose module_conf_dir is a copy of conf/modules: a later step edits a module file)"
+cp -r conf/modules "$work/modules"
+sed "s|^module_conf_dir: .*|module_conf_dir: $work/modules|" conf/ktransfer_2.yaml >"$work/ktransfer_2.yaml"
+bin/ktransfer_bin -f "$work/ktransfer_2.yaml" &
+kt2=$!
+pids+=($kt2)
 wait_for "the second ktransfer" 30 curl -sf 127.0.0.1:5051/health
 count() { curl -s "127.0.0.1:$1/status" | grep -o '"partition":[0-9]*' | wc -l; }
 shared() { [ "$(count 5050)" -eq 4 ] && [ "$(count 5051)" -eq 4 ]; }
@@ -205,6 +209,21 @@ send() { # send N: N TestUserName records for alice, carol and dave each
 	done
 }
 lagging() { [ "$(curl -s "127.0.0.1:55325/delay?format=zabbix" | awk '/\.delay /{s+=$3} END{print s+0}')" -gt 0 ]; }
+
+step "reload (SIGHUP): process 2's test_module_2 pushes to /all2/ instead of /all/"
+# confhash PORT: the configuration's hash in a process's /status.
+confhash() { curl -s "127.0.0.1:$1/status" | grep -o '"hash":"[0-9a-f]*"' | head -1 | cut -d'"' -f4; }
+before=$(confhash 5051)
+sed -i 's|^ uri: /all/| uri: /all2/|' "$work/modules/test_module_2.yaml"
+kill -HUP "$kt2"
+reloaded() { [ "$(confhash 5051)" != "$before" ]; }
+wait_for "process 2's new configuration hash" 20 reloaded
+echo "process 2's /status config.hash: $before -> $(confhash 5051); last reload: $(curl -s 127.0.0.1:5051/status | grep -o '"last_reload":{[^}]*}' | grep -o '"result":"[a-z]*"\|"restarted":\[[^]]*\]' | tr '\n' ' ')"
+send 2
+wait_for "pushes at /all2/ (test_module_2 restarted on process 2; test_module_1 untouched)" 20 pushed /all2/ 1
+echo "pushes at /all2/ so far: $(grep -c '^push.* /all2/' "$work/backend.log") (process 1 still pushes its share at /all/)"
+echo "$(grep -c 'configuration reloaded' log/ktransfer_2/ktransfer.log) reload(s) in log/ktransfer_2/ktransfer.log"
+wait_for "lag to return to 0" 60 caught_up
 
 step "the backend stops for a moment: lag rises, then recovers"
 stop_pids "$backend"

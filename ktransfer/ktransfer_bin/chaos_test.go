@@ -644,10 +644,13 @@ func windowsUsed(client *http.Client, admin string) ([]moduleWindow, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("/status: %s", resp.Status)
 	}
-	var out []moduleWindow
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+	var status struct {
+		Modules []moduleWindow `json:"modules"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&status); err != nil {
 		return nil, fmt.Errorf("/status: %w", err)
 	}
+	out := status.Modules
 	if len(out) != len(chaosModules) {
 		return out, fmt.Errorf("/status lists %d modules, want %d", len(out), len(chaosModules))
 	}

@@ -22,6 +22,17 @@ type Service interface {
 	Close() error
 }
 
+// Reloader is a Service that reads its configuration again on SIGHUP.
+type Reloader interface {
+	// RequestReload asks for a reload and returns at once: the service
+	// reloads in Run, one reload at a time.
+	RequestReload()
+	// SetLevelFunc gives the service the way to apply a new log_level to
+	// the log; set reports false when the change needs a restart. Called
+	// before Run.
+	SetLevelFunc(set func(logLevel int) bool)
+}
+
 // Program describes one binary.
 type Program[C any] struct {
 	Name        string // "kproxy": the log file is <log_dir>/kproxy.log
@@ -64,7 +75,6 @@ func (p Program[C]) Main(args []string) int {
 	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	go log.ReopenOn(hup, ctx.Done())
 
 	svc, err := p.New(cfg, log.Logger)
 	if err != nil {
@@ -73,6 +83,12 @@ func (p Program[C]) Main(args []string) int {
 		return 1
 	}
 	defer svc.Close()
+	var reload func()
+	if r, ok := svc.(Reloader); ok {
+		r.SetLevelFunc(log.SetLevel)
+		reload = r.RequestReload
+	}
+	go log.ReopenOn(hup, ctx.Done(), reload)
 	p.Started(log.Logger, svc, cfg)
 	if err := svc.Run(ctx); err != nil {
 		log.Error("stopped with error", "err", err)

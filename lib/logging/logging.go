@@ -45,7 +45,8 @@ func Level(logLevel int) (slog.Level, bool) {
 // external rotation (logrotate's rename + SIGHUP), or to standard error.
 type Logger struct {
 	*slog.Logger
-	out *File
+	out   *File
+	level *slog.LevelVar // nil when log_level was 0 at start: nothing is written
 }
 
 // New builds the logger of the binary called name. With dir empty it writes
@@ -68,8 +69,25 @@ func New(dir string, logLevel int, name string) (*Logger, error) {
 		}
 		w = f
 	}
-	h := slog.NewTextHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: levelNames})
-	return &Logger{Logger: slog.New(h), out: f}, nil
+	lv := new(slog.LevelVar)
+	lv.Set(level)
+	h := slog.NewTextHandler(w, &slog.HandlerOptions{Level: lv, ReplaceAttr: levelNames})
+	return &Logger{Logger: slog.New(h), out: f, level: lv}, nil
+}
+
+// SetLevel applies a new log_level to the running logger (0 silences it).
+// It reports false when the logger was built with log_level 0: it has no
+// file or handler to write to, and only a restart gives it one.
+func (l *Logger) SetLevel(logLevel int) bool {
+	if l.level == nil {
+		return logLevel == 0
+	}
+	level, on := Level(logLevel)
+	if !on {
+		level = slog.LevelError + 1 // above everything written
+	}
+	l.level.Set(level)
+	return true
 }
 
 // Reopen reopens the log file, if there is one; call it on SIGHUP.
@@ -141,13 +159,17 @@ func (f *File) Close() error {
 }
 
 // ReopenOn reopens the log file each time a value arrives on sig (wire it
-// to SIGHUP for logrotate), until done is closed.
-func (l *Logger) ReopenOn(sig <-chan os.Signal, done <-chan struct{}) {
+// to SIGHUP for logrotate), and then calls then (when not nil), until done
+// is closed.
+func (l *Logger) ReopenOn(sig <-chan os.Signal, done <-chan struct{}, then func()) {
 	for {
 		select {
 		case <-sig:
 			if err := l.Reopen(); err != nil {
 				l.Error("reopen log file", "err", err)
+			}
+			if then != nil {
+				then()
 			}
 		case <-done:
 			return

@@ -65,3 +65,34 @@ func TestLevelZeroWritesNothing(t *testing.T) {
 		t.Errorf("log file created at log_level 0")
 	}
 }
+
+// TestSetLevel: a reload's new log_level applies to the running logger;
+// 0 silences it; a logger built with 0 has nowhere to write and says so.
+func TestSetLevel(t *testing.T) {
+	dir := t.TempDir()
+	l, err := New(dir, 2, "ktransfer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	l.Info("hidden at level 2")
+	if !l.SetLevel(8) {
+		t.Fatal("SetLevel(8) refused")
+	}
+	l.Debug("shown at level 8")
+	if !l.SetLevel(0) {
+		t.Fatal("SetLevel(0) refused")
+	}
+	l.Error("hidden at level 0")
+	data, _ := os.ReadFile(filepath.Join(dir, "ktransfer.log"))
+	if s := string(data); strings.Contains(s, "hidden") || !strings.Contains(s, "shown at level 8") {
+		t.Errorf("log:\n%s", s)
+	}
+	off, err := New(dir, 0, "off")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off.SetLevel(4) || !off.SetLevel(0) {
+		t.Error("a logger built with log_level 0 must refuse a level that writes, and accept 0")
+	}
+}

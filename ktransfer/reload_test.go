@@ -1,0 +1,407 @@
+package ktransfer_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
+)
+
+// confDir is one process's ktransfer.yaml and module files, reaching
+// ZooKeeper at zk and Kafka at brokers.
+type confDir struct {
+	dir, path, zk string
+	brokers       []string
+}
+
+// reloadConf writes a ktransfer.yaml reaching e that enables modules, in a
+// directory of its own.
+func (e *env) reloadConf(t *testing.T, modules ...string) confDir {
+	t.Helper()
+	dir := t.TempDir()
+	c := confDir{dir: dir, path: filepath.Join(dir, "ktransfer.yaml"), zk: e.zkAdr, brokers: e.kafka.ListenAddrs()}
+	if err := os.MkdirAll(filepath.Join(dir, "modules"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c.enable(t, "", modules...)
+	return c
+}
+
+// enable rewrites ktransfer.yaml to enable modules, with extra lines at
+// its end.
+func (c confDir) enable(t *testing.T, extra string, modules ...string) {
+	t.Helper()
+	data := fmt.Sprintf("zk_chroot: %s\nzk_hosts: [%s]\nbroker_hosts: [%s]\nmodule_conf_dir: %s\nmodule_enabled: [%s]\n"+
+		"admin_addr: \"\"\nshutdown_timeout_ms: 3000\n%s", chroot, c.zk, strings.Join(c.brokers, ", "),
+		filepath.Join(c.dir, "modules"), strings.Join(modules, ", "), extra)
+	if err := os.WriteFile(c.path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// module writes modules/<name>.yaml: topic pushed to backend at
+// /<path>/{#TOPIC}, with extra lines.
+func (c confDir) module(t *testing.T, name, topic, path, backend, extra string) {
+	t.Helper()
+	data := fmt.Sprintf("topic: %s\nprotocol:\n name: http\n uri: /%s/{#TOPIC}?key={#KEY}\n write_timeout_ms: 2000\n conn_timeout_ms: 2000\n"+
+		"worker_num: 8\nwindow_size: 100\nfail_retry_interval_ms: 10\nmax_retry_interval_ms: 100\nbackend_servers: [%s]\n%s",
+		topic, path, strings.TrimPrefix(backend, "http://"), extra)
+	if err := os.WriteFile(filepath.Join(c.dir, "modules", name+".yaml"), []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startConf runs a Transfer from the files of c, logging to log (nil: the
+// test log).
+func startConf(t *testing.T, c confDir, log *slog.Logger) *running {
+	t.Helper()
+	cfg, err := ktransfer.LoadConfig(c.path)
+	if err != nil {
+		t.Fatalf("LoadConfig: %v", err)
+	}
+	if log == nil {
+		log = testLog()
+	}
+	tr, err := ktransfer.New(cfg, log)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return &running{tr: tr, stop: runtest.Start(t, tr.Run, 30*time.Second)}
+}
+
+// ownerEpochs returns partition → owner node creation zxid (the epoch).
+func (e *env) ownerEpochs(t *testing.T, module, topic string) map[string]int64 {
+	t.Helper()
+	dir := zklayout.Owners(chroot, module, topic)
+	names, _, err := e.conn.Children(dir)
+	if err != nil {
+		return nil
+	}
+	out := map[string]int64{}
+	for _, n := range names {
+		if _, stat, err := e.conn.Get(dir + "/" + n); err == nil {
+			out[n] = stat.Czxid
+		}
+	}
+	return out
+}
+
+// traffic produces records to topics until stopped: value i (from 0) to
+// every topic, key k<i%40>.
+type traffic struct {
+	stop     chan struct{}
+	done     chan struct{}
+	produced atomic.Int64
+}
+
+func (e *env) startTraffic(t *testing.T, topics ...string) *traffic {
+	t.Helper()
+	cl := kafkatest.Client(t, e.kafka, e.kc)
+	tr := &traffic{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(tr.done)
+		for i := 0; ; i += 20 {
+			select {
+			case <-tr.stop:
+				return
+			default:
+			}
+			var rs []*kgo.Record
+			for j := i; j < i+20; j++ {
+				for _, topic := range topics {
+					rs = append(rs, &kgo.Record{Topic: topic, Key: []byte("k" + strconv.Itoa(j%40)), Value: []byte(strconv.Itoa(j))})
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			err := cl.ProduceSync(ctx, rs...).FirstErr()
+			cancel()
+			if err != nil {
+				t.Errorf("produce: %v", err)
+				return
+			}
+			tr.produced.Store(int64(i + 20))
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	return tr
+}
+
+// finish stops the traffic and returns how many records went to each topic.
+func (tr *traffic) finish() int {
+	close(tr.stop)
+	<-tr.done
+	return int(tr.produced.Load())
+}
+
+// repeats counts the records a backend received more than once.
+func repeats(b *backend) int {
+	n := map[string]int{}
+	r := 0
+	for _, p := range b.got() {
+		if n[p.body]++; n[p.body] > 1 {
+			r++
+		}
+	}
+	return r
+}
+
+// TestReloadFleetUnderTraffic: two processes run modules u (unchanged), r
+// (to be removed) and c (to be changed) while records arrive on every
+// topic; process A reloads files that keep u, drop r, change c's URI and
+// add n. n starts on A; r's partitions on A go to B; c restarts on A with
+// its new URI; u's partitions keep their owner nodes (same epochs) and
+// none of u's records is pushed twice; nothing is lost anywhere.
+func TestReloadFleetUnderTraffic(t *testing.T) {
+	topics := []string{"tu", "tr", "tc", "tn"}
+	var kt []kafkatest.Topic
+	for _, name := range topics {
+		kt = append(kt, kafkatest.Topic{Name: name, Partitions: 4})
+	}
+	e := newEnv(t, kt...)
+	slow := func(int, push, http.ResponseWriter) { time.Sleep(time.Millisecond) } // keep pushes in flight
+	bu, br, bc, bn := newBackend(t, slow), newBackend(t, slow), newBackend(t, slow), newBackend(t, slow)
+	var procs []confDir
+	for range 2 {
+		c := e.reloadConf(t, "u", "r", "c")
+		c.module(t, "u", "tu", "u", bu.URL, "")
+		c.module(t, "r", "tr", "r", br.URL, "")
+		c.module(t, "c", "tc", "c", bc.URL, "")
+		c.module(t, "n", "tn", "n", bn.URL, "") // not enabled yet
+		procs = append(procs, c)
+	}
+	a := startConf(t, procs[0], nil)
+	b := startConf(t, procs[1], nil)
+	split := func(module, topic string) bool {
+		o := e.owners(t, module, topic)
+		return len(o) == 4 && len(distinctOwners(o)) == 2
+	}
+	waitFor(t, "u, r and c shared 2 + 2", 20*time.Second, func() bool {
+		return split("u", "tu") && split("r", "tr") && split("c", "tc")
+	})
+	tr := e.startTraffic(t, topics...)
+	waitFor(t, "pushes of every module", 20*time.Second, func() bool {
+		return len(bu.got()) > 200 && len(br.got()) > 200 && len(bc.got()) > 200
+	})
+	uEpochs := e.ownerEpochs(t, "u", "tu")
+	hashBefore := a.tr.ConfigStatus().Hash
+
+	procs[0].enable(t, "", "u", "c", "n")
+	procs[0].module(t, "c", "tc", "c2", bc.URL, "")
+	reloadAt := time.Now()
+	if err := a.tr.Reload(context.Background()); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	reloaded := time.Since(reloadAt)
+	waitFor(t, "c pushing with its new URI", 20*time.Second, func() bool {
+		return slices.ContainsFunc(bc.got(), func(p push) bool { return strings.HasPrefix(p.path, "/c2/") })
+	})
+	pushingAgain := time.Since(reloadAt)
+	waitFor(t, "after the reload: n on A alone, r on B alone, c and u shared", 20*time.Second, func() bool {
+		n, r := e.owners(t, "n", "tn"), e.owners(t, "r", "tr")
+		return len(n) == 4 && distinctOwners(n)[a.tr.ID()] == 4 && len(r) == 4 && distinctOwners(r)[b.tr.ID()] == 4 &&
+			split("c", "tc") && split("u", "tu")
+	})
+	time.Sleep(300 * time.Millisecond) // traffic after the move
+	sent := tr.finish()
+
+	st := a.tr.ConfigStatus()
+	last := st.LastReload
+	if last == nil || last.Result != "ok" || !slices.Equal(last.Started, []string{"n"}) || !slices.Equal(last.Stopped, []string{"r"}) ||
+		!slices.Equal(last.Restarted, []string{"c"}) {
+		t.Errorf("last reload: %+v", last)
+	}
+	if st.Hash == hashBefore || st.Hash != last.Hash || len(st.Hash) != 12 {
+		t.Errorf("hash %q before, %q after (last reload's %q)", hashBefore, st.Hash, last.Hash)
+	}
+	if got := e.ownerEpochs(t, "u", "tu"); !mapsEqual(got, uEpochs) {
+		t.Errorf("u's owner nodes changed in the reload: %v, before %v", got, uEpochs)
+	}
+	// n starts from the oldest record: all of it is delivered too.
+	for _, c := range []struct {
+		name string
+		b    *backend
+	}{{"u", bu}, {"r", br}, {"c", bc}, {"n", bn}} {
+		waitFor(t, fmt.Sprintf("%s: all %d records", c.name, sent), 30*time.Second, func() bool { return distinct(c.b) == sent })
+		deliveredAll(t, c.b, sent)
+	}
+	ru, rr, rc := repeats(bu), repeats(br), repeats(bc)
+	t.Logf("%d records a topic; reload took %v, changed module pushing again after %v; pushed twice: u %d, r %d, c %d, n %d",
+		sent, reloaded.Round(time.Millisecond), pushingAgain.Round(time.Millisecond), ru, rr, rc, repeats(bn))
+	if ru != 0 {
+		t.Errorf("%d records of the unchanged module pushed twice", ru)
+	}
+	// A clean hand-over pushes again at most what was in flight: the
+	// workers' pushes, worker_num per process.
+	if rr > 8 || rc > 2*8 {
+		t.Errorf("pushed twice: r %d (handed over once), c %d (handed over and back); worker_num is 8", rr, rc)
+	}
+	if ids, _, err := e.conn.Children(zklayout.ConsumerIDs(chroot, "r")); err != nil || len(ids) != 1 || ids[0] != b.tr.ID() {
+		t.Errorf("r's ids/ after the reload: %v %v, want only B", ids, err)
+	}
+}
+
+func mapsEqual(a, b map[string]int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// syncBuffer is a log destination the test reads while the Transfer writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+// TestReloadRefusesBadFiles: a reload whose files have problems (in
+// ktransfer.yaml and in a module file) is refused with every problem
+// logged, counted and in /status; the running configuration goes on
+// untouched (no partition moves). A change of a key that needs a restart
+// is applied as far as the modules go, logged, and listed.
+func TestReloadRefusesBadFiles(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 2})
+	bk := newBackend(t, nil)
+	c := e.reloadConf(t, "m")
+	c.module(t, "m", "t", "m", bk.URL, "")
+	var logs syncBuffer
+	r := startConf(t, c, slog.New(slog.NewTextHandler(&logs, nil)))
+	waitFor(t, "both partitions", 20*time.Second, func() bool { return len(e.owners(t, "m", "t")) == 2 })
+	produceN(t, e, 0, 100)
+	waitFor(t, "100 records", 20*time.Second, func() bool { return distinct(bk) == 100 })
+	epochs := e.ownerEpochs(t, "m", "t")
+	before := r.tr.ConfigStatus()
+
+	c.enable(t, "zk_timeout_ms: 5\n", "m", "m2")
+	c.module(t, "m", "t", "m", bk.URL, "max_retry_times: -2\n")
+	c.module(t, "m2", "t", "m2", bk.URL, "dispatch: fastest\n")
+	err := r.tr.Reload(context.Background())
+	if err == nil {
+		t.Fatal("a reload with bad files was applied")
+	}
+	want := []string{
+		c.path + ": zk_timeout_ms: must be >= 1000, got 5",
+		filepath.Join(c.dir, "modules", "m.yaml") + ": max_retry_times: must be -1 (retry until success) or >= 0, got -2",
+		filepath.Join(c.dir, "modules", "m2.yaml") + ": dispatch: must be hash or idle_worker, got \"fastest\"",
+	}
+	st := r.tr.ConfigStatus()
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("reload error lacks %q: %v", w, err)
+		}
+		if !strings.Contains(st.LastReload.Error, w) {
+			t.Errorf("/status's last reload lacks %q: %+v", w, st.LastReload)
+		}
+		if !strings.Contains(logs.String(), strconv.Quote(w)) {
+			t.Errorf("log lacks %q:\n%s", w, logs.String())
+		}
+	}
+	if st.LastReload.Result != "refused" || st.Hash != before.Hash || !st.LoadedAt.Equal(before.LoadedAt) {
+		t.Errorf("after a refused reload: %+v (before %+v)", st, before)
+	}
+	if n := len(r.tr.Status()); n != 1 {
+		t.Errorf("%d modules running after a refused reload, want the 1 running before", n)
+	}
+	produceN(t, e, 100, 200)
+	waitFor(t, "the running configuration pushing on", 20*time.Second, func() bool { return distinct(bk) == 200 })
+	if got := e.ownerEpochs(t, "m", "t"); !mapsEqual(got, epochs) {
+		t.Errorf("owner nodes changed by a refused reload: %v, before %v", got, epochs)
+	}
+
+	// Fixed files, and a key that needs a restart changed: applied, the
+	// key listed and logged, the running value kept.
+	c.enable(t, "zk_timeout_ms: 5000\n", "m")
+	c.module(t, "m", "t", "m", bk.URL, "")
+	if err := r.tr.Reload(context.Background()); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	st = r.tr.ConfigStatus()
+	if st.LastReload.Result != "ok" || !slices.Equal(st.LastReload.RestartNeeded, []string{"zk_timeout_ms"}) || st.Hash == before.Hash {
+		t.Errorf("after the fixed reload: %+v", st.LastReload)
+	}
+	if !strings.Contains(logs.String(), "key=zk_timeout_ms") {
+		t.Errorf("log does not say zk_timeout_ms needs a restart:\n%s", logs.String())
+	}
+	if got := e.ownerEpochs(t, "m", "t"); !mapsEqual(got, epochs) {
+		t.Errorf("owner nodes of the unchanged module changed: %v, before %v", got, epochs)
+	}
+	if repeated := repeats(bk); repeated != 0 {
+		t.Errorf("%d records pushed twice", repeated)
+	}
+}
+
+// TestShutdownDuringReloadIsBounded: a reload removes a module whose
+// backend never answers (no read timeout: its push cannot be interrupted),
+// and the process is stopped while that module is handing over. The stop
+// is bounded by shutdown_timeout_ms (the push is abandoned, its record
+// uncommitted), not by the backend, and the other module hands over cleanly.
+func TestShutdownDuringReloadIsBounded(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "h", Partitions: 1})
+	ok := newBackend(t, nil)
+	unblock := make(chan struct{})
+	var hanging atomic.Int64
+	hang := newBackend(t, func(int, push, http.ResponseWriter) { hanging.Add(1); <-unblock })
+	t.Cleanup(func() { close(unblock) }) // before the backend's Close, which waits for its requests
+	c := e.reloadConf(t, "m", "h")
+	c.module(t, "m", "t", "m", ok.URL, "")
+	c.module(t, "h", "h", "h", hang.URL, "")
+	r := startConf(t, c, nil)
+	produceN(t, e, 0, 100)
+	e.produce(t, "h", [][2]string{{"k", "1"}})
+	waitFor(t, "m's records and h's push hanging", 20*time.Second, func() bool { return distinct(ok) == 100 && hanging.Load() > 0 })
+
+	c.enable(t, "", "m")
+	r.tr.RequestReload()
+	waitFor(t, "h deregistered: the reload is handing it over", 10*time.Second, func() bool {
+		ids, _, err := e.conn.Children(zklayout.ConsumerIDs(chroot, "h"))
+		return err == nil && len(ids) == 0
+	})
+	start := time.Now()
+	if err := r.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	took := time.Since(start)
+	t.Logf("stopped %v after the stop, during a reload waiting on a push that never ends (shutdown_timeout_ms 3000)", took.Round(time.Millisecond))
+	if took > 3*time.Second+3*time.Second {
+		t.Errorf("stop took %v; shutdown_timeout_ms is 3s", took)
+	}
+	if got := e.storedOffset(t, "m", "t", 0); got != "100" {
+		t.Errorf("m's stored offset %s, want 100", got)
+	}
+	if o := e.owners(t, "m", "t"); len(o) != 0 {
+		t.Errorf("owner nodes left after the stop: %v", o)
+	}
+}
