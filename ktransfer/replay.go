@@ -116,48 +116,49 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 		}
 		cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{mc.DeadLetterTopic: consume})
 		next := 0
+		moved := time.Now()            // when a partition still read last delivered something
+		fetchErrs := map[int32]error{} // a partition's fetch error since its last record
 		for len(consume) > 0 {
-			fs := cl.PollFetches(ctx)
+			quiet := time.Since(moved)
+			if quiet >= replayQuiet {
+				return replayQuietEnd(log, consume, ends, fetchErrs, quiet)
+			}
+			pollCtx, cancel := context.WithTimeout(ctx, replayQuiet-quiet)
+			fs := cl.PollFetches(pollCtx)
+			cancel()
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			fs.EachError(func(topic string, part int32, err error) {
-				log.Warn("reading the dead-letter topic", "partition", part, "err", err)
-			})
 			var err error
-			fs.EachRecord(func(rec *kgo.Record) {
-				if _, reading := consume[rec.Partition]; !reading || rec.Offset >= ends[rec.Partition] || err != nil {
+			fs.EachPartition(func(p kgo.FetchTopicPartition) {
+				end := ends[p.Partition]
+				if _, reading := consume[p.Partition]; !reading || err != nil {
+					return // (the poll's own timeout comes as partition -1)
+				}
+				if p.Err != nil {
+					log.Warn("reading the dead-letter topic", "partition", p.Partition, "err", p.Err)
+					fetchErrs[p.Partition] = p.Err
 					return
 				}
-				if rec.Offset >= ends[rec.Partition]-1 {
-					delete(consume, rec.Partition)
+				for _, rec := range p.Records {
+					// Done once the position reaches the end: a record
+					// or control record at end-1 or past it. The one at
+					// end-1 may never come (an aborted transaction's, or
+					// deleted), hence the quiet bound above.
+					moved = time.Now()
+					delete(fetchErrs, p.Partition)
+					if rec.Offset >= end-1 {
+						delete(consume, p.Partition)
+					}
+					if rec.Offset >= end || rec.Attrs.IsControl() {
+						continue
+					}
+					if err = replayOne(ctx, rec, mc, log, work, &next, &rep, &skipped); err != nil {
+						return
+					}
 				}
-				if rec.Attrs.IsControl() {
-					return
-				}
-				r, mine := deadLetterOrigin(rec, mc)
-				switch {
-				case !mine:
-					rep.Others++
-					return
-				case r == nil:
-					log.Warn("dead letter of another topic or without its origin headers; skipped", "partition", rec.Partition, "offset", rec.Offset)
-					skipped.Add(1)
-					return
-				}
-				// One key's dead letters go to one worker, in order.
-				w := next % len(work)
-				if len(r.msg.Key) > 0 {
-					h := fnv.New32a()
-					h.Write(r.msg.Key)
-					w = int(h.Sum32() % uint32(len(work)))
-				} else {
-					next++
-				}
-				select {
-				case work[w] <- r:
-				case <-ctx.Done():
-					err = ctx.Err()
+				if p.LogStartOffset >= end {
+					delete(consume, p.Partition) // retention deleted what was left below the end
 				}
 			})
 			if err != nil {
@@ -179,6 +180,52 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 		return rep, fmt.Errorf("replay of %s stopped: %w", mc.DeadLetterTopic, err)
 	}
 	return rep, nil
+}
+
+// replayQuiet bounds how long a replay waits for a partition that
+// delivers nothing more below its end: what is left there was aborted or
+// deleted (a committed record below the end is always readable at once).
+var replayQuiet = 10 * time.Second
+
+// replayQuietEnd ends a replay whose partitions left delivered nothing for
+// quiet: done, with a warning, unless fetching them failed meanwhile.
+func replayQuietEnd(log *slog.Logger, consume map[int32]kgo.Offset, ends map[int32]int64, fetchErrs map[int32]error, quiet time.Duration) error {
+	for part := range consume {
+		if err := fetchErrs[part]; err != nil {
+			return fmt.Errorf("partition %d: nothing read below its end %d for %v: %w", part, ends[part], quiet.Round(time.Millisecond), err)
+		}
+		log.Warn("nothing more below the end of the partition; the rest is aborted or deleted", "partition", part, "end", ends[part], "waited", quiet.Round(time.Millisecond))
+	}
+	return nil
+}
+
+// replayOne hands one dead letter to its key's worker, or counts it.
+func replayOne(ctx context.Context, rec *kgo.Record, mc Module, log *slog.Logger, work []chan *record, next *int, rep *ReplayReport, skipped *atomic.Int64) error {
+	r, mine := deadLetterOrigin(rec, mc)
+	switch {
+	case !mine:
+		rep.Others++
+		return nil
+	case r == nil:
+		log.Warn("dead letter of another topic or without its origin headers; skipped", "partition", rec.Partition, "offset", rec.Offset)
+		skipped.Add(1)
+		return nil
+	}
+	// One key's dead letters go to one worker, in order.
+	w := *next % len(work)
+	if len(r.msg.Key) > 0 {
+		h := fnv.New32a()
+		h.Write(r.msg.Key)
+		w = int(h.Sum32() % uint32(len(work)))
+	} else {
+		*next++
+	}
+	select {
+	case work[w] <- r:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // replayBrokers is broker_hosts, or the brokers registered in ZooKeeper
