@@ -116,7 +116,7 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 		}
 		cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{mc.DeadLetterTopic: consume})
 		next := 0
-		moved := time.Now()            // when a partition still read last delivered something
+		moved := time.Now()            // when a poll last delivered something of a partition still read
 		fetchErrs := map[int32]error{} // a partition's fetch error since its last record
 		for len(consume) > 0 {
 			quiet := time.Since(moved)
@@ -130,6 +130,7 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 				return ctx.Err()
 			}
 			var err error
+			progressed := false
 			fs.EachPartition(func(p kgo.FetchTopicPartition) {
 				end := ends[p.Partition]
 				if _, reading := consume[p.Partition]; !reading || err != nil {
@@ -145,7 +146,7 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 					// or control record at end-1 or past it. The one at
 					// end-1 may never come (an aborted transaction's, or
 					// deleted), hence the quiet bound above.
-					moved = time.Now()
+					progressed = true
 					delete(fetchErrs, p.Partition)
 					if rec.Offset >= end-1 {
 						delete(consume, p.Partition)
@@ -163,6 +164,9 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 			})
 			if err != nil {
 				return err
+			}
+			if progressed {
+				moved = time.Now() // after the hand-off: slow workers do not count as quiet
 			}
 		}
 		return nil
