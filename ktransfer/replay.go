@@ -288,11 +288,12 @@ func replayRange(ctx context.Context, adm *kadm.Client, topic string, since time
 // deadLetterOrigin rebuilds the record a dead letter was made from (see
 // module.deadLetter): the origin's topic, partition and offset from the
 // ktransfer-* headers, its own headers, key and value. mine is false for
-// another module's dead letter; the record is nil when the origin headers
-// are missing or unreadable.
+// another module's dead letter (one naming another in ktransfer-module);
+// the record is nil when the origin headers are missing (ktransfer-module
+// among them) or unreadable.
 func deadLetterOrigin(rec *kgo.Record, mc Module) (r *record, mine bool) {
 	orig := &kgo.Record{Key: rec.Key, Value: rec.Value, Topic: mc.Topic, Partition: -1, Offset: -1}
-	var module string
+	module, hasModule := "", false
 	for _, h := range rec.Headers {
 		name, ours := strings.CutPrefix(h.Key, "ktransfer-")
 		if !ours {
@@ -302,7 +303,7 @@ func deadLetterOrigin(rec *kgo.Record, mc Module) (r *record, mine bool) {
 		var err error
 		switch name {
 		case "module":
-			module = string(h.Value)
+			module, hasModule = string(h.Value), true
 		case "topic":
 			orig.Topic = string(h.Value)
 		case "partition":
@@ -315,6 +316,9 @@ func deadLetterOrigin(rec *kgo.Record, mc Module) (r *record, mine bool) {
 		if err != nil {
 			orig.Offset = -1
 		}
+	}
+	if !hasModule {
+		return nil, true // no origin at all: skipped, not another module's
 	}
 	if module != mc.Name {
 		return nil, false

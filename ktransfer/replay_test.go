@@ -275,3 +275,21 @@ func TestReplayBoundedBehindAnOpenTransaction(t *testing.T) {
 	}
 	endTransaction(t, bt, kgo.TryCommit)
 }
+
+// TestReplaySkipsDeadLettersWithoutModule: a record in the dead-letter
+// topic without a ktransfer-module header is not another module's dead
+// letter: it is skipped as one without its origin headers.
+func TestReplaySkipsDeadLettersWithoutModule(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dlq", Partitions: 1})
+	b := newBackend(t, nil)
+	m := module("m", "t", b.URL)
+	m.DeadLetterTopic = "dlq"
+	noModule := deadLetterOf("m", "t", 1, "no module")
+	noModule.Headers = noModule.Headers[1:]
+	e.produceRecords(t, deadLetterOf("m", "t", 0, "mine"), noModule, &kgo.Record{Topic: "dlq", Value: []byte("bare")},
+		deadLetterOf("other", "t", 2, "other's"))
+	rep := replayWithin(t, e.config(t, 0, m), 20*time.Second)
+	if rep.Replayed != 1 || rep.Skipped != 2 || rep.Others != 1 {
+		t.Errorf("replay: %v; want 1 replayed, 2 skipped (no ktransfer-module), 1 other module's", rep)
+	}
+}
