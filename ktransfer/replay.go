@@ -24,12 +24,17 @@ type ReplayReport struct {
 	GivenUp  int // refused or out of retries again; still in the dead-letter topic
 	Skipped  int // not pushed: filtered out by methods, no method to match, or no origin headers
 	Others   int // other modules' dead letters in a shared topic
-	Took     time.Duration
+	// WithoutHeaders counts those replayed without the record's own
+	// headers while the module has target_header: written before dead
+	// letters kept them, they go to the module's uri (also counted in
+	// Replayed, GivenUp or Skipped).
+	WithoutHeaders int
+	Took           time.Duration
 }
 
 func (r ReplayReport) String() string {
-	return fmt.Sprintf("replayed %d, given up %d, skipped %d, other modules' %d, in %v",
-		r.Replayed, r.GivenUp, r.Skipped, r.Others, r.Took.Round(time.Millisecond))
+	return fmt.Sprintf("replayed %d, given up %d, skipped %d, other modules' %d, without original headers %d, in %v",
+		r.Replayed, r.GivenUp, r.Skipped, r.Others, r.WithoutHeaders, r.Took.Round(time.Millisecond))
 }
 
 // Replay pushes module name's dead letters to its backends again, with
@@ -214,6 +219,15 @@ func replayOne(ctx context.Context, rec *kgo.Record, mc Module, log *slog.Logger
 		log.Warn("dead letter of another topic or without its origin headers; skipped", "partition", rec.Partition, "offset", rec.Offset)
 		skipped.Add(1)
 		return nil
+	case mc.Protocol.TargetHeader != "" && len(r.msg.Headers) == 0:
+		// Written before dead letters kept the record's headers: its
+		// target, if it had one, is lost. Warned once, counted always.
+		lvl := slog.LevelDebug
+		if rep.WithoutHeaders == 0 {
+			lvl = slog.LevelWarn
+		}
+		rep.WithoutHeaders++
+		log.Log(ctx, lvl, "dead letter without the record's own headers: pushed to the module's uri, not to a target", "partition", rec.Partition, "offset", rec.Offset)
 	}
 	// One key's dead letters go to one worker, in order.
 	w := *next % len(work)

@@ -2,6 +2,7 @@ package ktransfer_test
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -291,5 +292,43 @@ func TestReplaySkipsDeadLettersWithoutModule(t *testing.T) {
 	rep := replayWithin(t, e.config(t, 0, m), 20*time.Second)
 	if rep.Replayed != 1 || rep.Skipped != 2 || rep.Others != 1 {
 		t.Errorf("replay: %v; want 1 replayed, 2 skipped (no ktransfer-module), 1 other module's", rep)
+	}
+}
+
+// TestReplayWarnsOfDeadLettersWithoutOriginalHeaders: dead letters written
+// before they kept the record's own headers have the ktransfer-* headers
+// only. With target_header such a dead letter goes to the module's uri:
+// the replay pushes it there, warns and counts it.
+func TestReplayWarnsOfDeadLettersWithoutOriginalHeaders(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dlq", Partitions: 1})
+	b := newBackend(t, nil)
+	m := module("m", "t", b.URL)
+	m.DeadLetterTopic = "dlq"
+	m.Protocol.TargetHeader = "target"
+	withTarget := deadLetterOf("m", "t", 0, "with target")
+	withTarget.Headers = append(withTarget.Headers, kgo.RecordHeader{Key: "target", Value: []byte(b.URL + "/hook")})
+	e.produceRecords(t, withTarget, deadLetterOf("m", "t", 1, "old"))
+	var logs logBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rep, err := ktransfer.Replay(ctx, e.config(t, 0, m), "m", time.Time{}, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Replayed != 2 || rep.WithoutHeaders != 1 || rep.Skipped != 0 {
+		t.Errorf("replay: %v; want 2 replayed, 1 without original headers", rep)
+	}
+	if s := rep.String(); !strings.Contains(s, ", without original headers 1, ") {
+		t.Errorf("report %q does not count the dead letter without original headers", s)
+	}
+	paths := map[string]string{}
+	for _, p := range b.got() {
+		paths[p.body] = p.path
+	}
+	if paths["with target"] != "/hook" || paths["old"] != "/push/t" {
+		t.Errorf("pushed to %v; want the target for the one with headers, the module's uri for the old one", paths)
+	}
+	if text := logs.String(); strings.Count(text, "level=WARN msg=\"dead letter without the record's own headers") != 1 || !strings.Contains(text, "offset=1") {
+		t.Errorf("want one warning naming offset 1:\n%s", text)
 	}
 }
