@@ -24,12 +24,17 @@ type ReplayReport struct {
 	GivenUp  int // refused or out of retries again; still in the dead-letter topic
 	Skipped  int // not pushed: filtered out by methods, no method to match, or no origin headers
 	Others   int // other modules' dead letters in a shared topic
-	Took     time.Duration
+	// WithoutHeaders counts those replayed without the record's own
+	// headers while the module has target_header: written before dead
+	// letters kept them, they go to the module's uri (also counted in
+	// Replayed, GivenUp or Skipped).
+	WithoutHeaders int
+	Took           time.Duration
 }
 
 func (r ReplayReport) String() string {
-	return fmt.Sprintf("replayed %d, given up %d, skipped %d, other modules' %d, in %v",
-		r.Replayed, r.GivenUp, r.Skipped, r.Others, r.Took.Round(time.Millisecond))
+	return fmt.Sprintf("replayed %d, given up %d, skipped %d, other modules' %d, without original headers %d, in %v",
+		r.Replayed, r.GivenUp, r.Skipped, r.Others, r.WithoutHeaders, r.Took.Round(time.Millisecond))
 }
 
 // Replay pushes module name's dead letters to its backends again, with
@@ -116,52 +121,57 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 		}
 		cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{mc.DeadLetterTopic: consume})
 		next := 0
+		moved := time.Now()            // when a poll last delivered something of a partition still read
+		fetchErrs := map[int32]error{} // a partition's fetch error since its last record
 		for len(consume) > 0 {
-			fs := cl.PollFetches(ctx)
+			quiet := time.Since(moved)
+			if quiet >= replayQuiet {
+				return replayQuietEnd(log, consume, ends, fetchErrs, quiet)
+			}
+			pollCtx, cancel := context.WithTimeout(ctx, replayQuiet-quiet)
+			fs := cl.PollFetches(pollCtx)
+			cancel()
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			fs.EachError(func(topic string, part int32, err error) {
-				log.Warn("reading the dead-letter topic", "partition", part, "err", err)
-			})
 			var err error
-			fs.EachRecord(func(rec *kgo.Record) {
-				if _, reading := consume[rec.Partition]; !reading || rec.Offset >= ends[rec.Partition] || err != nil {
+			progressed := false
+			fs.EachPartition(func(p kgo.FetchTopicPartition) {
+				end := ends[p.Partition]
+				if _, reading := consume[p.Partition]; !reading || err != nil {
+					return // (the poll's own timeout comes as partition -1)
+				}
+				if p.Err != nil {
+					log.Warn("reading the dead-letter topic", "partition", p.Partition, "err", p.Err)
+					fetchErrs[p.Partition] = p.Err
 					return
 				}
-				if rec.Offset >= ends[rec.Partition]-1 {
-					delete(consume, rec.Partition)
+				for _, rec := range p.Records {
+					// Done once the position reaches the end: a record
+					// or control record at end-1 or past it. The one at
+					// end-1 may never come (an aborted transaction's, or
+					// deleted), hence the quiet bound above.
+					progressed = true
+					delete(fetchErrs, p.Partition)
+					if rec.Offset >= end-1 {
+						delete(consume, p.Partition)
+					}
+					if rec.Offset >= end || rec.Attrs.IsControl() {
+						continue
+					}
+					if err = replayOne(ctx, rec, mc, log, work, &next, &rep, &skipped); err != nil {
+						return
+					}
 				}
-				if rec.Attrs.IsControl() {
-					return
-				}
-				r, mine := deadLetterOrigin(rec, mc)
-				switch {
-				case !mine:
-					rep.Others++
-					return
-				case r == nil:
-					log.Warn("dead letter of another topic or without its origin headers; skipped", "partition", rec.Partition, "offset", rec.Offset)
-					skipped.Add(1)
-					return
-				}
-				// One key's dead letters go to one worker, in order.
-				w := next % len(work)
-				if len(r.msg.Key) > 0 {
-					h := fnv.New32a()
-					h.Write(r.msg.Key)
-					w = int(h.Sum32() % uint32(len(work)))
-				} else {
-					next++
-				}
-				select {
-				case work[w] <- r:
-				case <-ctx.Done():
-					err = ctx.Err()
+				if p.LogStartOffset >= end {
+					delete(consume, p.Partition) // retention deleted what was left below the end
 				}
 			})
 			if err != nil {
 				return err
+			}
+			if progressed {
+				moved = time.Now() // after the hand-off: slow workers do not count as quiet
 			}
 		}
 		return nil
@@ -179,6 +189,61 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 		return rep, fmt.Errorf("replay of %s stopped: %w", mc.DeadLetterTopic, err)
 	}
 	return rep, nil
+}
+
+// replayQuiet bounds how long a replay waits for a partition that
+// delivers nothing more below its end: what is left there was aborted or
+// deleted (a committed record below the end is always readable at once).
+var replayQuiet = 10 * time.Second
+
+// replayQuietEnd ends a replay whose partitions left delivered nothing for
+// quiet: done, with a warning, unless fetching them failed meanwhile.
+func replayQuietEnd(log *slog.Logger, consume map[int32]kgo.Offset, ends map[int32]int64, fetchErrs map[int32]error, quiet time.Duration) error {
+	for part := range consume {
+		if err := fetchErrs[part]; err != nil {
+			return fmt.Errorf("partition %d: nothing read below its end %d for %v: %w", part, ends[part], quiet.Round(time.Millisecond), err)
+		}
+		log.Warn("nothing more below the end of the partition; the rest is aborted or deleted", "partition", part, "end", ends[part], "waited", quiet.Round(time.Millisecond))
+	}
+	return nil
+}
+
+// replayOne hands one dead letter to its key's worker, or counts it.
+func replayOne(ctx context.Context, rec *kgo.Record, mc Module, log *slog.Logger, work []chan *record, next *int, rep *ReplayReport, skipped *atomic.Int64) error {
+	r, mine := deadLetterOrigin(rec, mc)
+	switch {
+	case !mine:
+		rep.Others++
+		return nil
+	case r == nil:
+		log.Warn("dead letter of another topic or without its origin headers; skipped", "partition", rec.Partition, "offset", rec.Offset)
+		skipped.Add(1)
+		return nil
+	case mc.Protocol.TargetHeader != "" && len(r.msg.Headers) == 0:
+		// Written before dead letters kept the record's headers: its
+		// target, if it had one, is lost. Warned once, counted always.
+		lvl := slog.LevelDebug
+		if rep.WithoutHeaders == 0 {
+			lvl = slog.LevelWarn
+		}
+		rep.WithoutHeaders++
+		log.Log(ctx, lvl, "dead letter without the record's own headers: pushed to the module's uri, not to a target", "partition", rec.Partition, "offset", rec.Offset)
+	}
+	// One key's dead letters go to one worker, in order.
+	w := *next % len(work)
+	if len(r.msg.Key) > 0 {
+		h := fnv.New32a()
+		h.Write(r.msg.Key)
+		w = int(h.Sum32() % uint32(len(work)))
+	} else {
+		*next++
+	}
+	select {
+	case work[w] <- r:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // replayBrokers is broker_hosts, or the brokers registered in ZooKeeper
@@ -237,11 +302,12 @@ func replayRange(ctx context.Context, adm *kadm.Client, topic string, since time
 // deadLetterOrigin rebuilds the record a dead letter was made from (see
 // module.deadLetter): the origin's topic, partition and offset from the
 // ktransfer-* headers, its own headers, key and value. mine is false for
-// another module's dead letter; the record is nil when the origin headers
-// are missing or unreadable.
+// another module's dead letter (one naming another in ktransfer-module);
+// the record is nil when the origin headers are missing (ktransfer-module
+// among them) or unreadable.
 func deadLetterOrigin(rec *kgo.Record, mc Module) (r *record, mine bool) {
 	orig := &kgo.Record{Key: rec.Key, Value: rec.Value, Topic: mc.Topic, Partition: -1, Offset: -1}
-	var module string
+	module, hasModule := "", false
 	for _, h := range rec.Headers {
 		name, ours := strings.CutPrefix(h.Key, "ktransfer-")
 		if !ours {
@@ -251,7 +317,7 @@ func deadLetterOrigin(rec *kgo.Record, mc Module) (r *record, mine bool) {
 		var err error
 		switch name {
 		case "module":
-			module = string(h.Value)
+			module, hasModule = string(h.Value), true
 		case "topic":
 			orig.Topic = string(h.Value)
 		case "partition":
@@ -264,6 +330,9 @@ func deadLetterOrigin(rec *kgo.Record, mc Module) (r *record, mine bool) {
 		if err != nil {
 			orig.Offset = -1
 		}
+	}
+	if !hasModule {
+		return nil, true // no origin at all: skipped, not another module's
 	}
 	if module != mc.Name {
 		return nil, false

@@ -2,6 +2,7 @@ package ktransfer_test
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -156,5 +157,178 @@ func TestReplayRefusals(t *testing.T) {
 	defer cancel()
 	if _, err := ktransfer.Replay(ctx, cfg, "m", time.Time{}, testLog()); err == nil || !strings.Contains(err.Error(), "kafka [127.0.0.1:1]: list end offsets of dlq") {
 		t.Errorf("Kafka not answering: %v", err)
+	}
+}
+
+// deadLetterOf is a dead letter of module of the record at topic/0/offset,
+// with the headers module.deadLetter writes.
+func deadLetterOf(module, topic string, offset int, value string) *kgo.Record {
+	return &kgo.Record{Topic: "dlq", Key: []byte(value), Value: []byte(value), Headers: []kgo.RecordHeader{
+		{Key: "ktransfer-module", Value: []byte(module)}, {Key: "ktransfer-reason", Value: []byte("status 400")},
+		{Key: "ktransfer-topic", Value: []byte(topic)}, {Key: "ktransfer-partition", Value: []byte("0")},
+		{Key: "ktransfer-offset", Value: []byte(strconv.Itoa(offset))}}}
+}
+
+// inTransaction begins a transaction of a new transactional producer and
+// writes rec in it; the caller ends it.
+func (e *env) inTransaction(t *testing.T, id string, rec *kgo.Record) *kgo.Client {
+	t.Helper()
+	cl := kafkatest.Client(t, e.kafka, e.kc, kgo.TransactionalID(id))
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+		t.Fatalf("produce in transaction %s: %v", id, err)
+	}
+	return cl
+}
+
+// endTransaction commits or aborts cl's transaction.
+func endTransaction(t *testing.T, cl *kgo.Client, commit kgo.TransactionEndTry) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cl.EndTransaction(ctx, commit); err != nil {
+		t.Fatalf("end transaction: %v", err)
+	}
+}
+
+// replayWithin runs Replay, failing the test when it has not returned
+// within limit.
+func replayWithin(t *testing.T, cfg ktransfer.Config, limit time.Duration) ktransfer.ReplayReport {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	start := time.Now()
+	rep, err := ktransfer.Replay(ctx, cfg, "m", time.Time{}, testLog())
+	if err != nil {
+		t.Fatalf("replay after %v: %v (%v)", time.Since(start).Round(time.Millisecond), err, rep)
+	}
+	return rep
+}
+
+// TestReplayPastAnAbortedTransaction: the dead-letter topic holds m's dead
+// letter at offset 0, then transaction A's record at 1 and transaction B's
+// at 2; A aborts while B stays open, so the topic's end for a committed
+// reader is 2 and the record at end-1 is never delivered. B commits 2 s
+// into the replay: the replay ends with the one dead letter, without
+// waiting for offset 1.
+func TestReplayPastAnAbortedTransaction(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dlq", Partitions: 1})
+	b := newBackend(t, nil)
+	m := module("m", "t", b.URL)
+	m.DeadLetterTopic = "dlq"
+	e.produceRecords(t, deadLetterOf("m", "t", 0, "committed"))
+	a := e.inTransaction(t, "a", deadLetterOf("m", "t", 1, "aborted"))
+	bt := e.inTransaction(t, "b", deadLetterOf("m", "t", 2, "after the end"))
+	endTransaction(t, a, kgo.TryAbort)
+	go func() {
+		time.Sleep(2 * time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		bt.EndTransaction(ctx, kgo.TryCommit) // checked by the report: its record is past the end either way
+	}()
+	rep := replayWithin(t, e.config(t, 0, m), 20*time.Second)
+	if rep.Replayed != 1 || rep.GivenUp != 0 || rep.Skipped != 0 || rep.Others != 0 {
+		t.Errorf("replay: %v; want the 1 committed dead letter", rep)
+	}
+	if got := b.got(); len(got) != 1 || got[0].body != "committed" {
+		t.Errorf("pushes %+v; want only the committed dead letter", got)
+	}
+}
+
+// TestReplayEndsOnAnAbortMarker: the last offset before the end is the
+// abort marker of a transaction whose record is not delivered.
+func TestReplayEndsOnAnAbortMarker(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dlq", Partitions: 1})
+	b := newBackend(t, nil)
+	m := module("m", "t", b.URL)
+	m.DeadLetterTopic = "dlq"
+	e.produceRecords(t, deadLetterOf("m", "t", 0, "committed"))
+	endTransaction(t, e.inTransaction(t, "a", deadLetterOf("m", "t", 1, "aborted")), kgo.TryAbort)
+	if end := kafkatest.EndOffsets(t, e.kafka, e.kc, "dlq")[0]; end != 3 {
+		t.Fatalf("end offset %d, want 3 (record, aborted record, abort marker)", end)
+	}
+	rep := replayWithin(t, e.config(t, 0, m), 20*time.Second)
+	if rep.Replayed != 1 || rep.GivenUp != 0 || rep.Skipped != 0 {
+		t.Errorf("replay: %v; want the 1 committed dead letter", rep)
+	}
+}
+
+// TestReplayBoundedBehindAnOpenTransaction: as above, but B stays open for
+// the whole replay: nothing at or past the end can be read, and the
+// replay ends once the partition has been quiet for the bound.
+func TestReplayBoundedBehindAnOpenTransaction(t *testing.T) {
+	defer ktransfer.SetReplayQuiet(time.Second)()
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dlq", Partitions: 1})
+	b := newBackend(t, nil)
+	m := module("m", "t", b.URL)
+	m.DeadLetterTopic = "dlq"
+	e.produceRecords(t, deadLetterOf("m", "t", 0, "committed"))
+	a := e.inTransaction(t, "a", deadLetterOf("m", "t", 1, "aborted"))
+	bt := e.inTransaction(t, "b", deadLetterOf("m", "t", 2, "open"))
+	endTransaction(t, a, kgo.TryAbort)
+	rep := replayWithin(t, e.config(t, 0, m), 20*time.Second)
+	if rep.Replayed != 1 || rep.GivenUp != 0 || rep.Skipped != 0 {
+		t.Errorf("replay: %v; want the 1 committed dead letter", rep)
+	}
+	endTransaction(t, bt, kgo.TryCommit)
+}
+
+// TestReplaySkipsDeadLettersWithoutModule: a record in the dead-letter
+// topic without a ktransfer-module header is not another module's dead
+// letter: it is skipped as one without its origin headers.
+func TestReplaySkipsDeadLettersWithoutModule(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dlq", Partitions: 1})
+	b := newBackend(t, nil)
+	m := module("m", "t", b.URL)
+	m.DeadLetterTopic = "dlq"
+	noModule := deadLetterOf("m", "t", 1, "no module")
+	noModule.Headers = noModule.Headers[1:]
+	e.produceRecords(t, deadLetterOf("m", "t", 0, "mine"), noModule, &kgo.Record{Topic: "dlq", Value: []byte("bare")},
+		deadLetterOf("other", "t", 2, "other's"))
+	rep := replayWithin(t, e.config(t, 0, m), 20*time.Second)
+	if rep.Replayed != 1 || rep.Skipped != 2 || rep.Others != 1 {
+		t.Errorf("replay: %v; want 1 replayed, 2 skipped (no ktransfer-module), 1 other module's", rep)
+	}
+}
+
+// TestReplayWarnsOfDeadLettersWithoutOriginalHeaders: dead letters written
+// before they kept the record's own headers have the ktransfer-* headers
+// only. With target_header such a dead letter goes to the module's uri:
+// the replay pushes it there, warns and counts it.
+func TestReplayWarnsOfDeadLettersWithoutOriginalHeaders(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dlq", Partitions: 1})
+	b := newBackend(t, nil)
+	m := module("m", "t", b.URL)
+	m.DeadLetterTopic = "dlq"
+	m.Protocol.TargetHeader = "target"
+	withTarget := deadLetterOf("m", "t", 0, "with target")
+	withTarget.Headers = append(withTarget.Headers, kgo.RecordHeader{Key: "target", Value: []byte(b.URL + "/hook")})
+	e.produceRecords(t, withTarget, deadLetterOf("m", "t", 1, "old"))
+	var logs logBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rep, err := ktransfer.Replay(ctx, e.config(t, 0, m), "m", time.Time{}, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Replayed != 2 || rep.WithoutHeaders != 1 || rep.Skipped != 0 {
+		t.Errorf("replay: %v; want 2 replayed, 1 without original headers", rep)
+	}
+	if s := rep.String(); !strings.Contains(s, ", without original headers 1, ") {
+		t.Errorf("report %q does not count the dead letter without original headers", s)
+	}
+	paths := map[string]string{}
+	for _, p := range b.got() {
+		paths[p.body] = p.path
+	}
+	if paths["with target"] != "/hook" || paths["old"] != "/push/t" {
+		t.Errorf("pushed to %v; want the target for the one with headers, the module's uri for the old one", paths)
+	}
+	if text := logs.String(); strings.Count(text, "level=WARN msg=\"dead letter without the record's own headers") != 1 || !strings.Contains(text, "offset=1") {
+		t.Errorf("want one warning naming offset 1:\n%s", text)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 
@@ -32,8 +33,9 @@ const (
 // signingKeys decodes protocol.signing_secrets, recording the problems of
 // each in p. A value starting whsec_ is the secret itself; anything else
 // is the path of a file holding one, readable by its owner only. A problem
-// names a file by its path and an inline secret only by its prefix: the
-// secret is never printed.
+// names an existing file by its path and an inline secret only by its
+// prefix; a value that names no file is not shown at all (it may be a
+// secret typed without its prefix): the secret is never printed.
 func signingKeys(p *config.Problems, secrets []string) [][]byte {
 	var keys [][]byte
 	for i, s := range secrets {
@@ -49,6 +51,12 @@ func signingKeys(p *config.Problems, secrets []string) [][]byte {
 		}
 		if s == "" {
 			p.Addf(field, s, "must be whsec_<base64> or the path of a file holding one")
+			continue
+		}
+		if _, err := os.Stat(s); err != nil {
+			// Most likely a secret typed without its prefix (bare
+			// base64, WHSEC_…): the value is not shown, not even as a path.
+			p.Add(field, "neither a "+secretPrefix+" secret nor a readable file (value not shown)")
 			continue
 		}
 		text, err := config.ReadSecretFile(s)

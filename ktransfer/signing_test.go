@@ -194,8 +194,8 @@ func TestSignedPushes(t *testing.T) {
 
 // TestSigningSecretProblems: a secret file others can read, a missing
 // file, and inline secrets that are not Standard Webhooks keys are refused
-// at start, each naming the module file, the field and the value — a
-// file's path, never a secret.
+// at start, each naming the module file, the field and the value — an
+// existing file's path, never a secret.
 func TestSigningSecretProblems(t *testing.T) {
 	readable := writeSecretFile(t, newSecret(t), 0o640)
 	short := "whsec_" + base64.StdEncoding.EncodeToString([]byte("sixteen bytes!!!"))
@@ -215,7 +215,7 @@ func TestSigningSecretProblems(t *testing.T) {
 	text := err.Error()
 	for _, want := range []string{
 		file + `: protocol.signing_secrets[0]: ` + readable + ` is readable by group or others (mode -rw-r-----); chmod 600 it, got "` + readable + `"`,
-		file + `: protocol.signing_secrets[1]: stat ` + missing,
+		file + `: protocol.signing_secrets[1]: neither a whsec_ secret nor a readable file (value not shown)`,
 		file + `: protocol.signing_secrets[2]: the key is 16 bytes; Standard Webhooks keys are 24 to 64 bytes, got "whsec_…"`,
 		file + `: protocol.signing_secrets[3]: whsec_ is not followed by standard base64, got "whsec_…"`,
 	} {
@@ -226,6 +226,37 @@ func TestSigningSecretProblems(t *testing.T) {
 	for _, secret := range []string{strings.TrimPrefix(short, "whsec_"), strings.TrimPrefix(notB64, "whsec_")} {
 		if strings.Contains(text, secret) {
 			t.Errorf("the error shows a secret:\n%s", text)
+		}
+	}
+}
+
+// TestSigningSecretTypedWithoutPrefixNotPrinted: a secret typed without
+// its whsec_ prefix (bare base64, or the prefix in upper case) is not a
+// file either; the start-up error says so by index and never shows the
+// value — nor does it show a path that names no file.
+func TestSigningSecretTypedWithoutPrefixNotPrinted(t *testing.T) {
+	bare := base64.StdEncoding.EncodeToString([]byte("a secret of thirty-two bytes!!!!"))
+	upper := "WHSEC_" + base64.StdEncoding.EncodeToString([]byte("another secret, 32 bytes long!!!"))
+	missing := filepath.Join(t.TempDir(), "nope.key")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "m.yaml")
+	yaml := fmt.Sprintf("topic: t\nprotocol:\n uri: /p\n signing_secrets:\n  - %s\n  - %s\n  - %s\nbackend_servers: [127.0.0.1:1]\n", bare, upper, missing)
+	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ktransfer.LoadModule(file)
+	if err == nil {
+		t.Fatal("loaded")
+	}
+	text := err.Error()
+	for i := range 3 {
+		if want := fmt.Sprintf("%s: protocol.signing_secrets[%d]: neither a whsec_ secret nor a readable file (value not shown)", file, i); !strings.Contains(text, want) {
+			t.Errorf("error lacks %q:\n%s", want, text)
+		}
+	}
+	for _, v := range []string{bare, bare[:8], upper[6:], upper[6:14], missing, "nope.key"} {
+		if strings.Contains(text, v) {
+			t.Errorf("the error shows %q:\n%s", v, text)
 		}
 	}
 }

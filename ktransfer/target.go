@@ -15,13 +15,19 @@ import (
 // of backend_servers, compared after normalizing both (host lower-cased,
 // without a trailing dot; port as a number, 80 when the URL has none); no
 // name is resolved. The push then goes through that backend's connections,
-// to the configured address, never to an address the record chose.
+// to the configured address, never to an address the record chose; its
+// Host is that backend's normalized host:port, never the URL's spelling.
 
 // target is where one record's URL sends it.
 type target struct {
 	backend int    // index in backend_servers
-	host    string // the Host header: the URL's host[:port]
-	uri     string // the URL's path and query
+	host    string // the Host header: the backend's normalized host:port
+	// uri is the absolute form http://<host><the URL's path and query>.
+	// The HTTP client parses the request URI again before writing it: a
+	// path alone starting with // (http://allowed//evil/x?a=http://b) would
+	// be read as naming the host evil, sent as Host, and its user
+	// information as Authorization. In the absolute form the host is ours.
+	uri string
 }
 
 // validHeaderName reports whether name can name a record header in a
@@ -106,5 +112,5 @@ func (p *pusher) targetOf(rec *kgo.Record) (*target, string) {
 	if !ok {
 		return nil, hp + " is not in backend_servers"
 	}
-	return &target{backend: i, host: u.Host, uri: u.RequestURI()}, ""
+	return &target{backend: i, host: hp, uri: "http://" + hp + u.RequestURI()}, ""
 }

@@ -1,0 +1,11 @@
+package ktransfer
+
+import "time"
+
+// SetReplayQuiet sets how long a replay waits for a partition that
+// delivers nothing more below its end; the returned func restores it.
+func SetReplayQuiet(d time.Duration) (restore func()) {
+	old := replayQuiet
+	replayQuiet = d
+	return func() { replayQuiet = old }
+}
