@@ -87,8 +87,8 @@ type chosen int
 
 const (
 	chosenBackend chosen = iota // a backend to push to
-	chosenOpen               // none: every backend it may go to is open, and it may not wait
-	chosenStopped            // none: ctx ended, or the partition was released
+	chosenOpen                  // none: every backend it may go to is open, and it may not wait
+	chosenStopped               // none: ctx ended, or the partition was released
 )
 
 func newBreakers(m Module, s *moduleStats) *breakers {
