@@ -2,6 +2,9 @@ package ktransfer
 
 import (
 	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -10,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 func testBreakers(t *testing.T, threshold, cooldownMs int, backends ...string) *breakers {
@@ -295,5 +299,55 @@ func TestBreakerDuplicateBackends(t *testing.T) {
 	var opened dto.Metric
 	if err := b.opened[0].Write(&opened); err != nil || opened.GetCounter().GetValue() != 1 {
 		t.Errorf("ktransfer_breaker_opened_total of a:1: %v %v, want 1", opened.GetCounter().GetValue(), err)
+	}
+}
+
+// TestBreakerRecheckedAfterZooKeeperWait: a push chooses its backend, then
+// waits for ZooKeeper to answer (mayPush); a backend that opened meanwhile
+// is not pushed to when ZooKeeper is back: the push chooses again.
+func TestBreakerRecheckedAfterZooKeeperWait(t *testing.T) {
+	var hits [2]atomic.Int64
+	var addrs []string
+	for i := range hits {
+		s := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hits[i].Add(1) }))
+		t.Cleanup(s.Close)
+		addrs = append(addrs, s.Listener.Addr().String())
+	}
+	cfg := DefaultModule()
+	cfg.Name, cfg.Topic, cfg.BackendServers, cfg.Protocol.URI = "m", "t", addrs, "/push"
+	cfg.BreakerFailures, cfg.BreakerCooldownMs = 1, 60000
+	p, err := newPusher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := newMetrics().module("m")
+	tr := &Transfer{cfg: Config{ZKTimeoutMs: 3000}, base: time.Now()}
+	tr.lastAnswer.Store(tr.now() - int64(time.Hour)) // ZooKeeper silent: mayPush waits
+	m := &module{cfg: cfg, t: tr, log: slog.New(slog.DiscardHandler), pusher: p, stats: st, breakers: newBreakers(cfg, st)}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	part := &partition{m: m, ctx: ctx}
+	r := &record{msg: &kgo.Record{Topic: "t", Value: []byte("v")}, part: part}
+	done := make(chan outcome)
+	go func() {
+		var buf []byte
+		done <- m.handle(ctx, r, &buf)
+	}()
+	// The push chose backend 0 and waits for ZooKeeper: nothing is pushed.
+	time.Sleep(100 * time.Millisecond)
+	if n := hits[0].Load() + hits[1].Load(); n != 0 {
+		t.Fatalf("%d pushes while ZooKeeper was silent", n)
+	}
+	c, _, _, _ := m.breakers.pick(time.Now(), 0, 1)
+	m.breakers.report(c, retry) // backend 0 opens
+	tr.lastAnswer.Store(tr.now())
+	select {
+	case out := <-done:
+		if out != outPushed || hits[0].Load() != 0 || hits[1].Load() != 1 {
+			t.Errorf("outcome %v, pushes to backend 0 (open) %d, to backend 1 %d; want pushed to backend 1 only",
+				out, hits[0].Load(), hits[1].Load())
+		}
+	case <-ctx.Done():
+		t.Fatal("the push never ended")
 	}
 }

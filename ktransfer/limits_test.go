@@ -321,6 +321,32 @@ func TestBreakerPinnedToDeadBackend(t *testing.T) {
 	}
 }
 
+// TestBreakerDuplicateBackend: a backend listed twice in backend_servers
+// (a way to weight the round robin) has one breaker and one series per
+// metric; /metrics answered 500 on the duplicate ktransfer_backend_state.
+func TestBreakerDuplicateBackend(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	produceN(t, e, 0, 30)
+	a, b := newBackend(t, nil), newBackend(t, nil)
+	m := module("m", "t", a.URL, b.URL, a.URL)
+	m.BreakerFailures = 3
+	_, admin := e.startAdmin(t, 0, m)
+	waitFor(t, "every record pushed", 20*time.Second, func() bool { return len(a.got())+len(b.got()) >= 30 })
+	if len(a.got()) <= len(b.got()) {
+		t.Errorf("the backend listed twice got %d pushes, the other %d: weighting lost", len(a.got()), len(b.got()))
+	}
+	metrics := get(t, admin+"/metrics")
+	for _, addr := range []string{a.Listener.Addr().String(), b.Listener.Addr().String()} {
+		want := `(?m)^ktransfer_backend_state\{backend="` + regexp.QuoteMeta(addr) + `",module="m"\} 0$`
+		if n := len(regexp.MustCompile(want).FindAllString(metrics, -1)); n != 1 {
+			t.Errorf("/metrics has %d ktransfer_backend_state series of %s, want 1", n, addr)
+		}
+	}
+	if st := backendStates(t, admin); len(st) != 2 {
+		t.Errorf("/status lists %d breakers, want 2: %+v", len(st), st)
+	}
+}
+
 // cpuTime is the process's CPU time so far.
 func cpuTime(t *testing.T) time.Duration {
 	t.Helper()
@@ -354,5 +380,8 @@ func get(t *testing.T, url string) string {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s: %.300s", url, resp.Status, body)
+	}
 	return string(body)
 }
