@@ -295,6 +295,23 @@ func (b *breakers) broadcast() {
 	b.changed = make(chan struct{})
 }
 
+// forgetBackends removes the breaker series of m's backends that next
+// (its run after a reload; nil when the module stopped) does not have: a
+// series kept would go on reporting a backend no longer pushed to.
+func (m *module) forgetBackends(next *module) {
+	keep := map[string]bool{}
+	if next != nil && next.breakers.threshold > 0 {
+		for _, a := range next.breakers.addrs {
+			keep[a] = true
+		}
+	}
+	for _, a := range m.breakers.addrs {
+		if !keep[a] {
+			m.stats.forgetBackend(a)
+		}
+	}
+}
+
 // BackendStatus is one backend's circuit breaker in /status.
 type BackendStatus struct {
 	Backend  string    `json:"backend"`
