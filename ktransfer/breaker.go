@@ -2,6 +2,7 @@ package ktransfer
 
 import (
 	"context"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,22 +33,28 @@ func (s breakerState) String() string {
 }
 
 // breakers are the circuit breakers of a module's backends (one per
-// backend_servers entry, shared by the module's workers).
+// distinct backend_servers host:port, shared by the module's workers: a
+// backend listed twice, to weight the round robin, has one breaker).
 //
 // A backend whose pushes failed breaker_failures times in a row (judge
 // says retry: a transport error, a timeout, a 5xx, 408, 429) opens: it is
-// skipped for its cooldown. Then the first push to come takes it as a
-// trial (half-open; the others still skip it): a success closes it and
-// resets the cooldown to breaker_cooldown_ms, a failure opens it again for
-// twice the cooldown, up to maxBreakerCooldown. A refusal (another 4xx) is
-// the backend answering, not failing: it counts as a success. When every
-// backend is open, pushes wait for the earliest end of a cooldown, or for
-// a trial to end; waiting is not an attempt.
+// skipped for its cooldown, its share spread evenly over the closed
+// backends. Then the first push to come takes it as a trial (half-open;
+// the others still skip it): a success closes it and resets the cooldown
+// to breaker_cooldown_ms, a failure opens it again for twice the cooldown,
+// up to maxBreakerCooldown. A refusal (another 4xx) is the backend
+// answering, not failing: it counts as a success. A push begun before the
+// backend's latest opening counts for nothing: the trial decides. When
+// every backend is open, pushes wait for the earliest end of a cooldown,
+// or for a trial to end; waiting is not an attempt. A push that may not
+// wait (a record pinned to one backend by its target, a replay) is told
+// so at once instead.
 type breakers struct {
 	threshold int // breaker_failures; 0: no breaker
 	base      time.Duration
-	addrs     []string
-	opened    []prometheus.Counter // per backend
+	addrs     []string             // per breaker: its backend, as first listed
+	of        []int                // per backend_servers entry: its breaker
+	opened    []prometheus.Counter // per breaker
 
 	mu      sync.Mutex
 	b       []breaker
@@ -63,21 +70,50 @@ type breaker struct {
 	failures int           // consecutive failed pushes (trials included)
 	cooldown time.Duration // of the current opening, or the next
 	until    time.Time     // open: when a trial may start
+	gen      uint64        // how many times it opened
 }
 
-// choice is the backend a push goes to; trial: it is the half-open
-// backend's one trial push.
+// choice is the backend_servers entry a push goes to; trial: it is the
+// half-open backend's one trial push; gen: the backend's openings when
+// the push was chosen.
 type choice struct {
 	i     int
 	trial bool
+	gen   uint64
 }
+
+// chosen is what a push got from choose.
+type chosen int
+
+const (
+	chosenBackend chosen = iota // a backend to push to
+	chosenOpen                  // none: every backend it may go to is open, and it may not wait
+	chosenStopped               // none: ctx ended, or the partition was released
+)
 
 func newBreakers(m Module, s *moduleStats) *breakers {
 	b := &breakers{
 		threshold: m.BreakerFailures, base: time.Duration(m.BreakerCooldownMs) * time.Millisecond,
-		addrs: m.BackendServers, b: make([]breaker, len(m.BackendServers)), changed: make(chan struct{}),
+		of: make([]int, len(m.BackendServers)), changed: make(chan struct{}),
+	}
+	seen := map[string]int{}
+	for i, a := range m.BackendServers {
+		key := a
+		if host, port, err := net.SplitHostPort(a); err == nil {
+			if hp, ok := normalHostPort(host, port); ok {
+				key = hp
+			}
+		}
+		k, dup := seen[key]
+		if !dup {
+			k = len(b.addrs)
+			seen[key] = k
+			b.addrs = append(b.addrs, a)
+		}
+		b.of[i] = k
 	}
 	now := time.Now()
+	b.b = make([]breaker, len(b.addrs))
 	for i := range b.b {
 		b.b[i] = breaker{since: now, cooldown: b.base}
 	}
@@ -89,25 +125,32 @@ func newBreakers(m Module, s *moduleStats) *breakers {
 	return b
 }
 
-// acquire returns the first backend to push to among the count backends
-// from index from (round robin, modulo their number): a closed one, or an
-// open one whose cooldown ended, taken as its trial. When there is none it
-// waits (without spinning: until the earliest cooldown ends or a trial
-// ends); false when ctx ends first.
-func (b *breakers) acquire(ctx context.Context, from, count int) (choice, bool) {
+// acquire returns a backend to push to among the count backend_servers
+// entries from index from (modulo their number): an open one whose
+// cooldown ended, taken as its trial, or else a closed one (round robin
+// over the closed ones). When there is none it waits (without spinning:
+// until the earliest cooldown ends or a trial ends), or returns chosenOpen at
+// once when wait is false; chosenStopped when ctx ends first.
+func (b *breakers) acquire(ctx context.Context, from, count int, wait bool) (choice, chosen) {
+	if ctx.Err() != nil {
+		return choice{}, chosenStopped
+	}
 	if b.threshold == 0 {
-		return choice{i: from % len(b.b)}, ctx.Err() == nil
+		return choice{i: from % len(b.of)}, chosenBackend
 	}
 	for {
 		b.mu.Lock()
 		c, ok, until, changed := b.pick(time.Now(), from, count)
 		b.mu.Unlock()
 		if ok {
-			return c, true
+			return c, chosenBackend
+		}
+		if !wait {
+			return choice{i: from % len(b.of)}, chosenOpen
 		}
 		b.waits.Add(1)
 		if !waitUntil(ctx, until, changed) {
-			return choice{}, false
+			return choice{}, chosenStopped
 		}
 	}
 }
@@ -133,24 +176,48 @@ func waitUntil(ctx context.Context, until time.Time, changed <-chan struct{}) bo
 // pick is acquire's choice at now, without waiting: ok false, with the
 // earliest end of a cooldown (zero when every candidate is on trial) and
 // the channel closed when a trial ends. b.mu is held.
+//
+// A closed backend is the (from mod closed)-th closed candidate: an open
+// backend's share is spread evenly over the closed ones (walking on to
+// the next closed one gave the backend after an open one twice the share
+// of the others, a cascade waiting to happen).
 func (b *breakers) pick(now time.Time, from, count int) (c choice, ok bool, until time.Time, changed <-chan struct{}) {
+	n := len(b.of)
+	closed := 0
 	for k := range count {
-		i := (from + k) % len(b.b)
-		s := &b.b[i]
+		i := (from + k) % n
+		s := &b.b[b.of[i]]
 		switch s.state {
 		case stateClosed:
-			return choice{i: i}, true, time.Time{}, nil
+			closed++
 		case stateOpen:
 			if !now.Before(s.until) {
 				s.state, s.since = stateHalfOpen, now
-				return choice{i: i, trial: true}, true, time.Time{}, nil
+				return choice{i: i, trial: true, gen: s.gen}, true, time.Time{}, nil
 			}
 			if until.IsZero() || s.until.Before(until) {
 				until = s.until
 			}
 		}
 	}
-	return choice{}, false, until, b.changed
+	if closed == 0 {
+		return choice{}, false, until, b.changed
+	}
+	start := from // every entry a candidate: counted from the first, so that from+1 is the next closed one
+	if count >= n {
+		start = 0
+	}
+	want := from % closed
+	for k := range count {
+		i := (start + k) % n
+		if s := &b.b[b.of[i]]; s.state == stateClosed {
+			if want == 0 {
+				return choice{i: i, gen: s.gen}, true, time.Time{}, nil
+			}
+			want--
+		}
+	}
+	return choice{}, false, until, b.changed // not reached: closed > 0
 }
 
 // usable reports whether c may still be pushed to: its trial, or a
@@ -162,7 +229,7 @@ func (b *breakers) usable(c choice) bool {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.b[c.i].state == stateClosed
+	return b.b[b.of[c.i]].state == stateClosed
 }
 
 // abandon gives back a choice that was not pushed: a trial not made lets
@@ -174,7 +241,7 @@ func (b *breakers) abandon(c choice) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := time.Now()
-	s := &b.b[c.i]
+	s := &b.b[b.of[c.i]]
 	s.state, s.since, s.until = stateOpen, now, now
 	b.broadcast()
 }
@@ -190,7 +257,8 @@ func (b *breakers) report(c choice, v verdict) {
 }
 
 func (b *breakers) reportAt(c choice, ok bool, now time.Time) {
-	s := &b.b[c.i]
+	k := b.of[c.i]
+	s := &b.b[k]
 	switch {
 	case c.trial && ok:
 		s.state, s.since, s.failures, s.cooldown = stateClosed, now, 0, b.base
@@ -198,31 +266,50 @@ func (b *breakers) reportAt(c choice, ok bool, now time.Time) {
 	case c.trial:
 		s.failures++
 		s.cooldown = min(2*s.cooldown, maxBreakerCooldown)
-		b.open(c.i, now)
+		b.open(k, now)
 		b.broadcast()
-	case s.state != stateClosed:
-		// A push begun before the backend opened: the trial decides.
+	case c.gen != s.gen:
+		// A push begun before the backend's latest opening (it may have
+		// closed again since): the trial decides.
 	case ok:
 		s.failures = 0
 	default:
 		s.failures++
 		if s.failures >= b.threshold {
-			b.open(c.i, now)
+			b.open(k, now)
 		}
 	}
 }
 
-// open opens backend i for its cooldown. b.mu is held.
-func (b *breakers) open(i int, now time.Time) {
-	s := &b.b[i]
+// open opens breaker k for its cooldown. b.mu is held.
+func (b *breakers) open(k int, now time.Time) {
+	s := &b.b[k]
 	s.state, s.since, s.until = stateOpen, now, now.Add(s.cooldown)
-	b.opened[i].Inc()
+	s.gen++
+	b.opened[k].Inc()
 }
 
 // broadcast wakes the pushes waiting for a backend. b.mu is held.
 func (b *breakers) broadcast() {
 	close(b.changed)
 	b.changed = make(chan struct{})
+}
+
+// forgetBackends removes the breaker series of m's backends that next
+// (its run after a reload; nil when the module stopped) does not have: a
+// series kept would go on reporting a backend no longer pushed to.
+func (m *module) forgetBackends(next *module) {
+	keep := map[string]bool{}
+	if next != nil && next.breakers.threshold > 0 {
+		for _, a := range next.breakers.addrs {
+			keep[a] = true
+		}
+	}
+	for _, a := range m.breakers.addrs {
+		if !keep[a] {
+			m.stats.forgetBackend(a)
+		}
+	}
 }
 
 // BackendStatus is one backend's circuit breaker in /status.
@@ -257,24 +344,26 @@ func (b *breakers) status() []BackendStatus {
 	return out
 }
 
-// choose waits for a backend to push to, trying them in round-robin order
-// from index from among count backends (open ones skipped), then for a token of rate_limit; it
-// reports false when ctx ends first. Waiting counts as no attempt of
-// max_retry_times.
-func (m *module) choose(ctx context.Context, from, count int) (choice, bool) {
+// choose waits for a backend to push to among count backend_servers
+// entries from index from (see acquire; wait false: chosenOpen at once when
+// they are all open), then for a token of rate_limit, then, for a record
+// of partition p (nil for a replay), until ZooKeeper is fresh (mayPush).
+// Waiting counts as no attempt of max_retry_times.
+func (m *module) choose(ctx context.Context, p *partition, from, count int, wait bool) (choice, chosen) {
 	for {
-		c, ok := m.breakers.acquire(ctx, from, count)
-		if !ok {
-			return c, false
+		c, g := m.breakers.acquire(ctx, from, count, wait)
+		if g != chosenBackend {
+			return c, g
 		}
-		if !m.limiter.wait(ctx) {
+		if !m.limiter.wait(ctx) || p != nil && !m.mayPush(p) {
 			m.breakers.abandon(c)
-			return c, false
+			return c, chosenStopped
 		}
 		if m.breakers.usable(c) {
-			return c, true
+			return c, chosenBackend
 		}
-		// It opened while this push waited for its token: the token is
-		// spent (the limit errs on the slow side); choose again.
+		// It opened while this push waited for its token or for
+		// ZooKeeper: the token is spent (the limit errs on the slow
+		// side); choose again.
 	}
 }

@@ -2,12 +2,18 @@ package ktransfer
 
 import (
 	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 func testBreakers(t *testing.T, threshold, cooldownMs int, backends ...string) *breakers {
@@ -98,8 +104,8 @@ func TestBreakerOneTrialAtATime(t *testing.T) {
 	for range 100 {
 		done.Go(func() {
 			for ctx.Err() == nil {
-				c, ok := b.acquire(ctx, 0, 1)
-				if !ok {
+				c, g := b.acquire(ctx, 0, 1, true)
+				if g != chosenBackend {
 					return
 				}
 				pushes.Add(1)
@@ -151,13 +157,13 @@ func TestBreakerAbandonedTrial(t *testing.T) {
 	b.report(choice{i: 0}, retry)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, ok := b.acquire(ctx, 0, 1)
-	if !ok || !c.trial {
-		t.Fatalf("acquire after the cooldown: %+v %v, want a trial", c, ok)
+	c, g := b.acquire(ctx, 0, 1, true)
+	if g != chosenBackend || !c.trial {
+		t.Fatalf("acquire after the cooldown: %+v %v, want a trial", c, g)
 	}
 	got := make(chan choice)
 	go func() {
-		c, _ := b.acquire(ctx, 0, 1)
+		c, _ := b.acquire(ctx, 0, 1, true)
 		got <- c
 	}()
 	select {
@@ -181,7 +187,167 @@ func TestBreakerOff(t *testing.T) {
 	for range 10 {
 		b.report(choice{i: 0}, retry)
 	}
-	if c, ok := b.acquire(context.Background(), 2, 2); !ok || c.i != 0 || b.status() != nil {
-		t.Errorf("without a breaker: %+v %v, status %v; want backend 0 (round robin), no status", c, ok, b.status())
+	if c, g := b.acquire(context.Background(), 2, 2, true); g != chosenBackend || c.i != 0 || b.status() != nil {
+		t.Errorf("without a breaker: %+v %v, status %v; want backend 0 (round robin), no status", c, g, b.status())
+	}
+}
+
+// TestBreakerStaleFailureIgnored: a push begun while the backend was
+// closed and reported after it opened, had a successful trial and closed
+// again, counts for nothing: it does not reopen the recovered backend.
+func TestBreakerStaleFailureIgnored(t *testing.T) {
+	b := testBreakers(t, 1, 100, "a:1", "b:1")
+	t0 := time.Now()
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	slow, ok, _, _ := b.pick(at(0), 0, 1) // a push that will time out, begun at 0
+	if !ok || slow.trial {
+		t.Fatalf("first push: %+v %v", slow, ok)
+	}
+	failed, _, _, _ := b.pick(at(0), 0, 1)
+	b.reportAt(failed, false, at(1)) // another push fails: open
+	trial, ok, _, _ := b.pick(at(150), 0, 1)
+	if !ok || !trial.trial {
+		t.Fatalf("after the cooldown: %+v %v, want a trial", trial, ok)
+	}
+	b.reportAt(trial, true, at(160)) // the backend is back: closed
+	b.reportAt(slow, false, at(200)) // the push begun at 0 times out now
+	if s := b.b[0]; s.state != stateClosed || s.failures != 0 {
+		t.Fatalf("recovered backend after a push begun before it opened failed: %v, %d failures; want closed, 0", s.state, s.failures)
+	}
+	late, _, _, _ := b.pick(at(210), 0, 1) // a push begun after it closed still counts
+	b.reportAt(late, false, at(220))
+	if s := b.b[0]; s.state != stateOpen {
+		t.Fatalf("a failure after the backend closed: %v, want open (breaker_failures 1)", s.state)
+	}
+}
+
+// TestBreakerSpreadsOverClosed: an open backend's share goes evenly to the
+// closed ones, not all to the one after it.
+func TestBreakerSpreadsOverClosed(t *testing.T) {
+	for _, tc := range []struct {
+		backends []string
+		open     []int
+	}{
+		{[]string{"a:1", "b:1", "c:1"}, []int{0}},
+		{[]string{"a:1", "b:1", "c:1"}, []int{1}},
+		{[]string{"a:1", "b:1", "c:1", "d:1", "e:1"}, []int{1, 2}},
+		{[]string{"a:1", "b:1", "c:1", "d:1"}, []int{3}},
+	} {
+		b := testBreakers(t, 1, 60000, tc.backends...)
+		for _, i := range tc.open {
+			c, _, _, _ := b.pick(time.Now(), i, 1)
+			b.reportAt(c, false, time.Now())
+		}
+		n := make([]int, len(tc.backends))
+		const pushes = 3000
+		for from := range pushes {
+			c, ok, _, _ := b.pick(time.Now(), from, len(tc.backends))
+			if !ok || c.trial {
+				t.Fatalf("%v open %v: push %d: %+v %v", tc.backends, tc.open, from, c, ok)
+			}
+			n[c.i]++
+		}
+		want := pushes / (len(tc.backends) - len(tc.open))
+		for i, got := range n {
+			if slices.Contains(tc.open, i) {
+				if got != 0 {
+					t.Errorf("%v open %v: open backend %d got %d pushes", tc.backends, tc.open, i, got)
+				}
+			} else if got < want*95/100 || got > want*105/100 {
+				t.Errorf("%v open %v: shares %v, want %d each (±5%%) for the closed ones", tc.backends, tc.open, n, want)
+				break
+			}
+		}
+	}
+}
+
+// TestBreakerDuplicateBackends: a backend listed twice in backend_servers
+// (to weight the round robin) has one breaker, shared by its entries, and
+// one series: /metrics used to fail on the duplicate state series.
+func TestBreakerDuplicateBackends(t *testing.T) {
+	b := testBreakers(t, 2, 60000, "a:1", "A:1", "b:1", "a:1")
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(statusCollector{status: func() []ModuleStatus { return []ModuleStatus{{Name: "m", Backends: b.status()}} }})
+	if _, err := reg.Gather(); err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	if st := b.status(); len(st) != 2 || st[0].Backend != "a:1" || st[1].Backend != "b:1" {
+		t.Fatalf("status %+v, want a:1 and b:1", st)
+	}
+	// Weighting kept: a:1 gets three pushes in four.
+	n := make([]int, 4)
+	for from := range 400 {
+		c, _, _, _ := b.pick(time.Now(), from, 4)
+		n[c.i]++
+	}
+	if n[0]+n[1]+n[3] != 300 || n[2] != 100 {
+		t.Errorf("shares by entry %v, want a:1 (entries 0, 1, 3) 300, b:1 100", n)
+	}
+	// A failure through either entry counts for the one backend.
+	c0, _, _, _ := b.pick(time.Now(), 0, 1)
+	c1, _, _, _ := b.pick(time.Now(), 1, 1)
+	b.reportAt(c0, false, time.Now())
+	b.reportAt(c1, false, time.Now())
+	for _, i := range []int{0, 1, 3} {
+		if c, ok, _, _ := b.pick(time.Now(), i, 1); ok {
+			t.Errorf("entry %d of the open backend chosen: %+v", i, c)
+		}
+	}
+	if c, ok, _, _ := b.pick(time.Now(), 0, 4); !ok || c.i != 2 {
+		t.Errorf("with a:1 open: %+v %v, want entry 2 (b:1)", c, ok)
+	}
+	var opened dto.Metric
+	if err := b.opened[0].Write(&opened); err != nil || opened.GetCounter().GetValue() != 1 {
+		t.Errorf("ktransfer_breaker_opened_total of a:1: %v %v, want 1", opened.GetCounter().GetValue(), err)
+	}
+}
+
+// TestBreakerRecheckedAfterZooKeeperWait: a push chooses its backend, then
+// waits for ZooKeeper to answer (mayPush); a backend that opened meanwhile
+// is not pushed to when ZooKeeper is back: the push chooses again.
+func TestBreakerRecheckedAfterZooKeeperWait(t *testing.T) {
+	var hits [2]atomic.Int64
+	var addrs []string
+	for i := range hits {
+		s := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hits[i].Add(1) }))
+		t.Cleanup(s.Close)
+		addrs = append(addrs, s.Listener.Addr().String())
+	}
+	cfg := DefaultModule()
+	cfg.Name, cfg.Topic, cfg.BackendServers, cfg.Protocol.URI = "m", "t", addrs, "/push"
+	cfg.BreakerFailures, cfg.BreakerCooldownMs = 1, 60000
+	p, err := newPusher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := newMetrics().module("m")
+	tr := &Transfer{cfg: Config{ZKTimeoutMs: 3000}, base: time.Now()}
+	tr.lastAnswer.Store(tr.now() - int64(time.Hour)) // ZooKeeper silent: mayPush waits
+	m := &module{cfg: cfg, t: tr, log: slog.New(slog.DiscardHandler), pusher: p, stats: st, breakers: newBreakers(cfg, st)}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	part := &partition{m: m, ctx: ctx}
+	r := &record{msg: &kgo.Record{Topic: "t", Value: []byte("v")}, part: part}
+	done := make(chan outcome)
+	go func() {
+		var buf []byte
+		done <- m.handle(ctx, r, &buf)
+	}()
+	// The push chose backend 0 and waits for ZooKeeper: nothing is pushed.
+	time.Sleep(100 * time.Millisecond)
+	if n := hits[0].Load() + hits[1].Load(); n != 0 {
+		t.Fatalf("%d pushes while ZooKeeper was silent", n)
+	}
+	c, _, _, _ := m.breakers.pick(time.Now(), 0, 1)
+	m.breakers.report(c, retry) // backend 0 opens
+	tr.lastAnswer.Store(tr.now())
+	select {
+	case out := <-done:
+		if out != outPushed || hits[0].Load() != 0 || hits[1].Load() != 1 {
+			t.Errorf("outcome %v, pushes to backend 0 (open) %d, to backend 1 %d; want pushed to backend 1 only",
+				out, hits[0].Load(), hits[1].Load())
+		}
+	case <-ctx.Done():
+		t.Fatal("the push never ended")
 	}
 }

@@ -342,8 +342,8 @@ func (m Module) Validate() error {
 	if m.DeadLetterTopic != "" && m.DeadLetterTopic == m.Topic {
 		p.Addf("dead_letter_topic", m.DeadLetterTopic, "must differ from topic")
 	}
-	if !(m.RateLimit >= 0) || math.IsInf(m.RateLimit, 1) {
-		p.Addf("rate_limit", m.RateLimit, "must be >= 0 records per second (0: no limit)")
+	if !(m.RateLimit == 0 || m.RateLimit >= minRateLimit) || math.IsInf(m.RateLimit, 1) {
+		p.Addf("rate_limit", m.RateLimit, "must be 0 (no limit) or >= %g records per second", minRateLimit)
 	}
 	if m.Burst < 0 {
 		p.Addf("burst", m.Burst, "must be >= 0 (0: max(1, rate_limit/10))")

@@ -52,7 +52,7 @@ func TestLimitsConfigErrors(t *testing.T) {
 		want []string
 	}{
 		{"rate_limit: -5\nburst: -1\nbreaker_failures: -2\nbreaker_cooldown_ms: 0\n", []string{
-			"rate_limit: must be >= 0 records per second (0: no limit), got -5",
+			"rate_limit: must be 0 (no limit) or >= 0.001 records per second, got -5",
 			"burst: must be >= 0 (0: max(1, rate_limit/10)), got -1",
 			"breaker_failures: must be >= 0 (0: no circuit breaker), got -2",
 			"breaker_cooldown_ms: must be 1..60000, got 0",
@@ -61,8 +61,10 @@ func TestLimitsConfigErrors(t *testing.T) {
 			"burst: needs a rate_limit (burst only shapes a rate limit), got 10",
 			"breaker_cooldown_ms: must be 1..60000, got 60001",
 		}},
-		{"rate_limit: .nan\n", []string{"rate_limit: must be >= 0 records per second (0: no limit), got NaN"}},
-		{"rate_limit: .inf\n", []string{"rate_limit: must be >= 0 records per second (0: no limit), got +Inf"}},
+		{"rate_limit: .nan\n", []string{"rate_limit: must be 0 (no limit) or >= 0.001 records per second, got NaN"}},
+		{"rate_limit: 1e-11\n", []string{"rate_limit: must be 0 (no limit) or >= 0.001 records per second, got 1e-11"}},
+		{"rate_limit: 0.0009\n", []string{"rate_limit: must be 0 (no limit) or >= 0.001 records per second, got 0.0009"}},
+		{"rate_limit: .inf\n", []string{"rate_limit: must be 0 (no limit) or >= 0.001 records per second, got +Inf"}},
 	} {
 		f := filepath.Join(dir, "m.yaml")
 		os.WriteFile(f, []byte("topic: t\nprotocol: {uri: /p}\nbackend_servers: [127.0.0.1:80]\n"+tc.body), 0o644)
@@ -75,8 +77,8 @@ func TestLimitsConfigErrors(t *testing.T) {
 	}
 	f := filepath.Join(dir, "ok.yaml")
 	os.WriteFile(f, []byte("topic: t\nprotocol: {uri: /p}\nbackend_servers: [127.0.0.1:80]\n"+
-		"rate_limit: 0.5\nburst: 3\nbreaker_failures: 5\nbreaker_cooldown_ms: 60000\n"), 0o644)
-	if m, err := ktransfer.LoadModule(f); err != nil || m.RateLimit != 0.5 || m.Burst != 3 || m.BreakerFailures != 5 {
+		"rate_limit: 0.001\nburst: 3\nbreaker_failures: 5\nbreaker_cooldown_ms: 60000\n"), 0o644)
+	if m, err := ktransfer.LoadModule(f); err != nil || m.RateLimit != 0.001 || m.Burst != 3 || m.BreakerFailures != 5 {
 		t.Errorf("valid limits: %+v, %v", m, err)
 	}
 	if m := ktransfer.DefaultModule(); m.RateLimit != 0 || m.Burst != 0 || m.BreakerFailures != 0 || m.BreakerCooldownMs != 1000 {

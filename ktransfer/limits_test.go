@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
@@ -266,6 +268,85 @@ func TestBreakerAllBackendsDown(t *testing.T) {
 	}
 }
 
+// TestBreakerPinnedToDeadBackend: records pinned by their target to a
+// backend that fails, its breaker open, are not held waiting for its
+// trials (they used no attempt while waiting, held every worker and the
+// window, and the records for the healthy backend stalled behind them):
+// an open breaker is a failed attempt for them, so they are given up
+// after max_retry_times and dead-lettered, and the healthy backend gets
+// its records at once.
+func TestBreakerPinnedToDeadBackend(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dlq", Partitions: 1})
+	good := newBackend(t, nil)
+	dead := newBackend(t, func(_ int, _ push, w http.ResponseWriter) { w.WriteHeader(500) })
+	m := module("m", "t", good.URL, dead.URL)
+	m.Protocol.TargetHeader = "target"
+	m.DeadLetterTopic = "dlq"
+	m.MaxRetryTimes = 2
+	m.WorkerNum = 4
+	m.BreakerFailures, m.BreakerCooldownMs = 2, 5000
+	var recs []*kgo.Record
+	for i := range 10 {
+		recs = append(recs, targeted("t", "d"+strconv.Itoa(i), "dead"+strconv.Itoa(i), dead.URL+"/hook"))
+	}
+	for i := range 50 {
+		recs = append(recs, targeted("t", "g"+strconv.Itoa(i), "good"+strconv.Itoa(i), good.URL+"/hook"))
+	}
+	e.produceRecords(t, recs...)
+	start := time.Now()
+	e.start(t, m)
+	// Well within the 5 s cooldown: no trial of the dead backend is waited for.
+	waitFor(t, "every record pushed or dead-lettered", 4*time.Second, func() bool {
+		return len(good.got()) >= 50 && e.storedOffset(t, "m", "t", 0) == "60"
+	})
+	t.Logf("in %v: the good backend got %d records, the dead one %d pushes",
+		time.Since(start).Round(time.Millisecond), len(good.got()), len(dead.got()))
+	if n := len(dead.got()); n > 2+m.WorkerNum {
+		t.Errorf("the dead backend got %d pushes: its open breaker did not stop them", n)
+	}
+	reasons := map[string]int{}
+	for _, rec := range kafkatest.ReadAll(t, e.kafka, e.kc, "dlq") {
+		for _, h := range rec.Headers {
+			if h.Key == "ktransfer-reason" {
+				reasons[string(h.Value)]++
+			}
+		}
+	}
+	total := 0
+	for _, n := range reasons {
+		total += n
+	}
+	if n := reasons["retries exhausted: backend's circuit breaker open"]; n == 0 || total != 10 {
+		t.Errorf("dead letters by reason %v, want the 10 records for the dead backend, given up on its open breaker", reasons)
+	}
+}
+
+// TestBreakerDuplicateBackend: a backend listed twice in backend_servers
+// (a way to weight the round robin) has one breaker and one series per
+// metric; /metrics answered 500 on the duplicate ktransfer_backend_state.
+func TestBreakerDuplicateBackend(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	produceN(t, e, 0, 30)
+	a, b := newBackend(t, nil), newBackend(t, nil)
+	m := module("m", "t", a.URL, b.URL, a.URL)
+	m.BreakerFailures = 3
+	_, admin := e.startAdmin(t, 0, m)
+	waitFor(t, "every record pushed", 20*time.Second, func() bool { return len(a.got())+len(b.got()) >= 30 })
+	if len(a.got()) <= len(b.got()) {
+		t.Errorf("the backend listed twice got %d pushes, the other %d: weighting lost", len(a.got()), len(b.got()))
+	}
+	metrics := get(t, admin+"/metrics")
+	for _, addr := range []string{a.Listener.Addr().String(), b.Listener.Addr().String()} {
+		want := `(?m)^ktransfer_backend_state\{backend="` + regexp.QuoteMeta(addr) + `",module="m"\} 0$`
+		if n := len(regexp.MustCompile(want).FindAllString(metrics, -1)); n != 1 {
+			t.Errorf("/metrics has %d ktransfer_backend_state series of %s, want 1", n, addr)
+		}
+	}
+	if st := backendStates(t, admin); len(st) != 2 {
+		t.Errorf("/status lists %d breakers, want 2: %+v", len(st), st)
+	}
+}
+
 // cpuTime is the process's CPU time so far.
 func cpuTime(t *testing.T) time.Duration {
 	t.Helper()
@@ -299,5 +380,8 @@ func get(t *testing.T, url string) string {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s: %.300s", url, resp.Status, body)
+	}
 	return string(body)
 }

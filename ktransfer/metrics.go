@@ -152,7 +152,8 @@ func (s *moduleStats) skipped(reason string) {
 func (s *moduleStats) breakerOpened(backend string) prometheus.Counter {
 	return s.m.opened.WithLabelValues(s.name, backend)
 }
-func (s *moduleStats) commitTook(d time.Duration) { s.commitH.Observe(d.Seconds()) }
+func (s *moduleStats) forgetBackend(backend string) { s.m.opened.DeleteLabelValues(s.name, backend) }
+func (s *moduleStats) commitTook(d time.Duration)   { s.commitH.Observe(d.Seconds()) }
 func (s *moduleStats) committed(p int32, offset int64) {
 	s.m.committed.WithLabelValues(s.name, strconv.Itoa(int(p))).Set(float64(offset))
 }

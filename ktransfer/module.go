@@ -313,23 +313,30 @@ func (m *module) handle(ctx context.Context, r *record, buf *[]byte) outcome {
 	first := m.pusher.start()
 	base := time.Duration(m.cfg.FailRetryIntervalMs) * time.Millisecond
 	ceiling := time.Duration(m.cfg.MaxRetryIntervalMs) * time.Millisecond
+	// A record waits while every backend is open, without using an
+	// attempt; but not one pinned to a single backend by its target (the
+	// records for a dead backend would hold every worker and the window,
+	// and the healthy backends would starve), nor a replay's (it would
+	// never end while the backends are down): for them an open breaker is
+	// a failed attempt.
+	wait := r.target == nil && !m.replaying
 	for n := 0; ; n++ {
 		from, count := first+n, len(m.pusher.backends)
 		if r.target != nil {
-			from, count = r.target.backend, 1 // retried to the same URL, waiting on its breaker alone
+			from, count = r.target.backend, 1 // retried to the same URL
 		}
-		c, ok := m.choose(ctx, from, count)
-		if !ok {
-			return outUnfinished
-		}
-		if ctx.Err() != nil || r.part != nil && !m.mayPush(r.part) {
-			m.breakers.abandon(c)
+		c, g := m.choose(ctx, r.part, from, count, wait)
+		if g == chosenStopped {
 			return outUnfinished
 		}
 		backend := c.i
-		a := m.pusher.push(backend, r, buf)
-		v, reason := judge(a)
-		m.breakers.report(c, v)
+		var a attempt
+		v, reason := retry, "backend's circuit breaker open"
+		if g == chosenBackend {
+			a = m.pusher.push(backend, r, buf)
+			v, reason = judge(a)
+			m.breakers.report(c, v)
+		}
 		switch v {
 		case pushed:
 			m.stats.pushed(time.Since(start))

@@ -23,13 +23,19 @@ type limiter struct {
 	last   time.Time // when tokens was last brought up to date
 }
 
-// newLimiter returns m's limiter, nil without a rate_limit.
+// minRateLimit is the smallest rate_limit: a token every 1000 s. Far
+// smaller rates overflowed the wait (time.Duration), which then meant no
+// limit at all.
+const minRateLimit = 0.001
+
+// newLimiter returns m's limiter, nil without a rate_limit. A rate below
+// minRateLimit (refused by Validate) is taken as minRateLimit.
 func newLimiter(m Module) *limiter {
 	if m.RateLimit <= 0 {
 		return nil
 	}
 	b := float64(m.burst())
-	return &limiter{rate: m.RateLimit, burst: b, tokens: b, last: time.Now()}
+	return &limiter{rate: max(m.RateLimit, minRateLimit), burst: b, tokens: b, last: time.Now()}
 }
 
 // wait takes a token, waiting until it is due; it reports false, the

@@ -56,3 +56,19 @@ func TestLimiterWaitStopsOnCancel(t *testing.T) {
 		t.Error("no limiter must not wait")
 	}
 }
+
+// TestLimiterTinyRate: a rate far below minRateLimit (refused by Validate)
+// overflowed the wait into a negative one: no limit at all. It is taken as
+// minRateLimit.
+func TestLimiterTinyRate(t *testing.T) {
+	for _, rate := range []float64{1e-11, 1e-300, minRateLimit} {
+		l := newLimiter(Module{RateLimit: rate}) // burst 1
+		now := time.Now()
+		if d := l.reserve(now); d != 0 {
+			t.Errorf("rate %g: the burst's token due in %v", rate, d)
+		}
+		if d := l.reserve(now); d < 999*time.Second || d > 1001*time.Second {
+			t.Errorf("rate %g: the second token due in %v, want 1000s (a token per 1/%g s)", rate, d, minRateLimit)
+		}
+	}
+}

@@ -237,9 +237,14 @@ func (t *Transfer) reload(ctx context.Context) (ReloadStatus, error) {
 		wg.Go(func() { mr.stopReading(); t.awaitStop(mr.done, mr.stopPushing) })
 	}
 	wg.Wait()
+	successor := map[string]*module{}
+	for _, m := range built {
+		successor[m.cfg.Name] = m
+	}
 	for _, m := range stopping {
 		delete(r.running, m)
 		m.reader.cl.Close()
+		m.forgetBackends(successor[m.cfg.Name])
 	}
 	t.modulesMu.Lock()
 	t.modules = next

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -403,5 +404,54 @@ func TestShutdownDuringReloadIsBounded(t *testing.T) {
 	}
 	if o := e.owners(t, "m", "t"); len(o) != 0 {
 		t.Errorf("owner nodes left after the stop: %v", o)
+	}
+}
+
+// TestReloadForgetsRemovedBackends: a reload that removes a backend from
+// a module, or stops a module, removes their
+// ktransfer_breaker_opened_total series; the backends kept keep theirs.
+func TestReloadForgetsRemovedBackends(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	good := newBackend(t, nil)
+	dead := newBackend(t, func(_ int, _ push, w http.ResponseWriter) { w.WriteHeader(500) })
+	goodAddr, deadAddr := good.Listener.Addr().String(), dead.Listener.Addr().String()
+	c := e.reloadConf(t, "m", "m2")
+	conf, err := os.ReadFile(c.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An admin listener, for /metrics.
+	if err := os.WriteFile(c.path, bytes.Replace(conf, []byte(`admin_addr: ""`), []byte("admin_addr: 127.0.0.1:0"), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	breaker := "breaker_failures: 1\nbreaker_cooldown_ms: 60000\n"
+	c.module(t, "m", "t", "m", goodAddr+", "+deadAddr, breaker)
+	c.module(t, "m2", "t", "m2", goodAddr, breaker)
+	r := startConf(t, c, nil)
+	admin := "http://" + r.tr.AdminAddr().String()
+	produceN(t, e, 0, 20)
+	series := func(module, backend string) *regexp.Regexp {
+		return regexp.MustCompile(`(?m)^ktransfer_breaker_opened_total\{backend="` + regexp.QuoteMeta(backend) + `",module="` + module + `"\} `)
+	}
+	waitFor(t, "the dead backend's breaker opened", 20*time.Second, func() bool {
+		return regexp.MustCompile(series("m", deadAddr).String() + `[1-9]`).MatchString(get(t, admin+"/metrics"))
+	})
+
+	c.module(t, "m", "t", "m", goodAddr, breaker) // the dead backend removed
+	conf, _ = os.ReadFile(c.path)                 // m2 stopped
+	if err := os.WriteFile(c.path, bytes.Replace(conf, []byte("module_enabled: [m, m2]"), []byte("module_enabled: [m]"), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.tr.Reload(context.Background()); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	metrics := get(t, admin+"/metrics")
+	for _, s := range []struct {
+		module, backend string
+		want            bool
+	}{{"m", deadAddr, false}, {"m2", goodAddr, false}, {"m", goodAddr, true}} {
+		if got := series(s.module, s.backend).MatchString(metrics); got != s.want {
+			t.Errorf("after the reload: a ktransfer_breaker_opened_total series of module %s, backend %s: %v, want %v", s.module, s.backend, got, s.want)
+		}
 	}
 }

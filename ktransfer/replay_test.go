@@ -332,3 +332,39 @@ func TestReplayWarnsOfDeadLettersWithoutOriginalHeaders(t *testing.T) {
 		t.Errorf("want one warning naming offset 1:\n%s", text)
 	}
 }
+
+// TestReplayBackendDown: a replay while the module's backend is still
+// down ends, every dead letter given up again after max_retry_times, as
+// without breakers: its open breaker is a failed attempt (waiting for its
+// trials, the replay never ended).
+func TestReplayBackendDown(t *testing.T) {
+	for _, failures := range []int{0, 1} {
+		t.Run("breaker_failures="+strconv.Itoa(failures), func(t *testing.T) {
+			e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dlq", Partitions: 1})
+			b := newBackend(t, func(_ int, _ push, w http.ResponseWriter) { w.WriteHeader(500) })
+			m := module("m", "t", b.URL)
+			m.DeadLetterTopic = "dlq"
+			m.MaxRetryTimes = 1
+			m.BreakerFailures, m.BreakerCooldownMs = failures, 20000
+			var recs []*kgo.Record
+			for i := range 20 {
+				recs = append(recs, &kgo.Record{Topic: "dlq", Key: []byte("k" + strconv.Itoa(i)), Value: []byte("v"), Headers: []kgo.RecordHeader{
+					{Key: "ktransfer-module", Value: []byte("m")}, {Key: "ktransfer-topic", Value: []byte("t")},
+					{Key: "ktransfer-partition", Value: []byte("0")}, {Key: "ktransfer-offset", Value: []byte(strconv.Itoa(i))}}})
+			}
+			e.produceRecords(t, recs...)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			start := time.Now()
+			rep, err := ktransfer.Replay(ctx, e.config(t, 0, m), "m", time.Time{}, testLog())
+			t.Logf("replay returned after %v: %v, err %v; the backend got %d pushes",
+				time.Since(start).Round(time.Millisecond), rep, err, len(b.got()))
+			if err != nil || rep.GivenUp != 20 || rep.Replayed != 0 {
+				t.Errorf("replay with the backend down: %v, %v; want 20 given up, no error", rep, err)
+			}
+			if failures > 0 && len(b.got()) > m.WorkerNum+1 {
+				t.Errorf("the backend got %d pushes with its breaker open", len(b.got()))
+			}
+		})
+	}
+}

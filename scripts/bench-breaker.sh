@@ -4,7 +4,7 @@
 #
 # RECORDS records of 200 bytes over 10,000 keys, preloaded into a 4-partition
 # topic; a module with 100 workers, window_size 1000, fail_retry_interval_ms
-# 200 (the default) and backend_servers [sink, dead], the dead one being in
+# 200 (the default) and backend_servers [dead, sink], the dead one being in
 # turn:
 #   refused   nothing listens on its port (the connection is refused at once)
 #   500       a sink answering every push with status 500
