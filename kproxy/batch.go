@@ -291,7 +291,7 @@ func (s *Server) startProduce(acks int, j *batchJob) (*batchCall, batchOutcome) 
 		// with them: produce_timeout_ms.
 		deadline = s.deadlines.get()
 	}
-	c := s.startBatch(cl, tr, acks, j, deadline, time.Now())
+	c := s.startBatch(cl, tr, acks, j, deadline, time.Now(), s.spool != nil && acks != 0)
 	if acks == 0 {
 		// Answered now; the promises count each record as written or
 		// lost (acks0Done), and give back its acks=0 share.
@@ -354,7 +354,10 @@ func (*batchItem) Value(any) any               { return nil }
 // startBatch hands j's records to cl, in order, each with the timestamp
 // now: the records of a batch are created at once (and kgo would read the
 // clock for each, 7% of kproxy's CPU on a batch of 100).
-func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, j *batchJob, deadline context.Context, now time.Time) *batchCall {
+//
+// gated passes each record through its topic's spool gate (spool.go): not
+// for transactions, which are never spooled.
+func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, j *batchJob, deadline context.Context, now time.Time, gated bool) *batchCall {
 	n := len(j.recs)
 	if cap(j.items) < n {
 		j.items = make([]batchItem, n)
@@ -364,7 +367,6 @@ func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, j *batchJob, d
 	c.left.Store(int64(n))
 	j.refs.Add(int64(n)) // one per record kgo holds, let go in its promise
 	c.note = tr.note()
-	gated := s.spool != nil && acks != 0
 	if gated && !j.noSpool {
 		c.spoolAt = s.spool.after.get()
 	}
