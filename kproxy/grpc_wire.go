@@ -78,7 +78,7 @@ func produceHandler(srv any, ctx context.Context, dec func(any) error, intercept
 
 // requestHead is what a ProduceRequest says besides its records.
 type requestHead struct {
-	id     uint64
+	id      uint64
 	acks    int // an acks index: 0, 1, 2 for -1
 	atomic  bool
 	noSpool bool // spool: false

@@ -207,38 +207,42 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string, key, body []byt
 		return succeed(ctx, -1, 0, false)
 	}
 
+	answered := false
 	if p.gen != nil {
 		// Kafka has spool_after_ms to take it; then its topic spools.
 		select {
 		case <-p.done:
+			answered = true
 		case <-s.spool.after.get().Done():
 			p.gate.flip(p.gen)
 		}
 	}
-	select {
-	case <-p.done:
-	case <-p.ctx.Done():
-		// The deadline passed. kgo fails a record it has not sent at its
-		// next attempt; a short grace lets that answer (503) come.
-		timer := timerPool.Get().(*time.Timer)
-		timer.Reset(answerGrace)
+	if !answered {
 		select {
 		case <-p.done:
-		case <-timer.C:
-			if p.state.CompareAndSwap(waiting, abandoned) {
-				// p is left to the promise, which releases it. The record
-				// is in a request awaiting its answer, or queued and
-				// failed by kgo before it can leave.
-				timer.Stop()
-				timerPool.Put(timer)
-				s.metrics.produceErrors.WithLabelValues("504").Inc()
-				ctx.Response.Header.Set("Retry-After", "1")
-				return fail(ctx, fasthttp.StatusGatewayTimeout, "no answer from kafka within produce_timeout_ms; the record may have been written")
+		case <-p.ctx.Done():
+			// The deadline passed. kgo fails a record it has not sent at its
+			// next attempt; a short grace lets that answer (503) come.
+			timer := timerPool.Get().(*time.Timer)
+			timer.Reset(answerGrace)
+			select {
+			case <-p.done:
+			case <-timer.C:
+				if p.state.CompareAndSwap(waiting, abandoned) {
+					// p is left to the promise, which releases it. The record
+					// is in a request awaiting its answer, or queued and
+					// failed by kgo before it can leave.
+					timer.Stop()
+					timerPool.Put(timer)
+					s.metrics.produceErrors.WithLabelValues("504").Inc()
+					ctx.Response.Header.Set("Retry-After", "1")
+					return fail(ctx, fasthttp.StatusGatewayTimeout, "no answer from kafka within produce_timeout_ms; the record may have been written")
+				}
+				<-p.done // the promise came meanwhile
 			}
-			<-p.done // the promise came meanwhile
+			timer.Stop()
+			timerPool.Put(timer)
 		}
-		timer.Stop()
-		timerPool.Put(timer)
 	}
 	err, trace, partition, offset, item := p.err, p.trace, p.rec.Partition, p.rec.Offset, p.item
 	p.release()
