@@ -61,7 +61,7 @@ func refuse(status, index int, reason string) *batchError {
 
 // recordResult is what became of one record of a batch.
 type recordResult struct {
-	status    int // 200: written
+	status    int // 200: written; 202: spooled
 	partition int32
 	offset    int64 // -1: not known (acks=0)
 	reason    string
@@ -196,6 +196,8 @@ type batchJob struct {
 	// names it in answers ("the request's deadline").
 	deadline context.Context
 	bound    string
+	// noSpool: the request said spool=0 (Kafka's answer or an error).
+	noSpool bool
 }
 
 var jobPool = sync.Pool{New: func() any { return new(batchJob) }}
@@ -224,7 +226,7 @@ func (j *batchJob) release() {
 	}
 	j.body, j.recs, j.results = j.body[:0], j.recs[:0], j.results[:0]
 	j.call = batchCall{}
-	j.deadline, j.bound = nil, ""
+	j.deadline, j.bound, j.noSpool = nil, "", false
 	jobPool.Put(j)
 }
 
@@ -289,7 +291,7 @@ func (s *Server) startProduce(acks int, j *batchJob) (*batchCall, batchOutcome) 
 		// with them: produce_timeout_ms.
 		deadline = s.deadlines.get()
 	}
-	c := s.startBatch(cl, tr, acks, j, deadline, time.Now())
+	c := s.startBatch(cl, tr, acks, j, deadline, time.Now(), s.spool != nil && acks != 0)
 	if acks == 0 {
 		// Answered now; the promises count each record as written or
 		// lost (acks0Done), and give back its acks=0 share.
@@ -323,6 +325,7 @@ type batchCall struct {
 	tr       *tracer
 	note     sendNote        // tr's counts before the first record was handed over
 	deadline context.Context // the records' deadline
+	spoolAt  context.Context // spool_after_ms from the start; nil: no record may be spooled
 	left     atomic.Int64    // promises still to come
 	done     chan struct{}   // closed by the last promise
 	items    []batchItem
@@ -336,6 +339,11 @@ type batchItem struct {
 	state atomic.Int32 // waiting, finished (err, trace set) or abandoned (answered 504)
 	err   error
 	trace sendTrace
+	// With the spool (as pending's): the gate, the generation, the spool
+	// item (given to the spool at once, or after kgo failed the record).
+	gate *gate
+	gen  context.Context
+	item *spoolItem
 }
 
 func (*batchItem) Deadline() (time.Time, bool) { return time.Time{}, false }
@@ -346,7 +354,10 @@ func (*batchItem) Value(any) any               { return nil }
 // startBatch hands j's records to cl, in order, each with the timestamp
 // now: the records of a batch are created at once (and kgo would read the
 // clock for each, 7% of kproxy's CPU on a batch of 100).
-func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, j *batchJob, deadline context.Context, now time.Time) *batchCall {
+//
+// gated passes each record through its topic's spool gate (spool.go): not
+// for transactions, which are never spooled.
+func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, j *batchJob, deadline context.Context, now time.Time, gated bool) *batchCall {
 	n := len(j.recs)
 	if cap(j.items) < n {
 		j.items = make([]batchItem, n)
@@ -356,17 +367,66 @@ func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, j *batchJob, d
 	c.left.Store(int64(n))
 	j.refs.Add(int64(n)) // one per record kgo holds, let go in its promise
 	c.note = tr.note()
+	if gated && !j.noSpool {
+		c.spoolAt = s.spool.after.get()
+	}
 	for i := range j.recs {
 		r, it := &j.recs[i], &c.items[i]
 		it.call, it.err, it.trace = c, nil, sendTrace{}
+		it.gate, it.gen, it.item = nil, nil, nil
 		it.state.Store(waiting)
 		it.rec = kgo.Record{Topic: r.name, Value: r.value, Headers: r.headers, Timestamp: now, Context: it}
 		if len(r.key) > 0 {
 			it.rec.Key = r.key
 		}
+		if gated {
+			s.gateBatchRecord(cl, c, it)
+			continue
+		}
 		cl.Produce(deadline, &it.rec, onBatchProduced)
 	}
 	return c
+}
+
+// gateBatchRecord hands a batch record to kgo through its topic's gate, or
+// to the spool when the topic spools (spool.go); a record of a spool=0
+// batch is refused then (spoolOvertake), as /commit does.
+func (s *Server) gateBatchRecord(cl *kgo.Client, c *batchCall, it *batchItem) {
+	g := s.spool.gate(it.rec.Topic)
+	g.mu.Lock()
+	if !s.spool.directLocked(g) {
+		if c.job.noSpool {
+			g.mu.Unlock()
+			it.err = errSpoolOvertake
+		} else {
+			it.item = newSpoolItem(g, &it.rec, false)
+			s.spool.holdLocked(g, it.item)
+			g.mu.Unlock()
+		}
+		it.state.Store(finished)
+		c.promised() // no promise from kgo will come
+		c.job.release()
+		return
+	}
+	it.gate = g
+	g.out++
+	if c.spoolAt == nil {
+		cl.Produce(c.deadline, &it.rec, onBatchProduced)
+	} else {
+		it.gen = g.gen
+		cl.Produce(it.gen, &it.rec, onBatchProduced)
+	}
+	g.mu.Unlock()
+}
+
+// errSpoolOvertake is the failure of a spool=0 record of a spooling topic.
+var errSpoolOvertake = errors.New("spool overtake")
+
+// promised counts one record of c answered; the last closes done.
+func (c *batchCall) promised() {
+	if c.left.Add(-1) == 0 {
+		close(c.done)
+	}
 }
 
 // onBatchProduced is the promise of every batch record.
@@ -383,16 +443,35 @@ func onBatchProduced(r *kgo.Record, err error) {
 		return
 	}
 	it.err, it.trace = err, c.tr.since(c.note)
-	it.state.CompareAndSwap(waiting, finished)
-	if c.left.Add(-1) == 0 {
-		close(c.done)
+	if it.gate != nil {
+		// An abandoned record (answered 504) is not spooled.
+		flipped := it.gen != nil && it.gen.Err() != nil && it.state.Load() == waiting
+		it.item = s.spool.settle(it.gate, r, err, it.trace, flipped)
 	}
+	it.state.CompareAndSwap(waiting, finished)
+	c.promised()
 	j.release()
 }
 
 // await waits for every promise, or for the records' deadline and a grace
 // for kgo to fail those it did not send (answerGrace), or for ctx.
 func (c *batchCall) await(ctx context.Context) {
+	if c.spoolAt != nil {
+		// Kafka has spool_after_ms to take them; then the topics of
+		// those it has not answered spool.
+		select {
+		case <-c.done:
+			return
+		case <-ctx.Done():
+			return
+		case <-c.spoolAt.Done():
+			for i := range c.items {
+				if it := &c.items[i]; it.gen != nil && it.state.Load() == waiting {
+					it.gate.flip(it.gen)
+				}
+			}
+		}
+	}
 	select {
 	case <-c.done:
 		return
@@ -421,6 +500,15 @@ func (c *batchCall) collect() []recordResult {
 		case it.state.CompareAndSwap(waiting, abandoned):
 			r = recordResult{status: 504, partition: -1, offset: -1,
 				reason: j.bounded("no answer from kafka within produce_timeout_ms" + mayBeWritten)}
+		case it.item != nil:
+			<-it.item.done
+			r = recordResult{status: 202, partition: -1, offset: -1}
+			if it.item.err != nil {
+				code, reason := it.item.refusal()
+				r = recordResult{status: code, partition: -1, offset: -1, reason: reason}
+			}
+		case it.err == errSpoolOvertake:
+			r = recordResult{status: 503, partition: -1, offset: -1, reason: spoolOvertake}
 		case it.err != nil:
 			code, reason := produceStatus(it.err, it.trace)
 			r = recordResult{status: code, partition: -1, offset: -1, reason: j.bounded(reason)}
@@ -449,15 +537,22 @@ func (s *Server) recordsDeadline(j *batchJob) context.Context {
 	return s.deadlines.get()
 }
 
-// outcome sums up a non-atomic batch's results and counts them.
+// outcome sums up a non-atomic batch's results and counts them: 200 when
+// every record is in Kafka, 202 when every record is in Kafka or in the
+// spool and one at least in the spool; with records not written, as
+// without the spool (207 when spooled ones are beside them).
 func (s *Server) outcome(res []recordResult, acks int) batchOutcome {
 	out := batchOutcome{results: res, status: 200, index: -1}
-	failed, alike, worst := 0, true, 0
+	failed, spooled, alike, worst := 0, 0, true, 0
 	for i, r := range res {
 		s.metrics.batchResultN(r.status, 1)
 		worst = max(worst, r.status)
-		if r.status == 200 {
+		switch r.status {
+		case 200:
 			s.metrics.records[acks].Inc()
+			continue
+		case 202:
+			spooled++
 			continue
 		}
 		s.metrics.produceErrors.WithLabelValues(strconv.Itoa(r.status)).Inc()
@@ -469,6 +564,10 @@ func (s *Server) outcome(res []recordResult, acks int) batchOutcome {
 		failed++
 	}
 	switch {
+	case failed == 0 && spooled > 0:
+		out.status = 202
+		out.reason = strconv.Itoa(spooled) + " of " + strconv.Itoa(len(res)) +
+			" records not taken by kafka within spool_after_ms are in the spool (see each result)"
 	case failed == 0:
 	case failed == len(res) && alike && out.status == 504:
 		out.reason = "no record acknowledged: " + res[out.index].reason

@@ -51,8 +51,8 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx) int {
 	for k := range args.All() {
 		// A misspelled atomic would write a batch that can end half
 		// written: every parameter must be known.
-		if n := string(k); n != "acks" && n != "topic" && n != "atomic" {
-			return batchFail(ctx, refuse(400, -1, "unknown parameter "+strconv.Quote(n)+" (known: acks, topic, atomic)"))
+		if n := string(k); n != "acks" && n != "topic" && n != "atomic" && n != "spool" {
+			return batchFail(ctx, refuse(400, -1, "unknown parameter "+strconv.Quote(n)+" (known: acks, topic, atomic, spool)"))
 		}
 	}
 	acksB := args.Peek("acks")
@@ -72,6 +72,10 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx) int {
 	}
 	if atomic && acks != 2 {
 		return batchFail(ctx, refuse(400, -1, "atomic=1 needs acks=-1 (a Kafka transaction is written to every in-sync replica)"))
+	}
+	noSpool, reason := spoolParam(args)
+	if reason != "" {
+		return batchFail(ctx, refuse(400, -1, reason))
 	}
 	if atomic && s.txns == nil {
 		return batchFail(ctx, refuse(400, -1, "atomic batches are off (transactional_producers: 0)"))
@@ -99,6 +103,7 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx) int {
 	j := getBatchJob()
 	defer j.release() // after the answer is written: it reads j's results
 	j.body = append(j.body[:0], body...)
+	j.noSpool = noSpool
 	var berr *batchError
 	if isJSON(ctx.Request.Header.ContentType()) {
 		j.recs, berr = parseJSONBatch(j.recs, j.body, topic, s.cfg.MaxBatchRecords)
@@ -144,6 +149,10 @@ func batchAnswer(ctx *fasthttp.RequestCtx, out batchOutcome) int {
 	for i, r := range out.results {
 		if i > 0 {
 			b = append(b, ',')
+		}
+		if r.status == 202 {
+			b = append(b, `{"spooled":true,"status":202}`...)
+			continue
 		}
 		if r.status != 200 {
 			b = append(b, `{"status":`...)

@@ -104,6 +104,17 @@ type Config struct {
 	// and reflection) on listen_host; 0: off. TLS as the HTTP port.
 	GRPCPort int `yaml:"grpc_port"`
 
+	// SpoolDir, when set, is the directory of the local spool: a record
+	// Kafka cannot take within spool_after_ms is appended there and
+	// answered 202, and drained to Kafka in order (spool.go). Empty: off.
+	SpoolDir string `yaml:"spool_dir"`
+	// SpoolAfterMs is how long a record may wait for Kafka before it is
+	// spooled; below produce_timeout_ms.
+	SpoolAfterMs int `yaml:"spool_after_ms"`
+	// SpoolMaxBytes bounds the spool's segments on disk; a record that
+	// would pass it is refused with 503.
+	SpoolMaxBytes int64 `yaml:"spool_max_bytes"`
+
 	// file is the file LoadConfig read, named in start-up errors; "" for a
 	// Config built in code.
 	file string
@@ -133,6 +144,9 @@ func DefaultConfig() Config {
 
 		MaxBatchRecords:        10_000,
 		TransactionalProducers: 2,
+
+		SpoolAfterMs:  1000,
+		SpoolMaxBytes: 1 << 30,
 	}
 }
 
@@ -265,8 +279,22 @@ func (c Config) Validate(file string) error {
 			p.Addf(fmt.Sprintf("trusted_proxies[%d]", i), t, "must be an IP address or a CIDR like 10.0.0.0/8")
 		}
 	}
+	switch {
+	case c.SpoolAfterMs < 1:
+		p.Addf("spool_after_ms", c.SpoolAfterMs, "must be >= 1")
+	case c.SpoolDir != "" && c.SpoolAfterMs >= c.ProduceTimeoutMs:
+		// A record is given to the spool before its produce deadline.
+		p.Addf("spool_after_ms", c.SpoolAfterMs, "must be below produce_timeout_ms (%d)", c.ProduceTimeoutMs)
+	}
+	if c.SpoolMaxBytes < minSpoolBytes {
+		p.Addf("spool_max_bytes", c.SpoolMaxBytes, "must be >= %d (1 MiB)", minSpoolBytes)
+	}
 	return p.Err()
 }
+
+// minSpoolBytes is the smallest spool_max_bytes: room for one record of
+// the default max_message_bytes.
+const minSpoolBytes = 1 << 20
 
 func contains(list []string, s string) bool {
 	for _, v := range list {

@@ -134,6 +134,7 @@ func (s *Server) produceRequest(ctx context.Context, j *batchJob) (answer, error
 	if berr != nil {
 		return refusedAnswer(h.id, berr), nil
 	}
+	j.noSpool = h.noSpool
 	n := len(j.recs)
 	s.metrics.batchSize.Observe(float64(n))
 	if berr = s.admitBatch(n); berr != nil {
@@ -206,8 +207,8 @@ func (b rpcBound) end(done bool) {
 // grpcCode is the gRPC status of an answer with HTTP status code.
 func grpcCode(code int) codes.Code {
 	switch code {
-	case 200, 207:
-		return codes.OK // 207: each result carries its own status
+	case 200, 202, 207:
+		return codes.OK // 202: spooled; 207: each result carries its own status
 	case 400:
 		return codes.InvalidArgument
 	case 401:
@@ -421,6 +422,7 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 	if berr != nil {
 		return refused(h.id, berr)
 	}
+	j.noSpool = h.noSpool
 	n := len(j.recs)
 	s.metrics.batchSize.Observe(float64(n))
 	client := 0

@@ -1047,11 +1047,11 @@ func TestGRPCProtoFieldNumbers(t *testing.T) {
 		msg    proto.Message
 		fields string
 	}{
-		{&kproxypb.ProduceRequest{}, "acks=1 atomic=2 topic=3 records=4 id=5"},
+		{&kproxypb.ProduceRequest{}, "acks=1 atomic=2 topic=3 records=4 id=5 spool=6"},
 		{&kproxypb.Record{}, "topic=1 key=2 value=3 headers=4"},
 		{&kproxypb.Header{}, "key=1 value=2"},
 		{&kproxypb.ProduceResponse{}, "id=1 status=2 error=3 results=4 bad_index=5 retry_after=6"},
-		{&kproxypb.RecordResult{}, "partition=1 offset=2 status=3 error=4"},
+		{&kproxypb.RecordResult{}, "partition=1 offset=2 status=3 error=4 spooled=5"},
 	} {
 		fs := tc.msg.ProtoReflect().Descriptor().Fields()
 		var got []string

@@ -78,9 +78,10 @@ func produceHandler(srv any, ctx context.Context, dec func(any) error, intercept
 
 // requestHead is what a ProduceRequest says besides its records.
 type requestHead struct {
-	id     uint64
-	acks   int // an acks index: 0, 1, 2 for -1
-	atomic bool
+	id      uint64
+	acks    int // an acks index: 0, 1, 2 for -1
+	atomic  bool
+	noSpool bool // spool: false
 }
 
 // readRequest reads the ProduceRequest in j.body into j's records (slices
@@ -157,6 +158,9 @@ func (s *Server) readFields(j *batchJob) (requestHead, *batchError) {
 			}
 		case num == 5 && typ == protowire.VarintType: // id
 			h.id, n = protowire.ConsumeVarint(b)
+		case num == 6 && typ == protowire.VarintType: // spool
+			v, m := protowire.ConsumeVarint(b)
+			h.noSpool, n = v == 0, m
 		default:
 			n = protowire.ConsumeFieldValue(num, typ, b)
 		}
@@ -334,14 +338,19 @@ func (a *answer) appendTo(b []byte) []byte {
 		if r.status != 200 {
 			reason = r.reason
 		}
+		var spooled uint64
+		if r.status == 202 {
+			spooled = 1
+		}
 		size := varintFieldSize(uint64(int64(r.partition))) + varintFieldSize(uint64(r.offset)) +
-			varintFieldSize(uint64(int64(r.status))) + stringFieldSize(reason)
+			varintFieldSize(uint64(int64(r.status))) + stringFieldSize(reason) + varintFieldSize(spooled)
 		b = protowire.AppendTag(b, 4, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(size))
 		b = appendVarintField(b, 1, uint64(int64(r.partition)))
 		b = appendVarintField(b, 2, uint64(r.offset))
 		b = appendVarintField(b, 3, uint64(int64(r.status)))
 		b = appendStringField(b, 4, reason)
+		b = appendVarintField(b, 5, spooled)
 	}
 	b = appendVarintField(b, 5, uint64(int64(a.index)))
 	return appendVarintField(b, 6, uint64(int64(a.retryAfter)))

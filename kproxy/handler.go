@@ -84,6 +84,10 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) int {
 	if !ok || (len(acksB) == 0 && args.Has("acks")) { // "acks=" says something, but not which
 		return fail(ctx, fasthttp.StatusBadRequest, "acks must be 0, 1 or -1")
 	}
+	noSpool, reason := spoolParam(args)
+	if reason != "" {
+		return fail(ctx, fasthttp.StatusBadRequest, reason)
+	}
 	body := ctx.PostBody()
 	if code := s.checkBody(ctx, body); code != 0 {
 		return code
@@ -122,7 +126,7 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) int {
 			return fail(ctx, fasthttp.StatusServiceUnavailable, "overloaded: req_pool_size acks=0 records still being delivered; the record was not written")
 		}
 	}
-	return s.produce(ctx, topic.name, args.Peek("key"), body, &hp, acks)
+	return s.produce(ctx, topic.name, args.Peek("key"), body, &hp, acks, noSpool)
 }
 
 // checkBody answers a body that is not exactly one value of its format:
@@ -168,7 +172,7 @@ func tooLarge(size, headers int, limit string, max int) string {
 	return reason + "larger than " + limit + " (" + strconv.Itoa(max) + ")"
 }
 
-func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string, key, body []byte, hp *headerPlan, acks int) int {
+func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string, key, body []byte, hp *headerPlan, acks int, noSpool bool) int {
 	p := pendingPool.Get().(*pending)
 	// The body and key are copied: fasthttp reuses its buffers once the
 	// handler returns, and kgo holds the record until Kafka answers.
@@ -189,7 +193,13 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string, key, body []byt
 	p.ctx = s.deadlines.get()
 	p.cl, p.tr = s.prod.client(acks)
 	p.note = p.tr.note()
-	p.cl.Produce(p.ctx, &p.rec, onProduced)
+	if s.spool != nil && acks != 0 {
+		if code, answered := s.gateCommit(ctx, p, noSpool); answered {
+			return code
+		}
+	} else {
+		p.cl.Produce(p.ctx, &p.rec, onProduced)
+	}
 	if acks == 0 {
 		// Answered now; the promise delivers it (retried until the
 		// deadline), counts it if it is lost, and releases p: p is not
@@ -197,39 +207,103 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string, key, body []byt
 		return succeed(ctx, -1, 0, false)
 	}
 
-	select {
-	case <-p.done:
-	case <-p.ctx.Done():
-		// The deadline passed. kgo fails a record it has not sent at its
-		// next attempt; a short grace lets that answer (503) come.
-		timer := timerPool.Get().(*time.Timer)
-		timer.Reset(answerGrace)
+	answered := false
+	if p.gen != nil {
+		// Kafka has spool_after_ms to take it; then its topic spools.
 		select {
 		case <-p.done:
-		case <-timer.C:
-			if p.state.CompareAndSwap(waiting, abandoned) {
-				// p is left to the promise, which releases it. The record
-				// is in a request awaiting its answer, or queued and
-				// failed by kgo before it can leave.
-				timer.Stop()
-				timerPool.Put(timer)
-				s.metrics.produceErrors.WithLabelValues("504").Inc()
-				ctx.Response.Header.Set("Retry-After", "1")
-				return fail(ctx, fasthttp.StatusGatewayTimeout, "no answer from kafka within produce_timeout_ms; the record may have been written")
-			}
-			<-p.done // the promise came meanwhile
+			answered = true
+		case <-s.spool.after.get().Done():
+			p.gate.flip(p.gen)
 		}
-		timer.Stop()
-		timerPool.Put(timer)
 	}
-	err, trace, partition, offset := p.err, p.trace, p.rec.Partition, p.rec.Offset
+	if !answered {
+		select {
+		case <-p.done:
+		case <-p.ctx.Done():
+			// The deadline passed. kgo fails a record it has not sent at its
+			// next attempt; a short grace lets that answer (503) come.
+			timer := timerPool.Get().(*time.Timer)
+			timer.Reset(answerGrace)
+			select {
+			case <-p.done:
+			case <-timer.C:
+				if p.state.CompareAndSwap(waiting, abandoned) {
+					// p is left to the promise, which releases it. The record
+					// is in a request awaiting its answer, or queued and
+					// failed by kgo before it can leave.
+					timer.Stop()
+					timerPool.Put(timer)
+					s.metrics.produceErrors.WithLabelValues("504").Inc()
+					ctx.Response.Header.Set("Retry-After", "1")
+					return fail(ctx, fasthttp.StatusGatewayTimeout, "no answer from kafka within produce_timeout_ms; the record may have been written")
+				}
+				<-p.done // the promise came meanwhile
+			}
+			timer.Stop()
+			timerPool.Put(timer)
+		}
+	}
+	err, trace, partition, offset, item := p.err, p.trace, p.rec.Partition, p.rec.Offset, p.item
 	p.release()
+	if item != nil {
+		return s.answerSpooled(ctx, item)
+	}
 	if err != nil {
 		code, reason := produceStatus(err, trace)
 		return s.kafkaFail(ctx, code, reason, topic, err)
 	}
 	s.metrics.records[acks].Inc()
 	return succeed(ctx, partition, offset, true)
+}
+
+// gateCommit hands p's record to kgo through its topic's gate (spool.go),
+// or to the spool when the topic spools; answered tells that the request
+// was answered (code) and p released.
+func (s *Server) gateCommit(ctx *fasthttp.RequestCtx, p *pending, noSpool bool) (code int, answered bool) {
+	g := s.spool.gate(p.rec.Topic)
+	g.mu.Lock()
+	if !s.spool.directLocked(g) {
+		if noSpool {
+			g.mu.Unlock()
+			p.release()
+			ctx.Response.Header.Set("Retry-After", "1")
+			return fail(ctx, fasthttp.StatusServiceUnavailable, spoolOvertake), true
+		}
+		it := newSpoolItem(g, &p.rec, false)
+		s.spool.holdLocked(g, it)
+		g.mu.Unlock()
+		p.release()
+		return s.answerSpooled(ctx, it), true
+	}
+	p.gate = g
+	g.out++
+	if noSpool {
+		p.cl.Produce(p.ctx, &p.rec, onProduced)
+	} else {
+		p.gen = g.gen
+		p.cl.Produce(p.gen, &p.rec, onProduced)
+	}
+	g.mu.Unlock()
+	return 0, false
+}
+
+// spoolOvertake refuses a spool=0 record of a topic that has records in
+// the spool: written now, it would overtake them.
+const spoolOvertake = "the topic has records in the spool waiting for kafka, which a record with spool=0 would overtake" + notWritten
+
+// answerSpooled answers a record given to the spool once it is on disk:
+// 202 {"spooled":true}, or why the spool could not take it.
+func (s *Server) answerSpooled(ctx *fasthttp.RequestCtx, it *spoolItem) int {
+	<-it.done
+	if it.err != nil {
+		code, reason := it.refusal()
+		return s.kafkaFail(ctx, code, reason, it.rec.Topic, it.err)
+	}
+	ctx.SetStatusCode(fasthttp.StatusAccepted)
+	ctx.SetContentType("application/json")
+	ctx.Response.SetBodyString("{\"spooled\":true}\n")
+	return fasthttp.StatusAccepted
 }
 
 // answerGrace is how long past produce_timeout_ms a handler waits for kgo
@@ -318,7 +392,7 @@ func (s *Server) requestError(ctx *fasthttp.RequestCtx, err error) {
 // repeatedParam names a parameter of the API given twice ("topic=a&topic=b"
 // would otherwise mean whichever one a reader picks), or returns "".
 func repeatedParam(args *fasthttp.Args) string {
-	var topic, key, acks, atomic int
+	var topic, key, acks, atomic, spool int
 	for k := range args.All() {
 		switch string(k) {
 		case "topic":
@@ -329,6 +403,8 @@ func repeatedParam(args *fasthttp.Args) string {
 			acks++
 		case "atomic":
 			atomic++
+		case "spool":
+			spool++
 		}
 	}
 	switch {
@@ -340,6 +416,24 @@ func repeatedParam(args *fasthttp.Args) string {
 		return "acks"
 	case atomic > 1:
 		return "atomic"
+	case spool > 1:
+		return "spool"
 	}
 	return ""
+}
+
+// spoolParam reads the spool parameter: spool=0 asks for Kafka's answer
+// (200 or an error), never the spool's 202.
+func spoolParam(args *fasthttp.Args) (noSpool bool, reason string) {
+	switch v := args.Peek("spool"); string(v) {
+	case "0", "false":
+		return true, ""
+	case "1", "true":
+		return false, ""
+	default:
+		if len(v) > 0 || args.Has("spool") {
+			return false, "spool must be 0 or 1"
+		}
+	}
+	return false, ""
 }

@@ -27,6 +27,13 @@ type pending struct {
 	note    sendNote        // tr's counts when the record was handed to kgo
 	ctx     context.Context // the record's deadline (shared: see deadlines)
 
+	// With the spool: the gate the record passed (nil: spool off, acks=0),
+	// the generation it was given to kgo in (nil: spool=0), and the spool
+	// item its failure became (settle).
+	gate *gate
+	gen  context.Context
+	item *spoolItem
+
 	state atomic.Int32  // waiting, finished or abandoned
 	done  chan struct{} // the promise's signal to the handler (cap 1)
 	err   error         // the outcome, set before done
@@ -65,6 +72,7 @@ func (p *pending) release() {
 	p.headers = p.headers[:0]
 	p.rec = kgo.Record{}
 	p.srv, p.cl, p.tr, p.ctx, p.err = nil, nil, nil, nil, nil
+	p.gate, p.gen, p.item = nil, nil, nil
 	pendingPool.Put(p)
 }
 
@@ -88,6 +96,11 @@ func (s *Server) produced(p *pending, err error, trace sendTrace) {
 		return
 	}
 	p.err, p.trace = err, trace
+	if p.gate != nil {
+		// An abandoned record (answered 504) is not spooled.
+		flipped := p.gen != nil && p.gen.Err() != nil && p.state.Load() == waiting
+		p.item = s.spool.settle(p.gate, &p.rec, err, trace, flipped)
+	}
 	if p.state.CompareAndSwap(waiting, finished) {
 		p.done <- struct{}{}
 		return

@@ -35,6 +35,7 @@ type Server struct {
 	grpc    *grpc.Server
 	prod    *producers
 	txns    *txnPool // nil: transactional_producers 0
+	spool   *spooler // nil: spool_dir empty
 	check   *topicCheck
 	metrics *metrics
 	errLog  sampled
@@ -118,6 +119,13 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.check.client = s.prod.leader
+	if cfg.SpoolDir != "" {
+		if s.spool, err = openSpooler(cfg, log, s.prod, reg); err != nil {
+			s.prod.close(context.Background())
+			s.closeListeners()
+			return nil, err
+		}
+	}
 	if cfg.TransactionalProducers > 0 {
 		prefix := cfg.TransactionalID
 		if prefix == "" {
@@ -200,6 +208,9 @@ func (s *Server) Run(ctx context.Context) error {
 			errc <- nil
 		}()
 	}
+	if s.spool != nil {
+		s.spool.start() // the drain starts with what the spool held at Open
+	}
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -230,7 +241,9 @@ func (s *Server) Run(ctx context.Context) error {
 	stopping.Wait()
 	// 2. let the aborts of failed transactions finish, close the
 	//    transactional clients, then flush the other kgo clients (acks=0
-	//    records still being delivered included) and close them (Close).
+	//    records still being delivered included) and close them; then
+	//    append what is queued for the spool, stop its drain (records
+	//    Kafka has not acknowledged stay in the spool) and close it (Close).
 	// 3. stop the admin listener last, so /metrics shows the shutdown.
 	if err := s.Close(); err != nil && runErr == nil {
 		runErr = err
@@ -265,6 +278,13 @@ func (s *Server) Close() error {
 		}
 		if err := s.prod.close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("close kafka producers: %w", err))
+		}
+		if s.spool != nil {
+			// After the producers: their last failures may still be
+			// spooled. Then the drain stops and the spool is closed.
+			if err := s.spool.close(ctx); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		if s.admin != nil && !daemon.StopHTTP(s.admin, time.Second) {
 			s.log.Warn("admin listener: requests still in progress after 1s, closed")
@@ -303,12 +323,27 @@ func (s *Server) adminMux(reg *prometheus.Registry) *http.ServeMux {
 
 // healthStatus is 200 while serving with a broker reachable (one answered
 // within the last second), 503 while shutting down or when no broker
-// answers.
+// answers. With the spool, kproxy takes records while Kafka is away: 200
+// "degraded: spooling" while the spool holds records or no broker answers,
+// 503 once the spool is full.
 func (s *Server) healthStatus() (int, string) {
 	if s.closing.Load() {
 		return 503, "shutting down"
 	}
-	if !s.prod.reachable() {
+	reachable := s.prod.reachable()
+	if s.spool != nil {
+		st := s.spool.sp.Stats()
+		if st.Bytes+int64(s.cfg.MaxMessageBytes) > s.cfg.SpoolMaxBytes && (st.Records > 0 || !reachable) {
+			return 503, fmt.Sprintf("spool full: %d records, %d bytes (spool_max_bytes %d)", st.Records, st.Bytes, s.cfg.SpoolMaxBytes)
+		}
+		switch {
+		case !reachable:
+			return 200, fmt.Sprintf("degraded: spooling, no kafka broker reachable (%d records in the spool)", st.Records)
+		case st.Records > 0:
+			return 200, fmt.Sprintf("degraded: spooling (%d records in the spool)", st.Records)
+		}
+	}
+	if !reachable {
 		return 503, "no kafka broker reachable"
 	}
 	return 200, "ok"

@@ -225,7 +225,7 @@ func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
 		s.txns.put(tp)
 		return s.atomicFailed(n, 503, -1, "kafka transaction not begun: "+err.Error()+"; the batch was not written", j, false)
 	}
-	c := s.startBatch(tp.cl, tp.tr, 2, j, deadline, time.Now())
+	c := s.startBatch(tp.cl, tp.tr, 2, j, deadline, time.Now(), false) // never spooled
 	c.await(ctx)
 	res := c.collect()
 	first := -1

@@ -36,7 +36,11 @@ type ProduceRequest struct {
 	Topic   string    `protobuf:"bytes,3,opt,name=topic,proto3" json:"topic,omitempty"`
 	Records []*Record `protobuf:"bytes,4,rep,name=records,proto3" json:"records,omitempty"`
 	// Echoed in the response (streams: to match answers to requests).
-	Id            uint64 `protobuf:"varint,5,opt,name=id,proto3" json:"id,omitempty"`
+	Id uint64 `protobuf:"varint,5,opt,name=id,proto3" json:"id,omitempty"`
+	// false: Kafka's answer or an error, never the spool (HTTP's spool=0);
+	// unset or true: a record Kafka does not take within spool_after_ms is
+	// spooled (when kproxy has a spool_dir). Never for atomic requests.
+	Spool         *bool `protobuf:"varint,6,opt,name=spool,proto3,oneof" json:"spool,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -104,6 +108,13 @@ func (x *ProduceRequest) GetId() uint64 {
 		return x.Id
 	}
 	return 0
+}
+
+func (x *ProduceRequest) GetSpool() bool {
+	if x != nil && x.Spool != nil {
+		return *x.Spool
+	}
+	return false
 }
 
 type Record struct {
@@ -234,7 +245,8 @@ func (x *Header) GetValue() []byte {
 type ProduceResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	// The HTTP status /batch would answer: 200, 207, or the failure shared
+	// The HTTP status /batch would answer: 200, 202 (every record in Kafka
+	// or spooled, one at least spooled), 207, or the failure shared
 	// by every record, or the refusal of the request (Produce answers
 	// failures as gRPC statuses, with this response as their detail).
 	Status int32 `protobuf:"varint,2,opt,name=status,proto3" json:"status,omitempty"`
@@ -330,10 +342,12 @@ type RecordResult struct {
 	Partition int32                  `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
 	// -1 when Kafka gave none (acks 0, or not written).
 	Offset int64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
-	// 200, or the record's own failure (503: not written; 504: may have been
-	// written).
-	Status        int32  `protobuf:"varint,3,opt,name=status,proto3" json:"status,omitempty"`
-	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// 200, 202 (spooled: in kproxy's spool, to be written to Kafka), or the
+	// record's own failure (503: not written; 504: may have been written).
+	Status int32  `protobuf:"varint,3,opt,name=status,proto3" json:"status,omitempty"`
+	Error  string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// The record is in kproxy's spool, not yet in Kafka (status 202).
+	Spooled       bool `protobuf:"varint,5,opt,name=spooled,proto3" json:"spooled,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -396,18 +410,27 @@ func (x *RecordResult) GetError() string {
 	return ""
 }
 
+func (x *RecordResult) GetSpooled() bool {
+	if x != nil {
+		return x.Spooled
+	}
+	return false
+}
+
 var File_kproxy_proto protoreflect.FileDescriptor
 
 const file_kproxy_proto_rawDesc = "" +
 	"\n" +
-	"\fkproxy.proto\x12\x13kafkahttpwrapper.v1\"\xa7\x01\n" +
+	"\fkproxy.proto\x12\x13kafkahttpwrapper.v1\"\xcc\x01\n" +
 	"\x0eProduceRequest\x12\x17\n" +
 	"\x04acks\x18\x01 \x01(\x05H\x00R\x04acks\x88\x01\x01\x12\x16\n" +
 	"\x06atomic\x18\x02 \x01(\bR\x06atomic\x12\x14\n" +
 	"\x05topic\x18\x03 \x01(\tR\x05topic\x125\n" +
 	"\arecords\x18\x04 \x03(\v2\x1b.kafkahttpwrapper.v1.RecordR\arecords\x12\x0e\n" +
-	"\x02id\x18\x05 \x01(\x04R\x02idB\a\n" +
-	"\x05_acks\"}\n" +
+	"\x02id\x18\x05 \x01(\x04R\x02id\x12\x19\n" +
+	"\x05spool\x18\x06 \x01(\bH\x01R\x05spool\x88\x01\x01B\a\n" +
+	"\x05_acksB\b\n" +
+	"\x06_spool\"}\n" +
 	"\x06Record\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12\x14\n" +
@@ -423,12 +446,13 @@ const file_kproxy_proto_rawDesc = "" +
 	"\aresults\x18\x04 \x03(\v2!.kafkahttpwrapper.v1.RecordResultR\aresults\x12\x1b\n" +
 	"\tbad_index\x18\x05 \x01(\x05R\bbadIndex\x12\x1f\n" +
 	"\vretry_after\x18\x06 \x01(\x05R\n" +
-	"retryAfter\"r\n" +
+	"retryAfter\"\x8c\x01\n" +
 	"\fRecordResult\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x16\n" +
 	"\x06status\x18\x03 \x01(\x05R\x06status\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error2\xbe\x01\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12\x18\n" +
+	"\aspooled\x18\x05 \x01(\bR\aspooled2\xbe\x01\n" +
 	"\x06KProxy\x12T\n" +
 	"\aProduce\x12#.kafkahttpwrapper.v1.ProduceRequest\x1a$.kafkahttpwrapper.v1.ProduceResponse\x12^\n" +
 	"\rProduceStream\x12#.kafkahttpwrapper.v1.ProduceRequest\x1a$.kafkahttpwrapper.v1.ProduceResponse(\x010\x01BBZ@github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy/kproxypbb\x06proto3"

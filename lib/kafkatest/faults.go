@@ -195,3 +195,27 @@ func (f *Faults) ShuffleEvery(d time.Duration) (stop func() int) {
 	f.t.Cleanup(func() { stop() })
 	return stop
 }
+
+// Outage answers every produce request with code (NOT_LEADER_OR_FOLLOWER
+// 6: the partitions have no leader, …), writing nothing, until the returned
+// end is called (at cleanup at the latest): Kafka is away for producers and
+// comes back.
+func (f *Faults) Outage(code int16) (end func()) {
+	var over atomic.Bool
+	f.c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		pr := req.(*kmsg.ProduceRequest)
+		if over.Load() {
+			return nil, nil, false // dropped: the control is not kept
+		}
+		f.c.KeepControl()
+		if forwarded(req) || pr.Acks == 0 {
+			return nil, nil, false
+		}
+		f.injected.Add(1)
+		return produceError(pr, code), nil, true
+	})
+	var once sync.Once
+	end = func() { once.Do(func() { over.Store(true) }) }
+	f.t.Cleanup(end)
+	return end
+}

@@ -1,0 +1,511 @@
+package kproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/spool"
+)
+
+// The spool (spool_dir): a record Kafka cannot take within spool_after_ms
+// is appended to a local spool and answered 202; one goroutine drains the
+// spool to Kafka in order.
+//
+// Order at the moment a topic starts spooling. Each topic has a gate. While
+// the topic is not spooling, its records are handed to kgo under the gate's
+// lock with the gate's generation context. A record not answered within
+// spool_after_ms flips the gate (spooling: every new record of the topic
+// goes to the spool) and cancels the generation. kgo fails a partition's
+// records together: when the first record of a partition's oldest batch
+// has a done context, it fails every batch buffered for that partition,
+// sent or not (failAllRecords), in order, through one promise goroutine
+// per client; records handed to it after that, in the same generation,
+// carry the cancelled context and fail before they are sent. So per
+// partition, kgo writes a prefix of the records it was given and fails the
+// rest, and the promises of the failed ones come in partition order: they
+// are appended to the spool in that order (settle). The failed ones whose
+// request got no answer may be in Kafka too: spooled all the same
+// (at-least-once, counted in kproxy_spool_duplicates_possible_total); their
+// first copy precedes every later record of their key. Records arriving
+// while the topic spools wait (held) until every record of the topic still
+// in kgo has its answer, so that they are appended after the failed ones.
+// The topic goes to Kafka directly again only when nothing of it is in
+// kgo, waiting, or in the spool (Spool.Pending is 0: the drain has Kafka's
+// acknowledgement of every entry).
+//
+// Only records that fail after their topic flipped are spooled, and only
+// with 503 or 504: a record kgo failed on its own before the flip (a
+// broker's definite refusal) is answered as before, since a later record
+// of its key may be on its way already.
+
+// drainWindow is how many spooled records the drain has in kgo at once.
+const drainWindow = 1000
+
+// maxAppendGroup bounds the records of one Spool.Append (one fsync).
+const maxAppendGroup = 2000
+
+var errSpoolClosed = errors.New("spool closed")
+
+type spooler struct {
+	sp     *spool.Spool
+	log    *slog.Logger
+	after  *deadlines // spool_after_ms from now, shared like the records' deadlines
+	drainC *kgo.Client
+	m      spoolMetrics
+	errLog sampled
+
+	gatesMu sync.Mutex
+	gates   map[string]*gate
+
+	qmu    sync.Mutex
+	queue  []*spoolItem
+	closed bool
+	wake   chan struct{}
+
+	// drain state
+	dmu     sync.Mutex
+	blocked map[string][]spool.Entry // topics whose drain failed: their entries wait, in order
+	pause   map[string]time.Duration // the next pause before a blocked topic is retried
+	stopped bool                     // the drain client is closing: refusals are not retried
+	slots   chan struct{}            // drainWindow
+
+	stopDrain context.CancelFunc
+	drainDone chan struct{}
+	writeDone chan struct{}
+}
+
+type spoolMetrics struct {
+	spooled, drained, dups, drainErrors prometheus.Counter
+}
+
+// gate orders one topic's records between Kafka and the spool (see above).
+type gate struct {
+	topic    string
+	mu       sync.Mutex
+	spooling bool
+	gen      context.Context
+	cancel   context.CancelFunc
+	out      int          // records handed to kgo under the gate, not yet answered by it
+	held     []*spoolItem // records waiting for out to be 0
+	queued   int          // records in the append queue or being appended
+}
+
+// spoolItem is a record on its way to the spool.
+type spoolItem struct {
+	rec  spool.Record
+	g    *gate
+	dup  bool          // its request got no answer: it may be in Kafka already
+	done chan struct{} // closed once appended (err nil) or refused
+	err  error
+}
+
+func openSpooler(cfg Config, log *slog.Logger, ps *producers, reg *prometheus.Registry) (*spooler, error) {
+	sp, err := spool.Open(spool.Options{Dir: cfg.SpoolDir, MaxBytes: cfg.SpoolMaxBytes, Log: log.With("spool", cfg.SpoolDir)})
+	if err != nil {
+		where := "config"
+		if cfg.file != "" {
+			where = cfg.file
+		}
+		return nil, fmt.Errorf("%s: spool_dir %s: %w", where, cfg.SpoolDir, err)
+	}
+	// The drain's client: idempotent, acks=-1, and without a delivery
+	// timeout: kgo retries a spooled record until Kafka takes it, never
+	// failing it by time, which would let a later record of its partition
+	// overtake it (the live clients fail records by their deadline).
+	drainC, err := kgo.NewClient(append(ps.common[:len(ps.common):len(ps.common)],
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordDeliveryTimeout(0),
+	)...)
+	if err != nil {
+		sp.Close()
+		return nil, fmt.Errorf("kafka client for the spool's drain: %w", err)
+	}
+	s := &spooler{sp: sp, log: log, after: newDeadlines(time.Duration(cfg.SpoolAfterMs) * time.Millisecond),
+		drainC: drainC, gates: map[string]*gate{}, wake: make(chan struct{}, 1),
+		blocked: map[string][]spool.Entry{}, pause: map[string]time.Duration{}, slots: make(chan struct{}, drainWindow),
+		errLog: sampled{log: log, every: time.Second}}
+	s.registerMetrics(reg)
+	if st := sp.Stats(); st.Records > 0 {
+		log.Info("spool holds records from before the restart; draining them", "records", st.Records,
+			"bytes", st.Bytes, "replayed", st.Replayed, "cut_bytes", st.Cut)
+	}
+	return s, nil
+}
+
+func (s *spooler) registerMetrics(reg *prometheus.Registry) {
+	counter := func(name, help string) prometheus.Counter {
+		c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+		reg.MustRegister(c)
+		return c
+	}
+	s.m.spooled = counter("kproxy_spooled_total", "Records appended to the spool (answered 202, or spooled for a batch).")
+	s.m.drained = counter("kproxy_spool_drained_total", "Spooled records Kafka acknowledged (acks -1) and removed from the spool.")
+	s.m.dups = counter("kproxy_spool_duplicates_possible_total",
+		"Records spooled after a request carrying them got no answer: they may be in Kafka twice.")
+	s.m.drainErrors = counter("kproxy_spool_drain_errors_total",
+		"Spooled records Kafka refused while draining (kept in the spool and retried).")
+	gauge := func(name, help string, f func(spool.Stats) float64) {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
+			func() float64 { return f(s.sp.Stats()) }))
+	}
+	gauge("kproxy_spool_records", "Records in the spool not yet acknowledged by Kafka.",
+		func(st spool.Stats) float64 { return float64(st.Records) })
+	gauge("kproxy_spool_bytes", "Bytes of the spool's segments on disk.",
+		func(st spool.Stats) float64 { return float64(st.Bytes) })
+	gauge("kproxy_spool_oldest_age_seconds", "Age of the oldest record in the spool; 0 when empty.",
+		func(st spool.Stats) float64 {
+			if st.Oldest.IsZero() {
+				return 0
+			}
+			return time.Since(st.Oldest).Seconds()
+		})
+}
+
+// start runs the appender and the drain; stop ends them.
+func (s *spooler) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopDrain = cancel
+	s.drainDone, s.writeDone = make(chan struct{}), make(chan struct{})
+	go func() { defer close(s.writeDone); s.write() }()
+	go func() { defer close(s.drainDone); s.drain(ctx) }()
+}
+
+// close stops the spool, in order:
+//  1. the appender appends what is queued (the handlers are done: nothing
+//     more comes) and stops; a record queued later is refused;
+//  2. the drain stops reading, and waits (bounded by ctx) for Kafka's
+//     answers to the records it has out; those unanswered stay in the
+//     spool and are drained again after a restart (duplicates possible);
+//  3. the drain's client and the spool are closed (the acked watermark
+//     persisted).
+func (s *spooler) close(ctx context.Context) error {
+	s.qmu.Lock()
+	s.closed = true
+	s.qmu.Unlock()
+	s.signal()
+	if s.writeDone != nil {
+		<-s.writeDone
+		s.stopDrain()
+		<-s.drainDone
+	}
+	s.dmu.Lock()
+	s.stopped = true
+	s.dmu.Unlock()
+	var errs []error
+	if err := s.drainC.Flush(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("spool drain: %d records without kafka's answer stay in the spool: %w", s.drainC.BufferedProduceRecords(), err))
+	}
+	s.drainC.Close()
+	if err := s.sp.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close spool: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+func (s *spooler) gate(topic string) *gate {
+	s.gatesMu.Lock()
+	defer s.gatesMu.Unlock()
+	g := s.gates[topic]
+	if g == nil {
+		g = &gate{topic: topic}
+		g.gen, g.cancel = context.WithCancel(context.Background())
+		s.gates[topic] = g
+	}
+	return g
+}
+
+// directLocked tells, g.mu held, whether a new record of g's topic goes to
+// Kafka (else to the spool), and flips the gate as needed.
+func (s *spooler) directLocked(g *gate) bool {
+	if !g.spooling {
+		if s.sp.Pending(g.topic) == 0 {
+			return true
+		}
+		g.spooling = true // entries replayed by Open: they go first
+		g.cancel()
+		return false
+	}
+	if g.out == 0 && g.queued == 0 && len(g.held) == 0 && s.sp.Pending(g.topic) == 0 {
+		g.spooling = false
+		g.gen, g.cancel = context.WithCancel(context.Background())
+		return true
+	}
+	return false
+}
+
+// flip makes g's topic spool, when gen is still its generation: gen's
+// records in kgo are failed (and spooled, settle), new ones are spooled.
+func (g *gate) flip(gen context.Context) {
+	g.mu.Lock()
+	if g.gen == gen && !g.spooling {
+		g.spooling = true
+		g.cancel()
+	}
+	g.mu.Unlock()
+}
+
+// holdLocked queues a new record of a spooling topic, g.mu held: after
+// every record of the topic still in kgo.
+func (s *spooler) holdLocked(g *gate, it *spoolItem) {
+	g.queued++
+	if g.out > 0 {
+		g.held = append(g.held, it)
+		return
+	}
+	s.push(it)
+}
+
+// settle takes kgo's answer for a record handed to it under g: a record
+// failed with 503 or 504 after its topic flipped (flipped) is queued for
+// the spool, in the order kgo answers; the item is returned (nil: the
+// answer stands).
+func (s *spooler) settle(g *gate, r *kgo.Record, err error, trace sendTrace, flipped bool) *spoolItem {
+	var it *spoolItem
+	if err != nil && flipped {
+		if code, _ := produceStatus(err, trace); code == 503 || code == 504 {
+			it = newSpoolItem(g, r, code == 504)
+		}
+	}
+	g.mu.Lock()
+	g.out--
+	if it != nil {
+		g.queued++
+		s.push(it)
+	}
+	if g.out == 0 {
+		for i, h := range g.held {
+			s.push(h)
+			g.held[i] = nil
+		}
+		g.held = g.held[:0]
+	}
+	g.mu.Unlock()
+	return it
+}
+
+// newSpoolItem copies r for the spool: its buffers are the request's.
+func newSpoolItem(g *gate, r *kgo.Record, dup bool) *spoolItem {
+	it := &spoolItem{g: g, dup: dup, done: make(chan struct{})}
+	it.rec.Topic = r.Topic
+	if r.Key != nil {
+		it.rec.Key = append([]byte{}, r.Key...)
+	}
+	it.rec.Value = append([]byte{}, r.Value...)
+	if len(r.Headers) > 0 {
+		it.rec.Headers = make([]spool.Header, len(r.Headers))
+		for i, h := range r.Headers {
+			it.rec.Headers[i] = spool.Header{Key: h.Key, Value: append([]byte{}, h.Value...)}
+		}
+	}
+	return it
+}
+
+func (s *spooler) push(it *spoolItem) {
+	s.qmu.Lock()
+	if s.closed {
+		s.qmu.Unlock()
+		s.finish([]*spoolItem{it}, errSpoolClosed)
+		return
+	}
+	s.queue = append(s.queue, it)
+	s.qmu.Unlock()
+	s.signal()
+}
+
+func (s *spooler) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// write appends the queue in order, a group per Append (one fsync), until
+// the spool is closed and the queue empty.
+func (s *spooler) write() {
+	var recs []spool.Record
+	for {
+		<-s.wake
+		for {
+			s.qmu.Lock()
+			n := min(len(s.queue), maxAppendGroup)
+			items := append([]*spoolItem(nil), s.queue[:n]...)
+			s.queue = s.queue[:copy(s.queue, s.queue[n:])]
+			closed := s.closed && len(s.queue) == 0
+			s.qmu.Unlock()
+			if n == 0 {
+				if closed {
+					return
+				}
+				break
+			}
+			recs = recs[:0]
+			for _, it := range items {
+				recs = append(recs, it.rec)
+			}
+			_, err := s.sp.Append(recs)
+			if err == nil {
+				s.m.spooled.Add(float64(n))
+				for _, it := range items {
+					if it.dup {
+						s.m.dups.Inc()
+					}
+				}
+			} else {
+				s.errLog.warn("spool append failed; records refused", "records", n, "err", err)
+			}
+			s.finish(items, err)
+			clear(recs)
+			if closed {
+				return
+			}
+		}
+	}
+}
+
+// finish gives items their outcome and takes them off their gates' counts.
+func (s *spooler) finish(items []*spoolItem, err error) {
+	for _, it := range items {
+		it.err = err
+		it.g.mu.Lock()
+		it.g.queued--
+		it.g.mu.Unlock()
+		close(it.done)
+	}
+}
+
+// refusal is the status and reason of a record the spool could not take:
+// 503 (not written), or 504 when it may be in Kafka already.
+func (it *spoolItem) refusal() (int, string) {
+	why := "spool write failed: " + it.err.Error()
+	switch {
+	case errors.Is(it.err, spool.ErrFull):
+		why = "kafka did not take the record within spool_after_ms and the spool is full (spool_max_bytes)"
+	case errors.Is(it.err, errSpoolClosed):
+		why = "kproxy is shutting down"
+	}
+	if it.dup {
+		return 504, why + mayBeWritten
+	}
+	return 503, why + notWritten
+}
+
+// drain reads the spool in order and produces each record with the drain
+// client, many at once (kgo keeps a partition's order), acking each once
+// Kafka acknowledged it.
+func (s *spooler) drain(ctx context.Context) {
+	for {
+		select { // a slot for the first record
+		case s.slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		n := 1
+	more:
+		for n < drainWindow {
+			select {
+			case s.slots <- struct{}{}:
+				n++
+			default:
+				break more
+			}
+		}
+		es, err := s.sp.Read(ctx, n)
+		for range n - len(es) {
+			<-s.slots
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Error("spool drain stopped: reading the spool failed", "err", err)
+			}
+			return
+		}
+		s.dmu.Lock()
+		for _, e := range es {
+			if b, ok := s.blocked[e.Topic]; ok {
+				s.blocked[e.Topic] = append(b, e) // behind the ones Kafka refused
+				continue
+			}
+			s.produce(e)
+		}
+		s.dmu.Unlock()
+	}
+}
+
+// produce hands a spooled record to the drain client (s.dmu held).
+func (s *spooler) produce(e spool.Entry) {
+	r := &kgo.Record{Topic: e.Topic, Key: e.Key, Value: e.Value, Timestamp: e.Appended}
+	if r.Value == nil {
+		r.Value = emptyValue // never a tombstone
+	}
+	for _, h := range e.Headers {
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+	}
+	s.drainC.Produce(context.Background(), r, func(r *kgo.Record, err error) {
+		if err == nil {
+			s.sp.Ack(e.Seq)
+			s.m.drained.Inc()
+			<-s.slots
+			s.dmu.Lock()
+			delete(s.pause, e.Topic)
+			s.dmu.Unlock()
+			return
+		}
+		s.refused(e, err)
+	})
+}
+
+// refused keeps an entry Kafka refused, with the entries of its topic read
+// after it, and produces them again after a pause. The drain client fails
+// a record only for what time does not cure by itself: the topic no longer
+// exists, writing is not allowed, the record is too large for the topic
+// now. The topic's entries stay in the spool, in order, retried every
+// 30 s at most until the operator fixes the cause; they are never dropped.
+func (s *spooler) refused(e spool.Entry, err error) {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	if s.stopped {
+		return // kproxy is stopping: the entry stays in the spool for the next start
+	}
+	s.m.drainErrors.Inc()
+	code, reason := produceStatus(err, sendTrace{})
+	s.log.Error("kafka refused a spooled record; its topic's records stay in the spool and are retried",
+		"topic", e.Topic, "seq", e.Seq, "code", code, "reason", reason, "err", err)
+	b, ok := s.blocked[e.Topic]
+	i := sort.Search(len(b), func(i int) bool { return b[i].Seq > e.Seq })
+	b = append(b, spool.Entry{})
+	copy(b[i+1:], b[i:])
+	b[i] = e
+	s.blocked[e.Topic] = b
+	if !ok {
+		d := s.pause[e.Topic]
+		if d == 0 {
+			d = time.Second
+		}
+		s.pause[e.Topic] = min(2*d, 30*time.Second)
+		s.retryLater(e.Topic, d)
+	}
+}
+
+// retryLater produces topic's blocked entries again, in order, after d.
+func (s *spooler) retryLater(topic string, d time.Duration) {
+	time.AfterFunc(d, func() {
+		s.dmu.Lock()
+		defer s.dmu.Unlock()
+		if s.stopped {
+			return
+		}
+		b := s.blocked[topic]
+		delete(s.blocked, topic)
+		for _, e := range b {
+			s.produce(e)
+		}
+	})
+}
