@@ -120,6 +120,9 @@ func TestReloadRemovedModuleCleanedAfterSessionGivenUp(t *testing.T) {
 func TestReloadRemovedModuleCleanedAfterConnectionCut(t *testing.T) {
 	f := newHiccupFleet(t)
 	f.ca.enable(t, zkSlow, "u") // r removed
+	// Quiet for a while (the ZooKeeper client idle but for its pings):
+	// the reload's requests are then the first to meet the broken link.
+	time.Sleep(3 * time.Second)
 	f.px.Freeze()
 	done := make(chan error, 1)
 	go func() { done <- f.a.tr.Reload(context.Background()) }()

@@ -29,6 +29,7 @@ import (
 type confDir struct {
 	dir, path, zk string
 	brokers       []string
+	admin         string // admin_addr; "": off
 }
 
 // reloadConf writes a ktransfer.yaml reaching e that enables modules, in a
@@ -49,8 +50,8 @@ func (e *env) reloadConf(t *testing.T, modules ...string) confDir {
 func (c confDir) enable(t *testing.T, extra string, modules ...string) {
 	t.Helper()
 	data := fmt.Sprintf("zk_chroot: %s\nzk_hosts: [%s]\nbroker_hosts: [%s]\nmodule_conf_dir: %s\nmodule_enabled: [%s]\n"+
-		"admin_addr: \"\"\nshutdown_timeout_ms: 3000\n%s", chroot, c.zk, strings.Join(c.brokers, ", "),
-		filepath.Join(c.dir, "modules"), strings.Join(modules, ", "), extra)
+		"admin_addr: %q\nshutdown_timeout_ms: 3000\n%s", chroot, c.zk, strings.Join(c.brokers, ", "),
+		filepath.Join(c.dir, "modules"), strings.Join(modules, ", "), c.admin, extra)
 	if err := os.WriteFile(c.path, []byte(data), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -403,5 +404,67 @@ func TestShutdownDuringReloadIsBounded(t *testing.T) {
 	}
 	if o := e.owners(t, "m", "t"); len(o) != 0 {
 		t.Errorf("owner nodes left after the stop: %v", o)
+	}
+}
+
+// moduleSeries lists the ktransfer series (names and labels, no values)
+// admin's /metrics has for modules, the configuration's own aside.
+func moduleSeries(t *testing.T, admin string) []string {
+	t.Helper()
+	var out []string
+	for _, line := range strings.Split(get(t, admin+"/metrics"), "\n") {
+		if strings.HasPrefix(line, "ktransfer_") && !strings.HasPrefix(line, "ktransfer_config_") {
+			series, _, _ := strings.Cut(line, " ")
+			out = append(out, series)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestReloadMetricSeries: a module removed by a reload takes its series
+// with it (breakers' included); a refused reload, whose new modules were
+// built and discarded, leaves /metrics as it was. Before, the removed
+// module's series stayed, and a refused reload added series of modules
+// that never ran.
+func TestReloadMetricSeries(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "t2", Partitions: 1})
+	bk := newBackend(t, nil)
+	c := e.reloadConf(t)
+	c.admin = "127.0.0.1:0"
+	c.enable(t, "", "m", "r")
+	c.module(t, "m", "t", "m", bk.URL, "")
+	c.module(t, "r", "t2", "r", bk.URL, "breaker_failures: 3\n")
+	c.module(t, "n", "t2", "n", bk.URL, "breaker_failures: 3\n")
+	c.module(t, "bad", "no_such_topic", "bad", bk.URL, "")
+	r := startConf(t, c, nil)
+	admin := "http://" + r.tr.AdminAddr().String()
+	produceN(t, e, 0, 10)
+	waitFor(t, "10 records pushed", 20*time.Second, func() bool { return distinct(bk) >= 10 })
+	hasModule := func(series []string, name string) bool {
+		return slices.ContainsFunc(series, func(s string) bool { return strings.Contains(s, `module="`+name+`"`) })
+	}
+	if !hasModule(moduleSeries(t, admin), "r") {
+		t.Fatal("no series of module r while it runs")
+	}
+
+	c.enable(t, "", "m") // r removed
+	if err := r.tr.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	before := moduleSeries(t, admin)
+	if hasModule(before, "r") {
+		t.Errorf("series of removed module r remain: %q", before)
+	}
+	if !hasModule(before, "m") {
+		t.Errorf("no series of module m, still running: %q", before)
+	}
+
+	c.enable(t, "", "m", "n", "bad") // n is fine, bad's topic does not exist
+	if err := r.tr.Reload(context.Background()); err == nil {
+		t.Fatal("reload with a module on a missing topic not refused")
+	}
+	if after := moduleSeries(t, admin); !slices.Equal(after, before) {
+		t.Errorf("a refused reload changed /metrics' series:\nbefore %q\nafter  %q", before, after)
 	}
 }
