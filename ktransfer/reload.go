@@ -303,14 +303,18 @@ func (t *Transfer) reload(ctx context.Context) (ReloadStatus, error) {
 }
 
 // sameModule reports whether two loads of a module file configure the
-// same module (the file's path aside).
+// same module (the file's path aside): the keys, and the contents of the
+// secret files signing_secrets names. A module whose secret file was
+// rewritten restarts (its signer is built at the start).
 func sameModule(a, b Module) bool {
 	a.File, b.File = "", ""
 	return reflect.DeepEqual(a, b)
 }
 
 // restartKeys lists the keys of ktransfer.yaml that differ between the
-// running configuration and a new one and apply only after a restart.
+// running configuration and a new one and apply only after a restart: by
+// value, or by the contents of the files they name (certificates and
+// password files of kafka and zk_auth).
 func restartKeys(running, next Config) []string {
 	var keys []string
 	a, b := reflect.ValueOf(running), reflect.ValueOf(next)
@@ -320,7 +324,7 @@ func restartKeys(running, next Config) []string {
 		if !f.IsExported() || key == "" || key == "-" || liveKeys[key] {
 			continue
 		}
-		if !reflect.DeepEqual(a.Field(i).Interface(), b.Field(i).Interface()) {
+		if !reflect.DeepEqual(a.Field(i).Interface(), b.Field(i).Interface()) || running.fileDigests[key] != next.fileDigests[key] {
 			keys = append(keys, key)
 		}
 	}

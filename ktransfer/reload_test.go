@@ -468,3 +468,62 @@ func TestReloadMetricSeries(t *testing.T) {
 		t.Errorf("a refused reload changed /metrics' series:\nbefore %q\nafter  %q", before, after)
 	}
 }
+
+// TestReloadSeesRewrittenSecretFile: the secret file a module's
+// signing_secrets names is rewritten in place (as secret managers and
+// Kubernetes mounts do) and the configuration reloaded: the module
+// restarts, the hash changes, and the pushes are signed with the new key
+// only; the secret appears nowhere in the log. Before, the reload saw no
+// change (paths only) and the old key stayed in use.
+func TestReloadSeesRewrittenSecretFile(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	bk := newBackend(t, nil)
+	k1, k2 := newSecret(t), newSecret(t)
+	secret := writeSecretFile(t, k1, 0o600)
+	c := e.reloadConf(t, "m")
+	c.module(t, "m", "t", "m", bk.URL, "")
+	file := filepath.Join(c.dir, "modules", "m.yaml")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = []byte(strings.Replace(string(data), "protocol:\n", "protocol:\n signing_secrets: ["+secret+"]\n", 1))
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	r := startConf(t, c, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	produceN(t, e, 0, 10)
+	waitFor(t, "10 records pushed", 20*time.Second, func() bool { return distinct(bk) == 10 })
+	hash := r.tr.ConfigStatus().Hash
+
+	if err := os.WriteFile(secret, []byte(k2+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.tr.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st := r.tr.ConfigStatus()
+	if !slices.Equal(st.LastReload.Restarted, []string{"m"}) || st.Hash == hash {
+		t.Errorf("after rewriting the secret file: restarted %v (want [m]), hash %s → %s", st.LastReload.Restarted, hash, st.Hash)
+	}
+	produceN(t, e, 10, 20)
+	waitFor(t, "20 records pushed", 20*time.Second, func() bool { return distinct(bk) == 20 })
+	for _, p := range bk.got() {
+		v, _ := strconv.Atoi(p.body)
+		if v < 10 {
+			continue
+		}
+		if err := verifyWebhook(k2, p.header, []byte(p.body), time.Now(), time.Minute); err != nil {
+			t.Fatalf("record %d after the reload: not signed with the new key: %v", v, err)
+		}
+		if err := verifyWebhook(k1, p.header, []byte(p.body), time.Now(), time.Minute); err == nil {
+			t.Fatalf("record %d after the reload: still signed with the old key", v)
+		}
+	}
+	for _, k := range []string{k1, k2} {
+		if strings.Contains(logs.String(), strings.TrimPrefix(k, "whsec_")) {
+			t.Error("a secret appears in the log")
+		}
+	}
+}
