@@ -536,3 +536,50 @@ func TestReloadSeesRewrittenSecretFile(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadRestartNeededStaysInConfig: a changed key that needs a restart
+// stays in /status's config.restart_needed after later reloads (refused
+// ones included) until a reload reverts it; a refused reload logs no
+// "needs a restart" warning. Before, it was only in last_reload, and a
+// refused reload warned about keys it did not apply.
+func TestReloadRestartNeededStaysInConfig(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	bk := newBackend(t, nil)
+	c := e.reloadConf(t, "m")
+	c.module(t, "m", "t", "m", bk.URL, "")
+	var logs syncBuffer
+	r := startConf(t, c, slog.New(slog.NewTextHandler(&logs, nil)))
+	restartNeeded := func() []string { return r.tr.ConfigStatus().RestartNeeded }
+	waitFor(t, "m running", 20*time.Second, func() bool { st := r.tr.Status(); return len(st) == 1 && len(st[0].Partitions) == 1 })
+
+	c.enable(t, "zk_timeout_ms: 4000\n", "m")
+	if err := r.tr.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := restartNeeded(); !slices.Equal(got, []string{"zk_timeout_ms"}) {
+		t.Fatalf("restart_needed %v, want [zk_timeout_ms]", got)
+	}
+	warned := strings.Count(logs.String(), "needs a restart")
+
+	c.enable(t, "zk_timeout_ms: 5000\nshutdown_timeout_ms: 1\n", "m", "missing") // refused: no file for module missing
+	if err := r.tr.Reload(context.Background()); err == nil {
+		t.Fatal("reload of a missing module not refused")
+	}
+	if n := strings.Count(logs.String(), "needs a restart"); n != warned {
+		t.Errorf("a refused reload logged %d \"needs a restart\" warnings", n-warned)
+	}
+	if got := restartNeeded(); !slices.Equal(got, []string{"zk_timeout_ms"}) {
+		t.Errorf("after a refused reload, restart_needed %v, want [zk_timeout_ms]", got)
+	}
+	if err := r.tr.Reload(context.Background()); err == nil { // the same files: refused again
+		t.Fatal("reload of a missing module not refused")
+	}
+
+	c.enable(t, "", "m") // reverted
+	if err := r.tr.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := restartNeeded(); len(got) != 0 {
+		t.Errorf("after reverting, restart_needed %v", got)
+	}
+}
