@@ -26,7 +26,8 @@ const (
 type ConfigStatus struct {
 	File string `json:"file,omitempty"`
 	// Hash identifies the contents of ktransfer.yaml and the enabled
-	// module files in use: the first 12 hex digits of their SHA-256.
+	// module files in use, and of the secret, certificate and password
+	// files they name (by digest): the first 12 hex digits of a SHA-256.
 	Hash     string    `json:"hash"`
 	LoadedAt time.Time `json:"loaded_at"`
 	// RestartNeeded are the keys whose value in the files, as of the
