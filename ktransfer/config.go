@@ -53,8 +53,9 @@ type Config struct {
 	// file is the file LoadConfig read; "" for a Config built in code.
 	file string
 	// hash identifies the contents of the files LoadConfig read
-	// (ktransfer.yaml, then each enabled module's file): the first 12 hex
-	// digits of their SHA-256.
+	// (ktransfer.yaml, then each enabled module's file, and the digests of
+	// the files they name: fileDigests, Module.secretsDigest): the first
+	// 12 hex digits of their SHA-256.
 	hash string
 	// fileDigests are, by key (kafka, zk_auth), the digest of the files
 	// the key names (certificates, password files; filesDigest): a file
