@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
@@ -52,9 +53,14 @@ type Config struct {
 	// file is the file LoadConfig read; "" for a Config built in code.
 	file string
 	// hash identifies the contents of the files LoadConfig read
-	// (ktransfer.yaml, then each enabled module's file): the first 12 hex
-	// digits of their SHA-256.
+	// (ktransfer.yaml, then each enabled module's file, and the digests of
+	// the files they name: fileDigests, Module.secretsDigest): the first
+	// 12 hex digits of their SHA-256.
 	hash string
+	// fileDigests are, by key (kafka, zk_auth), the digest of the files
+	// the key names (certificates, password files; filesDigest): a file
+	// rewritten in place is a change a reload sees.
+	fileDigests map[string]string
 	// adminAddrDefault is set by LoadConfig when the file does not set
 	// admin_addr: a taken default port is then replaced by a free one.
 	adminAddrDefault bool
@@ -95,6 +101,11 @@ type Module struct {
 	// records follow it there) or hash (worker hash(key) % worker_num, the
 	// 2015 rule).
 	Dispatch string `yaml:"dispatch"`
+
+	// secretsDigest is the digest of the files signing_secrets names
+	// (filesDigest); "" when it names none. A secret file rewritten in
+	// place makes the module another one (sameModule).
+	secretsDigest string
 
 	// RateLimit is push attempts per second of this process for the
 	// module, retries and breaker trials included; 0: no limit.
@@ -182,6 +193,11 @@ func LoadConfig(path string) (Config, error) {
 	}
 	sum := sha256.New()
 	hashFile(sum, path, data)
+	cfg.fileDigests = map[string]string{
+		"kafka":   filesDigest(cfg.Kafka.TLS.CAFile, cfg.Kafka.TLS.CertFile, cfg.Kafka.TLS.KeyFile, cfg.Kafka.SASL.PasswordFile),
+		"zk_auth": filesDigest(cfg.ZKAuth.PasswordFile),
+	}
+	fmt.Fprintf(sum, "kafka\x00%s\x00zk_auth\x00%s\x00", cfg.fileDigests["kafka"], cfg.fileDigests["zk_auth"])
 	var errs []error
 	if err := cfg.Validate(path); err != nil {
 		errs = append(errs, err)
@@ -201,10 +217,32 @@ func LoadConfig(path string) (Config, error) {
 			continue
 		}
 		hashFile(sum, file, data)
+		fmt.Fprintf(sum, "%s\x00", m.secretsDigest)
 		cfg.Modules = append(cfg.Modules, m)
 	}
 	cfg.hash = hex.EncodeToString(sum.Sum(nil))[:12]
 	return cfg, errors.Join(errs...)
+}
+
+// filesDigest is the hex SHA-256 of the names and contents of files (the
+// empty names skipped; an unreadable file counts as empty: Validate
+// reports it), or "" when there is none. Secrets are named by path in the
+// files; only this digest of them is kept, never logged or shown.
+func filesDigest(files ...string) string {
+	sum := sha256.New()
+	n := 0
+	for _, f := range files {
+		if f == "" {
+			continue
+		}
+		data, _ := os.ReadFile(f)
+		hashFile(sum, f, data)
+		n++
+	}
+	if n == 0 {
+		return ""
+	}
+	return hex.EncodeToString(sum.Sum(nil))
 }
 
 // hashFile adds one file's name and contents to the configuration's hash.
@@ -231,6 +269,13 @@ func loadModule(file string) (Module, []byte, error) {
 	if err := config.Decode(file, data, &m); err != nil {
 		return m, data, err
 	}
+	var secretFiles []string
+	for _, s := range m.Protocol.SigningSecrets {
+		if !strings.HasPrefix(s, secretPrefix) {
+			secretFiles = append(secretFiles, s)
+		}
+	}
+	m.secretsDigest = filesDigest(secretFiles...)
 	return m, data, m.Validate()
 }
 

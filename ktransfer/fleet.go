@@ -197,11 +197,12 @@ func (m *module) register(idsDir string) error {
 // deregister deletes this instance's ids/ node: the other processes
 // compute the assignment without it at once, and take its partitions as
 // soon as their owner nodes are deleted.
-func (m *module) deregister() {
+func (m *module) deregister() error {
 	node := path.Join(zklayout.ConsumerIDs(m.t.cfg.ZKChroot, m.cfg.Name), m.t.id)
 	if err := m.t.conn().Delete(node, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
-		m.log.Warn("deregister", "node", node, "err", err)
+		return fmt.Errorf("deregister %s: %w", node, err)
 	}
+	return nil
 }
 
 // owner is who holds a partition: the instance in the owner node, and the
@@ -456,26 +457,34 @@ func (r releaseMode) String() string {
 // deleteOwner deletes partition p's owner node when it holds this
 // instance's id (and, when epoch is not 0, was created by that claim),
 // trying a few times. A node left behind is deleted by a later
-// reassignment (woken here).
+// reassignment (woken here), or, when the module is stopping for good, by
+// the cleanup of its nodes (nodeCleanup).
 func (m *module) deleteOwner(p int32, epoch int64) error {
-	node := path.Join(zklayout.Owners(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic), strconv.Itoa(int(p)))
 	var err error
 	for n := 1; n <= 3; n++ {
-		var data []byte
-		var stat *zk.Stat
-		data, stat, err = m.t.conn().Get(node)
-		if errors.Is(err, zk.ErrNoNode) || err == nil && (string(data) != m.t.id || epoch != 0 && stat.Czxid != epoch) {
-			return nil // gone, or another claim's
-		}
-		if err == nil {
-			if err = m.t.conn().Delete(node, stat.Version); err == nil || errors.Is(err, zk.ErrNoNode) {
-				return nil
-			}
+		if err = m.deleteOwnerOnce(p, epoch); err == nil {
+			return nil
 		}
 		time.Sleep(time.Duration(n) * 50 * time.Millisecond)
 	}
-	m.log.Warn("owner node not deleted; a later reassignment deletes it", "node", node, "err", err)
+	m.log.Warn("owner node not deleted; deleted later", "partition", p, "err", err)
 	m.wake()
+	return err
+}
+
+// deleteOwnerOnce is one try of deleteOwner: nil when the node is gone or
+// another claim's (another instance's id, or another epoch).
+func (m *module) deleteOwnerOnce(p int32, epoch int64) error {
+	node := path.Join(zklayout.Owners(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic), strconv.Itoa(int(p)))
+	data, stat, err := m.t.conn().Get(node)
+	if errors.Is(err, zk.ErrNoNode) || err == nil && (string(data) != m.t.id || epoch != 0 && stat.Czxid != epoch) {
+		return nil // gone, or another claim's
+	}
+	if err == nil {
+		if err = m.t.conn().Delete(node, stat.Version); err == nil || errors.Is(err, zk.ErrNoNode) {
+			return nil
+		}
+	}
 	return fmt.Errorf("delete owner node %s: %w", node, err)
 }
 

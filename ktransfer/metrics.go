@@ -168,3 +168,15 @@ func (s *moduleStats) forget(p int32) {
 	s.m.committed.DeleteLabelValues(s.name, label)
 	s.m.highWater.DeleteLabelValues(s.name, label)
 }
+
+// forgetModule removes every series of module name: it stopped for good
+// (a reload removed it).
+func (m *metrics) forgetModule(name string) {
+	labels := prometheus.Labels{"module": name}
+	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
+		m.pushed, m.retried, m.failed, m.deadLettered, m.skipped, m.outOfRange, m.duration, m.commitTime,
+		m.committed, m.highWater, m.opened,
+	} {
+		v.DeletePartialMatch(labels)
+	}
+}

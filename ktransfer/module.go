@@ -82,11 +82,10 @@ func newModule(cfg Module, t *Transfer) (*module, error) {
 		claims:     map[int32]*claimed{},
 		releasing:  map[int32]int{},
 		changed:    make(chan struct{}, 1),
-		stats:      t.metrics.module(cfg.Name),
 	}
 	m.methods = methodSet(cfg)
 	m.sched = newScheduler(cfg)
-	m.limiter, m.breakers = newLimiter(cfg), newBreakers(cfg, m.stats)
+	m.limiter = newLimiter(cfg)
 	m.reader = newReader(m, cl)
 	if cfg.WaitingQueueSize > 0 {
 		m.log.Info("waiting_queue_size has no effect (the window bounds the waiting records)")
@@ -95,6 +94,14 @@ func newModule(cfg Module, t *Transfer) (*module, error) {
 		m.log.Info("expected_processing_time_ms is accepted for compatibility and has no effect")
 	}
 	return m, nil
+}
+
+// bindMetrics creates the module's series and its breakers, which count
+// into them. It is called when the module is about to run, not when it is
+// built: a module built by a refused reload leaves /metrics unchanged.
+func (m *module) bindMetrics() {
+	m.stats = m.t.metrics.module(m.cfg.Name)
+	m.breakers = newBreakers(m.cfg, m.stats)
 }
 
 // methodSet is the methods filter, or nil when every record is pushed.
@@ -141,7 +148,9 @@ func (m *module) run(readCtx, pushCtx context.Context) error {
 	stopCoordinating()
 	coordinator.Wait()
 	if _, up := m.t.session(); up {
-		m.deregister()
+		if err := m.deregister(); err != nil {
+			m.log.Warn("deregister failed", "err", err)
+		}
 	}
 	m.mu.Lock()
 	claims := make([]*claimed, 0, len(m.claims))

@@ -5,9 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
 
 // Reload results, in /status and ktransfer_config_reloads_total.
@@ -20,9 +26,18 @@ const (
 type ConfigStatus struct {
 	File string `json:"file,omitempty"`
 	// Hash identifies the contents of ktransfer.yaml and the enabled
-	// module files in use: the first 12 hex digits of their SHA-256.
+	// module files in use, and of the secret, certificate and password
+	// files they name (by digest): the first 12 hex digits of a SHA-256.
 	Hash     string    `json:"hash"`
 	LoadedAt time.Time `json:"loaded_at"`
+	// RestartNeeded are the keys whose value in the files, as of the
+	// latest applied reload, differs from the running one: they apply only
+	// after a restart (a reload that reverts them clears them).
+	RestartNeeded []string `json:"restart_needed,omitempty"`
+	// CleanupPending are the modules stopped by reloads whose ZooKeeper
+	// nodes (ids/ registration, owner nodes) are not deleted yet: ZooKeeper
+	// did not answer as they stopped. Retried until deleted.
+	CleanupPending []string `json:"cleanup_pending,omitempty"`
 	// LastReload is the latest reload's outcome; nil before the first.
 	LastReload *ReloadStatus `json:"last_reload,omitempty"`
 }
@@ -123,6 +138,12 @@ func (t *Transfer) ConfigStatus() ConfigStatus {
 		last := *c.LastReload
 		c.LastReload = &last
 	}
+	c.RestartNeeded = slices.Clone(c.RestartNeeded)
+	for _, cl := range t.cleanups {
+		c.CleanupPending = append(c.CleanupPending, cl.m.cfg.Name)
+	}
+	slices.Sort(c.CleanupPending)
+	c.CleanupPending = slices.Compact(c.CleanupPending)
 	return c
 }
 
@@ -149,13 +170,16 @@ func (t *Transfer) Reload(ctx context.Context) error {
 	} else {
 		st.Result = reloadOK
 		t.metrics.reloadOK.Set(1)
+		for _, key := range st.RestartNeeded {
+			t.log.Warn("changed key needs a restart; the running value is kept", "file", t.cfg.file, "key", key)
+		}
 		t.log.Info("configuration reloaded", "file", t.cfg.file, "hash", st.Hash, "started", st.Started,
 			"stopped", st.Stopped, "restarted", st.Restarted, "took", time.Since(start).Round(time.Millisecond))
 	}
 	t.metrics.reloads.WithLabelValues(st.Result).Inc()
 	t.confMu.Lock()
 	if err == nil {
-		t.conf.Hash, t.conf.LoadedAt = st.Hash, start
+		t.conf.Hash, t.conf.LoadedAt, t.conf.RestartNeeded = st.Hash, start, st.RestartNeeded
 	}
 	t.conf.LastReload = &st
 	t.confMu.Unlock()
@@ -176,10 +200,7 @@ func (t *Transfer) reload(ctx context.Context) (ReloadStatus, error) {
 	if err != nil {
 		return st, err
 	}
-	st.RestartNeeded = restartKeys(t.cfg, cfg)
-	for _, key := range st.RestartNeeded {
-		t.log.Warn("changed key needs a restart; the running value is kept", "file", t.cfg.file, "key", key)
-	}
+	st.RestartNeeded = restartKeys(t.cfg, cfg) // logged when the reload is applied
 
 	// Plan: which modules stop, which start; build the new ones (their
 	// topic must exist) before anything is stopped.
@@ -189,6 +210,7 @@ func (t *Transfer) reload(ctx context.Context) (ReloadStatus, error) {
 	}
 	var next, stopping, built []*module
 	var errs []error
+	removed := map[*module]bool{}
 	for _, mc := range cfg.Modules {
 		old, ok := running[mc.Name]
 		delete(running, mc.Name)
@@ -198,6 +220,7 @@ func (t *Transfer) reload(ctx context.Context) (ReloadStatus, error) {
 		}
 		if ok {
 			stopping = append(stopping, old)
+			removed[old] = false
 			st.Restarted = append(st.Restarted, mc.Name)
 		} else {
 			st.Started = append(st.Started, mc.Name)
@@ -216,13 +239,14 @@ func (t *Transfer) reload(ctx context.Context) (ReloadStatus, error) {
 	}
 	if len(errs) > 0 {
 		for _, m := range built {
-			m.reader.cl.Close()
+			m.reader.cl.Close() // nothing else of it exists outside it: no series, no node
 		}
 		st.Started, st.Restarted = nil, nil
 		return st, errors.Join(errs...)
 	}
 	for _, m := range running { // not enabled any more
 		stopping = append(stopping, m)
+		removed[m] = true
 		st.Stopped = append(st.Stopped, m.cfg.Name)
 	}
 
@@ -230,21 +254,43 @@ func (t *Transfer) reload(ctx context.Context) (ReloadStatus, error) {
 	// through their release path (pushes and retries stop, what is
 	// acknowledged is committed, the owner nodes are deleted), each waited
 	// for as a shutdown waits; then the new ones start (a changed module's
-	// new run registers after its old one deregistered).
+	// new run registers after its old one deregistered). What ZooKeeper
+	// did not take as they stopped is deleted by a cleanup (nodeCleanup).
 	var wg sync.WaitGroup
+	deadline := time.Now().Add(time.Duration(t.cfg.ShutdownTimeoutMs) * time.Millisecond)
 	for _, m := range stopping {
 		mr := r.running[m]
-		wg.Go(func() { mr.stopReading(); t.awaitStop(mr.done, mr.stopPushing) })
+		wg.Go(func() { mr.stopReading(); t.awaitStop(mr.done, mr.stopPushing, deadline) })
 	}
 	wg.Wait()
 	successor := map[string]*module{}
 	for _, m := range built {
 		successor[m.cfg.Name] = m
 	}
+	for _, m := range built {
+		m.bindMetrics() // before the old runs forget their backends: a successor's breakers say which stay
+	}
 	for _, m := range stopping {
 		delete(r.running, m)
 		m.reader.cl.Close()
 		m.forgetBackends(successor[m.cfg.Name])
+	}
+	for _, m := range built {
+		t.takeOverCleanups(r, m.cfg)
+	}
+	for _, m := range stopping {
+		switch {
+		case removed[m]:
+			// Its ids/ registration and owner nodes; its series go.
+			t.startCleanup(r, m, true)
+			t.metrics.forgetModule(m.cfg.Name)
+		case !slices.ContainsFunc(built, func(n *module) bool { return n.cfg.Topic == m.cfg.Topic && n.cfg.Name == m.cfg.Name }):
+			// Changed to another topic: its owner nodes of the old one (the
+			// new run keeps the registration).
+			t.startCleanup(r, m, false)
+		}
+		// Changed on the same topic: the new run's reassignment deletes
+		// or takes over the owner nodes left with this instance's id.
 	}
 	t.modulesMu.Lock()
 	t.modules = next
@@ -265,14 +311,18 @@ func (t *Transfer) reload(ctx context.Context) (ReloadStatus, error) {
 }
 
 // sameModule reports whether two loads of a module file configure the
-// same module (the file's path aside).
+// same module (the file's path aside): the keys, and the contents of the
+// secret files signing_secrets names. A module whose secret file was
+// rewritten restarts (its signer is built at the start).
 func sameModule(a, b Module) bool {
 	a.File, b.File = "", ""
 	return reflect.DeepEqual(a, b)
 }
 
 // restartKeys lists the keys of ktransfer.yaml that differ between the
-// running configuration and a new one and apply only after a restart.
+// running configuration and a new one and apply only after a restart: by
+// value, or by the contents of the files they name (certificates and
+// password files of kafka and zk_auth).
 func restartKeys(running, next Config) []string {
 	var keys []string
 	a, b := reflect.ValueOf(running), reflect.ValueOf(next)
@@ -282,9 +332,156 @@ func restartKeys(running, next Config) []string {
 		if !f.IsExported() || key == "" || key == "-" || liveKeys[key] {
 			continue
 		}
-		if !reflect.DeepEqual(a.Field(i).Interface(), b.Field(i).Interface()) {
+		if !reflect.DeepEqual(a.Field(i).Interface(), b.Field(i).Interface()) || running.fileDigests[key] != next.fileDigests[key] {
 			keys = append(keys, key)
 		}
 	}
 	return keys
+}
+
+// cleanupRetry is how often a cleanup of a stopped module's nodes is
+// tried again while ZooKeeper answers; a session taken back wakes it.
+const cleanupRetry = time.Second
+
+// nodeCleanup deletes what a module stopped by a reload may have left in
+// ZooKeeper when ZooKeeper did not answer as it stopped (its session given
+// up, or its connection broken): its ids/ registration, and the owner
+// nodes of its topic holding this instance's id. Left there, the other
+// processes would count this one as a member and leave the partitions
+// assigned to it (or whose node it holds) unpushed, without an error. It
+// tries again until it succeeds (after a lost session the nodes are gone:
+// the next try finds nothing) or the process stops.
+//
+// Only this instance's nodes are deleted, by their data, each with its
+// version (deleteOwnerOnce); none is a newer claim: no module of that name
+// runs on that topic here while the cleanup runs (takeOverCleanups stops
+// it before one starts).
+type nodeCleanup struct {
+	m          *module // the stopped module: its name, topic and paths
+	deregister bool    // its ids/ node too: no run of its name goes on
+	stop       context.CancelFunc
+	done       chan struct{} // closed when runCleanup returned
+	wake       chan struct{}
+}
+
+func cleanupKey(m Module) string { return m.Name + "\x00" + m.Topic }
+
+// startCleanup starts the cleanup of stopped module m's nodes; it ends
+// with the runner's reading at the latest (closing the session then
+// deletes them). t.reloadMu is held.
+func (t *Transfer) startCleanup(r *runner, m *module, deregister bool) {
+	ctx, stop := context.WithCancel(r.readCtx)
+	c := &nodeCleanup{m: m, deregister: deregister, stop: stop, done: make(chan struct{}), wake: make(chan struct{}, 1)}
+	t.confMu.Lock()
+	if t.cleanups == nil {
+		t.cleanups = map[string]*nodeCleanup{}
+	}
+	t.cleanups[cleanupKey(m.cfg)] = c
+	t.confMu.Unlock()
+	r.wg.Go(func() { t.runCleanup(ctx, c) })
+}
+
+// takeOverCleanups stops the cleanups of the nodes of module mc's name
+// before a module of that name starts: its run registers, and its
+// reassignment deletes or takes over the owner nodes of its topic left
+// with this instance's id. The owner nodes of another topic are still
+// cleaned, without deregistering. t.reloadMu is held.
+func (t *Transfer) takeOverCleanups(r *runner, mc Module) {
+	var stopped []*nodeCleanup
+	t.confMu.Lock()
+	for key, c := range t.cleanups {
+		if c.m.cfg.Name == mc.Name {
+			delete(t.cleanups, key)
+			stopped = append(stopped, c)
+		}
+	}
+	t.confMu.Unlock()
+	for _, c := range stopped {
+		c.stop()
+		<-c.done
+		if c.m.cfg.Topic != mc.Topic {
+			t.startCleanup(r, c.m, false)
+		}
+	}
+}
+
+// wakeCleanups has every pending cleanup try again now (the session was
+// taken back).
+func (t *Transfer) wakeCleanups() {
+	t.confMu.Lock()
+	defer t.confMu.Unlock()
+	for _, c := range t.cleanups {
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// runCleanup tries c while the session is up, every cleanupRetry and when
+// woken, until it succeeds or ctx ends.
+func (t *Transfer) runCleanup(ctx context.Context, c *nodeCleanup) {
+	defer close(c.done)
+	log := c.m.log.With("deregister", c.deregister)
+	failures := 0
+	for {
+		if t.sessionUp() {
+			err := c.clean()
+			if ctx.Err() != nil {
+				return
+			}
+			if err == nil {
+				t.confMu.Lock()
+				if key := cleanupKey(c.m.cfg); t.cleanups[key] == c {
+					delete(t.cleanups, key)
+				}
+				t.confMu.Unlock()
+				if failures > 0 {
+					log.Info("stopped module's zookeeper nodes deleted", "failures", failures)
+				}
+				return
+			}
+			failures++
+			if failures == 1 {
+				log.Warn("stopped module's zookeeper nodes not deleted; retrying", "err", err)
+			} else {
+				log.Debug("stopped module's zookeeper nodes not deleted; retrying", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.wake:
+		case <-time.After(cleanupRetry):
+		}
+	}
+}
+
+// clean deletes the stopped module's ids/ node (when c.deregister) and its
+// topic's owner nodes holding this instance's id.
+func (c *nodeCleanup) clean() error {
+	m := c.m
+	if c.deregister {
+		if err := m.deregister(); err != nil {
+			return err
+		}
+	}
+	dir := zklayout.Owners(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic)
+	names, _, err := m.t.conn().Children(dir)
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("list %s: %w", dir, err)
+	}
+	for _, name := range names {
+		p, err := strconv.ParseInt(name, 10, 32)
+		if err != nil {
+			continue
+		}
+		if err := m.deleteOwnerOnce(int32(p), 0); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -22,6 +22,7 @@ func TestRestartKeys(t *testing.T) {
 			[]string{"log_dir", "admin_addr", "shutdown_timeout_ms"}},
 		{"kafka", func(c *Config) { c.Kafka.ClientID = "other"; c.BrokerHosts = []string{"b:9092"} }, []string{"broker_hosts", "kafka"}},
 		{"zk_auth", func(c *Config) { c.ZKAuth.User = "ktransfer" }, []string{"zk_auth"}},
+		{"password files rewritten", func(c *Config) { c.fileDigests = map[string]string{"kafka": "1", "zk_auth": "2"} }, []string{"kafka", "zk_auth"}},
 	} {
 		next := base
 		next.ZKHosts = slices.Clone(base.ZKHosts)
@@ -52,5 +53,10 @@ func TestSameModule(t *testing.T) {
 	c.SerializeByKey = &off
 	if sameModule(a, c) {
 		t.Error("serialize_by_key: false does not count as a change")
+	}
+	d := a
+	d.secretsDigest = "rewritten"
+	if sameModule(a, d) {
+		t.Error("a signing secret file rewritten does not count as a change")
 	}
 }

@@ -30,6 +30,7 @@ import (
 type confDir struct {
 	dir, path, zk string
 	brokers       []string
+	admin         string // admin_addr; "": off
 }
 
 // reloadConf writes a ktransfer.yaml reaching e that enables modules, in a
@@ -50,8 +51,8 @@ func (e *env) reloadConf(t *testing.T, modules ...string) confDir {
 func (c confDir) enable(t *testing.T, extra string, modules ...string) {
 	t.Helper()
 	data := fmt.Sprintf("zk_chroot: %s\nzk_hosts: [%s]\nbroker_hosts: [%s]\nmodule_conf_dir: %s\nmodule_enabled: [%s]\n"+
-		"admin_addr: \"\"\nshutdown_timeout_ms: 3000\n%s", chroot, c.zk, strings.Join(c.brokers, ", "),
-		filepath.Join(c.dir, "modules"), strings.Join(modules, ", "), extra)
+		"admin_addr: %q\nshutdown_timeout_ms: 3000\n%s", chroot, c.zk, strings.Join(c.brokers, ", "),
+		filepath.Join(c.dir, "modules"), strings.Join(modules, ", "), c.admin, extra)
 	if err := os.WriteFile(c.path, []byte(data), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -366,25 +367,30 @@ func TestReloadRefusesBadFiles(t *testing.T) {
 
 // TestShutdownDuringReloadIsBounded: a reload removes a module whose
 // backend never answers (no read timeout: its push cannot be interrupted),
-// and the process is stopped while that module is handing over. The stop
-// is bounded by shutdown_timeout_ms (the push is abandoned, its record
-// uncommitted), not by the backend, and the other module hands over cleanly.
+// and the process is stopped while that module is handing over; a module
+// the reload keeps has a push that never ends too. The stop is bounded by
+// one shutdown_timeout_ms (the pushes are abandoned, their records
+// uncommitted), not by the backend, and the other module hands over
+// cleanly. Before, the stop waited for the reload's own wait and then
+// gave the kept modules a whole shutdown_timeout_ms more.
 func TestShutdownDuringReloadIsBounded(t *testing.T) {
-	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "h", Partitions: 1})
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "h", Partitions: 1}, kafkatest.Topic{Name: "g", Partitions: 1})
 	ok := newBackend(t, nil)
 	unblock := make(chan struct{})
 	var hanging atomic.Int64
 	hang := newBackend(t, func(int, push, http.ResponseWriter) { hanging.Add(1); <-unblock })
 	t.Cleanup(func() { close(unblock) }) // before the backend's Close, which waits for its requests
-	c := e.reloadConf(t, "m", "h")
+	c := e.reloadConf(t, "m", "h", "g")
 	c.module(t, "m", "t", "m", ok.URL, "")
 	c.module(t, "h", "h", "h", hang.URL, "")
+	c.module(t, "g", "g", "g", hang.URL, "")
 	r := startConf(t, c, nil)
 	produceN(t, e, 0, 100)
 	e.produce(t, "h", [][2]string{{"k", "1"}})
-	waitFor(t, "m's records and h's push hanging", 20*time.Second, func() bool { return distinct(ok) == 100 && hanging.Load() > 0 })
+	e.produce(t, "g", [][2]string{{"k", "1"}})
+	waitFor(t, "m's records, h's and g's pushes hanging", 20*time.Second, func() bool { return distinct(ok) == 100 && hanging.Load() >= 2 })
 
-	c.enable(t, "", "m")
+	c.enable(t, "", "m", "g")
 	r.tr.RequestReload()
 	waitFor(t, "h deregistered: the reload is handing it over", 10*time.Second, func() bool {
 		ids, _, err := e.conn.Children(zklayout.ConsumerIDs(chroot, "h"))
@@ -396,6 +402,10 @@ func TestShutdownDuringReloadIsBounded(t *testing.T) {
 	}
 	took := time.Since(start)
 	t.Logf("stopped %v after the stop, during a reload waiting on a push that never ends (shutdown_timeout_ms 3000)", took.Round(time.Millisecond))
+	// After shutdown_timeout_ms the pushes are cut short, a push that
+	// cannot be interrupted is waited for one second more, then the
+	// modules commit and the clients close (5 s measured; twice the
+	// timeout, 8 s, before).
 	if took > 3*time.Second+3*time.Second {
 		t.Errorf("stop took %v; shutdown_timeout_ms is 3s", took)
 	}
@@ -453,5 +463,173 @@ func TestReloadForgetsRemovedBackends(t *testing.T) {
 		if got := series(s.module, s.backend).MatchString(metrics); got != s.want {
 			t.Errorf("after the reload: a ktransfer_breaker_opened_total series of module %s, backend %s: %v, want %v", s.module, s.backend, got, s.want)
 		}
+	}
+}
+
+// moduleSeries lists the ktransfer series (names and labels, no values)
+// admin's /metrics has for modules, the configuration's own aside.
+func moduleSeries(t *testing.T, admin string) []string {
+	t.Helper()
+	var out []string
+	for _, line := range strings.Split(get(t, admin+"/metrics"), "\n") {
+		if strings.HasPrefix(line, "ktransfer_") && !strings.HasPrefix(line, "ktransfer_config_") {
+			series, _, _ := strings.Cut(line, " ")
+			out = append(out, series)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestReloadMetricSeries: a module removed by a reload takes its series
+// with it (breakers' included); a refused reload, whose new modules were
+// built and discarded, leaves /metrics as it was. Before, the removed
+// module's series stayed, and a refused reload added series of modules
+// that never ran.
+func TestReloadMetricSeries(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "t2", Partitions: 1})
+	bk := newBackend(t, nil)
+	c := e.reloadConf(t)
+	c.admin = "127.0.0.1:0"
+	c.enable(t, "", "m", "r")
+	c.module(t, "m", "t", "m", bk.URL, "")
+	c.module(t, "r", "t2", "r", bk.URL, "breaker_failures: 3\n")
+	c.module(t, "n", "t2", "n", bk.URL, "breaker_failures: 3\n")
+	c.module(t, "bad", "no_such_topic", "bad", bk.URL, "")
+	r := startConf(t, c, nil)
+	admin := "http://" + r.tr.AdminAddr().String()
+	produceN(t, e, 0, 10)
+	waitFor(t, "10 records pushed", 20*time.Second, func() bool { return distinct(bk) >= 10 })
+	hasModule := func(series []string, name string) bool {
+		return slices.ContainsFunc(series, func(s string) bool { return strings.Contains(s, `module="`+name+`"`) })
+	}
+	if !hasModule(moduleSeries(t, admin), "r") {
+		t.Fatal("no series of module r while it runs")
+	}
+
+	c.enable(t, "", "m") // r removed
+	if err := r.tr.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	before := moduleSeries(t, admin)
+	if hasModule(before, "r") {
+		t.Errorf("series of removed module r remain: %q", slices.DeleteFunc(slices.Clone(before), func(s string) bool { return !strings.Contains(s, `module="r"`) }))
+	}
+	if !hasModule(before, "m") {
+		t.Errorf("no series of module m, still running: %q", before)
+	}
+
+	c.enable(t, "", "m", "n", "bad") // n is fine, bad's topic does not exist
+	if err := r.tr.Reload(context.Background()); err == nil {
+		t.Fatal("reload with a module on a missing topic not refused")
+	}
+	if after := moduleSeries(t, admin); !slices.Equal(after, before) {
+		t.Errorf("a refused reload changed /metrics' series:\nbefore %q\nafter  %q", before, after)
+	}
+}
+
+// TestReloadSeesRewrittenSecretFile: the secret file a module's
+// signing_secrets names is rewritten in place (as secret managers and
+// Kubernetes mounts do) and the configuration reloaded: the module
+// restarts, the hash changes, and the pushes are signed with the new key
+// only; the secret appears nowhere in the log. Before, the reload saw no
+// change (paths only) and the old key stayed in use.
+func TestReloadSeesRewrittenSecretFile(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	bk := newBackend(t, nil)
+	k1, k2 := newSecret(t), newSecret(t)
+	secret := writeSecretFile(t, k1, 0o600)
+	c := e.reloadConf(t, "m")
+	c.module(t, "m", "t", "m", bk.URL, "")
+	file := filepath.Join(c.dir, "modules", "m.yaml")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = []byte(strings.Replace(string(data), "protocol:\n", "protocol:\n signing_secrets: ["+secret+"]\n", 1))
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	r := startConf(t, c, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	produceN(t, e, 0, 10)
+	waitFor(t, "10 records pushed", 20*time.Second, func() bool { return distinct(bk) == 10 })
+	hash := r.tr.ConfigStatus().Hash
+
+	if err := os.WriteFile(secret, []byte(k2+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.tr.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st := r.tr.ConfigStatus()
+	if !slices.Equal(st.LastReload.Restarted, []string{"m"}) || st.Hash == hash {
+		t.Errorf("after rewriting the secret file: restarted %v (want [m]), hash %s → %s", st.LastReload.Restarted, hash, st.Hash)
+	}
+	produceN(t, e, 10, 20)
+	waitFor(t, "20 records pushed", 20*time.Second, func() bool { return distinct(bk) == 20 })
+	for _, p := range bk.got() {
+		v, _ := strconv.Atoi(p.body)
+		if v < 10 {
+			continue
+		}
+		if err := verifyWebhook(k2, p.header, []byte(p.body), time.Now(), time.Minute); err != nil {
+			t.Fatalf("record %d after the reload: not signed with the new key: %v", v, err)
+		}
+		if err := verifyWebhook(k1, p.header, []byte(p.body), time.Now(), time.Minute); err == nil {
+			t.Fatalf("record %d after the reload: still signed with the old key", v)
+		}
+	}
+	for _, k := range []string{k1, k2} {
+		if strings.Contains(logs.String(), strings.TrimPrefix(k, "whsec_")) {
+			t.Error("a secret appears in the log")
+		}
+	}
+}
+
+// TestReloadRestartNeededStaysInConfig: a changed key that needs a restart
+// stays in /status's config.restart_needed after later reloads (refused
+// ones included) until a reload reverts it; a refused reload logs no
+// "needs a restart" warning. Before, it was only in last_reload, and a
+// refused reload warned about keys it did not apply.
+func TestReloadRestartNeededStaysInConfig(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	bk := newBackend(t, nil)
+	c := e.reloadConf(t, "m")
+	c.module(t, "m", "t", "m", bk.URL, "")
+	var logs syncBuffer
+	r := startConf(t, c, slog.New(slog.NewTextHandler(&logs, nil)))
+	restartNeeded := func() []string { return r.tr.ConfigStatus().RestartNeeded }
+	waitFor(t, "m running", 20*time.Second, func() bool { st := r.tr.Status(); return len(st) == 1 && len(st[0].Partitions) == 1 })
+
+	c.enable(t, "zk_timeout_ms: 4000\n", "m")
+	if err := r.tr.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := restartNeeded(); !slices.Equal(got, []string{"zk_timeout_ms"}) {
+		t.Fatalf("restart_needed %v, want [zk_timeout_ms]", got)
+	}
+	warned := strings.Count(logs.String(), "needs a restart")
+
+	c.enable(t, "zk_timeout_ms: 5000\nshutdown_timeout_ms: 1\n", "m", "missing") // refused: no file for module missing
+	if err := r.tr.Reload(context.Background()); err == nil {
+		t.Fatal("reload of a missing module not refused")
+	}
+	if n := strings.Count(logs.String(), "needs a restart"); n != warned {
+		t.Errorf("a refused reload logged %d \"needs a restart\" warnings", n-warned)
+	}
+	if got := restartNeeded(); !slices.Equal(got, []string{"zk_timeout_ms"}) {
+		t.Errorf("after a refused reload, restart_needed %v, want [zk_timeout_ms]", got)
+	}
+	if err := r.tr.Reload(context.Background()); err == nil { // the same files: refused again
+		t.Fatal("reload of a missing module not refused")
+	}
+
+	c.enable(t, "", "m") // reverted
+	if err := r.tr.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := restartNeeded(); len(got) != 0 {
+		t.Errorf("after reverting, restart_needed %v", got)
 	}
 }

@@ -87,6 +87,9 @@ type Transfer struct {
 	logLevel  int // in effect
 	confMu    sync.Mutex
 	conf      ConfigStatus // guarded by confMu
+	// cleanups are the modules stopped by reloads whose ZooKeeper nodes
+	// may remain, by owners directory (nodeCleanup); guarded by confMu.
+	cleanups map[string]*nodeCleanup
 
 	closeOnce sync.Once
 }
@@ -140,6 +143,7 @@ func New(cfg Config, log *slog.Logger) (*Transfer, error) {
 		if err != nil {
 			return nil, err
 		}
+		m.bindMetrics()
 		t.modules = append(t.modules, m)
 	}
 	if cfg.AdminAddr != "" {
@@ -360,6 +364,7 @@ func (t *Transfer) watchSession(ctx context.Context) {
 			for _, m := range t.liveModules() {
 				m.wake()
 			}
+			t.wakeCleanups()
 		}
 		if silent > 2*t.sessionTimeout() && time.Since(replaced) > 2*t.sessionTimeout() {
 			if err := t.replaceClient(); err != nil {
@@ -446,13 +451,16 @@ func (t *Transfer) Run(ctx context.Context) error {
 	// Kafka, then ZooKeeper, which removes the ids/ registration (Close).
 	t.log.Info("shutting down")
 	stopReading()
+	// One deadline for the whole stop: a reload handing a module over
+	// waits no longer than its own, started earlier.
+	deadline := time.Now().Add(time.Duration(t.cfg.ShutdownTimeoutMs) * time.Millisecond)
 	reloads.Wait()
 	t.reloadMu.Lock()
 	t.runner = nil
 	t.reloadMu.Unlock()
 	done := make(chan struct{})
 	go func() { r.wg.Wait(); close(done) }()
-	t.awaitStop(done, stopPushing)
+	t.awaitStop(done, stopPushing, deadline)
 	stopSession() // closing the client is not a lost session
 	if err := t.Close(); err != nil && runErr == nil {
 		runErr = err
@@ -462,15 +470,17 @@ func (t *Transfer) Run(ctx context.Context) error {
 }
 
 // awaitStop waits for done, closed when modules whose reading was stopped
-// have handed their partitions over: shutdown_timeout_ms for the pushes in
-// flight, after which retries are cut short (stopPushing; those records
-// stay uncommitted), then at most two session timeouts more. It reports
-// whether done was closed.
-func (t *Transfer) awaitStop(done <-chan struct{}, stopPushing func()) bool {
+// have handed their partitions over: until deadline (shutdown_timeout_ms
+// after the stop began) for the pushes in flight, after which retries are
+// cut short (stopPushing; those records stay uncommitted), then at most
+// two session timeouts more. It reports whether done was closed.
+func (t *Transfer) awaitStop(done <-chan struct{}, stopPushing func(), deadline time.Time) bool {
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
 	select {
 	case <-done:
 		return true
-	case <-time.After(time.Duration(t.cfg.ShutdownTimeoutMs) * time.Millisecond):
+	case <-timer.C:
 		t.log.Warn("in-flight pushes still running at shutdown_timeout_ms; cutting them short")
 		stopPushing()
 		// A ZooKeeper call on a frozen connection lasts until the client
