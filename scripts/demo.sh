@@ -3,7 +3,8 @@
 # of three kfake brokers, kproxy_bin, ktransfer_bin and kmonitor_bin with the
 # files in conf/, and a demo backend that prints what it receives. Traffic
 # goes in through kproxy, comes out at the backend in key order, and
-# kmonitor shows the delay, also while the backend is down. Installs what it
+# kmonitor shows the delay, also while the backend is down; a kproxy with a
+# spool keeps every record through a Kafka restart and its own kill -9. Installs what it
 # needs; stops everything it started on exit or Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
