@@ -3,7 +3,8 @@
 # of three kfake brokers, kproxy_bin, ktransfer_bin and kmonitor_bin with the
 # files in conf/, and a demo backend that prints what it receives. Traffic
 # goes in through kproxy, comes out at the backend in key order, and
-# kmonitor shows the delay, also while the backend is down. Installs what it
+# kmonitor shows the delay, also while the backend is down; a kproxy with a
+# spool keeps every record through a Kafka restart and its own kill -9. Installs what it
 # needs; stops everything it started on exit or Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,7 @@ ensure_pkg curl curl
 build_all
 echo "built: $(ls bin | tr '\n' ' ')"
 
-for p in 2181 $(kafka_ports 9092) 5030 5031 5040 5050 5051 8080 55325; do
+for p in 2181 $(kafka_ports 9092) 5030 5031 5032 5040 5042 5050 5051 8080 55325; do
 	port_free "$p" || { echo "port $p is in use (an earlier demo or dev stack still running?); stop it and retry" >&2; exit 1; }
 done
 
@@ -35,8 +36,13 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 step "dev stack: ZooKeeper 127.0.0.1:2181 + Kafka (kfake, 3 brokers) 127.0.0.1:9092-9094, chroot /mq/test_cluster"
-bin/devstack -dir "$work/devstack" -topics test_topic:4,demo_intake:2 -ready-file "$work/ready" >"$work/devstack.log" 2>&1 &
-pids+=($!)
+start_devstack() {
+	rm -f "$work/ready"
+	bin/devstack -dir "$work/devstack" -topics test_topic:4,demo_intake:2,demo_spool:2 -ready-file "$work/ready" >>"$work/devstack.log" 2>&1 &
+	devstack=$!
+	pids+=($devstack)
+}
+start_devstack
 wait_for "the dev stack" 60 test -f "$work/ready" || { cat "$work/devstack.log"; exit 1; }
 cat "$work/ready"
 echo "three brokers registered in ZooKeeper as ZooKeeper-mode Kafka does (ktransfer and kmonitor find them there):"
@@ -246,6 +252,68 @@ echo "process 2 holds: $(owned 5051) ($((SECONDS - killed)) s after the kill; zk
 wait_for "lag to return to 0" 60 caught_up
 echo "GET /delay  $(curl -s 127.0.0.1:55325/delay)"
 echo "the backend has now received $(grep -c '^push' "$work/backend.log") pushes; per-key order: $(curl -s 127.0.0.1:8080/stats | sed 's/.*"order_violations":\([0-9]*\).*/\1/') violations"
+
+step "the spool: Kafka stops under load, kproxy answers 202, is killed (kill -9), both restart, every 200 and 202 is in Kafka"
+echo "a second kproxy_bin (port 5032, admin 5042) with spool_dir: $work/spool and spool_after_ms: 500"
+sed 's/^port: 5030/port: 5032/; s|^admin_addr: 127.0.0.1:5040|admin_addr: 127.0.0.1:5042|; s|^log_dir: .*|log_dir: ./log/kproxy_spool|' conf/kproxy.yaml >"$work/kproxy_spool.yaml"
+printf 'spool_dir: %s\nspool_after_ms: 500\n' "$work/spool" >>"$work/kproxy_spool.yaml"
+start_spool_proxy() {
+	bin/kproxy_bin -f "$work/kproxy_spool.yaml" &
+	spool_proxy=$!
+	pids+=($spool_proxy)
+	wait_for "kproxy with a spool" 30 curl -sf 127.0.0.1:5042/health
+}
+start_spool_proxy
+# The load: keys u1, u2, u3, each a numbered string record after the
+# other, every answer noted as "key number status" (000: no answer).
+spool_load() {
+	local i=0 key v code
+	while [ ! -e "$work/spool.stop" ]; do
+		i=$((i + 1))
+		for key in u1 u2 u3; do
+			v="$key#$i"
+			code=$(printf "\\x$(printf %02x $((0xa0 + ${#v})))%s" "$v" |
+				curl -s -o /dev/null -w '%{http_code}' --max-time 10 --data-binary @- "http://127.0.0.1:5032/commit?topic=demo_spool&key=$key&acks=-1" || true)
+			echo "$key $i $code" >>"$work/spool.hist"
+		done
+		sleep 0.02
+	done
+}
+spool_load &
+spool_load_pid=$!
+pids+=($spool_load_pid)
+answers() { awk '{n[$3]++} END {for (c in n) printf "%s×%d ", c, n[c]}' "$work/spool.hist"; }
+spool_metric() { curl -s 127.0.0.1:5042/metrics | awk -v m="$1" '$1 == m {print $2}'; }
+has() { [ "$(awk -v c="$1" '$3 == c' "$work/spool.hist" | wc -l)" -ge "$2" ]; }
+wait_for "200s" 20 has 200 30
+echo "Kafka up:                    answers $(answers)"
+stop_pids "$devstack"
+echo "Kafka (the dev stack) stopped"
+wait_for "202s" 30 has 202 60
+echo "Kafka away:                  answers $(answers); kproxy_spool_records $(spool_metric kproxy_spool_records)"
+echo "/health: $(curl -s 127.0.0.1:5042/health)"
+kill -KILL "$spool_proxy"
+wait "$spool_proxy" 2>/dev/null || true
+echo "kproxy killed (kill -9) with $(ls "$work/spool" | grep -c seg) spool segment(s) on disk"
+start_devstack
+wait_for "the dev stack" 60 test -f "$work/ready"
+echo "Kafka restarted over its data directory"
+start_spool_proxy
+echo "kproxy restarted on the same spool_dir: $(grep -h 'spool holds records' log/kproxy_spool/kproxy.log | tail -1 | grep -o 'records=[0-9]*') replayed"
+drained() { [ "$(spool_metric kproxy_spool_records)" = 0 ]; }
+wait_for "the spool to drain" 60 drained
+sleep 1
+touch "$work/spool.stop"
+wait "$spool_load_pid" 2>/dev/null || true
+echo "drained, the load stopped:   answers $(answers); kproxy_spool_drained_total $(spool_metric kproxy_spool_drained_total)," \
+	"kproxy_spool_duplicates_possible_total $(spool_metric kproxy_spool_duplicates_possible_total)"
+kcat -C -b 127.0.0.1:9092 -t demo_spool -e -q -f '%k %s\n' | awk '{split($2, a, "#"); print $1, a[2]}' >"$work/spool.kafka"
+accepted=$(awk '$3 == 200 || $3 == 202' "$work/spool.hist" | wc -l)
+echo "in Kafka (kcat -C -t demo_spool): $(wc -l <"$work/spool.kafka") records; answered 200 or 202: $accepted"
+awk 'NR == FNR { if ($3 == 200 || $3 == 202) want[$1 " " $2] = 1; next }
+	{ if (seen[$0]++) { dup++; next } if ($2 < last[$1]) bad++; last[$1] = $2; delete want[$0] }
+	END { missing = length(want); printf "accepted and missing: %d; per-key order violations: %d; duplicates: %d\n", missing, bad, dup }' \
+	"$work/spool.hist" "$work/spool.kafka"
 
 step "done"
 echo "More: scripts/e2e.sh (the three binaries with faults), scripts/e2e-fleet.sh (a fleet under kill -9 and SIGTERM)."

@@ -38,8 +38,12 @@ func run(args []string, stdout io.Writer) error {
 	size := fs.Int("size", 200, "value size in bytes (at most 272)")
 	keys := fs.Int("keys", 10_000, "distinct keys")
 	rate := fs.Int("rate", 0, "records per second at most (0: as fast as possible)")
+	acks := fs.Int("acks", 1, "1: leader only, not idempotent, 5 ms linger (fast); -1: kgo's defaults, the idempotent acks=all producer")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *acks != 1 && *acks != -1 {
+		return fmt.Errorf("-acks: must be 1 or -1, got %d", *acks)
 	}
 	if *keys < 1 {
 		return fmt.Errorf("-keys: must be >= 1, got %d", *keys)
@@ -53,15 +57,18 @@ func run(args []string, stdout io.Writer) error {
 	value := []byte(head + "\x00" + strings.Repeat("x", pad))
 	value[len(head)] = byte(pad)
 
-	// acks=1, batches of up to 5 ms: fast. Keyed records go where the Java
-	// client would put them (murmur2), as kproxy writes them.
-	cl, err := kgo.NewClient(
+	// Keyed records go where the Java client would put them (murmur2), as
+	// kproxy writes them. acks=1: batches of up to 5 ms, fast; acks=-1:
+	// nothing but kgo's defaults (idempotent, acks=all), the reference for
+	// kproxy's spool drain.
+	opts := []kgo.Opt{
 		kgo.SeedBrokers(strings.Split(*brokers, ",")...),
-		kgo.RequiredAcks(kgo.LeaderAck()),
-		kgo.DisableIdempotentWrite(),
-		kgo.ProducerLinger(5*time.Millisecond),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
-	)
+	}
+	if *acks == 1 {
+		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite(), kgo.ProducerLinger(5*time.Millisecond))
+	}
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return err
 	}

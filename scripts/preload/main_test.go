@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"strconv"
 	"strings"
 	"testing"
@@ -44,40 +45,48 @@ func murmur2(data []byte) int32 {
 }
 
 // Every record is written, on the partition the Java client would choose
-// for its key, with a value of the size asked for that carries the method.
+// for its key, with a value of the size asked for that carries the method,
+// by the fast acks=1 producer and by kgo's idempotent acks=-1 one.
 func TestKeyedRecordsOnMurmur2Partitions(t *testing.T) {
-	k := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: "bench", Partitions: 4}})
-	var out bytes.Buffer
-	err := run([]string{"-brokers", strings.Join(k.ListenAddrs(), ","), "-topic", "bench",
-		"-records", "3000", "-size", "100", "-keys", "50"}, &out)
-	if err != nil {
-		t.Fatal(err)
+	for _, acks := range []string{"1", "-1"} {
+		t.Run("acks="+acks, func(t *testing.T) {
+			k := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: "bench", Partitions: 4}})
+			var out bytes.Buffer
+			err := run([]string{"-brokers", strings.Join(k.ListenAddrs(), ","), "-topic", "bench",
+				"-records", "3000", "-size", "100", "-keys", "50", "-acks", acks}, &out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(out.String(), "preloaded 3000 records of 100 bytes over 50 keys into bench in ") {
+				t.Errorf("output: %q", out.String())
+			}
+			recs := kafkatest.ReadAll(t, k, kafkaconf.Default(), "bench")
+			if len(recs) != 3000 {
+				t.Fatalf("%d records in bench, want 3000", len(recs))
+			}
+			perKey := map[string]int{}
+			for _, r := range recs {
+				key := string(r.Key)
+				perKey[key]++
+				if want := (murmur2(r.Key) & 0x7fffffff) % 4; r.Partition != want {
+					t.Fatalf("key %s on partition %d, murmur2 says %d", key, r.Partition, want)
+				}
+				if len(r.Value) != 100 {
+					t.Fatalf("value of %d bytes", len(r.Value))
+				}
+				if m, err := msgpackscan.MapString(r.Value, "method"); err != nil || m != "TestUserName" {
+					t.Fatalf("method %q, %v", m, err)
+				}
+			}
+			for i := range 50 {
+				if n := perKey["user"+strconv.Itoa(i)]; n != 60 {
+					t.Errorf("user%d: %d records, want 60", i, n)
+				}
+			}
+		})
 	}
-	if !strings.HasPrefix(out.String(), "preloaded 3000 records of 100 bytes over 50 keys into bench in ") {
-		t.Errorf("output: %q", out.String())
-	}
-	recs := kafkatest.ReadAll(t, k, kafkaconf.Default(), "bench")
-	if len(recs) != 3000 {
-		t.Fatalf("%d records in bench, want 3000", len(recs))
-	}
-	perKey := map[string]int{}
-	for _, r := range recs {
-		key := string(r.Key)
-		perKey[key]++
-		if want := (murmur2(r.Key) & 0x7fffffff) % 4; r.Partition != want {
-			t.Fatalf("key %s on partition %d, murmur2 says %d", key, r.Partition, want)
-		}
-		if len(r.Value) != 100 {
-			t.Fatalf("value of %d bytes", len(r.Value))
-		}
-		if m, err := msgpackscan.MapString(r.Value, "method"); err != nil || m != "TestUserName" {
-			t.Fatalf("method %q, %v", m, err)
-		}
-	}
-	for i := range 50 {
-		if n := perKey["user"+strconv.Itoa(i)]; n != 60 {
-			t.Errorf("user%d: %d records, want 60", i, n)
-		}
+	if err := run([]string{"-acks", "0"}, io.Discard); err == nil || !strings.Contains(err.Error(), "-acks: must be 1 or -1, got 0") {
+		t.Errorf("-acks 0: %v", err)
 	}
 }
 

@@ -1,0 +1,54 @@
+package kafkatest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
+)
+
+// A stopped cluster refuses connections on its port; restarted, it is on
+// the same port with the records it had, and takes more.
+func TestRestartableKeepsRecordsAndPort(t *testing.T) {
+	r := StartRestartable(t, []Topic{{"t", 2}})
+	produce := func(v string) error {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(r.Addr()), kgo.DefaultProduceTopic("t"),
+			kgo.RecordDeliveryTimeout(2*time.Second))
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return cl.ProduceSync(ctx, kgo.StringRecord(v)).FirstErr()
+	}
+	for _, v := range []string{"a", "b", "c"} {
+		if err := produce(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Stop()
+	if r.Cluster() != nil {
+		t.Fatal("Cluster() of a stopped cluster is not nil")
+	}
+	if err := produce("lost"); err == nil {
+		t.Fatal("a stopped cluster took a record")
+	}
+	r.Restart()
+	if got := r.Cluster().ListenAddrs()[0]; got != r.Addr() {
+		t.Fatalf("restarted on %s, was %s", got, r.Addr())
+	}
+	if err := produce("d"); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, rec := range ReadAll(t, r.Cluster(), kafkaconf.Default(), "t") {
+		got = append(got, string(rec.Value))
+	}
+	if len(got) != 4 {
+		t.Fatalf("records after the restart: %q, want a, b, c, d", got)
+	}
+}
