@@ -552,10 +552,7 @@ func (s *Spool) commit(reqs []*request) {
 			s.flush(chunk)
 			chunk, chunkBytes = nil, 0
 			if s.activeSeg != nil { // nil when flush could not create a segment
-				if err := s.active.Close(); err != nil {
-					s.log.Warn("spool: close segment", "file", s.activeSeg.path, "err", err)
-				}
-				s.active, s.activeSeg = nil, nil
+				s.closeActive()
 			}
 		}
 		chunk = append(chunk, r)
@@ -635,6 +632,14 @@ func (s *Spool) create() error {
 	return nil
 }
 
+// closeActive closes the active segment: the next write creates one.
+func (s *Spool) closeActive() {
+	if err := s.active.Close(); err != nil {
+		s.log.Warn("spool: close segment", "file", s.activeSeg.path, "err", err)
+	}
+	s.active, s.activeSeg = nil, nil
+}
+
 // publish makes the written chunk visible: seqs, counts, Read.
 func (s *Spool) publish(chunk []*request) {
 	g := s.activeSeg
@@ -680,11 +685,15 @@ func (s *Spool) removeAcked() {
 		s.mu.Unlock()
 		return
 	}
+	// Only the segments in gone: one fully acked while the watermark was
+	// written is not covered by it (and may be the active segment, which
+	// must stay in segs while it takes entries). The next collect takes it.
 	s.mu.Lock()
-	keep := s.segs[:0]
+	keep, i := s.segs[:0], 0
 	for _, g := range s.segs {
-		if len(g.ents) > 0 && g.acked == len(g.ents) {
+		if i < len(gone) && g == gone[i] { // both in seq order
 			s.bytes -= g.size
+			i++
 			continue
 		}
 		keep = append(keep, g)
@@ -694,10 +703,7 @@ func (s *Spool) removeAcked() {
 	s.mu.Unlock()
 	for _, g := range gone {
 		if g == s.activeSeg {
-			if err := s.active.Close(); err != nil {
-				s.log.Warn("spool: close segment", "file", g.path, "err", err)
-			}
-			s.active, s.activeSeg = nil, nil
+			s.closeActive()
 		}
 		if err := os.Remove(g.path); err != nil {
 			s.log.Warn("spool: remove acked segment", "file", g.path, "err", err)
