@@ -24,7 +24,7 @@ func TestAckDuringCollectKeepsActiveSegment(t *testing.T) {
 		dir := t.TempDir()
 		s := open(t, spool.Options{Dir: dir, SegmentBytes: 200})
 		a := appendOne(t, s, rec("t", string(make([]byte, 300)))) // segment A, past the roll size
-		b := appendOne(t, s, rec("t", "b"))                        // segment B, active
+		b := appendOne(t, s, rec("t", "b"))                       // segment B, active
 		readN(t, s, 2)
 		s.Ack(a) // the loop removes A, writing the watermark first
 		time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond)
