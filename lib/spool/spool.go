@@ -102,7 +102,8 @@ type Options struct {
 // Options.MaxBytes.
 var ErrFull = errors.New("spool full")
 
-var errClosed = errors.New("spool closed")
+// ErrClosed is the error of Append and Read after Close.
+var ErrClosed = errors.New("spool closed")
 
 const (
 	defaultSegmentBytes = 64 << 20
@@ -172,6 +173,9 @@ type segment struct {
 	ents  []entMeta
 	acked int // entries acked
 	first int // every entry before it is acked
+	// Read cut it at a corrupt entry: the entries from there on are
+	// dropped, and no entry is appended to it any more.
+	sealed bool
 }
 
 type entMeta struct {
@@ -450,7 +454,7 @@ func (s *Spool) Append(recs []Record) (first uint64, err error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return 0, errClosed
+		return 0, ErrClosed
 	}
 	s.queue = append(s.queue, r)
 	s.mu.Unlock()
@@ -552,10 +556,7 @@ func (s *Spool) commit(reqs []*request) {
 			s.flush(chunk)
 			chunk, chunkBytes = nil, 0
 			if s.activeSeg != nil { // nil when flush could not create a segment
-				if err := s.active.Close(); err != nil {
-					s.log.Warn("spool: close segment", "file", s.activeSeg.path, "err", err)
-				}
-				s.active, s.activeSeg = nil, nil
+				s.closeActive()
 			}
 		}
 		chunk = append(chunk, r)
@@ -571,8 +572,12 @@ func (s *Spool) flush(chunk []*request) {
 		return
 	}
 	err := s.write(chunk)
-	if err == nil {
-		s.publish(chunk)
+	for err == nil && !s.publish(chunk) {
+		// Read sealed the segment while the chunk was written: take the
+		// bytes back, write them to a new segment (never sealed: unread).
+		_ = s.undo(nil)
+		s.closeActive()
+		err = s.write(chunk)
 	}
 	for _, r := range chunk {
 		r.err = err
@@ -581,6 +586,14 @@ func (s *Spool) flush(chunk []*request) {
 }
 
 func (s *Spool) write(chunk []*request) error {
+	if s.active != nil {
+		s.mu.Lock()
+		sealed := s.activeSeg.sealed
+		s.mu.Unlock()
+		if sealed {
+			s.closeActive()
+		}
+	}
 	if s.active == nil {
 		if err := s.create(); err != nil {
 			return err
@@ -635,11 +648,23 @@ func (s *Spool) create() error {
 	return nil
 }
 
-// publish makes the written chunk visible: seqs, counts, Read.
-func (s *Spool) publish(chunk []*request) {
+// closeActive closes the active segment: the next write creates one.
+func (s *Spool) closeActive() {
+	if err := s.active.Close(); err != nil {
+		s.log.Warn("spool: close segment", "file", s.activeSeg.path, "err", err)
+	}
+	s.active, s.activeSeg = nil, nil
+}
+
+// publish makes the written chunk visible: seqs, counts, Read. False,
+// nothing done: the active segment is sealed.
+func (s *Spool) publish(chunk []*request) bool {
 	g := s.activeSeg
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if g.sealed {
+		return false
+	}
 	for _, r := range chunk {
 		r.first = s.next
 		for _, t := range r.topics {
@@ -655,6 +680,7 @@ func (s *Spool) publish(chunk []*request) {
 	}
 	close(s.data)
 	s.data = make(chan struct{})
+	return true
 }
 
 // removeAcked removes the segments whose entries are all acked, after
@@ -680,11 +706,15 @@ func (s *Spool) removeAcked() {
 		s.mu.Unlock()
 		return
 	}
+	// Only the segments in gone: one fully acked while the watermark was
+	// written is not covered by it (and may be the active segment, which
+	// must stay in segs while it takes entries). The next collect takes it.
 	s.mu.Lock()
-	keep := s.segs[:0]
+	keep, i := s.segs[:0], 0
 	for _, g := range s.segs {
-		if len(g.ents) > 0 && g.acked == len(g.ents) {
+		if i < len(gone) && g == gone[i] { // both in seq order
 			s.bytes -= g.size
+			i++
 			continue
 		}
 		keep = append(keep, g)
@@ -694,10 +724,7 @@ func (s *Spool) removeAcked() {
 	s.mu.Unlock()
 	for _, g := range gone {
 		if g == s.activeSeg {
-			if err := s.active.Close(); err != nil {
-				s.log.Warn("spool: close segment", "file", g.path, "err", err)
-			}
-			s.active, s.activeSeg = nil, nil
+			s.closeActive()
 		}
 		if err := os.Remove(g.path); err != nil {
 			s.log.Warn("spool: remove acked segment", "file", g.path, "err", err)
@@ -746,6 +773,18 @@ func (s *Spool) oldest() *segment {
 // Read returns up to n entries not yet returned by Read, in append order,
 // waiting until there is at least one or ctx is done. One reader (kproxy's
 // drainer); n < 1 reads one.
+//
+// An entry that no longer passes its checksum (the disk changed it after
+// Open) is not an error: as Open would, Read cuts its segment there,
+// dropping that entry and the rest of the segment (the length of a corrupt
+// entry cannot be trusted to find the next one), logs the file, byte
+// offset and count at Error, adds the bytes to Stats.Cut, and goes on with
+// the next segment; the dropped entries leave Pending and Stats.Records.
+//
+// Errors: ctx.Err(); ErrClosed after Close (stop reading); any other error
+// is an I/O error reading or opening a segment (EIO, EMFILE, ...): the
+// reader's position has not moved and no entry was skipped, so the caller
+// keeps reading after a pause (with backoff: it may last), logging it.
 func (s *Spool) Read(ctx context.Context, n int) ([]Entry, error) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
@@ -753,7 +792,7 @@ func (s *Spool) Read(ctx context.Context, n int) ([]Entry, error) {
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
-			return nil, errClosed
+			return nil, ErrClosed
 		}
 		g, err := s.readable()
 		var avail uint64
@@ -767,13 +806,18 @@ func (s *Spool) Read(ctx context.Context, n int) ([]Entry, error) {
 			return nil, err
 		}
 		if g != nil {
-			return s.readFrom(min(avail, uint64(max(n, 1))), limit)
+			es, err := s.readFrom(min(avail, uint64(max(n, 1))), limit)
+			if errors.Is(err, errCorrupt) {
+				s.cutCorrupt(err)
+				continue
+			}
+			return es, err
 		}
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-s.quit:
-			return nil, errClosed
+			return nil, ErrClosed
 		case <-data:
 		}
 	}
@@ -840,6 +884,24 @@ func (s *Spool) readFrom(n uint64, limit int64) ([]Entry, error) {
 	return es, nil
 }
 
+// cutCorrupt drops the entries of s.rseg from the reader's position on:
+// the entry there is corrupt (readFrom's error err). s.rmu held.
+func (s *Spool) cutCorrupt(err error) {
+	g := s.rseg
+	s.mu.Lock()
+	dropped := 0
+	for k := s.rseq - s.rskip - g.base; k < uint64(len(g.ents)); k++ {
+		if s.ackLocked(g, k) {
+			dropped++
+		}
+	}
+	s.cut += g.size - s.roff
+	g.sealed = true
+	s.rseq, s.rskip = g.base+uint64(len(g.ents)), 0
+	s.mu.Unlock()
+	s.log.Error("spool: cut corrupt entry and the rest of its segment", "file", g.path, "offset", s.roff, "entries", dropped, "reason", err)
+}
+
 // Ack marks entries as acknowledged by Kafka (any order). A segment whose
 // entries are all acked is deleted; the contiguous acked watermark is
 // persisted (at least every 100 ms while it moves) so a restart replays
@@ -854,24 +916,30 @@ func (s *Spool) Ack(seqs ...uint64) {
 		if i < 0 {
 			continue
 		}
-		g := s.segs[i]
-		k := q - g.base
-		if k >= uint64(len(g.ents)) || g.ents[k].acked {
-			continue
-		}
-		g.ents[k].acked = true
-		g.acked++
-		t := s.topics[g.ents[k].topic]
-		if s.pending[t]--; s.pending[t] == 0 {
-			delete(s.pending, t)
-		}
-		s.records--
-		s.acked++
-		if g.acked == len(g.ents) {
-			s.collect = true
-			s.signal()
+		if g := s.segs[i]; q-g.base < uint64(len(g.ents)) && s.ackLocked(g, q-g.base) {
+			s.acked++
 		}
 	}
+}
+
+// ackLocked marks g's entry k acked, false when it was; a segment all
+// acked is collected. s.mu held.
+func (s *Spool) ackLocked(g *segment, k uint64) bool {
+	if g.ents[k].acked {
+		return false
+	}
+	g.ents[k].acked = true
+	g.acked++
+	t := s.topics[g.ents[k].topic]
+	if s.pending[t]--; s.pending[t] == 0 {
+		delete(s.pending, t)
+	}
+	s.records--
+	if g.acked == len(g.ents) {
+		s.collect = true
+		s.signal()
+	}
+	return true
 }
 
 // Pending is how many entries of topic are appended and not acked (0: the
@@ -890,7 +958,7 @@ type Stats struct {
 	Appended int64     // entries appended since Open
 	Acked    int64     // entries acked since Open
 	Replayed int64     // entries Open found pending
-	Cut      int64     // bytes cut from torn/corrupt tails by Open
+	Cut      int64     // bytes cut from torn/corrupt tails by Open, and from corrupt entries by Read
 }
 
 // Stats returns the current counts.

@@ -618,3 +618,54 @@ func TestWatermarkPersistedWhileOpen(t *testing.T) {
 		t.Fatalf("replayed %v, want [6 7 8 9]", replayed)
 	}
 }
+
+// An entry the disk changes after Open (bit rot) does not stop Read: it
+// cuts that segment there as Open would, logged with the file and offset,
+// and goes on. In the active segment too: a later append goes to a new one
+// and is read.
+func TestReadCutsCorruptEntry(t *testing.T) {
+	size := entrySize(t, rec("t", "00"))
+	dir := t.TempDir()
+	var log logBuffer
+	o := spool.Options{Dir: dir, SegmentBytes: 5 * size, Log: log.logger()}
+	s := open(t, o)
+	for i := range 15 {
+		appendOne(t, s, rec("t", fmt.Sprintf("%02d", i)))
+	}
+	segs := segmentsIn(dir)
+	if len(segs) != 3 {
+		t.Fatalf("%d segments, want 3", len(segs))
+	}
+	flip(t, segs[0], 2*size+12) // entry 2: 2, 3 and 4 go
+	flip(t, segs[2], 2*size+12) // entry 12, in the active segment: 12, 13 and 14 go
+	es := readN(t, s, 9)
+	if want := []string{"00", "01", "05", "06", "07", "08", "09", "10", "11"}; !slices.Equal(values(es), want) {
+		t.Fatalf("read %v, want %v", values(es), want)
+	}
+	readNone(t, s)
+	for _, file := range []string{segs[0], segs[2]} {
+		if line := fmt.Sprintf("file=%s offset=%d", file, 2*size); !strings.Contains(log.String(), line) {
+			t.Fatalf("log %q does not say %q", log.String(), line)
+		}
+	}
+	if st := s.Stats(); st.Cut != 6*size || st.Records != 9 || s.Pending("t") != 9 {
+		t.Fatalf("stats %+v, pending %d: want %d bytes cut, 9 records", st, s.Pending("t"), 6*size)
+	}
+	seq := appendOne(t, s, rec("t", "new"))
+	if es := readN(t, s, 1); es[0].Seq != seq || string(es[0].Value) != "new" {
+		t.Fatalf("read %d %q, want %d new", es[0].Seq, es[0].Value, seq)
+	}
+	for _, e := range es {
+		s.Ack(e.Seq)
+	}
+	s.Ack(seq)
+	waitFor(t, "every segment's removal", func() bool { return len(segmentsIn(dir)) == 0 })
+	if st := s.Stats(); st.Records != 0 || st.Bytes != 0 || s.Pending("t") != 0 {
+		t.Fatalf("stats with everything read acked: %+v, pending %d", st, s.Pending("t"))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, o)
+	readNone(t, s)
+}
