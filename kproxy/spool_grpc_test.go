@@ -1,6 +1,7 @@
 package kproxy_test
 
 import (
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -100,5 +101,80 @@ func TestSpoolAtomicNeverOvertakes(t *testing.T) {
 	}
 	if got := byValue(t, c, "other"); len(got) != 0 {
 		t.Errorf("the refused atomic batch's record for other is in kafka: %v", got)
+	}
+}
+
+// TestSpoolGRPC: during an outage a unary Produce and the requests of a
+// ProduceStream are answered OK with status 202, every result spooled;
+// spool = false is refused Unavailable (503) while the topic spools, alone
+// and inside a stream; when Kafka is back every spooled record is in
+// Kafka once, per key in the order sent.
+func TestSpoolGRPC(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 3}})
+	g := spoolGRPC(t, c, nil)
+	f := kafkatest.NewFaults(t, c)
+	end := f.Outage(kerr.NotLeaderForPartition.Code)
+
+	spooled := func(what string, resp *kproxypb.ProduceResponse, n int) {
+		t.Helper()
+		if resp.Status != 202 || len(resp.Results) != n {
+			t.Fatalf("%s: status %d, %d results; want 202 and %d", what, resp.Status, len(resp.Results), n)
+		}
+		for i, r := range resp.Results {
+			if !r.Spooled || r.Status != 202 || r.Error != "" {
+				t.Errorf("%s: result %d %v, want spooled 202", what, i, r)
+			}
+		}
+	}
+	const keys = 4
+	reqs := keyedRequests(6, 10, keys, func(int) int32 { return -1 })
+	resp, err := g.produce(t, nil, reqs[0])
+	if err != nil {
+		t.Fatalf("Produce during the outage: %v", refusalOf(err))
+	}
+	spooled("Produce", resp, 10)
+
+	no := false
+	_, err = g.produce(t, nil, &kproxypb.ProduceRequest{Acks: acksOf(-1), Topic: topic, Spool: &no,
+		Records: []*kproxypb.Record{grec("", "k0", "zero-unary")}})
+	if r := refusalOf(err); r.code != codes.Unavailable || r.detail == nil || r.detail.Status != 503 || !strings.Contains(r.msg, "spool") {
+		t.Errorf("Produce with spool = false while the topic spools: %v, want Unavailable 503", r)
+	}
+
+	// A stream: the requests left, then one with spool = false between them.
+	s := g.stream(t, nil)
+	zero := &kproxypb.ProduceRequest{Id: 100, Acks: acksOf(-1), Topic: topic, Spool: &no,
+		Records: []*kproxypb.Record{grec("", "k1", "zero-stream")}}
+	sent := sendAll(s, append(append(append([]*kproxypb.ProduceRequest{}, reqs[1:3]...), zero), reqs[3:]...))
+	resps, err := recvAll(s)
+	if err != nil || <-sent != nil || len(resps) != len(reqs) {
+		t.Fatalf("stream: %v after %d answers", err, len(resps))
+	}
+	for i, resp := range resps {
+		switch {
+		case i == 2:
+			if resp.Id != 100 || resp.Status != 503 || len(resp.Results) != 1 || resp.Results[0].Spooled || resp.Results[0].Status != 503 {
+				t.Errorf("stream request with spool = false: %v, want 503 not spooled", resp)
+			}
+		default:
+			q := i + 1
+			if i > 2 {
+				q = i
+			}
+			if resp.Id != uint64(q) {
+				t.Errorf("stream answer %d has id %d, want %d", i, resp.Id, q)
+			}
+			spooled("stream request "+strconv.Itoa(q), resp, 10)
+		}
+	}
+	if got := g.metric(t, "kproxy_spooled_total"); got != "60" {
+		t.Errorf("kproxy_spooled_total %s, want 60", got)
+	}
+
+	end()
+	spoolEmpty(t, g.proxy)
+	checkKeyOrder(t, c, reqs) // every record once, per key in order; none of the spool = false ones
+	if got := g.metric(t, "kproxy_spool_drained_total"); got != "60" {
+		t.Errorf("kproxy_spool_drained_total %s, want 60", got)
 	}
 }
