@@ -1,10 +1,12 @@
 package kproxy_test
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -177,4 +179,100 @@ func TestSpoolGRPC(t *testing.T) {
 	if got := g.metric(t, "kproxy_spool_drained_total"); got != "60" {
 		t.Errorf("kproxy_spool_drained_total %s, want 60", got)
 	}
+}
+
+// stallProduce holds the next produce request (acks 1 or -1), and with it
+// the one-broker cluster, until release is closed; then it answers that
+// request and every later one with code (closes its connection when code
+// is 0), writing nothing, until the returned end is called.
+func stallProduce(c *kfake.Cluster, release <-chan struct{}, code int16) (end func()) {
+	var over, held atomic.Bool
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if over.Load() {
+			return nil, nil, false
+		}
+		c.KeepControl()
+		pr := req.(*kmsg.ProduceRequest)
+		if pr.Acks == 0 {
+			return nil, nil, false
+		}
+		if !held.Swap(true) {
+			<-release
+		}
+		if code == 0 {
+			return nil, errors.New("fault: connection closed"), true
+		}
+		return refusedProduce(pr, code), nil, true
+	})
+	return func() { over.Store(true) }
+}
+
+// TestSpoolTransitionStreamKeyOrder attacks the moment a topic starts
+// spooling with a ProduceStream, whose requests are handed to kgo one after
+// the other without waiting for answers: Kafka holds a produce request past
+// spool_after_ms (the topic flips) while the stream's next requests keep
+// coming, then refuses it (or closes its connection). The records kgo held
+// are failed and spooled; the requests that came meanwhile must be spooled
+// after them. Per key, the first copies in Kafka are in the order of the
+// stream, every record answered 200 or 202 is there, and duplicates are no
+// more than kproxy_spool_duplicates_possible_total.
+func TestSpoolTransitionStreamKeyOrder(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 3}})
+	g := spoolGRPC(t, c, nil)
+
+	const n, per, keys = 70, 12, 24
+	reqs := keyedRequests(n, per, keys, func(int) int32 { return -1 })
+	s := g.stream(t, nil)
+	sent := make(chan error, 1)
+	go func() { // one request every 40 ms, faults at requests 5 and 40
+		tick := time.NewTicker(40 * time.Millisecond)
+		defer tick.Stop()
+		for q, r := range reqs {
+			var code int16 = -1
+			switch q {
+			case 5:
+				code = kerr.NotLeaderForPartition.Code // refused after the hold
+			case 40:
+				code = 0 // connection closed after the hold: may have been written
+			}
+			if code >= 0 {
+				release := make(chan struct{})
+				end := stallProduce(c, release, code)
+				time.AfterFunc(time.Second, func() { close(release) })
+				time.AfterFunc(1300*time.Millisecond, end)
+			}
+			if err := s.Send(r); err != nil {
+				sent <- err
+				return
+			}
+			<-tick.C
+		}
+		sent <- s.CloseSend()
+	}()
+	resps, err := recvAll(s)
+	if err != nil || <-sent != nil || len(resps) != n {
+		t.Fatalf("stream: %v after %d answers", err, len(resps))
+	}
+	want := map[string][]int{}
+	statuses := map[int32]int{}
+	for q, resp := range resps {
+		for i, r := range resp.Results {
+			statuses[r.Status]++
+			if r.Status == 200 || r.Status == 202 {
+				k, seq := parseSeq(t, reqs[q].Records[i].Value)
+				want[k] = append(want[k], seq)
+			}
+		}
+	}
+	spoolEmpty(t, g.proxy)
+	t.Logf("record results by status %v", statuses)
+	if statuses[202] == 0 {
+		t.Fatalf("no record was spooled (results %v): the attack did not happen", statuses)
+	}
+	dups := checkFirstCopies(t, c, want, func(v []byte) (string, int) { return parseSeq(t, v) })
+	possible := metricInt(t, g.proxy, "kproxy_spool_duplicates_possible_total")
+	if dups > possible {
+		t.Errorf("%d duplicates in kafka, only %d counted as possible", dups, possible)
+	}
+	t.Logf("duplicates %d (counted possible %d)", dups, possible)
 }
