@@ -207,42 +207,8 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string, key, body []byt
 		return succeed(ctx, -1, 0, false)
 	}
 
-	answered := false
-	if p.gen != nil {
-		// Kafka has spool_after_ms to take it; then its topic spools.
-		select {
-		case <-p.done:
-			answered = true
-		case <-s.spool.after.get().Done():
-			p.gate.flip(p.gen)
-		}
-	}
-	if !answered {
-		select {
-		case <-p.done:
-		case <-p.ctx.Done():
-			// The deadline passed. kgo fails a record it has not sent at its
-			// next attempt; a short grace lets that answer (503) come.
-			timer := timerPool.Get().(*time.Timer)
-			timer.Reset(answerGrace)
-			select {
-			case <-p.done:
-			case <-timer.C:
-				if p.state.CompareAndSwap(waiting, abandoned) {
-					// p is left to the promise, which releases it. The record
-					// is in a request awaiting its answer, or queued and
-					// failed by kgo before it can leave.
-					timer.Stop()
-					timerPool.Put(timer)
-					s.metrics.produceErrors.WithLabelValues("504").Inc()
-					ctx.Response.Header.Set("Retry-After", "1")
-					return fail(ctx, fasthttp.StatusGatewayTimeout, "no answer from kafka within produce_timeout_ms; the record may have been written")
-				}
-				<-p.done // the promise came meanwhile
-			}
-			timer.Stop()
-			timerPool.Put(timer)
-		}
+	if code, answered := s.awaitRecord(ctx, p); answered {
+		return code
 	}
 	err, trace, partition, offset, item := p.err, p.trace, p.rec.Partition, p.rec.Offset, p.item
 	p.release()
@@ -255,6 +221,49 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string, key, body []byt
 	}
 	s.metrics.records[acks].Inc()
 	return succeed(ctx, partition, offset, true)
+}
+
+// awaitRecord waits for kgo's answer to p's record (then p.done has
+// fired and answered is false). With the spool, Kafka has spool_after_ms
+// to take it, and then its topic spools (the answer is the spool's).
+// Past the record's deadline and answerGrace, the request is answered
+// 504 (code, answered) and p left to its promise, which releases it.
+func (s *Server) awaitRecord(ctx *fasthttp.RequestCtx, p *pending) (code int, answered bool) {
+	if p.gen != nil {
+		select {
+		case <-p.done:
+			return 0, false
+		case <-s.spool.after.get().Done():
+			p.gate.flip(p.gen)
+		}
+	}
+	select {
+	case <-p.done:
+		return 0, false
+	case <-p.ctx.Done():
+	}
+	// The deadline passed. kgo fails a record it has not sent at its next
+	// attempt; a short grace lets that answer (503) come.
+	timer := timerPool.Get().(*time.Timer)
+	timer.Reset(answerGrace)
+	defer func() {
+		timer.Stop()
+		timerPool.Put(timer)
+	}()
+	select {
+	case <-p.done:
+		return 0, false
+	case <-timer.C:
+	}
+	if !p.state.CompareAndSwap(waiting, abandoned) {
+		<-p.done // the promise came meanwhile
+		return 0, false
+	}
+	// The record is in a request awaiting its answer, or queued and failed
+	// by kgo before it can leave.
+	s.metrics.produceErrors.WithLabelValues("504").Inc()
+	ctx.Response.Header.Set("Retry-After", "1")
+	return fail(ctx, fasthttp.StatusGatewayTimeout, "no answer from kafka within produce_timeout_ms; the record may have been written"), true
 }
 
 // gateCommit hands p's record to kgo through its topic's gate (spool.go),

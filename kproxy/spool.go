@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/spool"
@@ -71,11 +72,13 @@ type spooler struct {
 	wake   chan struct{}
 
 	// drain state
-	dmu     sync.Mutex
-	blocked map[string][]spool.Entry // topics whose drain failed: their entries wait, in order
-	pause   map[string]time.Duration // the next pause before a blocked topic is retried
-	stopped bool                     // the drain client is closing: refusals are not retried
-	slots   chan struct{}            // drainWindow
+	dmu         sync.Mutex
+	parked      map[string]*parkedTopic  // topics whose drain Kafka refused: their entries wait, in order
+	parkedBytes int                      // of the parked entries (maxParkedBytes)
+	pause       map[string]time.Duration // the next pause before a parked topic is retried
+	stopped     bool                     // the drain client is closing: refusals are not retried
+	slots       chan struct{}            // drainWindow: one per record in the drain client
+	wakeDrain   context.CancelFunc       // ends the drain loop's wait (nil: it is not waiting)
 
 	stopDrain context.CancelFunc
 	drainDone chan struct{}
@@ -130,7 +133,7 @@ func openSpooler(cfg Config, log *slog.Logger, ps *producers, reg *prometheus.Re
 	}
 	s := &spooler{sp: sp, log: log, after: newDeadlines(time.Duration(cfg.SpoolAfterMs) * time.Millisecond),
 		drainC: drainC, gates: map[string]*gate{}, wake: make(chan struct{}, 1),
-		blocked: map[string][]spool.Entry{}, pause: map[string]time.Duration{}, slots: make(chan struct{}, drainWindow),
+		parked: map[string]*parkedTopic{}, pause: map[string]time.Duration{}, slots: make(chan struct{}, drainWindow),
 		errLog: sampled{log: log, every: time.Second}}
 	s.registerMetrics(reg)
 	if st := sp.Stats(); st.Records > 0 {
@@ -399,7 +402,14 @@ func (it *spoolItem) refusal() (int, string) {
 
 // drain reads the spool in order and produces each record with the drain
 // client, many at once (kgo keeps a partition's order), acking each once
-// Kafka acknowledged it.
+// Kafka acknowledged it. A record in kgo holds one of drainWindow slots.
+//
+// A topic whose record Kafka refused is parked (refused): its records
+// read since wait in memory, holding no slot, so that the other topics'
+// records keep draining; after a pause its records are produced again,
+// oldest first, before anything newer of the topic. Parked records are
+// bounded by maxParkedBytes: past that the drain reads no further until
+// a parked topic drains again.
 func (s *spooler) drain(ctx context.Context) {
 	for {
 		select { // a slot for the first record
@@ -417,20 +427,38 @@ func (s *spooler) drain(ctx context.Context) {
 				break more
 			}
 		}
-		es, err := s.sp.Read(ctx, n)
+		rctx, cancel := context.WithCancel(ctx) // cancelled by wakeLocked
+		s.dmu.Lock()
+		n = s.feedLocked(n) // parked records whose pause is over go first
+		full := s.parkedBytes >= maxParkedBytes
+		s.wakeDrain = cancel
+		s.dmu.Unlock()
+		var es []spool.Entry
+		var err error
+		if n > 0 && !full {
+			es, err = s.sp.Read(rctx, n)
+		} else if n > 0 {
+			<-rctx.Done() // a parked topic drains, or its pause ends
+		}
+		s.dmu.Lock()
+		s.wakeDrain = nil
+		s.dmu.Unlock()
+		cancel()
 		for range n - len(es) {
 			<-s.slots
 		}
-		if err != nil {
-			if ctx.Err() == nil {
-				s.log.Error("spool drain stopped: reading the spool failed", "err", err)
-			}
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil && rctx.Err() == nil {
+			s.log.Error("spool drain stopped: reading the spool failed", "err", err)
 			return
 		}
 		s.dmu.Lock()
 		for _, e := range es {
-			if b, ok := s.blocked[e.Topic]; ok {
-				s.blocked[e.Topic] = append(b, e) // behind the ones Kafka refused
+			if p := s.parked[e.Topic]; p != nil {
+				s.parkLocked(p, e) // behind the ones Kafka refused
+				<-s.slots
 				continue
 			}
 			s.produce(e)
@@ -439,7 +467,72 @@ func (s *spooler) drain(ctx context.Context) {
 	}
 }
 
-// produce hands a spooled record to the drain client (s.dmu held).
+// maxParkedBytes bounds the records of refused topics the drain keeps in
+// memory (their keys, values and headers).
+const maxParkedBytes = 64 << 20
+
+// parkedTopic is a topic whose record Kafka refused while draining: its
+// records wait, in seq order.
+type parkedTopic struct {
+	topic    string
+	entries  []spool.Entry
+	retrying bool // the pause is over: the entries are produced as slots free
+	timer    bool // a pause is under way
+}
+
+// wakeLocked (s.dmu held) ends the drain loop's wait, for it to feed the
+// parked topics or read again.
+func (s *spooler) wakeLocked() {
+	if s.wakeDrain != nil {
+		s.wakeDrain()
+	}
+}
+
+// parkLocked puts e among p's entries, in seq order (s.dmu held).
+func (s *spooler) parkLocked(p *parkedTopic, e spool.Entry) {
+	i := sort.Search(len(p.entries), func(i int) bool { return p.entries[i].Seq > e.Seq })
+	p.entries = append(p.entries, spool.Entry{})
+	copy(p.entries[i+1:], p.entries[i:])
+	p.entries[i] = e
+	s.parkedBytes += entryBytes(e)
+}
+
+// nextLocked takes the oldest entry of p, a topic whose pause is over,
+// and forgets p once it has none left: the topic's records are read and
+// produced as any others again (s.dmu held).
+func (s *spooler) nextLocked(p *parkedTopic) spool.Entry {
+	e := p.entries[0]
+	p.entries[0] = spool.Entry{}
+	p.entries = p.entries[1:]
+	s.parkedBytes -= entryBytes(e)
+	if len(p.entries) == 0 {
+		delete(s.parked, p.topic)
+	}
+	return e
+}
+
+// feedLocked produces the entries of parked topics whose pause is over,
+// with n slots the caller holds; it returns the slots left (s.dmu held).
+func (s *spooler) feedLocked(n int) int {
+	for _, p := range s.parked {
+		for n > 0 && p.retrying && len(p.entries) > 0 {
+			s.produce(s.nextLocked(p))
+			n--
+		}
+	}
+	return n
+}
+
+func entryBytes(e spool.Entry) int {
+	n := len(e.Key) + len(e.Value)
+	for _, h := range e.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+// produce hands a spooled record to the drain client with the slot it
+// holds (s.dmu held).
 func (s *spooler) produce(e spool.Entry) {
 	r := &kgo.Record{Topic: e.Topic, Key: e.Key, Value: e.Value, Timestamp: e.Appended}
 	if r.Value == nil {
@@ -449,25 +542,31 @@ func (s *spooler) produce(e spool.Entry) {
 		r.Headers = append(r.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
 	}
 	s.drainC.Produce(context.Background(), r, func(r *kgo.Record, err error) {
-		if err == nil {
-			s.sp.Ack(e.Seq)
-			s.m.drained.Inc()
-			<-s.slots
-			s.dmu.Lock()
-			delete(s.pause, e.Topic)
-			s.dmu.Unlock()
+		if err != nil {
+			s.refused(e, err)
 			return
 		}
-		s.refused(e, err)
+		s.sp.Ack(e.Seq)
+		s.m.drained.Inc()
+		s.dmu.Lock()
+		defer s.dmu.Unlock()
+		delete(s.pause, e.Topic)
+		if p := s.parked[e.Topic]; p != nil && p.retrying && len(p.entries) > 0 {
+			s.produce(s.nextLocked(p)) // the slot goes to the topic's next parked entry
+			s.wakeLocked()             // parked bytes went down
+			return
+		}
+		<-s.slots
 	})
 }
 
-// refused keeps an entry Kafka refused, with the entries of its topic read
+// refused parks an entry Kafka refused, with its topic's entries read
 // after it, and produces them again after a pause. The drain client fails
 // a record only for what time does not cure by itself: the topic no longer
 // exists, writing is not allowed, the record is too large for the topic
-// now. The topic's entries stay in the spool, in order, retried every
-// 30 s at most until the operator fixes the cause; they are never dropped.
+// now. The topic's entries stay in the spool, in order, retried after 1 s,
+// doubling to 30 s, until the operator fixes the cause; they are never
+// dropped. Other topics keep draining meanwhile.
 func (s *spooler) refused(e spool.Entry, err error) {
 	s.dmu.Lock()
 	defer s.dmu.Unlock()
@@ -475,37 +574,40 @@ func (s *spooler) refused(e spool.Entry, err error) {
 		return // kproxy is stopping: the entry stays in the spool for the next start
 	}
 	s.m.drainErrors.Inc()
+	p := s.parked[e.Topic]
+	if p == nil {
+		p = &parkedTopic{topic: e.Topic}
+		s.parked[e.Topic] = p
+	}
+	s.parkLocked(p, e)
+	<-s.slots
+	p.retrying = false
+	if p.timer {
+		return
+	}
+	p.timer = true
+	d := s.pause[e.Topic]
+	if d == 0 {
+		d = time.Second
+	}
+	s.pause[e.Topic] = min(2*d, 30*time.Second)
 	code, reason := produceStatus(err, sendTrace{})
 	s.log.Error("kafka refused a spooled record; its topic's records stay in the spool and are retried",
-		"topic", e.Topic, "seq", e.Seq, "code", code, "reason", reason, "err", err)
-	b, ok := s.blocked[e.Topic]
-	i := sort.Search(len(b), func(i int) bool { return b[i].Seq > e.Seq })
-	b = append(b, spool.Entry{})
-	copy(b[i+1:], b[i:])
-	b[i] = e
-	s.blocked[e.Topic] = b
-	if !ok {
-		d := s.pause[e.Topic]
-		if d == 0 {
-			d = time.Second
-		}
-		s.pause[e.Topic] = min(2*d, 30*time.Second)
-		s.retryLater(e.Topic, d)
-	}
-}
-
-// retryLater produces topic's blocked entries again, in order, after d.
-func (s *spooler) retryLater(topic string, d time.Duration) {
+		"topic", e.Topic, "seq", e.Seq, "code", code, "reason", reason, "retry_in", d, "err", err)
+	purge := errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID)
 	time.AfterFunc(d, func() {
+		if purge {
+			// kgo keeps producing to a deleted topic's ID, which a topic
+			// created again under its name does not have, until the topic
+			// is purged from it.
+			s.drainC.PurgeTopicsFromProducing(p.topic)
+		}
 		s.dmu.Lock()
 		defer s.dmu.Unlock()
-		if s.stopped {
-			return
-		}
-		b := s.blocked[topic]
-		delete(s.blocked, topic)
-		for _, e := range b {
-			s.produce(e)
+		p.timer = false
+		if !s.stopped && s.parked[p.topic] == p {
+			p.retrying = true
+			s.wakeLocked()
 		}
 	})
 }

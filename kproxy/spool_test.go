@@ -69,6 +69,13 @@ func parseKeySeq(t testing.TB, v []byte) (string, int) {
 // of duplicates.
 func checkSpooledOrder(t *testing.T, c *kfake.Cluster, want map[string][]int) (dups int) {
 	t.Helper()
+	return checkFirstCopies(t, c, want, func(v []byte) (string, int) { return parseKeySeq(t, v) })
+}
+
+// checkFirstCopies is checkSpooledOrder for values read by parse (key and
+// sequence number).
+func checkFirstCopies(t *testing.T, c *kfake.Cluster, want map[string][]int, parse func([]byte) (string, int)) (dups int) {
+	t.Helper()
 	recs := kafkatest.ReadAll(t, c, kafkaconf.Default(), topic)
 	sort.SliceStable(recs, func(i, j int) bool {
 		if recs[i].Partition != recs[j].Partition {
@@ -79,7 +86,7 @@ func checkSpooledOrder(t *testing.T, c *kfake.Cluster, want map[string][]int) (d
 	seen := map[string]map[int]bool{}
 	last := map[string]int{}
 	for _, r := range recs {
-		key, n := parseKeySeq(t, r.Value)
+		key, n := parse(r.Value)
 		if string(r.Key) != key {
 			t.Errorf("record %s#%d has key %q", key, n, r.Key)
 		}
@@ -308,44 +315,15 @@ func TestSpoolTransitionKeepsKeyOrder(t *testing.T) {
 // (values are JSON strings).
 func checkKeyOrderJSON(t *testing.T, c *kfake.Cluster, want map[string][]int) int {
 	t.Helper()
-	recs := kafkatest.ReadAll(t, c, kafkaconf.Default(), topic)
-	sort.SliceStable(recs, func(i, j int) bool {
-		if recs[i].Partition != recs[j].Partition {
-			return recs[i].Partition < recs[j].Partition
-		}
-		return recs[i].Offset < recs[j].Offset
-	})
-	dups := 0
-	seen := map[string]map[int]bool{}
-	last := map[string]int{}
-	for _, r := range recs {
+	return checkFirstCopies(t, c, want, func(v []byte) (string, int) {
 		var s string
-		if err := json.Unmarshal(r.Value, &s); err != nil {
-			t.Fatalf("value %q: %v", r.Value, err)
+		if err := json.Unmarshal(v, &s); err != nil {
+			t.Fatalf("value %q: %v", v, err)
 		}
 		key, ns, _ := strings.Cut(s, "#")
 		n, _ := strconv.Atoi(ns)
-		if seen[key] == nil {
-			seen[key], last[key] = map[int]bool{}, -1
-		}
-		if seen[key][n] {
-			dups++
-			continue
-		}
-		seen[key][n] = true
-		if n < last[key] {
-			t.Errorf("key %s: record %d first written after record %d (%d@%d)", key, n, last[key], r.Partition, r.Offset)
-		}
-		last[key] = max(last[key], n)
-	}
-	for key, ns := range want {
-		for _, n := range ns {
-			if !seen[key][n] {
-				t.Errorf("key %s: record %d was accepted and is not in kafka", key, n)
-			}
-		}
-	}
-	return dups
+		return key, n
+	})
 }
 
 // TestSpoolFullRefuses503: once the spool is full, records are refused

@@ -215,6 +215,10 @@ func (p *txnPool) close(ctx context.Context) {
 // were; only a commit without a definite answer is 504.
 func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
 	n := len(j.recs)
+	if i := s.spoolingRecord(j); i >= 0 {
+		return s.atomicFailed(n, 503, i, "topic "+j.recs[i].name+
+			" has records in the spool; an atomic batch would overtake them; the batch was not written", j, false)
+	}
 	deadline := s.recordsDeadline(j)
 	tp := s.txns.get(deadline)
 	if tp == nil {
@@ -257,6 +261,29 @@ func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
 	s.metrics.records[2].Add(float64(n))
 	s.metrics.batchResultN(200, n)
 	return batchOutcome{results: res, status: 200, index: -1}
+}
+
+// spoolingRecord is the index of j's first record whose topic has records
+// in the spool or is switching to it (-1: none). A transaction is written
+// by a client of its own, straight to Kafka: it would overtake them.
+func (s *Server) spoolingRecord(j *batchJob) int {
+	if s.spool == nil {
+		return -1
+	}
+	for i := range j.recs {
+		name := j.recs[i].name
+		if i > 0 && name == j.recs[i-1].name {
+			continue
+		}
+		g := s.spool.gate(name)
+		g.mu.Lock()
+		direct := s.spool.directLocked(g)
+		g.mu.Unlock()
+		if !direct {
+			return i
+		}
+	}
+	return -1
 }
 
 // commitStatus is the answer to a transaction whose commit failed.
