@@ -32,6 +32,8 @@ func TestMain(m *testing.M) {
 		childAppend(dir)
 	case "fsize":
 		childFileSizeLimit(dir)
+	case "fsize-roll":
+		childFullRoll(dir)
 	default:
 		fmt.Fprintf(os.Stderr, "%s=%s: unknown child\n", childEnv, mode)
 		os.Exit(2)
@@ -238,4 +240,95 @@ func TestFileSizeLimit(t *testing.T) {
 	if st := s.Stats(); st.Cut != 0 {
 		t.Fatalf("open cut %d bytes", st.Cut)
 	}
+}
+
+// childFullRoll fills most of a 16 KiB segment, then lowers the file size
+// limit below any write (a full disk: every write fails with EFBIG) while
+// 16 goroutines append 4 records of 1500 bytes at a time, 50 times each:
+// the spool rolls with writes failing, first writes into new segments
+// included. It prints "err ERROR" once per distinct error (EFBIG and any
+// other), then raises the limit, appends once more and prints
+// "after ERROR-OR-nil".
+func childFullRoll(dir string) {
+	s, err := spool.Open(spool.Options{Dir: dir, SegmentBytes: 16 << 10})
+	if err != nil {
+		childFail("open: %v", err)
+	}
+	value := strings.Repeat("v", 1500)
+	for i := range 9 {
+		if _, err := s.Append([]spool.Record{rec("t", fmt.Sprintf("%d%s", i, value))}); err != nil {
+			childFail("append before the limit: %v", err)
+		}
+	}
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		childFail("getrlimit: %v", err)
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: 1000, Max: old.Max}); err != nil {
+		childFail("setrlimit: %v", err)
+	}
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for range 50 {
+				recs := make([]spool.Record, 4)
+				for j := range recs {
+					recs[j] = rec("t", value)
+				}
+				_, err := s.Append(recs)
+				if err == nil {
+					childFail("append past the file size limit worked")
+				}
+				// The file names differ; the reasons are what counts.
+				msg := err.Error()
+				if !errors.Is(err, syscall.EFBIG) {
+					msg = "not EFBIG: " + msg
+				} else {
+					msg = "EFBIG"
+				}
+				mu.Lock()
+				seen[msg] = true
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	for msg := range seen {
+		fmt.Printf("err %s\n", strings.ReplaceAll(msg, "\n", " "))
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		childFail("setrlimit: %v", err)
+	}
+	_, err = s.Append([]spool.Record{rec("t", "after")})
+	fmt.Printf("after %v\n", err)
+	if err := s.Close(); err != nil {
+		childFail("close: %v", err)
+	}
+}
+
+// A full disk while segments roll: a first write into a new segment fails
+// too, and the commit rolling again must not close that empty segment
+// (its file would keep the name the next segment needs: every later
+// Append would fail with "file exists"). Every failure is EFBIG, and
+// appends work again once there is room.
+func TestFullDiskWhileRolling(t *testing.T) {
+	dir := t.TempDir()
+	cmd, out, stderr := startChild(t, "fsize-roll", dir)
+	var lines []string
+	for out.Scan() {
+		lines = append(lines, out.Text())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("child: %v; stderr %q", err, stderr)
+	}
+	if !slices.Equal(lines, []string{"err EFBIG", "after <nil>"}) {
+		t.Fatalf("child: %q, want only EFBIG failures and an append that worked after", lines)
+	}
+	s := open(t, spool.Options{Dir: dir})
+	if es := readN(t, s, 10); string(es[9].Value) != "after" {
+		t.Fatalf("10th entry %.20q, want after", es[9].Value)
+	}
+	readNone(t, s)
 }

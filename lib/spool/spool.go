@@ -555,7 +555,12 @@ func (s *Spool) commit(reqs []*request) {
 		if s.activeSeg != nil && s.activeSeg.size+chunkBytes > 0 && s.activeSeg.size+chunkBytes+n > s.roll {
 			s.flush(chunk)
 			chunk, chunkBytes = nil, 0
-			if s.activeSeg != nil { // nil when flush could not create a segment
+			// Roll only a segment holding entries. A new segment whose
+			// first write failed (ENOSPC, EFBIG) is empty: closed, its
+			// file would keep the name (its base, s.next) the next
+			// segment needs, and every later create would fail.
+			// (activeSeg is nil when flush could not create one.)
+			if s.activeSeg != nil && s.activeSeg.size > 0 {
 				s.closeActive()
 			}
 		}
