@@ -103,7 +103,7 @@ func (s *Server) releaseBatch(n int) { s.inFlight.Add(int64(-n)) }
 // max.message.bytes. The first bad record refuses the batch. Then the
 // batch's records are taken from the client's rate limit, all or none. It
 // sets each record's name.
-func (s *Server) checkBatch(rule *clientRule, recs []batchRecord, now time.Time) *batchError {
+func (s *Server) checkBatch(rule *clientRule, recs []batchRecord, now time.Time, spoolable bool) *batchError {
 	type known struct {
 		info topicInfo
 		err  *batchError // refused for this topic: every record naming it is
@@ -119,7 +119,7 @@ func (s *Server) checkBatch(rule *clientRule, recs []batchRecord, now time.Time)
 				if len(topics) == maxBatchTopics {
 					return refuse(400, i, "more than "+strconv.Itoa(maxBatchTopics)+" distinct topics in one batch")
 				}
-				k.info, k.err = s.checkTopic(rule, r.topic)
+				k.info, k.err = s.checkTopic(rule, r.topic, spoolable)
 				topics[string(r.topic)] = k
 			}
 			last, cur = r.topic, k
@@ -151,7 +151,7 @@ func (s *Server) checkBatch(rule *clientRule, recs []batchRecord, now time.Time)
 
 // checkTopic decides whether records may be written to topic t: the
 // topic's details, or why not (index -1, set by the caller).
-func (s *Server) checkTopic(rule *clientRule, t []byte) (topicInfo, *batchError) {
+func (s *Server) checkTopic(rule *clientRule, t []byte, spoolable bool) (topicInfo, *batchError) {
 	if len(t) == 0 {
 		return topicInfo{}, refuse(400, -1, "no topic: give it in the record or as the topic parameter")
 	}
@@ -164,7 +164,7 @@ func (s *Server) checkTopic(rule *clientRule, t []byte) (topicInfo, *batchError)
 	if v := s.access.permit(rule, string(t)); v.code != 0 {
 		return topicInfo{}, refuse(v.code, -1, v.reason+" ("+string(t)+")")
 	}
-	info, err := s.check.exists(t)
+	info, err := s.topicFor(t, spoolable)
 	if err != nil {
 		code, reason := produceStatus(err, sendTrace{}) // a metadata request: nothing written
 		e := refuse(code, -1, reason+" ("+string(t)+")")

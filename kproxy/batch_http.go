@@ -122,7 +122,7 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx) int {
 		return batchFail(ctx, berr)
 	}
 	defer s.releaseBatch(n)
-	if berr = s.checkBatch(rule, j.recs, ctx.Time()); berr != nil {
+	if berr = s.checkBatch(rule, j.recs, ctx.Time(), s.spoolable(acks, atomic, noSpool)); berr != nil {
 		return batchFail(ctx, berr)
 	}
 	return batchAnswer(ctx, s.produceBatch(context.Background(), acks, atomic, j))

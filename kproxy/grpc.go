@@ -141,7 +141,7 @@ func (s *Server) produceRequest(ctx context.Context, j *batchJob) (answer, error
 		return refusedAnswer(h.id, berr), nil
 	}
 	defer s.releaseBatch(n)
-	if berr = s.checkBatch(rule, j.recs, time.Now()); berr != nil {
+	if berr = s.checkBatch(rule, j.recs, time.Now(), s.spoolable(h.acks, h.atomic, h.noSpool)); berr != nil {
 		return refusedAnswer(h.id, berr), nil
 	}
 	if err := ctx.Err(); err != nil {
@@ -443,7 +443,7 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 	if berr != nil {
 		return refused(h.id, berr)
 	}
-	if berr = s.checkBatch(st.rule, j.recs, time.Now()); berr != nil {
+	if berr = s.checkBatch(st.rule, j.recs, time.Now(), s.spoolable(h.acks, h.atomic, h.noSpool)); berr != nil {
 		s.releaseBatch(n)
 		return refused(h.id, berr)
 	}

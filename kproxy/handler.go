@@ -109,7 +109,7 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) int {
 	}
 	defer s.inFlight.Add(-1)
 
-	topic, err := s.check.exists(topicB)
+	topic, err := s.topicFor(topicB, s.spoolable(acks, false, noSpool))
 	if err != nil {
 		code, reason := produceStatus(err, sendTrace{}) // a metadata request: nothing written
 		return s.kafkaFail(ctx, code, reason, string(topicB), err)
@@ -127,6 +127,30 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) int {
 		}
 	}
 	return s.produce(ctx, topic.name, args.Peek("key"), body, &hp, acks, noSpool)
+}
+
+// spoolable tells whether a request's records may be spooled.
+func (s *Server) spoolable(acks int, atomic, noSpool bool) bool {
+	return s.spool != nil && acks != 0 && !atomic && !noSpool
+}
+
+// topicFor is what kproxy knows of topic t (topicCheck.exists). For
+// records that may be spooled, no broker gets longer than spool_after_ms
+// to answer: when none did (unreachable, not a refusal of the topic), the
+// topic is taken as named and spools (spooler.blind), so that kproxy takes
+// records for topics it had not written to since its start while Kafka is
+// away.
+func (s *Server) topicFor(t []byte, spoolable bool) (topicInfo, error) {
+	if !spoolable {
+		return s.check.exists(t, s.produceTimeout)
+	}
+	after := s.spool.after.get()
+	info, err := s.check.exists(t, s.spool.afterD)
+	if err == nil || !unreachable(err) {
+		return info, err
+	}
+	s.spool.blind(string(t), after)
+	return s.check.unverified(t), nil
 }
 
 // checkBody answers a body that is not exactly one value of its format:

@@ -43,7 +43,9 @@ func startProxy(t *testing.T, c *kfake.Cluster, edit func(*kproxy.Config)) *prox
 	cfg.Port = 0
 	cfg.ListenHost = "127.0.0.1"
 	cfg.AdminAddr = "127.0.0.1:0"
-	cfg.BrokerHosts = c.ListenAddrs()
+	if c != nil { // nil: edit names the brokers
+		cfg.BrokerHosts = c.ListenAddrs()
+	}
 	cfg.ReadTimeoutMs, cfg.WriteTimeoutMs = 2000, 2000
 	if edit != nil {
 		edit(&cfg)

@@ -132,8 +132,14 @@ func newProducers(cfg Config, log *slog.Logger, hooks producerHooks) (*producers
 	ctx, cancel := context.WithTimeout(context.Background(), max(2*time.Second, time.Duration(cfg.Kafka.DialTimeoutMs)*time.Millisecond))
 	defer cancel()
 	if err := ps.leader.Ping(ctx); err != nil {
-		ps.close(context.Background())
-		return nil, fmt.Errorf("connect to kafka %v: %w", cfg.BrokerHosts, err)
+		if cfg.SpoolDir == "" {
+			ps.close(context.Background())
+			return nil, fmt.Errorf("connect to kafka %v: %w", cfg.BrokerHosts, err)
+		}
+		// With the spool kproxy takes records while Kafka is away, also
+		// from its start (after a crash during an outage): they spool.
+		log.Warn("no kafka broker answers; starting anyway, records go to the spool until one does",
+			"brokers", cfg.BrokerHosts, "err", err)
 	}
 	return ps, nil
 }

@@ -59,6 +59,7 @@ type spooler struct {
 	sp     *spool.Spool
 	log    *slog.Logger
 	after  *deadlines // spool_after_ms from now, shared like the records' deadlines
+	afterD time.Duration
 	drainC *kgo.Client
 	m      spoolMetrics
 	errLog sampled
@@ -99,6 +100,9 @@ type gate struct {
 	out      int          // records handed to kgo under the gate, not yet answered by it
 	held     []*spoolItem // records waiting for out to be 0
 	queued   int          // records in the append queue or being appended
+	// blind: no broker could say whether the topic exists (blindLocked):
+	// its next record spools, whatever the spool holds of it.
+	blind bool
 }
 
 // spoolItem is a record on its way to the spool.
@@ -131,7 +135,8 @@ func openSpooler(cfg Config, log *slog.Logger, ps *producers, reg *prometheus.Re
 		sp.Close()
 		return nil, fmt.Errorf("kafka client for the spool's drain: %w", err)
 	}
-	s := &spooler{sp: sp, log: log, after: newDeadlines(time.Duration(cfg.SpoolAfterMs) * time.Millisecond),
+	afterD := time.Duration(cfg.SpoolAfterMs) * time.Millisecond
+	s := &spooler{sp: sp, log: log, after: newDeadlines(afterD), afterD: afterD,
 		drainC: drainC, gates: map[string]*gate{}, wake: make(chan struct{}, 1),
 		parked: map[string]*parkedTopic{}, pause: map[string]time.Duration{}, slots: make(chan struct{}, drainWindow),
 		errLog: sampled{log: log, every: time.Second}}
@@ -163,6 +168,12 @@ func (s *spooler) registerMetrics(reg *prometheus.Registry) {
 		func(st spool.Stats) float64 { return float64(st.Records) })
 	gauge("kproxy_spool_bytes", "Bytes of the spool's segments on disk.",
 		func(st spool.Stats) float64 { return float64(st.Bytes) })
+	gauge("kproxy_spool_replayed_records", "Records the spool held when kproxy started (left by the run before): "+
+		"kproxy_spooled_total plus this is what kproxy_spool_drained_total reaches once the spool is empty.",
+		func(st spool.Stats) float64 { return float64(st.Replayed) })
+	reg.MustRegister(parkedRecords{s, prometheus.NewDesc("kproxy_spool_parked_records",
+		"Records in the spool of a topic Kafka refused to the drain (unknown topic, denied, too large), by topic: "+
+			"kept and retried until Kafka takes them.", []string{"topic"}, nil)})
 	gauge("kproxy_spool_oldest_age_seconds", "Age of the oldest record in the spool; 0 when empty.",
 		func(st spool.Stats) float64 {
 			if st.Oldest.IsZero() {
@@ -170,6 +181,28 @@ func (s *spooler) registerMetrics(reg *prometheus.Registry) {
 			}
 			return time.Since(st.Oldest).Seconds()
 		})
+}
+
+// parkedRecords collects kproxy_spool_parked_records: for each topic
+// Kafka refused to the drain and has not acknowledged a record of since
+// (s.pause), the records of it in the spool.
+type parkedRecords struct {
+	s    *spooler
+	desc *prometheus.Desc
+}
+
+func (c parkedRecords) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c parkedRecords) Collect(ch chan<- prometheus.Metric) {
+	c.s.dmu.Lock()
+	topics := make([]string, 0, len(c.s.pause))
+	for t := range c.s.pause {
+		topics = append(topics, t)
+	}
+	c.s.dmu.Unlock()
+	for _, t := range topics {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(c.s.sp.Pending(t)), t)
+	}
 }
 
 // start runs the appender and the drain; stop ends them.
@@ -228,6 +261,13 @@ func (s *spooler) gate(topic string) *gate {
 // directLocked tells, g.mu held, whether a new record of g's topic goes to
 // Kafka (else to the spool), and flips the gate as needed.
 func (s *spooler) directLocked(g *gate) bool {
+	if g.blind {
+		if !g.spooling {
+			g.spooling = true
+			g.cancel()
+		}
+		return false
+	}
 	if !g.spooling {
 		if s.sp.Pending(g.topic) == 0 {
 			return true
@@ -242,6 +282,28 @@ func (s *spooler) directLocked(g *gate) bool {
 		return true
 	}
 	return false
+}
+
+// blind makes the topic spool when no broker answered whether it exists
+// (its metadata, within spool_after_ms): its records go to the spool and
+// the drain finds out. It waits for after (spool_after_ms from the
+// record's arrival) unless the topic spools already. A topic that turns
+// out not to exist is refused by Kafka to the drain and parked (refused).
+//
+// The next record of the topic then spools (directLocked); should that
+// record not come (its batch refused for another reason), a later one
+// spools instead, and the topic goes direct again once it drained.
+func (s *spooler) blind(topic string, after context.Context) {
+	g := s.gate(topic)
+	g.mu.Lock()
+	spooling := g.spooling
+	g.mu.Unlock()
+	if !spooling {
+		<-after.Done()
+	}
+	g.mu.Lock()
+	g.blind = true
+	g.mu.Unlock()
 }
 
 // flip makes g's topic spool, when gen is still its generation: gen's
@@ -259,6 +321,7 @@ func (g *gate) flip(gen context.Context) {
 // every record of the topic still in kgo.
 func (s *spooler) holdLocked(g *gate, it *spoolItem) {
 	g.queued++
+	g.blind = false // queued keeps the topic spooling, then Pending
 	if g.out > 0 {
 		g.held = append(g.held, it)
 		return

@@ -2,6 +2,7 @@ package kproxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -54,8 +55,9 @@ func newTopicCheck(autoCreate bool, timeout time.Duration, maxBytes int) *topicC
 
 // exists returns what kproxy knows of the topic when the brokers know it,
 // a *kerr.Error when they refuse it (UNKNOWN_TOPIC_OR_PARTITION, …), or the
-// error that kept it from finding out.
-func (tc *topicCheck) exists(name []byte) (topicInfo, error) {
+// error that kept it from finding out (no broker answered within timeout:
+// unreachable).
+func (tc *topicCheck) exists(name []byte, timeout time.Duration) (topicInfo, error) {
 	tc.knownMu.RLock()
 	info, ok := tc.known[string(name)] // no allocation for the lookup
 	tc.knownMu.RUnlock()
@@ -63,7 +65,7 @@ func (tc *topicCheck) exists(name []byte) (topicInfo, error) {
 		return info, nil
 	}
 	info = topicInfo{name: string(name), maxBytes: tc.maxBytes}
-	if err := tc.ask(info.name); err != nil {
+	if err := tc.ask(info.name, timeout); err != nil {
 		return topicInfo{}, err
 	}
 	if limit, err := tc.topicMaxBytes(info.name); err == nil && limit < info.maxBytes {
@@ -130,14 +132,27 @@ func (tc *topicCheck) topicMaxBytes(topic string) (int32, error) {
 	return 0, fmt.Errorf("max.message.bytes of topic %s: not in the brokers' answer", topic)
 }
 
-func (tc *topicCheck) ask(topic string) error {
+// unverified is what kproxy assumes of a topic no broker could tell it
+// about: max_message_bytes.
+func (tc *topicCheck) unverified(name []byte) topicInfo {
+	return topicInfo{name: string(name), maxBytes: tc.maxBytes}
+}
+
+// unreachable tells whether err, from exists, says that no broker answered
+// (rather than a broker's refusal of the topic: a *kerr.Error).
+func unreachable(err error) bool {
+	var ke *kerr.Error
+	return !errors.As(err, &ke)
+}
+
+func (tc *topicCheck) ask(topic string, timeout time.Duration) error {
 	tc.mu.Lock()
 	until, ok := tc.missing[topic]
 	tc.mu.Unlock()
 	if ok && time.Now().Before(until) {
 		return kerr.UnknownTopicOrPartition
 	}
-	err := tc.metadata(topic)
+	err := tc.metadata(topic, timeout)
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
 	switch {
@@ -154,13 +169,13 @@ func (tc *topicCheck) ask(topic string) error {
 
 // metadata asks a broker about topic alone (creating it when
 // auto_create_topics is on and the brokers allow it).
-func (tc *topicCheck) metadata(topic string) error {
+func (tc *topicCheck) metadata(topic string, timeout time.Duration) error {
 	req := kmsg.NewPtrMetadataRequest()
 	rt := kmsg.NewMetadataRequestTopic()
 	rt.Topic = kmsg.StringPtr(topic)
 	req.Topics = append(req.Topics, rt)
 	req.AllowAutoTopicCreation = tc.autoCreate
-	ctx, cancel := context.WithTimeout(context.Background(), tc.timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	resp, err := req.RequestWith(ctx, tc.client)
 	if err != nil {

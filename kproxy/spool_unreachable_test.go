@@ -1,0 +1,87 @@
+package kproxy_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// TestSpoolStartsWithoutKafka: with spool_dir set, kproxy starts while no
+// broker answers (after a crash during an outage), says so on /health, and
+// spools the records of topics it never wrote to (their metadata cannot be
+// fetched) after spool_after_ms, /commit and /batch; once Kafka is back the
+// spool drains in key order, and a topic that does not exist is parked,
+// its records counted per topic in kproxy_spool_parked_records.
+func TestSpoolStartsWithoutKafka(t *testing.T) {
+	k := kafkatest.StartRestartable(t, []kafkatest.Topic{{Name: topic, Partitions: 3}})
+	k.Stop()
+	p := spoolProxy(t, nil, func(cfg *kproxy.Config) {
+		cfg.BrokerHosts = []string{k.Addr()}
+		cfg.Kafka.DialTimeoutMs = 200
+	})
+	if code, text := health(t, p); code != 200 || !strings.HasPrefix(text, "degraded: spooling, no kafka broker reachable") {
+		t.Errorf("/health without kafka: %d %q", code, text)
+	}
+	want := map[string][]int{}
+	for n := range 4 {
+		start := time.Now()
+		a := p.post(t, "acks=-1&topic="+topic+"&key=a", keySeqValue(t, "a", n))
+		if a.code != 202 || !strings.Contains(a.body, `"spooled":true`) {
+			t.Fatalf("record a#%d without kafka: %d %q, want 202 spooled", n, a.code, a.body)
+		}
+		if n == 0 && time.Since(start) < 200*time.Millisecond {
+			t.Errorf("the first record was spooled after %v, before spool_after_ms", time.Since(start))
+		}
+		want["a"] = append(want["a"], n)
+	}
+	code, ab := postBatch(t, p, "acks=1", []map[string]any{
+		{"topic": topic, "key": "b", "value": "b#0"}, {"topic": topic, "key": "b", "value": "b#1"}})
+	if code != 202 || len(ab.Results) != 2 || !ab.Results[0].Spooled || !ab.Results[1].Spooled {
+		t.Fatalf("batch without kafka: %d %+v", code, ab)
+	}
+	want["b"] = []int{0, 1}
+	if a := p.post(t, "acks=1&topic=no-such-topic&key=x", keySeqValue(t, "x", 0)); a.code != 202 {
+		t.Fatalf("record of an unknown topic without kafka: %d %q, want 202", a.code, a.body)
+	}
+	if a := p.post(t, "acks=1&topic="+topic+"&key=c&spool=0", keySeqValue(t, "c", 0)); a.code != 503 {
+		t.Errorf("spool=0 record without kafka: %d %q, want 503", a.code, a.body)
+	}
+
+	k.Restart()
+	parked := `kproxy_spool_parked_records{topic="no-such-topic"}`
+	deadline := time.Now().Add(30 * time.Second)
+	for p.metric(t, "kproxy_spool_records") != "1" || p.metric(t, parked) != "1" {
+		if time.Now().After(deadline) {
+			t.Fatalf("spool not drained but the unknown topic's record: kproxy_spool_records %s, %s %s",
+				p.metric(t, "kproxy_spool_records"), parked, p.metric(t, parked))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if a := p.post(t, "acks=-1&topic="+topic+"&key=a", keySeqValue(t, "a", 4)); a.code != 200 {
+		t.Errorf("record after the drain: %d %q, want 200", a.code, a.body)
+	}
+	want["a"] = append(want["a"], 4)
+	if a := p.post(t, "acks=1&topic=other-missing-topic&key=x", keySeqValue(t, "x", 0)); a.code != 404 {
+		t.Errorf("record of an unknown topic with kafka back: %d %q, want 404", a.code, a.body)
+	}
+	dups := checkFirstCopies(t, k.Cluster(), want, func(v []byte) (string, int) {
+		if v[0] == '"' { // the batch's JSON strings
+			var s string
+			if err := json.Unmarshal(v, &s); err != nil {
+				t.Fatalf("value %q: %v", v, err)
+			}
+			b, _ := msgpack.Marshal(s)
+			v = b
+		}
+		return parseKeySeq(t, v)
+	})
+	if dups != 0 {
+		t.Errorf("%d duplicates", dups)
+	}
+}
