@@ -39,6 +39,12 @@ type proxy struct {
 
 func startProxy(t *testing.T, c *kfake.Cluster, edit func(*kproxy.Config)) *proxy {
 	t.Helper()
+	return runProxy(t, newServer(t, c, edit))
+}
+
+// newServer is startProxy's server, not running yet.
+func newServer(t *testing.T, c *kfake.Cluster, edit func(*kproxy.Config)) *kproxy.Server {
+	t.Helper()
 	cfg := kproxy.DefaultConfig()
 	cfg.Port = 0
 	cfg.ListenHost = "127.0.0.1"
@@ -55,6 +61,12 @@ func startProxy(t *testing.T, c *kfake.Cluster, edit func(*kproxy.Config)) *prox
 	if err != nil {
 		t.Fatalf("kproxy.New: %v", err)
 	}
+	return srv
+}
+
+// runProxy runs srv until the test ends.
+func runProxy(t *testing.T, srv *kproxy.Server) *proxy {
+	t.Helper()
 	stop := runtest.Start(t, srv.Run, 30*time.Second)
 	return &proxy{srv: srv, url: "http://" + srv.Addr().String(), stop: stop}
 }

@@ -56,13 +56,14 @@ const maxAppendGroup = 2000
 var errSpoolClosed = errors.New("spool closed")
 
 type spooler struct {
-	sp     *spool.Spool
-	log    *slog.Logger
-	after  *deadlines // spool_after_ms from now, shared like the records' deadlines
-	afterD time.Duration
-	drainC *kgo.Client
-	m      spoolMetrics
-	errLog sampled
+	sp      *spool.Spool
+	log     *slog.Logger
+	after   *deadlines // spool_after_ms from now, shared like the records' deadlines
+	afterD  time.Duration
+	drainC  *kgo.Client
+	m       spoolMetrics
+	errLog  sampled
+	readLog sampled // the drain's failed reads
 
 	gatesMu sync.Mutex
 	gates   map[string]*gate
@@ -87,7 +88,7 @@ type spooler struct {
 }
 
 type spoolMetrics struct {
-	spooled, drained, dups, drainErrors prometheus.Counter
+	spooled, drained, dups, drainErrors, readErrors prometheus.Counter
 }
 
 // gate orders one topic's records between Kafka and the spool (see above).
@@ -139,7 +140,7 @@ func openSpooler(cfg Config, log *slog.Logger, ps *producers, reg *prometheus.Re
 	s := &spooler{sp: sp, log: log, after: newDeadlines(afterD), afterD: afterD,
 		drainC: drainC, gates: map[string]*gate{}, wake: make(chan struct{}, 1),
 		parked: map[string]*parkedTopic{}, pause: map[string]time.Duration{}, slots: make(chan struct{}, drainWindow),
-		errLog: sampled{log: log, every: time.Second}}
+		errLog: sampled{log: log, every: time.Second}, readLog: sampled{log: log, every: 10 * time.Second}}
 	s.registerMetrics(reg)
 	if st := sp.Stats(); st.Records > 0 {
 		log.Info("spool holds records from before the restart; draining them", "records", st.Records,
@@ -160,6 +161,8 @@ func (s *spooler) registerMetrics(reg *prometheus.Registry) {
 		"Records spooled after a request carrying them got no answer: they may be in Kafka twice.")
 	s.m.drainErrors = counter("kproxy_spool_drain_errors_total",
 		"Spooled records Kafka refused while draining (kept in the spool and retried).")
+	s.m.readErrors = counter("kproxy_spool_read_errors_total",
+		"Reads of the spool by the drain that failed with an I/O error (nothing skipped; retried after a pause).")
 	gauge := func(name, help string, f func(spool.Stats) float64) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
 			func() float64 { return f(s.sp.Stats()) }))
@@ -474,6 +477,7 @@ func (it *spoolItem) refusal() (int, string) {
 // bounded by maxParkedBytes: past that the drain reads no further until
 // a parked topic drains again.
 func (s *spooler) drain(ctx context.Context) {
+	readFails := 0 // reads failed in a row
 	for {
 		select { // a slot for the first record
 		case s.slots <- struct{}{}:
@@ -506,6 +510,7 @@ func (s *spooler) drain(ctx context.Context) {
 		s.dmu.Lock()
 		s.wakeDrain = nil
 		s.dmu.Unlock()
+		woken := rctx.Err() != nil // before cancel: an error then is the wake's
 		cancel()
 		for range n - len(es) {
 			<-s.slots
@@ -513,9 +518,19 @@ func (s *spooler) drain(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if err != nil && rctx.Err() == nil {
-			s.log.Error("spool drain stopped: reading the spool failed", "err", err)
-			return
+		if err != nil && !woken {
+			if errors.Is(err, spool.ErrClosed) {
+				return
+			}
+			readFails++
+			if !s.readFailed(ctx, err, readFails) {
+				return
+			}
+			continue
+		}
+		if err == nil && readFails > 0 {
+			s.log.Info("spool drain: reading the spool works again", "failed_reads", readFails)
+			readFails = 0
 		}
 		s.dmu.Lock()
 		for _, e := range es {
@@ -527,6 +542,27 @@ func (s *spooler) drain(ctx context.Context) {
 			s.produce(e)
 		}
 		s.dmu.Unlock()
+	}
+}
+
+// readFailed counts a failed read of the spool (an I/O error: lib/spool
+// cuts corrupt entries itself, and the reader has not moved), logs it
+// (the first failure, then at most every 10 s) and waits before the next
+// read: 100 ms doubling to 5 s. False: ctx ended meanwhile.
+func (s *spooler) readFailed(ctx context.Context, err error, fails int) bool {
+	s.m.readErrors.Inc()
+	d := min(100*time.Millisecond<<min(fails-1, 6), 5*time.Second)
+	if fails == 1 {
+		s.readLog.last.Store(0) // a new run of failures is logged at once
+	}
+	s.readLog.warn("spool drain: reading the spool failed; retrying", "attempt", fails, "retry_in", d, "err", err)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 

@@ -2,6 +2,9 @@ package kproxy_test
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +13,7 @@ import (
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/spool"
 )
 
 // TestSpoolStartsWithoutKafka: with spool_dir set, kproxy starts while no
@@ -83,5 +87,56 @@ func TestSpoolStartsWithoutKafka(t *testing.T) {
 	})
 	if dups != 0 {
 		t.Errorf("%d duplicates", dups)
+	}
+}
+
+// TestSpoolDrainSurvivesReadErrors: the spool's directory is away (renamed)
+// when the drain starts, so that opening its segment fails: the drain
+// counts the failed reads, retries, and drains every record once the
+// directory is back, in order.
+func TestSpoolDrainSurvivesReadErrors(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 3}})
+	dir := filepath.Join(t.TempDir(), "spool")
+	sp, err := spool.Open(spool.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]int{}
+	var recs []spool.Record
+	for n := range 50 {
+		key := "k" + strconv.Itoa(n%5)
+		recs = append(recs, spool.Record{Topic: topic, Key: []byte(key), Value: keySeqValue(t, key, n/5)})
+		want[key] = append(want[key], n/5)
+	}
+	if _, err := sp.Append(recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	srv := newServer(t, c, func(cfg *kproxy.Config) { cfg.SpoolDir = dir })
+	if err := os.Rename(dir, dir+"-away"); err != nil {
+		t.Fatal(err)
+	}
+	p := runProxy(t, srv)
+	deadline := time.Now().Add(10 * time.Second)
+	for n, _ := strconv.Atoi(p.metric(t, "kproxy_spool_read_errors_total")); n < 2; n, _ = strconv.Atoi(p.metric(t, "kproxy_spool_read_errors_total")) {
+		if time.Now().After(deadline) {
+			t.Fatalf("kproxy_spool_read_errors_total %s, want 2 failed reads", p.metric(t, "kproxy_spool_read_errors_total"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := p.metric(t, "kproxy_spool_records"); got != "50" {
+		t.Errorf("kproxy_spool_records %s while the spool cannot be read, want 50", got)
+	}
+	if err := os.Rename(dir+"-away", dir); err != nil {
+		t.Fatal(err)
+	}
+	spoolEmpty(t, p)
+	if dups := checkSpooledOrder(t, c, want); dups != 0 {
+		t.Errorf("%d duplicates", dups)
+	}
+	if got := p.metric(t, "kproxy_spool_replayed_records"); got != "50" {
+		t.Errorf("kproxy_spool_replayed_records %s, want 50", got)
 	}
 }
