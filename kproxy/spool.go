@@ -428,7 +428,7 @@ func (it *spoolItem) refusal() (int, string) {
 // maxParkedBytes: past that the drain reads no further until a parked
 // topic drains again.
 func (s *spooler) drain(ctx context.Context) {
-	var fed, read []spool.Entry
+	var fed, read, next []spool.Entry
 	for {
 		rctx, cancel := context.WithCancel(ctx) // cancelled by wakeLocked
 		s.dmu.Lock()
@@ -437,10 +437,10 @@ func (s *spooler) drain(ctx context.Context) {
 		s.wakeDrain = cancel
 		s.dmu.Unlock()
 		var err error
-		read = read[:0]
-		if !full {
-			read, err = s.readChunk(rctx, read, drainChunk-len(fed), len(fed) == 0)
-		} else if len(fed) == 0 {
+		read, next = next, read[:0] // read while the last chunk flushed
+		if !full && len(read) < drainChunk-len(fed) {
+			read, err = s.readChunk(rctx, read, drainChunk-len(fed), len(fed) == 0 && len(read) == 0)
+		} else if len(fed) == 0 && len(read) == 0 {
 			<-rctx.Done() // a parked topic drains, or its pause ends
 		}
 		s.dmu.Lock()
@@ -475,7 +475,14 @@ func (s *spooler) drain(ctx context.Context) {
 		if len(s.chunk) == 0 {
 			continue
 		}
-		if err := s.drainC.Flush(ctx); err != nil {
+		// The next chunk's records are read while this one flushes; what
+		// becomes of them is decided once every answer of this one is in.
+		flushed := make(chan error, 1)
+		go func() { flushed <- s.drainC.Flush(ctx) }()
+		if !full {
+			next, _ = s.readChunk(doneCtx, next, drainChunk, false) // an error comes again at the next Read
+		}
+		if err := <-flushed; err != nil {
 			return // stopping: close flushes what is left
 		}
 		s.ackDrained()
@@ -486,7 +493,7 @@ func (s *spooler) drain(ctx context.Context) {
 // default), read drainRead at a time until drainChunkBytes.
 const (
 	drainChunk      = 10000
-	drainRead       = 256
+	drainRead       = 1000
 	drainChunkBytes = 16 << 20
 )
 
