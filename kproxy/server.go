@@ -120,7 +120,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	s.check.client = s.prod.leader
 	if cfg.SpoolDir != "" {
-		if s.spool, err = openSpooler(cfg, log, s.prod, reg); err != nil {
+		if s.spool, err = openSpooler(cfg, log, s.prod, s.check, reg); err != nil {
 			s.prod.close(context.Background())
 			s.closeListeners()
 			return nil, err

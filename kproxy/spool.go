@@ -47,9 +47,6 @@ import (
 // broker's definite refusal) is answered as before, since a later record
 // of its key may be on its way already.
 
-// drainWindow is how many spooled records the drain has in kgo at once.
-const drainWindow = 1000
-
 // maxAppendGroup bounds the records of one Spool.Append (one fsync).
 const maxAppendGroup = 2000
 
@@ -74,13 +71,17 @@ type spooler struct {
 	wake   chan struct{}
 
 	// drain state
+	check       *topicCheck // max.message.bytes asked again after MESSAGE_TOO_LARGE
+	onDrained   func(*kgo.Record, error)
 	dmu         sync.Mutex
+	chunk       []drainRec               // the records of the chunk in the drain client
 	parked      map[string]*parkedTopic  // topics whose drain Kafka refused: their entries wait, in order
 	parkedBytes int                      // of the parked entries (maxParkedBytes)
 	pause       map[string]time.Duration // the next pause before a parked topic is retried
 	stopped     bool                     // the drain client is closing: refusals are not retried
-	slots       chan struct{}            // drainWindow: one per record in the drain client
 	wakeDrain   context.CancelFunc       // ends the drain loop's wait (nil: it is not waiting)
+	amu         sync.Mutex
+	acks        []uint64 // seqs Kafka acknowledged, acked in the spool at the end of the chunk
 
 	stopDrain context.CancelFunc
 	drainDone chan struct{}
@@ -115,7 +116,7 @@ type spoolItem struct {
 	err  error
 }
 
-func openSpooler(cfg Config, log *slog.Logger, ps *producers, reg *prometheus.Registry) (*spooler, error) {
+func openSpooler(cfg Config, log *slog.Logger, ps *producers, check *topicCheck, reg *prometheus.Registry) (*spooler, error) {
 	sp, err := spool.Open(spool.Options{Dir: cfg.SpoolDir, MaxBytes: cfg.SpoolMaxBytes, Log: log.With("spool", cfg.SpoolDir)})
 	if err != nil {
 		where := "config"
@@ -127,10 +128,13 @@ func openSpooler(cfg Config, log *slog.Logger, ps *producers, reg *prometheus.Re
 	// The drain's client: idempotent, acks=-1, and without a delivery
 	// timeout: kgo retries a spooled record until Kafka takes it, never
 	// failing it by time, which would let a later record of its partition
-	// overtake it (the live clients fail records by their deadline).
+	// overtake it (the live clients fail records by their deadline). It
+	// sends only when the drain flushes a chunk (drain).
 	drainC, err := kgo.NewClient(append(ps.common[:len(ps.common):len(ps.common)],
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordDeliveryTimeout(0),
+		kgo.ManualFlushing(),
+		kgo.MaxBufferedRecords(drainChunk),
 	)...)
 	if err != nil {
 		sp.Close()
@@ -138,9 +142,10 @@ func openSpooler(cfg Config, log *slog.Logger, ps *producers, reg *prometheus.Re
 	}
 	afterD := time.Duration(cfg.SpoolAfterMs) * time.Millisecond
 	s := &spooler{sp: sp, log: log, after: newDeadlines(afterD), afterD: afterD,
-		drainC: drainC, gates: map[string]*gate{}, wake: make(chan struct{}, 1),
-		parked: map[string]*parkedTopic{}, pause: map[string]time.Duration{}, slots: make(chan struct{}, drainWindow),
+		drainC: drainC, check: check, gates: map[string]*gate{}, wake: make(chan struct{}, 1),
+		parked: map[string]*parkedTopic{}, pause: map[string]time.Duration{},
 		errLog: sampled{log: log, every: time.Second}, readLog: sampled{log: log, every: 10 * time.Second}}
+	s.onDrained = s.drained
 	s.registerMetrics(reg)
 	if st := sp.Stats(); st.Records > 0 {
 		log.Info("spool holds records from before the restart; draining them", "records", st.Records,
@@ -243,6 +248,7 @@ func (s *spooler) close(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("spool drain: %d records without kafka's answer stay in the spool: %w", s.drainC.BufferedProduceRecords(), err))
 	}
 	s.drainC.Close()
+	s.ackDrained()
 	if err := s.sp.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close spool: %w", err))
 	}
@@ -466,45 +472,42 @@ func (it *spoolItem) refusal() (int, string) {
 	return 503, why + notWritten
 }
 
-// drain reads the spool in order and produces each record with the drain
-// client, many at once (kgo keeps a partition's order), acking each once
-// Kafka acknowledged it. A record in kgo holds one of drainWindow slots.
+// drain reads the spool in order and produces it with the drain client in
+// chunks: the chunk's records are all handed to kgo (ManualFlushing:
+// nothing is sent yet), then flushed, and the next chunk waits for every
+// answer of this one. Kafka's acknowledgements are acked in the spool
+// together at the end of the chunk.
+//
+// Why chunks: kgo fails a partition's buffered records together when Kafka
+// refuses one of its batches (failAllRecords), but their promises come
+// later, on kgo's promise goroutine; a record handed to kgo in between
+// would go out in a fresh batch and could be written before the failed
+// ones are sent again, ahead of older records of its key. Within a chunk
+// every record is buffered before the first is sent, so a refusal fails
+// every later record of its partition in the chunk; the next chunk is
+// produced only once every refusal of this one is known.
 //
 // A topic whose record Kafka refused is parked (refused): its records
-// read since wait in memory, holding no slot, so that the other topics'
-// records keep draining; after a pause its records are produced again,
-// oldest first, before anything newer of the topic. Parked records are
-// bounded by maxParkedBytes: past that the drain reads no further until
-// a parked topic drains again.
+// read since wait in memory, so that the other topics' records keep
+// draining; after a pause its records are produced again, oldest first,
+// before anything newer of the topic. Parked records are bounded by
+// maxParkedBytes: past that the drain reads no further until a parked
+// topic drains again.
 func (s *spooler) drain(ctx context.Context) {
 	readFails := 0 // reads failed in a row
+	var fed, read, next []spool.Entry
 	for {
-		select { // a slot for the first record
-		case s.slots <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
-		n := 1
-	more:
-		for n < drainWindow {
-			select {
-			case s.slots <- struct{}{}:
-				n++
-			default:
-				break more
-			}
-		}
 		rctx, cancel := context.WithCancel(ctx) // cancelled by wakeLocked
 		s.dmu.Lock()
-		n = s.feedLocked(n) // parked records whose pause is over go first
+		fed = s.feedLocked(fed[:0]) // parked records whose pause is over go first
 		full := s.parkedBytes >= maxParkedBytes
 		s.wakeDrain = cancel
 		s.dmu.Unlock()
-		var es []spool.Entry
 		var err error
-		if n > 0 && !full {
-			es, err = s.sp.Read(rctx, n)
-		} else if n > 0 {
+		read, next = next, read[:0] // read while the last chunk flushed
+		if !full && len(read) < drainChunk-len(fed) {
+			read, err = s.readChunk(rctx, read, drainChunk-len(fed), len(fed) == 0 && len(read) == 0)
+		} else if len(fed) == 0 && len(read) == 0 {
 			<-rctx.Done() // a parked topic drains, or its pause ends
 		}
 		s.dmu.Lock()
@@ -512,9 +515,6 @@ func (s *spooler) drain(ctx context.Context) {
 		s.dmu.Unlock()
 		woken := rctx.Err() != nil // before cancel: an error then is the wake's
 		cancel()
-		for range n - len(es) {
-			<-s.slots
-		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -526,22 +526,44 @@ func (s *spooler) drain(ctx context.Context) {
 			if !s.readFailed(ctx, err, readFails) {
 				return
 			}
-			continue
-		}
-		if err == nil && readFails > 0 {
+			// What was read before the error is produced below, never
+			// dropped; the next Read tries again from where this one stopped.
+		} else if err == nil && readFails > 0 {
 			s.log.Info("spool drain: reading the spool works again", "failed_reads", readFails)
 			readFails = 0
 		}
 		s.dmu.Lock()
-		for _, e := range es {
+		s.chunk = s.chunk[:0]
+		for _, e := range fed {
+			s.addLocked(e)
+		}
+		for _, e := range read {
 			if p := s.parked[e.Topic]; p != nil {
 				s.parkLocked(p, e) // behind the ones Kafka refused
-				<-s.slots
 				continue
 			}
-			s.produce(e)
+			s.addLocked(e)
 		}
 		s.dmu.Unlock()
+		clear(fed)
+		clear(read)
+		for i := range s.chunk {
+			s.drainC.Produce(context.Background(), &s.chunk[i].rec, s.onDrained)
+		}
+		if len(s.chunk) == 0 {
+			continue
+		}
+		// The next chunk's records are read while this one flushes; what
+		// becomes of them is decided once every answer of this one is in.
+		flushed := make(chan error, 1)
+		go func() { flushed <- s.drainC.Flush(ctx) }()
+		if !full {
+			next, _ = s.readChunk(doneCtx, next, drainChunk, false) // an error comes again at the next Read
+		}
+		if err := <-flushed; err != nil {
+			return // stopping: close flushes what is left
+		}
+		s.ackDrained()
 	}
 }
 
@@ -566,6 +588,104 @@ func (s *spooler) readFailed(ctx context.Context, err error, fails int) bool {
 	}
 }
 
+// Chunks: at most drainChunk records (kgo's own MaxBufferedRecords
+// default), read drainRead at a time until drainChunkBytes.
+const (
+	drainChunk      = 10000
+	drainRead       = 1000
+	drainChunkBytes = 16 << 20
+)
+
+// readChunk appends to es up to n entries in order, waiting for the first
+// only when wait is set.
+func (s *spooler) readChunk(ctx context.Context, es []spool.Entry, n int, wait bool) ([]spool.Entry, error) {
+	bytes := 0
+	rctx := ctx
+	for len(es) < n && bytes < drainChunkBytes {
+		if !wait || len(es) > 0 {
+			rctx = doneCtx // what is there, without waiting
+		}
+		got, err := s.sp.Read(rctx, min(drainRead, n-len(es)))
+		for _, e := range got {
+			bytes += entryBytes(e)
+		}
+		es = append(es, got...)
+		if err != nil {
+			if rctx == doneCtx && errors.Is(err, context.Canceled) {
+				err = nil // no more for now
+			}
+			return es, err
+		}
+	}
+	return es, nil
+}
+
+// doneCtx is a context that is done: Read returns what is there.
+var doneCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// drainRec is a spooled record in the drain client; it is its record's
+// Context, to find the entry again in the promise.
+type drainRec struct {
+	rec kgo.Record
+	e   spool.Entry
+}
+
+func (*drainRec) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (*drainRec) Done() <-chan struct{}       { return nil }
+func (*drainRec) Err() error                  { return nil }
+func (*drainRec) Value(any) any               { return nil }
+
+// addLocked adds e to the chunk (s.dmu held).
+func (s *spooler) addLocked(e spool.Entry) {
+	s.chunk = append(s.chunk, drainRec{})
+	d := &s.chunk[len(s.chunk)-1]
+	d.e = e
+	d.rec = kgo.Record{Topic: e.Topic, Key: e.Key, Value: e.Value, Timestamp: e.Appended, Context: d}
+	if d.rec.Value == nil {
+		d.rec.Value = emptyValue // never a tombstone
+	}
+	if len(e.Headers) > 0 {
+		d.rec.Headers = make([]kgo.RecordHeader, len(e.Headers))
+		for i, h := range e.Headers {
+			d.rec.Headers[i] = kgo.RecordHeader{Key: h.Key, Value: h.Value}
+		}
+	}
+}
+
+// drained is every drained record's promise: Kafka's acknowledgement is
+// acked in the spool at the end of the chunk (ackDrained).
+func (s *spooler) drained(r *kgo.Record, err error) {
+	d := r.Context.(*drainRec)
+	if err != nil {
+		s.refused(d.e, err)
+		return
+	}
+	s.amu.Lock()
+	s.acks = append(s.acks, d.e.Seq)
+	s.amu.Unlock()
+	s.dmu.Lock()
+	if len(s.pause) > 0 {
+		delete(s.pause, d.e.Topic)
+	}
+	s.dmu.Unlock()
+}
+
+// ackDrained acks the records Kafka acknowledged.
+func (s *spooler) ackDrained() {
+	s.amu.Lock()
+	defer s.amu.Unlock()
+	if len(s.acks) == 0 {
+		return
+	}
+	s.sp.Ack(s.acks...)
+	s.m.drained.Add(float64(len(s.acks)))
+	s.acks = s.acks[:0]
+}
+
 // maxParkedBytes bounds the records of refused topics the drain keeps in
 // memory (their keys, values and headers).
 const maxParkedBytes = 64 << 20
@@ -575,8 +695,12 @@ const maxParkedBytes = 64 << 20
 type parkedTopic struct {
 	topic    string
 	entries  []spool.Entry
-	retrying bool // the pause is over: the entries are produced as slots free
+	retrying bool // the pause is over: the entries go into the next chunk
 	timer    bool // a pause is under way
+	// Before the next retry, the drain client forgets the topic's
+	// partitions (purge), after the topic's max.message.bytes is asked
+	// again (limit).
+	purge, limit bool
 }
 
 // wakeLocked (s.dmu held) ends the drain loop's wait, for it to feed the
@@ -587,8 +711,11 @@ func (s *spooler) wakeLocked() {
 	}
 }
 
-// parkLocked puts e among p's entries, in seq order (s.dmu held).
+// parkLocked puts a copy of e among p's entries, in seq order (s.dmu
+// held): e's bytes share a buffer with the chunk's other entries, which
+// the parked ones would keep in memory.
 func (s *spooler) parkLocked(p *parkedTopic, e spool.Entry) {
+	e.Record = copyRecord(e.Record)
 	i := sort.Search(len(p.entries), func(i int) bool { return p.entries[i].Seq > e.Seq })
 	p.entries = append(p.entries, spool.Entry{})
 	copy(p.entries[i+1:], p.entries[i:])
@@ -596,30 +723,63 @@ func (s *spooler) parkLocked(p *parkedTopic, e spool.Entry) {
 	s.parkedBytes += entryBytes(e)
 }
 
-// nextLocked takes the oldest entry of p, a topic whose pause is over,
-// and forgets p once it has none left: the topic's records are read and
-// produced as any others again (s.dmu held).
-func (s *spooler) nextLocked(p *parkedTopic) spool.Entry {
-	e := p.entries[0]
-	p.entries[0] = spool.Entry{}
-	p.entries = p.entries[1:]
-	s.parkedBytes -= entryBytes(e)
-	if len(p.entries) == 0 {
-		delete(s.parked, p.topic)
+// copyRecord copies r's key, value and headers.
+func copyRecord(r spool.Record) spool.Record {
+	c := spool.Record{Topic: r.Topic, Value: append([]byte{}, r.Value...)}
+	if r.Key != nil {
+		c.Key = append([]byte{}, r.Key...)
 	}
-	return e
-}
-
-// feedLocked produces the entries of parked topics whose pause is over,
-// with n slots the caller holds; it returns the slots left (s.dmu held).
-func (s *spooler) feedLocked(n int) int {
-	for _, p := range s.parked {
-		for n > 0 && p.retrying && len(p.entries) > 0 {
-			s.produce(s.nextLocked(p))
-			n--
+	if len(r.Headers) > 0 {
+		c.Headers = make([]spool.Header, len(r.Headers))
+		for i, h := range r.Headers {
+			c.Headers[i] = spool.Header{Key: h.Key, Value: append([]byte{}, h.Value...)}
 		}
 	}
-	return n
+	return c
+}
+
+// feedLocked appends to es the entries of parked topics whose pause is
+// over, up to a chunk, oldest first per topic; a topic with none left is
+// forgotten: its records are read and produced as any others again. A
+// topic to purge is purged from the drain client first: nothing of it is
+// in the client between chunks (s.dmu held).
+func (s *spooler) feedLocked(es []spool.Entry) []spool.Entry {
+	for _, p := range s.parked {
+		if !p.retrying {
+			continue
+		}
+		s.refreshLocked(p)
+		for len(es) < drainChunk && len(p.entries) > 0 {
+			e := p.entries[0]
+			p.entries[0] = spool.Entry{}
+			p.entries = p.entries[1:]
+			s.parkedBytes -= entryBytes(e)
+			es = append(es, e)
+		}
+		if len(p.entries) == 0 {
+			delete(s.parked, p.topic)
+		}
+	}
+	return es
+}
+
+// refreshLocked makes the drain client build p's batches anew before p's
+// records are retried: after MESSAGE_TOO_LARGE, with the topic's
+// max.message.bytes asked again (kgo reads a partition's batch limit once,
+// when it first produces to it); after an unknown topic, with the topic's
+// current ID (kgo keeps producing to a deleted topic's ID, which a topic
+// created again under its name does not have). s.dmu held.
+func (s *spooler) refreshLocked(p *parkedTopic) {
+	if p.limit && s.check != nil {
+		s.check.forget(p.topic)
+		if _, err := s.check.exists([]byte(p.topic), s.afterD); err != nil {
+			s.log.Warn("spool drain: reading the topic's max.message.bytes again failed", "topic", p.topic, "err", err)
+		}
+	}
+	if p.purge || p.limit {
+		s.drainC.PurgeTopicsFromProducing(p.topic)
+	}
+	p.purge, p.limit = false, false
 }
 
 func entryBytes(e spool.Entry) int {
@@ -630,35 +790,6 @@ func entryBytes(e spool.Entry) int {
 	return n
 }
 
-// produce hands a spooled record to the drain client with the slot it
-// holds (s.dmu held).
-func (s *spooler) produce(e spool.Entry) {
-	r := &kgo.Record{Topic: e.Topic, Key: e.Key, Value: e.Value, Timestamp: e.Appended}
-	if r.Value == nil {
-		r.Value = emptyValue // never a tombstone
-	}
-	for _, h := range e.Headers {
-		r.Headers = append(r.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
-	}
-	s.drainC.Produce(context.Background(), r, func(r *kgo.Record, err error) {
-		if err != nil {
-			s.refused(e, err)
-			return
-		}
-		s.sp.Ack(e.Seq)
-		s.m.drained.Inc()
-		s.dmu.Lock()
-		defer s.dmu.Unlock()
-		delete(s.pause, e.Topic)
-		if p := s.parked[e.Topic]; p != nil && p.retrying && len(p.entries) > 0 {
-			s.produce(s.nextLocked(p)) // the slot goes to the topic's next parked entry
-			s.wakeLocked()             // parked bytes went down
-			return
-		}
-		<-s.slots
-	})
-}
-
 // refused parks an entry Kafka refused, with its topic's entries read
 // after it, and produces them again after a pause. The drain client fails
 // a record only for what time does not cure by itself: the topic no longer
@@ -666,6 +797,11 @@ func (s *spooler) produce(e spool.Entry) {
 // now. The topic's entries stay in the spool, in order, retried after 1 s,
 // doubling to 30 s, until the operator fixes the cause; they are never
 // dropped. Other topics keep draining meanwhile.
+//
+// MESSAGE_TOO_LARGE for records that each fit: the topic's
+// max.message.bytes was lowered since the drain client built its batches
+// for it; they are rebuilt for the new limit before the retry
+// (refreshLocked). A record larger than the new limit stays parked.
 func (s *spooler) refused(e spool.Entry, err error) {
 	s.dmu.Lock()
 	defer s.dmu.Unlock()
@@ -679,8 +815,13 @@ func (s *spooler) refused(e spool.Entry, err error) {
 		s.parked[e.Topic] = p
 	}
 	s.parkLocked(p, e)
-	<-s.slots
 	p.retrying = false
+	if errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID) {
+		p.purge = true
+	}
+	if errors.Is(err, kerr.MessageTooLarge) {
+		p.limit = true
+	}
 	if p.timer {
 		return
 	}
@@ -693,14 +834,7 @@ func (s *spooler) refused(e spool.Entry, err error) {
 	code, reason := produceStatus(err, sendTrace{})
 	s.log.Error("kafka refused a spooled record; its topic's records stay in the spool and are retried",
 		"topic", e.Topic, "seq", e.Seq, "code", code, "reason", reason, "retry_in", d, "err", err)
-	purge := errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID)
 	time.AfterFunc(d, func() {
-		if purge {
-			// kgo keeps producing to a deleted topic's ID, which a topic
-			// created again under its name does not have, until the topic
-			// is purged from it.
-			s.drainC.PurgeTopicsFromProducing(p.topic)
-		}
 		s.dmu.Lock()
 		defer s.dmu.Unlock()
 		p.timer = false

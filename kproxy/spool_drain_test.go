@@ -2,8 +2,10 @@ package kproxy_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
@@ -127,4 +130,108 @@ func TestSpoolDrainRefusedTopicDoesNotStall(t *testing.T) {
 		t.Errorf("%s holds %d records, %d were spooled", gone, n, goneN)
 	}
 	t.Logf("drain errors %s", p.metric(t, "kproxy_spool_drain_errors_total"))
+}
+
+// TestSpoolDrainLoweredLimit: the topic's max.message.bytes is lowered
+// while its records wait in the spool; each still fits. The drain's client
+// built its batches for the old limit: the broker refuses them
+// (MESSAGE_TOO_LARGE), the drain reads the topic's limit again and its
+// records drain in a few seconds, in order, each once.
+func TestSpoolDrainLoweredLimit(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := spoolProxy(t, c, func(cfg *kproxy.Config) { cfg.LingerMs = 0 })
+	// The topic is known with its limit (1 MB by default).
+	if a := p.post(t, "topic="+topic+"&key=first", unique(t, "first")); a.code != 200 {
+		t.Fatalf("first record: %d %s", a.code, a.body)
+	}
+	f := kafkatest.NewFaults(t, c)
+	end := f.Outage(kerr.NotLeaderForPartition.Code)
+	const n = 200
+	big := strings.Repeat("x", 2000)
+	recs := make([]map[string]any, n)
+	want := map[string][]int{}
+	for i := range recs {
+		key := "k" + strconv.Itoa(i%2)
+		recs[i] = map[string]any{"key": key, "value": key + "#" + strconv.Itoa(i) + "#" + big}
+		want[key] = append(want[key], i)
+	}
+	if code, a := postBatch(t, p, "acks=-1&topic="+topic, recs); code != 202 {
+		t.Fatalf("batch during the outage: %d %s", code, a.Error)
+	}
+	// The operator lowers max.message.bytes to 50 kB: each record (2 kB)
+	// fits with room to spare, a batch built for 1 MB does not.
+	adm, ctx := admin(t, c)
+	limit := "50000"
+	rs, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "max.message.bytes", Value: &limit}}, topic)
+	if err == nil {
+		_, err = rs.On(topic, nil)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	end()
+	deadline := time.Now().Add(15 * time.Second)
+	for metricInt(t, p, "kproxy_spool_records") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("spool not drained in 15 s: records %s, drained %s, drain errors %s",
+				p.metric(t, "kproxy_spool_records"), p.metric(t, "kproxy_spool_drained_total"), p.metric(t, "kproxy_spool_drain_errors_total"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	dups := checkFirstCopies(t, c, want, func(v []byte) (string, int) {
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return "first", -1 // the record written before the outage
+		}
+		parts := strings.SplitN(s, "#", 3)
+		i, _ := strconv.Atoi(parts[1])
+		return parts[0], i
+	})
+	if dups != 0 {
+		t.Errorf("%d duplicates", dups)
+	}
+	t.Logf("drain errors %s", p.metric(t, "kproxy_spool_drain_errors_total"))
+}
+
+// TestSpoolDrainOneOffRefusalsKeepKeyOrder: thousands of spooled records
+// of a few keys drain while the broker refuses a produce request now and
+// then, once each (TOPIC_AUTHORIZATION_FAILED: kgo fails the partition's
+// buffered records and does not retry them). The drain sends them again,
+// and no record of a key is first written before an older one of that key.
+func TestSpoolDrainOneOffRefusalsKeepKeyOrder(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 3}})
+	// Small batches: many produce requests, each partition's records in
+	// several batches of one request after another.
+	p := spoolProxy(t, c, func(cfg *kproxy.Config) { cfg.LingerMs, cfg.MaxMessageBytes = 0, 16000 })
+	f := kafkatest.NewFaults(t, c)
+	end := f.Outage(kerr.NotLeaderForPartition.Code)
+	const n, keys, per = 12000, 6, 2000
+	want := map[string][]int{}
+	for b := 0; b < n/per; b++ {
+		recs := make([]map[string]any, per)
+		for j := range recs {
+			i := b*per + j
+			key := "k" + strconv.Itoa(i%keys)
+			recs[j] = map[string]any{"key": key, "value": key + "#" + strconv.Itoa(i)}
+			want[key] = append(want[key], i)
+		}
+		if code, a := postBatch(t, p, "acks=-1&topic="+topic, recs); code != 202 {
+			t.Fatalf("batch %d during the outage: %d %s", b, code, a.Error)
+		}
+	}
+	end()
+	f.ErrorProduceEvery(5, 4, kerr.TopicAuthorizationFailed.Code)
+	deadline := time.Now().Add(60 * time.Second)
+	for metricInt(t, p, "kproxy_spool_records") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("spool not drained in 60 s: records %s, drain errors %s",
+				p.metric(t, "kproxy_spool_records"), p.metric(t, "kproxy_spool_drain_errors_total"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if f.Injected() == 0 || metricInt(t, p, "kproxy_spool_drain_errors_total") == 0 {
+		t.Fatalf("no refusal reached the drain: injected %d, drain errors %s", f.Injected(), p.metric(t, "kproxy_spool_drain_errors_total"))
+	}
+	dups := checkKeyOrderJSON(t, c, want)
+	t.Logf("refusals injected %d, drain errors %s, duplicates %d", f.Injected(), p.metric(t, "kproxy_spool_drain_errors_total"), dups)
 }

@@ -81,6 +81,26 @@ func (f *Faults) ErrorProduce(n int, code int16) {
 	})
 }
 
+// ErrorProduceEvery lets produce requests through but answers every
+// every-th of them with code for every partition in it, writing nothing, n
+// times in all: one-off refusals among requests that succeed.
+func (f *Faults) ErrorProduceEvery(every, n int, code int16) {
+	var seen, left atomic.Int64
+	left.Store(int64(n))
+	f.c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		pr := req.(*kmsg.ProduceRequest)
+		if forwarded(req) || pr.Acks == 0 || seen.Add(1)%int64(every) != 0 {
+			f.c.KeepControl()
+			return nil, nil, false
+		}
+		if left.Add(-1) > 0 {
+			f.c.KeepControl()
+		}
+		f.injected.Add(1)
+		return produceError(pr, code), nil, true
+	})
+}
+
 // Sleep holds each of the next n requests of key for d before the broker
 // handles it normally. Other connections go on meanwhile.
 func (f *Faults) Sleep(key int16, n int, d time.Duration) {

@@ -21,6 +21,7 @@ func TestFaults(t *testing.T) {
 	}{
 		{"close connection", func(f *Faults) { f.CloseConn(int16(kmsg.Produce), 2) }},
 		{"not leader", func(f *Faults) { f.ErrorProduce(2, 6) }},
+		{"not leader every 2nd request", func(f *Faults) { f.ErrorProduceEvery(2, 2, 6) }},
 		{"sleep", func(f *Faults) { f.Sleep(int16(kmsg.Produce), 1, 300*time.Millisecond) }},
 		{"append then timed out", func(f *Faults) { f.AppendThen(1, 7) }},
 		{"append then connection closed", func(f *Faults) { f.AppendThen(1, 0) }},

@@ -109,6 +109,7 @@ const (
 	defaultSegmentBytes = 64 << 20
 	persistEvery        = 100 * time.Millisecond
 	maxGather           = 2 * time.Millisecond
+	readArena           = 64 << 10
 	lockName            = "lock"
 	metaName            = "acked"
 	metaLen             = 20
@@ -865,8 +866,17 @@ func (s *Spool) readFrom(n uint64, limit int64) ([]Entry, error) {
 		s.roff += size
 	}
 	es := make([]Entry, 0, n)
+	// The payloads share buffers of readArena bytes (one allocation for
+	// many entries); a larger one gets its own.
+	var arena []byte
 	for range n {
-		p, size, err := readEntry(s.rbuf, nil, limit-s.roff)
+		if cap(arena)-len(arena) < 64 {
+			arena = make([]byte, 0, readArena)
+		}
+		p, size, err := readEntry(s.rbuf, arena[len(arena):], limit-s.roff)
+		if err == nil && len(p) <= cap(arena)-len(arena) {
+			arena = arena[:len(arena)+len(p)]
+		}
 		if err == nil {
 			var d payload
 			if d, err = decodePayload(p); err == nil {
