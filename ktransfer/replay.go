@@ -6,9 +6,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"maps"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -361,7 +361,9 @@ func committedLeft(ctx context.Context, cl *kgo.Client, topic string, part int32
 // committed record below end (left) and otherwise returns the offset
 // after the last batch it could read.
 func committedIn(raw []byte, aborted []kmsg.FetchResponseTopicPartitionAbortedTransaction, pos, end int64) (next int64, left bool) {
-	slices.SortFunc(aborted, func(a, b kmsg.FetchResponseTopicPartitionAbortedTransaction) int { return cmp.Compare(a.FirstOffset, b.FirstOffset) })
+	slices.SortFunc(aborted, func(a, b kmsg.FetchResponseTopicPartitionAbortedTransaction) int {
+		return cmp.Compare(a.FirstOffset, b.FirstOffset)
+	})
 	aborting := map[int64]bool{}
 	for len(raw) >= 12 && pos < end {
 		size := 12 + int(int32(binary.BigEndian.Uint32(raw[8:12])))
