@@ -635,3 +635,36 @@ func TestReloadRestartNeededStaysInConfig(t *testing.T) {
 		t.Errorf("after reverting, restart_needed %v", got)
 	}
 }
+
+// TestReloadRefusalHidesSigningSecret: a module file giving
+// signing_secrets as one value instead of a list is refused without the
+// secret in the error (which reaches the log and /status).
+func TestReloadRefusalHidesSigningSecret(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	b := newBackend(t, nil)
+	c := e.reloadConf(t, "m")
+	c.module(t, "m", "t", "m", b.URL, "")
+	r := startConf(t, c, nil)
+	const secret = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	f := c.dir + "/modules/m.yaml"
+	data, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = []byte(strings.Replace(string(data), "protocol:\n", "protocol:\n signing_secrets: whsec_"+secret+"\n", 1))
+	if err := os.WriteFile(f, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "running", 10*time.Second, func() bool {
+		err = r.tr.Reload(context.Background())
+		return err == nil || err.Error() != "not running"
+	})
+	st := r.tr.ConfigStatus()
+	if err == nil || st.LastReload == nil || st.LastReload.Result != "refused" ||
+		!strings.Contains(st.LastReload.Error, "protocol.signing_secrets: must be a list, got a string (not shown: it may be a secret)") {
+		t.Fatalf("reload: %v, last reload %+v; want refused, naming the field", err, st.LastReload)
+	}
+	if strings.Contains(st.LastReload.Error, secret) {
+		t.Errorf("/status last_reload.error shows the signing secret: %s", st.LastReload.Error)
+	}
+}
