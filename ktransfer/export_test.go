@@ -17,3 +17,6 @@ func SetReplayStall(d time.Duration) (restore func()) {
 	replayStall = d
 	return func() { replayStall = old }
 }
+
+// ConfigHash is the configuration's hash shown in /status.
+func ConfigHash(c Config) string { return c.hash }

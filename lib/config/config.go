@@ -219,10 +219,8 @@ func holdsSecret(t reflect.Type, field string, depth int) bool {
 	if i := strings.IndexByte(key, '['); i >= 0 {
 		key = key[:i] // signing_secrets[0]
 	}
-	for _, word := range []string{"password", "secret", "token"} {
-		if strings.Contains(strings.ToLower(key), word) {
-			return true
-		}
+	if secretKey(key) {
+		return true
 	}
 	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
 		t = t.Elem()
@@ -241,6 +239,43 @@ func holdsSecret(t reflect.Type, field string, depth int) bool {
 		}
 	}
 	return false
+}
+
+// secretKey says whether a key is named like one holding a secret.
+func secretKey(key string) bool {
+	key = strings.ToLower(key)
+	return strings.Contains(key, "password") || strings.Contains(key, "secret") || strings.Contains(key, "token")
+}
+
+// WithoutSecrets is data, a YAML document, with the values that may be
+// secrets blanked (those of keys named like a secret, see secretKey, and
+// every value starting with whsec_), re-encoded: what a shown hash of a
+// configuration file may cover, so that it cannot confirm a guessed
+// password. A document that does not parse gives nil.
+func WithoutSecrets(data []byte) []byte {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil
+	}
+	var blank func(n *yaml.Node, secret bool)
+	blank = func(n *yaml.Node, secret bool) {
+		if n.Kind == yaml.ScalarNode && (secret || strings.HasPrefix(n.Value, "whsec_")) {
+			n.Value, n.Tag, n.Style = "", "!!str", 0
+		}
+		for i, c := range n.Content {
+			if n.Kind == yaml.MappingNode && i%2 == 1 {
+				blank(c, secret || secretKey(n.Content[i-1].Value))
+			} else if n.Kind != yaml.MappingNode || i%2 == 0 {
+				blank(c, secret && n.Kind != yaml.MappingNode)
+			}
+		}
+	}
+	blank(&doc, false)
+	out, err := yaml.Marshal(&doc)
+	if err != nil {
+		return nil
+	}
+	return out
 }
 
 func typeError(err error, n *yaml.Node, t reflect.Type, field string) string {

@@ -143,3 +143,23 @@ func TestDecodeHidesSecrets(t *testing.T) {
 		}
 	}
 }
+
+// TestWithoutSecrets: the values of secret-named keys (and lists under
+// them) and whsec_ values anywhere are blanked; the rest is kept.
+func TestWithoutSecrets(t *testing.T) {
+	doc := "kafka:\n  sasl:\n    user: alice\n    password: hunter2\nsigning_secrets: [whsec_abc, /etc/k]\ntargets: [whsec_def]\nuri: /x # comment\n"
+	out := string(config.WithoutSecrets([]byte(doc)))
+	for _, secret := range []string{"hunter2", "whsec_abc", "/etc/k", "whsec_def"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("%q kept in:\n%s", secret, out)
+		}
+	}
+	for _, kept := range []string{"user: alice", "password:", "uri: /x", "# comment"} {
+		if !strings.Contains(out, kept) {
+			t.Errorf("%q lost in:\n%s", kept, out)
+		}
+	}
+	if config.WithoutSecrets([]byte("a: [1\n")) != nil {
+		t.Error("a document that does not parse: want nil")
+	}
+}
