@@ -5,6 +5,8 @@
 package ktransfer
 
 import (
+	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -53,9 +55,10 @@ type Config struct {
 	// file is the file LoadConfig read; "" for a Config built in code.
 	file string
 	// hash identifies the contents of the files LoadConfig read
-	// (ktransfer.yaml, then each enabled module's file, and the digests of
-	// the files they name: fileDigests, Module.secretsDigest): the first
-	// 12 hex digits of their SHA-256.
+	// (ktransfer.yaml, then each enabled module's file), the values that
+	// may be secrets left out (hashFile): the first 12 hex digits of their
+	// SHA-256. The files they name are not in it: fileDigests and
+	// Module.secretsDigest tell a reload of their changes.
 	hash string
 	// fileDigests are, by key (kafka, zk_auth), the digest of the files
 	// the key names (certificates, password files; filesDigest): a file
@@ -197,7 +200,6 @@ func LoadConfig(path string) (Config, error) {
 		"kafka":   filesDigest(cfg.Kafka.TLS.CAFile, cfg.Kafka.TLS.CertFile, cfg.Kafka.TLS.KeyFile, cfg.Kafka.SASL.PasswordFile),
 		"zk_auth": filesDigest(cfg.ZKAuth.PasswordFile),
 	}
-	fmt.Fprintf(sum, "kafka\x00%s\x00zk_auth\x00%s\x00", cfg.fileDigests["kafka"], cfg.fileDigests["zk_auth"])
 	var errs []error
 	if err := cfg.Validate(path); err != nil {
 		errs = append(errs, err)
@@ -217,26 +219,27 @@ func LoadConfig(path string) (Config, error) {
 			continue
 		}
 		hashFile(sum, file, data)
-		fmt.Fprintf(sum, "%s\x00", m.secretsDigest)
 		cfg.Modules = append(cfg.Modules, m)
 	}
 	cfg.hash = hex.EncodeToString(sum.Sum(nil))[:12]
 	return cfg, errors.Join(errs...)
 }
 
-// filesDigest is the hex SHA-256 of the names and contents of files (the
-// empty names skipped; an unreadable file counts as empty: Validate
-// reports it), or "" when there is none. Secrets are named by path in the
-// files; only this digest of them is kept, never logged or shown.
+// filesDigest is the hex HMAC-SHA-256 under digestKey of the names and
+// contents of files (the empty names skipped; an unreadable file counts
+// as empty: Validate reports it), or "" when there is none: a reload
+// compares it to see a file rewritten in place. Secrets are named by path
+// in the files; only this digest of them is kept, never logged or shown,
+// and keyed so that it could not confirm a guessed password if it were.
 func filesDigest(files ...string) string {
-	sum := sha256.New()
+	sum := hmac.New(sha256.New, digestKey)
 	n := 0
 	for _, f := range files {
 		if f == "" {
 			continue
 		}
 		data, _ := os.ReadFile(f)
-		hashFile(sum, f, data)
+		writeFile(sum, f, data)
 		n++
 	}
 	if n == 0 {
@@ -245,8 +248,23 @@ func filesDigest(files ...string) string {
 	return hex.EncodeToString(sum.Sum(nil))
 }
 
-// hashFile adds one file's name and contents to the configuration's hash.
+// digestKey keys filesDigest: random, one per process.
+var digestKey = func() []byte {
+	k := make([]byte, 32)
+	rand.Read(k) // never fails (crypto/rand)
+	return k
+}()
+
+// hashFile adds one file's name and contents to the configuration's
+// shown hash: its contents without the values that may be secrets
+// (config.WithoutSecrets), so that the hash is the same in every process
+// reading the same files and confirms no guessed password.
 func hashFile(sum hash.Hash, name string, data []byte) {
+	writeFile(sum, name, config.WithoutSecrets(data))
+}
+
+// writeFile adds a file's name and data to sum.
+func writeFile(sum hash.Hash, name string, data []byte) {
 	fmt.Fprintf(sum, "%s\x00%d\x00", name, len(data))
 	sum.Write(data)
 }

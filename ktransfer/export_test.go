@@ -9,3 +9,14 @@ func SetReplayQuiet(d time.Duration) (restore func()) {
 	replayQuiet = d
 	return func() { replayQuiet = old }
 }
+
+// SetReplayStall sets how long a replay waits for committed dead letters
+// a partition does not deliver; the returned func restores it.
+func SetReplayStall(d time.Duration) (restore func()) {
+	old := replayStall
+	replayStall = d
+	return func() { replayStall = old }
+}
+
+// ConfigHash is the configuration's hash shown in /status.
+func ConfigHash(c Config) string { return c.hash }

@@ -533,9 +533,10 @@ func TestReloadMetricSeries(t *testing.T) {
 // TestReloadSeesRewrittenSecretFile: the secret file a module's
 // signing_secrets names is rewritten in place (as secret managers and
 // Kubernetes mounts do) and the configuration reloaded: the module
-// restarts, the hash changes, and the pushes are signed with the new key
-// only; the secret appears nowhere in the log. Before, the reload saw no
-// change (paths only) and the old key stayed in use.
+// restarts, and the pushes are signed with the new key only; the secret
+// appears nowhere in the log, and the shown hash, which leaves secrets
+// out, stays. Before, the reload saw no change (paths only) and the old
+// key stayed in use.
 func TestReloadSeesRewrittenSecretFile(t *testing.T) {
 	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
 	bk := newBackend(t, nil)
@@ -565,8 +566,8 @@ func TestReloadSeesRewrittenSecretFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := r.tr.ConfigStatus()
-	if !slices.Equal(st.LastReload.Restarted, []string{"m"}) || st.Hash == hash {
-		t.Errorf("after rewriting the secret file: restarted %v (want [m]), hash %s → %s", st.LastReload.Restarted, hash, st.Hash)
+	if !slices.Equal(st.LastReload.Restarted, []string{"m"}) || st.Hash != hash {
+		t.Errorf("after rewriting the secret file: restarted %v (want [m]), hash %s → %s (want unchanged)", st.LastReload.Restarted, hash, st.Hash)
 	}
 	produceN(t, e, 10, 20)
 	waitFor(t, "20 records pushed", 20*time.Second, func() bool { return distinct(bk) == 20 })
@@ -633,5 +634,80 @@ func TestReloadRestartNeededStaysInConfig(t *testing.T) {
 	}
 	if got := restartNeeded(); len(got) != 0 {
 		t.Errorf("after reverting, restart_needed %v", got)
+	}
+}
+
+// TestReloadRefusalHidesSigningSecret: a module file giving
+// signing_secrets as one value instead of a list is refused without the
+// secret in the error (which reaches the log and /status).
+func TestReloadRefusalHidesSigningSecret(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	b := newBackend(t, nil)
+	c := e.reloadConf(t, "m")
+	c.module(t, "m", "t", "m", b.URL, "")
+	r := startConf(t, c, nil)
+	const secret = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	f := c.dir + "/modules/m.yaml"
+	data, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = []byte(strings.Replace(string(data), "protocol:\n", "protocol:\n signing_secrets: whsec_"+secret+"\n", 1))
+	if err := os.WriteFile(f, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "running", 10*time.Second, func() bool {
+		err = r.tr.Reload(context.Background())
+		return err == nil || err.Error() != "not running"
+	})
+	st := r.tr.ConfigStatus()
+	if err == nil || st.LastReload == nil || st.LastReload.Result != "refused" ||
+		!strings.Contains(st.LastReload.Error, "protocol.signing_secrets: must be a list, got a string (not shown: it may be a secret)") {
+		t.Fatalf("reload: %v, last reload %+v; want refused, naming the field", err, st.LastReload)
+	}
+	if strings.Contains(st.LastReload.Error, secret) {
+		t.Errorf("/status last_reload.error shows the signing secret: %s", st.LastReload.Error)
+	}
+}
+
+// TestConfigHashLeavesSecretsOut: the shown hash of the configuration
+// covers the files without their secrets: changing only an inline
+// password or signing secret keeps it (it cannot confirm a guessed
+// password), the same files give the same hash in another process, and
+// any other change changes it.
+func TestConfigHashLeavesSecretsOut(t *testing.T) {
+	dir := t.TempDir()
+	base := "zk_hosts: [127.0.0.1:2181]\nzk_chroot: /mq/c\nbroker_hosts: [127.0.0.1:9092]\nmodule_conf_dir: " + dir +
+		"\nmodule_enabled: [m]\nkafka:\n  sasl:\n    mechanism: PLAIN\n    user: u\n    password: %s\n"
+	module := "topic: t\nbackend_servers: [127.0.0.1:8080]\nprotocol:\n  uri: /x\n  signing_secrets: [%s]\n"
+	hashOf := func(password, secret string) string {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, "m.yaml"), []byte(fmt.Sprintf(module, secret)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(dir, "ktransfer.yaml")
+		if err := os.WriteFile(file, []byte(fmt.Sprintf(base, password)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := ktransfer.LoadConfig(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ktransfer.ConfigHash(cfg)
+	}
+	k1, k2 := newSecret(t), newSecret(t)
+	h := hashOf("hunter2", k1)
+	if len(h) != 12 {
+		t.Fatalf("hash %q: want 12 hex digits", h)
+	}
+	if again := hashOf("hunter2", k1); again != h {
+		t.Errorf("the same files: hash %s, then %s", h, again)
+	}
+	if other := hashOf("correct horse", k2); other != h {
+		t.Errorf("only the password and the signing secret changed: hash %s → %s; want unchanged", h, other)
+	}
+	base = strings.Replace(base, "user: u", "user: v", 1)
+	if other := hashOf("hunter2", k1); other == h {
+		t.Errorf("the user changed: hash %s unchanged", h)
 	}
 }

@@ -1,10 +1,14 @@
 package ktransfer
 
 import (
+	"cmp"
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,7 +17,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
@@ -29,12 +35,23 @@ type ReplayReport struct {
 	// letters kept them, they go to the module's uri (also counted in
 	// Replayed, GivenUp or Skipped).
 	WithoutHeaders int
-	Took           time.Duration
+	// PastEnd counts the offsets above the end (the last stable offset
+	// listed at the start) up to the high watermark: records of a
+	// transaction still open, or written since; not read.
+	PastEnd int64
+	// Unfinished are the partitions that did not deliver their committed
+	// dead letters below the end in time (the replay's error names them).
+	Unfinished []UnfinishedPartition
+	Took       time.Duration
 }
 
 func (r ReplayReport) String() string {
-	return fmt.Sprintf("replayed %d, given up %d, skipped %d, other modules' %d, without original headers %d, in %v",
-		r.Replayed, r.GivenUp, r.Skipped, r.Others, r.WithoutHeaders, r.Took.Round(time.Millisecond))
+	s := fmt.Sprintf("replayed %d, given up %d, skipped %d, other modules' %d, without original headers %d, past the end %d, in %v",
+		r.Replayed, r.GivenUp, r.Skipped, r.Others, r.WithoutHeaders, r.PastEnd, r.Took.Round(time.Millisecond))
+	for _, u := range r.Unfinished {
+		s += fmt.Sprintf("; partition %d unfinished at %d of %d", u.Partition, u.Position, u.End)
+	}
+	return s
 }
 
 // Replay pushes module name's dead letters to its backends again, with
@@ -84,7 +101,12 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 		return rep, fmt.Errorf("kafka client for %v: %w", brokers, err)
 	}
 	defer cl.Close()
-	from, ends, err := replayRange(ctx, kadm.NewClient(cl), mc.DeadLetterTopic, since)
+	probe, err := kgo.NewClient(opts...)
+	if err != nil {
+		return rep, fmt.Errorf("kafka client for %v: %w", brokers, err)
+	}
+	defer probe.Close()
+	from, ends, highs, err := replayRange(ctx, kadm.NewClient(cl), mc.DeadLetterTopic, since)
 	if err != nil {
 		return rep, fmt.Errorf("kafka %v: %w", brokers, err)
 	}
@@ -92,6 +114,11 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 	for part, end := range ends {
 		if from[part] < end {
 			consume[part] = kgo.NewOffset().At(from[part])
+		}
+		if high := highs[part]; high > end {
+			rep.PastEnd += high - end
+			log.Warn("records past the end (a transaction still open, or written since) are not replayed; replay them later with -since",
+				"partition", part, "end", end, "high_watermark", high)
 		}
 	}
 	log.Info("replaying dead letters", "partitions", len(consume), "since", since)
@@ -121,14 +148,25 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 		}
 		cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{mc.DeadLetterTopic: consume})
 		next := 0
+		pos := map[int32]int64{} // a partition's next offset: the last delivered + 1
+		for part := range consume {
+			pos[part] = from[part]
+		}
 		moved := time.Now()            // when a poll last delivered something of a partition still read
+		checked := moved               // when the partitions left were last checked (replayCheck)
 		fetchErrs := map[int32]error{} // a partition's fetch error since its last record
 		for len(consume) > 0 {
-			quiet := time.Since(moved)
-			if quiet >= replayQuiet {
-				return replayQuietEnd(log, consume, ends, fetchErrs, quiet)
+			if time.Since(checked) >= replayQuiet {
+				replayCheck(ctx, probe, log, mc.DeadLetterTopic, consume, pos, ends, time.Since(moved))
+				checked = time.Now()
+				if len(consume) == 0 {
+					break
+				}
+				if stalled := time.Since(moved); stalled >= replayStall {
+					return replayUnfinished(&rep, consume, pos, ends, fetchErrs, stalled)
+				}
 			}
-			pollCtx, cancel := context.WithTimeout(ctx, replayQuiet-quiet)
+			pollCtx, cancel := context.WithTimeout(ctx, replayQuiet-time.Since(checked))
 			fs := cl.PollFetches(pollCtx)
 			cancel()
 			if ctx.Err() != nil {
@@ -142,6 +180,8 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 					return // (the poll's own timeout comes as partition -1)
 				}
 				if p.Err != nil {
+					// The client retries; what it could not fetch is
+					// waited for (replayCheck) and named at the end.
 					log.Warn("reading the dead-letter topic", "partition", p.Partition, "err", p.Err)
 					fetchErrs[p.Partition] = p.Err
 					return
@@ -150,9 +190,10 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 					// Done once the position reaches the end: a record
 					// or control record at end-1 or past it. The one at
 					// end-1 may never come (an aborted transaction's, or
-					// deleted), hence the quiet bound above.
+					// deleted): replayCheck finds that out.
 					progressed = true
 					delete(fetchErrs, p.Partition)
+					pos[p.Partition] = rec.Offset + 1
 					if rec.Offset >= end-1 {
 						delete(consume, p.Partition)
 					}
@@ -172,6 +213,7 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 			}
 			if progressed {
 				moved = time.Now() // after the hand-off: slow workers do not count as quiet
+				checked = moved
 			}
 		}
 		return nil
@@ -191,21 +233,170 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 	return rep, nil
 }
 
-// replayQuiet bounds how long a replay waits for a partition that
-// delivers nothing more below its end: what is left there was aborted or
-// deleted (a committed record below the end is always readable at once).
-var replayQuiet = 10 * time.Second
+// replayQuiet is how long a replay polls a partition that delivers
+// nothing more below its end before it checks, with the broker, whether
+// committed records are left there (replayCheck); replayStall is how long
+// it waits for them before it gives up with an error.
+var (
+	replayQuiet = 10 * time.Second
+	replayStall = 2 * time.Minute
+)
 
-// replayQuietEnd ends a replay whose partitions left delivered nothing for
-// quiet: done, with a warning, unless fetching them failed meanwhile.
-func replayQuietEnd(log *slog.Logger, consume map[int32]kgo.Offset, ends map[int32]int64, fetchErrs map[int32]error, quiet time.Duration) error {
+// replayCheck asks the broker about each partition in consume that has
+// delivered nothing for quiet: one whose rest below its end is aborted
+// transactions' records, transaction markers or deleted is finished and
+// leaves consume; one with committed records left, or that cannot be
+// checked (the broker slow or away), is read on. probe is a client of its
+// own: the reading client's connection may be held by a long poll.
+func replayCheck(ctx context.Context, probe *kgo.Client, log *slog.Logger, topic string, consume map[int32]kgo.Offset, pos, ends map[int32]int64, quiet time.Duration) {
 	for part := range consume {
-		if err := fetchErrs[part]; err != nil {
-			return fmt.Errorf("partition %d: nothing read below its end %d for %v: %w", part, ends[part], quiet.Round(time.Millisecond), err)
+		attrs := []any{"partition", part, "position", pos[part], "end", ends[part], "quiet", quiet.Round(time.Millisecond)}
+		switch left, err := committedLeft(ctx, probe, topic, part, pos[part], ends[part]); {
+		case err != nil:
+			log.Warn("nothing read below the end of the partition, and the broker cannot tell what is left; waiting", append(attrs, "err", err)...)
+		case left:
+			log.Warn("committed dead letters below the end of the partition not delivered yet; waiting", attrs...)
+		default:
+			log.Info("the rest of the partition below its end is aborted or deleted", attrs...)
+			delete(consume, part)
 		}
-		log.Warn("nothing more below the end of the partition; the rest is aborted or deleted", "partition", part, "end", ends[part], "waited", quiet.Round(time.Millisecond))
 	}
-	return nil
+}
+
+// UnfinishedPartition is a partition of the dead-letter topic a replay
+// could not read up to its end.
+type UnfinishedPartition struct {
+	Partition     int32
+	Position, End int64 // the next offset to read, the end listed at the start
+}
+
+// replayUnfinished records the partitions left in consume in rep and
+// returns the error that ends the replay.
+func replayUnfinished(rep *ReplayReport, consume map[int32]kgo.Offset, pos, ends map[int32]int64, fetchErrs map[int32]error, stalled time.Duration) error {
+	var errs []error
+	for _, part := range slices.Sorted(maps.Keys(consume)) {
+		rep.Unfinished = append(rep.Unfinished, UnfinishedPartition{part, pos[part], ends[part]})
+		reason := "the broker did not deliver them"
+		if err := fetchErrs[part]; err != nil {
+			reason = err.Error()
+		}
+		errs = append(errs, fmt.Errorf("partition %d: dead letters from offset %d below the end %d not read for %v: %s",
+			part, pos[part], ends[part], stalled.Round(time.Second), reason))
+	}
+	return errors.Join(errs...)
+}
+
+// committedLeft fetches partition part of topic from pos as a
+// read_committed reader would, from its leader, and says whether a
+// committed record lies below end: false when what is there is only
+// aborted transactions' records, transaction markers, or deleted. A
+// failed fetch is an error: nothing can be said.
+func committedLeft(ctx context.Context, cl *kgo.Client, topic string, part int32, pos, end int64) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, min(kafkaTimeout, replayQuiet))
+	defer cancel()
+	md, err := kadm.NewClient(cl).Metadata(ctx, topic)
+	if err != nil {
+		return true, err
+	}
+	td := md.Topics[topic]
+	pd, ok := td.Partitions[part]
+	switch {
+	case td.Err != nil:
+		return true, td.Err
+	case !ok:
+		return true, fmt.Errorf("no partition %d in the metadata", part)
+	case pd.Err != nil:
+		return true, pd.Err
+	}
+	for pos < end {
+		req := kmsg.NewPtrFetchRequest()
+		req.ReplicaID, req.MaxWaitMillis, req.MinBytes, req.MaxBytes, req.IsolationLevel, req.SessionEpoch = -1, 0, 0, 1<<20, 1, -1
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic, rt.TopicID = topic, td.ID
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = part, pos, 1<<20
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := cl.Broker(int(pd.Leader)).Request(ctx, req)
+		if err != nil {
+			return true, err
+		}
+		fr := resp.(*kmsg.FetchResponse)
+		if err := kerr.ErrorForCode(fr.ErrorCode); err != nil {
+			return true, err
+		}
+		var got *kmsg.FetchResponseTopicPartition
+		for i := range fr.Topics {
+			for j := range fr.Topics[i].Partitions {
+				if fr.Topics[i].Partitions[j].Partition == part {
+					got = &fr.Topics[i].Partitions[j]
+				}
+			}
+		}
+		switch {
+		case got == nil:
+			return true, fmt.Errorf("fetch of partition %d: not in the answer", part)
+		case got.LogStartOffset >= end:
+			return false, nil // retention deleted the rest below the end
+		case got.LogStartOffset > pos:
+			pos = got.LogStartOffset
+			continue
+		}
+		if err := kerr.ErrorForCode(got.ErrorCode); err != nil {
+			return true, fmt.Errorf("fetch of partition %d at %d: %w", part, pos, err)
+		}
+		next, left := committedIn(got.RecordBatches, got.AbortedTransactions, pos, end)
+		if left || next == pos {
+			return true, nil // a committed record, or nothing delivered below the end: not finished
+		}
+		pos = next
+	}
+	return false, nil
+}
+
+// committedIn walks the record batches of one fetch answer from pos as
+// a read_committed reader (kgo's rule): a transactional batch is aborted
+// from the first offset of an aborted transaction of its producer until
+// that producer's next marker. It stops at the first batch holding a
+// committed record below end (left) and otherwise returns the offset
+// after the last batch it could read.
+func committedIn(raw []byte, aborted []kmsg.FetchResponseTopicPartitionAbortedTransaction, pos, end int64) (next int64, left bool) {
+	slices.SortFunc(aborted, func(a, b kmsg.FetchResponseTopicPartitionAbortedTransaction) int {
+		return cmp.Compare(a.FirstOffset, b.FirstOffset)
+	})
+	aborting := map[int64]bool{}
+	for len(raw) >= 12 && pos < end {
+		size := 12 + int(int32(binary.BigEndian.Uint32(raw[8:12])))
+		if size <= 12 || size > len(raw) {
+			break // the last batch cut short by the size limit
+		}
+		var b kmsg.RecordBatch
+		if err := b.ReadFrom(raw[:size]); err != nil || b.Magic != 2 {
+			return pos, true // unreadable, or the old format without transactions: counted as committed
+		}
+		raw = raw[size:]
+		last := b.FirstOffset + int64(b.LastOffsetDelta)
+		for len(aborted) > 0 && aborted[0].FirstOffset <= last {
+			aborting[aborted[0].ProducerID] = true
+			aborted = aborted[1:]
+		}
+		if last < pos {
+			continue
+		}
+		if b.FirstOffset >= end {
+			return end, false
+		}
+		control, transactional := b.Attributes&0x20 != 0, b.Attributes&0x10 != 0
+		switch {
+		case control:
+			delete(aborting, b.ProducerID) // a marker ends its producer's transaction
+		case transactional && aborting[b.ProducerID]:
+		case b.NumRecords > 0:
+			return pos, true
+		}
+		pos = last + 1
+	}
+	return pos, false
 }
 
 // replayOne hands one dead letter to its key's worker, or counts it.
@@ -268,9 +459,10 @@ func replayBrokers(cfg Config, log *slog.Logger) ([]string, error) {
 }
 
 // replayRange lists where each partition of topic is read from (its
-// start, or the first record at or after since) and up to (its last
-// stable offset now).
-func replayRange(ctx context.Context, adm *kadm.Client, topic string, since time.Time) (from, ends map[int32]int64, err error) {
+// start, or the first record at or after since), up to (its last stable
+// offset now), and its high watermark (past the end while a transaction
+// is open).
+func replayRange(ctx context.Context, adm *kadm.Client, topic string, since time.Time) (from, ends, highs map[int32]int64, err error) {
 	ctx, cancel := context.WithTimeout(ctx, kafkaTimeout)
 	defer cancel()
 	list := func(what string, f func() (kadm.ListedOffsets, error)) (map[int32]int64, error) {
@@ -289,14 +481,17 @@ func replayRange(ctx context.Context, adm *kadm.Client, topic string, since time
 		return out, nil
 	}
 	if ends, err = list("end", func() (kadm.ListedOffsets, error) { return adm.ListCommittedOffsets(ctx, topic) }); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	if highs, err = list("high watermark", func() (kadm.ListedOffsets, error) { return adm.ListEndOffsets(ctx, topic) }); err != nil {
+		return nil, nil, nil, err
 	}
 	if since.IsZero() {
 		from, err = list("start", func() (kadm.ListedOffsets, error) { return adm.ListStartOffsets(ctx, topic) })
 	} else {
 		from, err = list("-since", func() (kadm.ListedOffsets, error) { return adm.ListOffsetsAfterMilli(ctx, since.UnixMilli(), topic) })
 	}
-	return from, ends, err
+	return from, ends, highs, err
 }
 
 // deadLetterOrigin rebuilds the record a dead letter was made from (see

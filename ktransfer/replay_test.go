@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
@@ -270,11 +272,88 @@ func TestReplayBoundedBehindAnOpenTransaction(t *testing.T) {
 	a := e.inTransaction(t, "a", deadLetterOf("m", "t", 1, "aborted"))
 	bt := e.inTransaction(t, "b", deadLetterOf("m", "t", 2, "open"))
 	endTransaction(t, a, kgo.TryAbort)
-	rep := replayWithin(t, e.config(t, 0, m), 20*time.Second)
-	if rep.Replayed != 1 || rep.GivenUp != 0 || rep.Skipped != 0 {
-		t.Errorf("replay: %v; want the 1 committed dead letter", rep)
+	var logs logBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rep, err := ktransfer.Replay(ctx, e.config(t, 0, m), "m", time.Time{}, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Past the end: B's record at 2 and A's abort marker at 3.
+	if rep.Replayed != 1 || rep.GivenUp != 0 || rep.Skipped != 0 || rep.PastEnd != 2 {
+		t.Errorf("replay: %v; want the 1 committed dead letter, 2 offsets past the end", rep)
+	}
+	if !strings.Contains(logs.String(), "records past the end") || !strings.Contains(rep.String(), ", past the end 2, ") {
+		t.Errorf("no warning of the records past the end; report %q, logs:\n%s", rep, logs.String())
 	}
 	endTransaction(t, bt, kgo.TryCommit)
+}
+
+// replayOfThree writes three dead letters of m below the end, sets up
+// faults on the broker, and runs a replay within limit.
+func replayOfThree(t *testing.T, limit time.Duration, faults func(*kafkatest.Faults)) (ktransfer.ReplayReport, error) {
+	t.Helper()
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dlq", Partitions: 1})
+	b := newBackend(t, nil)
+	m := module("m", "t", b.URL)
+	m.DeadLetterTopic = "dlq"
+	e.produceRecords(t, deadLetterOf("m", "t", 0, "a"), deadLetterOf("m", "t", 1, "b"), deadLetterOf("m", "t", 2, "c"))
+	faults(kafkatest.NewFaults(t, e.kafka))
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	start := time.Now()
+	rep, err := ktransfer.Replay(ctx, e.config(t, 0, m), "m", time.Time{}, testLog())
+	t.Logf("replay after %v: %v, err %v; the backend got %d pushes", time.Since(start).Round(time.Millisecond), rep, err, len(b.got()))
+	return rep, err
+}
+
+// TestReplayWaitsForASlowBroker: committed dead letters below the end
+// that the broker delivers late (a fetch answered after the quiet bound,
+// fetches failing and retried inside the client, where the replay never
+// sees them) are waited for: the replay ends with all three, not early
+// as if the rest were aborted.
+func TestReplayWaitsForASlowBroker(t *testing.T) {
+	defer ktransfer.SetReplayQuiet(time.Second)()
+	for _, c := range []struct {
+		name   string
+		faults func(*kafkatest.Faults)
+	}{
+		{"one fetch held 3 s", func(f *kafkatest.Faults) { f.Sleep(int16(kmsg.Fetch), 1, 3*time.Second) }},
+		{"8 fetches failing", func(f *kafkatest.Faults) { f.CloseConn(int16(kmsg.Fetch), 8) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rep, err := replayOfThree(t, 20*time.Second, c.faults)
+			if err != nil || rep.Replayed != 3 || len(rep.Unfinished) != 0 {
+				t.Errorf("replay: %v, err %v; want the 3 committed dead letters", rep, err)
+			}
+		})
+	}
+}
+
+// TestReplayWaitsForASlowBrokerDefaultBound: as above with the default
+// quiet bound (10 s) and one fetch held for 12 s.
+func TestReplayWaitsForASlowBrokerDefaultBound(t *testing.T) {
+	rep, err := replayOfThree(t, 30*time.Second, func(f *kafkatest.Faults) { f.Sleep(int16(kmsg.Fetch), 1, 12*time.Second) })
+	if err != nil || rep.Replayed != 3 {
+		t.Errorf("replay: %v, err %v; want the 3 committed dead letters", rep, err)
+	}
+}
+
+// TestReplayGivesUpOnAnAbsentBroker: every fetch fails for longer than
+// the replay waits: it ends with an error naming the partition, its
+// position and end, and reports it unfinished; never done with records
+// missing.
+func TestReplayGivesUpOnAnAbsentBroker(t *testing.T) {
+	defer ktransfer.SetReplayQuiet(500 * time.Millisecond)()
+	defer ktransfer.SetReplayStall(3 * time.Second)()
+	rep, err := replayOfThree(t, 20*time.Second, func(f *kafkatest.Faults) { f.CloseConn(int16(kmsg.Fetch), 1_000_000) })
+	if err == nil || !strings.Contains(err.Error(), "partition 0: dead letters from offset 0 below the end 3 not read for ") {
+		t.Errorf("replay error %v; want one naming partition 0, its position 0 and end 3", err)
+	}
+	want := []ktransfer.UnfinishedPartition{{Partition: 0, Position: 0, End: 3}}
+	if rep.Replayed != 0 || !slices.Equal(rep.Unfinished, want) || !strings.Contains(rep.String(), "; partition 0 unfinished at 0 of 3") {
+		t.Errorf("report %v; want partition 0 unfinished at 0 of 3", rep)
+	}
 }
 
 // TestReplaySkipsDeadLettersWithoutModule: a record in the dead-letter

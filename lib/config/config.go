@@ -94,7 +94,7 @@ func (d *decoder) node(n *yaml.Node, v reflect.Value, field string) {
 		return // "key:" with no value keeps the default
 	}
 	if err := n.Decode(v.Addr().Interface()); err != nil {
-		d.fail(n, field, "%s", typeError(err, n, v.Type()))
+		d.fail(n, field, "%s", typeError(err, n, v.Type(), field))
 	}
 }
 
@@ -107,7 +107,7 @@ func (d *decoder) structNode(n *yaml.Node, v reflect.Value, field string) {
 		return
 	}
 	if n.Kind != yaml.MappingNode {
-		d.fail(n, field, "must be a mapping of keys, got %s", describe(n))
+		d.fail(n, field, "must be a mapping of keys, got %s", describe(n, v.Type(), field))
 		return
 	}
 	fields, rest := structFields(v)
@@ -185,18 +185,100 @@ func sortedKeys(m map[string]reflect.Value) []string {
 	return keys
 }
 
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.SequenceNode:
+// describe names what n is for a type error of field (decoded into t):
+// its value, quoted, unless it may be a secret (see holdsSecret): then
+// only its kind, so that a secret given in the wrong shape is not printed
+// in the start-up error, the log and /status.
+func describe(n *yaml.Node, t reflect.Type, field string) string {
+	switch {
+	case n.Kind == yaml.SequenceNode:
 		return "a list"
-	case yaml.MappingNode:
+	case n.Kind == yaml.MappingNode:
 		return "a mapping"
-	default:
+	case !holdsSecret(t, field, 0) && !strings.HasPrefix(n.Value, "whsec_"):
 		return fmt.Sprintf("%q", n.Value)
 	}
+	kind := "a value"
+	switch n.ShortTag() {
+	case "!!str":
+		kind = "a string"
+	case "!!int", "!!float":
+		kind = "a number"
+	case "!!bool":
+		kind = "true or false"
+	}
+	return kind + " (not shown: it may be a secret)"
 }
 
-func typeError(err error, n *yaml.Node, t reflect.Type) string {
+// holdsSecret says whether field, of type t, may hold a secret: its key
+// is named like one (password, secret, token: signing_secrets,
+// password_file, …), or t is a struct with such a field (zk_auth given as
+// "digest:user:password").
+func holdsSecret(t reflect.Type, field string, depth int) bool {
+	key := field[strings.LastIndex(field, ".")+1:]
+	if i := strings.IndexByte(key, '['); i >= 0 {
+		key = key[:i] // signing_secrets[0]
+	}
+	if secretKey(key) {
+		return true
+	}
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct || depth > 4 {
+		return false
+	}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "" {
+			name = f.Name
+		}
+		if f.IsExported() && name != "-" && holdsSecret(f.Type, name, depth+1) {
+			return true
+		}
+	}
+	return false
+}
+
+// secretKey says whether a key is named like one holding a secret.
+func secretKey(key string) bool {
+	key = strings.ToLower(key)
+	return strings.Contains(key, "password") || strings.Contains(key, "secret") || strings.Contains(key, "token")
+}
+
+// WithoutSecrets is data, a YAML document, with the values that may be
+// secrets blanked (those of keys named like a secret, see secretKey, and
+// every value starting with whsec_), re-encoded: what a shown hash of a
+// configuration file may cover, so that it cannot confirm a guessed
+// password. A document that does not parse gives nil.
+func WithoutSecrets(data []byte) []byte {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil
+	}
+	var blank func(n *yaml.Node, secret bool)
+	blank = func(n *yaml.Node, secret bool) {
+		if n.Kind == yaml.ScalarNode && (secret || strings.HasPrefix(n.Value, "whsec_")) {
+			n.Value, n.Tag, n.Style = "", "!!str", 0
+		}
+		for i, c := range n.Content {
+			if n.Kind == yaml.MappingNode && i%2 == 1 {
+				blank(c, secret || secretKey(n.Content[i-1].Value))
+			} else if n.Kind != yaml.MappingNode || i%2 == 0 {
+				blank(c, secret && n.Kind != yaml.MappingNode)
+			}
+		}
+	}
+	blank(&doc, false)
+	out, err := yaml.Marshal(&doc)
+	if err != nil {
+		return nil
+	}
+	return out
+}
+
+func typeError(err error, n *yaml.Node, t reflect.Type, field string) string {
 	want := t.Kind().String()
 	switch t.Kind() {
 	case reflect.Slice:
@@ -211,7 +293,7 @@ func typeError(err error, n *yaml.Node, t reflect.Type) string {
 	if want == "" {
 		return strings.TrimPrefix(err.Error(), "yaml: ")
 	}
-	return fmt.Sprintf("must be %s, got %s", want, describe(n))
+	return fmt.Sprintf("must be %s, got %s", want, describe(n, t, field))
 }
 
 // Problems collects validation errors of one file.

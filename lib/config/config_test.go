@@ -108,3 +108,58 @@ func TestLoadMissingFile(t *testing.T) {
 		t.Fatalf("Load of a missing file: %v", err)
 	}
 }
+
+type withSecrets struct {
+	Protocol struct {
+		SigningSecrets []string `yaml:"signing_secrets"`
+	} `yaml:"protocol"`
+	Auth struct {
+		User     string `yaml:"user"`
+		Password string `yaml:"password"`
+	} `yaml:"auth"`
+	APIToken int `yaml:"api_token"`
+	Count    int `yaml:"count"`
+}
+
+// TestDecodeHidesSecrets: a type error of a field that may hold a secret
+// names the kind of the value, not the value (the error reaches the log
+// and /status); other fields' errors keep naming the value.
+func TestDecodeHidesSecrets(t *testing.T) {
+	cases := []struct{ doc, secret, want string }{
+		{"protocol:\n  signing_secrets: whsec_S3cr3t\n", "S3cr3t", "f.yaml:2: protocol.signing_secrets: must be a list, got a string (not shown: it may be a secret)"},
+		{"auth: digest:user:hunter2\n", "hunter2", "f.yaml:1: auth: must be a mapping of keys, got a string (not shown: it may be a secret)"},
+		{"api_token: hunter2\n", "hunter2", "f.yaml:1: api_token: must be an integer, got a string (not shown: it may be a secret)"},
+		{"count: whsec_S3cr3t\n", "S3cr3t", "f.yaml:1: count: must be an integer, got a string (not shown: it may be a secret)"},
+		{"count: 12abc\n", "", `f.yaml:1: count: must be an integer, got "12abc"`},
+	}
+	for _, c := range cases {
+		var s withSecrets
+		err := config.Decode("f.yaml", []byte(c.doc), &s)
+		if err == nil || err.Error() != c.want {
+			t.Errorf("%q: error %v; want %s", c.doc, err, c.want)
+		}
+		if c.secret != "" && err != nil && strings.Contains(err.Error(), c.secret) {
+			t.Errorf("%q: the error shows the secret: %v", c.doc, err)
+		}
+	}
+}
+
+// TestWithoutSecrets: the values of secret-named keys (and lists under
+// them) and whsec_ values anywhere are blanked; the rest is kept.
+func TestWithoutSecrets(t *testing.T) {
+	doc := "kafka:\n  sasl:\n    user: alice\n    password: hunter2\nsigning_secrets: [whsec_abc, /etc/k]\ntargets: [whsec_def]\nuri: /x # comment\n"
+	out := string(config.WithoutSecrets([]byte(doc)))
+	for _, secret := range []string{"hunter2", "whsec_abc", "/etc/k", "whsec_def"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("%q kept in:\n%s", secret, out)
+		}
+	}
+	for _, kept := range []string{"user: alice", "password:", "uri: /x", "# comment"} {
+		if !strings.Contains(out, kept) {
+			t.Errorf("%q lost in:\n%s", kept, out)
+		}
+	}
+	if config.WithoutSecrets([]byte("a: [1\n")) != nil {
+		t.Error("a document that does not parse: want nil")
+	}
+}
