@@ -202,7 +202,7 @@ func (s *spooler) registerMetrics(reg *prometheus.Registry) {
 	s.m.spooled = counter("kproxy_spooled_total", "Records appended to the spool (answered 202, or spooled for a batch).")
 	s.m.drained = counter("kproxy_spool_drained_total", "Spooled records Kafka acknowledged (acks -1) and removed from the spool.")
 	s.m.dups = counter("kproxy_spool_duplicates_possible_total",
-		"Records spooled after a request carrying them got no answer: they may be in Kafka twice.")
+		"Records spooled while kgo still held them (their topic started spooling): their request may have been written, so they may be in Kafka twice.")
 	s.m.drainErrors = counter("kproxy_spool_drain_errors_total",
 		"Spooled records Kafka refused while draining (kept in the spool and retried).")
 	s.m.readErrors = counter("kproxy_spool_read_errors_total",
