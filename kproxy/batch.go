@@ -336,14 +336,12 @@ type batchCall struct {
 type batchItem struct {
 	rec   kgo.Record
 	call  *batchCall
-	state atomic.Int32 // waiting, finished (err, trace set) or abandoned (answered 504)
+	state atomic.Int32 // waiting, finished (err, trace set) or abandoned (answered 504, or taken into the spool)
 	err   error
 	trace sendTrace
 	// With the spool (as pending's): the gate, the generation, the spool
-	// item (given to the spool at once, or after kgo failed the record).
-	gate *gate
-	gen  context.Context
-	item *spoolItem
+	// item (given to the spool at once, or taken by the gate's flip).
+	gateRec
 }
 
 func (*batchItem) Deadline() (time.Time, bool) { return time.Time{}, false }
@@ -373,7 +371,7 @@ func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, j *batchJob, d
 	for i := range j.recs {
 		r, it := &j.recs[i], &c.items[i]
 		it.call, it.err, it.trace = c, nil, sendTrace{}
-		it.gate, it.gen, it.item = nil, nil, nil
+		it.gateRec = gateRec{}
 		it.state.Store(waiting)
 		it.rec = kgo.Record{Topic: r.name, Value: r.value, Headers: r.headers, Timestamp: now, Context: it}
 		if len(r.key) > 0 {
@@ -408,13 +406,12 @@ func (s *Server) gateBatchRecord(cl *kgo.Client, c *batchCall, it *batchItem) {
 		c.job.release()
 		return
 	}
-	it.gate = g
-	g.out++
 	if c.spoolAt == nil {
+		g.addLocked(&it.gateRec, &it.rec, nil)
 		cl.Produce(c.deadline, &it.rec, onBatchProduced)
 	} else {
-		it.gen = g.gen
-		cl.Produce(it.gen, &it.rec, onBatchProduced)
+		g.addLocked(&it.gateRec, &it.rec, g.gen)
+		cl.Produce(g.gen, &it.rec, onBatchProduced)
 	}
 	g.mu.Unlock()
 }
@@ -422,7 +419,8 @@ func (s *Server) gateBatchRecord(cl *kgo.Client, c *batchCall, it *batchItem) {
 // errSpoolOvertake is the failure of a spool=0 record of a spooling topic.
 var errSpoolOvertake = errors.New("spool overtake")
 
-// promised counts one record of c answered; the last closes done.
+// promised counts one record of c answered (by kgo, or taken into the
+// spool by its gate's flip); the last closes done.
 func (c *batchCall) promised() {
 	if c.left.Add(-1) == 0 {
 		close(c.done)
@@ -444,12 +442,12 @@ func onBatchProduced(r *kgo.Record, err error) {
 	}
 	it.err, it.trace = err, c.tr.since(c.note)
 	if it.gate != nil {
-		// An abandoned record (answered 504) is not spooled.
-		flipped := it.gen != nil && it.gen.Err() != nil && it.state.Load() == waiting
-		it.item = s.spool.settle(it.gate, r, err, it.trace, flipped)
+		s.spool.settle(&it.gateRec) // taken by a flip: it.item is the answer
 	}
-	it.state.CompareAndSwap(waiting, finished)
-	c.promised()
+	// Not waiting: answered 504 (collect), or taken and counted (await).
+	if it.state.CompareAndSwap(waiting, finished) {
+		c.promised()
+	}
 	j.release()
 }
 
@@ -465,9 +463,14 @@ func (c *batchCall) await(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-c.spoolAt.Done():
+			// The records still in kgo are taken into the spool by
+			// their gates' flips: counted as answered (their
+			// promises are left to release them).
 			for i := range c.items {
-				if it := &c.items[i]; it.gen != nil && it.state.Load() == waiting {
-					it.gate.flip(it.gen)
+				it := &c.items[i]
+				if it.gen != nil && it.state.Load() == waiting &&
+					c.srv.spool.flip(&it.gateRec) != nil && it.state.CompareAndSwap(waiting, abandoned) {
+					c.promised()
 				}
 			}
 		}

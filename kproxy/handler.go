@@ -249,16 +249,20 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string, key, body []byt
 
 // awaitRecord waits for kgo's answer to p's record (then p.done has
 // fired and answered is false). With the spool, Kafka has spool_after_ms
-// to take it, and then its topic spools (the answer is the spool's).
-// Past the record's deadline and answerGrace, the request is answered
-// 504 (code, answered) and p left to its promise, which releases it.
+// to take it, and then its topic spools: the record is taken into the
+// spool (spool.go) and answered from there, and p is left to its
+// promise. Past the record's deadline and answerGrace, the request is
+// answered 504 (code, answered) and p left to its promise, which
+// releases it.
 func (s *Server) awaitRecord(ctx *fasthttp.RequestCtx, p *pending) (code int, answered bool) {
 	if p.gen != nil {
 		select {
 		case <-p.done:
 			return 0, false
 		case <-s.spool.after.get().Done():
-			p.gate.flip(p.gen)
+			if it := s.spool.flip(&p.gateRec); it != nil {
+				return s.answerTaken(ctx, p, it), true
+			}
 		}
 	}
 	select {
@@ -309,16 +313,27 @@ func (s *Server) gateCommit(ctx *fasthttp.RequestCtx, p *pending, noSpool bool) 
 		p.release()
 		return s.answerSpooled(ctx, it), true
 	}
-	p.gate = g
-	g.out++
 	if noSpool {
+		g.addLocked(&p.gateRec, &p.rec, nil)
 		p.cl.Produce(p.ctx, &p.rec, onProduced)
 	} else {
-		p.gen = g.gen
-		p.cl.Produce(p.gen, &p.rec, onProduced)
+		g.addLocked(&p.gateRec, &p.rec, g.gen)
+		p.cl.Produce(g.gen, &p.rec, onProduced)
 	}
 	g.mu.Unlock()
 	return 0, false
+}
+
+// answerTaken answers p's record, taken into the spool by its topic's flip
+// while kgo still has it, once it is on disk; p is left to its promise
+// (which ignores kgo's answer), or released here if the promise came.
+func (s *Server) answerTaken(ctx *fasthttp.RequestCtx, p *pending, it *spoolItem) int {
+	code := s.answerSpooled(ctx, it)
+	if !p.state.CompareAndSwap(waiting, abandoned) {
+		<-p.done
+		p.release()
+	}
+	return code
 }
 
 // spoolOvertake refuses a spool=0 record of a topic that has records in

@@ -27,12 +27,10 @@ type pending struct {
 	note    sendNote        // tr's counts when the record was handed to kgo
 	ctx     context.Context // the record's deadline (shared: see deadlines)
 
-	// With the spool: the gate the record passed (nil: spool off, acks=0),
-	// the generation it was given to kgo in (nil: spool=0), and the spool
-	// item its failure became (settle).
-	gate *gate
-	gen  context.Context
-	item *spoolItem
+	// With the spool: the gate the record passed (gate nil: spool off,
+	// acks=0), its generation (nil: spool=0) and its copy in the spool
+	// when the gate's flip took it.
+	gateRec
 
 	state atomic.Int32  // waiting, finished or abandoned
 	done  chan struct{} // the promise's signal to the handler (cap 1)
@@ -72,7 +70,7 @@ func (p *pending) release() {
 	p.headers = p.headers[:0]
 	p.rec = kgo.Record{}
 	p.srv, p.cl, p.tr, p.ctx, p.err = nil, nil, nil, nil, nil
-	p.gate, p.gen, p.item = nil, nil, nil
+	p.gateRec = gateRec{}
 	pendingPool.Put(p)
 }
 
@@ -97,9 +95,7 @@ func (s *Server) produced(p *pending, err error, trace sendTrace) {
 	}
 	p.err, p.trace = err, trace
 	if p.gate != nil {
-		// An abandoned record (answered 504) is not spooled.
-		flipped := p.gen != nil && p.gen.Err() != nil && p.state.Load() == waiting
-		p.item = s.spool.settle(p.gate, &p.rec, err, trace, flipped)
+		s.spool.settle(&p.gateRec) // taken by a flip: p.item is the answer
 	}
 	if p.state.CompareAndSwap(waiting, finished) {
 		p.done <- struct{}{}

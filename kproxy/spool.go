@@ -22,30 +22,53 @@ import (
 //
 // Order at the moment a topic starts spooling. Each topic has a gate. While
 // the topic is not spooling, its records are handed to kgo under the gate's
-// lock with the gate's generation context. A record not answered within
-// spool_after_ms flips the gate (spooling: every new record of the topic
-// goes to the spool) and cancels the generation. kgo fails a partition's
-// records together: when the first record of a partition's oldest batch
-// has a done context, it fails every batch buffered for that partition,
-// sent or not (failAllRecords), in order, through one promise goroutine
-// per client; records handed to it after that, in the same generation,
-// carry the cancelled context and fail before they are sent. So per
-// partition, kgo writes a prefix of the records it was given and fails the
-// rest, and the promises of the failed ones come in partition order: they
-// are appended to the spool in that order (settle). The failed ones whose
-// request got no answer may be in Kafka too: spooled all the same
-// (at-least-once, counted in kproxy_spool_duplicates_possible_total); their
-// first copy precedes every later record of their key. Records arriving
-// while the topic spools wait (held) until every record of the topic still
-// in kgo has its answer, so that they are appended after the failed ones.
-// The topic goes to Kafka directly again only when nothing of it is in
-// kgo, waiting, or in the spool (Spool.Pending is 0: the drain has Kafka's
-// acknowledgement of every entry).
+// lock with the gate's generation context, and the gate keeps them in that
+// order (gateRec) until kgo answers. A record not answered within
+// spool_after_ms flips the gate: the topic spools (every new record of it
+// goes to the spool), the generation is cancelled, and every record of the
+// generation still in kgo is taken: appended to the spool in the order it
+// was handed to kgo, in one Append (one fsync, all or none), answered 202
+// once there, and counted in kproxy_spool_duplicates_possible_total; kgo's
+// later answer for it is ignored (its promise only releases it). Records
+// arriving after the flip are appended after them (the appender keeps the
+// queue's order). kgo cannot fail a request already sent: a broker that
+// froze keeps it until produce_timeout_ms, and records taken this way need
+// not wait for it.
 //
-// Only records that fail after their topic flipped are spooled, and only
-// with 503 or 504: a record kgo failed on its own before the flip (a
-// broker's definite refusal) is answered as before, since a later record
-// of its key may be on its way already.
+// Per-key order of first copies. A taken record may be in Kafka twice:
+// from its request, when it was out and the broker writes it after all
+// (a frozen broker that resumes), and from the spool. Take records A1 and
+// A2 of one key, A1 handed to kgo first. They are in one partition and one
+// kgo client (the acks level picks it; a key's records sent one after the
+// other's answer are ordered whatever the client). kgo sends a partition's
+// records in order, A1 in the same batch as A2 or in an earlier one; and
+// when the first record of a partition's oldest batch has a done context
+// (the cancelled generation), kgo fails every batch buffered for that
+// partition (failAllRecords) rather than send them: after the flip, a
+// record of the generation is only written from a request sent before it.
+// A request already out completes or times out. So for A2's copy from kgo
+// to be written, A2 was out before the flip, and A1 was in the same request
+// or an earlier one: the idempotent client (acks -1) carries sequence
+// numbers, and the broker refuses a batch before its predecessor; the
+// acks=1 client has one request per broker out (max_in_flight_requests 1)
+// and fails its partition's later batches rather than retry past a failed
+// one; a batch retried whole keeps its own order. Hence A2 is written from
+// kgo only after A1 was, from kgo or, earlier, from the spool, whose drain
+// writes A1 before A2 (in order, idempotent). Any record B arriving after
+// the flip goes to the spool after A1 and A2 and is drained after them;
+// if kgo's copy of A1 lands after B's, it is a later copy, not the first.
+// Before the flip nothing of the generation was spooled: a record kgo
+// answered then (written, or refused outright) is answered as before.
+//
+// Records with spool=0 are never spooled: they stay in kgo (their context
+// is their deadline, not the generation) and keep their answer. A record of
+// the same key arriving after the flip waits (held) until they are
+// answered, so that it is not drained ahead of one of them that kgo still
+// writes; records of other keys do not wait. While the topic spools, a
+// spool=0 record is refused (spoolOvertake). The topic goes to Kafka
+// directly again only when nothing of it is in kgo, waiting, or in the
+// spool (Spool.Pending is 0: the drain has Kafka's acknowledgement of every
+// entry).
 
 // maxAppendGroup bounds the records of one Spool.Append (one fsync).
 const maxAppendGroup = 2000
@@ -99,21 +122,42 @@ type gate struct {
 	spooling bool
 	gen      context.Context
 	cancel   context.CancelFunc
-	out      int          // records handed to kgo under the gate, not yet answered by it
-	held     []*spoolItem // records waiting for out to be 0
-	queued   int          // records in the append queue or being appended
+	// The records handed to kgo under the gate and not yet answered by
+	// it nor taken by a flip, in the order they were handed over; out
+	// counts them.
+	first, last *gateRec
+	out         int
+	held        []*spoolItem // records waiting for a spool=0 record of their key (blocks)
+	queued      int          // records in the append queue or being appended
 	// blind: no broker could say whether the topic exists (blindLocked):
 	// its next record spools, whatever the spool holds of it.
 	blind bool
+}
+
+// gateRec is a record handed to kgo under its topic's gate (pending's and
+// batchItem's): a link of the gate's list while kgo has it.
+type gateRec struct {
+	gate *gate           // nil: not gated (spool off, acks=0)
+	gen  context.Context // the generation it was handed over in; nil: spool=0
+	rec  *kgo.Record
+	// prev and next link the gate's list; linked while in it.
+	prev, next *gateRec
+	linked     bool
+	// item is its copy in the spool when a flip took it (g.mu): set, kgo's
+	// answer is ignored.
+	item *spoolItem
 }
 
 // spoolItem is a record on its way to the spool.
 type spoolItem struct {
 	rec  spool.Record
 	g    *gate
-	dup  bool          // its request got no answer: it may be in Kafka already
+	dup  bool          // handed to kgo before: it may be in Kafka already
 	done chan struct{} // closed once appended (err nil) or refused
 	err  error
+	// rest is how many items after it in the queue belong to its Append
+	// (a flip's records: appended all at once or none).
+	rest int
 }
 
 func openSpooler(cfg Config, log *slog.Logger, ps *producers, check *topicCheck, reg *prometheus.Registry) (*spooler, error) {
@@ -163,7 +207,7 @@ func (s *spooler) registerMetrics(reg *prometheus.Registry) {
 	s.m.spooled = counter("kproxy_spooled_total", "Records appended to the spool (answered 202, or spooled for a batch).")
 	s.m.drained = counter("kproxy_spool_drained_total", "Spooled records Kafka acknowledged (acks -1) and removed from the spool.")
 	s.m.dups = counter("kproxy_spool_duplicates_possible_total",
-		"Records spooled after a request carrying them got no answer: they may be in Kafka twice.")
+		"Records spooled while kgo still held them (their topic started spooling): their request may have been written, so they may be in Kafka twice.")
 	s.m.drainErrors = counter("kproxy_spool_drain_errors_total",
 		"Spooled records Kafka refused while draining (kept in the spool and retried).")
 	s.m.readErrors = counter("kproxy_spool_read_errors_total",
@@ -272,8 +316,7 @@ func (s *spooler) gate(topic string) *gate {
 func (s *spooler) directLocked(g *gate) bool {
 	if g.blind {
 		if !g.spooling {
-			g.spooling = true
-			g.cancel()
+			s.flipLocked(g)
 		}
 		return false
 	}
@@ -281,8 +324,7 @@ func (s *spooler) directLocked(g *gate) bool {
 		if s.sp.Pending(g.topic) == 0 {
 			return true
 		}
-		g.spooling = true // entries replayed by Open: they go first
-		g.cancel()
+		s.flipLocked(g) // entries replayed by Open: they go first
 		return false
 	}
 	if g.out == 0 && g.queued == 0 && len(g.held) == 0 && s.sp.Pending(g.topic) == 0 {
@@ -315,55 +357,127 @@ func (s *spooler) blind(topic string, after context.Context) {
 	g.mu.Unlock()
 }
 
-// flip makes g's topic spool, when gen is still its generation: gen's
-// records in kgo are failed (and spooled, settle), new ones are spooled.
-func (g *gate) flip(gen context.Context) {
-	g.mu.Lock()
-	if g.gen == gen && !g.spooling {
-		g.spooling = true
-		g.cancel()
+// addLocked keeps r, about to be handed to kgo under g (g.mu held), as n
+// at the end of g's list: gen is its generation (nil for a spool=0 record).
+func (g *gate) addLocked(n *gateRec, r *kgo.Record, gen context.Context) {
+	n.gate, n.gen, n.rec, n.item = g, gen, r, nil
+	n.prev, n.next, n.linked = g.last, nil, true
+	if g.last != nil {
+		g.last.next = n
+	} else {
+		g.first = n
 	}
-	g.mu.Unlock()
+	g.last = n
+	g.out++
+}
+
+func (g *gate) unlinkLocked(n *gateRec) {
+	if n.prev != nil {
+		n.prev.next = n.next
+	} else {
+		g.first = n.next
+	}
+	if n.next != nil {
+		n.next.prev = n.prev
+	} else {
+		g.last = n.prev
+	}
+	n.prev, n.next, n.linked = nil, nil, false
+	g.out--
+}
+
+// flip makes n's topic spool, when n is still in kgo (its generation is
+// then the gate's, since the gate changes generation only once nothing is
+// in kgo), and returns n's copy in the spool (nil: kgo answered it before
+// the flip, and that answer stands).
+func (s *spooler) flip(n *gateRec) *spoolItem {
+	g := n.gate
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if n.linked && !g.spooling {
+		s.flipLocked(g)
+	}
+	return n.item
+}
+
+// flipLocked makes g's topic spool (g.mu held): its generation is
+// cancelled, and its records in kgo are taken into the spool, in the order
+// they were handed over, as one Append; records arriving later are queued
+// after them (see above).
+func (s *spooler) flipLocked(g *gate) {
+	g.spooling = true
+	g.cancel()
+	var group []*spoolItem
+	for n := g.first; n != nil; {
+		next := n.next
+		if n.gen != nil {
+			n.item = newSpoolItem(g, n.rec, true)
+			group = append(group, n.item)
+			g.unlinkLocked(n)
+		}
+		n = next
+	}
+	if len(group) == 0 {
+		return
+	}
+	for i, it := range group {
+		it.rest = len(group) - 1 - i
+	}
+	g.queued += len(group)
+	s.push(group...)
+}
+
+// blocksLocked tells whether a record of key waits for a spool=0 record
+// of its key still in kgo (g.mu held; after a flip only those are in g's
+// list). Keyless records keep no order.
+func (g *gate) blocksLocked(key []byte) bool {
+	if key == nil {
+		return false
+	}
+	for n := g.first; n != nil; n = n.next {
+		if n.rec.Key != nil && string(n.rec.Key) == string(key) {
+			return true
+		}
+	}
+	return false
 }
 
 // holdLocked queues a new record of a spooling topic, g.mu held: after
-// every record of the topic still in kgo.
+// the spool=0 records of its key still in kgo.
 func (s *spooler) holdLocked(g *gate, it *spoolItem) {
 	g.queued++
 	g.blind = false // queued keeps the topic spooling, then Pending
-	if g.out > 0 {
+	if g.blocksLocked(it.rec.Key) {
 		g.held = append(g.held, it)
 		return
 	}
 	s.push(it)
 }
 
-// settle takes kgo's answer for a record handed to it under g: a record
-// failed with 503 or 504 after its topic flipped (flipped) is queued for
-// the spool, in the order kgo answers; the item is returned (nil: the
-// answer stands).
-func (s *spooler) settle(g *gate, r *kgo.Record, err error, trace sendTrace, flipped bool) *spoolItem {
-	var it *spoolItem
-	if err != nil && flipped {
-		if code, _ := produceStatus(err, trace); code == 503 || code == 504 {
-			it = newSpoolItem(g, r, code == 504)
-		}
-	}
+// settle takes kgo's answer for a record handed to it under its gate:
+// taken tells that a flip took it into the spool (the answer is ignored).
+// A spool=0 record answered lets the records of its key held for it go.
+func (s *spooler) settle(n *gateRec) (taken bool) {
+	g := n.gate
 	g.mu.Lock()
-	g.out--
-	if it != nil {
-		g.queued++
-		s.push(it)
+	defer g.mu.Unlock()
+	if !n.linked {
+		return true // taken: only a flip unlinks before the answer
 	}
-	if g.out == 0 {
-		for i, h := range g.held {
+	g.unlinkLocked(n)
+	if len(g.held) > 0 {
+		kept := g.held[:0]
+		for _, h := range g.held {
+			if g.blocksLocked(h.rec.Key) {
+				kept = append(kept, h)
+				continue
+			}
 			s.push(h)
-			g.held[i] = nil
 		}
-		g.held = g.held[:0]
+		clear(g.held[len(kept):])
+		g.held = kept
 	}
-	g.mu.Unlock()
-	return it
+	return false
 }
 
 // newSpoolItem copies r for the spool: its buffers are the request's.
@@ -383,16 +497,26 @@ func newSpoolItem(g *gate, r *kgo.Record, dup bool) *spoolItem {
 	return it
 }
 
-func (s *spooler) push(it *spoolItem) {
+// push queues items for the appender, in order.
+func (s *spooler) push(items ...*spoolItem) {
 	s.qmu.Lock()
 	if s.closed {
 		s.qmu.Unlock()
-		s.finish([]*spoolItem{it}, errSpoolClosed)
+		s.finish(items, errSpoolClosed)
 		return
 	}
-	s.queue = append(s.queue, it)
+	s.queue = append(s.queue, items...)
 	s.qmu.Unlock()
 	s.signal()
+}
+
+// groupEnd extends the first n items of q to the end of the flip's group
+// the last of them belongs to: a group is appended whole.
+func groupEnd(q []*spoolItem, n int) int {
+	if n == 0 {
+		return 0
+	}
+	return n + q[n-1].rest
 }
 
 func (s *spooler) signal() {
@@ -410,7 +534,7 @@ func (s *spooler) write() {
 		<-s.wake
 		for {
 			s.qmu.Lock()
-			n := min(len(s.queue), maxAppendGroup)
+			n := groupEnd(s.queue, min(len(s.queue), maxAppendGroup))
 			items := append([]*spoolItem(nil), s.queue[:n]...)
 			s.queue = s.queue[:copy(s.queue, s.queue[n:])]
 			closed := s.closed && len(s.queue) == 0
