@@ -502,3 +502,54 @@ func setMaxMessageBytes(t *testing.T, c *kfake.Cluster, topic string, limit int)
 		t.Fatalf("set max.message.bytes: %v", err)
 	}
 }
+
+// TestIdempotentInFlightPastDeadlineThenNextWritten: at acks=-1 a record's
+// produce request is held at the broker past produce_timeout_ms (answered
+// 504), then the broker writes it. The key's next record must be written
+// too. If kgo gives up on the request that is out (cancelling an idempotent
+// request in flight), it rewinds the partition's sequence number: the next
+// record goes out with the sequence number of the written one, the broker
+// takes it for a retry of that batch (same sequence, same record count),
+// answers success with the old offset, and the record answered 200 is not
+// in Kafka.
+func TestIdempotentInFlightPastDeadlineThenNextWritten(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 300 })
+	decode(t, p.post(t, "topic="+topic+"&key=k&acks=-1", unique(t, "warm-up"))) // producer ID, sequence 0
+	release := make(chan struct{})
+	var released atomic.Bool
+	defer func() {
+		if !released.Swap(true) {
+			close(release)
+		}
+	}()
+	var held atomic.Int32
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.DropControl() // only the next produce request
+		held.Add(1)
+		c.SleepControl(func() { <-release })
+		return nil, nil, false
+	})
+	heldBody := unique(t, "held-past-deadline")
+	if a := p.post(t, "topic="+topic+"&key=k&acks=-1", heldBody); a.code != 504 || !strings.Contains(a.body, "may have been written") {
+		t.Fatalf("record held at the broker past produce_timeout_ms: %d %q, want 504 \"may have been written\"", a.code, a.body)
+	}
+	if held.Load() != 1 {
+		t.Fatalf("%d produce requests held, want 1", held.Load())
+	}
+	released.Store(true)
+	close(release)
+	waitFor(t, "the held request written", func() bool { return inKafka(t, c)[string(heldBody)] == 1 })
+
+	for i := range 3 {
+		body := unique(t, "after-"+strconv.Itoa(i))
+		r := decode(t, p.post(t, "topic="+topic+"&key=k&acks=-1", body))
+		if n := inKafka(t, c)[string(body)]; n != 1 {
+			at := "no offset"
+			if r.Offset != nil {
+				at = "offset " + strconv.FormatInt(*r.Offset, 10)
+			}
+			t.Errorf("record %d after the held one answered 200 (%s), in Kafka %d times, want once", i, at, n)
+		}
+	}
+}
