@@ -205,7 +205,13 @@ func TestAmbiguousThenDefiniteIs504(t *testing.T) {
 // in kproxy: they are answered (504 or 503) at their deadline; none reaches
 // the broker after its deadline, and none answered 503 is ever written.
 // (A record sent before its deadline and answered 504 may be written:
-// that is what 504 says.)
+// that is what 504 says.) At acks=-1 kgo pipelines the queued records onto
+// the held request's connection at once (up to four requests per broker),
+// and the broker reads a connection's next request only once it answered
+// the one before: they reach it after the release although they left
+// before their deadline, so the arrival check is for acks 0 and 1 (one
+// request per broker out); TestQueuedPastDeadlineNeverWrittenIdempotent
+// holds acks=-1 records before anything is sent.
 func TestQueuedPastDeadlineNeverWritten(t *testing.T) {
 	for _, acks := range []string{"1", "0", "-1"} {
 		t.Run("acks="+acks, func(t *testing.T) {
@@ -250,7 +256,7 @@ func TestQueuedPastDeadlineNeverWritten(t *testing.T) {
 			decode(t, p.post(t, "topic="+topic+"&key=k&acks=1", unique(t, "after")))
 			kafka := inKafka(t, c)
 			for i, q := range queued {
-				if at, ok := arrivals.first(q); ok && at.Sub(posted[i]) > timeout+100*time.Millisecond {
+				if at, ok := arrivals.first(q); ok && acks != "-1" && at.Sub(posted[i]) > timeout+100*time.Millisecond {
 					t.Errorf("%q reached the broker %v after it was posted, past its deadline of %v", q, at.Sub(posted[i]), timeout)
 				}
 				if codes[i] == 503 && kafka[q] > 0 {
@@ -500,5 +506,56 @@ func setMaxMessageBytes(t *testing.T, c *kfake.Cluster, topic string, limit int)
 	}
 	if err != nil {
 		t.Fatalf("set max.message.bytes: %v", err)
+	}
+}
+
+// TestIdempotentInFlightPastDeadlineThenNextWritten: at acks=-1 a record's
+// produce request is held at the broker past produce_timeout_ms (answered
+// 504), then the broker writes it. The key's next record must be written
+// too. If kgo gives up on the request that is out (cancelling an idempotent
+// request in flight), it rewinds the partition's sequence number: the next
+// record goes out with the sequence number of the written one, the broker
+// takes it for a retry of that batch (same sequence, same record count),
+// answers success with the old offset, and the record answered 200 is not
+// in Kafka.
+func TestIdempotentInFlightPastDeadlineThenNextWritten(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 300 })
+	decode(t, p.post(t, "topic="+topic+"&key=k&acks=-1", unique(t, "warm-up"))) // producer ID, sequence 0
+	release := make(chan struct{})
+	var released atomic.Bool
+	defer func() {
+		if !released.Swap(true) {
+			close(release)
+		}
+	}()
+	var held atomic.Int32
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.DropControl() // only the next produce request
+		held.Add(1)
+		c.SleepControl(func() { <-release })
+		return nil, nil, false
+	})
+	heldBody := unique(t, "held-past-deadline")
+	if a := p.post(t, "topic="+topic+"&key=k&acks=-1", heldBody); a.code != 504 || !strings.Contains(a.body, "may have been written") {
+		t.Fatalf("record held at the broker past produce_timeout_ms: %d %q, want 504 \"may have been written\"", a.code, a.body)
+	}
+	if held.Load() != 1 {
+		t.Fatalf("%d produce requests held, want 1", held.Load())
+	}
+	released.Store(true)
+	close(release)
+	waitFor(t, "the held request written", func() bool { return inKafka(t, c)[string(heldBody)] == 1 })
+
+	for i := range 3 {
+		body := unique(t, "after-"+strconv.Itoa(i))
+		r := decode(t, p.post(t, "topic="+topic+"&key=k&acks=-1", body))
+		if n := inKafka(t, c)[string(body)]; n != 1 {
+			at := "no offset"
+			if r.Offset != nil {
+				at = "offset " + strconv.FormatInt(*r.Offset, 10)
+			}
+			t.Errorf("record %d after the held one answered 200 (%s), in Kafka %d times, want once", i, at, n)
+		}
 	}
 }

@@ -40,8 +40,8 @@ func acksIndex(acks []byte) (int, bool) {
 //     answer is deduplicated by the broker, never written twice. kgo keeps
 //     up to 5 requests per broker in flight (max_in_flight_requests applies
 //     to the acks=1 client only; kgo refuses it with idempotence) and
-//     orders them by sequence numbers; records may be failed by their
-//     deadline (see below).
+//     orders them by sequence numbers; a record in a request that is out
+//     is never failed by its deadline (see below).
 type producers struct {
 	leader *kgo.Client
 	all    *kgo.Client
@@ -116,13 +116,16 @@ func newProducers(cfg Config, log *slog.Logger, hooks producerHooks) (*producers
 	}
 	ps.all, err = kgo.NewClient(append(common[:len(common):len(common)],
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		// Without it kgo never fails an idempotent record by its context:
-		// a record queued behind a slow request would leave after its
-		// deadline, when the client was answered already. kgo's own
-		// retries stay deduplicated; a record failed while its request
-		// was out is answered 504 (produceStatus), so a client that
-		// sends it again was told it may be there.
-		kgo.AllowIdempotentProduceCancellation(),
+		// Not AllowIdempotentProduceCancellation: failing a request that
+		// is out rewinds the partition's sequence number, and when the
+		// broker wrote that request after all, the partition's next
+		// batch goes out with its sequence numbers; with as many records
+		// the broker takes it for a retry of the written one, answers
+		// success with the old offset and drops it: records answered
+		// 200 and not in Kafka. So kgo fails a record by its deadline
+		// only before its request leaves; one in a request that is out
+		// waits for the broker's answer inside kgo, while its handler
+		// answers 504 at the deadline and ignores the late outcome.
 		kgo.WithHooks(ps.traces[1], batch),
 	)...)
 	if err != nil {

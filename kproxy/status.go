@@ -52,10 +52,12 @@ func produceStatus(err error, t sendTrace) (int, string) {
 	}
 	if t.wrote && t.out {
 		// A request written since the record was handed over has not come
-		// to its end: kgo fails a partition's buffered records, in-flight
-		// ones included, on a metadata error for the topic, and at acks=-1
-		// by their deadline; and it may run this promise before the hook
-		// that counts a broken connection's request as lost.
+		// to its end: at acks 0 and 1 (not idempotent) kgo fails a
+		// partition's buffered records, in-flight ones included, on a
+		// metadata error for the topic and by their deadline (at acks=-1
+		// only records not sent yet: see newProducers); and it may run
+		// this promise before the hook that counts a broken connection's
+		// request as lost.
 		return 504, "kafka did not acknowledge the record: " + err.Error() + mayBeWritten
 	}
 	switch {
