@@ -80,8 +80,7 @@ listen_host: 127.0.0.1
 admin_addr: 127.0.0.1:$ADMIN_PORT
 broker_hosts: [$(printf "127.0.0.1:%s, " $(kafka_ports "$KAFKA_PORT") | sed "s/, $//")]
 CONF
-kafka_up() { kill -0 "$devstack_pid" 2>/dev/null || { echo "devstack exited:" >&4; cat "$work/devstack.log" >&4; exit 1; }; test -f "$work/ready"; }
-wait_for "kafka" 30 kafka_up
+wait_for "kafka" 30 devstack_up "$devstack_pid"
 "$KPROXY_BIN" -f "$work/kproxy.yaml" >"$work/kproxy.out" 2>&1 &
 kproxy_pid=$!
 pids+=($kproxy_pid)

@@ -52,8 +52,7 @@ bin/devstack -dir "$work/devstack" -zk-port "$ZK_PORT" -kafka-port "$KAFKA_PORT"
 	-ready-file "$work/ready" >"$work/devstack.log" 2>&1 &
 devstack_pid=$!
 pids+=($devstack_pid)
-stack_up() { kill -0 "$devstack_pid" 2>/dev/null || { echo "devstack exited:" >&4; cat "$work/devstack.log" >&4; exit 1; }; test -f "$work/ready"; }
-wait_for "the dev stack" 60 stack_up
+wait_for "the dev stack" 60 devstack_up "$devstack_pid"
 bin/preload -brokers "127.0.0.1:$KAFKA_PORT" -topic bench -records "$RECORDS"
 bin/preload -brokers "127.0.0.1:$KAFKA_PORT" -topic slow -records "$SLOW_RECORDS"
 

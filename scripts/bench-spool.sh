@@ -58,8 +58,7 @@ devstack_pid=$!
 pids+=($devstack_pid)
 # A frozen devstack does not stop on SIGTERM: thaw it on the way out.
 trap 'kill -CONT $devstack_pid 2>/dev/null; stop_pids "${pids[@]}"; rm -rf "$work"' EXIT
-kafka_up() { kill -0 "$devstack_pid" 2>/dev/null || { echo "devstack exited:" >&4; cat "$work/devstack.log" >&4; exit 1; }; test -f "$work/ready"; }
-wait_for "kafka" 30 kafka_up
+wait_for "kafka" 30 devstack_up "$devstack_pid"
 cat >"$work/kproxy.yaml" <<CONF
 log_dir: $work/log
 log_level: 2

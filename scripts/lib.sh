@@ -83,3 +83,11 @@ new_workdir() {
 	trap 'stop_pids "${pids[@]}"; if [ -n "${KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi' EXIT
 	trap 'exit 130' INT TERM
 }
+
+# devstack_up PID: true once the dev stack started as PID has written
+# $work/ready; when PID has exited, print $work/devstack.log to fd 4 and exit
+# (for wait_for: `wait_for kafka 30 devstack_up "$devstack_pid"`).
+devstack_up() {
+	kill -0 "$1" 2>/dev/null || { echo "devstack exited:" >&4; cat "$work/devstack.log" >&4; exit 1; }
+	test -f "$work/ready"
+}
