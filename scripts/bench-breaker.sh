@@ -74,25 +74,8 @@ backend_servers: [$backends]
 breaker_failures: $failures
 breaker_cooldown_ms: 1000
 CONF
-	cat >"$work/ktransfer.yaml" <<CONF
-log_dir: $work/log
-log_level: 2
-zk_chroot: /mq/test_cluster
-zk_hosts: [127.0.0.1:$ZK_PORT]
-module_conf_dir: $work/modules
-module_enabled: [$name]
-admin_addr: ""
-CONF
-	local pid
-	"$KTRANSFER_BIN" -f "$work/ktransfer.yaml" &
-	pid=$!
-	pids+=($pid)
-	done_pushing() {
-		kill -0 "$pid" 2>/dev/null || { echo "ktransfer exited; its log: $work/log" >&4; KEEP=1; exit 1; }
-		[ "$(stat "$SINK_PORT" distinct)" -ge "$RECORDS" ]
-	}
-	wait_for "ktransfer to push $RECORDS records" 900 done_pushing
-	stop_pids "$pid"
+	push_with_ktransfer "$name" "$RECORDS" 900 stat "$SINK_PORT" distinct
+	stop_pids "$ktransfer_pid"
 }
 
 healthy=127.0.0.1:$SINK_PORT dead=127.0.0.1:$DEAD_PORT

@@ -110,26 +110,9 @@ max_retry_times: -1
 fail_retry_interval_ms: 200
 backend_servers: [127.0.0.1:$SINK_PORT]
 CONF
-	cat >"$work/ktransfer.yaml" <<CONF
-log_dir: $work/log
-log_level: 2
-zk_chroot: /mq/test_cluster
-zk_hosts: [127.0.0.1:$ZK_PORT]
-module_conf_dir: $work/modules
-module_enabled: [$name]
-admin_addr: ""
-CONF
-	local pid
-	"$KTRANSFER_BIN" -f "$work/ktransfer.yaml" &
-	pid=$!
-	pids+=($pid)
-	done_pushing() {
-		kill -0 "$pid" 2>/dev/null || { echo "ktransfer exited; its log: $work/log" >&4; KEEP=1; exit 1; }
-		[ "$(stat distinct)" -ge "$n" ]
-	}
-	wait_for "ktransfer to push $n records" 600 done_pushing
-	RSS_MB=$(( $(awk '/VmHWM/ {print $2}' "/proc/$pid/status") / 1024 ))
-	stop_pids "$pid"
+	push_with_ktransfer "$name" "$n" 600 stat distinct
+	RSS_MB=$(( $(awk '/VmHWM/ {print $2}' "/proc/$ktransfer_pid/status") / 1024 ))
+	stop_pids "$ktransfer_pid"
 }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}'; }

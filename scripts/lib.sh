@@ -91,3 +91,35 @@ devstack_up() {
 	kill -0 "$1" 2>/dev/null || { echo "devstack exited:" >&4; cat "$work/devstack.log" >&4; exit 1; }
 	test -f "$work/ready"
 }
+
+# push_with_ktransfer NAME RECORDS SECS COUNT_CMD…: write $work/ktransfer.yaml
+# enabling module NAME (its file in $work/modules, ZooKeeper on $ZK_PORT),
+# start $KTRANSFER_BIN and wait up to SECS until COUNT_CMD prints at least
+# RECORDS; exit with its log kept when ktransfer exits first. Sets
+# ktransfer_pid and leaves it running.
+push_with_ktransfer() {
+	local name=$1 records=$2 secs=$3
+	shift 3
+	cat >"$work/ktransfer.yaml" <<CONF
+log_dir: $work/log
+log_level: 2
+zk_chroot: /mq/test_cluster
+zk_hosts: [127.0.0.1:$ZK_PORT]
+module_conf_dir: $work/modules
+module_enabled: [$name]
+admin_addr: ""
+CONF
+	"$KTRANSFER_BIN" -f "$work/ktransfer.yaml" &
+	ktransfer_pid=$!
+	pids+=($ktransfer_pid)
+	wait_for "ktransfer to push $records records" "$secs" ktransfer_pushed "$records" "$@"
+}
+
+# ktransfer_pushed RECORDS COUNT_CMD…: true when COUNT_CMD prints at least
+# RECORDS; exits the script when ktransfer ($ktransfer_pid) is gone.
+ktransfer_pushed() {
+	local records=$1
+	shift
+	kill -0 "$ktransfer_pid" 2>/dev/null || { echo "ktransfer exited; its log: $work/log" >&4; KEEP=1; exit 1; }
+	[ "$("$@")" -ge "$records" ]
+}
