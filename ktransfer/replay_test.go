@@ -197,6 +197,18 @@ func endTransaction(t *testing.T, cl *kgo.Client, commit kgo.TransactionEndTry) 
 	}
 }
 
+// dlqModule starts a Kafka with topic t and dead-letter topic dlq (one
+// partition each) and a backend answering with respond (nil: 200), and
+// returns module m of t pushing to it with dead_letter_topic dlq.
+func dlqModule(t *testing.T, respond func(n int, p push, w http.ResponseWriter)) (*env, *backend, ktransfer.Module) {
+	t.Helper()
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dlq", Partitions: 1})
+	b := newBackend(t, respond)
+	m := module("m", "t", b.URL)
+	m.DeadLetterTopic = "dlq"
+	return e, b, m
+}
+
 // replayWithin runs Replay, failing the test when it has not returned
 // within limit.
 func replayWithin(t *testing.T, cfg ktransfer.Config, limit time.Duration) ktransfer.ReplayReport {
@@ -218,10 +230,7 @@ func replayWithin(t *testing.T, cfg ktransfer.Config, limit time.Duration) ktran
 // into the replay: the replay ends with the one dead letter, without
 // waiting for offset 1.
 func TestReplayPastAnAbortedTransaction(t *testing.T) {
-	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dlq", Partitions: 1})
-	b := newBackend(t, nil)
-	m := module("m", "t", b.URL)
-	m.DeadLetterTopic = "dlq"
+	e, b, m := dlqModule(t, nil)
 	e.produceRecords(t, deadLetterOf("m", "t", 0, "committed"))
 	a := e.inTransaction(t, "a", deadLetterOf("m", "t", 1, "aborted"))
 	bt := e.inTransaction(t, "b", deadLetterOf("m", "t", 2, "after the end"))
@@ -244,10 +253,7 @@ func TestReplayPastAnAbortedTransaction(t *testing.T) {
 // TestReplayEndsOnAnAbortMarker: the last offset before the end is the
 // abort marker of a transaction whose record is not delivered.
 func TestReplayEndsOnAnAbortMarker(t *testing.T) {
-	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dlq", Partitions: 1})
-	b := newBackend(t, nil)
-	m := module("m", "t", b.URL)
-	m.DeadLetterTopic = "dlq"
+	e, _, m := dlqModule(t, nil)
 	e.produceRecords(t, deadLetterOf("m", "t", 0, "committed"))
 	endTransaction(t, e.inTransaction(t, "a", deadLetterOf("m", "t", 1, "aborted")), kgo.TryAbort)
 	if end := kafkatest.EndOffsets(t, e.kafka, e.kc, "dlq")[0]; end != 3 {
@@ -264,10 +270,7 @@ func TestReplayEndsOnAnAbortMarker(t *testing.T) {
 // replay ends once the partition has been quiet for the bound.
 func TestReplayBoundedBehindAnOpenTransaction(t *testing.T) {
 	defer ktransfer.SetReplayQuiet(time.Second)()
-	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dlq", Partitions: 1})
-	b := newBackend(t, nil)
-	m := module("m", "t", b.URL)
-	m.DeadLetterTopic = "dlq"
+	e, _, m := dlqModule(t, nil)
 	e.produceRecords(t, deadLetterOf("m", "t", 0, "committed"))
 	a := e.inTransaction(t, "a", deadLetterOf("m", "t", 1, "aborted"))
 	bt := e.inTransaction(t, "b", deadLetterOf("m", "t", 2, "open"))
@@ -293,10 +296,7 @@ func TestReplayBoundedBehindAnOpenTransaction(t *testing.T) {
 // faults on the broker, and runs a replay within limit.
 func replayOfThree(t *testing.T, limit time.Duration, faults func(*kafkatest.Faults)) (ktransfer.ReplayReport, error) {
 	t.Helper()
-	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dlq", Partitions: 1})
-	b := newBackend(t, nil)
-	m := module("m", "t", b.URL)
-	m.DeadLetterTopic = "dlq"
+	e, b, m := dlqModule(t, nil)
 	e.produceRecords(t, deadLetterOf("m", "t", 0, "a"), deadLetterOf("m", "t", 1, "b"), deadLetterOf("m", "t", 2, "c"))
 	faults(kafkatest.NewFaults(t, e.kafka))
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
@@ -360,10 +360,7 @@ func TestReplayGivesUpOnAnAbsentBroker(t *testing.T) {
 // topic without a ktransfer-module header is not another module's dead
 // letter: it is skipped as one without its origin headers.
 func TestReplaySkipsDeadLettersWithoutModule(t *testing.T) {
-	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dlq", Partitions: 1})
-	b := newBackend(t, nil)
-	m := module("m", "t", b.URL)
-	m.DeadLetterTopic = "dlq"
+	e, _, m := dlqModule(t, nil)
 	noModule := deadLetterOf("m", "t", 1, "no module")
 	noModule.Headers = noModule.Headers[1:]
 	e.produceRecords(t, deadLetterOf("m", "t", 0, "mine"), noModule, &kgo.Record{Topic: "dlq", Value: []byte("bare")},
@@ -379,10 +376,7 @@ func TestReplaySkipsDeadLettersWithoutModule(t *testing.T) {
 // only. With target_header such a dead letter goes to the module's uri:
 // the replay pushes it there, warns and counts it.
 func TestReplayWarnsOfDeadLettersWithoutOriginalHeaders(t *testing.T) {
-	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dlq", Partitions: 1})
-	b := newBackend(t, nil)
-	m := module("m", "t", b.URL)
-	m.DeadLetterTopic = "dlq"
+	e, b, m := dlqModule(t, nil)
 	m.Protocol.TargetHeader = "target"
 	withTarget := deadLetterOf("m", "t", 0, "with target")
 	withTarget.Headers = append(withTarget.Headers, kgo.RecordHeader{Key: "target", Value: []byte(b.URL + "/hook")})
@@ -419,10 +413,7 @@ func TestReplayWarnsOfDeadLettersWithoutOriginalHeaders(t *testing.T) {
 func TestReplayBackendDown(t *testing.T) {
 	for _, failures := range []int{0, 1} {
 		t.Run("breaker_failures="+strconv.Itoa(failures), func(t *testing.T) {
-			e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dlq", Partitions: 1})
-			b := newBackend(t, func(_ int, _ push, w http.ResponseWriter) { w.WriteHeader(500) })
-			m := module("m", "t", b.URL)
-			m.DeadLetterTopic = "dlq"
+			e, b, m := dlqModule(t, func(_ int, _ push, w http.ResponseWriter) { w.WriteHeader(500) })
 			m.MaxRetryTimes = 1
 			m.BreakerFailures, m.BreakerCooldownMs = failures, 20000
 			var recs []*kgo.Record
