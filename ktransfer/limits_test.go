@@ -19,11 +19,16 @@ import (
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
 
-// arrivalsWithin counts the pushes b received in [from, from+d).
-func arrivalsWithin(b *backend, from time.Time, d time.Duration) int {
+// pushesInFirst waits for b's first push and then for span to pass, and
+// counts the pushes b received in [first, first+span).
+func pushesInFirst(t *testing.T, b *backend, span time.Duration) int {
+	t.Helper()
+	waitFor(t, "the first push", 20*time.Second, func() bool { return len(b.got()) > 0 })
+	first := b.got()[0].at
+	waitFor(t, span.String()+" of pushes", span+7*time.Second, func() bool { return time.Since(first) > span+100*time.Millisecond })
 	n := 0
 	for _, p := range b.got() {
-		if !p.at.Before(from) && p.at.Before(from.Add(d)) {
+		if !p.at.Before(first) && p.at.Before(first.Add(span)) {
 			n++
 		}
 	}
@@ -40,10 +45,7 @@ func TestRateLimitHeld(t *testing.T) {
 	m := module("m", "t", b.URL)
 	m.RateLimit = 200 // burst: the default, 20
 	e.start(t, m)
-	waitFor(t, "the first push", 20*time.Second, func() bool { return len(b.got()) > 0 })
-	first := b.got()[0].at
-	waitFor(t, "10 s of pushes", 15*time.Second, func() bool { return time.Since(first) > 10*time.Second+100*time.Millisecond })
-	n := arrivalsWithin(b, first, 10*time.Second)
+	n := pushesInFirst(t, b, 10*time.Second)
 	t.Logf("%d pushes in the first 10 s at rate_limit 200 (burst 20)", n)
 	if n < 1800 || n > 2200 {
 		t.Errorf("%d pushes in 10 s, want 2000 ±10%%", n)
@@ -69,10 +71,7 @@ func TestRateLimitCountsRetries(t *testing.T) {
 	m := module("m", "t", b.URL)
 	m.RateLimit = 50
 	e.start(t, m)
-	waitFor(t, "the first push", 20*time.Second, func() bool { return len(b.got()) > 0 })
-	first := b.got()[0].at
-	waitFor(t, "3 s of pushes", 10*time.Second, func() bool { return time.Since(first) > 3*time.Second+100*time.Millisecond })
-	n := arrivalsWithin(b, first, 3*time.Second)
+	n := pushesInFirst(t, b, 3*time.Second)
 	t.Logf("%d requests (first attempts and retries) in 3 s at rate_limit 50 (burst 5)", n)
 	if n < 135 || n > 165 {
 		t.Errorf("%d requests in 3 s, want 150 ±10%%: retries must take tokens", n)
