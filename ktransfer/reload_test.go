@@ -291,18 +291,26 @@ func (s *syncBuffer) String() string {
 	return s.buf.String()
 }
 
+// startModuleM runs a Transfer, logging to logs, from files enabling
+// module m of topic t (partitions of it), which pushes to a backend that
+// accepts.
+func startModuleM(t *testing.T, partitions int32, logs *syncBuffer) (*env, *backend, confDir, *running) {
+	t.Helper()
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: partitions})
+	bk := newBackend(t, nil)
+	c := e.reloadConf(t, "m")
+	c.module(t, "m", "t", "m", bk.URL, "")
+	return e, bk, c, startConf(t, c, slog.New(slog.NewTextHandler(logs, nil)))
+}
+
 // TestReloadRefusesBadFiles: a reload whose files have problems (in
 // ktransfer.yaml and in a module file) is refused with every problem
 // logged, counted and in /status; the running configuration goes on
 // untouched (no partition moves). A change of a key that needs a restart
 // is applied as far as the modules go, logged, and listed.
 func TestReloadRefusesBadFiles(t *testing.T) {
-	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 2})
-	bk := newBackend(t, nil)
-	c := e.reloadConf(t, "m")
-	c.module(t, "m", "t", "m", bk.URL, "")
 	var logs syncBuffer
-	r := startConf(t, c, slog.New(slog.NewTextHandler(&logs, nil)))
+	e, bk, c, r := startModuleM(t, 2, &logs)
 	waitFor(t, "both partitions", 20*time.Second, func() bool { return len(e.owners(t, "m", "t")) == 2 })
 	produceN(t, e, 0, 100)
 	waitFor(t, "100 records", 20*time.Second, func() bool { return distinct(bk) == 100 })
@@ -596,12 +604,8 @@ func TestReloadSeesRewrittenSecretFile(t *testing.T) {
 // "needs a restart" warning. Before, it was only in last_reload, and a
 // refused reload warned about keys it did not apply.
 func TestReloadRestartNeededStaysInConfig(t *testing.T) {
-	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
-	bk := newBackend(t, nil)
-	c := e.reloadConf(t, "m")
-	c.module(t, "m", "t", "m", bk.URL, "")
 	var logs syncBuffer
-	r := startConf(t, c, slog.New(slog.NewTextHandler(&logs, nil)))
+	_, _, c, r := startModuleM(t, 1, &logs)
 	restartNeeded := func() []string { return r.tr.ConfigStatus().RestartNeeded }
 	waitFor(t, "m running", 20*time.Second, func() bool { st := r.tr.Status(); return len(st) == 1 && len(st[0].Partitions) == 1 })
 
