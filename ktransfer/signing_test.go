@@ -192,6 +192,26 @@ func TestSignedPushes(t *testing.T) {
 	}
 }
 
+// signingSecretsError writes a module file with signing_secrets and
+// returns its path and the error loading it gives (fatal if it loads).
+func signingSecretsError(t *testing.T, secrets ...string) (file, text string) {
+	t.Helper()
+	file = filepath.Join(t.TempDir(), "m.yaml")
+	yaml := "topic: t\nprotocol:\n uri: /p\n signing_secrets:\n"
+	for _, s := range secrets {
+		yaml += "  - " + s + "\n"
+	}
+	yaml += "backend_servers: [127.0.0.1:1]\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ktransfer.LoadModule(file)
+	if err == nil {
+		t.Fatal("loaded")
+	}
+	return file, err.Error()
+}
+
 // TestSigningSecretProblems: a secret file others can read, a missing
 // file, and inline secrets that are not Standard Webhooks keys are refused
 // at start, each naming the module file, the field and the value — an
@@ -200,19 +220,8 @@ func TestSigningSecretProblems(t *testing.T) {
 	readable := writeSecretFile(t, newSecret(t), 0o640)
 	short := "whsec_" + base64.StdEncoding.EncodeToString([]byte("sixteen bytes!!!"))
 	notB64 := "whsec_this-is-not*base64"
-	dir := t.TempDir()
-	file := filepath.Join(dir, "m.yaml")
-	missing := filepath.Join(dir, "nope.key")
-	yaml := fmt.Sprintf("topic: t\nprotocol:\n uri: /p\n signing_secrets:\n  - %s\n  - %s\n  - %s\n  - %s\nbackend_servers: [127.0.0.1:1]\n",
-		readable, missing, short, notB64)
-	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, err := ktransfer.LoadModule(file)
-	if err == nil {
-		t.Fatal("loaded")
-	}
-	text := err.Error()
+	missing := filepath.Join(t.TempDir(), "nope.key")
+	file, text := signingSecretsError(t, readable, missing, short, notB64)
 	for _, want := range []string{
 		file + `: protocol.signing_secrets[0]: ` + readable + ` is readable by group or others (mode -rw-r-----); chmod 600 it, got "` + readable + `"`,
 		file + `: protocol.signing_secrets[1]: neither a whsec_ secret nor a readable file (value not shown)`,
@@ -238,17 +247,7 @@ func TestSigningSecretTypedWithoutPrefixNotPrinted(t *testing.T) {
 	bare := base64.StdEncoding.EncodeToString([]byte("a secret of thirty-two bytes!!!!"))
 	upper := "WHSEC_" + base64.StdEncoding.EncodeToString([]byte("another secret, 32 bytes long!!!"))
 	missing := filepath.Join(t.TempDir(), "nope.key")
-	dir := t.TempDir()
-	file := filepath.Join(dir, "m.yaml")
-	yaml := fmt.Sprintf("topic: t\nprotocol:\n uri: /p\n signing_secrets:\n  - %s\n  - %s\n  - %s\nbackend_servers: [127.0.0.1:1]\n", bare, upper, missing)
-	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, err := ktransfer.LoadModule(file)
-	if err == nil {
-		t.Fatal("loaded")
-	}
-	text := err.Error()
+	file, text := signingSecretsError(t, bare, upper, missing)
 	for i := range 3 {
 		if want := fmt.Sprintf("%s: protocol.signing_secrets[%d]: neither a whsec_ secret nor a readable file (value not shown)", file, i); !strings.Contains(text, want) {
 			t.Errorf("error lacks %q:\n%s", want, text)
