@@ -2,19 +2,14 @@ package ktransfer_test
 
 import (
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
 )
 
 // TestKproxyAbortedBatchNeverPushed runs the chain kproxy → Kafka →
@@ -32,15 +27,7 @@ func TestKproxyAbortedBatchNeverPushed(t *testing.T) {
 	b := newBackend(t, nil)
 	e.start(t, module("m", "t", b.URL))
 
-	cfg := kproxy.DefaultConfig()
-	cfg.Port, cfg.ListenHost, cfg.AdminAddr = 0, "127.0.0.1", ""
-	cfg.BrokerHosts = e.kafka.ListenAddrs()
-	cfg.ReadTimeoutMs, cfg.WriteTimeoutMs = 2000, 2000
-	srv, err := kproxy.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runtest.Start(t, srv.Run, 30*time.Second)
+	srv := e.startKproxy(t)
 	post := func(label string) int {
 		t.Helper()
 		var recs []string

@@ -204,6 +204,22 @@ func TestTargetNotAllowedWithoutDeadLetter(t *testing.T) {
 	}
 }
 
+// startKproxy runs a kproxy on 127.0.0.1 in front of e's Kafka, read
+// and write timeouts 2 s, until the test ends.
+func (e *env) startKproxy(t *testing.T) *kproxy.Server {
+	t.Helper()
+	cfg := kproxy.DefaultConfig()
+	cfg.Port, cfg.ListenHost, cfg.AdminAddr = 0, "127.0.0.1", ""
+	cfg.BrokerHosts = e.kafka.ListenAddrs()
+	cfg.ReadTimeoutMs, cfg.WriteTimeoutMs = 2000, 2000
+	srv, err := kproxy.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtest.Start(t, srv.Run, 30*time.Second)
+	return srv
+}
+
 // TestAsynchronousCall: a client posts a body to kproxy with the URL to
 // call in X-Kafka-Header-Target; ktransfer calls that URL with the body,
 // later, in key order.
@@ -214,15 +230,7 @@ func TestAsynchronousCall(t *testing.T) {
 	m.Protocol.TargetHeader = "target"
 	e.start(t, m)
 
-	cfg := kproxy.DefaultConfig()
-	cfg.Port, cfg.ListenHost, cfg.AdminAddr = 0, "127.0.0.1", ""
-	cfg.BrokerHosts = e.kafka.ListenAddrs()
-	cfg.ReadTimeoutMs, cfg.WriteTimeoutMs = 2000, 2000
-	srv, err := kproxy.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runtest.Start(t, srv.Run, 30*time.Second)
+	srv := e.startKproxy(t)
 	for i := range 20 {
 		req, _ := http.NewRequest("POST", "http://"+srv.Addr().String()+"/commit?topic=calls&key=order-"+strconv.Itoa(i%2),
 			strings.NewReader(`{"n":`+strconv.Itoa(i)+`}`))
