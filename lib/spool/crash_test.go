@@ -159,6 +159,34 @@ func TestKill9(t *testing.T) {
 	t.Logf("acknowledged %d, found %d (in flight at the kill: %d), cut %d bytes", len(acked), len(found), len(found)-len(acked), st.Cut)
 }
 
+// limitFileSize lowers the file size limit to limit bytes (a full disk
+// past it: writes fail with EFBIG); raise sets it back.
+func limitFileSize(limit uint64) (raise func()) {
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		childFail("getrlimit: %v", err)
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: limit, Max: old.Max}); err != nil {
+		childFail("setrlimit: %v", err)
+	}
+	return func() {
+		if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+			childFail("setrlimit: %v", err)
+		}
+	}
+}
+
+// appendAfter sets the file size limit back with raise, appends "after",
+// prints "after ERROR-OR-nil" and closes s.
+func appendAfter(s *spool.Spool, raise func()) {
+	raise()
+	_, err := s.Append([]spool.Record{rec("t", "after")})
+	fmt.Printf("after %v\n", err)
+	if err := s.Close(); err != nil {
+		childFail("close: %v", err)
+	}
+}
+
 // childFileSizeLimit appends 600-byte records under a 20000-byte file size
 // limit until an append fails, then raises the limit and appends once
 // more. It prints "ok VALUE" per append that returned nil, then
@@ -169,13 +197,7 @@ func childFileSizeLimit(dir string) {
 	if err != nil {
 		childFail("open: %v", err)
 	}
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-		childFail("getrlimit: %v", err)
-	}
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: 20000, Max: old.Max}); err != nil {
-		childFail("setrlimit: %v", err)
-	}
+	raise := limitFileSize(20000)
 	value := strings.Repeat("v", 600)
 	for i := 0; ; i++ {
 		v := fmt.Sprintf("%03d%s", i, value)
@@ -194,14 +216,7 @@ func childFileSizeLimit(dir string) {
 		size += fi.Size()
 	}
 	fmt.Printf("size %d %d\n", size, s.Stats().Bytes)
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-		childFail("setrlimit: %v", err)
-	}
-	_, err = s.Append([]spool.Record{rec("t", "after")})
-	fmt.Printf("after %v\n", err)
-	if err := s.Close(); err != nil {
-		childFail("close: %v", err)
-	}
+	appendAfter(s, raise)
 }
 
 // A write past the file size limit (EFBIG, as a full disk's ENOSPC) fails
@@ -260,13 +275,7 @@ func childFullRoll(dir string) {
 			childFail("append before the limit: %v", err)
 		}
 	}
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-		childFail("getrlimit: %v", err)
-	}
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: 1000, Max: old.Max}); err != nil {
-		childFail("setrlimit: %v", err)
-	}
+	raise := limitFileSize(1000)
 	var mu sync.Mutex
 	seen := map[string]bool{}
 	var wg sync.WaitGroup
@@ -298,14 +307,7 @@ func childFullRoll(dir string) {
 	for msg := range seen {
 		fmt.Printf("err %s\n", strings.ReplaceAll(msg, "\n", " "))
 	}
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-		childFail("setrlimit: %v", err)
-	}
-	_, err = s.Append([]spool.Record{rec("t", "after")})
-	fmt.Printf("after %v\n", err)
-	if err := s.Close(); err != nil {
-		childFail("close: %v", err)
-	}
+	appendAfter(s, raise)
 }
 
 // A full disk while segments roll: a first write into a new segment fails
