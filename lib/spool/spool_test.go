@@ -421,33 +421,19 @@ func TestCutTornOrCorrupt(t *testing.T) {
 	size := entrySize(t, rec("t", "00"))
 	for _, tc := range []struct {
 		name   string
-		damage func(t *testing.T, segs []string) (file string, offset int64)
-		kept   []int // the entries left, of 0..14
+		damage func(t testing.TB, name string, at int64) // truncate or flip
+		seg    int                                       // the segment damaged, of 3
+		at     int64                                     // where
+		cut    int64                                     // the offset of the cut logged
+		kept   []int                                     // the entries left, of 0..14
 	}{
-		{"torn tail", func(t *testing.T, segs []string) (string, int64) {
-			truncate(t, segs[2], 5*size-3)
-			return segs[2], 4 * size
-		}, span(0, 14)},
-		{"torn header", func(t *testing.T, segs []string) (string, int64) {
-			truncate(t, segs[2], 4*size+5)
-			return segs[2], 4 * size
-		}, span(0, 14)},
-		{"corrupt byte in the last segment", func(t *testing.T, segs []string) (string, int64) {
-			flip(t, segs[2], 3*size+12)
-			return segs[2], 3 * size
-		}, span(0, 13)},
-		{"corrupt length in the last segment", func(t *testing.T, segs []string) (string, int64) {
-			flip(t, segs[2], 1*size+1)
-			return segs[2], 1 * size
-		}, span(0, 11)},
-		{"corrupt byte in the middle of a segment before the last", func(t *testing.T, segs []string) (string, int64) {
-			flip(t, segs[0], 2*size+size-1)
-			return segs[0], 2 * size
-		}, append(span(0, 2), span(5, 15)...)},
-		{"corrupt first entry of a segment before the last", func(t *testing.T, segs []string) (string, int64) {
-			flip(t, segs[1], 9)
-			return segs[1], 0
-		}, append(span(0, 5), span(10, 15)...)},
+		{"torn tail", truncate, 2, 5*size - 3, 4 * size, span(0, 14)},
+		{"torn header", truncate, 2, 4*size + 5, 4 * size, span(0, 14)},
+		{"corrupt byte in the last segment", flip, 2, 3*size + 12, 3 * size, span(0, 13)},
+		{"corrupt length in the last segment", flip, 2, 1*size + 1, 1 * size, span(0, 11)},
+		{"corrupt byte in the middle of a segment before the last", flip, 0, 2*size + size - 1, 2 * size,
+			append(span(0, 2), span(5, 15)...)},
+		{"corrupt first entry of a segment before the last", flip, 1, 9, 0, append(span(0, 5), span(10, 15)...)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -464,7 +450,8 @@ func TestCutTornOrCorrupt(t *testing.T) {
 			if len(segs) != 3 {
 				t.Fatalf("%d segments, want 3", len(segs))
 			}
-			file, offset := tc.damage(t, segs)
+			file, offset := segs[tc.seg], tc.cut
+			tc.damage(t, file, tc.at)
 			var before int64
 			for _, name := range segs {
 				before += fileSize(t, name)
