@@ -213,10 +213,16 @@ func dlqModule(t *testing.T, respond func(n int, p push, w http.ResponseWriter))
 // within limit.
 func replayWithin(t *testing.T, cfg ktransfer.Config, limit time.Duration) ktransfer.ReplayReport {
 	t.Helper()
+	return replayLogging(t, cfg, limit, testLog())
+}
+
+// replayLogging is replayWithin logging to log.
+func replayLogging(t *testing.T, cfg ktransfer.Config, limit time.Duration, log *slog.Logger) ktransfer.ReplayReport {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	start := time.Now()
-	rep, err := ktransfer.Replay(ctx, cfg, "m", time.Time{}, testLog())
+	rep, err := ktransfer.Replay(ctx, cfg, "m", time.Time{}, log)
 	if err != nil {
 		t.Fatalf("replay after %v: %v (%v)", time.Since(start).Round(time.Millisecond), err, rep)
 	}
@@ -276,12 +282,7 @@ func TestReplayBoundedBehindAnOpenTransaction(t *testing.T) {
 	bt := e.inTransaction(t, "b", deadLetterOf("m", "t", 2, "open"))
 	endTransaction(t, a, kgo.TryAbort)
 	var logs logBuffer
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	rep, err := ktransfer.Replay(ctx, e.config(t, 0, m), "m", time.Time{}, slog.New(slog.NewTextHandler(&logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := replayLogging(t, e.config(t, 0, m), 20*time.Second, slog.New(slog.NewTextHandler(&logs, nil)))
 	// Past the end: B's record at 2 and A's abort marker at 3.
 	if rep.Replayed != 1 || rep.GivenUp != 0 || rep.Skipped != 0 || rep.PastEnd != 2 {
 		t.Errorf("replay: %v; want the 1 committed dead letter, 2 offsets past the end", rep)
@@ -382,12 +383,7 @@ func TestReplayWarnsOfDeadLettersWithoutOriginalHeaders(t *testing.T) {
 	withTarget.Headers = append(withTarget.Headers, kgo.RecordHeader{Key: "target", Value: []byte(b.URL + "/hook")})
 	e.produceRecords(t, withTarget, deadLetterOf("m", "t", 1, "old"))
 	var logs logBuffer
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	rep, err := ktransfer.Replay(ctx, e.config(t, 0, m), "m", time.Time{}, slog.New(slog.NewTextHandler(&logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := replayLogging(t, e.config(t, 0, m), 20*time.Second, slog.New(slog.NewTextHandler(&logs, nil)))
 	if rep.Replayed != 2 || rep.WithoutHeaders != 1 || rep.Skipped != 0 {
 		t.Errorf("replay: %v; want 2 replayed, 1 without original headers", rep)
 	}
