@@ -659,6 +659,10 @@ func (s *spooler) drain(ctx context.Context) {
 		s.dmu.Lock()
 		s.chunk = s.chunk[:0]
 		for _, e := range fed {
+			if p := s.parked[e.Topic]; p != nil && !p.retrying {
+				s.parkLocked(p, e) // behind its topic's record held back just now
+				continue
+			}
 			s.addLocked(e)
 		}
 		for _, e := range read {
@@ -763,7 +767,8 @@ func (*drainRec) Done() <-chan struct{}       { return nil }
 func (*drainRec) Err() error                  { return nil }
 func (*drainRec) Value(any) any               { return nil }
 
-// addLocked adds e to the chunk (s.dmu held).
+// addLocked adds e to the chunk (s.dmu held), unless it is larger than
+// its topic's limit now (tooLargeLocked).
 func (s *spooler) addLocked(e spool.Entry) {
 	s.chunk = append(s.chunk, drainRec{})
 	d := &s.chunk[len(s.chunk)-1]
@@ -778,6 +783,45 @@ func (s *spooler) addLocked(e spool.Entry) {
 			d.rec.Headers[i] = kgo.RecordHeader{Key: h.Key, Value: h.Value}
 		}
 	}
+	if s.tooLargeLocked(d) {
+		s.chunk[len(s.chunk)-1] = drainRec{}
+		s.chunk = s.chunk[:len(s.chunk)-1]
+	}
+}
+
+// tooLargeLocked holds d back when it is larger than its topic's limit
+// now (s.dmu held), by the size rule /batch answers 413 by (recordSize),
+// which counts at least what kgo does: kgo would fail such a record alone,
+// when it is buffered, and send the later records of its partition ahead
+// of it. Its topic is parked at it instead: it and every later record of
+// the topic wait, in order; each retry reads the topic's
+// max.message.bytes again (refreshLocked) until the operator raises it.
+func (s *spooler) tooLargeLocked(d *drainRec) bool {
+	if s.check == nil {
+		return false
+	}
+	size, limit := recordSize(d.rec.Key, d.rec.Value, d.rec.Headers), int(s.check.batchMaxBytes(d.e.Topic))
+	if size <= limit {
+		return false
+	}
+	s.m.drainErrors.Inc()
+	p, pause := s.stopTopicLocked(d.e)
+	p.limit = true
+	if pause > 0 {
+		s.log.Error("spool drain: a spooled record is larger than its topic's limit now; the topic's records stay in the spool, "+
+			"in order, until max.message.bytes is raised (the topic's, or the broker's message.max.bytes) to at least the record's size",
+			"topic", d.e.Topic, "seq", d.e.Seq, "key", keyHint(d.e.Key), "record_bytes", size, "limit_bytes", limit, "retry_in", pause)
+	}
+	return true
+}
+
+// keyHint is the start of a key for a log line (the partition it goes to).
+func keyHint(k []byte) string {
+	const max = 32
+	if len(k) > max {
+		return string(k[:max]) + "…"
+	}
+	return string(k)
 }
 
 // drained is every drained record's promise: Kafka's acknowledgement is
@@ -918,46 +962,76 @@ func entryBytes(e spool.Entry) int {
 // after it, and produces them again after a pause. The drain client fails
 // a record only for what time does not cure by itself: the topic no longer
 // exists, writing is not allowed, the record is too large for the topic
-// now. The topic's entries stay in the spool, in order, retried after 1 s,
-// doubling to 30 s, until the operator fixes the cause; they are never
-// dropped. Other topics keep draining meanwhile.
+// now, or Kafka refuses the record itself (INVALID_RECORD: a keyless
+// record to a compacted topic; INVALID_TIMESTAMP). The topic's entries
+// stay in the spool, in order, retried after 1 s, doubling to 30 s, until
+// the operator fixes the cause; they are never dropped. Other topics keep
+// draining meanwhile.
 //
 // MESSAGE_TOO_LARGE for records that each fit: the topic's
 // max.message.bytes was lowered since the drain client built its batches
 // for it; they are rebuilt for the new limit before the retry
-// (refreshLocked). A record larger than the new limit stays parked.
+// (refreshLocked). A record larger than the new limit stays parked: the
+// drain holds it back before kgo has it (tooLargeLocked). kgo failing one
+// alone (its limit, read when it first produced to the partition, lower
+// than the one the drain checked: the limit changed in between) is not
+// excluded: its topic is parked as for any refusal, but the later records
+// of its partition in the same chunk may be written ahead of it, which
+// nothing can take back.
+//
+// ErrMaxBuffered is the drain client's own limit, not Kafka's: the record
+// is retried after the pause, not counted (the drain never hands the
+// client more than it buffers: it does not happen).
 func (s *spooler) refused(e spool.Entry, err error) {
 	s.dmu.Lock()
 	defer s.dmu.Unlock()
 	if s.stopped {
 		return // kproxy is stopping: the entry stays in the spool for the next start
 	}
-	s.m.drainErrors.Inc()
-	p := s.parked[e.Topic]
-	if p == nil {
-		p = &parkedTopic{topic: e.Topic}
-		s.parked[e.Topic] = p
+	own := errors.Is(err, kgo.ErrMaxBuffered)
+	if !own {
+		s.m.drainErrors.Inc()
 	}
-	s.parkLocked(p, e)
-	p.retrying = false
+	p, d := s.stopTopicLocked(e)
 	if errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID) {
 		p.purge = true
 	}
 	if errors.Is(err, kerr.MessageTooLarge) {
 		p.limit = true
 	}
-	if p.timer {
+	if d == 0 {
 		return
 	}
+	if own {
+		s.log.Warn("spool drain: the drain client's buffer is full; the topic's records are produced again after a pause",
+			"topic", e.Topic, "seq", e.Seq, "retry_in", d)
+		return
+	}
+	code, reason := produceStatus(err, sendTrace{})
+	s.log.Error("kafka refused a spooled record; its topic's records stay in the spool and are retried",
+		"topic", e.Topic, "seq", e.Seq, "code", code, "reason", reason, "retry_in", d, "err", err)
+}
+
+// stopTopicLocked parks e among its topic's parked entries (s.dmu held) and
+// starts the topic's pause, unless one is under way: d is the pause
+// started, 0 when none was.
+func (s *spooler) stopTopicLocked(e spool.Entry) (p *parkedTopic, d time.Duration) {
+	p = s.parked[e.Topic]
+	if p == nil {
+		p = &parkedTopic{topic: e.Topic}
+		s.parked[e.Topic] = p
+	}
+	s.parkLocked(p, e)
+	p.retrying = false
+	if p.timer {
+		return p, 0
+	}
 	p.timer = true
-	d := s.pause[e.Topic]
+	d = s.pause[e.Topic]
 	if d == 0 {
 		d = time.Second
 	}
 	s.pause[e.Topic] = min(2*d, 30*time.Second)
-	code, reason := produceStatus(err, sendTrace{})
-	s.log.Error("kafka refused a spooled record; its topic's records stay in the spool and are retried",
-		"topic", e.Topic, "seq", e.Seq, "code", code, "reason", reason, "retry_in", d, "err", err)
 	time.AfterFunc(d, func() {
 		s.dmu.Lock()
 		defer s.dmu.Unlock()
@@ -967,4 +1041,5 @@ func (s *spooler) refused(e spool.Entry, err error) {
 			s.wakeLocked()
 		}
 	})
+	return p, d
 }
