@@ -629,6 +629,14 @@ func (s *spooler) drain(ctx context.Context) {
 		s.dmu.Unlock()
 		var err error
 		read, next = next, read[:0] // read while the last chunk flushed
+		if room := drainChunk - len(fed); len(read) > room {
+			// The client buffers at most drainChunk records
+			// (MaxBufferedRecords): what does not fit waits for the
+			// next chunk, ahead of what is read then.
+			next = append(next, read[room:]...)
+			clear(read[room:])
+			read = read[:room]
+		}
 		if !full && len(read) < drainChunk-len(fed) {
 			read, err = s.readChunk(rctx, read, drainChunk-len(fed), len(fed) == 0 && len(read) == 0)
 		} else if len(fed) == 0 && len(read) == 0 {
@@ -685,7 +693,7 @@ func (s *spooler) drain(ctx context.Context) {
 		// becomes of them is decided once every answer of this one is in.
 		flushed := make(chan error, 1)
 		go func() { flushed <- s.drainC.Flush(ctx) }()
-		if !full {
+		if !full && len(next) < drainChunk {
 			next, _ = s.readChunk(doneCtx, next, drainChunk, false) // an error comes again at the next Read
 		}
 		if err := <-flushed; err != nil {
