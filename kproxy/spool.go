@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -104,7 +107,8 @@ type spooler struct {
 	stopped     bool                     // the drain client is closing: refusals are not retried
 	wakeDrain   context.CancelFunc       // ends the drain loop's wait (nil: it is not waiting)
 	amu         sync.Mutex
-	acks        []uint64 // seqs Kafka acknowledged, acked in the spool at the end of the chunk
+	acks        []uint64     // seqs Kafka acknowledged, acked in the spool every ackEvery
+	waiting     atomic.Int64 // records of the chunk without Kafka's answer yet
 
 	stopDrain context.CancelFunc
 	drainDone chan struct{}
@@ -179,6 +183,7 @@ func openSpooler(cfg Config, log *slog.Logger, ps *producers, check *topicCheck,
 		kgo.RecordDeliveryTimeout(0),
 		kgo.ManualFlushing(),
 		kgo.MaxBufferedRecords(drainChunk),
+		kgo.WithHooks(drainPartitioned{}),
 	)...)
 	if err != nil {
 		sp.Close()
@@ -226,6 +231,9 @@ func (s *spooler) registerMetrics(reg *prometheus.Registry) {
 	reg.MustRegister(parkedRecords{s, prometheus.NewDesc("kproxy_spool_parked_records",
 		"Records in the spool of a topic Kafka refused to the drain (unknown topic, denied, too large), by topic: "+
 			"kept and retried until Kafka takes them.", []string{"topic"}, nil)})
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kproxy_spool_drain_waiting_records",
+		Help: "Records the drain sent to Kafka and has no answer for yet (a partition without leader or in-sync replicas keeps them)."},
+		func() float64 { return float64(s.waiting.Load()) }))
 	gauge("kproxy_spool_oldest_age_seconds", "Age of the oldest record in the spool; 0 when empty.",
 		func(st spool.Stats) float64 {
 			if st.Oldest.IsZero() {
@@ -599,8 +607,9 @@ func (it *spoolItem) refusal() (int, string) {
 // drain reads the spool in order and produces it with the drain client in
 // chunks: the chunk's records are all handed to kgo (ManualFlushing:
 // nothing is sent yet), then flushed, and the next chunk waits for every
-// answer of this one. Kafka's acknowledgements are acked in the spool
-// together at the end of the chunk.
+// answer of this one (waitChunk). Kafka's acknowledgements are acked in the
+// spool as they come (every ackEvery), so that a topic whose records Kafka
+// took goes direct again while another partition of the chunk still waits.
 //
 // Why chunks: kgo fails a partition's buffered records together when Kafka
 // refuses one of its batches (failAllRecords), but their promises come
@@ -683,6 +692,7 @@ func (s *spooler) drain(ctx context.Context) {
 		s.dmu.Unlock()
 		clear(fed)
 		clear(read)
+		s.waiting.Store(int64(len(s.chunk)))
 		for i := range s.chunk {
 			s.drainC.Produce(context.Background(), &s.chunk[i].rec, s.onDrained)
 		}
@@ -696,11 +706,87 @@ func (s *spooler) drain(ctx context.Context) {
 		if !full && len(next) < drainChunk {
 			next, _ = s.readChunk(doneCtx, next, drainChunk, false) // an error comes again at the next Read
 		}
-		if err := <-flushed; err != nil {
+		if err := s.waitChunk(flushed); err != nil {
 			return // stopping: close flushes what is left
 		}
 		s.ackDrained()
 	}
+}
+
+// ackEvery is how often the drain acks what Kafka acknowledged while a
+// chunk is out; drainStallWarn is how long a chunk waits before its
+// outstanding records are logged (then every drainStallRepeat).
+const (
+	ackEvery         = 200 * time.Millisecond
+	drainStallWarn   = 10 * time.Second
+	drainStallRepeat = 30 * time.Second
+)
+
+// waitChunk waits for the chunk's flush (every answer of it), acking
+// Kafka's acknowledgements meanwhile, and logs the partitions still
+// without an answer while the chunk waits long (a retriable error that
+// does not end: no leader, NOT_ENOUGH_REPLICAS).
+func (s *spooler) waitChunk(flushed <-chan error) error {
+	tick := time.NewTicker(ackEvery)
+	defer tick.Stop()
+	start := time.Now()
+	warn := start.Add(drainStallWarn)
+	for {
+		select {
+		case err := <-flushed:
+			return err
+		case now := <-tick.C:
+			s.ackDrained()
+			if now.After(warn) {
+				warn = now.Add(drainStallRepeat)
+				s.log.Warn("spool drain: Kafka has not answered for records of the chunk; the next chunk waits for them, "+
+					"other topics' records already answered are drained", "waiting", now.Sub(start).Round(time.Second),
+					"records", s.waiting.Load(), "partitions", s.outstanding())
+			}
+		}
+	}
+}
+
+// outstanding names the partitions with records of the chunk Kafka has
+// not answered (topic[partition]=records; partition ? when kgo has not
+// placed the record yet), at most 20.
+func (s *spooler) outstanding() string {
+	type tp struct {
+		topic string
+		part  int32
+	}
+	counts := map[tp]int{}
+	for i := range s.chunk {
+		if d := &s.chunk[i]; !d.answered.Load() {
+			counts[tp{d.e.Topic, d.part.Load() - 1}]++
+		}
+	}
+	keys := make([]tp, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].topic != keys[j].topic {
+			return keys[i].topic < keys[j].topic
+		}
+		return keys[i].part < keys[j].part
+	})
+	var b strings.Builder
+	for i, k := range keys {
+		if i == 20 {
+			b.WriteString(" …")
+			break
+		}
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		part := "?"
+		if k.part >= 0 {
+			part = strconv.Itoa(int(k.part))
+		}
+		b.WriteString(k.topic + "[" + part + "]=" + strconv.Itoa(counts[k]))
+	}
+	return b.String()
 }
 
 // readFailed counts a failed read of the spool (an I/O error: lib/spool
@@ -768,6 +854,20 @@ var doneCtx = func() context.Context {
 type drainRec struct {
 	rec kgo.Record
 	e   spool.Entry
+	// part is the record's partition + 1 once kgo placed it (0: not
+	// yet); answered is set by its promise: for outstanding.
+	part     atomic.Int32
+	answered atomic.Bool
+}
+
+// drainPartitioned notes each drained record's partition for the stall
+// log: the record's own Partition field is kgo's to write meanwhile.
+type drainPartitioned struct{}
+
+func (drainPartitioned) OnProduceRecordPartitioned(r *kgo.Record, _ int32) {
+	if d, ok := r.Context.(*drainRec); ok {
+		d.part.Store(r.Partition + 1)
+	}
 }
 
 func (*drainRec) Deadline() (time.Time, bool) { return time.Time{}, false }
@@ -833,9 +933,11 @@ func keyHint(k []byte) string {
 }
 
 // drained is every drained record's promise: Kafka's acknowledgement is
-// acked in the spool at the end of the chunk (ackDrained).
+// acked in the spool by the drain (ackDrained, every ackEvery).
 func (s *spooler) drained(r *kgo.Record, err error) {
 	d := r.Context.(*drainRec)
+	d.answered.Store(true)
+	s.waiting.Add(-1)
 	if err != nil {
 		s.refused(d.e, err)
 		return
