@@ -107,8 +107,13 @@ type spooler struct {
 	stopped     bool                     // the drain client is closing: refusals are not retried
 	wakeDrain   context.CancelFunc       // ends the drain loop's wait (nil: it is not waiting)
 	amu         sync.Mutex
-	acks        []uint64     // seqs Kafka acknowledged, acked in the spool every ackEvery
-	waiting     atomic.Int64 // records of the chunk without Kafka's answer yet
+	acks        []uint64   // seqs Kafka acknowledged, acked in the spool every ackEvery
+	wait        *chunkWait // the chunk's records without Kafka's answer yet
+	drainOpts   []kgo.Opt  // the drain client's (setAside makes others)
+	// aside is the drain client set aside with its chunk, which Kafka
+	// had not answered in full within drainAside (nil: none; s.dmu);
+	// its topics' records wait, parked (parkedTopic.aside), until it is.
+	aside *asideChunk
 
 	stopDrain context.CancelFunc
 	drainDone chan struct{}
@@ -178,20 +183,21 @@ func openSpooler(cfg Config, log *slog.Logger, ps *producers, check *topicCheck,
 	// failing it by time, which would let a later record of its partition
 	// overtake it (the live clients fail records by their deadline). It
 	// sends only when the drain flushes a chunk (drain).
-	drainC, err := kgo.NewClient(append(ps.common[:len(ps.common):len(ps.common)],
+	drainOpts := append(ps.common[:len(ps.common):len(ps.common)],
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordDeliveryTimeout(0),
 		kgo.ManualFlushing(),
 		kgo.MaxBufferedRecords(drainChunk),
 		kgo.WithHooks(drainPartitioned{}),
-	)...)
+	)
+	drainC, err := kgo.NewClient(drainOpts...)
 	if err != nil {
 		sp.Close()
 		return nil, fmt.Errorf("kafka client for the spool's drain: %w", err)
 	}
 	afterD := time.Duration(cfg.SpoolAfterMs) * time.Millisecond
 	s := &spooler{sp: sp, log: log, after: newDeadlines(afterD), afterD: afterD,
-		drainC: drainC, check: check, gates: map[string]*gate{}, wake: make(chan struct{}, 1),
+		drainC: drainC, drainOpts: drainOpts, wait: &chunkWait{}, check: check, gates: map[string]*gate{}, wake: make(chan struct{}, 1),
 		parked: map[string]*parkedTopic{}, pause: map[string]time.Duration{},
 		errLog: sampled{log: log, every: time.Second}, readLog: sampled{log: log, every: 10 * time.Second}}
 	s.onDrained = s.drained
@@ -233,7 +239,15 @@ func (s *spooler) registerMetrics(reg *prometheus.Registry) {
 			"kept and retried until Kafka takes them.", []string{"topic"}, nil)})
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kproxy_spool_drain_waiting_records",
 		Help: "Records the drain sent to Kafka and has no answer for yet (a partition without leader or in-sync replicas keeps them)."},
-		func() float64 { return float64(s.waiting.Load()) }))
+		func() float64 {
+			s.dmu.Lock()
+			defer s.dmu.Unlock()
+			n := s.wait.n.Load()
+			if s.aside != nil {
+				n += s.aside.wait.n.Load()
+			}
+			return float64(n)
+		}))
 	gauge("kproxy_spool_oldest_age_seconds", "Age of the oldest record in the spool; 0 when empty.",
 		func(st spool.Stats) float64 {
 			if st.Oldest.IsZero() {
@@ -294,12 +308,19 @@ func (s *spooler) close(ctx context.Context) error {
 	}
 	s.dmu.Lock()
 	s.stopped = true
+	clients := []*kgo.Client{s.drainC}
+	if s.aside != nil {
+		clients = append(clients, s.aside.c) // its goroutine leaves it to close
+		s.aside = nil
+	}
 	s.dmu.Unlock()
 	var errs []error
-	if err := s.drainC.Flush(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("spool drain: %d records without kafka's answer stay in the spool: %w", s.drainC.BufferedProduceRecords(), err))
+	for _, c := range clients {
+		if err := c.Flush(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("spool drain: %d records without kafka's answer stay in the spool: %w", c.BufferedProduceRecords(), err))
+		}
+		c.Close()
 	}
-	s.drainC.Close()
 	s.ackDrained()
 	if err := s.sp.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close spool: %w", err))
@@ -692,9 +713,11 @@ func (s *spooler) drain(ctx context.Context) {
 		s.dmu.Unlock()
 		clear(fed)
 		clear(read)
-		s.waiting.Store(int64(len(s.chunk)))
+		s.wait.n.Store(int64(len(s.chunk)))
 		for i := range s.chunk {
-			s.drainC.Produce(context.Background(), &s.chunk[i].rec, s.onDrained)
+			d := &s.chunk[i] // where it is for good: appends moved the chunk
+			d.rec.Context, d.wait = d, s.wait
+			s.drainC.Produce(context.Background(), &d.rec, s.onDrained)
 		}
 		if len(s.chunk) == 0 {
 			continue
@@ -706,7 +729,7 @@ func (s *spooler) drain(ctx context.Context) {
 		if !full && len(next) < drainChunk {
 			next, _ = s.readChunk(doneCtx, next, drainChunk, false) // an error comes again at the next Read
 		}
-		if err := s.waitChunk(flushed); err != nil {
+		if err := s.waitChunk(ctx, flushed); err != nil {
 			return // stopping: close flushes what is left
 		}
 		s.ackDrained()
@@ -714,19 +737,26 @@ func (s *spooler) drain(ctx context.Context) {
 }
 
 // ackEvery is how often the drain acks what Kafka acknowledged while a
-// chunk is out; drainStallWarn is how long a chunk waits before its
-// outstanding records are logged (then every drainStallRepeat).
+// chunk is out; drainAside is how long a chunk waits before its client is
+// set aside (setAside); drainStallWarn is how long a chunk waits before
+// its outstanding records are logged (then every drainStallRepeat).
 const (
 	ackEvery         = 200 * time.Millisecond
+	drainAside       = 2 * time.Second
 	drainStallWarn   = 10 * time.Second
 	drainStallRepeat = 30 * time.Second
 )
 
+// chunkWait counts a chunk's records without Kafka's answer.
+type chunkWait struct{ n atomic.Int64 }
+
 // waitChunk waits for the chunk's flush (every answer of it), acking
-// Kafka's acknowledgements meanwhile, and logs the partitions still
-// without an answer while the chunk waits long (a retriable error that
-// does not end: no leader, NOT_ENOUGH_REPLICAS).
-func (s *spooler) waitChunk(flushed <-chan error) error {
+// Kafka's acknowledgements meanwhile. A chunk not answered in full within
+// drainAside is set aside with its client (setAside), one at a time, so
+// that a partition Kafka does not take records for (no leader,
+// NOT_ENOUGH_REPLICAS: retried without end) does not hold the other
+// topics' records. A chunk still waiting after drainStallWarn is logged.
+func (s *spooler) waitChunk(ctx context.Context, flushed <-chan error) error {
 	tick := time.NewTicker(ackEvery)
 	defer tick.Stop()
 	start := time.Now()
@@ -737,12 +767,116 @@ func (s *spooler) waitChunk(flushed <-chan error) error {
 			return err
 		case now := <-tick.C:
 			s.ackDrained()
+			if now.Sub(start) >= drainAside && s.setAside(ctx, flushed, start) {
+				return nil
+			}
 			if now.After(warn) {
 				warn = now.Add(drainStallRepeat)
-				s.log.Warn("spool drain: Kafka has not answered for records of the chunk; the next chunk waits for them, "+
-					"other topics' records already answered are drained", "waiting", now.Sub(start).Round(time.Second),
-					"records", s.waiting.Load(), "partitions", s.outstanding())
+				s.warnStall(now.Sub(start), s.chunk, s.wait)
 			}
+		}
+	}
+}
+
+func (s *spooler) warnStall(waited time.Duration, chunk []drainRec, w *chunkWait) {
+	s.log.Warn("spool drain: Kafka has not answered records of a chunk; its topics' records wait for them",
+		"waiting", waited.Round(time.Second), "records", w.n.Load(), "partitions", outstanding(chunk))
+}
+
+// asideChunk is a chunk set aside with its client (setAside).
+type asideChunk struct {
+	c      *kgo.Client
+	chunk  []drainRec
+	wait   *chunkWait
+	topics []string // the topics with records of it not answered when it was set aside
+}
+
+// setAside sets the chunk being flushed aside with its client, unless a
+// chunk is aside already, and a new client takes the next chunks. The
+// topics with records of it Kafka has not answered are parked (aside)
+// until it is answered in full: none of their records goes to the new
+// client meanwhile, so that a partition's records are in one client at a
+// time, in order. Its answers are acked as they come; once all are in,
+// its client is closed and its topics drain again (unless Kafka refused
+// a record of them: then they are parked as for any refusal). False: not
+// set aside.
+func (s *spooler) setAside(ctx context.Context, flushed <-chan error, start time.Time) bool {
+	s.dmu.Lock()
+	busy := s.aside != nil
+	s.dmu.Unlock()
+	if busy {
+		return false
+	}
+	c, err := kgo.NewClient(s.drainOpts...)
+	if err != nil {
+		s.errLog.warn("spool drain: a client to drain other topics while a chunk waits failed", "err", err)
+		return false
+	}
+	a := &asideChunk{c: s.drainC, chunk: s.chunk, wait: s.wait}
+	s.dmu.Lock()
+	for i := range a.chunk {
+		d := &a.chunk[i]
+		if d.answered.Load() {
+			continue
+		}
+		p := s.parked[d.e.Topic]
+		if p == nil {
+			p = &parkedTopic{topic: d.e.Topic}
+			s.parked[d.e.Topic] = p
+		}
+		if !p.aside {
+			p.aside, p.retrying = true, false
+			a.topics = append(a.topics, d.e.Topic)
+		}
+	}
+	s.aside, s.drainC, s.chunk, s.wait = a, c, nil, &chunkWait{}
+	s.dmu.Unlock()
+	s.log.Info("spool drain: Kafka has not answered every record of a chunk; its topics wait for it, the others drain on",
+		"waiting", time.Since(start).Round(time.Millisecond), "records", a.wait.n.Load(), "partitions", outstanding(a.chunk))
+	go s.awaitAside(ctx, a, flushed, start)
+	return true
+}
+
+// awaitAside waits for the answers of a chunk set aside, then closes its
+// client and lets its topics drain again.
+func (s *spooler) awaitAside(ctx context.Context, a *asideChunk, flushed <-chan error, start time.Time) {
+	tick := time.NewTicker(drainStallRepeat)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-flushed:
+			if err != nil {
+				return // stopping: close flushes it
+			}
+			s.ackDrained()
+			s.dmu.Lock()
+			if s.aside != a {
+				s.dmu.Unlock()
+				return // close took it
+			}
+			s.aside = nil
+			for _, t := range a.topics {
+				p := s.parked[t]
+				if p == nil || !p.aside {
+					continue
+				}
+				p.aside = false
+				switch {
+				case p.timer: // refused meanwhile: retried after its pause
+				case len(p.entries) == 0:
+					delete(s.parked, t)
+				default:
+					p.retrying = true
+				}
+			}
+			s.wakeLocked()
+			s.dmu.Unlock()
+			a.c.Close() // nothing buffered: it does not wait
+			return
+		case now := <-tick.C:
+			s.warnStall(now.Sub(start), a.chunk, a.wait)
+		case <-ctx.Done():
+			return
 		}
 	}
 }
@@ -750,14 +884,14 @@ func (s *spooler) waitChunk(flushed <-chan error) error {
 // outstanding names the partitions with records of the chunk Kafka has
 // not answered (topic[partition]=records; partition ? when kgo has not
 // placed the record yet), at most 20.
-func (s *spooler) outstanding() string {
+func outstanding(chunk []drainRec) string {
 	type tp struct {
 		topic string
 		part  int32
 	}
 	counts := map[tp]int{}
-	for i := range s.chunk {
-		if d := &s.chunk[i]; !d.answered.Load() {
+	for i := range chunk {
+		if d := &chunk[i]; !d.answered.Load() {
 			counts[tp{d.e.Topic, d.part.Load() - 1}]++
 		}
 	}
@@ -858,6 +992,7 @@ type drainRec struct {
 	// yet); answered is set by its promise: for outstanding.
 	part     atomic.Int32
 	answered atomic.Bool
+	wait     *chunkWait // its chunk's
 }
 
 // drainPartitioned notes each drained record's partition for the stall
@@ -881,7 +1016,7 @@ func (s *spooler) addLocked(e spool.Entry) {
 	s.chunk = append(s.chunk, drainRec{})
 	d := &s.chunk[len(s.chunk)-1]
 	d.e = e
-	d.rec = kgo.Record{Topic: e.Topic, Key: e.Key, Value: e.Value, Timestamp: e.Appended, Context: d}
+	d.rec = kgo.Record{Topic: e.Topic, Key: e.Key, Value: e.Value, Timestamp: e.Appended}
 	if d.rec.Value == nil {
 		d.rec.Value = emptyValue // never a tombstone
 	}
@@ -937,7 +1072,7 @@ func keyHint(k []byte) string {
 func (s *spooler) drained(r *kgo.Record, err error) {
 	d := r.Context.(*drainRec)
 	d.answered.Store(true)
-	s.waiting.Add(-1)
+	d.wait.n.Add(-1)
 	if err != nil {
 		s.refused(d.e, err)
 		return
@@ -975,6 +1110,9 @@ type parkedTopic struct {
 	entries  []spool.Entry
 	retrying bool // the pause is over: the entries go into the next chunk
 	timer    bool // a pause is under way
+	// aside: records of the topic are in a chunk set aside (setAside)
+	// and not all answered: it is not retried until they are.
+	aside bool
 	// Before the next retry, the drain client forgets the topic's
 	// partitions (purge), after the topic's max.message.bytes is asked
 	// again (limit).
@@ -1146,7 +1284,7 @@ func (s *spooler) stopTopicLocked(e spool.Entry) (p *parkedTopic, d time.Duratio
 		s.dmu.Lock()
 		defer s.dmu.Unlock()
 		p.timer = false
-		if !s.stopped && s.parked[p.topic] == p {
+		if !s.stopped && s.parked[p.topic] == p && !p.aside {
 			p.retrying = true
 			s.wakeLocked()
 		}

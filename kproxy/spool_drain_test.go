@@ -313,3 +313,48 @@ func TestSpoolDrainTooLargeRecordHoldsItsKey(t *testing.T) {
 		t.Errorf("written %s, want [k#0 k#1 k#2 k#3]", got)
 	}
 }
+
+// TestSpoolDrainStuckPartitionHoldsNoOtherTopic: after an outage, topic
+// stuck's partition keeps answering NOT_ENOUGH_REPLICAS (retriable: the
+// drain client retries it without end). The healthy topic's spooled
+// record is acknowledged meanwhile, so that its new records go to Kafka
+// directly again (200), and the stall shows in
+// kproxy_spool_drain_waiting_records; once stuck heals, it drains too.
+func TestSpoolDrainStuckPartitionHoldsNoOtherTopic(t *testing.T) {
+	const stuck = "stuck"
+	c := kafkatest.StartBrokers(t, 2, []kafkatest.Topic{{Name: topic, Partitions: 1}, {Name: stuck, Partitions: 1}})
+	if err := c.MoveTopicPartition(topic, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.MoveTopicPartition(stuck, 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	f := kafkatest.NewFaults(t, c)
+	end := f.Outage(kerr.NotLeaderForPartition.Code)
+	p := spoolProxy(t, c, nil)
+	if a := p.post(t, "topic="+stuck+"&key=s", unique(t, "s")); a.code != 202 {
+		t.Fatalf("%s: %d %s", stuck, a.code, a.body)
+	}
+	if a := p.post(t, "topic="+topic+"&key=e", unique(t, "e1")); a.code != 202 {
+		t.Fatalf("%s: %d %s", topic, a.code, a.body)
+	}
+	heal := refuseOn(c, 1, kerr.NotEnoughReplicas.Code) // stuck's leader, from before the outage ends
+	end()
+	deadline := time.Now().Add(10 * time.Second)
+	for metricInt(t, p, "kproxy_spool_records") != 1 {
+		if time.Now().After(deadline) {
+			heal()
+			t.Fatalf("%s's record not drained in 10 s while %s's partition is stuck: spool records %s, drained %s",
+				topic, stuck, p.metric(t, "kproxy_spool_records"), p.metric(t, "kproxy_spool_drained_total"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if a := p.post(t, "topic="+topic+"&key=e", unique(t, "e2")); a.code != 200 {
+		t.Errorf("%s drained, its new record answered %d %s, want 200", topic, a.code, a.body)
+	}
+	if n := metricInt(t, p, "kproxy_spool_drain_waiting_records"); n != 1 {
+		t.Errorf("kproxy_spool_drain_waiting_records %d, want 1 (%s's record)", n, stuck)
+	}
+	heal()
+	spoolEmpty(t, p)
+}
