@@ -652,6 +652,7 @@ func (s *spooler) drain(ctx context.Context) {
 	var fed, read, next []spool.Entry
 	for {
 		rctx, cancel := context.WithCancel(ctx) // cancelled by wakeLocked
+		s.askLimits()
 		s.dmu.Lock()
 		fed = s.feedLocked(fed[:0]) // parked records whose pause is over go first
 		full := s.parkedBytes >= maxParkedBytes
@@ -1179,19 +1180,36 @@ func (s *spooler) feedLocked(es []spool.Entry) []spool.Entry {
 	return es
 }
 
-// refreshLocked makes the drain client build p's batches anew before p's
-// records are retried: after MESSAGE_TOO_LARGE, with the topic's
-// max.message.bytes asked again (kgo reads a partition's batch limit once,
-// when it first produces to it); after an unknown topic, with the topic's
-// current ID (kgo keeps producing to a deleted topic's ID, which a topic
-// created again under its name does not have). s.dmu held.
-func (s *spooler) refreshLocked(p *parkedTopic) {
-	if p.limit && s.check != nil {
-		s.check.forget(p.topic)
-		if _, err := s.check.exists([]byte(p.topic), s.afterD); err != nil {
-			s.log.Warn("spool drain: reading the topic's max.message.bytes again failed", "topic", p.topic, "err", err)
+// askLimits asks the brokers again for the max.message.bytes of the
+// parked topics about to be retried after MESSAGE_TOO_LARGE (or a record
+// too large for them), without s.dmu: a request to the brokers.
+func (s *spooler) askLimits() {
+	if s.check == nil {
+		return
+	}
+	var topics []string
+	s.dmu.Lock()
+	for _, p := range s.parked {
+		if p.retrying && p.limit {
+			topics = append(topics, p.topic)
 		}
 	}
+	s.dmu.Unlock()
+	for _, t := range topics {
+		s.check.forget(t)
+		if _, err := s.check.exists([]byte(t), s.afterD); err != nil {
+			s.log.Warn("spool drain: reading the topic's max.message.bytes again failed", "topic", t, "err", err)
+		}
+	}
+}
+
+// refreshLocked makes the drain client build p's batches anew before p's
+// records are retried: after MESSAGE_TOO_LARGE, for the topic's
+// max.message.bytes asked again (askLimits; kgo reads a partition's batch
+// limit once, when it first produces to it); after an unknown topic, with
+// the topic's current ID (kgo keeps producing to a deleted topic's ID,
+// which a topic created again under its name does not have). s.dmu held.
+func (s *spooler) refreshLocked(p *parkedTopic) {
 	if p.purge || p.limit {
 		s.drainC.PurgeTopicsFromProducing(p.topic)
 	}
