@@ -31,6 +31,17 @@ const (
 	headerOverhead = 10
 )
 
+// recordSize is a record's size in a batch of its own, at most, as kgo
+// counts it (recordOverhead, headerOverhead): the size /batch answers 413
+// for, and the spool's drain holds a record back for.
+func recordSize(key, value []byte, headers []kgo.RecordHeader) int {
+	size := len(key) + len(value) + recordOverhead
+	for _, h := range headers {
+		size += len(h.Key) + len(h.Value) + headerOverhead
+	}
+	return size
+}
+
 // batchRecord is one record of a batch as a transport read it. Its slices
 // must stay untouched until the records are answered: kgo holds them.
 type batchRecord struct {
@@ -129,10 +140,7 @@ func (s *Server) checkBatch(rule *clientRule, recs []batchRecord, now time.Time,
 			e.index, e.reason = i, "record "+strconv.Itoa(i)+": "+e.reason
 			return &e
 		}
-		size := len(r.value) + len(r.key) + recordOverhead
-		for _, h := range r.headers {
-			size += len(h.Key) + len(h.Value) + headerOverhead
-		}
+		size := recordSize(r.key, r.value, r.headers)
 		if size > s.cfg.MaxMessageBytes {
 			return refuse(413, i, "record of "+strconv.Itoa(size)+" bytes larger than max_message_bytes ("+strconv.Itoa(s.cfg.MaxMessageBytes)+")")
 		}

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -104,7 +107,13 @@ type spooler struct {
 	stopped     bool                     // the drain client is closing: refusals are not retried
 	wakeDrain   context.CancelFunc       // ends the drain loop's wait (nil: it is not waiting)
 	amu         sync.Mutex
-	acks        []uint64 // seqs Kafka acknowledged, acked in the spool at the end of the chunk
+	acks        []uint64   // seqs Kafka acknowledged, acked in the spool every ackEvery
+	wait        *chunkWait // the chunk's records without Kafka's answer yet
+	drainOpts   []kgo.Opt  // the drain client's (setAside makes others)
+	// aside is the drain client set aside with its chunk, which Kafka
+	// had not answered in full within drainAside (nil: none; s.dmu);
+	// its topics' records wait, parked (parkedTopic.aside), until it is.
+	aside *asideChunk
 
 	stopDrain context.CancelFunc
 	drainDone chan struct{}
@@ -174,19 +183,21 @@ func openSpooler(cfg Config, log *slog.Logger, ps *producers, check *topicCheck,
 	// failing it by time, which would let a later record of its partition
 	// overtake it (the live clients fail records by their deadline). It
 	// sends only when the drain flushes a chunk (drain).
-	drainC, err := kgo.NewClient(append(ps.common[:len(ps.common):len(ps.common)],
+	drainOpts := append(ps.common[:len(ps.common):len(ps.common)],
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordDeliveryTimeout(0),
 		kgo.ManualFlushing(),
 		kgo.MaxBufferedRecords(drainChunk),
-	)...)
+		kgo.WithHooks(drainPartitioned{}),
+	)
+	drainC, err := kgo.NewClient(drainOpts...)
 	if err != nil {
 		sp.Close()
 		return nil, fmt.Errorf("kafka client for the spool's drain: %w", err)
 	}
 	afterD := time.Duration(cfg.SpoolAfterMs) * time.Millisecond
 	s := &spooler{sp: sp, log: log, after: newDeadlines(afterD), afterD: afterD,
-		drainC: drainC, check: check, gates: map[string]*gate{}, wake: make(chan struct{}, 1),
+		drainC: drainC, drainOpts: drainOpts, wait: &chunkWait{}, check: check, gates: map[string]*gate{}, wake: make(chan struct{}, 1),
 		parked: map[string]*parkedTopic{}, pause: map[string]time.Duration{},
 		errLog: sampled{log: log, every: time.Second}, readLog: sampled{log: log, every: 10 * time.Second}}
 	s.onDrained = s.drained
@@ -226,6 +237,17 @@ func (s *spooler) registerMetrics(reg *prometheus.Registry) {
 	reg.MustRegister(parkedRecords{s, prometheus.NewDesc("kproxy_spool_parked_records",
 		"Records in the spool of a topic Kafka refused to the drain (unknown topic, denied, too large), by topic: "+
 			"kept and retried until Kafka takes them.", []string{"topic"}, nil)})
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kproxy_spool_drain_waiting_records",
+		Help: "Records the drain sent to Kafka and has no answer for yet (a partition without leader or in-sync replicas keeps them)."},
+		func() float64 {
+			s.dmu.Lock()
+			defer s.dmu.Unlock()
+			n := s.wait.n.Load()
+			if s.aside != nil {
+				n += s.aside.wait.n.Load()
+			}
+			return float64(n)
+		}))
 	gauge("kproxy_spool_oldest_age_seconds", "Age of the oldest record in the spool; 0 when empty.",
 		func(st spool.Stats) float64 {
 			if st.Oldest.IsZero() {
@@ -286,12 +308,19 @@ func (s *spooler) close(ctx context.Context) error {
 	}
 	s.dmu.Lock()
 	s.stopped = true
+	clients := []*kgo.Client{s.drainC}
+	if s.aside != nil {
+		clients = append(clients, s.aside.c) // its goroutine leaves it to close
+		s.aside = nil
+	}
 	s.dmu.Unlock()
 	var errs []error
-	if err := s.drainC.Flush(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("spool drain: %d records without kafka's answer stay in the spool: %w", s.drainC.BufferedProduceRecords(), err))
+	for _, c := range clients {
+		if err := c.Flush(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("spool drain: %d records without kafka's answer stay in the spool: %w", c.BufferedProduceRecords(), err))
+		}
+		c.Close()
 	}
-	s.drainC.Close()
 	s.ackDrained()
 	if err := s.sp.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close spool: %w", err))
@@ -599,8 +628,9 @@ func (it *spoolItem) refusal() (int, string) {
 // drain reads the spool in order and produces it with the drain client in
 // chunks: the chunk's records are all handed to kgo (ManualFlushing:
 // nothing is sent yet), then flushed, and the next chunk waits for every
-// answer of this one. Kafka's acknowledgements are acked in the spool
-// together at the end of the chunk.
+// answer of this one (waitChunk). Kafka's acknowledgements are acked in the
+// spool as they come (every ackEvery), so that a topic whose records Kafka
+// took goes direct again while another partition of the chunk still waits.
 //
 // Why chunks: kgo fails a partition's buffered records together when Kafka
 // refuses one of its batches (failAllRecords), but their promises come
@@ -622,6 +652,7 @@ func (s *spooler) drain(ctx context.Context) {
 	var fed, read, next []spool.Entry
 	for {
 		rctx, cancel := context.WithCancel(ctx) // cancelled by wakeLocked
+		s.askLimits()
 		s.dmu.Lock()
 		fed = s.feedLocked(fed[:0]) // parked records whose pause is over go first
 		full := s.parkedBytes >= maxParkedBytes
@@ -629,6 +660,14 @@ func (s *spooler) drain(ctx context.Context) {
 		s.dmu.Unlock()
 		var err error
 		read, next = next, read[:0] // read while the last chunk flushed
+		if room := drainChunk - len(fed); len(read) > room {
+			// The client buffers at most drainChunk records
+			// (MaxBufferedRecords): what does not fit waits for the
+			// next chunk, ahead of what is read then.
+			next = append(next, read[room:]...)
+			clear(read[room:])
+			read = read[:room]
+		}
 		if !full && len(read) < drainChunk-len(fed) {
 			read, err = s.readChunk(rctx, read, drainChunk-len(fed), len(fed) == 0 && len(read) == 0)
 		} else if len(fed) == 0 && len(read) == 0 {
@@ -659,6 +698,10 @@ func (s *spooler) drain(ctx context.Context) {
 		s.dmu.Lock()
 		s.chunk = s.chunk[:0]
 		for _, e := range fed {
+			if p := s.parked[e.Topic]; p != nil && !p.retrying {
+				s.parkLocked(p, e) // behind its topic's record held back just now
+				continue
+			}
 			s.addLocked(e)
 		}
 		for _, e := range read {
@@ -671,8 +714,11 @@ func (s *spooler) drain(ctx context.Context) {
 		s.dmu.Unlock()
 		clear(fed)
 		clear(read)
+		s.wait.n.Store(int64(len(s.chunk)))
 		for i := range s.chunk {
-			s.drainC.Produce(context.Background(), &s.chunk[i].rec, s.onDrained)
+			d := &s.chunk[i] // where it is for good: appends moved the chunk
+			d.rec.Context, d.wait = d, s.wait
+			s.drainC.Produce(context.Background(), &d.rec, s.onDrained)
 		}
 		if len(s.chunk) == 0 {
 			continue
@@ -681,14 +727,201 @@ func (s *spooler) drain(ctx context.Context) {
 		// becomes of them is decided once every answer of this one is in.
 		flushed := make(chan error, 1)
 		go func() { flushed <- s.drainC.Flush(ctx) }()
-		if !full {
+		if !full && len(next) < drainChunk {
 			next, _ = s.readChunk(doneCtx, next, drainChunk, false) // an error comes again at the next Read
 		}
-		if err := <-flushed; err != nil {
+		if err := s.waitChunk(ctx, flushed); err != nil {
 			return // stopping: close flushes what is left
 		}
 		s.ackDrained()
 	}
+}
+
+// ackEvery is how often the drain acks what Kafka acknowledged while a
+// chunk is out; drainAside is how long a chunk waits before its client is
+// set aside (setAside); drainStallWarn is how long a chunk waits before
+// its outstanding records are logged (then every drainStallRepeat).
+const (
+	ackEvery         = 200 * time.Millisecond
+	drainAside       = 2 * time.Second
+	drainStallWarn   = 10 * time.Second
+	drainStallRepeat = 30 * time.Second
+)
+
+// chunkWait counts a chunk's records without Kafka's answer.
+type chunkWait struct{ n atomic.Int64 }
+
+// waitChunk waits for the chunk's flush (every answer of it), acking
+// Kafka's acknowledgements meanwhile. A chunk not answered in full within
+// drainAside is set aside with its client (setAside), one at a time, so
+// that a partition Kafka does not take records for (no leader,
+// NOT_ENOUGH_REPLICAS: retried without end) does not hold the other
+// topics' records. A chunk still waiting after drainStallWarn is logged.
+func (s *spooler) waitChunk(ctx context.Context, flushed <-chan error) error {
+	tick := time.NewTicker(ackEvery)
+	defer tick.Stop()
+	start := time.Now()
+	warn := start.Add(drainStallWarn)
+	for {
+		select {
+		case err := <-flushed:
+			return err
+		case now := <-tick.C:
+			s.ackDrained()
+			if now.Sub(start) >= drainAside && s.setAside(ctx, flushed, start) {
+				return nil
+			}
+			if now.After(warn) {
+				warn = now.Add(drainStallRepeat)
+				s.warnStall(now.Sub(start), s.chunk, s.wait)
+			}
+		}
+	}
+}
+
+func (s *spooler) warnStall(waited time.Duration, chunk []drainRec, w *chunkWait) {
+	s.log.Warn("spool drain: Kafka has not answered records of a chunk; its topics' records wait for them",
+		"waiting", waited.Round(time.Second), "records", w.n.Load(), "partitions", outstanding(chunk))
+}
+
+// asideChunk is a chunk set aside with its client (setAside).
+type asideChunk struct {
+	c      *kgo.Client
+	chunk  []drainRec
+	wait   *chunkWait
+	topics []string // the topics with records of it not answered when it was set aside
+}
+
+// setAside sets the chunk being flushed aside with its client, unless a
+// chunk is aside already, and a new client takes the next chunks. The
+// topics with records of it Kafka has not answered are parked (aside)
+// until it is answered in full: none of their records goes to the new
+// client meanwhile, so that a partition's records are in one client at a
+// time, in order. Its answers are acked as they come; once all are in,
+// its client is closed and its topics drain again (unless Kafka refused
+// a record of them: then they are parked as for any refusal). False: not
+// set aside.
+func (s *spooler) setAside(ctx context.Context, flushed <-chan error, start time.Time) bool {
+	s.dmu.Lock()
+	busy := s.aside != nil
+	s.dmu.Unlock()
+	if busy {
+		return false
+	}
+	c, err := kgo.NewClient(s.drainOpts...)
+	if err != nil {
+		s.errLog.warn("spool drain: a client to drain other topics while a chunk waits failed", "err", err)
+		return false
+	}
+	a := &asideChunk{c: s.drainC, chunk: s.chunk, wait: s.wait}
+	s.dmu.Lock()
+	for i := range a.chunk {
+		d := &a.chunk[i]
+		if d.answered.Load() {
+			continue
+		}
+		p := s.parked[d.e.Topic]
+		if p == nil {
+			p = &parkedTopic{topic: d.e.Topic}
+			s.parked[d.e.Topic] = p
+		}
+		if !p.aside {
+			p.aside, p.retrying = true, false
+			a.topics = append(a.topics, d.e.Topic)
+		}
+	}
+	s.aside, s.drainC, s.chunk, s.wait = a, c, nil, &chunkWait{}
+	s.dmu.Unlock()
+	s.log.Info("spool drain: Kafka has not answered every record of a chunk; its topics wait for it, the others drain on",
+		"waiting", time.Since(start).Round(time.Millisecond), "records", a.wait.n.Load(), "partitions", outstanding(a.chunk))
+	go s.awaitAside(ctx, a, flushed, start)
+	return true
+}
+
+// awaitAside waits for the answers of a chunk set aside, then closes its
+// client and lets its topics drain again.
+func (s *spooler) awaitAside(ctx context.Context, a *asideChunk, flushed <-chan error, start time.Time) {
+	tick := time.NewTicker(drainStallRepeat)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-flushed:
+			if err != nil {
+				return // stopping: close flushes it
+			}
+			s.ackDrained()
+			s.dmu.Lock()
+			if s.aside != a {
+				s.dmu.Unlock()
+				return // close took it
+			}
+			s.aside = nil
+			for _, t := range a.topics {
+				p := s.parked[t]
+				if p == nil || !p.aside {
+					continue
+				}
+				p.aside = false
+				switch {
+				case p.timer: // refused meanwhile: retried after its pause
+				case len(p.entries) == 0:
+					delete(s.parked, t)
+				default:
+					p.retrying = true
+				}
+			}
+			s.wakeLocked()
+			s.dmu.Unlock()
+			a.c.Close() // nothing buffered: it does not wait
+			return
+		case now := <-tick.C:
+			s.warnStall(now.Sub(start), a.chunk, a.wait)
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// outstanding names the partitions with records of the chunk Kafka has
+// not answered (topic[partition]=records; partition ? when kgo has not
+// placed the record yet), at most 20.
+func outstanding(chunk []drainRec) string {
+	type tp struct {
+		topic string
+		part  int32
+	}
+	counts := map[tp]int{}
+	for i := range chunk {
+		if d := &chunk[i]; !d.answered.Load() {
+			counts[tp{d.e.Topic, d.part.Load() - 1}]++
+		}
+	}
+	keys := make([]tp, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].topic != keys[j].topic {
+			return keys[i].topic < keys[j].topic
+		}
+		return keys[i].part < keys[j].part
+	})
+	var b strings.Builder
+	for i, k := range keys {
+		if i == 20 {
+			b.WriteString(" …")
+			break
+		}
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		part := "?"
+		if k.part >= 0 {
+			part = strconv.Itoa(int(k.part))
+		}
+		b.WriteString(k.topic + "[" + part + "]=" + strconv.Itoa(counts[k]))
+	}
+	return b.String()
 }
 
 // readFailed counts a failed read of the spool (an I/O error: lib/spool
@@ -756,6 +989,21 @@ var doneCtx = func() context.Context {
 type drainRec struct {
 	rec kgo.Record
 	e   spool.Entry
+	// part is the record's partition + 1 once kgo placed it (0: not
+	// yet); answered is set by its promise: for outstanding.
+	part     atomic.Int32
+	answered atomic.Bool
+	wait     *chunkWait // its chunk's
+}
+
+// drainPartitioned notes each drained record's partition for the stall
+// log: the record's own Partition field is kgo's to write meanwhile.
+type drainPartitioned struct{}
+
+func (drainPartitioned) OnProduceRecordPartitioned(r *kgo.Record, _ int32) {
+	if d, ok := r.Context.(*drainRec); ok {
+		d.part.Store(r.Partition + 1)
+	}
 }
 
 func (*drainRec) Deadline() (time.Time, bool) { return time.Time{}, false }
@@ -763,12 +1011,13 @@ func (*drainRec) Done() <-chan struct{}       { return nil }
 func (*drainRec) Err() error                  { return nil }
 func (*drainRec) Value(any) any               { return nil }
 
-// addLocked adds e to the chunk (s.dmu held).
+// addLocked adds e to the chunk (s.dmu held), unless it is larger than
+// its topic's limit now (tooLargeLocked).
 func (s *spooler) addLocked(e spool.Entry) {
 	s.chunk = append(s.chunk, drainRec{})
 	d := &s.chunk[len(s.chunk)-1]
 	d.e = e
-	d.rec = kgo.Record{Topic: e.Topic, Key: e.Key, Value: e.Value, Timestamp: e.Appended, Context: d}
+	d.rec = kgo.Record{Topic: e.Topic, Key: e.Key, Value: e.Value, Timestamp: e.Appended}
 	if d.rec.Value == nil {
 		d.rec.Value = emptyValue // never a tombstone
 	}
@@ -778,12 +1027,53 @@ func (s *spooler) addLocked(e spool.Entry) {
 			d.rec.Headers[i] = kgo.RecordHeader{Key: h.Key, Value: h.Value}
 		}
 	}
+	if s.tooLargeLocked(d) {
+		s.chunk[len(s.chunk)-1] = drainRec{}
+		s.chunk = s.chunk[:len(s.chunk)-1]
+	}
+}
+
+// tooLargeLocked holds d back when it is larger than its topic's limit
+// now (s.dmu held), by the size rule /batch answers 413 by (recordSize),
+// which counts at least what kgo does: kgo would fail such a record alone,
+// when it is buffered, and send the later records of its partition ahead
+// of it. Its topic is parked at it instead: it and every later record of
+// the topic wait, in order; each retry reads the topic's
+// max.message.bytes again (refreshLocked) until the operator raises it.
+func (s *spooler) tooLargeLocked(d *drainRec) bool {
+	if s.check == nil {
+		return false
+	}
+	size, limit := recordSize(d.rec.Key, d.rec.Value, d.rec.Headers), int(s.check.batchMaxBytes(d.e.Topic))
+	if size <= limit {
+		return false
+	}
+	s.m.drainErrors.Inc()
+	p, pause := s.stopTopicLocked(d.e)
+	p.limit = true
+	if pause > 0 {
+		s.log.Error("spool drain: a spooled record is larger than its topic's limit now; the topic's records stay in the spool, "+
+			"in order, until max.message.bytes is raised (the topic's, or the broker's message.max.bytes) to at least the record's size",
+			"topic", d.e.Topic, "seq", d.e.Seq, "key", keyHint(d.e.Key), "record_bytes", size, "limit_bytes", limit, "retry_in", pause)
+	}
+	return true
+}
+
+// keyHint is the start of a key for a log line (the partition it goes to).
+func keyHint(k []byte) string {
+	const max = 32
+	if len(k) > max {
+		return string(k[:max]) + "…"
+	}
+	return string(k)
 }
 
 // drained is every drained record's promise: Kafka's acknowledgement is
-// acked in the spool at the end of the chunk (ackDrained).
+// acked in the spool by the drain (ackDrained, every ackEvery).
 func (s *spooler) drained(r *kgo.Record, err error) {
 	d := r.Context.(*drainRec)
+	d.answered.Store(true)
+	d.wait.n.Add(-1)
 	if err != nil {
 		s.refused(d.e, err)
 		return
@@ -821,6 +1111,9 @@ type parkedTopic struct {
 	entries  []spool.Entry
 	retrying bool // the pause is over: the entries go into the next chunk
 	timer    bool // a pause is under way
+	// aside: records of the topic are in a chunk set aside (setAside)
+	// and not all answered: it is not retried until they are.
+	aside bool
 	// Before the next retry, the drain client forgets the topic's
 	// partitions (purge), after the topic's max.message.bytes is asked
 	// again (limit).
@@ -887,19 +1180,36 @@ func (s *spooler) feedLocked(es []spool.Entry) []spool.Entry {
 	return es
 }
 
-// refreshLocked makes the drain client build p's batches anew before p's
-// records are retried: after MESSAGE_TOO_LARGE, with the topic's
-// max.message.bytes asked again (kgo reads a partition's batch limit once,
-// when it first produces to it); after an unknown topic, with the topic's
-// current ID (kgo keeps producing to a deleted topic's ID, which a topic
-// created again under its name does not have). s.dmu held.
-func (s *spooler) refreshLocked(p *parkedTopic) {
-	if p.limit && s.check != nil {
-		s.check.forget(p.topic)
-		if _, err := s.check.exists([]byte(p.topic), s.afterD); err != nil {
-			s.log.Warn("spool drain: reading the topic's max.message.bytes again failed", "topic", p.topic, "err", err)
+// askLimits asks the brokers again for the max.message.bytes of the
+// parked topics about to be retried after MESSAGE_TOO_LARGE (or a record
+// too large for them), without s.dmu: a request to the brokers.
+func (s *spooler) askLimits() {
+	if s.check == nil {
+		return
+	}
+	var topics []string
+	s.dmu.Lock()
+	for _, p := range s.parked {
+		if p.retrying && p.limit {
+			topics = append(topics, p.topic)
 		}
 	}
+	s.dmu.Unlock()
+	for _, t := range topics {
+		s.check.forget(t)
+		if _, err := s.check.exists([]byte(t), s.afterD); err != nil {
+			s.log.Warn("spool drain: reading the topic's max.message.bytes again failed", "topic", t, "err", err)
+		}
+	}
+}
+
+// refreshLocked makes the drain client build p's batches anew before p's
+// records are retried: after MESSAGE_TOO_LARGE, for the topic's
+// max.message.bytes asked again (askLimits; kgo reads a partition's batch
+// limit once, when it first produces to it); after an unknown topic, with
+// the topic's current ID (kgo keeps producing to a deleted topic's ID,
+// which a topic created again under its name does not have). s.dmu held.
+func (s *spooler) refreshLocked(p *parkedTopic) {
 	if p.purge || p.limit {
 		s.drainC.PurgeTopicsFromProducing(p.topic)
 	}
@@ -918,53 +1228,84 @@ func entryBytes(e spool.Entry) int {
 // after it, and produces them again after a pause. The drain client fails
 // a record only for what time does not cure by itself: the topic no longer
 // exists, writing is not allowed, the record is too large for the topic
-// now. The topic's entries stay in the spool, in order, retried after 1 s,
-// doubling to 30 s, until the operator fixes the cause; they are never
-// dropped. Other topics keep draining meanwhile.
+// now, or Kafka refuses the record itself (INVALID_RECORD: a keyless
+// record to a compacted topic; INVALID_TIMESTAMP). The topic's entries
+// stay in the spool, in order, retried after 1 s, doubling to 30 s, until
+// the operator fixes the cause; they are never dropped. Other topics keep
+// draining meanwhile.
 //
 // MESSAGE_TOO_LARGE for records that each fit: the topic's
 // max.message.bytes was lowered since the drain client built its batches
 // for it; they are rebuilt for the new limit before the retry
-// (refreshLocked). A record larger than the new limit stays parked.
+// (refreshLocked). A record larger than the new limit stays parked: the
+// drain holds it back before kgo has it (tooLargeLocked). kgo failing one
+// alone (its limit, read when it first produced to the partition, lower
+// than the one the drain checked: the limit changed in between) is not
+// excluded: its topic is parked as for any refusal, but the later records
+// of its partition in the same chunk may be written ahead of it, which
+// nothing can take back.
+//
+// ErrMaxBuffered is the drain client's own limit, not Kafka's: the record
+// is retried after the pause, not counted (the drain never hands the
+// client more than it buffers: it does not happen).
 func (s *spooler) refused(e spool.Entry, err error) {
 	s.dmu.Lock()
 	defer s.dmu.Unlock()
 	if s.stopped {
 		return // kproxy is stopping: the entry stays in the spool for the next start
 	}
-	s.m.drainErrors.Inc()
-	p := s.parked[e.Topic]
-	if p == nil {
-		p = &parkedTopic{topic: e.Topic}
-		s.parked[e.Topic] = p
+	own := errors.Is(err, kgo.ErrMaxBuffered)
+	if !own {
+		s.m.drainErrors.Inc()
 	}
-	s.parkLocked(p, e)
-	p.retrying = false
+	p, d := s.stopTopicLocked(e)
 	if errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID) {
 		p.purge = true
 	}
 	if errors.Is(err, kerr.MessageTooLarge) {
 		p.limit = true
 	}
-	if p.timer {
+	if d == 0 {
 		return
 	}
+	if own {
+		s.log.Warn("spool drain: the drain client's buffer is full; the topic's records are produced again after a pause",
+			"topic", e.Topic, "seq", e.Seq, "retry_in", d)
+		return
+	}
+	code, reason := produceStatus(err, sendTrace{})
+	s.log.Error("kafka refused a spooled record; its topic's records stay in the spool and are retried",
+		"topic", e.Topic, "seq", e.Seq, "code", code, "reason", reason, "retry_in", d, "err", err)
+}
+
+// stopTopicLocked parks e among its topic's parked entries (s.dmu held) and
+// starts the topic's pause, unless one is under way: d is the pause
+// started, 0 when none was.
+func (s *spooler) stopTopicLocked(e spool.Entry) (p *parkedTopic, d time.Duration) {
+	p = s.parked[e.Topic]
+	if p == nil {
+		p = &parkedTopic{topic: e.Topic}
+		s.parked[e.Topic] = p
+	}
+	s.parkLocked(p, e)
+	p.retrying = false
+	if p.timer {
+		return p, 0
+	}
 	p.timer = true
-	d := s.pause[e.Topic]
+	d = s.pause[e.Topic]
 	if d == 0 {
 		d = time.Second
 	}
 	s.pause[e.Topic] = min(2*d, 30*time.Second)
-	code, reason := produceStatus(err, sendTrace{})
-	s.log.Error("kafka refused a spooled record; its topic's records stay in the spool and are retried",
-		"topic", e.Topic, "seq", e.Seq, "code", code, "reason", reason, "retry_in", d, "err", err)
 	time.AfterFunc(d, func() {
 		s.dmu.Lock()
 		defer s.dmu.Unlock()
 		p.timer = false
-		if !s.stopped && s.parked[p.topic] == p {
+		if !s.stopped && s.parked[p.topic] == p && !p.aside {
 			p.retrying = true
 			s.wakeLocked()
 		}
 	})
+	return p, d
 }

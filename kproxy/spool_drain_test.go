@@ -235,3 +235,126 @@ func TestSpoolDrainOneOffRefusalsKeepKeyOrder(t *testing.T) {
 	dups := checkKeyOrderJSON(t, c, want)
 	t.Logf("refusals injected %d, drain errors %s, duplicates %d", f.Injected(), p.metric(t, "kproxy_spool_drain_errors_total"), dups)
 }
+
+// TestSpoolDrainTooLargeRecordHoldsItsKey: a spooled record larger than
+// the topic's max.message.bytes, lowered while it waited, is not produced:
+// its topic is parked at it, and the later records of its key wait behind
+// it instead of being written ahead of it (kgo fails a record too large
+// for its batch limit alone and sends the ones after it). Once the
+// operator raises the limit again, they drain, in order.
+func TestSpoolDrainTooLargeRecordHoldsItsKey(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := spoolProxy(t, c, func(cfg *kproxy.Config) { cfg.LingerMs = 0 })
+	if a := p.post(t, "topic="+topic+"&key=first", unique(t, "first")); a.code != 200 {
+		t.Fatalf("first record: %d %s", a.code, a.body)
+	}
+	f := kafkatest.NewFaults(t, c)
+	end := f.Outage(kerr.NotLeaderForPartition.Code)
+	small, big := strings.Repeat("s", 100), strings.Repeat("B", 60000)
+	recs := []map[string]any{
+		{"key": "k", "value": "k#0#" + small},
+		{"key": "k", "value": "k#1#" + big},
+		{"key": "k", "value": "k#2#" + small},
+		{"key": "k", "value": "k#3#" + small},
+	}
+	if code, a := postBatch(t, p, "acks=-1&topic="+topic, recs); code != 202 {
+		t.Fatalf("batch during the outage: %d %s", code, a.Error)
+	}
+	setLimit := func(v string) {
+		t.Helper()
+		adm, ctx := admin(t, c)
+		rs, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "max.message.bytes", Value: &v}}, topic)
+		if err == nil {
+			_, err = rs.On(topic, nil)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	setLimit("50000")
+	end()
+	written := func() []string {
+		var got []string
+		for _, r := range kafkatest.ReadAll(t, c, kafkaconf.Default(), topic) {
+			var s string
+			if json.Unmarshal(r.Value, &s) == nil && strings.Count(s, "#") == 2 {
+				got = append(got, s[:strings.LastIndex(s, "#")])
+			}
+		}
+		return got
+	}
+	// k#0 is written; k#1 (too large now) and everything after it wait.
+	deadline := time.Now().Add(15 * time.Second)
+	for len(written()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("k#0 not written in 15 s: spool records %s", p.metric(t, "kproxy_spool_records"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(4 * time.Second) // at least one retry of the parked topic
+	if got := written(); len(got) != 1 || got[0] != "k#0" {
+		t.Fatalf("written while k#1 is too large for the topic: %v, want [k#0]: per-key order broken", got)
+	}
+	if n := metricInt(t, p, "kproxy_spool_records"); n != 3 {
+		t.Errorf("spool records %d, want 3 (k#1..k#3 kept)", n)
+	}
+	if n := metricInt(t, p, "kproxy_spool_drain_errors_total"); n == 0 {
+		t.Error("the record too large is not counted in kproxy_spool_drain_errors_total")
+	}
+	setLimit("1000000")
+	deadline = time.Now().Add(45 * time.Second) // the pause doubles to 4 s, 8 s, …
+	for metricInt(t, p, "kproxy_spool_records") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not drained 45 s after the limit was raised: written %v", written())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := fmt.Sprint(written()); got != "[k#0 k#1 k#2 k#3]" {
+		t.Errorf("written %s, want [k#0 k#1 k#2 k#3]", got)
+	}
+}
+
+// TestSpoolDrainStuckPartitionHoldsNoOtherTopic: after an outage, topic
+// stuck's partition keeps answering NOT_ENOUGH_REPLICAS (retriable: the
+// drain client retries it without end). The healthy topic's spooled
+// record is acknowledged meanwhile, so that its new records go to Kafka
+// directly again (200), and the stall shows in
+// kproxy_spool_drain_waiting_records; once stuck heals, it drains too.
+func TestSpoolDrainStuckPartitionHoldsNoOtherTopic(t *testing.T) {
+	const stuck = "stuck"
+	c := kafkatest.StartBrokers(t, 2, []kafkatest.Topic{{Name: topic, Partitions: 1}, {Name: stuck, Partitions: 1}})
+	if err := c.MoveTopicPartition(topic, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.MoveTopicPartition(stuck, 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	f := kafkatest.NewFaults(t, c)
+	end := f.Outage(kerr.NotLeaderForPartition.Code)
+	p := spoolProxy(t, c, nil)
+	if a := p.post(t, "topic="+stuck+"&key=s", unique(t, "s")); a.code != 202 {
+		t.Fatalf("%s: %d %s", stuck, a.code, a.body)
+	}
+	if a := p.post(t, "topic="+topic+"&key=e", unique(t, "e1")); a.code != 202 {
+		t.Fatalf("%s: %d %s", topic, a.code, a.body)
+	}
+	heal := refuseOn(c, 1, kerr.NotEnoughReplicas.Code) // stuck's leader, from before the outage ends
+	end()
+	deadline := time.Now().Add(10 * time.Second)
+	for metricInt(t, p, "kproxy_spool_records") != 1 {
+		if time.Now().After(deadline) {
+			heal()
+			t.Fatalf("%s's record not drained in 10 s while %s's partition is stuck: spool records %s, drained %s",
+				topic, stuck, p.metric(t, "kproxy_spool_records"), p.metric(t, "kproxy_spool_drained_total"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if a := p.post(t, "topic="+topic+"&key=e", unique(t, "e2")); a.code != 200 {
+		t.Errorf("%s drained, its new record answered %d %s, want 200", topic, a.code, a.body)
+	}
+	if n := metricInt(t, p, "kproxy_spool_drain_waiting_records"); n != 1 {
+		t.Errorf("kproxy_spool_drain_waiting_records %d, want 1 (%s's record)", n, stuck)
+	}
+	heal()
+	spoolEmpty(t, p)
+}

@@ -1,0 +1,89 @@
+package kproxy
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/spool"
+)
+
+type nopObserver struct{}
+
+func (nopObserver) Observe(float64) {}
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	_ = c.Write(&m)
+	return m.GetCounter().GetValue()
+}
+
+// TestSpoolDrainChunkWithinClientBuffer: a parked topic whose pause is
+// over holds more than a chunk, and another topic's backlog was read
+// ahead meanwhile: the drain hands the client at most a chunk, never more
+// than its MaxBufferedRecords (kgo would fail the excess with
+// ErrMaxBuffered, which is no refusal by Kafka).
+func TestSpoolDrainChunkWithinClientBuffer(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}, {Name: "b", Partitions: 1}})
+	cfg := DefaultConfig()
+	cfg.BrokerHosts = c.ListenAddrs()
+	cfg.SpoolDir = t.TempDir()
+	cfg.SpoolAfterMs = 200
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ps, err := newProducers(cfg, log, producerHooks{batchRecords: nopObserver{},
+		batchMaxBytes: func(string) int32 { return int32(cfg.MaxMessageBytes) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.close(context.Background())
+	s, err := openSpooler(cfg, log, ps, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := func(topic string, n int) []spool.Record {
+		r := make([]spool.Record, n)
+		for i := range r {
+			r[i] = spool.Record{Topic: topic, Key: []byte("k"), Value: []byte(topic + strconv.Itoa(i))}
+		}
+		return r
+	}
+	const parked = drainChunk * 3 / 2
+	if _, err := s.sp.Append(recs("a", parked)); err != nil {
+		t.Fatal(err)
+	}
+	// a's records were refused once and wait, parked, their pause over.
+	p := &parkedTopic{topic: "a", retrying: true}
+	for got := 0; got < parked; {
+		es, err := s.sp.Read(context.Background(), drainRead)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			s.parkLocked(p, e)
+		}
+		got += len(es)
+	}
+	s.parked["a"] = p
+	if _, err := s.sp.Append(recs("b", drainChunk)); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	defer s.close(context.Background())
+	deadline := time.Now().Add(60 * time.Second)
+	for s.sp.Stats().Records != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not drained in 60 s: records %d, drain errors %v", s.sp.Stats().Records, counterValue(s.m.drainErrors))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := counterValue(s.m.drainErrors); n != 0 {
+		t.Errorf("drain errors %v with every topic existing and writable: records failed by the drain client's own buffer limit", n)
+	}
+}
