@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -110,10 +111,13 @@ type spooler struct {
 	acks        []uint64   // seqs Kafka acknowledged, acked in the spool every ackEvery
 	wait        *chunkWait // the chunk's records without Kafka's answer yet
 	drainOpts   []kgo.Opt  // the drain client's (setAside makes others)
-	// aside is the drain client set aside with its chunk, which Kafka
-	// had not answered in full within drainAside (nil: none; s.dmu);
-	// its topics' records wait, parked (parkedTopic.aside), until it is.
-	aside *asideChunk
+	// aside are the drain clients set aside with their chunks, which
+	// Kafka had not answered in full within drainAside (s.dmu), at most
+	// maxAside; a topic with records of one not answered waits, parked
+	// (parkedTopic.aside), until they are. asideWG counts their
+	// goroutines (awaitAside).
+	aside   []*asideChunk
+	asideWG sync.WaitGroup
 
 	stopDrain context.CancelFunc
 	drainDone chan struct{}
@@ -243,8 +247,8 @@ func (s *spooler) registerMetrics(reg *prometheus.Registry) {
 			s.dmu.Lock()
 			defer s.dmu.Unlock()
 			n := s.wait.n.Load()
-			if s.aside != nil {
-				n += s.aside.wait.n.Load()
+			for _, a := range s.aside {
+				n += a.wait.n.Load()
 			}
 			return float64(n)
 		}))
@@ -291,10 +295,13 @@ func (s *spooler) start() {
 // close stops the spool, in order:
 //  1. the appender appends what is queued (the handlers are done: nothing
 //     more comes) and stops; a record queued later is refused;
-//  2. the drain stops reading, and waits (bounded by ctx) for Kafka's
-//     answers to the records it has out; those unanswered stay in the
-//     spool and are drained again after a restart (duplicates possible);
-//  3. the drain's client and the spool are closed (the acked watermark
+//  2. the drain stops reading, and the goroutines of the chunks set aside
+//     end (bounded by ctx): none acks once the spool is closed;
+//  3. the drain waits (bounded by ctx) for Kafka's answers to the records
+//     it has out, in its client and those set aside; those unanswered
+//     stay in the spool and are drained again after a restart
+//     (duplicates possible);
+//  4. the drain's clients and the spool are closed (the acked watermark
 //     persisted).
 func (s *spooler) close(ctx context.Context) error {
 	s.qmu.Lock()
@@ -305,14 +312,20 @@ func (s *spooler) close(ctx context.Context) error {
 		<-s.writeDone
 		s.stopDrain()
 		<-s.drainDone
+		asideDone := make(chan struct{})
+		go func() { s.asideWG.Wait(); close(asideDone) }()
+		select {
+		case <-asideDone:
+		case <-ctx.Done():
+		}
 	}
 	s.dmu.Lock()
 	s.stopped = true
 	clients := []*kgo.Client{s.drainC}
-	if s.aside != nil {
-		clients = append(clients, s.aside.c) // its goroutine leaves it to close
-		s.aside = nil
+	for _, a := range s.aside {
+		clients = append(clients, a.c) // its goroutine leaves it to close
 	}
+	s.aside = nil
 	s.dmu.Unlock()
 	var errs []error
 	for _, c := range clients {
@@ -726,7 +739,8 @@ func (s *spooler) drain(ctx context.Context) {
 		// The next chunk's records are read while this one flushes; what
 		// becomes of them is decided once every answer of this one is in.
 		flushed := make(chan error, 1)
-		go func() { flushed <- s.drainC.Flush(ctx) }()
+		c := s.drainC // setAside replaces it while this flush runs
+		go func() { flushed <- c.Flush(ctx) }()
 		if !full && len(next) < drainChunk {
 			next, _ = s.readChunk(doneCtx, next, drainChunk, false) // an error comes again at the next Read
 		}
@@ -753,8 +767,8 @@ type chunkWait struct{ n atomic.Int64 }
 
 // waitChunk waits for the chunk's flush (every answer of it), acking
 // Kafka's acknowledgements meanwhile. A chunk not answered in full within
-// drainAside is set aside with its client (setAside), one at a time, so
-// that a partition Kafka does not take records for (no leader,
+// drainAside is set aside with its client (setAside), up to maxAside at a
+// time, so that a partition Kafka does not take records for (no leader,
 // NOT_ENOUGH_REPLICAS: retried without end) does not hold the other
 // topics' records. A chunk still waiting after drainStallWarn is logged.
 func (s *spooler) waitChunk(ctx context.Context, flushed <-chan error) error {
@@ -762,13 +776,14 @@ func (s *spooler) waitChunk(ctx context.Context, flushed <-chan error) error {
 	defer tick.Stop()
 	start := time.Now()
 	warn := start.Add(drainStallWarn)
+	capped := false // logged that maxAside chunks are aside
 	for {
 		select {
 		case err := <-flushed:
 			return err
 		case now := <-tick.C:
 			s.ackDrained()
-			if now.Sub(start) >= drainAside && s.setAside(ctx, flushed, start) {
+			if now.Sub(start) >= drainAside && s.setAside(ctx, flushed, start, &capped) {
 				return nil
 			}
 			if now.After(warn) {
@@ -784,28 +799,38 @@ func (s *spooler) warnStall(waited time.Duration, chunk []drainRec, w *chunkWait
 		"waiting", waited.Round(time.Second), "records", w.n.Load(), "partitions", outstanding(chunk))
 }
 
+// maxAside bounds the chunks set aside at a time (setAside), each with
+// its client: past it, the drain waits for the chunk out.
+const maxAside = 8
+
 // asideChunk is a chunk set aside with its client (setAside).
 type asideChunk struct {
-	c      *kgo.Client
-	chunk  []drainRec
-	wait   *chunkWait
-	topics []string // the topics with records of it not answered when it was set aside
+	c     *kgo.Client
+	chunk []drainRec
+	wait  *chunkWait
+	// topics are those parked for it: records of them in it not answered
+	// (s.dmu).
+	topics map[string]bool
 }
 
-// setAside sets the chunk being flushed aside with its client, unless a
-// chunk is aside already, and a new client takes the next chunks. The
-// topics with records of it Kafka has not answered are parked (aside)
-// until it is answered in full: none of their records goes to the new
-// client meanwhile, so that a partition's records are in one client at a
-// time, in order. Its answers are acked as they come; once all are in,
-// its client is closed and its topics drain again (unless Kafka refused
-// a record of them: then they are parked as for any refusal). False: not
-// set aside.
-func (s *spooler) setAside(ctx context.Context, flushed <-chan error, start time.Time) bool {
+// setAside sets the chunk being flushed aside with its client, unless
+// maxAside chunks are aside already (then it logs it once: capped), and a
+// new client takes the next chunks. The topics with records of it Kafka
+// has not answered are parked (aside) until they are answered: none of
+// their records goes to the new client meanwhile, so that a partition's
+// records are in one client at a time, in order. Parked topics are never
+// in a later chunk: the chunks aside hold disjoint sets of topics. False:
+// not set aside.
+func (s *spooler) setAside(ctx context.Context, flushed <-chan error, start time.Time, capped *bool) bool {
 	s.dmu.Lock()
-	busy := s.aside != nil
+	n := len(s.aside)
 	s.dmu.Unlock()
-	if busy {
+	if n >= maxAside {
+		if !*capped {
+			*capped = true
+			s.log.Warn("spool drain: Kafka has not answered every record of a chunk and the most chunks are set aside already; the drain waits for it",
+				"aside", n, "records", s.wait.n.Load(), "partitions", outstanding(s.chunk))
+		}
 		return false
 	}
 	c, err := kgo.NewClient(s.drainOpts...)
@@ -815,9 +840,29 @@ func (s *spooler) setAside(ctx context.Context, flushed <-chan error, start time
 	}
 	a := &asideChunk{c: s.drainC, chunk: s.chunk, wait: s.wait}
 	s.dmu.Lock()
+	s.parkAsideLocked(a)
+	s.aside = append(s.aside, a)
+	s.drainC, s.chunk, s.wait = c, nil, &chunkWait{}
+	s.dmu.Unlock()
+	s.log.Info("spool drain: Kafka has not answered every record of a chunk; its topics wait for it, the others drain on",
+		"waiting", time.Since(start).Round(time.Millisecond), "records", a.wait.n.Load(), "partitions", outstanding(a.chunk),
+		"aside", n+1)
+	s.asideWG.Add(1)
+	go func() {
+		defer s.asideWG.Done()
+		s.awaitAside(ctx, a, flushed, start)
+	}()
+	return true
+}
+
+// parkAsideLocked parks the topics with records of a not answered, for a
+// (s.dmu held). A refused record counts as answered only once its topic
+// is parked for the refusal (drained).
+func (s *spooler) parkAsideLocked(a *asideChunk) {
+	a.topics = map[string]bool{}
 	for i := range a.chunk {
 		d := &a.chunk[i]
-		if d.answered.Load() {
+		if d.answered.Load() || a.topics[d.e.Topic] {
 			continue
 		}
 		p := s.parked[d.e.Topic]
@@ -825,24 +870,18 @@ func (s *spooler) setAside(ctx context.Context, flushed <-chan error, start time
 			p = &parkedTopic{topic: d.e.Topic}
 			s.parked[d.e.Topic] = p
 		}
-		if !p.aside {
-			p.aside, p.retrying = true, false
-			a.topics = append(a.topics, d.e.Topic)
-		}
+		p.aside, p.retrying = true, false
+		a.topics[d.e.Topic] = true
 	}
-	s.aside, s.drainC, s.chunk, s.wait = a, c, nil, &chunkWait{}
-	s.dmu.Unlock()
-	s.log.Info("spool drain: Kafka has not answered every record of a chunk; its topics wait for it, the others drain on",
-		"waiting", time.Since(start).Round(time.Millisecond), "records", a.wait.n.Load(), "partitions", outstanding(a.chunk))
-	go s.awaitAside(ctx, a, flushed, start)
-	return true
 }
 
-// awaitAside waits for the answers of a chunk set aside, then closes its
-// client and lets its topics drain again.
+// awaitAside acks the answers of a chunk set aside as they come (every
+// ackEvery) and lets each of its topics drain again once every record of
+// it in the chunk is answered; once all are, it closes the chunk's client.
 func (s *spooler) awaitAside(ctx context.Context, a *asideChunk, flushed <-chan error, start time.Time) {
-	tick := time.NewTicker(drainStallRepeat)
+	tick := time.NewTicker(ackEvery)
 	defer tick.Stop()
+	warn := time.Now().Add(drainStallRepeat)
 	for {
 		select {
 		case err := <-flushed:
@@ -851,35 +890,69 @@ func (s *spooler) awaitAside(ctx context.Context, a *asideChunk, flushed <-chan 
 			}
 			s.ackDrained()
 			s.dmu.Lock()
-			if s.aside != a {
+			i := slices.Index(s.aside, a)
+			if i < 0 {
 				s.dmu.Unlock()
 				return // close took it
 			}
-			s.aside = nil
-			for _, t := range a.topics {
-				p := s.parked[t]
-				if p == nil || !p.aside {
-					continue
-				}
-				p.aside = false
-				switch {
-				case p.timer: // refused meanwhile: retried after its pause
-				case len(p.entries) == 0:
-					delete(s.parked, t)
-				default:
-					p.retrying = true
-				}
-			}
+			s.aside = slices.Delete(s.aside, i, i+1)
+			s.unparkAsideLocked(a)
 			s.wakeLocked()
 			s.dmu.Unlock()
 			a.c.Close() // nothing buffered: it does not wait
 			return
 		case now := <-tick.C:
-			s.warnStall(now.Sub(start), a.chunk, a.wait)
+			s.ackDrained()
+			s.dmu.Lock()
+			if s.unparkAsideLocked(a) {
+				s.wakeLocked()
+			}
+			s.dmu.Unlock()
+			if now.After(warn) {
+				warn = now.Add(drainStallRepeat)
+				s.warnStall(now.Sub(start), a.chunk, a.wait)
+			}
 		case <-ctx.Done():
 			return
 		}
 	}
+}
+
+// unparkAsideLocked lets the topics of a whose records in it are all
+// answered drain again (s.dmu held), unless Kafka refused a record of
+// them: then they stay parked as for any refusal. True: a topic did.
+func (s *spooler) unparkAsideLocked(a *asideChunk) bool {
+	if len(a.topics) == 0 {
+		return false
+	}
+	waiting := map[string]bool{}
+	for i := range a.chunk {
+		if d := &a.chunk[i]; a.topics[d.e.Topic] && !d.answered.Load() {
+			waiting[d.e.Topic] = true
+		}
+	}
+	if len(waiting) == len(a.topics) {
+		return false
+	}
+	for t := range a.topics {
+		if waiting[t] {
+			continue
+		}
+		delete(a.topics, t)
+		p := s.parked[t]
+		if p == nil || !p.aside {
+			continue
+		}
+		p.aside = false
+		switch {
+		case p.timer: // refused meanwhile: retried after its pause
+		case len(p.entries) == 0:
+			delete(s.parked, t)
+		default:
+			p.retrying = true
+		}
+	}
+	return true
 }
 
 // outstanding names the partitions with records of the chunk Kafka has
@@ -1070,10 +1143,16 @@ func keyHint(k []byte) string {
 
 // drained is every drained record's promise: Kafka's acknowledgement is
 // acked in the spool by the drain (ackDrained, every ackEvery).
+// The record counts as answered (setAside, awaitAside) only after: a
+// refused record's topic is parked first, so that setAside, seeing it
+// answered, need not park the topic for it, and no later record of the
+// topic goes to a new client ahead of the refused one's retry.
 func (s *spooler) drained(r *kgo.Record, err error) {
 	d := r.Context.(*drainRec)
-	d.answered.Store(true)
-	d.wait.n.Add(-1)
+	defer func() {
+		d.answered.Store(true)
+		d.wait.n.Add(-1)
+	}()
 	if err != nil {
 		s.refused(d.e, err)
 		return

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/spool"
@@ -85,5 +86,57 @@ func TestSpoolDrainChunkWithinClientBuffer(t *testing.T) {
 	}
 	if n := counterValue(s.m.drainErrors); n != 0 {
 		t.Errorf("drain errors %v with every topic existing and writable: records failed by the drain client's own buffer limit", n)
+	}
+}
+
+// TestSpoolDrainRefusalParksBeforeAnswered: Kafka refuses a record of
+// topic T while its chunk is being set aside (setAside holds s.dmu; the
+// promise waits for it to park T). The record must not count as answered
+// before T is parked for the refusal: setAside, seeing it answered, would
+// leave T unparked, and T's later records would go to the new client
+// ahead of the refused record's retry.
+func TestSpoolDrainRefusalParksBeforeAnswered(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "T", Partitions: 1}})
+	cfg := DefaultConfig()
+	cfg.BrokerHosts = c.ListenAddrs()
+	cfg.SpoolDir = t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ps, err := newProducers(cfg, log, producerHooks{batchRecords: nopObserver{},
+		batchMaxBytes: func(string) int32 { return int32(cfg.MaxMessageBytes) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.close(context.Background())
+	s, err := openSpooler(cfg, log, ps, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close(context.Background())
+	chunk := make([]drainRec, 1)
+	d := &chunk[0]
+	d.e = spool.Entry{Seq: 5, Record: spool.Record{Topic: "T", Key: []byte("k"), Value: []byte("v5")}}
+	d.rec.Context, d.wait = d, s.wait
+	s.wait.n.Store(1)
+	s.dmu.Lock() // setAside's, about to park the chunk's topics
+	promised := make(chan struct{})
+	go func() {
+		defer close(promised)
+		s.drained(&d.rec, kerr.TopicAuthorizationFailed) // the promise of the refused record
+	}()
+	// The promise runs as far as it goes without s.dmu.
+	for deadline := time.Now().Add(500 * time.Millisecond); !d.answered.Load() && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.parkAsideLocked(&asideChunk{chunk: chunk, wait: s.wait})
+	p := s.parked["T"]
+	s.dmu.Unlock()
+	<-promised
+	if p == nil {
+		t.Fatalf("T not parked when its chunk was set aside, its record answered before parked for the refusal: T's later records go to the new client ahead of seq %d's retry", d.e.Seq)
+	}
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	if p := s.parked["T"]; p == nil || len(p.entries) != 1 || !p.aside {
+		t.Errorf("after the refusal, T parked %+v, want seq 5 parked and T waiting for the chunk aside", p)
 	}
 }

@@ -358,3 +358,114 @@ func TestSpoolDrainStuckPartitionHoldsNoOtherTopic(t *testing.T) {
 	heal()
 	spoolEmpty(t, p)
 }
+
+// twoBrokers starts two brokers, the partition of each stuck topic led by
+// broker 1 and of each healthy topic by broker 0.
+func twoBrokers(t *testing.T, stuck []string, healthy ...string) *kfake.Cluster {
+	t.Helper()
+	var topics []kafkatest.Topic
+	for _, n := range append(append([]string{}, stuck...), healthy...) {
+		topics = append(topics, kafkatest.Topic{Name: n, Partitions: 1})
+	}
+	c := kafkatest.StartBrokers(t, 2, topics)
+	for _, n := range stuck {
+		if err := c.MoveTopicPartition(n, 0, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range healthy {
+		if err := c.MoveTopicPartition(n, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+// TestSpoolDrainSecondStuckChunkHoldsNoOtherTopic: s1's partition is stuck
+// (NOT_ENOUGH_REPLICAS: retried without end), its chunk set aside after
+// 2 s; then s2's record, on the same broker, stalls the next chunk too. A
+// healthy topic's record spooled behind them drains all the same (the
+// second chunk is set aside as well), and once the broker heals, s1 and
+// s2 drain.
+func TestSpoolDrainSecondStuckChunkHoldsNoOtherTopic(t *testing.T) {
+	const s1, s2, h = "s1", "s2", "h"
+	c := twoBrokers(t, []string{s1, s2}, h)
+	f := kafkatest.NewFaults(t, c)
+	end := f.Outage(kerr.NotLeaderForPartition.Code)
+	p := spoolProxy(t, c, nil)
+	if a := p.post(t, "topic="+s1+"&key=a", unique(t, "a1")); a.code != 202 {
+		end()
+		t.Fatalf("%s: %d %s", s1, a.code, a.body)
+	}
+	heal := refuseOn(c, 1, kerr.NotEnoughReplicas.Code)
+	defer heal()
+	end()
+	time.Sleep(3500 * time.Millisecond) // past drainAside (2 s): s1's chunk is set aside
+	if a := p.post(t, "topic="+s2+"&key=b", unique(t, "b1")); a.code != 202 {
+		t.Fatalf("%s: %d %s", s2, a.code, a.body)
+	}
+	time.Sleep(500 * time.Millisecond) // s2's chunk is out, and stalls
+	healH := refuseOn(c, 0, kerr.NotLeaderForPartition.Code) // h's record is spooled
+	a := p.post(t, "topic="+h+"&key=c", unique(t, "c1"))
+	healH()
+	if a.code != 202 {
+		t.Fatalf("%s: %d %s", h, a.code, a.body)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for metricInt(t, p, "kproxy_spool_records") > 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s's record not drained in 15 s while %s and %s are stuck: spool records %s, waiting %s",
+				h, s1, s2, p.metric(t, "kproxy_spool_records"), p.metric(t, "kproxy_spool_drain_waiting_records"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	heal()
+	spoolEmpty(t, p)
+}
+
+// TestSpoolDrainTopicAnsweredInStuckChunkDrainsOn: s1's partition is stuck
+// for good; u's broker holds its produce requests for 3 s (slow, not
+// stuck): both are unanswered when their chunk is set aside at 2 s, and u
+// is parked. Once Kafka answered u's record, u drains on without waiting
+// for s1: its record is acked, u's record spooled while it was parked is
+// produced, and u's new records go to Kafka directly again (200).
+func TestSpoolDrainTopicAnsweredInStuckChunkDrainsOn(t *testing.T) {
+	const s1, u = "s1", "u"
+	c := twoBrokers(t, []string{s1}, u)
+	f := kafkatest.NewFaults(t, c)
+	end := f.Outage(kerr.NotLeaderForPartition.Code)
+	p := spoolProxy(t, c, nil)
+	recs := []map[string]any{{"topic": s1, "key": "a", "value": "a1"}, {"topic": u, "key": "b", "value": "b1"}}
+	if code, a := postBatch(t, p, "acks=-1", recs); code != 202 {
+		end()
+		t.Fatalf("batch: %d %s", code, a.Error)
+	}
+	heal := refuseOn(c, 1, kerr.NotEnoughReplicas.Code)
+	defer heal()
+	release := make(chan struct{})
+	stopHold := holdOn(c, 0, release)
+	end()
+	time.Sleep(2500 * time.Millisecond) // past drainAside (2 s): the chunk is set aside, u parked
+	if a := p.post(t, "topic="+u+"&key=b", unique(t, "b2")); a.code != 202 {
+		close(release)
+		stopHold()
+		t.Fatalf("%s while parked: %d %s, want 202 (spooled behind b1)", u, a.code, a.body)
+	}
+	time.Sleep(500 * time.Millisecond)
+	close(release)
+	stopHold()
+	deadline := time.Now().Add(10 * time.Second)
+	for metricInt(t, p, "kproxy_spool_records") != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s's records not drained 10 s after its broker answered (%s stuck): spool records %s, waiting %s, %s in kafka: %d",
+				u, s1, p.metric(t, "kproxy_spool_records"), p.metric(t, "kproxy_spool_drain_waiting_records"), u,
+				len(kafkatest.ReadAll(t, c, kafkaconf.Default(), u)))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if a := p.post(t, "topic="+u+"&key=b", unique(t, "b3")); a.code != 200 {
+		t.Errorf("%s drained, its new record answered %d %s, want 200", u, a.code, a.body)
+	}
+	heal()
+	spoolEmpty(t, p)
+}
