@@ -404,7 +404,7 @@ func TestSpoolDrainSecondStuckChunkHoldsNoOtherTopic(t *testing.T) {
 	if a := p.post(t, "topic="+s2+"&key=b", unique(t, "b1")); a.code != 202 {
 		t.Fatalf("%s: %d %s", s2, a.code, a.body)
 	}
-	time.Sleep(500 * time.Millisecond) // s2's chunk is out, and stalls
+	time.Sleep(500 * time.Millisecond)                       // s2's chunk is out, and stalls
 	healH := refuseOn(c, 0, kerr.NotLeaderForPartition.Code) // h's record is spooled
 	a := p.post(t, "topic="+h+"&key=c", unique(t, "c1"))
 	healH()
