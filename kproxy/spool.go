@@ -662,6 +662,7 @@ func (it *spoolItem) refusal() (int, string) {
 // topic drains again.
 func (s *spooler) drain(ctx context.Context) {
 	readFails := 0 // reads failed in a row
+	wasFull := false
 	var fed, read, next []spool.Entry
 	for {
 		rctx, cancel := context.WithCancel(ctx) // cancelled by wakeLocked
@@ -669,8 +670,16 @@ func (s *spooler) drain(ctx context.Context) {
 		s.dmu.Lock()
 		fed = s.feedLocked(fed[:0]) // parked records whose pause is over go first
 		full := s.parkedBytes >= maxParkedBytes
+		parked := len(s.parked)
 		s.wakeDrain = cancel
 		s.dmu.Unlock()
+		if full && !wasFull {
+			s.log.Warn("spool drain: the records of parked topics fill the drain's memory; it reads no further until one drains",
+				"limit_bytes", maxParkedBytes, "parked_topics", parked)
+		} else if !full && wasFull {
+			s.log.Info("spool drain: reading again, a parked topic drained")
+		}
+		wasFull = full
 		var err error
 		read, next = next, read[:0] // read while the last chunk flushed
 		if room := drainChunk - len(fed); len(read) > room {
