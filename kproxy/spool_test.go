@@ -76,6 +76,17 @@ func checkSpooledOrder(t *testing.T, c *kfake.Cluster, want map[string][]int) (d
 // sequence number).
 func checkFirstCopies(t *testing.T, c *kfake.Cluster, want map[string][]int, parse func([]byte) (string, int)) (dups int) {
 	t.Helper()
+	for _, n := range checkFirstCopiesByKey(t, c, want, parse) {
+		dups += n
+	}
+	return dups
+}
+
+// checkFirstCopiesByKey is checkFirstCopies with the duplicates counted
+// per key.
+func checkFirstCopiesByKey(t *testing.T, c *kfake.Cluster, want map[string][]int, parse func([]byte) (string, int)) (dups map[string]int) {
+	t.Helper()
+	dups = map[string]int{}
 	recs := kafkatest.ReadAll(t, c, kafkaconf.Default(), topic)
 	sort.SliceStable(recs, func(i, j int) bool {
 		if recs[i].Partition != recs[j].Partition {
@@ -94,7 +105,7 @@ func checkFirstCopies(t *testing.T, c *kfake.Cluster, want map[string][]int, par
 			seen[key], last[key] = map[int]bool{}, -1
 		}
 		if seen[key][n] {
-			dups++
+			dups[key]++
 			continue
 		}
 		seen[key][n] = true
