@@ -78,11 +78,10 @@ func parseAnyKeySeq(t testing.TB, v []byte) (string, int) {
 // records no more than kproxy_spool_duplicates_possible_total (the acks=1
 // client is not idempotent: it may write a record twice by itself).
 //
-// Nothing is sent after the thaw: kgo's acks=-1 client, allowed to cancel
-// records in flight (AllowIdempotentProduceCancellation), gives the
-// sequence numbers of a cancelled batch to its partition's next batch, and
-// when the broker wrote the cancelled one after all, a next batch of as
-// many records is taken by the broker for a duplicate of it.
+// Nothing is sent after the thaw: traffic after a freeze is what
+// TestIdempotentInFlightPastDeadlineThenNextWritten covers (records in
+// flight at acks=-1 are never cancelled, so a later batch cannot be taken
+// by the broker for a duplicate of a cancelled one).
 func TestSpoolFrozenBrokerSpoolsInFlight(t *testing.T) {
 	const (
 		spoolAfter     = 200 * time.Millisecond
