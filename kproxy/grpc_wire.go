@@ -229,7 +229,9 @@ func readRecord(b []byte, r *batchRecord) string {
 		b = b[n:]
 		switch {
 		case num == 1 && typ == protowire.BytesType:
-			r.topic, n = protowire.ConsumeBytes(b)
+			if r.topic, n = protowire.ConsumeBytes(b); n >= 0 && !utf8.Valid(r.topic) {
+				return "record topic is not UTF-8" // a proto string; protobuf refuses it too
+			}
 		case num == 2 && typ == protowire.BytesType:
 			r.key, n = protowire.ConsumeBytes(b)
 		case num == 3 && typ == protowire.BytesType:
