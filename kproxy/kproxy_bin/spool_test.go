@@ -471,8 +471,15 @@ func TestSpoolFullAnswers503(t *testing.T) {
 	l.await(t, 200, 50, "kafka back")
 	l.end()
 	p.drained()
-	dups, total := checkKafka(t, c, l.h)
-	t.Logf("%s; %d records in kafka", l.h, total)
+	noDuplicates(t, c, l.h)
+}
+
+// noDuplicates checks that every accepted record of h is in Kafka, in
+// order per key, and that none is there twice.
+func noDuplicates(t *testing.T, c *kfake.Cluster, h *history) {
+	t.Helper()
+	dups, total := checkKafka(t, c, h)
+	t.Logf("%s; %d records in kafka", h, total)
 	if dups != 0 {
 		t.Errorf("%d duplicates", dups)
 	}
@@ -524,11 +531,7 @@ func TestSpoolDiskFull(t *testing.T) {
 	if strings.Contains(p.log(), cutLine) {
 		t.Errorf("the restart cut a partial entry:\n%s", p.log())
 	}
-	dups, total := checkKafka(t, c, l.h)
-	t.Logf("%s; %d records in kafka", l.h, total)
-	if dups != 0 {
-		t.Errorf("%d duplicates", dups)
-	}
+	noDuplicates(t, c, l.h)
 }
 
 // TestSpoolCorruptTail damages the spool's last segment while kproxy_bin is
