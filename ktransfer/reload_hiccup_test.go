@@ -45,7 +45,7 @@ func newHiccupFleet(t *testing.T) *hiccupFleet {
 	cb.module(t, "r", "tr", "r", br.URL, "")
 	f := &hiccupFleet{e: e, px: px, ca: ca, br: br, a: startConf(t, ca, nil), b: startConf(t, cb, nil)}
 	waitFor(t, "r shared 2+2", 20*time.Second, func() bool {
-		return len(distinctOwners(e.owners(t, "r", "tr"))) == 2 && len(e.owners(t, "r", "tr")) == 4
+		return halves(e.owners(t, "r", "tr"), 4)
 	})
 	return f
 }

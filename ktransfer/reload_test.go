@@ -190,12 +190,8 @@ func TestReloadFleetUnderTraffic(t *testing.T) {
 	}
 	a := startConf(t, procs[0], nil)
 	b := startConf(t, procs[1], nil)
-	// split: every partition owned, two each (assign is balanced and
-	// sticky, so 2 + 2 is where the fleet settles; 3 + 1 is still moving).
 	split := func(module, topic string) bool {
-		o := e.owners(t, module, topic)
-		d := distinctOwners(o)
-		return len(o) == 4 && len(d) == 2 && d[a.tr.ID()] == 2
+		return halves(e.owners(t, module, topic), 4)
 	}
 	waitFor(t, "u, r and c shared 2 + 2", 20*time.Second, func() bool {
 		return split("u", "tu") && split("r", "tr") && split("c", "tc")
