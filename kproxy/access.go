@@ -8,10 +8,10 @@ import (
 	"math"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
-	"golang.org/x/time/rate"
 )
 
 // Client is a named client allowed to write to some topics.
@@ -24,7 +24,9 @@ type Client struct {
 	Topics     []string `yaml:"topics"` // names or path.Match patterns ("billing.*")
 	// RateLimit is the requests per second the client may send on average
 	// (0: no limit), Burst how many above it at once (default: RateLimit).
-	// Past them the answer is 429 with Retry-After.
+	// Past them the answer is 429 with Retry-After. A request refused
+	// as a whole with 503 after it was counted gives its records back
+	// (giveBack).
 	RateLimit float64 `yaml:"rate_limit"`
 	Burst     int     `yaml:"burst"`
 }
@@ -40,7 +42,7 @@ type clientRule struct {
 	name   string
 	sum    [32]byte
 	topics []string
-	limit  *rate.Limiter // nil: no rate limit
+	limit  *bucket // nil: no rate limit
 }
 
 func newAccess(cfg Config) (*access, error) {
@@ -60,7 +62,7 @@ func newAccess(cfg Config) (*access, error) {
 			if burst == 0 {
 				burst = max(1, int(math.Ceil(c.RateLimit)))
 			}
-			rule.limit = rate.NewLimiter(rate.Limit(c.RateLimit), burst)
+			rule.limit = &bucket{rate: c.RateLimit, burst: burst, tokens: float64(burst)}
 		}
 		a.clients[c.Name] = rule
 	}
@@ -81,17 +83,18 @@ type verdict struct {
 
 // check decides whether the request may write one record to topic; auth
 // is the Authorization header. A request refused for its topic does not
-// count against the client's rate.
-func (a *access) check(auth []byte, topic string, now time.Time) verdict {
+// count against the client's rate. It returns the client's rule (nil: no
+// clients configured) for giveBack.
+func (a *access) check(auth []byte, topic string, now time.Time) (*clientRule, verdict) {
 	rule, v := a.authenticate(auth)
 	if v.code != 0 {
-		return v
+		return nil, v
 	}
 	if v = a.permit(rule, topic); v.code != 0 {
-		return v
+		return nil, v
 	}
 	v, _ = a.take(rule, 1, now)
-	return v
+	return rule, v
 }
 
 // authenticate finds the request's client from the Authorization header:
@@ -137,17 +140,67 @@ func (a *access) take(rule *clientRule, n int, now time.Time) (verdict, int) {
 	if rule == nil || rule.limit == nil {
 		return verdict{}, 0
 	}
-	if b := rule.limit.Burst(); n > b {
+	if b := rule.limit.burst; n > b {
 		return verdict{code: 413, reason: fmt.Sprintf("%d records at once are more than the burst of client %s (%d)", n, rule.name, b)}, b
 	}
-	avail := rule.limit.TokensAt(now)
-	r := rule.limit.ReserveN(now, n)
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
+	if wait, avail := rule.limit.take(n, now); wait > 0 {
 		return verdict{code: 429, reason: "rate limit of client " + rule.name + " exceeded",
-			retryAfter: int(math.Ceil(d.Seconds()))}, min(max(int(avail), 0), n-1)
+			retryAfter: int(math.Ceil(wait.Seconds()))}, min(max(avail, 0), n-1)
 	}
 	return verdict{}, 0
+}
+
+// giveBack returns the n records a request took from the rate limit of
+// rule's client (nil: none) when the request was refused as a whole with
+// 503 and none of its records is in Kafka's log (README, "rate_limit"):
+// the client's retry is not limited by records that were never accepted.
+func (a *access) giveBack(rule *clientRule, n int) {
+	if rule == nil || rule.limit == nil {
+		return
+	}
+	rule.limit.giveBack(n, time.Now())
+}
+
+// bucket is a client's rate limit, a token bucket: rate tokens a second
+// up to burst, one per record. golang.org/x/time/rate's Limiter cannot
+// give tokens back once time has passed (Reservation.CancelAt restores
+// nothing of a reservation already due), which giveBack needs.
+type bucket struct {
+	rate  float64
+	burst int
+
+	mu     sync.Mutex
+	tokens float64
+	last   time.Time // when tokens was counted
+}
+
+// refillLocked adds the tokens of the time since last, up to burst.
+func (b *bucket) refillLocked(now time.Time) {
+	if now.After(b.last) {
+		b.tokens = min(float64(b.burst), b.tokens+now.Sub(b.last).Seconds()*b.rate)
+		b.last = now
+	}
+}
+
+// take takes n tokens, all or none; refused, it tells how long until n
+// are there (wait > 0) and how many are there now.
+func (b *bucket) take(n int, now time.Time) (wait time.Duration, avail int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refillLocked(now)
+	if short := float64(n) - b.tokens; short > 0 {
+		return max(time.Duration(short/b.rate*float64(time.Second)), 1), int(b.tokens)
+	}
+	b.tokens -= float64(n)
+	return 0, 0
+}
+
+// giveBack returns n tokens taken, up to burst.
+func (b *bucket) giveBack(n int, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refillLocked(now)
+	b.tokens = min(float64(b.burst), b.tokens+float64(n))
 }
 
 func matchAny(patterns []string, topic string) bool {

@@ -87,7 +87,15 @@ type batchOutcome struct {
 	status  int
 	index   int
 	reason  string
+	// inLog: records of the batch may be in Kafka's log whatever the
+	// status (an aborted transaction's, 503 all the same).
+	inLog bool
 }
+
+// givesBack tells whether the batch's records go back to the client's
+// rate limit (access.giveBack): refused as a whole with 503, none of them
+// in Kafka's log.
+func (o batchOutcome) givesBack() bool { return o.status == 503 && !o.inLog }
 
 // admitBatch takes n records from req_pool_size: a batch's records count
 // one by one, as requests of one record would. The caller gives them back

@@ -125,7 +125,11 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx) int {
 	if berr = s.checkBatch(rule, j.recs, ctx.Time(), s.spoolable(acks, atomic, noSpool)); berr != nil {
 		return batchFail(ctx, berr)
 	}
-	return batchAnswer(ctx, s.produceBatch(context.Background(), acks, atomic, j))
+	out := s.produceBatch(context.Background(), acks, atomic, j)
+	if out.givesBack() {
+		s.access.giveBack(rule, n)
+	}
+	return batchAnswer(ctx, out)
 }
 
 var answerPool = sync.Pool{New: func() any { return new([]byte) }}

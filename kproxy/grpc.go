@@ -145,11 +145,15 @@ func (s *Server) produceRequest(ctx context.Context, j *batchJob) (answer, error
 		return refusedAnswer(h.id, berr), nil
 	}
 	if err := ctx.Err(); err != nil {
+		s.access.giveBack(rule, n) // the client left: nothing written
 		return answer{}, status.FromContextError(err).Err()
 	}
 	b := s.boundRPC(ctx, j)
 	out := s.produceBatch(b.answer, h.acks, h.atomic, j)
 	b.end(h.atomic || h.acks == 0 || j.call.left.Load() == 0)
+	if out.givesBack() {
+		s.access.giveBack(rule, n)
+	}
 	return outcomeAnswer(h.id, out), nil
 }
 
@@ -459,6 +463,9 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 		// Answered now (acks=0, atomic); the answerer sends it and then
 		// releases j, whose results it reads.
 		it.a, it.answered = outcomeAnswer(h.id, out), true
+		if out.givesBack() {
+			s.access.giveBack(st.rule, n)
+		}
 	}
 	return it
 }
@@ -475,6 +482,9 @@ func (st *produceStream) answer() {
 		if !it.answered {
 			out := s.finishProduce(it.bound.answer, it.call)
 			it.a = outcomeAnswer(it.a.id, out)
+			if out.givesBack() {
+				s.access.giveBack(st.rule, it.n)
+			}
 		}
 		if !failed {
 			buf = it.a.appendTo(buf[:0])

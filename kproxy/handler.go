@@ -47,7 +47,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 }
 
 // commit writes the request's body to Kafka and answers with the status.
-func (s *Server) commit(ctx *fasthttp.RequestCtx) int {
+func (s *Server) commit(ctx *fasthttp.RequestCtx) (code int) {
 	if !ctx.IsPost() {
 		ctx.Response.Header.Set("Allow", "POST")
 		return fail(ctx, fasthttp.StatusMethodNotAllowed, "use POST")
@@ -69,7 +69,8 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) int {
 		return fail(ctx, fasthttp.StatusForbidden, "kafka-internal topics (starting with __) are not writable")
 	}
 	if s.access.active() {
-		if v := s.access.check(ctx.Request.Header.Peek("Authorization"), string(topicB), ctx.Time()); v.code != 0 {
+		rule, v := s.access.check(ctx.Request.Header.Peek("Authorization"), string(topicB), ctx.Time())
+		if v.code != 0 {
 			switch v.code {
 			case fasthttp.StatusUnauthorized:
 				ctx.Response.Header.Set("WWW-Authenticate", `Basic realm="kproxy"`)
@@ -78,6 +79,11 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) int {
 			}
 			return fail(ctx, v.code, v.reason)
 		}
+		defer func() {
+			if code == fasthttp.StatusServiceUnavailable { // the record is not in Kafka
+				s.access.giveBack(rule, 1)
+			}
+		}()
 	}
 	acksB := args.Peek("acks")
 	acks, ok := acksIndex(acksB)

@@ -246,7 +246,9 @@ func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
 			code = 503 // its transaction is never committed
 		}
 		why := strings.TrimSuffix(strings.TrimSuffix(res[first].reason, mayBeWritten), notWritten)
-		return s.atomicFailed(n, code, first, why+"; the transaction was aborted, no record of the batch was written", j, true)
+		out := s.atomicFailed(n, code, first, why+"; the transaction was aborted, no record of the batch was written", j, true)
+		out.inLog = true // records sent in the transaction: appended, then aborted
+		return out
 	}
 	cctx, cancel := context.WithTimeout(context.Background(), s.produceTimeout)
 	err := tp.cl.EndTransaction(cctx, kgo.TryCommit)
@@ -254,7 +256,9 @@ func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
 	if err != nil {
 		s.txns.abort(tp) // what kgo asks after a failed commit; heals the client or replaces it
 		code, reason := commitStatus(err)
-		return s.atomicFailed(n, code, -1, reason, j, false)
+		out := s.atomicFailed(n, code, -1, reason, j, false)
+		out.inLog = true
+		return out
 	}
 	s.txns.put(tp)
 	s.metrics.transactions.WithLabelValues("committed").Inc()
