@@ -103,6 +103,10 @@ type Config struct {
 	// GRPCPort serves the gRPC service (kafkahttpwrapper.v1.KProxy, health
 	// and reflection) on listen_host; 0: off. TLS as the HTTP port.
 	GRPCPort int `yaml:"grpc_port"`
+	// GRPCMaxConcurrentStreams is the most gRPC calls one connection may
+	// have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS): a client
+	// opening more waits until one ends, as its HTTP/2 library does.
+	GRPCMaxConcurrentStreams int `yaml:"grpc_max_concurrent_streams"`
 
 	// SpoolDir, when set, is the directory of the local spool: a record
 	// Kafka cannot take within spool_after_ms is appended there and
@@ -142,8 +146,9 @@ func DefaultConfig() Config {
 		AutoCreateTopics:    true,
 		Kafka:               kafkaconf.Default(),
 
-		MaxBatchRecords:        10_000,
-		TransactionalProducers: 2,
+		MaxBatchRecords:          10_000,
+		TransactionalProducers:   2,
+		GRPCMaxConcurrentStreams: 100,
 
 		SpoolAfterMs:  1000,
 		SpoolMaxBytes: 1 << 30,
@@ -189,7 +194,7 @@ func (c Config) Validate(file string) error {
 		{"max_request_size_bytes", c.MaxRequestSizeBytes}, {"idle_timeout_ms", c.IdleTimeoutMs},
 		{"produce_timeout_ms", c.ProduceTimeoutMs}, {"shutdown_timeout_ms", c.ShutdownTimeoutMs},
 		{"max_message_bytes", c.MaxMessageBytes}, {"max_in_flight_requests", c.MaxInFlightRequests},
-		{"max_batch_records", c.MaxBatchRecords},
+		{"max_batch_records", c.MaxBatchRecords}, {"grpc_max_concurrent_streams", c.GRPCMaxConcurrentStreams},
 	}
 	for _, f := range positive {
 		if f.v < 1 {
@@ -198,6 +203,9 @@ func (c Config) Validate(file string) error {
 	}
 	if c.ProducerNum > 64 {
 		p.Addf("producer_num", c.ProducerNum, "must be <= 64 (each is a set of broker connections)")
+	}
+	if c.GRPCMaxConcurrentStreams > maxGRPCStreams {
+		p.Addf("grpc_max_concurrent_streams", c.GRPCMaxConcurrentStreams, "must be <= %d", maxGRPCStreams)
 	}
 	if c.MaxInFlightRequests > 5 {
 		p.Addf("max_in_flight_requests", c.MaxInFlightRequests, "must be 1..5")
@@ -291,6 +299,10 @@ func (c Config) Validate(file string) error {
 	}
 	return p.Err()
 }
+
+// maxGRPCStreams bounds grpc_max_concurrent_streams: each open
+// ProduceStream holds goroutines and up to streamWindow requests.
+const maxGRPCStreams = 10_000
 
 // minSpoolBytes is the smallest spool_max_bytes: room for one record of
 // the default max_message_bytes.

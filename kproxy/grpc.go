@@ -45,6 +45,9 @@ var emptyValue = []byte{}
 func (s *Server) newGRPC(tlsCfg *tls.Config) *grpc.Server {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(s.cfg.MaxRequestSizeBytes),
+		// One connection cannot open calls without bound: a client past
+		// it waits (grpc-go) or is refused the stream (REFUSED_STREAM).
+		grpc.MaxConcurrentStreams(uint32(s.cfg.GRPCMaxConcurrentStreams)),
 		// Stop (at the end of shutdown_timeout_ms) waits for the handlers
 		// to return, before the producers are closed.
 		grpc.WaitForHandlers(true),
