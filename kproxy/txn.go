@@ -44,7 +44,10 @@ type txnPool struct {
 
 type txnProducer struct {
 	id string
-	cl *kgo.Client // nil: made at its next use
+	// cl is nil until its next use. Its holder (a batch, or close) reads
+	// it; it is set and cleared under the pool's mu, so that close can
+	// read it while a batch still holds tp.
+	cl *kgo.Client
 	tr *tracer
 }
 
@@ -103,7 +106,14 @@ func (p *txnPool) begin(tp *txnProducer) error {
 			if err != nil {
 				return fmt.Errorf("transactional client %s: %w", tp.id, err)
 			}
+			p.mu.Lock()
+			if p.closed { // close has looked at tp already
+				p.mu.Unlock()
+				cl.Close()
+				return fmt.Errorf("transactional client %s: %w", tp.id, kgo.ErrClientClosed)
+			}
 			tp.cl = cl
+			p.mu.Unlock()
 		}
 		err := tp.cl.BeginTransaction()
 		if err == nil || attempt == 1 {
@@ -133,12 +143,19 @@ func (p *txnPool) abort(tp *txnProducer) {
 		p.put(tp)
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
+	closed := p.closed
+	if !closed {
+		p.aborts.Add(1) // before close waits for the aborts
+	}
+	p.mu.Unlock()
+	if closed {
 		run()
 		return
 	}
-	p.aborts.Go(run)
+	go func() {
+		defer p.aborts.Done()
+		run()
+	}()
 }
 
 // retire closes tp's client (its records fail with ErrClientClosed) and
@@ -147,8 +164,13 @@ func (p *txnPool) abort(tp *txnProducer) {
 // committed, and read_committed consumers are not held back until the
 // transaction timeout. The next use makes a new client.
 func (p *txnPool) retire(tp *txnProducer, why error) {
-	tp.cl.Close()
+	p.mu.Lock()
+	cl := tp.cl
 	tp.cl = nil
+	p.mu.Unlock()
+	if cl != nil {
+		cl.Close()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 	defer cancel()
 	err := fence(ctx, p.fencer, tp.id, p.txnTimeout)
@@ -181,9 +203,13 @@ func fence(ctx context.Context, cl *kgo.Client, id string, txnTimeout time.Durat
 	}
 }
 
-// close waits for the aborts under way and closes the clients, within ctx;
-// a client still in a transaction then (shutdown_timeout_ms passed with
-// its request in flight) is left to its request.
+// close waits for the aborts under way and for the clients in use, within
+// ctx, and closes every client. One still in a transaction when ctx ends
+// (shutdown_timeout_ms passed with its batch or its abort in progress) is
+// closed all the same — what it has not sent fails, and its batch is
+// answered 503, or 504 when its commit was sent — and its transactional
+// id fenced, so that the brokers abort the transaction at once rather
+// than after the transaction timeout (a commit they took first stays).
 func (p *txnPool) close(ctx context.Context) {
 	p.mu.Lock()
 	p.closed = true
@@ -194,18 +220,57 @@ func (p *txnPool) close(ctx context.Context) {
 	case <-done:
 	case <-ctx.Done():
 	}
-	for range p.all {
-		tp := p.get(ctx)
-		if tp == nil {
-			p.log.Warn("transactional client still busy at shutdown")
-			return
+	idle := make(map[*txnProducer]bool, len(p.all))
+	for len(idle) < len(p.all) {
+		var tp *txnProducer
+		select {
+		case tp = <-p.free: // a free one is taken even when ctx has ended
+		default:
+			select {
+			case tp = <-p.free:
+			case <-ctx.Done():
+			}
 		}
-		if tp.cl != nil {
-			tp.cl.Close()
-			tp.cl = nil
+		if tp == nil {
+			break
+		}
+		idle[tp] = true
+		p.mu.Lock()
+		cl := tp.cl
+		tp.cl = nil
+		p.mu.Unlock()
+		if cl != nil {
+			cl.Close()
 		}
 	}
+	var fencing sync.WaitGroup
+	for _, tp := range p.all {
+		if idle[tp] {
+			continue
+		}
+		p.mu.Lock()
+		cl := tp.cl // nil: none yet, or being retired (which closes it)
+		p.mu.Unlock()
+		if cl == nil {
+			continue
+		}
+		p.log.Warn("transactional client still busy at shutdown; closed, its transaction aborted", "transactional_id", tp.id)
+		cl.Close()
+		fencing.Go(func() {
+			fctx, cancel := context.WithTimeout(context.Background(), fenceAtShutdown)
+			defer cancel()
+			if err := fence(fctx, p.fencer, tp.id, p.txnTimeout); err != nil {
+				p.log.Warn("transactional id not fenced at shutdown; its transaction stays open until the transaction timeout",
+					"transactional_id", tp.id, "err", err)
+			}
+		})
+	}
+	fencing.Wait()
 }
+
+// fenceAtShutdown bounds the fencing of the transactional ids of the
+// clients still busy at the end of shutdown_timeout_ms.
+const fenceAtShutdown = 2 * time.Second
 
 // produceAtomic writes recs as one transaction on a client of the pool:
 // 200 when it committed; otherwise it is aborted and every record gets

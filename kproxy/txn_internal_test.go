@@ -1,0 +1,102 @@
+package kproxy
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// openClients counts the kgo clients made and not yet closed.
+type openClients struct{ n atomic.Int64 }
+
+func (o *openClients) OnNewClient(*kgo.Client)    { o.n.Add(1) }
+func (o *openClients) OnClientClosed(*kgo.Client) { o.n.Add(-1) }
+
+// TestTxnPoolCloseClosesEveryClient: txnPool.close with the shutdown
+// deadline already passed closes every transactional client — the idle
+// ones, and one whose transaction is still in progress — and fences the
+// transactional id of that one (Kafka then aborts its transaction; kfake
+// only bumps the epoch, so the test sees the InitProducerID sent).
+func TestTxnPoolCloseClosesEveryClient(t *testing.T) {
+	const tp0 = "txn"
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: tp0, Partitions: 1}})
+	cfg := DefaultConfig()
+	cfg.BrokerHosts = c.ListenAddrs()
+	cfg.TransactionalProducers = 4
+	cfg.ProduceTimeoutMs = 10_000 // a transaction timeout of 25 s
+	log := slog.New(slog.DiscardHandler)
+	ps, err := newProducers(cfg, log, producerHooks{batchRecords: nopObserver{},
+		batchMaxBytes: func(string) int32 { return int32(cfg.MaxMessageBytes) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.close(context.Background())
+	p := newTxnPool(cfg, "kproxy-test", ps, log)
+	var open openClients
+	p.opts = append(p.opts, kgo.WithHooks(&open))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Every client made and used once; three go back idle, the last is
+	// left in a transaction holding a record.
+	var tps []*txnProducer
+	for range cfg.TransactionalProducers {
+		tp := p.get(ctx)
+		if tp == nil {
+			t.Fatal("no free transactional client")
+		}
+		if err := p.begin(tp); err != nil {
+			t.Fatal(err)
+		}
+		tps = append(tps, tp)
+	}
+	for _, tp := range tps[:3] {
+		if err := tp.cl.EndTransaction(ctx, kgo.TryAbort); err != nil {
+			t.Fatal(err)
+		}
+		p.put(tp)
+	}
+	busy := tps[3]
+	if err := busy.cl.ProduceSync(ctx, &kgo.Record{Topic: tp0, Value: []byte("in the open transaction")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if n := open.n.Load(); n != 4 {
+		t.Fatalf("%d transactional clients open, want 4", n)
+	}
+
+	var closing atomic.Bool
+	var fenced atomic.Int32
+	c.ControlKey(int16(kmsg.InitProducerID), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if id := req.(*kmsg.InitProducerIDRequest).TransactionalID; closing.Load() && id != nil && *id == busy.id {
+			fenced.Add(1)
+		}
+		return nil, nil, false
+	})
+	passed, stop := context.WithCancel(context.Background())
+	stop() // shutdown_timeout_ms already passed
+	closing.Store(true)
+	p.close(passed)
+	closing.Store(false)
+	if fenced.Load() == 0 {
+		t.Error("the transactional id of the client busy at shutdown was not fenced")
+	}
+	if n := open.n.Load(); n != 0 {
+		t.Errorf("%d transactional clients left open by close", n)
+	}
+	// The busy batch, cut short, ends as produceAtomic would end it.
+	if err := busy.cl.EndTransaction(ctx, kgo.TryCommit); err == nil {
+		t.Error("a commit on a client closed at shutdown succeeded")
+	}
+	p.abort(busy)
+	if n := open.n.Load(); n != 0 {
+		t.Errorf("%d transactional clients open after the busy batch's abort", n)
+	}
+}
