@@ -36,6 +36,12 @@ func acksIndex(acks []byte) (int, bool) {
 //     one, a retried batch can never be overtaken by a later one of the
 //     same partition, and a queued batch is always its partition's first
 //     when it leaves, which is when kgo checks its record's deadline.
+//     kgo waits for a request only as long as the context of its first
+//     record (the deadline, or the generation a flip cancels); when that
+//     ends it closes the connection and resends the request's other
+//     batches, which the broker may have written already: they are then
+//     in Kafka twice (TestLeaderClientResendsAbandonedRequest). kgo takes
+//     idempotence only with acks=-1.
 //   - all: RequiredAcks(AllISRAcks), idempotent: a retry after a lost
 //     answer is deduplicated by the broker, never written twice. kgo keeps
 //     up to 5 requests per broker in flight (max_in_flight_requests applies

@@ -5,11 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
+	"log/slog"
 	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
 
 // fnv1aPartition must place keys as sarama's default hash partitioner did
@@ -75,5 +84,140 @@ func TestProduceStatus(t *testing.T) {
 		if code != tc.want {
 			t.Errorf("%v %+v: %d %q, want %d", tc.err, tc.trace, code, reason, tc.want)
 		}
+	}
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Observe(float64) {}
+
+// testProducers are kproxy's clients for cfg, closed at cleanup.
+func testProducers(t *testing.T, cfg Config, log *slog.Logger) *producers {
+	t.Helper()
+	ps, err := newProducers(cfg, log, producerHooks{batchRecords: nopObserver{},
+		batchMaxBytes: func(string) int32 { return int32(cfg.MaxMessageBytes) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ps.close(context.Background()) })
+	return ps
+}
+
+// TestLeaderClientResendsAbandonedRequest shows how the acks=1 client
+// (acks=0 and acks=1 records; not idempotent) writes a record twice with
+// no fault of the broker or the network: kgo makes the context of the
+// first cancellable record in a produce request the request's context,
+// and when it ends while the request is out (kproxy cancels a record at
+// its deadline, or its generation when its topic starts spooling) kgo
+// stops waiting for the answer, closes the connection and sends the
+// request's other batches again. The broker had the request already and
+// writes it: those batches are in Kafka twice, one copy right after the
+// other. Here the broker is frozen while the request is out, as in
+// TestSpoolFrozenBrokerSpoolsInFlight (where acks=0 records were seen
+// twice); the batch that is resent has no cancellable context, so that
+// the cancelled record heads the request whatever order kgo takes the
+// partitions in (in kproxy every record has one, and the first batch's
+// decides).
+func TestLeaderClientResendsAbandonedRequest(t *testing.T) {
+	const topic = "T"
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 2}})
+	cfg := DefaultConfig()
+	cfg.BrokerHosts = c.ListenAddrs()
+	cfg.LingerMs = 300 // the two records below go out in one request
+	ps := testProducers(t, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	cl, tr := ps.client(1)
+
+	// A key for each partition, as the client places keys.
+	part := kgo.StickyKeyPartitioner(nil).ForTopic(topic)
+	keys := map[int]string{}
+	for i := 0; len(keys) < 2; i++ {
+		k := "k" + strconv.Itoa(i)
+		keys[part.Partition(&kgo.Record{Key: []byte(k)}, 2)] = k
+	}
+	ctx := context.Background()
+	for p, k := range keys { // metadata and connection in place
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte(k), Value: []byte("warm")}).FirstErr(); err != nil {
+			t.Fatalf("partition %d: %v", p, err)
+		}
+	}
+
+	// The broker freezes at the next produce request, and later ones
+	// (metadata too) wait behind it; the frozen one is then handled
+	// as usual.
+	var produces atomic.Int32
+	held, thawed := make(chan struct{}), make(chan struct{})
+	thaw := sync.OnceFunc(func() { close(thawed) })
+	t.Cleanup(thaw)
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if produces.Add(1) == 1 {
+			close(held)
+			<-thawed
+		}
+		return nil, nil, false
+	})
+
+	lost := tr.lost.Load()
+	gen, cancel := context.WithCancel(ctx) // the generation of a gated acks=1 record
+	defer cancel()
+	errA, resB := make(chan error, 1), make(chan *kgo.Record, 1)
+	cl.Produce(gen, &kgo.Record{Topic: topic, Key: []byte(keys[0]), Value: []byte("A")},
+		func(_ *kgo.Record, err error) { errA <- err })
+	cl.Produce(ctx, &kgo.Record{Topic: topic, Key: []byte(keys[1]), Value: []byte("B")},
+		func(r *kgo.Record, err error) {
+			if err != nil {
+				t.Errorf("B: %v", err)
+			}
+			resB <- r
+		})
+	wait := func(what string, ch <-chan struct{}) {
+		t.Helper()
+		select {
+		case <-ch:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: not within 10 s", what)
+		}
+	}
+	wait("the request of A and B at the broker", held)
+
+	cancel() // A's topic starts spooling
+	doneA := make(chan struct{})
+	go func() {
+		if err := <-errA; !errors.Is(err, context.Canceled) {
+			t.Errorf("A: %v, want context.Canceled", err)
+		}
+		close(doneA)
+	}()
+	wait("A failed", doneA)
+	if n := tr.lost.Load() - lost; n != 1 {
+		t.Errorf("%d produce requests ended without an answer, want 1 (the request of A and B, abandoned)", n)
+	}
+	thaw()
+	var b *kgo.Record
+	select {
+	case b = <-resB:
+	case <-time.After(10 * time.Second):
+		t.Fatal("B: no answer within 10 s of the thaw")
+	}
+
+	var copiesA, copiesB []int64
+	for _, r := range kafkatest.ReadAll(t, c, cfg.Kafka, topic) {
+		switch string(r.Value) {
+		case "A":
+			copiesA = append(copiesA, r.Offset)
+		case "B":
+			copiesB = append(copiesB, r.Offset)
+		}
+	}
+	t.Logf("A (failed: context canceled) at offsets %v; B (answered at %d) at offsets %v; %d produce requests reached the broker",
+		copiesA, b.Offset, copiesB, produces.Load())
+	if len(copiesA) != 1 {
+		t.Errorf("A at offsets %v, want once: the abandoned request was written", copiesA)
+	}
+	if len(copiesB) != 2 || copiesB[1] != copiesB[0]+1 || b.Offset != copiesB[1] {
+		t.Errorf("B at offsets %v, answered at %d: want two adjacent copies, the answer the second's", copiesB, b.Offset)
+	}
+	if n := produces.Load(); n != 2 {
+		t.Errorf("%d produce requests reached the broker, want 2: the abandoned one and its resend, each written once", n)
 	}
 }

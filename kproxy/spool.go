@@ -50,7 +50,10 @@ import (
 // (the cancelled generation), kgo fails every batch buffered for that
 // partition (failAllRecords) rather than send them: after the flip, a
 // record of the generation is only written from a request sent before it.
-// A request already out completes or times out. So for A2's copy from kgo
+// A request already out completes or times out, or (the acks=1 client) is
+// given up when the context of its first record ends: kgo then sends its
+// batches headed by a live record again, whole and in partition order, and
+// fails the partitions of the others. So for A2's copy from kgo
 // to be written, A2 was out before the flip, and A1 was in the same request
 // or an earlier one: the idempotent client (acks -1) carries sequence
 // numbers, and the broker refuses a batch before its predecessor; the

@@ -16,10 +16,6 @@ import (
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/spool"
 )
 
-type nopObserver struct{}
-
-func (nopObserver) Observe(float64) {}
-
 func counterValue(c prometheus.Counter) float64 {
 	var m dto.Metric
 	_ = c.Write(&m)
@@ -38,12 +34,7 @@ func TestSpoolDrainChunkWithinClientBuffer(t *testing.T) {
 	cfg.SpoolDir = t.TempDir()
 	cfg.SpoolAfterMs = 200
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ps, err := newProducers(cfg, log, producerHooks{batchRecords: nopObserver{},
-		batchMaxBytes: func(string) int32 { return int32(cfg.MaxMessageBytes) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ps.close(context.Background())
+	ps := testProducers(t, cfg, log)
 	s, err := openSpooler(cfg, log, ps, nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
@@ -101,12 +92,7 @@ func TestSpoolDrainRefusalParksBeforeAnswered(t *testing.T) {
 	cfg.BrokerHosts = c.ListenAddrs()
 	cfg.SpoolDir = t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ps, err := newProducers(cfg, log, producerHooks{batchRecords: nopObserver{},
-		batchMaxBytes: func(string) int32 { return int32(cfg.MaxMessageBytes) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ps.close(context.Background())
+	ps := testProducers(t, cfg, log)
 	s, err := openSpooler(cfg, log, ps, nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)

@@ -75,8 +75,11 @@ func parseAnyKeySeq(t testing.TB, v []byte) (string, int) {
 // request sent while the broker is frozen is answered 202 within
 // spool_after_ms and a margin; afterwards every record answered 200 or 202
 // is in Kafka, each key's first copies in order, duplicates of acks=-1
-// records no more than kproxy_spool_duplicates_possible_total (the acks=1
-// client is not idempotent: it may write a record twice by itself).
+// records no more than kproxy_spool_duplicates_possible_total. The acks=1
+// client is not idempotent and writes records twice by itself here: a
+// flip cancels the record heading one of its requests, kgo gives that
+// request up and resends its other batches (acks=0 ones among them), and
+// the broker writes both at the thaw (TestLeaderClientResendsAbandonedRequest).
 //
 // Nothing is sent after the thaw: traffic after a freeze is what
 // TestIdempotentInFlightPastDeadlineThenNextWritten covers (records in
@@ -268,10 +271,11 @@ func TestSpoolFrozenBrokerSpoolsInFlight(t *testing.T) {
 				t.Fatalf("nothing was spooled (answers %v): the freeze did not happen", codes)
 			}
 			// The acks=1 client (acks=0 and acks=1 records) is not
-			// idempotent: kgo may write a request of it twice, spool or
-			// not (an acks=0 record seen twice, both copies without a
-			// producer ID). The counter promises only for the records
-			// written with sequence numbers.
+			// idempotent: the batches kgo resends from a request it
+			// gave up on (see above) are in Kafka twice (an acks=0
+			// batch seen twice in a row, both copies without a producer
+			// ID). The counter promises only for the records written
+			// with sequence numbers.
 			byKey := checkFirstCopiesByKey(t, c, accepted, func(v []byte) (string, int) { return parseAnyKeySeq(t, v) })
 			dups, dupsAcks1 := 0, 0
 			for key, n := range byKey {
