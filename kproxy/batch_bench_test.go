@@ -7,7 +7,9 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 	"google.golang.org/protobuf/proto"
@@ -95,12 +97,26 @@ func BenchmarkBatchProduce(b *testing.B) {
 }
 
 // benchParallel runs body on 16 goroutines, as bench-batch.sh's 16
-// senders.
+// senders. Besides ns/op it reports cpu-ns/op, the process's CPU time
+// (user and system, the brokers' included) per op, which holds still on
+// a machine that other work shares.
 func benchParallel(b *testing.B, body func(*testing.PB)) {
 	b.ReportAllocs()
 	b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
+	cpu0 := cpuTime(b)
 	b.ResetTimer()
 	b.RunParallel(body)
+	b.StopTimer()
+	b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N), "cpu-ns/op")
+}
+
+// cpuTime is the process's CPU time so far (user and system).
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // benchValue is bench-batch.sh's value: a msgpack map of 200 bytes.
