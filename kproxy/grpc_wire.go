@@ -207,6 +207,11 @@ func (s *Server) readFields(j *batchJob) (requestHead, *batchError) {
 // consumeTag is protowire.ConsumeTag, refusing field numbers above the
 // largest valid one as protobuf does.
 func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
+	if len(b) > 0 && b[0] >= 1<<3 && b[0] < 0x80 {
+		// A tag of one byte (fields 1 to 15, every field of kproxy's
+		// messages), read inline: a tag a record field.
+		return protowire.Number(b[0] >> 3), protowire.Type(b[0] & 7), 1
+	}
 	num, typ, n := protowire.ConsumeTag(b)
 	if n >= 0 && num > protowire.MaxValidNumber {
 		return 0, 0, -2 // errCodeFieldNumber
