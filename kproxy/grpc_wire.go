@@ -207,6 +207,11 @@ func (s *Server) readFields(j *batchJob) (requestHead, *batchError) {
 // consumeTag is protowire.ConsumeTag, refusing field numbers above the
 // largest valid one as protobuf does.
 func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
+	if len(b) > 0 && b[0] >= 1<<3 && b[0] < 0x80 {
+		// A tag of one byte (fields 1 to 15, every field of kproxy's
+		// messages), read inline: a tag a record field.
+		return protowire.Number(b[0] >> 3), protowire.Type(b[0] & 7), 1
+	}
 	num, typ, n := protowire.ConsumeTag(b)
 	if n >= 0 && num > protowire.MaxValidNumber {
 		return 0, 0, -2 // errCodeFieldNumber
@@ -336,23 +341,21 @@ func (a *answer) appendTo(b []byte) []byte {
 	b = appendStringField(b, 3, a.reason)
 	for i := range a.results {
 		r := &a.results[i]
-		reason := ""
-		if r.status != 200 {
-			reason = r.reason
-		}
-		var spooled uint64
-		if r.status == 202 {
-			spooled = 1
-		}
-		size := varintFieldSize(uint64(int64(r.partition))) + varintFieldSize(uint64(r.offset)) +
-			varintFieldSize(uint64(int64(r.status))) + stringFieldSize(reason) + varintFieldSize(spooled)
-		b = protowire.AppendTag(b, 4, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(size))
+		// The result's length is written after it, in the byte kept
+		// before it: a result of 127 bytes or less (any without a long
+		// reason) is not sized first, nor moved.
+		b = append(b, byte(4<<3|protowire.BytesType), 0)
+		at := len(b)
 		b = appendVarintField(b, 1, uint64(int64(r.partition)))
 		b = appendVarintField(b, 2, uint64(r.offset))
 		b = appendVarintField(b, 3, uint64(int64(r.status)))
-		b = appendStringField(b, 4, reason)
-		b = appendVarintField(b, 5, spooled)
+		if r.status != 200 {
+			b = appendStringField(b, 4, r.reason)
+		}
+		if r.status == 202 {
+			b = appendVarintField(b, 5, 1)
+		}
+		b = patchLength(b, at)
 	}
 	b = appendVarintField(b, 5, uint64(int64(a.index)))
 	return appendVarintField(b, 6, uint64(int64(a.retryAfter)))
@@ -381,18 +384,18 @@ func appendStringField(b []byte, num protowire.Number, s string) []byte {
 	return protowire.AppendString(b, s)
 }
 
-// varintFieldSize and stringFieldSize are the sizes of a field of a
-// one-byte tag as appended above.
-func varintFieldSize(v uint64) int {
-	if v == 0 {
-		return 0
+// patchLength writes the length of the message b[at:] into the byte
+// before it, kept for it; a length of two bytes or more moves the message
+// to make room.
+func patchLength(b []byte, at int) []byte {
+	n := len(b) - at
+	if n < 0x80 {
+		b[at-1] = byte(n)
+		return b
 	}
-	return 1 + protowire.SizeVarint(v)
-}
-
-func stringFieldSize(s string) int {
-	if s == "" {
-		return 0
-	}
-	return 1 + protowire.SizeBytes(len(s))
+	w := protowire.SizeVarint(uint64(n))
+	b = append(b, make([]byte, w-1)...)
+	copy(b[at+w-1:], b[at:at+n])
+	protowire.AppendVarint(b[:at-1], uint64(n))
+	return b
 }

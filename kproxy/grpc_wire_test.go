@@ -131,6 +131,13 @@ func TestAnswerEncoding(t *testing.T) {
 			{status: 200, partition: 1, offset: 1 << 35}, {status: 504, partition: -1, offset: -1, reason: "no answer; é"}}},
 		{id: 9, status: 429, index: 5, reason: "rate limit", retryAfter: 3},
 		{status: 400, index: -1, reason: strings.Repeat("x", 300)},
+		// Results of 127 and 128 bytes (the length's second byte), one
+		// of 20,000, and one spooled.
+		{status: 207, index: 0, reason: "r", results: []recordResult{
+			{status: 503, partition: -1, offset: -1, reason: strings.Repeat("a", 127-27)},
+			{status: 503, partition: -1, offset: -1, reason: strings.Repeat("b", 128-27)},
+			{status: 504, partition: 3, offset: 1 << 50, reason: strings.Repeat("c", 20_000)},
+			{status: 202, partition: -1, offset: -1}, {status: 200, partition: 1, offset: 5}}},
 	} {
 		want := &kproxypb.ProduceResponse{Id: a.id, Status: int32(a.status), Error: a.reason, BadIndex: int32(a.index), RetryAfter: int32(a.retryAfter)}
 		for _, r := range a.results {
@@ -138,6 +145,7 @@ func TestAnswerEncoding(t *testing.T) {
 			if r.status != 200 {
 				rr.Error = r.reason
 			}
+			rr.Spooled = r.status == 202
 			want.Results = append(want.Results, rr)
 		}
 		wb, err := proto.MarshalOptions{Deterministic: true}.Marshal(want)
@@ -207,6 +215,9 @@ func BenchmarkReadRequest(b *testing.B) {
 	s := wireServer(10_000)
 	j := &batchJob{}
 	res := make([]recordResult, 100)
+	for i := range res {
+		res[i] = recordResult{status: 200, partition: int32(i % 4), offset: 1_000_000 + int64(i)}
+	}
 	a := answer{status: 200, index: -1, results: res}
 	var out []byte
 	b.ReportAllocs()

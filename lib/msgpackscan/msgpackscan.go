@@ -173,7 +173,7 @@ func MapAt(b []byte, i int, fn func(key, value []byte) error) (int, error) {
 	}
 	i += start
 	for ; n > 0; n-- {
-		k, err := Skip(b, i)
+		k, err := skipKey(b, i)
 		if err != nil {
 			return 0, err
 		}
@@ -187,6 +187,17 @@ func MapAt(b []byte, i int, fn func(key, value []byte) error) (int, error) {
 		i = v
 	}
 	return i, nil
+}
+
+// skipKey is Skip for a map's key: a short string (fixstr), the usual
+// key, is not walked.
+func skipKey(b []byte, i int) (int, error) {
+	if i < len(b) {
+		if c := b[i]; c >= 0xa0 && c <= 0xbf && int(c&0x1f) < len(b)-i {
+			return i + 1 + int(c&0x1f), nil
+		}
+	}
+	return Skip(b, i)
 }
 
 // Elements calls fn with the index where each element of the array b

@@ -254,6 +254,28 @@ func FuzzArray(f *testing.F) {
 	})
 }
 
+// FuzzMap: Map accepts exactly the well-formed maps, and their keys and
+// values, put back together after the header, are the input (short
+// string keys are not walked: skipKey).
+func FuzzMap(f *testing.F) {
+	f.Add([]byte{0x82, 0xa1, 'a', 0x01, 0xa2, 'b', 'c', 0x81, 0xc0, 0xc3})
+	f.Add([]byte{0x81, 0xa5, 'a'}) // a key past the end
+	f.Add([]byte{0x81, 0xa1, 'a'}) // no value
+	f.Add([]byte{0x81, 0xbf})      // a key of 31 bytes, none there
+	f.Add([]byte{0xde, 0x00, 0x01, 0xa0, 0xa0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var joined []byte
+		err := Map(b, func(k, v []byte) error { joined = append(append(joined, k...), v...); return nil })
+		isMap := len(b) > 0 && (b[0]&0xf0 == 0x80 || b[0] == 0xde || b[0] == 0xdf)
+		if (err == nil) != (isMap && Valid(b) == nil) {
+			t.Fatalf("Map(% x) = %v; Valid says %v", b, err, Valid(b))
+		}
+		if err == nil && !bytes.HasSuffix(b, joined) {
+			t.Fatalf("keys and values of % x joined are % x", b, joined)
+		}
+	})
+}
+
 // TestElementsMapAt: walking an array of maps in one pass gives what
 // Array and Map give.
 func TestElementsMapAt(t *testing.T) {
