@@ -102,6 +102,17 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "devstack:", err)
 		return 1
 	}
+	// Partition p's leader is broker p mod -brokers in every topic: kfake
+	// places new partitions at random, and a benchmark comparing two
+	// topics would otherwise compare two leader layouts.
+	for topic, n := range wantTopics {
+		for p := range n {
+			if err := cluster.MoveTopicPartition(topic, p, p%int32(*brokers)); err != nil {
+				fmt.Fprintln(os.Stderr, "devstack: place the leader of", topic, p, ":", err)
+				return 1
+			}
+		}
+	}
 
 	if zkAddr != "" {
 		conn, _, err = zk.Connect([]string{zkAddr}, 10*time.Second, zk.WithLogInfo(false))

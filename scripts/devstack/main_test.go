@@ -162,6 +162,14 @@ func TestThreeBrokersOnConsecutivePorts(t *testing.T) {
 	if n := len(md.Topics["t1"].Partitions); n != 4 {
 		t.Errorf("t1 has %d partitions, want 4", n)
 	}
+	// The same leader layout in every topic: partition p on broker p mod 3.
+	for topic, td := range md.Topics {
+		for p, pd := range td.Partitions {
+			if pd.Leader != p%3 {
+				t.Errorf("%s/%d: leader %d, want %d", topic, p, pd.Leader, p%3)
+			}
+		}
+	}
 	for i, a := range want {
 		bc, err := kgo.NewClient(kgo.SeedBrokers(a))
 		if err != nil {
