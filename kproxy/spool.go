@@ -695,6 +695,9 @@ func (s *spooler) drain(ctx context.Context) {
 		s.dmu.Lock()
 		fed = s.feedLocked(fed[:0]) // parked records whose pause is over go first
 		s.wakeDrain = cancel
+		if s.fillableLocked() {
+			cancel() // retried since fillParked: the next round reads it back
+		}
 		s.dmu.Unlock()
 		var err error
 		read, next = next, read[:0] // read while the last chunk flushed
@@ -1283,7 +1286,7 @@ func (s *spooler) fillParked() error {
 	var fills []fill
 	s.dmu.Lock()
 	for _, p := range s.parked {
-		if p.retrying && p.disk && len(p.entries) < drainChunk {
+		if p.fillable() {
 			fills = append(fills, fill{p, p.diskFrom, drainChunk - len(p.entries)})
 		}
 	}
@@ -1309,6 +1312,23 @@ func (s *spooler) fillParked() error {
 		s.dmu.Unlock()
 	}
 	return nil
+}
+
+// fillable tells whether p is being retried with records in the spool
+// only and room for them in memory (fillParked reads them back); s.dmu
+// held.
+func (p *parkedTopic) fillable() bool {
+	return p.retrying && p.disk && len(p.entries) < drainChunk
+}
+
+// fillableLocked tells whether a parked topic is fillable (s.dmu held).
+func (s *spooler) fillableLocked() bool {
+	for _, p := range s.parked {
+		if p.fillable() {
+			return true
+		}
+	}
+	return false
 }
 
 // copyRecord copies r's key, value and headers.
