@@ -106,7 +106,9 @@ type spooler struct {
 	dmu         sync.Mutex
 	chunk       []drainRec               // the records of the chunk in the drain client
 	parked      map[string]*parkedTopic  // topics whose drain Kafka refused: their entries wait, in order
-	parkedBytes int                      // of the parked entries (maxParkedBytes)
+	parkedBytes int                      // of the parked entries in memory (parkBudget)
+	parkBudget  int                      // maxParkedBytes; past it, parked topics' records wait in the spool only
+	readTo      uint64                   // the seq after the last entry drain took from Read (its goroutine's)
 	pause       map[string]time.Duration // the next pause before a parked topic is retried
 	stopped     bool                     // the drain client is closing: refusals are not retried
 	wakeDrain   context.CancelFunc       // ends the drain loop's wait (nil: it is not waiting)
@@ -205,7 +207,7 @@ func openSpooler(cfg Config, log *slog.Logger, ps *producers, check *topicCheck,
 	afterD := time.Duration(cfg.SpoolAfterMs) * time.Millisecond
 	s := &spooler{sp: sp, log: log, after: newDeadlines(afterD), afterD: afterD,
 		drainC: drainC, drainOpts: drainOpts, wait: &chunkWait{}, check: check, gates: map[string]*gate{}, wake: make(chan struct{}, 1),
-		parked: map[string]*parkedTopic{}, pause: map[string]time.Duration{},
+		parked: map[string]*parkedTopic{}, parkBudget: maxParkedBytes, pause: map[string]time.Duration{},
 		errLog: sampled{log: log, every: time.Second}, readLog: sampled{log: log, every: 10 * time.Second}}
 	s.onDrained = s.drained
 	s.registerMetrics(reg)
@@ -242,7 +244,8 @@ func (s *spooler) registerMetrics(reg *prometheus.Registry) {
 		"kproxy_spooled_total plus this is what kproxy_spool_drained_total reaches once the spool is empty.",
 		func(st spool.Stats) float64 { return float64(st.Replayed) })
 	reg.MustRegister(parkedRecords{s, prometheus.NewDesc("kproxy_spool_parked_records",
-		"Records in the spool of a topic Kafka refused to the drain (unknown topic, denied, too large), by topic: "+
+		"Records in the spool of a topic the drain holds back, by topic: Kafka refused a record of it (unknown topic, denied, too large), "+
+			"or has not answered its records in a chunk set aside (a partition without leader or in-sync replicas); "+
 			"kept and retried until Kafka takes them.", []string{"topic"}, nil)})
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kproxy_spool_drain_waiting_records",
 		Help: "Records the drain sent to Kafka and has no answer for yet (a partition without leader or in-sync replicas keeps them)."},
@@ -266,7 +269,9 @@ func (s *spooler) registerMetrics(reg *prometheus.Registry) {
 
 // parkedRecords collects kproxy_spool_parked_records: for each topic
 // Kafka refused to the drain and has not acknowledged a record of since
-// (s.pause), the records of it in the spool.
+// (s.pause), and each topic parked (s.parked, a chunk set aside too), the
+// records of it in the spool: in memory, in the spool only (p.disk), or
+// sent and not answered.
 type parkedRecords struct {
 	s    *spooler
 	desc *prometheus.Desc
@@ -276,9 +281,14 @@ func (c parkedRecords) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c parkedRecords) Collect(ch chan<- prometheus.Metric) {
 	c.s.dmu.Lock()
-	topics := make([]string, 0, len(c.s.pause))
+	topics := make([]string, 0, len(c.s.pause)+len(c.s.parked))
 	for t := range c.s.pause {
 		topics = append(topics, t)
+	}
+	for t := range c.s.parked {
+		if _, ok := c.s.pause[t]; !ok {
+			topics = append(topics, t)
+		}
 	}
 	c.s.dmu.Unlock()
 	for _, t := range topics {
@@ -657,32 +667,41 @@ func (it *spoolItem) refusal() (int, string) {
 // every later record of its partition in the chunk; the next chunk is
 // produced only once every refusal of this one is known.
 //
-// A topic whose record Kafka refused is parked (refused): its records
-// read since wait in memory, so that the other topics' records keep
-// draining; after a pause its records are produced again, oldest first,
-// before anything newer of the topic. Parked records are bounded by
-// maxParkedBytes: past that the drain reads no further until a parked
-// topic drains again.
+// A topic whose record Kafka refused, or whose records in a chunk set
+// aside Kafka has not answered, is parked: its records read since wait in
+// memory, so that the other topics' records keep draining; after a pause
+// (or the answers) its records are produced again, oldest first, before
+// anything newer of the topic. Parked records in memory are bounded by
+// parkBudget: past it, a parked topic's records read next are left in the
+// spool (parkReadLocked) and read back from there, behind the drain's read
+// position, once those in memory drained (fillParked); Read's later
+// records of the topic are skipped until its cursor catches up.
 func (s *spooler) drain(ctx context.Context) {
 	readFails := 0 // reads failed in a row
-	wasFull := false
 	var fed, read, next []spool.Entry
 	for {
 		rctx, cancel := context.WithCancel(ctx) // cancelled by wakeLocked
 		s.askLimits()
+		if err := s.fillParked(); err != nil {
+			// Nothing moved: the drain pauses as for a failed Read, then
+			// reads the parked topic's records back again.
+			cancel()
+			if errors.Is(err, spool.ErrClosed) {
+				return
+			}
+			readFails++
+			if !s.readFailed(ctx, err, readFails) {
+				return
+			}
+			continue
+		}
 		s.dmu.Lock()
 		fed = s.feedLocked(fed[:0]) // parked records whose pause is over go first
-		full := s.parkedBytes >= maxParkedBytes
-		parked := len(s.parked)
 		s.wakeDrain = cancel
-		s.dmu.Unlock()
-		if full && !wasFull {
-			s.log.Warn("spool drain: the records of parked topics fill the drain's memory; it reads no further until one drains",
-				"limit_bytes", maxParkedBytes, "parked_topics", parked)
-		} else if !full && wasFull {
-			s.log.Info("spool drain: reading again, a parked topic drained")
+		if s.fillableLocked() {
+			cancel() // retried since fillParked: the next round reads it back
 		}
-		wasFull = full
+		s.dmu.Unlock()
 		var err error
 		read, next = next, read[:0] // read while the last chunk flushed
 		if room := drainChunk - len(fed); len(read) > room {
@@ -693,10 +712,8 @@ func (s *spooler) drain(ctx context.Context) {
 			clear(read[room:])
 			read = read[:room]
 		}
-		if !full && len(read) < drainChunk-len(fed) {
+		if len(read) < drainChunk-len(fed) {
 			read, err = s.readChunk(rctx, read, drainChunk-len(fed), len(fed) == 0 && len(read) == 0)
-		} else if len(fed) == 0 && len(read) == 0 {
-			<-rctx.Done() // a parked topic drains, or its pause ends
 		}
 		s.dmu.Lock()
 		s.wakeDrain = nil
@@ -731,10 +748,13 @@ func (s *spooler) drain(ctx context.Context) {
 		}
 		for _, e := range read {
 			if p := s.parked[e.Topic]; p != nil {
-				s.parkLocked(p, e) // behind the ones Kafka refused
+				s.parkReadLocked(p, e) // behind the ones Kafka refused
 				continue
 			}
 			s.addLocked(e)
+		}
+		if n := len(read); n > 0 {
+			s.readTo = read[n-1].Seq + 1
 		}
 		s.dmu.Unlock()
 		clear(fed)
@@ -753,7 +773,7 @@ func (s *spooler) drain(ctx context.Context) {
 		flushed := make(chan error, 1)
 		c := s.drainC // setAside replaces it while this flush runs
 		go func() { flushed <- c.Flush(ctx) }()
-		if !full && len(next) < drainChunk {
+		if len(next) < drainChunk {
 			next, _ = s.readChunk(doneCtx, next, drainChunk, false) // an error comes again at the next Read
 		}
 		if err := s.waitChunk(ctx, flushed); err != nil {
@@ -958,7 +978,7 @@ func (s *spooler) unparkAsideLocked(a *asideChunk) bool {
 		p.aside = false
 		switch {
 		case p.timer: // refused meanwhile: retried after its pause
-		case len(p.entries) == 0:
+		case len(p.entries) == 0 && !p.disk:
 			delete(s.parked, t)
 		default:
 			p.retrying = true
@@ -1191,15 +1211,22 @@ func (s *spooler) ackDrained() {
 	s.acks = s.acks[:0]
 }
 
-// maxParkedBytes bounds the records of refused topics the drain keeps in
-// memory (their keys, values and headers).
+// maxParkedBytes bounds the records of parked topics the drain keeps in
+// memory (their keys, values and headers): spooler.parkBudget's default.
 const maxParkedBytes = 64 << 20
 
-// parkedTopic is a topic whose record Kafka refused while draining: its
-// records wait, in seq order.
+// parkedTopic is a topic whose record Kafka refused while draining, or
+// whose records in a chunk set aside are not all answered: its records
+// wait, in seq order.
 type parkedTopic struct {
-	topic    string
-	entries  []spool.Entry
+	topic   string
+	entries []spool.Entry // in memory
+	// disk: the topic's records from diskFrom on, up to the drain's read
+	// position (s.readTo), are in the spool only, not in entries, whose
+	// records are all older (parkReadLocked); they are read back from
+	// there once entries drained (fillParked).
+	disk     bool
+	diskFrom uint64
 	retrying bool // the pause is over: the entries go into the next chunk
 	timer    bool // a pause is under way
 	// aside: records of the topic are in a chunk set aside (setAside)
@@ -1231,6 +1258,82 @@ func (s *spooler) parkLocked(p *parkedTopic, e spool.Entry) {
 	s.parkedBytes += entryBytes(e)
 }
 
+// parkReadLocked parks e, which Read returned, behind p's entries (s.dmu
+// held): in memory while the parked entries stay within parkBudget; past
+// it, e and the topic's later records are left in the spool (p.disk) and
+// read back from there (fillParked). No record of the topic is kept in
+// memory after one left in the spool.
+func (s *spooler) parkReadLocked(p *parkedTopic, e spool.Entry) {
+	if !p.disk && s.parkedBytes+entryBytes(e) > s.parkBudget {
+		p.disk, p.diskFrom = true, e.Seq
+	}
+	if !p.disk {
+		s.parkLocked(p, e)
+	}
+}
+
+// fillParked reads back from the spool the records of the parked topics
+// about to be retried that were left there (p.disk), behind those in
+// memory: up to a chunk, from p.diskFrom up to the drain's read position
+// (s.readTo: Read's entries after it are still to be taken by the drain,
+// which parks or produces them). A topic with none left there is read by
+// Read again: its records Read returns next go behind those in memory, or
+// to Kafka once they drained. Called by drain only (s.readTo is its); an
+// error is a read error, and nothing moved.
+func (s *spooler) fillParked() error {
+	type fill struct {
+		p    *parkedTopic
+		from uint64
+		n    int
+	}
+	var fills []fill
+	s.dmu.Lock()
+	for _, p := range s.parked {
+		if p.fillable() {
+			fills = append(fills, fill{p, p.diskFrom, drainChunk - len(p.entries)})
+		}
+	}
+	s.dmu.Unlock()
+	for _, f := range fills {
+		es, err := s.sp.ReadTopic(f.p.topic, f.from, s.readTo, f.n, drainChunkBytes)
+		if err != nil {
+			return fmt.Errorf("read parked topic %s back from the spool from seq %d: %w", f.p.topic, f.from, err)
+		}
+		s.dmu.Lock()
+		// Only drain moves diskFrom, and a topic left in the spool stays
+		// parked (feedLocked): f.p is still s.parked's, its entries all
+		// older than f.from.
+		if len(es) == 0 {
+			f.p.disk = false
+		} else {
+			f.p.diskFrom = es[len(es)-1].Seq + 1
+			for _, e := range es {
+				s.parkedBytes += entryBytes(e)
+			}
+			f.p.entries = append(f.p.entries, es...)
+		}
+		s.dmu.Unlock()
+	}
+	return nil
+}
+
+// fillable tells whether p is being retried with records in the spool
+// only and room for them in memory (fillParked reads them back); s.dmu
+// held.
+func (p *parkedTopic) fillable() bool {
+	return p.retrying && p.disk && len(p.entries) < drainChunk
+}
+
+// fillableLocked tells whether a parked topic is fillable (s.dmu held).
+func (s *spooler) fillableLocked() bool {
+	for _, p := range s.parked {
+		if p.fillable() {
+			return true
+		}
+	}
+	return false
+}
+
 // copyRecord copies r's key, value and headers.
 func copyRecord(r spool.Record) spool.Record {
 	c := spool.Record{Topic: r.Topic, Value: append([]byte{}, r.Value...)}
@@ -1247,8 +1350,9 @@ func copyRecord(r spool.Record) spool.Record {
 }
 
 // feedLocked appends to es the entries of parked topics whose pause is
-// over, up to a chunk, oldest first per topic; a topic with none left is
-// forgotten: its records are read and produced as any others again. A
+// over, up to a chunk, oldest first per topic; a topic with none left (in
+// memory, nor in the spool only: p.disk) is forgotten: its records are
+// read and produced as any others again. A
 // topic to purge is purged from the drain client first: nothing of it is
 // in the client between chunks (s.dmu held).
 func (s *spooler) feedLocked(es []spool.Entry) []spool.Entry {
@@ -1264,7 +1368,7 @@ func (s *spooler) feedLocked(es []spool.Entry) []spool.Entry {
 			s.parkedBytes -= entryBytes(e)
 			es = append(es, e)
 		}
-		if len(p.entries) == 0 {
+		if len(p.entries) == 0 && !p.disk {
 			delete(s.parked, p.topic)
 		}
 	}

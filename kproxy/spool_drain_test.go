@@ -469,3 +469,108 @@ func TestSpoolDrainTopicAnsweredInStuckChunkDrainsOn(t *testing.T) {
 	heal()
 	spoolEmpty(t, p)
 }
+
+// TestSpoolDrainStuckTopicTrafficHoldsNoOtherTopic: after an outage,
+// partition 0 of topic events keeps answering NOT_ENOUGH_REPLICAS while
+// events's live traffic keeps spooling, far past the drain's memory for
+// parked records (64 KiB here). Topic b's records, spooled before and
+// after, drain all the same: the drain leaves events's records in the
+// spool rather than in memory (it used to read no further once they filled
+// it, holding every topic). Every record left waiting counts in
+// kproxy_spool_parked_records. Once the partition heals, every events
+// record is in Kafka once, in per-key order.
+func TestSpoolDrainStuckTopicTrafficHoldsNoOtherTopic(t *testing.T) {
+	const b, memory = "b", 64 << 10
+	c := kafkatest.StartBrokers(t, 2, []kafkatest.Topic{{Name: topic, Partitions: 2}, {Name: b, Partitions: 1}})
+	for _, m := range []struct {
+		topic     string
+		part, dst int32
+	}{{topic, 0, 1}, {topic, 1, 0}, {b, 0, 0}} { // events[0] alone on broker 1
+		if err := c.MoveTopicPartition(m.topic, m.part, m.dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := kafkatest.NewFaults(t, c)
+	end := f.Outage(kerr.NotLeaderForPartition.Code)
+	srv := spoolServer(t, c, nil)
+	kproxy.SetDrainMemory(srv, memory)
+	p := runProxy(t, srv)
+
+	// Records of about 1 kB: keys of 500 bytes, values "key#n".
+	pad := strings.Repeat("x", 500)
+	wantE := map[string][]int{}
+	nE, nB := 0, 0
+	post := func(tp string, n int) {
+		t.Helper()
+		recs := make([]map[string]any, n)
+		for j := range recs {
+			i := nE
+			if tp == b {
+				i = nB
+			}
+			key := tp + strconv.Itoa(i%6) + "-" + pad
+			recs[j] = map[string]any{"topic": tp, "key": key, "value": key + "#" + strconv.Itoa(i)}
+			if tp == b {
+				nB++
+			} else {
+				wantE[key] = append(wantE[key], i)
+				nE++
+			}
+		}
+		if code, a := postBatch(t, p, "acks=-1", recs); code != 202 {
+			t.Fatalf("batch of %d %s records: %d %s, want 202 (spooled)", n, tp, code, a.Error)
+		}
+	}
+	post(topic, 60)
+	post(b, 20)
+	heal := refuseOn(c, 1, kerr.NotEnoughReplicas.Code)
+	defer heal()
+	end()
+	post(topic, 100)
+	time.Sleep(3 * time.Second) // past drainAside (2 s): the chunk with events[0] is set aside, events parked
+	for range 20 {
+		post(topic, 50) // 1 MB, in the spool behind events's stuck records
+	}
+	healB := refuseOn(c, 0, kerr.NotLeaderForPartition.Code) // b's new records are spooled
+	post(b, 20)
+	healB()
+
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		inKafka := len(kafkatest.ReadAll(t, c, kafkaconf.Default(), b))
+		if inKafka >= nB {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s's records stall behind %s's: %d of %d in kafka 20 s after they were spooled, while %s[0] is stuck "+
+				"and %s's records spooled behind it (%d) exceed the drain's memory (%d bytes): spool records %s, waiting %s",
+				b, topic, inKafka, nB, topic, topic, nE, memory, p.metric(t, "kproxy_spool_records"),
+				p.metric(t, "kproxy_spool_drain_waiting_records"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if a := p.post(t, "topic="+b+"&key=new", unique(t, "new")); a.code != 200 {
+		t.Errorf("%s drained, its new record answered %d %s, want 200", b, a.code, a.body)
+	}
+	if n, parked := p.metric(t, "kproxy_spool_records"), p.metric(t, `kproxy_spool_parked_records{topic="`+topic+`"}`); parked != n {
+		t.Errorf("kproxy_spool_parked_records for %s %s, want every record left in the spool (%s): all are %s's", topic, parked, n, topic)
+	}
+
+	heal()
+	spoolEmpty(t, p)
+	if dups := checkKeyOrderJSON(t, c, wantE); dups != 0 {
+		t.Errorf("%d duplicates in %s", dups, topic)
+	}
+	got := map[string]int{}
+	for _, r := range kafkatest.ReadAll(t, c, kafkaconf.Default(), b) {
+		got[string(r.Value)]++
+	}
+	if len(got) != nB+1 {
+		t.Errorf("%s holds %d distinct records, want %d", b, len(got), nB+1)
+	}
+	for v, n := range got {
+		if n != 1 {
+			t.Errorf("%s: %s written %d times", b, v, n)
+		}
+	}
+}

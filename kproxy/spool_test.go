@@ -31,8 +31,14 @@ import (
 // spoolProxy is a kproxy with a spool in a temporary directory.
 func spoolProxy(t *testing.T, c *kfake.Cluster, edit func(*kproxy.Config)) *proxy {
 	t.Helper()
+	return runProxy(t, spoolServer(t, c, edit))
+}
+
+// spoolServer is spoolProxy's server, not running yet.
+func spoolServer(t *testing.T, c *kfake.Cluster, edit func(*kproxy.Config)) *kproxy.Server {
+	t.Helper()
 	dir := t.TempDir()
-	return startProxy(t, c, func(cfg *kproxy.Config) {
+	return newServer(t, c, func(cfg *kproxy.Config) {
 		cfg.SpoolDir = dir
 		cfg.SpoolAfterMs = 200
 		cfg.ProduceTimeoutMs = 3000

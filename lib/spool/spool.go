@@ -165,6 +165,9 @@ type Spool struct {
 	rskip uint64 // entries at roff below rseq, to skip
 	rbuf  *bufio.Reader
 	rtop  string // the last topic decoded, reused
+
+	tmu  sync.Mutex         // ReadTopic's state below
+	tpos map[string]readPos // per topic, where its last ReadTopic stopped
 }
 
 type segment struct {
