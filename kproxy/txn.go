@@ -19,11 +19,11 @@ import (
 // (transactional_producers of them). A kgo client runs one transaction at
 // a time — begin, produce, commit or abort — so a batch takes a free
 // client for its whole transaction, waiting for one at most until its
-// records' deadline (then 503, nothing written). Each client has its own
-// transactional id, <transactional_id>-<i>, kept for the life of the
-// process: a client replaced after a failure starts with the same id,
-// which fences the old one (its epoch is bumped and any transaction it
-// left open is aborted at once).
+// records' deadline or its request's end (then 503, nothing written).
+// Each client has its own transactional id, <transactional_id>-<i>, kept
+// for the life of the process: a client replaced after a failure starts
+// with the same id, which fences the old one (its epoch is bumped and any
+// transaction it left open is aborted at once).
 type txnPool struct {
 	free       chan *txnProducer
 	all        []*txnProducer
@@ -83,14 +83,16 @@ func newTxnPool(cfg Config, prefix string, ps *producers, log *slog.Logger) *txn
 	return p
 }
 
-// get takes a free client, waiting until ctx ends (nil then).
-func (p *txnPool) get(ctx context.Context) *txnProducer {
+// get takes a free client, waiting until deadline (the records') or call
+// (the request's) ends: nil then.
+func (p *txnPool) get(deadline, call context.Context) *txnProducer {
 	select {
 	case tp := <-p.free:
 		return tp
-	case <-ctx.Done():
-		return nil
+	case <-deadline.Done():
+	case <-call.Done():
 	}
+	return nil
 }
 
 func (p *txnPool) put(tp *txnProducer) { p.free <- tp }
@@ -285,7 +287,18 @@ func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
 			" has records in the spool; an atomic batch would overtake them; the batch was not written", j, false)
 	}
 	deadline := s.recordsDeadline(j)
-	tp := s.txns.get(deadline)
+	// A gRPC call cancelled by its client stops waiting: its handler must
+	// return, since grpc-go frees the call's stream (one of
+	// grpc_max_concurrent_streams) only then.
+	tp := s.txns.get(deadline, ctx)
+	if tp != nil && ctx.Err() != nil {
+		s.txns.put(tp) // free as the call ended: nothing sent yet
+		tp = nil
+	}
+	if tp == nil && ctx.Err() != nil {
+		return s.atomicFailed(n, 503, -1, "the request ended ("+ctx.Err().Error()+
+			") before a transactional producer was free; the batch was not written", j, false)
+	}
 	if tp == nil {
 		return s.atomicFailed(n, 503, -1, "all "+strconv.Itoa(len(s.txns.all))+
 			j.bounded(" transactional producers stayed busy for produce_timeout_ms; the batch was not written"), j, false)

@@ -48,7 +48,7 @@ func TestTxnPoolCloseClosesEveryClient(t *testing.T) {
 	// left in a transaction holding a record.
 	var tps []*txnProducer
 	for range cfg.TransactionalProducers {
-		tp := p.get(ctx)
+		tp := p.get(ctx, ctx)
 		if tp == nil {
 			t.Fatal("no free transactional client")
 		}
@@ -98,5 +98,53 @@ func TestTxnPoolCloseClosesEveryClient(t *testing.T) {
 	p.abort(busy)
 	if n := open.n.Load(); n != 0 {
 		t.Errorf("%d transactional clients open after the busy batch's abort", n)
+	}
+}
+
+// TestTxnPoolCloseBeforeCommitIs503: a batch whose records were all
+// acknowledged and whose client close() shut (shutdown_timeout_ms passed)
+// before its commit left gets commitStatus 504 "may have been written",
+// though no EndTxn was sent and close fenced the id (README: "503, or 504
+// when its commit was sent").
+func TestTxnPoolCloseBeforeCommitIs503(t *testing.T) {
+	const tp0 = "txn"
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: tp0, Partitions: 1}})
+	cfg := DefaultConfig()
+	cfg.BrokerHosts = c.ListenAddrs()
+	cfg.TransactionalProducers = 1
+	cfg.ProduceTimeoutMs = 10_000
+	log := slog.New(slog.DiscardHandler)
+	ps, err := newProducers(cfg, log, producerHooks{batchRecords: nopObserver{},
+		batchMaxBytes: func(string) int32 { return int32(cfg.MaxMessageBytes) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.close(context.Background())
+	p := newTxnPool(cfg, "kproxy-test", ps, log)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tp := p.get(ctx, ctx)
+	if err := p.begin(tp); err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.cl.ProduceSync(ctx, &kgo.Record{Topic: tp0, Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	var endTxn atomic.Int32
+	c.ControlKey(int16(kmsg.EndTxn), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		endTxn.Add(1)
+		return nil, nil, false
+	})
+	passed, stop := context.WithCancel(context.Background())
+	stop()
+	p.close(passed) // the batch still holds tp: its client is closed, its id fenced
+	cctx, ccancel := context.WithTimeout(context.Background(), time.Second)
+	err = tp.cl.EndTransaction(cctx, kgo.TryCommit) // produceAtomic's commit
+	ccancel()
+	code, reason := commitStatus(err)
+	t.Logf("EndTxn requests seen by the broker: %d; commit err %v -> %d %q", endTxn.Load(), err, code, reason)
+	if endTxn.Load() == 0 && code != 503 {
+		t.Errorf("commit never sent (client closed at shutdown, id fenced): answered %d %q, want 503", code, reason)
 	}
 }
