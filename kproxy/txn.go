@@ -49,6 +49,10 @@ type txnProducer struct {
 	// read it while a batch still holds tp.
 	cl *kgo.Client
 	tr *tracer
+	// shut: close closed cl while a batch held tp (shutdown_timeout_ms
+	// passed). Under the pool's mu, as commit reads it: a commit is sent
+	// only when close has not shut cl first.
+	shut bool
 }
 
 // newTxnPool makes the pool; its clients are made when first used.
@@ -123,6 +127,26 @@ func (p *txnPool) begin(tp *txnProducer) error {
 		}
 		p.retire(tp, err)
 	}
+}
+
+// errShutBeforeCommit: close shut the client at the end of
+// shutdown_timeout_ms before its batch's commit was issued.
+var errShutBeforeCommit = errors.New("transactional client closed at shutdown before the commit")
+
+// commit commits tp's transaction within produce_timeout_ms, unless close
+// shut tp's client first (errShutBeforeCommit: nothing was sent, and close
+// fenced the id). Once the commit is issued, close shutting the client
+// fails it with the commit perhaps on the wire.
+func (p *txnPool) commit(tp *txnProducer) error {
+	p.mu.Lock()
+	shut := tp.shut
+	p.mu.Unlock()
+	if shut {
+		return errShutBeforeCommit
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
+	defer cancel()
+	return tp.cl.EndTransaction(ctx, kgo.TryCommit)
 }
 
 // abort ends tp's transaction as aborted, after the batch was answered,
@@ -209,9 +233,10 @@ func fence(ctx context.Context, cl *kgo.Client, id string, txnTimeout time.Durat
 // ctx, and closes every client. One still in a transaction when ctx ends
 // (shutdown_timeout_ms passed with its batch or its abort in progress) is
 // closed all the same — what it has not sent fails, and its batch is
-// answered 503, or 504 when its commit was sent — and its transactional
-// id fenced, so that the brokers abort the transaction at once rather
-// than after the transaction timeout (a commit they took first stays).
+// answered 503, or 504 when its commit was issued first (commit) — and
+// its transactional id fenced, so that the brokers abort the transaction
+// at once rather than after the transaction timeout (a commit they took
+// first stays).
 func (p *txnPool) close(ctx context.Context) {
 	p.mu.Lock()
 	p.closed = true
@@ -252,6 +277,7 @@ func (p *txnPool) close(ctx context.Context) {
 		}
 		p.mu.Lock()
 		cl := tp.cl // nil: none yet, or being retired (which closes it)
+		tp.shut = cl != nil
 		p.mu.Unlock()
 		if cl == nil {
 			continue
@@ -328,10 +354,7 @@ func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
 		out.inLog = true // records sent in the transaction: appended, then aborted
 		return out
 	}
-	cctx, cancel := context.WithTimeout(context.Background(), s.produceTimeout)
-	err := tp.cl.EndTransaction(cctx, kgo.TryCommit)
-	cancel()
-	if err != nil {
+	if err := s.txns.commit(tp); err != nil {
 		s.txns.abort(tp) // what kgo asks after a failed commit; heals the client or replaces it
 		code, reason := commitStatus(err)
 		out := s.atomicFailed(n, code, -1, reason, j, false)
@@ -372,6 +395,8 @@ func (s *Server) spoolingRecord(j *batchJob) int {
 func commitStatus(err error) (int, string) {
 	var ke *kerr.Error
 	switch {
+	case errors.Is(err, errShutBeforeCommit):
+		return 503, "kproxy is shutting down: the transaction was not committed and is aborted; no record of the batch was written"
 	case errors.Is(err, kerr.OperationNotAttempted):
 		// kgo did not send the commit: the producer id had failed.
 		return 503, "kafka transaction not committed (" + err.Error() + "); it was aborted, no record of the batch was written"
