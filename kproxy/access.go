@@ -182,14 +182,23 @@ func (b *bucket) refillLocked(now time.Time) {
 	}
 }
 
+// maxWait caps a refused request's wait: a tiny rate_limit (1e-12) puts
+// the next token past what time.Duration holds. It is the longest
+// Retry-After a gRPC answer's retry_after (int32 seconds) holds, 68 years.
+const maxWait = math.MaxInt32 * time.Second
+
 // take takes n tokens, all or none; refused, it tells how long until n
-// are there (wait > 0) and how many are there now.
+// are there (wait > 0, at most maxWait) and how many are there now.
 func (b *bucket) take(n int, now time.Time) (wait time.Duration, avail int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.refillLocked(now)
 	if short := float64(n) - b.tokens; short > 0 {
-		return max(time.Duration(short/b.rate*float64(time.Second)), 1), int(b.tokens)
+		// Compared as float64 seconds: converted, they may overflow.
+		if secs := short / b.rate; secs < maxWait.Seconds() {
+			return max(time.Duration(secs*float64(time.Second)), 1), int(b.tokens)
+		}
+		return maxWait, int(b.tokens)
 	}
 	b.tokens -= float64(n)
 	return 0, 0

@@ -3,11 +3,13 @@ package kproxy_test
 import (
 	"context"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
@@ -100,5 +102,78 @@ func TestGRPCMaxConcurrentStreamsConfig(t *testing.T) {
 	cfg.GRPCMaxConcurrentStreams = 10_000
 	if err := cfg.Validate("kproxy.yaml"); err != nil {
 		t.Errorf("grpc_max_concurrent_streams 10000: %v", err)
+	}
+}
+
+// TestGRPCCancelledAtomicCallFreesItsStream: an atomic Produce waiting for
+// a transactional client (all busy) stops when its client cancels it.
+// grpc-go's client counts a cancelled call as ended (RST_STREAM) and opens
+// the next one, but the server frees the call's place among the
+// grpc_max_concurrent_streams only when its handler returns, and until then
+// blocks the connection's reader at the bound: every call of the connection
+// would wait for produce_timeout_ms (5 s here).
+func TestGRPCCancelledAtomicCallFreesItsStream(t *testing.T) {
+	for _, bound := range []int{1, 2, 100} {
+		t.Run("bound"+strconv.Itoa(bound), func(t *testing.T) {
+			c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+			g := startGRPC(t, c, func(cfg *kproxy.Config) {
+				cfg.GRPCMaxConcurrentStreams = bound
+				cfg.TransactionalProducers = 1
+				cfg.ProduceTimeoutMs = 5000
+			})
+			// The only transactional client is busy: the records of its
+			// batch (sent over HTTP) are held by the broker.
+			release := make(chan struct{})
+			stopHold := holdOn(c, 0, release)
+			held := make(chan struct{})
+			go func() {
+				defer close(held)
+				g.postBatch(t, "topic="+topic+"&acks=-1&atomic=1", "", mpBatch(t, []brec{{value: mp(t, 0)}}))
+			}()
+			time.Sleep(500 * time.Millisecond)
+			defer func() { close(release); stopHold(); <-held }()
+
+			actx, cancelA := context.WithCancel(context.Background())
+			acks := int32(-1)
+			aDone := make(chan error, 1)
+			go func() {
+				_, err := g.kp.Produce(actx, &kproxypb.ProduceRequest{Acks: &acks, Atomic: true, Topic: topic,
+					Records: []*kproxypb.Record{grec("", "k", "v")}})
+				aDone <- err
+			}()
+			time.Sleep(300 * time.Millisecond) // it waits for the transactional client
+			cancelA()
+			if err := <-aDone; status.Code(err) != codes.Canceled {
+				t.Fatalf("the cancelled call: %v, want Canceled", err)
+			}
+
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if bound == 2 {
+				// A stream and a unary call, the bound: the stream's
+				// request is answered at once.
+				st := g.stream(t, ctx)
+				go grpc_health_v1.NewHealthClient(g.conn).Check(ctx, &grpc_health_v1.HealthCheckRequest{})
+				time.Sleep(200 * time.Millisecond)
+				start := time.Now()
+				if err := st.Send(&kproxypb.ProduceRequest{Id: 1, Topic: topic, Acks: new(int32)}); err != nil {
+					t.Fatal(err)
+				}
+				_, err := st.Recv()
+				t.Logf("a request on the open stream answered (%v) after %v", err, time.Since(start))
+				if time.Since(start) > time.Second {
+					t.Errorf("the open stream stalled %v behind the handler of a cancelled call", time.Since(start))
+				}
+				return
+			}
+			start := time.Now()
+			cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
+			defer ccancel()
+			_, err := grpc_health_v1.NewHealthClient(g.conn).Check(cctx, &grpc_health_v1.HealthCheckRequest{})
+			t.Logf("health Check after a cancelled call: %v in %v", err, time.Since(start))
+			if err != nil {
+				t.Errorf("a call after a cancelled one on the same connection: %v", err)
+			}
+		})
 	}
 }

@@ -19,11 +19,11 @@ import (
 // (transactional_producers of them). A kgo client runs one transaction at
 // a time — begin, produce, commit or abort — so a batch takes a free
 // client for its whole transaction, waiting for one at most until its
-// records' deadline (then 503, nothing written). Each client has its own
-// transactional id, <transactional_id>-<i>, kept for the life of the
-// process: a client replaced after a failure starts with the same id,
-// which fences the old one (its epoch is bumped and any transaction it
-// left open is aborted at once).
+// records' deadline or its request's end (then 503, nothing written).
+// Each client has its own transactional id, <transactional_id>-<i>, kept
+// for the life of the process: a client replaced after a failure starts
+// with the same id, which fences the old one (its epoch is bumped and any
+// transaction it left open is aborted at once).
 type txnPool struct {
 	free       chan *txnProducer
 	all        []*txnProducer
@@ -49,6 +49,10 @@ type txnProducer struct {
 	// read it while a batch still holds tp.
 	cl *kgo.Client
 	tr *tracer
+	// shut: close closed cl while a batch held tp (shutdown_timeout_ms
+	// passed). Under the pool's mu, as commit reads it: a commit is sent
+	// only when close has not shut cl first.
+	shut bool
 }
 
 // newTxnPool makes the pool; its clients are made when first used.
@@ -83,14 +87,16 @@ func newTxnPool(cfg Config, prefix string, ps *producers, log *slog.Logger) *txn
 	return p
 }
 
-// get takes a free client, waiting until ctx ends (nil then).
-func (p *txnPool) get(ctx context.Context) *txnProducer {
+// get takes a free client, waiting until deadline (the records') or call
+// (the request's) ends: nil then.
+func (p *txnPool) get(deadline, call context.Context) *txnProducer {
 	select {
 	case tp := <-p.free:
 		return tp
-	case <-ctx.Done():
-		return nil
+	case <-deadline.Done():
+	case <-call.Done():
 	}
+	return nil
 }
 
 func (p *txnPool) put(tp *txnProducer) { p.free <- tp }
@@ -121,6 +127,26 @@ func (p *txnPool) begin(tp *txnProducer) error {
 		}
 		p.retire(tp, err)
 	}
+}
+
+// errShutBeforeCommit: close shut the client at the end of
+// shutdown_timeout_ms before its batch's commit was issued.
+var errShutBeforeCommit = errors.New("transactional client closed at shutdown before the commit")
+
+// commit commits tp's transaction within produce_timeout_ms, unless close
+// shut tp's client first (errShutBeforeCommit: nothing was sent, and close
+// fenced the id). Once the commit is issued, close shutting the client
+// fails it with the commit perhaps on the wire.
+func (p *txnPool) commit(tp *txnProducer) error {
+	p.mu.Lock()
+	shut := tp.shut
+	p.mu.Unlock()
+	if shut {
+		return errShutBeforeCommit
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
+	defer cancel()
+	return tp.cl.EndTransaction(ctx, kgo.TryCommit)
 }
 
 // abort ends tp's transaction as aborted, after the batch was answered,
@@ -207,9 +233,10 @@ func fence(ctx context.Context, cl *kgo.Client, id string, txnTimeout time.Durat
 // ctx, and closes every client. One still in a transaction when ctx ends
 // (shutdown_timeout_ms passed with its batch or its abort in progress) is
 // closed all the same — what it has not sent fails, and its batch is
-// answered 503, or 504 when its commit was sent — and its transactional
-// id fenced, so that the brokers abort the transaction at once rather
-// than after the transaction timeout (a commit they took first stays).
+// answered 503, or 504 when its commit was issued first (commit) — and
+// its transactional id fenced, so that the brokers abort the transaction
+// at once rather than after the transaction timeout (a commit they took
+// first stays).
 func (p *txnPool) close(ctx context.Context) {
 	p.mu.Lock()
 	p.closed = true
@@ -250,6 +277,7 @@ func (p *txnPool) close(ctx context.Context) {
 		}
 		p.mu.Lock()
 		cl := tp.cl // nil: none yet, or being retired (which closes it)
+		tp.shut = cl != nil
 		p.mu.Unlock()
 		if cl == nil {
 			continue
@@ -285,7 +313,18 @@ func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
 			" has records in the spool; an atomic batch would overtake them; the batch was not written", j, false)
 	}
 	deadline := s.recordsDeadline(j)
-	tp := s.txns.get(deadline)
+	// A gRPC call cancelled by its client stops waiting: its handler must
+	// return, since grpc-go frees the call's stream (one of
+	// grpc_max_concurrent_streams) only then.
+	tp := s.txns.get(deadline, ctx)
+	if tp != nil && ctx.Err() != nil {
+		s.txns.put(tp) // free as the call ended: nothing sent yet
+		tp = nil
+	}
+	if tp == nil && ctx.Err() != nil {
+		return s.atomicFailed(n, 503, -1, "the request ended ("+ctx.Err().Error()+
+			") before a transactional producer was free; the batch was not written", j, false)
+	}
 	if tp == nil {
 		return s.atomicFailed(n, 503, -1, "all "+strconv.Itoa(len(s.txns.all))+
 			j.bounded(" transactional producers stayed busy for produce_timeout_ms; the batch was not written"), j, false)
@@ -315,10 +354,7 @@ func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
 		out.inLog = true // records sent in the transaction: appended, then aborted
 		return out
 	}
-	cctx, cancel := context.WithTimeout(context.Background(), s.produceTimeout)
-	err := tp.cl.EndTransaction(cctx, kgo.TryCommit)
-	cancel()
-	if err != nil {
+	if err := s.txns.commit(tp); err != nil {
 		s.txns.abort(tp) // what kgo asks after a failed commit; heals the client or replaces it
 		code, reason := commitStatus(err)
 		out := s.atomicFailed(n, code, -1, reason, j, false)
@@ -359,6 +395,8 @@ func (s *Server) spoolingRecord(j *batchJob) int {
 func commitStatus(err error) (int, string) {
 	var ke *kerr.Error
 	switch {
+	case errors.Is(err, errShutBeforeCommit):
+		return 503, "kproxy is shutting down: the transaction was not committed and is aborted; no record of the batch was written"
 	case errors.Is(err, kerr.OperationNotAttempted):
 		// kgo did not send the commit: the producer id had failed.
 		return 503, "kafka transaction not committed (" + err.Error() + "); it was aborted, no record of the batch was written"

@@ -3,6 +3,7 @@ package kproxy
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -48,7 +49,7 @@ func TestTxnPoolCloseClosesEveryClient(t *testing.T) {
 	// left in a transaction holding a record.
 	var tps []*txnProducer
 	for range cfg.TransactionalProducers {
-		tp := p.get(ctx)
+		tp := p.get(ctx, ctx)
 		if tp == nil {
 			t.Fatal("no free transactional client")
 		}
@@ -98,5 +99,78 @@ func TestTxnPoolCloseClosesEveryClient(t *testing.T) {
 	p.abort(busy)
 	if n := open.n.Load(); n != 0 {
 		t.Errorf("%d transactional clients open after the busy batch's abort", n)
+	}
+}
+
+// TestTxnPoolCloseBeforeCommitIs503: a batch whose records were all
+// acknowledged and whose client close shut (shutdown_timeout_ms passed)
+// before its commit was issued is answered 503, not written: no EndTxn is
+// sent, and close fenced the id. A commit issued before close shut the
+// client may be on the wire: 504 (README: "503, or 504 when its commit
+// was issued").
+func TestTxnPoolCloseBeforeCommitIs503(t *testing.T) {
+	for _, issued := range []bool{false, true} {
+		t.Run(map[bool]string{false: "shut before the commit", true: "commit issued, then shut"}[issued], func(t *testing.T) {
+			const tp0 = "txn"
+			c := kafkatest.Start(t, []kafkatest.Topic{{Name: tp0, Partitions: 1}})
+			cfg := DefaultConfig()
+			cfg.BrokerHosts = c.ListenAddrs()
+			cfg.TransactionalProducers = 1
+			cfg.ProduceTimeoutMs = 10_000
+			log := slog.New(slog.DiscardHandler)
+			ps, err := newProducers(cfg, log, producerHooks{batchRecords: nopObserver{},
+				batchMaxBytes: func(string) int32 { return int32(cfg.MaxMessageBytes) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ps.close(context.Background())
+			p := newTxnPool(cfg, "kproxy-test", ps, log)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			tp := p.get(ctx, ctx)
+			if err := p.begin(tp); err != nil {
+				t.Fatal(err)
+			}
+			if err := tp.cl.ProduceSync(ctx, &kgo.Record{Topic: tp0, Value: []byte("v")}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			var endTxn atomic.Int32
+			release := make(chan struct{})
+			defer close(release)
+			c.ControlKey(int16(kmsg.EndTxn), func(kmsg.Request) (kmsg.Response, error, bool) {
+				c.KeepControl()
+				endTxn.Add(1)
+				c.SleepControl(func() { <-release }) // the commit stays unanswered
+				return nil, nil, false
+			})
+			committed := make(chan error, 1)
+			commit := func() { committed <- p.commit(tp) } // produceAtomic's commit
+			if issued {
+				go commit()
+				for endTxn.Load() == 0 {
+					if ctx.Err() != nil {
+						t.Fatal("the commit never reached the broker")
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+			passed, stop := context.WithCancel(context.Background())
+			stop()
+			p.close(passed) // the batch still holds tp: its client is closed, its id fenced
+			if !issued {
+				commit()
+			}
+			err = <-committed
+			code, reason := commitStatus(err)
+			t.Logf("EndTxn requests seen by the broker: %d; commit err %v -> %d %q", endTxn.Load(), err, code, reason)
+			switch {
+			case !issued && endTxn.Load() != 0:
+				t.Errorf("%d EndTxn requests sent by a client closed at shutdown", endTxn.Load())
+			case !issued && (code != 503 || !strings.Contains(reason, "no record of the batch was written")):
+				t.Errorf("commit never sent (client closed at shutdown, id fenced): answered %d %q, want 503 not written", code, reason)
+			case issued && code != 504:
+				t.Errorf("commit sent, unanswered when the client was closed: answered %d %q, want 504", code, reason)
+			}
+		})
 	}
 }
