@@ -107,10 +107,14 @@ type spooler struct {
 	pause       map[string]time.Duration // the next pause before a parked topic is retried
 	stopped     bool                     // the drain client is closing: refusals are not retried
 	wakeDrain   context.CancelFunc       // ends the drain loop's wait (nil: it is not waiting)
-	amu         sync.Mutex
-	acks        []uint64   // seqs Kafka acknowledged, acked in the spool every ackEvery
-	wait        *chunkWait // the chunk's records without Kafka's answer yet
-	drainOpts   []kgo.Opt  // the drain client's (setAside makes others)
+	// onlyParked: every record in the spool was of a parked topic when the
+	// drain last looked (onlyParkedLocked): it reads no further, and the
+	// appender wakes it for a record of another topic (appended).
+	onlyParked bool
+	amu        sync.Mutex
+	acks       []uint64   // seqs Kafka acknowledged, acked in the spool every ackEvery
+	wait       *chunkWait // the chunk's records without Kafka's answer yet
+	drainOpts  []kgo.Opt  // the drain client's (setAside makes others)
 	// aside are the drain clients set aside with their chunks, which
 	// Kafka had not answered in full within drainAside (s.dmu), at most
 	// maxAside; a topic with records of one not answered waits, parked
@@ -593,6 +597,7 @@ func (s *spooler) write() {
 			}
 			_, err := s.sp.Append(recs)
 			if err == nil {
+				s.appended(items)
 				s.m.spooled.Add(float64(n))
 				for _, it := range items {
 					if it.dup {
@@ -672,6 +677,8 @@ func (s *spooler) drain(ctx context.Context) {
 		full := s.parkedBytes >= maxParkedBytes
 		parked := len(s.parked)
 		s.wakeDrain = cancel
+		s.onlyParked = len(fed) == 0 && s.onlyParkedLocked()
+		idle := s.onlyParked
 		s.dmu.Unlock()
 		if full && !wasFull {
 			s.log.Warn("spool drain: the records of parked topics fill the drain's memory; it reads no further until one drains",
@@ -690,13 +697,13 @@ func (s *spooler) drain(ctx context.Context) {
 			clear(read[room:])
 			read = read[:room]
 		}
-		if !full && len(read) < drainChunk-len(fed) {
+		if !full && !idle && len(read) < drainChunk-len(fed) {
 			read, err = s.readChunk(rctx, read, drainChunk-len(fed), len(fed) == 0 && len(read) == 0)
 		} else if len(fed) == 0 && len(read) == 0 {
 			<-rctx.Done() // a parked topic drains, or its pause ends
 		}
 		s.dmu.Lock()
-		s.wakeDrain = nil
+		s.wakeDrain, s.onlyParked = nil, false
 		s.dmu.Unlock()
 		woken := rctx.Err() != nil // before cancel: an error then is the wake's
 		cancel()
@@ -750,13 +757,51 @@ func (s *spooler) drain(ctx context.Context) {
 		flushed := make(chan error, 1)
 		c := s.drainC // setAside replaces it while this flush runs
 		go func() { flushed <- c.Flush(ctx) }()
-		if !full && len(next) < drainChunk {
+		if !full && !idle && len(next) < drainChunk {
 			next, _ = s.readChunk(doneCtx, next, drainChunk, false) // an error comes again at the next Read
 		}
 		if err := s.waitChunk(ctx, flushed); err != nil {
 			return // stopping: close flushes what is left
 		}
 		s.ackDrained()
+	}
+}
+
+// onlyParkedLocked tells (s.dmu held) whether every record in the spool
+// is of a parked topic waiting for its pause or its chunk set aside:
+// reading on would only copy records into memory (parkLocked), as during
+// an outage every spooled record of the topics Kafka does not answer.
+// The reader stays where it is instead; what it would have parked is read
+// after the parked records, once their topic drains again: the same order.
+func (s *spooler) onlyParkedLocked() bool {
+	if len(s.parked) == 0 {
+		return false
+	}
+	n := 0
+	for t, p := range s.parked {
+		if p.retrying {
+			return false
+		}
+		n += s.sp.Pending(t)
+	}
+	return n > 0 && int64(n) == s.sp.Stats().Records
+}
+
+// appended wakes the drain when it reads no further (onlyParked) and
+// items hold a record of a topic not parked. s.dmu is taken once per
+// Append, not per record.
+func (s *spooler) appended(items []*spoolItem) {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	if !s.onlyParked {
+		return
+	}
+	for _, it := range items {
+		if p := s.parked[it.rec.Topic]; p == nil || p.retrying {
+			s.onlyParked = false
+			s.wakeLocked()
+			return
+		}
 	}
 }
 
