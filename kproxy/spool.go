@@ -526,18 +526,28 @@ func (s *spooler) settle(n *gateRec) (taken bool) {
 	return false
 }
 
-// newSpoolItem copies r for the spool: its buffers are the request's.
+// newSpoolItem copies r for the spool: its buffers are the request's. The
+// key, value and header values share one allocation.
 func newSpoolItem(g *gate, r *kgo.Record, dup bool) *spoolItem {
 	it := &spoolItem{g: g, dup: dup, done: make(chan struct{})}
 	it.rec.Topic = r.Topic
-	if r.Key != nil {
-		it.rec.Key = append([]byte{}, r.Key...)
+	n := len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += len(h.Value)
 	}
-	it.rec.Value = append([]byte{}, r.Value...)
+	buf := make([]byte, 0, n)
+	take := func(b []byte) []byte {
+		buf = append(buf, b...)
+		return buf[len(buf)-len(b) : len(buf) : len(buf)]
+	}
+	if r.Key != nil {
+		it.rec.Key = take(r.Key)
+	}
+	it.rec.Value = take(r.Value)
 	if len(r.Headers) > 0 {
 		it.rec.Headers = make([]spool.Header, len(r.Headers))
 		for i, h := range r.Headers {
-			it.rec.Headers[i] = spool.Header{Key: h.Key, Value: append([]byte{}, h.Value...)}
+			it.rec.Headers[i] = spool.Header{Key: h.Key, Value: take(h.Value)}
 		}
 	}
 	return it
@@ -616,14 +626,22 @@ func (s *spooler) write() {
 	}
 }
 
-// finish gives items their outcome and takes them off their gates' counts.
+// finish gives items their outcome and takes them off their gates' counts,
+// each gate's lock taken once for a run of its items.
 func (s *spooler) finish(items []*spoolItem, err error) {
-	for _, it := range items {
-		it.err = err
-		it.g.mu.Lock()
-		it.g.queued--
-		it.g.mu.Unlock()
-		close(it.done)
+	for i := 0; i < len(items); {
+		g, j := items[i].g, i+1
+		for j < len(items) && items[j].g == g {
+			j++
+		}
+		g.mu.Lock()
+		g.queued -= j - i
+		g.mu.Unlock()
+		for _, it := range items[i:j] {
+			it.err = err
+			close(it.done)
+		}
+		i = j
 	}
 }
 
