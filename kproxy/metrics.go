@@ -49,7 +49,7 @@ const (
 )
 
 // answeredCodes are every status the handler writes.
-var answeredCodes = []int{200, 207, 400, 401, 403, 404, 405, 408, 413, 429, 431, 502, 503, 504}
+var answeredCodes = []int{200, 202, 207, 400, 401, 403, 404, 405, 408, 413, 429, 431, 502, 503, 504}
 
 func newMetrics(reg *prometheus.Registry, inFlight *atomic.Int64) *metrics {
 	m := &metrics{
@@ -127,7 +127,7 @@ func newMetrics(reg *prometheus.Registry, inFlight *atomic.Int64) *metrics {
 	for _, method := range []string{"Produce", "ProduceStream"} {
 		mm := &grpcMethodMetrics{vec: grpcRequests, byCode: map[int]prometheus.Counter{}, method: method,
 			duration: grpcDuration.WithLabelValues(method)}
-		for _, c := range []int{200, 207, 400, 401, 403, 404, 413, 429, 502, 503, 504} {
+		for _, c := range []int{200, 202, 207, 400, 401, 403, 404, 413, 429, 502, 503, 504} {
 			mm.byCode[c] = grpcRequests.WithLabelValues(method, strconv.Itoa(c))
 		}
 		m.grpcRequests[method] = mm

@@ -112,10 +112,14 @@ type spooler struct {
 	pause       map[string]time.Duration // the next pause before a parked topic is retried
 	stopped     bool                     // the drain client is closing: refusals are not retried
 	wakeDrain   context.CancelFunc       // ends the drain loop's wait (nil: it is not waiting)
-	amu         sync.Mutex
-	acks        []uint64   // seqs Kafka acknowledged, acked in the spool every ackEvery
-	wait        *chunkWait // the chunk's records without Kafka's answer yet
-	drainOpts   []kgo.Opt  // the drain client's (setAside makes others)
+	// onlyParked: every record in the spool was of a parked topic when the
+	// drain last looked (onlyParkedLocked): it reads no further, and the
+	// appender wakes it for a record of another topic (appended).
+	onlyParked bool
+	amu        sync.Mutex
+	acks       []uint64   // seqs Kafka acknowledged, acked in the spool every ackEvery
+	wait       *chunkWait // the chunk's records without Kafka's answer yet
+	drainOpts  []kgo.Opt  // the drain client's (setAside makes others)
 	// aside are the drain clients set aside with their chunks, which
 	// Kafka had not answered in full within drainAside (s.dmu), at most
 	// maxAside; a topic with records of one not answered waits, parked
@@ -535,18 +539,28 @@ func (s *spooler) settle(n *gateRec) (taken bool) {
 	return false
 }
 
-// newSpoolItem copies r for the spool: its buffers are the request's.
+// newSpoolItem copies r for the spool: its buffers are the request's. The
+// key, value and header values share one allocation.
 func newSpoolItem(g *gate, r *kgo.Record, dup bool) *spoolItem {
 	it := &spoolItem{g: g, dup: dup, done: make(chan struct{})}
 	it.rec.Topic = r.Topic
-	if r.Key != nil {
-		it.rec.Key = append([]byte{}, r.Key...)
+	n := len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += len(h.Value)
 	}
-	it.rec.Value = append([]byte{}, r.Value...)
+	buf := make([]byte, 0, n)
+	take := func(b []byte) []byte {
+		buf = append(buf, b...)
+		return buf[len(buf)-len(b) : len(buf) : len(buf)]
+	}
+	if r.Key != nil {
+		it.rec.Key = take(r.Key)
+	}
+	it.rec.Value = take(r.Value)
 	if len(r.Headers) > 0 {
 		it.rec.Headers = make([]spool.Header, len(r.Headers))
 		for i, h := range r.Headers {
-			it.rec.Headers[i] = spool.Header{Key: h.Key, Value: append([]byte{}, h.Value...)}
+			it.rec.Headers[i] = spool.Header{Key: h.Key, Value: take(h.Value)}
 		}
 	}
 	return it
@@ -606,6 +620,7 @@ func (s *spooler) write() {
 			}
 			_, err := s.sp.Append(recs)
 			if err == nil {
+				s.appended(items)
 				s.m.spooled.Add(float64(n))
 				for _, it := range items {
 					if it.dup {
@@ -624,14 +639,22 @@ func (s *spooler) write() {
 	}
 }
 
-// finish gives items their outcome and takes them off their gates' counts.
+// finish gives items their outcome and takes them off their gates' counts,
+// each gate's lock taken once for a run of its items.
 func (s *spooler) finish(items []*spoolItem, err error) {
-	for _, it := range items {
-		it.err = err
-		it.g.mu.Lock()
-		it.g.queued--
-		it.g.mu.Unlock()
-		close(it.done)
+	for i := 0; i < len(items); {
+		g, j := items[i].g, i+1
+		for j < len(items) && items[j].g == g {
+			j++
+		}
+		g.mu.Lock()
+		g.queued -= j - i
+		g.mu.Unlock()
+		for _, it := range items[i:j] {
+			it.err = err
+			close(it.done)
+		}
+		i = j
 	}
 }
 
@@ -701,6 +724,8 @@ func (s *spooler) drain(ctx context.Context) {
 		if s.fillableLocked() {
 			cancel() // retried since fillParked: the next round reads it back
 		}
+		s.onlyParked = len(fed) == 0 && s.onlyParkedLocked()
+		idle := s.onlyParked
 		s.dmu.Unlock()
 		var err error
 		read, next = next, read[:0] // read while the last chunk flushed
@@ -712,11 +737,13 @@ func (s *spooler) drain(ctx context.Context) {
 			clear(read[room:])
 			read = read[:room]
 		}
-		if len(read) < drainChunk-len(fed) {
+		if !idle && len(read) < drainChunk-len(fed) {
 			read, err = s.readChunk(rctx, read, drainChunk-len(fed), len(fed) == 0 && len(read) == 0)
+		} else if len(fed) == 0 && len(read) == 0 {
+			<-rctx.Done() // a record of another topic arrives, or a parked topic is retried
 		}
 		s.dmu.Lock()
-		s.wakeDrain = nil
+		s.wakeDrain, s.onlyParked = nil, false
 		s.dmu.Unlock()
 		woken := rctx.Err() != nil // before cancel: an error then is the wake's
 		cancel()
@@ -773,13 +800,51 @@ func (s *spooler) drain(ctx context.Context) {
 		flushed := make(chan error, 1)
 		c := s.drainC // setAside replaces it while this flush runs
 		go func() { flushed <- c.Flush(ctx) }()
-		if len(next) < drainChunk {
+		if !idle && len(next) < drainChunk {
 			next, _ = s.readChunk(doneCtx, next, drainChunk, false) // an error comes again at the next Read
 		}
 		if err := s.waitChunk(ctx, flushed); err != nil {
 			return // stopping: close flushes what is left
 		}
 		s.ackDrained()
+	}
+}
+
+// onlyParkedLocked tells (s.dmu held) whether every record in the spool
+// is of a parked topic waiting for its pause or its chunk set aside:
+// reading on would only copy records into memory (parkLocked), as during
+// an outage every spooled record of the topics Kafka does not answer.
+// The reader stays where it is instead; what it would have parked is read
+// after the parked records, once their topic drains again: the same order.
+func (s *spooler) onlyParkedLocked() bool {
+	if len(s.parked) == 0 {
+		return false
+	}
+	n := 0
+	for t, p := range s.parked {
+		if p.retrying {
+			return false
+		}
+		n += s.sp.Pending(t)
+	}
+	return n > 0 && int64(n) == s.sp.Stats().Records
+}
+
+// appended wakes the drain when it reads no further (onlyParked) and
+// items hold a record of a topic not parked. s.dmu is taken once per
+// Append, not per record.
+func (s *spooler) appended(items []*spoolItem) {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	if !s.onlyParked {
+		return
+	}
+	for _, it := range items {
+		if p := s.parked[it.rec.Topic]; p == nil || p.retrying {
+			s.onlyParked = false
+			s.wakeLocked()
+			return
+		}
 	}
 }
 

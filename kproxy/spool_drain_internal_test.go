@@ -5,12 +5,15 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/spool"
@@ -125,4 +128,94 @@ func TestSpoolDrainRefusalParksBeforeAnswered(t *testing.T) {
 	if p := s.parked["T"]; p == nil || len(p.entries) != 1 || !p.aside {
 		t.Errorf("after the refusal, T parked %+v, want seq 5 parked and T waiting for the chunk aside", p)
 	}
+}
+
+// TestSpoolDrainReadsNoFurtherWhileOnlyParked: Kafka freezes, the drain's
+// chunk of topic a is set aside and a parked. The records of a spooled
+// then are not read and copied into memory while every record in the
+// spool is a parked topic's (onlyParked); a record of topic b makes the
+// drain read on, and after the thaw everything drains.
+func TestSpoolDrainReadsNoFurtherWhileOnlyParked(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}, {Name: "b", Partitions: 1}})
+	thawed := make(chan struct{})
+	thaw := sync.OnceFunc(func() { close(thawed) })
+	t.Cleanup(thaw) // before the cluster closes: it waits for the control
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		select {
+		case <-thawed:
+			return nil, nil, false
+		default:
+		}
+		c.KeepControl()
+		<-thawed
+		return nil, nil, false
+	})
+	cfg := DefaultConfig()
+	cfg.BrokerHosts = c.ListenAddrs()
+	cfg.SpoolDir = t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ps, err := newProducers(cfg, log, producerHooks{batchRecords: nopObserver{},
+		batchMaxBytes: func(string) int32 { return int32(cfg.MaxMessageBytes) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.close(context.Background())
+	s, err := openSpooler(cfg, log, ps, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	defer s.close(context.Background())
+	defer thaw() // first: close waits for the chunk set aside
+	// spoolN appends n records of topic through the appender, as the
+	// handlers do, and waits until they are in the spool.
+	spoolN := func(topic string, n int) {
+		g := s.gate(topic)
+		items := make([]*spoolItem, n)
+		for i := range items {
+			items[i] = newSpoolItem(g, &kgo.Record{Topic: topic, Key: []byte("k"), Value: []byte(topic + strconv.Itoa(i))}, false)
+		}
+		g.mu.Lock()
+		g.queued += n
+		g.mu.Unlock()
+		s.push(items...)
+		for _, it := range items {
+			<-it.done
+			if it.err != nil {
+				t.Fatal(it.err)
+			}
+		}
+	}
+	wait := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(15 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 15 s", what)
+			}
+		}
+	}
+	locked := func(f func() bool) func() bool {
+		return func() bool { s.dmu.Lock(); defer s.dmu.Unlock(); return f() }
+	}
+	parkedA := func() int {
+		if p := s.parked["a"]; p != nil {
+			return len(p.entries)
+		}
+		return -1
+	}
+	spoolN("a", 10)
+	wait("a's chunk set aside", locked(func() bool { return len(s.aside) == 1 && s.parked["a"] != nil }))
+	spoolN("a", 1000)
+	wait("the drain waiting, all 1010 records a parked topic's",
+		locked(func() bool { return s.onlyParked && s.sp.Stats().Records == 1010 }))
+	s.dmu.Lock()
+	n, bytes := parkedA(), s.parkedBytes
+	s.dmu.Unlock()
+	if n != 0 || bytes != 0 {
+		t.Errorf("while Kafka is frozen the drain read a's records into memory: %d parked, %d bytes", n, bytes)
+	}
+	spoolN("b", 1)
+	wait("the drain reading on to b's record, past a's 1000", locked(func() bool { return parkedA() == 1000 }))
+	thaw()
+	wait("the spool drained", func() bool { return s.sp.Stats().Records == 0 })
 }

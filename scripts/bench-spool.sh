@@ -19,7 +19,12 @@
 #     goroutine appending the same entries (lib/spool's bytes for a 200-byte
 #     value) to one file with write + fsync, -group records per fsync, with
 #     the group kproxy achieved and with 64. The order of kproxy and the loop
-#     alternates between rounds.
+#     alternates between rounds. Right after kproxy, the same wrk command
+#     against scripts/bareserver -spooled, a fasthttp server that reads
+#     the body and answers 202 {"spooled":true} doing nothing else: the
+#     HTTP ceiling of this machine (wrk, the loopback and fasthttp on the
+#     same cores). Columns "bare/s" and "/bare": its rate, and kproxy's
+#     202 rate divided by it — next to "/loop", the disk's ceiling.
 # (ii) drain rate. The records of (i) are in the spool (N); Kafka is thawed
 #     (SIGCONT); the time from then until kproxy_spool_records is 0.
 #     Then scripts/preload -acks -1 (kgo's idempotent acks=all producer and
@@ -43,11 +48,12 @@ CONNS=64
 KAFKA_PORT=${KAFKA_PORT:-19192}
 PROXY_PORT=${PROXY_PORT:-15130}
 ADMIN_PORT=${ADMIN_PORT:-15140}
-need_ports "$KAFKA_PORT" $PROXY_PORT $ADMIN_PORT
+BARE_PORT=${BARE_PORT:-15150}
+need_ports "$KAFKA_PORT" $PROXY_PORT $ADMIN_PORT $BARE_PORT
 have_perf=""
 perf stat -e syscalls:sys_enter_fsync -- true >/dev/null 2>&1 && have_perf=1
 
-go build -o bin/ ./kproxy/kproxy_bin ./scripts/devstack ./scripts/endoffsets ./scripts/preload ./scripts/spoolloop
+go build -o bin/ ./kproxy/kproxy_bin ./scripts/devstack ./scripts/endoffsets ./scripts/preload ./scripts/spoolloop ./scripts/bareserver
 new_workdir
 exec 4>&2
 
@@ -59,6 +65,9 @@ pids+=($devstack_pid)
 # A frozen devstack does not stop on SIGTERM: thaw it on the way out.
 trap 'kill -CONT $devstack_pid 2>/dev/null; stop_pids "${pids[@]}"; rm -rf "$work"' EXIT
 wait_for "kafka" 30 devstack_up "$devstack_pid"
+bin/bareserver -spooled -addr "127.0.0.1:$BARE_PORT" >"$work/bare.log" 2>&1 &
+pids+=($!)
+wait_for "bare server" 30 curl -s -o /dev/null -X POST "127.0.0.1:$BARE_PORT/"
 cat >"$work/kproxy.yaml" <<CONF
 log_dir: $work/log
 log_level: 2
@@ -103,12 +112,21 @@ kproxy_202() {
 	[ -n "$fsyncs" ] && [ "$fsyncs" -gt 0 ] && GROUP=$(awk -v s="$SPOOLED" -v f="$fsyncs" 'BEGIN{printf "%d", s/f + 0.5}')
 	return 0
 }
+# bare_202: sets BARE, the bare server's 202s per second (same wrk command).
+bare_202() {
+	local out non2xx
+	out=$(wrk -t2 -c$CONNS -d"${DURATION}s" --timeout 10s -s scripts/bench-kproxy.lua "http://127.0.0.1:$BARE_PORT" -- bench -1)
+	BARE=$(awk '/^Requests\/sec/ {printf "%d", $2}' <<<"$out")
+	non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
+	[ -z "$non2xx" ] || { echo "the bare server answered $non2xx requests with another status than 202" >&2; exit 1; }
+	return 0
+}
 # loop_rate N GROUP: sets LOOP, the loop's records/s.
 loop_rate() { LOOP=$(bin/spoolloop -dir "$work" -n "$1" -group "$2" | awk '{for (i = 1; i < NF; i++) if ($(i+1) == "records/s,") print $i}'); }
 
 echo "kproxy spool benchmark: $CONNS connections, ${DURATION}s per run, 200-byte bodies over 10,000 keys, acks=-1, one kfake broker, $(nproc) cores, disk of $work: $(df --output=source "$work" | tail -1)"
-printf '%-8s %10s %8s %12s %12s %8s %8s | %9s %10s %12s %12s %8s %6s\n' round "202/s" group "loop@group" "loop@64" "/loop" "/loop64" records "drain s" "drain rec/s" "kgo rec/s" "/kgo" lost
-r202=() rloop=() rloop64=() rdrain=() lost_total=0 unknown=0
+printf '%-8s %10s %8s %12s %12s %8s %8s %10s %6s | %9s %10s %12s %12s %8s %6s\n' round "202/s" group "loop@group" "loop@64" "/loop" "/loop64" "bare/s" "/bare" records "drain s" "drain rec/s" "kgo rec/s" "/kgo" lost
+r202=() rloop=() rloop64=() rbare=() rdrain=() lost_total=0 unknown=0
 for r in $(seq "$ROUNDS"); do
 	kill -STOP "$devstack_pid"
 	# A record already written to the frozen broker's connection may get
@@ -124,11 +142,13 @@ for r in $(seq "$ROUNDS"); do
 	# (i), the order alternating
 	if ((r % 2)); then
 		kproxy_202
+		bare_202
 		n=$((SPOOLED < 200000 ? SPOOLED : 200000))
 		loop_rate "$n" "${GROUP:-64}"; loop_g=$LOOP
 		loop_rate "$n" 64; loop_64=$LOOP
 	else
 		loop_rate 100000 64; loop_64=$LOOP
+		bare_202
 		kproxy_202
 		n=$((SPOOLED < 200000 ? SPOOLED : 200000))
 		loop_rate "$n" "${GROUP:-64}"; loop_g=$LOOP
@@ -148,7 +168,7 @@ for r in $(seq "$ROUNDS"); do
 	kgo_ms=$(($(now_ms) - t1))
 	drain_rate=$(awk -v n="$N" -v ms="$drain_ms" 'BEGIN{printf "%d", n*1000/ms}')
 	kgo_rate=$(awk -v n="$N" -v ms="$kgo_ms" 'BEGIN{printf "%d", n*1000/ms}')
-	r202+=("$RPS") rloop+=("$(ratio "$RPS" "$loop_g")") rloop64+=("$(ratio "$RPS" "$loop_64")") rdrain+=("$(ratio "$drain_rate" "$kgo_rate")")
+	r202+=("$RPS") rloop+=("$(ratio "$RPS" "$loop_g")") rloop64+=("$(ratio "$RPS" "$loop_64")") rbare+=("$(ratio "$RPS" "$BARE")") rdrain+=("$(ratio "$drain_rate" "$kgo_rate")")
 	# Every record kproxy spooled since the start is in bench: the
 	# spooled total (the flip records included) and the first record
 	# against the end offsets.
@@ -157,15 +177,16 @@ for r in $(seq "$ROUNDS"); do
 	# request got no answer when Kafka froze, and the records answered 504.
 	((lost >= 0 || -lost <= $(metric kproxy_spool_duplicates_possible_total) + unknown)) || lost_total=$((lost_total - lost))
 	((lost < 0)) || lost_total=$((lost_total + lost))
-	printf '%-8s %10s %8s %12s %12s %8s %8s | %9s %10s %12s %12s %8s %6s\n' "#$r" "$RPS" "${GROUP:-?}" "$loop_g" "$loop_64" \
-		"$(ratio "$RPS" "$loop_g")" "$(ratio "$RPS" "$loop_64")" "$N" "$(awk -v ms="$drain_ms" 'BEGIN{printf "%.2f", ms/1000}')" \
+	printf '%-8s %10s %8s %12s %12s %8s %8s %10s %6s | %9s %10s %12s %12s %8s %6s\n' "#$r" "$RPS" "${GROUP:-?}" "$loop_g" "$loop_64" \
+		"$(ratio "$RPS" "$loop_g")" "$(ratio "$RPS" "$loop_64")" "$BARE" "$(ratio "$RPS" "$BARE")" "$N" "$(awk -v ms="$drain_ms" 'BEGIN{printf "%.2f", ms/1000}')" \
 		"$drain_rate" "$kgo_rate" "$(ratio "$drain_rate" "$kgo_rate")" "$lost"
 done
 to_loop=$(median "${rloop[@]}")
 to_kgo=$(median "${rdrain[@]}")
 echo
 echo "medians of $ROUNDS rounds: kproxy $(median "${r202[@]}") records/s answered 202, $to_loop of the fsync loop at kproxy's group size" \
-	"($(median "${rloop64[@]}") of the loop at 64 per fsync); drain $to_kgo of franz-go's idempotent acks=-1 producer alone"
+	"($(median "${rloop64[@]}") of the loop at 64 per fsync), $(median "${rbare[@]}") of a bare HTTP server answering 202;" \
+	"drain $to_kgo of franz-go's idempotent acks=-1 producer alone"
 [ -n "$have_perf" ] || echo "(perf stat cannot count fsyncs here: the loop used 64 records per fsync for kproxy's group)"
 verdict=PASS
 awk -v r="$to_loop" 'BEGIN{exit !(r >= 0.7)}' || verdict=FAIL

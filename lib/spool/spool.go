@@ -674,11 +674,21 @@ func (s *Spool) publish(chunk []*request) bool {
 	if g.sealed {
 		return false
 	}
+	// A run of entries of one topic looks it up once.
+	var last string
+	var idx int32
+	run := 0
 	for _, r := range chunk {
 		r.first = s.next
 		for _, t := range r.topics {
-			g.ents = append(g.ents, entMeta{appended: r.appended, topic: intern(s, t)})
-			s.pending[t]++
+			if run == 0 || t != last {
+				if run > 0 {
+					s.pending[last] += run
+				}
+				last, idx, run = t, intern(s, t), 0
+			}
+			g.ents = append(g.ents, entMeta{appended: r.appended, topic: idx})
+			run++
 		}
 		n := int64(len(r.topics))
 		s.next += uint64(n)
@@ -686,6 +696,9 @@ func (s *Spool) publish(chunk []*request) bool {
 		s.appended += n
 		g.size += int64(len(r.buf))
 		s.bytes += int64(len(r.buf))
+	}
+	if run > 0 {
+		s.pending[last] += run
 	}
 	close(s.data)
 	s.data = make(chan struct{})

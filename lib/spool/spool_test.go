@@ -656,3 +656,26 @@ func TestReadCutsCorruptEntry(t *testing.T) {
 	s = open(t, o)
 	readNone(t, s)
 }
+
+// Pending counts each topic's entries when one Append interleaves topics
+// (publish counts a run of one topic at once).
+func TestPendingInterleavedTopics(t *testing.T) {
+	s := open(t, spool.Options{})
+	if _, err := s.Append([]spool.Record{rec("a", "1"), rec("a", "2"), rec("b", "3"), rec("a", "4"), rec("c", "5"), rec("c", "6")}); err != nil {
+		t.Fatal(err)
+	}
+	for topic, want := range map[string]int{"a": 3, "b": 1, "c": 2, "d": 0} {
+		if got := s.Pending(topic); got != want {
+			t.Errorf("Pending(%s) = %d, want %d", topic, got, want)
+		}
+	}
+	es := readN(t, s, 6)
+	for _, e := range es {
+		s.Ack(e.Seq)
+	}
+	for _, topic := range []string{"a", "b", "c"} {
+		if got := s.Pending(topic); got != 0 {
+			t.Errorf("after every ack, Pending(%s) = %d", topic, got)
+		}
+	}
+}

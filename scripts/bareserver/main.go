@@ -1,7 +1,9 @@
 // Command bareserver is the HTTP ceiling for benchmarks: a fasthttp server
-// that reads each request body and answers 200, doing nothing else.
+// that reads each request body and answers 200, doing nothing else; with
+// -spooled it answers 202 {"spooled":true} as kproxy does for a spooled
+// record (scripts/bench-spool.sh).
 //
-//	go run ./scripts/bareserver -addr 127.0.0.1:5099
+//	go run ./scripts/bareserver -addr 127.0.0.1:5099 [-spooled]
 package main
 
 import (
@@ -17,12 +19,18 @@ import (
 func main() {
 	fs := flag.NewFlagSet("bareserver", flag.ExitOnError)
 	addr := fs.String("addr", "127.0.0.1:5099", "listen address")
+	spooled := fs.Bool("spooled", false, "answer 202 {\"spooled\":true}, as kproxy does for a spooled record")
 	_ = fs.Parse(os.Args[1:])
 	var n int
+	code, body := fasthttp.StatusOK, `{"partition":0,"offset":0}`+"\n"
+	if *spooled {
+		code, body = fasthttp.StatusAccepted, `{"spooled":true}`+"\n"
+	}
 	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
 		n += len(ctx.PostBody()) // read the body, as kproxy does
+		ctx.SetStatusCode(code)
 		ctx.SetContentType("application/json")
-		ctx.SetBodyString(`{"partition":0,"offset":0}` + "\n")
+		ctx.SetBodyString(body)
 	}}
 	go func() {
 		sig := make(chan os.Signal, 1)
