@@ -120,6 +120,10 @@ type spooler struct {
 	acks       []uint64   // seqs Kafka acknowledged, acked in the spool every ackEvery
 	wait       *chunkWait // the chunk's records without Kafka's answer yet
 	drainOpts  []kgo.Opt  // the drain client's (setAside makes others)
+	// drainTopics are the topics the drain client has been handed
+	// records of (s.dmu): only their partitions' state in it is to renew
+	// (refreshParked).
+	drainTopics map[string]bool
 	// aside are the drain clients set aside with their chunks, which
 	// Kafka had not answered in full within drainAside (s.dmu), at most
 	// maxAside; a topic with records of one not answered waits, parked
@@ -210,7 +214,7 @@ func openSpooler(cfg Config, log *slog.Logger, ps *producers, check *topicCheck,
 	}
 	afterD := time.Duration(cfg.SpoolAfterMs) * time.Millisecond
 	s := &spooler{sp: sp, log: log, after: newDeadlines(afterD), afterD: afterD,
-		drainC: drainC, drainOpts: drainOpts, wait: &chunkWait{}, check: check, gates: map[string]*gate{}, wake: make(chan struct{}, 1),
+		drainC: drainC, drainTopics: map[string]bool{}, drainOpts: drainOpts, wait: &chunkWait{}, check: check, gates: map[string]*gate{}, wake: make(chan struct{}, 1),
 		parked: map[string]*parkedTopic{}, parkBudget: maxParkedBytes, pause: map[string]time.Duration{},
 		errLog: sampled{log: log, every: time.Second}, readLog: sampled{log: log, every: 10 * time.Second}}
 	s.onDrained = s.drained
@@ -704,7 +708,7 @@ func (s *spooler) drain(ctx context.Context) {
 	var fed, read, next []spool.Entry
 	for {
 		rctx, cancel := context.WithCancel(ctx) // cancelled by wakeLocked
-		s.askLimits()
+		s.refreshParked()
 		if err := s.fillParked(); err != nil {
 			// Nothing moved: the drain pauses as for a failed Read, then
 			// reads the parked topic's records back again.
@@ -719,10 +723,11 @@ func (s *spooler) drain(ctx context.Context) {
 			continue
 		}
 		s.dmu.Lock()
-		fed = s.feedLocked(fed[:0]) // parked records whose pause is over go first
+		var later bool
+		fed, later = s.feedLocked(fed[:0]) // parked records whose pause is over go first
 		s.wakeDrain = cancel
-		if s.fillableLocked() {
-			cancel() // retried since fillParked: the next round reads it back
+		if later || s.fillableLocked() {
+			cancel() // retried since refreshParked or fillParked: the next round takes it
 		}
 		s.onlyParked = len(fed) == 0 && s.onlyParkedLocked()
 		idle := s.onlyParked
@@ -939,7 +944,7 @@ func (s *spooler) setAside(ctx context.Context, flushed <-chan error, start time
 	s.dmu.Lock()
 	s.parkAsideLocked(a)
 	s.aside = append(s.aside, a)
-	s.drainC, s.chunk, s.wait = c, nil, &chunkWait{}
+	s.drainC, s.drainTopics, s.chunk, s.wait = c, map[string]bool{}, nil, &chunkWait{}
 	s.dmu.Unlock()
 	s.log.Info("spool drain: Kafka has not answered every record of a chunk; its topics wait for it, the others drain on",
 		"waiting", time.Since(start).Round(time.Millisecond), "records", a.wait.n.Load(), "partitions", outstanding(a.chunk),
@@ -1200,7 +1205,9 @@ func (s *spooler) addLocked(e spool.Entry) {
 	if s.tooLargeLocked(d) {
 		s.chunk[len(s.chunk)-1] = drainRec{}
 		s.chunk = s.chunk[:len(s.chunk)-1]
+		return
 	}
+	s.drainTopics[e.Topic] = true
 }
 
 // tooLargeLocked holds d back when it is larger than its topic's limit
@@ -1209,7 +1216,7 @@ func (s *spooler) addLocked(e spool.Entry) {
 // when it is buffered, and send the later records of its partition ahead
 // of it. Its topic is parked at it instead: it and every later record of
 // the topic wait, in order; each retry reads the topic's
-// max.message.bytes again (refreshLocked) until the operator raises it.
+// max.message.bytes again (refreshParked) until the operator raises it.
 func (s *spooler) tooLargeLocked(d *drainRec) bool {
 	if s.check == nil {
 		return false
@@ -1297,9 +1304,9 @@ type parkedTopic struct {
 	// aside: records of the topic are in a chunk set aside (setAside)
 	// and not all answered: it is not retried until they are.
 	aside bool
-	// Before the next retry, the drain client forgets the topic's
-	// partitions (purge), after the topic's max.message.bytes is asked
-	// again (limit).
+	// Before the next retry, a new drain client takes the topic
+	// (purge), after its max.message.bytes is asked again (limit):
+	// refreshParked.
 	purge, limit bool
 }
 
@@ -1417,15 +1424,18 @@ func copyRecord(r spool.Record) spool.Record {
 // feedLocked appends to es the entries of parked topics whose pause is
 // over, up to a chunk, oldest first per topic; a topic with none left (in
 // memory, nor in the spool only: p.disk) is forgotten: its records are
-// read and produced as any others again. A
-// topic to purge is purged from the drain client first: nothing of it is
-// in the client between chunks (s.dmu held).
-func (s *spooler) feedLocked(es []spool.Entry) []spool.Entry {
+// read and produced as any others again. A topic whose pause ended after
+// refreshParked looked, and which needs its limit asked again or a new
+// client (purge, limit), is left for the next round: later (s.dmu held).
+func (s *spooler) feedLocked(es []spool.Entry) (_ []spool.Entry, later bool) {
 	for _, p := range s.parked {
 		if !p.retrying {
 			continue
 		}
-		s.refreshLocked(p)
+		if p.purge || p.limit {
+			later = true
+			continue
+		}
 		for len(es) < drainChunk && len(p.entries) > 0 {
 			e := p.entries[0]
 			p.entries[0] = spool.Entry{}
@@ -1437,43 +1447,94 @@ func (s *spooler) feedLocked(es []spool.Entry) []spool.Entry {
 			delete(s.parked, p.topic)
 		}
 	}
-	return es
+	return es, later
 }
 
-// askLimits asks the brokers again for the max.message.bytes of the
-// parked topics about to be retried after MESSAGE_TOO_LARGE (or a record
-// too large for them), without s.dmu: a request to the brokers.
-func (s *spooler) askLimits() {
-	if s.check == nil {
-		return
-	}
-	var topics []string
+// refreshParked prepares the parked topics about to be retried that Kafka
+// refused as too large (or held a record too large for: limit) or as
+// unknown (purge), without s.dmu (it asks the brokers): their
+// max.message.bytes is asked again (limit), and the drain client is
+// replaced by a new one, which builds their batches anew (kgo reads a
+// partition's batch limit once, when it first produces to it; after an
+// unknown topic, with the topic's current ID: kgo keeps producing to a
+// deleted topic's ID, which a topic created again under its name does not
+// have). The drain client holds nothing between chunks. One that was
+// never handed a record of these topics has no state of them to renew: it
+// is kept (a record too large waits through many retries; a new producer
+// ID each time would add to the brokers' producer state).
+//
+// A new client, not PurgeTopicsFromProducing: purging a partition the
+// idempotent client wrote to starts its sequence numbers at 0 again under
+// the same producer ID, and a first batch with the sequence range of one
+// the partition took from that producer (the broker keeps the last five)
+// is taken for a retry of it: answered with that batch's offset, and
+// dropped. A record acknowledged, removed from the spool, and not in Kafka.
+func (s *spooler) refreshParked() {
+	var rs []refresh
 	s.dmu.Lock()
 	for _, p := range s.parked {
-		if p.retrying && p.limit {
-			topics = append(topics, p.topic)
+		if p.retrying && (p.purge || p.limit) {
+			rs = append(rs, refresh{p, p.limit})
 		}
 	}
 	s.dmu.Unlock()
-	for _, t := range topics {
-		s.check.forget(t)
-		if _, err := s.check.exists([]byte(t), s.afterD); err != nil {
-			s.log.Warn("spool drain: reading the topic's max.message.bytes again failed", "topic", t, "err", err)
+	if len(rs) == 0 {
+		return
+	}
+	for _, r := range rs {
+		if r.limit && s.check != nil {
+			s.check.forget(r.p.topic)
+			if _, err := s.check.exists([]byte(r.p.topic), s.afterD); err != nil {
+				s.log.Warn("spool drain: reading the topic's max.message.bytes again failed", "topic", r.p.topic, "err", err)
+			}
 		}
 	}
+	s.dmu.Lock()
+	renew := false
+	for _, r := range rs {
+		renew = renew || s.drainTopics[r.p.topic]
+	}
+	if !renew {
+		clearRefreshedLocked(rs)
+		s.dmu.Unlock()
+		return
+	}
+	s.dmu.Unlock()
+	c, err := kgo.NewClient(s.drainOpts...)
+	s.dmu.Lock()
+	if err != nil {
+		for _, r := range rs {
+			if s.parked[r.p.topic] == r.p && r.p.retrying {
+				s.pauseLocked(r.p) // tried again after a pause
+			}
+		}
+		s.dmu.Unlock()
+		s.errLog.warn("spool drain: a new client for the topics retried after a refusal failed; they wait for another pause", "err", err)
+		return
+	}
+	old := s.drainC
+	s.drainC, s.drainTopics = c, map[string]bool{}
+	clearRefreshedLocked(rs)
+	s.dmu.Unlock()
+	old.Close() // nothing buffered: it does not wait
 }
 
-// refreshLocked makes the drain client build p's batches anew before p's
-// records are retried: after MESSAGE_TOO_LARGE, for the topic's
-// max.message.bytes asked again (askLimits; kgo reads a partition's batch
-// limit once, when it first produces to it); after an unknown topic, with
-// the topic's current ID (kgo keeps producing to a deleted topic's ID,
-// which a topic created again under its name does not have). s.dmu held.
-func (s *spooler) refreshLocked(p *parkedTopic) {
-	if p.purge || p.limit {
-		s.drainC.PurgeTopicsFromProducing(p.topic)
+// refresh is a parked topic refreshParked prepares; limit: its
+// max.message.bytes is asked again.
+type refresh struct {
+	p     *parkedTopic
+	limit bool
+}
+
+// clearRefreshedLocked notes that rs's topics are ready for their retry
+// (s.dmu held), unless refused again meanwhile (by a chunk set aside):
+// then their next retry prepares them again.
+func clearRefreshedLocked(rs []refresh) {
+	for _, r := range rs {
+		if r.p.retrying {
+			r.p.purge, r.p.limit = false, false
+		}
 	}
-	p.purge, p.limit = false, false
 }
 
 func entryBytes(e spool.Entry) int {
@@ -1496,9 +1557,9 @@ func entryBytes(e spool.Entry) int {
 //
 // MESSAGE_TOO_LARGE for records that each fit: the topic's
 // max.message.bytes was lowered since the drain client built its batches
-// for it; they are rebuilt for the new limit before the retry
-// (refreshLocked). A record larger than the new limit stays parked: the
-// drain holds it back before kgo has it (tooLargeLocked). kgo failing one
+// for it; they are rebuilt for the new limit before the retry, by a new
+// drain client (refreshParked). A record larger than the new limit stays
+// parked: the drain holds it back before kgo has it (tooLargeLocked). kgo failing one
 // alone (its limit, read when it first produced to the partition, lower
 // than the one the drain checked: the limit changed in between) is not
 // excluded: its topic is parked as for any refusal, but the later records
@@ -1539,8 +1600,7 @@ func (s *spooler) refused(e spool.Entry, err error) {
 }
 
 // stopTopicLocked parks e among its topic's parked entries (s.dmu held) and
-// starts the topic's pause, unless one is under way: d is the pause
-// started, 0 when none was.
+// starts the topic's pause (pauseLocked).
 func (s *spooler) stopTopicLocked(e spool.Entry) (p *parkedTopic, d time.Duration) {
 	p = s.parked[e.Topic]
 	if p == nil {
@@ -1548,16 +1608,22 @@ func (s *spooler) stopTopicLocked(e spool.Entry) (p *parkedTopic, d time.Duratio
 		s.parked[e.Topic] = p
 	}
 	s.parkLocked(p, e)
+	return p, s.pauseLocked(p)
+}
+
+// pauseLocked stops p's retries and starts its pause, unless one is under
+// way: d is the pause started, 0 when none was (s.dmu held).
+func (s *spooler) pauseLocked(p *parkedTopic) (d time.Duration) {
 	p.retrying = false
 	if p.timer {
-		return p, 0
+		return 0
 	}
 	p.timer = true
-	d = s.pause[e.Topic]
+	d = s.pause[p.topic]
 	if d == 0 {
 		d = time.Second
 	}
-	s.pause[e.Topic] = min(2*d, 30*time.Second)
+	s.pause[p.topic] = min(2*d, 30*time.Second)
 	time.AfterFunc(d, func() {
 		s.dmu.Lock()
 		defer s.dmu.Unlock()
@@ -1567,5 +1633,5 @@ func (s *spooler) stopTopicLocked(e spool.Entry) (p *parkedTopic, d time.Duratio
 			s.wakeLocked()
 		}
 	})
-	return p, d
+	return d
 }

@@ -40,6 +40,20 @@ func admin(t testing.TB, c *kfake.Cluster) (*kadm.Client, context.Context) {
 	return kadm.NewClient(kafkatest.Client(t, c, kafkaconf.Default())), ctx
 }
 
+// keySeqsWritten reads topic back and returns the "key#i" of each record
+// whose value is the JSON string "key#i#filler", in offset order.
+func keySeqsWritten(t testing.TB, c *kfake.Cluster, topic string) []string {
+	t.Helper()
+	var got []string
+	for _, r := range kafkatest.ReadAll(t, c, kafkaconf.Default(), topic) {
+		var s string
+		if json.Unmarshal(r.Value, &s) == nil && strings.Count(s, "#") == 2 {
+			got = append(got, s[:strings.LastIndex(s, "#")])
+		}
+	}
+	return got
+}
+
 // TestSpoolDrainRefusedTopicDoesNotStall: topic gone has more spooled
 // records than the drain has in flight at once (1000), ahead of topic
 // events's; gone is deleted while they wait. Kafka refuses gone's records:
@@ -160,15 +174,7 @@ func TestSpoolDrainLoweredLimit(t *testing.T) {
 	}
 	// The operator lowers max.message.bytes to 50 kB: each record (2 kB)
 	// fits with room to spare, a batch built for 1 MB does not.
-	adm, ctx := admin(t, c)
-	limit := "50000"
-	rs, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "max.message.bytes", Value: &limit}}, topic)
-	if err == nil {
-		_, err = rs.On(topic, nil)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	setMaxMessageBytes(t, c, topic, 50000)
 	end()
 	deadline := time.Now().Add(15 * time.Second)
 	for metricInt(t, p, "kproxy_spool_records") != 0 {
@@ -260,29 +266,9 @@ func TestSpoolDrainTooLargeRecordHoldsItsKey(t *testing.T) {
 	if code, a := postBatch(t, p, "acks=-1&topic="+topic, recs); code != 202 {
 		t.Fatalf("batch during the outage: %d %s", code, a.Error)
 	}
-	setLimit := func(v string) {
-		t.Helper()
-		adm, ctx := admin(t, c)
-		rs, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "max.message.bytes", Value: &v}}, topic)
-		if err == nil {
-			_, err = rs.On(topic, nil)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	setLimit("50000")
+	setMaxMessageBytes(t, c, topic, 50000)
 	end()
-	written := func() []string {
-		var got []string
-		for _, r := range kafkatest.ReadAll(t, c, kafkaconf.Default(), topic) {
-			var s string
-			if json.Unmarshal(r.Value, &s) == nil && strings.Count(s, "#") == 2 {
-				got = append(got, s[:strings.LastIndex(s, "#")])
-			}
-		}
-		return got
-	}
+	written := func() []string { return keySeqsWritten(t, c, topic) }
 	// k#0 is written; k#1 (too large now) and everything after it wait.
 	deadline := time.Now().Add(15 * time.Second)
 	for len(written()) == 0 {
@@ -301,7 +287,7 @@ func TestSpoolDrainTooLargeRecordHoldsItsKey(t *testing.T) {
 	if n := metricInt(t, p, "kproxy_spool_drain_errors_total"); n == 0 {
 		t.Error("the record too large is not counted in kproxy_spool_drain_errors_total")
 	}
-	setLimit("1000000")
+	setMaxMessageBytes(t, c, topic, 1000000)
 	deadline = time.Now().Add(45 * time.Second) // the pause doubles to 4 s, 8 s, …
 	for metricInt(t, p, "kproxy_spool_records") != 0 {
 		if time.Now().After(deadline) {
@@ -311,6 +297,53 @@ func TestSpoolDrainTooLargeRecordHoldsItsKey(t *testing.T) {
 	}
 	if got := fmt.Sprint(written()); got != "[k#0 k#1 k#2 k#3]" {
 		t.Errorf("written %s, want [k#0 k#1 k#2 k#3]", got)
+	}
+}
+
+// TestSpoolDrainRetryNotTakenForDuplicate: k#0 and k#1 wait in the spool;
+// the topic's max.message.bytes is lowered below k#1's size meanwhile. k#0
+// drains alone, a batch of one record; k#1 waits. Once the limit is raised,
+// k#1 drains alone too, again a batch of one record to the same partition.
+// The drain rebuilds the topic's batches for the new limit: were it to do
+// so in the client that wrote k#0 (its producer ID, the partition's
+// sequence numbers started over at 0), the broker would take k#1's batch
+// for a retry of k#0's (same producer, same sequence range), answer it
+// with k#0's offset and drop it: k#1 acknowledged, removed from the spool,
+// and not in Kafka.
+func TestSpoolDrainRetryNotTakenForDuplicate(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := spoolProxy(t, c, func(cfg *kproxy.Config) { cfg.LingerMs = 0 })
+	if a := p.post(t, "topic="+topic+"&key=first", unique(t, "first")); a.code != 200 {
+		t.Fatalf("first record: %d %s", a.code, a.body)
+	}
+	f := kafkatest.NewFaults(t, c)
+	end := f.Outage(kerr.NotLeaderForPartition.Code)
+	recs := []map[string]any{
+		{"key": "k", "value": "k#0#" + strings.Repeat("s", 100)},
+		{"key": "k", "value": "k#1#" + strings.Repeat("B", 60000)},
+	}
+	if code, a := postBatch(t, p, "acks=-1&topic="+topic, recs); code != 202 {
+		t.Fatalf("batch during the outage: %d %s", code, a.Error)
+	}
+	setMaxMessageBytes(t, c, topic, 50000)
+	end()
+	deadline := time.Now().Add(15 * time.Second)
+	for metricInt(t, p, "kproxy_spool_records") != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("k#0 not drained alone in 15 s: spool records %s, written %v", p.metric(t, "kproxy_spool_records"), keySeqsWritten(t, c, topic))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	setMaxMessageBytes(t, c, topic, 1000000)
+	deadline = time.Now().Add(45 * time.Second)
+	for metricInt(t, p, "kproxy_spool_records") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("k#1 not drained 45 s after the limit was raised: written %v", keySeqsWritten(t, c, topic))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := fmt.Sprint(keySeqsWritten(t, c, topic)); got != "[k#0 k#1]" {
+		t.Errorf("written %s once the spool is empty, want [k#0 k#1]: k#1 acknowledged but not in Kafka", got)
 	}
 }
 
