@@ -26,12 +26,12 @@ type readPos struct {
 //
 // An entry that no longer passes its checksum is not an error: as Read
 // does, ReadTopic drops it and the topic's later entries in its segment
-// (below to) and logs the file and byte offset at Error, returning those
-// read before it (of that segment too); the entries
-// dropped leave Pending and Stats.Records, not Stats.Cut: the segment
-// keeps its bytes, and the other topics' entries in it. Any other error is an I/O
-// error (EIO, EMFILE, a segment file gone): nothing is returned and
-// nothing dropped; the caller reads again after a pause.
+// (below to), logs the file and byte offset at Error and returns the
+// entries read before it. The entries dropped leave Pending and
+// Stats.Records, not Stats.Cut: the segment keeps its bytes, and the other
+// topics' entries in it. Any other error is an I/O error (EIO, EMFILE, a
+// segment file gone): nothing is returned and nothing dropped; the caller
+// reads again after a pause.
 func (s *Spool) ReadTopic(topic string, from, to uint64, n, maxBytes int) ([]Entry, error) {
 	s.tmu.Lock()
 	defer s.tmu.Unlock()
