@@ -1,0 +1,124 @@
+package kproxy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/spool"
+)
+
+// TestSpoolDrainRefusedTopicMemoryWithinBudget: a topic Kafka keeps
+// refusing (writing denied) with far more records in the spool than the
+// drain's memory for parked records (parkBudget). Each retry reads some
+// back from the spool (fillParked) and Kafka refuses them again: the
+// parked records in memory stay within parkBudget (a record past it at
+// most: one is read back even when the budget is full), the rest waits in
+// the spool only, retry after retry. Once Kafka takes the topic again,
+// every record is in Kafka once, in order.
+func TestSpoolDrainRefusedTopicMemoryWithinBudget(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
+	var refusing atomic.Bool
+	var refusals atomic.Int64
+	refusing.Store(true)
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if !refusing.Load() {
+			return nil, nil, false
+		}
+		refusals.Add(1)
+		pr := req.(*kmsg.ProduceRequest)
+		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range pr.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition, sp.ErrorCode, sp.BaseOffset = rp.Partition, kerr.TopicAuthorizationFailed.Code, -1
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	cfg := DefaultConfig()
+	cfg.BrokerHosts = c.ListenAddrs()
+	cfg.SpoolDir = t.TempDir()
+	cfg.SpoolAfterMs = 200
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ps := testProducers(t, cfg, log)
+	s, err := openSpooler(cfg, log, ps, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const budget, recs, batch = 1 << 20, 6000, 500 // 6000 records of 8 KiB: 47 MiB
+	s.parkBudget = budget
+	pad := strings.Repeat("v", 8<<10)
+	for i := 0; i < recs; i += batch {
+		rs := make([]spool.Record, batch)
+		for j := range rs {
+			rs[j] = spool.Record{Topic: "a", Key: []byte("k"), Value: []byte(fmt.Sprintf("%05d%s", i+j, pad))}
+		}
+		if _, err := s.sp.Append(rs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recBytes := len("k") + len("00000") + len(pad)
+	s.start()
+	defer s.close(context.Background())
+
+	// Refused for 4 s: the first chunk and the retries after 1 s and 3 s.
+	peak := 0
+	for deadline := time.Now().Add(4 * time.Second); time.Now().Before(deadline); {
+		s.dmu.Lock()
+		peak = max(peak, s.parkedBytes)
+		s.dmu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
+	refusing.Store(false)
+	t.Logf("parked bytes in memory while refused: peak %d KiB (budget %d KiB, a record %d B), %d produce requests refused",
+		peak>>10, budget>>10, recBytes, refusals.Load())
+	if limit := budget + recBytes; peak > limit {
+		t.Errorf("parked records in memory peaked at %d bytes, past the budget and a record (%d bytes)", peak, limit)
+	}
+	if peak == 0 || refusals.Load() < 3 {
+		t.Fatalf("peak %d bytes, %d produce requests refused: the drain did not retry the refused topic", peak, refusals.Load())
+	}
+	if p := s.sp.Pending("a"); p != recs {
+		t.Fatalf("pending %d records of a while Kafka refused them all, want %d", p, recs)
+	}
+
+	deadline := time.Now().Add(60 * time.Second)
+	for s.sp.Stats().Records != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not drained 60 s after Kafka took a again: %d records left", s.sp.Stats().Records)
+		}
+		s.dmu.Lock()
+		peak = max(peak, s.parkedBytes)
+		s.dmu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+	}
+	if limit := budget + recBytes; peak > limit {
+		t.Errorf("parked records in memory peaked at %d bytes while draining, past the budget and a record (%d bytes)", peak, limit)
+	}
+	got := kafkatest.ReadAll(t, c, kafkaconf.Default(), "a")
+	if len(got) != recs {
+		t.Fatalf("%d records of a in Kafka, want %d once each", len(got), recs)
+	}
+	for i, r := range got {
+		if want := fmt.Sprintf("%05d", i); string(r.Value[:5]) != want {
+			t.Fatalf("record %d of a in Kafka is %s, want %s: out of order or duplicated", i, r.Value[:5], want)
+		}
+	}
+}
