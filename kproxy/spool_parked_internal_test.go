@@ -122,3 +122,84 @@ func TestSpoolDrainRefusedTopicMemoryWithinBudget(t *testing.T) {
 		}
 	}
 }
+
+// TestSpoolDrainReadBackWithFullBudget: another parked topic (b, paused)
+// fills parkBudget, and topic a, left in the spool, is retried: a is read
+// back a record at a time, so that it progresses, and each refusal of it
+// leaves that record in the spool again, so that memory does not grow
+// round after round. Once Kafka takes a record, the next one is read.
+func TestSpoolDrainReadBackWithFullBudget(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}, {Name: "b", Partitions: 1}})
+	cfg := DefaultConfig()
+	cfg.BrokerHosts = c.ListenAddrs()
+	cfg.SpoolDir = t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ps := testProducers(t, cfg, log)
+	s, err := openSpooler(cfg, log, ps, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close(context.Background())
+	const recBytes, nb, na = 8 << 10, 8, 20
+	s.parkBudget = nb * recBytes
+	var rs []spool.Record
+	for i := range nb + na {
+		topic := "a"
+		if i < nb {
+			topic = "b"
+		}
+		rs = append(rs, spool.Record{Topic: topic, Value: []byte(fmt.Sprintf("%s%02d%s", topic, i, strings.Repeat("v", recBytes-3)))})
+	}
+	if _, err := s.sp.Append(rs); err != nil {
+		t.Fatal(err)
+	}
+	es, err := s.sp.Read(context.Background(), nb+na)
+	if err != nil || len(es) != nb+na {
+		t.Fatalf("read %d entries, err %v; want %d", len(es), err, nb+na)
+	}
+	s.dmu.Lock()
+	pb := &parkedTopic{topic: "b", timer: true} // paused: not retried here
+	for _, e := range es[:nb] {
+		s.parkLocked(pb, e)
+	}
+	pa := &parkedTopic{topic: "a", retrying: true, disk: true, diskFrom: es[nb].Seq}
+	s.parked["a"], s.parked["b"] = pa, pb
+	s.readTo = es[len(es)-1].Seq + 1
+	s.dmu.Unlock()
+
+	for round := range 2 * na {
+		if err := s.fillParked(); err != nil {
+			t.Fatal(err)
+		}
+		s.dmu.Lock()
+		if s.parkedBytes > s.parkBudget+recBytes {
+			s.dmu.Unlock()
+			t.Fatalf("round %d: %d parked bytes after reading a back, past the budget (%d) and a record", round, s.parkedBytes, s.parkBudget)
+		}
+		fed, _ := s.feedLocked(nil)
+		s.dmu.Unlock()
+		want := es[nb+round/2].Seq // refused at even rounds, taken at odd ones
+		if len(fed) != 1 || fed[0].Seq != want {
+			t.Fatalf("round %d: fed %d entries (first %v), want a's entry %d alone", round, len(fed), fed, want)
+		}
+		if round%2 == 0 {
+			s.refused(fed[0], kerr.TopicAuthorizationFailed)
+		} else {
+			s.sp.Ack(fed[0].Seq)
+		}
+		s.dmu.Lock()
+		if s.parkedBytes > s.parkBudget {
+			s.dmu.Unlock()
+			t.Fatalf("round %d: %d parked bytes after a's refusal, past the budget (%d)", round, s.parkedBytes, s.parkBudget)
+		}
+		if len(pa.entries) != 0 || !pa.disk {
+			s.dmu.Unlock()
+			t.Fatalf("round %d: a holds %d entries in memory (disk %v), want none: b fills the budget", round, len(pa.entries), pa.disk)
+		}
+		pa.retrying = true // its pause is over
+		s.dmu.Unlock()
+	}
+	if p := s.sp.Pending("a"); p != 0 {
+		t.Fatalf("%d records of a pending after every one was taken, want 0", p)
+	}
+}
