@@ -231,7 +231,7 @@ func (s *spooler) registerMetrics(reg *prometheus.Registry) {
 	s.m.drainErrors = counter("kproxy_spool_drain_errors_total",
 		"Spooled records Kafka refused while draining (kept in the spool and retried).")
 	s.m.readErrors = counter("kproxy_spool_read_errors_total",
-		"Reads of the spool by the drain that failed with an I/O error (nothing skipped; retried after a pause).")
+		"Reads of the spool by the drain that failed with an I/O error (nothing skipped; retried after a pause; a parked topic read back: that topic only waits).")
 	gauge := func(name, help string, f func(spool.Stats) float64) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
 			func() float64 { return f(s.sp.Stats()) }))
@@ -684,17 +684,8 @@ func (s *spooler) drain(ctx context.Context) {
 		rctx, cancel := context.WithCancel(ctx) // cancelled by wakeLocked
 		s.askLimits()
 		if err := s.fillParked(); err != nil {
-			// Nothing moved: the drain pauses as for a failed Read, then
-			// reads the parked topic's records back again.
 			cancel()
-			if errors.Is(err, spool.ErrClosed) {
-				return
-			}
-			readFails++
-			if !s.readFailed(ctx, err, readFails) {
-				return
-			}
-			continue
+			return // closed
 		}
 		s.dmu.Lock()
 		fed, fedBytes = s.feedLocked(fed[:0]) // parked records whose pause is over go first
@@ -1302,8 +1293,10 @@ func (s *spooler) parkReadLocked(p *parkedTopic, e spool.Entry) {
 // takes them; reparkLocked trims them back to it if Kafka refuses them). A
 // topic with none left there is read by Read again: its records Read
 // returns next go behind those in memory, or to Kafka once they drained.
-// Called by drain only (s.readTo is its); an error is a read error, and
-// nothing moved.
+// Called by drain only (s.readTo is its). A topic that cannot be read
+// back (an I/O error: nothing moved) waits a pause, as for a refusal, and
+// is read again after it; the other topics drain on. An error is
+// spool.ErrClosed.
 func (s *spooler) fillParked() error {
 	s.dmu.Lock()
 	var fills []*parkedTopic
@@ -1322,8 +1315,17 @@ func (s *spooler) fillParked() error {
 		from, n, room := p.diskFrom, drainChunk-len(p.entries), min(s.parkBudget-s.parkedBytes, drainChunkBytes)
 		s.dmu.Unlock()
 		es, err := s.sp.ReadTopic(p.topic, from, s.readTo, n, max(room, 1))
+		if errors.Is(err, spool.ErrClosed) {
+			return err
+		}
 		if err != nil {
-			return fmt.Errorf("read parked topic %s back from the spool from seq %d: %w", p.topic, from, err)
+			s.m.readErrors.Inc()
+			s.dmu.Lock()
+			d := s.pauseLocked(p)
+			s.dmu.Unlock()
+			s.log.Error("spool drain: reading a parked topic back from the spool failed; its records stay there and are read again after a pause",
+				"topic", p.topic, "seq", from, "retry_in", d, "err", err)
+			continue
 		}
 		s.dmu.Lock()
 		// A retried topic has no record in a chunk (the drain's is
@@ -1536,16 +1538,23 @@ func (s *spooler) stopTopicLocked(e spool.Entry) (p *parkedTopic, d time.Duratio
 		s.parked[e.Topic] = p
 	}
 	s.reparkLocked(p, e)
+	return p, s.pauseLocked(p)
+}
+
+// pauseLocked holds p back (s.dmu held) and starts its pause, unless one
+// is under way: the pause started, 0 when none was. The pause is 1 s,
+// doubling to 30 s, until Kafka takes a record of the topic (drained).
+func (s *spooler) pauseLocked(p *parkedTopic) (d time.Duration) {
 	p.retrying = false
 	if p.timer {
-		return p, 0
+		return 0
 	}
 	p.timer = true
-	d = s.pause[e.Topic]
+	d = s.pause[p.topic]
 	if d == 0 {
 		d = time.Second
 	}
-	s.pause[e.Topic] = min(2*d, 30*time.Second)
+	s.pause[p.topic] = min(2*d, 30*time.Second)
 	time.AfterFunc(d, func() {
 		s.dmu.Lock()
 		defer s.dmu.Unlock()
@@ -1555,5 +1564,5 @@ func (s *spooler) stopTopicLocked(e spool.Entry) (p *parkedTopic, d time.Duratio
 			s.wakeLocked()
 		}
 	})
-	return p, d
+	return d
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -201,5 +203,79 @@ func TestSpoolDrainReadBackWithFullBudget(t *testing.T) {
 	}
 	if p := s.sp.Pending("a"); p != 0 {
 		t.Fatalf("%d records of a pending after every one was taken, want 0", p)
+	}
+}
+
+// TestSpoolDrainReadBackErrorPausesTopic: a parked topic left in the
+// spool cannot be read back (its segment cannot be opened: an I/O error).
+// Only that topic waits, a pause as for a refusal, counted in
+// kproxy_spool_read_errors_total; the drain goes on; once the segment can
+// be read, the topic's records are read back after the pause.
+func TestSpoolDrainReadBackErrorPausesTopic(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
+	cfg := DefaultConfig()
+	cfg.BrokerHosts = c.ListenAddrs()
+	cfg.SpoolDir = t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ps := testProducers(t, cfg, log)
+	s, err := openSpooler(cfg, log, ps, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close(context.Background())
+	if _, err := s.sp.Append([]spool.Record{{Topic: "a", Value: []byte("a0")}, {Topic: "a", Value: []byte("a1")}}); err != nil {
+		t.Fatal(err)
+	}
+	es, err := s.sp.Read(context.Background(), 2)
+	if err != nil || len(es) != 2 {
+		t.Fatalf("read %d entries, err %v; want 2", len(es), err)
+	}
+	s.dmu.Lock()
+	p := &parkedTopic{topic: "a", retrying: true, disk: true, diskFrom: es[0].Seq}
+	s.parked["a"] = p
+	s.readTo = es[1].Seq + 1
+	s.dmu.Unlock()
+	segs, err := filepath.Glob(filepath.Join(cfg.SpoolDir, "*.seg"))
+	if err != nil || len(segs) != 1 {
+		t.Fatalf("segments %v, err %v; want one", segs, err)
+	}
+	if err := os.Rename(segs[0], segs[0]+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.fillParked(); err != nil {
+		t.Fatalf("fillParked with a's segment unreadable: %v, want the topic paused, the drain going on", err)
+	}
+	s.dmu.Lock()
+	retrying, timer, held := p.retrying, p.timer, len(p.entries)
+	s.dmu.Unlock()
+	if retrying || !timer || held != 0 {
+		t.Fatalf("after the failed read back: retrying %v, pause %v, %d entries; want paused, none", retrying, timer, held)
+	}
+	if n := counterValue(s.m.readErrors); n != 1 {
+		t.Fatalf("kproxy_spool_read_errors_total %v, want 1", n)
+	}
+	if err := os.Rename(segs[0]+".away", segs[0]); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.dmu.Lock()
+		retrying = p.retrying
+		s.dmu.Unlock()
+		if retrying {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a not retried 5 s after its read back failed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := s.fillParked(); err != nil {
+		t.Fatal(err)
+	}
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	if len(p.entries) != 2 || p.diskFrom != es[1].Seq+1 {
+		t.Fatalf("a read back: %d entries, diskFrom %d; want 2, %d", len(p.entries), p.diskFrom, es[1].Seq+1)
 	}
 }
