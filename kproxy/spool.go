@@ -672,10 +672,12 @@ func (it *spoolItem) refusal() (int, string) {
 // memory, so that the other topics' records keep draining; after a pause
 // (or the answers) its records are produced again, oldest first, before
 // anything newer of the topic. Parked records in memory are bounded by
-// parkBudget: past it, a parked topic's records read next are left in the
-// spool (parkReadLocked) and read back from there, behind the drain's read
-// position, once those in memory drained (fillParked); Read's later
-// records of the topic are skipped until its cursor catches up.
+// parkBudget: past it, a parked topic's records read next, and its newest
+// ones in memory refused again, are left in the spool (parkReadLocked,
+// reparkLocked) and read back from there, behind the drain's read
+// position, while it is retried and parkBudget has room (fillParked);
+// Read's later records of the topic are skipped until its cursor catches
+// up.
 func (s *spooler) drain(ctx context.Context) {
 	readFails := 0 // reads failed in a row
 	var fed, read, next []spool.Entry
