@@ -279,3 +279,46 @@ func TestSpoolDrainReadBackErrorPausesTopic(t *testing.T) {
 		t.Fatalf("a read back: %d entries, diskFrom %d; want 2, %d", len(p.entries), p.diskFrom, es[1].Seq+1)
 	}
 }
+
+// TestSpoolDrainChunkBytes: a chunk stops once its keys, values and
+// headers reach drainChunkBytes, the parked records fed first (feedLocked)
+// as those read after them (chunkFit), not only at drainChunk records.
+func TestSpoolDrainChunkBytes(t *testing.T) {
+	const recBytes = 8 << 10
+	entries := func(n int) []spool.Entry {
+		es := make([]spool.Entry, n)
+		for i := range es {
+			es[i] = spool.Entry{Seq: uint64(i), Record: spool.Record{Topic: "a", Value: make([]byte, recBytes)}}
+		}
+		return es
+	}
+	perChunk := drainChunkBytes / recBytes
+	s := &spooler{parked: map[string]*parkedTopic{}, parkBudget: maxParkedBytes}
+	p := &parkedTopic{topic: "a", retrying: true}
+	for _, e := range entries(perChunk * 3 / 2) {
+		s.parkLocked(p, e)
+	}
+	s.parked["a"] = p
+	fed, fedBytes := s.feedLocked(nil)
+	if len(fed) != perChunk || fedBytes != drainChunkBytes {
+		t.Fatalf("fed %d records, %d bytes; want %d, %d: a chunk's bytes", len(fed), fedBytes, perChunk, drainChunkBytes)
+	}
+	if left := len(p.entries); left != perChunk/2 || s.parkedBytes != left*recBytes {
+		t.Fatalf("%d records, %d bytes left parked; want %d, %d", left, s.parkedBytes, perChunk/2, perChunk/2*recBytes)
+	}
+	cases := []struct {
+		n, maxBytes, records, want int
+	}{
+		{drainChunk, drainChunkBytes, 2 * perChunk, perChunk},
+		{drainChunk, drainChunkBytes - 1, 2 * perChunk, perChunk}, // the record reaching it is in
+		{drainChunk, drainChunkBytes, perChunk / 2, perChunk / 2},
+		{10, drainChunkBytes, perChunk, 10},
+		{drainChunk, 0, perChunk, 0},
+		{drainChunk, 1, perChunk, 1},
+	}
+	for _, c := range cases {
+		if got := chunkFit(entries(c.records), c.n, c.maxBytes); got != c.want {
+			t.Errorf("chunkFit(%d records of %d bytes, %d, %d) = %d, want %d", c.records, recBytes, c.n, c.maxBytes, got, c.want)
+		}
+	}
+}
