@@ -239,7 +239,7 @@ func (s *spooler) registerMetrics(reg *prometheus.Registry) {
 	s.m.drainErrors = counter("kproxy_spool_drain_errors_total",
 		"Spooled records Kafka refused while draining (kept in the spool and retried).")
 	s.m.readErrors = counter("kproxy_spool_read_errors_total",
-		"Reads of the spool by the drain that failed with an I/O error (nothing skipped; retried after a pause).")
+		"Reads of the spool by the drain that failed with an I/O error (nothing skipped; retried after a pause; a parked topic read back: that topic only waits).")
 	gauge := func(name, help string, f func(spool.Stats) float64) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
 			func() float64 { return f(s.sp.Stats()) }))
@@ -699,34 +699,28 @@ func (it *spoolItem) refusal() (int, string) {
 // memory, so that the other topics' records keep draining; after a pause
 // (or the answers) its records are produced again, oldest first, before
 // anything newer of the topic. Parked records in memory are bounded by
-// parkBudget: past it, a parked topic's records read next are left in the
-// spool (parkReadLocked) and read back from there, behind the drain's read
-// position, once those in memory drained (fillParked); Read's later
-// records of the topic are skipped until its cursor catches up.
+// parkBudget: past it, a parked topic's records read next, and its newest
+// ones in memory refused again, are left in the spool (parkReadLocked,
+// reparkLocked) and read back from there, behind the drain's read
+// position, while it is retried and parkBudget has room (fillParked);
+// Read's later records of the topic are skipped until its cursor catches
+// up.
 func (s *spooler) drain(ctx context.Context) {
 	readFails := 0 // reads failed in a row
 	var fed, read, next []spool.Entry
+	var fedBytes int
 	for {
 		rctx, cancel := context.WithCancel(ctx) // cancelled by wakeLocked
 		s.refreshParked()
 		if err := s.fillParked(); err != nil {
-			// Nothing moved: the drain pauses as for a failed Read, then
-			// reads the parked topic's records back again.
 			cancel()
-			if errors.Is(err, spool.ErrClosed) {
-				return
-			}
-			readFails++
-			if !s.readFailed(ctx, err, readFails) {
-				return
-			}
-			continue
+			return // closed
 		}
 		s.dmu.Lock()
 		var later bool
-		fed, later = s.feedLocked(fed[:0]) // parked records whose pause is over go first
+		fed, fedBytes, later = s.feedLocked(fed[:0]) // parked records whose pause is over go first
 		s.wakeDrain = cancel
-		if later || s.fillableLocked() {
+		if later || s.anyFillableLocked() {
 			cancel() // retried since refreshParked or fillParked: the next round takes it
 		}
 		s.onlyParked = len(fed) == 0 && s.onlyParkedLocked()
@@ -734,18 +728,20 @@ func (s *spooler) drain(ctx context.Context) {
 		s.dmu.Unlock()
 		var err error
 		read, next = next, read[:0] // read while the last chunk flushed
-		if room := drainChunk - len(fed); len(read) > room {
-			// The client buffers at most drainChunk records
-			// (MaxBufferedRecords): what does not fit waits for the
-			// next chunk, ahead of what is read then.
-			next = append(next, read[room:]...)
-			clear(read[room:])
-			read = read[:room]
-		}
-		if !idle && len(read) < drainChunk-len(fed) {
-			read, err = s.readChunk(rctx, read, drainChunk-len(fed), len(fed) == 0 && len(read) == 0)
+		room, roomBytes := drainChunk-len(fed), drainChunkBytes-fedBytes
+		if !idle && chunkFit(read, room, roomBytes) == len(read) {
+			read, err = s.readChunk(rctx, read, room, roomBytes, len(fed) == 0 && len(read) == 0)
 		} else if len(fed) == 0 && len(read) == 0 {
 			<-rctx.Done() // a record of another topic arrives, or a parked topic is retried
+		}
+		if k := chunkFit(read, room, roomBytes); k < len(read) {
+			// The client buffers at most drainChunk records
+			// (MaxBufferedRecords), and a chunk holds about
+			// drainChunkBytes: what does not fit waits for the next
+			// chunk, ahead of what is read then.
+			next = append(next, read[k:]...)
+			clear(read[k:])
+			read = read[:k]
 		}
 		s.dmu.Lock()
 		s.wakeDrain, s.onlyParked = nil, false
@@ -773,7 +769,7 @@ func (s *spooler) drain(ctx context.Context) {
 		s.chunk = s.chunk[:0]
 		for _, e := range fed {
 			if p := s.parked[e.Topic]; p != nil && !p.retrying {
-				s.parkLocked(p, e) // behind its topic's record held back just now
+				s.reparkLocked(p, e) // behind its topic's record held back just now
 				continue
 			}
 			s.addLocked(e)
@@ -805,8 +801,8 @@ func (s *spooler) drain(ctx context.Context) {
 		flushed := make(chan error, 1)
 		c := s.drainC // setAside replaces it while this flush runs
 		go func() { flushed <- c.Flush(ctx) }()
-		if !idle && len(next) < drainChunk {
-			next, _ = s.readChunk(doneCtx, next, drainChunk, false) // an error comes again at the next Read
+		if !idle {
+			next, _ = s.readChunk(doneCtx, next, drainChunk, drainChunkBytes, false) // an error comes again at the next Read
 		}
 		if err := s.waitChunk(ctx, flushed); err != nil {
 			return // stopping: close flushes what is left
@@ -1121,19 +1117,24 @@ func (s *spooler) readFailed(ctx context.Context, err error, fails int) bool {
 }
 
 // Chunks: at most drainChunk records (kgo's own MaxBufferedRecords
-// default), read drainRead at a time until drainChunkBytes.
+// default), read drainRead at a time, and their keys, values and headers
+// stop once they reach drainChunkBytes (chunkFit).
 const (
 	drainChunk      = 10000
 	drainRead       = 1000
 	drainChunkBytes = 16 << 20
 )
 
-// readChunk appends to es up to n entries in order, waiting for the first
-// only when wait is set.
-func (s *spooler) readChunk(ctx context.Context, es []spool.Entry, n int, wait bool) ([]spool.Entry, error) {
+// readChunk appends to es entries in order, until es holds n entries or
+// maxBytes (entryBytes: a read of drainRead entries can pass it, chunkFit
+// cuts there), waiting for the first only when wait is set.
+func (s *spooler) readChunk(ctx context.Context, es []spool.Entry, n, maxBytes int, wait bool) ([]spool.Entry, error) {
 	bytes := 0
+	for _, e := range es {
+		bytes += entryBytes(e)
+	}
 	rctx := ctx
-	for len(es) < n && bytes < drainChunkBytes {
+	for len(es) < n && bytes < maxBytes {
 		if !wait || len(es) > 0 {
 			rctx = doneCtx // what is there, without waiting
 		}
@@ -1150,6 +1151,18 @@ func (s *spooler) readChunk(ctx context.Context, es []spool.Entry, n int, wait b
 		}
 	}
 	return es, nil
+}
+
+// chunkFit is how many of es, first to last, fit in a chunk with room for
+// n records and maxBytes: it stops at n, or once their bytes reach
+// maxBytes (the entry that reaches it is in).
+func chunkFit(es []spool.Entry, n, maxBytes int) int {
+	k, bytes := 0, 0
+	for k < min(n, len(es)) && bytes < maxBytes {
+		bytes += entryBytes(es[k])
+		k++
+	}
+	return k
 }
 
 // doneCtx is a context that is done: Read returns what is there.
@@ -1295,8 +1308,9 @@ type parkedTopic struct {
 	entries []spool.Entry // in memory
 	// disk: the topic's records from diskFrom on, up to the drain's read
 	// position (s.readTo), are in the spool only, not in entries, whose
-	// records are all older (parkReadLocked); they are read back from
-	// there once entries drained (fillParked).
+	// records are all older (parkReadLocked, reparkLocked); they are read
+	// back from there, behind entries, while the topic is retried and the
+	// parked entries are within parkBudget (fillParked).
 	disk     bool
 	diskFrom uint64
 	retrying bool // the pause is over: the entries go into the next chunk
@@ -1346,64 +1360,107 @@ func (s *spooler) parkReadLocked(p *parkedTopic, e spool.Entry) {
 
 // fillParked reads back from the spool the records of the parked topics
 // about to be retried that were left there (p.disk), behind those in
-// memory: up to a chunk, from p.diskFrom up to the drain's read position
-// (s.readTo: Read's entries after it are still to be taken by the drain,
-// which parks or produces them). A topic with none left there is read by
-// Read again: its records Read returns next go behind those in memory, or
-// to Kafka once they drained. Called by drain only (s.readTo is its); an
-// error is a read error, and nothing moved.
+// memory, from p.diskFrom up to the drain's read position (s.readTo:
+// Read's entries after it are still to be taken by the drain, which parks
+// or produces them): up to a chunk, and up to the room left in parkBudget,
+// one record at least for a topic with none in memory, so that it
+// progresses whatever the other parked topics hold (then the parked
+// entries pass parkBudget by a record per topic at most, until the chunk
+// takes them; reparkLocked trims them back to it if Kafka refuses them). A
+// topic with none left there is read by Read again: its records Read
+// returns next go behind those in memory, or to Kafka once they drained.
+// Called by drain only (s.readTo is its). A topic that cannot be read
+// back (an I/O error: nothing moved) waits a pause, as for a refusal, and
+// is read again after it; the other topics drain on. An error is
+// spool.ErrClosed.
 func (s *spooler) fillParked() error {
-	type fill struct {
-		p    *parkedTopic
-		from uint64
-		n    int
-	}
-	var fills []fill
 	s.dmu.Lock()
+	var fills []*parkedTopic
 	for _, p := range s.parked {
-		if p.fillable() {
-			fills = append(fills, fill{p, p.diskFrom, drainChunk - len(p.entries)})
+		if s.fillableLocked(p) {
+			fills = append(fills, p)
 		}
 	}
 	s.dmu.Unlock()
-	for _, f := range fills {
-		es, err := s.sp.ReadTopic(f.p.topic, f.from, s.readTo, f.n, drainChunkBytes)
+	for _, p := range fills {
+		s.dmu.Lock()
+		if !s.fillableLocked(p) { // the topics read back before took the room
+			s.dmu.Unlock()
+			continue
+		}
+		from, n, room := p.diskFrom, drainChunk-len(p.entries), min(s.parkBudget-s.parkedBytes, drainChunkBytes)
+		s.dmu.Unlock()
+		es, err := s.sp.ReadTopic(p.topic, from, s.readTo, n, max(room, 1))
+		if errors.Is(err, spool.ErrClosed) {
+			return err
+		}
 		if err != nil {
-			return fmt.Errorf("read parked topic %s back from the spool from seq %d: %w", f.p.topic, f.from, err)
+			s.m.readErrors.Inc()
+			s.dmu.Lock()
+			d := s.pauseLocked(p)
+			s.dmu.Unlock()
+			s.log.Error("spool drain: reading a parked topic back from the spool failed; its records stay there and are read again after a pause",
+				"topic", p.topic, "seq", from, "retry_in", d, "err", err)
+			continue
 		}
 		s.dmu.Lock()
-		// Only drain moves diskFrom, and a topic left in the spool stays
-		// parked (feedLocked): f.p is still s.parked's, its entries all
-		// older than f.from.
+		// A retried topic has no record in a chunk (the drain's is
+		// answered, one set aside holds it back: aside), so no refusal
+		// moves diskFrom meanwhile, and a topic left in the spool stays
+		// parked (feedLocked): p is still s.parked's, its entries all
+		// older than from.
 		if len(es) == 0 {
-			f.p.disk = false
+			p.disk = false
 		} else {
-			f.p.diskFrom = es[len(es)-1].Seq + 1
+			p.diskFrom = es[len(es)-1].Seq + 1
 			for _, e := range es {
 				s.parkedBytes += entryBytes(e)
 			}
-			f.p.entries = append(f.p.entries, es...)
+			p.entries = append(p.entries, es...)
 		}
 		s.dmu.Unlock()
 	}
 	return nil
 }
 
-// fillable tells whether p is being retried with records in the spool
-// only and room for them in memory (fillParked reads them back); s.dmu
-// held.
-func (p *parkedTopic) fillable() bool {
-	return p.retrying && p.disk && len(p.entries) < drainChunk
+// fillableLocked tells whether p is being retried with records in the
+// spool only and room for them in memory (fillParked reads them back):
+// parkBudget not reached, or none of p's in memory (s.dmu held).
+func (s *spooler) fillableLocked(p *parkedTopic) bool {
+	return p.retrying && p.disk && len(p.entries) < drainChunk && (len(p.entries) == 0 || s.parkedBytes < s.parkBudget)
 }
 
-// fillableLocked tells whether a parked topic is fillable (s.dmu held).
-func (s *spooler) fillableLocked() bool {
+// anyFillableLocked tells whether a parked topic is fillable (s.dmu held).
+func (s *spooler) anyFillableLocked() bool {
 	for _, p := range s.parked {
-		if p.fillable() {
+		if s.fillableLocked(p) {
 			return true
 		}
 	}
 	return false
+}
+
+// reparkLocked puts e back among p's parked entries, in seq order (s.dmu
+// held): e was taken from them or from Read and not produced (Kafka
+// refused it, it is too large, or its topic was parked meanwhile). Past
+// parkBudget, p's newest entries in memory are left in the spool only,
+// where they are not acked, and diskFrom moves back to the first of them:
+// they are read back in order (fillParked), and its entries in memory
+// stay older than diskFrom. e itself, from diskFrom on, stays in the
+// spool only.
+func (s *spooler) reparkLocked(p *parkedTopic, e spool.Entry) {
+	if p.disk && e.Seq >= p.diskFrom {
+		return
+	}
+	s.parkLocked(p, e)
+	for s.parkedBytes > s.parkBudget && len(p.entries) > 0 {
+		last := len(p.entries) - 1
+		d := p.entries[last]
+		p.entries[last] = spool.Entry{}
+		p.entries = p.entries[:last]
+		s.parkedBytes -= entryBytes(d)
+		p.disk, p.diskFrom = true, d.Seq
+	}
 }
 
 // copyRecord copies r's key, value and headers.
@@ -1421,13 +1478,14 @@ func copyRecord(r spool.Record) spool.Record {
 	return c
 }
 
-// feedLocked appends to es the entries of parked topics whose pause is
-// over, up to a chunk, oldest first per topic; a topic with none left (in
-// memory, nor in the spool only: p.disk) is forgotten: its records are
-// read and produced as any others again. A topic whose pause ended after
-// refreshParked looked, and which needs its limit asked again or a new
-// client (purge, limit), is left for the next round: later (s.dmu held).
-func (s *spooler) feedLocked(es []spool.Entry) (_ []spool.Entry, later bool) {
+// feedLocked appends to es (empty) the entries of parked topics whose
+// pause is over, up to a chunk (chunkFit), oldest first per topic, and
+// returns their bytes; a topic with none left (in memory, nor in the spool
+// only: p.disk) is forgotten: its records are read and produced as any
+// others again. A topic whose pause ended after refreshParked looked, and
+// which needs its limit asked again or a new client (purge, limit), is
+// left for the next round: later (s.dmu held).
+func (s *spooler) feedLocked(es []spool.Entry) (_ []spool.Entry, bytes int, later bool) {
 	for _, p := range s.parked {
 		if !p.retrying {
 			continue
@@ -1436,18 +1494,19 @@ func (s *spooler) feedLocked(es []spool.Entry) (_ []spool.Entry, later bool) {
 			later = true
 			continue
 		}
-		for len(es) < drainChunk && len(p.entries) > 0 {
+		for len(es) < drainChunk && bytes < drainChunkBytes && len(p.entries) > 0 {
 			e := p.entries[0]
 			p.entries[0] = spool.Entry{}
 			p.entries = p.entries[1:]
 			s.parkedBytes -= entryBytes(e)
+			bytes += entryBytes(e)
 			es = append(es, e)
 		}
 		if len(p.entries) == 0 && !p.disk {
 			delete(s.parked, p.topic)
 		}
 	}
-	return es, later
+	return es, bytes, later
 }
 
 // refreshParked prepares the parked topics about to be retried that Kafka
@@ -1599,20 +1658,22 @@ func (s *spooler) refused(e spool.Entry, err error) {
 		"topic", e.Topic, "seq", e.Seq, "code", code, "reason", reason, "retry_in", d, "err", err)
 }
 
-// stopTopicLocked parks e among its topic's parked entries (s.dmu held) and
-// starts the topic's pause (pauseLocked).
+// stopTopicLocked parks e among its topic's parked entries (reparkLocked)
+// and starts the topic's pause, unless one is under way (s.dmu held): d is
+// the pause started, 0 when none was.
 func (s *spooler) stopTopicLocked(e spool.Entry) (p *parkedTopic, d time.Duration) {
 	p = s.parked[e.Topic]
 	if p == nil {
 		p = &parkedTopic{topic: e.Topic}
 		s.parked[e.Topic] = p
 	}
-	s.parkLocked(p, e)
+	s.reparkLocked(p, e)
 	return p, s.pauseLocked(p)
 }
 
-// pauseLocked stops p's retries and starts its pause, unless one is under
-// way: d is the pause started, 0 when none was (s.dmu held).
+// pauseLocked holds p back (s.dmu held) and starts its pause, unless one
+// is under way: the pause started, 0 when none was. The pause is 1 s,
+// doubling to 30 s, until Kafka takes a record of the topic (drained).
 func (s *spooler) pauseLocked(p *parkedTopic) (d time.Duration) {
 	p.retrying = false
 	if p.timer {

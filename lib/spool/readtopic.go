@@ -26,10 +26,12 @@ type readPos struct {
 //
 // An entry that no longer passes its checksum is not an error: as Read
 // does, ReadTopic drops it and the topic's later entries in its segment
-// (below to) and logs the file and byte offset at Error; the entries
-// dropped leave Pending and Stats.Records. Any other error is an I/O
-// error (EIO, EMFILE, a segment file gone): nothing is returned and
-// nothing dropped; the caller reads again after a pause.
+// (below to), logs the file and byte offset at Error and returns the
+// entries read before it. The entries dropped leave Pending and
+// Stats.Records, not Stats.Cut: the segment keeps its bytes, and the other
+// topics' entries in it. Any other error is an I/O error (EIO, EMFILE, a
+// segment file gone): nothing is returned and nothing dropped; the caller
+// reads again after a pause.
 func (s *Spool) ReadTopic(topic string, from, to uint64, n, maxBytes int) ([]Entry, error) {
 	s.tmu.Lock()
 	defer s.tmu.Unlock()
@@ -108,7 +110,9 @@ func (s *Spool) topicEntriesLocked(topic string, from, to uint64, n int) (*segme
 // readTopicIn reads g's entries ks (indexes, increasing) of topic, up to
 // maxBytes (at least one), and returns them and the seq to go on from. g
 // has limit bytes committed, which hold ks. On a corrupt entry
-// (errCorrupt), next and off are the seq and offset at which it was found.
+// (errCorrupt), of topic or of another topic met skipping to the next of
+// ks, es holds the entries read before it, and next and off are the seq
+// from which topic's entries are cut and the offset of the corrupt entry.
 func (s *Spool) readTopicIn(g *segment, limit int64, ks []int, topic string, maxBytes int) (es []Entry, next uint64, off int64, err error) {
 	f, err := os.Open(g.path)
 	if err != nil {
@@ -126,7 +130,9 @@ func (s *Spool) readTopicIn(g *segment, limit int64, ks []int, topic string, max
 		for ; k < want; k++ {
 			size, err := skipEntry(r, limit-off)
 			if err != nil {
-				return nil, g.base + uint64(want), off, s.topicReadErr(topic, g, off, err)
+				// es, read before: a corrupt entry of another topic
+				// cuts topic's entries from want on, not those.
+				return es, g.base + uint64(want), off, s.topicReadErr(topic, g, off, err)
 			}
 			off += size
 		}

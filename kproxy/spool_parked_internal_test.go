@@ -1,0 +1,324 @@
+package kproxy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/spool"
+)
+
+// TestSpoolDrainRefusedTopicMemoryWithinBudget: a topic Kafka keeps
+// refusing (writing denied) with far more records in the spool than the
+// drain's memory for parked records (parkBudget). Each retry reads some
+// back from the spool (fillParked) and Kafka refuses them again: the
+// parked records in memory stay within parkBudget (a record past it at
+// most: one is read back even when the budget is full), the rest waits in
+// the spool only, retry after retry. Once Kafka takes the topic again,
+// every record is in Kafka once, in order.
+func TestSpoolDrainRefusedTopicMemoryWithinBudget(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
+	var refusing atomic.Bool
+	var refusals atomic.Int64
+	refusing.Store(true)
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if !refusing.Load() {
+			return nil, nil, false
+		}
+		refusals.Add(1)
+		pr := req.(*kmsg.ProduceRequest)
+		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range pr.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition, sp.ErrorCode, sp.BaseOffset = rp.Partition, kerr.TopicAuthorizationFailed.Code, -1
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	cfg := DefaultConfig()
+	cfg.BrokerHosts = c.ListenAddrs()
+	cfg.SpoolDir = t.TempDir()
+	cfg.SpoolAfterMs = 200
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ps := testProducers(t, cfg, log)
+	s, err := openSpooler(cfg, log, ps, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const budget, recs, batch = 1 << 20, 6000, 500 // 6000 records of 8 KiB: 47 MiB
+	s.parkBudget = budget
+	pad := strings.Repeat("v", 8<<10)
+	for i := 0; i < recs; i += batch {
+		rs := make([]spool.Record, batch)
+		for j := range rs {
+			rs[j] = spool.Record{Topic: "a", Key: []byte("k"), Value: []byte(fmt.Sprintf("%05d%s", i+j, pad))}
+		}
+		if _, err := s.sp.Append(rs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recBytes := len("k") + len("00000") + len(pad)
+	s.start()
+	defer s.close(context.Background())
+
+	// Refused for 4 s: the first chunk and the retries after 1 s and 3 s.
+	peak := 0
+	for deadline := time.Now().Add(4 * time.Second); time.Now().Before(deadline); {
+		s.dmu.Lock()
+		peak = max(peak, s.parkedBytes)
+		s.dmu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
+	refusing.Store(false)
+	t.Logf("parked bytes in memory while refused: peak %d KiB (budget %d KiB, a record %d B), %d produce requests refused",
+		peak>>10, budget>>10, recBytes, refusals.Load())
+	if limit := budget + recBytes; peak > limit {
+		t.Errorf("parked records in memory peaked at %d bytes, past the budget and a record (%d bytes)", peak, limit)
+	}
+	if peak == 0 || refusals.Load() < 3 {
+		t.Fatalf("peak %d bytes, %d produce requests refused: the drain did not retry the refused topic", peak, refusals.Load())
+	}
+	if p := s.sp.Pending("a"); p != recs {
+		t.Fatalf("pending %d records of a while Kafka refused them all, want %d", p, recs)
+	}
+
+	deadline := time.Now().Add(60 * time.Second)
+	for s.sp.Stats().Records != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not drained 60 s after Kafka took a again: %d records left", s.sp.Stats().Records)
+		}
+		s.dmu.Lock()
+		peak = max(peak, s.parkedBytes)
+		s.dmu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+	}
+	if limit := budget + recBytes; peak > limit {
+		t.Errorf("parked records in memory peaked at %d bytes while draining, past the budget and a record (%d bytes)", peak, limit)
+	}
+	got := kafkatest.ReadAll(t, c, kafkaconf.Default(), "a")
+	if len(got) != recs {
+		t.Fatalf("%d records of a in Kafka, want %d once each", len(got), recs)
+	}
+	for i, r := range got {
+		if want := fmt.Sprintf("%05d", i); string(r.Value[:5]) != want {
+			t.Fatalf("record %d of a in Kafka is %s, want %s: out of order or duplicated", i, r.Value[:5], want)
+		}
+	}
+}
+
+// TestSpoolDrainReadBackWithFullBudget: another parked topic (b, paused)
+// fills parkBudget, and topic a, left in the spool, is retried: a is read
+// back a record at a time, so that it progresses, and each refusal of it
+// leaves that record in the spool again, so that memory does not grow
+// round after round. Once Kafka takes a record, the next one is read.
+func TestSpoolDrainReadBackWithFullBudget(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}, {Name: "b", Partitions: 1}})
+	cfg := DefaultConfig()
+	cfg.BrokerHosts = c.ListenAddrs()
+	cfg.SpoolDir = t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ps := testProducers(t, cfg, log)
+	s, err := openSpooler(cfg, log, ps, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close(context.Background())
+	const recBytes, nb, na = 8 << 10, 8, 20
+	s.parkBudget = nb * recBytes
+	var rs []spool.Record
+	for i := range nb + na {
+		topic := "a"
+		if i < nb {
+			topic = "b"
+		}
+		rs = append(rs, spool.Record{Topic: topic, Value: []byte(fmt.Sprintf("%s%02d%s", topic, i, strings.Repeat("v", recBytes-3)))})
+	}
+	if _, err := s.sp.Append(rs); err != nil {
+		t.Fatal(err)
+	}
+	es, err := s.sp.Read(context.Background(), nb+na)
+	if err != nil || len(es) != nb+na {
+		t.Fatalf("read %d entries, err %v; want %d", len(es), err, nb+na)
+	}
+	s.dmu.Lock()
+	pb := &parkedTopic{topic: "b", timer: true} // paused: not retried here
+	for _, e := range es[:nb] {
+		s.parkLocked(pb, e)
+	}
+	pa := &parkedTopic{topic: "a", retrying: true, disk: true, diskFrom: es[nb].Seq}
+	s.parked["a"], s.parked["b"] = pa, pb
+	s.readTo = es[len(es)-1].Seq + 1
+	s.dmu.Unlock()
+
+	for round := range 2 * na {
+		if err := s.fillParked(); err != nil {
+			t.Fatal(err)
+		}
+		s.dmu.Lock()
+		if s.parkedBytes > s.parkBudget+recBytes {
+			s.dmu.Unlock()
+			t.Fatalf("round %d: %d parked bytes after reading a back, past the budget (%d) and a record", round, s.parkedBytes, s.parkBudget)
+		}
+		fed, _, _ := s.feedLocked(nil)
+		s.dmu.Unlock()
+		want := es[nb+round/2].Seq // refused at even rounds, taken at odd ones
+		if len(fed) != 1 || fed[0].Seq != want {
+			t.Fatalf("round %d: fed %d entries (first %v), want a's entry %d alone", round, len(fed), fed, want)
+		}
+		if round%2 == 0 {
+			s.refused(fed[0], kerr.TopicAuthorizationFailed)
+		} else {
+			s.sp.Ack(fed[0].Seq)
+		}
+		s.dmu.Lock()
+		if s.parkedBytes > s.parkBudget {
+			s.dmu.Unlock()
+			t.Fatalf("round %d: %d parked bytes after a's refusal, past the budget (%d)", round, s.parkedBytes, s.parkBudget)
+		}
+		if len(pa.entries) != 0 || !pa.disk {
+			s.dmu.Unlock()
+			t.Fatalf("round %d: a holds %d entries in memory (disk %v), want none: b fills the budget", round, len(pa.entries), pa.disk)
+		}
+		pa.retrying = true // its pause is over
+		s.dmu.Unlock()
+	}
+	if p := s.sp.Pending("a"); p != 0 {
+		t.Fatalf("%d records of a pending after every one was taken, want 0", p)
+	}
+}
+
+// TestSpoolDrainReadBackErrorPausesTopic: a parked topic left in the
+// spool cannot be read back (its segment cannot be opened: an I/O error).
+// Only that topic waits, a pause as for a refusal, counted in
+// kproxy_spool_read_errors_total; the drain goes on; once the segment can
+// be read, the topic's records are read back after the pause.
+func TestSpoolDrainReadBackErrorPausesTopic(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
+	cfg := DefaultConfig()
+	cfg.BrokerHosts = c.ListenAddrs()
+	cfg.SpoolDir = t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ps := testProducers(t, cfg, log)
+	s, err := openSpooler(cfg, log, ps, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close(context.Background())
+	if _, err := s.sp.Append([]spool.Record{{Topic: "a", Value: []byte("a0")}, {Topic: "a", Value: []byte("a1")}}); err != nil {
+		t.Fatal(err)
+	}
+	es, err := s.sp.Read(context.Background(), 2)
+	if err != nil || len(es) != 2 {
+		t.Fatalf("read %d entries, err %v; want 2", len(es), err)
+	}
+	s.dmu.Lock()
+	p := &parkedTopic{topic: "a", retrying: true, disk: true, diskFrom: es[0].Seq}
+	s.parked["a"] = p
+	s.readTo = es[1].Seq + 1
+	s.dmu.Unlock()
+	segs, err := filepath.Glob(filepath.Join(cfg.SpoolDir, "*.seg"))
+	if err != nil || len(segs) != 1 {
+		t.Fatalf("segments %v, err %v; want one", segs, err)
+	}
+	if err := os.Rename(segs[0], segs[0]+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.fillParked(); err != nil {
+		t.Fatalf("fillParked with a's segment unreadable: %v, want the topic paused, the drain going on", err)
+	}
+	s.dmu.Lock()
+	retrying, timer, held := p.retrying, p.timer, len(p.entries)
+	s.dmu.Unlock()
+	if retrying || !timer || held != 0 {
+		t.Fatalf("after the failed read back: retrying %v, pause %v, %d entries; want paused, none", retrying, timer, held)
+	}
+	if n := counterValue(s.m.readErrors); n != 1 {
+		t.Fatalf("kproxy_spool_read_errors_total %v, want 1", n)
+	}
+	if err := os.Rename(segs[0]+".away", segs[0]); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.dmu.Lock()
+		retrying = p.retrying
+		s.dmu.Unlock()
+		if retrying {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a not retried 5 s after its read back failed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := s.fillParked(); err != nil {
+		t.Fatal(err)
+	}
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	if len(p.entries) != 2 || p.diskFrom != es[1].Seq+1 {
+		t.Fatalf("a read back: %d entries, diskFrom %d; want 2, %d", len(p.entries), p.diskFrom, es[1].Seq+1)
+	}
+}
+
+// TestSpoolDrainChunkBytes: a chunk stops once its keys, values and
+// headers reach drainChunkBytes, the parked records fed first (feedLocked)
+// as those read after them (chunkFit), not only at drainChunk records.
+func TestSpoolDrainChunkBytes(t *testing.T) {
+	const recBytes = 8 << 10
+	entries := func(n int) []spool.Entry {
+		es := make([]spool.Entry, n)
+		for i := range es {
+			es[i] = spool.Entry{Seq: uint64(i), Record: spool.Record{Topic: "a", Value: make([]byte, recBytes)}}
+		}
+		return es
+	}
+	perChunk := drainChunkBytes / recBytes
+	s := &spooler{parked: map[string]*parkedTopic{}, parkBudget: maxParkedBytes}
+	p := &parkedTopic{topic: "a", retrying: true}
+	for _, e := range entries(perChunk * 3 / 2) {
+		s.parkLocked(p, e)
+	}
+	s.parked["a"] = p
+	fed, fedBytes, _ := s.feedLocked(nil)
+	if len(fed) != perChunk || fedBytes != drainChunkBytes {
+		t.Fatalf("fed %d records, %d bytes; want %d, %d: a chunk's bytes", len(fed), fedBytes, perChunk, drainChunkBytes)
+	}
+	if left := len(p.entries); left != perChunk/2 || s.parkedBytes != left*recBytes {
+		t.Fatalf("%d records, %d bytes left parked; want %d, %d", left, s.parkedBytes, perChunk/2, perChunk/2*recBytes)
+	}
+	cases := []struct {
+		n, maxBytes, records, want int
+	}{
+		{drainChunk, drainChunkBytes, 2 * perChunk, perChunk},
+		{drainChunk, drainChunkBytes - 1, 2 * perChunk, perChunk}, // the record reaching it is in
+		{drainChunk, drainChunkBytes, perChunk / 2, perChunk / 2},
+		{10, drainChunkBytes, perChunk, 10},
+		{drainChunk, 0, perChunk, 0},
+		{drainChunk, 1, perChunk, 1},
+	}
+	for _, c := range cases {
+		if got := chunkFit(entries(c.records), c.n, c.maxBytes); got != c.want {
+			t.Errorf("chunkFit(%d records of %d bytes, %d, %d) = %d, want %d", c.records, recBytes, c.n, c.maxBytes, got, c.want)
+		}
+	}
+}

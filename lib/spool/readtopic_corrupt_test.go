@@ -1,0 +1,43 @@
+package spool_test
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/spool"
+)
+
+// A corrupt length header in an entry of another topic, met while
+// ReadTopic skips to topic a's next entry, cuts a's entries from there on
+// only: seq 0 (a), read before the corrupt entry 1 (b), is returned, and
+// stays pending for the caller to produce and ack; seq 2 (a) is cut.
+func TestReadTopicSkipCorruptKeepsEarlierEntries(t *testing.T) {
+	size := entrySize(t, rec("a", "00"))
+	dir := t.TempDir()
+	var log logBuffer
+	s := open(t, spool.Options{Dir: dir, Log: log.logger()})
+	for i, tp := range []string{"a", "b", "a"} {
+		appendOne(t, s, rec(tp, fmt.Sprintf("%02d", i)))
+	}
+	readN(t, s, 3) // Read passed them all (the drain left a in the spool)
+	segs := segmentsIn(dir)
+	flip(t, segs[0], 1*size+3) // entry 1 (b): its length's high byte, past the largest payload
+	if got, want := topicValues(t, s, "a", 0, 3, 100, 1<<20), []string{"0:00"}; !slices.Equal(got, want) {
+		t.Fatalf("ReadTopic(a, 0, 3) = %v, want %v (entry 0 is intact, before the corruption); log: %s", got, want, log.String())
+	}
+	if line := fmt.Sprintf("file=%s offset=%d topic=a entries=1", segs[0], 1*size); !strings.Contains(log.String(), line) {
+		t.Fatalf("log %q does not say %q", log.String(), line)
+	}
+	if p := s.Pending("a"); p != 1 {
+		t.Fatalf("pending a %d after the cut, want 1 (entry 0, returned)", p)
+	}
+	if got := topicValues(t, s, "a", 1, 3, 100, 1<<20); len(got) != 0 {
+		t.Fatalf("ReadTopic(a, 1, 3) after the cut = %v, want none", got)
+	}
+	s.Ack(0)
+	if p := s.Pending("a"); p != 0 {
+		t.Fatalf("pending a %d after acking entry 0, want 0", p)
+	}
+}
