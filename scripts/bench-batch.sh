@@ -9,9 +9,12 @@
 # GRPC_WINDOW (1) requests of a stream awaiting their answer (mode grpc) —
 # and straight to the brokers (one franz-go client, each sender a
 # ProduceSync of its 100 records, with the settings of kproxy's acks=1
-# client). All write to the dev stack's three kfake brokers, each run to a
-# fresh topic. ROUNDS rounds alternate them and the ratios are of the
-# medians, because a shared machine is noisy.
+# client). All write to the dev stack's three kfake brokers (every topic
+# with the same leader layout), each run to a fresh topic, deleted once its
+# records are counted (kfake keeps records in memory: a later run would pay
+# for the earlier runs' heap). ROUNDS rounds alternate them, the order
+# rotating from round to round, and the ratios are of the medians, because
+# a shared machine is noisy.
 #
 # Target: kproxy >= 0.8 of the producer alone, no record lost (after each
 # run the brokers' end offsets for its topic must equal the records
@@ -100,7 +103,7 @@ bench() {
 	CPU_SENDER=$(awk '{print $10}' <<<"$out")
 	CPU_KPROXY=$(per_record $(($(cpu_ticks "$kproxy_pid") - k0)) "$OK")
 	CPU_BROKERS=$(per_record $(($(cpu_ticks "$devstack_pid") - d0)) "$OK")
-	INKAFKA=$(bin/endoffsets -brokers "$brokers" -topic "$2")
+	INKAFKA=$(bin/endoffsets -brokers "$brokers" -topic "$2" -delete) # the broker's memory back for the next run
 	LOST=$((OK - INKAFKA))
 	lost_total=$((lost_total + (LOST < 0 ? -LOST : LOST)))
 }
@@ -114,12 +117,18 @@ echo "batch benchmark: $CONNS senders, batches of $RECORDS records of $SIZE byte
 row "" "records/s" "written" "failed" "in kafka" "lost" "cpu:send" "kproxy" "brokers"
 kgo_rates=() kgo_cpu=()
 declare -A rates=() cpus=()
+# The order of the runs rotates from round to round, so that no mode always
+# goes first (or last) on a machine whose load drifts.
+order=(kgo $MODES)
 for r in $(seq "$ROUNDS"); do
-	bench kgo "batch_kgo_r$r"
-	kgo_rates+=("$RATE") kgo_cpu+=("$(awk -v a="$CPU_SENDER" -v b="$CPU_BROKERS" 'BEGIN{print a + b}')")
-	row "franz-go alone #$r" "$RATE" "$OK" "$FAILED" "$INKAFKA" "$LOST" "$CPU_SENDER" "-" "$CPU_BROKERS"
-	for m in $MODES; do
+	for i in $(seq 0 $((${#order[@]} - 1))); do
+		m=${order[$(((i + r - 1) % ${#order[@]}))]}
 		bench "$m" "batch_${m}_r$r"
+		if [ "$m" = kgo ]; then
+			kgo_rates+=("$RATE") kgo_cpu+=("$(awk -v a="$CPU_SENDER" -v b="$CPU_BROKERS" 'BEGIN{print a + b}')")
+			row "franz-go alone #$r" "$RATE" "$OK" "$FAILED" "$INKAFKA" "$LOST" "$CPU_SENDER" "-" "$CPU_BROKERS"
+			continue
+		fi
 		rates[$m]+="$RATE " cpus[$m]+="$(awk -v a="$CPU_SENDER" -v b="$CPU_KPROXY" -v c="$CPU_BROKERS" 'BEGIN{print a + b + c}') "
 		row "${label[$m]} #$r" "$RATE" "$OK" "$FAILED" "$INKAFKA" "$LOST" "$CPU_SENDER" "$CPU_KPROXY" "$CPU_BROKERS"
 	done

@@ -1,6 +1,8 @@
 // Command endoffsets prints the sum of a topic's log-end offsets (the
 // number of records ever written to a fresh topic), or one line per
-// partition with -v.
+// partition with -v; with -delete it then deletes the topic (a benchmark
+// gives the test broker's memory back between runs, so that a later run
+// does not pay for the records of the earlier ones).
 //
 //	go run ./scripts/endoffsets -brokers 127.0.0.1:9092 -topic bench
 package main
@@ -25,14 +27,15 @@ func main() {
 	brokers := fs.String("brokers", "127.0.0.1:9092", "comma-separated broker list")
 	topic := fs.String("topic", "", "topic")
 	verbose := fs.Bool("v", false, "print each partition")
+	del := fs.Bool("delete", false, "delete the topic once counted")
 	_ = fs.Parse(os.Args[1:])
-	if err := run(os.Stdout, strings.Split(*brokers, ","), *topic, *verbose); err != nil {
+	if err := run(os.Stdout, strings.Split(*brokers, ","), *topic, *verbose, *del); err != nil {
 		fmt.Fprintln(os.Stderr, "endoffsets:", err)
 		os.Exit(1)
 	}
 }
 
-func run(stdout io.Writer, brokers []string, topic string, verbose bool) error {
+func run(stdout io.Writer, brokers []string, topic string, verbose, del bool) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		return err
@@ -63,5 +66,14 @@ func run(stdout io.Writer, brokers []string, topic string, verbose bool) error {
 		sum += o.Offset
 	}
 	fmt.Fprintln(stdout, sum)
+	if del {
+		rs, err := kadm.NewClient(cl).DeleteTopics(ctx, topic)
+		if err == nil {
+			_, err = rs.On(topic, nil)
+		}
+		if err != nil {
+			return fmt.Errorf("delete %s: %w", topic, err)
+		}
+	}
 	return nil
 }
