@@ -1373,7 +1373,13 @@ func (s *spooler) parkReadLocked(p *parkedTopic, e spool.Entry) {
 // back (an I/O error: nothing moved) waits a pause, as for a refusal, and
 // is read again after it; the other topics drain on. An error is
 // spool.ErrClosed.
+//
+// What Kafka acknowledged is acked in the spool first: an unpark
+// (unparkAsideLocked) counts a record answered once its promise ran,
+// before its seq left s.acks, and ReadTopic returns what is not acked — a
+// record Kafka took would be read back and written twice, uncounted.
 func (s *spooler) fillParked() error {
+	s.ackDrained()
 	s.dmu.Lock()
 	var fills []*parkedTopic
 	for _, p := range s.parked {
