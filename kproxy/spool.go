@@ -575,7 +575,9 @@ func (s *spooler) push(items ...*spoolItem) {
 	s.qmu.Lock()
 	if s.closed {
 		s.qmu.Unlock()
-		s.finish(items, errSpoolClosed)
+		// On a goroutine of its own: the callers hold their gate's
+		// mutex (flipLocked, holdLocked, settle), which finish takes.
+		go s.finish(items, errSpoolClosed)
 		return
 	}
 	s.queue = append(s.queue, items...)
