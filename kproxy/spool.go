@@ -107,7 +107,7 @@ type spooler struct {
 	chunk       []drainRec               // the records of the chunk in the drain client
 	parked      map[string]*parkedTopic  // topics whose drain Kafka refused: their entries wait, in order
 	parkedBytes int                      // of the parked entries in memory (parkBudget)
-	parkBudget  int                      // maxParkedBytes; past it, parked topics' records wait in the spool only
+	parkBudget  int                      // maxParkedBytes; past it, or a topic's share of it, parked topics' records wait in the spool only
 	readTo      uint64                   // the seq after the last entry drain took from Read (its goroutine's)
 	pause       map[string]time.Duration // the next pause before a parked topic is retried
 	stopped     bool                     // the drain client is closing: refusals are not retried
@@ -701,10 +701,11 @@ func (it *spoolItem) refusal() (int, string) {
 // memory, so that the other topics' records keep draining; after a pause
 // (or the answers) its records are produced again, oldest first, before
 // anything newer of the topic. Parked records in memory are bounded by
-// parkBudget: past it, a parked topic's records read next, and its newest
-// ones in memory refused again, are left in the spool (parkReadLocked,
+// parkBudget, and each parked topic's by its share of it (shareLocked):
+// past either, a parked topic's records read next, and its newest ones in
+// memory refused again, are left in the spool (parkReadLocked,
 // reparkLocked) and read back from there, behind the drain's read
-// position, while it is retried and parkBudget has room (fillParked);
+// position, while it is retried and has room (fillParked);
 // Read's later records of the topic are skipped until its cursor catches
 // up.
 func (s *spooler) drain(ctx context.Context) {
@@ -1308,11 +1309,12 @@ const maxParkedBytes = 64 << 20
 type parkedTopic struct {
 	topic   string
 	entries []spool.Entry // in memory
+	bytes   int           // entries' keys, values and headers (shareLocked)
 	// disk: the topic's records from diskFrom on, up to the drain's read
 	// position (s.readTo), are in the spool only, not in entries, whose
 	// records are all older (parkReadLocked, reparkLocked); they are read
-	// back from there, behind entries, while the topic is retried and the
-	// parked entries are within parkBudget (fillParked).
+	// back from there, behind entries, while the topic is retried and has
+	// room in memory (fillParked).
 	disk     bool
 	diskFrom uint64
 	retrying bool // the pause is over: the entries go into the next chunk
@@ -1343,16 +1345,39 @@ func (s *spooler) parkLocked(p *parkedTopic, e spool.Entry) {
 	p.entries = append(p.entries, spool.Entry{})
 	copy(p.entries[i+1:], p.entries[i:])
 	p.entries[i] = e
-	s.parkedBytes += entryBytes(e)
+	s.addParkedLocked(p, entryBytes(e))
+}
+
+// addParkedLocked counts n bytes more (fewer: n < 0) of p's entries in
+// memory (s.dmu held).
+func (s *spooler) addParkedLocked(p *parkedTopic, n int) {
+	p.bytes += n
+	s.parkedBytes += n
+}
+
+// shareLocked is the bytes of records a parked topic may keep in memory
+// (s.dmu held): parkBudget split evenly among the parked topics, so that
+// a topic Kafka keeps refusing, with traffic, holds no more than its share
+// and a topic taken again is read back by shares, not a record per chunk
+// (fillParked reads one at least).
+func (s *spooler) shareLocked() int {
+	return s.parkBudget / max(len(s.parked), 1)
+}
+
+// roomLocked is what p may still read into memory (s.dmu held): up to its
+// share and up to parkBudget; 0 or less when there is none.
+func (s *spooler) roomLocked(p *parkedTopic) int {
+	return min(s.shareLocked()-p.bytes, s.parkBudget-s.parkedBytes)
 }
 
 // parkReadLocked parks e, which Read returned, behind p's entries (s.dmu
-// held): in memory while the parked entries stay within parkBudget; past
-// it, e and the topic's later records are left in the spool (p.disk) and
+// held): in memory while p's entries stay within its share and the parked
+// entries within parkBudget; past either, e and the topic's later records
+// are left in the spool (p.disk) and
 // read back from there (fillParked). No record of the topic is kept in
 // memory after one left in the spool.
 func (s *spooler) parkReadLocked(p *parkedTopic, e spool.Entry) {
-	if !p.disk && s.parkedBytes+entryBytes(e) > s.parkBudget {
+	if !p.disk && s.roomLocked(p) < entryBytes(e) {
 		p.disk, p.diskFrom = true, e.Seq
 	}
 	if !p.disk {
@@ -1364,11 +1389,12 @@ func (s *spooler) parkReadLocked(p *parkedTopic, e spool.Entry) {
 // about to be retried that were left there (p.disk), behind those in
 // memory, from p.diskFrom up to the drain's read position (s.readTo:
 // Read's entries after it are still to be taken by the drain, which parks
-// or produces them): up to a chunk, and up to the room left in parkBudget,
-// one record at least for a topic with none in memory, so that it
-// progresses whatever the other parked topics hold (then the parked
-// entries pass parkBudget by a record per topic at most, until the chunk
-// takes them; reparkLocked trims them back to it if Kafka refuses them). A
+// or produces them): up to a chunk, and up to the room left in its share
+// and in parkBudget (roomLocked), one record at least for a topic with
+// none in memory, so that it progresses whatever the other parked topics
+// hold (then the parked entries pass them by a record per topic at most,
+// until the chunk takes them; reparkLocked trims them back if Kafka
+// refuses them). A
 // topic with none left there is read by Read again: its records Read
 // returns next go behind those in memory, or to Kafka once they drained.
 // Called by drain only (s.readTo is its). A topic that cannot be read
@@ -1396,7 +1422,7 @@ func (s *spooler) fillParked() error {
 			s.dmu.Unlock()
 			continue
 		}
-		from, n, room := p.diskFrom, drainChunk-len(p.entries), min(s.parkBudget-s.parkedBytes, drainChunkBytes)
+		from, n, room := p.diskFrom, drainChunk-len(p.entries), min(s.roomLocked(p), drainChunkBytes)
 		s.dmu.Unlock()
 		es, err := s.sp.ReadTopic(p.topic, from, s.readTo, n, max(room, 1))
 		if errors.Is(err, spool.ErrClosed) {
@@ -1422,7 +1448,7 @@ func (s *spooler) fillParked() error {
 		} else {
 			p.diskFrom = es[len(es)-1].Seq + 1
 			for _, e := range es {
-				s.parkedBytes += entryBytes(e)
+				s.addParkedLocked(p, entryBytes(e))
 			}
 			p.entries = append(p.entries, es...)
 		}
@@ -1433,9 +1459,10 @@ func (s *spooler) fillParked() error {
 
 // fillableLocked tells whether p is being retried with records in the
 // spool only and room for them in memory (fillParked reads them back):
-// parkBudget not reached, or none of p's in memory (s.dmu held).
+// neither its share nor parkBudget reached, or none of p's in memory
+// (s.dmu held).
 func (s *spooler) fillableLocked(p *parkedTopic) bool {
-	return p.retrying && p.disk && len(p.entries) < drainChunk && (len(p.entries) == 0 || s.parkedBytes < s.parkBudget)
+	return p.retrying && p.disk && len(p.entries) < drainChunk && (len(p.entries) == 0 || s.roomLocked(p) > 0)
 }
 
 // anyFillableLocked tells whether a parked topic is fillable (s.dmu held).
@@ -1451,7 +1478,9 @@ func (s *spooler) anyFillableLocked() bool {
 // reparkLocked puts e back among p's parked entries, in seq order (s.dmu
 // held): e was taken from them or from Read and not produced (Kafka
 // refused it, it is too large, or its topic was parked meanwhile). Past
-// parkBudget, p's newest entries in memory are left in the spool only,
+// parkBudget or p's share of it (a topic that held more before other
+// topics were parked is trimmed to its share at its next refusal), p's
+// newest entries in memory are left in the spool only,
 // where they are not acked, and diskFrom moves back to the first of them:
 // they are read back in order (fillParked), and its entries in memory
 // stay older than diskFrom. e itself, from diskFrom on, stays in the
@@ -1461,12 +1490,12 @@ func (s *spooler) reparkLocked(p *parkedTopic, e spool.Entry) {
 		return
 	}
 	s.parkLocked(p, e)
-	for s.parkedBytes > s.parkBudget && len(p.entries) > 0 {
+	for (s.parkedBytes > s.parkBudget || p.bytes > s.shareLocked()) && len(p.entries) > 0 {
 		last := len(p.entries) - 1
 		d := p.entries[last]
 		p.entries[last] = spool.Entry{}
 		p.entries = p.entries[:last]
-		s.parkedBytes -= entryBytes(d)
+		s.addParkedLocked(p, -entryBytes(d))
 		p.disk, p.diskFrom = true, d.Seq
 	}
 }
@@ -1506,7 +1535,7 @@ func (s *spooler) feedLocked(es []spool.Entry) (_ []spool.Entry, bytes int, late
 			e := p.entries[0]
 			p.entries[0] = spool.Entry{}
 			p.entries = p.entries[1:]
-			s.parkedBytes -= entryBytes(e)
+			s.addParkedLocked(p, -entryBytes(e))
 			bytes += entryBytes(e)
 			es = append(es, e)
 		}

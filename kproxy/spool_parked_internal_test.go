@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -40,19 +41,7 @@ func TestSpoolDrainRefusedTopicMemoryWithinBudget(t *testing.T) {
 			return nil, nil, false
 		}
 		refusals.Add(1)
-		pr := req.(*kmsg.ProduceRequest)
-		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range pr.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition, sp.ErrorCode, sp.BaseOffset = rp.Partition, kerr.TopicAuthorizationFailed.Code, -1
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
+		return deniedProduce(req.(*kmsg.ProduceRequest)), nil, true
 	})
 	cfg := DefaultConfig()
 	cfg.BrokerHosts = c.ListenAddrs()
@@ -122,6 +111,135 @@ func TestSpoolDrainRefusedTopicMemoryWithinBudget(t *testing.T) {
 		if want := fmt.Sprintf("%05d", i); string(r.Value[:5]) != want {
 			t.Fatalf("record %d of a in Kafka is %s, want %s: out of order or duplicated", i, r.Value[:5], want)
 		}
+	}
+}
+
+// deniedProduce answers pr with TOPIC_AUTHORIZATION_FAILED (writing
+// denied) for every partition in it, writing nothing.
+func deniedProduce(pr *kmsg.ProduceRequest) *kmsg.ProduceResponse {
+	resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+	for _, rt := range pr.Topics {
+		st := kmsg.NewProduceResponseTopic()
+		st.Topic, st.TopicID = rt.Topic, rt.TopicID
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewProduceResponseTopicPartition()
+			sp.Partition, sp.ErrorCode, sp.BaseOffset = rp.Partition, kerr.TopicAuthorizationFailed.Code, -1
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
+}
+
+// TestSpoolDrainParkedShareReadBack: topic r, which Kafka keeps refusing
+// (writing denied), holds parkBudget with its records; topic s, parked
+// behind it (refused for a while) with a backlog of many times its share
+// left in the spool, is then taken again. r is trimmed to its share
+// (parkBudget over the parked topics) at its next refusal, and s is read
+// back up to its share per chunk: its backlog drains within seconds (it
+// used to be read back a record per chunk, r keeping the budget full),
+// every record in Kafka once, in key order.
+func TestSpoolDrainParkedShareReadBack(t *testing.T) {
+	const r, sTopic = "r", "s"
+	c := kafkatest.StartBrokers(t, 2, []kafkatest.Topic{{Name: r, Partitions: 1}, {Name: sTopic, Partitions: 1}})
+	for topic, node := range map[string]int32{r: 1, sTopic: 0} { // a produce request holds one of them
+		if err := c.MoveTopicPartition(topic, 0, node); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var sRefusing atomic.Bool
+	var rRefused, sRefused atomic.Int64
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if c.CurrentNode() == 1 {
+			rRefused.Add(1)
+		} else if sRefusing.Load() {
+			sRefused.Add(1)
+		} else {
+			return nil, nil, false
+		}
+		return deniedProduce(req.(*kmsg.ProduceRequest)), nil, true
+	})
+	cfg := DefaultConfig()
+	cfg.BrokerHosts = c.ListenAddrs()
+	cfg.SpoolDir = t.TempDir()
+	cfg.SpoolAfterMs = 200
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ps := testProducers(t, cfg, log)
+	s, err := openSpooler(cfg, log, ps, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const budget, recBytes, keys = 1 << 20, 512, 4
+	const nR, nS = 2 * budget / recBytes, 16 * budget / 2 / recBytes // s: 16 shares
+	s.parkBudget = budget
+	pad := strings.Repeat("v", recBytes)
+	appendRecs := func(topic string, n int) {
+		t.Helper()
+		rs := make([]spool.Record, n)
+		for i := range rs {
+			key := topic + strconv.Itoa(i%keys)
+			rs[i] = spool.Record{Topic: topic, Key: []byte(key), Value: []byte(fmt.Sprintf("%s#%05d#%s", key, i, pad[:recBytes-len(key)-8]))}
+		}
+		if _, err := s.sp.Append(rs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// waitFor polls cond (s.dmu held) for up to 10 s.
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			s.dmu.Lock()
+			ok := cond()
+			s.dmu.Unlock()
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 10 s (r refused %d times, s %d)", what, rRefused.Load(), sRefused.Load())
+			}
+		}
+	}
+	appendRecs(r, nR)
+	s.start()
+	defer s.close(context.Background())
+	waitFor("r parked, holding the budget", func() bool { return s.parked[r] != nil && s.parkedBytes > budget-recBytes })
+
+	sRefusing.Store(true)
+	appendRecs(sTopic, nS)
+	waitFor("s parked, left in the spool", func() bool { p := s.parked[sTopic]; return p != nil && p.disk && !p.aside })
+	// r refused for long: its next pause is 30 s, no retry of it while s
+	// drains (its records out in a chunk leave the budget to s meanwhile).
+	s.dmu.Lock()
+	s.pause[r] = 30 * time.Second
+	s.dmu.Unlock()
+	refusedR := rRefused.Load()
+	waitFor("r refused again", func() bool { return rRefused.Load() > refusedR && s.parked[r].timer })
+	sRefusing.Store(false)
+	healed := time.Now()
+
+	const bound = 8 * time.Second // s's pause (4 s at most here) and its read back
+	for s.sp.Pending(sTopic) != 0 {
+		if time.Since(healed) > bound {
+			t.Fatalf("%d of s's %d records drained %v after Kafka took s again (r, refused, holding parked memory of %d bytes: s read back a record per chunk)",
+				nS-s.sp.Pending(sTopic), nS, time.Since(healed).Round(time.Millisecond), budget)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("s's %d records drained %v after Kafka took s again; r refused %d times, s %d",
+		nS, time.Since(healed).Round(time.Millisecond), rRefused.Load(), sRefused.Load())
+	got := kafkatest.ReadAll(t, c, kafkaconf.Default(), sTopic)
+	if len(got) != nS {
+		t.Fatalf("%d records of s in Kafka, want %d once each", len(got), nS)
+	}
+	last := map[string]int{}
+	for _, rec := range got {
+		key, rest, _ := strings.Cut(string(rec.Value), "#")
+		i, _ := strconv.Atoi(rest[:5])
+		if prev, ok := last[key]; ok && i <= prev {
+			t.Fatalf("s key %s: record %d after %d in Kafka: out of order or duplicated", key, i, prev)
+		}
+		last[key] = i
 	}
 }
 
