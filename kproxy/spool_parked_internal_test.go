@@ -148,7 +148,7 @@ func TestSpoolDrainParkedShareReadBack(t *testing.T) {
 		}
 	}
 	var sRefusing atomic.Bool
-	var rRefused, sRefused atomic.Int64
+	var rRefused, sRefused, sTaken atomic.Int64
 	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
 		if c.CurrentNode() == 1 {
@@ -156,6 +156,7 @@ func TestSpoolDrainParkedShareReadBack(t *testing.T) {
 		} else if sRefusing.Load() {
 			sRefused.Add(1)
 		} else {
+			sTaken.Add(1)
 			return nil, nil, false
 		}
 		return deniedProduce(req.(*kmsg.ProduceRequest)), nil, true
@@ -208,13 +209,13 @@ func TestSpoolDrainParkedShareReadBack(t *testing.T) {
 	sRefusing.Store(true)
 	appendRecs(sTopic, nS)
 	waitFor("s parked, left in the spool", func() bool { p := s.parked[sTopic]; return p != nil && p.disk && !p.aside })
-	// r refused for long: its next pause is 30 s, no retry of it while s
-	// drains (its records out in a chunk leave the budget to s meanwhile).
+	// r refused for long: its next pause is 20 s (30 s after it), no retry
+	// of it while s drains (its records out in a chunk would leave the
+	// budget to s meanwhile).
 	s.dmu.Lock()
-	s.pause[r] = 30 * time.Second
+	s.pause[r] = 20 * time.Second
 	s.dmu.Unlock()
-	refusedR := rRefused.Load()
-	waitFor("r refused again", func() bool { return rRefused.Load() > refusedR && s.parked[r].timer })
+	waitFor("r refused again", func() bool { return s.pause[r] == 30*time.Second && s.parked[r].timer })
 	sRefusing.Store(false)
 	healed := time.Now()
 
@@ -226,8 +227,13 @@ func TestSpoolDrainParkedShareReadBack(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Logf("s's %d records drained %v after Kafka took s again; r refused %d times, s %d",
-		nS, time.Since(healed).Round(time.Millisecond), rRefused.Load(), sRefused.Load())
+	t.Logf("s's %d records drained %v after Kafka took s again, in %d produce requests; r refused %d times, s %d",
+		nS, time.Since(healed).Round(time.Millisecond), sTaken.Load(), rRefused.Load(), sRefused.Load())
+	// A share is about budget/2/recBytes records: s drains in some
+	// nS*recBytes/(budget/2) chunks, not nS (whatever the machine's speed).
+	if n := sTaken.Load(); n > nS/16 {
+		t.Errorf("s's %d records took %d produce requests, more than %d: read back about a record per chunk", nS, n, nS/16)
+	}
 	got := kafkatest.ReadAll(t, c, kafkaconf.Default(), sTopic)
 	if len(got) != nS {
 		t.Fatalf("%d records of s in Kafka, want %d once each", len(got), nS)
