@@ -1409,6 +1409,20 @@ func (s *spooler) parkReadLocked(p *parkedTopic, e spool.Entry) {
 func (s *spooler) fillParked() error {
 	s.ackDrained()
 	s.dmu.Lock()
+	// A topic that held more than its share before other topics were
+	// parked is trimmed to it now, not at its next refusal (up to 30 s
+	// later, the other topics read back a record per chunk meanwhile).
+	// Only one not retried, which is safe: a topic's records are read back
+	// only when it is retried, which is after all its records in a chunk
+	// were answered (its pause, or a chunk set aside: aside) and those
+	// Kafka took acked (ackDrained, just above), so the trimmed entries,
+	// left in the spool from diskFrom on, are read back once, in order.
+	share := s.shareLocked()
+	for _, p := range s.parked {
+		if !p.retrying {
+			s.trimLocked(p, func() bool { return p.bytes > share })
+		}
+	}
 	var fills []*parkedTopic
 	for _, p := range s.parked {
 		if s.fillableLocked(p) {
@@ -1490,7 +1504,15 @@ func (s *spooler) reparkLocked(p *parkedTopic, e spool.Entry) {
 		return
 	}
 	s.parkLocked(p, e)
-	for (s.parkedBytes > s.parkBudget || p.bytes > s.shareLocked()) && len(p.entries) > 0 {
+	s.trimLocked(p, func() bool { return s.parkedBytes > s.parkBudget || p.bytes > s.shareLocked() })
+}
+
+// trimLocked leaves p's newest entries in memory in the spool only, while
+// over tells p holds too much (s.dmu held): diskFrom moves back to the
+// first of them, which are not acked there, and are read back in order
+// (fillParked).
+func (s *spooler) trimLocked(p *parkedTopic, over func() bool) {
+	for over() && len(p.entries) > 0 {
 		last := len(p.entries) - 1
 		d := p.entries[last]
 		p.entries[last] = spool.Entry{}

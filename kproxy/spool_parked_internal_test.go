@@ -139,7 +139,20 @@ func deniedProduce(pr *kmsg.ProduceRequest) *kmsg.ProduceResponse {
 // back up to its share per chunk: its backlog drains within seconds (it
 // used to be read back a record per chunk, r keeping the budget full),
 // every record in Kafka once, in key order.
-func TestSpoolDrainParkedShareReadBack(t *testing.T) {
+func TestSpoolDrainParkedShareReadBack(t *testing.T) { testParkedShareReadBack(t, false) }
+
+// TestSpoolDrainParkedShareRefusedFirst: as
+// TestSpoolDrainParkedShareReadBack, but r is refused again (its long
+// pause) before s is parked: r's share was then the whole budget, and it
+// is not refused again while s drains. r is trimmed to its share when s
+// is read back (fillParked), not at r's next refusal, up to 30 s later,
+// until which s was read back a record per chunk.
+func TestSpoolDrainParkedShareRefusedFirst(t *testing.T) { testParkedShareReadBack(t, true) }
+
+// testParkedShareReadBack runs TestSpoolDrainParkedShareReadBack; with
+// refusedFirst, r's long pause starts before s is parked.
+func testParkedShareReadBack(t *testing.T, refusedFirst bool) {
+	t.Helper()
 	const r, sTopic = "r", "s"
 	c := kafkatest.StartBrokers(t, 2, []kafkatest.Topic{{Name: r, Partitions: 1}, {Name: sTopic, Partitions: 1}})
 	for topic, node := range map[string]int32{r: 1, sTopic: 0} { // a produce request holds one of them
@@ -206,16 +219,34 @@ func TestSpoolDrainParkedShareReadBack(t *testing.T) {
 	defer s.close(context.Background())
 	waitFor("r parked, holding the budget", func() bool { return s.parked[r] != nil && s.parkedBytes > budget-recBytes })
 
-	sRefusing.Store(true)
-	appendRecs(sTopic, nS)
-	waitFor("s parked, left in the spool", func() bool { p := s.parked[sTopic]; return p != nil && p.disk && !p.aside })
 	// r refused for long: its next pause is 20 s (30 s after it), no retry
 	// of it while s drains (its records out in a chunk would leave the
 	// budget to s meanwhile).
+	pauseR := func() {
+		t.Helper()
+		s.dmu.Lock()
+		s.pause[r] = 20 * time.Second
+		s.dmu.Unlock()
+		waitFor("r refused again", func() bool { return s.pause[r] == 30*time.Second && s.parked[r].timer })
+	}
+	if refusedFirst {
+		pauseR()
+	}
+	sRefusing.Store(true)
+	appendRecs(sTopic, nS)
+	if refusedFirst { // appended directly: wake the idle drain as push does
+		s.dmu.Lock()
+		s.onlyParked = false
+		s.wakeLocked()
+		s.dmu.Unlock()
+	}
+	waitFor("s parked, left in the spool", func() bool { p := s.parked[sTopic]; return p != nil && p.disk && !p.aside })
+	if !refusedFirst {
+		pauseR()
+	}
 	s.dmu.Lock()
-	s.pause[r] = 20 * time.Second
+	t.Logf("r holds %d bytes, share now %d", s.parked[r].bytes, s.shareLocked())
 	s.dmu.Unlock()
-	waitFor("r refused again", func() bool { return s.pause[r] == 30*time.Second && s.parked[r].timer })
 	sRefusing.Store(false)
 	healed := time.Now()
 
@@ -249,8 +280,10 @@ func TestSpoolDrainParkedShareReadBack(t *testing.T) {
 	}
 }
 
-// TestSpoolDrainReadBackWithFullBudget: another parked topic (b, paused)
-// fills parkBudget, and topic a, left in the spool, is retried: a is read
+// TestSpoolDrainReadBackWithFullBudget: another parked topic fills
+// parkBudget (b, retried, its limit to be asked again before it is fed:
+// not trimmed to its share, its records about to go into a chunk), and
+// topic a, left in the spool, is retried: a is read
 // back a record at a time, so that it progresses, and each refusal of it
 // leaves that record in the spool again, so that memory does not grow
 // round after round. Once Kafka takes a record, the next one is read.
@@ -284,7 +317,7 @@ func TestSpoolDrainReadBackWithFullBudget(t *testing.T) {
 		t.Fatalf("read %d entries, err %v; want %d", len(es), err, nb+na)
 	}
 	s.dmu.Lock()
-	pb := &parkedTopic{topic: "b", timer: true} // paused: not retried here
+	pb := &parkedTopic{topic: "b", retrying: true, limit: true} // left for a later round (feedLocked)
 	for _, e := range es[:nb] {
 		s.parkLocked(pb, e)
 	}
