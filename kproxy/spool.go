@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -1300,8 +1301,21 @@ func (s *spooler) ackDrained() {
 }
 
 // maxParkedBytes bounds the records of parked topics the drain keeps in
-// memory (their keys, values and headers): spooler.parkBudget's default.
+// memory (parkedCost): spooler.parkBudget's default.
 const maxParkedBytes = 64 << 20
+
+// parkedEntryOverhead is what a parked entry holds in memory besides its
+// keys, values and headers: the spool.Entry in its topic's entries, and
+// the allocations of its copies (copyRecord: a key and a value, each
+// rounded up to an allocation size class).
+const parkedEntryOverhead = int(unsafe.Sizeof(spool.Entry{})) + 32
+
+// parkedCost is the memory a parked entry is counted for in parkBudget:
+// its keys, values and headers, the entry itself, and each copied header
+// (1-byte or empty records are bounded too).
+func parkedCost(e spool.Entry) int {
+	return entryBytes(e) + parkedEntryOverhead + len(e.Headers)*int(unsafe.Sizeof(spool.Header{}))
+}
 
 // parkedTopic is a topic whose record Kafka refused while draining, or
 // whose records in a chunk set aside are not all answered: its records
@@ -1309,7 +1323,7 @@ const maxParkedBytes = 64 << 20
 type parkedTopic struct {
 	topic   string
 	entries []spool.Entry // in memory
-	bytes   int           // entries' keys, values and headers (shareLocked)
+	bytes   int           // entries' parkedCost (shareLocked)
 	// disk: the topic's records from diskFrom on, up to the drain's read
 	// position (s.readTo), are in the spool only, not in entries, whose
 	// records are all older (parkReadLocked, reparkLocked); they are read
@@ -1345,7 +1359,7 @@ func (s *spooler) parkLocked(p *parkedTopic, e spool.Entry) {
 	p.entries = append(p.entries, spool.Entry{})
 	copy(p.entries[i+1:], p.entries[i:])
 	p.entries[i] = e
-	s.addParkedLocked(p, entryBytes(e))
+	s.addParkedLocked(p, parkedCost(e))
 }
 
 // addParkedLocked counts n bytes more (fewer: n < 0) of p's entries in
@@ -1377,7 +1391,7 @@ func (s *spooler) roomLocked(p *parkedTopic) int {
 // read back from there (fillParked). No record of the topic is kept in
 // memory after one left in the spool.
 func (s *spooler) parkReadLocked(p *parkedTopic, e spool.Entry) {
-	if !p.disk && s.roomLocked(p) < entryBytes(e) {
+	if !p.disk && s.roomLocked(p) < parkedCost(e) {
 		p.disk, p.diskFrom = true, e.Seq
 	}
 	if !p.disk {
@@ -1438,6 +1452,10 @@ func (s *spooler) fillParked() error {
 		}
 		from, n, room := p.diskFrom, drainChunk-len(p.entries), min(s.roomLocked(p), drainChunkBytes)
 		s.dmu.Unlock()
+		// ReadTopic's maxBytes counts keys, values and headers only: the
+		// records' count is bounded by the overhead each costs too, and
+		// those past room by parkedCost are left in the spool.
+		n = min(n, max(room/parkedEntryOverhead, 1))
 		es, err := s.sp.ReadTopic(p.topic, from, s.readTo, n, max(room, 1))
 		if errors.Is(err, spool.ErrClosed) {
 			return err
@@ -1460,9 +1478,15 @@ func (s *spooler) fillParked() error {
 		if len(es) == 0 {
 			p.disk = false
 		} else {
+			cost, k := 0, 0
+			for k < len(es) && (k == 0 || cost < room) { // the one that reaches room is in
+				cost += parkedCost(es[k])
+				k++
+			}
+			es = es[:k] // the others stay in the spool only, from diskFrom on
 			p.diskFrom = es[len(es)-1].Seq + 1
 			for _, e := range es {
-				s.addParkedLocked(p, entryBytes(e))
+				s.addParkedLocked(p, parkedCost(e))
 			}
 			p.entries = append(p.entries, es...)
 		}
@@ -1517,7 +1541,7 @@ func (s *spooler) trimLocked(p *parkedTopic, over func() bool) {
 		d := p.entries[last]
 		p.entries[last] = spool.Entry{}
 		p.entries = p.entries[:last]
-		s.addParkedLocked(p, -entryBytes(d))
+		s.addParkedLocked(p, -parkedCost(d))
 		p.disk, p.diskFrom = true, d.Seq
 	}
 }
@@ -1557,8 +1581,8 @@ func (s *spooler) feedLocked(es []spool.Entry) (_ []spool.Entry, bytes int, late
 			e := p.entries[0]
 			p.entries[0] = spool.Entry{}
 			p.entries = p.entries[1:]
-			s.addParkedLocked(p, -entryBytes(e))
-			bytes += entryBytes(e)
+			s.addParkedLocked(p, -parkedCost(e))
+			bytes += entryBytes(e) // a chunk's bytes: keys, values and headers
 			es = append(es, e)
 		}
 		if len(p.entries) == 0 && !p.disk {
@@ -1655,6 +1679,8 @@ func clearRefreshedLocked(rs []refresh) {
 	}
 }
 
+// entryBytes is e's keys, values and headers: what a chunk counts
+// (drainChunkBytes); a parked entry counts more (parkedCost).
 func entryBytes(e spool.Entry) int {
 	n := len(e.Key) + len(e.Value)
 	for _, h := range e.Headers {

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -65,7 +66,7 @@ func TestSpoolDrainRefusedTopicMemoryWithinBudget(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	recBytes := len("k") + len("00000") + len(pad)
+	recBytes := parkedCost(spool.Entry{Record: spool.Record{Key: []byte("k"), Value: []byte("00000" + pad)}})
 	s.start()
 	defer s.close(context.Background())
 
@@ -217,7 +218,8 @@ func testParkedShareReadBack(t *testing.T, refusedFirst bool) {
 	appendRecs(r, nR)
 	s.start()
 	defer s.close(context.Background())
-	waitFor("r parked, holding the budget", func() bool { return s.parked[r] != nil && s.parkedBytes > budget-recBytes })
+	recCost := parkedCost(spool.Entry{Record: spool.Record{Value: make([]byte, recBytes)}})
+	waitFor("r parked, holding the budget", func() bool { return s.parked[r] != nil && s.parkedBytes > budget-recCost })
 
 	// r refused for long: its next pause is 20 s (30 s after it), no retry
 	// of it while s drains (its records out in a chunk would leave the
@@ -299,7 +301,8 @@ func TestSpoolDrainReadBackWithFullBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.close(context.Background())
-	const recBytes, nb, na = 8 << 10, 8, 20
+	const recLen, nb, na = 8 << 10, 8, 20
+	recBytes := parkedCost(spool.Entry{Record: spool.Record{Value: make([]byte, recLen)}})
 	s.parkBudget = nb * recBytes
 	var rs []spool.Record
 	for i := range nb + na {
@@ -307,7 +310,7 @@ func TestSpoolDrainReadBackWithFullBudget(t *testing.T) {
 		if i < nb {
 			topic = "b"
 		}
-		rs = append(rs, spool.Record{Topic: topic, Value: []byte(fmt.Sprintf("%s%02d%s", topic, i, strings.Repeat("v", recBytes-3)))})
+		rs = append(rs, spool.Record{Topic: topic, Value: []byte(fmt.Sprintf("%s%02d%s", topic, i, strings.Repeat("v", recLen-3)))})
 	}
 	if _, err := s.sp.Append(rs); err != nil {
 		t.Fatal(err)
@@ -460,8 +463,9 @@ func TestSpoolDrainChunkBytes(t *testing.T) {
 	if len(fed) != perChunk || fedBytes != drainChunkBytes {
 		t.Fatalf("fed %d records, %d bytes; want %d, %d: a chunk's bytes", len(fed), fedBytes, perChunk, drainChunkBytes)
 	}
-	if left := len(p.entries); left != perChunk/2 || s.parkedBytes != left*recBytes {
-		t.Fatalf("%d records, %d bytes left parked; want %d, %d", left, s.parkedBytes, perChunk/2, perChunk/2*recBytes)
+	cost := parkedCost(entries(1)[0]) // a chunk counts recBytes, parked memory more
+	if left := len(p.entries); left != perChunk/2 || s.parkedBytes != left*cost {
+		t.Fatalf("%d records, %d bytes left parked; want %d, %d", left, s.parkedBytes, perChunk/2, perChunk/2*cost)
 	}
 	cases := []struct {
 		n, maxBytes, records, want int
@@ -477,5 +481,56 @@ func TestSpoolDrainChunkBytes(t *testing.T) {
 		if got := chunkFit(entries(c.records), c.n, c.maxBytes); got != c.want {
 			t.Errorf("chunkFit(%d records of %d bytes, %d, %d) = %d, want %d", c.records, recBytes, c.n, c.maxBytes, got, c.want)
 		}
+	}
+}
+
+// TestSpoolDrainParkedTinyRecords: a topic Kafka refuses with many
+// keyless records of 1 byte, records of another topic behind them so the
+// drain reads on. parkBudget used to count keys, values and headers only:
+// each parked entry costs far more (the Entry itself, the copies'
+// allocations), so the memory held by parked records was many times
+// parkBudget (and without limit for empty values).
+func TestSpoolDrainParkedTinyRecords(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}, {Name: "b", Partitions: 1}})
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		return deniedProduce(req.(*kmsg.ProduceRequest)), nil, true
+	})
+	cfg := DefaultConfig()
+	cfg.BrokerHosts = c.ListenAddrs()
+	cfg.SpoolDir = t.TempDir()
+	cfg.SpoolAfterMs = 200
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ps := testProducers(t, cfg, log)
+	s, err := openSpooler(cfg, log, ps, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const budget, n = 64 << 10, 60000
+	s.parkBudget = budget
+	rs := make([]spool.Record, n)
+	for i := range rs {
+		rs[i] = spool.Record{Topic: "a", Value: []byte{'x'}}
+	}
+	if _, err := s.sp.Append(rs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.sp.Append([]spool.Record{{Topic: "b", Value: []byte("y")}}); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	defer s.close(context.Background())
+	var held, counted int
+	for deadline := time.Now().Add(8 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		s.dmu.Lock()
+		if p := s.parked["a"]; p != nil {
+			held = max(held, len(p.entries)*int(unsafe.Sizeof(spool.Entry{})))
+			counted = max(counted, s.parkedBytes)
+		}
+		s.dmu.Unlock()
+	}
+	t.Logf("parked entries of a: %d bytes of Entry structs alone, counted %d, budget %d", held, counted, budget)
+	if held > 4*budget {
+		t.Errorf("parked records of a hold %d bytes in Entry structs alone (counted %d), %dx parkBudget (%d)", held, counted, held/budget, budget)
 	}
 }
