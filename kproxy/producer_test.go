@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -101,6 +103,25 @@ func testProducers(t *testing.T, cfg Config, log *slog.Logger) *producers {
 	}
 	t.Cleanup(func() { ps.close(context.Background()) })
 	return ps
+}
+
+// testSpooler opens a spooler on c with a fresh spool directory, its
+// producers closed at cleanup; edit, if not nil, changes the config
+// first. The caller closes the spooler.
+func testSpooler(t *testing.T, c *kfake.Cluster, edit func(*Config)) *spooler {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.BrokerHosts = c.ListenAddrs()
+	cfg.SpoolDir = t.TempDir()
+	if edit != nil {
+		edit(&cfg)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := openSpooler(cfg, log, testProducers(t, cfg, log), nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // TestLeaderClientResendsAbandonedRequest shows how the acks=1 client

@@ -2,12 +2,9 @@ package kproxy
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
@@ -25,15 +22,7 @@ import (
 // uncounted.
 func TestSpoolDrainAnsweredNotAckedNotReadBack(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "T", Partitions: 2}})
-	cfg := DefaultConfig()
-	cfg.BrokerHosts = c.ListenAddrs()
-	cfg.SpoolDir = t.TempDir()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ps := testProducers(t, cfg, log)
-	s, err := openSpooler(cfg, log, ps, nil, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testSpooler(t, c, nil)
 	defer s.close(context.Background())
 	s.parkBudget = 1 // full: refused records go to the spool only
 	var rs []spool.Record

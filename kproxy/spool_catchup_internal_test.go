@@ -2,13 +2,9 @@ package kproxy
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/spool"
@@ -22,17 +18,7 @@ import (
 // kproxy_spool_parked_records, though nothing holds it back.
 func TestSpoolDrainDiskTopicCatchesUpUnderTraffic(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}, {Name: "b", Partitions: 1}})
-	cfg := DefaultConfig()
-	cfg.BrokerHosts = c.ListenAddrs()
-	cfg.SpoolDir = t.TempDir()
-	cfg.SpoolAfterMs = 200
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ps := testProducers(t, cfg, log)
-	reg := prometheus.NewRegistry()
-	s, err := openSpooler(cfg, log, ps, nil, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testSpooler(t, c, func(cfg *Config) { cfg.SpoolAfterMs = 200 })
 	// a was parked and left in the spool from seq 0 on; its pause is over.
 	s.parked["a"] = &parkedTopic{topic: "a", retrying: true, disk: true}
 	stop := make(chan struct{})

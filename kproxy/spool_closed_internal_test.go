@@ -3,12 +3,8 @@ package kproxy
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
@@ -20,14 +16,7 @@ import (
 // topic behind it).
 func TestSpoolPushAfterCloseUnderGateLock(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 1}})
-	cfg := DefaultConfig()
-	cfg.BrokerHosts = c.ListenAddrs()
-	cfg.SpoolDir = t.TempDir()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := openSpooler(cfg, log, testProducers(t, cfg, log), nil, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testSpooler(t, c, nil)
 	if err := s.close(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,6 @@ package kproxy
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"strconv"
 	"sync"
 	"testing"
@@ -32,16 +30,7 @@ func counterValue(c prometheus.Counter) float64 {
 // ErrMaxBuffered, which is no refusal by Kafka).
 func TestSpoolDrainChunkWithinClientBuffer(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}, {Name: "b", Partitions: 1}})
-	cfg := DefaultConfig()
-	cfg.BrokerHosts = c.ListenAddrs()
-	cfg.SpoolDir = t.TempDir()
-	cfg.SpoolAfterMs = 200
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ps := testProducers(t, cfg, log)
-	s, err := openSpooler(cfg, log, ps, nil, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testSpooler(t, c, func(cfg *Config) { cfg.SpoolAfterMs = 200 })
 	recs := func(topic string, n int) []spool.Record {
 		r := make([]spool.Record, n)
 		for i := range r {
@@ -91,15 +80,7 @@ func TestSpoolDrainChunkWithinClientBuffer(t *testing.T) {
 // ahead of the refused record's retry.
 func TestSpoolDrainRefusalParksBeforeAnswered(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "T", Partitions: 1}})
-	cfg := DefaultConfig()
-	cfg.BrokerHosts = c.ListenAddrs()
-	cfg.SpoolDir = t.TempDir()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ps := testProducers(t, cfg, log)
-	s, err := openSpooler(cfg, log, ps, nil, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testSpooler(t, c, nil)
 	defer s.close(context.Background())
 	chunk := make([]drainRec, 1)
 	d := &chunk[0]
@@ -150,20 +131,7 @@ func TestSpoolDrainReadsNoFurtherWhileOnlyParked(t *testing.T) {
 		<-thawed
 		return nil, nil, false
 	})
-	cfg := DefaultConfig()
-	cfg.BrokerHosts = c.ListenAddrs()
-	cfg.SpoolDir = t.TempDir()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ps, err := newProducers(cfg, log, producerHooks{batchRecords: nopObserver{},
-		batchMaxBytes: func(string) int32 { return int32(cfg.MaxMessageBytes) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ps.close(context.Background())
-	s, err := openSpooler(cfg, log, ps, nil, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testSpooler(t, c, nil)
 	s.start()
 	defer s.close(context.Background())
 	defer thaw() // first: close waits for the chunk set aside

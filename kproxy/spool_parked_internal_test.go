@@ -3,8 +3,6 @@ package kproxy
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,7 +12,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -44,16 +41,7 @@ func TestSpoolDrainRefusedTopicMemoryWithinBudget(t *testing.T) {
 		refusals.Add(1)
 		return deniedProduce(req.(*kmsg.ProduceRequest)), nil, true
 	})
-	cfg := DefaultConfig()
-	cfg.BrokerHosts = c.ListenAddrs()
-	cfg.SpoolDir = t.TempDir()
-	cfg.SpoolAfterMs = 200
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ps := testProducers(t, cfg, log)
-	s, err := openSpooler(cfg, log, ps, nil, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testSpooler(t, c, func(cfg *Config) { cfg.SpoolAfterMs = 200 })
 	const budget, recs, batch = 1 << 20, 6000, 500 // 6000 records of 8 KiB: 47 MiB
 	s.parkBudget = budget
 	pad := strings.Repeat("v", 8<<10)
@@ -175,16 +163,7 @@ func testParkedShareReadBack(t *testing.T, refusedFirst bool) {
 		}
 		return deniedProduce(req.(*kmsg.ProduceRequest)), nil, true
 	})
-	cfg := DefaultConfig()
-	cfg.BrokerHosts = c.ListenAddrs()
-	cfg.SpoolDir = t.TempDir()
-	cfg.SpoolAfterMs = 200
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ps := testProducers(t, cfg, log)
-	s, err := openSpooler(cfg, log, ps, nil, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testSpooler(t, c, func(cfg *Config) { cfg.SpoolAfterMs = 200 })
 	const budget, recBytes, keys = 1 << 20, 512, 4
 	const nR, nS = 2 * budget / recBytes, 16 * budget / 2 / recBytes // s: 16 shares
 	s.parkBudget = budget
@@ -291,15 +270,7 @@ func testParkedShareReadBack(t *testing.T, refusedFirst bool) {
 // round after round. Once Kafka takes a record, the next one is read.
 func TestSpoolDrainReadBackWithFullBudget(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}, {Name: "b", Partitions: 1}})
-	cfg := DefaultConfig()
-	cfg.BrokerHosts = c.ListenAddrs()
-	cfg.SpoolDir = t.TempDir()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ps := testProducers(t, cfg, log)
-	s, err := openSpooler(cfg, log, ps, nil, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testSpooler(t, c, nil)
 	defer s.close(context.Background())
 	const recLen, nb, na = 8 << 10, 8, 20
 	recBytes := parkedCost(spool.Entry{Record: spool.Record{Value: make([]byte, recLen)}})
@@ -373,15 +344,8 @@ func TestSpoolDrainReadBackWithFullBudget(t *testing.T) {
 // be read, the topic's records are read back after the pause.
 func TestSpoolDrainReadBackErrorPausesTopic(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
-	cfg := DefaultConfig()
-	cfg.BrokerHosts = c.ListenAddrs()
-	cfg.SpoolDir = t.TempDir()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ps := testProducers(t, cfg, log)
-	s, err := openSpooler(cfg, log, ps, nil, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	var dir string
+	s := testSpooler(t, c, func(cfg *Config) { dir = cfg.SpoolDir })
 	defer s.close(context.Background())
 	if _, err := s.sp.Append([]spool.Record{{Topic: "a", Value: []byte("a0")}, {Topic: "a", Value: []byte("a1")}}); err != nil {
 		t.Fatal(err)
@@ -395,7 +359,7 @@ func TestSpoolDrainReadBackErrorPausesTopic(t *testing.T) {
 	s.parked["a"] = p
 	s.readTo = es[1].Seq + 1
 	s.dmu.Unlock()
-	segs, err := filepath.Glob(filepath.Join(cfg.SpoolDir, "*.seg"))
+	segs, err := filepath.Glob(filepath.Join(dir, "*.seg"))
 	if err != nil || len(segs) != 1 {
 		t.Fatalf("segments %v, err %v; want one", segs, err)
 	}
@@ -496,16 +460,7 @@ func TestSpoolDrainParkedTinyRecords(t *testing.T) {
 		c.KeepControl()
 		return deniedProduce(req.(*kmsg.ProduceRequest)), nil, true
 	})
-	cfg := DefaultConfig()
-	cfg.BrokerHosts = c.ListenAddrs()
-	cfg.SpoolDir = t.TempDir()
-	cfg.SpoolAfterMs = 200
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ps := testProducers(t, cfg, log)
-	s, err := openSpooler(cfg, log, ps, nil, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testSpooler(t, c, func(cfg *Config) { cfg.SpoolAfterMs = 200 })
 	const budget, n = 64 << 10, 60000
 	s.parkBudget = budget
 	rs := make([]spool.Record, n)

@@ -3,8 +3,6 @@ package kproxy
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand"
 	"strconv"
 	"strings"
@@ -13,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
@@ -82,16 +79,7 @@ func TestSpoolDrainParkedInvariantsRandom(t *testing.T) {
 		}
 		return deniedProduce(req.(*kmsg.ProduceRequest)), nil, true
 	})
-	cfg := DefaultConfig()
-	cfg.BrokerHosts = c.ListenAddrs()
-	cfg.SpoolDir = t.TempDir()
-	cfg.SpoolAfterMs = 200
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ps := testProducers(t, cfg, log)
-	s, err := openSpooler(cfg, log, ps, nil, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testSpooler(t, c, func(cfg *Config) { cfg.SpoolAfterMs = 200 })
 	s.parkBudget = 128 << 10
 	pad := strings.Repeat("v", recBytes)
 	arnd := rand.New(rand.NewSource(time.Now().UnixNano() + 1))
