@@ -146,20 +146,27 @@ func TestSpoolDrainRefusedTopicDoesNotStall(t *testing.T) {
 	t.Logf("drain errors %s", p.metric(t, "kproxy_spool_drain_errors_total"))
 }
 
+// limitOutage starts a one-partition topic and a spooling kproxy without
+// linger, writes a first record (the topic is then known with its
+// max.message.bytes, 1 MB by default) and starts an outage (every produce
+// refused NOT_LEADER_OR_FOLLOWER) that end stops.
+func limitOutage(t *testing.T) (*kfake.Cluster, *proxy, func()) {
+	t.Helper()
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := spoolProxy(t, c, func(cfg *kproxy.Config) { cfg.LingerMs = 0 })
+	if a := p.post(t, "topic="+topic+"&key=first", unique(t, "first")); a.code != 200 {
+		t.Fatalf("first record: %d %s", a.code, a.body)
+	}
+	return c, p, kafkatest.NewFaults(t, c).Outage(kerr.NotLeaderForPartition.Code)
+}
+
 // TestSpoolDrainLoweredLimit: the topic's max.message.bytes is lowered
 // while its records wait in the spool; each still fits. The drain's client
 // built its batches for the old limit: the broker refuses them
 // (MESSAGE_TOO_LARGE), the drain reads the topic's limit again and its
 // records drain in a few seconds, in order, each once.
 func TestSpoolDrainLoweredLimit(t *testing.T) {
-	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
-	p := spoolProxy(t, c, func(cfg *kproxy.Config) { cfg.LingerMs = 0 })
-	// The topic is known with its limit (1 MB by default).
-	if a := p.post(t, "topic="+topic+"&key=first", unique(t, "first")); a.code != 200 {
-		t.Fatalf("first record: %d %s", a.code, a.body)
-	}
-	f := kafkatest.NewFaults(t, c)
-	end := f.Outage(kerr.NotLeaderForPartition.Code)
+	c, p, end := limitOutage(t)
 	const n = 200
 	big := strings.Repeat("x", 2000)
 	recs := make([]map[string]any, n)
@@ -249,13 +256,7 @@ func TestSpoolDrainOneOffRefusalsKeepKeyOrder(t *testing.T) {
 // for its batch limit alone and sends the ones after it). Once the
 // operator raises the limit again, they drain, in order.
 func TestSpoolDrainTooLargeRecordHoldsItsKey(t *testing.T) {
-	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
-	p := spoolProxy(t, c, func(cfg *kproxy.Config) { cfg.LingerMs = 0 })
-	if a := p.post(t, "topic="+topic+"&key=first", unique(t, "first")); a.code != 200 {
-		t.Fatalf("first record: %d %s", a.code, a.body)
-	}
-	f := kafkatest.NewFaults(t, c)
-	end := f.Outage(kerr.NotLeaderForPartition.Code)
+	c, p, end := limitOutage(t)
 	small, big := strings.Repeat("s", 100), strings.Repeat("B", 60000)
 	recs := []map[string]any{
 		{"key": "k", "value": "k#0#" + small},
@@ -311,13 +312,7 @@ func TestSpoolDrainTooLargeRecordHoldsItsKey(t *testing.T) {
 // with k#0's offset and drop it: k#1 acknowledged, removed from the spool,
 // and not in Kafka.
 func TestSpoolDrainRetryNotTakenForDuplicate(t *testing.T) {
-	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
-	p := spoolProxy(t, c, func(cfg *kproxy.Config) { cfg.LingerMs = 0 })
-	if a := p.post(t, "topic="+topic+"&key=first", unique(t, "first")); a.code != 200 {
-		t.Fatalf("first record: %d %s", a.code, a.body)
-	}
-	f := kafkatest.NewFaults(t, c)
-	end := f.Outage(kerr.NotLeaderForPartition.Code)
+	c, p, end := limitOutage(t)
 	recs := []map[string]any{
 		{"key": "k", "value": "k#0#" + strings.Repeat("s", 100)},
 		{"key": "k", "value": "k#1#" + strings.Repeat("B", 60000)},
