@@ -139,7 +139,12 @@ func (s *Server) readFields(j *batchJob) (requestHead, *batchError) {
 			v, m := protowire.ConsumeVarint(b)
 			h.atomic, n = v != 0, m
 		case num == 3 && typ == protowire.BytesType: // topic
-			topic, n = protowire.ConsumeBytes(b)
+			// Every occurrence is checked (the last one wins, but
+			// protobuf refuses the message for any of them).
+			if topic, n = protowire.ConsumeBytes(b); n >= 0 && !utf8.Valid(topic) {
+				j.recs = recs
+				return h, refuse(400, -1, "topic is not UTF-8")
+			}
 		case num == 4 && typ == protowire.BytesType: // records
 			var rb []byte
 			rb, n = protowire.ConsumeBytes(b)
@@ -282,7 +287,9 @@ func readHeader(b []byte) (kgo.RecordHeader, string) {
 		b = b[n:]
 		switch {
 		case num == 1 && typ == protowire.BytesType:
-			key, n = protowire.ConsumeBytes(b)
+			if key, n = protowire.ConsumeBytes(b); n >= 0 && !utf8.Valid(key) {
+				return kgo.RecordHeader{}, "a header name is not UTF-8"
+			}
 		case num == 2 && typ == protowire.BytesType:
 			value, n = protowire.ConsumeBytes(b)
 		default:
@@ -293,11 +300,8 @@ func readHeader(b []byte) (kgo.RecordHeader, string) {
 		}
 		b = b[n:]
 	}
-	switch {
-	case len(key) == 0:
+	if len(key) == 0 {
 		return kgo.RecordHeader{}, "a header name is empty"
-	case !utf8.Valid(key):
-		return kgo.RecordHeader{}, "a header name is not UTF-8"
 	}
 	if value == nil {
 		value = emptyValue
