@@ -19,6 +19,7 @@ type metrics struct {
 	outOfRange   *prometheus.CounterVec
 	duration     *prometheus.HistogramVec
 	commitTime   *prometheus.HistogramVec
+	windowFull   *prometheus.CounterVec
 	committed    *prometheus.GaugeVec
 	highWater    *prometheus.GaugeVec
 	opened       *prometheus.CounterVec
@@ -55,6 +56,9 @@ func newMetrics() *metrics {
 			Name: "ktransfer_commit_duration_seconds", Help: "ZooKeeper offset commits; the window's slots are freed when one ends.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 5},
 		}, []string{"module"}),
+		windowFull: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ktransfer_window_full_seconds_total", Help: "Time reading waited for window slots (window_size records dispatched and not committed).",
+		}, []string{"module"}),
 		committed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ktransfer_committed_offset", Help: "Next offset to push, as stored in ZooKeeper.",
 		}, []string{"module", "partition"}),
@@ -73,7 +77,7 @@ func newMetrics() *metrics {
 	}
 	m.reloadOK.Set(1)
 	m.reg.MustRegister(m.pushed, m.retried, m.failed, m.deadLettered, m.skipped, m.outOfRange, m.duration,
-		m.commitTime, m.committed, m.highWater, m.opened, m.reloads, m.reloadOK,
+		m.commitTime, m.windowFull, m.committed, m.highWater, m.opened, m.reloads, m.reloadOK,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{reloadOK, reloadRefused} {
 		m.reloads.WithLabelValues(r) // both series from the start, at 0
@@ -93,6 +97,7 @@ type moduleStats struct {
 	pushedC, retriedC, failedC, deadC, oorC prometheus.Counter
 	skipFilteredC, skipMalformedC           prometheus.Counter
 	durationH, commitH                      prometheus.Observer
+	windowFullC                             prometheus.Counter
 }
 
 // statusCollector exposes the window fill and each partition's lag,
@@ -134,6 +139,7 @@ func (m *metrics) module(name string) *moduleStats {
 		oorC:          m.outOfRange.WithLabelValues(name),
 		skipFilteredC: m.skipped.WithLabelValues(name, skipFiltered), skipMalformedC: m.skipped.WithLabelValues(name, skipMalformed),
 		durationH: m.duration.WithLabelValues(name), commitH: m.commitTime.WithLabelValues(name),
+		windowFullC: m.windowFull.WithLabelValues(name),
 	}
 }
 
@@ -154,6 +160,7 @@ func (s *moduleStats) breakerOpened(backend string) prometheus.Counter {
 }
 func (s *moduleStats) forgetBackend(backend string) { s.m.opened.DeleteLabelValues(s.name, backend) }
 func (s *moduleStats) commitTook(d time.Duration)   { s.commitH.Observe(d.Seconds()) }
+func (s *moduleStats) windowFull(d time.Duration)   { s.windowFullC.Add(d.Seconds()) }
 func (s *moduleStats) committed(p int32, offset int64) {
 	s.m.committed.WithLabelValues(s.name, strconv.Itoa(int(p))).Set(float64(offset))
 }
@@ -175,7 +182,7 @@ func (m *metrics) forgetModule(name string) {
 	labels := prometheus.Labels{"module": name}
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
 		m.pushed, m.retried, m.failed, m.deadLettered, m.skipped, m.outOfRange, m.duration, m.commitTime,
-		m.committed, m.highWater, m.opened,
+		m.windowFull, m.committed, m.highWater, m.opened,
 	} {
 		v.DeletePartialMatch(labels)
 	}

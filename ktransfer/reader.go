@@ -57,8 +57,9 @@ type reader struct {
 	wake       chan struct{}      // cap 1: a change is pending or slots were freed
 
 	// Owned by the poll goroutine.
-	parts  map[int32]*partition // partitions being read
-	paused bool
+	parts    map[int32]*partition // partitions being read
+	paused   bool
+	fullFrom time.Time // when the window filled; zero while it has free slots
 }
 
 // change is a partition entering (add, from offset at) or leaving the
@@ -116,6 +117,13 @@ func (r *reader) run(ctx context.Context) {
 			return
 		}
 		free := cap(m.slots) - len(m.slots) // only this goroutine takes slots
+		switch {
+		case free == 0 && r.fullFrom.IsZero():
+			r.fullFrom = time.Now()
+		case free > 0 && !r.fullFrom.IsZero():
+			m.stats.windowFull(time.Since(r.fullFrom))
+			r.fullFrom = time.Time{}
+		}
 		if free == 0 || len(r.parts) == 0 {
 			var timer *time.Timer
 			var due <-chan time.Time

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -183,4 +184,39 @@ func heldPartition(t *testing.T, window int) (*module, *partition) {
 	m.parts[0] = p
 	m.claims[0] = &claimed{part: p, cancel: func() {}, done: done}
 	return m, p
+}
+
+// TestWindowFullTimeCounted: ktransfer_window_full_seconds_total counts
+// the time reading waited on a full window, from when it filled to when a
+// commit freed slots.
+func TestWindowFullTimeCounted(t *testing.T) {
+	m, p := heldPartition(t, 10)
+	m.reader.topic = "t"
+	for o := range int64(10) {
+		m.slots <- struct{}{}
+		p.tracker.dispatch(o)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { m.reader.run(ctx) })
+	defer func() { cancel(); wg.Wait() }()
+	const held = 200 * time.Millisecond
+	time.Sleep(held) // the window stays full this long
+	<-m.slots        // as a commit frees a slot
+	m.reader.signal()
+	full := func() float64 {
+		var v dto.Metric
+		_ = m.stats.windowFullC.Write(&v)
+		return v.GetCounter().GetValue()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for full() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("ktransfer_window_full_seconds_total still 0 5 s after a slot was freed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := full(); got < held.Seconds() || got > 5 {
+		t.Errorf("ktransfer_window_full_seconds_total = %.3f after the window was full for at least %v", got, held)
+	}
 }
