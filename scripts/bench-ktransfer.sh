@@ -24,16 +24,27 @@
 #    dispatch: idle_worker: >= 0.85. The client loop and kgopusher against
 #    the same sink are printed too.
 # Peak RSS: ktransfer's highest VmHWM over its runs.
+# CPU per record: user + system time of kgopusher and of ktransfer (start-up
+# included) and of ZooKeeper during ktransfer's run, over the records; and the
+# share of the machine's CPU left idle during each pusher's run (none left:
+# the rates compare CPU costs, not latencies). From ktransfer's /metrics (its admin port,
+# ADMIN_PORT): its ZooKeeper commits, their mean duration, and how long
+# reading waited for a full window (ktransfer_window_full_seconds_total,
+# when the build has it). PROFILE_DIR=DIR saves a 3 s CPU profile of each
+# fast-sink ktransfer run there (go tool pprof).
 #
 #   scripts/bench-ktransfer.sh    RECORDS=200000 SLOW_RECORDS=100000 ROUNDS=3 DISPATCHES=idle_worker
 #   DISPATCHES="idle_worker hash" adds the other rule; WINDOW=N overrides window_size (1000);
 #   WARMUP=0 skips the uncounted ktransfer run that warms ZooKeeper first.
+#   KTRANSFER_BIN="old/ktransfer_bin new/ktransfer_bin" compares builds in the same rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_pkg /usr/share/java/zookeeper.jar zookeeper
 KTRANSFER_BIN_SET=${KTRANSFER_BIN:-}
-KTRANSFER_BIN=${KTRANSFER_BIN:-bin/ktransfer_bin} # another build to compare (then ktransfer is not built)
+# Another build to compare (then ktransfer is not built), or several,
+# space-separated: each round runs each of them, in turn, first.
+read -r -a builds <<<"${KTRANSFER_BIN:-bin/ktransfer_bin}"
 RECORDS=${RECORDS:-200000}
 ROUNDS=${ROUNDS:-3}
 SLOW_RECORDS=${SLOW_RECORDS:-100000}
@@ -42,7 +53,10 @@ WORKERS=100
 ZK_PORT=${ZK_PORT:-12182}
 KAFKA_PORT=${KAFKA_PORT:-19095}
 SINK_PORT=${SINK_PORT:-18080}
-need_ports $ZK_PORT $(kafka_ports "$KAFKA_PORT") $SINK_PORT
+ADMIN_PORT=${ADMIN_PORT:-18091}
+need_ports $ZK_PORT $(kafka_ports "$KAFKA_PORT") $SINK_PORT $ADMIN_PORT
+export KTRANSFER_ADMIN=127.0.0.1:$ADMIN_PORT
+TICKS=$(getconf CLK_TCK)
 [ -n "${KTRANSFER_BIN_SET:-}" ] || go build -o bin/ ./ktransfer/ktransfer_bin
 go build -o bin/ ./scripts/devstack ./scripts/sink ./scripts/preload ./scripts/httploop ./scripts/kgopusher
 new_workdir
@@ -53,6 +67,7 @@ bin/devstack -dir "$work/devstack" -zk-port "$ZK_PORT" -kafka-port "$KAFKA_PORT"
 devstack_pid=$!
 pids+=($devstack_pid)
 wait_for "the dev stack" 60 devstack_up "$devstack_pid"
+zk_pid=$(pgrep -P "$devstack_pid" java)
 bin/preload -brokers "127.0.0.1:$KAFKA_PORT" -topic bench -records "$RECORDS"
 bin/preload -brokers "127.0.0.1:$KAFKA_PORT" -topic slow -records "$SLOW_RECORDS"
 
@@ -82,17 +97,41 @@ delivered() {
 # run_loop N: the client loop, N POSTs.
 run_loop() { bin/httploop -url "http://127.0.0.1:$SINK_PORT/push" -n "$1" -c $WORKERS -size 200 >"$work/loop.out"; }
 
-# run_kgopusher TOPIC N
+# cpu_ticks PID: its user + system time in clock ticks (the 14th and 15th
+# fields of its stat, the 12th and 13th after the command's ")").
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+
+# machine: "idle total" ticks of every CPU so far; idle_since BEFORE: the
+# share (%) of the machine's CPU left idle since BEFORE.
+machine() { awk '$1 == "cpu" {t = 0; for (i = 2; i <= NF; i++) t += $i; print $5 + $6, t}' /proc/stat; }
+idle_since() {
+	machine | awk -v b="$1" 'BEGIN{split(b, o, " ")} {printf "%.0f", ($1 - o[1]) * 100 / ($2 - o[2])}'
+}
+
+# per_record SECONDS N: microseconds per record (SECONDS may be TICKS/TICKS_PER_SECOND).
+per_record() { awk -v s="$1" -v n="$2" 'BEGIN{split(s, f, "/"); if (f[2]) s = f[1] / f[2]; printf "%.1f", s * 1e6 / n}'; }
+
+# run_kgopusher TOPIC N: sets CPU_US (CPU per record) and IDLE.
 run_kgopusher() {
-	bin/kgopusher -brokers "127.0.0.1:$KAFKA_PORT" -topic "$1" -n "$2" -workers $WORKERS \
-		-url "http://127.0.0.1:$SINK_PORT/push" >"$work/kgopusher.out" 2>&1
+	local TIMEFORMAT='%3U %3S' before
+	before=$(machine)
+	{ time bin/kgopusher -brokers "127.0.0.1:$KAFKA_PORT" -topic "$1" -n "$2" -workers $WORKERS \
+		-url "http://127.0.0.1:$SINK_PORT/push" >"$work/kgopusher.out" 2>&1; } 2>"$work/kgopusher.time"
+	IDLE=$(idle_since "$before")
+	CPU_US=$(per_record "$(awk '{print $1 + $2}' "$work/kgopusher.time")" "$2")
+}
+
+# metric NAME: the value of the series NAME in ktransfer's /metrics, 0 when absent.
+metric() {
+	curl -s "$KTRANSFER_ADMIN/metrics" | awk -v n="$1" '$1 == n {v = $2} END {print v + 0}'
 }
 
 # run_ktransfer TOPIC N DISPATCH ROUND: push TOPIC to the sink with a
 # module of its own (so it starts at the oldest record), stop once the sink
-# has every record; sets RSS_MB.
+# has every record; sets RSS_MB, CPU_US, ZK_US (ZooKeeper's CPU per record
+# meanwhile), IDLE and COMMITS (what its /metrics say).
 run_ktransfer() {
-	local topic=$1 n=$2 dispatch=$3 round=$4
+	local topic=$1 n=$2 dispatch=$3 round=$4 before zk_before
 	local name=m_${topic}_${dispatch}_$round
 	mkdir -p "$work/modules"
 	cat >"$work/modules/$name.yaml" <<CONF
@@ -110,9 +149,33 @@ max_retry_times: -1
 fail_retry_interval_ms: 200
 backend_servers: [127.0.0.1:$SINK_PORT]
 CONF
+	local profiler=""
+	if [ -n "${PROFILE_DIR:-}" ] && [ "$topic" = bench ]; then
+		mkdir -p "$PROFILE_DIR"
+		(wait_for "the admin port" 30 curl -sf "$KTRANSFER_ADMIN/health" &&
+			curl -s -o "$PROFILE_DIR/$name.pprof" "$KTRANSFER_ADMIN/debug/pprof/profile?seconds=3") &
+		profiler=$!
+	fi
+	before=$(machine) zk_before=$(cpu_ticks "$zk_pid")
 	push_with_ktransfer "$name" "$n" 600 stat distinct
+	IDLE=$(idle_since "$before")
+	ZK_US=$(per_record "$(( $(cpu_ticks "$zk_pid") - zk_before ))/$TICKS" "$n")
 	RSS_MB=$(( $(awk '/VmHWM/ {print $2}' "/proc/$ktransfer_pid/status") / 1024 ))
+	# utime and stime: the 14th and 15th fields, the 12th and 13th after the command's ")"
+	CPU_US=$(per_record "$(cpu_ticks "$ktransfer_pid")/$TICKS" "$n")
+	local label="{module=\"$name\"}"
+	local commits sum full
+	commits=$(metric "ktransfer_commit_duration_seconds_count$label")
+	sum=$(metric "ktransfer_commit_duration_seconds_sum$label")
+	full=$(metric "ktransfer_window_full_seconds_total$label")
+	COMMITS="$commits commits of $(awk -v s="$sum" -v c="$commits" 'BEGIN{printf "%.2f", c ? s * 1000 / c : 0}') ms, window full $(awk -v f="$full" 'BEGIN{printf "%.2f", f}') s"
+	[ -z "$profiler" ] || wait "$profiler" || true
 	stop_pids "$ktransfer_pid"
+}
+
+# label BUILD DISPATCH: how a ktransfer run is named.
+label() {
+	if [ ${#builds[@]} -gt 1 ]; then echo "ktransfer ${builds[$1]}, dispatch: $2"; else echo "ktransfer, dispatch: $2"; fi
 }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}'; }
@@ -122,13 +185,15 @@ atleast() { awk -v r="$1" -v t="$2" 'BEGIN{exit !(r >= t)}'; }
 echo "ktransfer benchmark, $(nproc) cores: $RECORDS records of 200 bytes over 10,000 keys, 4 partitions, $WORKERS workers, window_size ${WINDOW:-1000}"
 echo "fast sink, $ROUNDS rounds (each: the client loop, kgopusher, ktransfer with dispatch: $DISPATCHES); records/s at the sink"
 declare -A kt_rates=()
-loops=() kgos=() rss=0 verdict=PASS
+loops=() kgos=() kgo_cpus=() rss=0 verdict=PASS
+declare -A kt_cpus=() kt_zks=()
 if [ "${WARMUP:-1}" = 1 ]; then
 	# ktransfer commits to ZooKeeper; the other two do not. A ZooKeeper in
 	# service is warm, the fresh one here spends about four times the CPU
 	# per write until its JIT has compiled the write path.
 	echo "  warm-up (not counted): one ktransfer run warms ZooKeeper's JVM (WARMUP=0 skips it)"
 	start_sink
+	KTRANSFER_BIN=${builds[0]}
 	run_ktransfer bench "$RECORDS" idle_worker warmup
 fi
 for r in $(seq "$ROUNDS"); do
@@ -140,32 +205,45 @@ for r in $(seq "$ROUNDS"); do
 	run_kgopusher bench "$RECORDS"
 	delivered "$RECORDS" || verdict=FAIL
 	kgos+=("$RATE")
-	line+=", kgopusher $RATE ($CHECK)"
-	for dispatch in $DISPATCHES; do
-		start_sink
-		run_ktransfer bench "$RECORDS" "$dispatch" "$r"
-		delivered "$RECORDS" || verdict=FAIL
-		kt_rates[$dispatch]+="$RATE "
-		rss=$((RSS_MB > rss ? RSS_MB : rss))
-		line+=", ktransfer ($dispatch) $RATE ($CHECK)"
-	done
+	kgo_cpus+=("$CPU_US")
+	line+=", kgopusher $RATE ($CHECK; $CPU_US µs CPU/record, machine $IDLE% idle)"
 	echo "$line"
+	for i in "${!builds[@]}"; do
+		b=$(( (i + r) % ${#builds[@]} )) # who goes first rotates
+		KTRANSFER_BIN=${builds[$b]}
+		for dispatch in $DISPATCHES; do
+			start_sink
+			run_ktransfer bench "$RECORDS" "$dispatch" "${r}_$b"
+			delivered "$RECORDS" || verdict=FAIL
+			kt_rates[$dispatch/$b]+="$RATE "
+			kt_cpus[$dispatch/$b]+="$CPU_US "
+			kt_zks[$dispatch/$b]+="$ZK_US "
+			rss=$((RSS_MB > rss ? RSS_MB : rss))
+			echo "    $(label "$b" "$dispatch") $RATE ($CHECK; $CPU_US µs CPU/record, ZooKeeper $ZK_US, machine $IDLE% idle; $COMMITS)"
+		done
+	done
 done
 loop_rate=$(median "${loops[@]}")
 kgo_rate=$(median "${kgos[@]}")
 printf '%-36s %7s records/s\n' "client loop ($WORKERS workers)" "$loop_rate"
-printf '%-36s %7s records/s, %s of the client loop\n' "kgopusher ($WORKERS workers)" "$kgo_rate" "$(ratio "$kgo_rate" "$loop_rate")"
-for dispatch in $DISPATCHES; do
-	# shellcheck disable=SC2086 # the rates are one word each
-	rate=$(median ${kt_rates[$dispatch]})
-	to_kgo=$(ratio "$rate" "$kgo_rate") to_loop=$(ratio "$rate" "$loop_rate")
-	printf '%-36s %7s records/s, %s of kgopusher, %s of the client loop\n' "ktransfer, dispatch: $dispatch" "$rate" "$to_kgo" "$to_loop"
-	if [ "$dispatch" = idle_worker ]; then
-		this=$verdict
-		atleast "$to_kgo" 0.85 || this=FAIL
-		atleast "$to_loop" 0.8 || this=FAIL
-		echo "  target (>= 0.85 of kgopusher, >= 0.8 of the client loop, every record exactly once, order intact): $this"
-	fi
+printf '%-36s %7s records/s, %s of the client loop; %s µs CPU/record\n' "kgopusher ($WORKERS workers)" "$kgo_rate" \
+	"$(ratio "$kgo_rate" "$loop_rate")" "$(median "${kgo_cpus[@]}")"
+for b in "${!builds[@]}"; do
+	for dispatch in $DISPATCHES; do
+		k=$dispatch/$b
+		# shellcheck disable=SC2086 # the rates are one word each
+		rate=$(median ${kt_rates[$k]})
+		to_kgo=$(ratio "$rate" "$kgo_rate") to_loop=$(ratio "$rate" "$loop_rate")
+		# shellcheck disable=SC2086
+		printf '%-36s %7s records/s, %s of kgopusher, %s of the client loop; %s µs CPU/record, ZooKeeper %s\n' \
+			"$(label "$b" "$dispatch")" "$rate" "$to_kgo" "$to_loop" "$(median ${kt_cpus[$k]})" "$(median ${kt_zks[$k]})"
+		if [ "$dispatch" = idle_worker ]; then
+			this=$verdict
+			atleast "$to_kgo" 0.85 || this=FAIL
+			atleast "$to_loop" 0.8 || this=FAIL
+			echo "  target (>= 0.85 of kgopusher, >= 0.8 of the client loop, every record exactly once, order intact): $this"
+		fi
+	done
 done
 
 echo
@@ -179,17 +257,20 @@ start_sink 5ms
 run_kgopusher slow "$SLOW_RECORDS"
 delivered "$SLOW_RECORDS" || true
 printf '%-36s %7s records/s steady, %s of the ceiling (%s)\n' "kgopusher ($WORKERS workers)" "$STEADY" "$(ratio "$STEADY" $ceiling)" "$CHECK"
-for dispatch in $DISPATCHES; do
-	start_sink 5ms
-	run_ktransfer slow "$SLOW_RECORDS" "$dispatch" slow
-	this=PASS
-	delivered "$SLOW_RECORDS" || this=FAIL
-	rss=$((RSS_MB > rss ? RSS_MB : rss))
-	printf '%-36s %7s records/s steady, %s of the ceiling; %s over the whole run; pushes held %s µs (%s)\n' \
-		"ktransfer, dispatch: $dispatch" "$STEADY" "$(ratio "$STEADY" $ceiling)" "$RATE" "$(stat delay_mean_us)" "$CHECK"
-	if [ "$dispatch" = idle_worker ]; then
-		atleast "$(ratio "$STEADY" $ceiling)" 0.85 || this=FAIL
-		echo "  target (>= 0.85 of worker_num / 5 ms, every record exactly once, order intact): $this"
-	fi
+for b in "${!builds[@]}"; do
+	KTRANSFER_BIN=${builds[$b]}
+	for dispatch in $DISPATCHES; do
+		start_sink 5ms
+		run_ktransfer slow "$SLOW_RECORDS" "$dispatch" "slow_$b"
+		this=PASS
+		delivered "$SLOW_RECORDS" || this=FAIL
+		rss=$((RSS_MB > rss ? RSS_MB : rss))
+		printf '%-36s %7s records/s steady, %s of the ceiling; %s over the whole run; pushes held %s µs (%s)\n' \
+			"$(label "$b" "$dispatch")" "$STEADY" "$(ratio "$STEADY" $ceiling)" "$RATE" "$(stat delay_mean_us)" "$CHECK"
+		if [ "$dispatch" = idle_worker ]; then
+			atleast "$(ratio "$STEADY" $ceiling)" 0.85 || this=FAIL
+			echo "  target (>= 0.85 of worker_num / 5 ms, every record exactly once, order intact): $this"
+		fi
+	done
 done
 echo "ktransfer peak RSS ${rss} MiB"

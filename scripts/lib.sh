@@ -96,7 +96,8 @@ devstack_up() {
 # enabling module NAME (its file in $work/modules, ZooKeeper on $ZK_PORT),
 # start $KTRANSFER_BIN and wait up to SECS until COUNT_CMD prints at least
 # RECORDS; exit with its log kept when ktransfer exits first. Sets
-# ktransfer_pid and leaves it running.
+# ktransfer_pid and leaves it running. Its admin_addr is $KTRANSFER_ADMIN
+# (empty, the default: off).
 push_with_ktransfer() {
 	local name=$1 records=$2 secs=$3
 	shift 3
@@ -107,7 +108,7 @@ zk_chroot: /mq/test_cluster
 zk_hosts: [127.0.0.1:$ZK_PORT]
 module_conf_dir: $work/modules
 module_enabled: [$name]
-admin_addr: ""
+admin_addr: "${KTRANSFER_ADMIN:-}"
 CONF
 	"$KTRANSFER_BIN" -f "$work/ktransfer.yaml" &
 	ktransfer_pid=$!
