@@ -35,6 +35,8 @@ type module struct {
 	slots       chan struct{}
 	commitKick  chan struct{}
 	uncommitted atomic.Int64 // records acknowledged, not yet committed
+	committing  atomic.Int64 // of those, the records the commit in flight covers
+	headroom    atomic.Int64 // records acknowledged while the last commit was written
 	lastKick    atomic.Int64 // unix ns of ack's latest wake-up of the committer
 
 	sched scheduler // dispatched records → workers
@@ -245,12 +247,11 @@ func (m *module) worker(i int) {
 // every acknowledgement kept ZooKeeper writing back to back under load
 // (about 250 records per commit; ZooKeeper then used half as much CPU per
 // record as ktransfer itself, on a host that runs both). It is due when:
-//   - the acknowledged records reach a quarter of the window beyond
-//     worker_num, so that the workers keep records in flight while it is
-//     written (with half, the window often filled with acknowledged
-//     records waiting for the write: 0.73 of kgopusher on the benchmark
-//     against 0.80 with a quarter, rounds of the two builds one run after
-//     the other);
+//   - the records acknowledged and not covered by the commit in flight
+//     reach dueAt (with those it covers counted too, every acknowledgement
+//     during a commit queued the next one: commits ran back to back, each
+//     covering what the workers finished while the previous one was
+//     written, about 200 records on the benchmark);
 //   - nothing else is in flight: an idle module's offsets are stored at once;
 //   - commitAfter passed since the last wake-up: records acknowledged behind
 //     a slow one (not committable yet) can keep the others below the
@@ -264,12 +265,26 @@ func (m *module) ack(r *record) {
 		return
 	}
 	n := m.uncommitted.Add(int64(moved))
-	due := n >= max(1, int64(cap(m.slots)-m.cfg.WorkerNum)/4) || n >= int64(len(m.slots))
+	due := n-m.committing.Load() >= m.dueAt() || n >= int64(len(m.slots))
 	now := time.Now().UnixNano()
 	if due || now-m.lastKick.Load() >= int64(commitAfter) {
 		m.lastKick.Store(now)
 		m.kickCommit()
 	}
+}
+
+// dueAt is how many acknowledged records make a commit due. The window
+// beyond worker_num is what the workers can have acknowledged while they
+// keep pushing; the commit must end before they run out of records, and
+// the workers go on acknowledging while it is written (headroom: what they
+// did during the last one, twice, for a slower write). So it is that span
+// less twice the headroom, between a quarter and half of the span: the
+// more records each commit covers, the fewer ZooKeeper writes (each costs
+// ZooKeeper about 0.25 ms of CPU once warm, which a host running both takes
+// from the pushes).
+func (m *module) dueAt() int64 {
+	span := int64(max(1, cap(m.slots)-m.cfg.WorkerNum))
+	return max(1, min(span/2, max(span/4, span-2*m.headroom.Load())))
 }
 
 // commitAfter bounds how long acknowledged records wait for a commit while
@@ -541,6 +556,11 @@ func (m *module) commitLocked(parts []*partition) (lost []*partition) {
 	if len(due) == 0 {
 		return nil
 	}
+	covered := 0
+	for _, n := range records {
+		covered += n
+	}
+	m.committing.Store(int64(covered))
 	start := time.Now()
 	err := m.t.storeFenced(due, offsets, versions)
 	m.stats.commitTook(time.Since(start))
@@ -548,6 +568,7 @@ func (m *module) commitLocked(parts []*partition) (lost []*partition) {
 		p := due[i]
 		p.tracker.committedAt(offsets[i], records[i])
 		m.uncommitted.Add(-int64(records[i]))
+		m.committing.Add(-int64(records[i]))
 		for range records[i] {
 			<-m.slots
 		}
@@ -578,6 +599,10 @@ func (m *module) commitLocked(parts []*partition) (lost []*partition) {
 	default:
 		m.log.Warn("commit offsets failed; will retry", "partitions", len(due), "err", err)
 	}
+	// What was acknowledged meanwhile (with what stays behind a slower
+	// record: both wait for the next commit).
+	m.headroom.Store(max(0, m.uncommitted.Load()-m.committing.Load()))
+	m.committing.Store(0)
 	m.reader.signal() // slots are free: reading goes on
 	return lost
 }
