@@ -99,6 +99,10 @@ type Config struct {
 	// so the X-Kafka-Header-* fields; it is the size of the buffer each
 	// connection reads a request into.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// ReleaseIdleBuffers gives a keep-alive connection's read and write
+	// buffers back after each request (fasthttp's ReduceMemoryUsage): an
+	// idle connection then holds none, for about 7% more CPU per request.
+	ReleaseIdleBuffers bool `yaml:"release_idle_buffers"`
 
 	// GRPCPort serves the gRPC service (kafkahttpwrapper.v1.KProxy, health
 	// and reflection) on listen_host; 0: off. TLS as the HTTP port.

@@ -6,18 +6,20 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 )
 
-// readAheadListener hands out connections whose one-byte reads read what
-// is there. With ReduceMemoryUsage, fasthttp gives a keep-alive
-// connection's buffers back after each request and waits for the next one
-// with a one-byte read, then reads the rest: three read system calls per
-// request instead of two (the one finding nothing, then the byte, then the
-// request), about 5% of kproxy's CPU under load. A readAheadConn waits for
-// the next request without a buffer as well, then reads all that arrived
-// into a pooled one and serves fasthttp's following reads from it: the
-// system calls of a connection holding its buffers, the memory of one that
-// gives them back.
+// readAheadListener hands out connections that cost fasthttp's server
+// fewer system calls and timer moves per request (kproxy's HTTP port
+// without TLS; TLS reads its connection by records).
+//
+// With release_idle_buffers (fasthttp's ReduceMemoryUsage), fasthttp
+// gives a keep-alive connection's buffers back after each request and
+// waits for the next one with a one-byte read, then reads the rest: three
+// read system calls per request instead of two (the one finding nothing,
+// then the byte, then the request). A readAheadConn waits for the next
+// request without a buffer as well, then reads all that arrived into a
+// pooled one and serves fasthttp's following reads from it.
 type readAheadListener struct {
 	net.Listener
 	pool sync.Pool // *[]byte of size bytes
@@ -50,14 +52,44 @@ func (l *readAheadListener) Accept() (net.Conn, error) {
 }
 
 // readAheadConn is a connection whose one-byte reads read ahead (see
-// readAheadListener). Like any net.Conn it is read by one goroutine at a
-// time.
+// readAheadListener), for fasthttp's server: one goroutine reads it and
+// sets its read deadlines.
+//
+// Its read deadline is set on the socket only before the socket is read.
+// fasthttp sets two per request, the idle timeout's before waiting for it
+// and read_timeout_ms's once its first byte is in; a request that arrived
+// whole (in fasthttp's buffer, or read ahead) never reads the socket under
+// the second: one is set instead of two, each a runtime timer moved. A
+// read of the socket always waits under the deadline set last.
 type readAheadConn struct {
 	net.Conn
 	rc   syscall.RawConn
 	pool *sync.Pool
 	buf  *[]byte // pooled; nil when nothing was read ahead
 	data []byte  // what was read ahead and not read yet, in *buf
+
+	readDeadline time.Time // the read deadline set last
+	readPending  bool      // readDeadline is not set on the socket yet
+}
+
+// SetReadDeadline takes effect at the next read of the socket.
+func (c *readAheadConn) SetReadDeadline(t time.Time) error {
+	c.readDeadline, c.readPending = t, true
+	return nil
+}
+
+func (c *readAheadConn) SetDeadline(t time.Time) error {
+	c.SetReadDeadline(t)
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// applyReadDeadline sets the read deadline on the socket, before reading it.
+func (c *readAheadConn) applyReadDeadline() error {
+	if !c.readPending {
+		return nil
+	}
+	c.readPending = false
+	return c.Conn.SetReadDeadline(c.readDeadline)
 }
 
 func (c *readAheadConn) Read(p []byte) (int, error) {
@@ -69,6 +101,9 @@ func (c *readAheadConn) Read(p []byte) (int, error) {
 			c.buf, c.data = nil, nil
 		}
 		return n, nil
+	}
+	if err := c.applyReadDeadline(); err != nil {
+		return 0, err
 	}
 	if len(p) != 1 {
 		return c.Conn.Read(p)

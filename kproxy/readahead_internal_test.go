@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 )
@@ -122,5 +123,54 @@ func TestReadAheadWaitsAndEnds(t *testing.T) {
 	client.Close()
 	if n, err := c.Read(buf[:1]); n != 0 || err != io.EOF {
 		t.Fatalf("after the client closed: %d, %v", n, err)
+	}
+}
+
+// deadlineConn counts the read deadlines set on it.
+type deadlineConn struct {
+	net.Conn
+	sets []time.Time
+}
+
+func (c *deadlineConn) SetReadDeadline(t time.Time) error {
+	c.sets = append(c.sets, t)
+	return nil
+}
+
+func (c *deadlineConn) SetWriteDeadline(time.Time) error { return nil }
+
+func (c *deadlineConn) Read(p []byte) (int, error) { return len(p), nil }
+
+// Read deadlines reach the socket only when it is read, the last one set
+// then; reads served from what was read ahead set none.
+func TestReadAheadDeadlineSetBeforeReading(t *testing.T) {
+	inner := &deadlineConn{}
+	c := &readAheadConn{Conn: inner}
+	idle, read := time.Now().Add(time.Minute), time.Now().Add(100*time.Millisecond)
+	c.SetReadDeadline(idle)
+	c.SetReadDeadline(read)
+	if len(inner.sets) != 0 {
+		t.Fatalf("set on the socket before any read: %v", inner.sets)
+	}
+	if _, err := c.Read(make([]byte, 8)); err != nil {
+		t.Fatal(err)
+	}
+	if len(inner.sets) != 1 || !inner.sets[0].Equal(read) {
+		t.Fatalf("set on the socket: %v, want the last one (%v) once", inner.sets, read)
+	}
+	if _, err := c.Read(make([]byte, 8)); err != nil || len(inner.sets) != 1 {
+		t.Fatalf("a read with no new deadline set one again: %v %v", inner.sets, err)
+	}
+	// What was read ahead is served without the socket.
+	b := []byte("abc")
+	c.buf, c.data = &b, b
+	c.pool = &sync.Pool{}
+	c.SetReadDeadline(idle)
+	if n, err := c.Read(make([]byte, 8)); n != 3 || err != nil || len(inner.sets) != 1 {
+		t.Fatalf("read ahead: %d %v, deadlines set %v", n, err, inner.sets)
+	}
+	c.SetDeadline(time.Time{})
+	if _, err := c.Read(make([]byte, 8)); err != nil || len(inner.sets) != 2 || !inner.sets[1].IsZero() {
+		t.Fatalf("after SetDeadline(zero): deadlines set %v, %v", inner.sets, err)
 	}
 }
