@@ -101,7 +101,8 @@ type Config struct {
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
 	// ReleaseIdleBuffers gives a keep-alive connection's read and write
 	// buffers back after each request (fasthttp's ReduceMemoryUsage): an
-	// idle connection then holds none, for about 7% more CPU per request.
+	// idle connection then holds none. false keeps them, for about 10%
+	// less CPU per request and about 10 KiB more per idle connection.
 	ReleaseIdleBuffers bool `yaml:"release_idle_buffers"`
 
 	// GRPCPort serves the gRPC service (kafkahttpwrapper.v1.KProxy, health
@@ -139,6 +140,7 @@ func DefaultConfig() Config {
 		ProducerNum:         1,
 		MaxRequestSizeBytes: 10 << 20,
 		MaxHeaderBytes:      4096,
+		ReleaseIdleBuffers:  true,
 		IdleTimeoutMs:       60_000,
 		AdminAddr:           "127.0.0.1:5040",
 		ProduceTimeoutMs:    10_000,
