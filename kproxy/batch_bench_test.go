@@ -55,7 +55,7 @@ func BenchmarkBatchProduce(b *testing.B) {
 		raw := "POST /batch?topic=bench&acks=1 HTTP/1.1\r\nHost: kproxy\r\nContent-Type: application/msgpack\r\n" +
 			"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + string(body)
 		s.handle(requestCtx(b, raw)) // the topic's metadata, outside the timing
-		benchParallel(b, func(pb *testing.PB) {
+		benchParallel(b, 16, func(pb *testing.PB) {
 			ctx := requestCtx(b, raw)
 			for pb.Next() {
 				ctx.Response.Reset()
@@ -87,7 +87,7 @@ func BenchmarkBatchProduce(b *testing.B) {
 			return a.appendTo(buf[:0])
 		}
 		produce(nil)
-		benchParallel(b, func(pb *testing.PB) {
+		benchParallel(b, 16, func(pb *testing.PB) {
 			var buf []byte
 			for pb.Next() {
 				buf = produce(buf)
@@ -96,13 +96,13 @@ func BenchmarkBatchProduce(b *testing.B) {
 	})
 }
 
-// benchParallel runs body on 16 goroutines, as bench-batch.sh's 16
-// senders. Besides ns/op it reports cpu-ns/op, the process's CPU time
-// (user and system, the brokers' included) per op, which holds still on
-// a machine that other work shares.
-func benchParallel(b *testing.B, body func(*testing.PB)) {
+// benchParallel runs body on n goroutines (bench-batch.sh's 16 senders,
+// bench-kproxy.sh's 64 connections). Besides ns/op it reports cpu-ns/op,
+// the process's CPU time (user and system, the brokers' included) per op,
+// which holds still on a machine that other work shares.
+func benchParallel(b *testing.B, n int, body func(*testing.PB)) {
 	b.ReportAllocs()
-	b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
+	b.SetParallelism(max(1, n/runtime.GOMAXPROCS(0)))
 	cpu0 := cpuTime(b)
 	b.ResetTimer()
 	b.RunParallel(body)

@@ -99,6 +99,11 @@ type Config struct {
 	// so the X-Kafka-Header-* fields; it is the size of the buffer each
 	// connection reads a request into.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// ReleaseIdleBuffers gives a keep-alive connection's read and write
+	// buffers back after each request (fasthttp's ReduceMemoryUsage): an
+	// idle connection then holds none. false keeps them, for about 10%
+	// less CPU per request and about 10 KiB more per idle connection.
+	ReleaseIdleBuffers bool `yaml:"release_idle_buffers"`
 
 	// GRPCPort serves the gRPC service (kafkahttpwrapper.v1.KProxy, health
 	// and reflection) on listen_host; 0: off. TLS as the HTTP port.
@@ -135,6 +140,7 @@ func DefaultConfig() Config {
 		ProducerNum:         1,
 		MaxRequestSizeBytes: 10 << 20,
 		MaxHeaderBytes:      4096,
+		ReleaseIdleBuffers:  true,
 		IdleTimeoutMs:       60_000,
 		AdminAddr:           "127.0.0.1:5040",
 		ProduceTimeoutMs:    10_000,

@@ -96,6 +96,9 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		}
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		s.ln = tls.NewListener(s.ln, tlsCfg)
+	} else {
+		// TLS reads the connection by records, never a byte at a time.
+		s.ln = newReadAheadListener(s.ln, cfg.MaxHeaderBytes)
 	}
 	if cfg.GRPCPort != 0 {
 		gaddr := net.JoinHostPort(cfg.ListenHost, strconv.Itoa(cfg.GRPCPort))
@@ -149,11 +152,8 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		MaxRequestBodySize: cfg.MaxRequestSizeBytes,
 		ReadBufferSize:     cfg.MaxHeaderBytes, // also the largest request line and headers
 		CloseOnShutdown:    true,
-		// Idle keep-alive connections give their buffers back: 10,000 of
-		// them take 60 MB instead of 160 MB, with no throughput change
-		// measurable under wrk.
-		ReduceMemoryUsage: true,
-		Logger:            fasthttpLog{log},
+		ReduceMemoryUsage:  cfg.ReleaseIdleBuffers,
+		Logger:             fasthttpLog{log},
 	}
 	if s.adminLn != nil {
 		s.admin = &http.Server{Handler: s.adminMux(reg), ReadHeaderTimeout: 5 * time.Second}

@@ -12,6 +12,10 @@
 # because a shared machine is noisy; kproxy at acks=0 and acks=-1 runs once
 # each after the rounds.
 #
+# Each proxy row gives the proxy's CPU time (user + system, from /proc)
+# per request answered 200: it follows what a request costs, where req/s
+# also follows whatever else the machine runs.
+#
 # Targets (acks=1 medians): kproxy >= 0.6 of the bare server, >= 1.0 of
 # kgoproxy, p99 <= 5 ms, no record lost.
 #
@@ -86,7 +90,8 @@ kproxy_pid=$!
 pids+=($kproxy_pid)
 if [ "$MODE" = compare ]; then
 	bin/kgoproxy -addr "127.0.0.1:$KGO_PORT" -brokers "$(printf "127.0.0.1:%s," $(kafka_ports "$KAFKA_PORT") | sed "s/,$//")" >"$work/kgoproxy.log" 2>&1 &
-	pids+=($!)
+	kgo_pid=$!
+	pids+=($kgo_pid)
 	wait_for "kgoproxy" 30 curl -sf "127.0.0.1:$KGO_PORT/stats"
 fi
 wait_for "kproxy" 30 curl -sf "127.0.0.1:$ADMIN_PORT/health"
@@ -165,19 +170,20 @@ kgo_run() {
 	loss_check "$1"
 }
 
-row() { printf '%-20s %9s %8s %8s %9s %10s %12s %9s %5s\n' "$@"; }
+# A process's CPU time (user + system) per request answered 200: steadier
+# than req/s on a shared machine, where other work takes cores away.
+hz=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+per_req() { awk -v t="$1" -v hz="$hz" -v n="$2" 'BEGIN{printf "%.1f", t / hz * 1e6 / n}'; }
+
+row() { printf '%-20s %9s %8s %8s %9s %10s %12s %9s %5s %7s\n' "$@"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}'; }
 
 if [ "$MODE" = formats ]; then
 	echo "kproxy body formats: $CONNS connections, ${DURATION}s per run, acks=1, 200-byte bodies, keys from 10,000, $(nproc) cores"
-	# kproxy's CPU time (user + system) per request answered 200: steadier
-	# than req/s on a shared machine, where other work takes cores away.
 	# The brokers' (devstack's) CPU per request too: records with headers
 	# are larger for them as well.
-	hz=$(getconf CLK_TCK)
-	cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-	per_req() { awk -v t="$1" -v hz="$hz" -v n="$2" 'BEGIN{printf "%.1f", t / hz * 1e6 / n}'; }
 	frow() { printf '%-14s %9s %8s %8s %9s %8s %8s %10s %12s %9s %5s\n' "$@"; }
 	frow "" "req/s" "p50 ms" "p99 ms" "/msgpack" "cpu µs" "kafka µs" "2xx (wrk)" "200 (proxy)" "in kafka" "lost"
 	declare -A rps p99 cpu kcpu line rounds
@@ -218,8 +224,8 @@ if [ "$MODE" = formats ]; then
 fi
 
 echo "kproxy benchmark: $CONNS connections, ${DURATION}s per run, 200-byte msgpack bodies, keys from 10,000, $(nproc) cores"
-row "" "req/s" "p50 ms" "p99 ms" "/bare" "2xx (wrk)" "200 (proxy)" "in kafka" "lost"
-bare_rps=() kgo_rps=() kgo_p99=() proxy_rps=() proxy_p50=() proxy_p99=()
+row "" "req/s" "p50 ms" "p99 ms" "/bare" "2xx (wrk)" "200 (proxy)" "in kafka" "lost" "cpu µs"
+bare_rps=() kgo_rps=() kgo_p99=() kgo_cpu=() proxy_rps=() proxy_p50=() proxy_p99=() proxy_cpu=()
 for r in $(seq "$ROUNDS"); do
 	run_wrk "http://127.0.0.1:$BARE_PORT" bench 1
 	bare=$RPS
@@ -228,13 +234,17 @@ for r in $(seq "$ROUNDS"); do
 	# kgoproxy and kproxy take turns at going first.
 	for who in $([ $((r % 2)) = 1 ] && echo "kgo kproxy" || echo "kproxy kgo"); do
 		if [ "$who" = kgo ]; then
+			t0=$(cpu_ticks "$kgo_pid")
 			kgo_run "bench_kgo_r$r"
-			kgo_rps+=("$RPS") kgo_p99+=("$P99")
-			row "kgoproxy acks=1 #$r" "$RPS" "$P50" "$P99" "$(ratio "$RPS" "$bare")" "$OK" "$ANSWERED" "$INKAFKA" "$LOST"
+			us=$(per_req $(($(cpu_ticks "$kgo_pid") - t0)) "$ANSWERED")
+			kgo_rps+=("$RPS") kgo_p99+=("$P99") kgo_cpu+=("$us")
+			row "kgoproxy acks=1 #$r" "$RPS" "$P50" "$P99" "$(ratio "$RPS" "$bare")" "$OK" "$ANSWERED" "$INKAFKA" "$LOST" "$us"
 		else
+			t0=$(cpu_ticks "$kproxy_pid")
 			kproxy_run "bench_acks1_r$r" 1
-			proxy_rps+=("$RPS") proxy_p50+=("$P50") proxy_p99+=("$P99")
-			row "kproxy acks=1 #$r" "$RPS" "$P50" "$P99" "$(ratio "$RPS" "$bare")" "$OK" "$ANSWERED" "$INKAFKA" "$LOST"
+			us=$(per_req $(($(cpu_ticks "$kproxy_pid") - t0)) "$ANSWERED")
+			proxy_rps+=("$RPS") proxy_p50+=("$P50") proxy_p99+=("$P99") proxy_cpu+=("$us")
+			row "kproxy acks=1 #$r" "$RPS" "$P50" "$P99" "$(ratio "$RPS" "$bare")" "$OK" "$ANSWERED" "$INKAFKA" "$LOST" "$us"
 		fi
 	done
 done
@@ -257,6 +267,8 @@ echo
 echo "acks=1 medians of $ROUNDS rounds: bare fasthttp $bare_med req/s, kgoproxy $kgo_med req/s (p99 $(median "${kgo_p99[@]}") ms)," \
 	"kproxy $med_rps req/s (p50 ${med_p50} ms, p99 ${med_p99} ms)"
 echo "kproxy / bare fasthttp: $to_bare; kproxy / kgoproxy: $to_kgo; kgoproxy / bare fasthttp: $(ratio "$kgo_med" "$bare_med")"
+echo "CPU per request answered 200 (user + system, medians): kgoproxy $(median "${kgo_cpu[@]}") µs, kproxy $(median "${proxy_cpu[@]}") µs;" \
+	"kproxy / kgoproxy $(ratio "$(median "${proxy_cpu[@]}")" "$(median "${kgo_cpu[@]}")")"
 echo "kproxy peak RSS: $((rss_kb / 1024)) MiB"
 verdict=PASS
 awk -v r="$to_bare" 'BEGIN{exit !(r >= 0.6)}' || verdict=FAIL

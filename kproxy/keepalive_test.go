@@ -1,0 +1,80 @@
+package kproxy_test
+
+import (
+	"bufio"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// One keep-alive connection, with and without release_idle_buffers:
+// requests arriving whole, in pieces (the request line's first byte
+// alone, then the rest after a pause), two in one write, one stalled past
+// read_timeout_ms; every record answered 200 is in Kafka once.
+func TestKeepAliveConnection(t *testing.T) {
+	for _, release := range []bool{false, true} {
+		t.Run("release_idle_buffers="+strconv.FormatBool(release), func(t *testing.T) {
+			c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 2}})
+			p := startProxy(t, c, func(cfg *kproxy.Config) {
+				cfg.ReleaseIdleBuffers = release
+				cfg.ReadTimeoutMs = 300
+			})
+			conn, err := net.Dial("tcp", p.srv.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			body := string(record(t, map[string]any{"n": 1}))
+			req := "POST /commit?topic=" + topic + "&key=k HTTP/1.1\r\nHost: kproxy\r\nContent-Length: " +
+				strconv.Itoa(len(body)) + "\r\n\r\n" + body
+			br := bufio.NewReader(conn)
+			answered := 0
+			expect := func(what string, code int) {
+				t.Helper()
+				var resp fasthttp.Response
+				conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+				if err := resp.Read(br); err != nil {
+					t.Fatalf("%s: %v", what, err)
+				}
+				if resp.StatusCode() != code {
+					t.Fatalf("%s: %d %s, want %d", what, resp.StatusCode(), resp.Body(), code)
+				}
+				if code == 200 {
+					answered++
+				}
+			}
+			write := func(s string) {
+				t.Helper()
+				if _, err := conn.Write([]byte(s)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := range 3 {
+				write(req)
+				expect("request "+strconv.Itoa(i), 200)
+			}
+			write(req[:1])
+			time.Sleep(50 * time.Millisecond) // the first byte is read alone
+			write(req[1:20])
+			time.Sleep(50 * time.Millisecond)
+			write(req[20:])
+			expect("request in three pieces", 200)
+			write(req + req)
+			expect("first of two in one write", 200)
+			expect("second of two in one write", 200)
+			// A request stalled past read_timeout_ms is answered 408 and
+			// its connection closed.
+			write(req[:30])
+			expect("stalled request", 408)
+			if n := endOffsets(t, c, topic); n != int64(answered) {
+				t.Fatalf("%d records in Kafka, %d answered 200", n, answered)
+			}
+		})
+	}
+}
