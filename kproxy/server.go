@@ -96,9 +96,6 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		}
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		s.ln = tls.NewListener(s.ln, tlsCfg)
-	} else {
-		// TLS reads the connection by records, never a byte at a time.
-		s.ln = newReadAheadListener(s.ln, cfg.MaxHeaderBytes)
 	}
 	if cfg.GRPCPort != 0 {
 		gaddr := net.JoinHostPort(cfg.ListenHost, strconv.Itoa(cfg.GRPCPort))
