@@ -466,12 +466,12 @@ func (m *module) kickCommit() {
 // last wake-up, nor counts those the commit in flight covers: when traffic
 // stops then (a record of another partition still retried, so "nothing
 // else in flight" never holds), no acknowledgement is left to wake it. So
-// after a commit that stored something, a timer wakes it at the last
-// wake-up plus commitAfter, and it commits then if records are still
-// acknowledged and not committed. A commit that stores nothing (ZooKeeper
-// away, a partition unsure) arms no timer: those records wait for the
-// next wake-up or the periodic commit, which retries, instead of a retry
-// every commitAfter.
+// after a commit that stored something, a timer wakes it commitAfter after
+// its last wake-up (waiting again when it was woken meanwhile: that commit
+// ran), and it commits then if records are still acknowledged and not
+// committed. A commit that stores nothing (ZooKeeper away, a partition
+// unsure) arms no timer: those records wait for the next wake-up or the
+// periodic commit instead of a retry every commitAfter.
 func (m *module) commitLoop(ctx context.Context) {
 	every := time.Second
 	if s := m.cfg.ZKOffsetUpdateIntervalS; s > 0 {
@@ -490,14 +490,26 @@ func (m *module) commitLoop(ctx context.Context) {
 			if m.uncommitted.Load() == 0 {
 				continue // committed meanwhile
 			}
+			if wait := m.untilCommitAfter(); wait > 0 {
+				// Woken meanwhile, and that commit (or the one queued) ran
+				// or runs: wait commitAfter from that wake-up, as ack does.
+				tail.Reset(wait)
+				continue
+			}
 			m.lastKick.Store(time.Now().UnixNano()) // ack's next wake-up is commitAfter from now
 		case <-ctx.Done():
 			return
 		}
 		if m.commitAll() > 0 {
-			tail.Reset(time.Until(time.Unix(0, m.lastKick.Load()).Add(commitAfter)))
+			tail.Reset(m.untilCommitAfter())
 		}
 	}
+}
+
+// untilCommitAfter is how long until commitAfter has passed since the
+// committer's last wake-up; 0 or less when it has.
+func (m *module) untilCommitAfter() time.Duration {
+	return commitAfter - time.Duration(time.Now().UnixNano()-m.lastKick.Load())
 }
 
 // commitAll stores every partition's commit point that moved, in one

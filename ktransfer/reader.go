@@ -132,7 +132,7 @@ func (r *reader) run(ctx context.Context) {
 				// While it stays full the committer is woken every
 				// commitAfter: a commit that found nothing acknowledged yet
 				// wakes nobody when records are acknowledged later.
-				wait := commitAfter - time.Duration(time.Now().UnixNano()-m.lastKick.Load())
+				wait := m.untilCommitAfter()
 				if wait <= 0 {
 					m.lastKick.Store(time.Now().UnixNano())
 					m.kickCommit()
