@@ -257,8 +257,9 @@ func (m *module) worker(i int) {
 //     a slow one (not committable yet) can keep the others below the
 //     threshold.
 //
-// The reader's wake-up when the window is full (at most every commitAfter)
-// and the periodic commit (zk_offset_update_interval_sec) stay.
+// What ack leaves waiting, the committer's own timer commits (commitLoop),
+// as do the reader's wake-ups while the window is full (at most every
+// commitAfter) and the periodic commit (zk_offset_update_interval_sec).
 func (m *module) ack(r *record) {
 	moved := r.part.tracker.ack(r.msg.Offset)
 	if moved == 0 {
@@ -287,8 +288,8 @@ func (m *module) dueAt() int64 {
 	return max(1, min(span/2, max(span/4, span-2*m.headroom.Load())))
 }
 
-// commitAfter bounds how long acknowledged records wait for a commit while
-// records keep being acknowledged.
+// commitAfter bounds how long acknowledged records wait for a commit to
+// start while ZooKeeper stores them (ack's rule, commitLoop's timer).
 const commitAfter = 20 * time.Millisecond
 
 // outcome is what became of a record handle was given.
@@ -457,9 +458,20 @@ func (m *module) kickCommit() {
 	}
 }
 
-// commitLoop commits offsets whenever a commit point moves (one write in
+// commitLoop commits offsets when ack or the reader wakes it (one write in
 // flight at a time), and at least every zk_offset_update_interval_sec (1 s
 // when unset), until ctx ends.
+//
+// ack does not wake it for records acknowledged within commitAfter of its
+// last wake-up, nor counts those the commit in flight covers: when traffic
+// stops then (a record of another partition still retried, so "nothing
+// else in flight" never holds), no acknowledgement is left to wake it. So
+// after a commit that stored something, a timer wakes it commitAfter after
+// its last wake-up (waiting again when it was woken meanwhile: that commit
+// ran), and it commits then if records are still acknowledged and not
+// committed. A commit that stores nothing (ZooKeeper away, a partition
+// unsure) arms no timer: those records wait for the next wake-up or the
+// periodic commit instead of a retry every commitAfter.
 func (m *module) commitLoop(ctx context.Context) {
 	every := time.Second
 	if s := m.cfg.ZKOffsetUpdateIntervalS; s > 0 {
@@ -467,23 +479,46 @@ func (m *module) commitLoop(ctx context.Context) {
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
+	tail := time.NewTimer(time.Hour)
+	tail.Stop()
+	defer tail.Stop()
 	for {
 		select {
 		case <-m.commitKick:
 		case <-t.C:
+		case <-tail.C:
+			if m.uncommitted.Load() == 0 {
+				continue // committed meanwhile
+			}
+			if wait := m.untilCommitAfter(); wait > 0 {
+				// Woken meanwhile, and that commit (or the one queued) ran
+				// or runs: wait commitAfter from that wake-up, as ack does.
+				tail.Reset(wait)
+				continue
+			}
+			m.lastKick.Store(time.Now().UnixNano()) // ack's next wake-up is commitAfter from now
 		case <-ctx.Done():
 			return
 		}
-		m.commitAll()
+		if m.commitAll() > 0 {
+			tail.Reset(m.untilCommitAfter())
+		}
 	}
+}
+
+// untilCommitAfter is how long until commitAfter has passed since the
+// committer's last wake-up; 0 or less when it has.
+func (m *module) untilCommitAfter() time.Duration {
+	return commitAfter - time.Duration(time.Now().UnixNano()-m.lastKick.Load())
 }
 
 // commitAll stores every partition's commit point that moved, in one
 // fenced ZooKeeper transaction, and frees the window slots of the records
-// it covers. A partition found deposed is released.
-func (m *module) commitAll() {
+// it covers. A partition found deposed is released. It returns how many
+// records the stored offsets cover.
+func (m *module) commitAll() (stored int) {
 	if !m.t.sessionUp() {
-		return // the partitions are being dropped; a write would wait for ZooKeeper and fail
+		return 0 // the partitions are being dropped; a write would wait for ZooKeeper and fail
 	}
 	m.commitMu.Lock()
 	m.mu.Lock()
@@ -494,18 +529,19 @@ func (m *module) commitAll() {
 		}
 	}
 	m.mu.Unlock()
-	lost := m.commitLocked(parts)
+	stored, lost := m.commitLocked(parts)
 	m.commitMu.Unlock()
 	for _, p := range lost {
 		m.depose(p)
 	}
+	return stored
 }
 
 // commitOne commits partition p's commit point now.
 func (m *module) commitOne(p *partition) error {
 	m.commitMu.Lock()
 	defer m.commitMu.Unlock()
-	if lost := m.commitLocked([]*partition{p}); len(lost) > 0 {
+	if _, lost := m.commitLocked([]*partition{p}); len(lost) > 0 {
 		return errDeposed
 	}
 	if off, _, ok := p.tracker.toCommit(); ok {
@@ -534,9 +570,10 @@ func (m *module) depose(p *partition) {
 
 // commitLocked stores the commit points of parts that moved, fenced (one
 // multi-op; one per partition when it fails, to find the deposed ones),
-// and frees the window slots of the records they cover. It returns the
-// partitions found deposed. m.commitMu is held.
-func (m *module) commitLocked(parts []*partition) (lost []*partition) {
+// and frees the window slots of the records they cover. It returns how
+// many records the stored offsets cover and the partitions found deposed.
+// m.commitMu is held.
+func (m *module) commitLocked(parts []*partition) (stored int, lost []*partition) {
 	slices.SortFunc(parts, func(a, b *partition) int { return int(a.id - b.id) })
 	var due []*partition
 	var offsets []int64
@@ -554,7 +591,7 @@ func (m *module) commitLocked(parts []*partition) (lost []*partition) {
 		}
 	}
 	if len(due) == 0 {
-		return nil
+		return 0, nil
 	}
 	covered := 0
 	for _, n := range records {
@@ -564,8 +601,9 @@ func (m *module) commitLocked(parts []*partition) (lost []*partition) {
 	start := time.Now()
 	err := m.t.storeFenced(due, offsets, versions)
 	m.stats.commitTook(time.Since(start))
-	stored := func(i int) {
+	store := func(i int) {
 		p := due[i]
+		stored += records[i]
 		p.tracker.committedAt(offsets[i], records[i])
 		m.uncommitted.Add(-int64(records[i]))
 		m.committing.Add(-int64(records[i]))
@@ -577,7 +615,7 @@ func (m *module) commitLocked(parts []*partition) (lost []*partition) {
 	switch {
 	case err == nil:
 		for i := range due {
-			stored(i)
+			store(i)
 		}
 	case len(due) > 1 && (errors.Is(err, errDeposed) || errors.Is(err, errOffsetMoved)):
 		// One of them is not ours any more: find which.
@@ -585,7 +623,7 @@ func (m *module) commitLocked(parts []*partition) (lost []*partition) {
 			err := m.t.storeFenced(due[i:i+1], offsets[i:i+1], versions[i:i+1])
 			switch {
 			case err == nil:
-				stored(i)
+				store(i)
 			case errors.Is(err, errDeposed), errors.Is(err, errOffsetMoved):
 				m.log.Error("commit refused", "partition", p.id, "offset", offsets[i], "err", err)
 				lost = append(lost, p)
@@ -604,7 +642,7 @@ func (m *module) commitLocked(parts []*partition) (lost []*partition) {
 	m.headroom.Store(max(0, m.uncommitted.Load()-m.committing.Load()))
 	m.committing.Store(0)
 	m.reader.signal() // slots are free: reading goes on
-	return lost
+	return stored, lost
 }
 
 // sleep waits d or until ctx ends; it reports whether d passed.

@@ -59,7 +59,7 @@ type reader struct {
 	// Owned by the poll goroutine.
 	parts    map[int32]*partition // partitions being read
 	paused   bool
-	fullFrom time.Time // when the window filled; zero while it has free slots
+	fullFrom time.Time // the pass that found the window full; zero while it has free slots
 }
 
 // change is a partition entering (add, from offset at) or leaving the
@@ -110,6 +110,7 @@ func (r *reader) signal() {
 // run polls and dispatches until ctx ends.
 func (r *reader) run(ctx context.Context) {
 	defer r.exit()
+	defer r.countFull(false)
 	m := r.m
 	for {
 		r.apply()
@@ -117,13 +118,7 @@ func (r *reader) run(ctx context.Context) {
 			return
 		}
 		free := cap(m.slots) - len(m.slots) // only this goroutine takes slots
-		switch {
-		case free == 0 && r.fullFrom.IsZero():
-			r.fullFrom = time.Now()
-		case free > 0 && !r.fullFrom.IsZero():
-			m.stats.windowFull(time.Since(r.fullFrom))
-			r.fullFrom = time.Time{}
-		}
+		r.countFull(free == 0)
 		if free == 0 || len(r.parts) == 0 {
 			var timer *time.Timer
 			var due <-chan time.Time
@@ -137,7 +132,7 @@ func (r *reader) run(ctx context.Context) {
 				// While it stays full the committer is woken every
 				// commitAfter: a commit that found nothing acknowledged yet
 				// wakes nobody when records are acknowledged later.
-				wait := commitAfter - time.Duration(time.Now().UnixNano()-m.lastKick.Load())
+				wait := m.untilCommitAfter()
 				if wait <= 0 {
 					m.lastKick.Store(time.Now().UnixNano())
 					m.kickCommit()
@@ -174,6 +169,26 @@ func (r *reader) run(ctx context.Context) {
 		r.mu.Unlock()
 		cancel()
 		r.route(fs)
+	}
+}
+
+// countFull adds the time since the previous pass to
+// ktransfer_window_full_seconds_total when the window was full then, and
+// restarts the clock when it is full now. It is called on every pass of
+// the poll loop (which wakes at least every commitAfter while the window is
+// full) and when the loop returns: a stretch shows while it lasts and is
+// not lost when the reader stops.
+func (r *reader) countFull(full bool) {
+	if !full && r.fullFrom.IsZero() {
+		return
+	}
+	now := time.Now()
+	if !r.fullFrom.IsZero() {
+		r.m.stats.windowFull(now.Sub(r.fullFrom))
+	}
+	r.fullFrom = time.Time{}
+	if full {
+		r.fullFrom = now
 	}
 }
 

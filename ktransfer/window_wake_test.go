@@ -2,6 +2,7 @@ package ktransfer
 
 import (
 	"context"
+	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"strconv"
@@ -86,7 +87,7 @@ func TestFullWindowWakesCommitterAgain(t *testing.T) {
 	for iter := 0; iter < 20; iter++ {
 		cfg := DefaultModule()
 		cfg.WorkerNum, cfg.WindowSize = 100, 200
-		m := &module{cfg: cfg, slots: make(chan struct{}, cfg.WindowSize), commitKick: make(chan struct{}, 1)}
+		m := &module{cfg: cfg, slots: make(chan struct{}, cfg.WindowSize), commitKick: make(chan struct{}, 1), stats: newMetrics().module("m")}
 		m.reader = newReader(m, cl)
 		m.reader.topic = "t"
 		p := &partition{m: m, tracker: newTracker(0)}
@@ -186,38 +187,87 @@ func heldPartition(t *testing.T, window int) (*module, *partition) {
 	return m, p
 }
 
-// TestWindowFullTimeCounted: ktransfer_window_full_seconds_total counts
-// the time reading waited on a full window, from when it filled to when a
-// commit freed slots.
-func TestWindowFullTimeCounted(t *testing.T) {
+// fullWindow is heldPartition with its window of 10 full.
+func fullWindow(t *testing.T) *module {
 	m, p := heldPartition(t, 10)
 	m.reader.topic = "t"
 	for o := range int64(10) {
 		m.slots <- struct{}{}
 		p.tracker.dispatch(o)
 	}
+	return m
+}
+
+// runReader runs m's reader until stop, which waits for it.
+func runReader(t *testing.T, m *module) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { m.reader.run(ctx) })
-	defer func() { cancel(); wg.Wait() }()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+// windowFullSeconds is ktransfer_window_full_seconds_total of m.
+func windowFullSeconds(m *module) float64 {
+	var v dto.Metric
+	_ = m.stats.windowFullC.Write(&v)
+	return v.GetCounter().GetValue()
+}
+
+// TestWindowFullTimeCounted: ktransfer_window_full_seconds_total counts
+// the time reading waited on a full window, from when it filled to when a
+// commit freed slots.
+func TestWindowFullTimeCounted(t *testing.T) {
+	m := fullWindow(t)
+	start := time.Now()
+	runReader(t, m)
+	pollUntil(t, "the reader to pause on the full window", 5*time.Second, func() bool { return len(m.reader.cl.PauseFetchTopics()) > 0 })
 	const held = 200 * time.Millisecond
 	time.Sleep(held) // the window stays full this long
 	<-m.slots        // as a commit frees a slot
 	m.reader.signal()
-	full := func() float64 {
-		var v dto.Metric
-		_ = m.stats.windowFullC.Write(&v)
-		return v.GetCounter().GetValue()
+	pollUntil(t, fmt.Sprintf("ktransfer_window_full_seconds_total to reach %v", held), 5*time.Second,
+		func() bool { return windowFullSeconds(m) >= held.Seconds() })
+	if got, full := windowFullSeconds(m), time.Since(start); got > full.Seconds() {
+		t.Errorf("ktransfer_window_full_seconds_total = %.3f, more than the %v since the reader started", got, full)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for full() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("ktransfer_window_full_seconds_total still 0 5 s after a slot was freed")
-		}
-		time.Sleep(5 * time.Millisecond)
+}
+
+// TestWindowFullCountedWhileFull: a window that stays full (a backend
+// down, every slot held by a record being retried) shows in
+// ktransfer_window_full_seconds_total while it lasts, not only when it
+// ends.
+func TestWindowFullCountedWhileFull(t *testing.T) {
+	m := fullWindow(t)
+	runReader(t, m)
+	const held = 300 * time.Millisecond
+	start := time.Now()
+	pollUntil(t, fmt.Sprintf("ktransfer_window_full_seconds_total to reach %v with the window still full", held), 5*time.Second,
+		func() bool { return windowFullSeconds(m) >= held.Seconds() })
+	if got, full := windowFullSeconds(m), time.Since(start); got > full.Seconds()+0.1 {
+		t.Errorf("ktransfer_window_full_seconds_total = %.3f after the window was full for %v", got, full)
 	}
-	if got := full(); got < held.Seconds() || got > 5 {
-		t.Errorf("ktransfer_window_full_seconds_total = %.3f after the window was full for at least %v", got, held)
+}
+
+// TestWindowFullCountedWhenReaderStops: a module stopped (reload,
+// shutdown) while its window is full keeps the time since the reader's
+// last pass in ktransfer_window_full_seconds_total. (The committer was
+// woken just now, as far as the reader knows: it sleeps the whole time,
+// and only its last count, when it returns, can hold that time.)
+func TestWindowFullCountedWhenReaderStops(t *testing.T) {
+	m := fullWindow(t)
+	m.lastKick.Store(time.Now().Add(time.Hour).UnixNano())
+	start := time.Now()
+	stop := runReader(t, m)
+	pollUntil(t, "the reader to pause on the full window", 5*time.Second, func() bool { return len(m.reader.cl.PauseFetchTopics()) > 0 })
+	const held = 100 * time.Millisecond
+	time.Sleep(held) // full, the reader asleep
+	stop()
+	if got, full := windowFullSeconds(m), time.Since(start); got < held.Seconds() || got > full.Seconds() {
+		t.Errorf("window full for %v, then the reader stopped: ktransfer_window_full_seconds_total = %.3f, want %.3f-%.3f",
+			full, got, held.Seconds(), full.Seconds())
 	}
 }
 

@@ -101,9 +101,11 @@ run_loop() { bin/httploop -url "http://127.0.0.1:$SINK_PORT/push" -n "$1" -c $WO
 # fields of its stat, the 12th and 13th after the command's ")").
 cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 
-# machine: "idle total" ticks of every CPU so far; idle_since BEFORE: the
-# share (%) of the machine's CPU left idle since BEFORE.
-machine() { awk '$1 == "cpu" {t = 0; for (i = 2; i <= NF; i++) t += $i; print $5 + $6, t}' /proc/stat; }
+# machine: "idle total" ticks of every CPU so far (idle is idle + iowait,
+# total is user to steal, fields 2-9: guest and guest_nice, fields 10-11,
+# are already counted in user and nice); idle_since BEFORE: the share (%)
+# of the machine's CPU left idle since BEFORE.
+machine() { awk '$1 == "cpu" {t = 0; for (i = 2; i <= 9; i++) t += $i; print $5 + $6, t}' /proc/stat; }
 idle_since() {
 	machine | awk -v b="$1" 'BEGIN{split(b, o, " ")} {printf "%.0f", ($1 - o[1]) * 100 / ($2 - o[2])}'
 }
@@ -152,7 +154,8 @@ CONF
 	local profiler=""
 	if [ -n "${PROFILE_DIR:-}" ] && [ "$topic" = bench ]; then
 		mkdir -p "$PROFILE_DIR"
-		(wait_for "the admin port" 30 curl -sf "$KTRANSFER_ADMIN/health" &&
+		# Its "waiting for …" line would land in the results: only its failure (stderr) shows.
+		(wait_for "the admin port" 30 curl -sf "$KTRANSFER_ADMIN/health" >/dev/null &&
 			curl -s -o "$PROFILE_DIR/$name.pprof" "$KTRANSFER_ADMIN/debug/pprof/profile?seconds=3") &
 		profiler=$!
 	fi
