@@ -138,7 +138,7 @@ func TestAckedDuringCommitNotLeftToPeriodic(t *testing.T) {
 	}
 	c.px.Thaw()
 	ended := time.Now()
-	pollUntil(t, "offset 500 stored (offsets 450-499 acknowledged during the commit of 0-449)", 2*time.Second,
+	pollUntil(t, "offset 500 stored (offsets 450-499 acknowledged during the commit of 0-449)", 10*time.Second,
 		func() bool { return c.stored() == "500" && c.m.uncommitted.Load() == 0 })
 	t.Logf("offset 500 stored %v after the commit of 0-449 was let through", time.Since(ended).Round(time.Millisecond))
 }
