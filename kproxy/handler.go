@@ -441,6 +441,12 @@ func (s *Server) requestError(ctx *fasthttp.RequestCtx, err error) {
 	}
 	s.metrics.answered(code)
 	fail(ctx, code, reason)
+	// fasthttp writes this answer under the write deadline it set for the
+	// connection's previous answer, long past on a keep-alive connection
+	// (read_timeout_ms >= write_timeout_ms): the connection was closed
+	// with no 408, and with release_idle_buffers false the previous
+	// answer, still buffered behind a pipelined request, was lost with it.
+	_ = ctx.Conn().SetWriteDeadline(time.Now().Add(time.Duration(s.cfg.WriteTimeoutMs) * time.Millisecond))
 }
 
 // repeatedParam names a parameter of the API given twice ("topic=a&topic=b"

@@ -3,6 +3,7 @@ package kproxy_test
 import (
 	"bufio"
 	"net"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -74,6 +75,62 @@ func TestKeepAliveConnection(t *testing.T) {
 			expect("stalled request", 408)
 			if n := endOffsets(t, c, topic); n != int64(answered) {
 				t.Fatalf("%d records in Kafka, %d answered 200", n, answered)
+			}
+		})
+	}
+}
+
+// With the default timeouts (read_timeout_ms and write_timeout_ms 100), a
+// keep-alive request stalled past read_timeout_ms still gets its 408 (it
+// was written under the deadline set for the previous answer, long past:
+// the connection closed with nothing), and an answer fasthttp holds
+// back behind a pipelined request (release_idle_buffers false) reaches
+// the client before it: its record is in Kafka.
+func TestKeepAliveTimeoutsAnswered(t *testing.T) {
+	for _, release := range []bool{false, true} {
+		t.Run("release_idle_buffers="+strconv.FormatBool(release), func(t *testing.T) {
+			c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 2}})
+			p := startProxy(t, c, func(cfg *kproxy.Config) {
+				cfg.ReleaseIdleBuffers = release
+				cfg.ReadTimeoutMs, cfg.WriteTimeoutMs = 100, 100
+			})
+			body := string(record(t, map[string]any{"n": 1}))
+			req := "POST /commit?topic=" + topic + "&key=k HTTP/1.1\r\nHost: kproxy\r\nContent-Length: " +
+				strconv.Itoa(len(body)) + "\r\n\r\n" + body
+			// answers sends what on a new connection, waits past
+			// read_timeout_ms, sends rest, and returns the codes read
+			// until the connection ends.
+			answers := func(what, rest string) []int {
+				conn, err := net.Dial("tcp", p.srv.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+				if _, err := conn.Write([]byte(what)); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(300 * time.Millisecond)
+				conn.Write([]byte(rest)) // the server may have closed it already
+				br := bufio.NewReader(conn)
+				var codes []int
+				conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+				for {
+					var resp fasthttp.Response
+					if err := resp.Read(br); err != nil {
+						return codes
+					}
+					codes = append(codes, resp.StatusCode())
+				}
+			}
+			cut := len(req) - 3
+			if got := answers(req+req[:cut], req[cut:]); !slices.Equal(got, []int{200, 408}) {
+				t.Errorf("a request, then one pipelined behind it and stalled: answers %v, want [200 408]", got)
+			}
+			if got := answers(req+req[:30], ""); !slices.Equal(got, []int{200, 408}) {
+				t.Errorf("a request, then a keep-alive request stalled: answers %v, want [200 408]", got)
+			}
+			if n := endOffsets(t, c, topic); n != 2 {
+				t.Errorf("%d records in Kafka, 2 answered 200", n)
 			}
 		})
 	}

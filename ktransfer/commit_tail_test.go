@@ -126,10 +126,10 @@ func pollUntil(t *testing.T, what string, limit time.Duration, cond func() bool)
 func TestAckedDuringCommitNotLeftToPeriodic(t *testing.T) {
 	c := newCommitting(t)
 	c.px.Freeze() // the write stays in flight
-	c.m.lastKick.Store(time.Now().UnixNano())
+	c.m.lastKick.Store(monoNow())
 	c.ack(0, 450) // dueAt: a commit of 0-449
 	pollUntil(t, "the commit of 450 records in flight", 5*time.Second, func() bool { return c.m.committing.Load() == 450 })
-	c.m.lastKick.Store(time.Now().UnixNano()) // the acknowledgements come within commitAfter of the wake-up
+	c.m.lastKick.Store(monoNow()) // the acknowledgements come within commitAfter of the wake-up
 	c.ack(450, 500)
 	select {
 	case <-c.m.commitKick:
@@ -149,7 +149,7 @@ func TestAckedDuringCommitNotLeftToPeriodic(t *testing.T) {
 // the periodic commit instead of a retry every commitAfter.
 func TestFailingCommitsNotRetriedEveryCommitAfter(t *testing.T) {
 	c := newCommitting(t)
-	c.m.lastKick.Store(time.Now().UnixNano()) // the 450 acknowledgements make one commit due
+	c.m.lastKick.Store(monoNow()) // the 450 acknowledgements make one commit due
 	c.ack(0, 450)
 	pollUntil(t, "offset 450 stored", 5*time.Second, func() bool { return c.stored() == "450" })
 	// Every write fails from here (reads still answer, so a write without

@@ -37,7 +37,7 @@ type module struct {
 	uncommitted atomic.Int64 // records acknowledged, not yet committed
 	committing  atomic.Int64 // of those, the records the commit in flight covers
 	headroom    atomic.Int64 // records acknowledged while the last commit was written
-	lastKick    atomic.Int64 // unix ns of ack's latest wake-up of the committer
+	lastKick    atomic.Int64 // monoNow() of ack's latest wake-up of the committer
 
 	sched scheduler // dispatched records → workers
 
@@ -267,7 +267,7 @@ func (m *module) ack(r *record) {
 	}
 	n := m.uncommitted.Add(int64(moved))
 	due := n-m.committing.Load() >= m.dueAt() || n >= int64(len(m.slots))
-	now := time.Now().UnixNano()
+	now := monoNow()
 	if due || now-m.lastKick.Load() >= int64(commitAfter) {
 		m.lastKick.Store(now)
 		m.kickCommit()
@@ -287,6 +287,12 @@ func (m *module) dueAt() int64 {
 	span := int64(max(1, cap(m.slots)-m.cfg.WorkerNum))
 	return max(1, min(span/2, max(span/4, span-2*m.headroom.Load())))
 }
+
+// monoNow is a monotonic clock in nanoseconds for the commit timing
+// (lastKick): a wall clock stepped back would postpone commits by the step.
+func monoNow() int64 { return int64(time.Since(monoStart)) }
+
+var monoStart = time.Now()
 
 // commitAfter bounds how long acknowledged records wait for a commit to
 // start while ZooKeeper stores them (ack's rule, commitLoop's timer).
@@ -496,7 +502,7 @@ func (m *module) commitLoop(ctx context.Context) {
 				tail.Reset(wait)
 				continue
 			}
-			m.lastKick.Store(time.Now().UnixNano()) // ack's next wake-up is commitAfter from now
+			m.lastKick.Store(monoNow()) // ack's next wake-up is commitAfter from now
 		case <-ctx.Done():
 			return
 		}
@@ -509,7 +515,7 @@ func (m *module) commitLoop(ctx context.Context) {
 // untilCommitAfter is how long until commitAfter has passed since the
 // committer's last wake-up; 0 or less when it has.
 func (m *module) untilCommitAfter() time.Duration {
-	return commitAfter - time.Duration(time.Now().UnixNano()-m.lastKick.Load())
+	return commitAfter - time.Duration(monoNow()-m.lastKick.Load())
 }
 
 // commitAll stores every partition's commit point that moved, in one

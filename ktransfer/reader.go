@@ -134,7 +134,7 @@ func (r *reader) run(ctx context.Context) {
 				// wakes nobody when records are acknowledged later.
 				wait := m.untilCommitAfter()
 				if wait <= 0 {
-					m.lastKick.Store(time.Now().UnixNano())
+					m.lastKick.Store(monoNow())
 					m.kickCommit()
 					wait = commitAfter
 				}
@@ -144,7 +144,7 @@ func (r *reader) run(ctx context.Context) {
 			select {
 			case <-r.wake:
 			case <-due:
-				m.lastKick.Store(time.Now().UnixNano())
+				m.lastKick.Store(monoNow())
 				m.kickCommit()
 			case <-ctx.Done():
 			}

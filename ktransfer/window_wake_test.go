@@ -258,7 +258,7 @@ func TestWindowFullCountedWhileFull(t *testing.T) {
 // and only its last count, when it returns, can hold that time.)
 func TestWindowFullCountedWhenReaderStops(t *testing.T) {
 	m := fullWindow(t)
-	m.lastKick.Store(time.Now().Add(time.Hour).UnixNano())
+	m.lastKick.Store(monoNow() + int64(time.Hour))
 	start := time.Now()
 	stop := runReader(t, m)
 	pollUntil(t, "the reader to pause on the full window", 5*time.Second, func() bool { return len(m.reader.cl.PauseFetchTopics()) > 0 })
@@ -293,7 +293,7 @@ func TestAckDuringCommitDoesNotQueueAnother(t *testing.T) {
 		t.Fatal("450 records acknowledged: no commit due")
 	}
 	m.committing.Store(450) // the committer took them: its write is in flight
-	m.lastKick.Store(time.Now().UnixNano())
+	m.lastKick.Store(monoNow())
 	for o := int64(450); o < 500; o++ {
 		m.ack(&record{msg: &kgo.Record{Offset: o}, part: p})
 	}
