@@ -172,6 +172,8 @@ for r in $(seq "$ROUNDS"); do
 	((r % 2)) || order=($(printf '%s\n' "${order[@]}" | tac))
 	for b in "${order[@]}"; do
 		kill -STOP "$devstack_pid"
+		# Stopped (state T) before the record that must be spooled.
+		until [ "$(sed 's/.*) //' "/proc/$devstack_pid/stat" | cut -d' ' -f1)" = T ]; do sleep 0.01; done
 		# A record already written to the frozen broker's connection may get
 		# 504 (may have been written) at produce_timeout_ms instead of 202;
 		# the topic spools all the same, and the next record shows it.
@@ -252,7 +254,7 @@ for b in "${!builds[@]}"; do
 		line+=", $to_loop of the fsync loop at kproxy's group size ($(median ${rloop64[$b]}) of the loop at 64 per fsync), $(median ${rbare[$b]}) of a bare HTTP server answering 202"
 		awk -v r="$to_loop" 'BEGIN{exit !(r >= 0.7)}' || verdict=FAIL
 	fi
-	echo "$line; drain $(median ${rrate[$b]}) records/s, $to_kgo of franz-go's idempotent acks=-1 producer alone, $(median ${rcpu[$b]}) µs of kproxy's CPU per record against $(median ${rkcpu[$b]}) µs of franz-go's"
+	echo "$line; drain $(median ${rrate[$b]}) records/s, $to_kgo of franz-go's idempotent acks=-1 producer alone, $(median ${rcpu[$b]}) µs of kproxy's CPU per record against $(median ${rkcpu[$b]}) µs of franz-go's; kproxy's peak RSS $(($(awk '/VmHWM/ {print $2}' "/proc/${kproxy_pids[$b]}/status") / 1024)) MB"
 	awk -v r="$to_kgo" 'BEGIN{exit !(r >= 0.8)}' || verdict=FAIL
 done
 [ -n "$have_perf" ] || echo "(perf stat cannot count fsyncs here: the loop used 64 records per fsync for kproxy's group)"
