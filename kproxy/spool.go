@@ -717,7 +717,11 @@ func (it *spoolItem) refusal() (int, string) {
 // ones are sent again, ahead of older records of its key. Within a chunk
 // every record is buffered before the first is sent, so a refusal fails
 // every later record of its partition in the chunk; the next chunk is
-// produced only once every refusal of this one is known.
+// sent only once every refusal of this one is known. It may be handed to
+// a spare client (prepare) while this one flushes: buffered there, not
+// sent; once every answer is in, it is sent if nothing was refused or
+// set aside meanwhile (takeNext), and dropped with that client otherwise
+// (dropNext), its records made into a chunk again as usual.
 //
 // A topic whose record Kafka refused, or whose records in a chunk set
 // aside Kafka has not answered, is parked: its records read since wait in
@@ -887,6 +891,7 @@ func (s *spooler) prepare(es []spool.Entry) {
 	s.dmu.Unlock()
 	w := &chunkWait{}
 	w.n.Store(int64(len(s.next)))
+	w.state.Store(chunkPrepared)
 	for i := range s.next {
 		d := &s.next[i]
 		d.rec.Context, d.wait = d, w
@@ -901,14 +906,17 @@ func (s *spooler) prepare(es []spool.Entry) {
 // topic is parked: every answer of the last chunk is in, and its
 // records' order holds as for a chunk made in the usual round, which
 // would have been this one. The records of es it holds are taken off es.
-// False: there is none, or it waits for dropNext.
+// False: there is none, or it is for dropNext (also when kgo failed a
+// record of it before it was sent: an unknown topic's records are failed
+// after a few metadata retries, flushed or not).
 func (s *spooler) takeNext(es *[]spool.Entry) bool {
 	if s.nextWait == nil {
 		return false
 	}
 	s.dmu.Lock()
 	defer s.dmu.Unlock()
-	if s.parks != s.nextParks || len(s.parked) > 0 || s.stopped {
+	if s.parks != s.nextParks || len(s.parked) > 0 || s.stopped ||
+		!s.nextWait.state.CompareAndSwap(chunkPrepared, chunkSent) { // not failed by kgo meanwhile
 		return false
 	}
 	n := len(s.next)
@@ -930,7 +938,7 @@ func (s *spooler) dropNext() {
 	if s.nextWait == nil {
 		return
 	}
-	s.nextWait.dropped.Store(true)
+	s.nextWait.state.Store(chunkDropped)
 	s.nextWait = nil
 	s.spare.Close()
 	s.spare, s.next = nil, nil // kgo had the records: not reused
@@ -988,9 +996,35 @@ const (
 // chunkWait counts a chunk's records without Kafka's answer.
 type chunkWait struct {
 	n atomic.Int64
-	// dropped: a prepared chunk its client was closed with (dropNext);
-	// its promises do nothing, its records are produced again.
-	dropped atomic.Bool
+	// state: chunkSent for a chunk made in the usual round; a chunk
+	// prepare handed to the spare client is chunkPrepared until takeNext
+	// sends it (chunkSent) or it is dropped (chunkDropped: dropNext, or
+	// kgo failed a record of it before it was sent, which its promise
+	// notes: its promises do nothing, its records, still in the drain's
+	// read-ahead, are made into a chunk again as usual).
+	state atomic.Int32
+}
+
+const (
+	chunkSent = iota
+	chunkPrepared
+	chunkDropped
+)
+
+// counts tells whether a promise of the chunk counts (live), dropping
+// a prepared chunk (a record failed before it was sent).
+func (w *chunkWait) counts() bool {
+	for {
+		switch w.state.Load() {
+		case chunkSent:
+			return true
+		case chunkDropped:
+			return false
+		}
+		if w.state.CompareAndSwap(chunkPrepared, chunkDropped) {
+			return false
+		}
+	}
 }
 
 // waitChunk waits for the chunk's flush (every answer of it), acking
@@ -1422,7 +1456,7 @@ func keyHint(k []byte) string {
 // topic goes to a new client ahead of the refused one's retry.
 func (s *spooler) drained(r *kgo.Record, err error) {
 	d := r.Context.(*drainRec)
-	if d.wait.dropped.Load() {
+	if !d.wait.counts() {
 		return
 	}
 	defer func() {
