@@ -138,15 +138,6 @@ type spooler struct {
 	// goroutines (awaitAside).
 	aside   []*asideChunk
 	asideWG sync.WaitGroup
-	// The next chunk, handed to the spare client while this one flushes
-	// (prepare), and sent once this one is answered in full if nothing
-	// was parked meanwhile (takeNext); parks counts the parkings and
-	// chunks set aside (s.dmu) that make it wait for the usual round.
-	spare     *kgo.Client
-	next      []drainRec
-	nextWait  *chunkWait // nil: no chunk prepared
-	nextParks uint64     // parks when it was prepared
-	parks     uint64
 
 	stopDrain context.CancelFunc
 	drainDone chan struct{}
@@ -355,13 +346,6 @@ func (s *spooler) close(ctx context.Context) error {
 		case <-asideDone:
 		case <-ctx.Done():
 		}
-	}
-	// The chunk prepared for the spare client is never sent: the one
-	// before it may hold a record Kafka refused, not retried now.
-	s.dropNext()
-	if s.spare != nil {
-		s.spare.Close()
-		s.spare = nil
 	}
 	s.dmu.Lock()
 	s.stopped = true
@@ -717,11 +701,7 @@ func (it *spoolItem) refusal() (int, string) {
 // ones are sent again, ahead of older records of its key. Within a chunk
 // every record is buffered before the first is sent, so a refusal fails
 // every later record of its partition in the chunk; the next chunk is
-// sent only once every refusal of this one is known. It may be handed to
-// a spare client (prepare) while this one flushes: buffered there, not
-// sent; once every answer is in, it is sent if nothing was refused or
-// set aside meanwhile (takeNext), and dropped with that client otherwise
-// (dropNext), its records made into a chunk again as usual.
+// produced only once every refusal of this one is known.
 //
 // A topic whose record Kafka refused, or whose records in a chunk set
 // aside Kafka has not answered, is parked: its records read since wait in
@@ -740,208 +720,105 @@ func (s *spooler) drain(ctx context.Context) {
 	var fed, read, next []spool.Entry
 	var fedBytes int
 	for {
-		idle := false
-		if !s.takeNext(&next) {
-			s.dropNext()
-			rctx, cancel := context.WithCancel(ctx) // cancelled by wakeLocked
-			s.refreshParked()
-			if err := s.fillParked(); err != nil {
-				cancel()
-				return // closed
-			}
-			s.dmu.Lock()
-			var later bool
-			fed, fedBytes, later = s.feedLocked(fed[:0]) // parked records whose pause is over go first
-			s.wakeDrain = cancel
-			if later || s.anyFillableLocked() {
-				cancel() // retried since refreshParked or fillParked: the next round takes it
-			}
-			s.onlyParked = len(fed) == 0 && s.onlyParkedLocked()
-			idle = s.onlyParked
-			s.dmu.Unlock()
-			var err error
-			read, next = next, read[:0] // read while the last chunk flushed
-			room, roomBytes := drainChunk-len(fed), drainChunkBytes-fedBytes
-			if !idle && chunkFit(read, room, roomBytes) == len(read) {
-				read, err = s.readChunk(rctx, read, room, roomBytes, len(fed) == 0 && len(read) == 0)
-			} else if len(fed) == 0 && len(read) == 0 {
-				<-rctx.Done() // a record of another topic arrives, or a parked topic is retried
-			}
-			if k := chunkFit(read, room, roomBytes); k < len(read) {
-				// The client buffers at most drainChunk records
-				// (MaxBufferedRecords), and a chunk holds about
-				// drainChunkBytes: what does not fit waits for the next
-				// chunk, ahead of what is read then.
-				next = append(next, read[k:]...)
-				clear(read[k:])
-				read = read[:k]
-			}
-			s.dmu.Lock()
-			s.wakeDrain, s.onlyParked = nil, false
-			s.dmu.Unlock()
-			woken := rctx.Err() != nil // before cancel: an error then is the wake's
+		rctx, cancel := context.WithCancel(ctx) // cancelled by wakeLocked
+		s.refreshParked()
+		if err := s.fillParked(); err != nil {
 			cancel()
-			if ctx.Err() != nil {
+			return // closed
+		}
+		s.dmu.Lock()
+		var later bool
+		fed, fedBytes, later = s.feedLocked(fed[:0]) // parked records whose pause is over go first
+		s.wakeDrain = cancel
+		if later || s.anyFillableLocked() {
+			cancel() // retried since refreshParked or fillParked: the next round takes it
+		}
+		s.onlyParked = len(fed) == 0 && s.onlyParkedLocked()
+		idle := s.onlyParked
+		s.dmu.Unlock()
+		var err error
+		read, next = next, read[:0] // read while the last chunk flushed
+		room, roomBytes := drainChunk-len(fed), drainChunkBytes-fedBytes
+		if !idle && chunkFit(read, room, roomBytes) == len(read) {
+			read, err = s.readChunk(rctx, read, room, roomBytes, len(fed) == 0 && len(read) == 0)
+		} else if len(fed) == 0 && len(read) == 0 {
+			<-rctx.Done() // a record of another topic arrives, or a parked topic is retried
+		}
+		if k := chunkFit(read, room, roomBytes); k < len(read) {
+			// The client buffers at most drainChunk records
+			// (MaxBufferedRecords), and a chunk holds about
+			// drainChunkBytes: what does not fit waits for the next
+			// chunk, ahead of what is read then.
+			next = append(next, read[k:]...)
+			clear(read[k:])
+			read = read[:k]
+		}
+		s.dmu.Lock()
+		s.wakeDrain, s.onlyParked = nil, false
+		s.dmu.Unlock()
+		woken := rctx.Err() != nil // before cancel: an error then is the wake's
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil && !woken {
+			if errors.Is(err, spool.ErrClosed) {
 				return
 			}
-			if err != nil && !woken {
-				if errors.Is(err, spool.ErrClosed) {
-					return
-				}
-				readFails++
-				if !s.readFailed(ctx, err, readFails) {
-					return
-				}
-				// What was read before the error is produced below, never
-				// dropped; the next Read tries again from where this one stopped.
-			} else if err == nil && readFails > 0 {
-				s.log.Info("spool drain: reading the spool works again", "failed_reads", readFails)
-				readFails = 0
+			readFails++
+			if !s.readFailed(ctx, err, readFails) {
+				return
 			}
-			s.dmu.Lock()
-			s.chunk, s.inRun = s.chunk[:0], false
-			for _, e := range fed {
-				if p := s.parked[e.Topic]; p != nil && !p.retrying {
-					s.reparkLocked(p, e) // behind its topic's record held back just now
-					continue
-				}
-				s.addLocked(e)
-			}
-			for _, e := range read {
-				if p := s.parked[e.Topic]; p != nil {
-					s.parkReadLocked(p, e) // behind the ones Kafka refused
-					continue
-				}
-				s.addLocked(e)
-			}
-			if n := len(read); n > 0 {
-				s.readTo = read[n-1].Seq + 1
-			}
-			s.dmu.Unlock()
-			clear(fed)
-			clear(read)
-			s.wait.n.Store(int64(len(s.chunk)))
-			for i := range s.chunk {
-				d := &s.chunk[i] // where it is for good: appends moved the chunk
-				d.rec.Context, d.wait = d, s.wait
-				s.drainC.Produce(context.Background(), &d.rec, s.onDrained)
-			}
-			if len(s.chunk) == 0 {
+			// What was read before the error is produced below, never
+			// dropped; the next Read tries again from where this one stopped.
+		} else if err == nil && readFails > 0 {
+			s.log.Info("spool drain: reading the spool works again", "failed_reads", readFails)
+			readFails = 0
+		}
+		s.dmu.Lock()
+		s.chunk, s.inRun = s.chunk[:0], false
+		for _, e := range fed {
+			if p := s.parked[e.Topic]; p != nil && !p.retrying {
+				s.reparkLocked(p, e) // behind its topic's record held back just now
 				continue
 			}
+			s.addLocked(e)
 		}
-		// The next chunk's records are read while this one flushes, and
-		// handed to the spare client (prepare); what becomes of them is
-		// decided once every answer of this one is in (takeNext).
+		for _, e := range read {
+			if p := s.parked[e.Topic]; p != nil {
+				s.parkReadLocked(p, e) // behind the ones Kafka refused
+				continue
+			}
+			s.addLocked(e)
+		}
+		if n := len(read); n > 0 {
+			s.readTo = read[n-1].Seq + 1
+		}
+		s.dmu.Unlock()
+		clear(fed)
+		clear(read)
+		s.wait.n.Store(int64(len(s.chunk)))
+		for i := range s.chunk {
+			d := &s.chunk[i] // where it is for good: appends moved the chunk
+			d.rec.Context, d.wait = d, s.wait
+			s.drainC.Produce(context.Background(), &d.rec, s.onDrained)
+		}
+		if len(s.chunk) == 0 {
+			continue
+		}
+		// The next chunk's records are read while this one flushes; what
+		// becomes of them is decided once every answer of this one is in.
 		flushed := make(chan error, 1)
 		c := s.drainC // setAside replaces it while this flush runs
 		go func() { flushed <- c.Flush(ctx) }()
 		if !idle {
 			next, _ = s.readChunk(doneCtx, next, drainChunk, drainChunkBytes, false) // an error comes again at the next Read
-			s.prepare(next)
 		}
 		if err := s.waitChunk(ctx, flushed); err != nil {
 			return // stopping: close flushes what is left
 		}
 		s.ackDrained()
 	}
-}
-
-// prepare hands the next chunk, the first records of es that fit one,
-// to the spare client while this chunk flushes: buffered there
-// (ManualFlushing), sent by takeNext once every answer of this chunk is
-// in and nothing was parked meanwhile. The chunk boundary then costs a
-// Flush, not a Produce per record with nothing in flight. Only while no
-// topic is parked, when the usual round (feedLocked, fillParked, the
-// loop over read) would make the same chunk of es; a record too large
-// for its topic, which the usual round parks, leaves the chunk to it.
-func (s *spooler) prepare(es []spool.Entry) {
-	k := chunkFit(es, drainChunk, drainChunkBytes)
-	if k == 0 {
-		return
-	}
-	if s.spare == nil {
-		c, err := kgo.NewClient(s.drainOpts...)
-		if err != nil {
-			return // the usual round
-		}
-		s.spare = c
-	}
-	clear(s.next) // the records of a chunk answered in full
-	s.next = s.next[:0]
-	s.dmu.Lock()
-	if len(s.parked) > 0 || s.stopped {
-		s.dmu.Unlock()
-		return
-	}
-	s.inRun = false
-	for _, e := range es[:k] {
-		s.next = append(s.next, drainRec{})
-		d := &s.next[len(s.next)-1]
-		d.set(e)
-		s.runLocked(e.Topic)
-		if d.over(s.runLimit) {
-			s.dmu.Unlock()
-			clear(s.next)
-			s.next = s.next[:0]
-			return
-		}
-	}
-	s.nextParks = s.parks
-	s.dmu.Unlock()
-	w := &chunkWait{}
-	w.n.Store(int64(len(s.next)))
-	w.state.Store(chunkPrepared)
-	for i := range s.next {
-		d := &s.next[i]
-		d.rec.Context, d.wait = d, w
-		s.spare.Produce(context.Background(), &d.rec, s.onDrained)
-	}
-	s.nextWait = w
-}
-
-// takeNext makes the chunk prepare handed to the spare client the
-// drain's, its client the drain client, when nothing was parked since
-// (no refusal in the chunk just answered, no chunk set aside) and no
-// topic is parked: every answer of the last chunk is in, and its
-// records' order holds as for a chunk made in the usual round, which
-// would have been this one. The records of es it holds are taken off es.
-// False: there is none, or it is for dropNext (also when kgo failed a
-// record of it before it was sent: an unknown topic's records are failed
-// after a few metadata retries, flushed or not).
-func (s *spooler) takeNext(es *[]spool.Entry) bool {
-	if s.nextWait == nil {
-		return false
-	}
-	s.dmu.Lock()
-	defer s.dmu.Unlock()
-	if s.parks != s.nextParks || len(s.parked) > 0 || s.stopped ||
-		!s.nextWait.state.CompareAndSwap(chunkPrepared, chunkSent) { // not failed by kgo meanwhile
-		return false
-	}
-	n := len(s.next)
-	s.chunk, s.next = s.next, s.chunk
-	s.wait, s.nextWait = s.nextWait, nil
-	s.drainC, s.spare = s.spare, s.drainC
-	s.readTo = s.chunk[n-1].e.Seq + 1
-	rest := copy(*es, (*es)[n:])
-	clear((*es)[rest:])
-	*es = (*es)[:rest]
-	return true
-}
-
-// dropNext closes the spare client with the chunk prepare handed it, if
-// any: kgo fails its records, never sent, and their promises do nothing
-// (dropped); the records, still in the drain's read-ahead, go through the
-// usual round. Called by drain, and by close once drain returned.
-func (s *spooler) dropNext() {
-	if s.nextWait == nil {
-		return
-	}
-	s.nextWait.state.Store(chunkDropped)
-	s.nextWait = nil
-	s.spare.Close()
-	s.spare, s.next = nil, nil // kgo had the records: not reused
 }
 
 // onlyParkedLocked tells (s.dmu held) whether every record in the spool
@@ -994,38 +871,7 @@ const (
 )
 
 // chunkWait counts a chunk's records without Kafka's answer.
-type chunkWait struct {
-	n atomic.Int64
-	// state: chunkSent for a chunk made in the usual round; a chunk
-	// prepare handed to the spare client is chunkPrepared until takeNext
-	// sends it (chunkSent) or it is dropped (chunkDropped: dropNext, or
-	// kgo failed a record of it before it was sent, which its promise
-	// notes: its promises do nothing, its records, still in the drain's
-	// read-ahead, are made into a chunk again as usual).
-	state atomic.Int32
-}
-
-const (
-	chunkSent = iota
-	chunkPrepared
-	chunkDropped
-)
-
-// counts tells whether a promise of the chunk counts (live), dropping
-// a prepared chunk (a record failed before it was sent).
-func (w *chunkWait) counts() bool {
-	for {
-		switch w.state.Load() {
-		case chunkSent:
-			return true
-		case chunkDropped:
-			return false
-		}
-		if w.state.CompareAndSwap(chunkPrepared, chunkDropped) {
-			return false
-		}
-	}
-}
+type chunkWait struct{ n atomic.Int64 }
 
 // waitChunk waits for the chunk's flush (every answer of it), acking
 // Kafka's acknowledgements meanwhile. A chunk not answered in full within
@@ -1102,7 +948,6 @@ func (s *spooler) setAside(ctx context.Context, flushed <-chan error, start time
 	}
 	a := &asideChunk{c: s.drainC, chunk: s.chunk, wait: s.wait}
 	s.dmu.Lock()
-	s.parks++
 	s.parkAsideLocked(a)
 	s.aside = append(s.aside, a)
 	s.drainC, s.drainTopics, s.chunk, s.wait = c, map[string]bool{}, nil, &chunkWait{}
@@ -1369,16 +1214,6 @@ func (*drainRec) Value(any) any               { return nil }
 func (s *spooler) addLocked(e spool.Entry) {
 	s.chunk = append(s.chunk, drainRec{})
 	d := &s.chunk[len(s.chunk)-1]
-	d.set(e)
-	s.runLocked(e.Topic)
-	if s.tooLargeLocked(d, s.runLimit) {
-		s.chunk[len(s.chunk)-1] = drainRec{}
-		s.chunk = s.chunk[:len(s.chunk)-1]
-	}
-}
-
-// set makes d e's record for the drain client.
-func (d *drainRec) set(e spool.Entry) {
 	d.e = e
 	d.rec = kgo.Record{Topic: e.Topic, Key: e.Key, Value: e.Value, Timestamp: e.Appended}
 	if d.rec.Value == nil {
@@ -1390,27 +1225,20 @@ func (d *drainRec) set(e spool.Entry) {
 			d.rec.Headers[i] = kgo.RecordHeader{Key: h.Key, Value: h.Value}
 		}
 	}
-}
-
-// over tells whether d is larger than limit (-1: none) by the size rule
-// /batch answers 413 by (recordSize).
-func (d *drainRec) over(limit int) bool {
-	return limit >= 0 && recordSize(d.rec.Key, d.rec.Value, d.rec.Headers) > limit
-}
-
-// runLocked notes topic as the chunk's (s.dmu held): a chunk's records
-// come in runs of one topic, whose limit (s.runLimit, -1: none checked)
-// is looked up, and which is noted in s.drainTopics, once per run.
-func (s *spooler) runLocked(topic string) {
-	if topic == s.runTopic && s.inRun {
-		return
+	if e.Topic != s.runTopic || !s.inRun {
+		// A chunk's records come in runs of one topic: its limit is
+		// looked up, and the topic noted, once per run.
+		s.runTopic, s.inRun = e.Topic, true
+		s.runLimit = -1
+		if s.check != nil {
+			s.runLimit = int(s.check.batchMaxBytes(e.Topic))
+		}
+		s.drainTopics[e.Topic] = true
 	}
-	s.runTopic, s.inRun = topic, true
-	s.runLimit = -1
-	if s.check != nil {
-		s.runLimit = int(s.check.batchMaxBytes(topic))
+	if s.tooLargeLocked(d, s.runLimit) {
+		s.chunk[len(s.chunk)-1] = drainRec{}
+		s.chunk = s.chunk[:len(s.chunk)-1]
 	}
-	s.drainTopics[topic] = true
 }
 
 // tooLargeLocked holds d back when it is larger than its topic's limit
@@ -1424,10 +1252,10 @@ func (s *spooler) tooLargeLocked(d *drainRec, limit int) bool {
 	if limit < 0 {
 		return false
 	}
-	if !d.over(limit) {
+	size := recordSize(d.rec.Key, d.rec.Value, d.rec.Headers)
+	if size <= limit {
 		return false
 	}
-	size := recordSize(d.rec.Key, d.rec.Value, d.rec.Headers)
 	s.m.drainErrors.Inc()
 	p, pause := s.stopTopicLocked(d.e)
 	p.limit = true
@@ -1456,9 +1284,6 @@ func keyHint(k []byte) string {
 // topic goes to a new client ahead of the refused one's retry.
 func (s *spooler) drained(r *kgo.Record, err error) {
 	d := r.Context.(*drainRec)
-	if !d.wait.counts() {
-		return
-	}
 	defer func() {
 		d.answered.Store(true)
 		d.wait.n.Add(-1)
@@ -1847,14 +1672,11 @@ func (s *spooler) refreshParked() {
 		s.errLog.warn("spool drain: a new client for the topics retried after a refusal failed; they wait for another pause", "err", err)
 		return
 	}
-	old, spare := s.drainC, s.spare
-	s.drainC, s.drainTopics, s.spare = c, map[string]bool{}, nil
+	old := s.drainC
+	s.drainC, s.drainTopics = c, map[string]bool{}
 	clearRefreshedLocked(rs)
 	s.dmu.Unlock()
 	old.Close() // nothing buffered: it does not wait
-	if spare != nil {
-		spare.Close() // the same (dropNext ran): prepare makes another
-	}
 }
 
 // refresh is a parked topic refreshParked prepares; limit: its
@@ -1943,7 +1765,6 @@ func (s *spooler) refused(e spool.Entry, err error) {
 // and starts the topic's pause, unless one is under way (s.dmu held): d is
 // the pause started, 0 when none was.
 func (s *spooler) stopTopicLocked(e spool.Entry) (p *parkedTopic, d time.Duration) {
-	s.parks++
 	p = s.parked[e.Topic]
 	if p == nil {
 		p = &parkedTopic{topic: e.Topic}

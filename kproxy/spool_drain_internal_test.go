@@ -189,15 +189,13 @@ func TestSpoolDrainReadsNoFurtherWhileOnlyParked(t *testing.T) {
 	wait("the spool drained", func() bool { return s.sp.Stats().Records == 0 })
 }
 
-// TestSpoolDrainPreparedChunkWaitsForRefusal: the next chunk, handed to
-// the spare client while one flushes (prepare), is sent only when nothing
-// of the chunk before it was refused. Kafka refuses the drain's first
-// produce request (TOPIC_AUTHORIZATION_FAILED, answered after a while so
-// that the next chunk is prepared meanwhile): kgo fails the partition's
-// records of the first chunk, which wait a pause and are produced again.
-// The prepared chunk holds later records of the same keys: sent, they
-// would be written ahead of the refused ones.
-func TestSpoolDrainPreparedChunkWaitsForRefusal(t *testing.T) {
+// TestSpoolDrainRefusedFirstChunkKeepsKeyOrder: Kafka refuses the drain's
+// first produce request (TOPIC_AUTHORIZATION_FAILED, answered after
+// 500 ms, while the next chunk is read from the spool): kgo fails the
+// partition's records of the first chunk, which wait a pause and are
+// produced again. The later chunks hold later records of the same keys;
+// none may be written ahead of the refused ones.
+func TestSpoolDrainRefusedFirstChunkKeepsKeyOrder(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 1}})
 	s := testSpooler(t, c, nil)
 	const n, keys = 3 * drainChunk, 4
@@ -241,39 +239,4 @@ func TestSpoolDrainPreparedChunkWaitsForRefusal(t *testing.T) {
 	if len(seen) != n {
 		t.Fatalf("%d of %d records in Kafka", len(seen), n)
 	}
-}
-
-// TestSpoolDrainPreparedChunkFailedBeforeSent: kgo fails a record of the
-// chunk prepared in the spare client before it is sent (an unknown
-// topic's buffered records are failed after a few metadata retries,
-// flushed or not). Its promise must not park the record as refused: the
-// record is still in the drain's read-ahead, and the chunk, not sent, is
-// made again as usual; parked as well, it would be produced twice, the
-// second copy after later records of its key.
-func TestSpoolDrainPreparedChunkFailedBeforeSent(t *testing.T) {
-	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 1}})
-	s := testSpooler(t, c, nil)
-	defer s.close(context.Background())
-	es := []spool.Entry{
-		{Seq: 1, Record: spool.Record{Topic: "t", Key: []byte("k"), Value: []byte("v1")}},
-		{Seq: 2, Record: spool.Record{Topic: "t", Key: []byte("k"), Value: []byte("v2")}},
-	}
-	s.prepare(es)
-	if s.nextWait == nil || len(s.next) != 2 {
-		t.Fatalf("no chunk prepared: %d records", len(s.next))
-	}
-	s.drained(&s.next[0].rec, kerr.UnknownTopicOrPartition)
-	s.dmu.Lock()
-	parked := len(s.parked)
-	s.dmu.Unlock()
-	if parked != 0 {
-		t.Fatalf("a record of the prepared chunk, not sent, parked as refused: it is in the read-ahead too")
-	}
-	if s.takeNext(&es) {
-		t.Fatalf("the prepared chunk sent after kgo failed a record of it")
-	}
-	if len(es) != 2 {
-		t.Fatalf("read-ahead %d records, want 2: the chunk is made again from them", len(es))
-	}
-	s.dropNext()
 }
