@@ -40,6 +40,7 @@
 # CPU per record during the drain: kproxy's user + system time (from
 # /proc/PID/stat) between SIGCONT and the empty spool, and preload's (bash's
 # time), each divided by N: columns "drain µs" and "kgo µs".
+# The summary gives each build's medians and kproxy's peak RSS (VmHWM).
 #
 #   scripts/bench-spool.sh            DURATION=10 ROUNDS=3 by default (about 2 minutes)
 #   DRAIN_ONLY=1                      (i) runs kproxy only, to fill the spool: no bare server, no loop
