@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/spool"
 )
@@ -186,4 +187,56 @@ func TestSpoolDrainReadsNoFurtherWhileOnlyParked(t *testing.T) {
 	wait("the drain reading on to b's record, past a's 1000", locked(func() bool { return parkedA() == 1000 }))
 	thaw()
 	wait("the spool drained", func() bool { return s.sp.Stats().Records == 0 })
+}
+
+// TestSpoolDrainRefusedFirstChunkKeepsKeyOrder: Kafka refuses the drain's
+// first produce request (TOPIC_AUTHORIZATION_FAILED, answered after
+// 500 ms, while the next chunk is read from the spool): kgo fails the
+// partition's records of the first chunk, which wait a pause and are
+// produced again. The later chunks hold later records of the same keys;
+// none may be written ahead of the refused ones.
+func TestSpoolDrainRefusedFirstChunkKeepsKeyOrder(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 1}})
+	s := testSpooler(t, c, nil)
+	const n, keys = 3 * drainChunk, 4
+	recs := make([]spool.Record, n)
+	for i := range recs {
+		recs[i] = spool.Record{Topic: "t", Key: []byte("k" + strconv.Itoa(i%keys)), Value: []byte(strconv.Itoa(i))}
+	}
+	if _, err := s.sp.Append(recs); err != nil {
+		t.Fatal(err)
+	}
+	f := kafkatest.NewFaults(t, c)
+	f.Sleep(int16(kmsg.Produce), 1, 500*time.Millisecond)
+	f.ErrorProduce(1, kerr.TopicAuthorizationFailed.Code)
+	s.start()
+	defer s.close(context.Background())
+	deadline := time.Now().Add(60 * time.Second)
+	for s.sp.Stats().Records != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not drained in 60 s: records %d, drain errors %v", s.sp.Stats().Records, counterValue(s.m.drainErrors))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if counterValue(s.m.drainErrors) == 0 {
+		t.Fatalf("no refusal reached the drain (faults injected %d)", f.Injected())
+	}
+	last, seen := map[string]int{}, map[int]bool{}
+	for _, r := range kafkatest.ReadAll(t, c, kafkaconf.Default(), "t") {
+		i, err := strconv.Atoi(string(r.Value))
+		if err != nil {
+			t.Fatalf("value %q", r.Value)
+		}
+		if seen[i] {
+			continue // a later copy
+		}
+		seen[i] = true
+		if prev, ok := last[string(r.Key)]; ok && i < prev {
+			t.Fatalf("key %s: record %d first written after record %d (offset %d)", r.Key, i, prev, r.Offset)
+		}
+		last[string(r.Key)] = i
+	}
+	if len(seen) != n {
+		t.Fatalf("%d of %d records in Kafka", len(seen), n)
+	}
 }
