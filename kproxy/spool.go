@@ -111,14 +111,8 @@ type spooler struct {
 	parkBudget  int                      // maxParkedBytes; past it, or a topic's share of it, parked topics' records wait in the spool only
 	readTo      uint64                   // the seq after the last entry drain took from Read (its goroutine's)
 	pause       map[string]time.Duration // the next pause before a parked topic is retried
-	paused      atomic.Int32             // len(pause), for drained without s.dmu
-	// The topic of the chunk's last record (inRun: one is), and its
-	// limit (-1: none checked), for addLocked.
-	runTopic  string
-	runLimit  int
-	inRun     bool
-	stopped   bool               // the drain client is closing: refusals are not retried
-	wakeDrain context.CancelFunc // ends the drain loop's wait (nil: it is not waiting)
+	stopped     bool                     // the drain client is closing: refusals are not retried
+	wakeDrain   context.CancelFunc       // ends the drain loop's wait (nil: it is not waiting)
 	// onlyParked: every record in the spool was of a parked topic when the
 	// drain last looked (onlyParkedLocked): it reads no further, and the
 	// appender wakes it for a record of another topic (appended).
@@ -776,7 +770,7 @@ func (s *spooler) drain(ctx context.Context) {
 			readFails = 0
 		}
 		s.dmu.Lock()
-		s.chunk, s.inRun = s.chunk[:0], false
+		s.chunk = s.chunk[:0]
 		for _, e := range fed {
 			if p := s.parked[e.Topic]; p != nil && !p.retrying {
 				s.reparkLocked(p, e) // behind its topic's record held back just now
@@ -1225,20 +1219,12 @@ func (s *spooler) addLocked(e spool.Entry) {
 			d.rec.Headers[i] = kgo.RecordHeader{Key: h.Key, Value: h.Value}
 		}
 	}
-	if e.Topic != s.runTopic || !s.inRun {
-		// A chunk's records come in runs of one topic: its limit is
-		// looked up, and the topic noted, once per run.
-		s.runTopic, s.inRun = e.Topic, true
-		s.runLimit = -1
-		if s.check != nil {
-			s.runLimit = int(s.check.batchMaxBytes(e.Topic))
-		}
-		s.drainTopics[e.Topic] = true
-	}
-	if s.tooLargeLocked(d, s.runLimit) {
+	if s.tooLargeLocked(d) {
 		s.chunk[len(s.chunk)-1] = drainRec{}
 		s.chunk = s.chunk[:len(s.chunk)-1]
+		return
 	}
+	s.drainTopics[e.Topic] = true
 }
 
 // tooLargeLocked holds d back when it is larger than its topic's limit
@@ -1248,11 +1234,11 @@ func (s *spooler) addLocked(e spool.Entry) {
 // of it. Its topic is parked at it instead: it and every later record of
 // the topic wait, in order; each retry reads the topic's
 // max.message.bytes again (refreshParked) until the operator raises it.
-func (s *spooler) tooLargeLocked(d *drainRec, limit int) bool {
-	if limit < 0 {
+func (s *spooler) tooLargeLocked(d *drainRec) bool {
+	if s.check == nil {
 		return false
 	}
-	size := recordSize(d.rec.Key, d.rec.Value, d.rec.Headers)
+	size, limit := recordSize(d.rec.Key, d.rec.Value, d.rec.Headers), int(s.check.batchMaxBytes(d.e.Topic))
 	if size <= limit {
 		return false
 	}
@@ -1295,15 +1281,11 @@ func (s *spooler) drained(r *kgo.Record, err error) {
 	s.amu.Lock()
 	s.acks = append(s.acks, d.e.Seq)
 	s.amu.Unlock()
-	// s.dmu only while a topic has a pause (paused: len(s.pause)): not
-	// once per record. A pause set while this reads 0 is as if it was set
-	// just after this acknowledgement.
-	if s.paused.Load() > 0 {
-		s.dmu.Lock()
+	s.dmu.Lock()
+	if len(s.pause) > 0 {
 		delete(s.pause, d.e.Topic)
-		s.paused.Store(int32(len(s.pause)))
-		s.dmu.Unlock()
 	}
+	s.dmu.Unlock()
 }
 
 // ackDrained acks the records Kafka acknowledged.
@@ -1788,7 +1770,6 @@ func (s *spooler) pauseLocked(p *parkedTopic) (d time.Duration) {
 		d = time.Second
 	}
 	s.pause[p.topic] = min(2*d, 30*time.Second)
-	s.paused.Store(int32(len(s.pause)))
 	time.AfterFunc(d, func() {
 		s.dmu.Lock()
 		defer s.dmu.Unlock()
