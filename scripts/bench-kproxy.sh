@@ -36,6 +36,9 @@
 # the medians).
 #
 #   MODE=formats scripts/bench-kproxy.sh
+#
+# KPROXY_CONF adds lines to kproxy's configuration, e.g.
+#   KPROXY_CONF='release_idle_buffers: false' scripts/bench-kproxy.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -83,6 +86,7 @@ port: $PROXY_PORT
 listen_host: 127.0.0.1
 admin_addr: 127.0.0.1:$ADMIN_PORT
 broker_hosts: [$(printf "127.0.0.1:%s, " $(kafka_ports "$KAFKA_PORT") | sed "s/, $//")]
+${KPROXY_CONF:-}
 CONF
 wait_for "kafka" 30 devstack_up "$devstack_pid"
 "$KPROXY_BIN" -f "$work/kproxy.yaml" >"$work/kproxy.out" 2>&1 &
