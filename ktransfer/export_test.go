@@ -2,6 +2,9 @@ package ktransfer
 
 import "time"
 
+// CPUTime is the process's CPU time so far (user and system).
+var CPUTime = cpuTime
+
 // SetReplayQuiet sets how long a replay waits for a partition that
 // delivers nothing more below its end; the returned func restores it.
 func SetReplayQuiet(d time.Duration) (restore func()) {

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -235,9 +234,9 @@ func TestBreakerAllBackendsDown(t *testing.T) {
 		return true
 	})
 	opened := time.Now()
-	cpu := cpuTime(t)
+	cpu := ktransfer.CPUTime(t)
 	time.Sleep(2500 * time.Millisecond)
-	used := cpuTime(t) - cpu
+	used := ktransfer.CPUTime(t) - cpu
 	requests := len(a.got()) + len(b.got())
 	// 5 first attempts, at most 2 more failures each to open the two
 	// breakers, then per backend trials 250, 500, 1000 ms after it opened.
@@ -344,16 +343,6 @@ func TestBreakerDuplicateBackend(t *testing.T) {
 	if st := backendStates(t, admin); len(st) != 2 {
 		t.Errorf("/status lists %d breakers, want 2: %+v", len(st), st)
 	}
-}
-
-// cpuTime is the process's CPU time so far.
-func cpuTime(t *testing.T) time.Duration {
-	t.Helper()
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		t.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // backendStates is GET /status's breakers of module m, by backend.

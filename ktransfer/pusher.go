@@ -19,9 +19,24 @@ import (
 // maxRetryAfter caps a backend's Retry-After.
 const maxRetryAfter = 5 * time.Minute
 
+// The names of the headers every push has, as fasthttp's Set would send
+// them, and the replay header's value.
+var (
+	hdrTopic            = []byte("X-Kafka-Topic")
+	hdrPartition        = []byte("X-Kafka-Partition")
+	hdrOffset           = []byte("X-Kafka-Offset")
+	hdrEpoch            = []byte("X-Ktransfer-Epoch")
+	hdrReplay           = []byte("X-Ktransfer-Replay")
+	hdrWebhookID        = []byte("Webhook-Id")
+	hdrWebhookTimestamp = []byte("Webhook-Timestamp")
+	hdrWebhookSignature = []byte("Webhook-Signature")
+	one                 = []byte("1")
+)
+
 // pusher POSTs records to a module's backend servers.
 type pusher struct {
 	topic    string
+	topicV   []byte // topic, the X-Kafka-Topic value
 	tmpl     *template
 	host     string // the configured Host header, or ""
 	headers  [][2]string
@@ -38,7 +53,7 @@ func newPusher(m Module) (*pusher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: protocol.uri: %w", m.File, err)
 	}
-	p := &pusher{topic: m.Topic, tmpl: tmpl, targetHeader: m.Protocol.TargetHeader, allowed: allowList(m.BackendServers)}
+	p := &pusher{topic: m.Topic, topicV: []byte(m.Topic), tmpl: tmpl, targetHeader: m.Protocol.TargetHeader, allowed: allowList(m.BackendServers)}
 	if len(m.Protocol.SigningSecrets) > 0 {
 		problems := config.NewProblems(m.File)
 		p.signer = &signer{keys: signingKeys(problems, m.Protocol.SigningSecrets)}
@@ -114,16 +129,18 @@ func (p *pusher) push(i int, r *record, buf *[]byte) attempt {
 	for _, h := range p.headers {
 		req.Header.Set(h[0], h[1])
 	}
-	req.Header.Set("X-Kafka-Topic", p.topic)
-	req.Header.Set("X-Kafka-Partition", strconv.Itoa(int(r.msg.Partition)))
+	// The fixed names are set as they are (fasthttp's normalized form):
+	// Set would copy and clean each name, and each value twice.
 	var num [20]byte
-	req.Header.SetBytesV("X-Kafka-Offset", strconv.AppendInt(num[:0], r.msg.Offset, 10)) // copied: no allocation
+	req.Header.SetCanonical(hdrTopic, p.topicV)
+	req.Header.SetCanonical(hdrPartition, strconv.AppendInt(num[:0], int64(r.msg.Partition), 10))
+	req.Header.SetCanonical(hdrOffset, strconv.AppendInt(num[:0], r.msg.Offset, 10)) // copied: no allocation
 	if r.part != nil {
 		// The owner's epoch: a backend that keeps the highest one per
 		// partition can refuse a push from a process that lost the partition.
-		req.Header.SetBytesV("X-Ktransfer-Epoch", strconv.AppendInt(num[:0], epoch, 10))
+		req.Header.SetCanonical(hdrEpoch, strconv.AppendInt(num[:0], epoch, 10))
 	} else {
-		req.Header.Set("X-Ktransfer-Replay", "1")
+		req.Header.SetCanonical(hdrReplay, one)
 	}
 	if p.signer != nil {
 		// Signed per attempt: the timestamp is this attempt's. buf holds
@@ -132,9 +149,9 @@ func (p *pusher) push(i int, r *record, buf *[]byte) attempt {
 		*buf = appendID((*buf)[:0], r.msg.Topic, r.msg.Partition, r.msg.Offset)
 		id := len(*buf)
 		*buf = p.signer.appendSignature(*buf, (*buf)[:id], ts, r.msg.Value)
-		req.Header.SetBytesV("webhook-id", (*buf)[:id])
-		req.Header.SetBytesV("webhook-timestamp", strconv.AppendInt(num[:0], ts, 10))
-		req.Header.SetBytesV("webhook-signature", (*buf)[id:])
+		req.Header.SetCanonical(hdrWebhookID, (*buf)[:id])
+		req.Header.SetCanonical(hdrWebhookTimestamp, strconv.AppendInt(num[:0], ts, 10))
+		req.Header.SetCanonical(hdrWebhookSignature, (*buf)[id:])
 	}
 	req.SetBodyRaw(r.msg.Value)
 	err := p.backends[i].Do(req, resp)
@@ -142,6 +159,9 @@ func (p *pusher) push(i int, r *record, buf *[]byte) attempt {
 		return attempt{err: err}
 	}
 	a := attempt{status: resp.StatusCode()}
+	if a.status >= 200 && a.status < 300 {
+		return a // pushed: a Retry-After would not be read
+	}
 	if ra := resp.Header.Peek("Retry-After"); len(ra) > 0 {
 		a.retryAfter = parseRetryAfter(string(ra), time.Now())
 	}

@@ -1,9 +1,13 @@
 package ktransfer
 
 import (
+	"encoding/base64"
 	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 func TestJudge(t *testing.T) {
@@ -61,4 +65,65 @@ func FuzzMethodOf(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = methodOf(b) // must return, quickly, without a large allocation
 	})
+}
+
+// TestPushHeaderLines: the header lines of a push as they go on the wire,
+// names spelled as they always were, signed or a replay; a Retry-After is
+// read from a 503 (and not needed from a 2xx).
+func TestPushHeaderLines(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		signed  bool
+		replay  bool
+		answer  string
+		status  int
+		wait    time.Duration
+		want    []string
+		present []string
+	}{
+		{name: "owned", answer: "HTTP/1.1 200 OK\r\nRetry-After: 7\r\nContent-Length: 0\r\n\r\n", status: 200,
+			want: []string{"X-Custom: v", "X-Kafka-Topic: orders.v1", "X-Kafka-Partition: 3", "X-Kafka-Offset: 1234567", "X-Ktransfer-Epoch: 42"}},
+		{name: "replay", replay: true, answer: "HTTP/1.1 503 Busy\r\nRetry-After: 7\r\nContent-Length: 0\r\n\r\n", status: 503, wait: 7 * time.Second,
+			want: []string{"X-Custom: v", "X-Kafka-Topic: orders.v1", "X-Kafka-Partition: 3", "X-Kafka-Offset: 1234567", "X-Ktransfer-Replay: 1"}},
+		{name: "signed", signed: true, answer: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", status: 200,
+			want:    []string{"X-Custom: v", "X-Kafka-Topic: orders.v1", "X-Kafka-Partition: 3", "X-Kafka-Offset: 1234567", "X-Ktransfer-Epoch: 42", "Webhook-Id: orders.v1-3-1234567"},
+			present: []string{"Webhook-Timestamp: ", "Webhook-Signature: v1,"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, got := rawBackend(t, tc.answer)
+			m := DefaultModule()
+			m.Topic = "orders.v1"
+			m.Protocol.URI = "/push?key={#KEY}"
+			m.Protocol.Headers = []map[string]string{{"x-custom": "v"}}
+			m.BackendServers = []string{ln.Addr().String()}
+			if tc.signed {
+				m.Protocol.SigningSecrets = []string{"whsec_" + base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))}
+			}
+			p, err := newPusher(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := &record{msg: &kgo.Record{Topic: "orders.v1", Partition: 3, Offset: 1234567, Key: []byte("k"), Value: []byte("v")}}
+			if !tc.replay {
+				r.part = &partition{epoch: 42}
+			}
+			var buf []byte
+			a := p.push(0, r, &buf)
+			if a.err != nil || a.status != tc.status || a.retryAfter != tc.wait {
+				t.Fatalf("push: %+v; want status %d, retry after %v", a, tc.status, tc.wait)
+			}
+			lines := (<-got).lines
+			joined := "\n" + strings.Join(lines, "\n") + "\n"
+			for _, w := range tc.want {
+				if !strings.Contains(joined, "\n"+w+"\n") {
+					t.Errorf("no header line %q in\n%s", w, strings.Join(lines, "\n"))
+				}
+			}
+			for _, w := range tc.present {
+				if !strings.Contains(joined, "\n"+w) {
+					t.Errorf("no header line starting %q in\n%s", w, strings.Join(lines, "\n"))
+				}
+			}
+		})
+	}
 }

@@ -2,10 +2,12 @@ package ktransfer
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"net"
 	"net/textproto"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,12 +18,17 @@ import (
 // the headers an allowed target must not choose.
 type seen struct {
 	line, host, auth string
-	hosts            int // Host headers in the request
+	hosts            int      // Host headers in the request
+	lines            []string // the header lines, names spelled as sent
 }
 
+// answer200 is rawBackend's usual answer.
+const answer200 = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
 // rawBackend accepts connections on 127.0.0.1:0 and reports each
-// request's head exactly as it came over the wire, answering 200.
-func rawBackend(t *testing.T) (net.Listener, <-chan seen) {
+// request's head exactly as it came over the wire, answering each with
+// answer (a whole HTTP response).
+func rawBackend(t *testing.T, answer string) (net.Listener, <-chan seen) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -38,10 +45,24 @@ func rawBackend(t *testing.T) (net.Listener, <-chan seen) {
 			go func() {
 				defer c.Close()
 				c.SetDeadline(time.Now().Add(10 * time.Second))
-				r := textproto.NewReader(bufio.NewReader(c))
+				br := bufio.NewReader(c)
 				for {
-					line, err := r.ReadLine()
-					if err != nil {
+					// The head is read twice: as lines, and parsed.
+					var head bytes.Buffer
+					for {
+						l, err := br.ReadString('\n')
+						if err != nil {
+							return
+						}
+						head.WriteString(l)
+						if l == "\r\n" {
+							break
+						}
+					}
+					all := strings.Split(strings.TrimSuffix(head.String(), "\r\n\r\n"), "\r\n")
+					line, lines := all[0], all[1:]
+					r := textproto.NewReader(bufio.NewReader(&head))
+					if _, err := r.ReadLine(); err != nil {
 						return
 					}
 					h, err := r.ReadMIMEHeader()
@@ -49,11 +70,11 @@ func rawBackend(t *testing.T) (net.Listener, <-chan seen) {
 						return
 					}
 					n, _ := strconv.ParseInt(h.Get("Content-Length"), 10, 64)
-					if _, err := io.CopyN(io.Discard, r.R, n); err != nil {
+					if _, err := io.CopyN(io.Discard, br, n); err != nil {
 						return
 					}
-					out <- seen{line: line, host: h.Get("Host"), auth: h.Get("Authorization"), hosts: len(h.Values("Host"))}
-					if _, err := c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")); err != nil {
+					out <- seen{line: line, host: h.Get("Host"), auth: h.Get("Authorization"), hosts: len(h.Values("Host")), lines: lines}
+					if _, err := io.WriteString(c, answer); err != nil {
 						return
 					}
 				}
@@ -71,7 +92,7 @@ func rawBackend(t *testing.T) (net.Listener, <-chan seen) {
 // leading zeros in the port) reaches the backend as the backend's
 // host:port. The request line carries the URL's own path and query.
 func TestTargetCannotChooseHostOrAuthorization(t *testing.T) {
-	ln, got := rawBackend(t)
+	ln, got := rawBackend(t, answer200)
 	addr := ln.Addr().String()
 	_, port, _ := net.SplitHostPort(addr)
 	m := DefaultModule()
