@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -38,7 +37,7 @@ func withoutAdminAddr(t *testing.T, s *setup) {
 // watched is a ktransfer_bin process whose exit the test watches.
 type watched struct {
 	cmd    *exec.Cmd
-	stderr *bytes.Buffer // read it after exited
+	stderr *bintest.Output
 	exited chan struct{} // closed once the process is reaped
 }
 

@@ -17,14 +17,35 @@ var (
 	dir   string
 )
 
+// Output collects what a process writes; it may be read while the
+// process still writes (os/exec copies into it from a goroutine of its
+// own).
+type Output struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (o *Output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.b.Write(p)
+}
+
+// String returns what was written so far.
+func (o *Output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.b.String()
+}
+
 // Start runs the binary with args, its standard error collected in the
-// returned buffer, and kills and reaps it at cleanup if it is still
+// returned Output, and kills and reaps it at cleanup if it is still
 // running (a test that waited for it already is not disturbed).
-func Start(t testing.TB, bin string, args ...string) (*exec.Cmd, *bytes.Buffer) {
+func Start(t testing.TB, bin string, args ...string) (*exec.Cmd, *Output) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &Output{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", bin, err)
 	}
@@ -32,7 +53,7 @@ func Start(t testing.TB, bin string, args ...string) (*exec.Cmd, *bytes.Buffer) 
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	return cmd, &stderr
+	return cmd, stderr
 }
 
 // Build compiles the main package in pkgDir (relative to the test's

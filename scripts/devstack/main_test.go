@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -24,20 +25,20 @@ import (
 )
 
 // freePorts returns the first of n consecutive loopback ports that are free
-// now.
+// now, below Linux's ephemeral range (32768-60999): a port the kernel
+// hands out to a connection of another test running meanwhile would be
+// taken before devstack binds it.
 func freePorts(t *testing.T, n int) int {
 	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		first := l.Addr().(*net.TCPAddr).Port
-		held := []net.Listener{l}
-		for i := 1; i < n; i++ {
-			if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(first+i))); err == nil {
-				held = append(held, l)
+	for range 200 {
+		first := 20000 + rand.IntN(12000-n)
+		var held []net.Listener
+		for i := range n {
+			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(first+i)))
+			if err != nil {
+				break
 			}
+			held = append(held, l)
 		}
 		for _, l := range held {
 			l.Close()
@@ -89,10 +90,15 @@ func startStack(t *testing.T, args ...string) stack {
 			}
 			return stack{out, stop}
 		}
+		select {
+		case err := <-exited:
+			exited <- err // for stop
+			t.Fatalf("devstack exited before it was ready (%v); stderr: %s", err, stderr)
+		case <-time.After(50 * time.Millisecond):
+		}
 		if time.Now().After(deadline) {
 			t.Fatalf("devstack not ready after 60s; stderr: %s", stderr)
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
