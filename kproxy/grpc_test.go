@@ -33,6 +33,7 @@ import (
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy/kproxypb"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/bintest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
@@ -52,15 +53,7 @@ type gproxy struct {
 }
 
 // freeTCPPort is a port free a moment ago.
-func freeTCPPort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freeTCPPort(t testing.TB) int { return bintest.FreePort(t) }
 
 // startGRPC starts kproxy with grpc_port on a free port (grpc_port 0 is
 // "off": the port is picked first, and picked again should another

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -40,9 +39,7 @@ func TestBadConfigExitsWithReason(t *testing.T) {
 // no Kafka behind it: it serves /delay and /health, and exits 0 on SIGTERM.
 func TestServesAndStopsOnSIGTERM(t *testing.T) {
 	z := zktest.Start(t)
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := bintest.FreePort(t)
 	dir := t.TempDir()
 	f := filepath.Join(dir, "kmonitor.yaml")
 	os.WriteFile(f, []byte(fmt.Sprintf("base:\n log_dir: %s\n clusters: [c1]\nhttp_server:\n port: %d\n listen_host: 127.0.0.1\n"+
@@ -119,9 +116,7 @@ func TestSecureFromConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := bintest.FreePort(t)
 	tmp := t.TempDir()
 	zkPass := filepath.Join(tmp, "zk.secret")
 	os.WriteFile(zkPass, []byte("zk-pass\n"), 0o600)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/tls"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,15 +22,7 @@ import (
 
 func binary(t *testing.T) string { return bintest.Build(t, ".") }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return bintest.FreePort(t) }
 
 func TestBadConfigExitsWithReason(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "kproxy.yaml")

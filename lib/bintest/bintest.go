@@ -4,9 +4,12 @@ package bintest
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 )
@@ -83,4 +86,39 @@ func Build(t testing.TB, pkgDir string) string {
 	}
 	built[abs] = bin
 	return bin
+}
+
+// FreePorts returns the first of n consecutive loopback ports that are
+// free now, for a process the test starts to listen on. They are taken
+// below Linux's ephemeral range (32768-60999): a port the kernel hands to a
+// connection of another test running meanwhile (one given by listening on
+// port 0, then closed, is one of those) would be taken before the process
+// binds it.
+func FreePorts(t testing.TB, n int) int {
+	t.Helper()
+	for range 200 {
+		first := 20000 + rand.IntN(12000-n)
+		var held []net.Listener
+		for i := range n {
+			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(first+i)))
+			if err != nil {
+				break
+			}
+			held = append(held, l)
+		}
+		for _, l := range held {
+			l.Close()
+		}
+		if len(held) == n {
+			return first
+		}
+	}
+	t.Fatalf("no %d consecutive free ports", n)
+	return 0
+}
+
+// FreePort returns a loopback port free now (FreePorts).
+func FreePort(t testing.TB) int {
+	t.Helper()
+	return FreePorts(t, 1)
 }

@@ -1,6 +1,8 @@
 package bintest
 
 import (
+	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,5 +21,21 @@ func TestOutputReadWhileWritten(t *testing.T) {
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFreePortsBelowEphemeralRange: the ports are consecutive, free, and
+// below 32768, where the kernel picks no port for a connection.
+func TestFreePortsBelowEphemeralRange(t *testing.T) {
+	first := FreePorts(t, 3)
+	if first < 1024 || first+2 >= 32768 {
+		t.Fatalf("ports %d-%d, want them within 1024-32767", first, first+2)
+	}
+	for p := first; p < first+3; p++ {
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			t.Fatalf("port %d of %d-%d: %v", p, first, first+2, err)
+		}
+		l.Close()
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -23,33 +21,6 @@ import (
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zktest"
 )
-
-// freePorts returns the first of n consecutive loopback ports that are free
-// now, below Linux's ephemeral range (32768-60999): a port the kernel
-// hands out to a connection of another test running meanwhile would be
-// taken before devstack binds it.
-func freePorts(t *testing.T, n int) int {
-	t.Helper()
-	for range 200 {
-		first := 20000 + rand.IntN(12000-n)
-		var held []net.Listener
-		for i := range n {
-			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(first+i)))
-			if err != nil {
-				break
-			}
-			held = append(held, l)
-		}
-		for _, l := range held {
-			l.Close()
-		}
-		if len(held) == n {
-			return first
-		}
-	}
-	t.Fatalf("no %d consecutive free ports", n)
-	return 0
-}
 
 // stack is a running devstack: its ready file's lines, and stop.
 type stack struct {
@@ -109,7 +80,7 @@ func startStack(t *testing.T, args ...string) stack {
 // created.
 func TestThreeBrokersOnConsecutivePorts(t *testing.T) {
 	dir := t.TempDir()
-	port := freePorts(t, 3)
+	port := bintest.FreePorts(t, 3)
 	args := []string{"-dir", dir, "-zk-port", "0", "-kafka-port", strconv.Itoa(port), "-topics", "t1:4,t2:1"}
 	st := startStack(t, args...)
 	got := st.ready
