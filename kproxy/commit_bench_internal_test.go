@@ -35,23 +35,7 @@ import (
 //	go test -run '^$' -bench Commit -benchtime 100000x ./kproxy
 func BenchmarkCommit(b *testing.B) {
 	c := kafkatest.StartBrokers(b, 3, []kafkatest.Topic{{Name: "bench", Partitions: 4}})
-	cfg := DefaultConfig()
-	cfg.Port = 0
-	cfg.ListenHost = "127.0.0.1"
-	cfg.BrokerHosts = c.ListenAddrs()
-	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	go func() { ran <- s.Run(ctx) }()
-	b.Cleanup(func() {
-		cancel()
-		if err := <-ran; err != nil {
-			b.Errorf("Run: %v", err)
-		}
-	})
+	s := runBenchServer(b, c.ListenAddrs(), nil)
 	body := benchValue(b)
 	var next atomic.Int64 // the next key
 	request := func() string {
@@ -105,4 +89,32 @@ func BenchmarkCommit(b *testing.B) {
 			}
 		})
 	})
+}
+
+// runBenchServer runs a kproxy on a free loopback port against brokers,
+// its configuration changed by set (nil: the defaults), until the
+// benchmark's end.
+func runBenchServer(b *testing.B, brokers []string, set func(*Config)) *Server {
+	b.Helper()
+	cfg := DefaultConfig()
+	cfg.Port = 0
+	cfg.ListenHost = "127.0.0.1"
+	cfg.BrokerHosts = brokers
+	if set != nil {
+		set(&cfg)
+	}
+	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- s.Run(ctx) }()
+	b.Cleanup(func() {
+		cancel()
+		if err := <-ran; err != nil {
+			b.Errorf("Run: %v", err)
+		}
+	})
+	return s
 }

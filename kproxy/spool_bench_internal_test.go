@@ -1,9 +1,6 @@
 package kproxy
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"net"
 	"strconv"
 	"sync"
@@ -30,25 +27,10 @@ import (
 func BenchmarkSpool202(b *testing.B) {
 	const topic = "bench"
 	c := kafkatest.Start(b, []kafkatest.Topic{{Name: topic, Partitions: 4}})
-	cfg := DefaultConfig()
-	cfg.Port = 0
-	cfg.ListenHost = "127.0.0.1"
-	cfg.BrokerHosts = c.ListenAddrs()
-	cfg.SpoolDir = b.TempDir()
-	cfg.SpoolAfterMs = 200
-	cfg.ProduceTimeoutMs = 3000
-	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	go func() { ran <- s.Run(ctx) }()
-	b.Cleanup(func() {
-		cancel()
-		if err := <-ran; err != nil {
-			b.Errorf("Run: %v", err)
-		}
+	s := runBenchServer(b, c.ListenAddrs(), func(cfg *Config) {
+		cfg.SpoolDir = b.TempDir()
+		cfg.SpoolAfterMs = 200
+		cfg.ProduceTimeoutMs = 3000
 	})
 	body := make([]byte, 200)
 	body[0] = 0xc4 // msgpack bin 8 of 198 bytes
