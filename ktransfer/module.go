@@ -58,12 +58,10 @@ type module struct {
 	replaying bool
 }
 
-func newModule(cfg Module, t *Transfer) (*module, error) {
-	p, err := newPusher(cfg)
-	if err != nil {
-		return nil, err
-	}
-	opts := append(slices.Clip(t.kafkaOpts),
+// consumerOpts are a module's Kafka consumer options beside the shared
+// ones (brokers, TLS, SASL).
+func consumerOpts(shared []kgo.Opt) []kgo.Opt {
+	return append(slices.Clip(shared),
 		// Records of aborted transactions are never pushed; the markers
 		// are kept so that the commit point can pass them.
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -71,8 +69,26 @@ func newModule(cfg Module, t *Transfer) (*module, error) {
 		// An offset Kafka no longer has is reported, not silently reset:
 		// offset_out_of_range decides (partition.applyOutOfRange).
 		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
+		// A broker holds a fetch until data comes or this wait passes, and
+		// kgo adds a newly claimed partition to the broker's next fetch:
+		// with kgo's default (5 s) a partition claimed beside one at its
+		// end waited that long for its first records, at every start
+		// (claims come one by one) and hand-over. The Java consumer's
+		// default; an idle module asks each broker twice a second.
+		kgo.FetchMaxWait(fetchMaxWait),
 	)
-	cl, err := kgo.NewClient(opts...)
+}
+
+// fetchMaxWait bounds how long a newly claimed partition waits for its
+// first fetch (consumerOpts).
+const fetchMaxWait = 500 * time.Millisecond
+
+func newModule(cfg Module, t *Transfer) (*module, error) {
+	p, err := newPusher(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(consumerOpts(t.kafkaOpts)...)
 	if err != nil {
 		return nil, fmt.Errorf("module %s: kafka consumer: %w", cfg.Name, err)
 	}

@@ -25,13 +25,16 @@
 #    the same sink are printed too.
 # Peak RSS: ktransfer's highest VmHWM over its runs.
 # CPU per record: user + system time of kgopusher and of ktransfer (start-up
-# included) and of ZooKeeper during ktransfer's run, over the records; and the
+# included), of ZooKeeper during ktransfer's run, and of the broker (the dev
+# stack's process: kfake) and the sink during each pusher's run, over the
+# records; and the
 # share of the machine's CPU left idle during each pusher's run (none left:
 # the rates compare CPU costs, not latencies). From ktransfer's /metrics (its admin port,
 # ADMIN_PORT): its ZooKeeper commits, their mean duration, and how long
 # reading waited for a full window (ktransfer_window_full_seconds_total,
 # when the build has it). PROFILE_DIR=DIR saves a 3 s CPU profile of each
-# fast-sink ktransfer run there (go tool pprof).
+# fast-sink ktransfer run there, and one of each fast-sink kgopusher run
+# (go tool pprof).
 #
 #   scripts/bench-ktransfer.sh    RECORDS=200000 SLOW_RECORDS=100000 ROUNDS=3 DISPATCHES=idle_worker
 #   DISPATCHES="idle_worker hash" adds the other rule; WINDOW=N overrides window_size (1000);
@@ -113,14 +116,39 @@ idle_since() {
 # per_record SECONDS N: microseconds per record (SECONDS may be TICKS/TICKS_PER_SECOND).
 per_record() { awk -v s="$1" -v n="$2" 'BEGIN{split(s, f, "/"); if (f[2]) s = f[1] / f[2]; printf "%.1f", s * 1e6 / n}'; }
 
-# run_kgopusher TOPIC N: sets CPU_US (CPU per record) and IDLE.
+# others_since KAFKA_TICKS SINK_TICKS N: "Kafka A, sink B": the CPU per
+# record the broker (the dev stack's own process: kfake) and the sink spent
+# since those readings.
+others_since() {
+	echo "Kafka $(per_record "$(( $(cpu_ticks "$devstack_pid") - $1 ))/$TICKS" "$3"), sink $(per_record "$(( $(cpu_ticks "$sink_pid") - $2 ))/$TICKS" "$3")"
+}
+
+kgo_profiles=0
+# run_kgopusher TOPIC N: sets CPU_US (CPU per record), OTHERS and IDLE.
 run_kgopusher() {
-	local TIMEFORMAT='%3U %3S' before
-	before=$(machine)
+	local TIMEFORMAT='%3U %3S' before kafka_before sink_before
+	before=$(machine) kafka_before=$(cpu_ticks "$devstack_pid") sink_before=$(cpu_ticks "$sink_pid")
+	local profile=()
+	if [ -n "${PROFILE_DIR:-}" ] && [ "$1" = bench ]; then
+		mkdir -p "$PROFILE_DIR"
+		profile=(-cpuprofile "$PROFILE_DIR/kgopusher_$((++kgo_profiles)).pprof")
+	fi
 	{ time bin/kgopusher -brokers "127.0.0.1:$KAFKA_PORT" -topic "$1" -n "$2" -workers $WORKERS \
-		-url "http://127.0.0.1:$SINK_PORT/push" >"$work/kgopusher.out" 2>&1; } 2>"$work/kgopusher.time"
+		-url "http://127.0.0.1:$SINK_PORT/push" "${profile[@]}" >"$work/kgopusher.out" 2>&1; } 2>"$work/kgopusher.time"
 	IDLE=$(idle_since "$before")
+	OTHERS=$(others_since "$kafka_before" "$sink_before" "$2")
 	CPU_US=$(per_record "$(awk '{print $1 + $2}' "$work/kgopusher.time")" "$2")
+}
+
+# zk_requests: requests ZooKeeper has received so far (its mntr command).
+zk_requests() {
+	local line
+	exec 5<>"/dev/tcp/127.0.0.1/$ZK_PORT"
+	echo mntr >&5
+	while read -r line <&5; do
+		case $line in zk_packets_received*) echo "${line##*[[:space:]]}" ;; esac
+	done
+	exec 5<&-
 }
 
 # metric NAME: the value of the series NAME in ktransfer's /metrics, 0 when absent.
@@ -131,9 +159,9 @@ metric() {
 # run_ktransfer TOPIC N DISPATCH ROUND: push TOPIC to the sink with a
 # module of its own (so it starts at the oldest record), stop once the sink
 # has every record; sets RSS_MB, CPU_US, ZK_US (ZooKeeper's CPU per record
-# meanwhile), IDLE and COMMITS (what its /metrics say).
+# meanwhile), OTHERS, IDLE and COMMITS (what its /metrics say).
 run_ktransfer() {
-	local topic=$1 n=$2 dispatch=$3 round=$4 before zk_before
+	local topic=$1 n=$2 dispatch=$3 round=$4 before zk_before zk_requests_before kafka_before sink_before
 	local name=m_${topic}_${dispatch}_$round
 	mkdir -p "$work/modules"
 	cat >"$work/modules/$name.yaml" <<CONF
@@ -146,7 +174,7 @@ protocol:
  write_timeout_ms: 1000
  conn_timeout_ms: 1000
 worker_num: $WORKERS
-window_size: ${WINDOW:-1000}
+window_size: ${RUN_WINDOW:-${WINDOW:-1000}}
 max_retry_times: -1
 fail_retry_interval_ms: 200
 backend_servers: [127.0.0.1:$SINK_PORT]
@@ -159,10 +187,13 @@ CONF
 			curl -s -o "$PROFILE_DIR/$name.pprof" "$KTRANSFER_ADMIN/debug/pprof/profile?seconds=3") &
 		profiler=$!
 	fi
-	before=$(machine) zk_before=$(cpu_ticks "$zk_pid")
+	before=$(machine) zk_before=$(cpu_ticks "$zk_pid") zk_requests_before=$(zk_requests)
+	kafka_before=$(cpu_ticks "$devstack_pid") sink_before=$(cpu_ticks "$sink_pid")
 	push_with_ktransfer "$name" "$n" 600 stat distinct
 	IDLE=$(idle_since "$before")
+	OTHERS=$(others_since "$kafka_before" "$sink_before" "$n")
 	ZK_US=$(per_record "$(( $(cpu_ticks "$zk_pid") - zk_before ))/$TICKS" "$n")
+	ZK_REQUESTS=$(( $(zk_requests) - zk_requests_before ))
 	RSS_MB=$(( $(awk '/VmHWM/ {print $2}' "/proc/$ktransfer_pid/status") / 1024 ))
 	# utime and stime: the 14th and 15th fields, the 12th and 13th after the command's ")"
 	CPU_US=$(per_record "$(cpu_ticks "$ktransfer_pid")/$TICKS" "$n")
@@ -171,7 +202,7 @@ CONF
 	commits=$(metric "ktransfer_commit_duration_seconds_count$label")
 	sum=$(metric "ktransfer_commit_duration_seconds_sum$label")
 	full=$(metric "ktransfer_window_full_seconds_total$label")
-	COMMITS="$commits commits of $(awk -v s="$sum" -v c="$commits" 'BEGIN{printf "%.2f", c ? s * 1000 / c : 0}') ms, window full $(awk -v f="$full" 'BEGIN{printf "%.2f", f}') s"
+	COMMITS="$ZK_REQUESTS ZooKeeper requests, $commits commits of $(awk -v s="$sum" -v c="$commits" 'BEGIN{printf "%.2f", c ? s * 1000 / c : 0}') ms, window full $(awk -v f="$full" 'BEGIN{printf "%.2f", f}') s"
 	[ -z "$profiler" ] || wait "$profiler" || true
 	stop_pids "$ktransfer_pid"
 }
@@ -192,12 +223,19 @@ loops=() kgos=() kgo_cpus=() rss=0 verdict=PASS
 declare -A kt_cpus=() kt_zks=()
 if [ "${WARMUP:-1}" = 1 ]; then
 	# ktransfer commits to ZooKeeper; the other two do not. A ZooKeeper in
-	# service is warm, the fresh one here spends about four times the CPU
-	# per write until its JIT has compiled the write path.
-	echo "  warm-up (not counted): one ktransfer run warms ZooKeeper's JVM (WARMUP=0 skips it)"
+	# service is warm; the fresh one here spends three to six times the CPU
+	# per write (0.4-1 ms against 0.16 ms for a fenced multi-op of four
+	# partitions) until its JIT has compiled the write path, which takes
+	# about 15,000 writes. The warm-up run has a window of worker_num + 20,
+	# so that it commits every few records: that many writes, through
+	# ktransfer's own commit path.
+	warm_window=$((WORKERS + 20))
+	echo "  warm-up (not counted): one ktransfer run with window_size $warm_window warms ZooKeeper's JVM (WARMUP=0 skips it)"
 	start_sink
 	KTRANSFER_BIN=${builds[0]}
-	run_ktransfer bench "$RECORDS" idle_worker warmup
+	RUN_WINDOW=$warm_window run_ktransfer bench "$RECORDS" idle_worker warmup
+	delivered "$RECORDS" || verdict=FAIL
+	echo "    $RATE records/s; ZooKeeper $ZK_US µs CPU/record; $COMMITS"
 fi
 for r in $(seq "$ROUNDS"); do
 	start_sink
@@ -209,7 +247,7 @@ for r in $(seq "$ROUNDS"); do
 	delivered "$RECORDS" || verdict=FAIL
 	kgos+=("$RATE")
 	kgo_cpus+=("$CPU_US")
-	line+=", kgopusher $RATE ($CHECK; $CPU_US µs CPU/record, machine $IDLE% idle)"
+	line+=", kgopusher $RATE ($CHECK; $CPU_US µs CPU/record, $OTHERS, machine $IDLE% idle)"
 	echo "$line"
 	for i in "${!builds[@]}"; do
 		b=$(( (i + r) % ${#builds[@]} )) # who goes first rotates
@@ -222,7 +260,7 @@ for r in $(seq "$ROUNDS"); do
 			kt_cpus[$dispatch/$b]+="$CPU_US "
 			kt_zks[$dispatch/$b]+="$ZK_US "
 			rss=$((RSS_MB > rss ? RSS_MB : rss))
-			echo "    $(label "$b" "$dispatch") $RATE ($CHECK; $CPU_US µs CPU/record, ZooKeeper $ZK_US, machine $IDLE% idle; $COMMITS)"
+			echo "    $(label "$b" "$dispatch") $RATE ($CHECK; $CPU_US µs CPU/record, ZooKeeper $ZK_US, $OTHERS, machine $IDLE% idle; $COMMITS)"
 		done
 	done
 done
