@@ -158,6 +158,7 @@ func BenchmarkDispatch(b *testing.B) {
 	}
 	value := make([]byte, 200)
 	b.ReportAllocs()
+	cpu0 := cpuTime(b)
 	b.ResetTimer()
 	for i := range b.N {
 		p := parts[i%4]
@@ -172,4 +173,6 @@ func BenchmarkDispatch(b *testing.B) {
 	}
 	m.sched.close()
 	workers.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N), "cpu-ns/op")
 }

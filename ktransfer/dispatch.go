@@ -147,14 +147,30 @@ type keyLanes struct {
 	ready   []*lane          // lanes no worker holds yet
 	idle    []chan laneStart // workers waiting for a lane (each channel cap 1)
 	byKey   map[string]*lane
-	live    int // lanes not yet emptied
+	free    []*lane // emptied lanes, reused (at most window_size)
+	live    int     // lanes not yet emptied
 	closing bool
 	ended   bool // the workers end once no lane is ready
 }
 
 type lane struct {
-	key  string // "" for a record without a key: a lane of its own
-	recs []*record
+	key  string    // "" for a record without a key: a lane of its own
+	recs []*record // recs[head:] are waiting; kept for reuse once emptied
+	head int
+}
+
+// newLane is an empty lane for key, a reused one when there is one. k.mu
+// is held.
+func (k *keyLanes) newLane(key string) *lane {
+	n := len(k.free)
+	if n == 0 {
+		return &lane{key: key}
+	}
+	l := k.free[n-1]
+	k.free[n-1] = nil
+	k.free = k.free[:n-1]
+	l.key = key
+	return l
 }
 
 // laneStart hands a lane and its first record to a worker; a zero one
@@ -177,10 +193,10 @@ func (k *keyLanes) put(_ context.Context, r *record) bool {
 			k.mu.Unlock()
 			return true
 		}
-		l = &lane{key: string(r.msg.Key)}
+		l = k.newLane(string(r.msg.Key))
 		k.byKey[l.key] = l
 	} else {
-		l = &lane{}
+		l = k.newLane("")
 	}
 	l.recs = append(l.recs, r)
 	k.live++
@@ -205,7 +221,7 @@ func (k *keyLanes) next(wake chan laneStart) (*lane, *record) {
 		l := k.ready[0]
 		k.ready[0] = nil
 		k.ready = k.ready[1:]
-		r := l.recs[0]
+		r := l.recs[l.head]
 		k.mu.Unlock()
 		return l, r
 	}
@@ -225,11 +241,11 @@ func (k *keyLanes) work(_ int, push func(*record)) {
 		for r != nil {
 			push(r)
 			k.mu.Lock()
-			l.recs[0] = nil
-			l.recs = l.recs[1:]
+			l.recs[l.head] = nil
+			l.head++
 			r = nil
-			if len(l.recs) > 0 {
-				r = l.recs[0]
+			if l.head < len(l.recs) {
+				r = l.recs[l.head]
 			} else {
 				k.finish(l)
 			}
@@ -238,11 +254,16 @@ func (k *keyLanes) work(_ int, push func(*record)) {
 	}
 }
 
-// finish forgets an emptied lane; the last one after close ends the
-// workers. k.mu is held.
+// finish forgets an emptied lane, kept for reuse (the worker that held it
+// does not touch it again); the last one after close ends the workers.
+// k.mu is held.
 func (k *keyLanes) finish(l *lane) {
 	if l.key != "" {
 		delete(k.byKey, l.key)
+	}
+	l.key, l.recs, l.head = "", l.recs[:0], 0
+	if len(k.free) < k.cfg.WindowSize { // no more lanes than records in the window
+		k.free = append(k.free, l)
 	}
 	k.live--
 	k.maybeEnd()
