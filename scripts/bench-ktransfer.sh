@@ -225,17 +225,18 @@ if [ "${WARMUP:-1}" = 1 ]; then
 	# ktransfer commits to ZooKeeper; the other two do not. A ZooKeeper in
 	# service is warm; the fresh one here spends three to six times the CPU
 	# per write (0.4-1 ms against 0.16 ms for a fenced multi-op of four
-	# partitions) until its JIT has compiled the write path, which takes
-	# about 15,000 writes. The warm-up run has a window of worker_num + 20,
-	# so that it commits every few records: that many writes, through
-	# ktransfer's own commit path.
+	# partitions, measured alone) until its JIT has compiled the write
+	# path, which takes about 10,000 writes. The warm-up run has a window
+	# of worker_num + 20, so that it commits about every 50 records (a
+	# write at a time: a smaller window does not write faster): about
+	# 4,000 writes through ktransfer's own commit path, in about 5 s.
 	warm_window=$((WORKERS + 20))
 	echo "  warm-up (not counted): one ktransfer run with window_size $warm_window warms ZooKeeper's JVM (WARMUP=0 skips it)"
 	start_sink
 	KTRANSFER_BIN=${builds[0]}
 	RUN_WINDOW=$warm_window run_ktransfer bench "$RECORDS" idle_worker warmup
 	delivered "$RECORDS" || verdict=FAIL
-	echo "    $RATE records/s; ZooKeeper $ZK_US µs CPU/record; $COMMITS"
+	echo "    $RATE records/s ($CHECK); ZooKeeper $ZK_US µs CPU/record; $COMMITS"
 fi
 for r in $(seq "$ROUNDS"); do
 	start_sink
