@@ -74,7 +74,10 @@ func consumerOpts(shared []kgo.Opt) []kgo.Opt {
 		// with kgo's default (5 s) a partition claimed beside one at its
 		// end waited that long for its first records, at every start
 		// (claims come one by one) and hand-over. The Java consumer's
-		// default; an idle module asks each broker twice a second.
+		// default; an idle module asks each broker twice a second. (Ending
+		// the fetches in flight at a claim takes every partition read out
+		// until kgo's metadata update puts it back with the new one: the
+		// others stall while metadata is slow.)
 		kgo.FetchMaxWait(fetchMaxWait),
 	)
 }

@@ -216,7 +216,6 @@ func (r *reader) apply() {
 	}
 	remove := map[int32]bool{}
 	add := map[int32]change{}
-	reading := len(r.parts) > 0
 	for _, c := range changes {
 		id := c.p.id
 		switch {
@@ -230,25 +229,6 @@ func (r *reader) apply() {
 			delete(r.parts, id)
 			delete(add, id)
 			remove[id] = true
-		}
-	}
-	if reading && len(add) > 0 {
-		// kgo adds a new partition to its broker's next fetch without
-		// ending the one in flight, which the broker holds while the
-		// partitions it asks for are at their end: up to fetchMaxWait.
-		// So every partition read goes, ending the fetches in flight, and
-		// comes back with the new ones in one assignment, from the next
-		// offset to dispatch (what was fetched beyond it was discarded
-		// undispatched). A stalled one (out of range, waiting for its
-		// restart) stays out until it is restarted.
-		for id, p := range r.parts {
-			if _, adding := add[id]; adding {
-				continue
-			}
-			remove[id] = true
-			if !p.stalled {
-				add[id] = change{p: p, add: true, at: p.next}
-			}
 		}
 	}
 	if len(remove) > 0 {
