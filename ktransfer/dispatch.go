@@ -159,6 +159,9 @@ type lane struct {
 	head int
 }
 
+// maxReusedLane is the longest record array an emptied lane keeps.
+const maxReusedLane = 16
+
 // newLane is an empty lane for key, a reused one when there is one. k.mu
 // is held.
 func (k *keyLanes) newLane(key string) *lane {
@@ -262,6 +265,9 @@ func (k *keyLanes) finish(l *lane) {
 		delete(k.byKey, l.key)
 	}
 	l.key, l.recs, l.head = "", l.recs[:0], 0
+	if cap(l.recs) > maxReusedLane {
+		l.recs = nil // a busy key's long array is not kept for every key
+	}
 	if len(k.free) < k.cfg.WindowSize { // no more lanes than records in the window
 		k.free = append(k.free, l)
 	}
