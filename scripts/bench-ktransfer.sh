@@ -38,7 +38,7 @@
 #
 #   scripts/bench-ktransfer.sh    RECORDS=200000 SLOW_RECORDS=100000 ROUNDS=3 DISPATCHES=idle_worker
 #   DISPATCHES="idle_worker hash" adds the other rule; WINDOW=N overrides window_size (1000);
-#   WARMUP=0 skips the uncounted ktransfer run that warms ZooKeeper first.
+#   WARMUP=N sets how many uncounted ktransfer runs warm ZooKeeper first (3; 0: none).
 #   KTRANSFER_BIN="old/ktransfer_bin new/ktransfer_bin" compares builds in the same rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -221,22 +221,25 @@ echo "fast sink, $ROUNDS rounds (each: the client loop, kgopusher, ktransfer wit
 declare -A kt_rates=()
 loops=() kgos=() kgo_cpus=() rss=0 verdict=PASS
 declare -A kt_cpus=() kt_zks=()
-if [ "${WARMUP:-1}" = 1 ]; then
+WARMUP=${WARMUP:-3}
+if [ "$WARMUP" -gt 0 ]; then
 	# ktransfer commits to ZooKeeper; the other two do not. A ZooKeeper in
 	# service is warm; the fresh one here spends three to six times the CPU
 	# per write (0.4-1 ms against 0.16 ms for a fenced multi-op of four
 	# partitions, measured alone) until its JIT has compiled the write
-	# path, which takes about 10,000 writes. The warm-up run has a window
+	# path, which takes about 10,000 writes. Each warm-up run has a window
 	# of worker_num + 20, so that it commits about every 50 records (a
 	# write at a time: a smaller window does not write faster): about
 	# 4,000 writes through ktransfer's own commit path, in about 5 s.
 	warm_window=$((WORKERS + 20))
-	echo "  warm-up (not counted): one ktransfer run with window_size $warm_window warms ZooKeeper's JVM (WARMUP=0 skips it)"
-	start_sink
+	echo "  warm-up (not counted): $WARMUP ktransfer runs with window_size $warm_window warm ZooKeeper's JVM (WARMUP=N runs, 0 skips it)"
 	KTRANSFER_BIN=${builds[0]}
-	RUN_WINDOW=$warm_window run_ktransfer bench "$RECORDS" idle_worker warmup
-	delivered "$RECORDS" || verdict=FAIL
-	echo "    $RATE records/s ($CHECK); ZooKeeper $ZK_US µs CPU/record; $COMMITS"
+	for w in $(seq "$WARMUP"); do
+		start_sink
+		RUN_WINDOW=$warm_window run_ktransfer bench "$RECORDS" idle_worker "warmup$w"
+		delivered "$RECORDS" || verdict=FAIL
+		echo "    $RATE records/s ($CHECK); ZooKeeper $ZK_US µs CPU/record; $COMMITS"
+	done
 fi
 for r in $(seq "$ROUNDS"); do
 	start_sink
