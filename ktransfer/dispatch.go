@@ -192,6 +192,14 @@ func (k *keyLanes) put(_ context.Context, r *record) bool {
 	var l *lane
 	if keyed(k.cfg, r) {
 		if l = k.byKey[string(r.msg.Key)]; l != nil {
+			if len(l.recs) == cap(l.recs) && l.head > 0 {
+				// A busy key's lane may never empty: the slots of the
+				// records already pushed are reused, or its array would
+				// grow by one per record for as long as the key is busy.
+				n := copy(l.recs, l.recs[l.head:])
+				clear(l.recs[n:])
+				l.recs, l.head = l.recs[:n], 0
+			}
 			l.recs = append(l.recs, r) // its worker takes it after the ones before
 			k.mu.Unlock()
 			return true

@@ -166,3 +166,47 @@ func TestCloseWithRecordsQueued(t *testing.T) {
 		}
 	})
 }
+
+// TestBusyLaneArrayBounded: one key whose lane never empties (its next
+// record is put before the one before is pushed: a backlog of one key).
+// With emptied lanes reused, the lane's array kept a slot for every record
+// it had held until it emptied (100,000 slots here); it must stay at about
+// the records waiting.
+func TestBusyLaneArrayBounded(t *testing.T) {
+	cfg := DefaultModule()
+	cfg.Dispatch, cfg.WorkerNum, cfg.WindowSize = dispatchIdleWorker, 1, 2
+	k := newKeyLanes(cfg)
+	const n = 100_000
+	pushed := make(chan int64)
+	proceed := make(chan struct{})
+	largest := 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		k.work(0, func(r *record) {
+			k.mu.Lock()
+			if l := k.byKey["hot"]; l != nil {
+				largest = max(largest, cap(l.recs))
+			}
+			k.mu.Unlock()
+			pushed <- r.msg.Offset
+			<-proceed
+		})
+	}()
+	put := func(o int64) { k.put(context.Background(), &record{msg: &kgo.Record{Key: []byte("hot"), Offset: o}}) }
+	put(0)
+	for o := int64(0); o < n; o++ {
+		if got := <-pushed; got != o {
+			t.Fatalf("pushed offset %d, want %d", got, o)
+		}
+		if o+1 < n {
+			put(o + 1) // the next one waits while this one is pushed
+		}
+		proceed <- struct{}{}
+	}
+	k.close()
+	<-done
+	if largest > 64 {
+		t.Errorf("a lane with at most 2 records waiting grew its array to %d slots", largest)
+	}
+}
