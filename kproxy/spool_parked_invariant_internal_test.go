@@ -82,7 +82,7 @@ func TestSpoolDrainParkedInvariantsRandom(t *testing.T) {
 	s := testSpooler(t, c, func(cfg *Config) { cfg.SpoolAfterMs = 200 })
 	s.parkBudget = 128 << 10
 	pad := strings.Repeat("v", recBytes)
-	arnd := rand.New(rand.NewSource(time.Now().UnixNano() + 1))
+	arnd := rand.New(rand.NewSource(seed + 1)) // the records' topics: the seed gives them too
 	next := make([]int, nTopics)
 	total := 0
 	appendSome := func(n int) {
@@ -149,14 +149,20 @@ func TestSpoolDrainParkedInvariantsRandom(t *testing.T) {
 		if len(got) != next[i] {
 			t.Errorf("%s: %d records in Kafka, want %d", topic, len(got), next[i])
 		}
-		last := map[string]int{}
+		type seen struct {
+			n         int
+			partition int32
+			offset    int64
+		}
+		last := map[string]seen{}
 		for _, rec := range got {
 			key, rest, _ := strings.Cut(string(rec.Value), "#")
 			n, _ := strconv.Atoi(rest[:6])
-			if prev, ok := last[key]; ok && n <= prev {
-				t.Fatalf("%s key %s: %d after %d", topic, key, n, prev)
+			if prev, ok := last[key]; ok && n <= prev.n {
+				t.Fatalf("%s key %s: %d (partition %d, offset %d) after %d (partition %d, offset %d)",
+					topic, key, n, rec.Partition, rec.Offset, prev.n, prev.partition, prev.offset)
 			}
-			last[key] = n
+			last[key] = seen{n, rec.Partition, rec.Offset}
 		}
 	}
 }
