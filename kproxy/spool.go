@@ -121,10 +121,6 @@ type spooler struct {
 	acks       []uint64   // seqs Kafka acknowledged, acked in the spool every ackEvery
 	wait       *chunkWait // the chunk's records without Kafka's answer yet
 	drainOpts  []kgo.Opt  // the drain client's (setAside makes others)
-	// unplaced: the drain stopped while its client had not placed every
-	// record of the chunk (s.dmu): close closes the client without
-	// flushing it (nothing of the chunk was sent; it stays in the spool).
-	unplaced bool
 	// drainTopics are the topics the drain client has been handed
 	// records of (s.dmu): only their partitions' state in it is to renew
 	// (refreshParked).
@@ -354,15 +350,7 @@ func (s *spooler) close(ctx context.Context) error {
 	s.aside = nil
 	s.dmu.Unlock()
 	var errs []error
-	for i, c := range clients {
-		if i == 0 && s.unplaced {
-			// Not every record of its chunk was placed: a flush now could
-			// send a partition's first records and, after a refusal, the
-			// rest ahead of them (drain). Nothing was sent: they stay in
-			// the spool.
-			c.Close()
-			continue
-		}
+	for _, c := range clients {
 		if err := c.Flush(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("spool drain: %d records without kafka's answer stay in the spool: %w", c.BufferedProduceRecords(), err))
 		}
@@ -705,10 +693,9 @@ func (it *spoolItem) refusal() (int, string) {
 // later, on kgo's promise goroutine; a record handed to kgo in between
 // would go out in a fresh batch and could be written before the failed
 // ones are sent again, ahead of older records of its key. Within a chunk
-// every record is in its partition before the first is sent (the flush
-// waits for it: kgo holds a topic's records until its metadata loads), so
-// a refusal fails every later record of its partition in the chunk; the
-// next chunk is produced only once every refusal of this one is known.
+// every record is buffered before the first is sent, so a refusal fails
+// every later record of its partition in the chunk; the next chunk is
+// produced only once every refusal of this one is known.
 //
 // A topic whose record Kafka refused, or whose records in a chunk set
 // aside Kafka has not answered, is parked: its records read since wait in
@@ -805,38 +792,13 @@ func (s *spooler) drain(ctx context.Context) {
 		clear(fed)
 		clear(read)
 		s.wait.n.Store(int64(len(s.chunk)))
-		pw := &placeWait{done: make(chan struct{})}
-		pw.left.Store(int64(len(s.chunk)))
 		for i := range s.chunk {
 			d := &s.chunk[i] // where it is for good: appends moved the chunk
-			d.rec.Context, d.wait, d.place = d, s.wait, pw
+			d.rec.Context, d.wait = d, s.wait
 			s.drainC.Produce(context.Background(), &d.rec, s.onDrained)
 		}
 		if len(s.chunk) == 0 {
 			continue
-		}
-		// Every record of the chunk in its partition before the flush
-		// sends any: a topic the client has not produced to yet (at
-		// start, after setAside or refreshParked) is partitioned only
-		// when its metadata loads, and records partitioned after kgo
-		// failed a refused batch of their partition (failAllRecords)
-		// would go out in a new batch, starting the sequence again, which
-		// Kafka takes ahead of the refused ones.
-		handed := time.Now() // the chunk's wait for its answers (waitChunk) counts from here
-		switch s.waitPlaced(ctx, pw) {
-		case placeStopped:
-			s.dmu.Lock()
-			s.unplaced = true
-			s.dmu.Unlock()
-			return // stopping
-		case placeLate:
-			// A topic's metadata has not come: the other topics must
-			// not wait for it. The chunk goes as before this wait, with
-			// that topic's records placed as its metadata comes (the
-			// order risk above remains for them; the chunk is set aside
-			// if they stay unanswered).
-			s.log.Info("spool drain: the Kafka client has not placed every record of a chunk after 2 s (a topic's metadata has not come); the chunk is sent",
-				"records", pw.left.Load())
 		}
 		// The next chunk's records are read while this one flushes; what
 		// becomes of them is decided once every answer of this one is in.
@@ -846,7 +808,7 @@ func (s *spooler) drain(ctx context.Context) {
 		if !idle {
 			next, _ = s.readChunk(doneCtx, next, drainChunk, drainChunkBytes, false) // an error comes again at the next Read
 		}
-		if err := s.waitChunk(ctx, flushed, handed); err != nil {
+		if err := s.waitChunk(ctx, flushed); err != nil {
 			return // stopping: close flushes what is left
 		}
 		s.ackDrained()
@@ -907,14 +869,14 @@ type chunkWait struct{ n atomic.Int64 }
 
 // waitChunk waits for the chunk's flush (every answer of it), acking
 // Kafka's acknowledgements meanwhile. A chunk not answered in full within
-// drainAside of start (when it was handed to the client: the wait for its
-// records' placement counts) is set aside with its client (setAside), up to maxAside at a
+// drainAside is set aside with its client (setAside), up to maxAside at a
 // time, so that a partition Kafka does not take records for (no leader,
 // NOT_ENOUGH_REPLICAS: retried without end) does not hold the other
 // topics' records. A chunk still waiting after drainStallWarn is logged.
-func (s *spooler) waitChunk(ctx context.Context, flushed <-chan error, start time.Time) error {
+func (s *spooler) waitChunk(ctx context.Context, flushed <-chan error) error {
 	tick := time.NewTicker(ackEvery)
 	defer tick.Stop()
+	start := time.Now()
 	warn := start.Add(drainStallWarn)
 	capped := false // logged that maxAside chunks are aside
 	for {
@@ -1224,50 +1186,6 @@ type drainRec struct {
 	part     atomic.Int32
 	answered atomic.Bool
 	wait     *chunkWait // its chunk's
-	place    *placeWait // its chunk's
-	placed   atomic.Bool
-}
-
-// placeWait counts a chunk's records not yet in a partition of the drain
-// client (nor answered without one); done is closed when none is left.
-type placeWait struct {
-	left atomic.Int64
-	done chan struct{}
-}
-
-// placed is what waitPlaced found.
-type placed int
-
-const (
-	placeAll     placed = iota // every record of the chunk is placed or answered
-	placeLate                  // drainAside passed first
-	placeStopped               // the drain is stopping
-)
-
-// waitPlaced waits until every record of a chunk is in its partition of
-// the drain client, or answered without one (pw), at most drainAside: a
-// topic whose metadata does not come must not hold the other topics'
-// records. (Taking such a topic out of the client instead blocks too:
-// kgo's PurgeTopicsFromProducing waits for the metadata request in
-// flight.)
-func (s *spooler) waitPlaced(ctx context.Context, pw *placeWait) placed {
-	t := time.NewTimer(drainAside)
-	defer t.Stop()
-	select {
-	case <-pw.done:
-		return placeAll
-	case <-ctx.Done():
-		return placeStopped
-	case <-t.C:
-		return placeLate
-	}
-}
-
-// placedOnce counts d placed (partitioned, or answered without a partition).
-func (d *drainRec) placedOnce() {
-	if d.place != nil && d.placed.CompareAndSwap(false, true) && d.place.left.Add(-1) == 0 {
-		close(d.place.done)
-	}
 }
 
 // drainPartitioned notes each drained record's partition for the stall
@@ -1277,7 +1195,6 @@ type drainPartitioned struct{}
 func (drainPartitioned) OnProduceRecordPartitioned(r *kgo.Record, _ int32) {
 	if d, ok := r.Context.(*drainRec); ok {
 		d.part.Store(r.Partition + 1)
-		d.placedOnce()
 	}
 }
 
@@ -1353,7 +1270,6 @@ func keyHint(k []byte) string {
 // topic goes to a new client ahead of the refused one's retry.
 func (s *spooler) drained(r *kgo.Record, err error) {
 	d := r.Context.(*drainRec)
-	d.placedOnce() // failed before kgo partitioned it
 	defer func() {
 		d.answered.Store(true)
 		d.wait.n.Add(-1)
