@@ -18,6 +18,18 @@ import (
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/spool"
 )
 
+// waitSpoolDrained waits until s's spool is empty, failing after 60 s.
+func waitSpoolDrained(t *testing.T, s *spooler) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for s.sp.Stats().Records != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not drained in 60 s: records %d, drain errors %v", s.sp.Stats().Records, counterValue(s.m.drainErrors))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func counterValue(c prometheus.Counter) float64 {
 	var m dto.Metric
 	_ = c.Write(&m)
@@ -61,13 +73,7 @@ func TestSpoolDrainChunkWithinClientBuffer(t *testing.T) {
 	}
 	s.start()
 	defer s.close(context.Background())
-	deadline := time.Now().Add(60 * time.Second)
-	for s.sp.Stats().Records != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("not drained in 60 s: records %d, drain errors %v", s.sp.Stats().Records, counterValue(s.m.drainErrors))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitSpoolDrained(t, s)
 	if n := counterValue(s.m.drainErrors); n != 0 {
 		t.Errorf("drain errors %v with every topic existing and writable: records failed by the drain client's own buffer limit", n)
 	}
@@ -211,13 +217,7 @@ func TestSpoolDrainRefusedFirstChunkKeepsKeyOrder(t *testing.T) {
 	f.ErrorProduce(1, kerr.TopicAuthorizationFailed.Code)
 	s.start()
 	defer s.close(context.Background())
-	deadline := time.Now().Add(60 * time.Second)
-	for s.sp.Stats().Records != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("not drained in 60 s: records %d, drain errors %v", s.sp.Stats().Records, counterValue(s.m.drainErrors))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitSpoolDrained(t, s)
 	if counterValue(s.m.drainErrors) == 0 {
 		t.Fatalf("no refusal reached the drain (faults injected %d)", f.Injected())
 	}

@@ -127,13 +127,7 @@ func TestSpoolDrainParkedInvariantsRandom(t *testing.T) {
 		appendSome(40)
 	}
 	refusing.Store(false)
-	deadline := time.Now().Add(60 * time.Second)
-	for s.sp.Stats().Records != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("not drained: %d left", s.sp.Stats().Records)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitSpoolDrained(t, s)
 	close(stop)
 	<-done
 	if msg := bad.Load(); msg != nil {
