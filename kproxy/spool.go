@@ -693,9 +693,10 @@ func (it *spoolItem) refusal() (int, string) {
 // later, on kgo's promise goroutine; a record handed to kgo in between
 // would go out in a fresh batch and could be written before the failed
 // ones are sent again, ahead of older records of its key. Within a chunk
-// every record is buffered before the first is sent, so a refusal fails
-// every later record of its partition in the chunk; the next chunk is
-// produced only once every refusal of this one is known.
+// every record is in its partition before the first is sent (the flush
+// waits for it: kgo holds a topic's records until its metadata loads), so
+// a refusal fails every later record of its partition in the chunk; the
+// next chunk is produced only once every refusal of this one is known.
 //
 // A topic whose record Kafka refused, or whose records in a chunk set
 // aside Kafka has not answered, is parked: its records read since wait in
@@ -792,13 +793,25 @@ func (s *spooler) drain(ctx context.Context) {
 		clear(fed)
 		clear(read)
 		s.wait.n.Store(int64(len(s.chunk)))
+		pw := &placeWait{done: make(chan struct{})}
+		pw.left.Store(int64(len(s.chunk)))
 		for i := range s.chunk {
 			d := &s.chunk[i] // where it is for good: appends moved the chunk
-			d.rec.Context, d.wait = d, s.wait
+			d.rec.Context, d.wait, d.place = d, s.wait, pw
 			s.drainC.Produce(context.Background(), &d.rec, s.onDrained)
 		}
 		if len(s.chunk) == 0 {
 			continue
+		}
+		// Every record of the chunk in its partition before the flush
+		// sends any: a topic the client has not produced to yet (at
+		// start, after setAside or refreshParked) is partitioned only
+		// when its metadata loads, and records partitioned after kgo
+		// failed a refused batch of their partition (failAllRecords)
+		// would go out in a new batch, starting the sequence again, which
+		// Kafka takes ahead of the refused ones.
+		if !s.waitPlaced(ctx, pw) {
+			return // stopping: close flushes what is left
 		}
 		// The next chunk's records are read while this one flushes; what
 		// becomes of them is decided once every answer of this one is in.
@@ -1186,6 +1199,43 @@ type drainRec struct {
 	part     atomic.Int32
 	answered atomic.Bool
 	wait     *chunkWait // its chunk's
+	place    *placeWait // its chunk's
+	placed   atomic.Bool
+}
+
+// placeWait counts a chunk's records not yet in a partition of the drain
+// client (nor answered without one); done is closed when none is left.
+type placeWait struct {
+	left atomic.Int64
+	done chan struct{}
+}
+
+// waitPlaced waits until every record of a chunk is in its partition of
+// the drain client, or answered without one (pw), logging a long wait as
+// a stall; false when ctx ended first.
+func (s *spooler) waitPlaced(ctx context.Context, pw *placeWait) bool {
+	start := time.Now()
+	t := time.NewTimer(drainStallWarn)
+	defer t.Stop()
+	for {
+		select {
+		case <-pw.done:
+			return true
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			t.Reset(drainStallRepeat)
+			s.log.Warn("spool drain: the Kafka client has not placed every record of a chunk in a partition (a topic's metadata has not come); the chunk waits for it",
+				"waiting", time.Since(start).Round(time.Second), "records", pw.left.Load())
+		}
+	}
+}
+
+// placedOnce counts d placed (partitioned, or answered without a partition).
+func (d *drainRec) placedOnce() {
+	if d.place != nil && d.placed.CompareAndSwap(false, true) && d.place.left.Add(-1) == 0 {
+		close(d.place.done)
+	}
 }
 
 // drainPartitioned notes each drained record's partition for the stall
@@ -1195,6 +1245,7 @@ type drainPartitioned struct{}
 func (drainPartitioned) OnProduceRecordPartitioned(r *kgo.Record, _ int32) {
 	if d, ok := r.Context.(*drainRec); ok {
 		d.part.Store(r.Partition + 1)
+		d.placedOnce()
 	}
 }
 
@@ -1270,6 +1321,7 @@ func keyHint(k []byte) string {
 // topic goes to a new client ahead of the refused one's retry.
 func (s *spooler) drained(r *kgo.Record, err error) {
 	d := r.Context.(*drainRec)
+	d.placedOnce() // failed before kgo partitioned it
 	defer func() {
 		d.answered.Store(true)
 		d.wait.n.Add(-1)
