@@ -121,6 +121,10 @@ type spooler struct {
 	acks       []uint64   // seqs Kafka acknowledged, acked in the spool every ackEvery
 	wait       *chunkWait // the chunk's records without Kafka's answer yet
 	drainOpts  []kgo.Opt  // the drain client's (setAside makes others)
+	// unplaced: the drain stopped while its client had not placed every
+	// record of the chunk (s.dmu): close closes the client without
+	// flushing it (nothing of the chunk was sent; it stays in the spool).
+	unplaced bool
 	// drainTopics are the topics the drain client has been handed
 	// records of (s.dmu): only their partitions' state in it is to renew
 	// (refreshParked).
@@ -350,7 +354,15 @@ func (s *spooler) close(ctx context.Context) error {
 	s.aside = nil
 	s.dmu.Unlock()
 	var errs []error
-	for _, c := range clients {
+	for i, c := range clients {
+		if i == 0 && s.unplaced {
+			// Not every record of its chunk was placed: a flush now could
+			// send a partition's first records and, after a refusal, the
+			// rest ahead of them (drain). Nothing was sent: they stay in
+			// the spool.
+			c.Close()
+			continue
+		}
 		if err := c.Flush(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("spool drain: %d records without kafka's answer stay in the spool: %w", c.BufferedProduceRecords(), err))
 		}
@@ -810,8 +822,21 @@ func (s *spooler) drain(ctx context.Context) {
 		// failed a refused batch of their partition (failAllRecords)
 		// would go out in a new batch, starting the sequence again, which
 		// Kafka takes ahead of the refused ones.
-		if !s.waitPlaced(ctx, pw) {
-			return // stopping: close flushes what is left
+		handed := time.Now() // the chunk's wait for its answers (waitChunk) counts from here
+		switch s.waitPlaced(ctx, pw) {
+		case placeStopped:
+			s.dmu.Lock()
+			s.unplaced = true
+			s.dmu.Unlock()
+			return // stopping
+		case placeLate:
+			// A topic's metadata has not come: the other topics must
+			// not wait for it. The chunk goes as before this wait, with
+			// that topic's records placed as its metadata comes (the
+			// order risk above remains for them; the chunk is set aside
+			// if they stay unanswered).
+			s.log.Info("spool drain: the Kafka client has not placed every record of a chunk after 2 s (a topic's metadata has not come); the chunk is sent",
+				"records", pw.left.Load())
 		}
 		// The next chunk's records are read while this one flushes; what
 		// becomes of them is decided once every answer of this one is in.
@@ -821,7 +846,7 @@ func (s *spooler) drain(ctx context.Context) {
 		if !idle {
 			next, _ = s.readChunk(doneCtx, next, drainChunk, drainChunkBytes, false) // an error comes again at the next Read
 		}
-		if err := s.waitChunk(ctx, flushed); err != nil {
+		if err := s.waitChunk(ctx, flushed, handed); err != nil {
 			return // stopping: close flushes what is left
 		}
 		s.ackDrained()
@@ -882,14 +907,14 @@ type chunkWait struct{ n atomic.Int64 }
 
 // waitChunk waits for the chunk's flush (every answer of it), acking
 // Kafka's acknowledgements meanwhile. A chunk not answered in full within
-// drainAside is set aside with its client (setAside), up to maxAside at a
+// drainAside of start (when it was handed to the client: the wait for its
+// records' placement counts) is set aside with its client (setAside), up to maxAside at a
 // time, so that a partition Kafka does not take records for (no leader,
 // NOT_ENOUGH_REPLICAS: retried without end) does not hold the other
 // topics' records. A chunk still waiting after drainStallWarn is logged.
-func (s *spooler) waitChunk(ctx context.Context, flushed <-chan error) error {
+func (s *spooler) waitChunk(ctx context.Context, flushed <-chan error, start time.Time) error {
 	tick := time.NewTicker(ackEvery)
 	defer tick.Stop()
-	start := time.Now()
 	warn := start.Add(drainStallWarn)
 	capped := false // logged that maxAside chunks are aside
 	for {
@@ -1210,24 +1235,31 @@ type placeWait struct {
 	done chan struct{}
 }
 
+// placed is what waitPlaced found.
+type placed int
+
+const (
+	placeAll     placed = iota // every record of the chunk is placed or answered
+	placeLate                  // drainAside passed first
+	placeStopped               // the drain is stopping
+)
+
 // waitPlaced waits until every record of a chunk is in its partition of
-// the drain client, or answered without one (pw), logging a long wait as
-// a stall; false when ctx ended first.
-func (s *spooler) waitPlaced(ctx context.Context, pw *placeWait) bool {
-	start := time.Now()
-	t := time.NewTimer(drainStallWarn)
+// the drain client, or answered without one (pw), at most drainAside: a
+// topic whose metadata does not come must not hold the other topics'
+// records. (Taking such a topic out of the client instead blocks too:
+// kgo's PurgeTopicsFromProducing waits for the metadata request in
+// flight.)
+func (s *spooler) waitPlaced(ctx context.Context, pw *placeWait) placed {
+	t := time.NewTimer(drainAside)
 	defer t.Stop()
-	for {
-		select {
-		case <-pw.done:
-			return true
-		case <-ctx.Done():
-			return false
-		case <-t.C:
-			t.Reset(drainStallRepeat)
-			s.log.Warn("spool drain: the Kafka client has not placed every record of a chunk in a partition (a topic's metadata has not come); the chunk waits for it",
-				"waiting", time.Since(start).Round(time.Second), "records", pw.left.Load())
-		}
+	select {
+	case <-pw.done:
+		return placeAll
+	case <-ctx.Done():
+		return placeStopped
+	case <-t.C:
+		return placeLate
 	}
 }
 

@@ -3,12 +3,17 @@ package kproxy
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
@@ -101,5 +106,164 @@ func TestSpoolDrainNewClientRefusedHeadKeepsKeyOrder(t *testing.T) {
 			t.Fatalf("record %d at offset %d, after record %d", v, r.Offset, prev)
 		}
 		prev = v
+	}
+}
+
+// slowMetadata makes the brokers of c answer a metadata request naming
+// topic after d, while on is set.
+func slowMetadata(c *kfake.Cluster, topic string, d time.Duration, on *atomic.Bool) {
+	c.ControlKey(int16(kmsg.Metadata), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if !on.Load() {
+			return nil, nil, false
+		}
+		for _, rt := range req.(*kmsg.MetadataRequest).Topics {
+			if rt.Topic != nil && *rt.Topic == topic {
+				c.SleepControl(func() { time.Sleep(d) })
+				break
+			}
+		}
+		return nil, nil, false
+	})
+}
+
+// inOrderOnce fails unless topic a holds records 0 to n-1 once, in order.
+func inOrderOnce(t *testing.T, c *kfake.Cluster, n int) {
+	t.Helper()
+	got := kafkatest.ReadAll(t, c, kafkaconf.Default(), "a")
+	if len(got) != n {
+		t.Errorf("%d records in Kafka, want %d", len(got), n)
+	}
+	prev := -1
+	for _, r := range got {
+		v, _ := strconv.Atoi(string(r.Value))
+		if v <= prev {
+			t.Fatalf("record %d at offset %d, after record %d", v, r.Offset, prev)
+		}
+		prev = v
+	}
+}
+
+// TestSpoolDrainCloseWhilePlacingKeepsKeyOrder: kproxy stops while the
+// drain waits for a new topic's metadata (1 s here). close flushed the
+// drain client while kgo placed the records; Kafka refused the first
+// request, and the rest went ahead of it (then all of them again after the
+// restart: 16,676 records, record 0 after 9999). Nothing of such a chunk
+// is sent now: after the restart every record is in Kafka once, in order.
+func TestSpoolDrainCloseWhilePlacingKeepsKeyOrder(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
+	var n atomic.Int64
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if n.Add(1) == 1 {
+			return deniedProduce(req.(*kmsg.ProduceRequest)), nil, true
+		}
+		return nil, nil, false
+	})
+	var on atomic.Bool
+	on.Store(true)
+	slowMetadata(c, "a", time.Second, &on)
+	cfg := DefaultConfig()
+	cfg.BrokerHosts = c.ListenAddrs()
+	cfg.SpoolDir = t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	open := func() *spooler {
+		s, err := openSpooler(cfg, log, testProducers(t, cfg, log), nil, prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := open()
+	const recs = 10000
+	rs := make([]spool.Record, recs)
+	for i := range rs {
+		rs[i] = spool.Record{Topic: "a", Key: []byte("k"), Value: []byte(fmt.Sprintf("%06d", i))}
+	}
+	if _, err := s.sp.Append(rs); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	time.Sleep(300 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	_ = s.close(ctx) // records without Kafka's answer stay in the spool
+	cancel()
+	on.Store(false)
+	s = open()
+	s.start()
+	defer s.close(context.Background())
+	deadline := time.Now().Add(30 * time.Second)
+	for s.sp.Stats().Records != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not drained: %d left", s.sp.Stats().Records)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	inOrderOnce(t, c, recs)
+}
+
+// TestSpoolDrainSlowMetadataHoldsNoOtherTopic: a topic whose metadata the
+// brokers answer only after 6 s comes to the drain while topic ok drains.
+// Waiting for every record of the chunk to be placed held ok's records
+// for the whole 6 s (and without end when the metadata never came); the
+// slow topic is now taken out of the client and parked after 2 s, and ok
+// drains on. Its own record reaches Kafka once its metadata comes.
+func TestSpoolDrainSlowMetadataHoldsNoOtherTopic(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "ok", Partitions: 3}, {Name: "slow", Partitions: 1}})
+	var on atomic.Bool
+	slowMetadata(c, "slow", 6*time.Second, &on)
+	s := testSpooler(t, c, nil)
+	put := func(r spool.Record) {
+		if _, err := s.sp.Append([]spool.Record{r}); err != nil {
+			t.Error(err)
+		}
+		s.appended([]*spoolItem{{rec: r}}) // as the writer does
+	}
+	put(spool.Record{Topic: "ok", Key: []byte("k"), Value: []byte("t0")})
+	s.start()
+	defer s.close(context.Background())
+	for s.sp.Pending("ok") != 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	on.Store(true)
+	cl := kafkatest.Client(t, c, kafkaconf.Default(), kgo.ConsumeTopics("ok"), kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()))
+	ctx, cancel := context.WithCancel(context.Background())
+	var worst atomic.Int64
+	var got atomic.Int64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for ctx.Err() == nil {
+			cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+				var ns int64
+				if _, err := fmt.Sscanf(string(r.Value), "t%d", &ns); err == nil && ns > 0 {
+					worst.Store(max(worst.Load(), int64(time.Since(time.Unix(0, ns)))))
+					got.Add(1)
+				}
+			})
+		}
+	})
+	defer func() { cancel(); wg.Wait() }()
+	time.Sleep(300 * time.Millisecond)
+	sent := 0
+	for end := time.Now().Add(8 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if sent == 25 {
+			put(spool.Record{Topic: "slow", Key: []byte("s"), Value: []byte("s")})
+		}
+		put(spool.Record{Topic: "ok", Key: []byte("k"), Value: []byte(fmt.Sprintf("t%d", time.Now().UnixNano()))})
+		sent++
+	}
+	for deadline := time.Now().Add(30 * time.Second); got.Load() < int64(sent) && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got.Load() != int64(sent) {
+		t.Fatalf("%d of topic ok's %d records in Kafka", got.Load(), sent)
+	}
+	if w := time.Duration(worst.Load()); w > 4*time.Second {
+		t.Errorf("a record of topic ok waited %v for Kafka behind the slow topic's metadata", w)
+	}
+	for deadline := time.Now().Add(30 * time.Second); s.sp.Pending("slow") != 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow topic's record never drained")
+		}
 	}
 }
