@@ -363,7 +363,7 @@ func (s *spooler) close(ctx context.Context) error {
 			c.Close()
 			continue
 		}
-		if err := c.Flush(ctx); err != nil {
+		if err := flushKicked(ctx, c); err != nil {
 			errs = append(errs, fmt.Errorf("spool drain: %d records without kafka's answer stay in the spool: %w", c.BufferedProduceRecords(), err))
 		}
 		c.Close()
@@ -842,7 +842,7 @@ func (s *spooler) drain(ctx context.Context) {
 		// becomes of them is decided once every answer of this one is in.
 		flushed := make(chan error, 1)
 		c := s.drainC // setAside replaces it while this flush runs
-		go func() { flushed <- c.Flush(ctx) }()
+		go func() { flushed <- flushKicked(ctx, c) }()
 		if !idle {
 			next, _ = s.readChunk(doneCtx, next, drainChunk, drainChunkBytes, false) // an error comes again at the next Read
 		}
@@ -850,6 +850,33 @@ func (s *spooler) drain(ctx context.Context) {
 			return // stopping: close flushes what is left
 		}
 		s.ackDrained()
+	}
+}
+
+// flushKicked flushes c and, while the flush waits, asks c every
+// ackEvery to send what it holds. kgo places the records that waited for
+// a new topic's metadata (the partitioned hook runs for each) before it
+// stores the topic's partitions (storePartitionsUpdate defers the store),
+// and a Flush drains only the partitions it finds when it starts: one
+// begun in that gap (the drain flushes as soon as every record is placed)
+// leaves the topic's records unsent, and with ManualFlushing nothing else
+// sends them, until a metadata update happens to. Each Flush starts
+// draining every partition it finds; one with an ended context returns
+// right after that.
+func flushKicked(ctx context.Context, c *kgo.Client) error {
+	done := make(chan error, 1)
+	go func() { done <- c.Flush(ctx) }()
+	kick, cancel := context.WithCancel(context.Background())
+	cancel()
+	tick := time.NewTicker(ackEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+			_ = c.Flush(kick) // context.Canceled once it has asked every partition
+		}
 	}
 }
 

@@ -267,3 +267,80 @@ func TestSpoolDrainSlowMetadataHoldsNoOtherTopic(t *testing.T) {
 		}
 	}
 }
+
+// slowPlacedHook sleeps after the drain's own hook has counted the record
+// whose value is last as placed, while kgo still places it.
+type slowPlacedHook struct {
+	last  string
+	sleep time.Duration
+}
+
+func (h slowPlacedHook) OnProduceRecordPartitioned(r *kgo.Record, _ int32) {
+	if string(r.Value) == h.last {
+		time.Sleep(h.sleep)
+	}
+}
+
+// TestSpoolDrainFlushDuringNewTopicStoreDrains: kgo places the records
+// waiting for a new topic's metadata, calling the partitioned hook for
+// each, and stores the topic's partitions only after the last one
+// (storePartitionsUpdate defers the store). A Flush begun in between (the
+// drain flushes once every record is placed) finds no partition of the
+// topic to drain, and with ManualFlushing nothing else drains it: the
+// chunk waited until kproxy stopped (a CI run of
+// TestSpoolDrainRefusedTopicDoesNotStall: the re-created topic's records
+// never drained). A hook after the drain's own one holds kgo in that gap.
+// (With a linger the linger's timer drains the records in the end.)
+func TestSpoolDrainFlushDuringNewTopicStoreDrains(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 2}})
+	// The topic's metadata comes once every record waits for it; kgo's
+	// next metadata request (the records handed over after the first
+	// asked for it again) is answered after the drain's deadline: its
+	// answer would drain them.
+	var asked atomic.Int64
+	var drained atomic.Bool
+	c.ControlKey(int16(kmsg.Metadata), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		for _, rt := range req.(*kmsg.MetadataRequest).Topics {
+			if rt.Topic == nil || *rt.Topic != "a" {
+				continue
+			}
+			switch n := asked.Add(1); {
+			case n == 1:
+				c.SleepControl(func() { time.Sleep(100 * time.Millisecond) })
+			case n == 2 && !drained.Load():
+				c.SleepControl(func() { time.Sleep(15 * time.Second) })
+			}
+			break
+		}
+		return nil, nil, false
+	})
+	s := testSpooler(t, c, func(cfg *Config) { cfg.LingerMs = 0 }) // a linger's timer would drain them
+	const recs = 100
+	s.drainOpts = append(s.drainOpts, kgo.WithHooks(slowPlacedHook{last: fmt.Sprintf("%06d", recs-1), sleep: 300 * time.Millisecond}))
+	s.drainC.Close()
+	var err error
+	if s.drainC, err = kgo.NewClient(s.drainOpts...); err != nil {
+		t.Fatal(err)
+	}
+	rs := make([]spool.Record, recs)
+	for i := range rs {
+		rs[i] = spool.Record{Topic: "a", Key: []byte("k" + strconv.Itoa(i%5)), Value: []byte(fmt.Sprintf("%06d", i))}
+	}
+	if _, err := s.sp.Append(rs); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	defer s.close(context.Background())
+	deadline := time.Now().Add(5 * time.Second)
+	for s.sp.Stats().Records != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not drained 5 s on: %d of %d records left", s.sp.Stats().Records, recs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	drained.Store(true)
+	if got := kafkatest.Records(t, c, kafkaconf.Default(), "a"); got != recs {
+		t.Errorf("%d records in Kafka, want %d", got, recs)
+	}
+}
