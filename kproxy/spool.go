@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -125,6 +126,7 @@ type spooler struct {
 	// record of the chunk (s.dmu): close closes the client without
 	// flushing it (nothing of the chunk was sent; it stays in the spool).
 	unplaced bool
+	place    *placeWait // the current chunk's (s.dmu)
 	// drainTopics are the topics the drain client has been handed
 	// records of (s.dmu): only their partitions' state in it is to renew
 	// (refreshParked).
@@ -348,14 +350,16 @@ func (s *spooler) close(ctx context.Context) error {
 	s.dmu.Lock()
 	s.stopped = true
 	clients := []*kgo.Client{s.drainC}
+	late := []bool{s.unplaced || (s.place != nil && s.place.left.Load() > 0)}
 	for _, a := range s.aside {
 		clients = append(clients, a.c) // its goroutine leaves it to close
+		late = append(late, a.place != nil && a.place.left.Load() > 0)
 	}
 	s.aside = nil
 	s.dmu.Unlock()
 	var errs []error
 	for i, c := range clients {
-		if i == 0 && s.unplaced {
+		if late[i] {
 			// Not every record of its chunk was placed: a flush now could
 			// send a partition's first records and, after a refusal, the
 			// rest ahead of them (drain). Nothing was sent: they stay in
@@ -804,14 +808,11 @@ func (s *spooler) drain(ctx context.Context) {
 		s.dmu.Unlock()
 		clear(fed)
 		clear(read)
-		s.wait.n.Store(int64(len(s.chunk)))
-		pw := &placeWait{done: make(chan struct{})}
-		pw.left.Store(int64(len(s.chunk)))
-		for i := range s.chunk {
-			d := &s.chunk[i] // where it is for good: appends moved the chunk
-			d.rec.Context, d.wait, d.place = d, s.wait, pw
-			s.drainC.Produce(context.Background(), &d.rec, s.onDrained)
-		}
+		pw := newPlaceWait(len(s.chunk))
+		s.dmu.Lock()
+		s.place = pw
+		s.dmu.Unlock()
+		s.hand(s.drainC, s.chunk, s.wait, pw)
 		if len(s.chunk) == 0 {
 			continue
 		}
@@ -823,20 +824,34 @@ func (s *spooler) drain(ctx context.Context) {
 		// would go out in a new batch, starting the sequence again, which
 		// Kafka takes ahead of the refused ones.
 		handed := time.Now() // the chunk's wait for its answers (waitChunk) counts from here
-		switch s.waitPlaced(ctx, pw) {
-		case placeStopped:
-			s.dmu.Lock()
-			s.unplaced = true
-			s.dmu.Unlock()
-			return // stopping
-		case placeLate:
-			// A topic's metadata has not come: the other topics must
-			// not wait for it. The chunk goes as before this wait, with
-			// that topic's records placed as its metadata comes (the
-			// order risk above remains for them; the chunk is set aside
-			// if they stay unanswered).
-			s.log.Info("spool drain: the Kafka client has not placed every record of a chunk after 2 s (a topic's metadata has not come); the chunk is sent",
-				"records", pw.left.Load())
+	placing:
+		for {
+			switch s.waitPlaced(ctx, pw) {
+			case placeAll:
+				break placing
+			case placeStopped:
+				s.dmu.Lock()
+				s.unplaced = true
+				s.dmu.Unlock()
+				return // stopping
+			case placeLate:
+				// A topic's metadata has not come, and the other topics
+				// must not wait for it: its records go to a client of
+				// their own, the others to a new one (withdrawLate).
+				next, ok := s.withdrawLate(ctx)
+				if !ok {
+					// The chunk goes as before this wait, that topic's
+					// records placed as its metadata comes: the order
+					// risk above remains for them.
+					s.log.Warn("spool drain: the Kafka client has not placed every record of a chunk after 2 s (a topic's metadata has not come) and the chunk cannot be taken back; it is sent",
+						"records", pw.left.Load())
+					break placing
+				}
+				pw, handed = next, time.Now()
+			}
+		}
+		if len(s.chunk) == 0 {
+			continue // every topic of it waits for its metadata
 		}
 		// The next chunk's records are read while this one flushes; what
 		// becomes of them is decided once every answer of this one is in.
@@ -929,8 +944,15 @@ const (
 	drainStallRepeat = 30 * time.Second
 )
 
-// chunkWait counts a chunk's records without Kafka's answer.
-type chunkWait struct{ n atomic.Int64 }
+// chunkWait counts a chunk's records without Kafka's answer. gate
+// orders a failure's handling (drained) against withdrawLate, which
+// takes the chunk back only while none is answered: withdrawn (gate
+// held) tells drained to ignore the old client's answers.
+type chunkWait struct {
+	n         atomic.Int64
+	gate      sync.Mutex
+	withdrawn bool
+}
 
 // waitChunk waits for the chunk's flush (every answer of it), acking
 // Kafka's acknowledgements meanwhile. A chunk not answered in full within
@@ -975,6 +997,7 @@ type asideChunk struct {
 	c     *kgo.Client
 	chunk []drainRec
 	wait  *chunkWait
+	place *placeWait
 	// topics are those parked for it: records of them in it not answered
 	// (s.dmu).
 	topics map[string]bool
@@ -1007,6 +1030,7 @@ func (s *spooler) setAside(ctx context.Context, flushed <-chan error, start time
 	}
 	a := &asideChunk{c: s.drainC, chunk: s.chunk, wait: s.wait}
 	s.dmu.Lock()
+	a.place, s.place = s.place, nil
 	s.parkAsideLocked(a)
 	s.aside = append(s.aside, a)
 	s.drainC, s.drainTopics, s.chunk, s.wait = c, map[string]bool{}, nil, &chunkWait{}
@@ -1290,6 +1314,127 @@ func (s *spooler) waitPlaced(ctx context.Context, pw *placeWait) placed {
 	}
 }
 
+// newPlaceWait counts n records to be placed.
+func newPlaceWait(n int) *placeWait {
+	pw := &placeWait{done: make(chan struct{})}
+	pw.left.Store(int64(n))
+	if n == 0 {
+		close(pw.done)
+	}
+	return pw
+}
+
+// hand hands chunk to c, each record counted in w until answered and in
+// pw (newPlaceWait(len(chunk))) until placed. Not with s.dmu held: kgo
+// may answer a record at once (drained).
+func (s *spooler) hand(c *kgo.Client, chunk []drainRec, w *chunkWait, pw *placeWait) {
+	w.n.Store(int64(len(chunk)))
+	for i := range chunk {
+		d := &chunk[i] // where it is for good: appends moved the chunk
+		d.rec.Context, d.wait, d.place = d, w, pw
+		c.Produce(context.Background(), &d.rec, s.onDrained)
+	}
+}
+
+// withdrawLate takes the chunk back from the drain client when the
+// client has not placed every record of it within drainAside (a topic's
+// metadata has not come) and has answered none: nothing of it was sent
+// (ManualFlushing, no flush since it was handed). The topics with a
+// record not placed get a client of their own, set aside (setAside's
+// rules: parked until every record of them is answered), which is
+// flushed only once it has placed every one, however long their metadata
+// takes; the other topics' records go to a new drain client, handed
+// again in order, and the returned placeWait counts them. The old client
+// is closed; its answers (ErrClientClosed) are not counted
+// (chunkWait.withdrawn). False: not taken back (a record answered
+// already, maxAside chunks aside, or no client could be made); the
+// caller sends the chunk as it is.
+func (s *spooler) withdrawLate(ctx context.Context) (*placeWait, bool) {
+	w := s.wait
+	w.gate.Lock()
+	defer w.gate.Unlock()
+	s.dmu.Lock()
+	full := len(s.aside) >= maxAside
+	s.dmu.Unlock()
+	if full || w.n.Load() != int64(len(s.chunk)) {
+		return nil, false
+	}
+	own, err := kgo.NewClient(s.drainOpts...)
+	if err != nil {
+		s.errLog.warn("spool drain: a client for a topic whose metadata has not come failed", "err", err)
+		return nil, false
+	}
+	next, err := kgo.NewClient(s.drainOpts...)
+	if err != nil {
+		own.Close()
+		s.errLog.warn("spool drain: a client for a topic whose metadata has not come failed", "err", err)
+		return nil, false
+	}
+	w.withdrawn = true
+	late := map[string]bool{}
+	for i := range s.chunk {
+		if !s.chunk[i].placed.Load() {
+			late[s.chunk[i].e.Topic] = true
+		}
+	}
+	nLate := 0
+	for i := range s.chunk {
+		if late[s.chunk[i].e.Topic] {
+			nLate++
+		}
+	}
+	lateRecs, others := make([]drainRec, 0, nLate), make([]drainRec, 0, len(s.chunk)-nLate)
+	for i := range s.chunk {
+		d := &s.chunk[i]
+		to := &others
+		if late[d.e.Topic] {
+			to = &lateRecs
+		}
+		*to = (*to)[:len(*to)+1]
+		(*to)[len(*to)-1].fill(d.e, &d.rec)
+	}
+	old := s.drainC
+	a := &asideChunk{c: own, chunk: lateRecs, wait: &chunkWait{}}
+	s.dmu.Lock()
+	s.parkAsideLocked(a)
+	s.aside = append(s.aside, a)
+	s.drainC, s.drainTopics, s.chunk, s.wait = next, map[string]bool{}, others, &chunkWait{}
+	for i := range others {
+		s.drainTopics[others[i].e.Topic] = true
+	}
+	a.place, s.place = newPlaceWait(len(a.chunk)), newPlaceWait(len(s.chunk))
+	pw, n := s.place, len(s.aside)
+	s.dmu.Unlock()
+	s.hand(own, a.chunk, a.wait, a.place)
+	s.hand(next, s.chunk, s.wait, pw)
+	s.log.Warn("spool drain: the Kafka client has not placed every record of a chunk after 2 s (a topic's metadata has not come); those topics' records wait in a client of their own, the others drain on",
+		"topics", slices.Sorted(maps.Keys(late)), "records", len(lateRecs), "aside", n)
+	s.asideWG.Add(2)
+	go func() {
+		defer s.asideWG.Done()
+		old.Close() // nothing of the chunk sent: its records fail, not counted
+	}()
+	go func() {
+		defer s.asideWG.Done()
+		select {
+		case <-a.place.done:
+		case <-ctx.Done():
+			return // stopping: close closes the client unflushed
+		}
+		flushed := make(chan error, 1)
+		go func() { flushed <- flushKicked(ctx, own) }()
+		s.awaitAside(ctx, a, flushed, time.Now())
+	}()
+	return pw, true
+}
+
+// fill makes d (zero) a drain record of e, whose kgo record (as
+// addLocked made it) is rec, not handed to any client yet.
+func (d *drainRec) fill(e spool.Entry, rec *kgo.Record) {
+	d.e = e
+	d.rec = kgo.Record{Topic: rec.Topic, Key: rec.Key, Value: rec.Value, Headers: rec.Headers, Timestamp: rec.Timestamp}
+}
+
 // placedOnce counts d placed (partitioned, or answered without a partition).
 func (d *drainRec) placedOnce() {
 	if d.place != nil && d.placed.CompareAndSwap(false, true) && d.place.left.Add(-1) == 0 {
@@ -1380,6 +1525,17 @@ func keyHint(k []byte) string {
 // topic goes to a new client ahead of the refused one's retry.
 func (s *spooler) drained(r *kgo.Record, err error) {
 	d := r.Context.(*drainRec)
+	if err != nil {
+		// A failure can come before anything of the chunk was sent (a
+		// topic kgo gave up on, the client closed): withdrawLate sees
+		// it answered, or it is ignored. Kafka's acknowledgement comes
+		// only after a flush, when the chunk is no longer taken back.
+		d.wait.gate.Lock()
+		defer d.wait.gate.Unlock()
+		if d.wait.withdrawn {
+			return // handed again to other clients (withdrawLate)
+		}
+	}
 	d.placedOnce() // failed before kgo partitioned it
 	defer func() {
 		d.answered.Store(true)

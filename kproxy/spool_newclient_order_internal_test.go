@@ -205,9 +205,10 @@ func TestSpoolDrainCloseWhilePlacingKeepsKeyOrder(t *testing.T) {
 // TestSpoolDrainSlowMetadataHoldsNoOtherTopic: a topic whose metadata the
 // brokers answer only after 6 s comes to the drain while topic ok drains.
 // Waiting for every record of the chunk to be placed held ok's records
-// for the whole 6 s (and without end when the metadata never came); the
-// slow topic is now taken out of the client and parked after 2 s, and ok
-// drains on. Its own record reaches Kafka once its metadata comes.
+// for the whole 6 s (and without end when the metadata never came); after
+// 2 s the slow topic's records now go to a client of their own (set
+// aside, parked) and ok's to a new one, and ok drains on. The slow
+// topic's record reaches Kafka once its metadata comes.
 func TestSpoolDrainSlowMetadataHoldsNoOtherTopic(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "ok", Partitions: 3}, {Name: "slow", Partitions: 1}})
 	var on atomic.Bool
@@ -343,4 +344,107 @@ func TestSpoolDrainFlushDuringNewTopicStoreDrains(t *testing.T) {
 	if got := kafkatest.Records(t, c, kafkaconf.Default(), "a"); got != recs {
 		t.Errorf("%d records in Kafka, want %d", got, recs)
 	}
+}
+
+// TestSpoolDrainLateMetadataRefusedHeadKeepsKeyOrder: as
+// TestSpoolDrainNewClientRefusedHeadKeepsKeyOrder, but the topic's
+// metadata comes after the drain's 2 s wait for placement (2.5 s). The
+// chunk was then flushed while kgo still held its records, and the
+// refused head was overtaken as before the wait ("record 0 at offset
+// 7069, after record 9999"); the chunk is now taken back and the topic's
+// records wait in a client of their own until it has placed them all.
+func TestSpoolDrainLateMetadataRefusedHeadKeepsKeyOrder(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
+	var n atomic.Int64
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if n.Add(1) == 1 {
+			return deniedProduce(req.(*kmsg.ProduceRequest)), nil, true
+		}
+		return nil, nil, false
+	})
+	var on atomic.Bool
+	on.Store(true)
+	slowMetadata(c, "a", 2500*time.Millisecond, &on)
+	s := testSpooler(t, c, nil)
+	const recs = 10000
+	rs := make([]spool.Record, recs)
+	for i := range rs {
+		rs[i] = spool.Record{Topic: "a", Key: []byte("k"), Value: []byte(fmt.Sprintf("%06d", i))}
+	}
+	if _, err := s.sp.Append(rs); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	defer s.close(context.Background())
+	time.Sleep(3 * time.Second)
+	on.Store(false)
+	deadline := time.Now().Add(60 * time.Second)
+	for s.sp.Stats().Records != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not drained: %d left", s.sp.Stats().Records)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	inOrderOnce(t, c, recs)
+}
+
+// TestSpoolDrainCloseAfterLateMetadataKeepsKeyOrder: as
+// TestSpoolDrainCloseWhilePlacingKeepsKeyOrder, but kproxy stops after
+// the drain's 2 s wait for placement ended while the metadata still has
+// not come (3 s): close flushed the client with the records unplaced,
+// the refused head was overtaken, and the restart wrote the rest again
+// (16,332 records in Kafka for 10,000). A client that has not placed
+// every record handed to it is closed unflushed: nothing of it was sent.
+func TestSpoolDrainCloseAfterLateMetadataKeepsKeyOrder(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
+	var n atomic.Int64
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if n.Add(1) == 1 {
+			return deniedProduce(req.(*kmsg.ProduceRequest)), nil, true
+		}
+		return nil, nil, false
+	})
+	var on atomic.Bool
+	on.Store(true)
+	slowMetadata(c, "a", 3*time.Second, &on)
+	cfg := DefaultConfig()
+	cfg.BrokerHosts = c.ListenAddrs()
+	cfg.SpoolDir = t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	open := func() *spooler {
+		s, err := openSpooler(cfg, log, testProducers(t, cfg, log), nil, prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := open()
+	const recs = 10000
+	rs := make([]spool.Record, recs)
+	for i := range rs {
+		rs[i] = spool.Record{Topic: "a", Key: []byte("k"), Value: []byte(fmt.Sprintf("%06d", i))}
+	}
+	if _, err := s.sp.Append(rs); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	time.Sleep(2300 * time.Millisecond) // past placeLate (and setAside)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	err := s.close(ctx)
+	cancel()
+	t.Logf("close: %v; left in spool %d", err, s.sp.Stats().Records)
+	on.Store(false)
+	s = open()
+	s.start()
+	defer s.close(context.Background())
+	deadline := time.Now().Add(60 * time.Second)
+	for s.sp.Stats().Records != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not drained: %d left", s.sp.Stats().Records)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	inOrderOnce(t, c, recs)
 }
