@@ -839,6 +839,9 @@ func (s *spooler) drain(ctx context.Context) {
 				// must not wait for it: its records go to a client of
 				// their own, the others to a new one (withdrawLate).
 				next, ok := s.withdrawLate(ctx)
+				if next == pw {
+					break placing // placed meanwhile
+				}
 				if !ok {
 					// The chunk goes as before this wait, that topic's
 					// records placed as its metadata comes: the order
@@ -1348,12 +1351,17 @@ func (s *spooler) hand(c *kgo.Client, chunk []drainRec, w *chunkWait, pw *placeW
 // is closed; its answers (ErrClientClosed) are not counted
 // (chunkWait.withdrawn). False: not taken back (a record answered
 // already, maxAside chunks aside, or no client could be made); the
-// caller sends the chunk as it is.
+// caller sends the chunk as it is. Every record placed meanwhile: the
+// chunk's own placeWait, nothing taken back.
 func (s *spooler) withdrawLate(ctx context.Context) (*placeWait, bool) {
 	w := s.wait
 	w.gate.Lock()
 	defer w.gate.Unlock()
 	s.dmu.Lock()
+	if s.place.left.Load() == 0 {
+		s.dmu.Unlock()
+		return s.place, true // every record placed meanwhile: nothing to take back
+	}
 	full := len(s.aside) >= maxAside
 	s.dmu.Unlock()
 	if full || w.n.Load() != int64(len(s.chunk)) {
@@ -1391,7 +1399,7 @@ func (s *spooler) withdrawLate(ctx context.Context) (*placeWait, bool) {
 			to = &lateRecs
 		}
 		*to = (*to)[:len(*to)+1]
-		(*to)[len(*to)-1].fill(d.e, &d.rec)
+		(*to)[len(*to)-1].fill(d.e)
 	}
 	old := s.drainC
 	a := &asideChunk{c: own, chunk: lateRecs, wait: &chunkWait{}}
@@ -1428,11 +1436,22 @@ func (s *spooler) withdrawLate(ctx context.Context) (*placeWait, bool) {
 	return pw, true
 }
 
-// fill makes d (zero) a drain record of e, whose kgo record (as
-// addLocked made it) is rec, not handed to any client yet.
-func (d *drainRec) fill(e spool.Entry, rec *kgo.Record) {
+// fill makes d (zero) a drain record of e, not handed to any client yet.
+// withdrawLate builds its records from e too, never from the ones it
+// takes back: the old client may still be placing those (kgo writes their
+// Timestamp and Partition).
+func (d *drainRec) fill(e spool.Entry) {
 	d.e = e
-	d.rec = kgo.Record{Topic: rec.Topic, Key: rec.Key, Value: rec.Value, Headers: rec.Headers, Timestamp: rec.Timestamp}
+	d.rec = kgo.Record{Topic: e.Topic, Key: e.Key, Value: e.Value, Timestamp: e.Appended}
+	if d.rec.Value == nil {
+		d.rec.Value = emptyValue // never a tombstone
+	}
+	if len(e.Headers) > 0 {
+		d.rec.Headers = make([]kgo.RecordHeader, len(e.Headers))
+		for i, h := range e.Headers {
+			d.rec.Headers[i] = kgo.RecordHeader{Key: h.Key, Value: h.Value}
+		}
+	}
 }
 
 // placedOnce counts d placed (partitioned, or answered without a partition).
@@ -1463,17 +1482,7 @@ func (*drainRec) Value(any) any               { return nil }
 func (s *spooler) addLocked(e spool.Entry) {
 	s.chunk = append(s.chunk, drainRec{})
 	d := &s.chunk[len(s.chunk)-1]
-	d.e = e
-	d.rec = kgo.Record{Topic: e.Topic, Key: e.Key, Value: e.Value, Timestamp: e.Appended}
-	if d.rec.Value == nil {
-		d.rec.Value = emptyValue // never a tombstone
-	}
-	if len(e.Headers) > 0 {
-		d.rec.Headers = make([]kgo.RecordHeader, len(e.Headers))
-		for i, h := range e.Headers {
-			d.rec.Headers[i] = kgo.RecordHeader{Key: h.Key, Value: h.Value}
-		}
-	}
+	d.fill(e)
 	if s.tooLargeLocked(d) {
 		s.chunk[len(s.chunk)-1] = drainRec{}
 		s.chunk = s.chunk[:len(s.chunk)-1]
