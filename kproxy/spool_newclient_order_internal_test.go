@@ -74,42 +74,63 @@ func TestSpoolDrainNewClientRefusedHeadKeepsKeyOrder(t *testing.T) {
 	})
 	s := testSpooler(t, c, func(cfg *Config) { cfg.SpoolAfterMs = 200 })
 	const recs = 10000
-	rs := make([]spool.Record, recs)
+	appendKeySeq(t, s, "a", recs)
+	s.start()
+	defer s.close(context.Background())
+	waitSpoolDrained(t, s)
+	inOrderOnce(t, c, recs, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, r := range reqs {
+			t.Log(r)
+		}
+	})
+}
+
+// slowMetadata makes the brokers of c answer a metadata request naming
+
+// refuseFirstProduce makes c refuse the first produce request it gets,
+// every partition of it (deniedProduce).
+func refuseFirstProduce(c *kfake.Cluster) {
+	var n atomic.Int64
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if n.Add(1) == 1 {
+			return deniedProduce(req.(*kmsg.ProduceRequest)), nil, true
+		}
+		return nil, nil, false
+	})
+}
+
+// appendKeySeq appends n records of key k to topic in s's spool, the
+// i-th one's value i in six digits (inOrderOnce reads them back).
+func appendKeySeq(t *testing.T, s *spooler, topic string, n int) {
+	t.Helper()
+	rs := make([]spool.Record, n)
 	for i := range rs {
-		rs[i] = spool.Record{Topic: "a", Key: []byte("k"), Value: []byte(fmt.Sprintf("%06d", i))}
+		rs[i] = spool.Record{Topic: topic, Key: []byte("k"), Value: []byte(fmt.Sprintf("%06d", i))}
 	}
 	if _, err := s.sp.Append(rs); err != nil {
 		t.Fatal(err)
 	}
-	s.start()
-	defer s.close(context.Background())
-	deadline := time.Now().Add(30 * time.Second)
-	for s.sp.Stats().Records != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("not drained: %d left", s.sp.Stats().Records)
+}
+
+// reopenable returns a function opening a spooler on c with one spool
+// directory, for a test that stops kproxy and starts it again.
+func reopenable(t *testing.T, c *kfake.Cluster) func() *spooler {
+	cfg := DefaultConfig()
+	cfg.BrokerHosts = c.ListenAddrs()
+	cfg.SpoolDir = t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	return func() *spooler {
+		s, err := openSpooler(cfg, log, testProducers(t, cfg, log), nil, prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	got := kafkatest.ReadAll(t, c, kafkaconf.Default(), "a")
-	if len(got) != recs {
-		t.Errorf("%d records in Kafka, want %d", len(got), recs)
-	}
-	prev := -1
-	for _, r := range got {
-		v, _ := strconv.Atoi(string(r.Value))
-		if v <= prev {
-			mu.Lock()
-			for _, r := range reqs {
-				t.Log(r)
-			}
-			mu.Unlock()
-			t.Fatalf("record %d at offset %d, after record %d", v, r.Offset, prev)
-		}
-		prev = v
+		return s
 	}
 }
 
-// slowMetadata makes the brokers of c answer a metadata request naming
 // topic after d, while on is set.
 func slowMetadata(c *kfake.Cluster, topic string, d time.Duration, on *atomic.Bool) {
 	c.ControlKey(int16(kmsg.Metadata), func(req kmsg.Request) (kmsg.Response, error, bool) {
@@ -127,8 +148,9 @@ func slowMetadata(c *kfake.Cluster, topic string, d time.Duration, on *atomic.Bo
 	})
 }
 
-// inOrderOnce fails unless topic a holds records 0 to n-1 once, in order.
-func inOrderOnce(t *testing.T, c *kfake.Cluster, n int) {
+// inOrderOnce fails unless topic a holds records 0 to n-1 once, in
+// order; explain (if not nil) logs more before an order failure.
+func inOrderOnce(t *testing.T, c *kfake.Cluster, n int, explain func()) {
 	t.Helper()
 	got := kafkatest.ReadAll(t, c, kafkaconf.Default(), "a")
 	if len(got) != n {
@@ -138,6 +160,9 @@ func inOrderOnce(t *testing.T, c *kfake.Cluster, n int) {
 	for _, r := range got {
 		v, _ := strconv.Atoi(string(r.Value))
 		if v <= prev {
+			if explain != nil {
+				explain()
+			}
 			t.Fatalf("record %d at offset %d, after record %d", v, r.Offset, prev)
 		}
 		prev = v
@@ -152,37 +177,14 @@ func inOrderOnce(t *testing.T, c *kfake.Cluster, n int) {
 // is sent now: after the restart every record is in Kafka once, in order.
 func TestSpoolDrainCloseWhilePlacingKeepsKeyOrder(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
-	var n atomic.Int64
-	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		if n.Add(1) == 1 {
-			return deniedProduce(req.(*kmsg.ProduceRequest)), nil, true
-		}
-		return nil, nil, false
-	})
+	refuseFirstProduce(c)
 	var on atomic.Bool
 	on.Store(true)
 	slowMetadata(c, "a", time.Second, &on)
-	cfg := DefaultConfig()
-	cfg.BrokerHosts = c.ListenAddrs()
-	cfg.SpoolDir = t.TempDir()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	open := func() *spooler {
-		s, err := openSpooler(cfg, log, testProducers(t, cfg, log), nil, prometheus.NewRegistry())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	open := reopenable(t, c)
 	s := open()
 	const recs = 10000
-	rs := make([]spool.Record, recs)
-	for i := range rs {
-		rs[i] = spool.Record{Topic: "a", Key: []byte("k"), Value: []byte(fmt.Sprintf("%06d", i))}
-	}
-	if _, err := s.sp.Append(rs); err != nil {
-		t.Fatal(err)
-	}
+	appendKeySeq(t, s, "a", recs)
 	s.start()
 	time.Sleep(300 * time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -192,14 +194,8 @@ func TestSpoolDrainCloseWhilePlacingKeepsKeyOrder(t *testing.T) {
 	s = open()
 	s.start()
 	defer s.close(context.Background())
-	deadline := time.Now().Add(30 * time.Second)
-	for s.sp.Stats().Records != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("not drained: %d left", s.sp.Stats().Records)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	inOrderOnce(t, c, recs)
+	waitSpoolDrained(t, s)
+	inOrderOnce(t, c, recs, nil)
 }
 
 // TestSpoolDrainSlowMetadataHoldsNoOtherTopic: a topic whose metadata the
@@ -355,38 +351,19 @@ func TestSpoolDrainFlushDuringNewTopicStoreDrains(t *testing.T) {
 // records wait in a client of their own until it has placed them all.
 func TestSpoolDrainLateMetadataRefusedHeadKeepsKeyOrder(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
-	var n atomic.Int64
-	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		if n.Add(1) == 1 {
-			return deniedProduce(req.(*kmsg.ProduceRequest)), nil, true
-		}
-		return nil, nil, false
-	})
+	refuseFirstProduce(c)
 	var on atomic.Bool
 	on.Store(true)
 	slowMetadata(c, "a", 2500*time.Millisecond, &on)
 	s := testSpooler(t, c, nil)
 	const recs = 10000
-	rs := make([]spool.Record, recs)
-	for i := range rs {
-		rs[i] = spool.Record{Topic: "a", Key: []byte("k"), Value: []byte(fmt.Sprintf("%06d", i))}
-	}
-	if _, err := s.sp.Append(rs); err != nil {
-		t.Fatal(err)
-	}
+	appendKeySeq(t, s, "a", recs)
 	s.start()
 	defer s.close(context.Background())
 	time.Sleep(3 * time.Second)
 	on.Store(false)
-	deadline := time.Now().Add(60 * time.Second)
-	for s.sp.Stats().Records != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("not drained: %d left", s.sp.Stats().Records)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	inOrderOnce(t, c, recs)
+	waitSpoolDrained(t, s)
+	inOrderOnce(t, c, recs, nil)
 }
 
 // TestSpoolDrainCloseAfterLateMetadataKeepsKeyOrder: as
@@ -398,37 +375,14 @@ func TestSpoolDrainLateMetadataRefusedHeadKeepsKeyOrder(t *testing.T) {
 // every record handed to it is closed unflushed: nothing of it was sent.
 func TestSpoolDrainCloseAfterLateMetadataKeepsKeyOrder(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
-	var n atomic.Int64
-	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		if n.Add(1) == 1 {
-			return deniedProduce(req.(*kmsg.ProduceRequest)), nil, true
-		}
-		return nil, nil, false
-	})
+	refuseFirstProduce(c)
 	var on atomic.Bool
 	on.Store(true)
 	slowMetadata(c, "a", 3*time.Second, &on)
-	cfg := DefaultConfig()
-	cfg.BrokerHosts = c.ListenAddrs()
-	cfg.SpoolDir = t.TempDir()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	open := func() *spooler {
-		s, err := openSpooler(cfg, log, testProducers(t, cfg, log), nil, prometheus.NewRegistry())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	open := reopenable(t, c)
 	s := open()
 	const recs = 10000
-	rs := make([]spool.Record, recs)
-	for i := range rs {
-		rs[i] = spool.Record{Topic: "a", Key: []byte("k"), Value: []byte(fmt.Sprintf("%06d", i))}
-	}
-	if _, err := s.sp.Append(rs); err != nil {
-		t.Fatal(err)
-	}
+	appendKeySeq(t, s, "a", recs)
 	s.start()
 	time.Sleep(2300 * time.Millisecond) // past placeLate (and setAside)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -439,12 +393,6 @@ func TestSpoolDrainCloseAfterLateMetadataKeepsKeyOrder(t *testing.T) {
 	s = open()
 	s.start()
 	defer s.close(context.Background())
-	deadline := time.Now().Add(60 * time.Second)
-	for s.sp.Stats().Records != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("not drained: %d left", s.sp.Stats().Records)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	inOrderOnce(t, c, recs)
+	waitSpoolDrained(t, s)
+	inOrderOnce(t, c, recs, nil)
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/spool"
 )
 
 // TestSpoolDrainWithdrawWhilePlacing: the topic's metadata comes about
@@ -28,29 +27,17 @@ func TestSpoolDrainWithdrawWhilePlacing(t *testing.T) {
 			slowMetadata(c, "a", d, &on)
 			s := testSpooler(t, c, nil)
 			const recs = 10000
-			rs := make([]spool.Record, recs)
-			for i := range rs {
-				rs[i] = spool.Record{Topic: "a", Key: []byte("k"), Value: []byte(fmt.Sprintf("%06d", i))}
-			}
-			if _, err := s.sp.Append(rs); err != nil {
-				t.Fatal(err)
-			}
+			appendKeySeq(t, s, "a", recs)
 			s.start()
 			time.Sleep(2600 * time.Millisecond)
 			on.Store(false)
-			deadline := time.Now().Add(30 * time.Second)
-			for s.sp.Stats().Records != 0 {
-				if time.Now().After(deadline) {
-					t.Fatalf("not drained: %d left", s.sp.Stats().Records)
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+			waitSpoolDrained(t, s)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			if err := s.close(ctx); err != nil {
 				t.Error(err)
 			}
-			inOrderOnce(t, c, recs)
+			inOrderOnce(t, c, recs, nil)
 		})
 	}
 }
