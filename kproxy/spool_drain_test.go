@@ -104,8 +104,12 @@ func TestSpoolDrainRefusedTopicDoesNotStall(t *testing.T) {
 		key := "e" + strconv.Itoa(i%3)
 		want[key] = append(want[key], i)
 	}
-	if dups := checkKeyOrderJSON(t, c, want); dups != 0 {
-		t.Errorf("%d duplicates in %s", dups, topic)
+	// The outage refuses produce requests: the live client's batches are
+	// taken into the spool while out (counted as possible duplicates) and
+	// one it sent just before the outage ended can still be written (a
+	// loaded run: all 40 records of topic in Kafka twice).
+	if dups, possible := checkKeyOrderJSON(t, c, want), metricInt(t, p, "kproxy_spool_duplicates_possible_total"); dups > possible {
+		t.Errorf("%d duplicates in %s, only %d counted as possible", dups, topic, possible)
 	}
 	if got := metricInt(t, p, "kproxy_spool_records"); got != goneN {
 		t.Errorf("kproxy_spool_records %d, want %s's %d records kept", got, gone, goneN)
