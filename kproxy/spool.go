@@ -263,7 +263,7 @@ func (s *spooler) registerMetrics(reg *prometheus.Registry) {
 			"or has not answered its records in a chunk set aside (a partition without leader or in-sync replicas); "+
 			"kept and retried until Kafka takes them.", []string{"topic"}, nil)})
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kproxy_spool_drain_waiting_records",
-		Help: "Records the drain sent to Kafka and has no answer for yet (a partition without leader or in-sync replicas keeps them)."},
+		Help: "Records the drain handed to its Kafka clients and has no answer for yet (a partition without leader or in-sync replicas keeps them; so does a topic whose metadata has not come, before anything of it is sent)."},
 		func() float64 {
 			s.dmu.Lock()
 			defer s.dmu.Unlock()
