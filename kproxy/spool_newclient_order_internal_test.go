@@ -89,6 +89,24 @@ func TestSpoolDrainNewClientRefusedHeadKeepsKeyOrder(t *testing.T) {
 
 // slowMetadata makes the brokers of c answer a metadata request naming
 
+// restartInOrder stops s (kproxy stopping: what Kafka has not answered
+// stays in the spool), ends the slow metadata (on), starts a spooler on
+// the same spool (open) and checks that topic a then holds records 0 to
+// n-1 once, in order.
+func restartInOrder(t *testing.T, c *kfake.Cluster, s *spooler, open func() *spooler, on *atomic.Bool, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	err := s.close(ctx)
+	cancel()
+	t.Logf("close: %v; left in spool %d", err, s.sp.Stats().Records)
+	on.Store(false)
+	s = open()
+	s.start()
+	defer s.close(context.Background())
+	waitSpoolDrained(t, s)
+	inOrderOnce(t, c, n, nil)
+}
+
 // refuseFirstProduce makes c refuse the first produce request it gets,
 // every partition of it (deniedProduce).
 func refuseFirstProduce(c *kfake.Cluster) {
@@ -187,15 +205,7 @@ func TestSpoolDrainCloseWhilePlacingKeepsKeyOrder(t *testing.T) {
 	appendKeySeq(t, s, "a", recs)
 	s.start()
 	time.Sleep(300 * time.Millisecond)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	_ = s.close(ctx) // records without Kafka's answer stay in the spool
-	cancel()
-	on.Store(false)
-	s = open()
-	s.start()
-	defer s.close(context.Background())
-	waitSpoolDrained(t, s)
-	inOrderOnce(t, c, recs, nil)
+	restartInOrder(t, c, s, open, &on, recs)
 }
 
 // TestSpoolDrainSlowMetadataHoldsNoOtherTopic: a topic whose metadata the
@@ -385,14 +395,5 @@ func TestSpoolDrainCloseAfterLateMetadataKeepsKeyOrder(t *testing.T) {
 	appendKeySeq(t, s, "a", recs)
 	s.start()
 	time.Sleep(2300 * time.Millisecond) // past placeLate (and setAside)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	err := s.close(ctx)
-	cancel()
-	t.Logf("close: %v; left in spool %d", err, s.sp.Stats().Records)
-	on.Store(false)
-	s = open()
-	s.start()
-	defer s.close(context.Background())
-	waitSpoolDrained(t, s)
-	inOrderOnce(t, c, recs, nil)
+	restartInOrder(t, c, s, open, &on, recs)
 }
