@@ -12,9 +12,13 @@
 # because a shared machine is noisy; kproxy at acks=0 and acks=-1 runs once
 # each after the rounds.
 #
-# Each proxy row gives the proxy's CPU time (user + system, from /proc)
-# per request answered 200: it follows what a request costs, where req/s
-# also follows whatever else the machine runs.
+# Each row gives the CPU time (user + system, from /proc) per request
+# answered 200 of the server (the bare server, kgoproxy or kproxy), of wrk
+# and of the brokers (the dev stack's process): it follows what a request
+# costs, where req/s also follows whatever else the machine runs. The
+# summary turns them into the machine's budget: on these cores, what a
+# proxy may cost per request for 0.6 of the bare server's rate, given what
+# wrk and the brokers cost.
 #
 # Targets (acks=1 medians): kproxy >= 0.6 of the bare server, >= 1.0 of
 # kgoproxy, p99 <= 5 ms, no record lost.
@@ -77,7 +81,8 @@ devstack_pid=$!
 pids+=($devstack_pid)
 if [ "$MODE" = compare ]; then
 	bin/bareserver -addr "127.0.0.1:$BARE_PORT" >"$work/bare.log" 2>&1 &
-	pids+=($!)
+	bare_pid=$!
+	pids+=($bare_pid)
 fi
 cat >"$work/kproxy.yaml" <<CONF
 log_dir: $work/log
@@ -113,10 +118,13 @@ kproxy_idle() { [ "$(metric kproxy_requests_in_flight)" = 0 ]; }
 kgo_idle() { [ "$(kgostat inflight)" = 0 ]; }
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; printf "%.2f", v}'; }
 
-# run_wrk URL TOPIC ACKS [FORMAT]: sets RPS P50 P99 OK (wrk's count of 2xx);
-# FORMAT is the body of bench-kproxy.lua (msgpack, json, headers).
+# run_wrk URL TOPIC ACKS [FORMAT]: sets RPS P50 P99 OK (wrk's count of 2xx)
+# and WRK_TICKS (wrk's CPU time in clock ticks: this shell's waited-for
+# children, grandchildren included); FORMAT is the body of
+# bench-kproxy.lua (msgpack, json, headers).
 run_wrk() {
-	local out
+	local out c0
+	c0=$(child_ticks)
 	if [ -t 2 ]; then printf '  wrk %ss against %s…' "$DURATION" "$1" >&2; else echo "  wrk ${DURATION}s against $1…" >&2; fi
 	out=$(wrk -t2 -c$CONNS -d"${DURATION}s" --timeout 10s --latency -s scripts/bench-kproxy.lua "$1" -- "$2" "$3" "${4:-msgpack}")
 	[ -t 2 ] && printf '\r\033[K' >&2
@@ -128,6 +136,7 @@ run_wrk() {
 	non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
 	OK=$((total - ${non2xx:-0}))
 	if grep -q "Socket errors" <<<"$out"; then grep "Socket errors" <<<"$out" >&2; fi
+	WRK_TICKS=$(($(child_ticks) - c0))
 }
 
 # loss_check TOPIC: sets INKAFKA and LOST (answered 200 minus in Kafka,
@@ -178,9 +187,10 @@ kgo_run() {
 # than req/s on a shared machine, where other work takes cores away.
 hz=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+child_ticks() { awk '{print $16 + $17}' "/proc/$$/stat"; }
 per_req() { awk -v t="$1" -v hz="$hz" -v n="$2" 'BEGIN{printf "%.1f", t / hz * 1e6 / n}'; }
 
-row() { printf '%-20s %9s %8s %8s %9s %10s %12s %9s %5s %7s\n' "$@"; }
+row() { printf '%-20s %9s %8s %8s %9s %10s %12s %9s %5s %7s %7s %8s\n' "$@"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}'; }
 
@@ -228,27 +238,33 @@ if [ "$MODE" = formats ]; then
 fi
 
 echo "kproxy benchmark: $CONNS connections, ${DURATION}s per run, 200-byte msgpack bodies, keys from 10,000, $(nproc) cores"
-row "" "req/s" "p50 ms" "p99 ms" "/bare" "2xx (wrk)" "200 (proxy)" "in kafka" "lost" "cpu µs"
+row "" "req/s" "p50 ms" "p99 ms" "/bare" "2xx (wrk)" "200 (proxy)" "in kafka" "lost" "cpu µs" "wrk µs" "kafka µs"
 bare_rps=() kgo_rps=() kgo_p99=() kgo_cpu=() proxy_rps=() proxy_p50=() proxy_p99=() proxy_cpu=()
+bare_cpu=() bare_wrk=() proxy_wrk=() proxy_kafka=() kgo_wrk=() kgo_kafka=()
 for r in $(seq "$ROUNDS"); do
+	t0=$(cpu_ticks "$bare_pid")
 	run_wrk "http://127.0.0.1:$BARE_PORT" bench 1
 	bare=$RPS
-	bare_rps+=("$RPS")
-	row "bare fasthttp #$r" "$RPS" "$P50" "$P99" "1.00"
+	# The bare server answers every request: wrk's count is its count.
+	us=$(per_req $(($(cpu_ticks "$bare_pid") - t0)) "$OK") wus=$(per_req "$WRK_TICKS" "$OK")
+	bare_rps+=("$RPS") bare_cpu+=("$us") bare_wrk+=("$wus")
+	row "bare fasthttp #$r" "$RPS" "$P50" "$P99" "1.00" "$OK" "" "" "" "$us" "$wus"
 	# kgoproxy and kproxy take turns at going first.
 	for who in $([ $((r % 2)) = 1 ] && echo "kgo kproxy" || echo "kproxy kgo"); do
 		if [ "$who" = kgo ]; then
-			t0=$(cpu_ticks "$kgo_pid")
+			t0=$(cpu_ticks "$kgo_pid") k0=$(cpu_ticks "$devstack_pid")
 			kgo_run "bench_kgo_r$r"
 			us=$(per_req $(($(cpu_ticks "$kgo_pid") - t0)) "$ANSWERED")
-			kgo_rps+=("$RPS") kgo_p99+=("$P99") kgo_cpu+=("$us")
-			row "kgoproxy acks=1 #$r" "$RPS" "$P50" "$P99" "$(ratio "$RPS" "$bare")" "$OK" "$ANSWERED" "$INKAFKA" "$LOST" "$us"
+			kus=$(per_req $(($(cpu_ticks "$devstack_pid") - k0)) "$ANSWERED") wus=$(per_req "$WRK_TICKS" "$ANSWERED")
+			kgo_rps+=("$RPS") kgo_p99+=("$P99") kgo_cpu+=("$us") kgo_wrk+=("$wus") kgo_kafka+=("$kus")
+			row "kgoproxy acks=1 #$r" "$RPS" "$P50" "$P99" "$(ratio "$RPS" "$bare")" "$OK" "$ANSWERED" "$INKAFKA" "$LOST" "$us" "$wus" "$kus"
 		else
-			t0=$(cpu_ticks "$kproxy_pid")
+			t0=$(cpu_ticks "$kproxy_pid") k0=$(cpu_ticks "$devstack_pid")
 			kproxy_run "bench_acks1_r$r" 1
 			us=$(per_req $(($(cpu_ticks "$kproxy_pid") - t0)) "$ANSWERED")
-			proxy_rps+=("$RPS") proxy_p50+=("$P50") proxy_p99+=("$P99") proxy_cpu+=("$us")
-			row "kproxy acks=1 #$r" "$RPS" "$P50" "$P99" "$(ratio "$RPS" "$bare")" "$OK" "$ANSWERED" "$INKAFKA" "$LOST" "$us"
+			kus=$(per_req $(($(cpu_ticks "$devstack_pid") - k0)) "$ANSWERED") wus=$(per_req "$WRK_TICKS" "$ANSWERED")
+			proxy_rps+=("$RPS") proxy_p50+=("$P50") proxy_p99+=("$P99") proxy_cpu+=("$us") proxy_wrk+=("$wus") proxy_kafka+=("$kus")
+			row "kproxy acks=1 #$r" "$RPS" "$P50" "$P99" "$(ratio "$RPS" "$bare")" "$OK" "$ANSWERED" "$INKAFKA" "$LOST" "$us" "$wus" "$kus"
 		fi
 	done
 done
@@ -274,6 +290,16 @@ echo "kproxy / bare fasthttp: $to_bare; kproxy / kgoproxy: $to_kgo; kgoproxy / b
 echo "CPU per request answered 200 (user + system, medians): kgoproxy $(median "${kgo_cpu[@]}") µs, kproxy $(median "${proxy_cpu[@]}") µs;" \
 	"kproxy / kgoproxy $(ratio "$(median "${proxy_cpu[@]}")" "$(median "${kgo_cpu[@]}")")"
 echo "kproxy peak RSS: $((rss_kb / 1024)) MiB"
+# The machine's budget for 0.6 of the bare server: every core busy, a
+# request may cost all processes together cores / (0.6 x bare rate).
+cores=$(nproc)
+awk -v c="$cores" -v bare="$bare_med" -v bs="$(median "${bare_cpu[@]}")" -v bw="$(median "${bare_wrk[@]}")" \
+	-v kw="$(median "${proxy_wrk[@]}")" -v kk="$(median "${proxy_kafka[@]}")" -v kp="$(median "${proxy_cpu[@]}")" \
+	-v gw="$(median "${kgo_wrk[@]}")" -v gk="$(median "${kgo_kafka[@]}")" -v gp="$(median "${kgo_cpu[@]}")" 'BEGIN {
+	budget = c * 1e6 / (0.6 * bare)
+	printf "CPU per request (medians, µs): bare fasthttp %.1f + wrk %.1f; kgoproxy %.1f + wrk %.1f + brokers %.1f = %.1f; kproxy %.1f + wrk %.1f + brokers %.1f = %.1f\n", bs, bw, gp, gw, gk, gp + gw + gk, kp, kw, kk, kp + kw + kk
+	printf "0.6 of the bare server on %d cores leaves %.1f µs per request for all processes: %.1f for the proxy after wrk and the brokers (kproxy uses %.1f, kgoproxy %.1f)\n", c, budget, budget - kw - kk, kp, gp
+}'
 verdict=PASS
 awk -v r="$to_bare" 'BEGIN{exit !(r >= 0.6)}' || verdict=FAIL
 awk -v r="$to_kgo" 'BEGIN{exit !(r >= 1.0)}' || verdict=FAIL
