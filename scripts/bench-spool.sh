@@ -12,10 +12,12 @@
 #     straight to the spool without waiting — the run measures the spool's
 #     write path, not the wait. wrk, 64 connections, DURATION s,
 #     POST /commit?acks=-1 with the 200-byte keyed bodies of
-#     bench-kproxy.lua: every answer must be 202. kproxy's fsyncs during the
-#     run are counted by the kernel (perf stat -e syscalls:sys_enter_fsync
-#     -p PID; kproxy has no metric for them), records per fsync = spooled
-#     records / fsyncs. Then scripts/spoolloop, the disk's ceiling: one
+#     bench-kproxy.lua: every answer must be 202. kproxy's syncs during the
+#     run are counted by the kernel (perf stat -e
+#     syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync -p PID: a group
+#     commit inside the zeros the spool writes ahead of its entries is an
+#     fdatasync; kproxy has no metric for them), records per sync = spooled
+#     records / (fsyncs + fdatasyncs). Then scripts/spoolloop, the disk's ceiling: one
 #     goroutine appending the same entries (lib/spool's bytes for a 200-byte
 #     value) to one file with write + fsync, -group records per fsync, with
 #     the group kproxy achieved and with 64. The order of kproxy and the loop
@@ -138,13 +140,13 @@ ticks_s() { awk -v t="$1" -v hz="$TICKS" 'BEGIN{print t/hz}'; }
 kproxy_202() {
 	local before out total non2xx fsyncs=""
 	before=$(metric kproxy_spooled_total)
-	[ -n "$have_perf" ] && perf stat -x, -e syscalls:sys_enter_fsync -p "${kproxy_pids[$b]}" -o "$work/perf" -- sleep "$DURATION" &
+	[ -n "$have_perf" ] && perf stat -x, -e syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync -p "${kproxy_pids[$b]}" -o "$work/perf" -- sleep "$DURATION" &
 	local perf_pid=$!
 	out=$(wrk -t2 -c$CONNS -d"${DURATION}s" --timeout 10s -s scripts/bench-kproxy.lua "http://127.0.0.1:$((PROXY_PORT + b))" -- "bench_b$b" -1)
 	RPS=$(awk '/^Requests\/sec/ {printf "%d", $2}' <<<"$out")
 	non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
 	[ -z "$non2xx" ] || { echo "kproxy answered $non2xx requests with another status than 202:" >&2; tail -5 "$work/b$b/log/kproxy.log" >&2; exit 1; }
-	[ -n "$have_perf" ] && wait "$perf_pid" && fsyncs=$(awk -F, '/sys_enter_fsync/ {print $1}' "$work/perf")
+	[ -n "$have_perf" ] && wait "$perf_pid" && fsyncs=$(awk -F, '/sys_enter_f(data)?sync/ {n += $1} END {print n + 0}' "$work/perf")
 	SPOOLED=$(($(metric kproxy_spooled_total) - before))
 	GROUP=""
 	[ -n "$fsyncs" ] && [ "$fsyncs" -gt 0 ] && GROUP=$(awk -v s="$SPOOLED" -v f="$fsyncs" 'BEGIN{printf "%d", s/f + 0.5}')

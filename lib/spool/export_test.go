@@ -2,3 +2,7 @@ package spool
 
 // Fsyncs counts the fsyncs of group commits since the process started.
 func Fsyncs() int64 { return fsyncs.Load() }
+
+// DataSyncs counts the group commits synced with fdatasync, inside the
+// zeros written ahead of the entries.
+func DataSyncs() int64 { return dataSyncs.Load() }
