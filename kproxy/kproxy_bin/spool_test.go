@@ -354,8 +354,9 @@ func (h *history) String() string {
 }
 
 // entryStarts walks a segment's entries (uint32 length, uint32 CRC32C of
-// the payload, payload) and returns the offset of each; err says where
-// the first bad entry starts.
+// the payload, payload) and returns the offset of each and where they end
+// (zeros after the entries were written ahead by the spool: a length of 0
+// is never an entry); err says where the first bad entry starts.
 func entryStarts(path string) (starts []int64, size int64, err error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -368,6 +369,9 @@ func entryStarts(path string) (starts []int64, size int64, err error) {
 			return starts, int64(len(b)), fmt.Errorf("%s: torn header at offset %d", path, off)
 		}
 		n := int64(bin.LittleEndian.Uint32(b[off:]))
+		if n == 0 && !slices.ContainsFunc(b[off:], func(c byte) bool { return c != 0 }) {
+			return starts, off, nil
+		}
 		sum := bin.LittleEndian.Uint32(b[off+4:])
 		if off+8+n > int64(len(b)) || crc32.Checksum(b[off+8:off+8+n], table) != sum {
 			return starts, int64(len(b)), fmt.Errorf("%s: bad entry at offset %d", path, off)
