@@ -56,13 +56,12 @@ type detail struct {
 
 // writeJSON writes {"<cluster>":{"<module>":{"<partition>":<lag>}}}; a
 // partition whose lag is unknown has the value null. Every cluster asked
-// for appears, even with no modules. With withDetail each value is an
+// for appears, in the order asked (base.clusters), even with no modules. With withDetail each value is an
 // object with the offsets, the estimated lag in seconds and the error.
 func writeJSON(buf *bytes.Buffer, clusters []string, lags []Lag, withDetail bool) {
 	sortLags(lags)
 	keys := moduleKeys(lags)
 	buf.WriteByte('{')
-	i := 0
 	for ci, c := range clusters {
 		if ci > 0 {
 			buf.WriteByte(',')
@@ -71,6 +70,9 @@ func writeJSON(buf *bytes.Buffer, clusters []string, lags []Lag, withDetail bool
 		buf.WriteString(":{")
 		module := ""
 		first := true
+		// lags is sorted by cluster name, clusters is in the configured
+		// order: find this cluster's run.
+		i, _ := slices.BinarySearchFunc(lags, c, func(l Lag, c string) int { return cmp.Compare(l.Cluster, c) })
 		for ; i < len(lags) && lags[i].Cluster == c; i++ {
 			l := lags[i]
 			if first || l.Module != module {

@@ -111,3 +111,24 @@ func TestWriteLLD(t *testing.T) {
 		t.Errorf("got %s", b.String())
 	}
 }
+
+// Every configured cluster appears with its partitions, in the order of
+// base.clusters, whatever that order is: the lags are sorted by cluster
+// name, and a walk in configured order must not lose a cluster that sorts
+// before the one it stands after.
+func TestJSONShowsEveryClusterInConfiguredOrder(t *testing.T) {
+	lags := []Lag{
+		{Cluster: "zeta", Module: "m", Topic: "t", Partition: "0", Lag: 5},
+		{Cluster: "alpha", Module: "m", Topic: "t", Partition: "0", Lag: 7},
+		{Cluster: "mid", Module: "n", Topic: "t", Partition: "1", Err: "log-end offset not known yet"},
+	}
+	for _, order := range [][]string{{"zeta", "alpha", "mid"}, {"mid", "zeta", "alpha"}, {"alpha", "mid", "zeta"}} {
+		var b bytes.Buffer
+		writeJSON(&b, order, append([]Lag(nil), lags...), false)
+		part := map[string]string{"zeta": `"zeta":{"m":{"0":5}}`, "alpha": `"alpha":{"m":{"0":7}}`, "mid": `"mid":{"n":{"1":null}}`}
+		want := "{" + part[order[0]] + "," + part[order[1]] + "," + part[order[2]] + "}\n"
+		if b.String() != want {
+			t.Errorf("base.clusters %v:\n got  %s want %s", order, b.String(), want)
+		}
+	}
+}
