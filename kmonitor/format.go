@@ -145,7 +145,8 @@ func writeString(buf *bytes.Buffer, s string) {
 //   - kmonitor.errors[<cluster>] <count>
 //
 // The item form is a valid Zabbix item key for any names (parameters are
-// quoted when needed); it matches the zabbix_lld macros.
+// quoted when needed); it matches the zabbix_lld macros. A key holding
+// white space is written as one quoted zabbix_sender field (senderField).
 func writeZabbix(buf *bytes.Buffer, clusters []string, lags []Lag, itemKeys bool) {
 	sortLags(lags)
 	keys := moduleKeys(lags)
@@ -155,46 +156,90 @@ func writeZabbix(buf *bytes.Buffer, clusters []string, lags []Lag, itemKeys bool
 			errs[l.Cluster]++
 			continue
 		}
-		buf.WriteString("- ")
+		key := l.Cluster + "." + l.Module + "." + keys[i] + ".delay"
 		if itemKeys {
-			buf.WriteString("kmonitor.delay[")
-			buf.WriteString(itemParams(l.Cluster, l.Module, l.Topic, l.Partition))
-			buf.WriteString("] ")
-		} else {
-			buf.WriteString(l.Cluster + "." + l.Module + "." + keys[i] + ".delay ")
+			key = "kmonitor.delay[" + itemParams(l.Cluster, l.Module, l.Topic, l.Partition) + "]"
 		}
-		buf.WriteString(strconv.FormatInt(l.Lag, 10))
-		buf.WriteByte('\n')
+		writeSenderLine(buf, key, strconv.FormatInt(l.Lag, 10))
 	}
 	for _, c := range clusters {
+		key := c + ".kmonitor.errors"
 		if itemKeys {
-			buf.WriteString("- kmonitor.errors[" + itemParams(c) + "] ")
-		} else {
-			buf.WriteString("- " + c + ".kmonitor.errors ")
+			key = "kmonitor.errors[" + itemParams(c) + "]"
 		}
-		buf.WriteString(strconv.Itoa(errs[c]))
-		buf.WriteByte('\n')
+		writeSenderLine(buf, key, strconv.Itoa(errs[c]))
 	}
+}
+
+// writeSenderLine writes "- <key> <value>": a line of zabbix_sender's
+// input file, the host "-" standing for its -s.
+func writeSenderLine(buf *bytes.Buffer, key, value string) {
+	buf.WriteString("- ")
+	writeSenderField(buf, key)
+	buf.WriteByte(' ')
+	buf.WriteString(value)
+	buf.WriteByte('\n')
+}
+
+// writeSenderField writes one field of a zabbix_sender input line.
+// zabbix_sender reads a field up to white space unless it starts with a
+// double quote; in a quoted field it takes \" and \\ as escapes (and \n
+// as a line feed), and nothing is escaped outside quotes. So a field with
+// a space or a tab, or one starting with '"', is quoted, every '"' and '\'
+// in it escaped; any other field is written as it is.
+func writeSenderField(buf *bytes.Buffer, s string) {
+	if s != "" && !strings.ContainsAny(s, " \t") && s[0] != '"' {
+		buf.WriteString(s)
+		return
+	}
+	buf.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		if s[i] == '"' || s[i] == '\\' {
+			buf.WriteByte('\\')
+		}
+		buf.WriteByte(s[i])
+	}
+	buf.WriteByte('"')
 }
 
 // itemParams joins Zabbix item key parameters, quoting those that need it:
 // a parameter holding ',', ']', '[' or '"', or starting with a space, is
-// written in double quotes with '"' escaped as \".
+// written in double quotes with '"' escaped as \". In a quoted parameter
+// Zabbix has no escape for a backslash, so one ending in '\' would
+// swallow its closing quote (Zabbix refuses such keys, and LLD cannot
+// make an item of one): such a parameter gets a space after that
+// backslash, inside the quotes, and its zabbix_lld macro value the same
+// space (lldValue), so that the item prototype still gives this key.
 func itemParams(params ...string) string {
 	var b strings.Builder
 	for i, p := range params {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		if strings.ContainsAny(p, `,[]"`) || strings.HasPrefix(p, " ") {
-			b.WriteByte('"')
-			b.WriteString(strings.ReplaceAll(p, `"`, `\"`))
-			b.WriteByte('"')
+		if !quoteParam(p) {
+			b.WriteString(p)
 			continue
 		}
-		b.WriteString(p)
+		b.WriteByte('"')
+		b.WriteString(strings.ReplaceAll(lldValue(p), `"`, `\"`))
+		b.WriteByte('"')
 	}
 	return b.String()
+}
+
+// quoteParam reports whether itemParams quotes p.
+func quoteParam(p string) bool {
+	return strings.ContainsAny(p, `,[]"`) || strings.HasPrefix(p, " ")
+}
+
+// lldValue is a name as it stands in a zabbix_lld macro: itself, but for
+// one that is quoted in item keys and ends in a backslash, which gets a
+// space after it (see itemParams).
+func lldValue(p string) string {
+	if quoteParam(p) && strings.HasSuffix(p, `\`) {
+		return p + " "
+	}
+	return p
 }
 
 // writeLLD writes Zabbix low-level discovery data: a plain JSON array with
@@ -209,7 +254,7 @@ func writeLLD(buf *bytes.Buffer, lags []Lag) {
 	}
 	out := make([]entry, len(lags))
 	for i, l := range lags {
-		out[i] = entry{l.Cluster, l.Module, l.Topic, l.Partition}
+		out[i] = entry{lldValue(l.Cluster), lldValue(l.Module), lldValue(l.Topic), lldValue(l.Partition)}
 	}
 	b, _ := json.Marshal(out)
 	buf.Write(b)

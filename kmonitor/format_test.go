@@ -2,6 +2,9 @@ package kmonitor
 
 import (
 	"bytes"
+	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -96,6 +99,8 @@ func TestItemParams(t *testing.T) {
 		" lead":      `" lead"`,
 		"x]":         `"x]"`,
 		"dots.and-_": "dots.and-_",
+		`back\`:      `back\`,
+		`a,b\`:       `"a,b\ "`,
 	} {
 		if got := itemParams(in); got != want {
 			t.Errorf("itemParams(%q) = %s, want %s", in, got, want)
@@ -130,5 +135,141 @@ func TestJSONShowsEveryClusterInConfiguredOrder(t *testing.T) {
 		if b.String() != want {
 			t.Errorf("base.clusters %v:\n got  %s want %s", order, b.String(), want)
 		}
+	}
+}
+
+// senderFields splits a zabbix_sender input line as zabbix_sender does:
+// host and key each up to white space, unless the field starts with a
+// double quote, where \" and \\ are escapes and the field ends at the
+// next unescaped quote; the value is the rest of the line.
+func senderFields(line string) (host, key, value string) {
+	next := func(s string) (string, string) {
+		s = strings.TrimLeft(s, " \t")
+		if !strings.HasPrefix(s, `"`) {
+			if i := strings.IndexAny(s, " \t"); i >= 0 {
+				return s[:i], s[i:]
+			}
+			return s, ""
+		}
+		var out strings.Builder
+		for i := 1; i < len(s); i++ {
+			switch {
+			case s[i] == '\\' && i+1 < len(s) && (s[i+1] == '"' || s[i+1] == '\\'):
+				i++
+				out.WriteByte(s[i])
+			case s[i] == '"':
+				return out.String(), s[i+1:]
+			default:
+				out.WriteByte(s[i])
+			}
+		}
+		return out.String() + "<unclosed>", ""
+	}
+	host, rest := next(line)
+	key, rest = next(rest)
+	return host, key, strings.TrimLeft(rest, " \t")
+}
+
+// Module names from other tools sharing <chroot>/consumers may hold a
+// space, a quote or a backslash: every zabbix line must still reach
+// zabbix_sender as host "-", the whole key and the lag.
+func TestZabbixSenderReadsOddNamesWhole(t *testing.T) {
+	names := []string{"billing events", `say "hi"`, `"quoted`, `back\`, `tab\there`, `a\nb`}
+	for _, itemKeys := range []bool{false, true} {
+		var lags []Lag
+		var want []string
+		for i, n := range names {
+			lags = append(lags, Lag{Cluster: "c", Module: n, Topic: "t", Partition: "0", Lag: int64(i)})
+			if itemKeys {
+				want = append(want, "kmonitor.delay["+itemParams("c", n, "t", "0")+"]")
+			} else {
+				want = append(want, "c."+n+".0.delay")
+			}
+		}
+		var b bytes.Buffer
+		writeZabbix(&b, []string{"c"}, lags, itemKeys)
+		got := map[string]string{}
+		for _, line := range strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n") {
+			host, key, value := senderFields(line)
+			if host != "-" {
+				t.Errorf("keys=item %v: line %q: host %q", itemKeys, line, host)
+			}
+			got[key] = value
+		}
+		for i, k := range want {
+			if v, ok := got[k]; !ok || v != strconv.Itoa(i) {
+				t.Errorf("keys=item %v: key %q: zabbix_sender reads value %q (present %v) from\n%s", itemKeys, k, v, ok, b.String())
+			}
+		}
+	}
+}
+
+// itemKeyParams parses the parameters of a Zabbix item key as Zabbix
+// does: a quoted parameter ends at the first '"' not preceded by a
+// backslash (\" is its only escape), an unquoted one at ',' or ']'.
+func itemKeyParams(key string) ([]string, error) {
+	i := strings.IndexByte(key, '[')
+	if i < 0 || !strings.HasSuffix(key, "]") {
+		return nil, fmt.Errorf("no parameters")
+	}
+	s := key[i+1:]
+	var out []string
+	for {
+		s = strings.TrimLeft(s, " ")
+		var p strings.Builder
+		if strings.HasPrefix(s, `"`) {
+			j := 1
+			for ; j < len(s) && s[j] != '"'; j++ {
+				if s[j] == '\\' && j+1 < len(s) && s[j+1] == '"' {
+					j++
+				}
+				p.WriteByte(s[j])
+			}
+			if j >= len(s) {
+				return nil, fmt.Errorf("quoted parameter %d does not close", len(out))
+			}
+			s = strings.TrimLeft(s[j+1:], " ")
+		} else {
+			j := strings.IndexAny(s, ",]")
+			if j < 0 {
+				return nil, fmt.Errorf("parameter %d does not end", len(out))
+			}
+			p.WriteString(s[:j])
+			s = s[j:]
+		}
+		out = append(out, p.String())
+		switch {
+		case s == "]":
+			return out, nil
+		case strings.HasPrefix(s, ","):
+			s = s[1:]
+		default:
+			return nil, fmt.Errorf("after parameter %d: %q", len(out)-1, s)
+		}
+	}
+}
+
+// Zabbix has no escape for a backslash in a quoted key parameter: a name
+// that must be quoted and ends in '\' must still give a key that closes,
+// and that key must be the one the zabbix_lld macros produce.
+func TestItemKeyParamsCloseAfterBackslash(t *testing.T) {
+	names := []string{`a,b\`, `x]\\`, `"\`, `plain\`, `m,[x]`, `say "hi"`, " lead"}
+	key := "kmonitor.delay[" + itemParams(names...) + "]"
+	got, err := itemKeyParams(key)
+	if err != nil {
+		t.Fatalf("%s: %v", key, err)
+	}
+	if len(got) != len(names) {
+		t.Fatalf("%s: Zabbix reads %d parameters %q, want %d", key, len(got), got, len(names))
+	}
+	for i, n := range names {
+		if got[i] != lldValue(n) {
+			t.Errorf("%s: parameter %d reads %q, want %q (the zabbix_lld value of %q)", key, i, got[i], lldValue(n), n)
+		}
+	}
+	var b bytes.Buffer
+	writeLLD(&b, []Lag{{Cluster: "c", Module: `a,b\`, Topic: "t", Partition: "0"}})
+	if want := `"{#MODULE}":"a,b\\ "`; !strings.Contains(b.String(), want) {
+		t.Errorf("zabbix_lld %s: want %s", b.String(), want)
 	}
 }
