@@ -4,9 +4,13 @@
 package kmonitor
 
 import (
+	"fmt"
 	"net"
+	"os"
 	"slices"
 	"strconv"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
@@ -73,33 +77,75 @@ func defaultCluster() ClusterConfig {
 // LoadConfig reads path over the defaults and validates the result.
 func LoadConfig(path string) (Config, error) {
 	cfg := DefaultConfig()
-	if err := config.Load(path, &cfg); err != nil {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("read config: %w", err)
+	}
+	if err := config.Decode(path, data, &cfg); err != nil {
 		return cfg, err
 	}
-	cfg.fillClusterDefaults()
+	cfg.fillClusterDefaults(clusterKeysSet(data))
 	return cfg, cfg.Validate(path)
 }
 
-// fillClusterDefaults gives keys a cluster section leaves out their
-// defaults. Sections are decoded into zero values, so a zero means "not
-// set" here; a set key that is invalid as zero is caught by Validate only
-// when it cannot be told from absent, which the minimums below rule out.
-func (c *Config) fillClusterDefaults() {
+// clusterKeysSet returns, per top-level section, the dotted keys the file
+// gives a value (a key written with no value, "key:", keeps its default).
+// data has been decoded already, so it parses.
+func clusterKeysSet(data []byte) map[string]map[string]bool {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 {
+		return nil
+	}
+	out := map[string]map[string]bool{}
+	var walk func(n *yaml.Node, prefix string, set map[string]bool)
+	walk = func(n *yaml.Node, prefix string, set map[string]bool) {
+		if n.Kind == yaml.AliasNode {
+			n = n.Alias
+		}
+		if n.Kind != yaml.MappingNode {
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key, val := prefix+n.Content[i].Value, n.Content[i+1]
+			if val.Tag != "!!null" {
+				set[key] = true
+			}
+			walk(val, key+".", set)
+		}
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		set := map[string]bool{}
+		walk(root.Content[i+1], "", set)
+		out[root.Content[i].Value] = set
+	}
+	return out
+}
+
+// fillClusterDefaults gives the keys a cluster section leaves out their
+// defaults. Sections are decoded into zero values, so which keys the file
+// set is looked up in set (per section, as clusterKeysSet returns): a key
+// written as 0 stays 0 and Validate reports it, naming the value.
+func (c *Config) fillClusterDefaults(set map[string]map[string]bool) {
 	d := defaultCluster()
 	for name, cl := range c.Clusters {
-		if cl.ZKConnectTimeoutMs == 0 {
+		has := set[name]
+		if !has["zk_connect_timeout_ms"] {
 			cl.ZKConnectTimeoutMs = d.ZKConnectTimeoutMs
 		}
-		if cl.ZKSessionTimeoutMs == 0 {
+		if !has["zk_session_timeout_ms"] {
 			cl.ZKSessionTimeoutMs = d.ZKSessionTimeoutMs
 		}
-		if cl.Kafka.Version == "" {
+		if !has["kafka.version"] {
 			cl.Kafka.Version = d.Kafka.Version
 		}
-		if cl.Kafka.DialTimeoutMs == 0 {
+		if !has["kafka.dial_timeout_ms"] {
 			cl.Kafka.DialTimeoutMs = d.Kafka.DialTimeoutMs
 		}
-		if cl.Kafka.MetadataRefreshMs == 0 {
+		if !has["kafka.metadata_refresh_ms"] {
 			cl.Kafka.MetadataRefreshMs = d.Kafka.MetadataRefreshMs
 		}
 		c.Clusters[name] = cl

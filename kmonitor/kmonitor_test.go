@@ -361,6 +361,45 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+// A value written in a cluster section is never replaced by its default:
+// an explicit 0 where 0 is invalid stops the start (and -check) naming the
+// file, the field and the value. Keys left out, or written with no value,
+// still take their defaults.
+func TestConfigExplicitZeroIsAnError(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "kmonitor.yaml")
+	doc := "base:\n clusters: [test_cluster]\ntest_cluster:\n chroot: /mq/test_cluster\n zk_hosts: [127.0.0.1:2181]\n" +
+		" zk_connect_timeout_ms: 0\n zk_session_timeout_ms: 0\n kafka:\n  dial_timeout_ms: 0\n  metadata_refresh_ms: 0\n"
+	if err := os.WriteFile(f, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := kmonitor.LoadConfig(f)
+	for _, want := range []string{
+		f + ": test_cluster.zk_connect_timeout_ms: must be >= 1, got 0",
+		f + ": test_cluster.zk_session_timeout_ms: must be >= 1000, got 0",
+		f + ": test_cluster.kafka.dial_timeout_ms: must be >= 1, got 0",
+		f + ": test_cluster.kafka.metadata_refresh_ms: must be >= 1000, got 0",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("explicit zeros: %v\nlacks %q", err, want)
+		}
+	}
+
+	doc = "base:\n clusters: [test_cluster]\ntest_cluster:\n chroot: /mq/test_cluster\n zk_hosts: [127.0.0.1:2181]\n" +
+		" zk_session_timeout_ms:\n kafka:\n  metadata_refresh_ms:\n"
+	if err := os.WriteFile(f, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := kmonitor.LoadConfig(f)
+	if err != nil {
+		t.Fatalf("keys left out or empty: %v", err)
+	}
+	got := cfg.Clusters["test_cluster"]
+	if got.ZKConnectTimeoutMs != 1000 || got.ZKSessionTimeoutMs != 6000 || got.Kafka.DialTimeoutMs != 3000 || got.Kafka.MetadataRefreshMs != 60000 {
+		t.Errorf("defaults not applied: zk_connect_timeout_ms=%d zk_session_timeout_ms=%d kafka.dial_timeout_ms=%d kafka.metadata_refresh_ms=%d",
+			got.ZKConnectTimeoutMs, got.ZKSessionTimeoutMs, got.Kafka.DialTimeoutMs, got.Kafka.MetadataRefreshMs)
+	}
+}
+
 // TestZooKeeperSessionExpiry replaces the ZooKeeper server with an empty one
 // on the same port: kmonitor's session is unknown there (expired), so it
 // must open a new session and follow the new tree from scratch. While
