@@ -18,21 +18,41 @@ const retryDelay = 500 * time.Millisecond
 // watchChildren keeps one goroutine per child of dir, started with spawn
 // and cancelled when the child disappears or ctx ends. It follows dir with
 // a child watch, waits for dir to be created when it does not exist, and
-// rides out disconnects and session expiry by asking again.
+// rides out disconnects and session expiry by asking again. A child's
+// goroutine may also end by itself (its znode was deleted): dir is then
+// listed again, and a child of that name present by then (deleted and
+// created again in between) gets a new goroutine.
 func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, dir string, spawn func(ctx context.Context, name string)) {
-	running := map[string]context.CancelFunc{}
+	type child struct {
+		name   string
+		cancel context.CancelFunc
+	}
+	running := map[string]*child{}
+	var (
+		endedMu sync.Mutex
+		ended   []*child                 // goroutines that returned by themselves
+		wake    = make(chan struct{}, 1) // something was added to ended
+	)
 	var wg sync.WaitGroup // the children: every goroutine has an owner that waits for it
 	defer func() {
-		for _, cancel := range running {
-			cancel()
+		for _, ch := range running {
+			ch.cancel()
 		}
 		wg.Wait()
 	}()
 	for ctx.Err() == nil {
+		endedMu.Lock()
+		for _, ch := range ended {
+			if running[ch.name] == ch {
+				delete(running, ch.name)
+			}
+		}
+		ended = ended[:0]
+		endedMu.Unlock()
 		names, _, ev, err := conn.ChildrenW(dir)
 		if errors.Is(err, zk.ErrNoNode) {
-			for n, cancel := range running { // dir is gone, and so are they
-				cancel()
+			for n, ch := range running { // dir is gone, and so are they
+				ch.cancel()
 				delete(running, n)
 			}
 			names, ev, err = nil, nil, waitExists(ctx, conn, dir)
@@ -55,18 +75,32 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, dir string, 
 			seen[n] = true
 			if _, ok := running[n]; !ok {
 				cctx, cancel := context.WithCancel(ctx)
-				running[n] = cancel
-				wg.Go(func() { spawn(cctx, n) })
+				ch := &child{name: n, cancel: cancel}
+				running[n] = ch
+				wg.Go(func() {
+					spawn(cctx, n)
+					if cctx.Err() != nil {
+						return // cancelled here: nothing to tell
+					}
+					endedMu.Lock()
+					ended = append(ended, ch)
+					endedMu.Unlock()
+					select {
+					case wake <- struct{}{}:
+					default:
+					}
+				})
 			}
 		}
-		for n, cancel := range running {
+		for n, ch := range running {
 			if !seen[n] {
-				cancel()
+				ch.cancel()
 				delete(running, n)
 			}
 		}
 		select {
 		case <-ev:
+		case <-wake:
 		case <-ctx.Done():
 		}
 	}
@@ -91,7 +125,7 @@ func (c *cluster) watchOffset(ctx context.Context, conn *zk.Conn, k partKey, p s
 	for ctx.Err() == nil {
 		data, _, ev, err := conn.GetW(p)
 		if errors.Is(err, zk.ErrNoNode) {
-			return // the parent's watch drops it
+			return // deleted: the parent lists its folder again
 		}
 		if errors.Is(err, zk.ErrNoAuth) {
 			// Shown on the dashboard as an error; asked again now and then,
