@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,8 +22,11 @@ const retryDelay = 500 * time.Millisecond
 // rides out disconnects and session expiry by asking again. A child's
 // goroutine may also end by itself (its znode was deleted): dir is then
 // listed again, and a child of that name present by then (deleted and
-// created again in between) gets a new goroutine.
-func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, dir string, spawn func(ctx context.Context, name string)) {
+// created again in between) gets a new goroutine. When dir's parent is
+// gone as well it returns, but for root (see waitCreated): the watcher of
+// the parent's parent lists it again then, and starts this one anew if
+// the parent comes back.
+func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, dir string, root bool, spawn func(ctx context.Context, name string)) {
 	type child struct {
 		name   string
 		cancel context.CancelFunc
@@ -55,7 +59,12 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, dir string, 
 				ch.cancel()
 				delete(running, n)
 			}
-			names, ev, err = nil, nil, waitExists(ctx, conn, dir)
+			var parentThere bool
+			parentThere, err = waitCreated(ctx, conn, dir, root)
+			if !parentThere {
+				return
+			}
+			names, ev = nil, nil
 		}
 		if errors.Is(err, zk.ErrNoAuth) {
 			c.log.Warn("znode unreadable: set zk_auth", "path", dir, "err", err)
@@ -106,17 +115,39 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, dir string, 
 	}
 }
 
-// waitExists blocks until p exists or ctx ends.
-func waitExists(ctx context.Context, conn *zk.Conn, p string) error {
-	ok, _, ev, err := conn.ExistsW(p)
-	if err != nil || ok {
-		return err
+// waitCreated blocks until p exists or ctx ends, and reports whether p's
+// parent exists. It waits with a child watch on the parent, not with an
+// exists watch on p: ZooKeeper ends a child watch when its node is deleted,
+// whereas an exists watch on a node that is never created stays on the
+// server for as long as the session, and this client has no call to
+// remove a watch (a module that goes away before it has offsets/ would
+// leave one behind every time). The parent's child watch is one the
+// server holds anyway for the parent's own watcher. When the parent is
+// missing too it returns false at once, unless root: the top of what
+// kmonitor follows (<chroot>/consumers, in a chroot that may not exist
+// yet) waits with an exists watch, one per client at most, which ends
+// when the node is created or the client is closed.
+func waitCreated(ctx context.Context, conn *zk.Conn, p string, root bool) (bool, error) {
+	names, _, ev, err := conn.ChildrenW(path.Dir(p))
+	switch {
+	case errors.Is(err, zk.ErrNoNode) && root:
+		var ok bool
+		ok, _, ev, err = conn.ExistsW(p)
+		if err != nil || ok {
+			return true, err
+		}
+	case errors.Is(err, zk.ErrNoNode):
+		return false, nil
+	case err != nil:
+		return true, err
+	case slices.Contains(names, path.Base(p)):
+		return true, nil
 	}
 	select {
 	case <-ev:
 	case <-ctx.Done():
 	}
-	return nil
+	return true, nil
 }
 
 // watchOffset follows one offset znode until it is deleted or ctx ends.
@@ -154,11 +185,11 @@ func (c *cluster) watchOffset(ctx context.Context, conn *zk.Conn, k partKey, p s
 // topic and partition, as they come and go.
 func (c *cluster) followOffsets(ctx context.Context, conn *zk.Conn) {
 	consumers := path.Join(c.cfg.Chroot, "consumers")
-	c.watchChildren(ctx, conn, consumers, func(ctx context.Context, module string) {
+	c.watchChildren(ctx, conn, consumers, true, func(ctx context.Context, module string) {
 		offsets := path.Join(consumers, module, "offsets")
-		c.watchChildren(ctx, conn, offsets, func(ctx context.Context, topic string) {
+		c.watchChildren(ctx, conn, offsets, false, func(ctx context.Context, topic string) {
 			dir := path.Join(offsets, topic)
-			c.watchChildren(ctx, conn, dir, func(ctx context.Context, name string) {
+			c.watchChildren(ctx, conn, dir, false, func(ctx context.Context, name string) {
 				k := partKey{module: module, topic: topic, name: name}
 				c.watchOffset(ctx, conn, k, path.Join(dir, name))
 			})
