@@ -98,8 +98,9 @@ func (c *cluster) run(ctx context.Context) {
 }
 
 // runClient runs one ZooKeeper client until ctx ends or the client has
-// had no session for stuckAfter. Its offsets are dropped with it; the next
-// client reads them afresh.
+// had no session for stuckAfter. Its offsets stay (as errors while
+// ZooKeeper is away, see zkProblem); the next client reads them afresh
+// and drops those it no longer finds.
 func (c *cluster) runClient(ctx context.Context) {
 	conn, events, err := c.connect()
 	if err != nil {
@@ -110,6 +111,7 @@ func (c *cluster) runClient(ctx context.Context) {
 	c.zkMu.Lock()
 	c.conn = conn
 	c.zkMu.Unlock()
+	c.state.newEpoch()
 	cctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { c.followOffsets(cctx, conn) })

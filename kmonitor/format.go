@@ -147,7 +147,10 @@ func writeString(buf *bytes.Buffer, s string) {
 // The item form is a valid Zabbix item key for any names (parameters are
 // quoted when needed); it matches the zabbix_lld macros. A key holding
 // white space is written as one quoted zabbix_sender field (senderField).
-func writeZabbix(buf *bytes.Buffer, clusters []string, lags []Lag, itemKeys bool) {
+// A cluster in zkDown (no ZooKeeper session for longer than its timeout)
+// counts at least one error even when no partition of it is known: a
+// cluster never seen is not a healthy one.
+func writeZabbix(buf *bytes.Buffer, clusters []string, lags []Lag, itemKeys bool, zkDown map[string]bool) {
 	sortLags(lags)
 	keys := moduleKeys(lags)
 	errs := map[string]int{}
@@ -167,7 +170,11 @@ func writeZabbix(buf *bytes.Buffer, clusters []string, lags []Lag, itemKeys bool
 		if itemKeys {
 			key = "kmonitor.errors[" + itemParams(c) + "]"
 		}
-		writeSenderLine(buf, key, strconv.Itoa(errs[c]))
+		n := errs[c]
+		if zkDown[c] {
+			n = max(n, 1)
+		}
+		writeSenderLine(buf, key, strconv.Itoa(n))
 	}
 }
 

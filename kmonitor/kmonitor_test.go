@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,6 +115,17 @@ func start(t *testing.T) *env {
 // startOn is start with the cluster and the connection settings given.
 func startOn(t *testing.T, k *kfake.Cluster, kc kafkaconf.Config, auth zklayout.Auth) *env {
 	t.Helper()
+	return startWith(t, k, func(c *kmonitor.Config) {
+		cl := c.Clusters["test_cluster"]
+		cl.Kafka, cl.ZKAuth = kc, auth
+		c.Clusters["test_cluster"] = cl
+	}, io.Discard)
+}
+
+// startWith is start on cluster k with the configuration changed by
+// mutate, kmonitor's log written to log.
+func startWith(t *testing.T, k *kfake.Cluster, mutate func(*kmonitor.Config), log io.Writer) *env {
+	t.Helper()
 	z := zktest.Start(t)
 	conn := zktest.Connect(t, z.Addr)
 	broker := zktest.Connect(t, z.Addr) // a session of its own, like a broker's
@@ -127,9 +139,12 @@ func startOn(t *testing.T, k *kfake.Cluster, kc kafkaconf.Config, auth zklayout.
 	cfg.HTTPServer.ReadTimeoutMs = 2000
 	cfg.Clusters = map[string]kmonitor.ClusterConfig{"test_cluster": {
 		Chroot: chroot, ZKHosts: []string{z.Addr}, ZKConnectTimeoutMs: 1000, ZKSessionTimeoutMs: 4000,
-		Kafka: kc, ZKAuth: auth,
+		Kafka: kafkaconf.Default(),
 	}}
-	m, err := kmonitor.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	m, err := kmonitor.New(cfg, slog.New(slog.NewTextHandler(log, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,6 +163,25 @@ func startOn(t *testing.T, k *kfake.Cluster, kc kafkaconf.Config, auth zklayout.
 		}
 	})
 	return &env{kafka: k, zk: z, conn: conn, mon: m, url: "http://" + m.Addr().String()}
+}
+
+// logBuffer collects a log for a test to wait on.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// count says how many times msg was logged.
+func (l *logBuffer) count(msg string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.buf.String(), "msg=\""+msg+"\"")
 }
 
 func (e *env) get(t *testing.T, query string) (int, string) {
@@ -398,6 +432,60 @@ func TestConfigExplicitZeroIsAnError(t *testing.T) {
 		t.Errorf("defaults not applied: zk_connect_timeout_ms=%d zk_session_timeout_ms=%d kafka.dial_timeout_ms=%d kafka.metadata_refresh_ms=%d",
 			got.ZKConnectTimeoutMs, got.ZKSessionTimeoutMs, got.Kafka.DialTimeoutMs, got.Kafka.MetadataRefreshMs)
 	}
+}
+
+// ZooKeeper stays away past the moment kmonitor replaces its client (two
+// session timeouts without a session): the partitions it followed still
+// show, unknown and counted in kmonitor.errors, rather than vanish as if
+// the cluster had no modules; once ZooKeeper is back they are followed
+// again.
+func TestZooKeeperGoneLongKeepsPartitionsAsErrors(t *testing.T) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 4}})
+	var log logBuffer
+	e := startWith(t, k, nil, &log)
+	produce(t, e.kafka, "a", 2, 4)
+	setOffset(t, e.conn, "m", "a", "2", "1")
+	e.eventually(t, "", `{"test_cluster":{"m":{"2":3}}}`+"\n", 10*time.Second)
+
+	_, port, _ := net.SplitHostPort(e.zk.Addr)
+	p, _ := strconv.Atoi(port)
+	dir := e.zk.Dir
+	e.zk.Stop()
+	e.eventually(t, "", `{"test_cluster":{"m":{"2":null}}}`+"\n", 10*time.Second)
+	// The session is 4 s: the client is replaced 8 s after it was lost.
+	if !waitFor(20*time.Second, func() bool { return log.count("no zookeeper session; replacing the client") > 0 }) {
+		t.Fatal("the ZooKeeper client was not replaced")
+	}
+	// The old client's watchers end within moments of the replacement.
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		_, j := e.get(t, "")
+		_, z := e.get(t, "?format=zabbix")
+		if j != `{"test_cluster":{"m":{"2":null}}}`+"\n" || z != "- test_cluster.kmonitor.errors 1\n" {
+			t.Fatalf("ZooKeeper away past the client's replacement: json %q, zabbix %q; want the partition shown unknown and counted", j, z)
+		}
+	}
+
+	restarted, err := zkserver.Start(zkserver.Config{Dir: dir, Port: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { restarted.Stop() })
+	e.eventually(t, "", `{"test_cluster":{"m":{"2":3}}}`+"\n", 20*time.Second)
+	e.eventually(t, "?format=zabbix", "- test_cluster.m.2.delay 3\n- test_cluster.kmonitor.errors 0\n", 5*time.Second)
+}
+
+// kmonitor starts while the cluster's ZooKeeper cannot be reached: nothing
+// is known, and once a session timeout has passed the zabbix answer must
+// not read as a healthy cluster with no errors.
+func TestZooKeeperNeverReachedCountsAsError(t *testing.T) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
+	e := startWith(t, k, func(c *kmonitor.Config) {
+		cl := c.Clusters["test_cluster"]
+		cl.ZKHosts = []string{"127.0.0.1:1"} // nothing listens there
+		c.Clusters["test_cluster"] = cl
+	}, io.Discard)
+	e.eventually(t, "?format=zabbix", "- test_cluster.kmonitor.errors 1\n", 10*time.Second)
+	e.eventually(t, "?format=zabbix&keys=item", "- kmonitor.errors[test_cluster] 1\n", time.Second)
 }
 
 // TestZooKeeperSessionExpiry replaces the ZooKeeper server with an empty one

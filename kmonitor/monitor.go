@@ -156,6 +156,18 @@ func (m *Monitor) Lags(names ...string) []Lag {
 	return out
 }
 
+// zkDown names the clusters without a ZooKeeper session for longer than
+// their session timeout at now.
+func (m *Monitor) zkDown(now time.Time) map[string]bool {
+	down := map[string]bool{}
+	for _, c := range m.clusters {
+		if c.zkProblem(now) != "" {
+			down[c.name] = true
+		}
+	}
+	return down
+}
+
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 func (m *Monitor) handleDelay(w http.ResponseWriter, r *http.Request) {
@@ -226,7 +238,7 @@ func (m *Monitor) render(k cacheKey, clusters []string) []byte {
 	lags := m.Lags(clusters...)
 	switch k.format {
 	case "zabbix":
-		writeZabbix(&buf, clusters, lags, k.keys == "item")
+		writeZabbix(&buf, clusters, lags, k.keys == "item", m.zkDown(now))
 	case "zabbix_lld":
 		writeLLD(&buf, lags)
 	default:

@@ -23,8 +23,9 @@ type topicPartition struct {
 
 // offsetEntry is what an offset znode holds, or why it could not be read.
 type offsetEntry struct {
-	next int64 // the next offset to push
-	err  error
+	next  int64 // the next offset to push
+	err   error
+	epoch uint64 // the ZooKeeper client that read it (state.epoch then)
 }
 
 // endEntry is a partition's log-end offset as last polled, with the points
@@ -49,7 +50,12 @@ type state struct {
 	// passing of time), so that rendered answers can be reused.
 	gen atomic.Uint64
 
-	mu      sync.RWMutex
+	mu sync.RWMutex
+	// epoch counts ZooKeeper clients. A client that is replaced leaves its
+	// offsets here (shown as errors while ZooKeeper is away); the next one
+	// reads them again, and drops those of an older epoch that its
+	// listings no longer find (pruneStale).
+	epoch   uint64
 	offsets map[partKey]offsetEntry
 	ends    map[topicPartition]*endEntry
 }
@@ -76,6 +82,7 @@ func (s *state) unreadable(k partKey, err error) {
 
 func (s *state) setEntry(k partKey, e offsetEntry) {
 	s.mu.Lock()
+	e.epoch = s.epoch
 	s.offsets[k] = e
 	s.mu.Unlock()
 	s.gen.Add(1)
@@ -86,6 +93,30 @@ func (s *state) dropOffset(k partKey) {
 	delete(s.offsets, k)
 	s.mu.Unlock()
 	s.gen.Add(1)
+}
+
+// newEpoch starts the epoch of a new ZooKeeper client.
+func (s *state) newEpoch() {
+	s.mu.Lock()
+	s.epoch++
+	s.mu.Unlock()
+}
+
+// pruneStale drops the offsets read by an earlier client for which gone
+// holds: a listing of the current client found no znode for them.
+func (s *state) pruneStale(gone func(partKey) bool) {
+	s.mu.Lock()
+	n := 0
+	for k, o := range s.offsets {
+		if o.epoch < s.epoch && gone(k) {
+			delete(s.offsets, k)
+			n++
+		}
+	}
+	s.mu.Unlock()
+	if n > 0 {
+		s.gen.Add(1)
+	}
 }
 
 // wanted lists the partitions whose log-end offsets are needed.

@@ -25,8 +25,9 @@ const retryDelay = 500 * time.Millisecond
 // created again in between) gets a new goroutine. When dir's parent is
 // gone as well it returns, but for root (see waitCreated): the watcher of
 // the parent's parent lists it again then, and starts this one anew if
-// the parent comes back.
-func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, dir string, root bool, spawn func(ctx context.Context, name string)) {
+// the parent comes back. listed is told each listing's names (none when
+// dir does not exist).
+func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, dir string, root bool, listed func(names []string), spawn func(ctx context.Context, name string)) {
 	type child struct {
 		name   string
 		cancel context.CancelFunc
@@ -59,6 +60,7 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, dir string, 
 				ch.cancel()
 				delete(running, n)
 			}
+			listed(nil)
 			var parentThere bool
 			parentThere, err = waitCreated(ctx, conn, dir, root)
 			if !parentThere {
@@ -79,6 +81,7 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, dir string, 
 		if ev == nil {
 			continue // dir exists now: list it
 		}
+		listed(names)
 		seen := make(map[string]bool, len(names))
 		for _, n := range names {
 			seen[n] = true
@@ -151,8 +154,15 @@ func waitCreated(ctx context.Context, conn *zk.Conn, p string, root bool) (bool,
 }
 
 // watchOffset follows one offset znode until it is deleted or ctx ends.
-func (c *cluster) watchOffset(ctx context.Context, conn *zk.Conn, k partKey, p string) {
-	defer c.state.dropOffset(k)
+// The offset is dropped then, unless client (the ZooKeeper client's
+// context) has ended too: kept through a client's replacement, it shows as
+// an error while ZooKeeper is away rather than vanish.
+func (c *cluster) watchOffset(ctx, client context.Context, conn *zk.Conn, k partKey, p string) {
+	defer func() {
+		if client.Err() == nil {
+			c.state.dropOffset(k)
+		}
+	}()
 	for ctx.Err() == nil {
 		data, _, ev, err := conn.GetW(p)
 		if errors.Is(err, zk.ErrNoNode) {
@@ -182,16 +192,27 @@ func (c *cluster) watchOffset(ctx context.Context, conn *zk.Conn, k partKey, p s
 }
 
 // followOffsets follows <chroot>/consumers/*/offsets/*/* : every module,
-// topic and partition, as they come and go.
+// topic and partition, as they come and go. ctx is the client's: when it
+// ends (the client is replaced, or kmonitor stops) the offsets read stay
+// in the state, and the next client's listings drop those that are gone.
 func (c *cluster) followOffsets(ctx context.Context, conn *zk.Conn) {
+	client := ctx
 	consumers := path.Join(c.cfg.Chroot, "consumers")
-	c.watchChildren(ctx, conn, consumers, true, func(ctx context.Context, module string) {
+	c.watchChildren(ctx, conn, consumers, true, func(modules []string) {
+		c.state.pruneStale(func(k partKey) bool { return !slices.Contains(modules, k.module) })
+	}, func(ctx context.Context, module string) {
 		offsets := path.Join(consumers, module, "offsets")
-		c.watchChildren(ctx, conn, offsets, false, func(ctx context.Context, topic string) {
+		c.watchChildren(ctx, conn, offsets, false, func(topics []string) {
+			c.state.pruneStale(func(k partKey) bool { return k.module == module && !slices.Contains(topics, k.topic) })
+		}, func(ctx context.Context, topic string) {
 			dir := path.Join(offsets, topic)
-			c.watchChildren(ctx, conn, dir, false, func(ctx context.Context, name string) {
+			c.watchChildren(ctx, conn, dir, false, func(names []string) {
+				c.state.pruneStale(func(k partKey) bool {
+					return k.module == module && k.topic == topic && !slices.Contains(names, k.name)
+				})
+			}, func(ctx context.Context, name string) {
 				k := partKey{module: module, topic: topic, name: name}
-				c.watchOffset(ctx, conn, k, path.Join(dir, name))
+				c.watchOffset(ctx, client, conn, k, path.Join(dir, name))
 			})
 		})
 	})
