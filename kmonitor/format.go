@@ -250,7 +250,7 @@ func lldValue(p string) string {
 }
 
 // writeLLD writes Zabbix low-level discovery data: a plain JSON array with
-// one object per partition.
+// one object per partition (an unreadable folder's "*" entry is none).
 func writeLLD(buf *bytes.Buffer, lags []Lag) {
 	sortLags(lags)
 	type entry struct {
@@ -259,9 +259,12 @@ func writeLLD(buf *bytes.Buffer, lags []Lag) {
 		Topic     string `json:"{#TOPIC}"`
 		Partition string `json:"{#PARTITION}"`
 	}
-	out := make([]entry, len(lags))
-	for i, l := range lags {
-		out[i] = entry{lldValue(l.Cluster), lldValue(l.Module), lldValue(l.Topic), lldValue(l.Partition)}
+	out := make([]entry, 0, len(lags))
+	for _, l := range lags {
+		if l.folder {
+			continue // not a partition: no item to discover
+		}
+		out = append(out, entry{lldValue(l.Cluster), lldValue(l.Module), lldValue(l.Topic), lldValue(l.Partition)})
 	}
 	b, _ := json.Marshal(out)
 	buf.Write(b)

@@ -58,3 +58,44 @@ func TestPrivateOffsetsWithoutCredentials(t *testing.T) {
 		t.Errorf("detail does not say why: %s", detail)
 	}
 }
+
+// A module ktransfer keeps private (zk_auth.acl: private gives the ACL to
+// the module's folder, offsets/, the topic folder and the offset nodes)
+// is, to a kmonitor without the credentials, a module whose offsets are
+// unknown: it shows as one null entry "*" counted in kmonitor.errors,
+// never as nothing. Once readable, its partitions show.
+func TestPrivateModuleWithoutCredentialsIsAnError(t *testing.T) {
+	e := start(t)
+	produce(t, e.kafka, "a", 1, 5)
+	// consumers/ exists already (open), as the README advises.
+	if err := zklayout.CreateAll(e.conn, zklayout.Consumers(chroot), zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	setOffset(t, e.conn, "open", "a", "1", "5")
+	auth := zklayout.Auth{User: "ktransfer", Password: "zk-pass"}
+	if err := auth.Authenticate(e.conn, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	private := zk.DigestACL(zk.PermAll, auth.User, auth.Password)
+	dir := zklayout.Offsets(chroot, "m", "a")
+	if err := zklayout.CreateAll(e.conn, dir, private); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.conn.Create(dir+"/1", []byte("2"), 0, private); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually(t, "", `{"test_cluster":{"m":{"*":null},"open":{"1":0}}}`+"\n", 10*time.Second)
+	e.eventually(t, "?format=zabbix", "- test_cluster.open.1.delay 0\n- test_cluster.kmonitor.errors 1\n", time.Second)
+	e.eventually(t, "?format=zabbix_lld", `[{"{#CLUSTER}":"test_cluster","{#MODULE}":"open","{#TOPIC}":"a","{#PARTITION}":"1"}]`+"\n", time.Second)
+	if _, detail := e.get(t, "?detail=1"); !strings.Contains(detail, "not authenticated") {
+		t.Errorf("detail does not say why: %s", detail)
+	}
+
+	// The ACL opened (setAcl -R): asked again within 5 s.
+	for _, p := range []string{chroot + "/consumers/m", chroot + "/consumers/m/offsets", dir, dir + "/1"} {
+		if _, err := e.conn.SetACL(p, zk.WorldACL(zk.PermAll), -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.eventually(t, "", `{"test_cluster":{"m":{"1":3},"open":{"1":0}}}`+"\n", 10*time.Second)
+}

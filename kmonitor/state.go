@@ -23,9 +23,10 @@ type topicPartition struct {
 
 // offsetEntry is what an offset znode holds, or why it could not be read.
 type offsetEntry struct {
-	next  int64 // the next offset to push
-	err   error
-	epoch uint64 // the ZooKeeper client that read it (state.epoch then)
+	next   int64 // the next offset to push
+	err    error
+	folder bool   // stands for a folder that may not be listed (deniedFolder)
+	epoch  uint64 // the ZooKeeper client that read it (state.epoch then)
 }
 
 // endEntry is a partition's log-end offset as last polled, with the points
@@ -78,6 +79,12 @@ func (s *state) setOffset(k partKey, data []byte) error {
 // unreadable records that the offset znode of k cannot be read (its ACL).
 func (s *state) unreadable(k partKey, err error) {
 	s.setEntry(k, offsetEntry{err: fmt.Errorf("offset znode unreadable: %w", err)})
+}
+
+// deniedFolder records that the folder p, whose offsets k stands for
+// ("*" in place of the names it would list), cannot be listed (its ACL).
+func (s *state) deniedFolder(k partKey, p string, err error) {
+	s.setEntry(k, offsetEntry{folder: true, err: fmt.Errorf("%s unreadable, its offsets unknown: %w", p, err)})
 }
 
 func (s *state) setEntry(k partKey, e offsetEntry) {
@@ -201,7 +208,8 @@ type Lag struct {
 	LagSecondsAtLeast      bool // the lag is older than the history kept
 	Err                    string
 
-	pnum int64 // Partition as a number, -1 when it is not one (for sorting)
+	pnum   int64 // Partition as a number, -1 when it is not one (for sorting)
+	folder bool  // stands for a folder kmonitor may not list: Topic or Partition is "*"
 }
 
 // snapshot computes the lag of every partition at now. staleAfter is how
@@ -220,11 +228,12 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 		switch {
 		case zkErr != "":
 			l.Err = zkErr
-		case perr != nil || p < 0:
-			l.Err = fmt.Sprintf("offset znode name %q is not a partition number", k.name)
 		case o.err != nil:
 			l.Err = o.err.Error()
+		case perr != nil || p < 0:
+			l.Err = fmt.Sprintf("offset znode name %q is not a partition number", k.name)
 		}
+		l.folder = o.folder
 		if o.err == nil {
 			l.Committed = o.next
 		}

@@ -25,9 +25,10 @@ const retryDelay = 500 * time.Millisecond
 // created again in between) gets a new goroutine. When dir's parent is
 // gone as well it returns, but for root (see waitCreated): the watcher of
 // the parent's parent lists it again then, and starts this one anew if
-// the parent comes back. listed is told each listing's names (none when
-// dir does not exist).
-func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, dir string, root bool, listed func(names []string), spawn func(ctx context.Context, name string)) {
+// the parent comes back (see folder for the rest).
+func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, spawn func(ctx context.Context, name string)) {
+	dir := f.path
+	denied := false // f.denied is in the state
 	type child struct {
 		name   string
 		cancel context.CancelFunc
@@ -44,6 +45,9 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, dir string, 
 			ch.cancel()
 		}
 		wg.Wait()
+		if denied && f.client.Err() == nil {
+			c.state.dropOffset(f.denied) // the folder is gone
+		}
 	}()
 	for ctx.Err() == nil {
 		endedMu.Lock()
@@ -60,18 +64,26 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, dir string, 
 				ch.cancel()
 				delete(running, n)
 			}
-			listed(nil)
+			f.listed(nil)
 			var parentThere bool
-			parentThere, err = waitCreated(ctx, conn, dir, root)
+			parentThere, err = waitCreated(ctx, conn, dir, f.root)
 			if !parentThere {
 				return
 			}
 			names, ev = nil, nil
 		}
 		if errors.Is(err, zk.ErrNoAuth) {
+			// Shown as an error in place of the offsets it holds; asked
+			// again now and then, for an ACL that changes.
+			c.state.deniedFolder(f.denied, dir, fmt.Errorf("%w; set zk_auth for cluster %s", err, c.name))
+			denied = true
 			c.log.Warn("znode unreadable: set zk_auth", "path", dir, "err", err)
 			sleep(ctx, 10*retryDelay)
 			continue
+		}
+		if denied && err == nil {
+			c.state.dropOffset(f.denied)
+			denied = false
 		}
 		if err != nil {
 			c.log.Debug("list znode children", "path", dir, "err", err)
@@ -81,7 +93,7 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, dir string, 
 		if ev == nil {
 			continue // dir exists now: list it
 		}
-		listed(names)
+		f.listed(names)
 		seen := make(map[string]bool, len(names))
 		for _, n := range names {
 			seen[n] = true
@@ -191,6 +203,23 @@ func (c *cluster) watchOffset(ctx, client context.Context, conn *zk.Conn, k part
 	}
 }
 
+// folder is a folder watchChildren follows.
+type folder struct {
+	path string
+	// root marks <chroot>/consumers, the top (see waitCreated).
+	root bool
+	// listed is told each listing's names (none when the folder does not
+	// exist).
+	listed func(names []string)
+	// denied is the entry that stands for the offsets under the folder
+	// while kmonitor may not list it (its ACL): "*" in place of what the
+	// listing would have named.
+	denied partKey
+	// client is the ZooKeeper client's context: when it has ended, the
+	// folder is not gone, and its entries stay (see followOffsets).
+	client context.Context
+}
+
 // followOffsets follows <chroot>/consumers/*/offsets/*/* : every module,
 // topic and partition, as they come and go. ctx is the client's: when it
 // ends (the client is replaced, or kmonitor stops) the offsets read stay
@@ -198,18 +227,27 @@ func (c *cluster) watchOffset(ctx, client context.Context, conn *zk.Conn, k part
 func (c *cluster) followOffsets(ctx context.Context, conn *zk.Conn) {
 	client := ctx
 	consumers := path.Join(c.cfg.Chroot, "consumers")
-	c.watchChildren(ctx, conn, consumers, true, func(modules []string) {
-		c.state.pruneStale(func(k partKey) bool { return !slices.Contains(modules, k.module) })
+	c.watchChildren(ctx, conn, folder{path: consumers, root: true, client: client,
+		denied: partKey{"*", "*", "*"},
+		listed: func(modules []string) {
+			c.state.pruneStale(func(k partKey) bool { return !slices.Contains(modules, k.module) })
+		},
 	}, func(ctx context.Context, module string) {
 		offsets := path.Join(consumers, module, "offsets")
-		c.watchChildren(ctx, conn, offsets, false, func(topics []string) {
-			c.state.pruneStale(func(k partKey) bool { return k.module == module && !slices.Contains(topics, k.topic) })
+		c.watchChildren(ctx, conn, folder{path: offsets, client: client,
+			denied: partKey{module, "*", "*"},
+			listed: func(topics []string) {
+				c.state.pruneStale(func(k partKey) bool { return k.module == module && !slices.Contains(topics, k.topic) })
+			},
 		}, func(ctx context.Context, topic string) {
 			dir := path.Join(offsets, topic)
-			c.watchChildren(ctx, conn, dir, false, func(names []string) {
-				c.state.pruneStale(func(k partKey) bool {
-					return k.module == module && k.topic == topic && !slices.Contains(names, k.name)
-				})
+			c.watchChildren(ctx, conn, folder{path: dir, client: client,
+				denied: partKey{module, topic, "*"},
+				listed: func(names []string) {
+					c.state.pruneStale(func(k partKey) bool {
+						return k.module == module && k.topic == topic && !slices.Contains(names, k.name)
+					})
+				},
 			}, func(ctx context.Context, name string) {
 				k := partKey{module: module, topic: topic, name: name}
 				c.watchOffset(ctx, client, conn, k, path.Join(dir, name))
