@@ -1,6 +1,7 @@
 package kmonitor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -40,11 +41,19 @@ type cluster struct {
 	everUp      bool
 
 	// Used only by the poll goroutine.
-	kafka      *kgo.Client
-	adm        *kadm.Client // over kafka
-	brokers    []string     // kafka's seed brokers
-	lastFailed int          // partitions whose log end the last poll could not read
+	kafka   *kgo.Client
+	adm     *kadm.Client // over kafka
+	brokers []string     // kafka's seed brokers
+
+	// The poll goroutine and its per-leader requests (pollLeader).
+	pollMu     sync.Mutex
+	inflight   map[topicPartition]bool // partitions whose last request has not returned
+	failed     map[int32]int           // per leader (noLeader: before any request), partitions whose log end the last read missed
+	lastFailed int                     // their sum, as last logged
 }
+
+// noLeader keys the partitions failed before a request to their leader.
+const noLeader = -2
 
 func newCluster(name string, cfg ClusterConfig, base BaseConfig, log *slog.Logger) *cluster {
 	session := time.Duration(cfg.ZKSessionTimeoutMs) * time.Millisecond
@@ -53,6 +62,8 @@ func newCluster(name string, cfg ClusterConfig, base BaseConfig, log *slog.Logge
 		stuckAfter: max(2*session, 5*time.Second),
 		poll:       time.Duration(base.PollIntervalMs) * time.Millisecond,
 		state:      newState(time.Duration(base.HistoryMinutes) * time.Minute),
+		inflight:   map[topicPartition]bool{},
+		failed:     map[int32]int{},
 		// Down until the first session: nothing is reported healthy before.
 		zkDownSince: time.Now(),
 	}
@@ -212,10 +223,12 @@ func (c *cluster) healthy() bool {
 }
 
 func (c *cluster) pollEnds(ctx context.Context) {
+	var leaders sync.WaitGroup // pollOnce's requests, one per leader
+	defer leaders.Wait()
 	t := time.NewTicker(c.poll)
 	defer t.Stop()
 	for {
-		c.pollOnce(ctx)
+		c.pollOnce(ctx, &leaders)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
@@ -224,24 +237,28 @@ func (c *cluster) pollEnds(ctx context.Context) {
 	}
 }
 
-// pollTimeout bounds one reading of the log-end offsets: kgo retries
-// within it (a moved leader, a dropped connection), and past it the
-// partitions not read keep their last log end until it turns stale.
+// pollTimeout bounds one reading of the log-end offsets from one leader:
+// kgo retries within it (a moved leader, a dropped connection), and past it
+// the partitions not read keep their last log end until it turns stale.
 const pollTimeout = 5 * time.Second
 
 // pollOnce reads the log-end offset of every partition an offset refers
-// to: kadm asks each partition's leader, one ListOffsets request per
-// leader broker, and kgo follows leaders that move.
-func (c *cluster) pollOnce(ctx context.Context) {
+// to: one ListOffsets request per leader broker (kgo re-routes a partition
+// whose leader moved), each on its own, with its own timeout, its answer
+// stamped when it arrives. A partition whose last request has not been
+// answered is not asked for again until it is: a hung broker delays only
+// the partitions it leads, which turn unknown once their log end is stale.
+func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 	wanted := c.state.wanted()
 	c.state.forget(wanted)
 	if len(wanted) == 0 {
+		c.setFailed(noLeader, 0, nil)
 		return
 	}
-	now := time.Now()
 	adm, err := c.kafkaClient()
 	if err != nil {
 		c.log.Warn("no kafka client", "err", err)
+		now := time.Now()
 		for topic, parts := range wanted {
 			for _, p := range parts {
 				c.state.setEnd(topicPartition{topic, p}, 0, err, now)
@@ -249,85 +266,167 @@ func (c *cluster) pollOnce(ctx context.Context) {
 		}
 		return
 	}
-	lctx, cancel := context.WithTimeout(ctx, pollTimeout)
-	ends, err := adm.ListEndOffsets(lctx, slices.Sorted(maps.Keys(wanted))...)
+	// Leaders from kgo's cached metadata (kadm asks the brokers for what
+	// is missing or older than 5 s).
+	mctx, cancel := context.WithTimeout(ctx, pollTimeout)
+	meta, err := adm.Metadata(mctx, slices.Sorted(maps.Keys(wanted))...)
 	cancel()
 	if ctx.Err() != nil {
 		return // shutting down: what was not read is not an error
 	}
-	failedShards := shardErrors(err)
+	now := time.Now()
+	byLeader := map[int32][]topicPartition{}
 	failed := 0
 	var firstErr error
 	for topic, parts := range wanted {
 		for _, p := range parts {
 			tp := topicPartition{topic, p}
-			end, perr := endOffset(ends, err, failedShards, tp)
+			var perr error
+			td, ok := meta.Topics[topic]
+			switch {
+			case err != nil:
+				perr = fmt.Errorf("metadata: %w", err)
+			case !ok:
+				perr = errors.New("the brokers did not answer for the topic")
+			case td.Err != nil:
+				perr = fmt.Errorf("topic %s: %w", topic, td.Err)
+			default:
+				pd, ok := td.Partitions[p]
+				if !ok {
+					perr = fmt.Errorf("topic %s has no partition %d: %w", topic, p, kerr.UnknownTopicOrPartition)
+				} else {
+					byLeader[pd.Leader] = append(byLeader[pd.Leader], tp)
+				}
+			}
 			if perr != nil {
 				perr = fmt.Errorf("log end of %s/%d: %w", topic, p, perr)
 				failed++
-				if firstErr == nil {
-					firstErr = perr
-				}
+				firstErr = cmp.Or(firstErr, perr)
+				c.state.setEnd(tp, 0, perr, now)
 			}
-			c.state.setEnd(tp, end, perr, now)
 		}
 	}
-	// Log when the number of unreadable partitions changes, not every poll.
-	if failed != c.lastFailed {
-		if failed > 0 {
-			c.log.Warn("log-end offsets unknown", "partitions", failed, "first_err", firstErr)
-		} else {
-			c.log.Info("log-end offsets known again")
+	c.setFailed(noLeader, failed, firstErr)
+	client := c.kafka
+	for leader, tps := range byLeader {
+		// One request at a time per partition, so that answers are
+		// applied in the order they were read (a log end never goes back).
+		c.pollMu.Lock()
+		tps = slices.DeleteFunc(tps, func(tp topicPartition) bool { return c.inflight[tp] })
+		for _, tp := range tps {
+			c.inflight[tp] = true
 		}
-		c.lastFailed = failed
+		c.pollMu.Unlock()
+		if len(tps) == 0 {
+			continue
+		}
+		leaders.Go(func() {
+			c.pollLeader(ctx, client, leader, tps)
+			c.pollMu.Lock()
+			for _, tp := range tps {
+				delete(c.inflight, tp)
+			}
+			c.pollMu.Unlock()
+		})
 	}
 }
 
-// shardErrors maps each partition of a ListOffsets piece that failed as a
-// whole (its broker unreachable, its request refused) to the error.
-func shardErrors(err error) map[topicPartition]error {
-	var se *kadm.ShardErrors
-	if !errors.As(err, &se) {
-		return nil
+// pollLeader reads the log-end offsets of tps, led by leader.
+func (c *cluster) pollLeader(ctx context.Context, client *kgo.Client, leader int32, tps []topicPartition) {
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.ReplicaID = -1
+	index := map[string]int{}
+	for _, tp := range tps {
+		i, ok := index[tp.topic]
+		if !ok {
+			i = len(req.Topics)
+			index[tp.topic] = i
+			t := kmsg.NewListOffsetsRequestTopic()
+			t.Topic = tp.topic
+			req.Topics = append(req.Topics, t)
+		}
+		p := kmsg.NewListOffsetsRequestTopicPartition()
+		p.Partition = tp.partition
+		p.CurrentLeaderEpoch = -1
+		p.Timestamp = -1 // the log end
+		req.Topics[i].Partitions = append(req.Topics[i].Partitions, p)
 	}
-	out := map[topicPartition]error{}
-	for _, s := range se.Errs {
-		req, ok := s.Req.(*kmsg.ListOffsetsRequest)
+	lctx, cancel := context.WithTimeout(ctx, pollTimeout)
+	shards := client.RequestSharded(lctx, req)
+	cancel()
+	if ctx.Err() != nil {
+		return // shutting down: what was not read is not an error
+	}
+	now := time.Now()
+	answered := make(map[topicPartition]bool, len(tps))
+	failed := 0
+	var firstErr error
+	set := func(tp topicPartition, end int64, err error) {
+		answered[tp] = true
+		if err != nil {
+			err = fmt.Errorf("log end of %s/%d: %w", tp.topic, tp.partition, err)
+			failed++
+			firstErr = cmp.Or(firstErr, err)
+		}
+		c.state.setEnd(tp, end, err, now)
+	}
+	for _, sh := range shards {
+		if sh.Err != nil {
+			if sreq, ok := sh.Req.(*kmsg.ListOffsetsRequest); ok {
+				for _, t := range sreq.Topics {
+					for _, p := range t.Partitions {
+						set(topicPartition{t.Topic, p.Partition}, 0, fmt.Errorf("list offsets: %w", sh.Err))
+					}
+				}
+			}
+			continue
+		}
+		resp, ok := sh.Resp.(*kmsg.ListOffsetsResponse)
 		if !ok {
 			continue
 		}
-		for _, t := range req.Topics {
+		for _, t := range resp.Topics {
 			for _, p := range t.Partitions {
-				out[topicPartition{t.Topic, p.Partition}] = s.Err
+				tp := topicPartition{t.Topic, p.Partition}
+				if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+					set(tp, 0, err)
+				} else {
+					set(tp, p.Offset, nil)
+				}
 			}
 		}
 	}
-	return out
+	for _, tp := range tps {
+		if !answered[tp] {
+			set(tp, 0, errors.New("the brokers did not answer for the partition"))
+		}
+	}
+	c.setFailed(leader, failed, firstErr)
 }
 
-// endOffset picks tp's log-end offset out of a ListEndOffsets answer, or
-// says why it is not there.
-func endOffset(ends kadm.ListedOffsets, err error, failedShards map[topicPartition]error, tp topicPartition) (int64, error) {
-	if o, ok := ends.Lookup(tp.topic, tp.partition); ok {
-		if o.Err != nil {
-			return 0, o.Err
-		}
-		return o.Offset, nil
+// setFailed records how many partitions the last read through key missed,
+// and logs when the total changes, not every poll.
+func (c *cluster) setFailed(key int32, n int, firstErr error) {
+	c.pollMu.Lock()
+	defer c.pollMu.Unlock()
+	if n == 0 {
+		delete(c.failed, key)
+	} else {
+		c.failed[key] = n
 	}
-	// kadm lists a topic the brokers do not know as its partition -1.
-	if o, ok := ends.Lookup(tp.topic, -1); ok && o.Err != nil {
-		return 0, fmt.Errorf("topic %s: %w", tp.topic, o.Err)
+	total := 0
+	for _, f := range c.failed {
+		total += f
 	}
-	if serr, ok := failedShards[tp]; ok {
-		return 0, fmt.Errorf("list offsets: %w", serr)
+	if total == c.lastFailed {
+		return
 	}
-	if err != nil && failedShards == nil {
-		return 0, fmt.Errorf("list offsets: %w", err)
+	if total > c.lastFailed {
+		c.log.Warn("log-end offsets unknown", "partitions", total, "first_err", firstErr)
+	} else if total == 0 {
+		c.log.Info("log-end offsets known again")
 	}
-	if _, ok := ends[tp.topic]; ok {
-		return 0, fmt.Errorf("topic %s has no partition %d: %w", tp.topic, tp.partition, kerr.UnknownTopicOrPartition)
-	}
-	return 0, errors.New("the brokers did not answer for the partition")
+	c.lastFailed = total
 }
 
 // kafkaClient returns a client for the cluster's current brokers:

@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kmonitor"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
@@ -202,4 +204,64 @@ func TestLagRightWhileLeadersMove(t *testing.T) {
 	}
 	want.WriteString("}}\n")
 	e.eventually(t, "", want.String(), 10*time.Second)
+}
+
+// One broker of three holds every ListOffsets request (it accepts
+// connections but does not answer: stopped, or behind a dead link). The
+// partitions the two others lead keep a known lag at the default poll
+// interval (1 s), every answer throughout; those of the hung broker turn
+// unknown once their log end is stale.
+func TestHungBrokerDelaysOnlyItsOwnPartitions(t *testing.T) {
+	k := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: "a", Partitions: 6}})
+	e := startWith(t, k, func(c *kmonitor.Config) { c.Base.PollIntervalMs = 1000 }, io.Discard)
+	for p := range int32(6) {
+		produce(t, k, "a", p, 3)
+		setOffset(t, e.conn, "m", "a", strconv.Itoa(int(p)), "1")
+	}
+	e.eventually(t, "", `{"test_cluster":{"m":{"0":2,"1":2,"2":2,"3":2,"4":2,"5":2}}}`+"\n", 20*time.Second)
+	hung := k.LeaderFor("a", 0)
+	healthy := map[string]bool{}
+	for p := range int32(6) {
+		if k.LeaderFor("a", p) != hung {
+			healthy[strconv.Itoa(int(p))] = true
+		}
+	}
+	if len(healthy) == 0 {
+		t.Fatalf("broker %d leads every partition", hung)
+	}
+	release := make(chan struct{})
+	k.ControlKey(int16(kmsg.ListOffsets), func(kmsg.Request) (kmsg.Response, error, bool) {
+		k.KeepControl()
+		if k.CurrentNode() == hung {
+			k.SleepControl(func() {
+				select {
+				case <-release:
+				case <-time.After(time.Minute):
+				}
+			})
+		}
+		return nil, nil, false
+	})
+	t.Cleanup(func() { close(release); k.DropControl() })
+
+	// The hung broker's partitions go unknown after 6 s (poll interval
+	// + 5 s); the others must stay known all along, and past that.
+	hungUnknown := false
+	for end := time.Now().Add(12 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		code, parts, err := e.details()
+		if err != nil || code != 200 {
+			t.Fatalf("/delay?detail=1: %d %v", code, err)
+		}
+		for p, d := range parts["m"] {
+			switch {
+			case healthy[p] && d.Lag == nil:
+				t.Fatalf("partition %s, its leader alive, shown unknown while broker %d hangs: %s", p, hung, d.Error)
+			case !healthy[p] && d.Lag == nil:
+				hungUnknown = true
+			}
+		}
+	}
+	if !hungUnknown {
+		t.Errorf("the partitions broker %d leads stayed known while it did not answer", hung)
+	}
 }
