@@ -121,8 +121,9 @@ func (s *Server) releaseBatch(n int) { s.inFlight.Add(int64(-n)) }
 // the record's size against max_message_bytes and the topic's
 // max.message.bytes. The first bad record refuses the batch. Then the
 // batch's records are taken from the client's rate limit, all or none. It
-// sets each record's name.
-func (s *Server) checkBatch(rule *clientRule, recs []batchRecord, now time.Time, spoolable bool) *batchError {
+// sets each record's name. The topics' look-ups end with dl, the
+// records' deadline (recordsDeadline): one after the other, they share it.
+func (s *Server) checkBatch(dl context.Context, rule *clientRule, recs []batchRecord, now time.Time, spoolable bool) *batchError {
 	type known struct {
 		info topicInfo
 		err  *batchError // refused for this topic: every record naming it is
@@ -138,7 +139,7 @@ func (s *Server) checkBatch(rule *clientRule, recs []batchRecord, now time.Time,
 				if len(topics) == maxBatchTopics {
 					return refuse(400, i, "more than "+strconv.Itoa(maxBatchTopics)+" distinct topics in one batch")
 				}
-				k.info, k.err = s.checkTopic(rule, r.topic, spoolable)
+				k.info, k.err = s.checkTopic(dl, rule, r.topic, spoolable)
 				topics[string(r.topic)] = k
 			}
 			last, cur = r.topic, k
@@ -167,7 +168,7 @@ func (s *Server) checkBatch(rule *clientRule, recs []batchRecord, now time.Time,
 
 // checkTopic decides whether records may be written to topic t: the
 // topic's details, or why not (index -1, set by the caller).
-func (s *Server) checkTopic(rule *clientRule, t []byte, spoolable bool) (topicInfo, *batchError) {
+func (s *Server) checkTopic(dl context.Context, rule *clientRule, t []byte, spoolable bool) (topicInfo, *batchError) {
 	if len(t) == 0 {
 		return topicInfo{}, refuse(400, -1, "no topic: give it in the record or as the topic parameter")
 	}
@@ -180,9 +181,11 @@ func (s *Server) checkTopic(rule *clientRule, t []byte, spoolable bool) (topicIn
 	if v := s.access.permit(rule, string(t)); v.code != 0 {
 		return topicInfo{}, refuse(v.code, -1, v.reason+" ("+string(t)+")")
 	}
-	info, err := s.topicFor(t, spoolable)
+	info, err := s.topicFor(dl, t, spoolable)
 	if err != nil {
-		code, reason := produceStatus(err, sendTrace{}) // a metadata request: nothing written
+		// A metadata or describe-configs request, perhaps cut by the
+		// deadline: nothing written.
+		code, reason := produceStatus(err, sendTrace{})
 		e := refuse(code, -1, reason+" ("+string(t)+")")
 		if code >= 500 {
 			e.retryAfter = 1
@@ -207,9 +210,12 @@ type batchJob struct {
 	call    batchCall
 	refs    atomic.Int64
 
-	// deadline, when a transport sets it, is the records' deadline instead
-	// of produce_timeout_ms (a gRPC deadline that ends sooner); bound
-	// names it in answers ("the request's deadline").
+	// timeout is produce_timeout_ms from the request's arrival, set by the
+	// transport when it has read the request (nil: from the records'
+	// hand-over). deadline, when a transport sets it, is the records'
+	// deadline instead (a gRPC deadline that ends sooner); bound names it
+	// in answers ("the request's deadline").
+	timeout  context.Context
 	deadline context.Context
 	bound    string
 	// noSpool: the request said spool=0 (Kafka's answer or an error).
@@ -242,7 +248,7 @@ func (j *batchJob) release() {
 	}
 	j.body, j.recs, j.results = j.body[:0], j.recs[:0], j.results[:0]
 	j.call = batchCall{}
-	j.deadline, j.bound, j.noSpool = nil, "", false
+	j.timeout, j.deadline, j.bound, j.noSpool = nil, nil, "", false
 	jobPool.Put(j)
 }
 
@@ -305,7 +311,7 @@ func (s *Server) startProduce(acks int, j *batchJob) (*batchCall, batchOutcome) 
 	if deadline == nil || acks == 0 {
 		// acks=0 records outlive their request, and their deadline
 		// with them: produce_timeout_ms.
-		deadline = s.deadlines.get()
+		deadline = s.arrivalDeadline(j)
 	}
 	c := s.startBatch(cl, tr, acks, j, deadline, time.Now(), s.spool != nil && acks != 0)
 	if acks == 0 {
@@ -559,6 +565,15 @@ func (j *batchJob) bounded(reason string) string {
 func (s *Server) recordsDeadline(j *batchJob) context.Context {
 	if j.deadline != nil {
 		return j.deadline
+	}
+	return s.arrivalDeadline(j)
+}
+
+// arrivalDeadline is produce_timeout_ms from j's arrival (j.timeout), or
+// from now when the transport set none.
+func (s *Server) arrivalDeadline(j *batchJob) context.Context {
+	if j.timeout != nil {
+		return j.timeout
 	}
 	return s.deadlines.get()
 }

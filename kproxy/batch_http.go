@@ -101,7 +101,8 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx) int {
 	// of every record). The topic parameter is not held (checkBatch gives
 	// each record the topic's own name).
 	j := getBatchJob()
-	defer j.release() // after the answer is written: it reads j's results
+	defer j.release()             // after the answer is written: it reads j's results
+	j.timeout = s.deadlines.get() // the records' deadline runs from here
 	j.body = append(j.body[:0], body...)
 	j.noSpool = noSpool
 	var berr *batchError
@@ -122,7 +123,7 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx) int {
 		return batchFail(ctx, berr)
 	}
 	defer s.releaseBatch(n)
-	if berr = s.checkBatch(rule, j.recs, ctx.Time(), s.spoolable(acks, atomic, noSpool)); berr != nil {
+	if berr = s.checkBatch(s.recordsDeadline(j), rule, j.recs, ctx.Time(), s.spoolable(acks, atomic, noSpool)); berr != nil {
 		return batchFail(ctx, berr)
 	}
 	out := s.produceBatch(context.Background(), acks, atomic, j)

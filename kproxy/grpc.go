@@ -144,14 +144,16 @@ func (s *Server) produceRequest(ctx context.Context, j *batchJob) (answer, error
 		return refusedAnswer(h.id, berr), nil
 	}
 	defer s.releaseBatch(n)
-	if berr = s.checkBatch(rule, j.recs, time.Now(), s.spoolable(h.acks, h.atomic, h.noSpool)); berr != nil {
+	b := s.boundRPC(ctx, j)
+	if berr = s.checkBatch(s.recordsDeadline(j), rule, j.recs, time.Now(), s.spoolable(h.acks, h.atomic, h.noSpool)); berr != nil {
+		b.end(true)
 		return refusedAnswer(h.id, berr), nil
 	}
 	if err := ctx.Err(); err != nil {
+		b.end(true)
 		s.access.giveBack(rule, n) // the client left: nothing written
 		return answer{}, status.FromContextError(err).Err()
 	}
-	b := s.boundRPC(ctx, j)
 	out := s.produceBatch(b.answer, h.acks, h.atomic, j)
 	b.end(h.atomic || h.acks == 0 || j.call.left.Load() == 0)
 	if out.givesBack() {
@@ -180,8 +182,9 @@ type rpcBound struct {
 	cancelRecords context.CancelFunc // nil: the records' deadline is produce_timeout_ms
 }
 
-// boundRPC bounds a request's records by ctx's deadline (its client's)
-// when that ends before produce_timeout_ms would: the records are given up
+// boundRPC bounds a request's records (their topics' look-ups included)
+// by ctx's deadline (its client's) when that ends before
+// produce_timeout_ms from the request's arrival would: the records are given up
 // early enough that the answer — 503 for those that never left, 504 for
 // those that may have been written — reaches the client before it stops
 // waiting (answerMargin, answerGrace). It sets j's deadline then.
@@ -195,7 +198,8 @@ func (s *Server) boundRPC(ctx context.Context, j *batchJob) rpcBound {
 	grace := min(answerGrace, left/5)
 	b := rpcBound{}
 	b.answer, b.cancelAnswer = context.WithDeadline(ctx, dl.Add(-margin))
-	if by := left - margin - grace; by < s.produceTimeout {
+	arrival, _ := s.arrivalDeadline(j).Deadline()
+	if by := left - margin - grace; by < time.Until(arrival) {
 		j.deadline, b.cancelRecords = context.WithTimeout(context.Background(), by)
 		j.bound = "the request's deadline"
 	}
@@ -337,6 +341,7 @@ func (st *produceStream) run() error {
 				recvErr <- err
 				return
 			}
+			j.timeout = st.s.deadlines.get() // the records' deadline runs from here
 			select {
 			case reqs <- streamRequest{j, time.Now()}:
 			case <-quit:
@@ -450,11 +455,12 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 	if berr != nil {
 		return refused(h.id, berr)
 	}
-	if berr = s.checkBatch(st.rule, j.recs, time.Now(), s.spoolable(h.acks, h.atomic, h.noSpool)); berr != nil {
+	b := s.boundRPC(st.ctx, j)
+	if berr = s.checkBatch(s.recordsDeadline(j), st.rule, j.recs, time.Now(), s.spoolable(h.acks, h.atomic, h.noSpool)); berr != nil {
+		b.end(true)
 		s.releaseBatch(n)
 		return refused(h.id, berr)
 	}
-	b := s.boundRPC(st.ctx, j)
 	var out batchOutcome
 	if h.atomic {
 		out = s.produceAtomic(b.answer, j)

@@ -67,6 +67,7 @@ func produceHandler(srv any, ctx context.Context, dec func(any) error, intercept
 		j.release()
 		return nil, err
 	}
+	j.timeout = s.deadlines.get() // the records' deadline runs from here
 	if interceptor == nil {
 		return s.produce1(ctx, j)
 	}

@@ -2,6 +2,7 @@ package kproxy
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"strconv"
 	"strings"
@@ -48,6 +49,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 
 // commit writes the request's body to Kafka and answers with the status.
 func (s *Server) commit(ctx *fasthttp.RequestCtx) (code int) {
+	// The record's deadline runs from the request's arrival: the topic's
+	// look-up (a topic named for the first time) is part of it.
+	dl := s.deadlines.get()
 	if !ctx.IsPost() {
 		ctx.Response.Header.Set("Allow", "POST")
 		return fail(ctx, fasthttp.StatusMethodNotAllowed, "use POST")
@@ -115,9 +119,11 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) (code int) {
 	}
 	defer s.inFlight.Add(-1)
 
-	topic, err := s.topicFor(topicB, s.spoolable(acks, false, noSpool))
+	topic, err := s.topicFor(dl, topicB, s.spoolable(acks, false, noSpool))
 	if err != nil {
-		code, reason := produceStatus(err, sendTrace{}) // a metadata request: nothing written
+		// A metadata or describe-configs request, perhaps cut by the
+		// deadline: nothing written.
+		code, reason := produceStatus(err, sendTrace{})
 		return s.kafkaFail(ctx, code, reason, string(topicB), err)
 	}
 	if size > int(topic.maxBytes) {
@@ -132,7 +138,7 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) (code int) {
 			return fail(ctx, fasthttp.StatusServiceUnavailable, "overloaded: req_pool_size acks=0 records still being delivered; the record was not written")
 		}
 	}
-	return s.produce(ctx, topic.name, args.Peek("key"), body, &hp, acks, noSpool)
+	return s.produce(ctx, dl, topic.name, args.Peek("key"), body, &hp, acks, noSpool)
 }
 
 // spoolable tells whether a request's records may be spooled.
@@ -140,18 +146,19 @@ func (s *Server) spoolable(acks int, atomic, noSpool bool) bool {
 	return s.spool != nil && acks != 0 && !atomic && !noSpool
 }
 
-// topicFor is what kproxy knows of topic t (topicCheck.exists). For
+// topicFor is what kproxy knows of topic t (topicCheck.exists), asked
+// within dl, the deadline of the records naming it. For
 // records that may be spooled, no broker gets longer than spool_after_ms
 // to answer: when none did (unreachable, not a refusal of the topic), the
 // topic is taken as named and spools (spooler.blind), so that kproxy takes
 // records for topics it had not written to since its start while Kafka is
 // away.
-func (s *Server) topicFor(t []byte, spoolable bool) (topicInfo, error) {
+func (s *Server) topicFor(dl context.Context, t []byte, spoolable bool) (topicInfo, error) {
 	if !spoolable {
-		return s.check.exists(t, s.produceTimeout)
+		return s.check.exists(dl, t, 0)
 	}
 	after := s.spool.after.get()
-	info, err := s.check.exists(t, s.spool.afterD)
+	info, err := s.check.exists(dl, t, s.spool.afterD)
 	if err == nil || !unreachable(err) {
 		return info, err
 	}
@@ -202,7 +209,7 @@ func tooLarge(size, headers int, limit string, max int) string {
 	return reason + "larger than " + limit + " (" + strconv.Itoa(max) + ")"
 }
 
-func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string, key, body []byte, hp *headerPlan, acks int, noSpool bool) int {
+func (s *Server) produce(ctx *fasthttp.RequestCtx, dl context.Context, topic string, key, body []byte, hp *headerPlan, acks int, noSpool bool) int {
 	p := pendingPool.Get().(*pending)
 	// The body and key are copied: fasthttp reuses its buffers once the
 	// handler returns, and kgo holds the record until Kafka answers.
@@ -218,9 +225,9 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string, key, body []byt
 	}
 	p.srv, p.acks = s, acks
 	p.state.Store(waiting)
-	// The record's deadline: kgo sends no batch whose first record's
-	// context is done, and fails it instead.
-	p.ctx = s.deadlines.get()
+	// The record's deadline (from the request's arrival): kgo sends no
+	// batch whose first record's context is done, and fails it instead.
+	p.ctx = dl
 	p.cl, p.tr = s.prod.client(acks)
 	p.note = p.tr.note()
 	if s.spool != nil && acks != 0 {

@@ -28,7 +28,6 @@ const maxMissing = 10_000
 type topicCheck struct {
 	client     *kgo.Client
 	autoCreate bool
-	timeout    time.Duration
 
 	mu      sync.Mutex
 	missing map[string]time.Time // topic → until when it is known missing
@@ -48,28 +47,41 @@ type topicInfo struct {
 	maxBytes int32
 }
 
-func newTopicCheck(autoCreate bool, timeout time.Duration, maxBytes int) *topicCheck {
-	return &topicCheck{autoCreate: autoCreate, timeout: timeout, maxBytes: int32(maxBytes),
+func newTopicCheck(autoCreate bool, maxBytes int) *topicCheck {
+	return &topicCheck{autoCreate: autoCreate, maxBytes: int32(maxBytes),
 		missing: map[string]time.Time{}, known: map[string]topicInfo{}}
 }
 
 // exists returns what kproxy knows of the topic when the brokers know it,
 // a *kerr.Error when they refuse it (UNKNOWN_TOPIC_OR_PARTITION, …), or the
-// error that kept it from finding out (no broker answered within timeout:
-// unreachable).
-func (tc *topicCheck) exists(name []byte, timeout time.Duration) (topicInfo, error) {
+// error that kept it from finding out (no broker answered before dl ends,
+// nor within timeout when it is not 0: unreachable). dl is the deadline of
+// the records waiting for the answer: the look-ups are part of their
+// produce_timeout_ms, never added to it.
+func (tc *topicCheck) exists(dl context.Context, name []byte, timeout time.Duration) (topicInfo, error) {
 	tc.knownMu.RLock()
 	info, ok := tc.known[string(name)] // no allocation for the lookup
 	tc.knownMu.RUnlock()
 	if ok {
 		return info, nil
 	}
+	ctx, cancel := dl, context.CancelFunc(func() {})
+	if timeout > 0 {
+		ctx, cancel = context.WithTimeout(dl, timeout)
+	}
+	defer cancel()
 	info = topicInfo{name: string(name), maxBytes: tc.maxBytes}
-	if err := tc.ask(info.name, timeout); err != nil {
+	if err := tc.ask(ctx, info.name); err != nil {
 		return topicInfo{}, err
 	}
-	if limit, err := tc.topicMaxBytes(info.name); err == nil && limit < info.maxBytes {
-		info.maxBytes = limit
+	limit, err := tc.topicMaxBytes(ctx, info.name)
+	switch {
+	case err == nil:
+		info.maxBytes = min(info.maxBytes, limit)
+	case unreachable(err):
+		// No answer in time: max_message_bytes serves these records,
+		// and the next request asks again.
+		return info, nil
 	}
 	tc.knownMu.Lock()
 	tc.known[info.name] = info
@@ -102,15 +114,13 @@ func (tc *topicCheck) forget(topic string) {
 // topicMaxBytes asks the brokers for topic's max.message.bytes. An error
 // (a broker or principal that does not describe configs) leaves
 // max_message_bytes in force.
-func (tc *topicCheck) topicMaxBytes(topic string) (int32, error) {
+func (tc *topicCheck) topicMaxBytes(ctx context.Context, topic string) (int32, error) {
 	req := kmsg.NewPtrDescribeConfigsRequest()
 	res := kmsg.NewDescribeConfigsRequestResource()
 	res.ResourceType = kmsg.ConfigResourceTypeTopic
 	res.ResourceName = topic
 	res.ConfigNames = []string{"max.message.bytes"}
 	req.Resources = append(req.Resources, res)
-	ctx, cancel := context.WithTimeout(context.Background(), tc.timeout)
-	defer cancel()
 	resp, err := req.RequestWith(ctx, tc.client)
 	if err != nil {
 		return 0, fmt.Errorf("max.message.bytes of topic %s: %w", topic, err)
@@ -145,14 +155,14 @@ func unreachable(err error) bool {
 	return !errors.As(err, &ke)
 }
 
-func (tc *topicCheck) ask(topic string, timeout time.Duration) error {
+func (tc *topicCheck) ask(ctx context.Context, topic string) error {
 	tc.mu.Lock()
 	until, ok := tc.missing[topic]
 	tc.mu.Unlock()
 	if ok && time.Now().Before(until) {
 		return kerr.UnknownTopicOrPartition
 	}
-	err := tc.metadata(topic, timeout)
+	err := tc.metadata(ctx, topic)
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
 	switch {
@@ -168,15 +178,13 @@ func (tc *topicCheck) ask(topic string, timeout time.Duration) error {
 }
 
 // metadata asks a broker about topic alone (creating it when
-// auto_create_topics is on and the brokers allow it).
-func (tc *topicCheck) metadata(topic string, timeout time.Duration) error {
+// auto_create_topics is on and the brokers allow it), until ctx ends.
+func (tc *topicCheck) metadata(ctx context.Context, topic string) error {
 	req := kmsg.NewPtrMetadataRequest()
 	rt := kmsg.NewMetadataRequestTopic()
 	rt.Topic = kmsg.StringPtr(topic)
 	req.Topics = append(req.Topics, rt)
 	req.AllowAutoTopicCreation = tc.autoCreate
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
 	resp, err := req.RequestWith(ctx, tc.client)
 	if err != nil {
 		return fmt.Errorf("metadata of topic %s: %w", topic, err)
