@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -344,6 +343,7 @@ type batchCall struct {
 	srv      *Server
 	job      *batchJob
 	acks     int
+	cl       *kgo.Client
 	tr       *tracer
 	note     sendNote        // tr's counts before the first record was handed over
 	deadline context.Context // the records' deadline
@@ -382,7 +382,7 @@ func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, j *batchJob, d
 	if cap(j.items) < n {
 		j.items = make([]batchItem, n)
 	}
-	j.call = batchCall{srv: s, job: j, acks: acks, tr: tr, deadline: deadline, done: make(chan struct{}), items: j.items[:n]}
+	j.call = batchCall{srv: s, job: j, acks: acks, cl: cl, tr: tr, deadline: deadline, done: make(chan struct{}), items: j.items[:n]}
 	c := &j.call
 	c.left.Store(int64(n))
 	j.refs.Add(int64(n)) // one per record kgo holds, let go in its promise
@@ -454,8 +454,8 @@ func onBatchProduced(r *kgo.Record, err error) {
 	it := r.Context.(*batchItem)
 	c := it.call
 	s, j := c.srv, c.job
-	if err != nil && errors.Is(err, kerr.MessageTooLarge) {
-		s.check.forget(r.Topic)
+	if err != nil {
+		s.refusedTopic(c.cl, r.Topic, err)
 	}
 	var trace sendTrace // what a failure needs (produceStatus): three atomic loads a record spared
 	if err != nil {

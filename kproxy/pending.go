@@ -81,12 +81,11 @@ func onProduced(r *kgo.Record, err error) {
 }
 
 // produced takes a record's outcome: an acks=0 record is counted (written
-// or lost), others are handed to the waiting handler. A MESSAGE_TOO_LARGE
-// makes the topic's max.message.bytes be asked again: it was lowered since
-// kproxy read it (batches are built to fit it).
+// or lost), others are handed to the waiting handler. A refusal may say
+// that what kproxy knows of the topic is out of date (refusedTopic).
 func (s *Server) produced(p *pending, err error, trace sendTrace) {
-	if err != nil && errors.Is(err, kerr.MessageTooLarge) {
-		s.check.forget(p.rec.Topic)
+	if err != nil {
+		s.refusedTopic(p.cl, p.rec.Topic, err)
 	}
 	if p.acks == 0 {
 		s.acks0Done(&p.rec, err, trace)
@@ -102,6 +101,26 @@ func (s *Server) produced(p *pending, err error, trace sendTrace) {
 		return
 	}
 	p.release() // the handler answered 504 and left
+}
+
+// refusedTopic learns from a record's refusal by cl what changed of its
+// topic:
+//   - MESSAGE_TOO_LARGE: the topic's max.message.bytes is asked again: it
+//     was lowered since kproxy read it (batches are built to fit it).
+//   - UNKNOWN_TOPIC_ID: the brokers no longer know the topic by the id cl
+//     has for it: it was deleted, perhaps re-created under a new id. kgo
+//     keeps the id until the topic is purged from the client (produce v13
+//     names topics by id), so every later record would be refused alike:
+//     the topic is forgotten (the next request looks it up: 404 if it is
+//     gone) and purged from cl, whose next record of it fetches the new id.
+func (s *Server) refusedTopic(cl *kgo.Client, topic string, err error) {
+	switch {
+	case errors.Is(err, kerr.MessageTooLarge):
+		s.check.forget(topic)
+	case errors.Is(err, kerr.UnknownTopicID):
+		s.check.forget(topic)
+		s.purges.start(cl, topic)
+	}
 }
 
 // acks0Done counts an acks=0 record, answered already, as written or lost,

@@ -37,6 +37,7 @@ type Server struct {
 	txns    *txnPool // nil: transactional_producers 0
 	spool   *spooler // nil: spool_dir empty
 	check   *topicCheck
+	purges  topicPurges // of topics whose id a client holds stale
 	metrics *metrics
 	errLog  sampled
 	// acks0Log reports acks=0 records lost after their 200, sampled.
@@ -73,6 +74,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, log: log, produceTimeout: time.Duration(cfg.ProduceTimeoutMs) * time.Millisecond,
 		ext: newExtFields(cfg), drain: make(chan struct{})}
 	s.deadlines = newDeadlines(s.produceTimeout)
+	s.purges.log = log
 	s.errLog = sampled{log: log, every: time.Second}
 	s.acks0Log = sampled{log: log, every: time.Second}
 	var err error
@@ -270,6 +272,7 @@ func (s *Server) Close() error {
 		// shutdown_timeout_ms; then the clients close and refuse new ones.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.cfg.ShutdownTimeoutMs)*time.Millisecond)
 		defer cancel()
+		s.purges.wait() // they use the clients
 		if s.txns != nil {
 			s.txns.close(ctx) // before the producers: a retired client's id is fenced through them
 		}

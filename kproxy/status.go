@@ -84,10 +84,16 @@ func produceStatus(err error, t sendTrace) (int, string) {
 		return 504, "kafka error: " + err.Error() + mayBeWritten
 	}
 	switch ke {
-	case kerr.UnknownTopicOrPartition, kerr.UnknownTopicID:
+	case kerr.UnknownTopicOrPartition:
 		// The topic was deleted, or its partitions never appeared
 		// (kgo gives up after UnknownTopicRetries).
 		return 404, "unknown topic"
+	case kerr.UnknownTopicID:
+		// The brokers do not know the topic by the id the client had for
+		// it: deleted, perhaps re-created. Not 404: the topic may exist
+		// under a new id. kproxy looks it up again (refusedTopic): a
+		// retry is written, or answered 404 if the topic is gone.
+		return 503, "kafka no longer knows the topic by the id kproxy had for it (deleted, perhaps re-created); kproxy looks it up again" + notWritten
 	case kerr.InvalidTopicException:
 		return 400, "invalid topic name"
 	case kerr.TopicAuthorizationFailed, kerr.ClusterAuthorizationFailed, kerr.TransactionalIDAuthorizationFailed:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"time"
@@ -104,7 +105,8 @@ func (tc *topicCheck) batchMaxBytes(topic string) int32 {
 }
 
 // forget drops what is known of topic: the next request asks the brokers
-// again (after a MESSAGE_TOO_LARGE: its max.message.bytes was lowered).
+// again (after a MESSAGE_TOO_LARGE: its max.message.bytes was lowered;
+// after an UNKNOWN_TOPIC_ID: it was deleted, perhaps re-created).
 func (tc *topicCheck) forget(topic string) {
 	tc.knownMu.Lock()
 	delete(tc.known, topic)
@@ -203,4 +205,60 @@ func (tc *topicCheck) metadata(ctx context.Context, topic string) error {
 		}
 	}
 	return fmt.Errorf("metadata of topic %s: not in the brokers' answer", topic)
+}
+
+// purgeHoldOff is how long after purging a topic from a client further
+// UNKNOWN_TOPIC_ID refusals of it are taken for the same stale id (records
+// failed while the purge ran) rather than a new one.
+const purgeHoldOff = time.Second
+
+// topicPurges purges topics whose id a kgo client holds stale from that
+// client, one purge per client and topic at a time; Close waits for them
+// (wait) before closing the clients.
+type topicPurges struct {
+	log     *slog.Logger
+	mu      sync.Mutex
+	stopped bool
+	last    map[purgeKey]time.Time // zero: under way
+	wg      sync.WaitGroup
+}
+
+type purgeKey struct {
+	cl    *kgo.Client
+	topic string
+}
+
+// start purges topic from cl in the background, unless a purge of it is
+// under way or ended within purgeHoldOff, or kproxy is stopping.
+// PurgeTopicsFromProducing waits for the client's metadata loop, and kgo
+// runs promises on its own goroutine: it is never called from a promise.
+func (tp *topicPurges) start(cl *kgo.Client, topic string) {
+	k := purgeKey{cl, topic}
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	if at, ok := tp.last[k]; tp.stopped || ok && (at.IsZero() || time.Since(at) < purgeHoldOff) {
+		return
+	}
+	if tp.last == nil {
+		tp.last = map[purgeKey]time.Time{}
+	}
+	tp.last[k] = time.Time{}
+	tp.log.Warn("kafka does not know the topic by the id kproxy's client has for it (deleted, perhaps re-created); purging it from the client, its next record fetches the topic's metadata again",
+		"topic", topic)
+	tp.wg.Go(func() {
+		// Records of the topic still buffered fail (kgo's "topic purged
+		// while buffered"): they were sent with the stale id, or would be.
+		cl.PurgeTopicsFromProducing(topic)
+		tp.mu.Lock()
+		tp.last[k] = time.Now()
+		tp.mu.Unlock()
+	})
+}
+
+// wait stops new purges and waits for those under way.
+func (tp *topicPurges) wait() {
+	tp.mu.Lock()
+	tp.stopped = true
+	tp.mu.Unlock()
+	tp.wg.Wait()
 }

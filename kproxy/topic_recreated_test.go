@@ -1,0 +1,105 @@
+package kproxy_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// TestTopicDeletedAndRecreated attacks the 404 row ("unknown topic") and
+// the acks=0 promise while a topic is deleted and created again under
+// kproxy's feet. kgo names topics by id in produce requests and keeps the
+// id it first saw; the brokers refuse it (UNKNOWN_TOPIC_ID) once the
+// topic is gone. While the topic is deleted, kproxy soon answers 404; once
+// it exists again, kproxy writes to it within a few seconds at every acks
+// level, and never answers 404 meanwhile (a refused record is 503: not
+// written). Every acks=0 record answered 200 is in the topic or counted
+// in kproxy_acks0_lost_records_total.
+func TestTopicDeletedAndRecreated(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 3}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 2000 })
+	levels := []string{"1", "-1", "0"}
+	for _, acks := range levels {
+		decode(t, p.post(t, "topic="+topic+"&key=k&acks="+acks, []byte{0x01}))
+	}
+	adm := kadm.NewClient(kafkatest.Client(t, c, kafkaconf.Default()))
+	ctx := context.Background()
+	if _, err := adm.DeleteTopics(ctx, topic); err != nil {
+		t.Fatal(err)
+	}
+
+	// Deleted: 404 soon, never 200.
+	var deleted []string
+	for gone := false; !gone; {
+		for _, acks := range []string{"1", "-1"} {
+			a := p.post(t, "topic="+topic+"&key=k&acks="+acks, []byte{0x02})
+			deleted = append(deleted, strconv.Itoa(a.code))
+			if a.code == 200 {
+				t.Fatalf("deleted topic: acks=%s answered 200", acks)
+			}
+			gone = gone || a.code == 404
+		}
+		if len(deleted) > 20 {
+			t.Fatalf("deleted topic: never answered 404: %v", deleted)
+		}
+	}
+	t.Logf("deleted topic: answers %v", deleted)
+
+	if _, err := adm.CreateTopic(ctx, 3, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	fresh := kafkatest.Client(t, c, kafkaconf.Default())
+	if err := fresh.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("fresh")}).FirstErr(); err != nil {
+		t.Fatalf("a fresh client cannot write to the re-created topic: %v", err)
+	}
+	lost0, _ := strconv.Atoi(p.metric(t, "kproxy_acks0_lost_records_total"))
+
+	// Re-created: acks 1 and -1 write again within 5 s; no 404.
+	tags := map[string]byte{"1": 'o', "-1": 'a', "0": 'z'}
+	codes := map[string]map[int]int{"1": {}, "-1": {}, "0": {}}
+	start := time.Now()
+	for n := 0; codes["1"][200] == 0 || codes["-1"][200] == 0; n++ {
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("re-created topic: not written at acks 1 and -1 within 5 s: %v", codes)
+		}
+		for _, acks := range levels {
+			a := p.post(t, "topic="+topic+"&key=k&acks="+acks, []byte(fmt.Sprintf("\xa8%c-%06d", tags[acks], n)))
+			codes[acks][a.code]++
+			if a.code != 200 && a.code != 503 {
+				t.Fatalf("re-created topic, acks=%s: %d %q; want 200, or 503 (not written)", acks, a.code, a.body)
+			}
+		}
+	}
+	t.Logf("re-created topic: written after %v; answers %v", time.Since(start), codes)
+
+	// The acks=0 records answered 200 are in the topic or counted lost,
+	// and those sent now are delivered.
+	for n := range 5 {
+		decode(t, p.post(t, "topic="+topic+"&key=k&acks=0", []byte(fmt.Sprintf("\xa8z+%06d", n))))
+	}
+	var inTopic, lost int
+	waitFor(t, "every acks=0 record delivered or counted lost", func() bool {
+		inTopic = 0
+		for _, r := range kafkatest.ReadAll(t, c, kafkaconf.Default(), topic) {
+			if r.Value[1] == 'z' {
+				inTopic++
+			}
+		}
+		lost, _ = strconv.Atoi(p.metric(t, "kproxy_acks0_lost_records_total"))
+		lost -= lost0
+		return inTopic+lost == codes["0"][200]+5
+	})
+	t.Logf("acks=0: %d answered 200, %d in the topic, %d counted lost", codes["0"][200]+5, inTopic, lost)
+	if inTopic < 5 {
+		t.Errorf("acks=0: %d records in the topic after the re-creation, want the last 5 at least", inTopic)
+	}
+}
