@@ -63,6 +63,8 @@ type Server struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	kafkaOnce sync.Once // closeKafka
+	kafkaErr  error
 }
 
 // New validates cfg, opens the listeners and connects to Kafka. It returns
@@ -223,27 +225,55 @@ func (s *Server) Run(ctx context.Context) error {
 	//    connections and calls (HTTP and gRPC at once) and finish the
 	//    requests in flight, bounded by shutdown_timeout_ms; their records
 	//    reach Kafka or the client hears why not. gRPC streams stop taking
-	//    requests, answer those they took and end UNAVAILABLE; after the
-	//    timeout the calls still open are cancelled and their handlers
-	//    awaited.
-	s.closing.Store(true)
-	s.drainOnce.Do(func() { close(s.drain) })
-	sctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.cfg.ShutdownTimeoutMs)*time.Millisecond)
-	defer cancel()
-	var stopping sync.WaitGroup
-	if s.grpc != nil {
-		stopping.Go(func() { s.stopGRPC(sctx) })
-	}
-	if err := s.http.ShutdownWithContext(sctx); err != nil {
-		s.log.Warn("requests still in flight at shutdown timeout", "in_flight", s.inFlight.Load(), "err", err)
-	}
-	stopping.Wait()
-	// 2. let the aborts of failed transactions finish, close the
+	//    requests, answer those they took and end UNAVAILABLE.
+	// 2. requests still in flight at shutdown_timeout_ms (records waiting
+	//    for Kafka longer: shutdown_timeout_ms below produce_timeout_ms)
+	//    are not dropped: the Kafka clients are closed at once (step 3
+	//    without the flush), which fails their records, and each is
+	//    answered — 503 when its record never left, 504 when it may have
+	//    been written — within answerWait; only then are the calls still
+	//    open cancelled and the connections left closed.
+	// 3. let the aborts of failed transactions finish, close the
 	//    transactional clients, then flush the other kgo clients (acks=0
 	//    records still being delivered included) and close them; then
 	//    append what is queued for the spool, stop its drain (records
-	//    Kafka has not acknowledged stay in the spool) and close it (Close).
-	// 3. stop the admin listener last, so /metrics shows the shutdown.
+	//    Kafka has not acknowledged stay in the spool) and close it.
+	// 4. stop the admin listener last, so /metrics shows the shutdown
+	//    (Close).
+	s.closing.Store(true)
+	s.drainOnce.Do(func() { close(s.drain) })
+	timeout := time.Duration(s.cfg.ShutdownTimeoutMs) * time.Millisecond
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	// hctx ends the waits for the requests in flight: past step 2.
+	hctx, giveUp := context.WithCancel(context.Background())
+	defer giveUp()
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		var stopping sync.WaitGroup
+		if s.grpc != nil {
+			stopping.Go(func() { s.stopGRPC(hctx) })
+		}
+		if err := s.http.ShutdownWithContext(hctx); err != nil {
+			s.log.Warn("http connections still open after the requests in flight were answered; closed", "err", err)
+		}
+		stopping.Wait()
+	}()
+	select {
+	case <-finished:
+	case <-sctx.Done():
+		s.log.Warn("requests still in flight at shutdown_timeout_ms; closing the kafka clients: their records fail and are answered now",
+			"in_flight", s.inFlight.Load(), "shutdown_timeout_ms", s.cfg.ShutdownTimeoutMs)
+		s.closeKafka(sctx) // sctx is over: no flush
+		select {
+		case <-finished:
+		case <-time.After(max(answerWait, time.Duration(s.cfg.WriteTimeoutMs)*time.Millisecond)):
+			s.log.Warn("requests still unanswered after the kafka clients closed; closing their connections", "in_flight", s.inFlight.Load())
+			giveUp()
+			<-finished
+		}
+	}
 	if err := s.Close(); err != nil && runErr == nil {
 		runErr = err
 	}
@@ -267,11 +297,31 @@ func (s *Server) Close() error {
 			s.grpc.Stop()
 			s.grpcReaders.Wait()
 		}
-		var errs []error
 		// Records already accepted go out and are answered, bounded by
 		// shutdown_timeout_ms; then the clients close and refuse new ones.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.cfg.ShutdownTimeoutMs)*time.Millisecond)
 		defer cancel()
+		err := s.closeKafka(ctx)
+		if s.admin != nil && !daemon.StopHTTP(s.admin, time.Second) {
+			s.log.Warn("admin listener: requests still in progress after 1s, closed")
+		}
+		s.closeListeners()
+		s.closeErr = err
+	})
+	return s.closeErr
+}
+
+// answerWait bounds, at shutdown, the wait for the answers of requests
+// whose records the closing of the Kafka clients failed (at least
+// write_timeout_ms: the answer's write).
+const answerWait = time.Second
+
+// closeKafka flushes the Kafka clients until ctx ends, then closes them
+// (records left fail, and their requests are answered), then the spool.
+// It is idempotent: the first call's error is returned.
+func (s *Server) closeKafka(ctx context.Context) error {
+	s.kafkaOnce.Do(func() {
+		var errs []error
 		s.purges.wait() // they use the clients
 		if s.txns != nil {
 			s.txns.close(ctx) // before the producers: a retired client's id is fenced through them
@@ -286,13 +336,9 @@ func (s *Server) Close() error {
 				errs = append(errs, err)
 			}
 		}
-		if s.admin != nil && !daemon.StopHTTP(s.admin, time.Second) {
-			s.log.Warn("admin listener: requests still in progress after 1s, closed")
-		}
-		s.closeListeners()
-		s.closeErr = errors.Join(errs...)
+		s.kafkaErr = errors.Join(errs...)
 	})
-	return s.closeErr
+	return s.kafkaErr
 }
 
 func (s *Server) closeListeners() {
