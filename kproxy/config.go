@@ -198,14 +198,38 @@ func (c Config) Validate(file string) error {
 		{"read_timeout_ms", c.ReadTimeoutMs}, {"write_timeout_ms", c.WriteTimeoutMs},
 		{"req_pool_size", c.ReqPoolSize}, {"producer_num", c.ProducerNum},
 		{"max_request_size_bytes", c.MaxRequestSizeBytes}, {"idle_timeout_ms", c.IdleTimeoutMs},
-		{"produce_timeout_ms", c.ProduceTimeoutMs}, {"shutdown_timeout_ms", c.ShutdownTimeoutMs},
-		{"max_message_bytes", c.MaxMessageBytes}, {"max_in_flight_requests", c.MaxInFlightRequests},
+		{"shutdown_timeout_ms", c.ShutdownTimeoutMs}, {"max_in_flight_requests", c.MaxInFlightRequests},
 		{"max_batch_records", c.MaxBatchRecords}, {"grpc_max_concurrent_streams", c.GRPCMaxConcurrentStreams},
 	}
 	for _, f := range positive {
 		if f.v < 1 {
 			p.Addf(f.name, f.v, "must be >= 1")
 		}
+	}
+	// Durations in ms: at most kafkaconf.MaxMs (Kafka's int32 wire fields;
+	// far above, a time.Duration overflows to a negative one).
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"read_timeout_ms", c.ReadTimeoutMs}, {"write_timeout_ms", c.WriteTimeoutMs},
+		{"idle_timeout_ms", c.IdleTimeoutMs}, {"shutdown_timeout_ms", c.ShutdownTimeoutMs},
+		{"spool_after_ms", c.SpoolAfterMs},
+	} {
+		if f.v > kafkaconf.MaxMs {
+			p.Addf(f.name, f.v, "must be 1..%d (about 24.8 days)", kafkaconf.MaxMs)
+		}
+	}
+	// franz-go's own limits, checked here so that -check finds them and
+	// the error names the key: a produce timeout of 100 ms at least; the
+	// transaction timeout (2 × produce_timeout_ms + 5 s) fits Kafka's
+	// int32 ms; a linger of a minute at most; record batches of 512 bytes
+	// to the 100 MiB of a produce request.
+	if c.ProduceTimeoutMs < 100 || c.ProduceTimeoutMs > maxProduceTimeoutMs {
+		p.Addf("produce_timeout_ms", c.ProduceTimeoutMs, "must be 100..%d", maxProduceTimeoutMs)
+	}
+	if c.MaxMessageBytes < minBatchBytes || c.MaxMessageBytes > maxBatchBytes {
+		p.Addf("max_message_bytes", c.MaxMessageBytes, "must be %d..%d (100 MiB)", minBatchBytes, maxBatchBytes)
 	}
 	if c.ProducerNum > 64 {
 		p.Addf("producer_num", c.ProducerNum, "must be <= 64 (each is a set of broker connections)")
@@ -219,11 +243,15 @@ func (c Config) Validate(file string) error {
 	if c.TransactionalProducers < 0 || c.TransactionalProducers > 16 {
 		p.Addf("transactional_producers", c.TransactionalProducers, "must be 0..16 (0: atomic batches off)")
 	}
-	if c.TransactionalID != "" && checkTopicName([]byte(c.TransactionalID)) != "" {
+	switch {
+	case c.TransactionalID != "" && checkTopicName([]byte(c.TransactionalID)) != "":
 		p.Addf("transactional_id", c.TransactionalID, "must be ASCII letters, digits, '.', '_' and '-', at most 249")
+	case c.TransactionalID != "" && c.TransactionalProducers == 0:
+		// As kafka.tls keys with enable false: set and without effect.
+		p.Addf("transactional_id", c.TransactionalID, "has no effect with transactional_producers: 0 (atomic batches off); remove it or set transactional_producers")
 	}
-	if c.LingerMs < 0 {
-		p.Addf("linger_ms", c.LingerMs, "must be >= 0")
+	if c.LingerMs < 0 || c.LingerMs > 60_000 {
+		p.Addf("linger_ms", c.LingerMs, "must be 0..60000 (a minute)")
 	}
 	p.HostList("broker_hosts", c.BrokerHosts, true, "broker")
 	if c.AdminAddr != "" && !config.HostPort(c.AdminAddr, 0) {
@@ -293,6 +321,10 @@ func (c Config) Validate(file string) error {
 			p.Addf(fmt.Sprintf("trusted_proxies[%d]", i), t, "must be an IP address or a CIDR like 10.0.0.0/8")
 		}
 	}
+	if len(c.TrustedProxies) > 0 && !contains(c.ExtHeaders, "ip") {
+		// Only the ip ext field reads X-Forwarded-For.
+		p.Addf("trusted_proxies", c.TrustedProxies, "has no effect without ip in ext_headers; add it there or remove trusted_proxies")
+	}
 	switch {
 	case c.SpoolAfterMs < 1:
 		p.Addf("spool_after_ms", c.SpoolAfterMs, "must be >= 1")
@@ -305,6 +337,15 @@ func (c Config) Validate(file string) error {
 	}
 	return p.Err()
 }
+
+// Bounds of franz-go's: the produce timeout such that the transaction
+// timeout (2 × it + 5 s: txnPool) fits an int32 of ms, and the size of a
+// record batch (at least 512 bytes, at most a produce request's 100 MiB).
+const (
+	maxProduceTimeoutMs = (kafkaconf.MaxMs - 5000) / 2
+	minBatchBytes       = 512
+	maxBatchBytes       = 100 << 20
+)
 
 // maxGRPCStreams bounds grpc_max_concurrent_streams: each open
 // ProduceStream holds goroutines and up to streamWindow requests.

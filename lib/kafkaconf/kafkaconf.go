@@ -68,6 +68,11 @@ func Default() Config {
 	}
 }
 
+// MaxMs is the largest value of a key in milliseconds: the largest int32,
+// as Kafka's wire fields of timeouts (about 24.8 days). Larger values
+// would not fit them, nor, far above, a time.Duration.
+const MaxMs = 1<<31 - 1
+
 // Validate records the section's problems under the field prefix "kafka".
 func (c Config) Validate(p *config.Problems) { c.ValidateAt(p, "kafka") }
 
@@ -79,11 +84,16 @@ func (c Config) ValidateAt(p *config.Problems, prefix string) {
 	} else if tooOld(vs) {
 		p.Addf(prefix+".version", c.Version, "must be %s or newer (record batches, headers, idempotence)", minVersion)
 	}
-	if c.DialTimeoutMs < 1 {
-		p.Addf(prefix+".dial_timeout_ms", c.DialTimeoutMs, "must be >= 1")
+	if c.DialTimeoutMs < 1 || c.DialTimeoutMs > MaxMs {
+		p.Addf(prefix+".dial_timeout_ms", c.DialTimeoutMs, "must be 1..%d", MaxMs)
 	}
-	if c.MetadataRefreshMs < 1000 {
-		p.Addf(prefix+".metadata_refresh_ms", c.MetadataRefreshMs, "must be >= 1000")
+	// franz-go refuses a metadata max age above an hour, and a client id
+	// longer than 256 bytes.
+	if c.MetadataRefreshMs < 1000 || c.MetadataRefreshMs > 3_600_000 {
+		p.Addf(prefix+".metadata_refresh_ms", c.MetadataRefreshMs, "must be 1000..3600000 (1 s to 1 h)")
+	}
+	if len(c.ClientID) > 256 {
+		p.Addf(prefix+".client_id", c.ClientID, "must be at most 256 bytes (it has %d)", len(c.ClientID))
 	}
 	c.TLS.validate(p, prefix+".tls")
 	c.SASL.validate(p, prefix+".sasl")

@@ -55,7 +55,18 @@ func TestValidate(t *testing.T) {
 	c.Validate(p)
 	err := p.Err()
 	for _, want := range []string{`kafka.version: must be a Kafka version like 2.8.0, or empty to negotiate, got "banana"`,
-		"kafka.dial_timeout_ms: must be >= 1, got 0", "kafka.metadata_refresh_ms: must be >= 1000, got 10"} {
+		"kafka.dial_timeout_ms: must be 1..2147483647, got 0", "kafka.metadata_refresh_ms: must be 1000..3600000 (1 s to 1 h), got 10"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%v lacks %q", err, want)
+		}
+	}
+	// franz-go's own limits: refused by Validate, not at the client's start.
+	c = Config{DialTimeoutMs: 3000, MetadataRefreshMs: 3_700_000, ClientID: strings.Repeat("x", 257)}
+	p = config.NewProblems("k.yaml")
+	c.Validate(p)
+	err = p.Err()
+	for _, want := range []string{"kafka.metadata_refresh_ms: must be 1000..3600000 (1 s to 1 h), got 3700000",
+		"kafka.client_id: must be at most 256 bytes (it has 257)"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%v lacks %q", err, want)
 		}

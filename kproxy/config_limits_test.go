@@ -1,0 +1,97 @@
+package kproxy_test
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// writeConfig writes a kproxy.yaml for brokers with the lines given.
+func writeConfig(t *testing.T, brokers, lines string) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "kproxy.yaml")
+	body := fmt.Sprintf("port: 0\nlisten_host: 127.0.0.1\nadmin_addr: \"\"\nbroker_hosts: [%s]\n%s\n", brokers, lines)
+	if err := os.WriteFile(f, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// TestCheckRefusesWhatStartRefuses attacks DESIGN's config promise:
+// Validate (and so -check) reports every problem, naming file, field and
+// value. Values franz-go refuses, or that overflow a duration or an
+// int32, were accepted by -check and failed the start with kgo's words
+// (or, negative once converted, were silently something else): each is
+// refused by LoadConfig with the key, the value and the allowed range. The
+// bounds themselves start.
+func TestCheckRefusesWhatStartRefuses(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	brokers := c.ListenAddrs()[0]
+	long := strings.Repeat("x", 300)
+	for _, tc := range []struct{ line, want string }{
+		{"produce_timeout_ms: 50", "produce_timeout_ms: must be 100..1073739323, got 50"},
+		{"produce_timeout_ms: 10000000000000", "produce_timeout_ms: must be 100..1073739323, got 10000000000000"},
+		{"linger_ms: 61000", "linger_ms: must be 0..60000 (a minute), got 61000"},
+		{"max_message_bytes: 100", "max_message_bytes: must be 512..104857600 (100 MiB), got 100"},
+		{"max_message_bytes: 200000000", "max_message_bytes: must be 512..104857600 (100 MiB), got 200000000"},
+		{"max_message_bytes: 3000000000", "max_message_bytes: must be 512..104857600 (100 MiB), got 3000000000"},
+		{"kafka:\n  metadata_refresh_ms: 3700000", "kafka.metadata_refresh_ms: must be 1000..3600000 (1 s to 1 h), got 3700000"},
+		{"kafka:\n  client_id: " + long, "kafka.client_id: must be at most 256 bytes (it has 300), got \"" + long + "\""},
+		{"kafka:\n  dial_timeout_ms: 9999999999999", "kafka.dial_timeout_ms: must be 1..2147483647, got 9999999999999"},
+		{"shutdown_timeout_ms: 9999999999999", "shutdown_timeout_ms: must be 1..2147483647 (about 24.8 days), got 9999999999999"},
+		{"read_timeout_ms: 9999999999999", "read_timeout_ms: must be 1..2147483647 (about 24.8 days), got 9999999999999"},
+		{"write_timeout_ms: 9999999999999", "write_timeout_ms: must be 1..2147483647 (about 24.8 days), got 9999999999999"},
+		{"idle_timeout_ms: 9999999999999", "idle_timeout_ms: must be 1..2147483647 (about 24.8 days), got 9999999999999"},
+	} {
+		f := writeConfig(t, brokers, tc.line)
+		_, err := kproxy.LoadConfig(f)
+		if err == nil || !strings.Contains(err.Error(), f+": "+tc.want) {
+			t.Errorf("%.60q: LoadConfig: %v; want %q", tc.line, err, f+": "+tc.want)
+		}
+	}
+	// The bounds start.
+	for _, line := range []string{
+		"produce_timeout_ms: 100", "produce_timeout_ms: 1073739323", "linger_ms: 60000",
+		"max_message_bytes: 512", "max_message_bytes: 104857600",
+		"kafka:\n  metadata_refresh_ms: 3600000\n  client_id: " + strings.Repeat("x", 256),
+		"shutdown_timeout_ms: 2147483647\nread_timeout_ms: 2147483647\nwrite_timeout_ms: 2147483647\nidle_timeout_ms: 2147483647",
+	} {
+		cfg, err := kproxy.LoadConfig(writeConfig(t, brokers, line))
+		if err != nil {
+			t.Errorf("%.60q: LoadConfig: %v", line, err)
+			continue
+		}
+		srv, err := kproxy.New(cfg, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Errorf("%.60q: New: %v", line, err)
+			continue
+		}
+		srv.Close()
+	}
+}
+
+// TestKeysWithoutEffectRefused: as kafka.tls keys with enable: false, a
+// key that is set and can have no effect is a start-up error (a key kept
+// only so that 2015 files load, producer_num, is noted in the log).
+func TestKeysWithoutEffectRefused(t *testing.T) {
+	for _, tc := range []struct{ line, want string }{
+		{"trusted_proxies: [10.0.0.0/8]", "trusted_proxies: has no effect without ip in ext_headers"},
+		{"transactional_producers: 0\ntransactional_id: billing-kproxy", "transactional_id: has no effect with transactional_producers: 0"},
+	} {
+		f := writeConfig(t, "127.0.0.1:9092", tc.line)
+		if _, err := kproxy.LoadConfig(f); err == nil || !strings.Contains(err.Error(), f+": "+tc.want) {
+			t.Errorf("%q: LoadConfig: %v; want %q", tc.line, err, tc.want)
+		}
+	}
+	for _, line := range []string{"ext_headers: [ip]\ntrusted_proxies: [10.0.0.0/8]", "transactional_id: billing-kproxy"} {
+		if _, err := kproxy.LoadConfig(writeConfig(t, "127.0.0.1:9092", line)); err != nil {
+			t.Errorf("%q: LoadConfig: %v", line, err)
+		}
+	}
+}
