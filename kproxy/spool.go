@@ -253,7 +253,7 @@ func (s *spooler) registerMetrics(reg *prometheus.Registry) {
 	}
 	gauge("kproxy_spool_records", "Records in the spool not yet acknowledged by Kafka.",
 		func(st spool.Stats) float64 { return float64(st.Records) })
-	gauge("kproxy_spool_bytes", "Bytes of the spool's segments on disk.",
+	gauge("kproxy_spool_bytes", "Bytes of the entries in the spool's segments (the segment being written also holds up to 1 MiB of zeros written ahead of them).",
 		func(st spool.Stats) float64 { return float64(st.Bytes) })
 	gauge("kproxy_spool_replayed_records", "Records the spool held when kproxy started (left by the run before): "+
 		"kproxy_spooled_total plus this is what kproxy_spool_drained_total reaches once the spool is empty.",

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/spool"
@@ -78,10 +79,56 @@ func TestZerosAheadAreNotEntries(t *testing.T) {
 	if strings.Contains(log.String(), "level=WARN") {
 		t.Fatalf("open after the crash warned: %s", log.String())
 	}
+	// Said, with the place: entries a disk lost would look the same.
+	if want := fmt.Sprintf("offset=%d bytes=%d", st.Bytes, st.Ahead); !strings.Contains(log.String(), "dropped the zeros") || !strings.Contains(log.String(), want) {
+		t.Fatalf("open after the crash logged %q, want the zeros dropped at %s", log.String(), want)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if size := fileSize(t, segmentsIn(dir)[0]); size != st.Bytes {
 		t.Fatalf("segment file of %d bytes after Close, want its %d bytes of entries", size, st.Bytes)
+	}
+}
+
+// Stats counts the zeros ahead of the active segment's entries only: while
+// the collection removes an acked active segment, a kept older segment
+// never shows them.
+func TestAheadCountsOnlyTheActiveSegment(t *testing.T) {
+	var bad atomic.Int64
+	var sample atomic.Value
+	for range 100 {
+		dir := t.TempDir()
+		s := open(t, spool.Options{Dir: dir, SegmentBytes: 4000})
+		appendOne(t, s, rec("t", "a")) // kept: never acked
+		kept := s.Stats().Bytes
+		b := appendOne(t, s, rec("t", strings.Repeat("b", 5000))) // alone, past the roll
+		c := appendOne(t, s, rec("t", "c"))                       // the active segment, zeros ahead
+		readN(t, s, 3)
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if st := s.Stats(); st.Ahead > 0 && st.Bytes == kept {
+					bad.Add(1)
+					sample.Store(st)
+				}
+			}
+		}()
+		s.Ack(b, c)
+		waitFor(t, "the acked segments' removal", func() bool { return s.Stats().Bytes == kept })
+		close(stop)
+		<-done
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := bad.Load(); n > 0 {
+		t.Fatalf("%d samples counted zeros ahead against the kept segment, e.g. %+v", n, sample.Load())
 	}
 }

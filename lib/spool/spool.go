@@ -42,7 +42,9 @@
 // system's journal thread, and took 3 to 10 times as long as the data's
 // own sync. Zeros are never an entry (no entry has a length of 0): Open
 // drops a tail of zeros without a warning (Stats.Trimmed), and a segment
-// is cut back to its entries when it is closed. Writing zeros ahead that
+// is cut back to its entries when it is closed. Open logs a tail of zeros
+// at Info with the file and offset: lost entries would look the same.
+// Writing zeros ahead that
 // fails (ENOSPC, EFBIG) is given up for that segment; the entries are
 // written as before.
 // Segments roll at Options.SegmentBytes; the directory is fsynced when a
@@ -177,9 +179,10 @@ type Spool struct {
 	topicIdx map[string]int32
 	data     chan struct{} // closed and replaced when entries are committed
 
-	appended, acked, replayed, cut int64 // for Stats
-	trimmed                        int64 // for Stats: zeros ahead dropped by Open
-	ahead                          int64 // for Stats: the active segment file's end (0: none, or no zeros ahead)
+	appended, acked, replayed, cut int64    // for Stats
+	trimmed                        int64    // for Stats: zeros ahead dropped by Open
+	ahead                          int64    // for Stats: where aheadSeg's file ends, zeros ahead included
+	aheadSeg                       *segment // for Stats: the active segment with zeros ahead, or nil
 
 	rmu   sync.Mutex // Read's state below
 	rseg  *segment
@@ -423,8 +426,11 @@ func (s *Spool) scan(path string, base uint64) (*segment, error) {
 			return nil, fmt.Errorf("spool: read %s at offset %d: %w", path, g.size, zerr)
 		}
 		if zeros {
-			// Written ahead of the entries (see Writing), not data.
-			s.log.Debug("spool: dropped the zeros written ahead of the entries", "file", path, "offset", g.size, "bytes", size-g.size)
+			// Written ahead of the entries (see Writing) and left by a
+			// stop without Close. Not data — unless the disk lost entries
+			// it said were synced, which looks the same: said, with the
+			// place, at the normal level.
+			s.log.Info("spool: dropped the zeros after the last entry (written ahead of the entries, left by a stop without close)", "file", path, "offset", g.size, "bytes", size-g.size)
 		} else {
 			s.log.Warn("spool: cut torn or corrupt tail", "file", path, "offset", g.size, "cut_bytes", size-g.size, "reason", err)
 		}
@@ -680,18 +686,23 @@ func (s *Spool) write(chunk []*request) error {
 		// The file's blocks and size are on disk past these entries
 		// already: their bytes are all there is to sync.
 		dataSyncs.Add(1)
-		if err := unix.Fdatasync(int(s.active.Fd())); err != nil {
-			return s.undo(fmt.Errorf("spool: sync %s: %w", g.path, os.NewSyscallError("fdatasync", err)))
+		if err := fdatasync(s.active); err != nil {
+			return s.undo(fmt.Errorf("spool: sync %s: %w", g.path, err))
 		}
 		return nil
 	}
 	ahead := s.writeAhead(end)
 	if err := s.active.Sync(); err != nil {
+		if ahead > end {
+			// A file system that reports a full disk at the sync (NFS,
+			// thin provisioning): the next writes go without zeros.
+			s.noReserve = true
+		}
 		return s.undo(fmt.Errorf("spool: sync %s: %w", g.path, err))
 	}
 	s.reserved = ahead
 	s.mu.Lock()
-	s.ahead = ahead
+	s.ahead, s.aheadSeg = ahead, g
 	s.mu.Unlock()
 	return nil
 }
@@ -724,9 +735,25 @@ func (s *Spool) writeAhead(end int64) int64 {
 	return to
 }
 
-// trimAhead cuts the active segment's file back to its entries.
+// fdatasync syncs f's data (and the size, when it changed), retrying on
+// EINTR as os.File.Sync does.
+func fdatasync(f *os.File) error {
+	for {
+		err := unix.Fdatasync(int(f.Fd()))
+		if err != unix.EINTR {
+			if err != nil {
+				return os.NewSyscallError("fdatasync", err)
+			}
+			return nil
+		}
+	}
+}
+
+// trimAhead cuts the active segment's file back to its entries (after a
+// failed writeAhead whose cut failed too, zeros may be there though none
+// are counted).
 func (s *Spool) trimAhead() {
-	if s.reserved > s.activeSeg.size {
+	if s.reserved > s.activeSeg.size || s.noReserve {
 		if err := s.active.Truncate(s.activeSeg.size); err != nil {
 			// Zeros after the entries are not data: Open drops them.
 			s.log.Warn("spool: cannot cut the zeros written ahead", "file", s.activeSeg.path, "err", err)
@@ -734,7 +761,7 @@ func (s *Spool) trimAhead() {
 	}
 	s.reserved, s.noReserve = 0, false
 	s.mu.Lock()
-	s.ahead = 0
+	s.ahead, s.aheadSeg = 0, nil
 	s.mu.Unlock()
 }
 
@@ -751,7 +778,7 @@ func (s *Spool) undo(err error) error {
 	// fsyncs the file's size too.
 	s.reserved = g.size
 	s.mu.Lock()
-	s.ahead = 0
+	s.ahead, s.aheadSeg = 0, nil
 	s.mu.Unlock()
 	return err
 }
@@ -857,6 +884,9 @@ func (s *Spool) removeAcked() {
 	for _, g := range s.segs {
 		if i < len(gone) && g == gone[i] { // both in seq order
 			s.bytes -= g.size
+			if g == s.aheadSeg { // its zeros go with it (closeActive below)
+				s.ahead, s.aheadSeg = 0, nil
+			}
 			i++
 			continue
 		}
@@ -1105,7 +1135,7 @@ func (s *Spool) Pending(topic string) int {
 // Stats are a Spool's counts.
 type Stats struct {
 	Records  int64     // appended and not acked
-	Bytes    int64     // on disk, all segments
+	Bytes    int64     // the entries' bytes in all segments (the zeros written ahead are Ahead)
 	Oldest   time.Time // Appended of the oldest unacked entry; zero when empty
 	Appended int64     // entries appended since Open
 	Acked    int64     // entries acked since Open
@@ -1120,8 +1150,8 @@ func (s *Spool) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := Stats{Records: s.records, Bytes: s.bytes, Appended: s.appended, Acked: s.acked, Replayed: s.replayed, Cut: s.cut, Trimmed: s.trimmed}
-	if n := len(s.segs); n > 0 && s.ahead > 0 {
-		st.Ahead = max(0, s.ahead-s.segs[n-1].size)
+	if s.aheadSeg != nil {
+		st.Ahead = max(0, s.ahead-s.aheadSeg.size)
 	}
 	if g := s.oldest(); g != nil {
 		st.Oldest = time.Unix(0, g.ents[g.first].appended)
