@@ -410,8 +410,8 @@ func TestConfigExplicitZeroIsAnError(t *testing.T) {
 	for _, want := range []string{
 		f + ": test_cluster.zk_connect_timeout_ms: must be >= 1, got 0",
 		f + ": test_cluster.zk_session_timeout_ms: must be >= 1000, got 0",
-		f + ": test_cluster.kafka.dial_timeout_ms: must be >= 1, got 0",
-		f + ": test_cluster.kafka.metadata_refresh_ms: must be >= 1000, got 0",
+		f + ": test_cluster.kafka.dial_timeout_ms: must be 1..2147483647, got 0",
+		f + ": test_cluster.kafka.metadata_refresh_ms: must be 1000..3600000 (1 s to 1 h), got 0",
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("explicit zeros: %v\nlacks %q", err, want)
