@@ -15,6 +15,8 @@ type metrics struct {
 	retried      *prometheus.CounterVec
 	failed       *prometheus.CounterVec
 	deadLettered *prometheus.CounterVec
+	withoutValue *prometheus.CounterVec
+	dropped      *prometheus.CounterVec
 	skipped      *prometheus.CounterVec
 	outOfRange   *prometheus.CounterVec
 	duration     *prometheus.HistogramVec
@@ -41,6 +43,14 @@ func newMetrics() *metrics {
 		}, []string{"module"}),
 		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ktransfer_dead_lettered_total", Help: "Records written to the dead-letter topic.",
+		}, []string{"module"}),
+		withoutValue: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ktransfer_dead_letters_without_value_total",
+			Help: "Dead letters written without the record's value: Kafka refused the whole record for good (too large for the dead-letter topic, invalid); also counted in ktransfer_dead_lettered_total.",
+		}, []string{"module"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ktransfer_dead_letters_dropped_total",
+			Help: "Records given up on whose dead letter Kafka refused for good even without the value: reported only in the log.",
 		}, []string{"module"}),
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ktransfer_skipped_total", Help: "Records not pushed: method not in the list, or no method to match.",
@@ -76,7 +86,7 @@ func newMetrics() *metrics {
 		}),
 	}
 	m.reloadOK.Set(1)
-	m.reg.MustRegister(m.pushed, m.retried, m.failed, m.deadLettered, m.skipped, m.outOfRange, m.duration,
+	m.reg.MustRegister(m.pushed, m.retried, m.failed, m.deadLettered, m.withoutValue, m.dropped, m.skipped, m.outOfRange, m.duration,
 		m.commitTime, m.windowFull, m.committed, m.highWater, m.opened, m.reloads, m.reloadOK,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{reloadOK, reloadRefused} {
@@ -95,6 +105,7 @@ type moduleStats struct {
 	m                                       *metrics
 	name                                    string
 	pushedC, retriedC, failedC, deadC, oorC prometheus.Counter
+	withoutValueC, droppedC                 prometheus.Counter
 	skipFilteredC, skipMalformedC           prometheus.Counter
 	durationH, commitH                      prometheus.Observer
 	windowFullC                             prometheus.Counter
@@ -137,17 +148,20 @@ func (m *metrics) module(name string) *moduleStats {
 		pushedC: m.pushed.WithLabelValues(name), retriedC: m.retried.WithLabelValues(name),
 		failedC: m.failed.WithLabelValues(name), deadC: m.deadLettered.WithLabelValues(name),
 		oorC:          m.outOfRange.WithLabelValues(name),
+		withoutValueC: m.withoutValue.WithLabelValues(name), droppedC: m.dropped.WithLabelValues(name),
 		skipFilteredC: m.skipped.WithLabelValues(name, skipFiltered), skipMalformedC: m.skipped.WithLabelValues(name, skipMalformed),
 		durationH: m.duration.WithLabelValues(name), commitH: m.commitTime.WithLabelValues(name),
 		windowFullC: m.windowFull.WithLabelValues(name),
 	}
 }
 
-func (s *moduleStats) pushed(d time.Duration) { s.pushedC.Inc(); s.durationH.Observe(d.Seconds()) }
-func (s *moduleStats) retried()               { s.retriedC.Inc() }
-func (s *moduleStats) failed()                { s.failedC.Inc() }
-func (s *moduleStats) deadLettered()          { s.deadC.Inc() }
-func (s *moduleStats) outOfRange()            { s.oorC.Inc() }
+func (s *moduleStats) pushed(d time.Duration)  { s.pushedC.Inc(); s.durationH.Observe(d.Seconds()) }
+func (s *moduleStats) retried()                { s.retriedC.Inc() }
+func (s *moduleStats) failed()                 { s.failedC.Inc() }
+func (s *moduleStats) deadLettered()           { s.deadC.Inc() }
+func (s *moduleStats) outOfRange()             { s.oorC.Inc() }
+func (s *moduleStats) deadLetterWithoutValue() { s.withoutValueC.Inc() }
+func (s *moduleStats) deadLetterDropped()      { s.droppedC.Inc() }
 func (s *moduleStats) skipped(reason string) {
 	if reason == skipFiltered {
 		s.skipFilteredC.Inc()
@@ -181,7 +195,7 @@ func (s *moduleStats) forget(p int32) {
 func (m *metrics) forgetModule(name string) {
 	labels := prometheus.Labels{"module": name}
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
-		m.pushed, m.retried, m.failed, m.deadLettered, m.skipped, m.outOfRange, m.duration, m.commitTime,
+		m.pushed, m.retried, m.failed, m.deadLettered, m.withoutValue, m.dropped, m.skipped, m.outOfRange, m.duration, m.commitTime,
 		m.windowFull, m.committed, m.highWater, m.opened,
 	} {
 		v.DeletePartialMatch(labels)

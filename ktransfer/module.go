@@ -442,40 +442,6 @@ func (m *module) giveUp(ctx context.Context, r *record, reason string, attempts 
 	return outUnfinished
 }
 
-// deadLetter writes r to the dead-letter topic, retrying until it is
-// written or ctx ends: a record is acknowledged only once it is safe.
-func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool {
-	// The record's own headers first (a replay needs its target header),
-	// then ktransfer's.
-	headers := append(slices.Clip(r.msg.Headers),
-		kgo.RecordHeader{Key: "ktransfer-module", Value: []byte(m.cfg.Name)},
-		kgo.RecordHeader{Key: "ktransfer-reason", Value: []byte(reason)},
-		kgo.RecordHeader{Key: "ktransfer-topic", Value: []byte(r.msg.Topic)},
-		kgo.RecordHeader{Key: "ktransfer-partition", Value: []byte(strconv.Itoa(int(r.msg.Partition)))},
-		kgo.RecordHeader{Key: "ktransfer-offset", Value: []byte(strconv.FormatInt(r.msg.Offset, 10))},
-	)
-	var key []byte
-	if len(r.msg.Key) > 0 {
-		key = r.msg.Key
-	}
-	for n := 1; ; n++ {
-		// Acknowledged by every in-sync replica, idempotent (kgo's
-		// defaults); a write not done within deadLetterTimeout is retried
-		// here. A record is not reused: kgo writes into it.
-		rec := &kgo.Record{Topic: m.cfg.DeadLetterTopic, Key: key, Value: r.msg.Value, Headers: headers}
-		err := m.t.client.ProduceSync(ctx, rec).FirstErr()
-		if err == nil {
-			m.stats.deadLettered()
-			return true
-		}
-		m.log.Error("dead-letter write failed; retrying", "dead_letter_topic", m.cfg.DeadLetterTopic,
-			"partition", r.msg.Partition, "offset", r.msg.Offset, "attempt", n, "err", err)
-		if !sleep(ctx, backoff(n, time.Second, 30*time.Second)) {
-			return false
-		}
-	}
-}
-
 func (m *module) kickCommit() {
 	select {
 	case m.commitKick <- struct{}{}:

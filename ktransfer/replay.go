@@ -35,6 +35,12 @@ type ReplayReport struct {
 	// letters kept them, they go to the module's uri (also counted in
 	// Replayed, GivenUp or Skipped).
 	WithoutHeaders int
+	// WithoutValue counts this module's dead letters written without the
+	// record's value (ktransfer-value-omitted: Kafka refused the whole
+	// record): not pushed, since an empty body is not the record; each is
+	// logged with the record's topic, partition and offset, where its value
+	// is. Also counted in Skipped.
+	WithoutValue int
 	// PastEnd counts the offsets above the end (the last stable offset
 	// listed at the start) up to the high watermark: records of a
 	// transaction still open, or written since; not read.
@@ -46,8 +52,8 @@ type ReplayReport struct {
 }
 
 func (r ReplayReport) String() string {
-	s := fmt.Sprintf("replayed %d, given up %d, skipped %d, other modules' %d, without original headers %d, past the end %d, in %v",
-		r.Replayed, r.GivenUp, r.Skipped, r.Others, r.WithoutHeaders, r.PastEnd, r.Took.Round(time.Millisecond))
+	s := fmt.Sprintf("replayed %d, given up %d, skipped %d, other modules' %d, without original headers %d, without value %d, past the end %d, in %v",
+		r.Replayed, r.GivenUp, r.Skipped, r.Others, r.WithoutHeaders, r.WithoutValue, r.PastEnd, r.Took.Round(time.Millisecond))
 	for _, u := range r.Unfinished {
 		s += fmt.Sprintf("; partition %d unfinished at %d of %d", u.Partition, u.Position, u.End)
 	}
@@ -409,6 +415,14 @@ func replayOne(ctx context.Context, rec *kgo.Record, mc Module, log *slog.Logger
 	case r == nil:
 		log.Warn("dead letter of another topic or without its origin headers; skipped", "partition", rec.Partition, "offset", rec.Offset)
 		skipped.Add(1)
+		return nil
+	case slices.ContainsFunc(rec.Headers, func(h kgo.RecordHeader) bool { return h.Key == hdrValueOmitted }):
+		// Pushing the empty value as if it were the record would deliver
+		// something the record never said.
+		rep.WithoutValue++
+		skipped.Add(1)
+		log.Warn("dead letter without the record's value; skipped: the value is in the record's own topic",
+			"partition", rec.Partition, "offset", rec.Offset, "topic", r.msg.Topic, "record_partition", r.msg.Partition, "record_offset", r.msg.Offset)
 		return nil
 	case mc.Protocol.TargetHeader != "" && len(r.msg.Headers) == 0:
 		// Written before dead letters kept the record's headers: its

@@ -49,6 +49,11 @@ type Transfer struct {
 	// the dead-letter writes.
 	client *kgo.Client
 	adm    *kadm.Client
+	// deadLetterMax is each dead-letter topic's max.message.bytes as the
+	// brokers told it (deadLetterLimit), the bound of the batches client
+	// writes there (deadLetterBatchMax).
+	deadLetterMaxMu sync.Mutex
+	deadLetterMax   map[string]int32
 	// lastParts is each topic's partition list as last read, for the
 	// fleet's reassignment while the brokers do not answer.
 	lastPartsMu sync.Mutex
@@ -134,7 +139,8 @@ func New(cfg Config, log *slog.Logger) (*Transfer, error) {
 	if t.kafkaOpts, err = cfg.Kafka.Opts("ktransfer", brokers, log); err != nil {
 		return nil, err
 	}
-	if t.client, err = kgo.NewClient(append(slices.Clip(t.kafkaOpts), kgo.RecordDeliveryTimeout(deadLetterTimeout))...); err != nil {
+	if t.client, err = kgo.NewClient(append(slices.Clip(t.kafkaOpts), kgo.RecordDeliveryTimeout(deadLetterTimeout),
+		kgo.ProducerBatchMaxBytesFn(t.deadLetterBatchMax))...); err != nil {
 		return nil, fmt.Errorf("kafka client for %v: %w", brokers, err)
 	}
 	t.adm = kadm.NewClient(t.client)

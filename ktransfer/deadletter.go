@@ -1,0 +1,183 @@
+package ktransfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// hdrValueOmitted marks a dead letter written without the record's value
+// (Kafka refused the whole record for good); its value says the record's
+// size and why.
+const hdrValueOmitted = "ktransfer-value-omitted"
+
+// Bounds of a dead-letter batch: kgo's default (the one it uses for a topic
+// whose max.message.bytes is not known) and the range kgo accepts.
+const (
+	defaultBatchMax = 1_000_012
+	minBatchMax     = 512
+	maxBatchMax     = 1 << 30
+)
+
+// deadLetter writes r to the dead-letter topic, retrying until it is
+// written or ctx ends: a record is acknowledged only once it is safe.
+// A dead letter Kafka refuses for good (deadLetterRefused: larger than the
+// topic takes, invalid) is written again without the record's value, with
+// a ktransfer-value-omitted header; when even that is refused for good the
+// record is given up without a dead letter, logged and counted, so that it
+// never holds the module. It reports false only when ctx ended.
+func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool {
+	topic := m.cfg.DeadLetterTopic
+	if !m.t.deadLetterLimit(ctx, topic, m.log) {
+		return false
+	}
+	// The record's own headers first (a replay needs its target header),
+	// then ktransfer's.
+	headers := append(slices.Clip(r.msg.Headers),
+		kgo.RecordHeader{Key: "ktransfer-module", Value: []byte(m.cfg.Name)},
+		kgo.RecordHeader{Key: "ktransfer-reason", Value: []byte(reason)},
+		kgo.RecordHeader{Key: "ktransfer-topic", Value: []byte(r.msg.Topic)},
+		kgo.RecordHeader{Key: "ktransfer-partition", Value: []byte(strconv.Itoa(int(r.msg.Partition)))},
+		kgo.RecordHeader{Key: "ktransfer-offset", Value: []byte(strconv.FormatInt(r.msg.Offset, 10))},
+	)
+	var key []byte
+	if len(r.msg.Key) > 0 {
+		key = r.msg.Key
+	}
+	value := r.msg.Value
+	var refused error // why the whole record was refused; nil while it is tried
+	for n := 1; ; n++ {
+		// Acknowledged by every in-sync replica, idempotent (kgo's
+		// defaults); a write not done within deadLetterTimeout is retried
+		// here. A record is not reused: kgo writes into it.
+		rec := &kgo.Record{Topic: topic, Key: key, Value: value, Headers: headers}
+		err := m.t.client.ProduceSync(ctx, rec).FirstErr()
+		attrs := []any{"dead_letter_topic", topic, "partition", r.msg.Partition, "offset", r.msg.Offset}
+		switch {
+		case err == nil && refused == nil:
+			m.stats.deadLettered()
+			return true
+		case err == nil:
+			m.stats.deadLettered()
+			m.stats.deadLetterWithoutValue()
+			m.log.Error("dead letter written without the record's value; the value is in the record's own topic",
+				append(attrs, "value_bytes", len(r.msg.Value), "err", refused)...)
+			return true
+		case deadLetterRefused(err) && refused == nil:
+			// Sent again at once, without the value: an empty value, not a
+			// null one (a tombstone in a compacted topic).
+			refused, value, n = err, []byte{}, 0
+			headers = append(slices.Clip(headers), kgo.RecordHeader{Key: hdrValueOmitted,
+				Value: fmt.Appendf(nil, "%d bytes: %v", len(r.msg.Value), err)})
+			continue
+		case deadLetterRefused(err):
+			m.stats.deadLetterDropped()
+			m.log.Error("dead letter refused even without the record's value; the record is given up without one",
+				append(attrs, "key", string(r.msg.Key), "reason", reason, "value_bytes", len(r.msg.Value), "first_err", refused, "err", err)...)
+			return true
+		}
+		m.log.Error("dead-letter write failed; retrying", append(attrs, "attempt", n, "err", err)...)
+		if !sleep(ctx, backoff(n, time.Second, 30*time.Second)) {
+			return false
+		}
+	}
+}
+
+// deadLetterRefused is the one place that decides whether Kafka refused a
+// dead letter for good: sent again as it is, it would be refused again.
+func deadLetterRefused(err error) bool {
+	switch {
+	case errors.Is(err, kerr.MessageTooLarge), // larger than the topic's max.message.bytes, or than the client's batch bound
+		errors.Is(err, kerr.RecordListTooLarge), // the same, said of the request's records
+		errors.Is(err, kerr.InvalidRecord):      // refused by the broker's validation (no key for a compacted topic, …)
+		return true
+	default:
+		// Everything else may pass later and is retried: a leader moving,
+		// a timeout, brokers away, the topic missing or not writable by
+		// this principal (until an operator fixes it).
+		return false
+	}
+}
+
+// deadLetterLimit makes sure the brokers were asked for topic's
+// max.message.bytes before a dead letter is written there: the client
+// fixes a partition's batch bound when it first meets the partition
+// (deadLetterBatchMax). It asks once per process and topic, unless the
+// brokers did not answer or do not know the topic yet (asked again at the
+// next write); a refusal (a principal that may not describe configs) leaves
+// kgo's default. It reports false only when ctx ended.
+func (t *Transfer) deadLetterLimit(ctx context.Context, topic string, log *slog.Logger) bool {
+	t.deadLetterMaxMu.Lock()
+	_, known := t.deadLetterMax[topic]
+	t.deadLetterMaxMu.Unlock()
+	if known {
+		return true
+	}
+	limit, err := t.topicMaxBytes(ctx, topic)
+	if ctx.Err() != nil {
+		return false
+	}
+	var answered *kerr.Error
+	if err != nil {
+		log.Warn("max.message.bytes of the dead-letter topic unknown; kgo's default bounds its batches",
+			"dead_letter_topic", topic, "default", defaultBatchMax, "err", err)
+		if !errors.As(err, &answered) || errors.Is(err, kerr.UnknownTopicOrPartition) {
+			return true // not stored: asked again at the next write
+		}
+		limit = defaultBatchMax
+	}
+	t.deadLetterMaxMu.Lock()
+	if t.deadLetterMax == nil {
+		t.deadLetterMax = map[string]int32{}
+	}
+	t.deadLetterMax[topic] = limit
+	t.deadLetterMaxMu.Unlock()
+	return true
+}
+
+// deadLetterBatchMax is the largest record batch the client writes to
+// topic (kgo.ProducerBatchMaxBytesFn): the topic's max.message.bytes once
+// known, kgo's default before, within the range kgo accepts.
+func (t *Transfer) deadLetterBatchMax(topic string) int32 {
+	t.deadLetterMaxMu.Lock()
+	limit, ok := t.deadLetterMax[topic]
+	t.deadLetterMaxMu.Unlock()
+	if !ok {
+		return defaultBatchMax
+	}
+	return min(max(limit, minBatchMax), maxBatchMax)
+}
+
+// topicMaxBytes asks the brokers for topic's max.message.bytes.
+func (t *Transfer) topicMaxBytes(ctx context.Context, topic string) (int32, error) {
+	ctx, cancel := context.WithTimeout(ctx, kafkaTimeout)
+	defer cancel()
+	configs, err := t.adm.DescribeTopicConfigs(ctx, topic)
+	if err != nil {
+		return 0, fmt.Errorf("max.message.bytes of topic %s: %w", topic, err)
+	}
+	rc, err := configs.On(topic, nil)
+	if err == nil {
+		err = rc.Err
+	}
+	if err != nil {
+		return 0, fmt.Errorf("max.message.bytes of topic %s: %w", topic, err)
+	}
+	for _, c := range rc.Configs {
+		if c.Key == "max.message.bytes" && c.Value != nil {
+			v, err := strconv.ParseInt(*c.Value, 10, 32)
+			if err != nil || v < 1 {
+				return 0, fmt.Errorf("max.message.bytes of topic %s: %q is not a size", topic, *c.Value)
+			}
+			return int32(v), nil
+		}
+	}
+	return 0, fmt.Errorf("max.message.bytes of topic %s: not in the brokers' answer", topic)
+}
