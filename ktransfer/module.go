@@ -188,7 +188,14 @@ func (m *module) run(readCtx, pushCtx context.Context) error {
 	reader.Wait() // nothing is dispatched any more
 	m.sched.close()
 	drained := make(chan struct{})
-	go func() { workers.Wait(); close(drained) }()
+	go func() {
+		workers.Wait()
+		// The run pushes no more: its keep-alive connections close now,
+		// not after the idle timeout. Pushes abandoned below return
+		// theirs when they end, and are closed then.
+		m.pusher.closeIdle()
+		close(drained)
+	}()
 	select {
 	case <-drained:
 	case <-pushCtx.Done():

@@ -19,6 +19,14 @@ import (
 // maxRetryAfter caps a backend's Retry-After.
 const maxRetryAfter = 5 * time.Minute
 
+// idleConnTimeout is how long a keep-alive connection to a backend stays
+// open unused. fasthttp closes them with a goroutine per backend that
+// sleeps up to this long and cannot be woken: a stopped run's ends this
+// long after its connections were closed (pusher.closeIdle). It is also
+// under the keep-alive timeout of common servers (5 s for Apache httpd and
+// Node.js), so that ktransfer, not the backend, closes an idle connection.
+const idleConnTimeout = 4 * time.Second
+
 // The names of the headers every push has, as fasthttp's Set would send
 // them, and the replay header's value.
 var (
@@ -77,7 +85,7 @@ func newPusher(m Module) (*pusher, error) {
 			MaxConns:                      m.WorkerNum, // a worker has one request at a time
 			ReadTimeout:                   time.Duration(m.Protocol.ReadTimeoutMs) * time.Millisecond,
 			WriteTimeout:                  time.Duration(m.Protocol.WriteTimeoutMs) * time.Millisecond,
-			MaxIdleConnDuration:           time.Minute,
+			MaxIdleConnDuration:           idleConnTimeout,
 			NoDefaultUserAgentHeader:      true,
 			DisableHeaderNamesNormalizing: true,
 			DisablePathNormalizing:        true,
@@ -88,6 +96,14 @@ func newPusher(m Module) (*pusher, error) {
 		p.backends = append(p.backends, hc)
 	}
 	return p, nil
+}
+
+// closeIdle closes the backends' idle connections: those of a run whose
+// workers are done, which will push no more.
+func (p *pusher) closeIdle() {
+	for _, b := range p.backends {
+		b.CloseIdleConnections()
+	}
 }
 
 // start returns the backend index a record's first attempt goes to.

@@ -85,11 +85,7 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 	if err != nil {
 		return rep, err
 	}
-	defer func() {
-		for _, b := range p.backends {
-			b.CloseIdleConnections()
-		}
-	}()
+	defer p.closeIdle()
 	log = log.With("module", name, "dead_letter_topic", mc.DeadLetterTopic)
 	m := &module{cfg: mc, log: log, pusher: p, methods: methodSet(mc), stats: newMetrics().module(name), replaying: true}
 	m.limiter, m.breakers = newLimiter(mc), newBreakers(mc, m.stats) // the module's limit and breakers hold for a replay too
