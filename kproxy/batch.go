@@ -455,7 +455,7 @@ func onBatchProduced(r *kgo.Record, err error) {
 	c := it.call
 	s, j := c.srv, c.job
 	if err != nil {
-		err = s.refusedTopic(c.cl, r, err)
+		s.refusedTopic(c.cl, r.Topic, err)
 	}
 	var trace sendTrace // what a failure needs (produceStatus): three atomic loads a record spared
 	if err != nil {

@@ -85,7 +85,7 @@ func onProduced(r *kgo.Record, err error) {
 // that what kproxy knows of the topic is out of date (refusedTopic).
 func (s *Server) produced(p *pending, err error, trace sendTrace) {
 	if err != nil {
-		err = s.refusedTopic(p.cl, &p.rec, err)
+		s.refusedTopic(p.cl, p.rec.Topic, err)
 	}
 	if p.acks == 0 {
 		s.acks0Done(&p.rec, err, trace)
@@ -106,33 +106,21 @@ func (s *Server) produced(p *pending, err error, trace sendTrace) {
 // refusedTopic learns from a record's refusal by cl what changed of its
 // topic:
 //   - MESSAGE_TOO_LARGE: the topic's max.message.bytes is asked again: it
-//     was lowered since kproxy read it (batches are built to fit it); or,
-//     when the brokers would not tell it, the topic's batches shrink
-//     (topicCheck.tooLarge).
+//     was lowered since kproxy read it (batches are built to fit it).
 //   - UNKNOWN_TOPIC_ID: the brokers no longer know the topic by the id cl
 //     has for it: it was deleted, perhaps re-created under a new id. kgo
 //     keeps the id until the topic is purged from the client (produce v13
 //     names topics by id), so every later record would be refused alike:
 //     the topic is forgotten (the next request looks it up: 404 if it is
 //     gone) and purged from cl, whose next record of it fetches the new id.
-//
-// It returns the error to answer: errRefusedTogether for a record refused
-// in a batch too large for a topic whose limit kproxy could not read.
-func (s *Server) refusedTopic(cl *kgo.Client, r *kgo.Record, err error) error {
+func (s *Server) refusedTopic(cl *kgo.Client, topic string, err error) {
 	switch {
 	case errors.Is(err, kerr.MessageTooLarge):
-		together, shrunk := s.check.tooLarge(r.Topic, recordSize(r.Key, r.Value, r.Headers), err)
-		if shrunk {
-			s.purges.start(cl, r.Topic, 0, "a batch too large for the topic: its batches shrink")
-		}
-		if together {
-			return errRefusedTogether
-		}
+		s.check.forget(topic)
 	case errors.Is(err, kerr.UnknownTopicID):
-		s.check.forget(r.Topic)
-		s.purges.start(cl, r.Topic, purgeHoldOff, "kafka does not know the topic by the id the client has for it (deleted, perhaps re-created)")
+		s.check.forget(topic)
+		s.purges.start(cl, topic)
 	}
-	return err
 }
 
 // acks0Done counts an acks=0 record, answered already, as written or lost,

@@ -116,7 +116,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	reg := prometheus.NewRegistry()
 	s.metrics = newMetrics(reg, &s.inFlight)
-	s.check = newTopicCheck(cfg.AutoCreateTopics, cfg.MaxMessageBytes, log)
+	s.check = newTopicCheck(cfg.AutoCreateTopics, cfg.MaxMessageBytes)
 	hooks := producerHooks{batchRecords: s.metrics.batchRecords, batchMaxBytes: s.check.batchMaxBytes}
 	if s.prod, err = newProducers(cfg, log, hooks); err != nil {
 		s.closeListeners()

@@ -8,12 +8,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// errRefusedTogether is the failure of a record a broker refused as too
-// large together with the other records of its batch, for a topic whose
-// max.message.bytes kproxy could not read (topicCheck.tooLarge): the
-// record may fit alone, and the topic's batches are smaller now.
-var errRefusedTogether = errors.New("kafka refused the record's batch as too large for the topic (its max.message.bytes is unknown to kproxy: describe-configs denied); the topic's batches are smaller now: retry")
-
 // Reasons shared by several answers.
 const (
 	mayBeWritten = "; the record may have been written"
@@ -48,10 +42,6 @@ func produceStatus(err error, t sendTrace) (int, string) {
 		// A request that may have carried the record was written and its
 		// answer lost: whatever came after, it may be in Kafka.
 		return 504, "kafka did not answer a request carrying the record" + mayBeWritten
-	}
-	if errors.Is(err, errRefusedTogether) {
-		// Refused by the broker with its batch: nothing of it appended.
-		return 503, errRefusedTogether.Error() + notWritten
 	}
 	if status, reason, ok := recordRefused(err); ok {
 		// The record's own request was answered: a refusal of the record

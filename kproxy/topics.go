@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -34,9 +33,6 @@ type topicCheck struct {
 	mu      sync.Mutex
 	missing map[string]time.Time // topic → until when it is known missing
 
-	log        *slog.Logger
-	deniedOnce sync.Once // the describe-configs refusal is logged once
-
 	knownMu sync.RWMutex
 	known   map[string]topicInfo // topics seen to exist
 	// maxBytes is max_message_bytes: the largest record batch sent to any
@@ -50,14 +46,10 @@ type topicInfo struct {
 	// maxBytes is the largest record batch the topic takes: the lower of
 	// max_message_bytes and the topic's max.message.bytes.
 	maxBytes int32
-	// guessed: the brokers refused to tell the topic's max.message.bytes
-	// (describe-configs denied); maxBytes is learnt from MESSAGE_TOO_LARGE
-	// answers instead (tooLarge).
-	guessed bool
 }
 
-func newTopicCheck(autoCreate bool, maxBytes int, log *slog.Logger) *topicCheck {
-	return &topicCheck{autoCreate: autoCreate, maxBytes: int32(maxBytes), log: log,
+func newTopicCheck(autoCreate bool, maxBytes int) *topicCheck {
+	return &topicCheck{autoCreate: autoCreate, maxBytes: int32(maxBytes),
 		missing: map[string]time.Time{}, known: map[string]topicInfo{}}
 }
 
@@ -91,17 +83,6 @@ func (tc *topicCheck) exists(dl context.Context, name []byte, timeout time.Durat
 		// No answer in time: max_message_bytes serves these records,
 		// and the next request asks again.
 		return info, nil
-	default:
-		// Refused (a principal that may write but not describe
-		// configs): asked once per topic; the limit is learnt from the
-		// brokers' MESSAGE_TOO_LARGE (tooLarge).
-		info.guessed = true
-		tc.deniedOnce.Do(func() {
-			tc.log.Error("kafka refuses to describe topic configs to kproxy: the topics' max.message.bytes is unknown; "+
-				"batches start at max_message_bytes and shrink when a broker refuses one as too large (records refused so are answered 503): "+
-				"grant DescribeConfigs on the topics, or set max_message_bytes to the topics' max.message.bytes",
-				"topic", info.name, "err", err)
-		})
 	}
 	tc.knownMu.Lock()
 	tc.known[info.name] = info
@@ -130,54 +111,6 @@ func (tc *topicCheck) forget(topic string) {
 	tc.knownMu.Lock()
 	delete(tc.known, topic)
 	tc.knownMu.Unlock()
-}
-
-// tooLarge learns from a broker's MESSAGE_TOO_LARGE (err) refusing the
-// batch that held a record of size bytes (recordSize) of topic, and tells
-// whether the record was refused together with others although it may fit
-// alone (then it is answered 503: not written, and a retry goes in a
-// smaller batch). A topic whose max.message.bytes kproxy read is asked
-// again (it was lowered since). For one whose limit the brokers would not
-// tell, the batch's size in err (kgo's uncompressed_bytes) says whether it
-// held more than the record: then the topic's batches are bounded to half
-// that size, at least the record's (shrunk: the bound changed; kgo reads it
-// when it sets a partition up, so the caller purges the topic from the
-// client); a record refused alone is too large.
-func (tc *topicCheck) tooLarge(topic string, size int, err error) (together, shrunk bool) {
-	tc.knownMu.Lock()
-	defer tc.knownMu.Unlock()
-	info, ok := tc.known[topic]
-	switch {
-	case !ok:
-		return false, false
-	case !info.guessed:
-		delete(tc.known, topic)
-		return false, false
-	}
-	batch := batchBytes(err)
-	if batch <= size {
-		return false, false // alone (or the size is unknown): too large
-	}
-	if bound := int32(max(size, batch/2)); bound < info.maxBytes {
-		info.maxBytes, shrunk = bound, true
-		tc.known[topic] = info
-	}
-	return true, shrunk
-}
-
-// batchBytes is the uncompressed size of the refused batch that kgo adds
-// to a MESSAGE_TOO_LARGE error ("(uncompressed_bytes=N, …)"), 0 if none.
-func batchBytes(err error) int {
-	_, after, ok := strings.Cut(err.Error(), "uncompressed_bytes=")
-	if !ok {
-		return 0
-	}
-	end := strings.IndexFunc(after, func(r rune) bool { return r < '0' || r > '9' })
-	if end < 0 {
-		end = len(after)
-	}
-	n, _ := strconv.Atoi(after[:end])
-	return n
 }
 
 // topicMaxBytes asks the brokers for topic's max.message.bytes. An error
@@ -296,21 +229,22 @@ type purgeKey struct {
 }
 
 // start purges topic from cl in the background, unless a purge of it is
-// under way or ended within holdOff, or kproxy is stopping.
+// under way or ended within purgeHoldOff, or kproxy is stopping.
 // PurgeTopicsFromProducing waits for the client's metadata loop, and kgo
 // runs promises on its own goroutine: it is never called from a promise.
-func (tp *topicPurges) start(cl *kgo.Client, topic string, holdOff time.Duration, why string) {
+func (tp *topicPurges) start(cl *kgo.Client, topic string) {
 	k := purgeKey{cl, topic}
 	tp.mu.Lock()
 	defer tp.mu.Unlock()
-	if at, ok := tp.last[k]; tp.stopped || ok && (at.IsZero() || time.Since(at) < holdOff) {
+	if at, ok := tp.last[k]; tp.stopped || ok && (at.IsZero() || time.Since(at) < purgeHoldOff) {
 		return
 	}
 	if tp.last == nil {
 		tp.last = map[purgeKey]time.Time{}
 	}
 	tp.last[k] = time.Time{}
-	tp.log.Warn("purging the topic from a kafka client: its next record sets the topic up again", "topic", topic, "why", why)
+	tp.log.Warn("kafka does not know the topic by the id kproxy's client has for it (deleted, perhaps re-created); purging it from the client, its next record fetches the topic's metadata again",
+		"topic", topic)
 	tp.wg.Go(func() {
 		// Records of the topic still buffered fail (kgo's "topic purged
 		// while buffered"): they were sent with the stale id, or would be.
