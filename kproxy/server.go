@@ -322,7 +322,12 @@ const answerWait = time.Second
 func (s *Server) closeKafka(ctx context.Context) error {
 	s.kafkaOnce.Do(func() {
 		var errs []error
-		s.purges.wait() // they use the clients
+		// No purge starts from here; one under way may wait for a
+		// client's metadata loop (a broker sitting on a metadata
+		// request): closing the client ends that wait, so the purges
+		// are waited for after the clients are closed.
+		s.purges.stop()
+		defer s.purges.wait()
 		if s.txns != nil {
 			s.txns.close(ctx) // before the producers: a retired client's id is fenced through them
 		}

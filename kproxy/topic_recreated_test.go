@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
@@ -102,4 +105,68 @@ func TestTopicDeletedAndRecreated(t *testing.T) {
 	if inTopic < 5 {
 		t.Errorf("acks=0: %d records in the topic after the re-creation, want the last 5 at least", inTopic)
 	}
+}
+
+// TestStopDoesNotWaitForAPurge: a purge of a topic whose id went stale
+// waits for the Kafka client's metadata loop, which waits while a broker
+// sits on a metadata request. Stopping kproxy then must not wait for the
+// purge before it closes the clients (closing ends the purge): the
+// request in flight is answered and Run returns within
+// shutdown_timeout_ms and a second.
+func TestStopDoesNotWaitForAPurge(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) {
+		cfg.ShutdownTimeoutMs = 500
+		cfg.ProduceTimeoutMs = 4000
+	})
+	decode(t, p.post(t, "topic="+topic+"&acks=1", []byte{0x01}))
+	adm := kadm.NewClient(kafkatest.Client(t, c, kafkaconf.Default()))
+	ctx := context.Background()
+	if _, err := adm.DeleteTopics(ctx, topic); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	var once sync.Once
+	defer once.Do(func() { close(release) })
+	var held atomic.Int32
+	c.ControlKey(int16(kmsg.Metadata), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		held.Add(1)
+		c.SleepControl(func() { <-release })
+		return nil, nil, false
+	})
+	// Refused with UNKNOWN_TOPIC_ID (the client's id is the deleted
+	// topic's): its purge starts and waits behind the held metadata.
+	first := p.post(t, "topic="+topic+"&acks=1", []byte{0x02})
+	t.Logf("first record after the re-creation: %d %q", first.code, first.body)
+	waitFor(t, "a metadata request held", func() bool { return held.Load() > 0 })
+	done := make(chan time.Time, 1)
+	go func() {
+		p.post(t, "topic="+topic+"&acks=1", []byte{0x03})
+		done <- time.Now()
+	}()
+	time.Sleep(100 * time.Millisecond) // the second request on its way
+	stopAt := time.Now()
+	stopped := make(chan error, 1)
+	go func() { stopped <- p.stop() }()
+	select {
+	case at := <-done:
+		if d := at.Sub(stopAt); d > 2*time.Second {
+			t.Errorf("the request in flight answered %v after the stop began; want within shutdown_timeout_ms (0.5 s) and 1 s", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("the request in flight unanswered 10 s after the stop began")
+	}
+	select {
+	case <-stopped:
+		if d := time.Since(stopAt); d > 3*time.Second {
+			t.Errorf("Run returned %v after the stop began", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("Run not returned 10 s after the stop began (a purge waiting for the held metadata holds it)")
+	}
+	once.Do(func() { close(release) })
 }

@@ -213,8 +213,8 @@ func (tc *topicCheck) metadata(ctx context.Context, topic string) error {
 const purgeHoldOff = time.Second
 
 // topicPurges purges topics whose id a kgo client holds stale from that
-// client, one purge per client and topic at a time; Close waits for them
-// (wait) before closing the clients.
+// client, one purge per client and topic at a time; Close stops them
+// (stop), closes the clients, then waits for them (wait).
 type topicPurges struct {
 	log     *slog.Logger
 	mu      sync.Mutex
@@ -255,10 +255,13 @@ func (tp *topicPurges) start(cl *kgo.Client, topic string) {
 	})
 }
 
-// wait stops new purges and waits for those under way.
-func (tp *topicPurges) wait() {
+// stop stops new purges.
+func (tp *topicPurges) stop() {
 	tp.mu.Lock()
 	tp.stopped = true
 	tp.mu.Unlock()
-	tp.wg.Wait()
 }
+
+// wait waits for the purges under way (after stop; once the clients are
+// closed, none waits for a metadata loop any more).
+func (tp *topicPurges) wait() { tp.wg.Wait() }

@@ -1,0 +1,69 @@
+package kproxy
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// A purge of a topic whose id went stale (topicPurges) waits for the
+// Kafka client's metadata loop, which waits while a broker sits on a
+// metadata request. Closing the Kafka side must not wait for that purge
+// before it closes the clients (closing the client ends the purge's wait):
+// closeKafka returns within its context, not when the broker answers.
+func TestCloseKafkaDoesNotWaitForAPurge(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 1}})
+	cfg := DefaultConfig()
+	cfg.Port = 0
+	cfg.ListenHost = "127.0.0.1"
+	cfg.BrokerHosts = c.ListenAddrs()
+	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, _ := s.prod.client(1)
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "t", Value: []byte("warm")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	held := make(chan struct{}, 1)
+	c.ControlKey(int16(kmsg.Metadata), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		select {
+		case held <- struct{}{}:
+		default:
+		}
+		c.SleepControl(func() { <-release })
+		return nil, nil, false
+	})
+	cl.ForceMetadataRefresh()
+	select {
+	case <-held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no metadata request came")
+	}
+	s.purges.start(cl, "t") // waits behind the held metadata request
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	closed := make(chan struct{})
+	go func() { _ = s.closeKafka(ctx); close(closed) }()
+	select {
+	case <-closed:
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("closeKafka took %v with a 500 ms context", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("closeKafka not returned 10 s after it began: it waits for the purge behind the held metadata request")
+	}
+}
