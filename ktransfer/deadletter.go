@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -53,12 +54,32 @@ func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool 
 	}
 	value := r.msg.Value
 	var refused error // why the whole record was refused; nil while it is tried
+	solo := m.t.deadLetterSoloLock(topic)
+	alone := false // the next write is the topic's only one in the client
 	for n := 1; ; n++ {
 		// Acknowledged by every in-sync replica, idempotent (kgo's
 		// defaults); a write not done within deadLetterTimeout is retried
 		// here. A record is not reused: kgo writes into it.
 		rec := &kgo.Record{Topic: topic, Key: key, Value: value, Headers: headers}
+		if alone {
+			solo.Lock()
+		} else {
+			solo.RLock()
+		}
 		err := m.t.client.ProduceSync(ctx, rec).FirstErr()
+		if alone {
+			solo.Unlock()
+		} else {
+			solo.RUnlock()
+		}
+		if deadLetterRefused(err) && !alone {
+			// kgo may have batched it with other dead letters of the topic
+			// (a batch bound above the topic's limit: not told, or lowered
+			// since): the broker refuses the whole batch. Sent again alone,
+			// a refusal is this record's own.
+			alone, n = true, 0
+			continue
+		}
 		attrs := []any{"dead_letter_topic", topic, "partition", r.msg.Partition, "offset", r.msg.Offset}
 		switch {
 		case err == nil && refused == nil:
@@ -104,6 +125,22 @@ func deadLetterRefused(err error) bool {
 		// this principal (until an operator fixes it).
 		return false
 	}
+}
+
+// deadLetterSoloLock is topic's lock for deciding that a dead letter is
+// refused for good (Transfer.deadLetterSolo).
+func (t *Transfer) deadLetterSoloLock(topic string) *sync.RWMutex {
+	t.deadLetterMaxMu.Lock()
+	defer t.deadLetterMaxMu.Unlock()
+	if t.deadLetterSolo == nil {
+		t.deadLetterSolo = map[string]*sync.RWMutex{}
+	}
+	l := t.deadLetterSolo[topic]
+	if l == nil {
+		l = &sync.RWMutex{}
+		t.deadLetterSolo[topic] = l
+	}
+	return l
 }
 
 // deadLetterLimit makes sure the brokers were asked for topic's

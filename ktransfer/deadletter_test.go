@@ -3,6 +3,7 @@ package ktransfer_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"net/http"
 	"strconv"
 	"strings"
@@ -194,8 +195,8 @@ func TestDeadLetterRefusedForGoodDoesNotHoldTheModule(t *testing.T) {
 	if off := committedEarly.Load(); off != nil {
 		t.Errorf("offset %v stored while the dead-letter write was being retried", off)
 	}
-	if n := refusals.Load(); n != 4 {
-		t.Errorf("%d dead-letter writes, want 4: 2 refused until fixed, the record and its form without value refused for good", n)
+	if n := refusals.Load(); n != 5 {
+		t.Errorf("%d dead-letter writes, want 5: 2 refused until fixed, the record refused for good (beside others, then alone), and its form without value", n)
 	}
 	if n := kafkatest.Records(t, e.kafka, e.kc, "dlq"); n != 0 {
 		t.Errorf("%d dead letters", n)
@@ -209,5 +210,64 @@ func TestDeadLetterRefusedForGoodDoesNotHoldTheModule(t *testing.T) {
 		if got := metricValue(t, admin, series); got != want {
 			t.Errorf("%s %q, want %s", series, got, want)
 		}
+	}
+}
+
+// TestDeadLettersThatEachFitKeepTheirValue: the brokers do not tell the
+// dead-letter topic's max.message.bytes (describe-configs denied), so kgo
+// bounds its batches by its default, above the topic's 10,000 bytes, and
+// puts several 4,000-byte dead letters of concurrent workers in one batch,
+// which the broker refuses as too large. That refusal is the batch's, not a
+// record's: each dead letter is written again alone, with its value.
+func TestDeadLettersThatEachFitKeepTheirValue(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	limit := "10000"
+	if _, err := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc)).CreateTopic(ctx, 1, 1, map[string]*string{"max.message.bytes": &limit}, "dlq"); err != nil {
+		t.Fatal(err)
+	}
+	const n, size = 20, 4000
+	b := newBackend(t, func(_ int, p push, w http.ResponseWriter) {
+		if len(p.body) >= size {
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+		}
+	})
+	cl := kafkatest.Client(t, e.kafka, e.kc)
+	for i := range n {
+		v := make([]byte, size)
+		_, _ = rand.Read(v) // incompressible
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "t", Key: []byte("k" + strconv.Itoa(i)), Value: v}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.kafka.ControlKey(int16(kmsg.DescribeConfigs), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		e.kafka.KeepControl()
+		dr := req.(*kmsg.DescribeConfigsRequest)
+		resp := dr.ResponseKind().(*kmsg.DescribeConfigsResponse)
+		for _, rr := range dr.Resources {
+			sr := kmsg.NewDescribeConfigsResponseResource()
+			sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
+			sr.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			resp.Resources = append(resp.Resources, sr)
+		}
+		return resp, nil, true
+	})
+	m := module("m", "t", b.URL)
+	m.DeadLetterTopic = "dlq"
+	_, admin := e.startAdmin(t, 0, m)
+	waitFor(t, "offset 20 stored", 30*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == strconv.Itoa(n) })
+	dead := kafkatest.ReadAll(t, e.kafka, e.kc, "dlq")
+	without := 0
+	for _, d := range dead {
+		if headersOf(d)["ktransfer-value-omitted"] != "" {
+			without++
+		}
+	}
+	if len(dead) != n || without > 0 {
+		t.Errorf("%d dead letters for %d records, %d of them without the value, though each (%d bytes) fits the topic's 10,000", len(dead), n, without, size)
+	}
+	if d := metricValue(t, admin, `ktransfer_dead_letters_dropped_total{module="m"}`); d != "0" {
+		t.Errorf("ktransfer_dead_letters_dropped_total %s, want 0", d)
 	}
 }

@@ -53,6 +53,11 @@ type Transfer struct {
 	// brokers told it (deadLetterLimit), the bound of the batches client
 	// writes there (deadLetterBatchMax).
 	deadLetterMaxMu sync.Mutex
+	// deadLetterSolo, per dead-letter topic: writes take it shared; a
+	// write that decides a dead letter is refused for good takes it alone,
+	// so that the refusal is of that record, not of a batch kgo made of
+	// several (under deadLetterMaxMu).
+	deadLetterSolo map[string]*sync.RWMutex
 	deadLetterMax   map[string]int32
 	// lastParts is each topic's partition list as last read, for the
 	// fleet's reassignment while the brokers do not answer.
