@@ -58,7 +58,7 @@ type Transfer struct {
 	// so that the refusal is of that record, not of a batch kgo made of
 	// several (under deadLetterMaxMu).
 	deadLetterSolo map[string]*sync.RWMutex
-	deadLetterMax   map[string]int32
+	deadLetterMax  map[string]int32
 	// lastParts is each topic's partition list as last read, for the
 	// fleet's reassignment while the brokers do not answer.
 	lastPartsMu sync.Mutex
