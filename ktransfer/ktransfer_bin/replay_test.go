@@ -49,7 +49,7 @@ func TestReplayFlag(t *testing.T) {
 		return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
 	}
 	code, out, errText := run("-replay-dead-letters", "m")
-	if code != 0 || !strings.HasPrefix(out, "replayed 5, given up 0, skipped 0, other modules' 0, without original headers 0, past the end 0, in ") {
+	if code != 0 || !strings.HasPrefix(out, "replayed 5, given up 0, skipped 0, other modules' 0, without original headers 0, without value 0, past the end 0, in ") {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errText)
 	}
 	if distinct, total, _ := s.backend.snapshot(); distinct != 5 || total != 5 {
