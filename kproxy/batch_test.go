@@ -220,24 +220,8 @@ func onBroker(c *kfake.Cluster, node int32, fn func(*kmsg.ProduceRequest) (kmsg.
 // partition, writing nothing.
 func refuseOn(c *kfake.Cluster, node int32, code int16) (stop func()) {
 	return onBroker(c, node, func(pr *kmsg.ProduceRequest) (kmsg.Response, error, bool) {
-		return refusedProduce(pr, code), nil, true
+		return kafkatest.ProduceError(pr, code), nil, true
 	})
-}
-
-// refusedProduce answers pr with code for every partition in it.
-func refusedProduce(pr *kmsg.ProduceRequest, code int16) *kmsg.ProduceResponse {
-	resp := pr.ResponseKind().(*kmsg.ProduceResponse)
-	for _, rt := range pr.Topics {
-		st := kmsg.NewProduceResponseTopic()
-		st.Topic, st.TopicID = rt.Topic, rt.TopicID
-		for _, rp := range rt.Partitions {
-			sp := kmsg.NewProduceResponseTopicPartition()
-			sp.Partition, sp.ErrorCode, sp.BaseOffset = rp.Partition, code, -1
-			st.Partitions = append(st.Partitions, sp)
-		}
-		resp.Topics = append(resp.Topics, st)
-	}
-	return resp
 }
 
 // holdOn holds broker node's produce requests until release is closed.

@@ -53,7 +53,7 @@ func refuseUnlessTransactional(c *kfake.Cluster) (end func()) {
 		if pr.TransactionID != nil || pr.Acks == 0 {
 			return nil, nil, false
 		}
-		return refusedProduce(pr, kerr.NotLeaderForPartition.Code), nil, true
+		return kafkatest.ProduceError(pr, kerr.NotLeaderForPartition.Code), nil, true
 	})
 	return func() { over.Store(true) }
 }
@@ -202,7 +202,7 @@ func stallProduce(c *kfake.Cluster, release <-chan struct{}, code int16) (end fu
 		if code == 0 {
 			return nil, errors.New("fault: connection closed"), true
 		}
-		return refusedProduce(pr, code), nil, true
+		return kafkatest.ProduceError(pr, code), nil, true
 	})
 	return func() { over.Store(true) }
 }

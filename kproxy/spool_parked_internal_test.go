@@ -106,18 +106,7 @@ func TestSpoolDrainRefusedTopicMemoryWithinBudget(t *testing.T) {
 // deniedProduce answers pr with TOPIC_AUTHORIZATION_FAILED (writing
 // denied) for every partition in it, writing nothing.
 func deniedProduce(pr *kmsg.ProduceRequest) *kmsg.ProduceResponse {
-	resp := pr.ResponseKind().(*kmsg.ProduceResponse)
-	for _, rt := range pr.Topics {
-		st := kmsg.NewProduceResponseTopic()
-		st.Topic, st.TopicID = rt.Topic, rt.TopicID
-		for _, rp := range rt.Partitions {
-			sp := kmsg.NewProduceResponseTopicPartition()
-			sp.Partition, sp.ErrorCode, sp.BaseOffset = rp.Partition, kerr.TopicAuthorizationFailed.Code, -1
-			st.Partitions = append(st.Partitions, sp)
-		}
-		resp.Topics = append(resp.Topics, st)
-	}
-	return resp
+	return kafkatest.ProduceError(pr, kerr.TopicAuthorizationFailed.Code)
 }
 
 // TestSpoolDrainParkedShareReadBack: topic r, which Kafka keeps refusing

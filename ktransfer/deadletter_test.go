@@ -176,19 +176,7 @@ func TestDeadLetterRefusedForGoodDoesNotHoldTheModule(t *testing.T) {
 				committedEarly.Store(off)
 			}
 		}
-		pr := req.(*kmsg.ProduceRequest)
-		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range pr.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition, sp.ErrorCode, sp.BaseOffset = rp.Partition, code, -1
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
+		return kafkatest.ProduceError(req.(*kmsg.ProduceRequest), code), nil, true
 	})
 	_, admin := e.startAdmin(t, 0, m)
 	movesOn(t, e, b)

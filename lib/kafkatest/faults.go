@@ -77,7 +77,7 @@ func (f *Faults) ErrorProduce(n int, code int16) {
 		if forwarded(req) || pr.Acks == 0 || !take() {
 			return nil, nil, false
 		}
-		return produceError(pr, code), nil, true
+		return ProduceError(pr, code), nil, true
 	})
 }
 
@@ -97,7 +97,7 @@ func (f *Faults) ErrorProduceEvery(every, n int, code int16) {
 			f.c.KeepControl()
 		}
 		f.injected.Add(1)
-		return produceError(pr, code), nil, true
+		return ProduceError(pr, code), nil, true
 	})
 }
 
@@ -140,7 +140,7 @@ func (f *Faults) AppendThen(n int, code int16) {
 		if code == 0 {
 			return nil, errors.New("fault: connection closed after the append"), true
 		}
-		return produceError(pr, code), nil, true
+		return ProduceError(pr, code), nil, true
 	})
 }
 
@@ -169,8 +169,10 @@ func forwarded(req kmsg.Request) bool {
 	return ok && pr.TimeoutMillis == forwardedTimeout
 }
 
-// produceError is a produce response giving code for every partition of req.
-func produceError(req *kmsg.ProduceRequest, code int16) *kmsg.ProduceResponse {
+// ProduceError is a produce response giving code for every partition of
+// req, writing nothing: a ControlKey function returns it to refuse the
+// request.
+func ProduceError(req *kmsg.ProduceRequest, code int16) *kmsg.ProduceResponse {
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
 	for _, rt := range req.Topics {
 		st := kmsg.NewProduceResponseTopic()
@@ -232,7 +234,7 @@ func (f *Faults) Outage(code int16) (end func()) {
 			return nil, nil, false
 		}
 		f.injected.Add(1)
-		return produceError(pr, code), nil, true
+		return ProduceError(pr, code), nil, true
 	})
 	var once sync.Once
 	end = func() { once.Do(func() { over.Store(true) }) }
