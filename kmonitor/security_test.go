@@ -21,17 +21,7 @@ func TestSecureKafkaAndPrivateOffsets(t *testing.T) {
 	produceWith(t, k, kc, "a", 1, 5)
 
 	// The offsets as ktransfer with acl: private leaves them.
-	if err := auth.Authenticate(e.conn, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	private := zk.DigestACL(zk.PermAll, auth.User, auth.Password)
-	dir := zklayout.Offsets(chroot, "m", "a")
-	if err := zklayout.CreateAll(e.conn, dir, private); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.conn.Create(dir+"/1", []byte("2"), 0, private); err != nil {
-		t.Fatal(err)
-	}
+	privateOffset(t, e.conn, auth, true)
 	e.eventually(t, "", `{"test_cluster":{"m":{"1":3}}}`+"\n", 10*time.Second)
 }
 
@@ -41,17 +31,7 @@ func TestPrivateOffsetsWithoutCredentials(t *testing.T) {
 	e := start(t)
 	produce(t, e.kafka, "a", 1, 5)
 	auth := zklayout.Auth{User: "ktransfer", Password: "zk-pass"}
-	if err := auth.Authenticate(e.conn, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	private := zk.DigestACL(zk.PermAll, auth.User, auth.Password)
-	dir := zklayout.Offsets(chroot, "m", "a")
-	if err := zklayout.CreateAll(e.conn, dir, zk.WorldACL(zk.PermAll)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.conn.Create(dir+"/1", []byte("2"), 0, private); err != nil {
-		t.Fatal(err)
-	}
+	privateOffset(t, e.conn, auth, false)
 	e.eventually(t, "", `{"test_cluster":{"m":{"1":null}}}`+"\n", 10*time.Second)
 	_, detail := e.get(t, "?detail=1")
 	if !strings.Contains(detail, "not authenticated") {
@@ -73,17 +53,7 @@ func TestPrivateModuleWithoutCredentialsIsAnError(t *testing.T) {
 	}
 	setOffset(t, e.conn, "open", "a", "1", "5")
 	auth := zklayout.Auth{User: "ktransfer", Password: "zk-pass"}
-	if err := auth.Authenticate(e.conn, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	private := zk.DigestACL(zk.PermAll, auth.User, auth.Password)
-	dir := zklayout.Offsets(chroot, "m", "a")
-	if err := zklayout.CreateAll(e.conn, dir, private); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.conn.Create(dir+"/1", []byte("2"), 0, private); err != nil {
-		t.Fatal(err)
-	}
+	dir := privateOffset(t, e.conn, auth, true)
 	e.eventually(t, "", `{"test_cluster":{"m":{"*":null},"open":{"1":0}}}`+"\n", 10*time.Second)
 	e.eventually(t, "?format=zabbix", "- test_cluster.open.1.delay 0\n- test_cluster.kmonitor.errors 1\n", time.Second)
 	e.eventually(t, "?format=zabbix_lld", `[{"{#CLUSTER}":"test_cluster","{#MODULE}":"open","{#TOPIC}":"a","{#PARTITION}":"1"}]`+"\n", time.Second)
@@ -98,4 +68,28 @@ func TestPrivateModuleWithoutCredentialsIsAnError(t *testing.T) {
 		}
 	}
 	e.eventually(t, "", `{"test_cluster":{"m":{"1":3},"open":{"1":0}}}`+"\n", 10*time.Second)
+}
+
+// privateOffset writes module m's offset 2 of topic a partition 1 as
+// ktransfer with acl: private leaves it: the offset node readable by auth
+// only, and its folders too when folders is set (else open to all). It
+// returns the offsets' folder of m and a.
+func privateOffset(t *testing.T, conn *zk.Conn, auth zklayout.Auth, folders bool) string {
+	t.Helper()
+	if err := auth.Authenticate(conn, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	private := zk.DigestACL(zk.PermAll, auth.User, auth.Password)
+	dirACL := zk.WorldACL(zk.PermAll)
+	if folders {
+		dirACL = private
+	}
+	dir := zklayout.Offsets(chroot, "m", "a")
+	if err := zklayout.CreateAll(conn, dir, dirACL); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Create(dir+"/1", []byte("2"), 0, private); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
