@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"time"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -117,31 +117,7 @@ func (tc *topicCheck) forget(topic string) {
 // (a broker or principal that does not describe configs) leaves
 // max_message_bytes in force.
 func (tc *topicCheck) topicMaxBytes(ctx context.Context, topic string) (int32, error) {
-	req := kmsg.NewPtrDescribeConfigsRequest()
-	res := kmsg.NewDescribeConfigsRequestResource()
-	res.ResourceType = kmsg.ConfigResourceTypeTopic
-	res.ResourceName = topic
-	res.ConfigNames = []string{"max.message.bytes"}
-	req.Resources = append(req.Resources, res)
-	resp, err := req.RequestWith(ctx, tc.client)
-	if err != nil {
-		return 0, fmt.Errorf("max.message.bytes of topic %s: %w", topic, err)
-	}
-	for _, r := range resp.Resources {
-		if err := kerr.ErrorForCode(r.ErrorCode); err != nil {
-			return 0, fmt.Errorf("max.message.bytes of topic %s: %w", topic, err)
-		}
-		for _, c := range r.Configs {
-			if c.Name == "max.message.bytes" && c.Value != nil {
-				v, err := strconv.ParseInt(*c.Value, 10, 32)
-				if err != nil || v < 1 {
-					return 0, fmt.Errorf("max.message.bytes of topic %s: %q is not a size", topic, *c.Value)
-				}
-				return int32(v), nil
-			}
-		}
-	}
-	return 0, fmt.Errorf("max.message.bytes of topic %s: not in the brokers' answer", topic)
+	return kafkaconf.TopicMaxBytes(ctx, tc.client, topic)
 }
 
 // unverified is what kproxy assumes of a topic no broker could tell it

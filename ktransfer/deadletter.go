@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -192,29 +193,10 @@ func (t *Transfer) deadLetterBatchMax(topic string) int32 {
 	return min(max(limit, minBatchMax), maxBatchMax)
 }
 
-// topicMaxBytes asks the brokers for topic's max.message.bytes.
+// topicMaxBytes asks the brokers for topic's max.message.bytes, within
+// kafkaTimeout.
 func (t *Transfer) topicMaxBytes(ctx context.Context, topic string) (int32, error) {
 	ctx, cancel := context.WithTimeout(ctx, kafkaTimeout)
 	defer cancel()
-	configs, err := t.adm.DescribeTopicConfigs(ctx, topic)
-	if err != nil {
-		return 0, fmt.Errorf("max.message.bytes of topic %s: %w", topic, err)
-	}
-	rc, err := configs.On(topic, nil)
-	if err == nil {
-		err = rc.Err
-	}
-	if err != nil {
-		return 0, fmt.Errorf("max.message.bytes of topic %s: %w", topic, err)
-	}
-	for _, c := range rc.Configs {
-		if c.Key == "max.message.bytes" && c.Value != nil {
-			v, err := strconv.ParseInt(*c.Value, 10, 32)
-			if err != nil || v < 1 {
-				return 0, fmt.Errorf("max.message.bytes of topic %s: %q is not a size", topic, *c.Value)
-			}
-			return int32(v), nil
-		}
-	}
-	return 0, fmt.Errorf("max.message.bytes of topic %s: not in the brokers' answer", topic)
+	return kafkaconf.TopicMaxBytes(ctx, t.client, topic)
 }

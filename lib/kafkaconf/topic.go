@@ -1,0 +1,43 @@
+package kafkaconf
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// TopicMaxBytes asks the brokers, through cl, for topic's
+// max.message.bytes (a DescribeConfigs request). A broker's refusal (a
+// principal that may not describe configs, an unknown topic) comes back as
+// a *kerr.Error; any other error says no broker answered within ctx.
+func TopicMaxBytes(ctx context.Context, cl *kgo.Client, topic string) (int32, error) {
+	req := kmsg.NewPtrDescribeConfigsRequest()
+	res := kmsg.NewDescribeConfigsRequestResource()
+	res.ResourceType = kmsg.ConfigResourceTypeTopic
+	res.ResourceName = topic
+	res.ConfigNames = []string{"max.message.bytes"}
+	req.Resources = append(req.Resources, res)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return 0, fmt.Errorf("max.message.bytes of topic %s: %w", topic, err)
+	}
+	for _, r := range resp.Resources {
+		if err := kerr.ErrorForCode(r.ErrorCode); err != nil {
+			return 0, fmt.Errorf("max.message.bytes of topic %s: %w", topic, err)
+		}
+		for _, c := range r.Configs {
+			if c.Name == "max.message.bytes" && c.Value != nil {
+				v, err := strconv.ParseInt(*c.Value, 10, 32)
+				if err != nil || v < 1 {
+					return 0, fmt.Errorf("max.message.bytes of topic %s: %q is not a size", topic, *c.Value)
+				}
+				return int32(v), nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("max.message.bytes of topic %s: not in the brokers' answer", topic)
+}
