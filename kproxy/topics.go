@@ -8,10 +8,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 )
 
 // missingTTL is how long a topic the brokers said does not exist is

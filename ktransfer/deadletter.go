@@ -10,9 +10,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 )
 
 // hdrValueOmitted marks a dead letter written without the record's value
