@@ -209,9 +209,14 @@ func writeSenderField(buf *bytes.Buffer, s string) {
 	buf.WriteByte('"')
 }
 
-// itemParams joins Zabbix item key parameters, quoting those that need it:
-// a parameter holding ',', ']', '[' or '"', or starting with a space, is
-// written in double quotes with '"' escaped as \". In a quoted parameter
+// itemParams joins Zabbix item key parameters, quoting those that need it,
+// by the rule Zabbix applies when it makes an item from the zabbix_lld
+// macros (zbx_quote_key_param): a parameter holding ',' or ']', or
+// starting with '"', ' ' or '[', is written in double quotes with '"'
+// escaped as \"; any other is written as it is, '[' and '"' inside it
+// included. Zabbix matches a sent value to an item by its key as written,
+// so a parameter quoted where Zabbix does not quote it would leave the
+// discovered item without data. In a quoted parameter
 // Zabbix has no escape for a backslash, so one ending in '\' would
 // swallow its closing quote (Zabbix refuses such keys, and LLD cannot
 // make an item of one): such a parameter gets a space after that
@@ -236,7 +241,7 @@ func itemParams(params ...string) string {
 
 // quoteParam reports whether itemParams quotes p.
 func quoteParam(p string) bool {
-	return strings.ContainsAny(p, `,[]"`) || strings.HasPrefix(p, " ")
+	return p != "" && (p[0] == '"' || p[0] == ' ' || p[0] == '[' || strings.ContainsAny(p, ",]"))
 }
 
 // lldValue is a name as it stands in a zabbix_lld macro: itself, but for

@@ -2,6 +2,7 @@ package kmonitor
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -95,7 +96,10 @@ func TestItemParams(t *testing.T) {
 	for in, want := range map[string]string{
 		"plain":      "plain",
 		"a,b":        `"a,b"`,
-		`say "hi"`:   `"say \"hi\""`,
+		`say "hi"`:   `say "hi"`,
+		`"q`:         `"\"q"`,
+		"a[b":        "a[b",
+		"[x":         `"[x"`,
 		" lead":      `" lead"`,
 		"x]":         `"x]"`,
 		"dots.and-_": "dots.and-_",
@@ -271,5 +275,52 @@ func TestItemKeyParamsCloseAfterBackslash(t *testing.T) {
 	writeLLD(&b, []Lag{{Cluster: "c", Module: `a,b\`, Topic: "t", Partition: "0"}})
 	if want := `"{#MODULE}":"a,b\\ "`; !strings.Contains(b.String(), want) {
 		t.Errorf("zabbix_lld %s: want %s", b.String(), want)
+	}
+}
+
+// zabbixLLDParam is what Zabbix puts in an item key when it makes an item
+// from the prototype kmonitor.delay[{#CLUSTER},{#MODULE},{#TOPIC},{#PARTITION}]
+// (macros unquoted): the macro's value, quoted with '"' escaped only when it
+// starts with '"', ' ' or '[', or holds ',' or ']' (zbx_quote_key_param in
+// Zabbix's src/libs/zbxparam); ok is false when Zabbix refuses to make the
+// item (a value that must be quoted and ends in a backslash).
+func zabbixLLDParam(v string) (param string, ok bool) {
+	if v == "" || !(v[0] == '"' || v[0] == ' ' || v[0] == '[' || strings.ContainsAny(v, ",]")) {
+		return v, true
+	}
+	if strings.HasSuffix(v, `\`) {
+		return "", false
+	}
+	return `"` + strings.ReplaceAll(v, `"`, `\"`) + `"`, true
+}
+
+// The key kmonitor sends must be the very string of the item Zabbix made
+// from the discovery data: Zabbix matches a zabbix_sender value to an
+// item by its key as written, so a parameter quoted on one side and not on
+// the other leaves the item without data.
+func TestItemKeyIsTheKeyZabbixLLDMakes(t *testing.T) {
+	for _, name := range []string{"plain", "a[b", `say "hi"`, `a"b`, "[x", "m,[x]", "x]", " lead", `"q`, `a,b\`, `back\`, "dots.and-_"} {
+		lags := []Lag{{Cluster: "c", Module: name, Topic: "t", Partition: "0", Lag: 1}}
+		var lld bytes.Buffer
+		writeLLD(&lld, lags)
+		var entries []map[string]string
+		if err := json.Unmarshal(lld.Bytes(), &entries); err != nil || len(entries) != 1 {
+			t.Fatalf("zabbix_lld for %q: %s (%v)", name, lld.String(), err)
+		}
+		var made []string
+		for _, m := range []string{"{#CLUSTER}", "{#MODULE}", "{#TOPIC}", "{#PARTITION}"} {
+			p, ok := zabbixLLDParam(entries[0][m])
+			if !ok {
+				t.Fatalf("module %q: Zabbix refuses to make an item from %s = %q", name, m, entries[0][m])
+			}
+			made = append(made, p)
+		}
+		want := "kmonitor.delay[" + strings.Join(made, ",") + "]"
+		var b bytes.Buffer
+		writeZabbix(&b, []string{"c"}, lags, true, nil)
+		line, _, _ := strings.Cut(b.String(), "\n")
+		if _, got, _ := senderFields(line); got != want {
+			t.Errorf("module %q: kmonitor sends %s, the item Zabbix made from the discovery data is %s", name, got, want)
+		}
 	}
 }
