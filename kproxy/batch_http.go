@@ -16,17 +16,29 @@ func (s *Server) batchExtFields(ctx *fasthttp.RequestCtx, recs []batchRecord) *b
 	if s.ext.on == 0 {
 		return nil
 	}
+	if berr := s.forgedExtField(recs); berr != nil {
+		return berr
+	}
+	// Copied once, shared by the records (kgo only reads them).
+	ext, _ := s.ext.appendTo(nil, nil, ctx, s.ext.clientIP(ctx))
+	for i := range recs {
+		recs[i].headers = append(recs[i].headers, ext...)
+	}
+	return nil
+}
+
+// forgedExtField refuses the first record whose own headers name an ext
+// field (ext_headers): a client may not set them, over HTTP or gRPC.
+func (s *Server) forgedExtField(recs []batchRecord) *batchError {
+	if s.ext.on == 0 {
+		return nil
+	}
 	for i := range recs {
 		for _, h := range recs[i].headers {
 			if s.ext.reserved([]byte(h.Key)) {
 				return refuse(400, i, "header "+strconv.Quote(h.Key)+" is set by kproxy (ext_headers)")
 			}
 		}
-	}
-	// Copied once, shared by the records (kgo only reads them).
-	ext, _ := s.ext.appendTo(nil, nil, ctx, s.ext.clientIP(ctx))
-	for i := range recs {
-		recs[i].headers = append(recs[i].headers, ext...)
 	}
 	return nil
 }

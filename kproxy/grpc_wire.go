@@ -207,6 +207,11 @@ func (s *Server) readFields(j *batchJob) (requestHead, *batchError) {
 	if len(recs) == 0 {
 		return h, refuse(400, -1, "no records")
 	}
+	// gRPC adds no ext field, but a record may not pass one off as
+	// kproxy's: a backend takes ip for the client's address.
+	if berr := s.forgedExtField(recs); berr != nil {
+		return h, berr
+	}
 	return h, nil
 }
 
