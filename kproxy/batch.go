@@ -351,6 +351,13 @@ type batchCall struct {
 	left     atomic.Int64    // promises still to come
 	done     chan struct{}   // closed by the last promise
 	items    []batchItem
+	// held counts the records kgo still holds (answered 504 or taken into
+	// the spool included: their promises are yet to come); the last
+	// promise closes settled. Until then a record answered 504 may still
+	// be written: what must come after it in Kafka (a stream's next
+	// request, through another client) waits for settled.
+	held    atomic.Int64
+	settled chan struct{}
 }
 
 // batchItem is one record of a batchCall; it is its record's Context, to
@@ -382,9 +389,11 @@ func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, j *batchJob, d
 	if cap(j.items) < n {
 		j.items = make([]batchItem, n)
 	}
-	j.call = batchCall{srv: s, job: j, acks: acks, cl: cl, tr: tr, deadline: deadline, done: make(chan struct{}), items: j.items[:n]}
+	j.call = batchCall{srv: s, job: j, acks: acks, cl: cl, tr: tr, deadline: deadline, done: make(chan struct{}),
+		settled: make(chan struct{}), items: j.items[:n]}
 	c := &j.call
 	c.left.Store(int64(n))
+	c.held.Store(int64(n))
 	j.refs.Add(int64(n)) // one per record kgo holds, let go in its promise
 	c.note = tr.note()
 	if gated && !j.noSpool {
@@ -425,6 +434,7 @@ func (s *Server) gateBatchRecord(cl *kgo.Client, c *batchCall, it *batchItem) {
 		}
 		it.state.Store(finished)
 		c.promised() // no promise from kgo will come
+		c.let()
 		c.job.release()
 		return
 	}
@@ -449,6 +459,14 @@ func (c *batchCall) promised() {
 	}
 }
 
+// let counts one record of c that kgo no longer holds; the last closes
+// settled. Called before the record's job.release: c is the job's.
+func (c *batchCall) let() {
+	if c.held.Add(-1) == 0 {
+		close(c.settled)
+	}
+}
+
 // onBatchProduced is the promise of every batch record.
 func onBatchProduced(r *kgo.Record, err error) {
 	it := r.Context.(*batchItem)
@@ -463,6 +481,7 @@ func onBatchProduced(r *kgo.Record, err error) {
 	}
 	if c.acks == 0 {
 		s.acks0Done(r, err, trace)
+		c.let()
 		j.release()
 		return
 	}
@@ -474,6 +493,7 @@ func onBatchProduced(r *kgo.Record, err error) {
 	if it.state.CompareAndSwap(waiting, finished) {
 		c.promised()
 	}
+	c.let()
 	j.release()
 }
 

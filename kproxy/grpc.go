@@ -292,9 +292,10 @@ func (g grpcService) ProduceStream(stream grpc.BidiStreamingServer[kproxypb.Prod
 // key are written in the order of the stream, whatever the requests they
 // came in; a record that fails leaves a gap, as in one batch. Requests
 // that go to another client (acks -1 after acks 0 or 1, or back) wait
-// until every earlier request is answered, and an atomic request runs
-// alone, after every earlier one was answered (it has a transactional
-// client of its own). The order between acks=0 records, answered before
+// until every earlier request is answered and its client holds none of
+// their records (a record answered 504 may be written later), and an
+// atomic request runs alone, after every earlier one was (it has a
+// transactional client of its own). The order between acks=0 records, answered before
 // Kafka has them, and later acks=-1 ones is not kept.
 type produceStream struct {
 	s      *Server
@@ -304,6 +305,7 @@ type produceStream struct {
 	client int // the kgo client of the last request started: 0 acks 0/1, 1 acks -1, 2 atomic; -1 none
 
 	out     []*streamItem    // requests started and not known to be answered, in order (take's)
+	held    []chan struct{}  // settled of the requests of the current client whose records kgo may still hold (take's)
 	answers chan *streamItem // to the answerer, in order
 	sendErr chan error       // the answerer's first failure to send
 }
@@ -414,6 +416,37 @@ func (st *produceStream) waitOldest() bool {
 	return true
 }
 
+// hold notes a started request's settled, dropping those closed already.
+func (st *produceStream) hold(settled chan struct{}) {
+	for len(st.held) > 0 {
+		select {
+		case <-st.held[0]:
+			st.held[0] = nil
+			st.held = st.held[1:]
+			continue
+		default:
+		}
+		break
+	}
+	st.held = append(st.held, settled)
+}
+
+// waitSettled waits until kgo no longer holds any record of the requests
+// noted by hold (every one answered by Kafka or failed: none can be
+// written later); false when the stream ended first.
+func (st *produceStream) waitSettled() bool {
+	for i, ch := range st.held {
+		select {
+		case <-ch:
+			st.held[i] = nil
+		case <-st.ctx.Done():
+			return false
+		}
+	}
+	st.held = st.held[:0]
+	return true
+}
+
 // waitAll waits until every request out is answered.
 func (st *produceStream) waitAll() {
 	for st.waitOldest() {
@@ -445,7 +478,13 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 		client = 1
 	}
 	if h.atomic || (client != st.client && st.client != -1) {
-		st.waitAll() // no order between two clients: one after the other
+		// No order between two clients: one after the other. An earlier
+		// record answered 504 may still be written by its client: this
+		// request's records wait for it, or a key's records could swap.
+		st.waitAll()
+		if !st.waitSettled() {
+			return refused(h.id, refuse(503, -1, "the stream ended while an earlier request's records were still in kafka's client; this request was not written"))
+		}
 	}
 	st.client = client
 	// A stream held back by req_pool_size waits for its own requests
@@ -466,6 +505,9 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 		out = s.produceAtomic(b.answer, j)
 	} else {
 		it.call, out = s.startProduce(h.acks, j)
+		if it.call != nil {
+			st.hold(it.call.settled)
+		}
 	}
 	it.a.id, it.job, it.n, it.bound = h.id, j, n, b
 	if it.call == nil {
