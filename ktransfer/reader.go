@@ -251,6 +251,34 @@ func (r *reader) apply() {
 	}
 }
 
+// stall stops dispatching p's records and has its goroutine apply
+// offset_out_of_range from the next offset, which restarts it.
+func (r *reader) stall(p *partition) {
+	if !p.stalled {
+		p.stalled = true
+		p.outOfRange <- p.next // cap 1, and sent once per start
+	}
+}
+
+// topicGone handles UNKNOWN_TOPIC_ID: the topic was deleted, perhaps
+// created again under the same name. kgo keeps fetching by the id of the
+// deleted topic and never reads the new one (it does not adopt a new id
+// by itself), so the topic is purged from the client: a partition added
+// again is looked up by name. The offsets of every partition read belong
+// to the deleted topic, so each is handled as an offset Kafka no longer
+// has (offset_out_of_range: logged, counted, restarted from the new
+// topic's oldest or newest record once the topic exists, or the module
+// stops).
+func (r *reader) topicGone(err error) {
+	r.m.log.Error("topic unknown by the id it was read with: deleted, perhaps created again; its partitions restart as offset_out_of_range says", "err", err)
+	r.cl.PurgeTopicsFromClient(r.topic)
+	for _, p := range r.parts {
+		if p.ctx.Err() == nil {
+			r.stall(p)
+		}
+	}
+}
+
 func (r *reader) pause() {
 	if !r.paused {
 		r.cl.PauseFetchTopics(r.topic)
@@ -282,10 +310,11 @@ func (r *reader) route(fs kgo.Fetches) {
 		if errors.Is(err, kerr.OffsetOutOfRange) {
 			// kgo stops the partition (ConsumeResetOffset(NoResetOffset)):
 			// its goroutine applies offset_out_of_range and restarts it.
-			if !p.stalled {
-				p.stalled = true
-				p.outOfRange <- p.next // cap 1, and sent once per start
-			}
+			r.stall(p)
+			return
+		}
+		if errors.Is(err, kerr.UnknownTopicID) && !p.stalled {
+			r.topicGone(err)
 			return
 		}
 		p.log.Warn("kafka fetch error", "err", err)
