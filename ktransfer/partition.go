@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
 
 // partition is one partition of a module's topic held by this process. It
@@ -134,6 +136,11 @@ func (p *partition) startOffset(ctx context.Context) (int64, error) {
 			if start, err = p.resolve(ctx, m.cfg.StartFrom); err != nil {
 				return 0, err
 			}
+			if m.cfg.StartFrom == "newest" {
+				if start, err = p.sinceModuleStart(ctx, start); err != nil {
+					return 0, err
+				}
+			}
 			p.log.Info("no stored offset; starting", "start_from", m.cfg.StartFrom, "offset", start)
 		}
 		err = m.t.storeFenced([]*partition{p}, []int64{start}, []int32{version})
@@ -142,6 +149,45 @@ func (p *partition) startOffset(ctx context.Context) (int64, error) {
 		}
 		return start, err
 	}
+}
+
+// sinceModuleStart is where a partition without a stored offset starts
+// under start_from: newest, given its newest offset. start_from decides
+// where the module begins on a topic, not what it skips later: when the
+// module already stores offsets of the topic (its offsets node exists),
+// this partition was added after the module started, or is claimed for
+// the first time after another one was; the module finds a new partition
+// some seconds after it is created, and the records written to it
+// meanwhile were skipped. So it starts at the first record written since
+// the offsets node was created (the module's first stored offset; record
+// timestamps against ZooKeeper's clock), or newest when that is earlier.
+func (p *partition) sinceModuleStart(ctx context.Context, newest int64) (int64, error) {
+	m := p.m
+	dir := zklayout.Offsets(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic)
+	exists, stat, err := m.t.conn().Exists(dir)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", dir, err)
+	}
+	if !exists {
+		return newest, nil // the module's first start on the topic
+	}
+	since, err := p.listOffsetWith(ctx, func(ctx context.Context) (kadm.ListedOffsets, error) {
+		return m.t.adm.ListOffsetsAfterMilli(ctx, stat.Ctime, m.cfg.Topic)
+	})
+	switch {
+	case err != nil && !kerr.IsRetriable(err):
+		// Brokers that cannot list offsets by time: start_from as it says.
+		p.log.Warn("offset since the module's start unknown; starting at the newest", "offset", newest, "since_ms", stat.Ctime, "err", err)
+		return newest, nil
+	case err != nil:
+		return 0, fmt.Errorf("offset of %s/%d since %d: %w", m.cfg.Topic, p.id, stat.Ctime, err)
+	}
+	if since < newest {
+		p.log.Info("partition without a stored offset on a topic the module already reads: start_from newest starts at its first record since the module started",
+			"offset", since, "newest", newest, "since_ms", stat.Ctime)
+		return since, nil
+	}
+	return newest, nil
 }
 
 // restartAt moves the partition's commit point to next (offset_out_of_range)
@@ -213,17 +259,22 @@ func (p *partition) resolve(ctx context.Context, where string) (int64, error) {
 // that can change soon (the leader moved: NOT_LEADER_OR_FOLLOWER, …) is
 // asked again, for kafkaTimeout at most.
 func (p *partition) listOffset(ctx context.Context, where string) (int64, error) {
+	t, topic := p.m.t, p.m.cfg.Topic
+	return p.listOffsetWith(ctx, func(ctx context.Context) (kadm.ListedOffsets, error) {
+		if where == "newest" {
+			return t.adm.ListCommittedOffsets(ctx, topic)
+		}
+		return t.adm.ListStartOffsets(ctx, topic)
+	})
+}
+
+// listOffsetWith is listOffset with the question asked by list.
+func (p *partition) listOffsetWith(ctx context.Context, list func(context.Context) (kadm.ListedOffsets, error)) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, kafkaTimeout)
 	defer cancel()
 	t, topic := p.m.t, p.m.cfg.Topic
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-		var listed kadm.ListedOffsets
-		var err error
-		if where == "newest" {
-			listed, err = t.adm.ListCommittedOffsets(ctx, topic)
-		} else {
-			listed, err = t.adm.ListStartOffsets(ctx, topic)
-		}
+		listed, err := list(ctx)
 		if err == nil {
 			o, ok := listed.Lookup(topic, p.id)
 			switch {
