@@ -106,6 +106,12 @@ func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool 
 				append(attrs, "key", string(r.msg.Key), "reason", reason, "value_bytes", len(r.msg.Value), "first_err", refused, "err", err)...)
 			return true
 		}
+		if errors.Is(err, kerr.UnknownTopicID) {
+			// The topic was deleted, perhaps created again: the client
+			// writes by the id it learnt first and never adopts a new one.
+			// It forgets the topic and looks it up again by name.
+			m.t.forgetDeadLetterTopic(topic, solo)
+		}
 		m.log.Error("dead-letter write failed; retrying", append(attrs, "attempt", n, "err", err)...)
 		if !sleep(ctx, backoff(n, time.Second, 30*time.Second)) {
 			return false
@@ -143,6 +149,20 @@ func (t *Transfer) deadLetterSoloLock(topic string) *sync.RWMutex {
 		t.deadLetterSolo[topic] = l
 	}
 	return l
+}
+
+// forgetDeadLetterTopic purges topic from the client (its id, its
+// partitions and their batch bounds) and forgets its max.message.bytes,
+// asked again before the next write: a topic created again may have
+// another. It waits for the topic's writes in flight (solo, its lock):
+// a purge fails the records the client holds for the topic.
+func (t *Transfer) forgetDeadLetterTopic(topic string, solo *sync.RWMutex) {
+	solo.Lock()
+	defer solo.Unlock()
+	t.client.PurgeTopicsFromClient(topic)
+	t.deadLetterMaxMu.Lock()
+	delete(t.deadLetterMax, topic)
+	t.deadLetterMaxMu.Unlock()
 }
 
 // deadLetterLimit makes sure the brokers were asked for topic's
