@@ -57,9 +57,11 @@ type reader struct {
 	wake       chan struct{}      // cap 1: a change is pending or slots were freed
 
 	// Owned by the poll goroutine.
-	parts    map[int32]*partition // partitions being read
-	paused   bool
-	fullFrom time.Time // the pass that found the window full; zero while it has free slots
+	parts     map[int32]*partition // partitions being read
+	paused    bool
+	readID    [16]byte  // the topic's id in the latest fetch that had one
+	checkedID time.Time // the latest look-up of the topic's id (unknownTopicID)
+	fullFrom  time.Time // the pass that found the window full; zero while it has free slots
 }
 
 // change is a partition entering (add, from offset at) or leaving the
@@ -168,7 +170,7 @@ func (r *reader) run(ctx context.Context) {
 		r.cancelPoll = nil
 		r.mu.Unlock()
 		cancel()
-		r.route(fs)
+		r.route(ctx, fs)
 	}
 }
 
@@ -260,8 +262,50 @@ func (r *reader) stall(p *partition) {
 	}
 }
 
-// topicGone handles UNKNOWN_TOPIC_ID: the topic was deleted, perhaps
-// created again under the same name. kgo keeps fetching by the id of the
+// topicCheckTimeout bounds the look-up of the topic's id after
+// UNKNOWN_TOPIC_ID (in the poll goroutine: releases wait for it), and
+// topicCheckEvery spaces those look-ups while the answer lasts.
+const (
+	topicCheckTimeout = 2 * time.Second
+	topicCheckEvery   = time.Second
+)
+
+// unknownTopicID handles a fetch answered UNKNOWN_TOPIC_ID. The brokers
+// are asked for the topic's id: gone, or another id than the one the
+// records were read with, the topic was deleted (topicGone). The same id
+// (a broker that does not know it yet), no answer, or no id read yet to
+// compare with: a warning, and kgo fetches again; a lasting answer is
+// checked again at most every topicCheckEvery. Restarting on a transient
+// answer would push the topic again from its oldest record.
+func (r *reader) unknownTopicID(ctx context.Context, err error) {
+	if time.Since(r.checkedID) < topicCheckEvery {
+		return
+	}
+	r.checkedID = time.Now()
+	ctx, cancel := context.WithTimeout(ctx, topicCheckTimeout)
+	defer cancel()
+	topics, lerr := r.m.t.adm.ListTopics(ctx, r.topic)
+	if lerr == nil {
+		d, ok := topics[r.topic]
+		switch {
+		case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition):
+			lerr = nil // gone
+		case d.Err != nil:
+			lerr = d.Err
+		case r.readID == [16]byte{} || [16]byte(d.ID) == r.readID:
+			r.m.log.Warn("kafka fetch error; the topic still has the id it is read with", "err", err)
+			return
+		}
+	}
+	if lerr != nil {
+		r.m.log.Warn("kafka fetch error; the topic's id could not be checked", "err", err, "check_err", lerr)
+		return
+	}
+	r.topicGone(err)
+}
+
+// topicGone handles a topic found deleted, perhaps created again under
+// the same name. kgo keeps fetching by the id of the
 // deleted topic and never reads the new one (it does not adopt a new id
 // by itself), so the topic is purged from the client: a partition added
 // again is looked up by name. The offsets of every partition read belong
@@ -296,8 +340,13 @@ func (r *reader) resume() {
 // route dispatches the polled records to their partitions. Records of a
 // partition no longer read, or being released, are dropped: they are not
 // dispatched and so never committed.
-func (r *reader) route(fs kgo.Fetches) {
+func (r *reader) route(ctx context.Context, fs kgo.Fetches) {
 	m := r.m
+	fs.EachTopic(func(ft kgo.FetchTopic) {
+		if ft.Topic == r.topic && ft.TopicID != ([16]byte{}) {
+			r.readID = ft.TopicID
+		}
+	})
 	fs.EachError(func(topic string, id int32, err error) {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kgo.ErrClientClosed) {
 			return
@@ -314,7 +363,7 @@ func (r *reader) route(fs kgo.Fetches) {
 			return
 		}
 		if errors.Is(err, kerr.UnknownTopicID) && !p.stalled {
-			r.topicGone(err)
+			r.unknownTopicID(ctx, err)
 			return
 		}
 		p.log.Warn("kafka fetch error", "err", err)
