@@ -106,7 +106,7 @@ func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool 
 				append(attrs, "key", string(r.msg.Key), "reason", reason, "value_bytes", len(r.msg.Value), "first_err", refused, "err", err)...)
 			return true
 		}
-		if errors.Is(err, kerr.UnknownTopicID) {
+		if errors.Is(err, kerr.UnknownTopicID) && m.t.deadLetterTopicReplaced(ctx, topic) {
 			// The topic was deleted, perhaps created again: the client
 			// writes by the id it learnt first and never adopts a new one.
 			// It forgets the topic and looks it up again by name.
@@ -162,7 +162,45 @@ func (t *Transfer) forgetDeadLetterTopic(topic string, solo *sync.RWMutex) {
 	t.client.PurgeTopicsFromClient(topic)
 	t.deadLetterMaxMu.Lock()
 	delete(t.deadLetterMax, topic)
+	delete(t.deadLetterIDs, topic)
 	t.deadLetterMaxMu.Unlock()
+}
+
+// deadLetterTopicID looks topic's id up, within kafkaTimeout; gone is true
+// when the brokers say there is no such topic.
+func (t *Transfer) deadLetterTopicID(ctx context.Context, topic string) (id [16]byte, gone bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, kafkaTimeout)
+	defer cancel()
+	topics, err := t.adm.ListTopics(ctx, topic)
+	if err != nil {
+		return id, false, err
+	}
+	d, ok := topics[topic]
+	switch {
+	case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition):
+		return id, true, nil
+	case d.Err != nil:
+		return id, false, d.Err
+	}
+	return [16]byte(d.ID), false, nil
+}
+
+// deadLetterTopicReplaced reports whether the dead-letter topic is gone
+// or has another id than the one looked up before its first write (since
+// the client last forgot it). Only then is the topic forgotten: after a
+// transient UNKNOWN_TOPIC_ID (a broker that does not know the id yet), a
+// purge would restart the topic's sequence numbers, and the broker would
+// take the retry for a duplicate of an earlier dead letter, answering
+// success without appending it.
+func (t *Transfer) deadLetterTopicReplaced(ctx context.Context, topic string) bool {
+	t.deadLetterMaxMu.Lock()
+	known, ok := t.deadLetterIDs[topic]
+	t.deadLetterMaxMu.Unlock()
+	if !ok {
+		return false // not known: nothing to compare with
+	}
+	id, gone, err := t.deadLetterTopicID(ctx, topic)
+	return err == nil && (gone || id != known)
 }
 
 // deadLetterLimit makes sure the brokers were asked for topic's
@@ -175,7 +213,23 @@ func (t *Transfer) forgetDeadLetterTopic(topic string, solo *sync.RWMutex) {
 func (t *Transfer) deadLetterLimit(ctx context.Context, topic string, log *slog.Logger) bool {
 	t.deadLetterMaxMu.Lock()
 	_, known := t.deadLetterMax[topic]
+	_, idKnown := t.deadLetterIDs[topic]
 	t.deadLetterMaxMu.Unlock()
+	if !idKnown {
+		// The id the client is about to learn, to tell a topic created
+		// again from a transient UNKNOWN_TOPIC_ID (deadLetterTopicReplaced).
+		if id, gone, err := t.deadLetterTopicID(ctx, topic); err == nil && !gone {
+			t.deadLetterMaxMu.Lock()
+			if t.deadLetterIDs == nil {
+				t.deadLetterIDs = map[string][16]byte{}
+			}
+			t.deadLetterIDs[topic] = id
+			t.deadLetterMaxMu.Unlock()
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+	}
 	if known {
 		return true
 	}

@@ -59,6 +59,9 @@ type Transfer struct {
 	// several (under deadLetterMaxMu).
 	deadLetterSolo map[string]*sync.RWMutex
 	deadLetterMax  map[string]int32
+	// deadLetterIDs is each dead-letter topic's id, looked up before its
+	// first write (deadLetterLimit), under deadLetterMaxMu.
+	deadLetterIDs map[string][16]byte
 	// lastParts is each topic's partition list as last read, for the
 	// fleet's reassignment while the brokers do not answer.
 	lastPartsMu sync.Mutex
