@@ -376,8 +376,8 @@ func (m Module) Validate() error {
 	if m.FailRetryIntervalMs < 0 {
 		p.Addf("fail_retry_interval_ms", m.FailRetryIntervalMs, "must be >= 0")
 	}
-	if m.MaxRetryIntervalMs < m.FailRetryIntervalMs {
-		p.Addf("max_retry_interval_ms", m.MaxRetryIntervalMs, "must be >= fail_retry_interval_ms (%d)", m.FailRetryIntervalMs)
+	if m.MaxRetryIntervalMs < 0 {
+		p.Addf("max_retry_interval_ms", m.MaxRetryIntervalMs, "must be >= 0")
 	}
 	if len(m.BackendServers) == 0 {
 		p.Add("backend_servers", "must list at least one host:port")

@@ -369,7 +369,10 @@ func (m *module) handle(ctx context.Context, r *record, buf *[]byte) outcome {
 	start := time.Now()
 	first := m.pusher.start()
 	base := time.Duration(m.cfg.FailRetryIntervalMs) * time.Millisecond
-	ceiling := time.Duration(m.cfg.MaxRetryIntervalMs) * time.Millisecond
+	// A cap below fail_retry_interval_ms (the default cap, 10 s, under a
+	// longer interval of a file written before the cap existed) leaves the
+	// interval undoubled: retries are never closer than the interval.
+	ceiling := max(time.Duration(m.cfg.MaxRetryIntervalMs)*time.Millisecond, base)
 	// A record waits while every backend is open, without using an
 	// attempt; but not one pinned to a single backend by its target (the
 	// records for a dead backend would hold every worker and the window,
