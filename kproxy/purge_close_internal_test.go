@@ -67,3 +67,35 @@ func TestCloseKafkaDoesNotWaitForAPurge(t *testing.T) {
 		t.Fatal("closeKafka not returned 10 s after it began: it waits for the purge behind the held metadata request")
 	}
 }
+
+// A purge's bookkeeping names its client. Transactional clients are
+// retired and replaced (txnPool.retire), and a retired one must not stay
+// reachable from it: once a purge's hold-off has passed its entry goes,
+// or every retired client that ever purged a topic, with its buffers,
+// would be kept for the life of the process.
+func TestPurgesForgetEndedPurges(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 1}, {Name: "u", Partitions: 1}})
+	tp := &topicPurges{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	retired, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.start(retired, "t")
+	tp.wg.Wait()
+	retired.Close()
+	time.Sleep(purgeHoldOff + 50*time.Millisecond) // the hold-off is the rule under test
+	live, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	tp.start(live, "u")
+	tp.wg.Wait()
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	for k := range tp.last {
+		if k.cl == retired {
+			t.Errorf("the purge of %q by a retired client, ended more than %v ago, is still kept (%d entries)", k.topic, purgeHoldOff, len(tp.last))
+		}
+	}
+}

@@ -219,6 +219,13 @@ func (tp *topicPurges) start(cl *kgo.Client, topic string) {
 	if tp.last == nil {
 		tp.last = map[purgeKey]time.Time{}
 	}
+	for old, at := range tp.last {
+		// Past its hold-off an ended purge decides nothing: forgotten,
+		// so that a retired transactional client is not kept by it.
+		if !at.IsZero() && time.Since(at) >= purgeHoldOff {
+			delete(tp.last, old)
+		}
+	}
 	tp.last[k] = time.Time{}
 	tp.log.Warn("kafka does not know the topic by the id kproxy's client has for it (deleted, perhaps re-created); purging it from the client, its next record fetches the topic's metadata again",
 		"topic", topic)
