@@ -389,3 +389,42 @@ func TestHandOverWhileKafkaAway(t *testing.T) {
 		t.Errorf("no metadata request was refused: the test proves nothing")
 	}
 }
+
+// TestGroupMemberOnAnotherTopicTakesNoPartitions: module m runs on topic
+// t1 in one process and on t2 in another, as while a reload that moves m
+// to another topic goes round the fleet one host at a time, or on a host
+// whose module file was not updated. Both register under consumers/m/ids.
+// Every record of both topics must still be pushed: a process must not be
+// assigned partitions of a topic it does not read. (Before, the assignment
+// counted every registered instance for every topic: half of each topic's
+// partitions went to the process reading the other topic and were never
+// pushed, with no error.)
+func TestGroupMemberOnAnotherTopicTakesNoPartitions(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t1", Partitions: 4}, kafkatest.Topic{Name: "t2", Partitions: 4})
+	b := newBackend(t, nil)
+	e.start(t, module("m", "t1", b.URL))
+	e.start(t, module("m", "t2", b.URL))
+	var recs [][2]string
+	for i := range 80 {
+		recs = append(recs, [2]string{"k" + strconv.Itoa(i%40), strconv.Itoa(i)})
+	}
+	e.produce(t, "t1", recs)
+	e.produce(t, "t2", recs)
+	pushed := func(topic string) int {
+		seen := map[string]bool{}
+		for _, p := range b.got() {
+			if p.topic == topic {
+				seen[p.body] = true
+			}
+		}
+		return len(seen)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for pushed("t1") < 80 || pushed("t2") < 80 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10 s: %d of t1's 80 records pushed, %d of t2's; owners of t1 %v, of t2 %v",
+				pushed("t1"), pushed("t2"), e.owners(t, "m", "t1"), e.owners(t, "m", "t2"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
