@@ -126,6 +126,7 @@ func (m *module) reconcile(ctx context.Context, idsDir, ownersDir string, errc c
 	if err != nil {
 		return fmt.Errorf("list %s: %w", idsDir, err)
 	}
+	ids = m.readers(idsDir, ids)
 	parts, err := m.t.knownPartitions(ctx, m.cfg.Topic)
 	if err != nil {
 		return err
@@ -177,21 +178,92 @@ func (m *module) reconcile(ctx context.Context, idsDir, ownersDir string, errc c
 }
 
 // register creates this instance's ephemeral ids/ node if it is missing
-// (first start, or a new session after the old one expired).
+// (first start, or a new session after the old one expired), and rewrites
+// one that names another topic (left by a run of the module on that topic
+// whose deregistration failed: the others would not count this one).
 func (m *module) register(idsDir string) error {
 	node := path.Join(idsDir, m.t.id)
-	if ok, _, err := m.t.conn().Exists(node); err != nil || ok {
+	conn := m.t.conn()
+	data := m.registration()
+	old, stat, err := conn.Get(node)
+	if err == nil {
+		if subscribed(old, m.cfg.Topic) {
+			return nil
+		}
+		if _, err := conn.Set(node, data, stat.Version); err != nil {
+			return fmt.Errorf("register %s: %w", node, err)
+		}
+		return nil
+	}
+	if !errors.Is(err, zk.ErrNoNode) {
 		return err
 	}
-	if err := zklayout.CreateAll(m.t.conn(), idsDir, m.t.acl); err != nil {
+	if err := zklayout.CreateAll(conn, idsDir, m.t.acl); err != nil {
 		return err
 	}
-	data, _ := json.Marshal(m.t.registration())
-	if _, err := m.t.conn().Create(node, data, zk.FlagEphemeral, m.t.acl); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+	if _, err := conn.Create(node, data, zk.FlagEphemeral, m.t.acl); err != nil && !errors.Is(err, zk.ErrNodeExists) {
 		return fmt.Errorf("register %s: %w", node, err)
 	}
 	m.log.Info("registered", "instance", m.t.id)
 	return nil
+}
+
+// registration is this instance's ids/ node data for the module: the
+// process's fields and, as Kafka 0.8's consumers wrote it, the topic it
+// reads: "subscription": {"<topic>": 1}.
+func (m *module) registration() []byte {
+	r := m.t.registration()
+	r["subscription"] = map[string]int{m.cfg.Topic: 1}
+	data, _ := json.Marshal(r)
+	return data
+}
+
+// subscribed reports whether an ids/ node's data says its instance reads
+// topic. A registration without a subscription (written by an older
+// ktransfer) is taken to read it, as before.
+func subscribed(data []byte, topic string) bool {
+	var r struct {
+		Subscription map[string]int `json:"subscription"`
+	}
+	if json.Unmarshal(data, &r) != nil || r.Subscription == nil {
+		return true
+	}
+	_, ok := r.Subscription[topic]
+	return ok
+}
+
+// readers keeps, of the instances registered in idsDir, those that read
+// the module's topic. The processes of a group can run the module on
+// different topics for a while (a reload that changes its topic goes
+// round the fleet host by host; a host's module file was not updated): a
+// partition assigned to a process that does not read its topic would
+// never be pushed. An instance gone meanwhile is left out; one whose
+// registration cannot be read (no answer, no read permission) is counted,
+// as before registrations named their topic.
+func (m *module) readers(idsDir string, ids []string) []string {
+	var out []string
+	others := 0
+	for _, id := range ids {
+		if id == m.t.id {
+			out = append(out, id) // registered by this reconcile
+			continue
+		}
+		data, _, err := m.t.conn().Get(path.Join(idsDir, id))
+		switch {
+		case errors.Is(err, zk.ErrNoNode):
+		case err == nil && !subscribed(data, m.cfg.Topic):
+			others++
+		default:
+			out = append(out, id)
+		}
+	}
+	if others != m.otherTopic {
+		m.otherTopic = others
+		if others > 0 {
+			m.log.Warn("instances of the module's group read another topic; they take none of this topic's partitions", "instances", others)
+		}
+	}
+	return out
 }
 
 // deregister deletes this instance's ids/ node: the other processes

@@ -48,6 +48,9 @@ type module struct {
 
 	commitMu sync.Mutex // one commit at a time: each frees the slots it covers once
 	changed  chan struct{}
+	// otherTopic is how many instances of the group read another topic,
+	// as the coordinator last counted them (logged when it changes).
+	otherTopic int
 
 	// reader is the module's own Kafka client and poll loop: modules on
 	// one topic each read all of it.
