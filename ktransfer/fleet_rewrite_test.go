@@ -1,0 +1,76 @@
+package ktransfer_test
+
+import (
+	"context"
+	"encoding/json"
+	"path"
+	"testing"
+	"time"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
+)
+
+// TestRewrittenRegistrationWakesTheGroup: a reload moves module r of
+// process a from topic tr to topic tu while a's ZooKeeper session is given
+// up (ZooKeeper silent for the grace, the session not expired): the old
+// run can neither deregister nor delete its owner nodes, and a's ids/
+// node stays, naming tr. Its owner nodes of tr are deleted first (here by
+// the test, as a's cleanup does when it runs before the new run of r has
+// registered): b, the other reader of tr, recomputes and, a still
+// counting as a reader of tr, leaves a's share to it. Then a is back and
+// the new run of r rewrites a's node to name tu. b must push all of tr
+// within a moment, as when an instance leaves. Before, the rewrite changed
+// the node's data only, which fires none of the group's watches (they
+// follow ids/'s children): b noticed it only at its periodic check, up to
+// 10 s later, and meanwhile nobody pushed half of tr.
+func TestRewrittenRegistrationWakesTheGroup(t *testing.T) {
+	f := newHiccupFleet(t)
+	node := path.Join(zklayout.ConsumerIDs(chroot, "r"), f.a.tr.ID())
+	_, before, err := f.e.conn.Get(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.giveUpA(t)
+	f.ca.module(t, "r", "tu", "r", f.br.URL, "") // r moves to tu
+	if err := f.a.tr.Reload(context.Background()); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	ownersDir := zklayout.Owners(chroot, "r", "tr")
+	for p, id := range f.e.owners(t, "r", "tr") {
+		if id == f.a.tr.ID() {
+			if err := f.e.conn.Delete(path.Join(ownersDir, p), -1); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // b recomputes: a's share stays a's
+	if n := distinctOwners(f.e.owners(t, "r", "tr"))[f.b.tr.ID()]; n != 2 {
+		t.Fatalf("b holds %d of tr's partitions while a's registration names tr, want 2", n)
+	}
+	f.px.Thaw()
+	var rewritten time.Time
+	waitFor(t, "a's registration names tu", 10*time.Second, func() bool {
+		data, stat, err := f.e.conn.Get(node)
+		if err != nil {
+			return false
+		}
+		var r struct {
+			Subscription map[string]int `json:"subscription"`
+		}
+		if json.Unmarshal(data, &r) != nil || r.Subscription["tu"] != 1 {
+			return false
+		}
+		if stat.Czxid == before.Czxid && stat.Version == before.Version {
+			return false
+		}
+		rewritten = time.Now()
+		return true
+	})
+	waitFor(t, "b holds tr's 4 partitions", 15*time.Second, func() bool {
+		return distinctOwners(f.e.owners(t, "r", "tr"))[f.b.tr.ID()] == 4
+	})
+	if took := time.Since(rewritten); took > time.Second {
+		t.Errorf("b took %v after a's registration named tu to hold tr's 4 partitions, want under 1 s", took.Round(10*time.Millisecond))
+	}
+	f.delivered(t, 100)
+}
