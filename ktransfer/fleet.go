@@ -178,9 +178,13 @@ func (m *module) reconcile(ctx context.Context, idsDir, ownersDir string, errc c
 }
 
 // register creates this instance's ephemeral ids/ node if it is missing
-// (first start, or a new session after the old one expired), and rewrites
+// (first start, or a new session after the old one expired), and replaces
 // one that names another topic (left by a run of the module on that topic
-// whose deregistration failed: the others would not count this one).
+// whose deregistration failed: the others would not count this one). The
+// replacement deletes and creates the node in one multi-op: the group's
+// watches follow the children of ids/, and a change of the node's data
+// alone would wake none of them (the readers of either topic would go on
+// counting this instance as before until their periodic check).
 func (m *module) register(idsDir string) error {
 	node := path.Join(idsDir, m.t.id)
 	conn := m.t.conn()
@@ -190,9 +194,13 @@ func (m *module) register(idsDir string) error {
 		if subscribed(old, m.cfg.Topic) {
 			return nil
 		}
-		if _, err := conn.Set(node, data, stat.Version); err != nil {
+		if _, err := conn.Multi(
+			&zk.DeleteRequest{Path: node, Version: stat.Version},
+			&zk.CreateRequest{Path: node, Data: data, Acl: m.t.acl, Flags: zk.FlagEphemeral},
+		); err != nil {
 			return fmt.Errorf("register %s: %w", node, err)
 		}
+		m.log.Info("registered again for this topic", "instance", m.t.id)
 		return nil
 	}
 	if !errors.Is(err, zk.ErrNoNode) {
