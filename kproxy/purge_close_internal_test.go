@@ -99,3 +99,24 @@ func TestPurgesForgetEndedPurges(t *testing.T) {
 		}
 	}
 }
+
+// The last purges before a quiet spell must be forgotten too: kproxy may
+// purge no topic for days after it, and the retired client a purge names
+// must not be kept for that long.
+func TestPurgeForgottenWithoutAnotherPurge(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 1}})
+	tp := &topicPurges{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	retired, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.start(retired, "t")
+	tp.wg.Wait()
+	retired.Close()
+	time.Sleep(purgeHoldOff + 200*time.Millisecond) // the hold-off is the rule under test
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	if n := len(tp.last); n != 0 {
+		t.Errorf("%d purge entries kept %v after the last purge's hold-off, with no purge since; want none", n, 200*time.Millisecond)
+	}
+}
