@@ -219,13 +219,6 @@ func (tp *topicPurges) start(cl *kgo.Client, topic string) {
 	if tp.last == nil {
 		tp.last = map[purgeKey]time.Time{}
 	}
-	for old, at := range tp.last {
-		// Past its hold-off an ended purge decides nothing: forgotten,
-		// so that a retired transactional client is not kept by it.
-		if !at.IsZero() && time.Since(at) >= purgeHoldOff {
-			delete(tp.last, old)
-		}
-	}
 	tp.last[k] = time.Time{}
 	tp.log.Warn("kafka does not know the topic by the id kproxy's client has for it (deleted, perhaps re-created); purging it from the client, its next record fetches the topic's metadata again",
 		"topic", topic)
@@ -233,9 +226,20 @@ func (tp *topicPurges) start(cl *kgo.Client, topic string) {
 		// Records of the topic still buffered fail (kgo's "topic purged
 		// while buffered"): they were sent with the stale id, or would be.
 		cl.PurgeTopicsFromProducing(topic)
+		ended := time.Now()
 		tp.mu.Lock()
-		tp.last[k] = time.Now()
+		tp.last[k] = ended
 		tp.mu.Unlock()
+		// Past its hold-off an ended purge decides nothing: forgotten
+		// then, whether or not another purge starts, so that a retired
+		// transactional client is not kept by it.
+		time.AfterFunc(purgeHoldOff, func() {
+			tp.mu.Lock()
+			if at, ok := tp.last[k]; ok && at.Equal(ended) {
+				delete(tp.last, k)
+			}
+			tp.mu.Unlock()
+		})
 	})
 }
 
