@@ -124,3 +124,56 @@ func TestGRPCStreamClientSwitchKeepsOrder(t *testing.T) {
 		t.Errorf("key k in Kafka: %v, want %s (the second answered %d)", values, want, resps[1].Status)
 	}
 }
+
+// TestGRPCStreamClientSwitchAfterFlipSpools: with the spool, a record
+// Kafka has not answered within spool_after_ms is taken into the spool
+// (202) and its topic spools; README (Spool, per-key order): neither those
+// records nor the topic's later ones wait for kgo to give up on the
+// request that carries them, and the spool keeps the key's order. A
+// stream's next request at another acks level (another Kafka client) must
+// then be spooled behind it within spool_after_ms, not wait for the frozen
+// produce request to end.
+func TestGRPCStreamClientSwitchAfterFlipSpools(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	g := spoolGRPC(t, c, nil) // spool_after_ms 200, produce_timeout_ms 3000
+	kafkatest.NewFaults(t, c).Sleep(int16(kmsg.Produce), 1, 6*time.Second)
+	reqs := []*kproxypb.ProduceRequest{
+		{Id: 0, Topic: topic, Acks: acksOf(-1), Records: []*kproxypb.Record{grec("", "k", "first")}},
+		{Id: 1, Topic: topic, Acks: acksOf(1), Records: []*kproxypb.Record{grec("", "k", "second")}},
+	}
+	s := g.stream(t, nil)
+	var resps []*kproxypb.ProduceResponse
+	var took []time.Duration
+	for _, req := range reqs {
+		start := time.Now()
+		if err := s.Send(req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := s.Recv()
+		if err != nil {
+			t.Fatalf("answer %d: %v", req.Id, err)
+		}
+		resps, took = append(resps, resp), append(took, time.Since(start))
+	}
+	s.CloseSend()
+	if resps[0].Status != 202 {
+		t.Fatalf("first (its produce request frozen past spool_after_ms): status %d %q, want 202", resps[0].Status, resps[0].Error)
+	}
+	if resps[1].Status != 202 || took[1] > 2*time.Second {
+		t.Errorf("second (its topic spooling): status %d %q after %v, want 202 within spool_after_ms and a margin",
+			resps[1].Status, resps[1].Error, took[1].Round(time.Millisecond))
+	}
+	// Every record answered 202 reaches Kafka, each key's first copies in
+	// order.
+	var values []string
+	waitFor(t, "the spooled records drained", func() bool {
+		values = values[:0]
+		for _, r := range kafkatest.ReadAll(t, c, kafkaconf.Default(), topic) {
+			values = append(values, string(r.Value))
+		}
+		return slices.Contains(values, "first") && (resps[1].Status != 202 || slices.Contains(values, "second"))
+	})
+	if i, j := slices.Index(values, "first"), slices.Index(values, "second"); j >= 0 && j < i {
+		t.Errorf("key k in Kafka: %v, second before first", values)
+	}
+}
