@@ -351,11 +351,13 @@ type batchCall struct {
 	left     atomic.Int64    // promises still to come
 	done     chan struct{}   // closed by the last promise
 	items    []batchItem
-	// held counts the records kgo still holds (answered 504 or taken into
-	// the spool included: their promises are yet to come); the last
-	// promise closes settled. Until then a record answered 504 may still
-	// be written: what must come after it in Kafka (a stream's next
-	// request, through another client) waits for settled.
+	// held counts the records kgo still holds (answered 504 included:
+	// their promises are yet to come); the last closes settled. Until
+	// then a record answered 504 may still be written: what must come
+	// after it in Kafka (a stream's next request, through another client)
+	// waits for settled. A record a flip took into the spool no longer
+	// counts: its topic's later records go behind its copy in the spool,
+	// and none waits for kgo's (README, Spool).
 	held    atomic.Int64
 	settled chan struct{}
 }
@@ -366,6 +368,7 @@ type batchItem struct {
 	rec   kgo.Record
 	call  *batchCall
 	state atomic.Int32 // waiting, finished (err, trace set) or abandoned (answered 504, or taken into the spool)
+	gone  atomic.Bool  // counted off its call's held (letItem)
 	err   error
 	trace sendTrace
 	// With the spool (as pending's): the gate, the generation, the spool
@@ -404,6 +407,7 @@ func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, j *batchJob, d
 		it.call, it.err, it.trace = c, nil, sendTrace{}
 		it.gateRec = gateRec{}
 		it.state.Store(waiting)
+		it.gone.Store(false)
 		it.rec = kgo.Record{Topic: r.name, Value: r.value, Headers: r.headers, Timestamp: now, Context: it}
 		if len(r.key) > 0 {
 			it.rec.Key = r.key
@@ -467,6 +471,14 @@ func (c *batchCall) let() {
 	}
 }
 
+// letItem counts it off c's held once: at its promise, or when a flip
+// took it into the spool, whichever comes first.
+func (c *batchCall) letItem(it *batchItem) {
+	if it.gone.CompareAndSwap(false, true) {
+		c.let()
+	}
+}
+
 // onBatchProduced is the promise of every batch record.
 func onBatchProduced(r *kgo.Record, err error) {
 	it := r.Context.(*batchItem)
@@ -493,7 +505,7 @@ func onBatchProduced(r *kgo.Record, err error) {
 	if it.state.CompareAndSwap(waiting, finished) {
 		c.promised()
 	}
-	c.let()
+	c.letItem(it)
 	j.release()
 }
 
@@ -514,9 +526,11 @@ func (c *batchCall) await(ctx context.Context) {
 			// promises are left to release them).
 			for i := range c.items {
 				it := &c.items[i]
-				if it.gen != nil && it.state.Load() == waiting &&
-					c.srv.spool.flip(&it.gateRec) != nil && it.state.CompareAndSwap(waiting, abandoned) {
-					c.promised()
+				if it.gen != nil && it.state.Load() == waiting && c.srv.spool.flip(&it.gateRec) != nil {
+					c.letItem(it) // the spool orders what comes after it
+					if it.state.CompareAndSwap(waiting, abandoned) {
+						c.promised()
+					}
 				}
 			}
 		}
