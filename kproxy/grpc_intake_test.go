@@ -177,3 +177,42 @@ func TestGRPCStreamClientSwitchAfterFlipSpools(t *testing.T) {
 		t.Errorf("key k in Kafka: %v, second before first", values)
 	}
 }
+
+// TestGRPCStreamClientSwitchWaitEndsAtDeadline: a stream's request at
+// another acks level waits while Kafka's client still holds an earlier
+// request's record (answered 504, its produce request out and unanswered).
+// The wait must not outlast the request's own deadline
+// (produce_timeout_ms): once that passed, the request cannot be written
+// in time anyway and is answered 503 (not written) then, not when kgo
+// finally gives up on the frozen request, seconds later.
+func TestGRPCStreamClientSwitchWaitEndsAtDeadline(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	g := startGRPC(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 1000 })
+	kafkatest.NewFaults(t, c).Sleep(int16(kmsg.Produce), 1, 15*time.Second)
+	reqs := []*kproxypb.ProduceRequest{
+		{Id: 0, Topic: topic, Acks: acksOf(-1), Records: []*kproxypb.Record{grec("", "k", "first")}},
+		{Id: 1, Topic: topic, Acks: acksOf(1), Records: []*kproxypb.Record{grec("", "k", "second")}},
+	}
+	s := g.stream(t, nil)
+	var resps []*kproxypb.ProduceResponse
+	var took []time.Duration
+	for _, req := range reqs {
+		start := time.Now()
+		if err := s.Send(req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := s.Recv()
+		if err != nil {
+			t.Fatalf("answer %d: %v", req.Id, err)
+		}
+		resps, took = append(resps, resp), append(took, time.Since(start))
+	}
+	s.CloseSend()
+	if resps[0].Status != 504 {
+		t.Fatalf("first (its produce request frozen): status %d %q, want 504", resps[0].Status, resps[0].Error)
+	}
+	if resps[1].Status != 503 || took[1] > 3*time.Second {
+		t.Errorf("second (waiting for the frozen request): status %d %q after %v, want 503 by its deadline (1 s) and a margin",
+			resps[1].Status, resps[1].Error, took[1].Round(time.Millisecond))
+	}
+}
