@@ -433,18 +433,26 @@ func (st *produceStream) hold(settled chan struct{}) {
 
 // waitSettled waits until kgo no longer holds any record of the requests
 // noted by hold (every one answered by Kafka or failed: none can be
-// written later); false when the stream ended first.
-func (st *produceStream) waitSettled() bool {
+// written later); the refusal of the waiting request when its deadline
+// passed, or the stream ended, first (those still held stay noted).
+func (st *produceStream) waitSettled(deadline context.Context) *batchError {
 	for i, ch := range st.held {
 		select {
 		case <-ch:
 			st.held[i] = nil
+			continue
+		case <-deadline.Done():
+			st.held = st.held[i:]
+			return refuse(503, -1, "an earlier request's records of this stream were still in kafka's client "+
+				"(answered 504, they may yet be written) at produce_timeout_ms; this request, at another acks level, "+
+				"would have overtaken them and was not written")
 		case <-st.ctx.Done():
-			return false
+			st.held = st.held[i:]
+			return refuse(503, -1, "the stream ended while an earlier request's records were still in kafka's client; this request was not written")
 		}
 	}
 	st.held = st.held[:0]
-	return true
+	return nil
 }
 
 // waitAll waits until every request out is answered.
@@ -482,8 +490,8 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 		// record answered 504 may still be written by its client: this
 		// request's records wait for it, or a key's records could swap.
 		st.waitAll()
-		if !st.waitSettled() {
-			return refused(h.id, refuse(503, -1, "the stream ended while an earlier request's records were still in kafka's client; this request was not written"))
+		if berr = st.waitSettled(s.recordsDeadline(j)); berr != nil {
+			return refused(h.id, berr)
 		}
 	}
 	st.client = client
