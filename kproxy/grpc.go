@@ -428,6 +428,25 @@ func (st *produceStream) hold(settled chan struct{}) {
 		}
 		break
 	}
+	if n := len(st.held); n > 0 && n == cap(st.held) {
+		// Full: drop the closed ones behind the head too (a head kgo
+		// holds for long would keep them all), and grow only when
+		// that frees less than half, so that each note is looked at
+		// a bounded number of times.
+		kept := st.held[:0]
+		for _, ch := range st.held {
+			select {
+			case <-ch:
+			default:
+				kept = append(kept, ch)
+			}
+		}
+		clear(st.held[len(kept):])
+		if len(kept) > n/2 {
+			kept = append(make([]chan struct{}, 0, 2*n), kept...)
+		}
+		st.held = kept
+	}
 	st.held = append(st.held, settled)
 }
 
