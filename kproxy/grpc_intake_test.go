@@ -1,6 +1,7 @@
 package kproxy_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -214,5 +215,38 @@ func TestGRPCStreamClientSwitchWaitEndsAtDeadline(t *testing.T) {
 	if resps[1].Status != 503 || took[1] > 3*time.Second {
 		t.Errorf("second (waiting for the frozen request): status %d %q after %v, want 503 by its deadline (1 s) and a margin",
 			resps[1].Status, resps[1].Error, took[1].Round(time.Millisecond))
+	}
+}
+
+// TestGRPCStreamClientSwitchWaitAnswersBeforeStreamDeadline: README
+// (Deadlines): a stream's deadline applies to each of its requests, which
+// are given up early enough for kproxy's answer to arrive in time. A
+// request at another acks level, waiting while Kafka's client holds an
+// earlier request's record, must be answered (503, not written) before
+// the stream's deadline too, not left without an answer when the stream
+// ends.
+func TestGRPCStreamClientSwitchWaitAnswersBeforeStreamDeadline(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	g := startGRPC(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 10000 })
+	kafkatest.NewFaults(t, c).Sleep(int16(kmsg.Produce), 1, 6*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	s := g.stream(t, ctx)
+	reqs := []*kproxypb.ProduceRequest{
+		{Id: 0, Topic: topic, Acks: acksOf(-1), Records: []*kproxypb.Record{grec("", "k", "first")}},
+		{Id: 1, Topic: topic, Acks: acksOf(1), Records: []*kproxypb.Record{grec("", "k", "second")}},
+	}
+	for _, req := range reqs {
+		if err := s.Send(req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := s.Recv()
+		if err != nil {
+			t.Fatalf("request %d: no answer before the stream's deadline: %v", req.Id, err)
+		}
+		t.Logf("request %d: %d %q", req.Id, resp.Status, resp.Error)
+		if want := []int32{504, 503}[req.Id]; resp.Status != want {
+			t.Errorf("request %d: status %d, want %d", req.Id, resp.Status, want)
+		}
 	}
 }
