@@ -463,7 +463,7 @@ func (st *produceStream) waitSettled(deadline context.Context) *batchError {
 		case <-deadline.Done():
 			st.held = st.held[i:]
 			return refuse(503, -1, "an earlier request's records of this stream were still in kafka's client "+
-				"(answered 504, they may yet be written) at produce_timeout_ms; this request, at another acks level, "+
+				"(answered 504, they may yet be written) at this request's deadline; this request, at another acks level, "+
 				"would have overtaken them and was not written")
 		case <-st.ctx.Done():
 			st.held = st.held[i:]
@@ -509,7 +509,17 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 		// record answered 504 may still be written by its client: this
 		// request's records wait for it, or a key's records could swap.
 		st.waitAll()
-		if berr = st.waitSettled(s.recordsDeadline(j)); berr != nil {
+		wait, cancel := s.recordsDeadline(j), context.CancelFunc(nil)
+		if dl, ok := st.ctx.Deadline(); ok {
+			// Answered before the stream's deadline, as boundRPC
+			// bounds a request's records.
+			wait, cancel = context.WithDeadline(wait, dl.Add(-min(answerMargin, time.Until(dl)/10)))
+		}
+		berr = st.waitSettled(wait)
+		if cancel != nil {
+			cancel()
+		}
+		if berr != nil {
 			return refused(h.id, berr)
 		}
 	}
