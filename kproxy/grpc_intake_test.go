@@ -160,8 +160,11 @@ func TestGRPCStreamClientSwitchAfterFlipSpools(t *testing.T) {
 	if resps[0].Status != 202 {
 		t.Fatalf("first (its produce request frozen past spool_after_ms): status %d %q, want 202", resps[0].Status, resps[0].Error)
 	}
-	if resps[1].Status != 202 || took[1] > 2*time.Second {
-		t.Errorf("second (its topic spooling): status %d %q after %v, want 202 within spool_after_ms and a margin",
+	// 202 behind the first in the spool, or 200 once the spool drained
+	// the first's copy and the topic went direct again.
+	written := resps[1].Status == 200 || resps[1].Status == 202
+	if !written || took[1] > 2*time.Second {
+		t.Errorf("second (its topic spooling): status %d %q after %v, want 202 (or 200) within spool_after_ms and a margin",
 			resps[1].Status, resps[1].Error, took[1].Round(time.Millisecond))
 	}
 	// Every record answered 202 reaches Kafka, each key's first copies in
@@ -172,7 +175,7 @@ func TestGRPCStreamClientSwitchAfterFlipSpools(t *testing.T) {
 		for _, r := range kafkatest.ReadAll(t, c, kafkaconf.Default(), topic) {
 			values = append(values, string(r.Value))
 		}
-		return slices.Contains(values, "first") && (resps[1].Status != 202 || slices.Contains(values, "second"))
+		return slices.Contains(values, "first") && (!written || slices.Contains(values, "second"))
 	})
 	if i, j := slices.Index(values, "first"), slices.Index(values, "second"); j >= 0 && j < i {
 		t.Errorf("key k in Kafka: %v, second before first", values)
