@@ -115,3 +115,42 @@ func TestKproxyConfigMatchesDesign(t *testing.T) {
 		t.Errorf("loaded %+v", cfg)
 	}
 }
+
+// TestFractionalIntegersRefused: a number with a fraction given for an
+// integer key is refused at start, naming the file, the key and the value,
+// by the three binaries' loaders. It is never cut to its integer part:
+// max_retry_times: -0.5 would become 0 (no retry), read_timeout_ms: 0.5
+// would become 0 (no read timeout), port: 5030.5 would become 5030. An
+// integer written as a float (100.0, 1e3) still loads as that integer.
+func TestFractionalIntegersRefused(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	module := "topic: t\nprotocol:\n uri: /x\n read_timeout_ms: 0.5\nmax_retry_times: -0.5\nbackend_servers: [10.1.2.1:80]\n"
+	f := write("m.yaml", module)
+	_, err := ktransfer.LoadModule(f)
+	for _, want := range []string{f + ":4: protocol.read_timeout_ms: must be an integer, got \"0.5\"",
+		f + ":5: max_retry_times: must be an integer, got \"-0.5\""} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("module: %v\nlacks %q", err, want)
+		}
+	}
+	f = write("kproxy.yaml", "port: 5030.5\nbroker_hosts: [10.1.4.17:5031]\n")
+	if _, err := kproxy.LoadConfig(f); err == nil || !strings.Contains(err.Error(), f+":1: port: must be an integer, got \"5030.5\"") {
+		t.Errorf("kproxy: %v", err)
+	}
+	f = write("kmonitor.yaml", "base: {clusters: [c]}\nhttp_server: {port: 55325.9}\nc: {chroot: /mq/c, zk_hosts: [10.1.1.1:2181]}\n")
+	if _, err := kmonitor.LoadConfig(f); err == nil || !strings.Contains(err.Error(), f+":2: http_server.port: must be an integer, got \"55325.9\"") {
+		t.Errorf("kmonitor: %v", err)
+	}
+	f = write("whole.yaml", strings.Replace(strings.Replace(module, "0.5", "100.0", 1), "-0.5", "-1e0", 1))
+	if m, err := ktransfer.LoadModule(f); err != nil || m.Protocol.ReadTimeoutMs != 100 || m.MaxRetryTimes != -1 {
+		t.Errorf("integers written as floats: read_timeout_ms %d, max_retry_times %d, %v; want 100, -1, nil",
+			m.Protocol.ReadTimeoutMs, m.MaxRetryTimes, err)
+	}
+}
