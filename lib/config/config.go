@@ -10,6 +10,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"reflect"
@@ -93,9 +94,35 @@ func (d *decoder) node(n *yaml.Node, v reflect.Value, field string) {
 	if n.Tag == "!!null" && v.Kind() != reflect.Pointer {
 		return // "key:" with no value keeps the default
 	}
+	if !wholeNumber(n, v.Type()) {
+		d.fail(n, field, "must be an integer, got %s", describe(n, v.Type(), field))
+		return
+	}
 	if err := n.Decode(v.Addr().Interface()); err != nil {
 		d.fail(n, field, "%s", typeError(err, n, v.Type(), field))
 	}
+}
+
+// wholeNumber says whether n may be decoded into t as far as fractions
+// go: yaml cuts a float given for an integer to its integer part (0.5 to
+// 0, -0.5 to 0, 2^63 to a negative number), which would change the
+// value's meaning without a word. A float without a fraction (100.0,
+// 1e3) is the integer it names.
+func wholeNumber(n *yaml.Node, t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+	default:
+		return true
+	}
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!float" {
+		return true
+	}
+	var f float64
+	if err := n.Decode(&f); err != nil {
+		return true // yaml reports it
+	}
+	return f == math.Trunc(f) && f >= -(1<<63) && f < 1<<63
 }
 
 func isStructLike(t reflect.Type) bool {
