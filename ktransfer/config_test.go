@@ -86,3 +86,33 @@ func TestLimitsConfigErrors(t *testing.T) {
 			m.RateLimit, m.Burst, m.BreakerFailures, m.BreakerCooldownMs)
 	}
 }
+
+// TestTopicNamesCheckedAtLoad: a module's topic and dead_letter_topic
+// must be names Kafka can hold (ASCII letters, digits, '.', '_', '-', at
+// most 249, not . or ..). Such a name is refused when the file is loaded
+// (and so by -check and by a reload), naming the file, the key and the
+// value: otherwise the module starts, and every record given up waits
+// forever for a dead-letter topic that can never exist (its write is
+// refused with UNKNOWN_TOPIC_OR_PARTITION, retried), holding its
+// partition's offsets.
+func TestTopicNamesCheckedAtLoad(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "m.yaml")
+	for _, tc := range []struct{ body, want string }{
+		{"topic: 'bad topic'\n", `topic: must be a Kafka topic name (ASCII letters, digits, '.', '_' and '-', at most 249, not . or ..), got "bad topic"`},
+		{"topic: ..\n", `topic: must be a Kafka topic name (ASCII letters, digits, '.', '_' and '-', at most 249, not . or ..), got ".."`},
+		{"topic: " + strings.Repeat("t", 250) + "\n", "topic: must be a Kafka topic name"},
+		{"topic: t\ndead_letter_topic: 't:dlq'\n", `dead_letter_topic: must be a Kafka topic name (ASCII letters, digits, '.', '_' and '-', at most 249, not . or ..), got "t:dlq"`},
+		{"topic: t\ndead_letter_topic: 'dead letters/t'\n", `dead_letter_topic: must be a Kafka topic name (ASCII letters, digits, '.', '_' and '-', at most 249, not . or ..), got "dead letters/t"`},
+	} {
+		os.WriteFile(f, []byte("protocol: {uri: /p}\nbackend_servers: [127.0.0.1:80]\n"+tc.body), 0o644)
+		if _, err := ktransfer.LoadModule(f); err == nil || !strings.Contains(err.Error(), f+": "+tc.want) {
+			t.Errorf("%q: %v\nlacks %q", tc.body, err, tc.want)
+		}
+	}
+	os.WriteFile(f, []byte("protocol: {uri: /p}\nbackend_servers: [127.0.0.1:80]\ntopic: Test_topic.v-2\n"+
+		"dead_letter_topic: Test_topic.v-2.dead_letters\n"), 0o644)
+	if _, err := ktransfer.LoadModule(f); err != nil {
+		t.Errorf("valid topic names: %v", err)
+	}
+}
