@@ -337,6 +337,11 @@ func (m Module) Validate() error {
 	p := config.NewProblems(m.File)
 	if m.Topic == "" {
 		p.Add("topic", "must name the topic to consume")
+	} else if !kafkaconf.ValidTopic(m.Topic) {
+		p.Addf("topic", m.Topic, "%s", topicNameRule)
+	}
+	if m.DeadLetterTopic != "" && !kafkaconf.ValidTopic(m.DeadLetterTopic) {
+		p.Addf("dead_letter_topic", m.DeadLetterTopic, "%s", topicNameRule)
 	}
 	if m.Protocol.Name != "http" {
 		p.Addf("protocol.name", m.Protocol.Name, "must be http")
@@ -421,6 +426,9 @@ func (m Module) Validate() error {
 	}
 	return p.Err()
 }
+
+// topicNameRule is what a topic name must be (kafkaconf.ValidTopic).
+const topicNameRule = "must be a Kafka topic name (ASCII letters, digits, '.', '_' and '-', at most 249, not . or ..)"
 
 // burst is burst, or its default: a tenth of a second's worth of records.
 func (m Module) burst() int {

@@ -41,3 +41,19 @@ func TopicMaxBytes(ctx context.Context, cl *kgo.Client, topic string) (int32, er
 	}
 	return 0, fmt.Errorf("max.message.bytes of topic %s: not in the brokers' answer", topic)
 }
+
+// ValidTopic reports whether name is a name Kafka accepts for a topic:
+// ASCII letters, digits, '.', '_' and '-', 1 to 249 of them, not "." or
+// "..". The brokers refuse any other name, so a configured one is checked
+// at start.
+func ValidTopic(name string) bool {
+	if name == "" || len(name) > 249 || name == "." || name == ".." {
+		return false
+	}
+	for _, c := range []byte(name) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
