@@ -154,3 +154,24 @@ func TestFractionalIntegersRefused(t *testing.T) {
 			m.Protocol.ReadTimeoutMs, m.MaxRetryTimes, err)
 	}
 }
+
+// TestListEntryErrorsNameTheEntry: an entry of a list that has the wrong
+// shape is reported as that entry, with its value: a header written as
+// one string ("- 'Host: www.myhug.cn'", or "- Host:www.myhug.cn" without
+// the space YAML needs) is not a "Name: value" pair, and the error must say
+// so, not "must be a list, got a list".
+func TestListEntryErrorsNameTheEntry(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "m.yaml")
+	os.WriteFile(f, []byte("topic: t\nprotocol:\n uri: /x\n headers:\n  - Host:www.myhug.cn\nbackend_servers: [10.1.2.1:80]\n"), 0o644)
+	_, err := ktransfer.LoadModule(f)
+	if want := f + `:5: protocol.headers[0]: must be a mapping, got "Host:www.myhug.cn"`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("module: %v\nlacks %q", err, want)
+	}
+	f = filepath.Join(dir, "kproxy.yaml")
+	os.WriteFile(f, []byte("broker_hosts:\n - 10.1.4.17:5031\n - {host: 10.1.4.18, port: 5031}\n"), 0o644)
+	_, err = kproxy.LoadConfig(f)
+	if want := f + ":3: broker_hosts[1]: must be a string, got a mapping"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("kproxy: %v\nlacks %q", err, want)
+	}
+}
