@@ -71,7 +71,8 @@ func (d *decoder) node(n *yaml.Node, v reflect.Value, field string) {
 		d.structNode(n, v, field)
 		return
 	}
-	if v.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode && isStructLike(v.Type().Elem()) {
+	if v.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode {
+		// Entry by entry, so that an entry of the wrong shape is named.
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 		for i, item := range n.Content {
 			d.node(item, s.Index(i), fmt.Sprintf("%s[%d]", field, i))
@@ -316,6 +317,8 @@ func typeError(err error, n *yaml.Node, t reflect.Type, field string) string {
 		want = "an integer"
 	case reflect.Bool:
 		want = "true or false"
+	case reflect.String:
+		want = "a string"
 	}
 	if want == "" {
 		return strings.TrimPrefix(err.Error(), "yaml: ")
