@@ -116,3 +116,32 @@ func TestTopicNamesCheckedAtLoad(t *testing.T) {
 		t.Errorf("valid topic names: %v", err)
 	}
 }
+
+// TestHeadersCheckedAtLoad: protocol.headers are sent on every push, so a
+// name that is not an HTTP header name, or a value holding a line break or
+// another control character, is refused when the file is loaded, naming
+// the file, the entry and the value. Loaded, such a header made every push
+// a request the backend refuses (Go's net/http server answers 400 to a name
+// with a space, or a Host with a line break): retried for ever, the module
+// stalled; a line break in another value was sent as a space.
+func TestHeadersCheckedAtLoad(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "m.yaml")
+	os.WriteFile(f, []byte("topic: t\nbackend_servers: [127.0.0.1:80]\nprotocol:\n uri: /p\n headers:\n"+
+		"  - Content Type: application/msgpack\n  - Host: \"www.myhug.cn\\r\\nX-Evil: 1\"\n  - X-Trace: \"a\\nb\"\n  - \"\": v\n"), 0o644)
+	_, err := ktransfer.LoadModule(f)
+	for _, want := range []string{
+		`protocol.headers[0]: must be an HTTP header name (letters, digits and !#$%&'*+-.^_` + "`" + `|~), got "Content Type"`,
+		`protocol.headers[1].Host: must be a host name without spaces or control characters, got "www.myhug.cn\r\nX-Evil: 1"`,
+		`protocol.headers[2].X-Trace: must hold no control characters but tab, got "a\nb"`,
+		`protocol.headers[3]: must be an HTTP header name (letters, digits and !#$%&'*+-.^_` + "`" + `|~), got ""`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), f+": "+want) {
+			t.Errorf("%v\nlacks %q", err, want)
+		}
+	}
+	os.WriteFile(f, []byte("topic: t\nbackend_servers: [127.0.0.1:80]\nprotocol:\n uri: /p\n headers:\n"+
+		"  - Host: www.myhug.cn\n  - X-Client: \"ktransfer 1.0\\tbatch\"\n  - Accept: '*/*'\n"), 0o644)
+	if _, err := ktransfer.LoadModule(f); err != nil {
+		t.Errorf("valid headers: %v", err)
+	}
+}
