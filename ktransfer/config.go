@@ -350,8 +350,20 @@ func (m Module) Validate() error {
 		p.Addf("protocol.uri", m.Protocol.URI, "%v", err)
 	}
 	for i, h := range m.Protocol.Headers {
+		field := fmt.Sprintf("protocol.headers[%d]", i)
 		if len(h) != 1 {
-			p.Addf(fmt.Sprintf("protocol.headers[%d]", i), h, "must be one \"Name: value\" pair")
+			p.Addf(field, h, "must be one \"Name: value\" pair")
+			continue
+		}
+		for name, value := range h {
+			switch {
+			case !httpToken(name):
+				p.Addf(field, name, "must be an HTTP header name (letters, digits and !#$%%&'*+-.^_`|~)")
+			case strings.EqualFold(name, "Host") && strings.ContainsFunc(value, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+				p.Addf(field+"."+name, value, "must be a host name without spaces or control characters")
+			case strings.ContainsFunc(value, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }):
+				p.Addf(field+"."+name, value, "must hold no control characters but tab")
+			}
 		}
 	}
 	signingKeys(p, m.Protocol.SigningSecrets)
@@ -425,6 +437,17 @@ func (m Module) Validate() error {
 		p.Addf("breaker_cooldown_ms", m.BreakerCooldownMs, "must be 1..%d", maxBreakerCooldown/time.Millisecond)
 	}
 	return p.Err()
+}
+
+// httpToken reports whether s is an HTTP header name (RFC 9110's token).
+func httpToken(s string) bool {
+	for i := range len(s) {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // topicNameRule is what a topic name must be (kafkaconf.ValidTopic).
