@@ -145,3 +145,40 @@ func TestHeadersCheckedAtLoad(t *testing.T) {
 		t.Errorf("valid headers: %v", err)
 	}
 }
+
+// TestModuleNamesCheckedAtLoad: a module's name (its entry in
+// module_enabled, its file's base name) is its ZooKeeper group, a node
+// under <zk_chroot>/consumers. A name that cannot be one node is refused
+// when ktransfer.yaml is loaded, naming the file, the entry and the
+// value: ".." put the module's ids/, owners/ and offsets/ in the chroot
+// itself, "x/m" and "y/m" were two modules sharing the group "m", and a
+// control character made every claim fail ("zk: invalid path", retried
+// for ever, nothing pushed).
+func TestModuleNamesCheckedAtLoad(t *testing.T) {
+	dir := t.TempDir()
+	mods := filepath.Join(dir, "modules")
+	os.MkdirAll(filepath.Join(mods, "x"), 0o755)
+	os.MkdirAll(filepath.Join(mods, "y"), 0o755)
+	body := []byte("topic: t\nprotocol: {uri: /p}\nbackend_servers: [127.0.0.1:80]\n")
+	for _, name := range []string{"..", "x/m", "y/m", "a\x01b", "ok-module.v2"} {
+		os.WriteFile(filepath.Join(mods, name+".yaml"), body, 0o644)
+	}
+	f := filepath.Join(dir, "ktransfer.yaml")
+	os.WriteFile(f, []byte("zk_chroot: /mq/c\nzk_hosts: [127.0.0.1:2181]\nmodule_conf_dir: "+mods+
+		"\nmodule_enabled: ['..', x/m, y/m, \"a\\x01b\", ok-module.v2]\n"), 0o644)
+	_, err := ktransfer.LoadConfig(f)
+	const rule = "must be a ZooKeeper node name (not . or .., no '/' or control characters)"
+	for _, want := range []string{
+		`module_enabled[0]: ` + rule + `, got ".."`,
+		`module_enabled[1]: ` + rule + `, got "x/m"`,
+		`module_enabled[2]: ` + rule + `, got "y/m"`,
+		`module_enabled[3]: ` + rule + `, got "a\x01b"`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), f+": "+want) {
+			t.Errorf("%v\nlacks %q", err, want)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "ok-module.v2") {
+		t.Errorf("a valid name refused: %v", err)
+	}
+}
