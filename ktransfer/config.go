@@ -205,7 +205,7 @@ func LoadConfig(path string) (Config, error) {
 		errs = append(errs, err)
 	}
 	for i, name := range cfg.ModuleEnabled {
-		if slices.Index(cfg.ModuleEnabled, name) != i {
+		if slices.Index(cfg.ModuleEnabled, name) != i || !zkNodeName(name) {
 			continue // reported by Validate
 		}
 		file := filepath.Join(cfg.ModuleConfDir, name+".yaml")
@@ -318,7 +318,10 @@ func (c Config) Validate(file string) error {
 		p.Add("module_enabled", "must name at least one module")
 	}
 	for i, name := range c.ModuleEnabled {
-		if slices.Index(c.ModuleEnabled, name) != i {
+		switch {
+		case !zkNodeName(name):
+			p.Addf(fmt.Sprintf("module_enabled[%d]", i), name, "must be a ZooKeeper node name (not . or .., no '/' or control characters)")
+		case slices.Index(c.ModuleEnabled, name) != i:
 			p.Addf("module_enabled", name, "lists a module twice")
 		}
 	}
@@ -437,6 +440,23 @@ func (m Module) Validate() error {
 		p.Addf("breaker_cooldown_ms", m.BreakerCooldownMs, "must be 1..%d", maxBreakerCooldown/time.Millisecond)
 	}
 	return p.Err()
+}
+
+// zkNodeName reports whether name can be one ZooKeeper node: a module's
+// group, <zk_chroot>/consumers/<name>. Not empty, "." or ".." (the paths
+// are cleaned: they would name another node), no '/' (the module would be
+// named after the file's base name, that another entry may share), none
+// of the characters ZooKeeper refuses in a path.
+func zkNodeName(name string) bool {
+	if name == "" || name == "." || name == ".." {
+		return false
+	}
+	for _, r := range name {
+		if r == '/' || r <= 0x1f || r >= 0x7f && r <= 0x9f || r >= 0xd800 && r <= 0xf8ff || r >= 0xfff0 {
+			return false
+		}
+	}
+	return true
 }
 
 // httpToken reports whether s is an HTTP header name (RFC 9110's token).
