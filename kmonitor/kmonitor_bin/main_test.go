@@ -145,3 +145,38 @@ func TestSecureFromConfig(t *testing.T) {
 	}
 	t.Fatalf("/delay: %q, want lag 4; stderr: %s", got, stderr.String())
 }
+
+// TestLongIntervalsRefusedAtStart: a value in ms (or minutes) so large
+// that it does not fit a time.Duration is refused at start (and by
+// -check), naming the file, the key and the value, as kproxy's and
+// lib/kafkaconf's are (1..2147483647 ms, Kafka's int32, about 24.8 days).
+// Accepted, poll_interval_ms: 10000000000000 became a negative interval
+// and the log-end poller's time.NewTicker panicked once ZooKeeper answered.
+func TestLongIntervalsRefusedAtStart(t *testing.T) {
+	z := zktest.Start(t)
+	dir := t.TempDir()
+	f := filepath.Join(dir, "kmonitor.yaml")
+	os.WriteFile(f, []byte(fmt.Sprintf("base:\n log_dir: %s\n clusters: [c1]\n poll_interval_ms: 10000000000000\n"+
+		" history_minutes: 200000000\nhttp_server:\n port: %d\n listen_host: 127.0.0.1\n read_timeout_ms: 10000000000000\n"+
+		"c1:\n chroot: /mq/c1\n zk_hosts: [%s]\n zk_session_timeout_ms: 3000000000\n",
+		filepath.Join(dir, "log"), bintest.FreePort(t), z.Addr)), 0o644)
+	bin := bintest.Build(t, ".")
+	for _, args := range [][]string{{"-f", f, "-check"}, {"-f", f}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		cmd := exec.CommandContext(ctx, bin, args...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		_ = cmd.Run()
+		cancel()
+		for _, want := range []string{
+			f + ": base.poll_interval_ms: must be 100..2147483647, got 10000000000000",
+			f + ": base.history_minutes: must be 1..35791 (about 24.8 days), got 200000000",
+			f + ": http_server.read_timeout_ms: must be 1..2147483647, got 10000000000000",
+			f + ": c1.zk_session_timeout_ms: must be 1000..2147483647, got 3000000000",
+		} {
+			if cmd.ProcessState.ExitCode() != 2 || !strings.Contains(stderr.String(), want) {
+				t.Errorf("%v: exit %d, stderr:\n%s\nlacks %q", args, cmd.ProcessState.ExitCode(), stderr.String(), want)
+			}
+		}
+	}
+}
