@@ -69,6 +69,10 @@ func DefaultConfig() Config {
 	}
 }
 
+// maxHistoryMinutes bounds history_minutes as kafkaconf.MaxMs bounds the
+// keys in ms.
+const maxHistoryMinutes = kafkaconf.MaxMs / 60_000
+
 // defaultCluster holds the defaults of a cluster section.
 func defaultCluster() ClusterConfig {
 	return ClusterConfig{ZKConnectTimeoutMs: 1000, ZKSessionTimeoutMs: 6000, Kafka: kafkaconf.Default()}
@@ -161,20 +165,23 @@ func (c Config) Validate(file string) error {
 	if len(c.Base.Clusters) == 0 {
 		p.Add("base.clusters", "must name at least one cluster")
 	}
-	if c.Base.PollIntervalMs < 100 {
-		p.Addf("base.poll_interval_ms", c.Base.PollIntervalMs, "must be >= 100")
+	// Durations: at most kafkaconf.MaxMs (about 24.8 days), as in the
+	// other binaries; far above, a time.Duration overflows to a negative
+	// one (a ticker panics on it).
+	if c.Base.PollIntervalMs < 100 || c.Base.PollIntervalMs > kafkaconf.MaxMs {
+		p.Addf("base.poll_interval_ms", c.Base.PollIntervalMs, "must be 100..%d", kafkaconf.MaxMs)
 	}
-	if c.Base.HistoryMinutes < 1 {
-		p.Addf("base.history_minutes", c.Base.HistoryMinutes, "must be >= 1")
+	if c.Base.HistoryMinutes < 1 || c.Base.HistoryMinutes > maxHistoryMinutes {
+		p.Addf("base.history_minutes", c.Base.HistoryMinutes, "must be 1..%d (about 24.8 days)", maxHistoryMinutes)
 	}
 	if c.HTTPServer.Port < 0 || c.HTTPServer.Port > 65535 {
 		p.Addf("http_server.port", c.HTTPServer.Port, "must be 0..65535")
 	}
-	if c.HTTPServer.ReadTimeoutMs < 1 {
-		p.Addf("http_server.read_timeout_ms", c.HTTPServer.ReadTimeoutMs, "must be >= 1")
+	if c.HTTPServer.ReadTimeoutMs < 1 || c.HTTPServer.ReadTimeoutMs > kafkaconf.MaxMs {
+		p.Addf("http_server.read_timeout_ms", c.HTTPServer.ReadTimeoutMs, "must be 1..%d", kafkaconf.MaxMs)
 	}
-	if c.HTTPServer.WriteTimeoutMs < 1 {
-		p.Addf("http_server.write_timeout_ms", c.HTTPServer.WriteTimeoutMs, "must be >= 1")
+	if c.HTTPServer.WriteTimeoutMs < 1 || c.HTTPServer.WriteTimeoutMs > kafkaconf.MaxMs {
+		p.Addf("http_server.write_timeout_ms", c.HTTPServer.WriteTimeoutMs, "must be 1..%d", kafkaconf.MaxMs)
 	}
 	if h := c.HTTPServer.ListenHost; h != "" && net.ParseIP(h) == nil && h != "localhost" {
 		p.Addf("http_server.listen_host", h, "must be an IP address or empty")
@@ -199,11 +206,12 @@ func (c Config) Validate(file string) error {
 		p.HostList(name+".zk_hosts", cl.ZKHosts, true, "ZooKeeper")
 		cl.ZKAuth.Validate(p, name+".zk_auth", false)
 		p.HostList(name+".broker_hosts", cl.BrokerHosts, false, "broker")
-		if cl.ZKConnectTimeoutMs < 1 {
-			p.Addf(name+".zk_connect_timeout_ms", cl.ZKConnectTimeoutMs, "must be >= 1")
+		if cl.ZKConnectTimeoutMs < 1 || cl.ZKConnectTimeoutMs > kafkaconf.MaxMs {
+			p.Addf(name+".zk_connect_timeout_ms", cl.ZKConnectTimeoutMs, "must be 1..%d", kafkaconf.MaxMs)
 		}
-		if cl.ZKSessionTimeoutMs < 1000 {
-			p.Addf(name+".zk_session_timeout_ms", cl.ZKSessionTimeoutMs, "must be >= 1000")
+		// ZooKeeper's session timeout is an int32 of ms on the wire.
+		if cl.ZKSessionTimeoutMs < 1000 || cl.ZKSessionTimeoutMs > kafkaconf.MaxMs {
+			p.Addf(name+".zk_session_timeout_ms", cl.ZKSessionTimeoutMs, "must be 1000..%d", kafkaconf.MaxMs)
 		}
 		cl.Kafka.ValidateAt(p, name+".kafka")
 	}
