@@ -182,3 +182,38 @@ func TestModuleNamesCheckedAtLoad(t *testing.T) {
 		t.Errorf("a valid name refused: %v", err)
 	}
 }
+
+// TestLongDurationsRefusedAtLoad: every key in ms of ktransfer.yaml and
+// of a module file is at most 2147483647 (about 24.8 days), as kproxy's,
+// kmonitor's and the kafka section's are; a larger value is refused when
+// the files are loaded, naming the file, the key and the value. Accepted,
+// fail_retry_interval_ms: 10000000000000 (meant: never soon) overflowed
+// to a negative time.Duration: the first retry went at once, the next
+// ones at the 10 s cap; shutdown_timeout_ms did the same to the deadline
+// of a partition's release, and zk_timeout_ms above 2^31-1 overflows the
+// int32 of ZooKeeper's handshake.
+func TestLongDurationsRefusedAtLoad(t *testing.T) {
+	dir := t.TempDir()
+	const big = "10000000000000"
+	os.WriteFile(filepath.Join(dir, "m.yaml"), []byte("topic: t\nbackend_servers: [127.0.0.1:80]\nprotocol:\n uri: /p\n"+
+		" read_timeout_ms: "+big+"\n write_timeout_ms: "+big+"\n conn_timeout_ms: "+big+"\n"+
+		"fail_retry_interval_ms: "+big+"\nmax_retry_interval_ms: "+big+"\n"), 0o644)
+	f := filepath.Join(dir, "ktransfer.yaml")
+	os.WriteFile(f, []byte("zk_chroot: /mq/c\nzk_hosts: [127.0.0.1:2181]\nmodule_conf_dir: "+dir+"\nmodule_enabled: [m]\n"+
+		"zk_timeout_ms: 3000000000\nshutdown_timeout_ms: "+big+"\n"), 0o644)
+	_, err := ktransfer.LoadConfig(f)
+	m := filepath.Join(dir, "m.yaml")
+	for _, want := range []string{
+		f + ": zk_timeout_ms: must be 1000..2147483647, got 3000000000",
+		f + ": shutdown_timeout_ms: must be 1..2147483647, got " + big,
+		m + ": protocol.read_timeout_ms: must be 0..2147483647 (0: no timeout), got " + big,
+		m + ": protocol.write_timeout_ms: must be 0..2147483647 (0: no timeout), got " + big,
+		m + ": protocol.conn_timeout_ms: must be 0..2147483647 (0: 3 s, the HTTP client's default), got " + big,
+		m + ": fail_retry_interval_ms: must be 0..2147483647, got " + big,
+		m + ": max_retry_interval_ms: must be 0..2147483647, got " + big,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%v\nlacks %q", err, want)
+		}
+	}
+}
