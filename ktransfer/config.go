@@ -308,8 +308,11 @@ func (c Config) Validate(file string) error {
 	if c.ZKChroot == "" || c.ZKChroot[0] != '/' {
 		p.Addf("zk_chroot", c.ZKChroot, "must be an absolute ZooKeeper path like /mq/test_cluster")
 	}
-	if c.ZKTimeoutMs < 1000 {
-		p.Addf("zk_timeout_ms", c.ZKTimeoutMs, "must be >= 1000")
+	// Keys in ms: at most kafkaconf.MaxMs (about 24.8 days), as in the
+	// other binaries: ZooKeeper's session timeout is an int32 of ms, and far
+	// above, a time.Duration overflows to a negative one.
+	if c.ZKTimeoutMs < 1000 || c.ZKTimeoutMs > kafkaconf.MaxMs {
+		p.Addf("zk_timeout_ms", c.ZKTimeoutMs, "must be 1000..%d", kafkaconf.MaxMs)
 	}
 	p.HostList("zk_hosts", c.ZKHosts, true, "ZooKeeper")
 	c.ZKAuth.Validate(p, "zk_auth", true)
@@ -328,8 +331,8 @@ func (c Config) Validate(file string) error {
 	if c.AdminAddr != "" && !config.HostPort(c.AdminAddr, 0) {
 		p.Addf("admin_addr", c.AdminAddr, "must be host:port, or empty to turn the admin listener off")
 	}
-	if c.ShutdownTimeoutMs < 1 {
-		p.Addf("shutdown_timeout_ms", c.ShutdownTimeoutMs, "must be >= 1")
+	if c.ShutdownTimeoutMs < 1 || c.ShutdownTimeoutMs > kafkaconf.MaxMs {
+		p.Addf("shutdown_timeout_ms", c.ShutdownTimeoutMs, "must be 1..%d", kafkaconf.MaxMs)
 	}
 	c.Kafka.Validate(p)
 	return p.Err()
@@ -373,15 +376,17 @@ func (m Module) Validate() error {
 	if h := m.Protocol.TargetHeader; h != "" && !validHeaderName(h) {
 		p.Addf("protocol.target_header", h, "must be a record header name (printable ASCII, no spaces)")
 	}
+	// Keys in ms: at most kafkaconf.MaxMs, as in ktransfer.yaml.
 	for _, f := range []struct {
-		name string
-		v    int
+		name, zero string
+		v          int
 	}{
-		{"protocol.read_timeout_ms", m.Protocol.ReadTimeoutMs}, {"protocol.write_timeout_ms", m.Protocol.WriteTimeoutMs},
-		{"protocol.conn_timeout_ms", m.Protocol.ConnTimeoutMs},
+		{"protocol.read_timeout_ms", "no timeout", m.Protocol.ReadTimeoutMs},
+		{"protocol.write_timeout_ms", "no timeout", m.Protocol.WriteTimeoutMs},
+		{"protocol.conn_timeout_ms", "3 s, the HTTP client's default", m.Protocol.ConnTimeoutMs},
 	} {
-		if f.v < 0 {
-			p.Addf(f.name, f.v, "must be >= 0 (0: no timeout)")
+		if f.v < 0 || f.v > kafkaconf.MaxMs {
+			p.Addf(f.name, f.v, "must be 0..%d (0: %s)", kafkaconf.MaxMs, f.zero)
 		}
 	}
 	if m.WorkerNum < 1 {
@@ -393,11 +398,11 @@ func (m Module) Validate() error {
 	if m.MaxRetryTimes < -1 {
 		p.Addf("max_retry_times", m.MaxRetryTimes, "must be -1 (retry until success) or >= 0")
 	}
-	if m.FailRetryIntervalMs < 0 {
-		p.Addf("fail_retry_interval_ms", m.FailRetryIntervalMs, "must be >= 0")
+	if m.FailRetryIntervalMs < 0 || m.FailRetryIntervalMs > kafkaconf.MaxMs {
+		p.Addf("fail_retry_interval_ms", m.FailRetryIntervalMs, "must be 0..%d", kafkaconf.MaxMs)
 	}
-	if m.MaxRetryIntervalMs < 0 {
-		p.Addf("max_retry_interval_ms", m.MaxRetryIntervalMs, "must be >= 0")
+	if m.MaxRetryIntervalMs < 0 || m.MaxRetryIntervalMs > kafkaconf.MaxMs {
+		p.Addf("max_retry_interval_ms", m.MaxRetryIntervalMs, "must be 0..%d", kafkaconf.MaxMs)
 	}
 	if len(m.BackendServers) == 0 {
 		p.Add("backend_servers", "must list at least one host:port")

@@ -21,7 +21,7 @@ func TestConfigErrors(t *testing.T) {
 	_, err := ktransfer.LoadConfig(f)
 	for _, want := range []string{
 		`zk_chroot: must be an absolute ZooKeeper path like /mq/test_cluster, got "mq"`,
-		"zk_timeout_ms: must be >= 1000, got 10",
+		"zk_timeout_ms: must be 1000..2147483647, got 10",
 		`zk_hosts[0]: must be host:port, got "nohost"`,
 		`module_enabled: lists a module twice, got "a"`,
 		`admin_addr: must be host:port, or empty to turn the admin listener off, got "5050"`,

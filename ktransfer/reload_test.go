@@ -324,7 +324,7 @@ func TestReloadRefusesBadFiles(t *testing.T) {
 		t.Fatal("a reload with bad files was applied")
 	}
 	want := []string{
-		c.path + ": zk_timeout_ms: must be >= 1000, got 5",
+		c.path + ": zk_timeout_ms: must be 1000..2147483647, got 5",
 		filepath.Join(c.dir, "modules", "m.yaml") + ": max_retry_times: must be -1 (retry until success) or >= 0, got -2",
 		filepath.Join(c.dir, "modules", "m2.yaml") + ": dispatch: must be hash or idle_worker, got \"fastest\"",
 	}
