@@ -175,3 +175,20 @@ func TestListEntryErrorsNameTheEntry(t *testing.T) {
 		t.Errorf("kproxy: %v\nlacks %q", err, want)
 	}
 }
+
+// TestOptionalBoolTypeErrorSaysTrueOrFalse: serialize_by_key, a 2015 key
+// kept as "unset, true or false", refuses a value that is not a boolean
+// saying what it must be, as every other boolean key does; not "must be
+// ptr".
+func TestOptionalBoolTypeErrorSaysTrueOrFalse(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "m.yaml")
+	os.WriteFile(f, []byte("topic: t\nprotocol: {uri: /x}\nbackend_servers: [10.1.2.1:80]\nserialize_by_key: 'false'\n"), 0o644)
+	_, err := ktransfer.LoadModule(f)
+	if want := f + `:4: serialize_by_key: must be true or false, got "false"`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("%v\nlacks %q", err, want)
+	}
+	os.WriteFile(f, []byte("topic: t\nprotocol: {uri: /x}\nbackend_servers: [10.1.2.1:80]\nserialize_by_key: no\n"), 0o644)
+	if m, err := ktransfer.LoadModule(f); err != nil || m.SerializeByKey == nil || *m.SerializeByKey {
+		t.Errorf("serialize_by_key: no (YAML 1.1, as 2015 files may write it): %v, %v; want false", m.SerializeByKey, err)
+	}
+}
