@@ -307,6 +307,9 @@ func WithoutSecrets(data []byte) []byte {
 }
 
 func typeError(err error, n *yaml.Node, t reflect.Type, field string) string {
+	for t.Kind() == reflect.Pointer { // an optional value (serialize_by_key: unset, true or false)
+		t = t.Elem()
+	}
 	want := t.Kind().String()
 	switch t.Kind() {
 	case reflect.Slice:
