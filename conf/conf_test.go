@@ -192,3 +192,19 @@ func TestOptionalBoolTypeErrorSaysTrueOrFalse(t *testing.T) {
 		t.Errorf("serialize_by_key: no (YAML 1.1, as 2015 files may write it): %v, %v; want false", m.SerializeByKey, err)
 	}
 }
+
+// TestNumberTypeErrorSaysANumber: a rate_limit that is not a number is
+// refused saying it must be a number, not "must be float64".
+func TestNumberTypeErrorSaysANumber(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "m.yaml")
+	os.WriteFile(f, []byte("topic: t\nprotocol: {uri: /x}\nbackend_servers: [10.1.2.1:80]\nrate_limit: fast\n"), 0o644)
+	if _, err := ktransfer.LoadModule(f); err == nil || !strings.Contains(err.Error(), f+`:4: rate_limit: must be a number, got "fast"`) {
+		t.Errorf("module: %v", err)
+	}
+	f = filepath.Join(dir, "kproxy.yaml")
+	os.WriteFile(f, []byte("broker_hosts: [10.1.4.17:5031]\nclients: [{name: a, secret: s, topics: [t], rate_limit: lots}]\n"), 0o644)
+	if _, err := kproxy.LoadConfig(f); err == nil || !strings.Contains(err.Error(), f+`:2: clients[0].rate_limit: must be a number, got "lots"`) {
+		t.Errorf("kproxy: %v", err)
+	}
+}
