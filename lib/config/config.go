@@ -322,6 +322,8 @@ func typeError(err error, n *yaml.Node, t reflect.Type, field string) string {
 		want = "true or false"
 	case reflect.String:
 		want = "a string"
+	case reflect.Float32, reflect.Float64:
+		want = "a number"
 	}
 	if want == "" {
 		return strings.TrimPrefix(err.Error(), "yaml: ")
