@@ -95,3 +95,35 @@ func TestKeysWithoutEffectRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestListenersOnOnePortRefused: the HTTP port, grpc_port and admin_addr
+// are three listeners; two of them on one port of one address can never
+// both start (address already in use), so -check refuses it too, naming
+// the keys. The plausible case: a second kproxy on a host given port: 5040,
+// the default admin_addr's port.
+func TestListenersOnOnePortRefused(t *testing.T) {
+	for _, tc := range []struct{ lines, want string }{
+		{"port: 5040", `admin_addr: must not be the address of port 5040 (listen_host ""), got "127.0.0.1:5040"`},
+		{"port: 5041\nlisten_host: 127.0.0.1\nadmin_addr: 127.0.0.1:5041", `admin_addr: must not be the address of port 5041 (listen_host "127.0.0.1"), got "127.0.0.1:5041"`},
+		{"grpc_port: 5040", `admin_addr: must not be the address of grpc_port 5040 (listen_host ""), got "127.0.0.1:5040"`},
+		{"port: 5041\nadmin_addr: 0.0.0.0:5041", `admin_addr: must not be the address of port 5041 (listen_host ""), got "0.0.0.0:5041"`},
+		{"port: 5041\nlisten_host: 10.1.4.17\nadmin_addr: :5041", `admin_addr: must not be the address of port 5041 (listen_host "10.1.4.17"), got ":5041"`},
+	} {
+		f := filepath.Join(t.TempDir(), "kproxy.yaml")
+		os.WriteFile(f, []byte("broker_hosts: [10.1.4.17:5031]\n"+tc.lines+"\n"), 0o644)
+		if _, err := kproxy.LoadConfig(f); err == nil || !strings.Contains(err.Error(), f+": "+tc.want) {
+			t.Errorf("%q: LoadConfig: %v; want %q", tc.lines, err, tc.want)
+		}
+	}
+	for _, lines := range []string{
+		"port: 5030", // the defaults
+		"port: 5041\nlisten_host: 10.1.4.17\nadmin_addr: 127.0.0.1:5041",
+		"port: 0\nadmin_addr: 127.0.0.1:0",
+	} {
+		f := filepath.Join(t.TempDir(), "kproxy.yaml")
+		os.WriteFile(f, []byte("broker_hosts: [10.1.4.17:5031]\n"+lines+"\n"), 0o644)
+		if _, err := kproxy.LoadConfig(f); err != nil {
+			t.Errorf("%q: LoadConfig: %v", lines, err)
+		}
+	}
+}
