@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
@@ -256,6 +257,16 @@ func (c Config) Validate(file string) error {
 	p.HostList("broker_hosts", c.BrokerHosts, true, "broker")
 	if c.AdminAddr != "" && !config.HostPort(c.AdminAddr, 0) {
 		p.Addf("admin_addr", c.AdminAddr, "must be host:port, or empty to turn the admin listener off")
+	} else if c.AdminAddr != "" {
+		// Two listeners on one port of one address never both start.
+		for _, l := range []struct {
+			name string
+			port int
+		}{{"port", c.Port}, {"grpc_port", c.GRPCPort}} {
+			if sameListenAddr(c.AdminAddr, c.ListenHost, l.port) {
+				p.Addf("admin_addr", c.AdminAddr, "must not be the address of %s %d (listen_host %q)", l.name, l.port, c.ListenHost)
+			}
+		}
 	}
 	if c.Partitioner != "murmur2" && c.Partitioner != "fnv1a" {
 		p.Addf("partitioner", c.Partitioner, "must be murmur2 or fnv1a")
@@ -354,6 +365,18 @@ const maxGRPCStreams = 10_000
 // minSpoolBytes is the smallest spool_max_bytes: room for one record of
 // the default max_message_bytes.
 const minSpoolBytes = 1 << 20
+
+// sameListenAddr reports whether a listener on addr (host:port) and one
+// on host and port would want the same address: the same port (not 0: any
+// free one), and hosts equal or one of them every interface.
+func sameListenAddr(addr, host string, port int) bool {
+	h, p, _ := net.SplitHostPort(addr)
+	if port == 0 || p != strconv.Itoa(port) {
+		return false
+	}
+	any := func(h string) bool { ip := net.ParseIP(h); return h == "" || ip != nil && ip.IsUnspecified() }
+	return any(h) || any(host) || h == host
+}
 
 func contains(list []string, s string) bool {
 	for _, v := range list {
