@@ -3,6 +3,7 @@ package kproxy_test
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -125,5 +126,47 @@ func TestListenersOnOnePortRefused(t *testing.T) {
 		if _, err := kproxy.LoadConfig(f); err != nil {
 			t.Errorf("%q: LoadConfig: %v", lines, err)
 		}
+	}
+}
+
+// TestDefaultAdminPortTakenStillStarts attacks DESIGN's first promise: a
+// kproxy.yaml in the 2015 form (which has no admin_addr) loads and runs
+// unchanged. The admin listener is new, on 127.0.0.1:5040 by default; a
+// second kproxy on the host (port 5031 beside 5030), or any process
+// holding that port, must not stop a 2015 file's start: the default port
+// taken, the admin listener takes a free one (as ktransfer's does). An
+// admin_addr the file sets must still be free.
+func TestDefaultAdminPortTakenStillStarts(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	def := kproxy.DefaultConfig().AdminAddr
+	if ln, err := net.Listen("tcp", def); err == nil { // else taken already
+		defer ln.Close()
+	}
+	f := filepath.Join(t.TempDir(), "kproxy.yaml")
+	doc := fmt.Sprintf("log_level: 4\nport: 0\nread_timeout_ms: 100\nwrite_timeout_ms: 100\nreq_pool_size: 10240\n"+
+		"producer_num: 1\nmax_request_size_bytes: 10485760\nbroker_hosts:\n - %s\nlisten_host: 127.0.0.1\n", c.ListenAddrs()[0])
+	os.WriteFile(f, []byte(doc), 0o644)
+	cfg, err := kproxy.LoadConfig(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := kproxy.New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("a 2015 file with %s taken: %v", def, err)
+	}
+	defer srv.Close()
+	if a := srv.AdminAddr(); a == nil || a.String() == def || !strings.HasPrefix(a.String(), "127.0.0.1:") {
+		t.Errorf("admin listener on %v; want a free port of 127.0.0.1", a)
+	}
+	// Set in the file, a taken admin_addr stops the start.
+	os.WriteFile(f, []byte(doc+"admin_addr: "+def+"\n"), 0o644)
+	if cfg, err = kproxy.LoadConfig(f); err != nil {
+		t.Fatal(err)
+	}
+	if srv, err := kproxy.New(cfg, slog.New(slog.DiscardHandler)); err == nil {
+		srv.Close()
+		t.Errorf("admin_addr %s set in the file and taken: started", def)
+	} else if !strings.Contains(err.Error(), "(admin_addr)") {
+		t.Errorf("admin_addr taken: %v", err)
 	}
 }
