@@ -128,6 +128,10 @@ type Config struct {
 	// file is the file LoadConfig read, named in start-up errors; "" for a
 	// Config built in code.
 	file string
+	// adminAddrDefault is set by LoadConfig when the file does not set
+	// admin_addr (2015 files have none): a taken default port is then
+	// replaced by a free one.
+	adminAddrDefault bool
 }
 
 // DefaultConfig returns the defaults; a file is decoded over them.
@@ -165,12 +169,23 @@ func DefaultConfig() Config {
 // LoadConfig reads path over the defaults and validates the result.
 func LoadConfig(path string) (Config, error) {
 	cfg := DefaultConfig()
-	if err := config.Load(path, &cfg); err != nil {
+	// A value no address looks like tells whether the file set admin_addr
+	// ("admin_addr:" with no value keeps the default, as for every key).
+	def := cfg.AdminAddr
+	cfg.AdminAddr = adminAddrUnset
+	err := config.Load(path, &cfg)
+	if cfg.AdminAddr == adminAddrUnset {
+		cfg.AdminAddr, cfg.adminAddrDefault = def, true
+	}
+	if err != nil {
 		return cfg, err
 	}
 	cfg.file = path
 	return cfg, cfg.Validate(path)
 }
+
+// adminAddrUnset marks admin_addr as not (yet) set by the file.
+const adminAddrUnset = "\x00unset"
 
 var compressions = []string{"none", "gzip", "snappy", "lz4", "zstd"}
 
@@ -257,8 +272,9 @@ func (c Config) Validate(file string) error {
 	p.HostList("broker_hosts", c.BrokerHosts, true, "broker")
 	if c.AdminAddr != "" && !config.HostPort(c.AdminAddr, 0) {
 		p.Addf("admin_addr", c.AdminAddr, "must be host:port, or empty to turn the admin listener off")
-	} else if c.AdminAddr != "" {
-		// Two listeners on one port of one address never both start.
+	} else if c.AdminAddr != "" && !c.adminAddrDefault {
+		// Two listeners on one port of one address never both start (the
+		// default admin_addr moves to a free port: listenAdmin).
 		for _, l := range []struct {
 			name string
 			port int

@@ -100,13 +100,14 @@ func TestKeysWithoutEffectRefused(t *testing.T) {
 // TestListenersOnOnePortRefused: the HTTP port, grpc_port and admin_addr
 // are three listeners; two of them on one port of one address can never
 // both start (address already in use), so -check refuses it too, naming
-// the keys. The plausible case: a second kproxy on a host given port: 5040,
-// the default admin_addr's port.
+// the keys. The default admin_addr (a file that does not set it) moves to
+// a free port instead (TestDefaultAdminPortTakenStillStarts): a 2015 file
+// with port: 5040 loads.
 func TestListenersOnOnePortRefused(t *testing.T) {
 	for _, tc := range []struct{ lines, want string }{
-		{"port: 5040", `admin_addr: must not be the address of port 5040 (listen_host ""), got "127.0.0.1:5040"`},
+		{"port: 5040\nadmin_addr: 127.0.0.1:5040", `admin_addr: must not be the address of port 5040 (listen_host ""), got "127.0.0.1:5040"`},
 		{"port: 5041\nlisten_host: 127.0.0.1\nadmin_addr: 127.0.0.1:5041", `admin_addr: must not be the address of port 5041 (listen_host "127.0.0.1"), got "127.0.0.1:5041"`},
-		{"grpc_port: 5040", `admin_addr: must not be the address of grpc_port 5040 (listen_host ""), got "127.0.0.1:5040"`},
+		{"grpc_port: 5040\nadmin_addr: 127.0.0.1:5040", `admin_addr: must not be the address of grpc_port 5040 (listen_host ""), got "127.0.0.1:5040"`},
 		{"port: 5041\nadmin_addr: 0.0.0.0:5041", `admin_addr: must not be the address of port 5041 (listen_host ""), got "0.0.0.0:5041"`},
 		{"port: 5041\nlisten_host: 10.1.4.17\nadmin_addr: :5041", `admin_addr: must not be the address of port 5041 (listen_host "10.1.4.17"), got ":5041"`},
 	} {
@@ -117,7 +118,8 @@ func TestListenersOnOnePortRefused(t *testing.T) {
 		}
 	}
 	for _, lines := range []string{
-		"port: 5030", // the defaults
+		"port: 5030",                    // the defaults
+		"port: 5040", "grpc_port: 5040", // the default admin_addr moves
 		"port: 5041\nlisten_host: 10.1.4.17\nadmin_addr: 127.0.0.1:5041",
 		"port: 0\nadmin_addr: 127.0.0.1:0",
 	} {

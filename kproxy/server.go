@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/daemon"
@@ -67,6 +68,25 @@ type Server struct {
 	kafkaErr  error
 }
 
+// listenAdmin opens the admin listener. When admin_addr is the default
+// (the file does not set it: 2015 files have no such key) and its port is
+// taken — another kproxy on the host, or the HTTP port itself — a free port
+// on the same host is used instead, and logged. An admin_addr the file
+// sets must be free.
+func listenAdmin(cfg Config, log *slog.Logger) (net.Listener, error) {
+	ln, err := net.Listen("tcp", cfg.AdminAddr)
+	if err == nil || !cfg.adminAddrDefault || !errors.Is(err, syscall.EADDRINUSE) {
+		return ln, err
+	}
+	host, _, _ := net.SplitHostPort(cfg.AdminAddr) // valid: checked by Validate
+	ln, ferr := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if ferr != nil {
+		return nil, err
+	}
+	log.Warn("admin port taken; using a free one", "admin_addr", cfg.AdminAddr, "using", ln.Addr().String())
+	return ln, nil
+}
+
 // New validates cfg, opens the listeners and connects to Kafka. It returns
 // an error naming what failed; nothing is left open then.
 func New(cfg Config, log *slog.Logger) (*Server, error) {
@@ -109,7 +129,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		}
 	}
 	if cfg.AdminAddr != "" {
-		if s.adminLn, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+		if s.adminLn, err = listenAdmin(cfg, log); err != nil {
 			s.closeListeners()
 			return nil, fmt.Errorf("%slisten on %s (admin_addr): %w", where, cfg.AdminAddr, err)
 		}
