@@ -208,3 +208,21 @@ func TestNumberTypeErrorSaysANumber(t *testing.T) {
 		t.Errorf("kproxy: %v", err)
 	}
 }
+
+// TestSecondDocumentRefused: a file holding a second YAML document (after
+// a "---" line: two files pasted together, an edit appended below an
+// end marker) is refused naming the file and the line; its keys were
+// ignored without a word, unknown keys included.
+func TestSecondDocumentRefused(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "kproxy.yaml")
+	os.WriteFile(f, []byte("---\nbroker_hosts: [10.1.4.17:5031]\nport: 5030\n---\nport: 6000\nbogus_key: 1\n"), 0o644)
+	_, err := kproxy.LoadConfig(f)
+	if want := f + ":4: a second YAML document"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("%v\nlacks %q", err, want)
+	}
+	// One document, with its optional start and end markers, loads.
+	os.WriteFile(f, []byte("---\nbroker_hosts: [10.1.4.17:5031]\nport: 5030\n...\n"), 0o644)
+	if _, err := kproxy.LoadConfig(f); err != nil {
+		t.Errorf("one document with markers: %v", err)
+	}
+}
