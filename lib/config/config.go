@@ -8,8 +8,10 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"os"
@@ -35,8 +37,24 @@ func Load(path string, dst any) error {
 // Decode decodes data, which came from the file named name, over dst.
 func Decode(name string, data []byte, dst any) error {
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	// A second document (after "---") would be ignored, unknown keys
+	// and all; an empty one (a trailing "---") holds nothing to ignore.
+	for {
+		var next yaml.Node
+		err := dec.Decode(&next)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
+		}
+		if len(next.Content) > 0 && next.Content[0].Tag != "!!null" {
+			return fmt.Errorf("%s:%d: a second YAML document; a configuration file holds one", name, next.Line)
+		}
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		return nil // an empty file leaves the defaults
