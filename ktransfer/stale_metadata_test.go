@@ -1,0 +1,112 @@
+package ktransfer_test
+
+import (
+	"context"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// staleMetadata answers, while on is set, every metadata request that
+// names only topic as a broker that does not know the topic yet would:
+// UNKNOWN_TOPIC_OR_PARTITION. The same broker answers fetches (and writes)
+// by the topic's id UNKNOWN_TOPIC_ID: that is why those answers are
+// transient.
+func staleMetadata(t *testing.T, e *env, topic string, on *atomic.Bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, kafkatest.Client(t, e.kafka, e.kc))
+	if err != nil {
+		t.Fatalf("metadata: %v", err)
+	}
+	brokers := resp.Brokers
+	e.kafka.ControlKey(int16(kmsg.Metadata), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		e.kafka.KeepControl()
+		mr := kr.(*kmsg.MetadataRequest)
+		if !on.Load() || len(mr.Topics) != 1 || mr.Topics[0].Topic == nil || *mr.Topics[0].Topic != topic {
+			return nil, nil, false
+		}
+		out := mr.ResponseKind().(*kmsg.MetadataResponse)
+		out.Brokers = brokers
+		st := kmsg.NewMetadataResponseTopic()
+		st.Topic = kmsg.StringPtr(topic)
+		st.ErrorCode = kerr.UnknownTopicOrPartition.Code
+		out.Topics = append(out.Topics, st)
+		return out, nil, true
+	})
+}
+
+// TestTransientUnknownTopicIDStaleMetadataRestartsNothing: a broker that
+// does not know the topic yet answers the module's fetches UNKNOWN_TOPIC_ID
+// for a while, and the module's look-up of the topic reaches it too (the
+// topic is missing from its metadata). The topic was neither deleted nor
+// created again: the module goes on from where it was, without pushing
+// the topic again from its oldest record.
+func TestTransientUnknownTopicIDStaleMetadataRestartsNothing(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	var recs [][2]string
+	for i := range 5 {
+		recs = append(recs, [2]string{"k", strconv.Itoa(i)})
+	}
+	e.produce(t, "t", recs)
+	b := newBackend(t, nil)
+	e.start(t, module("m", "t", b.URL))
+	waitFor(t, "the first records committed", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "5" })
+
+	var stale atomic.Bool
+	staleMetadata(t, e, "t", &stale)
+	var left atomic.Int32
+	left.Store(8)
+	e.kafka.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		fr := req.(*kmsg.FetchRequest)
+		if len(fr.Topics) == 0 || left.Add(-1) < 0 {
+			return nil, nil, false
+		}
+		e.kafka.KeepControl()
+		stale.Store(true)
+		resp := fr.ResponseKind().(*kmsg.FetchResponse)
+		for _, rt := range fr.Topics {
+			st := kmsg.NewFetchResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewFetchResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = rp.Partition, kerr.UnknownTopicID.Code
+				sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	// The broker catches up once the injected fetch answers are used
+	// (20 s at most).
+	waitFor(t, "the broker caught", 10*time.Second, stale.Load)
+	for end := time.Now().Add(20 * time.Second); left.Load() >= 0 && time.Now().Before(end); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // the last answer's look-up done
+	left.Store(-1000)
+	stale.Store(false)
+
+	e.produce(t, "t", [][2]string{{"k", "5"}})
+	waitFor(t, "the next record committed", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "6" })
+	time.Sleep(time.Second)
+	var bodies []string
+	for _, p := range b.got() {
+		bodies = append(bodies, p.body)
+	}
+	if len(bodies) != 6 || bodies[5] != "5" {
+		t.Errorf("pushed %v, want 0 1 2 3 4 5, each once", bodies)
+	}
+}
