@@ -271,12 +271,16 @@ const (
 )
 
 // unknownTopicID handles a fetch answered UNKNOWN_TOPIC_ID. The brokers
-// are asked for the topic's id: gone, or another id than the one the
-// records were read with, the topic was deleted (topicGone). The same id
-// (a broker that does not know it yet), no answer, or no id read yet to
-// compare with: a warning, and kgo fetches again; a lasting answer is
-// checked again at most every topicCheckEvery. Restarting on a transient
-// answer would push the topic again from its oldest record.
+// are asked for the topic's id: another id than the one the records were
+// read with, the topic was deleted and created again (topicGone). The
+// same id (a broker that does not know it yet), no such topic, no answer,
+// or no id read yet to compare with: a warning, and kgo fetches again; a
+// lasting answer is checked again at most every topicCheckEvery. No such
+// topic is no proof of a deletion: the broker that does not know the id
+// yet does not know the topic either, and the look-up may reach it; a
+// topic deleted for good has nothing to read, and one created again is
+// found by its new id. Restarting on a transient answer would push the
+// topic again from its oldest record.
 func (r *reader) unknownTopicID(ctx context.Context, err error) {
 	if time.Since(r.checkedID) < topicCheckEvery {
 		return
@@ -289,7 +293,8 @@ func (r *reader) unknownTopicID(ctx context.Context, err error) {
 		d, ok := topics[r.topic]
 		switch {
 		case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition):
-			lerr = nil // gone
+			r.m.log.Warn("kafka fetch error; the topic is unknown (deleted, or a broker not knowing it yet): checked again until it has an id", "err", err)
+			return
 		case d.Err != nil:
 			lerr = d.Err
 		case r.readID == [16]byte{} || [16]byte(d.ID) == r.readID:
@@ -304,8 +309,8 @@ func (r *reader) unknownTopicID(ctx context.Context, err error) {
 	r.topicGone(err)
 }
 
-// topicGone handles a topic found deleted, perhaps created again under
-// the same name. kgo keeps fetching by the id of the
+// topicGone handles a topic found deleted and created again under the
+// same name. kgo keeps fetching by the id of the
 // deleted topic and never reads the new one (it does not adopt a new id
 // by itself), so the topic is purged from the client: a partition added
 // again is looked up by name. The offsets of every partition read belong
@@ -314,7 +319,7 @@ func (r *reader) unknownTopicID(ctx context.Context, err error) {
 // topic's oldest or newest record once the topic exists, or the module
 // stops).
 func (r *reader) topicGone(err error) {
-	r.m.log.Error("topic unknown by the id it was read with: deleted, perhaps created again; its partitions restart as offset_out_of_range says", "err", err)
+	r.m.log.Error("topic unknown by the id it was read with: deleted and created again; its partitions restart as offset_out_of_range says", "err", err)
 	r.cl.PurgeTopicsFromClient(r.topic)
 	for _, p := range r.parts {
 		if p.ctx.Err() == nil {
