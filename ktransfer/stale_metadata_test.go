@@ -2,11 +2,13 @@ package ktransfer_test
 
 import (
 	"context"
+	"net/http"
 	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -17,8 +19,10 @@ import (
 // names only topic as a broker that does not know the topic yet would:
 // UNKNOWN_TOPIC_OR_PARTITION. The same broker answers fetches (and writes)
 // by the topic's id UNKNOWN_TOPIC_ID: that is why those answers are
-// transient.
-func staleMetadata(t *testing.T, e *env, topic string, on *atomic.Bool) {
+// transient. With every above 1, only every every-th such request reaches
+// that broker; the others reach brokers that are up to date.
+func staleMetadata(t *testing.T, e *env, topic string, on *atomic.Bool, every int) {
+	var asked atomic.Int64
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -36,6 +40,9 @@ func staleMetadata(t *testing.T, e *env, topic string, on *atomic.Bool) {
 		mr := kr.(*kmsg.MetadataRequest)
 		if !on.Load() || len(mr.Topics) != 1 || mr.Topics[0].Topic == nil || *mr.Topics[0].Topic != topic {
 			return nil, nil, false
+		}
+		if every > 1 && asked.Add(1)%int64(every) != 0 {
+			return nil, nil, false // another broker, up to date
 		}
 		out := mr.ResponseKind().(*kmsg.MetadataResponse)
 		out.Brokers = brokers
@@ -65,7 +72,7 @@ func TestTransientUnknownTopicIDStaleMetadataRestartsNothing(t *testing.T) {
 	waitFor(t, "the first records committed", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "5" })
 
 	var stale atomic.Bool
-	staleMetadata(t, e, "t", &stale)
+	staleMetadata(t, e, "t", &stale, 1)
 	var left atomic.Int32
 	left.Store(8)
 	e.kafka.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
@@ -108,5 +115,60 @@ func TestTransientUnknownTopicIDStaleMetadataRestartsNothing(t *testing.T) {
 	}
 	if len(bodies) != 6 || bodies[5] != "5" {
 		t.Errorf("pushed %v, want 0 1 2 3 4 5, each once", bodies)
+	}
+}
+
+// TestTransientUnknownTopicIDStaleMetadataLosesNoDeadLetter: a broker
+// that does not know the dead-letter topic yet answers its writes
+// UNKNOWN_TOPIC_ID for a while, and the look-up of the topic reaches it
+// too. The dead letter is written once the brokers take it, and is in the
+// topic: the topic was not deleted, and forgetting it in the client would
+// restart its sequence numbers (a broker takes the retry for a duplicate
+// of the first dead letter and answers success without appending it).
+func TestTransientUnknownTopicIDStaleMetadataLosesNoDeadLetter(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dl", Partitions: 1})
+	b := newBackend(t, func(_ int, _ push, w http.ResponseWriter) { w.WriteHeader(http.StatusBadRequest) })
+	m := module("m", "t", b.URL)
+	m.DeadLetterTopic = "dl"
+	e.start(t, m)
+	e.produce(t, "t", [][2]string{{"k", "first"}})
+	waitFor(t, "the first record dead-lettered", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "1" })
+
+	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	topics, err := adm.ListTopics(ctx, "dl")
+	if err != nil || topics["dl"].Err != nil {
+		t.Fatalf("the dead-letter topic's id: %v %v", err, topics["dl"].Err)
+	}
+	dl := [16]byte(topics["dl"].ID)
+	var stale atomic.Bool
+	staleMetadata(t, e, "dl", &stale, 2)
+	var left atomic.Int32
+	left.Store(6)
+	e.kafka.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		pr := req.(*kmsg.ProduceRequest)
+		e.kafka.KeepControl()
+		if len(pr.Topics) == 0 || pr.Topics[0].Topic != "dl" && pr.Topics[0].TopicID != dl {
+			return nil, nil, false
+		}
+		switch n := left.Add(-1); {
+		case n < 0:
+			return nil, nil, false
+		case n <= 2:
+			// kgo gives the write up after four such answers in a row:
+			// the module's look-up comes next, while the broker is behind.
+			stale.Store(true)
+		}
+		return kafkatest.ProduceError(pr, kerr.UnknownTopicID.Code), nil, true
+	})
+	e.produce(t, "t", [][2]string{{"k", "second"}})
+	waitFor(t, "the broker behind", 10*time.Second, stale.Load)
+	time.Sleep(3 * time.Second) // the broker catches up
+	left.Store(-1000)
+	stale.Store(false)
+	waitFor(t, "the second record dead-lettered", 40*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "2" })
+	if end := kafkatest.EndOffsets(t, e.kafka, e.kc, "dl"); end[0] != 2 {
+		t.Errorf("the dead-letter topic ends at %d, want 2: a dead letter answered as written is not in it", end[0])
 	}
 }
