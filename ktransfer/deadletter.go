@@ -107,7 +107,7 @@ func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool 
 			return true
 		}
 		if errors.Is(err, kerr.UnknownTopicID) && m.t.deadLetterTopicReplaced(ctx, topic) {
-			// The topic was deleted, perhaps created again: the client
+			// The topic was deleted and created again: the client
 			// writes by the id it learnt first and never adopts a new one.
 			// It forgets the topic and looks it up again by name.
 			m.t.forgetDeadLetterTopic(topic, solo)
@@ -185,13 +185,16 @@ func (t *Transfer) deadLetterTopicID(ctx context.Context, topic string) (id [16]
 	return [16]byte(d.ID), false, nil
 }
 
-// deadLetterTopicReplaced reports whether the dead-letter topic is gone
-// or has another id than the one looked up before its first write (since
-// the client last forgot it). Only then is the topic forgotten: after a
+// deadLetterTopicReplaced reports whether the dead-letter topic has
+// another id than the one looked up before its first write (since the
+// client last forgot it). Only then is the topic forgotten: after a
 // transient UNKNOWN_TOPIC_ID (a broker that does not know the id yet), a
 // purge would restart the topic's sequence numbers, and the broker would
 // take the retry for a duplicate of an earlier dead letter, answering
-// success without appending it.
+// success without appending it. No such topic is no proof of a deletion
+// either (the broker that does not know the id yet does not know the
+// topic, and the look-up may reach it); a topic deleted and created
+// again is found by its new id on a later retry.
 func (t *Transfer) deadLetterTopicReplaced(ctx context.Context, topic string) bool {
 	t.deadLetterMaxMu.Lock()
 	known, ok := t.deadLetterIDs[topic]
@@ -200,7 +203,7 @@ func (t *Transfer) deadLetterTopicReplaced(ctx context.Context, topic string) bo
 		return false // not known: nothing to compare with
 	}
 	id, gone, err := t.deadLetterTopicID(ctx, topic)
-	return err == nil && (gone || id != known)
+	return err == nil && !gone && id != known
 }
 
 // deadLetterLimit makes sure the brokers were asked for topic's
