@@ -153,16 +153,24 @@ func (p *partition) startOffset(ctx context.Context) (int64, error) {
 
 // sinceModuleStart is where a partition without a stored offset starts
 // under start_from: newest, given its newest offset. start_from decides
-// where the module begins on a topic, not what it skips later: when the
-// module already stores offsets of the topic (its offsets node exists),
-// this partition was added after the module started, or is claimed for
-// the first time after another one was; the module finds a new partition
-// some seconds after it is created, and the records written to it
-// meanwhile were skipped. So it starts at the first record written since
-// the offsets node was created (the module's first stored offset; record
-// timestamps against ZooKeeper's clock), or newest when that is earlier.
+// where the module begins on a topic, not what it skips later: a
+// partition added to the topic while the process runs (not in the
+// partition list it first read) when the module already stores offsets
+// of the topic (its offsets node exists) is found some seconds after it
+// is created, and the records written to it meanwhile were skipped. So
+// it starts at the first record written since the offsets node was
+// created (the module's first stored offset; record timestamps against
+// ZooKeeper's clock), or newest when that is earlier. Any other partition
+// without a stored offset (one whose offset node an operator deleted to
+// have it start at the newest record, one of the module's first start
+// claimed after another) starts at the newest record, as start_from says:
+// going back to the module's first start would push again what the
+// module pushed long ago.
 func (p *partition) sinceModuleStart(ctx context.Context, newest int64) (int64, error) {
 	m := p.m
+	if !m.t.addedWhileRunning(m.cfg.Topic, p.id) {
+		return newest, nil
+	}
 	dir := zklayout.Offsets(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic)
 	exists, stat, err := m.t.conn().Exists(dir)
 	if err != nil {

@@ -66,6 +66,10 @@ type Transfer struct {
 	// fleet's reassignment while the brokers do not answer.
 	lastPartsMu sync.Mutex
 	lastParts   map[string][]int32
+	// firstParts is each topic's partition list as first read by this
+	// process (under lastPartsMu): a partition not in it was added while
+	// the process ran (sinceModuleStart).
+	firstParts map[string][]int32
 
 	id       string // this instance, in ids/ and owners/
 	started  time.Time
@@ -641,8 +645,24 @@ func (t *Transfer) partitions(ctx context.Context, topic string) ([]int32, error
 		t.lastParts = map[string][]int32{}
 	}
 	t.lastParts[topic] = parts
+	if t.firstParts == nil {
+		t.firstParts = map[string][]int32{}
+	}
+	if _, ok := t.firstParts[topic]; !ok {
+		t.firstParts[topic] = parts
+	}
 	t.lastPartsMu.Unlock()
 	return parts, nil
+}
+
+// addedWhileRunning reports whether partition was not in topic's
+// partition list as this process first read it: the partition was added
+// to the topic while the process ran.
+func (t *Transfer) addedWhileRunning(topic string, partition int32) bool {
+	t.lastPartsMu.Lock()
+	defer t.lastPartsMu.Unlock()
+	first, ok := t.firstParts[topic]
+	return ok && !slices.Contains(first, partition)
 }
 
 // knownPartitions is topic's partitions, or the list read last when the
