@@ -1,0 +1,67 @@
+package ktransfer_test
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// TestRecreatedTopicAcrossARestart: a topic is deleted and created again
+// while a record of the deleted topic is still being retried (its backend
+// refuses it). The process stops before that record is done, and starts
+// again once the backend takes it. The new topic's records are all pushed:
+// none is skipped because the stored offset, which names a record of the
+// deleted topic, is below the new topic's end.
+func TestRecreatedTopicAcrossARestart(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	var refuse atomic.Bool
+	refuse.Store(true)
+	b := newBackend(t, func(_ int, p push, w http.ResponseWriter) {
+		if p.body == "old3" && refuse.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
+	m := module("m", "t", b.URL)
+	e.produce(t, "t", [][2]string{{"k", "old0"}, {"k", "old1"}, {"k", "old2"}})
+	r := e.start(t, m)
+	waitFor(t, "the first records committed", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "3" })
+	e.produce(t, "t", [][2]string{{"k", "old3"}})
+	waitFor(t, "old3 retried", 10*time.Second, func() bool { return len(b.got()) >= 5 })
+
+	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if res, err := adm.DeleteTopics(ctx, "t"); err != nil || res.Error() != nil {
+		t.Fatalf("delete topic: %v %v", err, res.Error())
+	}
+	waitFor(t, "the topic gone", 10*time.Second, func() bool {
+		d, err := adm.ListTopics(ctx, "t")
+		return err == nil && !d.Has("t")
+	})
+	if res, err := adm.CreateTopic(ctx, 1, -1, nil, "t"); err != nil || res.Err != nil {
+		t.Fatalf("create topic again: %v %v", err, res.Err)
+	}
+	e.produce(t, "t", [][2]string{{"k", "new0"}, {"k", "new1"}, {"k", "new2"}, {"k", "new3"}, {"k", "new4"}, {"k", "new5"}})
+	time.Sleep(12 * time.Second) // the module finds the topic created again
+	_ = r.stop()                 // old3 still refused: not a clean stop
+	refuse.Store(false)
+
+	e.start(t, m)
+	waitFor(t, "the new topic's end committed", 20*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "6" })
+	var bodies []string
+	for _, p := range b.got() {
+		bodies = append(bodies, p.body)
+	}
+	for _, want := range []string{"new0", "new1", "new2", "new3", "new4", "new5"} {
+		if !slices.Contains(bodies, want) {
+			t.Errorf("%s never pushed; pushed %v", want, bodies)
+		}
+	}
+}
