@@ -585,6 +585,18 @@ func (m *module) commitLocked(parts []*partition) (stored int, lost []*partition
 	var versions []int32
 	for _, p := range parts {
 		if offset, n, ok := p.tracker.toCommit(); ok {
+			if p.deletedTopic {
+				// Records of a deleted topic: the new topic's start is
+				// stored already (storeNewTopicStart). Their slots are
+				// freed, nothing is written.
+				p.tracker.committedAt(offset, n)
+				m.uncommitted.Add(-int64(n))
+				for range n {
+					<-m.slots
+				}
+				stored += n
+				continue
+			}
 			if p.unsure && !m.t.settle(p) {
 				continue // ZooKeeper does not answer: later
 			}

@@ -36,6 +36,15 @@ type partition struct {
 	next    int64 // the next offset to dispatch
 	stalled bool  // out of range was reported; waiting for a new start
 
+	// recreated is set by the reader before it sends an offset on
+	// outOfRange because the topic was deleted and created again.
+	recreated atomic.Bool
+	// deletedTopic is set, under the module's commitMu, once the restart
+	// offset in the new topic is stored while records of the deleted
+	// topic are still in the window: their commits free their slots but
+	// store nothing (the offset stored names the new topic's records).
+	deletedTopic bool
+
 	released atomic.Bool  // given up: queued records are dropped, not pushed
 	pushing  atomic.Int32 // pushes of its records in progress
 
@@ -89,6 +98,9 @@ func (p *partition) run(ctx context.Context) error {
 			return nil
 		case at := <-p.outOfRange:
 			next, err := p.applyOutOfRange(ctx, at)
+			if err == nil && p.recreated.Load() {
+				err = p.storeNewTopicStart(ctx, next)
+			}
 			if err == nil {
 				err = p.restartAt(ctx, next)
 			}
@@ -198,6 +210,42 @@ func (p *partition) sinceModuleStart(ctx context.Context, newest int64) (int64, 
 	return newest, nil
 }
 
+// storeNewTopicStart stores next, the partition's start in a topic
+// deleted and created again, at once, without waiting for the records of
+// the deleted topic still in the window (restartAt waits for them before
+// reading on): the offset stored before names a record of the deleted
+// topic, and a next owner (after a crash or a hand-over meanwhile) would
+// read the new topic from there, skipping its first records. Those
+// records cannot be read again after a crash anyway; their commits now
+// store nothing (deletedTopic).
+func (p *partition) storeNewTopicStart(ctx context.Context, next int64) error {
+	m := p.m
+	for n := 1; ; n++ {
+		m.commitMu.Lock()
+		err := errUnsettled
+		if !p.unsure || m.t.settle(p) {
+			err = m.t.storeFenced([]*partition{p}, []int64{next}, []int32{p.offsetVersion})
+			if err == nil {
+				p.deletedTopic = true
+			}
+		}
+		m.commitMu.Unlock()
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, errDeposed), errors.Is(err, errOffsetMoved):
+			return errDeposed
+		}
+		p.log.Warn("storing the new topic's start offset failed; retrying", "offset", next, "err", err)
+		if !sleep(ctx, backoff(min(n, 8), 20*time.Millisecond, time.Second)) {
+			return ctx.Err()
+		}
+	}
+}
+
+// errUnsettled: a commit got no answer and ZooKeeper does not answer yet.
+var errUnsettled = errors.New("offset node unsure: ZooKeeper does not answer")
+
 // restartAt moves the partition's commit point to next (offset_out_of_range)
 // and stores it before reading from there: once every record dispatched
 // before is acknowledged and committed, the new offset is committed, so
@@ -208,6 +256,10 @@ func (p *partition) restartAt(ctx context.Context, next int64) error {
 	for n := 1; ; n++ {
 		if p.tracker.settled() {
 			p.tracker.jump(next)
+			m.commitMu.Lock()
+			p.deletedTopic = false
+			m.commitMu.Unlock()
+			p.recreated.Store(false)
 			err := m.commitOne(p)
 			if err != nil && !errors.Is(err, errDeposed) {
 				p.log.Warn("storing the new start offset failed; retrying", "offset", next, "err", err)

@@ -322,7 +322,8 @@ func (r *reader) topicGone(err error) {
 	r.m.log.Error("topic unknown by the id it was read with: deleted and created again; its partitions restart as offset_out_of_range says", "err", err)
 	r.cl.PurgeTopicsFromClient(r.topic)
 	for _, p := range r.parts {
-		if p.ctx.Err() == nil {
+		if p.ctx.Err() == nil && !p.stalled {
+			p.recreated.Store(true) // before the send: its goroutine reads it after
 			r.stall(p)
 		}
 	}
