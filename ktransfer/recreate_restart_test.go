@@ -30,7 +30,7 @@ func TestRecreatedTopicAcrossARestart(t *testing.T) {
 	})
 	m := module("m", "t", b.URL)
 	e.produce(t, "t", [][2]string{{"k", "old0"}, {"k", "old1"}, {"k", "old2"}})
-	r := e.start(t, m)
+	r, admin := e.startAdmin(t, 0, m)
 	waitFor(t, "the first records committed", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "3" })
 	e.produce(t, "t", [][2]string{{"k", "old3"}})
 	waitFor(t, "old3 retried", 10*time.Second, func() bool { return len(b.got()) >= 5 })
@@ -49,15 +49,24 @@ func TestRecreatedTopicAcrossARestart(t *testing.T) {
 		t.Fatalf("create topic again: %v %v", err, res.Err)
 	}
 	e.produce(t, "t", [][2]string{{"k", "new0"}, {"k", "new1"}, {"k", "new2"}, {"k", "new3"}, {"k", "new4"}, {"k", "new5"}})
-	time.Sleep(12 * time.Second) // the module finds the topic created again
-	_ = r.stop()                 // old3 still refused: not a clean stop
+	waitFor(t, "the module finding the topic created again", 20*time.Second, func() bool {
+		return metricValue(t, admin, `ktransfer_offset_out_of_range_total{module="m"}`) == "1"
+	})
+	// Given a moment to store the new topic's start (it used to wait for
+	// old3), then stopped: old3 still refused, not a clean stop.
+	for end := time.Now().Add(5 * time.Second); e.storedOffset(t, "m", "t", 0) == "3" && time.Now().Before(end); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	_ = r.stop()
 	refuse.Store(false)
 
 	e.start(t, m)
 	waitFor(t, "the new topic's end committed", 20*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "6" })
-	var bodies []string
+	var bodies []string // each once, in the order first pushed
 	for _, p := range b.got() {
-		bodies = append(bodies, p.body)
+		if !slices.Contains(bodies, p.body) {
+			bodies = append(bodies, p.body)
+		}
 	}
 	for _, want := range []string{"new0", "new1", "new2", "new3", "new4", "new5"} {
 		if !slices.Contains(bodies, want) {

@@ -108,7 +108,6 @@ func TestTransientUnknownTopicIDStaleMetadataRestartsNothing(t *testing.T) {
 
 	e.produce(t, "t", [][2]string{{"k", "5"}})
 	waitFor(t, "the next record committed", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "6" })
-	time.Sleep(time.Second)
 	var bodies []string
 	for _, p := range b.got() {
 		bodies = append(bodies, p.body)
