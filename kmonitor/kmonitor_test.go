@@ -536,3 +536,29 @@ func TestUnknownTopicAndPartition(t *testing.T) {
 	produce(t, e.kafka, "nosuch", 0, 4)
 	e.eventually(t, "", `{"test_cluster":{"gone":{"0":1},"m":{"2":5,"9":null}}}`+"\n", 10*time.Second)
 }
+
+// history_minutes is not a key in ms: a month of history (43200 minutes),
+// which a file could hold before the keys in ms were bounded, fits a
+// time.Duration and still loads; only a value past a time.Duration is
+// refused.
+func TestConfigLongHistoryLoads(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "kmonitor.yaml")
+	for _, minutes := range []int{43200, 525600} {
+		doc := fmt.Sprintf("base:\n clusters: [test_cluster]\n history_minutes: %d\ntest_cluster:\n chroot: /mq/test_cluster\n zk_hosts: [127.0.0.1:2181]\n", minutes)
+		if err := os.WriteFile(f, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := kmonitor.LoadConfig(f)
+		if err != nil || cfg.Base.HistoryMinutes != minutes {
+			t.Errorf("history_minutes: %d: %v, got %d", minutes, err, cfg.Base.HistoryMinutes)
+		}
+	}
+	doc := "base:\n clusters: [test_cluster]\n history_minutes: 153722868\ntest_cluster:\n chroot: /mq/test_cluster\n zk_hosts: [127.0.0.1:2181]\n"
+	if err := os.WriteFile(f, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := f + ": base.history_minutes: must be 1..153722867 (a time.Duration), got 153722868"
+	if _, err := kmonitor.LoadConfig(f); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("history_minutes past a time.Duration: %v\nlacks %q", err, want)
+	}
+}
