@@ -5,10 +5,12 @@ package kmonitor
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"slices"
 	"strconv"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -69,9 +71,11 @@ func DefaultConfig() Config {
 	}
 }
 
-// maxHistoryMinutes bounds history_minutes as kafkaconf.MaxMs bounds the
-// keys in ms.
-const maxHistoryMinutes = kafkaconf.MaxMs / 60_000
+// maxHistoryMinutes bounds history_minutes where it stops fitting a
+// time.Duration. It is not a key in ms (nothing sends it to Kafka or
+// ZooKeeper), so kafkaconf.MaxMs does not bound it: a month of history
+// loads, as before the keys in ms were bounded.
+const maxHistoryMinutes = int(math.MaxInt64 / int64(time.Minute))
 
 // defaultCluster holds the defaults of a cluster section.
 func defaultCluster() ClusterConfig {
@@ -172,7 +176,7 @@ func (c Config) Validate(file string) error {
 		p.Addf("base.poll_interval_ms", c.Base.PollIntervalMs, "must be 100..%d", kafkaconf.MaxMs)
 	}
 	if c.Base.HistoryMinutes < 1 || c.Base.HistoryMinutes > maxHistoryMinutes {
-		p.Addf("base.history_minutes", c.Base.HistoryMinutes, "must be 1..%d (about 24.8 days)", maxHistoryMinutes)
+		p.Addf("base.history_minutes", c.Base.HistoryMinutes, "must be 1..%d (a time.Duration)", maxHistoryMinutes)
 	}
 	if c.HTTPServer.Port < 0 || c.HTTPServer.Port > 65535 {
 		p.Addf("http_server.port", c.HTTPServer.Port, "must be 0..65535")
