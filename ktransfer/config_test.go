@@ -217,3 +217,29 @@ func TestLongDurationsRefusedAtLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestLongOffsetUpdateIntervalRefusedAtLoad: zk_offset_update_interval_sec
+// is a duration too, in seconds: at most 2147483 (2147483647 ms, about
+// 24.8 days, as the keys in ms), refused above when the files are loaded,
+// naming the file, the key and the value. Accepted, 10000000000 overflowed
+// to a negative time.Duration and the module's commit loop panicked in
+// time.NewTicker ("non-positive interval for NewTicker"), killing the
+// process once the module started; -check said ok.
+func TestLongOffsetUpdateIntervalRefusedAtLoad(t *testing.T) {
+	dir := t.TempDir()
+	m := filepath.Join(dir, "m.yaml")
+	f := filepath.Join(dir, "ktransfer.yaml")
+	os.WriteFile(f, []byte("zk_chroot: /mq/c\nzk_hosts: [127.0.0.1:2181]\nmodule_conf_dir: "+dir+"\nmodule_enabled: [m]\n"), 0o644)
+	for v, want := range map[string]string{
+		"10000000000": m + ": zk_offset_update_interval_sec: must be 0..2147483, got 10000000000",
+		"2147484":     m + ": zk_offset_update_interval_sec: must be 0..2147483, got 2147484",
+		"2147483":     "",
+		"3600":        "",
+	} {
+		os.WriteFile(m, []byte("topic: t\nbackend_servers: [127.0.0.1:80]\nprotocol:\n uri: /p\nzk_offset_update_interval_sec: "+v+"\n"), 0o644)
+		_, err := ktransfer.LoadConfig(f)
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("zk_offset_update_interval_sec: %s: %v; want %q", v, err, want)
+		}
+	}
+}
