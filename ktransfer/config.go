@@ -412,8 +412,10 @@ func (m Module) Validate() error {
 			p.Addf("backend_servers["+strconv.Itoa(i)+"]", b, "must be host:port")
 		}
 	}
-	if m.ZKOffsetUpdateIntervalS < 0 {
-		p.Addf("zk_offset_update_interval_sec", m.ZKOffsetUpdateIntervalS, "must be >= 0")
+	// In seconds, bounded as the keys in ms are (kafkaconf.MaxMs): far
+	// above, the commit loop's interval overflows to a negative one.
+	if m.ZKOffsetUpdateIntervalS < 0 || m.ZKOffsetUpdateIntervalS > kafkaconf.MaxMs/1000 {
+		p.Addf("zk_offset_update_interval_sec", m.ZKOffsetUpdateIntervalS, "must be 0..%d", kafkaconf.MaxMs/1000)
 	}
 	if m.WaitingQueueSize < 0 {
 		p.Addf("waiting_queue_size", m.WaitingQueueSize, "must be >= 0")
