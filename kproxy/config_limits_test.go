@@ -172,3 +172,29 @@ func TestDefaultAdminPortTakenStillStarts(t *testing.T) {
 		t.Errorf("admin_addr taken: %v", err)
 	}
 }
+
+// TestListenersOnOnePortRefusedWhateverTheSpelling: listen_host may be
+// "localhost" (as admin_addr's host may): the HTTP port on localhost and
+// admin_addr on 127.0.0.1, or the reverse, are one address to the kernel
+// (Go listens on localhost's IPv4 address), and an IPv4 address written
+// IPv4-mapped is that address. -check said ok; the start then stopped:
+// "listen on localhost:5030 (admin_addr): ... address already in use".
+func TestListenersOnOnePortRefusedWhateverTheSpelling(t *testing.T) {
+	for _, tc := range []struct{ lines, want string }{
+		{"port: 5030\nlisten_host: 127.0.0.1\nadmin_addr: localhost:5030", `admin_addr: must not be the address of port 5030 (listen_host "127.0.0.1"), got "localhost:5030"`},
+		{"port: 5030\nlisten_host: localhost\nadmin_addr: 127.0.0.1:5030", `admin_addr: must not be the address of port 5030 (listen_host "localhost"), got "127.0.0.1:5030"`},
+		{"port: 5030\nlisten_host: \"::ffff:127.0.0.1\"\nadmin_addr: 127.0.0.1:5030", `admin_addr: must not be the address of port 5030 (listen_host "::ffff:127.0.0.1"), got "127.0.0.1:5030"`},
+	} {
+		f := filepath.Join(t.TempDir(), "kproxy.yaml")
+		os.WriteFile(f, []byte("broker_hosts: [10.1.4.17:5031]\n"+tc.lines+"\n"), 0o644)
+		if _, err := kproxy.LoadConfig(f); err == nil || !strings.Contains(err.Error(), f+": "+tc.want) {
+			t.Errorf("%q: LoadConfig: %v; want %q", tc.lines, err, tc.want)
+		}
+	}
+	// localhost is not ::1 to Go's listener: both start.
+	f := filepath.Join(t.TempDir(), "kproxy.yaml")
+	os.WriteFile(f, []byte("broker_hosts: [10.1.4.17:5031]\nport: 5030\nlisten_host: \"::1\"\nadmin_addr: localhost:5030\n"), 0o644)
+	if _, err := kproxy.LoadConfig(f); err != nil {
+		t.Errorf("listen_host ::1, admin_addr localhost: %v", err)
+	}
+}
