@@ -384,14 +384,28 @@ const minSpoolBytes = 1 << 20
 
 // sameListenAddr reports whether a listener on addr (host:port) and one
 // on host and port would want the same address: the same port (not 0: any
-// free one), and hosts equal or one of them every interface.
+// free one), and hosts naming one address (listenIP) or one of them every
+// interface.
 func sameListenAddr(addr, host string, port int) bool {
 	h, p, _ := net.SplitHostPort(addr)
 	if port == 0 || p != strconv.Itoa(port) {
 		return false
 	}
 	any := func(h string) bool { ip := net.ParseIP(h); return h == "" || ip != nil && ip.IsUnspecified() }
-	return any(h) || any(host) || h == host
+	return any(h) || any(host) || listenIP(h) == listenIP(host)
+}
+
+// listenIP is the address a listener on host binds, as far as the text
+// tells: Go listens on localhost's IPv4 address, and an IPv4 address
+// written IPv4-mapped is that address.
+func listenIP(host string) string {
+	if host == "localhost" {
+		return "127.0.0.1"
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.String()
+	}
+	return host
 }
 
 func contains(list []string, s string) bool {
