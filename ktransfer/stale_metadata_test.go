@@ -82,19 +82,7 @@ func TestTransientUnknownTopicIDStaleMetadataRestartsNothing(t *testing.T) {
 		}
 		e.kafka.KeepControl()
 		stale.Store(true)
-		resp := fr.ResponseKind().(*kmsg.FetchResponse)
-		for _, rt := range fr.Topics {
-			st := kmsg.NewFetchResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewFetchResponseTopicPartition()
-				sp.Partition, sp.ErrorCode = rp.Partition, kerr.UnknownTopicID.Code
-				sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
+		return kafkatest.FetchError(fr, kerr.UnknownTopicID.Code), nil, true
 	})
 	// The broker catches up once the injected fetch answers are used
 	// (20 s at most).

@@ -38,19 +38,7 @@ func TestTransientUnknownTopicIDRestartsNothing(t *testing.T) {
 			return nil, nil, false
 		}
 		e.kafka.KeepControl()
-		resp := fr.ResponseKind().(*kmsg.FetchResponse)
-		for _, rt := range fr.Topics {
-			st := kmsg.NewFetchResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewFetchResponseTopicPartition()
-				sp.Partition, sp.ErrorCode = rp.Partition, kerr.UnknownTopicID.Code
-				sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
+		return kafkatest.FetchError(fr, kerr.UnknownTopicID.Code), nil, true
 	})
 	waitFor(t, "the injected answers used", 15*time.Second, func() bool { return left.Load() < 0 })
 
