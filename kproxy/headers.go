@@ -349,8 +349,10 @@ func (e *extFields) clientIP(ctx *fasthttp.RequestCtx) netip.Addr {
 // proxy appended the address it got the request from, so the entries left
 // of the first untrusted one are whatever the client wrote. When every
 // address is trusted it is the left-most; when an entry is not an address
-// it is the trusted hop that passed that entry on.
-func rightmostUntrusted(peer netip.Addr, xff [][]byte, trusted []netip.Prefix) netip.Addr {
+// it is the trusted hop that passed that entry on. The rule of HTTP's
+// X-Forwarded-For headers (bytes) and gRPC's x-forwarded-for metadata
+// (strings) alike.
+func rightmostUntrusted[S ~string | ~[]byte](peer netip.Addr, xff []S, trusted []netip.Prefix) netip.Addr {
 	addr := peer
 	for h := len(xff) - 1; h >= 0; h-- {
 		list := xff[h]
@@ -358,17 +360,19 @@ func rightmostUntrusted(peer netip.Addr, xff [][]byte, trusted []netip.Prefix) n
 			if !isTrusted(addr, trusted) {
 				return addr
 			}
-			var entry []byte
-			if i := bytes.LastIndexByte(list, ','); i >= 0 {
-				entry, list = list[i+1:], list[:i]
-			} else {
-				entry, list = list, nil
+			entry := list
+			list = list[:0]
+			for i := len(entry) - 1; i >= 0; i-- {
+				if entry[i] == ',' {
+					entry, list = entry[i+1:], entry[:i]
+					break
+				}
 			}
-			entry = bytes.TrimSpace(entry)
+			entry = trimOWS(entry)
 			if len(entry) == 0 {
 				continue
 			}
-			a, ok := parseForwarded(entry)
+			a, ok := parseForwarded(string(entry))
 			if !ok {
 				return addr
 			}
@@ -378,12 +382,24 @@ func rightmostUntrusted(peer netip.Addr, xff [][]byte, trusted []netip.Prefix) n
 	return addr
 }
 
+// trimOWS trims the white space (ASCII) around a list entry.
+func trimOWS[S ~string | ~[]byte](b S) S {
+	isSpace := func(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f' }
+	for len(b) > 0 && isSpace(b[0]) {
+		b = b[1:]
+	}
+	for len(b) > 0 && isSpace(b[len(b)-1]) {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
 // parseForwarded reads an X-Forwarded-For entry: an address, or one with
 // a port as some proxies write it (1.2.3.4:80, [2001:db8::1]:80).
-func parseForwarded(b []byte) (netip.Addr, bool) {
-	a, err := netip.ParseAddr(string(b))
+func parseForwarded(s string) (netip.Addr, bool) {
+	a, err := netip.ParseAddr(s)
 	if err != nil {
-		ap, err := netip.ParseAddrPort(string(b))
+		ap, err := netip.ParseAddrPort(s)
 		if err != nil {
 			return netip.Addr{}, false
 		}

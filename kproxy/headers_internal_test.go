@@ -61,6 +61,8 @@ func TestRightmostUntrusted(t *testing.T) {
 		{local, []string{"fe80::1%eth0"}, "fe80::1"},
 		{local, []string{", ,203.0.113.9,,"}, "203.0.113.9"},
 		{local, []string{""}, "127.0.0.1"},
+		{local, []string{"\t198.51.100.7\t,\t203.0.113.9 \t"}, "203.0.113.9"},
+		{local, []string{"10.0.0.2 ,, ", " "}, "10.0.0.2"},
 	} {
 		var xff [][]byte
 		for _, h := range tc.xff {
@@ -68,6 +70,10 @@ func TestRightmostUntrusted(t *testing.T) {
 		}
 		if got := rightmostUntrusted(tc.peer, xff, trusted); got.String() != tc.want {
 			t.Errorf("peer %s, X-Forwarded-For %q: %s, want %s", tc.peer, tc.xff, got, tc.want)
+		}
+		// gRPC's x-forwarded-for metadata: strings, the same rule.
+		if got := rightmostUntrusted(tc.peer, tc.xff, trusted); got.String() != tc.want {
+			t.Errorf("peer %s, x-forwarded-for metadata %q: %s, want %s", tc.peer, tc.xff, got, tc.want)
 		}
 	}
 	if got := rightmostUntrusted(local, [][]byte{[]byte("203.0.113.9")}, nil); got != local {
