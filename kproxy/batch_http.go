@@ -6,6 +6,7 @@ import (
 	"sync"
 	"unicode/utf8"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/valyala/fasthttp"
 )
 
@@ -21,10 +22,20 @@ func (s *Server) batchExtFields(ctx *fasthttp.RequestCtx, recs []batchRecord) *b
 	}
 	// Copied once, shared by the records (kgo only reads them).
 	ext, _ := s.ext.appendTo(nil, nil, ctx, s.ext.clientIP(ctx))
+	withExtFields(recs, ext)
+	return nil
+}
+
+// withExtFields appends ext, the ext fields of the request (or gRPC call)
+// the records came in, to each record's own headers. The records share
+// ext's values.
+func withExtFields(recs []batchRecord, ext []kgo.RecordHeader) {
+	if len(ext) == 0 {
+		return
+	}
 	for i := range recs {
 		recs[i].headers = append(recs[i].headers, ext...)
 	}
-	return nil
 }
 
 // forgedExtField refuses the first record whose own headers name an ext

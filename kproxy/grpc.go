@@ -4,16 +4,20 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
+	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
@@ -108,14 +112,14 @@ func (s *Server) countStream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 	return err
 }
 
-// produce1 answers a Produce call, whose request is in j (produceHandler):
-// a ProduceResponse for 200 and 207; any other status is a gRPC error
-// (grpcCode) whose detail is the ProduceResponse without its results. It
-// releases j.
-func (s *Server) produce1(ctx context.Context, j *batchJob) (any, error) {
+// produce1 answers a Produce call, whose request is in j and whose ext
+// fields are ext (produceHandler): a ProduceResponse for 200 and 207; any
+// other status is a gRPC error (grpcCode) whose detail is the
+// ProduceResponse without its results. It releases j.
+func (s *Server) produce1(ctx context.Context, j *batchJob, ext []kgo.RecordHeader) (any, error) {
 	start := time.Now()
 	defer j.release() // after the answer is encoded: it reads j's results
-	a, err := s.produceRequest(ctx, j)
+	a, err := s.produceRequest(ctx, j, ext)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +132,7 @@ func (s *Server) produce1(ctx context.Context, j *batchJob) (any, error) {
 
 // produceRequest is Produce's answer; an error only for a client that
 // went away before its records were handed to Kafka (nothing written).
-func (s *Server) produceRequest(ctx context.Context, j *batchJob) (answer, error) {
+func (s *Server) produceRequest(ctx context.Context, j *batchJob, ext []kgo.RecordHeader) (answer, error) {
 	rule, v := s.authenticateRPC(ctx)
 	if v.code != 0 {
 		return refusedAnswer(0, refuse(v.code, -1, v.reason)), nil
@@ -137,6 +141,7 @@ func (s *Server) produceRequest(ctx context.Context, j *batchJob) (answer, error
 	if berr != nil {
 		return refusedAnswer(h.id, berr), nil
 	}
+	withExtFields(j.recs, ext)
 	j.noSpool = h.noSpool
 	n := len(j.recs)
 	s.metrics.batchSize.Observe(float64(n))
@@ -173,6 +178,147 @@ func (s *Server) authenticateRPC(ctx context.Context) (*clientRule, verdict) {
 		auth = []byte(v[0])
 	}
 	return s.access.authenticate(auth)
+}
+
+// mdRequestID is the metadata of a call's request id: HTTP's X-Request-ID,
+// read from the call and answered in its response header metadata.
+const mdRequestID = "x-request-id"
+
+// callExt is what a gRPC call's peer and metadata add, as an HTTP
+// request's headers do (extFields): the ext fields as record headers, and
+// the call's request id. A call's metadata is read once, when it starts:
+// a stream's requests share it.
+type callExt struct {
+	// headers are the ext fields, in HTTP's order (ip, ua, rid, ck), for
+	// every record of the call after its own (withExtFields): their
+	// values are copied into one buffer, which the records share (kgo
+	// only reads them).
+	headers []kgo.RecordHeader
+	// rid is the call's x-request-id, or a new one (a random UUID) when
+	// rid is in ext_headers and the call has none; "": none.
+	rid string
+}
+
+// callExt reads the ext fields of the call of ctx:
+//   - ip: the peer's address, or, when the peer is in trusted_proxies,
+//     the address its x-forwarded-for metadata names, by HTTP's rule
+//     (rpcClientIP);
+//   - ua: the user-agent metadata as received (grpc-go's clients add
+//     their own after the application's);
+//   - rid: x-request-id, or a new one;
+//   - ck: the cookie metadata, several joined with "; " as HTTP's Cookie
+//     headers are.
+//
+// A stream's rid is its call's: one for all its requests, since the call's
+// metadata, where x-request-id comes from and where it is answered, is
+// sent once; a request's own id is ProduceRequest.id.
+func (s *Server) callExt(ctx context.Context) callExt {
+	e := &s.ext
+	var x callExt
+	if v := metadata.ValueFromIncomingContext(ctx, mdRequestID); len(v) > 0 && v[0] != "" {
+		x.rid = v[0]
+	} else if e.has(extRID) {
+		var b [36]byte
+		x.rid = string(newUUID(&b))
+	}
+	if e.on == 0 {
+		return x
+	}
+	var ip netip.Addr
+	var ipText [64]byte
+	var ua string
+	var ck []string
+	size := 0
+	if e.has(extIP) {
+		ip = e.rpcClientIP(ctx)
+		size += len(ip.AppendTo(ipText[:0]))
+	}
+	if e.has(extUA) {
+		if v := metadata.ValueFromIncomingContext(ctx, "user-agent"); len(v) > 0 {
+			ua = v[0]
+			size += len(ua)
+		}
+	}
+	if e.has(extRID) {
+		size += len(x.rid)
+	}
+	if e.has(extCK) {
+		ck = metadata.ValueFromIncomingContext(ctx, "cookie")
+		for _, c := range ck {
+			size += len("; ") + len(c)
+		}
+	}
+	buf := make([]byte, 0, size) // never grown: the values stay put
+	x.headers = make([]kgo.RecordHeader, 0, 4)
+	if e.has(extIP) {
+		start := len(buf)
+		buf = ip.AppendTo(buf)
+		x.headers = append(x.headers, kgo.RecordHeader{Key: "ip", Value: buf[start:len(buf):len(buf)]})
+	}
+	if ua != "" {
+		start := len(buf)
+		buf = append(buf, ua...)
+		x.headers = append(x.headers, kgo.RecordHeader{Key: "ua", Value: buf[start:len(buf):len(buf)]})
+	}
+	if e.has(extRID) {
+		start := len(buf)
+		buf = append(buf, x.rid...)
+		x.headers = append(x.headers, kgo.RecordHeader{Key: "rid", Value: buf[start:len(buf):len(buf)]})
+	}
+	if len(ck) > 0 {
+		start := len(buf)
+		for _, c := range ck {
+			if c = strings.Trim(c, " \t\r"); c != "" {
+				buf = appendCookie(buf, start, c)
+			}
+		}
+		if len(buf) > start {
+			x.headers = append(x.headers, kgo.RecordHeader{Key: "ck", Value: buf[start:len(buf):len(buf)]})
+		}
+	}
+	return x
+}
+
+// echo puts x's request id, when it has one, in the response header
+// metadata of the call of ctx (sent with its answer, a refusal's
+// included).
+func (x callExt) echo(ctx context.Context) {
+	if x.rid != "" {
+		grpc.SetHeader(ctx, metadata.MD{mdRequestID: {x.rid}})
+	}
+}
+
+// rpcClientIP is the ip ext field of the call of ctx: its peer's address,
+// or, when the peer is in trusted_proxies, the address its
+// x-forwarded-for metadata names (rightmostUntrusted, HTTP's rule: several
+// values are one list, in order). An untrusted peer's x-forwarded-for is
+// not read.
+func (e *extFields) rpcClientIP(ctx context.Context) netip.Addr {
+	var from netip.Addr
+	if p, ok := peer.FromContext(ctx); ok {
+		from = addrOf(p.Addr)
+	}
+	if len(e.trusted) == 0 || !isTrusted(from, e.trusted) {
+		return from
+	}
+	return rightmostUntrusted(from, metadata.ValueFromIncomingContext(ctx, "x-forwarded-for"), e.trusted)
+}
+
+// addrOf is the IP address of a peer's network address, as HTTP's
+// RemoteIP gives it (IPv4 unmapped, no zone); invalid when it has none.
+func addrOf(a net.Addr) netip.Addr {
+	if t, ok := a.(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(t.IP)
+		return ip.Unmap()
+	}
+	if a == nil {
+		return netip.Addr{}
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap().WithZone("")
 }
 
 // rpcBound is what a gRPC call's deadline makes of a request's waits.
@@ -268,11 +414,19 @@ func (g grpcService) ProduceStream(stream grpc.BidiStreamingServer[kproxypb.Prod
 	s := g.s
 	s.metrics.grpcStreams.Inc()
 	defer s.metrics.grpcStreams.Dec()
+	x := s.callExt(stream.Context())
+	if x.rid != "" {
+		// Sent now, for a client that reads the header before its
+		// first answer. Not sent when the stream broke (its Recv
+		// fails then) or the id is not printable ASCII (grpc-go sends
+		// no such metadata; the records carry it all the same).
+		stream.SendHeader(metadata.MD{mdRequestID: {x.rid}})
+	}
 	rule, v := s.authenticateRPC(stream.Context())
 	if v.code != 0 {
 		return status.Error(codes.Unauthenticated, v.reason)
 	}
-	st := &produceStream{s: s, stream: stream, ctx: stream.Context(), rule: rule, client: -1,
+	st := &produceStream{s: s, stream: stream, ctx: stream.Context(), rule: rule, ext: x.headers, client: -1,
 		answers: make(chan *streamItem, streamWindow), sendErr: make(chan error, 1)}
 	return st.run()
 }
@@ -302,7 +456,8 @@ type produceStream struct {
 	stream grpc.BidiStreamingServer[kproxypb.ProduceRequest, kproxypb.ProduceResponse]
 	ctx    context.Context
 	rule   *clientRule
-	client int // the kgo client of the last request started: 0 acks 0/1, 1 acks -1, 2 atomic; -1 none
+	ext    []kgo.RecordHeader // the stream's ext fields (callExt), for every record of every request
+	client int                // the kgo client of the last request started: 0 acks 0/1, 1 acks -1, 2 atomic; -1 none
 
 	out     []*streamItem    // requests started and not known to be answered, in order (take's)
 	held    []chan struct{}  // settled of the requests of the current client whose records kgo may still hold (take's)
@@ -494,6 +649,7 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 	if berr != nil {
 		return refused(h.id, berr)
 	}
+	withExtFields(j.recs, st.ext)
 	j.noSpool = h.noSpool
 	n := len(j.recs)
 	s.metrics.batchSize.Observe(float64(n))

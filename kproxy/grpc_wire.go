@@ -62,6 +62,8 @@ func kproxyService() *grpc.ServiceDesc {
 
 func produceHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 	s := srv.(grpcService).s
+	x := s.callExt(ctx)
+	x.echo(ctx)
 	j := getBatchJob()
 	if err := dec(j); err != nil {
 		j.release()
@@ -69,11 +71,11 @@ func produceHandler(srv any, ctx context.Context, dec func(any) error, intercept
 	}
 	j.timeout = s.deadlines.get() // the records' deadline runs from here
 	if interceptor == nil {
-		return s.produce1(ctx, j)
+		return s.produce1(ctx, j, x.headers)
 	}
 	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: kproxypb.KProxy_Produce_FullMethodName}
 	return interceptor(ctx, j, info, func(ctx context.Context, req any) (any, error) {
-		return s.produce1(ctx, req.(*batchJob))
+		return s.produce1(ctx, req.(*batchJob), x.headers)
 	})
 }
 
@@ -207,8 +209,8 @@ func (s *Server) readFields(j *batchJob) (requestHead, *batchError) {
 	if len(recs) == 0 {
 		return h, refuse(400, -1, "no records")
 	}
-	// gRPC adds no ext field, but a record may not pass one off as
-	// kproxy's: a backend takes ip for the client's address.
+	// A record may not pass an ext field off as kproxy's, which the
+	// caller adds (callExt): a backend takes ip for the client's address.
 	if berr := s.forgedExtField(recs); berr != nil {
 		return h, berr
 	}

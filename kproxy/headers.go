@@ -224,16 +224,23 @@ func (e *extFields) appendTo(dst []kgo.RecordHeader, buf []byte, ctx *fasthttp.R
 	if e.has(extCK) {
 		start := len(buf)
 		for c := range cookies(h.RawHeaders()) {
-			if len(buf) > start {
-				buf = append(buf, "; "...)
-			}
-			buf = append(buf, c...)
+			buf = appendCookie(buf, start, c)
 		}
 		if len(buf) > start {
 			dst = append(dst, kgo.RecordHeader{Key: "ck", Value: buf[start:len(buf):len(buf)]})
 		}
 	}
 	return dst, buf
+}
+
+// appendCookie appends a Cookie header's value c (trimmed, not empty) to
+// the ck ext field's value begun at buf[start:]: several are joined with
+// "; " (RFC 6265), whether HTTP headers or gRPC metadata.
+func appendCookie[S ~string | ~[]byte](buf []byte, start int, c S) []byte {
+	if len(buf) > start {
+		buf = append(buf, "; "...)
+	}
+	return append(buf, c...)
 }
 
 // appendHeader appends the record header key: value to dst, the value

@@ -3,14 +3,18 @@ package kproxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
 	"strings"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/valyala/fasthttp"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 )
 
 // What planHeaders counts for the headers is exactly what they add to a
@@ -180,5 +184,55 @@ func TestHeaderNamesBounded(t *testing.T) {
 	long := strings.Repeat("N", maxInternedLen+1)
 	if got := hn.lower([]byte(long)); got != strings.ToLower(long) {
 		t.Errorf("a long name lower-cased as %q", got)
+	}
+}
+
+// TestGRPCExtFieldsAllocs: a gRPC call's ext fields cost nothing with
+// ext_headers off (and no x-request-id); with all four on, one allocation
+// per metadata value read, the values' buffer and the headers, once per
+// call (a stream's requests share them); a record takes them without
+// allocating once its job's memory has room, as a /batch record does.
+func TestGRPCExtFieldsAllocs(t *testing.T) {
+	md := metadata.Pairs("x-request-id", "r-1", "user-agent", "tester/1.0 grpc-go/1.85.0",
+		"cookie", "a=1", "cookie", " b=2 ", "x-forwarded-for", "198.51.100.7, 203.0.113.9", "authorization", "Basic eDp5")
+	ctx := peer.NewContext(metadata.NewIncomingContext(context.Background(), md),
+		&peer.Peer{Addr: &net.TCPAddr{IP: net.ParseIP("127.0.0.1"), Port: 40000}})
+
+	off := &Server{ext: newExtFields(DefaultConfig())}
+	bare := peer.NewContext(metadata.NewIncomingContext(context.Background(), metadata.Pairs("user-agent", "grpc-go/1.85.0")),
+		&peer.Peer{Addr: &net.TCPAddr{IP: net.ParseIP("127.0.0.1"), Port: 40000}})
+	if n := testing.AllocsPerRun(100, func() { off.callExt(bare) }); n != 0 {
+		t.Errorf("ext_headers off, no x-request-id: %v allocations a call, want 0", n)
+	}
+
+	cfg := DefaultConfig()
+	cfg.ExtHeaders, cfg.TrustedProxies = []string{"ip", "ua", "rid", "ck"}, []string{"127.0.0.1"}
+	s := &Server{ext: newExtFields(cfg)}
+	x := s.callExt(ctx)
+	var got []string
+	for _, h := range x.headers {
+		got = append(got, h.Key+"="+string(h.Value))
+	}
+	want := []string{"ip=203.0.113.9", "ua=tester/1.0 grpc-go/1.85.0", "rid=r-1", "ck=a=1; b=2"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") || x.rid != "r-1" {
+		t.Errorf("ext fields %q rid %q, want %q rid r-1", got, x.rid, want)
+	}
+	// x-request-id, user-agent, cookie, x-forwarded-for (each read copies
+	// its values), the buffer, the headers.
+	if n := testing.AllocsPerRun(100, func() { s.callExt(ctx) }); n > 6 {
+		t.Errorf("all four ext fields: %v allocations a call, want at most 6", n)
+	}
+
+	recs := make([]batchRecord, 100)
+	for i := range recs {
+		recs[i].headers = make([]kgo.RecordHeader, 1, 8)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		for i := range recs {
+			recs[i].headers = recs[i].headers[:1]
+		}
+		withExtFields(recs, x.headers)
+	}); n != 0 {
+		t.Errorf("a request of 100 records: %v allocations to add the ext fields, want 0", n)
 	}
 }
