@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
@@ -85,24 +86,10 @@ func TestGRPCStreamClientSwitchKeepsOrder(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
 	g := startGRPC(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 1000 })
 	kafkatest.NewFaults(t, c).Sleep(int16(kmsg.Produce), 1, 2500*time.Millisecond)
-	reqs := []*kproxypb.ProduceRequest{
-		{Id: 0, Topic: topic, Acks: acksOf(-1), Records: []*kproxypb.Record{grec("", "k", "first")}},
-		{Id: 1, Topic: topic, Acks: acksOf(1), Records: []*kproxypb.Record{grec("", "k", "second")}},
-	}
 	// The second is sent once the first is answered: its own deadline
 	// runs from then.
 	s := g.stream(t, nil)
-	var resps []*kproxypb.ProduceResponse
-	for _, req := range reqs {
-		if err := s.Send(req); err != nil {
-			t.Fatal(err)
-		}
-		resp, err := s.Recv()
-		if err != nil {
-			t.Fatalf("answer %d: %v", req.Id, err)
-		}
-		resps = append(resps, resp)
-	}
+	resps, _ := switchClients(t, s)
 	s.CloseSend()
 	if resps[0].Status != 504 {
 		t.Fatalf("first (held past produce_timeout_ms): status %d %q, want 504", resps[0].Status, resps[0].Error)
@@ -138,24 +125,8 @@ func TestGRPCStreamClientSwitchAfterFlipSpools(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
 	g := spoolGRPC(t, c, nil) // spool_after_ms 200, produce_timeout_ms 3000
 	kafkatest.NewFaults(t, c).Sleep(int16(kmsg.Produce), 1, 6*time.Second)
-	reqs := []*kproxypb.ProduceRequest{
-		{Id: 0, Topic: topic, Acks: acksOf(-1), Records: []*kproxypb.Record{grec("", "k", "first")}},
-		{Id: 1, Topic: topic, Acks: acksOf(1), Records: []*kproxypb.Record{grec("", "k", "second")}},
-	}
 	s := g.stream(t, nil)
-	var resps []*kproxypb.ProduceResponse
-	var took []time.Duration
-	for _, req := range reqs {
-		start := time.Now()
-		if err := s.Send(req); err != nil {
-			t.Fatal(err)
-		}
-		resp, err := s.Recv()
-		if err != nil {
-			t.Fatalf("answer %d: %v", req.Id, err)
-		}
-		resps, took = append(resps, resp), append(took, time.Since(start))
-	}
+	resps, took := switchClients(t, s)
 	s.CloseSend()
 	if resps[0].Status != 202 {
 		t.Fatalf("first (its produce request frozen past spool_after_ms): status %d %q, want 202", resps[0].Status, resps[0].Error)
@@ -193,24 +164,8 @@ func TestGRPCStreamClientSwitchWaitEndsAtDeadline(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
 	g := startGRPC(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 1000 })
 	kafkatest.NewFaults(t, c).Sleep(int16(kmsg.Produce), 1, 15*time.Second)
-	reqs := []*kproxypb.ProduceRequest{
-		{Id: 0, Topic: topic, Acks: acksOf(-1), Records: []*kproxypb.Record{grec("", "k", "first")}},
-		{Id: 1, Topic: topic, Acks: acksOf(1), Records: []*kproxypb.Record{grec("", "k", "second")}},
-	}
 	s := g.stream(t, nil)
-	var resps []*kproxypb.ProduceResponse
-	var took []time.Duration
-	for _, req := range reqs {
-		start := time.Now()
-		if err := s.Send(req); err != nil {
-			t.Fatal(err)
-		}
-		resp, err := s.Recv()
-		if err != nil {
-			t.Fatalf("answer %d: %v", req.Id, err)
-		}
-		resps, took = append(resps, resp), append(took, time.Since(start))
-	}
+	resps, took := switchClients(t, s)
 	s.CloseSend()
 	if resps[0].Status != 504 {
 		t.Fatalf("first (its produce request frozen): status %d %q, want 504", resps[0].Status, resps[0].Error)
@@ -234,22 +189,36 @@ func TestGRPCStreamClientSwitchWaitAnswersBeforeStreamDeadline(t *testing.T) {
 	kafkatest.NewFaults(t, c).Sleep(int16(kmsg.Produce), 1, 6*time.Second)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 	defer cancel()
-	s := g.stream(t, ctx)
+	s := g.stream(t, ctx) // every answer must come before the stream's deadline
+	resps, _ := switchClients(t, s)
+	for i, resp := range resps {
+		if want := []int32{504, 503}[i]; resp.Status != want {
+			t.Errorf("request %d: status %d %q, want %d", i, resp.Status, resp.Error, want)
+		}
+	}
+}
+
+// switchClients sends on s key k's "first" at acks -1 and, once it is
+// answered, its "second" at acks 1 (the other Kafka client), and returns
+// both answers and how long each took; an answer missing fails the test.
+func switchClients(t *testing.T, s grpc.BidiStreamingClient[kproxypb.ProduceRequest, kproxypb.ProduceResponse]) ([]*kproxypb.ProduceResponse, []time.Duration) {
+	t.Helper()
 	reqs := []*kproxypb.ProduceRequest{
 		{Id: 0, Topic: topic, Acks: acksOf(-1), Records: []*kproxypb.Record{grec("", "k", "first")}},
 		{Id: 1, Topic: topic, Acks: acksOf(1), Records: []*kproxypb.Record{grec("", "k", "second")}},
 	}
+	var resps []*kproxypb.ProduceResponse
+	var took []time.Duration
 	for _, req := range reqs {
+		start := time.Now()
 		if err := s.Send(req); err != nil {
 			t.Fatal(err)
 		}
 		resp, err := s.Recv()
 		if err != nil {
-			t.Fatalf("request %d: no answer before the stream's deadline: %v", req.Id, err)
+			t.Fatalf("request %d: no answer: %v", req.Id, err)
 		}
-		t.Logf("request %d: %d %q", req.Id, resp.Status, resp.Error)
-		if want := []int32{504, 503}[req.Id]; resp.Status != want {
-			t.Errorf("request %d: status %d, want %d", req.Id, resp.Status, want)
-		}
+		resps, took = append(resps, resp), append(took, time.Since(start))
 	}
+	return resps, took
 }
