@@ -417,10 +417,12 @@ func (g grpcService) ProduceStream(stream grpc.BidiStreamingServer[kproxypb.Prod
 	x := s.callExt(stream.Context())
 	if x.rid != "" {
 		// Sent now, for a client that reads the header before its
-		// first answer. Not sent when the stream broke (its Recv
-		// fails then) or the id is not printable ASCII (grpc-go sends
-		// no such metadata; the records carry it all the same).
-		stream.SendHeader(metadata.MD{mdRequestID: {x.rid}})
+		// first answer; not sent when the stream broke (its Recv
+		// fails then). Through the call's transport stream, as
+		// Produce's echo is: the stream's SendHeader refuses an id
+		// that is not printable ASCII, which Produce and HTTP answer
+		// as received (and the records carry).
+		grpc.SendHeader(stream.Context(), metadata.MD{mdRequestID: {x.rid}})
 	}
 	rule, v := s.authenticateRPC(stream.Context())
 	if v.code != 0 {
