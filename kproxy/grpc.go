@@ -116,7 +116,7 @@ func (s *Server) countStream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 // fields are ext (produceHandler): a ProduceResponse for 200 and 207; any
 // other status is a gRPC error (grpcCode) whose detail is the
 // ProduceResponse without its results. It releases j.
-func (s *Server) produce1(ctx context.Context, j *batchJob, ext []kgo.RecordHeader) (any, error) {
+func (s *Server) produce1(ctx context.Context, j *batchJob, ext callExt) (any, error) {
 	start := time.Now()
 	defer j.release() // after the answer is encoded: it reads j's results
 	a, err := s.produceRequest(ctx, j, ext)
@@ -132,7 +132,7 @@ func (s *Server) produce1(ctx context.Context, j *batchJob, ext []kgo.RecordHead
 
 // produceRequest is Produce's answer; an error only for a client that
 // went away before its records were handed to Kafka (nothing written).
-func (s *Server) produceRequest(ctx context.Context, j *batchJob, ext []kgo.RecordHeader) (answer, error) {
+func (s *Server) produceRequest(ctx context.Context, j *batchJob, ext callExt) (answer, error) {
 	rule, v := s.authenticateRPC(ctx)
 	if v.code != 0 {
 		return refusedAnswer(0, refuse(v.code, -1, v.reason)), nil
@@ -141,7 +141,10 @@ func (s *Server) produceRequest(ctx context.Context, j *batchJob, ext []kgo.Reco
 	if berr != nil {
 		return refusedAnswer(h.id, berr), nil
 	}
-	withExtFields(j.recs, ext)
+	if berr := ext.refusal(s.ext.maxBytes); berr != nil {
+		return refusedAnswer(h.id, berr), nil
+	}
+	withExtFields(j.recs, ext.headers)
 	j.noSpool = h.noSpool
 	n := len(j.recs)
 	s.metrics.batchSize.Observe(float64(n))
@@ -197,6 +200,9 @@ type callExt struct {
 	// rid is the call's x-request-id, or a new one (a random UUID) when
 	// rid is in ext_headers and the call has none; "": none.
 	rid string
+	// over is the bytes of the call's ua, rid and ck when they are more
+	// than max_header_bytes (refusal); 0: within it.
+	over int
 }
 
 // callExt reads the ext fields of the call of ctx:
@@ -212,6 +218,11 @@ type callExt struct {
 // A stream's rid is its call's: one for all its requests, since the call's
 // metadata, where x-request-id comes from and where it is answered, is
 // sent once; a request's own id is ProduceRequest.id.
+//
+// Over HTTP, max_header_bytes bounds the headers ua, rid and ck come
+// from; gRPC metadata may be far larger, and every record of the call
+// gets a copy: a call whose ua, rid and ck are more than max_header_bytes
+// gets none (over), and its requests are refused (refusal).
 func (s *Server) callExt(ctx context.Context) callExt {
 	e := &s.ext
 	var x callExt
@@ -228,10 +239,11 @@ func (s *Server) callExt(ctx context.Context) callExt {
 	var ipText [64]byte
 	var ua string
 	var ck []string
-	size := 0
+	size, ipLen := 0, 0
 	if e.has(extIP) {
 		ip = e.rpcClientIP(ctx)
-		size += len(ip.AppendTo(ipText[:0]))
+		ipLen = len(ip.AppendTo(ipText[:0]))
+		size += ipLen
 	}
 	if e.has(extUA) {
 		if v := metadata.ValueFromIncomingContext(ctx, "user-agent"); len(v) > 0 {
@@ -247,6 +259,10 @@ func (s *Server) callExt(ctx context.Context) callExt {
 		for _, c := range ck {
 			size += len("; ") + len(c)
 		}
+	}
+	if meta := size - ipLen; meta > e.maxBytes {
+		x.over = meta
+		return x
 	}
 	buf := make([]byte, 0, size) // never grown: the values stay put
 	x.headers = make([]kgo.RecordHeader, 0, 4)
@@ -277,6 +293,16 @@ func (s *Server) callExt(ctx context.Context) callExt {
 		}
 	}
 	return x
+}
+
+// refusal refuses a request of the call when its ext fields are more
+// than max_header_bytes (callExt): 413, as a record too large is.
+func (x callExt) refusal(max int) *batchError {
+	if x.over == 0 {
+		return nil
+	}
+	return refuse(413, -1, "the call's user-agent, x-request-id and cookie metadata ("+strconv.Itoa(x.over)+
+		" bytes), which ext_headers copies into every record, are more than max_header_bytes ("+strconv.Itoa(max)+")")
 }
 
 // echo puts x's request id, when it has one, in the response header
@@ -428,7 +454,7 @@ func (g grpcService) ProduceStream(stream grpc.BidiStreamingServer[kproxypb.Prod
 	if v.code != 0 {
 		return status.Error(codes.Unauthenticated, v.reason)
 	}
-	st := &produceStream{s: s, stream: stream, ctx: stream.Context(), rule: rule, ext: x.headers, client: -1,
+	st := &produceStream{s: s, stream: stream, ctx: stream.Context(), rule: rule, ext: x, client: -1,
 		answers: make(chan *streamItem, streamWindow), sendErr: make(chan error, 1)}
 	return st.run()
 }
@@ -458,8 +484,8 @@ type produceStream struct {
 	stream grpc.BidiStreamingServer[kproxypb.ProduceRequest, kproxypb.ProduceResponse]
 	ctx    context.Context
 	rule   *clientRule
-	ext    []kgo.RecordHeader // the stream's ext fields (callExt), for every record of every request
-	client int                // the kgo client of the last request started: 0 acks 0/1, 1 acks -1, 2 atomic; -1 none
+	ext    callExt // the stream's ext fields, for every record of every request
+	client int     // the kgo client of the last request started: 0 acks 0/1, 1 acks -1, 2 atomic; -1 none
 
 	out     []*streamItem    // requests started and not known to be answered, in order (take's)
 	held    []chan struct{}  // settled of the requests of the current client whose records kgo may still hold (take's)
@@ -651,7 +677,10 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 	if berr != nil {
 		return refused(h.id, berr)
 	}
-	withExtFields(j.recs, st.ext)
+	if berr := st.ext.refusal(s.ext.maxBytes); berr != nil {
+		return refused(h.id, berr)
+	}
+	withExtFields(j.recs, st.ext.headers)
 	j.noSpool = h.noSpool
 	n := len(j.recs)
 	s.metrics.batchSize.Observe(float64(n))

@@ -71,11 +71,11 @@ func produceHandler(srv any, ctx context.Context, dec func(any) error, intercept
 	}
 	j.timeout = s.deadlines.get() // the records' deadline runs from here
 	if interceptor == nil {
-		return s.produce1(ctx, j, x.headers)
+		return s.produce1(ctx, j, x)
 	}
 	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: kproxypb.KProxy_Produce_FullMethodName}
 	return interceptor(ctx, j, info, func(ctx context.Context, req any) (any, error) {
-		return s.produce1(ctx, req.(*batchJob), x.headers)
+		return s.produce1(ctx, req.(*batchJob), x)
 	})
 }
 

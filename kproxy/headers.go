@@ -47,10 +47,13 @@ const (
 type extFields struct {
 	on      extField
 	trusted []netip.Prefix
+	// maxBytes is max_header_bytes: the most a gRPC call's ua, rid and
+	// ck may take (callExt), as HTTP's headers may.
+	maxBytes int
 }
 
 func newExtFields(cfg Config) extFields {
-	var e extFields
+	e := extFields{maxBytes: cfg.MaxHeaderBytes}
 	for _, name := range cfg.ExtHeaders {
 		e.on |= 1 << slices.Index(extFieldNames[:], name) // Validate checked the names
 	}
