@@ -6,6 +6,7 @@ package zkserver
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -86,11 +87,20 @@ func Start(cfg Config) (*Server, error) {
 		cfg.StartFor = 30 * time.Second
 	}
 	if cfg.Port == 0 {
-		p, err := FreePort()
-		if err != nil {
-			return nil, err
+		// A port free a moment ago can be taken before the server binds
+		// it (tests start servers side by side): a server that exits at
+		// start is tried again on another port.
+		for attempt := 1; ; attempt++ {
+			p, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+			cfg.Port = p
+			s, err := Start(cfg)
+			if err == nil || !errors.Is(err, errExited) || attempt == bindAttempts {
+				return s, err
+			}
 		}
-		cfg.Port = p
 	}
 	dataDir := filepath.Join(cfg.Dir, "data")
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
@@ -169,7 +179,7 @@ func (s *Server) waitReady(ctx context.Context, p *process) error {
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("process exited: %v", p.err)
+			return fmt.Errorf("%w: %v", errExited, p.err)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
@@ -221,19 +231,35 @@ func Serving(addr string) bool {
 
 // StartEnsemble starts n servers forming one ensemble on loopback ports,
 // with data under dir, and waits until each serves.
+// A server that exits at start (one of its ports taken meanwhile: free a
+// moment ago is all FreePort knows) has the whole ensemble tried again on
+// other ports, under dir/retryN.
 func StartEnsemble(dir string, n int) ([]*Server, error) {
+	for attempt := 1; ; attempt++ {
+		d := dir
+		if attempt > 1 {
+			d = filepath.Join(dir, "retry"+strconv.Itoa(attempt))
+		}
+		servers, err := startEnsemble(d, n)
+		if err == nil || !errors.Is(err, errExited) || attempt == bindAttempts {
+			return servers, err
+		}
+	}
+}
+
+func startEnsemble(dir string, n int) ([]*Server, error) {
 	var peers []string
 	ports := make([]int, n)
 	for i := range n {
 		var err error
-		if ports[i], err = FreePort(); err != nil {
+		if ports[i], err = freePort(); err != nil {
 			return nil, err
 		}
-		pp, err := FreePort()
+		pp, err := freePort()
 		if err != nil {
 			return nil, err
 		}
-		ep, err := FreePort()
+		ep, err := freePort()
 		if err != nil {
 			return nil, err
 		}
@@ -308,6 +334,16 @@ func (s *Server) Restart() error {
 	s.Stop()
 	return s.launch()
 }
+
+// errExited: the server process ended before it served.
+var errExited = errors.New("process exited")
+
+// bindAttempts bounds the starts tried on fresh ports when a server exits
+// at start.
+const bindAttempts = 3
+
+// freePort is FreePort; tests replace it to hand out a taken port.
+var freePort = FreePort
 
 // FreePort returns a loopback TCP port that was free a moment ago.
 func FreePort() (int, error) {

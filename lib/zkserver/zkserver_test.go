@@ -1,7 +1,9 @@
 package zkserver
 
 import (
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -115,5 +117,52 @@ func waitSession(t *testing.T, events <-chan zk.Event) {
 		case <-deadline:
 			t.Fatal("no session within 30s")
 		}
+	}
+}
+
+// takenFirst makes freePort hand out a port held by a listener of the
+// test first, then free ones: a port that was free a moment ago and was
+// taken before the server bound it, as when tests start servers side by
+// side.
+func takenFirst(t *testing.T) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var handed atomic.Bool
+	freePort = func() (int, error) {
+		if handed.CompareAndSwap(false, true) {
+			return l.Addr().(*net.TCPAddr).Port, nil
+		}
+		return FreePort()
+	}
+	t.Cleanup(func() { freePort = FreePort })
+}
+
+// A server given a port that was taken meanwhile exits at start; Start
+// and StartEnsemble choose their ports, so they try other ones rather
+// than fail the test that asked for a server.
+func TestStartOnATakenPortTriesAnother(t *testing.T) {
+	takenFirst(t)
+	s, err := Start(Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("Start with its first port taken: %v", err)
+	}
+	defer s.Stop()
+	if err := Ruok(s.Addr); err != nil {
+		t.Fatalf("ruok: %v", err)
+	}
+}
+
+func TestEnsembleOnATakenPortTriesOthers(t *testing.T) {
+	takenFirst(t)
+	servers, err := StartEnsemble(t.TempDir(), 3)
+	if err != nil {
+		t.Fatalf("StartEnsemble with its first port taken: %v", err)
+	}
+	for _, s := range servers {
+		s.Stop()
 	}
 }
