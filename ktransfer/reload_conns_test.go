@@ -79,12 +79,14 @@ func TestStoppedRunsCloseTheirConnections(t *testing.T) {
 			rs = append(rs, &kgo.Record{Topic: topic, Key: []byte("k" + strconv.Itoa(produced%40)), Value: []byte(strconv.Itoa(produced))})
 			produced++
 		}
+		// Counted before producing: the records can be pushed as soon as
+		// they are produced, before ProduceSync returns to this goroutine.
+		want := b.distinct() + n
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := prod.ProduceSync(ctx, rs...).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
-		want := b.distinct() + n
 		waitFor(t, strconv.Itoa(n)+" records pushed", 20*time.Second, func() bool { return b.distinct() == want })
 	}
 	// Closed at once, not by the idle timeout (4 s after their last push).
