@@ -1,13 +1,9 @@
 package ktransfer_test
 
 import (
-	"context"
-	"net/http"
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
@@ -24,29 +20,13 @@ import (
 // topic's last five batches, answering with that batch's offset without
 // appending it.
 func TestRecreatedDeadLetterTopicIsWritten(t *testing.T) {
-	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dl", Partitions: 1})
-	b := newBackend(t, func(_ int, _ push, w http.ResponseWriter) { w.WriteHeader(http.StatusBadRequest) })
-	m := module("m", "t", b.URL)
-	m.DeadLetterTopic = "dl"
-	e.start(t, m)
+	e, _ := startDeadLettering(t)
 	for i := range 6 {
 		e.produce(t, "t", [][2]string{{"k", "old" + strconv.Itoa(i)}})
 		waitFor(t, "a record dead-lettered into the first topic", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == strconv.Itoa(i+1) })
 	}
 
-	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if res, err := adm.DeleteTopics(ctx, "dl"); err != nil || res.Error() != nil {
-		t.Fatalf("delete the dead-letter topic: %v %v", err, res.Error())
-	}
-	waitFor(t, "the dead-letter topic gone", 10*time.Second, func() bool {
-		d, err := adm.ListTopics(ctx, "dl")
-		return err == nil && !d.Has("dl")
-	})
-	if res, err := adm.CreateTopic(ctx, 1, -1, nil, "dl"); err != nil || res.Err != nil {
-		t.Fatalf("create the dead-letter topic again: %v %v", err, res.Err)
-	}
+	e.recreateTopic(t, "dl")
 
 	e.produce(t, "t", [][2]string{{"k", "second"}})
 	waitFor(t, "the second record dead-lettered into the new topic", 17*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "7" })

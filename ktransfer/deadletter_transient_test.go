@@ -1,13 +1,10 @@
 package ktransfer_test
 
 import (
-	"context"
-	"net/http"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -22,25 +19,14 @@ import (
 // sequence numbers of one it already has for a duplicate, answering
 // success without appending it.
 func TestTransientUnknownTopicIDLosesNoDeadLetter(t *testing.T) {
-	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dl", Partitions: 1})
-	b := newBackend(t, func(_ int, _ push, w http.ResponseWriter) { w.WriteHeader(http.StatusBadRequest) })
-	m := module("m", "t", b.URL)
-	m.DeadLetterTopic = "dl"
-	e.start(t, m)
+	e, _ := startDeadLettering(t)
 	e.produce(t, "t", [][2]string{{"k", "first"}})
 	waitFor(t, "the first record dead-lettered", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "1" })
 
 	// The next 6 writes to the dead-letter topic (kgo gives a write up
 	// after four such answers in a row).
 	// Produce v13 names a topic by its id only.
-	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	topics, err := adm.ListTopics(ctx, "dl")
-	if err != nil || topics["dl"].Err != nil {
-		t.Fatalf("the dead-letter topic's id: %v %v", err, topics["dl"].Err)
-	}
-	dl := [16]byte(topics["dl"].ID)
+	dl := e.topicID(t, "dl")
 	var left atomic.Int32
 	left.Store(6)
 	e.kafka.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {

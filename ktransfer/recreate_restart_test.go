@@ -1,14 +1,11 @@
 package ktransfer_test
 
 import (
-	"context"
 	"net/http"
 	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
@@ -35,19 +32,7 @@ func TestRecreatedTopicAcrossARestart(t *testing.T) {
 	e.produce(t, "t", [][2]string{{"k", "old3"}})
 	waitFor(t, "old3 retried", 10*time.Second, func() bool { return len(b.got()) >= 5 })
 
-	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if res, err := adm.DeleteTopics(ctx, "t"); err != nil || res.Error() != nil {
-		t.Fatalf("delete topic: %v %v", err, res.Error())
-	}
-	waitFor(t, "the topic gone", 10*time.Second, func() bool {
-		d, err := adm.ListTopics(ctx, "t")
-		return err == nil && !d.Has("t")
-	})
-	if res, err := adm.CreateTopic(ctx, 1, -1, nil, "t"); err != nil || res.Err != nil {
-		t.Fatalf("create topic again: %v %v", err, res.Err)
-	}
+	e.recreateTopic(t, "t")
 	e.produce(t, "t", [][2]string{{"k", "new0"}, {"k", "new1"}, {"k", "new2"}, {"k", "new3"}, {"k", "new4"}, {"k", "new5"}})
 	waitFor(t, "the module finding the topic created again", 20*time.Second, func() bool {
 		return metricValue(t, admin, `ktransfer_offset_out_of_range_total{module="m"}`) == "1"

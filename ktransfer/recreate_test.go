@@ -2,6 +2,7 @@ package ktransfer_test
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -23,19 +24,7 @@ func TestRecreatedTopicIsPushed(t *testing.T) {
 	e.start(t, module("m", "t", b.URL))
 	waitFor(t, "the first topic's records committed", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "3" })
 
-	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if res, err := adm.DeleteTopics(ctx, "t"); err != nil || res.Error() != nil {
-		t.Fatalf("delete topic: %v %v", err, res.Error())
-	}
-	waitFor(t, "the topic gone", 10*time.Second, func() bool {
-		d, err := adm.ListTopics(ctx, "t")
-		return err == nil && !d.Has("t")
-	})
-	if res, err := adm.CreateTopic(ctx, 1, -1, nil, "t"); err != nil || res.Err != nil {
-		t.Fatalf("create topic again: %v %v", err, res.Err)
-	}
+	e.recreateTopic(t, "t")
 	// More records than the deleted topic had: reading the new topic from
 	// the stored offset would skip the first three.
 	e.produce(t, "t", [][2]string{{"k", "new0"}, {"k", "new1"}, {"k", "new2"}, {"k", "new3"}, {"k", "new4"}})
@@ -49,4 +38,49 @@ func TestRecreatedTopicIsPushed(t *testing.T) {
 		t.Errorf("pushed %s, want %s", got, want)
 	}
 	waitFor(t, "the new topic's end committed", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "5" })
+}
+
+// startDeadLettering starts module m on topic t with the dead-letter
+// topic dl and a backend that refuses every push for good (400): each
+// record of t is given up on and written to dl.
+func startDeadLettering(t *testing.T) (*env, *backend) {
+	t.Helper()
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dl", Partitions: 1})
+	b := newBackend(t, func(_ int, _ push, w http.ResponseWriter) { w.WriteHeader(http.StatusBadRequest) })
+	m := module("m", "t", b.URL)
+	m.DeadLetterTopic = "dl"
+	e.start(t, m)
+	return e, b
+}
+
+// recreateTopic deletes topic, waits until the brokers no longer list it
+// and creates it again with one partition (a new topic id).
+func (e *env) recreateTopic(t *testing.T, topic string) {
+	t.Helper()
+	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if res, err := adm.DeleteTopics(ctx, topic); err != nil || res.Error() != nil {
+		t.Fatalf("delete topic %s: %v %v", topic, err, res.Error())
+	}
+	waitFor(t, "topic "+topic+" gone", 10*time.Second, func() bool {
+		d, err := adm.ListTopics(ctx, topic)
+		return err == nil && !d.Has(topic)
+	})
+	if res, err := adm.CreateTopic(ctx, 1, -1, nil, topic); err != nil || res.Err != nil {
+		t.Fatalf("create topic %s again: %v %v", topic, err, res.Err)
+	}
+}
+
+// topicID is topic's id as the brokers give it.
+func (e *env) topicID(t *testing.T, topic string) [16]byte {
+	t.Helper()
+	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	topics, err := adm.ListTopics(ctx, topic)
+	if err != nil || topics[topic].Err != nil {
+		t.Fatalf("topic %s's id: %v %v", topic, err, topics[topic].Err)
+	}
+	return [16]byte(topics[topic].ID)
 }

@@ -2,13 +2,11 @@ package ktransfer_test
 
 import (
 	"context"
-	"net/http"
 	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -113,22 +111,11 @@ func TestTransientUnknownTopicIDStaleMetadataRestartsNothing(t *testing.T) {
 // restart its sequence numbers (a broker takes the retry for a duplicate
 // of the first dead letter and answers success without appending it).
 func TestTransientUnknownTopicIDStaleMetadataLosesNoDeadLetter(t *testing.T) {
-	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dl", Partitions: 1})
-	b := newBackend(t, func(_ int, _ push, w http.ResponseWriter) { w.WriteHeader(http.StatusBadRequest) })
-	m := module("m", "t", b.URL)
-	m.DeadLetterTopic = "dl"
-	e.start(t, m)
+	e, _ := startDeadLettering(t)
 	e.produce(t, "t", [][2]string{{"k", "first"}})
 	waitFor(t, "the first record dead-lettered", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "1" })
 
-	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	topics, err := adm.ListTopics(ctx, "dl")
-	if err != nil || topics["dl"].Err != nil {
-		t.Fatalf("the dead-letter topic's id: %v %v", err, topics["dl"].Err)
-	}
-	dl := [16]byte(topics["dl"].ID)
+	dl := e.topicID(t, "dl")
 	var stale atomic.Bool
 	staleMetadata(t, e, "dl", &stale, 2)
 	var left atomic.Int32
