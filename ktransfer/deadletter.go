@@ -166,11 +166,16 @@ func (t *Transfer) forgetDeadLetterTopic(topic string, solo *sync.RWMutex) {
 	t.deadLetterMaxMu.Unlock()
 }
 
-// deadLetterTopicID looks topic's id up, within kafkaTimeout; gone is true
-// when the brokers say there is no such topic.
+// deadLetterTopicID is topicID within kafkaTimeout.
 func (t *Transfer) deadLetterTopicID(ctx context.Context, topic string) (id [16]byte, gone bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, kafkaTimeout)
 	defer cancel()
+	return t.topicID(ctx, topic)
+}
+
+// topicID looks topic's id up; gone is true when the brokers say there is
+// no such topic (deleted, or a broker that does not know it yet).
+func (t *Transfer) topicID(ctx context.Context, topic string) (id [16]byte, gone bool, err error) {
 	topics, err := t.adm.ListTopics(ctx, topic)
 	if err != nil {
 		return id, false, err

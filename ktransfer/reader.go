@@ -288,25 +288,17 @@ func (r *reader) unknownTopicID(ctx context.Context, err error) {
 	r.checkedID = time.Now()
 	ctx, cancel := context.WithTimeout(ctx, topicCheckTimeout)
 	defer cancel()
-	topics, lerr := r.m.t.adm.ListTopics(ctx, r.topic)
-	if lerr == nil {
-		d, ok := topics[r.topic]
-		switch {
-		case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition):
-			r.m.log.Warn("kafka fetch error; the topic is unknown (deleted, or a broker not knowing it yet): checked again until it has an id", "err", err)
-			return
-		case d.Err != nil:
-			lerr = d.Err
-		case r.readID == [16]byte{} || [16]byte(d.ID) == r.readID:
-			r.m.log.Warn("kafka fetch error; the topic still has the id it is read with", "err", err)
-			return
-		}
-	}
-	if lerr != nil {
+	id, gone, lerr := r.m.t.topicID(ctx, r.topic)
+	switch {
+	case lerr != nil:
 		r.m.log.Warn("kafka fetch error; the topic's id could not be checked", "err", err, "check_err", lerr)
-		return
+	case gone:
+		r.m.log.Warn("kafka fetch error; the topic is unknown (deleted, or a broker not knowing it yet): checked again until it has an id", "err", err)
+	case r.readID == [16]byte{} || id == r.readID:
+		r.m.log.Warn("kafka fetch error; the topic still has the id it is read with", "err", err)
+	default:
+		r.topicGone(err)
 	}
-	r.topicGone(err)
 }
 
 // topicGone handles a topic found deleted and created again under the
