@@ -41,7 +41,23 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 	if backoff(3, 0, 0) != 0 {
-		t.Errorf("zero interval must not wait")
+		t.Errorf("zero interval and zero cap must not wait")
+	}
+}
+
+// TestBackoffZeroIntervalGrows: fail_retry_interval_ms 0 retries at once
+// the first time, then doubles from 1 ms up to the cap. Before, a dead
+// backend (connection refused at once) was retried without pause, each
+// attempt logged at Warn: a worker spun on it, filling the log.
+func TestBackoffZeroIntervalGrows(t *testing.T) {
+	ceiling := 10 * time.Second
+	for n, want := range map[int]time.Duration{1: 0, 2: time.Millisecond, 3: 2 * time.Millisecond, 12: 1024 * time.Millisecond, 30: ceiling} {
+		for range 100 {
+			got := backoff(n, 0, ceiling)
+			if got < want*8/10 || got > want*12/10 {
+				t.Fatalf("backoff(%d, 0, %v) = %v, want %v ±20%%", n, ceiling, got, want)
+			}
+		}
 	}
 }
 
