@@ -218,6 +218,15 @@ func judge(a attempt) (verdict, string) {
 // retry, capped, with ±20% jitter so that workers do not retry in step.
 func backoff(n int, base, ceiling time.Duration) time.Duration {
 	d := base
+	if d == 0 && ceiling > 0 {
+		// fail_retry_interval_ms 0: the first retry at once, the next
+		// ones doubling from 1 ms, not a worker spinning on a backend
+		// that refuses at once.
+		if n == 1 {
+			return 0
+		}
+		d, n = time.Millisecond, n-1
+	}
 	for i := 1; i < n && d < ceiling; i++ {
 		d *= 2
 	}
