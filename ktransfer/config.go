@@ -172,6 +172,11 @@ const (
 	dispatchIdleWorker = "idle_worker"
 )
 
+// maxWorkerNum bounds worker_num: each worker is a goroutine, started with
+// the module, with a hash-dispatch queue and up to one connection per
+// backend; far past this a module dies out of memory while starting.
+const maxWorkerNum = 100000
+
 // LoadConfig reads ktransfer.yaml and every enabled module's file from
 // module_conf_dir (relative to the working directory, as in 2015), and
 // validates them all, reporting every problem at once.
@@ -389,8 +394,8 @@ func (m Module) Validate() error {
 			p.Addf(f.name, f.v, "must be 0..%d (0: %s)", kafkaconf.MaxMs, f.zero)
 		}
 	}
-	if m.WorkerNum < 1 {
-		p.Addf("worker_num", m.WorkerNum, "must be >= 1")
+	if m.WorkerNum < 1 || m.WorkerNum > maxWorkerNum {
+		p.Addf("worker_num", m.WorkerNum, "must be 1..%d", maxWorkerNum)
 	}
 	if m.WindowSize < 1 {
 		p.Addf("window_size", m.WindowSize, "must be >= 1")
