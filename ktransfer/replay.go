@@ -496,7 +496,10 @@ func replayRange(ctx context.Context, adm *kadm.Client, topic string, since time
 	if highs, err = list("high watermark", func() (kadm.ListedOffsets, error) { return adm.ListEndOffsets(ctx, topic) }); err != nil {
 		return nil, nil, nil, err
 	}
-	if since.IsZero() {
+	// A time before 1970 is before every record; as a negative timestamp
+	// Kafka would read it as a special one (-1: the end, -3: the record
+	// with the largest timestamp).
+	if since.IsZero() || since.UnixMilli() < 0 {
 		from, err = list("start", func() (kadm.ListedOffsets, error) { return adm.ListStartOffsets(ctx, topic) })
 	} else {
 		from, err = list("-since", func() (kadm.ListedOffsets, error) { return adm.ListOffsetsAfterMilli(ctx, since.UnixMilli(), topic) })
