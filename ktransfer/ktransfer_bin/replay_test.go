@@ -20,8 +20,9 @@ import (
 
 // TestReplayFlag runs ktransfer_bin -replay-dead-letters: it pushes the
 // module's dead letters to its backend, prints its report and exits 0;
-// a module that is not enabled, a bad -since and -since alone are refused
-// with their reason.
+// a module that is not enabled, a bad -since, -since alone and a stray
+// argument (which would end the flags before a -since) are refused with
+// their reason.
 func TestReplayFlag(t *testing.T) {
 	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 1}, {Name: "dlq", Partitions: 1}})
 	s := newSetupOn(t, k, kafkaconf.Default(), "", 0)
@@ -67,9 +68,16 @@ func TestReplayFlag(t *testing.T) {
 		{[]string{"-replay-dead-letters", "nope"}, 1, `-replay-dead-letters nope: no such module in module_enabled ["m"]`},
 		{[]string{"-replay-dead-letters", "m", "-since", "yesterday"}, 2, `-since "yesterday": not an RFC 3339 time`},
 		{[]string{"-since", future}, 2, "-since needs -replay-dead-letters MODULE"},
+		// A stray word ends the flags: the -since after it was ignored and
+		// every dead letter replayed again.
+		{[]string{"-replay-dead-letters", "m", "again", "-since", future}, 2, `unexpected argument "again"`},
+		{[]string{"-replay-dead-letters", "m", future}, 2, `unexpected argument "` + future + `"`},
 	} {
 		if code, _, errText := run(c.args...); code != c.code || !strings.Contains(errText, c.want) {
 			t.Errorf("%v: exit %d, stderr %q; want %d and %q", c.args, code, errText, c.code, c.want)
 		}
+	}
+	if _, total, _ := s.backend.snapshot(); total != 5 {
+		t.Errorf("the backend got %d pushes, want the first replay's 5 alone", total)
 	}
 }
