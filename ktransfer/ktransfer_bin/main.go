@@ -54,6 +54,11 @@ func runArgs(args []string) int {
 	case *check:
 		fmt.Fprintln(os.Stderr, "ktransfer_bin: -check and -replay-dead-letters exclude each other")
 		return 2
+	case fs.NArg() > 0:
+		// The flags end at the first other word: a -since after it would
+		// be ignored, and every dead letter replayed.
+		fmt.Fprintf(os.Stderr, "ktransfer_bin: unexpected argument %q (flags go before it: -since TIME)\n", fs.Arg(0))
+		return 2
 	}
 	var from time.Time
 	if *since != "" {
