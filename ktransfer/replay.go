@@ -412,7 +412,7 @@ func replayOne(ctx context.Context, rec *kgo.Record, mc Module, log *slog.Logger
 		log.Warn("dead letter of another topic or without its origin headers; skipped", "partition", rec.Partition, "offset", rec.Offset)
 		skipped.Add(1)
 		return nil
-	case slices.ContainsFunc(rec.Headers, func(h kgo.RecordHeader) bool { return h.Key == hdrValueOmitted }):
+	case slices.ContainsFunc(rec.Headers[originAt(rec.Headers):], func(h kgo.RecordHeader) bool { return h.Key == hdrValueOmitted }):
 		// Pushing the empty value as if it were the record would deliver
 		// something the record never said.
 		rep.WithoutValue++
@@ -445,6 +445,19 @@ func replayOne(ctx context.Context, rec *kgo.Record, mc Module, log *slog.Logger
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// originAt is the index of the first of the headers module.deadLetter
+// appended (from the last ktransfer-module on), len(headers) when there is
+// none. Those before it are the record's own, even when their names begin
+// with ktransfer- (a client chooses a record's headers).
+func originAt(headers []kgo.RecordHeader) int {
+	for i := len(headers) - 1; i >= 0; i-- {
+		if headers[i].Key == "ktransfer-module" {
+			return i
+		}
+	}
+	return len(headers)
 }
 
 // replayBrokers is broker_hosts, or the brokers registered in ZooKeeper
@@ -516,9 +529,10 @@ func replayRange(ctx context.Context, adm *kadm.Client, topic string, since time
 func deadLetterOrigin(rec *kgo.Record, mc Module) (r *record, mine bool) {
 	orig := &kgo.Record{Key: rec.Key, Value: rec.Value, Topic: mc.Topic, Partition: -1, Offset: -1}
 	module, hasModule := "", false
-	for _, h := range rec.Headers {
+	at := originAt(rec.Headers)
+	for i, h := range rec.Headers {
 		name, ours := strings.CutPrefix(h.Key, "ktransfer-")
-		if !ours {
+		if !ours || i < at {
 			orig.Headers = append(orig.Headers, h)
 			continue
 		}
