@@ -1,0 +1,45 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/bintest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// TestStrayArgumentRefused: a word that is not a flag ends Go's flag
+// parsing, so `-f FILE stray -check` started the daemon (pushing records)
+// instead of checking the file. It is refused with exit 2, before the
+// file is read.
+func TestStrayArgumentRefused(t *testing.T) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 1}})
+	s := newSetupOn(t, k, kafkaconf.Default(), "", 10)
+	bin := bintest.Build(t, ".")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-f", s.conf, "stray", "-check"}, `unexpected argument "stray"`},
+		// The file without -f: the default one would be read instead.
+		{[]string{s.conf}, `unexpected argument "` + s.conf + `"`},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+		cmd := exec.CommandContext(ctx, bin, c.args...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		_ = cmd.Run()
+		cancel()
+		if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want 2 and %q", c.args, code, stdout.String(), stderr.String(), c.want)
+		}
+	}
+	if _, total, _ := s.backend.snapshot(); total != 0 {
+		t.Errorf("the backend got %d pushes: a daemon ran", total)
+	}
+}
