@@ -45,6 +45,13 @@ func runArgs(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if fs.NArg() > 0 {
+		// The flags end at the first other word: a -check or -since after
+		// it would be ignored (the daemon started, every dead letter
+		// replayed), and a file named without -f would not be read.
+		fmt.Fprintf(os.Stderr, "ktransfer_bin: unexpected argument %q (flags go before it; the file is -f FILE)\n", fs.Arg(0))
+		return 2
+	}
 	switch {
 	case *module == "" && *since != "":
 		fmt.Fprintln(os.Stderr, "ktransfer_bin: -since needs -replay-dead-letters MODULE")
@@ -53,11 +60,6 @@ func runArgs(args []string) int {
 		return program.Main(args)
 	case *check:
 		fmt.Fprintln(os.Stderr, "ktransfer_bin: -check and -replay-dead-letters exclude each other")
-		return 2
-	case fs.NArg() > 0:
-		// The flags end at the first other word: a -since after it would
-		// be ignored, and every dead letter replayed.
-		fmt.Fprintf(os.Stderr, "ktransfer_bin: unexpected argument %q (flags go before it: -since TIME)\n", fs.Arg(0))
 		return 2
 	}
 	var from time.Time
