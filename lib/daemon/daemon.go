@@ -55,6 +55,13 @@ func (p Program[C]) Main(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if fs.NArg() > 0 {
+		// The flags end at the first other word: a -check after it would
+		// be ignored (the service started), and a file named without -f
+		// would not be read.
+		fmt.Fprintf(os.Stderr, "%s_bin: unexpected argument %q (flags go before it; the file is -f FILE)\n", p.Name, fs.Arg(0))
+		return 2
+	}
 	cfg, err := p.Load(*file)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
