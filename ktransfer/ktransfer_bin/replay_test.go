@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -79,5 +80,15 @@ func TestReplayFlag(t *testing.T) {
 	}
 	if _, total, _ := s.backend.snapshot(); total != 5 {
 		t.Errorf("the backend got %d pushes, want the first replay's 5 alone", total)
+	}
+	// Every dead letter given up again (no backend listens, no retry):
+	// a script that checks the exit status must not take that for a
+	// replay done. Exit 3, the report on standard output as before.
+	text, _ = os.ReadFile(module)
+	noBackend := regexp.MustCompile(`backend_servers: \[[^\]]*\]`).ReplaceAllString(string(text), "max_retry_times: 0\nbackend_servers: [127.0.0.1:1]")
+	os.WriteFile(module, []byte(noBackend), 0o644)
+	if code, out, errText := run("-replay-dead-letters", "m"); code != 3 || !strings.HasPrefix(out, "replayed 0, given up 5,") ||
+		!strings.Contains(errText, "5 dead letters given up again") {
+		t.Errorf("replay with no backend: exit %d, stdout %q, stderr %q; want 3, given up 5 and the reason", code, out, errText)
 	}
 }
