@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-zookeeper/zk"
+
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zktest"
 )
@@ -117,5 +119,36 @@ func TestRegisterAndDiscoverBrokers(t *testing.T) {
 	}
 	if _, err := zklayout.DiscoverBrokers(other, "/no/such/chroot"); err == nil {
 		t.Errorf("DiscoverBrokers on a missing chroot succeeded")
+	}
+}
+
+// TestCreateAllUnderReadOnlyParents: the path's upper nodes exist and
+// refuse this client children (a Kafka cluster's chroot with
+// zookeeper.set.acl: world may only read; its consumers/ node is open).
+// CreateAll must pass over the nodes that exist and create the missing
+// ones below. (Before, ZooKeeper checked the parent's ACL before the
+// node's existence: the create of the existing chroot failed with "not
+// authenticated", and so did every CreateAll under it.)
+func TestCreateAllUnderReadOnlyParents(t *testing.T) {
+	srv := zktest.Start(t)
+	conn := zktest.Connect(t, srv.Addr)
+	open := zk.WorldACL(zk.PermAll)
+	if err := zklayout.CreateAll(conn, "/mq/c/consumers", open); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/mq", "/mq/c"} {
+		if _, err := conn.SetACL(p, zk.WorldACL(zk.PermRead), -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := zklayout.CreateAll(conn, "/mq/c/consumers/m/ids", open); err != nil {
+		t.Fatalf("CreateAll under read-only parents: %v", err)
+	}
+	if ok, _, err := conn.Exists("/mq/c/consumers/m/ids"); !ok || err != nil {
+		t.Errorf("/mq/c/consumers/m/ids not created: %v %v", ok, err)
+	}
+	// A missing node that may not be created is still an error.
+	if err := zklayout.CreateAll(conn, "/mq/c/other", open); err == nil {
+		t.Errorf("CreateAll of a node under a read-only parent succeeded")
 	}
 }
