@@ -164,7 +164,10 @@ func DiscoverBrokers(conn *zk.Conn, chroot string) ([]string, error) {
 }
 
 // CreateAll creates p and its missing parents as persistent empty nodes
-// with the ACL given.
+// with the ACL given. Nodes that exist are passed over even when their
+// parent refuses this client children (ZooKeeper checks the parent's ACL
+// before the node's existence): a Kafka cluster's chroot secured with
+// zookeeper.set.acl may only be read, its consumers/ node is open.
 func CreateAll(conn *zk.Conn, p string, acl []zk.ACL) error {
 	cur := ""
 	for _, part := range strings.Split(strings.Trim(p, "/"), "/") {
@@ -173,6 +176,11 @@ func CreateAll(conn *zk.Conn, p string, acl []zk.ACL) error {
 		}
 		cur += "/" + part
 		_, err := conn.Create(cur, nil, 0, acl)
+		if errors.Is(err, zk.ErrNoAuth) {
+			if ok, _, eerr := conn.Exists(cur); eerr == nil && ok {
+				continue
+			}
+		}
 		if err != nil && !errors.Is(err, zk.ErrNodeExists) {
 			return fmt.Errorf("create %s: %w", cur, err)
 		}
