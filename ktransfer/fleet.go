@@ -53,9 +53,11 @@ func (m *module) coordinate(ctx context.Context, errc chan<- error) {
 	ownersDir := zklayout.Owners(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic)
 	go m.watchDir(ctx, idsDir)
 	go m.watchDir(ctx, ownersDir)
+	var follower sync.WaitGroup
+	defer follower.Wait()
+	follower.Go(func() { m.followPartitions(ctx) })
 	poll := time.NewTicker(partitionPoll)
 	defer poll.Stop()
-	var known []int32
 	for {
 		if err := m.reconcile(ctx, idsDir, ownersDir, errc); err != nil {
 			m.log.Warn("reassignment failed; will retry", "err", err)
@@ -67,14 +69,29 @@ func (m *module) coordinate(ctx context.Context, errc chan<- error) {
 			return
 		case <-m.changed:
 			sleep(ctx, debounce)
-		case <-poll.C:
-			parts, err := m.t.partitions(ctx, m.cfg.Topic)
-			if err == nil && !slices.Equal(parts, known) {
-				if known != nil {
-					m.log.Info("topic partitions changed", "partitions", len(parts))
-				}
-				known = parts
+		case <-poll.C: // reassign now and then, whatever happened
+		}
+	}
+}
+
+// followPartitions asks the brokers for the topic's partitions every
+// partitionPoll until ctx ends, and wakes the coordinator when they
+// changed. The reassignment uses the list read last (knownPartitions):
+// brokers that take the question and do not answer (kafkaTimeout) must
+// not hold a hand-over back.
+func (m *module) followPartitions(ctx context.Context) {
+	known, _ := m.t.lastPartitions(m.cfg.Topic)
+	for {
+		parts, err := m.t.partitions(ctx, m.cfg.Topic)
+		if err == nil && !slices.Equal(parts, known) {
+			if known != nil {
+				m.log.Info("topic partitions changed", "partitions", len(parts))
 			}
+			known = parts
+			m.wake()
+		}
+		if !sleep(ctx, partitionPoll) {
+			return
 		}
 	}
 }

@@ -665,22 +665,25 @@ func (t *Transfer) addedWhileRunning(topic string, partition int32) bool {
 	return ok && !slices.Contains(first, partition)
 }
 
-// knownPartitions is topic's partitions, or the list read last when the
-// brokers do not answer: the fleet goes on handing partitions over (a
-// stopping process's partitions are taken) while Kafka is away, as it did
-// when the partition list came from the client's metadata cache.
+// knownPartitions is topic's partitions as read last (every module
+// follows its topic's: followPartitions), asking the brokers only when
+// they were never read: the fleet goes on handing partitions over (a
+// stopping process's partitions are taken) at once while Kafka is away or
+// silent, as it did when the partition list came from the client's
+// metadata cache.
 func (t *Transfer) knownPartitions(ctx context.Context, topic string) ([]int32, error) {
-	parts, err := t.partitions(ctx, topic)
-	if err == nil {
-		return parts, nil
-	}
-	t.lastPartsMu.Lock()
-	last, ok := t.lastParts[topic]
-	t.lastPartsMu.Unlock()
-	if ok {
+	if last, ok := t.lastPartitions(topic); ok {
 		return last, nil
 	}
-	return nil, err
+	return t.partitions(ctx, topic)
+}
+
+// lastPartitions is topic's partition list as read last, if it was read.
+func (t *Transfer) lastPartitions(topic string) ([]int32, bool) {
+	t.lastPartsMu.Lock()
+	defer t.lastPartsMu.Unlock()
+	last, ok := t.lastParts[topic]
+	return last, ok
 }
 
 // zkLog passes the ZooKeeper client's lines to the log at debug level,
