@@ -264,18 +264,23 @@ func subscribed(data []byte, topic string) bool {
 // partition assigned to a process that does not read its topic would
 // never be pushed. An instance gone meanwhile is left out; one whose
 // registration cannot be read (no answer, no read permission) is counted,
-// as before registrations named their topic.
+// as before registrations named their topic. A persistent node (written
+// by hand or by a tool, left by a restore) is no live process: it is left
+// out, with a warning, or its share of the partitions would never be
+// pushed.
 func (m *module) readers(idsDir string, ids []string) []string {
 	var out []string
-	others := 0
+	others, persistent := 0, 0
 	for _, id := range ids {
 		if id == m.t.id {
 			out = append(out, id) // registered by this reconcile
 			continue
 		}
-		data, _, err := m.t.conn().Get(path.Join(idsDir, id))
+		data, stat, err := m.t.conn().Get(path.Join(idsDir, id))
 		switch {
 		case errors.Is(err, zk.ErrNoNode):
+		case err == nil && stat.EphemeralOwner == 0:
+			persistent++
 		case err == nil && !subscribed(data, m.cfg.Topic):
 			others++
 		default:
@@ -286,6 +291,12 @@ func (m *module) readers(idsDir string, ids []string) []string {
 		m.otherTopic = others
 		if others > 0 {
 			m.log.Warn("instances of the module's group read another topic; they take none of this topic's partitions", "instances", others)
+		}
+	}
+	if persistent != m.persistentIDs {
+		m.persistentIDs = persistent
+		if persistent > 0 {
+			m.log.Warn("persistent nodes under ids/ are no live instances; they take no partitions (delete them)", "dir", idsDir, "nodes", persistent)
 		}
 	}
 	return out

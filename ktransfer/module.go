@@ -51,6 +51,9 @@ type module struct {
 	// otherTopic is how many instances of the group read another topic,
 	// as the coordinator last counted them (logged when it changes).
 	otherTopic int
+	// persistentIDs is how many nodes under ids/ are persistent (no live
+	// instance), as the coordinator last counted them.
+	persistentIDs int
 
 	// reader is the module's own Kafka client and poll loop: modules on
 	// one topic each read all of it.
