@@ -367,7 +367,8 @@ type claimOwner struct {
 // checked): from the moment the node exists, a commit of any older claim
 // of the partition fails. A node left with this instance's id (a claim
 // given up with a lost session, a failed delete) is deleted and created
-// again: the new claim's epoch is above every push of the old one.
+// again: the new claim's epoch is above every push of the old one. So is a
+// persistent node (no process holds it: owner nodes are ephemeral).
 func (m *module) takeOwner(p int32, node string) (claimOwner, error) {
 	conn := m.t.conn()
 	offsetNode := path.Join(zklayout.Offsets(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic), strconv.Itoa(int(p)))
@@ -403,10 +404,14 @@ func (m *module) takeOwner(p int32, node string) (claimOwner, error) {
 		if err != nil {
 			return claimOwner{}, err
 		}
-		if string(data) != m.t.id {
+		switch {
+		case string(data) != m.t.id && stat.EphemeralOwner != 0:
 			return claimOwner{}, errHeld
-		}
-		if cerr == nil {
+		case string(data) != m.t.id:
+			// Persistent (written by hand, copied by a tool): no
+			// session's end deletes it, and it holds no live claim.
+			m.log.Warn("persistent owner node deleted: owner nodes are ephemeral, this one would keep the partition from everyone", "partition", p, "owner", string(data))
+		case cerr == nil:
 			return claimOwner{epoch: stat.Czxid, version: stat.Version, session: stat.EphemeralOwner}, nil
 		}
 		if err := conn.Delete(node, stat.Version); err != nil && !errors.Is(err, zk.ErrNoNode) {
