@@ -589,7 +589,7 @@ func (m *module) deleteOwner(p int32, epoch int64) error {
 // another claim's (another instance's id, or another epoch).
 func (m *module) deleteOwnerOnce(p int32, epoch int64) error {
 	node := path.Join(zklayout.Owners(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic), strconv.Itoa(int(p)))
-	data, stat, err := m.t.conn().Get(node)
+	data, stat, err := syncedGet(m.t.conn(), node)
 	if errors.Is(err, zk.ErrNoNode) || err == nil && (string(data) != m.t.id || epoch != 0 && stat.Czxid != epoch) {
 		return nil // gone, or another claim's
 	}

@@ -747,7 +747,7 @@ func (t *Transfer) storeFenced(parts []*partition, offsets []int64, versions []i
 // does not answer.
 func (t *Transfer) settle(p *partition) bool {
 	node := path.Join(zklayout.Offsets(t.cfg.ZKChroot, p.m.cfg.Name, p.m.cfg.Topic), strconv.Itoa(int(p.id)))
-	data, stat, err := t.conn().Get(node)
+	data, stat, err := syncedGet(t.conn(), node)
 	if err != nil {
 		return errors.Is(err, zk.ErrNoNode) // the commit fails, and tells why
 	}
@@ -756,6 +756,21 @@ func (t *Transfer) settle(p *partition) bool {
 	}
 	p.unsure = false
 	return true
+}
+
+// syncedGet reads node after a sync: the server answering has applied
+// every write the leader had committed when the sync reached it. A read
+// alone may come from a server behind the others, which is what a client
+// reconnected after a lost answer (settle), or in a new session
+// (deleteOwnerOnce: a delete queued while disconnected, or retried later),
+// may be talking to; acting on what it says (taking a commit that was
+// applied for one that was not, deleting by version an owner node that is
+// another claim's by now: every owner node is at version 0) is wrong.
+func syncedGet(conn *zk.Conn, node string) ([]byte, *zk.Stat, error) {
+	if _, err := conn.Sync(node); err != nil {
+		return nil, nil, err
+	}
+	return conn.Get(node)
 }
 
 // loadOffset reads the stored next offset and its node's version; the
