@@ -41,3 +41,40 @@ func TestReadTopicSkipCorruptKeepsEarlierEntries(t *testing.T) {
 		t.Fatalf("pending a %d after acking entry 0, want 0", p)
 	}
 }
+
+// A corrupt entry ReadTopic finds in the active segment ends that segment
+// as Read's does: a record appended after it goes to a new segment, and a
+// restart, which cuts the damaged segment at the corrupt entry, keeps it.
+// Appended behind the corrupt entry, it was acknowledged and then lost.
+func TestReadTopicCutKeepsLaterAppends(t *testing.T) {
+	dir := t.TempDir()
+	var log logBuffer
+	o := spool.Options{Dir: dir, Log: log.logger()}
+	s := open(t, o)
+	for i, tp := range []string{"a", "b"} {
+		appendOne(t, s, rec(tp, fmt.Sprintf("%02d", i)))
+	}
+	readN(t, s, 2) // Read passed them (the drain left a in the spool)
+	segs := segmentsIn(dir)
+	flip(t, segs[0], 12) // entry 0 (a): its payload
+	if got := topicValues(t, s, "a", 0, 2, 100, 1<<20); len(got) != 0 {
+		t.Fatalf("ReadTopic(a, 0, 2) = %v, want none (entry 0 is corrupt)", got)
+	}
+	if line := fmt.Sprintf("file=%s offset=0 topic=a entries=1", segs[0]); !strings.Contains(log.String(), line) {
+		t.Fatalf("log %q does not say %q", log.String(), line)
+	}
+	seq := appendOne(t, s, rec("b", "new"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, o)
+	var found bool
+	for _, e := range readN(t, s, int(s.Stats().Replayed)) {
+		if e.Seq == seq && string(e.Value) == "new" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("the record appended after ReadTopic cut a corrupt entry (seq %d) is gone after a restart; log: %s", seq, log.String())
+	}
+}
