@@ -197,8 +197,8 @@ func skipEntry(r *bufio.Reader, remain int64) (int64, error) {
 }
 
 // cutTopic drops topic's entries of g from seq at (at byte offset off)
-// on, below to: the one at at is corrupt (readTopicIn's error err). It
-// returns the seq after g.
+// on, below to: the one at at is corrupt (readTopicIn's error err), and
+// seals g, as Read's cut does. It returns the seq after g.
 func (s *Spool) cutTopic(g *segment, topic string, at, to uint64, off int64, err error) uint64 {
 	s.mu.Lock()
 	idx := s.topicIdx[topic]
@@ -209,6 +209,10 @@ func (s *Spool) cutTopic(g *segment, topic string, at, to uint64, off int64, err
 			dropped++
 		}
 	}
+	// Open cuts g at the corrupt entry: an entry appended to g after it
+	// would be lost at the next start. Sealed, g takes none (a new
+	// segment does).
+	g.sealed = true
 	s.mu.Unlock()
 	s.log.Error("spool: cut a topic's corrupt entry and its later entries in the segment",
 		"file", g.path, "offset", off, "topic", topic, "entries", dropped, "reason", err)
