@@ -418,7 +418,8 @@ func atoi(t testing.TB, s string) int {
 
 // A torn or corrupt entry cuts its segment there: logged with the file and
 // offset, the entries before it and the later segments kept, new entries
-// appendable, and a second Open finds nothing more to cut.
+// appendable, and a second Open finds nothing more to cut. A segment before
+// the last found empty (truncated to zero) lost its entries: logged too.
 func TestCutTornOrCorrupt(t *testing.T) {
 	size := entrySize(t, rec("t", "00"))
 	for _, tc := range []struct {
@@ -436,6 +437,7 @@ func TestCutTornOrCorrupt(t *testing.T) {
 		{"corrupt byte in the middle of a segment before the last", flip, 0, 2*size + size - 1, 2 * size,
 			append(span(0, 2), span(5, 15)...)},
 		{"corrupt first entry of a segment before the last", flip, 1, 9, 0, append(span(0, 5), span(10, 15)...)},
+		{"segment before the last truncated to zero", truncate, 1, 0, 0, append(span(0, 5), span(10, 15)...)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
