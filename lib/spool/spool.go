@@ -59,7 +59,10 @@
 // This holds for a segment that is not the last one too: an entry corrupt
 // in the middle of a segment cuts every later entry of that segment (the
 // length of a corrupt entry cannot be trusted to find the next one), while
-// the later segments are kept. Entries below the persisted watermark are
+// the later segments are kept. An empty segment file whose seqs were
+// appended and not acked (a file truncated to zero: only the last segment
+// is empty, before its first write) is logged with the count of its lost
+// entries. Entries below the persisted watermark are
 // acknowledged already and are not returned again; every other entry is
 // pending, in seq order.
 package spool
@@ -291,7 +294,8 @@ func (s *Spool) replay() error {
 		return fmt.Errorf("spool: %w", err)
 	}
 	var drop []*segment
-	var end uint64 // the seq after the last scanned segment
+	var end uint64     // the seq after the last scanned segment
+	var empty *segment // the last scanned segment, when it holds no entry
 	for _, de := range des {
 		base, ok := segBase(de.Name())
 		if !ok {
@@ -300,9 +304,15 @@ func (s *Spool) replay() error {
 		if base < end {
 			return fmt.Errorf("spool: segment %s starts at seq %d, inside the previous segment (ends at %d)", de.Name(), base, end)
 		}
+		cut := s.cut + s.trimmed
 		g, err := s.scan(filepath.Join(s.dir, de.Name()), base)
 		if err != nil {
 			return err
+		}
+		s.lostEmpty(empty, base, acked)
+		empty = nil
+		if len(g.ents) == 0 && s.cut+s.trimmed == cut { // an empty file (a cut is logged by scan)
+			empty = g
 		}
 		end = g.base + uint64(len(g.ents))
 		if len(g.ents) == 0 || end <= acked { // empty or fully acked
@@ -322,6 +332,7 @@ func (s *Spool) replay() error {
 		s.bytes += g.size
 	}
 	s.next = max(acked, next, end)
+	s.lostEmpty(empty, s.next, acked)
 	s.replayed = s.records
 	s.rseq = acked
 	s.savedAcked = acked
@@ -341,6 +352,18 @@ func (s *Spool) replay() error {
 		s.activeSeg = g
 	}
 	return nil
+}
+
+// lostEmpty logs g, a segment that holds no entry, when seqs from its base
+// up to after (the next segment's base, or the next seq) were appended and
+// not all acked: only the last segment is ever empty, before its first
+// write, so g's entries were lost (a file truncated to zero). nil: nothing.
+func (s *Spool) lostEmpty(g *segment, after, acked uint64) {
+	if g == nil || after <= max(g.base, acked) {
+		return
+	}
+	s.log.Warn("spool: segment lost its entries (empty file)", "file", g.path, "offset", 0,
+		"first_seq", max(g.base, acked), "entries", after-max(g.base, acked))
 }
 
 // openMeta opens the watermark file, creating it when missing. An
