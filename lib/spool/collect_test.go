@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -183,4 +186,62 @@ func bytesOnDisk(t testing.TB, dir string) int64 {
 		n += fileSize(t, name)
 	}
 	return n
+}
+
+// heldDeleted lists the files of dir this process holds open though they
+// were removed: their disk space is not given back while they are.
+func heldDeleted(t testing.TB, dir string) []string {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []string
+	for _, fd := range fds {
+		link, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if err == nil && strings.HasPrefix(link, dir+"/") && strings.HasSuffix(link, " (deleted)") {
+			held = append(held, link)
+		}
+	}
+	return held
+}
+
+// Once every entry is read and acked, the segments are removed and their
+// disk space given back, while the reader waits for more (as kproxy's
+// drain does): the reader holds no removed segment open. It held the last
+// segment read, up to the roll size on disk past spool_max_bytes, until
+// the next record was appended.
+func TestDrainedSegmentNotHeldOpen(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, spool.Options{Dir: dir})
+	for i := range 3 {
+		appendOne(t, s, rec("t", fmt.Sprintf("%02d", i)))
+	}
+	es := readN(t, s, 3)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	waited := make(chan error, 1)
+	go func() {
+		_, err := s.Read(ctx, 10) // waits: nothing more to read
+		waited <- err
+	}()
+	for _, e := range es {
+		s.Ack(e.Seq)
+	}
+	waitFor(t, "the drained segment's removal", func() bool { return len(segmentsIn(dir)) == 0 })
+	deadline := time.Now().Add(2 * time.Second)
+	for held := heldDeleted(t, dir); len(held) > 0; held = heldDeleted(t, dir) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the spool is empty and the reader waits, but holds removed segments open: %v", held)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-waited; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the waiting read: %v", err)
+	}
+	appendOne(t, s, rec("t", "new"))
+	if vs := values(readN(t, s, 1)); vs[0] != "new" {
+		t.Fatalf("read %v, want [new]", vs)
+	}
 }
