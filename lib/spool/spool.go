@@ -1001,6 +1001,13 @@ func (s *Spool) Read(ctx context.Context, n int) ([]Entry, error) {
 		if err != nil {
 			return nil, err
 		}
+		if g == nil && s.rfile != nil {
+			// Nothing to read: the segment read last goes once its
+			// entries are acked, and its disk space only once no file
+			// of it is open. readable opens it again if it grows.
+			_ = s.rfile.Close()
+			s.rfile = nil
+		}
 		if g != nil {
 			es, err := s.readFrom(min(avail, uint64(max(n, 1))), limit)
 			if errors.Is(err, errCorrupt) {
@@ -1037,6 +1044,12 @@ func (s *Spool) readable() (*segment, error) {
 			s.rseg, s.rfile, s.roff = g, f, 0
 			s.rseq = max(s.rseq, g.base)
 			s.rskip = s.rseq - g.base // after Open: the segment holding the watermark
+		} else if s.rfile == nil { // closed by Read while nothing was to read
+			f, err := os.Open(g.path)
+			if err != nil {
+				return nil, fmt.Errorf("spool: read: %w", err)
+			}
+			s.rfile = f
 		}
 		return g, nil
 	}
