@@ -1995,12 +1995,18 @@ func (s *spooler) refused(e spool.Entry, err error) {
 	if s.stopped {
 		return // kproxy is stopping: the entry stays in the spool for the next start
 	}
+	unknown := errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID)
+	if unknown && s.check != nil {
+		// Deleted: the handlers ask the brokers again, and answer a new
+		// record of it 404 rather than spool it behind these.
+		s.check.forget(e.Topic)
+	}
 	own := errors.Is(err, kgo.ErrMaxBuffered)
 	if !own {
 		s.m.drainErrors.Inc()
 	}
 	p, d := s.stopTopicLocked(e)
-	if errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID) {
+	if unknown {
 		p.purge = true
 	}
 	if errors.Is(err, kerr.MessageTooLarge) {
