@@ -432,7 +432,7 @@ func (s *Server) gateBatchRecord(cl *kgo.Client, c *batchCall, it *batchItem) {
 			g.mu.Unlock()
 			it.err = errSpoolOvertake
 		} else {
-			it.item = newSpoolItem(g, &it.rec, false)
+			it.item = newSpoolItem(g, &it.rec, false, it.rec.Timestamp) // not kgo's: the request's
 			s.spool.holdLocked(g, it.item)
 			g.mu.Unlock()
 		}

@@ -320,7 +320,7 @@ func (s *Server) gateCommit(ctx *fasthttp.RequestCtx, p *pending, noSpool bool) 
 			ctx.Response.Header.Set("Retry-After", "1")
 			return fail(ctx, fasthttp.StatusServiceUnavailable, spoolOvertake), true
 		}
-		it := newSpoolItem(g, &p.rec, false)
+		it := newSpoolItem(g, &p.rec, false, p.rec.Timestamp) // not kgo's: now
 		s.spool.holdLocked(g, it)
 		g.mu.Unlock()
 		p.release()

@@ -173,6 +173,9 @@ type gateRec struct {
 	gate *gate           // nil: not gated (spool off, acks=0)
 	gen  context.Context // the generation it was handed over in; nil: spool=0
 	rec  *kgo.Record
+	// at is rec's time when it was handed over (kgo may write
+	// rec.Timestamp meanwhile): its time in the spool should a flip take it.
+	at time.Time
 	// prev and next link the gate's list; linked while in it.
 	prev, next *gateRec
 	linked     bool
@@ -441,6 +444,9 @@ func (s *spooler) blind(topic string, after context.Context) {
 // at the end of g's list: gen is its generation (nil for a spool=0 record).
 func (g *gate) addLocked(n *gateRec, r *kgo.Record, gen context.Context) {
 	n.gate, n.gen, n.rec, n.item = g, gen, r, nil
+	if n.at = r.Timestamp; n.at.IsZero() {
+		n.at = time.Now() // kgo's own time for it, nearly
+	}
 	n.prev, n.next, n.linked = g.last, nil, true
 	if g.last != nil {
 		g.last.next = n
@@ -491,7 +497,7 @@ func (s *spooler) flipLocked(g *gate) {
 	for n := g.first; n != nil; {
 		next := n.next
 		if n.gen != nil {
-			n.item = newSpoolItem(g, n.rec, true)
+			n.item = newSpoolItem(g, n.rec, true, n.at)
 			group = append(group, n.item)
 			g.unlinkLocked(n)
 		}
@@ -561,9 +567,14 @@ func (s *spooler) settle(n *gateRec) (taken bool) {
 }
 
 // newSpoolItem copies r for the spool: its buffers are the request's. The
-// key, value and header values share one allocation.
-func newSpoolItem(g *gate, r *kgo.Record, dup bool) *spoolItem {
+// key, value and header values share one allocation. at is the record's
+// time, its timestamp once drained (zero: now); not r.Timestamp, which kgo
+// writes while it holds r.
+func newSpoolItem(g *gate, r *kgo.Record, dup bool, at time.Time) *spoolItem {
 	it := &spoolItem{g: g, dup: dup, done: make(chan struct{})}
+	if it.rec.Time = at; at.IsZero() {
+		it.rec.Time = time.Now()
+	}
 	it.rec.Topic = r.Topic
 	n := len(r.Key) + len(r.Value)
 	for _, h := range r.Headers {

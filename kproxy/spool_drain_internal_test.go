@@ -148,7 +148,7 @@ func TestSpoolDrainReadsNoFurtherWhileOnlyParked(t *testing.T) {
 		g := s.gate(topic)
 		items := make([]*spoolItem, n)
 		for i := range items {
-			items[i] = newSpoolItem(g, &kgo.Record{Topic: topic, Key: []byte("k"), Value: []byte(topic + strconv.Itoa(i))}, false)
+			items[i] = newSpoolItem(g, &kgo.Record{Topic: topic, Key: []byte("k"), Value: []byte(topic + strconv.Itoa(i))}, false, time.Time{})
 		}
 		g.mu.Lock()
 		g.queued += n

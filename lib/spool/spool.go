@@ -16,7 +16,7 @@
 //
 //	uint32  payload length
 //	uint32  CRC32C (Castagnoli) of the payload
-//	payload int64 appended time (Unix ns)
+//	payload int64 appended time (Unix ns): the record's Time, else the Append's
 //	        uvarint length, topic
 //	        uvarint length+1, key (0: no key, which is distinct from an empty key)
 //	        uvarint length, value
@@ -94,6 +94,9 @@ type Record struct {
 	Key     []byte // nil: no key (kept distinct from an empty key)
 	Value   []byte
 	Headers []Header
+	// Time is stored as the entry's Appended time (the record's time, for
+	// a record that waited before it was appended); zero: the Append's.
+	Time time.Time
 }
 
 // Header is a record header.
@@ -105,7 +108,7 @@ type Header struct {
 // Entry is a record read back from the spool.
 type Entry struct {
 	Seq      uint64    // position in the spool, increasing across segments and restarts
-	Appended time.Time // when it was appended (stored in the entry)
+	Appended time.Time // Record.Time as appended, or when it was appended (stored in the entry)
 	Record
 }
 
@@ -221,6 +224,7 @@ type entMeta struct {
 type request struct {
 	buf      []byte
 	topics   []string // one per entry
+	times    []int64  // one per entry: its Appended time
 	appended int64
 	first    uint64
 	err      error
@@ -529,11 +533,15 @@ func (s *Spool) Append(recs []Record) (first uint64, err error) {
 	}
 	r := &request{
 		buf: make([]byte, 0, size), appended: time.Now().UnixNano(),
-		topics: make([]string, len(recs)), done: make(chan struct{}),
+		topics: make([]string, len(recs)), times: make([]int64, len(recs)), done: make(chan struct{}),
 	}
 	for i := range recs {
 		start := len(r.buf)
-		r.buf = appendEntry(r.buf, &recs[i], r.appended)
+		r.times[i] = r.appended
+		if !recs[i].Time.IsZero() {
+			r.times[i] = recs[i].Time.UnixNano()
+		}
+		r.buf = appendEntry(r.buf, &recs[i], r.times[i])
 		if len(r.buf)-start-headerLen > maxPayload {
 			return 0, fmt.Errorf("spool: record of %d bytes too large", len(r.buf)-start)
 		}
@@ -851,14 +859,14 @@ func (s *Spool) publish(chunk []*request) bool {
 	run := 0
 	for _, r := range chunk {
 		r.first = s.next
-		for _, t := range r.topics {
+		for i, t := range r.topics {
 			if run == 0 || t != last {
 				if run > 0 {
 					s.pending[last] += run
 				}
 				last, idx, run = t, intern(s, t), 0
 			}
-			g.ents = append(g.ents, entMeta{appended: r.appended, topic: idx})
+			g.ents = append(g.ents, entMeta{appended: r.times[i], topic: idx})
 			run++
 		}
 		n := int64(len(r.topics))
