@@ -454,6 +454,11 @@ func TestSpoolConfigErrors(t *testing.T) {
 		{func(c *kproxy.Config) { c.SpoolAfterMs = 0 }, "spool_after_ms: must be >= 1, got 0"},
 		{func(c *kproxy.Config) { c.SpoolDir, c.SpoolAfterMs = "/x", 10_000 }, "spool_after_ms: must be below produce_timeout_ms (10000), got 10000"},
 		{func(c *kproxy.Config) { c.SpoolMaxBytes = 1000 }, "spool_max_bytes: must be >= 1048576 (1 MiB), got 1000"},
+		// A spool without room for a record of max_message_bytes is full
+		// for /health (503 "spool full: 0 records") from the first moment
+		// of every outage, empty.
+		{func(c *kproxy.Config) { c.SpoolDir, c.MaxMessageBytes, c.SpoolMaxBytes = "/x", 2_000_000, 1 << 20 },
+			"spool_max_bytes: must be >= max_message_bytes (2000000), got 1048576"},
 	} {
 		cfg := kproxy.DefaultConfig()
 		cfg.BrokerHosts = []string{"127.0.0.1:9092"}
