@@ -359,8 +359,13 @@ func (c Config) Validate(file string) error {
 		// A record is given to the spool before its produce deadline.
 		p.Addf("spool_after_ms", c.SpoolAfterMs, "must be below produce_timeout_ms (%d)", c.ProduceTimeoutMs)
 	}
-	if c.SpoolMaxBytes < minSpoolBytes {
+	switch {
+	case c.SpoolMaxBytes < minSpoolBytes:
 		p.Addf("spool_max_bytes", c.SpoolMaxBytes, "must be >= %d (1 MiB)", minSpoolBytes)
+	case c.SpoolDir != "" && c.SpoolMaxBytes < int64(c.MaxMessageBytes):
+		// /health says the spool is full once it has no room for a
+		// record of max_message_bytes: such a spool always would be.
+		p.Addf("spool_max_bytes", c.SpoolMaxBytes, "must be >= max_message_bytes (%d)", c.MaxMessageBytes)
 	}
 	return p.Err()
 }
