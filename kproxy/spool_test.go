@@ -457,7 +457,7 @@ func TestSpoolConfigErrors(t *testing.T) {
 		// A spool without room for a record of max_message_bytes is full
 		// for /health (503 "spool full: 0 records") from the first moment
 		// of every outage, empty.
-		{func(c *kproxy.Config) { c.SpoolDir, c.MaxMessageBytes, c.SpoolMaxBytes = "/x", 2_000_000, 1 << 20 },
+		{func(c *kproxy.Config) { c.SpoolDir, c.MaxMessageBytes, c.SpoolMaxBytes = "/x", 2_000_000, 1<<20 },
 			"spool_max_bytes: must be >= max_message_bytes (2000000), got 1048576"},
 	} {
 		cfg := kproxy.DefaultConfig()
