@@ -648,29 +648,53 @@ func (s *spooler) write() {
 				}
 				break
 			}
-			recs = recs[:0]
-			for _, it := range items {
-				recs = append(recs, it.rec)
-			}
-			_, err := s.sp.Append(recs)
-			if err == nil {
-				s.appended(items)
-				s.m.spooled.Add(float64(n))
-				for _, it := range items {
-					if it.dup {
-						s.m.dups.Inc()
-					}
-				}
-			} else {
-				s.errLog.warn("spool append failed; records refused", "records", n, "err", err)
-			}
-			s.finish(items, err)
-			clear(recs)
+			recs = s.appendItems(items, recs)
 			if closed {
 				return
 			}
 		}
 	}
+}
+
+// appendItems appends items in one Append (one fsync) and gives them
+// their outcome. Should the spool have no room for them all, it appends
+// as many as fit, in order, halving the items at a flip's group boundary
+// (a group is appended whole or not at all); the items of different
+// requests are not all-or-nothing with each other. recs is scratch space,
+// returned for reuse.
+func (s *spooler) appendItems(items []*spoolItem, recs []spool.Record) []spool.Record {
+	recs = recs[:0]
+	for _, it := range items {
+		recs = append(recs, it.rec)
+	}
+	_, err := s.sp.Append(recs)
+	clear(recs)
+	if errors.Is(err, spool.ErrFull) && items[0].rest+1 < len(items) {
+		// More than one group: the first half (to the end of the group
+		// holding the middle item, if that is not the last) and the rest.
+		half := len(items) / 2
+		for half > 0 && items[half-1].rest > 0 { // half-1 is not the end of its group
+			half--
+		}
+		if half == 0 { // the first group holds the middle item
+			half = items[0].rest + 1
+		}
+		recs = s.appendItems(items[:half], recs)
+		return s.appendItems(items[half:], recs)
+	}
+	if err == nil {
+		s.appended(items)
+		s.m.spooled.Add(float64(len(items)))
+		for _, it := range items {
+			if it.dup {
+				s.m.dups.Inc()
+			}
+		}
+	} else {
+		s.errLog.warn("spool append failed; records refused", "records", len(items), "err", err)
+	}
+	s.finish(items, err)
+	return recs
 }
 
 // finish gives items their outcome and takes them off their gates' counts,
