@@ -360,6 +360,10 @@ type batchCall struct {
 	// and none waits for kgo's (README, Spool).
 	held    atomic.Int64
 	settled chan struct{}
+	// keyed is the last record of each topic and key handed through its
+	// gate (startBatch's goroutine only): from the first record that went
+	// to the spool on; nil before.
+	keyed map[string]*batchItem
 }
 
 // batchItem is one record of a batchCall; it is its record's Context, to
@@ -433,6 +437,11 @@ func (s *Server) gateBatchRecord(cl *kgo.Client, c *batchCall, it *batchItem) {
 			it.err = errSpoolOvertake
 		} else {
 			it.item = newSpoolItem(g, &it.rec, false, it.rec.Timestamp) // not kgo's: the request's
+			if prev := c.lastOfKey(it); prev != nil {
+				// In the spool before it (queued, or taken by the flip):
+				// refused, so is this one (refuseAfterRefused).
+				it.item.after = prev.item // g.mu held: prev's gate
+			}
 			s.spool.holdLocked(g, it.item)
 			g.mu.Unlock()
 		}
@@ -442,6 +451,7 @@ func (s *Server) gateBatchRecord(cl *kgo.Client, c *batchCall, it *batchItem) {
 		c.job.release()
 		return
 	}
+	c.lastOfKey(it)
 	if c.spoolAt == nil {
 		g.addLocked(&it.gateRec, &it.rec, nil)
 		cl.Produce(c.deadline, &it.rec, onBatchProduced)
@@ -450,6 +460,32 @@ func (s *Server) gateBatchRecord(cl *kgo.Client, c *batchCall, it *batchItem) {
 		cl.Produce(g.gen, &it.rec, onBatchProduced)
 	}
 	g.mu.Unlock()
+}
+
+// lastOfKey returns the record of it's topic and key before it in c, and
+// notes it as the last one. Only once a record of c went to the spool
+// (it.item set) are records noted: the earlier ones are then indexed at
+// once. Keyless records keep no order: nil.
+func (c *batchCall) lastOfKey(it *batchItem) *batchItem {
+	if it.rec.Key == nil || c.keyed == nil && it.item == nil {
+		return nil
+	}
+	if c.keyed == nil {
+		c.keyed = map[string]*batchItem{}
+		for i := range c.items {
+			e := &c.items[i]
+			if e == it {
+				break
+			}
+			if e.rec.Key != nil {
+				c.keyed[e.rec.Topic+"\x00"+string(e.rec.Key)] = e
+			}
+		}
+	}
+	k := it.rec.Topic + "\x00" + string(it.rec.Key)
+	prev := c.keyed[k]
+	c.keyed[k] = it
+	return prev
 }
 
 // errSpoolOvertake is the failure of a spool=0 record of a spooling topic.

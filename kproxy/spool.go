@@ -194,6 +194,10 @@ type spoolItem struct {
 	// rest is how many items after it in the queue belong to its Append
 	// (a flip's records: appended all at once or none).
 	rest int
+	// after is the record of its key before it in the same batch, when
+	// that one went to the spool too (queued before it): refused, this
+	// one is refused as well, or it would reach Kafka without it.
+	after *spoolItem
 }
 
 func openSpooler(cfg Config, log *slog.Logger, ps *producers, check *topicCheck, reg *prometheus.Registry) (*spooler, error) {
@@ -663,6 +667,9 @@ func (s *spooler) write() {
 // requests are not all-or-nothing with each other. recs is scratch space,
 // returned for reuse.
 func (s *spooler) appendItems(items []*spoolItem, recs []spool.Record) []spool.Record {
+	if items = s.refuseAfterRefused(items); len(items) == 0 {
+		return recs
+	}
 	recs = recs[:0]
 	for _, it := range items {
 		recs = append(recs, it.rec)
@@ -697,6 +704,43 @@ func (s *spooler) appendItems(items []*spoolItem, recs []spool.Record) []spool.R
 	return recs
 }
 
+// errKeyRefusedBefore: the spool refused an earlier record of the key in
+// the same request.
+var errKeyRefusedBefore = errors.New("an earlier record of its key in the request was refused")
+
+// refuseAfterRefused refuses the items whose earlier record of their key
+// in their request (after) was refused, and returns the others, in order.
+// That record was queued before: it has its outcome, or it is among items
+// (then both are appended together, or it in an earlier half).
+func (s *spooler) refuseAfterRefused(items []*spoolItem) []*spoolItem {
+	var kept []*spoolItem
+	for i, it := range items {
+		var err error
+		if it.after != nil {
+			select {
+			case <-it.after.done:
+				if it.after.err != nil {
+					err = fmt.Errorf("%w: %w", errKeyRefusedBefore, it.after.err)
+				}
+			default:
+			}
+		}
+		switch {
+		case err != nil:
+			if kept == nil {
+				kept = append(make([]*spoolItem, 0, len(items)), items[:i]...)
+			}
+			s.finish([]*spoolItem{it}, err)
+		case kept != nil:
+			kept = append(kept, it)
+		}
+	}
+	if kept == nil {
+		return items
+	}
+	return kept
+}
+
 // finish gives items their outcome and takes them off their gates' counts,
 // each gate's lock taken once for a run of its items.
 func (s *spooler) finish(items []*spoolItem, err error) {
@@ -721,6 +765,8 @@ func (s *spooler) finish(items []*spoolItem, err error) {
 func (it *spoolItem) refusal() (int, string) {
 	why := "spool write failed: " + it.err.Error()
 	switch {
+	case errors.Is(it.err, errKeyRefusedBefore):
+		why = "the spool refused an earlier record of its key in this request, which must not be overtaken"
 	case errors.Is(it.err, spool.ErrFull):
 		why = "kafka did not take the record within spool_after_ms and the spool is full (spool_max_bytes)"
 	case errors.Is(it.err, errSpoolClosed):
