@@ -562,3 +562,35 @@ func TestConfigLongHistoryLoads(t *testing.T) {
 		t.Errorf("history_minutes past a time.Duration: %v\nlacks %q", err, want)
 	}
 }
+
+// detail=1 belongs to the JSON form: asked with another format, or with a
+// value that is neither on nor off, the answer is a 400 saying why, never
+// detail JSON where zabbix_sender or a discovery rule expects its own
+// format.
+func TestDetailOutsideJSONIsABadRequest(t *testing.T) {
+	e := start(t)
+	produce(t, e.kafka, "a", 0, 3)
+	setOffset(t, e.conn, "m", "a", "0", "1")
+	e.eventually(t, "?format=zabbix", "- test_cluster.m.0.delay 2\n- test_cluster.kmonitor.errors 0\n", 10*time.Second)
+	for q, want := range map[string]string{
+		"?format=zabbix&detail=1":     "detail",
+		"?format=zabbix_lld&detail=1": "detail",
+		"?detail=yes":                 "detail",
+	} {
+		code, body := e.get(t, q)
+		if code != 400 || !strings.Contains(body, want) || strings.Count(body, "\n") != 1 {
+			t.Errorf("%s: %d %q, want 400 saying %q", q, code, body, want)
+		}
+	}
+	for q, want := range map[string]string{
+		"?detail=0":     `{"test_cluster":{"m":{"0":2}}}` + "\n",
+		"?detail=false": `{"test_cluster":{"m":{"0":2}}}` + "\n",
+	} {
+		if code, body := e.get(t, q); code != 200 || body != want {
+			t.Errorf("%s: %d %q, want 200 %q", q, code, body, want)
+		}
+	}
+	if code, body := e.get(t, "?detail=1&format=json"); code != 200 || !strings.Contains(body, `"log_end":3`) {
+		t.Errorf("?detail=1&format=json: %d %q", code, body)
+	}
+}
