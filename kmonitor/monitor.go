@@ -194,7 +194,21 @@ func (m *Monitor) handleDelay(w http.ResponseWriter, r *http.Request) {
 	if format != "zabbix" {
 		keys = ""
 	}
-	detail := q.Get("detail")
+	var withDetail bool
+	switch d := q.Get("detail"); d {
+	case "", "0", "false":
+	case "1", "true":
+		withDetail = true
+	default:
+		http.Error(w, fmt.Sprintf("unknown detail %q (1, true, 0, false)", d), http.StatusBadRequest)
+		return
+	}
+	if withDetail && (format == "zabbix" || format == "zabbix_lld" || format == "prometheus") {
+		// Detail is JSON: served in place of zabbix lines or discovery
+		// data, it would reach zabbix_sender or a discovery rule.
+		http.Error(w, fmt.Sprintf("detail applies to the JSON form only, not to format=%s", format), http.StatusBadRequest)
+		return
+	}
 	switch format {
 	case "", "json", "zabbix", "zabbix_lld":
 	case "prometheus":
@@ -213,7 +227,7 @@ func (m *Monitor) handleDelay(w http.ResponseWriter, r *http.Request) {
 	} else {
 		w.Header().Set("Content-Type", "application/json")
 	}
-	if detail == "1" || detail == "true" { // holds ages: computed every time
+	if withDetail { // holds ages: computed every time
 		buf := bufPool.Get().(*bytes.Buffer)
 		buf.Reset()
 		defer bufPool.Put(buf)
