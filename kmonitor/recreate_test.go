@@ -1,0 +1,79 @@
+package kmonitor_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// ageDetail is one partition of /delay?detail=1 with its lag in seconds.
+type ageDetail struct {
+	Lag        *int64   `json:"lag"`
+	LogEnd     *int64   `json:"log_end"`
+	LagSeconds *float64 `json:"lag_seconds"`
+	AtLeast    bool     `json:"lag_seconds_at_least"`
+	Error      string   `json:"error"`
+}
+
+// ageOf polls /delay?detail=1 until partition part of module m satisfies
+// cond, for up to limit, and returns it.
+func (e *env) ageOf(t *testing.T, m, part string, limit time.Duration, cond func(ageDetail) bool) ageDetail {
+	t.Helper()
+	var last string
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		code, body := e.get(t, "?detail=1")
+		last = body
+		var v map[string]map[string]map[string]ageDetail
+		if code != 200 || json.Unmarshal([]byte(body), &v) != nil {
+			continue
+		}
+		if d, ok := v["test_cluster"][m][part]; ok && cond(d) {
+			return d
+		}
+	}
+	t.Fatalf("/delay?detail=1 after %v: %s", limit, last)
+	return ageDetail{}
+}
+
+// A topic deleted and created again starts its log at 0: the records
+// waiting after that are as old as the new topic's, not as old as the
+// first log end kmonitor saw of the topic that was deleted.
+func TestLagSecondsAfterTopicCreatedAgain(t *testing.T) {
+	e := start(t)
+	produce(t, e.kafka, "a", 0, 10)
+	setOffset(t, e.conn, "m", "a", "0", "10")
+	e.ageOf(t, "m", "0", 10*time.Second, func(d ageDetail) bool { return d.LogEnd != nil && *d.LogEnd == 10 && d.Lag != nil && *d.Lag == 0 })
+
+	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, kafkaconf.Default()))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if res, err := adm.DeleteTopics(ctx, "a"); err != nil || res.Error() != nil {
+		t.Fatalf("delete topic a: %v %v", err, res.Error())
+	}
+	if !waitFor(10*time.Second, func() bool { d, err := adm.ListTopics(ctx, "a"); return err == nil && !d.Has("a") }) {
+		t.Fatal("topic a still listed after its deletion")
+	}
+	if res, err := adm.CreateTopic(ctx, 1, -1, nil, "a"); err != nil || res.Err != nil {
+		t.Fatalf("create topic a again: %v %v", err, res.Err)
+	}
+	setOffset(t, e.conn, "m", "a", "0", "0") // the module starts the new log from its start
+	e.ageOf(t, "m", "0", 10*time.Second, func(d ageDetail) bool { return d.LogEnd != nil && *d.LogEnd == 0 && d.Lag != nil })
+
+	before := time.Now()
+	produce(t, e.kafka, "a", 0, 3)
+	d := e.ageOf(t, "m", "0", 10*time.Second, func(d ageDetail) bool { return d.LogEnd != nil && *d.LogEnd == 3 && d.Lag != nil })
+	since := time.Since(before).Seconds()
+	if d.LagSeconds == nil {
+		t.Fatalf("no lag_seconds for a known lag: %+v", d)
+	}
+	if *d.Lag != 3 || *d.LagSeconds > since || d.AtLeast {
+		t.Errorf("lag %d, lag_seconds %v (at least: %v); want 3 records produced at most %.3f s ago, the age known",
+			*d.Lag, *d.LagSeconds, d.AtLeast, since)
+	}
+}
