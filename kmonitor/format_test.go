@@ -30,6 +30,11 @@ func TestLagAge(t *testing.T) {
 			t.Errorf("next=%d: %v %v, want %v %v", tc.next, got, atLeast, tc.want, tc.atLeast)
 		}
 	}
+	// The log end went back (the topic created again) and grew anew.
+	recreated := []sample{{at(900), 50}, {at(950), 0}, {at(990), 3}}
+	if got, atLeast := lagAge(recreated, 0, now); got != 10 || atLeast {
+		t.Errorf("log end back to 0 then 3, next=0: %v %v, want 10 false", got, atLeast)
+	}
 	if got, _ := lagAge(nil, 3, now); got != 0 {
 		t.Errorf("no history: %v", got)
 	}

@@ -261,20 +261,18 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 }
 
 // lagAge estimates how long ago the oldest unpushed record (offset next)
-// was produced: the time of the first poll that saw the log end pass it.
-// The estimate is late by at most one poll interval. When the log end
-// passed it before the oldest change kept, the age is at least that old.
+// was produced: the time of the first poll of the last run of polls that
+// saw the log end past it (a log end that went back, a topic deleted and
+// created again, starts a new run: its records are new ones). The estimate
+// is late by at most one poll interval. When that run starts with the
+// oldest change kept, the age is at least that old.
 func lagAge(changes []sample, next int64, now time.Time) (float64, bool) {
 	if len(changes) == 0 || changes[len(changes)-1].end <= next {
 		return 0, false
 	}
-	for i, c := range changes {
-		if c.end > next {
-			if i == 0 {
-				return now.Sub(c.at).Seconds(), true
-			}
-			return now.Sub(c.at).Seconds(), false
-		}
+	i := len(changes) - 1
+	for i > 0 && changes[i-1].end > next {
+		i--
 	}
-	return 0, false
+	return now.Sub(changes[i].at).Seconds(), i == 0
 }
