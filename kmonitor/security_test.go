@@ -93,3 +93,33 @@ func privateOffset(t *testing.T, conn *zk.Conn, auth zklayout.Auth, folders bool
 	}
 	return dir
 }
+
+// A module's offsets/ that kmonitor may not list shows as "*", an error;
+// once that folder is deleted (the module's offsets reset by hand, its
+// folder left), there is nothing left to be unknown: the entry goes, as a
+// readable module's partitions do, rather than stay an error for ever.
+func TestUnreadableOffsetsFolderDeletedLeavesNoError(t *testing.T) {
+	e := start(t)
+	produce(t, e.kafka, "a", 1, 5)
+	auth := zklayout.Auth{User: "ktransfer", Password: "zk-pass"}
+	if err := auth.Authenticate(e.conn, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	module := zklayout.Consumers(chroot) + "/m"
+	if err := zklayout.CreateAll(e.conn, module+"/ids", zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	private := zk.DigestACL(zk.PermAll, auth.User, auth.Password)
+	dir := zklayout.Offsets(chroot, "m", "a")
+	if err := zklayout.CreateAll(e.conn, dir, private); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.conn.Create(dir+"/1", []byte("2"), 0, private); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually(t, "", `{"test_cluster":{"m":{"*":null}}}`+"\n", 10*time.Second)
+
+	deleteAll(t, e.conn, module+"/offsets")
+	e.eventually(t, "", `{"test_cluster":{}}`+"\n", 10*time.Second)
+	e.eventually(t, "?format=zabbix", "- test_cluster.kmonitor.errors 0\n", time.Second)
+}
