@@ -65,6 +65,10 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, sp
 				delete(running, n)
 			}
 			f.listed(nil)
+			if denied { // the folder that could not be listed is gone
+				c.state.dropOffset(f.denied)
+				denied = false
+			}
 			var parentThere bool
 			parentThere, err = waitCreated(ctx, conn, dir, f.root)
 			if !parentThere {
