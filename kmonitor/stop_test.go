@@ -1,0 +1,68 @@
+package kmonitor_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kmonitor"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/tcpproxy"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zktest"
+)
+
+// kmonitor with zk_auth is asked to stop while its ZooKeeper does not
+// answer (a network partition: connections accepted, nothing comes back):
+// Run returns at once, not once the digest authentication has waited a
+// whole session timeout.
+func TestStopsPromptlyWhileZooKeeperDoesNotAnswer(t *testing.T) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
+	z := zktest.Start(t)
+	px, err := tcpproxy.Start(z.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { px.Close() })
+	px.Freeze()
+	cfg := kmonitor.DefaultConfig()
+	cfg.Base.Clusters = []string{"test_cluster"}
+	cfg.HTTPServer.Port = 0
+	cfg.HTTPServer.ListenHost = "127.0.0.1"
+	cfg.Clusters = map[string]kmonitor.ClusterConfig{"test_cluster": {
+		Chroot: chroot, ZKHosts: []string{px.Addr()}, ZKConnectTimeoutMs: 1000, ZKSessionTimeoutMs: 20000,
+		Kafka: kafkaconf.Default(), BrokerHosts: k.ListenAddrs(),
+		ZKAuth: zklayout.Auth{User: "kmonitor", Password: "zk-pass"},
+	}}
+	m, err := kmonitor.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	if !waitFor(10*time.Second, func() bool { return px.Conns() > 0 }) {
+		t.Fatal("kmonitor did not connect to ZooKeeper")
+	}
+	cancel()
+	start := time.Now()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("Run returned %v after it was asked to stop", d)
+		}
+	case <-time.After(3 * time.Second):
+		t.Errorf("Run still running 3s after it was asked to stop (ZooKeeper not answering)")
+		px.Thaw() // lets the authentication answer, so that Run ends
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+}
