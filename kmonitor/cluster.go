@@ -69,8 +69,9 @@ func newCluster(name string, cfg ClusterConfig, base BaseConfig, log *slog.Logge
 	}
 }
 
-// connect opens a ZooKeeper client; it connects in the background.
-func (c *cluster) connect() (*zk.Conn, <-chan zk.Event, error) {
+// connect opens a ZooKeeper client; it connects in the background. The
+// wait for the digest authentication's answer ends with ctx.
+func (c *cluster) connect(ctx context.Context) (*zk.Conn, <-chan zk.Event, error) {
 	connectTimeout := time.Duration(c.cfg.ZKConnectTimeoutMs) * time.Millisecond
 	dialer := func(network, address string, _ time.Duration) (net.Conn, error) {
 		return net.DialTimeout(network, address, connectTimeout)
@@ -80,7 +81,10 @@ func (c *cluster) connect() (*zk.Conn, <-chan zk.Event, error) {
 		return nil, nil, fmt.Errorf("zookeeper %v: %w", c.cfg.ZKHosts, err)
 	}
 	// Before the watchers use the client, so that the server sees the
-	// credentials first.
+	// credentials first. Closing the client on ctx ends the wait for an
+	// answer (a server that does not answer would hold it for a session).
+	stop := context.AfterFunc(ctx, conn.Close)
+	defer stop()
 	if err := c.cfg.ZKAuth.Authenticate(conn, c.session); err != nil {
 		conn.Close()
 		return nil, nil, fmt.Errorf("zookeeper %v: %w", c.cfg.ZKHosts, err)
@@ -113,7 +117,10 @@ func (c *cluster) run(ctx context.Context) {
 // ZooKeeper is away, see zkProblem); the next client reads them afresh
 // and drops those it no longer finds.
 func (c *cluster) runClient(ctx context.Context) {
-	conn, events, err := c.connect()
+	conn, events, err := c.connect(ctx)
+	if err != nil && ctx.Err() != nil {
+		return // stopping: the client was closed
+	}
 	if err != nil {
 		c.log.Error("zookeeper client", "err", err)
 		sleep(ctx, retryDelay)
