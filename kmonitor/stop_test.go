@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,6 +64,41 @@ func TestStopsPromptlyWhileZooKeeperDoesNotAnswer(t *testing.T) {
 		px.Thaw() // lets the authentication answer, so that Run ends
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
+		}
+	}
+}
+
+// ZooKeeper stops answering (a network partition) for less than the
+// session timeout: the offsets kmonitor holds are still current, and the
+// brokers, discovered from ZooKeeper before, still answer. Every lag stays
+// known: reading the brokers' registrations again must not hold up the
+// polls of the log ends until the ZooKeeper client gives up on its
+// connection.
+func TestLagKnownWhileZooKeeperDoesNotAnswerWithinSession(t *testing.T) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
+	var px *tcpproxy.Proxy
+	e := startWith(t, k, func(c *kmonitor.Config) {
+		cl := c.Clusters["test_cluster"]
+		var err error
+		if px, err = tcpproxy.Start(cl.ZKHosts[0]); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { px.Close() })
+		cl.ZKHosts = []string{px.Addr()}
+		cl.ZKSessionTimeoutMs = 30000
+		c.Clusters["test_cluster"] = cl
+	}, io.Discard)
+	produce(t, e.kafka, "a", 0, 4)
+	setOffset(t, e.conn, "m", "a", "0", "1")
+	e.eventually(t, "", `{"test_cluster":{"m":{"0":3}}}`+"\n", 10*time.Second)
+
+	px.Freeze()
+	defer px.Thaw()
+	// Log ends not read for max(3 polls, a poll + 5 s) turn unknown: watch
+	// for twice that, well within the 30 s session.
+	for end := time.Now().Add(11 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if code, body := e.get(t, "?detail=1"); code != 200 || !strings.Contains(body, `"lag":3`) {
+			t.Fatalf("ZooKeeper silent for less than a session: %d %s; want the lag known", code, body)
 		}
 	}
 }
