@@ -41,9 +41,11 @@ type cluster struct {
 	everUp      bool
 
 	// Used only by the poll goroutine.
-	kafka   *kgo.Client
-	adm     *kadm.Client // over kafka
-	brokers []string     // kafka's seed brokers
+	kafka       *kgo.Client
+	adm         *kadm.Client   // over kafka
+	brokers     []string       // kafka's seed brokers
+	discovering chan discovery // the reading of <chroot>/brokers/ids under way, if any
+	discoverWG  sync.WaitGroup // that reading's goroutine
 
 	// The poll goroutine and its per-leader requests (pollLeader).
 	pollMu     sync.Mutex
@@ -107,6 +109,7 @@ func (c *cluster) run(ctx context.Context) {
 		c.runClient(ctx)
 	}
 	poller.Wait()
+	c.discoverWG.Wait() // its client is closed: it has returned or will at once
 	if c.kafka != nil {
 		c.kafka.Close()
 	}
@@ -446,7 +449,7 @@ func (c *cluster) kafkaClient() (*kadm.Client, error) {
 		var found []string
 		err := errors.New("no zookeeper client")
 		if conn := c.zk(); conn != nil {
-			found, err = zklayout.DiscoverBrokers(conn, c.cfg.Chroot)
+			found, err = c.discover(conn)
 		}
 		switch {
 		case err != nil && c.adm != nil:
@@ -477,6 +480,42 @@ func (c *cluster) kafkaClient() (*kadm.Client, error) {
 	c.log.Info("kafka brokers", "brokers", brokers)
 	c.kafka, c.adm, c.brokers = client, kadm.NewClient(client), brokers
 	return c.adm, nil
+}
+
+// discovery is the outcome of one reading of the brokers' registrations.
+type discovery struct {
+	brokers []string
+	err     error
+}
+
+// discoverWait bounds how long a poll waits for ZooKeeper to list the
+// brokers. A ZooKeeper that does not answer (a network partition) holds a
+// request until the client gives up on its connection, two thirds of a
+// session later: the log ends of the brokers already known would turn
+// stale meanwhile.
+const discoverWait = time.Second
+
+// discover reads the brokers registered under <chroot>/brokers/ids,
+// waiting at most discoverWait; a reading not answered by then goes on,
+// and the next poll waits for it again (one at a time).
+func (c *cluster) discover(conn *zk.Conn) ([]string, error) {
+	if c.discovering == nil {
+		ch := make(chan discovery, 1)
+		c.discovering = ch
+		c.discoverWG.Go(func() {
+			found, err := zklayout.DiscoverBrokers(conn, c.cfg.Chroot)
+			ch <- discovery{found, err}
+		})
+	}
+	t := time.NewTimer(discoverWait)
+	defer t.Stop()
+	select {
+	case d := <-c.discovering:
+		c.discovering = nil
+		return d.brokers, d.err
+	case <-t.C:
+		return nil, fmt.Errorf("zookeeper did not answer within %v", discoverWait)
+	}
 }
 
 // zkLog sends the ZooKeeper client's log to slog at debug level: it
