@@ -594,3 +594,17 @@ func TestDetailOutsideJSONIsABadRequest(t *testing.T) {
 		t.Errorf("?detail=1&format=json: %d %q", code, body)
 	}
 }
+
+// A query string that does not parse (a ';' between parameters, a broken
+// %-escape) is a 400 saying why: dropping the pairs it cannot read would
+// answer JSON to a zabbix_sender pipe, or every cluster to a request for
+// one.
+func TestUnparsableQueryIsABadRequest(t *testing.T) {
+	e := start(t)
+	for _, q := range []string{"?format=zabbix;keys=item", "?cluster=%zz", "?format=zabbix&cluster=test%"} {
+		code, body := e.get(t, q)
+		if code != 400 || !strings.Contains(body, "query") || strings.Count(body, "\n") != 1 {
+			t.Errorf("%s: %d %q, want 400 saying the query does not parse", q, code, body)
+		}
+	}
+}
