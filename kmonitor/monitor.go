@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -176,7 +177,13 @@ func (m *Monitor) handleDelay(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "use GET", http.StatusMethodNotAllowed)
 		return
 	}
-	q := r.URL.Query()
+	// r.URL.Query() drops the pairs it cannot read: format=zabbix;keys=item
+	// would answer JSON.
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		http.Error(w, fmt.Sprintf("query %q does not parse: %v", r.URL.RawQuery, err), http.StatusBadRequest)
+		return
+	}
 	clusters := m.cfg.Base.Clusters
 	if name := q.Get("cluster"); q.Has("cluster") {
 		if !slices.Contains(clusters, name) {
