@@ -608,3 +608,19 @@ func TestUnparsableQueryIsABadRequest(t *testing.T) {
 		}
 	}
 }
+
+// A cluster's name is written into every zabbix_sender line and the
+// 400 answers' one-line reasons: a name holding a line feed or another
+// control character would split them. Such a name is a start-up error
+// naming the file, the field and the value.
+func TestConfigClusterNameWithControlCharacter(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "kmonitor.yaml")
+	doc := "base:\n clusters: [\"a\\nb\"]\n\"a\\nb\":\n chroot: /mq/a\n zk_hosts: [127.0.0.1:2181]\n"
+	if err := os.WriteFile(f, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := f + `: base.clusters[0]: must be a name without control characters, got "a\nb"`
+	if _, err := kmonitor.LoadConfig(f); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("cluster named with a line feed: %v\nlacks %q", err, want)
+	}
+}
