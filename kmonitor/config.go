@@ -10,7 +10,9 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 
 	"go.yaml.in/yaml/v3"
 
@@ -194,6 +196,11 @@ func (c Config) Validate(file string) error {
 		if slices.Index(c.Base.Clusters, name) != i {
 			p.Addf("base.clusters", name, "lists a cluster twice")
 			continue
+		}
+		// The name starts every zabbix_sender line of the cluster: a line
+		// feed would split them.
+		if strings.ContainsFunc(name, unicode.IsControl) {
+			p.Addf("base.clusters["+strconv.Itoa(i)+"]", name, "must be a name without control characters")
 		}
 		if _, ok := c.Clusters[name]; !ok {
 			p.Addf("base.clusters["+strconv.Itoa(i)+"]", name, "has no section of that name")
