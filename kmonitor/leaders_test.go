@@ -265,3 +265,57 @@ func TestHungBrokerDelaysOnlyItsOwnPartitions(t *testing.T) {
 		t.Errorf("the partitions broker %d leads stayed known while it did not answer", hung)
 	}
 }
+
+// A broker answers every ListOffsets with an error, then the partitions
+// it leads move to the other brokers, which answer: every log end is known
+// again, and the log says so (the broker that failed leads nothing any
+// more; its failures must not be counted for ever).
+func TestLogEndsKnownAgainAfterLeadersMoveAway(t *testing.T) {
+	k := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: "a", Partitions: 3}})
+	var log logBuffer
+	e := startWith(t, k, nil, &log)
+	for p := range int32(3) {
+		produce(t, k, "a", p, 3)
+		setOffset(t, e.conn, "m", "a", strconv.Itoa(int(p)), "1")
+	}
+	e.eventually(t, "", `{"test_cluster":{"m":{"0":2,"1":2,"2":2}}}`+"\n", 20*time.Second)
+	sick := k.LeaderFor("a", 0)
+	var moved atomic.Bool
+	k.ControlKey(int16(kmsg.ListOffsets), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		k.KeepControl()
+		if k.CurrentNode() != sick || moved.Load() {
+			return nil, nil, false
+		}
+		r := req.(*kmsg.ListOffsetsRequest)
+		resp := r.ResponseKind().(*kmsg.ListOffsetsResponse)
+		for _, rt := range r.Topics {
+			st := kmsg.NewListOffsetsResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewListOffsetsResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = -1 // UNKNOWN_SERVER_ERROR: not retried
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	t.Cleanup(k.DropControl)
+	if !waitFor(10*time.Second, func() bool { return log.count("log-end offsets unknown") > 0 }) {
+		t.Fatalf("no warning while broker %d fails every ListOffsets", sick)
+	}
+	other := (sick + 1) % 3
+	for p := range int32(3) {
+		if k.LeaderFor("a", p) == sick {
+			if err := k.MoveTopicPartition("a", p, other); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	moved.Store(true)
+	e.eventually(t, "", `{"test_cluster":{"m":{"0":2,"1":2,"2":2}}}`+"\n", 10*time.Second)
+	if !waitFor(5*time.Second, func() bool { return log.count("log-end offsets known again") > 0 }) {
+		t.Errorf("every log end known again after broker %d's partitions moved away, yet not logged", sick)
+	}
+}
