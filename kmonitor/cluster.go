@@ -263,6 +263,7 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 	c.state.forget(wanted)
 	if len(wanted) == 0 {
 		c.setFailed(noLeader, 0, nil)
+		c.forgetLeaders(nil)
 		return
 	}
 	adm, err := c.kafkaClient()
@@ -317,6 +318,7 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 		}
 	}
 	c.setFailed(noLeader, failed, firstErr)
+	c.forgetLeaders(byLeader)
 	client := c.kafka
 	for leader, tps := range byLeader {
 		// One request at a time per partition, so that answers are
@@ -412,6 +414,23 @@ func (c *cluster) pollLeader(ctx context.Context, client *kgo.Client, leader int
 		}
 	}
 	c.setFailed(leader, failed, firstErr)
+}
+
+// forgetLeaders clears the failures counted for brokers that lead none of
+// the partitions (not in leaders) any more: they are asked nothing, and
+// what their last read missed is not missing now.
+func (c *cluster) forgetLeaders(leaders map[int32][]topicPartition) {
+	c.pollMu.Lock()
+	var gone []int32
+	for leader := range c.failed {
+		if _, ok := leaders[leader]; !ok && leader != noLeader {
+			gone = append(gone, leader)
+		}
+	}
+	c.pollMu.Unlock()
+	for _, leader := range gone {
+		c.setFailed(leader, 0, nil)
+	}
 }
 
 // setFailed records how many partitions the last read through key missed,
