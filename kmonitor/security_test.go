@@ -1,14 +1,20 @@
 package kmonitor_test
 
 import (
+	"encoding/json"
+	"io"
+	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kmonitor"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zktest"
 )
 
 // kmonitor reads log-end offsets from brokers that need TLS with a client
@@ -122,4 +128,49 @@ func TestUnreadableOffsetsFolderDeletedLeavesNoError(t *testing.T) {
 	deleteAll(t, e.conn, module+"/offsets")
 	e.eventually(t, "", `{"test_cluster":{}}`+"\n", 10*time.Second)
 	e.eventually(t, "?format=zabbix", "- test_cluster.kmonitor.errors 0\n", time.Second)
+}
+
+// A ZooKeeper-mode broker with two listeners, an internal PLAINTEXT one and
+// an external SASL_SSL one, registers host and port of the PLAINTEXT one
+// and both in its endpoints. kmonitor configured for SASL over TLS finds
+// the brokers through the SASL_SSL endpoints, not through host and port,
+// where it would speak TLS to a plaintext listener.
+func TestDiscoveredBrokersThroughTheListenerOfTheConfiguredProtocol(t *testing.T) {
+	k, kc := kafkatest.StartSecure(t, []kafkatest.Topic{{Name: "a", Partitions: 2}}, "PLAIN")
+	const secure = "/mq/secure_cluster"
+	e := startWith(t, k, func(c *kmonitor.Config) {
+		cl := c.Clusters["test_cluster"]
+		cl.Chroot, cl.Kafka = secure, kc
+		c.Clusters["test_cluster"] = cl
+	}, io.Discard)
+	// A plaintext listener that is not there: connections to it fail.
+	plain, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plainAddr := plain.Addr().(*net.TCPAddr)
+	plain.Close()
+	broker := zktest.Connect(t, e.zk.Addr)
+	for id, addr := range k.ListenAddrs() {
+		b := zklayout.NewBroker(plainAddr.IP.String(), plainAddr.Port)
+		b.ListenerSecurityProtocolMap = map[string]string{"INTERNAL": "PLAINTEXT", "EXTERNAL": "SASL_SSL"}
+		b.Endpoints = []string{"INTERNAL://" + plainAddr.String(), "EXTERNAL://" + addr}
+		data, _ := json.Marshal(b)
+		dir := zklayout.BrokerIDs(secure)
+		if err := zklayout.CreateAll(broker, dir, zk.WorldACL(zk.PermAll)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := broker.Create(dir+"/"+strconv.Itoa(id), data, zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produceWith(t, k, kc, "a", 1, 5)
+	dir := zklayout.Offsets(secure, "m", "a")
+	if err := zklayout.CreateAll(e.conn, dir, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.conn.Create(dir+"/1", []byte("2"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually(t, "", `{"test_cluster":{"m":{"1":3}}}`+"\n", 10*time.Second)
 }
