@@ -106,6 +106,30 @@ func (b Broker) Addr() (string, error) {
 	return "", errors.New("broker registration has neither host/port nor an endpoint")
 }
 
+// AddrFor returns the broker's address for a client speaking the security
+// protocol given (PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL): the first
+// endpoint whose listener has that protocol in the registration's
+// listener_security_protocol_map (a listener missing from it is taken to
+// be named after its protocol), else Addr. A broker with an internal
+// PLAINTEXT listener and an external SASL_SSL one registers host and port
+// of the PLAINTEXT one.
+func (b Broker) AddrFor(protocol string) (string, error) {
+	for _, ep := range b.Endpoints {
+		listener, hostport, ok := strings.Cut(ep, "://")
+		if !ok || hostport == "" {
+			continue
+		}
+		p, found := b.ListenerSecurityProtocolMap[listener]
+		if !found {
+			p = listener
+		}
+		if strings.EqualFold(p, protocol) {
+			return hostport, nil
+		}
+	}
+	return b.Addr()
+}
+
 // ParseBroker decodes a broker registration.
 func ParseBroker(data []byte) (Broker, error) {
 	var b Broker
@@ -134,8 +158,19 @@ func RegisterBroker(conn *zk.Conn, chroot string, id int32, host string, port in
 	return nil
 }
 
-// DiscoverBrokers reads every broker registered under chroot.
+// DiscoverBrokers reads every broker registered under chroot: the address
+// of each is Broker.Addr.
 func DiscoverBrokers(conn *zk.Conn, chroot string) ([]string, error) {
+	return discoverBrokers(conn, chroot, Broker.Addr)
+}
+
+// DiscoverBrokersFor is DiscoverBrokers for a client speaking the security
+// protocol given: the address of each broker is Broker.AddrFor(protocol).
+func DiscoverBrokersFor(conn *zk.Conn, chroot, protocol string) ([]string, error) {
+	return discoverBrokers(conn, chroot, func(b Broker) (string, error) { return b.AddrFor(protocol) })
+}
+
+func discoverBrokers(conn *zk.Conn, chroot string, addrOf func(Broker) (string, error)) ([]string, error) {
 	dir := BrokerIDs(chroot)
 	ids, _, err := conn.Children(dir)
 	if err != nil {
@@ -154,7 +189,7 @@ func DiscoverBrokers(conn *zk.Conn, chroot string) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("broker %s/%s: %w", dir, id, err)
 		}
-		addr, err := b.Addr()
+		addr, err := addrOf(b)
 		if err != nil {
 			return nil, fmt.Errorf("broker %s/%s: %w", dir, id, err)
 		}

@@ -79,6 +79,24 @@ func TestBrokerAddr(t *testing.T) {
 	}
 }
 
+func TestBrokerAddrFor(t *testing.T) {
+	b, err := zklayout.ParseBroker([]byte(`{"listener_security_protocol_map":{"INTERNAL":"PLAINTEXT","EXTERNAL":"SASL_SSL","SSL":"SSL"},` +
+		`"endpoints":["INTERNAL://10.0.0.5:9092","EXTERNAL://kafka-1.example.com:9094","SSL://[::1]:9093"],"host":"10.0.0.5","port":9092,"version":5}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for protocol, want := range map[string]string{
+		"PLAINTEXT":      "10.0.0.5:9092",
+		"SASL_SSL":       "kafka-1.example.com:9094",
+		"SSL":            "[::1]:9093",
+		"SASL_PLAINTEXT": "10.0.0.5:9092", // no such listener: host and port
+	} {
+		if a, err := b.AddrFor(protocol); err != nil || a != want {
+			t.Errorf("AddrFor(%s): %q %v, want %q", protocol, a, err, want)
+		}
+	}
+}
+
 func TestRegisterAndDiscoverBrokers(t *testing.T) {
 	srv := zktest.Start(t)
 	conn := zktest.Connect(t, srv.Addr)
