@@ -179,7 +179,12 @@ func (s *state) setEnd(tp topicPartition, end int64, err error, now time.Time) {
 	}
 }
 
-// forget drops log-end entries no offset refers to any more.
+// forget drops log-end entries no offset refers to any more, and the
+// changes of the others that no lag can need: those before the last change
+// at or below the lowest offset committed for the partition (a lag is
+// dated by the first change past its committed offset). Without that, a
+// busy partition whose modules keep up would keep a change for every poll
+// of history_minutes.
 func (s *state) forget(wanted map[string][]int32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -194,6 +199,32 @@ func (s *state) forget(wanted map[string][]int32) {
 		if !found {
 			delete(s.ends, tp)
 			s.gen.Add(1)
+		}
+	}
+	low := make(map[topicPartition]int64, len(s.ends))
+	for k, o := range s.offsets {
+		p, err := strconv.ParseInt(k.name, 10, 32)
+		if err != nil || p < 0 || o.err != nil {
+			continue
+		}
+		tp := topicPartition{k.topic, int32(p)}
+		if v, ok := low[tp]; !ok || o.next < v {
+			low[tp] = o.next
+		}
+	}
+	for tp, e := range s.ends {
+		next, ok := low[tp]
+		if !ok {
+			continue
+		}
+		cut := 0
+		for i, c := range e.changes {
+			if c.end <= next {
+				cut = i
+			}
+		}
+		if cut > 0 {
+			e.changes = append(e.changes[:0], e.changes[cut:]...)
 		}
 	}
 }
