@@ -624,3 +624,24 @@ func TestConfigClusterNameWithControlCharacter(t *testing.T) {
 		t.Errorf("cluster named with a line feed: %v\nlacks %q", err, want)
 	}
 }
+
+// One registration under <chroot>/brokers/ids that does not parse (a tool
+// that wrote there, a half-written node) is reported; the brokers whose
+// registrations do parse are still used, and every lag is known.
+func TestMalformedBrokerRegistrationIsNotFatal(t *testing.T) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
+	var log logBuffer
+	e := startWith(t, k, func(c *kmonitor.Config) {
+		// Before kmonitor starts: it never sees the brokers without it.
+		conn := zktest.Connect(t, c.Clusters["test_cluster"].ZKHosts[0])
+		if _, err := conn.Create(zklayout.BrokerIDs(chroot)+"/99", []byte("not json"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+			t.Fatal(err)
+		}
+	}, &log)
+	produce(t, e.kafka, "a", 0, 3)
+	setOffset(t, e.conn, "m", "a", "0", "1")
+	e.eventually(t, "", `{"test_cluster":{"m":{"0":2}}}`+"\n", 10*time.Second)
+	if log.count("broker registration skipped") == 0 {
+		t.Errorf("the malformed broker registration was not reported")
+	}
+}
