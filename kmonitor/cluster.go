@@ -47,6 +47,7 @@ type cluster struct {
 	brokers     []string       // kafka's seed brokers
 	discovering chan discovery // the reading of <chroot>/brokers/ids under way, if any
 	discoverWG  sync.WaitGroup // that reading's goroutine
+	skipped     string         // the registrations the last reading left out, as logged
 
 	// The poll goroutine and its per-leader requests (pollLeader).
 	pollMu     sync.Mutex
@@ -505,6 +506,7 @@ func (c *cluster) kafkaClient() (*kadm.Client, error) {
 // discovery is the outcome of one reading of the brokers' registrations.
 type discovery struct {
 	brokers []string
+	skipped error // registrations left out
 	err     error
 }
 
@@ -523,8 +525,8 @@ func (c *cluster) discover(conn *zk.Conn) ([]string, error) {
 		ch := make(chan discovery, 1)
 		c.discovering = ch
 		c.discoverWG.Go(func() {
-			found, err := zklayout.DiscoverBrokersFor(conn, c.cfg.Chroot, securityProtocol(c.cfg.Kafka))
-			ch <- discovery{found, err}
+			found, skipped, err := zklayout.DiscoverBrokersFor(conn, c.cfg.Chroot, securityProtocol(c.cfg.Kafka))
+			ch <- discovery{found, skipped, err}
 		})
 	}
 	t := time.NewTimer(discoverWait)
@@ -532,6 +534,14 @@ func (c *cluster) discover(conn *zk.Conn) ([]string, error) {
 	select {
 	case d := <-c.discovering:
 		c.discovering = nil
+		skipped := ""
+		if d.skipped != nil {
+			skipped = d.skipped.Error()
+		}
+		if skipped != "" && skipped != c.skipped { // when it changes, not every poll
+			c.log.Warn("broker registration skipped", "err", d.skipped)
+		}
+		c.skipped = skipped
 		return d.brokers, d.err
 	case <-t.C:
 		return nil, fmt.Errorf("zookeeper did not answer within %v", discoverWait)

@@ -161,41 +161,55 @@ func RegisterBroker(conn *zk.Conn, chroot string, id int32, host string, port in
 // DiscoverBrokers reads every broker registered under chroot: the address
 // of each is Broker.Addr.
 func DiscoverBrokers(conn *zk.Conn, chroot string) ([]string, error) {
-	return discoverBrokers(conn, chroot, Broker.Addr)
+	addrs, _, err := discoverBrokers(conn, chroot, Broker.Addr, false)
+	return addrs, err
 }
 
 // DiscoverBrokersFor is DiscoverBrokers for a client speaking the security
 // protocol given: the address of each broker is Broker.AddrFor(protocol).
-func DiscoverBrokersFor(conn *zk.Conn, chroot, protocol string) ([]string, error) {
-	return discoverBrokers(conn, chroot, func(b Broker) (string, error) { return b.AddrFor(protocol) })
+// A registration that cannot be read as one (it does not parse, or names
+// no address) is left out and described in skipped; err is set when the
+// brokers cannot be listed, or when every registration was left out.
+func DiscoverBrokersFor(conn *zk.Conn, chroot, protocol string) (addrs []string, skipped, err error) {
+	return discoverBrokers(conn, chroot, func(b Broker) (string, error) { return b.AddrFor(protocol) }, true)
 }
 
-func discoverBrokers(conn *zk.Conn, chroot string, addrOf func(Broker) (string, error)) ([]string, error) {
+func discoverBrokers(conn *zk.Conn, chroot string, addrOf func(Broker) (string, error), skipBad bool) ([]string, error, error) {
 	dir := BrokerIDs(chroot)
 	ids, _, err := conn.Children(dir)
 	if err != nil {
-		return nil, fmt.Errorf("list brokers %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("list brokers %s: %w", dir, err)
 	}
 	var addrs []string
+	var bad []error
 	for _, id := range ids {
 		data, _, err := conn.Get(path.Join(dir, id))
 		if errors.Is(err, zk.ErrNoNode) {
 			continue // went away while listing
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read broker %s/%s: %w", dir, id, err)
+			return nil, nil, fmt.Errorf("read broker %s/%s: %w", dir, id, err)
 		}
 		b, err := ParseBroker(data)
-		if err != nil {
-			return nil, fmt.Errorf("broker %s/%s: %w", dir, id, err)
+		var addr string
+		if err == nil {
+			addr, err = addrOf(b)
 		}
-		addr, err := addrOf(b)
 		if err != nil {
-			return nil, fmt.Errorf("broker %s/%s: %w", dir, id, err)
+			err = fmt.Errorf("broker %s/%s: %w", dir, id, err)
+			if !skipBad {
+				return nil, nil, err
+			}
+			bad = append(bad, err)
+			continue
 		}
 		addrs = append(addrs, addr)
 	}
-	return addrs, nil
+	skipped := errors.Join(bad...)
+	if len(addrs) == 0 && skipped != nil {
+		return nil, skipped, skipped
+	}
+	return addrs, skipped, nil
 }
 
 // CreateAll creates p and its missing parents as persistent empty nodes
