@@ -645,3 +645,55 @@ func TestMalformedBrokerRegistrationIsNotFatal(t *testing.T) {
 		t.Errorf("the malformed broker registration was not reported")
 	}
 }
+
+// nonLoopbackIP is an address of this host other than loopback, to reach
+// a listener on every interface as another host would.
+func nonLoopbackIP(t *testing.T) net.IP {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			return n.IP
+		}
+	}
+	t.Fatalf("this host has no IPv4 address but loopback (interfaces: %v): the test needs one", addrs)
+	return nil
+}
+
+// kmonitor's port listens on every interface by default, for zabbix and
+// Prometheus; the Go profiles it also serves (command line, goroutine
+// stacks, CPU profiles on demand) are for this host only, as every other
+// binary's admin endpoints are: another host asking for them gets a 403.
+func TestProfilesOnlyForLoopbackClients(t *testing.T) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
+	e := startWith(t, k, func(c *kmonitor.Config) { c.HTTPServer.ListenHost = "" }, io.Discard)
+	port := e.mon.Addr().(*net.TCPAddr).Port
+	remote := "http://" + net.JoinHostPort(nonLoopbackIP(t).String(), strconv.Itoa(port))
+	local := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	status := func(url string) int {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, p := range []string{"/debug/pprof/", "/debug/pprof/cmdline", "/debug/pprof/goroutine?debug=2"} {
+		if code := status(remote + p); code != http.StatusForbidden {
+			t.Errorf("%s from another address: %d, want 403", p, code)
+		}
+		if code := status(local + p); code != http.StatusOK {
+			t.Errorf("%s from loopback: %d, want 200", p, code)
+		}
+	}
+	for _, p := range []string{"/delay", "/metrics", "/health"} {
+		if code := status(remote + p); code == http.StatusForbidden || code == http.StatusNotFound {
+			t.Errorf("%s from another address: %d, want it served", p, code)
+		}
+	}
+}
