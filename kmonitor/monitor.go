@@ -96,10 +96,18 @@ func New(cfg Config, log *slog.Logger) (*Monitor, error) {
 	return m, nil
 }
 
-// slow lifts the write timeout for the profiling endpoints, which answer
-// after the seconds asked for.
+// slow serves a profiling endpoint: to loopback clients only (the port
+// listens on every interface by default, for zabbix and Prometheus; the
+// profiles, like the other binaries' admin endpoints, are for this host),
+// with the write timeout lifted, as they answer after the seconds asked
+// for.
 func slow(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			http.Error(w, "profiles are served to loopback clients only", http.StatusForbidden)
+			return
+		}
 		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(5 * time.Minute))
 		h(w, r)
 	}
