@@ -319,3 +319,55 @@ func TestLogEndsKnownAgainAfterLeadersMoveAway(t *testing.T) {
 		t.Errorf("every log end known again after broker %d's partitions moved away, yet not logged", sick)
 	}
 }
+
+// One broker of three stops answering anything at all (SIGSTOP, a dead
+// link), Metadata requests included, not only ListOffsets: the partitions
+// the two others lead keep a known lag all along; kmonitor reads them
+// with the leaders it knows while the metadata it asks for does not come.
+func TestBrokerHungOnEveryRequestDelaysOnlyItsOwnPartitions(t *testing.T) {
+	k := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: "a", Partitions: 6}})
+	e := startWith(t, k, func(c *kmonitor.Config) { c.Base.PollIntervalMs = 1000 }, io.Discard)
+	for p := range int32(6) {
+		produce(t, k, "a", p, 3)
+		setOffset(t, e.conn, "m", "a", strconv.Itoa(int(p)), "1")
+	}
+	e.eventually(t, "", `{"test_cluster":{"m":{"0":2,"1":2,"2":2,"3":2,"4":2,"5":2}}}`+"\n", 20*time.Second)
+	hung := k.LeaderFor("a", 0)
+	healthy := map[string]bool{}
+	for p := range int32(6) {
+		if k.LeaderFor("a", p) != hung {
+			healthy[strconv.Itoa(int(p))] = true
+		}
+	}
+	if len(healthy) == 0 {
+		t.Fatalf("broker %d leads every partition", hung)
+	}
+	release := make(chan struct{})
+	k.Control(func(kmsg.Request) (kmsg.Response, error, bool) {
+		k.KeepControl()
+		if k.CurrentNode() == hung {
+			k.SleepControl(func() {
+				select {
+				case <-release:
+				case <-time.After(time.Minute):
+				}
+			})
+		}
+		return nil, nil, false
+	})
+	t.Cleanup(func() { close(release); k.DropControl() })
+
+	// kgo asks for metadata again when its copy is 5 s old, from any
+	// broker: watch for three times that.
+	for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		code, parts, err := e.details()
+		if err != nil || code != 200 {
+			t.Fatalf("/delay?detail=1: %d %v", code, err)
+		}
+		for p, d := range parts["m"] {
+			if healthy[p] && d.Lag == nil {
+				t.Fatalf("partition %s, its leader alive, shown unknown while broker %d hangs on every request: %s", p, hung, d.Error)
+			}
+		}
+	}
+}
