@@ -51,9 +51,12 @@ type cluster struct {
 
 	// The poll goroutine and its per-leader requests (pollLeader).
 	pollMu     sync.Mutex
-	inflight   map[topicPartition]bool // partitions whose last request has not returned
-	failed     map[int32]int           // per leader (noLeader: before any request), partitions whose log end the last read missed
-	lastFailed int                     // their sum, as last logged
+	inflight   map[topicPartition]bool  // partitions whose last request has not returned
+	failed     map[int32]int            // per leader (noLeader: before any request), partitions whose log end the last read missed
+	leaders    map[topicPartition]int32 // as last learnt; used by the poll goroutine only
+	metaCh     chan metaResult          // the metadata request under way, if any (poll goroutine)
+	metaWG     sync.WaitGroup           // that request's goroutine
+	lastFailed int                      // their sum, as last logged
 }
 
 // noLeader keys the partitions failed before a request to their leader.
@@ -68,6 +71,7 @@ func newCluster(name string, cfg ClusterConfig, base BaseConfig, log *slog.Logge
 		state:      newState(time.Duration(base.HistoryMinutes) * time.Minute),
 		inflight:   map[topicPartition]bool{},
 		failed:     map[int32]int{},
+		leaders:    map[topicPartition]int32{},
 		// Down until the first session: nothing is reported healthy before.
 		zkDownSince: time.Now(),
 	}
@@ -112,6 +116,7 @@ func (c *cluster) run(ctx context.Context) {
 	}
 	poller.Wait()
 	c.discoverWG.Wait() // its client is closed: it has returned or will at once
+	c.metaWG.Wait()     // ended with ctx
 	if c.kafka != nil {
 		c.kafka.Close()
 	}
@@ -254,6 +259,9 @@ func (c *cluster) pollEnds(ctx context.Context) {
 // the partitions not read keep their last log end until it turns stale.
 const pollTimeout = 5 * time.Second
 
+// metaWait bounds the wait for the partitions' leaders once some are known.
+const metaWait = time.Second
+
 // pollOnce reads the log-end offset of every partition an offset refers
 // to: one ListOffsets request per leader broker (kgo re-routes a partition
 // whose leader moved), each on its own, with its own timeout, its answer
@@ -280,12 +288,20 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 		return
 	}
 	// Leaders from kgo's cached metadata (kadm asks the brokers for what
-	// is missing or older than 5 s).
-	mctx, cancel := context.WithTimeout(ctx, pollTimeout)
-	meta, err := adm.Metadata(mctx, slices.Sorted(maps.Keys(wanted))...)
-	cancel()
+	// is missing or older than 5 s). The broker asked may hang (stopped,
+	// behind a dead link): then the leaders last learnt are used, after
+	// metaWait, so that the partitions the other brokers lead are read.
+	meta, err := c.metadata(ctx, adm, slices.Sorted(maps.Keys(wanted)))
 	if ctx.Err() != nil {
 		return // shutting down: what was not read is not an error
+	}
+	if err == nil {
+		clear(c.leaders)
+		for topic, td := range meta.Topics {
+			for p, pd := range td.Partitions {
+				c.leaders[topicPartition{topic, p}] = pd.Leader
+			}
+		}
 	}
 	now := time.Now()
 	byLeader := map[int32][]topicPartition{}
@@ -296,7 +312,10 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 			tp := topicPartition{topic, p}
 			var perr error
 			td, ok := meta.Topics[topic]
+			leader, cached := c.leaders[tp]
 			switch {
+			case err != nil && cached:
+				byLeader[leader] = append(byLeader[leader], tp)
 			case err != nil:
 				perr = fmt.Errorf("metadata: %w", err)
 			case !ok:
@@ -347,6 +366,125 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 
 // pollLeader reads the log-end offsets of tps, led by leader.
 func (c *cluster) pollLeader(ctx context.Context, client *kgo.Client, leader int32, tps []topicPartition) {
+	lctx, cancel := context.WithTimeout(ctx, pollTimeout)
+	defer cancel()
+	type answer struct {
+		end int64
+		err error
+	}
+	answers := make(map[topicPartition]answer, len(tps))
+	// First straight to the leader: kgo would look the leaders up again
+	// when its metadata is 5 s old, from any broker, and one that hangs on
+	// every request would hold up the partitions the others lead. What
+	// the leader does not answer with a log end (it leads them no more, or
+	// is not known to the client) is asked again through kgo, which finds
+	// the leaders (it refreshes the metadata and asks the new one).
+	resp, err := client.Broker(int(leader)).Request(lctx, listOffsetsRequest(tps))
+	if r, ok := resp.(*kmsg.ListOffsetsResponse); err == nil && ok {
+		for _, t := range r.Topics {
+			for _, p := range t.Partitions {
+				if p.ErrorCode == 0 {
+					answers[topicPartition{t.Topic, p.Partition}] = answer{end: p.Offset}
+				}
+			}
+		}
+	}
+	var again []topicPartition
+	for _, tp := range tps {
+		if _, ok := answers[tp]; !ok {
+			again = append(again, tp)
+		}
+	}
+	if len(again) > 0 && lctx.Err() == nil {
+		for _, sh := range client.RequestSharded(lctx, listOffsetsRequest(again)) {
+			if sh.Err != nil {
+				if sreq, ok := sh.Req.(*kmsg.ListOffsetsRequest); ok {
+					for _, t := range sreq.Topics {
+						for _, p := range t.Partitions {
+							answers[topicPartition{t.Topic, p.Partition}] = answer{err: fmt.Errorf("list offsets: %w", sh.Err)}
+						}
+					}
+				}
+				continue
+			}
+			resp, ok := sh.Resp.(*kmsg.ListOffsetsResponse)
+			if !ok {
+				continue
+			}
+			for _, t := range resp.Topics {
+				for _, p := range t.Partitions {
+					answers[topicPartition{t.Topic, p.Partition}] = answer{end: p.Offset, err: kerr.ErrorForCode(p.ErrorCode)}
+				}
+			}
+		}
+	} else if len(again) > 0 && err != nil {
+		for _, tp := range again {
+			answers[tp] = answer{err: fmt.Errorf("list offsets: %w", err)}
+		}
+	}
+	if ctx.Err() != nil {
+		return // shutting down: what was not read is not an error
+	}
+	now := time.Now()
+	failed := 0
+	var firstErr error
+	for _, tp := range tps {
+		a, ok := answers[tp]
+		if !ok {
+			a.err = errors.New("the brokers did not answer for the partition")
+		}
+		if a.err != nil {
+			a.err = fmt.Errorf("log end of %s/%d: %w", tp.topic, tp.partition, a.err)
+			failed++
+			firstErr = cmp.Or(firstErr, a.err)
+			a.end = 0
+		}
+		c.state.setEnd(tp, a.end, a.err, now)
+	}
+	c.setFailed(leader, failed, firstErr)
+}
+
+// metaResult is the outcome of one metadata request.
+type metaResult struct {
+	meta kadm.Metadata
+	err  error
+}
+
+// metadata asks for the leaders of topics, waiting at most metaWait once
+// some leaders are known (pollTimeout before): kgo may send the request to
+// a broker that hangs, and does not give up on it before pollTimeout. A
+// request not answered by then goes on, and the next poll waits for it
+// again (one at a time).
+func (c *cluster) metadata(ctx context.Context, adm *kadm.Client, topics []string) (kadm.Metadata, error) {
+	if c.metaCh == nil {
+		ch := make(chan metaResult, 1)
+		c.metaCh = ch
+		c.metaWG.Go(func() {
+			mctx, cancel := context.WithTimeout(ctx, pollTimeout)
+			defer cancel()
+			meta, err := adm.Metadata(mctx, topics...)
+			ch <- metaResult{meta, err}
+		})
+	}
+	wait := pollTimeout
+	if len(c.leaders) > 0 {
+		wait = metaWait
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case r := <-c.metaCh:
+		c.metaCh = nil
+		return r.meta, r.err
+	case <-t.C:
+		return kadm.Metadata{}, fmt.Errorf("no answer within %v", wait)
+	case <-ctx.Done():
+		return kadm.Metadata{}, ctx.Err()
+	}
+}
+
+// listOffsetsRequest asks for the log-end offsets of tps.
+func listOffsetsRequest(tps []topicPartition) *kmsg.ListOffsetsRequest {
 	req := kmsg.NewPtrListOffsetsRequest()
 	req.ReplicaID = -1
 	index := map[string]int{}
@@ -365,57 +503,7 @@ func (c *cluster) pollLeader(ctx context.Context, client *kgo.Client, leader int
 		p.Timestamp = -1 // the log end
 		req.Topics[i].Partitions = append(req.Topics[i].Partitions, p)
 	}
-	lctx, cancel := context.WithTimeout(ctx, pollTimeout)
-	shards := client.RequestSharded(lctx, req)
-	cancel()
-	if ctx.Err() != nil {
-		return // shutting down: what was not read is not an error
-	}
-	now := time.Now()
-	answered := make(map[topicPartition]bool, len(tps))
-	failed := 0
-	var firstErr error
-	set := func(tp topicPartition, end int64, err error) {
-		answered[tp] = true
-		if err != nil {
-			err = fmt.Errorf("log end of %s/%d: %w", tp.topic, tp.partition, err)
-			failed++
-			firstErr = cmp.Or(firstErr, err)
-		}
-		c.state.setEnd(tp, end, err, now)
-	}
-	for _, sh := range shards {
-		if sh.Err != nil {
-			if sreq, ok := sh.Req.(*kmsg.ListOffsetsRequest); ok {
-				for _, t := range sreq.Topics {
-					for _, p := range t.Partitions {
-						set(topicPartition{t.Topic, p.Partition}, 0, fmt.Errorf("list offsets: %w", sh.Err))
-					}
-				}
-			}
-			continue
-		}
-		resp, ok := sh.Resp.(*kmsg.ListOffsetsResponse)
-		if !ok {
-			continue
-		}
-		for _, t := range resp.Topics {
-			for _, p := range t.Partitions {
-				tp := topicPartition{t.Topic, p.Partition}
-				if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
-					set(tp, 0, err)
-				} else {
-					set(tp, p.Offset, nil)
-				}
-			}
-		}
-	}
-	for _, tp := range tps {
-		if !answered[tp] {
-			set(tp, 0, errors.New("the brokers did not answer for the partition"))
-		}
-	}
-	c.setFailed(leader, failed, firstErr)
+	return req
 }
 
 // forgetLeaders clears the failures counted for brokers that lead none of
