@@ -18,7 +18,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
 
@@ -613,7 +612,7 @@ func (c *cluster) discover(conn *zk.Conn) ([]string, error) {
 		ch := make(chan discovery, 1)
 		c.discovering = ch
 		c.discoverWG.Go(func() {
-			found, skipped, err := zklayout.DiscoverBrokersFor(conn, c.cfg.Chroot, securityProtocol(c.cfg.Kafka))
+			found, skipped, err := zklayout.DiscoverBrokersFor(conn, c.cfg.Chroot, c.cfg.Kafka.SecurityProtocol())
 			ch <- discovery{found, skipped, err}
 		})
 	}
@@ -634,20 +633,6 @@ func (c *cluster) discover(conn *zk.Conn) ([]string, error) {
 	case <-t.C:
 		return nil, fmt.Errorf("zookeeper did not answer within %v", discoverWait)
 	}
-}
-
-// securityProtocol is the Kafka security protocol the kafka section
-// speaks, as brokers name their listeners' in ZooKeeper.
-func securityProtocol(kc kafkaconf.Config) string {
-	switch {
-	case kc.TLS.Enable && kc.SASL.Mechanism != "":
-		return "SASL_SSL"
-	case kc.TLS.Enable:
-		return "SSL"
-	case kc.SASL.Mechanism != "":
-		return "SASL_PLAINTEXT"
-	}
-	return "PLAINTEXT"
 }
 
 // zkLog sends the ZooKeeper client's log to slog at debug level: it

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-zookeeper/zk"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -471,7 +472,20 @@ func replayBrokers(cfg Config, log *slog.Logger) ([]string, error) {
 		return nil, err
 	}
 	defer conn.Close()
-	brokers, err := zklayout.DiscoverBrokers(conn, cfg.ZKChroot)
+	return discoverBrokers(conn, cfg, log)
+}
+
+// discoverBrokers reads the brokers registered under <zk_chroot>/brokers/ids,
+// each at the endpoint of the security protocol the kafka section speaks
+// (a broker registers host and port of one listener only, perhaps a
+// PLAINTEXT one that a TLS client cannot use). A registration that cannot
+// be read is left out, with a warning: one broker of a format this does not
+// know must not keep ktransfer from the others.
+func discoverBrokers(conn *zk.Conn, cfg Config, log *slog.Logger) ([]string, error) {
+	brokers, skipped, err := zklayout.DiscoverBrokersFor(conn, cfg.ZKChroot, cfg.Kafka.SecurityProtocol())
+	if skipped != nil {
+		log.Warn("broker registration skipped", "err", skipped)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("discover brokers (set broker_hosts for KRaft clusters): %w", err)
 	}

@@ -23,7 +23,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/daemon"
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
 
 // kafkaTimeout bounds one metadata or offset request to Kafka.
@@ -141,11 +140,8 @@ func New(cfg Config, log *slog.Logger) (*Transfer, error) {
 	t.answeredSID.Store(t.zk.SessionID())
 	brokers := cfg.BrokerHosts
 	if len(brokers) == 0 {
-		if brokers, err = zklayout.DiscoverBrokers(t.zk, cfg.ZKChroot); err != nil {
-			return nil, fmt.Errorf("discover brokers (set broker_hosts for KRaft clusters): %w", err)
-		}
-		if len(brokers) == 0 {
-			return nil, fmt.Errorf("no broker registered under %s; set broker_hosts", zklayout.BrokerIDs(cfg.ZKChroot))
+		if brokers, err = discoverBrokers(t.zk, cfg, log); err != nil {
+			return nil, err
 		}
 	}
 	if t.kafkaOpts, err = cfg.Kafka.Opts("ktransfer", brokers, log); err != nil {

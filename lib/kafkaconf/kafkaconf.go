@@ -76,6 +76,21 @@ const MaxMs = 1<<31 - 1
 // Validate records the section's problems under the field prefix "kafka".
 func (c Config) Validate(p *config.Problems) { c.ValidateAt(p, "kafka") }
 
+// SecurityProtocol is the Kafka security protocol the section speaks, as
+// brokers name their listeners' in ZooKeeper (PLAINTEXT, SSL,
+// SASL_PLAINTEXT or SASL_SSL).
+func (c Config) SecurityProtocol() string {
+	switch {
+	case c.TLS.Enable && c.SASL.Mechanism != "":
+		return "SASL_SSL"
+	case c.TLS.Enable:
+		return "SSL"
+	case c.SASL.Mechanism != "":
+		return "SASL_PLAINTEXT"
+	}
+	return "PLAINTEXT"
+}
+
 // ValidateAt records the section's problems under the field prefix given,
 // for a section nested elsewhere ("test_cluster.kafka").
 func (c Config) ValidateAt(p *config.Problems, prefix string) {
