@@ -1,0 +1,105 @@
+package kproxy_test
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// TestLoweredTopicLimitRecordsThatFitWritten: the topic's max.message.bytes
+// is lowered while kproxy runs (it read the old one). Records of 1 kB, each
+// far below the new 3,000 bytes, arrive together and kgo batches them
+// beyond it: the broker refuses the batch (MESSAGE_TOO_LARGE), and kgo fails
+// every record buffered for the partition with it. None of them is too
+// large, and 413 tells a client its record can never be taken, so it drops
+// it. At acks=1 each must be written and answered 200, exactly once; at
+// acks=-1 (whose idempotent client kproxy cannot make batch anew) a record
+// not written is answered 503, and is not in Kafka.
+func TestLoweredTopicLimitRecordsThatFitWritten(t *testing.T) {
+	for _, acks := range []string{"1", "-1"} {
+		t.Run("acks="+acks, func(t *testing.T) {
+			c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+			p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.LingerMs = 50 })
+			// kproxy reads the topic's limit (the default) at its first record.
+			decode(t, p.post(t, "topic="+topic+"&acks="+acks, unique(t, "first")))
+			setMaxMessageBytes(t, c, topic, 3000)
+
+			const n = 20
+			bodies := make([][]byte, n)
+			answers := make([]answer, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				bodies[i] = unique(t, fmt.Sprintf("fits-%d-%s", i, strings.Repeat("x", 1000)))
+				wg.Go(func() { answers[i] = p.post(t, "topic="+topic+"&key=k"+fmt.Sprint(i%3)+"&acks="+acks, bodies[i]) })
+			}
+			wg.Wait()
+			kafka := inKafka(t, c)
+			for i, a := range answers {
+				got := kafka[string(bodies[i])]
+				switch {
+				case a.code == 200 && got != 1:
+					t.Errorf("record %d answered 200 is in Kafka %d times", i, got)
+				case a.code == 200:
+				case acks == "-1" && a.code == 503:
+					if got != 0 {
+						t.Errorf("record %d answered 503 (%q) is in Kafka %d times", i, strings.TrimSpace(a.body), got)
+					}
+				default:
+					t.Errorf("record %d of %d bytes (the topic takes 3000): %d %q, want 200", i, len(bodies[i]), a.code, strings.TrimSpace(a.body))
+				}
+			}
+		})
+	}
+}
+
+// TestLoweredTopicLimitAcks0BatchesShrink: after the topic's
+// max.message.bytes is lowered, acks=0 records (answered at once, no
+// request left to send them again) refused with an oversized batch are
+// counted lost; but kproxy must then build the topic's batches to the new
+// limit, so that later records that each fit are delivered, not lost wave
+// after wave.
+func TestLoweredTopicLimitAcks0BatchesShrink(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.LingerMs = 50 })
+	decode(t, p.post(t, "topic="+topic+"&acks=1", unique(t, "first")))
+	setMaxMessageBytes(t, c, topic, 3000)
+
+	const n, waves = 20, 5
+	done := func() int { // acks=0 records delivered or lost
+		var d, l int
+		fmt.Sscan(p.metric(t, `kproxy_records_total{acks="0"}`), &d)
+		fmt.Sscan(p.metric(t, "kproxy_acks0_lost_records_total"), &l)
+		return d + l
+	}
+	for w := range waves {
+		var bodies [][]byte
+		var wg sync.WaitGroup
+		for i := range n {
+			body := unique(t, fmt.Sprintf("wave-%d-%d-%s", w, i, strings.Repeat("x", 1000)))
+			bodies = append(bodies, body)
+			wg.Go(func() {
+				if a := p.post(t, "topic="+topic+"&key=k"+fmt.Sprint(i%3)+"&acks=0", body); a.code != 200 {
+					t.Errorf("acks=0 record: %d %q", a.code, a.body)
+				}
+			})
+		}
+		wg.Wait()
+		waitFor(t, "the wave's acks=0 records delivered or counted lost", func() bool { return done() == (w+1)*n })
+		kafka := inKafka(t, c)
+		missing := 0
+		for _, b := range bodies {
+			if kafka[string(b)] == 0 {
+				missing++
+			}
+		}
+		t.Logf("wave %d: %d of %d records of 1 kB lost (the topic takes 3000 bytes)", w, missing, n)
+		if missing == 0 {
+			return
+		}
+	}
+	t.Errorf("in %d waves of %d acks=0 records, each far below the topic's lowered max.message.bytes, none was delivered whole: kproxy's batches still exceed the limit", waves, n)
+}
