@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/valyala/fasthttp"
 
@@ -138,7 +139,7 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) (code int) {
 			return fail(ctx, fasthttp.StatusServiceUnavailable, "overloaded: req_pool_size acks=0 records still being delivered; the record was not written")
 		}
 	}
-	return s.produce(ctx, dl, topic.name, args.Peek("key"), body, &hp, acks, noSpool)
+	return s.produce(ctx, dl, topic.name, args.Peek("key"), body, &hp, acks, noSpool, size)
 }
 
 // spoolable tells whether a request's records may be spooled.
@@ -209,7 +210,7 @@ func tooLarge(size, headers int, limit string, max int) string {
 	return reason + "larger than " + limit + " (" + strconv.Itoa(max) + ")"
 }
 
-func (s *Server) produce(ctx *fasthttp.RequestCtx, dl context.Context, topic string, key, body []byte, hp *headerPlan, acks int, noSpool bool) int {
+func (s *Server) produce(ctx *fasthttp.RequestCtx, dl context.Context, topic string, key, body []byte, hp *headerPlan, acks int, noSpool bool, size int) int {
 	p := pendingPool.Get().(*pending)
 	// The body and key are copied: fasthttp reuses its buffers once the
 	// handler returns, and kgo holds the record until Kafka answers.
@@ -229,23 +230,38 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, dl context.Context, topic str
 	// batch whose first record's context is done, and fails it instead.
 	p.ctx = dl
 	p.cl, p.tr = s.prod.client(acks)
-	p.note = p.tr.note()
-	if s.spool != nil && acks != 0 {
-		if code, answered := s.gateCommit(ctx, p, noSpool); answered {
+	// refitted: sent again after its batch was refused as too large (once);
+	// batchedTooLarge: refused so, fitting alone, and not sent again.
+	refitted, batchedTooLarge := false, false
+	for {
+		p.note = p.tr.note()
+		if s.spool != nil && acks != 0 {
+			if code, answered := s.gateCommit(ctx, p, noSpool); answered {
+				return code
+			}
+		} else {
+			p.cl.Produce(p.ctx, &p.rec, onProduced)
+		}
+		if acks == 0 {
+			// Answered now; the promise delivers it (retried until the
+			// deadline), counts it if it is lost, and releases p: p is not
+			// ours any more.
+			return succeed(ctx, -1, 0, false)
+		}
+
+		if code, answered := s.awaitRecord(ctx, p); answered {
 			return code
 		}
-	} else {
-		p.cl.Produce(p.ctx, &p.rec, onProduced)
-	}
-	if acks == 0 {
-		// Answered now; the promise delivers it (retried until the
-		// deadline), counts it if it is lost, and releases p: p is not
-		// ours any more.
-		return succeed(ctx, -1, 0, false)
-	}
-
-	if code, answered := s.awaitRecord(ctx, p); answered {
-		return code
+		if refitted {
+			break // refused again, alone or not: the broker's word stands
+		}
+		again, fits := s.refit(dl, p, size)
+		if again {
+			refitted = true
+			continue
+		}
+		batchedTooLarge = fits
+		break
 	}
 	err, trace, partition, offset, item := p.err, p.trace, p.rec.Partition, p.rec.Offset, p.item
 	p.release()
@@ -254,11 +270,63 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, dl context.Context, topic str
 	}
 	if err != nil {
 		code, reason := produceStatus(err, trace)
+		if batchedTooLarge && code == fasthttp.StatusRequestEntityTooLarge {
+			// Not 413: the record fits, and a client does not send again
+			// what is too large.
+			code, reason = fasthttp.StatusServiceUnavailable, batchTooLarge
+		}
 		return s.kafkaFail(ctx, code, reason, topic, err)
 	}
 	s.metrics.records[acks].Inc()
 	return succeed(ctx, partition, offset, true)
 }
+
+// refit prepares p's record, refused with its batch as too large, to be
+// handed to its client again, and tells whether it was. A topic's
+// max.message.bytes lowered while kproxy runs: kgo sizes a partition's
+// batches once, when it first learns of the partition, does not split a
+// batch the broker refuses (MESSAGE_TOO_LARGE), and fails every record
+// buffered for the partition with it. A record of size bytes that fits the
+// limit asked again (refusedTopic made kproxy forget the old one) was
+// refused only for the company it was batched with, and nothing of it was
+// written (a definite refusal, no attempt lost its answer). The topic is
+// purged from the client (refusedTopic started it once the new limit was
+// read), so that kgo sizes its batches to the new limit, and the record is
+// sent again within its deadline (again), once. Only at acks 0 and 1: a
+// purge resets the idempotent client's sequence numbers, which the broker
+// can take for retries of written batches and drop; an acks=-1 record that
+// fits is answered 503 (fits), not 413.
+func (s *Server) refit(dl context.Context, p *pending, size int) (again, fits bool) {
+	if p.item != nil || p.trace.lost || dl.Err() != nil ||
+		!errors.Is(p.err, kerr.MessageTooLarge) && !errors.Is(p.err, kerr.RecordListTooLarge) {
+		return false, false
+	}
+	info, err := s.check.exists(dl, []byte(p.rec.Topic), 0)
+	if err != nil || size > int(info.maxBytes) {
+		return false, false
+	}
+	if p.cl != s.prod.leader {
+		return false, true
+	}
+	purged := s.purges.start(p.cl, p.rec.Topic)
+	if purged == nil { // shutting down
+		return false, true
+	}
+	select {
+	case <-purged:
+	case <-dl.Done():
+		return false, true
+	}
+	p.rec = kgo.Record{Topic: p.rec.Topic, Key: p.rec.Key, Value: p.rec.Value, Headers: p.rec.Headers, Context: p}
+	p.err, p.trace, p.gateRec = nil, sendTrace{}, gateRec{}
+	p.state.Store(waiting)
+	return true, true
+}
+
+// batchTooLarge answers a record that fits its topic's max.message.bytes,
+// refused with a batch built to the larger limit the topic had.
+const batchTooLarge = "kafka refused the batch holding the record as too large (the topic's max.message.bytes " +
+	"was lowered while kproxy ran); the record itself fits it" + notWritten
 
 // awaitRecord waits for kgo's answer to p's record (then p.done has
 // fired and answered is false). With the spool, Kafka has spool_after_ms

@@ -446,7 +446,7 @@ func TestKafkaErrorsAreNot200(t *testing.T) {
 		requests int
 	}{
 		{-1, 502, 1}, // UNKNOWN_SERVER_ERROR
-		{10, 413, 1}, // MESSAGE_TOO_LARGE
+		{10, 413, 2}, // MESSAGE_TOO_LARGE, twice: a record that fits the topic is sent once more
 		{29, 403, 1}, // TOPIC_AUTHORIZATION_FAILED
 		{87, 400, 1}, // INVALID_RECORD
 	} {

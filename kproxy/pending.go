@@ -106,7 +106,11 @@ func (s *Server) produced(p *pending, err error, trace sendTrace) {
 // refusedTopic learns from a record's refusal by cl what changed of its
 // topic:
 //   - MESSAGE_TOO_LARGE: the topic's max.message.bytes is asked again: it
-//     was lowered since kproxy read it (batches are built to fit it).
+//     was lowered since kproxy read it (batches are built to fit it). kgo
+//     sizes a partition's batches once, when it learns of the partition:
+//     the topic is purged from the acks=1 client once the new limit is
+//     known, so that its batches are built anew (not from the idempotent
+//     client: a purge resets its sequence numbers; see refit).
 //   - UNKNOWN_TOPIC_ID: the brokers no longer know the topic by the id cl
 //     has for it: it was deleted, perhaps re-created under a new id. kgo
 //     keeps the id until the topic is purged from the client (produce v13
@@ -117,6 +121,13 @@ func (s *Server) refusedTopic(cl *kgo.Client, topic string, err error) {
 	switch {
 	case errors.Is(err, kerr.MessageTooLarge):
 		s.check.forget(topic)
+		if cl == s.prod.leader {
+			s.purges.startAfter(cl, topic, func() {
+				ctx, cancel := context.WithTimeout(context.Background(), s.produceTimeout)
+				defer cancel()
+				s.check.exists(ctx, []byte(topic), 0) // the new limit, before kgo learns of the partitions again
+			})
+		}
 	case errors.Is(err, kerr.UnknownTopicID):
 		s.check.forget(topic)
 		s.purges.start(cl, topic)

@@ -36,6 +36,10 @@ type topicCheck struct {
 
 	knownMu sync.RWMutex
 	known   map[string]topicInfo // topics seen to exist
+	// limits are the topics' max.message.bytes as last read, kept when a
+	// topic is forgotten: kgo may learn of its partitions again (a purge)
+	// before kproxy reads the limit anew, and sizes their batches then.
+	limits map[string]int32
 	// maxBytes is max_message_bytes: the largest record batch sent to any
 	// topic; a topic whose max.message.bytes is lower gets smaller ones.
 	maxBytes int32
@@ -51,7 +55,7 @@ type topicInfo struct {
 
 func newTopicCheck(autoCreate bool, maxBytes int) *topicCheck {
 	return &topicCheck{autoCreate: autoCreate, maxBytes: int32(maxBytes),
-		missing: map[string]time.Time{}, known: map[string]topicInfo{}}
+		missing: map[string]time.Time{}, known: map[string]topicInfo{}, limits: map[string]int32{}}
 }
 
 // exists returns what kproxy knows of the topic when the brokers know it,
@@ -87,6 +91,7 @@ func (tc *topicCheck) exists(dl context.Context, name []byte, timeout time.Durat
 	}
 	tc.knownMu.Lock()
 	tc.known[info.name] = info
+	tc.limits[info.name] = info.maxBytes
 	tc.knownMu.Unlock()
 	return info, nil
 }
@@ -97,12 +102,12 @@ func (tc *topicCheck) exists(dl context.Context, name []byte, timeout time.Durat
 // each fit.
 func (tc *topicCheck) batchMaxBytes(topic string) int32 {
 	tc.knownMu.RLock()
-	info, ok := tc.known[topic]
+	limit, ok := tc.limits[topic]
 	tc.knownMu.RUnlock()
 	if !ok {
 		return tc.maxBytes
 	}
-	return info.maxBytes
+	return limit
 }
 
 // forget drops what is known of topic: the next request asks the brokers
@@ -196,8 +201,15 @@ type topicPurges struct {
 	log     *slog.Logger
 	mu      sync.Mutex
 	stopped bool
-	last    map[purgeKey]time.Time // zero: under way
+	last    map[purgeKey]purgeState
 	wg      sync.WaitGroup
+}
+
+// purgeState is a purge under way (ended zero) or ended at ended; done is
+// closed when it ends.
+type purgeState struct {
+	ended time.Time
+	done  chan struct{}
 }
 
 type purgeKey struct {
@@ -206,41 +218,57 @@ type purgeKey struct {
 }
 
 // start purges topic from cl in the background, unless a purge of it is
-// under way or ended within purgeHoldOff, or kproxy is stopping.
+// under way or ended within purgeHoldOff, or kproxy is stopping. It
+// returns a channel closed when that purge (started or under way) has
+// ended, or nil when kproxy is stopping.
 // PurgeTopicsFromProducing waits for the client's metadata loop, and kgo
 // runs promises on its own goroutine: it is never called from a promise.
-func (tp *topicPurges) start(cl *kgo.Client, topic string) {
+func (tp *topicPurges) start(cl *kgo.Client, topic string) <-chan struct{} {
+	return tp.startAfter(cl, topic, nil)
+}
+
+// startAfter is start, the purge running before (when not nil) first.
+func (tp *topicPurges) startAfter(cl *kgo.Client, topic string, before func()) <-chan struct{} {
 	k := purgeKey{cl, topic}
 	tp.mu.Lock()
 	defer tp.mu.Unlock()
-	if at, ok := tp.last[k]; tp.stopped || ok && (at.IsZero() || time.Since(at) < purgeHoldOff) {
-		return
+	if tp.stopped {
+		return nil
+	}
+	if st, ok := tp.last[k]; ok && (st.ended.IsZero() || time.Since(st.ended) < purgeHoldOff) {
+		return st.done
 	}
 	if tp.last == nil {
-		tp.last = map[purgeKey]time.Time{}
+		tp.last = map[purgeKey]purgeState{}
 	}
-	tp.last[k] = time.Time{}
+	done := make(chan struct{})
+	tp.last[k] = purgeState{done: done}
 	tp.log.Warn("kafka does not know the topic by the id kproxy's client has for it (deleted, perhaps re-created); purging it from the client, its next record fetches the topic's metadata again",
 		"topic", topic)
 	tp.wg.Go(func() {
+		if before != nil {
+			before()
+		}
 		// Records of the topic still buffered fail (kgo's "topic purged
 		// while buffered"): they were sent with the stale id, or would be.
 		cl.PurgeTopicsFromProducing(topic)
 		ended := time.Now()
 		tp.mu.Lock()
-		tp.last[k] = ended
+		tp.last[k] = purgeState{ended: ended, done: done}
 		tp.mu.Unlock()
+		close(done)
 		// Past its hold-off an ended purge decides nothing: forgotten
 		// then, whether or not another purge starts, so that a retired
 		// transactional client is not kept by it.
 		time.AfterFunc(purgeHoldOff, func() {
 			tp.mu.Lock()
-			if at, ok := tp.last[k]; ok && at.Equal(ended) {
+			if st, ok := tp.last[k]; ok && st.ended.Equal(ended) {
 				delete(tp.last, k)
 			}
 			tp.mu.Unlock()
 		})
 	})
+	return done
 }
 
 // stop stops new purges.
