@@ -1,0 +1,86 @@
+package kproxy_test
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// logBuffer is a log destination tests read back.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestShutdownAcks0LossesAllLogged: kproxy is stopped while acks=0
+// records, answered 200, are still being delivered to a partition whose
+// broker refuses them until produce_timeout_ms. The shutdown's flush waits
+// for them, and each is finally refused: kproxy exits 0, and its metric
+// kproxy_acks0_lost_records_total goes with the process. The log is all
+// that is left: it must account for every record lost (the lines are
+// sampled, one a second, each naming how many it held back before it), not
+// for the first alone.
+func TestShutdownAcks0LossesAllLogged(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	var logs logBuffer
+	cfg := kproxy.DefaultConfig()
+	cfg.Port, cfg.ListenHost, cfg.AdminAddr = 0, "127.0.0.1", "127.0.0.1:0"
+	cfg.BrokerHosts = c.ListenAddrs()
+	cfg.ReadTimeoutMs, cfg.WriteTimeoutMs = 2000, 2000
+	cfg.ProduceTimeoutMs = 500
+	srv, err := kproxy.New(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := runProxy(t, srv)
+	decode(t, p.post(t, "topic="+topic+"&acks=1", unique(t, "first"))) // the topic is known
+
+	kafkatest.NewFaults(t, c).ErrorProduce(1_000_000, 6) // NOT_LEADER_OR_FOLLOWER: retried until the deadline
+	const n = 30
+	for i := range n {
+		decode(t, p.post(t, "topic="+topic+"&key=k&acks=0", unique(t, fmt.Sprintf("acks0-%d", i))))
+	}
+	if err := p.stop(); err != nil {
+		t.Logf("Run: %v", err)
+	}
+
+	// A line per record logged ("acks=0 record …"), naming how many it
+	// held back before it (suppressed=N); a summary of records not logged
+	// one by one ("acks=0 records …") counts its suppressed=N alone.
+	logged := 0
+	line := regexp.MustCompile(`msg="acks=0 record(s?) [^"]*not delivered[^"]*".*\bsuppressed=(\d+)`)
+	for _, l := range strings.Split(logs.String(), "\n") {
+		m := line.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		if m[1] == "" {
+			logged++
+		}
+		k, _ := strconv.Atoi(m[2])
+		logged += k
+	}
+	if logged < n {
+		t.Errorf("%d acks=0 records answered 200 were lost at shutdown; the log accounts for %d:\n%s", n, logged, logs.String())
+	}
+}
