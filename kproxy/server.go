@@ -322,6 +322,10 @@ func (s *Server) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.cfg.ShutdownTimeoutMs)*time.Millisecond)
 		defer cancel()
 		err := s.closeKafka(ctx)
+		// The records the sampled lines held back since the last one: the
+		// process and its metrics end here, the log is what is left.
+		s.acks0Log.flush("acks=0 records answered 200 and not delivered, not logged one by one")
+		s.errLog.flush("kafka writes failed, not logged one by one")
 		if s.admin != nil && !daemon.StopHTTP(s.admin, time.Second) {
 			s.log.Warn("admin listener: requests still in progress after 1s, closed")
 		}
@@ -438,6 +442,14 @@ func (l *sampled) warn(msg string, args ...any) {
 		return
 	}
 	l.log.Warn(msg, append(args, "suppressed", l.suppressed.Swap(0))...)
+}
+
+// flush logs, under msg, how many lines were held back since the last
+// one, if any.
+func (l *sampled) flush(msg string) {
+	if n := l.suppressed.Swap(0); n > 0 {
+		l.log.Warn(msg, "suppressed", n)
+	}
 }
 
 type fasthttpLog struct{ l *slog.Logger }
