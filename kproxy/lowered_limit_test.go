@@ -103,3 +103,50 @@ func TestLoweredTopicLimitAcks0BatchesShrink(t *testing.T) {
 	}
 	t.Errorf("in %d waves of %d acks=0 records, each far below the topic's lowered max.message.bytes, none was delivered whole: kproxy's batches still exceed the limit", waves, n)
 }
+
+// TestLoweredTopicLimitBatchRecordsThatFitNot413: as above, through
+// /batch: one request of 20 records of 1 kB, each far below the topic's
+// lowered max.message.bytes (3,000 bytes), checked against the old one
+// and batched by kgo beyond the new one. A record the broker refused only
+// with that batch must not be answered 413 (too large: never sent again),
+// but 503 (not written), and must not be in Kafka.
+func TestLoweredTopicLimitBatchRecordsThatFitNot413(t *testing.T) {
+	for _, acks := range []string{"1", "-1"} {
+		t.Run("acks="+acks, func(t *testing.T) {
+			c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+			p := startProxy(t, c, nil)
+			decode(t, p.post(t, "topic="+topic+"&acks="+acks, unique(t, "first")))
+			setMaxMessageBytes(t, c, topic, 3000)
+
+			var recs []brec
+			for i := range 20 {
+				recs = append(recs, brec{key: "k" + fmt.Sprint(i%3), value: unique(t, fmt.Sprintf("batch-%d-%s", i, strings.Repeat("x", 1000)))})
+			}
+			a := p.postBatch(t, "topic="+topic+"&acks="+acks, "", mpBatch(t, recs))
+			kafka := inKafka(t, c)
+			if len(a.Results) != len(recs) {
+				if a.code == 413 || a.code == 200 && kafka[string(recs[0].value)] != 1 {
+					t.Fatalf("batch: %v", a)
+				}
+				for i, r := range recs { // answered as a whole
+					if got := kafka[string(r.value)]; a.code != 200 && got != 0 {
+						t.Errorf("record %d of a batch answered %d is in Kafka %d times", i, a.code, got)
+					}
+				}
+				return
+			}
+			for i, r := range a.Results {
+				got := kafka[string(recs[i].value)]
+				switch {
+				case r.Status == 200 && got != 1:
+					t.Errorf("record %d answered 200 is in Kafka %d times", i, got)
+				case r.Status == 200:
+				case r.Status == 503 && got != 0:
+					t.Errorf("record %d answered 503 (%q) is in Kafka %d times", i, r.Error, got)
+				case r.Status != 503:
+					t.Errorf("record %d of %d bytes (the topic takes 3000): %d %q, want 200 or 503", i, len(recs[i].value), r.Status, r.Error)
+				}
+			}
+		})
+	}
+}
