@@ -613,6 +613,11 @@ func (c *batchCall) collect() []recordResult {
 			r = recordResult{status: 503, partition: -1, offset: -1, reason: spoolOvertake}
 		case it.err != nil:
 			code, reason := produceStatus(it.err, it.trace)
+			if code == 413 && c.srv.batchedTooLarge(c.deadline, it.err, it.rec.Topic, recordSize(it.rec.Key, it.rec.Value, it.rec.Headers)) {
+				// Not 413: the record fits, and a client does not send
+				// again what is too large.
+				code, reason = 503, batchTooLarge
+			}
 			r = recordResult{status: code, partition: -1, offset: -1, reason: j.bounded(reason)}
 		default:
 			r = recordResult{status: 200, partition: it.rec.Partition, offset: it.rec.Offset}

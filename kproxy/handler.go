@@ -297,12 +297,10 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, dl context.Context, topic str
 // can take for retries of written batches and drop; an acks=-1 record that
 // fits is answered 503 (fits), not 413.
 func (s *Server) refit(dl context.Context, p *pending, size int) (again, fits bool) {
-	if p.item != nil || p.trace.lost || dl.Err() != nil ||
-		!errors.Is(p.err, kerr.MessageTooLarge) && !errors.Is(p.err, kerr.RecordListTooLarge) {
+	if p.item != nil || p.trace.lost || dl.Err() != nil {
 		return false, false
 	}
-	info, err := s.check.exists(dl, []byte(p.rec.Topic), 0)
-	if err != nil || size > int(info.maxBytes) {
+	if !s.batchedTooLarge(dl, p.err, p.rec.Topic, size) {
 		return false, false
 	}
 	if p.cl != s.prod.leader {
@@ -321,6 +319,18 @@ func (s *Server) refit(dl context.Context, p *pending, size int) (again, fits bo
 	p.err, p.trace, p.gateRec = nil, sendTrace{}, gateRec{}
 	p.state.Store(waiting)
 	return true, true
+}
+
+// batchedTooLarge tells whether a record of size bytes refused with err
+// was refused as too large (MESSAGE_TOO_LARGE) only for the batch it was
+// in: it fits its topic's max.message.bytes, asked again within dl (after
+// the refusal, refusedTopic made kproxy forget the limit it had read).
+func (s *Server) batchedTooLarge(dl context.Context, err error, topic string, size int) bool {
+	if !errors.Is(err, kerr.MessageTooLarge) && !errors.Is(err, kerr.RecordListTooLarge) {
+		return false
+	}
+	info, lerr := s.check.exists(dl, []byte(topic), 0)
+	return lerr == nil && size <= int(info.maxBytes)
 }
 
 // batchTooLarge answers a record that fits its topic's max.message.bytes,
