@@ -231,8 +231,8 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, dl context.Context, topic str
 	p.ctx = dl
 	p.cl, p.tr = s.prod.client(acks)
 	// refitted: sent again after its batch was refused as too large (once);
-	// batchedTooLarge: refused so, fitting alone, and not sent again.
-	refitted, batchedTooLarge := false, false
+	// tooLargeBatch: refused so, fitting alone, and not sent again.
+	refitted, tooLargeBatch := false, false
 	for {
 		p.note = p.tr.note()
 		if s.spool != nil && acks != 0 {
@@ -260,7 +260,7 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, dl context.Context, topic str
 			refitted = true
 			continue
 		}
-		batchedTooLarge = fits
+		tooLargeBatch = fits
 		break
 	}
 	err, trace, partition, offset, item := p.err, p.trace, p.rec.Partition, p.rec.Offset, p.item
@@ -270,7 +270,7 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, dl context.Context, topic str
 	}
 	if err != nil {
 		code, reason := produceStatus(err, trace)
-		if batchedTooLarge && code == fasthttp.StatusRequestEntityTooLarge {
+		if tooLargeBatch && code == fasthttp.StatusRequestEntityTooLarge {
 			// Not 413: the record fits, and a client does not send again
 			// what is too large.
 			code, reason = fasthttp.StatusServiceUnavailable, batchTooLarge
@@ -300,7 +300,7 @@ func (s *Server) refit(dl context.Context, p *pending, size int) (again, fits bo
 	if p.item != nil || p.trace.lost || dl.Err() != nil {
 		return false, false
 	}
-	if !s.batchedTooLarge(dl, p.err, p.rec.Topic, size) {
+	if !s.batchedTooLarge(dl, p.cl, p.err, p.rec.Topic, size) {
 		return false, false
 	}
 	if p.cl != s.prod.leader {
@@ -322,11 +322,18 @@ func (s *Server) refit(dl context.Context, p *pending, size int) (again, fits bo
 }
 
 // batchedTooLarge tells whether a record of size bytes refused with err
-// was refused as too large (MESSAGE_TOO_LARGE) only for the batch it was
-// in: it fits its topic's max.message.bytes, asked again within dl (after
-// the refusal, refusedTopic made kproxy forget the limit it had read).
-func (s *Server) batchedTooLarge(dl context.Context, err error, topic string, size int) bool {
-	if !errors.Is(err, kerr.MessageTooLarge) && !errors.Is(err, kerr.RecordListTooLarge) {
+// by cl was refused as too large (MESSAGE_TOO_LARGE) only for the batch it
+// was in: it fits its topic's max.message.bytes, asked again within dl
+// (after the refusal, refusedTopic made kproxy forget the limit it had
+// read). kgo fails the partition's later batches with a refused batch's
+// error; the refusal then says nothing of them, and a later batch that was
+// out may be written after all, unless the broker refuses it by its
+// sequence number (the idempotent client) or none was out (the acks=1
+// client with max_in_flight_requests 1): only then is it known that such
+// a record was not written.
+func (s *Server) batchedTooLarge(dl context.Context, cl *kgo.Client, err error, topic string, size int) bool {
+	if !errors.Is(err, kerr.MessageTooLarge) && !errors.Is(err, kerr.RecordListTooLarge) ||
+		cl == s.prod.leader && s.cfg.MaxInFlightRequests > 1 {
 		return false
 	}
 	info, lerr := s.check.exists(dl, []byte(topic), 0)
