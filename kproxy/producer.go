@@ -110,6 +110,10 @@ func newProducers(cfg Config, log *slog.Logger, hooks producerHooks) (*producers
 	for i := range ps.traces {
 		ps.traces[i] = &tracer{}
 	}
+	// Above one request per broker the acks=1 client sends a partition's
+	// next batch while the one before is out (no sequence numbers that
+	// would make the broker refuse it after a refusal of the first).
+	ps.traces[0].pipelined = cfg.MaxInFlightRequests > 1
 	batch := ps.batch
 	ps.leader, err = kgo.NewClient(append(common[:len(common):len(common)],
 		kgo.RequiredAcks(kgo.LeaderAck()),
@@ -249,6 +253,9 @@ type tracer struct {
 	written atomic.Int64
 	ended   atomic.Int64
 	lost    atomic.Int64
+	// pipelined: the client may have several produce requests of one
+	// partition out at once, and is not idempotent.
+	pipelined bool
 }
 
 func (t *tracer) note() sendNote { return sendNote{t.written.Load(), t.lost.Load()} }
@@ -257,7 +264,8 @@ func (t *tracer) note() sendNote { return sendNote{t.written.Load(), t.lost.Load
 func (t *tracer) since(n sendNote) sendTrace {
 	ended := t.ended.Load() // before written: a request written meanwhile counts as out
 	written := t.written.Load()
-	return sendTrace{wrote: written != n.written, lost: t.lost.Load() != n.lost, out: written != ended}
+	return sendTrace{wrote: written != n.written, lost: t.lost.Load() != n.lost, out: written != ended,
+		pipelined: t.pipelined}
 }
 
 // OnBrokerWrite counts a produce request as written as soon as any byte of
@@ -288,6 +296,9 @@ type sendTrace struct {
 	wrote bool // a produce request was written: the record may have left
 	lost  bool // a written produce request got no answer: it may have been written
 	out   bool // at the failure, a written produce request had not come to its end
+	// pipelined: the client may have had a later request of the record's
+	// partition out (tracer.pipelined).
+	pipelined bool
 }
 
 // batchHook observes the records per batch Kafka accepted.
