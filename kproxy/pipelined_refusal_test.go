@@ -1,6 +1,7 @@
 package kproxy_test
 
 import (
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,13 +14,22 @@ import (
 
 // TestPipelinedRecordNotTakenForRefused: with max_in_flight_requests 2 the
 // acks=1 client sends a partition's next produce request while the one
-// before is out. The broker refuses the first (INVALID_RECORD, a definite
-// refusal of its batch) and writes the second. kgo fails the partition's
-// later records with the first one's error, the second request's included,
-// before its answer comes: that record is in Kafka, and must not be
-// answered as refused (400, "not written"), but 504 "may have been
-// written" (or 200).
+// before is out. The broker refuses the first outright (INVALID_RECORD,
+// UNKNOWN_SERVER_ERROR, TOPIC_AUTHORIZATION_FAILED: nothing of it written)
+// and writes the second. kgo fails the partition's later records with the
+// first one's error, the second request's included, before its answer
+// comes: that record is in Kafka, and must not be answered as refused
+// (400, 502, 403: "not written"), but 504 "may have been written" (or 200).
 func TestPipelinedRecordNotTakenForRefused(t *testing.T) {
+	for _, tc := range []struct {
+		code int16
+		want int // the refused record's own answer, or 504
+	}{{87, 400}, {-1, 502}, {29, 403}} { // INVALID_RECORD, UNKNOWN_SERVER_ERROR, TOPIC_AUTHORIZATION_FAILED
+		t.Run(strconv.Itoa(int(tc.code)), func(t *testing.T) { testPipelinedRecordNotTakenForRefused(t, tc.code, tc.want) })
+	}
+}
+
+func testPipelinedRecordNotTakenForRefused(t *testing.T, code int16, want int) {
 	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
 	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.MaxInFlightRequests = 2 })
 	decode(t, p.post(t, "topic="+topic+"&key=k", unique(t, "warm-up"))) // a first answer: kgo pipelines from now on
@@ -32,7 +42,7 @@ func TestPipelinedRecordNotTakenForRefused(t *testing.T) {
 		}
 		c.KeepControl()
 		c.SleepControl(func() { <-release })
-		return kafkatest.ProduceError(req.(*kmsg.ProduceRequest), 87), nil, true // INVALID_RECORD
+		return kafkatest.ProduceError(req.(*kmsg.ProduceRequest), code), nil, true
 	})
 	written := kproxy.ProduceRequestsWritten(p.srv)
 	first, second := make(chan answer, 1), make(chan answer, 1)
@@ -43,8 +53,8 @@ func TestPipelinedRecordNotTakenForRefused(t *testing.T) {
 	close(release)
 
 	a, b := <-first, <-second
-	if a.code != 400 && a.code != 504 {
-		t.Errorf("the refused record: %d %q, want 400 (or 504: kproxy cannot tell it from the pipelined one)", a.code, a.body)
+	if a.code != want && a.code != 504 {
+		t.Errorf("the refused record: %d %q, want %d (or 504: kproxy cannot tell it from the pipelined one)", a.code, a.body, want)
 	}
 	kafka := inKafka(t, c)
 	if n := kafka[string(unique(t, "refused"))]; n != 0 {
