@@ -43,17 +43,16 @@ func produceStatus(err error, t sendTrace) (int, string) {
 		// answer lost: whatever came after, it may be in Kafka.
 		return 504, "kafka did not answer a request carrying the record" + mayBeWritten
 	}
+	if ke := (*kerr.Error)(nil); t.pipelined && t.wrote && errors.As(err, &ke) {
+		// kgo fails a partition's later batches with the error of a
+		// batch the broker refused outright, before their own answers.
+		// A pipelining client may have sent the record's batch behind the
+		// refused one, and the broker may write it, or have written it
+		// (kgo then ignores the success, with no hook to tell it): no
+		// count of requests tells the record's own refusal from that.
+		return 504, "kafka refused a batch of the record's partition (" + err.Error() + "), perhaps not the record's own" + mayBeWritten
+	}
 	if status, reason, ok := recordRefused(err); ok {
-		if t.pipelined && t.wrote {
-			// kgo fails a partition's later batches with a refused
-			// batch's error, before their own answers. A pipelining
-			// client may have sent the record's batch behind the refused
-			// one, and the broker may write it, or have written it (kgo
-			// then ignores the success, with no hook to tell it): no
-			// count of requests tells the record's own refusal from
-			// that.
-			return 504, "kafka refused a batch of the record's partition (" + err.Error() + "), perhaps not the record's own" + mayBeWritten
-		}
 		// The record's own request was answered: a refusal of the record
 		// itself comes in no other way (never from a metadata answer),
 		// so other requests out at the same time — a batch's records go
