@@ -139,6 +139,15 @@ func (s *Server) refusedTopic(cl *kgo.Client, topic string, err error) {
 func (s *Server) acks0Done(r *kgo.Record, err error, trace sendTrace) {
 	s.acks0Out.Add(-1)
 	if err != nil {
+		if errors.Is(err, kerr.UnknownTopicOrPartition) {
+			// The client's metadata no longer has the topic (deleted):
+			// kproxy forgets it, so that the next request asks the
+			// brokers and is answered 404 if it is gone. Records at
+			// acks 1 and -1 are answered 404 with this error; an acks=0
+			// record was answered before it, and nothing else would
+			// tell the clients, whose records would be lost one by one.
+			s.check.forget(r.Topic)
+		}
 		code, _ := produceStatus(err, trace)
 		s.metrics.acks0Lost.Inc()
 		s.acks0Log.warn("acks=0 record answered 200 and not delivered", "topic", r.Topic,
