@@ -8,7 +8,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
@@ -43,16 +46,7 @@ func (b *logBuffer) String() string {
 func TestShutdownAcks0LossesAllLogged(t *testing.T) {
 	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
 	var logs logBuffer
-	cfg := kproxy.DefaultConfig()
-	cfg.Port, cfg.ListenHost, cfg.AdminAddr = 0, "127.0.0.1", "127.0.0.1:0"
-	cfg.BrokerHosts = c.ListenAddrs()
-	cfg.ReadTimeoutMs, cfg.WriteTimeoutMs = 2000, 2000
-	cfg.ProduceTimeoutMs = 500
-	srv, err := kproxy.New(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := runProxy(t, srv)
+	p := logProxy(t, c, &logs, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 500 })
 	decode(t, p.post(t, "topic="+topic+"&acks=1", unique(t, "first"))) // the topic is known
 
 	kafkatest.NewFaults(t, c).ErrorProduce(1_000_000, 6) // NOT_LEADER_OR_FOLLOWER: retried until the deadline
@@ -64,12 +58,58 @@ func TestShutdownAcks0LossesAllLogged(t *testing.T) {
 		t.Logf("Run: %v", err)
 	}
 
-	// A line per record logged ("acks=0 record …"), naming how many it
-	// held back before it (suppressed=N); a summary of records not logged
-	// one by one ("acks=0 records …") counts its suppressed=N alone.
+	logged := acks0LossesLogged(logs.String())
+	if logged < n {
+		t.Errorf("%d acks=0 records answered 200 were lost at shutdown; the log accounts for %d:\n%s", n, logged, logs.String())
+	}
+}
+
+// TestShutdownAcks0LossesAllLoggedAtClose: as above, but the records are
+// still out at shutdown_timeout_ms (the broker holds their request):
+// closing the Kafka clients fails them. kgo runs their promises after its
+// Close has returned; the log must still account for every one.
+func TestShutdownAcks0LossesAllLoggedAtClose(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	var logs logBuffer
+	p := logProxy(t, c, &logs, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs, cfg.ShutdownTimeoutMs = 5000, 200 })
+	decode(t, p.post(t, "topic="+topic+"&acks=1", unique(t, "first")))
+	release := make(chan struct{})
+	defer close(release)
+	var held atomic.Int32
+	holdProduce(c, release, &held)
+	const n = 2000
+	for i := range n {
+		decode(t, p.post(t, "topic="+topic+"&key=k&acks=0", unique(t, fmt.Sprintf("acks0-%d", i))))
+	}
+	t.Logf("Run: %v", p.stop())
+	if logged := acks0LossesLogged(logs.String()); logged < n {
+		t.Errorf("%d acks=0 records answered 200 were lost at shutdown; the log accounts for %d", n, logged)
+	}
+}
+
+// logProxy is startProxy's kproxy logging into logs.
+func logProxy(t *testing.T, c *kfake.Cluster, logs *logBuffer, edit func(*kproxy.Config)) *proxy {
+	t.Helper()
+	cfg := kproxy.DefaultConfig()
+	cfg.Port, cfg.ListenHost, cfg.AdminAddr = 0, "127.0.0.1", "127.0.0.1:0"
+	cfg.BrokerHosts = c.ListenAddrs()
+	cfg.ReadTimeoutMs, cfg.WriteTimeoutMs = 2000, 2000
+	edit(&cfg)
+	srv, err := kproxy.New(cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return runProxy(t, srv)
+}
+
+// acks0LossesLogged counts the acks=0 records a log says were lost: a line
+// per record logged ("acks=0 record …"), naming how many it held back
+// before it (suppressed=N); a summary of records not logged one by one
+// ("acks=0 records …") counts its suppressed=N alone.
+func acks0LossesLogged(log string) int {
 	logged := 0
 	line := regexp.MustCompile(`msg="acks=0 record(s?) [^"]*not delivered[^"]*".*\bsuppressed=(\d+)`)
-	for _, l := range strings.Split(logs.String(), "\n") {
+	for _, l := range strings.Split(log, "\n") {
 		m := line.FindStringSubmatch(l)
 		if m == nil {
 			continue
@@ -80,7 +120,5 @@ func TestShutdownAcks0LossesAllLogged(t *testing.T) {
 		k, _ := strconv.Atoi(m[2])
 		logged += k
 	}
-	if logged < n {
-		t.Errorf("%d acks=0 records answered 200 were lost at shutdown; the log accounts for %d:\n%s", n, logged, logs.String())
-	}
+	return logged
 }
