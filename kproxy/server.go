@@ -322,6 +322,12 @@ func (s *Server) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.cfg.ShutdownTimeoutMs)*time.Millisecond)
 		defer cancel()
 		err := s.closeKafka(ctx)
+		// kgo runs the promises of the records its Close failed after
+		// Close returned: the acks=0 ones are waited for (bounded), so
+		// that they are counted and logged below.
+		for until := time.Now().Add(answerWait); s.acks0Out.Load() > 0 && time.Now().Before(until); {
+			time.Sleep(time.Millisecond)
+		}
 		// The records the sampled lines held back since the last one: the
 		// process and its metrics end here, the log is what is left.
 		s.acks0Log.flush("acks=0 records answered 200 and not delivered, not logged one by one")
