@@ -120,7 +120,7 @@ func (s *Server) produced(p *pending, err error, trace sendTrace) {
 func (s *Server) refusedTopic(cl *kgo.Client, topic string, err error) {
 	switch {
 	case errors.Is(err, kerr.MessageTooLarge):
-		s.check.forget(topic)
+		s.check.stale(topic)
 		if cl == s.prod.leader {
 			s.purges.startAfter(cl, topic, func() {
 				ctx, cancel := context.WithTimeout(context.Background(), s.produceTimeout)

@@ -1982,7 +1982,7 @@ func (s *spooler) refreshParked() {
 	}
 	for _, r := range rs {
 		if r.limit && s.check != nil {
-			s.check.forget(r.p.topic)
+			s.check.stale(r.p.topic)
 			if _, err := s.check.exists(context.Background(), []byte(r.p.topic), s.afterD); err != nil {
 				s.log.Warn("spool drain: reading the topic's max.message.bytes again failed", "topic", r.p.topic, "err", err)
 			}

@@ -111,9 +111,18 @@ func (tc *topicCheck) batchMaxBytes(topic string) int32 {
 }
 
 // forget drops what is known of topic: the next request asks the brokers
-// again (after a MESSAGE_TOO_LARGE: its max.message.bytes was lowered;
-// after an UNKNOWN_TOPIC_ID: it was deleted, perhaps re-created).
+// again (after an UNKNOWN_TOPIC_ID: it was deleted, perhaps re-created).
 func (tc *topicCheck) forget(topic string) {
+	tc.knownMu.Lock()
+	delete(tc.known, topic)
+	delete(tc.limits, topic)
+	tc.knownMu.Unlock()
+}
+
+// stale makes kproxy ask the brokers about topic again at the next request
+// (after a MESSAGE_TOO_LARGE: its max.message.bytes was lowered), keeping
+// the limit last read for the batches built meanwhile.
+func (tc *topicCheck) stale(topic string) {
 	tc.knownMu.Lock()
 	delete(tc.known, topic)
 	tc.knownMu.Unlock()
