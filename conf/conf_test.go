@@ -91,7 +91,7 @@ func TestKtransferConfigMatchesDesign(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "ktransfer.yaml"), []byte("zk_chroot: /mq/c\nzk_hosts: [h:1]\nmodule_conf_dir: "+
 		filepath.Join(dir, "modules")+"\nmodule_enabled: [bad, missing]\n"), 0o644)
 	_, err = ktransfer.LoadConfig(filepath.Join(dir, "ktransfer.yaml"))
-	for _, want := range []string{"bad.yaml: protocol.uri: unknown placeholder {#NOPE}", "bad.yaml: worker_num: must be >= 1, got 0",
+	for _, want := range []string{"bad.yaml: protocol.uri: unknown placeholder {#NOPE}", "bad.yaml: worker_num: must be 1..100000, got 0",
 		`bad.yaml: dispatch: must be hash or idle_worker, got "random"`, "module missing:"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%v\nlacks %q", err, want)
