@@ -690,3 +690,22 @@ func TestProfilesOnlyForLoopbackClients(t *testing.T) {
 		}
 	}
 }
+
+// A parameter given twice is a 400 saying so: only the first was used, so
+// ?cluster=test_cluster&cluster=nope answered as if the unknown name were
+// not there (alone it is a 400), and ?format=json&format=zabbix answered
+// JSON to a request that also asked for zabbix lines.
+func TestRepeatedParameterIsABadRequest(t *testing.T) {
+	e := start(t)
+	for _, q := range []string{
+		"?cluster=test_cluster&cluster=nope",
+		"?format=json&format=zabbix",
+		"?format=zabbix&keys=item&keys=weird",
+		"?detail=0&detail=yes",
+	} {
+		code, body := e.get(t, q)
+		if code != 400 || !strings.Contains(body, "more than once") || strings.Count(body, "\n") != 1 {
+			t.Errorf("%s: %d %q, want 400 saying a parameter is given more than once", q, code, body)
+		}
+	}
+}
