@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -191,6 +192,14 @@ func (m *Monitor) handleDelay(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		http.Error(w, fmt.Sprintf("query %q does not parse: %v", r.URL.RawQuery, err), http.StatusBadRequest)
 		return
+	}
+	// Only the first value of a parameter would be read: a second one
+	// (an unknown cluster, another format) must not pass unseen.
+	for _, name := range slices.Sorted(maps.Keys(q)) {
+		if len(q[name]) > 1 {
+			http.Error(w, fmt.Sprintf("parameter %q given more than once", name), http.StatusBadRequest)
+			return
+		}
 	}
 	clusters := m.cfg.Base.Clusters
 	if name := q.Get("cluster"); q.Has("cluster") {
