@@ -3,10 +3,12 @@ package kmonitor_test
 import (
 	"context"
 	"encoding/json"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
@@ -74,6 +76,75 @@ func TestLagSecondsAfterTopicCreatedAgain(t *testing.T) {
 	}
 	if *d.Lag != 3 || *d.LagSeconds > since || d.AtLeast {
 		t.Errorf("lag %d, lag_seconds %v (at least: %v); want 3 records produced at most %.3f s ago, the age known",
+			*d.Lag, *d.LagSeconds, d.AtLeast, since)
+	}
+}
+
+// The same, when kmonitor reads no log end of the new topic before records
+// arrive in it (its reads failed meanwhile, and the module had already
+// gone back to the new log's start): the log end went back, from the
+// deleted topic's 10 to 3, and those 3 records are newer than the
+// deletion; lag_seconds must not date them from the first log end seen
+// of the topic that was deleted.
+func TestLagSecondsAfterTopicCreatedAgainNotReadBeforeRecords(t *testing.T) {
+	e := start(t)
+	produce(t, e.kafka, "a", 0, 10)
+	// The deleted topic's log end is first seen at least a second before
+	// the deletion: its records wait that long, then are pushed.
+	setOffset(t, e.conn, "m", "a", "0", "0")
+	e.ageOf(t, "m", "0", 10*time.Second, func(d ageDetail) bool { return d.LagSeconds != nil && *d.LagSeconds >= 1 })
+	setOffset(t, e.conn, "m", "a", "0", "10")
+	e.ageOf(t, "m", "0", 10*time.Second, func(d ageDetail) bool { return d.LogEnd != nil && *d.LogEnd == 10 && d.Lag != nil && *d.Lag == 0 })
+
+	// Every ListOffsets fails until the new topic holds its records.
+	var failing atomic.Bool
+	failing.Store(true)
+	e.kafka.ControlKey(int16(kmsg.ListOffsets), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		e.kafka.KeepControl()
+		if !failing.Load() {
+			return nil, nil, false
+		}
+		r := req.(*kmsg.ListOffsetsRequest)
+		resp := r.ResponseKind().(*kmsg.ListOffsetsResponse)
+		for _, rt := range r.Topics {
+			st := kmsg.NewListOffsetsResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewListOffsetsResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = -1 // UNKNOWN_SERVER_ERROR: not retried
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	t.Cleanup(e.kafka.DropControl)
+
+	deleted := time.Now()
+	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, kafkaconf.Default()))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if res, err := adm.DeleteTopics(ctx, "a"); err != nil || res.Error() != nil {
+		t.Fatalf("delete topic a: %v %v", err, res.Error())
+	}
+	if !waitFor(10*time.Second, func() bool { d, err := adm.ListTopics(ctx, "a"); return err == nil && !d.Has("a") }) {
+		t.Fatal("topic a still listed after its deletion")
+	}
+	if res, err := adm.CreateTopic(ctx, 1, -1, nil, "a"); err != nil || res.Err != nil {
+		t.Fatalf("create topic a again: %v %v", err, res.Err)
+	}
+	setOffset(t, e.conn, "m", "a", "0", "0") // the module starts the new log from its start
+	produce(t, e.kafka, "a", 0, 3)
+	failing.Store(false)
+
+	d := e.ageOf(t, "m", "0", 10*time.Second, func(d ageDetail) bool { return d.LogEnd != nil && *d.LogEnd == 3 && d.Lag != nil })
+	since := time.Since(deleted).Seconds()
+	if d.LagSeconds == nil {
+		t.Fatalf("no lag_seconds for a known lag: %+v", d)
+	}
+	if *d.Lag != 3 || *d.LagSeconds > since {
+		t.Errorf("lag %d, lag_seconds %v (at least: %v); want 3 records produced after the deletion, at most %.3f s ago",
 			*d.Lag, *d.LagSeconds, d.AtLeast, since)
 	}
 }
