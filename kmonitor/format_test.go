@@ -35,6 +35,10 @@ func TestLagAge(t *testing.T) {
 	if got, atLeast := lagAge(recreated, 0, now); got != 10 || atLeast {
 		t.Errorf("log end back to 0 then 3, next=0: %v %v, want 10 false", got, atLeast)
 	}
+	// The log end went back, not below next=0, before it was read again.
+	if got, atLeast := lagAge([]sample{{at(900), 50}, {at(990), 3}}, 0, now); got != 10 || !atLeast {
+		t.Errorf("log end back from 50 to 3, next=0: %v %v, want 10 true", got, atLeast)
+	}
 	if got, _ := lagAge(nil, 3, now); got != 0 {
 		t.Errorf("no history: %v", got)
 	}

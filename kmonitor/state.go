@@ -293,17 +293,20 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 
 // lagAge estimates how long ago the oldest unpushed record (offset next)
 // was produced: the time of the first poll of the last run of polls that
-// saw the log end past it (a log end that went back, a topic deleted and
-// created again, starts a new run: its records are new ones). The estimate
-// is late by at most one poll interval. When that run starts with the
-// oldest change kept, the age is at least that old.
+// saw the log end past it. A log end that went back (a topic deleted and
+// created again) starts a new run: its records are new ones, produced
+// after the change before, whether or not it went back below next. The
+// estimate is late by at most one poll interval. When that run starts with
+// the oldest change kept, or with a log end that went back but not below
+// next (its first records were produced before it was seen), the age is
+// at least that old.
 func lagAge(changes []sample, next int64, now time.Time) (float64, bool) {
 	if len(changes) == 0 || changes[len(changes)-1].end <= next {
 		return 0, false
 	}
 	i := len(changes) - 1
-	for i > 0 && changes[i-1].end > next {
+	for i > 0 && changes[i-1].end > next && changes[i-1].end <= changes[i].end {
 		i--
 	}
-	return now.Sub(changes[i].at).Seconds(), i == 0
+	return now.Sub(changes[i].at).Seconds(), i == 0 || changes[i-1].end > next
 }
