@@ -121,7 +121,12 @@ type spooler struct {
 	amu        sync.Mutex
 	acks       []uint64   // seqs Kafka acknowledged, acked in the spool every ackEvery
 	wait       *chunkWait // the chunk's records without Kafka's answer yet
-	drainOpts  []kgo.Opt  // the drain client's (setAside makes others)
+	drainOpts  []kgo.Opt  // the drain client's (setAside makes others): drainClient
+	// big: the drain's clients build batches up to the topic's limit, not
+	// drainBatchBytes (smallOpts), since a record too large for those was
+	// read (s.dmu; bigNeeded is set by addLocked, acted on by drain).
+	smallOpts      []kgo.Opt
+	big, bigNeeded bool
 	// unplaced: the drain stopped while its client had not placed every
 	// record of the chunk (s.dmu): close closes the client without
 	// flushing it (nothing of the chunk was sent; it stays in the spool).
@@ -221,14 +226,29 @@ func openSpooler(cfg Config, log *slog.Logger, ps *producers, check *topicCheck,
 		kgo.MaxBufferedRecords(drainChunk),
 		kgo.WithHooks(drainPartitioned{}),
 	)
-	drainC, err := kgo.NewClient(drainOpts...)
+	// At first, batches of at most drainBatchBytes: a chunk's records of
+	// a partition leave in several produce requests, up to four out at
+	// once (idempotent), so that kgo encodes the next while Kafka writes
+	// one, instead of one request for the whole chunk. kgo fails a record
+	// larger than its batch limit, which it reads once per partition: the
+	// first record read that such a batch could not hold switches the
+	// drain to clients with the topic's own limit, for good (drain).
+	smallOpts := append(drainOpts[:len(drainOpts):len(drainOpts)],
+		kgo.ProducerBatchMaxBytesFn(func(topic string) int32 {
+			limit := int32(cfg.MaxMessageBytes)
+			if check != nil {
+				limit = check.batchMaxBytes(topic)
+			}
+			return min(limit, drainBatchBytes)
+		}))
+	drainC, err := kgo.NewClient(smallOpts...)
 	if err != nil {
 		sp.Close()
 		return nil, fmt.Errorf("kafka client for the spool's drain: %w", err)
 	}
 	afterD := time.Duration(cfg.SpoolAfterMs) * time.Millisecond
 	s := &spooler{sp: sp, log: log, after: newDeadlines(afterD), afterD: afterD,
-		drainC: drainC, drainTopics: map[string]bool{}, drainOpts: drainOpts, wait: &chunkWait{}, check: check, gates: map[string]*gate{}, wake: make(chan struct{}, 1),
+		drainC: drainC, drainTopics: map[string]bool{}, drainOpts: drainOpts, smallOpts: smallOpts, wait: &chunkWait{}, check: check, gates: map[string]*gate{}, wake: make(chan struct{}, 1),
 		parked: map[string]*parkedTopic{}, parkBudget: maxParkedBytes, pause: map[string]time.Duration{},
 		errLog: sampled{log: log, every: time.Second}, readLog: sampled{log: log, every: 10 * time.Second}}
 	s.onDrained = s.drained
@@ -889,6 +909,9 @@ func (s *spooler) drain(ctx context.Context) {
 		s.dmu.Unlock()
 		clear(fed)
 		clear(read)
+		if !s.bigBatches(ctx) {
+			return // stopping: the chunk was not handed over; it stays in the spool
+		}
 		pw := newPlaceWait(len(s.chunk))
 		s.dmu.Lock()
 		s.place = pw
@@ -1107,7 +1130,7 @@ func (s *spooler) setAside(ctx context.Context, flushed <-chan error, start time
 		}
 		return false
 	}
-	c, err := kgo.NewClient(s.drainOpts...)
+	c, err := s.drainClient()
 	if err != nil {
 		s.errLog.warn("spool drain: a client to drain other topics while a chunk waits failed", "err", err)
 		return false
@@ -1300,6 +1323,12 @@ const (
 	drainChunk      = 10000
 	drainRead       = 1000
 	drainChunkBytes = 16 << 20
+	// drainBatchBytes bounds the drain's record batches until a record
+	// needs more (bigBatches); drainBatchOverhead is what a batch holds
+	// beside a record, generously (kgo counts a batch's header and the
+	// record's own framing against the limit).
+	drainBatchBytes    = 64 << 10
+	drainBatchOverhead = 1 << 10
 )
 
 // readChunk appends to es entries in order, until es holds n entries or
@@ -1448,12 +1477,12 @@ func (s *spooler) withdrawLate(ctx context.Context) (*placeWait, bool) {
 	if full || w.n.Load() != int64(len(s.chunk)) {
 		return nil, false
 	}
-	own, err := kgo.NewClient(s.drainOpts...)
+	own, err := s.drainClient()
 	if err != nil {
 		s.errLog.warn("spool drain: a client for a topic whose metadata has not come failed", "err", err)
 		return nil, false
 	}
-	next, err := kgo.NewClient(s.drainOpts...)
+	next, err := s.drainClient()
 	if err != nil {
 		own.Close()
 		s.errLog.warn("spool drain: a client for a topic whose metadata has not come failed", "err", err)
@@ -1570,6 +1599,60 @@ func (s *spooler) addLocked(e spool.Entry) {
 		return
 	}
 	s.drainTopics[e.Topic] = true
+	if !s.big && recordSize(d.rec.Key, d.rec.Value, d.rec.Headers) > drainBatchBytes-drainBatchOverhead {
+		s.bigNeeded = true
+	}
+}
+
+// drainClient makes a client for the drain: batches of at most
+// drainBatchBytes until a record needs more (bigBatches).
+func (s *spooler) drainClient() (*kgo.Client, error) {
+	s.dmu.Lock()
+	big := s.big
+	s.dmu.Unlock()
+	if big {
+		return kgo.NewClient(s.drainOpts...)
+	}
+	return kgo.NewClient(s.smallOpts...)
+}
+
+// bigBatches switches the drain to clients with the topics' own batch
+// limit when the chunk just read holds a record that a batch of
+// drainBatchBytes could not (addLocked), before the chunk is handed to
+// the client: the client holds nothing then (the chunk before was
+// answered, or set aside with its client). The chunk must not go to the
+// old client: kgo would refuse the large record alone and send the later
+// records of its partition ahead of it. kgo makes a client without
+// connecting, failing only on options these are not; should it fail
+// all the same, the drain tries again every second. It reports false
+// when ctx ends first.
+func (s *spooler) bigBatches(ctx context.Context) bool {
+	s.dmu.Lock()
+	if !s.bigNeeded || s.big {
+		s.dmu.Unlock()
+		return true
+	}
+	s.big = true
+	s.dmu.Unlock()
+	for {
+		c, err := s.drainClient()
+		if err == nil {
+			s.log.Info("spool drain: a record larger than the drain's batches was read; the drain now batches up to each topic's limit",
+				"batch_bytes", drainBatchBytes)
+			s.dmu.Lock()
+			old := s.drainC
+			s.drainC = c // s.drainTopics stay: the chunk's topics, handed to c next
+			s.dmu.Unlock()
+			old.Close() // nothing buffered: it does not wait
+			return true
+		}
+		s.errLog.warn("spool drain: a client for records larger than a batch of the drain failed; trying again", "err", err)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // tooLargeLocked holds d back when it is larger than its topic's limit
@@ -1999,7 +2082,7 @@ func (s *spooler) refreshParked() {
 		return
 	}
 	s.dmu.Unlock()
-	c, err := kgo.NewClient(s.drainOpts...)
+	c, err := s.drainClient()
 	s.dmu.Lock()
 	if err != nil {
 		for _, r := range rs {
