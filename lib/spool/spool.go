@@ -804,6 +804,11 @@ func (s *Spool) undo(err error) error {
 		// The next write overwrites the bytes from the committed size on;
 		// until then, a restart cuts them as a torn tail.
 		s.log.Error("spool: cannot truncate a failed write", "file", g.path, "offset", g.size, "err", terr)
+	} else if serr := s.active.Sync(); serr != nil {
+		// The cut is on disk only once synced: a power loss before the
+		// next write's sync could bring back whole entries of the failed
+		// write, answered as not written, and the drain would send them.
+		s.log.Error("spool: cannot sync the cut of a failed write", "file", g.path, "offset", g.size, "err", serr)
 	}
 	// Nothing past the entries is known to be on disk now: the next write
 	// fsyncs the file's size too.
