@@ -616,7 +616,7 @@ func (c *batchCall) collect() []recordResult {
 			if code == 413 && c.srv.batchedTooLarge(c.deadline, c.cl, it.err, it.rec.Topic, recordSize(it.rec.Key, it.rec.Value, it.rec.Headers)) {
 				// Not 413: the record fits, and a client does not send
 				// again what is too large.
-				code, reason = 503, batchTooLarge
+				code, reason = c.srv.batchTooLargeStatus(c.cl, it.trace)
 			}
 			r = recordResult{status: code, partition: -1, offset: -1, reason: j.bounded(reason)}
 		default:

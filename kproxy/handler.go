@@ -263,7 +263,7 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, dl context.Context, topic str
 		tooLargeBatch = fits
 		break
 	}
-	err, trace, partition, offset, item := p.err, p.trace, p.rec.Partition, p.rec.Offset, p.item
+	err, trace, partition, offset, item, cl := p.err, p.trace, p.rec.Partition, p.rec.Offset, p.item, p.cl
 	p.release()
 	if item != nil {
 		return s.answerSpooled(ctx, item)
@@ -273,7 +273,7 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, dl context.Context, topic str
 		if tooLargeBatch && code == fasthttp.StatusRequestEntityTooLarge {
 			// Not 413: the record fits, and a client does not send again
 			// what is too large.
-			code, reason = fasthttp.StatusServiceUnavailable, batchTooLarge
+			code, reason = s.batchTooLargeStatus(cl, trace)
 		}
 		return s.kafkaFail(ctx, code, reason, topic, err)
 	}
@@ -340,10 +340,33 @@ func (s *Server) batchedTooLarge(dl context.Context, cl *kgo.Client, err error, 
 	return lerr == nil && size <= int(info.maxBytes)
 }
 
+// batchTooLargeStatus answers a record that fits its topic's
+// max.message.bytes, refused by cl with a batch built to the larger limit
+// the topic had (batchedTooLarge): 503, not written, unless an earlier
+// attempt of its batch may have been written. The idempotent client
+// retries a batch the broker appended and answered REQUEST_TIMED_OUT or
+// NOT_ENOUGH_REPLICAS_AFTER_APPEND, and the broker checks a batch's size
+// before its sequence numbers: the retry of a batch it wrote before the
+// limit was lowered is refused as too large. No hook shows those answers;
+// a second produce request written by the client since the record was
+// handed over (t.rewrote) may have been such a retry: 504. At acks=1
+// brokers send neither answer.
+func (s *Server) batchTooLargeStatus(cl *kgo.Client, t sendTrace) (int, string) {
+	if cl == s.prod.all && t.rewrote {
+		return fasthttp.StatusGatewayTimeout, batchTooLargeRetried
+	}
+	return fasthttp.StatusServiceUnavailable, batchTooLarge
+}
+
 // batchTooLarge answers a record that fits its topic's max.message.bytes,
-// refused with a batch built to the larger limit the topic had.
-const batchTooLarge = "kafka refused the batch holding the record as too large (the topic's max.message.bytes " +
-	"was lowered while kproxy ran); the record itself fits it" + notWritten
+// refused with a batch built to the larger limit the topic had;
+// batchTooLargeRetried, one whose batch may have been written before.
+const (
+	batchTooLarge = "kafka refused the batch holding the record as too large (the topic's max.message.bytes " +
+		"was lowered while kproxy ran); the record itself fits it" + notWritten
+	batchTooLargeRetried = "kafka refused the batch holding the record as too large (the topic's max.message.bytes " +
+		"was lowered while kproxy ran), perhaps a retry of a batch it had written" + mayBeWritten
+)
 
 // awaitRecord waits for kgo's answer to p's record (then p.done has
 // fired and answered is false). With the spool, Kafka has spool_after_ms

@@ -264,8 +264,8 @@ func (t *tracer) note() sendNote { return sendNote{t.written.Load(), t.lost.Load
 func (t *tracer) since(n sendNote) sendTrace {
 	ended := t.ended.Load() // before written: a request written meanwhile counts as out
 	written := t.written.Load()
-	return sendTrace{wrote: written != n.written, lost: t.lost.Load() != n.lost, out: written != ended,
-		pipelined: t.pipelined}
+	return sendTrace{wrote: written != n.written, rewrote: written-n.written > 1, lost: t.lost.Load() != n.lost,
+		out: written != ended, pipelined: t.pipelined}
 }
 
 // OnBrokerWrite counts a produce request as written as soon as any byte of
@@ -294,8 +294,11 @@ type sendNote struct{ written, lost int64 }
 // and its failure.
 type sendTrace struct {
 	wrote bool // a produce request was written: the record may have left
-	lost  bool // a written produce request got no answer: it may have been written
-	out   bool // at the failure, a written produce request had not come to its end
+	// rewrote: more than one produce request was written: the record's
+	// batch may have been sent more than once (a retry).
+	rewrote bool
+	lost    bool // a written produce request got no answer: it may have been written
+	out     bool // at the failure, a written produce request had not come to its end
 	// pipelined: the client may have had a later request of the record's
 	// partition out (tracer.pipelined).
 	pipelined bool
