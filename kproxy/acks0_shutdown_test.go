@@ -2,6 +2,7 @@ package kproxy_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -10,8 +11,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
@@ -121,4 +125,77 @@ func acks0LossesLogged(log string) int {
 		logged += k
 	}
 	return logged
+}
+
+// slowLossLines is a log handler whose writes of the lines of lost acks=0
+// records take delay (a log destination that stalls: a full pipe, a slow
+// disk).
+type slowLossLines struct {
+	slog.Handler
+	delay time.Duration
+}
+
+func (h slowLossLines) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "acks=0 record answered 200 and not delivered" {
+		time.Sleep(h.delay) // the stalled write under test
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+// TestShutdownAcks0LossLineWrittenBeforeExit: the last acks=0 record lost
+// at shutdown — its request still out at shutdown_timeout_ms, failed by
+// closing the Kafka clients — comes more than a second after the line
+// before: it logs its own line, which carries the count of the losses held
+// back since then, and that write is slow. kproxy must not finish its
+// shutdown (and the process exit) before the line is written: the
+// held-back records would be accounted for nowhere.
+func TestShutdownAcks0LossLineWrittenBeforeExit(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	var logs logBuffer
+	cfg := kproxy.DefaultConfig()
+	cfg.Port, cfg.ListenHost, cfg.AdminAddr = 0, "127.0.0.1", "127.0.0.1:0"
+	cfg.BrokerHosts = c.ListenAddrs()
+	cfg.ReadTimeoutMs, cfg.WriteTimeoutMs = 2000, 2000
+	cfg.ProduceTimeoutMs, cfg.ShutdownTimeoutMs = 300, 100
+	log := slog.New(slowLossLines{slog.NewTextHandler(&logs, nil), 300 * time.Millisecond})
+	srv, err := kproxy.New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := runProxy(t, srv)
+	decode(t, p.post(t, "topic="+topic+"&acks=1", unique(t, "first")))
+
+	// Refused (NOT_LEADER_OR_FOLLOWER, retried until the deadline), then,
+	// once hold is set, held at the broker.
+	var hold atomic.Bool
+	var held atomic.Int32
+	release := make(chan struct{})
+	defer close(release)
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if !hold.Load() {
+			return kafkatest.ProduceError(req.(*kmsg.ProduceRequest), kerr.NotLeaderForPartition.Code), nil, true
+		}
+		held.Add(1)
+		c.SleepControl(func() { <-release })
+		return nil, nil, false
+	})
+	const n = 5
+	for i := range n {
+		decode(t, p.post(t, "topic="+topic+"&acks=0", unique(t, fmt.Sprintf("early-%d", i))))
+	}
+	waitFor(t, "the first acks=0 records lost", func() bool { return p.metric(t, "kproxy_acks0_lost_records_total") == strconv.Itoa(n) })
+	waitFor(t, "the first loss line written", func() bool { return acks0LossesLogged(logs.String()) >= 1 })
+	first := time.Now()
+	// The lines are sampled one a second: the next loss logs a line of its
+	// own, with the count held back since the first.
+	time.Sleep(time.Until(first.Add(1100 * time.Millisecond)))
+	hold.Store(true)
+	decode(t, p.post(t, "topic="+topic+"&acks=0", unique(t, "last")))
+	waitFor(t, "the last record's request held at the broker", func() bool { return held.Load() > 0 })
+	t.Logf("Run: %v", p.stop())
+
+	if logged := acks0LossesLogged(logs.String()); logged < n+1 {
+		t.Errorf("%d acks=0 records answered 200 were lost; when kproxy had shut down, its log accounted for %d:\n%s", n+1, logged, logs.String())
+	}
 }
