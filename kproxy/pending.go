@@ -135,9 +135,11 @@ func (s *Server) refusedTopic(cl *kgo.Client, topic string, err error) {
 }
 
 // acks0Done counts an acks=0 record, answered already, as written or lost,
-// and gives back its place among the acks=0 records being delivered.
+// and gives back its place among the acks=0 records being delivered: last,
+// once a loss is logged, since Close waits for that place to log what the
+// sampled lines hold back and lets the process end.
 func (s *Server) acks0Done(r *kgo.Record, err error, trace sendTrace) {
-	s.acks0Out.Add(-1)
+	defer s.acks0Out.Add(-1)
 	if err != nil {
 		if errors.Is(err, kerr.UnknownTopicOrPartition) {
 			// The client's metadata no longer has the topic (deleted):
