@@ -157,3 +157,36 @@ func TestLoweredTopicLimitBatchRecordsThatFitNot413(t *testing.T) {
 		})
 	}
 }
+
+// TestLoweredTopicLimitPurgeLoggedAsSuch: kproxy purges a topic from its
+// acks=1 client after a batch of it was refused as too large (its
+// max.message.bytes lowered). Its log must say so, and not that the topic
+// was deleted, perhaps re-created: an operator reading it would look for
+// what did not happen.
+func TestLoweredTopicLimitPurgeLoggedAsSuch(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	var logs logBuffer
+	p := logProxy(t, c, &logs, func(cfg *kproxy.Config) { cfg.LingerMs = 50 })
+	decode(t, p.post(t, "topic="+topic+"&acks=1", unique(t, "first")))
+	setMaxMessageBytes(t, c, topic, 3000)
+
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Go(func() { p.post(t, "topic="+topic+"&key=k&acks=1", unique(t, fmt.Sprintf("fits-%d-%s", i, strings.Repeat("x", 1000)))) })
+	}
+	wg.Wait()
+	var purges []string
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "purg") {
+			purges = append(purges, l)
+		}
+	}
+	if len(purges) == 0 {
+		t.Fatalf("no purge logged after a batch refused as too large:\n%s", logs.String())
+	}
+	for _, l := range purges {
+		if strings.Contains(l, "deleted") {
+			t.Errorf("the purge after a batch refused as too large is logged as of a deleted topic: %s", l)
+		}
+	}
+}
