@@ -306,7 +306,7 @@ func (s *Server) refit(dl context.Context, p *pending, size int) (again, fits bo
 	if p.cl != s.prod.leader {
 		return false, true
 	}
-	purged := s.purges.start(p.cl, p.rec.Topic)
+	purged := s.purges.startAfter(p.cl, p.rec.Topic, purgeTooLarge, nil)
 	if purged == nil { // shutting down
 		return false, true
 	}

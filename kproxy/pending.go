@@ -122,7 +122,7 @@ func (s *Server) refusedTopic(cl *kgo.Client, topic string, err error) {
 	case errors.Is(err, kerr.MessageTooLarge):
 		s.check.stale(topic)
 		if cl == s.prod.leader {
-			s.purges.startAfter(cl, topic, func() {
+			s.purges.startAfter(cl, topic, purgeTooLarge, func() {
 				ctx, cancel := context.WithTimeout(context.Background(), s.produceTimeout)
 				defer cancel()
 				s.check.exists(ctx, []byte(topic), 0) // the new limit, before kgo learns of the partitions again

@@ -233,11 +233,20 @@ type purgeKey struct {
 // PurgeTopicsFromProducing waits for the client's metadata loop, and kgo
 // runs promises on its own goroutine: it is never called from a promise.
 func (tp *topicPurges) start(cl *kgo.Client, topic string) <-chan struct{} {
-	return tp.startAfter(cl, topic, nil)
+	return tp.startAfter(cl, topic, purgeStaleID, nil)
 }
 
-// startAfter is start, the purge running before (when not nil) first.
-func (tp *topicPurges) startAfter(cl *kgo.Client, topic string, before func()) <-chan struct{} {
+// Why a topic is purged, as logged.
+const (
+	purgeStaleID = "kafka does not know the topic by the id kproxy's client has for it (deleted, perhaps re-created); " +
+		"purging it from the client, its next record fetches the topic's metadata again"
+	purgeTooLarge = "kafka refused a batch of the topic as too large (its max.message.bytes was lowered); " +
+		"purging it from the client, so that its batches are built anew to the limit read again"
+)
+
+// startAfter is start, logging why (purgeStaleID, purgeTooLarge), the
+// purge running before (when not nil) first.
+func (tp *topicPurges) startAfter(cl *kgo.Client, topic, why string, before func()) <-chan struct{} {
 	k := purgeKey{cl, topic}
 	tp.mu.Lock()
 	defer tp.mu.Unlock()
@@ -252,8 +261,7 @@ func (tp *topicPurges) startAfter(cl *kgo.Client, topic string, before func()) <
 	}
 	done := make(chan struct{})
 	tp.last[k] = purgeState{done: done}
-	tp.log.Warn("kafka does not know the topic by the id kproxy's client has for it (deleted, perhaps re-created); purging it from the client, its next record fetches the topic's metadata again",
-		"topic", topic)
+	tp.log.Warn(why, "topic", topic)
 	tp.wg.Go(func() {
 		if before != nil {
 			before()
