@@ -172,7 +172,9 @@ func TestLoweredTopicLimitPurgeLoggedAsSuch(t *testing.T) {
 
 	var wg sync.WaitGroup
 	for i := range 10 {
-		wg.Go(func() { p.post(t, "topic="+topic+"&key=k&acks=1", unique(t, fmt.Sprintf("fits-%d-%s", i, strings.Repeat("x", 1000)))) })
+		wg.Go(func() {
+			p.post(t, "topic="+topic+"&key=k&acks=1", unique(t, fmt.Sprintf("fits-%d-%s", i, strings.Repeat("x", 1000))))
+		})
 	}
 	wg.Wait()
 	var purges []string
