@@ -4,7 +4,11 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
@@ -189,6 +193,67 @@ func TestLoweredTopicLimitPurgeLoggedAsSuch(t *testing.T) {
 	for _, l := range purges {
 		if strings.Contains(l, "deleted") {
 			t.Errorf("the purge after a batch refused as too large is logged as of a deleted topic: %s", l)
+		}
+	}
+}
+
+// TestLoweredTopicLimitLaterRecordOfKeyNotBefore: after the topic's
+// max.message.bytes is lowered, records A0..A3 of key k, each fitting, are
+// refused with the batch kgo built beyond the limit. Record D of the same
+// key arrives after them, while they are not answered yet (the new limit
+// is still being read: the broker sits on a DescribeConfigs request), and
+// is answered 200. No record of k answered 200 may be written after D: a
+// key's records stay in the order kproxy took them.
+func TestLoweredTopicLimitLaterRecordOfKeyNotBefore(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.LingerMs = 50 })
+	decode(t, p.post(t, "topic="+topic+"&acks=1", unique(t, "first")))
+	setMaxMessageBytes(t, c, topic, 3000)
+
+	var refused, held atomic.Bool
+	release := make(chan struct{})
+	unhold := sync.OnceFunc(func() { close(release) })
+	defer unhold()
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		for _, rt := range req.(*kmsg.ProduceRequest).Topics {
+			for _, rp := range rt.Partitions {
+				if len(rp.Records) > 3000 {
+					refused.Store(true) // the broker refuses it
+				}
+			}
+		}
+		return nil, nil, false
+	})
+	c.ControlKey(int16(kmsg.DescribeConfigs), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if refused.Load() && !held.Swap(true) {
+			c.SleepControl(func() {
+				select {
+				case <-release:
+				case <-time.After(2 * time.Second):
+				}
+			})
+		}
+		return nil, nil, false
+	})
+	const n = 4
+	answers := make([]answer, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		body := unique(t, fmt.Sprintf("A%d-%s", i, strings.Repeat("x", 1000)))
+		wg.Go(func() { answers[i] = p.post(t, "topic="+topic+"&key=k&acks=1", body) })
+	}
+	waitFor(t, "the batch refused and the new limit's reading held", held.Load)
+	d := decode(t, p.post(t, "topic="+topic+"&key=k&acks=1", unique(t, "D")))
+	unhold()
+	wg.Wait()
+	for i, a := range answers {
+		if a.code != 200 {
+			continue
+		}
+		if r := decode(t, a); *r.Offset > *d.Offset {
+			t.Errorf("record A%d of key k, taken before D, answered 200 at offset %d, after D's %d", i, *r.Offset, *d.Offset)
 		}
 	}
 }
