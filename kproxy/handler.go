@@ -230,39 +230,30 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, dl context.Context, topic str
 	// batch whose first record's context is done, and fails it instead.
 	p.ctx = dl
 	p.cl, p.tr = s.prod.client(acks)
-	// refitted: sent again after its batch was refused as too large (once);
-	// tooLargeBatch: refused so, fitting alone, and not sent again.
-	refitted, tooLargeBatch := false, false
-	for {
-		p.note = p.tr.note()
-		if s.spool != nil && acks != 0 {
-			if code, answered := s.gateCommit(ctx, p, noSpool); answered {
-				return code
-			}
-		} else {
-			p.cl.Produce(p.ctx, &p.rec, onProduced)
-		}
-		if acks == 0 {
-			// Answered now; the promise delivers it (retried until the
-			// deadline), counts it if it is lost, and releases p: p is not
-			// ours any more.
-			return succeed(ctx, -1, 0, false)
-		}
-
-		if code, answered := s.awaitRecord(ctx, p); answered {
+	p.note = p.tr.note()
+	if s.spool != nil && acks != 0 {
+		if code, answered := s.gateCommit(ctx, p, noSpool); answered {
 			return code
 		}
-		if refitted {
-			break // refused again, alone or not: the broker's word stands
-		}
-		again, fits := s.refit(dl, p, size)
-		if again {
-			refitted = true
-			continue
-		}
-		tooLargeBatch = fits
-		break
+	} else {
+		p.cl.Produce(p.ctx, &p.rec, onProduced)
 	}
+	if acks == 0 {
+		// Answered now; the promise delivers it (retried until the
+		// deadline), counts it if it is lost, and releases p: p is not
+		// ours any more.
+		return succeed(ctx, -1, 0, false)
+	}
+
+	if code, answered := s.awaitRecord(ctx, p); answered {
+		return code
+	}
+	// Refused as too large only with its batch, fitting alone: not sent
+	// again by kproxy (a later record of its key, taken meanwhile, could
+	// be written before it), but answered so that its client sends it
+	// again. refusedTopic has the acks=1 client build the topic's batches
+	// anew to the new limit.
+	tooLargeBatch := p.item == nil && p.err != nil && s.batchedTooLarge(dl, p.cl, p.err, p.rec.Topic, size)
 	err, trace, partition, offset, item, cl := p.err, p.trace, p.rec.Partition, p.rec.Offset, p.item, p.cl
 	p.release()
 	if item != nil {
@@ -279,46 +270,6 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, dl context.Context, topic str
 	}
 	s.metrics.records[acks].Inc()
 	return succeed(ctx, partition, offset, true)
-}
-
-// refit prepares p's record, refused with its batch as too large, to be
-// handed to its client again, and tells whether it was. A topic's
-// max.message.bytes lowered while kproxy runs: kgo sizes a partition's
-// batches once, when it first learns of the partition, does not split a
-// batch the broker refuses (MESSAGE_TOO_LARGE), and fails every record
-// buffered for the partition with it. A record of size bytes that fits the
-// limit asked again (refusedTopic made kproxy forget the old one) was
-// refused only for the company it was batched with, and nothing of it was
-// written (a definite refusal, no attempt lost its answer). The topic is
-// purged from the client (refusedTopic started it once the new limit was
-// read), so that kgo sizes its batches to the new limit, and the record is
-// sent again within its deadline (again), once. Only at acks 0 and 1: a
-// purge resets the idempotent client's sequence numbers, which the broker
-// can take for retries of written batches and drop; an acks=-1 record that
-// fits is answered 503 (fits), not 413.
-func (s *Server) refit(dl context.Context, p *pending, size int) (again, fits bool) {
-	if p.item != nil || p.trace.lost || dl.Err() != nil {
-		return false, false
-	}
-	if !s.batchedTooLarge(dl, p.cl, p.err, p.rec.Topic, size) {
-		return false, false
-	}
-	if p.cl != s.prod.leader {
-		return false, true
-	}
-	purged := s.purges.startAfter(p.cl, p.rec.Topic, purgeTooLarge, nil)
-	if purged == nil { // shutting down
-		return false, true
-	}
-	select {
-	case <-purged:
-	case <-dl.Done():
-		return false, true
-	}
-	p.rec = kgo.Record{Topic: p.rec.Topic, Key: p.rec.Key, Value: p.rec.Value, Headers: p.rec.Headers, Context: p}
-	p.err, p.trace, p.gateRec = nil, sendTrace{}, gateRec{}
-	p.state.Store(waiting)
-	return true, true
 }
 
 // batchedTooLarge tells whether a record of size bytes refused with err

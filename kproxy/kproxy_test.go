@@ -446,7 +446,7 @@ func TestKafkaErrorsAreNot200(t *testing.T) {
 		requests int
 	}{
 		{-1, 502, 1}, // UNKNOWN_SERVER_ERROR
-		{10, 413, 2}, // MESSAGE_TOO_LARGE, twice: a record that fits the topic is sent once more
+		{10, 503, 1}, // MESSAGE_TOO_LARGE of a record that fits the topic: refused with its batch, not written
 		{29, 403, 1}, // TOPIC_AUTHORIZATION_FAILED
 		{87, 400, 1}, // INVALID_RECORD
 	} {

@@ -110,7 +110,8 @@ func (s *Server) produced(p *pending, err error, trace sendTrace) {
 //     sizes a partition's batches once, when it learns of the partition:
 //     the topic is purged from the acks=1 client once the new limit is
 //     known, so that its batches are built anew (not from the idempotent
-//     client: a purge resets its sequence numbers; see refit).
+//     client: a purge resets its sequence numbers, which the broker can
+//     take for retries of written batches and drop).
 //   - UNKNOWN_TOPIC_ID: the brokers no longer know the topic by the id cl
 //     has for it: it was deleted, perhaps re-created under a new id. kgo
 //     keeps the id until the topic is purged from the client (produce v13
