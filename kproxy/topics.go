@@ -214,11 +214,9 @@ type topicPurges struct {
 	wg      sync.WaitGroup
 }
 
-// purgeState is a purge under way (ended zero) or ended at ended; done is
-// closed when it ends.
+// purgeState is a purge under way (ended zero) or ended at ended.
 type purgeState struct {
 	ended time.Time
-	done  chan struct{}
 }
 
 type purgeKey struct {
@@ -227,13 +225,11 @@ type purgeKey struct {
 }
 
 // start purges topic from cl in the background, unless a purge of it is
-// under way or ended within purgeHoldOff, or kproxy is stopping. It
-// returns a channel closed when that purge (started or under way) has
-// ended, or nil when kproxy is stopping.
+// under way or ended within purgeHoldOff, or kproxy is stopping.
 // PurgeTopicsFromProducing waits for the client's metadata loop, and kgo
 // runs promises on its own goroutine: it is never called from a promise.
-func (tp *topicPurges) start(cl *kgo.Client, topic string) <-chan struct{} {
-	return tp.startAfter(cl, topic, purgeStaleID, nil)
+func (tp *topicPurges) start(cl *kgo.Client, topic string) {
+	tp.startAfter(cl, topic, purgeStaleID, nil)
 }
 
 // Why a topic is purged, as logged.
@@ -246,21 +242,20 @@ const (
 
 // startAfter is start, logging why (purgeStaleID, purgeTooLarge), the
 // purge running before (when not nil) first.
-func (tp *topicPurges) startAfter(cl *kgo.Client, topic, why string, before func()) <-chan struct{} {
+func (tp *topicPurges) startAfter(cl *kgo.Client, topic, why string, before func()) {
 	k := purgeKey{cl, topic}
 	tp.mu.Lock()
 	defer tp.mu.Unlock()
 	if tp.stopped {
-		return nil
+		return
 	}
 	if st, ok := tp.last[k]; ok && (st.ended.IsZero() || time.Since(st.ended) < purgeHoldOff) {
-		return st.done
+		return
 	}
 	if tp.last == nil {
 		tp.last = map[purgeKey]purgeState{}
 	}
-	done := make(chan struct{})
-	tp.last[k] = purgeState{done: done}
+	tp.last[k] = purgeState{}
 	tp.log.Warn(why, "topic", topic)
 	tp.wg.Go(func() {
 		if before != nil {
@@ -271,9 +266,8 @@ func (tp *topicPurges) startAfter(cl *kgo.Client, topic, why string, before func
 		cl.PurgeTopicsFromProducing(topic)
 		ended := time.Now()
 		tp.mu.Lock()
-		tp.last[k] = purgeState{ended: ended, done: done}
+		tp.last[k] = purgeState{ended: ended}
 		tp.mu.Unlock()
-		close(done)
 		// Past its hold-off an ended purge decides nothing: forgotten
 		// then, whether or not another purge starts, so that a retired
 		// transactional client is not kept by it.
@@ -285,7 +279,6 @@ func (tp *topicPurges) startAfter(cl *kgo.Client, topic, why string, before func
 			tp.mu.Unlock()
 		})
 	})
-	return done
 }
 
 // stop stops new purges.
