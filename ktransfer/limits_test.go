@@ -147,11 +147,14 @@ func testOneBackendDown(t *testing.T, deadAddr string, deadPushes func() []time.
 	m.RateLimit = 400 // about 5 s of pushes
 	m.BreakerFailures, m.BreakerCooldownMs = 3, 200
 	_, admin := e.startAdmin(t, 0, m)
+	// The /status read that saw the breaker open is the one checked: a
+	// later read may find it half-open already (200 ms cooldown), a trial
+	// under way and none scheduled.
+	var st map[string]ktransfer.BackendStatus
 	waitFor(t, "the dead backend's breaker to open", 20*time.Second, func() bool {
-		st := backendStates(t, admin)
+		st = backendStates(t, admin)
 		return st[deadAddr].State == "open" && st[deadAddr].Failures >= 3
 	})
-	st := backendStates(t, admin)
 	if g := st[good.Listener.Addr().String()]; g.State != "closed" || g.Failures != 0 {
 		t.Errorf("/status of the good backend: %+v", g)
 	}
