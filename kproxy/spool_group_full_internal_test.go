@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
@@ -21,6 +22,10 @@ import (
 // append (answered 503 "the spool is full" while it was empty).
 func TestSpoolAppendTakesWhatFits(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 1}})
+	// Kafka away: the drain frees no room while the group is appended
+	// (with room freed between the halves, a later half may fit after an
+	// earlier one did not).
+	end := kafkatest.NewFaults(t, c).Outage(kerr.NotLeaderForPartition.Code)
 	s := testSpooler(t, c, func(cfg *Config) { cfg.SpoolMaxBytes = 1 << 20 })
 	g := s.gate("t")
 	items := make([]*spoolItem, 40)
@@ -33,7 +38,10 @@ func TestSpoolAppendTakesWhatFits(t *testing.T) {
 	g.mu.Unlock()
 	s.push(items...) // queued before the appender runs: one group
 	s.start()
-	defer s.close(context.Background())
+	defer func() {
+		end() // the drain's close flushes what it holds
+		s.close(context.Background())
+	}()
 	taken, full := 0, 0
 	for i, it := range items {
 		<-it.done
