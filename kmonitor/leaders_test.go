@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -206,12 +207,11 @@ func TestLagRightWhileLeadersMove(t *testing.T) {
 	e.eventually(t, "", want.String(), 10*time.Second)
 }
 
-// One broker of three holds every ListOffsets request (it accepts
-// connections but does not answer: stopped, or behind a dead link). The
-// partitions the two others lead keep a known lag at the default poll
-// interval (1 s), every answer throughout; those of the hung broker turn
-// unknown once their log end is stale.
-func TestHungBrokerDelaysOnlyItsOwnPartitions(t *testing.T) {
+// hungBrokerSetup starts 3 brokers and kmonitor (1 s polls) on topic a's
+// 6 partitions, each with a lag of 2, and picks the broker that leads
+// partition 0 to hang: healthy are the partitions the others lead.
+func hungBrokerSetup(t *testing.T) (*kfake.Cluster, *env, int32, map[string]bool) {
+	t.Helper()
 	k := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: "a", Partitions: 6}})
 	e := startWith(t, k, func(c *kmonitor.Config) { c.Base.PollIntervalMs = 1000 }, io.Discard)
 	for p := range int32(6) {
@@ -229,6 +229,16 @@ func TestHungBrokerDelaysOnlyItsOwnPartitions(t *testing.T) {
 	if len(healthy) == 0 {
 		t.Fatalf("broker %d leads every partition", hung)
 	}
+	return k, e, hung, healthy
+}
+
+// One broker of three holds every ListOffsets request (it accepts
+// connections but does not answer: stopped, or behind a dead link). The
+// partitions the two others lead keep a known lag at the default poll
+// interval (1 s), every answer throughout; those of the hung broker turn
+// unknown once their log end is stale.
+func TestHungBrokerDelaysOnlyItsOwnPartitions(t *testing.T) {
+	k, e, hung, healthy := hungBrokerSetup(t)
 	release := make(chan struct{})
 	k.ControlKey(int16(kmsg.ListOffsets), func(kmsg.Request) (kmsg.Response, error, bool) {
 		k.KeepControl()
@@ -286,20 +296,7 @@ func TestLogEndsKnownAgainAfterLeadersMoveAway(t *testing.T) {
 		if k.CurrentNode() != sick || moved.Load() {
 			return nil, nil, false
 		}
-		r := req.(*kmsg.ListOffsetsRequest)
-		resp := r.ResponseKind().(*kmsg.ListOffsetsResponse)
-		for _, rt := range r.Topics {
-			st := kmsg.NewListOffsetsResponseTopic()
-			st.Topic = rt.Topic
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewListOffsetsResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = -1 // UNKNOWN_SERVER_ERROR: not retried
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
+		return listOffsetsFailed(req), nil, true
 	})
 	t.Cleanup(k.DropControl)
 	if !waitFor(10*time.Second, func() bool { return log.count("log-end offsets unknown") > 0 }) {
@@ -325,23 +322,7 @@ func TestLogEndsKnownAgainAfterLeadersMoveAway(t *testing.T) {
 // the two others lead keep a known lag all along; kmonitor reads them
 // with the leaders it knows while the metadata it asks for does not come.
 func TestBrokerHungOnEveryRequestDelaysOnlyItsOwnPartitions(t *testing.T) {
-	k := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: "a", Partitions: 6}})
-	e := startWith(t, k, func(c *kmonitor.Config) { c.Base.PollIntervalMs = 1000 }, io.Discard)
-	for p := range int32(6) {
-		produce(t, k, "a", p, 3)
-		setOffset(t, e.conn, "m", "a", strconv.Itoa(int(p)), "1")
-	}
-	e.eventually(t, "", `{"test_cluster":{"m":{"0":2,"1":2,"2":2,"3":2,"4":2,"5":2}}}`+"\n", 20*time.Second)
-	hung := k.LeaderFor("a", 0)
-	healthy := map[string]bool{}
-	for p := range int32(6) {
-		if k.LeaderFor("a", p) != hung {
-			healthy[strconv.Itoa(int(p))] = true
-		}
-	}
-	if len(healthy) == 0 {
-		t.Fatalf("broker %d leads every partition", hung)
-	}
+	k, e, hung, healthy := hungBrokerSetup(t)
 	release := make(chan struct{})
 	k.Control(func(kmsg.Request) (kmsg.Response, error, bool) {
 		k.KeepControl()

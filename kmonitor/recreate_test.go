@@ -52,18 +52,7 @@ func TestLagSecondsAfterTopicCreatedAgain(t *testing.T) {
 	setOffset(t, e.conn, "m", "a", "0", "10")
 	e.ageOf(t, "m", "0", 10*time.Second, func(d ageDetail) bool { return d.LogEnd != nil && *d.LogEnd == 10 && d.Lag != nil && *d.Lag == 0 })
 
-	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, kafkaconf.Default()))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if res, err := adm.DeleteTopics(ctx, "a"); err != nil || res.Error() != nil {
-		t.Fatalf("delete topic a: %v %v", err, res.Error())
-	}
-	if !waitFor(10*time.Second, func() bool { d, err := adm.ListTopics(ctx, "a"); return err == nil && !d.Has("a") }) {
-		t.Fatal("topic a still listed after its deletion")
-	}
-	if res, err := adm.CreateTopic(ctx, 1, -1, nil, "a"); err != nil || res.Err != nil {
-		t.Fatalf("create topic a again: %v %v", err, res.Err)
-	}
+	recreateTopicA(t, e)
 	setOffset(t, e.conn, "m", "a", "0", "0") // the module starts the new log from its start
 	e.ageOf(t, "m", "0", 10*time.Second, func(d ageDetail) bool { return d.LogEnd != nil && *d.LogEnd == 0 && d.Lag != nil })
 
@@ -104,36 +93,12 @@ func TestLagSecondsAfterTopicCreatedAgainNotReadBeforeRecords(t *testing.T) {
 		if !failing.Load() {
 			return nil, nil, false
 		}
-		r := req.(*kmsg.ListOffsetsRequest)
-		resp := r.ResponseKind().(*kmsg.ListOffsetsResponse)
-		for _, rt := range r.Topics {
-			st := kmsg.NewListOffsetsResponseTopic()
-			st.Topic = rt.Topic
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewListOffsetsResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = -1 // UNKNOWN_SERVER_ERROR: not retried
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
+		return listOffsetsFailed(req), nil, true
 	})
 	t.Cleanup(e.kafka.DropControl)
 
 	deleted := time.Now()
-	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, kafkaconf.Default()))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if res, err := adm.DeleteTopics(ctx, "a"); err != nil || res.Error() != nil {
-		t.Fatalf("delete topic a: %v %v", err, res.Error())
-	}
-	if !waitFor(10*time.Second, func() bool { d, err := adm.ListTopics(ctx, "a"); return err == nil && !d.Has("a") }) {
-		t.Fatal("topic a still listed after its deletion")
-	}
-	if res, err := adm.CreateTopic(ctx, 1, -1, nil, "a"); err != nil || res.Err != nil {
-		t.Fatalf("create topic a again: %v %v", err, res.Err)
-	}
+	recreateTopicA(t, e)
 	setOffset(t, e.conn, "m", "a", "0", "0") // the module starts the new log from its start
 	produce(t, e.kafka, "a", 0, 3)
 	failing.Store(false)
@@ -147,4 +112,40 @@ func TestLagSecondsAfterTopicCreatedAgainNotReadBeforeRecords(t *testing.T) {
 		t.Errorf("lag %d, lag_seconds %v (at least: %v); want 3 records produced after the deletion, at most %.3f s ago",
 			*d.Lag, *d.LagSeconds, d.AtLeast, since)
 	}
+}
+
+// recreateTopicA deletes topic a and creates it again (1 partition).
+func recreateTopicA(t *testing.T, e *env) {
+	t.Helper()
+	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, kafkaconf.Default()))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if res, err := adm.DeleteTopics(ctx, "a"); err != nil || res.Error() != nil {
+		t.Fatalf("delete topic a: %v %v", err, res.Error())
+	}
+	if !waitFor(10*time.Second, func() bool { d, err := adm.ListTopics(ctx, "a"); return err == nil && !d.Has("a") }) {
+		t.Fatal("topic a still listed after its deletion")
+	}
+	if res, err := adm.CreateTopic(ctx, 1, -1, nil, "a"); err != nil || res.Err != nil {
+		t.Fatalf("create topic a again: %v %v", err, res.Err)
+	}
+}
+
+// listOffsetsFailed answers a ListOffsets request with
+// UNKNOWN_SERVER_ERROR (not retried) for every partition it asks for.
+func listOffsetsFailed(req kmsg.Request) kmsg.Response {
+	r := req.(*kmsg.ListOffsetsRequest)
+	resp := r.ResponseKind().(*kmsg.ListOffsetsResponse)
+	for _, rt := range r.Topics {
+		st := kmsg.NewListOffsetsResponseTopic()
+		st.Topic = rt.Topic
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewListOffsetsResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.ErrorCode = -1 // UNKNOWN_SERVER_ERROR: not retried
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
 }
