@@ -889,6 +889,11 @@ func (s *spooler) drain(ctx context.Context) {
 		}
 		s.dmu.Lock()
 		s.chunk = s.chunk[:0]
+		if n := len(fed) + len(read); cap(s.chunk) < n {
+			// At once rather than by append's doublings, each copying
+			// the records so far (a chunk's records are large).
+			s.chunk = make([]drainRec, 0, n)
+		}
 		for _, e := range fed {
 			if p := s.parked[e.Topic]; p != nil && !p.retrying {
 				s.reparkLocked(p, e) // behind its topic's record held back just now
@@ -1344,11 +1349,12 @@ func (s *spooler) readChunk(ctx context.Context, es []spool.Entry, n, maxBytes i
 		if !wait || len(es) > 0 {
 			rctx = doneCtx // what is there, without waiting
 		}
-		got, err := s.sp.Read(rctx, min(drainRead, n-len(es)))
-		for _, e := range got {
+		k := len(es)
+		var err error
+		es, err = s.sp.ReadAppend(rctx, es, min(drainRead, n-len(es)))
+		for _, e := range es[k:] {
 			bytes += entryBytes(e)
 		}
-		es = append(es, got...)
 		if err != nil {
 			if rctx == doneCtx && errors.Is(err, context.Canceled) {
 				err = nil // no more for now

@@ -995,13 +995,20 @@ func (s *Spool) oldest() *segment {
 // reader's position has not moved and no entry was skipped, so the caller
 // keeps reading after a pause (with backoff: it may last), logging it.
 func (s *Spool) Read(ctx context.Context, n int) ([]Entry, error) {
+	return s.ReadAppend(ctx, nil, n)
+}
+
+// ReadAppend is Read appending the entries to dst (the caller's slice,
+// reused from read to read: no slice per Read) and returning it; on an
+// error, dst with what was read before it.
+func (s *Spool) ReadAppend(ctx context.Context, dst []Entry, n int) ([]Entry, error) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
 	for {
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
-			return nil, ErrClosed
+			return dst, ErrClosed
 		}
 		g, err := s.readable()
 		var avail uint64
@@ -1012,7 +1019,7 @@ func (s *Spool) Read(ctx context.Context, n int) ([]Entry, error) {
 		data := s.data
 		s.mu.Unlock()
 		if err != nil {
-			return nil, err
+			return dst, err
 		}
 		if g == nil && s.rfile != nil {
 			// Nothing to read: the segment read last goes once its
@@ -1022,7 +1029,7 @@ func (s *Spool) Read(ctx context.Context, n int) ([]Entry, error) {
 			s.rfile = nil
 		}
 		if g != nil {
-			es, err := s.readFrom(min(avail, uint64(max(n, 1))), limit)
+			es, err := s.readFrom(dst, min(avail, uint64(max(n, 1))), limit)
 			if errors.Is(err, errCorrupt) {
 				s.cutCorrupt(err)
 				continue
@@ -1031,9 +1038,9 @@ func (s *Spool) Read(ctx context.Context, n int) ([]Entry, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return dst, ctx.Err()
 		case <-s.quit:
-			return nil, ErrClosed
+			return dst, ErrClosed
 		case <-data:
 		}
 	}
@@ -1069,19 +1076,23 @@ func (s *Spool) readable() (*segment, error) {
 	return nil, nil
 }
 
-// readFrom decodes n entries of s.rseg, which has limit bytes committed.
-func (s *Spool) readFrom(n uint64, limit int64) ([]Entry, error) {
+// readFrom decodes n entries of s.rseg, which has limit bytes committed,
+// appending them to es: on an error before the first, es as it was.
+func (s *Spool) readFrom(es []Entry, n uint64, limit int64) ([]Entry, error) {
 	s.rbuf.Reset(io.NewSectionReader(s.rfile, s.roff, limit-s.roff))
 	var scratch []byte
 	for ; s.rskip > 0; s.rskip-- {
 		p, size, err := readEntry(s.rbuf, scratch, limit-s.roff)
 		if err != nil {
-			return nil, fmt.Errorf("spool: read %s at offset %d: %w", s.rseg.path, s.roff, err)
+			return es, fmt.Errorf("spool: read %s at offset %d: %w", s.rseg.path, s.roff, err)
 		}
 		scratch = p
 		s.roff += size
 	}
-	es := make([]Entry, 0, n)
+	start := len(es)
+	if es == nil {
+		es = make([]Entry, 0, n)
+	}
 	// The payloads share buffers of readArena bytes (one allocation for
 	// many entries); a larger one gets its own.
 	var arena []byte
@@ -1107,10 +1118,10 @@ func (s *Spool) readFrom(n uint64, limit int64) ([]Entry, error) {
 				continue
 			}
 		}
-		if len(es) > 0 {
+		if len(es) > start {
 			return es, nil // the error comes again at the next Read
 		}
-		return nil, fmt.Errorf("spool: read %s at offset %d: %w", s.rseg.path, s.roff, err)
+		return es, fmt.Errorf("spool: read %s at offset %d: %w", s.rseg.path, s.roff, err)
 	}
 	return es, nil
 }

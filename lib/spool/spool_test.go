@@ -683,3 +683,31 @@ func TestPendingInterleavedTopics(t *testing.T) {
 		}
 	}
 }
+
+// ReadAppend adds to the caller's slice, in its spare room, and leaves
+// what it held; after Close it returns the slice as it was.
+func TestReadAppendAddsToTheSlice(t *testing.T) {
+	s := open(t, spool.Options{})
+	for _, v := range []string{"1", "2", "3"} {
+		appendOne(t, s, rec("t", v))
+	}
+	dst := make([]spool.Entry, 1, 8)
+	dst[0].Value = []byte("held")
+	es, err := s.ReadAppend(context.Background(), dst, 2)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if !slices.Equal(values(es), []string{"held", "1", "2"}) {
+		t.Fatalf("read %v, want [held 1 2]", values(es))
+	}
+	if &es[0] != &dst[0] {
+		t.Fatal("ReadAppend allocated a new slice although dst had room")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	es, err = s.ReadAppend(context.Background(), es[:1], 1)
+	if !errors.Is(err, spool.ErrClosed) || !slices.Equal(values(es), []string{"held"}) {
+		t.Fatalf("after Close: %v, %v; want [held], ErrClosed", values(es), err)
+	}
+}
