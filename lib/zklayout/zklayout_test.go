@@ -1,6 +1,7 @@
 package zklayout_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -37,6 +38,21 @@ func TestOffsetCodec(t *testing.T) {
 	for _, in := range []string{"", "  ", "-1", "4x", "0x10", "1e3", "9223372036854775808", "{\"offset\":1}"} {
 		if got, err := zklayout.ParseOffset([]byte(in)); err == nil {
 			t.Errorf("ParseOffset(%q) = %d, want an error", in, got)
+		}
+	}
+}
+
+// An offset beyond int64 is a decimal integer: the error says it is out of
+// range and names the value, as every other refusal names what is wrong.
+func TestParseOffsetOutOfRange(t *testing.T) {
+	for _, in := range []string{"9223372036854775808", "99999999999999999999", "-9223372036854775809"} {
+		_, err := zklayout.ParseOffset([]byte(in))
+		if err == nil {
+			t.Errorf("ParseOffset(%q): no error", in)
+			continue
+		}
+		if msg := err.Error(); !strings.Contains(msg, "out of range") || !strings.Contains(msg, in) || strings.Contains(msg, "not a decimal integer") {
+			t.Errorf("ParseOffset(%q): %q, want it to say %q is out of range", in, msg, in)
 		}
 	}
 }
