@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"path"
 	"strconv"
@@ -49,6 +50,9 @@ func ParseOffset(data []byte) (int64, error) {
 		return 0, errors.New("empty offset")
 	}
 	v, err := strconv.ParseInt(s, 10, 64)
+	if errors.Is(err, strconv.ErrRange) {
+		return 0, fmt.Errorf("offset %q is out of range (max %d)", truncate(s, 32), int64(math.MaxInt64))
+	}
 	if err != nil {
 		return 0, fmt.Errorf("offset %q is not a decimal integer", truncate(s, 32))
 	}
