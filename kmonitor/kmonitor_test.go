@@ -538,6 +538,22 @@ func TestUnknownTopicAndPartition(t *testing.T) {
 	e.eventually(t, "", `{"test_cluster":{"gone":{"0":1},"m":{"2":5,"9":null}}}`+"\n", 10*time.Second)
 }
 
+// Only a partition's canonical decimal name is its offset znode: "07" and
+// "+7" beside "7" are malformed znodes, reported as unknown lags, not read
+// as partition 7 (which would show it three times, two of them wrong).
+func TestNonCanonicalPartitionNameIsNotThePartition(t *testing.T) {
+	e := start(t)
+	produce(t, e.kafka, "a", 7, 8)
+	setOffset(t, e.conn, "m", "a", "7", "2")
+	setOffset(t, e.conn, "m", "a", "07", "5")
+	setOffset(t, e.conn, "m", "a", "+7", "1")
+	e.eventually(t, "", `{"test_cluster":{"m":{"+7":null,"07":null,"7":6}}}`+"\n", 10*time.Second)
+	e.eventually(t, "?format=zabbix", "- test_cluster.m.7.delay 6\n- test_cluster.kmonitor.errors 2\n", time.Second)
+	e.eventuallyContains(t, "?detail=1", time.Second,
+		`"07":{"topic":"a","partition":"07","lag":null,"committed":5,"log_end":null,`,
+		`"error":"offset znode name \"07\" is not a partition number"`)
+}
+
 // history_minutes is not a key in ms: a month of history (43200 minutes),
 // which a file could hold before the keys in ms were bounded, fits a
 // time.Duration and still loads; only a value past a time.Duration is
