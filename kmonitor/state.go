@@ -65,6 +65,17 @@ func newState(history time.Duration) *state {
 	return &state{history: history, offsets: map[partKey]offsetEntry{}, ends: map[topicPartition]*endEntry{}}
 }
 
+// partitionNumber reads an offset znode's name as a partition: only its
+// canonical decimal form ("7", not "07" or "+7") names one, as ktransfer
+// and Kafka's consumers write it; any other name is a malformed znode.
+func partitionNumber(name string) (int32, bool) {
+	p, err := strconv.ParseInt(name, 10, 32)
+	if err != nil || p < 0 || strconv.FormatInt(p, 10) != name {
+		return 0, false
+	}
+	return int32(p), true
+}
+
 // setOffset records an offset znode's data and returns the parse error,
 // if any (the entry then shows as unknown).
 func (s *state) setOffset(k partKey, data []byte) error {
@@ -133,11 +144,11 @@ func (s *state) wanted() map[string][]int32 {
 	out := map[string][]int32{}
 	seen := map[topicPartition]bool{}
 	for k, o := range s.offsets {
-		p, err := strconv.ParseInt(k.name, 10, 32)
-		if err != nil || p < 0 || o.err != nil {
+		p, ok := partitionNumber(k.name)
+		if !ok || o.err != nil {
 			continue
 		}
-		tp := topicPartition{k.topic, int32(p)}
+		tp := topicPartition{k.topic, p}
 		if !seen[tp] {
 			seen[tp] = true
 			out[k.topic] = append(out[k.topic], int32(p))
@@ -203,11 +214,11 @@ func (s *state) forget(wanted map[string][]int32) {
 	}
 	low := make(map[topicPartition]int64, len(s.ends))
 	for k, o := range s.offsets {
-		p, err := strconv.ParseInt(k.name, 10, 32)
-		if err != nil || p < 0 || o.err != nil {
+		p, ok := partitionNumber(k.name)
+		if !ok || o.err != nil {
 			continue
 		}
-		tp := topicPartition{k.topic, int32(p)}
+		tp := topicPartition{k.topic, p}
 		if v, ok := low[tp]; !ok || o.next < v {
 			low[tp] = o.next
 		}
@@ -252,16 +263,16 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 	out := make([]Lag, 0, len(s.offsets))
 	for k, o := range s.offsets {
 		l := Lag{Cluster: cluster, Module: k.module, Topic: k.topic, Partition: k.name, Committed: -1, LogEnd: -1, pnum: -1}
-		p, perr := strconv.ParseInt(k.name, 10, 32)
-		if perr == nil {
-			l.pnum = p
+		p, isNum := partitionNumber(k.name)
+		if isNum {
+			l.pnum = int64(p)
 		}
 		switch {
 		case zkErr != "":
 			l.Err = zkErr
 		case o.err != nil:
 			l.Err = o.err.Error()
-		case perr != nil || p < 0:
+		case !isNum:
 			l.Err = fmt.Sprintf("offset znode name %q is not a partition number", k.name)
 		}
 		l.folder = o.folder
@@ -269,7 +280,7 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 			l.Committed = o.next
 		}
 		if l.Err == "" {
-			e := s.ends[topicPartition{k.topic, int32(p)}]
+			e := s.ends[topicPartition{k.topic, p}]
 			switch {
 			case e == nil || e.at.IsZero():
 				l.Err = "log-end offset not known yet"
