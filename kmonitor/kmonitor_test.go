@@ -612,6 +612,27 @@ func TestDetailOutsideJSONIsABadRequest(t *testing.T) {
 	}
 }
 
+// keys names the zabbix form's keys: asked with another format, the answer
+// is a 400 saying why, as detail outside JSON and cluster with prometheus
+// are, never an answer that silently ignores it (JSON or discovery data
+// where item keys were asked for).
+func TestKeysOutsideZabbixIsABadRequest(t *testing.T) {
+	e := start(t)
+	produce(t, e.kafka, "a", 0, 3)
+	setOffset(t, e.conn, "m", "a", "0", "1")
+	e.eventually(t, "?format=zabbix&keys=item", "- kmonitor.delay[test_cluster,m,a,0] 2\n- kmonitor.errors[test_cluster] 0\n", 10*time.Second)
+	for _, q := range []string{"?keys=item", "?format=json&keys=item", "?format=zabbix_lld&keys=item",
+		"?format=prometheus&keys=dotted", "?detail=1&keys=item"} {
+		code, body := e.get(t, q)
+		if code != 400 || !strings.Contains(body, "keys applies to format=zabbix only") || strings.Count(body, "\n") != 1 {
+			t.Errorf("%s: %d %.80q, want 400 saying keys applies to format=zabbix only", q, code, body)
+		}
+	}
+	if code, body := e.get(t, "?format=zabbix&keys=dotted"); code != 200 || body != "- test_cluster.m.0.delay 2\n- test_cluster.kmonitor.errors 0\n" {
+		t.Errorf("?format=zabbix&keys=dotted: %d %q", code, body)
+	}
+}
+
 // A query string that does not parse (a ';' between parameters, a broken
 // %-escape) is a 400 saying why: dropping the pairs it cannot read would
 // answer JSON to a zabbix_sender pipe, or every cluster to a request for
