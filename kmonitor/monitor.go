@@ -2,6 +2,7 @@ package kmonitor
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -215,8 +216,11 @@ func (m *Monitor) handleDelay(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("unknown keys %q (dotted, item)", keys), http.StatusBadRequest)
 		return
 	}
-	if format != "zabbix" {
-		keys = ""
+	if keys != "" && format != "zabbix" {
+		// Ignored, it would answer JSON or discovery data to a request
+		// for item keys.
+		http.Error(w, fmt.Sprintf("keys applies to format=zabbix only, not to format=%s", cmp.Or(format, "json")), http.StatusBadRequest)
+		return
 	}
 	var withDetail bool
 	switch d := q.Get("detail"); d {
