@@ -2,6 +2,7 @@ package kmonitor_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -630,6 +631,44 @@ func TestKeysOutsideZabbixIsABadRequest(t *testing.T) {
 	}
 	if code, body := e.get(t, "?format=zabbix&keys=dotted"); code != 200 || body != "- test_cluster.m.0.delay 2\n- test_cluster.kmonitor.errors 0\n" {
 		t.Errorf("?format=zabbix&keys=dotted: %d %q", code, body)
+	}
+}
+
+// Every ?detail=1 entry carries every field README lists, known or not
+// (null when unknown, lag_seconds_at_least false then): a client reading
+// "error" or "lag_seconds" of an entry finds the field, whatever the state
+// of the partition.
+func TestDetailListsEveryField(t *testing.T) {
+	e := start(t)
+	produce(t, e.kafka, "a", 0, 3)
+	setOffset(t, e.conn, "m", "a", "0", "1")    // known: lag 2
+	setOffset(t, e.conn, "m", "a", "1", "oops") // unknown: bad znode
+	e.eventually(t, "", `{"test_cluster":{"m":{"0":2,"1":null}}}`+"\n", 10*time.Second)
+	_, body := e.get(t, "?detail=1")
+	var v map[string]map[string]map[string]map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(body), &v); err != nil {
+		t.Fatalf("decode %q: %v", body, err)
+	}
+	fields := []string{"topic", "partition", "lag", "committed", "log_end", "lag_seconds", "lag_seconds_at_least", "error"}
+	for part, want := range map[string]map[string]string{
+		"0": {"error": "null", "lag": "2", "lag_seconds_at_least": "", "lag_seconds": ""},
+		"1": {"lag": "null", "lag_seconds": "null", "lag_seconds_at_least": "false", "error": ""},
+	} {
+		d, ok := v["test_cluster"]["m"][part]
+		if !ok {
+			t.Errorf("partition %s missing from %s", part, body)
+			continue
+		}
+		for _, f := range fields {
+			got, ok := d[f]
+			if !ok {
+				t.Errorf("partition %s: no %q field in %s", part, f, body)
+				continue
+			}
+			if w := want[f]; w != "" && string(got) != w {
+				t.Errorf("partition %s: %q is %s, want %s", part, f, got, w)
+			}
+		}
 	}
 }
 
