@@ -49,9 +49,9 @@ type detail struct {
 	Lag               *int64   `json:"lag"`
 	Committed         *int64   `json:"committed"`
 	LogEnd            *int64   `json:"log_end"`
-	LagSeconds        *float64 `json:"lag_seconds,omitempty"`
-	LagSecondsAtLeast bool     `json:"lag_seconds_at_least,omitempty"`
-	Error             string   `json:"error,omitempty"`
+	LagSeconds        *float64 `json:"lag_seconds"`
+	LagSecondsAtLeast bool     `json:"lag_seconds_at_least"`
+	Error             *string  `json:"error"`
 }
 
 // writeJSON writes {"<cluster>":{"<module>":{"<partition>":<lag>}}}; a
@@ -106,7 +106,10 @@ func writeJSON(buf *bytes.Buffer, clusters []string, lags []Lag, withDetail bool
 }
 
 func toDetail(l Lag) detail {
-	d := detail{Topic: l.Topic, Partition: l.Partition, Error: l.Err}
+	d := detail{Topic: l.Topic, Partition: l.Partition}
+	if l.Err != "" {
+		d.Error = &l.Err
+	}
 	if l.Committed >= 0 {
 		d.Committed = &l.Committed
 	}

@@ -254,7 +254,7 @@ func TestDelayFromHandMadeOffsets(t *testing.T) {
 		"- kmonitor.delay[test_cluster,m2,b,1] 5\n- kmonitor.errors[test_cluster] 1\n", time.Second)
 
 	_, detail := e.get(t, "?detail=1")
-	if !strings.Contains(detail, `"m3":{"0":{"topic":"a","partition":"0","lag":null,"committed":null,"log_end":null,"error":"bad offset znode`) {
+	if !strings.Contains(detail, `"m3":{"0":{"topic":"a","partition":"0","lag":null,"committed":null,"log_end":null,"lag_seconds":null,"lag_seconds_at_least":false,"error":"bad offset znode`) {
 		t.Errorf("detail for a bad znode: %s", detail)
 	}
 	_, lld := e.get(t, "?format=zabbix_lld")
@@ -528,8 +528,8 @@ func TestUnknownTopicAndPartition(t *testing.T) {
 	setOffset(t, e.conn, "gone", "nosuch", "0", "3") // no such topic
 	e.eventually(t, "", `{"test_cluster":{"gone":{"0":null},"m":{"2":5,"9":null}}}`+"\n", 10*time.Second)
 	e.eventuallyContains(t, "?detail=1", 10*time.Second,
-		`"gone":{"0":{"topic":"nosuch","partition":"0","lag":null,"committed":3,"log_end":null,"error":"log-end offset unknown: log end of nosuch/0: topic nosuch: UNKNOWN_TOPIC_OR_PARTITION`,
-		`"9":{"topic":"a","partition":"9","lag":null,"committed":0,"log_end":null,"error":"log-end offset unknown: log end of a/9: topic a has no partition 9: UNKNOWN_TOPIC_OR_PARTITION`)
+		`"gone":{"0":{"topic":"nosuch","partition":"0","lag":null,"committed":3,"log_end":null,"lag_seconds":null,"lag_seconds_at_least":false,"error":"log-end offset unknown: log end of nosuch/0: topic nosuch: UNKNOWN_TOPIC_OR_PARTITION`,
+		`"9":{"topic":"a","partition":"9","lag":null,"committed":0,"log_end":null,"lag_seconds":null,"lag_seconds_at_least":false,"error":"log-end offset unknown: log end of a/9: topic a has no partition 9: UNKNOWN_TOPIC_OR_PARTITION`)
 	// The topic appears: its lag becomes known.
 	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, kafkaconf.Default()))
 	if _, err := adm.CreateTopic(context.Background(), 1, 1, nil, "nosuch"); err != nil {
