@@ -414,6 +414,9 @@ func (m *module) takeOwner(p int32, node string) (claimOwner, error) {
 		case cerr == nil:
 			return claimOwner{epoch: stat.Czxid, version: stat.Version, session: stat.EphemeralOwner}, nil
 		}
+		if f := beforeOwnerDelete.Load(); f != nil {
+			(*f)()
+		}
 		if err := conn.Delete(node, stat.Version); err != nil && !errors.Is(err, zk.ErrNoNode) {
 			return claimOwner{}, err
 		}
@@ -585,6 +588,10 @@ func (m *module) deleteOwner(p int32, epoch int64) error {
 	return err
 }
 
+// beforeOwnerDelete, when a test sets it, runs between the read of an
+// owner node and its delete.
+var beforeOwnerDelete atomic.Pointer[func()]
+
 // deleteOwnerOnce is one try of deleteOwner: nil when the node is gone or
 // another claim's (another instance's id, or another epoch).
 func (m *module) deleteOwnerOnce(p int32, epoch int64) error {
@@ -594,6 +601,9 @@ func (m *module) deleteOwnerOnce(p int32, epoch int64) error {
 		return nil // gone, or another claim's
 	}
 	if err == nil {
+		if f := beforeOwnerDelete.Load(); f != nil {
+			(*f)()
+		}
 		if err = m.t.conn().Delete(node, stat.Version); err == nil || errors.Is(err, zk.ErrNoNode) {
 			return nil
 		}
