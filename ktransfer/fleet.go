@@ -369,11 +369,20 @@ type claimOwner struct {
 // given up with a lost session, a failed delete) is deleted and created
 // again: the new claim's epoch is above every push of the old one. So is a
 // persistent node (no process holds it: owner nodes are ephemeral).
+//
+// Every owner node is created at version 0, so a delete by version alone
+// could remove a node created after the one read. The same multi-op bumps
+// the version of the owners folder, and a delete of an owner node checks
+// that version as read before the node (deleteOwnerNode): it fails once any
+// claim was made since.
 func (m *module) takeOwner(p int32, node string) (claimOwner, error) {
 	conn := m.t.conn()
 	offsetNode := path.Join(zklayout.Offsets(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic), strconv.Itoa(int(p)))
 	for range 5 {
-		ops := []any{&zk.CreateRequest{Path: node, Data: []byte(m.t.id), Acl: m.t.acl, Flags: zk.FlagEphemeral}}
+		ops := []any{
+			&zk.CreateRequest{Path: node, Data: []byte(m.t.id), Acl: m.t.acl, Flags: zk.FlagEphemeral},
+			&zk.SetDataRequest{Path: path.Dir(node), Version: -1},
+		}
 		off, ostat, err := conn.Get(offsetNode)
 		switch {
 		case err == nil:
@@ -397,7 +406,7 @@ func (m *module) takeOwner(p int32, node string) (claimOwner, error) {
 			}
 			return claimOwner{}, cerr
 		}
-		data, stat, err := conn.Get(node)
+		data, stat, dirVersion, err := readOwner(conn, node)
 		if errors.Is(err, zk.ErrNoNode) {
 			continue // deleted meanwhile
 		}
@@ -414,14 +423,43 @@ func (m *module) takeOwner(p int32, node string) (claimOwner, error) {
 		case cerr == nil:
 			return claimOwner{epoch: stat.Czxid, version: stat.Version, session: stat.EphemeralOwner}, nil
 		}
-		if f := beforeOwnerDelete.Load(); f != nil {
-			(*f)()
-		}
-		if err := conn.Delete(node, stat.Version); err != nil && !errors.Is(err, zk.ErrNoNode) {
+		if err := deleteOwnerNode(conn, node, stat.Version, dirVersion); err != nil &&
+			!errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrBadVersion) { // gone, or a claim since: read again
 			return claimOwner{}, err
 		}
 	}
 	return claimOwner{}, fmt.Errorf("owner node %s keeps changing", node)
+}
+
+// readOwner reads an owner node and, first, the version of its folder,
+// which every claim moves (takeOwner).
+func readOwner(conn *zk.Conn, node string) (data []byte, stat *zk.Stat, dirVersion int32, err error) {
+	if _, err := conn.Sync(node); err != nil {
+		return nil, nil, 0, err
+	}
+	ok, dstat, err := conn.Exists(path.Dir(node))
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	if !ok {
+		return nil, nil, 0, zk.ErrNoNode
+	}
+	data, stat, err = conn.Get(node)
+	return data, stat, dstat.Version, err
+}
+
+// deleteOwnerNode deletes the owner node read by readOwner, unless a claim
+// was made since (zk.ErrBadVersion): that claim's node may be the one now
+// there, at the same version 0.
+func deleteOwnerNode(conn *zk.Conn, node string, version, dirVersion int32) error {
+	if f := beforeOwnerDelete.Load(); f != nil {
+		(*f)()
+	}
+	_, err := conn.Multi(
+		&zk.CheckVersionRequest{Path: path.Dir(node), Version: dirVersion},
+		&zk.DeleteRequest{Path: node, Version: version},
+	)
+	return err
 }
 
 // claim takes partition p: it creates the ephemeral owner node, and only
@@ -596,17 +634,23 @@ var beforeOwnerDelete atomic.Pointer[func()]
 // another claim's (another instance's id, or another epoch).
 func (m *module) deleteOwnerOnce(p int32, epoch int64) error {
 	node := path.Join(zklayout.Owners(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic), strconv.Itoa(int(p)))
-	data, stat, err := syncedGet(m.t.conn(), node)
-	if errors.Is(err, zk.ErrNoNode) || err == nil && (string(data) != m.t.id || epoch != 0 && stat.Czxid != epoch) {
-		return nil // gone, or another claim's
-	}
-	if err == nil {
-		if f := beforeOwnerDelete.Load(); f != nil {
-			(*f)()
+	var err error
+	for range 3 {
+		conn := m.t.conn()
+		data, stat, dirVersion, rerr := readOwner(conn, node)
+		if errors.Is(rerr, zk.ErrNoNode) || rerr == nil && (string(data) != m.t.id || epoch != 0 && stat.Czxid != epoch) {
+			return nil // gone, or another claim's
 		}
-		if err = m.t.conn().Delete(node, stat.Version); err == nil || errors.Is(err, zk.ErrNoNode) {
+		if err = rerr; err != nil {
+			break
+		}
+		if err = deleteOwnerNode(conn, node, stat.Version, dirVersion); err == nil || errors.Is(err, zk.ErrNoNode) {
 			return nil
 		}
+		if !errors.Is(err, zk.ErrBadVersion) {
+			break
+		}
+		// A claim was made since the read: read the node again.
 	}
 	return fmt.Errorf("delete owner node %s: %w", node, err)
 }
