@@ -3,8 +3,10 @@ package kproxy_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,5 +137,73 @@ func TestRateLimitGivenBackOn503(t *testing.T) {
 	}
 	if a := g.postBatch(t, "topic="+topic, "", four(), "held", "pw"); a.code != 429 {
 		t.Errorf("/batch retried after a 504: %v, want 429", a)
+	}
+}
+
+// TestRateLimitCountsOnlyCheckedRequests: a record counts against its
+// client's rate_limit when its request passes the checks (README,
+// clients). A /commit refused before anything is written — a body that is
+// not one msgpack value, bad acks, a record too large, an unknown topic —
+// takes nothing from it, as a /batch refused whole takes nothing: the
+// client's next good request is written, not refused 429.
+func TestRateLimitCountsOnlyCheckedRequests(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 3}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) {
+		cfg.MaxMessageBytes = 1024
+		cfg.Clients = []kproxy.Client{
+			// One record at once, then one every 1000 s.
+			{Name: "commit", Secret: "pw", Topics: []string{topic, "nosuch"}, RateLimit: 0.001, Burst: 1},
+			{Name: "batch", Secret: "pw", Topics: []string{topic, "nosuch"}, RateLimit: 0.001, Burst: 1},
+		}
+	})
+	commit := func(query string, body []byte) answer {
+		t.Helper()
+		req, err := http.NewRequest("POST", p.url+"/commit?"+query, bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.SetBasicAuth("commit", "pw")
+		resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return answer{resp.StatusCode, string(b), resp.Header}
+	}
+	refused := []struct {
+		name, query string
+		body        []byte
+		code        int
+	}{
+		{"a body that is not one msgpack value", "topic=" + topic, []byte{0x92, 0x01}, 400},
+		{"msgpack with data after it", "topic=" + topic, []byte{0x01, 0x02}, 400},
+		{"bad acks", "topic=" + topic + "&acks=2", mp(t, 1), 400},
+		{"a record too large", "topic=" + topic, mp(t, strings.Repeat("x", 2000)), 413},
+		{"an unknown topic", "topic=nosuch", mp(t, 1), 404},
+	}
+	for _, r := range refused {
+		if a := commit(r.query, r.body); a.code != r.code {
+			t.Fatalf("/commit with %s: %d %q, want %d", r.name, a.code, a.body, r.code)
+		}
+	}
+	if a := commit("topic="+topic, mp(t, 1)); a.code != 200 {
+		t.Errorf("/commit after refused ones that wrote nothing: %d %q, want 200", a.code, a.body)
+	}
+
+	// /batch, for comparison: the same refusals take nothing.
+	for _, body := range [][]byte{
+		{0x91, 0x01},
+		mpBatch(t, []brec{{value: mp(t, strings.Repeat("x", 2000))}}),
+	} {
+		if a := p.postBatch(t, "topic="+topic, "", body, "batch", "pw"); a.code != 400 && a.code != 413 {
+			t.Fatalf("refused /batch: %v, want 400 or 413", a)
+		}
+	}
+	if a := p.postBatch(t, "topic=nosuch", "", mpBatch(t, []brec{{value: mp(t, 1)}}), "batch", "pw"); a.code != 404 {
+		t.Fatalf("/batch to an unknown topic: %v, want 404", a)
+	}
+	if a := p.postBatch(t, "topic="+topic, "", mpBatch(t, []brec{{value: mp(t, 1)}}), "batch", "pw"); a.code != 200 {
+		t.Errorf("/batch after refused ones: %v, want 200", a)
 	}
 }
