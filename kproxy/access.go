@@ -81,22 +81,6 @@ type verdict struct {
 	retryAfter int
 }
 
-// check decides whether the request may write one record to topic; auth
-// is the Authorization header. A request refused for its topic does not
-// count against the client's rate. It returns the client's rule (nil: no
-// clients configured) for giveBack.
-func (a *access) check(auth []byte, topic string, now time.Time) (*clientRule, verdict) {
-	rule, v := a.authenticate(auth)
-	if v.code != 0 {
-		return nil, v
-	}
-	if v = a.permit(rule, topic); v.code != 0 {
-		return nil, v
-	}
-	v, _ = a.take(rule, 1, now)
-	return rule, v
-}
-
 // authenticate finds the request's client from the Authorization header:
 // its rule, nil when no clients are configured, or a 401 verdict.
 func (a *access) authenticate(auth []byte) (*clientRule, verdict) {

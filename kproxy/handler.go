@@ -73,22 +73,18 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) (code int) {
 	if len(topicB) > 1 && topicB[0] == '_' && topicB[1] == '_' {
 		return fail(ctx, fasthttp.StatusForbidden, "kafka-internal topics (starting with __) are not writable")
 	}
+	var rule *clientRule
 	if s.access.active() {
-		rule, v := s.access.check(ctx.Request.Header.Peek("Authorization"), string(topicB), ctx.Time())
+		var v verdict
+		if rule, v = s.access.authenticate(ctx.Request.Header.Peek("Authorization")); v.code == 0 {
+			v = s.access.permit(rule, string(topicB))
+		}
 		if v.code != 0 {
-			switch v.code {
-			case fasthttp.StatusUnauthorized:
+			if v.code == fasthttp.StatusUnauthorized {
 				ctx.Response.Header.Set("WWW-Authenticate", `Basic realm="kproxy"`)
-			case fasthttp.StatusTooManyRequests:
-				ctx.Response.Header.Set("Retry-After", strconv.Itoa(v.retryAfter))
 			}
 			return fail(ctx, v.code, v.reason)
 		}
-		defer func() {
-			if code == fasthttp.StatusServiceUnavailable { // the record is not in Kafka
-				s.access.giveBack(rule, 1)
-			}
-		}()
 	}
 	acksB := args.Peek("acks")
 	acks, ok := acksIndex(acksB)
@@ -129,6 +125,19 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) (code int) {
 	}
 	if size > int(topic.maxBytes) {
 		return fail(ctx, fasthttp.StatusRequestEntityTooLarge, tooLarge(size, hp.size, "the topic's max.message.bytes", int(topic.maxBytes)))
+	}
+	if s.access.active() {
+		// The record counts once its request passed the checks, as a
+		// batch's do (checkBatch): one refused before is not in Kafka.
+		if v, _ := s.access.take(rule, 1, ctx.Time()); v.code != 0 {
+			ctx.Response.Header.Set("Retry-After", strconv.Itoa(v.retryAfter))
+			return fail(ctx, v.code, v.reason)
+		}
+		defer func() {
+			if code == fasthttp.StatusServiceUnavailable { // the record is not in Kafka
+				s.access.giveBack(rule, 1)
+			}
+		}()
 	}
 	if acks == 0 {
 		// acks=0 records outlive their request: they are bounded apart,
