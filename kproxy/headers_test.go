@@ -332,3 +332,27 @@ max_header_bytes: 100
 		t.Errorf("a good CIDR refused: %v", err)
 	}
 }
+
+// TestBatchHeaderNameNotUTF8: a record header's name is a string — Kafka's
+// record format, gRPC (which refuses one that is not UTF-8) and a JSON
+// /batch (whose text is UTF-8) agree — so a msgpack /batch record whose
+// header name is not UTF-8 is refused (400, its index), nothing written,
+// not written with a name a Java consumer reads as something else.
+func TestBatchHeaderNameNotUTF8(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 3}})
+	p := startProxy(t, c, nil)
+	// [{"value":1}, {"value":1,"headers":{"\xff\xfe":"x"}}], names as str
+	// and as bin.
+	for _, name := range [][]byte{{0xa2, 0xff, 0xfe}, {0xc4, 0x02, 0xff, 0xfe}, {0xa3, 'a', 0xc3, 0x28}} {
+		body := []byte{0x92, 0x81, 0xa5, 'v', 'a', 'l', 'u', 'e', 0x01,
+			0x82, 0xa5, 'v', 'a', 'l', 'u', 'e', 0x01, 0xa7, 'h', 'e', 'a', 'd', 'e', 'r', 's', 0x81}
+		body = append(append(body, name...), 0xa1, 'x')
+		a := p.postBatch(t, "topic="+topic, "", body)
+		if a.code != 400 || a.index() != 1 || !strings.Contains(a.Error, "UTF-8") {
+			t.Errorf("header name %q: %v, want 400 for record 1 naming UTF-8", name, a)
+		}
+	}
+	if n := endOffsets(t, c, topic); n != 0 {
+		t.Errorf("%d records written", n)
+	}
+}
