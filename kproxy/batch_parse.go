@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -217,7 +218,7 @@ func jsonString(s []byte) ([]byte, error) {
 
 // parseHeaders reads a record's headers with walk, which calls each for
 // every name and value: at most maxRecordHeaders, names non-empty and
-// given once. It returns the problem, or "".
+// given once, names UTF-8. It returns the problem, or "".
 func parseHeaders(r *batchRecord, walk func(each func(k, v []byte) string) error) string {
 	r.headers = r.headers[:0]
 	err := walk(func(k, v []byte) string {
@@ -226,6 +227,10 @@ func parseHeaders(r *batchRecord, walk func(each func(k, v []byte) string) error
 		}
 		if len(k) == 0 {
 			return "a header name is empty"
+		}
+		if !utf8.Valid(k) {
+			// A string in Kafka's record format, as in gRPC's Header.
+			return "a header name is not UTF-8"
 		}
 		r.headers = append(r.headers, kgo.RecordHeader{Key: string(k), Value: v})
 		return ""
