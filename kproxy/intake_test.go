@@ -112,3 +112,37 @@ func TestJSONBodies(t *testing.T) {
 		t.Errorf(`kproxy_request_bodies_total{format="msgpack"} = %s, want %d`, got, msgpack)
 	}
 }
+
+// TestMultipartTypeBodyIsMsgpack: a Content-Type other than
+// application/json means a msgpack body (README, Body formats), whatever
+// it says: a msgpack record posted as multipart/form-data (a client
+// library's default type) is written byte for byte, to /commit and in a
+// /batch, and a body that is a multipart form is one msgpack value or a
+// 400 saying it is not — never read as a form and encoded again.
+func TestMultipartTypeBodyIsMsgpack(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 3}})
+	p := startProxy(t, c, nil)
+	value := mp(t, map[string]any{"uid": 42, "name": "x"})
+	a := p.send(t, "POST", "topic="+topic+"&key=k", value, "Content-Type: multipart/form-data; boundary=xyz")
+	if a.code != 200 {
+		t.Fatalf("msgpack record typed multipart/form-data: %d %q, want 200", a.code, a.body)
+	}
+	r := decode(t, a)
+	if m := readRecord(t, c, topic, r.Partition, *r.Offset); !bytes.Equal(m.Value, value) {
+		t.Errorf("written as %q, sent %q", m.Value, value)
+	}
+
+	ab := p.postBatch(t, "topic="+topic, "multipart/form-data; boundary=xyz", mpBatch(t, []brec{{key: "k", value: value}}))
+	if ab.code != 200 {
+		t.Errorf("msgpack /batch typed multipart/form-data: %v, want 200", ab)
+	}
+
+	form := "--xyz\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--xyz--\r\n"
+	a = p.send(t, "POST", "topic="+topic, []byte(form), "Content-Type: multipart/form-data; boundary=xyz")
+	if a.code != 400 || !strings.Contains(a.body, "body is not one msgpack value") || !oneLine(a) {
+		t.Errorf("a multipart form: %d %q, want 400: not one msgpack value", a.code, a.body)
+	}
+	if n := endOffsets(t, c, topic); n != 2 {
+		t.Errorf("%d records in Kafka, want 2", n)
+	}
+}
