@@ -171,10 +171,14 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		WriteTimeout:       time.Duration(cfg.WriteTimeoutMs) * time.Millisecond,
 		IdleTimeout:        time.Duration(cfg.IdleTimeoutMs) * time.Millisecond,
 		MaxRequestBodySize: cfg.MaxRequestSizeBytes,
-		ReadBufferSize:     cfg.MaxHeaderBytes, // also the largest request line and headers
-		CloseOnShutdown:    true,
-		ReduceMemoryUsage:  cfg.ReleaseIdleBuffers,
-		Logger:             fasthttpLog{log},
+		// A body is msgpack unless typed application/json, whatever else
+		// its type says: never read as a multipart form (which fasthttp
+		// would refuse, or give back encoded anew).
+		DisablePreParseMultipartForm: true,
+		ReadBufferSize:               cfg.MaxHeaderBytes, // also the largest request line and headers
+		CloseOnShutdown:              true,
+		ReduceMemoryUsage:            cfg.ReleaseIdleBuffers,
+		Logger:                       fasthttpLog{log},
 	}
 	if s.adminLn != nil {
 		s.admin = &http.Server{Handler: s.adminMux(reg), ReadHeaderTimeout: 5 * time.Second}
