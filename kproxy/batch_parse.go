@@ -166,7 +166,9 @@ func parseJSONRecord(elem []byte, r *batchRecord) string {
 			if string(v) == "null" {
 				break
 			}
-			if r.key, err = jsonString(v); err != nil {
+			if r.key, err = jsonString(v); errors.Is(err, errLoneSurrogate) {
+				reason = "key: " + err.Error()
+			} else if err != nil {
 				reason = "key must be a string (or null)"
 			}
 		case fieldValue:
@@ -178,8 +180,14 @@ func parseJSONRecord(elem []byte, r *batchRecord) string {
 			}
 			reason = parseHeaders(r, func(each func(k, v []byte) string) error {
 				return jsonscan.Object(v, func(hk, hv []byte) error {
-					name, _ := jsonString(hk)
+					name, err := jsonString(hk)
+					if err != nil {
+						return errors.New("a header name: " + err.Error())
+					}
 					val, err := jsonString(hv)
+					if errors.Is(err, errLoneSurrogate) {
+						return errors.New("header " + strconv.Quote(string(name)) + ": " + err.Error())
+					}
 					if err != nil {
 						return errors.New("header " + strconv.Quote(string(name)) + " is not a string")
 					}
@@ -204,7 +212,9 @@ func parseJSONRecord(elem []byte, r *batchRecord) string {
 }
 
 // jsonString is the text of the JSON string token s: a slice of s when it
-// holds no escape, else a decoded copy.
+// holds no escape, else a decoded copy. A string with an escaped lone
+// surrogate has no UTF-8 text (errLoneSurrogate): decoded as U+FFFD, it
+// would be another string than the client's, and two such strings one.
 func jsonString(s []byte) ([]byte, error) {
 	if len(s) < 2 || s[0] != '"' {
 		return nil, errors.New("not a string")
@@ -212,8 +222,59 @@ func jsonString(s []byte) ([]byte, error) {
 	if bytes.IndexByte(s, '\\') < 0 {
 		return s[1 : len(s)-1], nil
 	}
+	if loneSurrogate(s) {
+		return nil, errLoneSurrogate
+	}
 	t, err := jsonscan.String(s)
 	return []byte(t), err
+}
+
+var errLoneSurrogate = errors.New("a string with an escaped lone surrogate (\\ud800-\\udfff not in a pair) has no UTF-8 text")
+
+// loneSurrogate reports whether the string token s (checked whole) has a
+// \u escape of a surrogate that is not a high one followed by a low one.
+func loneSurrogate(s []byte) bool {
+	for i := 1; i < len(s)-1; i++ {
+		if s[i] != '\\' {
+			continue
+		}
+		if s[i+1] != 'u' {
+			i++ // the escaped byte
+			continue
+		}
+		r := hex4(s[i+2 : i+6])
+		i += 5
+		switch {
+		case r < 0xd800 || r > 0xdfff:
+		case r >= 0xdc00: // a low one first
+			return true
+		case i+6 < len(s) && s[i+1] == '\\' && s[i+2] == 'u':
+			if lo := hex4(s[i+3 : i+7]); lo < 0xdc00 || lo > 0xdfff {
+				return true
+			}
+			i += 6
+		default:
+			return true
+		}
+	}
+	return false
+}
+
+// hex4 is the value of four hex digits (checked by the scanner).
+func hex4(h []byte) rune {
+	var r rune
+	for _, c := range h[:4] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		default:
+			c -= 'A' - 10
+		}
+		r = r<<4 | rune(c)
+	}
+	return r
 }
 
 // parseHeaders reads a record's headers with walk, which calls each for
