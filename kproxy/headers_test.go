@@ -1,8 +1,12 @@
 package kproxy_test
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -355,4 +360,49 @@ func TestBatchHeaderNameNotUTF8(t *testing.T) {
 	if n := endOffsets(t, c, topic); n != 0 {
 		t.Errorf("%d records written", n)
 	}
+}
+
+// TestBatchKafkaHeaderFieldsNotDropped: a request header
+// X-Kafka-Header-<name> asks for a record header (DESIGN, Record
+// headers). /batch records carry their own ("headers"): a /batch request
+// with one is refused (400, nothing written), not written without the
+// header its client asked for.
+func TestBatchKafkaHeaderFieldsNotDropped(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 3}})
+	p := startProxy(t, c, nil)
+	body := []byte(`[{"key":"k","value":1}]`)
+	raw := fmt.Sprintf("POST /batch?topic=%s HTTP/1.1\r\nHost: kproxy\r\nContent-Type: application/json\r\n"+
+		"X-Kafka-Header-Trace-Id: abc\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", topic, len(body), body)
+	code, answer := rawRequest(t, p, raw)
+	if code != 400 || !strings.Contains(answer, "X-Kafka-Header-") {
+		t.Errorf("/batch with X-Kafka-Header-Trace-Id: %d %q, want 400 naming X-Kafka-Header-", code, answer)
+	}
+	if n := endOffsets(t, c, topic); n != 0 {
+		for _, r := range kafkatest.ReadAll(t, c, kafkaconf.Default(), topic) {
+			t.Logf("written: %q headers %q", r.Value, r.Headers)
+		}
+		t.Errorf("%d records written without the header asked for", n)
+	}
+}
+
+// rawRequest writes raw to p's HTTP port and returns the answer's status
+// and body.
+func rawRequest(t *testing.T, p *proxy, raw string) (int, string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(p.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(15 * time.Second))
+	if _, err := conn.Write([]byte(raw)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
