@@ -109,6 +109,13 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx) int {
 			return batchFail(ctx, refuse(400, -1, reason))
 		}
 	}
+	for k := range ctx.Request.Header.All() {
+		// Asked for a record header that /batch would not write: each
+		// record carries its own.
+		if _, ok := kafkaHeaderName(k); ok {
+			return batchFail(ctx, refuse(400, -1, kafkaHeaderPrefix+"* headers are for /commit; a /batch record carries its own (\"headers\")"))
+		}
+	}
 	rule, v := s.access.authenticate(ctx.Request.Header.Peek("Authorization"))
 	if v.code != 0 {
 		ctx.Response.Header.Set("WWW-Authenticate", `Basic realm="kproxy"`)
