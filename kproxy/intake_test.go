@@ -146,3 +146,26 @@ func TestMultipartTypeBodyIsMsgpack(t *testing.T) {
 		t.Errorf("%d records in Kafka, want 2", n)
 	}
 }
+
+// TestMalformedHeaderAnsweredWithReason: a request fasthttp cannot read —
+// a control character in a header's value or name, a header name that is
+// not a token — is answered 400 with one line saying what is wrong
+// (README: every non-200 answer says why), not "malformed request" alone.
+func TestMalformedHeaderAnsweredWithReason(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 3}})
+	p := startProxy(t, c, nil)
+	for _, tc := range []struct{ line, reason string }{
+		{"X-Kafka-Header-A: x\x01y", "invalid header value"},
+		{"X-Kafka-Header-C: a\x00b", "invalid header value"},
+		{"X-Kafka-Header-\xff: v", "malformed mime header line"},
+		{"X-Kafka-Header-a\x01: v", "malformed mime header line"},
+	} {
+		a := p.send(t, "POST", "topic="+topic, []byte{1}, tc.line)
+		if a.code != 400 || !strings.Contains(a.body, tc.reason) || !oneLine(a) {
+			t.Errorf("%q: %d %q, want 400 with one line saying %q", tc.line, a.code, a.body, tc.reason)
+		}
+	}
+	if n := endOffsets(t, c, topic); n != 0 {
+		t.Errorf("%d records written", n)
+	}
+}
