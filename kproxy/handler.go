@@ -510,9 +510,15 @@ func (s *Server) requestError(ctx *fasthttp.RequestCtx, err error) {
 	case errors.As(err, &nerr) && nerr.Timeout():
 		code, reason = fasthttp.StatusRequestTimeout, "request not received within read_timeout_ms"
 	default:
-		if msg := err.Error(); !strings.ContainsAny(msg, "\r\n") && len(msg) < 200 {
-			reason += ": " + msg
+		// One line, bounded: a header's value may be quoted in it.
+		msg := err.Error()
+		if i := strings.IndexAny(msg, "\r\n"); i >= 0 {
+			msg = msg[:i]
 		}
+		if len(msg) > 200 {
+			msg = strings.ToValidUTF8(msg[:200], "") + "…"
+		}
+		reason += ": " + msg
 	}
 	s.metrics.answered(code)
 	fail(ctx, code, reason)

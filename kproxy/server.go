@@ -175,10 +175,13 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		// its type says: never read as a multipart form (which fasthttp
 		// would refuse, or give back encoded anew).
 		DisablePreParseMultipartForm: true,
-		ReadBufferSize:               cfg.MaxHeaderBytes, // also the largest request line and headers
-		CloseOnShutdown:              true,
-		ReduceMemoryUsage:            cfg.ReleaseIdleBuffers,
-		Logger:                       fasthttpLog{log},
+		// fasthttp's errors without the request's bytes: one line that
+		// requestError can answer (and no client's secret in a log).
+		SecureErrorLogMessage: true,
+		ReadBufferSize:        cfg.MaxHeaderBytes, // also the largest request line and headers
+		CloseOnShutdown:       true,
+		ReduceMemoryUsage:     cfg.ReleaseIdleBuffers,
+		Logger:                fasthttpLog{log},
 	}
 	if s.adminLn != nil {
 		s.admin = &http.Server{Handler: s.adminMux(reg), ReadHeaderTimeout: 5 * time.Second}
