@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy/kproxypb"
@@ -221,4 +222,32 @@ func switchClients(t *testing.T, s grpc.BidiStreamingClient[kproxypb.ProduceRequ
 		resps, took = append(resps, resp), append(took, time.Since(start))
 	}
 	return resps, took
+}
+
+// TestGRPCKafkaHeaderMetadataNotDropped: x-kafka-header-<name> metadata
+// asks for a record header, as HTTP's X-Kafka-Header-<name> does, which
+// /batch refuses (TestBatchKafkaHeaderFieldsNotDropped): a gRPC record
+// carries its own headers. A call with such metadata has its requests
+// refused (InvalidArgument, 400 in a stream), nothing written, rather than
+// written without the header.
+func TestGRPCKafkaHeaderMetadataNotDropped(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	g := startGRPC(t, c, nil)
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-kafka-header-trace-id", "abc")
+	req := &kproxypb.ProduceRequest{Topic: topic, Records: []*kproxypb.Record{grec("", "k", "v")}}
+	_, err := g.produce(t, ctx, req)
+	if r := refusalOf(err); r.code != codes.InvalidArgument || !strings.Contains(r.msg, "x-kafka-header-") {
+		t.Errorf("Produce with x-kafka-header-trace-id metadata: %v, want InvalidArgument naming x-kafka-header-", r)
+	}
+	st := g.stream(t, ctx)
+	if err := st.Send(req); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := st.Recv(); err != nil || resp.Status != 400 || !strings.Contains(resp.Error, "x-kafka-header-") {
+		t.Errorf("stream with x-kafka-header-trace-id metadata: %v %v, want status 400 naming x-kafka-header-", resp, err)
+	}
+	st.CloseSend()
+	if n := endOffsets(t, c, topic); n != 0 {
+		t.Errorf("%d records written without the header asked for", n)
+	}
 }
