@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy/kproxypb"
 )
@@ -58,6 +59,7 @@ func (s *Server) newGRPC(tlsCfg *tls.Config) *grpc.Server {
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			MaxConnectionIdle: time.Duration(s.cfg.IdleTimeoutMs) * time.Millisecond,
 		}),
+		grpc.InTapHandle(kafkaHeaderTap),
 		grpc.ChainUnaryInterceptor(s.countUnary),
 		grpc.ChainStreamInterceptor(s.countStream),
 		grpc.ForceServerCodecV2(newWireCodec()),
@@ -79,6 +81,22 @@ func (s *Server) newGRPC(tlsCfg *tls.Config) *grpc.Server {
 	grpc_health_v1.RegisterHealthServer(g, grpcHealth{s: s})
 	reflection.Register(g)
 	return g
+}
+
+// kafkaHeaderKey is the context key of a call's x-kafka-header-* metadata
+// key (kafkaHeaderTap).
+type kafkaHeaderKey struct{}
+
+// kafkaHeaderTap notes in a call's context the first x-kafka-header-*
+// key of its metadata, for callExt: read here from the transport's own
+// map, where callExt could only copy the call's metadata to look.
+func kafkaHeaderTap(ctx context.Context, info *tap.Info) (context.Context, error) {
+	for k := range info.Header { // lower-case keys
+		if strings.HasPrefix(k, "x-kafka-header-") {
+			return context.WithValue(ctx, kafkaHeaderKey{}, k), nil
+		}
+	}
+	return ctx, nil
 }
 
 // stopGRPC stops taking calls and waits for those under way, until ctx
@@ -203,6 +221,10 @@ type callExt struct {
 	// over is the bytes of the call's ua, rid and ck when they are more
 	// than max_header_bytes (refusal); 0: within it.
 	over int
+	// kafkaHeader is an x-kafka-header-* metadata key of the call: a
+	// record header asked for as over HTTP, which a gRPC record carries
+	// itself (refusal); "": none.
+	kafkaHeader string
 }
 
 // callExt reads the ext fields of the call of ctx:
@@ -226,6 +248,7 @@ type callExt struct {
 func (s *Server) callExt(ctx context.Context) callExt {
 	e := &s.ext
 	var x callExt
+	x.kafkaHeader, _ = ctx.Value(kafkaHeaderKey{}).(string) // kafkaHeaderTap's
 	if v := metadata.ValueFromIncomingContext(ctx, mdRequestID); len(v) > 0 && v[0] != "" {
 		x.rid = v[0]
 	} else if e.has(extRID) {
@@ -295,9 +318,13 @@ func (s *Server) callExt(ctx context.Context) callExt {
 	return x
 }
 
-// refusal refuses a request of the call when its ext fields are more
-// than max_header_bytes (callExt): 413, as a record too large is.
+// refusal refuses a request of the call when it has x-kafka-header-*
+// metadata (400), or when its ext fields are more than max_header_bytes
+// (callExt): 413, as a record too large is.
 func (x callExt) refusal(max int) *batchError {
+	if x.kafkaHeader != "" {
+		return refuse(400, -1, "metadata "+x.kafkaHeader+": x-kafka-header-* is HTTP's /commit; a gRPC record carries its own headers")
+	}
 	if x.over == 0 {
 		return nil
 	}
