@@ -1,0 +1,76 @@
+package ktransfer_test
+
+import (
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// TestTransientOutOfRangeKeepsItsPlace: a broker answers one fetch
+// OFFSET_OUT_OF_RANGE for an offset Kafka still has (its log starts below
+// it and ends above it). offset_out_of_range is for an offset Kafka no
+// longer has: the partition reads on from that offset, neither skipping
+// the records after it (newest) nor pushing the partition again from its
+// oldest record (oldest), nor stopping the module (stop).
+func TestTransientOutOfRangeKeepsItsPlace(t *testing.T) {
+	for _, policy := range []string{"newest", "oldest", "stop"} {
+		t.Run(policy, func(t *testing.T) {
+			e := newClusterEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+			var recs [][2]string
+			for i := range 30 {
+				recs = append(recs, [2]string{"k", strconv.Itoa(i)})
+			}
+			e.produce(t, "t", recs)
+			// Fetches past the first 30 records wait (the leader is said to
+			// be moving) until the next 10 are written; the first one after
+			// that is answered OFFSET_OUT_OF_RANGE.
+			var armed, injected atomic.Bool
+			e.kafka.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+				e.kafka.KeepControl()
+				fr := req.(*kmsg.FetchRequest)
+				past := false
+				for _, rt := range fr.Topics {
+					for _, rp := range rt.Partitions {
+						past = past || rp.FetchOffset >= 30
+					}
+				}
+				switch {
+				case !past || injected.Load():
+					return nil, nil, false
+				case !armed.Load():
+					return kafkatest.FetchError(fr, kerr.NotLeaderForPartition.Code), nil, true
+				}
+				injected.Store(true)
+				return kafkatest.FetchError(fr, kerr.OffsetOutOfRange.Code), nil, true
+			})
+			b := newBackend(t, nil)
+			m := module("m", "t", b.URL)
+			m.OffsetOutOfRange = policy
+			e.start(t, m)
+			waitFor(t, "the first 30 records pushed", 10*time.Second, func() bool { return len(b.got()) >= 30 })
+			recs = recs[:0]
+			for i := 30; i < 40; i++ {
+				recs = append(recs, [2]string{"k", strconv.Itoa(i)})
+			}
+			e.produce(t, "t", recs)
+			armed.Store(true)
+			waitFor(t, "a fetch answered OFFSET_OUT_OF_RANGE", 10*time.Second, injected.Load)
+			waitFor(t, "offset 40 stored", 15*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "40" })
+			count := map[string]int{}
+			for _, p := range b.got() {
+				count[p.body]++
+			}
+			for i := range 40 {
+				if n := count[strconv.Itoa(i)]; n != 1 {
+					t.Errorf("record %d pushed %d times, want once", i, n)
+				}
+			}
+		})
+	}
+}
