@@ -36,6 +36,11 @@ type partition struct {
 	next    int64 // the next offset to dispatch
 	stalled bool  // out of range was reported; waiting for a new start
 
+	// Owned by run's goroutine: OFFSET_OUT_OF_RANGE answers for an offset
+	// Kafka has, in a row, and when the last one came (applyOutOfRange).
+	passingOOR   int
+	passingOORAt time.Time
+
 	// recreated is set by the reader before it sends an offset on
 	// outOfRange because the topic was deleted and created again.
 	recreated atomic.Bool
@@ -282,8 +287,31 @@ func (p *partition) restartAt(ctx context.Context, next int64) error {
 func (p *partition) applyOutOfRange(ctx context.Context, offset int64) (int64, error) {
 	m := p.m
 	policy := m.cfg.OffsetOutOfRange
-	oldest, _ := p.listOffset(ctx, "oldest")
-	newest, _ := p.listOffset(ctx, "newest")
+	oldest, oerr := p.listOffset(ctx, "oldest")
+	newest, nerr := p.listOffset(ctx, "newest")
+	if oerr == nil && nerr == nil && oldest <= offset && offset <= newest && !p.recreated.Load() {
+		// Kafka has the offset: the answer was a broker's passing one (a
+		// leader moving, a stale broker). The policy is for an offset Kafka
+		// no longer has; applied here it would skip records (newest), push
+		// the partition again (oldest) or stop the module (stop). A topic
+		// created again is another log: its offsets say nothing of this one.
+		// A broker answering so again and again is asked less and less often.
+		if time.Since(p.passingOORAt) > time.Minute {
+			p.passingOOR = 0
+		}
+		p.passingOOR++
+		p.passingOORAt = time.Now()
+		var wait time.Duration
+		if p.passingOOR > 1 {
+			wait = backoff(p.passingOOR-1, 100*time.Millisecond, 5*time.Second)
+		}
+		p.log.Warn("offset out of range answered for an offset kafka has; reading on from it",
+			"offset", offset, "oldest", oldest, "newest", newest, "in_a_row", p.passingOOR, "wait", wait)
+		if !sleep(ctx, wait) {
+			return 0, ctx.Err()
+		}
+		return offset, nil
+	}
 	p.log.Error("stored offset out of range", "offset", offset, "oldest", oldest, "newest", newest, "offset_out_of_range", policy)
 	m.stats.outOfRange()
 	if policy == "stop" {
