@@ -114,6 +114,7 @@ func (r *reader) run(ctx context.Context) {
 	defer r.exit()
 	defer r.countFull(false)
 	m := r.m
+	failures := 0 // polls in a row that brought fetch errors and no record
 	for {
 		r.apply()
 		if ctx.Err() != nil {
@@ -170,7 +171,29 @@ func (r *reader) run(ctx context.Context) {
 		r.cancelPoll = nil
 		r.mu.Unlock()
 		cancel()
-		r.route(ctx, fs)
+		if records, failed := r.route(ctx, fs); failed && records == 0 {
+			// A fetch error the client does not retry by itself (a read
+			// permission taken away, …) comes back at once on every poll:
+			// asked again at once, the brokers were fetched from and a
+			// warning logged thousands of times a second. A change (a
+			// claim, a release) ends the wait.
+			failures++
+			r.waitAfterErrors(ctx, backoff(failures, 100*time.Millisecond, time.Second))
+		} else {
+			failures = 0
+		}
+	}
+}
+
+// waitAfterErrors waits d, or until a change or slots freed wake the
+// goroutine, or ctx ends.
+func (r *reader) waitAfterErrors(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.wake: // the loop applies a pending change first
+	case <-ctx.Done():
 	}
 }
 
@@ -337,8 +360,9 @@ func (r *reader) resume() {
 
 // route dispatches the polled records to their partitions. Records of a
 // partition no longer read, or being released, are dropped: they are not
-// dispatched and so never committed.
-func (r *reader) route(ctx context.Context, fs kgo.Fetches) {
+// dispatched and so never committed. It returns how many records it
+// handed on and whether the fetches carried an error.
+func (r *reader) route(ctx context.Context, fs kgo.Fetches) (records int, failed bool) {
 	m := r.m
 	fs.EachTopic(func(ft kgo.FetchTopic) {
 		if ft.Topic == r.topic && ft.TopicID != ([16]byte{}) {
@@ -349,6 +373,7 @@ func (r *reader) route(ctx context.Context, fs kgo.Fetches) {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kgo.ErrClientClosed) {
 			return
 		}
+		failed = true
 		p := r.parts[id]
 		if topic != r.topic || p == nil {
 			m.log.Warn("kafka fetch error", "partition", id, "err", err)
@@ -394,6 +419,8 @@ func (r *reader) route(ctx context.Context, fs kgo.Fetches) {
 				return
 			}
 			p.next = rec.Offset + 1
+			records++
 		}
 	})
+	return records, failed
 }
