@@ -20,57 +20,93 @@ import (
 // oldest record (oldest), nor stopping the module (stop).
 func TestTransientOutOfRangeKeepsItsPlace(t *testing.T) {
 	for _, policy := range []string{"newest", "oldest", "stop"} {
-		t.Run(policy, func(t *testing.T) {
-			e := newClusterEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
-			var recs [][2]string
-			for i := range 30 {
-				recs = append(recs, [2]string{"k", strconv.Itoa(i)})
+		t.Run(policy, func(t *testing.T) { transientOutOfRange(t, policy, false) })
+	}
+}
+
+// TestTransientOutOfRangeWhileListingFails: as above, and the first
+// question for the partition's oldest offset after the answer fails (the
+// brokers are in trouble): the range is asked again until known, not
+// taken for unknown and the policy applied.
+func TestTransientOutOfRangeWhileListingFails(t *testing.T) {
+	transientOutOfRange(t, "newest", true)
+}
+
+func transientOutOfRange(t *testing.T, policy string, listFails bool) {
+	e := newClusterEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	var recs [][2]string
+	for i := range 30 {
+		recs = append(recs, [2]string{"k", strconv.Itoa(i)})
+	}
+	e.produce(t, "t", recs)
+	// Fetches past the first 30 records wait (the leader is said to
+	// be moving) until the next 10 are written; the first one after
+	// that is answered OFFSET_OUT_OF_RANGE.
+	var armed, injected atomic.Bool
+	e.kafka.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		e.kafka.KeepControl()
+		fr := req.(*kmsg.FetchRequest)
+		past := false
+		for _, rt := range fr.Topics {
+			for _, rp := range rt.Partitions {
+				past = past || rp.FetchOffset >= 30
 			}
-			e.produce(t, "t", recs)
-			// Fetches past the first 30 records wait (the leader is said to
-			// be moving) until the next 10 are written; the first one after
-			// that is answered OFFSET_OUT_OF_RANGE.
-			var armed, injected atomic.Bool
-			e.kafka.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
-				e.kafka.KeepControl()
-				fr := req.(*kmsg.FetchRequest)
-				past := false
-				for _, rt := range fr.Topics {
-					for _, rp := range rt.Partitions {
-						past = past || rp.FetchOffset >= 30
-					}
+		}
+		switch {
+		case !past || injected.Load():
+			return nil, nil, false
+		case !armed.Load():
+			return kafkatest.FetchError(fr, kerr.NotLeaderForPartition.Code), nil, true
+		}
+		injected.Store(true)
+		return kafkatest.FetchError(fr, kerr.OffsetOutOfRange.Code), nil, true
+	})
+	var listRefused atomic.Bool
+	if listFails {
+		// The first ListOffsets after the out-of-range answer fails.
+		e.kafka.ControlKey(int16(kmsg.ListOffsets), func(req kmsg.Request) (kmsg.Response, error, bool) {
+			e.kafka.KeepControl()
+			if !injected.Load() || listRefused.Swap(true) {
+				return nil, nil, false
+			}
+			lr := req.(*kmsg.ListOffsetsRequest)
+			resp := lr.ResponseKind().(*kmsg.ListOffsetsResponse)
+			for _, rt := range lr.Topics {
+				st := kmsg.NewListOffsetsResponseTopic()
+				st.Topic = rt.Topic
+				for _, rp := range rt.Partitions {
+					sp := kmsg.NewListOffsetsResponseTopicPartition()
+					sp.Partition, sp.ErrorCode, sp.Offset = rp.Partition, kerr.UnknownServerError.Code, -1
+					st.Partitions = append(st.Partitions, sp)
 				}
-				switch {
-				case !past || injected.Load():
-					return nil, nil, false
-				case !armed.Load():
-					return kafkatest.FetchError(fr, kerr.NotLeaderForPartition.Code), nil, true
-				}
-				injected.Store(true)
-				return kafkatest.FetchError(fr, kerr.OffsetOutOfRange.Code), nil, true
-			})
-			b := newBackend(t, nil)
-			m := module("m", "t", b.URL)
-			m.OffsetOutOfRange = policy
-			e.start(t, m)
-			waitFor(t, "the first 30 records pushed", 10*time.Second, func() bool { return len(b.got()) >= 30 })
-			recs = recs[:0]
-			for i := 30; i < 40; i++ {
-				recs = append(recs, [2]string{"k", strconv.Itoa(i)})
+				resp.Topics = append(resp.Topics, st)
 			}
-			e.produce(t, "t", recs)
-			armed.Store(true)
-			waitFor(t, "a fetch answered OFFSET_OUT_OF_RANGE", 10*time.Second, injected.Load)
-			waitFor(t, "offset 40 stored", 15*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "40" })
-			count := map[string]int{}
-			for _, p := range b.got() {
-				count[p.body]++
-			}
-			for i := range 40 {
-				if n := count[strconv.Itoa(i)]; n != 1 {
-					t.Errorf("record %d pushed %d times, want once", i, n)
-				}
-			}
+			return resp, nil, true
 		})
+	}
+	b := newBackend(t, nil)
+	m := module("m", "t", b.URL)
+	m.OffsetOutOfRange = policy
+	e.start(t, m)
+	waitFor(t, "the first 30 records pushed", 10*time.Second, func() bool { return len(b.got()) >= 30 })
+	recs = recs[:0]
+	for i := 30; i < 40; i++ {
+		recs = append(recs, [2]string{"k", strconv.Itoa(i)})
+	}
+	e.produce(t, "t", recs)
+	armed.Store(true)
+	waitFor(t, "a fetch answered OFFSET_OUT_OF_RANGE", 10*time.Second, injected.Load)
+	waitFor(t, "offset 40 stored", 15*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "40" })
+	count := map[string]int{}
+	for _, p := range b.got() {
+		count[p.body]++
+	}
+	for i := range 40 {
+		if n := count[strconv.Itoa(i)]; n != 1 {
+			t.Errorf("record %d pushed %d times, want once", i, n)
+		}
+	}
+	if listFails && !listRefused.Load() {
+		t.Error("no ListOffsets request was refused")
 	}
 }
