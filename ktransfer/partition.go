@@ -287,9 +287,25 @@ func (p *partition) restartAt(ctx context.Context, next int64) error {
 func (p *partition) applyOutOfRange(ctx context.Context, offset int64) (int64, error) {
 	m := p.m
 	policy := m.cfg.OffsetOutOfRange
-	oldest, oerr := p.listOffset(ctx, "oldest")
-	newest, nerr := p.listOffset(ctx, "newest")
-	if oerr == nil && nerr == nil && oldest <= offset && offset <= newest && !p.recreated.Load() {
+	// The range decides, and is often asked while brokers are in trouble:
+	// asked again until both ends are known (a range taken for unknown
+	// applied the policy to an offset Kafka has).
+	var oldest, newest int64
+	for n := 1; ; n++ {
+		var err error
+		if oldest, err = p.resolve(ctx, "oldest"); err == nil {
+			newest, err = p.resolve(ctx, "newest")
+		}
+		if err == nil {
+			break
+		}
+		wait := backoff(n, 100*time.Millisecond, 5*time.Second)
+		p.log.Warn("offset_out_of_range: no answer from Kafka; retrying", "err", err, "attempt", n, "wait", wait)
+		if !sleep(ctx, wait) {
+			return 0, ctx.Err()
+		}
+	}
+	if oldest <= offset && offset <= newest && !p.recreated.Load() {
 		// Kafka has the offset: the answer was a broker's passing one (a
 		// leader moving, a stale broker). The policy is for an offset Kafka
 		// no longer has; applied here it would skip records (newest), push
@@ -317,18 +333,10 @@ func (p *partition) applyOutOfRange(ctx context.Context, offset int64) (int64, e
 	if policy == "stop" {
 		return 0, fmt.Errorf("%s/%d: offset %d out of range [%d, %d] and offset_out_of_range is stop", m.cfg.Topic, p.id, offset, oldest, newest)
 	}
-	// Often while brokers are in trouble: asked again until it answers.
-	for n := 1; ; n++ {
-		next, err := p.resolve(ctx, policy)
-		if err == nil {
-			return next, nil
-		}
-		wait := backoff(n, 100*time.Millisecond, 5*time.Second)
-		p.log.Warn("offset_out_of_range: no answer from Kafka; retrying", "err", err, "attempt", n, "wait", wait)
-		if !sleep(ctx, wait) {
-			return 0, ctx.Err()
-		}
+	if policy == "oldest" {
+		return oldest, nil
 	}
+	return newest, nil
 }
 
 // resolve turns oldest/newest into an offset.
