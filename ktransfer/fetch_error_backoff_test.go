@@ -1,14 +1,20 @@
 package ktransfer_test
 
 import (
+	"context"
+	"log/slog"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
 )
 
 // TestLastingFetchErrorIsNotSpun: the brokers answer every fetch with an
@@ -44,4 +50,70 @@ func TestLastingFetchErrorIsNotSpun(t *testing.T) {
 	refusing.Store(false)
 	e.produce(t, "t", [][2]string{{"k", "1"}})
 	waitFor(t, "the record written after the error ended", 10*time.Second, func() bool { return len(b.got()) == 2 })
+}
+
+// countingHandler counts the log records whose message is msg.
+type countingHandler struct {
+	msg string
+	n   *atomic.Int64
+}
+
+func (h countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h countingHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.n.Add(1)
+	}
+	return nil
+}
+func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h countingHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestLastingFetchErrorBesideTrafficIsNotLoggedPerPoll: one partition's
+// fetches fail with an error the Kafka client does not retry, while
+// another partition of the module, led by another broker, keeps bringing
+// records. The error is logged, but not once per poll (each poll that
+// brought the other partition's records also brought the error: a
+// warning line per poll, hundreds a second, filling the log's disk).
+func TestLastingFetchErrorBesideTrafficIsNotLoggedPerPoll(t *testing.T) {
+	e := newClusterEnv(t, kafkatest.Topic{Name: "t", Partitions: 2})
+	for p := range int32(2) {
+		if err := e.kafka.MoveTopicPartition("t", p, p); err != nil { // partition p led by broker p
+			t.Fatal(err)
+		}
+	}
+	e.kafka.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		e.kafka.KeepControl()
+		if e.kafka.CurrentNode() != 0 {
+			return nil, nil, false
+		}
+		return kafkatest.FetchError(req.(*kmsg.FetchRequest), kerr.TopicAuthorizationFailed.Code), nil, true
+	})
+	var warned atomic.Int64
+	log := slog.New(countingHandler{msg: "kafka fetch error", n: &warned})
+	b := newBackend(t, nil)
+	tr, err := ktransfer.New(e.config(t, 0, module("m", "t", b.URL)), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtest.Start(t, tr.Run, 20*time.Second)
+	waitFor(t, "the error logged", 10*time.Second, func() bool { return warned.Load() > 0 })
+	// Records for partition 1 only, one at a time for two seconds.
+	cl := kafkatest.Client(t, e.kafka, e.kc, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	from, start := warned.Load(), time.Now()
+	sent := 0
+	for time.Since(start) < 2*time.Second {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := cl.ProduceSync(ctx, &kgo.Record{Topic: "t", Partition: 1, Value: []byte(strconv.Itoa(sent))}).FirstErr()
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent++
+	}
+	n := warned.Load() - from
+	t.Logf("%d records written to partition 1, %d warnings in %v", sent, n, time.Since(start))
+	if n > 10 {
+		t.Errorf("%d warnings of the same fetch error in %v", n, time.Since(start))
+	}
+	waitFor(t, "partition 1's records pushed", 10*time.Second, func() bool { return len(b.got()) >= sent })
 }
