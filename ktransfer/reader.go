@@ -3,6 +3,7 @@ package ktransfer
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -62,6 +63,7 @@ type reader struct {
 	readID    [16]byte  // the topic's id in the latest fetch that had one
 	checkedID time.Time // the latest look-up of the topic's id (unknownTopicID)
 	fullFrom  time.Time // the pass that found the window full; zero while it has free slots
+	warned    map[int32]fetchWarning
 }
 
 // change is a partition entering (add, from offset at) or leaving the
@@ -74,7 +76,7 @@ type change struct {
 }
 
 func newReader(m *module, cl *kgo.Client) *reader {
-	return &reader{m: m, cl: cl, topic: m.cfg.Topic, wake: make(chan struct{}, 1), parts: map[int32]*partition{}}
+	return &reader{m: m, cl: cl, topic: m.cfg.Topic, wake: make(chan struct{}, 1), parts: map[int32]*partition{}, warned: map[int32]fetchWarning{}}
 }
 
 // assign starts reading p at offset at, or restarts it there when it is
@@ -344,6 +346,35 @@ func (r *reader) topicGone(err error) {
 	}
 }
 
+// fetchErrorLogEvery spaces the warnings of one partition's fetch error
+// while it lasts: a poll that brings another partition's records brings
+// the error again too, and was a warning line each.
+const fetchErrorLogEvery = 10 * time.Second
+
+// fetchWarning is the last fetch error logged for a partition.
+type fetchWarning struct {
+	err      string
+	at       time.Time
+	repeated int // the same error since, not logged
+}
+
+// warnFetchError logs partition id's fetch error, the same one at most
+// every fetchErrorLogEvery (with how often it came meanwhile).
+func (r *reader) warnFetchError(log *slog.Logger, id int32, err error) {
+	now, w := time.Now(), r.warned[id]
+	if w.err == err.Error() && now.Sub(w.at) < fetchErrorLogEvery {
+		w.repeated++
+		r.warned[id] = w
+		return
+	}
+	if w.err == err.Error() && w.repeated > 0 {
+		log.Warn("kafka fetch error", "err", err, "repeated", w.repeated)
+	} else {
+		log.Warn("kafka fetch error", "err", err)
+	}
+	r.warned[id] = fetchWarning{err: err.Error(), at: now}
+}
+
 func (r *reader) pause() {
 	if !r.paused {
 		r.cl.PauseFetchTopics(r.topic)
@@ -376,7 +407,7 @@ func (r *reader) route(ctx context.Context, fs kgo.Fetches) (records int, failed
 		failed = true
 		p := r.parts[id]
 		if topic != r.topic || p == nil {
-			m.log.Warn("kafka fetch error", "partition", id, "err", err)
+			r.warnFetchError(m.log.With("partition", id), id, err)
 			return
 		}
 		if errors.Is(err, kerr.OffsetOutOfRange) {
@@ -389,7 +420,7 @@ func (r *reader) route(ctx context.Context, fs kgo.Fetches) (records int, failed
 			r.unknownTopicID(ctx, err)
 			return
 		}
-		p.log.Warn("kafka fetch error", "err", err)
+		r.warnFetchError(p.log, id, err)
 	})
 	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
 		p := r.parts[fp.Partition]
