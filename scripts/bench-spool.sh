@@ -55,6 +55,7 @@
 #   PROFILE_DIR=dir                   saves a CPU profile of each drain (/debug/pprof/profile, 3 s from
 #                                     just before SIGCONT) as dir/drain-rROUND-bBUILD.pprof
 set -euo pipefail
+export LC_ALL=C # EPOCHREALTIME with a "." (the locale's decimal point otherwise), and awk's numbers
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_pkg wrk wrk
@@ -166,7 +167,6 @@ kproxy_202() {
 	before=$(metric kproxy_spooled_total)
 	[ -n "$have_perf" ] && perf stat -x, -e syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync -p "${kproxy_pids[$b]}" -o "$work/perf" -- sleep "$DURATION" &
 	local perf_pid=$!
-	(sleep 2; curl -s -o /tmp/kp-202-$r.pprof "127.0.0.1:$((ADMIN_PORT + b))/debug/pprof/profile?seconds=5") &
 	out=$(wrk -t2 -c$CONNS -d"${DURATION}s" --timeout 10s -s scripts/bench-kproxy.lua "http://127.0.0.1:$((PROXY_PORT + b))" -- "bench_b$b" -1)
 	RPS=$(awk '/^Requests\/sec/ {printf "%d", $2}' <<<"$out")
 	non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
@@ -180,7 +180,6 @@ kproxy_202() {
 # bare_202: sets BARE, the bare server's 202s per second (same wrk command).
 bare_202() {
 	local out non2xx
-	(sleep 2; curl -s -o /tmp/kp-202-$r.pprof "127.0.0.1:$((ADMIN_PORT + b))/debug/pprof/profile?seconds=5") &
 	out=$(wrk -t2 -c$CONNS -d"${DURATION}s" --timeout 10s -s scripts/bench-kproxy.lua "http://127.0.0.1:$BARE_PORT" -- bench -1)
 	BARE=$(awk '/^Requests\/sec/ {printf "%d", $2}' <<<"$out")
 	non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
