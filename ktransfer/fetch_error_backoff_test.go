@@ -117,3 +117,62 @@ func TestLastingFetchErrorBesideTrafficIsNotLoggedPerPoll(t *testing.T) {
 	}
 	waitFor(t, "partition 1's records pushed", 10*time.Second, func() bool { return len(b.got()) >= sent })
 }
+
+// TestLastingFetchErrorDoesNotDelayOtherPartitions: one partition's
+// fetches fail with an error the Kafka client does not retry (its leader
+// refuses the module's principal), while another partition of the module,
+// led by another broker, is healthy and gets a record now and then. The
+// healthy partition's records are pushed as soon as they are written: the
+// wait that keeps the failing partition from being fetched in a loop is
+// that partition's, not the whole module's (a record written during it
+// waited up to a second).
+func TestLastingFetchErrorDoesNotDelayOtherPartitions(t *testing.T) {
+	e := newClusterEnv(t, kafkatest.Topic{Name: "t", Partitions: 2})
+	for p := range int32(2) {
+		if err := e.kafka.MoveTopicPartition("t", p, p); err != nil { // partition p led by broker p
+			t.Fatal(err)
+		}
+	}
+	var refused atomic.Int64
+	e.kafka.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		e.kafka.KeepControl()
+		if e.kafka.CurrentNode() != 0 {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		return kafkatest.FetchError(req.(*kmsg.FetchRequest), kerr.TopicAuthorizationFailed.Code), nil, true
+	})
+	b := newBackend(t, nil)
+	e.start(t, module("m", "t", b.URL))
+	waitFor(t, "partition 0's fetches refused", 10*time.Second, func() bool { return refused.Load() > 0 })
+	cl := kafkatest.Client(t, e.kafka, e.kc, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	var worst time.Duration
+	for i := range 4 {
+		// Partition 1 idle for a while (the failing partition's wait has
+		// grown meanwhile), then one record.
+		time.Sleep(1800*time.Millisecond + time.Duration(i)*170*time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := cl.ProduceSync(ctx, &kgo.Record{Topic: "t", Partition: 1, Value: []byte(strconv.Itoa(i))}).FirstErr()
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		written := time.Now()
+		var at time.Time
+		waitFor(t, "record "+strconv.Itoa(i)+" pushed", 10*time.Second, func() bool {
+			for _, p := range b.got() {
+				if p.body == strconv.Itoa(i) {
+					at = p.at
+					return true
+				}
+			}
+			return false
+		})
+		d := at.Sub(written)
+		t.Logf("record %d pushed %v after it was written", i, d)
+		worst = max(worst, d)
+	}
+	if worst > 300*time.Millisecond {
+		t.Errorf("a record of the healthy partition was pushed %v after it was written: it waited for the failing partition's backoff", worst)
+	}
+}
