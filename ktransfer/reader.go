@@ -64,6 +64,7 @@ type reader struct {
 	checkedID time.Time // the latest look-up of the topic's id (unknownTopicID)
 	fullFrom  time.Time // the pass that found the window full; zero while it has free slots
 	warned    map[int32]fetchWarning
+	held      map[int32]errHold // partitions held back after fetch errors (holdBack)
 }
 
 // change is a partition entering (add, from offset at) or leaving the
@@ -76,7 +77,7 @@ type change struct {
 }
 
 func newReader(m *module, cl *kgo.Client) *reader {
-	return &reader{m: m, cl: cl, topic: m.cfg.Topic, wake: make(chan struct{}, 1), parts: map[int32]*partition{}, warned: map[int32]fetchWarning{}}
+	return &reader{m: m, cl: cl, topic: m.cfg.Topic, wake: make(chan struct{}, 1), parts: map[int32]*partition{}, warned: map[int32]fetchWarning{}, held: map[int32]errHold{}}
 }
 
 // assign starts reading p at offset at, or restarts it there when it is
@@ -160,6 +161,10 @@ func (r *reader) run(ctx context.Context) {
 		}
 		r.resume()
 		pollCtx, cancel := context.WithCancel(ctx)
+		if until := r.releaseHeld(); !until.IsZero() {
+			cancel()
+			pollCtx, cancel = context.WithDeadline(ctx, until) // back to release it
+		}
 		r.mu.Lock()
 		if len(r.pending) > 0 {
 			r.mu.Unlock()
@@ -173,17 +178,82 @@ func (r *reader) run(ctx context.Context) {
 		r.cancelPoll = nil
 		r.mu.Unlock()
 		cancel()
-		if records, failed := r.route(ctx, fs); failed && records == 0 {
+		if records, failed, held := r.route(ctx, fs); failed && records == 0 && !held {
 			// A fetch error the client does not retry by itself (a read
 			// permission taken away, …) comes back at once on every poll:
 			// asked again at once, the brokers were fetched from and a
-			// warning logged thousands of times a second. A change (a
-			// claim, a release) ends the wait.
+			// warning logged thousands of times a second. A partition
+			// read is held back on its own (holdBack), and the others
+			// are read meanwhile; an error of no partition read is
+			// waited for here. A change (a claim, a release) ends the
+			// wait.
 			failures++
 			r.waitAfterErrors(ctx, backoff(failures, 100*time.Millisecond, time.Second))
 		} else {
 			failures = 0
 		}
+	}
+}
+
+// errHold is a partition held back after fetch errors: the errors in a
+// row, the last one, and until when it is not fetched (paused).
+type errHold struct {
+	n      int
+	last   time.Time
+	until  time.Time
+	paused bool
+}
+
+// holdBack stops fetching partition id, which a fetch answered with an
+// error the client does not retry by itself, for a wait growing from
+// 100 ms to 1 s with the errors in a row: fetched again at once, it came
+// back at once, thousands of times a second. Only that partition waits;
+// kgo drops what it has buffered of it without moving its cursor.
+func (r *reader) holdBack(id int32) {
+	now := time.Now()
+	h := r.held[id]
+	if now.Sub(h.last) > 2*time.Second { // not in a row: the error had ended
+		h.n = 0
+	}
+	h.n++
+	h.last, h.until = now, now.Add(backoff(h.n, 100*time.Millisecond, time.Second))
+	if !h.paused {
+		r.cl.PauseFetchPartitions(map[string][]int32{r.topic: {id}})
+		h.paused = true
+	}
+	r.held[id] = h
+}
+
+// releaseHeld fetches again the partitions whose wait is over, and
+// returns when the next one ends (zero when none is held).
+func (r *reader) releaseHeld() time.Time {
+	var next time.Time
+	var resume []int32
+	now := time.Now()
+	for id, h := range r.held {
+		switch {
+		case !h.paused:
+		case !now.Before(h.until):
+			h.paused = false
+			r.held[id] = h
+			resume = append(resume, id)
+		case next.IsZero() || h.until.Before(next):
+			next = h.until
+		}
+	}
+	if len(resume) > 0 {
+		r.cl.ResumeFetchPartitions(map[string][]int32{r.topic: resume})
+	}
+	return next
+}
+
+// forgetHold ends partition id's hold: it is removed, or starts again.
+func (r *reader) forgetHold(id int32) {
+	if h, ok := r.held[id]; ok {
+		if h.paused {
+			r.cl.ResumeFetchPartitions(map[string][]int32{r.topic: {id}})
+		}
+		delete(r.held, id)
 	}
 }
 
@@ -257,6 +327,12 @@ func (r *reader) apply() {
 			delete(add, id)
 			remove[id] = true
 		}
+	}
+	for id := range remove {
+		r.forgetHold(id)
+	}
+	for id := range add {
+		r.forgetHold(id) // a new cursor is fetched at once
 	}
 	if len(remove) > 0 {
 		ids := make([]int32, 0, len(remove))
@@ -392,8 +468,9 @@ func (r *reader) resume() {
 // route dispatches the polled records to their partitions. Records of a
 // partition no longer read, or being released, are dropped: they are not
 // dispatched and so never committed. It returns how many records it
-// handed on and whether the fetches carried an error.
-func (r *reader) route(ctx context.Context, fs kgo.Fetches) (records int, failed bool) {
+// handed on, whether the fetches carried an error, and whether a
+// partition read was held back for one (holdBack).
+func (r *reader) route(ctx context.Context, fs kgo.Fetches) (records int, failed, held bool) {
 	m := r.m
 	fs.EachTopic(func(ft kgo.FetchTopic) {
 		if ft.Topic == r.topic && ft.TopicID != ([16]byte{}) {
@@ -416,6 +493,8 @@ func (r *reader) route(ctx context.Context, fs kgo.Fetches) (records int, failed
 			r.stall(p)
 			return
 		}
+		r.holdBack(id)
+		held = true
 		if errors.Is(err, kerr.UnknownTopicID) && !p.stalled {
 			r.unknownTopicID(ctx, err)
 			return
@@ -453,5 +532,5 @@ func (r *reader) route(ctx context.Context, fs kgo.Fetches) (records int, failed
 			records++
 		}
 	})
-	return records, failed
+	return records, failed, held
 }
