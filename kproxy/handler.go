@@ -510,15 +510,7 @@ func (s *Server) requestError(ctx *fasthttp.RequestCtx, err error) {
 	case errors.As(err, &nerr) && nerr.Timeout():
 		code, reason = fasthttp.StatusRequestTimeout, "request not received within read_timeout_ms"
 	default:
-		// One line, bounded: a header's value may be quoted in it.
-		msg := err.Error()
-		if i := strings.IndexAny(msg, "\r\n"); i >= 0 {
-			msg = msg[:i]
-		}
-		if len(msg) > 200 {
-			msg = strings.ToValidUTF8(msg[:200], "") + "…"
-		}
-		reason += ": " + msg
+		reason += ": " + requestErrorText(err)
 	}
 	s.metrics.answered(code)
 	fail(ctx, code, reason)
@@ -528,6 +520,23 @@ func (s *Server) requestError(ctx *fasthttp.RequestCtx, err error) {
 	// with no 408, and with release_idle_buffers false the previous
 	// answer, still buffered behind a pipelined request, was lost with it.
 	_ = ctx.Conn().SetWriteDeadline(time.Now().Add(time.Duration(s.cfg.WriteTimeoutMs) * time.Millisecond))
+}
+
+// requestErrorText is what kproxy says of an error fasthttp met reading a
+// request, in its answer and its log: one line of at most 200 bytes,
+// without the request's bytes. fasthttp quotes them in some of its errors
+// (a header's value; the whole header block, Authorization and Cookie
+// included, when the first line does not parse): the text stops before
+// the first quote.
+func requestErrorText(err error) string {
+	msg := err.Error()
+	if i := strings.IndexAny(msg, "\"\r\n"); i >= 0 {
+		msg = strings.TrimRight(msg[:i], " :")
+	}
+	if len(msg) > 200 {
+		msg = strings.ToValidUTF8(msg[:200], "") + "…"
+	}
+	return msg
 }
 
 // repeatedParam names a parameter of the API given twice ("topic=a&topic=b"

@@ -468,6 +468,11 @@ func (l *sampled) flush(msg string) {
 type fasthttpLog struct{ l *slog.Logger }
 
 func (f fasthttpLog) Printf(format string, args ...any) {
+	for i, a := range args {
+		if err, ok := a.(error); ok {
+			args[i] = requestErrorText(err) // never the request's bytes
+		}
+	}
 	f.l.Debug("http server", "line", fmt.Sprintf(format, args...))
 }
 
