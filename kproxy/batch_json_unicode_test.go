@@ -42,3 +42,25 @@ func TestBatchJSONLoneSurrogate(t *testing.T) {
 		t.Errorf("a surrogate pair written as key %q, headers %q", m.Key, m.Headers)
 	}
 }
+
+// TestBatchJSONLoneSurrogateReason: a JSON /batch record whose topic or
+// field name holds an escaped lone surrogate is refused (400, its index)
+// with a reason that says so, as one whose key does: not "topic must be a
+// non-empty string" for a topic that is one, nor "unknown field """ for a
+// field whose name is not empty (README: every non-200 answer says why).
+func TestBatchJSONLoneSurrogateReason(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 3}})
+	p := startProxy(t, c, nil)
+	for _, rec := range []string{
+		`{"topic":"ev\ud800ents","value":1}`,
+		`{"ke\udc00y":"k","value":1}`,
+	} {
+		a := p.postBatch(t, "topic="+topic, "application/json", []byte(`[{"value":0},`+rec+`]`))
+		if a.code != 400 || a.index() != 1 || !strings.Contains(a.Error, "surrogate") {
+			t.Errorf("%s: %v, want 400 for record 1, naming the lone surrogate", rec, a)
+		}
+	}
+	if n := endOffsets(t, c, topic); n != 0 {
+		t.Errorf("%d records written, want none", n)
+	}
+}
