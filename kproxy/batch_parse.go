@@ -154,12 +154,17 @@ func parseJSONRecord(elem []byte, r *batchRecord) string {
 	var seen fields
 	reason := ""
 	jsonscan.Object(elem, func(k, v []byte) error {
-		name, _ := jsonString(k) // elem was checked whole: k is a string
+		name, err := jsonString(k) // elem was checked whole: k is a string
+		if err != nil {
+			reason = "a field name: " + err.Error() // a lone surrogate
+			return errStop
+		}
 		field := seen.see(name)
-		var err error
 		switch field {
 		case fieldTopic:
-			if r.topic, err = jsonString(v); err != nil || len(r.topic) == 0 {
+			if r.topic, err = jsonString(v); errors.Is(err, errLoneSurrogate) {
+				reason = "topic: " + err.Error()
+			} else if err != nil || len(r.topic) == 0 {
 				reason = "topic must be a non-empty string"
 			}
 		case fieldKey:
