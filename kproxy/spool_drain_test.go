@@ -381,9 +381,7 @@ func TestSpoolDrainStuckPartitionHoldsNoOtherTopic(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if a := p.post(t, "topic="+topic+"&key=e", unique(t, "e2")); a.code != 200 {
-		t.Errorf("%s drained, its new record answered %d %s, want 200", topic, a.code, a.body)
-	}
+	postDirect(t, p, "topic="+topic+"&key=e", unique(t, "e2"))
 	if n := metricInt(t, p, "kproxy_spool_drain_waiting_records"); n != 1 {
 		t.Errorf("kproxy_spool_drain_waiting_records %d, want 1 (%s's record)", n, stuck)
 	}
@@ -495,9 +493,7 @@ func TestSpoolDrainTopicAnsweredInStuckChunkDrainsOn(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if a := p.post(t, "topic="+u+"&key=b", unique(t, "b3")); a.code != 200 {
-		t.Errorf("%s drained, its new record answered %d %s, want 200", u, a.code, a.body)
-	}
+	postDirect(t, p, "topic="+u+"&key=b", unique(t, "b3"))
 	heal()
 	spoolEmpty(t, p)
 }
@@ -581,23 +577,10 @@ func TestSpoolDrainStuckTopicTrafficHoldsNoOtherTopic(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	// b's records are in Kafka; a new record of b goes to Kafka directly as
+	// b's records are in Kafka: a new record of b goes to Kafka directly as
 	// soon as the drain has counted their acknowledgements, while events
-	// stays stuck. It carries spool=0: until b is direct it is refused 503,
-	// not written, and a slow first write after b's refusals (a loaded
-	// machine, beyond spool_after_ms) is waited for, never spooled beside
-	// kgo's copy.
-	for {
-		a := p.post(t, "topic="+b+"&key=new&spool=0", unique(t, "new"))
-		if a.code == 200 {
-			break
-		}
-		if a.code != 503 || !strings.Contains(a.body, "overtake") || time.Now().After(deadline) {
-			t.Fatalf("%s drained, its new record with spool=0 answered %d %s, want 200 (or 503 while %s's last spooled records are acknowledged, for at most 20 s)",
-				b, a.code, a.body, b)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	// stays stuck.
+	postDirect(t, p, "topic="+b+"&key=new", unique(t, "new"))
 	if n, parked := p.metric(t, "kproxy_spool_records"), p.metric(t, `kproxy_spool_parked_records{topic="`+topic+`"}`); parked != n {
 		t.Errorf("kproxy_spool_parked_records for %s %s, want every record left in the spool (%s): all are %s's", topic, parked, n, topic)
 	}

@@ -142,6 +142,29 @@ func spoolEmpty(t *testing.T, p *proxy) {
 	}
 }
 
+// postDirect posts a record (query without spool=) that must go to Kafka
+// directly now that its topic's spooled records are acknowledged: with
+// spool=0, so that it is refused 503 (not written) while the topic still
+// spools, retried then for up to 10 s, and waited for rather than spooled
+// beside kgo's copy when the first write after an outage is slow (a
+// loaded machine, past spool_after_ms). Fails the test unless it is
+// answered 200.
+func postDirect(t *testing.T, p *proxy, query string, body []byte) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a := p.post(t, query+"&spool=0", body)
+		if a.code == 200 {
+			return
+		}
+		if a.code != 503 || !strings.Contains(a.body, "overtake") || time.Now().After(deadline) {
+			t.Fatalf("%s after its topic's spooled records were acknowledged: %d %s, want 200 (or 503 for at most 10 s while the topic leaves the spool)",
+				query, a.code, a.body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func health(t *testing.T, p *proxy) (int, string) {
 	t.Helper()
 	resp, err := http.Get("http://" + p.srv.AdminAddr().String() + "/health")
