@@ -1,0 +1,115 @@
+package kproxy_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// TestBatchAtomicAbortEndsTransaction: an atomic batch whose records on
+// one broker were refused with an error that fails the transactional
+// producer's id (UNKNOWN_PRODUCER_ID) while the others were appended is
+// answered as not written — and its transaction is then ended at the
+// brokers at once, not left open until the transaction timeout (here
+// 2 × 2 s + 5 s) with no later atomic batch to heal the client: a
+// read_committed consumer of a partition the batch wrote to sees a record
+// written there afterwards within 3 s.
+func TestBatchAtomicAbortEndsTransaction(t *testing.T) {
+	c := threeBrokers(t)
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.TransactionalProducers = 1; cfg.ProduceTimeoutMs = 2000 })
+
+	var ended, inits atomic.Int32 // EndTxn and InitProducerID requests once the batch was sent
+	var watching atomic.Bool
+	for key, n := range map[kmsg.Key]*atomic.Int32{kmsg.EndTxn: &ended, kmsg.InitProducerID: &inits} {
+		c.ControlKey(int16(key), func(req kmsg.Request) (kmsg.Response, error, bool) {
+			c.KeepControl()
+			if init, ok := req.(*kmsg.InitProducerIDRequest); ok && init.TransactionalID == nil {
+				return nil, nil, false // the idempotent producer of the later record
+			}
+			if watching.Load() {
+				n.Add(1)
+			}
+			return nil, nil, false
+		})
+	}
+	// The first atomic batch makes the transactional client.
+	if a := p.postBatch(t, "topic="+topic+"&acks=-1&atomic=1", "", mpBatch(t, []brec{{key: "k", value: mp(t, "first")}})); a.code != 200 {
+		t.Fatalf("first atomic batch: %v", a)
+	}
+	watching.Store(true)
+	before := [2]int64{c.PartitionInfo(topic, 0).HighWatermark, c.PartitionInfo(topic, 1).HighWatermark}
+
+	// Broker 2 refuses its partition once the batch's records for
+	// partitions 0 and 1 are in the log (brokers 0 and 1).
+	appended := make(chan struct{})
+	quit := make(chan struct{})
+	defer close(quit)
+	go func() {
+		defer close(appended)
+		for c.PartitionInfo(topic, 0).HighWatermark == before[0] || c.PartitionInfo(topic, 1).HighWatermark == before[1] {
+			select {
+			case <-quit:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	stop := onBroker(c, 2, func(pr *kmsg.ProduceRequest) (kmsg.Response, error, bool) {
+		c.SleepControl(func() {
+			select {
+			case <-appended:
+			case <-time.After(5 * time.Second):
+			}
+		})
+		return kafkatest.ProduceError(pr, kerr.UnknownProducerID.Code), nil, true
+	})
+	recs, _ := failureBatch(t, "aborted-")
+	a := p.postBatch(t, "topic="+topic+"&acks=-1&atomic=1", "", mpBatch(t, recs))
+	stop()
+	if a.code == 200 || a.code == 207 {
+		t.Fatalf("atomic batch with partition 2 refused: %v, want one error status", a)
+	}
+	answered := time.Now()
+	if c.PartitionInfo(topic, 0).HighWatermark == before[0] {
+		t.Fatal("the batch's records for partition 0 never reached the log: the test proves nothing")
+	}
+
+	// A record written to partition 0 after the batch was answered.
+	cl := kafkatest.Client(t, c, kafkaconf.Default(), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: 0, Value: []byte("later")}).First()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	rc := kafkatest.Client(t, c, kafkaconf.Default(),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().At(r.Offset)}}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(100*time.Millisecond))
+	seen, cancelSeen := context.WithDeadline(context.Background(), answered.Add(3*time.Second))
+	defer cancelSeen()
+	for {
+		fs := rc.PollFetches(seen)
+		found := false
+		fs.EachRecord(func(got *kgo.Record) { found = found || string(got.Value) == "later" })
+		if found {
+			return
+		}
+		if seen.Err() != nil {
+			info := c.PartitionInfo(topic, 0)
+			t.Fatalf("a record written after the aborted batch is not visible to read_committed consumers %v after the answer "+
+				"(partition 0: last stable offset %d, high watermark %d; EndTxn requests %d, InitProducerID requests %d): "+
+				"the transaction was left open", time.Since(answered).Round(time.Millisecond),
+				info.LastStableOffset, info.HighWatermark, ended.Load(), inits.Load())
+		}
+	}
+}
