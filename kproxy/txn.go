@@ -153,7 +153,8 @@ func (p *txnPool) commit(tp *txnProducer) error {
 // and then frees tp: records not yet answered by Kafka are failed and
 // awaited (AbortBufferedRecords: a late one must not join the next
 // transaction), then the transaction is aborted (EndTransaction TryAbort,
-// also what kgo asks after a failed commit). When either fails within
+// also what kgo asks after a failed commit; then a producer id it left
+// failed is reloaded, which aborts at the brokers). When any fails within
 // produce_timeout_ms the client is replaced and its id fenced.
 func (p *txnPool) abort(tp *txnProducer) {
 	run := func() {
@@ -162,6 +163,16 @@ func (p *txnPool) abort(tp *txnProducer) {
 		err := tp.cl.AbortBufferedRecords(ctx)
 		if err == nil {
 			err = tp.cl.EndTransaction(ctx, kgo.TryAbort)
+		}
+		if err == nil {
+			// When a record's error failed the producer id (e.g.
+			// UNKNOWN_PRODUCER_ID), kgo's TryAbort only marks the id
+			// for reloading and sends nothing: the transaction would
+			// stay open at the brokers, holding back read_committed
+			// consumers, until the client's next use or the
+			// transaction timeout. Reloading it now (InitProducerID
+			// at the old epoch) makes the coordinator abort it.
+			_, _, err = tp.cl.ProducerID(ctx)
 		}
 		if err != nil {
 			p.retire(tp, fmt.Errorf("abort transaction: %w", err))
@@ -193,7 +204,11 @@ func (p *txnPool) retire(tp *txnProducer, why error) {
 	p.mu.Lock()
 	cl := tp.cl
 	tp.cl = nil
+	shut := tp.shut
 	p.mu.Unlock()
+	if shut { // close closed cl and fenced the id already
+		return
+	}
 	if cl != nil {
 		cl.Close()
 	}
