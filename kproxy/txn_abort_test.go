@@ -113,3 +113,61 @@ func TestBatchAtomicAbortEndsTransaction(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchAtomicBeginBoundedByDeadline: while the transaction
+// coordinator answers InitProducerID with CONCURRENT_TRANSACTIONS (as
+// Kafka does while it is still ending a transaction of the id, for as
+// long as it cannot write its markers), an atomic batch is answered by
+// its deadline — 503, not written — rather than waiting in kgo's
+// BeginTransaction for as long as the coordinator keeps answering so; and
+// once the coordinator answers, the next batch commits (the transactional
+// producer went back to the pool).
+func TestBatchAtomicBeginBoundedByDeadline(t *testing.T) {
+	c := threeBrokers(t)
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.TransactionalProducers = 1; cfg.ProduceTimeoutMs = 1000 })
+
+	var busy atomic.Bool
+	busy.Store(true)
+	c.ControlKey(int16(kmsg.InitProducerID), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		init := req.(*kmsg.InitProducerIDRequest)
+		if init.TransactionalID == nil || !busy.Load() {
+			return nil, nil, false
+		}
+		resp := init.ResponseKind().(*kmsg.InitProducerIDResponse)
+		resp.ErrorCode = kerr.ConcurrentTransactions.Code
+		resp.ProducerID, resp.ProducerEpoch = -1, -1
+		return resp, nil, true
+	})
+	defer busy.Store(false)
+
+	recs, _ := failureBatch(t, "held-")
+	answered := make(chan batchAnswer, 1)
+	start := time.Now()
+	go func() { answered <- p.postBatch(t, "topic="+topic+"&acks=-1&atomic=1", "", mpBatch(t, recs)) }()
+	// produce_timeout_ms for the records, as long again for a commit, and
+	// answerGrace: 2.25 s; 4 s leaves room for a loaded machine.
+	select {
+	case a := <-answered:
+		if a.code != 503 {
+			t.Errorf("atomic batch while its transaction cannot begin: %v, want 503 (not written)", a)
+		}
+	case <-time.After(4 * time.Second):
+		busy.Store(false)
+		a := <-answered
+		t.Fatalf("atomic batch not answered within 4s of its arrival (produce_timeout_ms 1000) while InitProducerID "+
+			"was answered CONCURRENT_TRANSACTIONS; answered %v after %v, once the coordinator answered",
+			a, time.Since(start).Round(time.Millisecond))
+	}
+	busy.Store(false)
+	next, _ := failureBatch(t, "next-")
+	if a := p.postBatch(t, "topic="+topic+"&acks=-1&atomic=1", "", mpBatch(t, next)); a.code != 200 {
+		t.Fatalf("atomic batch once the coordinator answers: %v", a)
+	}
+	got := byValue(t, c, topic)
+	for _, r := range recs {
+		if got[string(r.value)] != nil {
+			t.Errorf("record %q of the batch answered 503 visible", r.value)
+		}
+	}
+}
