@@ -103,7 +103,10 @@ func (p *txnPool) put(tp *txnProducer) { p.free <- tp }
 
 // begin starts a transaction on tp, making its client if needed; a client
 // that cannot begin one (its producer id failed for good) is replaced once.
-func (p *txnPool) begin(tp *txnProducer) error {
+// The producer id is loaded first within deadline (the records'): kgo's
+// BeginTransaction loads it without one, and retries CONCURRENT_TRANSACTIONS
+// for as long as the coordinator answers so.
+func (p *txnPool) begin(tp *txnProducer, deadline context.Context) error {
 	for attempt := 0; ; attempt++ {
 		if tp.cl == nil {
 			p.newMu.Lock()
@@ -120,6 +123,9 @@ func (p *txnPool) begin(tp *txnProducer) error {
 			}
 			tp.cl = cl
 			p.mu.Unlock()
+		}
+		if _, _, err := tp.cl.ProducerID(deadline); err != nil && deadline.Err() != nil {
+			return fmt.Errorf("transactional client %s: producer id not loaded in time: %w", tp.id, err)
 		}
 		err := tp.cl.BeginTransaction()
 		if err == nil || attempt == 1 {
@@ -344,7 +350,7 @@ func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
 		return s.atomicFailed(n, 503, -1, "all "+strconv.Itoa(len(s.txns.all))+
 			j.bounded(" transactional producers stayed busy for produce_timeout_ms; the batch was not written"), j, false)
 	}
-	if err := s.txns.begin(tp); err != nil {
+	if err := s.txns.begin(tp, deadline); err != nil {
 		s.txns.put(tp)
 		return s.atomicFailed(n, 503, -1, "kafka transaction not begun: "+err.Error()+"; the batch was not written", j, false)
 	}

@@ -53,7 +53,7 @@ func TestTxnPoolCloseClosesEveryClient(t *testing.T) {
 		if tp == nil {
 			t.Fatal("no free transactional client")
 		}
-		if err := p.begin(tp); err != nil {
+		if err := p.begin(tp, ctx); err != nil {
 			t.Fatal(err)
 		}
 		tps = append(tps, tp)
@@ -128,7 +128,7 @@ func TestTxnPoolCloseBeforeCommitIs503(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			tp := p.get(ctx, ctx)
-			if err := p.begin(tp); err != nil {
+			if err := p.begin(tp, ctx); err != nil {
 				t.Fatal(err)
 			}
 			if err := tp.cl.ProduceSync(ctx, &kgo.Record{Topic: tp0, Value: []byte("v")}).FirstErr(); err != nil {
