@@ -350,7 +350,13 @@ func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
 		return s.atomicFailed(n, 503, -1, "all "+strconv.Itoa(len(s.txns.all))+
 			j.bounded(" transactional producers stayed busy for produce_timeout_ms; the batch was not written"), j, false)
 	}
-	if err := s.txns.begin(tp, deadline); err != nil {
+	// Beginning sends nothing of the batch: a cancelled call stops it too.
+	begin, stop := context.WithCancel(deadline)
+	unhook := context.AfterFunc(ctx, stop)
+	err := s.txns.begin(tp, begin)
+	unhook()
+	stop()
+	if err != nil {
 		s.txns.put(tp)
 		return s.atomicFailed(n, 503, -1, "kafka transaction not begun: "+err.Error()+"; the batch was not written", j, false)
 	}
