@@ -171,3 +171,75 @@ func TestBatchAtomicBeginBoundedByDeadline(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchAtomicSplitTransactionNotCommitted: when a broker's answer to
+// an atomic batch's records makes kgo reload the producer id in the middle
+// of the transaction (UNKNOWN_PRODUCER_ID with a log start offset past the
+// client's last acknowledged record: kgo takes it for a truncated log and
+// retries under a bumped epoch), the coordinator aborts what the
+// transaction held so far — the batch's records already acknowledged on
+// the other brokers — and the retried records start another transaction.
+// Every record was answered by Kafka, but the batch is not whole: it must
+// not be answered 200 with part of it aborted.
+func TestBatchAtomicSplitTransactionNotCommitted(t *testing.T) {
+	c := threeBrokers(t)
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.TransactionalProducers = 1; cfg.ProduceTimeoutMs = 2000 })
+	// A first batch: the client has acknowledged records on every partition.
+	first, _ := failureBatch(t, "first-")
+	if a := p.postBatch(t, "topic="+topic+"&acks=-1&atomic=1", "", mpBatch(t, first)); a.code != 200 {
+		t.Fatalf("first atomic batch: %v", a)
+	}
+	before := [2]int64{c.PartitionInfo(topic, 0).HighWatermark, c.PartitionInfo(topic, 1).HighWatermark}
+	appended := make(chan struct{})
+	quit := make(chan struct{})
+	defer close(quit)
+	go func() {
+		defer close(appended)
+		for c.PartitionInfo(topic, 0).HighWatermark == before[0] || c.PartitionInfo(topic, 1).HighWatermark == before[1] {
+			select {
+			case <-quit:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	var answered atomic.Bool
+	stop := onBroker(c, 2, func(pr *kmsg.ProduceRequest) (kmsg.Response, error, bool) {
+		if !answered.CompareAndSwap(false, true) {
+			return nil, nil, false // the retry is written
+		}
+		c.SleepControl(func() {
+			select {
+			case <-appended:
+			case <-time.After(5 * time.Second):
+			}
+		})
+		resp := kafkatest.ProduceError(pr, kerr.UnknownProducerID.Code)
+		for i := range resp.Topics {
+			for j := range resp.Topics[i].Partitions {
+				resp.Topics[i].Partitions[j].LogStartOffset = 1 << 40
+			}
+		}
+		return resp, nil, true
+	})
+	defer stop()
+	second, _ := failureBatch(t, "second-")
+	a := p.postBatch(t, "topic="+topic+"&acks=-1&atomic=1", "", mpBatch(t, second))
+	if !answered.Load() {
+		t.Fatal("broker 2 never refused the batch: the test proves nothing")
+	}
+	got := byValue(t, c, topic)
+	visible := 0
+	for _, r := range second {
+		if got[string(r.value)] != nil {
+			visible++
+		}
+	}
+	t.Logf("answer %d; %d of the batch's %d records visible to read_committed consumers", a.code, visible, len(second))
+	switch {
+	case a.code == 200 && visible != len(second):
+		t.Errorf("atomic batch answered 200 with only %d of its %d records committed: %v", visible, len(second), a)
+	case a.code != 200 && a.code != 504 && visible != 0:
+		t.Errorf("atomic batch answered %d (not written) with %d of its %d records committed", a.code, visible, len(second))
+	}
+}
