@@ -139,11 +139,24 @@ func (p *txnPool) begin(tp *txnProducer, deadline context.Context) error {
 // shutdown_timeout_ms before its batch's commit was issued.
 var errShutBeforeCommit = errors.New("transactional client closed at shutdown before the commit")
 
-// commit commits tp's transaction within produce_timeout_ms, unless close
-// shut tp's client first (errShutBeforeCommit: nothing was sent, and close
-// fenced the id). Once the commit is issued, close shutting the client
-// fails it with the commit perhaps on the wire.
-func (p *txnPool) commit(tp *txnProducer) error {
+// errCommitNotSent: the commit was not sent, for the reason wrapped with
+// it; the transaction is aborted.
+var errCommitNotSent = errors.New("commit not sent")
+
+// commit commits tp's transaction, in which items' records were
+// acknowledged, within produce_timeout_ms, unless close shut tp's client
+// first (errShutBeforeCommit: nothing was sent, and close fenced the id).
+// Once the commit is issued, close shutting the client fails it with the
+// commit perhaps on the wire.
+//
+// A record acknowledged under another producer id or epoch than the one
+// the commit would carry is not in the transaction it would commit: kgo
+// reloads a producer id that a broker's answer failed (InitProducerID at
+// its epoch, e.g. after UNKNOWN_PRODUCER_ID on a log truncated past its
+// last record), and the coordinator then aborts the transaction so far —
+// records retried after it start another. Such a batch is not committed
+// (errCommitNotSent).
+func (p *txnPool) commit(tp *txnProducer, items []batchItem) error {
 	p.mu.Lock()
 	shut := tp.shut
 	p.mu.Unlock()
@@ -152,6 +165,16 @@ func (p *txnPool) commit(tp *txnProducer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 	defer cancel()
+	id, epoch, err := tp.cl.ProducerID(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: producer id: %w", errCommitNotSent, err)
+	}
+	for i := range items {
+		if r := &items[i].rec; r.ProducerID != id || r.ProducerEpoch != epoch {
+			return fmt.Errorf("%w: record %d was written by producer id %d epoch %d, the transaction to commit is %d epoch %d "+
+				"(kafka aborted the part of the batch written before)", errCommitNotSent, i, r.ProducerID, r.ProducerEpoch, id, epoch)
+		}
+	}
 	return tp.cl.EndTransaction(ctx, kgo.TryCommit)
 }
 
@@ -381,7 +404,7 @@ func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
 		out.inLog = true // records sent in the transaction: appended, then aborted
 		return out
 	}
-	if err := s.txns.commit(tp); err != nil {
+	if err := s.txns.commit(tp, c.items); err != nil {
 		s.txns.abort(tp) // what kgo asks after a failed commit; heals the client or replaces it
 		code, reason := commitStatus(err)
 		out := s.atomicFailed(n, code, -1, reason, j, false)
@@ -424,6 +447,8 @@ func commitStatus(err error) (int, string) {
 	switch {
 	case errors.Is(err, errShutBeforeCommit):
 		return 503, "kproxy is shutting down: the transaction was not committed and is aborted; no record of the batch was written"
+	case errors.Is(err, errCommitNotSent):
+		return 503, "kafka transaction not committed (" + err.Error() + "); it was aborted, no record of the batch was written"
 	case errors.Is(err, kerr.OperationNotAttempted):
 		// kgo did not send the commit: the producer id had failed.
 		return 503, "kafka transaction not committed (" + err.Error() + "); it was aborted, no record of the batch was written"
