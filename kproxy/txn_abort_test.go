@@ -243,3 +243,70 @@ func TestBatchAtomicSplitTransactionNotCommitted(t *testing.T) {
 		t.Errorf("atomic batch answered %d (not written) with %d of its %d records committed", a.code, visible, len(second))
 	}
 }
+
+// TestBatchAtomicRefusedCommitEndsTransaction: a commit the coordinator
+// refuses with TRANSACTION_ABORTABLE is answered 503 (not written), and
+// the transaction is then ended at the brokers at once — kgo's TryAbort
+// after such a commit only marks the producer id for reloading — so that
+// a read_committed consumer of a partition the batch wrote to sees a
+// record written there afterwards within 3 s, not after the transaction
+// timeout (2 × 2 s + 5 s).
+func TestBatchAtomicRefusedCommitEndsTransaction(t *testing.T) {
+	c := threeBrokers(t)
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.TransactionalProducers = 1; cfg.ProduceTimeoutMs = 2000 })
+	var refuse atomic.Bool
+	c.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		end := req.(*kmsg.EndTxnRequest)
+		if !end.Commit || !refuse.CompareAndSwap(true, false) {
+			return nil, nil, false
+		}
+		resp := end.ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode = kerr.TransactionAbortable.Code
+		resp.ProducerID, resp.ProducerEpoch = -1, -1
+		return resp, nil, true
+	})
+	if a := p.postBatch(t, "topic="+topic+"&acks=-1&atomic=1", "", mpBatch(t, []brec{{key: "k", value: mp(t, "first")}})); a.code != 200 {
+		t.Fatalf("first atomic batch: %v", a)
+	}
+	refuse.Store(true)
+	recs, _ := failureBatch(t, "refused-")
+	a := p.postBatch(t, "topic="+topic+"&acks=-1&atomic=1", "", mpBatch(t, recs))
+	if a.code != 503 || refuse.Load() {
+		t.Fatalf("atomic batch whose commit was refused: %v (refused: %v), want 503", a, !refuse.Load())
+	}
+	answered := time.Now()
+
+	cl := kafkatest.Client(t, c, kafkaconf.Default(), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: 0, Value: []byte("later")}).First()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := kafkatest.Client(t, c, kafkaconf.Default(),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().At(r.Offset)}}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(100*time.Millisecond))
+	seen, cancelSeen := context.WithDeadline(context.Background(), answered.Add(3*time.Second))
+	defer cancelSeen()
+	for {
+		fs := rc.PollFetches(seen)
+		found := false
+		fs.EachRecord(func(got *kgo.Record) { found = found || string(got.Value) == "later" })
+		if found {
+			break
+		}
+		if seen.Err() != nil {
+			info := c.PartitionInfo(topic, 0)
+			t.Fatalf("a record written after the batch whose commit was refused is not visible to read_committed consumers "+
+				"3 s after the answer (partition 0: last stable offset %d, high watermark %d): the transaction was left open",
+				info.LastStableOffset, info.HighWatermark)
+		}
+	}
+	got := byValue(t, c, topic)
+	for _, r := range recs {
+		if got[string(r.value)] != nil {
+			t.Errorf("record %q of the batch answered 503 visible", r.value)
+		}
+	}
+}
