@@ -2,6 +2,7 @@ package kproxy_test
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -307,6 +308,34 @@ func TestBatchAtomicRefusedCommitEndsTransaction(t *testing.T) {
 	for _, r := range recs {
 		if got[string(r.value)] != nil {
 			t.Errorf("record %q of the batch answered 503 visible", r.value)
+		}
+	}
+}
+
+// TestBatchAtomicTransactionalIDDenied: when Kafka denies kproxy's
+// principal its transactional id (TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+// README: "A Kafka principal needs WRITE on the transactional ids"), an
+// atomic batch is answered 403 — Kafka denied the write, as for a record
+// of a denied topic — not 503, which tells the client to send it again.
+func TestBatchAtomicTransactionalIDDenied(t *testing.T) {
+	c := threeBrokers(t)
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.TransactionalProducers = 1; cfg.ProduceTimeoutMs = 2000 })
+	c.ControlKey(int16(kmsg.InitProducerID), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		init := req.(*kmsg.InitProducerIDRequest)
+		if init.TransactionalID == nil {
+			return nil, nil, false
+		}
+		resp := init.ResponseKind().(*kmsg.InitProducerIDResponse)
+		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+		resp.ProducerID, resp.ProducerEpoch = -1, -1
+		return resp, nil, true
+	})
+	recs, _ := failureBatch(t, "denied-")
+	for range 2 {
+		a := p.postBatch(t, "topic="+topic+"&acks=-1&atomic=1", "", mpBatch(t, recs))
+		if a.code != 403 || !strings.Contains(a.Error, "not written") {
+			t.Fatalf("atomic batch with the transactional id denied: %v, want 403, not written", a)
 		}
 	}
 }
