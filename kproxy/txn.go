@@ -381,7 +381,11 @@ func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
 	stop()
 	if err != nil {
 		s.txns.put(tp)
-		return s.atomicFailed(n, 503, -1, "kafka transaction not begun: "+err.Error()+"; the batch was not written", j, false)
+		code := 503
+		if errors.Is(err, kerr.TransactionalIDAuthorizationFailed) || errors.Is(err, kerr.ClusterAuthorizationFailed) {
+			code = 403 // kproxy's principal may not use its transactional id: a retry fares no better
+		}
+		return s.atomicFailed(n, code, -1, "kafka transaction not begun: "+err.Error()+"; the batch was not written", j, false)
 	}
 	c := s.startBatch(tp.cl, tp.tr, 2, j, deadline, time.Now(), false) // never spooled
 	c.await(ctx)
