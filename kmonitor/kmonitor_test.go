@@ -785,3 +785,24 @@ func TestRepeatedParameterIsABadRequest(t *testing.T) {
 		}
 	}
 }
+
+// A parameter /delay does not know (a typo: formt=zabbix, details=1,
+// clusters=NAME) is a 400 naming it and the known ones, as a misplaced
+// one is: answering JSON of every cluster as if it were not there would
+// feed JSON to zabbix_sender, or every cluster to a request for one.
+func TestUnknownParameterIsABadRequest(t *testing.T) {
+	e := start(t)
+	for _, q := range []string{"?formt=zabbix", "?details=1", "?clusters=test_cluster", "?format=zabbix&key=item", "?format"} {
+		code, body := e.get(t, q)
+		if q == "?format" {
+			// A bare known name is the empty value, JSON: not unknown.
+			if code != 200 {
+				t.Errorf("%s: %d %q, want 200", q, code, body)
+			}
+			continue
+		}
+		if code != 400 || !strings.Contains(body, "unknown parameter") || strings.Count(body, "\n") != 1 {
+			t.Errorf("%s: %d %q, want 400 saying the parameter is unknown", q, code, body)
+		}
+	}
+}
