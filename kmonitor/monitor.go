@@ -197,6 +197,12 @@ func (m *Monitor) handleDelay(w http.ResponseWriter, r *http.Request) {
 	// Only the first value of a parameter would be read: a second one
 	// (an unknown cluster, another format) must not pass unseen.
 	for _, name := range slices.Sorted(maps.Keys(q)) {
+		if name != "cluster" && name != "format" && name != "keys" && name != "detail" {
+			// A misspelt parameter (formt=zabbix) would answer JSON of
+			// every cluster as if it were not there.
+			http.Error(w, fmt.Sprintf("unknown parameter %q (known: cluster, format, keys, detail)", name), http.StatusBadRequest)
+			return
+		}
 		if len(q[name]) > 1 {
 			http.Error(w, fmt.Sprintf("parameter %q given more than once", name), http.StatusBadRequest)
 			return
