@@ -174,3 +174,48 @@ func TestDiscoveredBrokersThroughTheListenerOfTheConfiguredProtocol(t *testing.T
 	}
 	e.eventually(t, "", `{"test_cluster":{"m":{"1":3}}}`+"\n", 10*time.Second)
 }
+
+// A ZooKeeper-mode broker may have several listeners of the protocol
+// kmonitor speaks (INTERNAL and EXTERNAL, both PLAINTEXT), of which this
+// host can reach only one. Every such endpoint is a seed: the log ends are
+// read through the one that answers, not never read because the first
+// listed is out of reach.
+func TestDiscoveredBrokersThroughAnyListenerOfTheProtocol(t *testing.T) {
+	k := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: "a", Partitions: 2}})
+	const other = "/mq/two_listeners"
+	e := startWith(t, k, func(c *kmonitor.Config) {
+		cl := c.Clusters["test_cluster"]
+		cl.Chroot = other
+		c.Clusters["test_cluster"] = cl
+	}, io.Discard)
+	// An internal listener this host cannot reach: connections to it fail.
+	internal, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	internalAddr := internal.Addr().(*net.TCPAddr)
+	internal.Close()
+	broker := zktest.Connect(t, e.zk.Addr)
+	dir := zklayout.BrokerIDs(other)
+	if err := zklayout.CreateAll(broker, dir, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	for id, addr := range k.ListenAddrs() {
+		b := zklayout.NewBroker(internalAddr.IP.String(), internalAddr.Port)
+		b.ListenerSecurityProtocolMap = map[string]string{"INTERNAL": "PLAINTEXT", "EXTERNAL": "PLAINTEXT"}
+		b.Endpoints = []string{"INTERNAL://" + internalAddr.String(), "EXTERNAL://" + addr}
+		data, _ := json.Marshal(b)
+		if _, err := broker.Create(dir+"/"+strconv.Itoa(id), data, zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produce(t, k, "a", 1, 5)
+	offsets := zklayout.Offsets(other, "m", "a")
+	if err := zklayout.CreateAll(e.conn, offsets, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.conn.Create(offsets+"/1", []byte("2"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually(t, "", `{"test_cluster":{"m":{"1":3}}}`+"\n", 10*time.Second)
+}
