@@ -118,6 +118,19 @@ func (b Broker) Addr() (string, error) {
 // PLAINTEXT listener and an external SASL_SSL one registers host and port
 // of the PLAINTEXT one.
 func (b Broker) AddrFor(protocol string) (string, error) {
+	addrs, err := b.AddrsFor(protocol)
+	if err != nil {
+		return "", err
+	}
+	return addrs[0], nil
+}
+
+// AddrsFor is AddrFor with every endpoint of that protocol, in the order
+// registered: a broker may have several listeners of one protocol
+// (INTERNAL and EXTERNAL, both PLAINTEXT) of which a client reaches only
+// some, so each is worth a try.
+func (b Broker) AddrsFor(protocol string) ([]string, error) {
+	var addrs []string
 	for _, ep := range b.Endpoints {
 		listener, hostport, ok := strings.Cut(ep, "://")
 		if !ok || hostport == "" {
@@ -128,10 +141,17 @@ func (b Broker) AddrFor(protocol string) (string, error) {
 			p = listener
 		}
 		if strings.EqualFold(p, protocol) {
-			return hostport, nil
+			addrs = append(addrs, hostport)
 		}
 	}
-	return b.Addr()
+	if len(addrs) > 0 {
+		return addrs, nil
+	}
+	addr, err := b.Addr()
+	if err != nil {
+		return nil, err
+	}
+	return []string{addr}, nil
 }
 
 // ParseBroker decodes a broker registration.
@@ -165,20 +185,23 @@ func RegisterBroker(conn *zk.Conn, chroot string, id int32, host string, port in
 // DiscoverBrokers reads every broker registered under chroot: the address
 // of each is Broker.Addr.
 func DiscoverBrokers(conn *zk.Conn, chroot string) ([]string, error) {
-	addrs, _, err := discoverBrokers(conn, chroot, Broker.Addr, false)
+	addrs, _, err := discoverBrokers(conn, chroot, func(b Broker) ([]string, error) {
+		addr, err := b.Addr()
+		return []string{addr}, err
+	}, false)
 	return addrs, err
 }
 
 // DiscoverBrokersFor is DiscoverBrokers for a client speaking the security
-// protocol given: the address of each broker is Broker.AddrFor(protocol).
+// protocol given: the addresses of each broker are Broker.AddrsFor(protocol).
 // A registration that cannot be read as one (it does not parse, or names
 // no address) is left out and described in skipped; err is set when the
 // brokers cannot be listed, or when every registration was left out.
 func DiscoverBrokersFor(conn *zk.Conn, chroot, protocol string) (addrs []string, skipped, err error) {
-	return discoverBrokers(conn, chroot, func(b Broker) (string, error) { return b.AddrFor(protocol) }, true)
+	return discoverBrokers(conn, chroot, func(b Broker) ([]string, error) { return b.AddrsFor(protocol) }, true)
 }
 
-func discoverBrokers(conn *zk.Conn, chroot string, addrOf func(Broker) (string, error), skipBad bool) ([]string, error, error) {
+func discoverBrokers(conn *zk.Conn, chroot string, addrOf func(Broker) ([]string, error), skipBad bool) ([]string, error, error) {
 	dir := BrokerIDs(chroot)
 	ids, _, err := conn.Children(dir)
 	if err != nil {
@@ -195,7 +218,7 @@ func discoverBrokers(conn *zk.Conn, chroot string, addrOf func(Broker) (string, 
 			return nil, nil, fmt.Errorf("read broker %s/%s: %w", dir, id, err)
 		}
 		b, err := ParseBroker(data)
-		var addr string
+		var addr []string
 		if err == nil {
 			addr, err = addrOf(b)
 		}
@@ -207,7 +230,7 @@ func discoverBrokers(conn *zk.Conn, chroot string, addrOf func(Broker) (string, 
 			bad = append(bad, err)
 			continue
 		}
-		addrs = append(addrs, addr)
+		addrs = append(addrs, addr...)
 	}
 	skipped := errors.Join(bad...)
 	if len(addrs) == 0 && skipped != nil {
