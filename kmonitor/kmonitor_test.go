@@ -320,6 +320,10 @@ func TestBadRequests(t *testing.T) {
 	if resp.StatusCode != 405 {
 		t.Errorf("POST /delay: %d", resp.StatusCode)
 	}
+	// HEAD answers as GET: the 405 lists it among the methods allowed.
+	if allow := resp.Header.Get("Allow"); allow != "GET, HEAD" {
+		t.Errorf("POST /delay: Allow %q, want %q", allow, "GET, HEAD")
+	}
 }
 
 // TestZooKeeperRestart restarts the ZooKeeper server under kmonitor: it
