@@ -183,7 +183,7 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 func (m *Monitor) handleDelay(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET")
+		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "use GET", http.StatusMethodNotAllowed)
 		return
 	}
