@@ -810,3 +810,38 @@ func TestUnknownParameterIsABadRequest(t *testing.T) {
 		}
 	}
 }
+
+// With no broker registration to read (every broker of a ZooKeeper-mode
+// cluster down, or none registered yet), every lag turns unknown and the
+// reason is logged when it starts, not once per poll for as long as it
+// lasts: ten times a second here, once a second at the default interval.
+func TestNoBrokerRegisteredIsLoggedOnce(t *testing.T) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
+	const empty = "/mq/no_brokers"
+	var log logBuffer
+	e := startWith(t, k, func(c *kmonitor.Config) {
+		cl := c.Clusters["test_cluster"]
+		cl.Chroot = empty
+		c.Clusters["test_cluster"] = cl
+	}, &log)
+	dir := zklayout.Offsets(empty, "m", "a")
+	if err := zklayout.CreateAll(e.conn, dir, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.conn.Create(dir+"/0", []byte("0"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	// Unknown once "not known yet" turns into the reason: 20 polls later
+	// the warning must still have been logged once.
+	e.eventuallyContains(t, "?detail=1", 10*time.Second, `"error":"log-end offset unknown: discover brokers: `)
+	if log.count("no kafka client") == 0 {
+		t.Fatalf("no warning while no broker is registered")
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		if n := log.count("no kafka client"); n > 1 {
+			t.Fatalf("the same reason logged %d times in %v of 100 ms polls", n, 2*time.Second)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
