@@ -47,6 +47,7 @@ type cluster struct {
 	discovering chan discovery // the reading of <chroot>/brokers/ids under way, if any
 	discoverWG  sync.WaitGroup // that reading's goroutine
 	skipped     string         // the registrations the last reading left out, as logged
+	clientErr   string         // why the last poll had no Kafka client, as logged ("" when it had one)
 
 	// The poll goroutine and its per-leader requests (pollLeader).
 	pollMu     sync.Mutex
@@ -276,8 +277,15 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 		return
 	}
 	adm, err := c.kafkaClient()
+	if err == nil && c.clientErr != "" {
+		c.log.Info("kafka client available again")
+		c.clientErr = ""
+	}
 	if err != nil {
-		c.log.Warn("no kafka client", "err", err)
+		if err.Error() != c.clientErr { // when it changes, not every poll
+			c.log.Warn("no kafka client", "err", err)
+			c.clientErr = err.Error()
+		}
 		now := time.Now()
 		for topic, parts := range wanted {
 			for _, p := range parts {
