@@ -219,3 +219,48 @@ func TestDiscoveredBrokersThroughAnyListenerOfTheProtocol(t *testing.T) {
 	}
 	e.eventually(t, "", `{"test_cluster":{"m":{"1":3}}}`+"\n", 10*time.Second)
 }
+
+// Offsets kmonitor may not read (private, no zk_auth) are asked again
+// every 5 s, for an ACL that changes; the warning that says so is logged
+// when it starts, not again at every retry of every znode and folder for
+// as long as it lasts.
+func TestUnreadableOffsetsWarnedOnce(t *testing.T) {
+	var log logBuffer
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 3}})
+	e := startWith(t, k, nil, &log)
+	auth := zklayout.Auth{User: "ktransfer", Password: "zk-pass"}
+	if err := auth.Authenticate(e.conn, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	private := zk.DigestACL(zk.PermAll, auth.User, auth.Password)
+	// Module m: open folders, private offset nodes.
+	dir := zklayout.Offsets(chroot, "m", "a")
+	if err := zklayout.CreateAll(e.conn, dir, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"0", "1", "2"} {
+		if _, err := e.conn.Create(dir+"/"+p, []byte("0"), 0, private); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Module p: a private offsets folder.
+	if err := zklayout.CreateAll(e.conn, zklayout.Consumers(chroot)+"/p", zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	if err := zklayout.CreateAll(e.conn, zklayout.Offsets(chroot, "p", "a"), private); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually(t, "", `{"test_cluster":{"m":{"0":null,"1":null,"2":null},"p":{"*":null}}}`+"\n", 10*time.Second)
+	if !waitFor(5*time.Second, func() bool {
+		return log.count("offset znode unreadable: set zk_auth") >= 3 && log.count("znode unreadable: set zk_auth") >= 1
+	}) {
+		t.Fatalf("unreadable offsets not logged: %d znodes, %d folders",
+			log.count("offset znode unreadable: set zk_auth"), log.count("znode unreadable: set zk_auth"))
+	}
+	// Past one retry (5 s): still once each.
+	for end := time.Now().Add(7 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if n, f := log.count("offset znode unreadable: set zk_auth"), log.count("znode unreadable: set zk_auth"); n > 3 || f > 1 {
+			t.Fatalf("warned %d times for 3 unreadable offset znodes and %d times for 1 unreadable folder", n, f)
+		}
+	}
+}
