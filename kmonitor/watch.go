@@ -80,8 +80,10 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, sp
 			// Shown as an error in place of the offsets it holds; asked
 			// again now and then, for an ACL that changes.
 			c.state.deniedFolder(f.denied, dir, fmt.Errorf("%w; set zk_auth for cluster %s", err, c.name))
+			if !denied { // when it starts, not at every retry
+				c.log.Warn("znode unreadable: set zk_auth", "path", dir, "err", err)
+			}
 			denied = true
-			c.log.Warn("znode unreadable: set zk_auth", "path", dir, "err", err)
 			sleep(ctx, 10*retryDelay)
 			continue
 		}
@@ -179,6 +181,7 @@ func (c *cluster) watchOffset(ctx, client context.Context, conn *zk.Conn, k part
 			c.state.dropOffset(k)
 		}
 	}()
+	denied := false
 	for ctx.Err() == nil {
 		data, _, ev, err := conn.GetW(p)
 		if errors.Is(err, zk.ErrNoNode) {
@@ -186,12 +189,17 @@ func (c *cluster) watchOffset(ctx, client context.Context, conn *zk.Conn, k part
 		}
 		if errors.Is(err, zk.ErrNoAuth) {
 			// Shown on the dashboard as an error; asked again now and then,
-			// for an ACL that changes.
+			// for an ACL that changes (logged when it starts, not at every
+			// retry).
 			c.state.unreadable(k, fmt.Errorf("%w; set zk_auth for cluster %s", err, c.name))
-			c.log.Warn("offset znode unreadable: set zk_auth", "path", p, "err", err)
+			if !denied {
+				c.log.Warn("offset znode unreadable: set zk_auth", "path", p, "err", err)
+			}
+			denied = true
 			sleep(ctx, 10*retryDelay)
 			continue
 		}
+		denied = denied && err != nil
 		if err != nil {
 			c.log.Debug("read offset znode", "path", p, "err", err)
 			sleep(ctx, retryDelay)
