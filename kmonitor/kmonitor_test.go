@@ -845,3 +845,25 @@ func TestNoBrokerRegisteredIsLoggedOnce(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// A ZooKeeper host name that does not resolve (a typo, a DNS outage) makes
+// every attempt to create a client fail at once; kmonitor tries again every
+// half second, and says so when the reason starts or changes, not as an
+// error twice a second for as long as it lasts.
+func TestZooKeeperClientErrorLoggedOnce(t *testing.T) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
+	var log logBuffer
+	startWith(t, k, func(c *kmonitor.Config) {
+		cl := c.Clusters["test_cluster"]
+		cl.ZKHosts = []string{"zookeeper.invalid:2181"}
+		c.Clusters["test_cluster"] = cl
+	}, &log)
+	if !waitFor(10*time.Second, func() bool { return log.count("zookeeper client") > 0 }) {
+		t.Fatal("no error logged while the ZooKeeper host does not resolve")
+	}
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if n := log.count("zookeeper client"); n > 1 {
+			t.Fatalf("the same error logged %d times in 2 s", n)
+		}
+	}
+}
