@@ -39,6 +39,7 @@ type cluster struct {
 	conn        *zk.Conn  // the current client
 	zkDownSince time.Time // zero while a session is established
 	everUp      bool
+	connErr     string // why the last client could not be made, as logged (run goroutine only)
 
 	// Used only by the poll goroutine.
 	kafka       *kgo.Client
@@ -132,10 +133,14 @@ func (c *cluster) runClient(ctx context.Context) {
 		return // stopping: the client was closed
 	}
 	if err != nil {
-		c.log.Error("zookeeper client", "err", err)
+		if err.Error() != c.connErr { // when it changes, not at every retry
+			c.log.Error("zookeeper client", "err", err)
+			c.connErr = err.Error()
+		}
 		sleep(ctx, retryDelay)
 		return
 	}
+	c.connErr = ""
 	c.zkMu.Lock()
 	c.conn = conn
 	c.zkMu.Unlock()
