@@ -196,6 +196,14 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 					// deleted): replayCheck finds that out.
 					progressed = true
 					delete(fetchErrs, p.Partition)
+					if rec.Offset < pos[p.Partition] {
+						// Read again: the client went back (a broker's
+						// OFFSET_OUT_OF_RANGE for an offset Kafka has
+						// resets it to the start, or to the time of the
+						// last record read). Pushed already, or before
+						// -since.
+						continue
+					}
 					pos[p.Partition] = rec.Offset + 1
 					if rec.Offset >= end-1 {
 						delete(consume, p.Partition)
