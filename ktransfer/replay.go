@@ -232,13 +232,33 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 	for _, ch := range work {
 		close(ch)
 	}
-	workers.Wait()
+	stopped := make(chan struct{})
+	go func() {
+		workers.Wait()
+		close(stopped)
+	}()
+	abandoned := false
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		// Interrupted: the pushes in progress get shutdown_timeout_ms, as at
+		// a daemon's stop. One without a read timeout may never end.
+		select {
+		case <-stopped:
+		case <-time.After(time.Duration(cfg.ShutdownTimeoutMs) * time.Millisecond):
+			abandoned = true
+		}
+	}
 	rep.Replayed, rep.GivenUp, rep.Skipped = int(pushed.Load()), int(givenUp.Load()), int(skipped.Load())
 	rep.Took = time.Since(start)
-	if readErr != nil {
-		return rep, fmt.Errorf("replay of %s stopped: %w", mc.DeadLetterTopic, readErr)
+	err = readErr
+	if err == nil {
+		err = ctx.Err()
 	}
-	if err := ctx.Err(); err != nil {
+	switch {
+	case err != nil && abandoned:
+		return rep, fmt.Errorf("replay of %s stopped: %w; the pushes still in progress after shutdown_timeout_ms were abandoned", mc.DeadLetterTopic, err)
+	case err != nil:
 		return rep, fmt.Errorf("replay of %s stopped: %w", mc.DeadLetterTopic, err)
 	}
 	return rep, nil
