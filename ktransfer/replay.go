@@ -158,6 +158,7 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 		moved := time.Now()            // when a poll last delivered something of a partition still read
 		checked := moved               // when the partitions left were last checked (replayCheck)
 		fetchErrs := map[int32]error{} // a partition's fetch error since its last record
+		failed := 0                    // polls in a row that brought fetch errors and no record
 		for len(consume) > 0 {
 			if time.Since(checked) >= replayQuiet {
 				replayCheck(ctx, probe, log, mc.DeadLetterTopic, consume, pos, ends, time.Since(moved))
@@ -176,7 +177,7 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 				return ctx.Err()
 			}
 			var err error
-			progressed := false
+			progressed, errored := false, false
 			fs.EachPartition(func(p kgo.FetchTopicPartition) {
 				end := ends[p.Partition]
 				if _, reading := consume[p.Partition]; !reading || err != nil {
@@ -187,6 +188,7 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 					// waited for (replayCheck) and named at the end.
 					log.Warn("reading the dead-letter topic", "partition", p.Partition, "err", p.Err)
 					fetchErrs[p.Partition] = p.Err
+					errored = true
 					return
 				}
 				for _, rec := range p.Records {
@@ -222,9 +224,19 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 			if err != nil {
 				return err
 			}
-			if progressed {
+			switch {
+			case progressed:
 				moved = time.Now() // after the hand-off: slow workers do not count as quiet
 				checked = moved
+				failed = 0
+			case errored:
+				// An error the client does not retry by itself (no read
+				// permission, ...) comes back at once: asked again after a
+				// growing wait, not thousands of times a second.
+				failed++
+				if !sleep(ctx, backoff(failed, 100*time.Millisecond, time.Second)) {
+					return ctx.Err()
+				}
 			}
 		}
 		return nil
