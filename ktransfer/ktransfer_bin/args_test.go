@@ -43,3 +43,31 @@ func TestStrayArgumentRefused(t *testing.T) {
 		t.Errorf("the backend got %d pushes: a daemon ran", total)
 	}
 }
+
+// TestEmptyReplayModuleRefused: -replay-dead-letters with an empty module
+// name (a script's variable left unset: -replay-dead-letters "$MODULE")
+// is refused with exit 2 and a reason that says so. It was taken for no
+// replay, and the daemon's own flag parsing answered "flag provided but
+// not defined: -replay-dead-letters", a flag that is defined.
+func TestEmptyReplayModuleRefused(t *testing.T) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 1}})
+	s := newSetupOn(t, k, kafkaconf.Default(), "", 10)
+	bin := bintest.Build(t, ".")
+	for _, args := range [][]string{
+		{"-f", s.conf, "-replay-dead-letters", ""},
+		{"-f", s.conf, "-replay-dead-letters="},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+		cmd := exec.CommandContext(ctx, bin, args...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		_ = cmd.Run()
+		cancel()
+		if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(stderr.String(), "-replay-dead-letters needs a module name") {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want 2 and \"-replay-dead-letters needs a module name\"", args, code, stdout.String(), stderr.String())
+		}
+	}
+	if _, total, _ := s.backend.snapshot(); total != 0 {
+		t.Errorf("the backend got %d pushes: a daemon ran", total)
+	}
+}
