@@ -52,7 +52,14 @@ func runArgs(args []string) int {
 		fmt.Fprintf(os.Stderr, "ktransfer_bin: unexpected argument %q (flags go before it; the file is -f FILE)\n", fs.Arg(0))
 		return 2
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	switch {
+	case set["replay-dead-letters"] && *module == "":
+		// A script's variable left unset: the daemon's own flag parsing
+		// would say the flag is not defined.
+		fmt.Fprintln(os.Stderr, "ktransfer_bin: -replay-dead-letters needs a module name")
+		return 2
 	case *module == "" && *since != "":
 		fmt.Fprintln(os.Stderr, "ktransfer_bin: -since needs -replay-dead-letters MODULE")
 		return 2
