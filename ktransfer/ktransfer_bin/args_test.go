@@ -71,3 +71,19 @@ func TestEmptyReplayModuleRefused(t *testing.T) {
 		t.Errorf("the backend got %d pushes: a daemon ran", total)
 	}
 }
+
+// TestEmptySinceWithoutReplayRefused: -since with an empty value and no
+// -replay-dead-letters is refused as a -since without a replay, as with a
+// value; it was answered "flag provided but not defined: -since".
+func TestEmptySinceWithoutReplayRefused(t *testing.T) {
+	bin := bintest.Build(t, ".")
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "-f", "no-such.yaml", "-since", "")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	_ = cmd.Run()
+	if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(stderr.String(), "-since needs -replay-dead-letters MODULE") {
+		t.Errorf("exit %d, stderr %q; want 2 and \"-since needs -replay-dead-letters MODULE\"", code, stderr.String())
+	}
+}
