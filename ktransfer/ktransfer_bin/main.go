@@ -60,7 +60,7 @@ func runArgs(args []string) int {
 		// would say the flag is not defined.
 		fmt.Fprintln(os.Stderr, "ktransfer_bin: -replay-dead-letters needs a module name")
 		return 2
-	case *module == "" && *since != "":
+	case *module == "" && set["since"]:
 		fmt.Fprintln(os.Stderr, "ktransfer_bin: -since needs -replay-dead-letters MODULE")
 		return 2
 	case *module == "":
