@@ -69,6 +69,9 @@ func TestReplayFlag(t *testing.T) {
 		{[]string{"-replay-dead-letters", "nope"}, 1, `-replay-dead-letters nope: no such module in module_enabled ["m"]`},
 		{[]string{"-replay-dead-letters", "m", "-since", "yesterday"}, 2, `-since "yesterday": not an RFC 3339 time`},
 		{[]string{"-since", future}, 2, "-since needs -replay-dead-letters MODULE"},
+		// A script's variable left unset (-since "$SINCE"): every dead
+		// letter was replayed again, not refused as a bad time.
+		{[]string{"-replay-dead-letters", "m", "-since", ""}, 2, `-since "": not an RFC 3339 time`},
 		// A stray word ends the flags: the -since after it was ignored and
 		// every dead letter replayed again.
 		{[]string{"-replay-dead-letters", "m", "again", "-since", future}, 2, `unexpected argument "again"`},
