@@ -70,7 +70,7 @@ func runArgs(args []string) int {
 		return 2
 	}
 	var from time.Time
-	if *since != "" {
+	if set["since"] { // an empty one too: it is no time, not "from the start"
 		var err error
 		if from, err = time.Parse(time.RFC3339, *since); err != nil {
 			fmt.Fprintf(os.Stderr, "ktransfer_bin: -since %q: not an RFC 3339 time like 2024-05-01T12:00:00Z\n", *since)
