@@ -2,6 +2,7 @@ package ktransfer
 
 import (
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -26,6 +27,12 @@ const maxRetryAfter = 5 * time.Minute
 // under the keep-alive timeout of common servers (5 s for Apache httpd and
 // Node.js), so that ktransfer, not the backend, closes an idle connection.
 const idleConnTimeout = 4 * time.Second
+
+// answerBodyRead is how much of a push's answer body is read: only its
+// status and headers are used. A body that ends within it leaves the
+// connection reusable; a longer one (or one that never ends) is not read
+// further, and its connection is closed.
+const answerBodyRead = 64 << 10
 
 // The names of the headers every push has, as fasthttp's Set would send
 // them, and the replay header's value.
@@ -89,6 +96,7 @@ func newPusher(m Module) (*pusher, error) {
 			NoDefaultUserAgentHeader:      true,
 			DisableHeaderNamesNormalizing: true,
 			DisablePathNormalizing:        true,
+			StreamResponseBody:            true, // read by push, at most answerBodyRead
 		}
 		if conn > 0 {
 			hc.Dial = func(addr string) (net.Conn, error) { return fasthttp.DialTimeout(addr, conn) }
@@ -173,6 +181,14 @@ func (p *pusher) push(i int, r *record, buf *[]byte) attempt {
 	err := p.backends[i].Do(req, resp)
 	if err != nil {
 		return attempt{err: err}
+	}
+	if body := resp.BodyStream(); body != nil {
+		// Not buffered whole (a backend's page, or an endless stream,
+		// would all be held in memory): what ends within answerBodyRead
+		// is read to reuse the connection; closing the stream before its
+		// end closes the connection.
+		_, _ = io.CopyN(io.Discard, body, answerBodyRead)
+		_ = resp.CloseBodyStream()
 	}
 	a := attempt{status: resp.StatusCode()}
 	if a.status >= 200 && a.status < 300 {
