@@ -161,7 +161,11 @@ func (r *reader) run(ctx context.Context) {
 		}
 		r.resume()
 		pollCtx, cancel := context.WithCancel(ctx)
-		if until := r.releaseHeld(); !until.IsZero() {
+		until := r.releaseHeld()
+		if due := r.flushWarnings(); !due.IsZero() && (until.IsZero() || due.Before(until)) {
+			until = due // back to log the repetitions of an error that may have ended
+		}
+		if !until.IsZero() {
 			cancel()
 			pollCtx, cancel = context.WithDeadline(ctx, until) // back to release it
 		}
@@ -431,7 +435,8 @@ const fetchErrorLogEvery = 10 * time.Second
 type fetchWarning struct {
 	err      string
 	at       time.Time
-	repeated int // the same error since, not logged
+	repeated int          // the same error since, not logged
+	log      *slog.Logger // the partition's
 }
 
 // warnFetchError logs partition id's fetch error, the same one at most
@@ -448,7 +453,32 @@ func (r *reader) warnFetchError(log *slog.Logger, id int32, err error) {
 	} else {
 		log.Warn("kafka fetch error", "err", err)
 	}
-	r.warned[id] = fetchWarning{err: err.Error(), at: now}
+	r.warned[id] = fetchWarning{err: err.Error(), at: now, log: log}
+}
+
+// flushWarnings logs the repetitions not logged yet of the fetch errors
+// last logged fetchErrorLogEvery ago or more, whether or not the error
+// still comes (else an error that stopped meanwhile showed as one), and
+// returns when the next ones are due (zero when none waits).
+func (r *reader) flushWarnings() time.Time {
+	var next time.Time
+	now := time.Now()
+	for id, w := range r.warned {
+		if w.repeated == 0 {
+			continue
+		}
+		due := w.at.Add(fetchErrorLogEvery)
+		if now.Before(due) {
+			if next.IsZero() || due.Before(next) {
+				next = due
+			}
+			continue
+		}
+		w.log.Warn("kafka fetch error", "err", w.err, "repeated", w.repeated)
+		w.at, w.repeated = now, 0
+		r.warned[id] = w
+	}
+	return next
 }
 
 func (r *reader) pause() {
