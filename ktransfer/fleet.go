@@ -339,15 +339,15 @@ func (m *module) owners(dir string) (map[int32]owner, error) {
 	}
 	out := make(map[int32]owner, len(names))
 	for _, n := range names {
-		p, err := strconv.ParseInt(n, 10, 32)
-		if err != nil {
-			continue
+		p, ok := zklayout.Partition(n)
+		if !ok {
+			continue // not an owner node: "07" is not partition 7's
 		}
 		data, stat, err := m.t.conn().Get(path.Join(dir, n))
 		if err != nil {
 			continue // released meanwhile
 		}
-		out[int32(p)] = owner{id: string(data), epoch: stat.Czxid}
+		out[p] = owner{id: string(data), epoch: stat.Czxid}
 	}
 	return out, nil
 }

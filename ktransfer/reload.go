@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -475,11 +474,11 @@ func (c *nodeCleanup) clean() error {
 		return fmt.Errorf("list %s: %w", dir, err)
 	}
 	for _, name := range names {
-		p, err := strconv.ParseInt(name, 10, 32)
-		if err != nil {
+		p, ok := zklayout.Partition(name)
+		if !ok {
 			continue
 		}
-		if err := m.deleteOwnerOnce(int32(p), 0); err != nil {
+		if err := m.deleteOwnerOnce(p, 0); err != nil {
 			return err
 		}
 	}

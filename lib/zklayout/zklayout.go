@@ -41,6 +41,17 @@ func Consumers(chroot string) string { return path.Join("/", chroot, "consumers"
 // EncodeOffset writes the next offset to push as Kafka 0.8 did: decimal ASCII.
 func EncodeOffset(next int64) []byte { return strconv.AppendInt(nil, next, 10) }
 
+// Partition reads an owner or offset znode's name as a partition: only its
+// canonical decimal form ("7", not "07", "+7" or "-1") names one, as
+// ktransfer and Kafka's consumers write it.
+func Partition(name string) (int32, bool) {
+	p, err := strconv.ParseInt(name, 10, 32)
+	if err != nil || p < 0 || strconv.FormatInt(p, 10) != name {
+		return 0, false
+	}
+	return int32(p), true
+}
+
 // ParseOffset reads an offset znode's data. Surrounding white space is
 // tolerated (hand-edited nodes); anything else that is not a non-negative
 // decimal integer is an error.
