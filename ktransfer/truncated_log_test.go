@@ -1,0 +1,74 @@
+package ktransfer_test
+
+import (
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// TestTruncatedLogIsReadAgainFromItsNewEnd: the partition's leader moves,
+// and the new leader's log ends below what the module has read (an unclean
+// leader election: the records from there on were lost with the old
+// leader, and their offsets are given to the records written next). The
+// Kafka client reports the loss and reads on from the new log end. The
+// records it then returns at offsets the module had read past are records
+// the module never saw, and are pushed; they were skipped as "already
+// dispatched", unpushed and unreported.
+func TestTruncatedLogIsReadAgainFromItsNewEnd(t *testing.T) {
+	const cut = 5
+	e := newClusterEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	recs := make([][2]string, 10)
+	for i := range recs {
+		recs[i] = [2]string{"k" + strconv.Itoa(i), strconv.Itoa(i)}
+	}
+	e.produce(t, "t", recs)
+	b := newBackend(t, nil)
+	e.start(t, module("m", "t", b.URL))
+	waitFor(t, "the 10 records pushed", 10*time.Second, func() bool { return len(b.got()) == 10 })
+
+	// The new leader answers the client's check of its epoch with a log end
+	// below the module's position, once.
+	var truncated atomic.Int64
+	e.kafka.ControlKey(int16(kmsg.OffsetForLeaderEpoch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		r := req.(*kmsg.OffsetForLeaderEpochRequest)
+		resp := r.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
+		for _, rt := range r.Topics {
+			st := kmsg.NewOffsetForLeaderEpochResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.LeaderEpoch = rp.LeaderEpoch
+				sp.EndOffset = cut
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		truncated.Add(1)
+		return resp, nil, true
+	})
+	leader := e.kafka.LeaderFor("t", 0)
+	if err := e.kafka.MoveTopicPartition("t", 0, (leader+1)%3); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the new leader's log end asked", 10*time.Second, func() bool { return truncated.Load() > 0 })
+	// From the new end on, kfake returns the records it has: in the story
+	// told here, records written after the truncation.
+	waitFor(t, "the records at offsets 5 to 9 after the truncation pushed", 10*time.Second, func() bool {
+		seen := map[string]int{}
+		for _, p := range b.got() {
+			seen[p.offset]++
+		}
+		for o := cut; o < 10; o++ {
+			if seen[strconv.Itoa(o)] < 2 {
+				return false
+			}
+		}
+		return true
+	})
+}
