@@ -44,6 +44,10 @@ type partition struct {
 	// recreated is set by the reader before it sends an offset on
 	// outOfRange because the topic was deleted and created again.
 	recreated atomic.Bool
+	// truncated is set by the reader before it sends an offset on
+	// outOfRange because the log now ends there, below what was read
+	// (kgo's ErrDataLoss): the partition restarts there, no policy applies.
+	truncated atomic.Bool
 	// deletedTopic is set, under the module's commitMu, once the restart
 	// offset in the new topic is stored while records of the deleted
 	// topic are still in the window: their commits free their slots but
@@ -102,7 +106,10 @@ func (p *partition) run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case at := <-p.outOfRange:
-			next, err := p.applyOutOfRange(ctx, at)
+			next, err := at, error(nil)
+			if !p.truncated.Swap(false) {
+				next, err = p.applyOutOfRange(ctx, at)
+			}
 			if err == nil && p.recreated.Load() {
 				err = p.storeNewTopicStart(ctx, next)
 			}

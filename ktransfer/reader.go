@@ -360,10 +360,30 @@ func (r *reader) apply() {
 
 // stall stops dispatching p's records and has its goroutine apply
 // offset_out_of_range from the next offset, which restarts it.
-func (r *reader) stall(p *partition) {
+func (r *reader) stall(p *partition) { r.stallAt(p, p.next) }
+
+// stallAt is stall from offset at.
+func (r *reader) stallAt(p *partition, at int64) {
 	if !p.stalled {
 		p.stalled = true
-		p.outOfRange <- p.next // cap 1, and sent once per start
+		p.outOfRange <- at // cap 1, and sent once per start
+	}
+}
+
+// dataLoss handles kgo's report that partition p's log now ends below
+// the offset it had read to (a leader elected uncleanly lost records, and
+// the offsets from its log end on go to the records written next). kgo
+// reads on from the new end; records it returns there below p.next are
+// not the ones dispatched at those offsets, so p restarts at the new end:
+// what was dispatched finishes first, then that offset is stored (below
+// the committed one) and read from.
+func (r *reader) dataLoss(p *partition, lost *kgo.ErrDataLoss) {
+	p.log.Error("kafka lost records the module had read (a leader's log ends below them); reading again from the new log end",
+		"consumed_to", lost.ConsumedTo, "reset_to", lost.ResetTo, "next", p.next)
+	r.m.stats.outOfRange()
+	if lost.ResetTo < p.next && !p.stalled {
+		p.truncated.Store(true) // before the send: its goroutine reads it after
+		r.stallAt(p, lost.ResetTo)
 	}
 }
 
@@ -515,6 +535,11 @@ func (r *reader) route(ctx context.Context, fs kgo.Fetches) (records int, failed
 		p := r.parts[id]
 		if topic != r.topic || p == nil {
 			r.warnFetchError(m.log.With("partition", id), id, err)
+			return
+		}
+		var lost *kgo.ErrDataLoss
+		if errors.As(err, &lost) {
+			r.dataLoss(p, lost)
 			return
 		}
 		if errors.Is(err, kerr.OffsetOutOfRange) {
