@@ -522,6 +522,11 @@ func (r *reader) resume() {
 // partition read was held back for one (holdBack).
 func (r *reader) route(ctx context.Context, fs kgo.Fetches) (records int, failed, held bool) {
 	m := r.m
+	type partErr struct {
+		p   *partition
+		err error
+	}
+	var warn []partErr // logged once the records are routed: at the offset the partition stands at
 	fs.EachTopic(func(ft kgo.FetchTopic) {
 		if ft.Topic == r.topic && ft.TopicID != ([16]byte{}) {
 			r.readID = ft.TopicID
@@ -554,7 +559,7 @@ func (r *reader) route(ctx context.Context, fs kgo.Fetches) (records int, failed
 			r.unknownTopicID(ctx, err)
 			return
 		}
-		r.warnFetchError(p.log, id, err)
+		warn = append(warn, partErr{p, err})
 	})
 	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
 		p := r.parts[fp.Partition]
@@ -587,5 +592,10 @@ func (r *reader) route(ctx context.Context, fs kgo.Fetches) (records int, failed
 			records++
 		}
 	})
+	for _, w := range warn {
+		// A lasting error (a corrupt record batch, …) stops the
+		// partition at this offset.
+		r.warnFetchError(w.p.log.With("offset", w.p.next), w.p.id, w.err)
+	}
 	return records, failed, held
 }
