@@ -71,4 +71,5 @@ func TestTruncatedLogIsReadAgainFromItsNewEnd(t *testing.T) {
 		}
 		return true
 	})
+	e.committedAtEnd(t, "m", "t") // the offset stored below the committed one moved on to the end
 }
