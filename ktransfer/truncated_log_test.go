@@ -73,3 +73,57 @@ func TestTruncatedLogIsReadAgainFromItsNewEnd(t *testing.T) {
 	})
 	e.committedAtEnd(t, "m", "t") // the offset stored below the committed one moved on to the end
 }
+
+// TestLeaderWithoutEpochHistoryIsReadAgain: the partition's leader moves to
+// a replica that has no record of the leader epoch the module read in (an
+// unclean election to a replica without history: UNDEFINED_EPOCH_OFFSET).
+// The Kafka client, without reporting an error, goes back to the first
+// record stamped at or after the last one read: in its words, it re-reads
+// what replaced the module's records rather than skipping them. Those
+// records, at offsets the module had read past, are pushed; they were
+// skipped as already dispatched.
+func TestLeaderWithoutEpochHistoryIsReadAgain(t *testing.T) {
+	e := newClusterEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	recs := make([][2]string, 10)
+	for i := range recs {
+		recs[i] = [2]string{"k" + strconv.Itoa(i), strconv.Itoa(i)}
+	}
+	e.produce(t, "t", recs)
+	b := newBackend(t, nil)
+	e.start(t, module("m", "t", b.URL))
+	waitFor(t, "the 10 records pushed", 10*time.Second, func() bool { return len(b.got()) == 10 })
+
+	var undefined atomic.Int64
+	e.kafka.ControlKey(int16(kmsg.OffsetForLeaderEpoch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		r := req.(*kmsg.OffsetForLeaderEpochRequest)
+		resp := r.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
+		for _, rt := range r.Topics {
+			st := kmsg.NewOffsetForLeaderEpochResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
+				sp.Partition, sp.LeaderEpoch, sp.EndOffset = rp.Partition, -1, -1
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		undefined.Add(1)
+		return resp, nil, true
+	})
+	if err := e.kafka.MoveTopicPartition("t", 0, (e.kafka.LeaderFor("t", 0)+1)%3); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the new leader's epoch history asked", 10*time.Second, func() bool { return undefined.Load() > 0 })
+	// The last record read is at offset 9: the client goes back at least
+	// to it, to a record that in the story told here replaced it.
+	waitFor(t, "the record at offset 9 after the new leader pushed", 10*time.Second, func() bool {
+		n := 0
+		for _, p := range b.got() {
+			if p.offset == "9" {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	e.committedAtEnd(t, "m", "t")
+}
