@@ -370,6 +370,16 @@ func (r *reader) stallAt(p *partition, at int64) {
 	}
 }
 
+// wentBack restarts p at offset at, below its next offset, where kgo went
+// back to by itself (see route).
+func (r *reader) wentBack(p *partition, at int64) {
+	p.log.Error("kafka client went back below the records read (a new leader without their history); reading again from there",
+		"offset", at, "next", p.next)
+	r.m.stats.outOfRange()
+	p.truncated.Store(true) // before the send: its goroutine reads it after
+	r.stallAt(p, at)
+}
+
 // dataLoss handles kgo's report that partition p's log now ends below
 // the offset it had read to (a leader elected uncleanly lost records, and
 // the offsets from its log end on go to the records written next). kgo
@@ -572,9 +582,12 @@ func (r *reader) route(ctx context.Context, fs kgo.Fetches) (records int, failed
 		}
 		for _, rec := range fp.Records {
 			if rec.Offset < p.next {
-				// Not after what was dispatched (a reset by kgo after a
-				// leader's log was truncated): already in the tracker.
-				continue
+				// kgo went back without an error: a new leader without the
+				// history of the epoch read in (an unclean election) has
+				// it read again, by time, what replaced the records read.
+				// Those offsets hold records never dispatched.
+				r.wentBack(p, rec.Offset)
+				return
 			}
 			rr := &record{msg: rec, part: p}
 			if rec.Attrs.IsControl() {
