@@ -56,7 +56,7 @@ func newMetrics() *metrics {
 			Name: "ktransfer_skipped_total", Help: "Records not pushed: method not in the list, or no method to match.",
 		}, []string{"module", "reason"}),
 		outOfRange: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ktransfer_offset_out_of_range_total", Help: "Stored offsets Kafka no longer had.",
+			Name: "ktransfer_offset_out_of_range_total", Help: "Offsets Kafka no longer had: stored ones (retention, a topic created again), or read past a log that was truncated.",
 		}, []string{"module"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "ktransfer_push_duration_seconds", Help: "From the first attempt to a 2xx, retries included.",
