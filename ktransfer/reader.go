@@ -478,9 +478,14 @@ func (r *reader) warnFetchError(log *slog.Logger, id int32, err error) {
 		r.warned[id] = w
 		return
 	}
-	if w.err == err.Error() && w.repeated > 0 {
+	switch {
+	case w.err == err.Error() && w.repeated > 0:
 		log.Warn("kafka fetch error", "err", err, "repeated", w.repeated)
-	} else {
+	case w.repeated > 0:
+		// Another error: the previous one's count first.
+		w.log.Warn("kafka fetch error", "err", w.err, "repeated", w.repeated)
+		fallthrough
+	default:
 		log.Warn("kafka fetch error", "err", err)
 	}
 	r.warned[id] = fetchWarning{err: err.Error(), at: now, log: log}
