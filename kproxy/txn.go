@@ -124,14 +124,42 @@ func (p *txnPool) begin(tp *txnProducer, deadline context.Context) error {
 			tp.cl = cl
 			p.mu.Unlock()
 		}
-		if _, _, err := tp.cl.ProducerID(deadline); err != nil && deadline.Err() != nil {
-			return fmt.Errorf("transactional client %s: producer id not loaded in time: %w", tp.id, err)
+		if err := loadProducerID(tp.cl, deadline); err != nil {
+			return fmt.Errorf("transactional client %s: %w", tp.id, err)
 		}
 		err := tp.cl.BeginTransaction()
 		if err == nil || attempt == 1 {
 			return err
 		}
 		p.retire(tp, err)
+	}
+}
+
+// loadProducerID loads cl's producer id within deadline. A load kgo gave
+// up on after its request retries (a coordinator loading its log, a
+// broker away) leaves the id to be loaded again, and BeginTransaction
+// would load it without a deadline, retrying CONCURRENT_TRANSACTIONS for
+// as long as the coordinator answers so: it is loaded again here, until
+// deadline. A failure the client keeps (a definite refusal: denied,
+// fenced; closed) is left to BeginTransaction, which reports it.
+func loadProducerID(cl *kgo.Client, deadline context.Context) error {
+	for {
+		_, _, err := cl.ProducerID(deadline)
+		var ke *kerr.Error
+		switch {
+		case err == nil:
+			return nil
+		case deadline.Err() != nil:
+			return fmt.Errorf("producer id not loaded in time: %w", err)
+		case errors.As(err, &ke) && !ke.Retriable && !errors.Is(err, kerr.ConcurrentTransactions),
+			errors.Is(err, kgo.ErrClientClosed):
+			return nil
+		}
+		select {
+		case <-deadline.Done():
+			return fmt.Errorf("producer id not loaded in time: %w", err)
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
 
