@@ -197,6 +197,11 @@ func (m *Monitor) handleDelay(w http.ResponseWriter, r *http.Request) {
 	// Only the first value of a parameter would be read: a second one
 	// (an unknown cluster, another format) must not pass unseen.
 	for _, name := range slices.Sorted(maps.Keys(q)) {
+		if name == "_" {
+			// A cache-buster (_=<time>, as jQuery and many dashboards
+			// add to every GET): says nothing about the answer.
+			continue
+		}
 		if name != "cluster" && name != "format" && name != "keys" && name != "detail" {
 			// A misspelt parameter (formt=zabbix) would answer JSON of
 			// every cluster as if it were not there.
