@@ -1,6 +1,7 @@
 package ktransfer_test
 
 import (
+	"net/http"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -124,6 +125,72 @@ func TestLeaderWithoutEpochHistoryIsReadAgain(t *testing.T) {
 			}
 		}
 		return n >= 2
+	})
+	e.committedAtEnd(t, "m", "t")
+}
+
+// TestTruncatedLogRestartOffsetSurvivesAStop: the leader's log ends below
+// the committed offset (an unclean election), while a record the module
+// read before is still retried. The partition restarts at the new log end
+// only once that record is done; a process stopping meanwhile (a shutdown,
+// a hand-over) must leave the new log end stored, not the committed offset
+// above it: the next owner would start there and skip the records written
+// at the offsets Kafka gave again, never pushing them.
+func TestTruncatedLogRestartOffsetSurvivesAStop(t *testing.T) {
+	const cut = 5
+	e := newClusterEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	recs := make([][2]string, 10)
+	for i := range recs {
+		recs[i] = [2]string{"k" + strconv.Itoa(i), strconv.Itoa(i)}
+	}
+	e.produce(t, "t", recs)
+	var refuse atomic.Bool
+	refuse.Store(true)
+	b := newBackend(t, func(_ int, p push, w http.ResponseWriter) {
+		if p.offset == "9" && refuse.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable) // retried until the stop
+		}
+	})
+	r, admin := e.startAdmin(t, 0, module("m", "t", b.URL))
+	waitFor(t, "offsets 0 to 8 pushed and committed, 9 retried", 10*time.Second, func() bool {
+		return e.storedOffset(t, "m", "t", 0) == "9"
+	})
+
+	e.kafka.ControlKey(int16(kmsg.OffsetForLeaderEpoch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		q := req.(*kmsg.OffsetForLeaderEpochRequest)
+		resp := q.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
+		for _, rt := range q.Topics {
+			st := kmsg.NewOffsetForLeaderEpochResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
+				sp.Partition, sp.LeaderEpoch, sp.EndOffset = rp.Partition, rp.LeaderEpoch, cut
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	if err := e.kafka.MoveTopicPartition("t", 0, (e.kafka.LeaderFor("t", 0)+1)%3); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the truncation seen by the module", 10*time.Second, func() bool {
+		v := metricValue(t, admin, `ktransfer_offset_out_of_range_total{module="m"}`)
+		return v != "" && v != "0"
+	})
+	if err := r.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := e.storedOffset(t, "m", "t", 0); got != strconv.Itoa(cut) {
+		t.Fatalf("stored offset after the stop %s, want the new log end %d: the records written at offsets %d to 8 after the truncation are skipped by the next owner", got, cut, cut)
+	}
+
+	// The next owner pushes them.
+	refuse.Store(false)
+	before := len(b.got())
+	e.start(t, module("m", "t", b.URL))
+	waitFor(t, "the records at offsets 5 to 9 pushed again", 10*time.Second, func() bool {
+		return len(b.got()) >= before+10-cut
 	})
 	e.committedAtEnd(t, "m", "t")
 }
