@@ -49,9 +49,10 @@ type partition struct {
 	// (kgo's ErrDataLoss): the partition restarts there, no policy applies.
 	truncated atomic.Bool
 	// deletedTopic is set, under the module's commitMu, once the restart
-	// offset in the new topic is stored while records of the deleted
-	// topic are still in the window: their commits free their slots but
-	// store nothing (the offset stored names the new topic's records).
+	// offset in the new topic (or after a truncated log) is stored while
+	// records of the deleted topic (or lost log) are still in the window:
+	// their commits free their slots but store nothing (the offset stored
+	// names the records read next).
 	deletedTopic bool
 
 	released atomic.Bool  // given up: queued records are dropped, not pushed
@@ -107,11 +108,12 @@ func (p *partition) run(ctx context.Context) error {
 			return nil
 		case at := <-p.outOfRange:
 			next, err := at, error(nil)
-			if !p.truncated.Swap(false) {
+			truncated := p.truncated.Swap(false)
+			if !truncated {
 				next, err = p.applyOutOfRange(ctx, at)
 			}
-			if err == nil && p.recreated.Load() {
-				err = p.storeNewTopicStart(ctx, next)
+			if err == nil && (p.recreated.Load() || truncated) {
+				err = p.storeNewTopicStart(ctx, next, truncated)
 			}
 			if err == nil {
 				err = p.restartAt(ctx, next)
@@ -230,13 +232,25 @@ func (p *partition) sinceModuleStart(ctx context.Context, newest int64) (int64, 
 // read the new topic from there, skipping its first records. Those
 // records cannot be read again after a crash anyway; their commits now
 // store nothing (deletedTopic).
-func (p *partition) storeNewTopicStart(ctx context.Context, next int64) error {
+//
+// The same holds after a truncated log (truncated: next is the new log
+// end, below records dispatched): the records dispatched at and above it
+// are no longer in Kafka, and the committed offset, or a commit of theirs,
+// stored at a stop meanwhile made the next owner skip the records written
+// at those offsets since. What is stored then is the lower of next and the
+// committed offset: records dispatched below next are still in Kafka, and
+// are read again after a crash.
+func (p *partition) storeNewTopicStart(ctx context.Context, next int64, truncated bool) error {
 	m := p.m
 	for n := 1; ; n++ {
 		m.commitMu.Lock()
 		err := errUnsettled
 		if !p.unsure || m.t.settle(p) {
-			err = m.t.storeFenced([]*partition{p}, []int64{next}, []int32{p.offsetVersion})
+			at := next
+			if committed, _, _, _ := p.tracker.snapshot(); truncated && committed < at {
+				at = committed // stored already, and no commit goes above it any more
+			}
+			err = m.t.storeFenced([]*partition{p}, []int64{at}, []int32{p.offsetVersion})
 			if err == nil {
 				p.deletedTopic = true
 			}
@@ -248,7 +262,7 @@ func (p *partition) storeNewTopicStart(ctx context.Context, next int64) error {
 		case errors.Is(err, errDeposed), errors.Is(err, errOffsetMoved):
 			return errDeposed
 		}
-		p.log.Warn("storing the new topic's start offset failed; retrying", "offset", next, "err", err)
+		p.log.Warn("storing the restart offset failed; retrying", "offset", next, "err", err)
 		if !sleep(ctx, backoff(min(n, 8), 20*time.Millisecond, time.Second)) {
 			return ctx.Err()
 		}
