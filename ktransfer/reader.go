@@ -147,15 +147,28 @@ func (r *reader) run(ctx context.Context) {
 				timer = time.NewTimer(wait)
 				due = timer.C
 			}
+			// Reading nothing (no partition, or a full window) for longer
+			// than fetchErrorLogEvery, the repetitions held back of an
+			// error that ended are logged when due all the same.
+			var flushTimer *time.Timer
+			var flush <-chan time.Time
+			if at := r.flushWarnings(); !at.IsZero() {
+				flushTimer = time.NewTimer(time.Until(at))
+				flush = flushTimer.C
+			}
 			select {
 			case <-r.wake:
 			case <-due:
 				m.lastKick.Store(monoNow())
 				m.kickCommit()
+			case <-flush: // logged by flushWarnings on the next pass
 			case <-ctx.Done():
 			}
 			if timer != nil {
 				timer.Stop()
+			}
+			if flushTimer != nil {
+				flushTimer.Stop()
 			}
 			continue
 		}
