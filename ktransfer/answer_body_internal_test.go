@@ -90,3 +90,70 @@ func TestPushAnswerBodyIsNotReadWithoutBound(t *testing.T) {
 		t.Fatalf("the endless answer's connection is still read 3 s after the push returned (%d bytes sent)", sent.Load())
 	}
 }
+
+// TestPushAnswersJudgedByStatusWhateverTheirBody: on one backend, a 200
+// with a 10 KB chunked body keeps its connection for the next push; a 503
+// whose 70 KB body passes what is read keeps its status and Retry-After,
+// and its connection is closed; a 429 with a short body keeps its
+// Retry-After; a 204 is a push.
+func TestPushAnswersJudgedByStatusWhateverTheirBody(t *testing.T) {
+	var conns atomic.Int64
+	var n atomic.Int64
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch n.Add(1) {
+			case 1, 2:
+				w.WriteHeader(200)
+				for range 10 {
+					w.Write([]byte(strings.Repeat("a", 1000)))
+					w.(http.Flusher).Flush() // chunked
+				}
+			case 3:
+				w.Header().Set("Retry-After", "7")
+				w.Header().Set("Content-Length", "70000")
+				w.WriteHeader(503)
+				w.Write([]byte(strings.Repeat("b", 70000)))
+			case 4:
+				w.Header().Set("Retry-After", "3")
+				w.WriteHeader(429)
+				w.Write([]byte("slow down"))
+			default:
+				w.WriteHeader(204)
+			}
+		}),
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				conns.Add(1)
+			}
+		},
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	m := DefaultModule()
+	m.Topic = "t"
+	m.Protocol.URI = "/push"
+	m.BackendServers = []string{ln.Addr().String()}
+	p, err := newPusher(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &record{msg: &kgo.Record{Topic: "t", Partition: 0, Offset: 1, Value: []byte("v")}, part: &partition{epoch: 1}}
+	var buf []byte
+	for i, want := range []struct {
+		status     int
+		retryAfter time.Duration
+		conns      int64
+	}{{200, 0, 1}, {200, 0, 1}, {503, 7 * time.Second, 1}, {429, 3 * time.Second, 2}, {204, 0, 2}} {
+		a := p.push(0, r, &buf)
+		if a.err != nil || a.status != want.status || a.retryAfter != want.retryAfter {
+			t.Errorf("push %d: %+v, want status %d, Retry-After %v", i+1, a, want.status, want.retryAfter)
+		}
+		if got := conns.Load(); got != want.conns {
+			t.Errorf("after push %d: %d connections made, want %d", i+1, got, want.conns)
+		}
+	}
+}

@@ -1,8 +1,8 @@
 package ktransfer
 
 import (
+	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -96,7 +96,12 @@ func newPusher(m Module) (*pusher, error) {
 			NoDefaultUserAgentHeader:      true,
 			DisableHeaderNamesNormalizing: true,
 			DisablePathNormalizing:        true,
-			StreamResponseBody:            true, // read by push, at most answerBodyRead
+			// A push's answer is read whole up to answerBodyRead: a
+			// longer one (a backend's page, or a body that never ends)
+			// is not read further, its connection closed, and its
+			// status kept (push). Buffered, not streamed: a stream costs
+			// several allocations per push.
+			MaxResponseBodySize: answerBodyRead,
 		}
 		if conn > 0 {
 			hc.Dial = func(addr string) (net.Conn, error) { return fasthttp.DialTimeout(addr, conn) }
@@ -179,17 +184,12 @@ func (p *pusher) push(i int, r *record, buf *[]byte) attempt {
 	}
 	req.SetBodyRaw(r.msg.Value)
 	err := p.backends[i].Do(req, resp)
-	if err != nil {
+	if err != nil && !errors.Is(err, fasthttp.ErrBodyTooLarge) {
 		return attempt{err: err}
 	}
-	if body := resp.BodyStream(); body != nil {
-		// Not buffered whole (a backend's page, or an endless stream,
-		// would all be held in memory): what ends within answerBodyRead
-		// is read to reuse the connection; closing the stream before its
-		// end closes the connection.
-		_, _ = io.CopyN(io.Discard, body, answerBodyRead)
-		_ = resp.CloseBodyStream()
-	}
+	// ErrBodyTooLarge: the answer's status line and headers were read
+	// whole, its body passed answerBodyRead (fasthttp closed the
+	// connection): the answer stands, its body is not needed.
 	a := attempt{status: resp.StatusCode()}
 	if a.status >= 200 && a.status < 300 {
 		return a // pushed: a Retry-After would not be read
