@@ -1,0 +1,64 @@
+package kmonitor_test
+
+import (
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kmonitor"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zkserver"
+)
+
+// The offsets an old ZooKeeper client read are shown as unknown until the
+// next client has read them again. Here the next one may no longer list
+// the module's offsets/ (its ACL was closed while the old client held a
+// watch below it, which an ACL change does not fire): the partition the
+// old client read must not keep showing its old lag as if it were known.
+func TestOffsetsOfAReplacedClientUnknownUntilReadAgain(t *testing.T) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 4}})
+	var log logBuffer
+	e := startWith(t, k, func(c *kmonitor.Config) {
+		cl := c.Clusters["test_cluster"]
+		cl.ZKSessionTimeoutMs = 2000
+		c.Clusters["test_cluster"] = cl
+	}, &log)
+	produce(t, e.kafka, "a", 2, 4)
+	setOffset(t, e.conn, "m", "a", "2", "1")
+	e.eventually(t, "", `{"test_cluster":{"m":{"2":3}}}`+"\n", 10*time.Second)
+
+	auth := zklayout.Auth{User: "ktransfer", Password: "zk-pass"}
+	if err := auth.Authenticate(e.conn, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	offsets := zklayout.Consumers(chroot) + "/m/offsets"
+	if _, err := e.conn.SetACL(offsets, zk.DigestACL(zk.PermAll, auth.User, auth.Password), -1); err != nil {
+		t.Fatal(err)
+	}
+
+	_, port, _ := net.SplitHostPort(e.zk.Addr)
+	p, _ := strconv.Atoi(port)
+	dir := e.zk.Dir
+	e.zk.Stop()
+	// The session is 2 s: the client is replaced 4 s after it was lost.
+	if !waitFor(15*time.Second, func() bool { return log.count("no zookeeper session; replacing the client") > 0 }) {
+		t.Fatal("the ZooKeeper client was not replaced")
+	}
+	restarted, err := zkserver.Start(zkserver.Config{Dir: dir, Port: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { restarted.Stop() })
+	// The new client has listed the module and found offsets/ closed to it.
+	e.eventuallyContains(t, "", 15*time.Second, `"*.*":null`)
+	if _, j := e.get(t, ""); j != `{"test_cluster":{"m":{"*.*":null,"a.2":null}}}`+"\n" {
+		t.Fatalf("offsets of the replaced client, not read again: got %q, want partition 2 unknown", j)
+	}
+	if _, z := e.get(t, "?format=zabbix"); z != "- test_cluster.kmonitor.errors 2\n" {
+		t.Fatalf("zabbix: got %q, want no lag line and 2 errors", z)
+	}
+}
