@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
@@ -191,6 +192,97 @@ func TestTruncatedLogRestartOffsetSurvivesAStop(t *testing.T) {
 	e.start(t, module("m", "t", b.URL))
 	waitFor(t, "the records at offsets 5 to 9 pushed again", 10*time.Second, func() bool {
 		return len(b.got()) >= before+10-cut
+	})
+	e.committedAtEnd(t, "m", "t")
+}
+
+// TestTruncatedLogWhileWaitingOnARestart: a broker answers a fetch
+// OFFSET_OUT_OF_RANGE for an offset Kafka has, and while the partition
+// waits to restart there (a record read before is still retried), the
+// leader's log is found to end below it (an unclean election: kgo reports
+// the loss). The lower position must win: the records written at the
+// offsets Kafka gave again are pushed, not skipped by a restart at the
+// offset of the first answer.
+func TestTruncatedLogWhileWaitingOnARestart(t *testing.T) {
+	const cut = 5
+	e := newClusterEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	recs := make([][2]string, 10)
+	for i := range recs {
+		recs[i] = [2]string{"k" + strconv.Itoa(i), strconv.Itoa(i)}
+	}
+	e.produce(t, "t", recs)
+	var refuse atomic.Bool
+	refuse.Store(true)
+	b := newBackend(t, func(_ int, p push, w http.ResponseWriter) {
+		if p.offset == "9" && refuse.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable) // retried: the restart waits for it
+		}
+	})
+	_, admin := e.startAdmin(t, 0, module("m", "t", b.URL))
+	waitFor(t, "offsets 0 to 8 pushed and committed, 9 retried", 10*time.Second, func() bool {
+		return e.storedOffset(t, "m", "t", 0) == "9"
+	})
+
+	// One fetch from offset 10 is answered OFFSET_OUT_OF_RANGE; the next
+	// fetch from there shows that answer was taken by the module.
+	var injected, seenAfter atomic.Bool
+	e.kafka.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		e.kafka.KeepControl()
+		fr := req.(*kmsg.FetchRequest)
+		at10 := false
+		for _, rt := range fr.Topics {
+			for _, rp := range rt.Partitions {
+				at10 = at10 || rp.FetchOffset >= 10
+			}
+		}
+		switch {
+		case !at10:
+		case !injected.Load():
+			injected.Store(true)
+			return kafkatest.FetchError(fr, kerr.OffsetOutOfRange.Code), nil, true
+		default:
+			seenAfter.Store(true)
+		}
+		return nil, nil, false
+	})
+	waitFor(t, "the out-of-range answer taken", 10*time.Second, seenAfter.Load)
+
+	e.kafka.ControlKey(int16(kmsg.OffsetForLeaderEpoch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		q := req.(*kmsg.OffsetForLeaderEpochRequest)
+		resp := q.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
+		for _, rt := range q.Topics {
+			st := kmsg.NewOffsetForLeaderEpochResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
+				sp.Partition, sp.LeaderEpoch, sp.EndOffset = rp.Partition, rp.LeaderEpoch, cut
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	if err := e.kafka.MoveTopicPartition("t", 0, (e.kafka.LeaderFor("t", 0)+1)%3); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the truncation seen by the module", 10*time.Second, func() bool {
+		v := metricValue(t, admin, `ktransfer_offset_out_of_range_total{module="m"}`)
+		return v != "" && v != "0"
+	})
+	refuse.Store(false)
+	// From the new end on, kfake returns the records it has: in the story
+	// told here, records written after the truncation.
+	waitFor(t, "the records at offsets 5 to 8 after the truncation pushed", 10*time.Second, func() bool {
+		seen := map[string]int{}
+		for _, p := range b.got() {
+			seen[p.offset]++
+		}
+		for o := cut; o < 9; o++ {
+			if seen[strconv.Itoa(o)] < 2 {
+				return false
+			}
+		}
+		return true
 	})
 	e.committedAtEnd(t, "m", "t")
 }
