@@ -35,6 +35,10 @@ type partition struct {
 	// Owned by the reader's goroutine.
 	next    int64 // the next offset to dispatch
 	stalled bool  // out of range was reported; waiting for a new start
+	// lostTo is the new log end kgo reported (ErrDataLoss) while the
+	// partition was stalled, -1 when none: the restart under way goes to
+	// another offset, and the partition restarts here once it has.
+	lostTo int64
 
 	// Owned by run's goroutine: OFFSET_OUT_OF_RANGE answers for an offset
 	// Kafka has, in a row, and when the last one came (applyOutOfRange).
@@ -79,7 +83,7 @@ type partition struct {
 var errDeposed = errors.New("partition deposed")
 
 func newPartition(m *module, id int32, ctx context.Context) *partition {
-	p := &partition{m: m, id: id, log: m.log.With("partition", id), ctx: ctx, outOfRange: make(chan int64, 1)}
+	p := &partition{m: m, id: id, log: m.log.With("partition", id), ctx: ctx, outOfRange: make(chan int64, 1), lostTo: -1}
 	p.highWater.Store(-1)
 	return p
 }

@@ -365,6 +365,17 @@ func (r *reader) apply() {
 			offsets[id] = kgo.NewOffset().At(c.at)
 		}
 		r.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{r.topic: offsets})
+		for _, c := range add {
+			// A log found truncated below the restart offset while the
+			// partition waited for it: restarted again, at the new end.
+			if lost := c.p.lostTo; lost >= 0 {
+				c.p.lostTo = -1
+				if lost < c.at {
+					c.p.truncated.Store(true) // before the send: its goroutine reads it after
+					r.stallAt(c.p, lost)
+				}
+			}
+		}
 	}
 	for _, c := range changes {
 		close(c.done)
@@ -404,9 +415,16 @@ func (r *reader) dataLoss(p *partition, lost *kgo.ErrDataLoss) {
 	p.log.Error("kafka lost records the module had read (a leader's log ends below them); reading again from the new log end",
 		"consumed_to", lost.ConsumedTo, "reset_to", lost.ResetTo, "next", p.next)
 	r.m.stats.outOfRange()
-	if lost.ResetTo < p.next && !p.stalled {
+	switch {
+	case lost.ResetTo >= p.next:
+	case !p.stalled:
 		p.truncated.Store(true) // before the send: its goroutine reads it after
 		r.stallAt(p, lost.ResetTo)
+	case !p.recreated.Load() && (p.lostTo < 0 || lost.ResetTo < p.lostTo):
+		// Waiting on another restart (an out-of-range answer, a client
+		// gone back): its offset may be above the new log end, so the
+		// partition restarts here once it has (apply).
+		p.lostTo = lost.ResetTo
 	}
 }
 
