@@ -131,7 +131,10 @@ func (p *txnPool) begin(tp *txnProducer, deadline context.Context) error {
 		if err == nil || attempt == 1 {
 			return err
 		}
-		p.retire(tp, err)
+		// The fence stops with deadline (a cancelled call, the records'
+		// deadline): nothing of the batch was sent, and the next client's
+		// InitProducerID fences the id as well.
+		p.retire(deadline, tp, err)
 	}
 }
 
@@ -232,7 +235,7 @@ func (p *txnPool) abort(tp *txnProducer) {
 			_, _, err = tp.cl.ProducerID(ctx)
 		}
 		if err != nil {
-			p.retire(tp, fmt.Errorf("abort transaction: %w", err))
+			p.retire(context.Background(), tp, fmt.Errorf("abort transaction: %w", err))
 		}
 		p.put(tp)
 	}
@@ -256,8 +259,9 @@ func (p *txnPool) abort(tp *txnProducer) {
 // fences its transactional id: the brokers bump the id's epoch and abort
 // what the old client left open, so that nothing it sent late can be
 // committed, and read_committed consumers are not held back until the
-// transaction timeout. The next use makes a new client.
-func (p *txnPool) retire(tp *txnProducer, why error) {
+// transaction timeout. The next use makes a new client. The fence takes
+// produce_timeout_ms at most, less when ctx ends first.
+func (p *txnPool) retire(ctx context.Context, tp *txnProducer, why error) {
 	p.mu.Lock()
 	cl := tp.cl
 	tp.cl = nil
@@ -269,7 +273,7 @@ func (p *txnPool) retire(tp *txnProducer, why error) {
 	if cl != nil {
 		cl.Close()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	err := fence(ctx, p.fencer, tp.id, p.txnTimeout)
 	p.log.Warn("transactional client replaced", "transactional_id", tp.id, "err", why, "fence_err", err)
