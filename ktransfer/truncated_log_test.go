@@ -205,6 +205,57 @@ func TestTruncatedLogRestartOffsetSurvivesAStop(t *testing.T) {
 // offset of the first answer.
 func TestTruncatedLogWhileWaitingOnARestart(t *testing.T) {
 	const cut = 5
+	e, b, _, refuse := truncatedWhileWaiting(t, cut)
+	refuse.Store(false)
+	// From the new end on, kfake returns the records it has: in the story
+	// told here, records written after the truncation.
+	waitFor(t, "the records at offsets 5 to 8 after the truncation pushed", 10*time.Second, func() bool {
+		seen := map[string]int{}
+		for _, p := range b.got() {
+			seen[p.offset]++
+		}
+		for o := cut; o < 9; o++ {
+			if seen[strconv.Itoa(o)] < 2 {
+				return false
+			}
+		}
+		return true
+	})
+	e.committedAtEnd(t, "m", "t")
+}
+
+// TestTruncatedLogWhileWaitingOnARestartIsStoredAtOnce: as above, and the
+// record still retried keeps the first restart waiting. The new log end
+// is stored at once all the same, as for a truncation reported while the
+// partition reads: a process stopping meanwhile leaves it to the next
+// owner, which pushes the records written at those offsets.
+func TestTruncatedLogWhileWaitingOnARestartIsStoredAtOnce(t *testing.T) {
+	const cut = 5
+	e, b, r, refuse := truncatedWhileWaiting(t, cut)
+	waitFor(t, "the new log end stored", 10*time.Second, func() bool {
+		return e.storedOffset(t, "m", "t", 0) == strconv.Itoa(cut)
+	})
+	if err := r.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := e.storedOffset(t, "m", "t", 0); got != strconv.Itoa(cut) {
+		t.Fatalf("stored offset after the stop %s, want the new log end %d", got, cut)
+	}
+	refuse.Store(false)
+	before := len(b.got())
+	e.start(t, module("m", "t", b.URL))
+	waitFor(t, "the records at offsets 5 to 9 pushed again", 10*time.Second, func() bool {
+		return len(b.got()) >= before+10-cut
+	})
+	e.committedAtEnd(t, "m", "t")
+}
+
+// truncatedWhileWaiting sets the scene of the tests above: 10 records,
+// offsets 0 to 8 pushed, 9 refused while refuse holds; a fetch from 10
+// answered OFFSET_OUT_OF_RANGE, then the leader moved to one whose log
+// ends at cut, seen by the module.
+func truncatedWhileWaiting(t *testing.T, cut int64) (*env, *backend, *running, *atomic.Bool) {
+	t.Helper()
 	e := newClusterEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
 	recs := make([][2]string, 10)
 	for i := range recs {
@@ -218,7 +269,7 @@ func TestTruncatedLogWhileWaitingOnARestart(t *testing.T) {
 			w.WriteHeader(http.StatusServiceUnavailable) // retried: the restart waits for it
 		}
 	})
-	_, admin := e.startAdmin(t, 0, module("m", "t", b.URL))
+	r, admin := e.startAdmin(t, 0, module("m", "t", b.URL))
 	waitFor(t, "offsets 0 to 8 pushed and committed, 9 retried", 10*time.Second, func() bool {
 		return e.storedOffset(t, "m", "t", 0) == "9"
 	})
@@ -269,20 +320,5 @@ func TestTruncatedLogWhileWaitingOnARestart(t *testing.T) {
 		v := metricValue(t, admin, `ktransfer_offset_out_of_range_total{module="m"}`)
 		return v != "" && v != "0"
 	})
-	refuse.Store(false)
-	// From the new end on, kfake returns the records it has: in the story
-	// told here, records written after the truncation.
-	waitFor(t, "the records at offsets 5 to 8 after the truncation pushed", 10*time.Second, func() bool {
-		seen := map[string]int{}
-		for _, p := range b.got() {
-			seen[p.offset]++
-		}
-		for o := cut; o < 9; o++ {
-			if seen[strconv.Itoa(o)] < 2 {
-				return false
-			}
-		}
-		return true
-	})
-	e.committedAtEnd(t, "m", "t")
+	return e, b, r, &refuse
 }
