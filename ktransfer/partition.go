@@ -35,10 +35,13 @@ type partition struct {
 	// Owned by the reader's goroutine.
 	next    int64 // the next offset to dispatch
 	stalled bool  // out of range was reported; waiting for a new start
-	// lostTo is the new log end kgo reported (ErrDataLoss) while the
-	// partition was stalled, -1 when none: the restart under way goes to
-	// another offset, and the partition restarts here once it has.
-	lostTo int64
+
+	// lostTo is the lowest new log end kgo reported (ErrDataLoss) while
+	// the partition was stalled, -1 when none: set by the reader, taken
+	// by run's goroutine, which restarts there rather than at the offset
+	// of the restart under way (or by the reader once that restart is
+	// applied, when it came too late for it).
+	lostTo atomic.Int64
 
 	// Owned by run's goroutine: OFFSET_OUT_OF_RANGE answers for an offset
 	// Kafka has, in a row, and when the last one came (applyOutOfRange).
@@ -83,8 +86,9 @@ type partition struct {
 var errDeposed = errors.New("partition deposed")
 
 func newPartition(m *module, id int32, ctx context.Context) *partition {
-	p := &partition{m: m, id: id, log: m.log.With("partition", id), ctx: ctx, outOfRange: make(chan int64, 1), lostTo: -1}
+	p := &partition{m: m, id: id, log: m.log.With("partition", id), ctx: ctx, outOfRange: make(chan int64, 1)}
 	p.highWater.Store(-1)
+	p.lostTo.Store(-1)
 	return p
 }
 
@@ -116,11 +120,20 @@ func (p *partition) run(ctx context.Context) error {
 			if !truncated {
 				next, err = p.applyOutOfRange(ctx, at)
 			}
-			if err == nil && (p.recreated.Load() || truncated) {
-				err = p.storeNewTopicStart(ctx, next, truncated)
-			}
-			if err == nil {
-				err = p.restartAt(ctx, next)
+			for err == nil {
+				if lost := p.lostTo.Swap(-1); lost >= 0 && lost < next {
+					next, truncated = lost, true // the log ends below: the lower wins
+				}
+				if p.recreated.Load() || truncated {
+					err = p.storeNewTopicStart(ctx, next, truncated)
+				}
+				if err == nil {
+					err = p.restartAt(ctx, next)
+				}
+				if !errors.Is(err, errLostBelow) {
+					break
+				}
+				err = nil
 			}
 			if err != nil {
 				if ctx.Err() != nil && !errors.Is(err, errDeposed) {
@@ -276,6 +289,10 @@ func (p *partition) storeNewTopicStart(ctx context.Context, next int64, truncate
 // errUnsettled: a commit got no answer and ZooKeeper does not answer yet.
 var errUnsettled = errors.New("offset node unsure: ZooKeeper does not answer")
 
+// errLostBelow: the log was found to end below the restart offset while
+// the restart waited (lostTo).
+var errLostBelow = errors.New("log truncated below the restart offset")
+
 // restartAt moves the partition's commit point to next (offset_out_of_range)
 // and stores it before reading from there: once every record dispatched
 // before is acknowledged and committed, the new offset is committed, so
@@ -284,6 +301,9 @@ var errUnsettled = errors.New("offset node unsure: ZooKeeper does not answer")
 func (p *partition) restartAt(ctx context.Context, next int64) error {
 	m := p.m
 	for n := 1; ; n++ {
+		if lost := p.lostTo.Load(); lost >= 0 && lost < next {
+			return errLostBelow
+		}
 		if p.tracker.settled() {
 			p.tracker.jump(next)
 			m.commitMu.Lock()

@@ -368,8 +368,7 @@ func (r *reader) apply() {
 		for _, c := range add {
 			// A log found truncated below the restart offset while the
 			// partition waited for it: restarted again, at the new end.
-			if lost := c.p.lostTo; lost >= 0 {
-				c.p.lostTo = -1
+			if lost := c.p.lostTo.Swap(-1); lost >= 0 {
 				if lost < c.at {
 					c.p.truncated.Store(true) // before the send: its goroutine reads it after
 					r.stallAt(c.p, lost)
@@ -420,11 +419,17 @@ func (r *reader) dataLoss(p *partition, lost *kgo.ErrDataLoss) {
 	case !p.stalled:
 		p.truncated.Store(true) // before the send: its goroutine reads it after
 		r.stallAt(p, lost.ResetTo)
-	case !p.recreated.Load() && (p.lostTo < 0 || lost.ResetTo < p.lostTo):
+	case !p.recreated.Load():
 		// Waiting on another restart (an out-of-range answer, a client
 		// gone back): its offset may be above the new log end, so the
-		// partition restarts here once it has (apply).
-		p.lostTo = lost.ResetTo
+		// partition restarts here instead (run), or again once it has
+		// (apply).
+		for {
+			was := p.lostTo.Load()
+			if was >= 0 && was <= lost.ResetTo || p.lostTo.CompareAndSwap(was, lost.ResetTo) {
+				break
+			}
+		}
 	}
 }
 
