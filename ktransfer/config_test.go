@@ -243,3 +243,39 @@ func TestLongOffsetUpdateIntervalRefusedAtLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestHeaderCredentialsNotShownInErrors: protocol.headers carry the
+// backend's credentials (Authorization, Cookie, X-Api-Key). A header entry
+// of the wrong shape — written as one string, two pairs in one list item,
+// a value with a control character — stops the start with a problem
+// naming the file and the entry, but never the credential: the problem is
+// printed, logged, and shown in /status when a reload is refused.
+func TestHeaderCredentialsNotShownInErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, headers, secret, want string
+	}{
+		{"one string", `  - "Authorization: Bearer s3cr3t-string"` + "\n", "s3cr3t-string", "protocol.headers[0]: must be a mapping"},
+		{"no space after the colon", `  - Authorization:Bearer s3cr3t-nospace` + "\n", "s3cr3t-nospace", "protocol.headers[0]: must be a mapping"},
+		{"two pairs", "  - Authorization: Bearer s3cr3t-pairs\n    X-Trace: 1\n", "s3cr3t-pairs", `protocol.headers[0]: must be one "Name: value" pair`},
+		{"control character", `  - Authorization: "Bearer s3cr3t-ctl\u0001"` + "\n", "s3cr3t-ctl", "protocol.headers[0].Authorization: must hold no control characters but tab"},
+		{"cookie", `  - Cookie: "sid=s3cr3t-cookie` + `\r\n"` + "\n", "s3cr3t-cookie", "protocol.headers[0].Cookie: must hold no control characters but tab"},
+		{"api key", `  - X-Api-Key: "s3cr3t-key` + `\n"` + "\n", "s3cr3t-key", "protocol.headers[0].X-Api-Key: must hold no control characters but tab"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := filepath.Join(t.TempDir(), "m.yaml")
+			if err := os.WriteFile(f, []byte("topic: t\nbackend_servers: [127.0.0.1:80]\nprotocol:\n uri: /p\n headers:\n"+tc.headers), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := ktransfer.LoadModule(f)
+			if err == nil {
+				t.Fatal("loaded")
+			}
+			if !strings.Contains(err.Error(), f) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%v\nlacks %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), tc.secret) {
+				t.Errorf("the problem shows the header's credential: %v", err)
+			}
+		})
+	}
+}
