@@ -279,3 +279,37 @@ func TestHeaderCredentialsNotShownInErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigHashLeavesHeaderCredentialsOut: the hash shown in /status and
+// the log leaves secrets out so that it cannot confirm a guessed password;
+// a backend's credential in protocol.headers (Authorization, Cookie,
+// X-Api-Key) is one. Changing only such a value keeps the hash; changing
+// another header's value changes it.
+func TestConfigHashLeavesHeaderCredentialsOut(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "ktransfer.yaml")
+	if err := os.WriteFile(file, []byte("zk_hosts: [127.0.0.1:2181]\nzk_chroot: /mq/c\nbroker_hosts: [127.0.0.1:9092]\nmodule_conf_dir: "+dir+
+		"\nmodule_enabled: [m]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hashOf := func(auth, cookie, key, trace string) string {
+		t.Helper()
+		module := "topic: t\nbackend_servers: [127.0.0.1:8080]\nprotocol:\n  uri: /x\n  headers:\n" +
+			"    - Authorization: Bearer " + auth + "\n    - Cookie: sid=" + cookie + "\n    - X-Api-Key: " + key + "\n    - X-Trace: " + trace + "\n"
+		if err := os.WriteFile(filepath.Join(dir, "m.yaml"), []byte(module), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := ktransfer.LoadConfig(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ktransfer.ConfigHash(cfg)
+	}
+	h := hashOf("a1", "c1", "k1", "t1")
+	if other := hashOf("a2", "c2", "k2", "t1"); other != h {
+		t.Errorf("only the Authorization, Cookie and X-Api-Key values changed: hash %s → %s; want unchanged", h, other)
+	}
+	if other := hashOf("a1", "c1", "k1", "t2"); other == h {
+		t.Errorf("the X-Trace value changed: hash %s unchanged", h)
+	}
+}
