@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -363,7 +364,8 @@ func (m Module) Validate() error {
 	for i, h := range m.Protocol.Headers {
 		field := fmt.Sprintf("protocol.headers[%d]", i)
 		if len(h) != 1 {
-			p.Addf(field, h, "must be one \"Name: value\" pair")
+			// Names only: a value may be a credential (Authorization).
+			p.Add(field, fmt.Sprintf("must be one \"Name: value\" pair, got %d: %s", len(h), strings.Join(slices.Sorted(maps.Keys(h)), ", ")))
 			continue
 		}
 		for name, value := range h {
@@ -373,7 +375,11 @@ func (m Module) Validate() error {
 			case strings.EqualFold(name, "Host") && strings.ContainsFunc(value, func(r rune) bool { return r <= ' ' || r == 0x7f }):
 				p.Addf(field+"."+name, value, "must be a host name without spaces or control characters")
 			case strings.ContainsFunc(value, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }):
-				p.Addf(field+"."+name, value, "must hold no control characters but tab")
+				if config.SecretKey(name) {
+					p.Add(field+"."+name, "must hold no control characters but tab (value not shown: it may be a secret)")
+				} else {
+					p.Addf(field+"."+name, value, "must hold no control characters but tab")
+				}
 			}
 		}
 	}

@@ -232,16 +232,16 @@ func sortedKeys(m map[string]reflect.Value) []string {
 }
 
 // describe names what n is for a type error of field (decoded into t):
-// its value, quoted, unless it may be a secret (see holdsSecret): then
-// only its kind, so that a secret given in the wrong shape is not printed
-// in the start-up error, the log and /status.
+// its value, quoted, unless it may be a secret (see holdsSecret and
+// secretPair): then only its kind, so that a secret given in the wrong
+// shape is not printed in the start-up error, the log and /status.
 func describe(n *yaml.Node, t reflect.Type, field string) string {
 	switch {
 	case n.Kind == yaml.SequenceNode:
 		return "a list"
 	case n.Kind == yaml.MappingNode:
 		return "a mapping"
-	case !holdsSecret(t, field, 0) && !strings.HasPrefix(n.Value, "whsec_"):
+	case !holdsSecret(t, field, 0) && !strings.HasPrefix(n.Value, "whsec_") && !secretPair(n.Value):
 		return fmt.Sprintf("%q", n.Value)
 	}
 	kind := "a value"
@@ -256,6 +256,14 @@ func describe(n *yaml.Node, t reflect.Type, field string) string {
 	return kind + " (not shown: it may be a secret)"
 }
 
+// secretPair says whether v reads as "Name: value" with a Name like a
+// secret's: a protocol.headers entry written as one string
+// ("Authorization:Bearer …", without the space YAML needs).
+func secretPair(v string) bool {
+	name, _, ok := strings.Cut(v, ":")
+	return ok && SecretKey(name)
+}
+
 // holdsSecret says whether field, of type t, may hold a secret: its key
 // is named like one (password, secret, token: signing_secrets,
 // password_file, …), or t is a struct with such a field (zk_auth given as
@@ -265,7 +273,7 @@ func holdsSecret(t reflect.Type, field string, depth int) bool {
 	if i := strings.IndexByte(key, '['); i >= 0 {
 		key = key[:i] // signing_secrets[0]
 	}
-	if secretKey(key) {
+	if SecretKey(key) {
 		return true
 	}
 	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
@@ -287,14 +295,18 @@ func holdsSecret(t reflect.Type, field string, depth int) bool {
 	return false
 }
 
-// secretKey says whether a key is named like one holding a secret.
-func secretKey(key string) bool {
+// SecretKey says whether a key is named like one holding a secret: a key
+// of the files (password, secret, token) or an HTTP header carrying a
+// credential (Authorization, Proxy-Authorization, Cookie, X-Api-Key).
+func SecretKey(key string) bool {
 	key = strings.ToLower(key)
-	return strings.Contains(key, "password") || strings.Contains(key, "secret") || strings.Contains(key, "token")
+	return strings.Contains(key, "password") || strings.Contains(key, "secret") || strings.Contains(key, "token") ||
+		strings.Contains(key, "authorization") || strings.Contains(key, "cookie") ||
+		strings.Contains(strings.NewReplacer("-", "", "_", "").Replace(key), "apikey")
 }
 
 // WithoutSecrets is data, a YAML document, with the values that may be
-// secrets blanked (those of keys named like a secret, see secretKey, and
+// secrets blanked (those of keys named like a secret, see SecretKey, and
 // every value starting with whsec_), re-encoded: what a shown hash of a
 // configuration file may cover, so that it cannot confirm a guessed
 // password. A document that does not parse gives nil.
@@ -310,7 +322,7 @@ func WithoutSecrets(data []byte) []byte {
 		}
 		for i, c := range n.Content {
 			if n.Kind == yaml.MappingNode && i%2 == 1 {
-				blank(c, secret || secretKey(n.Content[i-1].Value))
+				blank(c, secret || SecretKey(n.Content[i-1].Value))
 			} else if n.Kind != yaml.MappingNode || i%2 == 0 {
 				blank(c, secret && n.Kind != yaml.MappingNode)
 			}
