@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -262,5 +264,17 @@ func TestUnreadableOffsetsWarnedOnce(t *testing.T) {
 		if n, f := log.count("offset znode unreadable: set zk_auth"), log.count("znode unreadable: set zk_auth"); n > 3 || f > 1 {
 			t.Fatalf("warned %d times for 3 unreadable offset znodes and %d times for 1 unreadable folder", n, f)
 		}
+	}
+}
+
+// TestZKAuthUserWithColonRefused: ZooKeeper's digest scheme reads
+// "user:password" up to the first colon, so a zk_auth.user holding one
+// authenticated kmonitor as another user than the one named (and its
+// password as the rest). It is refused at start, naming the field.
+func TestZKAuthUserWithColonRefused(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "kmonitor.yaml")
+	os.WriteFile(f, []byte("base:\n clusters: [c1]\nc1:\n chroot: /mq/c1\n zk_hosts: [127.0.0.1:2181]\n zk_auth: {user: \"kmonitor:eu\", password: p}\n"), 0o644)
+	if _, err := kmonitor.LoadConfig(f); err == nil || !strings.Contains(err.Error(), f+`: c1.zk_auth.user: must not contain ':'`) {
+		t.Errorf("%v\nlacks the c1.zk_auth.user problem", err)
 	}
 }

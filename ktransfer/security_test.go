@@ -3,11 +3,13 @@ package ktransfer_test
 import (
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zktest"
@@ -99,5 +101,25 @@ func TestZooKeeperPrivateACL(t *testing.T) {
 	})
 	if _, _, err := e.conn.Get(node); !errors.Is(err, zk.ErrNoAuth) {
 		t.Errorf("an unauthenticated client read a private offset: %v", err)
+	}
+}
+
+// TestZKAuthUserWithColonRefused: ZooKeeper's digest scheme reads
+// "user:password" up to the first colon, and refuses an ACL whose id has
+// more than one: a zk_auth.user holding a colon was accepted, then every
+// node ktransfer created was refused ("zk: invalid ACL specified", retried
+// for ever, nothing claimed or pushed), and kmonitor authenticated as
+// another user than the one named. It is refused at start, naming the
+// field (kmonitor: TestZKAuthUserWithColonRefused there).
+func TestZKAuthUserWithColonRefused(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	e.zkAuth = zklayout.Auth{User: "ktransfer:eu", Password: "zk-pass"}
+	tr, err := ktransfer.New(e.config(t, 0, module("m", "t", "127.0.0.1:1")), testLog())
+	if err == nil {
+		tr.Close()
+		t.Fatal(`ktransfer.New accepted zk_auth.user "ktransfer:eu"`)
+	}
+	if !strings.Contains(err.Error(), `zk_auth.user: must not contain ':'`) {
+		t.Errorf("ktransfer: %v\nlacks the zk_auth.user problem", err)
 	}
 }
