@@ -2,6 +2,7 @@ package zklayout
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -36,6 +37,10 @@ func (a Auth) Validate(p *config.Problems, prefix string, creates bool) {
 	}
 	if a.User == "" {
 		p.Add(prefix+".user", "required when zk_auth is set")
+	} else if strings.Contains(a.User, ":") {
+		// The digest scheme ends the user at the first ':' of
+		// "user:password", and refuses an ACL id holding two.
+		p.Addf(prefix+".user", a.User, "must not contain ':' (ZooKeeper's digest scheme ends the user name there)")
 	}
 	p.Secret(prefix, "password", a.Password, a.PasswordFile)
 	switch {
