@@ -59,6 +59,10 @@ func (s *Server) newGRPC(tlsCfg *tls.Config) *grpc.Server {
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			MaxConnectionIdle: time.Duration(s.cfg.IdleTimeoutMs) * time.Millisecond,
 		}),
+		// A connection that has not finished its TLS handshake and
+		// HTTP/2 preface has no call either: closed at idle_timeout_ms,
+		// not grpc-go's 120 s.
+		grpc.ConnectionTimeout(time.Duration(s.cfg.IdleTimeoutMs) * time.Millisecond),
 		grpc.InTapHandle(kafkaHeaderTap),
 		grpc.ChainUnaryInterceptor(s.countUnary),
 		grpc.ChainStreamInterceptor(s.countStream),
