@@ -121,3 +121,34 @@ func TestValidateSecurity(t *testing.T) {
 		}
 	}
 }
+
+// TestTLSKeyProblemsNameTheFiles: a client key that does not match its
+// certificate, a key file holding no key, or the two files switched stop
+// the start naming the field and both files (README: "with the file,
+// field and value named"), so that the operator knows which pair of the
+// configuration to fix.
+func TestTLSKeyProblemsNameTheFiles(t *testing.T) {
+	certs := testcert.New(t)
+	empty := filepath.Join(t.TempDir(), "empty.pem")
+	if err := os.WriteFile(empty, []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, cert, key string }{
+		{"another certificate's key", certs.ClientCert, certs.ServerKey},
+		{"no key in the file", certs.ClientCert, empty},
+		{"switched", certs.ClientKey, certs.ClientCert},
+	} {
+		c := kafkaconf.Default()
+		c.TLS = kafkaconf.TLS{Enable: true, CertFile: tc.cert, KeyFile: tc.key}
+		p := config.NewProblems("k.yaml")
+		c.Validate(p)
+		err := p.Err()
+		if err == nil {
+			t.Errorf("%s: accepted", tc.name)
+			continue
+		}
+		if !strings.Contains(err.Error(), "kafka.tls") || !strings.Contains(err.Error(), tc.cert) || !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("%s: %v\ndoes not name kafka.tls, %s and %s", tc.name, err, tc.cert, tc.key)
+		}
+	}
+}
