@@ -226,3 +226,41 @@ func TestSecondDocumentRefused(t *testing.T) {
 		t.Errorf("one document with markers: %v", err)
 	}
 }
+
+// TestSecretLikeAnAliasNotShown: a secret written unquoted and starting
+// with '*' (generated passwords often do) is a YAML alias naming no
+// anchor. The file was refused with yaml's "unknown anchor '<the rest of
+// the secret>' referenced": the secret, printed at start, logged, and
+// shown in ktransfer's /status when a reload is refused. The problem names
+// the file and the line, and says to quote the value, without the name.
+func TestSecretLikeAnAliasNotShown(t *testing.T) {
+	dir := t.TempDir()
+	const secret = "Xy8-s3cr3t"
+	for _, tc := range []struct {
+		file, doc, line string
+		load            func(string) error
+	}{
+		{"kproxy.yaml", "broker_hosts: [10.1.4.17:5031]\nclients:\n - name: shop\n   secret: *" + secret + "\n   topics: [t]\n", ":4:",
+			func(p string) error { _, err := kproxy.LoadConfig(p); return err }},
+		{"ktransfer.yaml", "zk_hosts: [127.0.0.1:2181]\nzk_chroot: /mq/c\nmodule_enabled: [m]\nzk_auth:\n  user: kt\n  password: *" + secret + "\n", ":6:",
+			func(p string) error { _, err := ktransfer.LoadConfig(p); return err }},
+		{"kmonitor.yaml", "base:\n clusters: [c1]\nc1:\n chroot: /mq/c1\n zk_hosts: [127.0.0.1:2181]\n kafka: {sasl: {mechanism: PLAIN, user: u, password: *" + secret + "}}\n", ":6:",
+			func(p string) error { _, err := kmonitor.LoadConfig(p); return err }},
+	} {
+		f := filepath.Join(dir, tc.file)
+		if err := os.WriteFile(f, []byte(tc.doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		err := tc.load(f)
+		if err == nil {
+			t.Errorf("%s: loaded", tc.file)
+			continue
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("%s: the problem shows the secret: %v", tc.file, err)
+		}
+		if !strings.Contains(err.Error(), f+tc.line) || !strings.Contains(err.Error(), "quote") {
+			t.Errorf("%s: %v\ndoes not name %s%s and say to quote the value", tc.file, err, f, tc.line)
+		}
+	}
+}
