@@ -39,7 +39,7 @@ func Decode(name string, data []byte, dst any) error {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
+		return syntaxError(name, data, err)
 	}
 	// A second document (after "---") would be ignored, unknown keys
 	// and all; an empty one (a trailing "---") holds nothing to ignore.
@@ -50,7 +50,7 @@ func Decode(name string, data []byte, dst any) error {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
+			return syntaxError(name, data, err)
 		}
 		if len(next.Content) > 0 && next.Content[0].Tag != "!!null" {
 			return fmt.Errorf("%s:%d: a second YAML document; a configuration file holds one", name, next.Line)
@@ -62,6 +62,31 @@ func Decode(name string, data []byte, dst any) error {
 	d := decoder{file: name}
 	d.node(doc.Content[0], reflect.ValueOf(dst).Elem(), "")
 	return errors.Join(d.errs...)
+}
+
+// syntaxError is yaml's error for the file named name, holding data. An
+// alias naming no anchor is told without its name: that is an unquoted
+// value starting with '*', a generated password as often as not.
+func syntaxError(name string, data []byte, err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	rest, ok := strings.CutPrefix(msg, "unknown anchor '")
+	anchor, ok2 := strings.CutSuffix(rest, "' referenced")
+	if !ok || !ok2 {
+		return fmt.Errorf("%s: %s", name, msg)
+	}
+	at := name
+	for i := 0; ; i++ {
+		j := bytes.Index(data[i:], []byte("*"+anchor))
+		if j < 0 {
+			break
+		}
+		i += j
+		if end := i + 1 + len(anchor); end == len(data) || bytes.IndexByte([]byte(" \t\r\n,]}#"), data[end]) >= 0 {
+			at = fmt.Sprintf("%s:%d", name, 1+bytes.Count(data[:i], []byte("\n")))
+			break
+		}
+	}
+	return fmt.Errorf("%s: a value starting with * is a YAML alias, and this one names no anchor (not shown: it may be a secret); quote the value", at)
 }
 
 type decoder struct {
