@@ -365,7 +365,7 @@ func (m Module) Validate() error {
 		field := fmt.Sprintf("protocol.headers[%d]", i)
 		if len(h) != 1 {
 			// Names only: a value may be a credential (Authorization).
-			p.Add(field, fmt.Sprintf("must be one \"Name: value\" pair, got %d: %s", len(h), strings.Join(slices.Sorted(maps.Keys(h)), ", ")))
+			p.Add(field, fmt.Sprintf("must be one \"Name: value\" pair, got %d: %q", len(h), slices.Sorted(maps.Keys(h))))
 			continue
 		}
 		for name, value := range h {
