@@ -264,3 +264,43 @@ func TestSecretLikeAnAliasNotShown(t *testing.T) {
 		}
 	}
 }
+
+// TestSecretLikeATagOrAnchorRefused: a secret written unquoted and
+// starting with '!' or '&' (generated passwords do, as with '*') is a
+// YAML tag or anchor on an empty value: the file loaded with the secret
+// read as "", without a word, and the client authenticated without it or
+// was refused for a reason the file did not seem to give. The problem
+// names the file and the line and says to quote the value, without it.
+func TestSecretLikeATagOrAnchorRefused(t *testing.T) {
+	dir := t.TempDir()
+	const secret = "Xy8-s3cr3t"
+	for _, mark := range []string{"!", "&"} {
+		for _, tc := range []struct {
+			file, doc, line string
+			load            func(string) error
+		}{
+			{"kproxy.yaml", "broker_hosts: [10.1.4.17:5031]\nclients:\n - name: shop\n   secret: " + mark + secret + "\n   topics: [t]\n", ":4:",
+				func(p string) error { _, err := kproxy.LoadConfig(p); return err }},
+			{"ktransfer.yaml", "zk_hosts: [127.0.0.1:2181]\nzk_chroot: /mq/c\nmodule_enabled: [m]\nzk_auth:\n  user: kt\n  password: " + mark + secret + "\n", ":6:",
+				func(p string) error { _, err := ktransfer.LoadConfig(p); return err }},
+			{"kmonitor.yaml", "base:\n clusters: [c1]\nc1:\n chroot: /mq/c1\n zk_hosts: [127.0.0.1:2181]\n kafka:\n  sasl:\n   mechanism: PLAIN\n   user: u\n   password: " + mark + secret + "\n", ":10:",
+				func(p string) error { _, err := kmonitor.LoadConfig(p); return err }},
+		} {
+			f := filepath.Join(dir, tc.file)
+			if err := os.WriteFile(f, []byte(tc.doc), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			err := tc.load(f)
+			if err == nil {
+				t.Errorf("%s, %s: loaded", tc.file, mark)
+				continue
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("%s, %s: the problem shows the secret: %v", tc.file, mark, err)
+			}
+			if !strings.Contains(err.Error(), f+tc.line) || !strings.Contains(err.Error(), "quote") {
+				t.Errorf("%s, %s: %v\ndoes not name %s%s and say to quote the value", tc.file, mark, err, f, tc.line)
+			}
+		}
+	}
+}
