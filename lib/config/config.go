@@ -59,9 +59,31 @@ func Decode(name string, data []byte, dst any) error {
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		return nil // an empty file leaves the defaults
 	}
+	if err := emptyMark(name, &doc); err != nil {
+		return err
+	}
 	d := decoder{file: name}
 	d.node(doc.Content[0], reflect.ValueOf(dst).Elem(), "")
 	return errors.Join(d.errs...)
+}
+
+// emptyMark refuses a value read as a YAML tag ('!') or as an anchor
+// ('&') of nothing: an unquoted value starting with one of them, a
+// generated password as often as not, which YAML reads as empty. It is
+// told by its line, without the value.
+func emptyMark(name string, n *yaml.Node) error {
+	switch {
+	case n.Kind == yaml.ScalarNode && strings.HasPrefix(n.Tag, "!") && !strings.HasPrefix(n.Tag, "!!"):
+		return fmt.Errorf("%s:%d: a value starting with ! is a YAML tag (not shown: it may be a secret); quote the value", name, n.Line)
+	case n.Kind == yaml.ScalarNode && n.Anchor != "" && n.Value == "" && n.Tag == "!!null":
+		return fmt.Errorf("%s:%d: a value starting with & is a YAML anchor, here of nothing (not shown: it may be a secret); quote the value", name, n.Line)
+	}
+	for _, c := range n.Content {
+		if err := emptyMark(name, c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // syntaxError is yaml's error for the file named name, holding data. An
