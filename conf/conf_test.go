@@ -274,7 +274,7 @@ func TestSecretLikeAnAliasNotShown(t *testing.T) {
 func TestSecretLikeATagOrAnchorRefused(t *testing.T) {
 	dir := t.TempDir()
 	const secret = "Xy8-s3cr3t"
-	for _, mark := range []string{"!", "&"} {
+	for _, mark := range []string{"!", "&", "!!"} {
 		for _, tc := range []struct {
 			file, doc, line string
 			load            func(string) error
