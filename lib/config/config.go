@@ -67,13 +67,18 @@ func Decode(name string, data []byte, dst any) error {
 	return errors.Join(d.errs...)
 }
 
+// coreTags are the tags YAML gives a scalar by itself, or that a file
+// may name (!!str, !!binary, …): any other is a value starting with '!'.
+var coreTags = map[string]bool{"!!str": true, "!!int": true, "!!float": true, "!!bool": true,
+	"!!null": true, "!!binary": true, "!!timestamp": true, "!!merge": true}
+
 // emptyMark refuses a value read as a YAML tag ('!') or as an anchor
 // ('&') of nothing: an unquoted value starting with one of them, a
 // generated password as often as not, which YAML reads as empty. It is
 // told by its line, without the value.
 func emptyMark(name string, n *yaml.Node) error {
 	switch {
-	case n.Kind == yaml.ScalarNode && strings.HasPrefix(n.Tag, "!") && !strings.HasPrefix(n.Tag, "!!"):
+	case n.Kind == yaml.ScalarNode && strings.HasPrefix(n.Tag, "!") && !coreTags[n.Tag]:
 		return fmt.Errorf("%s:%d: a value starting with ! is a YAML tag (not shown: it may be a secret); quote the value", name, n.Line)
 	case n.Kind == yaml.ScalarNode && n.Anchor != "" && n.Value == "" && n.Tag == "!!null":
 		return fmt.Errorf("%s:%d: a value starting with & is a YAML anchor, here of nothing (not shown: it may be a secret); quote the value", name, n.Line)
