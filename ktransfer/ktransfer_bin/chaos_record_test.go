@@ -37,6 +37,10 @@ type history struct {
 	events     []event
 	faults     []*fault
 	violations []violation
+	// backwards: committed offsets seen moving backwards; a violation
+	// unless ktransfer logged, for that module and partition, that Kafka
+	// lost records it had read (see excuseBackwards).
+	backwards []violation
 }
 
 type event struct {
@@ -700,8 +704,10 @@ func (w *zkWatch) pollOffsets(module string) {
 		w.mu.Unlock()
 		if seen && v < last.value {
 			w.h.logf("committed offset of %s p%d: %d -> %d (backwards)", module, p, last.value, v)
-			w.h.violate(violation{at: at, module: module, partition: int32(p), what: fmt.Sprintf(
+			w.h.mu.Lock()
+			w.h.backwards = append(w.h.backwards, violation{at: at, module: module, partition: int32(p), what: fmt.Sprintf(
 				"committed offset %s/%s moved backwards: %d (seen at %s) -> %d", dir, n, last.value, secs(last.at), v)})
+			w.h.mu.Unlock()
 		}
 	}
 }
@@ -790,4 +796,56 @@ func (w *zkWatch) sessionTimeout(asked time.Duration) (d time.Duration, negotiat
 		return asked, false
 	}
 	return w.negotiated, true
+}
+
+// truncationLogged matches ktransfer's error lines for a partition whose
+// log Kafka cut below the records read (franz-go's ErrDataLoss, or the
+// client reading again below them): ktransfer then stores the lower
+// offset on purpose, so that the records written at the reused offsets
+// are pushed (README, Delivery).
+var truncationLogged = regexp.MustCompile(`level=ERROR msg="kafka (lost records the module had read|client went back below the records read)[^"]*".* module=(\S+) .*partition=(\d+)`)
+
+// excuseBackwards turns each committed offset seen moving backwards into
+// a violation, unless ktransfer's log (log, the processes' shared file)
+// says Kafka lost records of that module's partition: a leader shuffle
+// of the test's brokers can report one.
+func (h *history) excuseBackwards(log []byte) {
+	lost := map[mpKey]bool{}
+	for _, m := range truncationLogged.FindAllSubmatch(log, -1) {
+		if p, err := strconv.ParseInt(string(m[3]), 10, 32); err == nil {
+			lost[mpKey{string(m[2]), int32(p)}] = true
+		}
+	}
+	h.mu.Lock()
+	backwards := h.backwards
+	h.mu.Unlock()
+	for _, v := range backwards {
+		if lost[mpKey{v.module, v.partition}] {
+			h.logf("%s: excused, ktransfer logged that Kafka lost records of %s p%d it had read", v.what, v.module, v.partition)
+			continue
+		}
+		h.violate(v)
+	}
+}
+
+// TestExcuseBackwards: a committed offset moving backwards is a violation
+// unless ktransfer logged that Kafka lost records of that very module and
+// partition.
+func TestExcuseBackwards(t *testing.T) {
+	h := &history{start: time.Now()}
+	for _, k := range []mpKey{{"m2", 1}, {"m1", 1}, {"m2", 11}, {"m2", 3}} {
+		h.backwards = append(h.backwards, violation{module: k.module, partition: k.partition, what: "backwards"})
+	}
+	log := []byte(`time=2026-12-01T07:00:00.000Z level=ERROR msg="kafka lost records the module had read (a leader's log ends below them); reading again from the new log end" module=m2 topic=chaos partition=1 consumed_to=963 reset_to=962 next=963
+time=2026-12-01T07:00:01.000Z level=WARN msg="kafka client went back below the records read (a new leader without their history); reading again from there" module=m2 topic=chaos partition=3 offset=5 next=9
+`)
+	h.excuseBackwards(log)
+	var got []mpKey
+	for _, v := range h.violations {
+		got = append(got, mpKey{v.module, v.partition})
+	}
+	want := []mpKey{{"m1", 1}, {"m2", 11}, {"m2", 3}} // another module, another partition, not an error line
+	if !slices.Equal(got, want) {
+		t.Errorf("violations for %v, want %v", got, want)
+	}
 }
