@@ -213,6 +213,17 @@ func TestLagRightWhileLeadersMove(t *testing.T) {
 func hungBrokerSetup(t *testing.T) (*kfake.Cluster, *env, int32, map[string]bool) {
 	t.Helper()
 	k := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: "a", Partitions: 6}})
+	// The brokers place leaders at random: one broker leading all six
+	// (one chance in 243) would leave no healthy partition to watch.
+	l0, alone := k.LeaderFor("a", 0), true
+	for p := range int32(6) {
+		alone = alone && k.LeaderFor("a", p) == l0
+	}
+	if alone {
+		if err := k.MoveTopicPartition("a", 5, (l0+1)%3); err != nil {
+			t.Fatal(err)
+		}
+	}
 	e := startWith(t, k, func(c *kmonitor.Config) { c.Base.PollIntervalMs = 1000 }, io.Discard)
 	for p := range int32(6) {
 		produce(t, k, "a", p, 3)
