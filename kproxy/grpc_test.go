@@ -745,7 +745,8 @@ func TestGRPCPartialFailure(t *testing.T) {
 func TestGRPCDeadline(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
 	g := startGRPC(t, c, nil)
-	kafkatest.NewFaults(t, c).Sleep(int16(kmsg.Produce), 1, 4*time.Second)
+	f := kafkatest.NewFaults(t, c)
+	f.Sleep(int16(kmsg.Produce), 1, 4*time.Second)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
@@ -755,8 +756,9 @@ func TestGRPCDeadline(t *testing.T) {
 		_, err := g.kp.Produce(ctx, &kproxypb.ProduceRequest{Topic: topic, Records: []*kproxypb.Record{grec("", "k", "held")}})
 		first <- err
 	}()
-	waitFor(t, "the first record at the broker", func() bool { return g.srv.InFlight() == 1 })
-	time.Sleep(100 * time.Millisecond) // its produce request is out; the next queues behind it
+	// Its produce request held at the broker: the next record queues
+	// behind it (one request out per broker), in no request.
+	waitFor(t, "the first record's produce request at the broker", func() bool { return f.Injected() == 1 })
 	ctx2, cancel2 := context.WithTimeout(context.Background(), time.Second)
 	defer cancel2()
 	_, err := g.kp.Produce(ctx2, &kproxypb.ProduceRequest{Topic: topic, Records: []*kproxypb.Record{grec("", "k", "queued")}})
