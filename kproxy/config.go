@@ -132,6 +132,9 @@ type Config struct {
 	// admin_addr (2015 files have none): a taken default port is then
 	// replaced by a free one.
 	adminAddrDefault bool
+	// producerNumSet is set by LoadConfig when the file sets producer_num,
+	// whatever its value: the key has no effect, and is noted at start.
+	producerNumSet bool
 }
 
 // DefaultConfig returns the defaults; a file is decoded over them.
@@ -173,9 +176,18 @@ func LoadConfig(path string) (Config, error) {
 	// ("admin_addr:" with no value keeps the default, as for every key).
 	def := cfg.AdminAddr
 	cfg.AdminAddr = adminAddrUnset
+	// So does a value no count is for producer_num, noted at start when
+	// set (producer_num: 1 included, as 2015 files have it).
+	defNum := cfg.ProducerNum
+	cfg.ProducerNum = producerNumUnset
 	err := config.Load(path, &cfg)
 	if cfg.AdminAddr == adminAddrUnset {
 		cfg.AdminAddr, cfg.adminAddrDefault = def, true
+	}
+	if cfg.ProducerNum == producerNumUnset {
+		cfg.ProducerNum = defNum
+	} else {
+		cfg.producerNumSet = true
 	}
 	if err != nil {
 		return cfg, err
@@ -186,6 +198,9 @@ func LoadConfig(path string) (Config, error) {
 
 // adminAddrUnset marks admin_addr as not (yet) set by the file.
 const adminAddrUnset = "\x00unset"
+
+// producerNumUnset marks producer_num as not (yet) set by the file.
+const producerNumUnset = math.MinInt
 
 var compressions = []string{"none", "gzip", "snappy", "lz4", "zstd"}
 

@@ -159,7 +159,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		}
 		s.txns = newTxnPool(cfg, prefix, s.prod, log)
 	}
-	if cfg.ProducerNum != 1 {
+	if cfg.producerNumSet || cfg.ProducerNum != 1 {
 		// Kept so that 2015 files load; kgo keeps one client per acks level.
 		log.Info("config key has no effect", "key", "producer_num", "value", cfg.ProducerNum)
 	}
