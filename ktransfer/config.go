@@ -106,6 +106,11 @@ type Module struct {
 	// 2015 rule).
 	Dispatch string `yaml:"dispatch"`
 
+	// legacyKeys are the 2015 keys without effect that the file sets
+	// (waiting_queue_size, expected_processing_time_ms), whatever their
+	// value: each is noted at start.
+	legacyKeys []string
+
 	// secretsDigest is the digest of the files signing_secrets names
 	// (filesDigest); "" when it names none. A secret file rewritten in
 	// place makes the module another one (sameModule).
@@ -167,6 +172,10 @@ func DefaultModule() Module {
 
 // adminAddrUnset marks admin_addr as not (yet) set by the file.
 const adminAddrUnset = "\x00unset"
+
+// legacyUnset marks a module key without effect as not (yet) set by the
+// file.
+const legacyUnset = math.MinInt
 
 const (
 	dispatchHash       = "hash"
@@ -290,7 +299,21 @@ func loadModule(file string) (Module, []byte, error) {
 	if err != nil {
 		return m, nil, fmt.Errorf("module %s: %w", m.Name, err)
 	}
-	if err := config.Decode(file, data, &m); err != nil {
+	// A value no count is tells whether the file sets a key without
+	// effect, so that even 0 is noted at start.
+	m.WaitingQueueSize, m.ExpectedProcessingTimeMs = legacyUnset, legacyUnset
+	err = config.Decode(file, data, &m)
+	for _, k := range []struct {
+		name string
+		v    *int
+	}{{"waiting_queue_size", &m.WaitingQueueSize}, {"expected_processing_time_ms", &m.ExpectedProcessingTimeMs}} {
+		if *k.v == legacyUnset {
+			*k.v = 0
+		} else {
+			m.legacyKeys = append(m.legacyKeys, k.name)
+		}
+	}
+	if err != nil {
 		return m, data, err
 	}
 	var secretFiles []string

@@ -114,10 +114,10 @@ func newModule(cfg Module, t *Transfer) (*module, error) {
 	m.sched = newScheduler(cfg)
 	m.limiter = newLimiter(cfg)
 	m.reader = newReader(m, cl)
-	if cfg.WaitingQueueSize > 0 {
+	if cfg.WaitingQueueSize > 0 || slices.Contains(cfg.legacyKeys, "waiting_queue_size") {
 		m.log.Info("waiting_queue_size has no effect (the window bounds the waiting records)")
 	}
-	if cfg.ExpectedProcessingTimeMs > 0 {
+	if cfg.ExpectedProcessingTimeMs != 0 || slices.Contains(cfg.legacyKeys, "expected_processing_time_ms") {
 		m.log.Info("expected_processing_time_ms is accepted for compatibility and has no effect")
 	}
 	return m, nil

@@ -315,6 +315,8 @@ func (t *Transfer) reload(ctx context.Context) (ReloadStatus, error) {
 // rewritten restarts (its signer is built at the start).
 func sameModule(a, b Module) bool {
 	a.File, b.File = "", ""
+	// A key without effect written or left out changes nothing.
+	a.legacyKeys, b.legacyKeys = nil, nil
 	return reflect.DeepEqual(a, b)
 }
 
