@@ -71,3 +71,16 @@ func TestProducerNumNotedAtStart(t *testing.T) {
 		}
 	}
 }
+
+// TestProducerNumLowestIntRefused: producer_num is still checked (>= 1)
+// whatever value the file holds; none stands for "not set".
+func TestProducerNumLowestIntRefused(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "kproxy.yaml")
+	if err := os.WriteFile(f, []byte("broker_hosts: [10.1.4.17:5031]\nproducer_num: -9223372036854775808\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := f + ": producer_num: must be >= 1, got -9223372036854775808"
+	if _, err := kproxy.LoadConfig(f); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("LoadConfig: %v; want %q", err, want)
+	}
+}

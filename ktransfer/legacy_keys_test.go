@@ -88,3 +88,16 @@ func TestNoLongerApplyingModuleKeysNoted(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitingQueueSizeLowestIntRefused: waiting_queue_size is still
+// checked (>= 0) whatever value the file holds; none stands for "not set".
+func TestWaitingQueueSizeLowestIntRefused(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "m.yaml")
+	if err := os.WriteFile(f, []byte("topic: t\nprotocol: {uri: /x}\nbackend_servers: [10.1.2.1:80]\nwaiting_queue_size: -9223372036854775808\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := f + ": waiting_queue_size: must be >= 0, got -9223372036854775808"
+	if _, err := ktransfer.LoadModule(f); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("LoadModule: %v; want %q", err, want)
+	}
+}
