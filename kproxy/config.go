@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -176,19 +177,18 @@ func LoadConfig(path string) (Config, error) {
 	// ("admin_addr:" with no value keeps the default, as for every key).
 	def := cfg.AdminAddr
 	cfg.AdminAddr = adminAddrUnset
-	// So does a value no count is for producer_num, noted at start when
-	// set (producer_num: 1 included, as 2015 files have it).
-	defNum := cfg.ProducerNum
-	cfg.ProducerNum = producerNumUnset
-	err := config.Load(path, &cfg)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		err = fmt.Errorf("read config: %w", err)
+	} else {
+		err = config.Decode(path, data, &cfg)
+	}
 	if cfg.AdminAddr == adminAddrUnset {
 		cfg.AdminAddr, cfg.adminAddrDefault = def, true
 	}
-	if cfg.ProducerNum == producerNumUnset {
-		cfg.ProducerNum = defNum
-	} else {
-		cfg.producerNumSet = true
-	}
+	// producer_num is noted at start whenever the file sets it
+	// (producer_num: 1 included, as 2015 files have it).
+	cfg.producerNumSet = config.TopKeys(data)["producer_num"]
 	if err != nil {
 		return cfg, err
 	}
@@ -198,9 +198,6 @@ func LoadConfig(path string) (Config, error) {
 
 // adminAddrUnset marks admin_addr as not (yet) set by the file.
 const adminAddrUnset = "\x00unset"
-
-// producerNumUnset marks producer_num as not (yet) set by the file.
-const producerNumUnset = math.MinInt
 
 var compressions = []string{"none", "gzip", "snappy", "lz4", "zstd"}
 

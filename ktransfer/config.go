@@ -173,10 +173,6 @@ func DefaultModule() Module {
 // adminAddrUnset marks admin_addr as not (yet) set by the file.
 const adminAddrUnset = "\x00unset"
 
-// legacyUnset marks a module key without effect as not (yet) set by the
-// file.
-const legacyUnset = math.MinInt
-
 const (
 	dispatchHash       = "hash"
 	dispatchIdleWorker = "idle_worker"
@@ -299,22 +295,16 @@ func loadModule(file string) (Module, []byte, error) {
 	if err != nil {
 		return m, nil, fmt.Errorf("module %s: %w", m.Name, err)
 	}
-	// A value no count is tells whether the file sets a key without
-	// effect, so that even 0 is noted at start.
-	m.WaitingQueueSize, m.ExpectedProcessingTimeMs = legacyUnset, legacyUnset
-	err = config.Decode(file, data, &m)
-	for _, k := range []struct {
-		name string
-		v    *int
-	}{{"waiting_queue_size", &m.WaitingQueueSize}, {"expected_processing_time_ms", &m.ExpectedProcessingTimeMs}} {
-		if *k.v == legacyUnset {
-			*k.v = 0
-		} else {
-			m.legacyKeys = append(m.legacyKeys, k.name)
-		}
-	}
-	if err != nil {
+	if err := config.Decode(file, data, &m); err != nil {
 		return m, data, err
+	}
+	// The keys without effect the file sets, noted at start whatever
+	// their value (0 included).
+	set := config.TopKeys(data)
+	for _, k := range []string{"waiting_queue_size", "expected_processing_time_ms"} {
+		if set[k] {
+			m.legacyKeys = append(m.legacyKeys, k)
+		}
 	}
 	var secretFiles []string
 	for _, s := range m.Protocol.SigningSecrets {
