@@ -28,6 +28,10 @@ type Config struct {
 	Base       BaseConfig               `yaml:"base"`
 	HTTPServer HTTPConfig               `yaml:"http_server"`
 	Clusters   map[string]ClusterConfig `yaml:",inline"`
+
+	// file is the file LoadConfig read, named in start-up errors; "" for a
+	// Config built in code.
+	file string
 }
 
 // BaseConfig is the base section.
@@ -95,6 +99,7 @@ func LoadConfig(path string) (Config, error) {
 		return cfg, err
 	}
 	cfg.fillClusterDefaults(clusterKeysSet(data))
+	cfg.file = path
 	return cfg, cfg.Validate(path)
 }
 

@@ -64,14 +64,18 @@ func (m *Monitor) generation() uint64 {
 
 // New validates cfg and opens the listener. Run connects to the clusters.
 func New(cfg Config, log *slog.Logger) (*Monitor, error) {
-	if err := cfg.Validate("config"); err != nil {
+	file, where := "config", ""
+	if cfg.file != "" {
+		file, where = cfg.file, cfg.file+": "
+	}
+	if err := cfg.Validate(file); err != nil {
 		return nil, err
 	}
 	m := &Monitor{cfg: cfg, log: log, cache: map[cacheKey]cached{}}
 	addr := net.JoinHostPort(cfg.HTTPServer.ListenHost, strconv.Itoa(cfg.HTTPServer.Port))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s (http_server.port): %w", addr, err)
+		return nil, fmt.Errorf("%slisten on %s (http_server.port): %w", where, addr, err)
 	}
 	m.ln = ln
 	for _, name := range cfg.Base.Clusters {
