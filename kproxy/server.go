@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"strconv"
 	"sync"
@@ -184,7 +183,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		Logger:                fasthttpLog{log},
 	}
 	if s.adminLn != nil {
-		s.admin = &http.Server{Handler: s.adminMux(reg), ReadHeaderTimeout: 5 * time.Second}
+		s.admin = daemon.AdminServer(s.adminMux(reg))
 	}
 	if s.grpcLn != nil {
 		s.grpc = s.newGRPC(tlsCfg)
@@ -401,11 +400,7 @@ func (s *Server) adminMux(reg *prometheus.Registry) *http.ServeMux {
 		w.WriteHeader(code)
 		fmt.Fprintln(w, text)
 	})
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	daemon.HandlePprof(mux)
 	return mux
 }
 

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"slices"
 	"sort"
@@ -164,7 +163,7 @@ func New(cfg Config, log *slog.Logger) (*Transfer, error) {
 		if t.adminLn, err = listenAdmin(cfg, log); err != nil {
 			return nil, err
 		}
-		t.admin = &http.Server{Handler: t.adminMux(), ReadHeaderTimeout: 5 * time.Second}
+		t.admin = daemon.AdminServer(t.adminMux())
 	}
 	ok = true
 	return t, nil
@@ -557,11 +556,7 @@ func (t *Transfer) adminMux() *http.ServeMux {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	daemon.HandlePprof(mux)
 	return mux
 }
 
