@@ -306,7 +306,9 @@ func (c Config) Validate(file string) error {
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		p.Add("tls_cert_file", "tls_cert_file and tls_key_file go together")
 	} else if c.TLSCertFile != "" {
-		if _, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile); err != nil {
+		if err := config.CheckSecretFile(c.TLSKeyFile); err != nil {
+			p.Add("tls_key_file", err.Error())
+		} else if _, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile); err != nil {
 			p.Addf("tls_cert_file", c.TLSCertFile, "with tls_key_file %q: %v", c.TLSKeyFile, err)
 		}
 	}

@@ -1,7 +1,9 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 )
@@ -13,7 +15,7 @@ import (
 func ReadSecretFile(path string) (string, error) {
 	st, err := os.Stat(path)
 	if err != nil {
-		return "", err
+		return "", hiddenPathError{err}
 	}
 	if st.Mode().Perm()&0o077 != 0 {
 		return "", fmt.Errorf("%s is readable by group or others (mode %v); chmod 600 it", path, st.Mode().Perm())
@@ -49,7 +51,35 @@ func SecretOf(value, file string) (string, error) {
 func (p *Problems) Secret(prefix, name, value, file string) {
 	if (value == "") == (file == "") {
 		p.Add(prefix, "needs exactly one of "+name+" and "+name+"_file")
-	} else if _, err := SecretOf(value, file); err != nil {
+	} else if _, err := SecretOf(value, file); errors.As(err, new(hiddenPathError)) {
+		p.Add(prefix+"."+name+"_file", err.Error())
+	} else if err != nil {
 		p.Addf(prefix+"."+name+"_file", file, "%v", err)
 	}
 }
+
+// CheckSecretFile checks that path, the value of a key naming a secret's
+// file (password_file, secret_file, key_file), names a file. Its error
+// does not show path: a secret typed where its file's path belongs
+// ("password_file: hunter2") is not printed; a file that exists is named
+// by the other problems.
+func CheckSecretFile(path string) error {
+	if _, err := os.Stat(path); err != nil {
+		return hiddenPathError{err}
+	}
+	return nil
+}
+
+// hiddenPathError is a file that cannot be read, said without its name.
+type hiddenPathError struct{ err error }
+
+func (e hiddenPathError) Error() string {
+	reason := e.err
+	var pe *fs.PathError
+	if errors.As(e.err, &pe) {
+		reason = pe.Err // without the path
+	}
+	return "cannot read the file it names (value not shown: it may be a secret): " + reason.Error()
+}
+
+func (e hiddenPathError) Unwrap() error { return e.err }

@@ -121,6 +121,12 @@ func (t TLS) validate(p *config.Problems, prefix string) {
 		}
 		return
 	}
+	if t.KeyFile != "" {
+		if err := config.CheckSecretFile(t.KeyFile); err != nil {
+			p.Add(prefix+".key_file", err.Error())
+			return
+		}
+	}
 	if _, err := t.config(); err != nil {
 		p.Add(prefix, err.Error())
 	}
@@ -144,9 +150,12 @@ func (t TLS) config() (*tls.Config, error) {
 		}
 	}
 	if (t.CertFile == "") != (t.KeyFile == "") {
-		return nil, fmt.Errorf("cert_file and key_file go together, got cert_file %q, key_file %q", t.CertFile, t.KeyFile)
+		return nil, fmt.Errorf("cert_file and key_file go together, got cert_file %q and key_file set: %v", t.CertFile, t.KeyFile != "")
 	}
 	if t.CertFile != "" {
+		if err := config.CheckSecretFile(t.KeyFile); err != nil {
+			return nil, fmt.Errorf("key_file: %w", err)
+		}
 		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("cert_file/key_file: %w (cert_file %q, key_file %q)", err, t.CertFile, t.KeyFile)
