@@ -372,7 +372,16 @@ func (m Module) Validate() error {
 		p.Addf("protocol.name", m.Protocol.Name, "must be http")
 	}
 	if _, err := parseTemplate(m.Protocol.URI); err != nil {
-		p.Addf("protocol.uri", m.Protocol.URI, "%v", err)
+		// Shown without the values of query parameters named like a
+		// credential (?access_token=…): the problem is told from the
+		// shown form when it is there.
+		shown := config.RedactQuery(m.Protocol.URI)
+		if _, serr := parseTemplate(shown); serr != nil {
+			err = serr
+		} else {
+			err = errors.New("a query value named like a credential (not shown) holds white space or a bad placeholder")
+		}
+		p.Addf("protocol.uri", shown, "%v", err)
 	}
 	for i, h := range m.Protocol.Headers {
 		field := fmt.Sprintf("protocol.headers[%d]", i)
@@ -432,7 +441,13 @@ func (m Module) Validate() error {
 		p.Add("backend_servers", "must list at least one host:port")
 	}
 	for i, b := range m.BackendServers {
-		if !config.HostPort(b, 1) {
+		switch {
+		case config.HostPort(b, 1):
+		case strings.ContainsAny(b, "@?"):
+			// A URL with user information or a query: it may hold a
+			// credential, which belongs in protocol.headers.
+			p.Add("backend_servers["+strconv.Itoa(i)+"]", "must be host:port (value not shown: it holds '@' or '?', and may hold a credential; put credentials in protocol.headers)")
+		default:
 			p.Addf("backend_servers["+strconv.Itoa(i)+"]", b, "must be host:port")
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"sort"
@@ -357,9 +358,47 @@ func SecretKey(key string) bool {
 		strings.Contains(strings.NewReplacer("-", "", "_", "").Replace(key), "apikey")
 }
 
+// CredentialName says whether an HTTP header or URL query parameter is
+// named like one carrying a credential: its name holds, in any case,
+// auth (Authorization, Proxy-Authorization, Authentication, X-Auth-…),
+// key (X-Api-Key, api_key), token, secret, password, passwd, cookie,
+// session or credential.
+func CredentialName(name string) bool {
+	name = strings.ToLower(name)
+	for _, w := range []string{"auth", "key", "token", "secret", "password", "passwd", "cookie", "session", "credential"} {
+		if strings.Contains(name, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// RedactQuery is uri, a URL or URI template, with the value of each query
+// parameter named like a credential (CredentialName) replaced by "…",
+// unless it holds a placeholder ({#KEY}): what an error or a shown hash
+// may show of a backend's URL.
+func RedactQuery(uri string) string {
+	path, query, ok := strings.Cut(uri, "?")
+	if !ok {
+		return uri
+	}
+	params := strings.Split(query, "&")
+	for i, param := range params {
+		name, value, ok := strings.Cut(param, "=")
+		if unescaped, err := url.QueryUnescape(name); err == nil {
+			name = unescaped
+		}
+		if ok && value != "" && !strings.Contains(value, "{#") && CredentialName(name) {
+			params[i] = param[:len(param)-len(value)] + "…"
+		}
+	}
+	return path + "?" + strings.Join(params, "&")
+}
+
 // WithoutSecrets is data, a YAML document, with the values that may be
 // secrets blanked (those of keys named like a secret, see SecretKey, and
-// every value starting with whsec_), re-encoded: what a shown hash of a
+// every value starting with whsec_) and the credentials of a uri's query
+// left out (RedactQuery), re-encoded: what a shown hash of a
 // configuration file may cover, so that it cannot confirm a guessed
 // password. A document that does not parse gives nil.
 func WithoutSecrets(data []byte) []byte {
@@ -374,6 +413,9 @@ func WithoutSecrets(data []byte) []byte {
 		}
 		for i, c := range n.Content {
 			if n.Kind == yaml.MappingNode && i%2 == 1 {
+				if k := n.Content[i-1].Value; k == "uri" && c.Kind == yaml.ScalarNode {
+					c.Value = RedactQuery(c.Value)
+				}
 				blank(c, secret || SecretKey(n.Content[i-1].Value))
 			} else if n.Kind != yaml.MappingNode || i%2 == 0 {
 				blank(c, secret && n.Kind != yaml.MappingNode)
