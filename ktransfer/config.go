@@ -397,7 +397,7 @@ func (m Module) Validate() error {
 			case strings.EqualFold(name, "Host") && strings.ContainsFunc(value, func(r rune) bool { return r <= ' ' || r == 0x7f }):
 				p.Addf(field+"."+name, value, "must be a host name without spaces or control characters")
 			case strings.ContainsFunc(value, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }):
-				if config.SecretKey(name) {
+				if config.CredentialName(name) {
 					p.Add(field+"."+name, "must hold no control characters but tab (value not shown: it may be a secret)")
 				} else {
 					p.Addf(field+"."+name, value, "must hold no control characters but tab")

@@ -314,7 +314,7 @@ func describe(n *yaml.Node, t reflect.Type, field string) string {
 // ("Authorization:Bearer …", without the space YAML needs).
 func secretPair(v string) bool {
 	name, _, ok := strings.Cut(v, ":")
-	return ok && SecretKey(name)
+	return ok && (SecretKey(name) || CredentialName(name))
 }
 
 // holdsSecret says whether field, of type t, may hold a secret: its key
@@ -350,7 +350,8 @@ func holdsSecret(t reflect.Type, field string, depth int) bool {
 
 // SecretKey says whether a key is named like one holding a secret: a key
 // of the files (password, secret, token) or an HTTP header carrying a
-// credential (Authorization, Proxy-Authorization, Cookie, X-Api-Key).
+// credential (Authorization, Proxy-Authorization, Cookie, X-Api-Key); the
+// names of protocol.headers are judged by the wider CredentialName.
 func SecretKey(key string) bool {
 	key = strings.ToLower(key)
 	return strings.Contains(key, "password") || strings.Contains(key, "secret") || strings.Contains(key, "token") ||
@@ -406,23 +407,26 @@ func WithoutSecrets(data []byte) []byte {
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil
 	}
-	var blank func(n *yaml.Node, secret bool)
-	blank = func(n *yaml.Node, secret bool) {
+	// headers: n is (in) the value of a headers key, whose entries are
+	// named like HTTP headers (CredentialName).
+	var blank func(n *yaml.Node, secret, headers bool)
+	blank = func(n *yaml.Node, secret, headers bool) {
 		if n.Kind == yaml.ScalarNode && (secret || strings.HasPrefix(n.Value, "whsec_")) {
 			n.Value, n.Tag, n.Style = "", "!!str", 0
 		}
 		for i, c := range n.Content {
 			if n.Kind == yaml.MappingNode && i%2 == 1 {
-				if k := n.Content[i-1].Value; k == "uri" && c.Kind == yaml.ScalarNode {
+				k := n.Content[i-1].Value
+				if k == "uri" && c.Kind == yaml.ScalarNode {
 					c.Value = RedactQuery(c.Value)
 				}
-				blank(c, secret || SecretKey(n.Content[i-1].Value))
+				blank(c, secret || SecretKey(k) || headers && CredentialName(k), k == "headers")
 			} else if n.Kind != yaml.MappingNode || i%2 == 0 {
-				blank(c, secret && n.Kind != yaml.MappingNode)
+				blank(c, secret && n.Kind != yaml.MappingNode, headers && n.Kind != yaml.MappingNode)
 			}
 		}
 	}
-	blank(&doc, false)
+	blank(&doc, false, false)
 	out, err := yaml.Marshal(&doc)
 	if err != nil {
 		return nil
