@@ -70,13 +70,13 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) (code int) {
 	if reason := checkTopicName(topicB); reason != "" {
 		return fail(ctx, fasthttp.StatusBadRequest, reason)
 	}
-	if len(topicB) > 1 && topicB[0] == '_' && topicB[1] == '_' {
-		return fail(ctx, fasthttp.StatusForbidden, "kafka-internal topics (starting with __) are not writable")
-	}
+	// Credentials first (401), as /batch and gRPC check them: then the
+	// topic (403).
+	internal := len(topicB) > 1 && topicB[0] == '_' && topicB[1] == '_'
 	var rule *clientRule
 	if s.access.active() {
 		var v verdict
-		if rule, v = s.access.authenticate(ctx.Request.Header.Peek("Authorization")); v.code == 0 {
+		if rule, v = s.access.authenticate(ctx.Request.Header.Peek("Authorization")); v.code == 0 && !internal {
 			v = s.access.permit(rule, string(topicB))
 		}
 		if v.code != 0 {
@@ -85,6 +85,9 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) (code int) {
 			}
 			return fail(ctx, v.code, v.reason)
 		}
+	}
+	if internal {
+		return fail(ctx, fasthttp.StatusForbidden, "kafka-internal topics (starting with __) are not writable")
 	}
 	acksB := args.Peek("acks")
 	acks, ok := acksIndex(acksB)
