@@ -2,6 +2,7 @@ package zkserver
 
 import (
 	"net"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -164,5 +165,36 @@ func TestEnsembleOnATakenPortTriesOthers(t *testing.T) {
 	}
 	for _, s := range servers {
 		s.Stop()
+	}
+}
+
+// A port handed out free can be taken meanwhile by another test's
+// ZooKeeper (packages' tests run side by side): that server answers on the
+// port before the one started there finds the port taken and exits. Start
+// must not take the other server for its own: the server it returns is
+// its own, and still serves once the other one stops.
+func TestStartOnAPortAnotherZooKeeperHoldsTriesAnother(t *testing.T) {
+	other, err := Start(Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Stop()
+	_, port, _ := net.SplitHostPort(other.Addr)
+	var handed atomic.Bool
+	freePort = func() (int, error) {
+		if handed.CompareAndSwap(false, true) {
+			return strconv.Atoi(port)
+		}
+		return FreePort()
+	}
+	t.Cleanup(func() { freePort = FreePort })
+	s, err := Start(Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("Start with its first port held by another ZooKeeper: %v", err)
+	}
+	defer s.Stop()
+	other.Stop()
+	if err := Ruok(s.Addr); err != nil {
+		t.Fatalf("the server Start returned on %s (the other one was on %s) does not answer once the other stopped: %v", s.Addr, other.Addr, err)
 	}
 }
