@@ -112,7 +112,7 @@ func Start(cfg Config) (*Server, error) {
 		"clientPort=" + strconv.Itoa(cfg.Port),
 		"clientPortAddress=127.0.0.1",
 		"admin.enableServer=false",
-		"4lw.commands.whitelist=ruok,srvr,mntr",
+		"4lw.commands.whitelist=ruok,srvr,mntr,conf",
 		"maxClientCnxns=0",
 	}
 	if len(cfg.Peers) > 0 {
@@ -174,7 +174,9 @@ func (s *Server) waitReady(ctx context.Context, p *process) error {
 	for {
 		// "srvr" has a Mode once the server takes sessions; "ruok"
 		// answers earlier, while first connections are still dropped.
-		if Serving(s.Addr) {
+		// The server answering must be this one, not another that took
+		// the port first (this one then exits): its data directory says.
+		if Serving(s.Addr) && s.owns(s.Addr) {
 			return nil
 		}
 		select {
@@ -203,6 +205,36 @@ func Ruok(addr string) error {
 		return fmt.Errorf("answered %q", line)
 	}
 	return nil
+}
+
+// owns reports whether the server answering at addr keeps its data in
+// s.Dir ("conf" names its dataDir).
+func (s *Server) owns(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("conf")); err != nil {
+		return false
+	}
+	// ZooKeeper names it absolute, with its version-2 subdirectory.
+	want, err := filepath.Abs(filepath.Join(s.Dir, "data"))
+	if err != nil {
+		return false
+	}
+	r := bufio.NewReader(c)
+	for {
+		line, err := r.ReadString('\n')
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "dataDir="); ok {
+			v, _ = filepath.Abs(v)
+			return v == want || strings.HasPrefix(v, want+string(filepath.Separator))
+		}
+		if err != nil {
+			return false
+		}
+	}
 }
 
 // Serving reports whether the server at addr serves clients: a member of
