@@ -2,6 +2,8 @@ package kafkatest
 
 import (
 	"context"
+	"net"
+	"strconv"
 	"testing"
 	"time"
 
@@ -50,5 +52,17 @@ func TestRestartableKeepsRecordsAndPort(t *testing.T) {
 	}
 	if len(got) != 4 {
 		t.Fatalf("records after the restart: %q, want a, b, c, d", got)
+	}
+}
+
+// The broker's port is taken below Linux's ephemeral range (32768-60999):
+// while the cluster is stopped, a connection of any test running beside
+// it may take a port of that range as its local port, and Restart could
+// not bind it again.
+func TestRestartablePortBelowEphemeralRange(t *testing.T) {
+	r := StartRestartable(t, []Topic{{"t", 1}})
+	_, port, _ := net.SplitHostPort(r.Addr())
+	if p, _ := strconv.Atoi(port); p < 1024 || p >= 32768 {
+		t.Fatalf("broker on %s, want a port within 1024-32767", r.Addr())
 	}
 }

@@ -198,3 +198,20 @@ func TestStartOnAPortAnotherZooKeeperHoldsTriesAnother(t *testing.T) {
 		t.Fatalf("the server Start returned on %s (the other one was on %s) does not answer once the other stopped: %v", s.Addr, other.Addr, err)
 	}
 }
+
+// A server's port is taken below Linux's ephemeral range (32768-60999): a
+// server stopped and started again on its port (Restart, or a test that
+// starts a new server there) finds it free, whereas a port in that range
+// may meanwhile be the local port of a connection of any test running
+// beside it, and the server would not start.
+func TestPortBelowEphemeralRange(t *testing.T) {
+	s, err := Start(Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	_, port, _ := net.SplitHostPort(s.Addr)
+	if p, _ := strconv.Atoi(port); p < 1024 || p >= 32768 {
+		t.Fatalf("server on %s, want a port within 1024-32767", s.Addr)
+	}
+}
