@@ -1,12 +1,12 @@
 package kafkatest
 
 import (
-	"net"
-	"strconv"
 	"sync"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/bintest"
 )
 
 // Restartable is a one-broker cluster that keeps its log in a directory
@@ -31,16 +31,23 @@ func StartRestartable(t testing.TB, topics []Topic, opts ...kfake.Opt) *Restarta
 		all = append(all, kfake.SeedTopics(tp.Partitions, tp.Name))
 	}
 	all = append(all, opts...)
-	c, err := kfake.NewCluster(all...)
+	// The port is below the ephemeral range (bintest.FreePort): while the
+	// cluster is stopped, no connection of a test running beside it takes
+	// it as its local port. One free a moment ago may still be taken
+	// before the broker binds it: another is tried then.
+	var c *kfake.Cluster
+	var withPort []kfake.Opt
+	var err error
+	for range 3 {
+		withPort = append(all[:len(all):len(all)], kfake.Ports(bintest.FreePort(t)))
+		if c, err = kfake.NewCluster(withPort...); err == nil {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatalf("start kfake: %v", err)
 	}
-	_, port, _ := net.SplitHostPort(c.ListenAddrs()[0])
-	p, err := strconv.Atoi(port)
-	if err != nil {
-		t.Fatalf("kfake address %s: %v", c.ListenAddrs()[0], err)
-	}
-	r := &Restartable{t: t, addr: c.ListenAddrs()[0], opts: append(all, kfake.Ports(p)), c: c}
+	r := &Restartable{t: t, addr: c.ListenAddrs()[0], opts: withPort, c: c}
 	t.Cleanup(r.Stop)
 	return r
 }
