@@ -3,6 +3,7 @@ package bintest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -10,7 +11,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -49,6 +52,9 @@ func Start(t testing.TB, bin string, args ...string) (*exec.Cmd, *Output) {
 	cmd := exec.Command(bin, args...)
 	stderr := &Output{}
 	cmd.Stderr = stderr
+	// The process dies with the test process, even when that ends
+	// without its cleanups (a test timed out).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", bin, err)
 	}
@@ -74,7 +80,8 @@ func Build(t testing.TB, pkgDir string) string {
 		return bin
 	}
 	if dir == "" {
-		if dir, err = os.MkdirTemp("", "bintest"); err != nil {
+		removeEnded()
+		if dir, err = os.MkdirTemp("", fmt.Sprintf("bintest-%d-", os.Getpid())); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -86,6 +93,23 @@ func Build(t testing.TB, pkgDir string) string {
 	}
 	built[abs] = bin
 	return bin
+}
+
+// removeEnded removes the binaries built by test processes that ended:
+// a test process has no moment to remove its own after its last test (and
+// none at all when a test times out), so each removes those left by the
+// ones before it. Their directories are named after their pid.
+func removeEnded() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "bintest-*-*"))
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(strings.Split(filepath.Base(d), "-")[1])
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			os.RemoveAll(d)
+		}
+	}
 }
 
 // FreePorts returns the first of n consecutive loopback ports that are
