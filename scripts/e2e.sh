@@ -70,7 +70,7 @@ admin_addr: 127.0.0.1:$KT_ADMIN
 CONF
 cat >"$work/kmonitor.yaml" <<CONF
 base: {log_dir: $work/log, clusters: [test_cluster]}
-http_server: {port: $KMON, listen_host: 127.0.0.1, read_timeout_ms: 1000, write_timeout_ms: 1000}
+http_server: {port: $KMON, listen_host: 127.0.0.1, read_timeout_ms: 10000, write_timeout_ms: 10000}
 test_cluster: {chroot: /mq/test_cluster, zk_hosts: [127.0.0.1:$ZK]}
 CONF
 bin/kproxy_bin -f "$work/kproxy.yaml" &
@@ -103,14 +103,17 @@ start_ktransfer
 # The dead process's claims last until its session expires (zk_timeout_ms).
 owns_all() { [ "$(curl -s "127.0.0.1:$KT_ADMIN/status" | grep -o '"partition":' | wc -l)" -eq 8 ]; }
 wait_for "the new ktransfer to own every partition" 30 owns_all
-echo "3. backend a stopped; 1,500 more records; backend a started again"
+retries() { curl -s "127.0.0.1:$KT_ADMIN/metrics" | awk '$1 ~ /^ktransfer_retries_total/ {s+=$2} END{print s+0}'; }
+retried() { [ "$(retries)" -gt "$1" ]; }
+echo "3. backend a stopped; 1,500 more records; backend a started again once ktransfer retried pushes to it"
+retries_before=$(retries)
 stop_pids "$a_pid"
 load 1500 1500
-sleep 2
+wait_for "ktransfer to retry pushes to the stopped backend a" 60 retried "$retries_before"
 sink a $SINK_A
 echo "4. ZooKeeper restarted; 600 more records"
 kill -HUP "$devstack"
-sleep 3
+wait_for "ZooKeeper to be back" 60 grep -q "zookeeper back" "$work/devstack.log"
 load 3000 600
 
 stat() { curl -s "127.0.0.1:$1/stats" | sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p"; }
@@ -136,7 +139,7 @@ zero() {
 wait_for "kmonitor's delay to return to 0" 60 zero || { diagnose; fail "kmonitor's delay did not return to 0"; }
 sleep 1
 
-retries=$(curl -s "127.0.0.1:$KT_ADMIN/metrics" | awk '$1 ~ /^ktransfer_retries_total/ {s+=$2} END{print s+0}')
+retries=$(retries)
 zk_restarts=$(grep -c "zookeeper back" "$work/devstack.log" || true)
 zk_lost=$(cat "$work"/log/ktransfer.log | grep -c "zookeeper disconnected" || true)
 echo "faults seen: $retries push retries while backend a was down (since the restart of ktransfer), $zk_restarts ZooKeeper restart," \
