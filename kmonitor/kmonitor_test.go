@@ -137,8 +137,9 @@ func startWith(t *testing.T, k *kfake.Cluster, mutate func(*kmonitor.Config), lo
 	cfg.Base.PollIntervalMs = 100
 	cfg.HTTPServer.Port = 0
 	cfg.HTTPServer.ListenHost = "127.0.0.1"
-	cfg.HTTPServer.WriteTimeoutMs = 2000
-	cfg.HTTPServer.ReadTimeoutMs = 2000
+	// Long enough that a stall of a loaded machine does not cut an answer.
+	cfg.HTTPServer.WriteTimeoutMs = 10000
+	cfg.HTTPServer.ReadTimeoutMs = 10000
 	cfg.Clusters = map[string]kmonitor.ClusterConfig{"test_cluster": {
 		Chroot: chroot, ZKHosts: []string{z.Addr}, ZKConnectTimeoutMs: 1000, ZKSessionTimeoutMs: 4000,
 		Kafka: kafkaconf.Default(),

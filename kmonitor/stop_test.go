@@ -50,17 +50,19 @@ func TestStopsPromptlyWhileZooKeeperDoesNotAnswer(t *testing.T) {
 		t.Fatal("kmonitor did not connect to ZooKeeper")
 	}
 	cancel()
+	// Waiting for the authentication's answer takes the whole 20 s
+	// session; half of it leaves a loaded machine time to stop.
 	start := time.Now()
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Errorf("Run: %v", err)
 		}
-		if d := time.Since(start); d > 3*time.Second {
+		if d := time.Since(start); d > 10*time.Second {
 			t.Errorf("Run returned %v after it was asked to stop", d)
 		}
-	case <-time.After(3 * time.Second):
-		t.Errorf("Run still running 3s after it was asked to stop (ZooKeeper not answering)")
+	case <-time.After(10 * time.Second):
+		t.Errorf("Run still running 10s after it was asked to stop (ZooKeeper not answering)")
 		px.Thaw() // lets the authentication answer, so that Run ends
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)

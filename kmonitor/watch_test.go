@@ -33,7 +33,7 @@ func TestOffsetZnodeDeletedAndCreatedAgainIsFollowed(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := fmt.Sprintf(`{"test_cluster":{"m":{"0":%d}}}`+"\n", 1000-i)
-		e.eventually(t, "", want, 3*time.Second)
+		e.eventually(t, "", want, 10*time.Second)
 	}
 }
 

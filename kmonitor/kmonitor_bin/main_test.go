@@ -122,7 +122,7 @@ func TestSecureFromConfig(t *testing.T) {
 	os.WriteFile(zkPass, []byte("zk-pass\n"), 0o600)
 	f := filepath.Join(tmp, "kmonitor.yaml")
 	os.WriteFile(f, []byte(fmt.Sprintf("base:\n log_dir: %s\n clusters: [c1]\n poll_interval_ms: 100\n"+
-		"http_server:\n port: %d\n listen_host: 127.0.0.1\n read_timeout_ms: 2000\n write_timeout_ms: 2000\n"+
+		"http_server:\n port: %d\n listen_host: 127.0.0.1\n read_timeout_ms: 10000\n write_timeout_ms: 10000\n"+
 		"c1:\n chroot: /mq/c1\n zk_hosts: [%s]\n broker_hosts: [%s]\n"+
 		" zk_auth:\n  user: ktransfer\n  password_file: %s\n"+
 		" kafka:\n  tls: {enable: true, ca_file: %s, cert_file: %s, key_file: %s}\n"+
