@@ -99,6 +99,25 @@ func EndOffsets(t testing.TB, c *kfake.Cluster, kc kafkaconf.Config, topic strin
 	return out
 }
 
+// stableOffsets are the last stable offsets of topic's partitions on c:
+// their end offsets but for an open transaction, which starts there.
+func stableOffsets(t testing.TB, c *kfake.Cluster, kc kafkaconf.Config, topic string) map[int32]int64 {
+	t.Helper()
+	adm := kadm.NewClient(Client(t, c, kc))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ends, err := adm.ListCommittedOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		t.Fatalf("last stable offsets of %s: %v", topic, err)
+	}
+	out := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
+	return out
+}
+
 // Records is the number of records in topic on c: the sum of its
 // partitions' end offsets, read with a client configured by kc.
 func Records(t testing.TB, c *kfake.Cluster, kc kafkaconf.Config, topic string) int64 {
@@ -116,7 +135,9 @@ func Records(t testing.TB, c *kfake.Cluster, kc kafkaconf.Config, topic string) 
 // order.
 func ReadAll(t testing.TB, c *kfake.Cluster, kc kafkaconf.Config, topic string) []*kgo.Record {
 	t.Helper()
-	ends := EndOffsets(t, c, kc, topic)
+	// The last stable offsets: read_committed returns nothing of an open
+	// transaction, which starts there.
+	ends := stableOffsets(t, c, kc, topic)
 	parts := map[int32]kgo.Offset{}
 	left := 0
 	for p, end := range ends {
@@ -145,10 +166,12 @@ func ReadAll(t testing.TB, c *kfake.Cluster, kc kafkaconf.Config, topic string) 
 		}
 		return true
 	}
-	// A partition whose tail is aborted records behind no marker yet never
-	// shows a record at end-1: a quiet second ends the read then, but not
-	// in the first 5 s (a loaded machine's first fetch can take longer than
-	// a second, and the read must not end before it).
+	// A partition whose last stable offset follows records of an aborted
+	// transaction whose marker comes after it (transactions interleaved)
+	// never shows a record at end-1: 5 quiet seconds end the read then,
+	// counted after the first 5 s (a loaded machine's broker can answer a
+	// fetch seconds late, and the read must not end before it).
+	quiet := 0
 	for !complete() {
 		if time.Now().After(deadline) {
 			t.Fatalf("read %s: not read to its end offsets %v within 30s", topic, ends)
@@ -168,13 +191,18 @@ func ReadAll(t testing.TB, c *kfake.Cluster, kc kafkaconf.Config, topic string) 
 				t.Logf("read %s/%d: %v", topic, p, err)
 			}
 		})
-		if n == 0 && ctx.Err() != nil && time.Since(start) > 5*time.Second {
+		if n > 0 || ctx.Err() == nil || time.Since(start) < 6*time.Second {
+			quiet = 0
+		} else {
+			quiet++
+		}
+		if quiet >= 5 {
 			// Expected only for a tail of aborted records; anything else
 			// (records the broker acknowledged and no fetch returns) is
 			// for the test's own counts to catch, with this to explain it.
 			for p, end := range ends {
 				if recs := byPart[p]; end > 0 && (len(recs) == 0 || recs[len(recs)-1].Offset+1 < end) {
-					t.Logf("read %s/%d: nothing fetched for a second, stopped at %d records of end offset %d", topic, p, len(recs), end)
+					t.Logf("read %s/%d: nothing fetched for 5 s, stopped at %d records of last stable offset %d", topic, p, len(recs), end)
 				}
 			}
 			break
