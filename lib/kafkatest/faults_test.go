@@ -60,7 +60,7 @@ func TestFaults(t *testing.T) {
 func TestShuffleEvery(t *testing.T) {
 	c := StartBrokers(t, 3, []Topic{{"t", 6}})
 	stop := NewFaults(t, c).ShuffleEvery(20 * time.Millisecond)
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	seen := map[int32]bool{}
 	for len(seen) < 3 && time.Now().Before(deadline) {
 		seen[c.LeaderFor("t", 0)] = true

@@ -16,19 +16,21 @@ import (
 // the same port with the records it had, and takes more.
 func TestRestartableKeepsRecordsAndPort(t *testing.T) {
 	r := StartRestartable(t, []Topic{{"t", 2}})
-	produce := func(v string) error {
+	// A record the cluster takes gets 15 s (a loaded machine's stall is
+	// no failure); one it cannot take fails after 2 s.
+	produce := func(v string, limit time.Duration) error {
 		cl, err := kgo.NewClient(kgo.SeedBrokers(r.Addr()), kgo.DefaultProduceTopic("t"),
-			kgo.RecordDeliveryTimeout(2*time.Second))
+			kgo.RecordDeliveryTimeout(limit))
 		if err != nil {
 			return err
 		}
 		defer cl.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), limit+5*time.Second)
 		defer cancel()
 		return cl.ProduceSync(ctx, kgo.StringRecord(v)).FirstErr()
 	}
 	for _, v := range []string{"a", "b", "c"} {
-		if err := produce(v); err != nil {
+		if err := produce(v, 15*time.Second); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -36,14 +38,14 @@ func TestRestartableKeepsRecordsAndPort(t *testing.T) {
 	if r.Cluster() != nil {
 		t.Fatal("Cluster() of a stopped cluster is not nil")
 	}
-	if err := produce("lost"); err == nil {
+	if err := produce("lost", 2*time.Second); err == nil {
 		t.Fatal("a stopped cluster took a record")
 	}
 	r.Restart()
 	if got := r.Cluster().ListenAddrs()[0]; got != r.Addr() {
 		t.Fatalf("restarted on %s, was %s", got, r.Addr())
 	}
-	if err := produce("d"); err != nil {
+	if err := produce("d", 15*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	var got []string
