@@ -229,7 +229,7 @@ func TestDrainedSegmentNotHeldOpen(t *testing.T) {
 		s.Ack(e.Seq)
 	}
 	waitFor(t, "the drained segment's removal", func() bool { return len(segmentsIn(dir)) == 0 })
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for held := heldDeleted(t, dir); len(held) > 0; held = heldDeleted(t, dir) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the spool is empty and the reader waits, but holds removed segments open: %v", held)

@@ -67,7 +67,7 @@ func startProxy(t *testing.T, target string) *Proxy {
 
 func dial(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, time.Second)
+	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func closedByPeer(err error) bool {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -111,7 +111,7 @@ func TestForwards(t *testing.T) {
 	p := startProxy(t, e.ln.Addr().String())
 	c, r := dial(t, p.Addr())
 	for _, line := range []string{"one", "two"} {
-		if got, err := roundTrip(c, r, line, 2*time.Second); err != nil || got != line {
+		if got, err := roundTrip(c, r, line, 10*time.Second); err != nil || got != line {
 			t.Fatalf("echo of %q through the proxy: %q, %v", line, got, err)
 		}
 	}
@@ -127,7 +127,7 @@ func TestFreezeHoldsBytesAndThawReleasesThem(t *testing.T) {
 	e := startEcho(t)
 	p := startProxy(t, e.ln.Addr().String())
 	c, r := dial(t, p.Addr())
-	if _, err := roundTrip(c, r, "before", 2*time.Second); err != nil {
+	if _, err := roundTrip(c, r, "before", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	p.Freeze()
@@ -155,14 +155,14 @@ func TestFreezeHoldsBytesAndThawReleasesThem(t *testing.T) {
 		r    *bufio.Reader
 		want string
 	}{{c, r, "held"}, {c2, r2, "new"}} {
-		tc.c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		tc.c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		got, err := tc.r.ReadString('\n')
 		if err != nil || got != tc.want+"\n" {
 			t.Errorf("after the thaw: %q, %v; want %q", got, err, tc.want)
 		}
 	}
 	p.Thaw() // twice is fine
-	if got, err := roundTrip(c, r, "after", 2*time.Second); err != nil || got != "after" {
+	if got, err := roundTrip(c, r, "after", 10*time.Second); err != nil || got != "after" {
 		t.Errorf("after the thaw: %q, %v", got, err)
 	}
 }
@@ -178,7 +178,7 @@ func TestCutClosesCurrentConnections(t *testing.T) {
 		c net.Conn
 		r *bufio.Reader
 	}{{c1, r1}, {c2, r2}} {
-		if _, err := roundTrip(c.c, c.r, "x", 2*time.Second); err != nil {
+		if _, err := roundTrip(c.c, c.r, "x", 10*time.Second); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -188,7 +188,7 @@ func TestCutClosesCurrentConnections(t *testing.T) {
 	}
 	for i, r := range []*bufio.Reader{r1, r2} {
 		c := []net.Conn{c1, c2}[i]
-		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		if _, err := r.ReadString('\n'); !closedByPeer(err) {
 			t.Errorf("connection %d after Cut: read %v, want it closed", i+1, err)
 		}
@@ -196,7 +196,7 @@ func TestCutClosesCurrentConnections(t *testing.T) {
 	waitFor(t, "no connection left", func() bool { return p.Conns() == 0 })
 	p.Thaw()
 	c3, r3 := dial(t, p.Addr())
-	if got, err := roundTrip(c3, r3, "again", 2*time.Second); err != nil || got != "again" {
+	if got, err := roundTrip(c3, r3, "again", 10*time.Second); err != nil || got != "again" {
 		t.Errorf("a new connection after Cut: %q, %v", got, err)
 	}
 }
@@ -211,7 +211,7 @@ func TestTargetDownClosesClient(t *testing.T) {
 	ln.Close()
 	p := startProxy(t, target)
 	c, r := dial(t, p.Addr())
-	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := r.ReadString('\n'); !closedByPeer(err) {
 		t.Errorf("read through a proxy whose target is down: %v, want it closed", err)
 	}
@@ -226,7 +226,7 @@ func TestCloseStopsListening(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
-	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := r.ReadString('\n'); !closedByPeer(err) {
 		t.Errorf("connection after Close: %v, want it closed", err)
 	}
