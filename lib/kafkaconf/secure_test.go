@@ -16,9 +16,15 @@ import (
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/testcert"
 )
 
-// produce writes one record with a kgo client built from kc, trying for a
-// few seconds at most (a refused handshake is retried by kgo until then).
-func produce(kc kafkaconf.Config, addrs []string) error {
+// produce writes one record with a kgo client built from kc, trying for
+// 20 s at most (a loaded machine's stall is no failure).
+func produce(kc kafkaconf.Config, addrs []string) error { return produceFor(kc, addrs, 20*time.Second) }
+
+// refused is produce for what must fail: a refused handshake is retried by
+// kgo, so it gives up after 5 s.
+func refused(kc kafkaconf.Config, addrs []string) error { return produceFor(kc, addrs, 5*time.Second) }
+
+func produceFor(kc kafkaconf.Config, addrs []string, limit time.Duration) error {
 	opts, err := kc.Opts("test", addrs, nil)
 	if err != nil {
 		return err
@@ -28,7 +34,7 @@ func produce(kc kafkaconf.Config, addrs []string) error {
 		return err
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	return cl.ProduceSync(ctx, &kgo.Record{Topic: "t", Value: []byte("v")}).FirstErr()
 }
@@ -44,22 +50,22 @@ func TestTLSAndSASLReachTheBrokers(t *testing.T) {
 			// What must fail does.
 			wrong := kc
 			wrong.SASL.Password = "not-it"
-			if err := produce(wrong, c.ListenAddrs()); err == nil {
+			if err := refused(wrong, c.ListenAddrs()); err == nil {
 				t.Errorf("a wrong password was accepted")
 			}
 			noSASL := kc
 			noSASL.SASL = kafkaconf.SASL{}
-			if err := produce(noSASL, c.ListenAddrs()); err == nil {
+			if err := refused(noSASL, c.ListenAddrs()); err == nil {
 				t.Errorf("no SASL was accepted")
 			}
 			noCert := kc
 			noCert.TLS.CertFile, noCert.TLS.KeyFile = "", ""
-			if err := produce(noCert, c.ListenAddrs()); err == nil {
+			if err := refused(noCert, c.ListenAddrs()); err == nil {
 				t.Errorf("a client without certificate was accepted")
 			}
 			otherCA := kc
 			otherCA.TLS.CAFile = testcert.New(t).CAFile
-			if err := produce(otherCA, c.ListenAddrs()); err == nil {
+			if err := refused(otherCA, c.ListenAddrs()); err == nil {
 				t.Errorf("a broker certificate from an unknown CA was trusted")
 			}
 		})
