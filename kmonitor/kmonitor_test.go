@@ -129,8 +129,10 @@ func startOn(t *testing.T, k *kfake.Cluster, kc kafkaconf.Config, auth zklayout.
 func startWith(t *testing.T, k *kfake.Cluster, mutate func(*kmonitor.Config), log io.Writer) *env {
 	t.Helper()
 	z := zktest.Start(t)
-	conn := zktest.Connect(t, z.Addr)
-	broker := zktest.Connect(t, z.Addr) // a session of its own, like a broker's
+	// Sessions that outlast a stall of a loaded machine: the brokers'
+	// registrations must not go with an expired session of the test's.
+	conn := zktest.ConnectSession(t, z.Addr, 10*time.Second)
+	broker := zktest.ConnectSession(t, z.Addr, 10*time.Second) // a session of its own, like a broker's
 	registerBrokers(t, broker, k)
 	cfg := kmonitor.DefaultConfig()
 	cfg.Base.Clusters = []string{"test_cluster"}

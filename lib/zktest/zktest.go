@@ -24,11 +24,20 @@ func Start(t testing.TB) *zkserver.Server {
 	return s
 }
 
-// Connect opens a session to addr, waits until it is established and
-// closes it at cleanup.
+// Connect opens a session of 4 s to addr, waits until it is established
+// and closes it at cleanup.
 func Connect(t testing.TB, addr string) *zk.Conn {
 	t.Helper()
-	conn, events, err := zk.Connect([]string{addr}, 4*time.Second, zk.WithLogInfo(false))
+	return ConnectSession(t, addr, 4*time.Second)
+}
+
+// ConnectSession is Connect with a session timeout of its own: a session
+// that must outlast a stall of a loaded machine (the client gives the
+// connection up after 2/3 of it without an answer) asks for 10 s, the
+// most a server of Start grants.
+func ConnectSession(t testing.TB, addr string, timeout time.Duration) *zk.Conn {
+	t.Helper()
+	conn, events, err := zk.Connect([]string{addr}, timeout, zk.WithLogInfo(false))
 	if err != nil {
 		t.Fatalf("connect to zookeeper %s: %v", addr, err)
 	}
