@@ -46,7 +46,7 @@ func TestServesAndStopsOnSIGTERM(t *testing.T) {
 		"c1:\n chroot: /mq/c1\n zk_hosts: [%s]\n", filepath.Join(dir, "log"), port, z.Addr)), 0o644)
 	cmd, _ := bintest.Start(t, bintest.Build(t, "."), "-f", f)
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := http.Get(url + "/health")
 		if err == nil {
@@ -131,7 +131,7 @@ func TestSecureFromConfig(t *testing.T) {
 		kc.TLS.CAFile, kc.TLS.CertFile, kc.TLS.KeyFile, kc.SASL.User, kc.SASL.Password)), 0o600)
 	_, stderr := bintest.Start(t, bintest.Build(t, "."), "-f", f)
 	url := fmt.Sprintf("http://127.0.0.1:%d/delay", port)
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	var got string
 	for time.Now().Before(deadline) {
 		if resp, err := http.Get(url); err == nil {
