@@ -30,8 +30,9 @@ func Start(t testing.TB, topics []Topic, opts ...kfake.Opt) *kfake.Cluster {
 	return StartBrokers(t, 1, topics, opts...)
 }
 
-// StartBrokers runs a cluster of n brokers holding topics (leaders spread
-// over the brokers) and closes it at cleanup. Fault tests use three.
+// StartBrokers runs a cluster of n brokers holding topics, partition p of
+// each led by broker p mod n, and closes it at cleanup. Fault tests use
+// three.
 func StartBrokers(t testing.TB, n int, topics []Topic, opts ...kfake.Opt) *kfake.Cluster {
 	t.Helper()
 	all := []kfake.Opt{kfake.NumBrokers(n)}
@@ -44,6 +45,16 @@ func StartBrokers(t testing.TB, n int, topics []Topic, opts ...kfake.Opt) *kfake
 		t.Fatalf("start kfake: %v", err)
 	}
 	t.Cleanup(c.Close)
+	// kfake places each leader at random (all of a topic's on one broker
+	// now and then): partition p is led by broker p mod n, before any
+	// client is there to see a move.
+	for _, tp := range topics {
+		for p := range tp.Partitions {
+			if err := c.MoveTopicPartition(tp.Name, p, p%int32(n)); err != nil {
+				t.Fatalf("place the leader of %s/%d: %v", tp.Name, p, err)
+			}
+		}
+	}
 	return c
 }
 
