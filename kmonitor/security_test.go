@@ -75,7 +75,7 @@ func TestPrivateModuleWithoutCredentialsIsAnError(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	e.eventually(t, "", `{"test_cluster":{"m":{"1":3},"open":{"1":0}}}`+"\n", 10*time.Second)
+	e.eventually(t, "", `{"test_cluster":{"m":{"1":3},"open":{"1":0}}}`+"\n", 20*time.Second)
 }
 
 // privateOffset writes module m's offset 2 of topic a partition 1 as
