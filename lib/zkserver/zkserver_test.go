@@ -2,6 +2,8 @@ package zkserver
 
 import (
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -213,5 +215,22 @@ func TestPortBelowEphemeralRange(t *testing.T) {
 	_, port, _ := net.SplitHostPort(s.Addr)
 	if p, _ := strconv.Atoi(port); p < 1024 || p >= 32768 {
 		t.Fatalf("server on %s, want a port within 1024-32767", s.Addr)
+	}
+}
+
+// A server that does not start says why in the error itself: the test's
+// temporary directory, and the log in it, are gone once the test ends.
+func TestStartFailureQuotesTheServerLog(t *testing.T) {
+	jar := filepath.Join(t.TempDir(), "zookeeper.jar")
+	if err := os.WriteFile(jar, []byte("not a jar"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Start(Config{Dir: t.TempDir(), Jar: jar})
+	if err == nil {
+		s.Stop()
+		t.Fatal("a server from a broken jar started")
+	}
+	if !strings.Contains(err.Error(), "ZooKeeperServerMain") {
+		t.Fatalf("the error does not quote the server's log: %v", err)
 	}
 }
