@@ -166,9 +166,26 @@ func (s *Server) launch() error {
 	defer cancel()
 	if err := s.waitReady(ctx, p); err != nil {
 		s.Stop()
-		return fmt.Errorf("zookeeper on %s did not start (see %s/zookeeper.out): %w", s.Addr, s.Dir, err)
+		// Quoted: a test's directory, and the log in it, go with the test.
+		return fmt.Errorf("zookeeper on %s did not start: %w; the end of %s/zookeeper.out:\n%s", s.Addr, err, s.Dir, logTail(logf.Name()))
 	}
 	return nil
+}
+
+// logTail is the last lines of the log at path, at most 20 and 4 KB.
+func logTail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	if len(b) > 4096 {
+		b = b[len(b)-4096:]
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > 20 {
+		lines = lines[len(lines)-20:]
+	}
+	return strings.Join(lines, "\n")
 }
 
 func (s *Server) waitReady(ctx context.Context, p *process) error {
