@@ -98,12 +98,21 @@ func TestSchedulers(t *testing.T) {
 func TestIdleWorkerDoesNotWaitForOtherKeys(t *testing.T) {
 	eachRule(t, 2, 300, func(t *testing.T, rule string, cfg Module, s scheduler) {
 		slowDone := make(chan struct{})
+		allFast := make(chan struct{}) // closed when the 200 others are pushed
 		var mu sync.Mutex
 		fastBeforeSlow := 0 // fast records pushed before the slow key's last one finished
 		push := func(r *record) {
 			if string(r.msg.Key) == "slow" {
 				time.Sleep(100 * time.Millisecond)
 				if r.msg.Offset == 4 {
+					// The last slow push lasts until every other record
+					// is pushed, 3 s at most: the others behind it (hash)
+					// wait that long, and a loaded host has 3 s to push
+					// them on the other worker (idle_worker).
+					select {
+					case <-allFast:
+					case <-time.After(3 * time.Second):
+					}
 					close(slowDone)
 				}
 				return
@@ -113,6 +122,9 @@ func TestIdleWorkerDoesNotWaitForOtherKeys(t *testing.T) {
 			default:
 				mu.Lock()
 				fastBeforeSlow++
+				if fastBeforeSlow == 200 {
+					close(allFast)
+				}
 				mu.Unlock()
 			}
 		}
