@@ -91,9 +91,11 @@ func TestFleetSharesAndHandsOver(t *testing.T) {
 	b := newBackend(t, nil)
 	m := module("m", "t", b.URL)
 	produceN(t, e, 0, 400)
-	a := e.start(t, m)
+	// 10 s sessions: partitions left until the stopped instance's session
+	// expired would move after 10 s, well beyond the takeover's bound.
+	a := e.startWith(t, 10000, m)
 	waitFor(t, "the first instance to own all 4 partitions", 10*time.Second, func() bool { return len(e.owners(t, "m", "t")) == 4 })
-	second := e.start(t, m)
+	second := e.startWith(t, 10000, m)
 	waitFor(t, "2 + 2", 10*time.Second, func() bool {
 		c := distinctOwners(e.owners(t, "m", "t"))
 		return len(c) == 2 && len(e.owners(t, "m", "t")) == 4
@@ -110,7 +112,7 @@ func TestFleetSharesAndHandsOver(t *testing.T) {
 	if err := second.stop(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the first instance to own all 4 again", 5*time.Second, func() bool {
+	waitFor(t, "the first instance to own all 4 again", 15*time.Second, func() bool {
 		c := distinctOwners(e.owners(t, "m", "t"))
 		return len(c) == 1 && len(e.owners(t, "m", "t")) == 4
 	})
@@ -125,7 +127,7 @@ func TestFleetSharesAndHandsOver(t *testing.T) {
 	})
 	deliveredAll(t, b, 1200)
 	t.Logf("takeover after a clean stop (stop to owners moved): %v", takeover)
-	if takeover > 2*time.Second {
+	if takeover > 5*time.Second { // at once: well under 2 s on an idle host
 		t.Errorf("takeover took %v", takeover)
 	}
 	if len(a.tr.Status()[0].Partitions) != 4 {
@@ -197,7 +199,9 @@ func TestEnsembleServerStopDoesNotInterrupt(t *testing.T) {
 	}
 	e := &env{kafka: k, zkAdr: strings.Join(hosts, ","), conn: zktest.Connect(t, servers[2].Addr), kc: kafkaconf.Default()}
 	b := newBackend(t, nil)
-	r := e.start(t, module("m", "t", b.URL))
+	// A 6 s session: the move to another server must not take the 2 s a
+	// 3 s session leaves (three ZooKeeper JVMs on a loaded host may).
+	r := e.startWith(t, 6000, module("m", "t", b.URL))
 	waitFor(t, "all partitions claimed", 10*time.Second, func() bool { return len(r.tr.Status()[0].Partitions) == 4 })
 	produceN(t, e, 0, 200)
 	waitFor(t, "200 records", 10*time.Second, func() bool { return len(b.got()) >= 200 })

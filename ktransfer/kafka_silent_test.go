@@ -48,7 +48,9 @@ func TestHandOverWhileKafkaSilent(t *testing.T) {
 	if held.Load() == 0 {
 		t.Fatalf("no metadata request was held: the test proves nothing")
 	}
-	if took > 3*time.Second {
+	// At once: 2 s as when Kafka answers, 4 s more for a loaded host,
+	// well under the 15 s the brokers' partition list was waited for.
+	if took > 6*time.Second {
 		t.Errorf("the partitions were taken %v after the other instance stopped; want at once (2 s as when Kafka answers)", took)
 	}
 }
