@@ -601,9 +601,10 @@ func (c *chaos) checkCommitted() {
 }
 
 // checkWindows asks every live process's /status, at the admin address
-// it published in ids/, until each module's window_used is 0 (5 s).
+// it published in ids/, until each module's window_used is 0 (15 s: a
+// slot leaked stays for good, a loaded host may take seconds to commit).
 func (c *chaos) checkWindows() {
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	client := &http.Client{Timeout: 2 * time.Second}
 	for _, p := range c.fleet.all() {
 		r := p.current()
