@@ -10,7 +10,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
@@ -26,15 +25,7 @@ func TestLastingFetchErrorIsNotSpun(t *testing.T) {
 	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
 	e.produce(t, "t", [][2]string{{"k", "0"}})
 	var refusing atomic.Bool
-	var refused atomic.Int64
-	e.kafka.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		e.kafka.KeepControl()
-		if !refusing.Load() {
-			return nil, nil, false
-		}
-		refused.Add(1)
-		return kafkatest.FetchError(req.(*kmsg.FetchRequest), kerr.TopicAuthorizationFailed.Code), nil, true
-	})
+	refused := e.refuseFetches(kerr.TopicAuthorizationFailed.Code, refusing.Load)
 	b := newBackend(t, nil)
 	e.start(t, module("m", "t", b.URL))
 	waitFor(t, "the first record pushed", 10*time.Second, func() bool { return len(b.got()) == 1 })
@@ -76,18 +67,7 @@ func (h countingHandler) WithGroup(string) slog.Handler      { return h }
 // warning line per poll, hundreds a second, filling the log's disk).
 func TestLastingFetchErrorBesideTrafficIsNotLoggedPerPoll(t *testing.T) {
 	e := newClusterEnv(t, kafkatest.Topic{Name: "t", Partitions: 2})
-	for p := range int32(2) {
-		if err := e.kafka.MoveTopicPartition("t", p, p); err != nil { // partition p led by broker p
-			t.Fatal(err)
-		}
-	}
-	e.kafka.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		e.kafka.KeepControl()
-		if e.kafka.CurrentNode() != 0 {
-			return nil, nil, false
-		}
-		return kafkatest.FetchError(req.(*kmsg.FetchRequest), kerr.TopicAuthorizationFailed.Code), nil, true
-	})
+	e.refuseFetchesAtBroker0(t, "t", 2)
 	var warned atomic.Int64
 	log := slog.New(countingHandler{msg: "kafka fetch error", n: &warned})
 	b := newBackend(t, nil)
@@ -128,20 +108,7 @@ func TestLastingFetchErrorBesideTrafficIsNotLoggedPerPoll(t *testing.T) {
 // waited up to a second).
 func TestLastingFetchErrorDoesNotDelayOtherPartitions(t *testing.T) {
 	e := newClusterEnv(t, kafkatest.Topic{Name: "t", Partitions: 2})
-	for p := range int32(2) {
-		if err := e.kafka.MoveTopicPartition("t", p, p); err != nil { // partition p led by broker p
-			t.Fatal(err)
-		}
-	}
-	var refused atomic.Int64
-	e.kafka.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		e.kafka.KeepControl()
-		if e.kafka.CurrentNode() != 0 {
-			return nil, nil, false
-		}
-		refused.Add(1)
-		return kafkatest.FetchError(req.(*kmsg.FetchRequest), kerr.TopicAuthorizationFailed.Code), nil, true
-	})
+	refused := e.refuseFetchesAtBroker0(t, "t", 2)
 	b := newBackend(t, nil)
 	e.start(t, module("m", "t", b.URL))
 	waitFor(t, "partition 0's fetches refused", 10*time.Second, func() bool { return refused.Load() > 0 })

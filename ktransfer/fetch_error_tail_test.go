@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
@@ -48,15 +47,7 @@ func TestShortFetchErrorStormIsCountedInTheLog(t *testing.T) {
 	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
 	e.produce(t, "t", [][2]string{{"k", "0"}})
 	var refusing atomic.Bool
-	var refused atomic.Int64
-	e.kafka.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		e.kafka.KeepControl()
-		if !refusing.Load() {
-			return nil, nil, false
-		}
-		refused.Add(1)
-		return kafkatest.FetchError(req.(*kmsg.FetchRequest), kerr.TopicAuthorizationFailed.Code), nil, true
-	})
+	refused := e.refuseFetches(kerr.TopicAuthorizationFailed.Code, refusing.Load)
 	var lines, repeated atomic.Int64
 	b := newBackend(t, nil)
 	tr, err := ktransfer.New(e.config(t, 0, module("m", "t", b.URL)), slog.New(warningCounter{lines: &lines, repeated: &repeated}))

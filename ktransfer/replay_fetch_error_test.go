@@ -9,10 +9,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
 
 // TestReplayLastingFetchErrorIsNotSpun: the brokers answer a replay's
@@ -33,15 +31,7 @@ func TestReplayLastingFetchErrorIsNotSpun(t *testing.T) {
 	e.produceRecords(t, recs...)
 	refusing := atomic.Bool{}
 	refusing.Store(true)
-	var refused atomic.Int64
-	e.kafka.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		e.kafka.KeepControl()
-		if !refusing.Load() {
-			return nil, nil, false
-		}
-		refused.Add(1)
-		return kafkatest.FetchError(req.(*kmsg.FetchRequest), kerr.TopicAuthorizationFailed.Code), nil, true
-	})
+	refused := e.refuseFetches(kerr.TopicAuthorizationFailed.Code, refusing.Load)
 	type result struct {
 		rep ktransfer.ReplayReport
 		err error

@@ -34,33 +34,12 @@ func TestTransientOutOfRangeWhileListingFails(t *testing.T) {
 
 func transientOutOfRange(t *testing.T, policy string, listFails bool) {
 	e := newClusterEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
-	var recs [][2]string
-	for i := range 30 {
-		recs = append(recs, [2]string{"k", strconv.Itoa(i)})
-	}
-	e.produce(t, "t", recs)
+	e.produce(t, "t", numbered(0, 30, keyOne))
 	// Fetches past the first 30 records wait (the leader is said to
 	// be moving) until the next 10 are written; the first one after
 	// that is answered OFFSET_OUT_OF_RANGE.
-	var armed, injected atomic.Bool
-	e.kafka.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		e.kafka.KeepControl()
-		fr := req.(*kmsg.FetchRequest)
-		past := false
-		for _, rt := range fr.Topics {
-			for _, rp := range rt.Partitions {
-				past = past || rp.FetchOffset >= 30
-			}
-		}
-		switch {
-		case !past || injected.Load():
-			return nil, nil, false
-		case !armed.Load():
-			return kafkatest.FetchError(fr, kerr.NotLeaderForPartition.Code), nil, true
-		}
-		injected.Store(true)
-		return kafkatest.FetchError(fr, kerr.OffsetOutOfRange.Code), nil, true
-	})
+	var armed atomic.Bool
+	injected, _ := e.outOfRangeOnce(30, func() bool { return !armed.Load() })
 	var listRefused atomic.Bool
 	if listFails {
 		// The first ListOffsets after the out-of-range answer fails.
@@ -89,11 +68,7 @@ func transientOutOfRange(t *testing.T, policy string, listFails bool) {
 	m.OffsetOutOfRange = policy
 	e.start(t, m)
 	waitFor(t, "the first 30 records pushed", 10*time.Second, func() bool { return len(b.got()) >= 30 })
-	recs = recs[:0]
-	for i := 30; i < 40; i++ {
-		recs = append(recs, [2]string{"k", strconv.Itoa(i)})
-	}
-	e.produce(t, "t", recs)
+	e.produce(t, "t", numbered(30, 40, keyOne))
 	armed.Store(true)
 	waitFor(t, "a fetch answered OFFSET_OUT_OF_RANGE", 10*time.Second, injected.Load)
 	waitFor(t, "offset 40 stored", 15*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "40" })

@@ -1,14 +1,10 @@
 package ktransfer_test
 
 import (
-	"net/http"
 	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
@@ -24,54 +20,20 @@ import (
 func TestTruncatedLogIsReadAgainFromItsNewEnd(t *testing.T) {
 	const cut = 5
 	e := newClusterEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
-	recs := make([][2]string, 10)
-	for i := range recs {
-		recs[i] = [2]string{"k" + strconv.Itoa(i), strconv.Itoa(i)}
-	}
-	e.produce(t, "t", recs)
+	e.produce(t, "t", numbered(0, 10, keyEach))
 	b := newBackend(t, nil)
 	e.start(t, module("m", "t", b.URL))
 	waitFor(t, "the 10 records pushed", 10*time.Second, func() bool { return len(b.got()) == 10 })
 
 	// The new leader answers the client's check of its epoch with a log end
 	// below the module's position, once.
-	var truncated atomic.Int64
-	e.kafka.ControlKey(int16(kmsg.OffsetForLeaderEpoch), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		r := req.(*kmsg.OffsetForLeaderEpochRequest)
-		resp := r.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
-		for _, rt := range r.Topics {
-			st := kmsg.NewOffsetForLeaderEpochResponseTopic()
-			st.Topic = rt.Topic
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.LeaderEpoch = rp.LeaderEpoch
-				sp.EndOffset = cut
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		truncated.Add(1)
-		return resp, nil, true
-	})
-	leader := e.kafka.LeaderFor("t", 0)
-	if err := e.kafka.MoveTopicPartition("t", 0, (leader+1)%3); err != nil {
-		t.Fatal(err)
-	}
+	truncated := e.logEndsAtOnce(cut)
+	e.moveLeader(t, "t", 0)
 	waitFor(t, "the new leader's log end asked", 10*time.Second, func() bool { return truncated.Load() > 0 })
 	// From the new end on, kfake returns the records it has: in the story
 	// told here, records written after the truncation.
 	waitFor(t, "the records at offsets 5 to 9 after the truncation pushed", 10*time.Second, func() bool {
-		seen := map[string]int{}
-		for _, p := range b.got() {
-			seen[p.offset]++
-		}
-		for o := cut; o < 10; o++ {
-			if seen[strconv.Itoa(o)] < 2 {
-				return false
-			}
-		}
-		return true
+		return pushedTwice(b, cut, 10)
 	})
 	e.committedAtEnd(t, "m", "t") // the offset stored below the committed one moved on to the end
 }
@@ -86,47 +48,17 @@ func TestTruncatedLogIsReadAgainFromItsNewEnd(t *testing.T) {
 // skipped as already dispatched.
 func TestLeaderWithoutEpochHistoryIsReadAgain(t *testing.T) {
 	e := newClusterEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
-	recs := make([][2]string, 10)
-	for i := range recs {
-		recs[i] = [2]string{"k" + strconv.Itoa(i), strconv.Itoa(i)}
-	}
-	e.produce(t, "t", recs)
+	e.produce(t, "t", numbered(0, 10, keyEach))
 	b := newBackend(t, nil)
 	e.start(t, module("m", "t", b.URL))
 	waitFor(t, "the 10 records pushed", 10*time.Second, func() bool { return len(b.got()) == 10 })
 
-	var undefined atomic.Int64
-	e.kafka.ControlKey(int16(kmsg.OffsetForLeaderEpoch), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		r := req.(*kmsg.OffsetForLeaderEpochRequest)
-		resp := r.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
-		for _, rt := range r.Topics {
-			st := kmsg.NewOffsetForLeaderEpochResponseTopic()
-			st.Topic = rt.Topic
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
-				sp.Partition, sp.LeaderEpoch, sp.EndOffset = rp.Partition, -1, -1
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		undefined.Add(1)
-		return resp, nil, true
-	})
-	if err := e.kafka.MoveTopicPartition("t", 0, (e.kafka.LeaderFor("t", 0)+1)%3); err != nil {
-		t.Fatal(err)
-	}
+	undefined := e.logEndsAtOnce(-1)
+	e.moveLeader(t, "t", 0)
 	waitFor(t, "the new leader's epoch history asked", 10*time.Second, func() bool { return undefined.Load() > 0 })
 	// The last record read is at offset 9: the client goes back at least
 	// to it, to a record that in the story told here replaced it.
-	waitFor(t, "the record at offset 9 after the new leader pushed", 10*time.Second, func() bool {
-		n := 0
-		for _, p := range b.got() {
-			if p.offset == "9" {
-				n++
-			}
-		}
-		return n >= 2
-	})
+	waitFor(t, "the record at offset 9 after the new leader pushed", 10*time.Second, func() bool { return pushedTwice(b, 9, 10) })
 	e.committedAtEnd(t, "m", "t")
 }
 
@@ -139,61 +71,12 @@ func TestLeaderWithoutEpochHistoryIsReadAgain(t *testing.T) {
 // at the offsets Kafka gave again, never pushing them.
 func TestTruncatedLogRestartOffsetSurvivesAStop(t *testing.T) {
 	const cut = 5
-	e := newClusterEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
-	recs := make([][2]string, 10)
-	for i := range recs {
-		recs[i] = [2]string{"k" + strconv.Itoa(i), strconv.Itoa(i)}
-	}
-	e.produce(t, "t", recs)
-	var refuse atomic.Bool
-	refuse.Store(true)
-	b := newBackend(t, func(_ int, p push, w http.ResponseWriter) {
-		if p.offset == "9" && refuse.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable) // retried until the stop
-		}
-	})
-	r, admin := e.startAdmin(t, 0, module("m", "t", b.URL))
-	waitFor(t, "offsets 0 to 8 pushed and committed, 9 retried", 10*time.Second, func() bool {
-		return e.storedOffset(t, "m", "t", 0) == "9"
-	})
-
-	e.kafka.ControlKey(int16(kmsg.OffsetForLeaderEpoch), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		q := req.(*kmsg.OffsetForLeaderEpochRequest)
-		resp := q.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
-		for _, rt := range q.Topics {
-			st := kmsg.NewOffsetForLeaderEpochResponseTopic()
-			st.Topic = rt.Topic
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
-				sp.Partition, sp.LeaderEpoch, sp.EndOffset = rp.Partition, rp.LeaderEpoch, cut
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
-	})
-	if err := e.kafka.MoveTopicPartition("t", 0, (e.kafka.LeaderFor("t", 0)+1)%3); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the truncation seen by the module", 10*time.Second, func() bool {
-		v := metricValue(t, admin, `ktransfer_offset_out_of_range_total{module="m"}`)
-		return v != "" && v != "0"
-	})
-	if err := r.stop(); err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	if got := e.storedOffset(t, "m", "t", 0); got != strconv.Itoa(cut) {
-		t.Fatalf("stored offset after the stop %s, want the new log end %d: the records written at offsets %d to 8 after the truncation are skipped by the next owner", got, cut, cut)
-	}
-
+	e, b, r, admin, refuse := startRetryingLast(t)
+	e.logEndsAtOnce(cut)
+	e.moveLeader(t, "t", 0)
+	waitTruncationSeen(t, admin)
 	// The next owner pushes them.
-	refuse.Store(false)
-	before := len(b.got())
-	e.start(t, module("m", "t", b.URL))
-	waitFor(t, "the records at offsets 5 to 9 pushed again", 10*time.Second, func() bool {
-		return len(b.got()) >= before+10-cut
-	})
-	e.committedAtEnd(t, "m", "t")
+	stopLeavesNewEnd(t, e, b, r, refuse, cut)
 }
 
 // TestTruncatedLogWhileWaitingOnARestart: a broker answers a fetch
@@ -210,16 +93,7 @@ func TestTruncatedLogWhileWaitingOnARestart(t *testing.T) {
 	// From the new end on, kfake returns the records it has: in the story
 	// told here, records written after the truncation.
 	waitFor(t, "the records at offsets 5 to 8 after the truncation pushed", 10*time.Second, func() bool {
-		seen := map[string]int{}
-		for _, p := range b.got() {
-			seen[p.offset]++
-		}
-		for o := cut; o < 9; o++ {
-			if seen[strconv.Itoa(o)] < 2 {
-				return false
-			}
-		}
-		return true
+		return pushedTwice(b, cut, 9)
 	})
 	e.committedAtEnd(t, "m", "t")
 }
@@ -235,19 +109,7 @@ func TestTruncatedLogWhileWaitingOnARestartIsStoredAtOnce(t *testing.T) {
 	waitFor(t, "the new log end stored", 10*time.Second, func() bool {
 		return e.storedOffset(t, "m", "t", 0) == strconv.Itoa(cut)
 	})
-	if err := r.stop(); err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	if got := e.storedOffset(t, "m", "t", 0); got != strconv.Itoa(cut) {
-		t.Fatalf("stored offset after the stop %s, want the new log end %d", got, cut)
-	}
-	refuse.Store(false)
-	before := len(b.got())
-	e.start(t, module("m", "t", b.URL))
-	waitFor(t, "the records at offsets 5 to 9 pushed again", 10*time.Second, func() bool {
-		return len(b.got()) >= before+10-cut
-	})
-	e.committedAtEnd(t, "m", "t")
+	stopLeavesNewEnd(t, e, b, r, refuse, cut)
 }
 
 // truncatedWhileWaiting sets the scene of the tests above: 10 records,
@@ -256,69 +118,14 @@ func TestTruncatedLogWhileWaitingOnARestartIsStoredAtOnce(t *testing.T) {
 // ends at cut, seen by the module.
 func truncatedWhileWaiting(t *testing.T, cut int64) (*env, *backend, *running, *atomic.Bool) {
 	t.Helper()
-	e := newClusterEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
-	recs := make([][2]string, 10)
-	for i := range recs {
-		recs[i] = [2]string{"k" + strconv.Itoa(i), strconv.Itoa(i)}
-	}
-	e.produce(t, "t", recs)
-	var refuse atomic.Bool
-	refuse.Store(true)
-	b := newBackend(t, func(_ int, p push, w http.ResponseWriter) {
-		if p.offset == "9" && refuse.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable) // retried: the restart waits for it
-		}
-	})
-	r, admin := e.startAdmin(t, 0, module("m", "t", b.URL))
-	waitFor(t, "offsets 0 to 8 pushed and committed, 9 retried", 10*time.Second, func() bool {
-		return e.storedOffset(t, "m", "t", 0) == "9"
-	})
-
+	e, b, r, admin, refuse := startRetryingLast(t)
 	// One fetch from offset 10 is answered OFFSET_OUT_OF_RANGE; the next
 	// fetch from there shows that answer was taken by the module.
-	var injected, seenAfter atomic.Bool
-	e.kafka.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		e.kafka.KeepControl()
-		fr := req.(*kmsg.FetchRequest)
-		at10 := false
-		for _, rt := range fr.Topics {
-			for _, rp := range rt.Partitions {
-				at10 = at10 || rp.FetchOffset >= 10
-			}
-		}
-		switch {
-		case !at10:
-		case !injected.Load():
-			injected.Store(true)
-			return kafkatest.FetchError(fr, kerr.OffsetOutOfRange.Code), nil, true
-		default:
-			seenAfter.Store(true)
-		}
-		return nil, nil, false
-	})
-	waitFor(t, "the out-of-range answer taken", 10*time.Second, seenAfter.Load)
+	_, fetchedAfter := e.outOfRangeOnce(10, nil)
+	waitFor(t, "the out-of-range answer taken", 10*time.Second, fetchedAfter.Load)
 
-	e.kafka.ControlKey(int16(kmsg.OffsetForLeaderEpoch), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		q := req.(*kmsg.OffsetForLeaderEpochRequest)
-		resp := q.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
-		for _, rt := range q.Topics {
-			st := kmsg.NewOffsetForLeaderEpochResponseTopic()
-			st.Topic = rt.Topic
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
-				sp.Partition, sp.LeaderEpoch, sp.EndOffset = rp.Partition, rp.LeaderEpoch, cut
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
-	})
-	if err := e.kafka.MoveTopicPartition("t", 0, (e.kafka.LeaderFor("t", 0)+1)%3); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the truncation seen by the module", 10*time.Second, func() bool {
-		v := metricValue(t, admin, `ktransfer_offset_out_of_range_total{module="m"}`)
-		return v != "" && v != "0"
-	})
-	return e, b, r, &refuse
+	e.logEndsAtOnce(cut)
+	e.moveLeader(t, "t", 0)
+	waitTruncationSeen(t, admin)
+	return e, b, r, refuse
 }
