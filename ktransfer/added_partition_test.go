@@ -42,7 +42,8 @@ func TestAddedPartitionPushedFromItsFirstRecord(t *testing.T) {
 		t.Fatalf("produce to the new partition: %v", err)
 	}
 
-	waitFor(t, "the new partition's start stored", 17*time.Second, func() bool { return e.storedOffset(t, "m", "t", 1)[0] != '<' })
+	// The partitions are checked every 10 s: 15 s more for a loaded host.
+	waitFor(t, "the new partition's start stored", 25*time.Second, func() bool { return e.storedOffset(t, "m", "t", 1)[0] != '<' })
 	waitFor(t, "the new partition committed at its end", 5*time.Second, func() bool { return e.storedOffset(t, "m", "t", 1) == "2" })
 	var bodies []string
 	for _, p := range b.got() {

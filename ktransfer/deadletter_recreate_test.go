@@ -29,7 +29,7 @@ func TestRecreatedDeadLetterTopicIsWritten(t *testing.T) {
 	e.recreateTopic(t, "dl")
 
 	e.produce(t, "t", [][2]string{{"k", "second"}})
-	waitFor(t, "the second record dead-lettered into the new topic", 17*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "7" })
+	waitFor(t, "the second record dead-lettered into the new topic", 25*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "7" })
 	if end := kafkatest.EndOffsets(t, e.kafka, e.kc, "dl"); end[0] != 1 {
 		t.Errorf("the new dead-letter topic ends at %d, want 1 (the second record's dead letter)", end[0])
 	}

@@ -38,7 +38,7 @@ func TestTransientUnknownTopicIDLosesNoDeadLetter(t *testing.T) {
 		return kafkatest.ProduceError(pr, kerr.UnknownTopicID.Code), nil, true
 	})
 	e.produce(t, "t", [][2]string{{"k", "second"}})
-	waitFor(t, "the second record dead-lettered", 17*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "2" })
+	waitFor(t, "the second record dead-lettered", 25*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "2" })
 	if end := kafkatest.EndOffsets(t, e.kafka, e.kc, "dl"); end[0] != 2 {
 		t.Errorf("the dead-letter topic ends at %d, want 2: a dead letter answered as written is not in it", end[0])
 	}

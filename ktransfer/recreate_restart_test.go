@@ -34,7 +34,7 @@ func TestRecreatedTopicAcrossARestart(t *testing.T) {
 
 	e.recreateTopic(t, "t")
 	e.produce(t, "t", [][2]string{{"k", "new0"}, {"k", "new1"}, {"k", "new2"}, {"k", "new3"}, {"k", "new4"}, {"k", "new5"}})
-	waitFor(t, "the module finding the topic created again", 20*time.Second, func() bool {
+	waitFor(t, "the module finding the topic created again", 25*time.Second, func() bool {
 		return metricValue(t, admin, `ktransfer_offset_out_of_range_total{module="m"}`) == "1"
 	})
 	// Given a moment to store the new topic's start (it used to wait for
