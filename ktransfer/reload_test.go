@@ -31,6 +31,7 @@ type confDir struct {
 	dir, path, zk string
 	brokers       []string
 	admin         string // admin_addr; "": off
+	shutdownMs    int    // shutdown_timeout_ms; 0: 3000
 }
 
 // reloadConf writes a ktransfer.yaml reaching e that enables modules, in a
@@ -50,9 +51,13 @@ func (e *env) reloadConf(t *testing.T, modules ...string) confDir {
 // its end.
 func (c confDir) enable(t *testing.T, extra string, modules ...string) {
 	t.Helper()
+	shutdownMs := c.shutdownMs
+	if shutdownMs == 0 {
+		shutdownMs = 3000
+	}
 	data := fmt.Sprintf("zk_chroot: %s\nzk_hosts: [%s]\nbroker_hosts: [%s]\nmodule_conf_dir: %s\nmodule_enabled: [%s]\n"+
-		"admin_addr: %q\nshutdown_timeout_ms: 3000\n%s", chroot, c.zk, strings.Join(c.brokers, ", "),
-		filepath.Join(c.dir, "modules"), strings.Join(modules, ", "), c.admin, extra)
+		"admin_addr: %q\nshutdown_timeout_ms: %d\n%s", chroot, c.zk, strings.Join(c.brokers, ", "),
+		filepath.Join(c.dir, "modules"), strings.Join(modules, ", "), c.admin, shutdownMs, extra)
 	if err := os.WriteFile(c.path, []byte(data), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -390,6 +395,10 @@ func TestShutdownDuringReloadIsBounded(t *testing.T) {
 	hang := newBackend(t, func(int, push, http.ResponseWriter) { hanging.Add(1); <-unblock })
 	t.Cleanup(func() { close(unblock) }) // before the backend's Close, which waits for its requests
 	c := e.reloadConf(t, "m", "h", "g")
+	// 6 s: the stop takes the timeout and about 2 s more (8 s), a whole
+	// timeout more before (14 s); the bound between leaves a loaded host 3 s.
+	c.shutdownMs = 6000
+	c.enable(t, "", "m", "h", "g")
 	c.module(t, "m", "t", "m", ok.URL, "")
 	c.module(t, "h", "h", "h", hang.URL, "")
 	c.module(t, "g", "g", "g", hang.URL, "")
@@ -410,13 +419,13 @@ func TestShutdownDuringReloadIsBounded(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 	took := time.Since(start)
-	t.Logf("stopped %v after the stop, during a reload waiting on a push that never ends (shutdown_timeout_ms 3000)", took.Round(time.Millisecond))
+	t.Logf("stopped %v after the stop, during a reload waiting on a push that never ends (shutdown_timeout_ms 6000)", took.Round(time.Millisecond))
 	// After shutdown_timeout_ms the pushes are cut short, a push that
 	// cannot be interrupted is waited for one second more, then the
-	// modules commit and the clients close (5 s measured; twice the
-	// timeout, 8 s, before).
-	if took > 3*time.Second+3*time.Second {
-		t.Errorf("stop took %v; shutdown_timeout_ms is 3s", took)
+	// modules commit and the clients close (5 s measured with a 3 s
+	// timeout; twice the timeout, 8 s, before).
+	if took > 6*time.Second+5*time.Second {
+		t.Errorf("stop took %v; shutdown_timeout_ms is 6s", took)
 	}
 	if got := e.storedOffset(t, "m", "t", 0); got != "100" {
 		t.Errorf("m's stored offset %s, want 100", got)
