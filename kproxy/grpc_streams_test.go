@@ -5,9 +5,11 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
@@ -111,7 +113,7 @@ func TestGRPCMaxConcurrentStreamsConfig(t *testing.T) {
 // the next one, but the server frees the call's place among the
 // grpc_max_concurrent_streams only when its handler returns, and until then
 // blocks the connection's reader at the bound: every call of the connection
-// would wait for produce_timeout_ms (5 s here).
+// would wait for produce_timeout_ms (10 s here).
 func TestGRPCCancelledAtomicCallFreesItsStream(t *testing.T) {
 	for _, bound := range []int{1, 2, 100} {
 		t.Run("bound"+strconv.Itoa(bound), func(t *testing.T) {
@@ -119,18 +121,23 @@ func TestGRPCCancelledAtomicCallFreesItsStream(t *testing.T) {
 			g := startGRPC(t, c, func(cfg *kproxy.Config) {
 				cfg.GRPCMaxConcurrentStreams = bound
 				cfg.TransactionalProducers = 1
-				cfg.ProduceTimeoutMs = 5000
+				cfg.ProduceTimeoutMs = 10000
 			})
 			// The only transactional client is busy: the records of its
 			// batch (sent over HTTP) are held by the broker.
 			release := make(chan struct{})
-			stopHold := holdOn(c, 0, release)
+			var heldReqs atomic.Int32
+			stopHold := onBroker(c, 0, func(*kmsg.ProduceRequest) (kmsg.Response, error, bool) {
+				heldReqs.Add(1)
+				c.SleepControl(func() { <-release })
+				return nil, nil, false
+			})
 			held := make(chan struct{})
 			go func() {
 				defer close(held)
 				g.postBatch(t, "topic="+topic+"&acks=-1&atomic=1", "", mpBatch(t, []brec{{value: mp(t, 0)}}))
 			}()
-			time.Sleep(500 * time.Millisecond)
+			waitFor(t, "the batch's produce request held", func() bool { return heldReqs.Load() > 0 })
 			defer func() { close(release); stopHold(); <-held }()
 
 			actx, cancelA := context.WithCancel(context.Background())
@@ -141,7 +148,10 @@ func TestGRPCCancelledAtomicCallFreesItsStream(t *testing.T) {
 					Records: []*kproxypb.Record{grec("", "k", "v")}})
 				aDone <- err
 			}()
-			time.Sleep(300 * time.Millisecond) // it waits for the transactional client
+			// It is admitted (in flight beside the held batch's record), then
+			// waits for the transactional client: no I/O in between.
+			waitFor(t, "the atomic call in flight", func() bool { return g.srv.InFlight() == 2 })
+			time.Sleep(200 * time.Millisecond)
 			cancelA()
 			if err := <-aDone; status.Code(err) != codes.Canceled {
 				t.Fatalf("the cancelled call: %v, want Canceled", err)
@@ -161,13 +171,16 @@ func TestGRPCCancelledAtomicCallFreesItsStream(t *testing.T) {
 				}
 				_, err := st.Recv()
 				t.Logf("a request on the open stream answered (%v) after %v", err, time.Since(start))
-				if time.Since(start) > time.Second {
+				// Stalled, it would wait for the cancelled call's
+				// produce_timeout_ms (10 s): 3 s leaves room for a loaded
+				// machine.
+				if time.Since(start) > 3*time.Second {
 					t.Errorf("the open stream stalled %v behind the handler of a cancelled call", time.Since(start))
 				}
 				return
 			}
 			start := time.Now()
-			cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
+			cctx, ccancel := context.WithTimeout(ctx, 4*time.Second)
 			defer ccancel()
 			_, err := grpc_health_v1.NewHealthClient(g.conn).Check(cctx, &grpc_health_v1.HealthCheckRequest{})
 			t.Logf("health Check after a cancelled call: %v in %v", err, time.Since(start))

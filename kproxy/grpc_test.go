@@ -932,7 +932,7 @@ func TestGRPCShutdown(t *testing.T) {
 	stopped := make(chan error, 1)
 	start := time.Now()
 	go func() { stopped <- g.stop() }()
-	time.Sleep(100 * time.Millisecond) // shutdown has begun and waits for them
+	awaitShutdown(t, g.srv) // shutdown has begun and waits for them
 	close(release)
 	resps, err := recvAll(busy)
 	if status.Code(err) != codes.Unavailable || len(resps) != 5 {

@@ -380,6 +380,22 @@ func holdProduce(c *kfake.Cluster, release <-chan struct{}, held *atomic.Int32) 
 	})
 }
 
+// awaitShutdown waits until srv's /health answers 503 "shutting down": Run
+// has begun its shutdown (step 1 of its order) and waits for the requests
+// in flight.
+func awaitShutdown(t testing.TB, srv *kproxy.Server) {
+	t.Helper()
+	waitFor(t, "/health answering 503 shutting down", func() bool {
+		resp, err := http.Get("http://" + srv.AdminAddr().String() + "/health")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == 503 && strings.Contains(string(b), "shutting down")
+	})
+}
+
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -520,7 +536,7 @@ func TestShutdownLosesNothing(t *testing.T) {
 	waitFor(t, "requests in flight", func() bool { return p.srv.InFlight() == clients })
 	stopped := make(chan error, 1)
 	go func() { stopped <- p.stop() }()
-	time.Sleep(100 * time.Millisecond) // shutdown has begun and waits for in-flight requests
+	awaitShutdown(t, p.srv) // shutdown has begun and waits for in-flight requests
 	close(release)
 	if err := <-stopped; err != nil {
 		t.Fatalf("Run: %v", err)

@@ -144,11 +144,13 @@ func TestStopDoesNotWaitForAPurge(t *testing.T) {
 	t.Logf("first record after the re-creation: %d %q", first.code, first.body)
 	waitFor(t, "a metadata request held", func() bool { return held.Load() > 0 })
 	done := make(chan time.Time, 1)
+	var answered atomic.Bool
 	go func() {
 		p.post(t, "topic="+topic+"&acks=1", []byte{0x03})
+		answered.Store(true)
 		done <- time.Now()
 	}()
-	time.Sleep(100 * time.Millisecond) // the second request on its way
+	waitFor(t, "the second request in flight", func() bool { return p.srv.InFlight() == 1 || answered.Load() })
 	stopAt := time.Now()
 	stopped := make(chan error, 1)
 	go func() { stopped <- p.stop() }()
