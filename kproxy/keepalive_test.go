@@ -24,7 +24,10 @@ func TestKeepAliveConnection(t *testing.T) {
 			c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 2}})
 			p := startProxy(t, c, func(cfg *kproxy.Config) {
 				cfg.ReleaseIdleBuffers = release
-				cfg.ReadTimeoutMs = 300
+				// Long enough that a stalled test process (the pauses
+				// between pieces, between an answer and the next request)
+				// is not taken for a stalled client.
+				cfg.ReadTimeoutMs = 2000
 			})
 			conn, err := net.Dial("tcp", p.srv.Addr().String())
 			if err != nil {

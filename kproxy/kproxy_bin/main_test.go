@@ -59,7 +59,7 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 	os.WriteFile(f, []byte(cfg), 0o644)
 	cmd, stderr := bintest.Start(t, binary(t), "-f", f)
 	url := fmt.Sprintf("http://127.0.0.1:%d/commit?topic=t&key=k", port)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := http.Post(url, "", bytes.NewReader([]byte{0x01}))
 		if err == nil && resp.StatusCode == 200 {
@@ -147,7 +147,7 @@ func TestSecureFromConfig(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode, nil
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		code, err := post("shop", "shop-pass")
 		if code == 200 {

@@ -26,7 +26,7 @@ import (
 // TestSIGTERMAnswersRequestsOutlivingShutdownTimeout attacks DESIGN's
 // shutdown: "stops accepting, finishes in-flight requests". A broker sits
 // on produce requests; requests wait for it longer than
-// shutdown_timeout_ms (1 s, below produce_timeout_ms: 5 s) when SIGTERM
+// shutdown_timeout_ms (1 s, below produce_timeout_ms: 10 s) when SIGTERM
 // comes. Every one of them is answered before the process exits — 504
 // (may have been written) or 503 (not written: its record is then not in
 // Kafka once the broker resumes) — and the process exits well before
@@ -39,14 +39,14 @@ func TestSIGTERMAnswersRequestsOutlivingShutdownTimeout(t *testing.T) {
 			port, admin := freePort(t), freePort(t)
 			cfg := fmt.Sprintf("log_dir: %s\nport: %d\nlisten_host: 127.0.0.1\nadmin_addr: 127.0.0.1:%d\n"+
 				"read_timeout_ms: 2000\nwrite_timeout_ms: 2000\nbroker_hosts: [%s]\n"+
-				"produce_timeout_ms: 5000\nshutdown_timeout_ms: 1000\n", filepath.Join(dir, "log"), port, admin, c.ListenAddrs()[0])
+				"produce_timeout_ms: 10000\nshutdown_timeout_ms: 1000\n", filepath.Join(dir, "log"), port, admin, c.ListenAddrs()[0])
 			f := filepath.Join(dir, "kproxy.yaml")
 			if err := os.WriteFile(f, []byte(cfg), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			cmd, stderr := bintest.Start(t, binary(t), "-f", f)
 			url := fmt.Sprintf("http://127.0.0.1:%d/commit?topic=t&acks=%s&key=", port, acks)
-			waitFor(t, 10*time.Second, "kproxy_bin serving", func() bool {
+			waitFor(t, 20*time.Second, "kproxy_bin serving", func() bool {
 				resp, err := http.Post(url+"warm", "", bytes.NewReader([]byte{0x01}))
 				if err != nil {
 					return false
@@ -98,7 +98,7 @@ func TestSIGTERMAnswersRequestsOutlivingShutdownTimeout(t *testing.T) {
 			took := time.Since(start)
 			wg.Wait()
 			t.Logf("exit %v after %v", err, took)
-			if took > 4*time.Second {
+			if took > 6*time.Second { // 1 s and a loaded machine's stalls, well below produce_timeout_ms
 				t.Errorf("exit %v after SIGTERM; shutdown_timeout_ms is 1 s", took)
 			}
 
