@@ -32,6 +32,21 @@ func metricInt(t testing.TB, p *proxy, name string) int {
 	return int(n)
 }
 
+// awaitParked waits (up to 15 s) until the drain holds topic back
+// (kproxy_spool_parked_records has it): Kafka refused a record of it, or
+// its chunk was set aside unanswered.
+func awaitParked(t testing.TB, p *proxy, topic string) {
+	t.Helper()
+	name := `kproxy_spool_parked_records{topic="` + topic + `"}`
+	deadline := time.Now().Add(15 * time.Second)
+	for v := p.metric(t, name); v == "absent" || v == "0"; v = p.metric(t, name) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not parked in 15 s: %s %s, spool records %s", topic, name, v, p.metric(t, "kproxy_spool_records"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // admin is an admin client of c for the test.
 func admin(t testing.TB, c *kfake.Cluster) (*kadm.Client, context.Context) {
 	t.Helper()
@@ -430,11 +445,11 @@ func TestSpoolDrainSecondStuckChunkHoldsNoOtherTopic(t *testing.T) {
 	heal := refuseOn(c, 1, kerr.NotEnoughReplicas.Code)
 	defer heal()
 	end()
-	time.Sleep(3500 * time.Millisecond) // past drainAside (2 s): s1's chunk is set aside
+	awaitParked(t, p, s1) // past drainAside (2 s): s1's chunk is set aside
 	if a := p.post(t, "topic="+s2+"&key=b", unique(t, "b1")); a.code != 202 {
 		t.Fatalf("%s: %d %s", s2, a.code, a.body)
 	}
-	time.Sleep(500 * time.Millisecond)                       // s2's chunk is out, and stalls
+	waitFor(t, "s2's chunk out, and stalled", func() bool { return metricInt(t, p, "kproxy_spool_drain_waiting_records") >= 2 })
 	healH := refuseOn(c, 0, kerr.NotLeaderForPartition.Code) // h's record is spooled
 	a := p.post(t, "topic="+h+"&key=c", unique(t, "c1"))
 	healH()
@@ -475,7 +490,7 @@ func TestSpoolDrainTopicAnsweredInStuckChunkDrainsOn(t *testing.T) {
 	release := make(chan struct{})
 	stopHold := holdOn(c, 0, release)
 	end()
-	time.Sleep(2500 * time.Millisecond) // past drainAside (2 s): the chunk is set aside, u parked
+	awaitParked(t, p, u) // past drainAside (2 s): the chunk is set aside, u parked
 	if a := p.post(t, "topic="+u+"&key=b", unique(t, "b2")); a.code != 202 {
 		close(release)
 		stopHold()
@@ -555,7 +570,7 @@ func TestSpoolDrainStuckTopicTrafficHoldsNoOtherTopic(t *testing.T) {
 	defer heal()
 	end()
 	post(topic, 100)
-	time.Sleep(3 * time.Second) // past drainAside (2 s): the chunk with events[0] is set aside, events parked
+	awaitParked(t, p, topic) // past drainAside (2 s): the chunk with events[0] is set aside, events parked
 	for range 20 {
 		post(topic, 50) // 1 MB, in the spool behind events's stuck records
 	}
