@@ -43,12 +43,24 @@ func TestSpoolDrainCloseLeavesNoGoroutine(t *testing.T) {
 	err := s.close(ctx)
 	cancel()
 	t.Logf("close: %v", err)
-	time.Sleep(500 * time.Millisecond)
-	buf := make([]byte, 1<<22)
-	buf = buf[:runtime.Stack(buf, true)]
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "kproxy.") && !strings.Contains(g, "TestSpoolDrainCloseLeavesNoGoroutine") && !strings.Contains(g, "testing.") {
-			t.Errorf("left after close:\n%s", g)
+	// The drain's goroutines end soon after close returns; a loaded machine
+	// takes its time: polled for up to 5 s (the slow topic's metadata
+	// request, which a leaked goroutine would wait for, takes 20 s).
+	var left []string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		left = left[:0]
+		buf := make([]byte, 1<<22)
+		buf = buf[:runtime.Stack(buf, true)]
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			if strings.Contains(g, "kproxy.") && !strings.Contains(g, "TestSpoolDrainCloseLeavesNoGoroutine") && !strings.Contains(g, "testing.") {
+				left = append(left, g)
+			}
 		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, g := range left {
+		t.Errorf("left after close:\n%s", g)
 	}
 }
