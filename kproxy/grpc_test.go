@@ -771,7 +771,9 @@ func TestGRPCDeadline(t *testing.T) {
 	if r.code != codes.DeadlineExceeded || r.detail == nil || r.detail.Status != 504 || !strings.Contains(r.msg, "may have been written") {
 		t.Errorf("record held at the broker past the deadline: %v, want DeadlineExceeded, status 504, may have been written", r)
 	}
-	if d := time.Since(start); d > 1500*time.Millisecond {
+	// The client gives up at its deadline by itself (then no 504 detail,
+	// checked above); past it here is the test's goroutines scheduled late.
+	if d := time.Since(start); d > 2500*time.Millisecond {
 		t.Errorf("answered after %v, past the client's deadline of 1.5 s", d)
 	}
 	waitFor(t, "the held record written", func() bool { return endOffsets(t, c, topic) == 1 })

@@ -234,7 +234,7 @@ func TestAcksLevels(t *testing.T) {
 			t.Errorf("acks%s: offset in answer = %v, want %v", tc.query, r.Offset != nil, tc.wantOffset)
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for endOffsets(t, c, topic) != 5 {
 		if time.Now().After(deadline) {
 			t.Fatalf("end offsets %d, want 5 records", endOffsets(t, c, topic))
@@ -266,7 +266,7 @@ func TestAcksZeroLossIsCounted(t *testing.T) {
 		}
 	}
 	lost := func() string { return p.metric(t, "kproxy_acks0_lost_records_total") }
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for lost() != "5" {
 		if time.Now().After(deadline) {
 			t.Fatalf("kproxy_acks0_lost_records_total = %s, want 5", lost())
@@ -448,7 +448,7 @@ func TestProduceTimeoutAnswers504(t *testing.T) {
 	if a.code != 504 || !strings.Contains(a.body, "may have been written") {
 		t.Errorf("got %d %q, want 504 saying the record may have been written", a.code, a.body)
 	}
-	if d := time.Since(start); d > 3*time.Second {
+	if d := time.Since(start); d > 5*time.Second { // 300 ms, the grace and a loaded machine's stalls
 		t.Errorf("504 after %v; produce_timeout_ms is 300", d)
 	}
 }
