@@ -621,8 +621,7 @@ func TestBatchKeyOrder(t *testing.T) {
 // records reached the log; the transactional client serves the next
 // batch.
 func TestBatchAtomic(t *testing.T) {
-	c := threeBrokers(t, kafkatest.Topic{Name: "other", Partitions: 2})
-	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.TransactionalProducers = 1 })
+	c, p := txnProxy(t, 0, kafkatest.Topic{Name: "other", Partitions: 2})
 	batch := func(label string) []brec {
 		recs, _ := failureBatch(t, label)
 		recs = append(recs, brec{topic: "other", key: "x", value: mp(t, label+"other")})
@@ -683,8 +682,7 @@ func TestBatchAtomic(t *testing.T) {
 // (not written: it can never be committed), and when the broker lets the
 // request go afterwards nothing of it becomes visible.
 func TestBatchAtomicTimeout(t *testing.T) {
-	c := threeBrokers(t)
-	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 800; cfg.TransactionalProducers = 1 })
+	c, p := txnProxy(t, 800)
 	release := make(chan struct{})
 	stop := holdOn(c, 2, release)
 	recs, _ := failureBatch(t, "held-")

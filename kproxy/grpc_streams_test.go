@@ -117,12 +117,7 @@ func TestGRPCMaxConcurrentStreamsConfig(t *testing.T) {
 func TestGRPCCancelledAtomicCallFreesItsStream(t *testing.T) {
 	for _, bound := range []int{1, 2, 100} {
 		t.Run("bound"+strconv.Itoa(bound), func(t *testing.T) {
-			c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
-			g := startGRPC(t, c, func(cfg *kproxy.Config) {
-				cfg.GRPCMaxConcurrentStreams = bound
-				cfg.TransactionalProducers = 1
-				cfg.ProduceTimeoutMs = 10000
-			})
+			c, g := txnGRPC(t, bound, 10000)
 			// The only transactional client is busy: the records of its
 			// batch (sent over HTTP) are held by the broker.
 			release := make(chan struct{})

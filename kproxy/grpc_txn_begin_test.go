@@ -2,19 +2,15 @@ package kproxy_test
 
 import (
 	"context"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kmsg"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy/kproxypb"
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
 
 // TestGRPCCancelledAtomicCallWhileBeginning: an atomic Produce whose
@@ -24,31 +20,15 @@ import (
 // call's place among grpc_max_concurrent_streams (1 here): a later call on
 // the connection is served at once, not after produce_timeout_ms (5 s).
 func TestGRPCCancelledAtomicCallWhileBeginning(t *testing.T) {
-	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
-	g := startGRPC(t, c, func(cfg *kproxy.Config) {
-		cfg.GRPCMaxConcurrentStreams = 1
-		cfg.TransactionalProducers = 1
-		cfg.ProduceTimeoutMs = 5000
-	})
-	var busy atomic.Bool
-	busy.Store(true)
+	c, g := txnGRPC(t, 1, 5000)
 	asked := make(chan struct{}, 1)
-	c.ControlKey(int16(kmsg.InitProducerID), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		init := req.(*kmsg.InitProducerIDRequest)
-		if init.TransactionalID == nil || !busy.Load() {
-			return nil, nil, false
-		}
+	defer answerInitProducerID(c, func(int32) int16 {
 		select {
 		case asked <- struct{}{}:
 		default:
 		}
-		resp := init.ResponseKind().(*kmsg.InitProducerIDResponse)
-		resp.ErrorCode = kerr.ConcurrentTransactions.Code
-		resp.ProducerID, resp.ProducerEpoch = -1, -1
-		return resp, nil, true
-	})
-	defer busy.Store(false)
+		return kerr.ConcurrentTransactions.Code
+	})()
 
 	actx, cancelA := context.WithCancel(context.Background())
 	defer cancelA()
@@ -87,36 +67,18 @@ func TestGRPCCancelledAtomicCallWhileBeginning(t *testing.T) {
 // among grpc_max_concurrent_streams (1 here) at once, not after
 // produce_timeout_ms (5 s) of fencing.
 func TestGRPCCancelledAtomicCallWhileReplacingItsClient(t *testing.T) {
-	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
-	g := startGRPC(t, c, func(cfg *kproxy.Config) {
-		cfg.GRPCMaxConcurrentStreams = 1
-		cfg.TransactionalProducers = 1
-		cfg.ProduceTimeoutMs = 5000
-	})
-	var busy atomic.Bool
-	busy.Store(true)
-	var inits atomic.Int32
+	c, g := txnGRPC(t, 1, 5000)
 	fencing := make(chan struct{}, 1)
-	c.ControlKey(int16(kmsg.InitProducerID), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		init := req.(*kmsg.InitProducerIDRequest)
-		if init.TransactionalID == nil || !busy.Load() {
-			return nil, nil, false
-		}
-		resp := init.ResponseKind().(*kmsg.InitProducerIDResponse)
-		resp.ProducerID, resp.ProducerEpoch = -1, -1
-		if inits.Add(1) == 1 {
-			resp.ErrorCode = kerr.InvalidTransactionTimeout.Code // the client's: refused for good
-			return resp, nil, true
+	defer answerInitProducerID(c, func(n int32) int16 {
+		if n == 1 {
+			return kerr.InvalidTransactionTimeout.Code // the client's: refused for good
 		}
 		select {
 		case fencing <- struct{}{}:
 		default:
 		}
-		resp.ErrorCode = kerr.ConcurrentTransactions.Code
-		return resp, nil, true
-	})
-	defer busy.Store(false)
+		return kerr.ConcurrentTransactions.Code
+	})()
 
 	actx, cancelA := context.WithCancel(context.Background())
 	defer cancelA()

@@ -1,18 +1,14 @@
 package kproxy_test
 
 import (
-	"context"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
 
@@ -25,8 +21,7 @@ import (
 // read_committed consumer of a partition the batch wrote to sees a record
 // written there afterwards within 3 s.
 func TestBatchAtomicAbortEndsTransaction(t *testing.T) {
-	c := threeBrokers(t)
-	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.TransactionalProducers = 1; cfg.ProduceTimeoutMs = 2000 })
+	c, p := txnProxy(t, 2000)
 
 	var ended, inits atomic.Int32 // EndTxn and InitProducerID requests once the batch was sent
 	var watching atomic.Bool
@@ -47,23 +42,10 @@ func TestBatchAtomicAbortEndsTransaction(t *testing.T) {
 		t.Fatalf("first atomic batch: %v", a)
 	}
 	watching.Store(true)
-	before := [2]int64{c.PartitionInfo(topic, 0).HighWatermark, c.PartitionInfo(topic, 1).HighWatermark}
 
 	// Broker 2 refuses its partition once the batch's records for
 	// partitions 0 and 1 are in the log (brokers 0 and 1).
-	appended := make(chan struct{})
-	quit := make(chan struct{})
-	defer close(quit)
-	go func() {
-		defer close(appended)
-		for c.PartitionInfo(topic, 0).HighWatermark == before[0] || c.PartitionInfo(topic, 1).HighWatermark == before[1] {
-			select {
-			case <-quit:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-	}()
+	before, appended := watchAppends(t, c)
 	stop := onBroker(c, 2, func(pr *kmsg.ProduceRequest) (kmsg.Response, error, bool) {
 		c.SleepControl(func() {
 			select {
@@ -85,33 +67,12 @@ func TestBatchAtomicAbortEndsTransaction(t *testing.T) {
 	}
 
 	// A record written to partition 0 after the batch was answered.
-	cl := kafkatest.Client(t, c, kafkaconf.Default(), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	r, err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: 0, Value: []byte("later")}).First()
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	rc := kafkatest.Client(t, c, kafkaconf.Default(),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().At(r.Offset)}}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(100*time.Millisecond))
-	seen, cancelSeen := context.WithDeadline(context.Background(), answered.Add(3*time.Second))
-	defer cancelSeen()
-	for {
-		fs := rc.PollFetches(seen)
-		found := false
-		fs.EachRecord(func(got *kgo.Record) { found = found || string(got.Value) == "later" })
-		if found {
-			return
-		}
-		if seen.Err() != nil {
-			info := c.PartitionInfo(topic, 0)
-			t.Fatalf("a record written after the aborted batch is not visible to read_committed consumers %v after the answer "+
-				"(partition 0: last stable offset %d, high watermark %d; EndTxn requests %d, InitProducerID requests %d): "+
-				"the transaction was left open", time.Since(answered).Round(time.Millisecond),
-				info.LastStableOffset, info.HighWatermark, ended.Load(), inits.Load())
-		}
+	if !laterVisible(t, c, answered.Add(3*time.Second)) {
+		info := c.PartitionInfo(topic, 0)
+		t.Fatalf("a record written after the aborted batch is not visible to read_committed consumers %v after the answer "+
+			"(partition 0: last stable offset %d, high watermark %d; EndTxn requests %d, InitProducerID requests %d): "+
+			"the transaction was left open", time.Since(answered).Round(time.Millisecond),
+			info.LastStableOffset, info.HighWatermark, ended.Load(), inits.Load())
 	}
 }
 
@@ -124,43 +85,29 @@ func TestBatchAtomicAbortEndsTransaction(t *testing.T) {
 // once the coordinator answers, the next batch commits (the transactional
 // producer went back to the pool).
 func TestBatchAtomicBeginBoundedByDeadline(t *testing.T) {
-	c := threeBrokers(t)
-	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.TransactionalProducers = 1; cfg.ProduceTimeoutMs = 1000 })
-
-	var busy atomic.Bool
-	busy.Store(true)
-	c.ControlKey(int16(kmsg.InitProducerID), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		init := req.(*kmsg.InitProducerIDRequest)
-		if init.TransactionalID == nil || !busy.Load() {
-			return nil, nil, false
-		}
-		resp := init.ResponseKind().(*kmsg.InitProducerIDResponse)
-		resp.ErrorCode = kerr.ConcurrentTransactions.Code
-		resp.ProducerID, resp.ProducerEpoch = -1, -1
-		return resp, nil, true
-	})
-	defer busy.Store(false)
+	c, p := txnProxy(t, 1000)
+	answered := answerInitProducerID(c, func(int32) int16 { return kerr.ConcurrentTransactions.Code })
+	defer answered()
 
 	recs, _ := failureBatch(t, "held-")
-	answered := make(chan batchAnswer, 1)
+	reply := make(chan batchAnswer, 1)
 	start := time.Now()
-	go func() { answered <- p.postBatch(t, "topic="+topic+"&acks=-1&atomic=1", "", mpBatch(t, recs)) }()
+	go func() { reply <- p.postBatch(t, "topic="+topic+"&acks=-1&atomic=1", "", mpBatch(t, recs)) }()
 	// produce_timeout_ms for the records, as long again for a commit, and
 	// answerGrace: 2.25 s; 4 s leaves room for a loaded machine.
 	select {
-	case a := <-answered:
+	case a := <-reply:
 		if a.code != 503 {
 			t.Errorf("atomic batch while its transaction cannot begin: %v, want 503 (not written)", a)
 		}
 	case <-time.After(4 * time.Second):
-		busy.Store(false)
-		a := <-answered
+		answered()
+		a := <-reply
 		t.Fatalf("atomic batch not answered within 4s of its arrival (produce_timeout_ms 1000) while InitProducerID "+
 			"was answered CONCURRENT_TRANSACTIONS; answered %v after %v, once the coordinator answered",
 			a, time.Since(start).Round(time.Millisecond))
 	}
-	busy.Store(false)
+	answered()
 	next, _ := failureBatch(t, "next-")
 	if a := p.postBatch(t, "topic="+topic+"&acks=-1&atomic=1", "", mpBatch(t, next)); a.code != 200 {
 		t.Fatalf("atomic batch once the coordinator answers: %v", a)
@@ -183,27 +130,13 @@ func TestBatchAtomicBeginBoundedByDeadline(t *testing.T) {
 // Every record was answered by Kafka, but the batch is not whole: it must
 // not be answered 200 with part of it aborted.
 func TestBatchAtomicSplitTransactionNotCommitted(t *testing.T) {
-	c := threeBrokers(t)
-	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.TransactionalProducers = 1; cfg.ProduceTimeoutMs = 2000 })
+	c, p := txnProxy(t, 2000)
 	// A first batch: the client has acknowledged records on every partition.
 	first, _ := failureBatch(t, "first-")
 	if a := p.postBatch(t, "topic="+topic+"&acks=-1&atomic=1", "", mpBatch(t, first)); a.code != 200 {
 		t.Fatalf("first atomic batch: %v", a)
 	}
-	before := [2]int64{c.PartitionInfo(topic, 0).HighWatermark, c.PartitionInfo(topic, 1).HighWatermark}
-	appended := make(chan struct{})
-	quit := make(chan struct{})
-	defer close(quit)
-	go func() {
-		defer close(appended)
-		for c.PartitionInfo(topic, 0).HighWatermark == before[0] || c.PartitionInfo(topic, 1).HighWatermark == before[1] {
-			select {
-			case <-quit:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-	}()
+	_, appended := watchAppends(t, c)
 	var answered atomic.Bool
 	stop := onBroker(c, 2, func(pr *kmsg.ProduceRequest) (kmsg.Response, error, bool) {
 		if !answered.CompareAndSwap(false, true) {
@@ -253,8 +186,7 @@ func TestBatchAtomicSplitTransactionNotCommitted(t *testing.T) {
 // record written there afterwards within 3 s, not after the transaction
 // timeout (2 × 2 s + 5 s).
 func TestBatchAtomicRefusedCommitEndsTransaction(t *testing.T) {
-	c := threeBrokers(t)
-	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.TransactionalProducers = 1; cfg.ProduceTimeoutMs = 2000 })
+	c, p := txnProxy(t, 2000)
 	var refuse atomic.Bool
 	c.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
@@ -278,31 +210,11 @@ func TestBatchAtomicRefusedCommitEndsTransaction(t *testing.T) {
 	}
 	answered := time.Now()
 
-	cl := kafkatest.Client(t, c, kafkaconf.Default(), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	r, err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: 0, Value: []byte("later")}).First()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc := kafkatest.Client(t, c, kafkaconf.Default(),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().At(r.Offset)}}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(100*time.Millisecond))
-	seen, cancelSeen := context.WithDeadline(context.Background(), answered.Add(3*time.Second))
-	defer cancelSeen()
-	for {
-		fs := rc.PollFetches(seen)
-		found := false
-		fs.EachRecord(func(got *kgo.Record) { found = found || string(got.Value) == "later" })
-		if found {
-			break
-		}
-		if seen.Err() != nil {
-			info := c.PartitionInfo(topic, 0)
-			t.Fatalf("a record written after the batch whose commit was refused is not visible to read_committed consumers "+
-				"3 s after the answer (partition 0: last stable offset %d, high watermark %d): the transaction was left open",
-				info.LastStableOffset, info.HighWatermark)
-		}
+	if !laterVisible(t, c, answered.Add(3*time.Second)) {
+		info := c.PartitionInfo(topic, 0)
+		t.Fatalf("a record written after the batch whose commit was refused is not visible to read_committed consumers "+
+			"3 s after the answer (partition 0: last stable offset %d, high watermark %d): the transaction was left open",
+			info.LastStableOffset, info.HighWatermark)
 	}
 	got := byValue(t, c, topic)
 	for _, r := range recs {
@@ -318,19 +230,8 @@ func TestBatchAtomicRefusedCommitEndsTransaction(t *testing.T) {
 // atomic batch is answered 403 — Kafka denied the write, as for a record
 // of a denied topic — not 503, which tells the client to send it again.
 func TestBatchAtomicTransactionalIDDenied(t *testing.T) {
-	c := threeBrokers(t)
-	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.TransactionalProducers = 1; cfg.ProduceTimeoutMs = 2000 })
-	c.ControlKey(int16(kmsg.InitProducerID), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		init := req.(*kmsg.InitProducerIDRequest)
-		if init.TransactionalID == nil {
-			return nil, nil, false
-		}
-		resp := init.ResponseKind().(*kmsg.InitProducerIDResponse)
-		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
-		resp.ProducerID, resp.ProducerEpoch = -1, -1
-		return resp, nil, true
-	})
+	c, p := txnProxy(t, 2000)
+	answerInitProducerID(c, func(int32) int16 { return kerr.TransactionalIDAuthorizationFailed.Code })
 	recs, _ := failureBatch(t, "denied-")
 	for range 2 {
 		a := p.postBatch(t, "topic="+topic+"&acks=-1&atomic=1", "", mpBatch(t, recs))

@@ -6,9 +6,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
 )
 
 // TestBatchAtomicBeginBoundedAfterCoordinatorLoading: the transaction
@@ -20,36 +17,26 @@ import (
 // the start; not held in kgo's own load of the producer id, which has no
 // deadline, for as long as the coordinator answers so.
 func TestBatchAtomicBeginBoundedAfterCoordinatorLoading(t *testing.T) {
-	c := threeBrokers(t)
-	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.TransactionalProducers = 1; cfg.ProduceTimeoutMs = 5000 })
+	c, p := txnProxy(t, 5000)
 
 	// kgo retries a coordinator error 20 times (about 3 s with kproxy's
 	// backoff), then gives up on that load: the first 30 are answered
 	// COORDINATOR_LOAD_IN_PROGRESS, every later one CONCURRENT_TRANSACTIONS.
-	var busy atomic.Bool
 	var asked atomic.Int32
 	gaveUp := make(chan time.Duration, 1)
 	start := time.Now()
-	busy.Store(true)
-	c.ControlKey(int16(kmsg.InitProducerID), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		init := req.(*kmsg.InitProducerIDRequest)
-		if init.TransactionalID == nil || !busy.Load() {
-			return nil, nil, false
+	busy := answerInitProducerID(c, func(n int32) int16 {
+		asked.Store(n)
+		if n <= 30 {
+			return kerr.CoordinatorLoadInProgress.Code
 		}
-		resp := init.ResponseKind().(*kmsg.InitProducerIDResponse)
-		resp.ProducerID, resp.ProducerEpoch = -1, -1
-		resp.ErrorCode = kerr.CoordinatorLoadInProgress.Code
-		if asked.Add(1) > 30 {
-			resp.ErrorCode = kerr.ConcurrentTransactions.Code
-			select {
-			case gaveUp <- time.Since(start):
-			default:
-			}
+		select {
+		case gaveUp <- time.Since(start):
+		default:
 		}
-		return resp, nil, true
+		return kerr.ConcurrentTransactions.Code
 	})
-	defer busy.Store(false)
+	defer busy()
 
 	recs, _ := failureBatch(t, "loading-")
 	answered := make(chan batchAnswer, 1)
@@ -62,7 +49,7 @@ func TestBatchAtomicBeginBoundedAfterCoordinatorLoading(t *testing.T) {
 			t.Errorf("atomic batch while its transaction cannot begin: %v, want 503 (not written)", a)
 		}
 	case <-time.After(12 * time.Second):
-		busy.Store(false)
+		busy()
 		a := <-answered
 		var switched string
 		select {
@@ -75,7 +62,7 @@ func TestBatchAtomicBeginBoundedAfterCoordinatorLoading(t *testing.T) {
 			"was answered COORDINATOR_LOAD_IN_PROGRESS, then CONCURRENT_TRANSACTIONS (%d requests, %s); answered %v after %v, "+
 			"once the coordinator answered", asked.Load(), switched, a, time.Since(start).Round(time.Millisecond))
 	}
-	busy.Store(false)
+	busy()
 	next, _ := failureBatch(t, "next-")
 	if a := p.postBatch(t, "topic="+topic+"&acks=-1&atomic=1", "", mpBatch(t, next)); a.code != 200 {
 		t.Fatalf("atomic batch once the coordinator answers: %v", a)
