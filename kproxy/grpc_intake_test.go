@@ -135,7 +135,9 @@ func TestGRPCStreamClientSwitchAfterFlipSpools(t *testing.T) {
 	// 202 behind the first in the spool, or 200 once the spool drained
 	// the first's copy and the topic went direct again.
 	written := resps[1].Status == 200 || resps[1].Status == 202
-	if !written || took[1] > 2*time.Second {
+	// Held behind the frozen request, it would wait for its end (6 s);
+	// 4 s leaves room for a loaded machine.
+	if !written || took[1] > 4*time.Second {
 		t.Errorf("second (its topic spooling): status %d %q after %v, want 202 (or 200) within spool_after_ms and a margin",
 			resps[1].Status, resps[1].Error, took[1].Round(time.Millisecond))
 	}
