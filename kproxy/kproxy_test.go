@@ -663,7 +663,7 @@ func TestStopWithSilentAdminConnection(t *testing.T) {
 	if err := p.stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if d := time.Since(start); d > 3*time.Second {
+	if d := time.Since(start); d > 5*time.Second { // the admin listener's 1 s grace and a loaded machine's stalls
 		t.Errorf("stop took %v", d)
 	}
 }
