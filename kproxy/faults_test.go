@@ -456,7 +456,16 @@ func TestBrokerRemovedAndReadded(t *testing.T) {
 			defer close(done)
 			load(t, p, &h, "removed-acks"+acks, acks, 4, 2*time.Second)
 		}()
-		time.Sleep(500 * time.Millisecond) // load is running
+		waitFor(t, "the load running", func() bool { // answers coming (or, on a slow machine, the load over)
+			select {
+			case <-done:
+				return true
+			default:
+			}
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			return len(h.answers) >= 10
+		})
 		node := c.LeaderFor(topic, 0)
 		if err := c.RemoveNode(node); err != nil {
 			t.Fatalf("remove node %d: %v", node, err)
