@@ -86,7 +86,7 @@ func TestGRPCExtFieldsNotForgeable(t *testing.T) {
 func TestGRPCStreamClientSwitchKeepsOrder(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
 	g := startGRPC(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 1000 })
-	kafkatest.NewFaults(t, c).Sleep(int16(kmsg.Produce), 1, 2500*time.Millisecond)
+	kafkatest.NewFaults(t, c).Sleep(int16(kmsg.Produce), 1, 4*time.Second) // well past produce_timeout_ms on a loaded machine too
 	// The second is sent once the first is answered: its own deadline
 	// runs from then.
 	s := g.stream(t, nil)
