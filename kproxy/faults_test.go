@@ -320,7 +320,7 @@ func TestQueuedPastDeadlineNeverWrittenIdempotent(t *testing.T) {
 	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
 	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 500 })
 	f := kafkatest.NewFaults(t, c)
-	f.Sleep(int16(kmsg.InitProducerID), 1, 1500*time.Millisecond)
+	f.Sleep(int16(kmsg.InitProducerID), 1, 4*time.Second) // well past produce_timeout_ms on a loaded machine too
 	var queued []string
 	var wg sync.WaitGroup
 	for i := range 5 {
