@@ -48,7 +48,7 @@ func TestGRPCStalledHandshakeClosedAtIdleTimeout(t *testing.T) {
 			}
 			start := time.Now()
 			conn.SetReadDeadline(start.Add(6 * time.Second)) // 300 ms and a loaded machine's stalls; the defect held it 120 s
-			n, err := io.Copy(io.Discard, conn) // until kproxy closes it
+			n, err := io.Copy(io.Discard, conn)              // until kproxy closes it
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				t.Fatalf("still open %v after a stalled start (idle_timeout_ms 300)", time.Since(start).Round(time.Millisecond))
