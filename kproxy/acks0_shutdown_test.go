@@ -1,14 +1,12 @@
 package kproxy_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,25 +17,8 @@ import (
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
 )
-
-// logBuffer is a log destination tests read back.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestShutdownAcks0LossesAllLogged: kproxy is stopped while acks=0
 // records, answered 200, are still being delivered to a partition whose
@@ -49,7 +30,7 @@ func (b *logBuffer) String() string {
 // for the first alone.
 func TestShutdownAcks0LossesAllLogged(t *testing.T) {
 	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
-	var logs logBuffer
+	var logs runtest.Log
 	p := logProxy(t, c, &logs, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 500 })
 	decode(t, p.post(t, "topic="+topic+"&acks=1", unique(t, "first"))) // the topic is known
 
@@ -74,7 +55,7 @@ func TestShutdownAcks0LossesAllLogged(t *testing.T) {
 // Close has returned; the log must still account for every one.
 func TestShutdownAcks0LossesAllLoggedAtClose(t *testing.T) {
 	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
-	var logs logBuffer
+	var logs runtest.Log
 	p := logProxy(t, c, &logs, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs, cfg.ShutdownTimeoutMs = 5000, 200 })
 	decode(t, p.post(t, "topic="+topic+"&acks=1", unique(t, "first")))
 	release := make(chan struct{})
@@ -92,7 +73,7 @@ func TestShutdownAcks0LossesAllLoggedAtClose(t *testing.T) {
 }
 
 // logProxy is startProxy's kproxy logging into logs.
-func logProxy(t *testing.T, c *kfake.Cluster, logs *logBuffer, edit func(*kproxy.Config)) *proxy {
+func logProxy(t *testing.T, c *kfake.Cluster, logs *runtest.Log, edit func(*kproxy.Config)) *proxy {
 	t.Helper()
 	cfg := kproxy.DefaultConfig()
 	cfg.Port, cfg.ListenHost, cfg.AdminAddr = 0, "127.0.0.1", "127.0.0.1:0"
@@ -151,7 +132,7 @@ func (h slowLossLines) Handle(ctx context.Context, r slog.Record) error {
 // held-back records would be accounted for nowhere.
 func TestShutdownAcks0LossLineWrittenBeforeExit(t *testing.T) {
 	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
-	var logs logBuffer
+	var logs runtest.Log
 	cfg := kproxy.DefaultConfig()
 	cfg.Port, cfg.ListenHost, cfg.AdminAddr = 0, "127.0.0.1", "127.0.0.1:0"
 	cfg.BrokerHosts = c.ListenAddrs()

@@ -1,37 +1,17 @@
 package kproxy_test
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
 )
-
-// startLog is a log destination the server's goroutines may write to
-// while the test reads it.
-type startLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *startLog) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *startLog) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestProducerNumNotedAtStart attacks the promise that a 2015 key which no
 // longer applies is accepted with a start-up note: producer_num has no
@@ -60,7 +40,7 @@ func TestProducerNumNotedAtStart(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", tc.line, err)
 		}
-		var out startLog
+		var out runtest.Log
 		srv, err := kproxy.New(cfg, slog.New(slog.NewTextHandler(&out, nil)))
 		if err != nil {
 			t.Fatalf("%q: New: %v", tc.line, err)

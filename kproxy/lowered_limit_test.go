@@ -12,6 +12,7 @@ import (
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
 )
 
 // TestLoweredTopicLimitRecordsThatFitWritten: the topic's max.message.bytes
@@ -171,7 +172,7 @@ func TestLoweredTopicLimitBatchRecordsThatFitNot413(t *testing.T) {
 // what did not happen.
 func TestLoweredTopicLimitPurgeLoggedAsSuch(t *testing.T) {
 	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
-	var logs logBuffer
+	var logs runtest.Log
 	p := logProxy(t, c, &logs, func(cfg *kproxy.Config) { cfg.LingerMs = 50 })
 	decode(t, p.post(t, "topic="+topic+"&acks=1", unique(t, "first")))
 	setMaxMessageBytes(t, c, topic, 3000)

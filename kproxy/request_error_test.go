@@ -13,6 +13,7 @@ import (
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
 )
 
 // TestMalformedRequestLineKeepsSecrets: a request whose first line lacks
@@ -28,7 +29,7 @@ func TestMalformedRequestLineKeepsSecrets(t *testing.T) {
 	cfg.BrokerHosts = c.ListenAddrs()
 	cfg.ReadTimeoutMs, cfg.WriteTimeoutMs = 2000, 2000
 	cfg.Clients = []kproxy.Client{{Name: "shop", Secret: secret, Topics: []string{topic}}}
-	var logs logBuffer
+	var logs runtest.Log
 	srv, err := kproxy.New(cfg, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)

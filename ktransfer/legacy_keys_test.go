@@ -1,38 +1,18 @@
 package ktransfer_test
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zktest"
 )
-
-// legacyLog is a log destination the Transfer's goroutines may write to
-// while the test reads it.
-type legacyLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *legacyLog) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *legacyLog) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestNoLongerApplyingModuleKeysNoted attacks the promise that a 2015
 // module key which no longer applies is accepted with a start-up note
@@ -73,7 +53,7 @@ func TestNoLongerApplyingModuleKeysNoted(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", tc.lines, err)
 		}
-		var out legacyLog
+		var out runtest.Log
 		tr, err := ktransfer.New(cfg, slog.New(slog.NewTextHandler(&out, nil)))
 		if err != nil {
 			t.Fatalf("%q: New: %v", tc.lines, err)

@@ -1,11 +1,9 @@
 package ktransfer_test
 
 import (
-	"bytes"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,24 +12,6 @@ import (
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
 )
-
-// logBuffer is a log destination the test reads while the Transfer writes.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
 
 // TestPermanentWithoutDeadLetterIsRetried: without a dead-letter topic a
 // record a backend refuses (404) is not given up and committed undelivered:
@@ -59,7 +39,7 @@ func TestPermanentWithoutDeadLetterIsRetried(t *testing.T) {
 	m := module("m", "t", b.URL)
 	m.MaxRetryTimes = -1
 	e.produce(t, "t", [][2]string{{"a", "missing"}, {"b", "moved"}})
-	var logs logBuffer
+	var logs runtest.Log
 	tr, err := ktransfer.New(e.config(t, 0, m), slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -277,28 +276,10 @@ func mapsEqual(a, b map[string]int64) bool {
 	return true
 }
 
-// syncBuffer is a log destination the test reads while the Transfer writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
-
 // startModuleM runs a Transfer, logging to logs, from files enabling
 // module m of topic t (partitions of it), which pushes to a backend that
 // accepts.
-func startModuleM(t *testing.T, partitions int32, logs *syncBuffer) (*env, *backend, confDir, *running) {
+func startModuleM(t *testing.T, partitions int32, logs *runtest.Log) (*env, *backend, confDir, *running) {
 	t.Helper()
 	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: partitions})
 	bk := newBackend(t, nil)
@@ -313,7 +294,7 @@ func startModuleM(t *testing.T, partitions int32, logs *syncBuffer) (*env, *back
 // untouched (no partition moves). A change of a key that needs a restart
 // is applied as far as the modules go, logged, and listed.
 func TestReloadRefusesBadFiles(t *testing.T) {
-	var logs syncBuffer
+	var logs runtest.Log
 	e, bk, c, r := startModuleM(t, 2, &logs)
 	waitFor(t, "both partitions", 20*time.Second, func() bool { return len(e.owners(t, "m", "t")) == 2 })
 	produceN(t, e, 0, 100)
@@ -569,7 +550,7 @@ func TestReloadSeesRewrittenSecretFile(t *testing.T) {
 	if err := os.WriteFile(file, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs runtest.Log
 	r := startConf(t, c, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	produceN(t, e, 0, 10)
 	waitFor(t, "10 records pushed", 20*time.Second, func() bool { return distinct(bk) == 10 })
@@ -612,7 +593,7 @@ func TestReloadSeesRewrittenSecretFile(t *testing.T) {
 // "needs a restart" warning. Before, it was only in last_reload, and a
 // refused reload warned about keys it did not apply.
 func TestReloadRestartNeededStaysInConfig(t *testing.T) {
-	var logs syncBuffer
+	var logs runtest.Log
 	_, _, c, r := startModuleM(t, 1, &logs)
 	restartNeeded := func() []string { return r.tr.ConfigStatus().RestartNeeded }
 	waitFor(t, "m running", 20*time.Second, func() bool { st := r.tr.Status(); return len(st) == 1 && len(st[0].Partitions) == 1 })

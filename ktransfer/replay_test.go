@@ -16,6 +16,7 @@ import (
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
 
@@ -281,7 +282,7 @@ func TestReplayBoundedBehindAnOpenTransaction(t *testing.T) {
 	a := e.inTransaction(t, "a", deadLetterOf("m", "t", 1, "aborted"))
 	bt := e.inTransaction(t, "b", deadLetterOf("m", "t", 2, "open"))
 	endTransaction(t, a, kgo.TryAbort)
-	var logs logBuffer
+	var logs runtest.Log
 	rep := replayLogging(t, e.config(t, 0, m), 20*time.Second, slog.New(slog.NewTextHandler(&logs, nil)))
 	// Past the end: B's record at 2 and A's abort marker at 3.
 	if rep.Replayed != 1 || rep.GivenUp != 0 || rep.Skipped != 0 || rep.PastEnd != 2 {
@@ -382,7 +383,7 @@ func TestReplayWarnsOfDeadLettersWithoutOriginalHeaders(t *testing.T) {
 	withTarget := deadLetterOf("m", "t", 0, "with target")
 	withTarget.Headers = append(withTarget.Headers, kgo.RecordHeader{Key: "target", Value: []byte(b.URL + "/hook")})
 	e.produceRecords(t, withTarget, deadLetterOf("m", "t", 1, "old"))
-	var logs logBuffer
+	var logs runtest.Log
 	rep := replayLogging(t, e.config(t, 0, m), 20*time.Second, slog.New(slog.NewTextHandler(&logs, nil)))
 	if rep.Replayed != 2 || rep.WithoutHeaders != 1 || rep.Skipped != 0 {
 		t.Errorf("replay: %v; want 2 replayed, 1 without original headers", rep)

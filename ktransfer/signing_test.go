@@ -142,7 +142,7 @@ func TestSignedPushes(t *testing.T) {
 	}
 	recs = append(recs, [2]string{"r", "later"})
 	e.produce(t, "orders.v1", recs)
-	var logs logBuffer
+	var logs runtest.Log
 	tr, err := ktransfer.New(e.config(t, 0, m), slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)

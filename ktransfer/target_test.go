@@ -189,7 +189,7 @@ func TestTargetNotAllowedWithoutDeadLetter(t *testing.T) {
 	m := module("m", "t", b.URL)
 	m.Protocol.TargetHeader = "target"
 	e.produceRecords(t, targeted("t", "a", "attack", evil.URL+"/x"), targeted("t", "b", "fine", b.URL+"/y"))
-	var logs logBuffer
+	var logs runtest.Log
 	tr, err := ktransfer.New(e.config(t, 0, m), slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)

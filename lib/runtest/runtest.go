@@ -2,6 +2,7 @@
 package runtest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -42,4 +43,23 @@ func Start(t testing.TB, run func(context.Context) error, limit time.Duration) (
 		seen.Store(true)
 		return wait()
 	}
+}
+
+// Log is a log destination a test reads while the goroutines of what it
+// runs write to it.
+type Log struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *Log) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *Log) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
