@@ -262,11 +262,7 @@ func TestHeaderCredentialsNotShownInErrors(t *testing.T) {
 		{"api key", `  - X-Api-Key: "s3cr3t-key` + `\n"` + "\n", "s3cr3t-key", "protocol.headers[0].X-Api-Key: must hold no control characters but tab"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := filepath.Join(t.TempDir(), "m.yaml")
-			if err := os.WriteFile(f, []byte("topic: t\nbackend_servers: [127.0.0.1:80]\nprotocol:\n uri: /p\n headers:\n"+tc.headers), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			_, err := ktransfer.LoadModule(f)
+			f, err := loadModuleText(t, "topic: t\nbackend_servers: [127.0.0.1:80]\nprotocol:\n uri: /p\n headers:\n"+tc.headers)
 			if err == nil {
 				t.Fatal("loaded")
 			}
@@ -286,16 +282,46 @@ func TestHeaderCredentialsNotShownInErrors(t *testing.T) {
 // X-Api-Key) is one. Changing only such a value keeps the hash; changing
 // another header's value changes it.
 func TestConfigHashLeavesHeaderCredentialsOut(t *testing.T) {
+	hash := moduleHasher(t)
+	hashOf := func(auth, cookie, key, trace string) string {
+		t.Helper()
+		module := "topic: t\nbackend_servers: [127.0.0.1:8080]\nprotocol:\n  uri: /x\n  headers:\n" +
+			"    - Authorization: Bearer " + auth + "\n    - Cookie: sid=" + cookie + "\n    - X-Api-Key: " + key + "\n    - X-Trace: " + trace + "\n"
+		return hash(module)
+	}
+	h := hashOf("a1", "c1", "k1", "t1")
+	if other := hashOf("a2", "c2", "k2", "t1"); other != h {
+		t.Errorf("only the Authorization, Cookie and X-Api-Key values changed: hash %s → %s; want unchanged", h, other)
+	}
+	if other := hashOf("a1", "c1", "k1", "t2"); other == h {
+		t.Errorf("the X-Trace value changed: hash %s unchanged", h)
+	}
+}
+
+// loadModuleText loads a module file holding text; it returns the file's
+// name and the error.
+func loadModuleText(t *testing.T, text string) (string, error) {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "m.yaml")
+	if err := os.WriteFile(f, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ktransfer.LoadModule(f)
+	return f, err
+}
+
+// moduleHasher returns what ConfigHash gives for a configuration enabling
+// one module, m, whose file holds the text given: the configuration stays
+// the same from call to call, only the module changes.
+func moduleHasher(t *testing.T) func(module string) string {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "ktransfer.yaml")
 	if err := os.WriteFile(file, []byte("zk_hosts: [127.0.0.1:2181]\nzk_chroot: /mq/c\nbroker_hosts: [127.0.0.1:9092]\nmodule_conf_dir: "+dir+
 		"\nmodule_enabled: [m]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	hashOf := func(auth, cookie, key, trace string) string {
+	return func(module string) string {
 		t.Helper()
-		module := "topic: t\nbackend_servers: [127.0.0.1:8080]\nprotocol:\n  uri: /x\n  headers:\n" +
-			"    - Authorization: Bearer " + auth + "\n    - Cookie: sid=" + cookie + "\n    - X-Api-Key: " + key + "\n    - X-Trace: " + trace + "\n"
 		if err := os.WriteFile(filepath.Join(dir, "m.yaml"), []byte(module), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -304,12 +330,5 @@ func TestConfigHashLeavesHeaderCredentialsOut(t *testing.T) {
 			t.Fatal(err)
 		}
 		return ktransfer.ConfigHash(cfg)
-	}
-	h := hashOf("a1", "c1", "k1", "t1")
-	if other := hashOf("a2", "c2", "k2", "t1"); other != h {
-		t.Errorf("only the Authorization, Cookie and X-Api-Key values changed: hash %s → %s; want unchanged", h, other)
-	}
-	if other := hashOf("a1", "c1", "k1", "t2"); other == h {
-		t.Errorf("the X-Trace value changed: hash %s unchanged", h)
 	}
 }

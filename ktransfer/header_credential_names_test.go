@@ -1,12 +1,8 @@
 package ktransfer_test
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
 )
 
 // credentialHeaders are protocol.headers names that carry a credential by
@@ -27,11 +23,7 @@ func TestHeaderCredentialNamesNotShownInErrors(t *testing.T) {
 			{"control character", "  - " + name + ": \"v " + secret + "\\u0001\"\n", "protocol.headers[0]." + name + ": must hold no control characters"},
 			{"one string", "  - " + name + ":" + secret + "\n", "protocol.headers[0]: must be a mapping"},
 		} {
-			f := filepath.Join(t.TempDir(), "m.yaml")
-			if err := os.WriteFile(f, []byte("topic: t\nbackend_servers: [127.0.0.1:80]\nprotocol:\n uri: /p\n headers:\n"+tc.headers), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			_, err := ktransfer.LoadModule(f)
+			_, err := loadModuleText(t, "topic: t\nbackend_servers: [127.0.0.1:80]\nprotocol:\n uri: /p\n headers:\n"+tc.headers)
 			if err == nil {
 				t.Errorf("%s, %s: loaded", name, tc.form)
 				continue
@@ -50,12 +42,7 @@ func TestHeaderCredentialNamesNotShownInErrors(t *testing.T) {
 // does not change when only the values of headers named like a credential
 // by the rule change; another header's value changes it.
 func TestConfigHashLeavesHeaderCredentialNamesOut(t *testing.T) {
-	dir := t.TempDir()
-	file := filepath.Join(dir, "ktransfer.yaml")
-	if err := os.WriteFile(file, []byte("zk_hosts: [127.0.0.1:2181]\nzk_chroot: /mq/c\nbroker_hosts: [127.0.0.1:9092]\nmodule_conf_dir: "+dir+
-		"\nmodule_enabled: [m]\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	hash := moduleHasher(t)
 	hashOf := func(credential, trace string) string {
 		t.Helper()
 		module := "topic: t\nbackend_servers: [127.0.0.1:8080]\nprotocol:\n  uri: /x\n  headers:\n"
@@ -63,14 +50,7 @@ func TestConfigHashLeavesHeaderCredentialNamesOut(t *testing.T) {
 			module += "    - " + name + ": " + credential + "\n"
 		}
 		module += "    - X-Trace: " + trace + "\n"
-		if err := os.WriteFile(filepath.Join(dir, "m.yaml"), []byte(module), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := ktransfer.LoadConfig(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ktransfer.ConfigHash(cfg)
+		return hash(module)
 	}
 	h := hashOf("c1", "t1")
 	if other := hashOf("c2", "t1"); other != h {

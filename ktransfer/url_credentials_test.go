@@ -1,12 +1,8 @@
 package ktransfer_test
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
 )
 
 // TestURLCredentialsNotShownInErrors: a credential written into a
@@ -27,11 +23,7 @@ func TestURLCredentialsNotShownInErrors(t *testing.T) {
 			"s3cr3t-space", "protocol.uri:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := filepath.Join(t.TempDir(), "m.yaml")
-			if err := os.WriteFile(f, []byte(tc.module), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			_, err := ktransfer.LoadModule(f)
+			f, err := loadModuleText(t, tc.module)
 			if err == nil {
 				t.Fatal("loaded")
 			}
@@ -50,23 +42,11 @@ func TestURLCredentialsNotShownInErrors(t *testing.T) {
 // named like one: token, key, secret, password, auth), as it does those of
 // protocol.headers; another parameter's value changes it.
 func TestConfigHashLeavesURLCredentialsOut(t *testing.T) {
-	dir := t.TempDir()
-	file := filepath.Join(dir, "ktransfer.yaml")
-	if err := os.WriteFile(file, []byte("zk_hosts: [127.0.0.1:2181]\nzk_chroot: /mq/c\nbroker_hosts: [127.0.0.1:9092]\nmodule_conf_dir: "+dir+
-		"\nmodule_enabled: [m]\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	hash := moduleHasher(t)
 	hashOf := func(token, format string) string {
 		t.Helper()
 		module := "topic: t\nbackend_servers: [127.0.0.1:8080]\nprotocol:\n  uri: /x/{#TOPIC}?key={#KEY}&access_token=" + token + "&format=" + format + "\n"
-		if err := os.WriteFile(filepath.Join(dir, "m.yaml"), []byte(module), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := ktransfer.LoadConfig(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ktransfer.ConfigHash(cfg)
+		return hash(module)
 	}
 	h := hashOf("t1", "msgpack")
 	if other := hashOf("t2", "msgpack"); other != h {
