@@ -14,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/jsonscan"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/msgpackscan"
 )
 
@@ -270,9 +271,54 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
-// methodOf reads the string at key "method" of a msgpack map, without
-// decoding the rest and without trusting its lengths.
-func methodOf(value []byte) (string, error) { return msgpackscan.MapString(value, "method") }
+// methodOf reads the string at key "method" of a msgpack map, or of a JSON
+// object (kproxy writes JSON bodies unchanged), without decoding the rest
+// and without trusting its lengths. The two never meet: a msgpack map
+// starts with 0x80-0x8f, 0xde or 0xdf, a JSON object with '{' after JSON
+// white space, and those are one-byte msgpack integers, never a map. Of
+// keys given twice, the first counts, in both.
+func methodOf(value []byte) (string, error) {
+	i := 0
+	for i < len(value) && (value[i] == ' ' || value[i] == '\t' || value[i] == '\n' || value[i] == '\r') {
+		i++
+	}
+	if i < len(value) && value[i] == '{' {
+		return jsonMethod(value)
+	}
+	return msgpackscan.MapString(value, "method")
+}
+
+// errJSONNoMethod is methodOf's error for a JSON object without a string
+// at "method".
+var errJSONNoMethod = errors.New(`JSON object has no string at "method"`)
+
+// jsonMethod is methodOf for a JSON object.
+func jsonMethod(value []byte) (string, error) {
+	var method string
+	found := false
+	err := jsonscan.Object(value, func(key, v []byte) error {
+		if found {
+			return nil
+		}
+		if k, err := jsonscan.String(key); err != nil || k != "method" {
+			return nil
+		}
+		found = true
+		m, err := jsonscan.String(v)
+		if err != nil {
+			return errJSONNoMethod
+		}
+		method = m
+		return nil
+	})
+	switch {
+	case err != nil:
+		return "", err
+	case !found:
+		return "", errJSONNoMethod
+	}
+	return method, nil
+}
 
 // record is one Kafka record on its way through a module.
 type record struct {
