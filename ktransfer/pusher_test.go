@@ -73,10 +73,11 @@ func TestParseRetryAfter(t *testing.T) {
 	}
 }
 
-// methodOf is msgpackscan.MapString, tested there; the fuzz target here
-// runs it on arbitrary record values as the workers do.
+// methodOf is msgpackscan.MapString or jsonscan.Object, tested there; the
+// fuzz target here runs it on arbitrary record values as the workers do.
 func FuzzMethodOf(f *testing.F) {
 	f.Add([]byte{0x81, 0xa6, 'm', 'e', 't', 'h', 'o', 'd', 0xa1, 'x'})
+	f.Add([]byte(` {"n":[1,{"method":2}],"method":"x"}`))
 	f.Add([]byte{0xdf, 0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = methodOf(b) // must return, quickly, without a large allocation
