@@ -396,9 +396,17 @@ func RedactQuery(uri string) string {
 	return path + "?" + strings.Join(params, "&")
 }
 
+// keyFileKey says whether key names a private key's file (key_file,
+// tls_key_file): like password_file's, its value may be the key itself,
+// typed in place of its path (CheckSecretFile does not show it).
+func keyFileKey(key string) bool {
+	return strings.HasSuffix(strings.ToLower(key), "key_file")
+}
+
 // WithoutSecrets is data, a YAML document, with the values that may be
-// secrets blanked (those of keys named like a secret, see SecretKey, and
-// every value starting with whsec_) and the credentials of a uri's query
+// secrets blanked (those of keys named like a secret, see SecretKey, or
+// naming a private key's file, see keyFileKey, and every value starting
+// with whsec_) and the credentials of a uri's query
 // left out (RedactQuery), re-encoded: what a shown hash of a
 // configuration file may cover, so that it cannot confirm a guessed
 // password. A document that does not parse gives nil.
@@ -420,7 +428,7 @@ func WithoutSecrets(data []byte) []byte {
 				if k == "uri" && c.Kind == yaml.ScalarNode {
 					c.Value = RedactQuery(c.Value)
 				}
-				blank(c, secret || SecretKey(k) || headers && CredentialName(k), k == "headers")
+				blank(c, secret || SecretKey(k) || keyFileKey(k) || headers && CredentialName(k), k == "headers")
 			} else if n.Kind != yaml.MappingNode || i%2 == 0 {
 				blank(c, secret && n.Kind != yaml.MappingNode, headers && n.Kind != yaml.MappingNode)
 			}
