@@ -45,7 +45,9 @@ func TestReleaseStopsRetriesBeforeHandOver(t *testing.T) {
 	first.Protocol.URI = "/a/{#TOPIC}?key={#KEY}"
 	first.WorkerNum = 64 // a worker for each of the 40 keys: every one is retried
 	produceN(t, e, 0, 40)
-	e.start(t, first)
+	// 10 s sessions: a loaded machine's stall of 2-3 s must not expire
+	// one (3 s by default) and start the hand-over over again.
+	e.startWith(t, 10000, first)
 	waitFor(t, "the first process failing on both partitions", 10*time.Second, func() bool {
 		seen := map[string]bool{}
 		for _, p := range b.got() {
@@ -56,8 +58,8 @@ func TestReleaseStopsRetriesBeforeHandOver(t *testing.T) {
 	second := module("m", "t", b.URL)
 	second.Protocol.URI = "/b/{#TOPIC}?key={#KEY}"
 	second.WorkerNum = 64
-	e.start(t, second)
-	waitFor(t, "the second process pushing", 10*time.Second, func() bool {
+	e.startWith(t, 10000, second)
+	waitFor(t, "the second process pushing", 30*time.Second, func() bool {
 		for _, p := range b.got() {
 			if strings.HasPrefix(p.path, "/b/") {
 				return true
