@@ -4,6 +4,7 @@
 package kmonitor
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -32,6 +33,9 @@ type Config struct {
 	// file is the file LoadConfig read, named in start-up errors; "" for a
 	// Config built in code.
 	file string
+	// undecoded are the fields of the file that did not decode (reported
+	// by LoadConfig), left out of Validate's problems.
+	undecoded []string
 }
 
 // BaseConfig is the base section.
@@ -95,12 +99,16 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return cfg, fmt.Errorf("read config: %w", err)
 	}
-	if err := config.Decode(path, data, &cfg); err != nil {
+	// Keys that did not decode are reported with the problems of the
+	// values that did: every problem at once.
+	err = config.Decode(path, data, &cfg)
+	undecoded, checkable := config.Checkable(err)
+	if err != nil && !checkable {
 		return cfg, err
 	}
 	cfg.fillClusterDefaults(clusterKeysSet(data))
-	cfg.file = path
-	return cfg, cfg.Validate(path)
+	cfg.file, cfg.undecoded = path, undecoded
+	return cfg, errors.Join(err, cfg.Validate(path))
 }
 
 // clusterKeysSet returns, per top-level section, the dotted keys the file
@@ -170,6 +178,7 @@ func (c *Config) fillClusterDefaults(set map[string]map[string]bool) {
 // Validate reports every problem at once; file names the config file.
 func (c Config) Validate(file string) error {
 	p := config.NewProblems(file)
+	p.Skip(c.undecoded...)
 	if c.Base.LogLevel < 0 || c.Base.LogLevel > logging.MaxLevel {
 		p.Addf("base.log_level", c.Base.LogLevel, "must be 0..%d", logging.MaxLevel)
 	}

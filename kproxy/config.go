@@ -4,6 +4,7 @@ package kproxy
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -136,6 +137,9 @@ type Config struct {
 	// producerNumSet is set by LoadConfig when the file sets producer_num,
 	// whatever its value: the key has no effect, and is noted at start.
 	producerNumSet bool
+	// undecoded are the fields of the file that did not decode (reported
+	// by LoadConfig), left out of Validate's problems.
+	undecoded []string
 }
 
 // DefaultConfig returns the defaults; a file is decoded over them.
@@ -189,11 +193,14 @@ func LoadConfig(path string) (Config, error) {
 	// producer_num is noted at start whenever the file sets it
 	// (producer_num: 1 included, as 2015 files have it).
 	cfg.producerNumSet = config.TopKeys(data)["producer_num"]
-	if err != nil {
+	// Keys that did not decode are reported with the problems of the
+	// values that did: every problem at once.
+	undecoded, checkable := config.Checkable(err)
+	if err != nil && !checkable {
 		return cfg, err
 	}
-	cfg.file = path
-	return cfg, cfg.Validate(path)
+	cfg.file, cfg.undecoded = path, undecoded
+	return cfg, errors.Join(err, cfg.Validate(path))
 }
 
 // adminAddrUnset marks admin_addr as not (yet) set by the file.
@@ -204,6 +211,7 @@ var compressions = []string{"none", "gzip", "snappy", "lz4", "zstd"}
 // Validate reports every problem at once; file names the config file.
 func (c Config) Validate(file string) error {
 	p := config.NewProblems(file)
+	p.Skip(c.undecoded...)
 	if c.LogLevel < 0 || c.LogLevel > logging.MaxLevel {
 		p.Addf("log_level", c.LogLevel, "must be 0..%d (0 none, 1 fatal, 2 +warning, 4 +notice, 8 +trace, 16 +debug)", logging.MaxLevel)
 	}

@@ -68,6 +68,9 @@ type Config struct {
 	// adminAddrDefault is set by LoadConfig when the file does not set
 	// admin_addr: a taken default port is then replaced by a free one.
 	adminAddrDefault bool
+	// undecoded are the fields of the file that did not decode (reported
+	// by LoadConfig), left out of Validate's problems.
+	undecoded []string
 }
 
 // Module is conf/modules/<name>.yaml.
@@ -115,6 +118,9 @@ type Module struct {
 	// (filesDigest); "" when it names none. A secret file rewritten in
 	// place makes the module another one (sameModule).
 	secretsDigest string
+	// undecoded are the fields of the file that did not decode (reported
+	// by LoadConfig), left out of Validate's problems.
+	undecoded []string
 
 	// RateLimit is push attempts per second of this process for the
 	// module, retries and breaker trials included; 0: no limit.
@@ -202,20 +208,27 @@ func LoadConfig(path string) (Config, error) {
 		cfg.AdminAddr, cfg.adminAddrDefault = def, true
 	}
 	cfg.file = path
-	if err != nil {
+	// Keys that did not decode are reported with the problems of the
+	// values that did, the module files' included: every problem at once.
+	undecoded, checkable := config.Checkable(err)
+	if err != nil && !checkable {
 		return cfg, err
 	}
+	cfg.undecoded = undecoded
 	sum := sha256.New()
 	hashFile(sum, path, data)
 	cfg.fileDigests = map[string]string{
 		"kafka":   filesDigest(cfg.Kafka.TLS.CAFile, cfg.Kafka.TLS.CertFile, cfg.Kafka.TLS.KeyFile, cfg.Kafka.SASL.PasswordFile),
 		"zk_auth": filesDigest(cfg.ZKAuth.PasswordFile),
 	}
-	var errs []error
+	errs := []error{err}
 	if err := cfg.Validate(path); err != nil {
 		errs = append(errs, err)
 	}
 	for i, name := range cfg.ModuleEnabled {
+		if slices.Contains(undecoded, "module_conf_dir") {
+			break // the files are not where the default says
+		}
 		if slices.Index(cfg.ModuleEnabled, name) != i || !zkNodeName(name) {
 			continue // reported by Validate
 		}
@@ -295,9 +308,14 @@ func loadModule(file string) (Module, []byte, error) {
 	if err != nil {
 		return m, nil, fmt.Errorf("module %s: %w", m.Name, err)
 	}
-	if err := config.Decode(file, data, &m); err != nil {
+	// Keys that did not decode are reported with the problems of the
+	// values that did: every problem at once.
+	err = config.Decode(file, data, &m)
+	undecoded, checkable := config.Checkable(err)
+	if err != nil && !checkable {
 		return m, data, err
 	}
+	m.undecoded = undecoded
 	// The keys without effect the file sets, noted at start whatever
 	// their value (0 included).
 	set := config.TopKeys(data)
@@ -313,7 +331,7 @@ func loadModule(file string) (Module, []byte, error) {
 		}
 	}
 	m.secretsDigest = filesDigest(secretFiles...)
-	return m, data, m.Validate()
+	return m, data, errors.Join(err, m.Validate())
 }
 
 func trimExt(s string) string { return s[:len(s)-len(filepath.Ext(s))] }
@@ -321,6 +339,7 @@ func trimExt(s string) string { return s[:len(s)-len(filepath.Ext(s))] }
 // Validate reports every problem of ktransfer.yaml at once.
 func (c Config) Validate(file string) error {
 	p := config.NewProblems(file)
+	p.Skip(c.undecoded...)
 	if c.LogLevel < 0 || c.LogLevel > logging.MaxLevel {
 		p.Addf("log_level", c.LogLevel, "must be 0..%d", logging.MaxLevel)
 	}
@@ -360,6 +379,7 @@ func (c Config) Validate(file string) error {
 // Validate reports every problem of a module file at once.
 func (m Module) Validate() error {
 	p := config.NewProblems(m.File)
+	p.Skip(m.undecoded...)
 	if m.Topic == "" {
 		p.Add("topic", "must name the topic to consume")
 	} else if !kafkaconf.ValidTopic(m.Topic) {

@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -65,7 +66,36 @@ func Decode(name string, data []byte, dst any) error {
 	}
 	d := decoder{file: name}
 	d.node(doc.Content[0], reflect.ValueOf(dst).Elem(), "")
-	return errors.Join(d.errs...)
+	if len(d.errs) == 0 {
+		return nil
+	}
+	return &DecodeError{Fields: d.failed, err: errors.Join(d.errs...)}
+}
+
+// DecodeError is Decode's error for a file that parses but holds keys
+// that do not decode: an unknown key, a value of the wrong type. The rest
+// of the file was decoded, so that its values can be checked too and
+// every problem reported at once (Problems.Skip leaves out the fields
+// named here).
+type DecodeError struct {
+	// Fields are the fields that did not decode, as the problems name
+	// them ("" for the whole document).
+	Fields []string
+	err    error
+}
+
+func (e *DecodeError) Error() string { return e.err.Error() }
+func (e *DecodeError) Unwrap() error { return e.err }
+
+// Checkable tells whether the values decoded beside err (Decode's error)
+// may be checked: err is a DecodeError of some fields, not of the whole
+// document, nor another error (syntax, reading the file).
+func Checkable(err error) ([]string, bool) {
+	var de *DecodeError
+	if !errors.As(err, &de) || slices.Contains(de.Fields, "") {
+		return nil, false
+	}
+	return de.Fields, true
 }
 
 // coreTags are the tags YAML gives a scalar by itself, or that a file
@@ -118,11 +148,13 @@ func syntaxError(name string, data []byte, err error) error {
 }
 
 type decoder struct {
-	file string
-	errs []error
+	file   string
+	errs   []error
+	failed []string // the fields of errs
 }
 
 func (d *decoder) fail(n *yaml.Node, field, format string, args ...any) {
+	d.failed = append(d.failed, field)
 	msg := fmt.Sprintf(format, args...)
 	field = fieldName(field)
 	if field == "" {
@@ -471,19 +503,40 @@ func typeError(err error, n *yaml.Node, t reflect.Type, field string) string {
 type Problems struct {
 	file string
 	errs []error
+	skip []string
 }
 
 // NewProblems starts a collection for the file at path.
 func NewProblems(path string) *Problems { return &Problems{file: path} }
 
+// Skip leaves out the later problems of fields (and of what they hold):
+// those that did not decode (DecodeError.Fields), reported already.
+func (p *Problems) Skip(fields ...string) { p.skip = append(p.skip, fields...) }
+
+// skipped tells whether field is, or is inside, a field Skip named.
+func (p *Problems) skipped(field string) bool {
+	for _, f := range p.skip {
+		if field == f || strings.HasPrefix(field, f+".") || strings.HasPrefix(field, f+"[") {
+			return true
+		}
+	}
+	return false
+}
+
 // Addf records that field has a bad value: "file: field: <reason>, got <value>".
 func (p *Problems) Addf(field string, value any, format string, args ...any) {
+	if p.skipped(field) {
+		return
+	}
 	reason := fmt.Sprintf(format, args...)
 	p.errs = append(p.errs, fmt.Errorf("%s: %s: %s, got %s", p.file, fieldName(field), reason, quote(value)))
 }
 
 // Add records a problem that is not about one value.
 func (p *Problems) Add(field, reason string) {
+	if p.skipped(field) {
+		return
+	}
 	p.errs = append(p.errs, fmt.Errorf("%s: %s: %s", p.file, fieldName(field), reason))
 }
 
