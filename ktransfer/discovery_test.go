@@ -28,7 +28,7 @@ import (
 func TestDiscoveredBrokersThroughTheListenerOfTheConfiguredProtocol(t *testing.T) {
 	k, kc := kafkatest.StartSecure(t, []kafkatest.Topic{{Name: "t", Partitions: 2}}, "PLAIN")
 	z := zktest.Start(t)
-	e := &env{kafka: k, zkAdr: z.Addr, conn: zktest.Connect(t, z.Addr), kc: kc}
+	e := &env{kafka: k, zkAdr: z.Addr, conn: envConn(t, z.Addr), kc: kc}
 	plain, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

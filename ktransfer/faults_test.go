@@ -30,7 +30,7 @@ func newClusterEnv(t *testing.T, topics ...kafkatest.Topic) *env {
 	t.Helper()
 	k := kafkatest.StartBrokers(t, 3, topics)
 	z := zktest.Start(t)
-	return &env{kafka: k, zkAdr: z.Addr, conn: zktest.Connect(t, z.Addr), kc: kafkaconf.Default()}
+	return &env{kafka: k, zkAdr: z.Addr, conn: envConn(t, z.Addr), kc: kafkaconf.Default()}
 }
 
 // jitteryBackend answers 200 after 0–300 µs, so that keys overtake each

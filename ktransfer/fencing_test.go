@@ -91,7 +91,7 @@ func TestReleaseStopsRetriesBeforeHandOver(t *testing.T) {
 func TestSessionLossStopsEveryPartitionInTime(t *testing.T) {
 	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 4}})
 	z := zktest.Start(t)
-	e := &env{kafka: k, zkAdr: z.Addr, conn: zktest.Connect(t, z.Addr), kc: kafkaconf.Default()}
+	e := &env{kafka: k, zkAdr: z.Addr, conn: envConn(t, z.Addr), kc: kafkaconf.Default()}
 	release := make(chan struct{})
 	b := newBackend(t, func(int, push, http.ResponseWriter) { <-release })
 	t.Cleanup(func() { close(release) })

@@ -197,7 +197,7 @@ func TestEnsembleServerStopDoesNotInterrupt(t *testing.T) {
 	for _, s := range servers {
 		hosts = append(hosts, s.Addr)
 	}
-	e := &env{kafka: k, zkAdr: strings.Join(hosts, ","), conn: zktest.Connect(t, servers[2].Addr), kc: kafkaconf.Default()}
+	e := &env{kafka: k, zkAdr: strings.Join(hosts, ","), conn: envConn(t, servers[2].Addr), kc: kafkaconf.Default()}
 	b := newBackend(t, nil)
 	// A 6 s session: the move to another server must not take the 2 s a
 	// 3 s session leaves (three ZooKeeper JVMs on a loaded host may).
@@ -317,7 +317,7 @@ func TestRejoinAfterZooKeeperOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { back.Stop() })
-	e.conn = zktest.Connect(t, back.Addr)
+	e.conn = envConn(t, back.Addr)
 	waitFor(t, "partitions claimed again", 20*time.Second, func() bool { return len(r.tr.Status()[0].Partitions) == 2 })
 	produceN(t, e, 0, 100)
 	waitFor(t, "100 records", 20*time.Second, func() bool { return len(b.got()) >= 100 })
@@ -347,7 +347,7 @@ func TestRejoinAfterZooKeeperRebuilt(t *testing.T) {
 	t.Cleanup(func() { fresh.Stop() })
 	waitFor(t, "partitions dropped", 10*time.Second, func() bool { return len(r.tr.Status()[0].Partitions) == 0 })
 	waitFor(t, "partitions claimed on the rebuilt ZooKeeper", 30*time.Second, func() bool { return len(r.tr.Status()[0].Partitions) == 2 })
-	e.conn = zktest.Connect(t, fresh.Addr)
+	e.conn = envConn(t, fresh.Addr)
 	if ids, _, err := e.conn.Children(zklayout.ConsumerIDs(chroot, "m")); err != nil || len(ids) != 1 {
 		t.Errorf("ids/ on the rebuilt ZooKeeper: %v %v", ids, err)
 	}

@@ -16,7 +16,7 @@ import (
 )
 
 // startAdmin runs a Transfer with its admin listener on a free loopback
-// port and the ZooKeeper session timeout given (0: the default); it
+// port and the ZooKeeper session timeout given (0: envZKTimeoutMs); it
 // returns the Transfer and the admin base URL.
 func (e *env) startAdmin(t *testing.T, zkTimeoutMs int, modules ...ktransfer.Module) (*running, string) {
 	t.Helper()

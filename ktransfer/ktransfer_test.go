@@ -30,6 +30,24 @@ import (
 
 const chroot = "/mq/test_cluster"
 
+// envZKTimeoutMs is the ZooKeeper session timeout of the env's processes
+// and of the tests' own clients unless a test asks for another: 10 s (the
+// most a server of zktest.Start grants), not ktransfer's default 3 s. A
+// process gives its session up after 2/3 of it without an answer, and a
+// stall of 2-3 s of a loaded machine (packages' tests run side by side)
+// would stop its partitions and start a rebalance the test is not about.
+// A test of what a session's loss or expiry does asks for its own timeout
+// (startWith, cfg.ZKTimeoutMs).
+const envZKTimeoutMs = 10000
+
+// envConn opens the test's own ZooKeeper session to addr, of
+// envZKTimeoutMs: the test's reads and its own nodes (a fake owner or
+// broker) outlast a stall of the machine.
+func envConn(t *testing.T, addr string) *zk.Conn {
+	t.Helper()
+	return zktest.ConnectSession(t, addr, envZKTimeoutMs*time.Millisecond)
+}
+
 type env struct {
 	kafka  *kfake.Cluster
 	zkAdr  string
@@ -42,7 +60,7 @@ func newEnv(t *testing.T, topics ...kafkatest.Topic) *env {
 	t.Helper()
 	k := kafkatest.Start(t, topics)
 	z := zktest.Start(t)
-	return &env{kafka: k, zkAdr: z.Addr, conn: zktest.Connect(t, z.Addr), kc: kafkaconf.Default()}
+	return &env{kafka: k, zkAdr: z.Addr, conn: envConn(t, z.Addr), kc: kafkaconf.Default()}
 }
 
 // module returns a module of topic pushing to backends, with test-friendly
@@ -72,7 +90,7 @@ func (e *env) start(t *testing.T, modules ...ktransfer.Module) *running {
 }
 
 // startWith runs a Transfer with the ZooKeeper session timeout given (0:
-// the default).
+// envZKTimeoutMs).
 func (e *env) startWith(t *testing.T, zkTimeoutMs int, modules ...ktransfer.Module) *running {
 	t.Helper()
 	tr, err := ktransfer.New(e.config(t, zkTimeoutMs, modules...), testLog())
@@ -93,10 +111,11 @@ func testLog() *slog.Logger {
 }
 
 // config is a ktransfer configuration reaching e, with the ZooKeeper
-// session timeout given (0: the default).
+// session timeout given (0: envZKTimeoutMs, not ktransfer's default).
 func (e *env) config(t *testing.T, zkTimeoutMs int, modules ...ktransfer.Module) ktransfer.Config {
 	t.Helper()
 	cfg := ktransfer.DefaultConfig()
+	cfg.ZKTimeoutMs = envZKTimeoutMs
 	if zkTimeoutMs > 0 {
 		cfg.ZKTimeoutMs = zkTimeoutMs
 	}

@@ -21,7 +21,7 @@ import (
 func TestSecureKafkaAndZooKeeperACL(t *testing.T) {
 	k, kc := kafkatest.StartSecure(t, []kafkatest.Topic{{Name: "t", Partitions: 2}}, "SCRAM-SHA-256")
 	z := zktest.Start(t)
-	e := &env{kafka: k, zkAdr: z.Addr, conn: zktest.Connect(t, z.Addr), kc: kc,
+	e := &env{kafka: k, zkAdr: z.Addr, conn: envConn(t, z.Addr), kc: kc,
 		zkAuth: zklayout.Auth{User: "ktransfer", Password: "zk-pass"}}
 	var recs [][2]string
 	for i := range 50 {
@@ -38,7 +38,7 @@ func TestSecureKafkaAndZooKeeperACL(t *testing.T) {
 	})
 
 	// The owner sees the ACL (ZooKeeper hides digests from others).
-	owner := zktest.Connect(t, z.Addr)
+	owner := envConn(t, z.Addr)
 	if err := e.zkAuth.Authenticate(owner, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestSecureKafkaAndZooKeeperACL(t *testing.T) {
 		t.Errorf("an unauthenticated client claimed a partition: %v", err)
 	}
 	// A client with another password is another identity.
-	other := zktest.Connect(t, z.Addr)
+	other := envConn(t, z.Addr)
 	if err := (zklayout.Auth{User: "ktransfer", Password: "guess"}).Authenticate(other, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestZooKeeperPrivateACL(t *testing.T) {
 	e.start(t, module("m", "t", b.URL))
 	waitFor(t, "2 pushes", 10*time.Second, func() bool { return len(b.got()) == 2 })
 	node := zklayout.Offsets(chroot, "m", "t") + "/0"
-	owner := zktest.Connect(t, e.zkAdr)
+	owner := envConn(t, e.zkAdr)
 	if err := e.zkAuth.Authenticate(owner, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
