@@ -47,12 +47,15 @@ func (e *env) reloadConf(t *testing.T, modules ...string) confDir {
 }
 
 // enable rewrites ktransfer.yaml to enable modules, with extra lines at
-// its end.
+// its end. zk_timeout_ms is envZKTimeoutMs unless extra sets it.
 func (c confDir) enable(t *testing.T, extra string, modules ...string) {
 	t.Helper()
 	shutdownMs := c.shutdownMs
 	if shutdownMs == 0 {
 		shutdownMs = 3000
+	}
+	if !strings.Contains(extra, "zk_timeout_ms:") {
+		extra = fmt.Sprintf("zk_timeout_ms: %d\n%s", envZKTimeoutMs, extra)
 	}
 	data := fmt.Sprintf("zk_chroot: %s\nzk_hosts: [%s]\nbroker_hosts: [%s]\nmodule_conf_dir: %s\nmodule_enabled: [%s]\n"+
 		"admin_addr: %q\nshutdown_timeout_ms: %d\n%s", chroot, c.zk, strings.Join(c.brokers, ", "),
