@@ -41,10 +41,10 @@ func newCommitting(t *testing.T) *committing {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { px.Close() })
-	conn := zktest.Connect(t, z.Addr)
+	conn := zktest.ConnectSession(t, z.Addr, 10*time.Second)
 	acl := zk.WorldACL(zk.PermAll)
 	const chroot = "/mq/c"
-	tr := &Transfer{cfg: Config{ZKChroot: chroot}, zk: zktest.Connect(t, px.Addr()), acl: acl, id: "A", zkUp: true,
+	tr := &Transfer{cfg: Config{ZKChroot: chroot}, zk: zktest.ConnectSession(t, px.Addr(), 10*time.Second), acl: acl, id: "A", zkUp: true,
 		log: slog.New(slog.DiscardHandler)}
 	cfg := DefaultModule()
 	cfg.Name, cfg.Topic, cfg.WorkerNum, cfg.WindowSize, cfg.ZKOffsetUpdateIntervalS = "m", "t", 100, 1000, 30

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"path"
 	"testing"
+	"time"
 
 	"github.com/go-zookeeper/zk"
 
@@ -19,7 +20,7 @@ import (
 // for B's node; B's claim must move the offset node's version with it.)
 func TestCommitRefusedOnceAnotherClaimExists(t *testing.T) {
 	z := zktest.Start(t)
-	conn := zktest.Connect(t, z.Addr)
+	conn := zktest.ConnectSession(t, z.Addr, 10*time.Second)
 	acl := zk.WorldACL(zk.PermAll)
 	const chroot = "/mq/c"
 	cfg := Config{ZKChroot: chroot}

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/go-zookeeper/zk"
 
@@ -18,7 +19,7 @@ import (
 // flight). /health answers 503 then, as it does without a session, and
 // 200 once the process counts on its session again.
 func TestHealthIsTheProcessSessionView(t *testing.T) {
-	conn := zktest.Connect(t, zktest.Start(t).Addr)
+	conn := zktest.ConnectSession(t, zktest.Start(t).Addr, 10*time.Second)
 	tr := &Transfer{metrics: newMetrics(), zk: conn, zkUp: true}
 	health := func() int {
 		w := httptest.NewRecorder()

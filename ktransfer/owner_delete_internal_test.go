@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"path"
 	"testing"
+	"time"
 
 	"github.com/go-zookeeper/zk"
 
@@ -17,7 +18,7 @@ import (
 func ownerRace(t *testing.T, owner string) (a, b *module, conn *zk.Conn, node string) {
 	t.Helper()
 	z := zktest.Start(t)
-	conn = zktest.Connect(t, z.Addr)
+	conn = zktest.ConnectSession(t, z.Addr, 10*time.Second)
 	acl := zk.WorldACL(zk.PermAll)
 	const chroot = "/mq/c"
 	cfg := Config{ZKChroot: chroot}

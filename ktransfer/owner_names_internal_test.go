@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"path"
 	"testing"
+	"time"
 
 	"github.com/go-zookeeper/zk"
 
@@ -19,7 +20,7 @@ import (
 // moved it.
 func TestOwnerNodeNamesAreCanonical(t *testing.T) {
 	z := zktest.Start(t)
-	conn := zktest.Connect(t, z.Addr)
+	conn := zktest.ConnectSession(t, z.Addr, 10*time.Second)
 	acl := zk.WorldACL(zk.PermAll)
 	const chroot = "/mq/c"
 	m := &module{t: &Transfer{cfg: Config{ZKChroot: chroot}, zk: conn, acl: acl, id: "A"}, cfg: Module{Name: "m", Topic: "t"}, log: slog.New(slog.DiscardHandler)}
