@@ -30,33 +30,8 @@ func TestGRPCCancelledAtomicCallWhileBeginning(t *testing.T) {
 		return kerr.ConcurrentTransactions.Code
 	})()
 
-	actx, cancelA := context.WithCancel(context.Background())
-	defer cancelA()
-	acks := int32(-1)
-	aDone := make(chan error, 1)
-	go func() {
-		_, err := g.kp.Produce(actx, &kproxypb.ProduceRequest{Acks: &acks, Atomic: true, Topic: topic,
-			Records: []*kproxypb.Record{grec("", "k", "v")}})
-		aDone <- err
-	}()
-	select {
-	case <-asked: // the call's transaction is beginning
-	case <-time.After(10 * time.Second):
-		t.Fatal("no InitProducerID from the transactional client")
-	}
-	cancelA()
-	if err := <-aDone; status.Code(err) != codes.Canceled {
-		t.Fatalf("the cancelled call: %v, want Canceled", err)
-	}
-
-	start := time.Now()
-	cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer ccancel()
-	_, err := grpc_health_v1.NewHealthClient(g.conn).Check(cctx, &grpc_health_v1.HealthCheckRequest{})
-	if err != nil {
-		t.Errorf("a call after an atomic call cancelled while its transaction was beginning: %v after %v "+
-			"(the cancelled call's handler still held its place)", err, time.Since(start).Round(time.Millisecond))
-	}
+	cancelledAtomicCallFreesItsPlace(t, g, asked, "no InitProducerID from the transactional client",
+		"while its transaction was beginning")
 }
 
 // TestGRPCCancelledAtomicCallWhileReplacingItsClient: an atomic Produce
@@ -80,6 +55,18 @@ func TestGRPCCancelledAtomicCallWhileReplacingItsClient(t *testing.T) {
 		return kerr.ConcurrentTransactions.Code
 	})()
 
+	cancelledAtomicCallFreesItsPlace(t, g, fencing, "no InitProducerID fencing the transactional id",
+		"while its client was replaced")
+}
+
+// cancelledAtomicCallFreesItsPlace starts an atomic Produce on g, cancels
+// it once reached fires (noReach fails the test when it does not within
+// 10 s), and fails unless the call ends Canceled and a call after it is
+// served within 2 s: the cancelled call's handler gave back its place
+// among grpc_max_concurrent_streams. when says at what point it was
+// cancelled.
+func cancelledAtomicCallFreesItsPlace(t *testing.T, g *gproxy, reached <-chan struct{}, noReach, when string) {
+	t.Helper()
 	actx, cancelA := context.WithCancel(context.Background())
 	defer cancelA()
 	acks := int32(-1)
@@ -90,9 +77,9 @@ func TestGRPCCancelledAtomicCallWhileReplacingItsClient(t *testing.T) {
 		aDone <- err
 	}()
 	select {
-	case <-fencing: // the client is being replaced
+	case <-reached:
 	case <-time.After(10 * time.Second):
-		t.Fatal("no InitProducerID fencing the transactional id")
+		t.Fatal(noReach)
 	}
 	cancelA()
 	if err := <-aDone; status.Code(err) != codes.Canceled {
@@ -104,7 +91,7 @@ func TestGRPCCancelledAtomicCallWhileReplacingItsClient(t *testing.T) {
 	defer ccancel()
 	_, err := grpc_health_v1.NewHealthClient(g.conn).Check(cctx, &grpc_health_v1.HealthCheckRequest{})
 	if err != nil {
-		t.Errorf("a call after an atomic call cancelled while its client was replaced: %v after %v "+
-			"(the cancelled call's handler still held its place)", err, time.Since(start).Round(time.Millisecond))
+		t.Errorf("a call after an atomic call cancelled %s: %v after %v "+
+			"(the cancelled call's handler still held its place)", when, err, time.Since(start).Round(time.Millisecond))
 	}
 }
