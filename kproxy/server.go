@@ -119,6 +119,8 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		}
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		s.ln = tls.NewListener(s.ln, tlsCfg)
+	} else if cfg.ReleaseIdleBuffers {
+		s.ln = readAheadListener{s.ln} // one read per request, not two
 	}
 	if cfg.GRPCPort != 0 {
 		gaddr := net.JoinHostPort(cfg.ListenHost, strconv.Itoa(cfg.GRPCPort))
