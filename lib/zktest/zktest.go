@@ -24,11 +24,12 @@ func Start(t testing.TB) *zkserver.Server {
 	return s
 }
 
-// Connect opens a session of 4 s to addr, waits until it is established
-// and closes it at cleanup.
+// Connect opens a session of 10 s to addr (the test's own client: it
+// must outlast a stall of a loaded machine), waits until it is
+// established and closes it at cleanup.
 func Connect(t testing.TB, addr string) *zk.Conn {
 	t.Helper()
-	return ConnectSession(t, addr, 4*time.Second)
+	return ConnectSession(t, addr, 10*time.Second)
 }
 
 // ConnectSession is Connect with a session timeout of its own: a session
