@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/bintest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// TestOutOfFileDescriptorsKeepsServing: more connections than kproxy_bin
+// may open files for (a connection flood, or too low a ulimit -n) make
+// accepting fail with EMFILE for a while. kproxy must go on serving once
+// connections close, as Go's own servers do, not take the failed accept
+// for the end of its listener and shut down.
+func TestOutOfFileDescriptorsKeepsServing(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 1}})
+	dir := t.TempDir()
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cfg := fmt.Sprintf("log_dir: %s\nport: %d\nlisten_host: 127.0.0.1\nadmin_addr: \"\"\nbroker_hosts: [%s]\n"+
+		"read_timeout_ms: 10000\nwrite_timeout_ms: 2000\n", filepath.Join(dir, "log"), port, c.ListenAddrs()[0])
+	f := filepath.Join(dir, "kproxy.yaml")
+	os.WriteFile(f, []byte(cfg), 0o644)
+	cmd, stderr := bintest.Start(t, binary(t), "-f", f)
+	pid := cmd.Process.Pid
+	url := "http://" + addr + "/commit?topic=t&key=k"
+	post := func() (int, error) {
+		client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		resp, err := client.Post(url, "", bytes.NewReader([]byte{0x01}))
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if code, err := post(); code == 200 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("kproxy_bin did not serve: %d %v; stderr: %s", code, err, stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// Leave kproxy_bin 10 files more than it has open now, then open 30
+	// connections that send nothing (cut only at read_timeout_ms).
+	open := func() int {
+		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		return len(fds)
+	}
+	var lim unix.Rlimit
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, nil, &lim); err != nil {
+		t.Fatal(err)
+	}
+	limit := uint64(open() + 10)
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: limit, Max: lim.Max}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var flood []net.Conn
+	for range 30 {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			break // kproxy_bin no longer listens: said below
+		}
+		flood = append(flood, conn)
+	}
+	waitUntil := time.Now().Add(10 * time.Second)
+	// At the limit: the next accept fails with EMFILE (said in the log, or
+	// on standard error when kproxy_bin gives up). The flood ends.
+	logFile := filepath.Join(dir, "log", "kproxy.log")
+	for {
+		logText, _ := os.ReadFile(logFile)
+		if bytes.Contains(logText, []byte("too many open files")) || bytes.Contains([]byte(stderr.String()), []byte("too many open files")) {
+			break
+		}
+		if time.Now().After(waitUntil) {
+			t.Fatalf("no accept failed at the limit of %d files; log:\n%s", limit, logText)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, conn := range flood {
+		conn.Close()
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		code, err := post()
+		if code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the connections closed: %d %v; stderr: %s", code, err, stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if cmd.ProcessState != nil {
+		t.Fatalf("kproxy_bin exited: %v", cmd.ProcessState)
+	}
+}
