@@ -110,6 +110,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if s.ln, err = net.Listen("tcp", addr); err != nil {
 		return nil, fmt.Errorf("%slisten on %s (port): %w", where, addr, err)
 	}
+	s.ln = &acceptRetrying{Listener: s.ln, log: &sampled{log: log, every: time.Second}, closed: make(chan struct{})}
 	var tlsCfg *tls.Config
 	if cfg.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
@@ -460,6 +461,40 @@ func (l *sampled) flush(msg string) {
 	if n := l.suppressed.Swap(0); n > 0 {
 		l.log.Warn(msg, "suppressed", n)
 	}
+}
+
+// acceptRetrying is the HTTP port's listener, its accepts retried while
+// the process is out of file descriptors or the kernel out of socket
+// memory (a connection flood, too low a ulimit -n), as Go's own servers
+// (admin, gRPC) do: fasthttp takes any accept error but a timeout for the
+// listener's end, and kproxy shut down.
+type acceptRetrying struct {
+	net.Listener
+	log       *sampled
+	closed    chan struct{} // closed by Close: no more waits
+	closeOnce sync.Once
+}
+
+func (l *acceptRetrying) Accept() (net.Conn, error) {
+	var wait time.Duration
+	for {
+		c, err := l.Listener.Accept()
+		if err == nil || !(errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+			errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)) {
+			return c, err
+		}
+		wait = min(max(2*wait, 5*time.Millisecond), time.Second)
+		l.log.warn("accept failed; retrying", "err", err, "retry_in", wait)
+		select {
+		case <-time.After(wait):
+		case <-l.closed: // the next Accept says the listener is closed
+		}
+	}
+}
+
+func (l *acceptRetrying) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return l.Listener.Close()
 }
 
 type fasthttpLog struct{ l *slog.Logger }
