@@ -1,0 +1,52 @@
+package kproxy_test
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/testcert"
+)
+
+// A client that speaks plain HTTP to the port with tls_cert_file set (an
+// http:// URL where https:// was meant) gets a 400 saying why, as every
+// refusal does (and as Go's own HTTPS server answers it), not a connection
+// closed without a word that it can only report as "empty reply"; nothing
+// is written.
+func TestPlainHTTPToTLSPortIsAnsweredWhy(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "orders", Partitions: 1}})
+	certs := testcert.New(t)
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.TLSCertFile, cfg.TLSKeyFile = certs.ServerCert, certs.ServerKey })
+	addr := strings.TrimPrefix(p.url, "http://")
+	for _, method := range []string{"POST", "GET"} {
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		req := method + " /commit?topic=orders HTTP/1.1\r\nHost: " + addr + "\r\nContent-Length: 1\r\n\r\n\x01"
+		if _, err := io.WriteString(conn, req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			conn.Close()
+			t.Fatalf("%s over plain HTTP to the TLS port: no answer: %v", method, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		conn.Close()
+		if resp.StatusCode != 400 || !strings.Contains(string(body), "HTTPS") || strings.Count(string(body), "\n") != 1 {
+			t.Errorf("%s over plain HTTP to the TLS port: %d %q, want 400 with a line saying the port speaks HTTPS", method, resp.StatusCode, body)
+		}
+	}
+	if n := endOffsets(t, c, "orders"); n != 0 {
+		t.Errorf("%d records written, want none", n)
+	}
+}
