@@ -119,7 +119,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("%stls_cert_file %s, tls_key_file %s: %w", where, cfg.TLSCertFile, cfg.TLSKeyFile, err)
 		}
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		s.ln = tls.NewListener(s.ln, tlsCfg)
+		s.ln = httpsListener{s.ln, tlsCfg, time.Duration(cfg.WriteTimeoutMs) * time.Millisecond}
 	} else if cfg.ReleaseIdleBuffers {
 		s.ln = readAheadListener{s.ln} // one read per request, not two
 	}
