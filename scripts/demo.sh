@@ -88,7 +88,7 @@ printf '%-32s' "POST acks=0 (no offset)"
 record Login 1 4 | post "topic=test_topic&key=alice&acks=0"
 printf '%-32s' "POST acks=-1 (all replicas)"
 record Login 1 5 | post "topic=test_topic&key=alice&acks=-1"
-printf '%-32s' "POST without key (random)"
+printf '%-32s' "POST without key (sticky)"
 record Ping 9 1 | post "topic=test_topic"
 
 step "every refusal is a clear status with a one-line reason"
