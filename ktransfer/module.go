@@ -450,9 +450,16 @@ func (m *module) mayPush(p *partition) bool {
 // replayed from there).
 func (m *module) giveUp(ctx context.Context, r *record, reason string, attempts int) outcome {
 	m.stats.failed()
+	if m.replaying {
+		// A dead letter given up again is not written again: it stays in
+		// the dead-letter topic (which m.log names), to be replayed later.
+		m.log.Error("dead letter given up again; it stays in the dead-letter topic", "topic", r.msg.Topic,
+			"partition", r.msg.Partition, "offset", r.msg.Offset, "key", string(r.msg.Key), "attempts", attempts, "reason", reason)
+		return outGivenUp
+	}
 	m.log.Error("record given up", "partition", r.msg.Partition, "offset", r.msg.Offset,
 		"key", string(r.msg.Key), "attempts", attempts, "reason", reason, "dead_letter_topic", m.cfg.DeadLetterTopic)
-	if m.cfg.DeadLetterTopic == "" || m.replaying || m.deadLetter(ctx, r, reason) {
+	if m.cfg.DeadLetterTopic == "" || m.deadLetter(ctx, r, reason) {
 		return outGivenUp
 	}
 	return outUnfinished
