@@ -5,6 +5,7 @@ package main
 
 import (
 	"log/slog"
+	"net"
 	"os"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
@@ -19,8 +20,17 @@ var program = daemon.Program[kproxy.Config]{
 	New:         func(c kproxy.Config, l *slog.Logger) (daemon.Service, error) { return kproxy.New(c, l) },
 	Started: func(l *slog.Logger, s daemon.Service, c kproxy.Config) {
 		srv := s.(*kproxy.Server)
-		l.Info("kproxy started", "addr", srv.Addr(), "grpc", srv.GRPCAddr(), "admin", srv.AdminAddr(), "brokers", c.BrokerHosts)
+		l.Info("kproxy started", "addr", srv.Addr(), "grpc", addrOrOff(srv.GRPCAddr()), "admin", addrOrOff(srv.AdminAddr()), "brokers", c.BrokerHosts)
 	},
+}
+
+// addrOrOff is a listener's address for the start-up line, "off" when the
+// configuration turned the listener off (grpc_port 0, admin_addr "").
+func addrOrOff(a net.Addr) string {
+	if a == nil {
+		return "off"
+	}
+	return a.String()
 }
 
 func main() { os.Exit(program.Main(os.Args[1:])) }
