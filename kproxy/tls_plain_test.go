@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -45,6 +46,45 @@ func TestPlainHTTPToTLSPortIsAnsweredWhy(t *testing.T) {
 		if resp.StatusCode != 400 || !strings.Contains(string(body), "HTTPS") || strings.Count(string(body), "\n") != 1 {
 			t.Errorf("%s over plain HTTP to the TLS port: %d %q, want 400 with a line saying the port speaks HTTPS", method, resp.StatusCode, body)
 		}
+	}
+	if n := endOffsets(t, c, "orders"); n != 0 {
+		t.Errorf("%d records written, want none", n)
+	}
+}
+
+// A plain HTTP request with a body larger than the sockets' buffers (a
+// client sending a batch to an http:// URL where https:// was meant) gets
+// the 400 saying why too, not a connection reset under its upload: kproxy
+// reads the 5 bytes a TLS record header takes, and closing with the rest
+// unread resets the connection, and a client still sending (curl, Go's
+// client at times) reports the reset, not the answer.
+func TestPlainHTTPWithLargeBodyToTLSPortIsAnsweredWhy(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "orders", Partitions: 1}})
+	certs := testcert.New(t)
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.TLSCertFile, cfg.TLSKeyFile = certs.ServerCert, certs.ServerKey })
+	addr := strings.TrimPrefix(p.url, "http://")
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	body := make([]byte, 8<<20) // within max_request_size_bytes (10 MiB)
+	head := "POST /commit?topic=orders HTTP/1.1\r\nHost: " + addr + "\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
+	if _, err := io.WriteString(conn, head); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write(body); err != nil {
+		t.Fatalf("8 MiB over plain HTTP to the TLS port: the upload failed, no answer read: %v", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("8 MiB over plain HTTP to the TLS port: no answer: %v", err)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || !strings.Contains(string(answer), "HTTPS") {
+		t.Errorf("8 MiB over plain HTTP to the TLS port: %d %q, want 400 saying the port speaks HTTPS", resp.StatusCode, answer)
 	}
 	if n := endOffsets(t, c, "orders"); n != 0 {
 		t.Errorf("%d records written, want none", n)
