@@ -119,7 +119,11 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("%stls_cert_file %s, tls_key_file %s: %w", where, cfg.TLSCertFile, cfg.TLSKeyFile, err)
 		}
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		s.ln = httpsListener{s.ln, tlsCfg, time.Duration(cfg.WriteTimeoutMs) * time.Millisecond}
+		s.ln = httpsListener{s.ln, tlsCfg, plainAnswer{
+			writeTimeout: time.Duration(cfg.WriteTimeoutMs) * time.Millisecond,
+			readTimeout:  time.Duration(cfg.ReadTimeoutMs) * time.Millisecond,
+			maxRequest:   int64(cfg.MaxHeaderBytes) + int64(cfg.MaxRequestSizeBytes),
+		}}
 	} else if cfg.ReleaseIdleBuffers {
 		s.ln = readAheadListener{s.ln} // one read per request, not two
 	}

@@ -20,8 +20,16 @@ const plainHTTPAnswer = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; c
 // (a client with an http:// URL could only report an empty reply).
 type httpsListener struct {
 	net.Listener
-	cfg          *tls.Config
-	writeTimeout time.Duration
+	cfg   *tls.Config
+	plain plainAnswer
+}
+
+// plainAnswer bounds the answer to a plain HTTP request: its write, and
+// the reading of the rest of the request, at most a request's size
+// (max_header_bytes + max_request_size_bytes) within read_timeout_ms.
+type plainAnswer struct {
+	writeTimeout, readTimeout time.Duration
+	maxRequest                int64
 }
 
 func (l httpsListener) Accept() (net.Conn, error) {
@@ -29,15 +37,15 @@ func (l httpsListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &httpsConn{Conn: tls.Server(c, l.cfg), writeTimeout: l.writeTimeout}, nil
+	return &httpsConn{Conn: tls.Server(c, l.cfg), plain: l.plain}, nil
 }
 
 // httpsConn is a *tls.Conn (its methods, Handshake and ConnectionState
 // among them, are the embedded ones) whose Read answers plain HTTP.
 type httpsConn struct {
 	*tls.Conn
-	writeTimeout time.Duration
-	answered     bool
+	plain    plainAnswer
+	answered bool
 }
 
 func (c *httpsConn) Read(b []byte) (int, error) {
@@ -47,11 +55,27 @@ func (c *httpsConn) Read(b []byte) (int, error) {
 		// The handshake read the first 5 bytes, found a request line and
 		// wrote nothing: answer on the raw connection, then close it.
 		c.answered = true
-		re.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
-		io.WriteString(re.Conn, plainHTTPAnswer)
-		re.Conn.Close()
+		c.plain.answer(re.Conn)
 	}
 	return n, err
+}
+
+// answer writes the 400 on raw, then closes it. The client may still be
+// sending its request (a body larger than the sockets' buffers): closed
+// with those bytes unread, the connection is reset, and a client still
+// writing reports the reset, not the answer. So the write side is shut
+// first and the rest of the request read and dropped, as much as a request
+// may be, until the client closes or read_timeout_ms ends.
+func (a plainAnswer) answer(raw net.Conn) {
+	defer raw.Close()
+	raw.SetWriteDeadline(time.Now().Add(a.writeTimeout))
+	if _, err := io.WriteString(raw, plainHTTPAnswer); err != nil {
+		return
+	}
+	if cw, ok := raw.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		raw.SetReadDeadline(time.Now().Add(a.readTimeout))
+		io.CopyN(io.Discard, raw, a.maxRequest)
+	}
 }
 
 // looksLikeHTTP tells whether the first 5 bytes a client sent start an
