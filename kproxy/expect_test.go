@@ -78,3 +78,47 @@ func TestExpectContinueOverMaxRequestSizeIs413NotContinue(t *testing.T) {
 		t.Errorf("%d records written, want the one answered 200", n)
 	}
 }
+
+// kproxy_requests_total counts the answers of /commit and /batch, not
+// those of /health or of unknown paths (README): a body over
+// max_request_size_bytes sent to another path is refused 413 like any, but
+// not counted, with "Expect: 100-continue" or without.
+func TestOversizedBodyToOtherPathsIsNotCountedAsRequest(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "orders", Partitions: 1}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.MaxRequestSizeBytes = 1024 })
+	addr := strings.TrimPrefix(p.url, "http://")
+	refuse := func(path, expect string) {
+		t.Helper()
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(conn, "POST "+path+" HTTP/1.1\r\nHost: "+addr+"\r\n"+expect+"Content-Length: 2048\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("POST %s (%q) over the limit: no answer: %v", path, expect, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 413 {
+			t.Errorf("POST %s (%q) over the limit: %d, want 413", path, expect, resp.StatusCode)
+		}
+	}
+	const counted = `kproxy_requests_total{code="413"}`
+	for _, path := range []string{"/health", "/nope"} {
+		for _, expect := range []string{"", "Expect: 100-continue\r\n"} {
+			refuse(path, expect)
+			if n := p.metric(t, counted); n != "0" {
+				t.Fatalf("after POST %s (%q) over the limit: %s %s, want 0: only /commit and /batch are counted", path, expect, counted, n)
+			}
+		}
+	}
+	refuse("/commit?topic=orders", "")
+	refuse("/batch", "Expect: 100-continue\r\n")
+	if n := p.metric(t, counted); n != "2" {
+		t.Errorf("after /commit and /batch over the limit: %s %s, want 2", counted, n)
+	}
+}
