@@ -515,7 +515,12 @@ func (s *Server) requestError(ctx *fasthttp.RequestCtx, err error) {
 	default:
 		reason += ": " + requestErrorText(err)
 	}
-	s.metrics.answered(code)
+	// kproxy_requests_total counts the answers of /commit and /batch, not
+	// those of /health or unknown paths, as in handle; a request refused
+	// before its path was read is counted (its path is then "/").
+	if p := string(ctx.Path()); p == "/" || p == "/commit" || p == "/batch" {
+		s.metrics.answered(code)
+	}
 	fail(ctx, code, reason)
 	// fasthttp writes this answer under the write deadline it set for the
 	// connection's previous answer, long past on a keep-alive connection
