@@ -2,6 +2,7 @@ package kproxy_test
 
 import (
 	"bufio"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -88,5 +89,37 @@ func TestPlainHTTPWithLargeBodyToTLSPortIsAnsweredWhy(t *testing.T) {
 	}
 	if n := endOffsets(t, c, "orders"); n != 0 {
 		t.Errorf("%d records written, want none", n)
+	}
+}
+
+// A TLS handshake that fails (a client that does not trust kproxy's
+// certificate) is not a request: nothing can be answered over it, and
+// kproxy_requests_total, the answers of /commit and /batch, does not count
+// it, with release_idle_buffers false as with true. It counted a 400
+// "malformed request" that no one received.
+func TestFailedTLSHandshakeIsNotCountedAsRequest(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "orders", Partitions: 1}})
+	certs := testcert.New(t)
+	for _, release := range []bool{false, true} {
+		p := startProxy(t, c, func(cfg *kproxy.Config) {
+			cfg.TLSCertFile, cfg.TLSKeyFile = certs.ServerCert, certs.ServerKey
+			cfg.ReleaseIdleBuffers = release
+		})
+		raw, err := net.DialTimeout("tcp", strings.TrimPrefix(p.url, "http://"), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw.SetDeadline(time.Now().Add(5 * time.Second))
+		if err := tls.Client(raw, &tls.Config{ServerName: "127.0.0.1"}).Handshake(); err == nil {
+			t.Fatal("handshake with a certificate the client does not trust succeeded")
+		}
+		// kproxy is done with the connection when it closes it.
+		if _, err := io.Copy(io.Discard, raw); err != nil {
+			t.Fatalf("release_idle_buffers %v: connection not closed after the failed handshake: %v", release, err)
+		}
+		raw.Close()
+		if n := p.metric(t, `kproxy_requests_total{code="400"}`); n != "0" {
+			t.Errorf("release_idle_buffers %v: a failed TLS handshake counted as %s answers 400, want 0", release, n)
+		}
 	}
 }
