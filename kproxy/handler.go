@@ -501,6 +501,12 @@ func checkTopicName(t []byte) string {
 
 // requestError answers requests fasthttp could not read.
 func (s *Server) requestError(ctx *fasthttp.RequestCtx, err error) {
+	if st := ctx.TLSConnectionState(); st != nil && !st.HandshakeComplete {
+		// The TLS handshake failed (plain HTTP on the HTTPS port is
+		// answered by the listener): not a request, and nothing can be
+		// answered over the connection.
+		return
+	}
 	code, reason := fasthttp.StatusBadRequest, "malformed request"
 	var nerr interface{ Timeout() bool }
 	var small *fasthttp.ErrSmallBuffer
