@@ -497,6 +497,10 @@ func (l *acceptRetrying) Accept() (net.Conn, error) {
 		c, err := l.Listener.Accept()
 		if err == nil || !(errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
 			errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)) {
+			if err == nil && wait > 0 { // accepts failed before this one
+				l.log.flush("accept failed; retried, not logged one by one")
+				l.log.log.Info("accepting connections again")
+			}
 			return c, err
 		}
 		wait = min(max(2*wait, 5*time.Millisecond), time.Second)
@@ -509,7 +513,10 @@ func (l *acceptRetrying) Accept() (net.Conn, error) {
 }
 
 func (l *acceptRetrying) Close() error {
-	l.closeOnce.Do(func() { close(l.closed) })
+	l.closeOnce.Do(func() {
+		close(l.closed)
+		l.log.flush("accept failed; retried, not logged one by one")
+	})
 	return l.Listener.Close()
 }
 

@@ -105,4 +105,8 @@ func TestOutOfFileDescriptorsKeepsServing(t *testing.T) {
 	if cmd.ProcessState != nil {
 		t.Fatalf("kproxy_bin exited: %v", cmd.ProcessState)
 	}
+	// The operator reads that it is over, not only that it began.
+	if logText, _ := os.ReadFile(logFile); !bytes.Contains(logText, []byte("accepting connections again")) {
+		t.Fatalf("accepts work again and the log does not say so:\n%s", logText)
+	}
 }
