@@ -528,6 +528,9 @@ func (s *Server) requestError(ctx *fasthttp.RequestCtx, err error) {
 		s.metrics.answered(code)
 	}
 	fail(ctx, code, reason)
+	// fasthttp closes the connection after this answer, perhaps with the
+	// rest of the request unread: it lingers (see lingerConn).
+	lingerOnClose(ctx.Conn())
 	// fasthttp writes this answer under the write deadline it set for the
 	// connection's previous answer, long past on a keep-alive connection
 	// (read_timeout_ms >= write_timeout_ms): the connection was closed

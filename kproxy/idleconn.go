@@ -108,3 +108,12 @@ func (c *readAheadConn) readInto(fd uintptr) bool {
 	}
 	return true
 }
+
+// CloseWrite shuts the connection's write side (the lingering close of a
+// refused request, lingerConn's).
+func (c *readAheadConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}

@@ -1,11 +1,17 @@
 package kproxy_test
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -67,5 +73,118 @@ func TestBodyOverMaxRequestSizeIsAnswered413WhileUploading(t *testing.T) {
 	}
 	if n := endOffsets(t, c, "orders"); n != 0 {
 		t.Errorf("%d records written, want none", n)
+	}
+}
+
+// The lingering close of a refused connection is bounded: a client that
+// reads the 413 and then keeps its connection open, sending a byte now and
+// then, has it closed once read_timeout_ms has passed, and one that keeps
+// sending at full speed is cut once kproxy has dropped a request's size
+// (max_header_bytes + max_request_size_bytes), long before
+// read_timeout_ms; either way kproxy holds no connection open after.
+func TestRefusedUploadLingersBounded(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "orders", Partitions: 1}})
+	certs := testcert.New(t)
+	// open counts the connections kproxy holds open on port: ESTABLISHED
+	// or CLOSE_WAIT (the client closed, kproxy not) sockets whose local
+	// port it is.
+	open := func(port string) int {
+		t.Helper()
+		b, err := os.ReadFile("/proc/net/tcp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _ := strconv.Atoi(port)
+		n := 0
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) > 3 && strings.HasSuffix(f[1], fmt.Sprintf(":%04X", p)) && (f[3] == "01" || f[3] == "08") {
+				n++
+			}
+		}
+		return n
+	}
+	const clients = 10
+	for _, mode := range []string{"release_idle_buffers true", "release_idle_buffers false", "tls"} {
+		for _, stalled := range []bool{true, false} {
+			readTimeout := 20_000 // the client sending on is cut by the bytes bound
+			if stalled {
+				readTimeout = 1000
+			}
+			p := startProxy(t, c, func(cfg *kproxy.Config) {
+				cfg.MaxRequestSizeBytes = 1 << 20
+				cfg.ReadTimeoutMs = readTimeout
+				cfg.ReleaseIdleBuffers = mode != "release_idle_buffers false"
+				if mode == "tls" {
+					cfg.TLSCertFile, cfg.TLSKeyFile = certs.ServerCert, certs.ServerKey
+				}
+			})
+			addr := strings.TrimPrefix(p.url, "http://")
+			_, port, _ := net.SplitHostPort(addr)
+			var wg sync.WaitGroup
+			for i := range clients {
+				wg.Go(func() {
+					raw, err := net.DialTimeout("tcp", addr, 5*time.Second)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					defer raw.Close()
+					conn := raw
+					if mode == "tls" {
+						conn = tls.Client(raw, &tls.Config{RootCAs: certs.CA, ServerName: "127.0.0.1"})
+					}
+					start := time.Now()
+					conn.SetDeadline(start.Add(10 * time.Second))
+					head := "POST /commit?topic=orders HTTP/1.1\r\nHost: " + addr + "\r\nContent-Length: 104857600\r\n\r\n"
+					if _, err := io.WriteString(conn, head); err != nil {
+						t.Errorf("%s, client %d: %v", mode, i, err)
+						return
+					}
+					chunk := make([]byte, 64<<10)
+					if stalled {
+						conn.Write(chunk) // then nothing more, and no close
+						resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+						if err != nil {
+							t.Errorf("%s, stalled client %d: no answer: %v", mode, i, err)
+							return
+						}
+						answer, err := io.ReadAll(resp.Body) // to the end of the stream: kproxy's close
+						if resp.StatusCode != 413 || err != nil {
+							t.Errorf("%s, stalled client %d: %d %q (%v), want 413 and the end of the stream", mode, i, resp.StatusCode, answer, err)
+						}
+						// The client keeps its end open, sending a byte now and
+						// then, until a write fails: kproxy closed its end.
+						for {
+							if _, err := raw.Write([]byte{0}); err != nil {
+								return
+							}
+							if time.Since(start) > 5*time.Second {
+								t.Errorf("%s, stalled client %d: connection still open after %v, want closed at read_timeout_ms (1s)", mode, i, time.Since(start))
+								return
+							}
+							time.Sleep(50 * time.Millisecond) // the client's pace, not a wait for an event
+						}
+					}
+					// Sending on: kproxy stops reading after a request's size
+					// and closes; the writes then fail.
+					for {
+						if _, err := conn.Write(chunk); err != nil {
+							if since := time.Since(start); since > 5*time.Second {
+								t.Errorf("%s, client %d sending on: cut after %v, want once a request's size was dropped", mode, i, since)
+							}
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			// kproxy's ends of the connections are closed too.
+			for deadline := time.Now().Add(5 * time.Second); open(port) > 0; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s, stalled %v: kproxy holds %d connections open after the refused uploads ended", mode, stalled, open(port))
+				}
+			}
+		}
 	}
 }

@@ -121,11 +121,13 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		s.ln = httpsListener{s.ln, tlsCfg, plainAnswer{
 			writeTimeout: time.Duration(cfg.WriteTimeoutMs) * time.Millisecond,
-			readTimeout:  time.Duration(cfg.ReadTimeoutMs) * time.Millisecond,
-			maxRequest:   int64(cfg.MaxHeaderBytes) + int64(cfg.MaxRequestSizeBytes),
+			linger:       newLinger(cfg),
 		}}
-	} else if cfg.ReleaseIdleBuffers {
-		s.ln = readAheadListener{s.ln} // one read per request, not two
+	} else {
+		if cfg.ReleaseIdleBuffers {
+			s.ln = readAheadListener{s.ln} // one read per request, not two
+		}
+		s.ln = lingerListener{s.ln, newLinger(cfg)} // a refused request's answer is not lost to a reset
 	}
 	if cfg.GRPCPort != 0 {
 		gaddr := net.JoinHostPort(cfg.ListenHost, strconv.Itoa(cfg.GRPCPort))
@@ -184,7 +186,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		// response requestError prepared, with the status returned here.
 		ExpectHandler: func(ctx *fasthttp.RequestCtx) int {
 			if ctx.Request.Header.ContentLength() > cfg.MaxRequestSizeBytes {
-				s.requestError(ctx, fasthttp.ErrBodyTooLarge)
+				s.requestError(ctx, fasthttp.ErrBodyTooLarge) // the connection lingers: the client may be sending
 				return fasthttp.StatusRequestEntityTooLarge
 			}
 			return fasthttp.StatusContinue

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,11 +26,10 @@ type httpsListener struct {
 }
 
 // plainAnswer bounds the answer to a plain HTTP request: its write, and
-// the reading of the rest of the request, at most a request's size
-// (max_header_bytes + max_request_size_bytes) within read_timeout_ms.
+// the reading of the rest of the request (linger).
 type plainAnswer struct {
-	writeTimeout, readTimeout time.Duration
-	maxRequest                int64
+	writeTimeout time.Duration
+	linger       linger
 }
 
 func (l httpsListener) Accept() (net.Conn, error) {
@@ -41,11 +41,26 @@ func (l httpsListener) Accept() (net.Conn, error) {
 }
 
 // httpsConn is a *tls.Conn (its methods, Handshake and ConnectionState
-// among them, are the embedded ones) whose Read answers plain HTTP.
+// among them, are the embedded ones) whose Read answers plain HTTP and
+// whose Close lingers once refused (see lingerConn).
 type httpsConn struct {
 	*tls.Conn
 	plain    plainAnswer
 	answered bool
+	refused  atomic.Bool // as lingerConn's
+}
+
+func (c *httpsConn) refuse() { c.refused.Store(true) }
+
+func (c *httpsConn) Close() error {
+	if c.refused.Swap(false) {
+		// close_notify after the answer, then the TCP connection's
+		// write side; what the client still sends is dropped unread.
+		if c.Conn.CloseWrite() == nil {
+			c.plain.linger.drain(c.Conn.NetConn())
+		}
+	}
+	return c.Conn.Close()
 }
 
 func (c *httpsConn) Read(b []byte) (int, error) {
@@ -72,10 +87,7 @@ func (a plainAnswer) answer(raw net.Conn) {
 	if _, err := io.WriteString(raw, plainHTTPAnswer); err != nil {
 		return
 	}
-	if cw, ok := raw.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
-		raw.SetReadDeadline(time.Now().Add(a.readTimeout))
-		io.CopyN(io.Discard, raw, a.maxRequest)
-	}
+	a.linger.drain(raw)
 }
 
 // looksLikeHTTP tells whether the first 5 bytes a client sent start an

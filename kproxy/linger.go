@@ -1,0 +1,97 @@
+package kproxy
+
+import (
+	"io"
+	"net"
+	"sync/atomic"
+	"time"
+)
+
+// A request refused before it was read whole — a body over
+// max_request_size_bytes, refused from its Content-Length (or, chunked, at
+// the limit), headers over max_header_bytes, a malformed or late request —
+// leaves a client that did not wait for "100 Continue" (Go's, Java's, most
+// libraries) still sending. fasthttp writes the answer and closes the
+// connection with those bytes unread; the kernel then resets it, and the
+// client, still writing, reports the reset ("connection reset by peer")
+// and never reads the answer. So a connection is marked refused when
+// kproxy answers such a request, and its Close lingers as net/http's does:
+// it shuts the write side (the answer is out, followed by the end of the
+// stream), reads and drops what the client still sends, at most a
+// request's size, until the client closes or read_timeout_ms ends, then
+// closes. It runs on the connection's own goroutine (fasthttp's, which
+// calls Close) and starts nothing; a connection closed otherwise closes at
+// once.
+
+// linger bounds the reading of what a refused client still sends: at most
+// a request's size (max_header_bytes + max_request_size_bytes), within
+// read_timeout_ms: the time kproxy gives a client to send a whole request,
+// so a refused one holds its connection no longer than one being read may.
+type linger struct {
+	timeout time.Duration
+	max     int64
+}
+
+func newLinger(cfg Config) linger {
+	return linger{timeout: time.Duration(cfg.ReadTimeoutMs) * time.Millisecond,
+		max: int64(cfg.MaxHeaderBytes) + int64(cfg.MaxRequestSizeBytes)}
+}
+
+// drain shuts raw's write side, then reads and drops what arrives until
+// the client closes, l.max bytes were read or l.timeout passed. The caller
+// closes raw.
+func (l linger) drain(raw net.Conn) {
+	cw, ok := raw.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	if raw.SetReadDeadline(time.Now().Add(l.timeout)) == nil {
+		io.CopyN(io.Discard, raw, l.max)
+	}
+}
+
+// refusable is a connection of the HTTP port that lingers when closed
+// after refuse.
+type refusable interface{ refuse() }
+
+// lingerOnClose marks c, if it is one of the HTTP port's, to linger when
+// fasthttp closes it after the answer.
+func lingerOnClose(c net.Conn) {
+	if r, ok := c.(refusable); ok {
+		r.refuse()
+	}
+}
+
+// lingerListener wraps each plain connection of the HTTP port in a
+// lingerConn.
+type lingerListener struct {
+	net.Listener
+	linger linger
+}
+
+func (l lingerListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &lingerConn{Conn: c, linger: l.linger}, nil
+}
+
+// lingerConn is a plain connection whose Close lingers once refused.
+// refused is atomic: fasthttp's shutdown may close a connection that has
+// not yet read a byte of its first request (and is refused 408) from its
+// own goroutine; only one Close lingers.
+type lingerConn struct {
+	net.Conn
+	linger  linger
+	refused atomic.Bool
+}
+
+func (c *lingerConn) refuse() { c.refused.Store(true) }
+
+func (c *lingerConn) Close() error {
+	if c.refused.Swap(false) {
+		c.linger.drain(c.Conn)
+	}
+	return c.Conn.Close()
+}
