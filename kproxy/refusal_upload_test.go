@@ -188,3 +188,62 @@ func TestRefusedUploadLingersBounded(t *testing.T) {
 		}
 	}
 }
+
+// slowReader hands out its n bytes 64 KiB at a time, every 10 ms: a client
+// uploading over a slow link.
+type slowReader struct{ n int }
+
+func (r *slowReader) Read(p []byte) (int, error) {
+	if r.n == 0 {
+		return 0, io.EOF
+	}
+	time.Sleep(10 * time.Millisecond) // the link's pace
+	k := min(len(p), 64<<10, r.n)
+	clear(p[:k])
+	r.n -= k
+	return k, nil
+}
+
+// The other refusals of a request before its body is read get to a client
+// still uploading as the 413 does, not as a connection reset: headers over
+// max_header_bytes (431), and a body not received within read_timeout_ms
+// (408, a client on a slow link: the lingering close, bounded by
+// read_timeout_ms, keeps that answer too).
+func TestEarlyRefusalsAnsweredWhileUploading(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "orders", Partitions: 1}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ReadTimeoutMs = 300 })
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	body := make([]byte, 8<<20) // within max_request_size_bytes
+	for _, tc := range []struct {
+		name string
+		req  func() *http.Request
+		want int
+	}{
+		{"headers over max_header_bytes", func() *http.Request {
+			req, _ := http.NewRequest("POST", p.url+"/commit?topic=orders", bytes.NewReader(body))
+			req.Header.Set("X-Big", strings.Repeat("a", 8000))
+			return req
+		}, 431},
+		{"body sent slower than read_timeout_ms", func() *http.Request {
+			req, _ := http.NewRequest("POST", p.url+"/commit?topic=orders", &slowReader{n: 8 << 20})
+			req.ContentLength = 8 << 20
+			return req
+		}, 408},
+	} {
+		for i := range 10 {
+			resp, err := client.Do(tc.req())
+			if err != nil {
+				t.Errorf("%s (#%d): no answer: %v", tc.name, i, err)
+				continue
+			}
+			answer, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.want || strings.Count(string(answer), "\n") != 1 {
+				t.Errorf("%s (#%d): %d %q, want %d with its one-line reason", tc.name, i, resp.StatusCode, answer, tc.want)
+			}
+		}
+	}
+	if n := endOffsets(t, c, "orders"); n != 0 {
+		t.Errorf("%d records written, want none", n)
+	}
+}
