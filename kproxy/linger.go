@@ -3,6 +3,7 @@ package kproxy
 import (
 	"io"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -21,7 +22,8 @@ import (
 // request's size, until the client closes or read_timeout_ms ends, then
 // closes. It runs on the connection's own goroutine (fasthttp's, which
 // calls Close) and starts nothing; a connection closed otherwise closes at
-// once.
+// once. Lingering ends when kproxy stops: Close cuts the connections still
+// lingering and waits until they are closed.
 
 // linger bounds the reading of what a refused client still sends: at most
 // a request's size (max_header_bytes + max_request_size_bytes), within
@@ -30,24 +32,69 @@ import (
 type linger struct {
 	timeout time.Duration
 	max     int64
+	conns   *lingering
 }
 
-func newLinger(cfg Config) linger {
+func newLinger(cfg Config, conns *lingering) linger {
 	return linger{timeout: time.Duration(cfg.ReadTimeoutMs) * time.Millisecond,
-		max: int64(cfg.MaxHeaderBytes) + int64(cfg.MaxRequestSizeBytes)}
+		max: int64(cfg.MaxHeaderBytes) + int64(cfg.MaxRequestSizeBytes), conns: conns}
 }
 
-// drain shuts raw's write side, then reads and drops what arrives until
-// the client closes, l.max bytes were read or l.timeout passed. The caller
-// closes raw.
-func (l linger) drain(raw net.Conn) {
-	cw, ok := raw.(interface{ CloseWrite() error })
-	if !ok || cw.CloseWrite() != nil {
-		return
-	}
-	if raw.SetReadDeadline(time.Now().Add(l.timeout)) == nil {
+// close shuts raw's write side, then reads and drops what arrives until
+// the client closes, l.max bytes were read, l.timeout passed or kproxy
+// stops; then closes raw with closeConn.
+func (l linger) close(raw net.Conn, closeConn func() error) error {
+	if cw, ok := raw.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil &&
+		l.conns.add(raw, time.Now().Add(l.timeout)) {
+		defer l.conns.done(raw) // once closed
 		io.CopyN(io.Discard, raw, l.max)
 	}
+	return closeConn()
+}
+
+// lingering is the set of the connections lingering, so that kproxy's
+// stop can end them.
+type lingering struct {
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	stopped bool
+	wg      sync.WaitGroup
+}
+
+// add sets raw's read deadline to until and counts raw as lingering;
+// false (raw closes at once) once stop was called.
+func (s *lingering) add(raw net.Conn, until time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped || raw.SetReadDeadline(until) != nil {
+		return false
+	}
+	if s.conns == nil {
+		s.conns = make(map[net.Conn]struct{})
+	}
+	s.conns[raw] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *lingering) done(raw net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, raw)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// stop ends the lingering of every connection (their reads time out now),
+// makes those refused from now on close at once, and waits until the
+// lingering ones are closed. It may be called more than once.
+func (s *lingering) stop() {
+	s.mu.Lock()
+	s.stopped = true
+	for raw := range s.conns {
+		raw.SetReadDeadline(time.Unix(1, 0))
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
 }
 
 // refusable is a connection of the HTTP port that lingers when closed
@@ -91,7 +138,7 @@ func (c *lingerConn) refuse() { c.refused.Store(true) }
 
 func (c *lingerConn) Close() error {
 	if c.refused.Swap(false) {
-		c.linger.drain(c.Conn)
+		return c.linger.close(c.Conn, c.Conn.Close)
 	}
 	return c.Conn.Close()
 }

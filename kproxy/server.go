@@ -60,6 +60,9 @@ type Server struct {
 	// grpcReaders are the goroutines receiving the requests of streams;
 	// they end with their stream.
 	grpcReaders sync.WaitGroup
+	// lingering are the HTTP port's connections closing after a refused
+	// request (linger): cut and waited for by Close.
+	lingering lingering
 
 	closeOnce sync.Once
 	closeErr  error
@@ -121,13 +124,13 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		s.ln = httpsListener{s.ln, tlsCfg, plainAnswer{
 			writeTimeout: time.Duration(cfg.WriteTimeoutMs) * time.Millisecond,
-			linger:       newLinger(cfg),
+			linger:       newLinger(cfg, &s.lingering),
 		}}
 	} else {
 		if cfg.ReleaseIdleBuffers {
 			s.ln = readAheadListener{s.ln} // one read per request, not two
 		}
-		s.ln = lingerListener{s.ln, newLinger(cfg)} // a refused request's answer is not lost to a reset
+		s.ln = lingerListener{s.ln, newLinger(cfg, &s.lingering)} // a refused request's answer is not lost to a reset
 	}
 	if cfg.GRPCPort != 0 {
 		gaddr := net.JoinHostPort(cfg.ListenHost, strconv.Itoa(cfg.GRPCPort))
@@ -363,6 +366,7 @@ func (s *Server) Close() error {
 			s.log.Warn("admin listener: requests still in progress after 1s, closed")
 		}
 		s.closeListeners()
+		s.lingering.stop() // no connection outlives Close
 		s.closeErr = err
 	})
 	return s.closeErr

@@ -57,7 +57,7 @@ func (c *httpsConn) Close() error {
 		// close_notify after the answer, then the TCP connection's
 		// write side; what the client still sends is dropped unread.
 		if c.Conn.CloseWrite() == nil {
-			c.plain.linger.drain(c.Conn.NetConn())
+			return c.plain.linger.close(c.Conn.NetConn(), c.Conn.Close)
 		}
 	}
 	return c.Conn.Close()
@@ -82,12 +82,12 @@ func (c *httpsConn) Read(b []byte) (int, error) {
 // first and the rest of the request read and dropped, as much as a request
 // may be, until the client closes or read_timeout_ms ends.
 func (a plainAnswer) answer(raw net.Conn) {
-	defer raw.Close()
 	raw.SetWriteDeadline(time.Now().Add(a.writeTimeout))
 	if _, err := io.WriteString(raw, plainHTTPAnswer); err != nil {
+		raw.Close()
 		return
 	}
-	a.linger.drain(raw)
+	a.linger.close(raw, raw.Close)
 }
 
 // looksLikeHTTP tells whether the first 5 bytes a client sent start an
