@@ -61,7 +61,7 @@ type Server struct {
 	// they end with their stream.
 	grpcReaders sync.WaitGroup
 	// lingering are the HTTP port's connections closing after a refused
-	// request (linger): cut and waited for by Close.
+	// request (linger): cut and waited for by the shutdown and Close.
 	lingering lingering
 
 	closeOnce sync.Once
@@ -276,6 +276,7 @@ func (s *Server) Run(ctx context.Context) error {
 	//    requests in flight, bounded by shutdown_timeout_ms; their records
 	//    reach Kafka or the client hears why not. gRPC streams stop taking
 	//    requests, answer those they took and end UNAVAILABLE.
+	//    Connections lingering after a refused request close at once.
 	// 2. requests still in flight at shutdown_timeout_ms (records waiting
 	//    for Kafka longer: shutdown_timeout_ms below produce_timeout_ms)
 	//    are not dropped: the Kafka clients are closed at once (step 3
@@ -292,6 +293,10 @@ func (s *Server) Run(ctx context.Context) error {
 	//    (Close).
 	s.closing.Store(true)
 	s.drainOnce.Do(func() { close(s.drain) })
+	// Connections lingering after a refused request have no request in
+	// flight: they close now (the plain-HTTP answer on the HTTPS port
+	// lingers inside fasthttp's read, which the shutdown would wait for).
+	s.lingering.stop()
 	timeout := time.Duration(s.cfg.ShutdownTimeoutMs) * time.Millisecond
 	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
