@@ -190,8 +190,13 @@ func (ps *producers) close(ctx context.Context) error {
 		if cl == nil {
 			continue
 		}
+		// Flush fails once ctx is over (the shutdown's closing without
+		// a flush) even with nothing buffered: an error only when
+		// records are left.
 		if err := cl.Flush(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("flush: %d records not delivered: %w", cl.BufferedProduceRecords(), err))
+			if n := cl.BufferedProduceRecords(); n > 0 {
+				errs = append(errs, fmt.Errorf("flush: %d records not delivered: %w", n, err))
+			}
 		}
 	}
 	for _, cl := range []*kgo.Client{ps.leader, ps.all} {
