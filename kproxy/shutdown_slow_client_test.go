@@ -83,3 +83,15 @@ func TestShutdownPastTimeoutWithNothingLostIsNoError(t *testing.T) {
 		t.Errorf("Run: %v, want nil: no record was taken, none lost\n%s", err, logs.String())
 	}
 }
+
+// The shutdown closes the connections still open once the requests in
+// flight have had their time (the log says so): the slow client's
+// connection is closed by the time Run returns, not left to read_timeout_ms
+// with the goroutine reading it.
+func TestShutdownClosesConnectionsLeftOpen(t *testing.T) {
+	p, conn, logs := slowClientAtShutdown(t)
+	p.stop()
+	if !closedWithin(conn, time.Second) {
+		t.Errorf("the connection still open 1s after Run returned, want closed\n%s", logs.String())
+	}
+}
