@@ -60,6 +60,10 @@ type Server struct {
 	// grpcReaders are the goroutines receiving the requests of streams;
 	// they end with their stream.
 	grpcReaders sync.WaitGroup
+	// conns are the HTTP port's connections fasthttp serves: closed by the
+	// shutdown when it gives up on them.
+	connsMu sync.Mutex
+	conns   map[net.Conn]struct{}
 	// lingering are the HTTP port's connections closing after a refused
 	// request (linger): cut and waited for by the shutdown and Close.
 	lingering lingering
@@ -205,6 +209,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		CloseOnShutdown:       true,
 		ReduceMemoryUsage:     cfg.ReleaseIdleBuffers,
 		Logger:                fasthttpLog{log},
+		ConnState:             s.connState,
 	}
 	if s.adminLn != nil {
 		s.admin = daemon.AdminServer(s.adminMux(reg))
@@ -311,6 +316,9 @@ func (s *Server) Run(ctx context.Context) error {
 			stopping.Go(func() { s.stopGRPC(hctx) })
 		}
 		if err := s.http.ShutdownWithContext(hctx); err != nil {
+			// fasthttp leaves them open: a client still sending a
+			// request would hold its connection to read_timeout_ms.
+			s.closeConns()
 			s.log.Warn("http connections still open after the requests in flight were answered; closed", "err", err)
 		}
 		stopping.Wait()
@@ -375,6 +383,41 @@ func (s *Server) Close() error {
 		s.closeErr = err
 	})
 	return s.closeErr
+}
+
+// connState keeps the set of the connections fasthttp serves.
+func (s *Server) connState(c net.Conn, st fasthttp.ConnState) {
+	switch st {
+	case fasthttp.StateNew:
+		s.connsMu.Lock()
+		if s.conns == nil {
+			s.conns = make(map[net.Conn]struct{})
+		}
+		s.conns[c] = struct{}{}
+		s.connsMu.Unlock()
+	case fasthttp.StateClosed, fasthttp.StateHijacked:
+		s.connsMu.Lock()
+		delete(s.conns, c)
+		s.connsMu.Unlock()
+	}
+}
+
+// closeConns closes the connections fasthttp still serves, a TLS one
+// without its close_notify (whose write may wait 5 s for a client that
+// does not read).
+func (s *Server) closeConns() {
+	s.connsMu.Lock()
+	conns := make([]net.Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.connsMu.Unlock()
+	for _, c := range conns {
+		if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
+			c = tc.NetConn()
+		}
+		c.Close()
+	}
 }
 
 // answerWait bounds, at shutdown, the wait for the answers of requests
