@@ -40,12 +40,15 @@ func unread(t *testing.T, conn net.Conn) int {
 // shutdown_timeout_ms 500 and a client that, after a first request
 // answered, has sent the start of its next request's headers and nothing
 // more: kproxy is reading it.
-func slowClientAtShutdown(t *testing.T) (*proxy, net.Conn, *runtest.Log) {
+func slowClientAtShutdown(t *testing.T, edit func(*kproxy.Config)) (*proxy, net.Conn, *runtest.Log) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "orders", Partitions: 1}})
 	logs := &runtest.Log{}
 	p := logProxy(t, c, logs, func(cfg *kproxy.Config) {
 		cfg.ReadTimeoutMs = 20_000
 		cfg.ShutdownTimeoutMs = 500
+		if edit != nil {
+			edit(cfg)
+		}
 	})
 	addr := strings.TrimPrefix(p.url, "http://")
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
@@ -78,7 +81,7 @@ func slowClientAtShutdown(t *testing.T) (*proxy, net.Conn, *runtest.Log) {
 // Run returns no error (kproxy exits 0, not 1 with "0 records not
 // delivered").
 func TestShutdownPastTimeoutWithNothingLostIsNoError(t *testing.T) {
-	p, _, logs := slowClientAtShutdown(t)
+	p, _, logs := slowClientAtShutdown(t, nil)
 	if err := p.stop(); err != nil {
 		t.Errorf("Run: %v, want nil: no record was taken, none lost\n%s", err, logs.String())
 	}
@@ -89,9 +92,18 @@ func TestShutdownPastTimeoutWithNothingLostIsNoError(t *testing.T) {
 // connection is closed by the time Run returns, not left to read_timeout_ms
 // with the goroutine reading it.
 func TestShutdownClosesConnectionsLeftOpen(t *testing.T) {
-	p, conn, logs := slowClientAtShutdown(t)
+	p, conn, logs := slowClientAtShutdown(t, nil)
 	p.stop()
 	if !closedWithin(conn, time.Second) {
 		t.Errorf("the connection still open 1s after Run returned, want closed\n%s", logs.String())
+	}
+}
+
+// As above with spool_dir set: the spool's drain client, closed without
+// its flush with nothing buffered, is no error either.
+func TestShutdownPastTimeoutWithSpoolAndNothingLostIsNoError(t *testing.T) {
+	p, _, logs := slowClientAtShutdown(t, func(cfg *kproxy.Config) { cfg.SpoolDir = t.TempDir() })
+	if err := p.stop(); err != nil {
+		t.Errorf("Run: %v, want nil: no record was taken, none lost\n%s", err, logs.String())
 	}
 }
