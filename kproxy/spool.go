@@ -394,8 +394,12 @@ func (s *spooler) close(ctx context.Context) error {
 			c.Close()
 			continue
 		}
+		// Flush fails once ctx is over even with nothing buffered: an
+		// error only when records are left.
 		if err := flushKicked(ctx, c); err != nil {
-			errs = append(errs, fmt.Errorf("spool drain: %d records without kafka's answer stay in the spool: %w", c.BufferedProduceRecords(), err))
+			if n := c.BufferedProduceRecords(); n > 0 {
+				errs = append(errs, fmt.Errorf("spool drain: %d records without kafka's answer stay in the spool: %w", n, err))
+			}
 		}
 		c.Close()
 	}
