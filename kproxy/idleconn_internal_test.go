@@ -114,3 +114,99 @@ func TestReadAheadDeadlineAndClose(t *testing.T) {
 		t.Fatalf("read %q before io.EOF, sent \"xy\"", got)
 	}
 }
+
+// timedOut tells whether err is a deadline's timeout.
+func timedOut(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// readWithin reads once from c with a buffer of size bytes and tells how
+// long it took.
+func readWithin(c net.Conn, size int) (time.Duration, int, error) {
+	start := time.Now()
+	n, err := c.Read(make([]byte, size))
+	return time.Since(start), n, err
+}
+
+// A deadline moved later while a socket's earlier one still stands (as
+// fasthttp moves the idle deadline before each request) holds: the read
+// goes on past the earlier one and ends at the later one, with a
+// timeout; and a read that data reaches before it gets the data. Both
+// for the wait of a request's first byte and for a read of the rest.
+func TestReadAheadLaterDeadlineHolds(t *testing.T) {
+	for _, size := range []int{1, 512} {
+		c, client := readAheadPair(t)
+		c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		c.SetReadDeadline(time.Now().Add(400 * time.Millisecond))
+		took, _, err := readWithin(c, size)
+		if !timedOut(err) || took < 350*time.Millisecond || took > 2*time.Second {
+			t.Fatalf("read of %d bytes, deadline moved from 50 ms to 400 ms: %v after %v, want a timeout after about 400 ms", size, err, took)
+		}
+		// The socket's deadline passed long ago; a later one is asked
+		// and data comes before it.
+		c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		time.Sleep(100 * time.Millisecond)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		time.AfterFunc(200*time.Millisecond, func() { client.Write([]byte("z")) })
+		if took, n, err := readWithin(c, size); err != nil || n != 1 {
+			t.Fatalf("read of %d bytes, deadline moved to 5 s after the last one passed, a byte sent at 200 ms: %d bytes, %v after %v", size, n, err, took)
+		}
+		// No deadline: the read waits for the data.
+		c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		c.SetReadDeadline(time.Time{})
+		time.AfterFunc(300*time.Millisecond, func() { client.Write([]byte("z")) })
+		if took, n, err := readWithin(c, size); err != nil || n != 1 || took < 250*time.Millisecond {
+			t.Fatalf("read of %d bytes, deadline removed, a byte sent at 300 ms: %d bytes, %v after %v", size, n, err, took)
+		}
+	}
+}
+
+// A deadline moved earlier, from another goroutine, ends a read blocked
+// now (kproxy's stop ends the lingering reads so) at once.
+func TestReadAheadEarlierDeadlineEndsBlockedRead(t *testing.T) {
+	for _, size := range []int{1, 512} {
+		c, _ := readAheadPair(t)
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		time.AfterFunc(100*time.Millisecond, func() { c.SetReadDeadline(time.Unix(1, 0)) })
+		if took, _, err := readWithin(c, size); !timedOut(err) || took > 2*time.Second {
+			t.Fatalf("read of %d bytes, deadline moved into the past at 100 ms: %v after %v, want a timeout at once", size, err, took)
+		}
+	}
+}
+
+// fillWrites writes to c, whose peer reads nothing, until a write blocks
+// on the full socket buffers and ends with an error; it returns that
+// write's time and error.
+func fillWrite(c net.Conn) (time.Duration, error) {
+	chunk := make([]byte, 1<<20)
+	for {
+		start := time.Now()
+		if _, err := c.Write(chunk); err != nil {
+			return time.Since(start), err
+		}
+	}
+}
+
+// The write deadline: one moved later holds (an answer to a slow reader
+// may take until it), one moved earlier from another goroutine ends a
+// blocked write at once.
+func TestReadAheadWriteDeadlines(t *testing.T) {
+	c, _ := readAheadPair(t)
+	c.SetWriteDeadline(time.Now().Add(10 * time.Millisecond))
+	time.Sleep(20 * time.Millisecond) // the socket's deadline passes
+	c.SetWriteDeadline(time.Now().Add(700 * time.Millisecond))
+	start := time.Now()
+	took, err := fillWrite(c)
+	if !timedOut(err) || time.Since(start) < 650*time.Millisecond || time.Since(start) > 3*time.Second {
+		t.Fatalf("writes to a peer reading nothing, deadline moved from a passed one to 700 ms: %v after %v (last write %v), want a timeout after about 700 ms", err, time.Since(start), took)
+	}
+
+	c, _ = readAheadPair(t)
+	c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	time.AfterFunc(300*time.Millisecond, func() { c.SetWriteDeadline(time.Unix(1, 0)) })
+	start = time.Now()
+	if _, err := fillWrite(c); !timedOut(err) || time.Since(start) > 3*time.Second {
+		t.Fatalf("writes to a peer reading nothing, deadline moved into the past at 300 ms: %v after %v, want a timeout at once", err, time.Since(start))
+	}
+}
