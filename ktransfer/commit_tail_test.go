@@ -54,7 +54,7 @@ func newCommitting(t *testing.T) *committing {
 	}
 	t.Cleanup(cl.Close)
 	m := &module{cfg: cfg, t: tr, log: tr.log, slots: make(chan struct{}, cfg.WindowSize), commitKick: make(chan struct{}, 1),
-		parts: map[int32]*partition{}, claims: map[int32]*claimed{}, releasing: map[int32]int{}, stats: newMetrics().module("m")}
+		parts: map[int32]*partition{}, claims: map[int32]*claimed{}, releasing: map[int32]int{}, stats: newMetrics().module("m"), sched: newScheduler(cfg)}
 	m.reader = newReader(m, cl)
 	owners := zklayout.Owners(chroot, "m", "t")
 	if err := zklayout.CreateAll(conn, owners, acl); err != nil {

@@ -17,6 +17,24 @@ type scheduler interface {
 	work(i int, push func(*record))
 	// close says no record will be put any more.
 	close()
+	// drop forgets the queued records of partition p, released: its
+	// window slots are given back, so what is queued of it is no longer
+	// bounded by the window (a worker stuck on a push that never ends
+	// would keep it, and every claim back would add the window again).
+	// A record being pushed stays.
+	drop(p *partition)
+}
+
+// without removes the records of p from recs, in place.
+func without(recs []*record, p *partition) []*record {
+	kept := recs[:0]
+	for _, r := range recs {
+		if r.part != p {
+			kept = append(kept, r)
+		}
+	}
+	clear(recs[len(kept):])
+	return kept
 }
 
 func newScheduler(cfg Module) scheduler {
@@ -128,6 +146,15 @@ func (q *hashQueues) close() {
 	for _, c := range q.wake {
 		signal(c)
 	}
+}
+
+func (q *hashQueues) drop(p *partition) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i := range q.own {
+		q.own[i] = without(q.own[i], p)
+	}
+	q.shared = without(q.shared, p)
 }
 
 // keyLanes is "dispatch: idle_worker": every key with records not yet
@@ -293,6 +320,31 @@ func (k *keyLanes) maybeEnd() {
 			c <- laneStart{} // cap 1 and empty: the worker waits on it
 		}
 		k.idle = nil
+	}
+}
+
+// drop empties the lanes no worker holds of p's records (finishing those
+// left empty), and the held ones but for the record being pushed.
+func (k *keyLanes) drop(p *partition) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	waiting := make(map[*lane]bool, len(k.ready))
+	ready := k.ready[:0]
+	for _, l := range k.ready {
+		waiting[l] = true
+		l.recs = append(l.recs[:l.head], without(l.recs[l.head:], p)...)
+		if l.head == len(l.recs) {
+			k.finish(l)
+			continue
+		}
+		ready = append(ready, l)
+	}
+	clear(k.ready[len(ready):])
+	k.ready = ready
+	for _, l := range k.byKey {
+		if !waiting[l] && l.head < len(l.recs) {
+			l.recs = append(l.recs[:l.head+1], without(l.recs[l.head+1:], p)...)
+		}
 	}
 }
 

@@ -31,6 +31,7 @@ func (s *putTimes) put(_ context.Context, r *record) bool {
 }
 func (s *putTimes) work(int, func(*record)) {}
 func (s *putTimes) close()                  {}
+func (s *putTimes) drop(*partition)         {}
 
 // of are the times partition id's records arrived.
 func (s *putTimes) of(id int32) []time.Time {

@@ -568,7 +568,8 @@ func (m *module) release(c *claimed, mode releaseMode) {
 		m.mu.Unlock()
 	}()
 	c.stop()
-	<-c.done // the reader dispatches none of its records any more
+	<-c.done        // the reader dispatches none of its records any more
+	m.sched.drop(p) // its slots are given back below
 	if mode != drop {
 		deadline := time.Now().Add(time.Duration(m.t.cfg.ShutdownTimeoutMs) * time.Millisecond)
 		for p.pushing.Load() > 0 && time.Now().Before(deadline) {

@@ -177,7 +177,7 @@ func heldPartition(t *testing.T, window int) (*module, *partition) {
 	t.Cleanup(cl.Close)
 	tr := &Transfer{log: slog.New(slog.DiscardHandler)}
 	m := &module{cfg: cfg, t: tr, log: tr.log, slots: make(chan struct{}, cfg.WindowSize), commitKick: make(chan struct{}, 1),
-		parts: map[int32]*partition{}, claims: map[int32]*claimed{}, releasing: map[int32]int{}, stats: newMetrics().module("m")}
+		parts: map[int32]*partition{}, claims: map[int32]*claimed{}, releasing: map[int32]int{}, stats: newMetrics().module("m"), sched: newScheduler(cfg)}
 	m.reader = newReader(m, cl)
 	p := &partition{m: m, id: 0, tracker: newTracker(0)}
 	done := make(chan struct{})
