@@ -35,6 +35,13 @@ const idleConnTimeout = 4 * time.Second
 // further, and its connection is closed.
 const answerBodyRead = 64 << 10
 
+// answerHeadRead bounds an answer's status line and headers (the HTTP
+// client's read buffer, which a connection holds only while it reads an
+// answer). fasthttp's default, 4 KiB, failed a 2xx answer with a few
+// cookies or a content security policy as a transport error: the record
+// was pushed again and again. Larger headers still fail the attempt.
+const answerHeadRead = 64 << 10
+
 // The names of the headers every push has, as fasthttp's Set would send
 // them, and the replay header's value.
 var (
@@ -103,6 +110,7 @@ func newPusher(m Module) (*pusher, error) {
 			// status kept (push). Buffered, not streamed: a stream costs
 			// several allocations per push.
 			MaxResponseBodySize: answerBodyRead,
+			ReadBufferSize:      answerHeadRead,
 		}
 		if conn > 0 {
 			hc.Dial = func(addr string) (net.Conn, error) { return fasthttp.DialTimeout(addr, conn) }
