@@ -425,7 +425,7 @@ func (m *module) handle(ctx context.Context, r *record, buf *[]byte) outcome {
 			level, msg = slog.LevelError, "push refused and no dead_letter_topic; retrying"
 		}
 		m.log.Log(ctx, level, msg, "partition", r.msg.Partition, "offset", r.msg.Offset,
-			"backend", m.pusher.backends[backend].Addr, "attempt", n+1, "reason", reason, "wait", wait)
+			"backend", m.pusher.addrs[backend], "attempt", n+1, "reason", reason, "wait", wait)
 		if !sleep(ctx, wait) {
 			return outUnfinished
 		}

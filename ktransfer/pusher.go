@@ -63,8 +63,9 @@ type pusher struct {
 	tmpl     *template
 	host     string // the configured Host header, or ""
 	headers  [][2]string
-	backends []*fasthttp.HostClient
-	next     atomic.Uint32 // round robin
+	backends []*fasthttp.HostClient // per backend_servers entry; one listed twice shares its client
+	addrs    []string               // per entry, as listed: the default Host
+	next     atomic.Uint32          // round robin
 
 	signer       *signer        // nil: pushes are not signed
 	targetHeader string         // protocol.target_header, or ""
@@ -94,7 +95,21 @@ func newPusher(m Module) (*pusher, error) {
 		}
 	}
 	conn := time.Duration(m.Protocol.ConnTimeoutMs) * time.Millisecond
+	// A backend listed twice (twice the share) is one backend, with one
+	// pool of at most worker_num connections, as it has one breaker.
+	clients := map[string]*fasthttp.HostClient{}
 	for _, b := range m.BackendServers {
+		key := b
+		if host, port, err := net.SplitHostPort(b); err == nil {
+			if hp, ok := normalHostPort(host, port); ok {
+				key = hp
+			}
+		}
+		p.addrs = append(p.addrs, b)
+		if hc := clients[key]; hc != nil {
+			p.backends = append(p.backends, hc)
+			continue
+		}
 		hc := &fasthttp.HostClient{
 			Addr:                          b,
 			MaxConns:                      m.WorkerNum, // a worker has one request at a time
@@ -115,6 +130,7 @@ func newPusher(m Module) (*pusher, error) {
 		if conn > 0 {
 			hc.Dial = func(addr string) (net.Conn, error) { return fasthttp.DialTimeout(addr, conn) }
 		}
+		clients[key] = hc
 		p.backends = append(p.backends, hc)
 	}
 	return p, nil
@@ -162,7 +178,7 @@ func (p *pusher) push(i int, r *record, buf *[]byte) attempt {
 	case p.host != "":
 		req.Header.SetHost(p.host)
 	default:
-		req.Header.SetHost(p.backends[i].Addr)
+		req.Header.SetHost(p.addrs[i])
 	}
 	for _, h := range p.headers {
 		req.Header.Set(h[0], h[1])
