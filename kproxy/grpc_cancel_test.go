@@ -1,0 +1,75 @@
+package kproxy_test
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy/kproxypb"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// TestGRPCStreamCancelledWritesNothingMore: a stream's request still
+// waiting for req_pool_size room when its client cancels the stream was
+// not handed to Kafka: it is never written afterwards ("a call whose
+// client went away before its records were handed to Kafka writes
+// nothing"), and its records go back to the client's rate limit.
+func TestGRPCStreamCancelledWritesNothingMore(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	g := startGRPC(t, c, func(cfg *kproxy.Config) {
+		cfg.ReqPoolSize = 20
+		cfg.Clients = []kproxy.Client{
+			{Name: "shop", Secret: "pass", Topics: []string{topic}, RateLimit: 0.001, Burst: 30},
+			{Name: "probe", Secret: "pass", Topics: []string{topic}},
+		}
+	})
+	release := make(chan struct{})
+	var held atomic.Int32
+	holdProduce(c, release, &held)
+	ctx, cancel := context.WithCancel(as(context.Background(), "shop", "pass"))
+	defer cancel()
+	s := g.stream(t, ctx)
+	reqs := keyedRequests(3, 10, 3, func(int) int32 { return 1 })
+	for _, r := range reqs {
+		if err := s.Send(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Two requests in flight (req_pool_size), the third read and
+	// waiting for room (its size observed when it was taken up).
+	waitFor(t, "two requests in flight, the third waiting for room", func() bool {
+		return g.srv.InFlight() == 20 && strings.Contains(g.metrics(t), "kproxy_batch_records_count 3")
+	})
+	cancel()
+	if _, err := s.Recv(); status.Code(err) != codes.Canceled {
+		t.Fatalf("cancelled stream: %v", err)
+	}
+	waitFor(t, "the cancelled stream's handler to end", func() bool {
+		return strings.Contains(g.metrics(t), `kproxy_grpc_rpcs_total{code="Canceled",method="kafkahttpwrapper.v1.KProxy/ProduceStream"} 1`)
+	})
+	close(release)
+	// One record after them through the same Kafka client and partition:
+	// once it is answered, every record handed to Kafka before it is
+	// written.
+	resp, err := g.produce(t, as(context.Background(), "probe", "pass"),
+		&kproxypb.ProduceRequest{Topic: topic, Records: []*kproxypb.Record{grec("", "k0", "after")}})
+	if err != nil || resp.Status != 200 {
+		t.Fatalf("a record after the cancelled stream: %v %v", resp, refusalOf(err))
+	}
+	if n := endOffsets(t, c, topic); n != 21 {
+		t.Errorf("%d records in Kafka, want 21: the two requests handed to Kafka before the cancel and the one after; "+
+			"the request still waiting for room when the client left was written", n)
+	}
+	// The burst of 30 has room for one more record only if the third
+	// request's 10 were given back.
+	resp, err = g.produce(t, as(context.Background(), "shop", "pass"),
+		&kproxypb.ProduceRequest{Topic: topic, Records: []*kproxypb.Record{grec("", "k0", "again")}})
+	if err != nil || resp.Status != 200 {
+		t.Errorf("shop's next record: %v %v; want 200, the unwritten request's records given back", resp, refusalOf(err))
+	}
+}
