@@ -755,6 +755,14 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 		s.releaseBatch(n)
 		return refused(h.id, berr)
 	}
+	if st.ctx.Err() != nil {
+		// The client left (while this request waited for room, or for
+		// the window): nothing written, as for Produce.
+		b.end(true)
+		s.releaseBatch(n)
+		s.access.giveBack(st.rule, n)
+		return refused(h.id, refuse(503, -1, "the stream ended before this request's records were handed to kafka; they were not written"))
+	}
 	var out batchOutcome
 	if h.atomic {
 		out = s.produceAtomic(b.answer, j)
