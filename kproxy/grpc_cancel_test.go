@@ -5,7 +5,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -71,5 +73,23 @@ func TestGRPCStreamCancelledWritesNothingMore(t *testing.T) {
 		&kproxypb.ProduceRequest{Topic: topic, Records: []*kproxypb.Record{grec("", "k0", "again")}})
 	if err != nil || resp.Status != 200 {
 		t.Errorf("shop's next record: %v %v; want 200, the unwritten request's records given back", resp, refusalOf(err))
+	}
+}
+
+// TestGRPCStreamClientSwitchRefusalRetryAfter: README's ProduceResponse
+// table gives retry_after for every 503; a stream's request at another
+// acks level, refused 503 because an earlier request's record was still
+// in Kafka's client at its deadline, carries it too (1 s, as every other
+// 503 and HTTP's Retry-After).
+func TestGRPCStreamClientSwitchRefusalRetryAfter(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	g := startGRPC(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 1000 })
+	kafkatest.NewFaults(t, c).Sleep(int16(kmsg.Produce), 1, 5*time.Second)
+	s := g.stream(t, nil)
+	resps, _ := switchClients(t, s)
+	s.CloseSend()
+	if r := resps[1]; r.Status != 503 || r.RetryAfter != 1 {
+		t.Errorf("second (waiting for the frozen request): status %d retry_after %d %q, want 503 with retry_after 1",
+			r.Status, r.RetryAfter, r.Error)
 	}
 }
