@@ -676,9 +676,11 @@ func (st *produceStream) waitSettled(deadline context.Context) *batchError {
 			continue
 		case <-deadline.Done():
 			st.held = st.held[i:]
-			return refuse(503, -1, "an earlier request's records of this stream were still in kafka's client "+
+			e := refuse(503, -1, "an earlier request's records of this stream were still in kafka's client "+
 				"(answered 504, they may yet be written) at this request's deadline; this request, at another acks level, "+
 				"would have overtaken them and was not written")
+			e.retryAfter = 1 // as every 503
+			return e
 		case <-st.ctx.Done():
 			st.held = st.held[i:]
 			return refuse(503, -1, "the stream ended while an earlier request's records were still in kafka's client; this request was not written")
