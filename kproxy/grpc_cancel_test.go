@@ -93,3 +93,20 @@ func TestGRPCStreamClientSwitchRefusalRetryAfter(t *testing.T) {
 			r.Status, r.RetryAfter, r.Error)
 	}
 }
+
+// TestGRPCTooLargeCallCounted: kproxy_grpc_rpcs_total counts every gRPC
+// call ended, by method and code; a Produce whose message is over
+// max_request_size_bytes, refused by gRPC as it is read (ResourceExhausted),
+// ends a call as well.
+func TestGRPCTooLargeCallCounted(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	g := startGRPC(t, c, func(cfg *kproxy.Config) { cfg.MaxRequestSizeBytes = 64 << 10 })
+	big := &kproxypb.ProduceRequest{Topic: topic, Records: []*kproxypb.Record{grec("", "k", strings.Repeat("x", 70_000))}}
+	if _, err := g.produce(t, nil, big); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a 70 kB message, max_request_size_bytes 64 KiB: %v, want ResourceExhausted", err)
+	}
+	want := `kproxy_grpc_rpcs_total{code="ResourceExhausted",method="kafkahttpwrapper.v1.KProxy/Produce"} 1`
+	if m := g.metrics(t); !strings.Contains(m, want) {
+		t.Errorf("/metrics lacks %s", want)
+	}
+}
