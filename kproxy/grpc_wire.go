@@ -3,12 +3,14 @@ package kproxy
 import (
 	"context"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy/kproxypb"
@@ -66,7 +68,10 @@ func produceHandler(srv any, ctx context.Context, dec func(any) error, intercept
 	x.echo(ctx)
 	j := getBatchJob()
 	if err := dec(j); err != nil {
+		// Not read (over max_request_size_bytes, or the client left):
+		// the interceptor that counts calls never sees it.
 		j.release()
+		s.metrics.grpcRPCs.WithLabelValues(strings.TrimPrefix(kproxypb.KProxy_Produce_FullMethodName, "/"), status.Code(err).String()).Inc()
 		return nil, err
 	}
 	j.timeout = s.deadlines.get() // the records' deadline runs from here
