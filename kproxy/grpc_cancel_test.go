@@ -2,13 +2,16 @@ package kproxy_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
@@ -108,5 +111,69 @@ func TestGRPCTooLargeCallCounted(t *testing.T) {
 	want := `kproxy_grpc_rpcs_total{code="ResourceExhausted",method="kafkahttpwrapper.v1.KProxy/Produce"} 1`
 	if m := g.metrics(t); !strings.Contains(m, want) {
 		t.Errorf("/metrics lacks %s", want)
+	}
+}
+
+// TestGRPCStreamNotReadFreesReqPool: a stream whose client stops reading
+// its answers (a stuck consumer of them) holds its stream, not
+// req_pool_size: once Kafka has answered its records, their place in
+// req_pool_size is free, as a /batch's is once answered, whatever the
+// client does with the answer. Otherwise two such streams hold every
+// place and every client, HTTP ones included, is refused 503 for as long
+// as they stay open.
+func TestGRPCStreamNotReadFreesReqPool(t *testing.T) {
+	const per = 250
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	g := startGRPC(t, c, func(cfg *kproxy.Config) { cfg.ReqPoolSize = 8 * per })
+	// Fixed 64 KiB windows (no BDP growth): the answers not read stop
+	// kproxy's writes after a few dozen.
+	conn, err := grpc.NewClient(g.srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := kproxypb.NewKProxyClient(conn).ProduceStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { // never reads an answer; blocked by flow control in the end
+		for q := range 200 {
+			req := &kproxypb.ProduceRequest{Id: uint64(q), Topic: topic}
+			for i := range per {
+				req.Records = append(req.Records, grec("", "", strconv.Itoa(i)))
+			}
+			if s.Send(req) != nil {
+				return
+			}
+		}
+	}()
+	// Stuck: nothing more reaches Kafka for half a second.
+	last, since, deadline := int64(-1), time.Now(), time.Now().Add(20*time.Second)
+	for {
+		if n := endOffsets(t, c, topic); n != last {
+			last, since = n, time.Now()
+		} else if n > 0 && time.Since(since) > 500*time.Millisecond {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stream's records kept reaching Kafka for 20 s (%d)", last)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("stream stuck with %d records in Kafka, %d in flight", last, g.srv.InFlight())
+	if last < 10*per {
+		t.Fatalf("only %d records in Kafka: the stream did not run", last)
+	}
+	req := &kproxypb.ProduceRequest{Topic: topic}
+	for i := range 8 * per {
+		req.Records = append(req.Records, grec("", "", "other"+strconv.Itoa(i)))
+	}
+	resp, err := g.produce(t, nil, req)
+	if err != nil || resp.Status != 200 {
+		t.Errorf("another client's batch of req_pool_size records beside the stuck stream: %v %v; want 200 "+
+			"(%d records in flight, though Kafka has answered every record handed to it)", resp, refusalOf(err), g.srv.InFlight())
 	}
 }
