@@ -490,14 +490,14 @@ func (g grpcService) ProduceStream(stream grpc.BidiStreamingServer[kproxypb.Prod
 	return st.run()
 }
 
-// produceStream is one ProduceStream call. Three goroutines:
+// produceStream is one ProduceStream call. Four goroutines:
 //   - a reader receives the requests, each into a batch job, and hands
 //     them over;
 //   - the handler's goroutine (take) checks each request and hands its
 //     records to their kgo client, in the order of the stream, at most
 //     streamWindow requests ahead of the answers;
 //   - an answerer (answer) waits for each request's records, in order,
-//     and sends its response.
+//     and a sender (send) sends its response.
 //
 // Per-key order across requests: a request's records are handed to kgo
 // only after the previous request's were, and kgo keeps a partition's
@@ -787,13 +787,21 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 }
 
 // answer answers the requests in the order they were started: it waits
-// for the records of each (finishProduce) and sends its response. After a
-// failure to send (the stream broke) it still waits for each, giving
-// their memory back, without sending.
+// for the records of each (finishProduce), encodes its response and gives
+// its records' place in req_pool_size back; a sender (send) sends the
+// responses, in order. A client slow to read its answers, or that
+// stopped, so holds its stream (streamWindow requests answered, not sent)
+// and not req_pool_size, as an HTTP client's answer not yet written does
+// not. After a failure to send (the stream broke) it still waits for each,
+// giving their memory back, without sending.
 func (st *produceStream) answer() {
 	s := st.s
-	failed := false
-	var buf []byte // the response being sent: encoded, then copied by the codec
+	sends := make(chan streamSend, streamWindow) // never full: each holds an item of out
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		st.send(sends)
+	}()
 	for it := range st.answers {
 		if !it.answered {
 			out := s.finishProduce(it.bound.answer, it.call)
@@ -802,22 +810,43 @@ func (st *produceStream) answer() {
 				s.access.giveBack(st.rule, it.n)
 			}
 		}
-		if !failed {
-			buf = it.a.appendTo(buf[:0])
-			if err := st.stream.SendMsg(&wireResponse{b: buf}); err != nil {
-				failed = true
-				st.sendErr <- err
-			}
-		}
-		if it.job != nil {
+		bp := answerPool.Get().(*[]byte) // the codec copies it
+		*bp = it.a.appendTo((*bp)[:0])
+		if it.job != nil { // encoded: j's results are no longer read
 			it.bound.end(it.call == nil || it.call.left.Load() == 0)
 			s.releaseBatch(it.n)
 			it.job.release()
 			it.job, it.call = nil, nil
 		}
-		s.metrics.grpcAnswered("ProduceStream", it.a.status, it.at)
-		it.a = answer{}
-		close(it.done)
+		sends <- streamSend{it: it, b: bp}
+	}
+	close(sends)
+	<-sent
+}
+
+// streamSend is an answer encoded, to send.
+type streamSend struct {
+	it *streamItem
+	b  *[]byte
+}
+
+// send sends the answers in order; after a failure it only counts them.
+func (st *produceStream) send(sends <-chan streamSend) {
+	s := st.s
+	failed := false
+	for x := range sends {
+		if !failed {
+			if err := st.stream.SendMsg(&wireResponse{b: *x.b}); err != nil {
+				failed = true
+				st.sendErr <- err
+			}
+		}
+		if cap(*x.b) <= maxPooledBody {
+			answerPool.Put(x.b)
+		}
+		s.metrics.grpcAnswered("ProduceStream", x.it.a.status, x.it.at)
+		x.it.a = answer{}
+		close(x.it.done)
 	}
 }
 
