@@ -30,8 +30,11 @@ func newDeadlines(timeout time.Duration) *deadlines {
 }
 
 // get returns the deadline context of a record arriving now.
-func (d *deadlines) get() context.Context {
-	now := time.Now()
+func (d *deadlines) get() context.Context { return d.at(time.Now()) }
+
+// at returns the deadline context of a record that arrived at now (read
+// from the clock just before).
+func (d *deadlines) at(now time.Time) context.Context {
 	cur := d.cur.Load()
 	if cur != nil && now.UnixNano() <= cur.until {
 		return cur.ctx

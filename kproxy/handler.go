@@ -31,10 +31,9 @@ const recordOverhead = 67 + 23
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	switch string(ctx.Path()) {
 	case "/commit":
-		start := time.Now()
 		s.requestID(ctx)
 		code := s.commit(ctx)
-		s.metrics.observe(code, start)
+		s.metrics.observe(code, ctx.Time()) // fasthttp read the clock just before calling handle
 	case "/batch":
 		start := time.Now()
 		s.requestID(ctx)
@@ -52,7 +51,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 func (s *Server) commit(ctx *fasthttp.RequestCtx) (code int) {
 	// The record's deadline runs from the request's arrival: the topic's
 	// look-up (a topic named for the first time) is part of it.
-	dl := s.deadlines.get()
+	dl := s.deadlines.at(ctx.Time())
 	if !ctx.IsPost() {
 		ctx.Response.Header.Set("Allow", "POST")
 		return fail(ctx, fasthttp.StatusMethodNotAllowed, "use POST")
