@@ -205,12 +205,21 @@ func (m *module) run(readCtx, pushCtx context.Context) error {
 	select {
 	case <-drained:
 	case <-pushCtx.Done():
-		// A push without a read timeout cannot be interrupted: its record
-		// stays uncommitted and is pushed again by the next owner.
+		// A push without a read timeout is not interrupted by its
+		// context: its record stays uncommitted and is pushed again by
+		// the next owner.
 		select {
 		case <-drained:
 		case <-time.After(time.Second):
-			m.log.Warn("pushes still in progress at shutdown; abandoned, their records stay uncommitted")
+			m.log.Warn("pushes still in progress at shutdown; abandoned, their records stay uncommitted and their connections are closed")
+			// Closing their connections ends them: they would otherwise
+			// hold their workers, this run and the connections for ever
+			// (one more at each reload restarting the module).
+			m.pusher.closeAll()
+			select {
+			case <-drained:
+			case <-time.After(time.Second):
+			}
 		}
 	}
 	stopCommits()

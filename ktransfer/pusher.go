@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -66,6 +67,8 @@ type pusher struct {
 	backends []*fasthttp.HostClient // per backend_servers entry; one listed twice shares its client
 	addrs    []string               // per entry, as listed: the default Host
 	next     atomic.Uint32          // round robin
+
+	conns connSet // every open connection to the backends
 
 	signer       *signer        // nil: pushes are not signed
 	targetHeader string         // protocol.target_header, or ""
@@ -127,8 +130,18 @@ func newPusher(m Module) (*pusher, error) {
 			MaxResponseBodySize: answerBodyRead,
 			ReadBufferSize:      answerHeadRead,
 		}
-		if conn > 0 {
-			hc.Dial = func(addr string) (net.Conn, error) { return fasthttp.DialTimeout(addr, conn) }
+		hc.Dial = func(addr string) (net.Conn, error) {
+			var c net.Conn
+			var err error
+			if conn > 0 {
+				c, err = fasthttp.DialTimeout(addr, conn)
+			} else {
+				c, err = fasthttp.Dial(addr)
+			}
+			if err != nil {
+				return nil, err
+			}
+			return p.conns.add(c), nil
 		}
 		clients[key] = hc
 		p.backends = append(p.backends, hc)
@@ -142,6 +155,54 @@ func (p *pusher) closeIdle() {
 	for _, b := range p.backends {
 		b.CloseIdleConnections()
 	}
+}
+
+// closeAll closes every connection to the backends, those in use too: a
+// push still waiting for its answer (read_timeout_ms 0: no limit) ends with
+// an error. For a run that abandoned its pushes; else they held their
+// worker, the run and the connection for ever, one more for each reload.
+func (p *pusher) closeAll() { p.conns.closeAll() }
+
+// connSet is the open connections of a pusher.
+type connSet struct {
+	mu    sync.Mutex
+	conns map[*trackedConn]struct{}
+}
+
+func (s *connSet) add(c net.Conn) net.Conn {
+	tc := &trackedConn{Conn: c, set: s}
+	s.mu.Lock()
+	if s.conns == nil {
+		s.conns = map[*trackedConn]struct{}{}
+	}
+	s.conns[tc] = struct{}{}
+	s.mu.Unlock()
+	return tc
+}
+
+func (s *connSet) closeAll() {
+	s.mu.Lock()
+	all := make([]*trackedConn, 0, len(s.conns))
+	for c := range s.conns {
+		all = append(all, c)
+	}
+	s.mu.Unlock()
+	for _, c := range all {
+		_ = c.Close()
+	}
+}
+
+// trackedConn leaves its set when closed.
+type trackedConn struct {
+	net.Conn
+	set *connSet
+}
+
+func (c *trackedConn) Close() error {
+	c.set.mu.Lock()
+	delete(c.set.conns, c)
+	c.set.mu.Unlock()
+	return c.Conn.Close()
 }
 
 // start returns the backend index a record's first attempt goes to.
