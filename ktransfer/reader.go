@@ -639,7 +639,7 @@ func (r *reader) route(ctx context.Context, fs kgo.Fetches) (records int, failed
 				if !m.pass(p.ctx, rr) {
 					return
 				}
-			} else if !m.dispatch(p.ctx, rr) {
+			} else if rr.msg = own(rec); !m.dispatch(p.ctx, rr) {
 				return
 			}
 			p.next = rec.Offset + 1
@@ -652,4 +652,35 @@ func (r *reader) route(ctx context.Context, fs kgo.Fetches) (records int, failed
 		r.warnFetchError(w.p.log.With("offset", w.p.next), w.p.id, w.err)
 	}
 	return records, failed, held
+}
+
+// own copies a record out of the Kafka client's buffers. A record's key,
+// value and header values point into the fetch it came in (the whole
+// response, uncompressed, or its decompressed batch), and the record into
+// its batch's records: a record waiting in the window held all of that,
+// long after the fetch's other records were pushed (a stuck key's records
+// held a fetch each). A copy holds its own bytes only, so that a module's
+// memory is its window's records plus the client's fetches.
+func own(rec *kgo.Record) *kgo.Record {
+	n := len(rec.Key) + len(rec.Value)
+	for _, h := range rec.Headers {
+		n += len(h.Value)
+	}
+	buf := make([]byte, 0, n)
+	keep := func(b []byte) []byte {
+		if b == nil {
+			return nil // no key, a null value: stays so
+		}
+		buf = append(buf, b...)
+		return buf[len(buf)-len(b) : len(buf) : len(buf)]
+	}
+	cp := *rec
+	cp.Key, cp.Value = keep(rec.Key), keep(rec.Value)
+	if len(rec.Headers) > 0 {
+		cp.Headers = make([]kgo.RecordHeader, len(rec.Headers))
+		for i, h := range rec.Headers {
+			cp.Headers[i] = kgo.RecordHeader{Key: h.Key, Value: keep(h.Value)}
+		}
+	}
+	return &cp
 }
