@@ -1,12 +1,15 @@
 package ktransfer_test
 
 import (
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
 )
 
 // TestPushAnsweredWithLargeHeadersIsPushedOnce: a backend answers 200 with
@@ -34,5 +37,40 @@ func TestPushAnsweredWithLargeHeadersIsPushedOnce(t *testing.T) {
 	}
 	if n := len(b.got()); n != 3 {
 		t.Errorf("%d pushes of 3 records answered 200", n)
+	}
+}
+
+// TestAnswerHeadersOverLimitLoggedWithoutThem: a backend answers with
+// headers over 64 KiB. As README says, the attempt fails and is retried as
+// a connection error; its warning says why, and does not quote the
+// answer: the HTTP client's error carried the first and last 200 bytes of
+// the headers (a session cookie the backend sets), logged at every retry.
+func TestAnswerHeadersOverLimitLoggedWithoutThem(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	b := newBackend(t, func(_ int, _ push, w http.ResponseWriter) {
+		w.Header().Set("Set-Cookie", "session=s3cr3t-v4lue; "+strings.Repeat("x", 70<<10))
+		w.WriteHeader(200)
+	})
+	m := module("m", "t", b.URL)
+	m.WorkerNum = 1
+	e.produce(t, "t", [][2]string{{"k", "a"}})
+	var logs runtest.Log
+	tr, err := ktransfer.New(e.config(t, 0, m), slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtest.Start(t, tr.Run, 20*time.Second)
+	waitFor(t, "a retry logged", 10*time.Second, func() bool { return strings.Contains(logs.String(), "push failed; retrying") })
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if !strings.Contains(line, "push failed; retrying") {
+			continue
+		}
+		if strings.Contains(line, "s3cr3t") {
+			t.Errorf("the warning quotes the answer's headers: %.300s", line)
+		}
+		if !strings.Contains(line, "64 KiB") {
+			t.Errorf("the warning does not say the answer's headers passed 64 KiB: %.300s", line)
+		}
+		break
 	}
 }
