@@ -43,6 +43,10 @@ const answerBodyRead = 64 << 10
 // was pushed again and again. Larger headers still fail the attempt.
 const answerHeadRead = 64 << 10
 
+// errAnswerHeadTooLarge is an attempt's error when the answer's status line
+// and headers pass answerHeadRead.
+var errAnswerHeadTooLarge = errors.New("answer's status line and headers over 64 KiB")
+
 // The names of the headers every push has, as fasthttp's Set would send
 // them, and the replay header's value.
 var (
@@ -129,6 +133,10 @@ func newPusher(m Module) (*pusher, error) {
 			// several allocations per push.
 			MaxResponseBodySize: answerBodyRead,
 			ReadBufferSize:      answerHeadRead,
+			// An answer whose head cannot be read is not quoted in the
+			// error (fasthttp's default: its first and last 200 bytes,
+			// cookies included), which is logged at every retry.
+			SecureErrorLogMessage: true,
 		}
 		hc.Dial = func(addr string) (net.Conn, error) {
 			var c net.Conn
@@ -271,6 +279,10 @@ func (p *pusher) push(i int, r *record, buf *[]byte) attempt {
 	req.SetBodyRaw(r.msg.Value)
 	err := p.backends[i].Do(req, resp)
 	if err != nil && !errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		if small := (*fasthttp.ErrSmallBuffer)(nil); errors.As(err, &small) {
+			// fasthttp's reason asks for a larger buffer, which no key sets.
+			err = errAnswerHeadTooLarge
+		}
 		return attempt{err: err}
 	}
 	// ErrBodyTooLarge: the answer's status line and headers were read
