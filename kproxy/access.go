@@ -60,7 +60,10 @@ func newAccess(cfg Config) (*access, error) {
 		if c.RateLimit > 0 {
 			burst := c.Burst
 			if burst == 0 {
-				burst = max(1, int(math.Ceil(c.RateLimit)))
+				// Capped where a float64 still holds every integer: a
+				// larger rate did not fit an int (converted, it gave
+				// math.MinInt64, and so a burst of 1).
+				burst = max(1, int(min(math.Ceil(c.RateLimit), 1<<53)))
 			}
 			rule.limit = &bucket{rate: c.RateLimit, burst: burst, tokens: float64(burst)}
 		}
