@@ -183,12 +183,21 @@ func (d *decoder) node(n *yaml.Node, v reflect.Value, field string) {
 		v.Set(s)
 		return
 	}
-	if v.Kind() == reflect.Map && n.Kind == yaml.MappingNode && isStructLike(v.Type().Elem()) {
+	if v.Kind() == reflect.Map && n.Kind == yaml.MappingNode && v.Type().Key().Kind() == reflect.String {
+		// Entry by entry too, so that a key given twice or a value of the
+		// wrong shape is named (yaml's own error, for the whole map, was
+		// told as "must be a mapping, got a mapping").
 		if v.IsNil() {
 			v.Set(reflect.MakeMap(v.Type()))
 		}
+		seen := map[string]bool{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key := n.Content[i].Value
+			if seen[key] {
+				d.fail(n.Content[i], field+"."+key, "key appears twice")
+				continue
+			}
+			seen[key] = true
 			ev := reflect.New(v.Type().Elem()).Elem()
 			d.node(n.Content[i+1], ev, field+"."+key)
 			v.SetMapIndex(reflect.ValueOf(key), ev)
@@ -227,10 +236,6 @@ func wholeNumber(n *yaml.Node, t reflect.Type) bool {
 		return true // yaml reports it
 	}
 	return f == math.Trunc(f) && f >= -(1<<63) && f < 1<<63
-}
-
-func isStructLike(t reflect.Type) bool {
-	return t.Kind() == reflect.Struct && t != reflect.TypeFor[yaml.Node]()
 }
 
 func (d *decoder) structNode(n *yaml.Node, v reflect.Value, field string) {
