@@ -212,7 +212,12 @@ func (c Config) Validate(file string) error {
 			continue
 		}
 		// The name starts every zabbix_sender line of the cluster: a line
-		// feed would split them.
+		// feed would split them. An empty one cannot be asked for alone
+		// (?cluster= shares /delay's cached answer).
+		if name == "" {
+			p.Addf("base.clusters["+strconv.Itoa(i)+"]", name, "must be a non-empty name")
+			continue
+		}
 		if strings.ContainsFunc(name, unicode.IsControl) {
 			p.Addf("base.clusters["+strconv.Itoa(i)+"]", name, "must be a name without control characters")
 		}
