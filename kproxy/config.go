@@ -352,8 +352,10 @@ func (c Config) Validate(file string) error {
 			}
 		}
 	}
-	if c.MaxHeaderBytes < 1024 {
-		p.Addf("max_header_bytes", c.MaxHeaderBytes, "must be >= 1024")
+	// Each connection reading a request holds a buffer of this size; past
+	// the largest record batch, headers could never be written anyway.
+	if c.MaxHeaderBytes < 1024 || c.MaxHeaderBytes > maxBatchBytes {
+		p.Addf("max_header_bytes", c.MaxHeaderBytes, "must be 1024..%d (100 MiB, the largest record batch)", maxBatchBytes)
 	}
 	seen := map[string]bool{}
 	for i, name := range c.ExtHeaders {

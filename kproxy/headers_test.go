@@ -327,7 +327,7 @@ max_header_bytes: 100
 		file + `: ext_headers[2]: names an ext field twice, got "ip"`,
 		file + `: trusted_proxies[1]: must be an IP address or a CIDR like 10.0.0.0/8, got "10.0.0.0/33"`,
 		file + `: trusted_proxies[2]: must be an IP address or a CIDR like 10.0.0.0/8, got "proxy.local"`,
-		file + `: max_header_bytes: must be >= 1024, got 100`,
+		file + `: max_header_bytes: must be 1024..104857600 (100 MiB, the largest record batch), got 100`,
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%v\nlacks %q", err, want)
