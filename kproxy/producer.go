@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -100,8 +101,9 @@ func newProducers(cfg Config, log *slog.Logger, hooks producerHooks) (*producers
 		kgo.RetryBackoffFn(retryBackoff),
 		// kproxy bounds what it hands to a client below this (req_pool_size
 		// requests in flight, as many acks=0 records being delivered), so
-		// Produce never blocks on a full buffer; the limit only backs that.
-		kgo.MaxBufferedRecords(2*cfg.ReqPoolSize+1000),
+		// Produce never blocks on a full buffer; the limit only backs that
+		// (capped: for a huge req_pool_size, 2 × it overflowed).
+		kgo.MaxBufferedRecords(2*min(cfg.ReqPoolSize, (math.MaxInt-1000)/2)+1000),
 	)
 	if cfg.AutoCreateTopics {
 		common = append(common, kgo.AllowAutoTopicCreation())
