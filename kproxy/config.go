@@ -268,9 +268,6 @@ func (c Config) Validate(file string) error {
 	if c.MaxMessageBytes < minBatchBytes || c.MaxMessageBytes > maxBatchBytes {
 		p.Addf("max_message_bytes", c.MaxMessageBytes, "must be %d..%d (100 MiB)", minBatchBytes, maxBatchBytes)
 	}
-	if c.ProducerNum > 64 {
-		p.Addf("producer_num", c.ProducerNum, "must be <= 64 (each is a set of broker connections)")
-	}
 	if c.GRPCMaxConcurrentStreams > maxGRPCStreams {
 		p.Addf("grpc_max_concurrent_streams", c.GRPCMaxConcurrentStreams, "must be <= %d", maxGRPCStreams)
 	}
