@@ -120,12 +120,16 @@ func clusterKeysSet(data []byte) map[string]map[string]bool {
 		return nil
 	}
 	out := map[string]map[string]bool{}
-	var walk func(n *yaml.Node, prefix string, set map[string]bool)
-	walk = func(n *yaml.Node, prefix string, set map[string]bool) {
+	// Two levels (kafka.version) are all fillClusterDefaults asks for:
+	// deeper, a file of aliases naming aliases (each mapping naming the
+	// previous one twice) would be walked along every one of its
+	// exponentially many paths.
+	var walk func(n *yaml.Node, prefix string, set map[string]bool, depth int)
+	walk = func(n *yaml.Node, prefix string, set map[string]bool, depth int) {
 		if n.Kind == yaml.AliasNode {
 			n = n.Alias
 		}
-		if n.Kind != yaml.MappingNode {
+		if n.Kind != yaml.MappingNode || depth == 2 {
 			return
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -133,7 +137,7 @@ func clusterKeysSet(data []byte) map[string]map[string]bool {
 			if val.Tag != "!!null" {
 				set[key] = true
 			}
-			walk(val, key+".", set)
+			walk(val, key+".", set, depth+1)
 		}
 	}
 	root := doc.Content[0]
@@ -142,7 +146,7 @@ func clusterKeysSet(data []byte) map[string]map[string]bool {
 	}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		set := map[string]bool{}
-		walk(root.Content[i+1], "", set)
+		walk(root.Content[i+1], "", set, 0)
 		out[root.Content[i].Value] = set
 	}
 	return out
