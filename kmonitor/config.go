@@ -229,9 +229,16 @@ func (c Config) Validate(file string) error {
 			p.Addf("base.clusters["+strconv.Itoa(i)+"]", name, "has no section of that name")
 		}
 	}
+	// base.clusters did not decode (reported already): which sections it
+	// lists is not known.
+	listed := !slices.ContainsFunc(c.undecoded, func(f string) bool {
+		return f == "" || f == "base" || f == "base.clusters" || strings.HasPrefix(f, "base.clusters[")
+	})
 	for name, cl := range c.Clusters {
 		if !slices.Contains(c.Base.Clusters, name) {
-			p.Add(name, "section of a cluster not listed in base.clusters (add it there, or remove the section)")
+			if listed {
+				p.Add(name, "section of a cluster not listed in base.clusters (add it there, or remove the section)")
+			}
 			continue
 		}
 		if cl.Chroot == "" || cl.Chroot[0] != '/' {
