@@ -2,6 +2,7 @@ package kproxy
 
 import (
 	"io"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -36,8 +37,10 @@ type linger struct {
 }
 
 func newLinger(cfg Config, conns *lingering) linger {
+	// Capped: a max_request_size_bytes near the largest integer overflowed
+	// the sum to a negative size, and nothing was read.
 	return linger{timeout: time.Duration(cfg.ReadTimeoutMs) * time.Millisecond,
-		max: int64(cfg.MaxHeaderBytes) + int64(cfg.MaxRequestSizeBytes), conns: conns}
+		max: int64(cfg.MaxHeaderBytes) + min(int64(cfg.MaxRequestSizeBytes), math.MaxInt64-int64(cfg.MaxHeaderBytes)), conns: conns}
 }
 
 // close shuts raw's write side, then reads and drops what arrives until
