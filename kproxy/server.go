@@ -131,9 +131,9 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 			linger:       newLinger(cfg, &s.lingering),
 		}}
 	} else {
-		if cfg.ReleaseIdleBuffers {
-			s.ln = readAheadListener{s.ln} // one read per request, not two
-		}
+		// One read per request, not two (release_idle_buffers), and the
+		// socket's deadlines moved only when they must be.
+		s.ln = readAheadListener{s.ln}
 		s.ln = lingerListener{s.ln, newLinger(cfg, &s.lingering)} // a refused request's answer is not lost to a reset
 	}
 	if cfg.GRPCPort != 0 {
