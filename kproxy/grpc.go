@@ -59,6 +59,15 @@ func (s *Server) newGRPC(tlsCfg *tls.Config) *grpc.Server {
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			MaxConnectionIdle: time.Duration(s.cfg.IdleTimeoutMs) * time.Millisecond,
 		}),
+		// Clients may ping every 5 s, with calls open or none: grpc-go's
+		// default (every 5 min, never without a call) sends GOAWAY
+		// too_many_pings to clients with common keepalive settings
+		// (grpc-go's and grpc-java's shortest, 10 s), ending their calls
+		// Unavailable though their records may have been written.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             5 * time.Second,
+			PermitWithoutStream: true,
+		}),
 		// A connection that has not finished its TLS handshake and
 		// HTTP/2 preface has no call either: closed at idle_timeout_ms,
 		// not grpc-go's 120 s.
