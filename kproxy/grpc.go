@@ -50,6 +50,11 @@ var emptyValue = []byte{}
 func (s *Server) newGRPC(tlsCfg *tls.Config) *grpc.Server {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(s.cfg.MaxRequestSizeBytes),
+		// A call's metadata is bounded as an HTTP request's headers are
+		// (grpc-go takes 16 MiB): HTTP/2's SETTINGS_MAX_HEADER_LIST_SIZE,
+		// which grpc-go clients heed (their call fails naming it); a
+		// call over it from another client is reset (FRAME_SIZE_ERROR).
+		grpc.MaxHeaderListSize(uint32(s.cfg.MaxHeaderBytes)),
 		// One connection cannot open calls without bound: a client past
 		// it waits (grpc-go) or is refused the stream (REFUSED_STREAM).
 		grpc.MaxConcurrentStreams(uint32(s.cfg.GRPCMaxConcurrentStreams)),
