@@ -534,12 +534,17 @@ func onBatchProduced(r *kgo.Record, err error) {
 		return
 	}
 	it.err, it.trace = err, trace
+	taken := false
 	if it.gate != nil {
-		s.spool.settle(&it.gateRec) // taken by a flip: it.item is the answer
+		taken = s.spool.settle(&it.gateRec) // taken by a flip: it.item is the answer
 	}
 	// Not waiting: answered 504 (collect), or taken and counted (await).
 	if it.state.CompareAndSwap(waiting, finished) {
 		c.promised()
+	} else if err == nil && !taken {
+		// Given up (its deadline, or its client left) and written after
+		// all: a record Kafka accepted.
+		s.metrics.records[c.acks].Inc()
 	}
 	c.letItem(it)
 	j.release()
