@@ -33,6 +33,7 @@ type h2conn struct {
 	rst      *http2.RSTStreamFrame // stream 1's RST_STREAM
 	acks     chan [8]byte
 	ended    chan struct{} // stream 1 ended (trailers or RST_STREAM)
+	endOnce  sync.Once
 }
 
 func dialH2(t *testing.T, addr string) *h2conn {
@@ -80,6 +81,10 @@ func (h *h2conn) read() {
 		case *http2.PingFrame:
 			if f.IsAck() {
 				h.acks <- f.Data
+			} else { // the server's (a graceful stop waits for its ack)
+				h.wmu.Lock()
+				h.fr.WritePing(true, f.Data)
+				h.wmu.Unlock()
 			}
 		case *http2.GoAwayFrame:
 			h.mu.Lock()
@@ -89,7 +94,7 @@ func (h *h2conn) read() {
 			h.mu.Lock()
 			h.rst = f
 			h.mu.Unlock()
-			close(h.ended)
+			h.endOnce.Do(func() { close(h.ended) })
 		case *http2.DataFrame:
 			h.mu.Lock()
 			h.data = append(h.data, f.Data()...)
@@ -102,7 +107,7 @@ func (h *h2conn) read() {
 					h.trailers[hf.Name] = hf.Value
 				}
 				h.mu.Unlock()
-				close(h.ended)
+				h.endOnce.Do(func() { close(h.ended) })
 			}
 		}
 	}
