@@ -77,7 +77,7 @@ func (s *Server) newGRPC(tlsCfg *tls.Config) *grpc.Server {
 		// HTTP/2 preface has no call either: closed at idle_timeout_ms,
 		// not grpc-go's 120 s.
 		grpc.ConnectionTimeout(time.Duration(s.cfg.IdleTimeoutMs) * time.Millisecond),
-		grpc.InTapHandle(kafkaHeaderTap),
+		grpc.InTapHandle(callTap),
 		grpc.ChainUnaryInterceptor(s.countUnary),
 		grpc.ChainStreamInterceptor(s.countStream),
 		grpc.ForceServerCodecV2(newWireCodec()),
@@ -102,17 +102,28 @@ func (s *Server) newGRPC(tlsCfg *tls.Config) *grpc.Server {
 }
 
 // kafkaHeaderKey is the context key of a call's x-kafka-header-* metadata
-// key (kafkaHeaderTap).
+// key (callTap).
 type kafkaHeaderKey struct{}
 
-// kafkaHeaderTap notes in a call's context the first x-kafka-header-*
-// key of its metadata, for callExt: read here from the transport's own
-// map, where callExt could only copy the call's metadata to look.
-func kafkaHeaderTap(ctx context.Context, info *tap.Info) (context.Context, error) {
+// cutKey is the context key of a Produce call's cut (callTap).
+type cutKey struct{}
+
+// callTap notes in a call's context the first x-kafka-header-* key of its
+// metadata, for callExt: read here from the transport's own map, where
+// callExt could only copy the call's metadata to look. A Produce call's
+// context gets a cancel, its cut: the message of a call is waited for
+// under it, and shutdown cuts a call whose message has not come
+// (produceHandler).
+func callTap(ctx context.Context, info *tap.Info) (context.Context, error) {
 	for k := range info.Header { // lower-case keys
 		if strings.HasPrefix(k, "x-kafka-header-") {
-			return context.WithValue(ctx, kafkaHeaderKey{}, k), nil
+			ctx = context.WithValue(ctx, kafkaHeaderKey{}, k)
+			break
 		}
+	}
+	if info.FullMethodName == kproxypb.KProxy_Produce_FullMethodName {
+		ctx, cut := context.WithCancel(ctx)
+		return context.WithValue(ctx, cutKey{}, cut), nil
 	}
 	return ctx, nil
 }

@@ -67,9 +67,19 @@ func produceHandler(srv any, ctx context.Context, dec func(any) error, intercept
 	x := s.callExt(ctx)
 	x.echo(ctx)
 	j := getBatchJob()
-	if err := dec(j); err != nil {
-		// Not read (over max_request_size_bytes, or the client left):
-		// the interceptor that counts calls never sees it.
+	// A call open at shutdown whose message has not come is no request
+	// in flight: it does not hold the shutdown. Cut (callTap's cut), its
+	// read ends Canceled, nothing written.
+	stop := func() bool { return false }
+	if cut, ok := ctx.Value(cutKey{}).(context.CancelFunc); ok {
+		stop = context.AfterFunc(s.drainCtx, cut)
+	}
+	err := dec(j)
+	stop()
+	if err != nil {
+		// Not read (over max_request_size_bytes, the client left, or
+		// cut at shutdown): the interceptor that counts calls never
+		// sees it.
 		j.release()
 		s.metrics.grpcRPCs.WithLabelValues(strings.TrimPrefix(kproxypb.KProxy_Produce_FullMethodName, "/"), status.Code(err).String()).Inc()
 		return nil, err

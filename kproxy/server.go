@@ -53,9 +53,12 @@ type Server struct {
 	acks0Out       atomic.Int64 // acks=0 records answered and not yet delivered or lost
 
 	closing atomic.Bool
-	// drain is closed when shutting down: gRPC streams stop taking
-	// requests, health watches end.
-	drain     chan struct{}
+	// drain is closed when shutting down (endDrain): gRPC streams stop
+	// taking requests, health watches end, Produce calls whose message
+	// has not come are cut (drainCtx).
+	drain     <-chan struct{}
+	drainCtx  context.Context
+	endDrain  context.CancelFunc
 	drainOnce sync.Once
 	// grpcReaders are the goroutines receiving the requests of streams;
 	// they end with their stream.
@@ -100,7 +103,9 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, produceTimeout: time.Duration(cfg.ProduceTimeoutMs) * time.Millisecond,
-		ext: newExtFields(cfg), drain: make(chan struct{})}
+		ext: newExtFields(cfg)}
+	s.drainCtx, s.endDrain = context.WithCancel(context.Background())
+	s.drain = s.drainCtx.Done()
 	s.deadlines = newDeadlines(s.produceTimeout)
 	s.purges.log = log
 	s.errLog = sampled{log: log, every: time.Second}
@@ -297,7 +302,7 @@ func (s *Server) Run(ctx context.Context) error {
 	// 4. stop the admin listener last, so /metrics shows the shutdown
 	//    (Close).
 	s.closing.Store(true)
-	s.drainOnce.Do(func() { close(s.drain) })
+	s.drainOnce.Do(s.endDrain)
 	// Connections lingering after a refused request have no request in
 	// flight: they close now (the plain-HTTP answer on the HTTPS port
 	// lingers inside fasthttp's read, which the shutdown would wait for).
@@ -354,7 +359,7 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.closing.Store(true)
-		s.drainOnce.Do(func() { close(s.drain) })
+		s.drainOnce.Do(s.endDrain)
 		if s.grpc != nil {
 			// No gRPC handler runs past here (none after Run's shutdown).
 			s.grpc.Stop()
