@@ -110,10 +110,12 @@ type cutKey struct{}
 
 // callTap notes in a call's context the first x-kafka-header-* key of its
 // metadata, for callExt: read here from the transport's own map, where
-// callExt could only copy the call's metadata to look. A Produce call's
-// context gets a cancel, its cut: the message of a call is waited for
-// under it, and shutdown cuts a call whose message has not come
-// (produceHandler).
+// callExt could only copy the call's metadata to look. A call's context
+// gets a cancel, its cut, which shutdown fires while a Produce call waits
+// for its message (produceHandler), or while another stream runs
+// (countStream), reflection's: they carry no records. ProduceStream and
+// Health/Watch have none: they end themselves at shutdown, answering
+// what they took.
 func callTap(ctx context.Context, info *tap.Info) (context.Context, error) {
 	for k := range info.Header { // lower-case keys
 		if strings.HasPrefix(k, "x-kafka-header-") {
@@ -121,11 +123,12 @@ func callTap(ctx context.Context, info *tap.Info) (context.Context, error) {
 			break
 		}
 	}
-	if info.FullMethodName == kproxypb.KProxy_Produce_FullMethodName {
-		ctx, cut := context.WithCancel(ctx)
-		return context.WithValue(ctx, cutKey{}, cut), nil
+	switch info.FullMethodName {
+	case kproxypb.KProxy_ProduceStream_FullMethodName, grpc_health_v1.Health_Watch_FullMethodName:
+		return ctx, nil
 	}
-	return ctx, nil
+	ctx, cut := context.WithCancel(ctx)
+	return context.WithValue(ctx, cutKey{}, cut), nil
 }
 
 // stopGRPC stops taking calls and waits for those under way, until ctx
@@ -154,6 +157,9 @@ func (s *Server) countUnary(ctx context.Context, req any, info *grpc.UnaryServer
 }
 
 func (s *Server) countStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if cut, ok := ss.Context().Value(cutKey{}).(context.CancelFunc); ok {
+		defer context.AfterFunc(s.drainCtx, cut)() // callTap
+	}
 	err := handler(srv, ss)
 	s.metrics.grpcRPCs.WithLabelValues(strings.TrimPrefix(info.FullMethod, "/"), status.Code(err).String()).Inc()
 	return err
