@@ -326,6 +326,7 @@ func (s *Server) startProduce(acks int, j *batchJob) (*batchCall, batchOutcome) 
 // grace, or ctx) and sums up what became of them.
 func (s *Server) finishProduce(ctx context.Context, c *batchCall) batchOutcome {
 	c.await(ctx)
+	c.cancelled = errors.Is(ctx.Err(), context.Canceled) && c.deadline.Err() == nil
 	return s.outcome(c.collect(), c.acks)
 }
 
@@ -350,7 +351,10 @@ type batchCall struct {
 	spoolAt  context.Context // spool_after_ms from the start; nil: no record may be spooled
 	left     atomic.Int64    // promises still to come
 	done     chan struct{}   // closed by the last promise
-	items    []batchItem
+	// cancelled: the call was cancelled (its client left) before the
+	// records' deadline: what its 504s say (finishProduce).
+	cancelled bool
+	items     []batchItem
 	// held counts the records kgo still holds (answered 504 included:
 	// their promises are yet to come); the last closes settled. Until
 	// then a record answered 504 may still be written: what must come
@@ -607,6 +611,9 @@ func (c *batchCall) collect() []recordResult {
 		case it.state.Load() == waiting && it.state.CompareAndSwap(waiting, abandoned):
 			r = recordResult{status: 504, partition: -1, offset: -1,
 				reason: j.bounded("no answer from kafka within produce_timeout_ms" + mayBeWritten)}
+			if c.cancelled {
+				r.reason = "the call was cancelled (its client left) before kafka answered" + mayBeWritten
+			}
 		case it.item != nil:
 			<-it.item.done
 			r = recordResult{status: 202, partition: -1, offset: -1}
