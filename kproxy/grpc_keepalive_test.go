@@ -28,8 +28,8 @@ type h2conn struct {
 	mu       sync.Mutex
 	goAway   *http2.GoAwayFrame
 	readErr  error
-	data     []byte            // stream 1's DATA
-	trailers map[string]string // stream 1's last HEADERS with END_STREAM
+	data     []byte                // stream 1's DATA
+	trailers map[string]string     // stream 1's last HEADERS with END_STREAM
 	rst      *http2.RSTStreamFrame // stream 1's RST_STREAM
 	acks     chan [8]byte
 	ended    chan struct{} // stream 1 ended (trailers or RST_STREAM)
