@@ -93,12 +93,18 @@ func (s *Server) produced(p *pending, err error, trace sendTrace) {
 		return
 	}
 	p.err, p.trace = err, trace
+	taken := false
 	if p.gate != nil {
-		s.spool.settle(&p.gateRec) // taken by a flip: p.item is the answer
+		taken = s.spool.settle(&p.gateRec) // taken by a flip: p.item is the answer
 	}
 	if p.state.CompareAndSwap(waiting, finished) {
 		p.done <- struct{}{}
 		return
+	}
+	if err == nil && !taken {
+		// Answered 504 at its deadline and accepted afterwards: the
+		// acks=-1 client lets a produce request it sent finish.
+		s.metrics.records[p.acks].Inc()
 	}
 	p.release() // the handler answered 504 and left
 }
