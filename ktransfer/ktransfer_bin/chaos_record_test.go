@@ -785,6 +785,7 @@ func (w *zkWatch) pollsAfter() {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	w.h.logf("zookeeper watcher: no two polls finished within 5 s (state %v): what it saw may be older", w.conn.State())
 }
 
 // sessionTimeout is the negotiated session timeout, or the one asked for
