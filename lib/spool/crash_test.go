@@ -34,6 +34,8 @@ func TestMain(m *testing.M) {
 		childFileSizeLimit(dir)
 	case "fsize-roll":
 		childFullRoll(dir)
+	case "fullfs":
+		childFullFS(dir)
 	default:
 		fmt.Fprintf(os.Stderr, "%s=%s: unknown child\n", childEnv, mode)
 		os.Exit(2)
@@ -83,10 +85,14 @@ func childAppend(dir string) {
 
 // startChild runs the test binary as child mode on dir and returns it with
 // its standard output; it is killed and reaped at cleanup if still running.
-func startChild(t *testing.T, mode, dir string) (*exec.Cmd, *bufio.Scanner, *strings.Builder) {
+// opts adjust the command before it starts.
+func startChild(t *testing.T, mode, dir string, opts ...func(*exec.Cmd)) (*exec.Cmd, *bufio.Scanner, *strings.Builder) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), childEnv+"="+mode, childDirEnv+"="+dir)
+	for _, o := range opts {
+		o(cmd)
+	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()

@@ -1,0 +1,125 @@
+package spool_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/spool"
+)
+
+// inOwnMountNS runs a child in a user and mount namespace of its own
+// (root in it, whoever runs the test): it may mount a small file system
+// that only it sees.
+func inOwnMountNS(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+	}
+}
+
+// childFullFS mounts a 256 KiB tmpfs on dir (in its own mount namespace),
+// opens a new spool there and appends 1000-byte records until the file
+// system is full. It then reads and acks every record (Kafka took them
+// all), appends a record of the same size until that works again (the
+// acked segments give their space back) or 5 s pass, closes the spool and opens it again. It
+// prints "full APPENDED ENOSPC-or-not", "after ERROR-OR-nil" and
+// "replayed N".
+func childFullFS(dir string) {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		childFail("make mounts private: %v", err)
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=256k"); err != nil {
+		childFail("mount tmpfs: %v", err)
+	}
+	sdir := filepath.Join(dir, "spool")
+	s, err := spool.Open(spool.Options{Dir: sdir})
+	if err != nil {
+		childFail("open: %v", err)
+	}
+	value := strings.Repeat("v", 1000)
+	n := 0
+	for ; n < 10000; n++ {
+		if _, err = s.Append([]spool.Record{rec("t", fmt.Sprintf("%04d%s", n, value))}); err != nil {
+			break
+		}
+	}
+	fmt.Printf("full %d %v\n", n, errors.Is(err, syscall.ENOSPC))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for read := 0; read < n; {
+		es, err := s.Read(ctx, n-read)
+		if err != nil {
+			childFail("read after %d of %d: %v", read, n, err)
+		}
+		for _, e := range es {
+			s.Ack(e.Seq)
+		}
+		read += len(es)
+	}
+	// As kproxy's drain, wait for more: that closes the segment file read
+	// last, whose space is not given back while it is open.
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Millisecond)
+	defer wcancel()
+	if es, err := s.Read(wctx, 1); !errors.Is(err, context.DeadlineExceeded) {
+		childFail("read past the end: %d entries, %v", len(es), err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		// As large as the record the full file system refused.
+		_, err = s.Append([]spool.Record{rec("t", "after"+value)})
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // polling: the space comes back at a collect
+	}
+	fmt.Printf("after %v\n", err)
+	if err := s.Close(); err != nil {
+		childFail("close: %v", err)
+	}
+	if s, err = spool.Open(spool.Options{Dir: sdir}); err != nil {
+		childFail("open again: %v", err)
+	}
+	fmt.Printf("replayed %d\n", s.Stats().Replayed)
+	_ = s.Close()
+}
+
+// A new spool fills its file system (ENOSPC), then Kafka takes every
+// record: the acked segments are removed, so that the spool takes records
+// again, and a restart replays none of the acked ones. The watermark's
+// first write must not need a block of a full disk.
+func TestFullFileSystemGivesSpaceBackOnceAcked(t *testing.T) {
+	dir := t.TempDir()
+	cmd, out, stderr := startChild(t, "fullfs", dir, inOwnMountNS)
+	var lines []string
+	for out.Scan() {
+		lines = append(lines, out.Text())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("child: %v; stderr %q", err, stderr)
+	}
+	if len(lines) != 3 {
+		t.Fatalf("child: %q", lines)
+	}
+	var full int
+	var enospc bool
+	if _, err := fmt.Sscanf(lines[0], "full %d %t", &full, &enospc); err != nil || !enospc || full < 50 {
+		t.Fatalf("child: %q, want ENOSPC after 50 appends at least", lines[0])
+	}
+	if lines[1] != "after <nil>" {
+		t.Fatalf("child: %q after acking all %d records: the spool kept the full file system's space", lines[1], full)
+	}
+	if lines[2] != "replayed 1" {
+		t.Fatalf("child: %q, want only the record appended after (%d acked records replayed: duplicates)", lines[2], full)
+	}
+}
