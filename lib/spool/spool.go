@@ -289,7 +289,7 @@ func lockDir(dir string) (*os.File, error) {
 
 // replay reads the watermark and scans every segment.
 func (s *Spool) replay() error {
-	acked, next, err := s.openMeta()
+	acked, next, whole, err := s.openMeta()
 	if err != nil {
 		return err
 	}
@@ -340,6 +340,15 @@ func (s *Spool) replay() error {
 	s.replayed = s.records
 	s.rseq = acked
 	s.savedAcked = acked
+	if !whole {
+		// Written now, while there is room: later writes of the
+		// watermark overwrite its bytes and need no new block. Its first
+		// write on a disk the segments filled would fail, and no acked
+		// segment could be removed to give the space back.
+		if err := s.writeMeta(acked, s.next); err != nil {
+			return err
+		}
+	}
 	for _, g := range drop {
 		if err := os.Remove(g.path); err != nil {
 			return fmt.Errorf("spool: remove acked segment: %w", err)
@@ -372,23 +381,24 @@ func (s *Spool) lostEmpty(g *segment, after, acked uint64) {
 
 // openMeta opens the watermark file, creating it when missing. An
 // unreadable one is logged and read as 0, 0: every entry is replayed.
-func (s *Spool) openMeta() (acked, next uint64, err error) {
+// whole: the file holds a watermark (not new, not unreadable).
+func (s *Spool) openMeta() (acked, next uint64, whole bool, err error) {
 	path := filepath.Join(s.dir, metaName)
 	if s.meta, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644); err != nil {
-		return 0, 0, fmt.Errorf("spool: %w", err)
+		return 0, 0, false, fmt.Errorf("spool: %w", err)
 	}
 	var b [metaLen]byte
 	n, err := s.meta.ReadAt(b[:], 0)
 	switch {
 	case n == 0 && err == io.EOF:
-		return 0, 0, nil
+		return 0, 0, false, nil
 	case n == metaLen && crc32.Checksum(b[:16], castagnoli) == binary.LittleEndian.Uint32(b[16:]):
-		return binary.LittleEndian.Uint64(b[:]), binary.LittleEndian.Uint64(b[8:]), nil
+		return binary.LittleEndian.Uint64(b[:]), binary.LittleEndian.Uint64(b[8:]), true, nil
 	case err != nil && err != io.EOF:
-		return 0, 0, fmt.Errorf("spool: read %s: %w", path, err)
+		return 0, 0, false, fmt.Errorf("spool: read %s: %w", path, err)
 	}
 	s.log.Warn("spool watermark unreadable, replaying every entry", "file", path, "bytes", n)
-	return 0, 0, nil
+	return 0, 0, false, nil
 }
 
 func (s *Spool) writeMeta(acked, next uint64) error {
