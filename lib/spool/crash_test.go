@@ -36,6 +36,8 @@ func TestMain(m *testing.M) {
 		childFullRoll(dir)
 	case "fullfs":
 		childFullFS(dir)
+	case "rmrefused":
+		childRemoveRefused(dir)
 	default:
 		fmt.Fprintf(os.Stderr, "%s=%s: unknown child\n", childEnv, mode)
 		os.Exit(2)

@@ -123,3 +123,87 @@ func TestFullFileSystemGivesSpaceBackOnceAcked(t *testing.T) {
 		t.Fatalf("child: %q, want only the record appended after (%d acked records replayed: duplicates)", lines[2], full)
 	}
 }
+
+// asOwnerWithoutPrivilege runs a child in a user namespace of its own as
+// an ordinary user owning the test's files (no CAP_DAC_OVERRIDE, whoever
+// runs the test): a directory it makes read-only refuses it.
+func asOwnerWithoutPrivilege(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 1000, HostID: os.Getuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 1000, HostID: os.Getgid(), Size: 1}},
+	}
+}
+
+// childRemoveRefused fills three segments, makes the spool's directory
+// read-only, acks the first segment's entries and waits until the spool
+// logged that it could not remove it, makes the directory writable again
+// and waits up to 3 s for the segment to go. It prints "segments N" (the
+// segment files then) and "bytes N" (Stats.Bytes).
+func childRemoveRefused(dir string) {
+	var log logBuffer
+	s, err := spool.Open(spool.Options{Dir: dir, SegmentBytes: 4 << 10, Log: log.logger()})
+	if err != nil {
+		childFail("open: %v", err)
+	}
+	value := strings.Repeat("v", 600)
+	for i := range 8 { // 3 entries a segment
+		if _, err := s.Append([]spool.Record{rec("t", fmt.Sprintf("%d%s", i, value))}); err != nil {
+			childFail("append: %v", err)
+		}
+	}
+	if n := len(segmentsIn(dir)); n != 3 {
+		childFail("%d segments, want 3", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	es, err := s.Read(ctx, 3)
+	if err != nil || len(es) != 3 {
+		childFail("read: %d entries, %v", len(es), err)
+	}
+	if err := os.Chmod(dir, 0o555); err != nil {
+		childFail("chmod: %v", err)
+	}
+	for _, e := range es {
+		s.Ack(e.Seq)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(log.String(), "remove acked segment") {
+		if time.Now().After(deadline) {
+			childFail("no failed removal logged: %s", log.String())
+		}
+		time.Sleep(10 * time.Millisecond) // polling the log
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		childFail("chmod: %v", err)
+	}
+	deadline = time.Now().Add(3 * time.Second)
+	for len(segmentsIn(dir)) > 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // polling: the spool retries by itself
+	}
+	fmt.Printf("segments %d\n", len(segmentsIn(dir)))
+	fmt.Printf("bytes %d\n", s.Stats().Bytes)
+	_ = s.Close()
+}
+
+// A segment whose entries are all acked is removed even when the spool's
+// directory refused it for a while (its permissions changed, then changed
+// back): its disk space is given back while kproxy runs, not only at the
+// next start, uncounted meanwhile in Stats.Bytes (and spool_max_bytes).
+func TestAckedSegmentRemovedOnceDirectoryWritableAgain(t *testing.T) {
+	dir := t.TempDir()
+	cmd, out, stderr := startChild(t, "rmrefused", dir, asOwnerWithoutPrivilege)
+	var lines []string
+	for out.Scan() {
+		lines = append(lines, out.Text())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("child: %v; stderr %q", err, stderr)
+	}
+	if len(lines) != 2 || !strings.HasPrefix(lines[1], "bytes ") {
+		t.Fatalf("child: %q", lines)
+	}
+	if lines[0] != "segments 2" {
+		t.Fatalf("child: %q (%s) 3 s after the directory was writable again, want 2: the acked segment stays on disk until a restart", lines[0], lines[1])
+	}
+}
