@@ -167,6 +167,7 @@ type Spool struct {
 	zeros      []byte
 	savedAcked uint64
 	closeErr   error
+	unremoved  []string // files of acked segments whose removal failed: removeLeft
 
 	wake chan struct{} // queue or collect set (capacity 1)
 	quit chan struct{} // closed by Close
@@ -609,6 +610,7 @@ func (s *Spool) loop() {
 		s.commit(reqs)
 		if ticked || quit {
 			s.persist()
+			s.removeLeft()
 		}
 		if quit {
 			// Close: Append refuses new records since closed was set, and
@@ -946,12 +948,35 @@ func (s *Spool) removeAcked() {
 			s.closeActive()
 		}
 		if err := os.Remove(g.path); err != nil {
-			s.log.Warn("spool: remove acked segment", "file", g.path, "err", err)
+			s.log.Warn("spool: remove acked segment; retried every 100 ms", "file", g.path, "err", err)
+			s.unremoved = append(s.unremoved, g.path)
 		}
 	}
 	if err := syncDir(s.dir); err != nil {
 		s.log.Warn("spool: remove acked segments", "err", err)
 	}
+}
+
+// removeLeft removes again the files of acked segments whose removal
+// failed (the directory refused it): their space is given back once it
+// can be, not at the next start.
+func (s *Spool) removeLeft() {
+	if len(s.unremoved) == 0 {
+		return
+	}
+	left := s.unremoved[:0]
+	for _, path := range s.unremoved {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			left = append(left, path)
+		}
+	}
+	if len(left) < len(s.unremoved) {
+		if err := syncDir(s.dir); err != nil {
+			s.log.Warn("spool: remove acked segments", "err", err)
+		}
+	}
+	clear(s.unremoved[len(left):])
+	s.unremoved = left
 }
 
 // persist writes the watermark when it moved.
