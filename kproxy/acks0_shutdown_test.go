@@ -165,7 +165,7 @@ func TestShutdownAcks0LossLineWrittenBeforeExit(t *testing.T) {
 	for i := range n {
 		decode(t, p.post(t, "topic="+topic+"&acks=0", unique(t, fmt.Sprintf("early-%d", i))))
 	}
-	waitFor(t, "the first acks=0 records lost", func() bool { return acks0GivenUp(t, p) == n })
+	waitFor(t, "the first acks=0 records lost", func() bool { return p.metric(t, "kproxy_acks0_lost_records_total") == strconv.Itoa(n) })
 	waitFor(t, "the first loss line written", func() bool { return acks0LossesLogged(logs.String()) >= 1 })
 	first := time.Now()
 	// The lines are sampled one a second: the next loss logs a line of its

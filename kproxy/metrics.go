@@ -17,8 +17,7 @@ type metrics struct {
 	records       [3]prometheus.Counter // by acks level
 	bodies        [2]prometheus.Counter // by format: formatMsgpack, formatJSON
 	batchRecords  prometheus.Histogram
-	acks0Lost     prometheus.Counter // given up, surely not written
-	acks0Unsure   prometheus.Counter // given up, may have been written
+	acks0Lost     prometheus.Counter
 
 	// /batch
 	batches       *prometheus.CounterVec // answers by status
@@ -75,10 +74,6 @@ func newMetrics(reg *prometheus.Registry, inFlight *atomic.Int64) *metrics {
 	m.acks0Lost = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "kproxy_acks0_lost_records_total",
 		Help: "acks=0 records answered 200 that could not be delivered within produce_timeout_ms.",
-	})
-	m.acks0Unsure = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "kproxy_acks0_maybe_written_records_total",
-		Help: "acks=0 records answered 200 and given up at produce_timeout_ms while a request that may carry them was out: they may be in Kafka.",
 	})
 	records := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kproxy_records_total", Help: "Records Kafka accepted, by acks level.",
@@ -145,7 +140,7 @@ func newMetrics(reg *prometheus.Registry, inFlight *atomic.Int64) *metrics {
 		Name: "kproxy_grpc_streams_open", Help: "ProduceStream streams open.",
 	})
 	reg.MustRegister(grpcRequests, grpcDuration, m.grpcRPCs, m.grpcStreams)
-	reg.MustRegister(m.requests, m.duration, m.produceErrors, records, bodies, m.batchRecords, m.acks0Lost, m.acks0Unsure,
+	reg.MustRegister(m.requests, m.duration, m.produceErrors, records, bodies, m.batchRecords, m.acks0Lost,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "kproxy_requests_in_flight", Help: "/commit requests and /batch records being processed.",
 		}, func() float64 { return float64(inFlight.Load()) }),

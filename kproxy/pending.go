@@ -141,10 +141,10 @@ func (s *Server) refusedTopic(cl *kgo.Client, topic string, err error) {
 	}
 }
 
-// acks0Done counts an acks=0 record, answered already, as written, lost or
-// perhaps written, and gives back its place among the acks=0 records being
-// delivered: last, once a loss is logged, since Close waits for that place
-// to log what the sampled lines hold back and lets the process end.
+// acks0Done counts an acks=0 record, answered already, as written or lost,
+// and gives back its place among the acks=0 records being delivered: last,
+// once a loss is logged, since Close waits for that place to log what the
+// sampled lines hold back and lets the process end.
 func (s *Server) acks0Done(r *kgo.Record, err error, trace sendTrace) {
 	defer s.acks0Out.Add(-1)
 	if err != nil {
@@ -158,13 +158,7 @@ func (s *Server) acks0Done(r *kgo.Record, err error, trace sendTrace) {
 			s.check.forget(r.Topic)
 		}
 		code, _ := produceStatus(err, trace)
-		if code == 504 {
-			// A request that may carry it was out, or lost its answer:
-			// it may be in Kafka (a 504 at acks 1 and -1), not lost.
-			s.metrics.acks0Unsure.Inc()
-		} else {
-			s.metrics.acks0Lost.Inc()
-		}
+		s.metrics.acks0Lost.Inc()
 		s.acks0Log.warn("acks=0 record answered 200 and not delivered", "topic", r.Topic,
 			"partition", r.Partition, "may_be_written", code == 504, "err", err)
 		return
