@@ -345,9 +345,11 @@ func (s *Spool) replay() error {
 		// Written now, while there is room: later writes of the
 		// watermark overwrite its bytes and need no new block. Its first
 		// write on a disk the segments filled would fail, and no acked
-		// segment could be removed to give the space back.
+		// segment could be removed to give the space back. A disk full
+		// already does not stop the start (kproxy serves Kafka directly
+		// meanwhile): the write is tried again with the first ack.
 		if err := s.writeMeta(acked, s.next); err != nil {
-			return err
+			s.log.Warn("spool: watermark not written at start; written with the first ack", "file", filepath.Join(s.dir, metaName), "err", err)
 		}
 	}
 	for _, g := range drop {
