@@ -122,3 +122,112 @@ func TestOversizedBodyToOtherPathsIsNotCountedAsRequest(t *testing.T) {
 		t.Errorf("after /commit and /batch over the limit: %s %s, want 2", counted, n)
 	}
 }
+
+// A request kproxy refuses from its line and headers alone — no or wrong
+// credentials (401), a topic not allowed (403), no topic or a bad acks
+// (400), an unknown topic (404) on /commit; bad parameters or credentials
+// on /batch — is refused the same way when its client sends "Expect:
+// 100-continue": the first answer is the refusal, with the status, reason
+// and headers it gets without the header, not "100 Continue" inviting a
+// body that is then refused. Refusals are counted in
+// kproxy_requests_total as without the header; nothing is written; a
+// request that passes still gets 100, then 200.
+func TestExpectContinueRefusedBeforeTheBody(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "orders", Partitions: 1}, {Name: "secret", Partitions: 1}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) {
+		cfg.AutoCreateTopics = false
+		cfg.Clients = []kproxy.Client{{Name: "shop", Secret: "shop-pass", Topics: []string{"orders", "nope"}}}
+	})
+	addr := strings.TrimPrefix(p.url, "http://")
+	const auth = "Authorization: Basic c2hvcDpzaG9wLXBhc3M=\r\n"  // shop:shop-pass
+	const wrongAuth = "Authorization: Basic c2hvcDp3cm9uZw==\r\n" // shop:wrong
+	value := []byte{0x01}
+	batch := []byte(`[{"value":1}]`)
+	// send writes the request's head, and its body unless expect; it
+	// returns the first answer.
+	send := func(path, headers string, body []byte, expect bool) (*http.Response, string, net.Conn, *bufio.Reader) {
+		t.Helper()
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		head := "POST " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nX-Request-ID: r-1\r\n" + headers +
+			"Content-Length: " + strconv.Itoa(len(body)) + "\r\n"
+		if expect {
+			head += "Expect: 100-continue\r\n\r\n"
+		} else {
+			head += "\r\n" + string(body)
+		}
+		if _, err := io.WriteString(conn, head); err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("POST %s: no answer: %v", path, err)
+		}
+		answer, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(answer), conn, br
+	}
+	for _, tc := range []struct {
+		name, path, headers string
+		body                []byte
+		want                int
+	}{
+		{"no credentials", "/commit?topic=orders", "", value, 401},
+		{"wrong credentials", "/commit?topic=orders", wrongAuth, value, 401},
+		{"topic not allowed", "/commit?topic=secret", auth, value, 403},
+		{"internal topic", "/commit?topic=__consumer_offsets", auth, value, 403},
+		{"no topic", "/commit", auth, value, 400},
+		{"bad topic name", "/commit?topic=a%20b", auth, value, 400},
+		{"bad acks", "/commit?topic=orders&acks=2", auth, value, 400},
+		{"topic twice", "/commit?topic=orders&topic=orders", auth, value, 400},
+		{"unknown topic", "/commit?topic=nope", auth, value, 404},
+		{"batch, no credentials", "/batch?topic=orders", "", batch, 401},
+		{"batch, bad acks", "/batch?topic=orders&acks=2", auth, batch, 400},
+		{"batch, atomic without acks=-1", "/batch?topic=orders&atomic=1", auth, batch, 400},
+		{"batch, unknown parameter", "/batch?topic=orders&atomik=1", auth, batch, 400},
+	} {
+		plain, plainBody, _, _ := send(tc.path, tc.headers, tc.body, false)
+		if plain.StatusCode != tc.want {
+			t.Fatalf("%s, without Expect: %d %q, want %d", tc.name, plain.StatusCode, plainBody, tc.want)
+		}
+		first, firstBody, _, _ := send(tc.path, tc.headers, tc.body, true)
+		if first.StatusCode != plain.StatusCode || firstBody != plainBody {
+			t.Errorf("%s, with Expect: 100-continue: first answer %d %q, want %d %q before the body is sent",
+				tc.name, first.StatusCode, firstBody, plain.StatusCode, plainBody)
+			continue
+		}
+		for _, h := range []string{"WWW-Authenticate", "X-Request-ID", "Content-Type"} {
+			if first.Header.Get(h) != plain.Header.Get(h) {
+				t.Errorf("%s, with Expect: %s %q, want %q as without", tc.name, h, first.Header.Get(h), plain.Header.Get(h))
+			}
+		}
+	}
+	for code, want := range map[string]string{"401": "6", "403": "4", "400": "14", "404": "2"} {
+		if n := p.metric(t, `kproxy_requests_total{code="`+code+`"}`); n != want {
+			t.Errorf(`kproxy_requests_total{code="%s"} %s, want %s: refusals with Expect counted as without`, code, n, want)
+		}
+	}
+
+	// Allowed: 100, then the body, then 200.
+	first, _, conn, br := send("/commit?topic=orders", auth, value, true)
+	if first.StatusCode != 100 {
+		t.Fatalf("allowed request: first answer %d, want 100 Continue", first.StatusCode)
+	}
+	conn.Write(value)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("allowed request, after the body: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("allowed request: %d, want 200", resp.StatusCode)
+	}
+	if n := endOffsets(t, c, "orders") + endOffsets(t, c, "secret"); n != 1 {
+		t.Errorf("%d records written, want the one answered 200", n)
+	}
+}
