@@ -54,34 +54,44 @@ func (s *Server) forgedExtField(recs []batchRecord) *batchError {
 	return nil
 }
 
-// batch answers POST /batch?acks=N[&topic=T][&atomic=1]: it reads the
-// request into records and hands them to the core (batch.go). Every
-// answer is JSON.
-func (s *Server) batch(ctx *fasthttp.RequestCtx) int {
+// batchHead is what a /batch request asks for in its line and headers.
+type batchHead struct {
+	acks    int
+	atomic  bool
+	noSpool bool
+	topic   []byte // the topic parameter: the records' default
+	rule    *clientRule
+}
+
+// checkBatchHead checks what /batch reads from a request's line and
+// headers, before its body: the method, the parameters and the client's
+// credentials. A request refused is answered (code); else h is what it
+// asks for.
+func (s *Server) checkBatchHead(ctx *fasthttp.RequestCtx) (h batchHead, code int) {
 	if !ctx.IsPost() {
 		ctx.Response.Header.Set("Allow", "POST")
-		return batchFail(ctx, refuse(fasthttp.StatusMethodNotAllowed, -1, "use POST"))
+		return h, batchFail(ctx, refuse(fasthttp.StatusMethodNotAllowed, -1, "use POST"))
 	}
 	args := ctx.QueryArgs()
 	if args.Len() > 1 {
 		if name := repeatedParam(args); name != "" {
-			return batchFail(ctx, refuse(400, -1, name+" given more than once"))
+			return h, batchFail(ctx, refuse(400, -1, name+" given more than once"))
 		}
 	}
 	if args.Has("key") {
-		return batchFail(ctx, refuse(400, -1, "no key parameter in /batch: each record carries its own key"))
+		return h, batchFail(ctx, refuse(400, -1, "no key parameter in /batch: each record carries its own key"))
 	}
 	for k := range args.All() {
 		// A misspelled atomic would write a batch that can end half
 		// written: every parameter must be known.
 		if n := string(k); n != "acks" && n != "topic" && n != "atomic" && n != "spool" {
-			return batchFail(ctx, refuse(400, -1, "unknown parameter "+strconv.Quote(n)+" (known: acks, topic, atomic, spool)"))
+			return h, batchFail(ctx, refuse(400, -1, "unknown parameter "+strconv.Quote(n)+" (known: acks, topic, atomic, spool)"))
 		}
 	}
 	acksB := args.Peek("acks")
 	acks, ok := acksIndex(acksB)
 	if !ok || (len(acksB) == 0 && args.Has("acks")) {
-		return batchFail(ctx, refuse(400, -1, "acks must be 0, 1 or -1"))
+		return h, batchFail(ctx, refuse(400, -1, "acks must be 0, 1 or -1"))
 	}
 	var atomic bool
 	switch a := args.Peek("atomic"); string(a) {
@@ -90,37 +100,49 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx) int {
 	case "0", "false":
 	default:
 		if len(a) > 0 || args.Has("atomic") {
-			return batchFail(ctx, refuse(400, -1, "atomic must be 1 or 0"))
+			return h, batchFail(ctx, refuse(400, -1, "atomic must be 1 or 0"))
 		}
 	}
 	if atomic && acks != 2 {
-		return batchFail(ctx, refuse(400, -1, "atomic=1 needs acks=-1 (a Kafka transaction is written to every in-sync replica)"))
+		return h, batchFail(ctx, refuse(400, -1, "atomic=1 needs acks=-1 (a Kafka transaction is written to every in-sync replica)"))
 	}
 	noSpool, reason := spoolParam(args)
 	if reason != "" {
-		return batchFail(ctx, refuse(400, -1, reason))
+		return h, batchFail(ctx, refuse(400, -1, reason))
 	}
 	if atomic && s.txns == nil {
-		return batchFail(ctx, refuse(400, -1, "atomic batches are off (transactional_producers: 0)"))
+		return h, batchFail(ctx, refuse(400, -1, "atomic batches are off (transactional_producers: 0)"))
 	}
 	topic := args.Peek("topic")
 	if len(topic) > 0 {
 		if reason := checkTopicName(topic); reason != "" {
-			return batchFail(ctx, refuse(400, -1, reason))
+			return h, batchFail(ctx, refuse(400, -1, reason))
 		}
 	}
 	for k := range ctx.Request.Header.All() {
 		// Asked for a record header that /batch would not write: each
 		// record carries its own.
 		if _, ok := kafkaHeaderName(k); ok {
-			return batchFail(ctx, refuse(400, -1, kafkaHeaderPrefix+"* headers are for /commit; a /batch record carries its own (\"headers\")"))
+			return h, batchFail(ctx, refuse(400, -1, kafkaHeaderPrefix+"* headers are for /commit; a /batch record carries its own (\"headers\")"))
 		}
 	}
 	rule, v := s.access.authenticate(ctx.Request.Header.Peek("Authorization"))
 	if v.code != 0 {
 		ctx.Response.Header.Set("WWW-Authenticate", `Basic realm="kproxy"`)
-		return batchFail(ctx, refuse(v.code, -1, v.reason))
+		return h, batchFail(ctx, refuse(v.code, -1, v.reason))
 	}
+	return batchHead{acks: acks, atomic: atomic, noSpool: noSpool, topic: topic, rule: rule}, 0
+}
+
+// batch answers POST /batch?acks=N[&topic=T][&atomic=1]: it reads the
+// request into records and hands them to the core (batch.go). Every
+// answer is JSON.
+func (s *Server) batch(ctx *fasthttp.RequestCtx) int {
+	h, code := s.checkBatchHead(ctx)
+	if code != 0 {
+		return code
+	}
+	acks, atomic, noSpool, topic, rule := h.acks, h.atomic, h.noSpool, h.topic, h.rule
 	body := ctx.PostBody()
 	if len(body) == 0 {
 		return batchFail(ctx, refuse(400, -1, "empty body; send an array of records"))

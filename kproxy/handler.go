@@ -47,27 +47,35 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 }
 
-// commit writes the request's body to Kafka and answers with the status.
-func (s *Server) commit(ctx *fasthttp.RequestCtx) (code int) {
-	// The record's deadline runs from the request's arrival: the topic's
-	// look-up (a topic named for the first time) is part of it.
-	dl := s.deadlines.at(ctx.Time())
+// commitHead is what a /commit request asks for in its line and headers.
+type commitHead struct {
+	topic   []byte
+	rule    *clientRule // the client (access.authenticate); nil: no clients configured
+	acks    int
+	noSpool bool
+}
+
+// checkCommitHead checks what /commit reads from a request's line and
+// headers, before its body: the method, the parameters, the client's
+// credentials, the topic's name and whether the client may write to it.
+// A request refused is answered (code); else h is what it asks for.
+func (s *Server) checkCommitHead(ctx *fasthttp.RequestCtx) (h commitHead, code int) {
 	if !ctx.IsPost() {
 		ctx.Response.Header.Set("Allow", "POST")
-		return fail(ctx, fasthttp.StatusMethodNotAllowed, "use POST")
+		return h, fail(ctx, fasthttp.StatusMethodNotAllowed, "use POST")
 	}
 	args := ctx.QueryArgs()
 	if args.Len() > 1 {
 		if name := repeatedParam(args); name != "" {
-			return fail(ctx, fasthttp.StatusBadRequest, name+" given more than once")
+			return h, fail(ctx, fasthttp.StatusBadRequest, name+" given more than once")
 		}
 	}
 	topicB := args.Peek("topic")
 	if len(topicB) == 0 {
-		return fail(ctx, fasthttp.StatusBadRequest, "missing topic parameter")
+		return h, fail(ctx, fasthttp.StatusBadRequest, "missing topic parameter")
 	}
 	if reason := checkTopicName(topicB); reason != "" {
-		return fail(ctx, fasthttp.StatusBadRequest, reason)
+		return h, fail(ctx, fasthttp.StatusBadRequest, reason)
 	}
 	// Credentials first (401), as /batch and gRPC check them: then the
 	// topic (403).
@@ -82,21 +90,39 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx) (code int) {
 			if v.code == fasthttp.StatusUnauthorized {
 				ctx.Response.Header.Set("WWW-Authenticate", `Basic realm="kproxy"`)
 			}
-			return fail(ctx, v.code, v.reason)
+			return h, fail(ctx, v.code, v.reason)
 		}
 	}
 	if internal {
-		return fail(ctx, fasthttp.StatusForbidden, "kafka-internal topics (starting with __) are not writable")
+		return h, fail(ctx, fasthttp.StatusForbidden, "kafka-internal topics (starting with __) are not writable")
 	}
 	acksB := args.Peek("acks")
 	acks, ok := acksIndex(acksB)
 	if !ok || (len(acksB) == 0 && args.Has("acks")) { // "acks=" says something, but not which
-		return fail(ctx, fasthttp.StatusBadRequest, "acks must be 0, 1 or -1")
+		return h, fail(ctx, fasthttp.StatusBadRequest, "acks must be 0, 1 or -1")
 	}
 	noSpool, reason := spoolParam(args)
 	if reason != "" {
-		return fail(ctx, fasthttp.StatusBadRequest, reason)
+		return h, fail(ctx, fasthttp.StatusBadRequest, reason)
 	}
+	return commitHead{topic: topicB, rule: rule, acks: acks, noSpool: noSpool}, 0
+}
+
+// commit writes the request's body to Kafka and answers with the status.
+func (s *Server) commit(ctx *fasthttp.RequestCtx) (code int) {
+	// The record's deadline runs from the request's arrival: the topic's
+	// look-up (a topic named for the first time) is part of it.
+	dl := s.deadlines.at(ctx.Time())
+	if ctx.Request.MayContinue() {
+		if d, ok := ctx.UserValue(expectDeadline{}).(context.Context); ok {
+			dl = d // from its headers' arrival: the topic was looked up then (expectCommit)
+		}
+	}
+	h, code := s.checkCommitHead(ctx)
+	if code != 0 {
+		return code
+	}
+	args, topicB, rule, acks, noSpool := ctx.QueryArgs(), h.topic, h.rule, h.acks, h.noSpool
 	body := ctx.PostBody()
 	if code := s.checkBody(ctx, body); code != 0 {
 		return code

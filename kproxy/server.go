@@ -191,18 +191,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		WriteTimeout:       time.Duration(cfg.WriteTimeoutMs) * time.Millisecond,
 		IdleTimeout:        time.Duration(cfg.IdleTimeoutMs) * time.Millisecond,
 		MaxRequestBodySize: cfg.MaxRequestSizeBytes,
-		// A body over max_request_size_bytes announced with "Expect:
-		// 100-continue" is refused from its Content-Length at once, 413 as
-		// without the header, instead of a 100 inviting the client to send
-		// what is then refused (RFC 9110 10.1.1). fasthttp writes the
-		// response requestError prepared, with the status returned here.
-		ExpectHandler: func(ctx *fasthttp.RequestCtx) int {
-			if ctx.Request.Header.ContentLength() > cfg.MaxRequestSizeBytes {
-				s.requestError(ctx, fasthttp.ErrBodyTooLarge) // the connection lingers: the client may be sending
-				return fasthttp.StatusRequestEntityTooLarge
-			}
-			return fasthttp.StatusContinue
-		},
+		ExpectHandler:      s.expect,
 		// A body is msgpack unless typed application/json, whatever else
 		// its type says: never read as a multipart form (which fasthttp
 		// would refuse, or give back encoded anew).
@@ -223,6 +212,78 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		s.grpc = s.newGRPC(tlsCfg)
 	}
 	return s, nil
+}
+
+// expect answers a request's "Expect: 100-continue" (fasthttp's
+// ExpectHandler). A request refused from its line and headers alone — a
+// body over max_request_size_bytes from its Content-Length (413), or what
+// /commit and /batch check before the body: method, parameters,
+// credentials, a topic not allowed or, for /commit, unknown — gets that
+// answer now, as without the header, instead of a 100 inviting the client
+// to send what is then refused (RFC 9110 10.1.1). fasthttp writes the
+// response prepared here with the status returned, then closes the
+// connection, which lingers: the client may be sending. StatusContinue
+// lets the body come.
+func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
+	if ctx.Request.Header.ContentLength() > s.cfg.MaxRequestSizeBytes {
+		s.requestError(ctx, fasthttp.ErrBodyTooLarge)
+		return fasthttp.StatusRequestEntityTooLarge
+	}
+	start := time.Now()
+	var code int
+	switch string(ctx.Path()) {
+	case "/commit":
+		if code = s.expectCommit(ctx); code != 0 {
+			s.requestID(ctx)
+			s.metrics.observe(code, start)
+		}
+	case "/batch":
+		if _, code = s.checkBatchHead(ctx); code != 0 {
+			s.requestID(ctx)
+			s.metrics.observeBatch(code, start)
+		}
+	}
+	if code == 0 {
+		return fasthttp.StatusContinue
+	}
+	lingerOnClose(ctx.Conn())
+	return code
+}
+
+// expectDeadline is the user value under which expectCommit leaves a
+// request's deadline to commit: the one its topic's look-up ran under.
+type expectDeadline struct{}
+
+// expectCommit checks a /commit request announced with "Expect:
+// 100-continue" before its body (checkCommitHead), then looks its topic
+// up as commit would: a topic the brokers refuse (unknown: 404) is
+// answered (code) without the body. The look-up is part of the record's
+// deadline, which starts here and is left to commit (expectDeadline); a
+// look-up without an answer leaves the decision to commit.
+func (s *Server) expectCommit(ctx *fasthttp.RequestCtx) int {
+	h, code := s.checkCommitHead(ctx)
+	if code != 0 {
+		return code
+	}
+	// A look-up counts in req_pool_size as commit's does; over it, the
+	// request is refused (503) once read, as today.
+	if n := s.inFlight.Add(1); n > int64(s.cfg.ReqPoolSize) {
+		s.inFlight.Add(-1)
+		return 0
+	}
+	defer s.inFlight.Add(-1)
+	dl := s.deadlines.get()
+	ctx.SetUserValue(expectDeadline{}, dl)
+	var timeout time.Duration
+	if s.spoolable(h.acks, false, h.noSpool) {
+		timeout = s.spool.afterD // as topicFor: then the topic spools
+	}
+	_, err := s.check.exists(dl, h.topic, timeout)
+	if err == nil || unreachable(err) {
+		return 0
+	}
+	code, reason := produceStatus(err, sendTrace{})
+	return s.kafkaFail(ctx, code, reason, string(h.topic), err)
 }
 
 // Addr is the HTTP listener's address.
