@@ -1,0 +1,72 @@
+package kproxy_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// kproxy writes a body byte-for-byte and does not decode content codings.
+// A body sent compressed (Content-Encoding: gzip, as some clients do for
+// large JSON) is refused 415 with a reason naming the coding, on /commit
+// and /batch, in either format — not a 400 saying the (compressed) bytes
+// are not one msgpack or JSON value, which sends its client looking for a
+// fault in a body that has none. Nothing is written; Content-Encoding:
+// identity is no coding and is written as usual.
+func TestCompressedBodyRefusedNamingItsCoding(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "orders", Partitions: 1}})
+	p := startProxy(t, c, nil)
+	gz := func(b []byte) []byte {
+		var buf bytes.Buffer
+		w := gzip.NewWriter(&buf)
+		w.Write(b)
+		w.Close()
+		return buf.Bytes()
+	}
+	post := func(path, ctype, coding string, body []byte) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", p.url+path, bytes.NewReader(body))
+		req.Header.Set("Content-Type", ctype)
+		req.Header.Set("Content-Encoding", coding)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		answer, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(answer)
+	}
+	for _, tc := range []struct {
+		path, ctype string
+		body        []byte
+	}{
+		{"/commit?topic=orders", "application/json", []byte(`{"a":1}`)},
+		{"/commit?topic=orders", "application/msgpack", mp(t, map[string]any{"a": 1})},
+		{"/batch?topic=orders", "application/json", []byte(`[{"value":{"a":1}}]`)},
+		{"/batch?topic=orders", "application/msgpack", mp(t, []any{map[string]any{"value": 1}})},
+	} {
+		for _, coding := range []string{"gzip", "GZIP", "br"} {
+			code, answer := post(tc.path, tc.ctype, coding, gz(tc.body))
+			if code != 415 || !strings.Contains(answer, "Content-Encoding") || !strings.Contains(answer, coding) {
+				t.Errorf("POST %s, %s, Content-Encoding %s: %d %q, want 415 naming Content-Encoding %s", tc.path, tc.ctype, coding, code, answer, coding)
+			}
+		}
+		if n := endOffsets(t, c, "orders"); n != 0 {
+			t.Fatalf("%d records written from compressed bodies, want none", n)
+		}
+	}
+	for _, path := range []string{"/commit?topic=orders", "/batch?topic=orders"} {
+		body := []byte(`1`)
+		if strings.HasPrefix(path, "/batch") {
+			body = []byte(`[{"value":1}]`)
+		}
+		if code, answer := post(path, "application/json", "identity", body); code != 200 {
+			t.Errorf("POST %s, Content-Encoding identity: %d %q, want 200", path, code, answer)
+		}
+	}
+}
