@@ -131,6 +131,9 @@ func (s *Server) checkBatchHead(ctx *fasthttp.RequestCtx) (h batchHead, code int
 		ctx.Response.Header.Set("WWW-Authenticate", `Basic realm="kproxy"`)
 		return h, batchFail(ctx, refuse(v.code, -1, v.reason))
 	}
+	if reason := contentCoding(ctx); reason != "" {
+		return h, batchFail(ctx, refuse(fasthttp.StatusUnsupportedMediaType, -1, reason))
+	}
 	return batchHead{acks: acks, atomic: atomic, noSpool: noSpool, topic: topic, rule: rule}, 0
 }
 

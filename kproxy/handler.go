@@ -105,6 +105,9 @@ func (s *Server) checkCommitHead(ctx *fasthttp.RequestCtx) (h commitHead, code i
 	if reason != "" {
 		return h, fail(ctx, fasthttp.StatusBadRequest, reason)
 	}
+	if reason := contentCoding(ctx); reason != "" {
+		return h, fail(ctx, fasthttp.StatusUnsupportedMediaType, reason)
+	}
 	return commitHead{topic: topicB, rule: rule, acks: acks, noSpool: noSpool}, 0
 }
 
@@ -226,6 +229,20 @@ func (s *Server) checkBody(ctx *fasthttp.RequestCtx, body []byte) int {
 		return fail(ctx, fasthttp.StatusBadRequest, "body is not one msgpack value: "+err.Error())
 	}
 	return 0
+}
+
+// contentCoding refuses a body sent with a content coding
+// (Content-Encoding other than identity): kproxy writes bodies as sent and
+// decodes none (RFC 9110 15.5.16: 415, with the codings it takes). It
+// returns the reason, or "".
+func contentCoding(ctx *fasthttp.RequestCtx) string {
+	ce := ctx.Request.Header.ContentEncoding()
+	if len(ce) == 0 || bytes.EqualFold(bytes.TrimSpace(ce), []byte("identity")) {
+		return ""
+	}
+	ctx.Response.Header.Set("Accept-Encoding", "identity")
+	return "Content-Encoding " + strconv.Quote(string(ce[:min(len(ce), 64)])) +
+		" is not supported: the body is written as sent, so send it uncompressed"
 }
 
 // isJSON reports whether a Content-Type is application/json, whatever its

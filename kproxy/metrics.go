@@ -49,7 +49,7 @@ const (
 )
 
 // answeredCodes are every status the handler writes.
-var answeredCodes = []int{200, 202, 207, 400, 401, 403, 404, 405, 408, 413, 429, 431, 502, 503, 504}
+var answeredCodes = []int{200, 202, 207, 400, 401, 403, 404, 405, 408, 413, 415, 429, 431, 502, 503, 504}
 
 func newMetrics(reg *prometheus.Registry, inFlight *atomic.Int64) *metrics {
 	m := &metrics{
