@@ -1,0 +1,62 @@
+package kproxy_test
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// A request with both Content-Length and Transfer-Encoding has two
+// lengths: a proxy in front of kproxy that goes by Content-Length and
+// kproxy, which goes by the chunks, read different requests from the same
+// bytes, and the bytes one of them takes for the next request were never
+// seen by the other (request smuggling: past the proxy's checks, with an
+// X-Forwarded-For the client wrote believed from a trusted proxy). Such a
+// request "ought to be handled as an error" and the connection closed
+// (RFC 9112 6.1, 6.3): kproxy answers 400 with its reason, on /commit and
+// /batch, writes nothing, and reads nothing more from the connection.
+func TestContentLengthWithTransferEncodingRefused(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "orders", Partitions: 1}})
+	p := startProxy(t, c, nil)
+	addr := strings.TrimPrefix(p.url, "http://")
+	const next = "POST /commit?topic=orders HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n\x03"
+	for _, first := range []string{
+		// A proxy going by Content-Length forwards 4 bytes of body, then
+		// the rest as a request of its own; kproxy reads the chunks.
+		"POST /commit?topic=orders HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n\x02\r\n0\r\n\r\n",
+		"POST /batch?topic=orders HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\ncontent-length: 4\r\nContent-Type: application/json\r\n\r\nd\r\n[{\"value\":1}]\r\n0\r\n\r\n",
+	} {
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(conn, first+next); err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%q: no answer: %v", first, err)
+		}
+		answer, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 400 || !strings.Contains(string(answer), "Transfer-Encoding") {
+			t.Errorf("%.40q: %d %q, want 400 naming Content-Length and Transfer-Encoding", first, resp.StatusCode, answer)
+		}
+		if resp2, err := http.ReadResponse(br, nil); err == nil {
+			b, _ := io.ReadAll(resp2.Body)
+			t.Errorf("%.40q: the request after it on the connection was answered %d %q, want the connection closed", first, resp2.StatusCode, b)
+		}
+		conn.Close()
+	}
+	if n := endOffsets(t, c, "orders"); n != 0 {
+		t.Errorf("%d records written, want none", n)
+	}
+}
