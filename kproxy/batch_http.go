@@ -68,6 +68,9 @@ type batchHead struct {
 // credentials. A request refused is answered (code); else h is what it
 // asks for.
 func (s *Server) checkBatchHead(ctx *fasthttp.RequestCtx) (h batchHead, code int) {
+	if ambiguousLength(ctx) {
+		return h, batchFail(ctx, refuse(400, -1, ambiguousLengthReason))
+	}
 	if !ctx.IsPost() {
 		ctx.Response.Header.Set("Allow", "POST")
 		return h, batchFail(ctx, refuse(fasthttp.StatusMethodNotAllowed, -1, "use POST"))

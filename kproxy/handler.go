@@ -29,6 +29,14 @@ const maxPooledBody = 64 << 10
 const recordOverhead = 67 + 23
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	if ambiguousLength(ctx) {
+		// Whatever the path, nothing more is read from the connection:
+		// what follows may be a request a proxy in front never saw.
+		// /commit and /batch refuse the request (checkCommitHead,
+		// checkBatchHead).
+		ctx.SetConnectionClose()
+		lingerOnClose(ctx.Conn()) // what the client sent on is read and dropped: the answer is not lost to a reset
+	}
 	switch string(ctx.Path()) {
 	case "/commit":
 		s.requestID(ctx)
@@ -60,6 +68,9 @@ type commitHead struct {
 // credentials, the topic's name and whether the client may write to it.
 // A request refused is answered (code); else h is what it asks for.
 func (s *Server) checkCommitHead(ctx *fasthttp.RequestCtx) (h commitHead, code int) {
+	if ambiguousLength(ctx) {
+		return h, fail(ctx, fasthttp.StatusBadRequest, ambiguousLengthReason)
+	}
 	if !ctx.IsPost() {
 		ctx.Response.Header.Set("Allow", "POST")
 		return h, fail(ctx, fasthttp.StatusMethodNotAllowed, "use POST")
@@ -230,6 +241,32 @@ func (s *Server) checkBody(ctx *fasthttp.RequestCtx, body []byte) int {
 	}
 	return 0
 }
+
+// ambiguousLength reports whether the request has both Transfer-Encoding
+// and Content-Length. fasthttp reads such a body by its chunks; a proxy in
+// front that goes by Content-Length reads another request from the same
+// bytes, and what one of them takes for the next request the other never
+// saw (request smuggling). RFC 9112 6.3: such a message "ought to be
+// handled as an error", and the connection closed after the answer (6.1).
+func ambiguousLength(ctx *fasthttp.RequestCtx) bool {
+	if ctx.Request.Header.ContentLength() >= 0 {
+		return false // no Transfer-Encoding: fasthttp gives a Transfer-Encoding's body length as -1 or -2
+	}
+	for raw := ctx.Request.Header.RawHeaders(); len(raw) > 0; {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		if name, _, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(bytes.TrimSpace(name), []byte(fasthttp.HeaderContentLength)) {
+			return true
+		}
+	}
+	return false
+}
+
+const ambiguousLengthReason = "both Content-Length and Transfer-Encoding: the body's length is ambiguous (RFC 9112 6.1); send one of them"
 
 // contentCoding refuses a body sent with a content coding
 // (Content-Encoding other than identity): kproxy writes bodies as sent and
