@@ -7,8 +7,11 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
@@ -229,5 +232,58 @@ func TestExpectContinueRefusedBeforeTheBody(t *testing.T) {
 	}
 	if n := endOffsets(t, c, "orders") + endOffsets(t, c, "secret"); n != 1 {
 		t.Errorf("%d records written, want the one answered 200", n)
+	}
+}
+
+// The look-up of a topic named for the first time, which a /commit with
+// "Expect: 100-continue" now waits for before its 100, may take longer
+// than read_timeout_ms. The body comes only after the 100: it gets its
+// read_timeout_ms from then, not what the look-up left of the request's
+// (a 408 for a body sent at once when told to).
+func TestExpectContinueSlowTopicLookupLeavesTheBodyItsReadTimeout(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "fresh", Partitions: 1}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ReadTimeoutMs = 200 })
+	var slowed atomic.Bool
+	c.ControlKey(int16(kmsg.Metadata), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		for _, rt := range req.(*kmsg.MetadataRequest).Topics {
+			if rt.Topic != nil && *rt.Topic == "fresh" && !slowed.Swap(true) {
+				c.SleepControl(func() { time.Sleep(600 * time.Millisecond) }) // three times read_timeout_ms
+			}
+		}
+		return nil, nil, false
+	})
+	addr := strings.TrimPrefix(p.url, "http://")
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	value := []byte{0x01}
+	head := "POST /commit?topic=fresh HTTP/1.1\r\nHost: " + addr + "\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"
+	if _, err := io.WriteString(conn, head); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("no answer to the headers: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 100 {
+		t.Fatalf("first answer %d, want 100 Continue", resp.StatusCode)
+	}
+	if !slowed.Load() {
+		t.Fatal("the topic's look-up was not slowed: the test proves nothing")
+	}
+	conn.Write(value)
+	if resp, err = http.ReadResponse(br, nil); err != nil {
+		t.Fatalf("after the body: %v", err)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("body sent at the 100: %d %q, want 200", resp.StatusCode, answer)
 	}
 }
