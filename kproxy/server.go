@@ -244,6 +244,11 @@ func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
 		}
 	}
 	if code == 0 {
+		// The body comes after the 100: it has read_timeout_ms from
+		// now, not what a topic's look-up above left of the request's.
+		if d := s.http.ReadTimeout; d > 0 {
+			_ = ctx.Conn().SetReadDeadline(time.Now().Add(d))
+		}
 		return fasthttp.StatusContinue
 	}
 	lingerOnClose(ctx.Conn())
