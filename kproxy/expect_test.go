@@ -287,3 +287,53 @@ func TestExpectContinueSlowTopicLookupLeavesTheBodyItsReadTimeout(t *testing.T) 
 		t.Errorf("body sent at the 100: %d %q, want 200", resp.StatusCode, answer)
 	}
 }
+
+// On a keep-alive connection, a request with "Expect: 100-continue" that
+// comes later than write_timeout_ms after the previous answer (a client
+// posting large bodies one after another, a pause between them) gets its
+// 100 and is written, with release_idle_buffers true or false: the 100
+// is not written under the deadline of the previous answer, long past,
+// which failed the write and closed the connection with no answer at all.
+func TestExpectContinueOnKeptAliveConnection(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "orders", Partitions: 1}})
+	for _, release := range []bool{true, false} {
+		p := startProxy(t, c, func(cfg *kproxy.Config) {
+			cfg.WriteTimeoutMs, cfg.ReadTimeoutMs = 100, 100
+			cfg.ReleaseIdleBuffers = release
+		})
+		addr := strings.TrimPrefix(p.url, "http://")
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(conn)
+		answer := func(what string) int {
+			t.Helper()
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("release_idle_buffers %v, %s: no answer: %v", release, what, err)
+			}
+			io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		io.WriteString(conn, "POST /commit?topic=orders HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n\x01")
+		if code := answer("first request"); code != 200 {
+			t.Fatalf("release_idle_buffers %v, first request: %d, want 200", release, code)
+		}
+		time.Sleep(300 * time.Millisecond) // the client's pause between two posts: past write_timeout_ms
+		io.WriteString(conn, "POST /commit?topic=orders HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
+		if code := answer("second request's headers"); code != 100 {
+			t.Fatalf("release_idle_buffers %v, second request: first answer %d, want 100 Continue", release, code)
+		}
+		conn.Write([]byte{0x02})
+		if code := answer("second request's body"); code != 200 {
+			t.Errorf("release_idle_buffers %v, second request: %d, want 200", release, code)
+		}
+	}
+	if n := endOffsets(t, c, "orders"); n != 4 {
+		t.Errorf("%d records written, want the 4 answered 200", n)
+	}
+}
