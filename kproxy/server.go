@@ -246,8 +246,16 @@ func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
 	if code == 0 {
 		// The body comes after the 100: it has read_timeout_ms from
 		// now, not what a topic's look-up above left of the request's.
+		// fasthttp writes the 100 under the write deadline it set for
+		// the connection's previous answer, long past on a keep-alive
+		// connection (the write failed, and the connection was closed
+		// without an answer): the 100 has write_timeout_ms from now.
+		now := time.Now()
 		if d := s.http.ReadTimeout; d > 0 {
-			_ = ctx.Conn().SetReadDeadline(time.Now().Add(d))
+			_ = ctx.Conn().SetReadDeadline(now.Add(d))
+		}
+		if d := s.http.WriteTimeout; d > 0 {
+			_ = ctx.Conn().SetWriteDeadline(now.Add(d))
 		}
 		return fasthttp.StatusContinue
 	}
