@@ -2,6 +2,7 @@ package kproxy_test
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -11,9 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
 
@@ -335,5 +339,49 @@ func TestExpectContinueOnKeptAliveConnection(t *testing.T) {
 	}
 	if n := endOffsets(t, c, "orders"); n != 4 {
 		t.Errorf("%d records written, want the 4 answered 200", n)
+	}
+}
+
+// With auto_create_topics (the default) the brokers create a topic its
+// first record names. A request announced with "Expect: 100-continue"
+// whose body then turns out bad (400) or is never sent creates no topic,
+// as without the header, where the body is checked before the topic is
+// looked up: a topic appears only for a record that could be written.
+func TestExpectContinueCreatesNoTopicBeforeTheBody(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "orders", Partitions: 1}}, kfake.AllowAutoTopicCreation())
+	p := startProxy(t, c, nil) // auto_create_topics: true
+	addr := strings.TrimPrefix(p.url, "http://")
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(conn, "POST /commit?topic=typo-topic HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("no answer to the headers: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == 100 {
+		conn.Write([]byte{0xc1}) // never used in msgpack: not a value
+		if resp, err = http.ReadResponse(br, nil); err != nil {
+			t.Fatalf("no answer to the body: %v", err)
+		}
+		resp.Body.Close()
+	}
+	if resp.StatusCode != 400 {
+		t.Fatalf("bad body: %d, want 400", resp.StatusCode)
+	}
+	adm := kadm.NewClient(kafkatest.Client(t, c, kafkaconf.Default()))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	topics, err := adm.ListTopics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if topics.Has("typo-topic") {
+		t.Errorf("topic typo-topic created for a request refused 400, which wrote nothing")
 	}
 }
