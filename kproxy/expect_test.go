@@ -239,14 +239,14 @@ func TestExpectContinueRefusedBeforeTheBody(t *testing.T) {
 	}
 }
 
-// The look-up of a topic named for the first time, which a /commit with
-// "Expect: 100-continue" now waits for before its 100, may take longer
-// than read_timeout_ms. The body comes only after the 100: it gets its
+// The look-up of a topic named for the first time (auto_create_topics
+// false), which a /commit with "Expect: 100-continue" now waits for
+// before its 100, may take longer than read_timeout_ms. The body comes only after the 100: it gets its
 // read_timeout_ms from then, not what the look-up left of the request's
 // (a 408 for a body sent at once when told to).
 func TestExpectContinueSlowTopicLookupLeavesTheBodyItsReadTimeout(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "fresh", Partitions: 1}})
-	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ReadTimeoutMs = 200 })
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ReadTimeoutMs, cfg.AutoCreateTopics = 200, false })
 	var slowed atomic.Bool
 	c.ControlKey(int16(kmsg.Metadata), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()

@@ -268,14 +268,17 @@ func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
 type expectDeadline struct{}
 
 // expectCommit checks a /commit request announced with "Expect:
-// 100-continue" before its body (checkCommitHead), then looks its topic
-// up as commit would: a topic the brokers refuse (unknown: 404) is
-// answered (code) without the body. The look-up is part of the record's
+// 100-continue" before its body (checkCommitHead), then, without
+// auto_create_topics, looks its topic up as commit would: a topic the
+// brokers refuse (unknown: 404) is answered (code) without the body. The look-up is part of the record's
 // deadline, which starts here and is left to commit (expectDeadline); a
 // look-up without an answer leaves the decision to commit.
 func (s *Server) expectCommit(ctx *fasthttp.RequestCtx) int {
 	h, code := s.checkCommitHead(ctx)
-	if code != 0 {
+	if code != 0 || s.check.autoCreate {
+		// With auto_create_topics the brokers would create an unknown
+		// topic now, for a request whose body may be refused: its topic
+		// is looked up after the body, as without the header.
 		return code
 	}
 	// A look-up counts in req_pool_size as commit's does; over it, the
