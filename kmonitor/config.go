@@ -132,8 +132,9 @@ func clusterKeysSet(data []byte) map[string]map[string]bool {
 		if n.Kind != yaml.MappingNode || depth == 2 {
 			return
 		}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			key, val := prefix+n.Content[i].Value, n.Content[i+1]
+		pairs, _ := config.MappingPairs(n) // a merged key is set as one written in place
+		for i := 0; i+1 < len(pairs); i += 2 {
+			key, val := prefix+pairs[i].Value, pairs[i+1]
 			if val.Tag != "!!null" {
 				set[key] = true
 			}
@@ -144,10 +145,11 @@ func clusterKeysSet(data []byte) map[string]map[string]bool {
 	if root.Kind != yaml.MappingNode {
 		return nil
 	}
-	for i := 0; i+1 < len(root.Content); i += 2 {
+	sections, _ := config.MappingPairs(root)
+	for i := 0; i+1 < len(sections); i += 2 {
 		set := map[string]bool{}
-		walk(root.Content[i+1], "", set, 0)
-		out[root.Content[i].Value] = set
+		walk(sections[i+1], "", set, 0)
+		out[sections[i].Value] = set
 	}
 	return out
 }

@@ -191,15 +191,16 @@ func (d *decoder) node(n *yaml.Node, v reflect.Value, field string) {
 			v.Set(reflect.MakeMap(v.Type()))
 		}
 		seen := map[string]bool{}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			key := n.Content[i].Value
+		pairs := d.pairs(n, field)
+		for i := 0; i+1 < len(pairs); i += 2 {
+			key := pairs[i].Value
 			if seen[key] {
-				d.fail(n.Content[i], field+"."+key, "key appears twice")
+				d.fail(pairs[i], field+"."+key, "key appears twice")
 				continue
 			}
 			seen[key] = true
 			ev := reflect.New(v.Type().Elem()).Elem()
-			d.node(n.Content[i+1], ev, field+"."+key)
+			d.node(pairs[i+1], ev, field+"."+key)
 			v.SetMapIndex(reflect.ValueOf(key), ev)
 		}
 		return
@@ -248,8 +249,9 @@ func (d *decoder) structNode(n *yaml.Node, v reflect.Value, field string) {
 	}
 	fields, rest := structFields(v)
 	seen := map[string]bool{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, val := n.Content[i], n.Content[i+1]
+	pairs := d.pairs(n, field)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		k, val := pairs[i], pairs[i+1]
 		key := k.Value
 		path := key
 		if field != "" {
@@ -275,6 +277,91 @@ func (d *decoder) structNode(n *yaml.Node, v reflect.Value, field string) {
 		}
 		d.fail(k, path, "unknown key (known keys: %s)", strings.Join(sortedKeys(fields), ", "))
 	}
+}
+
+// pairs is MappingPairs(n), a merge key of the wrong shape reported.
+func (d *decoder) pairs(n *yaml.Node, field string) []*yaml.Node {
+	pairs, bad := MappingPairs(n)
+	for _, b := range bad {
+		path := "<<"
+		if field != "" {
+			path = field + ".<<"
+		}
+		d.fail(b, path, "must be a mapping, an alias of one (*anchor) or a list of them, got %s", describe(b, reflect.TypeFor[string](), path))
+	}
+	return pairs
+}
+
+// MappingPairs returns the keys and values of the mapping n, alternating
+// as in n.Content, with those its merge keys bring in (YAML's merge key:
+// <<: *anchor, <<: [*a, *b], or a mapping written in place): a key n
+// gives itself wins over a merged one, an earlier merged mapping over a
+// later one, as the merge key type says. Keys n gives twice are kept
+// twice (the caller refuses them). bad are the values of merge keys that
+// are not a mapping, an alias of one or a list of them. Each mapping is
+// merged once, however many merges name it: a file of merges naming
+// merges is not walked path by path.
+func MappingPairs(n *yaml.Node) (pairs, bad []*yaml.Node) {
+	have := map[string]bool{}
+	var merges []*yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if isMergeKey(k) {
+			merges = append(merges, v)
+			continue
+		}
+		pairs = append(pairs, k, v)
+		have[k.Value] = true
+	}
+	merged := map[*yaml.Node]bool{n: true}
+	// mapping adds m's keys that are not there yet, then its merges'.
+	var mapping func(m *yaml.Node)
+	var source func(v *yaml.Node, inList bool)
+	mapping = func(m *yaml.Node) {
+		if merged[m] {
+			return // its keys are there already
+		}
+		merged[m] = true
+		var inner []*yaml.Node
+		for i := 0; i+1 < len(m.Content); i += 2 {
+			k, v := m.Content[i], m.Content[i+1]
+			switch {
+			case isMergeKey(k):
+				inner = append(inner, v)
+			case !have[k.Value]:
+				pairs = append(pairs, k, v)
+				have[k.Value] = true
+			}
+		}
+		for _, v := range inner {
+			source(v, false)
+		}
+	}
+	source = func(v *yaml.Node, inList bool) {
+		orig := v
+		if v.Kind == yaml.AliasNode {
+			v = v.Alias
+		}
+		switch {
+		case v.Kind == yaml.MappingNode:
+			mapping(v)
+		case v.Kind == yaml.SequenceNode && !inList && orig.Kind != yaml.AliasNode:
+			for _, item := range v.Content {
+				source(item, true)
+			}
+		default:
+			bad = append(bad, orig)
+		}
+	}
+	for _, v := range merges {
+		source(v, false)
+	}
+	return pairs, bad
+}
+
+// isMergeKey reports whether k is YAML's merge key: << unquoted.
+func isMergeKey(k *yaml.Node) bool {
+	return k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge"
 }
 
 // structFields maps yaml keys to the fields of v, and returns the inline map

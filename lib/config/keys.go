@@ -12,11 +12,11 @@ func TopKeys(data []byte) map[string]bool {
 	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
 		return nil
 	}
-	root := doc.Content[0]
+	pairs, _ := MappingPairs(doc.Content[0]) // merged keys are set too
 	set := map[string]bool{}
-	for i := 0; i+1 < len(root.Content); i += 2 {
-		if root.Content[i+1].Tag != "!!null" {
-			set[root.Content[i].Value] = true
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if pairs[i+1].Tag != "!!null" {
+			set[pairs[i].Value] = true
 		}
 	}
 	return set
