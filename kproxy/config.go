@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"math"
 	"net"
-	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -182,7 +181,7 @@ func LoadConfig(path string) (Config, error) {
 	// ("admin_addr:" with no value keeps the default, as for every key).
 	def := cfg.AdminAddr
 	cfg.AdminAddr = adminAddrUnset
-	data, err := os.ReadFile(path)
+	data, err := config.ReadFile(path)
 	if err != nil {
 		err = fmt.Errorf("read config: %w", err)
 	} else {

@@ -198,7 +198,7 @@ func LoadConfig(path string) (Config, error) {
 	// ("admin_addr:" with no value keeps the default, as for every key).
 	def := cfg.AdminAddr
 	cfg.AdminAddr = adminAddrUnset
-	data, err := os.ReadFile(path)
+	data, err := config.ReadFile(path)
 	if err != nil {
 		err = fmt.Errorf("read config: %w", err)
 	} else {
@@ -304,7 +304,7 @@ func loadModule(file string) (Module, []byte, error) {
 	m := DefaultModule()
 	m.File = file
 	m.Name = trimExt(filepath.Base(file))
-	data, err := os.ReadFile(file)
+	data, err := config.ReadFile(file)
 	if err != nil {
 		return m, nil, fmt.Errorf("module %s: %w", m.Name, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"net"
 	"net/url"
@@ -21,6 +22,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"unicode"
 
 	"go.yaml.in/yaml/v3"
@@ -29,11 +31,63 @@ import (
 // Load reads the YAML file at path and decodes it over dst, a pointer to a
 // struct holding the defaults.
 func Load(path string, dst any) error {
-	data, err := os.ReadFile(path)
+	data, err := ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("read config: %w", err)
 	}
 	return Decode(path, data, dst)
+}
+
+// MaxFileBytes bounds the size of a configuration file (and of a file it
+// names that ReadFile reads): far above what any holds.
+const MaxFileBytes = 16 << 20
+
+// ReadFile reads the file at path, which must be a regular file of at most
+// MaxFileBytes: a named pipe would hold the start (or a reload) until
+// something writes to it, a device like /dev/zero never ends, a directory
+// or a file of many megabytes (a log, an image) is no configuration. The
+// error names path and why.
+func ReadFile(path string) ([]byte, error) {
+	// Opened without blocking (a pipe with no writer would block the
+	// open itself), then told by what was opened.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file (%s)", path, fileKind(st.Mode()))
+	}
+	if st.Size() > MaxFileBytes {
+		return nil, fmt.Errorf("%s: larger than %d MiB (%d bytes): not a configuration file", path, MaxFileBytes>>20, st.Size())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxFileBytes { // grew while read
+		return nil, fmt.Errorf("%s: larger than %d MiB: not a configuration file", path, MaxFileBytes>>20)
+	}
+	return data, nil
+}
+
+// fileKind names the kind of a file that is not a regular one.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "mode " + m.String()
 }
 
 // Decode decodes data, which came from the file named name, over dst.
