@@ -137,6 +137,10 @@ type Config struct {
 	// producerNumSet is set by LoadConfig when the file sets producer_num,
 	// whatever its value: the key has no effect, and is noted at start.
 	producerNumSet bool
+	// keysSet are the top-level keys the file gives a value
+	// (config.TopKeys): the keys without effect among them are warned
+	// of at start (noEffect).
+	keysSet map[string]bool
 	// undecoded are the fields of the file that did not decode (reported
 	// by LoadConfig), left out of Validate's problems.
 	undecoded []string
@@ -192,7 +196,8 @@ func LoadConfig(path string) (Config, error) {
 	}
 	// producer_num is noted at start whenever the file sets it
 	// (producer_num: 1 included, as 2015 files have it).
-	cfg.producerNumSet = config.TopKeys(data)["producer_num"]
+	cfg.keysSet = config.TopKeys(data)
+	cfg.producerNumSet = cfg.keysSet["producer_num"]
 	// Keys that did not decode are reported with the problems of the
 	// values that did: every problem at once.
 	undecoded, checkable := config.Checkable(err)
@@ -201,6 +206,29 @@ func LoadConfig(path string) (Config, error) {
 	}
 	cfg.file, cfg.undecoded = path, undecoded
 	return cfg, errors.Join(err, cfg.Validate(path))
+}
+
+// ineffective is a key the file sets that has no effect with the rest of
+// it: the start logs a warning (the file keeps loading, as it did).
+type ineffective struct {
+	key    string
+	value  any
+	reason string
+}
+
+// noEffect returns the keys the file sets that have no effect: the spool's
+// without spool_dir, gRPC's without grpc_port.
+func (c Config) noEffect() []ineffective {
+	var out []ineffective
+	add := func(key string, value any, off bool, reason string) {
+		if off && c.keysSet[key] {
+			out = append(out, ineffective{key, value, reason})
+		}
+	}
+	add("spool_after_ms", c.SpoolAfterMs, c.SpoolDir == "", "spool_dir is not set: the spool is off")
+	add("spool_max_bytes", c.SpoolMaxBytes, c.SpoolDir == "", "spool_dir is not set: the spool is off")
+	add("grpc_max_concurrent_streams", c.GRPCMaxConcurrentStreams, c.GRPCPort == 0, "grpc_port is 0: gRPC is off")
+	return out
 }
 
 // adminAddrUnset marks admin_addr as not (yet) set by the file.

@@ -183,6 +183,9 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		// Kept so that 2015 files load; kgo keeps one client per acks level.
 		log.Info("config key has no effect", "key", "producer_num", "value", cfg.ProducerNum)
 	}
+	for _, k := range cfg.noEffect() {
+		log.Warn("config key has no effect", "file", cfg.file, "key", k.key, "value", k.value, "reason", k.reason)
+	}
 	s.http = &fasthttp.Server{
 		Handler:            s.handle,
 		ErrorHandler:       s.requestError,
