@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
@@ -48,6 +49,7 @@ func TestBreakerCooldownWithoutBreakerWarned(t *testing.T) {
 		}
 	}
 	check("at start", 1, "5000")
+	waitFor(t, "the partition owned", 20*time.Second, func() bool { return len(e.owners(t, "m", "t")) == 1 })
 
 	c.module(t, "m", "t", "m", bk.URL, "breaker_failures: 3\nbreaker_cooldown_ms: 5000\n")
 	if err := r.tr.Reload(context.Background()); err != nil {
