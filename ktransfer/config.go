@@ -113,6 +113,10 @@ type Module struct {
 	// (waiting_queue_size, expected_processing_time_ms), whatever their
 	// value: each is noted at start.
 	legacyKeys []string
+	// keysSet are the top-level keys the file gives a value
+	// (config.TopKeys): a key set where it has no effect is warned of
+	// when the module starts (newModule).
+	keysSet map[string]bool
 
 	// secretsDigest is the digest of the files signing_secrets names
 	// (filesDigest); "" when it names none. A secret file rewritten in
@@ -319,6 +323,7 @@ func loadModule(file string) (Module, []byte, error) {
 	// The keys without effect the file sets, noted at start whatever
 	// their value (0 included).
 	set := config.TopKeys(data)
+	m.keysSet = set
 	for _, k := range []string{"waiting_queue_size", "expected_processing_time_ms"} {
 		if set[k] {
 			m.legacyKeys = append(m.legacyKeys, k)

@@ -317,6 +317,7 @@ func sameModule(a, b Module) bool {
 	a.File, b.File = "", ""
 	// A key without effect written or left out changes nothing.
 	a.legacyKeys, b.legacyKeys = nil, nil
+	a.keysSet, b.keysSet = nil, nil
 	return reflect.DeepEqual(a, b)
 }
 
