@@ -1,6 +1,7 @@
 package conf
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,8 +46,10 @@ func TestNamedPipeForANamedFileRefused(t *testing.T) {
 	write("modules/m.yaml", "topic: t\nprotocol:\n uri: /x\nbackend_servers: [10.1.2.1:80]\n")
 	write("modules/s.yaml", "topic: t\nprotocol:\n uri: /x\n signing_secrets: ["+fifo+"]\nbackend_servers: [10.1.2.1:80]\n")
 	kt := "zk_chroot: /mq/c\nzk_hosts: [10.1.1.1:2181]\nmodule_conf_dir: " + modules + "\n"
+	n := 0
 	kproxyOf := func(extra string) func() error {
-		f := write("kproxy-"+strings.Fields(extra)[0]+".yaml", "broker_hosts: [10.1.4.17:5031]\n"+extra)
+		n++
+		f := write(fmt.Sprintf("kproxy-%d.yaml", n), "broker_hosts: [10.1.4.17:5031]\n"+extra)
 		return func() error { _, err := kproxy.LoadConfig(f); return err }
 	}
 	ktransferOf := func(name, extra string) func() error {
