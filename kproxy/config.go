@@ -3,7 +3,6 @@
 package kproxy
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"math"
@@ -341,7 +340,7 @@ func (c Config) Validate(file string) error {
 	} else if c.TLSCertFile != "" {
 		if err := config.CheckSecretFile(c.TLSKeyFile); err != nil {
 			p.Add("tls_key_file", err.Error())
-		} else if _, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile); err != nil {
+		} else if _, err := config.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile); err != nil {
 			p.Addf("tls_cert_file", c.TLSCertFile, "with tls_key_file %q: %v", c.TLSKeyFile, err)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/daemon"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -125,7 +126,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s.ln = &acceptRetrying{Listener: s.ln, log: &sampled{log: log, every: time.Second}, closed: make(chan struct{})}
 	var tlsCfg *tls.Config
 	if cfg.TLSCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		cert, err := config.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
 		if err != nil {
 			s.ln.Close()
 			return nil, fmt.Errorf("%stls_cert_file %s, tls_key_file %s: %w", where, cfg.TLSCertFile, cfg.TLSKeyFile, err)

@@ -266,7 +266,7 @@ func filesDigest(files ...string) string {
 		if f == "" {
 			continue
 		}
-		data, _ := os.ReadFile(f)
+		data, _ := config.ReadFile(f) // a named pipe is not waited on
 		writeFile(sum, f, data)
 		n++
 	}

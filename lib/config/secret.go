@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -20,7 +21,7 @@ func ReadSecretFile(path string) (string, error) {
 	if st.Mode().Perm()&0o077 != 0 {
 		return "", fmt.Errorf("%s is readable by group or others (mode %v); chmod 600 it", path, st.Mode().Perm())
 	}
-	b, err := os.ReadFile(path)
+	b, err := ReadFile(path) // a regular file: a named pipe would hold the start
 	if err != nil {
 		return "", err
 	}
@@ -64,10 +65,28 @@ func (p *Problems) Secret(prefix, name, value, file string) {
 // ("password_file: hunter2") is not printed; a file that exists is named
 // by the other problems.
 func CheckSecretFile(path string) error {
-	if _, err := os.Stat(path); err != nil {
+	st, err := os.Stat(path)
+	if err != nil {
 		return hiddenPathError{err}
 	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("names no regular file (value not shown: it may be a secret): %s", fileKind(st.Mode()))
+	}
 	return nil
+}
+
+// LoadX509KeyPair is tls.LoadX509KeyPair, reading the files with ReadFile:
+// a named pipe given for either is refused, not waited on.
+func LoadX509KeyPair(certFile, keyFile string) (tls.Certificate, error) {
+	cert, err := ReadFile(certFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	key, err := ReadFile(keyFile)
+	if err != nil {
+		return tls.Certificate{}, hiddenPathError{err}
+	}
+	return tls.X509KeyPair(cert, key)
 }
 
 // hiddenPathError is a file that cannot be read, said without its name.

@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"os"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
 )
@@ -140,7 +139,7 @@ func (t TLS) config() (*tls.Config, error) {
 		InsecureSkipVerify: t.InsecureSkipVerify, // #nosec G402 -- documented as for tests only
 	}
 	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
+		pem, err := config.ReadFile(t.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("ca_file: %w", err)
 		}
@@ -156,7 +155,7 @@ func (t TLS) config() (*tls.Config, error) {
 		if err := config.CheckSecretFile(t.KeyFile); err != nil {
 			return nil, fmt.Errorf("key_file: %w", err)
 		}
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		cert, err := config.LoadX509KeyPair(t.CertFile, t.KeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("cert_file/key_file: %w (cert_file %q, key_file %q)", err, t.CertFile, t.KeyFile)
 		}
