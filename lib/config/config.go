@@ -262,6 +262,10 @@ func (d *decoder) node(n *yaml.Node, v reflect.Value, field string) {
 	if n.Tag == "!!null" && v.Kind() != reflect.Pointer {
 		return // "key:" with no value keeps the default
 	}
+	if octalByZero(n, v.Type()) {
+		d.fail(n, field, "must be written without a leading 0 (YAML reads it as octal; write 0o… for an octal number), got %q", n.Value)
+		return
+	}
 	if !wholeNumber(n, v.Type()) {
 		d.fail(n, field, "must be an integer, got %s", describe(n, v.Type(), field))
 		return
@@ -269,6 +273,24 @@ func (d *decoder) node(n *yaml.Node, v reflect.Value, field string) {
 	if err := n.Decode(v.Addr().Interface()); err != nil {
 		d.fail(n, field, "%s", typeError(err, n, v.Type(), field))
 	}
+}
+
+// octalByZero says whether n, decoded into t, is an integer written with a
+// leading 0 (0100, -0200), which yaml reads as octal (YAML 1.1): 64 where
+// the file, the 2015 suite and its reader say 100. 0 itself, and 0o144 or
+// 0x64, say what they are.
+func octalByZero(n *yaml.Node, t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+	default:
+		return false
+	}
+	if n.Kind != yaml.ScalarNode || n.Style != 0 || n.ShortTag() != "!!int" {
+		return false
+	}
+	digits := strings.ReplaceAll(strings.TrimLeft(n.Value, "+-"), "_", "")
+	return len(digits) > 1 && digits[0] == '0' && digits[1] >= '0' && digits[1] <= '9'
 }
 
 // wholeNumber says whether n may be decoded into t as far as fractions
