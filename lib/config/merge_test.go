@@ -32,6 +32,7 @@ func TestDecodeMergeKeys(t *testing.T) {
 		{"unknown key in a merged block", "inner: &i {name: a}\nlist:\n - {<<: *i}\nby_name:\n  k: {<<: {cuont: 1}}\n",
 			[]string{"by_name.k.cuont: unknown key"}, nil},
 		{"merge of a scalar", "inner: {<<: 3}\n", []string{"f.yaml:1: inner.<<: must be a mapping"}, nil},
+		{"merge of an alias of a list", "hosts: &h [a]\ninner: {<<: *h}\n", []string{"f.yaml:2: inner.<<: must be a mapping, an alias of one (*anchor) or a list of them, got a list"}, nil},
 		{"duplicate key beside a merge still refused", "inner: {<<: {name: a}, count: 1, count: 2}\n", []string{"inner.count: key appears twice"}, nil},
 	}
 	for _, tc := range cases {
@@ -77,5 +78,16 @@ func TestDecodeMergeBombReturns(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Decode of merges naming merges did not return within 10 s")
+	}
+}
+
+// TestDecodeBadMergeHidesSecret: a merge key's value that is not a
+// mapping, in a section that may hold a secret, is refused without being
+// shown (as a value of the wrong type is).
+func TestDecodeBadMergeHidesSecret(t *testing.T) {
+	var s withSecrets
+	err := config.Decode("f.yaml", []byte("auth: {<<: digest:user:hunter2}\n"), &s)
+	if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "f.yaml:1: auth.<<: must be a mapping") {
+		t.Errorf("Decode: %v; want auth.<< refused without its value", err)
 	}
 }
