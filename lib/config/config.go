@@ -245,7 +245,7 @@ func (d *decoder) node(n *yaml.Node, v reflect.Value, field string) {
 			v.Set(reflect.MakeMap(v.Type()))
 		}
 		seen := map[string]bool{}
-		pairs := d.pairs(n, field)
+		pairs := d.pairs(n, v.Type(), field)
 		for i := 0; i+1 < len(pairs); i += 2 {
 			key := pairs[i].Value
 			if seen[key] {
@@ -325,7 +325,7 @@ func (d *decoder) structNode(n *yaml.Node, v reflect.Value, field string) {
 	}
 	fields, rest := structFields(v)
 	seen := map[string]bool{}
-	pairs := d.pairs(n, field)
+	pairs := d.pairs(n, v.Type(), field)
 	for i := 0; i+1 < len(pairs); i += 2 {
 		k, val := pairs[i], pairs[i+1]
 		key := k.Value
@@ -355,15 +355,21 @@ func (d *decoder) structNode(n *yaml.Node, v reflect.Value, field string) {
 	}
 }
 
-// pairs is MappingPairs(n), a merge key of the wrong shape reported.
-func (d *decoder) pairs(n *yaml.Node, field string) []*yaml.Node {
+// pairs is MappingPairs(n), n being decoded into t as field, a merge key
+// of the wrong shape reported (its value not shown where field may hold
+// a secret).
+func (d *decoder) pairs(n *yaml.Node, t reflect.Type, field string) []*yaml.Node {
 	pairs, bad := MappingPairs(n)
 	for _, b := range bad {
 		path := "<<"
 		if field != "" {
 			path = field + ".<<"
 		}
-		d.fail(b, path, "must be a mapping, an alias of one (*anchor) or a list of them, got %s", describe(b, reflect.TypeFor[string](), path))
+		what := b
+		if b.Kind == yaml.AliasNode {
+			what = b.Alias // what the alias names, not its name
+		}
+		d.fail(b, path, "must be a mapping, an alias of one (*anchor) or a list of them, got %s", describe(what, t, field))
 	}
 	return pairs
 }
