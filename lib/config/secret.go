@@ -18,6 +18,9 @@ func ReadSecretFile(path string) (string, error) {
 	if err != nil {
 		return "", hiddenPathError{err}
 	}
+	if !st.Mode().IsRegular() { // before its mode: chmod would not help
+		return "", fmt.Errorf("%s: not a regular file (%s)", path, fileKind(st.Mode()))
+	}
 	if st.Mode().Perm()&0o077 != 0 {
 		return "", fmt.Errorf("%s is readable by group or others (mode %v); chmod 600 it", path, st.Mode().Perm())
 	}
