@@ -38,6 +38,8 @@ func TestMain(m *testing.M) {
 		childFullFS(dir)
 	case "rmrefused":
 		childRemoveRefused(dir)
+	case "rmfull":
+		childRemoveRefusedFull(dir)
 	default:
 		fmt.Fprintf(os.Stderr, "%s=%s: unknown child\n", childEnv, mode)
 		os.Exit(2)

@@ -6,3 +6,6 @@ func Fsyncs() int64 { return fsyncs.Load() }
 // DataSyncs counts the group commits synced with fdatasync, inside the
 // zeros written ahead of the entries.
 func DataSyncs() int64 { return dataSyncs.Load() }
+
+// EntryLen is the bytes r takes in a segment.
+func EntryLen(r Record) int { return len(appendEntry(nil, &r, 0)) }

@@ -189,7 +189,7 @@ func childRemoveRefused(dir string) {
 // A segment whose entries are all acked is removed even when the spool's
 // directory refused it for a while (its permissions changed, then changed
 // back): its disk space is given back while kproxy runs, not only at the
-// next start, uncounted meanwhile in Stats.Bytes (and spool_max_bytes).
+// next start.
 func TestAckedSegmentRemovedOnceDirectoryWritableAgain(t *testing.T) {
 	dir := t.TempDir()
 	cmd, out, stderr := startChild(t, "rmrefused", dir, asOwnerWithoutPrivilege)
@@ -205,5 +205,105 @@ func TestAckedSegmentRemovedOnceDirectoryWritableAgain(t *testing.T) {
 	}
 	if lines[0] != "segments 2" {
 		t.Fatalf("child: %q (%s) 3 s after the directory was writable again, want 2: the acked segment stays on disk until a restart", lines[0], lines[1])
+	}
+}
+
+// childRemoveRefusedFull fills a spool of 8 entries' bytes (MaxBytes)
+// with 8 entries in three segments, makes the directory read-only, acks
+// the first segment's entries and waits until the spool logged that it
+// could not remove its file, then appends one more entry (room in the
+// last segment, none under MaxBytes while the acked file is on disk).
+// It prints "refused ERR" (that Append's error), "disk N" (the entries'
+// bytes in the segment files then, MaxBytes M: "max M"), then makes the
+// directory writable again and prints "later ERR": an Append retried for
+// up to 3 s, once the spool could remove the file.
+func childRemoveRefusedFull(dir string) {
+	var log logBuffer
+	value := strings.Repeat("v", 600)
+	entry := int64(spool.EntryLen(rec("t", "0"+value)))
+	max := 8 * entry
+	s, err := spool.Open(spool.Options{Dir: dir, SegmentBytes: 4 << 10, MaxBytes: max, Log: log.logger()})
+	if err != nil {
+		childFail("open: %v", err)
+	}
+	for i := range 8 { // 3 entries a segment
+		if _, err := s.Append([]spool.Record{rec("t", fmt.Sprintf("%d%s", i, value))}); err != nil {
+			childFail("append %d: %v", i, err)
+		}
+	}
+	if _, err := s.Append([]spool.Record{rec("t", "8"+value)}); !errors.Is(err, spool.ErrFull) {
+		childFail("append past MaxBytes: %v, want ErrFull", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	es, err := s.Read(ctx, 3)
+	if err != nil || len(es) != 3 {
+		childFail("read: %d entries, %v", len(es), err)
+	}
+	if err := os.Chmod(dir, 0o555); err != nil {
+		childFail("chmod: %v", err)
+	}
+	for _, e := range es {
+		s.Ack(e.Seq)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(log.String(), "remove acked segment") {
+		if time.Now().After(deadline) {
+			childFail("no failed removal logged: %s", log.String())
+		}
+		time.Sleep(10 * time.Millisecond) // polling the log
+	}
+	_, err = s.Append([]spool.Record{rec("t", "8"+value)})
+	fmt.Printf("refused %v\n", err)
+	disk := -s.Stats().Ahead // the zeros written ahead are not entries
+	for _, name := range segmentsIn(dir) {
+		fi, err := os.Stat(name)
+		if err != nil {
+			childFail("stat: %v", err)
+		}
+		disk += fi.Size()
+	}
+	fmt.Printf("disk %d max %d\n", disk, max)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		childFail("chmod: %v", err)
+	}
+	deadline = time.Now().Add(3 * time.Second)
+	for {
+		_, err = s.Append([]spool.Record{rec("t", "9"+value)})
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // polling: the spool retries the removal by itself
+	}
+	fmt.Printf("later %v\n", err)
+	_ = s.Close()
+}
+
+// An acked segment whose file the directory refuses to remove still takes
+// its bytes on disk: it counts against MaxBytes (spool_max_bytes) until
+// its file is gone, so that the spool never holds more than MaxBytes on
+// disk, and its bytes are given back once the removal works.
+func TestUnremovedSegmentCountsAgainstMaxBytes(t *testing.T) {
+	dir := t.TempDir()
+	cmd, out, stderr := startChild(t, "rmfull", dir, asOwnerWithoutPrivilege)
+	var lines []string
+	for out.Scan() {
+		lines = append(lines, out.Text())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("child: %v; stderr %q", err, stderr)
+	}
+	if len(lines) != 3 {
+		t.Fatalf("child: %q", lines)
+	}
+	var disk, max int64
+	if _, err := fmt.Sscanf(lines[1], "disk %d max %d", &disk, &max); err != nil {
+		t.Fatalf("child: %q: %v", lines[1], err)
+	}
+	if lines[0] != "refused spool full" || disk > max {
+		t.Fatalf("child: %q with an acked segment's file left on disk, %d bytes of entries on disk for MaxBytes %d: the file's bytes no longer counted", lines[0], disk, max)
+	}
+	if lines[2] != "later <nil>" {
+		t.Fatalf("child: %q 3 s after the directory was writable again: the removed file's bytes not given back", lines[2])
 	}
 }
