@@ -167,7 +167,7 @@ type Spool struct {
 	zeros      []byte
 	savedAcked uint64
 	closeErr   error
-	unremoved  []string // files of acked segments whose removal failed: removeLeft
+	unremoved  []*segment // acked segments whose file's removal failed: removeLeft
 
 	wake chan struct{} // queue or collect set (capacity 1)
 	quit chan struct{} // closed by Close
@@ -933,7 +933,6 @@ func (s *Spool) removeAcked() {
 	keep, i := s.segs[:0], 0
 	for _, g := range s.segs {
 		if i < len(gone) && g == gone[i] { // both in seq order
-			s.bytes -= g.size
 			if g == s.aheadSeg { // its zeros go with it (closeActive below)
 				s.ahead, s.aheadSeg = 0, nil
 			}
@@ -945,14 +944,20 @@ func (s *Spool) removeAcked() {
 	clear(s.segs[len(keep):])
 	s.segs = keep
 	s.mu.Unlock()
+	// A segment's bytes count (Stats.Bytes, MaxBytes) until its file is
+	// gone: one the directory refuses to remove still takes them on disk.
 	for _, g := range gone {
 		if g == s.activeSeg {
 			s.closeActive()
 		}
 		if err := os.Remove(g.path); err != nil {
 			s.log.Warn("spool: remove acked segment; retried every 100 ms", "file", g.path, "err", err)
-			s.unremoved = append(s.unremoved, g.path)
+			s.unremoved = append(s.unremoved, g)
+			continue
 		}
+		s.mu.Lock()
+		s.bytes -= g.size
+		s.mu.Unlock()
 	}
 	if err := syncDir(s.dir); err != nil {
 		s.log.Warn("spool: remove acked segments", "err", err)
@@ -967,10 +972,14 @@ func (s *Spool) removeLeft() {
 		return
 	}
 	left := s.unremoved[:0]
-	for _, path := range s.unremoved {
-		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			left = append(left, path)
+	for _, g := range s.unremoved {
+		if err := os.Remove(g.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			left = append(left, g)
+			continue
 		}
+		s.mu.Lock()
+		s.bytes -= g.size
+		s.mu.Unlock()
 	}
 	if len(left) < len(s.unremoved) {
 		if err := syncDir(s.dir); err != nil {
@@ -1232,7 +1241,7 @@ func (s *Spool) Pending(topic string) int {
 // Stats are a Spool's counts.
 type Stats struct {
 	Records  int64     // appended and not acked
-	Bytes    int64     // the entries' bytes in all segments (the zeros written ahead are Ahead)
+	Bytes    int64     // the entries' bytes in all segment files, acked ones not removed yet included (the zeros written ahead are Ahead)
 	Oldest   time.Time // Appended of the oldest unacked entry; zero when empty
 	Appended int64     // entries appended since Open
 	Acked    int64     // entries acked since Open
