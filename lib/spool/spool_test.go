@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -709,5 +710,45 @@ func TestReadAppendAddsToTheSlice(t *testing.T) {
 	es, err = s.ReadAppend(context.Background(), es[:1], 1)
 	if !errors.Is(err, spool.ErrClosed) || !slices.Equal(values(es), []string{"held"}) {
 		t.Fatalf("after Close: %v, %v; want [held], ErrClosed", values(es), err)
+	}
+}
+
+// Files in the spool's directory that are not the spool's own (junk, a
+// segment copied from another host under another name, a directory) are
+// left alone, but not in silence: Open logs each by name, once.
+func TestOpenLogsUnknownFiles(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, spool.Options{Dir: dir})
+	appendOne(t, s, rec("t", "x"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	unknown := []string{"notes.txt", "00000000000000000000.seg.bak", "7.seg", "old"}
+	for _, name := range unknown[:3] {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("junk"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, unknown[3]), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var log logBuffer
+	s = open(t, spool.Options{Dir: dir, Log: log.logger()})
+	if n := s.Stats().Replayed; n != 1 {
+		t.Errorf("replayed %d entries, want 1", n)
+	}
+	text := log.String()
+	for _, name := range unknown {
+		if n := len(regexp.MustCompile(`file=`+regexp.QuoteMeta(filepath.Join(dir, name))+`\s`).FindAllString(text, -1)); n != 1 {
+			t.Errorf("%s named %d times in the log, want once: %q", name, n, text)
+		}
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("%s: %v, want it left alone", name, err)
+		}
+	}
+	for _, own := range []string{"lock", "acked", "00000000000000000000.seg"} {
+		if regexp.MustCompile(regexp.QuoteMeta(filepath.Join(dir, own)) + `\s`).MatchString(text) {
+			t.Errorf("the spool's own %s logged: %q", own, text)
+		}
 	}
 }
