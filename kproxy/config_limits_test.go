@@ -198,3 +198,24 @@ func TestListenersOnOnePortRefusedWhateverTheSpelling(t *testing.T) {
 		t.Errorf("listen_host ::1, admin_addr localhost: %v", err)
 	}
 }
+
+// A spool_dir that names a file, or a directory kproxy may not write to,
+// is refused by LoadConfig (and so -check and the start) with the file,
+// the key and the value, not found out when Kafka first goes away.
+func TestCheckRefusesSpoolDirNotADirectory(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "spool")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := writeConfig(t, "127.0.0.1:9", "spool_dir: "+file)
+	_, err := kproxy.LoadConfig(f)
+	want := fmt.Sprintf("%s: spool_dir: ", f)
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "not a directory") || !strings.Contains(err.Error(), fmt.Sprintf("got %q", file)) {
+		t.Errorf("LoadConfig with spool_dir a file: %v; want %q ... not a directory ..., got %q", err, want, file)
+	}
+	// Missing: created at start.
+	f = writeConfig(t, "127.0.0.1:9", "spool_dir: "+filepath.Join(t.TempDir(), "new", "spool"))
+	if _, err := kproxy.LoadConfig(f); err != nil {
+		t.Errorf("LoadConfig with spool_dir missing: %v", err)
+	}
+}

@@ -40,6 +40,8 @@ func TestMain(m *testing.M) {
 		childRemoveRefused(dir)
 	case "rmfull":
 		childRemoveRefusedFull(dir)
+	case "rodir":
+		childReadOnlyDir(dir)
 	default:
 		fmt.Fprintf(os.Stderr, "%s=%s: unknown child\n", childEnv, mode)
 		os.Exit(2)

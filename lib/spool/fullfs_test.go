@@ -307,3 +307,47 @@ func TestUnremovedSegmentCountsAgainstMaxBytes(t *testing.T) {
 		t.Fatalf("child: %q 3 s after the directory was writable again: the removed file's bytes not given back", lines[2])
 	}
 }
+
+// childReadOnlyDir opens a spool, appends a record and closes it (the
+// directory then holds the lock, the watermark and a segment), makes the
+// directory read-only and opens it again: it prints "open ERR".
+func childReadOnlyDir(dir string) {
+	s, err := spool.Open(spool.Options{Dir: dir})
+	if err != nil {
+		childFail("open: %v", err)
+	}
+	if _, err := s.Append([]spool.Record{rec("t", "x")}); err != nil {
+		childFail("append: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		childFail("close: %v", err)
+	}
+	if err := os.Chmod(dir, 0o555); err != nil {
+		childFail("chmod: %v", err)
+	}
+	s, err = spool.Open(spool.Options{Dir: dir})
+	fmt.Printf("open %v\n", err)
+	if err == nil {
+		_ = s.Close()
+	}
+	_ = os.Chmod(dir, 0o755)
+}
+
+// A spool directory the process may not write to is refused by Open,
+// naming the directory: with the lock and watermark files there from an
+// earlier run, it opened, and every record the spool had to take later
+// was refused (no segment can be created).
+func TestOpenRefusesReadOnlyDirectory(t *testing.T) {
+	dir := t.TempDir()
+	cmd, out, stderr := startChild(t, "rodir", dir, asOwnerWithoutPrivilege)
+	var lines []string
+	for out.Scan() {
+		lines = append(lines, out.Text())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("child: %v; stderr %q", err, stderr)
+	}
+	if len(lines) != 1 || !strings.Contains(lines[0], dir) || !strings.Contains(lines[0], "not writable") {
+		t.Fatalf("child: %q, want Open's error naming %s as not writable", lines, dir)
+	}
+}
