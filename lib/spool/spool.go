@@ -64,7 +64,9 @@
 // is empty, before its first write) is logged with the count of its lost
 // entries. Entries below the persisted watermark are
 // acknowledged already and are not returned again; every other entry is
-// pending, in seq order.
+// pending, in seq order. A file of the directory that is neither a
+// segment, the watermark nor the lock is left alone and logged at Warn
+// with its name.
 package spool
 
 import (
@@ -304,6 +306,11 @@ func (s *Spool) replay() error {
 	for _, de := range des {
 		base, ok := segBase(de.Name())
 		if !ok {
+			if name := de.Name(); name != lockName && name != metaName {
+				// Not the spool's: junk, or a segment copied in under
+				// another name. Left alone, but said.
+				s.log.Warn("spool: unknown file in the spool directory, ignored", "file", filepath.Join(s.dir, name))
+			}
 			continue
 		}
 		if base < end {
