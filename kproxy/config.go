@@ -5,6 +5,7 @@ package kproxy
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"net"
 	"path"
@@ -14,6 +15,7 @@ import (
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/logging"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/spool"
 )
 
 // Config is kproxy.yaml. The first block is the 2015 suite's keys, loaded
@@ -406,6 +408,12 @@ func (c Config) Validate(file string) error {
 	case c.SpoolDir != "" && c.SpoolAfterMs >= c.ProduceTimeoutMs:
 		// A record is given to the spool before its produce deadline.
 		p.Addf("spool_after_ms", c.SpoolAfterMs, "must be below produce_timeout_ms (%d)", c.ProduceTimeoutMs)
+	}
+	if c.SpoolDir != "" {
+		// Missing is fine: created at start.
+		if err := spool.CheckDir(c.SpoolDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			p.Addf("spool_dir", c.SpoolDir, "must be a directory kproxy can write to (%v)", strings.TrimPrefix(err.Error(), "spool: "))
+		}
 	}
 	switch {
 	case c.SpoolMaxBytes < minSpoolBytes:

@@ -253,6 +253,9 @@ func Open(o Options) (*Spool, error) {
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
+	if err := CheckDir(o.Dir); err != nil {
+		return nil, err
+	}
 	lock, err := lockDir(o.Dir)
 	if err != nil {
 		return nil, err
@@ -273,6 +276,25 @@ func Open(o Options) (*Spool, error) {
 	}
 	go s.loop()
 	return s, nil
+}
+
+// CheckDir tells whether dir can be a spool's directory: a directory this
+// process may create files in (an error wrapping fs.ErrNotExist: dir is
+// missing, and Open creates it). A spool that opened a directory it may
+// not write to would refuse every record it has to take later.
+func CheckDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("spool: %s is not a directory", dir)
+	}
+	// access(2): the permissions, ACLs and a read-only mount (EROFS).
+	if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
+		return fmt.Errorf("spool: directory %s is not writable: %w", dir, err)
+	}
+	return nil
 }
 
 func lockDir(dir string) (*os.File, error) {
