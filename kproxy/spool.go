@@ -69,6 +69,13 @@ import (
 // Before the flip nothing of the generation was spooled: a record kgo
 // answered then (written, or refused outright) is answered as before.
 //
+// A record a flip took whose copy the spool refused (full, a disk error)
+// is answered 504 and, while kgo has not answered it, linked in its gate
+// again (relinkLocked): it holds the later records of its key as a
+// spool=0 record does, below. The acks=1 client gives its request up at
+// the flip (the generation is its context): its answer comes at once, and
+// a broker that writes it later may write it after such records.
+//
 // Records with spool=0 are never spooled: they stay in kgo (their context
 // is their deadline, not the generation) and keep their answer. A record of
 // the same key arriving after the flip waits (held) until they are
@@ -96,6 +103,11 @@ type spooler struct {
 
 	gatesMu sync.Mutex
 	gates   map[string]*gate
+	// relinked counts the records a flip took whose copy the spool
+	// refused, linked in their gates again until kgo answers them
+	// (relinkLocked): while any is, the appender holds the records of
+	// their keys (holdBlocked).
+	relinked atomic.Int64
 
 	qmu    sync.Mutex
 	queue  []*spoolItem
@@ -187,6 +199,8 @@ type gateRec struct {
 	// item is its copy in the spool when a flip took it (g.mu): set, kgo's
 	// answer is ignored.
 	item *spoolItem
+	// settled: kgo answered it after a flip took it (g.mu).
+	settled bool
 }
 
 // spoolItem is a record on its way to the spool.
@@ -203,6 +217,10 @@ type spoolItem struct {
 	// that one went to the spool too (queued before it): refused, this
 	// one is refused as well, or it would reach Kafka without it.
 	after *spoolItem
+	// from is the record in kgo a flip took it from (nil: not a flip's).
+	// Refused by the spool while kgo has it, from is linked in its gate
+	// again (relinkLocked).
+	from *gateRec
 }
 
 func openSpooler(cfg Config, log *slog.Logger, ps *producers, check *topicCheck, reg *prometheus.Registry) (*spooler, error) {
@@ -526,6 +544,7 @@ func (s *spooler) flipLocked(g *gate) {
 		next := n.next
 		if n.gen != nil {
 			n.item = newSpoolItem(g, n.rec, true, n.at)
+			n.item.from = n
 			group = append(group, n.item)
 			g.unlinkLocked(n)
 		}
@@ -556,6 +575,24 @@ func (g *gate) blocksLocked(key []byte) bool {
 	return false
 }
 
+// relinkLocked puts n back at the end of g's list (g.mu held): a flip took
+// it, kgo has not answered it, and the spool refused its copy. Its request
+// may be out, and the broker may still write it: like a spool=0 record,
+// it keeps the topic spooling and the later records of its key wait for
+// kgo's answer (blocksLocked), lest the drain write one of them first.
+// gen nil: no flip takes it again.
+func (g *gate) relinkLocked(n *gateRec) {
+	n.gen = nil
+	n.prev, n.next, n.linked = g.last, nil, true
+	if g.last != nil {
+		g.last.next = n
+	} else {
+		g.first = n
+	}
+	g.last = n
+	g.out++
+}
+
 // holdLocked queues a new record of a spooling topic, g.mu held: after
 // the spool=0 records of its key still in kgo.
 func (s *spooler) holdLocked(g *gate, it *spoolItem) {
@@ -576,9 +613,13 @@ func (s *spooler) settle(n *gateRec) (taken bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if !n.linked {
+		n.settled = true
 		return true // taken: only a flip unlinks before the answer
 	}
 	g.unlinkLocked(n)
+	if n.item != nil { // taken by a flip, refused by the spool, linked again
+		s.relinked.Add(-1)
+	}
 	if len(g.held) > 0 {
 		kept := g.held[:0]
 		for _, h := range g.held {
@@ -691,7 +732,7 @@ func (s *spooler) write() {
 // requests are not all-or-nothing with each other. recs is scratch space,
 // returned for reuse.
 func (s *spooler) appendItems(items []*spoolItem, recs []spool.Record) []spool.Record {
-	if items = s.refuseAfterRefused(items); len(items) == 0 {
+	if items = s.holdBlocked(s.refuseAfterRefused(items)); len(items) == 0 {
 		return recs
 	}
 	recs = recs[:0]
@@ -726,6 +767,31 @@ func (s *spooler) appendItems(items []*spoolItem, recs []spool.Record) []spool.R
 	}
 	s.finish(items, err)
 	return recs
+}
+
+// holdBlocked moves the items queued behind a record of their key that
+// the spool refused from a flip while kgo had it (relinkLocked: an earlier
+// half of the same append) to their gate's held records, to be appended
+// once kgo answered it; it returns the others, in order. A flip's own
+// records are not held (no record of their keys was linked again then:
+// their topic went direct before the flip, so nothing of it was).
+func (s *spooler) holdBlocked(items []*spoolItem) []*spoolItem {
+	if s.relinked.Load() == 0 {
+		return items
+	}
+	kept := make([]*spoolItem, 0, len(items))
+	for _, it := range items {
+		g := it.g
+		g.mu.Lock()
+		if it.from == nil && g.blocksLocked(it.rec.Key) {
+			g.held = append(g.held, it) // still counted in queued
+			g.mu.Unlock()
+			continue
+		}
+		g.mu.Unlock()
+		kept = append(kept, it)
+	}
+	return kept
 }
 
 // errKeyRefusedBefore: the spool refused an earlier record of the key in
@@ -775,6 +841,14 @@ func (s *spooler) finish(items []*spoolItem, err error) {
 		}
 		g.mu.Lock()
 		g.queued -= j - i
+		if err != nil {
+			for _, it := range items[i:j] {
+				if it.from != nil && !it.from.settled {
+					g.relinkLocked(it.from)
+					s.relinked.Add(1)
+				}
+			}
+		}
 		g.mu.Unlock()
 		for _, it := range items[i:j] {
 			it.err = err
