@@ -1,0 +1,91 @@
+package ktransfer_test
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
+)
+
+// TestReleaseFreesWorkerOfHungPush: a process with worker_num 2 holds two
+// partitions; its backend takes a push of partition 1 and never answers
+// (read_timeout_ms 0: no limit). A second process joins and partition 1
+// moves to it: the release abandons the hung push at shutdown_timeout_ms.
+// The abandoned push must end (its connection closed) and give its worker
+// back: two records of partition 0 with different keys are then pushed by
+// both workers at once. Before, the worker stayed in the hung push for
+// ever, and the process pushed its remaining partition with one worker.
+func TestReleaseFreesWorkerOfHungPush(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 2})
+	hang := make(chan struct{})
+	both := make(chan struct{}) // two pushes of partition 0 in flight at once
+	var mu sync.Mutex
+	inFlight := 0
+	b := newBackend(t, func(_ int, p push, w http.ResponseWriter) {
+		if !strings.HasPrefix(p.path, "/a/") {
+			return
+		}
+		if p.partition == "1" {
+			<-hang
+			return
+		}
+		mu.Lock()
+		if inFlight++; inFlight == 2 {
+			close(both)
+		}
+		mu.Unlock()
+		select { // each waits for the other, or answers alone after a while
+		case <-both:
+		case <-time.After(3 * time.Second):
+		}
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+	})
+	t.Cleanup(func() { close(hang) }) // before the backend's Close, which waits for its handlers
+	first := module("m", "t", b.URL)
+	first.Protocol.URI = "/a/{#TOPIC}?key={#KEY}"
+	first.WorkerNum = 2
+	cfg := e.config(t, 0, first)
+	cfg.ShutdownTimeoutMs = 300
+	tr, err := ktransfer.New(cfg, testLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtest.Start(t, tr.Run, 20*time.Second)
+	waitFor(t, "the first process holding both partitions", 10*time.Second, func() bool { return len(tr.Status()[0].Partitions) == 2 })
+	writeKeys(t, e, 1, []string{"h"})
+	waitFor(t, "the push of partition 1 hanging", 10*time.Second, func() bool {
+		for _, p := range b.got() {
+			if strings.HasPrefix(p.path, "/a/") && p.partition == "1" {
+				return true
+			}
+		}
+		return false
+	})
+	second := module("m", "t", b.URL)
+	second.Protocol.URI = "/b/{#TOPIC}?key={#KEY}"
+	e.start(t, second)
+	waitFor(t, "partition 1 pushed by the second process", 20*time.Second, func() bool {
+		for _, p := range b.got() {
+			if strings.HasPrefix(p.path, "/b/") && p.partition == "1" {
+				return true
+			}
+		}
+		return false
+	})
+	if parts := tr.Status()[0].Partitions; len(parts) != 1 {
+		t.Fatalf("first process holds %+v after the hand-over, want partition 0 alone", parts)
+	}
+	writeKeys(t, e, 0, []string{"x", "y"})
+	select {
+	case <-both:
+	case <-time.After(8 * time.Second):
+		t.Fatal("partition 0's two keys were never pushed at once with worker_num 2: a worker is still held by the released partition's hung push")
+	}
+}
