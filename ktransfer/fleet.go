@@ -576,7 +576,8 @@ func (m *module) release(c *claimed, mode releaseMode) {
 			time.Sleep(2 * time.Millisecond)
 		}
 		if n := p.pushing.Load(); n > 0 {
-			m.log.Warn("pushes still in progress at release; abandoned, their records stay uncommitted", "partition", p.id, "pushes", n)
+			m.log.Warn("pushes still in progress at release; abandoned, their records stay uncommitted and their connections are closed", "partition", p.id, "pushes", n)
+			m.pusher.abandon(p) // they end, and give their workers back
 		}
 	}
 	m.commitMu.Lock()

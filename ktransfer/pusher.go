@@ -137,6 +137,9 @@ func newPusher(m Module) (*pusher, error) {
 			// error (fasthttp's default: its first and last 200 bytes,
 			// cookies included), which is logged at every retry.
 			SecureErrorLogMessage: true,
+			// Notes which connection each push of a claim uses, so that a
+			// release can end one it abandons (abandon).
+			Transport: pushTransport{&p.conns},
 		}
 		hc.Dial = func(addr string) (net.Conn, error) {
 			var c net.Conn
@@ -171,10 +174,73 @@ func (p *pusher) closeIdle() {
 // worker, the run and the connection for ever, one more for each reload.
 func (p *pusher) closeAll() { p.conns.closeAll() }
 
-// connSet is the open connections of a pusher.
+// abandon closes the connections the pushes of part, released, are using:
+// they end with an error (their records stay uncommitted) and give their
+// workers back. Else a push without an answer (read_timeout_ms 0) held its
+// worker for ever, and the partitions left had one worker less.
+func (p *pusher) abandon(part *partition) { p.conns.abandon(part) }
+
+// connSet is the open connections of a pusher, and which claim's push uses
+// each.
 type connSet struct {
-	mu    sync.Mutex
-	conns map[*trackedConn]struct{}
+	mu     sync.Mutex
+	conns  map[*trackedConn]struct{}
+	pushes map[*fasthttp.Request]*partition // the requests of claims' pushes in progress
+}
+
+// begin notes that req is a push of part's.
+func (s *connSet) begin(req *fasthttp.Request, part *partition) {
+	s.mu.Lock()
+	if s.pushes == nil {
+		s.pushes = map[*fasthttp.Request]*partition{}
+	}
+	s.pushes[req] = part
+	s.mu.Unlock()
+}
+
+// end forgets req.
+func (s *connSet) end(req *fasthttp.Request) {
+	s.mu.Lock()
+	delete(s.pushes, req)
+	s.mu.Unlock()
+}
+
+// use notes that req is sent on conn; false when req's partition was
+// released meanwhile: it is not sent (abandon may have looked already).
+func (s *connSet) use(conn net.Conn, req *fasthttp.Request) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	part := s.pushes[req]
+	if part == nil {
+		return true // a replayed dead letter: no claim
+	}
+	if part.released.Load() {
+		return false
+	}
+	if tc, ok := conn.(*trackedConn); ok {
+		tc.part = part
+	}
+	return true
+}
+
+// unuse notes that conn carries no push any more, before it goes back to
+// its pool or is closed.
+func (s *connSet) unuse(conn net.Conn) {
+	if tc, ok := conn.(*trackedConn); ok {
+		s.mu.Lock()
+		tc.part = nil
+		s.mu.Unlock()
+	}
+}
+
+func (s *connSet) abandon(part *partition) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.part == part {
+			_ = c.Conn.Close() // the push's Close (trackedConn's) removes it from the set
+		}
+	}
 }
 
 func (s *connSet) add(c net.Conn) net.Conn {
@@ -203,7 +269,77 @@ func (s *connSet) closeAll() {
 // trackedConn leaves its set when closed.
 type trackedConn struct {
 	net.Conn
-	set *connSet
+	set  *connSet
+	part *partition // whose push it carries, or nil (under set.mu)
+}
+
+// errPushAbandoned is a push's error when its partition was released
+// before it was sent.
+var errPushAbandoned = errors.New("partition released: push abandoned")
+
+// pushTransport is fasthttp's default transport for the pushes (a
+// request and its answer read whole, up to MaxResponseBodySize), which
+// notes the connection each push of a claim uses (connSet.use): a release
+// that abandons a push closes it (connSet.abandon).
+type pushTransport struct{ set *connSet }
+
+func (t pushTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) (retry bool, err error) {
+	cc, err := hc.AcquireConn(0, req.ConnectionClose())
+	if err != nil {
+		return false, err
+	}
+	conn := cc.Conn()
+	if !t.set.use(conn, req) {
+		hc.ReleaseConn(cc)
+		return false, errPushAbandoned
+	}
+	reuse := false
+	defer func() {
+		t.set.unuse(conn) // before another push may take it
+		if reuse {
+			hc.ReleaseConn(cc)
+		} else {
+			hc.CloseConn(cc)
+		}
+	}()
+	resp.ParseNetConn(conn)
+	var deadline time.Time
+	if hc.WriteTimeout > 0 {
+		deadline = time.Now().Add(hc.WriteTimeout)
+	}
+	if err = conn.SetWriteDeadline(deadline); err != nil {
+		return true, err
+	}
+	bw := hc.AcquireWriter(conn)
+	err = req.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	hc.ReleaseWriter(bw)
+	if x, ok := err.(interface{ Timeout() bool }); ok && x.Timeout() {
+		err = fasthttp.ErrTimeout
+	}
+	if err != nil {
+		return true, err
+	}
+	deadline = time.Time{}
+	if hc.ReadTimeout > 0 {
+		deadline = time.Now().Add(hc.ReadTimeout)
+	}
+	if err = conn.SetReadDeadline(deadline); err != nil {
+		return true, err
+	}
+	if hc.DisableHeaderNamesNormalizing {
+		resp.Header.DisableNormalizing()
+	}
+	br := hc.AcquireReader(conn)
+	err = resp.ReadLimitBody(br, hc.MaxResponseBodySize)
+	hc.ReleaseReader(br)
+	if err != nil {
+		return !errors.Is(err, fasthttp.ErrBodyTooLarge), err
+	}
+	reuse = !req.ConnectionClose() && !resp.ConnectionClose()
+	return false, nil
 }
 
 func (c *trackedConn) Close() error {
@@ -277,6 +413,10 @@ func (p *pusher) push(i int, r *record, buf *[]byte) attempt {
 		req.Header.SetCanonical(hdrWebhookSignature, (*buf)[id:])
 	}
 	req.SetBodyRaw(r.msg.Value)
+	if r.part != nil {
+		p.conns.begin(req, r.part)
+		defer p.conns.end(req)
+	}
 	err := p.backends[i].Do(req, resp)
 	if err != nil && !errors.Is(err, fasthttp.ErrBodyTooLarge) {
 		if small := (*fasthttp.ErrSmallBuffer)(nil); errors.As(err, &small) {
