@@ -138,6 +138,14 @@ type Module struct {
 	// BreakerCooldownMs is how long a backend stays open before a trial
 	// push; doubled after each failed trial, up to maxBreakerCooldown.
 	BreakerCooldownMs int `yaml:"breaker_cooldown_ms"`
+
+	// FetchMaxBytes is how many bytes one fetch of the module's Kafka
+	// client asks a broker for at most (a first record batch larger than
+	// it comes whole).
+	FetchMaxBytes int `yaml:"fetch_max_bytes"`
+	// FetchMaxPartitionBytes is the same per partition, at most
+	// FetchMaxBytes.
+	FetchMaxPartitionBytes int `yaml:"fetch_max_partition_bytes"`
 }
 
 // Protocol is a module's protocol section.
@@ -177,8 +185,15 @@ func DefaultModule() Module {
 		OffsetOutOfRange:    "oldest",
 		Dispatch:            dispatchIdleWorker,
 		BreakerCooldownMs:   1000,
+		// franz-go's defaults, fixed before the keys existed.
+		FetchMaxBytes:          50 << 20,
+		FetchMaxPartitionBytes: 1 << 20,
 	}
 }
+
+// maxFetchMaxBytes bounds fetch_max_bytes: a fetch's answer is read whole,
+// up to twice fetch_max_bytes (fetchOpts), and franz-go reads at most 1 GiB.
+const maxFetchMaxBytes = 512 << 20
 
 // adminAddrUnset marks admin_addr as not (yet) set by the file.
 const adminAddrUnset = "\x00unset"
@@ -509,6 +524,13 @@ func (m Module) Validate() error {
 	}
 	if m.BreakerCooldownMs < 1 || m.BreakerCooldownMs > int(maxBreakerCooldown/time.Millisecond) {
 		p.Addf("breaker_cooldown_ms", m.BreakerCooldownMs, "must be 1..%d", maxBreakerCooldown/time.Millisecond)
+	}
+	fetchOK := m.FetchMaxBytes >= 1<<10 && m.FetchMaxBytes <= maxFetchMaxBytes
+	if !fetchOK {
+		p.Addf("fetch_max_bytes", m.FetchMaxBytes, "must be %d..%d", 1<<10, maxFetchMaxBytes)
+	}
+	if m.FetchMaxPartitionBytes < 1 || fetchOK && m.FetchMaxPartitionBytes > m.FetchMaxBytes {
+		p.Addf("fetch_max_partition_bytes", m.FetchMaxPartitionBytes, "must be 1..fetch_max_bytes (%d)", m.FetchMaxBytes)
 	}
 	return p.Err()
 }

@@ -61,7 +61,7 @@ func newReaderEnv(t *testing.T) *readerEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kgo.NewClient(consumerOpts(shared)...)
+	cl, err := kgo.NewClient(consumerOpts(shared, DefaultModule())...)
 	if err != nil {
 		t.Fatal(err)
 	}

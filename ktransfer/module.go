@@ -66,8 +66,8 @@ type module struct {
 
 // consumerOpts are a module's Kafka consumer options beside the shared
 // ones (brokers, TLS, SASL).
-func consumerOpts(shared []kgo.Opt) []kgo.Opt {
-	return append(slices.Clip(shared),
+func consumerOpts(shared []kgo.Opt, cfg Module) []kgo.Opt {
+	return append(fetchOpts(slices.Clip(shared), cfg),
 		// Records of aborted transactions are never pushed; the markers
 		// are kept so that the commit point can pass them.
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -88,6 +88,17 @@ func consumerOpts(shared []kgo.Opt) []kgo.Opt {
 	)
 }
 
+// fetchOpts adds a module's fetch limits to opts: fetch_max_bytes and
+// fetch_max_partition_bytes. An answer is read whole, up to twice the
+// fetch's size (a first record batch larger than it comes whole), and
+// never less than franz-go's default, 100 MiB.
+func fetchOpts(opts []kgo.Opt, cfg Module) []kgo.Opt {
+	return append(opts,
+		kgo.FetchMaxBytes(int32(cfg.FetchMaxBytes)),
+		kgo.FetchMaxPartitionBytes(int32(cfg.FetchMaxPartitionBytes)),
+		kgo.BrokerMaxReadBytes(int32(max(100<<20, 2*cfg.FetchMaxBytes))))
+}
+
 // fetchMaxWait bounds how long a newly claimed partition waits for its
 // first fetch (consumerOpts).
 const fetchMaxWait = 500 * time.Millisecond
@@ -97,7 +108,7 @@ func newModule(cfg Module, t *Transfer) (*module, error) {
 	if err != nil {
 		return nil, err
 	}
-	cl, err := kgo.NewClient(consumerOpts(t.kafkaOpts)...)
+	cl, err := kgo.NewClient(consumerOpts(t.kafkaOpts, cfg)...)
 	if err != nil {
 		return nil, fmt.Errorf("module %s: kafka consumer: %w", cfg.Name, err)
 	}

@@ -99,7 +99,7 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 	if err != nil {
 		return rep, err
 	}
-	cl, err := kgo.NewClient(append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())...)
+	cl, err := kgo.NewClient(append(fetchOpts(slices.Clip(opts), mc), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())...)
 	if err != nil {
 		return rep, fmt.Errorf("kafka client for %v: %w", brokers, err)
 	}
