@@ -4,12 +4,15 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zktest"
 )
 
 // TestReleaseFreesWorkerOfHungPush: a process with worker_num 2 holds two
@@ -87,5 +90,71 @@ func TestReleaseFreesWorkerOfHungPush(t *testing.T) {
 	case <-both:
 	case <-time.After(8 * time.Second):
 		t.Fatal("partition 0's two keys were never pushed at once with worker_num 2: a worker is still held by the released partition's hung push")
+	}
+}
+
+// TestSessionLossFreesWorkerOfHungPush: as TestReleaseFreesWorkerOfHungPush,
+// but the partitions are dropped because ZooKeeper stops answering (frozen
+// past 2/3 of the session timeout): a drop commits nothing, so a push in
+// progress is of no use any more. Its connection must be closed and its
+// worker given back: once the partitions are claimed again, two keys of
+// partition 0 are pushed at once with worker_num 2. Before, the hung push
+// held its worker for ever.
+func TestSessionLossFreesWorkerOfHungPush(t *testing.T) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 2}})
+	z := zktest.Start(t)
+	e := &env{kafka: k, zkAdr: z.Addr, conn: envConn(t, z.Addr), kc: kafkaconf.Default()}
+	hang := make(chan struct{})
+	both := make(chan struct{})
+	var mu sync.Mutex
+	inFlight, p1 := 0, 0
+	b := newBackend(t, func(_ int, p push, w http.ResponseWriter) {
+		mu.Lock()
+		if p.partition == "1" {
+			p1++
+			first := p1 == 1
+			mu.Unlock()
+			if first {
+				<-hang
+			}
+			return
+		}
+		if inFlight++; inFlight == 2 {
+			close(both)
+		}
+		mu.Unlock()
+		select {
+		case <-both:
+		case <-time.After(3 * time.Second):
+		}
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+	})
+	t.Cleanup(func() { close(hang) })
+	m := module("m", "t", b.URL)
+	m.WorkerNum = 2
+	r := e.startWith(t, 4500, m)
+	waitFor(t, "both partitions", 10*time.Second, func() bool { return len(r.tr.Status()[0].Partitions) == 2 })
+	writeKeys(t, e, 1, []string{"h"})
+	waitFor(t, "the push of partition 1 hanging", 10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return p1 == 1
+	})
+	if err := syscall.Kill(z.Pid(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(z.Pid(), syscall.SIGCONT) })
+	waitFor(t, "the partitions dropped with ZooKeeper frozen", 10*time.Second, func() bool { return len(r.tr.Status()[0].Partitions) == 0 })
+	if err := syscall.Kill(z.Pid(), syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both partitions claimed again", 20*time.Second, func() bool { return len(r.tr.Status()[0].Partitions) == 2 })
+	writeKeys(t, e, 0, []string{"x", "y"})
+	select {
+	case <-both:
+	case <-time.After(5 * time.Second):
+		t.Fatal("partition 0's two keys were never pushed at once with worker_num 2: a worker is still held by the push hung when the partitions were dropped")
 	}
 }
