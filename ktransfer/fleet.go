@@ -568,6 +568,11 @@ func (m *module) release(c *claimed, mode releaseMode) {
 		m.mu.Unlock()
 	}()
 	c.stop()
+	if mode == drop {
+		// Nothing is committed: a push in progress is of no use any more,
+		// and one without an answer would hold its worker for ever.
+		m.pusher.abandon(p)
+	}
 	<-c.done        // the reader dispatches none of its records any more
 	m.sched.drop(p) // its slots are given back below
 	if mode != drop {

@@ -177,7 +177,8 @@ func heldPartition(t *testing.T, window int) (*module, *partition) {
 	t.Cleanup(cl.Close)
 	tr := &Transfer{log: slog.New(slog.DiscardHandler)}
 	m := &module{cfg: cfg, t: tr, log: tr.log, slots: make(chan struct{}, cfg.WindowSize), commitKick: make(chan struct{}, 1),
-		parts: map[int32]*partition{}, claims: map[int32]*claimed{}, releasing: map[int32]int{}, stats: newMetrics().module("m"), sched: newScheduler(cfg)}
+		parts: map[int32]*partition{}, claims: map[int32]*claimed{}, releasing: map[int32]int{}, stats: newMetrics().module("m"), sched: newScheduler(cfg),
+		pusher: &pusher{}}
 	m.reader = newReader(m, cl)
 	p := &partition{m: m, id: 0, tracker: newTracker(0)}
 	done := make(chan struct{})
