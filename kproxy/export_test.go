@@ -1,5 +1,7 @@
 package kproxy
 
+import "context"
+
 // SetDrainMemory sets the bytes of parked topics' records the spool's
 // drain keeps in memory (maxParkedBytes), before srv runs.
 func SetDrainMemory(srv *Server, n int) { srv.spool.parkBudget = n }
@@ -7,3 +9,12 @@ func SetDrainMemory(srv *Server, n int) { srv.spool.parkBudget = n }
 // ProduceRequestsWritten is how many produce requests srv's acks=0/1
 // client has written to brokers.
 func ProduceRequestsWritten(srv *Server) int64 { return srv.prod.traces[0].written.Load() }
+
+// SetAfterDecode sets afterDecode (nil: none) until the test ends.
+func SetAfterDecode(t interface{ Cleanup(func()) }, f func(ctx context.Context)) {
+	afterDecode = f
+	t.Cleanup(func() { afterDecode = nil })
+}
+
+// Draining is closed once srv's shutdown began.
+func Draining(srv *Server) <-chan struct{} { return srv.drain }

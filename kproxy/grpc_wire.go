@@ -62,6 +62,11 @@ func kproxyService() *grpc.ServiceDesc {
 	return &desc
 }
 
+// afterDecode, when set, runs in a Produce call between the read of its
+// message and the disarming of its shutdown cut: tests set it to begin a
+// shutdown there. nil (a no-op) outside tests.
+var afterDecode func(ctx context.Context)
+
 func produceHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 	s := srv.(grpcService).s
 	x := s.callExt(ctx)
@@ -75,6 +80,9 @@ func produceHandler(srv any, ctx context.Context, dec func(any) error, intercept
 		stop = context.AfterFunc(s.drainCtx, cut)
 	}
 	err := dec(j)
+	if afterDecode != nil {
+		afterDecode(ctx)
+	}
 	stop()
 	if err != nil {
 		// Not read (over max_request_size_bytes, the client left, or
