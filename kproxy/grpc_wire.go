@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -75,7 +76,7 @@ func produceHandler(srv any, ctx context.Context, dec func(any) error, intercept
 	// A call open at shutdown whose message has not come is no request
 	// in flight: it does not hold the shutdown. Cut (callTap's cut), its
 	// read ends Canceled, nothing written.
-	stop := func() bool { return false }
+	stop := func() bool { return true }
 	if cut, ok := ctx.Value(cutKey{}).(context.CancelFunc); ok {
 		stop = context.AfterFunc(s.drainCtx, cut)
 	}
@@ -83,11 +84,21 @@ func produceHandler(srv any, ctx context.Context, dec func(any) error, intercept
 	if afterDecode != nil {
 		afterDecode(ctx)
 	}
-	stop()
+	if !stop() && err == nil {
+		// The shutdown began as the message came: the cut fired, or is
+		// firing, and ends the call's context though its client is
+		// there. None of its records was handed to Kafka: refused,
+		// not written (not Canceled, nor records given up as if the
+		// client had left).
+		a := refusedAnswer(requestID(j.body), refuse(503, -1, "kproxy is shutting down; the request was not written"))
+		a.retryAfter = 1
+		s.metrics.grpcAnswered("Produce", a.status, time.Now())
+		err = answerError(&a)
+	}
 	if err != nil {
 		// Not read (over max_request_size_bytes, the client left, or
-		// cut at shutdown): the interceptor that counts calls never
-		// sees it.
+		// cut at shutdown), or read as the shutdown began: the
+		// interceptor that counts calls never sees it.
 		j.release()
 		s.metrics.grpcRPCs.WithLabelValues(strings.TrimPrefix(kproxypb.KProxy_Produce_FullMethodName, "/"), status.Code(err).String()).Inc()
 		return nil, err
