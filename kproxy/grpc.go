@@ -96,7 +96,7 @@ func (s *Server) newGRPC(tlsCfg *tls.Config) *grpc.Server {
 	}
 	g := grpc.NewServer(opts...)
 	g.RegisterService(kproxyService(), grpcService{s: s})
-	grpc_health_v1.RegisterHealthServer(g, grpcHealth{s: s})
+	g.RegisterService(s.cutUnary(&grpc_health_v1.Health_ServiceDesc), grpcHealth{s: s})
 	reflection.Register(g)
 	return g
 }
@@ -111,8 +111,8 @@ type cutKey struct{}
 // callTap notes in a call's context the first x-kafka-header-* key of its
 // metadata, for callExt: read here from the transport's own map, where
 // callExt could only copy the call's metadata to look. A call's context
-// gets a cancel, its cut, which shutdown fires while a Produce call waits
-// for its message (produceHandler), or while another stream runs
+// gets a cancel, its cut, which shutdown fires while a unary call waits
+// for its message (cutRead), or while another stream runs
 // (countStream), reflection's: they carry no records. ProduceStream and
 // Health/Watch have none: they end themselves at shutdown, answering
 // what they took.

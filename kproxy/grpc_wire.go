@@ -4,11 +4,13 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
@@ -68,32 +70,92 @@ func kproxyService() *grpc.ServiceDesc {
 // shutdown there. nil (a no-op) outside tests.
 var afterDecode func(ctx context.Context)
 
+// cutRead reads a unary call's message into v with dec. A call whose
+// message has not come took nothing: at shutdown it must not hold kproxy
+// (the shutdown waits for the calls under way). Should the shutdown begin
+// while it reads, the call is ended with refusal, its read cut (callTap's
+// cut); true then, whatever dec returned: a message read just before is
+// refused too, its records not handed on. Ended, not merely cut: grpc-go
+// answers a read whose context ends Canceled, which a client takes for
+// its own cancellation.
+func (s *Server) cutRead(ctx context.Context, dec func(any) error, v any, refusal *status.Status) (error, bool) {
+	const reading, read, cut = 0, 1, 2
+	var state atomic.Int32
+	stop := func() bool { return true }
+	if c, ok := ctx.Value(cutKey{}).(context.CancelFunc); ok {
+		stop = context.AfterFunc(s.drainCtx, func() {
+			if !state.CompareAndSwap(reading, cut) {
+				return // read: a request in flight, the shutdown waits for it
+			}
+			// grpc-go's transport stream; its WriteStatus ends the
+			// call (its read too) with refusal. Without it, the cut
+			// alone ends the read: Canceled.
+			if w, ok := grpc.ServerTransportStreamFromContext(ctx).(interface{ WriteStatus(*status.Status) error }); ok {
+				w.WriteStatus(refusal)
+			}
+			c()
+		})
+	}
+	err := dec(v)
+	if afterDecode != nil {
+		afterDecode(ctx)
+	}
+	stop()
+	if !state.CompareAndSwap(reading, read) {
+		return err, true
+	}
+	return err, false
+}
+
+// cutUnary is desc with each unary method's message read by cutRead: a
+// call whose message has not come at shutdown is ended Unavailable (it
+// carries no records: nothing is lost). The calls whose message was not
+// read are counted here: countUnary never sees them.
+func (s *Server) cutUnary(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
+	d := *desc
+	d.Methods = make([]grpc.MethodDesc, len(desc.Methods))
+	shutdown := status.New(codes.Unavailable, "kproxy is shutting down")
+	for i, m := range desc.Methods {
+		h, method := m.Handler, desc.ServiceName+"/"+m.MethodName
+		d.Methods[i] = grpc.MethodDesc{MethodName: m.MethodName, Handler: func(srv any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (any, error) {
+			return h(srv, ctx, func(v any) error {
+				err, cut := s.cutRead(ctx, dec, v, shutdown)
+				if cut {
+					err = shutdown.Err()
+				}
+				if err != nil {
+					s.metrics.grpcRPCs.WithLabelValues(method, status.Code(err).String()).Inc()
+				}
+				return err
+			}, ic)
+		}}
+	}
+	return &d
+}
+
+// produceShutdown is Produce's answer to a call cut at shutdown (cutRead):
+// its request, if it came, is not written.
+var produceShutdown = func() *status.Status {
+	a := refusedAnswer(0, refuse(503, -1, "kproxy is shutting down; the request was not written"))
+	a.retryAfter = 1
+	return status.Convert(answerError(&a))
+}()
+
 func produceHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 	s := srv.(grpcService).s
 	x := s.callExt(ctx)
 	x.echo(ctx)
 	j := getBatchJob()
 	// A call open at shutdown whose message has not come is no request
-	// in flight: it does not hold the shutdown. Cut (callTap's cut), its
-	// read ends Canceled, nothing written.
-	stop := func() bool { return true }
-	if cut, ok := ctx.Value(cutKey{}).(context.CancelFunc); ok {
-		stop = context.AfterFunc(s.drainCtx, cut)
-	}
-	err := dec(j)
-	if afterDecode != nil {
-		afterDecode(ctx)
-	}
-	if !stop() && err == nil {
-		// The shutdown began as the message came: the cut fired, or is
-		// firing, and ends the call's context though its client is
-		// there. None of its records was handed to Kafka: refused,
-		// not written (not Canceled, nor records given up as if the
-		// client had left).
-		a := refusedAnswer(requestID(j.body), refuse(503, -1, "kproxy is shutting down; the request was not written"))
-		a.retryAfter = 1
-		s.metrics.grpcAnswered("Produce", a.status, time.Now())
-		err = answerError(&a)
+	// in flight: it does not hold the shutdown (cutRead). Ended
+	// Unavailable, nothing written; so is one whose message came as the
+	// shutdown began (it was not handed to Kafka).
+	err, cut := s.cutRead(ctx, dec, j, produceShutdown)
+	if cut {
+		if err == nil {
+			s.metrics.grpcAnswered("Produce", 503, time.Now())
+		}
+		err = produceShutdown.Err()
 	}
 	if err != nil {
 		// Not read (over max_request_size_bytes, the client left, or
