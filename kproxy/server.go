@@ -69,7 +69,7 @@ type Server struct {
 	connsMu sync.Mutex
 	conns   map[net.Conn]struct{}
 	// lingering are the HTTP port's connections closing after a refused
-	// request (linger): cut and waited for by the shutdown and Close.
+	// request (linger), and grpc_port's after an HTTP/1 request: cut and waited for by the shutdown and Close.
 	lingering lingering
 
 	closeOnce sync.Once
@@ -213,6 +213,8 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		s.admin = daemon.AdminServer(s.adminMux(reg))
 	}
 	if s.grpcLn != nil {
+		s.grpcLn = &grpcListener{Listener: s.grpcLn, tls: tlsCfg != nil, log: &sampled{log: log, every: time.Second},
+			plain: plainAnswer{writeTimeout: time.Duration(cfg.WriteTimeoutMs) * time.Millisecond, linger: newLinger(cfg, &s.lingering)}}
 		s.grpc = s.newGRPC(tlsCfg)
 	}
 	return s, nil

@@ -1,0 +1,160 @@
+package kproxy
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// grpcListener is grpc_port's listener. grpc-go closes a connection whose
+// client speaks another protocol without a word, and logs it only in its
+// own logger (off): an HTTP/1.1 client (curl at the wrong port) read the
+// binary HTTP/2 SETTINGS frame, TLS sent to the plain port or plain text
+// to the TLS port just saw the connection closed, and kproxy's log said
+// nothing. Its connections look at the client's first bytes: an HTTP/1
+// request is answered 400 with a one-line reason, and every such client is
+// logged (sampled: a line a second at most), naming its address and why.
+type grpcListener struct {
+	net.Listener
+	tls   bool // the port speaks TLS (tls_cert_file)
+	plain plainAnswer
+	log   *sampled
+}
+
+func (l *grpcListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &grpcConn{Conn: c, l: l}, nil
+}
+
+// errNotGRPC ends grpc-go's read of a client speaking another protocol.
+var errNotGRPC = errors.New("the client does not speak grpc")
+
+// grpcConn checks the first bytes its client sends: the HTTP/2 preface on
+// the plain port, a TLS record on the TLS port. Until they are checked,
+// what grpc-go writes (the plain port's SETTINGS, sent before the preface
+// is read) is held, so that a client of another protocol reads nothing
+// but the reason; then it goes out and the connection is grpc-go's.
+type grpcConn struct {
+	net.Conn
+	l       *grpcListener
+	checked atomic.Bool
+	mu      sync.Mutex
+	seen    int    // bytes of the client's checked
+	first   []byte // its first bytes, up to 8, to name the protocol
+	held    []byte // written before the check
+}
+
+func (c *grpcConn) Write(b []byte) (int, error) {
+	if !c.checked.Load() {
+		c.mu.Lock()
+		if !c.checked.Load() {
+			c.held = append(c.held, b...)
+			c.mu.Unlock()
+			return len(b), nil
+		}
+		c.mu.Unlock()
+	}
+	return c.Conn.Write(b)
+}
+
+func (c *grpcConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n == 0 || c.checked.Load() {
+		return n, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	got := b[:n]
+	if len(c.first) < 8 {
+		c.first = append(c.first, got[:min(len(got), 8-len(c.first))]...)
+	}
+	ok, done := c.check(got)
+	if !ok {
+		c.refuse()
+		return 0, errNotGRPC
+	}
+	if done {
+		if len(c.held) > 0 {
+			if _, werr := c.Conn.Write(c.held); werr != nil {
+				return 0, werr
+			}
+		}
+		c.held = nil
+		c.checked.Store(true)
+	}
+	return n, err
+}
+
+// check tells whether got, the client's next bytes, are what a gRPC
+// client sends first, and whether that is settled.
+func (c *grpcConn) check(got []byte) (ok, done bool) {
+	if c.l.tls {
+		return c.first[0] == 0x16, true // a TLS handshake record
+	}
+	want := http2.ClientPreface[c.seen:]
+	m := min(len(want), len(got))
+	if !bytes.Equal(got[:m], []byte(want[:m])) {
+		return false, true
+	}
+	c.seen += m
+	return true, c.seen == len(http2.ClientPreface)
+}
+
+// refuse logs why the client is not served and, to an HTTP/1 request,
+// answers 400 with the reason; then grpc-go closes the connection. What
+// grpc-go wrote is dropped, never sent.
+func (c *grpcConn) refuse() {
+	c.held = nil
+	why := "neither the HTTP/2 preface nor a TLS handshake"
+	tlsNote := ""
+	if c.l.tls {
+		tlsNote = " over TLS"
+		why = "not a TLS handshake: this port speaks gRPC over TLS only"
+	}
+	switch {
+	case isHTTP1(c.first):
+		why = "an HTTP/1 request: this port speaks gRPC (HTTP/2)" + tlsNote + " only"
+	case c.first[0] == 0x16 && !c.l.tls:
+		why = "a TLS handshake: this port speaks gRPC without TLS (tls_cert_file is not set)"
+	case bytes.HasPrefix([]byte(http2.ClientPreface), c.first) && c.l.tls:
+		why = "HTTP/2 without TLS: this port speaks gRPC over TLS only"
+	}
+	c.l.log.warn("grpc_port: a client that does not speak grpc; closed", "client", c.Conn.RemoteAddr().String(), "reason", why, "first_bytes", string(c.first))
+	if isHTTP1(c.first) {
+		answer := "this port speaks gRPC (HTTP/2)" + tlsNote + " only: use a gRPC client\n"
+		c.Conn.SetWriteDeadline(time.Now().Add(c.l.plain.writeTimeout))
+		if _, err := io.WriteString(c.Conn, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n"+
+			"Content-Length: "+strconv.Itoa(len(answer))+"\r\n\r\n"+answer); err == nil {
+			// The rest of the request read and dropped, so that the
+			// close does not reset the answer (plainAnswer).
+			c.l.plain.linger.close(c.Conn, c.Conn.Close)
+		}
+	}
+}
+
+// isHTTP1 tells whether first, a client's first bytes, start an HTTP/1
+// request line (a method: capital letters, then a space).
+func isHTTP1(first []byte) bool {
+	if len(first) == 0 || first[0] < 'A' || first[0] > 'Z' {
+		return false
+	}
+	for _, b := range first[1:] {
+		switch {
+		case b == ' ':
+			return !bytes.HasPrefix([]byte(http2.ClientPreface), first) // "PRI " is HTTP/2's
+		case b < 'A' || b > 'Z':
+			return false
+		}
+	}
+	return len(first) >= 5 && looksLikeHTTP([5]byte(first[:5]))
+}
