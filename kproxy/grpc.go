@@ -92,7 +92,7 @@ func (s *Server) newGRPC(tlsCfg *tls.Config) *grpc.Server {
 		grpc.InitialConnWindowSize(1 << 20),
 	}
 	if tlsCfg != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
+		opts = append(opts, grpc.Creds(loggedTLS{credentials.NewTLS(tlsCfg), &s.grpcLog}))
 	}
 	g := grpc.NewServer(opts...)
 	g.RegisterService(kproxyService(), grpcService{s: s})

@@ -16,8 +16,9 @@ import (
 
 // TestGRPCTLSClientRefusedIsLogged: a TLS client of grpc_port that is
 // not a gRPC one — HTTPS at HTTP/1.1 (curl to the wrong port: its ALPN
-// offers no h2), or no ALPN at all (an old client, openssl s_client) — is
-// refused by grpc-go, the first in the handshake, the second after it.
+// offers no h2: Go's TLS then settles on no protocol), or no ALPN at all
+// (an old client, openssl s_client) — is refused by grpc-go after the
+// handshake.
 // kproxy's log said nothing of either: it names the client and why, as
 // for the other clients that do not speak gRPC.
 func TestGRPCTLSClientRefusedIsLogged(t *testing.T) {
@@ -28,7 +29,7 @@ func TestGRPCTLSClientRefusedIsLogged(t *testing.T) {
 		alpn  []string
 		cause string // in the log line
 	}{
-		{"https at http/1.1", []string{"http/1.1"}, "application protocol"},
+		{"https at http/1.1", []string{"http/1.1"}, "ALPN"},
 		{"tls without alpn", nil, "ALPN"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+	"google.golang.org/grpc/credentials"
 )
 
 // grpcListener is grpc_port's listener. grpc-go closes a connection whose
@@ -157,4 +158,27 @@ func isHTTP1(first []byte) bool {
 		}
 	}
 	return len(first) >= 5 && looksLikeHTTP([5]byte(first[:5]))
+}
+
+// loggedTLS is grpc_port's TLS credentials, logging the clients they
+// refuse (grpc-go logs them only to its own logger, off): a handshake
+// that failed, or a client that negotiated no ALPN protocol (HTTPS at
+// HTTP/1.1, whose ALPN offers no h2; an old client), refused by grpc-go
+// after the handshake. Not logged: a client that closed first (a TCP
+// probe), or one grpcConn logged.
+type loggedTLS struct {
+	credentials.TransportCredentials
+	log *sampled
+}
+
+func (c loggedTLS) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	conn, info, err := c.TransportCredentials.ServerHandshake(raw)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, errNotGRPC) {
+		c.log.warn("grpc_port: a tls client refused; closed", "client", raw.RemoteAddr().String(), "reason", err.Error())
+	}
+	return conn, info, err
+}
+
+func (c loggedTLS) Clone() credentials.TransportCredentials {
+	return loggedTLS{c.TransportCredentials.Clone(), c.log}
 }

@@ -41,6 +41,8 @@ type Server struct {
 	purges  topicPurges // of topics whose id a client holds stale
 	metrics *metrics
 	errLog  sampled
+	// grpcLog reports the clients of grpc_port that do not speak gRPC.
+	grpcLog sampled
 	// acks0Log reports acks=0 records lost after their 200, sampled.
 	acks0Log sampled
 	access   *access
@@ -110,6 +112,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s.deadlines = newDeadlines(s.produceTimeout)
 	s.purges.log = log
 	s.errLog = sampled{log: log, every: time.Second}
+	s.grpcLog = sampled{log: log, every: time.Second}
 	s.acks0Log = sampled{log: log, every: time.Second}
 	var err error
 	if s.access, err = newAccess(cfg); err != nil {
@@ -213,7 +216,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		s.admin = daemon.AdminServer(s.adminMux(reg))
 	}
 	if s.grpcLn != nil {
-		s.grpcLn = &grpcListener{Listener: s.grpcLn, tls: tlsCfg != nil, log: &sampled{log: log, every: time.Second},
+		s.grpcLn = &grpcListener{Listener: s.grpcLn, tls: tlsCfg != nil, log: &s.grpcLog,
 			plain: plainAnswer{writeTimeout: time.Duration(cfg.WriteTimeoutMs) * time.Millisecond, linger: newLinger(cfg, &s.lingering)}}
 		s.grpc = s.newGRPC(tlsCfg)
 	}
