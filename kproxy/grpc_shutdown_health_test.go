@@ -8,14 +8,15 @@ import (
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
 
-// TestGRPCShutdownNotHeldByHealthCallWithoutMessage: a unary health call
-// (Check, List) whose client sent its headers and never its message took
+// TestGRPCShutdownNotHeldByHealthCallWithoutMessage: a health call
+// (Check, List, or a Watch, which reads one request before it answers
+// anything) whose client sent its headers and never its message took
 // nothing: at shutdown it must not hold kproxy for shutdown_timeout_ms
 // (after which the Kafka clients are closed without their flush, as if
 // requests were stuck). It is ended at once, Unavailable.
 func TestGRPCShutdownNotHeldByHealthCallWithoutMessage(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
-	for _, method := range []string{"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/List"} {
+	for _, method := range []string{"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/List", "/grpc.health.v1.Health/Watch"} {
 		t.Run(method, func(t *testing.T) {
 			g := startGRPC(t, c, func(cfg *kproxy.Config) { cfg.ShutdownTimeoutMs = 4000 })
 			addr := g.srv.GRPCAddr().String()
