@@ -111,11 +111,11 @@ type cutKey struct{}
 // callTap notes in a call's context the first x-kafka-header-* key of its
 // metadata, for callExt: read here from the transport's own map, where
 // callExt could only copy the call's metadata to look. A call's context
-// gets a cancel, its cut, which shutdown fires while a unary call waits
-// for its message (cutRead), or while another stream runs
-// (countStream), reflection's: they carry no records. ProduceStream and
-// Health/Watch have none: they end themselves at shutdown, answering
-// what they took.
+// gets a cancel, its cut, which shutdown fires while a unary call (or
+// Health/Watch) waits for its message (cutRead), or while another stream
+// runs (countStream), reflection's: they carry no records.
+// ProduceStream has none, nor Health/Watch once its request is read: they
+// end themselves at shutdown, answering what they took.
 func callTap(ctx context.Context, info *tap.Info) (context.Context, error) {
 	for k := range info.Header { // lower-case keys
 		if strings.HasPrefix(k, "x-kafka-header-") {
@@ -123,8 +123,7 @@ func callTap(ctx context.Context, info *tap.Info) (context.Context, error) {
 			break
 		}
 	}
-	switch info.FullMethodName {
-	case kproxypb.KProxy_ProduceStream_FullMethodName, grpc_health_v1.Health_Watch_FullMethodName:
+	if info.FullMethodName == kproxypb.KProxy_ProduceStream_FullMethodName {
 		return ctx, nil
 	}
 	ctx, cut := context.WithCancel(ctx)
@@ -157,8 +156,8 @@ func (s *Server) countUnary(ctx context.Context, req any, info *grpc.UnaryServer
 }
 
 func (s *Server) countStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if cut, ok := ss.Context().Value(cutKey{}).(context.CancelFunc); ok {
-		defer context.AfterFunc(s.drainCtx, cut)() // callTap
+	if cut, ok := ss.Context().Value(cutKey{}).(context.CancelFunc); ok && info.FullMethod != grpc_health_v1.Health_Watch_FullMethodName {
+		defer context.AfterFunc(s.drainCtx, cut)() // callTap; Watch's read only (cutUnary)
 	}
 	err := handler(srv, ss)
 	s.metrics.grpcRPCs.WithLabelValues(strings.TrimPrefix(info.FullMethod, "/"), status.Code(err).String()).Inc()

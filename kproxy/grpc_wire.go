@@ -2,6 +2,7 @@ package kproxy
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -107,14 +108,26 @@ func (s *Server) cutRead(ctx context.Context, dec func(any) error, v any, refusa
 	return err, false
 }
 
-// cutUnary is desc with each unary method's message read by cutRead: a
-// call whose message has not come at shutdown is ended Unavailable (it
-// carries no records: nothing is lost). The calls whose message was not
-// read are counted here: countUnary never sees them.
+// cutUnary is desc with the message of each unary method, and the
+// request of each server stream (Health/Watch), read by cutRead: a call
+// whose message has not come at shutdown is ended Unavailable (it carries
+// no records: nothing is lost). The unary calls whose message was not
+// read are counted here: countUnary never sees them (countStream counts
+// the streams).
 func (s *Server) cutUnary(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
 	d := *desc
 	d.Methods = make([]grpc.MethodDesc, len(desc.Methods))
 	shutdown := status.New(codes.Unavailable, "kproxy is shutting down")
+	d.Streams = slices.Clone(desc.Streams)
+	for i, sd := range d.Streams {
+		if sd.ClientStreams {
+			continue // its reads are its own
+		}
+		h := sd.Handler
+		d.Streams[i].Handler = func(srv any, stream grpc.ServerStream) error {
+			return h(srv, cutStream{stream, s, shutdown})
+		}
+	}
 	for i, m := range desc.Methods {
 		h, method := m.Handler, desc.ServiceName+"/"+m.MethodName
 		d.Methods[i] = grpc.MethodDesc{MethodName: m.MethodName, Handler: func(srv any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (any, error) {
@@ -131,6 +144,21 @@ func (s *Server) cutUnary(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
 		}}
 	}
 	return &d
+}
+
+// cutStream is a server stream whose one request is read by cutRead.
+type cutStream struct {
+	grpc.ServerStream
+	s        *Server
+	shutdown *status.Status
+}
+
+func (c cutStream) RecvMsg(m any) error {
+	err, cut := c.s.cutRead(c.Context(), c.ServerStream.RecvMsg, m, c.shutdown)
+	if cut {
+		return c.shutdown.Err()
+	}
+	return err
 }
 
 // produceShutdown is Produce's answer to a call cut at shutdown (cutRead):
