@@ -66,8 +66,8 @@ func kproxyService() *grpc.ServiceDesc {
 	return &desc
 }
 
-// afterDecode, when set, runs in a Produce call between the read of its
-// message and the disarming of its shutdown cut: tests set it to begin a
+// afterDecode, when set, runs in a call between the read of its message
+// and the disarming of its shutdown cut (cutRead): tests set it to begin a
 // shutdown there. nil (a no-op) outside tests.
 var afterDecode func(ctx context.Context)
 
@@ -75,17 +75,17 @@ var afterDecode func(ctx context.Context)
 // message has not come took nothing: at shutdown it must not hold kproxy
 // (the shutdown waits for the calls under way). Should the shutdown begin
 // while it reads, the call is ended with refusal, its read cut (callTap's
-// cut); true then, whatever dec returned: a message read just before is
+// cut); cut is true then, whatever dec returned: a message read just before is
 // refused too, its records not handed on. Ended, not merely cut: grpc-go
 // answers a read whose context ends Canceled, which a client takes for
 // its own cancellation.
-func (s *Server) cutRead(ctx context.Context, dec func(any) error, v any, refusal *status.Status) (error, bool) {
-	const reading, read, cut = 0, 1, 2
+func (s *Server) cutRead(ctx context.Context, dec func(any) error, v any, refusal *status.Status) (cut bool, err error) {
+	const reading, read, ended = 0, 1, 2
 	var state atomic.Int32
 	stop := func() bool { return true }
 	if c, ok := ctx.Value(cutKey{}).(context.CancelFunc); ok {
 		stop = context.AfterFunc(s.drainCtx, func() {
-			if !state.CompareAndSwap(reading, cut) {
+			if !state.CompareAndSwap(reading, ended) {
 				return // read: a request in flight, the shutdown waits for it
 			}
 			// grpc-go's transport stream; its WriteStatus ends the
@@ -97,15 +97,12 @@ func (s *Server) cutRead(ctx context.Context, dec func(any) error, v any, refusa
 			c()
 		})
 	}
-	err := dec(v)
+	err = dec(v)
 	if afterDecode != nil {
 		afterDecode(ctx)
 	}
 	stop()
-	if !state.CompareAndSwap(reading, read) {
-		return err, true
-	}
-	return err, false
+	return !state.CompareAndSwap(reading, read), err
 }
 
 // cutUnary is desc with the message of each unary method, and the
@@ -132,7 +129,7 @@ func (s *Server) cutUnary(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
 		h, method := m.Handler, desc.ServiceName+"/"+m.MethodName
 		d.Methods[i] = grpc.MethodDesc{MethodName: m.MethodName, Handler: func(srv any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (any, error) {
 			return h(srv, ctx, func(v any) error {
-				err, cut := s.cutRead(ctx, dec, v, shutdown)
+				cut, err := s.cutRead(ctx, dec, v, shutdown)
 				if cut {
 					err = shutdown.Err()
 				}
@@ -154,7 +151,7 @@ type cutStream struct {
 }
 
 func (c cutStream) RecvMsg(m any) error {
-	err, cut := c.s.cutRead(c.Context(), c.ServerStream.RecvMsg, m, c.shutdown)
+	cut, err := c.s.cutRead(c.Context(), c.ServerStream.RecvMsg, m, c.shutdown)
 	if cut {
 		return c.shutdown.Err()
 	}
@@ -178,7 +175,7 @@ func produceHandler(srv any, ctx context.Context, dec func(any) error, intercept
 	// in flight: it does not hold the shutdown (cutRead). Ended
 	// Unavailable, nothing written; so is one whose message came as the
 	// shutdown began (it was not handed to Kafka).
-	err, cut := s.cutRead(ctx, dec, j, produceShutdown)
+	cut, err := s.cutRead(ctx, dec, j, produceShutdown)
 	if cut {
 		if err == nil {
 			s.metrics.grpcAnswered("Produce", 503, time.Now())
