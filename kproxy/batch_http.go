@@ -181,7 +181,7 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx) int {
 		return batchFail(ctx, berr)
 	}
 	defer s.releaseBatch(n)
-	if berr = s.checkBatch(s.recordsDeadline(j), rule, j.recs, ctx.Time(), s.spoolable(acks, atomic, noSpool)); berr != nil {
+	if berr = s.checkBatch(s.recordsDeadline(j), rule, j.recs, arrival(ctx), s.spoolable(acks, atomic, noSpool)); berr != nil {
 		return batchFail(ctx, berr)
 	}
 	out := s.produceBatch(context.Background(), acks, atomic, j)
