@@ -224,13 +224,17 @@ func (s *connSet) use(conn net.Conn, req *fasthttp.Request) bool {
 }
 
 // unuse notes that conn carries no push any more, before it goes back to
-// its pool or is closed.
-func (s *connSet) unuse(conn net.Conn) {
-	if tc, ok := conn.(*trackedConn); ok {
-		s.mu.Lock()
-		tc.part = nil
-		s.mu.Unlock()
+// its pool or is closed; true when abandon closed it: it must not go back.
+func (s *connSet) unuse(conn net.Conn) (closed bool) {
+	tc, ok := conn.(*trackedConn)
+	if !ok {
+		return false
 	}
+	s.mu.Lock()
+	tc.part = nil
+	closed = tc.abandoned
+	s.mu.Unlock()
+	return closed
 }
 
 func (s *connSet) abandon(part *partition) {
@@ -238,6 +242,7 @@ func (s *connSet) abandon(part *partition) {
 	defer s.mu.Unlock()
 	for c := range s.conns {
 		if c.part == part {
+			c.abandoned = true // its push may have read its answer already: not pooled again
 			_ = c.Conn.Close() // the push's Close (trackedConn's) removes it from the set
 		}
 	}
@@ -269,8 +274,9 @@ func (s *connSet) closeAll() {
 // trackedConn leaves its set when closed.
 type trackedConn struct {
 	net.Conn
-	set  *connSet
-	part *partition // whose push it carries, or nil (under set.mu)
+	set       *connSet
+	part      *partition // whose push it carries, or nil (under set.mu)
+	abandoned bool       // closed by abandon (under set.mu)
 }
 
 // errPushAbandoned is a push's error when its partition was released
@@ -295,7 +301,11 @@ func (t pushTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request,
 	}
 	reuse := false
 	defer func() {
-		t.set.unuse(conn) // before another push may take it
+		// Before another push may take it; one a release closed meanwhile
+		// is closed, not pooled, whatever the answer read.
+		if t.set.unuse(conn) {
+			reuse = false
+		}
 		if reuse {
 			hc.ReleaseConn(cc)
 		} else {
