@@ -47,3 +47,20 @@ func TestLeadingZeroIntegersRefused(t *testing.T) {
 			cfg.Port, cfg.ReadTimeoutMs, cfg.WriteTimeoutMs, err)
 	}
 }
+
+// TestLeadingZeroIntegersReadTheSameLoad: an integer with a leading 0 whose
+// octal reading is its decimal one (00 to 07, zero-padded) loaded right
+// before leading zeros were refused, as 08 and 09 still do (YAML reads
+// them as decimal): such a file must keep loading, with the same values.
+func TestLeadingZeroIntegersReadTheSameLoad(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "m.yaml")
+	body := "topic: t\nprotocol: {uri: /x}\nworker_num: 04\nmax_retry_times: 00\nbreaker_failures: 09\nbackend_servers: [10.1.2.1:80]\n"
+	if err := os.WriteFile(f, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := ktransfer.LoadModule(f)
+	if err != nil || m.WorkerNum != 4 || m.MaxRetryTimes != 0 || m.BreakerFailures != 9 {
+		t.Fatalf("worker_num: 04, max_retry_times: 00, breaker_failures: 09: %d, %d, %d, %v; want 4, 0, 9, nil",
+			m.WorkerNum, m.MaxRetryTimes, m.BreakerFailures, err)
+	}
+}
