@@ -278,7 +278,8 @@ func (d *decoder) node(n *yaml.Node, v reflect.Value, field string) {
 // octalByZero says whether n, decoded into t, is an integer written with a
 // leading 0 (0100, -0200), which yaml reads as octal (YAML 1.1): 64 where
 // the file, the 2015 suite and its reader say 100. 0 itself, and 0o144 or
-// 0x64, say what they are.
+// 0x64, say what they are; so does one whose octal reading is its decimal
+// one (00 to 07, zero-padded), which loaded right and still does.
 func octalByZero(n *yaml.Node, t reflect.Type) bool {
 	switch t.Kind() {
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
@@ -290,7 +291,12 @@ func octalByZero(n *yaml.Node, t reflect.Type) bool {
 		return false
 	}
 	digits := strings.ReplaceAll(strings.TrimLeft(n.Value, "+-"), "_", "")
-	return len(digits) > 1 && digits[0] == '0' && digits[1] >= '0' && digits[1] <= '9'
+	if len(digits) < 2 || digits[0] != '0' || digits[1] < '0' || digits[1] > '9' {
+		return false
+	}
+	dec, err1 := strconv.ParseUint(digits, 10, 64)
+	oct, err2 := strconv.ParseUint(digits, 8, 64)
+	return err1 != nil || err2 != nil || dec != oct
 }
 
 // wholeNumber says whether n may be decoded into t as far as fractions
