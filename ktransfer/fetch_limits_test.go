@@ -35,6 +35,16 @@ func TestFetchLimitsAreModuleKeys(t *testing.T) {
 		}
 	}
 
+	// fetch_max_bytes alone below the partition limit's default (1 MiB)
+	// takes that limit down with it: the file never named it.
+	f, err := loadModuleText(t, "topic: t\nprotocol: {uri: /p}\nbackend_servers: [127.0.0.1:80]\nfetch_max_bytes: 65536\n")
+	small, _ := ktransfer.LoadModule(f)
+	if err != nil {
+		t.Errorf("fetch_max_bytes: 65536 alone: %v", err)
+	} else if small.FetchMaxPartitionBytes != 65536 {
+		t.Errorf("fetch_max_bytes: 65536 alone: fetch_max_partition_bytes %d, want 65536", small.FetchMaxPartitionBytes)
+	}
+
 	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 2})
 	b := newBackend(t, nil)
 	dir := t.TempDir()
