@@ -339,6 +339,10 @@ func loadModule(file string) (Module, []byte, error) {
 	// their value (0 included).
 	set := config.TopKeys(data)
 	m.keysSet = set
+	if !set["fetch_max_partition_bytes"] && m.FetchMaxBytes >= 1<<10 {
+		// Its default (1 MiB) follows a smaller fetch_max_bytes down.
+		m.FetchMaxPartitionBytes = min(m.FetchMaxPartitionBytes, m.FetchMaxBytes)
+	}
 	for _, k := range []string{"waiting_queue_size", "expected_processing_time_ms"} {
 		if set[k] {
 			m.legacyKeys = append(m.legacyKeys, k)
