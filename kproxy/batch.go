@@ -180,7 +180,7 @@ func (s *Server) checkTopic(dl context.Context, rule *clientRule, t []byte, spoo
 	if v := s.access.permit(rule, string(t)); v.code != 0 {
 		return topicInfo{}, refuse(v.code, -1, v.reason+" ("+string(t)+")")
 	}
-	info, err := s.topicFor(dl, t, spoolable)
+	info, err := s.topicFor(dl, t, spoolable, nil)
 	if err != nil {
 		// A metadata or describe-configs request, perhaps cut by the
 		// deadline: nothing written.

@@ -139,10 +139,12 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx, now time.Time) (code int) {
 	// The record's deadline runs from the request's arrival: the topic's
 	// look-up (a topic named for the first time) is part of it.
 	dl := s.deadlines.at(now)
+	var lookedUp context.Context // spool_after_ms of a look-up made before the body
 	if ctx.Request.MayContinue() {
 		if d, ok := ctx.UserValue(expectDeadline{}).(context.Context); ok {
 			dl = d // from its headers' arrival: the topic was looked up then (expectCommit)
 		}
+		lookedUp, _ = ctx.UserValue(expectSpoolAfter{}).(context.Context)
 	}
 	h, code := s.checkCommitHead(ctx)
 	if code != 0 {
@@ -170,7 +172,7 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx, now time.Time) (code int) {
 	}
 	defer s.inFlight.Add(-1)
 
-	topic, err := s.topicFor(dl, topicB, s.spoolable(acks, false, noSpool))
+	topic, err := s.topicFor(dl, topicB, s.spoolable(acks, false, noSpool), lookedUp)
 	if err != nil {
 		// A metadata or describe-configs request, perhaps cut by the
 		// deadline: nothing written.
@@ -217,12 +219,26 @@ func (s *Server) spoolable(acks int, atomic, noSpool bool) bool {
 // topic is taken as named and spools (spooler.blind), so that kproxy takes
 // records for topics it had not written to since its start while Kafka is
 // away.
-func (s *Server) topicFor(dl context.Context, t []byte, spoolable bool) (topicInfo, error) {
+//
+// after, when not nil, is the spool_after_ms of a look-up of the topic
+// made before the body came (expectCommit): this one gets what is left of
+// it, so that a record waits spool_after_ms once, not once before its 100
+// Continue and again after its body.
+func (s *Server) topicFor(dl context.Context, t []byte, spoolable bool, after context.Context) (topicInfo, error) {
 	if !spoolable {
 		return s.check.exists(dl, t, 0)
 	}
-	after := s.spool.after.get()
-	info, err := s.check.exists(dl, t, s.spool.afterD)
+	var info topicInfo
+	var err error
+	if after == nil {
+		after = s.spool.after.get()
+		info, err = s.check.exists(dl, t, s.spool.afterD)
+	} else {
+		end, _ := after.Deadline()
+		left, cancel := context.WithDeadline(dl, end)
+		info, err = s.check.exists(left, t, 0)
+		cancel()
+	}
 	if err == nil || !unreachable(err) {
 		return info, err
 	}

@@ -276,6 +276,10 @@ func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
 // request's deadline to commit: the one its topic's look-up ran under.
 type expectDeadline struct{}
 
+// expectSpoolAfter is the user value under which expectCommit leaves to
+// commit the spool_after_ms its topic's look-up ran under (topicFor).
+type expectSpoolAfter struct{}
+
 // expectCommit checks a /commit request announced with "Expect:
 // 100-continue" before its body (checkCommitHead), then, without
 // auto_create_topics, looks its topic up as commit would: a topic the
@@ -301,7 +305,10 @@ func (s *Server) expectCommit(ctx *fasthttp.RequestCtx) int {
 	ctx.SetUserValue(expectDeadline{}, dl)
 	var timeout time.Duration
 	if s.spoolable(h.acks, false, h.noSpool) {
-		timeout = s.spool.afterD // as topicFor: then the topic spools
+		// As topicFor: then the topic spools. commit's look-up, after
+		// the body, gets what is left of this spool_after_ms.
+		ctx.SetUserValue(expectSpoolAfter{}, s.spool.after.get())
+		timeout = s.spool.afterD
 	}
 	_, err := s.check.exists(dl, h.topic, timeout)
 	if err == nil || unreachable(err) {
