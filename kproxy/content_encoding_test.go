@@ -70,3 +70,40 @@ func TestCompressedBodyRefusedNamingItsCoding(t *testing.T) {
 		}
 	}
 }
+
+// A Content-Encoding that names no content coding — "UTF-8", the charset,
+// which Java clients send from Apache HttpClient's
+// entity.setContentEncoding("UTF-8"), or "binary" — says nothing about the
+// body: kproxy never decoded one and wrote such a body as sent (200), as it
+// still does. Only the codings that compress or encrypt a body (gzip, br,
+// deflate, zstd, …) are refused 415.
+func TestContentEncodingNamingNoCodingIsWrittenAsBefore(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "orders", Partitions: 1}})
+	p := startProxy(t, c, nil)
+	written := 0
+	for _, coding := range []string{"UTF-8", "utf8", "binary"} {
+		for _, tc := range []struct{ path, ctype, body string }{
+			{"/commit?topic=orders", "application/json; charset=UTF-8", `{"a":1}`},
+			{"/commit?topic=orders", "application/msgpack", string(mp(t, map[string]any{"a": 1}))},
+			{"/batch?topic=orders", "application/json", `[{"value":{"a":1}}]`},
+		} {
+			req, _ := http.NewRequest("POST", p.url+tc.path, strings.NewReader(tc.body))
+			req.Header.Set("Content-Type", tc.ctype)
+			req.Header.Set("Content-Encoding", coding)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			answer, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Errorf("POST %s, %s, Content-Encoding %s: %d %q, want 200 as before", tc.path, tc.ctype, coding, resp.StatusCode, answer)
+				continue
+			}
+			written++
+		}
+	}
+	if n := endOffsets(t, c, "orders"); n != int64(written) {
+		t.Errorf("%d records in Kafka, want the %d answered 200", n, written)
+	}
+}
