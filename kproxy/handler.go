@@ -296,18 +296,46 @@ func ambiguousLength(ctx *fasthttp.RequestCtx) bool {
 
 const ambiguousLengthReason = "both Content-Length and Transfer-Encoding: the body's length is ambiguous (RFC 9112 6.1); send one of them"
 
-// contentCoding refuses a body sent with a content coding
-// (Content-Encoding other than identity): kproxy writes bodies as sent and
-// decodes none (RFC 9110 15.5.16: 415, with the codings it takes). It
-// returns the reason, or "".
+// contentCoding refuses a body sent with a content coding: kproxy writes
+// bodies as sent and decodes none (RFC 9110 15.5.16: 415, with the codings
+// it takes). Only the codings registered with IANA, which transform the
+// body, are refused; a value naming none ("UTF-8", which Java clients send
+// from HttpClient's setContentEncoding, "binary") says nothing of the
+// body, which kproxy always wrote as sent and still does. It returns the
+// reason, or "".
 func contentCoding(ctx *fasthttp.RequestCtx) string {
 	ce := ctx.Request.Header.ContentEncoding()
-	if len(ce) == 0 || bytes.EqualFold(bytes.TrimSpace(ce), []byte("identity")) {
+	if len(ce) == 0 || !transformsBody(ce) {
 		return ""
 	}
 	ctx.Response.Header.Set("Accept-Encoding", "identity")
 	return "Content-Encoding " + strconv.Quote(string(ce[:min(len(ce), 64)])) +
 		" is not supported: the body is written as sent, so send it uncompressed"
+}
+
+// bodyCodings are the content codings of IANA's registry but identity:
+// each transforms the body.
+var bodyCodings = []string{"gzip", "x-gzip", "deflate", "br", "zstd", "compress", "x-compress",
+	"aes128gcm", "exi", "pack200-gzip", "dcb", "dcz"}
+
+// transformsBody tells whether a Content-Encoding list names a coding of
+// bodyCodings.
+func transformsBody(ce []byte) bool {
+	for len(ce) > 0 {
+		tok := ce
+		if i := bytes.IndexByte(ce, ','); i >= 0 {
+			tok, ce = ce[:i], ce[i+1:]
+		} else {
+			ce = nil
+		}
+		tok = bytes.TrimSpace(tok)
+		for _, c := range bodyCodings {
+			if bytes.EqualFold(tok, []byte(c)) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // isJSON reports whether a Content-Type is application/json, whatever its
