@@ -63,6 +63,7 @@ func (s *Server) newGRPC(tlsCfg *tls.Config) *grpc.Server {
 		grpc.WaitForHandlers(true),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			MaxConnectionIdle: time.Duration(s.cfg.IdleTimeoutMs) * time.Millisecond,
+			Timeout:           grpcKeepaliveTimeout, // grpc-go's; also grpc_port's TCP_USER_TIMEOUT (grpcListener)
 		}),
 		// Clients may ping every 5 s, with calls open or none: grpc-go's
 		// default (every 5 min, never without a call) sends GOAWAY

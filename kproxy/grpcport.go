@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/credentials"
 )
 
@@ -34,7 +35,29 @@ func (l *grpcListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		// grpc-go sets it on a *net.TCPConn only, never on a grpcConn.
+		setUserTimeout(tc, grpcKeepaliveTimeout)
+	}
 	return &grpcConn{Conn: c, l: l}, nil
+}
+
+// grpcKeepaliveTimeout is grpc-go's keepalive timeout (its default), and
+// the TCP_USER_TIMEOUT it gives each connection it serves: a client gone
+// without a word (its host down, the network cut) while kproxy sends to
+// it is closed after 20 s, its calls ended, not after the kernel's
+// retransmissions (about 15 minutes).
+const grpcKeepaliveTimeout = 20 * time.Second
+
+// setUserTimeout sets c's TCP_USER_TIMEOUT to d, as grpc-go does.
+func setUserTimeout(c *net.TCPConn, d time.Duration) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	raw.Control(func(fd uintptr) {
+		unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(d/time.Millisecond))
+	})
 }
 
 // errNotGRPC ends grpc-go's read of a client speaking another protocol.
