@@ -187,8 +187,9 @@ func isHTTP1(first []byte) bool {
 // refuse (grpc-go logs them only to its own logger, off): a handshake
 // that failed, or a client that negotiated no ALPN protocol (HTTPS at
 // HTTP/1.1, whose ALPN offers no h2; an old client), refused by grpc-go
-// after the handshake. Not logged: a client that closed first (a TCP
-// probe), or one grpcConn logged.
+// after the handshake. Not logged: a client that sent nothing (a TCP
+// probe, closed or reset; one idle until the handshake's timeout), or one
+// grpcConn logged.
 type loggedTLS struct {
 	credentials.TransportCredentials
 	log *sampled
@@ -196,10 +197,22 @@ type loggedTLS struct {
 
 func (c loggedTLS) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	conn, info, err := c.TransportCredentials.ServerHandshake(raw)
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, errNotGRPC) {
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, errNotGRPC) && !silent(raw) {
 		c.log.warn("grpc_port: a tls client refused; closed", "client", raw.RemoteAddr().String(), "reason", err.Error())
 	}
 	return conn, info, err
+}
+
+// silent tells whether raw, a connection of grpc_port, has read nothing
+// from its client.
+func silent(raw net.Conn) bool {
+	c, ok := raw.(*grpcConn)
+	if !ok {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.first) == 0
 }
 
 func (c loggedTLS) Clone() credentials.TransportCredentials {
