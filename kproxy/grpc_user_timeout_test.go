@@ -65,11 +65,25 @@ func TestGRPCPortConnectionsHaveTCPUserTimeout(t *testing.T) {
 // port (its local port, with a peer: not the listener).
 func servedSocket(t *testing.T, port int) int {
 	t.Helper()
+	fds := accepted(t, port)
+	if len(fds) != 1 {
+		t.Fatalf("%d connections accepted on %d, want 1", len(fds), port)
+	}
+	return fds[0]
+}
+
+// acceptedSockets is how many sockets this process accepted on port.
+func acceptedSockets(t *testing.T, port int) int { return len(accepted(t, port)) }
+
+// accepted are the descriptors of this process's sockets accepted on
+// port (its local port, with a peer: not the listener).
+func accepted(t *testing.T, port int) []int {
+	t.Helper()
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		t.Fatal(err)
 	}
-	found := -1
+	var fds []int
 	for _, e := range ents {
 		fd, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -85,13 +99,7 @@ func servedSocket(t *testing.T, port int) int {
 		if _, err := unix.Getpeername(fd); err != nil {
 			continue // the listener
 		}
-		if found >= 0 {
-			t.Fatalf("more than one connection accepted on %d", port)
-		}
-		found = fd
+		fds = append(fds, fd)
 	}
-	if found < 0 {
-		t.Fatalf("no connection accepted on %d", port)
-	}
-	return found
+	return fds
 }
