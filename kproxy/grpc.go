@@ -135,6 +135,7 @@ func callTap(ctx context.Context, info *tap.Info) (context.Context, error) {
 // ends; then it closes their connections (their contexts are cancelled)
 // and waits for their handlers.
 func (s *Server) stopGRPC(ctx context.Context) {
+	s.stopGRPCHandshakes()
 	done := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()
@@ -148,6 +149,15 @@ func (s *Server) stopGRPC(ctx context.Context) {
 		<-done
 	}
 	s.grpcReaders.Wait()
+}
+
+// stopGRPCHandshakes closes grpc_port's connections still in their
+// handshake, which have no call: grpc-go's Stop and GracefulStop would
+// wait for them until idle_timeout_ms (grpcListener.stop).
+func (s *Server) stopGRPCHandshakes() {
+	if l, ok := s.grpcLn.(*grpcListener); ok {
+		l.stop()
+	}
 }
 
 func (s *Server) countUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {

@@ -28,6 +28,14 @@ type grpcListener struct {
 	tls   bool // the port speaks TLS (tls_cert_file)
 	plain plainAnswer
 	log   *sampled
+
+	// starting are the connections still in grpc-go's handshake (TLS,
+	// the HTTP/2 preface and SETTINGS): no call yet. grpc-go's Stop and
+	// GracefulStop wait for them, until the handshake's timeout
+	// (idle_timeout_ms): the shutdown closes them instead (stop).
+	mu       sync.Mutex
+	starting map[*grpcConn]struct{}
+	stopped  bool
 }
 
 func (l *grpcListener) Accept() (net.Conn, error) {
@@ -39,7 +47,37 @@ func (l *grpcListener) Accept() (net.Conn, error) {
 		// grpc-go sets it on a *net.TCPConn only, never on a grpcConn.
 		setUserTimeout(tc, grpcKeepaliveTimeout)
 	}
-	return &grpcConn{Conn: c, l: l}, nil
+	gc := &grpcConn{Conn: c, l: l}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped {
+		c.Close() // its handshake fails at once
+		return gc, nil
+	}
+	if l.starting == nil {
+		l.starting = make(map[*grpcConn]struct{})
+	}
+	l.starting[gc] = struct{}{}
+	return gc, nil
+}
+
+// started notes that c is past its handshake (or closed).
+func (l *grpcListener) started(c *grpcConn) {
+	l.mu.Lock()
+	delete(l.starting, c)
+	l.mu.Unlock()
+}
+
+// stop closes the connections still in their handshake, and those
+// accepted from now on: they carry no call, and grpc-go's stop would wait
+// for them. It may be called more than once.
+func (l *grpcListener) stop() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.stopped = true
+	for c := range l.starting {
+		c.Conn.Close()
+	}
 }
 
 // grpcKeepaliveTimeout is grpc-go's keepalive timeout (its default), and
@@ -89,6 +127,20 @@ func (c *grpcConn) Write(b []byte) (int, error) {
 		c.mu.Unlock()
 	}
 	return c.Conn.Write(b)
+}
+
+// SetDeadline is grpc-go's: it clears the deadline of the handshake once
+// the connection is its (handleRawConn).
+func (c *grpcConn) SetDeadline(t time.Time) error {
+	if t.IsZero() {
+		c.l.started(c)
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *grpcConn) Close() error {
+	c.l.started(c)
+	return c.Conn.Close()
 }
 
 func (c *grpcConn) Read(b []byte) (int, error) {

@@ -455,6 +455,7 @@ func (s *Server) Close() error {
 		s.drainOnce.Do(s.endDrain)
 		if s.grpc != nil {
 			// No gRPC handler runs past here (none after Run's shutdown).
+			s.stopGRPCHandshakes()
 			s.grpc.Stop()
 			s.grpcReaders.Wait()
 		}
