@@ -57,8 +57,14 @@ func runPushes(b *testing.B, body func(*testing.PB)) {
 func benchRecords(n int) []*record {
 	recs := make([]*record, n)
 	value := make([]byte, 200)
+	// Each of a claim's partitions, as a module's records have: a push
+	// notes its claim's (pusher.conns).
+	parts := make([]*partition, 4)
+	for i := range parts {
+		parts[i] = &partition{id: int32(i), epoch: 1}
+	}
 	for i := range recs {
-		recs[i] = &record{msg: &kgo.Record{Topic: "bench", Partition: int32(i % 4), Offset: int64(i),
+		recs[i] = &record{part: parts[i%4], msg: &kgo.Record{Topic: "bench", Partition: int32(i % 4), Offset: int64(i),
 			Key: []byte("key-" + strconv.Itoa(i%10_000)), Value: value}}
 	}
 	return recs
