@@ -228,17 +228,16 @@ func (s *Server) topicFor(dl context.Context, t []byte, spoolable bool, after co
 	if !spoolable {
 		return s.check.exists(dl, t, 0)
 	}
-	var info topicInfo
-	var err error
+	timeout := s.spool.afterD
 	if after == nil {
 		after = s.spool.after.get()
-		info, err = s.check.exists(dl, t, s.spool.afterD)
 	} else {
+		// What is left of it; once spent, 1 ns (0 would be none): no
+		// broker is waited for again. A known topic costs no context.
 		end, _ := after.Deadline()
-		left, cancel := context.WithDeadline(dl, end)
-		info, err = s.check.exists(left, t, 0)
-		cancel()
+		timeout = max(time.Until(end), time.Nanosecond)
 	}
+	info, err := s.check.exists(dl, t, timeout)
 	if err == nil || !unreachable(err) {
 		return info, err
 	}
