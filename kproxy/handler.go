@@ -312,10 +312,12 @@ func contentCoding(ctx *fasthttp.RequestCtx) string {
 		" is not supported: the body is written as sent, so send it uncompressed"
 }
 
-// bodyCodings are the content codings of IANA's registry but identity:
-// each transforms the body.
+// bodyCodings are the content codings of IANA's registry but identity,
+// and compressions outside it that clients send (log shippers: snappy,
+// lz4, bzip2, xz): each transforms the body.
 var bodyCodings = []string{"gzip", "x-gzip", "deflate", "br", "zstd", "compress", "x-compress",
-	"aes128gcm", "exi", "pack200-gzip", "dcb", "dcz"}
+	"aes128gcm", "exi", "pack200-gzip", "dcb", "dcz",
+	"snappy", "x-snappy-framed", "lz4", "bzip2", "x-bzip2", "xz", "lzma"}
 
 // transformsBody tells whether a Content-Encoding list names a coding of
 // bodyCodings.
