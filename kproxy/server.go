@@ -474,7 +474,7 @@ func (s *Server) Close() error {
 		// process and its metrics end here, the log is what is left.
 		s.acks0Log.flush("acks=0 records answered 200 and not delivered, not logged one by one")
 		s.errLog.flush("kafka writes failed, not logged one by one")
-		s.grpcLog.flush("grpc_port: clients that do not speak grpc, not logged one by one")
+		s.grpcLog.flush("grpc_port: clients refused (not speaking grpc, or refused in the TLS handshake), not logged one by one")
 		if s.admin != nil && !daemon.StopHTTP(s.admin, time.Second) {
 			s.log.Warn("admin listener: requests still in progress after 1s, closed")
 		}
