@@ -493,6 +493,11 @@ func (g *gate) addLocked(n *gateRec, r *kgo.Record, gen context.Context) {
 	if n.at = r.Timestamp; n.at.IsZero() {
 		n.at = time.Now() // kgo's own time for it, nearly
 	}
+	g.appendLocked(n)
+}
+
+// appendLocked links n at the end of g's list, g.mu held.
+func (g *gate) appendLocked(n *gateRec) {
 	n.prev, n.next, n.linked = g.last, nil, true
 	if g.last != nil {
 		g.last.next = n
@@ -583,14 +588,7 @@ func (g *gate) blocksLocked(key []byte) bool {
 // gen nil: no flip takes it again.
 func (g *gate) relinkLocked(n *gateRec) {
 	n.gen = nil
-	n.prev, n.next, n.linked = g.last, nil, true
-	if g.last != nil {
-		g.last.next = n
-	} else {
-		g.first = n
-	}
-	g.last = n
-	g.out++
+	g.appendLocked(n)
 }
 
 // holdLocked queues a new record of a spooling topic, g.mu held: after
