@@ -232,6 +232,17 @@ func (c Config) noEffect() []ineffective {
 	return out
 }
 
+// Warnings returns the keys without effect the file sets, one line each
+// ("FILE: key: value has no effect: reason"), as kproxy_bin -check prints
+// them; the start logs them too.
+func (c Config) Warnings() []string {
+	var out []string
+	for _, k := range c.noEffect() {
+		out = append(out, fmt.Sprintf("%s: %s: %v has no effect: %s", c.file, k.key, k.value, k.reason))
+	}
+	return out
+}
+
 // adminAddrUnset marks admin_addr as not (yet) set by the file.
 const adminAddrUnset = "\x00unset"
 

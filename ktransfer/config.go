@@ -360,6 +360,35 @@ func loadModule(file string) (Module, []byte, error) {
 
 func trimExt(s string) string { return s[:len(s)-len(filepath.Ext(s))] }
 
+// ineffective is a key the file sets where it has no effect.
+type ineffective struct {
+	key    string
+	value  any
+	reason string
+}
+
+// noEffect returns the module file's keys without effect: warned of when
+// the module starts, and by ktransfer_bin -check (Config.Warnings).
+func (m Module) noEffect() []ineffective {
+	if m.BreakerFailures == 0 && m.keysSet["breaker_cooldown_ms"] {
+		return []ineffective{{"breaker_cooldown_ms", m.BreakerCooldownMs, "breaker_failures is 0: no circuit breaker"}}
+	}
+	return nil
+}
+
+// Warnings returns the keys without effect the module files set, one line
+// each ("FILE: key: value has no effect: reason"), as ktransfer_bin -check
+// prints them; a module's start logs them too.
+func (c Config) Warnings() []string {
+	var out []string
+	for _, m := range c.Modules {
+		for _, k := range m.noEffect() {
+			out = append(out, fmt.Sprintf("%s: %s: %v has no effect: %s", m.File, k.key, k.value, k.reason))
+		}
+	}
+	return out
+}
+
 // Validate reports every problem of ktransfer.yaml at once.
 func (c Config) Validate(file string) error {
 	p := config.NewProblems(file)

@@ -131,10 +131,9 @@ func newModule(cfg Module, t *Transfer) (*module, error) {
 	if cfg.ExpectedProcessingTimeMs != 0 || slices.Contains(cfg.legacyKeys, "expected_processing_time_ms") {
 		m.log.Info("expected_processing_time_ms is accepted for compatibility and has no effect")
 	}
-	if cfg.BreakerFailures == 0 && cfg.keysSet["breaker_cooldown_ms"] {
-		// Loaded as before; said, so that no one believes the breaker on.
-		m.log.Warn("config key has no effect", "file", cfg.File, "key", "breaker_cooldown_ms", "value", cfg.BreakerCooldownMs,
-			"reason", "breaker_failures is 0: no circuit breaker")
+	for _, k := range cfg.noEffect() {
+		// Loaded as before; said, so that no one believes it works.
+		m.log.Warn("config key has no effect", "file", cfg.File, "key", k.key, "value", k.value, "reason", k.reason)
 	}
 	return m, nil
 }

@@ -18,6 +18,7 @@ var program = daemon.Program[kproxy.Config]{
 	Load:        kproxy.LoadConfig,
 	Logging:     func(c kproxy.Config) (string, int) { return c.LogDir, c.LogLevel },
 	New:         func(c kproxy.Config, l *slog.Logger) (daemon.Service, error) { return kproxy.New(c, l) },
+	Warnings:    kproxy.Config.Warnings,
 	Started: func(l *slog.Logger, s daemon.Service, c kproxy.Config) {
 		srv := s.(*kproxy.Server)
 		l.Info("kproxy started", "addr", srv.Addr(), "grpc", addrOrOff(srv.GRPCAddr()), "admin", addrOrOff(srv.AdminAddr()), "brokers", c.BrokerHosts)

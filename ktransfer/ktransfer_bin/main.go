@@ -25,6 +25,7 @@ var program = daemon.Program[ktransfer.Config]{
 	Load:        ktransfer.LoadConfig,
 	Logging:     func(c ktransfer.Config) (string, int) { return c.LogDir, c.LogLevel },
 	New:         func(c ktransfer.Config, l *slog.Logger) (daemon.Service, error) { return ktransfer.New(c, l) },
+	Warnings:    ktransfer.Config.Warnings,
 	Started: func(l *slog.Logger, s daemon.Service, c ktransfer.Config) {
 		t := s.(*ktransfer.Transfer)
 		l.Info("ktransfer started", "instance", t.ID(), "admin", t.AdminAddr(), "modules", c.ModuleEnabled)

@@ -43,6 +43,10 @@ type Program[C any] struct {
 	New     func(C, *slog.Logger) (Service, error)
 	// Started logs the start-up line (addresses, modules, …).
 	Started func(*slog.Logger, Service, C)
+	// Warnings, when set, returns what the start warns of in the
+	// configuration, keys without effect: "FILE: key: value has no
+	// effect: reason". -check prints them before its "ok".
+	Warnings func(C) []string
 }
 
 // Main runs the program with the command-line arguments and returns the
@@ -68,6 +72,11 @@ func (p Program[C]) Main(args []string) int {
 		return 2
 	}
 	if *check {
+		if p.Warnings != nil {
+			for _, w := range p.Warnings(cfg) {
+				fmt.Println(w)
+			}
+		}
 		fmt.Printf("%s: ok\n", *file)
 		return 0
 	}
