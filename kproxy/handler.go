@@ -279,14 +279,8 @@ func ambiguousLength(ctx *fasthttp.RequestCtx) bool {
 	if ctx.Request.Header.ContentLength() >= 0 {
 		return false // no Transfer-Encoding: fasthttp gives a Transfer-Encoding's body length as -1 or -2
 	}
-	for raw := ctx.Request.Header.RawHeaders(); len(raw) > 0; {
-		line := raw
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			raw = nil
-		}
-		if name, _, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(bytes.TrimSpace(name), []byte(fasthttp.HeaderContentLength)) {
+	for name := range headerLines(ctx.Request.Header.RawHeaders()) {
+		if bytes.EqualFold(bytes.TrimSpace(name), []byte(fasthttp.HeaderContentLength)) {
 			return true
 		}
 	}

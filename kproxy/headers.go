@@ -324,6 +324,21 @@ func (hn *headerNames) lower(name []byte) string {
 // header; several are joined with "; " (RFC 6265), empty ones skipped.
 func cookies(raw []byte) iter.Seq[[]byte] {
 	return func(yield func([]byte) bool) {
+		for name, value := range headerLines(raw) {
+			if !bytes.EqualFold(name, []byte(fasthttp.HeaderCookie)) {
+				continue
+			}
+			if value = bytes.Trim(value, " \t\r"); len(value) > 0 && !yield(value) {
+				return
+			}
+		}
+	}
+}
+
+// headerLines yields the name and value of each line of a request's raw
+// header lines (RawHeaders) that has a colon, as received.
+func headerLines(raw []byte) iter.Seq2[[]byte, []byte] {
+	return func(yield func(name, value []byte) bool) {
 		for len(raw) > 0 {
 			line := raw
 			if i := bytes.IndexByte(raw, '\n'); i >= 0 {
@@ -331,11 +346,7 @@ func cookies(raw []byte) iter.Seq[[]byte] {
 			} else {
 				raw = nil
 			}
-			name, value, ok := bytes.Cut(line, []byte(":"))
-			if !ok || !bytes.EqualFold(name, []byte(fasthttp.HeaderCookie)) {
-				continue
-			}
-			if value = bytes.Trim(value, " \t\r"); len(value) > 0 && !yield(value) {
+			if name, value, ok := bytes.Cut(line, []byte(":")); ok && !yield(name, value) {
 				return
 			}
 		}

@@ -275,16 +275,23 @@ func (d *decoder) node(n *yaml.Node, v reflect.Value, field string) {
 	}
 }
 
+// isInteger says whether t is one of Go's integer types.
+func isInteger(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return true
+	}
+	return false
+}
+
 // octalByZero says whether n, decoded into t, is an integer written with a
 // leading 0 (0100, -0200), which yaml reads as octal (YAML 1.1): 64 where
 // the file, the 2015 suite and its reader say 100. 0 itself, and 0o144 or
 // 0x64, say what they are; so does one whose octal reading is its decimal
 // one (00 to 07, zero-padded), which loaded right and still does.
 func octalByZero(n *yaml.Node, t reflect.Type) bool {
-	switch t.Kind() {
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-	default:
+	if !isInteger(t) {
 		return false
 	}
 	if n.Kind != yaml.ScalarNode || n.Style != 0 || n.ShortTag() != "!!int" {
@@ -305,10 +312,7 @@ func octalByZero(n *yaml.Node, t reflect.Type) bool {
 // value's meaning without a word. A float without a fraction (100.0,
 // 1e3) is the integer it names.
 func wholeNumber(n *yaml.Node, t reflect.Type) bool {
-	switch t.Kind() {
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-	default:
+	if !isInteger(t) {
 		return true
 	}
 	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!float" {
