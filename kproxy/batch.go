@@ -60,6 +60,9 @@ type batchError struct {
 	index      int
 	reason     string
 	retryAfter int
+	// kafka: the refusal is Kafka's answer (or silence) on a topic's
+	// look-up, counted in kproxy_produce_errors_total as /commit's is.
+	kafka bool
 }
 
 func refuse(status, index int, reason string) *batchError {
@@ -146,6 +149,10 @@ func (s *Server) checkBatch(dl context.Context, rule *clientRule, recs []batchRe
 		if cur.err != nil {
 			e := *cur.err
 			e.index, e.reason = i, "record "+strconv.Itoa(i)+": "+e.reason
+			if e.kafka {
+				// None of the batch's records is written.
+				s.metrics.produceErrors.WithLabelValues(strconv.Itoa(e.status)).Add(float64(len(recs)))
+			}
 			return &e
 		}
 		size := recordSize(r.key, r.value, r.headers)
@@ -186,6 +193,7 @@ func (s *Server) checkTopic(dl context.Context, rule *clientRule, t []byte, spoo
 		// deadline: nothing written.
 		code, reason := produceStatus(err, sendTrace{})
 		e := refuse(code, -1, reason+" ("+string(t)+")")
+		e.kafka = true
 		if code >= 500 {
 			e.retryAfter = 1
 		}
