@@ -370,10 +370,18 @@ type ineffective struct {
 // noEffect returns the module file's keys without effect: warned of when
 // the module starts, and by ktransfer_bin -check (Config.Warnings).
 func (m Module) noEffect() []ineffective {
-	if m.BreakerFailures == 0 && m.keysSet["breaker_cooldown_ms"] {
-		return []ineffective{{"breaker_cooldown_ms", m.BreakerCooldownMs, "breaker_failures is 0: no circuit breaker"}}
+	var out []ineffective
+	add := func(key string, value any, off bool, reason string) {
+		if off && m.keysSet[key] {
+			out = append(out, ineffective{key, value, reason})
+		}
 	}
-	return nil
+	add("breaker_cooldown_ms", m.BreakerCooldownMs, m.BreakerFailures == 0, "breaker_failures is 0: no circuit breaker")
+	const noRetry = "max_retry_times is 0: a failed push is given up at once, never retried"
+	add("fail_retry_interval_ms", m.FailRetryIntervalMs, m.MaxRetryTimes == 0, noRetry)
+	add("max_retry_interval_ms", m.MaxRetryIntervalMs, m.MaxRetryTimes == 0, noRetry)
+	add("dispatch", m.Dispatch, !m.serializeByKey(), "serialize_by_key is false: every record goes to any idle worker, whatever its key")
+	return out
 }
 
 // Warnings returns the keys without effect the module files set, one line
