@@ -1,6 +1,7 @@
 package kproxy_test
 
 import (
+	"strconv"
 	"testing"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
@@ -37,5 +38,49 @@ func TestBatchUnknownTopicCountedAsProduceError(t *testing.T) {
 	}
 	if n := endOffsets(t, c, topic); n != 0 {
 		t.Errorf("%d records of the refused batch written", n)
+	}
+}
+
+// TestAcks0WrittenNotCountedLost: kproxy_acks0_lost_records_total counts
+// acks=0 records "answered 200 and not delivered". A record whose every
+// produce request the broker appended, the answer then lost (the
+// connection closed), is in Kafka when kgo gives it up at
+// produce_timeout_ms: it may not be counted lost. Whatever kproxy gives
+// up is counted once, lost or not confirmed.
+func TestAcks0WrittenNotCountedLost(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 3}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 1000 })
+	kafkatest.NewFaults(t, c).AppendThen(1<<20, 0) // appended, then the connection closed
+	const n = 3
+	var bodies []string
+	for i := range n {
+		body := unique(t, "acks0-"+strconv.Itoa(i))
+		bodies = append(bodies, string(body))
+		if a := p.post(t, "topic="+topic+"&acks=0&key=k"+strconv.Itoa(i), body); a.code != 200 {
+			t.Fatalf("acks=0: %d %q", a.code, a.body)
+		}
+	}
+	count := func(name string) int {
+		v, _ := strconv.Atoi(p.metric(t, name)) // absent: 0
+		return v
+	}
+	lost := func() int { return count("kproxy_acks0_lost_records_total") }
+	unconfirmed := func() int { return count("kproxy_acks0_unconfirmed_records_total") }
+	waitFor(t, "the acks=0 records given up", func() bool { return lost()+unconfirmed() >= n })
+	kafka := inKafka(t, c)
+	written := 0
+	for _, b := range bodies {
+		if kafka[b] > 0 {
+			written++
+		}
+	}
+	if written == 0 {
+		t.Fatalf("no record in Kafka: the fault did not append them")
+	}
+	if l := lost(); l > n-written {
+		t.Errorf("kproxy_acks0_lost_records_total %d, but %d of the %d records given up are in Kafka: written records counted lost", l, written, n)
+	}
+	if l, u := lost(), unconfirmed(); l+u != n {
+		t.Errorf("lost %d + unconfirmed %d, want the %d records given up, each counted once", l, u, n)
 	}
 }
