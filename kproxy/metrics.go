@@ -18,6 +18,9 @@ type metrics struct {
 	bodies        [2]prometheus.Counter // by format: formatMsgpack, formatJSON
 	batchRecords  prometheus.Histogram
 	acks0Lost     prometheus.Counter
+	// acks0Unconfirmed are acks=0 records given up that may have been
+	// written (a request carrying them got no answer).
+	acks0Unconfirmed prometheus.Counter
 
 	// /batch
 	batches       *prometheus.CounterVec // answers by status
@@ -73,7 +76,11 @@ func newMetrics(reg *prometheus.Registry, inFlight *atomic.Int64) *metrics {
 	})
 	m.acks0Lost = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "kproxy_acks0_lost_records_total",
-		Help: "acks=0 records answered 200 that could not be delivered within produce_timeout_ms.",
+		Help: "acks=0 records answered 200 and not written: Kafka refused them, or they never left, within produce_timeout_ms.",
+	})
+	m.acks0Unconfirmed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "kproxy_acks0_unconfirmed_records_total",
+		Help: "acks=0 records answered 200 and given up at produce_timeout_ms without Kafka's acknowledgement, though a request carrying them may have been written: perhaps in Kafka, perhaps not.",
 	})
 	records := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kproxy_records_total", Help: "Records Kafka accepted, by acks level.",
@@ -140,7 +147,7 @@ func newMetrics(reg *prometheus.Registry, inFlight *atomic.Int64) *metrics {
 		Name: "kproxy_grpc_streams_open", Help: "ProduceStream streams open.",
 	})
 	reg.MustRegister(grpcRequests, grpcDuration, m.grpcRPCs, m.grpcStreams)
-	reg.MustRegister(m.requests, m.duration, m.produceErrors, records, bodies, m.batchRecords, m.acks0Lost,
+	reg.MustRegister(m.requests, m.duration, m.produceErrors, records, bodies, m.batchRecords, m.acks0Lost, m.acks0Unconfirmed,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "kproxy_requests_in_flight", Help: "/commit requests and /batch records being processed.",
 		}, func() float64 { return float64(inFlight.Load()) }),
