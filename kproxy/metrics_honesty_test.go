@@ -1,8 +1,14 @@
 package kproxy_test
 
 import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
@@ -82,5 +88,82 @@ func TestAcks0WrittenNotCountedLost(t *testing.T) {
 	}
 	if l, u := lost(), unconfirmed(); l+u != n {
 		t.Errorf("lost %d + unconfirmed %d, want the %d records given up, each counted once", l, u, n)
+	}
+}
+
+// TestRequestBodiesCountsWhatItsHelpSays: kproxy_request_bodies_total
+// said "/commit request bodies read, valid or not", but a body read and
+// refused for the request's line or headers (a topic not allowed) is not
+// counted, nor is one refused before it is sent (Expect: 100-continue);
+// only a body kproxy checks is. Its HELP and the README say so; a
+// request refused for its head is counted alike with or without Expect.
+func TestRequestBodiesCountsWhatItsHelpSays(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 3}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) {
+		cfg.AutoCreateTopics = false
+		cfg.TopicsAllowed = []string{topic, "no_such_topic"}
+	})
+	const metric = `kproxy_request_bodies_total{format="msgpack"}`
+	addr := strings.TrimPrefix(p.url, "http://")
+	value := []byte{0x01}
+	// expect sends a /commit?query with "Expect: 100-continue" and the
+	// body only after a 100; it returns the final status.
+	expect := func(query string) int {
+		t.Helper()
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(conn, "POST /commit?"+query+" HTTP/1.1\r\nHost: kproxy\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n")
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: no answer: %v", query, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 100 {
+			return resp.StatusCode
+		}
+		conn.Write(value)
+		if resp, err = http.ReadResponse(br, nil); err != nil {
+			t.Fatalf("%s, after the body: %v", query, err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		name   string
+		code   int
+		counts int // bodies counted by the request
+		send   func() int
+	}{
+		{"topic not allowed, body sent", 403, 0, func() int { return p.post(t, "topic=secret", value).code }},
+		{"topic not allowed, Expect", 403, 0, func() int { return expect("topic=secret") }},
+		{"bad acks, body sent", 400, 0, func() int { return p.post(t, "topic="+topic+"&acks=5", value).code }},
+		{"unknown topic, body sent", 404, 1, func() int { return p.post(t, "topic=no_such_topic", value).code }},
+		{"unknown topic, Expect", 404, 0, func() int { return expect("topic=no_such_topic") }},
+		{"written, body sent", 200, 1, func() int { return p.post(t, "topic="+topic, value).code }},
+		{"written, Expect", 200, 1, func() int { return expect("topic=" + topic) }},
+	} {
+		before, _ := strconv.Atoi(p.metric(t, metric))
+		if code := tc.send(); code != tc.code {
+			t.Fatalf("%s: %d, want %d", tc.name, code, tc.code)
+		}
+		if after, _ := strconv.Atoi(p.metric(t, metric)); after-before != tc.counts {
+			t.Errorf("%s: %s counted %d, want %d", tc.name, metric, after-before, tc.counts)
+		}
+	}
+	help := ""
+	for _, line := range strings.Split(p.metrics(t), "\n") {
+		if h, ok := strings.CutPrefix(line, "# HELP kproxy_request_bodies_total "); ok {
+			help = h
+		}
+	}
+	// What it counts: the bodies checked; what it leaves out: requests
+	// refused for their line or headers, which kproxy_requests_total counts.
+	if !strings.Contains(help, "checked") || !strings.Contains(help, "refused for its line or headers") {
+		t.Errorf("HELP of kproxy_request_bodies_total %q does not say it counts the bodies checked, not those of requests refused for their line or headers", help)
 	}
 }
