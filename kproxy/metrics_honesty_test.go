@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -165,5 +166,38 @@ func TestRequestBodiesCountsWhatItsHelpSays(t *testing.T) {
 	// refused for their line or headers, which kproxy_requests_total counts.
 	if !strings.Contains(help, "checked") || !strings.Contains(help, "refused for its line or headers") {
 		t.Errorf("HELP of kproxy_request_bodies_total %q does not say it counts the bodies checked, not those of requests refused for their line or headers", help)
+	}
+}
+
+// TestBatchRefusedForAcks0OverloadNotCountedAsTried: a /batch at acks=0
+// refused whole because req_pool_size acks=0 records are still being
+// delivered is kproxy's own refusal, none of its records handed to
+// Kafka, as a batch over req_pool_size in flight is (admitBatch). It was
+// counted in kproxy_batch_results_total ("records of /batch requests
+// written or tried", each also in kproxy_records_total or
+// kproxy_produce_errors_total), and in neither of those.
+func TestBatchRefusedForAcks0OverloadNotCountedAsTried(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ReqPoolSize = 2 })
+	release := make(chan struct{})
+	defer close(release)
+	var held atomic.Int32
+	holdProduce(c, release, &held)
+	v := mp(t, "v")
+	if a := p.postBatch(t, "topic="+topic+"&acks=0", "", mpBatch(t, []brec{{key: "a", value: v}, {key: "a", value: v}})); a.code != 200 {
+		t.Fatalf("2 acks=0 records, req_pool_size 2: %v", a)
+	}
+	waitFor(t, "the acks=0 records held at the broker", func() bool { return held.Load() > 0 })
+	a := p.postBatch(t, "topic="+topic+"&acks=0", "", mpBatch(t, []brec{{key: "b", value: v}}))
+	if a.code != 503 || !strings.Contains(a.Error, "acks=0") {
+		t.Fatalf("one more acks=0 record: %v, want 503 for the acks=0 records being delivered", a)
+	}
+	results := p.metric(t, `kproxy_batch_results_total{code="503"}`)
+	errors := p.metric(t, `kproxy_produce_errors_total{code="503"}`)
+	if results != errors && !(results == "0" && errors == "absent") {
+		t.Errorf(`kproxy_batch_results_total{code="503"} %s, kproxy_produce_errors_total{code="503"} %s: a record of a batch counted as tried and not written, but not as a produce error`, results, errors)
+	}
+	if results != "0" {
+		t.Errorf(`kproxy_batch_results_total{code="503"} %s for a batch refused whole before Kafka, want 0 as for one over req_pool_size`, results)
 	}
 }
