@@ -308,8 +308,9 @@ func (s *Server) startProduce(acks int, j *batchJob) (*batchCall, batchOutcome) 
 		// (as /commit's), so that kgo's buffer never fills.
 		if v := s.acks0Out.Add(int64(n)); v > int64(s.cfg.ReqPoolSize) {
 			s.acks0Out.Add(int64(-n))
+			// Refused whole, nothing tried (as admitBatch's 503): not in
+			// kproxy_batch_results_total.
 			reason := "overloaded: req_pool_size acks=0 records still being delivered; the batch was not written"
-			s.metrics.batchResultN(503, n)
 			return nil, j.every(503, -1, reason)
 		}
 	}
