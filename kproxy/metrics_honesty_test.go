@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
+
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
@@ -199,5 +201,37 @@ func TestBatchRefusedForAcks0OverloadNotCountedAsTried(t *testing.T) {
 	}
 	if results != "0" {
 		t.Errorf(`kproxy_batch_results_total{code="503"} %s for a batch refused whole before Kafka, want 0 as for one over req_pool_size`, results)
+	}
+}
+
+// TestSpoolZeroRefusalCountedAlike: a spool=0 record of a topic that has
+// records in the spool is refused 503 (it would overtake them), in
+// /commit as in /batch; /batch counted it in
+// kproxy_produce_errors_total{code="503"} and /commit did not.
+func TestSpoolZeroRefusalCountedAlike(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := spoolProxy(t, c, nil)
+	end := kafkatest.NewFaults(t, c).Outage(int16(kerr.NotLeaderForPartition.Code))
+	defer end()
+	if a := p.post(t, "topic="+topic+"&key=a", unique(t, "spooled")); a.code != 202 {
+		t.Fatalf("record during an outage: %d %q, want 202", a.code, a.body)
+	}
+	const metric = `kproxy_produce_errors_total{code="503"}`
+	errs := func() int {
+		n, _ := strconv.Atoi(p.metric(t, metric)) // absent: 0
+		return n
+	}
+	before := errs()
+	if a := p.post(t, "topic="+topic+"&key=a&spool=0", unique(t, "zero")); a.code != 503 || !strings.Contains(a.body, "spool") {
+		t.Fatalf("/commit spool=0 while the topic spools: %d %q, want 503", a.code, a.body)
+	}
+	commit := errs() - before
+	before = errs()
+	if a := p.postBatch(t, "topic="+topic+"&acks=1&spool=0", "", mpBatch(t, []brec{{key: "a", value: mp(t, "zero-b")}})); a.code != 503 {
+		t.Fatalf("/batch spool=0 while the topic spools: %v, want 503", a)
+	}
+	batch := errs() - before
+	if commit != 1 || batch != 1 {
+		t.Errorf("%s counted %d for the /commit record refused and %d for the /batch one, want 1 each", metric, commit, batch)
 	}
 }
