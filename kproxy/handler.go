@@ -517,9 +517,10 @@ func (s *Server) gateCommit(ctx *fasthttp.RequestCtx, p *pending, noSpool bool) 
 	if !s.spool.directLocked(g) {
 		if noSpool {
 			g.mu.Unlock()
+			topic := p.rec.Topic
 			p.release()
-			ctx.Response.Header.Set("Retry-After", "1")
-			return fail(ctx, fasthttp.StatusServiceUnavailable, spoolOvertake), true
+			// Counted as a batch's record refused alike (outcome).
+			return s.kafkaFail(ctx, fasthttp.StatusServiceUnavailable, spoolOvertake, topic, errSpoolOvertake), true
 		}
 		it := newSpoolItem(g, &p.rec, false, p.rec.Timestamp) // not kgo's: now
 		s.spool.holdLocked(g, it)
