@@ -235,3 +235,37 @@ func TestSpoolZeroRefusalCountedAlike(t *testing.T) {
 		t.Errorf("%s counted %d for the /commit record refused and %d for the /batch one, want 1 each", metric, commit, batch)
 	}
 }
+
+// TestBatchRefusedUnreadCountedInBatches: kproxy_batches_total counts
+// "/batch requests answered, by status (also counted in
+// kproxy_requests_total)". A /batch whose body is over
+// max_request_size_bytes is answered 413 before it is read (with
+// "Expect: 100-continue" or without); kproxy_requests_total counted it,
+// kproxy_batches_total did not.
+func TestBatchRefusedUnreadCountedInBatches(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.MaxRequestSizeBytes = 1024 })
+	addr := strings.TrimPrefix(p.url, "http://")
+	for _, expect := range []string{"", "Expect: 100-continue\r\n"} {
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(conn, "POST /batch?topic="+topic+" HTTP/1.1\r\nHost: kproxy\r\n"+expect+"Content-Length: 2048\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("/batch over max_request_size_bytes (%q): no answer: %v", expect, err)
+		}
+		resp.Body.Close()
+		conn.Close()
+		if resp.StatusCode != 413 {
+			t.Fatalf("/batch over max_request_size_bytes (%q): %d, want 413", expect, resp.StatusCode)
+		}
+	}
+	requests := p.metric(t, `kproxy_requests_total{code="413"}`)
+	batches := p.metric(t, `kproxy_batches_total{code="413"}`)
+	if requests != "2" || batches != "2" {
+		t.Errorf(`two /batch requests answered 413: kproxy_requests_total{code="413"} %s, kproxy_batches_total{code="413"} %s, want 2 and 2`, requests, batches)
+	}
+}
