@@ -654,9 +654,13 @@ func (s *Server) requestError(ctx *fasthttp.RequestCtx, err error) {
 	}
 	// kproxy_requests_total counts the answers of /commit and /batch, not
 	// those of /health or unknown paths, as in handle; a request refused
-	// before its path was read is counted (its path is then "/").
+	// before its path was read is counted (its path is then "/"). Those
+	// of /batch are in kproxy_batches_total too.
 	if p := string(ctx.Path()); p == "/" || p == "/commit" || p == "/batch" {
 		s.metrics.answered(code)
+		if p == "/batch" {
+			s.metrics.batches.WithLabelValues(strconv.Itoa(code)).Inc() // as observeBatch, without a duration: nothing was read
+		}
 	}
 	fail(ctx, code, reason)
 	// fasthttp closes the connection after this answer, perhaps with the
