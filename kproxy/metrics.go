@@ -149,7 +149,7 @@ func newMetrics(reg *prometheus.Registry, inFlight *atomic.Int64) *metrics {
 	reg.MustRegister(grpcRequests, grpcDuration, m.grpcRPCs, m.grpcStreams)
 	reg.MustRegister(m.requests, m.duration, m.produceErrors, records, bodies, m.batchRecords, m.acks0Lost, m.acks0Unconfirmed,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "kproxy_requests_in_flight", Help: "/commit requests and /batch records being processed.",
+			Name: "kproxy_requests_in_flight", Help: "Places of req_pool_size taken: /commit requests, and the records of /batch and gRPC requests, being processed.",
 		}, func() float64 { return float64(inFlight.Load()) }),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
