@@ -269,3 +269,36 @@ func TestBatchRefusedUnreadCountedInBatches(t *testing.T) {
 		t.Errorf(`two /batch requests answered 413: kproxy_requests_total{code="413"} %s, kproxy_batches_total{code="413"} %s, want 2 and 2`, requests, batches)
 	}
 }
+
+// TestRecordsTotalSaysSpooledRecordsAreApart: kproxy_records_total's HELP
+// was "Records Kafka accepted, by acks level", but a record answered 202
+// (spooled) and drained into Kafka afterwards is not in it (it is in
+// kproxy_spool_drained_total): an operator comparing it with the topic's
+// records would find records Kafka accepted that it does not count. Its
+// HELP says what it counts.
+func TestRecordsTotalSaysSpooledRecordsAreApart(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := spoolProxy(t, c, nil)
+	end := kafkatest.NewFaults(t, c).Outage(int16(kerr.NotLeaderForPartition.Code))
+	if a := p.post(t, "topic="+topic+"&key=a", unique(t, "spooled")); a.code != 202 {
+		end()
+		t.Fatalf("record during an outage: %d %q, want 202", a.code, a.body)
+	}
+	end()
+	spoolEmpty(t, p)
+	if n := endOffsets(t, c, topic); n != 1 {
+		t.Fatalf("%d records in Kafka, want the spooled one", n)
+	}
+	if d, r := p.metric(t, "kproxy_spool_drained_total"), p.metric(t, `kproxy_records_total{acks="1"}`); d != "1" || r != "0" {
+		t.Fatalf("kproxy_spool_drained_total %s, kproxy_records_total{acks=\"1\"} %s, want 1 and 0", d, r)
+	}
+	help := ""
+	for _, line := range strings.Split(p.metrics(t), "\n") {
+		if h, ok := strings.CutPrefix(line, "# HELP kproxy_records_total "); ok {
+			help = h
+		}
+	}
+	if !strings.Contains(help, "spool") {
+		t.Errorf("HELP of kproxy_records_total %q does not say that records Kafka accepted from the spool are not in it", help)
+	}
+}
