@@ -83,7 +83,7 @@ func newMetrics(reg *prometheus.Registry, inFlight *atomic.Int64) *metrics {
 		Help: "acks=0 records answered 200 and given up at produce_timeout_ms without Kafka's acknowledgement, though a request carrying them may have been written: perhaps in Kafka, perhaps not.",
 	})
 	records := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "kproxy_records_total", Help: "Records Kafka accepted, by acks level.",
+		Name: "kproxy_records_total", Help: "Records Kafka accepted from a request, by acks level; records answered 202 and written from the spool are in kproxy_spool_drained_total, not here.",
 	}, []string{"acks"})
 	for i, a := range []string{"0", "1", "-1"} {
 		m.records[i] = records.WithLabelValues(a)
