@@ -144,9 +144,8 @@ func (s *Server) refusedTopic(cl *kgo.Client, topic string, err error) {
 // acks0Done counts an acks=0 record, answered already, as written, lost
 // (surely not written) or unconfirmed (given up, and may have been
 // written), and gives back its place among the acks=0 records being
-// delivered: last,
-// once a loss is logged, since Close waits for that place to log what the
-// sampled lines hold back and lets the process end.
+// delivered: last, once a loss is logged, since Close waits for that
+// place to log what the sampled lines hold back and lets the process end.
 func (s *Server) acks0Done(r *kgo.Record, err error, trace sendTrace) {
 	defer s.acks0Out.Add(-1)
 	if err != nil {
