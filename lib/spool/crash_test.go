@@ -42,6 +42,8 @@ func TestMain(m *testing.M) {
 		childRemoveRefusedFull(dir)
 	case "rodir":
 		childReadOnlyDir(dir)
+	case "truncfail":
+		childTruncateFails(dir)
 	default:
 		fmt.Fprintf(os.Stderr, "%s=%s: unknown child\n", childEnv, mode)
 		os.Exit(2)

@@ -1,0 +1,115 @@
+package spool_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/spool"
+)
+
+// denyTruncate makes every later ftruncate of this process fail with EIO
+// (a seccomp filter on all its threads): a disk that fails the cut of a
+// failed write.
+func denyTruncate() {
+	var arch uint32
+	switch runtime.GOARCH {
+	case "amd64":
+		arch = unix.AUDIT_ARCH_X86_64
+	case "arm64":
+		arch = unix.AUDIT_ARCH_AARCH64
+	default:
+		childFail("no seccomp architecture for %s", runtime.GOARCH)
+	}
+	filter := []unix.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 4}, // seccomp_data.arch
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: arch, Jt: 1},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0}, // seccomp_data.nr
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: unix.SYS_FTRUNCATE, Jt: 1},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ERRNO | uint32(unix.EIO)},
+	}
+	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		childFail("no_new_privs: %v", err)
+	}
+	if _, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&prog))); errno != 0 {
+		childFail("seccomp: %v", errno)
+	}
+	f, err := os.CreateTemp("", "spool-truncate-probe")
+	if err != nil {
+		childFail("probe: %v", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if err := f.Truncate(0); !errors.Is(err, syscall.EIO) {
+		childFail("ftruncate after the filter: %v, want EIO", err)
+	}
+}
+
+// childTruncateFails appends "a0", then, with writes past the entries of
+// b1 and b2 refused (the file size limit: a full disk) and every cut of
+// the file failing (EIO), appends b1, b2 and b3 in one Append, which
+// fails, prints "failed ERR" and exits without closing the spool (a
+// crash).
+func childTruncateFails(dir string) {
+	s, err := spool.Open(spool.Options{Dir: dir})
+	if err != nil {
+		childFail("open: %v", err)
+	}
+	if _, err := s.Append([]spool.Record{rec("t", "a0")}); err != nil {
+		childFail("append a0: %v", err)
+	}
+	value := strings.Repeat("v", 600)
+	bs := []spool.Record{rec("t", "b1"+value), rec("t", "b2"+value), rec("t", "b3"+value)}
+	committed := s.Stats().Bytes
+	room := committed + int64(spool.EntryLen(bs[0])+spool.EntryLen(bs[1])) + 100 // b3 cut in its middle
+	raise := limitFileSize(uint64(room))
+	denyTruncate()
+	_, err = s.Append(bs)
+	fmt.Printf("failed %v\n", err)
+	raise()
+	os.Exit(0) // no Close: a crash
+}
+
+// An Append that failed (a full disk in the middle of its entries) and
+// whose cut failed too (the disk refused the truncate) is never replayed
+// by a restart: it was answered as not written (503), and the drain
+// sending its whole entries to Kafka would break that.
+func TestFailedAppendWhoseCutFailedNotReplayed(t *testing.T) {
+	dir := t.TempDir()
+	cmd, out, stderr := startChild(t, "truncfail", dir)
+	var lines []string
+	for out.Scan() {
+		lines = append(lines, out.Text())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("child: %v; stderr %q", err, stderr)
+	}
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], "failed ") || lines[0] == "failed <nil>" {
+		t.Fatalf("child: %q, want the Append under the limit failed", lines)
+	}
+	s, err := spool.Open(spool.Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("open after the crash: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	st := s.Stats()
+	got := values(readN(t, s, int(st.Replayed)))
+	for i := range got {
+		got[i] = got[i][:2]
+	}
+	if !slices.Equal(got, []string{"a0"}) {
+		t.Fatalf("replayed %q, want [a0]: entries of the failed Append (answered not written) come back", got)
+	}
+	readNone(t, s)
+}
