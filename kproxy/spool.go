@@ -857,7 +857,8 @@ func (s *spooler) finish(items []*spoolItem, err error) {
 }
 
 // refusal is the status and reason of a record the spool could not take:
-// 503 (not written), or 504 when it may be in Kafka already.
+// 503 (not written), or 504 when it may be in Kafka already or be replayed
+// by the spool after a restart.
 func (it *spoolItem) refusal() (int, string) {
 	why := "spool write failed: " + it.err.Error()
 	switch {
@@ -868,7 +869,9 @@ func (it *spoolItem) refusal() (int, string) {
 	case errors.Is(it.err, errSpoolClosed):
 		why = "kproxy is shutting down"
 	}
-	if it.dup {
+	// A failed write the spool could not cut may be replayed after a
+	// restart (spool.ErrMaybeAppended).
+	if it.dup || errors.Is(it.err, spool.ErrMaybeAppended) {
 		return 504, why + mayBeWritten
 	}
 	return 503, why + notWritten

@@ -43,7 +43,11 @@ func TestMain(m *testing.M) {
 	case "rodir":
 		childReadOnlyDir(dir)
 	case "truncfail":
-		childTruncateFails(dir)
+		childTruncateFails(dir, false, false)
+	case "truncfail-nocreate":
+		childTruncateFails(dir, true, false)
+	case "truncfail-after":
+		childTruncateFails(dir, false, true)
 	default:
 		fmt.Fprintf(os.Stderr, "%s=%s: unknown child\n", childEnv, mode)
 		os.Exit(2)

@@ -16,10 +16,10 @@ import (
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/spool"
 )
 
-// denyTruncate makes every later ftruncate of this process fail with EIO
-// (a seccomp filter on all its threads): a disk that fails the cut of a
-// failed write.
-func denyTruncate() {
+// denySyscalls makes every later call of the system calls nrs in this
+// process fail with EIO (a seccomp filter on all its threads): a disk that
+// fails them. ftruncate must be one of them: it is checked to fail.
+func denySyscalls(nrs ...uint32) {
 	var arch uint32
 	switch runtime.GOARCH {
 	case "amd64":
@@ -34,10 +34,20 @@ func denyTruncate() {
 		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: arch, Jt: 1},
 		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
 		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0}, // seccomp_data.nr
-		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: unix.SYS_FTRUNCATE, Jt: 1},
-		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
-		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ERRNO | uint32(unix.EIO)},
 	}
+	for i, nr := range nrs { // a match jumps over the later ones and the allow
+		filter = append(filter, unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: nr, Jt: uint8(len(nrs) - i)})
+	}
+	filter = append(filter,
+		unix.SockFilter{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
+		unix.SockFilter{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ERRNO | uint32(unix.EIO)},
+	)
+	probe, err := os.CreateTemp("", "spool-truncate-probe")
+	if err != nil {
+		childFail("probe: %v", err)
+	}
+	defer os.Remove(probe.Name())
+	defer probe.Close()
 	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		childFail("no_new_privs: %v", err)
@@ -45,13 +55,7 @@ func denyTruncate() {
 	if _, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&prog))); errno != 0 {
 		childFail("seccomp: %v", errno)
 	}
-	f, err := os.CreateTemp("", "spool-truncate-probe")
-	if err != nil {
-		childFail("probe: %v", err)
-	}
-	defer os.Remove(f.Name())
-	defer f.Close()
-	if err := f.Truncate(0); !errors.Is(err, syscall.EIO) {
+	if err := probe.Truncate(0); !errors.Is(err, syscall.EIO) {
 		childFail("ftruncate after the filter: %v, want EIO", err)
 	}
 }
@@ -61,7 +65,11 @@ func denyTruncate() {
 // the file failing (EIO), appends b1, b2 and b3 in one Append, which
 // fails, prints "failed ERR" and exits without closing the spool (a
 // crash).
-func childTruncateFails(dir string) {
+// With create, opening files fails too (EIO): the spool cannot start the
+// next segment either, and it prints "failed ErrMaybeAppended-or-not".
+// With after, it raises the limit and appends "c1" (as long as b1) before
+// the crash, printing "after ERR-OR-nil".
+func childTruncateFails(dir string, create, after bool) {
 	s, err := spool.Open(spool.Options{Dir: dir})
 	if err != nil {
 		childFail("open: %v", err)
@@ -74,10 +82,20 @@ func childTruncateFails(dir string) {
 	committed := s.Stats().Bytes
 	room := committed + int64(spool.EntryLen(bs[0])+spool.EntryLen(bs[1])) + 100 // b3 cut in its middle
 	raise := limitFileSize(uint64(room))
-	denyTruncate()
+	if create {
+		denySyscalls(unix.SYS_FTRUNCATE, unix.SYS_OPENAT)
+		_, err = s.Append(bs)
+		fmt.Printf("failed %v\n", errors.Is(err, spool.ErrMaybeAppended))
+		os.Exit(0)
+	}
+	denySyscalls(unix.SYS_FTRUNCATE)
 	_, err = s.Append(bs)
 	fmt.Printf("failed %v\n", err)
 	raise()
+	if after {
+		_, err = s.Append([]spool.Record{rec("t", "c1"+value)})
+		fmt.Printf("after %v\n", err)
+	}
 	os.Exit(0) // no Close: a crash
 }
 
@@ -112,4 +130,53 @@ func TestFailedAppendWhoseCutFailedNotReplayed(t *testing.T) {
 		t.Fatalf("replayed %q, want [a0]: entries of the failed Append (answered not written) come back", got)
 	}
 	readNone(t, s)
+}
+
+// An Append that failed, whose cut failed, and after which the spool could
+// not create the next segment either (which would have marked where the
+// committed entries end) says so: its error wraps ErrMaybeAppended, since a
+// restart may replay it (kproxy answers 504, may have been written).
+func TestFailedAppendNotMarkedSaysMaybeAppended(t *testing.T) {
+	dir := t.TempDir()
+	cmd, out, stderr := startChild(t, "truncfail-nocreate", dir)
+	var lines []string
+	for out.Scan() {
+		lines = append(lines, out.Text())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("child: %v; stderr %q", err, stderr)
+	}
+	if !slices.Equal(lines, []string{"failed true"}) {
+		t.Fatalf("child: %q, want the failed Append's error to wrap ErrMaybeAppended", lines)
+	}
+}
+
+// After an Append whose cut failed, the spool goes on in a new segment: the
+// next Append works, and a restart replays it, not the failed one.
+func TestAppendAfterFailedCutReplayedAlone(t *testing.T) {
+	dir := t.TempDir()
+	cmd, out, stderr := startChild(t, "truncfail-after", dir)
+	var lines []string
+	for out.Scan() {
+		lines = append(lines, out.Text())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("child: %v; stderr %q", err, stderr)
+	}
+	if len(lines) != 2 || lines[0] == "failed <nil>" || lines[1] != "after <nil>" {
+		t.Fatalf("child: %q, want the Append under the limit failed and the one after it worked", lines)
+	}
+	var log logBuffer
+	s := open(t, spool.Options{Dir: dir, Log: log.logger()})
+	got := values(readN(t, s, int(s.Stats().Replayed)))
+	for i := range got {
+		got[i] = got[i][:2]
+	}
+	if !slices.Equal(got, []string{"a0", "c1"}) {
+		t.Fatalf("replayed %q, want [a0 c1]", got)
+	}
+	readNone(t, s)
+	if !strings.Contains(log.String(), "past the next segment's first seq") {
+		t.Fatalf("open did not log the cut of the failed write: %s", log.String())
+	}
 }

@@ -31,6 +31,9 @@
 // one goroutine takes everything queued, writes it with one pwrite, syncs
 // once and wakes every caller (group commit). A write or sync that fails
 // (ENOSPC, EFBIG, EIO) is truncated away before the callers hear of it.
+// When that truncate fails too, the segment takes no more entries and the
+// next one is created at once: a segment's entries end at the next
+// segment's first seq, and Open cuts what follows them (see undo).
 //
 // The active segment's file runs ahead of its entries: each write that
 // passes the end of the file also writes zeros after its entries, up to
@@ -78,8 +81,10 @@ import (
 	"hash/crc32"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -125,6 +130,11 @@ type Options struct {
 // ErrFull is Append's error when the records would take the spool past
 // Options.MaxBytes.
 var ErrFull = errors.New("spool full")
+
+// ErrMaybeAppended is wrapped in an Append's error when the failed write
+// could be neither cut from its segment nor closed off by the next one:
+// a restart before the spool's next write may replay its records.
+var ErrMaybeAppended = errors.New("the failed write could not be cut from the spool; a restart may replay it")
 
 // ErrClosed is the error of Append and Read after Close.
 var ErrClosed = errors.New("spool closed")
@@ -325,8 +335,19 @@ func (s *Spool) replay() error {
 	var drop []*segment
 	var end uint64     // the seq after the last scanned segment
 	var empty *segment // the last scanned segment, when it holds no entry
+	// The segments' bases, in order: a segment's entries end at the next
+	// one's base at the latest (see undo).
+	var bases []uint64
+	for _, de := range des {
+		if base, ok := segBase(de.Name()); ok {
+			bases = append(bases, base)
+		}
+	}
 	for _, de := range des {
 		base, ok := segBase(de.Name())
+		if ok {
+			bases = bases[1:]
+		}
 		if !ok {
 			if name := de.Name(); name != lockName && name != metaName {
 				// Not the spool's: junk, or a segment copied in under
@@ -339,7 +360,11 @@ func (s *Spool) replay() error {
 			return fmt.Errorf("spool: segment %s starts at seq %d, inside the previous segment (ends at %d)", de.Name(), base, end)
 		}
 		cut := s.cut + s.trimmed
-		g, err := s.scan(filepath.Join(s.dir, de.Name()), base)
+		stop := uint64(math.MaxUint64)
+		if len(bases) > 0 {
+			stop = bases[0]
+		}
+		g, err := s.scan(filepath.Join(s.dir, de.Name()), base, stop)
 		if err != nil {
 			return err
 		}
@@ -461,8 +486,10 @@ func segName(base uint64) string {
 	return fmt.Sprintf("%0*d%s", segDigits, base, segSuffix)
 }
 
-// scan reads a segment's entries and cuts it at the first bad one.
-func (s *Spool) scan(path string, base uint64) (*segment, error) {
+// scan reads a segment's entries and cuts it at the first bad one, or at
+// seq stop (the next segment's base: entries from there on are a failed
+// write whose cut failed, see undo).
+func (s *Spool) scan(path string, base, stop uint64) (*segment, error) {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
@@ -477,6 +504,18 @@ func (s *Spool) scan(path string, base uint64) (*segment, error) {
 	br := bufio.NewReaderSize(f, 1<<20)
 	var buf []byte
 	for g.size < size {
+		if g.base+uint64(len(g.ents)) >= stop {
+			if zeros, err := zeroTail(f, g.size, size); err == nil && zeros {
+				stop = math.MaxUint64 // zeros written ahead: dropped below
+				continue
+			}
+			s.log.Warn("spool: cut entries past the next segment's first seq (a failed write whose cut failed)", "file", path, "offset", g.size, "cut_bytes", size-g.size, "next_seq", stop)
+			if err := cutAt(f, path, g.size); err != nil {
+				return nil, err
+			}
+			s.cut += size - g.size
+			break
+		}
 		p, n, err := readEntry(br, buf, size-g.size)
 		if err == nil {
 			buf = p
@@ -503,11 +542,8 @@ func (s *Spool) scan(path string, base uint64) (*segment, error) {
 		} else {
 			s.log.Warn("spool: cut torn or corrupt tail", "file", path, "offset", g.size, "cut_bytes", size-g.size, "reason", err)
 		}
-		if err := f.Truncate(g.size); err != nil {
-			return nil, fmt.Errorf("spool: cut %s at offset %d: %w", path, g.size, err)
-		}
-		if err := f.Sync(); err != nil {
-			return nil, fmt.Errorf("spool: cut %s at offset %d: %w", path, g.size, err)
+		if err := cutAt(f, path, g.size); err != nil {
+			return nil, err
 		}
 		if zeros {
 			s.trimmed += size - g.size
@@ -517,6 +553,17 @@ func (s *Spool) scan(path string, base uint64) (*segment, error) {
 		break
 	}
 	return g, nil
+}
+
+// cutAt truncates f (at path) to off, synced.
+func cutAt(f *os.File, path string, off int64) error {
+	if err := f.Truncate(off); err != nil {
+		return fmt.Errorf("spool: cut %s at offset %d: %w", path, off, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("spool: cut %s at offset %d: %w", path, off, err)
+	}
+	return nil
 }
 
 // zeroTail tells whether f holds only zero bytes from off to size.
@@ -720,8 +767,11 @@ func (s *Spool) flush(chunk []*request) {
 	for err == nil && !s.publish(chunk) {
 		// Read sealed the segment while the chunk was written: take the
 		// bytes back, write them to a new segment (never sealed: unread).
+		g := s.activeSeg
 		_ = s.undo(nil)
-		s.closeActive()
+		if s.active != nil && s.activeSeg == g { // undo did not close it
+			s.closeActive()
+		}
 		err = s.write(chunk)
 	}
 	for _, r := range chunk {
@@ -840,18 +890,21 @@ func (s *Spool) trimAhead() {
 }
 
 // undo truncates the active segment back to its committed size after a
-// failed write or fsync, and returns err.
+// failed write or fsync, and returns err. When the cut fails (or its
+// sync), the failed write's bytes stay in the file, and a restart would
+// find its whole entries there, answered as not written: the segment is
+// closed (nothing is appended after them) and the next one is created at
+// once, at the next seq. Its name, synced in the directory, is where the
+// closed segment's entries end: Open cuts that segment there. Should that
+// fail too, err also wraps ErrMaybeAppended.
 func (s *Spool) undo(err error) error {
 	g := s.activeSeg
-	if terr := s.active.Truncate(g.size); terr != nil {
-		// The next write overwrites the bytes from the committed size on;
-		// until then, a restart cuts them as a torn tail.
-		s.log.Error("spool: cannot truncate a failed write", "file", g.path, "offset", g.size, "err", terr)
-	} else if serr := s.active.Sync(); serr != nil {
+	cerr := s.active.Truncate(g.size)
+	if cerr == nil {
 		// The cut is on disk only once synced: a power loss before the
 		// next write's sync could bring back whole entries of the failed
 		// write, answered as not written, and the drain would send them.
-		s.log.Error("spool: cannot sync the cut of a failed write", "file", g.path, "offset", g.size, "err", serr)
+		cerr = s.active.Sync()
 	}
 	// Nothing past the entries is known to be on disk now: the next write
 	// fsyncs the file's size too.
@@ -859,7 +912,35 @@ func (s *Spool) undo(err error) error {
 	s.mu.Lock()
 	s.ahead, s.aheadSeg = 0, nil
 	s.mu.Unlock()
-	return err
+	if cerr == nil {
+		return err
+	}
+	s.log.Error("spool: cannot cut a failed write; its segment takes no more entries", "file", g.path, "offset", g.size, "err", cerr)
+	s.noReserve = false // nothing of the zeros is counted: closeActive cuts nothing
+	s.closeActive()
+	if len(g.ents) == 0 {
+		// Its name is the next seq's: the file goes instead, and the
+		// next write creates the segment again.
+		if rerr := os.Remove(g.path); rerr == nil {
+			rerr = syncDir(s.dir)
+			if rerr == nil {
+				s.mu.Lock()
+				s.segs = slices.DeleteFunc(s.segs, func(x *segment) bool { return x == g })
+				s.mu.Unlock()
+				return err
+			}
+			cerr = rerr
+		} else {
+			cerr = rerr
+		}
+	} else if cerr = s.create(); cerr == nil {
+		return err
+	}
+	s.log.Error("spool: cannot mark where a failed write's segment ends; a restart may replay the failed write", "file", g.path, "offset", g.size, "err", cerr)
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrMaybeAppended, err)
 }
 
 // create starts a new segment whose first seq is s.next.
