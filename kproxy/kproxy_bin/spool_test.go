@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	bin "encoding/binary"
 	"fmt"
 	"hash/crc32"
@@ -27,6 +28,7 @@ import (
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/bintest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/spool"
 )
 
 // The tests in this file hold kproxy_bin, as a process, to the spool's
@@ -51,7 +53,8 @@ type spoolProc struct {
 	admin    int
 	runs     int
 	cmd      *exec.Cmd
-	logFile  string // the current run's log
+	wrap     []string // a command kproxy_bin's command line is given to, to run it (nil: none)
+	logFile  string   // the current run's log
 	prevLogs []string
 }
 
@@ -78,9 +81,12 @@ func (p *spoolProc) start(fileLimit int) {
 	if err := os.WriteFile(f, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if fileLimit > 0 {
+	switch {
+	case fileLimit > 0:
 		p.cmd, _ = bintest.Start(t, "sh", "-c", fmt.Sprintf(`ulimit -f %d && exec "$0" -f "$1"`, fileLimit), binary(t), f)
-	} else {
+	case p.wrap != nil:
+		p.cmd, _ = bintest.Start(t, p.wrap[0], append(p.wrap[1:len(p.wrap):len(p.wrap)], binary(t), "-f", f)...)
+	default:
 		p.cmd, _ = bintest.Start(t, binary(t), "-f", f)
 	}
 	deadline := time.Now().Add(20 * time.Second)
@@ -92,6 +98,9 @@ func (p *spoolProc) start(fileLimit int) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("kproxy_bin's admin port does not answer within 20s: %v; log:\n%s", err, p.log())
+		}
+		if log := p.log(); strings.Contains(log, `msg="start failed"`) {
+			t.Fatalf("kproxy_bin did not start; log:\n%s", log)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -670,4 +679,60 @@ func grepLine(text, s string) string {
 		}
 	}
 	return ""
+}
+
+// A spool_dir holding a segment the watermark says is acked, whose file
+// cannot be removed (a mount point, in kproxy_bin's own mount namespace:
+// unlink fails with EBUSY while the directory is writable): kproxy_bin
+// starts, logs the file, drains the records after it and counts the file's
+// bytes in kproxy_spool_bytes, as it does when a removal fails while it
+// runs. Before, the start failed.
+func TestSpoolStartsWithUnremovableAckedSegment(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: spoolTopic, Partitions: 3}})
+	p := newSpoolProc(t, c.ListenAddrs()[0], "")
+	// Two segments of three entries; the first one's entries acked, its
+	// file left behind (as by a crash before its removal).
+	value := strings.Repeat("v", 1200) // 3 entries a segment
+	s, err := spool.Open(spool.Options{Dir: p.spoolDir(), SegmentBytes: 4 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		if _, err := s.Append([]spool.Record{{Topic: spoolTopic, Key: []byte("k"), Value: []byte(fmt.Sprintf("%d%s", i, value))}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	segs, _ := filepath.Glob(filepath.Join(p.spoolDir(), "*.seg"))
+	if len(segs) != 2 {
+		t.Fatalf("%d segments, want 2", len(segs))
+	}
+	first, err := os.ReadFile(segs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	es, err := s.Read(ctx, 3)
+	if err != nil || len(es) != 3 {
+		t.Fatalf("read: %d entries, %v", len(es), err)
+	}
+	for _, e := range es {
+		s.Ack(e.Seq)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(segs[0], first, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.wrap = []string{"unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+		fmt.Sprintf(`mount --bind '%s' '%s' && exec "$0" "$@"`, segs[0], segs[0])}
+	p.start(0)
+	waitFor(t, 20*time.Second, "the spool to drain", func() bool { return p.metric("kproxy_spool_drained_total") == 3 })
+	if line := grepLine(p.log(), segs[0]); !strings.Contains(line, "remove") {
+		t.Errorf("no log line names the acked segment kproxy could not remove (%s):\n%s", segs[0], p.log())
+	}
+	if got := p.metric("kproxy_spool_bytes"); got != float64(len(first)) {
+		t.Errorf("kproxy_spool_bytes %v once drained, want the unremoved segment's %d bytes", got, len(first))
+	}
 }

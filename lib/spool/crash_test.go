@@ -48,6 +48,8 @@ func TestMain(m *testing.M) {
 		childTruncateFails(dir, true, false)
 	case "truncfail-after":
 		childTruncateFails(dir, false, true)
+	case "rmopen":
+		childRemoveRefusedAtOpen(dir)
 	default:
 		fmt.Fprintf(os.Stderr, "%s=%s: unknown child\n", childEnv, mode)
 		os.Exit(2)

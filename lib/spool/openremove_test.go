@@ -1,0 +1,115 @@
+package spool_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/spool"
+)
+
+// childRemoveRefusedAtOpen fills two segments, bind-mounts the first
+// segment's file on itself (in a mount namespace of its own: unlink then
+// fails with EBUSY while the directory stays writable), acks that
+// segment's entries and closes the spool once it logged that the removal
+// failed. It opens the spool again and prints "open ERR-OR-nil", and when
+// it opened "replayed N bytes B"; then unmounts the file and prints
+// "segments N" once the spool removed it (or after 3 s).
+func childRemoveRefusedAtOpen(dir string) {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		childFail("make mounts private: %v", err)
+	}
+	var log logBuffer
+	s, err := spool.Open(spool.Options{Dir: dir, SegmentBytes: 4 << 10, Log: log.logger()})
+	if err != nil {
+		childFail("open: %v", err)
+	}
+	value := strings.Repeat("v", 600)
+	for i := range 6 { // 3 entries a segment
+		if _, err := s.Append([]spool.Record{rec("t", fmt.Sprintf("%d%s", i, value))}); err != nil {
+			childFail("append: %v", err)
+		}
+	}
+	segs := segmentsIn(dir)
+	if len(segs) != 2 {
+		childFail("%d segments, want 2", len(segs))
+	}
+	if err := unix.Mount(segs[0], segs[0], "", unix.MS_BIND, ""); err != nil {
+		childFail("bind mount: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	es, err := s.Read(ctx, 3)
+	if err != nil || len(es) != 3 {
+		childFail("read: %d entries, %v", len(es), err)
+	}
+	for _, e := range es {
+		s.Ack(e.Seq)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(log.String(), "remove acked segment") {
+		if time.Now().After(deadline) {
+			childFail("no failed removal logged: %s", log.String())
+		}
+		time.Sleep(10 * time.Millisecond) // polling the log
+	}
+	if err := s.Close(); err != nil {
+		childFail("close: %v", err)
+	}
+	var log2 logBuffer
+	s, err = spool.Open(spool.Options{Dir: dir, SegmentBytes: 4 << 10, Log: log2.logger()})
+	fmt.Printf("open %v\n", err)
+	if err != nil {
+		return
+	}
+	fmt.Printf("replayed %d bytes %d\n", s.Stats().Replayed, s.Stats().Bytes)
+	if !strings.Contains(log2.String(), segs[0]) {
+		fmt.Printf("log without the file: %q\n", log2.String())
+	}
+	if err := unix.Unmount(segs[0], 0); err != nil {
+		childFail("unmount: %v", err)
+	}
+	deadline = time.Now().Add(3 * time.Second)
+	for len(segmentsIn(dir)) > 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // polling: the spool retries by itself
+	}
+	fmt.Printf("segments %d bytes %d\n", len(segmentsIn(dir)), s.Stats().Bytes)
+	_ = s.Close()
+}
+
+// A restart finding an acked segment it cannot remove (the directory
+// writable, the file not: EBUSY) opens the spool: the file is logged,
+// its bytes count toward MaxBytes until it is gone, and its removal is
+// retried as while running. Before, Open failed, and kproxy did not start.
+func TestOpenWithUnremovableAckedSegment(t *testing.T) {
+	dir := t.TempDir()
+	cmd, out, stderr := startChild(t, "rmopen", dir, inOwnMountNS)
+	var lines []string
+	for out.Scan() {
+		lines = append(lines, out.Text())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("child: %v; stderr %q", err, stderr)
+	}
+	if len(lines) == 0 || lines[0] != "open <nil>" {
+		t.Fatalf("child: %q, want the spool opened with an acked segment it cannot remove", lines)
+	}
+	if len(lines) != 3 {
+		t.Fatalf("child: %q", lines)
+	}
+	var replayed, bytes, segs, after int64
+	if _, err := fmt.Sscanf(lines[1], "replayed %d bytes %d", &replayed, &bytes); err != nil {
+		t.Fatalf("child: %q: %v", lines[1], err)
+	}
+	entry := int64(spool.EntryLen(rec("t", "0"+strings.Repeat("v", 600))))
+	if replayed != 3 || bytes != 6*entry {
+		t.Fatalf("child: %q, want 3 replayed and the bytes of both segments (%d): the unremoved file's bytes count toward MaxBytes", lines[1], 6*entry)
+	}
+	if _, err := fmt.Sscanf(lines[2], "segments %d bytes %d", &segs, &after); err != nil || segs != 1 || after != 3*entry {
+		t.Fatalf("child: %q, want the acked segment removed (1 left, %d bytes) once it can be", lines[2], 3*entry)
+	}
+}
