@@ -407,8 +407,18 @@ func (s *Spool) replay() error {
 		}
 	}
 	for _, g := range drop {
-		if err := os.Remove(g.path); err != nil {
-			return fmt.Errorf("spool: remove acked segment: %w", err)
+		if err := os.Remove(g.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			if len(g.ents) == 0 && g.base == s.next {
+				// Empty, and named for the next seq: the next entries
+				// go into it (create could not make it again).
+				s.segs = append(s.segs, g)
+				continue
+			}
+			// As while running (removeAcked): the spool works without
+			// removing it; its bytes count until its file is gone.
+			s.log.Warn("spool: remove acked segment; retried every 100 ms", "file", g.path, "err", err)
+			s.unremoved = append(s.unremoved, g)
+			s.bytes += g.size
 		}
 	}
 	if err := syncDir(s.dir); err != nil {
