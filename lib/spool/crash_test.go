@@ -50,6 +50,8 @@ func TestMain(m *testing.M) {
 		childTruncateFails(dir, false, true)
 	case "rmopen":
 		childRemoveRefusedAtOpen(dir)
+	case "rmempty":
+		childEmptyUnremovableAtOpen(dir)
 	default:
 		fmt.Fprintf(os.Stderr, "%s=%s: unknown child\n", childEnv, mode)
 		os.Exit(2)
