@@ -1,6 +1,7 @@
 package spool_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -68,7 +70,8 @@ func denySyscalls(nrs ...uint32) {
 // With create, opening files fails too (EIO): the spool cannot start the
 // next segment either, and it prints "failed ErrMaybeAppended-or-not".
 // With after, it raises the limit and appends "c1" (as long as b1) before
-// the crash, printing "after ERR-OR-nil".
+// the crash, printing "after ERR-OR-nil", then "read V V" with the first
+// two letters of the two entries Read returns.
 func childTruncateFails(dir string, create, after bool) {
 	s, err := spool.Open(spool.Options{Dir: dir})
 	if err != nil {
@@ -95,6 +98,19 @@ func childTruncateFails(dir string, create, after bool) {
 	if after {
 		_, err = s.Append([]spool.Record{rec("t", "c1"+value)})
 		fmt.Printf("after %v\n", err)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var got []string
+		for len(got) < 2 {
+			es, err := s.Read(ctx, 2-len(got))
+			if err != nil {
+				childFail("read: %v", err)
+			}
+			for _, e := range es {
+				got = append(got, string(e.Value[:2]))
+			}
+		}
+		fmt.Printf("read %s\n", strings.Join(got, " "))
 	}
 	os.Exit(0) // no Close: a crash
 }
@@ -152,7 +168,8 @@ func TestFailedAppendNotMarkedSaysMaybeAppended(t *testing.T) {
 }
 
 // After an Append whose cut failed, the spool goes on in a new segment: the
-// next Append works, and a restart replays it, not the failed one.
+// next Append works, Read returns it after the entries before the failed
+// one, and a restart replays it, not the failed one.
 func TestAppendAfterFailedCutReplayedAlone(t *testing.T) {
 	dir := t.TempDir()
 	cmd, out, stderr := startChild(t, "truncfail-after", dir)
@@ -163,8 +180,8 @@ func TestAppendAfterFailedCutReplayedAlone(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("child: %v; stderr %q", err, stderr)
 	}
-	if len(lines) != 2 || lines[0] == "failed <nil>" || lines[1] != "after <nil>" {
-		t.Fatalf("child: %q, want the Append under the limit failed and the one after it worked", lines)
+	if len(lines) != 3 || lines[0] == "failed <nil>" || lines[1] != "after <nil>" || lines[2] != "read a0 c1" {
+		t.Fatalf("child: %q, want the Append under the limit failed, the one after it worked and Read returned a0 and c1", lines)
 	}
 	var log logBuffer
 	s := open(t, spool.Options{Dir: dir, Log: log.logger()})
