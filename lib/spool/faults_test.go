@@ -197,3 +197,56 @@ func TestAppendAfterFailedCutReplayedAlone(t *testing.T) {
 		t.Fatalf("open did not log the cut of the failed write: %s", log.String())
 	}
 }
+
+// childTruncateFailsNewSegment appends "a0" (3000 bytes) into a segment of
+// 4 KiB, then, with writes past 1500 bytes of a file refused and every cut
+// failing, appends b1, b2 and b3 in one Append: the spool rolls, and the
+// first write into the new segment fails. It prints "failed
+// ErrMaybeAppended-or-not" and exits without closing the spool.
+func childTruncateFailsNewSegment(dir string) {
+	s, err := spool.Open(spool.Options{Dir: dir, SegmentBytes: 4 << 10})
+	if err != nil {
+		childFail("open: %v", err)
+	}
+	if _, err := s.Append([]spool.Record{rec("t", "a0"+strings.Repeat("v", 3000))}); err != nil {
+		childFail("append a0: %v", err)
+	}
+	value := strings.Repeat("v", 600)
+	raise := limitFileSize(1500) // b1 whole, b2 cut in its middle
+	denySyscalls(unix.SYS_FTRUNCATE)
+	_, err = s.Append([]spool.Record{rec("t", "b1"+value), rec("t", "b2"+value), rec("t", "b3"+value)})
+	if err == nil {
+		childFail("append past the file size limit worked")
+	}
+	fmt.Printf("failed %v\n", errors.Is(err, spool.ErrMaybeAppended))
+	raise()
+	os.Exit(0) // no Close: a crash
+}
+
+// A first write into a new segment that fails, and whose cut fails: the
+// new segment's file is removed instead (its name is the next seq's, which
+// a segment created after it would need), and a restart replays only the
+// entries before it.
+func TestFailedFirstWriteWhoseCutFailedNotReplayed(t *testing.T) {
+	dir := t.TempDir()
+	cmd, out, stderr := startChild(t, "truncfail-roll", dir)
+	var lines []string
+	for out.Scan() {
+		lines = append(lines, out.Text())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("child: %v; stderr %q", err, stderr)
+	}
+	if !slices.Equal(lines, []string{"failed false"}) {
+		t.Fatalf("child: %q, want the Append failed, its new segment removed (not ErrMaybeAppended)", lines)
+	}
+	s := open(t, spool.Options{Dir: dir})
+	got := values(readN(t, s, int(s.Stats().Replayed)))
+	for i := range got {
+		got[i] = got[i][:2]
+	}
+	if !slices.Equal(got, []string{"a0"}) {
+		t.Fatalf("replayed %q, want [a0]", got)
+	}
+	readNone(t, s)
+}

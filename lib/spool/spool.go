@@ -930,18 +930,15 @@ func (s *Spool) undo(err error) error {
 	s.closeActive()
 	if len(g.ents) == 0 {
 		// Its name is the next seq's: the file goes instead, and the
-		// next write creates the segment again.
-		if rerr := os.Remove(g.path); rerr == nil {
-			rerr = syncDir(s.dir)
-			if rerr == nil {
-				s.mu.Lock()
-				s.segs = slices.DeleteFunc(s.segs, func(x *segment) bool { return x == g })
-				s.mu.Unlock()
+		// next write creates the segment again (durable once the
+		// directory is synced).
+		if cerr = os.Remove(g.path); cerr == nil {
+			s.mu.Lock()
+			s.segs = slices.DeleteFunc(s.segs, func(x *segment) bool { return x == g })
+			s.mu.Unlock()
+			if cerr = syncDir(s.dir); cerr == nil {
 				return err
 			}
-			cerr = rerr
-		} else {
-			cerr = rerr
 		}
 	} else if cerr = s.create(); cerr == nil {
 		return err
