@@ -129,7 +129,12 @@ func startOn(t *testing.T, k *kfake.Cluster, kc kafkaconf.Config, auth zklayout.
 // mutate, kmonitor's log written to log.
 func startWith(t *testing.T, k *kfake.Cluster, mutate func(*kmonitor.Config), log io.Writer) *env {
 	t.Helper()
-	z := zktest.Start(t)
+	return startOnZK(t, k, zktest.Start(t), mutate, log)
+}
+
+// startOnZK is startWith on the ZooKeeper server z.
+func startOnZK(t *testing.T, k *kfake.Cluster, z *zkserver.Server, mutate func(*kmonitor.Config), log io.Writer) *env {
+	t.Helper()
 	// Sessions that outlast a stall of a loaded machine: the brokers'
 	// registrations must not go with an expired session of the test's.
 	conn := zktest.ConnectSession(t, z.Addr, 10*time.Second)
