@@ -28,16 +28,12 @@ type cluster struct {
 	poll    time.Duration
 	log     *slog.Logger
 	state   *state
-	session time.Duration
-	// stuckAfter is how long without a session before the ZooKeeper client
-	// is replaced: a client whose servers refuse it (an ensemble rebuilt
-	// from empty answers "seen a newer zxid" by hanging up) retries its old
-	// session forever.
-	stuckAfter time.Duration
+	session time.Duration // the session timeout asked for
 
 	zkMu        sync.Mutex
-	conn        *zk.Conn  // the current client
-	zkDownSince time.Time // zero while a session is established
+	conn        *zk.Conn      // the current client
+	granted     time.Duration // the session timeout ZooKeeper granted last, 0 before the first session
+	zkDownSince time.Time     // zero while a session is established
 	everUp      bool
 	connErr     string // why the last client could not be made, as logged (run goroutine only)
 
@@ -67,12 +63,11 @@ func newCluster(name string, cfg ClusterConfig, base BaseConfig, log *slog.Logge
 	session := time.Duration(cfg.ZKSessionTimeoutMs) * time.Millisecond
 	return &cluster{
 		name: name, cfg: cfg, log: log, session: session,
-		stuckAfter: max(2*session, 5*time.Second),
-		poll:       time.Duration(base.PollIntervalMs) * time.Millisecond,
-		state:      newState(time.Duration(base.HistoryMinutes) * time.Minute),
-		inflight:   map[topicPartition]bool{},
-		failed:     map[int32]int{},
-		leaders:    map[topicPartition]int32{},
+		poll:     time.Duration(base.PollIntervalMs) * time.Millisecond,
+		state:    newState(time.Duration(base.HistoryMinutes) * time.Minute),
+		inflight: map[topicPartition]bool{},
+		failed:   map[int32]int{},
+		leaders:  map[topicPartition]int32{},
 		// Down until the first session: nothing is reported healthy before.
 		zkDownSince: time.Now(),
 	}
@@ -149,11 +144,11 @@ func (c *cluster) runClient(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { c.followOffsets(cctx, conn) })
 	stuck := make(chan struct{})
-	wg.Go(func() { c.trackSession(cctx, events, stuck) })
+	wg.Go(func() { c.trackSession(cctx, conn, events, stuck) })
 	select {
 	case <-ctx.Done():
 	case <-stuck:
-		c.log.Warn("no zookeeper session; replacing the client", "for", c.stuckAfter)
+		c.log.Warn("no zookeeper session; replacing the client", "for", c.stuckAfter())
 	}
 	// Shutdown order: 1. stop the watchers (cancel) and close the client,
 	// which ends its pending calls and its event stream; 2. wait for them.
@@ -165,9 +160,29 @@ func (c *cluster) runClient(ctx context.Context) {
 	c.zkMu.Unlock()
 }
 
+// sessionTimeout is the session timeout ZooKeeper granted (it bounds the
+// one asked for to 2..20 of its ticks), the one asked for before the
+// first session. zkMu is held.
+func (c *cluster) sessionTimeout() time.Duration {
+	if c.granted > 0 {
+		return c.granted
+	}
+	return c.session
+}
+
+// stuckAfter is how long without a session before the ZooKeeper client is
+// replaced: a client whose servers refuse it (an ensemble rebuilt from
+// empty answers "seen a newer zxid" by hanging up) retries its old
+// session forever.
+func (c *cluster) stuckAfter() time.Duration {
+	c.zkMu.Lock()
+	defer c.zkMu.Unlock()
+	return max(2*c.sessionTimeout(), 5*time.Second)
+}
+
 // trackSession follows the client's session state, and closes stuck when
 // it has been without a session for stuckAfter.
-func (c *cluster) trackSession(ctx context.Context, events <-chan zk.Event, stuck chan<- struct{}) {
+func (c *cluster) trackSession(ctx context.Context, conn *zk.Conn, events <-chan zk.Event, stuck chan<- struct{}) {
 	started := time.Now() // a new client gets stuckAfter of its own
 	check := time.NewTicker(time.Second)
 	defer check.Stop()
@@ -177,12 +192,12 @@ func (c *cluster) trackSession(ctx context.Context, events <-chan zk.Event, stuc
 			if !ok {
 				return
 			}
-			c.sessionEvent(ev)
+			c.sessionEvent(conn, ev)
 		case <-check.C:
 			c.zkMu.Lock()
 			down := c.zkDownSince
 			c.zkMu.Unlock()
-			if !down.IsZero() && time.Since(later(down, started)) > c.stuckAfter {
+			if !down.IsZero() && time.Since(later(down, started)) > c.stuckAfter() {
 				close(stuck)
 				return
 			}
@@ -199,7 +214,7 @@ func later(a, b time.Time) time.Time {
 	return b
 }
 
-func (c *cluster) sessionEvent(ev zk.Event) {
+func (c *cluster) sessionEvent(conn *zk.Conn, ev zk.Event) {
 	if ev.Type != zk.EventSession {
 		return
 	}
@@ -211,6 +226,8 @@ func (c *cluster) sessionEvent(ev zk.Event) {
 			c.log.Info("zookeeper session established", "server", ev.Server)
 		}
 		c.zkDownSince, c.everUp = time.Time{}, true
+		// Set before the event is sent: the server's answer.
+		c.granted = conn.SessionTimeout()
 	case zk.StateDisconnected, zk.StateExpired, zk.StateConnecting:
 		if c.zkDownSince.IsZero() {
 			c.zkDownSince = time.Now()
@@ -220,15 +237,16 @@ func (c *cluster) sessionEvent(ev zk.Event) {
 }
 
 // zkProblem is the error every partition of the cluster shows when
-// ZooKeeper has been unreachable for longer than a session: the offsets
-// kmonitor holds may be stale then.
+// ZooKeeper has been unreachable for longer than a session (the one it
+// granted: the server expires it then): the offsets kmonitor holds may be
+// stale then.
 func (c *cluster) zkProblem(now time.Time) string {
 	c.zkMu.Lock()
 	defer c.zkMu.Unlock()
 	if c.zkDownSince.IsZero() {
 		return ""
 	}
-	if d := now.Sub(c.zkDownSince); d > c.session {
+	if d := now.Sub(c.zkDownSince); d > c.sessionTimeout() {
 		if !c.everUp {
 			return fmt.Sprintf("no zookeeper session for %s", d.Truncate(time.Second))
 		}

@@ -73,7 +73,7 @@ type Conn struct {
 	sessionID        int64
 	state            State // must be 32-bit aligned
 	xid              uint32
-	sessionTimeoutMs int32 // session timeout in milliseconds
+	sessionTimeoutMs int32 // session timeout in milliseconds; read and written atomically (SessionTimeout)
 	passwd           []byte
 
 	dialer         Dialer
@@ -339,8 +339,15 @@ func (c *Conn) SetLogger(l Logger) {
 	c.logger = l
 }
 
+// SessionTimeout returns the session timeout: the one the server granted
+// once a session is established (ZooKeeper bounds it to 2..20 ticks), the
+// one asked for before.
+func (c *Conn) SessionTimeout() time.Duration {
+	return time.Duration(atomic.LoadInt32(&c.sessionTimeoutMs)) * time.Millisecond
+}
+
 func (c *Conn) setTimeouts(sessionTimeoutMs int32) {
-	c.sessionTimeoutMs = sessionTimeoutMs
+	atomic.StoreInt32(&c.sessionTimeoutMs, sessionTimeoutMs)
 	sessionTimeout := time.Duration(sessionTimeoutMs) * time.Millisecond
 	c.recvTimeout = sessionTimeout * 2 / 3
 	c.pingInterval = c.recvTimeout / 2
@@ -440,7 +447,7 @@ func (c *Conn) loop(ctx context.Context) {
 			c.conn.Close()
 		case err == nil:
 			if c.logInfo {
-				c.logger.Printf("authenticated: id=%d, timeout=%d", c.SessionID(), c.sessionTimeoutMs)
+				c.logger.Printf("authenticated: id=%d, timeout=%d", c.SessionID(), atomic.LoadInt32(&c.sessionTimeoutMs))
 			}
 			c.hostProvider.Connected()        // mark success
 			c.closeChan = make(chan struct{}) // channel to tell send loop stop
@@ -662,7 +669,7 @@ func (c *Conn) authenticate() error {
 	n, err := encodePacket(buf[4:], &connectRequest{
 		ProtocolVersion: protocolVersion,
 		LastZxidSeen:    atomic.LoadInt64(&c.lastZxid),
-		TimeOut:         c.sessionTimeoutMs,
+		TimeOut:         atomic.LoadInt32(&c.sessionTimeoutMs),
 		SessionID:       c.SessionID(),
 		Passwd:          c.passwd,
 	})
