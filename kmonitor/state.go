@@ -1,6 +1,7 @@
 package kmonitor
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
 	"sync"
@@ -59,10 +60,21 @@ type state struct {
 	epoch   uint64
 	offsets map[partKey]offsetEntry
 	ends    map[topicPartition]*endEntry
+	// owned are the partitions claimed under owners/, per module and
+	// topic, as the watcher w of that folder last listed them.
+	owned map[moduleTopic]ownedEntry
+}
+
+type moduleTopic struct{ module, topic string }
+
+type ownedEntry struct {
+	w     *byte
+	names []string
 }
 
 func newState(history time.Duration) *state {
-	return &state{history: history, offsets: map[partKey]offsetEntry{}, ends: map[topicPartition]*endEntry{}}
+	return &state{history: history, offsets: map[partKey]offsetEntry{}, ends: map[topicPartition]*endEntry{},
+		owned: map[moduleTopic]ownedEntry{}}
 }
 
 // partitionNumber reads an offset znode's name as a partition: only its
@@ -110,6 +122,25 @@ func (s *state) dropOffset(k partKey) {
 	s.mu.Lock()
 	delete(s.offsets, k)
 	s.mu.Unlock()
+	s.gen.Add(1)
+}
+
+// setOwned records the partitions claimed for module and topic, as the
+// watcher w listed them; names nil drops them, unless another watcher
+// has listed them since.
+func (s *state) setOwned(module, topic string, w *byte, names []string) {
+	k := moduleTopic{module, topic}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.owned[k]
+	switch {
+	case names != nil:
+		s.owned[k] = ownedEntry{w, names}
+	case ok && cur.w == w:
+		delete(s.owned, k)
+	default:
+		return
+	}
 	s.gen.Add(1)
 }
 
@@ -302,6 +333,24 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 			}
 		}
 		out = append(out, l)
+	}
+	// Claimed partitions without an offset: the module has them to push,
+	// from where it will start. Not where the folder of offsets that would
+	// hold them cannot be listed: its entry says so already.
+	for mt, o := range s.owned {
+		for _, name := range o.names {
+			k := partKey{mt.module, mt.topic, name}
+			if _, ok := s.offsets[k]; ok || s.offsets[partKey{mt.module, mt.topic, "*"}].folder ||
+				s.offsets[partKey{mt.module, "*", "*"}].folder || s.offsets[partKey{"*", "*", "*"}].folder {
+				continue
+			}
+			l := Lag{Cluster: cluster, Module: mt.module, Topic: mt.topic, Partition: name, Committed: -1, LogEnd: -1, pnum: -1,
+				Err: cmp.Or(zkErr, "claimed in owners/, no offset committed yet")}
+			if p, ok := partitionNumber(name); ok {
+				l.pnum = int64(p)
+			}
+			out = append(out, l)
+		}
 	}
 	return out
 }

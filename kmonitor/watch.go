@@ -25,7 +25,8 @@ const retryDelay = 500 * time.Millisecond
 // created again in between) gets a new goroutine. When dir's parent is
 // gone as well it returns, but for root (see waitCreated): the watcher of
 // the parent's parent lists it again then, and starts this one anew if
-// the parent comes back (see folder for the rest).
+// the parent comes back (see folder for the rest). With spawn nil, the
+// names are only told to f.listed.
 func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, spawn func(ctx context.Context, name string)) {
 	dir := f.path
 	denied := false // f.denied is in the state
@@ -45,7 +46,7 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, sp
 			ch.cancel()
 		}
 		wg.Wait()
-		if denied && f.client.Err() == nil {
+		if denied && f.client.Err() == nil && f.standsIn() {
 			c.state.dropOffset(f.denied) // the folder is gone
 		}
 	}()
@@ -65,7 +66,7 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, sp
 				delete(running, n)
 			}
 			f.listed(nil)
-			if denied { // the folder that could not be listed is gone
+			if denied && f.standsIn() { // the folder that could not be listed is gone
 				c.state.dropOffset(f.denied)
 				denied = false
 			}
@@ -79,7 +80,9 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, sp
 		if errors.Is(err, zk.ErrNoAuth) {
 			// Shown as an error in place of the offsets it holds; asked
 			// again now and then, for an ACL that changes.
-			c.state.deniedFolder(f.denied, dir, fmt.Errorf("%w; set zk_auth for cluster %s", err, c.name))
+			if f.standsIn() {
+				c.state.deniedFolder(f.denied, dir, fmt.Errorf("%w; set zk_auth for cluster %s", err, c.name))
+			}
 			if !denied { // when it starts, not at every retry
 				c.log.Warn("znode unreadable: set zk_auth", "path", dir, "err", err)
 			}
@@ -87,7 +90,7 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, sp
 			sleep(ctx, 10*retryDelay)
 			continue
 		}
-		if denied && err == nil {
+		if denied && err == nil && f.standsIn() {
 			c.state.dropOffset(f.denied)
 			denied = false
 		}
@@ -103,7 +106,7 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, sp
 		seen := make(map[string]bool, len(names))
 		for _, n := range names {
 			seen[n] = true
-			if _, ok := running[n]; !ok {
+			if _, ok := running[n]; !ok && spawn != nil {
 				cctx, cancel := context.WithCancel(ctx)
 				ch := &child{name: n, cancel: cancel}
 				running[n] = ch
@@ -225,12 +228,17 @@ type folder struct {
 	listed func(names []string)
 	// denied is the entry that stands for the offsets under the folder
 	// while kmonitor may not list it (its ACL): "*" in place of what the
-	// listing would have named.
+	// listing would have named. Zero for a folder of owners/: the offsets
+	// say what cannot be read.
 	denied partKey
 	// client is the ZooKeeper client's context: when it has ended, the
 	// folder is not gone, and its entries stay (see followOffsets).
 	client context.Context
 }
+
+// standsIn reports whether an entry stands for the folder while it cannot
+// be listed.
+func (f folder) standsIn() bool { return f.denied != partKey{} }
 
 // followOffsets follows <chroot>/consumers/*/offsets/*/* : every module,
 // topic and partition, as they come and go. ctx is the client's: when it
@@ -245,6 +253,9 @@ func (c *cluster) followOffsets(ctx context.Context, conn *zk.Conn) {
 			c.state.pruneStale(func(k partKey) bool { return !slices.Contains(modules, k.module) })
 		},
 	}, func(ctx context.Context, module string) {
+		var owners sync.WaitGroup
+		defer owners.Wait()
+		owners.Go(func() { c.followOwners(ctx, conn, path.Join(consumers, module, "owners"), module) })
 		offsets := path.Join(consumers, module, "offsets")
 		c.watchChildren(ctx, conn, folder{path: offsets, client: client,
 			denied: partKey{module, "*", "*"},
@@ -266,6 +277,24 @@ func (c *cluster) followOffsets(ctx context.Context, conn *zk.Conn) {
 			})
 		})
 	})
+}
+
+// followOwners follows a module's owners/<topic>/<partition>: the
+// partitions its ktransfer processes have claimed. One claimed without an
+// offset committed yet is reported as such (see state.snapshot), not left
+// out. The claims are dropped when their folder goes or the client ends
+// (they are ephemeral: a replaced client reads them again).
+func (c *cluster) followOwners(ctx context.Context, conn *zk.Conn, owners, module string) {
+	c.watchChildren(ctx, conn, folder{path: owners, client: ctx, listed: func([]string) {}},
+		func(ctx context.Context, topic string) {
+			// A folder deleted and created again gets a new watcher while
+			// this one may still be ending: it drops only its own listing.
+			w := new(byte)
+			defer c.state.setOwned(module, topic, w, nil)
+			c.watchChildren(ctx, conn, folder{path: path.Join(owners, topic), client: ctx,
+				listed: func(names []string) { c.state.setOwned(module, topic, w, names) },
+			}, nil)
+		})
 }
 
 func sleep(ctx context.Context, d time.Duration) {
