@@ -1,7 +1,20 @@
 package kmonitor
 
-import "net/http"
+import (
+	"net/http"
+	"testing"
+	"time"
+)
 
 // Handler is the monitor's HTTP handler, for requests made up by a test
 // (another client address than this host has).
 func (m *Monitor) Handler() http.Handler { return m.srv.Handler }
+
+// DelayOffsetWatcherEnds makes every offset watcher that ends (its znode
+// deleted, or gone from its folder's listing) take d more before it drops
+// its offset, as on a machine too busy to run it at once, until the test
+// and its monitor end (call it before starting the monitor).
+func DelayOffsetWatcherEnds(t testing.TB, d time.Duration) {
+	offsetWatcherEndDelay.Store(int64(d))
+	t.Cleanup(func() { offsetWatcherEndDelay.Store(0) })
+}

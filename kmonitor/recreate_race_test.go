@@ -1,0 +1,47 @@
+package kmonitor_test
+
+import (
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kmonitor"
+)
+
+// An offset znode deleted, seen gone by kmonitor's listing of its folder,
+// and created again: the listing that finds it again starts a new watcher
+// while the old one may still be ending (a busy machine runs it late,
+// which the test makes sure of). The old watcher must not drop the offset
+// the new one has read: the partition would vanish from /delay until its
+// next commit.
+func TestOffsetZnodeRecreatedWhileItsOldWatcherEnds(t *testing.T) {
+	const late = 300 * time.Millisecond
+	kmonitor.DelayOffsetWatcherEnds(t, late)
+	e := start(t)
+	produce(t, e.kafka, "a", 0, 100)
+	setOffset(t, e.conn, "m", "a", "0", "0")
+	e.eventually(t, "", `{"test_cluster":{"m":{"0":100}}}`+"\n", 10*time.Second)
+	p := chroot + "/consumers/m/offsets/a/0"
+	for i := 1; i <= 5; i++ {
+		if err := e.conn.Delete(p, -1); err != nil {
+			t.Fatal(err)
+		}
+		// Not a wait for an outcome: time for kmonitor to list the folder
+		// without the znode, so that the old watcher is cancelled.
+		time.Sleep(50 * time.Millisecond)
+		if _, err := e.conn.Create(p, []byte(strconv.Itoa(i)), 0, zk.WorldACL(zk.PermAll)); err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf(`{"test_cluster":{"m":{"0":%d}}}`+"\n", 100-i)
+		e.eventually(t, "", want, 10*time.Second)
+		// Past the old watcher's end, the offset is still there.
+		for end := time.Now().Add(late + 300*time.Millisecond); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+			if _, got := e.get(t, ""); got != want {
+				t.Fatalf("round %d: after the old watcher ended: got %q, want %q", i, got, want)
+			}
+		}
+	}
+}
