@@ -28,6 +28,10 @@ type offsetEntry struct {
 	err    error
 	folder bool   // stands for a folder that may not be listed (deniedFolder)
 	epoch  uint64 // the ZooKeeper client that read it (state.epoch then)
+	// w is the watcher that set it: a znode deleted and created again
+	// gets a new watcher while the old one may still be ending, and the
+	// old one drops only what it set.
+	w *byte
 }
 
 // endEntry is a partition's log-end offset as last polled, with the points
@@ -90,24 +94,24 @@ func partitionNumber(name string) (int32, bool) {
 
 // setOffset records an offset znode's data and returns the parse error,
 // if any (the entry then shows as unknown).
-func (s *state) setOffset(k partKey, data []byte) error {
+func (s *state) setOffset(k partKey, w *byte, data []byte) error {
 	v, err := zklayout.ParseOffset(data)
 	if err != nil {
 		err = fmt.Errorf("bad offset znode: %w", err)
 	}
-	s.setEntry(k, offsetEntry{next: v, err: err})
+	s.setEntry(k, offsetEntry{next: v, err: err, w: w})
 	return err
 }
 
 // unreadable records that the offset znode of k cannot be read (its ACL).
-func (s *state) unreadable(k partKey, err error) {
-	s.setEntry(k, offsetEntry{err: fmt.Errorf("offset znode unreadable: %w", err)})
+func (s *state) unreadable(k partKey, w *byte, err error) {
+	s.setEntry(k, offsetEntry{err: fmt.Errorf("offset znode unreadable: %w", err), w: w})
 }
 
 // deniedFolder records that the folder p, whose offsets k stands for
 // ("*" in place of the names it would list), cannot be listed (its ACL).
-func (s *state) deniedFolder(k partKey, p string, err error) {
-	s.setEntry(k, offsetEntry{folder: true, err: fmt.Errorf("%s unreadable, its offsets unknown: %w", p, err)})
+func (s *state) deniedFolder(k partKey, w *byte, p string, err error) {
+	s.setEntry(k, offsetEntry{folder: true, err: fmt.Errorf("%s unreadable, its offsets unknown: %w", p, err), w: w})
 }
 
 func (s *state) setEntry(k partKey, e offsetEntry) {
@@ -118,10 +122,15 @@ func (s *state) setEntry(k partKey, e offsetEntry) {
 	s.gen.Add(1)
 }
 
-func (s *state) dropOffset(k partKey) {
+// dropOffset drops the entry k that the watcher w set, not one another
+// watcher set since.
+func (s *state) dropOffset(k partKey, w *byte) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if o, ok := s.offsets[k]; !ok || o.w != w {
+		return
+	}
 	delete(s.offsets, k)
-	s.mu.Unlock()
 	s.gen.Add(1)
 }
 

@@ -31,6 +31,7 @@ const retryDelay = 500 * time.Millisecond
 func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, spawn func(ctx context.Context, name string)) {
 	dir := f.path
 	denied := false // f.denied is in the state
+	w := new(byte)  // this watcher, in the entries it sets
 	type child struct {
 		name   string
 		cancel context.CancelFunc
@@ -48,7 +49,7 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, sp
 		}
 		wg.Wait()
 		if denied && f.client.Err() == nil && f.standsIn() {
-			c.state.dropOffset(f.denied) // the folder is gone
+			c.state.dropOffset(f.denied, w) // the folder is gone
 		}
 	}()
 	for ctx.Err() == nil {
@@ -68,7 +69,7 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, sp
 			}
 			f.listed(nil)
 			if denied && f.standsIn() { // the folder that could not be listed is gone
-				c.state.dropOffset(f.denied)
+				c.state.dropOffset(f.denied, w)
 				denied = false
 			}
 			var parentThere bool
@@ -82,7 +83,7 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, sp
 			// Shown as an error in place of the offsets it holds; asked
 			// again now and then, for an ACL that changes.
 			if f.standsIn() {
-				c.state.deniedFolder(f.denied, dir, fmt.Errorf("%w; set zk_auth for cluster %s", err, c.name))
+				c.state.deniedFolder(f.denied, w, dir, fmt.Errorf("%w; set zk_auth for cluster %s", err, c.name))
 			}
 			if !denied { // when it starts, not at every retry
 				c.log.Warn("znode unreadable: set zk_auth", "path", dir, "err", err)
@@ -92,7 +93,7 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, sp
 			continue
 		}
 		if denied && err == nil && f.standsIn() {
-			c.state.dropOffset(f.denied)
+			c.state.dropOffset(f.denied, w)
 			denied = false
 		}
 		if err != nil {
@@ -180,10 +181,11 @@ func waitCreated(ctx context.Context, conn *zk.Conn, p string, root bool) (bool,
 // context) has ended too: kept through a client's replacement, it shows as
 // an error while ZooKeeper is away rather than vanish.
 func (c *cluster) watchOffset(ctx, client context.Context, conn *zk.Conn, k partKey, p string) {
+	w := new(byte) // this watcher: a new one may have set k by the time it ends
 	defer func() {
 		if client.Err() == nil {
 			time.Sleep(time.Duration(offsetWatcherEndDelay.Load())) // 0 but in tests
-			c.state.dropOffset(k)
+			c.state.dropOffset(k, w)
 		}
 	}()
 	denied := false
@@ -196,7 +198,7 @@ func (c *cluster) watchOffset(ctx, client context.Context, conn *zk.Conn, k part
 			// Shown on the dashboard as an error; asked again now and then,
 			// for an ACL that changes (logged when it starts, not at every
 			// retry).
-			c.state.unreadable(k, fmt.Errorf("%w; set zk_auth for cluster %s", err, c.name))
+			c.state.unreadable(k, w, fmt.Errorf("%w; set zk_auth for cluster %s", err, c.name))
 			if !denied {
 				c.log.Warn("offset znode unreadable: set zk_auth", "path", p, "err", err)
 			}
@@ -210,7 +212,7 @@ func (c *cluster) watchOffset(ctx, client context.Context, conn *zk.Conn, k part
 			sleep(ctx, retryDelay)
 			continue
 		}
-		if err := c.state.setOffset(k, data); err != nil {
+		if err := c.state.setOffset(k, w, data); err != nil {
 			c.log.Warn("bad offset znode", "path", p, "err", err)
 		}
 		select {
