@@ -153,21 +153,47 @@ func writeString(buf *bytes.Buffer, s string) {
 // A cluster in zkDown (no ZooKeeper session for longer than its timeout)
 // counts at least one error even when no partition of it is known: a
 // cluster never seen is not a healthy one.
-func writeZabbix(buf *bytes.Buffer, clusters []string, lags []Lag, itemKeys bool, zkDown map[string]bool) {
+//
+// Dotted keys join names that may hold dots: module "a.b" partition 1 and
+// module "a", topic "b", partition 1 (a module of several topics) make the
+// same key. Zabbix would take each one's lag in turn for one item: no
+// such key is sent, its partitions count as errors, and they are returned
+// (key: cluster/module/topic/partition, …), for the log.
+func writeZabbix(buf *bytes.Buffer, clusters []string, lags []Lag, itemKeys bool, zkDown map[string]bool) (shared []string) {
 	sortLags(lags)
 	keys := moduleKeys(lags)
 	errs := map[string]int{}
+	lineKeys := make([]string, len(lags))
+	byKey := map[string][]int{}
 	for i, l := range lags {
 		if l.Err != "" {
-			errs[l.Cluster]++
 			continue
 		}
 		key := l.Cluster + "." + l.Module + "." + keys[i] + ".delay"
 		if itemKeys {
 			key = "kmonitor.delay[" + itemParams(l.Cluster, l.Module, l.Topic, l.Partition) + "]"
 		}
-		writeSenderLine(buf, key, strconv.FormatInt(l.Lag, 10))
+		lineKeys[i] = key
+		byKey[key] = append(byKey[key], i)
 	}
+	for i, l := range lags {
+		if l.Err != "" || len(byKey[lineKeys[i]]) > 1 {
+			errs[l.Cluster]++
+			continue
+		}
+		writeSenderLine(buf, lineKeys[i], strconv.FormatInt(l.Lag, 10))
+	}
+	for key, idx := range byKey {
+		if len(idx) < 2 {
+			continue
+		}
+		names := make([]string, len(idx))
+		for j, i := range idx {
+			names[j] = lags[i].Cluster + "/" + lags[i].Module + "/" + lags[i].Topic + "/" + lags[i].Partition
+		}
+		shared = append(shared, key+": "+strings.Join(names, ", "))
+	}
+	slices.Sort(shared)
 	for _, c := range clusters {
 		key := c + ".kmonitor.errors"
 		if itemKeys {
@@ -179,6 +205,7 @@ func writeZabbix(buf *bytes.Buffer, clusters []string, lags []Lag, itemKeys bool
 		}
 		writeSenderLine(buf, key, strconv.Itoa(n))
 	}
+	return shared
 }
 
 // writeSenderLine writes "- <key> <value>": a line of zabbix_sender's

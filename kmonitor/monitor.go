@@ -34,6 +34,7 @@ type Monitor struct {
 
 	cacheMu sync.Mutex
 	cache   map[cacheKey]cached
+	shared  string // the zabbix keys last logged as shared by several partitions
 
 	closeOnce sync.Once
 }
@@ -312,7 +313,8 @@ func (m *Monitor) render(k cacheKey, clusters []string) []byte {
 	lags := m.Lags(clusters...)
 	switch k.format {
 	case "zabbix":
-		writeZabbix(&buf, clusters, lags, k.keys == "item", m.zkDown(now))
+		shared := writeZabbix(&buf, clusters, lags, k.keys == "item", m.zkDown(now))
+		m.logShared(k, shared)
 	case "zabbix_lld":
 		writeLLD(&buf, lags)
 	default:
@@ -322,6 +324,23 @@ func (m *Monitor) render(k cacheKey, clusters []string) []byte {
 	m.cache[k] = cached{gen: gen, at: now, body: buf.Bytes()}
 	m.cacheMu.Unlock()
 	return buf.Bytes()
+}
+
+// logShared logs the dotted zabbix keys that several partitions share,
+// when they change (of the answer for every cluster, which holds those of
+// any one).
+func (m *Monitor) logShared(k cacheKey, shared []string) {
+	if k.cluster != "" || k.keys == "item" {
+		return
+	}
+	s := strings.Join(shared, "; ")
+	m.cacheMu.Lock()
+	changed := s != m.shared
+	m.shared = s
+	m.cacheMu.Unlock()
+	if changed && s != "" {
+		m.log.Warn("zabbix keys shared by several partitions", "keys", s, "effect", "not sent, counted in kmonitor.errors; keys=item tells them apart")
+	}
 }
 
 func (m *Monitor) handleHealth(w http.ResponseWriter, _ *http.Request) {
