@@ -160,7 +160,21 @@ func (s *Server) stopGRPCHandshakes() {
 	}
 }
 
+// grpcConnOf is the grpc_port connection of the call of ctx; nil when
+// unknown.
+func (s *Server) grpcConnOf(ctx context.Context) *grpcConn {
+	l, ok := s.grpcLn.(*grpcListener)
+	if !ok {
+		return nil
+	}
+	return l.connOf(ctx)
+}
+
 func (s *Server) countUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if c := s.grpcConnOf(ctx); c != nil {
+		c.callStarted()
+		defer c.callEnded()
+	}
 	resp, err := handler(ctx, req)
 	s.metrics.grpcRPCs.WithLabelValues(strings.TrimPrefix(info.FullMethod, "/"), status.Code(err).String()).Inc()
 	return resp, err
@@ -169,6 +183,10 @@ func (s *Server) countUnary(ctx context.Context, req any, info *grpc.UnaryServer
 func (s *Server) countStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	if cut, ok := ss.Context().Value(cutKey{}).(context.CancelFunc); ok && info.FullMethod != grpc_health_v1.Health_Watch_FullMethodName {
 		defer context.AfterFunc(s.drainCtx, cut)() // callTap; Watch's read only (cutUnary)
+	}
+	if c := s.grpcConnOf(ss.Context()); c != nil {
+		c.callStarted()
+		defer c.callEnded()
 	}
 	err := handler(srv, ss)
 	s.metrics.grpcRPCs.WithLabelValues(strings.TrimPrefix(info.FullMethod, "/"), status.Code(err).String()).Inc()
@@ -628,7 +646,10 @@ func (st *produceStream) take(reqs <-chan streamRequest, recvErr <-chan error) e
 		select {
 		case r := <-reqs:
 			for st.prune(); len(st.out) >= streamWindow; st.prune() {
-				<-st.out[0].done
+				if !st.await(st.out[0].done) {
+					r.job.release() // read, never started: not written
+					return errStreamShutdown
+				}
 			}
 			it := st.start(r)
 			st.out = append(st.out, it)
@@ -641,8 +662,23 @@ func (st *produceStream) take(reqs <-chan streamRequest, recvErr <-chan error) e
 		case err := <-st.sendErr:
 			return err
 		case <-st.s.drain:
-			return status.Error(codes.Unavailable, "kproxy is shutting down; the requests of this stream not answered were not written")
+			return errStreamShutdown
 		}
+	}
+}
+
+// errStreamShutdown ends a stream at shutdown.
+var errStreamShutdown = status.Error(codes.Unavailable, "kproxy is shutting down; the requests of this stream not answered were not written")
+
+// await waits until ch is closed (a request answered); false when kproxy
+// shuts down first: a client that reads no answers must not hold the
+// stream's requests, nor the shutdown, until they are sent.
+func (st *produceStream) await(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	case <-st.s.drain:
+		return false
 	}
 }
 
@@ -660,13 +696,12 @@ func (st *produceStream) prune() {
 }
 
 // waitOldest waits until the oldest request out is answered; false when
-// none is out.
+// none is out, or kproxy shuts down first.
 func (st *produceStream) waitOldest() bool {
 	st.prune()
-	if len(st.out) == 0 {
+	if len(st.out) == 0 || !st.await(st.out[0].done) {
 		return false
 	}
-	<-st.out[0].done
 	st.prune()
 	return true
 }
@@ -731,7 +766,8 @@ func (st *produceStream) waitSettled(deadline context.Context) *batchError {
 	return nil
 }
 
-// waitAll waits until every request out is answered.
+// waitAll waits until every request out is answered, or kproxy shuts
+// down.
 func (st *produceStream) waitAll() {
 	for st.waitOldest() {
 	}
@@ -783,6 +819,13 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 		if berr != nil {
 			return refused(h.id, berr)
 		}
+	}
+	select {
+	case <-s.drain: // it ended the wait for the earlier requests (await)
+		e := refuse(503, -1, "kproxy is shutting down; this request was not written")
+		e.retryAfter = 1 // as every 503
+		return refused(h.id, e)
+	default:
 	}
 	st.client = client
 	// A stream held back by req_pool_size waits for its own requests
@@ -862,7 +905,39 @@ func (st *produceStream) answer() {
 		sends <- streamSend{it: it, b: bp}
 	}
 	close(sends)
+	st.awaitSent(sent)
+}
+
+// awaitSent waits for the sender to send the answers left (sent). At
+// shutdown, every record of the stream is settled here (answered, or
+// failed by Kafka's client): a client that reads no answers, whose HTTP/2
+// window is full, would hold the send (grpc-go's have no write timeout),
+// the stream and the shutdown until shutdown_timeout_ms. The answers not
+// sent within max(1 s, write_timeout_ms) are given up: the stream's
+// connection is closed, once no other call on it is under way (cutUnread).
+func (st *produceStream) awaitSent(sent <-chan struct{}) {
+	select {
+	case <-sent:
+		return
+	case <-st.s.drain:
+	}
+	wait := time.NewTimer(max(answerWait, time.Duration(st.s.cfg.WriteTimeoutMs)*time.Millisecond))
+	defer wait.Stop()
+	select {
+	case <-sent:
+		return
+	case <-wait.C:
+	}
+	c := st.s.grpcConnOf(st.ctx)
+	if c == nil {
+		<-sent // Stop, at shutdown_timeout_ms, closes it
+		return
+	}
+	st.s.log.Warn("grpc stream: answers not read by its client at shutdown; its connection closed once no other call on it is under way",
+		"client", c.Conn.RemoteAddr().String())
+	c.unread(1)
 	<-sent
+	c.unread(-1)
 }
 
 // streamSend is an answer encoded, to send.

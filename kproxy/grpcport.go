@@ -2,6 +2,7 @@ package kproxy
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 )
 
 // grpcListener is grpc_port's listener. grpc-go closes a connection whose
@@ -36,6 +38,31 @@ type grpcListener struct {
 	mu       sync.Mutex
 	starting map[*grpcConn]struct{}
 	stopped  bool
+	// open are the connections not closed, by their addresses as a
+	// call's peer names them (connOf).
+	open map[connAddrs]*grpcConn
+}
+
+// connAddrs are a connection's remote and local addresses.
+type connAddrs struct{ remote, local string }
+
+func addrsOf(remote, local net.Addr) connAddrs {
+	if remote == nil || local == nil {
+		return connAddrs{}
+	}
+	return connAddrs{remote.String(), local.String()}
+}
+
+// connOf is the connection of the call of ctx; nil when unknown.
+func (l *grpcListener) connOf(ctx context.Context) *grpcConn {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil
+	}
+	k := addrsOf(p.Addr, p.LocalAddr)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.open[k]
 }
 
 func (l *grpcListener) Accept() (net.Conn, error) {
@@ -47,7 +74,7 @@ func (l *grpcListener) Accept() (net.Conn, error) {
 		// grpc-go sets it on a *net.TCPConn only, never on a grpcConn.
 		setUserTimeout(tc, grpcKeepaliveTimeout)
 	}
-	gc := &grpcConn{Conn: c, l: l}
+	gc := &grpcConn{Conn: c, l: l, addrs: addrsOf(c.RemoteAddr(), c.LocalAddr())}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.stopped {
@@ -56,8 +83,10 @@ func (l *grpcListener) Accept() (net.Conn, error) {
 	}
 	if l.starting == nil {
 		l.starting = make(map[*grpcConn]struct{})
+		l.open = make(map[connAddrs]*grpcConn)
 	}
 	l.starting[gc] = struct{}{}
+	l.open[gc.addrs] = gc
 	return gc, nil
 }
 
@@ -65,6 +94,16 @@ func (l *grpcListener) Accept() (net.Conn, error) {
 func (l *grpcListener) started(c *grpcConn) {
 	l.mu.Lock()
 	delete(l.starting, c)
+	l.mu.Unlock()
+}
+
+// closed forgets c.
+func (l *grpcListener) closed(c *grpcConn) {
+	l.mu.Lock()
+	delete(l.starting, c)
+	if l.open[c.addrs] == c {
+		delete(l.open, c.addrs)
+	}
 	l.mu.Unlock()
 }
 
@@ -114,6 +153,49 @@ type grpcConn struct {
 	seen    int    // bytes of the client's checked
 	first   []byte // its first bytes, up to 8, to name the protocol
 	held    []byte // written before the check
+	addrs   connAddrs
+
+	// calls are the calls on the connection whose handlers run; unreads
+	// those of them, streams at shutdown, whose client reads no
+	// answers (cutUnread).
+	callsMu sync.Mutex
+	calls   int
+	unreads int
+	cut     bool
+}
+
+func (c *grpcConn) callStarted() {
+	c.callsMu.Lock()
+	c.calls++
+	c.callsMu.Unlock()
+}
+
+func (c *grpcConn) callEnded() {
+	c.callsMu.Lock()
+	c.calls--
+	c.cutUnread()
+	c.callsMu.Unlock()
+}
+
+// unread counts a stream whose client reads no answers at shutdown (+1),
+// or no longer (-1).
+func (c *grpcConn) unread(d int) {
+	c.callsMu.Lock()
+	c.unreads += d
+	c.cutUnread()
+	c.callsMu.Unlock()
+}
+
+// cutUnread closes the connection when every call still on it is a stream
+// whose client reads no answers at shutdown: their sends, which grpc-go
+// does not bound, fail then, and their handlers return. A call on it still
+// being answered is not cut: its answer, not the connection's end, tells
+// its client whether its records were written.
+func (c *grpcConn) cutUnread() {
+	if c.unreads > 0 && c.unreads >= c.calls && !c.cut {
+		c.cut = true
+		c.Conn.Close()
+	}
 }
 
 func (c *grpcConn) Write(b []byte) (int, error) {
@@ -139,7 +221,7 @@ func (c *grpcConn) SetDeadline(t time.Time) error {
 }
 
 func (c *grpcConn) Close() error {
-	c.l.started(c)
+	c.l.closed(c)
 	return c.Conn.Close()
 }
 
