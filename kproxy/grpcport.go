@@ -238,6 +238,7 @@ func (c *grpcConn) Read(b []byte) (int, error) {
 	}
 	ok, done := c.check(got)
 	if !ok {
+		c.readFirst()
 		c.refuse()
 		return 0, errNotGRPC
 	}
@@ -251,6 +252,36 @@ func (c *grpcConn) Read(b []byte) (int, error) {
 		c.checked.Store(true)
 	}
 	return n, err
+}
+
+// readFirst reads the client's next bytes, when those read could still be
+// the start of an HTTP/1 request line (capital letters, fewer than 5, no
+// space: "PO", "GET"), until they tell (isHTTP1): an HTTP/1 request sent in
+// short segments gets its 400 as one sent at once. The wait is grpc-go's
+// for the handshake (idle_timeout_ms), and ends at shutdown (stop).
+func (c *grpcConn) readFirst() {
+	var b [8]byte
+	for undecided(c.first) {
+		n, err := c.Conn.Read(b[:8-len(c.first)])
+		c.first = append(c.first, b[:n]...)
+		if err != nil {
+			return
+		}
+	}
+}
+
+// undecided tells whether first, a client's first bytes, may still start
+// an HTTP/1 request line, or not, by what follows.
+func undecided(first []byte) bool {
+	if len(first) == 0 || len(first) >= 5 {
+		return false
+	}
+	for _, b := range first {
+		if b < 'A' || b > 'Z' {
+			return false // a space decides; anything else is not HTTP/1
+		}
+	}
+	return true
 }
 
 // check tells whether got, the client's next bytes, are what a gRPC
