@@ -921,7 +921,7 @@ func (st *produceStream) awaitSent(sent <-chan struct{}) {
 		return
 	case <-st.s.drain:
 	}
-	wait := time.NewTimer(max(answerWait, time.Duration(st.s.cfg.WriteTimeoutMs)*time.Millisecond))
+	wait := time.NewTimer(st.s.sendWait())
 	defer wait.Stop()
 	select {
 	case <-sent:

@@ -41,6 +41,9 @@ type grpcListener struct {
 	// open are the connections not closed, by their addresses as a
 	// call's peer names them (connOf).
 	open map[connAddrs]*grpcConn
+	// sendWait bounds, at shutdown, the answers a client does not read
+	// (grpcConn.drain).
+	sendWait time.Duration
 }
 
 // connAddrs are a connection's remote and local addresses.
@@ -109,13 +112,18 @@ func (l *grpcListener) closed(c *grpcConn) {
 
 // stop closes the connections still in their handshake, and those
 // accepted from now on: they carry no call, and grpc-go's stop would wait
-// for them. It may be called more than once.
+// for them. The others are closed once their calls ended and their last
+// answers, unread, waited sendWait (grpcConn.drain). It may be called more
+// than once.
 func (l *grpcListener) stop() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.stopped = true
 	for c := range l.starting {
 		c.Conn.Close()
+	}
+	for _, c := range l.open {
+		c.drain()
 	}
 }
 
@@ -158,10 +166,44 @@ type grpcConn struct {
 	// calls are the calls on the connection whose handlers run; unreads
 	// those of them, streams at shutdown, whose client reads no
 	// answers (cutUnread).
-	callsMu sync.Mutex
-	calls   int
-	unreads int
-	cut     bool
+	callsMu  sync.Mutex
+	calls    int
+	unreads  int
+	cut      bool
+	draining bool // shutting down (drain)
+	armed    bool // cutIdle runs after sendWait
+}
+
+// drain notes the shutdown: the connection is closed sendWait after its
+// last call's handler returned, should it still be open then. grpc-go's
+// GracefulStop waits for every connection to close, and one closes once
+// its calls' last answers are sent: to a client that reads none, whose
+// HTTP/2 window is full, they are never sent (a reflection stream, or a
+// ProduceStream whose last answers were queued before it ended), and the
+// shutdown waited until shutdown_timeout_ms. No handler runs: no answer
+// is still to come on it.
+func (c *grpcConn) drain() {
+	c.callsMu.Lock()
+	c.draining = true
+	c.armIdle()
+	c.callsMu.Unlock()
+}
+
+func (c *grpcConn) armIdle() {
+	if c.draining && c.calls == 0 && !c.armed && !c.cut {
+		c.armed = true
+		time.AfterFunc(c.l.sendWait, c.cutIdle)
+	}
+}
+
+func (c *grpcConn) cutIdle() {
+	c.callsMu.Lock()
+	defer c.callsMu.Unlock()
+	c.armed = false
+	if c.calls == 0 && !c.cut {
+		c.cut = true
+		c.Conn.Close()
+	}
 }
 
 func (c *grpcConn) callStarted() {
@@ -174,6 +216,7 @@ func (c *grpcConn) callEnded() {
 	c.callsMu.Lock()
 	c.calls--
 	c.cutUnread()
+	c.armIdle()
 	c.callsMu.Unlock()
 }
 

@@ -216,7 +216,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		s.admin = daemon.AdminServer(s.adminMux(reg))
 	}
 	if s.grpcLn != nil {
-		s.grpcLn = &grpcListener{Listener: s.grpcLn, tls: tlsCfg != nil, log: &s.grpcLog,
+		s.grpcLn = &grpcListener{Listener: s.grpcLn, tls: tlsCfg != nil, log: &s.grpcLog, sendWait: s.sendWait(),
 			plain: plainAnswer{writeTimeout: time.Duration(cfg.WriteTimeoutMs) * time.Millisecond, linger: newLinger(cfg, &s.lingering)}}
 		s.grpc = s.newGRPC(tlsCfg)
 	}
@@ -524,6 +524,12 @@ func (s *Server) closeConns() {
 // whose records the closing of the Kafka clients failed (at least
 // write_timeout_ms: the answer's write).
 const answerWait = time.Second
+
+// sendWait bounds, at shutdown, the sending of answers a gRPC client does
+// not read (their HTTP/2 window full): max(answerWait, write_timeout_ms).
+func (s *Server) sendWait() time.Duration {
+	return max(answerWait, time.Duration(s.cfg.WriteTimeoutMs)*time.Millisecond)
+}
 
 // closeKafka flushes the Kafka clients until ctx ends, then closes them
 // (records left fail, and their requests are answered), then the spool.
