@@ -169,41 +169,26 @@ type grpcConn struct {
 	callsMu  sync.Mutex
 	calls    int
 	unreads  int
+	draining bool      // shutting down (drain)
+	since    time.Time // the shutdown began, or a call's handler returned since: its answer goes out
+	armed    bool      // recheck runs when sendWait passed since
 	cut      bool
-	draining bool // shutting down (drain)
-	armed    bool // cutIdle runs after sendWait
 }
 
-// drain notes the shutdown: the connection is closed sendWait after its
-// last call's handler returned, should it still be open then. grpc-go's
-// GracefulStop waits for every connection to close, and one closes once
-// its calls' last answers are sent: to a client that reads none, whose
-// HTTP/2 window is full, they are never sent (a reflection stream, or a
-// ProduceStream whose last answers were queued before it ended), and the
-// shutdown waited until shutdown_timeout_ms. No handler runs: no answer
-// is still to come on it.
+// drain notes the shutdown. grpc-go's GracefulStop waits for every
+// connection to close, and one closes once its calls' last answers are
+// sent: to a client that reads none, whose HTTP/2 window is full, they are
+// never sent (a reflection stream's; a ProduceStream's, queued before it
+// ended, or that its handler waits to send), and the shutdown waited until
+// shutdown_timeout_ms. The connection is closed once every call still on
+// it is a stream whose client reads no answers (unread), or none is left,
+// and sendWait passed since the shutdown began and since the last handler
+// returned (for its answer to go out): no answer is still to come on it.
 func (c *grpcConn) drain() {
 	c.callsMu.Lock()
-	c.draining = true
-	c.armIdle()
+	c.draining, c.since = true, time.Now()
+	c.maybeCut()
 	c.callsMu.Unlock()
-}
-
-func (c *grpcConn) armIdle() {
-	if c.draining && c.calls == 0 && !c.armed && !c.cut {
-		c.armed = true
-		time.AfterFunc(c.l.sendWait, c.cutIdle)
-	}
-}
-
-func (c *grpcConn) cutIdle() {
-	c.callsMu.Lock()
-	defer c.callsMu.Unlock()
-	c.armed = false
-	if c.calls == 0 && !c.cut {
-		c.cut = true
-		c.Conn.Close()
-	}
 }
 
 func (c *grpcConn) callStarted() {
@@ -215,8 +200,10 @@ func (c *grpcConn) callStarted() {
 func (c *grpcConn) callEnded() {
 	c.callsMu.Lock()
 	c.calls--
-	c.cutUnread()
-	c.armIdle()
+	if c.draining {
+		c.since = time.Now()
+	}
+	c.maybeCut()
 	c.callsMu.Unlock()
 }
 
@@ -225,20 +212,34 @@ func (c *grpcConn) callEnded() {
 func (c *grpcConn) unread(d int) {
 	c.callsMu.Lock()
 	c.unreads += d
-	c.cutUnread()
+	c.maybeCut()
 	c.callsMu.Unlock()
 }
 
-// cutUnread closes the connection when every call still on it is a stream
-// whose client reads no answers at shutdown: their sends, which grpc-go
-// does not bound, fail then, and their handlers return. A call on it still
-// being answered is not cut: its answer, not the connection's end, tells
-// its client whether its records were written.
-func (c *grpcConn) cutUnread() {
-	if c.unreads > 0 && c.unreads >= c.calls && !c.cut {
-		c.cut = true
-		c.Conn.Close()
+// maybeCut closes the connection at shutdown when no call on it is still
+// being answered and the last answers had sendWait to go out (drain). A
+// call still being answered is not cut: its answer, not the connection's
+// end, tells its client whether its records were written.
+func (c *grpcConn) maybeCut() {
+	if c.cut || !c.draining || c.unreads < c.calls {
+		return
 	}
+	if wait := time.Until(c.since.Add(c.l.sendWait)); wait > 0 {
+		if !c.armed {
+			c.armed = true
+			time.AfterFunc(wait, c.recheck)
+		}
+		return
+	}
+	c.cut = true
+	c.Conn.Close()
+}
+
+func (c *grpcConn) recheck() {
+	c.callsMu.Lock()
+	c.armed = false
+	c.maybeCut()
+	c.callsMu.Unlock()
 }
 
 func (c *grpcConn) Write(b []byte) (int, error) {
