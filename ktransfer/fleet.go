@@ -545,10 +545,12 @@ func (c *claimed) stop() {
 }
 
 // release gives a claim up: stop reading, pushing and retrying (stop);
-// wait for the pushes in progress, bounded by shutdown_timeout_ms (a push
-// that cannot be interrupted is abandoned: its record stays uncommitted
-// and its late result is ignored); then, by mode, commit and delete the
-// owner node; and give back the window slots of its records.
+// on a hand-over, wait for the pushes in progress, bounded by
+// shutdown_timeout_ms (a push that cannot be interrupted is abandoned: its
+// record stays uncommitted and its late result is ignored), else (dropped,
+// deposed: nothing is committed) abandon them at once; then, by mode,
+// commit and delete the owner node; and give back the window slots of its
+// records.
 func (m *module) release(c *claimed, mode releaseMode) {
 	if c.releasing.Swap(true) {
 		return // released by another path (a commit found it deposed, the session was lost)
@@ -568,14 +570,16 @@ func (m *module) release(c *claimed, mode releaseMode) {
 		m.mu.Unlock()
 	}()
 	c.stop()
-	if mode == drop {
+	if mode != handOver {
 		// Nothing is committed: a push in progress is of no use any more,
-		// and one without an answer would hold its worker for ever.
+		// and one without an answer would hold its worker for ever. A
+		// deposed claim's pushes would also overlap the new owner's of
+		// the same keys.
 		m.pusher.abandon(p)
 	}
 	<-c.done        // the reader dispatches none of its records any more
 	m.sched.drop(p) // its slots are given back below
-	if mode != drop {
+	if mode == handOver {
 		deadline := time.Now().Add(time.Duration(m.t.cfg.ShutdownTimeoutMs) * time.Millisecond)
 		for p.pushing.Load() > 0 && time.Now().Before(deadline) {
 			time.Sleep(2 * time.Millisecond)
