@@ -38,6 +38,24 @@ func newLimiter(m Module) *limiter {
 	return &limiter{rate: max(m.RateLimit, minRateLimit), burst: b, tokens: b, last: time.Now()}
 }
 
+// inherit takes over the tokens old, the limiter of the module's run a
+// reload replaced, has left (at most l's burst): a reload that restarts
+// the module does not give it a full burst again. A nil l or old changes
+// nothing.
+func (l *limiter) inherit(old *limiter) {
+	if l == nil || old == nil {
+		return
+	}
+	now := time.Now()
+	old.mu.Lock()
+	old.advance(now)
+	tokens := old.tokens
+	old.mu.Unlock()
+	l.mu.Lock()
+	l.tokens, l.last = min(tokens, l.burst), now
+	l.mu.Unlock()
+}
+
 // wait takes a token, waiting until it is due; it reports false, the
 // token given back, when ctx ends first. A nil limiter never waits.
 func (l *limiter) wait(ctx context.Context) bool {

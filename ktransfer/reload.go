@@ -273,6 +273,9 @@ func (t *Transfer) reload(ctx context.Context) (ReloadStatus, error) {
 		delete(r.running, m)
 		m.reader.cl.Close()
 		m.forgetBackends(successor[m.cfg.Name])
+		if s := successor[m.cfg.Name]; s != nil {
+			s.limiter.inherit(m.limiter) // the tokens spent stay spent
+		}
 	}
 	for _, m := range built {
 		t.takeOverCleanups(r, m.cfg)
