@@ -1,0 +1,74 @@
+package ktransfer_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// TestReplayClosesAbandonedPushConnections: a replay is interrupted while
+// its push waits for a backend that never answers (read_timeout_ms 0); at
+// shutdown_timeout_ms the push is abandoned and Replay returns. The
+// abandoned push's connection must be closed then, as a module closes
+// its abandoned pushes' (the push ends, its goroutine too). Before, it
+// stayed open, and its goroutine waiting, until the process exited.
+func TestReplayClosesAbandonedPushConnections(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dlq", Partitions: 1})
+	arrived, closed, done := make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		select {
+		case <-r.Context().Done(): // the connection was closed
+			closed <- struct{}{}
+		case <-done:
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(done) }) // before srv.Close, which waits for the handlers
+	m := module("m", "t", srv.URL)
+	m.DeadLetterTopic = "dlq"
+	m.Protocol.ReadTimeoutMs = 0
+	e.produceRecords(t, &kgo.Record{Topic: "dlq", Key: []byte("k"), Value: []byte("v"), Headers: []kgo.RecordHeader{
+		{Key: "ktransfer-module", Value: []byte("m")}, {Key: "ktransfer-topic", Value: []byte("t")},
+		{Key: "ktransfer-partition", Value: []byte("0")}, {Key: "ktransfer-offset", Value: []byte("0")}}})
+	cfg := e.config(t, 0, m)
+	cfg.ShutdownTimeoutMs = 300
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	returned := make(chan error, 1)
+	go func() {
+		_, err := ktransfer.Replay(ctx, cfg, "m", time.Time{}, testLog())
+		returned <- err
+	}()
+	select {
+	case <-arrived:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the dead letter's push did not reach the backend")
+	}
+	cancel()
+	select {
+	case err := <-returned:
+		if err == nil {
+			t.Fatal("an interrupted replay returned no error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the interrupted replay did not return")
+	}
+	select {
+	case <-closed:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the replay returned, its abandoned push's connection still open 3 s later")
+	}
+}
