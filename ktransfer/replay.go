@@ -259,6 +259,14 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 		case <-stopped:
 		case <-time.After(time.Duration(cfg.ShutdownTimeoutMs) * time.Millisecond):
 			abandoned = true
+			// Closing their connections ends them, as a module's stop
+			// does: else they held their connections and goroutines
+			// until the process exited.
+			p.closeAll()
+			select {
+			case <-stopped:
+			case <-time.After(time.Second):
+			}
 		}
 	}
 	rep.Replayed, rep.GivenUp, rep.Skipped = int(pushed.Load()), int(givenUp.Load()), int(skipped.Load())
