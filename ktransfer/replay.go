@@ -127,6 +127,11 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 	log.Info("replaying dead letters", "partitions", len(consume), "since", since)
 
 	var pushed, givenUp, skipped atomic.Int64
+	// The workers' context: ended by an interrupt, or when the replay gives
+	// up reading (then its queued records are not pushed and its retries
+	// stop, as at an interrupt).
+	pushCtx, stopPushes := context.WithCancel(ctx)
+	defer stopPushes()
 	work := make([]chan *record, max(1, mc.WorkerNum))
 	var workers sync.WaitGroup
 	for w := range work {
@@ -134,7 +139,7 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 		workers.Go(func() {
 			var buf []byte
 			for r := range work[w] {
-				switch m.handle(ctx, r, &buf) {
+				switch m.handle(pushCtx, r, &buf) {
 				case outPushed:
 					pushed.Add(1)
 				case outGivenUp:
@@ -241,6 +246,9 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 		}
 		return nil
 	}()
+	if readErr != nil {
+		stopPushes() // the replay gave up: it stops as when interrupted
+	}
 	for _, ch := range work {
 		close(ch)
 	}
@@ -252,9 +260,10 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 	abandoned := false
 	select {
 	case <-stopped:
-	case <-ctx.Done():
-		// Interrupted: the pushes in progress get shutdown_timeout_ms, as at
-		// a daemon's stop. One without a read timeout may never end.
+	case <-pushCtx.Done():
+		// Interrupted, or given up: the pushes in progress get
+		// shutdown_timeout_ms, as at a daemon's stop. One without a read
+		// timeout may never end.
 		select {
 		case <-stopped:
 		case <-time.After(time.Duration(cfg.ShutdownTimeoutMs) * time.Millisecond):
