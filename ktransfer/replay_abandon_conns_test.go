@@ -72,3 +72,58 @@ func TestReplayClosesAbandonedPushConnections(t *testing.T) {
 		t.Fatal("the replay returned, its abandoned push's connection still open 3 s later")
 	}
 }
+
+// TestReplayAbandonedPushIsNotGivenUp: as above with max_retry_times 0: the
+// push abandoned at shutdown_timeout_ms ends with an error when its
+// connection is closed. That is the interrupt's doing, not the backend's:
+// the report must not count the dead letter as given up again (nor log
+// it so); it was not pushed, and the replay's error says why.
+func TestReplayAbandonedPushIsNotGivenUp(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dlq", Partitions: 1})
+	arrived, done := make(chan struct{}, 1), make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		select {
+		case <-r.Context().Done():
+		case <-done:
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(done) })
+	m := module("m", "t", srv.URL)
+	m.DeadLetterTopic = "dlq"
+	m.Protocol.ReadTimeoutMs = 0
+	m.MaxRetryTimes = 0
+	e.produceRecords(t, deadLetterOf("m", "t", 0, "hangs"))
+	cfg := e.config(t, 0, m)
+	cfg.ShutdownTimeoutMs = 300
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type result struct {
+		rep ktransfer.ReplayReport
+		err error
+	}
+	returned := make(chan result, 1)
+	go func() {
+		rep, err := ktransfer.Replay(ctx, cfg, "m", time.Time{}, testLog())
+		returned <- result{rep, err}
+	}()
+	select {
+	case <-arrived:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the dead letter's push did not reach the backend")
+	}
+	cancel()
+	select {
+	case r := <-returned:
+		if r.err == nil || r.rep.GivenUp != 0 || r.rep.Replayed != 0 {
+			t.Fatalf("interrupted during its push: %v, err %v; want an error, nothing replayed nor given up", r.rep, r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the interrupted replay did not return")
+	}
+}
