@@ -425,9 +425,10 @@ func (m *module) handle(ctx context.Context, r *record, buf *[]byte) outcome {
 		if g == chosenBackend {
 			a = m.pusher.push(backend, r, buf)
 			v, reason = judge(a)
-			if v != pushed && r.part != nil && r.part.released.Load() {
-				// Released meanwhile, the push abandoned (its connection
-				// closed): no failure of the backend's, nor of the record's.
+			if v != pushed && (r.part != nil && r.part.released.Load() || ctx.Err() != nil) {
+				// Released or stopped meanwhile (a replay interrupted), the
+				// push abandoned (its connection closed): no failure of the
+				// backend's, nor of the record's.
 				m.breakers.abandon(c)
 				return outUnfinished
 			}
