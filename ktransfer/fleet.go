@@ -157,12 +157,20 @@ func (m *module) reconcile(ctx context.Context, idsDir, ownersDir string, errc c
 	var failed error
 	m.mu.Lock()
 	var release []*claimed
+	var lost []*partition
 	for p, c := range m.claims {
-		if target[p] != me {
+		if o, ok := owners[p]; ok && (o.id != me || o.epoch != c.part.epoch) {
+			// Its owner node is another claim's: the partition is lost,
+			// whether or not a commit (refused) would have told.
+			lost = append(lost, c.part)
+		} else if target[p] != me {
 			release = append(release, c)
 		}
 	}
 	m.mu.Unlock()
+	for _, p := range lost {
+		m.depose(p)
+	}
 	m.releaseAll(release, handOver)
 	for p, o := range owners {
 		m.mu.Lock()
