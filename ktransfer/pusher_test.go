@@ -66,6 +66,12 @@ func TestParseRetryAfter(t *testing.T) {
 	for in, want := range map[string]time.Duration{
 		"3": 3 * time.Second, " 1 ": time.Second, "0": 0, "-5": 0, "soon": 0, "": 0, "99999": maxRetryAfter,
 		"Sat, 21 Nov 2026 12:00:10 GMT": 10 * time.Second, "Sat, 21 Nov 2026 11:00:00 GMT": 0,
+		// The two obsolete HTTP-date forms, which a recipient must accept
+		// as well (RFC 9110, 5.6.7): RFC 850's and asctime's.
+		"Saturday, 21-Nov-26 12:00:20 GMT": 20 * time.Second, "Sat Nov 21 12:00:30 2026": 30 * time.Second,
+		// Seconds beyond what a time.Duration holds wait the longest, not
+		// a wrapped-around negative time.
+		"100000000000": maxRetryAfter, "9223372036854775807": maxRetryAfter,
 	} {
 		if got := parseRetryAfter(in, now); got != want {
 			t.Errorf("parseRetryAfter(%q) = %v, want %v", in, got, want)
