@@ -71,7 +71,7 @@ func TestParseRetryAfter(t *testing.T) {
 		"Saturday, 21-Nov-26 12:00:20 GMT": 20 * time.Second, "Sat Nov 21 12:00:30 2026": 30 * time.Second,
 		// Seconds beyond what a time.Duration holds wait the longest, not
 		// a wrapped-around negative time.
-		"100000000000": maxRetryAfter, "9223372036854775807": maxRetryAfter,
+		"100000000000": maxRetryAfter, "9223372036854775807": maxRetryAfter, "99999999999999999999": maxRetryAfter,
 	} {
 		if got := parseRetryAfter(in, now); got != want {
 			t.Errorf("parseRetryAfter(%q) = %v, want %v", in, got, want)
