@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -502,17 +503,25 @@ func backoff(n int, base, ceiling time.Duration) time.Duration {
 	return d + jitter
 }
 
-// parseRetryAfter reads delay-seconds or an HTTP date; 0 when absent or
-// unreadable; capped at maxRetryAfter.
+// parseRetryAfter reads delay-seconds or an HTTP date (any of the three
+// forms RFC 9110 has recipients accept); 0 when absent or unreadable;
+// capped at maxRetryAfter.
 func parseRetryAfter(v string, now time.Time) time.Duration {
 	v = strings.TrimSpace(v)
-	if n, err := strconv.Atoi(v); err == nil {
+	n, err := strconv.Atoi(v)
+	if errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(v, "-") {
+		return maxRetryAfter // more seconds than an int holds
+	}
+	if err == nil {
 		if n <= 0 {
 			return 0
 		}
-		return min(time.Duration(n)*time.Second, maxRetryAfter)
+		if n >= int(maxRetryAfter/time.Second) { // (and no overflow beyond)
+			return maxRetryAfter
+		}
+		return time.Duration(n) * time.Second
 	}
-	if t, err := time.Parse(time.RFC1123, v); err == nil {
+	if t, err := http.ParseTime(v); err == nil {
 		return min(max(t.Sub(now), 0), maxRetryAfter)
 	}
 	return 0
