@@ -1,0 +1,63 @@
+package ktransfer_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// TestAddedPartitionClaimedByALaterProcessPushedFromItsFirstRecord: with
+// start_from: newest, a partition added to the topic while the fleet runs
+// is pushed from its first record, whichever process claims it. Process
+// A runs before the partition is added; process B starts after it (a
+// spare, a restart) and, least loaded, takes the new partition. For B the
+// partition was in the first list it read: B must still not take it for
+// one the module started on, and skip the records written to it between
+// the add and B's claim.
+func TestAddedPartitionClaimedByALaterProcessPushedFromItsFirstRecord(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	e.produce(t, "t", [][2]string{{"k", "history"}})
+	b := newBackend(t, nil)
+	m := module("m", "t", b.URL)
+	m.StartFrom = "newest"
+	e.start(t, m)
+	waitFor(t, "partition 0's start stored", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "1" })
+
+	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if res, err := adm.CreatePartitions(ctx, 1, "t"); err != nil || res.Error() != nil {
+		t.Fatalf("add a partition: %v %v", err, res.Error())
+	}
+	manual := kafkatest.Client(t, e.kafka, e.kc, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	recs := []*kgo.Record{
+		{Topic: "t", Partition: 1, Key: []byte("a"), Value: []byte("p1-0")},
+		{Topic: "t", Partition: 1, Key: []byte("a"), Value: []byte("p1-1")},
+	}
+	if err := manual.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("produce to the new partition: %v", err)
+	}
+
+	// B reads the topic's two partitions at its start; A checks them every
+	// 10 s and has not seen the new one yet: B, holding none, takes it.
+	first := e.owners(t, "m", "t")["0"]
+	e.start(t, m)
+	waitFor(t, "the new partition's start stored", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 1)[0] != '<' })
+	if o := e.owners(t, "m", "t"); o["1"] == "" || o["1"] == first {
+		t.Fatalf("the process started after the add does not hold the new partition (owners %v, the first process %s)", o, first)
+	}
+	waitFor(t, "the new partition committed at its end", 5*time.Second, func() bool { return e.storedOffset(t, "m", "t", 1) == "2" })
+	var bodies []string
+	for _, p := range b.got() {
+		bodies = append(bodies, p.body)
+	}
+	if !slices.Equal(bodies, []string{"p1-0", "p1-1"}) {
+		t.Errorf("pushed %v, want the new partition's two records, written before the process that took it started", bodies)
+	}
+}
