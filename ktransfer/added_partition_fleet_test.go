@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
 
 // TestAddedPartitionClaimedByALaterProcessPushedFromItsFirstRecord: with
@@ -59,5 +60,11 @@ func TestAddedPartitionClaimedByALaterProcessPushedFromItsFirstRecord(t *testing
 	}
 	if !slices.Equal(bodies, []string{"p1-0", "p1-1"}) {
 		t.Errorf("pushed %v, want the new partition's two records, written before the process that took it started", bodies)
+	}
+	// The added partition has its offset now: one deleted by an operator
+	// later starts again at the newest record, as an old partition's.
+	data, _, err := e.conn.Get(zklayout.Offsets(chroot, "m", "t"))
+	if n, ok := zklayout.ParseOffsetsTopic(data); err != nil || !ok || n != 2 {
+		t.Errorf("offsets node data %q (%v): want 2 partitions with their offsets recorded", data, err)
 	}
 }

@@ -736,7 +736,7 @@ func (t *Transfer) storeFenced(parts []*partition, offsets []int64, versions []i
 		ops = append(ops, &zk.CheckVersionRequest{Path: p.owner, Version: p.ownerVersion})
 		data := zklayout.EncodeOffset(offsets[i])
 		if versions[i] < 0 {
-			if err := zklayout.CreateAll(t.conn(), dir, t.acl); err != nil {
+			if err := t.createOffsetsDir(dir, p.m.cfg.Topic); err != nil {
 				return err
 			}
 			ops = append(ops, &zk.CreateRequest{Path: node, Data: data, Acl: t.acl})
@@ -776,6 +776,28 @@ func (t *Transfer) storeFenced(parts []*partition, offsets []int64, versions []i
 		}
 	}
 	return fmt.Errorf("%w: %w", errOffsetMoved, err)
+}
+
+// createOffsetsDir creates the module's offsets/<topic> node when it is
+// missing, recording in it the number of the topic's partitions as this
+// process first read it: every process then tells a partition added to
+// the topic later (sinceModuleStart), whenever it started.
+func (t *Transfer) createOffsetsDir(dir, topic string) error {
+	conn := t.conn()
+	if ok, _, err := conn.Exists(dir); err == nil && ok {
+		return nil
+	}
+	if err := zklayout.CreateAll(conn, path.Dir(dir), t.acl); err != nil {
+		return err
+	}
+	var data []byte
+	if n := t.firstPartitionCount(topic); n > 0 {
+		data = zklayout.EncodeOffsetsTopic(n)
+	}
+	if _, err := conn.Create(dir, data, 0, t.acl); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	return nil
 }
 
 // settle finds out whether p's last commit, which got no answer, was

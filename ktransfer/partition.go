@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-zookeeper/zk"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -190,18 +191,67 @@ func (p *partition) startOffset(ctx context.Context) (int64, error) {
 		if errors.Is(err, errOffsetMoved) {
 			continue // written between the read and the write: read again
 		}
+		if err == nil && version < 0 {
+			p.raiseAddedCount()
+		}
 		return start, err
+	}
+}
+
+// raiseAddedCount moves the partition count recorded in the module's
+// offsets/<topic> node past the added partitions that have a stored offset
+// now (this one's was just stored), as far as they follow each other from
+// the count: an operator who deletes the offset node of one of them later
+// has it start again at the newest record, as for the topic's first
+// partitions, while an added partition not started yet stays above the
+// count. Failing only leaves such a partition under the rule for added
+// ones; the next start of an added partition tries again.
+func (p *partition) raiseAddedCount() {
+	m := p.m
+	conn := m.t.conn()
+	dir := zklayout.Offsets(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic)
+	data, stat, err := conn.Get(dir)
+	if err != nil {
+		return
+	}
+	n, ok := zklayout.ParseOffsetsTopic(data)
+	if !ok || p.id < n {
+		return
+	}
+	names, _, err := conn.Children(dir)
+	if err != nil {
+		return
+	}
+	stored := make(map[int32]bool, len(names))
+	for _, name := range names {
+		if id, ok := zklayout.Partition(name); ok {
+			stored[id] = true
+		}
+	}
+	k := n
+	for stored[k] {
+		k++
+	}
+	if k == n {
+		return
+	}
+	if _, err := conn.Set(dir, zklayout.EncodeOffsetsTopic(k), stat.Version); err != nil && !errors.Is(err, zk.ErrBadVersion) {
+		p.log.Warn("recording the topic's partitions started failed", "dir", dir, "partitions", k, "err", err)
 	}
 }
 
 // sinceModuleStart is where a partition without a stored offset starts
 // under start_from: newest, given its newest offset. start_from decides
 // where the module begins on a topic, not what it skips later: a
-// partition added to the topic while the process runs (not in the
-// partition list it first read) when the module already stores offsets
-// of the topic (its offsets node exists) is found some seconds after it
-// is created, and the records written to it meanwhile were skipped. So
-// it starts at the first record written since the offsets node was
+// partition added to the topic after the module first stored offsets of
+// it is found some seconds after it is created, by whichever process of
+// the fleet takes it, and the records written to it meanwhile were
+// skipped. Such a partition has an id at or above the partition count the
+// module's offsets/<topic> node records (written with the node, moved on
+// as added partitions get their offsets: raiseAddedCount); a node without
+// one (written before it was recorded) leaves the question to this
+// process: a partition not in the list it first read was added while it
+// ran. It starts at the first record written since the offsets node was
 // created (the module's first stored offset; record timestamps against
 // ZooKeeper's clock), or newest when that is earlier. Any other partition
 // without a stored offset (one whose offset node an operator deleted to
@@ -211,16 +261,20 @@ func (p *partition) startOffset(ctx context.Context) (int64, error) {
 // module pushed long ago.
 func (p *partition) sinceModuleStart(ctx context.Context, newest int64) (int64, error) {
 	m := p.m
-	if !m.t.addedWhileRunning(m.cfg.Topic, p.id) {
-		return newest, nil
-	}
 	dir := zklayout.Offsets(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic)
-	exists, stat, err := m.t.conn().Exists(dir)
+	data, stat, err := m.t.conn().Get(dir)
+	if errors.Is(err, zk.ErrNoNode) {
+		return newest, nil // the module's first start on the topic
+	}
 	if err != nil {
 		return 0, fmt.Errorf("read %s: %w", dir, err)
 	}
-	if !exists {
-		return newest, nil // the module's first start on the topic
+	added := m.t.addedWhileRunning(m.cfg.Topic, p.id)
+	if n, ok := zklayout.ParseOffsetsTopic(data); ok {
+		added = p.id >= n // the fleet's record, whenever this process started
+	}
+	if !added {
+		return newest, nil
 	}
 	since, err := p.listOffsetWith(ctx, func(ctx context.Context) (kadm.ListedOffsets, error) {
 		return m.t.adm.ListOffsetsAfterMilli(ctx, stat.Ctime, m.cfg.Topic)

@@ -656,6 +656,14 @@ func (t *Transfer) addedWhileRunning(topic string, partition int32) bool {
 	return ok && !slices.Contains(first, partition)
 }
 
+// firstPartitionCount is the number of topic's partitions as this process
+// first read it, 0 when it did not read them yet.
+func (t *Transfer) firstPartitionCount(topic string) int32 {
+	t.lastPartsMu.Lock()
+	defer t.lastPartsMu.Unlock()
+	return int32(len(t.firstParts[topic]))
+}
+
 // knownPartitions is topic's partitions as read last (every module
 // follows its topic's: followPartitions), asking the brokers only when
 // they were never read: the fleet goes on handing partitions over (a

@@ -35,6 +35,33 @@ func Offsets(chroot, module, topic string) string {
 	return path.Join("/", chroot, "consumers", module, "offsets", topic)
 }
 
+// OffsetsTopic is the data of a module's offsets/<topic> node: the number
+// of partitions the topic had, as the process that created the node first
+// read it (the module's first stored offsets of the topic). A partition
+// with an id at or above it was added to the topic later. Nodes written
+// before it was recorded are empty. Readers of the offsets (kmonitor,
+// Burrow, Kafka's tools) list the node's children and ignore its data.
+type OffsetsTopic struct {
+	Partitions int32 `json:"partitions"`
+}
+
+// EncodeOffsetsTopic writes an offsets/<topic> node's data.
+func EncodeOffsetsTopic(partitions int32) []byte {
+	data, _ := json.Marshal(OffsetsTopic{Partitions: partitions})
+	return data
+}
+
+// ParseOffsetsTopic reads an offsets/<topic> node's data; ok is false when
+// it records no partition count (empty: written before it was recorded,
+// or by hand).
+func ParseOffsetsTopic(data []byte) (partitions int32, ok bool) {
+	var o OffsetsTopic
+	if json.Unmarshal(data, &o) != nil || o.Partitions <= 0 {
+		return 0, false
+	}
+	return o.Partitions, true
+}
+
 // Consumers is the folder holding every module.
 func Consumers(chroot string) string { return path.Join("/", chroot, "consumers") }
 

@@ -186,3 +186,14 @@ func TestCreateAllUnderReadOnlyParents(t *testing.T) {
 		t.Errorf("CreateAll of a node under a read-only parent succeeded")
 	}
 }
+
+func TestOffsetsTopicCodec(t *testing.T) {
+	if n, ok := zklayout.ParseOffsetsTopic(zklayout.EncodeOffsetsTopic(12)); !ok || n != 12 {
+		t.Errorf("round trip of 12: %d %v", n, ok)
+	}
+	for _, data := range []string{"", " ", "12", "{}", `{"partitions":0}`, `{"partitions":-3}`, `{"partitions":"2"}`, "garbage"} {
+		if n, ok := zklayout.ParseOffsetsTopic([]byte(data)); ok {
+			t.Errorf("ParseOffsetsTopic(%q) = %d, want no count", data, n)
+		}
+	}
+}
