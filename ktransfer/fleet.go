@@ -375,22 +375,26 @@ type claimOwner struct {
 // checked): from the moment the node exists, a commit of any older claim
 // of the partition fails. A node left with this instance's id (a claim
 // given up with a lost session, a failed delete) is deleted and created
-// again: the new claim's epoch is above every push of the old one. So is a
-// persistent node (no process holds it: owner nodes are ephemeral).
+// again, in one multi-op, so that the partition never looks free to
+// another process meanwhile: the new claim's epoch is above every push of
+// the old one. So is a persistent node (no process holds it: owner nodes
+// are ephemeral).
 //
 // Every owner node is created at version 0, so a delete by version alone
 // could remove a node created after the one read. The same multi-op bumps
 // the version of the owners folder, and a delete of an owner node checks
-// that version as read before the node (deleteOwnerNode): it fails once any
+// that version as read before the node (readOwner): it fails once any
 // claim was made since.
 func (m *module) takeOwner(p int32, node string) (claimOwner, error) {
 	conn := m.t.conn()
 	offsetNode := path.Join(zklayout.Offsets(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic), strconv.Itoa(int(p)))
+	var replace []any // the delete of the node read last, when it is to be replaced
 	for range 5 {
-		ops := []any{
+		ops := append(replace,
 			&zk.CreateRequest{Path: node, Data: []byte(m.t.id), Acl: m.t.acl, Flags: zk.FlagEphemeral},
 			&zk.SetDataRequest{Path: path.Dir(node), Version: -1},
-		}
+		)
+		replace = nil
 		off, ostat, err := conn.Get(offsetNode)
 		switch {
 		case err == nil:
@@ -410,7 +414,7 @@ func (m *module) takeOwner(p int32, node string) (claimOwner, error) {
 				continue
 			}
 			if errors.Is(cerr, zk.ErrBadVersion) {
-				continue // the offset node changed meanwhile
+				continue // the offset node changed meanwhile, or a claim was made since the node to replace was read
 			}
 			return claimOwner{}, cerr
 		}
@@ -431,9 +435,12 @@ func (m *module) takeOwner(p int32, node string) (claimOwner, error) {
 		case cerr == nil:
 			return claimOwner{epoch: stat.Czxid, version: stat.Version, session: stat.EphemeralOwner}, nil
 		}
-		if err := deleteOwnerNode(conn, node, stat.Version, dirVersion); err != nil &&
-			!errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrBadVersion) { // gone, or a claim since: read again
-			return claimOwner{}, err
+		if f := beforeOwnerDelete.Load(); f != nil {
+			(*f)()
+		}
+		replace = []any{
+			&zk.CheckVersionRequest{Path: path.Dir(node), Version: dirVersion},
+			&zk.DeleteRequest{Path: node, Version: stat.Version},
 		}
 	}
 	return claimOwner{}, fmt.Errorf("owner node %s keeps changing", node)
