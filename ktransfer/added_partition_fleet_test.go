@@ -6,9 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-zookeeper/zk"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
@@ -30,6 +32,21 @@ func TestAddedPartitionClaimedByALaterProcessPushedFromItsFirstRecord(t *testing
 	e.start(t, m)
 	waitFor(t, "partition 0's start stored", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "1" })
 
+	addedPartitionTakenByALaterProcess(t, e, b, m)
+	// The added partition has its offset now: one deleted by an operator
+	// later starts again at the newest record, as an old partition's.
+	data, _, err := e.conn.Get(zklayout.Offsets(chroot, "m", "t"))
+	if n, ok := zklayout.ParseOffsetsTopic(data); err != nil || !ok || n != 2 {
+		t.Errorf("offsets node data %q (%v): want 2 partitions with their offsets recorded", data, err)
+	}
+}
+
+// addedPartitionTakenByALaterProcess adds partition 1 to topic t, which
+// a process of module m reads, writes two records to it, starts a second
+// process of m, which takes the new partition, and checks both records
+// were pushed to b.
+func addedPartitionTakenByALaterProcess(t *testing.T, e *env, b *backend, m ktransfer.Module) {
+	t.Helper()
 	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -56,15 +73,35 @@ func TestAddedPartitionClaimedByALaterProcessPushedFromItsFirstRecord(t *testing
 	waitFor(t, "the new partition committed at its end", 5*time.Second, func() bool { return e.storedOffset(t, "m", "t", 1) == "2" })
 	var bodies []string
 	for _, p := range b.got() {
-		bodies = append(bodies, p.body)
+		if p.partition == "1" {
+			bodies = append(bodies, p.body)
+		}
 	}
 	if !slices.Equal(bodies, []string{"p1-0", "p1-1"}) {
 		t.Errorf("pushed %v, want the new partition's two records, written before the process that took it started", bodies)
 	}
-	// The added partition has its offset now: one deleted by an operator
-	// later starts again at the newest record, as an old partition's.
-	data, _, err := e.conn.Get(zklayout.Offsets(chroot, "m", "t"))
-	if n, ok := zklayout.ParseOffsetsTopic(data); err != nil || !ok || n != 2 {
-		t.Errorf("offsets node data %q (%v): want 2 partitions with their offsets recorded", data, err)
+}
+
+// TestAddedPartitionPushedFromItsFirstRecordAfterAnUpgrade: the same on a
+// module whose offsets were first stored by an older ktransfer (its
+// offsets/<topic> node records no partition count): once the fleet runs
+// this version, a partition added later is pushed from its first record
+// by whichever process takes it.
+func TestAddedPartitionPushedFromItsFirstRecordAfterAnUpgrade(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	e.produce(t, "t", [][2]string{{"k", "history"}})
+	dir := zklayout.Offsets(chroot, "m", "t")
+	if err := zklayout.CreateAll(e.conn, dir, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
 	}
+	if _, err := e.conn.Create(dir+"/0", []byte("1"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	b := newBackend(t, nil)
+	m := module("m", "t", b.URL)
+	m.StartFrom = "newest"
+	e.start(t, m)
+	e.produce(t, "t", [][2]string{{"k", "p0"}})
+	waitFor(t, "partition 0 read on from its stored offset", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "2" })
+	addedPartitionTakenByALaterProcess(t, e, b, m)
 }
