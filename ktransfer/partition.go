@@ -191,22 +191,30 @@ func (p *partition) startOffset(ctx context.Context) (int64, error) {
 		if errors.Is(err, errOffsetMoved) {
 			continue // written between the read and the write: read again
 		}
-		if err == nil && version < 0 {
-			p.raiseAddedCount()
+		if err == nil {
+			p.recordPartitions(version < 0)
 		}
 		return start, err
 	}
 }
 
-// raiseAddedCount moves the partition count recorded in the module's
-// offsets/<topic> node past the added partitions that have a stored offset
-// now (this one's was just stored), as far as they follow each other from
-// the count: an operator who deletes the offset node of one of them later
-// has it start again at the newest record, as for the topic's first
-// partitions, while an added partition not started yet stays above the
-// count. Failing only leaves such a partition under the rule for added
-// ones; the next start of an added partition tries again.
-func (p *partition) raiseAddedCount() {
+// recordPartitions keeps the partition count of the module's
+// offsets/<topic> node (sinceModuleStart) after this claim stored the
+// partition's start; started: no offset was stored before.
+//
+// It moves the count past the added partitions that have a stored offset
+// now, as far as they follow each other from the count: an operator who
+// deletes the offset node of one of them later has it start again at the
+// newest record, as for the topic's first partitions, while an added
+// partition not started yet stays above the count.
+//
+// A node written by an older ktransfer records no count: it is written
+// once every partition of the list this process first read has a stored
+// offset (those are no added partitions, whatever becomes of their offset
+// nodes later; the partitions beyond were added while this process ran).
+//
+// Failing only leaves the rule as it was; the next claim tries again.
+func (p *partition) recordPartitions(started bool) {
 	m := p.m
 	conn := m.t.conn()
 	dir := zklayout.Offsets(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic)
@@ -215,8 +223,13 @@ func (p *partition) raiseAddedCount() {
 		return
 	}
 	n, ok := zklayout.ParseOffsetsTopic(data)
-	if !ok || p.id < n {
+	if ok && (!started || p.id < n) {
 		return
+	}
+	if !ok {
+		if n = m.t.firstPartitionCount(m.cfg.Topic); n == 0 {
+			return
+		}
 	}
 	names, _, err := conn.Children(dir)
 	if err != nil {
@@ -228,15 +241,22 @@ func (p *partition) raiseAddedCount() {
 			stored[id] = true
 		}
 	}
+	if !ok {
+		for id := range n {
+			if !stored[id] {
+				return
+			}
+		}
+	}
 	k := n
 	for stored[k] {
 		k++
 	}
-	if k == n {
+	if ok && k == n {
 		return
 	}
 	if _, err := conn.Set(dir, zklayout.EncodeOffsetsTopic(k), stat.Version); err != nil && !errors.Is(err, zk.ErrBadVersion) {
-		p.log.Warn("recording the topic's partitions started failed", "dir", dir, "partitions", k, "err", err)
+		p.log.Warn("recording the topic's partitions failed", "dir", dir, "partitions", k, "err", err)
 	}
 }
 
@@ -248,10 +268,11 @@ func (p *partition) raiseAddedCount() {
 // the fleet takes it, and the records written to it meanwhile were
 // skipped. Such a partition has an id at or above the partition count the
 // module's offsets/<topic> node records (written with the node, moved on
-// as added partitions get their offsets: raiseAddedCount); a node without
-// one (written before it was recorded) leaves the question to this
-// process: a partition not in the list it first read was added while it
-// ran. It starts at the first record written since the offsets node was
+// as added partitions get their offsets: recordPartitions); a node
+// without one (written by an older ktransfer, until every partition this
+// process first read has an offset) leaves the question to this process:
+// a partition not in the list it first read was added while it ran. It
+// starts at the first record written since the offsets node was
 // created (the module's first stored offset; record timestamps against
 // ZooKeeper's clock), or newest when that is earlier. Any other partition
 // without a stored offset (one whose offset node an operator deleted to
