@@ -23,3 +23,8 @@ func SetReplayStall(d time.Duration) (restore func()) {
 
 // ConfigHash is the configuration's hash shown in /status.
 func ConfigHash(c Config) string { return c.hash }
+
+// SetID names tr's instance in ids/ and owners/ in place of the one New
+// made; call it before Run. A test of the assignment chooses the order of
+// the fleet's ids with it.
+func SetID(tr *Transfer, id string) { tr.id = id }
