@@ -336,7 +336,10 @@ func ownerIDs(o map[int32]owner) map[int32]string {
 	return out
 }
 
-// owners reads who holds each partition.
+// owners reads who holds each partition. Only a node gone meanwhile means
+// released: a node that cannot be read (no answer, no read permission)
+// has an unknown owner, and taking its partition as free would move it
+// (or claim it) needlessly. The reassignment then fails and is retried.
 func (m *module) owners(dir string) (map[int32]owner, error) {
 	names, _, err := m.t.conn().Children(dir)
 	if errors.Is(err, zk.ErrNoNode) {
@@ -351,9 +354,13 @@ func (m *module) owners(dir string) (map[int32]owner, error) {
 		if !ok {
 			continue // not an owner node: "07" is not partition 7's
 		}
-		data, stat, err := m.t.conn().Get(path.Join(dir, n))
-		if err != nil {
+		node := path.Join(dir, n)
+		data, stat, err := m.t.conn().Get(node)
+		if errors.Is(err, zk.ErrNoNode) {
 			continue // released meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read owner node %s: %w", node, err)
 		}
 		out[p] = owner{id: string(data), epoch: stat.Czxid}
 	}
