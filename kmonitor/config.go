@@ -259,3 +259,16 @@ func (c Config) Validate(file string) error {
 	}
 	return p.Err()
 }
+
+// Warnings returns the keys without effect the file sets in the sections
+// of base.clusters, one line each ("FILE: key: value has no effect:
+// reason"), as kmonitor_bin -check prints them; the start logs them too.
+func (c Config) Warnings() []string {
+	var out []string
+	for _, name := range c.Base.Clusters {
+		for _, k := range c.Clusters[name].Kafka.NoEffect(name + ".kafka") {
+			out = append(out, fmt.Sprintf("%s: %s: %v has no effect: %s", c.file, k.Key, k.Value, k.Reason))
+		}
+	}
+	return out
+}

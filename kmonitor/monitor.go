@@ -80,6 +80,9 @@ func New(cfg Config, log *slog.Logger) (*Monitor, error) {
 	}
 	m.ln = ln
 	for _, name := range cfg.Base.Clusters {
+		for _, k := range cfg.Clusters[name].Kafka.NoEffect(name + ".kafka") {
+			log.Warn("config key has no effect", "file", cfg.file, "key", k.Key, "value", k.Value, "reason", k.Reason)
+		}
 		m.clusters = append(m.clusters, newCluster(name, cfg.Clusters[name], cfg.Base, log.With("cluster", name)))
 	}
 	reg := prometheus.NewRegistry()

@@ -218,7 +218,8 @@ type ineffective struct {
 }
 
 // noEffect returns the keys the file sets that have no effect: the spool's
-// without spool_dir, gRPC's without grpc_port.
+// without spool_dir, gRPC's without grpc_port, the kafka section's
+// (kafkaconf's NoEffect).
 func (c Config) noEffect() []ineffective {
 	var out []ineffective
 	add := func(key string, value any, off bool, reason string) {
@@ -229,6 +230,9 @@ func (c Config) noEffect() []ineffective {
 	add("spool_after_ms", c.SpoolAfterMs, c.SpoolDir == "", "spool_dir is not set: the spool is off")
 	add("spool_max_bytes", c.SpoolMaxBytes, c.SpoolDir == "", "spool_dir is not set: the spool is off")
 	add("grpc_max_concurrent_streams", c.GRPCMaxConcurrentStreams, c.GRPCPort == 0, "grpc_port is 0: gRPC is off")
+	for _, k := range c.Kafka.NoEffect("kafka") {
+		out = append(out, ineffective{k.Key, k.Value, k.Reason})
+	}
 	return out
 }
 

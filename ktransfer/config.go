@@ -384,11 +384,15 @@ func (m Module) noEffect() []ineffective {
 	return out
 }
 
-// Warnings returns the keys without effect the module files set, one line
-// each ("FILE: key: value has no effect: reason"), as ktransfer_bin -check
-// prints them; a module's start logs them too.
+// Warnings returns the keys without effect that ktransfer.yaml (its kafka
+// section: the start logs them) and the module files (a module's start
+// logs them) set, one line each ("FILE: key: value has no effect:
+// reason"), as ktransfer_bin -check prints them.
 func (c Config) Warnings() []string {
 	var out []string
+	for _, k := range c.Kafka.NoEffect("kafka") {
+		out = append(out, fmt.Sprintf("%s: %s: %v has no effect: %s", c.file, k.Key, k.Value, k.Reason))
+	}
 	for _, m := range c.Modules {
 		for _, k := range m.noEffect() {
 			out = append(out, fmt.Sprintf("%s: %s: %v has no effect: %s", m.File, k.key, k.value, k.reason))

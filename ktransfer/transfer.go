@@ -118,6 +118,9 @@ func New(cfg Config, log *slog.Logger) (*Transfer, error) {
 	if len(cfg.Modules) == 0 {
 		return nil, errors.New("no module loaded: use LoadConfig, which reads module_enabled's files")
 	}
+	for _, k := range cfg.Kafka.NoEffect("kafka") {
+		log.Warn("config key has no effect", "file", cfg.file, "key", k.Key, "value", k.Value, "reason", k.Reason)
+	}
 	t := &Transfer{cfg: cfg, log: log, metrics: newMetrics(), id: instanceID(), started: time.Now(), zkUp: true,
 		reloadReq: make(chan struct{}, 1), logLevel: cfg.LogLevel}
 	t.base = time.Now()

@@ -20,6 +20,7 @@ var program = daemon.Program[kmonitor.Config]{
 	Started: func(l *slog.Logger, s daemon.Service, c kmonitor.Config) {
 		l.Info("kmonitor started", "addr", s.(*kmonitor.Monitor).Addr(), "clusters", c.Base.Clusters)
 	},
+	Warnings: kmonitor.Config.Warnings,
 }
 
 func main() { os.Exit(program.Main(os.Args[1:])) }

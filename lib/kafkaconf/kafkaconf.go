@@ -113,6 +113,26 @@ func (c Config) ValidateAt(p *config.Problems, prefix string) {
 	c.SASL.validate(p, prefix+".sasl")
 }
 
+// Ineffective is a key of the section that the file sets and that has no
+// effect with the rest of it: the binaries warn of it at start and in
+// -check (the file keeps loading, as it did).
+type Ineffective struct {
+	Key    string // under the section's prefix: kafka.tls.ca_file
+	Value  any
+	Reason string
+}
+
+// NoEffect returns the section's keys without effect, named under prefix
+// ("kafka", "test_cluster.kafka"): ca_file with insecure_skip_verify, which
+// checks no broker certificate. server_name keeps its effect there: it is
+// still the name sent to the brokers in the handshake (SNI).
+func (c Config) NoEffect(prefix string) []Ineffective {
+	if c.TLS.Enable && c.TLS.InsecureSkipVerify && c.TLS.CAFile != "" {
+		return []Ineffective{{prefix + ".tls.ca_file", c.TLS.CAFile, "insecure_skip_verify is true: no broker certificate is checked"}}
+	}
+	return nil
+}
+
 func (t TLS) validate(p *config.Problems, prefix string) {
 	if !t.Enable {
 		if t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "" || t.InsecureSkipVerify {
