@@ -90,7 +90,7 @@ func newMetrics(reg *prometheus.Registry, inFlight *atomic.Int64) *metrics {
 	}
 	bodies := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kproxy_request_bodies_total",
-		Help: "/commit request bodies checked, valid or not, by format (Content-Type: application/json, else msgpack); a request refused for its line or headers (method, parameters, credentials, topic; with Expect: 100-continue also an unknown topic, before its body is sent) or its size is not counted.",
+		Help: "/commit request bodies checked, valid or not, by format (Content-Type: application/json, else msgpack); a request refused for its line or headers (method, parameters, credentials, topic; with Expect: 100-continue also an unknown topic, before its body is sent) or for a body over max_request_size_bytes is not counted; one refused after (a record over max_message_bytes) is.",
 	}, []string{"format"})
 	m.bodies[formatMsgpack] = bodies.WithLabelValues("msgpack")
 	m.bodies[formatJSON] = bodies.WithLabelValues("json")
