@@ -18,8 +18,8 @@ type metrics struct {
 	bodies        [2]prometheus.Counter // by format: formatMsgpack, formatJSON
 	batchRecords  prometheus.Histogram
 	acks0Lost     prometheus.Counter
-	// acks0Unconfirmed are acks=0 records given up that may have been
-	// written (a request carrying them got no answer).
+	// acks0Unconfirmed are the acks=0 records given up (acks0Lost) that
+	// may have been written.
 	acks0Unconfirmed prometheus.Counter
 
 	// /batch
@@ -76,11 +76,11 @@ func newMetrics(reg *prometheus.Registry, inFlight *atomic.Int64) *metrics {
 	})
 	m.acks0Lost = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "kproxy_acks0_lost_records_total",
-		Help: "acks=0 records answered 200 and not written: Kafka refused them, or they never left, within produce_timeout_ms.",
+		Help: "acks=0 records answered 200 and not delivered: refused by Kafka, or not acknowledged within produce_timeout_ms (those that may have been written are counted in kproxy_acks0_unconfirmed_records_total too).",
 	})
 	m.acks0Unconfirmed = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "kproxy_acks0_unconfirmed_records_total",
-		Help: "acks=0 records answered 200 and given up at produce_timeout_ms without Kafka's acknowledgement, though a request carrying them may have been written: perhaps in Kafka, perhaps not.",
+		Help: "Of kproxy_acks0_lost_records_total, the records that may have been written: a produce request of their Kafka client got no answer, or was still out, when they were given up; perhaps in Kafka, perhaps not.",
 	})
 	records := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kproxy_records_total", Help: "Records Kafka accepted from a request, by acks level; records answered 202 and written from the spool are in kproxy_spool_drained_total, not here.",

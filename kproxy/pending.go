@@ -141,11 +141,12 @@ func (s *Server) refusedTopic(cl *kgo.Client, topic string, err error) {
 	}
 }
 
-// acks0Done counts an acks=0 record, answered already, as written, lost
-// (surely not written) or unconfirmed (given up, and may have been
-// written), and gives back its place among the acks=0 records being
-// delivered: last, once a loss is logged, since Close waits for that
-// place to log what the sampled lines hold back and lets the process end.
+// acks0Done counts an acks=0 record, answered already, as written or lost
+// (given up: DESIGN's count of the records finally refused), a lost one
+// that may have been written as unconfirmed too, and gives back its place
+// among the acks=0 records being delivered: last, once a loss is logged,
+// since Close waits for that place to log what the sampled lines hold
+// back and lets the process end.
 func (s *Server) acks0Done(r *kgo.Record, err error, trace sendTrace) {
 	defer s.acks0Out.Add(-1)
 	if err != nil {
@@ -159,12 +160,11 @@ func (s *Server) acks0Done(r *kgo.Record, err error, trace sendTrace) {
 			s.check.forget(r.Topic)
 		}
 		code, _ := produceStatus(err, trace)
+		s.metrics.acks0Lost.Inc()
 		if code == 504 {
-			// A request carrying it got no answer: it may be in Kafka,
-			// and is not counted lost.
+			// A request that may have carried it got no answer, or was
+			// still out: it may be in Kafka all the same.
 			s.metrics.acks0Unconfirmed.Inc()
-		} else {
-			s.metrics.acks0Lost.Inc()
 		}
 		s.acks0Log.warn("acks=0 record answered 200 and not delivered", "topic", r.Topic,
 			"partition", r.Partition, "may_be_written", code == 504, "err", err)
