@@ -380,6 +380,8 @@ func (m Module) noEffect() []ineffective {
 	const noRetry = "max_retry_times is 0: a failed push is given up at once, never retried"
 	add("fail_retry_interval_ms", m.FailRetryIntervalMs, m.MaxRetryTimes == 0, noRetry)
 	add("max_retry_interval_ms", m.MaxRetryIntervalMs, m.MaxRetryTimes == 0, noRetry)
+	add("max_retry_interval_ms", m.MaxRetryIntervalMs, m.MaxRetryTimes == 1,
+		"max_retry_times is 1: the one retry waits fail_retry_interval_ms, never doubled up to this cap")
 	add("dispatch", m.Dispatch, !m.serializeByKey(), "serialize_by_key is false: every record goes to any idle worker, whatever its key")
 	return out
 }
