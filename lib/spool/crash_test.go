@@ -48,6 +48,8 @@ func TestMain(m *testing.M) {
 		childTruncateFails(dir, true, false)
 	case "truncfail-after":
 		childTruncateFails(dir, false, true)
+	case "truncfail-ackmark":
+		childTruncateFailsMarkAcked(dir)
 	case "truncfail-roll":
 		childTruncateFailsNewSegment(dir)
 	case "rmopen":
