@@ -226,6 +226,14 @@ type segment struct {
 	// Read cut it at a corrupt entry: the entries from there on are
 	// dropped, and no entry is appended to it any more.
 	sealed bool
+	// Owned by the loop. uncut: a failed write's bytes are in the file
+	// after the entries (its cut failed, see undo). marks: the segment
+	// before this one, uncut when this one was created: this one's name
+	// is where that one's entries end, and its file stays while that one
+	// is uncut on disk. removed: the file is gone.
+	uncut   bool
+	marks   *segment
+	removed bool
 }
 
 type entMeta struct {
@@ -905,8 +913,9 @@ func (s *Spool) trimAhead() {
 // find its whole entries there, answered as not written: the segment is
 // closed (nothing is appended after them) and the next one is created at
 // once, at the next seq. Its name, synced in the directory, is where the
-// closed segment's entries end: Open cuts that segment there. Should that
-// fail too, err also wraps ErrMaybeAppended.
+// closed segment's entries end: Open cuts that segment there. The new
+// segment's file is not removed while the closed one's is there uncut
+// (see unmarked). Should that fail too, err also wraps ErrMaybeAppended.
 func (s *Spool) undo(err error) error {
 	g := s.activeSeg
 	cerr := s.active.Truncate(g.size)
@@ -928,6 +937,7 @@ func (s *Spool) undo(err error) error {
 	s.log.Error("spool: cannot cut a failed write; its segment takes no more entries", "file", g.path, "offset", g.size, "err", cerr)
 	s.noReserve = false // nothing of the zeros is counted: closeActive cuts nothing
 	s.closeActive()
+	g.uncut = true
 	if len(g.ents) == 0 {
 		// Its name is the next seq's: the file goes instead, and the
 		// next write creates the segment again (durable once the
@@ -941,6 +951,7 @@ func (s *Spool) undo(err error) error {
 			}
 		}
 	} else if cerr = s.create(); cerr == nil {
+		s.activeSeg.marks = g
 		return err
 	}
 	s.log.Error("spool: cannot mark where a failed write's segment ends; a restart may replay the failed write", "file", g.path, "offset", g.size, "err", cerr)
@@ -948,6 +959,45 @@ func (s *Spool) undo(err error) error {
 		return nil
 	}
 	return fmt.Errorf("%w: %w", ErrMaybeAppended, err)
+}
+
+// recut cuts g's file back to its entries after a failed write whose cut
+// failed (see undo), and tells whether g's file holds no failed write now.
+func (s *Spool) recut(g *segment) bool {
+	if g.removed || !g.uncut {
+		return true
+	}
+	f, err := os.OpenFile(g.path, os.O_WRONLY, 0)
+	if err != nil {
+		return false
+	}
+	err = cutAt(f, g.path, g.size)
+	_ = f.Close()
+	if err != nil {
+		return false
+	}
+	g.uncut = false
+	s.log.Info("spool: cut a failed write", "file", g.path, "offset", g.size)
+	return true
+}
+
+// unmarked tells whether g's file may go: g does not mark where the
+// segment before it ends (see undo), or that segment's failed write is cut
+// now, or its file is gone (the removal synced first: a restart must not
+// find it without g).
+func (s *Spool) unmarked(g *segment) bool {
+	if g.marks == nil {
+		return true
+	}
+	if g.marks.removed {
+		if syncDir(s.dir) != nil {
+			return false
+		}
+	} else if !s.recut(g.marks) {
+		return false
+	}
+	g.marks = nil
+	return true
 }
 
 // create starts a new segment whose first seq is s.next.
@@ -1067,11 +1117,17 @@ func (s *Spool) removeAcked() {
 		if g == s.activeSeg {
 			s.closeActive()
 		}
+		if !s.unmarked(g) {
+			s.log.Warn("spool: keep acked segment while the failed write before it cannot be cut; retried every 100 ms", "file", g.path, "marks", g.marks.path)
+			s.unremoved = append(s.unremoved, g)
+			continue
+		}
 		if err := os.Remove(g.path); err != nil {
 			s.log.Warn("spool: remove acked segment; retried every 100 ms", "file", g.path, "err", err)
 			s.unremoved = append(s.unremoved, g)
 			continue
 		}
+		g.removed = true
 		s.mu.Lock()
 		s.bytes -= g.size
 		s.mu.Unlock()
@@ -1090,10 +1146,15 @@ func (s *Spool) removeLeft() {
 	}
 	left := s.unremoved[:0]
 	for _, g := range s.unremoved {
+		if !s.unmarked(g) {
+			left = append(left, g)
+			continue
+		}
 		if err := os.Remove(g.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			left = append(left, g)
 			continue
 		}
+		g.removed = true
 		s.mu.Lock()
 		s.bytes -= g.size
 		s.mu.Unlock()
