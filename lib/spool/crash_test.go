@@ -50,6 +50,8 @@ func TestMain(m *testing.M) {
 		childTruncateFails(dir, false, true)
 	case "truncfail-ackmark":
 		childTruncateFailsMarkAcked(dir)
+	case "truncfail-twice":
+		childTruncateFailsTwice(dir)
 	case "truncfail-roll":
 		childTruncateFailsNewSegment(dir)
 	case "rmopen":

@@ -313,3 +313,69 @@ func TestFailedWriteMarkNotRemovedBeforeItsSegment(t *testing.T) {
 	}
 	readNone(t, s)
 }
+
+// childTruncateFailsTwice appends "a0", then, with writes past the entries
+// of b1 and b2 refused and every cut failing, appends b1, b2 and b3 in one
+// Append, which fails: the next segment marks where a0's ends. With writes
+// past 100 bytes refused, it appends c1 into that next segment, which fails
+// too. It prints "failed ERR", then "failed2 ErrMaybeAppended-or-not", and
+// exits without closing the spool (a crash).
+func childTruncateFailsTwice(dir string) {
+	s, err := spool.Open(spool.Options{Dir: dir})
+	if err != nil {
+		childFail("open: %v", err)
+	}
+	if _, err := s.Append([]spool.Record{rec("t", "a0")}); err != nil {
+		childFail("append a0: %v", err)
+	}
+	value := strings.Repeat("v", 600)
+	bs := []spool.Record{rec("t", "b1"+value), rec("t", "b2"+value), rec("t", "b3"+value)}
+	committed := s.Stats().Bytes
+	room := committed + int64(spool.EntryLen(bs[0])+spool.EntryLen(bs[1])) + 100 // b3 cut in its middle
+	raise := limitFileSize(uint64(room))
+	denySyscalls(unix.SYS_FTRUNCATE)
+	_, err = s.Append(bs)
+	fmt.Printf("failed %v\n", err)
+	raise()
+	raise = limitFileSize(100)
+	_, err = s.Append([]spool.Record{rec("t", "c1"+value)})
+	if err == nil {
+		childFail("append past the file size limit worked")
+	}
+	fmt.Printf("failed2 %v\n", errors.Is(err, spool.ErrMaybeAppended))
+	raise()
+	os.Exit(0) // no Close: a crash
+}
+
+// A write that fails into the segment marking where a failed write's
+// segment ends (its first), its cut failing too, must not take that
+// segment's file away: a restart would replay the first failed write,
+// answered as not written (503).
+func TestFailedWriteIntoMarkKeepsIt(t *testing.T) {
+	dir := t.TempDir()
+	cmd, out, stderr := startChild(t, "truncfail-twice", dir)
+	var lines []string
+	for out.Scan() {
+		lines = append(lines, out.Text())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("child: %v; stderr %q", err, stderr)
+	}
+	if len(lines) != 2 || lines[0] == "failed <nil>" || !strings.HasPrefix(lines[1], "failed2 ") {
+		t.Fatalf("child: %q, want both Appends under the limits failed", lines)
+	}
+	// The second failed write stays in the file that marks the first's
+	// end: a restart may replay it, and its error says so (504).
+	if lines[1] != "failed2 true" {
+		t.Fatalf("child: %q, want the second failed Append's error to wrap ErrMaybeAppended", lines)
+	}
+	s := open(t, spool.Options{Dir: dir})
+	got := values(readN(t, s, int(s.Stats().Replayed)))
+	for i := range got {
+		got[i] = got[i][:2]
+	}
+	if !slices.Equal(got, []string{"a0"}) {
+		t.Fatalf("replayed %q, want [a0]: the first failed Append (answered not written) comes back", got)
+	}
+	readNone(t, s)
+}
