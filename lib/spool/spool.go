@@ -808,8 +808,12 @@ func (s *Spool) write(chunk []*request) error {
 		}
 	}
 	if s.active == nil {
-		if err := s.create(); err != nil {
+		if ok, err := s.reopen(); err != nil {
 			return err
+		} else if !ok {
+			if err := s.create(); err != nil {
+				return err
+			}
 		}
 	}
 	s.wbuf = s.wbuf[:0]
@@ -938,7 +942,13 @@ func (s *Spool) undo(err error) error {
 	s.noReserve = false // nothing of the zeros is counted: closeActive cuts nothing
 	s.closeActive()
 	g.uncut = true
-	if len(g.ents) == 0 {
+	if len(g.ents) == 0 && !s.unmarked(g) {
+		// It marks where the segment before it ends, whose failed write
+		// could not be cut either: it stays, and so does the failed write
+		// in it (ErrMaybeAppended); the next write cuts it first (see
+		// reopen), or fails.
+		cerr = errors.New("it marks where the segment before it ends")
+	} else if len(g.ents) == 0 {
 		// Its name is the next seq's: the file goes instead, and the
 		// next write creates the segment again (durable once the
 		// directory is synced).
@@ -998,6 +1008,32 @@ func (s *Spool) unmarked(g *segment) bool {
 	}
 	g.marks = nil
 	return true
+}
+
+// reopen makes the last segment the active one again when it is empty and
+// named for the next seq: kept after a failed write whose cut failed,
+// since it marks where the segment before it ends (see undo). The failed
+// write is cut first. False: no such segment.
+func (s *Spool) reopen() (bool, error) {
+	s.mu.Lock()
+	var g *segment
+	if n := len(s.segs); n > 0 && len(s.segs[n-1].ents) == 0 && s.segs[n-1].base == s.next {
+		g = s.segs[n-1]
+	}
+	s.mu.Unlock()
+	if g == nil {
+		return false, nil
+	}
+	if !s.recut(g) {
+		return true, fmt.Errorf("spool: segment %s holds a failed write that cannot be cut", g.path)
+	}
+	f, err := os.OpenFile(g.path, os.O_WRONLY, 0)
+	if err != nil {
+		return true, fmt.Errorf("spool: %w", err)
+	}
+	s.active, s.activeSeg = f, g
+	s.reserved, s.noReserve = 0, false
+	return true, nil
 }
 
 // create starts a new segment whose first seq is s.next.
