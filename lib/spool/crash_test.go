@@ -52,6 +52,8 @@ func TestMain(m *testing.M) {
 		childTruncateFailsMarkAcked(dir)
 	case "truncfail-twice":
 		childTruncateFailsTwice(dir)
+	case "truncfail-nocreate-later":
+		childTruncateFailsCreateLater(dir)
 	case "truncfail-roll":
 		childTruncateFailsNewSegment(dir)
 	case "rmopen":

@@ -379,3 +379,73 @@ func TestFailedWriteIntoMarkKeepsIt(t *testing.T) {
 	}
 	readNone(t, s)
 }
+
+// childTruncateFailsCreateLater appends "a0" (topic p), then, with writes
+// past the entries of b1 and b2 refused, every cut failing and the
+// directory read-only (no next segment can be created), appends b1, b2 and
+// b3 (topic q, one key) in one Append, which fails, printing "failed
+// ErrMaybeAppended-or-not". With the directory writable again it appends
+// c1 (topic q, the same key), acks it alone (p's records waiting, as when
+// Kafka refuses p) and closes the spool, printing "after ERR-OR-nil" and
+// "closed ERR-OR-nil".
+func childTruncateFailsCreateLater(dir string) {
+	s, err := spool.Open(spool.Options{Dir: dir})
+	if err != nil {
+		childFail("open: %v", err)
+	}
+	if _, err := s.Append([]spool.Record{rec("p", "a0")}); err != nil {
+		childFail("append a0: %v", err)
+	}
+	value := strings.Repeat("v", 600)
+	key := func(r spool.Record) spool.Record { r.Key = []byte("k"); return r }
+	bs := []spool.Record{key(rec("q", "b1"+value)), key(rec("q", "b2"+value)), key(rec("q", "b3"+value))}
+	committed := s.Stats().Bytes
+	room := committed + int64(spool.EntryLen(bs[0])+spool.EntryLen(bs[1])) + 100 // b3 cut in its middle
+	raise := limitFileSize(uint64(room))
+	denySyscalls(unix.SYS_FTRUNCATE)
+	if err := os.Chmod(dir, 0o555); err != nil {
+		childFail("chmod: %v", err)
+	}
+	_, err = s.Append(bs)
+	fmt.Printf("failed %v\n", errors.Is(err, spool.ErrMaybeAppended))
+	raise()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		childFail("chmod: %v", err)
+	}
+	seq, err := s.Append([]spool.Record{key(rec("q", "c1"))})
+	fmt.Printf("after %v\n", err)
+	if err == nil {
+		s.Ack(seq)
+	}
+	fmt.Printf("closed %v\n", s.Close())
+	os.Exit(0)
+}
+
+// A failed write whose cut failed and whose next segment could not be
+// created is answered 504 (a restart may replay it). The segment created
+// by a later write marks where its segment's entries end as well: once a
+// later record of its key is in that segment and acked (in Kafka), a
+// restart must not replay the failed write after it.
+func TestFailedWriteMarkedLaterNotReplayedAfterLaterRecords(t *testing.T) {
+	dir := t.TempDir()
+	cmd, out, stderr := startChild(t, "truncfail-nocreate-later", dir, asOwnerWithoutPrivilege)
+	var lines []string
+	for out.Scan() {
+		lines = append(lines, out.Text())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("child: %v; stderr %q", err, stderr)
+	}
+	if !slices.Equal(lines, []string{"failed true", "after <nil>", "closed <nil>"}) {
+		t.Fatalf("child: %q, want the Append under the limit failed (maybe appended), the one after it worked and Close too", lines)
+	}
+	s := open(t, spool.Options{Dir: dir})
+	got := values(readN(t, s, int(s.Stats().Replayed)))
+	for i := range got {
+		got[i] = got[i][:2]
+	}
+	if len(got) == 0 || got[0] != "a0" || slices.Contains(got, "b1") || slices.Contains(got, "b2") {
+		t.Fatalf("replayed %q after a clean restart, want a0 (and c1, acked out of order) but not the failed Append's records after c1, a later record of their key Kafka has", got)
+	}
+	readNone(t, s)
+}
