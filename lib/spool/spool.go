@@ -180,6 +180,7 @@ type Spool struct {
 	savedAcked uint64
 	closeErr   error
 	unremoved  []*segment // acked segments whose file's removal failed: removeLeft
+	uncut      *segment   // closed with a failed write not cut: the next segment created marks its end
 
 	wake chan struct{} // queue or collect set (capacity 1)
 	quit chan struct{} // closed by Close
@@ -941,7 +942,7 @@ func (s *Spool) undo(err error) error {
 	s.log.Error("spool: cannot cut a failed write; its segment takes no more entries", "file", g.path, "offset", g.size, "err", cerr)
 	s.noReserve = false // nothing of the zeros is counted: closeActive cuts nothing
 	s.closeActive()
-	g.uncut = true
+	g.uncut, s.uncut = true, g
 	if len(g.ents) == 0 && !s.unmarked(g) {
 		// It marks where the segment before it ends, whose failed write
 		// could not be cut either: it stays, and so does the failed write
@@ -953,6 +954,7 @@ func (s *Spool) undo(err error) error {
 		// next write creates the segment again (durable once the
 		// directory is synced).
 		if cerr = os.Remove(g.path); cerr == nil {
+			g.removed, s.uncut = true, nil
 			s.mu.Lock()
 			s.segs = slices.DeleteFunc(s.segs, func(x *segment) bool { return x == g })
 			s.mu.Unlock()
@@ -961,7 +963,6 @@ func (s *Spool) undo(err error) error {
 			}
 		}
 	} else if cerr = s.create(); cerr == nil {
-		s.activeSeg.marks = g
 		return err
 	}
 	s.log.Error("spool: cannot mark where a failed write's segment ends; a restart may replay the failed write", "file", g.path, "offset", g.size, "err", cerr)
@@ -1048,7 +1049,10 @@ func (s *Spool) create() error {
 		_ = os.Remove(path)
 		return err
 	}
-	g := &segment{base: s.next, path: path}
+	// After a failed write whose cut failed, this segment's name is where
+	// that write's segment ends, even when created by a later write.
+	g := &segment{base: s.next, path: path, marks: s.uncut}
+	s.uncut = nil
 	s.mu.Lock()
 	s.segs = append(s.segs, g)
 	s.mu.Unlock()
