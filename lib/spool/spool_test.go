@@ -752,3 +752,34 @@ func TestOpenLogsUnknownFiles(t *testing.T) {
 		}
 	}
 }
+
+// A directory in the spool directory named like a segment is not the
+// spool's: left alone and logged, as other files are, not a failed start.
+func TestOpenLeavesDirectoryNamedLikeSegment(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, spool.Options{Dir: dir})
+	appendOne(t, s, rec("t", "x"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(dir, "00000000000000000100.seg")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var log logBuffer
+	s, err := spool.Open(spool.Options{Dir: dir, Log: log.logger()})
+	if err != nil {
+		t.Fatalf("open with a directory named like a segment: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if got := values(readN(t, s, int(s.Stats().Replayed))); !slices.Equal(got, []string{"x"}) {
+		t.Fatalf("replayed %q, want [x]", got)
+	}
+	appendOne(t, s, rec("t", "y"))
+	if fi, err := os.Stat(sub); err != nil || !fi.IsDir() {
+		t.Fatalf("%s: %v, want it left alone", sub, err)
+	}
+	if !strings.Contains(log.String(), "file="+sub) {
+		t.Fatalf("%s not logged: %q", sub, log.String())
+	}
+}
