@@ -348,12 +348,13 @@ func (s *Spool) replay() error {
 	// one's base at the latest (see undo).
 	var bases []uint64
 	for _, de := range des {
-		if base, ok := segBase(de.Name()); ok {
+		if base, ok := segBase(de.Name()); ok && !de.IsDir() {
 			bases = append(bases, base)
 		}
 	}
 	for _, de := range des {
 		base, ok := segBase(de.Name())
+		ok = ok && !de.IsDir() // a directory is not a segment, whatever its name
 		if ok {
 			bases = bases[1:]
 		}
