@@ -583,6 +583,14 @@ func (s *Server) adminMux(reg *prometheus.Registry) *http.ServeMux {
 	return mux
 }
 
+// spoolEntrySlack is what the spool entry of a record of max_message_bytes
+// takes beyond it, at most: the entry's length and CRC (8), its time (8),
+// the topic (Kafka's longest name, 249 bytes, and its length: 2), the key's
+// and the value's lengths (4 each, up to 100 MiB) and the header count (1),
+// less the recordOverhead max_message_bytes counts (a header counts 10
+// there, its two lengths at most 8 in the entry).
+const spoolEntrySlack = 8 + 8 + 2 + 249 + 4 + 4 + 1 - recordOverhead
+
 // healthStatus is 200 while serving with a broker reachable (one answered
 // within the last second), 503 while shutting down or when no broker
 // answers. With the spool, kproxy takes records while Kafka is away: 200
@@ -595,7 +603,7 @@ func (s *Server) healthStatus() (int, string) {
 	reachable := s.prod.reachable()
 	if s.spool != nil {
 		st := s.spool.sp.Stats()
-		if st.Bytes+int64(s.cfg.MaxMessageBytes) > s.cfg.SpoolMaxBytes && (st.Records > 0 || !reachable) {
+		if st.Bytes+int64(s.cfg.MaxMessageBytes)+spoolEntrySlack > s.cfg.SpoolMaxBytes && (st.Records > 0 || !reachable) {
 			return 503, fmt.Sprintf("spool full: %d records, %d bytes (spool_max_bytes %d)", st.Records, st.Bytes, s.cfg.SpoolMaxBytes)
 		}
 		switch {
