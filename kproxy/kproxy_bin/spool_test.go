@@ -81,16 +81,23 @@ func (p *spoolProc) start(fileLimit int) {
 	if err := os.WriteFile(f, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	var wrapErr *bintest.Output // the wrapper's standard error
 	switch {
 	case fileLimit > 0:
 		p.cmd, _ = bintest.Start(t, "sh", "-c", fmt.Sprintf(`ulimit -f %d && exec "$0" -f "$1"`, fileLimit), binary(t), f)
 	case p.wrap != nil:
-		p.cmd, _ = bintest.Start(t, p.wrap[0], append(p.wrap[1:len(p.wrap):len(p.wrap)], binary(t), "-f", f)...)
+		p.cmd, wrapErr = bintest.Start(t, p.wrap[0], append(p.wrap[1:len(p.wrap):len(p.wrap)], binary(t), "-f", f)...)
 	default:
 		p.cmd, _ = bintest.Start(t, binary(t), "-f", f)
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
+		if wrapErr != nil && wrapErr.String() != "" && p.log() == "" {
+			// The wrapper failed before kproxy_bin ran (its own stderr
+			// is empty: it logs to its file).
+			time.Sleep(100 * time.Millisecond) // what it writes after the first line
+			t.Fatalf("%q could not run kproxy_bin (the test needs it, e.g. unprivileged user and mount namespaces): %s", p.wrap, wrapErr)
+		}
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/health", p.admin))
 		if err == nil {
 			resp.Body.Close()
