@@ -124,7 +124,10 @@ func startChild(t *testing.T, mode, dir string, opts ...func(*exec.Cmd)) (*exec.
 		t.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		if cmd.SysProcAttr != nil && cmd.SysProcAttr.Cloneflags != 0 {
+			t.Fatalf("start child %s in namespaces of its own (the test needs unprivileged user namespaces): %v", mode, err)
+		}
+		t.Fatalf("start child %s: %v", mode, err)
 	}
 	timer := time.AfterFunc(60*time.Second, func() { _ = cmd.Process.Kill() })
 	t.Cleanup(func() {
