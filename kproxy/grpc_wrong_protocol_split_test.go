@@ -75,26 +75,38 @@ func TestGRPCPortHTTP1SplitRequestGetsA400(t *testing.T) {
 }
 
 // dialSent connects to addr (grpc_port, port) and sends first, as a TCP
-// segment of its own: it returns once kproxy has read it (the accepted
-// socket holds no unread byte) or closed the connection.
+// segment of its own: it returns once kproxy has read it (its socket of
+// the connection holds no unread byte) or closed the connection. That
+// socket is found by its peer, the client's address: a count of the
+// sockets accepted would miss it while an earlier connection's closes.
 func dialSent(t *testing.T, addr string, port int, first string) net.Conn {
 	t.Helper()
-	before := len(accepted(t, port))
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the connection accepted", func() bool { return len(accepted(t, port)) > before })
+	client := conn.LocalAddr().(*net.TCPAddr).Port
+	mine := func() (int, bool) {
+		for _, fd := range accepted(t, port) {
+			if p, err := unix.Getpeername(fd); err == nil {
+				if a, ok := p.(*unix.SockaddrInet4); ok && a.Port == client {
+					return fd, true
+				}
+			}
+		}
+		return 0, false
+	}
+	waitFor(t, "the connection accepted", func() bool { _, ok := mine(); return ok })
 	if _, err := io.WriteString(conn, first); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "kproxy reading "+first, func() bool {
-		for _, fd := range accepted(t, port) {
-			if n, err := unix.IoctlGetInt(fd, unix.SIOCINQ); err == nil && n > 0 {
-				return false
-			}
+		fd, ok := mine()
+		if !ok {
+			return true // closed
 		}
-		return true
+		n, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
+		return err != nil || n == 0
 	})
 	return conn
 }
