@@ -1,0 +1,82 @@
+package kproxy_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy/kproxypb"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// TestGRPCShutdownSlowReaderGetsItsAnswers: at shutdown a ProduceStream
+// whose client stopped reading its answers is cut once they waited
+// max(1 s, write_timeout_ms). A client that reads them, one every 400 ms,
+// is not such a client: each answer goes out well within that bound, and
+// its requests' records are in Kafka. Every answer of the stream must
+// reach it, 200 in order, however long they take together.
+func TestGRPCShutdownSlowReaderGetsItsAnswers(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 3}})
+	const shutdownTimeout = 20 * time.Second
+	g := startGRPC(t, c, func(cfg *kproxy.Config) {
+		cfg.ShutdownTimeoutMs = int(shutdownTimeout / time.Millisecond)
+		cfg.WriteTimeoutMs = 100 // answers given up after 1 s without a read
+	}, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	s, err := g.kp.ProduceStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each answer carries 2000 results (about 20 KB): the client's
+	// window holds 3 of the 12.
+	const perReq, reqs = 2000, 12
+	for q := range reqs {
+		recs := make([]*kproxypb.Record, perReq)
+		for i := range recs {
+			recs[i] = grec("", "k"+strconv.Itoa(i%7), "v")
+		}
+		if err := s.Send(&kproxypb.ProduceRequest{Id: uint64(q), Topic: topic, Records: recs}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the stream's requests written", func() bool { return endOffsets(t, c, topic) >= reqs*perReq })
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- g.stop() }()
+	var got []*kproxypb.ProduceResponse
+	var end error
+	for {
+		time.Sleep(400 * time.Millisecond) // a slow reader
+		r, err := s.Recv()
+		if err != nil {
+			end = err
+			break
+		}
+		got = append(got, r)
+	}
+	if len(got) != reqs {
+		t.Errorf("%d answers read, then %v; want the %d of the requests written (%d records in Kafka)",
+			len(got), end, reqs, endOffsets(t, c, topic))
+	}
+	for q, r := range got {
+		if r.Id != uint64(q) || r.Status != 200 {
+			t.Errorf("answer %d: id %d status %d %q, want 200 in order", q, r.Id, r.Status, r.Error)
+		}
+	}
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(shutdownTimeout + 5*time.Second):
+		t.Fatal("Run did not return")
+	}
+}
