@@ -545,7 +545,7 @@ func (g grpcService) ProduceStream(stream grpc.BidiStreamingServer[kproxypb.Prod
 		return status.Error(codes.Unauthenticated, v.reason)
 	}
 	st := &produceStream{s: s, stream: stream, ctx: stream.Context(), rule: rule, ext: x, client: -1,
-		answers: make(chan *streamItem, streamWindow), sendErr: make(chan error, 1)}
+		answers: make(chan *streamItem, streamWindow), sendErr: make(chan error, 1), sentOne: make(chan struct{}, 1)}
 	return st.run()
 }
 
@@ -581,6 +581,7 @@ type produceStream struct {
 	held    []chan struct{}  // settled of the requests of the current client whose records kgo may still hold (take's)
 	answers chan *streamItem // to the answerer, in order
 	sendErr chan error       // the answerer's first failure to send
+	sentOne chan struct{}    // an answer sent (awaitSent), capacity 1
 }
 
 // streamItem is one request of a stream, from its start to its answer.
@@ -912,21 +913,28 @@ func (st *produceStream) answer() {
 // shutdown, every record of the stream is settled here (answered, or
 // failed by Kafka's client): a client that reads no answers, whose HTTP/2
 // window is full, would hold the send (grpc-go's have no write timeout),
-// the stream and the shutdown until shutdown_timeout_ms. The answers not
-// sent within max(1 s, write_timeout_ms) are given up: the stream's
-// connection is closed, once no other call on it is under way (cutUnread).
+// the stream and the shutdown until shutdown_timeout_ms. When no answer
+// went out for max(1 s, write_timeout_ms), those left are given up: the
+// stream's connection is closed, once no other call on it is under way
+// (maybeCut). A client that reads them, however slowly, gets them.
 func (st *produceStream) awaitSent(sent <-chan struct{}) {
 	select {
 	case <-sent:
 		return
 	case <-st.s.drain:
 	}
-	wait := time.NewTimer(st.s.sendWait())
+	d := st.s.sendWait()
+	wait := time.NewTimer(d)
 	defer wait.Stop()
-	select {
-	case <-sent:
-		return
-	case <-wait.C:
+	for stalled := false; !stalled; {
+		select {
+		case <-sent:
+			return
+		case <-st.sentOne:
+			wait.Reset(d)
+		case <-wait.C:
+			stalled = true
+		}
 	}
 	c := st.s.grpcConnOf(st.ctx)
 	if c == nil {
@@ -955,6 +963,11 @@ func (st *produceStream) send(sends <-chan streamSend) {
 			if err := st.stream.SendMsg(&wireResponse{b: *x.b}); err != nil {
 				failed = true
 				st.sendErr <- err
+			} else {
+				select {
+				case st.sentOne <- struct{}{}:
+				default:
+				}
 			}
 		}
 		if cap(*x.b) <= maxPooledBody {

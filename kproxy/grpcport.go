@@ -165,7 +165,7 @@ type grpcConn struct {
 
 	// calls are the calls on the connection whose handlers run; unreads
 	// those of them, streams at shutdown, whose client reads no
-	// answers (cutUnread).
+	// answers (maybeCut).
 	callsMu  sync.Mutex
 	calls    int
 	unreads  int
@@ -173,6 +173,11 @@ type grpcConn struct {
 	since    time.Time // the shutdown began, or a call's handler returned since: its answer goes out
 	armed    bool      // recheck runs when sendWait passed since
 	cut      bool
+	// wrote is when a write to the client last went through, noted
+	// from the shutdown on (noting): a client still reading its answers,
+	// however slowly, is not cut.
+	noting atomic.Bool
+	wrote  atomic.Int64 // unix nanoseconds
 }
 
 // drain notes the shutdown. grpc-go's GracefulStop waits for every
@@ -182,11 +187,14 @@ type grpcConn struct {
 // ended, or that its handler waits to send), and the shutdown waited until
 // shutdown_timeout_ms. The connection is closed once every call still on
 // it is a stream whose client reads no answers (unread), or none is left,
-// and sendWait passed since the shutdown began and since the last handler
-// returned (for its answer to go out): no answer is still to come on it.
+// and sendWait passed since the shutdown began, since the last handler
+// returned (for its answer to go out) and since the last write to the
+// client went through: no answer is still to come on it, and its client
+// takes none.
 func (c *grpcConn) drain() {
 	c.callsMu.Lock()
 	c.draining, c.since = true, time.Now()
+	c.noting.Store(true)
 	c.maybeCut()
 	c.callsMu.Unlock()
 }
@@ -217,14 +225,19 @@ func (c *grpcConn) unread(d int) {
 }
 
 // maybeCut closes the connection at shutdown when no call on it is still
-// being answered and the last answers had sendWait to go out (drain). A
-// call still being answered is not cut: its answer, not the connection's
-// end, tells its client whether its records were written.
+// being answered and the last answers had sendWait to go out (drain),
+// nothing written to the client for as long: one that reads them, slowly,
+// gets them. A call still being answered is not cut: its answer, not the
+// connection's end, tells its client whether its records were written.
 func (c *grpcConn) maybeCut() {
 	if c.cut || !c.draining || c.unreads < c.calls {
 		return
 	}
-	if wait := time.Until(c.since.Add(c.l.sendWait)); wait > 0 {
+	since := c.since
+	if w := time.Unix(0, c.wrote.Load()); w.After(since) {
+		since = w
+	}
+	if wait := time.Until(since.Add(c.l.sendWait)); wait > 0 {
 		if !c.armed {
 			c.armed = true
 			time.AfterFunc(wait, c.recheck)
@@ -252,7 +265,11 @@ func (c *grpcConn) Write(b []byte) (int, error) {
 		}
 		c.mu.Unlock()
 	}
-	return c.Conn.Write(b)
+	n, err := c.Conn.Write(b)
+	if n > 0 && c.noting.Load() {
+		c.wrote.Store(time.Now().UnixNano())
+	}
+	return n, err
 }
 
 // SetDeadline is grpc-go's: it clears the deadline of the handshake once
