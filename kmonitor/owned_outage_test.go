@@ -1,0 +1,72 @@
+package kmonitor_test
+
+import (
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kmonitor"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zkserver"
+)
+
+// The partitions stay through a long ZooKeeper outage, the one claimed in
+// owners/ with no offset committed yet as much as those with an offset:
+// when the client without a session is replaced, it must not vanish as if
+// the module did not have it. The next client drops it once it has found
+// the claim gone.
+func TestOwnedPartitionWithoutOffsetStaysThroughAReplacedClient(t *testing.T) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 2}})
+	var log logBuffer
+	e := startWith(t, k, func(c *kmonitor.Config) {
+		cl := c.Clusters["test_cluster"]
+		cl.ZKSessionTimeoutMs = 2000
+		c.Clusters["test_cluster"] = cl
+	}, &log)
+	produce(t, e.kafka, "a", 0, 4)
+	setOffset(t, e.conn, "m", "a", "0", "1")
+	owners := zklayout.Owners(chroot, "m", "a")
+	if err := zklayout.CreateAll(e.conn, owners, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	// Persistent, not ephemeral: the claim must outlast the test's own
+	// session over the outage.
+	if _, err := e.conn.Create(owners+"/1", []byte("host-1-abc"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually(t, "", `{"test_cluster":{"m":{"0":3,"1":null}}}`+"\n", 10*time.Second)
+
+	_, port, _ := net.SplitHostPort(e.zk.Addr)
+	p, _ := strconv.Atoi(port)
+	dir := e.zk.Dir
+	e.zk.Stop()
+	// The session is 2 s: the client is replaced 5 s after it was lost.
+	if !waitFor(20*time.Second, func() bool { return log.count("no zookeeper session; replacing the client") > 0 }) {
+		t.Fatal("the ZooKeeper client was not replaced")
+	}
+	want := `{"test_cluster":{"m":{"0":null,"1":null}}}` + "\n"
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if _, got := e.get(t, ""); got != want {
+			t.Fatalf("after the client was replaced: got %q, want %q", got, want)
+		}
+	}
+
+	restarted, err := zkserver.Start(zkserver.Config{Dir: dir, Port: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { restarted.Stop() })
+	e.eventually(t, "", `{"test_cluster":{"m":{"0":3,"1":null}}}`+"\n", 20*time.Second)
+	// The claim released: the next client drops it.
+	if !waitFor(20*time.Second, func() bool {
+		err := e.conn.Delete(owners+"/1", -1)
+		return err == nil || err == zk.ErrNoNode
+	}) {
+		t.Fatal("could not delete the owner node")
+	}
+	e.eventually(t, "", `{"test_cluster":{"m":{"0":3}}}`+"\n", 10*time.Second)
+}
