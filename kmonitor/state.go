@@ -65,7 +65,9 @@ type state struct {
 	offsets map[partKey]offsetEntry
 	ends    map[topicPartition]*endEntry
 	// owned are the partitions claimed under owners/, per module and
-	// topic, as the watcher w of that folder last listed them.
+	// topic, as the watcher w of that folder last listed them. Like the
+	// offsets, those listed by a client that was replaced stay until the
+	// next client has listed them again or found them gone.
 	owned map[moduleTopic]ownedEntry
 }
 
@@ -74,6 +76,7 @@ type moduleTopic struct{ module, topic string }
 type ownedEntry struct {
 	w     *byte
 	names []string
+	epoch uint64 // the ZooKeeper client that listed them (state.epoch then)
 }
 
 func newState(history time.Duration) *state {
@@ -135,8 +138,8 @@ func (s *state) dropOffset(k partKey, w *byte) {
 }
 
 // setOwned records the partitions claimed for module and topic, as the
-// watcher w listed them; names nil drops them, unless another watcher
-// has listed them since.
+// watcher w listed them; names nil drops them, unless another watcher of
+// the current client has listed them since.
 func (s *state) setOwned(module, topic string, w *byte, names []string) {
 	k := moduleTopic{module, topic}
 	s.mu.Lock()
@@ -144,13 +147,30 @@ func (s *state) setOwned(module, topic string, w *byte, names []string) {
 	cur, ok := s.owned[k]
 	switch {
 	case names != nil:
-		s.owned[k] = ownedEntry{w, names}
-	case ok && cur.w == w:
+		s.owned[k] = ownedEntry{w, names, s.epoch}
+	case ok && (cur.w == w || cur.epoch < s.epoch):
 		delete(s.owned, k)
 	default:
 		return
 	}
 	s.gen.Add(1)
+}
+
+// pruneOwned drops the claims listed by an earlier client for which gone
+// holds: a listing of the current client found no folder for them.
+func (s *state) pruneOwned(gone func(moduleTopic) bool) {
+	s.mu.Lock()
+	n := 0
+	for k, o := range s.owned {
+		if o.epoch < s.epoch && gone(k) {
+			delete(s.owned, k)
+			n++
+		}
+	}
+	s.mu.Unlock()
+	if n > 0 {
+		s.gen.Add(1)
+	}
 }
 
 // newEpoch starts the epoch of a new ZooKeeper client.

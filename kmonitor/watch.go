@@ -259,11 +259,12 @@ func (c *cluster) followOffsets(ctx context.Context, conn *zk.Conn) {
 		denied: partKey{"*", "*", "*"},
 		listed: func(modules []string) {
 			c.state.pruneStale(func(k partKey) bool { return !slices.Contains(modules, k.module) })
+			c.state.pruneOwned(func(k moduleTopic) bool { return !slices.Contains(modules, k.module) })
 		},
 	}, func(ctx context.Context, module string) {
 		var owners sync.WaitGroup
 		defer owners.Wait()
-		owners.Go(func() { c.followOwners(ctx, conn, path.Join(consumers, module, "owners"), module) })
+		owners.Go(func() { c.followOwners(ctx, client, conn, path.Join(consumers, module, "owners"), module) })
 		offsets := path.Join(consumers, module, "offsets")
 		c.watchChildren(ctx, conn, folder{path: offsets, client: client,
 			denied: partKey{module, "*", "*"},
@@ -290,19 +291,27 @@ func (c *cluster) followOffsets(ctx context.Context, conn *zk.Conn) {
 // followOwners follows a module's owners/<topic>/<partition>: the
 // partitions its ktransfer processes have claimed. One claimed without an
 // offset committed yet is reported as such (see state.snapshot), not left
-// out. The claims are dropped when their folder goes or the client ends
-// (they are ephemeral: a replaced client reads them again).
-func (c *cluster) followOwners(ctx context.Context, conn *zk.Conn, owners, module string) {
-	c.watchChildren(ctx, conn, folder{path: owners, client: ctx, listed: func([]string) {}},
-		func(ctx context.Context, topic string) {
-			// A folder deleted and created again gets a new watcher while
-			// this one may still be ending: it drops only its own listing.
-			w := new(byte)
-			defer c.state.setOwned(module, topic, w, nil)
-			c.watchChildren(ctx, conn, folder{path: path.Join(owners, topic), client: ctx,
-				listed: func(names []string) { c.state.setOwned(module, topic, w, names) },
-			}, nil)
-		})
+// out. The claims are dropped when their folder goes; when client (the
+// ZooKeeper client's context) ends they stay, as the offsets do, until
+// the next client has listed them again or found them gone.
+func (c *cluster) followOwners(ctx, client context.Context, conn *zk.Conn, owners, module string) {
+	c.watchChildren(ctx, conn, folder{path: owners, client: client,
+		listed: func(topics []string) {
+			c.state.pruneOwned(func(k moduleTopic) bool { return k.module == module && !slices.Contains(topics, k.topic) })
+		},
+	}, func(ctx context.Context, topic string) {
+		// A folder deleted and created again gets a new watcher while
+		// this one may still be ending: it drops only its own listing.
+		w := new(byte)
+		defer func() {
+			if client.Err() == nil {
+				c.state.setOwned(module, topic, w, nil)
+			}
+		}()
+		c.watchChildren(ctx, conn, folder{path: path.Join(owners, topic), client: client,
+			listed: func(names []string) { c.state.setOwned(module, topic, w, names) },
+		}, nil)
+	})
 }
 
 func sleep(ctx context.Context, d time.Duration) {
