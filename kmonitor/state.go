@@ -365,8 +365,21 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 	}
 	// Claimed partitions without an offset: the module has them to push,
 	// from where it will start. Not where the folder of offsets that would
-	// hold them cannot be listed: its entry says so already.
+	// hold them cannot be listed: its entry says so already. Only of a
+	// module that keeps offsets in ZooKeeper: consumer groups of other
+	// tools claim partitions under owners/ too, and may keep their offsets
+	// in Kafka, or commit their first ones only a minute later.
+	var keeps map[string]bool
+	if len(s.owned) > 0 {
+		keeps = map[string]bool{}
+		for k := range s.offsets {
+			keeps[k.module] = true
+		}
+	}
 	for mt, o := range s.owned {
+		if !keeps[mt.module] {
+			continue
+		}
 		for _, name := range o.names {
 			k := partKey{mt.module, mt.topic, name}
 			if _, ok := s.offsets[k]; ok || s.offsets[partKey{mt.module, mt.topic, "*"}].folder ||
