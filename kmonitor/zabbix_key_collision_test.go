@@ -45,3 +45,21 @@ func TestDottedZabbixKeysThatCollideAreNotSent(t *testing.T) {
 		}
 	}
 }
+
+// zabbix_sender fed one cluster at a time (/delay?cluster=NAME) gets the
+// same answer for a key shared by several partitions, and the log must
+// say why those partitions count as errors just as well.
+func TestDottedZabbixKeysThatCollideAreLoggedForOneCluster(t *testing.T) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 2}, {Name: "b", Partitions: 2}})
+	var log logBuffer
+	e := startWith(t, k, nil, &log)
+	produce(t, e.kafka, "a", 1, 10)
+	produce(t, e.kafka, "b", 1, 20)
+	setOffset(t, e.conn, "a.b", "a", "1", "9")
+	setOffset(t, e.conn, "a", "a", "1", "7")
+	setOffset(t, e.conn, "a", "b", "1", "15")
+	e.eventually(t, "?cluster=test_cluster&format=zabbix", "- test_cluster.a.a.1.delay 3\n- test_cluster.kmonitor.errors 2\n", 10*time.Second)
+	if !waitFor(5*time.Second, func() bool { return log.count("zabbix keys shared by several partitions") > 0 }) {
+		t.Errorf("no warning naming the partitions that share a zabbix key")
+	}
+}
