@@ -34,7 +34,7 @@ type Monitor struct {
 
 	cacheMu sync.Mutex
 	cache   map[cacheKey]cached
-	shared  string // the zabbix keys last logged as shared by several partitions
+	shared  map[string]string // per set of clusters asked for: the zabbix keys last logged as shared by several partitions
 
 	closeOnce sync.Once
 }
@@ -72,7 +72,7 @@ func New(cfg Config, log *slog.Logger) (*Monitor, error) {
 	if err := cfg.Validate(file); err != nil {
 		return nil, err
 	}
-	m := &Monitor{cfg: cfg, log: log, cache: map[cacheKey]cached{}}
+	m := &Monitor{cfg: cfg, log: log, cache: map[cacheKey]cached{}, shared: map[string]string{}}
 	addr := net.JoinHostPort(cfg.HTTPServer.ListenHost, strconv.Itoa(cfg.HTTPServer.Port))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -317,7 +317,7 @@ func (m *Monitor) render(k cacheKey, clusters []string) []byte {
 	switch k.format {
 	case "zabbix":
 		shared := writeZabbix(&buf, clusters, lags, k.keys == "item", m.zkDown(now))
-		m.logShared(k, shared)
+		m.logShared(k, clusters, shared)
 	case "zabbix_lld":
 		writeLLD(&buf, lags)
 	default:
@@ -330,16 +330,21 @@ func (m *Monitor) render(k cacheKey, clusters []string) []byte {
 }
 
 // logShared logs the dotted zabbix keys that several partitions share,
-// when they change (of the answer for every cluster, which holds those of
-// any one).
-func (m *Monitor) logShared(k cacheKey, shared []string) {
-	if k.cluster != "" || k.keys == "item" {
+// when they change: for every cluster, or for one (zabbix_sender may be
+// fed one cluster at a time).
+func (m *Monitor) logShared(k cacheKey, clusters, shared []string) {
+	if k.keys == "item" {
 		return
 	}
 	s := strings.Join(shared, "; ")
+	asked := strings.Join(clusters, "\x00")
 	m.cacheMu.Lock()
-	changed := s != m.shared
-	m.shared = s
+	changed := s != m.shared[asked]
+	if s == "" {
+		delete(m.shared, asked)
+	} else {
+		m.shared[asked] = s
+	}
 	m.cacheMu.Unlock()
 	if changed && s != "" {
 		m.log.Warn("zabbix keys shared by several partitions", "keys", s, "effect", "not sent, counted in kmonitor.errors; keys=item tells them apart")
