@@ -63,3 +63,24 @@ func TestDottedZabbixKeysThatCollideAreLoggedForOneCluster(t *testing.T) {
 		t.Errorf("no warning naming the partitions that share a zabbix key")
 	}
 }
+
+// A key shared by several partitions stays out while one of them is in
+// error: sending the other one's lag under it would show the partition
+// in error as healthy to an item that meant it.
+func TestDottedZabbixKeySharedWithAPartitionInErrorIsNotSent(t *testing.T) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 2}, {Name: "b", Partitions: 2}})
+	var log logBuffer
+	e := startWith(t, k, nil, &log)
+	produce(t, e.kafka, "a", 1, 10)
+	produce(t, e.kafka, "b", 1, 20)
+	setOffset(t, e.conn, "a.b", "a", "1", "9")   // lag 1
+	setOffset(t, e.conn, "a", "a", "1", "7")     // lag 3
+	setOffset(t, e.conn, "a", "b", "1", "bogus") // unknown
+	e.eventually(t, "", `{"test_cluster":{"a":{"a.1":3,"b.1":null},"a.b":{"1":1}}}`+"\n", 10*time.Second)
+	if _, z := e.get(t, "?format=zabbix"); z != "- test_cluster.a.a.1.delay 3\n- test_cluster.kmonitor.errors 2\n" {
+		t.Errorf("zabbix with a key shared by a partition in error:\n got  %q\n want %q", z, "- test_cluster.a.a.1.delay 3\n- test_cluster.kmonitor.errors 2\n")
+	}
+	if !waitFor(5*time.Second, func() bool { return log.count("zabbix keys shared by several partitions") > 0 }) {
+		t.Errorf("no warning naming the partitions that share a zabbix key")
+	}
+}
