@@ -165,10 +165,7 @@ func writeZabbix(buf *bytes.Buffer, clusters []string, lags []Lag, itemKeys bool
 	errs := map[string]int{}
 	lineKeys := make([]string, len(lags))
 	byKey := map[string][]int{}
-	for i, l := range lags {
-		if l.Err != "" {
-			continue
-		}
+	for i, l := range lags { // in error or not: a key is shared all the same
 		key := l.Cluster + "." + l.Module + "." + keys[i] + ".delay"
 		if itemKeys {
 			key = "kmonitor.delay[" + itemParams(l.Cluster, l.Module, l.Topic, l.Partition) + "]"
