@@ -18,3 +18,12 @@ func DelayOffsetWatcherEnds(t testing.TB, d time.Duration) {
 	offsetWatcherEndDelay.Store(int64(d))
 	t.Cleanup(func() { offsetWatcherEndDelay.Store(0) })
 }
+
+// DelayOffsetRereads makes every offset watcher woken by a change of its
+// znode take d more between seeing its context alive and reading the
+// znode again, as on a machine too busy to run it at once, until the test
+// and its monitor end (call it before starting the monitor).
+func DelayOffsetRereads(t testing.TB, d time.Duration) {
+	offsetRereadDelay.Store(int64(d))
+	t.Cleanup(func() { offsetRereadDelay.Store(0) })
+}

@@ -45,3 +45,38 @@ func TestOffsetZnodeRecreatedWhileItsOldWatcherEnds(t *testing.T) {
 		}
 	}
 }
+
+// The old watcher of an offset znode deleted and created again may also
+// be reading it again, woken by the deletion, when the listing that found
+// the znode gone stops it: it reads the new znode, late (a busy machine),
+// after the new watcher has recorded it. It must not record it as its own
+// on its way out, nor drop it then.
+func TestOffsetZnodeRecreatedWhileItsOldWatcherReadsIt(t *testing.T) {
+	const late = 300 * time.Millisecond
+	kmonitor.DelayOffsetRereads(t, late)
+	e := start(t)
+	produce(t, e.kafka, "a", 0, 100)
+	setOffset(t, e.conn, "m", "a", "0", "0")
+	e.eventually(t, "", `{"test_cluster":{"m":{"0":100}}}`+"\n", 10*time.Second)
+	p := chroot + "/consumers/m/offsets/a/0"
+	for i := 1; i <= 3; i++ {
+		if err := e.conn.Delete(p, -1); err != nil {
+			t.Fatal(err)
+		}
+		// Not a wait for an outcome: time for kmonitor to list the folder
+		// without the znode, so that the old watcher is stopped while it
+		// waits to read the znode again.
+		time.Sleep(50 * time.Millisecond)
+		if _, err := e.conn.Create(p, []byte(strconv.Itoa(i)), 0, zk.WorldACL(zk.PermAll)); err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf(`{"test_cluster":{"m":{"0":%d}}}`+"\n", 100-i)
+		e.eventually(t, "", want, 10*time.Second)
+		// Past the old watcher's late read, the offset is still there.
+		for end := time.Now().Add(late + 300*time.Millisecond); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+			if _, got := e.get(t, ""); got != want {
+				t.Fatalf("round %d: after the old watcher read the znode again: got %q, want %q", i, got, want)
+			}
+		}
+	}
+}

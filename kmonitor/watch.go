@@ -189,7 +189,10 @@ func (c *cluster) watchOffset(ctx, client context.Context, conn *zk.Conn, k part
 		}
 	}()
 	denied := false
-	for ctx.Err() == nil {
+	for reread := false; ctx.Err() == nil; reread = true {
+		if reread {
+			time.Sleep(time.Duration(offsetRereadDelay.Load())) // 0 but in tests
+		}
 		data, _, ev, err := conn.GetW(p)
 		if errors.Is(err, zk.ErrNoNode) {
 			return // deleted: the parent lists its folder again
@@ -222,9 +225,10 @@ func (c *cluster) watchOffset(ctx, client context.Context, conn *zk.Conn, k part
 	}
 }
 
-// offsetWatcherEndDelay delays the end of an offset watcher, as a busy
-// machine can: a test sets it (export_test.go).
-var offsetWatcherEndDelay atomic.Int64
+// offsetWatcherEndDelay delays the end of an offset watcher, and
+// offsetRereadDelay its reads but the first, as a busy machine can: a
+// test sets them (export_test.go).
+var offsetWatcherEndDelay, offsetRereadDelay atomic.Int64
 
 // folder is a folder watchChildren follows.
 type folder struct {
