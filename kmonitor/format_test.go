@@ -2,6 +2,7 @@ package kmonitor
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -347,7 +348,7 @@ func TestHistoryBoundedWhenCaughtUp(t *testing.T) {
 	base := time.Unix(0, 0)
 	for i := range 86400 {
 		s.setEnd(tp, int64(i+1), nil, base.Add(time.Duration(i)*time.Second))
-		if err := s.setOffset(k, nil, []byte(strconv.Itoa(i))); err != nil { // one record behind
+		if err := s.setOffset(context.Background(), k, nil, []byte(strconv.Itoa(i))); err != nil { // one record behind
 			t.Fatal(err)
 		}
 		s.forget(s.wanted()) // as every poll does

@@ -2,6 +2,7 @@ package kmonitor
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"strconv"
 	"sync"
@@ -97,28 +98,38 @@ func partitionNumber(name string) (int32, bool) {
 
 // setOffset records an offset znode's data and returns the parse error,
 // if any (the entry then shows as unknown).
-func (s *state) setOffset(k partKey, w *byte, data []byte) error {
+func (s *state) setOffset(live context.Context, k partKey, w *byte, data []byte) error {
 	v, err := zklayout.ParseOffset(data)
 	if err != nil {
 		err = fmt.Errorf("bad offset znode: %w", err)
 	}
-	s.setEntry(k, offsetEntry{next: v, err: err, w: w})
+	s.setEntry(live, k, offsetEntry{next: v, err: err, w: w})
 	return err
 }
 
 // unreadable records that the offset znode of k cannot be read (its ACL).
-func (s *state) unreadable(k partKey, w *byte, err error) {
-	s.setEntry(k, offsetEntry{err: fmt.Errorf("offset znode unreadable: %w", err), w: w})
+func (s *state) unreadable(live context.Context, k partKey, w *byte, err error) {
+	s.setEntry(live, k, offsetEntry{err: fmt.Errorf("offset znode unreadable: %w", err), w: w})
 }
 
 // deniedFolder records that the folder p, whose offsets k stands for
 // ("*" in place of the names it would list), cannot be listed (its ACL).
-func (s *state) deniedFolder(k partKey, w *byte, p string, err error) {
-	s.setEntry(k, offsetEntry{folder: true, err: fmt.Errorf("%s unreadable, its offsets unknown: %w", p, err), w: w})
+func (s *state) deniedFolder(live context.Context, k partKey, w *byte, p string, err error) {
+	s.setEntry(live, k, offsetEntry{folder: true, err: fmt.Errorf("%s unreadable, its offsets unknown: %w", p, err), w: w})
 }
 
-func (s *state) setEntry(k partKey, e offsetEntry) {
+// setEntry records e, set by the watcher whose context is live, unless
+// that watcher has been stopped: a watcher stopped while it read (its
+// znode deleted and created again) must not record what it read over
+// what the watcher started since has. live is read under the lock: a
+// watcher is stopped before the next one starts, so either this write
+// comes first or it sees live ended.
+func (s *state) setEntry(live context.Context, k partKey, e offsetEntry) {
 	s.mu.Lock()
+	if live.Err() != nil {
+		s.mu.Unlock()
+		return
+	}
 	e.epoch = s.epoch
 	s.offsets[k] = e
 	s.mu.Unlock()

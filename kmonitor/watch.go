@@ -83,7 +83,7 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, sp
 			// Shown as an error in place of the offsets it holds; asked
 			// again now and then, for an ACL that changes.
 			if f.standsIn() {
-				c.state.deniedFolder(f.denied, w, dir, fmt.Errorf("%w; set zk_auth for cluster %s", err, c.name))
+				c.state.deniedFolder(ctx, f.denied, w, dir, fmt.Errorf("%w; set zk_auth for cluster %s", err, c.name))
 			}
 			if !denied { // when it starts, not at every retry
 				c.log.Warn("znode unreadable: set zk_auth", "path", dir, "err", err)
@@ -201,7 +201,7 @@ func (c *cluster) watchOffset(ctx, client context.Context, conn *zk.Conn, k part
 			// Shown on the dashboard as an error; asked again now and then,
 			// for an ACL that changes (logged when it starts, not at every
 			// retry).
-			c.state.unreadable(k, w, fmt.Errorf("%w; set zk_auth for cluster %s", err, c.name))
+			c.state.unreadable(ctx, k, w, fmt.Errorf("%w; set zk_auth for cluster %s", err, c.name))
 			if !denied {
 				c.log.Warn("offset znode unreadable: set zk_auth", "path", p, "err", err)
 			}
@@ -215,7 +215,7 @@ func (c *cluster) watchOffset(ctx, client context.Context, conn *zk.Conn, k part
 			sleep(ctx, retryDelay)
 			continue
 		}
-		if err := c.state.setOffset(k, w, data); err != nil {
+		if err := c.state.setOffset(ctx, k, w, data); err != nil {
 			c.log.Warn("bad offset znode", "path", p, "err", err)
 		}
 		select {
