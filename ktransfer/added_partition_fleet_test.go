@@ -105,3 +105,88 @@ func TestAddedPartitionPushedFromItsFirstRecordAfterAnUpgrade(t *testing.T) {
 	waitFor(t, "partition 0 read on from its stored offset", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "2" })
 	addedPartitionTakenByALaterProcess(t, e, b, m)
 }
+
+// TestAddedPartitionCountMovedOnAtALaterClaim: the count of the module's
+// offsets/<topic> node moves past an added partition once it has an
+// offset, so that an operator who deletes that partition's offset node
+// has it start again at the newest record. When the write of the count
+// fails at the partition's first claim (a ZooKeeper blip, or another
+// process's write of it at the same moment), a later claim of the
+// partition writes it: else the count stays below the partition for
+// good, and its offset node deleted, the partition starts again at its
+// first record since the module's start, pushing again all it pushed.
+func TestAddedPartitionCountMovedOnAtALaterClaim(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	e.produce(t, "t", [][2]string{{"k", "history"}})
+	b := newBackend(t, nil)
+	m := module("m", "t", b.URL)
+	m.StartFrom = "newest"
+	a := e.start(t, m)
+	waitFor(t, "partition 0's start stored", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "1" })
+	dir := zklayout.Offsets(chroot, "m", "t")
+	count := func() int32 {
+		data, _, err := e.conn.Get(dir)
+		n, ok := zklayout.ParseOffsetsTopic(data)
+		if err != nil || !ok {
+			return 0
+		}
+		return n
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("offsets node records %d partitions, want 1", n)
+	}
+
+	// The count cannot be written for a while; offsets can.
+	if _, err := e.conn.SetACL(dir, zk.WorldACL(zk.PermRead|zk.PermCreate|zk.PermDelete|zk.PermAdmin), -1); err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if res, err := adm.CreatePartitions(ctx, 1, "t"); err != nil || res.Error() != nil {
+		t.Fatalf("add a partition: %v %v", err, res.Error())
+	}
+	manual := kafkatest.Client(t, e.kafka, e.kc, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err := manual.ProduceSync(ctx, &kgo.Record{Topic: "t", Partition: 1, Key: []byte("a"), Value: []byte("p1-0")}).FirstErr(); err != nil {
+		t.Fatalf("produce to the new partition: %v", err)
+	}
+	second := e.start(t, m) // holds nothing: takes the new partition
+	waitFor(t, "the new partition's record pushed and committed", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 1) == "1" })
+	if _, err := e.conn.SetACL(dir, zk.WorldACL(zk.PermAll), -1); err != nil {
+		t.Fatal(err)
+	}
+
+	// The second process stops: the first takes partition 1, with its
+	// offset stored, and can write the count now.
+	first := e.owners(t, "m", "t")["0"]
+	if err := second.stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first process to take partition 1", 10*time.Second, func() bool { return e.owners(t, "m", "t")["1"] == first })
+	for deadline := time.Now().Add(5 * time.Second); count() != 2 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := count(); n != 2 {
+		t.Errorf("offsets node records %d partitions after partition 1's claim, want 2", n)
+	}
+
+	// An operator deletes partition 1's offset node: it starts again at
+	// the newest record.
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.conn.Delete(dir+"/1", -1); err != nil {
+		t.Fatal(err)
+	}
+	e.start(t, m)
+	waitFor(t, "partition 1's start stored again", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 1) == "1" })
+	var again int
+	for _, p := range b.got() {
+		if p.partition == "1" && p.body == "p1-0" {
+			again++
+		}
+	}
+	if again != 1 {
+		t.Errorf("partition 1's record pushed %d times, want once: its offset node deleted, it started again before the newest record", again)
+	}
+}

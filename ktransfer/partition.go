@@ -255,10 +255,17 @@ func (p *partition) recordPartitions(started bool) {
 	if ok && k == n {
 		return
 	}
+	if f := beforeCountWrite.Load(); f != nil {
+		(*f)(p)
+	}
 	if _, err := conn.Set(dir, zklayout.EncodeOffsetsTopic(k), stat.Version); err != nil && !errors.Is(err, zk.ErrBadVersion) {
 		p.log.Warn("recording the topic's partitions failed", "dir", dir, "partitions", k, "err", err)
 	}
 }
+
+// beforeCountWrite, when a test sets it, runs between the listing of the
+// offsets recordPartitions moves the partition count past and its write.
+var beforeCountWrite atomic.Pointer[func(*partition)]
 
 // sinceModuleStart is where a partition without a stored offset starts
 // under start_from: newest, given its newest offset. start_from decides
