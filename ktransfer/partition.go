@@ -192,7 +192,7 @@ func (p *partition) startOffset(ctx context.Context) (int64, error) {
 			continue // written between the read and the write: read again
 		}
 		if err == nil {
-			p.recordPartitions(version < 0)
+			p.recordPartitions()
 		}
 		return start, err
 	}
@@ -200,66 +200,78 @@ func (p *partition) startOffset(ctx context.Context) (int64, error) {
 
 // recordPartitions keeps the partition count of the module's
 // offsets/<topic> node (sinceModuleStart) after this claim stored the
-// partition's start; started: no offset was stored before.
+// partition's start.
 //
 // It moves the count past the added partitions that have a stored offset
 // now, as far as they follow each other from the count: an operator who
 // deletes the offset node of one of them later has it start again at the
 // newest record, as for the topic's first partitions, while an added
-// partition not started yet stays above the count.
+// partition not started yet stays above the count. Any claim of a
+// partition at or above the count does it, not only the partition's
+// first: a write that failed then (a ZooKeeper blip) is made at the next.
 //
 // A node written by an older ktransfer records no count: it is written
 // once every partition of the list this process first read has a stored
 // offset (those are no added partitions, whatever becomes of their offset
 // nodes later; the partitions beyond were added while this process ran).
 //
-// Failing only leaves the rule as it was; the next claim tries again.
-func (p *partition) recordPartitions(started bool) {
+// A write of the count by another process meanwhile (the version moved)
+// is read again: its count may stop below this partition, whose offset it
+// did not see yet. Failing otherwise only leaves the rule as it was; the
+// next claim tries again.
+func (p *partition) recordPartitions() {
 	m := p.m
 	conn := m.t.conn()
 	dir := zklayout.Offsets(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic)
-	data, stat, err := conn.Get(dir)
-	if err != nil {
-		return
-	}
-	n, ok := zklayout.ParseOffsetsTopic(data)
-	if ok && (!started || p.id < n) {
-		return
-	}
-	if !ok {
-		if n = m.t.firstPartitionCount(m.cfg.Topic); n == 0 {
+	for range 5 {
+		data, stat, err := conn.Get(dir)
+		if err != nil {
 			return
 		}
-	}
-	names, _, err := conn.Children(dir)
-	if err != nil {
-		return
-	}
-	stored := make(map[int32]bool, len(names))
-	for _, name := range names {
-		if id, ok := zklayout.Partition(name); ok {
-			stored[id] = true
+		n, ok := zklayout.ParseOffsetsTopic(data)
+		if ok && p.id < n {
+			return
 		}
-	}
-	if !ok {
-		for id := range n {
-			if !stored[id] {
+		if !ok {
+			if n = m.t.firstPartitionCount(m.cfg.Topic); n == 0 {
 				return
 			}
 		}
-	}
-	k := n
-	for stored[k] {
-		k++
-	}
-	if ok && k == n {
+		names, _, err := conn.Children(dir)
+		if err != nil {
+			return
+		}
+		stored := make(map[int32]bool, len(names))
+		for _, name := range names {
+			if id, ok := zklayout.Partition(name); ok {
+				stored[id] = true
+			}
+		}
+		if !ok {
+			for id := range n {
+				if !stored[id] {
+					return
+				}
+			}
+		}
+		k := n
+		for stored[k] {
+			k++
+		}
+		if ok && k == n {
+			return
+		}
+		if f := beforeCountWrite.Load(); f != nil {
+			(*f)(p)
+		}
+		_, err = conn.Set(dir, zklayout.EncodeOffsetsTopic(k), stat.Version)
+		if errors.Is(err, zk.ErrBadVersion) {
+			continue // written by another process meanwhile: read again
+		}
+		if err != nil {
+			p.log.Warn("recording the topic's partitions failed", "dir", dir, "partitions", k, "err", err)
+		}
 		return
-	}
-	if f := beforeCountWrite.Load(); f != nil {
-		(*f)(p)
-	}
-	if _, err := conn.Set(dir, zklayout.EncodeOffsetsTopic(k), stat.Version); err != nil && !errors.Is(err, zk.ErrBadVersion) {
-		p.log.Warn("recording the topic's partitions failed", "dir", dir, "partitions", k, "err", err)
 	}
 }
 

@@ -58,7 +58,7 @@ func TestPartitionCountOfTwoAddedPartitionsStartedAtOnce(t *testing.T) {
 			}
 			go func() {
 				defer close(bDone)
-				b.recordPartitions(true)
+				b.recordPartitions()
 			}()
 			select {
 			case <-bListed:
@@ -80,7 +80,7 @@ func TestPartitionCountOfTwoAddedPartitionsStartedAtOnce(t *testing.T) {
 	beforeCountWrite.Store(&hook)
 	t.Cleanup(func() { beforeCountWrite.Store(nil) })
 
-	a.recordPartitions(true)
+	a.recordPartitions()
 	close(aWrote)
 	select {
 	case <-bDone:
