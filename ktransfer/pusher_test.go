@@ -69,6 +69,9 @@ func TestParseRetryAfter(t *testing.T) {
 		// The two obsolete HTTP-date forms, which a recipient must accept
 		// as well (RFC 9110, 5.6.7): RFC 850's and asctime's.
 		"Saturday, 21-Nov-26 12:00:20 GMT": 20 * time.Second, "Sat Nov 21 12:00:30 2026": 30 * time.Second,
+		// Not HTTP's form, but read before: a backend writing its date with
+		// "UTC" or a numeric zone keeps being waited for.
+		"Sat, 21 Nov 2026 12:00:40 UTC": 40 * time.Second, "Sat, 21 Nov 2026 12:00:50 +0000": 50 * time.Second,
 		// Seconds beyond what a time.Duration holds wait the longest, not
 		// a wrapped-around negative time.
 		"100000000000": maxRetryAfter, "9223372036854775807": maxRetryAfter, "99999999999999999999": maxRetryAfter,
