@@ -521,7 +521,13 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		}
 		return time.Duration(n) * time.Second
 	}
-	if t, err := http.ParseTime(v); err == nil {
+	t, err := http.ParseTime(v)
+	if err != nil {
+		// RFC 1123 with another zone than GMT ("UTC", "+0000"): not
+		// HTTP's form, but some backends write it, and it was read.
+		t, err = time.Parse(time.RFC1123, v)
+	}
+	if err == nil {
 		return min(max(t.Sub(now), 0), maxRetryAfter)
 	}
 	return 0
