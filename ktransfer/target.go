@@ -99,6 +99,10 @@ func (p *pusher) targetOf(rec *kgo.Record) (*target, string) {
 		// http://allowed@evil/ names the host evil: a URL with user
 		// information is refused whatever its host.
 		return nil, "user information in the URL"
+	case strings.IndexByte(u.RawQuery, ' ') >= 0:
+		// url.Parse leaves a query as written (a path's spaces it
+		// escapes): sent as it is, a space would split the request line.
+		return nil, "white space in the query"
 	}
 	port := u.Port()
 	if port == "" {
