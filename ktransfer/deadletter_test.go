@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
 )
 
 // refusedBehindOthers writes, to partition 0 of topic t, a record of size
@@ -257,5 +259,40 @@ func TestDeadLettersThatEachFitKeepTheirValue(t *testing.T) {
 	}
 	if d := metricValue(t, admin, `ktransfer_dead_letters_dropped_total{module="m"}`); d != "0" {
 		t.Errorf("ktransfer_dead_letters_dropped_total %s, want 0", d)
+	}
+}
+
+// TestDeadLetterTopicCreatedLateKeepsTheValue: the dead-letter topic does
+// not exist when the first record is given up (an operator creates it
+// afterwards, with the default max.message.bytes). The record (1,020,000
+// bytes) fits the topic, its dead letter too, as when the topic was there
+// from the start (TestDeadLetterOfALargeRecordIsWritten): it is written
+// whole once the topic exists, not without its value because the
+// producer met the new topic before it was asked for its limit.
+func TestDeadLetterTopicCreatedLateKeepsTheValue(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	b, m := refusedBehindOthers(t, e, 1_020_000)
+	var logs runtest.Log
+	tr, err := ktransfer.New(e.config(t, 0, m), slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtest.Start(t, tr.Run, 20*time.Second)
+	waitFor(t, "the dead-letter topic's limit looked up and not found", 10*time.Second, func() bool {
+		return strings.Contains(logs.String(), "max.message.bytes of the dead-letter topic unknown")
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc)).CreateTopic(ctx, 1, 1, nil, "dlq"); err != nil {
+		t.Fatal(err)
+	}
+	movesOn(t, e, b)
+	dead := kafkatest.ReadAll(t, e.kafka, e.kc, "dlq")
+	if len(dead) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dead))
+	}
+	h := headersOf(dead[0])
+	if len(dead[0].Value) != 1_020_000 || h["ktransfer-offset"] != "0" || h["ktransfer-value-omitted"] != "" {
+		t.Errorf("dead letter of %d bytes, headers %v; want the record's 1,020,000 bytes", len(dead[0].Value), h)
 	}
 }
