@@ -38,9 +38,6 @@ const (
 // never holds the module. It reports false only when ctx ended.
 func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool {
 	topic := m.cfg.DeadLetterTopic
-	if !m.t.deadLetterLimit(ctx, topic, m.log) {
-		return false
-	}
 	// The record's own headers first (a replay needs its target header),
 	// then ktransfer's.
 	headers := append(slices.Clip(r.msg.Headers),
@@ -59,6 +56,21 @@ func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool 
 	solo := m.t.deadLetterSoloLock(topic)
 	alone := false // the next write is the topic's only one in the client
 	for n := 1; ; n++ {
+		known, ok := m.t.deadLetterLimit(ctx, topic, m.log)
+		if !ok {
+			return false
+		}
+		if !known {
+			// Not written before the limit is known (the topic missing, the
+			// brokers not answering): the client fixes the batch bound of a
+			// partition it meets for good, kgo's default until told.
+			m.log.Error("dead-letter write waits for the topic's max.message.bytes; retrying",
+				"dead_letter_topic", topic, "partition", r.msg.Partition, "offset", r.msg.Offset, "attempt", n)
+			if !sleep(ctx, backoff(n, time.Second, 30*time.Second)) {
+				return false
+			}
+			continue
+		}
 		// Acknowledged by every in-sync replica, idempotent (kgo's
 		// defaults); a write not done within deadLetterTimeout is retried
 		// here. A record is not reused: kgo writes into it.
@@ -215,12 +227,13 @@ func (t *Transfer) deadLetterTopicReplaced(ctx context.Context, topic string) bo
 // max.message.bytes before a dead letter is written there: the client
 // fixes a partition's batch bound when it first meets the partition
 // (deadLetterBatchMax). It asks once per process and topic, unless the
-// brokers did not answer or do not know the topic yet (asked again at the
-// next write); a refusal (a principal that may not describe configs) leaves
-// kgo's default. It reports false only when ctx ended.
-func (t *Transfer) deadLetterLimit(ctx context.Context, topic string, log *slog.Logger) bool {
+// brokers did not answer or do not know the topic yet: then known is
+// false, and the write waits (asked again before the next try); a refusal
+// (a principal that may not describe configs) leaves kgo's default. ok is
+// false only when ctx ended.
+func (t *Transfer) deadLetterLimit(ctx context.Context, topic string, log *slog.Logger) (known, ok bool) {
 	t.deadLetterMaxMu.Lock()
-	_, known := t.deadLetterMax[topic]
+	_, known = t.deadLetterMax[topic]
 	_, idKnown := t.deadLetterIDs[topic]
 	t.deadLetterMaxMu.Unlock()
 	if !idKnown {
@@ -235,23 +248,25 @@ func (t *Transfer) deadLetterLimit(ctx context.Context, topic string, log *slog.
 			t.deadLetterMaxMu.Unlock()
 		}
 		if ctx.Err() != nil {
-			return false
+			return false, false
 		}
 	}
 	if known {
-		return true
+		return true, true
 	}
 	limit, err := t.topicMaxBytes(ctx, topic)
 	if ctx.Err() != nil {
-		return false
+		return false, false
 	}
 	var answered *kerr.Error
 	if err != nil {
+		if !errors.As(err, &answered) && !errors.Is(err, kafkaconf.ErrNoMaxBytes) || errors.Is(err, kerr.UnknownTopicOrPartition) {
+			log.Warn("max.message.bytes of the dead-letter topic unknown; asked again before the write",
+				"dead_letter_topic", topic, "err", err)
+			return false, true // not stored: asked again before the next try
+		}
 		log.Warn("max.message.bytes of the dead-letter topic unknown; kgo's default bounds its batches",
 			"dead_letter_topic", topic, "default", defaultBatchMax, "err", err)
-		if !errors.As(err, &answered) || errors.Is(err, kerr.UnknownTopicOrPartition) {
-			return true // not stored: asked again at the next write
-		}
 		limit = defaultBatchMax
 	}
 	t.deadLetterMaxMu.Lock()
@@ -260,7 +275,7 @@ func (t *Transfer) deadLetterLimit(ctx context.Context, topic string, log *slog.
 	}
 	t.deadLetterMax[topic] = limit
 	t.deadLetterMaxMu.Unlock()
-	return true
+	return true, true
 }
 
 // deadLetterBatchMax is the largest record batch the client writes to

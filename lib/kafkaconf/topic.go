@@ -2,6 +2,7 @@ package kafkaconf
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -13,7 +14,12 @@ import (
 // TopicMaxBytes asks the brokers, through cl, for topic's
 // max.message.bytes (a DescribeConfigs request). A broker's refusal (a
 // principal that may not describe configs, an unknown topic) comes back as
-// a *kerr.Error; any other error says no broker answered within ctx.
+// a *kerr.Error; an answer without a usable value, ErrNoMaxBytes; any
+// other error says no broker answered within ctx.
+// ErrNoMaxBytes is TopicMaxBytes's error when the brokers answered
+// without a usable max.message.bytes.
+var ErrNoMaxBytes = errors.New("no usable max.message.bytes in the brokers' answer")
+
 func TopicMaxBytes(ctx context.Context, cl *kgo.Client, topic string) (int32, error) {
 	req := kmsg.NewPtrDescribeConfigsRequest()
 	res := kmsg.NewDescribeConfigsRequestResource()
@@ -33,13 +39,13 @@ func TopicMaxBytes(ctx context.Context, cl *kgo.Client, topic string) (int32, er
 			if c.Name == "max.message.bytes" && c.Value != nil {
 				v, err := strconv.ParseInt(*c.Value, 10, 32)
 				if err != nil || v < 1 {
-					return 0, fmt.Errorf("max.message.bytes of topic %s: %q is not a size", topic, *c.Value)
+					return 0, fmt.Errorf("max.message.bytes of topic %s: %q is not a size: %w", topic, *c.Value, ErrNoMaxBytes)
 				}
 				return int32(v), nil
 			}
 		}
 	}
-	return 0, fmt.Errorf("max.message.bytes of topic %s: not in the brokers' answer", topic)
+	return 0, fmt.Errorf("max.message.bytes of topic %s: %w", topic, ErrNoMaxBytes)
 }
 
 // ValidTopic reports whether name is a name Kafka accepts for a topic:
