@@ -340,9 +340,9 @@ func (t pushTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request,
 	if err = conn.SetReadDeadline(deadline); err != nil {
 		return true, err
 	}
-	if hc.DisableHeaderNamesNormalizing {
-		resp.Header.DisableNormalizing()
-	}
+	// The answer's header names are normalized, whatever the request's
+	// (DisableHeaderNamesNormalizing keeps configured names as written):
+	// push peeks Retry-After, which a backend may write in any case.
 	br := hc.AcquireReader(conn)
 	err = resp.ReadLimitBody(br, hc.MaxResponseBodySize)
 	hc.ReleaseReader(br)
