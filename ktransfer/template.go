@@ -30,8 +30,9 @@ type template struct {
 }
 
 type tpart struct {
-	kind int
-	text string
+	kind   int
+	text   string
+	inPath bool // before the template's '?': a value is escaped as a path segment
 }
 
 // parseTemplate parses a URI template. It must start with '/'; "{#" must
@@ -41,14 +42,16 @@ func parseTemplate(s string) (*template, error) {
 		return nil, fmt.Errorf("must start with /")
 	}
 	t := &template{}
+	inPath := true
 	for len(s) > 0 {
 		i := strings.Index(s, "{#")
 		if i < 0 {
-			t.parts = append(t.parts, tpart{litText, s})
+			t.parts = append(t.parts, tpart{kind: litText, text: s})
 			break
 		}
 		if i > 0 {
-			t.parts = append(t.parts, tpart{litText, s[:i]})
+			t.parts = append(t.parts, tpart{kind: litText, text: s[:i]})
+			inPath = inPath && !strings.Contains(s[:i], "?")
 		}
 		j := strings.IndexByte(s[i:], '}')
 		if j < 0 {
@@ -59,7 +62,7 @@ func parseTemplate(s string) (*template, error) {
 		if !ok {
 			return nil, fmt.Errorf("unknown placeholder %s (known: {#TOPIC} {#KEY} {#TRANSID} {#PARTITION} {#METHOD} {#EPOCH})", name)
 		}
-		t.parts = append(t.parts, tpart{kind: kind})
+		t.parts = append(t.parts, tpart{kind: kind, inPath: inPath})
 		t.needMethod = t.needMethod || kind == phMethod
 		s = s[i+j+1:]
 	}
@@ -82,7 +85,9 @@ type uriVars struct {
 }
 
 // render appends the URI for one record to dst. The key and method are
-// query-escaped; the topic is URL-safe by Kafka's naming rules.
+// escaped as a path segment in the path (a space is %20: a '+' there is a
+// plus) and query-escaped in the query; the topic is URL-safe by Kafka's
+// naming rules.
 func (t *template) render(dst []byte, v uriVars) []byte {
 	for _, p := range t.parts {
 		switch p.kind {
@@ -91,7 +96,7 @@ func (t *template) render(dst []byte, v uriVars) []byte {
 		case phTopic:
 			dst = append(dst, v.topic...)
 		case phKey:
-			dst = appendEscaped(dst, v.key)
+			dst = appendEscaped(dst, v.key, p.inPath)
 		case phTransID:
 			dst = strconv.AppendInt(dst, v.offset, 10)
 		case phPartition:
@@ -99,17 +104,21 @@ func (t *template) render(dst []byte, v uriVars) []byte {
 		case phEpoch:
 			dst = strconv.AppendInt(dst, v.epoch, 10)
 		case phMethod:
-			dst = appendEscaped(dst, []byte(v.method))
+			dst = appendEscaped(dst, []byte(v.method), p.inPath)
 		}
 	}
 	return dst
 }
 
-// appendEscaped appends b query-escaped (url.QueryEscape), without
-// allocating when nothing needs escaping.
-func appendEscaped(dst, b []byte) []byte {
+// appendEscaped appends b escaped as a path segment (url.PathEscape) or
+// query-escaped (url.QueryEscape), without allocating when nothing needs
+// escaping.
+func appendEscaped(dst, b []byte, inPath bool) []byte {
 	for _, c := range b {
 		if !unreserved(c) {
+			if inPath {
+				return append(dst, url.PathEscape(string(b))...)
+			}
 			return append(dst, url.QueryEscape(string(b))...)
 		}
 	}
