@@ -54,6 +54,10 @@ func TestMain(m *testing.M) {
 		childTruncateFailsTwice(dir)
 	case "truncfail-nocreate-later":
 		childTruncateFailsCreateLater(dir)
+	case "truncfail-nocreate-pending":
+		childTruncateFailsPending(dir, false)
+	case "truncfail-nocreate-pending-wait":
+		childTruncateFailsPending(dir, true)
 	case "truncfail-roll":
 		childTruncateFailsNewSegment(dir)
 	case "rmopen":

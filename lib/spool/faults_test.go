@@ -449,3 +449,80 @@ func TestFailedWriteMarkedLaterNotReplayedAfterLaterRecords(t *testing.T) {
 	}
 	readNone(t, s)
 }
+
+// childTruncateFailsPending appends "a0" (topic p), then, with writes past
+// the entries of b1 and b2 refused, every cut failing and the directory
+// read-only, appends b1, b2 and b3 (topic q, one key) in one Append, which
+// fails, printing "failed ErrMaybeAppended-or-not". With the directory
+// writable again it prints "pending N", Pending("q"); with wait, only once
+// Pending("q") is 0 or after 5 s. It exits without closing the spool (a
+// crash) and without another Append.
+func childTruncateFailsPending(dir string, wait bool) {
+	s, err := spool.Open(spool.Options{Dir: dir})
+	if err != nil {
+		childFail("open: %v", err)
+	}
+	if _, err := s.Append([]spool.Record{rec("p", "a0")}); err != nil {
+		childFail("append a0: %v", err)
+	}
+	value := strings.Repeat("v", 600)
+	key := func(r spool.Record) spool.Record { r.Key = []byte("k"); return r }
+	bs := []spool.Record{key(rec("q", "b1"+value)), key(rec("q", "b2"+value)), key(rec("q", "b3"+value))}
+	committed := s.Stats().Bytes
+	room := committed + int64(spool.EntryLen(bs[0])+spool.EntryLen(bs[1])) + 100 // b3 cut in its middle
+	raise := limitFileSize(uint64(room))
+	denySyscalls(unix.SYS_FTRUNCATE)
+	if err := os.Chmod(dir, 0o555); err != nil {
+		childFail("chmod: %v", err)
+	}
+	_, err = s.Append(bs)
+	fmt.Printf("failed %v\n", errors.Is(err, spool.ErrMaybeAppended))
+	raise()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		childFail("chmod: %v", err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); wait && s.Pending("q") > 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Printf("pending %d\n", s.Pending("q"))
+	os.Exit(0) // no Close: a crash
+}
+
+// A failed write answered maybe appended (504: its cut and the next
+// segment's creation failed) is replayed by a restart as long as no later
+// segment marks where its segment ends. Until then Pending must count its
+// records: at 0 their topic goes to Kafka directly again (kproxy), and a
+// later record of their key written there would come before the replayed
+// ones. Once the directory takes the next segment again, the spool makes
+// it without waiting for another Append, and Pending drops back.
+func TestFailedWriteMaybeAppendedPendingUntilMarked(t *testing.T) {
+	for _, wait := range []bool{false, true} {
+		dir := t.TempDir()
+		mode := "truncfail-nocreate-pending"
+		if wait {
+			mode += "-wait"
+		}
+		cmd, out, stderr := startChild(t, mode, dir, asOwnerWithoutPrivilege)
+		var lines []string
+		for out.Scan() {
+			lines = append(lines, out.Text())
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("%s: child: %v; stderr %q", mode, err, stderr)
+		}
+		if len(lines) != 2 || lines[0] != "failed true" || !strings.HasPrefix(lines[1], "pending ") {
+			t.Fatalf("%s: child: %q, want the Append under the limit failed (maybe appended) and Pending", mode, lines)
+		}
+		if wait && lines[1] != "pending 0" {
+			t.Fatalf("%s: child: %q, want Pending(q) back to 0 within 5 s of the directory taking segments again", mode, lines)
+		}
+		s := open(t, spool.Options{Dir: dir})
+		got := values(readN(t, s, int(s.Stats().Replayed)))
+		for i := range got {
+			got[i] = got[i][:2]
+		}
+		if slices.Contains(got, "b1") && lines[1] == "pending 0" {
+			t.Fatalf("%s: Pending(q) was 0 after the failed Append (the topic may go to Kafka directly), and a restart replayed %q", mode, got)
+		}
+	}
+}
