@@ -195,6 +195,7 @@ type Spool struct {
 	bytes    int64
 	records  int64
 	pending  map[string]int
+	maybe    map[string]int // per topic, records of writes failed with ErrMaybeAppended, until the next write (Pending)
 	topics   []string
 	topicIdx map[string]int32
 	data     chan struct{} // closed and replaced when entries are committed
@@ -710,6 +711,11 @@ func (s *Spool) loop() {
 			s.persist()
 			s.removeLeft()
 		}
+		if ticked && s.active == nil && len(s.maybe) > 0 {
+			// Not waiting for the next write: Pending counts the
+			// failed write's records until then.
+			_ = s.activate()
+		}
 		if quit {
 			// Close: Append refuses new records since closed was set, and
 			// the queue is empty now. Close the files the loop owns.
@@ -794,6 +800,18 @@ func (s *Spool) flush(chunk []*request) {
 		}
 		err = s.write(chunk)
 	}
+	if errors.Is(err, ErrMaybeAppended) {
+		s.mu.Lock()
+		if s.maybe == nil {
+			s.maybe = map[string]int{}
+		}
+		for _, r := range chunk {
+			for _, t := range r.topics {
+				s.maybe[t]++
+			}
+		}
+		s.mu.Unlock()
+	}
 	for _, r := range chunk {
 		r.err = err
 		close(r.done)
@@ -810,12 +828,8 @@ func (s *Spool) write(chunk []*request) error {
 		}
 	}
 	if s.active == nil {
-		if ok, err := s.reopen(); err != nil {
+		if err := s.activate(); err != nil {
 			return err
-		} else if !ok {
-			if err := s.create(); err != nil {
-				return err
-			}
 		}
 	}
 	s.wbuf = s.wbuf[:0]
@@ -1010,6 +1024,24 @@ func (s *Spool) unmarked(g *segment) bool {
 	}
 	g.marks = nil
 	return true
+}
+
+// activate makes a segment the active one: the last one again (reopen),
+// else a new one. A failed write answered maybe appended left no active
+// segment: reopen cut it from its segment, or create synced the name that
+// marks where its segment ends. No restart replays it now (see Pending).
+func (s *Spool) activate() error {
+	if ok, err := s.reopen(); err != nil {
+		return err
+	} else if !ok {
+		if err := s.create(); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	clear(s.maybe)
+	s.mu.Unlock()
+	return nil
 }
 
 // reopen makes the last segment the active one again when it is empty and
@@ -1450,11 +1482,15 @@ func (s *Spool) ackLocked(g *segment, k uint64) bool {
 }
 
 // Pending is how many entries of topic are appended and not acked (0: the
-// topic may go to Kafka directly again). Includes entries replayed by Open.
+// topic may go to Kafka directly again). Includes entries replayed by Open,
+// and the records of an Append that failed with ErrMaybeAppended until a
+// segment marks where they end (the next write's, or one the spool creates
+// on its own, tried every 100 ms): a restart before may replay them, and a
+// later record of their key must not be in Kafka first.
 func (s *Spool) Pending(topic string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.pending[topic]
+	return s.pending[topic] + s.maybe[topic]
 }
 
 // Stats are a Spool's counts.
