@@ -18,3 +18,7 @@ func SetAfterDecode(t interface{ Cleanup(func()) }, f func(ctx context.Context))
 
 // Draining is closed once srv's shutdown began.
 func Draining(srv *Server) <-chan struct{} { return srv.drain }
+
+// BufferedRecords is how many records srv's acks=0/1 client holds (sent
+// and awaiting their answer, or queued).
+func BufferedRecords(srv *Server) int64 { return srv.prod.leader.BufferedProduceRecords() }
