@@ -52,6 +52,16 @@ func produceStatus(err error, t sendTrace) (int, string) {
 		// count of requests tells the record's own refusal from that.
 		return 504, "kafka refused a batch of the record's partition (" + err.Error() + "), perhaps not the record's own" + mayBeWritten
 	}
+	if ke := (*kerr.Error)(nil); !t.wrote && errors.As(err, &ke) && refusesRecords(ke) {
+		// No produce request was written since the record was handed
+		// over: it never left. kgo fails every record of a partition
+		// with the refusal of one of its batches, those queued behind
+		// it included: the refusal is of a batch before the record's,
+		// and says nothing of the record itself. Not for a refusal as
+		// too large, which kgo also gives a record it never sends, and
+		// batchedTooLarge answers.
+		return 503, "kafka refused an earlier batch of the record's partition (" + err.Error() + ")" + notWritten
+	}
 	if status, reason, ok := recordRefused(err); ok {
 		// The record's own request was answered: a refusal of the record
 		// itself comes in no other way (never from a metadata answer),
@@ -121,6 +131,13 @@ func produceStatus(err error, t sendTrace) (int, string) {
 	// Any other refusal the broker answered (UNKNOWN_SERVER_ERROR, …):
 	// the batch was not appended.
 	return 502, "kafka error: " + ke.Message + notWritten
+}
+
+// refusesRecords tells whether ke is a refusal a broker answers for the
+// records of a produce request (recordRefused's) other than as too large.
+func refusesRecords(ke *kerr.Error) bool {
+	_, _, ok := recordRefused(ke)
+	return ok && ke != kerr.MessageTooLarge && ke != kerr.RecordListTooLarge
 }
 
 // recordRefused gives the status of the refusals a broker answers for the
