@@ -1,0 +1,56 @@
+package kproxy_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// TestTransientUnknownTopicIDLosesNothing: a broker answers
+// UNKNOWN_TOPIC_ID (retriable: its metadata lags) long enough for kgo to
+// give an acks=-1 record up, for a topic that exists under the same id.
+// The record is answered 503 (not written). Every record of the key
+// answered 200 afterwards must be in Kafka. Purging the topic from the
+// idempotent client restarts the partition's sequence numbers at 0 under
+// the same producer id and epoch: the broker takes the next record for a
+// retry of the partition's first batch, answers success with that batch's
+// offset and drops it.
+func TestTransientUnknownTopicIDLosesNothing(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 3000 })
+	first := decode(t, p.post(t, "topic="+topic+"&key=k&acks=-1", unique(t, "first")))
+	f := kafkatest.NewFaults(t, c)
+	f.ErrorProduce(5, 100) // UNKNOWN_TOPIC_ID: kgo gives up after its 4 retries
+	if a := p.post(t, "topic="+topic+"&key=k&acks=-1", unique(t, "refused")); a.code != 503 {
+		t.Fatalf("record refused with UNKNOWN_TOPIC_ID 5 times: %d %q, want 503", a.code, a.body)
+	}
+	if n := f.Injected(); n != 5 {
+		t.Fatalf("%d refusals injected, want 5", n)
+	}
+	var acked []string
+	offsets := map[int64]string{*first.Offset: "first"}
+	for i := range 10 {
+		v := unique(t, fmt.Sprintf("after-%d", i))
+		a := p.post(t, "topic="+topic+"&key=k&acks=-1", v)
+		if a.code != 200 {
+			continue // the purge fails records buffered meanwhile
+		}
+		acked = append(acked, string(v))
+		r := decode(t, a)
+		if prev, ok := offsets[*r.Offset]; ok {
+			t.Errorf("%q and %q both answered offset %d", prev, v, *r.Offset)
+		}
+		offsets[*r.Offset] = string(v)
+	}
+	if len(acked) == 0 {
+		t.Fatal("no record answered 200 after the refusals")
+	}
+	kafka := inKafka(t, c)
+	for _, v := range acked {
+		if kafka[v] != 1 {
+			t.Errorf("%q answered 200, in Kafka %d times", v, kafka[v])
+		}
+	}
+}
