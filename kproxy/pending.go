@@ -124,20 +124,28 @@ func (s *Server) produced(p *pending, err error, trace sendTrace) {
 //     names topics by id), so every later record would be refused alike:
 //     the topic is forgotten (the next request looks it up: 404 if it is
 //     gone) and purged from cl, whose next record of it fetches the new id.
+//     From the idempotent and transactional clients only when the brokers
+//     no longer give the id cl fetched (topicPurges.startStaleID): the
+//     refusal is retriable, and a purge resets sequence numbers.
 func (s *Server) refusedTopic(cl *kgo.Client, topic string, err error) {
 	switch {
 	case errors.Is(err, kerr.MessageTooLarge):
 		s.check.stale(topic)
 		if cl == s.prod.leader {
-			s.purges.startAfter(cl, topic, purgeTooLarge, func() {
+			s.purges.startAfter(cl, topic, purgeTooLarge, func() bool {
 				ctx, cancel := context.WithTimeout(context.Background(), s.produceTimeout)
 				defer cancel()
 				s.check.exists(ctx, []byte(topic), 0) // the new limit, before kgo learns of the partitions again
+				return true
 			})
 		}
 	case errors.Is(err, kerr.UnknownTopicID):
 		s.check.forget(topic)
-		s.purges.start(cl, topic)
+		if cl == s.prod.leader {
+			s.purges.start(cl, topic)
+		} else {
+			s.purges.startStaleID(cl, topic, s.check, s.produceTimeout)
+		}
 	}
 }
 

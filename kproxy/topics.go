@@ -43,6 +43,12 @@ type topicCheck struct {
 	// maxBytes is max_message_bytes: the largest record batch sent to any
 	// topic; a topic whose max.message.bytes is lower gets smaller ones.
 	maxBytes int32
+
+	// ids are the topics' ids as first read (kept when a topic is
+	// forgotten): the id kproxy's clients fetched when they first wrote to
+	// it, unless it was re-created in between (sameID).
+	idsMu sync.Mutex
+	ids   map[string][16]byte
 }
 
 // topicInfo is what kproxy knows of a topic that exists.
@@ -55,7 +61,7 @@ type topicInfo struct {
 
 func newTopicCheck(autoCreate bool, maxBytes int) *topicCheck {
 	return &topicCheck{autoCreate: autoCreate, maxBytes: int32(maxBytes),
-		missing: map[string]time.Time{}, known: map[string]topicInfo{}, limits: map[string]int32{}}
+		missing: map[string]time.Time{}, known: map[string]topicInfo{}, limits: map[string]int32{}, ids: map[string][16]byte{}}
 }
 
 // exists returns what kproxy knows of the topic when the brokers know it,
@@ -155,7 +161,14 @@ func (tc *topicCheck) ask(ctx context.Context, topic string) error {
 	if ok && time.Now().Before(until) {
 		return kerr.UnknownTopicOrPartition
 	}
-	err := tc.metadata(ctx, topic)
+	id, err := tc.metadata(ctx, topic, tc.autoCreate)
+	if err == nil && id != ([16]byte{}) {
+		tc.idsMu.Lock()
+		if _, ok := tc.ids[topic]; !ok {
+			tc.ids[topic] = id
+		}
+		tc.idsMu.Unlock()
+	}
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
 	switch {
@@ -170,17 +183,18 @@ func (tc *topicCheck) ask(ctx context.Context, topic string) error {
 	return err
 }
 
-// metadata asks a broker about topic alone (creating it when
-// auto_create_topics is on and the brokers allow it), until ctx ends.
-func (tc *topicCheck) metadata(ctx context.Context, topic string) error {
+// metadata asks a broker about topic alone (creating it when create is
+// set and the brokers allow it), until ctx ends; it returns the topic's
+// id (zero when the broker does not give ids).
+func (tc *topicCheck) metadata(ctx context.Context, topic string, create bool) ([16]byte, error) {
 	req := kmsg.NewPtrMetadataRequest()
 	rt := kmsg.NewMetadataRequestTopic()
 	rt.Topic = kmsg.StringPtr(topic)
 	req.Topics = append(req.Topics, rt)
-	req.AllowAutoTopicCreation = tc.autoCreate
+	req.AllowAutoTopicCreation = create
 	resp, err := req.RequestWith(ctx, tc.client)
 	if err != nil {
-		return fmt.Errorf("metadata of topic %s: %w", topic, err)
+		return [16]byte{}, fmt.Errorf("metadata of topic %s: %w", topic, err)
 	}
 	for _, t := range resp.Topics {
 		if t.Topic == nil || *t.Topic != topic {
@@ -190,12 +204,26 @@ func (tc *topicCheck) metadata(ctx context.Context, topic string) error {
 		case nil, kerr.LeaderNotAvailable:
 			// LEADER_NOT_AVAILABLE: just created, or electing; kgo waits
 			// for the leader within the record's deadline.
-			return nil
+			return t.TopicID, nil
 		default:
-			return err
+			return [16]byte{}, err
 		}
 	}
-	return fmt.Errorf("metadata of topic %s: not in the brokers' answer", topic)
+	return [16]byte{}, fmt.Errorf("metadata of topic %s: not in the brokers' answer", topic)
+}
+
+// sameID tells whether the brokers know topic, asked within ctx, by the
+// id old, or (old zero) by the id kproxy first read for it: then a refusal
+// of that id (UNKNOWN_TOPIC_ID) came from a broker whose metadata lags.
+// It returns the id the brokers gave (zero when none answered).
+func (tc *topicCheck) sameID(ctx context.Context, topic string, old [16]byte) (bool, [16]byte) {
+	if old == ([16]byte{}) {
+		tc.idsMu.Lock()
+		old = tc.ids[topic]
+		tc.idsMu.Unlock()
+	}
+	cur, err := tc.metadata(ctx, topic, false)
+	return err == nil && cur != ([16]byte{}) && cur == old, cur
 }
 
 // purgeHoldOff is how long after purging a topic from a client further
@@ -211,7 +239,10 @@ type topicPurges struct {
 	mu      sync.Mutex
 	stopped bool
 	last    map[purgeKey]purgeState
-	wg      sync.WaitGroup
+	// ids are the ids of re-created topics that clients were purged of
+	// and fetched again (sameID's old): rare, so kept.
+	ids map[purgeKey][16]byte
+	wg  sync.WaitGroup
 }
 
 // purgeState is a purge under way (ended zero) or ended at ended.
@@ -232,6 +263,41 @@ func (tp *topicPurges) start(cl *kgo.Client, topic string) {
 	tp.startAfter(cl, topic, purgeStaleID, nil)
 }
 
+// startStaleID purges topic from cl, a client with sequence numbers
+// (idempotent or transactional), after an UNKNOWN_TOPIC_ID refusal, only
+// when the brokers know the topic by another id than the one cl fetched
+// (re-created), or not at all (deleted), asked within timeout. A purge
+// starts the topic's partitions again at sequence number 0 under the same
+// producer id and epoch: in partitions that still hold cl's records (the
+// refusal came from a broker whose metadata lagged; UNKNOWN_TOPIC_ID is
+// retriable), the broker takes the next batch for a retry of one it wrote
+// and answers success with that batch's offset, without writing it.
+func (tp *topicPurges) startStaleID(cl *kgo.Client, topic string, check *topicCheck, timeout time.Duration) {
+	k := purgeKey{cl, topic}
+	tp.startAfter(cl, topic, purgeStaleID, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		tp.mu.Lock()
+		old := tp.ids[k]
+		tp.mu.Unlock()
+		same, cur := check.sameID(ctx, topic, old)
+		if same {
+			tp.log.Warn("kafka refused the topic's id, which the brokers still give for it (a broker's metadata lags); "+
+				"the topic is not purged from the client", "topic", topic)
+			return false
+		}
+		if cur != ([16]byte{}) {
+			tp.mu.Lock()
+			if tp.ids == nil {
+				tp.ids = map[purgeKey][16]byte{}
+			}
+			tp.ids[k] = cur // what cl fetches after the purge
+			tp.mu.Unlock()
+		}
+		return true
+	})
+}
+
 // Why a topic is purged, as logged.
 const (
 	purgeStaleID = "kafka does not know the topic by the id kproxy's client has for it (deleted, perhaps re-created); " +
@@ -241,8 +307,9 @@ const (
 )
 
 // startAfter is start, logging why (purgeStaleID, purgeTooLarge), the
-// purge running before (when not nil) first.
-func (tp *topicPurges) startAfter(cl *kgo.Client, topic, why string, before func()) {
+// purge running before (when not nil) first, and not at all when before
+// returns false.
+func (tp *topicPurges) startAfter(cl *kgo.Client, topic, why string, before func() bool) {
 	k := purgeKey{cl, topic}
 	tp.mu.Lock()
 	defer tp.mu.Unlock()
@@ -256,14 +323,14 @@ func (tp *topicPurges) startAfter(cl *kgo.Client, topic, why string, before func
 		tp.last = map[purgeKey]purgeState{}
 	}
 	tp.last[k] = purgeState{}
-	tp.log.Warn(why, "topic", topic)
 	tp.wg.Go(func() {
-		if before != nil {
-			before()
+		if before == nil || before() {
+			tp.log.Warn(why, "topic", topic)
+			// Records of the topic still buffered fail (kgo's "topic
+			// purged while buffered"): they were sent with the stale
+			// id, or would be.
+			cl.PurgeTopicsFromProducing(topic)
 		}
-		// Records of the topic still buffered fail (kgo's "topic purged
-		// while buffered"): they were sent with the stale id, or would be.
-		cl.PurgeTopicsFromProducing(topic)
 		ended := time.Now()
 		tp.mu.Lock()
 		tp.last[k] = purgeState{ended: ended}
