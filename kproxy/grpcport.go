@@ -173,9 +173,9 @@ type grpcConn struct {
 	since    time.Time // the shutdown began, or a call's handler returned since: its answer goes out
 	armed    bool      // recheck runs when sendWait passed since
 	cut      bool
-	// wrote is when a write to the client last went through, noted
-	// from the shutdown on (noting): a client still reading its answers,
-	// however slowly, is not cut.
+	// wrote is when a write to the client last went through (one longer
+	// than controlWrite: not a PING's ack), noted from the shutdown on
+	// (noting): a client still taking its answers is not cut.
 	noting atomic.Bool
 	wrote  atomic.Int64 // unix nanoseconds
 }
@@ -266,11 +266,21 @@ func (c *grpcConn) Write(b []byte) (int, error) {
 		c.mu.Unlock()
 	}
 	n, err := c.Conn.Write(b)
-	if n > 0 && c.noting.Load() {
+	if n > controlWrite && c.noting.Load() {
 		c.wrote.Store(time.Now().UnixNano())
 	}
 	return n, err
 }
+
+// controlWrite is the longest write that carries HTTP/2 control frames
+// only, not answers: the ack of a client's PING (17 bytes, 39 to 46 in a
+// TLS record), a WINDOW_UPDATE, a SETTINGS ack, or a few of them flushed
+// together. A client that reads no answers but pings (kproxy permits it
+// every 5 s) takes nothing: those acks do not delay its cut (drain). An
+// answer a client takes once its window was full goes out in writes of
+// its window's updates, kilobytes (grpc-go's clients: a quarter of the
+// window), and its trailer is longer too.
+const controlWrite = 64
 
 // SetDeadline is grpc-go's: it clears the deadline of the handshake once
 // the connection is its (handleRawConn).
