@@ -38,34 +38,30 @@ type grpcListener struct {
 	mu       sync.Mutex
 	starting map[*grpcConn]struct{}
 	stopped  bool
-	// open are the connections not closed, by their addresses as a
-	// call's peer names them (connOf).
-	open map[connAddrs]*grpcConn
+	// open are the connections not closed, by their client's address as
+	// a call's peer holds it (connOf): the one Accept's connection gives,
+	// grpc-go's peer (through TLS too) the same pointer.
+	open map[*net.TCPAddr]*grpcConn
 	// sendWait bounds, at shutdown, the answers a client does not read
 	// (grpcConn.drain).
 	sendWait time.Duration
 }
 
-// connAddrs are a connection's remote and local addresses.
-type connAddrs struct{ remote, local string }
-
-func addrsOf(remote, local net.Addr) connAddrs {
-	if remote == nil || local == nil {
-		return connAddrs{}
-	}
-	return connAddrs{remote.String(), local.String()}
-}
-
-// connOf is the connection of the call of ctx; nil when unknown.
+// connOf is the connection of the call of ctx; nil when unknown. It is on
+// every call's path: a pointer looked up, nothing formatted.
 func (l *grpcListener) connOf(ctx context.Context) *grpcConn {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
 		return nil
 	}
-	k := addrsOf(p.Addr, p.LocalAddr)
+	a, ok := p.Addr.(*net.TCPAddr)
+	if !ok || a == nil {
+		return nil
+	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.open[k]
+	c := l.open[a]
+	l.mu.Unlock()
+	return c
 }
 
 func (l *grpcListener) Accept() (net.Conn, error) {
@@ -77,7 +73,8 @@ func (l *grpcListener) Accept() (net.Conn, error) {
 		// grpc-go sets it on a *net.TCPConn only, never on a grpcConn.
 		setUserTimeout(tc, grpcKeepaliveTimeout)
 	}
-	gc := &grpcConn{Conn: c, l: l, addrs: addrsOf(c.RemoteAddr(), c.LocalAddr())}
+	gc := &grpcConn{Conn: c, l: l}
+	gc.addr, _ = c.RemoteAddr().(*net.TCPAddr)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.stopped {
@@ -86,10 +83,12 @@ func (l *grpcListener) Accept() (net.Conn, error) {
 	}
 	if l.starting == nil {
 		l.starting = make(map[*grpcConn]struct{})
-		l.open = make(map[connAddrs]*grpcConn)
+		l.open = make(map[*net.TCPAddr]*grpcConn)
 	}
 	l.starting[gc] = struct{}{}
-	l.open[gc.addrs] = gc
+	if gc.addr != nil {
+		l.open[gc.addr] = gc
+	}
 	return gc, nil
 }
 
@@ -104,8 +103,8 @@ func (l *grpcListener) started(c *grpcConn) {
 func (l *grpcListener) closed(c *grpcConn) {
 	l.mu.Lock()
 	delete(l.starting, c)
-	if l.open[c.addrs] == c {
-		delete(l.open, c.addrs)
+	if c.addr != nil && l.open[c.addr] == c {
+		delete(l.open, c.addr)
 	}
 	l.mu.Unlock()
 }
@@ -158,10 +157,10 @@ type grpcConn struct {
 	l       *grpcListener
 	checked atomic.Bool
 	mu      sync.Mutex
-	seen    int    // bytes of the client's checked
-	first   []byte // its first bytes, up to 8, to name the protocol
-	held    []byte // written before the check
-	addrs   connAddrs
+	seen    int          // bytes of the client's checked
+	first   []byte       // its first bytes, up to 8, to name the protocol
+	held    []byte       // written before the check
+	addr    *net.TCPAddr // its client's, the key of open
 
 	// calls are the calls on the connection whose handlers run; unreads
 	// those of them, streams at shutdown, whose client reads no
