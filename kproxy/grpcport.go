@@ -272,14 +272,14 @@ func (c *grpcConn) Write(b []byte) (int, error) {
 }
 
 // controlWrite is the longest write that carries HTTP/2 control frames
-// only, not answers: the ack of a client's PING (17 bytes, 39 to 46 in a
-// TLS record), a WINDOW_UPDATE, a SETTINGS ack, or a few of them flushed
-// together. A client that reads no answers but pings (kproxy permits it
+// only, not answers: the ack of a client's PING (17 bytes; 39 to 69 in a
+// TLS record, CBC suites of TLS 1.2 the longest), a WINDOW_UPDATE, a
+// SETTINGS ack, or a few of them flushed together. A client that reads no answers but pings (kproxy permits it
 // every 5 s) takes nothing: those acks do not delay its cut (drain). An
 // answer a client takes once its window was full goes out in writes of
 // its window's updates, kilobytes (grpc-go's clients: a quarter of the
 // window), and its trailer is longer too.
-const controlWrite = 64
+const controlWrite = 128
 
 // SetDeadline is grpc-go's: it clears the deadline of the handshake once
 // the connection is its (handleRawConn).
