@@ -2,6 +2,7 @@ package kproxy_test
 
 import (
 	"context"
+	"crypto/tls"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -10,12 +11,14 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy/kproxypb"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/testcert"
 )
 
 // TestGRPCShutdownUnreadStreamSparesItsConnectionsCalls: at shutdown a
@@ -24,17 +27,31 @@ import (
 // not be cut with it (its client would see the connection end, not
 // whether its records were written): the connection is closed once that
 // call is answered, and the shutdown still ends long before
-// shutdown_timeout_ms.
+// shutdown_timeout_ms. Over TLS as well: the calls of a connection are
+// known from their peer, which comes through the TLS connection.
 func TestGRPCShutdownUnreadStreamSparesItsConnectionsCalls(t *testing.T) {
+	t.Run("plain", func(t *testing.T) { testUnreadStreamSparesCalls(t, false) })
+	t.Run("tls", func(t *testing.T) { testUnreadStreamSparesCalls(t, true) })
+}
+
+func testUnreadStreamSparesCalls(t *testing.T, overTLS bool) {
 	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 3}, {Name: "held", Partitions: 1}})
 	const shutdownTimeout = 10 * time.Second
 	var logs runtest.Log
+	certs := testcert.New(t)
 	p := logProxy(t, c, &logs, func(cfg *kproxy.Config) {
 		cfg.GRPCPort = freeTCPPort(t)
 		cfg.ShutdownTimeoutMs = int(shutdownTimeout / time.Millisecond)
 		cfg.WriteTimeoutMs = 500 // sendWait: 1 s
+		if overTLS {
+			cfg.TLSCertFile, cfg.TLSKeyFile = certs.ServerCert, certs.ServerKey
+		}
 	})
-	conn, err := grpc.NewClient(p.srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+	creds := insecure.NewCredentials()
+	if overTLS {
+		creds = credentials.NewTLS(&tls.Config{RootCAs: certs.CA})
+	}
+	conn, err := grpc.NewClient(p.srv.GRPCAddr().String(), grpc.WithTransportCredentials(creds),
 		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
 	if err != nil {
 		t.Fatal(err)
