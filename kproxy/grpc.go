@@ -916,7 +916,8 @@ func (st *produceStream) answer() {
 // the stream and the shutdown until shutdown_timeout_ms. When no answer
 // went out for max(1 s, write_timeout_ms), those left are given up: the
 // stream's connection is closed, once no other call on it is under way
-// (maybeCut). A client that takes one at least that often gets them all.
+// (maybeCut). A client whose reads let kproxy write to it at least that
+// often (its HTTP/2 window opened again) gets them all.
 func (st *produceStream) awaitSent(sent <-chan struct{}) {
 	select {
 	case <-sent:

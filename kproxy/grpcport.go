@@ -225,8 +225,8 @@ func (c *grpcConn) unread(d int) {
 
 // maybeCut closes the connection at shutdown when no call on it is still
 // being answered and the last answers had sendWait to go out (drain),
-// nothing written to the client for as long (controlWrite): one that takes
-// an answer at least that often gets them all. A call still being answered is not cut: its answer, not the
+// nothing written to the client for as long (controlWrite): one whose
+// reads open its HTTP/2 window at least that often gets them all. A call still being answered is not cut: its answer, not the
 // connection's end, tells its client whether its records were written.
 func (c *grpcConn) maybeCut() {
 	if c.cut || !c.draining || c.unreads < c.calls {
