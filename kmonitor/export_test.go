@@ -27,3 +27,12 @@ func DelayOffsetRereads(t testing.TB, d time.Duration) {
 	offsetRereadDelay.Store(int64(d))
 	t.Cleanup(func() { offsetRereadDelay.Store(0) })
 }
+
+// DelayConsumersRelists makes the listing of <chroot>/consumers that
+// follows a change (a module created or deleted, a module's watchers
+// ended) take d more, as on a machine too busy to run it at once, until
+// the test and its monitor end (call it before starting the monitor).
+func DelayConsumersRelists(t testing.TB, d time.Duration) {
+	consumersRelistDelay.Store(int64(d))
+	t.Cleanup(func() { consumersRelistDelay.Store(0) })
+}

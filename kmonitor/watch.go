@@ -138,6 +138,9 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, sp
 		case <-wake:
 		case <-ctx.Done():
 		}
+		if d := consumersRelistDelay.Load(); d > 0 && f.root {
+			sleep(ctx, time.Duration(d)) // 0 but in tests
+		}
 	}
 }
 
@@ -229,6 +232,11 @@ func (c *cluster) watchOffset(ctx, client context.Context, conn *zk.Conn, k part
 // offsetRereadDelay its reads but the first, as a busy machine can: a
 // test sets them (export_test.go).
 var offsetWatcherEndDelay, offsetRereadDelay atomic.Int64
+
+// consumersRelistDelay delays the listing of <chroot>/consumers that
+// follows a change, as on a machine too busy to run it at once: a test
+// sets it (export_test.go).
+var consumersRelistDelay atomic.Int64
 
 // folder is a folder watchChildren follows.
 type folder struct {
