@@ -274,9 +274,20 @@ func (c *cluster) followOffsets(ctx context.Context, conn *zk.Conn) {
 			c.state.pruneOwned(func(k moduleTopic) bool { return !slices.Contains(modules, k.module) })
 		},
 	}, func(ctx context.Context, module string) {
+		// offsets/ and owners/ are followed side by side. When either
+		// watcher returns by itself (the module's znode is gone), the
+		// other is stopped too: the module ends, and consumers/ is listed
+		// again, which starts it anew if it was created again by then.
+		// Left running, the other would follow the new module alone, and
+		// what the returned one followed would never be read again.
+		ctx, stop := context.WithCancel(ctx)
 		var owners sync.WaitGroup
 		defer owners.Wait()
-		owners.Go(func() { c.followOwners(ctx, client, conn, path.Join(consumers, module, "owners"), module) })
+		defer stop()
+		owners.Go(func() {
+			defer stop()
+			c.followOwners(ctx, client, conn, path.Join(consumers, module, "owners"), module)
+		})
 		offsets := path.Join(consumers, module, "offsets")
 		c.watchChildren(ctx, conn, folder{path: offsets, client: client,
 			denied: partKey{module, "*", "*"},
