@@ -36,3 +36,13 @@ func DelayConsumersRelists(t testing.TB, d time.Duration) {
 	consumersRelistDelay.Store(int64(d))
 	t.Cleanup(func() { consumersRelistDelay.Store(0) })
 }
+
+// DelayClaimsRelists makes every watcher of a module's owners/<topic>
+// woken by a change take d more between seeing its context alive and
+// listing the folder again, as on a machine too busy to run it at once,
+// until the test and its monitor end (call it before starting the
+// monitor).
+func DelayClaimsRelists(t testing.TB, d time.Duration) {
+	claimsRelistDelay.Store(int64(d))
+	t.Cleanup(func() { claimsRelistDelay.Store(0) })
+}

@@ -52,7 +52,10 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, sp
 			c.state.dropOffset(f.denied, w) // the folder is gone
 		}
 	}()
-	for ctx.Err() == nil {
+	for relist := false; ctx.Err() == nil; relist = true {
+		if d := claimsRelistDelay.Load(); d > 0 && relist && spawn == nil {
+			time.Sleep(time.Duration(d)) // 0 but in tests
+		}
 		endedMu.Lock()
 		for _, ch := range ended {
 			if running[ch.name] == ch {
@@ -237,6 +240,12 @@ var offsetWatcherEndDelay, offsetRereadDelay atomic.Int64
 // follows a change, as on a machine too busy to run it at once: a test
 // sets it (export_test.go).
 var consumersRelistDelay atomic.Int64
+
+// claimsRelistDelay delays the listings of a module's owners/<topic> but
+// the first (the folders followed with no goroutine per child), between
+// seeing its watcher's context alive and listing the folder, as a busy
+// machine can: a test sets it (export_test.go).
+var claimsRelistDelay atomic.Int64
 
 // folder is a folder watchChildren follows.
 type folder struct {
