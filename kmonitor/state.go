@@ -149,14 +149,18 @@ func (s *state) dropOffset(k partKey, w *byte) {
 }
 
 // setOwned records the partitions claimed for module and topic, as the
-// watcher w listed them; names nil drops them, unless another watcher of
-// the current client has listed them since.
-func (s *state) setOwned(module, topic string, w *byte, names []string) {
+// watcher w, whose context is live, listed them; names nil drops them,
+// unless another watcher of the current client has listed them since. A
+// listing by a watcher stopped meanwhile (its folder deleted and created
+// again, or its client replaced) is not recorded, as in setEntry.
+func (s *state) setOwned(live context.Context, module, topic string, w *byte, names []string) {
 	k := moduleTopic{module, topic}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur, ok := s.owned[k]
 	switch {
+	case names != nil && live.Err() != nil:
+		return
 	case names != nil:
 		s.owned[k] = ownedEntry{w, names, s.epoch}
 	case ok && (cur.w == w || cur.epoch < s.epoch):

@@ -337,11 +337,11 @@ func (c *cluster) followOwners(ctx, client context.Context, conn *zk.Conn, owner
 		w := new(byte)
 		defer func() {
 			if client.Err() == nil {
-				c.state.setOwned(module, topic, w, nil)
+				c.state.setOwned(ctx, module, topic, w, nil)
 			}
 		}()
 		c.watchChildren(ctx, conn, folder{path: path.Join(owners, topic), client: client,
-			listed: func(names []string) { c.state.setOwned(module, topic, w, names) },
+			listed: func(names []string) { c.state.setOwned(ctx, module, topic, w, names) },
 		}, nil)
 	})
 }
