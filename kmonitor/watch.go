@@ -117,7 +117,9 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, sp
 				running[n] = ch
 				wg.Go(func() {
 					spawn(cctx, n)
-					if cctx.Err() != nil {
+					byItself := cctx.Err() == nil
+					cancel() // else cctx stays among ctx's children until ctx ends
+					if !byItself {
 						return // cancelled here: nothing to tell
 					}
 					endedMu.Lock()
