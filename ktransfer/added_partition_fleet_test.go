@@ -190,3 +190,78 @@ func TestAddedPartitionCountMovedOnAtALaterClaim(t *testing.T) {
 		t.Errorf("partition 1's record pushed %d times, want once: its offset node deleted, it started again before the newest record", again)
 	}
 }
+
+// TestAddedPartitionCountMovedOnWhileItsClaimLasts: the write of the
+// count fails at the first claim of an added partition (ZooKeeper refuses
+// it for a while) and the partition stays with the process that claimed
+// it: no later claim comes to write the count. It must still be written
+// once ZooKeeper takes it again: else an operator who stops the fleet and
+// deletes the partition's offset node, to have it start at the newest
+// record, gets it started at its first record since the module's start,
+// its records pushed again.
+func TestAddedPartitionCountMovedOnWhileItsClaimLasts(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	e.produce(t, "t", [][2]string{{"k", "history"}})
+	b := newBackend(t, nil)
+	m := module("m", "t", b.URL)
+	m.StartFrom = "newest"
+	first := e.start(t, m)
+	waitFor(t, "partition 0's start stored", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "1" })
+	dir := zklayout.Offsets(chroot, "m", "t")
+	count := func() int32 {
+		data, _, err := e.conn.Get(dir)
+		n, ok := zklayout.ParseOffsetsTopic(data)
+		if err != nil || !ok {
+			return 0
+		}
+		return n
+	}
+
+	// The count cannot be written for a while; offsets can.
+	if _, err := e.conn.SetACL(dir, zk.WorldACL(zk.PermRead|zk.PermCreate|zk.PermDelete|zk.PermAdmin), -1); err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if res, err := adm.CreatePartitions(ctx, 1, "t"); err != nil || res.Error() != nil {
+		t.Fatalf("add a partition: %v %v", err, res.Error())
+	}
+	manual := kafkatest.Client(t, e.kafka, e.kc, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err := manual.ProduceSync(ctx, &kgo.Record{Topic: "t", Partition: 1, Key: []byte("a"), Value: []byte("p1-0")}).FirstErr(); err != nil {
+		t.Fatalf("produce to the new partition: %v", err)
+	}
+	second := e.start(t, m) // holds nothing: takes the new partition
+	waitFor(t, "the new partition's record pushed and committed", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 1) == "1" })
+	if _, err := e.conn.SetACL(dir, zk.WorldACL(zk.PermAll), -1); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); count() != 2 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := count(); n != 2 {
+		t.Errorf("offsets node records %d partitions once it can be written again, want 2", n)
+	}
+
+	// The operator stops the fleet and deletes partition 1's offset node:
+	// it starts again at the newest record.
+	for _, r := range []*running{first, second} {
+		if err := r.stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.conn.Delete(dir+"/1", -1); err != nil {
+		t.Fatal(err)
+	}
+	e.start(t, m)
+	waitFor(t, "partition 1's start stored again", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 1) == "1" })
+	var again int
+	for _, p := range b.got() {
+		if p.partition == "1" && p.body == "p1-0" {
+			again++
+		}
+	}
+	if again != 1 {
+		t.Errorf("partition 1's record pushed %d times, want once: its offset node deleted, it started again before the newest record", again)
+	}
+}
