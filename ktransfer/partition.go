@@ -191,8 +191,8 @@ func (p *partition) startOffset(ctx context.Context) (int64, error) {
 		if errors.Is(err, errOffsetMoved) {
 			continue // written between the read and the write: read again
 		}
-		if err == nil {
-			p.recordPartitions()
+		if err == nil && !p.recordPartitions() {
+			go p.retryRecordPartitions(ctx)
 		}
 		return start, err
 	}
@@ -208,7 +208,7 @@ func (p *partition) startOffset(ctx context.Context) (int64, error) {
 // newest record, as for the topic's first partitions, while an added
 // partition not started yet stays above the count. Any claim of a
 // partition at or above the count does it, not only the partition's
-// first: a write that failed then (a ZooKeeper blip) is made at the next.
+// first.
 //
 // A node written by an older ktransfer records no count: it is written
 // once every partition of the list this process first read has a stored
@@ -217,29 +217,30 @@ func (p *partition) startOffset(ctx context.Context) (int64, error) {
 //
 // A write of the count by another process meanwhile (the version moved)
 // is read again: its count may stop below this partition, whose offset it
-// did not see yet. Failing otherwise only leaves the rule as it was; the
-// next claim tries again.
-func (p *partition) recordPartitions() {
+// did not see yet. It reports false when ZooKeeper failed it (the rule
+// stays as it was meanwhile): the claim tries again
+// (retryRecordPartitions).
+func (p *partition) recordPartitions() bool {
 	m := p.m
 	conn := m.t.conn()
 	dir := zklayout.Offsets(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic)
 	for range 5 {
 		data, stat, err := conn.Get(dir)
 		if err != nil {
-			return
+			return false
 		}
 		n, ok := zklayout.ParseOffsetsTopic(data)
 		if ok && p.id < n {
-			return
+			return true
 		}
 		if !ok {
 			if n = m.t.firstPartitionCount(m.cfg.Topic); n == 0 {
-				return
+				return true
 			}
 		}
 		names, _, err := conn.Children(dir)
 		if err != nil {
-			return
+			return false
 		}
 		stored := make(map[int32]bool, len(names))
 		for _, name := range names {
@@ -250,7 +251,7 @@ func (p *partition) recordPartitions() {
 		if !ok {
 			for id := range n {
 				if !stored[id] {
-					return
+					return true
 				}
 			}
 		}
@@ -259,7 +260,7 @@ func (p *partition) recordPartitions() {
 			k++
 		}
 		if ok && k == n {
-			return
+			return true
 		}
 		if f := beforeCountWrite.Load(); f != nil {
 			(*f)(p)
@@ -271,7 +272,20 @@ func (p *partition) recordPartitions() {
 		if err != nil {
 			p.log.Warn("recording the topic's partitions failed", "dir", dir, "partitions", k, "err", err)
 		}
-		return
+		return err == nil
+	}
+	return false
+}
+
+// retryRecordPartitions makes recordPartitions again, with a backoff,
+// until it succeeds or the claim ends: the partition may stay with this
+// claim for good, and the count must not stay below it because ZooKeeper
+// failed its write once.
+func (p *partition) retryRecordPartitions(ctx context.Context) {
+	for n := 1; sleep(ctx, backoff(n, time.Second, time.Minute)); n++ {
+		if p.recordPartitions() {
+			return
+		}
 	}
 }
 
