@@ -2,7 +2,6 @@ package ktransfer
 
 import (
 	"fmt"
-	"net/url"
 	"strconv"
 	"strings"
 )
@@ -85,9 +84,9 @@ type uriVars struct {
 }
 
 // render appends the URI for one record to dst. The key and method are
-// escaped as a path segment in the path (a space is %20: a '+' there is a
-// plus) and query-escaped in the query; the topic is URL-safe by Kafka's
-// naming rules.
+// query-escaped, but for a space in the path: %20 there (a '+' in a path
+// is a plus), so that a backend decoding its path as a path or as a form
+// value reads the same; the topic is URL-safe by Kafka's naming rules.
 func (t *template) render(dst []byte, v uriVars) []byte {
 	for _, p := range t.parts {
 		switch p.kind {
@@ -110,20 +109,23 @@ func (t *template) render(dst []byte, v uriVars) []byte {
 	return dst
 }
 
-// appendEscaped appends b escaped as a path segment (url.PathEscape) or
-// query-escaped (url.QueryEscape), without allocating when nothing needs
-// escaping.
+// appendEscaped appends b query-escaped (url.QueryEscape), a space as %20
+// when inPath, without allocating.
 func appendEscaped(dst, b []byte, inPath bool) []byte {
 	for _, c := range b {
-		if !unreserved(c) {
-			if inPath {
-				return append(dst, url.PathEscape(string(b))...)
-			}
-			return append(dst, url.QueryEscape(string(b))...)
+		switch {
+		case unreserved(c):
+			dst = append(dst, c)
+		case c == ' ' && !inPath:
+			dst = append(dst, '+')
+		default:
+			dst = append(dst, '%', upperHex[c>>4], upperHex[c&15])
 		}
 	}
-	return append(dst, b...)
+	return dst
 }
+
+const upperHex = "0123456789ABCDEF"
 
 func unreserved(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == '~'

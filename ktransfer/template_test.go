@@ -18,7 +18,7 @@ func TestTemplate(t *testing.T) {
 		{"/{#KEY}{#KEY}", "/abab", "ab"},
 		{"/k={#KEY}", "/k=", ""},
 		{"/u/{#KEY}?k={#KEY}", "/u/a%20b%2F%3F?k=a+b%2F%3F", "a b/?"}, // a path segment in the path, query-escaped after '?'
-		{"/u/{#KEY}", "/u/a+b", "a+b"},
+		{"/u/{#KEY}", "/u/a%2Bb%40%3A", "a+b@:"},
 	} {
 		tp, err := parseTemplate(tc.tmpl)
 		if err != nil {
@@ -50,7 +50,8 @@ func FuzzTemplate(f *testing.F) {
 		}
 		// The key can never break out of its escaping.
 		if strings.Contains(tmpl, "{#KEY}") && key != "" {
-			if !strings.Contains(out, url.QueryEscape(key)) && !strings.Contains(out, url.PathEscape(key)) {
+			esc := url.QueryEscape(key)
+			if !strings.Contains(out, esc) && !strings.Contains(out, strings.ReplaceAll(esc, "+", "%20")) {
 				t.Fatalf("%q: key %q not escaped in %q", tmpl, key, out)
 			}
 		}
