@@ -396,6 +396,10 @@ func (m *module) handle(ctx context.Context, r *record, buf *[]byte) outcome {
 		}
 		r.target = t
 	}
+	if r.target == nil && m.pusher.tmpl.dotSegment(uriVars{topic: m.pusher.topic, key: r.msg.Key, method: r.method}) {
+		// A server that normalizes paths would take it for another path.
+		return m.refuse(ctx, r, `its key or method makes a segment "." or ".." of the path of uri`)
+	}
 	start := time.Now()
 	first := m.pusher.start()
 	base := time.Duration(m.cfg.FailRetryIntervalMs) * time.Millisecond
@@ -457,6 +461,34 @@ func (m *module) handle(ctx context.Context, r *record, buf *[]byte) outcome {
 		}
 		m.log.Log(ctx, level, msg, "partition", r.msg.Partition, "offset", r.msg.Offset,
 			"backend", m.pusher.addrs[backend], "attempt", n+1, "reason", reason, "wait", wait)
+		if !sleep(ctx, wait) {
+			return outUnfinished
+		}
+	}
+}
+
+// refuse finishes a record no push may carry as a backend's permanent
+// refusal is (handle), without pushing it: given up at once into a
+// dead-letter topic; without one retried, each refusal logged as an error,
+// until max_retry_times (-1: until the partition is released or the module
+// stops). It stops, unfinished, when ctx ends or the partition is released.
+func (m *module) refuse(ctx context.Context, r *record, reason string) outcome {
+	if m.cfg.DeadLetterTopic != "" {
+		return m.giveUp(ctx, r, reason, 0)
+	}
+	base := time.Duration(m.cfg.FailRetryIntervalMs) * time.Millisecond
+	ceiling := max(time.Duration(m.cfg.MaxRetryIntervalMs)*time.Millisecond, base)
+	for n := 0; ; n++ {
+		if r.part != nil && r.part.released.Load() || ctx.Err() != nil {
+			return outUnfinished
+		}
+		if m.cfg.MaxRetryTimes >= 0 && n >= m.cfg.MaxRetryTimes {
+			return m.giveUp(ctx, r, "retries exhausted: "+reason, 0)
+		}
+		m.stats.retried()
+		wait := backoff(n+1, base, ceiling)
+		m.log.Error("push refused and no dead_letter_topic; retrying", "partition", r.msg.Partition, "offset", r.msg.Offset,
+			"key", string(r.msg.Key), "attempt", n+1, "reason", reason+" (not pushed)", "wait", wait)
 		if !sleep(ctx, wait) {
 			return outUnfinished
 		}

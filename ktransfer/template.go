@@ -26,6 +26,9 @@ var placeholders = map[string]int{
 type template struct {
 	parts      []tpart
 	needMethod bool
+	// valueInPath: {#KEY} or {#METHOD} stands before the '?', where a
+	// record's value may make a segment "." or ".." (dotSegment).
+	valueInPath bool
 }
 
 type tpart struct {
@@ -63,6 +66,7 @@ func parseTemplate(s string) (*template, error) {
 		}
 		t.parts = append(t.parts, tpart{kind: kind, inPath: inPath})
 		t.needMethod = t.needMethod || kind == phMethod
+		t.valueInPath = t.valueInPath || inPath && (kind == phKey || kind == phMethod)
 		s = s[i+j+1:]
 	}
 	for _, p := range t.parts {
@@ -126,6 +130,105 @@ func appendEscaped(dst, b []byte, inPath bool) []byte {
 }
 
 const upperHex = "0123456789ABCDEF"
+
+// dotSegment reports whether v's key or method make a segment of the
+// rendered path "." or ".." (a dot also written %2E): a server that
+// normalizes paths resolves it, and the push would reach another path than
+// the template names. Segments made of the template's own text alone are
+// the operator's: not looked at.
+func (t *template) dotSegment(v uriVars) bool {
+	if !t.valueInPath {
+		return false
+	}
+	var s segment
+	for _, p := range t.parts {
+		switch p.kind {
+		case litText:
+			for i := range len(p.text) {
+				switch c := p.text[i]; c {
+				case '?':
+					return s.end()
+				case '/':
+					if s.end() {
+						return true
+					}
+				default:
+					s.add(c)
+				}
+			}
+		case phTopic:
+			addBytes(&s, v.topic)
+		case phKey:
+			addValue(&s, v.key)
+		case phMethod:
+			addValue(&s, v.method)
+		default:
+			s.add('0') // a number: digits, never a dot
+		}
+	}
+	return s.end()
+}
+
+// segment is the end of the rendered path's current segment that can
+// still make it "." or ".." (at most "%2E%2E"); n counts every byte.
+type segment struct {
+	b       [6]byte
+	n       int
+	touched bool // a key or method is in it
+}
+
+func (s *segment) add(c byte) {
+	if s.n < len(s.b) {
+		s.b[s.n] = c
+	}
+	s.n++
+}
+
+func addBytes[T string | []byte](s *segment, b T) {
+	for i := range len(b) {
+		s.add(b[i])
+	}
+}
+
+// addValue adds a key or method as render escapes it. A value with any
+// byte to escape is no dot segment wherever it stands: its escaped form
+// has a %XX that is not %2E ('.' is never escaped), which no dot segment
+// holds; it is counted, not copied.
+func addValue[T string | []byte](s *segment, b T) {
+	s.touched = true
+	for i := range len(b) {
+		if !unreserved(b[i]) {
+			s.n += len(s.b) + 1
+			return
+		}
+	}
+	addBytes(s, b)
+}
+
+// end reports whether the segment ending is a dot segment a key or method
+// made, and starts the next.
+func (s *segment) end() bool {
+	dot := s.touched && s.n <= len(s.b) && isDotSegment(s.b[:s.n])
+	*s = segment{}
+	return dot
+}
+
+// isDotSegment reports whether seg is "." or ".." once %2E (any case) is
+// read as a dot.
+func isDotSegment(seg []byte) bool {
+	dots := 0
+	for i := 0; i < len(seg); dots++ {
+		switch {
+		case seg[i] == '.':
+			i++
+		case len(seg)-i >= 3 && seg[i] == '%' && seg[i+1] == '2' && seg[i+2]|0x20 == 'e':
+			i += 3
+		default:
+			return false
+		}
+	}
+	return dots == 1 || dots == 2
+}
 
 func unreserved(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == '~'

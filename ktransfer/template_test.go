@@ -57,3 +57,39 @@ func FuzzTemplate(f *testing.F) {
 		}
 	})
 }
+
+func TestDotSegment(t *testing.T) {
+	for _, tc := range []struct {
+		tmpl, key, method string
+		want              bool
+	}{
+		{"/users/{#KEY}", "..", "m", true},
+		{"/users/{#KEY}/x", ".", "m", true},
+		{"/u/{#METHOD}?k={#KEY}", "k", "..", true},
+		{"/u/{#KEY}{#KEY}", ".", "m", true},           // ".."
+		{"/u/{#KEY}%2E", ".", "m", true},              // ".%2E"
+		{"/u/%2{#KEY}", "e", "m", true},               // "%2e"
+		{"/users/{#KEY}", "...", "m", false},          // not a dot segment
+		{"/users/{#KEY}", "%2E", "m", false},          // sent as %252E
+		{"/users/{#KEY}", ".@", "m", false},           // escaped
+		{"/users/{#KEY}", "", "m", false},             // an empty segment
+		{"/users/x{#KEY}", ".", "m", false},           // "x."
+		{"/{#TOPIC}{#KEY}", ".", "m", false},          // "t1."
+		{"/{#PARTITION}{#KEY}", ".", "m", false},      // "3."
+		{"/a/../{#KEY}", "k", "m", false},             // the template's own: the operator's
+		{"/a?x=/{#KEY}/{#METHOD}", "..", "..", false}, // in the query
+		{"/a/{#KEY}?x=..", "k", "m", false},
+	} {
+		tp, err := parseTemplate(tc.tmpl)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.tmpl, err)
+		}
+		v := uriVars{topic: "t1", key: []byte(tc.key), partition: 3, method: tc.method}
+		if got := tp.dotSegment(v); got != tc.want {
+			t.Errorf("%s with key %q, method %q (%s): %v, want %v", tc.tmpl, tc.key, tc.method, tp.render(nil, v), got, tc.want)
+		}
+		if n := testing.AllocsPerRun(10, func() { tp.dotSegment(v) }); n != 0 {
+			t.Errorf("%s: %v allocations", tc.tmpl, n)
+		}
+	}
+}
