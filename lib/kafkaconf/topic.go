@@ -11,15 +11,15 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
+// ErrNoMaxBytes is TopicMaxBytes's error when the brokers answered
+// without a usable max.message.bytes.
+var ErrNoMaxBytes = errors.New("no usable max.message.bytes in the brokers' answer")
+
 // TopicMaxBytes asks the brokers, through cl, for topic's
 // max.message.bytes (a DescribeConfigs request). A broker's refusal (a
 // principal that may not describe configs, an unknown topic) comes back as
 // a *kerr.Error; an answer without a usable value, ErrNoMaxBytes; any
 // other error says no broker answered within ctx.
-// ErrNoMaxBytes is TopicMaxBytes's error when the brokers answered
-// without a usable max.message.bytes.
-var ErrNoMaxBytes = errors.New("no usable max.message.bytes in the brokers' answer")
-
 func TopicMaxBytes(ctx context.Context, cl *kgo.Client, topic string) (int32, error) {
 	req := kmsg.NewPtrDescribeConfigsRequest()
 	res := kmsg.NewDescribeConfigsRequestResource()
