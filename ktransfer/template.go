@@ -116,7 +116,12 @@ func (t *template) render(dst []byte, v uriVars) []byte {
 // appendEscaped appends b query-escaped (url.QueryEscape), a space as %20
 // when inPath, without allocating.
 func appendEscaped(dst, b []byte, inPath bool) []byte {
-	for _, c := range b {
+	i := 0
+	for i < len(b) && unreserved(b[i]) {
+		i++
+	}
+	dst = append(dst, b[:i]...) // all of it, as a rule
+	for _, c := range b[i:] {
 		switch {
 		case unreserved(c):
 			dst = append(dst, c)
