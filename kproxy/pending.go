@@ -86,6 +86,8 @@ func onProduced(r *kgo.Record, err error) {
 func (s *Server) produced(p *pending, err error, trace sendTrace) {
 	if err != nil {
 		s.refusedTopic(p.cl, p.rec.Topic, err)
+	} else if p.cl != s.prod.leader {
+		s.purges.wrote(p.cl, p.rec.Topic, s.check, s.produceTimeout)
 	}
 	if p.acks == 0 {
 		s.acks0Done(&p.rec, err, trace)
@@ -125,8 +127,9 @@ func (s *Server) produced(p *pending, err error, trace sendTrace) {
 //     the topic is forgotten (the next request looks it up: 404 if it is
 //     gone) and purged from cl, whose next record of it fetches the new id.
 //     From the idempotent and transactional clients only when the brokers
-//     no longer give the id cl fetched (topicPurges.startStaleID): the
-//     refusal is retriable, and a purge resets sequence numbers.
+//     no longer give the id they gave right after cl's first record of the
+//     topic was written (topicPurges.startStaleID): the refusal is
+//     retriable, and a purge resets sequence numbers.
 func (s *Server) refusedTopic(cl *kgo.Client, topic string, err error) {
 	switch {
 	case errors.Is(err, kerr.MessageTooLarge):

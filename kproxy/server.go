@@ -182,6 +182,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 			prefix = "kproxy-" + host + "-" + port
 		}
 		s.txns = newTxnPool(cfg, prefix, s.prod, log)
+		s.txns.retired = s.purges.forgetClient
 	}
 	if cfg.producerNumSet || cfg.ProducerNum != 1 {
 		// Kept so that 2015 files load; kgo keeps one client per acks level.

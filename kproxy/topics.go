@@ -43,12 +43,6 @@ type topicCheck struct {
 	// maxBytes is max_message_bytes: the largest record batch sent to any
 	// topic; a topic whose max.message.bytes is lower gets smaller ones.
 	maxBytes int32
-
-	// ids are the topics' ids as first read (kept when a topic is
-	// forgotten): the id kproxy's clients fetched when they first wrote to
-	// it, unless it was re-created in between (sameID).
-	idsMu sync.Mutex
-	ids   map[string][16]byte
 }
 
 // topicInfo is what kproxy knows of a topic that exists.
@@ -61,7 +55,7 @@ type topicInfo struct {
 
 func newTopicCheck(autoCreate bool, maxBytes int) *topicCheck {
 	return &topicCheck{autoCreate: autoCreate, maxBytes: int32(maxBytes),
-		missing: map[string]time.Time{}, known: map[string]topicInfo{}, limits: map[string]int32{}, ids: map[string][16]byte{}}
+		missing: map[string]time.Time{}, known: map[string]topicInfo{}, limits: map[string]int32{}}
 }
 
 // exists returns what kproxy knows of the topic when the brokers know it,
@@ -161,14 +155,7 @@ func (tc *topicCheck) ask(ctx context.Context, topic string) error {
 	if ok && time.Now().Before(until) {
 		return kerr.UnknownTopicOrPartition
 	}
-	id, err := tc.metadata(ctx, topic, tc.autoCreate)
-	if err == nil && id != ([16]byte{}) {
-		tc.idsMu.Lock()
-		if _, ok := tc.ids[topic]; !ok {
-			tc.ids[topic] = id
-		}
-		tc.idsMu.Unlock()
-	}
+	_, err := tc.metadata(ctx, topic, tc.autoCreate)
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
 	switch {
@@ -212,20 +199,6 @@ func (tc *topicCheck) metadata(ctx context.Context, topic string, create bool) (
 	return [16]byte{}, fmt.Errorf("metadata of topic %s: not in the brokers' answer", topic)
 }
 
-// sameID tells whether the brokers know topic, asked within ctx, by the
-// id old, or (old zero) by the id kproxy first read for it: then a refusal
-// of that id (UNKNOWN_TOPIC_ID) came from a broker whose metadata lags.
-// It returns the id the brokers gave (zero when none answered).
-func (tc *topicCheck) sameID(ctx context.Context, topic string, old [16]byte) (bool, [16]byte) {
-	if old == ([16]byte{}) {
-		tc.idsMu.Lock()
-		old = tc.ids[topic]
-		tc.idsMu.Unlock()
-	}
-	cur, err := tc.metadata(ctx, topic, false)
-	return err == nil && cur != ([16]byte{}) && cur == old, cur
-}
-
 // purgeHoldOff is how long after purging a topic from a client further
 // UNKNOWN_TOPIC_ID refusals of it are taken for the same stale id (records
 // failed while the purge ran) rather than a new one.
@@ -239,10 +212,22 @@ type topicPurges struct {
 	mu      sync.Mutex
 	stopped bool
 	last    map[purgeKey]purgeState
-	// ids are the ids of re-created topics that clients were purged of
-	// and fetched again (sameID's old): rare, so kept.
-	ids map[purgeKey][16]byte
-	wg  sync.WaitGroup
+	wg      sync.WaitGroup
+
+	// held is, per idempotent or transactional client and topic, the id
+	// the brokers gave for the topic right after the client's first
+	// record of it (since its last purge of it) was written: the id the
+	// client holds (kgo keeps the one it fetched first). Read on every
+	// such record written (wrote), written rarely.
+	heldMu sync.RWMutex
+	held   map[purgeKey]*heldID
+}
+
+// heldID is a client's id for a topic (topicPurges.held), once done is
+// closed; zero when the brokers did not give it.
+type heldID struct {
+	done chan struct{}
+	id   [16]byte
 }
 
 // purgeState is a purge under way (ended zero) or ended at ended.
@@ -263,37 +248,104 @@ func (tp *topicPurges) start(cl *kgo.Client, topic string) {
 	tp.startAfter(cl, topic, purgeStaleID, nil)
 }
 
+// wrote notes that cl, a client with sequence numbers (idempotent or
+// transactional), had a record of topic written: the first time since cl
+// was last purged of topic, the brokers are asked for the topic's id in
+// the background, within timeout (startStaleID compares it).
+func (tp *topicPurges) wrote(cl *kgo.Client, topic string, check *topicCheck, timeout time.Duration) {
+	k := purgeKey{cl, topic}
+	tp.heldMu.RLock()
+	_, ok := tp.held[k]
+	tp.heldMu.RUnlock()
+	if ok {
+		return
+	}
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	if tp.stopped {
+		return
+	}
+	tp.heldMu.Lock()
+	if _, ok := tp.held[k]; ok {
+		tp.heldMu.Unlock()
+		return
+	}
+	if tp.held == nil {
+		tp.held = map[purgeKey]*heldID{}
+	}
+	h := &heldID{done: make(chan struct{})}
+	tp.held[k] = h
+	tp.heldMu.Unlock()
+	tp.wg.Go(func() {
+		defer close(h.done)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		h.id, _ = check.metadata(ctx, topic, false)
+	})
+}
+
+// forgetClient drops what is held of cl, closed for good.
+func (tp *topicPurges) forgetClient(cl *kgo.Client) {
+	tp.heldMu.Lock()
+	defer tp.heldMu.Unlock()
+	for k := range tp.held {
+		if k.cl == cl {
+			delete(tp.held, k)
+		}
+	}
+}
+
 // startStaleID purges topic from cl, a client with sequence numbers
-// (idempotent or transactional), after an UNKNOWN_TOPIC_ID refusal, only
-// when the brokers know the topic by another id than the one cl fetched
-// (re-created), or not at all (deleted), asked within timeout. A purge
-// starts the topic's partitions again at sequence number 0 under the same
-// producer id and epoch: in partitions that still hold cl's records (the
-// refusal came from a broker whose metadata lagged; UNKNOWN_TOPIC_ID is
-// retriable), the broker takes the next batch for a retry of one it wrote
-// and answers success with that batch's offset, without writing it.
+// (idempotent or transactional), after an UNKNOWN_TOPIC_ID refusal, unless
+// the brokers, asked within timeout, still give the topic the id they gave
+// right after cl's first record of it was written (wrote): cl holds that
+// id, and the refusal came from a broker whose metadata lags
+// (UNKNOWN_TOPIC_ID is retriable). A purge starts the topic's partitions
+// again at sequence number 0 under the same producer id and epoch: in
+// partitions that hold cl's records, the broker takes the next batch for
+// a retry of one it wrote and answers success with that batch's offset,
+// without writing it. Nothing held (no record of cl written since its last
+// purge of topic): purged. The id not learnt: not purged now, and
+// forgotten, so that a refusal after purgeHoldOff purges.
 func (tp *topicPurges) startStaleID(cl *kgo.Client, topic string, check *topicCheck, timeout time.Duration) {
 	k := purgeKey{cl, topic}
 	tp.startAfter(cl, topic, purgeStaleID, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		tp.mu.Lock()
-		old := tp.ids[k]
-		tp.mu.Unlock()
-		same, cur := check.sameID(ctx, topic, old)
-		if same {
+		tp.heldMu.RLock()
+		h := tp.held[k]
+		tp.heldMu.RUnlock()
+		drop := func() {
+			tp.heldMu.Lock()
+			if tp.held[k] == h {
+				delete(tp.held, k)
+			}
+			tp.heldMu.Unlock()
+		}
+		if h == nil {
+			return true
+		}
+		select {
+		case <-h.done:
+		case <-ctx.Done():
+		}
+		select {
+		case <-h.done:
+		default:
+			drop()
+			return false
+		}
+		if h.id == ([16]byte{}) {
+			drop()
+			return false
+		}
+		cur, err := check.metadata(ctx, topic, false)
+		if err == nil && cur == h.id {
 			tp.log.Warn("kafka refused the topic's id, which the brokers still give for it (a broker's metadata lags); "+
 				"the topic is not purged from the client", "topic", topic)
 			return false
 		}
-		if cur != ([16]byte{}) {
-			tp.mu.Lock()
-			if tp.ids == nil {
-				tp.ids = map[purgeKey][16]byte{}
-			}
-			tp.ids[k] = cur // what cl fetches after the purge
-			tp.mu.Unlock()
-		}
+		drop() // the next record written after the purge fetches the id again
 		return true
 	})
 }

@@ -40,6 +40,9 @@ type txnPool struct {
 	mu     sync.Mutex
 	closed bool
 	aborts sync.WaitGroup // aborts running after their batch was answered
+
+	// retired is told of a client retire closed (set before first use).
+	retired func(*kgo.Client)
 }
 
 type txnProducer struct {
@@ -272,6 +275,9 @@ func (p *txnPool) retire(ctx context.Context, tp *txnProducer, why error) {
 	}
 	if cl != nil {
 		cl.Close()
+		if p.retired != nil {
+			p.retired(cl)
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
