@@ -90,7 +90,9 @@ func (c Config) Opts(name string, brokers []string, log *slog.Logger) ([]kgo.Opt
 		}
 		opts = append(opts, kgo.SASL(m))
 	}
-	if log != nil && log.Enabled(context.Background(), logging.LevelVerbose) {
+	if log != nil {
+		// Always attached: its Level follows the log's, so that a
+		// log_level raised to 16 by a reload brings the client's lines.
 		opts = append(opts, kgo.WithLogger(kgoLog{log}))
 	}
 	return opts, nil
@@ -116,7 +118,14 @@ func (s SASL) mechanism() (sasl.Mechanism, error) {
 // verbose level (log_level 16); they are per connection and per request.
 type kgoLog struct{ l *slog.Logger }
 
-func (k kgoLog) Level() kgo.LogLevel { return kgo.LogLevelDebug }
+// Level is asked before each line: none unless the log takes the verbose
+// level now (log_level can change while the client runs).
+func (k kgoLog) Level() kgo.LogLevel {
+	if k.l.Enabled(context.Background(), logging.LevelVerbose) {
+		return kgo.LogLevelDebug
+	}
+	return kgo.LogLevelNone
+}
 
 func (k kgoLog) Log(_ kgo.LogLevel, msg string, keyvals ...any) {
 	k.l.Log(context.Background(), logging.LevelVerbose, "kafka client: "+msg, keyvals...)
