@@ -1,10 +1,13 @@
 package ktransfer_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -67,4 +70,57 @@ func TestReloadLogLevelAddsKafkaClientLog(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestReloadLogLevelNeedingRestartWarnedOnce: a log_level a reload cannot
+// apply (the running log refuses it) is a key needing a restart, warned
+// of once, as every other such key is.
+func TestReloadLogLevelNeedingRestartWarnedOnce(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	bk := newBackend(t, nil)
+	c := e.reloadConf(t, "m")
+	c.module(t, "m", "t", "m", bk.URL, "")
+	var buf syncBuffer
+	cfg, err := ktransfer.LoadConfig(c.path)
+	if err != nil {
+		t.Fatalf("LoadConfig: %v", err)
+	}
+	tr, err := ktransfer.New(cfg, slog.New(slog.NewTextHandler(&buf, nil)))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	tr.SetLevelFunc(func(int) bool { return false }) // as a log started at 0
+	runtest.Start(t, tr.Run, 30*time.Second)
+	produceN(t, e, 0, 1)
+	waitFor(t, "the record pushed", 10*time.Second, func() bool { return len(bk.got()) >= 1 })
+	c.enable(t, "log_level: 8\n", "m")
+	if err := tr.Reload(context.Background()); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	var warned int
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if strings.Contains(line, "changed key needs a restart") && strings.Contains(line, "key=log_level") {
+			warned++
+		}
+	}
+	if warned != 1 {
+		t.Fatalf("log_level needing a restart warned of %d times, want 1:\n%s", warned, buf.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
