@@ -305,8 +305,7 @@ func (t *Transfer) reload(ctx context.Context) (ReloadStatus, error) {
 			t.log.Info("log_level changed", "from", t.logLevel, "to", cfg.LogLevel)
 			t.logLevel = cfg.LogLevel
 		} else {
-			t.log.Warn("changed key needs a restart; the running value is kept", "file", t.cfg.file, "key", "log_level")
-			st.RestartNeeded = append(st.RestartNeeded, "log_level")
+			st.RestartNeeded = append(st.RestartNeeded, "log_level") // warned of by Reload
 		}
 	}
 	return st, nil
