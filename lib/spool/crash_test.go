@@ -142,6 +142,22 @@ func startChild(t *testing.T, mode, dir string, opts ...func(*exec.Cmd)) (*exec.
 	return cmd, bufio.NewScanner(out), &stderr
 }
 
+// childLines runs the test binary as child mode on dir (as startChild) to
+// its end and returns the lines it printed; the test fails if it did not
+// exit 0.
+func childLines(t *testing.T, mode, dir string, opts ...func(*exec.Cmd)) []string {
+	t.Helper()
+	cmd, out, stderr := startChild(t, mode, dir, opts...)
+	var lines []string
+	for out.Scan() {
+		lines = append(lines, out.Text())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("child %s: %v; stderr %q", mode, err, stderr)
+	}
+	return lines
+}
+
 // A child appends, printing what was acknowledged, and is killed with
 // SIGKILL mid-stream: Open finds every acknowledged record, once, each
 // writer's in order.
@@ -354,14 +370,7 @@ func childFullRoll(dir string) {
 // appends work again once there is room.
 func TestFullDiskWhileRolling(t *testing.T) {
 	dir := t.TempDir()
-	cmd, out, stderr := startChild(t, "fsize-roll", dir)
-	var lines []string
-	for out.Scan() {
-		lines = append(lines, out.Text())
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("child: %v; stderr %q", err, stderr)
-	}
+	lines := childLines(t, "fsize-roll", dir)
 	if !slices.Equal(lines, []string{"err EFBIG", "after <nil>"}) {
 		t.Fatalf("child: %q, want only EFBIG failures and an append that worked after", lines)
 	}

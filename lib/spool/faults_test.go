@@ -62,6 +62,37 @@ func denySyscalls(nrs ...uint32) {
 	}
 }
 
+// replayedPrefixes reads the entries s replayed at Open and returns the
+// first two letters of each value ("a0", "b1", ...).
+func replayedPrefixes(t *testing.T, s *spool.Spool) []string {
+	t.Helper()
+	got := values(readN(t, s, int(s.Stats().Replayed)))
+	for i := range got {
+		got[i] = got[i][:2]
+	}
+	return got
+}
+
+// openWithA0 opens the spool in dir and appends "a0" (topic) to it.
+func openWithA0(dir, topic string) *spool.Spool {
+	s, err := spool.Open(spool.Options{Dir: dir})
+	if err != nil {
+		childFail("open: %v", err)
+	}
+	if _, err := s.Append([]spool.Record{rec(topic, "a0")}); err != nil {
+		childFail("append a0: %v", err)
+	}
+	return s
+}
+
+// limitInThird lowers the file size limit to what s holds plus the
+// entries of bs[0] and bs[1] and 100 bytes: an Append of bs fails in the
+// middle of bs[2]. raise sets the limit back.
+func limitInThird(s *spool.Spool, bs []spool.Record) (raise func()) {
+	room := s.Stats().Bytes + int64(spool.EntryLen(bs[0])+spool.EntryLen(bs[1])) + 100
+	return limitFileSize(uint64(room))
+}
+
 // childTruncateFails appends "a0", then, with writes past the entries of
 // b1 and b2 refused (the file size limit: a full disk) and every cut of
 // the file failing (EIO), appends b1, b2 and b3 in one Append, which
@@ -73,26 +104,18 @@ func denySyscalls(nrs ...uint32) {
 // the crash, printing "after ERR-OR-nil", then "read V V" with the first
 // two letters of the two entries Read returns.
 func childTruncateFails(dir string, create, after bool) {
-	s, err := spool.Open(spool.Options{Dir: dir})
-	if err != nil {
-		childFail("open: %v", err)
-	}
-	if _, err := s.Append([]spool.Record{rec("t", "a0")}); err != nil {
-		childFail("append a0: %v", err)
-	}
+	s := openWithA0(dir, "t")
 	value := strings.Repeat("v", 600)
 	bs := []spool.Record{rec("t", "b1"+value), rec("t", "b2"+value), rec("t", "b3"+value)}
-	committed := s.Stats().Bytes
-	room := committed + int64(spool.EntryLen(bs[0])+spool.EntryLen(bs[1])) + 100 // b3 cut in its middle
-	raise := limitFileSize(uint64(room))
+	raise := limitInThird(s, bs) // b3 cut in its middle
 	if create {
 		denySyscalls(unix.SYS_FTRUNCATE, unix.SYS_OPENAT)
-		_, err = s.Append(bs)
+		_, err := s.Append(bs)
 		fmt.Printf("failed %v\n", errors.Is(err, spool.ErrMaybeAppended))
 		os.Exit(0)
 	}
 	denySyscalls(unix.SYS_FTRUNCATE)
-	_, err = s.Append(bs)
+	_, err := s.Append(bs)
 	fmt.Printf("failed %v\n", err)
 	raise()
 	if after {
@@ -121,14 +144,7 @@ func childTruncateFails(dir string, create, after bool) {
 // sending its whole entries to Kafka would break that.
 func TestFailedAppendWhoseCutFailedNotReplayed(t *testing.T) {
 	dir := t.TempDir()
-	cmd, out, stderr := startChild(t, "truncfail", dir)
-	var lines []string
-	for out.Scan() {
-		lines = append(lines, out.Text())
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("child: %v; stderr %q", err, stderr)
-	}
+	lines := childLines(t, "truncfail", dir)
 	if len(lines) != 1 || !strings.HasPrefix(lines[0], "failed ") || lines[0] == "failed <nil>" {
 		t.Fatalf("child: %q, want the Append under the limit failed", lines)
 	}
@@ -137,11 +153,7 @@ func TestFailedAppendWhoseCutFailedNotReplayed(t *testing.T) {
 		t.Fatalf("open after the crash: %v", err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
-	st := s.Stats()
-	got := values(readN(t, s, int(st.Replayed)))
-	for i := range got {
-		got[i] = got[i][:2]
-	}
+	got := replayedPrefixes(t, s)
 	if !slices.Equal(got, []string{"a0"}) {
 		t.Fatalf("replayed %q, want [a0]: entries of the failed Append (answered not written) come back", got)
 	}
@@ -154,14 +166,7 @@ func TestFailedAppendWhoseCutFailedNotReplayed(t *testing.T) {
 // restart may replay it (kproxy answers 504, may have been written).
 func TestFailedAppendNotMarkedSaysMaybeAppended(t *testing.T) {
 	dir := t.TempDir()
-	cmd, out, stderr := startChild(t, "truncfail-nocreate", dir)
-	var lines []string
-	for out.Scan() {
-		lines = append(lines, out.Text())
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("child: %v; stderr %q", err, stderr)
-	}
+	lines := childLines(t, "truncfail-nocreate", dir)
 	if !slices.Equal(lines, []string{"failed true"}) {
 		t.Fatalf("child: %q, want the failed Append's error to wrap ErrMaybeAppended", lines)
 	}
@@ -172,23 +177,13 @@ func TestFailedAppendNotMarkedSaysMaybeAppended(t *testing.T) {
 // one, and a restart replays it, not the failed one.
 func TestAppendAfterFailedCutReplayedAlone(t *testing.T) {
 	dir := t.TempDir()
-	cmd, out, stderr := startChild(t, "truncfail-after", dir)
-	var lines []string
-	for out.Scan() {
-		lines = append(lines, out.Text())
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("child: %v; stderr %q", err, stderr)
-	}
+	lines := childLines(t, "truncfail-after", dir)
 	if len(lines) != 3 || lines[0] == "failed <nil>" || lines[1] != "after <nil>" || lines[2] != "read a0 c1" {
 		t.Fatalf("child: %q, want the Append under the limit failed, the one after it worked and Read returned a0 and c1", lines)
 	}
 	var log logBuffer
 	s := open(t, spool.Options{Dir: dir, Log: log.logger()})
-	got := values(readN(t, s, int(s.Stats().Replayed)))
-	for i := range got {
-		got[i] = got[i][:2]
-	}
+	got := replayedPrefixes(t, s)
 	if !slices.Equal(got, []string{"a0", "c1"}) {
 		t.Fatalf("replayed %q, want [a0 c1]", got)
 	}
@@ -229,22 +224,12 @@ func childTruncateFailsNewSegment(dir string) {
 // entries before it.
 func TestFailedFirstWriteWhoseCutFailedNotReplayed(t *testing.T) {
 	dir := t.TempDir()
-	cmd, out, stderr := startChild(t, "truncfail-roll", dir)
-	var lines []string
-	for out.Scan() {
-		lines = append(lines, out.Text())
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("child: %v; stderr %q", err, stderr)
-	}
+	lines := childLines(t, "truncfail-roll", dir)
 	if !slices.Equal(lines, []string{"failed false"}) {
 		t.Fatalf("child: %q, want the Append failed, its new segment removed (not ErrMaybeAppended)", lines)
 	}
 	s := open(t, spool.Options{Dir: dir})
-	got := values(readN(t, s, int(s.Stats().Replayed)))
-	for i := range got {
-		got[i] = got[i][:2]
-	}
+	got := replayedPrefixes(t, s)
 	if !slices.Equal(got, []string{"a0"}) {
 		t.Fatalf("replayed %q, want [a0]", got)
 	}
@@ -259,20 +244,12 @@ func TestFailedFirstWriteWhoseCutFailedNotReplayed(t *testing.T) {
 // Kafka refusing them) and closes the spool, printing "failed ERR", "after
 // ERR-OR-nil" and "closed ERR-OR-nil".
 func childTruncateFailsMarkAcked(dir string) {
-	s, err := spool.Open(spool.Options{Dir: dir})
-	if err != nil {
-		childFail("open: %v", err)
-	}
-	if _, err := s.Append([]spool.Record{rec("p", "a0")}); err != nil {
-		childFail("append a0: %v", err)
-	}
+	s := openWithA0(dir, "p")
 	value := strings.Repeat("v", 600)
 	bs := []spool.Record{rec("p", "b1"+value), rec("p", "b2"+value), rec("p", "b3"+value)}
-	committed := s.Stats().Bytes
-	room := committed + int64(spool.EntryLen(bs[0])+spool.EntryLen(bs[1])) + 100 // b3 cut in its middle
-	raise := limitFileSize(uint64(room))
+	raise := limitInThird(s, bs) // b3 cut in its middle
 	denySyscalls(unix.SYS_FTRUNCATE)
-	_, err = s.Append(bs)
+	_, err := s.Append(bs)
 	fmt.Printf("failed %v\n", err)
 	raise()
 	seq, err := s.Append([]spool.Record{rec("q", "c1")})
@@ -291,22 +268,12 @@ func childTruncateFailsMarkAcked(dir string) {
 // whole entries, answered as not written (503).
 func TestFailedWriteMarkNotRemovedBeforeItsSegment(t *testing.T) {
 	dir := t.TempDir()
-	cmd, out, stderr := startChild(t, "truncfail-ackmark", dir)
-	var lines []string
-	for out.Scan() {
-		lines = append(lines, out.Text())
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("child: %v; stderr %q", err, stderr)
-	}
+	lines := childLines(t, "truncfail-ackmark", dir)
 	if len(lines) != 3 || lines[0] == "failed <nil>" || lines[1] != "after <nil>" || lines[2] != "closed <nil>" {
 		t.Fatalf("child: %q, want the Append under the limit failed, the one after it worked and Close too", lines)
 	}
 	s := open(t, spool.Options{Dir: dir})
-	got := values(readN(t, s, int(s.Stats().Replayed)))
-	for i := range got {
-		got[i] = got[i][:2]
-	}
+	got := replayedPrefixes(t, s)
 	// c1 acked out of order may come again (at-least-once); b1, b2 never.
 	if len(got) == 0 || got[0] != "a0" || slices.Contains(got, "b1") || slices.Contains(got, "b2") {
 		t.Fatalf("replayed %q after a clean restart, want a0 (and c1, acked out of order) but none of the failed Append's records", got)
@@ -321,20 +288,12 @@ func TestFailedWriteMarkNotRemovedBeforeItsSegment(t *testing.T) {
 // too. It prints "failed ERR", then "failed2 ErrMaybeAppended-or-not", and
 // exits without closing the spool (a crash).
 func childTruncateFailsTwice(dir string) {
-	s, err := spool.Open(spool.Options{Dir: dir})
-	if err != nil {
-		childFail("open: %v", err)
-	}
-	if _, err := s.Append([]spool.Record{rec("t", "a0")}); err != nil {
-		childFail("append a0: %v", err)
-	}
+	s := openWithA0(dir, "t")
 	value := strings.Repeat("v", 600)
 	bs := []spool.Record{rec("t", "b1"+value), rec("t", "b2"+value), rec("t", "b3"+value)}
-	committed := s.Stats().Bytes
-	room := committed + int64(spool.EntryLen(bs[0])+spool.EntryLen(bs[1])) + 100 // b3 cut in its middle
-	raise := limitFileSize(uint64(room))
+	raise := limitInThird(s, bs) // b3 cut in its middle
 	denySyscalls(unix.SYS_FTRUNCATE)
-	_, err = s.Append(bs)
+	_, err := s.Append(bs)
 	fmt.Printf("failed %v\n", err)
 	raise()
 	raise = limitFileSize(100)
@@ -353,14 +312,7 @@ func childTruncateFailsTwice(dir string) {
 // answered as not written (503).
 func TestFailedWriteIntoMarkKeepsIt(t *testing.T) {
 	dir := t.TempDir()
-	cmd, out, stderr := startChild(t, "truncfail-twice", dir)
-	var lines []string
-	for out.Scan() {
-		lines = append(lines, out.Text())
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("child: %v; stderr %q", err, stderr)
-	}
+	lines := childLines(t, "truncfail-twice", dir)
 	if len(lines) != 2 || lines[0] == "failed <nil>" || !strings.HasPrefix(lines[1], "failed2 ") {
 		t.Fatalf("child: %q, want both Appends under the limits failed", lines)
 	}
@@ -370,10 +322,7 @@ func TestFailedWriteIntoMarkKeepsIt(t *testing.T) {
 		t.Fatalf("child: %q, want the second failed Append's error to wrap ErrMaybeAppended", lines)
 	}
 	s := open(t, spool.Options{Dir: dir})
-	got := values(readN(t, s, int(s.Stats().Replayed)))
-	for i := range got {
-		got[i] = got[i][:2]
-	}
+	got := replayedPrefixes(t, s)
 	if !slices.Equal(got, []string{"a0"}) {
 		t.Fatalf("replayed %q, want [a0]: the first failed Append (answered not written) comes back", got)
 	}
@@ -389,29 +338,17 @@ func TestFailedWriteIntoMarkKeepsIt(t *testing.T) {
 // Kafka refuses p) and closes the spool, printing "after ERR-OR-nil" and
 // "closed ERR-OR-nil".
 func childTruncateFailsCreateLater(dir string) {
-	s, err := spool.Open(spool.Options{Dir: dir})
-	if err != nil {
-		childFail("open: %v", err)
-	}
-	if _, err := s.Append([]spool.Record{rec("p", "a0")}); err != nil {
-		childFail("append a0: %v", err)
-	}
+	s := openWithA0(dir, "p")
 	value := strings.Repeat("v", 600)
 	key := func(r spool.Record) spool.Record { r.Key = []byte("k"); return r }
 	bs := []spool.Record{key(rec("q", "b1"+value)), key(rec("q", "b2"+value)), key(rec("q", "b3"+value))}
-	committed := s.Stats().Bytes
-	room := committed + int64(spool.EntryLen(bs[0])+spool.EntryLen(bs[1])) + 100 // b3 cut in its middle
-	raise := limitFileSize(uint64(room))
+	raise := limitInThird(s, bs) // b3 cut in its middle
 	denySyscalls(unix.SYS_FTRUNCATE)
-	if err := os.Chmod(dir, 0o555); err != nil {
-		childFail("chmod: %v", err)
-	}
-	_, err = s.Append(bs)
+	chmodDir(dir, 0o555)
+	_, err := s.Append(bs)
 	fmt.Printf("failed %v\n", errors.Is(err, spool.ErrMaybeAppended))
 	raise()
-	if err := os.Chmod(dir, 0o755); err != nil {
-		childFail("chmod: %v", err)
-	}
+	chmodDir(dir, 0o755)
 	seq, err := s.Append([]spool.Record{key(rec("q", "c1"))})
 	fmt.Printf("after %v\n", err)
 	if err == nil {
@@ -428,22 +365,12 @@ func childTruncateFailsCreateLater(dir string) {
 // restart must not replay the failed write after it.
 func TestFailedWriteMarkedLaterNotReplayedAfterLaterRecords(t *testing.T) {
 	dir := t.TempDir()
-	cmd, out, stderr := startChild(t, "truncfail-nocreate-later", dir, asOwnerWithoutPrivilege)
-	var lines []string
-	for out.Scan() {
-		lines = append(lines, out.Text())
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("child: %v; stderr %q", err, stderr)
-	}
+	lines := childLines(t, "truncfail-nocreate-later", dir, asOwnerWithoutPrivilege)
 	if !slices.Equal(lines, []string{"failed true", "after <nil>", "closed <nil>"}) {
 		t.Fatalf("child: %q, want the Append under the limit failed (maybe appended), the one after it worked and Close too", lines)
 	}
 	s := open(t, spool.Options{Dir: dir})
-	got := values(readN(t, s, int(s.Stats().Replayed)))
-	for i := range got {
-		got[i] = got[i][:2]
-	}
+	got := replayedPrefixes(t, s)
 	if len(got) == 0 || got[0] != "a0" || slices.Contains(got, "b1") || slices.Contains(got, "b2") {
 		t.Fatalf("replayed %q after a clean restart, want a0 (and c1, acked out of order) but not the failed Append's records after c1, a later record of their key Kafka has", got)
 	}
@@ -458,29 +385,17 @@ func TestFailedWriteMarkedLaterNotReplayedAfterLaterRecords(t *testing.T) {
 // Pending("q") is 0 or after 5 s. It exits without closing the spool (a
 // crash) and without another Append.
 func childTruncateFailsPending(dir string, wait bool) {
-	s, err := spool.Open(spool.Options{Dir: dir})
-	if err != nil {
-		childFail("open: %v", err)
-	}
-	if _, err := s.Append([]spool.Record{rec("p", "a0")}); err != nil {
-		childFail("append a0: %v", err)
-	}
+	s := openWithA0(dir, "p")
 	value := strings.Repeat("v", 600)
 	key := func(r spool.Record) spool.Record { r.Key = []byte("k"); return r }
 	bs := []spool.Record{key(rec("q", "b1"+value)), key(rec("q", "b2"+value)), key(rec("q", "b3"+value))}
-	committed := s.Stats().Bytes
-	room := committed + int64(spool.EntryLen(bs[0])+spool.EntryLen(bs[1])) + 100 // b3 cut in its middle
-	raise := limitFileSize(uint64(room))
+	raise := limitInThird(s, bs) // b3 cut in its middle
 	denySyscalls(unix.SYS_FTRUNCATE)
-	if err := os.Chmod(dir, 0o555); err != nil {
-		childFail("chmod: %v", err)
-	}
-	_, err = s.Append(bs)
+	chmodDir(dir, 0o555)
+	_, err := s.Append(bs)
 	fmt.Printf("failed %v\n", errors.Is(err, spool.ErrMaybeAppended))
 	raise()
-	if err := os.Chmod(dir, 0o755); err != nil {
-		childFail("chmod: %v", err)
-	}
+	chmodDir(dir, 0o755)
 	for deadline := time.Now().Add(5 * time.Second); wait && s.Pending("q") > 0 && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -502,14 +417,7 @@ func TestFailedWriteMaybeAppendedPendingUntilMarked(t *testing.T) {
 		if wait {
 			mode += "-wait"
 		}
-		cmd, out, stderr := startChild(t, mode, dir, asOwnerWithoutPrivilege)
-		var lines []string
-		for out.Scan() {
-			lines = append(lines, out.Text())
-		}
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("%s: child: %v; stderr %q", mode, err, stderr)
-		}
+		lines := childLines(t, mode, dir, asOwnerWithoutPrivilege)
 		if len(lines) != 2 || lines[0] != "failed true" || !strings.HasPrefix(lines[1], "pending ") {
 			t.Fatalf("%s: child: %q, want the Append under the limit failed (maybe appended) and Pending", mode, lines)
 		}
@@ -517,10 +425,7 @@ func TestFailedWriteMaybeAppendedPendingUntilMarked(t *testing.T) {
 			t.Fatalf("%s: child: %q, want Pending(q) back to 0 within 5 s of the directory taking segments again", mode, lines)
 		}
 		s := open(t, spool.Options{Dir: dir})
-		got := values(readN(t, s, int(s.Stats().Replayed)))
-		for i := range got {
-			got[i] = got[i][:2]
-		}
+		got := replayedPrefixes(t, s)
 		if slices.Contains(got, "b1") && lines[1] == "pending 0" {
 			t.Fatalf("%s: Pending(q) was 0 after the failed Append (the topic may go to Kafka directly), and a restart replayed %q", mode, got)
 		}

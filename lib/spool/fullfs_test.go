@@ -36,9 +36,7 @@ func inOwnMountNS(cmd *exec.Cmd) {
 // prints "full APPENDED ENOSPC-or-not", "after ERROR-OR-nil" and
 // "replayed N".
 func childFullFS(dir string) {
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		childFail("make mounts private: %v", err)
-	}
+	privateMounts()
 	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=256k"); err != nil {
 		childFail("mount tmpfs: %v", err)
 	}
@@ -100,14 +98,7 @@ func childFullFS(dir string) {
 // first write must not need a block of a full disk.
 func TestFullFileSystemGivesSpaceBackOnceAcked(t *testing.T) {
 	dir := t.TempDir()
-	cmd, out, stderr := startChild(t, "fullfs", dir, inOwnMountNS)
-	var lines []string
-	for out.Scan() {
-		lines = append(lines, out.Text())
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("child: %v; stderr %q", err, stderr)
-	}
+	lines := childLines(t, "fullfs", dir, inOwnMountNS)
 	if len(lines) != 3 {
 		t.Fatalf("child: %q", lines)
 	}
@@ -135,6 +126,51 @@ func asOwnerWithoutPrivilege(cmd *exec.Cmd) {
 	}
 }
 
+// chmodDir sets dir's permissions to mode.
+func chmodDir(dir string, mode os.FileMode) {
+	if err := os.Chmod(dir, mode); err != nil {
+		childFail("chmod: %v", err)
+	}
+}
+
+// privateMounts makes the child's mounts private to its mount namespace:
+// what it mounts then stays unseen outside it.
+func privateMounts() {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		childFail("make mounts private: %v", err)
+	}
+}
+
+// readThree reads s's first three entries.
+func readThree(s *spool.Spool) []spool.Entry {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	es, err := s.Read(ctx, 3)
+	if err != nil || len(es) != 3 {
+		childFail("read: %d entries, %v", len(es), err)
+	}
+	return es
+}
+
+// ackAll acks every entry of es.
+func ackAll(s *spool.Spool, es []spool.Entry) {
+	for _, e := range es {
+		s.Ack(e.Seq)
+	}
+}
+
+// waitRemovalFailureLogged waits up to 10 s for log to hold the spool's
+// failed removal of an acked segment.
+func waitRemovalFailureLogged(log *logBuffer) {
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(log.String(), "remove acked segment") {
+		if time.Now().After(deadline) {
+			childFail("no failed removal logged: %s", log.String())
+		}
+		time.Sleep(10 * time.Millisecond) // polling the log
+	}
+}
+
 // childRemoveRefused fills three segments, makes the spool's directory
 // read-only, acks the first segment's entries and waits until the spool
 // logged that it could not remove it, makes the directory writable again
@@ -155,29 +191,12 @@ func childRemoveRefused(dir string) {
 	if n := len(segmentsIn(dir)); n != 3 {
 		childFail("%d segments, want 3", n)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	es, err := s.Read(ctx, 3)
-	if err != nil || len(es) != 3 {
-		childFail("read: %d entries, %v", len(es), err)
-	}
-	if err := os.Chmod(dir, 0o555); err != nil {
-		childFail("chmod: %v", err)
-	}
-	for _, e := range es {
-		s.Ack(e.Seq)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(log.String(), "remove acked segment") {
-		if time.Now().After(deadline) {
-			childFail("no failed removal logged: %s", log.String())
-		}
-		time.Sleep(10 * time.Millisecond) // polling the log
-	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		childFail("chmod: %v", err)
-	}
-	deadline = time.Now().Add(3 * time.Second)
+	es := readThree(s)
+	chmodDir(dir, 0o555)
+	ackAll(s, es)
+	waitRemovalFailureLogged(&log)
+	chmodDir(dir, 0o755)
+	deadline := time.Now().Add(3 * time.Second)
 	for len(segmentsIn(dir)) > 2 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond) // polling: the spool retries by itself
 	}
@@ -192,14 +211,7 @@ func childRemoveRefused(dir string) {
 // next start.
 func TestAckedSegmentRemovedOnceDirectoryWritableAgain(t *testing.T) {
 	dir := t.TempDir()
-	cmd, out, stderr := startChild(t, "rmrefused", dir, asOwnerWithoutPrivilege)
-	var lines []string
-	for out.Scan() {
-		lines = append(lines, out.Text())
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("child: %v; stderr %q", err, stderr)
-	}
+	lines := childLines(t, "rmrefused", dir, asOwnerWithoutPrivilege)
 	if len(lines) != 2 || !strings.HasPrefix(lines[1], "bytes ") {
 		t.Fatalf("child: %q", lines)
 	}
@@ -234,25 +246,10 @@ func childRemoveRefusedFull(dir string) {
 	if _, err := s.Append([]spool.Record{rec("t", "8"+value)}); !errors.Is(err, spool.ErrFull) {
 		childFail("append past MaxBytes: %v, want ErrFull", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	es, err := s.Read(ctx, 3)
-	if err != nil || len(es) != 3 {
-		childFail("read: %d entries, %v", len(es), err)
-	}
-	if err := os.Chmod(dir, 0o555); err != nil {
-		childFail("chmod: %v", err)
-	}
-	for _, e := range es {
-		s.Ack(e.Seq)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(log.String(), "remove acked segment") {
-		if time.Now().After(deadline) {
-			childFail("no failed removal logged: %s", log.String())
-		}
-		time.Sleep(10 * time.Millisecond) // polling the log
-	}
+	es := readThree(s)
+	chmodDir(dir, 0o555)
+	ackAll(s, es)
+	waitRemovalFailureLogged(&log)
 	_, err = s.Append([]spool.Record{rec("t", "8"+value)})
 	fmt.Printf("refused %v\n", err)
 	disk := -s.Stats().Ahead // the zeros written ahead are not entries
@@ -264,10 +261,8 @@ func childRemoveRefusedFull(dir string) {
 		disk += fi.Size()
 	}
 	fmt.Printf("disk %d max %d\n", disk, max)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		childFail("chmod: %v", err)
-	}
-	deadline = time.Now().Add(3 * time.Second)
+	chmodDir(dir, 0o755)
+	deadline := time.Now().Add(3 * time.Second)
 	for {
 		_, err = s.Append([]spool.Record{rec("t", "9"+value)})
 		if err == nil || time.Now().After(deadline) {
@@ -285,14 +280,7 @@ func childRemoveRefusedFull(dir string) {
 // disk, and its bytes are given back once the removal works.
 func TestUnremovedSegmentCountsAgainstMaxBytes(t *testing.T) {
 	dir := t.TempDir()
-	cmd, out, stderr := startChild(t, "rmfull", dir, asOwnerWithoutPrivilege)
-	var lines []string
-	for out.Scan() {
-		lines = append(lines, out.Text())
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("child: %v; stderr %q", err, stderr)
-	}
+	lines := childLines(t, "rmfull", dir, asOwnerWithoutPrivilege)
 	if len(lines) != 3 {
 		t.Fatalf("child: %q", lines)
 	}
@@ -322,9 +310,7 @@ func childReadOnlyDir(dir string) {
 	if err := s.Close(); err != nil {
 		childFail("close: %v", err)
 	}
-	if err := os.Chmod(dir, 0o555); err != nil {
-		childFail("chmod: %v", err)
-	}
+	chmodDir(dir, 0o555)
 	s, err = spool.Open(spool.Options{Dir: dir})
 	fmt.Printf("open %v\n", err)
 	if err == nil {
@@ -339,14 +325,7 @@ func childReadOnlyDir(dir string) {
 // was refused (no segment can be created).
 func TestOpenRefusesReadOnlyDirectory(t *testing.T) {
 	dir := t.TempDir()
-	cmd, out, stderr := startChild(t, "rodir", dir, asOwnerWithoutPrivilege)
-	var lines []string
-	for out.Scan() {
-		lines = append(lines, out.Text())
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("child: %v; stderr %q", err, stderr)
-	}
+	lines := childLines(t, "rodir", dir, asOwnerWithoutPrivilege)
 	if len(lines) != 1 || !strings.Contains(lines[0], dir) || !strings.Contains(lines[0], "not writable") {
 		t.Fatalf("child: %q, want Open's error naming %s as not writable", lines, dir)
 	}

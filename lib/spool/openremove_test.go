@@ -1,7 +1,6 @@
 package spool_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -21,9 +20,7 @@ import (
 // it opened "replayed N bytes B"; then unmounts the file and prints
 // "segments N" once the spool removed it (or after 3 s).
 func childRemoveRefusedAtOpen(dir string) {
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		childFail("make mounts private: %v", err)
-	}
+	privateMounts()
 	var log logBuffer
 	s, err := spool.Open(spool.Options{Dir: dir, SegmentBytes: 4 << 10, Log: log.logger()})
 	if err != nil {
@@ -42,22 +39,9 @@ func childRemoveRefusedAtOpen(dir string) {
 	if err := unix.Mount(segs[0], segs[0], "", unix.MS_BIND, ""); err != nil {
 		childFail("bind mount: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	es, err := s.Read(ctx, 3)
-	if err != nil || len(es) != 3 {
-		childFail("read: %d entries, %v", len(es), err)
-	}
-	for _, e := range es {
-		s.Ack(e.Seq)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(log.String(), "remove acked segment") {
-		if time.Now().After(deadline) {
-			childFail("no failed removal logged: %s", log.String())
-		}
-		time.Sleep(10 * time.Millisecond) // polling the log
-	}
+	es := readThree(s)
+	ackAll(s, es)
+	waitRemovalFailureLogged(&log)
 	if err := s.Close(); err != nil {
 		childFail("close: %v", err)
 	}
@@ -77,7 +61,7 @@ func childRemoveRefusedAtOpen(dir string) {
 	// The file goes first, then its bytes from the count: both are
 	// waited for (a loaded machine showed the gap).
 	both := s.Stats().Bytes
-	deadline = time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for (len(segmentsIn(dir)) > 1 || s.Stats().Bytes > both/2) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond) // polling: the spool retries by itself
 	}
@@ -91,14 +75,7 @@ func childRemoveRefusedAtOpen(dir string) {
 // retried as while running. Before, Open failed, and kproxy did not start.
 func TestOpenWithUnremovableAckedSegment(t *testing.T) {
 	dir := t.TempDir()
-	cmd, out, stderr := startChild(t, "rmopen", dir, inOwnMountNS)
-	var lines []string
-	for out.Scan() {
-		lines = append(lines, out.Text())
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("child: %v; stderr %q", err, stderr)
-	}
+	lines := childLines(t, "rmopen", dir, inOwnMountNS)
 	if len(lines) == 0 || lines[0] != "open <nil>" {
 		t.Fatalf("child: %q, want the spool opened with an acked segment it cannot remove", lines)
 	}
@@ -125,9 +102,7 @@ func TestOpenWithUnremovableAckedSegment(t *testing.T) {
 // and prints "append ERR-OR-nil" for a record appended then, and
 // "replayed N" after closing and opening it once more.
 func childEmptyUnremovableAtOpen(dir string) {
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		childFail("make mounts private: %v", err)
-	}
+	privateMounts()
 	s, err := spool.Open(spool.Options{Dir: dir})
 	if err != nil {
 		childFail("open: %v", err)
@@ -137,15 +112,8 @@ func childEmptyUnremovableAtOpen(dir string) {
 			childFail("append: %v", err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	es, err := s.Read(ctx, 3)
-	if err != nil || len(es) != 3 {
-		childFail("read: %d entries, %v", len(es), err)
-	}
-	for _, e := range es {
-		s.Ack(e.Seq)
-	}
+	es := readThree(s)
+	ackAll(s, es)
 	deadline := time.Now().Add(10 * time.Second)
 	for len(segmentsIn(dir)) > 0 {
 		if time.Now().After(deadline) {
@@ -183,14 +151,7 @@ func childEmptyUnremovableAtOpen(dir string) {
 // creating it again would fail for as long as the file stays.
 func TestOpenWithUnremovableEmptySegmentAppends(t *testing.T) {
 	dir := t.TempDir()
-	cmd, out, stderr := startChild(t, "rmempty", dir, inOwnMountNS)
-	var lines []string
-	for out.Scan() {
-		lines = append(lines, out.Text())
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("child: %v; stderr %q", err, stderr)
-	}
+	lines := childLines(t, "rmempty", dir, inOwnMountNS)
 	if len(lines) != 2 || lines[0] != "append <nil>" || lines[1] != "replayed 1" {
 		t.Fatalf("child: %q, want the append to work and be replayed", lines)
 	}
