@@ -1,14 +1,11 @@
 package ktransfer_test
 
 import (
-	"context"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/go-zookeeper/zk"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
@@ -24,13 +21,7 @@ import (
 // one the module started on, and skip the records written to it between
 // the add and B's claim.
 func TestAddedPartitionClaimedByALaterProcessPushedFromItsFirstRecord(t *testing.T) {
-	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
-	e.produce(t, "t", [][2]string{{"k", "history"}})
-	b := newBackend(t, nil)
-	m := module("m", "t", b.URL)
-	m.StartFrom = "newest"
-	e.start(t, m)
-	waitFor(t, "partition 0's start stored", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "1" })
+	e, b, m, _ := startNewestOnHistory(t)
 
 	addedPartitionTakenByALaterProcess(t, e, b, m)
 	// The added partition has its offset now: one deleted by an operator
@@ -47,20 +38,7 @@ func TestAddedPartitionClaimedByALaterProcessPushedFromItsFirstRecord(t *testing
 // were pushed to b.
 func addedPartitionTakenByALaterProcess(t *testing.T, e *env, b *backend, m ktransfer.Module) {
 	t.Helper()
-	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if res, err := adm.CreatePartitions(ctx, 1, "t"); err != nil || res.Error() != nil {
-		t.Fatalf("add a partition: %v %v", err, res.Error())
-	}
-	manual := kafkatest.Client(t, e.kafka, e.kc, kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	recs := []*kgo.Record{
-		{Topic: "t", Partition: 1, Key: []byte("a"), Value: []byte("p1-0")},
-		{Topic: "t", Partition: 1, Key: []byte("a"), Value: []byte("p1-1")},
-	}
-	if err := manual.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatalf("produce to the new partition: %v", err)
-	}
+	addPartition(t, e, "p1-0", "p1-1")
 
 	// B reads the topic's two partitions at its start; A checks them every
 	// 10 s and has not seen the new one yet: B, holding none, takes it.
@@ -116,45 +94,18 @@ func TestAddedPartitionPushedFromItsFirstRecordAfterAnUpgrade(t *testing.T) {
 // good, and its offset node deleted, the partition starts again at its
 // first record since the module's start, pushing again all it pushed.
 func TestAddedPartitionCountMovedOnAtALaterClaim(t *testing.T) {
-	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
-	e.produce(t, "t", [][2]string{{"k", "history"}})
-	b := newBackend(t, nil)
-	m := module("m", "t", b.URL)
-	m.StartFrom = "newest"
-	a := e.start(t, m)
-	waitFor(t, "partition 0's start stored", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "1" })
+	e, b, m, a := startNewestOnHistory(t)
 	dir := zklayout.Offsets(chroot, "m", "t")
-	count := func() int32 {
-		data, _, err := e.conn.Get(dir)
-		n, ok := zklayout.ParseOffsetsTopic(data)
-		if err != nil || !ok {
-			return 0
-		}
-		return n
-	}
-	if n := count(); n != 1 {
+	if n := offsetsCount(e, dir); n != 1 {
 		t.Fatalf("offsets node records %d partitions, want 1", n)
 	}
 
 	// The count cannot be written for a while; offsets can.
-	if _, err := e.conn.SetACL(dir, zk.WorldACL(zk.PermRead|zk.PermCreate|zk.PermDelete|zk.PermAdmin), -1); err != nil {
-		t.Fatal(err)
-	}
-	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if res, err := adm.CreatePartitions(ctx, 1, "t"); err != nil || res.Error() != nil {
-		t.Fatalf("add a partition: %v %v", err, res.Error())
-	}
-	manual := kafkatest.Client(t, e.kafka, e.kc, kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err := manual.ProduceSync(ctx, &kgo.Record{Topic: "t", Partition: 1, Key: []byte("a"), Value: []byte("p1-0")}).FirstErr(); err != nil {
-		t.Fatalf("produce to the new partition: %v", err)
-	}
+	setACL(t, e, dir, zk.PermRead|zk.PermCreate|zk.PermDelete|zk.PermAdmin)
+	addPartition(t, e, "p1-0")
 	second := e.start(t, m) // holds nothing: takes the new partition
 	waitFor(t, "the new partition's record pushed and committed", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 1) == "1" })
-	if _, err := e.conn.SetACL(dir, zk.WorldACL(zk.PermAll), -1); err != nil {
-		t.Fatal(err)
-	}
+	setACL(t, e, dir, zk.PermAll)
 
 	// The second process stops: the first takes partition 1, with its
 	// offset stored, and can write the count now.
@@ -163,10 +114,10 @@ func TestAddedPartitionCountMovedOnAtALaterClaim(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the first process to take partition 1", 10*time.Second, func() bool { return e.owners(t, "m", "t")["1"] == first })
-	for deadline := time.Now().Add(5 * time.Second); count() != 2 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(5 * time.Second); offsetsCount(e, dir) != 2 && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if n := count(); n != 2 {
+	if n := offsetsCount(e, dir); n != 2 {
 		t.Errorf("offsets node records %d partitions after partition 1's claim, want 2", n)
 	}
 
@@ -180,13 +131,7 @@ func TestAddedPartitionCountMovedOnAtALaterClaim(t *testing.T) {
 	}
 	e.start(t, m)
 	waitFor(t, "partition 1's start stored again", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 1) == "1" })
-	var again int
-	for _, p := range b.got() {
-		if p.partition == "1" && p.body == "p1-0" {
-			again++
-		}
-	}
-	if again != 1 {
+	if again := timesPushed(b, "1", "p1-0"); again != 1 {
 		t.Errorf("partition 1's record pushed %d times, want once: its offset node deleted, it started again before the newest record", again)
 	}
 }
@@ -200,46 +145,19 @@ func TestAddedPartitionCountMovedOnAtALaterClaim(t *testing.T) {
 // record, gets it started at its first record since the module's start,
 // its records pushed again.
 func TestAddedPartitionCountMovedOnWhileItsClaimLasts(t *testing.T) {
-	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
-	e.produce(t, "t", [][2]string{{"k", "history"}})
-	b := newBackend(t, nil)
-	m := module("m", "t", b.URL)
-	m.StartFrom = "newest"
-	first := e.start(t, m)
-	waitFor(t, "partition 0's start stored", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "1" })
+	e, b, m, first := startNewestOnHistory(t)
 	dir := zklayout.Offsets(chroot, "m", "t")
-	count := func() int32 {
-		data, _, err := e.conn.Get(dir)
-		n, ok := zklayout.ParseOffsetsTopic(data)
-		if err != nil || !ok {
-			return 0
-		}
-		return n
-	}
 
 	// The count cannot be written for a while; offsets can.
-	if _, err := e.conn.SetACL(dir, zk.WorldACL(zk.PermRead|zk.PermCreate|zk.PermDelete|zk.PermAdmin), -1); err != nil {
-		t.Fatal(err)
-	}
-	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if res, err := adm.CreatePartitions(ctx, 1, "t"); err != nil || res.Error() != nil {
-		t.Fatalf("add a partition: %v %v", err, res.Error())
-	}
-	manual := kafkatest.Client(t, e.kafka, e.kc, kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err := manual.ProduceSync(ctx, &kgo.Record{Topic: "t", Partition: 1, Key: []byte("a"), Value: []byte("p1-0")}).FirstErr(); err != nil {
-		t.Fatalf("produce to the new partition: %v", err)
-	}
+	setACL(t, e, dir, zk.PermRead|zk.PermCreate|zk.PermDelete|zk.PermAdmin)
+	addPartition(t, e, "p1-0")
 	second := e.start(t, m) // holds nothing: takes the new partition
 	waitFor(t, "the new partition's record pushed and committed", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 1) == "1" })
-	if _, err := e.conn.SetACL(dir, zk.WorldACL(zk.PermAll), -1); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(10 * time.Second); count() != 2 && time.Now().Before(deadline); {
+	setACL(t, e, dir, zk.PermAll)
+	for deadline := time.Now().Add(10 * time.Second); offsetsCount(e, dir) != 2 && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if n := count(); n != 2 {
+	if n := offsetsCount(e, dir); n != 2 {
 		t.Errorf("offsets node records %d partitions once it can be written again, want 2", n)
 	}
 
@@ -255,13 +173,37 @@ func TestAddedPartitionCountMovedOnWhileItsClaimLasts(t *testing.T) {
 	}
 	e.start(t, m)
 	waitFor(t, "partition 1's start stored again", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 1) == "1" })
-	var again int
-	for _, p := range b.got() {
-		if p.partition == "1" && p.body == "p1-0" {
-			again++
-		}
-	}
-	if again != 1 {
+	if again := timesPushed(b, "1", "p1-0"); again != 1 {
 		t.Errorf("partition 1's record pushed %d times, want once: its offset node deleted, it started again before the newest record", again)
 	}
+}
+
+// offsetsCount returns the partition count the offsets/<topic> node dir
+// records, 0 when it cannot be read.
+func offsetsCount(e *env, dir string) int32 {
+	data, _, err := e.conn.Get(dir)
+	n, ok := zklayout.ParseOffsetsTopic(data)
+	if err != nil || !ok {
+		return 0
+	}
+	return n
+}
+
+// setACL gives everyone perms on the node path.
+func setACL(t *testing.T, e *env, path string, perms int32) {
+	t.Helper()
+	if _, err := e.conn.SetACL(path, zk.WorldACL(perms), -1); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// timesPushed counts the pushes to b of partition's record body.
+func timesPushed(b *backend, partition, body string) int {
+	var n int
+	for _, p := range b.got() {
+		if p.partition == partition && p.body == body {
+			n++
+		}
+	}
+	return n
 }

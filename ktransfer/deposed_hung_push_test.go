@@ -8,11 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-zookeeper/zk"
-
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
 
@@ -63,12 +59,7 @@ func TestDeposedPartitionAbandonsHungPushAtOnce(t *testing.T) {
 	m.Protocol.ReadTimeoutMs = 0
 	cfg := e.config(t, 0, m)
 	cfg.ShutdownTimeoutMs = 10000
-	tr, err := ktransfer.New(cfg, testLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	runtest.Start(t, tr.Run, 20*time.Second)
-	waitFor(t, "partition 0 claimed", 10*time.Second, func() bool { return len(tr.Status()[0].Partitions) == 1 })
+	tr := startClaimingPartition0(t, cfg)
 	e.produce(t, "t", [][2]string{{"s", "v"}, {"h", "v"}})
 	for _, c := range []chan struct{}{sStarted, hStarted} {
 		select {
@@ -77,13 +68,7 @@ func TestDeposedPartitionAbandonsHungPushAtOnce(t *testing.T) {
 			t.Fatal("the pushes of s and h never came")
 		}
 	}
-	owner := zklayout.Owners(chroot, "m", "t") + "/0"
-	if err := e.conn.Delete(owner, -1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.conn.Create(owner, []byte("intruder"), zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil {
-		t.Fatal(err)
-	}
+	takeOverPartition0(t, e)
 	if _, err := e.conn.Set(zklayout.Offsets(chroot, "m", "t")+"/0", []byte("0"), -1); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,33 @@ import (
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
 
+// hangingBackend starts a backend that never answers a push: it reads the
+// body, says so on arrived, and holds the push until its connection is
+// closed, said on closed, or the test ends. Each channel holds one signal;
+// later ones are dropped.
+func hangingBackend(t *testing.T) (url string, arrived, closed <-chan struct{}) {
+	t.Helper()
+	arrivedc, closedc, done := make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		select {
+		case arrivedc <- struct{}{}:
+		default:
+		}
+		select {
+		case <-r.Context().Done(): // the connection was closed
+			select {
+			case closedc <- struct{}{}:
+			default:
+			}
+		case <-done:
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(done) }) // before srv.Close, which waits for the handlers
+	return srv.URL, arrivedc, closedc
+}
+
 // TestReplayClosesAbandonedPushConnections: a replay is interrupted while
 // its push waits for a backend that never answers (read_timeout_ms 0); at
 // shutdown_timeout_ms the push is abandoned and Replay returns. The
@@ -22,22 +49,8 @@ import (
 // stayed open, and its goroutine waiting, until the process exited.
 func TestReplayClosesAbandonedPushConnections(t *testing.T) {
 	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dlq", Partitions: 1})
-	arrived, closed, done := make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.ReadAll(r.Body)
-		select {
-		case arrived <- struct{}{}:
-		default:
-		}
-		select {
-		case <-r.Context().Done(): // the connection was closed
-			closed <- struct{}{}
-		case <-done:
-		}
-	}))
-	t.Cleanup(srv.Close)
-	t.Cleanup(func() { close(done) }) // before srv.Close, which waits for the handlers
-	m := module("m", "t", srv.URL)
+	url, arrived, closed := hangingBackend(t)
+	m := module("m", "t", url)
 	m.DeadLetterTopic = "dlq"
 	m.Protocol.ReadTimeoutMs = 0
 	e.produceRecords(t, &kgo.Record{Topic: "dlq", Key: []byte("k"), Value: []byte("v"), Headers: []kgo.RecordHeader{
@@ -80,21 +93,8 @@ func TestReplayClosesAbandonedPushConnections(t *testing.T) {
 // it so); it was not pushed, and the replay's error says why.
 func TestReplayAbandonedPushIsNotGivenUp(t *testing.T) {
 	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dlq", Partitions: 1})
-	arrived, done := make(chan struct{}, 1), make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.ReadAll(r.Body)
-		select {
-		case arrived <- struct{}{}:
-		default:
-		}
-		select {
-		case <-r.Context().Done():
-		case <-done:
-		}
-	}))
-	t.Cleanup(srv.Close)
-	t.Cleanup(func() { close(done) })
-	m := module("m", "t", srv.URL)
+	url, arrived, _ := hangingBackend(t)
+	m := module("m", "t", url)
 	m.DeadLetterTopic = "dlq"
 	m.Protocol.ReadTimeoutMs = 0
 	m.MaxRetryTimes = 0

@@ -2,9 +2,6 @@ package ktransfer_test
 
 import (
 	"context"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -26,22 +23,8 @@ func TestReplayGivingUpEndsItsHungPush(t *testing.T) {
 	defer ktransfer.SetReplayQuiet(300 * time.Millisecond)()
 	defer ktransfer.SetReplayStall(time.Second)()
 	e := newClusterEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dlq", Partitions: 2})
-	arrived, closed, done := make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.ReadAll(r.Body)
-		select {
-		case arrived <- struct{}{}:
-		default:
-		}
-		select {
-		case <-r.Context().Done(): // the connection was closed
-			closed <- struct{}{}
-		case <-done:
-		}
-	}))
-	t.Cleanup(srv.Close)
-	t.Cleanup(func() { close(done) }) // before srv.Close, which waits for the handlers
-	m := module("m", "t", srv.URL)
+	url, arrived, closed := hangingBackend(t)
+	m := module("m", "t", url)
 	m.DeadLetterTopic = "dlq"
 	m.Protocol.ReadTimeoutMs = 0
 	cl := kafkatest.Client(t, e.kafka, e.kc, kgo.RecordPartitioner(kgo.ManualPartitioner()))

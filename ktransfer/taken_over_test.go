@@ -48,25 +48,14 @@ func TestTakenOverPartitionStopsWithoutACommit(t *testing.T) {
 	t.Cleanup(func() { close(done) }) // before srv.Close, which waits for the handlers
 	m := module("m", "t", srv.URL)
 	m.Protocol.ReadTimeoutMs = 0
-	tr, err := ktransfer.New(e.config(t, 0, m), testLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	runtest.Start(t, tr.Run, 20*time.Second)
-	waitFor(t, "partition 0 claimed", 10*time.Second, func() bool { return len(tr.Status()[0].Partitions) == 1 })
+	tr := startClaimingPartition0(t, e.config(t, 0, m))
 	e.produce(t, "t", [][2]string{{"h", "v"}})
 	select {
 	case <-hung:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the push of h never came")
 	}
-	owner := zklayout.Owners(chroot, "m", "t") + "/0"
-	if err := e.conn.Delete(owner, -1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.conn.Create(owner, []byte("intruder"), zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil {
-		t.Fatal(err)
-	}
+	takeOverPartition0(t, e)
 	waitFor(t, "the process to drop the partition whose owner node is another's", 5*time.Second, func() bool {
 		return len(tr.Status()[0].Partitions) == 0
 	})
@@ -80,5 +69,31 @@ func TestTakenOverPartitionStopsWithoutACommit(t *testing.T) {
 	}
 	if o := e.owners(t, "m", "t")["0"]; o != "intruder" {
 		t.Errorf("owner node now %q, want the new owner's", o)
+	}
+}
+
+// startClaimingPartition0 runs a process of cfg until the test ends and
+// waits until it holds partition 0 of its first module.
+func startClaimingPartition0(t *testing.T, cfg ktransfer.Config) *ktransfer.Transfer {
+	t.Helper()
+	tr, err := ktransfer.New(cfg, testLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtest.Start(t, tr.Run, 20*time.Second)
+	waitFor(t, "partition 0 claimed", 10*time.Second, func() bool { return len(tr.Status()[0].Partitions) == 1 })
+	return tr
+}
+
+// takeOverPartition0 replaces the owner node of module m's partition t/0
+// by another owner's ("intruder"), as a process that took it over would.
+func takeOverPartition0(t *testing.T, e *env) {
+	t.Helper()
+	owner := zklayout.Owners(chroot, "m", "t") + "/0"
+	if err := e.conn.Delete(owner, -1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.conn.Create(owner, []byte("intruder"), zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
 	}
 }
