@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
@@ -38,15 +37,13 @@ func TestGRPCShutdownNotHeldByReflectionStreamNotRead(t *testing.T) {
 	const shutdownTimeout = 10 * time.Second
 	var read atomic.Int64
 	g := startGRPC(t, c, func(cfg *kproxy.Config) { cfg.ShutdownTimeoutMs = int(shutdownTimeout / time.Millisecond) },
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10),
-		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+		smallWindows(grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 			conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
 			if err != nil {
 				return nil, err
 			}
 			return countingConn{conn, &read}, nil
-		}))
+		}))...)
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
 	rc, err := rpb.NewServerReflectionClient(g.conn).ServerReflectionInfo(ctx)

@@ -2,12 +2,8 @@ package kproxy_test
 
 import (
 	"context"
-	"strconv"
 	"testing"
 	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy/kproxypb"
@@ -26,8 +22,7 @@ func TestGRPCShutdownSlowReaderGetsItsAnswers(t *testing.T) {
 	g := startGRPC(t, c, func(cfg *kproxy.Config) {
 		cfg.ShutdownTimeoutMs = int(shutdownTimeout / time.Millisecond)
 		cfg.WriteTimeoutMs = 100 // answers given up after 1 s without a read
-	}, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	}, smallWindows()...)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
@@ -38,19 +33,10 @@ func TestGRPCShutdownSlowReaderGetsItsAnswers(t *testing.T) {
 	// Each answer carries 2000 results (about 20 KB): the client's
 	// window holds 3 of the 12.
 	const perReq, reqs = 2000, 12
-	for q := range reqs {
-		recs := make([]*kproxypb.Record, perReq)
-		for i := range recs {
-			recs[i] = grec("", "k"+strconv.Itoa(i%7), "v")
-		}
-		if err := s.Send(&kproxypb.ProduceRequest{Id: uint64(q), Topic: topic, Records: recs}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sendBig(t, s, reqs, perReq)
 	waitFor(t, "the stream's requests written", func() bool { return endOffsets(t, c, topic) >= reqs*perReq })
 
-	stopped := make(chan error, 1)
-	go func() { stopped <- g.stop() }()
+	stopped := stopInBackground(g)
 	var got []*kproxypb.ProduceResponse
 	var end error
 	for {
@@ -66,17 +52,6 @@ func TestGRPCShutdownSlowReaderGetsItsAnswers(t *testing.T) {
 		t.Errorf("%d answers read, then %v; want the %d of the requests written (%d records in Kafka)",
 			len(got), end, reqs, endOffsets(t, c, topic))
 	}
-	for q, r := range got {
-		if r.Id != uint64(q) || r.Status != 200 {
-			t.Errorf("answer %d: id %d status %d %q, want 200 in order", q, r.Id, r.Status, r.Error)
-		}
-	}
-	select {
-	case err := <-stopped:
-		if err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	case <-time.After(shutdownTimeout + 5*time.Second):
-		t.Fatal("Run did not return")
-	}
+	checkInOrder(t, got)
+	waitStopped(t, stopped, shutdownTimeout+5*time.Second)
 }

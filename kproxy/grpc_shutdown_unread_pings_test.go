@@ -2,16 +2,13 @@ package kproxy_test
 
 import (
 	"context"
-	"strconv"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy/kproxypb"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
 
@@ -29,9 +26,7 @@ func TestGRPCShutdownNotHeldByPingsOfStreamNotRead(t *testing.T) {
 	g := startGRPC(t, c, func(cfg *kproxy.Config) {
 		cfg.ShutdownTimeoutMs = int(shutdownTimeout / time.Millisecond)
 		cfg.WriteTimeoutMs = int(writeTimeout / time.Millisecond)
-	}, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, PermitWithoutStream: true}))
+	}, smallWindows(grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, PermitWithoutStream: true}))...)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
@@ -42,38 +37,17 @@ func TestGRPCShutdownNotHeldByPingsOfStreamNotRead(t *testing.T) {
 	// Each answer carries 2000 results (about 20 KB): 12 answered are
 	// more than the client's window holds (3).
 	const perReq, reqs = 2000, 12
-	for q := range reqs {
-		recs := make([]*kproxypb.Record, perReq)
-		for i := range recs {
-			recs[i] = grec("", "k"+strconv.Itoa(i%7), "v")
-		}
-		if err := s.Send(&kproxypb.ProduceRequest{Id: uint64(q), Topic: topic, Records: recs}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sendBig(t, s, reqs, perReq)
 	waitFor(t, "the stream's requests written", func() bool { return endOffsets(t, c, topic) >= reqs*perReq })
 
 	start := time.Now()
-	stopped := make(chan error, 1)
-	go func() { stopped <- g.stop() }()
-	select {
-	case err := <-stopped:
-		if err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	case <-time.After(shutdownTimeout + writeTimeout + 5*time.Second):
-		t.Fatal("Run did not return")
-	}
+	waitStopped(t, stopInBackground(g), shutdownTimeout+writeTimeout+5*time.Second)
 	if d := time.Since(start); d > writeTimeout+3*time.Second {
 		t.Errorf("shutdown took %v (write_timeout_ms %v, shutdown_timeout_ms %v) with a stream whose client reads no answers but pings",
 			d.Round(time.Millisecond), writeTimeout, shutdownTimeout)
 	}
 	resps, end := recvAll(s)
-	for q, r := range resps {
-		if r.Id != uint64(q) || r.Status != 200 {
-			t.Errorf("answer %d: id %d status %d %q, want 200 in order", q, r.Id, r.Status, r.Error)
-		}
-	}
+	checkInOrder(t, resps)
 	if end == nil {
 		t.Errorf("the stream ended OK after %d answers at shutdown, want an error", len(resps))
 	}

@@ -68,11 +68,7 @@ func testUnreadStreamSparesCalls(t *testing.T, overTLS bool) {
 	const perReq = 2000
 	go func() {
 		for q := range 40 {
-			recs := make([]*kproxypb.Record, perReq)
-			for i := range recs {
-				recs[i] = grec("", "k"+strconv.Itoa(i%7), "v")
-			}
-			if s.Send(&kproxypb.ProduceRequest{Id: uint64(q), Topic: topic, Records: recs}) != nil {
+			if s.Send(bigRequest(q, perReq)) != nil {
 				return
 			}
 		}

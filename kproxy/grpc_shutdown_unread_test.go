@@ -30,8 +30,7 @@ func TestGRPCShutdownNotHeldByStreamNotRead(t *testing.T) {
 	// kproxy may send the stream unread is bounded.
 	g := startGRPC(t, c, func(cfg *kproxy.Config) {
 		cfg.ShutdownTimeoutMs = int(shutdownTimeout / time.Millisecond)
-	}, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	}, smallWindows()...)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
@@ -44,11 +43,7 @@ func TestGRPCShutdownNotHeldByStreamNotRead(t *testing.T) {
 	const perReq, reqs = 2000, 40
 	go func() {
 		for q := range reqs {
-			recs := make([]*kproxypb.Record, perReq)
-			for i := range recs {
-				recs[i] = grec("", "k"+strconv.Itoa(i%7), "v")
-			}
-			if s.Send(&kproxypb.ProduceRequest{Id: uint64(q), Topic: topic, Records: recs}) != nil {
+			if s.Send(bigRequest(q, perReq)) != nil {
 				return
 			}
 		}
@@ -56,16 +51,7 @@ func TestGRPCShutdownNotHeldByStreamNotRead(t *testing.T) {
 	waitFor(t, "10 requests of the stream written", func() bool { return endOffsets(t, c, topic) >= 10*perReq })
 
 	start := time.Now()
-	stopped := make(chan error, 1)
-	go func() { stopped <- g.stop() }()
-	select {
-	case err := <-stopped:
-		if err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	case <-time.After(shutdownTimeout + 5*time.Second):
-		t.Fatal("Run did not return")
-	}
+	waitStopped(t, stopInBackground(g), shutdownTimeout+5*time.Second)
 	if d := time.Since(start); d > shutdownTimeout/2 {
 		t.Errorf("shutdown took %v (shutdown_timeout_ms %v) with a stream whose client reads no answers; want a short bounded wait",
 			d.Round(time.Millisecond), shutdownTimeout)
@@ -74,11 +60,7 @@ func TestGRPCShutdownNotHeldByStreamNotRead(t *testing.T) {
 	// What the client reads now (its buffered answers) is true.
 	resps, end := recvAll(s)
 	written := endOffsets(t, c, topic)
-	for q, r := range resps {
-		if r.Id != uint64(q) || r.Status != 200 {
-			t.Errorf("answer %d: id %d status %d %q, want 200 in order", q, r.Id, r.Status, r.Error)
-		}
-	}
+	checkInOrder(t, resps)
 	if int64(len(resps)*perReq) > written {
 		t.Errorf("%d requests answered 200, %d records in Kafka", len(resps), written)
 	}
@@ -86,4 +68,63 @@ func TestGRPCShutdownNotHeldByStreamNotRead(t *testing.T) {
 		t.Errorf("the stream ended OK after %d answers at shutdown, want an error", len(resps))
 	}
 	t.Logf("stop took %v; %d answers read, %d records in Kafka, stream end %v", time.Since(start).Round(time.Millisecond), len(resps), written, end)
+}
+
+// smallWindows are the dial options of an insecure client with fixed
+// windows of 64 KiB (no BDP estimation): what kproxy may send a stream
+// unread is bounded. more are added after them.
+func smallWindows(more ...grpc.DialOption) []grpc.DialOption {
+	return append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(64 << 10), grpc.WithInitialConnWindowSize(64 << 10)}, more...)
+}
+
+// bigRequest is request q of the stream: perReq records of topic, keys
+// k0…k6 in turn, whose answer carries perReq results (about 10 bytes each).
+func bigRequest(q, perReq int) *kproxypb.ProduceRequest {
+	recs := make([]*kproxypb.Record, perReq)
+	for i := range recs {
+		recs[i] = grec("", "k"+strconv.Itoa(i%7), "v")
+	}
+	return &kproxypb.ProduceRequest{Id: uint64(q), Topic: topic, Records: recs}
+}
+
+// sendBig sends reqs requests of perReq records (bigRequest) on s.
+func sendBig(t *testing.T, s grpc.BidiStreamingClient[kproxypb.ProduceRequest, kproxypb.ProduceResponse], reqs, perReq int) {
+	t.Helper()
+	for q := range reqs {
+		if err := s.Send(bigRequest(q, perReq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// stopInBackground stops g; the channel gets what Run returned.
+func stopInBackground(g *gproxy) <-chan error {
+	stopped := make(chan error, 1)
+	go func() { stopped <- g.stop() }()
+	return stopped
+}
+
+// waitStopped waits up to d for Run to return on stopped, and checks it
+// returned no error.
+func waitStopped(t *testing.T, stopped <-chan error, d time.Duration) {
+	t.Helper()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(d):
+		t.Fatal("Run did not return")
+	}
+}
+
+// checkInOrder checks resps are the answers to requests 0, 1, …, each 200.
+func checkInOrder(t *testing.T, resps []*kproxypb.ProduceResponse) {
+	t.Helper()
+	for q, r := range resps {
+		if r.Id != uint64(q) || r.Status != 200 {
+			t.Errorf("answer %d: id %d status %d %q, want 200 in order", q, r.Id, r.Status, r.Error)
+		}
+	}
 }

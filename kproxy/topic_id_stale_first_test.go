@@ -2,7 +2,6 @@ package kproxy_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -35,36 +34,5 @@ func TestTransientUnknownTopicIDAfterRecreateLosesNothing(t *testing.T) {
 	// The acks=-1 client's first record of the topic: it fetches the new id.
 	first := decode(t, p.post(t, "topic="+topic+"&key=k&acks=-1", unique(t, "first")))
 
-	f := kafkatest.NewFaults(t, c)
-	f.ErrorProduce(5, 100) // UNKNOWN_TOPIC_ID: kgo gives up after its 4 retries
-	if a := p.post(t, "topic="+topic+"&key=k&acks=-1", unique(t, "refused")); a.code != 503 {
-		t.Fatalf("record refused with UNKNOWN_TOPIC_ID 5 times: %d %q, want 503", a.code, a.body)
-	}
-	if n := f.Injected(); n != 5 {
-		t.Fatalf("%d refusals injected, want 5", n)
-	}
-	var acked []string
-	offsets := map[int64]string{*first.Offset: "first"}
-	for i := range 10 {
-		v := unique(t, fmt.Sprintf("after-%d", i))
-		a := p.post(t, "topic="+topic+"&key=k&acks=-1", v)
-		if a.code != 200 {
-			continue // a purge fails records buffered meanwhile
-		}
-		acked = append(acked, string(v))
-		r := decode(t, a)
-		if prev, ok := offsets[*r.Offset]; ok {
-			t.Errorf("%q and %q both answered offset %d", prev, v, *r.Offset)
-		}
-		offsets[*r.Offset] = string(v)
-	}
-	if len(acked) == 0 {
-		t.Fatal("no record answered 200 after the refusals")
-	}
-	kafka := inKafka(t, c)
-	for _, v := range acked {
-		if kafka[v] != 1 {
-			t.Errorf("%q answered 200, in Kafka %d times", v, kafka[v])
-		}
-	}
+	refuseUnknownTopicIDThenLoseNothing(t, c, p, first)
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kfake"
+
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
@@ -21,6 +23,16 @@ func TestTransientUnknownTopicIDLosesNothing(t *testing.T) {
 	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
 	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 3000 })
 	first := decode(t, p.post(t, "topic="+topic+"&key=k&acks=-1", unique(t, "first")))
+	refuseUnknownTopicIDThenLoseNothing(t, c, p, first)
+}
+
+// refuseUnknownTopicIDThenLoseNothing has the brokers answer
+// UNKNOWN_TOPIC_ID to produce requests until kgo gives an acks=-1 record of
+// key k up (503), then posts 10 more records of the key and checks that
+// each answered 200 has an offset no other record was answered (first,
+// answered before, included) and is in Kafka once.
+func refuseUnknownTopicIDThenLoseNothing(t *testing.T, c *kfake.Cluster, p *proxy, first result) {
+	t.Helper()
 	f := kafkatest.NewFaults(t, c)
 	f.ErrorProduce(5, 100) // UNKNOWN_TOPIC_ID: kgo gives up after its 4 retries
 	if a := p.post(t, "topic="+topic+"&key=k&acks=-1", unique(t, "refused")); a.code != 503 {
@@ -35,7 +47,7 @@ func TestTransientUnknownTopicIDLosesNothing(t *testing.T) {
 		v := unique(t, fmt.Sprintf("after-%d", i))
 		a := p.post(t, "topic="+topic+"&key=k&acks=-1", v)
 		if a.code != 200 {
-			continue // the purge fails records buffered meanwhile
+			continue // a purge fails records buffered meanwhile
 		}
 		acked = append(acked, string(v))
 		r := decode(t, a)
