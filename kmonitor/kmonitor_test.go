@@ -338,6 +338,40 @@ func TestBadRequests(t *testing.T) {
 	}
 }
 
+// stopZK stops e's ZooKeeper server; restart starts it again on the same
+// port and data, stopped at cleanup.
+func stopZK(e *env) (restart func(t *testing.T) *zkserver.Server) {
+	_, port, _ := net.SplitHostPort(e.zk.Addr)
+	p, _ := strconv.Atoi(port)
+	dir := e.zk.Dir
+	e.zk.Stop()
+	return func(t *testing.T) *zkserver.Server {
+		t.Helper()
+		restarted, err := zkserver.Start(zkserver.Config{Dir: dir, Port: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { restarted.Stop() })
+		return restarted
+	}
+}
+
+// shortZKSession gives test_cluster a ZooKeeper session of 2 s.
+func shortZKSession(c *kmonitor.Config) {
+	cl := c.Clusters["test_cluster"]
+	cl.ZKSessionTimeoutMs = 2000
+	c.Clusters["test_cluster"] = cl
+}
+
+// waitClientReplaced waits up to limit for log to say the ZooKeeper
+// client without a session is being replaced.
+func waitClientReplaced(t *testing.T, log *logBuffer, limit time.Duration) {
+	t.Helper()
+	if !waitFor(limit, func() bool { return log.count("no zookeeper session; replacing the client") > 0 }) {
+		t.Fatal("the ZooKeeper client was not replaced")
+	}
+}
+
 // TestZooKeeperRestart restarts the ZooKeeper server under kmonitor: it
 // reconnects, re-arms its watches, and follows changes made afterwards.
 func TestZooKeeperRestart(t *testing.T) {
@@ -346,19 +380,12 @@ func TestZooKeeperRestart(t *testing.T) {
 	setOffset(t, e.conn, "m", "a", "1", "1")
 	e.eventually(t, "", `{"test_cluster":{"m":{"1":4}}}`+"\n", 10*time.Second)
 
-	_, port, _ := net.SplitHostPort(e.zk.Addr)
-	p, _ := strconv.Atoi(port)
-	dir := e.zk.Dir
-	e.zk.Stop()
+	restartZK := stopZK(e)
 	code, _ := e.get(t, "")
 	if code != 200 {
 		t.Errorf("/delay during the outage: %d", code)
 	}
-	restarted, err := zkserver.Start(zkserver.Config{Dir: dir, Port: p})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { restarted.Stop() })
+	restarted := restartZK(t)
 	conn := zktest.Connect(t, restarted.Addr)
 	setOffset(t, conn, "m", "a", "1", "3")
 	setOffset(t, conn, "late", "a", "1", "0")
@@ -465,15 +492,10 @@ func TestZooKeeperGoneLongKeepsPartitionsAsErrors(t *testing.T) {
 	setOffset(t, e.conn, "m", "a", "2", "1")
 	e.eventually(t, "", `{"test_cluster":{"m":{"2":3}}}`+"\n", 10*time.Second)
 
-	_, port, _ := net.SplitHostPort(e.zk.Addr)
-	p, _ := strconv.Atoi(port)
-	dir := e.zk.Dir
-	e.zk.Stop()
+	restartZK := stopZK(e)
 	e.eventually(t, "", `{"test_cluster":{"m":{"2":null}}}`+"\n", 10*time.Second)
 	// The session is 4 s: the client is replaced 8 s after it was lost.
-	if !waitFor(20*time.Second, func() bool { return log.count("no zookeeper session; replacing the client") > 0 }) {
-		t.Fatal("the ZooKeeper client was not replaced")
-	}
+	waitClientReplaced(t, &log, 20*time.Second)
 	// The old client's watchers end within moments of the replacement.
 	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 		_, j := e.get(t, "")
@@ -483,11 +505,7 @@ func TestZooKeeperGoneLongKeepsPartitionsAsErrors(t *testing.T) {
 		}
 	}
 
-	restarted, err := zkserver.Start(zkserver.Config{Dir: dir, Port: p})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { restarted.Stop() })
+	restartZK(t)
 	e.eventually(t, "", `{"test_cluster":{"m":{"2":3}}}`+"\n", 20*time.Second)
 	e.eventually(t, "?format=zabbix", "- test_cluster.m.2.delay 3\n- test_cluster.kmonitor.errors 0\n", 5*time.Second)
 }

@@ -1,17 +1,13 @@
 package kmonitor_test
 
 import (
-	"net"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/go-zookeeper/zk"
 
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/kmonitor"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zkserver"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zktest"
 )
 
@@ -23,11 +19,7 @@ import (
 func TestOwnedPartitionWithoutOffsetStaysThroughAReplacedClient(t *testing.T) {
 	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 2}})
 	var log logBuffer
-	e := startWith(t, k, func(c *kmonitor.Config) {
-		cl := c.Clusters["test_cluster"]
-		cl.ZKSessionTimeoutMs = 2000
-		c.Clusters["test_cluster"] = cl
-	}, &log)
+	e := startWith(t, k, shortZKSession, &log)
 	produce(t, e.kafka, "a", 0, 4)
 	setOffset(t, e.conn, "m", "a", "0", "1")
 	owners := zklayout.Owners(chroot, "m", "a")
@@ -41,14 +33,9 @@ func TestOwnedPartitionWithoutOffsetStaysThroughAReplacedClient(t *testing.T) {
 	}
 	e.eventually(t, "", `{"test_cluster":{"m":{"0":3,"1":null}}}`+"\n", 10*time.Second)
 
-	_, port, _ := net.SplitHostPort(e.zk.Addr)
-	p, _ := strconv.Atoi(port)
-	dir := e.zk.Dir
-	e.zk.Stop()
+	restartZK := stopZK(e)
 	// The session is 2 s: the client is replaced 5 s after it was lost.
-	if !waitFor(20*time.Second, func() bool { return log.count("no zookeeper session; replacing the client") > 0 }) {
-		t.Fatal("the ZooKeeper client was not replaced")
-	}
+	waitClientReplaced(t, &log, 20*time.Second)
 	want := `{"test_cluster":{"m":{"0":null,"1":null}}}` + "\n"
 	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
 		if _, got := e.get(t, ""); got != want {
@@ -56,11 +43,7 @@ func TestOwnedPartitionWithoutOffsetStaysThroughAReplacedClient(t *testing.T) {
 		}
 	}
 
-	restarted, err := zkserver.Start(zkserver.Config{Dir: dir, Port: p})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { restarted.Stop() })
+	restarted := restartZK(t)
 	e.eventually(t, "", `{"test_cluster":{"m":{"0":3,"1":null}}}`+"\n", 20*time.Second)
 	// The claim released: the next client drops it. (A connection of its
 	// own: the test's first session may have expired with the outage.)

@@ -1,17 +1,13 @@
 package kmonitor_test
 
 import (
-	"net"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/go-zookeeper/zk"
 
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/kmonitor"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zkserver"
 )
 
 // The offsets an old ZooKeeper client read are shown as unknown until the
@@ -22,11 +18,7 @@ import (
 func TestOffsetsOfAReplacedClientUnknownUntilReadAgain(t *testing.T) {
 	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 4}})
 	var log logBuffer
-	e := startWith(t, k, func(c *kmonitor.Config) {
-		cl := c.Clusters["test_cluster"]
-		cl.ZKSessionTimeoutMs = 2000
-		c.Clusters["test_cluster"] = cl
-	}, &log)
+	e := startWith(t, k, shortZKSession, &log)
 	produce(t, e.kafka, "a", 2, 4)
 	setOffset(t, e.conn, "m", "a", "2", "1")
 	e.eventually(t, "", `{"test_cluster":{"m":{"2":3}}}`+"\n", 10*time.Second)
@@ -40,19 +32,10 @@ func TestOffsetsOfAReplacedClientUnknownUntilReadAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	_, port, _ := net.SplitHostPort(e.zk.Addr)
-	p, _ := strconv.Atoi(port)
-	dir := e.zk.Dir
-	e.zk.Stop()
+	restartZK := stopZK(e)
 	// The session is 2 s: the client is replaced 4 s after it was lost.
-	if !waitFor(15*time.Second, func() bool { return log.count("no zookeeper session; replacing the client") > 0 }) {
-		t.Fatal("the ZooKeeper client was not replaced")
-	}
-	restarted, err := zkserver.Start(zkserver.Config{Dir: dir, Port: p})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { restarted.Stop() })
+	waitClientReplaced(t, &log, 15*time.Second)
+	restartZK(t)
 	// The new client has listed the module and found offsets/ closed to it.
 	e.eventuallyContains(t, "", 15*time.Second, `"*.*":null`)
 	if _, j := e.get(t, ""); j != `{"test_cluster":{"m":{"*.*":null,"a.2":null}}}`+"\n" {
