@@ -93,6 +93,38 @@ func limitInThird(s *spool.Spool, bs []spool.Record) (raise func()) {
 	return limitFileSize(uint64(room))
 }
 
+// bigThree returns records b1, b2 and b3 of topic, values of 600 bytes
+// more, all of key when it is not "" (else each its own).
+func bigThree(topic, key string) []spool.Record {
+	value := strings.Repeat("v", 600)
+	bs := []spool.Record{rec(topic, "b1"+value), rec(topic, "b2"+value), rec(topic, "b3"+value)}
+	if key != "" {
+		for i := range bs {
+			bs[i].Key = []byte(key)
+		}
+	}
+	return bs
+}
+
+// failAppendInThird appends bs (three records) to s with writes past bs[2]'s
+// middle refused (limitInThird) and every cut of a file failing from now
+// on (EIO); with readOnly, that directory is read-only meanwhile (no next
+// segment can be created). It returns the Append's error, the file size
+// limit and the directory set back.
+func failAppendInThird(s *spool.Spool, bs []spool.Record, readOnly string) error {
+	raise := limitInThird(s, bs)
+	denySyscalls(unix.SYS_FTRUNCATE)
+	if readOnly != "" {
+		chmodDir(readOnly, 0o555)
+	}
+	_, err := s.Append(bs)
+	raise()
+	if readOnly != "" {
+		chmodDir(readOnly, 0o755)
+	}
+	return err
+}
+
 // childTruncateFails appends "a0", then, with writes past the entries of
 // b1 and b2 refused (the file size limit: a full disk) and every cut of
 // the file failing (EIO), appends b1, b2 and b3 in one Append, which
@@ -106,7 +138,7 @@ func limitInThird(s *spool.Spool, bs []spool.Record) (raise func()) {
 func childTruncateFails(dir string, create, after bool) {
 	s := openWithA0(dir, "t")
 	value := strings.Repeat("v", 600)
-	bs := []spool.Record{rec("t", "b1"+value), rec("t", "b2"+value), rec("t", "b3"+value)}
+	bs := bigThree("t", "")
 	raise := limitInThird(s, bs) // b3 cut in its middle
 	if create {
 		denySyscalls(unix.SYS_FTRUNCATE, unix.SYS_OPENAT)
@@ -245,13 +277,8 @@ func TestFailedFirstWriteWhoseCutFailedNotReplayed(t *testing.T) {
 // ERR-OR-nil" and "closed ERR-OR-nil".
 func childTruncateFailsMarkAcked(dir string) {
 	s := openWithA0(dir, "p")
-	value := strings.Repeat("v", 600)
-	bs := []spool.Record{rec("p", "b1"+value), rec("p", "b2"+value), rec("p", "b3"+value)}
-	raise := limitInThird(s, bs) // b3 cut in its middle
-	denySyscalls(unix.SYS_FTRUNCATE)
-	_, err := s.Append(bs)
+	err := failAppendInThird(s, bigThree("p", ""), "")
 	fmt.Printf("failed %v\n", err)
-	raise()
 	seq, err := s.Append([]spool.Record{rec("q", "c1")})
 	fmt.Printf("after %v\n", err)
 	if err == nil {
@@ -290,13 +317,9 @@ func TestFailedWriteMarkNotRemovedBeforeItsSegment(t *testing.T) {
 func childTruncateFailsTwice(dir string) {
 	s := openWithA0(dir, "t")
 	value := strings.Repeat("v", 600)
-	bs := []spool.Record{rec("t", "b1"+value), rec("t", "b2"+value), rec("t", "b3"+value)}
-	raise := limitInThird(s, bs) // b3 cut in its middle
-	denySyscalls(unix.SYS_FTRUNCATE)
-	_, err := s.Append(bs)
+	err := failAppendInThird(s, bigThree("t", ""), "")
 	fmt.Printf("failed %v\n", err)
-	raise()
-	raise = limitFileSize(100)
+	raise := limitFileSize(100)
 	_, err = s.Append([]spool.Record{rec("t", "c1"+value)})
 	if err == nil {
 		childFail("append past the file size limit worked")
@@ -339,17 +362,11 @@ func TestFailedWriteIntoMarkKeepsIt(t *testing.T) {
 // "closed ERR-OR-nil".
 func childTruncateFailsCreateLater(dir string) {
 	s := openWithA0(dir, "p")
-	value := strings.Repeat("v", 600)
-	key := func(r spool.Record) spool.Record { r.Key = []byte("k"); return r }
-	bs := []spool.Record{key(rec("q", "b1"+value)), key(rec("q", "b2"+value)), key(rec("q", "b3"+value))}
-	raise := limitInThird(s, bs) // b3 cut in its middle
-	denySyscalls(unix.SYS_FTRUNCATE)
-	chmodDir(dir, 0o555)
-	_, err := s.Append(bs)
+	err := failAppendInThird(s, bigThree("q", "k"), dir)
 	fmt.Printf("failed %v\n", errors.Is(err, spool.ErrMaybeAppended))
-	raise()
-	chmodDir(dir, 0o755)
-	seq, err := s.Append([]spool.Record{key(rec("q", "c1"))})
+	c1 := rec("q", "c1")
+	c1.Key = []byte("k")
+	seq, err := s.Append([]spool.Record{c1})
 	fmt.Printf("after %v\n", err)
 	if err == nil {
 		s.Ack(seq)
@@ -386,16 +403,8 @@ func TestFailedWriteMarkedLaterNotReplayedAfterLaterRecords(t *testing.T) {
 // crash) and without another Append.
 func childTruncateFailsPending(dir string, wait bool) {
 	s := openWithA0(dir, "p")
-	value := strings.Repeat("v", 600)
-	key := func(r spool.Record) spool.Record { r.Key = []byte("k"); return r }
-	bs := []spool.Record{key(rec("q", "b1"+value)), key(rec("q", "b2"+value)), key(rec("q", "b3"+value))}
-	raise := limitInThird(s, bs) // b3 cut in its middle
-	denySyscalls(unix.SYS_FTRUNCATE)
-	chmodDir(dir, 0o555)
-	_, err := s.Append(bs)
+	err := failAppendInThird(s, bigThree("q", "k"), dir)
 	fmt.Printf("failed %v\n", errors.Is(err, spool.ErrMaybeAppended))
-	raise()
-	chmodDir(dir, 0o755)
 	for deadline := time.Now().Add(5 * time.Second); wait && s.Pending("q") > 0 && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
