@@ -123,17 +123,7 @@ func TestAddedPartitionCountMovedOnAtALaterClaim(t *testing.T) {
 
 	// An operator deletes partition 1's offset node: it starts again at
 	// the newest record.
-	if err := a.stop(); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.conn.Delete(dir+"/1", -1); err != nil {
-		t.Fatal(err)
-	}
-	e.start(t, m)
-	waitFor(t, "partition 1's start stored again", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 1) == "1" })
-	if again := timesPushed(b, "1", "p1-0"); again != 1 {
-		t.Errorf("partition 1's record pushed %d times, want once: its offset node deleted, it started again before the newest record", again)
-	}
+	deleteOffsetAndRestart(t, e, b, m, a)
 }
 
 // TestAddedPartitionCountMovedOnWhileItsClaimLasts: the write of the
@@ -163,19 +153,7 @@ func TestAddedPartitionCountMovedOnWhileItsClaimLasts(t *testing.T) {
 
 	// The operator stops the fleet and deletes partition 1's offset node:
 	// it starts again at the newest record.
-	for _, r := range []*running{first, second} {
-		if err := r.stop(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := e.conn.Delete(dir+"/1", -1); err != nil {
-		t.Fatal(err)
-	}
-	e.start(t, m)
-	waitFor(t, "partition 1's start stored again", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 1) == "1" })
-	if again := timesPushed(b, "1", "p1-0"); again != 1 {
-		t.Errorf("partition 1's record pushed %d times, want once: its offset node deleted, it started again before the newest record", again)
-	}
+	deleteOffsetAndRestart(t, e, b, m, first, second)
 }
 
 // offsetsCount returns the partition count the offsets/<topic> node dir
@@ -206,4 +184,25 @@ func timesPushed(b *backend, partition, body string) int {
 		}
 	}
 	return n
+}
+
+// deleteOffsetAndRestart stops the processes running, deletes the offset
+// node of partition 1 of module m (topic t), starts a process of m again
+// and checks that partition 1 started again at its newest record: its
+// record p1-0 was pushed once, not again.
+func deleteOffsetAndRestart(t *testing.T, e *env, b *backend, m ktransfer.Module, running ...*running) {
+	t.Helper()
+	for _, r := range running {
+		if err := r.stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.conn.Delete(zklayout.Offsets(chroot, "m", "t")+"/1", -1); err != nil {
+		t.Fatal(err)
+	}
+	e.start(t, m)
+	waitFor(t, "partition 1's start stored again", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 1) == "1" })
+	if again := timesPushed(b, "1", "p1-0"); again != 1 {
+		t.Errorf("partition 1's record pushed %d times, want once: its offset node deleted, it started again before the newest record", again)
+	}
 }

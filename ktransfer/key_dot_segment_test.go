@@ -46,17 +46,7 @@ func TestDotSegmentFromKeyIsRefused(t *testing.T) {
 	m := module("m", "t", b.URL)
 	m.Protocol.URI = "/users/{#KEY}/{#METHOD}?key={#KEY}"
 	m.DeadLetterTopic = "dlq"
-	e.produce(t, "t", dotSegmentRecords)
-	var logs runtest.Log
-	tr, err := ktransfer.New(e.config(t, 0, m), slog.New(slog.NewTextHandler(&logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runtest.Start(t, tr.Run, 20*time.Second)
-	waitFor(t, "offset 6 stored", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "6" })
-	if got := strings.Join(pushedOffsets(b), ","); got != "3,4,5" {
-		t.Errorf("pushed offsets %s, want 3,4,5; log:\n%.3000s", got, logs.String())
-	}
+	logs := pushDotSegmentRecords(t, e, b, m)
 	var dead []string
 	for _, r := range kafkatest.ReadAll(t, e.kafka, e.kc, "dlq") {
 		h := headersOf(r)
@@ -84,6 +74,24 @@ func TestDotSegmentFromKeyWithoutDeadLetterTopic(t *testing.T) {
 	m := module("m", "t", b.URL)
 	m.Protocol.URI = "/users/{#KEY}/{#METHOD}"
 	m.MaxRetryTimes = 2
+	logs := pushDotSegmentRecords(t, e, b, m)
+	text := logs.String()
+	if n := strings.Count(text, "level=ERROR msg=\"push refused and no dead_letter_topic; retrying\""); n != 6 {
+		t.Errorf("%d refusals logged as errors, want 6 (2 for each of 3 records):\n%.3000s", n, text)
+	}
+	if n := strings.Count(text, "record given up"); n != 3 {
+		t.Errorf("%d records given up, want 3:\n%.3000s", n, text)
+	}
+	if !strings.Contains(text, `segment \".\" or \"..\"`) { // quoted by the log
+		t.Errorf("the refusal is not logged with its reason:\n%.3000s", text)
+	}
+}
+
+// pushDotSegmentRecords writes dotSegmentRecords to topic t, runs module m
+// (pushing to b) until they are all committed, and checks only the last
+// three were pushed. It returns the process's log.
+func pushDotSegmentRecords(t *testing.T, e *env, b *backend, m ktransfer.Module) *runtest.Log {
+	t.Helper()
 	e.produce(t, "t", dotSegmentRecords)
 	var logs runtest.Log
 	tr, err := ktransfer.New(e.config(t, 0, m), slog.New(slog.NewTextHandler(&logs, nil)))
@@ -95,14 +103,5 @@ func TestDotSegmentFromKeyWithoutDeadLetterTopic(t *testing.T) {
 	if got := strings.Join(pushedOffsets(b), ","); got != "3,4,5" {
 		t.Errorf("pushed offsets %s, want 3,4,5; log:\n%.3000s", got, logs.String())
 	}
-	text := logs.String()
-	if n := strings.Count(text, "level=ERROR msg=\"push refused and no dead_letter_topic; retrying\""); n != 6 {
-		t.Errorf("%d refusals logged as errors, want 6 (2 for each of 3 records):\n%.3000s", n, text)
-	}
-	if n := strings.Count(text, "record given up"); n != 3 {
-		t.Errorf("%d records given up, want 3:\n%.3000s", n, text)
-	}
-	if !strings.Contains(text, `segment \".\" or \"..\"`) { // quoted by the log
-		t.Errorf("the refusal is not logged with its reason:\n%.3000s", text)
-	}
+	return &logs
 }

@@ -390,8 +390,11 @@ func TestExhaustionPermanentAndDeadLetter(t *testing.T) {
 	}
 }
 
-func TestRetryAfterIsHonoured(t *testing.T) {
-	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+// firstRetryGap pushes one record of topic t to a backend that answers
+// its first push with first and later ones 200, and returns the time
+// between the first push and its retry (fail_retry_interval_ms is 10 ms).
+func firstRetryGap(t *testing.T, e *env, first func(w http.ResponseWriter)) time.Duration {
+	t.Helper()
 	var times []time.Time
 	var mu sync.Mutex
 	b := newBackend(t, func(n int, _ push, w http.ResponseWriter) {
@@ -399,16 +402,23 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 		times = append(times, time.Now())
 		mu.Unlock()
 		if n == 0 {
-			w.Header().Set("Retry-After", "1")
-			w.WriteHeader(429)
+			first(w)
 		}
 	})
 	e.produce(t, "t", [][2]string{{"k", "x"}})
-	e.start(t, module("m", "t", b.URL)) // fail_retry_interval_ms is 10 ms
+	e.start(t, module("m", "t", b.URL))
 	waitFor(t, "the second attempt", 10*time.Second, func() bool { return len(b.got()) == 2 })
 	mu.Lock()
 	defer mu.Unlock()
-	if gap := times[1].Sub(times[0]); gap < 900*time.Millisecond {
+	return times[1].Sub(times[0])
+}
+
+func TestRetryAfterIsHonoured(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	if gap := firstRetryGap(t, e, func(w http.ResponseWriter) {
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(429)
+	}); gap < 900*time.Millisecond {
 		t.Errorf("retried %v after a 429 with Retry-After: 1", gap)
 	}
 }

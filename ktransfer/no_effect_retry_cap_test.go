@@ -1,12 +1,8 @@
 package ktransfer_test
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
 )
 
 // TestRetryCapWithOneRetryWarned: with max_retry_times 1 the one retry
@@ -25,20 +21,7 @@ func TestRetryCapWithOneRetryWarned(t *testing.T) {
 		{"max_retry_times: 1\nfail_retry_interval_ms: 500\n", ""},
 		{"max_retry_times: 2\nfail_retry_interval_ms: 500\nmax_retry_interval_ms: 600\n", ""},
 	} {
-		dir := t.TempDir()
-		module := filepath.Join(dir, "m.yaml")
-		if err := os.WriteFile(module, []byte(base+tc.module), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		conf := filepath.Join(dir, "ktransfer.yaml")
-		if err := os.WriteFile(conf, []byte("zk_chroot: /mq/c\nzk_hosts: [127.0.0.1:2181]\nbroker_hosts: [127.0.0.1:9092]\n"+
-			"module_conf_dir: "+dir+"\nmodule_enabled: [m]\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := ktransfer.LoadConfig(conf)
-		if err != nil {
-			t.Fatalf("%q: the file is valid and must load: %v", tc.module, err)
-		}
+		cfg, module, _ := loadWithModule(t, base+tc.module, "")
 		got := cfg.Warnings()
 		switch {
 		case tc.want == "" && len(got) != 0:

@@ -34,20 +34,7 @@ func TestKeysWithoutEffectWarned(t *testing.T) {
 		{"keys serialized, dispatch set", "serialize_by_key: true\ndispatch: hash\n", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			module := filepath.Join(dir, "m.yaml")
-			if err := os.WriteFile(module, []byte(base+tc.module), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			conf := filepath.Join(dir, "ktransfer.yaml")
-			if err := os.WriteFile(conf, []byte("zk_chroot: /mq/c\nzk_hosts: [127.0.0.1:2181]\nbroker_hosts: [127.0.0.1:9092]\n"+
-				"module_conf_dir: "+dir+"\nmodule_enabled: [m]\n"), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			cfg, err := ktransfer.LoadConfig(conf)
-			if err != nil {
-				t.Fatalf("the file is valid and must load: %v", err)
-			}
+			cfg, module, _ := loadWithModule(t, base+tc.module, "")
 			got := cfg.Warnings()
 			var keys []string
 			for _, w := range got {
@@ -63,4 +50,27 @@ func TestKeysWithoutEffectWarned(t *testing.T) {
 			}
 		})
 	}
+}
+
+// loadWithModule writes module m (the file's text module) and a
+// ktransfer.yaml enabling it, with extra at its end, into a directory of
+// its own, and loads them; the test fails if they do not load. It returns
+// the config and the paths of the two files.
+func loadWithModule(t *testing.T, module, extra string) (cfg ktransfer.Config, modulePath, confPath string) {
+	t.Helper()
+	dir := t.TempDir()
+	modulePath = filepath.Join(dir, "m.yaml")
+	if err := os.WriteFile(modulePath, []byte(module), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	confPath = filepath.Join(dir, "ktransfer.yaml")
+	if err := os.WriteFile(confPath, []byte("zk_chroot: /mq/c\nzk_hosts: [127.0.0.1:2181]\nbroker_hosts: [127.0.0.1:9092]\n"+
+		"module_conf_dir: "+dir+"\nmodule_enabled: [m]\n"+extra), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ktransfer.LoadConfig(confPath)
+	if err != nil {
+		t.Fatalf("module %q: the file is valid and must load: %v", module, err)
+	}
+	return cfg, modulePath, confPath
 }
