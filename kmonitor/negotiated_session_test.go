@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/kmonitor"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/tcpproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zkserver"
@@ -26,16 +25,7 @@ func TestOffsetsStaleAfterTheNegotiatedSessionTimeout(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = z.Stop() })
 	var px *tcpproxy.Proxy
-	e := startOnZK(t, k, z, func(c *kmonitor.Config) {
-		cl := c.Clusters["test_cluster"]
-		if px, err = tcpproxy.Start(cl.ZKHosts[0]); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { px.Close() })
-		cl.ZKHosts = []string{px.Addr()}
-		cl.ZKSessionTimeoutMs = 10000
-		c.Clusters["test_cluster"] = cl
-	}, io.Discard)
+	e := startOnZK(t, k, z, zkThroughProxy(t, &px, 10000), io.Discard)
 	produce(t, e.kafka, "a", 0, 4)
 	setOffset(t, e.conn, "m", "a", "0", "1")
 	e.eventually(t, "", `{"test_cluster":{"m":{"0":3}}}`+"\n", 10*time.Second)

@@ -76,20 +76,28 @@ func TestStopsPromptlyWhileZooKeeperDoesNotAnswer(t *testing.T) {
 // known: reading the brokers' registrations again must not hold up the
 // polls of the log ends until the ZooKeeper client gives up on its
 // connection.
+// zkThroughProxy has test_cluster reach its ZooKeeper through a TCP proxy
+// the test can freeze, set in *px (closed at cleanup), with a session of
+// sessionMs asked for.
+func zkThroughProxy(t *testing.T, px **tcpproxy.Proxy, sessionMs int) func(*kmonitor.Config) {
+	return func(c *kmonitor.Config) {
+		cl := c.Clusters["test_cluster"]
+		p, err := tcpproxy.Start(cl.ZKHosts[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		*px = p
+		t.Cleanup(func() { p.Close() })
+		cl.ZKHosts = []string{p.Addr()}
+		cl.ZKSessionTimeoutMs = sessionMs
+		c.Clusters["test_cluster"] = cl
+	}
+}
+
 func TestLagKnownWhileZooKeeperDoesNotAnswerWithinSession(t *testing.T) {
 	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
 	var px *tcpproxy.Proxy
-	e := startWith(t, k, func(c *kmonitor.Config) {
-		cl := c.Clusters["test_cluster"]
-		var err error
-		if px, err = tcpproxy.Start(cl.ZKHosts[0]); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { px.Close() })
-		cl.ZKHosts = []string{px.Addr()}
-		cl.ZKSessionTimeoutMs = 30000
-		c.Clusters["test_cluster"] = cl
-	}, io.Discard)
+	e := startWith(t, k, zkThroughProxy(t, &px, 30000), io.Discard)
 	produce(t, e.kafka, "a", 0, 4)
 	setOffset(t, e.conn, "m", "a", "0", "1")
 	e.eventually(t, "", `{"test_cluster":{"m":{"0":3}}}`+"\n", 10*time.Second)
