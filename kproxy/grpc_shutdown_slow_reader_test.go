@@ -1,7 +1,6 @@
 package kproxy_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -24,17 +23,10 @@ func TestGRPCShutdownSlowReaderGetsItsAnswers(t *testing.T) {
 		cfg.WriteTimeoutMs = 100 // answers given up after 1 s without a read
 	}, smallWindows()...)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-	defer cancel()
-	s, err := g.kp.ProduceStream(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Each answer carries 2000 results (about 20 KB): the client's
 	// window holds 3 of the 12.
 	const perReq, reqs = 2000, 12
-	sendBig(t, s, reqs, perReq)
-	waitFor(t, "the stream's requests written", func() bool { return endOffsets(t, c, topic) >= reqs*perReq })
+	s := sendAllWritten(t, g, c, reqs, perReq)
 
 	stopped := stopInBackground(g)
 	var got []*kproxypb.ProduceResponse

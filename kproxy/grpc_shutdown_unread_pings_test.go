@@ -1,7 +1,6 @@
 package kproxy_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -28,17 +27,10 @@ func TestGRPCShutdownNotHeldByPingsOfStreamNotRead(t *testing.T) {
 		cfg.WriteTimeoutMs = int(writeTimeout / time.Millisecond)
 	}, smallWindows(grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, PermitWithoutStream: true}))...)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-	defer cancel()
-	s, err := g.kp.ProduceStream(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Each answer carries 2000 results (about 20 KB): 12 answered are
 	// more than the client's window holds (3).
 	const perReq, reqs = 2000, 12
-	sendBig(t, s, reqs, perReq)
-	waitFor(t, "the stream's requests written", func() bool { return endOffsets(t, c, topic) >= reqs*perReq })
+	s := sendAllWritten(t, g, c, reqs, perReq)
 
 	start := time.Now()
 	waitStopped(t, stopInBackground(g), shutdownTimeout+writeTimeout+5*time.Second)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -96,6 +97,22 @@ func sendBig(t *testing.T, s grpc.BidiStreamingClient[kproxypb.ProduceRequest, k
 			t.Fatal(err)
 		}
 	}
+}
+
+// sendAllWritten opens a ProduceStream on g (for 40 s at most), sends it
+// reqs requests of perReq records (bigRequest) and waits until all their
+// records are in Kafka (c).
+func sendAllWritten(t *testing.T, g *gproxy, c *kfake.Cluster, reqs, perReq int) grpc.BidiStreamingClient[kproxypb.ProduceRequest, kproxypb.ProduceResponse] {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	t.Cleanup(cancel)
+	s, err := g.kp.ProduceStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sendBig(t, s, reqs, perReq)
+	waitFor(t, "the stream's requests written", func() bool { return endOffsets(t, c, topic) >= int64(reqs*perReq) })
+	return s
 }
 
 // stopInBackground stops g; the channel gets what Run returned.
