@@ -41,6 +41,37 @@ func hangingBackend(t *testing.T) (url string, arrived, closed <-chan struct{}) 
 	return srv.URL, arrivedc, closedc
 }
 
+// replayInterruptedMidPush runs a replay of module m with cfg, cancels it
+// once a push has arrived at the backend (arrived) and returns what the
+// replay returned; the test fails if either takes too long.
+func replayInterruptedMidPush(t *testing.T, cfg ktransfer.Config, arrived <-chan struct{}) (ktransfer.ReplayReport, error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type result struct {
+		rep ktransfer.ReplayReport
+		err error
+	}
+	returned := make(chan result, 1)
+	go func() {
+		rep, err := ktransfer.Replay(ctx, cfg, "m", time.Time{}, testLog())
+		returned <- result{rep, err}
+	}()
+	select {
+	case <-arrived:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the dead letter's push did not reach the backend")
+	}
+	cancel()
+	select {
+	case r := <-returned:
+		return r.rep, r.err
+	case <-time.After(10 * time.Second):
+		t.Fatal("the interrupted replay did not return")
+	}
+	return ktransfer.ReplayReport{}, nil
+}
+
 // TestReplayClosesAbandonedPushConnections: a replay is interrupted while
 // its push waits for a backend that never answers (read_timeout_ms 0); at
 // shutdown_timeout_ms the push is abandoned and Replay returns. The
@@ -58,26 +89,8 @@ func TestReplayClosesAbandonedPushConnections(t *testing.T) {
 		{Key: "ktransfer-partition", Value: []byte("0")}, {Key: "ktransfer-offset", Value: []byte("0")}}})
 	cfg := e.config(t, 0, m)
 	cfg.ShutdownTimeoutMs = 300
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	returned := make(chan error, 1)
-	go func() {
-		_, err := ktransfer.Replay(ctx, cfg, "m", time.Time{}, testLog())
-		returned <- err
-	}()
-	select {
-	case <-arrived:
-	case <-time.After(15 * time.Second):
-		t.Fatal("the dead letter's push did not reach the backend")
-	}
-	cancel()
-	select {
-	case err := <-returned:
-		if err == nil {
-			t.Fatal("an interrupted replay returned no error")
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the interrupted replay did not return")
+	if _, err := replayInterruptedMidPush(t, cfg, arrived); err == nil {
+		t.Fatal("an interrupted replay returned no error")
 	}
 	select {
 	case <-closed:
@@ -101,29 +114,7 @@ func TestReplayAbandonedPushIsNotGivenUp(t *testing.T) {
 	e.produceRecords(t, deadLetterOf("m", "t", 0, "hangs"))
 	cfg := e.config(t, 0, m)
 	cfg.ShutdownTimeoutMs = 300
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	type result struct {
-		rep ktransfer.ReplayReport
-		err error
-	}
-	returned := make(chan result, 1)
-	go func() {
-		rep, err := ktransfer.Replay(ctx, cfg, "m", time.Time{}, testLog())
-		returned <- result{rep, err}
-	}()
-	select {
-	case <-arrived:
-	case <-time.After(15 * time.Second):
-		t.Fatal("the dead letter's push did not reach the backend")
-	}
-	cancel()
-	select {
-	case r := <-returned:
-		if r.err == nil || r.rep.GivenUp != 0 || r.rep.Replayed != 0 {
-			t.Fatalf("interrupted during its push: %v, err %v; want an error, nothing replayed nor given up", r.rep, r.err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the interrupted replay did not return")
+	if rep, err := replayInterruptedMidPush(t, cfg, arrived); err == nil || rep.GivenUp != 0 || rep.Replayed != 0 {
+		t.Fatalf("interrupted during its push: %v, err %v; want an error, nothing replayed nor given up", rep, err)
 	}
 }
