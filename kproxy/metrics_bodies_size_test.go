@@ -42,12 +42,7 @@ func TestRequestBodiesSizeRefusals(t *testing.T) {
 			t.Errorf("%s: %s counted %d, want %d", tc.name, metric, after-before, tc.counts)
 		}
 	}
-	help := ""
-	for _, line := range strings.Split(p.metrics(t), "\n") {
-		if h, ok := strings.CutPrefix(line, "# HELP kproxy_request_bodies_total "); ok {
-			help = h
-		}
-	}
+	help := metricHelp(p.metrics(t), "kproxy_request_bodies_total")
 	if strings.Contains(help, "or its size") || !strings.Contains(help, "max_request_size_bytes") {
 		t.Errorf("HELP of kproxy_request_bodies_total %q says a request refused for its size is not counted; a record over max_message_bytes is", help)
 	}

@@ -159,12 +159,7 @@ func TestRequestBodiesCountsWhatItsHelpSays(t *testing.T) {
 			t.Errorf("%s: %s counted %d, want %d", tc.name, metric, after-before, tc.counts)
 		}
 	}
-	help := ""
-	for _, line := range strings.Split(p.metrics(t), "\n") {
-		if h, ok := strings.CutPrefix(line, "# HELP kproxy_request_bodies_total "); ok {
-			help = h
-		}
-	}
+	help := metricHelp(p.metrics(t), "kproxy_request_bodies_total")
 	// What it counts: the bodies checked; what it leaves out: requests
 	// refused for their line or headers, which kproxy_requests_total counts.
 	if !strings.Contains(help, "checked") || !strings.Contains(help, "refused for its line or headers") {
@@ -293,13 +288,20 @@ func TestRecordsTotalSaysSpooledRecordsAreApart(t *testing.T) {
 	if d, r := p.metric(t, "kproxy_spool_drained_total"), p.metric(t, `kproxy_records_total{acks="1"}`); d != "1" || r != "0" {
 		t.Fatalf("kproxy_spool_drained_total %s, kproxy_records_total{acks=\"1\"} %s, want 1 and 0", d, r)
 	}
-	help := ""
-	for _, line := range strings.Split(p.metrics(t), "\n") {
-		if h, ok := strings.CutPrefix(line, "# HELP kproxy_records_total "); ok {
-			help = h
-		}
-	}
+	help := metricHelp(p.metrics(t), "kproxy_records_total")
 	if !strings.Contains(help, "spool") {
 		t.Errorf("HELP of kproxy_records_total %q does not say that records Kafka accepted from the spool are not in it", help)
 	}
+}
+
+// metricHelp returns the HELP text of metric name in the exposition text
+// metrics, "" when it has none.
+func metricHelp(metrics, name string) string {
+	help := ""
+	for _, line := range strings.Split(metrics, "\n") {
+		if h, ok := strings.CutPrefix(line, "# HELP "+name+" "); ok {
+			help = h
+		}
+	}
+	return help
 }

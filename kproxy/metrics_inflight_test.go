@@ -40,12 +40,7 @@ func TestInFlightHelpNamesGRPC(t *testing.T) {
 	if gauge != "3" {
 		t.Fatalf("kproxy_requests_in_flight %s while 3 gRPC records wait for Kafka, want 3", gauge)
 	}
-	help := ""
-	for _, line := range strings.Split(g.metrics(t), "\n") {
-		if h, ok := strings.CutPrefix(line, "# HELP kproxy_requests_in_flight "); ok {
-			help = h
-		}
-	}
+	help := metricHelp(g.metrics(t), "kproxy_requests_in_flight")
 	if !strings.Contains(help, "gRPC") {
 		t.Errorf("HELP of kproxy_requests_in_flight %q does not say that it counts gRPC records, which it does", help)
 	}
