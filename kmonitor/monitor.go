@@ -123,21 +123,29 @@ func slow(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// prometheusWriteTimeout is the least time a Prometheus answer gets:
-// gathered at scrape time, six series per partition, it takes longer the
-// more partitions there are (50-90 ms for 1,600 on a loaded 2-core
-// machine), and http_server.write_timeout_ms (100 ms by default) would cut
-// it, the scraper reading an EOF and losing every series. It is
-// Prometheus's default scrape timeout.
+// prometheusWriteTimeout is the least time a Prometheus or /delay answer
+// gets. A Prometheus answer is gathered at scrape time, six series per
+// partition, and takes longer the more partitions there are (50-90 ms for
+// 1,600 on a loaded 2-core machine): http_server.write_timeout_ms (100 ms
+// by default) would cut it, the scraper reading an EOF and losing every
+// series. A /delay answer cut by it, for a client reading slowly an answer
+// larger than the sockets' buffers, would reach zabbix_sender (curl passes
+// on what it got) with its last line cut, perhaps among the digits of a
+// lag. It is Prometheus's default scrape timeout.
 const prometheusWriteTimeout = 10 * time.Second
 
-// servePrometheus serves /metrics with the write deadline lifted to
-// prometheusWriteTimeout when http_server.write_timeout_ms is shorter.
+// servePrometheus serves /metrics with the write deadline lifted.
 func (m *Monitor) servePrometheus(w http.ResponseWriter, r *http.Request) {
+	m.liftWriteDeadline(w)
+	m.metrics.ServeHTTP(w, r)
+}
+
+// liftWriteDeadline lifts the write deadline to prometheusWriteTimeout
+// when http_server.write_timeout_ms is shorter.
+func (m *Monitor) liftWriteDeadline(w http.ResponseWriter) {
 	if time.Duration(m.cfg.HTTPServer.WriteTimeoutMs)*time.Millisecond < prometheusWriteTimeout {
 		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(prometheusWriteTimeout))
 	}
-	m.metrics.ServeHTTP(w, r)
 }
 
 // Addr is the HTTP listener's address.
@@ -286,6 +294,7 @@ func (m *Monitor) handleDelay(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("unknown format %q (json, zabbix, zabbix_lld, prometheus)", format), http.StatusBadRequest)
 		return
 	}
+	m.liftWriteDeadline(w)
 	if format == "zabbix" {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	} else {
