@@ -255,6 +255,14 @@ func (c *cluster) zkProblem(now time.Time) string {
 	return ""
 }
 
+// everReached reports whether the cluster has had a session since the
+// start: before that none of its partitions is known.
+func (c *cluster) everReached() bool {
+	c.zkMu.Lock()
+	defer c.zkMu.Unlock()
+	return c.everUp
+}
+
 // healthy reports whether a session is up.
 func (c *cluster) healthy() bool {
 	c.zkMu.Lock()

@@ -294,6 +294,20 @@ func (m *Monitor) handleDelay(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("unknown format %q (json, zabbix, zabbix_lld, prometheus)", format), http.StatusBadRequest)
 		return
 	}
+	if format == "zabbix_lld" {
+		// Zabbix takes a discovery answer as the whole list: an empty one
+		// would have it mark every item of a cluster never read as lost.
+		var unknown []string
+		for _, c := range m.clusters {
+			if slices.Contains(clusters, c.name) && !c.everReached() {
+				unknown = append(unknown, c.name)
+			}
+		}
+		if len(unknown) > 0 {
+			http.Error(w, "no zookeeper session yet, partitions unknown: "+strings.Join(unknown, ", "), http.StatusServiceUnavailable)
+			return
+		}
+	}
 	m.liftWriteDeadline(w)
 	if format == "zabbix" {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
