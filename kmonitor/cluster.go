@@ -10,6 +10,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -36,6 +37,11 @@ type cluster struct {
 	zkDownSince time.Time     // zero while a session is established
 	everUp      bool
 	connErr     string // why the last client could not be made, as logged (run goroutine only)
+
+	// everRead is set once a client has read every module, folder and
+	// offset its first listings found: before that the partitions known
+	// may be only some of them.
+	everRead atomic.Bool
 
 	// Used only by the poll goroutine.
 	kafka       *kgo.Client
@@ -255,13 +261,10 @@ func (c *cluster) zkProblem(now time.Time) string {
 	return ""
 }
 
-// everReached reports whether the cluster has had a session since the
-// start: before that none of its partitions is known.
-func (c *cluster) everReached() bool {
-	c.zkMu.Lock()
-	defer c.zkMu.Unlock()
-	return c.everUp
-}
+// everReached reports whether the cluster's partitions have been read
+// once since the start (see everRead): before that only some of them, or
+// none, are known.
+func (c *cluster) everReached() bool { return c.everRead.Load() }
 
 // healthy reports whether a session is up.
 func (c *cluster) healthy() bool {

@@ -295,8 +295,9 @@ func (m *Monitor) handleDelay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if format == "zabbix_lld" {
-		// Zabbix takes a discovery answer as the whole list: an empty one
-		// would have it mark every item of a cluster never read as lost.
+		// Zabbix takes a discovery answer as the whole list: an empty or
+		// partial one would have it mark every item of a cluster not yet
+		// read (or not yet read whole) as lost.
 		var unknown []string
 		for _, c := range m.clusters {
 			if slices.Contains(clusters, c.name) && !c.everReached() {
@@ -304,7 +305,7 @@ func (m *Monitor) handleDelay(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if len(unknown) > 0 {
-			http.Error(w, "no zookeeper session yet, partitions unknown: "+strings.Join(unknown, ", "), http.StatusServiceUnavailable)
+			http.Error(w, "offsets not read from zookeeper yet, partitions unknown: "+strings.Join(unknown, ", "), http.StatusServiceUnavailable)
 			return
 		}
 	}

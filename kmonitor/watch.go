@@ -27,9 +27,14 @@ const retryDelay = 500 * time.Millisecond
 // gone as well it returns, but for root (see waitCreated): the watcher of
 // the parent's parent lists it again then, and starts this one anew if
 // the parent comes back (see folder for the rest). With spawn nil, the
-// names are only told to f.listed.
-func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, spawn func(ctx context.Context, name string)) {
+// names are only told to f.listed. The children of the first listing are
+// each given a unit of f.read, which they settle once read themselves;
+// f.settle is called once the first listing is done (found, missing or
+// denied), or when the watcher returns before.
+func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, spawn func(ctx context.Context, name string, settle func())) {
 	dir := f.path
+	settle := f.read.unit(f.settle)
+	defer settle()
 	denied := false // f.denied is in the state
 	w := new(byte)  // this watcher, in the entries it sets
 	type child struct {
@@ -76,6 +81,7 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, sp
 				denied = false
 			}
 			var parentThere bool
+			settle() // nothing under it to read
 			parentThere, err = waitCreated(ctx, conn, dir, f.root)
 			if !parentThere {
 				return
@@ -92,6 +98,7 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, sp
 				c.log.Warn("znode unreadable: set zk_auth", "path", dir, "err", err)
 			}
 			denied = true
+			settle() // shown as unreadable
 			sleep(ctx, 10*retryDelay)
 			continue
 		}
@@ -115,8 +122,10 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, sp
 				cctx, cancel := context.WithCancel(ctx)
 				ch := &child{name: n, cancel: cancel}
 				running[n] = ch
+				read := f.read.unit(nil) // counted before this listing settles
 				wg.Go(func() {
-					spawn(cctx, n)
+					defer read()
+					spawn(cctx, n, read)
 					byItself := cctx.Err() == nil
 					cancel() // else cctx stays among ctx's children until ctx ends
 					if !byItself {
@@ -138,6 +147,7 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, sp
 				delete(running, n)
 			}
 		}
+		settle()
 		select {
 		case <-ev:
 		case <-wake:
@@ -188,7 +198,9 @@ func waitCreated(ctx context.Context, conn *zk.Conn, p string, root bool) (bool,
 // The offset is dropped then, unless client (the ZooKeeper client's
 // context) has ended too: kept through a client's replacement, it shows as
 // an error while ZooKeeper is away rather than vanish.
-func (c *cluster) watchOffset(ctx, client context.Context, conn *zk.Conn, k partKey, p string) {
+// settle is called once its first reading is done (read, missing or
+// denied).
+func (c *cluster) watchOffset(ctx, client context.Context, conn *zk.Conn, k partKey, p string, settle func()) {
 	w := new(byte) // this watcher: a new one may have set k by the time it ends
 	defer func() {
 		if client.Err() == nil {
@@ -210,6 +222,7 @@ func (c *cluster) watchOffset(ctx, client context.Context, conn *zk.Conn, k part
 			// for an ACL that changes (logged when it starts, not at every
 			// retry).
 			c.state.unreadable(ctx, k, w, fmt.Errorf("%w; set zk_auth for cluster %s", err, c.name))
+			settle()
 			if !denied {
 				c.log.Warn("offset znode unreadable: set zk_auth", "path", p, "err", err)
 			}
@@ -226,6 +239,7 @@ func (c *cluster) watchOffset(ctx, client context.Context, conn *zk.Conn, k part
 		if err := c.state.setOffset(ctx, k, w, data); err != nil {
 			c.log.Warn("bad offset znode", "path", p, "err", err)
 		}
+		settle()
 		select {
 		case <-ev:
 		case <-ctx.Done():
@@ -265,6 +279,37 @@ type folder struct {
 	// client is the ZooKeeper client's context: when it has ended, the
 	// folder is not gone, and its entries stay (see followOffsets).
 	client context.Context
+	// read counts what the client's first reading has left to read, and
+	// settle ends the folder's own unit of it (see watchChildren).
+	read   *firstRead
+	settle func()
+}
+
+// firstRead counts the folders and offsets a ZooKeeper client has still
+// to read once: while it is above zero the partitions known are only
+// those read so far. done is called when it reaches zero.
+type firstRead struct {
+	n    atomic.Int64
+	done func()
+}
+
+// unit adds one to what is left to read, and returns the call, run once
+// (later calls do nothing), that takes it off again, after then (if any).
+func (r *firstRead) unit(then func()) func() {
+	if r != nil {
+		r.n.Add(1)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			if then != nil {
+				then()
+			}
+			if r != nil && r.n.Add(-1) == 0 {
+				r.done()
+			}
+		})
+	}
 }
 
 // standsIn reports whether an entry stands for the folder while it cannot
@@ -275,16 +320,24 @@ func (f folder) standsIn() bool { return f.denied != partKey{} }
 // topic and partition, as they come and go. ctx is the client's: when it
 // ends (the client is replaced, or kmonitor stops) the offsets read stay
 // in the state, and the next client's listings drop those that are gone.
+//
+// Once everything found by its first listings is read (and the client is
+// still on), the cluster counts as read (see cluster.everRead).
 func (c *cluster) followOffsets(ctx context.Context, conn *zk.Conn) {
 	client := ctx
 	consumers := path.Join(c.cfg.Chroot, "consumers")
-	c.watchChildren(ctx, conn, folder{path: consumers, root: true, client: client,
+	read := &firstRead{done: func() {
+		if client.Err() == nil {
+			c.everRead.Store(true)
+		}
+	}}
+	c.watchChildren(ctx, conn, folder{path: consumers, root: true, client: client, read: read,
 		denied: partKey{"*", "*", "*"},
 		listed: func(modules []string) {
 			c.state.pruneStale(func(k partKey) bool { return !slices.Contains(modules, k.module) })
 			c.state.pruneOwned(func(k moduleTopic) bool { return !slices.Contains(modules, k.module) })
 		},
-	}, func(ctx context.Context, module string) {
+	}, func(ctx context.Context, module string, settle func()) {
 		// offsets/ and owners/ are followed side by side. When either
 		// watcher returns by itself (the module's znode is gone), the
 		// other is stopped too: the module ends, and consumers/ is listed
@@ -295,28 +348,30 @@ func (c *cluster) followOffsets(ctx context.Context, conn *zk.Conn) {
 		var owners sync.WaitGroup
 		defer owners.Wait()
 		defer stop()
+		ownersRead := read.unit(nil)
 		owners.Go(func() {
 			defer stop()
-			c.followOwners(ctx, client, conn, path.Join(consumers, module, "owners"), module)
+			defer ownersRead()
+			c.followOwners(ctx, client, conn, path.Join(consumers, module, "owners"), module, read, ownersRead)
 		})
 		offsets := path.Join(consumers, module, "offsets")
-		c.watchChildren(ctx, conn, folder{path: offsets, client: client,
+		c.watchChildren(ctx, conn, folder{path: offsets, client: client, read: read, settle: settle,
 			denied: partKey{module, "*", "*"},
 			listed: func(topics []string) {
 				c.state.pruneStale(func(k partKey) bool { return k.module == module && !slices.Contains(topics, k.topic) })
 			},
-		}, func(ctx context.Context, topic string) {
+		}, func(ctx context.Context, topic string, settle func()) {
 			dir := path.Join(offsets, topic)
-			c.watchChildren(ctx, conn, folder{path: dir, client: client,
+			c.watchChildren(ctx, conn, folder{path: dir, client: client, read: read, settle: settle,
 				denied: partKey{module, topic, "*"},
 				listed: func(names []string) {
 					c.state.pruneStale(func(k partKey) bool {
 						return k.module == module && k.topic == topic && !slices.Contains(names, k.name)
 					})
 				},
-			}, func(ctx context.Context, name string) {
+			}, func(ctx context.Context, name string, settle func()) {
 				k := partKey{module: module, topic: topic, name: name}
-				c.watchOffset(ctx, client, conn, k, path.Join(dir, name))
+				c.watchOffset(ctx, client, conn, k, path.Join(dir, name), settle)
 			})
 		})
 	})
@@ -328,12 +383,12 @@ func (c *cluster) followOffsets(ctx context.Context, conn *zk.Conn) {
 // out. The claims are dropped when their folder goes; when client (the
 // ZooKeeper client's context) ends they stay, as the offsets do, until
 // the next client has listed them again or found them gone.
-func (c *cluster) followOwners(ctx, client context.Context, conn *zk.Conn, owners, module string) {
-	c.watchChildren(ctx, conn, folder{path: owners, client: client,
+func (c *cluster) followOwners(ctx, client context.Context, conn *zk.Conn, owners, module string, read *firstRead, settle func()) {
+	c.watchChildren(ctx, conn, folder{path: owners, client: client, read: read, settle: settle,
 		listed: func(topics []string) {
 			c.state.pruneOwned(func(k moduleTopic) bool { return k.module == module && !slices.Contains(topics, k.topic) })
 		},
-	}, func(ctx context.Context, topic string) {
+	}, func(ctx context.Context, topic string, settle func()) {
 		// A folder deleted and created again gets a new watcher while
 		// this one may still be ending: it drops only its own listing.
 		w := new(byte)
@@ -342,7 +397,7 @@ func (c *cluster) followOwners(ctx, client context.Context, conn *zk.Conn, owner
 				c.state.setOwned(ctx, module, topic, w, nil)
 			}
 		}()
-		c.watchChildren(ctx, conn, folder{path: path.Join(owners, topic), client: client,
+		c.watchChildren(ctx, conn, folder{path: path.Join(owners, topic), client: client, read: read, settle: settle,
 			listed: func(names []string) { c.state.setOwned(ctx, module, topic, w, names) },
 		}, nil)
 	})

@@ -30,7 +30,7 @@ func TestChildEndedByItselfLeavesNoContext(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		c.watchChildren(ctx, conn, folder{path: "/x", client: ctx, listed: func([]string) {}}, func(cctx context.Context, name string) {
+		c.watchChildren(ctx, conn, folder{path: "/x", client: ctx, listed: func([]string) {}}, func(cctx context.Context, name string, _ func()) {
 			select {
 			case first <- cctx:
 				return // the first one ends by itself
