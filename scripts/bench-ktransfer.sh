@@ -298,13 +298,16 @@ echo
 ceiling=$((WORKERS * 200)) # worker_num / 5 ms
 echo "sink answering after 5 ms, $SLOW_RECORDS records: ceiling worker_num / 5 ms = $ceiling/s (steady: between the 10% and 90% marks)"
 start_sink 5ms
+loop_sink_before=$(cpu_ticks "$sink_pid")
 run_loop "$SLOW_RECORDS"
-printf '%-36s %7s records/s steady, %s of the ceiling; pushes held %s µs on average\n' \
-	"client loop ($WORKERS workers)" "$(stat steady_rate)" "$(ratio "$(stat steady_rate)" $ceiling)" "$(stat delay_mean_us)"
+printf '%-36s %7s records/s steady, %s of the ceiling; pushes held %s µs on average; sink %s µs CPU/record\n' \
+	"client loop ($WORKERS workers)" "$(stat steady_rate)" "$(ratio "$(stat steady_rate)" $ceiling)" "$(stat delay_mean_us)" \
+	"$(per_record "$(( $(cpu_ticks "$sink_pid") - loop_sink_before ))/$TICKS" "$SLOW_RECORDS")"
 start_sink 5ms
 run_kgopusher slow "$SLOW_RECORDS"
 delivered "$SLOW_RECORDS" || true
-printf '%-36s %7s records/s steady, %s of the ceiling (%s)\n' "kgopusher ($WORKERS workers)" "$STEADY" "$(ratio "$STEADY" $ceiling)" "$CHECK"
+printf '%-36s %7s records/s steady, %s of the ceiling (%s; %s µs CPU/record, %s, machine %s%% idle)\n' "kgopusher ($WORKERS workers)" \
+	"$STEADY" "$(ratio "$STEADY" $ceiling)" "$CHECK" "$CPU_US" "$OTHERS" "$IDLE"
 for b in "${!builds[@]}"; do
 	KTRANSFER_BIN=${builds[$b]}
 	for dispatch in $DISPATCHES; do
@@ -313,8 +316,9 @@ for b in "${!builds[@]}"; do
 		this=PASS
 		delivered "$SLOW_RECORDS" || this=FAIL
 		rss=$((RSS_MB > rss ? RSS_MB : rss))
-		printf '%-36s %7s records/s steady, %s of the ceiling; %s over the whole run; pushes held %s µs (%s)\n' \
-			"$(label "$b" "$dispatch")" "$STEADY" "$(ratio "$STEADY" $ceiling)" "$RATE" "$(stat delay_mean_us)" "$CHECK"
+		printf '%-36s %7s records/s steady, %s of the ceiling; %s over the whole run; pushes held %s µs (%s; %s µs CPU/record, ZooKeeper %s, %s, machine %s%% idle)\n' \
+			"$(label "$b" "$dispatch")" "$STEADY" "$(ratio "$STEADY" $ceiling)" "$RATE" "$(stat delay_mean_us)" "$CHECK" \
+			"$CPU_US" "$ZK_US" "$OTHERS" "$IDLE"
 		if [ "$dispatch" = idle_worker ]; then
 			atleast "$(ratio "$STEADY" $ceiling)" 0.85 || this=FAIL
 			echo "  target (>= 0.85 of worker_num / 5 ms, every record exactly once, order intact): $this"

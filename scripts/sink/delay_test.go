@@ -10,7 +10,10 @@ import (
 // at least the delay, and every one is released.
 func TestDelayerNeverEarly(t *testing.T) {
 	const d = 2 * time.Millisecond
-	dl := newDelayer(d)
+	dl, err := newDelayer(d)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	for i := range 200 {
 		wg.Go(func() {

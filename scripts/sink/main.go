@@ -53,7 +53,11 @@ func main() {
 	s := &stats{seen: map[string]bool{}, last: map[string]int64{}}
 	var hold *delayer
 	if *delay > 0 {
-		hold = newDelayer(*delay)
+		var err error
+		if hold, err = newDelayer(*delay); err != nil {
+			fmt.Fprintln(os.Stderr, "sink:", err)
+			os.Exit(1)
+		}
 	}
 	if *stateFile != "" {
 		if err := s.load(*stateFile); err != nil {
