@@ -69,7 +69,8 @@
 // acknowledged already and are not returned again; every other entry is
 // pending, in seq order. A file of the directory that is neither a
 // segment, the watermark nor the lock is left alone and logged at Warn
-// with its name.
+// with its name. One named like the segment created next (a directory)
+// is left alone too: create skips its seq.
 package spool
 
 import (
@@ -80,6 +81,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math"
 	"os"
@@ -150,6 +152,7 @@ const (
 	metaLen             = 20
 	segSuffix           = ".seg"
 	segDigits           = 20
+	maxSkipped          = 1000 // segment names taken in a row that create skips
 )
 
 // fsyncs counts the syncs of group commits, dataSyncs those of them that
@@ -1070,10 +1073,29 @@ func (s *Spool) reopen() (bool, error) {
 	return true, nil
 }
 
-// create starts a new segment whose first seq is s.next.
+// create starts a new segment whose first seq is s.next. A name taken by
+// an entry that is not the spool's (a directory an operator made: the
+// spool's own segments are all below s.next) is left alone and its seq
+// skipped — never while the new segment must mark where a failed write's
+// segment ends (see undo) and that write cannot be cut: a later name
+// would keep the failed write's first entries at a restart.
 func (s *Spool) create() error {
 	path := filepath.Join(s.dir, segName(s.next))
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	for skipped := 0; errors.Is(err, fs.ErrExist) && skipped < maxSkipped; skipped++ {
+		if s.uncut != nil {
+			if !s.recut(s.uncut) {
+				break
+			}
+			s.uncut = nil // no failed write left to mark
+		}
+		s.log.Warn("spool: a segment's name is taken by a file that is not the spool's; left alone, its seq skipped", "file", path)
+		s.mu.Lock()
+		s.next++
+		s.mu.Unlock()
+		path = filepath.Join(s.dir, segName(s.next))
+		f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	}
 	if err != nil {
 		return fmt.Errorf("spool: create segment: %w", err)
 	}
