@@ -236,13 +236,33 @@ func (c Config) noEffect() []ineffective {
 	return out
 }
 
+// unwise returns the values that load (as they did) but work against
+// the file's intent: spool_max_bytes without room for a record of
+// max_message_bytes and what its spool entry adds, with which /health says
+// the spool is full during any outage (healthStatus). The reason reads
+// after the value. Below max_message_bytes, Validate refuses it.
+func (c Config) unwise() []ineffective {
+	var out []ineffective
+	room := int64(c.MaxMessageBytes) + spoolEntrySlack
+	if c.SpoolDir != "" && c.SpoolMaxBytes >= int64(c.MaxMessageBytes) && c.SpoolMaxBytes < room {
+		out = append(out, ineffective{"spool_max_bytes", c.SpoolMaxBytes, fmt.Sprintf(
+			"leaves no room for a record of max_message_bytes (%d) and what its spool entry adds (up to %d bytes): /health says the spool is full whenever it holds a record or no broker answers; set it to %d or more",
+			c.MaxMessageBytes, spoolEntrySlack, room)})
+	}
+	return out
+}
+
 // Warnings returns the keys without effect the file sets, one line each
-// ("FILE: key: value has no effect: reason"), as kproxy_bin -check prints
-// them; the start logs them too.
+// ("FILE: key: value has no effect: reason"), and the unwise values
+// ("FILE: key: value reason"), as kproxy_bin -check prints them; the start
+// logs them too.
 func (c Config) Warnings() []string {
 	var out []string
 	for _, k := range c.noEffect() {
 		out = append(out, fmt.Sprintf("%s: %s: %v has no effect: %s", c.file, k.key, k.value, k.reason))
+	}
+	for _, k := range c.unwise() {
+		out = append(out, fmt.Sprintf("%s: %s: %v %s", c.file, k.key, k.value, k.reason))
 	}
 	return out
 }

@@ -191,6 +191,9 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	for _, k := range cfg.noEffect() {
 		log.Warn("config key has no effect", "file", cfg.file, "key", k.key, "value", k.value, "reason", k.reason)
 	}
+	for _, k := range cfg.unwise() {
+		log.Warn("config value unwise", "file", cfg.file, "key", k.key, "value", k.value, "reason", k.reason)
+	}
 	s.http = &fasthttp.Server{
 		Handler:            s.handle,
 		ErrorHandler:       s.requestError,
