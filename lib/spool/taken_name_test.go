@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/spool"
 )
@@ -69,6 +72,55 @@ func TestAppendGoesOnPastTakenSegmentName(t *testing.T) {
 	for _, p := range taken {
 		if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
 			t.Errorf("%s: %v, want it left alone", p, err)
+		}
+	}
+}
+
+// TestOpenLeavesNonFilesNamedLikeSegments attacks the same promise at a
+// start: a directory named like a segment is left alone, but another
+// entry that is not a file — a symbolic link to a directory, one that
+// leads nowhere, a named pipe (which the spool skips while running) —
+// failed the start ("is a directory", "no such file") or was removed as
+// an empty segment. Each is left alone and logged, the segments replayed,
+// and appends go on.
+func TestOpenLeavesNonFilesNamedLikeSegments(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, spool.Options{Dir: dir})
+	appendOne(t, s, rec("t", "x"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "00000000000000000005.seg")
+	if err := os.Symlink(t.TempDir(), link); err != nil {
+		t.Fatal(err)
+	}
+	dangling := filepath.Join(dir, "00000000000000000006.seg")
+	if err := os.Symlink(filepath.Join(dir, "gone"), dangling); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "00000000000000000007.seg")
+	if err := unix.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var log logBuffer
+	s, err := spool.Open(spool.Options{Dir: dir, Log: log.logger()})
+	if err != nil {
+		t.Fatalf("open with entries named like segments that are not files: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if got := values(readN(t, s, int(s.Stats().Replayed))); !slices.Equal(got, []string{"x"}) {
+		t.Fatalf("replayed %q, want [x]", got)
+	}
+	appendOne(t, s, rec("t", "y"))
+	if got := values(readN(t, s, 1)); !slices.Equal(got, []string{"y"}) {
+		t.Fatalf("read %q, want [y]", got)
+	}
+	for p, mode := range map[string]os.FileMode{link: os.ModeSymlink, dangling: os.ModeSymlink, fifo: os.ModeNamedPipe} {
+		if fi, err := os.Lstat(p); err != nil || fi.Mode().Type() != mode {
+			t.Errorf("%s: %v, want it left alone (%v)", p, err, mode)
+		}
+		if !regexp.MustCompile(`file=` + regexp.QuoteMeta(p) + `\s`).MatchString(log.String()) {
+			t.Errorf("%s not logged: %q", p, log.String())
 		}
 	}
 }
