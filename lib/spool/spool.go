@@ -69,8 +69,9 @@
 // acknowledged already and are not returned again; every other entry is
 // pending, in seq order. A file of the directory that is neither a
 // segment, the watermark nor the lock is left alone and logged at Warn
-// with its name. One named like the segment created next (a directory)
-// is left alone too: create skips its seq.
+// with its name; so is an entry named like a segment that is not a
+// regular file or a link to one (a directory, a pipe). One named like the
+// segment created next is left alone too: create skips its seq.
 package spool
 
 import (
@@ -352,13 +353,13 @@ func (s *Spool) replay() error {
 	// one's base at the latest (see undo).
 	var bases []uint64
 	for _, de := range des {
-		if base, ok := segBase(de.Name()); ok && !de.IsDir() {
+		if base, ok := segBase(de.Name()); ok && s.isFile(de) {
 			bases = append(bases, base)
 		}
 	}
 	for _, de := range des {
 		base, ok := segBase(de.Name())
-		ok = ok && !de.IsDir() // a directory is not a segment, whatever its name
+		ok = ok && s.isFile(de) // a directory, a pipe is not a segment, whatever its name
 		if ok {
 			bases = bases[1:]
 		}
@@ -446,6 +447,21 @@ func (s *Spool) replay() error {
 		s.activeSeg = g
 	}
 	return nil
+}
+
+// isFile tells whether de, an entry of the spool directory, is a regular
+// file, or a symbolic link to one: what a segment can be. Any other entry
+// (a directory, a pipe, a link to a directory or to nothing) is not the
+// spool's, whatever its name.
+func (s *Spool) isFile(de fs.DirEntry) bool {
+	if de.Type().IsRegular() {
+		return true
+	}
+	if de.Type()&fs.ModeSymlink == 0 {
+		return false
+	}
+	fi, err := os.Stat(filepath.Join(s.dir, de.Name()))
+	return err == nil && fi.Mode().IsRegular()
 }
 
 // lostEmpty logs g, a segment that holds no entry, when seqs from its base
