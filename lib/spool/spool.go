@@ -304,10 +304,17 @@ func Open(o Options) (*Spool, error) {
 
 // CheckDir tells whether dir can be a spool's directory: a directory this
 // process may create files in (an error wrapping fs.ErrNotExist: dir is
-// missing, and Open creates it). A spool that opened a directory it may
+// missing, and Open can create it: the nearest directory above it that
+// exists is one this process may create entries in). A spool that opened a directory it may
 // not write to would refuse every record it has to take later.
 func CheckDir(dir string) error {
 	fi, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Open creates it (MkdirAll): in the nearest directory there is.
+		if perr := checkCreatable(dir); perr != nil {
+			return perr
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
@@ -319,6 +326,27 @@ func CheckDir(dir string) error {
 		return fmt.Errorf("spool: directory %s is not writable: %w", dir, err)
 	}
 	return nil
+}
+
+// checkCreatable tells whether MkdirAll can create dir, missing: the
+// nearest of its parents that exists must be a directory this process
+// may create entries in.
+func checkCreatable(dir string) error {
+	for p := filepath.Dir(filepath.Clean(dir)); ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && p != filepath.Dir(p):
+			continue
+		case err != nil:
+			return fmt.Errorf("spool: %w", err)
+		case !fi.IsDir():
+			return fmt.Errorf("spool: %s is not a directory", p)
+		}
+		if err := unix.Access(p, unix.W_OK|unix.X_OK); err != nil {
+			return fmt.Errorf("spool: cannot create %s: directory %s is not writable: %w", dir, p, err)
+		}
+		return nil
+	}
 }
 
 func lockDir(dir string) (*os.File, error) {
