@@ -64,6 +64,8 @@ func TestMain(m *testing.M) {
 		childRemoveRefusedAtOpen(dir)
 	case "rmempty":
 		childEmptyUnremovableAtOpen(dir)
+	case "truncfail-taken":
+		childTruncateFailsNameTaken(dir)
 	default:
 		fmt.Fprintf(os.Stderr, "%s=%s: unknown child\n", childEnv, mode)
 		os.Exit(2)

@@ -1,11 +1,13 @@
 package spool_test
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -123,4 +125,41 @@ func TestOpenLeavesNonFilesNamedLikeSegments(t *testing.T) {
 			t.Errorf("%s not logged: %q", p, log.String())
 		}
 	}
+}
+
+// childTruncateFailsNameTaken appends "a0", makes a directory named like
+// the next segment, then appends b1, b2 and b3 in one Append that fails
+// in b3 with every cut failing (as childTruncateFails): the next segment,
+// which would mark where a0's segment ends, cannot take its name. It
+// prints "failed ErrMaybeAppended-or-not ERR" and exits without closing
+// the spool (a crash).
+func childTruncateFailsNameTaken(dir string) {
+	s := openWithA0(dir, "t")
+	if err := os.Mkdir(filepath.Join(dir, fmt.Sprintf("%020d.seg", 1)), 0o755); err != nil {
+		childFail("mkdir: %v", err)
+	}
+	bs := bigThree("t", "")
+	limitInThird(s, bs)
+	denySyscalls(unix.SYS_FTRUNCATE)
+	_, err := s.Append(bs)
+	fmt.Printf("failed %v %v\n", errors.Is(err, spool.ErrMaybeAppended), err)
+	os.Exit(0)
+}
+
+// A failed write whose cut failed is marked by the next segment's name;
+// skipping a name taken by a directory must not move that mark past the
+// failed write's first entries: the write is either answered "may have
+// been appended" (504) or never replayed (it was answered 503).
+func TestFailedCutWithNextNameTakenNotReplayedAsNotWritten(t *testing.T) {
+	dir := t.TempDir()
+	lines := childLines(t, "truncfail-taken", dir)
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], "failed ") || strings.HasSuffix(lines[0], "<nil>") {
+		t.Fatalf("child: %q, want the Append under the limit failed", lines)
+	}
+	maybe := strings.HasPrefix(lines[0], "failed true ")
+	s := open(t, spool.Options{Dir: dir})
+	if got := replayedPrefixes(t, s); !maybe && !slices.Equal(got, []string{"a0"}) {
+		t.Fatalf("replayed %q after a failed Append answered not written (%s), want [a0]", got, lines[0])
+	}
+	appendOne(t, s, rec("t", "c1"))
 }
