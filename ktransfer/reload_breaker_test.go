@@ -1,0 +1,100 @@
+package ktransfer_test
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// breakerOf is tr's /status breaker of backend addr in its first module.
+func breakerOf(t *testing.T, tr *ktransfer.Transfer, addr string) ktransfer.BackendStatus {
+	t.Helper()
+	st := tr.Status()
+	if len(st) == 0 {
+		t.Fatal("no module running")
+	}
+	for _, b := range st[0].Backends {
+		if b.Backend == addr {
+			return b
+		}
+	}
+	t.Fatalf("no breaker of %s in %+v", addr, st[0].Backends)
+	return ktransfer.BackendStatus{}
+}
+
+// TestReloadKeepsOpenBreaker: of two backends, one answers 500 and its
+// breaker opens (breaker_failures 3, cooldown 60 s). A reload changes a
+// key of the module that has nothing to do with its breakers (it
+// restarts). The dead backend must stay open, its trial still a minute
+// away: the records produced after the reload all go to the good one.
+// (Before, the restarted run began with every breaker closed: the dead
+// backend was pushed to again until it failed breaker_failures times.)
+func TestReloadKeepsOpenBreaker(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	good := newBackend(t, nil)
+	dead := newBackend(t, func(_ int, _ push, w http.ResponseWriter) { w.WriteHeader(500) })
+	goodAddr, deadAddr := good.Listener.Addr().String(), dead.Listener.Addr().String()
+	c := e.reloadConf(t, "m")
+	breaker := "breaker_failures: 3\nbreaker_cooldown_ms: 60000\n"
+	c.module(t, "m", "t", "m", deadAddr+", "+goodAddr, breaker)
+	produceN(t, e, 0, 100)
+	r := startConf(t, c, nil)
+	waitFor(t, "the first 100 records at the good backend", 20*time.Second, func() bool { return distinct(good) == 100 })
+	before := breakerOf(t, r.tr, deadAddr)
+	if before.State != "open" || before.TrialAt == nil {
+		t.Fatalf("dead backend's breaker after 100 records: %+v, want open", before)
+	}
+
+	c.module(t, "m", "t", "m", deadAddr+", "+goodAddr, breaker+"max_retry_times: 1000\n") // changed: the module restarts
+	if err := r.tr.Reload(context.Background()); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	after := breakerOf(t, r.tr, deadAddr)
+	produceN(t, e, 100, 200)
+	waitFor(t, "the next 100 records at the good backend", 20*time.Second, func() bool { return distinct(good) == 200 })
+	hits := 0
+	for _, p := range dead.got() {
+		if v, err := strconv.Atoi(p.body); err == nil && v >= 100 {
+			hits++
+		}
+	}
+	if hits > 0 || after.State != "open" || after.TrialAt == nil || !after.TrialAt.Equal(*before.TrialAt) {
+		t.Errorf("after the reload the dead backend got %d pushes of the records produced since, its breaker %+v; "+
+			"want none, and still open until %v (before the reload: %+v)", hits, after, before.TrialAt, before)
+	}
+}
+
+// TestReloadKeepsBreakerCooldown: a dead backend's cooldown doubles with
+// each failed trial (breaker_failures 1, cooldown 100 ms). A reload that
+// restarts the module for a key unrelated to its breakers keeps the
+// doubled cooldown: the next failed trial doubles it further instead of
+// starting again from breaker_cooldown_ms.
+func TestReloadKeepsBreakerCooldown(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	good := newBackend(t, nil)
+	dead := newBackend(t, func(_ int, _ push, w http.ResponseWriter) { w.WriteHeader(500) })
+	goodAddr, deadAddr := good.Listener.Addr().String(), dead.Listener.Addr().String()
+	c := e.reloadConf(t, "m")
+	// 50 records a second keep pushes coming, so that trials are made.
+	conf := "breaker_failures: 1\nbreaker_cooldown_ms: 100\nrate_limit: 50\n"
+	c.module(t, "m", "t", "m", deadAddr+", "+goodAddr, conf)
+	produceN(t, e, 0, 500)
+	r := startConf(t, c, nil)
+	waitFor(t, "three failed trials (cooldown 800 ms)", 20*time.Second, func() bool {
+		return breakerOf(t, r.tr, deadAddr).CooldownMs >= 800
+	})
+	before := breakerOf(t, r.tr, deadAddr)
+	c.module(t, "m", "t", "m", deadAddr+", "+goodAddr, conf+"max_retry_times: 1000\n") // changed: the module restarts
+	if err := r.tr.Reload(context.Background()); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if after := breakerOf(t, r.tr, deadAddr); after.CooldownMs < before.CooldownMs || after.State == "closed" {
+		t.Errorf("dead backend's breaker after the reload: %+v; want still open with a cooldown of at least %d ms (before: %+v)",
+			after, before.CooldownMs, before)
+	}
+}
