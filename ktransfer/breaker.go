@@ -98,12 +98,7 @@ func newBreakers(m Module, s *moduleStats) *breakers {
 	}
 	seen := map[string]int{}
 	for i, a := range m.BackendServers {
-		key := a
-		if host, port, err := net.SplitHostPort(a); err == nil {
-			if hp, ok := normalHostPort(host, port); ok {
-				key = hp
-			}
-		}
+		key := backendKey(a)
 		k, dup := seen[key]
 		if !dup {
 			k = len(b.addrs)
@@ -123,6 +118,48 @@ func newBreakers(m Module, s *moduleStats) *breakers {
 		}
 	}
 	return b
+}
+
+// backendKey is a backend_servers entry's breaker: its host:port,
+// normalized (a host's case and trailing dot do not make another backend).
+func backendKey(a string) string {
+	if host, port, err := net.SplitHostPort(a); err == nil {
+		if hp, ok := normalHostPort(host, port); ok {
+			return hp
+		}
+	}
+	return a
+}
+
+// inherit takes over the state of the breakers of old, the module's run a
+// reload replaced, for each backend both list: a reload that restarts the
+// module does not close an open breaker nor start its doubled cooldown
+// over. Only when breaker_failures and breaker_cooldown_ms are unchanged:
+// with a changed setting the breakers start anew under it. A trial old
+// had under way (its push cut short by the stop) is due at once. The
+// series of the openings (ktransfer_breaker_opened_total) go on anyway.
+func (b *breakers) inherit(old *breakers) {
+	if b.threshold == 0 || old.threshold != b.threshold || old.base != b.base {
+		return
+	}
+	now := time.Now()
+	old.mu.Lock()
+	was := map[string]breaker{}
+	for k, a := range old.addrs {
+		s := old.b[k]
+		if s.state == stateHalfOpen {
+			s.state, s.until = stateOpen, now
+		}
+		was[backendKey(a)] = s
+	}
+	old.mu.Unlock()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for k, a := range b.addrs {
+		if s, ok := was[backendKey(a)]; ok {
+			b.b[k] = s
+		}
+	}
 }
 
 // acquire returns a backend to push to among the count backend_servers

@@ -274,7 +274,8 @@ func (t *Transfer) reload(ctx context.Context) (ReloadStatus, error) {
 		m.reader.cl.Close()
 		m.forgetBackends(successor[m.cfg.Name])
 		if s := successor[m.cfg.Name]; s != nil {
-			s.limiter.inherit(m.limiter) // the tokens spent stay spent
+			s.limiter.inherit(m.limiter)   // the tokens spent stay spent
+			s.breakers.inherit(m.breakers) // open backends stay open
 		}
 	}
 	for _, m := range built {

@@ -98,3 +98,25 @@ func TestReloadKeepsBreakerCooldown(t *testing.T) {
 			after, before.CooldownMs, before)
 	}
 }
+
+// TestReloadBreakerSettingsChanged: a reload that changes
+// breaker_cooldown_ms starts the module's breakers anew, with the new
+// cooldown: the new setting applies at once.
+func TestReloadBreakerSettingsChanged(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	good := newBackend(t, nil)
+	dead := newBackend(t, func(_ int, _ push, w http.ResponseWriter) { w.WriteHeader(500) })
+	goodAddr, deadAddr := good.Listener.Addr().String(), dead.Listener.Addr().String()
+	c := e.reloadConf(t, "m")
+	c.module(t, "m", "t", "m", deadAddr+", "+goodAddr, "breaker_failures: 1\nbreaker_cooldown_ms: 60000\n")
+	produceN(t, e, 0, 20)
+	r := startConf(t, c, nil)
+	waitFor(t, "the dead backend's breaker open", 20*time.Second, func() bool { return breakerOf(t, r.tr, deadAddr).State == "open" })
+	c.module(t, "m", "t", "m", deadAddr+", "+goodAddr, "breaker_failures: 1\nbreaker_cooldown_ms: 30000\n")
+	if err := r.tr.Reload(context.Background()); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if after := breakerOf(t, r.tr, deadAddr); after.CooldownMs != 30000 {
+		t.Errorf("dead backend's breaker after breaker_cooldown_ms changed to 30000: %+v; want the new cooldown", after)
+	}
+}
