@@ -362,3 +362,38 @@ func TestBreakerRecheckedAfterZooKeeperWait(t *testing.T) {
 		t.Fatal("the push never ended")
 	}
 }
+
+// TestBreakerInherit: a module's run after a reload takes over the state
+// of each backend it still lists (by host:port, its case aside), a trial
+// under way becoming due at once; a backend new to it starts closed, and a
+// changed breaker_failures or breaker_cooldown_ms starts every breaker anew.
+func TestBreakerInherit(t *testing.T) {
+	old := testBreakers(t, 1, 1000, "a:1", "b:1", "c:1")
+	now := time.Now()
+	old.reportAt(choice{i: 0}, false, now) // a:1 open
+	old.reportAt(choice{i: 1}, false, now.Add(-2*time.Second))
+	trial, ok, _, _ := old.pick(now, 1, 1) // b:1's trial under way
+	if !ok || !trial.trial {
+		t.Fatalf("b:1 after its cooldown: %+v %v, want its trial", trial, ok)
+	}
+	old.reportAt(choice{i: 2}, false, now) // c:1 open, and then left out
+	next := testBreakers(t, 1, 1000, "B:1", "A:1", "d:1")
+	next.inherit(old)
+	st := next.status()
+	if st[1].State != "open" || st[1].TrialAt == nil || !st[1].TrialAt.Equal(now.Add(time.Second)) {
+		t.Errorf("A:1 after the reload: %+v, want open until %v as a:1 was", st[1], now.Add(time.Second))
+	}
+	if st[0].State != "open" || st[0].TrialAt == nil || st[0].TrialAt.After(time.Now()) {
+		t.Errorf("B:1 after the reload: %+v, want open, its trial due at once", st[0])
+	}
+	if st[2].State != "closed" || st[2].Failures != 0 {
+		t.Errorf("d:1, new: %+v, want closed", st[2])
+	}
+	for _, changed := range []*breakers{testBreakers(t, 2, 1000, "a:1"), testBreakers(t, 1, 2000, "a:1"), testBreakers(t, 0, 1000, "a:1")} {
+		changed.inherit(old)
+		if s := changed.b[0]; s.state != stateClosed || s.failures != 0 || s.cooldown != changed.base {
+			t.Errorf("breaker_failures %d, breaker_cooldown_ms %v: a:1 after the reload %v, %d failures, cooldown %v; want closed anew",
+				changed.threshold, changed.base, s.state, s.failures, s.cooldown)
+		}
+	}
+}
