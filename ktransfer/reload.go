@@ -321,7 +321,28 @@ func sameModule(a, b Module) bool {
 	// A key without effect written or left out changes nothing.
 	a.legacyKeys, b.legacyKeys = nil, nil
 	a.keysSet, b.keysSet = nil, nil
+	// Nor does a default written out: an empty list is none, as left out,
+	// and serialize_by_key: true is what leaving it out means.
+	a, b = meantModule(a), meantModule(b)
 	return reflect.DeepEqual(a, b)
+}
+
+// meantModule is m with the values that mean what leaving their key out
+// means left out: empty lists, serialize_by_key: true.
+func meantModule(m Module) Module {
+	if len(m.Methods) == 0 {
+		m.Methods = nil
+	}
+	if len(m.Protocol.Headers) == 0 {
+		m.Protocol.Headers = nil
+	}
+	if len(m.Protocol.SigningSecrets) == 0 {
+		m.Protocol.SigningSecrets = nil
+	}
+	if m.serializeByKey() {
+		m.SerializeByKey = nil
+	}
+	return m
 }
 
 // restartKeys lists the keys of ktransfer.yaml that differ between the
