@@ -125,6 +125,17 @@ func newModule(cfg Module, t *Transfer) (*module, error) {
 	m.sched = newScheduler(cfg)
 	m.limiter = newLimiter(cfg)
 	m.reader = newReader(m, cl)
+	return m, nil
+}
+
+// bindMetrics creates the module's series and its breakers, which count
+// into them, and says which of its keys have no effect. It is called when
+// the module is about to run, not when it is built: a module built by a
+// refused reload leaves /metrics and the log unchanged.
+func (m *module) bindMetrics() {
+	m.stats = m.t.metrics.module(m.cfg.Name)
+	m.breakers = newBreakers(m.cfg, m.stats)
+	cfg := m.cfg
 	if cfg.WaitingQueueSize > 0 || slices.Contains(cfg.legacyKeys, "waiting_queue_size") {
 		m.log.Info("waiting_queue_size has no effect (the window bounds the waiting records)")
 	}
@@ -135,15 +146,6 @@ func newModule(cfg Module, t *Transfer) (*module, error) {
 		// Loaded as before; said, so that no one believes it works.
 		m.log.Warn("config key has no effect", "file", cfg.File, "key", k.key, "value", k.value, "reason", k.reason)
 	}
-	return m, nil
-}
-
-// bindMetrics creates the module's series and its breakers, which count
-// into them. It is called when the module is about to run, not when it is
-// built: a module built by a refused reload leaves /metrics unchanged.
-func (m *module) bindMetrics() {
-	m.stats = m.t.metrics.module(m.cfg.Name)
-	m.breakers = newBreakers(m.cfg, m.stats)
 }
 
 // methodSet is the methods filter, or nil when every record is pushed.
