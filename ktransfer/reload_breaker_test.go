@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -118,5 +119,47 @@ func TestReloadBreakerSettingsChanged(t *testing.T) {
 	}
 	if after := breakerOf(t, r.tr, deadAddr); after.CooldownMs != 30000 {
 		t.Errorf("dead backend's breaker after breaker_cooldown_ms changed to 30000: %+v; want the new cooldown", after)
+	}
+}
+
+// TestReloadChangedURIStartsBreakersAnew: the only backend answers 500 at
+// the module's uri, and its breaker opens for a minute. A reload that
+// corrects the uri (same backend) is the fix: the records must be pushed
+// at once, not held until the trial a breaker of the old pushes scheduled.
+func TestReloadChangedURIStartsBreakersAnew(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	bk := newBackend(t, func(_ int, p push, w http.ResponseWriter) {
+		if strings.HasPrefix(p.path, "/wrong/") {
+			w.WriteHeader(500)
+		}
+	})
+	addr := bk.Listener.Addr().String()
+	c := e.reloadConf(t, "m")
+	breaker := "breaker_failures: 1\nbreaker_cooldown_ms: 60000\n"
+	c.module(t, "m", "t", "wrong", bk.URL, breaker)
+	produceN(t, e, 0, 20)
+	r := startConf(t, c, nil)
+	waitFor(t, "the backend's breaker open", 20*time.Second, func() bool { return breakerOf(t, r.tr, addr).State == "open" })
+
+	c.module(t, "m", "t", "right", bk.URL, breaker) // the uri corrected: the module restarts
+	if err := r.tr.Reload(context.Background()); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	right := func() int {
+		seen := map[string]bool{}
+		for _, p := range bk.got() {
+			if strings.HasPrefix(p.path, "/right/") {
+				seen[p.body] = true
+			}
+		}
+		return len(seen)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for right() < 20 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := right(); n < 20 {
+		t.Errorf("15 s after the reload correcting the uri, %d of 20 records pushed to it; breaker %+v",
+			n, breakerOf(t, r.tr, addr))
 	}
 }
