@@ -135,7 +135,8 @@ func backendKey(a string) string {
 // reload replaced, for each backend both list: a reload that restarts the
 // module does not close an open breaker nor start its doubled cooldown
 // over. Only when breaker_failures and breaker_cooldown_ms are unchanged:
-// with a changed setting the breakers start anew under it. A trial old
+// with a changed setting the breakers start anew under it. A reload that
+// changes the pushes themselves does not call it (samePushes). A trial old
 // had under way (its push cut short by the stop) is due at once. The
 // series of the openings (ktransfer_breaker_opened_total) go on anyway.
 func (b *breakers) inherit(old *breakers) {

@@ -274,8 +274,10 @@ func (t *Transfer) reload(ctx context.Context) (ReloadStatus, error) {
 		m.reader.cl.Close()
 		m.forgetBackends(successor[m.cfg.Name])
 		if s := successor[m.cfg.Name]; s != nil {
-			s.limiter.inherit(m.limiter)   // the tokens spent stay spent
-			s.breakers.inherit(m.breakers) // open backends stay open
+			s.limiter.inherit(m.limiter) // the tokens spent stay spent
+			if samePushes(m.cfg, s.cfg) {
+				s.breakers.inherit(m.breakers) // open backends stay open
+			}
 		}
 	}
 	for _, m := range built {
@@ -325,6 +327,17 @@ func sameModule(a, b Module) bool {
 	// and serialize_by_key: true is what leaving it out means.
 	a, b = meantModule(a), meantModule(b)
 	return reflect.DeepEqual(a, b)
+}
+
+// samePushes reports whether two runs of a module make the same pushes
+// to a backend: its protocol section (uri, headers, timeouts, signing
+// secrets and their files' contents, target header) unchanged. A breaker
+// judged its backend by the old pushes; a reload that changes them (a
+// corrected uri, a longer read_timeout_ms) is often the fix, and must not
+// leave the backend skipped until a trial the old verdict scheduled.
+func samePushes(a, b Module) bool {
+	a, b = meantModule(a), meantModule(b)
+	return reflect.DeepEqual(a.Protocol, b.Protocol) && a.secretsDigest == b.secretsDigest
 }
 
 // meantModule is m with the values that mean what leaving their key out
