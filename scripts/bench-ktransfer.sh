@@ -316,9 +316,9 @@ for b in "${!builds[@]}"; do
 		this=PASS
 		delivered "$SLOW_RECORDS" || this=FAIL
 		rss=$((RSS_MB > rss ? RSS_MB : rss))
-		printf '%-36s %7s records/s steady, %s of the ceiling; %s over the whole run; pushes held %s µs (%s; %s µs CPU/record, ZooKeeper %s, %s, machine %s%% idle)\n' \
+		printf '%-36s %7s records/s steady, %s of the ceiling; %s over the whole run; pushes held %s µs (%s; %s µs CPU/record, ZooKeeper %s, %s, machine %s%% idle; %s)\n' \
 			"$(label "$b" "$dispatch")" "$STEADY" "$(ratio "$STEADY" $ceiling)" "$RATE" "$(stat delay_mean_us)" "$CHECK" \
-			"$CPU_US" "$ZK_US" "$OTHERS" "$IDLE"
+			"$CPU_US" "$ZK_US" "$OTHERS" "$IDLE" "$COMMITS"
 		if [ "$dispatch" = idle_worker ]; then
 			atleast "$(ratio "$STEADY" $ceiling)" 0.85 || this=FAIL
 			echo "  target (>= 0.85 of worker_num / 5 ms, every record exactly once, order intact): $this"
