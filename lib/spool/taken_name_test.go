@@ -163,3 +163,65 @@ func TestFailedCutWithNextNameTakenNotReplayedAsNotWritten(t *testing.T) {
 	}
 	appendOne(t, s, rec("t", "c1"))
 }
+
+// TestOpenRefusesLinkedSegmentWhoseTargetIsGone attacks "every entry past
+// the persisted watermark is pending again": a segment kept as a symbolic
+// link to a file on another disk (a segment, as the package says) dangles
+// while that disk is not mounted. Taken for a file that is not the
+// spool's, it was left out of the replay while the watermark moved past
+// its seqs, so that once the disk was back its records — answered 202 —
+// were dropped as acknowledged. The start must fail naming it instead (as
+// for a segment it cannot open), or replay its records once it is there.
+func TestOpenRefusesLinkedSegmentWhoseTargetIsGone(t *testing.T) {
+	dir := t.TempDir()
+	o := spool.Options{Dir: dir, SegmentBytes: 1} // a segment per append
+	s := open(t, o)
+	for _, v := range []string{"r0", "r1", "r2"} {
+		appendOne(t, s, rec("t", v))
+	}
+	es := readN(t, s, 3)
+	s.Ack(es[0].Seq)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// r2's segment moves to another disk, linked from the spool directory.
+	name := fmt.Sprintf("%020d.seg", es[2].Seq)
+	disk := filepath.Join(t.TempDir(), "disk")
+	if err := os.Mkdir(disk, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, name), filepath.Join(disk, name)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(disk, name), filepath.Join(dir, name)); err != nil {
+		t.Fatal(err)
+	}
+	// The disk is not mounted at this start.
+	if err := os.Rename(disk, disk+".unmounted"); err != nil {
+		t.Fatal(err)
+	}
+	s, err := spool.Open(o)
+	if err == nil {
+		got := readN(t, s, int(s.Stats().Replayed))
+		for _, e := range got {
+			s.Ack(e.Seq)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	} else if !strings.Contains(err.Error(), name) {
+		t.Errorf("open with %s linked to nothing: %v, want an error naming it", name, err)
+	}
+	// The disk is back.
+	if err := os.Rename(disk+".unmounted", disk); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, o)
+	var got []string
+	if n := int(s.Stats().Replayed); n > 0 {
+		got = values(readN(t, s, n))
+	}
+	if want := "r2"; !slices.Contains(got, want) {
+		t.Fatalf("replayed %q once the linked segment's disk was back, want %s among them (appended, never acked)", got, want)
+	}
+}
