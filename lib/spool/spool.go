@@ -70,8 +70,9 @@
 // pending, in seq order. A file of the directory that is neither a
 // segment, the watermark nor the lock is left alone and logged at Warn
 // with its name; so is an entry named like a segment that is not a
-// regular file or a link to one (a directory, a pipe). One named like the
-// segment created next is left alone too: create skips its seq.
+// regular file or a link to one (a directory, a pipe). A link named like a
+// segment whose target cannot be looked at fails the start. One named like
+// the segment created next is left alone too: create skips its seq.
 package spool
 
 import (
@@ -478,9 +479,12 @@ func (s *Spool) replay() error {
 }
 
 // isFile tells whether de, an entry of the spool directory, is a regular
-// file, or a symbolic link to one: what a segment can be. Any other entry
-// (a directory, a pipe, a link to a directory or to nothing) is not the
-// spool's, whatever its name.
+// file, or a symbolic link to one: what a segment can be. A directory, a
+// pipe or a link to one is not the spool's, whatever its name. A link
+// whose target cannot be looked at (gone, or on a disk not mounted) is
+// taken for a segment, which fails the start naming it: left out, its
+// entries would not be replayed while the watermark passed their seqs,
+// and they would be dropped as acked once the target is back.
 func (s *Spool) isFile(de fs.DirEntry) bool {
 	if de.Type().IsRegular() {
 		return true
@@ -489,7 +493,7 @@ func (s *Spool) isFile(de fs.DirEntry) bool {
 		return false
 	}
 	fi, err := os.Stat(filepath.Join(s.dir, de.Name()))
-	return err == nil && fi.Mode().IsRegular()
+	return err != nil || fi.Mode().IsRegular()
 }
 
 // lostEmpty logs g, a segment that holds no entry, when seqs from its base
