@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 var (
@@ -145,4 +147,92 @@ func FreePorts(t testing.TB, n int) int {
 func FreePort(t testing.TB) int {
 	t.Helper()
 	return FreePorts(t, 1)
+}
+
+// LogFIFO is a log file made a named pipe, so that a test can hold a
+// process between reading its configuration and opening its log: the
+// process's open of the pipe blocks until the test opens it for reading.
+type LogFIFO struct {
+	t    testing.TB
+	path string
+}
+
+// NewLogFIFO makes path, the log file a process is about to open, a named
+// pipe.
+func NewLogFIFO(t testing.TB, path string) *LogFIFO {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(path, 0o644); err != nil {
+		t.Fatalf("mkfifo %s: %v", path, err)
+	}
+	return &LogFIFO{t: t, path: path}
+}
+
+// WaitBlocked returns once a thread of process pid is blocked opening a
+// named pipe no reader has open (the kernel's wait_for_partner), at most
+// 10 s.
+func (l *LogFIFO) WaitBlocked(pid int) {
+	l.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/wchan", pid))
+		for _, task := range tasks {
+			if w, err := os.ReadFile(task); err == nil && strings.TrimSpace(string(w)) == "wait_for_partner" {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			l.t.Fatalf("process %d not blocked opening its log %s within 10 s", pid, l.path)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Open opens the pipe for reading, which lets the process's open return,
+// and collects what the process logs from then on into the returned
+// Output. It waits at most 10 s for the process to open the pipe, and
+// fails the test if exited is closed first (the process ended).
+func (l *LogFIFO) Open(exited <-chan struct{}) *Output {
+	t := l.t
+	t.Helper()
+	type result struct {
+		f   *os.File
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		f, err := os.OpenFile(l.path, os.O_RDONLY, 0) // returns once a writer opened it
+		res <- result{f, err}
+	}()
+	release := func() { // the open above: a reader waiting counts as one
+		if w, err := os.OpenFile(l.path, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			w.Close()
+		}
+		if r := <-res; r.f != nil {
+			r.f.Close()
+		}
+	}
+	var r result
+	select {
+	case r = <-res:
+	case <-exited:
+		release()
+		t.Fatalf("the process ended before it opened its log %s", l.path)
+	case <-time.After(10 * time.Second):
+		release()
+		t.Fatalf("the process did not open its log %s within 10 s", l.path)
+	}
+	if r.err != nil {
+		t.Fatalf("open %s: %v", l.path, r.err)
+	}
+	out := &Output{}
+	copied := make(chan struct{})
+	go func() { _, _ = io.Copy(out, r.f); close(copied) }()
+	t.Cleanup(func() {
+		r.f.Close()
+		<-copied
+	})
+	return out
 }

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/bintest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zktest"
+)
+
+// TestSIGHUPDuringStartIsNotFatal: a SIGHUP (logrotate's) that reaches
+// kmonitor after it read its configuration, as it opens its log, killed
+// it: the signal was caught only later. kmonitor must go on starting,
+// serve, and stop with 0 on SIGTERM.
+func TestSIGHUPDuringStartIsNotFatal(t *testing.T) {
+	z := zktest.Start(t)
+	port := bintest.FreePort(t)
+	dir := t.TempDir()
+	logDir := filepath.Join(dir, "log")
+	f := filepath.Join(dir, "kmonitor.yaml")
+	os.WriteFile(f, []byte(fmt.Sprintf("base:\n log_dir: %s\n clusters: [c1]\nhttp_server:\n port: %d\n listen_host: 127.0.0.1\n"+
+		"c1:\n chroot: /mq/c1\n zk_hosts: [%s]\n", logDir, port, z.Addr)), 0o644)
+	fifo := bintest.NewLogFIFO(t, filepath.Join(logDir, "kmonitor.log"))
+	cmd, stderr := bintest.Start(t, bintest.Build(t, "."), "-f", f)
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+	fifo.WaitBlocked(cmd.Process.Pid)
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	logged := fifo.Open(exited)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		select {
+		case <-exited:
+			t.Fatalf("kmonitor_bin ended after a SIGHUP during start-up: %v; stderr: %s; log: %s", cmd.ProcessState, stderr, logged)
+		default:
+		}
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/health", port))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kmonitor_bin did not serve: %v; stderr: %s", err, stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("still running 10 s after SIGTERM")
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit %d after SIGTERM; stderr: %s", code, stderr)
+	}
+	if !strings.Contains(logged.String(), "kmonitor started") {
+		t.Errorf("log lacks the start: %s", logged)
+	}
+}

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/bintest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// TestSIGHUPDuringStartIsNotFatal: logrotate's postrotate SIGHUP, or a
+// reload sent right after a restart, can reach kproxy while it starts. It
+// was caught only once the log was open and the service built: before
+// that it killed the process (SIGHUP's default action). Here it comes
+// after the configuration was read, as the log is being opened: kproxy
+// must go on starting, serve, and stop with 0 on SIGTERM.
+func TestSIGHUPDuringStartIsNotFatal(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 1}})
+	dir := t.TempDir()
+	port := freePort(t)
+	logDir := filepath.Join(dir, "log")
+	f := filepath.Join(dir, "kproxy.yaml")
+	os.WriteFile(f, []byte(fmt.Sprintf("log_dir: %s\nlog_level: 4\nport: %d\nlisten_host: 127.0.0.1\nadmin_addr: \"\"\nbroker_hosts: [%s]\n",
+		logDir, port, c.ListenAddrs()[0])), 0o644)
+	fifo := bintest.NewLogFIFO(t, filepath.Join(logDir, "kproxy.log"))
+	cmd, stderr := bintest.Start(t, binary(t), "-f", f)
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+	fifo.WaitBlocked(cmd.Process.Pid)
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	logged := fifo.Open(exited)
+	url := fmt.Sprintf("http://127.0.0.1:%d/commit?topic=t&key=k", port)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		select {
+		case <-exited:
+			t.Fatalf("kproxy_bin ended after a SIGHUP during start-up: %v; stderr: %s; log: %s", cmd.ProcessState, stderr, logged)
+		default:
+		}
+		resp, err := http.Post(url, "", bytes.NewReader([]byte{0x01}))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kproxy_bin did not serve: %v; stderr: %s", err, stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(15 * time.Second):
+		t.Fatal("still running 15 s after SIGTERM")
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit %d after SIGTERM; stderr: %s", code, stderr)
+	}
+	if !strings.Contains(logged.String(), "kproxy started") {
+		t.Errorf("log lacks the start: %s", logged)
+	}
+}
