@@ -66,6 +66,22 @@ func (p Program[C]) Main(args []string) int {
 		fmt.Fprintf(os.Stderr, "%s_bin: unexpected argument %q (flags go before it; the file is -f FILE)\n", p.Name, fs.Arg(0))
 		return 2
 	}
+	ctx := context.Background()
+	hup := make(chan os.Signal, 1)
+	if !*check {
+		// The signals are caught before anything is read: a SIGHUP
+		// during start-up (logrotate's, or a reload sent right after a
+		// restart) would otherwise end the process (SIGHUP's default
+		// action). One that comes before the service runs is kept and
+		// acted on once it runs, as any later one: the log is reopened
+		// and a Reloader reads its configuration again. A SIGTERM or
+		// SIGINT stops the start.
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+	}
 	cfg, err := p.Load(*file)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -87,10 +103,6 @@ func (p Program[C]) Main(args []string) int {
 		return 1
 	}
 	defer log.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
 
 	svc, err := p.New(cfg, log.Logger)
 	if err != nil {
