@@ -91,7 +91,7 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 	m := &module{cfg: mc, log: log, pusher: p, methods: methodSet(mc), stats: newMetrics().module(name), replaying: true}
 	m.limiter, m.breakers = newLimiter(mc), newBreakers(mc, m.stats) // the module's limit and breakers hold for a replay too
 
-	brokers, err := replayBrokers(cfg, log)
+	brokers, err := replayBrokers(ctx, cfg, log)
 	if err != nil {
 		return rep, err
 	}
@@ -520,11 +520,11 @@ func originAt(headers []kgo.RecordHeader) int {
 
 // replayBrokers is broker_hosts, or the brokers registered in ZooKeeper
 // (read only; the session ends at once).
-func replayBrokers(cfg Config, log *slog.Logger) ([]string, error) {
+func replayBrokers(ctx context.Context, cfg Config, log *slog.Logger) ([]string, error) {
 	if len(cfg.BrokerHosts) > 0 {
 		return cfg.BrokerHosts, nil
 	}
-	conn, _, err := connectZK(cfg, zkLog{log, new(atomic.Int64)})
+	conn, _, err := connectZK(ctx, cfg, zkLog{log, new(atomic.Int64)})
 	if err != nil {
 		return nil, err
 	}

@@ -112,6 +112,12 @@ type Transfer struct {
 // New validates cfg, connects to ZooKeeper and Kafka and prepares the
 // modules; nothing is read before Run.
 func New(cfg Config, log *slog.Logger) (*Transfer, error) {
+	return NewContext(context.Background(), cfg, log)
+}
+
+// NewContext is New, given up when ctx ends (a stop during start-up):
+// waiting for the first ZooKeeper session takes up to zk_timeout_ms.
+func NewContext(ctx context.Context, cfg Config, log *slog.Logger) (*Transfer, error) {
 	if err := cfg.Validate("config"); err != nil {
 		return nil, err
 	}
@@ -136,7 +142,7 @@ func New(cfg Config, log *slog.Logger) (*Transfer, error) {
 	if t.acl, err = cfg.ZKAuth.NodeACL(); err != nil {
 		return nil, err
 	}
-	if t.zk, t.zkEvents, err = connectZK(cfg, zkLog{log, &t.grantedMs}); err != nil {
+	if t.zk, t.zkEvents, err = connectZK(ctx, cfg, zkLog{log, &t.grantedMs}); err != nil {
 		return nil, err
 	}
 	t.answeredSID.Store(t.zk.SessionID())
@@ -206,9 +212,10 @@ func (t *Transfer) registration() map[string]any {
 	return r
 }
 
-// connectZK opens a session and waits for it, zk_timeout_ms at most. The
-// returned events continue the session's story; watchSession reads them.
-func connectZK(cfg Config, log zkLog) (*zk.Conn, <-chan zk.Event, error) {
+// connectZK opens a session and waits for it, zk_timeout_ms at most, or
+// until ctx ends. The returned events continue the session's story;
+// watchSession reads them.
+func connectZK(ctx context.Context, cfg Config, log zkLog) (*zk.Conn, <-chan zk.Event, error) {
 	timeout := time.Duration(cfg.ZKTimeoutMs) * time.Millisecond
 	conn, events, err := zk.Connect(cfg.ZKHosts, timeout, zk.WithLogger(log))
 	if err != nil {
@@ -228,6 +235,9 @@ func connectZK(cfg Config, log zkLog) (*zk.Conn, <-chan zk.Event, error) {
 		case <-deadline:
 			conn.Close()
 			return nil, nil, fmt.Errorf("zookeeper %v: no session within zk_timeout_ms (%v)", cfg.ZKHosts, timeout)
+		case <-ctx.Done():
+			conn.Close()
+			return nil, nil, fmt.Errorf("zookeeper %v: no session yet: %w", cfg.ZKHosts, context.Cause(ctx))
 		}
 	}
 }
@@ -435,6 +445,7 @@ func (t *Transfer) Run(ctx context.Context) error {
 	for _, m := range t.liveModules() {
 		if _, err := t.partitions(ctx, m.cfg.Topic); err != nil {
 			if ctx.Err() != nil { // stopped while starting: not a failure
+				t.log.Info("stopped while starting", "err", err)
 				return t.Close()
 			}
 			return fmt.Errorf("module %s: %w", m.cfg.Name, err)

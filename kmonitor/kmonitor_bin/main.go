@@ -4,6 +4,7 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"os"
 
@@ -16,7 +17,9 @@ var program = daemon.Program[kmonitor.Config]{
 	DefaultFile: "conf/kmonitor.yaml",
 	Load:        kmonitor.LoadConfig,
 	Logging:     func(c kmonitor.Config) (string, int) { return c.Base.LogDir, c.Base.LogLevel },
-	New:         func(c kmonitor.Config, l *slog.Logger) (daemon.Service, error) { return kmonitor.New(c, l) },
+	New: func(_ context.Context, c kmonitor.Config, l *slog.Logger) (daemon.Service, error) {
+		return kmonitor.New(c, l)
+	},
 	Started: func(l *slog.Logger, s daemon.Service, c kmonitor.Config) {
 		l.Info("kmonitor started", "addr", s.(*kmonitor.Monitor).Addr(), "clusters", c.Base.Clusters)
 	},

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"os"
@@ -17,8 +18,10 @@ var program = daemon.Program[kproxy.Config]{
 	DefaultFile: "conf/kproxy.yaml",
 	Load:        kproxy.LoadConfig,
 	Logging:     func(c kproxy.Config) (string, int) { return c.LogDir, c.LogLevel },
-	New:         func(c kproxy.Config, l *slog.Logger) (daemon.Service, error) { return kproxy.New(c, l) },
-	Warnings:    kproxy.Config.Warnings,
+	New: func(_ context.Context, c kproxy.Config, l *slog.Logger) (daemon.Service, error) {
+		return kproxy.New(c, l)
+	},
+	Warnings: kproxy.Config.Warnings,
 	Started: func(l *slog.Logger, s daemon.Service, c kproxy.Config) {
 		srv := s.(*kproxy.Server)
 		l.Info("kproxy started", "addr", srv.Addr(), "grpc", addrOrOff(srv.GRPCAddr()), "admin", addrOrOff(srv.AdminAddr()), "brokers", c.BrokerHosts)

@@ -24,8 +24,10 @@ var program = daemon.Program[ktransfer.Config]{
 	DefaultFile: "conf/ktransfer.yaml",
 	Load:        ktransfer.LoadConfig,
 	Logging:     func(c ktransfer.Config) (string, int) { return c.LogDir, c.LogLevel },
-	New:         func(c ktransfer.Config, l *slog.Logger) (daemon.Service, error) { return ktransfer.New(c, l) },
-	Warnings:    ktransfer.Config.Warnings,
+	New: func(ctx context.Context, c ktransfer.Config, l *slog.Logger) (daemon.Service, error) {
+		return ktransfer.NewContext(ctx, c, l)
+	},
+	Warnings: ktransfer.Config.Warnings,
 	Started: func(l *slog.Logger, s daemon.Service, c ktransfer.Config) {
 		t := s.(*ktransfer.Transfer)
 		l.Info("ktransfer started", "instance", t.ID(), "admin", t.AdminAddr(), "modules", c.ModuleEnabled)

@@ -40,7 +40,9 @@ type Program[C any] struct {
 	Load        func(path string) (C, error)
 	// Logging returns the configuration's log_dir and log_level.
 	Logging func(C) (dir string, level int)
-	New     func(C, *slog.Logger) (Service, error)
+	// New builds the service; ctx ends with a SIGTERM or SIGINT during
+	// start-up, which a New that waits (for ZooKeeper) should heed.
+	New func(context.Context, C, *slog.Logger) (Service, error)
 	// Started logs the start-up line (addresses, modules, …).
 	Started func(*slog.Logger, Service, C)
 	// Warnings, when set, returns what the start warns of in the
@@ -104,7 +106,12 @@ func (p Program[C]) Main(args []string) int {
 	}
 	defer log.Close()
 
-	svc, err := p.New(cfg, log.Logger)
+	svc, err := p.New(ctx, cfg, log.Logger)
+	if err != nil && ctx.Err() != nil {
+		// Stopped while starting: nothing runs yet, nothing is lost.
+		log.Info("stopped while starting", "err", err)
+		return 0
+	}
 	if err != nil {
 		log.Error("start failed", "err", err)
 		fmt.Fprintf(os.Stderr, "%s_bin: %v\n", p.Name, err)

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"os"
@@ -25,7 +26,7 @@ func TestStrayArgumentRefused(t *testing.T) {
 			Name: "test", DefaultFile: filepath.Join(dir, "default.yaml"),
 			Load:    func(path string) (string, error) { loaded = append(loaded, path); return path, nil },
 			Logging: func(string) (string, int) { return dir, 0 },
-			New: func(string, *slog.Logger) (Service, error) {
+			New: func(context.Context, string, *slog.Logger) (Service, error) {
 				started = true
 				return nil, errors.New("not started in this test")
 			},
