@@ -1,6 +1,10 @@
 package ktransfer
 
-import "time"
+import (
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+)
 
 // CPUTime is the process's CPU time so far (user and system).
 var CPUTime = cpuTime
@@ -28,3 +32,10 @@ func ConfigHash(c Config) string { return c.hash }
 // made; call it before Run. A test of the assignment chooses the order of
 // the fleet's ids with it.
 func SetID(tr *Transfer, id string) { tr.id = id }
+
+// ReloadOK is ktransfer_config_last_reload_ok.
+func ReloadOK(tr *Transfer) float64 {
+	var m dto.Metric
+	_ = tr.metrics.reloadOK.Write(&m)
+	return m.GetGauge().GetValue()
+}
