@@ -160,6 +160,11 @@ func (t *Transfer) Reload(ctx context.Context) error {
 	start := time.Now()
 	st, err := t.reload(ctx)
 	st.At, st.TookMs = start, time.Since(start).Milliseconds()
+	if errors.Is(err, errReloadStopped) {
+		// Neither applied nor refused: not counted, last_reload kept.
+		t.log.Info("configuration reload stopped: the process is stopping; nothing was applied", "file", t.cfg.file)
+		return err
+	}
 	if err != nil {
 		st.Result, st.Error = reloadRefused, err.Error()
 		t.metrics.reloadOK.Set(0)
@@ -184,6 +189,10 @@ func (t *Transfer) Reload(ctx context.Context) error {
 	t.confMu.Unlock()
 	return err
 }
+
+// errReloadStopped is reload's answer when the process began to stop
+// before the reload applied anything.
+var errReloadStopped = errors.New("reload stopped: the process is stopping")
 
 // reload does Reload's work; t.reloadMu is held.
 func (t *Transfer) reload(ctx context.Context) (ReloadStatus, error) {
@@ -236,11 +245,16 @@ func (t *Transfer) reload(ctx context.Context) (ReloadStatus, error) {
 		built = append(built, m)
 		next = append(next, m)
 	}
-	if len(errs) > 0 {
+	if len(errs) > 0 || ctx.Err() != nil {
 		for _, m := range built {
 			m.reader.cl.Close() // nothing else of it exists outside it: no series, no node
 		}
 		st.Started, st.Restarted = nil, nil
+		if ctx.Err() != nil {
+			// Stopped (a SIGTERM) before anything was applied: what
+			// failed may be only the wait the stop cut short.
+			return st, errReloadStopped
+		}
 		return st, errors.Join(errs...)
 	}
 	for _, m := range running { // not enabled any more
