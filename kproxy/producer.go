@@ -73,7 +73,10 @@ type producerHooks struct {
 	batchMaxBytes func(topic string) int32      // the largest batch a topic takes
 }
 
-func newProducers(cfg Config, log *slog.Logger, hooks producerHooks) (*producers, error) {
+// newProducers builds the Kafka clients and waits for a broker to answer,
+// until kafka.dial_timeout_ms (at least 2 s) or until ctx ends (a stop
+// during start-up: then it fails, spool or not).
+func newProducers(ctx context.Context, cfg Config, log *slog.Logger, hooks producerHooks) (*producers, error) {
 	base, err := cfg.Kafka.Opts("kproxy", cfg.BrokerHosts, log)
 	if err != nil {
 		return nil, err
@@ -144,10 +147,20 @@ func newProducers(cfg Config, log *slog.Logger, hooks producerHooks) (*producers
 		ps.leader.Close()
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), max(2*time.Second, time.Duration(cfg.Kafka.DialTimeoutMs)*time.Millisecond))
+	pingCtx, cancel := context.WithTimeout(ctx, max(2*time.Second, time.Duration(cfg.Kafka.DialTimeoutMs)*time.Millisecond))
 	defer cancel()
-	if err := ps.leader.Ping(ctx); err != nil {
-		if cfg.SpoolDir == "" {
+	pinged := make(chan error, 1)
+	// kgo heeds the context only once a connection is set up: a broker
+	// slow to answer its ApiVersions holds Ping for the dial timeout. A
+	// stop does not wait for that; closing the clients ends the Ping.
+	go func() { pinged <- ps.leader.Ping(pingCtx) }()
+	select {
+	case err = <-pinged:
+	case <-ctx.Done():
+		err = context.Cause(ctx)
+	}
+	if err != nil {
+		if cfg.SpoolDir == "" || ctx.Err() != nil {
 			ps.close(context.Background())
 			return nil, fmt.Errorf("connect to kafka %v: %w", cfg.BrokerHosts, err)
 		}

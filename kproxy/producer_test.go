@@ -96,7 +96,7 @@ func (nopObserver) Observe(float64) {}
 // testProducers are kproxy's clients for cfg, closed at cleanup.
 func testProducers(t *testing.T, cfg Config, log *slog.Logger) *producers {
 	t.Helper()
-	ps, err := newProducers(cfg, log, producerHooks{batchRecords: nopObserver{},
+	ps, err := newProducers(context.Background(), cfg, log, producerHooks{batchRecords: nopObserver{},
 		batchMaxBytes: func(string) int32 { return int32(cfg.MaxMessageBytes) }})
 	if err != nil {
 		t.Fatal(err)

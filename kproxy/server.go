@@ -102,6 +102,12 @@ func listenAdmin(cfg Config, log *slog.Logger) (net.Listener, error) {
 // New validates cfg, opens the listeners and connects to Kafka. It returns
 // an error naming what failed; nothing is left open then.
 func New(cfg Config, log *slog.Logger) (*Server, error) {
+	return NewContext(context.Background(), cfg, log)
+}
+
+// NewContext is New, given up when ctx ends (a stop during start-up):
+// waiting for a broker to answer takes up to kafka.dial_timeout_ms.
+func NewContext(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if err := cfg.Validate("config"); err != nil {
 		return nil, err
 	}
@@ -162,7 +168,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s.metrics = newMetrics(reg, &s.inFlight)
 	s.check = newTopicCheck(cfg.AutoCreateTopics, cfg.MaxMessageBytes)
 	hooks := producerHooks{batchRecords: s.metrics.batchRecords, batchMaxBytes: s.check.batchMaxBytes}
-	if s.prod, err = newProducers(cfg, log, hooks); err != nil {
+	if s.prod, err = newProducers(ctx, cfg, log, hooks); err != nil {
 		s.closeListeners()
 		return nil, err
 	}

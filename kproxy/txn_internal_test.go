@@ -33,7 +33,7 @@ func TestTxnPoolCloseClosesEveryClient(t *testing.T) {
 	cfg.TransactionalProducers = 4
 	cfg.ProduceTimeoutMs = 10_000 // a transaction timeout of 25 s
 	log := slog.New(slog.DiscardHandler)
-	ps, err := newProducers(cfg, log, producerHooks{batchRecords: nopObserver{},
+	ps, err := newProducers(context.Background(), cfg, log, producerHooks{batchRecords: nopObserver{},
 		batchMaxBytes: func(string) int32 { return int32(cfg.MaxMessageBytes) }})
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +118,7 @@ func TestTxnPoolCloseBeforeCommitIs503(t *testing.T) {
 			cfg.TransactionalProducers = 1
 			cfg.ProduceTimeoutMs = 10_000
 			log := slog.New(slog.DiscardHandler)
-			ps, err := newProducers(cfg, log, producerHooks{batchRecords: nopObserver{},
+			ps, err := newProducers(context.Background(), cfg, log, producerHooks{batchRecords: nopObserver{},
 				batchMaxBytes: func(string) int32 { return int32(cfg.MaxMessageBytes) }})
 			if err != nil {
 				t.Fatal(err)

@@ -18,8 +18,8 @@ var program = daemon.Program[kproxy.Config]{
 	DefaultFile: "conf/kproxy.yaml",
 	Load:        kproxy.LoadConfig,
 	Logging:     func(c kproxy.Config) (string, int) { return c.LogDir, c.LogLevel },
-	New: func(_ context.Context, c kproxy.Config, l *slog.Logger) (daemon.Service, error) {
-		return kproxy.New(c, l)
+	New: func(ctx context.Context, c kproxy.Config, l *slog.Logger) (daemon.Service, error) {
+		return kproxy.NewContext(ctx, c, l)
 	},
 	Warnings: kproxy.Config.Warnings,
 	Started: func(l *slog.Logger, s daemon.Service, c kproxy.Config) {
