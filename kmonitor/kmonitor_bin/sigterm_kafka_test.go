@@ -1,0 +1,72 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/bintest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zktest"
+)
+
+// TestSIGTERMWhileBrokerSilentStopsPromptly: kmonitor asks a broker that
+// does not answer its connection's first request (ApiVersions) for end
+// offsets; a SIGTERM then must stop it within a few seconds, exit 0, not
+// after kafka.dial_timeout_ms.
+func TestSIGTERMWhileBrokerSilentStopsPromptly(t *testing.T) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
+	silence := make(chan struct{})
+	t.Cleanup(func() { close(silence) })
+	var held atomic.Int64
+	k.ControlKey(int16(kmsg.ApiVersions), func(kmsg.Request) (kmsg.Response, error, bool) {
+		k.KeepControl()
+		held.Add(1)
+		k.SleepControl(func() { <-silence })
+		return nil, nil, false
+	})
+	z := zktest.Start(t)
+	conn := zktest.Connect(t, z.Addr)
+	dir := zklayout.Offsets("/mq/c1", "m", "a")
+	if err := zklayout.CreateAll(conn, dir, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Create(dir+"/0", []byte("3"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	port := bintest.FreePort(t)
+	tmp := t.TempDir()
+	f := filepath.Join(tmp, "kmonitor.yaml")
+	os.WriteFile(f, []byte(fmt.Sprintf("base:\n log_level: 4\n clusters: [c1]\n poll_interval_ms: 100\n"+
+		"http_server:\n port: %d\n listen_host: 127.0.0.1\n"+
+		"c1:\n chroot: /mq/c1\n zk_hosts: [%s]\n broker_hosts: [%s]\n kafka:\n  dial_timeout_ms: 25000\n",
+		port, z.Addr, k.ListenAddrs()[0])), 0o644)
+	cmd, stderr := bintest.Start(t, bintest.Build(t, "."), "-f", f)
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+	deadline := time.Now().Add(15 * time.Second)
+	for held.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("kmonitor_bin asked no broker within 15 s; stderr: %s", stderr)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(6 * time.Second):
+		t.Fatalf("still running 6 s after SIGTERM; stderr: %s", stderr)
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit %d; stderr: %s", code, stderr)
+	}
+}
