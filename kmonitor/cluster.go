@@ -283,6 +283,14 @@ func (c *cluster) pollEnds(ctx context.Context) {
 		select {
 		case <-t.C:
 		case <-ctx.Done():
+			// A broker that does not answer holds kgo's requests past
+			// their context (its connection's first request, up to
+			// kafka.dial_timeout_ms): closing the client ends them now,
+			// not after that wait.
+			if c.kafka != nil {
+				c.kafka.Close()
+				c.kafka, c.adm = nil, nil
+			}
 			return
 		}
 	}
