@@ -1,0 +1,52 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// TestSIGTERMWhileKafkaSilentAtStartStopsAtOnce: at start ktransfer reads
+// its modules' topics from Kafka. A broker that accepts the connection and
+// does not answer its first request (ApiVersions) held kgo past the stop's
+// context, up to kafka.dial_timeout_ms: a SIGTERM then must still end the
+// start at once, logged, exit 0.
+func TestSIGTERMWhileKafkaSilentAtStartStopsAtOnce(t *testing.T) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 1}})
+	s := newSetupOn(t, k, kafkaconf.Default(), "log_level: 4\nkafka:\n dial_timeout_ms: 25000\n", 1)
+	silence := make(chan struct{})
+	t.Cleanup(func() { close(silence) })
+	var held atomic.Int64
+	k.ControlKey(int16(kmsg.ApiVersions), func(kmsg.Request) (kmsg.Response, error, bool) {
+		k.KeepControl()
+		held.Add(1)
+		k.SleepControl(func() { <-silence })
+		return nil, nil, false
+	})
+	p := startWatched(t, s.conf)
+	waitFor(t, "a request to the broker", func() bool { return held.Load() > 0 })
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("still running 5 s after SIGTERM while Kafka is silent (dial_timeout_ms 25000)")
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit %d after SIGTERM during start-up, want 0; stderr: %s", code, p.stderr)
+	}
+	logText, _ := os.ReadFile(filepath.Join(s.dir, "log", "ktransfer.log"))
+	if !strings.Contains(string(logText), "stopped while starting") {
+		t.Errorf("log does not say the start was stopped:\n%s", logText)
+	}
+}
