@@ -632,7 +632,26 @@ func (t *Transfer) Status() []ModuleStatus {
 func (t *Transfer) partitions(ctx context.Context, topic string) ([]int32, error) {
 	ctx, cancel := context.WithTimeout(ctx, kafkaTimeout)
 	defer cancel()
-	topics, err := t.adm.ListTopics(ctx, topic)
+	type listed struct {
+		topics kadm.TopicDetails
+		err    error
+	}
+	answer := make(chan listed, 1)
+	// kgo heeds ctx only once a connection is set up: a broker that does
+	// not answer its first request (ApiVersions) would hold a stop for
+	// kafka.dial_timeout_ms. The request ends when the client closes.
+	go func() {
+		topics, err := t.adm.ListTopics(ctx, topic)
+		answer <- listed{topics, err}
+	}()
+	var topics kadm.TopicDetails
+	var err error
+	select {
+	case l := <-answer:
+		topics, err = l.topics, l.err
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("metadata of topic %s: %w", topic, err)
 	}
