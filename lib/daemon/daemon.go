@@ -70,6 +70,10 @@ func (p Program[C]) Main(args []string) int {
 	}
 	ctx := context.Background()
 	hup := make(chan os.Signal, 1)
+	// -check too: the units run it in the service's group of processes,
+	// to which logrotate's SIGHUP goes (systemctl kill -s HUP).
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	if !*check {
 		// The signals are caught before anything is read: a SIGHUP
 		// during start-up (logrotate's, or a reload sent right after a
@@ -81,8 +85,6 @@ func (p Program[C]) Main(args []string) int {
 		var stop context.CancelFunc
 		ctx, stop = signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
 	}
 	cfg, err := p.Load(*file)
 	if err != nil {
