@@ -283,10 +283,10 @@ func (c *cluster) pollEnds(ctx context.Context) {
 		select {
 		case <-t.C:
 		case <-ctx.Done():
-			// A broker that does not answer holds kgo's requests past
-			// their context (its connection's first request, up to
-			// kafka.dial_timeout_ms): closing the client ends them now,
-			// not after that wait.
+			// A broker that does not answer its connection's first
+			// request (ApiVersions) holds kgo's requests past their
+			// context, for kgo's request timeout overhead (10 s):
+			// closing the client ends them now, not after that wait.
 			if c.kafka != nil {
 				c.kafka.Close()
 				c.kafka, c.adm = nil, nil

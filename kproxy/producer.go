@@ -74,8 +74,9 @@ type producerHooks struct {
 }
 
 // newProducers builds the Kafka clients and waits for a broker to answer,
-// until kafka.dial_timeout_ms (at least 2 s) or until ctx ends (a stop
-// during start-up: then it fails, spool or not).
+// until kafka.dial_timeout_ms (at least 2 s; a broker that accepts and
+// does not answer holds kgo for 10 s) or until ctx ends (a stop during
+// start-up: then it fails at once, spool or not).
 func newProducers(ctx context.Context, cfg Config, log *slog.Logger, hooks producerHooks) (*producers, error) {
 	base, err := cfg.Kafka.Opts("kproxy", cfg.BrokerHosts, log)
 	if err != nil {
@@ -151,8 +152,9 @@ func newProducers(ctx context.Context, cfg Config, log *slog.Logger, hooks produ
 	defer cancel()
 	pinged := make(chan error, 1)
 	// kgo heeds the context only once a connection is set up: a broker
-	// slow to answer its ApiVersions holds Ping for the dial timeout. A
-	// stop does not wait for that; closing the clients ends the Ping.
+	// that does not answer its ApiVersions holds Ping for kgo's request
+	// timeout overhead (10 s). A stop does not wait for that; closing the
+	// clients ends the Ping.
 	go func() { pinged <- ps.leader.Ping(pingCtx) }()
 	select {
 	case err = <-pinged:

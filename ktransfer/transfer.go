@@ -639,7 +639,8 @@ func (t *Transfer) partitions(ctx context.Context, topic string) ([]int32, error
 	answer := make(chan listed, 1)
 	// kgo heeds ctx only once a connection is set up: a broker that does
 	// not answer its first request (ApiVersions) would hold a stop for
-	// kafka.dial_timeout_ms. The request ends when the client closes.
+	// kgo's request timeout overhead (10 s). The request ends when the
+	// client closes.
 	go func() {
 		topics, err := t.adm.ListTopics(ctx, topic)
 		answer <- listed{topics, err}
