@@ -101,7 +101,27 @@ func (p Program[C]) Main(args []string) int {
 		return 0
 	}
 	dir, level := p.Logging(cfg)
-	log, err := logging.New(dir, level, p.Name)
+	// Opening the log can block (a named pipe no reader has open, a
+	// log_dir on a mount that does not answer): a stop then ends the
+	// start, as SIGTERM's default action did before it was caught. The
+	// open left behind ends with the process.
+	type opened struct {
+		log *logging.Logger
+		err error
+	}
+	open := make(chan opened, 1)
+	go func() {
+		l, err := logging.New(dir, level, p.Name)
+		open <- opened{l, err}
+	}()
+	var log *logging.Logger
+	select {
+	case o := <-open:
+		log, err = o.log, o.err
+	case <-ctx.Done():
+		fmt.Fprintf(os.Stderr, "%s_bin: stopped while starting (opening the log in %q)\n", p.Name, dir)
+		return 0
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: log_dir: %v\n", *file, err)
 		return 1
