@@ -203,11 +203,27 @@ func TestGRPCExtFieldsConcurrentStreams(t *testing.T) {
 	}
 	wg.Wait()
 	runtime.GC()
+	// The topic read once, not a client per record: 600 records.
+	type at struct {
+		partition int32
+		offset    int64
+	}
+	stored := map[at]*kgo.Record{}
+	for _, r := range kafkatest.ReadAll(t, c, kafkaconf.Default(), topic) {
+		stored[at{r.Partition, r.Offset}] = r
+	}
 	for n, resps := range results {
 		want := []string{"rid=stream-" + strconv.Itoa(n), "ck=s=" + strconv.Itoa(n) + "; t=" + strings.Repeat(strconv.Itoa(n), 100)}
 		for q, resp := range resps {
-			for i, h := range recordHeaders(t, c, resp) {
-				if !sameList(h, want) {
+			if resp.Status != 200 {
+				t.Fatalf("stream %d request %d: answer %v, want 200", n, q, resp)
+			}
+			for i, res := range resp.Results {
+				r := stored[at{res.Partition, res.Offset}]
+				if r == nil {
+					t.Fatalf("stream %d request %d record %d: no record at %s/%d@%d", n, q, i, topic, res.Partition, res.Offset)
+				}
+				if h := headersOf(r); !sameList(h, want) {
 					t.Fatalf("stream %d request %d record %d: %q, want %q", n, q, i, h, want)
 				}
 			}
