@@ -5,6 +5,8 @@
 package zktest
 
 import (
+	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,15 +15,84 @@ import (
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zkserver"
 )
 
-// Start runs a ZooKeeper server for the test and stops it at cleanup.
+// Start runs a ZooKeeper server of its own for the test, with an empty
+// data directory, and kills it at cleanup (its data goes with it).
+//
+// A server takes a second or two to start (a JVM), and most tests of a
+// package start one: Start hands out a server started in the background
+// while the test before ran, and starts the next one the same way.
 func Start(t testing.TB) *zkserver.Server {
 	t.Helper()
-	s, err := zkserver.Start(zkserver.Config{Dir: t.TempDir()})
+	s, dir, err := take()
 	if err != nil {
-		t.Fatalf("start zookeeper: %v", err)
+		t.Logf("zookeeper started ahead failed, starting one now: %v", err)
+		dir = t.TempDir()
+		if s, err = zkserver.Start(zkserver.Config{Dir: dir}); err != nil {
+			t.Fatalf("start zookeeper: %v", err)
+		}
+		dir = "" // t.TempDir's, removed by the test
 	}
-	t.Cleanup(func() { _ = s.Stop() })
+	t.Cleanup(func() {
+		s.Kill()
+		if dir != "" {
+			_ = os.RemoveAll(dir)
+		}
+	})
+	startAhead()
 	return s
+}
+
+// ahead is the server being started for the next Start, nil when none is.
+var (
+	aheadMu sync.Mutex
+	ahead   chan started
+)
+
+type started struct {
+	s   *zkserver.Server
+	dir string
+	err error
+}
+
+// take returns the server started ahead, waiting for it, or one started
+// now when none was.
+func take() (*zkserver.Server, string, error) {
+	aheadMu.Lock()
+	ch := ahead
+	ahead = nil
+	aheadMu.Unlock()
+	if ch == nil {
+		ch = startOne()
+	}
+	r := <-ch
+	return r.s, r.dir, r.err
+}
+
+// startAhead starts the server the next Start takes.
+func startAhead() {
+	aheadMu.Lock()
+	defer aheadMu.Unlock()
+	if ahead == nil {
+		ahead = startOne()
+	}
+}
+
+// startOne starts a server in a directory of its own, in the background.
+func startOne() chan started {
+	ch := make(chan started, 1)
+	go func() {
+		dir, err := os.MkdirTemp("", "zktest-")
+		if err != nil {
+			ch <- started{err: err}
+			return
+		}
+		s, err := zkserver.Start(zkserver.Config{Dir: dir})
+		if err != nil {
+			_ = os.RemoveAll(dir)
+		}
+		ch <- started{s: s, dir: dir, err: err}
+	}()
+	return ch
 }
 
 // Connect opens a session of 10 s to addr (the test's own client: it
