@@ -599,7 +599,10 @@ func failProduce(t testing.TB, c *kfake.Cluster, code int16, n int) *kafkatest.F
 
 func TestTransientKafkaErrorsAreRetried(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
-	p := startProxy(t, c, nil)
+	// A produce timeout of 5 s, not the default 10 s: the refusal that
+	// never recovers is answered 503 when it expires; the two refusals
+	// then a write take a fraction of a second.
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 5000 })
 	f := failProduce(t, c, 6, 2) // NOT_LEADER_OR_FOLLOWER twice, then the broker writes
 	r := decode(t, p.post(t, "topic="+topic+"&key=k", []byte{0x07}))
 	if f.Injected() != 2 {
