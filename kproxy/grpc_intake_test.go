@@ -166,7 +166,10 @@ func TestGRPCStreamClientSwitchAfterFlipSpools(t *testing.T) {
 func TestGRPCStreamClientSwitchWaitEndsAtDeadline(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
 	g := startGRPC(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 1000 })
-	kafkatest.NewFaults(t, c).Sleep(int16(kmsg.Produce), 1, 15*time.Second)
+	// Frozen for 8 s, well past the second's deadline and its margin (3 s):
+	// a wait for the frozen request would answer it then at the earliest.
+	// The shutdown at cleanup waits for that answer.
+	kafkatest.NewFaults(t, c).Sleep(int16(kmsg.Produce), 1, 8*time.Second)
 	s := g.stream(t, nil)
 	resps, took := switchClients(t, s)
 	s.CloseSend()
