@@ -5,8 +5,14 @@
 package zktest
 
 import (
+	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -81,7 +87,8 @@ func startAhead() {
 func startOne() chan started {
 	ch := make(chan started, 1)
 	go func() {
-		dir, err := os.MkdirTemp("", "zktest-")
+		sweepOnce.Do(sweep)
+		dir, err := os.MkdirTemp("", fmt.Sprintf("zktest-%d-", os.Getpid()))
 		if err != nil {
 			ch <- started{err: err}
 			return
@@ -130,5 +137,24 @@ func ConnectSession(t testing.TB, addr string, timeout time.Duration) *zk.Conn {
 
 func drain(events <-chan zk.Event) {
 	for range events {
+	}
+}
+
+// sweepOnce removes, once per test binary, what earlier ones left: the
+// server started ahead for a Start that never came is killed with its test
+// binary, but its directory stays.
+var sweepOnce sync.Once
+
+// sweep removes the zktest-PID-* directories of processes no longer alive.
+func sweep() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "zktest-*-*"))
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(strings.SplitN(strings.TrimPrefix(filepath.Base(d), "zktest-"), "-", 2)[0])
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			_ = os.RemoveAll(d)
+		}
 	}
 }
