@@ -28,9 +28,7 @@ func TestSIGHUPDuringStartIsNotFatal(t *testing.T) {
 		"c1:\n chroot: /mq/c1\n zk_hosts: [%s]\n", logDir, port, z.Addr)), 0o644)
 	fifo := bintest.NewLogFIFO(t, filepath.Join(logDir, "kmonitor.log"))
 	cmd, stderr := bintest.Start(t, bintest.Build(t, "."), "-f", f)
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+	exited := bintest.Exited(t, cmd)
 	fifo.WaitBlocked(cmd.Process.Pid)
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
@@ -55,15 +53,7 @@ func TestSIGHUPDuringStartIsNotFatal(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		t.Fatal("still running 10 s after SIGTERM")
-	}
-	if code := cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("exit %d after SIGTERM; stderr: %s", code, stderr)
-	}
+	bintest.StopWithin(t, cmd, exited, 10*time.Second, "once serving", stderr)
 	if !strings.Contains(logged.String(), "kmonitor started") {
 		t.Errorf("log lacks the start: %s", logged)
 	}

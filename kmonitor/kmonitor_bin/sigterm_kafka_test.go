@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -50,9 +49,7 @@ func TestSIGTERMWhileBrokerSilentStopsPromptly(t *testing.T) {
 		"c1:\n chroot: /mq/c1\n zk_hosts: [%s]\n broker_hosts: [%s]\n",
 		port, z.Addr, k.ListenAddrs()[0])), 0o644)
 	cmd, stderr := bintest.Start(t, bintest.Build(t, "."), "-f", f)
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+	exited := bintest.Exited(t, cmd)
 	deadline := time.Now().Add(15 * time.Second)
 	for held.Load() == 0 {
 		if time.Now().After(deadline) {
@@ -60,13 +57,5 @@ func TestSIGTERMWhileBrokerSilentStopsPromptly(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(6 * time.Second):
-		t.Fatalf("still running 6 s after SIGTERM; stderr: %s", stderr)
-	}
-	if code := cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("exit %d; stderr: %s", code, stderr)
-	}
+	bintest.StopWithin(t, cmd, exited, 6*time.Second, "while a broker does not answer", stderr)
 }

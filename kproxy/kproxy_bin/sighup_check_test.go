@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/bintest"
 )
 
 // TestSIGHUPDuringCheckIsNotFatal: the systemd units run -check before a
@@ -50,9 +52,7 @@ func TestSIGHUPDuringCheckIsNotFatal(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Close()
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+	exited := bintest.Exited(t, cmd)
 	deadline := time.Now().Add(10 * time.Second)
 	for !writingToFullPipe(cmd.Process.Pid) {
 		select {

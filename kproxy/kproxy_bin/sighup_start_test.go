@@ -31,9 +31,7 @@ func TestSIGHUPDuringStartIsNotFatal(t *testing.T) {
 		logDir, port, c.ListenAddrs()[0])), 0o644)
 	fifo := bintest.NewLogFIFO(t, filepath.Join(logDir, "kproxy.log"))
 	cmd, stderr := bintest.Start(t, binary(t), "-f", f)
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+	exited := bintest.Exited(t, cmd)
 	fifo.WaitBlocked(cmd.Process.Pid)
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
@@ -59,15 +57,7 @@ func TestSIGHUPDuringStartIsNotFatal(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(15 * time.Second):
-		t.Fatal("still running 15 s after SIGTERM")
-	}
-	if code := cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("exit %d after SIGTERM; stderr: %s", code, stderr)
-	}
+	bintest.StopWithin(t, cmd, exited, 15*time.Second, "once serving", stderr)
 	if !strings.Contains(logged.String(), "kproxy started") {
 		t.Errorf("log lacks the start: %s", logged)
 	}

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,21 +28,9 @@ func TestSIGTERMWhileOpeningTheLogStops(t *testing.T) {
 		logDir, freePort(t), c.ListenAddrs()[0])), 0o644)
 	fifo := bintest.NewLogFIFO(t, filepath.Join(logDir, "kproxy.log"))
 	cmd, stderr := bintest.Start(t, binary(t), "-f", f)
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+	exited := bintest.Exited(t, cmd)
 	fifo.WaitBlocked(cmd.Process.Pid)
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-exited:
-	case <-time.After(5 * time.Second):
-		t.Fatalf("still running 5 s after a SIGTERM while opening its log; stderr: %s", stderr)
-	}
-	if code := cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("exit %d (%v) after a SIGTERM while starting, want 0; stderr: %s", code, cmd.ProcessState, stderr)
-	}
+	bintest.StopWithin(t, cmd, exited, 5*time.Second, "while opening its log", stderr)
 	if !strings.Contains(stderr.String(), "stopped while starting") {
 		t.Errorf("standard error does not say the start was stopped: %s", stderr)
 	}

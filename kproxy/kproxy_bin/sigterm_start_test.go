@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -37,9 +36,7 @@ func TestSIGTERMWhileWaitingForKafkaStopsAtOnce(t *testing.T) {
 	os.WriteFile(f, []byte(fmt.Sprintf("log_level: 4\nport: %d\nlisten_host: 127.0.0.1\nadmin_addr: \"\"\nbroker_hosts: [%s]\n"+
 		"kafka:\n dial_timeout_ms: 25000\n", freePort(t), c.ListenAddrs()[0])), 0o644)
 	cmd, stderr := bintest.Start(t, binary(t), "-f", f) // log_dir unset: the log is standard error
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+	exited := bintest.Exited(t, cmd)
 	deadline := time.Now().Add(10 * time.Second)
 	for held.Load() == 0 {
 		if time.Now().After(deadline) {
@@ -47,17 +44,7 @@ func TestSIGTERMWhileWaitingForKafkaStopsAtOnce(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-exited:
-	case <-time.After(5 * time.Second):
-		t.Fatalf("still running 5 s after SIGTERM while waiting for Kafka (dial_timeout_ms 25000); stderr: %s", stderr)
-	}
-	if code := cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("exit %d after SIGTERM during start-up, want 0; stderr: %s", code, stderr)
-	}
+	bintest.StopWithin(t, cmd, exited, 5*time.Second, "while waiting for Kafka (dial_timeout_ms 25000)", stderr)
 	if log := stderr.String(); !strings.Contains(log, "stopped while starting") || strings.Contains(log, "start failed") {
 		t.Errorf("log does not say the start was stopped: %s", log)
 	}

@@ -236,3 +236,31 @@ func (l *LogFIFO) Open(exited <-chan struct{}) *Output {
 	})
 	return out
 }
+
+// Exited waits for cmd in the background: the channel is closed once the
+// process has ended (cmd.ProcessState is then set). At cleanup a process
+// still running is killed and waited for.
+func Exited(t testing.TB, cmd *exec.Cmd) <-chan struct{} {
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+	return exited
+}
+
+// StopWithin sends cmd SIGTERM and fails the test unless the process
+// ends within d with status 0. why says what the stop came during, for
+// the messages; stderr is the process's standard error.
+func StopWithin(t testing.TB, cmd *exec.Cmd, exited <-chan struct{}, d time.Duration, why string, stderr *Output) {
+	t.Helper()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(d):
+		t.Fatalf("still running %v after a SIGTERM %s; stderr: %s", d, why, stderr)
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit %d (%v) after a SIGTERM %s, want 0; stderr: %s", code, cmd.ProcessState, why, stderr)
+	}
+}
