@@ -34,25 +34,9 @@ func TestSIGHUPDuringStartIsNotFatal(t *testing.T) {
 		t.Fatal(err)
 	}
 	logged := fifo.Open(exited)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case <-exited:
-			t.Fatalf("kmonitor_bin ended after a SIGHUP during start-up: %v; stderr: %s; log: %s", cmd.ProcessState, stderr, logged)
-		default:
-		}
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/health", port))
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("kmonitor_bin did not serve: %v; stderr: %s", err, stderr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	bintest.AwaitServing(t, cmd, exited, 20*time.Second, stderr, logged, func() error {
+		return bintest.Answers200(http.Get(fmt.Sprintf("http://127.0.0.1:%d/health", port)))
+	})
 	bintest.StopWithin(t, cmd, exited, 10*time.Second, "once serving", stderr)
 	if !strings.Contains(logged.String(), "kmonitor started") {
 		t.Errorf("log lacks the start: %s", logged)

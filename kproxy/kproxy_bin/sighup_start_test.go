@@ -38,25 +38,7 @@ func TestSIGHUPDuringStartIsNotFatal(t *testing.T) {
 	}
 	logged := fifo.Open(exited)
 	url := fmt.Sprintf("http://127.0.0.1:%d/commit?topic=t&key=k", port)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case <-exited:
-			t.Fatalf("kproxy_bin ended after a SIGHUP during start-up: %v; stderr: %s; log: %s", cmd.ProcessState, stderr, logged)
-		default:
-		}
-		resp, err := http.Post(url, "", bytes.NewReader([]byte{0x01}))
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("kproxy_bin did not serve: %v; stderr: %s", err, stderr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	bintest.AwaitServing(t, cmd, exited, 20*time.Second, stderr, logged, func() error { return bintest.Answers200(http.Post(url, "", bytes.NewReader([]byte{0x01}))) })
 	bintest.StopWithin(t, cmd, exited, 15*time.Second, "once serving", stderr)
 	if !strings.Contains(logged.String(), "kproxy started") {
 		t.Errorf("log lacks the start: %s", logged)

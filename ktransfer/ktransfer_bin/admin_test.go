@@ -38,18 +38,14 @@ func withoutAdminAddr(t *testing.T, s *setup) {
 type watched struct {
 	cmd    *exec.Cmd
 	stderr *bintest.Output
-	exited chan struct{} // closed once the process is reaped
+	exited <-chan struct{} // closed once the process is reaped
 }
 
 // startWatched starts ktransfer_bin -f conf; exited tells when it ends.
 func startWatched(t *testing.T, conf string) watched {
 	t.Helper()
 	cmd, stderr := bintest.Start(t, bintest.Build(t, "."), "-f", conf)
-	p := watched{cmd: cmd, stderr: stderr, exited: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(p.exited) }()
-	// Runs before bintest's cleanup, which then finds it reaped.
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-p.exited })
-	return p
+	return watched{cmd: cmd, stderr: stderr, exited: bintest.Exited(t, cmd)}
 }
 
 // registration is an ids/ node's JSON.

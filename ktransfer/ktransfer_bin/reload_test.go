@@ -17,6 +17,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/bintest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zktest"
@@ -154,15 +155,5 @@ func TestSIGHUPReloads(t *testing.T) {
 	}
 	n := pushes.Load()
 	waitFor(t, "the running configuration pushing on", func() bool { return pushes.Load() > n+50 })
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-p.exited:
-	case <-time.After(30 * time.Second):
-		t.Fatal("still running 30s after SIGTERM")
-	}
-	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("exit %d after SIGTERM; stderr %s", code, p.stderr.String())
-	}
+	bintest.StopWithin(t, p.cmd, p.exited, 30*time.Second, "after the refused reload", p.stderr)
 }

@@ -69,15 +69,5 @@ func TestSIGHUPDuringStartReloadsOnceStarted(t *testing.T) {
 		cancel()
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-p.exited:
-	case <-time.After(20 * time.Second):
-		t.Fatal("still running 20 s after SIGTERM")
-	}
-	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("exit %d after SIGTERM; stderr %s", code, p.stderr)
-	}
+	bintest.StopWithin(t, p.cmd, p.exited, 20*time.Second, "once pushing", p.stderr)
 }

@@ -5,12 +5,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/bintest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
@@ -34,17 +34,7 @@ func TestSIGTERMWhileKafkaSilentAtStartStopsAtOnce(t *testing.T) {
 	})
 	p := startWatched(t, s.conf)
 	waitFor(t, "a request to the broker", func() bool { return held.Load() > 0 })
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-p.exited:
-	case <-time.After(5 * time.Second):
-		t.Fatalf("still running 5 s after SIGTERM while Kafka is silent")
-	}
-	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("exit %d after SIGTERM during start-up, want 0; stderr: %s", code, p.stderr)
-	}
+	bintest.StopWithin(t, p.cmd, p.exited, 5*time.Second, "while Kafka is silent at start", p.stderr)
 	logText, _ := os.ReadFile(filepath.Join(s.dir, "log", "ktransfer.log"))
 	if !strings.Contains(string(logText), "stopped while starting") {
 		t.Errorf("log does not say the start was stopped:\n%s", logText)

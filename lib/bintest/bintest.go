@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -263,4 +264,40 @@ func StopWithin(t testing.TB, cmd *exec.Cmd, exited <-chan struct{}, d time.Dura
 	if code := cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("exit %d (%v) after a SIGTERM %s, want 0; stderr: %s", code, cmd.ProcessState, why, stderr)
 	}
+}
+
+// AwaitServing polls ready every 20 ms until it returns nil, and fails the
+// test when the process ends first (logged: what it wrote to its log) or
+// within passes.
+func AwaitServing(t testing.TB, cmd *exec.Cmd, exited <-chan struct{}, within time.Duration, stderr, logged *Output, ready func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		select {
+		case <-exited:
+			t.Fatalf("%s ended before serving: %v; stderr: %s; log: %s", filepath.Base(cmd.Path), cmd.ProcessState, stderr, logged)
+		default:
+		}
+		err := ready()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not serve within %v: %v; stderr: %s", filepath.Base(cmd.Path), within, err, stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Answers200 is nil for an HTTP answer 200 (its body closed), else the
+// error or the status: a readiness probe for AwaitServing.
+func Answers200(resp *http.Response, err error) error {
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("answered %s", resp.Status)
+	}
+	return nil
 }
