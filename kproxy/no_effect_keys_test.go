@@ -41,20 +41,9 @@ func TestKeysWithoutEffectWarnedAtStart(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", tc.lines, err)
 		}
-		var out runtest.Log
-		srv, err := kproxy.New(cfg, slog.New(slog.NewTextHandler(&out, nil)))
-		if err != nil {
-			t.Fatalf("%q: New: %v", tc.lines, err)
-		}
-		srv.Close()
-		var warnings []string
-		for _, line := range strings.Split(out.String(), "\n") {
-			if strings.Contains(line, "level=WARN") && strings.Contains(line, "no effect") {
-				warnings = append(warnings, line)
-			}
-		}
+		warnings, out := startWarnings(t, cfg, "no effect")
 		if len(warnings) != len(tc.warned) {
-			t.Errorf("file with %q: %d warnings of keys without effect, want %d; log:\n%s", tc.lines, len(warnings), len(tc.warned), out.String())
+			t.Errorf("file with %q: %d warnings of keys without effect, want %d; log:\n%s", tc.lines, len(warnings), len(tc.warned), out)
 			continue
 		}
 		for _, kv := range tc.warned {
@@ -64,8 +53,27 @@ func TestKeysWithoutEffectWarnedAtStart(t *testing.T) {
 				found = found || strings.Contains(w, "file="+f) && strings.Contains(w, "key="+key) && strings.Contains(w, "value="+value)
 			}
 			if !found {
-				t.Errorf("file with %q: no warning naming file %s, key %s and value %s; log:\n%s", tc.lines, f, key, value, out.String())
+				t.Errorf("file with %q: no warning naming file %s, key %s and value %s; log:\n%s", tc.lines, f, key, value, out)
 			}
 		}
 	}
+}
+
+// startWarnings builds a kproxy from cfg (and closes it), returning the
+// lines it logged at level WARN that contain match, and its whole log.
+func startWarnings(t *testing.T, cfg kproxy.Config, match string) ([]string, string) {
+	t.Helper()
+	var out runtest.Log
+	srv, err := kproxy.New(cfg, slog.New(slog.NewTextHandler(&out, nil)))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	srv.Close()
+	var warnings []string
+	for _, line := range strings.Split(out.String(), "\n") {
+		if strings.Contains(line, "level=WARN") && strings.Contains(line, match) {
+			warnings = append(warnings, line)
+		}
+	}
+	return warnings, out.String()
 }

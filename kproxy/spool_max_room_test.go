@@ -2,7 +2,6 @@ package kproxy_test
 
 import (
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
 )
 
 // TestSpoolMaxBytesWithoutRoomWarned attacks "a key is never taken
@@ -57,22 +55,11 @@ func TestSpoolMaxBytesWithoutRoomWarned(t *testing.T) {
 		case !tc.warned && len(checked) > 0:
 			t.Errorf("spool_max_bytes %d: -check warnings %q, want none", tc.spoolMax, checked)
 		}
-		var out runtest.Log
-		srv, err := kproxy.New(cfg, slog.New(slog.NewTextHandler(&out, nil)))
-		if err != nil {
-			t.Fatalf("spool_max_bytes %d: New: %v", tc.spoolMax, err)
-		}
-		srv.Close()
-		var logged []string
-		for _, line := range strings.Split(out.String(), "\n") {
-			if strings.Contains(line, "level=WARN") && strings.Contains(line, "key=spool_max_bytes") {
-				logged = append(logged, line)
-			}
-		}
+		logged, out := startWarnings(t, cfg, "key=spool_max_bytes")
 		want := fmt.Sprintf("value=%d", tc.spoolMax)
 		switch {
 		case tc.warned && (len(logged) != 1 || !strings.Contains(logged[0], "file="+f) || !strings.Contains(logged[0], want)):
-			t.Errorf("spool_max_bytes %d: start warnings %q, want one naming file=%s and %s; log:\n%s", tc.spoolMax, logged, f, want, out.String())
+			t.Errorf("spool_max_bytes %d: start warnings %q, want one naming file=%s and %s; log:\n%s", tc.spoolMax, logged, f, want, out)
 		case !tc.warned && len(logged) > 0:
 			t.Errorf("spool_max_bytes %d: start warnings %q, want none", tc.spoolMax, logged)
 		}
