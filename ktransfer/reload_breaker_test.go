@@ -37,9 +37,7 @@ func breakerOf(t *testing.T, tr *ktransfer.Transfer, addr string) ktransfer.Back
 // backend was pushed to again until it failed breaker_failures times.)
 func TestReloadKeepsOpenBreaker(t *testing.T) {
 	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
-	good := newBackend(t, nil)
-	dead := newBackend(t, func(_ int, _ push, w http.ResponseWriter) { w.WriteHeader(500) })
-	goodAddr, deadAddr := good.Listener.Addr().String(), dead.Listener.Addr().String()
+	good, dead, goodAddr, deadAddr := goodAndDead(t)
 	c := e.reloadConf(t, "m")
 	breaker := "breaker_failures: 3\nbreaker_cooldown_ms: 60000\n"
 	c.module(t, "m", "t", "m", deadAddr+", "+goodAddr, breaker)
@@ -77,9 +75,7 @@ func TestReloadKeepsOpenBreaker(t *testing.T) {
 // starting again from breaker_cooldown_ms.
 func TestReloadKeepsBreakerCooldown(t *testing.T) {
 	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
-	good := newBackend(t, nil)
-	dead := newBackend(t, func(_ int, _ push, w http.ResponseWriter) { w.WriteHeader(500) })
-	goodAddr, deadAddr := good.Listener.Addr().String(), dead.Listener.Addr().String()
+	_, _, goodAddr, deadAddr := goodAndDead(t)
 	c := e.reloadConf(t, "m")
 	// 50 records a second keep pushes coming, so that trials are made.
 	conf := "breaker_failures: 1\nbreaker_cooldown_ms: 100\nrate_limit: 50\n"
@@ -105,9 +101,7 @@ func TestReloadKeepsBreakerCooldown(t *testing.T) {
 // cooldown: the new setting applies at once.
 func TestReloadBreakerSettingsChanged(t *testing.T) {
 	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
-	good := newBackend(t, nil)
-	dead := newBackend(t, func(_ int, _ push, w http.ResponseWriter) { w.WriteHeader(500) })
-	goodAddr, deadAddr := good.Listener.Addr().String(), dead.Listener.Addr().String()
+	_, _, goodAddr, deadAddr := goodAndDead(t)
 	c := e.reloadConf(t, "m")
 	c.module(t, "m", "t", "m", deadAddr+", "+goodAddr, "breaker_failures: 1\nbreaker_cooldown_ms: 60000\n")
 	produceN(t, e, 0, 20)
@@ -162,4 +156,12 @@ func TestReloadChangedURIStartsBreakersAnew(t *testing.T) {
 		t.Errorf("15 s after the reload correcting the uri, %d of 20 records pushed to it; breaker %+v",
 			n, breakerOf(t, r.tr, addr))
 	}
+}
+
+// goodAndDead starts two backends, one answering 200 and one 500, and
+// returns them with their host:port.
+func goodAndDead(t *testing.T) (good, dead *backend, goodAddr, deadAddr string) {
+	good = newBackend(t, nil)
+	dead = newBackend(t, func(_ int, _ push, w http.ResponseWriter) { w.WriteHeader(500) })
+	return good, dead, good.Listener.Addr().String(), dead.Listener.Addr().String()
 }

@@ -424,9 +424,7 @@ func TestShutdownDuringReloadIsBounded(t *testing.T) {
 // ktransfer_breaker_opened_total series; the backends kept keep theirs.
 func TestReloadForgetsRemovedBackends(t *testing.T) {
 	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
-	good := newBackend(t, nil)
-	dead := newBackend(t, func(_ int, _ push, w http.ResponseWriter) { w.WriteHeader(500) })
-	goodAddr, deadAddr := good.Listener.Addr().String(), dead.Listener.Addr().String()
+	_, _, goodAddr, deadAddr := goodAndDead(t)
 	c := e.reloadConf(t, "m", "m2")
 	conf, err := os.ReadFile(c.path)
 	if err != nil {
