@@ -162,6 +162,13 @@ func (s *Server) checkBatch(dl context.Context, rule *clientRule, recs []batchRe
 		if size > int(cur.info.maxBytes) {
 			return refuse(413, i, "record of "+strconv.Itoa(size)+" bytes larger than the topic's max.message.bytes ("+strconv.Itoa(int(cur.info.maxBytes))+")")
 		}
+		if len(r.key) == 0 && cur.info.compacted {
+			var refused bool
+			if cur.info, refused = s.check.refusesKeyless(dl, cur.info); refused {
+				return refuse(400, i, "record "+strconv.Itoa(i)+": "+keylessCompacted(cur.info.name))
+			}
+			topics[string(r.topic)] = cur // read again: not for each keyless record
+		}
 		r.name = cur.info.name
 	}
 	if v, first := s.access.take(rule, len(recs), now); v.code != 0 {

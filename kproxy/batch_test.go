@@ -499,7 +499,8 @@ func failureBatch(t *testing.T, label string) ([]brec, []int32) {
 
 // TestBatchPartialFailure: one broker refusing, or holding, its produce
 // requests fails its partitions' records only: 207 with each result's own
-// status (400 refused, 503 not written, 504 may have been written), the
+// status (503 not written, 504 may have been written: a refusal of the
+// records' batch is not told to be a record's own), the
 // others written at their offsets; when every record failed alike, that
 // status.
 func TestBatchPartialFailure(t *testing.T) {
@@ -533,9 +534,9 @@ func TestBatchPartialFailure(t *testing.T) {
 		}
 	}
 	for _, acks := range []string{"1", "-1"} {
-		stop := refuseOn(c, 2, 87) // INVALID_RECORD: a definite refusal
+		stop := refuseOn(c, 2, 87) // INVALID_RECORD: a definite refusal, of the batch (perhaps for one record)
 		recs, parts := failureBatch(t, "invalid-"+acks+"-")
-		check("INVALID_RECORD acks="+acks, p.postBatch(t, "topic="+topic+"&acks="+acks, "", mpBatch(t, recs)), recs, parts, 2, 400, false)
+		check("INVALID_RECORD acks="+acks, p.postBatch(t, "topic="+topic+"&acks="+acks, "", mpBatch(t, recs)), recs, parts, 2, 503, false)
 		stop()
 
 		stop = refuseOn(c, 2, 6) // NOT_LEADER_OR_FOLLOWER until the deadline
@@ -558,11 +559,11 @@ func TestBatchPartialFailure(t *testing.T) {
 	for _, s := range stops {
 		s()
 	}
-	if a.code != 400 || len(a.Results) != len(recs) {
-		t.Fatalf("every record refused: %v, want 400 with the results", a)
+	if a.code != 503 || len(a.Results) != len(recs) {
+		t.Fatalf("every record refused: %v, want 503 with the results", a)
 	}
 	for i, res := range a.Results {
-		if res.Status != 400 || res.Error == "" {
+		if res.Status != 503 || res.Error == "" {
 			t.Errorf("record %d: %+v", i, res)
 		}
 	}
@@ -637,11 +638,11 @@ func TestBatchAtomic(t *testing.T) {
 	aborted := batch("aborted-")
 	a = p.postBatch(t, "topic="+topic+"&acks=-1&atomic=1", "", mpBatch(t, aborted))
 	stop()
-	if a.code != 400 || a.index() != 2 || !strings.Contains(a.Error, "aborted") || len(a.Results) != len(aborted) {
-		t.Fatalf("atomic batch with record 2 refused: %v, want 400 index 2 saying it was aborted", a)
+	if a.code != 503 || a.index() != 2 || !strings.Contains(a.Error, "aborted") || len(a.Results) != len(aborted) {
+		t.Fatalf("atomic batch with record 2's batch refused: %v, want 503 index 2 saying it was aborted", a)
 	}
 	for i, res := range a.Results {
-		if res.Status != 400 || res.Offset != nil || res.Error == "" {
+		if res.Status != 503 || res.Offset != nil || res.Error == "" {
 			t.Errorf("result %d of the aborted batch: %+v", i, res)
 		}
 	}

@@ -1,6 +1,9 @@
 package kproxy
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // SetDrainMemory sets the bytes of parked topics' records the spool's
 // drain keeps in memory (maxParkedBytes), before srv runs.
@@ -9,6 +12,10 @@ func SetDrainMemory(srv *Server, n int) { srv.spool.parkBudget = n }
 // ProduceRequestsWritten is how many produce requests srv's acks=0/1
 // client has written to brokers.
 func ProduceRequestsWritten(srv *Server) int64 { return srv.prod.traces[0].written.Load() }
+
+// IdempotentRequestsWritten is how many produce requests srv's acks=-1
+// client has written to brokers.
+func IdempotentRequestsWritten(srv *Server) int64 { return srv.prod.traces[1].written.Load() }
 
 // SetAfterDecode sets afterDecode (nil: none) until the test ends.
 func SetAfterDecode(t interface{ Cleanup(func()) }, f func(ctx context.Context)) {
@@ -22,3 +29,10 @@ func Draining(srv *Server) <-chan struct{} { return srv.drain }
 // BufferedRecords is how many records srv's acks=0/1 client holds (sent
 // and awaiting their answer, or queued).
 func BufferedRecords(srv *Server) int64 { return srv.prod.leader.BufferedProduceRecords() }
+
+// SetCompactedRecheck sets compactedRecheck until the test ends.
+func SetCompactedRecheck(t interface{ Cleanup(func()) }, d time.Duration) {
+	was := compactedRecheck
+	compactedRecheck = d
+	t.Cleanup(func() { compactedRecheck = was })
+}

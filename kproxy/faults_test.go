@@ -506,15 +506,21 @@ func TestIdempotentNoDuplicateWhenAnswerLost(t *testing.T) {
 // setMaxMessageBytes sets topic's max.message.bytes on the cluster.
 func setMaxMessageBytes(t *testing.T, c *kfake.Cluster, topic string, limit int) {
 	t.Helper()
+	setTopicConfig(t, c, topic, "max.message.bytes", strconv.Itoa(limit))
+}
+
+// setTopicConfig sets a configuration key of topic on the cluster.
+func setTopicConfig(t *testing.T, c *kfake.Cluster, topic, name, value string) {
+	t.Helper()
 	adm := kadm.NewClient(kafkatest.Client(t, c, kafkaconf.Default()))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	resp, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "max.message.bytes", Value: kadm.StringPtr(strconv.Itoa(limit))}}, topic)
+	resp, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: name, Value: kadm.StringPtr(value)}}, topic)
 	if err == nil {
 		_, err = resp.On(topic, nil)
 	}
 	if err != nil {
-		t.Fatalf("set max.message.bytes: %v", err)
+		t.Fatalf("set %s: %v", name, err)
 	}
 }
 

@@ -617,9 +617,9 @@ func TestGRPCAtomic(t *testing.T) {
 	_, err = g.produce(t, nil, &kproxypb.ProduceRequest{Acks: acksOf(-1), Atomic: true, Topic: topic, Records: aborted})
 	stop()
 	r := refusalOf(err)
-	if r.code != codes.InvalidArgument || r.detail == nil || r.detail.Status != 400 || r.detail.BadIndex != 2 ||
+	if r.code != codes.Unavailable || r.detail == nil || r.detail.Status != 503 || r.detail.BadIndex != 2 ||
 		!strings.Contains(r.msg, "aborted") || len(r.detail.Results) != 0 {
-		t.Fatalf("atomic with record 2 refused: %v, want InvalidArgument, status 400, bad_index 2, aborted, no results", r)
+		t.Fatalf("atomic with record 2's batch refused: %v, want Unavailable, status 503, bad_index 2, aborted, no results", r)
 	}
 
 	s := g.stream(t, nil)
@@ -689,7 +689,7 @@ func TestGRPCPartialFailure(t *testing.T) {
 			r := inKafka[string(recs[i].Value)]
 			switch {
 			case parts[i] == 2:
-				if res.Status != 400 || res.Error == "" || res.Offset != -1 || r != nil {
+				if res.Status != 503 || res.Error == "" || res.Offset != -1 || r != nil {
 					t.Errorf("%s: record %d on the refusing broker: %v (in Kafka: %v)", name, i, res, r)
 				}
 			case res.Status != 200 || r == nil || r.Partition != res.Partition || r.Offset != res.Offset:
@@ -729,9 +729,9 @@ func TestGRPCPartialFailure(t *testing.T) {
 
 	_, err = g.produce(t, nil, &kproxypb.ProduceRequest{Topic: topic, Records: []*kproxypb.Record{{Key: []byte(keysFor(2, 3, 1)[0]), Value: []byte("alone")}}})
 	stop()
-	if r := refusalOf(err); r.code != codes.InvalidArgument || r.detail == nil || r.detail.Status != 400 || r.detail.BadIndex != 0 ||
+	if r := refusalOf(err); r.code != codes.Unavailable || r.detail == nil || r.detail.Status != 503 || r.detail.BadIndex != 0 ||
 		!strings.Contains(r.msg, "no record written") {
-		t.Errorf("every record refused: %v, want InvalidArgument, status 400, bad_index 0", r)
+		t.Errorf("every record refused: %v, want Unavailable, status 503, bad_index 0", r)
 	}
 }
 

@@ -182,6 +182,11 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx, now time.Time) (code int) {
 	if size > int(topic.maxBytes) {
 		return fail(ctx, fasthttp.StatusRequestEntityTooLarge, tooLarge(size, hp.size, "the topic's max.message.bytes", int(topic.maxBytes)))
 	}
+	if len(args.Peek("key")) == 0 {
+		if _, refused := s.check.refusesKeyless(dl, topic); refused {
+			return fail(ctx, fasthttp.StatusBadRequest, keylessCompacted(topic.name))
+		}
+	}
 	if s.access.active() {
 		// The record counts once its request passed the checks, as a
 		// batch's do (checkBatch): one refused before is not in Kafka.

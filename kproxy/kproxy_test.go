@@ -463,7 +463,7 @@ func TestKafkaErrorsAreNot200(t *testing.T) {
 	}{
 		{-1, 502, 1}, // UNKNOWN_SERVER_ERROR
 		{29, 403, 1}, // TOPIC_AUTHORIZATION_FAILED
-		{87, 400, 1}, // INVALID_RECORD
+		{87, 503, 1}, // INVALID_RECORD: of the record's batch, perhaps for another record; not written
 		// Last: MESSAGE_TOO_LARGE purges the topic from the client in the
 		// background, which fails a record sent meanwhile with 504.
 		{10, 503, 1}, // MESSAGE_TOO_LARGE of a record that fits the topic: refused with its batch, not written

@@ -142,6 +142,11 @@ func (s *Server) refusedTopic(cl *kgo.Client, topic string, err error) {
 				return true
 			})
 		}
+	case errors.Is(err, kerr.InvalidRecord):
+		// Perhaps a keyless record to a topic made compacted since its
+		// configuration was read: read again, the next keyless one is
+		// refused before it is sent (refusesKeyless).
+		s.check.recheck(topic)
 	case errors.Is(err, kerr.UnknownTopicID):
 		s.check.forget(topic)
 		if cl == s.prod.leader {

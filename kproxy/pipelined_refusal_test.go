@@ -19,12 +19,12 @@ import (
 // and writes the second. kgo fails the partition's later records with the
 // first one's error, the second request's included, before its answer
 // comes: that record is in Kafka, and must not be answered as refused
-// (400, 502, 403: "not written"), but 504 "may have been written" (or 200).
+// (503, 502, 403: "not written"), but 504 "may have been written" (or 200).
 func TestPipelinedRecordNotTakenForRefused(t *testing.T) {
 	for _, tc := range []struct {
 		code int16
 		want int // the refused record's own answer, or 504
-	}{{87, 400}, {-1, 502}, {29, 403}} { // INVALID_RECORD, UNKNOWN_SERVER_ERROR, TOPIC_AUTHORIZATION_FAILED
+	}{{87, 503}, {-1, 502}, {29, 403}} { // INVALID_RECORD, UNKNOWN_SERVER_ERROR, TOPIC_AUTHORIZATION_FAILED
 		t.Run(strconv.Itoa(int(tc.code)), func(t *testing.T) { testPipelinedRecordNotTakenForRefused(t, tc.code, tc.want) })
 	}
 }

@@ -62,12 +62,18 @@ func TestProduceStatus(t *testing.T) {
 		{context.DeadlineExceeded, never, 503},
 		{kgo.ErrRecordTimeout, answered, 503},
 		{kgo.ErrClientClosed, never, 503},
-		{kerr.InvalidRecord, answered, 400},
-		// Refusals of the record itself come only in the answer to its
+		// A broker's refusal of a batch for a record it will not take:
+		// kgo fails the partition's other records with it (the batch's,
+		// those queued behind, those of a later batch out at acks=-1),
+		// none written; the refusal may be another record's.
+		{kerr.InvalidRecord, answered, 503},
+		{kerr.InvalidRecord, never, 503},
+		{kerr.InvalidRecord, out, 503},
+		{kerr.CorruptMessage, out, 503},
+		{kerr.InvalidTimestamp, answered, 503},
+		// A refusal as too large comes only in the answer to the record's
 		// own request: definite, whatever other requests are out (a
 		// batch's records go to several brokers at once).
-		{kerr.InvalidRecord, out, 400},
-		{kerr.CorruptMessage, out, 400},
 		{kerr.MessageTooLarge, out, 413},
 		// Errors a metadata answer can bring too fail records whose
 		// request is out (TestMetadataErrorWhileRequestOutIs504).

@@ -62,8 +62,8 @@ func TestQueuedBehindRefusedBatchIs503(t *testing.T) {
 	})
 	close(release)
 
-	if a := <-first; a.code != 400 {
-		t.Errorf("the refused record: %d %q, want 400", a.code, a.body)
+	if a := <-first; a.code != 503 {
+		t.Errorf("the refused record: %d %q, want 503 (kproxy cannot tell it from the record behind it)", a.code, a.body)
 	}
 	a := <-second
 	if n := produces.Load(); n != 1 {

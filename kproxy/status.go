@@ -52,22 +52,28 @@ func produceStatus(err error, t sendTrace) (int, string) {
 		// count of requests tells the record's own refusal from that.
 		return 504, "kafka refused a batch of the record's partition (" + err.Error() + "), perhaps not the record's own" + mayBeWritten
 	}
-	if ke := (*kerr.Error)(nil); !t.wrote && errors.As(err, &ke) && refusesRecords(ke) {
-		// No produce request was written since the record was handed
-		// over: it never left. kgo fails every record of a partition
-		// with the refusal of one of its batches, those queued behind
-		// it included: the refusal is of a batch before the record's,
-		// and says nothing of the record itself. Not for a refusal as
-		// too large, which kgo also gives a record it never sends, and
-		// batchedTooLarge answers.
-		return 503, "kafka refused an earlier batch of the record's partition (" + err.Error() + ")" + notWritten
+	if ke := (*kerr.Error)(nil); errors.As(err, &ke) && refusesRecords(ke) {
+		// A broker refuses a whole batch for one record it will not take
+		// (nothing of the batch appended), and kgo fails every record of
+		// the partition it holds with that refusal: those of the refused
+		// batch, those queued behind it, and at acks=-1 those of a later
+		// batch out at the same time (which the broker refuses as out of
+		// sequence: not written either). kgo does not tell which batch a
+		// record was in, so the refusal may be another record's: a 400
+		// would tell the client to drop a good record. Not written, and
+		// sent again it is written or refused again. (At acks=1 with
+		// pipelining a later batch may be written: 504, above.) What kproxy
+		// can tell of a record Kafka would refuse on its own merits — a
+		// keyless record to a compacted topic — is refused before it is
+		// sent, with 400.
+		return 503, "kafka refused the record's batch, or an earlier one of its partition (" + err.Error() + "): perhaps for another record" + notWritten
 	}
-	if status, reason, ok := recordRefused(err); ok {
-		// The record's own request was answered: a refusal of the record
-		// itself comes in no other way (never from a metadata answer),
-		// so other requests out at the same time — a batch's records go
-		// to several brokers at once — say nothing about it (unless the
-		// client pipelines, above).
+	if status, reason, ok := refusedTooLarge(err); ok {
+		// The record's own request was answered: a refusal as too large
+		// comes in no other way (never from a metadata answer), so other
+		// requests out at the same time — a batch's records go to several
+		// brokers at once — say nothing about it (unless the client
+		// pipelines, above).
 		return status, reason
 	}
 	if t.wrote && t.out {
@@ -134,28 +140,24 @@ func produceStatus(err error, t sendTrace) (int, string) {
 }
 
 // refusesRecords tells whether ke is a refusal a broker answers for the
-// records of a produce request (recordRefused's) other than as too large.
+// records of a produce request on their merits, other than as too large.
 func refusesRecords(ke *kerr.Error) bool {
-	_, _, ok := recordRefused(ke)
-	return ok && ke != kerr.MessageTooLarge && ke != kerr.RecordListTooLarge
+	switch ke {
+	case kerr.InvalidRecord, kerr.CorruptMessage, kerr.InvalidTimestamp, kerr.InvalidRequiredAcks:
+		return true
+	}
+	return false
 }
 
-// recordRefused gives the status of the refusals a broker answers for the
-// records of a produce request (or kgo, for a record too large, before
-// sending it), which no metadata answer carries.
-func recordRefused(err error) (int, string, bool) {
-	var ke *kerr.Error
-	if !errors.As(err, &ke) {
-		return 0, "", false
-	}
-	switch ke {
-	case kerr.MessageTooLarge, kerr.RecordListTooLarge:
+// refusedTooLarge gives the status of a refusal of a record's batch as too large,
+// which a broker answers for the records of a produce request (or kgo, for
+// a record too large, before sending it), and no metadata answer carries.
+func refusedTooLarge(err error) (int, string, bool) {
+	if errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) {
 		// The broker refused the batch holding the record: batches are
 		// built to fit the topic's max.message.bytes as kproxy read it,
 		// so it was lowered since (the topic is asked again).
 		return 413, "kafka refused the record as too large", true
-	case kerr.InvalidRecord, kerr.CorruptMessage, kerr.InvalidTimestamp, kerr.InvalidRequiredAcks:
-		return 400, "kafka rejected the record: " + ke.Message, true
 	}
 	return 0, "", false
 }

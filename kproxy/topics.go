@@ -51,6 +51,10 @@ type topicInfo struct {
 	// maxBytes is the largest record batch the topic takes: the lower of
 	// max_message_bytes and the topic's max.message.bytes.
 	maxBytes int32
+	// compacted: the topic's cleanup.policy has compact, as read at read
+	// (refusesKeyless).
+	compacted bool
+	read      time.Time
 }
 
 func newTopicCheck(autoCreate bool, maxBytes int) *topicCheck {
@@ -80,10 +84,11 @@ func (tc *topicCheck) exists(dl context.Context, name []byte, timeout time.Durat
 	if err := tc.ask(ctx, info.name); err != nil {
 		return topicInfo{}, err
 	}
-	limit, err := tc.topicMaxBytes(ctx, info.name)
+	conf, err := kafkaconf.DescribeTopic(ctx, tc.client, info.name)
+	info.compacted, info.read = conf.Compacted, time.Now()
 	switch {
 	case err == nil:
-		info.maxBytes = min(info.maxBytes, limit)
+		info.maxBytes = min(info.maxBytes, conf.MaxBytes)
 	case unreachable(err):
 		// No answer in time: max_message_bytes serves these records,
 		// and the next request asks again.
@@ -128,11 +133,51 @@ func (tc *topicCheck) stale(topic string) {
 	tc.knownMu.Unlock()
 }
 
-// topicMaxBytes asks the brokers for topic's max.message.bytes. An error
-// (a broker or principal that does not describe configs) leaves
-// max_message_bytes in force.
-func (tc *topicCheck) topicMaxBytes(ctx context.Context, topic string) (int32, error) {
-	return kafkaconf.TopicMaxBytes(ctx, tc.client, topic)
+// compactedRecheck is how old what kproxy read of a compacted topic may be
+// when it refuses a keyless record for it (refusesKeyless), and how often
+// at most a refusal of records (INVALID_RECORD) has it read again
+// (recheck): an operator may switch cleanup.policy either way (README:
+// keyless records in the spool).
+var compactedRecheck = 10 * time.Second
+
+// refusesKeyless tells whether a record without a key to the topic info
+// describes is to be refused: the topic is compacted, which Kafka refuses
+// such a record for, and with it the whole batch holding it (the other
+// records of the batch, of any client, refused alike). What was read of it
+// is read again, within dl, when it is older than compactedRecheck: the
+// topic's info as it stands is returned.
+func (tc *topicCheck) refusesKeyless(dl context.Context, info topicInfo) (topicInfo, bool) {
+	if !info.compacted {
+		return info, false
+	}
+	if time.Since(info.read) < compactedRecheck {
+		return info, true
+	}
+	tc.stale(info.name)
+	fresh, err := tc.exists(dl, []byte(info.name), 0)
+	if err != nil {
+		// Refused or not answered meanwhile: the record's own fate tells.
+		return info, false
+	}
+	return fresh, fresh.compacted
+}
+
+// keylessCompacted is the reason a keyless record to a compacted topic is
+// refused.
+func keylessCompacted(topic string) string {
+	return "topic " + topic + " is compacted (cleanup.policy compact): Kafka refuses a record without a key, and with it the records sent with it"
+}
+
+// recheck has topic's configuration read again at its next record, once
+// what was read of it is older than compactedRecheck: Kafka refused its
+// records as invalid (INVALID_RECORD), which it does for a keyless record
+// when the topic was made compacted since.
+func (tc *topicCheck) recheck(topic string) {
+	tc.knownMu.Lock()
+	if info, ok := tc.known[topic]; ok && time.Since(info.read) >= compactedRecheck {
+		delete(tc.known, topic)
+	}
+	tc.knownMu.Unlock()
 }
 
 // unverified is what kproxy assumes of a topic no broker could tell it

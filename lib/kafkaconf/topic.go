@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -21,31 +22,58 @@ var ErrNoMaxBytes = errors.New("no usable max.message.bytes in the brokers' answ
 // a *kerr.Error; an answer without a usable value, ErrNoMaxBytes; any
 // other error says no broker answered within ctx.
 func TopicMaxBytes(ctx context.Context, cl *kgo.Client, topic string) (int32, error) {
+	tc, err := DescribeTopic(ctx, cl, topic)
+	return tc.MaxBytes, err
+}
+
+// TopicConfig is what a producer needs of a topic's configuration.
+type TopicConfig struct {
+	MaxBytes int32 // max.message.bytes; 0 when the answer had no usable one
+	// Compacted: cleanup.policy has compact ("compact" or
+	// "compact,delete"). The brokers refuse a record without a key
+	// (INVALID_RECORD) and with it the whole batch holding it.
+	Compacted bool
+}
+
+// DescribeTopic asks the brokers, through cl, for topic's
+// max.message.bytes and cleanup.policy in one DescribeConfigs request. Its
+// error is TopicMaxBytes's; Compacted is read from any answer that has it,
+// one without a usable max.message.bytes included.
+func DescribeTopic(ctx context.Context, cl *kgo.Client, topic string) (TopicConfig, error) {
+	var tc TopicConfig
 	req := kmsg.NewPtrDescribeConfigsRequest()
 	res := kmsg.NewDescribeConfigsRequestResource()
 	res.ResourceType = kmsg.ConfigResourceTypeTopic
 	res.ResourceName = topic
-	res.ConfigNames = []string{"max.message.bytes"}
+	res.ConfigNames = []string{"max.message.bytes", "cleanup.policy"}
 	req.Resources = append(req.Resources, res)
 	resp, err := req.RequestWith(ctx, cl)
 	if err != nil {
-		return 0, fmt.Errorf("max.message.bytes of topic %s: %w", topic, err)
+		return tc, fmt.Errorf("max.message.bytes of topic %s: %w", topic, err)
 	}
+	err = fmt.Errorf("max.message.bytes of topic %s: %w", topic, ErrNoMaxBytes)
 	for _, r := range resp.Resources {
-		if err := kerr.ErrorForCode(r.ErrorCode); err != nil {
-			return 0, fmt.Errorf("max.message.bytes of topic %s: %w", topic, err)
+		if rerr := kerr.ErrorForCode(r.ErrorCode); rerr != nil {
+			return TopicConfig{}, fmt.Errorf("max.message.bytes of topic %s: %w", topic, rerr)
 		}
 		for _, c := range r.Configs {
-			if c.Name == "max.message.bytes" && c.Value != nil {
-				v, err := strconv.ParseInt(*c.Value, 10, 32)
-				if err != nil || v < 1 {
-					return 0, fmt.Errorf("max.message.bytes of topic %s: %q is not a size: %w", topic, *c.Value, ErrNoMaxBytes)
+			switch {
+			case c.Value == nil:
+			case c.Name == "cleanup.policy":
+				for _, p := range strings.Split(*c.Value, ",") {
+					tc.Compacted = tc.Compacted || strings.TrimSpace(p) == "compact"
 				}
-				return int32(v), nil
+			case c.Name == "max.message.bytes":
+				v, perr := strconv.ParseInt(*c.Value, 10, 32)
+				if perr != nil || v < 1 {
+					err = fmt.Errorf("max.message.bytes of topic %s: %q is not a size: %w", topic, *c.Value, ErrNoMaxBytes)
+					continue
+				}
+				tc.MaxBytes, err = int32(v), nil
 			}
 		}
 	}
-	return 0, fmt.Errorf("max.message.bytes of topic %s: %w", topic, ErrNoMaxBytes)
+	return tc, err
 }
 
 // ValidTopic reports whether name is a name Kafka accepts for a topic:
