@@ -164,9 +164,13 @@ func (t *template) dotSegment(v uriVars) bool {
 		case phTopic:
 			addBytes(&s, v.topic)
 		case phKey:
-			addValue(&s, v.key)
+			if addValue(&s, v.key) {
+				return true
+			}
 		case phMethod:
-			addValue(&s, v.method)
+			if addValue(&s, v.method) {
+				return true
+			}
 		default:
 			s.add('0') // a number: digits, never a dot
 		}
@@ -195,19 +199,30 @@ func addBytes[T string | []byte](s *segment, b T) {
 	}
 }
 
-// addValue adds a key or method as render escapes it. A value with any
-// byte to escape is no dot segment wherever it stands: its escaped form
-// has a %XX that is not %2E ('.' is never escaped), which no dot segment
-// holds; it is counted, not copied.
-func addValue[T string | []byte](s *segment, b T) {
+// addValue adds a key or method as render escapes it, and reports whether
+// a segment it ends is a dot segment. A '/' or '\' in it is escaped (%2F,
+// %5C), but a server that decodes them before it resolves dot segments
+// (nginx does) reads a separator: the parts on either side are segments
+// of their own ("/users/..%2Fadmin" reaches /admin there). Any other byte
+// to escape makes its segment no dot segment wherever it stands: its
+// escaped form has a %XX that is not %2E ('.' is never escaped), which no
+// dot segment holds; it is counted, not copied.
+func addValue[T string | []byte](s *segment, b T) bool {
 	s.touched = true
 	for i := range len(b) {
-		if !unreserved(b[i]) {
+		switch c := b[i]; {
+		case c == '/' || c == '\\':
+			if s.end() {
+				return true
+			}
+			s.touched = true
+		case !unreserved(c):
 			s.n += len(s.b) + 1
-			return
+		default:
+			s.add(c)
 		}
 	}
-	addBytes(s, b)
+	return false
 }
 
 // end reports whether the segment ending is a dot segment a key or method

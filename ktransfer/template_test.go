@@ -79,6 +79,18 @@ func TestDotSegment(t *testing.T) {
 		{"/a/../{#KEY}", "k", "m", false},             // the template's own: the operator's
 		{"/a?x=/{#KEY}/{#METHOD}", "..", "..", false}, // in the query
 		{"/a/{#KEY}?x=..", "k", "m", false},
+		// A '/' or '\' in a value is escaped (%2F, %5C), but servers that
+		// decode it before they resolve dot segments (nginx) read a
+		// separator: "/users/..%2Fadmin" reaches /admin there.
+		{"/users/{#KEY}", "../admin", "m", true},
+		{"/users/{#KEY}", "a/..", "m", true},
+		{"/users/{#KEY}/x", "a/./b", "m", true},
+		{"/users/{#KEY}", `..\admin`, "m", true},
+		{"/u/{#METHOD}", "x/%2E.", "m", false}, // '%' escaped: %252E
+		{"/users/{#KEY}", "a/b", "m", false},
+		{"/users/{#KEY}", ".../x", "m", false},
+		{"/users/{#KEY}y", "x/..", "m", false}, // "..y"
+		{"/users/{#KEY}?k=1", "x/@/..", "m", true},
 	} {
 		tp, err := parseTemplate(tc.tmpl)
 		if err != nil {
