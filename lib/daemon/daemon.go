@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/logging"
@@ -69,6 +70,7 @@ func (p Program[C]) Main(args []string) int {
 		return 2
 	}
 	ctx := context.Background()
+	var logOpen atomic.Pointer[logging.Logger] // the log, once open
 	hup := make(chan os.Signal, 1)
 	// -check too: the units run it in the service's group of processes,
 	// to which logrotate's SIGHUP goes (systemctl kill -s HUP).
@@ -85,6 +87,23 @@ func (p Program[C]) Main(args []string) int {
 		var stop context.CancelFunc
 		ctx, stop = signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
+		// A second SIGTERM or SIGINT ends a stop that takes long (requests
+		// waiting for Kafka up to shutdown_timeout_ms, ktransfer's pushes
+		// and its commits to a ZooKeeper that does not answer) at once, as
+		// an operator who sends it means: as a SIGKILL would, without
+		// the wait for it.
+		stops := make(chan os.Signal, 2)
+		signal.Notify(stops, syscall.SIGINT, syscall.SIGTERM)
+		defer signal.Stop(stops)
+		go func() {
+			<-stops
+			<-stops
+			if l := logOpen.Load(); l != nil {
+				l.Error("second stop signal: exiting before the stop finished (what was in flight is left as after a kill)")
+			}
+			fmt.Fprintf(os.Stderr, "%s_bin: second stop signal: exiting before the stop finished\n", p.Name)
+			os.Exit(1)
+		}()
 	}
 	cfg, err := p.Load(*file)
 	if err != nil {
@@ -127,6 +146,7 @@ func (p Program[C]) Main(args []string) int {
 		return 1
 	}
 	defer log.Close()
+	logOpen.Store(log)
 
 	svc, err := p.New(ctx, cfg, log.Logger)
 	if err != nil && ctx.Err() != nil {
