@@ -10,6 +10,7 @@ import (
 	"path"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -148,11 +149,23 @@ func (m *module) reconcile(ctx context.Context, idsDir, ownersDir string, errc c
 	if err != nil {
 		return err
 	}
-	owners, err := m.owners(ownersDir)
+	owners, unreadable, err := m.owners(ownersDir)
 	if err != nil {
 		return err
 	}
-	target := assign(ids, parts, ownerIDs(owners))
+	m.warnUnreadable(unreadable)
+	current := ownerIDs(owners)
+	m.mu.Lock()
+	for p := range unreadable {
+		if _, held := m.claims[p]; held {
+			// Its node is this claim's as far as anyone knows: kept, as
+			// the assignment keeps any owner's partitions, not moved as
+			// a free one.
+			current[p] = m.t.id
+		}
+	}
+	m.mu.Unlock()
+	target := assign(ids, parts, current)
 	me := m.t.id
 	var failed error
 	m.mu.Lock()
@@ -187,8 +200,8 @@ func (m *module) reconcile(ctx context.Context, idsDir, ownersDir string, errc c
 		}
 	}
 	for _, p := range parts {
-		if target[p] != me {
-			continue
+		if target[p] != me || unreadable[p] != nil {
+			continue // an unknown owner's: its claim would fail (reading the node)
 		}
 		m.mu.Lock()
 		_, held := m.claims[p]
@@ -339,16 +352,20 @@ func ownerIDs(o map[int32]owner) map[int32]string {
 // owners reads who holds each partition. Only a node gone meanwhile means
 // released: a node that cannot be read (no answer, no read permission)
 // has an unknown owner, and taking its partition as free would move it
-// (or claim it) needlessly. The reassignment then fails and is retried.
-func (m *module) owners(dir string) (map[int32]owner, error) {
+// (or claim it) needlessly. Such partitions are returned apart
+// (unreadable, with the error): the reassignment keeps those this process
+// holds and claims none of the others, and assigns every other partition
+// (before, one such node failed every reassignment: a dead process's
+// partitions were never taken over).
+func (m *module) owners(dir string) (out map[int32]owner, unreadable map[int32]error, err error) {
 	names, _, err := m.t.conn().Children(dir)
 	if errors.Is(err, zk.ErrNoNode) {
-		return map[int32]owner{}, nil
+		return map[int32]owner{}, nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("list %s: %w", dir, err)
 	}
-	out := make(map[int32]owner, len(names))
+	out = make(map[int32]owner, len(names))
 	for _, n := range names {
 		p, ok := zklayout.Partition(n)
 		if !ok {
@@ -360,11 +377,39 @@ func (m *module) owners(dir string) (map[int32]owner, error) {
 			continue // released meanwhile
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read owner node %s: %w", node, err)
+			if unreadable == nil {
+				unreadable = map[int32]error{}
+			}
+			unreadable[p] = fmt.Errorf("read owner node %s: %w", node, err)
+			continue
 		}
 		out[p] = owner{id: string(data), epoch: stat.Czxid}
 	}
-	return out, nil
+	return out, unreadable, nil
+}
+
+// warnUnreadable logs the owner nodes that cannot be read, when they
+// changed since the last reassignment (they are read at every one).
+func (m *module) warnUnreadable(unreadable map[int32]error) {
+	var parts []int32
+	for p := range unreadable {
+		parts = append(parts, p)
+	}
+	slices.Sort(parts)
+	var b strings.Builder
+	for _, p := range parts {
+		fmt.Fprintf(&b, "%d: %v; ", p, unreadable[p])
+	}
+	now := b.String()
+	if now == m.unreadableOwners {
+		return
+	}
+	m.unreadableOwners = now
+	if now == "" {
+		m.log.Info("every owner node can be read again")
+		return
+	}
+	m.log.Warn("owner nodes cannot be read: their partitions are left to whoever holds them, the others are assigned", "partitions", parts, "errors", strings.TrimSuffix(now, "; "))
 }
 
 // errHeld: another instance holds the owner node.

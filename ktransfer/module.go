@@ -51,6 +51,10 @@ type module struct {
 	// otherTopic is how many instances of the group read another topic,
 	// as the coordinator last counted them (logged when it changes).
 	otherTopic int
+	// unreadableOwners describes the owner nodes the coordinator could
+	// not read at its last reassignment ("" for none; logged when it
+	// changes: warnUnreadable).
+	unreadableOwners string
 	// persistentIDs is how many nodes under ids/ are persistent (no live
 	// instance), as the coordinator last counted them.
 	persistentIDs int

@@ -37,9 +37,9 @@ func TestOwnerNodeNamesAreCanonical(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := m.owners(dir)
-	if err != nil {
-		t.Fatal(err)
+	got, unreadable, err := m.owners(dir)
+	if err != nil || unreadable != nil {
+		t.Fatal(err, unreadable)
 	}
 	want := map[int32]owner{7: {id: "B", epoch: stat.Czxid}}
 	if len(got) != len(want) || got[7] != want[7] {
