@@ -500,12 +500,16 @@ func failureBatch(t *testing.T, label string) ([]brec, []int32) {
 // TestBatchPartialFailure: one broker refusing, or holding, its produce
 // requests fails its partitions' records only: 207 with each result's own
 // status (503 not written, 504 may have been written: a refusal of the
-// records' batch is not told to be a record's own), the
+// records' batch is not told to be a record's own; at acks=-1, with other
+// requests written since a record was handed over, it may have been the
+// refusal of a retry of a written batch: 503 or 504), the
 // others written at their offsets; when every record failed alike, that
 // status.
 func TestBatchPartialFailure(t *testing.T) {
 	c := threeBrokers(t)
 	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 1000 })
+	answered504 := 0
+	unsureRetry := false // 504 taken for 503: a refusal as invalid at acks=-1
 	check := func(name string, a batchAnswer, recs []brec, parts []int32, failed int32, wantCode int, mayBeWritten bool) {
 		t.Helper()
 		if a.code != 207 || len(a.Results) != len(recs) {
@@ -516,7 +520,10 @@ func TestBatchPartialFailure(t *testing.T) {
 			_, there := inKafka[string(recs[i].value)]
 			switch {
 			case parts[i] == failed:
-				if res.Status != wantCode || res.Error == "" || res.Offset != nil {
+				if res.Status == 504 {
+					answered504++
+				}
+				if (res.Status != wantCode && (wantCode != 503 || !unsureRetry || res.Status != 504)) || res.Error == "" || res.Offset != nil {
 					t.Errorf("%s: record %d on the failing broker: %+v, want status %d with an error", name, i, res, wantCode)
 				}
 				if there && !mayBeWritten {
@@ -536,7 +543,9 @@ func TestBatchPartialFailure(t *testing.T) {
 	for _, acks := range []string{"1", "-1"} {
 		stop := refuseOn(c, 2, 87) // INVALID_RECORD: a definite refusal, of the batch (perhaps for one record)
 		recs, parts := failureBatch(t, "invalid-"+acks+"-")
+		unsureRetry = acks == "-1"
 		check("INVALID_RECORD acks="+acks, p.postBatch(t, "topic="+topic+"&acks="+acks, "", mpBatch(t, recs)), recs, parts, 2, 503, false)
+		unsureRetry = false
 		stop()
 
 		stop = refuseOn(c, 2, 6) // NOT_LEADER_OR_FOLLOWER until the deadline
@@ -567,7 +576,7 @@ func TestBatchPartialFailure(t *testing.T) {
 			t.Errorf("record %d: %+v", i, res)
 		}
 	}
-	if m := p.metrics(t); !strings.Contains(m, `kproxy_batches_total{code="207"} 6`) || !strings.Contains(m, `kproxy_batch_results_total{code="504"} 8`) {
+	if m := p.metrics(t); !strings.Contains(m, `kproxy_batches_total{code="207"} 6`) || !strings.Contains(m, `kproxy_batch_results_total{code="504"} `+strconv.Itoa(answered504)+"\n") {
 		t.Errorf("/metrics: batches or results by status missing")
 	}
 }

@@ -679,7 +679,10 @@ func grpcFailureBatch(t *testing.T, label string) ([]*kproxypb.Record, []int32) 
 func TestGRPCPartialFailure(t *testing.T) {
 	c := threeBrokers(t)
 	g := startGRPC(t, c, nil)
-	check := func(name string, resp *kproxypb.ProduceResponse, recs []*kproxypb.Record, parts []int32) {
+	// At acks=-1 (the stream) a refusal as invalid, with other requests
+	// written since a record was handed over, may have been that of a
+	// retry of a written batch: 503 or 504.
+	check := func(name string, resp *kproxypb.ProduceResponse, recs []*kproxypb.Record, parts []int32, unsureRetry bool) {
 		t.Helper()
 		if resp.Status != 207 || len(resp.Results) != len(recs) || resp.BadIndex != 2 || !strings.Contains(resp.Error, "4 of 12 records not written") {
 			t.Fatalf("%s: %v, want 207, bad_index 2, 12 results", name, resp)
@@ -689,7 +692,7 @@ func TestGRPCPartialFailure(t *testing.T) {
 			r := inKafka[string(recs[i].Value)]
 			switch {
 			case parts[i] == 2:
-				if res.Status != 503 || res.Error == "" || res.Offset != -1 || r != nil {
+				if (res.Status != 503 && (!unsureRetry || res.Status != 504)) || res.Error == "" || res.Offset != -1 || r != nil {
 					t.Errorf("%s: record %d on the refusing broker: %v (in Kafka: %v)", name, i, res, r)
 				}
 			case res.Status != 200 || r == nil || r.Partition != res.Partition || r.Offset != res.Offset:
@@ -703,7 +706,7 @@ func TestGRPCPartialFailure(t *testing.T) {
 	if err != nil {
 		t.Fatalf("partial failure: %v, want OK with status 207", refusalOf(err))
 	}
-	check("unary", resp, recs, parts)
+	check("unary", resp, recs, parts, false)
 
 	s := g.stream(t, nil)
 	srecs, sparts := grpcFailureBatch(t, "stream-")
@@ -720,7 +723,7 @@ func TestGRPCPartialFailure(t *testing.T) {
 	if err != nil || <-sent != nil || len(resps) != 3 {
 		t.Fatalf("stream: %v after %d answers", err, len(resps))
 	}
-	check("stream", resps[1], srecs, sparts)
+	check("stream", resps[1], srecs, sparts, true)
 	for _, q := range []int{0, 2} {
 		if resps[q].Status != 200 || resps[q].Id != uint64(q) {
 			t.Errorf("stream answer %d: %v", q, resps[q])

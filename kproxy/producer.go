@@ -120,6 +120,7 @@ func newProducers(ctx context.Context, cfg Config, log *slog.Logger, hooks produ
 	// next batch while the one before is out (no sequence numbers that
 	// would make the broker refuse it after a refusal of the first).
 	ps.traces[0].pipelined = cfg.MaxInFlightRequests > 1
+	ps.traces[1].idempotent = true
 	batch := ps.batch
 	ps.leader, err = kgo.NewClient(append(common[:len(common):len(common)],
 		kgo.RequiredAcks(kgo.LeaderAck()),
@@ -278,6 +279,9 @@ type tracer struct {
 	// pipelined: the client may have several produce requests of one
 	// partition out at once, and is not idempotent.
 	pipelined bool
+	// idempotent: the client retries a batch the broker appended and
+	// answered REQUEST_TIMED_OUT or NOT_ENOUGH_REPLICAS_AFTER_APPEND.
+	idempotent bool
 }
 
 func (t *tracer) note() sendNote { return sendNote{t.written.Load(), t.lost.Load()} }
@@ -287,7 +291,7 @@ func (t *tracer) since(n sendNote) sendTrace {
 	ended := t.ended.Load() // before written: a request written meanwhile counts as out
 	written := t.written.Load()
 	return sendTrace{wrote: written != n.written, rewrote: written-n.written > 1, lost: t.lost.Load() != n.lost,
-		out: written != ended, pipelined: t.pipelined}
+		out: written != ended, pipelined: t.pipelined, idempotent: t.idempotent}
 }
 
 // OnBrokerWrite counts a produce request as written as soon as any byte of
@@ -324,6 +328,9 @@ type sendTrace struct {
 	// pipelined: the client may have had a later request of the record's
 	// partition out (tracer.pipelined).
 	pipelined bool
+	// idempotent: a second request (rewrote) may have been a retry of a
+	// batch the broker had appended (tracer.idempotent).
+	idempotent bool
 }
 
 // batchHook observes the records per batch Kafka accepted.

@@ -71,6 +71,13 @@ func TestProduceStatus(t *testing.T) {
 		{kerr.InvalidRecord, out, 503},
 		{kerr.CorruptMessage, out, 503},
 		{kerr.InvalidTimestamp, answered, 503},
+		{kerr.InvalidRecord, sendTrace{wrote: true, idempotent: true}, 503},
+		// At acks=-1 a second request since the record was handed over
+		// may have been the retry of a batch appended and answered
+		// NOT_ENOUGH_REPLICAS_AFTER_APPEND, which the broker validates
+		// before its sequence numbers (TestInvalidRefusalOfRetryAfterUnsureAppendNot503).
+		{kerr.InvalidTimestamp, sendTrace{wrote: true, rewrote: true, idempotent: true}, 504},
+		{kerr.InvalidRecord, sendTrace{wrote: true, rewrote: true}, 503}, // acks=1: brokers send neither answer
 		// A refusal as too large comes only in the answer to the record's
 		// own request: definite, whatever other requests are out (a
 		// batch's records go to several brokers at once).

@@ -44,8 +44,10 @@ func TestIdempotentRecordBehindRefusedBatchNot400(t *testing.T) {
 	close(release)
 
 	a, b := <-first, <-second
-	if a.code != 400 && a.code != 503 {
-		t.Errorf("the refused record: %d %q, want 400 or 503 (kproxy cannot tell it from the one behind it)", a.code, a.body)
+	// The second request written after it may, for all kproxy sees, have
+	// been a retry of its batch after an unsure append: 504 is honest too.
+	if a.code != 503 && a.code != 504 {
+		t.Errorf("the refused record: %d %q, want 503 or 504 (kproxy cannot tell it from the one behind it)", a.code, a.body)
 	}
 	kafka := inKafka(t, c)
 	if n := kafka[string(unique(t, "refused"))]; n != 0 {

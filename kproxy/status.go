@@ -52,6 +52,16 @@ func produceStatus(err error, t sendTrace) (int, string) {
 		// count of requests tells the record's own refusal from that.
 		return 504, "kafka refused a batch of the record's partition (" + err.Error() + "), perhaps not the record's own" + mayBeWritten
 	}
+	if ke := (*kerr.Error)(nil); t.idempotent && t.rewrote && errors.As(err, &ke) && refusesRecords(ke) {
+		// The idempotent client retries a batch the broker appended and
+		// answered REQUEST_TIMED_OUT or NOT_ENOUGH_REPLICAS_AFTER_APPEND
+		// (no hook shows those answers), and the broker validates a batch
+		// (timestamps, keys of a topic made compacted meanwhile) before its
+		// sequence numbers: the retry of a written batch can be refused as
+		// invalid. A second produce request written since the record was
+		// handed over may have been such a retry (as batchTooLargeStatus).
+		return 504, "kafka refused the record's batch, or an earlier one of its partition (" + err.Error() + "), perhaps the retry of a batch it had written" + mayBeWritten
+	}
 	if ke := (*kerr.Error)(nil); errors.As(err, &ke) && refusesRecords(ke) {
 		// A broker refuses a whole batch for one record it will not take
 		// (nothing of the batch appended), and kgo fails every record of

@@ -74,7 +74,7 @@ func newTxnPool(cfg Config, prefix string, ps *producers, log *slog.Logger) *txn
 		log:        log,
 	}
 	for i := range cfg.TransactionalProducers {
-		tp := &txnProducer{id: prefix + "-" + strconv.Itoa(i), tr: &tracer{}}
+		tp := &txnProducer{id: prefix + "-" + strconv.Itoa(i), tr: &tracer{idempotent: true}}
 		p.all = append(p.all, tp)
 		p.free <- tp
 	}
