@@ -183,7 +183,7 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx, now time.Time) (code int) {
 		return fail(ctx, fasthttp.StatusRequestEntityTooLarge, tooLarge(size, hp.size, "the topic's max.message.bytes", int(topic.maxBytes)))
 	}
 	if len(args.Peek("key")) == 0 {
-		if _, refused := s.check.refusesKeyless(dl, topic); refused {
+		if _, refused := s.check.refusesKeyless(dl, topic, s.lookupTimeout(s.spoolable(acks, false, noSpool))); refused {
 			return fail(ctx, fasthttp.StatusBadRequest, keylessCompacted(topic.name))
 		}
 	}
@@ -210,6 +210,16 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx, now time.Time) (code int) {
 		}
 	}
 	return s.produce(ctx, dl, topic.name, args.Peek("key"), body, &hp, acks, noSpool, size)
+}
+
+// lookupTimeout bounds a look-up of a topic kproxy knows, made for records
+// that may be spooled (spoolable) or not: no broker gets longer than
+// spool_after_ms to answer for the first (0: only their deadline bounds it).
+func (s *Server) lookupTimeout(spoolable bool) time.Duration {
+	if !spoolable {
+		return 0
+	}
+	return s.spool.afterD
 }
 
 // spoolable tells whether a request's records may be spooled.

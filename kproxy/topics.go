@@ -75,12 +75,18 @@ func (tc *topicCheck) exists(dl context.Context, name []byte, timeout time.Durat
 	if ok {
 		return info, nil
 	}
+	return tc.lookup(dl, string(name), timeout)
+}
+
+// lookup asks the brokers about topic (exists, for a topic not known or
+// whose configuration is to be read again) and keeps what they tell.
+func (tc *topicCheck) lookup(dl context.Context, name string, timeout time.Duration) (topicInfo, error) {
 	ctx, cancel := dl, context.CancelFunc(func() {})
 	if timeout > 0 {
 		ctx, cancel = context.WithTimeout(dl, timeout)
 	}
 	defer cancel()
-	info = topicInfo{name: string(name), maxBytes: tc.maxBytes}
+	info := topicInfo{name: name, maxBytes: tc.maxBytes}
 	if err := tc.ask(ctx, info.name); err != nil {
 		return topicInfo{}, err
 	}
@@ -144,17 +150,19 @@ var compactedRecheck = 10 * time.Second
 // describes is to be refused: the topic is compacted, which Kafka refuses
 // such a record for, and with it the whole batch holding it (the other
 // records of the batch, of any client, refused alike). What was read of it
-// is read again, within dl, when it is older than compactedRecheck: the
-// topic's info as it stands is returned.
-func (tc *topicCheck) refusesKeyless(dl context.Context, info topicInfo) (topicInfo, bool) {
+// is read again, within dl and timeout (not 0: spool_after_ms, for a
+// record that may be spooled; as topicFor), when it is older than
+// compactedRecheck: the topic's info as it stands is returned. What was
+// known of the topic stays until an answer replaces it: a broker that does
+// not answer makes no record of the topic look it up again.
+func (tc *topicCheck) refusesKeyless(dl context.Context, info topicInfo, timeout time.Duration) (topicInfo, bool) {
 	if !info.compacted {
 		return info, false
 	}
 	if time.Since(info.read) < compactedRecheck {
 		return info, true
 	}
-	tc.stale(info.name)
-	fresh, err := tc.exists(dl, []byte(info.name), 0)
+	fresh, err := tc.lookup(dl, info.name, timeout)
 	if err != nil {
 		// Refused or not answered meanwhile: the record's own fate tells.
 		return info, false
