@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/logging"
 )
@@ -51,6 +52,11 @@ type Program[C any] struct {
 	// effect: reason". -check prints them before its "ok".
 	Warnings func(C) []string
 }
+
+// sameStop: a second SIGTERM or SIGINT this soon after the first is the
+// same stop (one operator's request sent twice by the tools between),
+// not a request to end the stop at once.
+const sameStop = time.Second
 
 // Main runs the program with the command-line arguments and returns the
 // exit code: 0 after a clean stop, 1 when it failed, 2 for bad usage or a
@@ -91,13 +97,21 @@ func (p Program[C]) Main(args []string) int {
 		// waiting for Kafka up to shutdown_timeout_ms, ktransfer's pushes
 		// and its commits to a ZooKeeper that does not answer) at once, as
 		// an operator who sends it means: as a SIGKILL would, without
-		// the wait for it.
+		// the wait for it. One within sameStop of the first is the same
+		// stop asked twice, not an operator's: systemd sends its
+		// KillSignal right after an ExecStop=kill returns, GNU timeout
+		// signals the process and then its process group.
 		stops := make(chan os.Signal, 2)
 		signal.Notify(stops, syscall.SIGINT, syscall.SIGTERM)
 		defer signal.Stop(stops)
 		go func() {
 			<-stops
-			<-stops
+			first := time.Now()
+			for range stops {
+				if time.Since(first) >= sameStop {
+					break
+				}
+			}
 			if l := logOpen.Load(); l != nil {
 				l.Error("second stop signal: exiting before the stop finished (what was in flight is left as after a kill)")
 			}
