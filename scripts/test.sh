@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_pkg /usr/share/java/zookeeper.jar zookeeper
 go vet ./...
-# Up to 4 test binaries at once: most tests wait (for timeouts, sessions,
+# Up to 3 test binaries at once: most tests wait (for timeouts, sessions,
 # retries) and leave the 2 cores of a small CI machine half idle.
-go test -race -count=1 -p 4 -timeout 20m ./...
+go test -race -count=1 -p 3 -timeout 20m ./...
 # Each fuzz target runs for a number of inputs (about 5-10 s each here):
 # a count, unlike a duration, does not meet the Go 1.26 fuzzing
 # coordinator's race at the end of -fuzztime (golang/go#75804), which
