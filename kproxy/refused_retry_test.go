@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
@@ -31,15 +30,7 @@ func TestInvalidRefusalOfRetryAfterUnsureAppendNot503(t *testing.T) {
 			p := startProxy(t, c, nil)
 			decode(t, p.post(t, "topic="+topic+"&key=k&acks=-1", unique(t, "warm-up")))
 
-			opts, err := kafkaconf.Default().Opts("test-side", c.ListenAddrs(), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			side, err := kgo.NewClient(opts...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(side.Close)
+			side := kafkatest.Client(t, c, kafkaconf.Default())
 			const forwarded = 29_997
 			var step atomic.Int32 // 1: appended and answered unsure; 2: the retry refused
 			c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
