@@ -46,10 +46,13 @@ func jitteryBackend(t *testing.T) *backend {
 // the commit point passed every record, marker and aborted range.
 func (e *env) committedAtEnd(t *testing.T, module, topic string) {
 	t.Helper()
-	ends := kafkatest.EndOffsets(t, e.kafka, e.kc, topic)
 	var got map[int32]string
 	deadline := time.Now().Add(20 * time.Second)
 	for {
+		// Read again each time: a transaction's markers can reach the log
+		// after its producer was answered (an abort is finished in the
+		// background), and the committed offsets must pass them too.
+		ends := kafkatest.EndOffsets(t, e.kafka, e.kc, topic)
 		got = map[int32]string{}
 		ok := true
 		for p, end := range ends {
