@@ -1,7 +1,9 @@
 package kproxy_test
 
 import (
+	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -86,5 +88,62 @@ func TestTopicMadeCompactedReadAgain(t *testing.T) {
 	}
 	if n := refused.Load(); n != 1 {
 		t.Errorf("%d produce requests reached the broker, want 1: the second keyless record must not be sent", n)
+	}
+}
+
+// TestTopicSwitchedToDeleteTakesKeylessWithinASecond: a 400 tells a client
+// its record is bad and is not to be sent again. Once a compacted topic is
+// switched to cleanup.policy delete, its keyless records must be taken
+// again within about a second (as long as a broker takes to apply such a
+// change), not answered 400 — and dropped by their clients — for as long
+// as kproxy keeps what it read.
+func TestTopicSwitchedToDeleteTakesKeylessWithinASecond(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	setTopicConfig(t, c, topic, "cleanup.policy", "compact")
+	p := startProxy(t, c, nil)
+	if a := p.post(t, "topic="+topic, unique(t, "keyless to compacted")); a.code != 400 {
+		t.Fatalf("a keyless record to the compacted topic: %d %q, want 400", a.code, a.body)
+	}
+	setTopicConfig(t, c, topic, "cleanup.policy", "delete")
+	time.Sleep(1200 * time.Millisecond)
+	if a := p.post(t, "topic="+topic, unique(t, "keyless after delete")); a.code != 200 {
+		t.Errorf("a keyless record 1.2 s after the topic was switched to cleanup.policy delete: %d %q, want 200", a.code, a.body)
+	}
+}
+
+// TestCompactedRecheckAskedOnce: keyless records arriving together for a
+// compacted topic whose configuration is due to be read again share one
+// reading: a client sending them in a loop must not have every request
+// ask the brokers.
+func TestCompactedRecheckAskedOnce(t *testing.T) {
+	kproxy.SetCompactedRecheck(t, 300*time.Millisecond)
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	setTopicConfig(t, c, topic, "cleanup.policy", "compact")
+	p := startProxy(t, c, nil)
+	if a := p.post(t, "topic="+topic, unique(t, "keyless to compacted")); a.code != 400 {
+		t.Fatalf("a keyless record to the compacted topic: %d %q, want 400", a.code, a.body)
+	}
+	var asked atomic.Int32
+	c.ControlKey(int16(kmsg.DescribeConfigs), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		asked.Add(1)
+		c.SleepControl(func() { time.Sleep(200 * time.Millisecond) }) // all of them arrive meanwhile
+		return nil, nil, false
+	})
+	time.Sleep(400 * time.Millisecond) // what kproxy read is due to be read again
+	const n = 32
+	codes := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { codes[i] = p.post(t, "topic="+topic, unique(t, fmt.Sprint("keyless ", i))).code })
+	}
+	wg.Wait()
+	for i, code := range codes {
+		if code != 400 {
+			t.Errorf("keyless record %d: %d, want 400", i, code)
+		}
+	}
+	if got := asked.Load(); got != 1 {
+		t.Errorf("%d keyless records arriving together made kproxy read the topic's configuration %d times, want 1", n, got)
 	}
 }

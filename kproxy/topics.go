@@ -43,6 +43,20 @@ type topicCheck struct {
 	// maxBytes is max_message_bytes: the largest record batch sent to any
 	// topic; a topic whose max.message.bytes is lower gets smaller ones.
 	maxBytes int32
+
+	// rechecks are the readings of compacted topics under way
+	// (refusesKeyless), one per topic, shared by the records that wait
+	// for it.
+	recheckMu sync.Mutex
+	rechecks  map[string]*recheck
+}
+
+// recheck is a reading of a compacted topic's configuration; info and err
+// are set once done is closed.
+type recheck struct {
+	done chan struct{}
+	info topicInfo
+	err  error
 }
 
 // topicInfo is what kproxy knows of a topic that exists.
@@ -143,8 +157,11 @@ func (tc *topicCheck) stale(topic string) {
 // when it refuses a keyless record for it (refusesKeyless), and how often
 // at most a refusal of records (INVALID_RECORD) has it read again
 // (recheck): an operator may switch cleanup.policy either way (README:
-// keyless records in the spool).
-var compactedRecheck = 10 * time.Second
+// keyless records in the spool). A 400 tells a client to drop its record:
+// a topic switched to delete takes keyless records again within about as
+// long as its brokers take to apply the change. The records arriving
+// meanwhile share one reading: at most one per topic and compactedRecheck.
+var compactedRecheck = time.Second
 
 // refusesKeyless tells whether a record without a key to the topic info
 // describes is to be refused: the topic is compacted, which Kafka refuses
@@ -162,12 +179,48 @@ func (tc *topicCheck) refusesKeyless(dl context.Context, info topicInfo, timeout
 	if time.Since(info.read) < compactedRecheck {
 		return info, true
 	}
-	fresh, err := tc.lookup(dl, info.name, timeout)
+	fresh, err := tc.recheckCompacted(dl, info.name, timeout)
 	if err != nil {
 		// Refused or not answered meanwhile: the record's own fate tells.
 		return info, false
 	}
 	return fresh, fresh.compacted
+}
+
+// recheckCompacted reads topic's configuration again (lookup), or waits,
+// within dl and timeout, for the reading of it under way. The reading is
+// bounded by the deadline of the record that started it: a record waiting
+// longer sees its error and goes on.
+func (tc *topicCheck) recheckCompacted(dl context.Context, topic string, timeout time.Duration) (topicInfo, error) {
+	tc.recheckMu.Lock()
+	r, ok := tc.rechecks[topic]
+	if !ok {
+		if tc.rechecks == nil {
+			tc.rechecks = map[string]*recheck{}
+		}
+		r = &recheck{done: make(chan struct{})}
+		tc.rechecks[topic] = r
+	}
+	tc.recheckMu.Unlock()
+	if !ok {
+		r.info, r.err = tc.lookup(dl, topic, timeout)
+		tc.recheckMu.Lock()
+		delete(tc.rechecks, topic)
+		tc.recheckMu.Unlock()
+		close(r.done)
+		return r.info, r.err
+	}
+	ctx, cancel := dl, context.CancelFunc(func() {})
+	if timeout > 0 {
+		ctx, cancel = context.WithTimeout(dl, timeout)
+	}
+	defer cancel()
+	select {
+	case <-r.done:
+		return r.info, r.err
+	case <-ctx.Done():
+		return topicInfo{}, ctx.Err()
+	}
 }
 
 // keylessCompacted is the reason a keyless record to a compacted topic is
