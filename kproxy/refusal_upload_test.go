@@ -40,7 +40,12 @@ func TestBodyOverMaxRequestSizeIsAnswered413WhileUploading(t *testing.T) {
 		{"release_idle_buffers false", func(cfg *kproxy.Config) { cfg.ReleaseIdleBuffers = false }, false},
 		{"tls", func(cfg *kproxy.Config) { cfg.TLSCertFile, cfg.TLSKeyFile = certs.ServerCert, certs.ServerKey }, true},
 	} {
-		p := startProxy(t, c, tc.edit)
+		p := startProxy(t, c, func(cfg *kproxy.Config) {
+			// Time to send 10 MiB on a busy machine (the race detector
+			// on two shared cores): this is not about read_timeout_ms.
+			cfg.ReadTimeoutMs = 20_000
+			tc.edit(cfg)
+		})
 		base := p.url
 		tr := &http.Transport{DisableKeepAlives: true}
 		if tc.tls {
