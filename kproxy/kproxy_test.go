@@ -407,6 +407,18 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
+// settled reads a value kproxy writes in the background after what the
+// test waited for (a counter moved just after another one) until ok holds
+// of it, for up to 10 s, and returns what it read last: the caller checks
+// that as it would have checked a single read, and fails with it.
+func settled[T any](read func() T, ok func(T) bool) T {
+	v := read()
+	for deadline := time.Now().Add(10 * time.Second); !ok(v) && time.Now().Before(deadline); v = read() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return v
+}
+
 func TestOverloadedAnswers503(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
 	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ReqPoolSize = 2 })

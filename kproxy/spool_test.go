@@ -184,7 +184,11 @@ func health(t *testing.T, p *proxy) (int, string) {
 // key in order, with its key and headers.
 func TestSpoolOutageDrainsOnceInKeyOrder(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 3}})
-	p := spoolProxy(t, c, nil)
+	// Above a write's time on a loaded machine: a write after the drain
+	// slower than spool_after_ms flips the topic, and the records kgo
+	// holds then are spooled beside their requests (possible duplicates,
+	// 202 where this test wants 200).
+	p := spoolProxy(t, c, func(cfg *kproxy.Config) { cfg.SpoolAfterMs = 2000 })
 	f := kafkatest.NewFaults(t, c)
 
 	const keys, perPhase = 6, 8
@@ -248,8 +252,12 @@ func TestSpoolOutageDrainsOnceInKeyOrder(t *testing.T) {
 			t.Errorf("%s#%d headers %v", key, n, r.Headers)
 		}
 	}
-	if got := p.metric(t, "kproxy_spooled_total"); got != p.metric(t, "kproxy_spool_drained_total") || got == "0" {
-		t.Errorf("spooled %s, drained %s", got, p.metric(t, "kproxy_spool_drained_total"))
+	// The drain acknowledges records in the spool (which empties it),
+	// then counts them drained (ackDrained): the count may come after.
+	spooled := p.metric(t, "kproxy_spooled_total")
+	drained := settled(func() string { return p.metric(t, "kproxy_spool_drained_total") }, func(d string) bool { return d == spooled })
+	if spooled != drained || spooled == "0" {
+		t.Errorf("spooled %s, drained %s", spooled, drained)
 	}
 	if code, text := health(t, p); code != 200 || text != "ok" {
 		t.Errorf("/health after the drain: %d %q", code, text)
