@@ -128,10 +128,11 @@ func (m *module) watchDir(ctx context.Context, dir string) {
 }
 
 // reconcile registers this instance if needed, computes the assignment
-// and applies this process's part of it: the partitions no longer its own
-// are released (in parallel, each committing and deleting its owner node),
-// owner nodes left with its id by a failed release are deleted, and the
-// partitions newly its own are claimed.
+// and applies this process's part of it: the claims whose owner node is
+// another claim's or gone are dropped (deposed), the partitions no longer
+// its own are released (in parallel, each committing and deleting its
+// owner node), owner nodes left with its id by a failed release are
+// deleted, and the partitions newly its own are claimed.
 func (m *module) reconcile(ctx context.Context, idsDir, ownersDir string, errc chan<- error) error {
 	gen, up := m.t.session()
 	if !up {
@@ -172,11 +173,28 @@ func (m *module) reconcile(ctx context.Context, idsDir, ownersDir string, errc c
 	var release []*claimed
 	var lost []*partition
 	for p, c := range m.claims {
-		if o, ok := owners[p]; ok && (o.id != me || o.epoch != c.part.epoch) {
+		o, ok := owners[p]
+		switch {
+		case ok && (o.id != me || o.epoch != c.part.epoch):
 			// Its owner node is another claim's: the partition is lost,
 			// whether or not a commit (refused) would have told.
 			lost = append(lost, c.part)
-		} else if target[p] != me {
+		case !ok && unreadable[p] == nil:
+			// Its owner node is gone: deleted by someone else (an
+			// operator, a script; this process deletes a claim's node
+			// only in the release that takes it out of m.claims), or
+			// with the session. Nothing fences the partition, and any
+			// process may claim it: it is dropped, and claimed again
+			// if it stays ours. The read of owners/ above cannot
+			// predate a held claim's node: claims are made only here,
+			// on this goroutine and after that read, so every claim
+			// held was made by an earlier reconcile, on the same
+			// client (a new one comes only after the session was
+			// given up, which drops every claim), and ZooKeeper
+			// answers a session's requests in order. If the session
+			// changed meanwhile, its nodes are gone indeed.
+			lost = append(lost, c.part)
+		case target[p] != me:
 			release = append(release, c)
 		}
 	}
@@ -420,12 +438,20 @@ type claimOwner struct {
 	epoch   int64 // creation zxid
 	version int32
 	session int64 // the ephemeral node's session
+	// offsetVersion is the version of the partition's offset node as the
+	// claim rewrote it (-1: there was none). Every owner node is at
+	// version 0, so the owner node's version tells no claim from another:
+	// this one does, and the claim's first write (its start offset)
+	// checks it.
+	offsetVersion int32
 }
 
 // takeOwner creates partition p's ephemeral owner node, in one multi-op
 // with a rewrite of the partition's offset node (same value, its version
-// checked): from the moment the node exists, a commit of any older claim
-// of the partition fails. A node left with this instance's id (a claim
+// checked): from the moment the node exists, any older claim of the
+// partition fails to write the offset node, its commits and its start
+// offset alike (a claim's start checks the version its own rewrite left,
+// not one read later). A node left with this instance's id (a claim
 // given up with a lost session, a failed delete) is deleted and created
 // again, in one multi-op, so that the partition never looks free to
 // another process meanwhile: the new claim's epoch is above every push of
@@ -448,13 +474,14 @@ func (m *module) takeOwner(p int32, node string) (claimOwner, error) {
 		)
 		replace = nil
 		off, ostat, err := conn.Get(offsetNode)
+		rewrite := err == nil // the offset node, rewritten by the last op
 		switch {
 		case err == nil:
 			ops = append(ops, &zk.SetDataRequest{Path: offsetNode, Data: off, Version: ostat.Version})
 		case !errors.Is(err, zk.ErrNoNode):
 			return claimOwner{}, err
 		}
-		_, cerr := conn.Multi(ops...)
+		res, cerr := conn.Multi(ops...)
 		if cerr != nil && !errors.Is(cerr, zk.ErrNodeExists) {
 			if errors.Is(cerr, zk.ErrNoNode) {
 				// The owners directory is missing (a new layout: the
@@ -485,7 +512,11 @@ func (m *module) takeOwner(p int32, node string) (claimOwner, error) {
 			// session's end deletes it, and it holds no live claim.
 			m.log.Warn("persistent owner node deleted: owner nodes are ephemeral, this one would keep the partition from everyone", "partition", p, "owner", string(data))
 		case cerr == nil:
-			return claimOwner{epoch: stat.Czxid, version: stat.Version, session: stat.EphemeralOwner}, nil
+			o := claimOwner{epoch: stat.Czxid, version: stat.Version, session: stat.EphemeralOwner, offsetVersion: -1}
+			if rewrite {
+				o.offsetVersion = res[len(res)-1].Stat.Version
+			}
+			return o, nil
 		}
 		if f := beforeOwnerDelete.Load(); f != nil {
 			(*f)()
@@ -547,6 +578,7 @@ func (m *module) claim(ctx context.Context, ownersDir string, p int32, gen uint6
 	rctx, cancel := context.WithCancel(ctx)
 	part := newPartition(m, p, rctx)
 	part.owner, part.epoch, part.ownerVersion, part.session = node, o.epoch, o.version, o.session
+	part.offsetVersion = o.offsetVersion
 	epoch := o.epoch
 	c := &claimed{part: part, cancel: cancel, done: make(chan struct{})}
 	m.mu.Lock()

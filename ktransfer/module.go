@@ -761,8 +761,12 @@ var errOffsetMoved = errors.New("offset node changed by another writer")
 
 // storeFenced writes the next offsets to push of parts, in one ZooKeeper
 // transaction (one disk sync on the ZooKeeper side) that also checks
-// each partition's owner node is this claim's (version) and its offset
-// node is as this claim left it (version; -1: absent, created here).
+// each partition's owner node (version) and that its offset node is as
+// this claim left it (version; -1: absent, created here). Every owner
+// node is at version 0: its check only tells that a node is there. The
+// offset node's tells the claims apart: every claim rewrites it as it
+// creates its owner node (takeOwner), and this claim's writes go on from
+// the version that rewrite left.
 // On success each partition's offsetVersion is the new one. It fails with
 // errDeposed when an owner node is gone or another claim's, errOffsetMoved
 // when an offset node was written by someone else.
@@ -796,11 +800,10 @@ func (t *Transfer) storeFenced(parts []*partition, offsets []int64, versions []i
 	}
 	if !errors.Is(err, zk.ErrBadVersion) && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrNodeExists) {
 		// Not an answer about the nodes (the connection broke): the write
-		// may have been applied. Settled before the next commit.
+		// may have been applied. Settled before the next commit, or the
+		// start's next try (a create too: the node at version 0).
 		for i, p := range parts {
-			if versions[i] >= 0 {
-				p.unsure, p.unsureValue = true, offsets[i]
-			}
+			p.unsure, p.unsureValue = true, offsets[i]
 		}
 		return err
 	}

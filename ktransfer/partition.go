@@ -169,33 +169,45 @@ func (p *partition) begin(ctx context.Context) (int64, error) {
 // this claim's write moves the offset node's version, so a process that
 // held the partition before can no longer commit, and a resolved offset
 // is where the next owner starts even if this one stops at once.
+//
+// The write checks the offset node's version as the claim left it
+// (offsetVersion, from takeOwner), not as read here: a node written since
+// (by a later claim, its owner node at version 0 as this one's; by hand)
+// means the partition is no longer this claim's, and it is deposed. A
+// process resumed after a pause that expired its session, while its
+// claim was starting, would otherwise store its start under the next
+// owner's claim, whose next commit would be refused.
 func (p *partition) startOffset(ctx context.Context) (int64, error) {
 	m := p.m
-	for {
-		start, version, err := m.t.loadOffset(m.cfg.Name, m.cfg.Topic, p.id)
-		if err != nil {
+	if p.unsure && !m.t.settle(p) { // a write of an earlier try got no answer: was it applied?
+		return 0, errUnsettled
+	}
+	start, version, err := m.t.loadOffset(m.cfg.Name, m.cfg.Topic, p.id)
+	if err != nil {
+		return 0, err
+	}
+	if version != p.offsetVersion {
+		return 0, fmt.Errorf("%w: offset node written since the claim (version %d, the claim's %d)", errDeposed, version, p.offsetVersion)
+	}
+	if version < 0 {
+		if start, err = p.resolve(ctx, m.cfg.StartFrom); err != nil {
 			return 0, err
 		}
-		if version < 0 {
-			if start, err = p.resolve(ctx, m.cfg.StartFrom); err != nil {
+		if m.cfg.StartFrom == "newest" {
+			if start, err = p.sinceModuleStart(ctx, start); err != nil {
 				return 0, err
 			}
-			if m.cfg.StartFrom == "newest" {
-				if start, err = p.sinceModuleStart(ctx, start); err != nil {
-					return 0, err
-				}
-			}
-			p.log.Info("no stored offset; starting", "start_from", m.cfg.StartFrom, "offset", start)
 		}
-		err = m.t.storeFenced([]*partition{p}, []int64{start}, []int32{version})
-		if errors.Is(err, errOffsetMoved) {
-			continue // written between the read and the write: read again
-		}
-		if err == nil && !p.recordPartitions() {
-			go p.retryRecordPartitions(ctx)
-		}
-		return start, err
+		p.log.Info("no stored offset; starting", "start_from", m.cfg.StartFrom, "offset", start)
 	}
+	err = m.t.storeFenced([]*partition{p}, []int64{start}, []int32{version})
+	if errors.Is(err, errOffsetMoved) {
+		return 0, fmt.Errorf("%w: %w", errDeposed, err) // written between the read and the write
+	}
+	if err == nil && !p.recordPartitions() {
+		go p.retryRecordPartitions(ctx)
+	}
+	return start, err
 }
 
 // recordPartitions keeps the partition count of the module's
