@@ -26,7 +26,7 @@ func TestRecreatedDeadLetterTopicIsWritten(t *testing.T) {
 		waitFor(t, "a record dead-lettered into the first topic", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == strconv.Itoa(i+1) })
 	}
 
-	e.recreateTopic(t, "dl")
+	e.recreateTopic(t, "dl", 1)
 
 	e.produce(t, "t", [][2]string{{"k", "second"}})
 	waitFor(t, "the second record dead-lettered into the new topic", 25*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "7" })

@@ -116,26 +116,7 @@ func (p *partition) run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case at := <-p.outOfRange:
-			next, err := at, error(nil)
-			truncated := p.truncated.Swap(false)
-			if !truncated {
-				next, err = p.applyOutOfRange(ctx, at)
-			}
-			for err == nil {
-				if lost := p.lostTo.Swap(-1); lost >= 0 && lost < next {
-					next, truncated = lost, true // the log ends below: the lower wins
-				}
-				if p.recreated.Load() || truncated {
-					err = p.storeNewTopicStart(ctx, next, truncated)
-				}
-				if err == nil {
-					err = p.restartAt(ctx, next)
-				}
-				if !errors.Is(err, errLostBelow) {
-					break
-				}
-				err = nil
-			}
+			next, err := p.restart(ctx, at)
 			if err != nil {
 				if ctx.Err() != nil && !errors.Is(err, errDeposed) {
 					return nil
@@ -143,6 +124,47 @@ func (p *partition) run(ctx context.Context) error {
 				return err
 			}
 			m.reader.assign(p, next)
+		}
+	}
+}
+
+// restart finds where the partition reads on after the reader stalled it
+// at offset at (an out-of-range answer, a truncated log, the client going
+// back, the topic created again), stores it, and returns it once every
+// record dispatched before is done. A topic found created again while it
+// waits (the reader marks a stalled partition recreated) restarts it as
+// such: the offset taken was one of the deleted topic.
+func (p *partition) restart(ctx context.Context, at int64) (int64, error) {
+	truncated := p.truncated.Swap(false)
+	for {
+		recreated := p.recreated.Load()
+		if recreated {
+			// The new topic is another log: a truncation of the deleted
+			// one says nothing of it.
+			truncated = false
+			p.lostTo.Store(-1)
+		}
+		next, err := at, error(nil)
+		if !truncated {
+			next, err = p.applyOutOfRange(ctx, at, recreated)
+		}
+		for err == nil {
+			if lost := p.lostTo.Swap(-1); lost >= 0 && lost < next {
+				next, truncated = lost, true // the log ends below: the lower wins
+			}
+			if recreated || truncated {
+				err = p.storeNewTopicStart(ctx, next, truncated)
+			}
+			if err == nil {
+				err = p.restartAt(ctx, next, recreated)
+			}
+			if !errors.Is(err, errLostBelow) {
+				break
+			}
+			err = nil
+		}
+		if !errors.Is(err, errRecreated) {
+			return next, err
 		}
 	}
 }
@@ -413,23 +435,39 @@ var errUnsettled = errors.New("offset node unsure: ZooKeeper does not answer")
 // the restart waited (lostTo).
 var errLostBelow = errors.New("log truncated below the restart offset")
 
+// errRecreated: the topic was found deleted and created again while the
+// restart waited (recreated), the restart offset being one of the deleted
+// topic.
+var errRecreated = errors.New("topic created again during the restart")
+
 // restartAt moves the partition's commit point to next (offset_out_of_range)
 // and stores it before reading from there: once every record dispatched
 // before is acknowledged and committed, the new offset is committed, so
 // that the next owner starts there too and skips nothing that arrives
-// meanwhile.
-func (p *partition) restartAt(ctx context.Context, next int64) error {
+// meanwhile. recreated says whether next is a start in a topic created
+// again; a re-creation found while it waits, when it is not, ends it
+// (errRecreated).
+func (p *partition) restartAt(ctx context.Context, next int64, recreated bool) error {
 	m := p.m
 	for n := 1; ; n++ {
 		if lost := p.lostTo.Load(); lost >= 0 && lost < next {
 			return errLostBelow
 		}
+		if !recreated && p.recreated.Load() {
+			return errRecreated
+		}
 		if p.tracker.settled() {
+			// Cleared before the jump: a re-creation found from here on is
+			// one this restart has not seen, and the reader restarts the
+			// partition again once it is assigned (apply).
+			if p.recreated.Swap(false) && !recreated {
+				p.recreated.Store(true)
+				return errRecreated
+			}
 			p.tracker.jump(next)
 			m.commitMu.Lock()
 			p.deletedTopic = false
 			m.commitMu.Unlock()
-			p.recreated.Store(false)
 			err := m.commitOne(p)
 			if err != nil && !errors.Is(err, errDeposed) {
 				p.log.Warn("storing the new start offset failed; retrying", "offset", next, "err", err)
@@ -449,7 +487,7 @@ func (p *partition) restartAt(ctx context.Context, next int64) error {
 // applyOutOfRange applies offset_out_of_range to an offset that Kafka no
 // longer has, loudly: records between it and the oldest one were deleted
 // by retention before they were pushed.
-func (p *partition) applyOutOfRange(ctx context.Context, offset int64) (int64, error) {
+func (p *partition) applyOutOfRange(ctx context.Context, offset int64, recreated bool) (int64, error) {
 	m := p.m
 	policy := m.cfg.OffsetOutOfRange
 	// The range decides, and is often asked while brokers are in trouble:
@@ -470,7 +508,7 @@ func (p *partition) applyOutOfRange(ctx context.Context, offset int64) (int64, e
 			return 0, ctx.Err()
 		}
 	}
-	if oldest <= offset && offset <= newest && !p.recreated.Load() {
+	if oldest <= offset && offset <= newest && !recreated {
 		// Kafka has the offset: the answer was a broker's passing one (a
 		// leader moving, a stale broker). The policy is for an offset Kafka
 		// no longer has; applied here it would skip records (newest), push

@@ -366,6 +366,12 @@ func (r *reader) apply() {
 		}
 		r.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{r.topic: offsets})
 		for _, c := range add {
+			// A topic found created again after the restart took its
+			// offset (restartAt clears the mark before): restarted again.
+			if c.p.recreated.Load() {
+				r.stallAt(c.p, c.at)
+				continue
+			}
 			// A log found truncated below the restart offset while the
 			// partition waited for it: restarted again, at the new end.
 			if lost := c.p.lostTo.Swap(-1); lost >= 0 {
@@ -480,15 +486,18 @@ func (r *reader) unknownTopicID(ctx context.Context, err error) {
 // to the deleted topic, so each is handled as an offset Kafka no longer
 // has (offset_out_of_range: logged, counted, restarted from the new
 // topic's oldest or newest record once the topic exists, or the module
-// stops).
+// stops). A partition already stalled is marked only: the restart under
+// way took an offset of the deleted topic, and its goroutine starts it
+// again (restartAt).
 func (r *reader) topicGone(err error) {
 	r.m.log.Error("topic unknown by the id it was read with: deleted and created again; its partitions restart as offset_out_of_range says", "err", err)
 	r.cl.PurgeTopicsFromClient(r.topic)
 	for _, p := range r.parts {
-		if p.ctx.Err() == nil && !p.stalled {
-			p.recreated.Store(true) // before the send: its goroutine reads it after
-			r.stall(p)
+		if p.ctx.Err() != nil {
+			continue
 		}
+		p.recreated.Store(true) // before the send: its goroutine reads it after
+		r.stall(p)
 	}
 }
 

@@ -32,7 +32,7 @@ func TestRecreatedTopicAcrossARestart(t *testing.T) {
 	e.produce(t, "t", [][2]string{{"k", "old3"}})
 	waitFor(t, "old3 retried", 10*time.Second, func() bool { return len(b.got()) >= 5 })
 
-	e.recreateTopic(t, "t")
+	e.recreateTopic(t, "t", 1)
 	e.produce(t, "t", [][2]string{{"k", "new0"}, {"k", "new1"}, {"k", "new2"}, {"k", "new3"}, {"k", "new4"}, {"k", "new5"}})
 	waitFor(t, "the module finding the topic created again", 25*time.Second, func() bool {
 		return metricValue(t, admin, `ktransfer_offset_out_of_range_total{module="m"}`) == "1"

@@ -24,7 +24,7 @@ func TestRecreatedTopicIsPushed(t *testing.T) {
 	e.start(t, module("m", "t", b.URL))
 	waitFor(t, "the first topic's records committed", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "3" })
 
-	e.recreateTopic(t, "t")
+	e.recreateTopic(t, "t", 1)
 	// More records than the deleted topic had: reading the new topic from
 	// the stored offset would skip the first three.
 	e.produce(t, "t", [][2]string{{"k", "new0"}, {"k", "new1"}, {"k", "new2"}, {"k", "new3"}, {"k", "new4"}})
@@ -56,8 +56,8 @@ func startDeadLettering(t *testing.T) (*env, *backend) {
 }
 
 // recreateTopic deletes topic, waits until the brokers no longer list it
-// and creates it again with one partition (a new topic id).
-func (e *env) recreateTopic(t *testing.T, topic string) {
+// and creates it again with partitions partitions (a new topic id).
+func (e *env) recreateTopic(t *testing.T, topic string, partitions int32) {
 	t.Helper()
 	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -69,7 +69,7 @@ func (e *env) recreateTopic(t *testing.T, topic string) {
 		d, err := adm.ListTopics(ctx, topic)
 		return err == nil && !d.Has(topic)
 	})
-	if res, err := adm.CreateTopic(ctx, 1, -1, nil, topic); err != nil || res.Err != nil {
+	if res, err := adm.CreateTopic(ctx, partitions, -1, nil, topic); err != nil || res.Err != nil {
 		t.Fatalf("create topic %s again: %v %v", topic, err, res.Err)
 	}
 }
