@@ -1,6 +1,8 @@
 package ktransfer
 
 import (
+	"sync/atomic"
+	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -38,4 +40,26 @@ func ReloadOK(tr *Transfer) float64 {
 	var m dto.Metric
 	_ = tr.metrics.reloadOK.Write(&m)
 	return m.GetGauge().GetValue()
+}
+
+// HoldTopicGone has a reader that found its topic deleted and created
+// again wait, before it handles that, until one of the partitions it reads
+// is being released (for 20 s at most), as when a release starts during
+// the look-up of the topic's id. It returns a flag set once a reader
+// waits; the hold ends with the test.
+func HoldTopicGone(t *testing.T) (waiting *atomic.Bool) {
+	waiting = new(atomic.Bool)
+	hold := func(r *reader) {
+		waiting.Store(true)
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			for _, p := range r.parts {
+				if p.ctx.Err() != nil {
+					return
+				}
+			}
+		}
+	}
+	beforeTopicGone.Store(&hold)
+	t.Cleanup(func() { beforeTopicGone.Store(nil) })
+	return waiting
 }

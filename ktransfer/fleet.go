@@ -688,6 +688,9 @@ func (m *module) release(c *claimed, mode releaseMode) {
 			m.pusher.abandon(p) // they end, and give their workers back
 		}
 	}
+	if mode == handOver && p.tracker != nil {
+		p.handOverNewTopicStart(time.Duration(m.t.cfg.ShutdownTimeoutMs) * time.Millisecond)
+	}
 	m.commitMu.Lock()
 	if mode == handOver && p.tracker != nil {
 		m.commitLocked([]*partition{p})

@@ -62,6 +62,9 @@ type partition struct {
 	// their commits free their slots but store nothing (the offset stored
 	// names the records read next).
 	deletedTopic bool
+	// newTopicStored is set with deletedTopic when the offset stored is
+	// the start in a topic created again (not a truncated log's end).
+	newTopicStored bool
 
 	released atomic.Bool  // given up: queued records are dropped, not pushed
 	pushing  atomic.Int32 // pushes of its records in progress
@@ -411,7 +414,7 @@ func (p *partition) storeNewTopicStart(ctx context.Context, next int64, truncate
 			}
 			err = m.t.storeFenced([]*partition{p}, []int64{at}, []int32{p.offsetVersion})
 			if err == nil {
-				p.deletedTopic = true
+				p.deletedTopic, p.newTopicStored = true, !truncated
 			}
 		}
 		m.commitMu.Unlock()
@@ -425,6 +428,42 @@ func (p *partition) storeNewTopicStart(ctx context.Context, next int64, truncate
 		if !sleep(ctx, backoff(min(n, 8), 20*time.Millisecond, time.Second)) {
 			return ctx.Err()
 		}
+	}
+}
+
+// handOverNewTopicStart stores, at a hand-over, the partition's start in
+// its topic found deleted and created again (recreated) when no restart
+// stored it: the claim was being released when the reader found the topic
+// so, or its restart had not stored it yet. The offset stored names a
+// record of the deleted topic; the next owner, which never read that
+// topic, would read the new one from there, skipping its first records.
+// The start is where offset_out_of_range says; under stop nothing is
+// stored (this claim cannot stop the module any more). It gives up after
+// wait, logged: the next owner then reads from the deleted topic's offset.
+// The run goroutine has returned.
+func (p *partition) handOverNewTopicStart(wait time.Duration) {
+	m := p.m
+	m.commitMu.Lock()
+	stored := p.newTopicStored
+	m.commitMu.Unlock()
+	if stored || !p.recreated.Load() {
+		return
+	}
+	policy := m.cfg.OffsetOutOfRange
+	if policy == "stop" {
+		p.log.Error("topic created again found at the hand-over; offset_out_of_range is stop: the next owner reads the new topic from the deleted topic's offset")
+		return
+	}
+	m.stats.outOfRange()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	next, err := p.resolve(ctx, policy)
+	if err == nil {
+		p.log.Error("topic created again found at the hand-over; storing its start", "offset", next, "offset_out_of_range", policy)
+		err = p.storeNewTopicStart(ctx, next, false)
+	}
+	if err != nil {
+		p.log.Error("storing the start in the topic created again failed at the hand-over; the next owner reads it from the deleted topic's offset", "err", err)
 	}
 }
 
@@ -466,7 +505,7 @@ func (p *partition) restartAt(ctx context.Context, next int64, recreated bool) e
 			}
 			p.tracker.jump(next)
 			m.commitMu.Lock()
-			p.deletedTopic = false
+			p.deletedTopic, p.newTopicStored = false, false
 			m.commitMu.Unlock()
 			err := m.commitOne(p)
 			if err != nil && !errors.Is(err, errDeposed) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -488,18 +489,25 @@ func (r *reader) unknownTopicID(ctx context.Context, err error) {
 // topic's oldest or newest record once the topic exists, or the module
 // stops). A partition already stalled is marked only: the restart under
 // way took an offset of the deleted topic, and its goroutine starts it
-// again (restartAt).
+// again (restartAt). So is a partition being released: its hand-over
+// stores the new topic's start (handOverNewTopicStart).
 func (r *reader) topicGone(err error) {
+	if f := beforeTopicGone.Load(); f != nil {
+		(*f)(r)
+	}
 	r.m.log.Error("topic unknown by the id it was read with: deleted and created again; its partitions restart as offset_out_of_range says", "err", err)
 	r.cl.PurgeTopicsFromClient(r.topic)
 	for _, p := range r.parts {
-		if p.ctx.Err() != nil {
-			continue
-		}
 		p.recreated.Store(true) // before the send: its goroutine reads it after
-		r.stall(p)
+		if p.ctx.Err() == nil {
+			r.stall(p)
+		}
 	}
 }
+
+// beforeTopicGone, when a test sets it, runs in the poll goroutine before
+// topicGone handles the topic found created again.
+var beforeTopicGone atomic.Pointer[func(*reader)]
 
 // fetchErrorLogEvery spaces the warnings of one partition's fetch error
 // while it lasts: a poll that brings another partition's records brings
