@@ -405,17 +405,22 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, dl context.Context, topic str
 	if code, answered := s.awaitRecord(ctx, p); answered {
 		return code
 	}
+	if p.item != nil {
+		// Taken by a flip, and kgo answered it since: answered from the
+		// spool. p is released once its copy has its outcome (the spool
+		// no longer reads p once kgo answered: spoolItem.answered).
+		code := s.answerSpooled(ctx, p.item)
+		p.release()
+		return code
+	}
 	// Refused as too large only with its batch, fitting alone: not sent
 	// again by kproxy (a later record of its key, taken meanwhile, could
 	// be written before it), but answered so that its client sends it
 	// again. refusedTopic has the acks=1 client build the topic's batches
 	// anew to the new limit.
-	tooLargeBatch := p.item == nil && p.err != nil && s.batchedTooLarge(dl, p.cl, p.err, p.rec.Topic, size)
-	err, trace, partition, offset, item, cl := p.err, p.trace, p.rec.Partition, p.rec.Offset, p.item, p.cl
+	tooLargeBatch := p.err != nil && s.batchedTooLarge(dl, p.cl, p.err, p.rec.Topic, size)
+	err, trace, partition, offset, cl := p.err, p.trace, p.rec.Partition, p.rec.Offset, p.cl
 	p.release()
-	if item != nil {
-		return s.answerSpooled(ctx, item)
-	}
 	if err != nil {
 		code, reason := produceStatus(err, trace)
 		if tooLargeBatch && code == fasthttp.StatusRequestEntityTooLarge {

@@ -199,8 +199,6 @@ type gateRec struct {
 	// item is its copy in the spool when a flip took it (g.mu): set, kgo's
 	// answer is ignored.
 	item *spoolItem
-	// settled: kgo answered it after a flip took it (g.mu).
-	settled bool
 }
 
 // spoolItem is a record on its way to the spool.
@@ -218,9 +216,13 @@ type spoolItem struct {
 	// one is refused as well, or it would reach Kafka without it.
 	after *spoolItem
 	// from is the record in kgo a flip took it from (nil: not a flip's).
-	// Refused by the spool while kgo has it, from is linked in its gate
-	// again (relinkLocked).
+	// Refused by the spool while kgo has it (answered false), from is
+	// linked in its gate again (relinkLocked).
 	from *gateRec
+	// answered: kgo answered from after the flip took it (g.mu). Kept
+	// here, not in from: once answered, from's memory (a pending, a batch
+	// job's item) is its owner's to release and reuse, and is not read.
+	answered bool
 }
 
 func openSpooler(cfg Config, log *slog.Logger, ps *producers, check *topicCheck, reg *prometheus.Registry) (*spooler, error) {
@@ -611,8 +613,11 @@ func (s *spooler) settle(n *gateRec) (taken bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if !n.linked {
-		n.settled = true
-		return true // taken: only a flip unlinks before the answer
+		// Taken: only a flip unlinks before the answer. n is not read
+		// through its copy from now on (finish), since n's owner may
+		// release it once this returns.
+		n.item.answered = true
+		return true
 	}
 	g.unlinkLocked(n)
 	if n.item != nil { // taken by a flip, refused by the spool, linked again
@@ -841,7 +846,7 @@ func (s *spooler) finish(items []*spoolItem, err error) {
 		g.queued -= j - i
 		if err != nil {
 			for _, it := range items[i:j] {
-				if it.from != nil && !it.from.settled {
+				if it.from != nil && !it.answered {
 					g.relinkLocked(it.from)
 					s.relinked.Add(1)
 				}
