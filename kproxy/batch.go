@@ -343,7 +343,7 @@ func (s *Server) startProduce(acks int, j *batchJob) (*batchCall, batchOutcome) 
 func (s *Server) finishProduce(ctx context.Context, c *batchCall) batchOutcome {
 	c.await(ctx)
 	c.cancelled = errors.Is(ctx.Err(), context.Canceled) && c.deadline.Err() == nil
-	return s.outcome(c.collect(), c.acks)
+	return s.outcome(c.collect(ctx), c.acks)
 }
 
 // every is an outcome giving each record of j status, with reason.
@@ -615,8 +615,10 @@ func (c *batchCall) await(ctx context.Context) {
 }
 
 // collect reads each record's outcome into the job's results; one whose
-// promise has not come is given up to its promise and answered 504.
-func (c *batchCall) collect() []recordResult {
+// promise has not come is given up to its promise and answered 504. A
+// record held by the spool behind a record of its key that kgo has waits
+// until the records' deadline or ctx (spooler.await).
+func (c *batchCall) collect(ctx context.Context) []recordResult {
 	j := c.job
 	j.results = j.results[:0]
 	for i := range c.items {
@@ -633,11 +635,11 @@ func (c *batchCall) collect() []recordResult {
 				r.reason = "the call was cancelled (its client left) before kafka answered" + mayBeWritten
 			}
 		case it.item != nil:
-			<-it.item.done
+			c.srv.spool.await(it.item, c.deadline, ctx.Done())
 			r = recordResult{status: 202, partition: -1, offset: -1}
 			if it.item.err != nil {
 				code, reason := it.item.refusal()
-				r = recordResult{status: code, partition: -1, offset: -1, reason: reason}
+				r = recordResult{status: code, partition: -1, offset: -1, reason: j.bounded(reason)}
 			}
 		case it.err == errSpoolOvertake:
 			r = recordResult{status: 503, partition: -1, offset: -1, reason: spoolOvertake}

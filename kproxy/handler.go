@@ -409,7 +409,7 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, dl context.Context, topic str
 		// Taken by a flip, and kgo answered it since: answered from the
 		// spool. p is released once its copy has its outcome (the spool
 		// no longer reads p once kgo answered: spoolItem.answered).
-		code := s.answerSpooled(ctx, p.item)
+		code := s.answerSpooled(ctx, p.item, dl)
 		p.release()
 		return code
 	}
@@ -545,8 +545,9 @@ func (s *Server) gateCommit(ctx *fasthttp.RequestCtx, p *pending, noSpool bool) 
 		it := newSpoolItem(g, &p.rec, false, p.rec.Timestamp) // not kgo's: now
 		s.spool.holdLocked(g, it)
 		g.mu.Unlock()
+		dl := p.ctx
 		p.release()
-		return s.answerSpooled(ctx, it), true
+		return s.answerSpooled(ctx, it, dl), true
 	}
 	if noSpool {
 		g.addLocked(&p.gateRec, &p.rec, nil)
@@ -563,7 +564,7 @@ func (s *Server) gateCommit(ctx *fasthttp.RequestCtx, p *pending, noSpool bool) 
 // while kgo still has it, once it is on disk; p is left to its promise
 // (which ignores kgo's answer), or released here if the promise came.
 func (s *Server) answerTaken(ctx *fasthttp.RequestCtx, p *pending, it *spoolItem) int {
-	code := s.answerSpooled(ctx, it)
+	code := s.answerSpooled(ctx, it, p.ctx)
 	if !p.state.CompareAndSwap(waiting, abandoned) {
 		<-p.done
 		p.release()
@@ -576,9 +577,11 @@ func (s *Server) answerTaken(ctx *fasthttp.RequestCtx, p *pending, it *spoolItem
 const spoolOvertake = "the topic has records in the spool waiting for kafka, which a record with spool=0 would overtake" + notWritten
 
 // answerSpooled answers a record given to the spool once it is on disk:
-// 202 {"spooled":true}, or why the spool could not take it.
-func (s *Server) answerSpooled(ctx *fasthttp.RequestCtx, it *spoolItem) int {
-	<-it.done
+// 202 {"spooled":true}, or why the spool could not take it. dl is the
+// record's deadline: held behind a record of its key that kgo has, it is
+// refused then (spooler.await).
+func (s *Server) answerSpooled(ctx *fasthttp.RequestCtx, it *spoolItem, dl context.Context) int {
+	s.spool.await(it, dl, nil)
 	if it.err != nil {
 		code, reason := it.refusal()
 		return s.kafkaFail(ctx, code, reason, it.rec.Topic, it.err)

@@ -223,6 +223,9 @@ type spoolItem struct {
 	// here, not in from: once answered, from's memory (a pending, a batch
 	// job's item) is its owner's to release and reuse, and is not read.
 	answered bool
+	// late: its request stopped waiting for it while it was not held
+	// (withdraw; g.mu): the appender refuses it rather than hold it.
+	late bool
 }
 
 func openSpooler(cfg Config, log *slog.Logger, ps *producers, check *topicCheck, reg *prometheus.Registry) (*spooler, error) {
@@ -594,7 +597,8 @@ func (g *gate) relinkLocked(n *gateRec) {
 }
 
 // holdLocked queues a new record of a spooling topic, g.mu held: after
-// the spool=0 records of its key still in kgo.
+// the spool=0 records of its key still in kgo. A held record waits for
+// them until its deadline (await).
 func (s *spooler) holdLocked(g *gate, it *spoolItem) {
 	g.queued++
 	g.blind = false // queued keeps the topic spooling, then Pending
@@ -786,15 +790,97 @@ func (s *spooler) holdBlocked(items []*spoolItem) []*spoolItem {
 	for _, it := range items {
 		g := it.g
 		g.mu.Lock()
-		if it.from == nil && g.blocksLocked(it.rec.Key) {
+		switch {
+		case it.after != nil && refused(it.after):
+			// Refused just now as late (below), while the record of
+			// its key it waited for may have been answered since.
+			g.refuseLocked(it, fmt.Errorf("%w: %w", errKeyRefusedBefore, it.after.err))
+		case it.from == nil && g.blocksLocked(it.rec.Key):
+			if it.late {
+				g.refuseLocked(it, errHeldPastDeadline) // its request stopped waiting
+				break
+			}
 			g.held = append(g.held, it) // still counted in queued
+		default:
 			g.mu.Unlock()
+			kept = append(kept, it)
 			continue
 		}
 		g.mu.Unlock()
-		kept = append(kept, it)
 	}
 	return kept
+}
+
+// errHeldPastDeadline: a record held behind a record of its key that kgo
+// has, which kgo did not answer by the held record's deadline.
+var errHeldPastDeadline = errors.New("kafka did not answer an earlier record of its key in time")
+
+// await waits for it's outcome. A record held behind a record of its key
+// that kgo has (g.held: a spool=0 record, or one a flip took whose copy
+// the spool refused) waits for kgo's answer until dl (its deadline) and
+// answerGrace at most, as a record in kgo does, or until stop: then it is
+// refused, never written (withdraw). One the appender has (queued, being
+// appended) waits for its append, bounded by the disk.
+func (s *spooler) await(it *spoolItem, dl context.Context, stop <-chan struct{}) {
+	select {
+	case <-it.done:
+		return
+	case <-stop:
+	case <-dl.Done():
+		if d, ok := dl.Deadline(); ok {
+			if wait := time.Until(d.Add(answerGrace)); wait > 0 {
+				timer := timerPool.Get().(*time.Timer)
+				timer.Reset(wait)
+				defer func() {
+					timer.Stop()
+					timerPool.Put(timer)
+				}()
+				select {
+				case <-it.done:
+					return
+				case <-stop:
+				case <-timer.C:
+				}
+			}
+		}
+	}
+	it.g.withdraw(it)
+	<-it.done
+}
+
+// withdraw gives it up (await), g.mu taken: held, it is refused at once;
+// otherwise the appender has it, and it is marked late, to be refused
+// should the appender find it blocked (holdBlocked) rather than held.
+func (g *gate) withdraw(it *spoolItem) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if i := slices.Index(g.held, it); i >= 0 {
+		g.held = slices.Delete(g.held, i, i+1)
+		g.refuseLocked(it, errHeldPastDeadline)
+		return
+	}
+	it.late = true
+}
+
+// refuseLocked gives it, held or the appender's, err as its outcome and
+// takes it off g's queued, g.mu held. Refused before g.mu is let go: a
+// later record of its key in its request (after) is refused with it
+// (refuseAfterRefused, holdBlocked), never appended alone, even once the
+// record they waited for is answered and the held records are queued.
+func (g *gate) refuseLocked(it *spoolItem, err error) {
+	g.queued--
+	it.err = err
+	close(it.done)
+}
+
+// refused tells whether it was refused (its outcome known, an error).
+func refused(it *spoolItem) bool {
+	select {
+	case <-it.done:
+		return it.err != nil
+	default:
+		return false
+	}
 }
 
 // errKeyRefusedBefore: the spool refused an earlier record of the key in
@@ -873,6 +959,9 @@ func (it *spoolItem) refusal() (int, string) {
 		why = "kafka did not take the record within spool_after_ms and the spool is full (spool_max_bytes)"
 	case errors.Is(it.err, errSpoolClosed):
 		why = "kproxy is shutting down"
+	case errors.Is(it.err, errHeldPastDeadline):
+		why = "kafka did not answer by produce_timeout_ms an earlier record of its key (spool=0, or one " +
+			"kafka may still write), which the record waited for before it could be spooled"
 	}
 	// A failed write the spool could not cut may be replayed after a
 	// restart (spool.ErrMaybeAppended).
