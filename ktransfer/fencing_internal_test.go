@@ -9,7 +9,11 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zktest"
 )
@@ -175,4 +179,155 @@ func TestStartRetriedAfterUnansweredWriteKeepsTheClaim(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fencingPair makes processes A and B of module m (topic t) on one
+// ZooKeeper connection, with the owners and offsets folders created; claim
+// takes partition 0 for one of them as claim does, without starting it.
+func fencingPair(t *testing.T) (conn *zk.Conn, a, b *module, claim func(*module) *partition) {
+	t.Helper()
+	z := zktest.Start(t)
+	conn = zktest.ConnectSession(t, z.Addr, 10*time.Second)
+	acl := zk.WorldACL(zk.PermAll)
+	const chroot = "/mq/c"
+	cfg := Config{ZKChroot: chroot}
+	mod := Module{Name: "m", Topic: "t", StartFrom: "oldest"}
+	a = &module{t: &Transfer{cfg: cfg, zk: conn, acl: acl, id: "A"}, cfg: mod, log: slog.New(slog.DiscardHandler)}
+	b = &module{t: &Transfer{cfg: cfg, zk: conn, acl: acl, id: "B"}, cfg: mod, log: slog.New(slog.DiscardHandler)}
+	owners := zklayout.Owners(chroot, "m", "t")
+	for _, d := range []string{owners, zklayout.Offsets(chroot, "m", "t")} {
+		if err := zklayout.CreateAll(conn, d, acl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	claim = func(m *module) *partition {
+		t.Helper()
+		o, err := m.takeOwner(0, path.Join(owners, "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := newPartition(m, 0, context.Background())
+		p.owner, p.epoch, p.ownerVersion, p.offsetVersion = path.Join(owners, "0"), o.epoch, o.version, o.offsetVersion
+		return p
+	}
+	return conn, a, b, claim
+}
+
+// TestFirstStartRefusedOnceAnotherClaimExists attacks "once another
+// process claimed a partition, the old owner's writes fail, its start
+// offset too" for a partition that has no offset node yet (its first
+// start): no claim can rewrite a node that is not there, so both claims
+// expect none. Process A claims partition 0 and pauses until its session
+// expired; process B claims it; A, resumed, must not create the offset
+// node under B's claim, and B's start must go on. (A created it: the owner
+// check passed for B's node, at version 0 as every owner node, and B was
+// deposed for nothing while A pushed under B's claim.)
+func TestFirstStartRefusedOnceAnotherClaimExists(t *testing.T) {
+	conn, a, b, claim := fencingPair(t)
+	adm := kafkaAdmin(t) // A and B resolve where to start
+	a.t.adm, b.t.adm = adm, adm
+	pa := claim(a)
+	if err := conn.Delete(pa.owner, -1); err != nil { // A's session expired
+		t.Fatal(err)
+	}
+	pb := claim(b)
+	if _, err := pa.startOffset(context.Background()); !errors.Is(err, errDeposed) {
+		t.Errorf("A's first start under B's claim: %v, want %v", err, errDeposed)
+	}
+	if _, err := pb.startOffset(context.Background()); err != nil {
+		t.Errorf("B's start: %v (deposed for nothing)", err)
+	}
+}
+
+// TestFirstStartFencedBetweenCheckAndWrite attacks the same promise where
+// a check before the write would still let A through: A reads its owner
+// node, pauses past its session timeout, and creates the offset node only
+// after B claimed the partition. The create must fail and A be deposed. A
+// claim of another partition meanwhile must not depose A (a partition
+// released and claimed again for nothing): its start is tried again.
+func TestFirstStartFencedBetweenCheckAndWrite(t *testing.T) {
+	for _, same := range []bool{true, false} {
+		t.Run(map[bool]string{true: "same partition", false: "another partition"}[same], func(t *testing.T) {
+			conn, a, b, claim := fencingPair(t)
+			adm := kafkaAdmin(t)
+			a.t.adm, b.t.adm = adm, adm
+			pa := claim(a)
+			var pb *partition
+			hook := func() {
+				if pb != nil {
+					return
+				}
+				if !same {
+					pb = &partition{} // once
+					if _, err := b.takeOwner(1, path.Join(path.Dir(pa.owner), "1")); err != nil {
+						t.Error(err)
+					}
+					return
+				}
+				if err := conn.Delete(pa.owner, -1); err != nil { // A's session expired
+					t.Error(err)
+				}
+				pb = claim(b)
+			}
+			beforeStartWrite.Store(&hook)
+			t.Cleanup(func() { beforeStartWrite.Store(nil) })
+			_, err := pa.startOffset(context.Background())
+			beforeStartWrite.Store(nil)
+			if !same {
+				if err != nil {
+					t.Fatalf("A's start after a claim of another partition: %v (deposed for nothing)", err)
+				}
+				return
+			}
+			if !errors.Is(err, errDeposed) {
+				t.Errorf("A's first start under B's claim: %v, want %v", err, errDeposed)
+			}
+			if _, err := pb.startOffset(context.Background()); err != nil {
+				t.Errorf("B's start: %v (deposed for nothing)", err)
+			}
+		})
+	}
+}
+
+// TestUnansweredStartNotTakenForTheNextClaimsRewrite attacks the same
+// promise through a start write that got no answer: A's write of its start
+// (the stored offset, 5, again) was not applied, A's session expired and B
+// claimed the partition, rewriting the node (5, one version further). A's
+// next try must not take B's rewrite for its own unanswered write and
+// write on from it: B's start must go on, A must be deposed.
+func TestUnansweredStartNotTakenForTheNextClaimsRewrite(t *testing.T) {
+	conn, a, b, claim := fencingPair(t)
+	offset := path.Join(zklayout.Offsets("/mq/c", "m", "t"), "0")
+	if _, err := conn.Create(offset, []byte("5"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	pa := claim(a)
+	pa.unsure, pa.unsureValue = true, 5               // A's start write, sent and not applied
+	if err := conn.Delete(pa.owner, -1); err != nil { // A's session expired
+		t.Fatal(err)
+	}
+	pb := claim(b)
+	if _, err := pa.startOffset(context.Background()); !errors.Is(err, errDeposed) {
+		t.Errorf("A's retried start under B's claim: %v, want %v", err, errDeposed)
+	}
+	if _, err := pb.startOffset(context.Background()); err != nil {
+		t.Errorf("B's start: %v (deposed for nothing)", err)
+	}
+}
+
+// kafkaAdmin is an admin client of a kfake cluster with topic t (one
+// partition).
+func kafkaAdmin(t *testing.T) *kadm.Client {
+	t.Helper()
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 1}})
+	opts, err := kafkaconf.Default().Opts("ktransfer", k.ListenAddrs(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return kadm.NewClient(cl)
 }

@@ -759,6 +759,10 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // wrote it.
 var errOffsetMoved = errors.New("offset node changed by another writer")
 
+// errClaimMade: a claim was made since the owners folder's version was
+// read (a guard of storeFenced failed).
+var errClaimMade = errors.New("a claim was made since the owner node was read")
+
 // storeFenced writes the next offsets to push of parts, in one ZooKeeper
 // transaction (one disk sync on the ZooKeeper side) that also checks
 // each partition's owner node (version) and that its offset node is as
@@ -767,12 +771,18 @@ var errOffsetMoved = errors.New("offset node changed by another writer")
 // offset node's tells the claims apart: every claim rewrites it as it
 // creates its owner node (takeOwner), and this claim's writes go on from
 // the version that rewrite left.
+// guard are more checks in the same transaction (a start's create checks
+// the owners folder: startOffset).
 // On success each partition's offsetVersion is the new one. It fails with
-// errDeposed when an owner node is gone or another claim's, errOffsetMoved
-// when an offset node was written by someone else.
-func (t *Transfer) storeFenced(parts []*partition, offsets []int64, versions []int32) error {
+// errClaimMade when a guard fails, errDeposed when an owner node is gone
+// or another claim's, errOffsetMoved when an offset node was written by
+// someone else.
+func (t *Transfer) storeFenced(parts []*partition, offsets []int64, versions []int32, guard ...*zk.CheckVersionRequest) error {
 	dir := zklayout.Offsets(t.cfg.ZKChroot, parts[0].m.cfg.Name, parts[0].m.cfg.Topic)
-	ops := make([]any, 0, 2*len(parts))
+	ops := make([]any, 0, len(guard)+2*len(parts))
+	for _, g := range guard {
+		ops = append(ops, g)
+	}
 	for i, p := range parts {
 		node := path.Join(dir, strconv.Itoa(int(p.id)))
 		ops = append(ops, &zk.CheckVersionRequest{Path: p.owner, Version: p.ownerVersion})
@@ -792,7 +802,7 @@ func (t *Transfer) storeFenced(parts []*partition, offsets []int64, versions []i
 			if versions[i] < 0 {
 				p.offsetVersion = 0
 			} else {
-				p.offsetVersion = res[2*i+1].Stat.Version
+				p.offsetVersion = res[len(guard)+2*i+1].Stat.Version
 			}
 			p.unsure = false
 		}
@@ -806,6 +816,11 @@ func (t *Transfer) storeFenced(parts []*partition, offsets []int64, versions []i
 			p.unsure, p.unsureValue = true, offsets[i]
 		}
 		return err
+	}
+	for i := range guard {
+		if i < len(res) && res[i].Error != nil {
+			return fmt.Errorf("%w: %w", errClaimMade, res[i].Error)
+		}
 	}
 	for _, p := range parts {
 		data, stat, gerr := t.conn().Get(p.owner)
@@ -841,19 +856,31 @@ func (t *Transfer) createOffsetsDir(dir, topic string) error {
 	return nil
 }
 
-// settle finds out whether p's last commit, which got no answer, was
-// applied: the offset node one version further holding that commit's
-// offset is this claim's own write (after this claim stored its start
-// offset nobody else can write the node). It reports false when ZooKeeper
-// does not answer.
+// settle finds out whether p's last write, which got no answer, was
+// applied: the offset node one version further holding that write's
+// offset is this claim's own write, when the owner node, read after it,
+// is still this claim's. Else it is the next claim's rewrite (the same
+// offset when the write stored the start again; a start's create is the
+// next claim's start), and the claim's next write fails. It reports false
+// when ZooKeeper does not answer.
 func (t *Transfer) settle(p *partition) bool {
 	node := path.Join(zklayout.Offsets(t.cfg.ZKChroot, p.m.cfg.Name, p.m.cfg.Topic), strconv.Itoa(int(p.id)))
-	data, stat, err := syncedGet(t.conn(), node)
+	conn := t.conn()
+	data, stat, err := syncedGet(conn, node)
 	if err != nil {
 		return errors.Is(err, zk.ErrNoNode) // the commit fails, and tells why
 	}
 	if v, perr := zklayout.ParseOffset(data); perr == nil && v == p.unsureValue && stat.Version == p.offsetVersion+1 {
-		p.offsetVersion = stat.Version
+		// Read after the offset node, on the same session (its reads
+		// come in order): a claim made before that read has replaced
+		// this claim's owner node by now.
+		odata, ostat, err := conn.Get(p.owner)
+		switch {
+		case err == nil && string(odata) == t.id && ostat.Czxid == p.epoch:
+			p.offsetVersion = stat.Version
+		case err != nil && !errors.Is(err, zk.ErrNoNode):
+			return false
+		}
 	}
 	p.unsure = false
 	return true
