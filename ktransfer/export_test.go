@@ -42,24 +42,57 @@ func ReloadOK(tr *Transfer) float64 {
 	return m.GetGauge().GetValue()
 }
 
-// HoldTopicGone has a reader that found its topic deleted and created
-// again wait, before it handles that, until one of the partitions it reads
-// is being released (for 20 s at most), as when a release starts during
-// the look-up of the topic's id. It returns a flag set once a reader
-// waits; the hold ends with the test.
-func HoldTopicGone(t *testing.T) (waiting *atomic.Bool) {
+// HoldTopicGone has the first reader that finds its topic deleted and
+// created again wait, before it handles that, until one of the partitions
+// it reads is being released (for 20 s at most), as when a release starts
+// during the look-up of the topic's id. With unassigned, it waits until
+// that partition's unassign was applied too (as the poll loop applies it
+// before its next poll) while its hand-over waits for a push in progress.
+// waiting is set once the reader waits; ended receives, when the hold
+// ends, whether a release ended it (false: 20 s passed without one).
+func HoldTopicGone(t *testing.T, unassigned bool) (waiting *atomic.Bool, ended <-chan bool) {
 	waiting = new(atomic.Bool)
-	hold := func(r *reader) {
+	endedc := make(chan bool, 1)
+	var hold func(*reader)
+	hold = func(r *reader) {
+		if !beforeTopicGone.CompareAndSwap(&hold, nil) {
+			return // another reader's, or a later find: not held
+		}
 		waiting.Store(true)
 		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-			for _, p := range r.parts {
-				if p.ctx.Err() != nil {
-					return
-				}
+			if unassigned {
+				r.apply()
+			}
+			if releaseUnderWay(r, unassigned) {
+				endedc <- true
+				return
 			}
 		}
+		endedc <- false
 	}
 	beforeTopicGone.Store(&hold)
 	t.Cleanup(func() { beforeTopicGone.Store(nil) })
-	return waiting
+	return waiting, endedc
+}
+
+// releaseUnderWay reports whether one of r's partitions is being
+// released: still read, or, with unassigned, no longer read while a push
+// of it is in progress.
+func releaseUnderWay(r *reader, unassigned bool) bool {
+	if !unassigned {
+		for _, p := range r.parts {
+			if p.ctx.Err() != nil {
+				return true
+			}
+		}
+		return false
+	}
+	r.m.mu.Lock()
+	defer r.m.mu.Unlock()
+	for _, p := range r.m.parts {
+		if p.ctx.Err() != nil && r.parts[p.id] != p && p.pushing.Load() > 0 {
+			return true
+		}
+	}
+	return false
 }

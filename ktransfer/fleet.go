@@ -646,7 +646,8 @@ func (c *claimed) stop() {
 // release gives a claim up: stop reading, pushing and retrying (stop);
 // on a hand-over, wait for the pushes in progress, bounded by
 // shutdown_timeout_ms (a push that cannot be interrupted is abandoned: its
-// record stays uncommitted and its late result is ignored), else (dropped,
+// record stays uncommitted and its late result is ignored), and store the
+// start in a topic found created again within what is left, else (dropped,
 // deposed: nothing is committed) abandon them at once; then, by mode,
 // commit and delete the owner node; and give back the window slots of its
 // records.
@@ -687,9 +688,15 @@ func (m *module) release(c *claimed, mode releaseMode) {
 			m.log.Warn("pushes still in progress at release; abandoned, their records stay uncommitted and their connections are closed", "partition", p.id, "pushes", n)
 			m.pusher.abandon(p) // they end, and give their workers back
 		}
-	}
-	if mode == handOver && p.tracker != nil {
-		p.handOverNewTopicStart(time.Duration(m.t.cfg.ShutdownTimeoutMs) * time.Millisecond)
+		if p.tracker != nil {
+			// Within what is left of the same bound (a stop waits for
+			// it, then not much more), a second at least. The reader
+			// marks the partition (topicGone) until it leaves m.parts
+			// below: a topic found created again after the mark is read
+			// here and before then (the commit, a few milliseconds) is
+			// missed, as one found after the hand-over is.
+			p.handOverNewTopicStart(max(time.Until(deadline), time.Second))
+		}
 	}
 	m.commitMu.Lock()
 	if mode == handOver && p.tracker != nil {

@@ -490,13 +490,23 @@ func (r *reader) unknownTopicID(ctx context.Context, err error) {
 // stops). A partition already stalled is marked only: the restart under
 // way took an offset of the deleted topic, and its goroutine starts it
 // again (restartAt). So is a partition being released: its hand-over
-// stores the new topic's start (handOverNewTopicStart).
+// stores the new topic's start (handOverNewTopicStart). One whose unassign
+// was applied already (its hand-over waiting for its pushes) is no longer
+// read, but the module holds it until its release commits (m.parts): it is
+// marked first, before any restart this starts can store an offset.
 func (r *reader) topicGone(err error) {
 	if f := beforeTopicGone.Load(); f != nil {
 		(*f)(r)
 	}
 	r.m.log.Error("topic unknown by the id it was read with: deleted and created again; its partitions restart as offset_out_of_range says", "err", err)
 	r.cl.PurgeTopicsFromClient(r.topic)
+	r.m.mu.Lock()
+	for _, p := range r.m.parts {
+		if p.ctx.Err() != nil {
+			p.recreated.Store(true)
+		}
+	}
+	r.m.mu.Unlock()
 	for _, p := range r.parts {
 		p.recreated.Store(true) // before the send: its goroutine reads it after
 		if p.ctx.Err() == nil {
