@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"path"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -224,7 +225,7 @@ func fencingPair(t *testing.T) (conn *zk.Conn, a, b *module, claim func(*module)
 // deposed for nothing while A pushed under B's claim.)
 func TestFirstStartRefusedOnceAnotherClaimExists(t *testing.T) {
 	conn, a, b, claim := fencingPair(t)
-	adm := kafkaAdmin(t) // A and B resolve where to start
+	adm := kafkaAdmin(t, 1) // A and B resolve where to start
 	a.t.adm, b.t.adm = adm, adm
 	pa := claim(a)
 	if err := conn.Delete(pa.owner, -1); err != nil { // A's session expired
@@ -239,87 +240,74 @@ func TestFirstStartRefusedOnceAnotherClaimExists(t *testing.T) {
 	}
 }
 
-// TestFirstStartFencedBetweenCheckAndWrite attacks the same promise where
-// a check before the write would still let A through: A reads its owner
-// node, pauses past its session timeout, and creates the offset node only
-// after B claimed the partition. The create must fail and A be deposed. A
-// claim of another partition meanwhile must not depose A (a partition
-// released and claimed again for nothing): its start is tried again.
-func TestFirstStartFencedBetweenCheckAndWrite(t *testing.T) {
-	for _, same := range []bool{true, false} {
-		t.Run(map[bool]string{true: "same partition", false: "another partition"}[same], func(t *testing.T) {
-			conn, a, b, claim := fencingPair(t)
-			adm := kafkaAdmin(t)
-			a.t.adm, b.t.adm = adm, adm
-			pa := claim(a)
-			var pb *partition
-			hook := func() {
-				if pb != nil {
-					return
-				}
-				if !same {
-					pb = &partition{} // once
-					if _, err := b.takeOwner(1, path.Join(path.Dir(pa.owner), "1")); err != nil {
-						t.Error(err)
-					}
-					return
-				}
-				if err := conn.Delete(pa.owner, -1); err != nil { // A's session expired
-					t.Error(err)
-				}
-				pb = claim(b)
-			}
-			beforeStartWrite.Store(&hook)
-			t.Cleanup(func() { beforeStartWrite.Store(nil) })
-			_, err := pa.startOffset(context.Background())
-			beforeStartWrite.Store(nil)
-			if !same {
-				if err != nil {
-					t.Fatalf("A's start after a claim of another partition: %v (deposed for nothing)", err)
-				}
-				return
-			}
-			if !errors.Is(err, errDeposed) {
-				t.Errorf("A's first start under B's claim: %v, want %v", err, errDeposed)
-			}
-			if _, err := pb.startOffset(context.Background()); err != nil {
-				t.Errorf("B's start: %v (deposed for nothing)", err)
-			}
-		})
+// TestFirstStartNotHeldByAnotherPartitionsClaim attacks "a claimed
+// partition starts at once" where its first start's fencing meets the
+// claims of the module's other partitions: B claims partition 1 between
+// A's read of its owner node of partition 0 and A's create of the offset
+// node. A's start must go through at the first try, neither deposed nor
+// resolved and written again. (The create checked the owners folder's
+// version, which B's claim moved: A's start was tried again.) A claim of
+// the same partition in that window is not fenced: see startOffset.
+func TestFirstStartNotHeldByAnotherPartitionsClaim(t *testing.T) {
+	_, a, b, claim := fencingPair(t)
+	a.t.adm = kafkaAdmin(t, 1)
+	pa := claim(a)
+	var tries atomic.Int32
+	hook := func() {
+		if tries.Add(1) > 1 {
+			return
+		}
+		if _, err := b.takeOwner(1, path.Join(path.Dir(pa.owner), "1")); err != nil {
+			t.Error(err)
+		}
+	}
+	beforeStartWrite.Store(&hook)
+	t.Cleanup(func() { beforeStartWrite.Store(nil) })
+	if _, err := pa.startOffset(context.Background()); err != nil {
+		t.Fatalf("A's start after a claim of another partition: %v (deposed for nothing)", err)
+	}
+	if n := tries.Load(); n != 1 {
+		t.Errorf("A's start wrote %d times, want once", n)
 	}
 }
 
-// TestUnansweredStartNotTakenForTheNextClaimsRewrite attacks the same
-// promise through a start write that got no answer: A's write of its start
-// (the stored offset, 5, again) was not applied, A's session expired and B
-// claimed the partition, rewriting the node (5, one version further). A's
-// next try must not take B's rewrite for its own unanswered write and
-// write on from it: B's start must go on, A must be deposed.
-func TestUnansweredStartNotTakenForTheNextClaimsRewrite(t *testing.T) {
+// TestUnansweredWriteNotTakenForTheNextClaimsRewrite attacks the same
+// promise through a write that got no answer, on the commit path, which
+// reads no owner node before writing: A's write of offset 5, the stored
+// offset again (a commit with nothing pushed since, a restart storing the
+// committed offset), was not applied; A's session expired and B claimed
+// the partition, rewriting the node (5, one version further). settle must
+// not take B's rewrite for A's own write: A's next write must fail, and
+// B's start go on. (settle took it, and A's next commit wrote on from B's
+// rewrite, under B's claim, whose start was then refused.)
+func TestUnansweredWriteNotTakenForTheNextClaimsRewrite(t *testing.T) {
 	conn, a, b, claim := fencingPair(t)
 	offset := path.Join(zklayout.Offsets("/mq/c", "m", "t"), "0")
 	if _, err := conn.Create(offset, []byte("5"), 0, zk.WorldACL(zk.PermAll)); err != nil {
 		t.Fatal(err)
 	}
 	pa := claim(a)
-	pa.unsure, pa.unsureValue = true, 5               // A's start write, sent and not applied
+	pa.unsure, pa.unsureValue = true, 5               // A's write, sent and not applied
 	if err := conn.Delete(pa.owner, -1); err != nil { // A's session expired
 		t.Fatal(err)
 	}
 	pb := claim(b)
-	if _, err := pa.startOffset(context.Background()); !errors.Is(err, errDeposed) {
-		t.Errorf("A's retried start under B's claim: %v, want %v", err, errDeposed)
+	if !a.t.settle(pa) {
+		t.Fatal("settle: ZooKeeper did not answer")
+	}
+	if err := a.t.storeFenced([]*partition{pa}, []int64{5}, []int32{pa.offsetVersion}); err == nil {
+		t.Error("A's next write went through under B's claim")
 	}
 	if _, err := pb.startOffset(context.Background()); err != nil {
 		t.Errorf("B's start: %v (deposed for nothing)", err)
 	}
 }
 
-// kafkaAdmin is an admin client of a kfake cluster with topic t (one
-// partition).
-func kafkaAdmin(t *testing.T) *kadm.Client {
+// kafkaAdmin is an admin client of a kfake cluster with topic t (the
+// given number of partitions).
+func kafkaAdmin(t *testing.T, partitions int32) *kadm.Client {
 	t.Helper()
-	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 1}})
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: partitions}})
 	opts, err := kafkaconf.Default().Opts("ktransfer", k.ListenAddrs(), nil)
 	if err != nil {
 		t.Fatal(err)

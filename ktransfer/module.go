@@ -759,10 +759,6 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // wrote it.
 var errOffsetMoved = errors.New("offset node changed by another writer")
 
-// errClaimMade: a claim was made since the owners folder's version was
-// read (a guard of storeFenced failed).
-var errClaimMade = errors.New("a claim was made since the owner node was read")
-
 // storeFenced writes the next offsets to push of parts, in one ZooKeeper
 // transaction (one disk sync on the ZooKeeper side) that also checks
 // each partition's owner node (version) and that its offset node is as
@@ -771,18 +767,12 @@ var errClaimMade = errors.New("a claim was made since the owner node was read")
 // offset node's tells the claims apart: every claim rewrites it as it
 // creates its owner node (takeOwner), and this claim's writes go on from
 // the version that rewrite left.
-// guard are more checks in the same transaction (a start's create checks
-// the owners folder: startOffset).
 // On success each partition's offsetVersion is the new one. It fails with
-// errClaimMade when a guard fails, errDeposed when an owner node is gone
-// or another claim's, errOffsetMoved when an offset node was written by
-// someone else.
-func (t *Transfer) storeFenced(parts []*partition, offsets []int64, versions []int32, guard ...*zk.CheckVersionRequest) error {
+// errDeposed when an owner node is gone or another claim's, errOffsetMoved
+// when an offset node was written by someone else.
+func (t *Transfer) storeFenced(parts []*partition, offsets []int64, versions []int32) error {
 	dir := zklayout.Offsets(t.cfg.ZKChroot, parts[0].m.cfg.Name, parts[0].m.cfg.Topic)
-	ops := make([]any, 0, len(guard)+2*len(parts))
-	for _, g := range guard {
-		ops = append(ops, g)
-	}
+	ops := make([]any, 0, 2*len(parts))
 	for i, p := range parts {
 		node := path.Join(dir, strconv.Itoa(int(p.id)))
 		ops = append(ops, &zk.CheckVersionRequest{Path: p.owner, Version: p.ownerVersion})
@@ -802,7 +792,7 @@ func (t *Transfer) storeFenced(parts []*partition, offsets []int64, versions []i
 			if versions[i] < 0 {
 				p.offsetVersion = 0
 			} else {
-				p.offsetVersion = res[len(guard)+2*i+1].Stat.Version
+				p.offsetVersion = res[2*i+1].Stat.Version
 			}
 			p.unsure = false
 		}
@@ -816,11 +806,6 @@ func (t *Transfer) storeFenced(parts []*partition, offsets []int64, versions []i
 			p.unsure, p.unsureValue = true, offsets[i]
 		}
 		return err
-	}
-	for i := range guard {
-		if i < len(res) && res[i].Error != nil {
-			return fmt.Errorf("%w: %w", errClaimMade, res[i].Error)
-		}
 	}
 	for _, p := range parts {
 		data, stat, gerr := t.conn().Get(p.owner)

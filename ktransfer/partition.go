@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path"
 	"sync/atomic"
 	"time"
 
@@ -206,65 +205,65 @@ func (p *partition) begin(ctx context.Context) (int64, error) {
 //
 // A partition without an offset node (its first start) has no version to
 // tell the claims apart: no claim rewrites a node that is not there, and
-// each expects none. Its owner node is read first (it must be this
-// claim's: this instance's id, the claim's epoch), with the version of the
-// owners folder, which every claim moves (takeOwner); the create checks
-// that version, so it fails if any claim was made since the read. A claim
-// of another partition moves it too: the start is then tried again, not
-// deposed.
+// each expects none. Its owner node is read (synced) just before the
+// create, once the start is resolved: it must be this claim's (this
+// instance's id, the claim's epoch), else the claim is deposed. That
+// fences a process whose session expired before the read. It leaves one
+// window: a process that pauses between that read and the create, past
+// its session timeout, while the next claim is made, creates the node
+// under that claim, whose start is then refused (it is released and
+// claimed again) while this one pushes until it finds its session lost
+// or the owner node another claim's.
+// Checking the owners folder's version in the create would close it, but
+// every claim of the module moves that version: on a first deploy the
+// starts failed for seconds while the other partitions were claimed. A
+// per-partition claim node would close it; not built (it changes the
+// ZooKeeper layout).
 func (p *partition) startOffset(ctx context.Context) (int64, error) {
 	m := p.m
 	if p.unsure && !m.t.settle(p) { // a write of an earlier try got no answer: was it applied?
 		return 0, errUnsettled
 	}
-	for range 10 {
-		data, stat, claims, err := readOwner(m.t.conn(), p.owner)
+	start, version, err := m.t.loadOffset(m.cfg.Name, m.cfg.Topic, p.id)
+	if err != nil {
+		return 0, err
+	}
+	if version != p.offsetVersion {
+		return 0, fmt.Errorf("%w: offset node written since the claim (version %d, the claim's %d)", errDeposed, version, p.offsetVersion)
+	}
+	if version < 0 {
+		if start, err = p.resolve(ctx, m.cfg.StartFrom); err != nil {
+			return 0, err
+		}
+		if m.cfg.StartFrom == "newest" {
+			if start, err = p.sinceModuleStart(ctx, start); err != nil {
+				return 0, err
+			}
+		}
+		data, stat, err := syncedGet(m.t.conn(), p.owner)
 		switch {
 		case errors.Is(err, zk.ErrNoNode), err == nil && (string(data) != m.t.id || stat.Czxid != p.epoch):
 			return 0, fmt.Errorf("%w: owner node gone or another claim's", errDeposed)
 		case err != nil:
 			return 0, err
 		}
-		start, version, err := m.t.loadOffset(m.cfg.Name, m.cfg.Topic, p.id)
-		if err != nil {
-			return 0, err
-		}
-		if version != p.offsetVersion {
-			return 0, fmt.Errorf("%w: offset node written since the claim (version %d, the claim's %d)", errDeposed, version, p.offsetVersion)
-		}
-		var guard []*zk.CheckVersionRequest
-		if version < 0 {
-			if start, err = p.resolve(ctx, m.cfg.StartFrom); err != nil {
-				return 0, err
-			}
-			if m.cfg.StartFrom == "newest" {
-				if start, err = p.sinceModuleStart(ctx, start); err != nil {
-					return 0, err
-				}
-			}
-			p.log.Info("no stored offset; starting", "start_from", m.cfg.StartFrom, "offset", start)
-			guard = append(guard, &zk.CheckVersionRequest{Path: path.Dir(p.owner), Version: claims})
-		}
+		p.log.Info("no stored offset; starting", "start_from", m.cfg.StartFrom, "offset", start)
 		if f := beforeStartWrite.Load(); f != nil {
 			(*f)()
 		}
-		err = m.t.storeFenced([]*partition{p}, []int64{start}, []int32{version}, guard...)
-		switch {
-		case errors.Is(err, errClaimMade):
-			continue // of another partition, most likely: read the owner node again
-		case errors.Is(err, errOffsetMoved):
-			return 0, fmt.Errorf("%w: %w", errDeposed, err) // written between the read and the write
-		}
-		if err == nil && !p.recordPartitions() {
-			go p.retryRecordPartitions(ctx)
-		}
-		return start, err
 	}
-	return 0, errors.New("start offset: claims of the topic's partitions keep being made")
+	err = m.t.storeFenced([]*partition{p}, []int64{start}, []int32{version})
+	if errors.Is(err, errOffsetMoved) {
+		return 0, fmt.Errorf("%w: %w", errDeposed, err) // written between the read and the write
+	}
+	if err == nil && !p.recordPartitions() {
+		go p.retryRecordPartitions(ctx)
+	}
+	return start, err
 }
 
-// beforeStartWrite, when a test sets it, runs between a start's read of
-// its owner node and its write of the offset node.
+// beforeStartWrite, when a test sets it, runs between a first start's
+// read of its owner node and its create of the offset node.
 var beforeStartWrite atomic.Pointer[func()]
 
 // recordPartitions keeps the partition count of the module's
