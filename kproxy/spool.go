@@ -1,6 +1,7 @@
 package kproxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -80,7 +81,12 @@ import (
 // is their deadline, not the generation) and keep their answer. A record of
 // the same key arriving after the flip waits (held) until they are
 // answered, so that it is not drained ahead of one of them that kgo still
-// writes; records of other keys do not wait. While the topic spools, a
+// writes, or until its deadline and answerGrace at most (await: then it is
+// refused, never spooled); records of other keys do not wait. Held records
+// keep their key's order: a record of a key with records held waits behind
+// them (heldKeyLocked), and the appender queues the records kgo's answer
+// let go in their place among the queued records of their key (release),
+// between two of its passes. While the topic spools, a
 // spool=0 record is refused (spoolOvertake). The topic goes to Kafka
 // directly again only when nothing of it is in kgo, waiting, or in the
 // spool (Spool.Pending is 0: the drain has Kafka's acknowledgement of every
@@ -108,11 +114,17 @@ type spooler struct {
 	// (relinkLocked): while any is, the appender holds the records of
 	// their keys (holdBlocked).
 	relinked atomic.Int64
+	// releasing counts the gates in releases: while any is, the appender
+	// looks for records of the keys they hold too (holdBlocked).
+	releasing atomic.Int64
 
 	qmu    sync.Mutex
 	queue  []*spoolItem
 	closed bool
 	wake   chan struct{}
+	// releases are the gates with held records kgo's answer let go, for
+	// the appender to queue between its passes (release; qmu).
+	releases []*gate
 
 	// drain state
 	check       *topicCheck // max.message.bytes asked again after MESSAGE_TOO_LARGE
@@ -177,8 +189,14 @@ type gate struct {
 	// counts them.
 	first, last *gateRec
 	out         int
-	held        []*spoolItem // records waiting for a spool=0 record of their key (blocks)
+	held        []*spoolItem // records waiting for a record of their key in kgo (blocks), by seq
 	queued      int          // records in the append queue or being appended
+	// seq numbers the gate's records for the spool in the order they
+	// came: held records and the queue keep it per key.
+	seq uint64
+	// released: held records are let go, and the gate is in the
+	// appender's releases.
+	released bool
 	// blind: no broker could say whether the topic exists (blindLocked):
 	// its next record spools, whatever the spool holds of it.
 	blind bool
@@ -226,6 +244,8 @@ type spoolItem struct {
 	// late: its request stopped waiting for it while it was not held
 	// (withdraw; g.mu): the appender refuses it rather than hold it.
 	late bool
+	// seq is its place among its gate's records (gate.seq).
+	seq uint64
 }
 
 func openSpooler(cfg Config, log *slog.Logger, ps *producers, check *topicCheck, reg *prometheus.Registry) (*spooler, error) {
@@ -552,9 +572,11 @@ func (s *spooler) flipLocked(g *gate) {
 	var group []*spoolItem
 	for n := g.first; n != nil; {
 		next := n.next
-		if n.gen != nil {
+		if n.gen != nil && n.item == nil { // not spool=0, nor taken before (relinkLocked)
 			n.item = newSpoolItem(g, n.rec, true, n.at)
 			n.item.from = n
+			g.seq++
+			n.item.seq = g.seq
 			group = append(group, n.item)
 			g.unlinkLocked(n)
 		}
@@ -590,23 +612,51 @@ func (g *gate) blocksLocked(key []byte) bool {
 // may be out, and the broker may still write it: like a spool=0 record,
 // it keeps the topic spooling and the later records of its key wait for
 // kgo's answer (blocksLocked), lest the drain write one of them first.
-// gen nil: no flip takes it again.
+// n.item set: no flip takes it again. n.gen is left as it is: the
+// record's request reads it without g.mu.
 func (g *gate) relinkLocked(n *gateRec) {
-	n.gen = nil
 	g.appendLocked(n)
 }
 
 // holdLocked queues a new record of a spooling topic, g.mu held: after
-// the spool=0 records of its key still in kgo. A held record waits for
-// them until its deadline (await).
+// the records of its key still in kgo (spool=0, or linked again), and
+// after those held for them. A held record waits for them until its
+// deadline (await).
 func (s *spooler) holdLocked(g *gate, it *spoolItem) {
 	g.queued++
 	g.blind = false // queued keeps the topic spooling, then Pending
-	if g.blocksLocked(it.rec.Key) {
-		g.held = append(g.held, it)
+	g.seq++
+	it.seq = g.seq
+	if g.blocksLocked(it.rec.Key) || g.heldKeyLocked(it.rec.Key) {
+		g.held = append(g.held, it) // the latest: last by seq
 		return
 	}
 	s.push(it)
+}
+
+// heldKeyLocked tells whether a record of key is held (g.mu held): a
+// record of key that comes later waits behind it, even once kgo answered
+// what it waited for and until the appender queued it (release).
+func (g *gate) heldKeyLocked(key []byte) bool {
+	if key == nil {
+		return false
+	}
+	for _, h := range g.held {
+		if string(h.rec.Key) == string(key) {
+			return true
+		}
+	}
+	return false
+}
+
+// holdInOrderLocked adds it to g's held records in its place by seq
+// (g.mu held): the appender may hold a record queued before some held
+// on arrival.
+func (g *gate) holdInOrderLocked(it *spoolItem) {
+	i, _ := slices.BinarySearchFunc(g.held, it.seq, func(h *spoolItem, seq uint64) int {
+		return cmp.Compare(h.seq, seq)
+	})
+	g.held = slices.Insert(g.held, i, it)
 }
 
 // settle takes kgo's answer for a record handed to it under its gate:
@@ -624,22 +674,79 @@ func (s *spooler) settle(n *gateRec) (taken bool) {
 		return true
 	}
 	g.unlinkLocked(n)
+	if !g.released && slices.ContainsFunc(g.held, func(h *spoolItem) bool { return !g.blocksLocked(h.rec.Key) }) {
+		// Before relinked drops: holdBlocked looks while either is set.
+		s.releaseLocked(g)
+	}
 	if n.item != nil { // taken by a flip, refused by the spool, linked again
 		s.relinked.Add(-1)
 	}
-	if len(g.held) > 0 {
-		kept := g.held[:0]
-		for _, h := range g.held {
-			if g.blocksLocked(h.rec.Key) {
-				kept = append(kept, h)
-				continue
-			}
-			s.push(h)
-		}
-		clear(g.held[len(kept):])
-		g.held = kept
-	}
 	return false
+}
+
+// releaseLocked hands g, whose held records kgo's answer let go, to the
+// appender (g.mu held), which queues them between two passes (release):
+// a pass may have taken later records of their keys, and holds those
+// behind them (holdBlocked). Once the spool is closed, they are refused
+// (push).
+func (s *spooler) releaseLocked(g *gate) {
+	s.qmu.Lock()
+	if s.closed {
+		s.qmu.Unlock()
+		s.push(g.takeReleasedLocked()...)
+		return
+	}
+	g.released = true
+	s.releases = append(s.releases, g)
+	s.releasing.Add(1)
+	s.qmu.Unlock()
+	s.signal()
+}
+
+// takeReleasedLocked takes g's held records no longer blocked, by seq
+// (g.mu held).
+func (g *gate) takeReleasedLocked() []*spoolItem {
+	var out []*spoolItem
+	kept := g.held[:0]
+	for _, h := range g.held {
+		if g.blocksLocked(h.rec.Key) {
+			kept = append(kept, h)
+			continue
+		}
+		out = append(out, h)
+	}
+	clear(g.held[len(kept):])
+	g.held = kept
+	return out
+}
+
+// release queues the held records let go (releaseLocked), on the
+// appender's goroutine between two passes, each before the queued records
+// of its key that came after it (seq): those a pass did not reach while
+// it was held, queued before it was held.
+func (s *spooler) release() {
+	s.qmu.Lock()
+	gates := s.releases
+	s.releases = nil
+	s.qmu.Unlock()
+	for _, g := range gates {
+		g.mu.Lock()
+		g.released = false
+		items := g.takeReleasedLocked()
+		s.qmu.Lock()
+		for _, it := range items {
+			i := slices.IndexFunc(s.queue, func(q *spoolItem) bool {
+				return q.g == g && q.seq > it.seq && string(q.rec.Key) == string(it.rec.Key)
+			})
+			if i < 0 {
+				i = len(s.queue)
+			}
+			s.queue = slices.Insert(s.queue, i, it) // before a record standing alone: not inside a flip's group
+		}
+		s.qmu.Unlock()
+		g.mu.Unlock()
+		s.releasing.Add(-1)
+	}
 }
 
 // newSpoolItem copies r for the spool: its buffers are the request's. The
@@ -712,13 +819,8 @@ func (s *spooler) write() {
 	for {
 		<-s.wake
 		for {
-			s.qmu.Lock()
-			n := groupEnd(s.queue, min(len(s.queue), maxAppendGroup))
-			items := append([]*spoolItem(nil), s.queue[:n]...)
-			s.queue = s.queue[:copy(s.queue, s.queue[n:])]
-			closed := s.closed && len(s.queue) == 0
-			s.qmu.Unlock()
-			if n == 0 {
+			items, closed := s.takePass()
+			if len(items) == 0 {
 				if closed {
 					return
 				}
@@ -730,6 +832,20 @@ func (s *spooler) write() {
 			}
 		}
 	}
+}
+
+// takePass queues the held records let go (release), then takes the
+// items of the appender's next pass from the queue: up to maxAppendGroup
+// and the end of the last one's group. closed: the spool is closed and
+// nothing is left for a later pass.
+func (s *spooler) takePass() (items []*spoolItem, closed bool) {
+	s.release()
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	n := groupEnd(s.queue, min(len(s.queue), maxAppendGroup))
+	items = append([]*spoolItem(nil), s.queue[:n]...)
+	s.queue = s.queue[:copy(s.queue, s.queue[n:])]
+	return items, s.closed && len(s.queue) == 0 && len(s.releases) == 0
 }
 
 // appendItems appends items in one Append (one fsync) and gives them
@@ -778,12 +894,17 @@ func (s *spooler) appendItems(items []*spoolItem, recs []spool.Record) []spool.R
 
 // holdBlocked moves the items queued behind a record of their key that
 // the spool refused from a flip while kgo had it (relinkLocked: an earlier
-// half of the same append) to their gate's held records, to be appended
-// once kgo answered it; it returns the others, in order. A flip's own
-// records are not held (no record of their keys was linked again then:
-// their topic went direct before the flip, so nothing of it was).
+// half of the same append), or behind a held record of their key, to
+// their gate's held records, in their place (seq), to be appended once
+// kgo answered it; it returns the others, in order. Held behind a held
+// record, an item stays so after kgo's answer until the appender queues
+// them both, in order (release): a later item of its key in this pass
+// would otherwise be appended first. A flip's own records are not held
+// (no record of their keys was linked again then: their topic went
+// direct before the flip, so nothing of it was).
 func (s *spooler) holdBlocked(items []*spoolItem) []*spoolItem {
-	if s.relinked.Load() == 0 {
+	// Loaded in this order: settle sets releasing before relinked drops.
+	if s.relinked.Load() == 0 && s.releasing.Load() == 0 {
 		return items
 	}
 	kept := make([]*spoolItem, 0, len(items))
@@ -800,7 +921,11 @@ func (s *spooler) holdBlocked(items []*spoolItem) []*spoolItem {
 				g.refuseLocked(it, errHeldPastDeadline) // its request stopped waiting
 				break
 			}
-			g.held = append(g.held, it) // still counted in queued
+			g.holdInOrderLocked(it) // still counted in queued
+		case it.from == nil && g.heldKeyLocked(it.rec.Key):
+			// Let go already (g.released): queued at the next release,
+			// late or not.
+			g.holdInOrderLocked(it)
 		default:
 			g.mu.Unlock()
 			kept = append(kept, it)

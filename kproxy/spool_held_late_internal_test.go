@@ -86,3 +86,75 @@ func TestSpoolLateRecordRefusedNotHeld(t *testing.T) {
 			queued, held, out, s.relinked.Load())
 	}
 }
+
+// TestSpoolLateRecordRefusedInPassRefusesLaterOfKey attacks the same
+// promise within one pass of the appender: b1 and b2 (key k, one
+// request's) are queued behind x (key k) and y, which a flip took; b1's
+// request stopped waiting. The spool refuses x and y (full), x is linked
+// again, and the appender refuses b1 (late, it would be held behind x).
+// kgo answers x before the appender reaches b2 in the same pass: b2 is no
+// longer held back, but must be refused with b1, never appended without
+// it. The appender is stopped between the two on w, a record of another
+// topic whose gate the test holds.
+func TestSpoolLateRecordRefusedInPassRefusesLaterOfKey(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 1}})
+	end := kafkatest.NewFaults(t, c).Outage(kerr.NotLeaderForPartition.Code) // the spool keeps its records
+	defer end()
+	s := testSpooler(t, c, func(cfg *Config) { cfg.SpoolMaxBytes = 1 << 20 })
+	defer s.sp.Close()
+	g, g2 := s.gate("t"), s.gate("t2")
+	big := strings.Repeat("v", 600_000) // two of them do not fit 1 MiB
+	var x, y gateRec                    // in kgo (not handed to it here: its promise is settle below)
+	g.mu.Lock()
+	g.addLocked(&x, &kgo.Record{Topic: "t", Key: []byte("k"), Value: []byte("x" + big)}, g.gen)
+	g.addLocked(&y, &kgo.Record{Topic: "t", Key: []byte("z"), Value: []byte("y" + big)}, g.gen)
+	s.flipLocked(g)
+	b1 := newSpoolItem(g, &kgo.Record{Topic: "t", Key: []byte("k"), Value: []byte("b1")}, false, time.Time{})
+	b2 := newSpoolItem(g, &kgo.Record{Topic: "t", Key: []byte("k"), Value: []byte("b2")}, false, time.Time{})
+	b2.after = b1 // one request's records of key k
+	s.holdLocked(g, b1)
+	g.mu.Unlock()
+	w := newSpoolItem(g2, &kgo.Record{Topic: "t2", Value: []byte("w")}, false, time.Time{})
+	g2.mu.Lock()
+	g2.spooling = true
+	s.holdLocked(g2, w)
+	g2.mu.Unlock()
+	g.mu.Lock()
+	s.holdLocked(g, b2)
+	g.mu.Unlock()
+	g.withdraw(b1) // its deadline passed: queued, not held
+
+	pass, _ := s.takePass() // x, y, b1, w, b2
+	g2.mu.Lock()            // the appender waits on w, past b1
+	passed := make(chan struct{})
+	go func() {
+		defer close(passed)
+		s.appendItems(pass, nil)
+	}()
+	select {
+	case <-b1.done:
+	case <-time.After(10 * time.Second):
+		g2.mu.Unlock()
+		t.Fatal("b1, late and behind x, has no outcome")
+	}
+	s.settle(&x) // kgo answers x while the appender is between b1 and b2
+	g2.mu.Unlock()
+	<-passed
+	if !errors.Is(b1.err, errHeldPastDeadline) {
+		t.Errorf("b1: %v, want refused as held past its deadline", b1.err)
+	}
+	if !errors.Is(b2.err, errKeyRefusedBefore) {
+		t.Errorf("b2, after b1 of its key in its request: %v, want refused with it (b1 is not written)", b2.err)
+	}
+	if w.err != nil {
+		t.Errorf("w: %v, want spooled", w.err)
+	}
+	s.settle(&y)
+	g.mu.Lock()
+	queued, held, out := g.queued, len(g.held), g.out
+	g.mu.Unlock()
+	if queued != 0 || held != 0 || out != 0 || s.relinked.Load() != 0 {
+		t.Errorf("every record has its outcome: gate queued=%d held=%d out=%d relinked=%d, want all 0",
+			queued, held, out, s.relinked.Load())
+	}
+}
