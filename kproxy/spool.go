@@ -82,11 +82,11 @@ import (
 // the same key arriving after the flip waits (held) until they are
 // answered, so that it is not drained ahead of one of them that kgo still
 // writes, or until its deadline and answerGrace at most (await: then it is
-// refused, never spooled); records of other keys do not wait. Held records
-// keep their key's order: a record of a key with records held waits behind
-// them (heldKeyLocked), and the appender queues the records kgo's answer
-// let go in their place among the queued records of their key (release),
-// between two of its passes. While the topic spools, a
+// refused, never spooled, unless kgo answered meanwhile); records of other
+// keys do not wait. Held records keep their key's order: the appender
+// queues the records kgo's answer let go in their place among the queued
+// records of their key (release, by seq), between two of its passes, and
+// holds those of their key a pass took meanwhile (holdBlocked). While the topic spools, a
 // spool=0 record is refused (spoolOvertake). The topic goes to Kafka
 // directly again only when nothing of it is in kgo, waiting, or in the
 // spool (Spool.Pending is 0: the drain has Kafka's acknowledgement of every
@@ -627,16 +627,18 @@ func (s *spooler) holdLocked(g *gate, it *spoolItem) {
 	g.blind = false // queued keeps the topic spooling, then Pending
 	g.seq++
 	it.seq = g.seq
-	if g.blocksLocked(it.rec.Key) || g.heldKeyLocked(it.rec.Key) {
+	if g.blocksLocked(it.rec.Key) {
 		g.held = append(g.held, it) // the latest: last by seq
 		return
 	}
 	s.push(it)
 }
 
-// heldKeyLocked tells whether a record of key is held (g.mu held): a
-// record of key that comes later waits behind it, even once kgo answered
-// what it waited for and until the appender queued it (release).
+// heldKeyLocked tells whether a record of key is held (g.mu held): the
+// appender holds behind it a later record of key a pass took once kgo
+// answered what it waited for and before the release queued it
+// (holdBlocked). A record of key arriving then is queued (holdLocked):
+// the release puts the held one before it (seq).
 func (g *gate) heldKeyLocked(key []byte) bool {
 	if key == nil {
 		return false
@@ -734,19 +736,47 @@ func (s *spooler) release() {
 		g.released = false
 		items := g.takeReleasedLocked()
 		s.qmu.Lock()
-		for _, it := range items {
-			i := slices.IndexFunc(s.queue, func(q *spoolItem) bool {
-				return q.g == g && q.seq > it.seq && string(q.rec.Key) == string(it.rec.Key)
-			})
-			if i < 0 {
-				i = len(s.queue)
-			}
-			s.queue = slices.Insert(s.queue, i, it) // before a record standing alone: not inside a flip's group
-		}
+		s.queue = mergeReleased(s.queue, g, items)
 		s.qmu.Unlock()
 		g.mu.Unlock()
 		s.releasing.Add(-1)
 	}
+}
+
+// mergeReleased returns q with items, g's records let go (by seq), each
+// before the first record of its key in q that came after it (seq), the
+// others at the end, in their order: one walk of q, so that the release,
+// which holds the queue's lock, costs what it moves. Such a record of g
+// stands alone, never in a flip's group: g flipped before it spooled, and
+// so before any of its records was held.
+func mergeReleased(q []*spoolItem, g *gate, items []*spoolItem) []*spoolItem {
+	waiting := make(map[string][]*spoolItem) // by key, by seq
+	for _, it := range items {
+		waiting[string(it.rec.Key)] = append(waiting[string(it.rec.Key)], it)
+	}
+	out := make([]*spoolItem, 0, len(q)+len(items))
+	for _, x := range q {
+		if x.g == g {
+			w := waiting[string(x.rec.Key)]
+			n := 0
+			for n < len(w) && w[n].seq < x.seq {
+				n++
+			}
+			if n > 0 {
+				out = append(out, w[:n]...)
+				waiting[string(x.rec.Key)] = w[n:]
+			}
+		}
+		out = append(out, x)
+	}
+	for _, it := range items {
+		if w := waiting[string(it.rec.Key)]; len(w) > 0 && w[0] == it {
+			out = append(out, it)
+			waiting[string(it.rec.Key)] = w[1:]
+		}
+	}
+	clear(q)
+	return out
 }
 
 // newSpoolItem copies r for the spool: its buffers are the request's. The
@@ -973,13 +1003,14 @@ func (s *spooler) await(it *spoolItem, dl context.Context, stop <-chan struct{})
 	<-it.done
 }
 
-// withdraw gives it up (await), g.mu taken: held, it is refused at once;
-// otherwise the appender has it, and it is marked late, to be refused
+// withdraw gives it up (await), g.mu taken: held and still blocked, it is
+// refused at once; otherwise the appender has it, or will have it (held,
+// let go by kgo's answer: release), and it is marked late, to be refused
 // should the appender find it blocked (holdBlocked) rather than held.
 func (g *gate) withdraw(it *spoolItem) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if i := slices.Index(g.held, it); i >= 0 {
+	if i := slices.Index(g.held, it); i >= 0 && g.blocksLocked(it.rec.Key) {
 		g.held = slices.Delete(g.held, i, i+1)
 		g.refuseLocked(it, errHeldPastDeadline)
 		return

@@ -1,0 +1,149 @@
+package kproxy
+
+import (
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// heldBehindAnswered returns a spooler and a spooling gate of topic "t"
+// with n records of key "hot" held behind a spool=0 record of that key,
+// which kgo has just answered (settle): they wait for the appender's
+// release.
+func heldBehindAnswered(t *testing.T, n int) (*spooler, *gate, []*spoolItem) {
+	t.Helper()
+	s := &spooler{wake: make(chan struct{}, 1)}
+	g := &gate{topic: "t", spooling: true}
+	var r gateRec
+	g.mu.Lock()
+	g.addLocked(&r, &kgo.Record{Topic: "t", Key: []byte("hot"), Value: []byte("r")}, nil) // spool=0, in kgo
+	held := make([]*spoolItem, n)
+	for i := range held {
+		held[i] = newSpoolItem(g, &kgo.Record{Topic: "t", Key: []byte("hot"), Value: []byte(strconv.Itoa(i))}, false, time.Time{})
+		s.holdLocked(g, held[i])
+	}
+	g.mu.Unlock()
+	s.settle(&r)
+	return s, g, held
+}
+
+// TestSpoolReleaseLinearInQueue attacks the appender's release (held
+// records let go are queued among the queued records of their key) with
+// many of both: it runs holding the queue's lock and the gate's, stalling
+// the spooling of every topic while it does. Placing each released record
+// by a search of the queue costs released x queued (seconds here); a merge
+// costs released + queued (milliseconds). The bound is loose, for a loaded
+// machine and the race detector.
+func TestSpoolReleaseLinearInQueue(t *testing.T) {
+	const released, queued = 5_000, 20_000
+	s, g, _ := heldBehindAnswered(t, released)
+	for i := range queued {
+		it := newSpoolItem(g, &kgo.Record{Topic: "t", Key: []byte("other-" + strconv.Itoa(i)), Value: []byte("v")}, false, time.Time{})
+		g.mu.Lock()
+		s.holdLocked(g, it)
+		g.mu.Unlock()
+	}
+	start := time.Now()
+	s.release()
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("release of %d records with %d queued took %v, want well under 1s (linear)", released, queued, d)
+	}
+	if len(s.queue) != released+queued {
+		t.Fatalf("queue holds %d records after the release, want %d", len(s.queue), released+queued)
+	}
+}
+
+// TestSpoolReleaseKeepsKeyOrder attacks where release puts the records let
+// go: each before the queued records of its key that came after it, in
+// order, never inside a flip's group, and the rest at the end.
+func TestSpoolReleaseKeepsKeyOrder(t *testing.T) {
+	s, g, held := heldBehindAnswered(t, 3) // hot 0..2
+	g2 := &gate{topic: "t2", spooling: true}
+	queue := func(g *gate, key, value string) *spoolItem {
+		it := newSpoolItem(g, &kgo.Record{Topic: g.topic, Key: []byte(key), Value: []byte(value)}, false, time.Time{})
+		g.mu.Lock()
+		g.seq++
+		it.seq = g.seq
+		g.queued++
+		g.mu.Unlock()
+		s.queue = append(s.queue, it)
+		return it
+	}
+	// A flip's group of t2 (key hot too), then later records of t's keys:
+	// as holdBlocked leaves them, or as they arrive once kgo answered.
+	f1, f2 := queue(g2, "hot", "f1"), queue(g2, "hot", "f2")
+	f1.rest = 1
+	o := queue(g, "other", "o")
+	h3 := queue(g, "hot", "3")
+	h4 := queue(g, "hot", "4")
+	s.release()
+	want := []*spoolItem{f1, f2, o, held[0], held[1], held[2], h3, h4}
+	if len(s.queue) != len(want) {
+		t.Fatalf("queue holds %d records, want %d", len(s.queue), len(want))
+	}
+	for i, it := range s.queue {
+		if it != want[i] {
+			t.Errorf("queue[%d] = %s/%q (seq %d), want %s/%q", i, it.g.topic, it.rec.Value, it.seq, want[i].g.topic, want[i].rec.Value)
+		}
+	}
+
+	s2, _, held2 := heldBehindAnswered(t, 2) // nothing queued of their key: at the end
+	s2.release()
+	if len(s2.queue) != 2 || s2.queue[0] != held2[0] || s2.queue[1] != held2[1] {
+		t.Errorf("released records with no later record of their key queued: queue %v, want them in order", s2.queue)
+	}
+}
+
+// TestSpoolLetGoHeldKeptAtDeadline attacks the promise that a record held
+// behind a spool=0 record of its key is written once kgo answers that
+// record: kgo answered it, and the record waits only for the appender to
+// queue it (release) when its deadline passes, the appender being in a
+// long Append. It must not be refused (503) as if kgo had not answered; it
+// is queued by the release and appended, or refused should a record of
+// its key block it again (it has no waiter left to hold it for).
+func TestSpoolLetGoHeldKeptAtDeadline(t *testing.T) {
+	s, g, held := heldBehindAnswered(t, 1)
+	h := held[0]
+	g.withdraw(h) // h's deadline and answerGrace passed
+	select {
+	case <-h.done:
+		_, why := h.refusal()
+		t.Fatalf("h refused at its deadline (%v, %q), though kgo answered the record it waited for", h.err, why)
+	default:
+	}
+	s.release()
+	if len(s.queue) != 1 || s.queue[0] != h {
+		t.Fatalf("h not queued by the release: queue %v", s.queue)
+	}
+	s.relinked.Add(1) // holdBlocked looks
+	defer s.relinked.Add(-1)
+	if kept := s.holdBlocked(s.queue); len(kept) != 1 || kept[0] != h {
+		t.Errorf("h, let go and queued, not kept for its append: %v", kept)
+	}
+
+	// Blocked again once queued (a record of its key linked again): refused.
+	s, g, held = heldBehindAnswered(t, 1)
+	h = held[0]
+	g.withdraw(h)
+	s.release()
+	var r gateRec
+	g.mu.Lock()
+	g.addLocked(&r, &kgo.Record{Topic: "t", Key: []byte("hot"), Value: []byte("r2")}, nil)
+	g.mu.Unlock()
+	s.relinked.Add(1)
+	defer s.relinked.Add(-1)
+	if kept := s.holdBlocked(s.queue); len(kept) != 0 {
+		t.Errorf("h, late and blocked again, kept for its append: %v", kept)
+	}
+	select {
+	case <-h.done:
+		if !errors.Is(h.err, errHeldPastDeadline) {
+			t.Errorf("h, late and blocked again: %v, want refused as held past its deadline", h.err)
+		}
+	default:
+		t.Error("h, late and blocked again, has no outcome (its request no longer waits to be held)")
+	}
+}
