@@ -241,8 +241,9 @@ type spoolItem struct {
 	// here, not in from: once answered, from's memory (a pending, a batch
 	// job's item) is its owner's to release and reuse, and is not read.
 	answered bool
-	// late: its request stopped waiting for it while it was not held
-	// (withdraw; g.mu): the appender refuses it rather than hold it.
+	// late: its request stopped waiting for it while it was not held,
+	// or held and let go awaiting the release (withdraw; g.mu): the
+	// appender refuses it rather than hold it (again).
 	late bool
 	// seq is its place among its gate's records (gate.seq).
 	seq uint64
@@ -711,11 +712,18 @@ func (g *gate) takeReleasedLocked() []*spoolItem {
 	var out []*spoolItem
 	kept := g.held[:0]
 	for _, h := range g.held {
-		if g.blocksLocked(h.rec.Key) {
+		switch {
+		case g.blocksLocked(h.rec.Key) && h.late:
+			// Let go once, its request stopped waiting meanwhile
+			// (withdraw), and blocked again since (a record of its
+			// key linked in again): refused, not held past its
+			// deadline.
+			g.refuseLocked(h, errHeldPastDeadline)
+		case g.blocksLocked(h.rec.Key):
 			kept = append(kept, h)
-			continue
+		default:
+			out = append(out, h)
 		}
-		out = append(out, h)
 	}
 	clear(g.held[len(kept):])
 	g.held = kept
@@ -750,6 +758,9 @@ func (s *spooler) release() {
 // stands alone, never in a flip's group: g flipped before it spooled, and
 // so before any of its records was held.
 func mergeReleased(q []*spoolItem, g *gate, items []*spoolItem) []*spoolItem {
+	if len(items) == 0 { // held again, all of them: the queue as it is
+		return q
+	}
 	waiting := make(map[string][]*spoolItem) // by key, by seq
 	for _, it := range items {
 		waiting[string(it.rec.Key)] = append(waiting[string(it.rec.Key)], it)

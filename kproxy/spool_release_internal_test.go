@@ -34,11 +34,11 @@ func heldBehindAnswered(t *testing.T, n int) (*spooler, *gate, []*spoolItem) {
 // records let go are queued among the queued records of their key) with
 // many of both: it runs holding the queue's lock and the gate's, stalling
 // the spooling of every topic while it does. Placing each released record
-// by a search of the queue costs released x queued (seconds here); a merge
-// costs released + queued (milliseconds). The bound is loose, for a loaded
-// machine and the race detector.
+// by a search of the queue costs released x queued (seconds here, without
+// the race detector too); a merge costs released + queued (milliseconds).
+// The bound is loose, for a loaded machine and the race detector.
 func TestSpoolReleaseLinearInQueue(t *testing.T) {
-	const released, queued = 5_000, 20_000
+	const released, queued = 20_000, 50_000
 	s, g, _ := heldBehindAnswered(t, released)
 	for i := range queued {
 		it := newSpoolItem(g, &kgo.Record{Topic: "t", Key: []byte("other-" + strconv.Itoa(i)), Value: []byte("v")}, false, time.Time{})
@@ -145,5 +145,36 @@ func TestSpoolLetGoHeldKeptAtDeadline(t *testing.T) {
 		}
 	default:
 		t.Error("h, late and blocked again, has no outcome (its request no longer waits to be held)")
+	}
+}
+
+// TestSpoolLetGoHeldBlockedAgainRefused: a held record let go by kgo's
+// answer, its request past its deadline meanwhile (withdraw: late, left
+// for the release), then blocked again before the release (a record of its
+// key the spool refused while kgo has it, linked in again), must get its
+// outcome at the release — refused, not written — not wait for kgo's
+// answer to that record: a held record waits its deadline and answerGrace
+// at most.
+func TestSpoolLetGoHeldBlockedAgainRefused(t *testing.T) {
+	s, g, held := heldBehindAnswered(t, 1)
+	h := held[0]
+	g.withdraw(h)
+	var f gateRec
+	g.mu.Lock()
+	g.addLocked(&f, &kgo.Record{Topic: "t", Key: []byte("hot"), Value: []byte("F")}, nil) // linked in again
+	g.mu.Unlock()
+	s.release()
+	select {
+	case <-h.done:
+		if !errors.Is(h.err, errHeldPastDeadline) {
+			t.Errorf("the late record blocked again: %v, want refused as held past its deadline", h.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the late record blocked again at the release has no outcome: it waits for kgo's answer to the record linked in again")
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.held) != 0 {
+		t.Errorf("%d records still held", len(g.held))
 	}
 }
