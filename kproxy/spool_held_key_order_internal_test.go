@@ -101,13 +101,7 @@ func TestSpoolHeldRecordKeepsKeyOrder(t *testing.T) {
 			if !slices.Equal(got, want) {
 				t.Errorf("spool holds key k as %v, want %v: the drain would write a later record of the key first", got, want)
 			}
-			g.mu.Lock()
-			queued, held, out := g.queued, len(g.held), g.out
-			g.mu.Unlock()
-			if queued != 0 || held != 0 || out != 0 || s.relinked.Load() != 0 || s.releasing.Load() != 0 {
-				t.Errorf("every record has its outcome: gate queued=%d held=%d out=%d, relinked=%d releasing=%d, want all 0",
-					queued, held, out, s.relinked.Load(), s.releasing.Load())
-			}
+			allAnswered(t, s, g)
 		})
 	}
 }

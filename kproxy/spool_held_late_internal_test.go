@@ -78,13 +78,7 @@ func TestSpoolLateRecordRefusedNotHeld(t *testing.T) {
 		t.Fatal("b2 has no outcome after kgo answered a1")
 	}
 	s.settle(&x)
-	g.mu.Lock()
-	queued, held, out := g.queued, len(g.held), g.out
-	g.mu.Unlock()
-	if queued != 0 || held != 0 || out != 0 || s.relinked.Load() != 0 {
-		t.Errorf("every record has its outcome: gate queued=%d held=%d out=%d relinked=%d, want all 0",
-			queued, held, out, s.relinked.Load())
-	}
+	allAnswered(t, s, g)
 }
 
 // TestSpoolLateRecordRefusedInPassRefusesLaterOfKey attacks the same
@@ -150,11 +144,18 @@ func TestSpoolLateRecordRefusedInPassRefusesLaterOfKey(t *testing.T) {
 		t.Errorf("w: %v, want spooled", w.err)
 	}
 	s.settle(&y)
+	allAnswered(t, s, g)
+}
+
+// allAnswered checks that every record of g has its outcome: nothing
+// queued, held, in kgo or being released.
+func allAnswered(t *testing.T, s *spooler, g *gate) {
+	t.Helper()
 	g.mu.Lock()
 	queued, held, out := g.queued, len(g.held), g.out
 	g.mu.Unlock()
-	if queued != 0 || held != 0 || out != 0 || s.relinked.Load() != 0 {
-		t.Errorf("every record has its outcome: gate queued=%d held=%d out=%d relinked=%d, want all 0",
-			queued, held, out, s.relinked.Load())
+	if queued != 0 || held != 0 || out != 0 || s.relinked.Load() != 0 || s.releasing.Load() != 0 {
+		t.Errorf("every record has its outcome: gate queued=%d held=%d out=%d, relinked=%d releasing=%d, want all 0",
+			queued, held, out, s.relinked.Load(), s.releasing.Load())
 	}
 }

@@ -31,20 +31,7 @@ func TestRecreatedTopicFoundDuringAHandOver(t *testing.T) {
 		return e.storedOffset(t, "m", "t", 0) == "3" && e.storedOffset(t, "m", "t", 1) == "3"
 	})
 
-	waiting, ended := ktransfer.HoldTopicGone(t, false)
-	e.recreateTopic(t, "t", 2)
-	// More records than the deleted topic had: reading the new topic from
-	// the stored offset would skip the first three of a partition.
-	news := [][]string{{"n0", "n1", "n2", "n3", "n4", "n5"}, {"m0", "m1", "m2", "m3", "m4", "m5"}}
-	for part, values := range news {
-		writeKeys(t, e, int32(part), values)
-	}
-	// kgo reports UNKNOWN_TOPIC_ID after six failed fetches, about 10 s.
-	waitFor(t, "the process finding the topic created again", 30*time.Second, waiting.Load)
-	e.start(t, m) // joins: one of the partitions is handed over to it
-	if !<-ended {
-		t.Fatal("no partition was being released when the process handled the topic created again")
-	}
+	news := recreateDuringHandOver(t, e, m, false, "no partition was being released")
 
 	waitForNewTopicPushed(t, e, b, news)
 }
@@ -74,18 +61,7 @@ func TestRecreatedTopicFoundWhileAHandOverWaitsForAPush(t *testing.T) {
 		return e.storedOffset(t, "m", "t", 0) == "3" && e.storedOffset(t, "m", "t", 1) == "3"
 	})
 
-	waiting, ended := ktransfer.HoldTopicGone(t, true)
-	e.recreateTopic(t, "t", 2)
-	news := [][]string{{"n0", "n1", "n2", "n3", "n4", "n5"}, {"m0", "m1", "m2", "m3", "m4", "m5"}}
-	for part, values := range news {
-		writeKeys(t, e, int32(part), values)
-	}
-	// kgo reports UNKNOWN_TOPIC_ID after six failed fetches, about 10 s.
-	waitFor(t, "the process finding the topic created again", 30*time.Second, waiting.Load)
-	e.start(t, m) // joins: one of the partitions is handed over to it
-	if !<-ended {
-		t.Fatal("no hand-over was waiting for its push when the process handled the topic created again")
-	}
+	news := recreateDuringHandOver(t, e, m, true, "no hand-over was waiting for its push")
 	// The partition kept stores its start in the new topic at once, its
 	// push still in progress; the process has handled the topic created
 	// again by then. The push ends after that, and the hand-over goes on.
@@ -117,4 +93,29 @@ func waitForNewTopicPushed(t *testing.T, e *env, b *backend, news [][]string) {
 			}
 		}
 	}
+}
+
+// recreateDuringHandOver deletes topic t (2 partitions) and creates it
+// again with more records per partition than the deleted one had (reading
+// the new topic from the stored offset would skip the first three of a
+// partition), and starts a second process running m once the first one
+// finds the topic created again, holding that finding until a partition's
+// release is under way (HoldTopicGone; unassigned: no longer read and
+// waiting for a push). It fails with missing when no release was. It
+// returns the new records per partition.
+func recreateDuringHandOver(t *testing.T, e *env, m ktransfer.Module, unassigned bool, missing string) [][]string {
+	t.Helper()
+	waiting, ended := ktransfer.HoldTopicGone(t, unassigned)
+	e.recreateTopic(t, "t", 2)
+	news := [][]string{{"n0", "n1", "n2", "n3", "n4", "n5"}, {"m0", "m1", "m2", "m3", "m4", "m5"}}
+	for part, values := range news {
+		writeKeys(t, e, int32(part), values)
+	}
+	// kgo reports UNKNOWN_TOPIC_ID after six failed fetches, about 10 s.
+	waitFor(t, "the process finding the topic created again", 30*time.Second, waiting.Load)
+	e.start(t, m) // joins: one of the partitions is handed over to it
+	if !<-ended {
+		t.Fatal(missing + " when the process handled the topic created again")
+	}
+	return news
 }
