@@ -36,3 +36,7 @@ func SetCompactedRecheck(t interface{ Cleanup(func()) }, d time.Duration) {
 	compactedRecheck = d
 	t.Cleanup(func() { compactedRecheck = was })
 }
+
+// MissingTTL is how long a topic the brokers said does not exist is
+// answered 404 without asking them again.
+const MissingTTL = missingTTL
