@@ -23,7 +23,7 @@ func TestCompactedTopicOutageSpoolsPromptly(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
 	setTopicConfig(t, c, topic, "cleanup.policy", "compact")
 	p := spoolProxy(t, c, nil)
-	decode(t, p.post(t, "acks=1&topic="+topic+"&key=a", keySeqValue(t, "a", 0)))
+	warmUp(t, p, "acks=1&topic="+topic+"&key=a", keySeqValue(t, "a", 0))
 	f := kafkatest.NewFaults(t, c)
 	for _, key := range []kmsg.Key{kmsg.Produce, kmsg.Metadata, kmsg.DescribeConfigs} {
 		f.Sleep(int16(key), 1000, 2*time.Second)

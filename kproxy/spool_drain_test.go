@@ -173,9 +173,7 @@ func limitOutage(t *testing.T) (*kfake.Cluster, *proxy, func()) {
 	t.Helper()
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
 	p := spoolProxy(t, c, func(cfg *kproxy.Config) { cfg.LingerMs = 0 })
-	if a := p.post(t, "topic="+topic+"&key=first", unique(t, "first")); a.code != 200 {
-		t.Fatalf("first record: %d %s", a.code, a.body)
-	}
+	warmUp(t, p, "topic="+topic+"&key=first", unique(t, "first"))
 	return c, p, kafkatest.NewFaults(t, c).Outage(kerr.NotLeaderForPartition.Code)
 }
 

@@ -42,9 +42,7 @@ func TestSpoolHeldBehindKeyAnsweredByDeadline(t *testing.T) {
 		cfg.SpoolAfterMs = 200
 		cfg.ProduceTimeoutMs = int(produceTimeout / time.Millisecond)
 	})
-	if a := p.post(t, "topic="+topic+"&key=w&acks=-1", unique(t, "warm-up")); a.code != 200 {
-		t.Fatalf("warm-up: %d %s", a.code, a.body)
-	}
+	warmUp(t, p, "topic="+topic+"&key=w&acks=-1", unique(t, "warm-up"))
 
 	// The broker freezes: it keeps every produce request until the thaw,
 	// and tells of the first.

@@ -48,9 +48,7 @@ func TestSpoolRefusedFlipKeepsKeyOrder(t *testing.T) {
 	})
 	// A first answer lets the acks=-1 client have more than one produce
 	// request out (kgo: 1 until then).
-	if a := p.post(t, "acks=-1&topic="+topic+"&key="+kw, unique(t, "warm-up")); a.code != 200 {
-		t.Fatalf("warm-up: %d %q", a.code, a.body)
-	}
+	warmUp(t, p, "acks=-1&topic="+topic+"&key="+kw, unique(t, "warm-up"))
 	// The next produce request (w's) is held for hold before the broker
 	// writes it; the requests after it on its connection wait behind it.
 	arrived := make(chan struct{})

@@ -48,6 +48,26 @@ func spoolServer(t *testing.T, c *kfake.Cluster, edit func(*kproxy.Config)) *kpr
 	})
 }
 
+// warmUp writes a record before a test's fault starts (the topic looked
+// up, a producer ID taken, a first answer), with spool=0: the first record
+// of a fresh proxy can take longer than a test's spool_after_ms on a
+// loaded machine, and spooled it would be written by the drain, out of
+// the test's plan. A 503 (not written) is sent again, for 20 s at most.
+func warmUp(t *testing.T, p *proxy, query string, value []byte) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		a := p.post(t, query+"&spool=0", value)
+		switch {
+		case a.code == 200:
+			return
+		case a.code != 503 || time.Now().After(deadline):
+			t.Fatalf("warm-up record (%s): %d %s", query, a.code, a.body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // keySeqValue is the value of a key's n-th record.
 func keySeqValue(t testing.TB, key string, n int) []byte {
 	t.Helper()
