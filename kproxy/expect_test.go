@@ -246,13 +246,15 @@ func TestExpectContinueRefusedBeforeTheBody(t *testing.T) {
 // (a 408 for a body sent at once when told to).
 func TestExpectContinueSlowTopicLookupLeavesTheBodyItsReadTimeout(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "fresh", Partitions: 1}})
-	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ReadTimeoutMs, cfg.AutoCreateTopics = 200, false })
+	// read_timeout_ms 1 s, not less: the test's own goroutine sends the
+	// body after reading the 100, late on a loaded machine.
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ReadTimeoutMs, cfg.AutoCreateTopics = 1000, false })
 	var slowed atomic.Bool
 	c.ControlKey(int16(kmsg.Metadata), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
 		for _, rt := range req.(*kmsg.MetadataRequest).Topics {
 			if rt.Topic != nil && *rt.Topic == "fresh" && !slowed.Swap(true) {
-				c.SleepControl(func() { time.Sleep(600 * time.Millisecond) }) // three times read_timeout_ms
+				c.SleepControl(func() { time.Sleep(3 * time.Second) }) // three times read_timeout_ms
 			}
 		}
 		return nil, nil, false
@@ -302,7 +304,10 @@ func TestExpectContinueOnKeptAliveConnection(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "orders", Partitions: 1}})
 	for _, release := range []bool{true, false} {
 		p := startProxy(t, c, func(cfg *kproxy.Config) {
-			cfg.WriteTimeoutMs, cfg.ReadTimeoutMs = 100, 100
+			// write_timeout_ms is what the test is about; read_timeout_ms
+			// leaves the test's goroutine time to send the body after the
+			// 100 on a loaded machine.
+			cfg.WriteTimeoutMs, cfg.ReadTimeoutMs = 100, 1000
 			cfg.ReleaseIdleBuffers = release
 		})
 		addr := strings.TrimPrefix(p.url, "http://")

@@ -191,9 +191,15 @@ func TestGRPCStreamClientSwitchWaitEndsAtDeadline(t *testing.T) {
 // ends.
 func TestGRPCStreamClientSwitchWaitAnswersBeforeStreamDeadline(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
-	g := startGRPC(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 10000 })
+	// produce_timeout_ms bounds the first request (answered 504 after
+	// about 2.25 s), so that the second arrives with some 1.7 s of the
+	// stream left: its wait ends on the stream's deadline with the full
+	// margin. A stream deadline binding the first as well left the second
+	// 200 ms, and its answer some 20 ms to arrive: too little on a loaded
+	// machine.
+	g := startGRPC(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 2000 })
 	kafkatest.NewFaults(t, c).Sleep(int16(kmsg.Produce), 1, 6*time.Second)
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Second)
 	defer cancel()
 	s := g.stream(t, ctx) // every answer must come before the stream's deadline
 	resps, _ := switchClients(t, s)

@@ -749,9 +749,15 @@ func TestGRPCDeadline(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
 	g := startGRPC(t, c, nil)
 	f := kafkatest.NewFaults(t, c)
-	f.Sleep(int16(kmsg.Produce), 1, 4*time.Second)
+	f.Sleep(int16(kmsg.Produce), 1, 5*time.Second)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	// The first call's deadline (3 s; its records' about 2.55 s) must come
+	// after the second call's records' (1 s after it starts, less the
+	// margins): kgo cancels the held request at the first's, and a
+	// cancelled request makes the second's answer "did not answer" rather
+	// than the deadline's. The second starts once the first's request is
+	// held, which takes a while under load: 1.5 s left that too little.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	first := make(chan error, 1)
 	start := time.Now()
@@ -776,8 +782,8 @@ func TestGRPCDeadline(t *testing.T) {
 	}
 	// The client gives up at its deadline by itself (then no 504 detail,
 	// checked above); past it here is the test's goroutines scheduled late.
-	if d := time.Since(start); d > 2500*time.Millisecond {
-		t.Errorf("answered after %v, past the client's deadline of 1.5 s", d)
+	if d := time.Since(start); d > 4500*time.Millisecond {
+		t.Errorf("answered after %v, past the client's deadline of 3 s", d)
 	}
 	waitFor(t, "the held record written", func() bool { return endOffsets(t, c, topic) == 1 })
 	// A record after them is written, and the queued one never was.

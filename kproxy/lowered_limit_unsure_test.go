@@ -31,7 +31,9 @@ func TestLoweredTopicLimitAfterUnsureAppendNot503(t *testing.T) {
 	for _, via := range []string{"commit", "batch"} {
 		t.Run(via, func(t *testing.T) {
 			c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
-			p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.LingerMs = 50 })
+			// A long linger: the two records posted at once must share a
+			// produce batch, also when one of them arrives late.
+			p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.LingerMs = 500 })
 			// kproxy reads the topic's limit (the default) at its first record.
 			decode(t, p.post(t, "topic="+topic+"&acks=1", unique(t, "first")))
 

@@ -91,12 +91,23 @@ func TestPurgesForgetEndedPurges(t *testing.T) {
 	defer live.Close()
 	tp.start(live, "u")
 	tp.wg.Wait()
-	tp.mu.Lock()
-	defer tp.mu.Unlock()
-	for k := range tp.last {
-		if k.cl == retired {
-			t.Errorf("the purge of %q by a retired client, ended more than %v ago, is still kept (%d entries)", k.topic, purgeHoldOff, len(tp.last))
+	// The entry goes when its hold-off's timer fires, late on a loaded
+	// machine.
+	kept := func() (n int) {
+		tp.mu.Lock()
+		defer tp.mu.Unlock()
+		for k := range tp.last {
+			if k.cl == retired {
+				n++
+			}
 		}
+		return n
+	}
+	for deadline := time.Now().Add(10 * time.Second); kept() > 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := kept(); n > 0 {
+		t.Errorf("%d purges by a retired client, ended more than %v ago, are still kept", n, purgeHoldOff)
 	}
 }
 

@@ -190,11 +190,21 @@ func (tc *topicCheck) refusesKeyless(dl context.Context, info topicInfo, timeout
 // recheckCompacted reads topic's configuration again (lookup), or waits,
 // within dl and timeout, for the reading of it under way. The reading is
 // bounded by the deadline of the record that started it: a record waiting
-// longer sees its error and goes on.
+// longer sees its error and goes on. A reading that ended since the
+// caller took what it knew of the topic serves it too: one reading per
+// topic and compactedRecheck, also for a record whose handler was
+// delayed past the shared reading's end.
 func (tc *topicCheck) recheckCompacted(dl context.Context, topic string, timeout time.Duration) (topicInfo, error) {
 	tc.recheckMu.Lock()
 	r, ok := tc.rechecks[topic]
 	if !ok {
+		tc.knownMu.RLock()
+		info, known := tc.known[topic]
+		tc.knownMu.RUnlock()
+		if known && time.Since(info.read) < compactedRecheck {
+			tc.recheckMu.Unlock()
+			return info, nil
+		}
 		if tc.rechecks == nil {
 			tc.rechecks = map[string]*recheck{}
 		}
