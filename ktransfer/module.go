@@ -665,9 +665,10 @@ func (m *module) commitLocked(parts []*partition) (stored int, lost []*partition
 	for _, p := range parts {
 		if offset, n, ok := p.tracker.toCommit(); ok {
 			if p.deletedTopic {
-				// Records of a deleted topic: the new topic's start is
-				// stored already (storeNewTopicStart). Their slots are
-				// freed, nothing is written.
+				// Records of a deleted topic (a lost log, or read
+				// below an out-of-range restart): the offset read from
+				// next is stored already (storeNewTopicStart). Their
+				// slots are freed, nothing is written.
 				p.tracker.committedAt(offset, n)
 				m.uncommitted.Add(-int64(n))
 				for range n {

@@ -57,13 +57,15 @@ type partition struct {
 	// (kgo's ErrDataLoss): the partition restarts there, no policy applies.
 	truncated atomic.Bool
 	// deletedTopic is set, under the module's commitMu, once the restart
-	// offset in the new topic (or after a truncated log) is stored while
-	// records of the deleted topic (or lost log) are still in the window:
+	// offset in the new topic (or after a truncated log, or an offset
+	// Kafka no longer has) is stored while records of the deleted topic
+	// (or lost log, or from below the restart) are still in the window:
 	// their commits free their slots but store nothing (the offset stored
 	// names the records read next).
 	deletedTopic bool
 	// newTopicStored is set with deletedTopic when the offset stored is
-	// the start in a topic created again (not a truncated log's end).
+	// the start in a topic created again (not a truncated log's end, nor
+	// the offset offset_out_of_range chose).
 	newTopicStored bool
 
 	released atomic.Bool  // given up: queued records are dropped, not pushed
@@ -137,6 +139,18 @@ func (p *partition) run(ctx context.Context) error {
 // record dispatched before is done. A topic found created again while it
 // waits (the reader marks a stalled partition recreated) restarts it as
 // such: the offset taken was one of the deleted topic.
+//
+// The offset is stored at once (storeNewTopicStart), before the records
+// dispatched before are done, unless the answer was a passing one (Kafka
+// has at: nothing to store). A process stopping meanwhile would otherwise
+// leave the committed offset to the next owner; for an offset Kafka no
+// longer has, the next owner found it out of range again and applied
+// offset_out_of_range anew, later (under newest, skipping every record
+// written in between). Below the log start, the records dispatched (below
+// at) are no longer in Kafka either: next is stored. Above the log end
+// (the log ends below what was read), the lower of next and the committed
+// offset is, as for a truncated log: records dispatched below next are
+// still in Kafka.
 func (p *partition) restart(ctx context.Context, at int64) (int64, error) {
 	truncated := p.truncated.Swap(false)
 	for {
@@ -148,15 +162,19 @@ func (p *partition) restart(ctx context.Context, at int64) (int64, error) {
 			p.lostTo.Store(-1)
 		}
 		next, err := at, error(nil)
+		belowStart := false // every record dispatched is below the log start
 		if !truncated {
 			next, err = p.applyOutOfRange(ctx, at, recreated)
+			if err == nil && !recreated {
+				belowStart, truncated = next > at, next < at
+			}
 		}
 		for err == nil {
 			if lost := p.lostTo.Swap(-1); lost >= 0 && lost < next {
 				next, truncated = lost, true // the log ends below: the lower wins
 			}
-			if recreated || truncated {
-				err = p.storeNewTopicStart(ctx, next, truncated)
+			if recreated || truncated || belowStart {
+				err = p.storeNewTopicStart(ctx, next, truncated && !belowStart, recreated)
 			}
 			if err == nil {
 				err = p.restartAt(ctx, next, recreated)
@@ -426,26 +444,34 @@ func (p *partition) sinceModuleStart(ctx context.Context, newest int64) (int64, 
 // records cannot be read again after a crash anyway; their commits now
 // store nothing (deletedTopic).
 //
-// The same holds after a truncated log (truncated: next is the new log
-// end, below records dispatched): the records dispatched at and above it
-// are no longer in Kafka, and the committed offset, or a commit of theirs,
-// stored at a stop meanwhile made the next owner skip the records written
-// at those offsets since. What is stored then is the lower of next and the
-// committed offset: records dispatched below next are still in Kafka, and
-// are read again after a crash.
-func (p *partition) storeNewTopicStart(ctx context.Context, next int64, truncated bool) error {
+// The same holds after a truncated log (next is the new log end, below
+// records dispatched): the records dispatched at and above it are no
+// longer in Kafka, and the committed offset, or a commit of theirs, stored
+// at a stop meanwhile made the next owner skip the records written at
+// those offsets since. What is stored then (lower) is the lower of next
+// and the committed offset: records dispatched below next are still in
+// Kafka, and are read again after a crash.
+//
+// And after an offset Kafka no longer has, below its log start (next is
+// where offset_out_of_range says): the records dispatched are below the
+// log start, and the committed offset stored at a stop meanwhile had the
+// next owner apply offset_out_of_range again, later.
+//
+// newTopic says next is a start in a topic created again
+// (newTopicStored).
+func (p *partition) storeNewTopicStart(ctx context.Context, next int64, lower, newTopic bool) error {
 	m := p.m
 	for n := 1; ; n++ {
 		m.commitMu.Lock()
 		err := errUnsettled
 		if !p.unsure || m.t.settle(p) {
 			at := next
-			if committed, _, _, _ := p.tracker.snapshot(); truncated && committed < at {
+			if committed, _, _, _ := p.tracker.snapshot(); lower && committed < at {
 				at = committed // stored already, and no commit goes above it any more
 			}
 			err = m.t.storeFenced([]*partition{p}, []int64{at}, []int32{p.offsetVersion})
 			if err == nil {
-				p.deletedTopic, p.newTopicStored = true, !truncated
+				p.deletedTopic, p.newTopicStored = true, newTopic
 			}
 		}
 		m.commitMu.Unlock()
@@ -491,7 +517,7 @@ func (p *partition) handOverNewTopicStart(wait time.Duration) {
 	next, err := p.resolve(ctx, policy)
 	if err == nil {
 		p.log.Error("topic created again found at the hand-over; storing its start", "offset", next, "offset_out_of_range", policy)
-		err = p.storeNewTopicStart(ctx, next, false)
+		err = p.storeNewTopicStart(ctx, next, false, true)
 	}
 	if err != nil {
 		p.log.Error("storing the start in the topic created again failed at the hand-over; the next owner reads it from the deleted topic's offset", "err", err)
