@@ -35,6 +35,10 @@ func ConfigHash(c Config) string { return c.hash }
 // the fleet's ids with it.
 func SetID(tr *Transfer, id string) { tr.id = id }
 
+// LastAnswer is when the latest heartbeat ZooKeeper answered was sent:
+// the partitions stop 2/3 of the session timeout after it.
+func LastAnswer(tr *Transfer) time.Time { return tr.base.Add(time.Duration(tr.lastAnswer.Load())) }
+
 // ReloadOK is ktransfer_config_last_reload_ok.
 func ReloadOK(tr *Transfer) float64 {
 	var m dto.Metric

@@ -89,8 +89,12 @@ func TestFirstDeployStartsEveryPartitionPromptly(t *testing.T) {
 	if n := log.resolves.Load(); n != 2*perProcess {
 		t.Errorf("%d resolves, want one per partition (%d)", n, 2*perProcess)
 	}
-	if worst > 3*time.Second {
-		t.Errorf("worst claim-to-start %v, want under 3s", worst)
+	// The bound only catches a start that hangs: on a loaded machine under
+	// the race detector 200 ZooKeeper claims and starts take seconds. The
+	// old bug is caught by the counts above (hundreds of retries, more
+	// than 4000 resolves).
+	if worst > 8*time.Second {
+		t.Errorf("worst claim-to-start %v, want under 8s", worst)
 	}
 }
 
