@@ -27,6 +27,16 @@ func SetReplayStall(d time.Duration) (restore func()) {
 	return func() { replayStall = old }
 }
 
+// SetPartitionPoll sets how often a module checks its topic's partitions
+// and recomputes its assignment whatever happened; the returned func
+// restores it. Set it before starting processes, restore it after they
+// stopped.
+func SetPartitionPoll(d time.Duration) (restore func()) {
+	old := partitionPoll
+	partitionPoll = d
+	return func() { partitionPoll = old }
+}
+
 // ConfigHash is the configuration's hash shown in /status.
 func ConfigHash(c Config) string { return c.hash }
 

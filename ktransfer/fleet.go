@@ -27,8 +27,10 @@ const Version = "0.1.0"
 // joining fires ids/ and then owners/) into one reassignment.
 const debounce = 100 * time.Millisecond
 
-// partitionPoll is how often the topic is checked for new partitions.
-const partitionPoll = 10 * time.Second
+// partitionPoll is how often the topic is checked for new partitions, and
+// the assignment recomputed whatever happened. A variable for the tests
+// that must tell a watch from this check.
+var partitionPoll = 10 * time.Second
 
 // claimed is a partition this process holds: its read loop and its owner node.
 type claimed struct {
