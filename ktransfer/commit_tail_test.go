@@ -129,13 +129,21 @@ func TestAckedDuringCommitNotLeftToPeriodic(t *testing.T) {
 	c.m.lastKick.Store(monoNow())
 	c.ack(0, 450) // dueAt: a commit of 0-449
 	pollUntil(t, "the commit of 450 records in flight", 5*time.Second, func() bool { return c.m.committing.Load() == 450 })
-	c.m.lastKick.Store(monoNow()) // the acknowledgements come within commitAfter of the wake-up
+	// Only the count may wake the committer during these acknowledgements:
+	// with lastKick now, a deschedule of commitAfter (20 ms) before them
+	// lets ack wake it by time, rightly, and the check below would fail.
+	c.m.lastKick.Store(monoNow() + int64(time.Hour))
 	c.ack(450, 500)
 	select {
 	case <-c.m.commitKick:
 		t.Fatal("50 records acknowledged during a commit of 450 queued another commit")
 	default:
 	}
+	// The acknowledgements came within commitAfter of the wake-up, and
+	// nobody was woken: when the write ends, only the committer's own
+	// re-check (commitAfter from lastKick) stores them before the
+	// periodic commit, 30 s away, past the 10 s waited for below.
+	c.m.lastKick.Store(monoNow())
 	c.px.Thaw()
 	ended := time.Now()
 	pollUntil(t, "offset 500 stored (offsets 450-499 acknowledged during the commit of 0-449)", 10*time.Second,

@@ -242,9 +242,12 @@ func TestWindowFullTimeCounted(t *testing.T) {
 // ends.
 func TestWindowFullCountedWhileFull(t *testing.T) {
 	m := fullWindow(t)
+	// Before runReader, as in TestWindowFullTimeCounted: the reader counts
+	// from its first pass, which a loaded machine may run before
+	// runReader returns.
+	start := time.Now()
 	runReader(t, m)
 	const held = 300 * time.Millisecond
-	start := time.Now()
 	pollUntil(t, fmt.Sprintf("ktransfer_window_full_seconds_total to reach %v with the window still full", held), 5*time.Second,
 		func() bool { return windowFullSeconds(m) >= held.Seconds() })
 	if got, full := windowFullSeconds(m), time.Since(start); got > full.Seconds()+0.1 {
@@ -294,7 +297,11 @@ func TestAckDuringCommitDoesNotQueueAnother(t *testing.T) {
 		t.Fatal("450 records acknowledged: no commit due")
 	}
 	m.committing.Store(450) // the committer took them: its write is in flight
-	m.lastKick.Store(monoNow())
+	// Only the count may wake the committer here: with lastKick now, a
+	// deschedule of commitAfter (20 ms) before the acknowledgements below
+	// lets ack wake it by time, rightly. Counting the 450 in flight would
+	// still reach dueAt and wake it.
+	m.lastKick.Store(monoNow() + int64(time.Hour))
 	for o := int64(450); o < 500; o++ {
 		m.ack(&record{msg: &kgo.Record{Offset: o}, part: p})
 	}
