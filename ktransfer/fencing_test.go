@@ -167,11 +167,13 @@ func TestDeposedProcessNeverCommits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.conn.Delete(owner, stat.Version); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.conn.Create(owner, []byte("intruder"), zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil {
-		t.Fatal(err)
+	// One transaction: between a delete and a create the process, woken by
+	// the delete, may claim the partition again first.
+	if _, err := e.conn.Multi(
+		&zk.DeleteRequest{Path: owner, Version: stat.Version},
+		&zk.CreateRequest{Path: owner, Data: []byte("intruder"), Acl: zk.WorldACL(zk.PermAll), Flags: zk.FlagEphemeral},
+	); err != nil {
+		t.Fatalf("replace %s: %v", owner, err)
 	}
 	if _, err := e.conn.Set(zklayout.Offsets(chroot, "m", "t")+"/0", []byte("3"), -1); err != nil {
 		t.Fatal(err)

@@ -87,13 +87,15 @@ func startClaimingPartition0(t *testing.T, cfg ktransfer.Config) *ktransfer.Tran
 
 // takeOverPartition0 replaces the owner node of module m's partition t/0
 // by another owner's ("intruder"), as a process that took it over would.
+// One transaction: between a delete and a create the process, woken by the
+// delete, may claim the partition again first (the create then fails).
 func takeOverPartition0(t *testing.T, e *env) {
 	t.Helper()
 	owner := zklayout.Owners(chroot, "m", "t") + "/0"
-	if err := e.conn.Delete(owner, -1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.conn.Create(owner, []byte("intruder"), zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil {
-		t.Fatal(err)
+	if _, err := e.conn.Multi(
+		&zk.DeleteRequest{Path: owner, Version: -1},
+		&zk.CreateRequest{Path: owner, Data: []byte("intruder"), Acl: zk.WorldACL(zk.PermAll), Flags: zk.FlagEphemeral},
+	); err != nil {
+		t.Fatalf("replace %s: %v", owner, err)
 	}
 }
