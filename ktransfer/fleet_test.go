@@ -254,13 +254,25 @@ func TestNeverTwoOwners(t *testing.T) {
 				return
 			default:
 			}
+			// The two reads are no snapshot: a hands a partition over to
+			// second between them and both seem to hold it. A partition
+			// a holds before and after second's read, second holding it
+			// at its read, was held by both at once. A real overlap lasts
+			// (from a claim to the other's release, through ZooKeeper) far
+			// longer than these three reads, and one sample falls within.
 			if second := secondP.Load(); second != nil {
-				held := map[int32]bool{}
+				before := map[int32]bool{}
 				for _, p := range a.tr.Status()[0].Partitions {
-					held[p.Partition] = true
+					before[p.Partition] = true
 				}
+				both := map[int32]bool{}
 				for _, p := range second.tr.Status()[0].Partitions {
-					if held[p.Partition] {
+					if before[p.Partition] {
+						both[p.Partition] = true
+					}
+				}
+				for _, p := range a.tr.Status()[0].Partitions {
+					if both[p.Partition] {
 						select {
 						case overlap <- strconv.Itoa(int(p.Partition)):
 						default:
