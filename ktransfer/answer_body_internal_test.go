@@ -60,6 +60,7 @@ func endlessBackend(t *testing.T) (addr string, sent *atomic.Int64, closed <-cha
 func TestPushAnswerBodyIsNotReadWithoutBound(t *testing.T) {
 	addr, sent, closed := endlessBackend(t)
 	m := DefaultModule()
+	m.Protocol.WriteTimeoutMs, m.Protocol.ConnTimeoutMs = 2000, 2000 // as module(): 100 ms fail a loaded machine
 	m.Topic = "t"
 	m.Protocol.URI = "/push"
 	m.Protocol.ReadTimeoutMs = 0 // the documented default: no read timeout
@@ -134,6 +135,7 @@ func TestPushAnswersJudgedByStatusWhateverTheirBody(t *testing.T) {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	m := DefaultModule()
+	m.Protocol.WriteTimeoutMs, m.Protocol.ConnTimeoutMs = 2000, 2000 // as module(): 100 ms fail a loaded machine
 	m.Topic = "t"
 	m.Protocol.URI = "/push"
 	m.BackendServers = []string{ln.Addr().String()}

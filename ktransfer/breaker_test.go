@@ -325,6 +325,7 @@ func TestBreakerRecheckedAfterZooKeeperWait(t *testing.T) {
 		addrs = append(addrs, s.Listener.Addr().String())
 	}
 	cfg := DefaultModule()
+	cfg.Protocol.WriteTimeoutMs, cfg.Protocol.ConnTimeoutMs = 2000, 2000 // as module(): 100 ms fail a loaded machine
 	cfg.Name, cfg.Topic, cfg.BackendServers, cfg.Protocol.URI = "m", "t", addrs, "/push"
 	cfg.BreakerFailures, cfg.BreakerCooldownMs = 1, 60000
 	p, err := newPusher(cfg)

@@ -118,6 +118,7 @@ func TestPushHeaderLines(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ln, got := rawBackend(t, tc.answer)
 			m := DefaultModule()
+			m.Protocol.WriteTimeoutMs, m.Protocol.ConnTimeoutMs = 2000, 2000 // as module(): 100 ms fail a loaded machine
 			m.Topic = "orders.v1"
 			m.Protocol.URI = "/push?key={#KEY}"
 			m.Protocol.Headers = []map[string]string{{"x-custom": "v"}}
