@@ -243,3 +243,47 @@ func deleteRecordsBefore(t *testing.T, e *env, to int64) {
 		t.Fatalf("delete records before %d: %v %v", to, err, res.Error())
 	}
 }
+
+// TestOutOfRangeAboveTheLogEndNeverStoresBelowTheLogStart: the offset read
+// is above the log end (a leader says its log is [5, 7) while 10 was being
+// read) and the committed offset, 3, is below the log start: record 3 was
+// retried until retention passed it. "The lower of next and the committed
+// offset" stored 3, which Kafka no longer has: a stop meanwhile had the
+// next owner apply offset_out_of_range again, later (under newest skipping
+// every record written in between). The log start is stored instead: the
+// records from 5 are still in Kafka and read again after a crash.
+func TestOutOfRangeAboveTheLogEndNeverStoresBelowTheLogStart(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	e.produce(t, "t", numbered(0, 10, keyEach))
+	var refuse atomic.Bool
+	refuse.Store(true)
+	b := newBackend(t, func(_ int, p push, w http.ResponseWriter) {
+		if p.offset == "3" && refuse.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
+	t.Cleanup(func() { refuse.Store(false) })
+	var armed, stopped atomic.Bool
+	injected, _ := e.outOfRangeOnce(10, func() bool { return !armed.Load() })
+	e.kafka.ControlKey(int16(kmsg.ListOffsets), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		e.kafka.KeepControl()
+		if !injected.Load() || stopped.Load() {
+			return nil, nil, false
+		}
+		return listedOffsets(req.(*kmsg.ListOffsetsRequest), 5, 7), nil, true // the log is [5, 7)
+	})
+	m := module("m", "t", b.URL)
+	m.OffsetOutOfRange = "newest"
+	r, _ := e.startAdmin(t, 0, m)
+	waitFor(t, "3 committed, record 3 retried", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "3" })
+	armed.Store(true)
+	waitFor(t, "the out-of-range answer", 10*time.Second, injected.Load)
+	waitFor(t, "the log start stored while record 3 is retried", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "5" })
+	if err := r.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	stopped.Store(true)
+	if s := e.storedOffset(t, "m", "t", 0); s != "5" {
+		t.Errorf("stored offset after the stop %s, want 5: the log start (the committed offset 3 is below it)", s)
+	}
+}

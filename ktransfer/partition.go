@@ -162,9 +162,10 @@ func (p *partition) restart(ctx context.Context, at int64) (int64, error) {
 			p.lostTo.Store(-1)
 		}
 		next, err := at, error(nil)
-		belowStart := false // every record dispatched is below the log start
+		belowStart := false   // every record dispatched is below the log start
+		logStart := int64(-1) // unknown
 		if !truncated {
-			next, err = p.applyOutOfRange(ctx, at, recreated)
+			next, logStart, err = p.applyOutOfRange(ctx, at, recreated)
 			if err == nil && !recreated {
 				belowStart, truncated = next > at, next < at
 			}
@@ -174,7 +175,7 @@ func (p *partition) restart(ctx context.Context, at int64) (int64, error) {
 				next, truncated = lost, true // the log ends below: the lower wins
 			}
 			if recreated || truncated || belowStart {
-				err = p.storeNewTopicStart(ctx, next, truncated && !belowStart, recreated)
+				err = p.storeNewTopicStart(ctx, next, truncated && !belowStart, logStart, recreated)
 			}
 			if err == nil {
 				err = p.restartAt(ctx, next, recreated)
@@ -450,7 +451,10 @@ func (p *partition) sinceModuleStart(ctx context.Context, newest int64) (int64, 
 // at a stop meanwhile made the next owner skip the records written at
 // those offsets since. What is stored then (lower) is the lower of next
 // and the committed offset: records dispatched below next are still in
-// Kafka, and are read again after a crash.
+// Kafka, and are read again after a crash. Not below logStart (the log
+// start as read, -1 when unknown): a committed offset Kafka no longer has
+// would have the next owner apply offset_out_of_range again, later; the
+// log start is stored then.
 //
 // And after an offset Kafka no longer has, below its log start (next is
 // where offset_out_of_range says): the records dispatched are below the
@@ -459,7 +463,7 @@ func (p *partition) sinceModuleStart(ctx context.Context, newest int64) (int64, 
 //
 // newTopic says next is a start in a topic created again
 // (newTopicStored).
-func (p *partition) storeNewTopicStart(ctx context.Context, next int64, lower, newTopic bool) error {
+func (p *partition) storeNewTopicStart(ctx context.Context, next int64, lower bool, logStart int64, newTopic bool) error {
 	m := p.m
 	for n := 1; ; n++ {
 		m.commitMu.Lock()
@@ -467,7 +471,8 @@ func (p *partition) storeNewTopicStart(ctx context.Context, next int64, lower, n
 		if !p.unsure || m.t.settle(p) {
 			at := next
 			if committed, _, _, _ := p.tracker.snapshot(); lower && committed < at {
-				at = committed // stored already, and no commit goes above it any more
+				// Stored already, and no commit goes above it any more.
+				at = max(committed, min(logStart, at))
 			}
 			err = m.t.storeFenced([]*partition{p}, []int64{at}, []int32{p.offsetVersion})
 			if err == nil {
@@ -517,7 +522,7 @@ func (p *partition) handOverNewTopicStart(wait time.Duration) {
 	next, err := p.resolve(ctx, policy)
 	if err == nil {
 		p.log.Error("topic created again found at the hand-over; storing its start", "offset", next, "offset_out_of_range", policy)
-		err = p.storeNewTopicStart(ctx, next, false, true)
+		err = p.storeNewTopicStart(ctx, next, false, -1, true)
 	}
 	if err != nil {
 		p.log.Error("storing the start in the topic created again failed at the hand-over; the next owner reads it from the deleted topic's offset", "err", err)
@@ -560,8 +565,11 @@ func (p *partition) restartAt(ctx context.Context, next int64, recreated bool) e
 				p.recreated.Store(true)
 				return errRecreated
 			}
-			p.tracker.jump(next)
+			// Under commitMu with the flags: a commit between the jump
+			// and their clearing would take next for a deleted topic's
+			// offset, mark it committed and store nothing.
 			m.commitMu.Lock()
+			p.tracker.jump(next)
 			p.deletedTopic, p.newTopicStored = false, false
 			m.commitMu.Unlock()
 			err := m.commitOne(p)
@@ -582,16 +590,16 @@ func (p *partition) restartAt(ctx context.Context, next int64, recreated bool) e
 
 // applyOutOfRange applies offset_out_of_range to an offset that Kafka no
 // longer has, loudly: records between it and the oldest one were deleted
-// by retention before they were pushed.
-func (p *partition) applyOutOfRange(ctx context.Context, offset int64, recreated bool) (int64, error) {
+// by retention before they were pushed. oldest is the log start it
+// found.
+func (p *partition) applyOutOfRange(ctx context.Context, offset int64, recreated bool) (next, oldest int64, err error) {
 	m := p.m
 	policy := m.cfg.OffsetOutOfRange
 	// The range decides, and is often asked while brokers are in trouble:
 	// asked again until both ends are known (a range taken for unknown
 	// applied the policy to an offset Kafka has).
-	var oldest, newest int64
+	var newest int64
 	for n := 1; ; n++ {
-		var err error
 		if oldest, err = p.resolve(ctx, "oldest"); err == nil {
 			newest, err = p.resolve(ctx, "newest")
 		}
@@ -601,7 +609,7 @@ func (p *partition) applyOutOfRange(ctx context.Context, offset int64, recreated
 		wait := backoff(n, 100*time.Millisecond, 5*time.Second)
 		p.log.Warn("offset_out_of_range: no answer from Kafka; retrying", "err", err, "attempt", n, "wait", wait)
 		if !sleep(ctx, wait) {
-			return 0, ctx.Err()
+			return 0, 0, ctx.Err()
 		}
 	}
 	if oldest <= offset && offset <= newest && !recreated {
@@ -623,19 +631,19 @@ func (p *partition) applyOutOfRange(ctx context.Context, offset int64, recreated
 		p.log.Warn("offset out of range answered for an offset kafka has; reading on from it",
 			"offset", offset, "oldest", oldest, "newest", newest, "in_a_row", p.passingOOR, "wait", wait)
 		if !sleep(ctx, wait) {
-			return 0, ctx.Err()
+			return 0, 0, ctx.Err()
 		}
-		return offset, nil
+		return offset, oldest, nil
 	}
 	p.log.Error("stored offset out of range", "offset", offset, "oldest", oldest, "newest", newest, "offset_out_of_range", policy)
 	m.stats.outOfRange()
 	if policy == "stop" {
-		return 0, fmt.Errorf("%s/%d: offset %d out of range [%d, %d] and offset_out_of_range is stop", m.cfg.Topic, p.id, offset, oldest, newest)
+		return 0, 0, fmt.Errorf("%s/%d: offset %d out of range [%d, %d] and offset_out_of_range is stop", m.cfg.Topic, p.id, offset, oldest, newest)
 	}
 	if policy == "oldest" {
-		return oldest, nil
+		return oldest, oldest, nil
 	}
-	return newest, nil
+	return newest, oldest, nil
 }
 
 // resolve turns oldest/newest into an offset.
