@@ -13,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_pkg /usr/share/java/zookeeper.jar zookeeper
+ensure_pkg curl curl # the checks below ask the binaries' HTTP ports
 ZK=12290 KAFKA=19290 PROXY=15290 PROXY_ADMIN=15291 KT_ADMIN=15292 KMON=15293 SINK_A=18290 SINK_B=18291
 need_ports $ZK $(kafka_ports $KAFKA) $PROXY $PROXY_ADMIN $KT_ADMIN $KMON $SINK_A $SINK_B
 build_all

@@ -609,7 +609,10 @@ func TestWatermarkPersistedWhileOpen(t *testing.T) {
 		replayed = values(readN(t, c, int(c.Stats().Replayed)))
 		return len(replayed) == 4
 	})
-	if d := copied.Sub(acked); d > time.Second {
+	// Every 100 ms; a copy-and-replay try that failed just before, its
+	// fsyncs on a disk other tests load, counts too: 3 s. A watermark
+	// persisted only at Close fails by the 10 s of waitFor.
+	if d := copied.Sub(acked); d > 3*time.Second {
 		t.Errorf("watermark persisted %v after the acks", d)
 	}
 	if !slices.Equal(replayed, []string{"6", "7", "8", "9"}) {

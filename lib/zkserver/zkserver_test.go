@@ -79,7 +79,8 @@ func TestRestartKeepsPortDataAndSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	waitSession(t, events)
+	sessions := sessionsOf(events)
+	waitSession(t, sessions)
 	session := conn.SessionID()
 	if _, err := conn.Create("/kept", []byte("v"), 0, zk.WorldACL(zk.PermAll)); err != nil {
 		t.Fatal(err)
@@ -93,7 +94,7 @@ func TestRestartKeepsPortDataAndSessions(t *testing.T) {
 	if s.Addr != addr || s.Pid() == pid {
 		t.Fatalf("after Restart: %s pid %d, before %s pid %d; want the same address, a new process", s.Addr, s.Pid(), addr, pid)
 	}
-	waitSession(t, events)
+	waitSession(t, sessions)
 	if conn.SessionID() != session {
 		t.Errorf("session %x after the restart, want %x kept", conn.SessionID(), session)
 	}
@@ -108,18 +109,31 @@ func TestRestartKeepsPortDataAndSessions(t *testing.T) {
 	}
 }
 
-func waitSession(t *testing.T, events <-chan zk.Event) {
-	t.Helper()
-	deadline := time.After(30 * time.Second)
-	for {
-		select {
-		case ev := <-events:
+// sessionsOf reads events as they come and tells each session
+// (re)established: the client drops an event its channel (6 deep) has no
+// room for, and a restart's reconnect attempts, one a second, fill it
+// while nothing reads it.
+func sessionsOf(events <-chan zk.Event) <-chan struct{} {
+	sessions := make(chan struct{}, 16)
+	go func() {
+		for ev := range events { // closed with the connection
 			if ev.State == zk.StateHasSession {
-				return
+				select {
+				case sessions <- struct{}{}:
+				default: // 16 unread: the test waits for one at a time
+				}
 			}
-		case <-deadline:
-			t.Fatal("no session within 30s")
 		}
+	}()
+	return sessions
+}
+
+func waitSession(t *testing.T, sessions <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-sessions:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no session within 30s")
 	}
 }
 

@@ -130,7 +130,15 @@ func run(args []string) int {
 	summary := fmt.Sprintf("kafka=%s\nzookeeper=%s\nchroot=%s\npid=%d\n", strings.Join(kafkaAddrs, ","), zkAddr, *chroot, os.Getpid())
 	fmt.Print(summary)
 	if *ready != "" {
-		if err := os.WriteFile(*ready, []byte(summary), 0o644); err != nil {
+		// Whole or not at all: a script polling for the file never reads
+		// it empty or cut.
+		tmp := *ready + ".tmp"
+		err := os.WriteFile(tmp, []byte(summary), 0o644)
+		if err == nil {
+			err = os.Rename(tmp, *ready)
+		}
+		if err != nil {
+			os.Remove(tmp)
 			fmt.Fprintln(os.Stderr, "devstack:", err)
 			return 1
 		}

@@ -172,6 +172,9 @@ func TestThreeBrokersOnConsecutivePorts(t *testing.T) {
 	st.stop()
 	args[len(args)-1] += ",t3:2"
 	startStack(t, args...)
+	// Its own time: the stop and the start took much of the first one.
+	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	cl2, err := kgo.NewClient(kgo.SeedBrokers(want[0]))
 	if err != nil {
 		t.Fatal(err)
