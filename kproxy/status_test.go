@@ -134,8 +134,13 @@ func TestMetadataErrorWhileRequestOutIs504(t *testing.T) {
 			}()
 			var held atomic.Int32
 			c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-				c.DropControl() // only the next produce request
-				held.Add(1)
+				// Only the next produce request; kept, not dropped: kfake
+				// drops a control that slept without its lock, a race
+				// with a ControlKey call.
+				c.KeepControl()
+				if !held.CompareAndSwap(0, 1) {
+					return nil, nil, false
+				}
 				c.SleepControl(func() { <-release })
 				return nil, nil, false
 			})

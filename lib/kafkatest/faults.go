@@ -37,18 +37,18 @@ func NewFaults(t testing.TB, c *kfake.Cluster) *Faults { return &Faults{t: t, c:
 func (f *Faults) Injected() int64 { return f.injected.Load() }
 
 // budget returns a function that says, once per request, whether the fault
-// still applies (n requests in all), keeping the control function until
-// the n-th and dropping it then.
+// still applies (n requests in all). The control function is kept, and
+// lets every request after the n-th through: kfake drops a control
+// function that slept (SleepControl) without its lock once the sleep ends,
+// if it was dropped (DropControl, by any of its calls) or not kept, a data
+// race with a ControlKey call of the test meanwhile.
 func (f *Faults) budget(n int) func() bool {
 	var left atomic.Int64
 	left.Store(int64(n))
 	return func() bool {
-		switch v := left.Add(-1); {
-		case v < 0:
-			f.c.DropControl()
+		f.c.KeepControl()
+		if left.Add(-1) < 0 {
 			return false
-		case v > 0:
-			f.c.KeepControl()
 		}
 		f.injected.Add(1)
 		return true
