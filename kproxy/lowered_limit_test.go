@@ -240,7 +240,7 @@ func TestLoweredTopicLimitLaterRecordOfKeyNotBefore(t *testing.T) {
 			c.SleepControl(func() {
 				select {
 				case <-release:
-				case <-time.After(10 * time.Second): // unhold lets it go before
+				case <-time.After(2 * time.Second): // D's look-up of the limit waits behind it
 				}
 			})
 		}
