@@ -648,8 +648,9 @@ func (c *claimed) stop() {
 // release gives a claim up: stop reading, pushing and retrying (stop);
 // on a hand-over, wait for the pushes in progress, bounded by
 // shutdown_timeout_ms (a push that cannot be interrupted is abandoned: its
-// record stays uncommitted and its late result is ignored), and store the
-// start in a topic found created again within what is left, else (dropped,
+// record stays uncommitted and its late result is ignored), and store a
+// restart offset whose store was under way and the start in a topic found
+// created again within what is left, else (dropped,
 // deposed: nothing is committed) abandon them at once; then, by mode,
 // commit and delete the owner node; and give back the window slots of its
 // records.
@@ -696,7 +697,10 @@ func (m *module) release(c *claimed, mode releaseMode) {
 			// marks the partition (topicGone) until it leaves m.parts
 			// below: a topic found created again after the mark is read
 			// here and before then (the commit, a few milliseconds) is
-			// missed, as one found after the hand-over is.
+			// missed, as one found after the hand-over is. A restart
+			// offset whose store was under way is stored first: a
+			// topic created again is stored after it.
+			p.handOverPendingStart(max(time.Until(deadline), time.Second))
 			p.handOverNewTopicStart(max(time.Until(deadline), time.Second))
 		}
 	}

@@ -664,11 +664,12 @@ func (m *module) commitLocked(parts []*partition) (stored int, lost []*partition
 	var versions []int32
 	for _, p := range parts {
 		if offset, n, ok := p.tracker.toCommit(); ok {
-			if p.deletedTopic {
+			if p.deletedTopic || p.pendingStart != nil {
 				// Records of a deleted topic (a lost log, or read
 				// below an out-of-range restart): the offset read from
-				// next is stored already (storeNewTopicStart). Their
-				// slots are freed, nothing is written.
+				// next is stored already (storeNewTopicStart), or is
+				// being stored (pendingStart: their offset must not go
+				// over it). Their slots are freed, nothing is written.
 				p.tracker.committedAt(offset, n)
 				m.uncommitted.Add(-int64(n))
 				for range n {

@@ -67,6 +67,16 @@ type partition struct {
 	// the start in a topic created again (not a truncated log's end, nor
 	// the offset offset_out_of_range chose).
 	newTopicStored bool
+	// pendingStart is set, under the module's commitMu, while a restart
+	// offset is being stored (storeNewTopicStart) and not stored yet: its
+	// write failed, or got no answer, and is tried again. Commits store
+	// nothing meanwhile, as with deletedTopic, which takes over once it is
+	// stored: a commit of the records dispatched before the restart would
+	// write their offset (below the log start, of a deleted topic, above
+	// the log end) over the restart offset's write, applied without an
+	// answer. A hand-over tries it again (handOverPendingStart). Cleared
+	// once stored, or when the claim is found deposed.
+	pendingStart *pendingStart
 
 	released atomic.Bool  // given up: queued records are dropped, not pushed
 	pushing  atomic.Int32 // pushes of its records in progress
@@ -86,6 +96,14 @@ type partition struct {
 	// it may have been applied. The next commit reads the node first.
 	unsure      bool
 	unsureValue int64
+}
+
+// pendingStart is what storeNewTopicStart was asked to store.
+type pendingStart struct {
+	next     int64
+	lower    bool
+	logStart int64
+	newTopic bool
 }
 
 // errDeposed: a fenced write found the partition no longer this claim's.
@@ -463,8 +481,17 @@ func (p *partition) sinceModuleStart(ctx context.Context, newest int64) (int64, 
 //
 // newTopic says next is a start in a topic created again
 // (newTopicStored).
+//
+// Until it is stored, commits store nothing either (pendingStart): a
+// write that failed, or got no answer, is tried again, and one applied
+// without an answer must not be overwritten by a commit of the records
+// dispatched before. When ctx ends first, the hand-over tries again
+// (handOverPendingStart).
 func (p *partition) storeNewTopicStart(ctx context.Context, next int64, lower bool, logStart int64, newTopic bool) error {
 	m := p.m
+	m.commitMu.Lock()
+	p.pendingStart = &pendingStart{next: next, lower: lower, logStart: logStart, newTopic: newTopic}
+	m.commitMu.Unlock()
 	for n := 1; ; n++ {
 		m.commitMu.Lock()
 		err := errUnsettled
@@ -475,8 +502,12 @@ func (p *partition) storeNewTopicStart(ctx context.Context, next int64, lower bo
 				at = max(committed, min(logStart, at))
 			}
 			err = m.t.storeFenced([]*partition{p}, []int64{at}, []int32{p.offsetVersion})
-			if err == nil {
+			switch {
+			case err == nil:
 				p.deletedTopic, p.newTopicStored = true, newTopic
+				p.pendingStart = nil
+			case errors.Is(err, errDeposed), errors.Is(err, errOffsetMoved):
+				p.pendingStart = nil
 			}
 		}
 		m.commitMu.Unlock()
@@ -490,6 +521,28 @@ func (p *partition) storeNewTopicStart(ctx context.Context, next int64, lower bo
 		if !sleep(ctx, backoff(min(n, 8), 20*time.Millisecond, time.Second)) {
 			return ctx.Err()
 		}
+	}
+}
+
+// handOverPendingStart stores, at a hand-over, the restart offset
+// storeNewTopicStart was storing when the claim was released (its write
+// failed, or got no answer, and was not tried again): the commits of the
+// records dispatched before store nothing, and the offset stored before
+// the restart would be left to the next owner (below the log start: it
+// applied offset_out_of_range again, later). It gives up after wait,
+// logged: that offset is left then. The run goroutine has returned.
+func (p *partition) handOverPendingStart(wait time.Duration) {
+	m := p.m
+	m.commitMu.Lock()
+	s := p.pendingStart
+	m.commitMu.Unlock()
+	if s == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := p.storeNewTopicStart(ctx, s.next, s.lower, s.logStart, s.newTopic); err != nil {
+		p.log.Error("storing the restart offset failed at the hand-over; the next owner reads from the offset stored before the restart", "offset", s.next, "err", err)
 	}
 }
 
