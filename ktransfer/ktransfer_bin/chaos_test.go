@@ -76,7 +76,8 @@ var chaosModules = []string{"m1", "m2"}
 // timeout; partitions are added to the topic; partition leaders move.
 //
 // Then the faults stop, every process runs, the sink is healthy, and every
-// produced record must reach both modules within 30 s; then every process
+// produced record must reach both modules within 60 s (a CI run beside a
+// busy loop delivered the last ones just after 30 s); then every process
 // gets SIGTERM, after which the committed offsets must be the log-end
 // offsets. Checked over the
 // whole history: (1) every record Kafka acknowledged delivered (2xx) to
@@ -146,7 +147,7 @@ func TestFleetChaos(t *testing.T) {
 	c.prod.finish(t)
 	recs := c.prod.records()
 	c.h.logf("producer done: %d records", len(recs))
-	deliveredBy := time.Now().Add(30 * time.Second)
+	deliveredBy := time.Now().Add(60 * time.Second)
 	for {
 		missing := c.sink.missing(recs)
 		if len(missing) == 0 {
@@ -154,7 +155,7 @@ func TestFleetChaos(t *testing.T) {
 			break
 		}
 		if time.Now().After(deliveredBy) {
-			c.h.violate(violation{what: fmt.Sprintf("records still not delivered 30 s after the faults stopped: %v; owners %v",
+			c.h.violate(violation{what: fmt.Sprintf("records still not delivered 60 s after the faults stopped: %v; owners %v",
 				missing, c.zw.ownersNow()), partition: -1})
 			break
 		}
