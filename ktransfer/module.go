@@ -688,7 +688,7 @@ func (m *module) commitLocked(parts []*partition) (stored int, lost []*partition
 		}
 	}
 	if len(due) == 0 {
-		return 0, nil
+		return stored, nil // those of a deleted topic or a pending restart, freed
 	}
 	covered := 0
 	for _, n := range records {
