@@ -48,14 +48,7 @@ func newCommitting(t *testing.T) *committing {
 		log: slog.New(slog.DiscardHandler)}
 	cfg := DefaultModule()
 	cfg.Name, cfg.Topic, cfg.WorkerNum, cfg.WindowSize, cfg.ZKOffsetUpdateIntervalS = "m", "t", 100, 1000, 30
-	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	m := &module{cfg: cfg, t: tr, log: tr.log, slots: make(chan struct{}, cfg.WindowSize), commitKick: make(chan struct{}, 1),
-		parts: map[int32]*partition{}, claims: map[int32]*claimed{}, releasing: map[int32]int{}, stats: newMetrics().module("m"), sched: newScheduler(cfg)}
-	m.reader = newReader(m, cl)
+	m := testModule(t, tr, cfg)
 	owners := zklayout.Owners(chroot, "m", "t")
 	if err := zklayout.CreateAll(conn, owners, acl); err != nil {
 		t.Fatal(err)

@@ -164,22 +164,30 @@ func TestReleaseGivesBackSlotsAboveTheFrontier(t *testing.T) {
 	}
 }
 
+// testModule is a module of tr running cfg, with all its parts but a
+// pusher and a Kafka client that reaches no broker: for tests that drive
+// its pieces (commits, releases, the reader's wake-ups) by hand.
+func testModule(t *testing.T, tr *Transfer, cfg Module) *module {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	m := &module{cfg: cfg, t: tr, log: tr.log, slots: make(chan struct{}, cfg.WindowSize), commitKick: make(chan struct{}, 1),
+		parts: map[int32]*partition{}, claims: map[int32]*claimed{}, releasing: map[int32]int{}, stats: newMetrics().module("m"), sched: newScheduler(cfg)}
+	m.reader = newReader(m, cl)
+	return m
+}
+
 // heldPartition is a module of 4 workers and window window, without Kafka
 // or ZooKeeper, holding partition 0 from offset 0 (its read loop already
 // returned, as a release expects).
 func heldPartition(t *testing.T, window int) (*module, *partition) {
 	cfg := DefaultModule()
 	cfg.WorkerNum, cfg.WindowSize = 4, window
-	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	tr := &Transfer{log: slog.New(slog.DiscardHandler)}
-	m := &module{cfg: cfg, t: tr, log: tr.log, slots: make(chan struct{}, cfg.WindowSize), commitKick: make(chan struct{}, 1),
-		parts: map[int32]*partition{}, claims: map[int32]*claimed{}, releasing: map[int32]int{}, stats: newMetrics().module("m"), sched: newScheduler(cfg),
-		pusher: &pusher{}}
-	m.reader = newReader(m, cl)
+	m := testModule(t, &Transfer{log: slog.New(slog.DiscardHandler)}, cfg)
+	m.pusher = &pusher{}
 	p := &partition{m: m, id: 0, tracker: newTracker(0)}
 	done := make(chan struct{})
 	close(done)
