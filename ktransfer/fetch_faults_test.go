@@ -151,6 +151,23 @@ func pushedTwice(b *backend, from, to int) bool {
 	return true
 }
 
+// refusingOffset is a backend that answers 503 to every push of the
+// record at offset while refuse holds (it does at first): the record is
+// retried, and holds its partition's commit point, until the test lets it
+// through.
+func refusingOffset(t *testing.T, offset int) (b *backend, refuse *atomic.Bool) {
+	t.Helper()
+	refuse = new(atomic.Bool)
+	refuse.Store(true)
+	at := strconv.Itoa(offset)
+	b = newBackend(t, func(_ int, p push, w http.ResponseWriter) {
+		if p.offset == at && refuse.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
+	return b, refuse
+}
+
 // startRetryingLast writes 10 records (each its own key) to the one
 // partition of topic t on a three-broker cluster and runs module m, with
 // an admin listener, pushing them to a backend that refuses offset 9
@@ -160,13 +177,7 @@ func startRetryingLast(t *testing.T) (e *env, b *backend, r *running, admin stri
 	t.Helper()
 	e = newClusterEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
 	e.produce(t, "t", numbered(0, 10, keyEach))
-	refuse = new(atomic.Bool)
-	refuse.Store(true)
-	b = newBackend(t, func(_ int, p push, w http.ResponseWriter) {
-		if p.offset == "9" && refuse.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable) // retried until the stop, or the restart waits for it
-		}
-	})
+	b, refuse = refusingOffset(t, 9)
 	r, admin = e.startAdmin(t, 0, module("m", "t", b.URL))
 	waitFor(t, "offsets 0 to 8 pushed and committed, 9 retried", 10*time.Second, func() bool {
 		return e.storedOffset(t, "m", "t", 0) == "9"

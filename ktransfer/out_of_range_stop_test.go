@@ -2,7 +2,6 @@ package ktransfer_test
 
 import (
 	"context"
-	"net/http"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -83,13 +82,7 @@ func belowLogStartWhileRetrying(t *testing.T, policy string) (e *env, b *backend
 	t.Helper()
 	e = newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
 	e.produce(t, "t", numbered(0, 10, keyEach))
-	refuse = new(atomic.Bool)
-	refuse.Store(true)
-	b = newBackend(t, func(_ int, p push, w http.ResponseWriter) {
-		if p.offset == "9" && refuse.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable) // retried until the stop, or the restart waits for it
-		}
-	})
+	b, refuse = refusingOffset(t, 9) // retried until the stop, or the restart waits for it
 	// Fetches past the first 10 records wait (the leader said to be
 	// moving) until the next 10 are written and deleted; the first one
 	// after that gets the answer Kafka then gives: OFFSET_OUT_OF_RANGE,
@@ -156,13 +149,7 @@ func TestOutOfRangeAboveTheLogEndSurvivesAStop(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
 			e.produce(t, "t", numbered(0, 10, keyEach))
-			var refuse atomic.Bool
-			refuse.Store(true)
-			b := newBackend(t, func(_ int, p push, w http.ResponseWriter) {
-				if p.offset == strconv.Itoa(c.refused) && refuse.Load() {
-					w.WriteHeader(http.StatusServiceUnavailable) // retried until the stop
-				}
-			})
+			b, refuse := refusingOffset(t, c.refused) // retried until the stop
 			// Fetches past the 10 records wait (the leader said to be
 			// moving) until the records before the one retried are
 			// committed; the first one after that is answered
@@ -255,13 +242,7 @@ func deleteRecordsBefore(t *testing.T, e *env, to int64) {
 func TestOutOfRangeAboveTheLogEndNeverStoresBelowTheLogStart(t *testing.T) {
 	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
 	e.produce(t, "t", numbered(0, 10, keyEach))
-	var refuse atomic.Bool
-	refuse.Store(true)
-	b := newBackend(t, func(_ int, p push, w http.ResponseWriter) {
-		if p.offset == "3" && refuse.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}
-	})
+	b, refuse := refusingOffset(t, 3)
 	t.Cleanup(func() { refuse.Store(false) })
 	var armed, stopped atomic.Bool
 	injected, _ := e.outOfRangeOnce(10, func() bool { return !armed.Load() })
