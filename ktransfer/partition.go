@@ -470,7 +470,8 @@ func (p *partition) sinceModuleStart(ctx context.Context, newest int64) (int64, 
 // those offsets since. What is stored then (lower) is the lower of next
 // and the committed offset: records dispatched below next are still in
 // Kafka, and are read again after a crash. Not below logStart (the log
-// start as read, -1 when unknown): a committed offset Kafka no longer has
+// start as read; -1 when unknown, and then asked here): a committed
+// offset Kafka no longer has (a record retried until retention passed it)
 // would have the next owner apply offset_out_of_range again, later; the
 // log start is stored then.
 //
@@ -493,6 +494,26 @@ func (p *partition) storeNewTopicStart(ctx context.Context, next int64, lower bo
 	p.pendingStart = &pendingStart{next: next, lower: lower, logStart: logStart, newTopic: newTopic}
 	m.commitMu.Unlock()
 	for n := 1; ; n++ {
+		if lower && logStart < 0 {
+			// A truncated log's restart (kgo's report) knows no log start;
+			// it is asked when the committed offset would be stored.
+			if committed, _, _, _ := p.tracker.snapshot(); committed < next {
+				start, err := p.resolve(ctx, "oldest")
+				if err != nil {
+					p.log.Warn("log start for the restart offset unknown; retrying", "offset", next, "err", err)
+					if !sleep(ctx, backoff(min(n, 8), 20*time.Millisecond, time.Second)) {
+						return ctx.Err()
+					}
+					continue
+				}
+				logStart = start
+				m.commitMu.Lock()
+				if p.pendingStart != nil {
+					p.pendingStart.logStart = start
+				}
+				m.commitMu.Unlock()
+			}
+		}
 		m.commitMu.Lock()
 		err := errUnsettled
 		if !p.unsure || m.t.settle(p) {

@@ -129,3 +129,33 @@ func truncatedWhileWaiting(t *testing.T, cut int64) (*env, *backend, *running, *
 	waitTruncationSeen(t, admin)
 	return e, b, r, refuse
 }
+
+// TestTruncatedLogNeverStoresBelowTheLogStart: the leader's log ends below
+// the records read (an unclean election) while a record read long before
+// is still retried, and retention has passed that record meanwhile: the
+// committed offset is below the log start. The restart stores the lower of
+// the new log end and the committed offset, but not below the log start:
+// an offset Kafka no longer has, left by a stop meanwhile, had the next
+// owner apply offset_out_of_range again (newest: every record written
+// since skipped).
+func TestTruncatedLogNeverStoresBelowTheLogStart(t *testing.T) {
+	e := newClusterEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	e.produce(t, "t", numbered(0, 10, keyEach))
+	b, refuse := refusingOffset(t, 3)
+	t.Cleanup(func() { refuse.Store(false) })
+	m := module("m", "t", b.URL)
+	m.OffsetOutOfRange = "newest"
+	r, admin := e.startAdmin(t, 0, m)
+	waitFor(t, "3 committed, record 3 retried", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "3" })
+	deleteRecordsBefore(t, e, 5) // retention passes record 3
+	e.logEndsAtOnce(7)
+	e.moveLeader(t, "t", 0)
+	waitTruncationSeen(t, admin)
+	waitFor(t, "the log start stored while record 3 is retried", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "5" })
+	if err := r.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if s := e.storedOffset(t, "m", "t", 0); s != "5" {
+		t.Errorf("stored offset after the stop %s, want 5: the log start (the committed offset 3 is below it)", s)
+	}
+}
