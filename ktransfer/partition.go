@@ -190,7 +190,10 @@ func (p *partition) restart(ctx context.Context, at int64) (int64, error) {
 		}
 		for err == nil {
 			if lost := p.lostTo.Swap(-1); lost >= 0 && lost < next {
-				next, truncated = lost, true // the log ends below: the lower wins
+				// The log ends below: the lower wins. The log start read
+				// before (applyOutOfRange) may be stale by now: retention
+				// goes on while a record is retried. It is asked again.
+				next, truncated, logStart = lost, true, -1
 			}
 			if recreated || truncated || belowStart {
 				err = p.storeNewTopicStart(ctx, next, truncated && !belowStart, logStart, recreated)
@@ -518,12 +521,17 @@ func (p *partition) storeNewTopicStart(ctx context.Context, next int64, lower bo
 		err := errUnsettled
 		if !p.unsure || m.t.settle(p) {
 			at := next
-			if committed, _, _, _ := p.tracker.snapshot(); lower && committed < at {
+			committed, _, _, _ := p.tracker.snapshot()
+			if lower && committed < at {
 				// Stored already, and no commit goes above it any more.
 				at = max(committed, min(logStart, at))
 			}
 			err = m.t.storeFenced([]*partition{p}, []int64{at}, []int32{p.offsetVersion})
 			switch {
+			case err == nil && lower && committed < at && at < next:
+				p.log.Warn("restart offset stored at the log start: records below it, dispatched before, are no longer in Kafka and are not pushed again after a stop",
+					"committed", committed, "log_start", at, "restart_offset", next)
+				fallthrough
 			case err == nil:
 				p.deletedTopic, p.newTopicStored = true, newTopic
 				p.pendingStart = nil

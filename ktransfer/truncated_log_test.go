@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kmsg"
+
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
 
@@ -148,6 +150,50 @@ func TestTruncatedLogNeverStoresBelowTheLogStart(t *testing.T) {
 	r, admin := e.startAdmin(t, 0, m)
 	waitFor(t, "3 committed, record 3 retried", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "3" })
 	deleteRecordsBefore(t, e, 5) // retention passes record 3
+	e.logEndsAtOnce(7)
+	e.moveLeader(t, "t", 0)
+	waitTruncationSeen(t, admin)
+	waitFor(t, "the log start stored while record 3 is retried", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "5" })
+	if err := r.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if s := e.storedOffset(t, "m", "t", 0); s != "5" {
+		t.Errorf("stored offset after the stop %s, want 5: the log start (the committed offset 3 is below it)", s)
+	}
+}
+
+// TestTruncatedLogWhileWaitingNeverStoresBelowTheLogStart: as above, but
+// the truncation is reported while the partition waits on another restart
+// (a passing out-of-range answer, its log start read then), and retention
+// passed the retried record after that reading. The log start read before
+// is stale: the restart must ask again, not store the committed offset
+// below the log start.
+func TestTruncatedLogWhileWaitingNeverStoresBelowTheLogStart(t *testing.T) {
+	e := newClusterEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	e.produce(t, "t", numbered(0, 10, keyEach))
+	b, refuse := refusingOffset(t, 3)
+	t.Cleanup(func() { refuse.Store(false) })
+	m := module("m", "t", b.URL)
+	m.OffsetOutOfRange = "newest"
+	r, admin := e.startAdmin(t, 0, m)
+	waitFor(t, "3 committed, record 3 retried", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "3" })
+	injected, _ := e.outOfRangeOnce(10, nil)
+	// The restart asks for the log start, then for the newest offset: once
+	// the second is asked, the first (0) was answered.
+	var newestAsked atomic.Bool
+	e.kafka.ControlKey(int16(kmsg.ListOffsets), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		e.kafka.KeepControl()
+		for _, rt := range req.(*kmsg.ListOffsetsRequest).Topics {
+			for _, rp := range rt.Partitions {
+				if injected.Load() && rp.Timestamp == -1 {
+					newestAsked.Store(true)
+				}
+			}
+		}
+		return nil, nil, false
+	})
+	waitFor(t, "the restart's range asked", 10*time.Second, newestAsked.Load)
+	deleteRecordsBefore(t, e, 5) // retention passes record 3 after the log start was read
 	e.logEndsAtOnce(7)
 	e.moveLeader(t, "t", 0)
 	waitTruncationSeen(t, admin)
