@@ -381,11 +381,11 @@ func (m *module) handle(ctx context.Context, r *record, buf *[]byte) outcome {
 			if err != nil {
 				// The 2015 code retried such a record forever; it cannot
 				// match a filter, so it is skipped (or dead-lettered).
-				m.stats.skipped(skipMalformed)
 				m.log.Debug("record without a method skipped", "partition", r.msg.Partition, "offset", r.msg.Offset, "err", err)
 				if m.cfg.DeadLetterTopic != "" && !m.replaying && !m.deadLetter(ctx, r, err.Error()) {
-					return outUnfinished
+					return outUnfinished // counted by whoever skips it again
 				}
+				m.stats.skipped(skipMalformed)
 				return outSkipped
 			}
 			if !m.methods[method] {
@@ -518,8 +518,8 @@ func (m *module) mayPush(p *partition) bool {
 // written to the dead-letter topic when there is one (unless it is being
 // replayed from there).
 func (m *module) giveUp(ctx context.Context, r *record, reason string, attempts int) outcome {
-	m.stats.failed()
 	if m.replaying {
+		m.stats.failed()
 		// A dead letter given up again is not written again: it stays in
 		// the dead-letter topic (which m.log names), to be replayed later.
 		m.log.Error("dead letter given up again; it stays in the dead-letter topic", "topic", r.msg.Topic,
@@ -529,8 +529,13 @@ func (m *module) giveUp(ctx context.Context, r *record, reason string, attempts 
 	m.log.Error("record given up", "partition", r.msg.Partition, "offset", r.msg.Offset,
 		"key", string(r.msg.Key), "attempts", attempts, "reason", reason, "dead_letter_topic", m.cfg.DeadLetterTopic)
 	if m.cfg.DeadLetterTopic == "" || m.deadLetter(ctx, r, reason) {
+		m.stats.failed()
 		return outGivenUp
 	}
+	// Counted once its dead letter is written: by whoever gives it up
+	// again (the next run, the next owner), not at each attempt.
+	m.log.Warn("dead-letter write stopped (partition released or module stopping); the record is left uncommitted to the next run or owner",
+		"partition", r.msg.Partition, "offset", r.msg.Offset, "dead_letter_topic", m.cfg.DeadLetterTopic)
 	return outUnfinished
 }
 
