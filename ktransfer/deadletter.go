@@ -64,6 +64,7 @@ func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool 
 			// Not written before the limit is known (the topic missing, the
 			// brokers not answering): the client fixes the batch bound of a
 			// partition it meets for good, kgo's default until told.
+			m.stats.deadLetterWriteFailed()
 			m.log.Error("dead-letter write waits for the topic's max.message.bytes; retrying",
 				"dead_letter_topic", topic, "partition", r.msg.Partition, "offset", r.msg.Offset, "attempt", n)
 			if !sleep(ctx, backoff(n, time.Second, 30*time.Second)) {
@@ -124,6 +125,7 @@ func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool 
 			// It forgets the topic and looks it up again by name.
 			m.t.forgetDeadLetterTopic(topic, solo)
 		}
+		m.stats.deadLetterWriteFailed()
 		m.log.Error("dead-letter write failed; retrying", append(attrs, "attempt", n, "err", err)...)
 		if !sleep(ctx, backoff(n, time.Second, 30*time.Second)) {
 			return false

@@ -17,6 +17,7 @@ type metrics struct {
 	deadLettered *prometheus.CounterVec
 	withoutValue *prometheus.CounterVec
 	dropped      *prometheus.CounterVec
+	dlErrors     *prometheus.CounterVec
 	skipped      *prometheus.CounterVec
 	outOfRange   *prometheus.CounterVec
 	duration     *prometheus.HistogramVec
@@ -52,6 +53,10 @@ func newMetrics() *metrics {
 			Name: "ktransfer_dead_letters_dropped_total",
 			Help: "Records given up on whose dead letter Kafka refused for good even without the value: reported only in the log.",
 		}, []string{"module"}),
+		dlErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ktransfer_dead_letter_write_errors_total",
+			Help: "Dead-letter writes that failed and are tried again (the topic missing, not writable, the brokers away); the record waits, uncounted in ktransfer_failed_total until its dead letter is written.",
+		}, []string{"module"}),
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ktransfer_skipped_total", Help: "Records not pushed: method not in the list, or no method to match.",
 		}, []string{"module", "reason"}),
@@ -86,7 +91,7 @@ func newMetrics() *metrics {
 		}),
 	}
 	m.reloadOK.Set(1)
-	m.reg.MustRegister(m.pushed, m.retried, m.failed, m.deadLettered, m.withoutValue, m.dropped, m.skipped, m.outOfRange, m.duration,
+	m.reg.MustRegister(m.pushed, m.retried, m.failed, m.deadLettered, m.withoutValue, m.dropped, m.dlErrors, m.skipped, m.outOfRange, m.duration,
 		m.commitTime, m.windowFull, m.committed, m.highWater, m.opened, m.reloads, m.reloadOK,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{reloadOK, reloadRefused} {
@@ -105,7 +110,7 @@ type moduleStats struct {
 	m                                       *metrics
 	name                                    string
 	pushedC, retriedC, failedC, deadC, oorC prometheus.Counter
-	withoutValueC, droppedC                 prometheus.Counter
+	withoutValueC, droppedC, dlErrorsC      prometheus.Counter
 	skipFilteredC, skipMalformedC           prometheus.Counter
 	durationH, commitH                      prometheus.Observer
 	windowFullC                             prometheus.Counter
@@ -149,6 +154,7 @@ func (m *metrics) module(name string) *moduleStats {
 		failedC: m.failed.WithLabelValues(name), deadC: m.deadLettered.WithLabelValues(name),
 		oorC:          m.outOfRange.WithLabelValues(name),
 		withoutValueC: m.withoutValue.WithLabelValues(name), droppedC: m.dropped.WithLabelValues(name),
+		dlErrorsC:     m.dlErrors.WithLabelValues(name),
 		skipFilteredC: m.skipped.WithLabelValues(name, skipFiltered), skipMalformedC: m.skipped.WithLabelValues(name, skipMalformed),
 		durationH: m.duration.WithLabelValues(name), commitH: m.commitTime.WithLabelValues(name),
 		windowFullC: m.windowFull.WithLabelValues(name),
@@ -162,6 +168,7 @@ func (s *moduleStats) deadLettered()           { s.deadC.Inc() }
 func (s *moduleStats) outOfRange()             { s.oorC.Inc() }
 func (s *moduleStats) deadLetterWithoutValue() { s.withoutValueC.Inc() }
 func (s *moduleStats) deadLetterDropped()      { s.droppedC.Inc() }
+func (s *moduleStats) deadLetterWriteFailed()  { s.dlErrorsC.Inc() }
 func (s *moduleStats) skipped(reason string) {
 	if reason == skipFiltered {
 		s.skipFilteredC.Inc()
@@ -195,7 +202,7 @@ func (s *moduleStats) forget(p int32) {
 func (m *metrics) forgetModule(name string) {
 	labels := prometheus.Labels{"module": name}
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
-		m.pushed, m.retried, m.failed, m.deadLettered, m.withoutValue, m.dropped, m.skipped, m.outOfRange, m.duration, m.commitTime,
+		m.pushed, m.retried, m.failed, m.deadLettered, m.withoutValue, m.dropped, m.dlErrors, m.skipped, m.outOfRange, m.duration, m.commitTime,
 		m.windowFull, m.committed, m.highWater, m.opened,
 	} {
 		v.DeletePartialMatch(labels)

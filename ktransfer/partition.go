@@ -502,19 +502,26 @@ func (p *partition) storeNewTopicStart(ctx context.Context, next int64, lower bo
 			// it is asked when the committed offset would be stored.
 			if committed, _, _, _ := p.tracker.snapshot(); committed < next {
 				start, err := p.resolve(ctx, "oldest")
-				if err != nil {
+				switch {
+				case err == nil:
+					logStart = start
+					m.commitMu.Lock()
+					if p.pendingStart != nil {
+						p.pendingStart.logStart = start
+					}
+					m.commitMu.Unlock()
+				case ctx.Err() == nil:
 					p.log.Warn("log start for the restart offset unknown; retrying", "offset", next, "err", err)
 					if !sleep(ctx, backoff(min(n, 8), 20*time.Millisecond, time.Second)) {
 						return ctx.Err()
 					}
 					continue
+				default:
+					// Out of time (a hand-over): the committed offset is
+					// stored without the log start rather than nothing (the
+					// offset in ZooKeeper may be older still).
+					p.log.Warn("log start for the restart offset unknown; storing the committed offset", "offset", next, "err", err)
 				}
-				logStart = start
-				m.commitMu.Lock()
-				if p.pendingStart != nil {
-					p.pendingStart.logStart = start
-				}
-				m.commitMu.Unlock()
 			}
 		}
 		m.commitMu.Lock()
@@ -545,6 +552,16 @@ func (p *partition) storeNewTopicStart(ctx context.Context, next int64, lower bo
 			return nil
 		case errors.Is(err, errDeposed), errors.Is(err, errOffsetMoved):
 			return errDeposed
+		}
+		if lower {
+			// Retention goes on while ZooKeeper is away: the log start is
+			// asked again before the next try.
+			logStart = -1
+			m.commitMu.Lock()
+			if p.pendingStart != nil {
+				p.pendingStart.logStart = -1
+			}
+			m.commitMu.Unlock()
 		}
 		p.log.Warn("storing the restart offset failed; retrying", "offset", next, "err", err)
 		if !sleep(ctx, backoff(min(n, 8), 20*time.Millisecond, time.Second)) {
