@@ -83,10 +83,16 @@ import (
 // answered, so that it is not drained ahead of one of them that kgo still
 // writes, or until its deadline and answerGrace at most (await: then it is
 // refused, never spooled, unless kgo answered meanwhile); records of other
-// keys do not wait. Held records keep their key's order: the appender
-// queues the records kgo's answer let go in their place among the queued
-// records of their key (release, by seq), between two of its passes, and
-// holds those of their key a pass took meanwhile (holdBlocked). While the topic spools, a
+// keys do not wait. So does a record the flip takes that was handed to kgo
+// after a spool=0 record of its key, for the spool=0 records of its key
+// handed over before it (flipLocked, blocksLocked): the flip's group holds
+// only records no spool=0 record of their key came before. One held so
+// and refused at its deadline while kgo has it is linked again, as one
+// the spool refused, and holds the later records of its key in turn.
+// Held records keep their key's order: the appender queues the records
+// kgo's answer let go in their place among the queued records of their
+// key (release, by seq), between two of its passes, and holds those of
+// their key a pass took meanwhile (holdBlocked). While the topic spools, a
 // spool=0 record is refused (spoolOvertake). The topic goes to Kafka
 // directly again only when nothing of it is in kgo, waiting, or in the
 // spool (Spool.Pending is 0: the drain has Kafka's acknowledgement of every
@@ -200,6 +206,9 @@ type gate struct {
 	// blind: no broker could say whether the topic exists (blindLocked):
 	// its next record spools, whatever the spool holds of it.
 	blind bool
+	// relinked is the spooler's count of records linked again
+	// (spooler.relinked).
+	relinked *atomic.Int64
 }
 
 // gateRec is a record handed to kgo under its topic's gate (pending's and
@@ -214,6 +223,10 @@ type gateRec struct {
 	// prev and next link the gate's list; linked while in it.
 	prev, next *gateRec
 	linked     bool
+	// seq is its place among its gate's records (gate.seq), given when
+	// it was handed over: the records held behind it are those of its
+	// key that came after it (blocksLocked).
+	seq uint64
 	// item is its copy in the spool when a flip took it (g.mu): set, kgo's
 	// answer is ignored.
 	item *spoolItem
@@ -237,6 +250,10 @@ type spoolItem struct {
 	// Refused by the spool while kgo has it (answered false), from is
 	// linked in its gate again (relinkLocked).
 	from *gateRec
+	// flipHeld: the flip took it behind a spool=0 record of its key and
+	// held it (flipLocked); not in the flip's group, it is held and
+	// refused like a record that came after the flip.
+	flipHeld bool
 	// answered: kgo answered from after the flip took it (g.mu). Kept
 	// here, not in from: once answered, from's memory (a pending, a batch
 	// job's item) is its owner's to release and reuse, and is not read.
@@ -459,7 +476,7 @@ func (s *spooler) gate(topic string) *gate {
 	defer s.gatesMu.Unlock()
 	g := s.gates[topic]
 	if g == nil {
-		g = &gate{topic: topic}
+		g = &gate{topic: topic, relinked: &s.relinked}
 		g.gen, g.cancel = context.WithCancel(context.Background())
 		s.gates[topic] = g
 	}
@@ -516,6 +533,8 @@ func (s *spooler) blind(topic string, after context.Context) {
 // at the end of g's list: gen is its generation (nil for a spool=0 record).
 func (g *gate) addLocked(n *gateRec, r *kgo.Record, gen context.Context) {
 	n.gate, n.gen, n.rec, n.item = g, gen, r, nil
+	g.seq++
+	n.seq = g.seq
 	if n.at = r.Timestamp; n.at.IsZero() {
 		n.at = time.Now() // kgo's own time for it, nearly
 	}
@@ -566,20 +585,38 @@ func (s *spooler) flip(n *gateRec) *spoolItem {
 // flipLocked makes g's topic spool (g.mu held): its generation is
 // cancelled, and its records in kgo are taken into the spool, in the order
 // they were handed over, as one Append; records arriving later are queued
-// after them (see above).
+// after them (see above). A record taken behind a spool=0 record of its
+// key, which stays in kgo, is held for that one's answer as a record
+// arriving later would be (holdLocked), and so are the later ones of its
+// key the flip takes: appended at once, it could be drained before kgo
+// writes the spool=0 record. It keeps its place (seq) from its hand-over,
+// so that a spool=0 record handed over after it does not hold it.
 func (s *spooler) flipLocked(g *gate) {
 	g.spooling = true
 	g.cancel()
 	var group []*spoolItem
+	var behind map[string]bool // keys of the spool=0 records passed
 	for n := g.first; n != nil; {
 		next := n.next
-		if n.gen != nil && n.item == nil { // not spool=0, nor taken before (relinkLocked)
-			n.item = newSpoolItem(g, n.rec, true, n.at)
-			n.item.from = n
-			g.seq++
-			n.item.seq = g.seq
-			group = append(group, n.item)
-			g.unlinkLocked(n)
+		if n.gen == nil || n.item != nil { // spool=0, or taken before (relinkLocked): stays
+			if n.rec.Key != nil {
+				if behind == nil {
+					behind = map[string]bool{}
+				}
+				behind[string(n.rec.Key)] = true
+			}
+			n = next
+			continue
+		}
+		it := newSpoolItem(g, n.rec, true, n.at)
+		n.item, it.from, it.seq = it, n, n.seq
+		g.unlinkLocked(n)
+		if n.rec.Key != nil && behind[string(n.rec.Key)] {
+			it.flipHeld = true
+			g.queued++
+			g.held = append(g.held, it) // by seq: nothing was held before the flip
+		} else {
+			group = append(group, it)
 		}
 		n = next
 	}
@@ -593,15 +630,18 @@ func (s *spooler) flipLocked(g *gate) {
 	s.push(group...)
 }
 
-// blocksLocked tells whether a record of key waits for a spool=0 record
-// of its key still in kgo (g.mu held; after a flip only those are in g's
-// list). Keyless records keep no order.
-func (g *gate) blocksLocked(key []byte) bool {
+// blocksLocked tells whether it waits for a record of its key still in
+// kgo that came before it (g.mu held; after a flip only spool=0 records
+// and those linked again are in g's list): a spool=0 record handed over
+// after it, which the flip left in kgo, does not hold it. Keyless records
+// keep no order.
+func (g *gate) blocksLocked(it *spoolItem) bool {
+	key := it.rec.Key
 	if key == nil {
 		return false
 	}
 	for n := g.first; n != nil; n = n.next {
-		if n.rec.Key != nil && string(n.rec.Key) == string(key) {
+		if n.seq < it.seq && n.rec.Key != nil && string(n.rec.Key) == string(key) {
 			return true
 		}
 	}
@@ -628,7 +668,7 @@ func (s *spooler) holdLocked(g *gate, it *spoolItem) {
 	g.blind = false // queued keeps the topic spooling, then Pending
 	g.seq++
 	it.seq = g.seq
-	if g.blocksLocked(it.rec.Key) {
+	if g.blocksLocked(it) {
 		g.held = append(g.held, it) // the latest: last by seq
 		return
 	}
@@ -677,7 +717,7 @@ func (s *spooler) settle(n *gateRec) (taken bool) {
 		return true
 	}
 	g.unlinkLocked(n)
-	if !g.released && slices.ContainsFunc(g.held, func(h *spoolItem) bool { return !g.blocksLocked(h.rec.Key) }) {
+	if !g.released && slices.ContainsFunc(g.held, func(h *spoolItem) bool { return !g.blocksLocked(h) }) {
 		// Before relinked drops: holdBlocked looks while either is set.
 		s.releaseLocked(g)
 	}
@@ -713,13 +753,13 @@ func (g *gate) takeReleasedLocked() []*spoolItem {
 	kept := g.held[:0]
 	for _, h := range g.held {
 		switch {
-		case g.blocksLocked(h.rec.Key) && h.late:
+		case g.blocksLocked(h) && h.late:
 			// Let go once, its request stopped waiting meanwhile
 			// (withdraw), and blocked again since (a record of its
 			// key linked in again): refused, not held past its
 			// deadline.
 			g.refuseLocked(h, errHeldPastDeadline)
-		case g.blocksLocked(h.rec.Key):
+		case g.blocksLocked(h):
 			kept = append(kept, h)
 		default:
 			out = append(out, h)
@@ -756,7 +796,8 @@ func (s *spooler) release() {
 // others at the end, in their order: one walk of q, so that the release,
 // which holds the queue's lock, costs what it moves. Such a record of g
 // stands alone, never in a flip's group: g flipped before it spooled, and
-// so before any of its records was held.
+// so before any of its records was held; one the flip held was left out
+// of its group (flipLocked).
 func mergeReleased(q []*spoolItem, g *gate, items []*spoolItem) []*spoolItem {
 	if len(items) == 0 { // held again, all of them: the queue as it is
 		return q
@@ -940,9 +981,9 @@ func (s *spooler) appendItems(items []*spoolItem, recs []spool.Record) []spool.R
 // kgo answered it; it returns the others, in order. Held behind a held
 // record, an item stays so after kgo's answer until the appender queues
 // them both, in order (release): a later item of its key in this pass
-// would otherwise be appended first. A flip's own records are not held
-// (no record of their keys was linked again then: their topic went
-// direct before the flip, so nothing of it was).
+// would otherwise be appended first. The records of a flip's group are
+// not held (grouped): no record of their keys still in kgo came before
+// them.
 func (s *spooler) holdBlocked(items []*spoolItem) []*spoolItem {
 	// Loaded in this order: settle sets releasing before relinked drops.
 	if s.relinked.Load() == 0 && s.releasing.Load() == 0 {
@@ -957,13 +998,13 @@ func (s *spooler) holdBlocked(items []*spoolItem) []*spoolItem {
 			// Refused just now as late (below), while the record of
 			// its key it waited for may have been answered since.
 			g.refuseLocked(it, fmt.Errorf("%w: %w", errKeyRefusedBefore, it.after.err))
-		case it.from == nil && g.blocksLocked(it.rec.Key):
+		case !it.grouped() && g.blocksLocked(it):
 			if it.late {
 				g.refuseLocked(it, errHeldPastDeadline) // its request stopped waiting
 				break
 			}
 			g.holdInOrderLocked(it) // still counted in queued
-		case it.from == nil && g.heldKeyLocked(it.rec.Key):
+		case !it.grouped() && g.heldKeyLocked(it.rec.Key):
 			// Let go already (g.released): queued at the next release,
 			// late or not.
 			g.holdInOrderLocked(it)
@@ -1021,7 +1062,7 @@ func (s *spooler) await(it *spoolItem, dl context.Context, stop <-chan struct{})
 func (g *gate) withdraw(it *spoolItem) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if i := slices.Index(g.held, it); i >= 0 && g.blocksLocked(it.rec.Key) {
+	if i := slices.Index(g.held, it); i >= 0 && g.blocksLocked(it) {
 		g.held = slices.Delete(g.held, i, i+1)
 		g.refuseLocked(it, errHeldPastDeadline)
 		return
@@ -1036,9 +1077,19 @@ func (g *gate) withdraw(it *spoolItem) {
 // record they waited for is answered and the held records are queued.
 func (g *gate) refuseLocked(it *spoolItem, err error) {
 	g.queued--
+	if it.from != nil && !it.answered {
+		// Held by its flip (flipHeld), and kgo has not answered it:
+		// linked again, as one the spool refused (finish).
+		g.relinkLocked(it.from)
+		g.relinked.Add(1)
+	}
 	it.err = err
 	close(it.done)
 }
+
+// grouped tells whether it is one of a flip's group (flipLocked): taken
+// from kgo and not held.
+func (it *spoolItem) grouped() bool { return it.from != nil && !it.flipHeld }
 
 // refused tells whether it was refused (its outcome known, an error).
 func refused(it *spoolItem) bool {

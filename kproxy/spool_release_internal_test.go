@@ -30,6 +30,16 @@ func heldBehindAnswered(t *testing.T, n int) (*spooler, *gate, []*spoolItem) {
 	return s, g, held
 }
 
+// linkAgain links a record of key in g's list while g spools, as the
+// spool's refusal of a record a flip took does (relinkLocked): handed to
+// kgo before the flip, it came before every record held since (seq 0).
+func linkAgain(g *gate, n *gateRec, key, value string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.addLocked(n, &kgo.Record{Topic: g.topic, Key: []byte(key), Value: []byte(value)}, nil)
+	n.seq = 0
+}
+
 // TestSpoolReleaseLinearInQueue attacks the appender's release (held
 // records let go are queued among the queued records of their key) with
 // many of both: it runs holding the queue's lock and the gate's, stalling
@@ -130,9 +140,7 @@ func TestSpoolLetGoHeldKeptAtDeadline(t *testing.T) {
 	g.withdraw(h)
 	s.release()
 	var r gateRec
-	g.mu.Lock()
-	g.addLocked(&r, &kgo.Record{Topic: "t", Key: []byte("hot"), Value: []byte("r2")}, nil)
-	g.mu.Unlock()
+	linkAgain(g, &r, "hot", "r2")
 	s.relinked.Add(1)
 	defer s.relinked.Add(-1)
 	if kept := s.holdBlocked(s.queue); len(kept) != 0 {
@@ -160,9 +168,7 @@ func TestSpoolLetGoHeldBlockedAgainRefused(t *testing.T) {
 	h := held[0]
 	g.withdraw(h)
 	var f gateRec
-	g.mu.Lock()
-	g.addLocked(&f, &kgo.Record{Topic: "t", Key: []byte("hot"), Value: []byte("F")}, nil) // linked in again
-	g.mu.Unlock()
+	linkAgain(g, &f, "hot", "F")
 	s.release()
 	select {
 	case <-h.done:
