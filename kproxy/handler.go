@@ -256,7 +256,7 @@ func (s *Server) topicFor(dl context.Context, t []byte, spoolable bool, after co
 	if err == nil || !unreachable(err) {
 		return info, err
 	}
-	s.spool.blind(string(t), after)
+	s.spool.blind(string(t), after, dl)
 	return s.check.unverified(t), nil
 }
 

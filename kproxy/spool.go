@@ -203,9 +203,10 @@ type gate struct {
 	// released: held records are let go, and the gate is in the
 	// appender's releases.
 	released bool
-	// blind: no broker could say whether the topic exists (blindLocked):
-	// its next record spools, whatever the spool holds of it.
-	blind bool
+	// blindUntil: no broker could say whether the topic exists (blind):
+	// its next record spools, whatever the spool holds of it, until this
+	// time, the deadline of the records that found it so; zero: not blind.
+	blindUntil time.Time
 	// relinked is the spooler's count of records linked again
 	// (spooler.relinked).
 	relinked *atomic.Int64
@@ -486,11 +487,17 @@ func (s *spooler) gate(topic string) *gate {
 // directLocked tells, g.mu held, whether a new record of g's topic goes to
 // Kafka (else to the spool), and flips the gate as needed.
 func (s *spooler) directLocked(g *gate) bool {
-	if g.blind {
-		if !g.spooling {
-			s.flipLocked(g)
+	if !g.blindUntil.IsZero() {
+		if time.Now().Before(g.blindUntil) {
+			if !g.spooling {
+				s.flipLocked(g)
+			}
+			return false
 		}
-		return false
+		// The records that found it blind are past their deadline, and
+		// none came here (holdLocked): refused before, they hold nothing
+		// of the topic back.
+		g.blindUntil = time.Time{}
 	}
 	if !g.spooling {
 		if s.sp.Pending(g.topic) == 0 {
@@ -513,10 +520,13 @@ func (s *spooler) directLocked(g *gate) bool {
 // record's arrival) unless the topic spools already. A topic that turns
 // out not to exist is refused by Kafka to the drain and parked (refused).
 //
-// The next record of the topic then spools (directLocked); should that
-// record not come (its batch refused for another reason), a later one
-// spools instead, and the topic goes direct again once it drained.
-func (s *spooler) blind(topic string, after context.Context) {
+// The next record of the topic then spools (directLocked), until dl, the
+// record's deadline: should that record not come (its request refused
+// for another reason: a record too large, a rate limit, a client gone),
+// the topic goes to Kafka directly again once dl passed, rather than
+// refuse every spool=0 record and atomic batch of it until a record that
+// may spool comes.
+func (s *spooler) blind(topic string, after, dl context.Context) {
 	g := s.gate(topic)
 	g.mu.Lock()
 	spooling := g.spooling
@@ -524,8 +534,11 @@ func (s *spooler) blind(topic string, after context.Context) {
 	if !spooling {
 		<-after.Done()
 	}
+	until, _ := dl.Deadline() // every record's has one
 	g.mu.Lock()
-	g.blind = true
+	if until.After(g.blindUntil) {
+		g.blindUntil = until
+	}
 	g.mu.Unlock()
 }
 
@@ -665,7 +678,7 @@ func (g *gate) relinkLocked(n *gateRec) {
 // deadline (await).
 func (s *spooler) holdLocked(g *gate, it *spoolItem) {
 	g.queued++
-	g.blind = false // queued keeps the topic spooling, then Pending
+	g.blindUntil = time.Time{} // queued keeps the topic spooling, then Pending
 	g.seq++
 	it.seq = g.seq
 	if g.blocksLocked(it) {

@@ -138,3 +138,48 @@ func TestSpoolDrainSurvivesReadErrors(t *testing.T) {
 		t.Errorf("kproxy_spool_replayed_records %s, want 50", got)
 	}
 }
+
+// TestSpoolBlindTopicFreedByRefusedRequest attacks the statuses of
+// spool=0 records (DESIGN "Spool": a client that wants 200-or-error sends
+// spool=0; 503 only while the topic has spooled records they would
+// overtake). A batch that may spool finds no broker for its topic, which
+// marks the topic to spool its next record, and is then refused (413,
+// a later record too large) before any record of it reaches the spool.
+// Once that batch's deadline has passed and Kafka is back, a spool=0
+// record of the topic, with nothing of it spooled, must be written (200),
+// not refused 503 "the topic has records in the spool" forever.
+func TestSpoolBlindTopicFreedByRefusedRequest(t *testing.T) {
+	k := kafkatest.StartRestartable(t, []kafkatest.Topic{{Name: topic, Partitions: 3}})
+	k.Stop()
+	p := spoolProxy(t, nil, func(cfg *kproxy.Config) {
+		cfg.BrokerHosts = []string{k.Addr()}
+		cfg.Kafka.DialTimeoutMs = 200
+		cfg.MaxMessageBytes = 2048
+		cfg.ProduceTimeoutMs = 2000
+	})
+	code, ab := postBatch(t, p, "acks=1", []map[string]any{
+		{"topic": topic, "key": "a", "value": "small"},
+		{"topic": topic, "key": "a", "value": strings.Repeat("x", 4096)}})
+	if code != 413 {
+		t.Fatalf("batch with a record too large: %d %+v, want 413", code, ab)
+	}
+	refused := time.Now()
+	k.Restart()
+	// The batch's deadline (2 s) passed, and Kafka's first writes may
+	// take a while on a loaded machine: 10 s.
+	deadline := refused.Add(10 * time.Second)
+	for {
+		a := p.post(t, "acks=1&topic="+topic+"&key=c&spool=0", keySeqValue(t, "c", 0))
+		if a.code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("spool=0 record %v after the refused batch, Kafka back, kproxy_spool_records %s: %d %q, want 200",
+				time.Since(refused).Round(time.Second), p.metric(t, "kproxy_spool_records"), a.code, a.body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := metricInt(t, p, "kproxy_spooled_total"); n != 0 {
+		t.Errorf("kproxy_spooled_total %d, want 0: nothing was spooled", n)
+	}
+}
