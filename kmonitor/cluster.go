@@ -43,6 +43,13 @@ type cluster struct {
 	// may be only some of them.
 	everRead atomic.Bool
 
+	// missing is the path whose absence the last listing of
+	// <chroot>/consumers met (the chroot itself, or consumers/ in it), ""
+	// once it was found: nothing can be read then, and that is never
+	// healthy (a misspelt chroot, the wrong ensemble).
+	missingMu sync.Mutex
+	missing   string
+
 	// Used only by the poll goroutine.
 	kafka       *kgo.Client
 	adm         *kadm.Client   // over kafka
@@ -259,6 +266,33 @@ func (c *cluster) zkProblem(now time.Time) string {
 		return fmt.Sprintf("zookeeper unreachable for %s; offsets may be stale", d.Truncate(time.Second))
 	}
 	return ""
+}
+
+// setMissing records the path the last listing of <chroot>/consumers
+// found missing, "" when it was found, and logs when that changes: once,
+// not at every retry. reason says what may be wrong.
+func (c *cluster) setMissing(p, reason string) {
+	c.missingMu.Lock()
+	was := c.missing
+	c.missing = p
+	c.missingMu.Unlock()
+	switch {
+	case p == was:
+		return
+	case p != "":
+		c.log.Warn("zookeeper path missing", "path", p, "reason", reason, "effect", "nothing to monitor; counted in kmonitor.errors until it is created")
+	default:
+		c.log.Info("zookeeper path found", "path", was)
+	}
+	c.state.gen.Add(1) // the errors count changes
+}
+
+// missingPath is the path whose absence keeps the cluster from being read
+// (see setMissing), "" when there is none.
+func (c *cluster) missingPath() string {
+	c.missingMu.Lock()
+	defer c.missingMu.Unlock()
+	return c.missing
 }
 
 // everReached reports whether the cluster's partitions have been read

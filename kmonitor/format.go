@@ -150,16 +150,16 @@ func writeString(buf *bytes.Buffer, s string) {
 // The item form is a valid Zabbix item key for any names (parameters are
 // quoted when needed); it matches the zabbix_lld macros. A key holding
 // white space is written as one quoted zabbix_sender field (senderField).
-// A cluster in zkDown (no ZooKeeper session for longer than its timeout)
-// counts at least one error even when no partition of it is known: a
-// cluster never seen is not a healthy one.
+// A cluster in unseen (no ZooKeeper session for longer than its timeout,
+// or no <chroot>/consumers) counts at least one error even when no
+// partition of it is known: a cluster never seen is not a healthy one.
 //
 // Dotted keys join names that may hold dots: module "a.b" partition 1 and
 // module "a", topic "b", partition 1 (a module of several topics) make the
 // same key. Zabbix would take each one's lag in turn for one item: no
 // such key is sent, its partitions count as errors, and they are returned
 // (key: cluster/module/topic/partition, …), for the log.
-func writeZabbix(buf *bytes.Buffer, clusters []string, lags []Lag, itemKeys bool, zkDown map[string]bool) (shared []string) {
+func writeZabbix(buf *bytes.Buffer, clusters []string, lags []Lag, itemKeys bool, unseen map[string]bool) (shared []string) {
 	sortLags(lags)
 	keys := moduleKeys(lags)
 	errs := map[string]int{}
@@ -197,7 +197,7 @@ func writeZabbix(buf *bytes.Buffer, clusters []string, lags []Lag, itemKeys bool
 			key = "kmonitor.errors[" + itemParams(c) + "]"
 		}
 		n := errs[c]
-		if zkDown[c] {
+		if unseen[c] {
 			n = max(n, 1)
 		}
 		writeSenderLine(buf, key, strconv.Itoa(n))

@@ -188,6 +188,13 @@ func (l *logBuffer) Write(p []byte) (int, error) {
 	return l.buf.Write(p)
 }
 
+// String is what was logged so far.
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
 // count says how many times msg was logged.
 func (l *logBuffer) count(msg string) int {
 	l.mu.Lock()

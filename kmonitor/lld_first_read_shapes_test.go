@@ -69,26 +69,28 @@ func TestZabbixLLDAnsweredOverOddModules(t *testing.T) {
 	}
 }
 
-// A chroot with no consumers/ at all has nothing to read: zabbix_lld
-// answers 200, an empty list.
-func TestZabbixLLDAnsweredWithoutConsumers(t *testing.T) {
+// A chroot with no consumers/ (its brokers registered, no ktransfer run
+// on the cluster yet, or a chroot one level too high) has no offsets to
+// read: that is an error, not a healthy cluster of no modules, and
+// zabbix_lld answers 503 naming the path. Once consumers/ exists, empty,
+// there is nothing to be unknown: an empty list and no error.
+func TestZabbixLLDWithoutConsumersIsAnErrorUntilItExists(t *testing.T) {
 	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 2}})
 	z := zktest.Start(t)
-	e := startOnZK(t, k, z, nil, io.Discard)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		code, body := e.get(t, "?format=zabbix_lld")
-		if code == 200 {
-			if body != "[]" && body != "[]\n" {
-				t.Fatalf("/delay?format=zabbix_lld answered %q, want an empty list", body)
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/delay?format=zabbix_lld still %d after 20 s: %s", code, body)
-		}
-		time.Sleep(50 * time.Millisecond)
+	log := &logBuffer{}
+	e := startOnZK(t, k, z, nil, log)
+	consumers := zklayout.Consumers(chroot)
+	e.eventually(t, "?format=zabbix", "- test_cluster.kmonitor.errors 1\n", 20*time.Second)
+	e.eventuallyRefused(t, "?format=zabbix_lld", time.Second, "test_cluster", consumers+" does not exist")
+	if !strings.Contains(log.String(), "path="+consumers+" ") {
+		t.Errorf("no warning names the missing %s:\n%s", consumers, log.String())
 	}
+
+	if err := zklayout.CreateAll(e.conn, consumers, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually(t, "?format=zabbix_lld", "[]\n", 10*time.Second)
+	e.eventually(t, "?format=zabbix", "- test_cluster.kmonitor.errors 0\n", time.Second)
 }
 
 // A client replaced before its first reading is done leaves the count to

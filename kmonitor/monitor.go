@@ -200,12 +200,13 @@ func (m *Monitor) Lags(names ...string) []Lag {
 	return out
 }
 
-// zkDown names the clusters without a ZooKeeper session for longer than
-// their session timeout at now.
-func (m *Monitor) zkDown(now time.Time) map[string]bool {
+// unseen names the clusters kmonitor cannot see into at now: without a
+// ZooKeeper session for longer than their session timeout, or without
+// <chroot>/consumers (see cluster.setMissing).
+func (m *Monitor) unseen(now time.Time) map[string]bool {
 	down := map[string]bool{}
 	for _, c := range m.clusters {
-		if c.zkProblem(now) != "" {
+		if c.zkProblem(now) != "" || c.missingPath() != "" {
 			down[c.name] = true
 		}
 	}
@@ -297,10 +298,16 @@ func (m *Monitor) handleDelay(w http.ResponseWriter, r *http.Request) {
 	if format == "zabbix_lld" {
 		// Zabbix takes a discovery answer as the whole list: an empty or
 		// partial one would have it mark every item of a cluster not yet
-		// read (or not yet read whole) as lost.
+		// read (or not yet read whole), or of one whose chroot is not
+		// there (misspelt, the wrong ensemble), as lost.
 		var unknown []string
 		for _, c := range m.clusters {
-			if slices.Contains(clusters, c.name) && !c.everReached() {
+			if !slices.Contains(clusters, c.name) {
+				continue
+			}
+			if p := c.missingPath(); p != "" {
+				unknown = append(unknown, fmt.Sprintf("%s (%s does not exist)", c.name, p))
+			} else if !c.everReached() {
 				unknown = append(unknown, c.name)
 			}
 		}
@@ -340,7 +347,7 @@ func (m *Monitor) render(k cacheKey, clusters []string) []byte {
 	lags := m.Lags(clusters...)
 	switch k.format {
 	case "zabbix":
-		shared := writeZabbix(&buf, clusters, lags, k.keys == "item", m.zkDown(now))
+		shared := writeZabbix(&buf, clusters, lags, k.keys == "item", m.unseen(now))
 		m.logShared(k, clusters, shared)
 	case "zabbix_lld":
 		writeLLD(&buf, lags)

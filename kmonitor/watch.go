@@ -30,7 +30,9 @@ const retryDelay = 500 * time.Millisecond
 // names are only told to f.listed. The children of the first listing are
 // each given a unit of f.read, which they settle once read themselves;
 // f.settle is called once the first listing is done (found, missing or
-// denied), or when the watcher returns before.
+// denied), or when the watcher returns before; root's not while it is
+// missing: a cluster with nothing to read is not a cluster read (see
+// cluster.setMissing).
 func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, spawn func(ctx context.Context, name string, settle func())) {
 	dir := f.path
 	settle := f.read.unit(f.settle)
@@ -81,7 +83,16 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, sp
 				denied = false
 			}
 			var parentThere bool
-			settle() // nothing under it to read
+			if f.root {
+				// Counted as an error from now on, whatever the chroot's
+				// own lookup answers.
+				p, reason, err := missingRoot(conn, dir)
+				if err == nil || c.missingPath() == "" {
+					c.setMissing(p, reason)
+				}
+			} else {
+				settle() // nothing under it to read
+			}
 			parentThere, err = waitCreated(ctx, conn, dir, f.root)
 			if !parentThere {
 				return
@@ -113,6 +124,9 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, sp
 		}
 		if ev == nil {
 			continue // dir exists now: list it
+		}
+		if f.root {
+			c.setMissing("", "")
 		}
 		f.listed(names)
 		seen := make(map[string]bool, len(names))
@@ -157,6 +171,18 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, sp
 			sleep(ctx, time.Duration(d)) // 0 but in tests
 		}
 	}
+}
+
+// missingRoot names what is missing when <chroot>/consumers (root) is,
+// the chroot itself or only consumers/ in it, and what may be wrong; it is
+// root when the chroot cannot be looked up (err).
+func missingRoot(conn *zk.Conn, root string) (p, reason string, err error) {
+	chroot := path.Dir(root)
+	ok, _, err := conn.Exists(chroot)
+	if err == nil && !ok {
+		return chroot, "no such chroot: check chroot and zk_hosts", nil
+	}
+	return root, "no module has offsets in the chroot yet: check chroot", err
 }
 
 // waitCreated blocks until p exists or ctx ends, and reports whether p's
