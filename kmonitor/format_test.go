@@ -52,9 +52,9 @@ func TestHistoryWindow(t *testing.T) {
 	for i := range 300 { // one poll a second for 5 minutes, the end growing every 10 s
 		s.setEnd(tp, int64(i/10), nil, base.Add(time.Duration(i)*time.Second))
 	}
-	e := s.ends[tp]
-	if len(e.changes) > 8 || e.changes[0].at.After(base.Add(240*time.Second)) {
-		t.Errorf("kept %d changes from %v; want the last minute and the change before it", len(e.changes), e.changes[0].at)
+	w := s.ends[tp].window(s.history)
+	if len(w) > 8 || w[0].at.After(base.Add(240*time.Second)) {
+		t.Errorf("window of %d changes from %v; want the last minute and the change before it", len(w), w[0].at)
 	}
 }
 

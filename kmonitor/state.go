@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"slices"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -38,10 +40,77 @@ type offsetEntry struct {
 // endEntry is a partition's log-end offset as last polled, with the points
 // where it changed, oldest first, to estimate the age of a lag.
 type endEntry struct {
-	end     int64
-	err     error
-	at      time.Time // when end was read
+	end int64
+	err error
+	at  time.Time // when end was read
+	// changes[first:] are the changes kept (see kept); those before first
+	// are dropped from the array only once they are half of it (see drop):
+	// dropping them at every poll would shift the whole array every time.
 	changes []sample
+	first   int
+	thinned int // how many changes the last thin kept
+}
+
+// maxChanges is how many log-end changes a partition may hold (32 KiB)
+// before they are thinned (see thin).
+const maxChanges = 1024
+
+// thinSlices is how many slices of the history thin keeps one change of.
+const thinSlices = 512
+
+// kept returns the changes kept, oldest first.
+func (e *endEntry) kept() []sample { return e.changes[e.first:] }
+
+// window returns the changes a lag is dated from: those of the history
+// before the last read, and the last one before them (the end at the
+// window's start).
+func (e *endEntry) window(history time.Duration) []sample {
+	return e.kept()[e.expired(history):]
+}
+
+// expired counts the changes kept before the window.
+func (e *endEntry) expired(history time.Duration) int {
+	k := e.kept()
+	j := sort.Search(len(k), func(j int) bool { return e.at.Sub(k[j].at) <= history })
+	return max(j-1, 0)
+}
+
+// drop drops the n oldest changes kept. They leave the array once they
+// are at least half of it, the others copied into a fresh one: each change
+// is copied about once, and the array a long lag grew is let go once the
+// module has caught up.
+func (e *endEntry) drop(n int) {
+	e.first += n
+	if e.first == 0 || 2*e.first < len(e.changes) {
+		return
+	}
+	e.changes, e.first = slices.Clone(e.changes[e.first:]), 0
+	e.thinned = min(e.thinned, len(e.changes))
+}
+
+// thin keeps, of the window's changes, the last of each slice of
+// history/thinSlices (slices aligned on the clock, so that a change kept
+// stays kept), the first one, and the two on either side of a log end
+// that went back (a run's start, see lagAge). A lag is then dated by the
+// last change of the slice in which it began rather than by the first
+// poll that saw it: later by less than history/thinSlices; one that
+// began before the window, by a change before it that may be older than
+// the poll before the window: a lower bound still. The others leave the
+// array, which is let go when it is 4 times too big.
+func (e *endEntry) thin(history time.Duration) {
+	c := e.window(history)
+	width := int64(max(history/thinSlices, 1))
+	slice := func(i int) int64 { return c[i].at.UnixNano() / width }
+	kept := e.changes[:0] // written behind what is read: c[i-1] is read before it is overwritten
+	for i, s := range c {
+		if i == 0 || i == len(c)-1 || slice(i) != slice(i+1) || c[i+1].end < s.end || c[i-1].end > s.end {
+			kept = append(kept, s)
+		}
+	}
+	e.changes, e.first, e.thinned = kept, 0, len(kept)
+	if cap(e.changes) > 4*len(e.changes) {
+		e.changes = slices.Clone(e.changes)
+	}
 }
 
 type sample struct {
@@ -252,16 +321,16 @@ func (s *state) setEnd(tp topicPartition, end int64, err error, now time.Time) {
 		s.gen.Add(1)
 	}
 	e.end, e.err, e.at = end, nil, now
-	if n := len(e.changes); n == 0 || e.changes[n-1].end != end {
+	if k := e.kept(); len(k) == 0 || k[len(k)-1].end != end {
 		e.changes = append(e.changes, sample{now, end})
 	}
-	// Keep the window, and the last change before it (the end at its start).
-	cut := 0
-	for cut+1 < len(e.changes) && now.Sub(e.changes[cut+1].at) > s.history {
-		cut++
-	}
-	if cut > 0 {
-		e.changes = append(e.changes[:0], e.changes[cut:]...)
+	e.drop(e.expired(s.history))
+	// A lag that lasts holds a change per poll: 36,000 for an hour of
+	// polls every 100 ms. Thinned when they have doubled since the last
+	// thinning (a partition whose log end keeps going back holds more
+	// than maxChanges after it), so each change is looked at a few times.
+	if len(e.changes) > max(maxChanges, 2*e.thinned) {
+		e.thin(s.history)
 	}
 }
 
@@ -303,15 +372,12 @@ func (s *state) forget(wanted map[string][]int32) {
 		if !ok {
 			continue
 		}
-		cut := 0
-		for i, c := range e.changes {
-			if c.end <= next {
-				cut = i
-			}
+		k := e.kept()
+		cut := len(k) - 1
+		for cut > 0 && k[cut].end > next {
+			cut--
 		}
-		if cut > 0 {
-			e.changes = append(e.changes[:0], e.changes[cut:]...)
-		}
+		e.drop(max(cut, e.expired(s.history)))
 	}
 }
 
@@ -373,7 +439,7 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 			default:
 				l.LogEnd = e.end
 				l.Lag = max(0, e.end-o.next)
-				l.LagSeconds, l.LagSecondsAtLeast = lagAge(e.changes, o.next, now)
+				l.LagSeconds, l.LagSecondsAtLeast = lagAge(e.window(s.history), o.next, now)
 			}
 		}
 		out = append(out, l)
