@@ -365,7 +365,7 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 		now := time.Now()
 		for topic, parts := range wanted {
 			for _, p := range parts {
-				c.state.setEnd(topicPartition{topic, p}, 0, err, now)
+				c.state.setEnd(topicPartition{topic, p}, 0, time.Time{}, err, now)
 			}
 		}
 		return
@@ -417,7 +417,7 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 				perr = fmt.Errorf("log end of %s/%d: %w", topic, p, perr)
 				failed++
 				firstErr = cmp.Or(firstErr, perr)
-				c.state.setEnd(tp, 0, perr, now)
+				c.state.setEnd(tp, 0, time.Time{}, perr, now)
 			}
 		}
 	}
@@ -456,6 +456,7 @@ func (c *cluster) pollLeader(ctx context.Context, client *kgo.Client, leader int
 		err error
 	}
 	answers := make(map[topicPartition]answer, len(tps))
+	asked := time.Now() // the log ends read are no older
 	// First straight to the leader: kgo would look the leaders up again
 	// when its metadata is 5 s old, from any broker, and one that hangs on
 	// every request would hold up the partitions the others lead. What
@@ -522,7 +523,7 @@ func (c *cluster) pollLeader(ctx context.Context, client *kgo.Client, leader int
 			firstErr = cmp.Or(firstErr, a.err)
 			a.end = 0
 		}
-		c.state.setEnd(tp, a.end, a.err, now)
+		c.state.setEnd(tp, a.end, asked, a.err, now)
 	}
 	c.setFailed(leader, failed, firstErr)
 }

@@ -50,7 +50,7 @@ func TestHistoryWindow(t *testing.T) {
 	tp := topicPartition{"t", 0}
 	base := time.Unix(0, 0)
 	for i := range 300 { // one poll a second for 5 minutes, the end growing every 10 s
-		s.setEnd(tp, int64(i/10), nil, base.Add(time.Duration(i)*time.Second))
+		s.setEnd(tp, int64(i/10), time.Time{}, nil, base.Add(time.Duration(i)*time.Second))
 	}
 	w := s.ends[tp].window(s.history)
 	if len(w) > 8 || w[0].at.After(base.Add(240*time.Second)) {
@@ -347,7 +347,7 @@ func TestHistoryBoundedWhenCaughtUp(t *testing.T) {
 	k := partKey{"m", "t", "0"}
 	base := time.Unix(0, 0)
 	for i := range 86400 {
-		s.setEnd(tp, int64(i+1), nil, base.Add(time.Duration(i)*time.Second))
+		s.setEnd(tp, int64(i+1), time.Time{}, nil, base.Add(time.Duration(i)*time.Second))
 		if err := s.setOffset(context.Background(), k, nil, []byte(strconv.Itoa(i))); err != nil { // one record behind
 			t.Fatal(err)
 		}
@@ -360,5 +360,28 @@ func TestHistoryBoundedWhenCaughtUp(t *testing.T) {
 	lags := s.snapshot("c", now, time.Hour, "")
 	if len(lags) != 1 || lags[0].Lag != 1 || lags[0].LagSeconds != 1 || lags[0].LagSecondsAtLeast {
 		t.Errorf("lag after a day: %+v, want 1 record, 1 s old", lags)
+	}
+}
+
+// A log end read before the offset was committed is lower than it for a
+// while, as records are produced, pushed and committed between two polls:
+// that is a lag of 0, not an error. Only a log end read after the offset
+// and below it says the records committed are gone.
+func TestLogEndReadBeforeCommitIsNotPastIt(t *testing.T) {
+	s := newState(time.Hour)
+	tp := topicPartition{"t", 0}
+	asked := time.Now() // the log end is asked for
+	if err := s.setOffset(context.Background(), partKey{"m", "t", "0"}, nil, []byte("12")); err != nil {
+		t.Fatal(err)
+	}
+	s.setEnd(tp, 10, asked, nil, time.Now())
+	lags := s.snapshot("c", time.Now(), time.Hour, "")
+	if len(lags) != 1 || lags[0].Err != "" || lags[0].Lag != 0 {
+		t.Errorf("log end 10 read before offset 12: %+v, want lag 0", lags)
+	}
+	s.setEnd(tp, 10, time.Now(), nil, time.Now())
+	lags = s.snapshot("c", time.Now(), time.Hour, "")
+	if want := "committed offset 12 past the log end 10: topic re-created or log truncated"; len(lags) != 1 || lags[0].Err != want || lags[0].LogEnd != 10 {
+		t.Errorf("log end 10 read after offset 12: %+v, want the error %q", lags, want)
 	}
 }

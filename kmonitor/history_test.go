@@ -34,7 +34,7 @@ func (l *lagging) commit(t testing.TB, next int64) {
 func (l *lagging) step(end int64) {
 	l.now = l.now.Add(l.poll)
 	l.s.forget(l.s.wanted())
-	l.s.setEnd(l.tp, end, nil, l.now)
+	l.s.setEnd(l.tp, end, l.now, nil, l.now)
 }
 
 func (l *lagging) changes() []sample { return l.s.ends[l.tp].changes }
@@ -167,6 +167,6 @@ func BenchmarkSetEndLagging(b *testing.B) {
 	for b.Loop() {
 		end++
 		l.now = l.now.Add(l.poll)
-		l.s.setEnd(l.tp, end, nil, l.now)
+		l.s.setEnd(l.tp, end, l.now, nil, l.now)
 	}
 }

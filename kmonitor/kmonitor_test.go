@@ -258,16 +258,16 @@ func TestDelayFromHandMadeOffsets(t *testing.T) {
 	produce(t, e.kafka, "b", 1, 6)
 	setOffset(t, e.conn, "m1", "a", "0", "7")  // lag 3
 	setOffset(t, e.conn, "m1", "a", "5", "4")  // caught up; partitions 1-4 absent: sparse
-	setOffset(t, e.conn, "m2", "a", "0", "12") // above the log end: lag 0
+	setOffset(t, e.conn, "m2", "a", "0", "12") // above the log end: unknown, not lag 0
 	setOffset(t, e.conn, "m2", "b", "1", "1")  // m2 has two topics: keys name them
 	setOffset(t, e.conn, "m3", "a", "0", "oops")
 
-	e.eventually(t, "", `{"test_cluster":{"m1":{"0":3,"5":0},"m2":{"a.0":0,"b.1":5},"m3":{"0":null}}}`+"\n", 10*time.Second)
+	e.eventually(t, "", `{"test_cluster":{"m1":{"0":3,"5":0},"m2":{"a.0":null,"b.1":5},"m3":{"0":null}}}`+"\n", 10*time.Second)
 	e.eventually(t, "?format=zabbix", "- test_cluster.m1.0.delay 3\n- test_cluster.m1.5.delay 0\n"+
-		"- test_cluster.m2.a.0.delay 0\n- test_cluster.m2.b.1.delay 5\n- test_cluster.kmonitor.errors 1\n", time.Second)
+		"- test_cluster.m2.b.1.delay 5\n- test_cluster.kmonitor.errors 2\n", time.Second)
 	e.eventually(t, "?cluster=test_cluster&format=zabbix&keys=item", "- kmonitor.delay[test_cluster,m1,a,0] 3\n"+
-		"- kmonitor.delay[test_cluster,m1,a,5] 0\n- kmonitor.delay[test_cluster,m2,a,0] 0\n"+
-		"- kmonitor.delay[test_cluster,m2,b,1] 5\n- kmonitor.errors[test_cluster] 1\n", time.Second)
+		"- kmonitor.delay[test_cluster,m1,a,5] 0\n"+
+		"- kmonitor.delay[test_cluster,m2,b,1] 5\n- kmonitor.errors[test_cluster] 2\n", time.Second)
 
 	_, detail := e.get(t, "?detail=1")
 	if !strings.Contains(detail, `"m3":{"0":{"topic":"a","partition":"0","lag":null,"committed":null,"log_end":null,"lag_seconds":null,"lag_seconds_at_least":false,"error":"bad offset znode`) {
@@ -293,10 +293,10 @@ func TestDelayFromHandMadeOffsets(t *testing.T) {
 	produce(t, e.kafka, "a", 5, 2)
 	setOffset(t, e.conn, "m4", "b", "0", "0")
 	deleteAll(t, e.conn, chroot+"/consumers/m3")
-	e.eventually(t, "", `{"test_cluster":{"m1":{"0":0,"5":2},"m2":{"a.0":0,"b.1":5},"m4":{"0":0}}}`+"\n", 5*time.Second)
+	e.eventually(t, "", `{"test_cluster":{"m1":{"0":0,"5":2},"m2":{"a.0":null,"b.1":5},"m4":{"0":0}}}`+"\n", 5*time.Second)
 	// The bad znode repaired.
 	setOffset(t, e.conn, "m2", "b", "1", "6")
-	e.eventually(t, "?cluster=test_cluster", `{"test_cluster":{"m1":{"0":0,"5":2},"m2":{"a.0":0,"b.1":0},"m4":{"0":0}}}`+"\n", 5*time.Second)
+	e.eventually(t, "?cluster=test_cluster", `{"test_cluster":{"m1":{"0":0,"5":2},"m2":{"a.0":null,"b.1":0},"m4":{"0":0}}}`+"\n", 5*time.Second)
 }
 
 func TestOffsetChangeShowsWithinASecond(t *testing.T) {

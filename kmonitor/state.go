@@ -29,8 +29,9 @@ type topicPartition struct {
 type offsetEntry struct {
 	next   int64 // the next offset to push
 	err    error
-	folder bool   // stands for a folder that may not be listed (deniedFolder)
-	epoch  uint64 // the ZooKeeper client that read it (state.epoch then)
+	folder bool      // stands for a folder that may not be listed (deniedFolder)
+	epoch  uint64    // the ZooKeeper client that read it (state.epoch then)
+	readAt time.Time // when it was read
 	// w is the watcher that set it: a znode deleted and created again
 	// gets a new watcher while the old one may still be ending, and the
 	// old one drops only what it set.
@@ -40,9 +41,10 @@ type offsetEntry struct {
 // endEntry is a partition's log-end offset as last polled, with the points
 // where it changed, oldest first, to estimate the age of a lag.
 type endEntry struct {
-	end int64
-	err error
-	at  time.Time // when end was read
+	end   int64
+	err   error
+	at    time.Time // when end was read
+	asked time.Time // when the request that read end was sent: end is no older
 	// changes[first:] are the changes kept (see kept); those before first
 	// are dropped from the array only once they are half of it (see drop):
 	// dropping them at every poll would shift the whole array every time.
@@ -199,7 +201,7 @@ func (s *state) setEntry(live context.Context, k partKey, e offsetEntry) {
 		s.mu.Unlock()
 		return
 	}
-	e.epoch = s.epoch
+	e.epoch, e.readAt = s.epoch, time.Now()
 	s.offsets[k] = e
 	s.mu.Unlock()
 	s.gen.Add(1)
@@ -302,7 +304,9 @@ func (s *state) wanted() map[string][]int32 {
 }
 
 // setEnd records a polled log-end offset, or the error that kept it.
-func (s *state) setEnd(tp topicPartition, end int64, err error, now time.Time) {
+// asked is when the request that read it was sent, now when its answer
+// came.
+func (s *state) setEnd(tp topicPartition, end int64, asked time.Time, err error, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.ends[tp]
@@ -320,7 +324,7 @@ func (s *state) setEnd(tp topicPartition, end int64, err error, now time.Time) {
 	if e.err != nil || e.end != end || e.at.IsZero() {
 		s.gen.Add(1)
 	}
-	e.end, e.err, e.at = end, nil, now
+	e.end, e.err, e.at, e.asked = end, nil, now, asked
 	if k := e.kept(); len(k) == 0 || k[len(k)-1].end != end {
 		e.changes = append(e.changes, sample{now, end})
 	}
@@ -436,6 +440,14 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 				l.Err = "log-end offset unknown: " + e.err.Error()
 			case now.Sub(e.at) > staleAfter:
 				l.Err = fmt.Sprintf("log-end offset not read for %s", now.Sub(e.at).Truncate(time.Second))
+			case o.next > e.end && e.asked.After(o.readAt):
+				// Records below the offset were in the log when it was
+				// committed (ktransfer reads no further than the log
+				// end), and the log end was read after the offset: they
+				// are gone. A log end read before is lower for a while
+				// (records produced, pushed and committed meanwhile).
+				l.LogEnd = e.end
+				l.Err = fmt.Sprintf("committed offset %d past the log end %d: topic re-created or log truncated", o.next, e.end)
 			default:
 				l.LogEnd = e.end
 				l.Lag = max(0, e.end-o.next)
