@@ -125,10 +125,29 @@ func (s *Server) releaseBatch(n int) { s.inFlight.Add(int64(-n)) }
 // batch's records are taken from the client's rate limit, all or none. It
 // sets each record's name. The topics' look-ups end with dl, the
 // records' deadline (recordsDeadline): one after the other, they share it.
+// For records that may be spooled, the first look-up no broker answered
+// within spool_after_ms (its topic spools: topicFor) leaves the later ones
+// what is left of that spool_after_ms, nothing once spent: no broker
+// answering, a batch of topics not known yet spools after spool_after_ms,
+// not that long again for each topic in turn. A look-up answered in time
+// leaves the next one spool_after_ms of its own, as a batch of one topic
+// has, so that a slow but reachable Kafka does not make topics spool.
 func (s *Server) checkBatch(dl context.Context, rule *clientRule, recs []batchRecord, now time.Time, spoolable bool) *batchError {
 	type known struct {
 		info topicInfo
 		err  *batchError // refused for this topic: every record naming it is
+	}
+	var after context.Context // spent: no broker answered within it
+	lookup := func() context.Context {
+		if after != nil || !spoolable {
+			return after
+		}
+		return s.spool.after.get()
+	}
+	spent := func(l context.Context) {
+		if l != nil && l.Err() != nil {
+			after = l
+		}
 	}
 	topics := make(map[string]known, 1)
 	var last []byte
@@ -141,7 +160,9 @@ func (s *Server) checkBatch(dl context.Context, rule *clientRule, recs []batchRe
 				if len(topics) == maxBatchTopics {
 					return refuse(400, i, "more than "+strconv.Itoa(maxBatchTopics)+" distinct topics in one batch")
 				}
-				k.info, k.err = s.checkTopic(dl, rule, r.topic, spoolable)
+				l := lookup()
+				k.info, k.err = s.checkTopic(dl, rule, r.topic, spoolable, l)
+				spent(l)
 				topics[string(r.topic)] = k
 			}
 			last, cur = r.topic, k
@@ -164,9 +185,11 @@ func (s *Server) checkBatch(dl context.Context, rule *clientRule, recs []batchRe
 		}
 		if len(r.key) == 0 && cur.info.compacted {
 			var refused bool
-			if cur.info, refused = s.check.refusesKeyless(dl, cur.info, s.lookupTimeout(spoolable)); refused {
+			l := lookup()
+			if cur.info, refused = s.check.refusesKeyless(dl, cur.info, s.lookupTimeout(spoolable, l)); refused {
 				return refuse(400, i, "record "+strconv.Itoa(i)+": "+keylessCompacted(cur.info.name))
 			}
+			spent(l)
 			topics[string(r.topic)] = cur // read again: not for each keyless record
 		}
 		r.name = cur.info.name
@@ -180,8 +203,9 @@ func (s *Server) checkBatch(dl context.Context, rule *clientRule, recs []batchRe
 }
 
 // checkTopic decides whether records may be written to topic t: the
-// topic's details, or why not (index -1, set by the caller).
-func (s *Server) checkTopic(dl context.Context, rule *clientRule, t []byte, spoolable bool) (topicInfo, *batchError) {
+// topic's details, or why not (index -1, set by the caller). after is
+// the look-up's spool_after_ms (nil: not spoolable; topicFor).
+func (s *Server) checkTopic(dl context.Context, rule *clientRule, t []byte, spoolable bool, after context.Context) (topicInfo, *batchError) {
 	if len(t) == 0 {
 		return topicInfo{}, refuse(400, -1, "no topic: give it in the record or as the topic parameter")
 	}
@@ -194,7 +218,7 @@ func (s *Server) checkTopic(dl context.Context, rule *clientRule, t []byte, spoo
 	if v := s.access.permit(rule, string(t)); v.code != 0 {
 		return topicInfo{}, refuse(v.code, -1, v.reason+" ("+string(t)+")")
 	}
-	info, err := s.topicFor(dl, t, spoolable, nil)
+	info, err := s.topicFor(dl, t, spoolable, after)
 	if err != nil {
 		// A metadata or describe-configs request, perhaps cut by the
 		// deadline: nothing written.

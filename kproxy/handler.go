@@ -183,7 +183,7 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx, now time.Time) (code int) {
 		return fail(ctx, fasthttp.StatusRequestEntityTooLarge, tooLarge(size, hp.size, "the topic's max.message.bytes", int(topic.maxBytes)))
 	}
 	if len(args.Peek("key")) == 0 {
-		if _, refused := s.check.refusesKeyless(dl, topic, s.lookupTimeout(s.spoolable(acks, false, noSpool))); refused {
+		if _, refused := s.check.refusesKeyless(dl, topic, s.lookupTimeout(s.spoolable(acks, false, noSpool), nil)); refused {
 			return fail(ctx, fasthttp.StatusBadRequest, keylessCompacted(topic.name))
 		}
 	}
@@ -214,12 +214,24 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx, now time.Time) (code int) {
 
 // lookupTimeout bounds a look-up of a topic kproxy knows, made for records
 // that may be spooled (spoolable) or not: no broker gets longer than
-// spool_after_ms to answer for the first (0: only their deadline bounds it).
-func (s *Server) lookupTimeout(spoolable bool) time.Duration {
-	if !spoolable {
+// spool_after_ms to answer for the first (0: only their deadline bounds it),
+// or what is left of after, when not nil, the spool_after_ms of look-ups
+// made before for the same records (leftOf).
+func (s *Server) lookupTimeout(spoolable bool, after context.Context) time.Duration {
+	switch {
+	case !spoolable:
 		return 0
+	case after != nil:
+		return leftOf(after)
 	}
 	return s.spool.afterD
+}
+
+// leftOf is what is left of after for a look-up; once spent, 1 ns (0
+// would be none): no broker is waited for again.
+func leftOf(after context.Context) time.Duration {
+	end, _ := after.Deadline()
+	return max(time.Until(end), time.Nanosecond)
 }
 
 // spoolable tells whether a request's records may be spooled.
@@ -235,10 +247,14 @@ func (s *Server) spoolable(acks int, atomic, noSpool bool) bool {
 // records for topics it had not written to since its start while Kafka is
 // away.
 //
-// after, when not nil, is the spool_after_ms of a look-up of the topic
-// made before the body came (expectCommit): this one gets what is left of
-// it, so that a record waits spool_after_ms once, not once before its 100
-// Continue and again after its body.
+// after, when not nil, is the spool_after_ms of look-ups made before for
+// the same records: of the topic before the body came (expectCommit), of
+// a batch's other topics (checkBatch). This one gets what is left of it,
+// so that a record waits spool_after_ms once, not once before its 100
+// Continue and again after its body, nor once for each topic of its
+// batch. Nor does it wait past dl: a record whose deadline ends before
+// spool_after_ms is not spooled (startBatch) unless its topic spools
+// already, and is refused with the look-up's error (nothing written).
 func (s *Server) topicFor(dl context.Context, t []byte, spoolable bool, after context.Context) (topicInfo, error) {
 	if !spoolable {
 		return s.check.exists(dl, t, 0)
@@ -247,16 +263,15 @@ func (s *Server) topicFor(dl context.Context, t []byte, spoolable bool, after co
 	if after == nil {
 		after = s.spool.after.get()
 	} else {
-		// What is left of it; once spent, 1 ns (0 would be none): no
-		// broker is waited for again. A known topic costs no context.
-		end, _ := after.Deadline()
-		timeout = max(time.Until(end), time.Nanosecond)
+		timeout = leftOf(after) // a known topic costs no context
 	}
 	info, err := s.check.exists(dl, t, timeout)
 	if err == nil || !unreachable(err) {
 		return info, err
 	}
-	s.spool.blind(string(t), after, dl)
+	if !s.spool.blind(string(t), after, dl) {
+		return topicInfo{}, err
+	}
 	return s.check.unverified(t), nil
 }
 

@@ -517,8 +517,10 @@ func (s *spooler) directLocked(g *gate) bool {
 // blind makes the topic spool when no broker answered whether it exists
 // (its metadata, within spool_after_ms): its records go to the spool and
 // the drain finds out. It waits for after (spool_after_ms from the
-// record's arrival) unless the topic spools already. A topic that turns
-// out not to exist is refused by Kafka to the drain and parked (refused).
+// record's arrival) unless the topic spools already, and not past dl, the
+// record's deadline: false when dl came first, the topic left as it was.
+// A topic that turns out not to exist is refused by Kafka to the drain
+// and parked (refused).
 //
 // The next record of the topic then spools (directLocked), until dl, the
 // record's deadline: should that record not come (its request refused
@@ -526,13 +528,19 @@ func (s *spooler) directLocked(g *gate) bool {
 // the topic goes to Kafka directly again once dl passed, rather than
 // refuse every spool=0 record and atomic batch of it until a record that
 // may spool comes.
-func (s *spooler) blind(topic string, after, dl context.Context) {
+func (s *spooler) blind(topic string, after, dl context.Context) bool {
 	g := s.gate(topic)
 	g.mu.Lock()
 	spooling := g.spooling
 	g.mu.Unlock()
 	if !spooling {
-		<-after.Done()
+		select {
+		case <-after.Done():
+		case <-dl.Done():
+			if after.Err() == nil {
+				return false
+			}
+		}
 	}
 	until, _ := dl.Deadline() // every record's has one
 	g.mu.Lock()
@@ -540,6 +548,7 @@ func (s *spooler) blind(topic string, after, dl context.Context) {
 		g.blindUntil = until
 	}
 	g.mu.Unlock()
+	return true
 }
 
 // addLocked keeps r, about to be handed to kgo under g (g.mu held), as n

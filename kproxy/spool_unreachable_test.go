@@ -1,6 +1,7 @@
 package kproxy_test
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -10,8 +11,10 @@ import (
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
+	"google.golang.org/grpc/codes"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy/kproxypb"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/spool"
 )
@@ -181,5 +184,71 @@ func TestSpoolBlindTopicFreedByRefusedRequest(t *testing.T) {
 	}
 	if n := metricInt(t, p, "kproxy_spooled_total"); n != 0 {
 		t.Errorf("kproxy_spooled_total %d, want 0: nothing was spooled", n)
+	}
+}
+
+// TestSpoolBatchOfUnknownTopicsWaitsSpoolAfterOnce attacks the spool's
+// promise for topics not known yet ("when no broker gives it within
+// spool_after_ms ... the record is spooled as named and answered 202") for
+// a /batch naming several of them while no broker answers, as after a
+// restart during an outage: its topics' look-ups share one spool_after_ms
+// from the request's arrival. Waiting spool_after_ms for each topic in
+// turn, a batch of 10 topics took 10 x 300 ms, past produce_timeout_ms,
+// and 100 topics 100 s: its client gives up and sends it again while the
+// first copy is still spooled.
+func TestSpoolBatchOfUnknownTopicsWaitsSpoolAfterOnce(t *testing.T) {
+	k := kafkatest.StartRestartable(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	k.Stop()
+	p := spoolProxy(t, nil, func(cfg *kproxy.Config) {
+		cfg.BrokerHosts = []string{k.Addr()}
+		cfg.Kafka.DialTimeoutMs = 200
+		cfg.SpoolAfterMs = 300
+		cfg.ProduceTimeoutMs = 3000
+	})
+	var recs []map[string]any
+	for i := range 10 {
+		recs = append(recs, map[string]any{"topic": "new-topic-" + strconv.Itoa(i), "key": "a", "value": "v"})
+	}
+	start := time.Now()
+	code, ab := postBatch(t, p, "acks=1", recs)
+	took := time.Since(start)
+	t.Logf("batch of 10 unknown topics: %d after %v", code, took)
+	if code != 202 {
+		t.Fatalf("batch of unknown topics without kafka: %d %+v, want 202", code, ab)
+	}
+	// spool_after_ms once, and a margin for a loaded machine.
+	if took > 1500*time.Millisecond {
+		t.Errorf("batch answered after %v; its topics' look-ups share spool_after_ms (300 ms)", took)
+	}
+}
+
+// TestSpoolUnknownTopicNotWaitedPastDeadline attacks produce_timeout_ms's
+// promise with the spool on, for a gRPC call whose deadline (300 ms) ends
+// before spool_after_ms (1 s): no broker answers the look-up of its topic,
+// which kproxy does not know yet. A record whose deadline ends before
+// spool_after_ms is not spooled (README, Spool): the call is answered
+// Unavailable (not written) by its deadline, not left waiting for
+// spool_after_ms past it.
+func TestSpoolUnknownTopicNotWaitedPastDeadline(t *testing.T) {
+	k := kafkatest.StartRestartable(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	g := startGRPC(t, k.Cluster(), func(cfg *kproxy.Config) {
+		cfg.BrokerHosts = []string{k.Addr()}
+		cfg.Kafka.DialTimeoutMs = 200
+		cfg.SpoolDir = t.TempDir()
+		cfg.SpoolAfterMs = 1000
+		cfg.ProduceTimeoutMs = 5000
+	})
+	k.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err := g.kp.Produce(ctx, &kproxypb.ProduceRequest{Acks: acksOf(1),
+		Records: []*kproxypb.Record{grec("never-looked-up", "k", "v")}})
+	r := refusalOf(err)
+	t.Logf("short-deadline call naming an unknown topic: %v", r)
+	if r.code != codes.Unavailable || r.detail == nil {
+		t.Errorf("answered %v; want kproxy's Unavailable (not written) by the call's deadline", r)
+	}
+	if got := metricInt(t, g.proxy, "kproxy_spool_records"); got != 0 {
+		t.Errorf("kproxy_spool_records %d: the record was spooled past its deadline", got)
 	}
 }
