@@ -88,7 +88,9 @@ import (
 // handed over before it (flipLocked, blocksLocked): the flip's group holds
 // only records no spool=0 record of their key came before. One held so
 // and refused at its deadline while kgo has it is linked again, as one
-// the spool refused, and holds the later records of its key in turn.
+// the spool refused, and holds the later records of its key in turn; those
+// of its key the flip held after it are refused with it (after), lest
+// kgo's answer let one go while it is not written.
 // Held records keep their key's order: the appender queues the records
 // kgo's answer let go in their place among the queued records of their
 // key (release, by seq), between two of its passes, and holds those of
@@ -244,8 +246,10 @@ type spoolItem struct {
 	// (a flip's records: appended all at once or none).
 	rest int
 	// after is the record of its key before it in the same batch, when
-	// that one went to the spool too (queued before it): refused, this
-	// one is refused as well, or it would reach Kafka without it.
+	// that one went to the spool too (queued before it), or, for one the
+	// flip held (flipHeld), the record of its key the flip took before it
+	// (of any request): refused, this one is refused as well, or it would
+	// reach Kafka without it.
 	after *spoolItem
 	// from is the record in kgo a flip took it from (nil: not a flip's).
 	// Refused by the spool while kgo has it (answered false), from is
@@ -612,18 +616,31 @@ func (s *spooler) flip(n *gateRec) *spoolItem {
 // arriving later would be (holdLocked), and so are the later ones of its
 // key the flip takes: appended at once, it could be drained before kgo
 // writes the spool=0 record. It keeps its place (seq) from its hand-over,
-// so that a spool=0 record handed over after it does not hold it.
+// so that a spool=0 record handed over after it does not hold it. It comes
+// after (spoolItem.after) the record of its key the flip took before it:
+// should that one be refused (at its deadline while held, or by the spool)
+// and kgo answer it, nothing else would keep this one from being spooled
+// alone. The flip does not know requests: a later request's record is
+// refused so too, as kgo fails a partition's records queued behind one it
+// gives up.
 func (s *spooler) flipLocked(g *gate) {
 	g.spooling = true
 	g.cancel()
 	var group []*spoolItem
-	var behind map[string]bool // keys of the spool=0 records passed
+	var behind map[string]bool      // keys of the spool=0 records passed
+	var taken map[string]*spoolItem // the last record taken of each key, once a spool=0 record was passed
 	for n := g.first; n != nil; {
 		next := n.next
 		if n.gen == nil || n.item != nil { // spool=0, or taken before (relinkLocked): stays
 			if n.rec.Key != nil {
 				if behind == nil {
 					behind = map[string]bool{}
+					taken = map[string]*spoolItem{}
+					for _, it := range group {
+						if it.rec.Key != nil {
+							taken[string(it.rec.Key)] = it
+						}
+					}
 				}
 				behind[string(n.rec.Key)] = true
 			}
@@ -635,10 +652,17 @@ func (s *spooler) flipLocked(g *gate) {
 		g.unlinkLocked(n)
 		if n.rec.Key != nil && behind[string(n.rec.Key)] {
 			it.flipHeld = true
+			// Refused, the record of its key taken before it refuses
+			// it too (refuseAfterRefused, holdBlocked): kgo's answer
+			// may let it go while that one is not written.
+			it.after = taken[string(n.rec.Key)]
 			g.queued++
 			g.held = append(g.held, it) // by seq: nothing was held before the flip
 		} else {
 			group = append(group, it)
+		}
+		if taken != nil && n.rec.Key != nil {
+			taken[string(n.rec.Key)] = it
 		}
 		n = next
 	}
@@ -1124,7 +1148,7 @@ func refused(it *spoolItem) bool {
 }
 
 // errKeyRefusedBefore: the spool refused an earlier record of the key in
-// the same request.
+// the same request, or one a flip took before it (flipLocked).
 var errKeyRefusedBefore = errors.New("an earlier record of its key in the request was refused")
 
 // refuseAfterRefused refuses the items whose earlier record of their key
@@ -1194,7 +1218,8 @@ func (it *spoolItem) refusal() (int, string) {
 	why := "spool write failed: " + it.err.Error()
 	switch {
 	case errors.Is(it.err, errKeyRefusedBefore):
-		why = "the spool refused an earlier record of its key in this request, which must not be overtaken"
+		why = "the spool refused an earlier record of its key in this request (or one kafka's client had before it " +
+			"when its topic started spooling), which must not be overtaken"
 	case errors.Is(it.err, spool.ErrFull):
 		why = "kafka did not take the record within spool_after_ms and the spool is full (spool_max_bytes)"
 	case errors.Is(it.err, errSpoolClosed):
