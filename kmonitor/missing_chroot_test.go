@@ -98,3 +98,44 @@ func TestChrootCreatedAfterStartIsFollowed(t *testing.T) {
 		t.Errorf("the chroot's creation logged %d times, want once:\n%s", n, log.String())
 	}
 }
+
+// "Missing data is never healthy", and the answer names what is missing: a
+// chroot that appears (its brokers register in it, or ktransfer creates it
+// at its first start) without consumers/ in it yet must no longer be
+// reported as "no such chroot". zabbix_lld names <chroot>/consumers from
+// then on, and the warning is corrected once. A watch on consumers/ alone
+// does not fire when only the chroot is created: the stale message stayed
+// until consumers/ appeared.
+func TestChrootCreatedWithoutConsumersNamesConsumers(t *testing.T) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 8}})
+	const fresh = "/mq/fresh"
+	var log logBuffer
+	e := startWith(t, k, func(c *kmonitor.Config) {
+		cl := c.Clusters["test_cluster"]
+		cl.Chroot, cl.BrokerHosts = fresh, k.ListenAddrs()
+		c.Clusters["test_cluster"] = cl
+	}, &log)
+	produce(t, e.kafka, "a", 0, 10)
+	e.eventuallyRefused(t, "?format=zabbix_lld", 10*time.Second, "test_cluster", fresh+" does not exist")
+
+	if err := zklayout.CreateAll(e.conn, fresh+"/brokers", zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	e.eventuallyRefused(t, "?format=zabbix_lld", 10*time.Second, "test_cluster", fresh+"/consumers does not exist")
+	e.eventually(t, "?format=zabbix", "- test_cluster.kmonitor.errors 1\n", time.Second)
+	// Not a wait for an outcome: time for retries that must not log again.
+	time.Sleep(time.Second)
+	if n := strings.Count(log.String(), "path="+fresh+"/consumers "); n != 1 {
+		t.Errorf("the missing consumers/ logged %d times, want once:\n%s", n, log.String())
+	}
+
+	// consumers/ is still followed from the moment it appears.
+	dir := zklayout.Offsets(fresh, "m", "a")
+	if err := zklayout.CreateAll(e.conn, dir, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.conn.Create(dir+"/0", []byte("3"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually(t, "?format=zabbix", "- test_cluster.m.0.delay 7\n- test_cluster.kmonitor.errors 0\n", 10*time.Second)
+}

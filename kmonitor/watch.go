@@ -185,8 +185,8 @@ func missingRoot(conn *zk.Conn, root string) (p, reason string, err error) {
 	return root, "no module has offsets in the chroot yet: check chroot", err
 }
 
-// waitCreated blocks until p exists or ctx ends, and reports whether p's
-// parent exists. It waits with a child watch on the parent, not with an
+// waitCreated blocks until p exists (root: or its parent, see below) or
+// ctx ends, and reports whether p's parent exists. It waits with a child watch on the parent, not with an
 // exists watch on p: ZooKeeper ends a child watch when its node is deleted,
 // whereas an exists watch on a node that is never created stays on the
 // server for as long as the session, and this client has no call to
@@ -195,14 +195,17 @@ func missingRoot(conn *zk.Conn, root string) (p, reason string, err error) {
 // server holds anyway for the parent's own watcher. When the parent is
 // missing too it returns false at once, unless root: the top of what
 // kmonitor follows (<chroot>/consumers, in a chroot that may not exist
-// yet) waits with an exists watch, one per client at most, which ends
-// when the node is created or the client is closed.
+// yet) waits for the chroot with an exists watch, one per client at most,
+// which ends when the chroot is created or the client is closed. It
+// returns then, consumers/ created or not: the listing that follows says
+// which of the two is missing now (see missingRoot).
 func waitCreated(ctx context.Context, conn *zk.Conn, p string, root bool) (bool, error) {
-	names, _, ev, err := conn.ChildrenW(path.Dir(p))
+	parent := path.Dir(p)
+	names, _, ev, err := conn.ChildrenW(parent)
 	switch {
 	case errors.Is(err, zk.ErrNoNode) && root:
 		var ok bool
-		ok, _, ev, err = conn.ExistsW(p)
+		ok, _, ev, err = conn.ExistsW(parent)
 		if err != nil || ok {
 			return true, err
 		}
