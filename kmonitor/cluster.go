@@ -61,19 +61,12 @@ type cluster struct {
 
 	// The poll goroutine and its per-leader requests (pollLeader).
 	pollMu     sync.Mutex
-	inflight   map[topicPartition]bool     // partitions whose last request has not returned
-	failed     map[int32]int               // per leader (noLeader: before any request), partitions whose log end the last read missed
-	refused    map[topicPartition]bool     // partitions whose last read ended with their leader epoch refused (see epochRefused)
-	leaders    map[topicPartition]leaderAt // as last learnt; used by the poll goroutine only
-	metaCh     chan metaResult             // the metadata request under way, if any (poll goroutine)
-	metaWG     sync.WaitGroup              // that request's goroutine
-	lastFailed int                         // their sum, as last logged
-}
-
-// leaderAt is a partition's leader as the metadata named it, and the
-// leader epoch it named with it.
-type leaderAt struct {
-	id, epoch int32
+	inflight   map[topicPartition]bool  // partitions whose last request has not returned
+	failed     map[int32]int            // per leader (noLeader: before any request), partitions whose log end the last read missed
+	leaders    map[topicPartition]int32 // as last learnt; used by the poll goroutine only
+	metaCh     chan metaResult          // the metadata request under way, if any (poll goroutine)
+	metaWG     sync.WaitGroup           // that request's goroutine
+	lastFailed int                      // their sum, as last logged
 }
 
 // noLeader keys the partitions failed before a request to their leader.
@@ -87,8 +80,7 @@ func newCluster(name string, cfg ClusterConfig, base BaseConfig, log *slog.Logge
 		state:    newState(time.Duration(base.HistoryMinutes) * time.Minute),
 		inflight: map[topicPartition]bool{},
 		failed:   map[int32]int{},
-		refused:  map[topicPartition]bool{},
-		leaders:  map[topicPartition]leaderAt{},
+		leaders:  map[topicPartition]int32{},
 		// Down until the first session: nothing is reported healthy before.
 		zkDownSince: time.Now(),
 	}
@@ -355,7 +347,6 @@ const metaWait = time.Second
 func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 	wanted := c.state.wanted()
 	c.state.forget(wanted)
-	c.forgetRefused(wanted)
 	if len(wanted) == 0 {
 		c.setFailed(noLeader, 0, nil)
 		c.forgetLeaders(nil)
@@ -391,13 +382,12 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 		clear(c.leaders)
 		for topic, td := range meta.Topics {
 			for p, pd := range td.Partitions {
-				c.leaders[topicPartition{topic, p}] = leaderAt{pd.Leader, pd.LeaderEpoch}
+				c.leaders[topicPartition{topic, p}] = pd.Leader
 			}
 		}
 	}
 	now := time.Now()
 	byLeader := map[int32][]topicPartition{}
-	epochs := map[topicPartition]int32{} // the leader epoch each is asked in; read-only once the requests start
 	failed := 0
 	var firstErr error
 	for topic, parts := range wanted {
@@ -408,8 +398,7 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 			leader, cached := c.leaders[tp]
 			switch {
 			case err != nil && cached:
-				byLeader[leader.id] = append(byLeader[leader.id], tp)
-				epochs[tp] = leader.epoch
+				byLeader[leader] = append(byLeader[leader], tp)
 			case err != nil:
 				perr = fmt.Errorf("metadata: %w", err)
 			case !ok:
@@ -422,7 +411,6 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 					perr = fmt.Errorf("topic %s has no partition %d: %w", topic, p, kerr.UnknownTopicOrPartition)
 				} else {
 					byLeader[pd.Leader] = append(byLeader[pd.Leader], tp)
-					epochs[tp] = pd.LeaderEpoch
 				}
 			}
 			if perr != nil {
@@ -449,7 +437,7 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 			continue
 		}
 		leaders.Go(func() {
-			c.pollLeader(ctx, client, leader, tps, epochs)
+			c.pollLeader(ctx, client, leader, tps)
 			c.pollMu.Lock()
 			for _, tp := range tps {
 				delete(c.inflight, tp)
@@ -459,9 +447,8 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 	}
 }
 
-// pollLeader reads the log-end offsets of tps, led by leader in the
-// leader epochs of epochs (see listOffsetsRequest).
-func (c *cluster) pollLeader(ctx context.Context, client *kgo.Client, leader int32, tps []topicPartition, epochs map[topicPartition]int32) {
+// pollLeader reads the log-end offsets of tps, led by leader.
+func (c *cluster) pollLeader(ctx context.Context, client *kgo.Client, leader int32, tps []topicPartition) {
 	lctx, cancel := context.WithTimeout(ctx, pollTimeout)
 	defer cancel()
 	type answer struct {
@@ -474,10 +461,9 @@ func (c *cluster) pollLeader(ctx context.Context, client *kgo.Client, leader int
 	// when its metadata is 5 s old, from any broker, and one that hangs on
 	// every request would hold up the partitions the others lead. What
 	// the leader does not answer with a log end (it leads them no more, or
-	// in another epoch, or is not known to the client) is asked again
-	// through kgo, which finds the leaders (it refreshes the metadata and
-	// asks the new one).
-	resp, err := client.Broker(int(leader)).Request(lctx, listOffsetsRequest(tps, epochs))
+	// is not known to the client) is asked again through kgo, which finds
+	// the leaders (it refreshes the metadata and asks the new one).
+	resp, err := client.Broker(int(leader)).Request(lctx, listOffsetsRequest(tps))
 	if r, ok := resp.(*kmsg.ListOffsetsResponse); err == nil && ok {
 		for _, t := range r.Topics {
 			for _, p := range t.Partitions {
@@ -494,11 +480,7 @@ func (c *cluster) pollLeader(ctx context.Context, client *kgo.Client, leader int
 		}
 	}
 	if len(again) > 0 && lctx.Err() == nil {
-		// In the epochs of fresh metadata, which kgo routes the request
-		// by: the leader may have moved since this poll's metadata, and
-		// the new one refuses its older epoch.
-		fresh := leaderEpochs(lctx, client, again, epochs)
-		for _, sh := range client.RequestSharded(lctx, listOffsetsRequest(again, fresh)) {
+		for _, sh := range client.RequestSharded(lctx, listOffsetsRequest(again)) {
 			if sh.Err != nil {
 				if sreq, ok := sh.Req.(*kmsg.ListOffsetsRequest); ok {
 					for _, t := range sreq.Topics {
@@ -534,9 +516,6 @@ func (c *cluster) pollLeader(ctx context.Context, client *kgo.Client, leader int
 		a, ok := answers[tp]
 		if !ok {
 			a.err = errors.New("the brokers did not answer for the partition")
-		}
-		if c.firstRefusal(tp, a.err) {
-			continue // asked again at the next poll, its last log end kept meanwhile
 		}
 		if a.err != nil {
 			a.err = fmt.Errorf("log end of %s/%d: %w", tp.topic, tp.partition, a.err)
@@ -588,92 +567,8 @@ func (c *cluster) metadata(ctx context.Context, adm *kadm.Client, topics []strin
 	}
 }
 
-// firstRefusal reports whether err refuses the leader epoch tp was asked in
-// (see epochRefused) when its last read did not: one such poll is not a
-// failure, as a leader that moved is not (kgo follows that one within the
-// poll); the next poll asks in the epoch of newer metadata. It records
-// whether err is one, for the next answer.
-func (c *cluster) firstRefusal(tp topicPartition, err error) bool {
-	c.pollMu.Lock()
-	defer c.pollMu.Unlock()
-	if err == nil || !epochRefused(err) {
-		delete(c.refused, tp)
-		return false
-	}
-	before := c.refused[tp]
-	c.refused[tp] = true
-	return !before
-}
-
-// forgetRefused forgets the refusals of partitions no longer wanted.
-func (c *cluster) forgetRefused(wanted map[string][]int32) {
-	c.pollMu.Lock()
-	defer c.pollMu.Unlock()
-	for tp := range c.refused {
-		if !slices.Contains(wanted[tp.topic], tp.partition) {
-			delete(c.refused, tp)
-		}
-	}
-}
-
-// epochRefused reports whether err is a broker's refusal of the leader
-// epoch a ListOffsets request carried: the metadata that routed it and
-// the broker disagree on who leads, as in any leader election; newer
-// metadata settles it.
-func epochRefused(err error) bool {
-	switch {
-	case errors.Is(err, kerr.FencedLeaderEpoch):
-		// The broker leads in a newer epoch: the metadata was stale.
-		return true
-	case errors.Is(err, kerr.UnknownLeaderEpoch):
-		// The broker has not learnt the epoch yet: a new leader not
-		// told yet, or a deposed one that still believes it leads.
-		return true
-	}
-	return false
-}
-
-// leaderEpochs asks the brokers for the metadata of tps's topics, which
-// kgo keeps for the requests it routes next, and returns each partition's
-// leader epoch in it; a partition it does not name (the request failed, no
-// leader) keeps its epoch in old.
-func leaderEpochs(ctx context.Context, client *kgo.Client, tps []topicPartition, old map[topicPartition]int32) map[topicPartition]int32 {
-	out := make(map[topicPartition]int32, len(tps))
-	req := kmsg.NewPtrMetadataRequest()
-	for _, tp := range tps {
-		if e, ok := old[tp]; ok {
-			out[tp] = e
-		}
-		if !slices.ContainsFunc(req.Topics, func(t kmsg.MetadataRequestTopic) bool { return *t.Topic == tp.topic }) {
-			t := kmsg.NewMetadataRequestTopic()
-			t.Topic = kmsg.StringPtr(tp.topic)
-			req.Topics = append(req.Topics, t)
-		}
-	}
-	resp, err := req.RequestWith(ctx, client)
-	if err != nil {
-		return out
-	}
-	for _, t := range resp.Topics {
-		if t.Topic == nil || t.ErrorCode != 0 {
-			continue
-		}
-		for _, p := range t.Partitions {
-			tp := topicPartition{*t.Topic, p.Partition}
-			if _, asked := out[tp]; asked && p.ErrorCode == 0 {
-				out[tp] = p.LeaderEpoch
-			}
-		}
-	}
-	return out
-}
-
-// listOffsetsRequest asks for the log-end offsets of tps, each in its
-// leader epoch of epochs: a broker that does not lead in that epoch
-// refuses it rather than answer with its own log end, which is stale when
-// it was deposed (cut off, it still believes it leads). -1, not fenced,
-// for a partition without one (a broker too old to tell it).
-func listOffsetsRequest(tps []topicPartition, epochs map[topicPartition]int32) *kmsg.ListOffsetsRequest {
+// listOffsetsRequest asks for the log-end offsets of tps.
+func listOffsetsRequest(tps []topicPartition) *kmsg.ListOffsetsRequest {
 	req := kmsg.NewPtrListOffsetsRequest()
 	req.ReplicaID = -1
 	index := map[string]int{}
@@ -689,9 +584,6 @@ func listOffsetsRequest(tps []topicPartition, epochs map[topicPartition]int32) *
 		p := kmsg.NewListOffsetsRequestTopicPartition()
 		p.Partition = tp.partition
 		p.CurrentLeaderEpoch = -1
-		if e, ok := epochs[tp]; ok {
-			p.CurrentLeaderEpoch = e
-		}
 		p.Timestamp = -1 // the log end
 		req.Topics[i].Partitions = append(req.Topics[i].Partitions, p)
 	}

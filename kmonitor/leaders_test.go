@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -362,69 +361,5 @@ func TestBrokerHungOnEveryRequestDelaysOnlyItsOwnPartitions(t *testing.T) {
 				t.Fatalf("partition %s, its leader alive, shown unknown while broker %d hangs on every request: %s", p, hung, d.Error)
 			}
 		}
-	}
-}
-
-// listOffsetsAnswer answers a ListOffsets request with code for every
-// partition it asks for.
-func listOffsetsAnswer(req kmsg.Request, code int16) kmsg.Response {
-	resp := listOffsetsFailed(req).(*kmsg.ListOffsetsResponse)
-	for i := range resp.Topics {
-		for j := range resp.Topics[i].Partitions {
-			resp.Topics[i].Partitions[j].ErrorCode = code
-		}
-	}
-	return resp
-}
-
-// A broker that refuses a ListOffsets request for its leader epoch
-// (FENCED_LEADER_EPOCH: it leads in a newer epoch than kmonitor's
-// metadata says; UNKNOWN_LEADER_EPOCH: it has not learnt the epoch yet) is
-// met in every leader election, as NOT_LEADER_OR_FOLLOWER is: kmonitor
-// refreshes its metadata and asks again, and a poll that still ends so
-// shows no error and logs no warning; the next poll finds the leader.
-// Refused at every poll, the partition is counted as failed and logged.
-func TestLeaderEpochRefusedIsRetriedNotAFailure(t *testing.T) {
-	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
-	var log logBuffer
-	e := startWith(t, k, nil, &log)
-	produce(t, k, "a", 0, 10)
-	setOffset(t, e.conn, "m", "a", "0", "7")
-	want := "- test_cluster.m.0.delay 3\n- test_cluster.kmonitor.errors 0\n"
-	e.eventually(t, "?format=zabbix", want, 10*time.Second)
-
-	// The poll's request to the leader is refused, and so is the one that
-	// asks again.
-	refusals := []int16{kerr.FencedLeaderEpoch.Code, kerr.UnknownLeaderEpoch.Code}
-	var refused atomic.Int64
-	var always atomic.Bool
-	k.ControlKey(int16(kmsg.ListOffsets), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		k.KeepControl()
-		n := refused.Add(1)
-		switch {
-		case always.Load():
-			return listOffsetsAnswer(req, kerr.FencedLeaderEpoch.Code), nil, true
-		case n <= int64(len(refusals)):
-			return listOffsetsAnswer(req, refusals[n-1]), nil, true
-		}
-		return nil, nil, false
-	})
-	t.Cleanup(k.DropControl)
-	if !waitFor(5*time.Second, func() bool { return refused.Load() > int64(len(refusals)) }) {
-		t.Fatalf("kmonitor asked %d times for the log end, want a poll after the refusals", refused.Load())
-	}
-	// Polls every 100 ms: a few of them, for a warning that must not come.
-	for end := time.Now().Add(500 * time.Millisecond); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-		if code, got := e.get(t, "?format=zabbix"); code != 200 || got != want {
-			t.Fatalf("/delay?format=zabbix: %d %q, want %q", code, got, want)
-		}
-	}
-	if n := log.count("log-end offsets unknown"); n != 0 {
-		t.Errorf("a refused leader epoch, asked again, logged as a failure:\n%s", log.String())
-	}
-
-	always.Store(true)
-	if !waitFor(5*time.Second, func() bool { return log.count("log-end offsets unknown") > 0 }) {
-		t.Errorf("no warning while every request for the log end is refused:\n%s", log.String())
 	}
 }
