@@ -129,25 +129,22 @@ func (s *Server) releaseBatch(n int) { s.inFlight.Add(int64(-n)) }
 // within spool_after_ms (its topic spools: topicFor) leaves the later ones
 // what is left of that spool_after_ms, nothing once spent: no broker
 // answering, a batch of topics not known yet spools after spool_after_ms,
-// not that long again for each topic in turn. A look-up answered in time
+// not that long again for each topic in turn. A look-up whose metadata a
+// broker answered in time (its describe-configs answered or not: lookup)
 // leaves the next one spool_after_ms of its own, as a batch of one topic
-// has, so that a slow but reachable Kafka does not make topics spool.
+// has, so that a slow but reachable Kafka does not make topics spool; so
+// does the reading again of a compacted topic (refusesKeyless).
 func (s *Server) checkBatch(dl context.Context, rule *clientRule, recs []batchRecord, now time.Time, spoolable bool) *batchError {
 	type known struct {
 		info topicInfo
 		err  *batchError // refused for this topic: every record naming it is
 	}
-	var after context.Context // spent: no broker answered within it
+	var after context.Context // spent: no broker answered a topic's metadata within it
 	lookup := func() context.Context {
 		if after != nil || !spoolable {
 			return after
 		}
 		return s.spool.after.get()
-	}
-	spent := func(l context.Context) {
-		if l != nil && l.Err() != nil {
-			after = l
-		}
 	}
 	topics := make(map[string]known, 1)
 	var last []byte
@@ -161,8 +158,11 @@ func (s *Server) checkBatch(dl context.Context, rule *clientRule, recs []batchRe
 					return refuse(400, i, "more than "+strconv.Itoa(maxBatchTopics)+" distinct topics in one batch")
 				}
 				l := lookup()
-				k.info, k.err = s.checkTopic(dl, rule, r.topic, spoolable, l)
-				spent(l)
+				var blind bool
+				k.info, blind, k.err = s.checkTopic(dl, rule, r.topic, spoolable, l)
+				if blind {
+					after = l
+				}
 				topics[string(r.topic)] = k
 			}
 			last, cur = r.topic, k
@@ -185,11 +185,9 @@ func (s *Server) checkBatch(dl context.Context, rule *clientRule, recs []batchRe
 		}
 		if len(r.key) == 0 && cur.info.compacted {
 			var refused bool
-			l := lookup()
-			if cur.info, refused = s.check.refusesKeyless(dl, cur.info, s.lookupTimeout(spoolable, l)); refused {
+			if cur.info, refused = s.check.refusesKeyless(dl, cur.info, s.lookupTimeout(spoolable, lookup())); refused {
 				return refuse(400, i, "record "+strconv.Itoa(i)+": "+keylessCompacted(cur.info.name))
 			}
-			spent(l)
 			topics[string(r.topic)] = cur // read again: not for each keyless record
 		}
 		r.name = cur.info.name
@@ -204,21 +202,22 @@ func (s *Server) checkBatch(dl context.Context, rule *clientRule, recs []batchRe
 
 // checkTopic decides whether records may be written to topic t: the
 // topic's details, or why not (index -1, set by the caller). after is
-// the look-up's spool_after_ms (nil: not spoolable; topicFor).
-func (s *Server) checkTopic(dl context.Context, rule *clientRule, t []byte, spoolable bool, after context.Context) (topicInfo, *batchError) {
+// the look-up's spool_after_ms (nil: not spoolable; topicFor); blind:
+// no broker answered the topic's metadata within it (topicFor).
+func (s *Server) checkTopic(dl context.Context, rule *clientRule, t []byte, spoolable bool, after context.Context) (_ topicInfo, blind bool, _ *batchError) {
 	if len(t) == 0 {
-		return topicInfo{}, refuse(400, -1, "no topic: give it in the record or as the topic parameter")
+		return topicInfo{}, false, refuse(400, -1, "no topic: give it in the record or as the topic parameter")
 	}
 	if reason := checkTopicName(t); reason != "" {
-		return topicInfo{}, refuse(400, -1, reason)
+		return topicInfo{}, false, refuse(400, -1, reason)
 	}
 	if len(t) > 1 && t[0] == '_' && t[1] == '_' {
-		return topicInfo{}, refuse(403, -1, "kafka-internal topics (starting with __) are not writable")
+		return topicInfo{}, false, refuse(403, -1, "kafka-internal topics (starting with __) are not writable")
 	}
 	if v := s.access.permit(rule, string(t)); v.code != 0 {
-		return topicInfo{}, refuse(v.code, -1, v.reason+" ("+string(t)+")")
+		return topicInfo{}, false, refuse(v.code, -1, v.reason+" ("+string(t)+")")
 	}
-	info, err := s.topicFor(dl, t, spoolable, after)
+	info, blind, err := s.topicFor(dl, t, spoolable, after)
 	if err != nil {
 		// A metadata or describe-configs request, perhaps cut by the
 		// deadline: nothing written.
@@ -228,9 +227,9 @@ func (s *Server) checkTopic(dl context.Context, rule *clientRule, t []byte, spoo
 		if code >= 500 {
 			e.retryAfter = 1
 		}
-		return topicInfo{}, e
+		return topicInfo{}, blind, e
 	}
-	return info, nil
+	return info, blind, nil
 }
 
 // batchJob is one batch's memory, reused from batch to batch: the

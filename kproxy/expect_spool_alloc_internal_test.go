@@ -31,7 +31,7 @@ func TestTopicForKnownTopicAfterExpectAllocatesNothing(t *testing.T) {
 			after = lookedUp
 		}
 		n := testing.AllocsPerRun(100, func() {
-			info, err := s.topicFor(dl, name, true, after)
+			info, _, err := s.topicFor(dl, name, true, after)
 			if err != nil || info.name != "t" {
 				t.Fatalf("%s: %+v, %v", c.what, info, err)
 			}

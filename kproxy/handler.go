@@ -172,7 +172,7 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx, now time.Time) (code int) {
 	}
 	defer s.inFlight.Add(-1)
 
-	topic, err := s.topicFor(dl, topicB, s.spoolable(acks, false, noSpool), lookedUp)
+	topic, _, err := s.topicFor(dl, topicB, s.spoolable(acks, false, noSpool), lookedUp)
 	if err != nil {
 		// A metadata or describe-configs request, perhaps cut by the
 		// deadline: nothing written.
@@ -255,9 +255,15 @@ func (s *Server) spoolable(acks int, atomic, noSpool bool) bool {
 // batch. Nor does it wait past dl: a record whose deadline ends before
 // spool_after_ms is not spooled (startBatch) unless its topic spools
 // already, and is refused with the look-up's error (nothing written).
-func (s *Server) topicFor(dl context.Context, t []byte, spoolable bool, after context.Context) (topicInfo, error) {
+//
+// blind tells that no broker answered the topic's metadata within after:
+// spent, after is not waited for again for the same records. A broker
+// that answered it, its describe-configs then cut by after (lookup: the
+// topic is known, max_message_bytes serves), leaves it unspent.
+func (s *Server) topicFor(dl context.Context, t []byte, spoolable bool, after context.Context) (info topicInfo, blind bool, err error) {
 	if !spoolable {
-		return s.check.exists(dl, t, 0)
+		info, err = s.check.exists(dl, t, 0)
+		return info, false, err
 	}
 	timeout := s.spool.afterD
 	if after == nil {
@@ -265,14 +271,14 @@ func (s *Server) topicFor(dl context.Context, t []byte, spoolable bool, after co
 	} else {
 		timeout = leftOf(after) // a known topic costs no context
 	}
-	info, err := s.check.exists(dl, t, timeout)
+	info, err = s.check.exists(dl, t, timeout)
 	if err == nil || !unreachable(err) {
-		return info, err
+		return info, false, err
 	}
 	if !s.spool.blind(string(t), after, dl) {
-		return topicInfo{}, err
+		return topicInfo{}, true, err
 	}
-	return s.check.unverified(t), nil
+	return s.check.unverified(t), true, nil
 }
 
 // checkBody answers a body that is not exactly one value of its format:
