@@ -535,8 +535,11 @@ func (s *spooler) directLocked(g *gate) bool {
 // blind makes the topic spool when no broker answered whether it exists
 // (its metadata, within spool_after_ms): its records go to the spool and
 // the drain finds out. It waits for after (spool_after_ms from the
-// record's arrival) unless the topic spools already, and not past dl, the
-// record's deadline: false when dl came first, the topic left as it was.
+// record's arrival) unless the topic spools already (flipped, marked blind
+// by another record until a deadline not passed yet, or with records in
+// the spool, which its next record flips it for: directLocked), and not
+// past dl, the record's deadline: false when dl came first, the topic left
+// as it was.
 // A topic that turns out not to exist is refused by Kafka to the drain
 // and parked (refused).
 //
@@ -549,7 +552,7 @@ func (s *spooler) directLocked(g *gate) bool {
 func (s *spooler) blind(topic string, after, dl context.Context) bool {
 	g := s.gate(topic)
 	g.mu.Lock()
-	spooling := g.spooling
+	spooling := g.spooling || time.Now().Before(g.blindUntil) || s.sp.Pending(topic) > 0
 	g.mu.Unlock()
 	if !spooling {
 		select {

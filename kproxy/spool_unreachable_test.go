@@ -252,3 +252,40 @@ func TestSpoolUnknownTopicNotWaitedPastDeadline(t *testing.T) {
 		t.Errorf("kproxy_spool_records %d: the record was spooled past its deadline", got)
 	}
 }
+
+// TestSpoolShortDeadlineSpooledWhenTopicSpools attacks README's "unless its
+// topic spools already" for a record whose deadline (a gRPC call's 600 ms)
+// ends before spool_after_ms (1 s), of a topic kproxy does not know while
+// no broker answers: the topic has records in the spool, replayed at
+// start (a restart during an outage), so it spools already, and the
+// record is spooled at once, not refused Unavailable at its deadline.
+func TestSpoolShortDeadlineSpooledWhenTopicSpools(t *testing.T) {
+	dir := t.TempDir()
+	sp, err := spool.Open(spool.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sp.Append([]spool.Record{{Topic: "replayed", Key: []byte("k"), Value: keySeqValue(t, "k", 0)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// No broker listens at the address kproxy is given.
+	g := startGRPC(t, kafkatest.Start(t, nil), func(cfg *kproxy.Config) {
+		cfg.BrokerHosts = []string{"127.0.0.1:" + strconv.Itoa(freeTCPPort(t))}
+		cfg.Kafka.DialTimeoutMs = 200
+		cfg.SpoolDir = dir
+		cfg.SpoolAfterMs = 1000
+		cfg.ProduceTimeoutMs = 5000
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
+	defer cancel()
+	resp, err := g.kp.Produce(ctx, &kproxypb.ProduceRequest{Acks: acksOf(1),
+		Records: []*kproxypb.Record{grec("replayed", "k", string(keySeqValue(t, "k", 1)))}})
+	r := refusalOf(err)
+	t.Logf("short-deadline call to a topic with replayed records in the spool: %v %v", r, resp)
+	if r.code != codes.OK || len(resp.GetResults()) != 1 || !resp.GetResults()[0].GetSpooled() {
+		t.Errorf("answered %v %v; want the record spooled: its topic spools already", r, resp)
+	}
+}
