@@ -387,7 +387,7 @@ type batchCall struct {
 	tr       *tracer
 	note     sendNote        // tr's counts before the first record was handed over
 	deadline context.Context // the records' deadline
-	spoolAt  context.Context // spool_after_ms from the start; nil: the call does not flip its topics (startBatch)
+	spoolAt  context.Context // spool_after_ms from the start; nil: no record is taken by a flip (startBatch)
 	left     atomic.Int64    // promises still to come
 	done     chan struct{}   // closed by the last promise
 	// cancelled: the call was cancelled (its client left) before the
@@ -450,16 +450,12 @@ func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, j *batchJob, d
 		c.spoolAt = s.spool.after.get()
 		if endsBefore(deadline, c.spoolAt) {
 			// The records' deadline ends first (a gRPC call's, or their
-			// topics' look-ups took the difference): they make no topic
-			// spool and are answered at it as without the spool, and
-			// given up then (giveUp), so that no later flip takes one
-			// into the spool after its answer (a second copy once its
-			// client sends it again). They are in the gate's generation
-			// all the same: as their context, their deadline would have
-			// kgo fail the records queued behind them in their
-			// partitions, which may spool. Those of a topic that spools
-			// already, or taken by another record's flip before their
-			// deadline, are spooled.
+			// topics' look-ups took the difference): they are
+			// answered at it as without the spool, 503 or 504, and kept
+			// out of the gate's generation as spool=0 records are, so
+			// that no flip takes one into the spool after its answer (a
+			// second copy once its client sends it again). Those of a
+			// topic that spools already are spooled (gateBatchRecord).
 			c.spoolAt = nil
 		}
 	}
@@ -509,7 +505,7 @@ func (s *Server) gateBatchRecord(cl *kgo.Client, c *batchCall, it *batchItem) {
 		return
 	}
 	c.lastOfKey(it)
-	if c.job.noSpool {
+	if c.spoolAt == nil {
 		g.addLocked(&it.gateRec, &it.rec, nil)
 		cl.Produce(c.deadline, &it.rec, onBatchProduced)
 	} else {
@@ -642,29 +638,12 @@ func (c *batchCall) await(ctx context.Context) {
 		return
 	case <-c.deadline.Done():
 	}
-	for i := range c.items { // before the grace: no flip takes them past their deadline
-		c.giveUp(&c.items[i])
-	}
 	timer := time.NewTimer(answerGrace)
 	defer timer.Stop()
 	select {
 	case <-c.done:
 	case <-ctx.Done():
 	case <-timer.C:
-	}
-}
-
-// giveUp gives it up to kgo, when it waits in its gate's generation, at
-// the records' deadline or when the call's client left (spooler.giveUp):
-// no later flip takes it into the spool. One a flip took before is
-// answered from the spool, as at spool_after_ms (await).
-func (c *batchCall) giveUp(it *batchItem) {
-	if it.gen == nil || it.state.Load() != waiting || c.srv.spool.giveUp(&it.gateRec) == nil {
-		return
-	}
-	c.letItem(it)
-	if it.state.CompareAndSwap(waiting, abandoned) {
-		c.promised()
 	}
 }
 
@@ -677,7 +656,6 @@ func (c *batchCall) collect(ctx context.Context) []recordResult {
 	j.results = j.results[:0]
 	for i := range c.items {
 		it := &c.items[i]
-		c.giveUp(it)
 		var r recordResult
 		switch {
 		// Loaded first: a finished record (nearly all) never turns back

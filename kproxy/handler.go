@@ -509,22 +509,14 @@ const (
 // promise. Past the record's deadline and answerGrace, the request is
 // answered 504 (code, answered) and p left to its promise, which
 // releases it.
-//
-// A record whose deadline ends before spool_after_ms (its look-up, or its
-// body after 100 Continue, took the difference) does not make its topic
-// spool: it is answered at its deadline as without the spool, and given
-// up there (giveUp), so that no later flip takes it into the spool. Until
-// then another record's flip may take it (then answered from the spool).
 func (s *Server) awaitRecord(ctx *fasthttp.RequestCtx, p *pending) (code int, answered bool) {
 	if p.gen != nil {
-		if after := s.spool.after.get(); !endsBefore(p.ctx, after) {
-			select {
-			case <-p.done:
-				return 0, false
-			case <-after.Done():
-				if it := s.spool.flip(&p.gateRec); it != nil {
-					return s.answerTaken(ctx, p, it), true
-				}
+		select {
+		case <-p.done:
+			return 0, false
+		case <-s.spool.after.get().Done():
+			if it := s.spool.flip(&p.gateRec); it != nil {
+				return s.answerTaken(ctx, p, it), true
 			}
 		}
 	}
@@ -532,11 +524,6 @@ func (s *Server) awaitRecord(ctx *fasthttp.RequestCtx, p *pending) (code int, an
 	case <-p.done:
 		return 0, false
 	case <-p.ctx.Done():
-	}
-	if p.gen != nil {
-		if it := s.spool.giveUp(&p.gateRec); it != nil {
-			return s.answerTaken(ctx, p, it), true // a flip took it first
-		}
 	}
 	// The deadline passed. kgo fails a record it has not sent at its next
 	// attempt; a short grace lets that answer (503) come.
@@ -583,7 +570,11 @@ func (s *Server) gateCommit(ctx *fasthttp.RequestCtx, p *pending, noSpool bool) 
 		p.release()
 		return s.answerSpooled(ctx, it, dl), true
 	}
-	if noSpool {
+	if noSpool || endsBefore(p.ctx, s.spool.after.get()) {
+		// spool=0, or the record's deadline ends before spool_after_ms
+		// (its look-up, or its body after 100 Continue, took the
+		// difference): answered at its deadline, as without the spool,
+		// and never taken by a flip (startBatch).
 		g.addLocked(&p.gateRec, &p.rec, nil)
 		p.cl.Produce(p.ctx, &p.rec, onProduced)
 	} else {

@@ -91,16 +91,6 @@ import (
 // the spool refused, and holds the later records of its key in turn; those
 // of its key the flip held after it are refused with it (after), lest
 // kgo's answer let one go while it is not written.
-//
-// A record of the generation whose request answered it without the spool
-// while kgo had it (giveUp: 504 at a deadline that ends before
-// spool_after_ms, its client gone) is never taken either: the drain would
-// write it after its answer, and its client sends it again. Its context
-// stays the generation (not its deadline: kgo would fail the records queued
-// behind it in its partition with it, which may spool), so the next flip
-// has kgo fail it, not written; until kgo answers it, it holds the later
-// records of its key as a spool=0 record does.
-//
 // Held records keep their key's order: the appender queues the records
 // kgo's answer let go in their place among the queued records of their
 // key (release, by seq), between two of its passes, and holds those of
@@ -243,10 +233,6 @@ type gateRec struct {
 	// item is its copy in the spool when a flip took it (g.mu): set, kgo's
 	// answer is ignored.
 	item *spoolItem
-	// gaveUp: its request answered it without the spool (at its
-	// deadline, or its client left) while kgo had it (giveUp; g.mu): no
-	// flip takes it.
-	gaveUp bool
 }
 
 // spoolItem is a record on its way to the spool.
@@ -575,7 +561,7 @@ func (s *spooler) blind(topic string, after, dl context.Context) bool {
 // addLocked keeps r, about to be handed to kgo under g (g.mu held), as n
 // at the end of g's list: gen is its generation (nil for a spool=0 record).
 func (g *gate) addLocked(n *gateRec, r *kgo.Record, gen context.Context) {
-	n.gate, n.gen, n.rec, n.item, n.gaveUp = g, gen, r, nil, false
+	n.gate, n.gen, n.rec, n.item = g, gen, r, nil
 	g.seq++
 	n.seq = g.seq
 	if n.at = r.Timestamp; n.at.IsZero() {
@@ -625,31 +611,10 @@ func (s *spooler) flip(n *gateRec) *spoolItem {
 	return n.item
 }
 
-// giveUp gives n up to kgo (g.mu taken): its request answers it without
-// the spool, 504 at its deadline (one that ends before spool_after_ms:
-// its request does not flip), or its client left. Still in kgo, it is
-// marked so that no later flip takes it: the drain would write a record
-// its client was told may not be written, and sends again. It stays in kgo
-// under its generation, which such a flip ends (kgo fails it, not
-// written), and like a spool=0 record it holds the later records of its
-// key until kgo answers it. A flip that took it before: its copy in the
-// spool, which answers it, is returned.
-func (s *spooler) giveUp(n *gateRec) *spoolItem {
-	g := n.gate
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if n.item == nil && n.linked {
-		n.gaveUp = true
-	}
-	return n.item
-}
-
 // flipLocked makes g's topic spool (g.mu held): its generation is
 // cancelled, and its records in kgo are taken into the spool, in the order
 // they were handed over, as one Append; records arriving later are queued
-// after them (see above). A record its request gave up (giveUp) stays in
-// kgo, which fails it once the generation ends, and holds the later
-// records of its key as a spool=0 record does. A record taken behind a spool=0 record of its
+// after them (see above). A record taken behind a spool=0 record of its
 // key, which stays in kgo, is held for that one's answer as a record
 // arriving later would be (holdLocked), and so are the later ones of its
 // key the flip takes: appended at once, it could be drained before kgo
@@ -669,7 +634,7 @@ func (s *spooler) flipLocked(g *gate) {
 	var taken map[string]*spoolItem // the last record taken of each key, once a spool=0 record was passed
 	for n := g.first; n != nil; {
 		next := n.next
-		if n.gen == nil || n.item != nil || n.gaveUp { // spool=0, taken before (relinkLocked), or given up: stays
+		if n.gen == nil || n.item != nil { // spool=0, or taken before (relinkLocked): stays
 			if n.rec.Key != nil {
 				if behind == nil {
 					behind = map[string]bool{}
