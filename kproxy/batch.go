@@ -387,7 +387,7 @@ type batchCall struct {
 	tr       *tracer
 	note     sendNote        // tr's counts before the first record was handed over
 	deadline context.Context // the records' deadline
-	spoolAt  context.Context // spool_after_ms from the start; nil: no record is taken by a flip (startBatch)
+	spoolAt  context.Context // spool_after_ms from the start; nil: no record may be spooled
 	left     atomic.Int64    // promises still to come
 	done     chan struct{}   // closed by the last promise
 	// cancelled: the call was cancelled (its client left) before the
@@ -448,16 +448,6 @@ func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, j *batchJob, d
 	c.note = tr.note()
 	if gated && !j.noSpool {
 		c.spoolAt = s.spool.after.get()
-		if endsBefore(deadline, c.spoolAt) {
-			// The records' deadline ends first (a gRPC call's, or their
-			// topics' look-ups took the difference): they are
-			// answered at it as without the spool, 503 or 504, and kept
-			// out of the gate's generation as spool=0 records are, so
-			// that no flip takes one into the spool after its answer (a
-			// second copy once its client sends it again). Those of a
-			// topic that spools already are spooled (gateBatchRecord).
-			c.spoolAt = nil
-		}
 	}
 	for i := range j.recs {
 		r, it := &j.recs[i], &c.items[i]
@@ -699,13 +689,6 @@ func (j *batchJob) bounded(reason string) string {
 		return reason
 	}
 	return strings.Replace(reason, "produce_timeout_ms", j.bound, 1)
-}
-
-// endsBefore tells whether a's deadline comes before b's (b has one).
-func endsBefore(a, b context.Context) bool {
-	da, ok := a.Deadline()
-	db, _ := b.Deadline()
-	return ok && da.Before(db)
 }
 
 // recordsDeadline is the deadline of j's records.

@@ -570,11 +570,7 @@ func (s *Server) gateCommit(ctx *fasthttp.RequestCtx, p *pending, noSpool bool) 
 		p.release()
 		return s.answerSpooled(ctx, it, dl), true
 	}
-	if noSpool || endsBefore(p.ctx, s.spool.after.get()) {
-		// spool=0, or the record's deadline ends before spool_after_ms
-		// (its look-up, or its body after 100 Continue, took the
-		// difference): answered at its deadline, as without the spool,
-		// and never taken by a flip (startBatch).
+	if noSpool {
 		g.addLocked(&p.gateRec, &p.rec, nil)
 		p.cl.Produce(p.ctx, &p.rec, onProduced)
 	} else {

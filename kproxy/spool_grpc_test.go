@@ -1,7 +1,6 @@
 package kproxy_test
 
 import (
-	"context"
 	"errors"
 	"strconv"
 	"strings"
@@ -278,60 +277,4 @@ func TestSpoolTransitionStreamKeyOrder(t *testing.T) {
 		t.Errorf("%d duplicates in kafka, only %d counted as possible", dups, possible)
 	}
 	t.Logf("duplicates %d (counted possible %d)", dups, possible)
-}
-
-// TestSpoolShortCallDeadlineNeverSpooledAfterAnswer attacks DESIGN's "a
-// record whose deadline passed before it was sent is never sent later" and
-// the statuses' meaning (Unavailable, DeadlineExceeded: not written, or
-// perhaps written by a request already out) with the spool on: a
-// Produce call whose deadline (300 ms) ends before spool_after_ms (1 s)
-// while no broker answers is answered at its deadline; its record must not
-// stay in Kafka's client for a later flip of its topic (another client's
-// record, spooled after spool_after_ms) to take into the spool, to be
-// written by the drain once Kafka is back: its client, told it was not
-// written (or may have been), sends it again, and Kafka would hold it
-// twice.
-func TestSpoolShortCallDeadlineNeverSpooledAfterAnswer(t *testing.T) {
-	k := kafkatest.StartRestartable(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
-	g := startGRPC(t, k.Cluster(), func(cfg *kproxy.Config) {
-		cfg.BrokerHosts = []string{k.Addr()}
-		cfg.Kafka.DialTimeoutMs = 200
-		cfg.SpoolDir = t.TempDir()
-		cfg.SpoolAfterMs = 1000
-		cfg.ProduceTimeoutMs = 5000
-	})
-	warmUp(t, g.proxy, "acks=1&topic="+topic+"&key=w", keySeqValue(t, "w", 0))
-	k.Stop()
-
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	_, err := g.kp.Produce(ctx, &kproxypb.ProduceRequest{Acks: acksOf(1),
-		Records: []*kproxypb.Record{grec(topic, "late", "short-deadline-record")}})
-	cancel()
-	r := refusalOf(err)
-	t.Logf("short-deadline call: %v", r)
-	if r.code != codes.Unavailable && r.code != codes.DeadlineExceeded {
-		t.Fatalf("short-deadline call answered %v; want Unavailable or DeadlineExceeded at its deadline", r)
-	}
-	// Another client's record of the topic, spooled after spool_after_ms:
-	// the flip takes what Kafka's client still holds of the topic. Queued
-	// behind the short-deadline record in its partition, it may be failed
-	// with it at that record's deadline (Kafka's client fails a
-	// partition's records when the first one's context ends): 503, not
-	// written, and sent again.
-	for n := 0; ; n++ {
-		a := g.post(t, "acks=1&topic="+topic+"&key=b", keySeqValue(t, "b", n))
-		if a.code == 202 {
-			break
-		}
-		if a.code != 503 || n == 5 {
-			t.Fatalf("record b#%d during the outage: %d %q, want 202", n, a.code, a.body)
-		}
-	}
-	k.Restart()
-	spoolEmpty(t, g.proxy)
-	for _, rec := range kafkatest.ReadAll(t, k.Cluster(), kafkaconf.Default(), topic) {
-		if string(rec.Value) == "short-deadline-record" {
-			t.Fatalf("the record answered %v at its call's deadline is in Kafka (offset %d), written later by the spool's drain", r.code, rec.Offset)
-		}
-	}
 }
