@@ -254,9 +254,18 @@ func TestLoweredTopicLimitLaterRecordOfKeyNotBefore(t *testing.T) {
 		wg.Go(func() { answers[i] = p.post(t, "topic="+topic+"&key=k&acks=1", body) })
 	}
 	waitFor(t, "the batch refused and the new limit's reading held", held.Load)
-	d := decode(t, p.post(t, "topic="+topic+"&key=k&acks=1", unique(t, "D")))
+	da := p.post(t, "topic="+topic+"&key=k&acks=1", unique(t, "D"))
 	unhold()
 	wg.Wait()
+	if da.code == 503 && strings.Contains(da.body, "purged while buffered") {
+		// D reached Kafka's client after the new limit was read and before
+		// the purge that rebuilds the topic's batches to it (a loaded
+		// machine widens that gap): failed with the records buffered then,
+		// not written, as README says. Nothing of k can follow it.
+		t.Logf("D buffered at the purge: %d %s", da.code, da.body)
+		return
+	}
+	d := decode(t, da)
 	for i, a := range answers {
 		if a.code != 200 {
 			continue
