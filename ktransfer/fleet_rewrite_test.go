@@ -29,7 +29,11 @@ import (
 // loose enough for a loaded machine.
 func TestRewrittenRegistrationWakesTheGroup(t *testing.T) {
 	t.Cleanup(ktransfer.SetPartitionPoll(time.Minute)) // restored after the fleet stopped
-	f := newHiccupFleet(t)
+	// a's registration must outlive the steps below, from a giving its
+	// session up (2/3 of it) to the check of b's share: on a loaded
+	// machine they took more than the 3 s a 9 s session leaves, the
+	// session expired and b rightly took all of tr. A 20 s one leaves 6.7 s.
+	f := newHiccupFleetWith(t, "zk_timeout_ms: 20000\n")
 	node := path.Join(zklayout.ConsumerIDs(chroot, "r"), f.a.tr.ID())
 	_, before, err := f.e.conn.Get(node)
 	if err != nil {

@@ -29,6 +29,14 @@ const zkSlow = "zk_timeout_ms: 9000\n"
 
 func newHiccupFleet(t *testing.T) *hiccupFleet {
 	t.Helper()
+	return newHiccupFleetWith(t, zkSlow)
+}
+
+// newHiccupFleetWith is newHiccupFleet with a's zk_timeout_ms line: a test
+// that must act between a giving its session up (2/3 of it) and the
+// session's expiry (which deletes a's registration) gets a third of it.
+func newHiccupFleetWith(t *testing.T, zkTimeout string) *hiccupFleet {
+	t.Helper()
 	e := newEnv(t, kafkatest.Topic{Name: "tu", Partitions: 2}, kafkatest.Topic{Name: "tr", Partitions: 4})
 	bu, br := newBackend(t, nil), newBackend(t, nil)
 	px, err := tcpproxy.Start(e.zkAdr)
@@ -38,7 +46,7 @@ func newHiccupFleet(t *testing.T) *hiccupFleet {
 	t.Cleanup(func() { px.Close() })
 	ca := e.reloadConf(t)
 	ca.zk = px.Addr()
-	ca.enable(t, zkSlow, "u", "r")
+	ca.enable(t, zkTimeout, "u", "r")
 	ca.module(t, "u", "tu", "u", bu.URL, "")
 	ca.module(t, "r", "tr", "r", br.URL, "")
 	cb := e.reloadConf(t, "r")
@@ -63,7 +71,7 @@ func (f *hiccupFleet) held() int {
 func (f *hiccupFleet) giveUpA(t *testing.T) {
 	t.Helper()
 	f.px.Freeze()
-	waitFor(t, "a gives its session up", 10*time.Second, func() bool { return f.held() == 0 })
+	waitFor(t, "a gives its session up", 20*time.Second, func() bool { return f.held() == 0 })
 }
 
 // bHoldsR waits until b holds all of r's partitions and a is no member of
