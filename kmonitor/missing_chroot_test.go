@@ -73,15 +73,7 @@ func TestMisspeltChrootIsAnErrorNotAHealthyCluster(t *testing.T) {
 // brokers in broker_hosts) is missing until then: an error while it is,
 // and followed from the moment it appears, the error gone.
 func TestChrootCreatedAfterStartIsFollowed(t *testing.T) {
-	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 8}})
-	const fresh = "/mq/fresh"
-	var log logBuffer
-	e := startWith(t, k, func(c *kmonitor.Config) {
-		cl := c.Clusters["test_cluster"]
-		cl.Chroot, cl.BrokerHosts = fresh, k.ListenAddrs()
-		c.Clusters["test_cluster"] = cl
-	}, &log)
-	produce(t, e.kafka, "a", 0, 10)
+	e, log := startFreshChroot(t)
 	e.eventually(t, "?format=zabbix", "- test_cluster.kmonitor.errors 1\n", 10*time.Second)
 	e.eventuallyRefused(t, "?format=zabbix_lld", time.Second, "test_cluster", fresh+" does not exist")
 
@@ -107,15 +99,7 @@ func TestChrootCreatedAfterStartIsFollowed(t *testing.T) {
 // does not fire when only the chroot is created: the stale message stayed
 // until consumers/ appeared.
 func TestChrootCreatedWithoutConsumersNamesConsumers(t *testing.T) {
-	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 8}})
-	const fresh = "/mq/fresh"
-	var log logBuffer
-	e := startWith(t, k, func(c *kmonitor.Config) {
-		cl := c.Clusters["test_cluster"]
-		cl.Chroot, cl.BrokerHosts = fresh, k.ListenAddrs()
-		c.Clusters["test_cluster"] = cl
-	}, &log)
-	produce(t, e.kafka, "a", 0, 10)
+	e, log := startFreshChroot(t)
 	e.eventuallyRefused(t, "?format=zabbix_lld", 10*time.Second, "test_cluster", fresh+" does not exist")
 
 	if err := zklayout.CreateAll(e.conn, fresh+"/brokers", zk.WorldACL(zk.PermAll)); err != nil {
@@ -138,4 +122,23 @@ func TestChrootCreatedWithoutConsumersNamesConsumers(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.eventually(t, "?format=zabbix", "- test_cluster.m.0.delay 7\n- test_cluster.kmonitor.errors 0\n", 10*time.Second)
+}
+
+// fresh is a chroot that does not exist when kmonitor starts.
+const fresh = "/mq/fresh"
+
+// startFreshChroot starts kmonitor on cluster test_cluster with chroot
+// fresh (not created) and the brokers in broker_hosts, topic a holding 10
+// records, logging to the returned buffer.
+func startFreshChroot(t *testing.T) (*env, *logBuffer) {
+	t.Helper()
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 8}})
+	log := new(logBuffer)
+	e := startWith(t, k, func(c *kmonitor.Config) {
+		cl := c.Clusters["test_cluster"]
+		cl.Chroot, cl.BrokerHosts = fresh, k.ListenAddrs()
+		c.Clusters["test_cluster"] = cl
+	}, log)
+	produce(t, e.kafka, "a", 0, 10)
+	return e, log
 }

@@ -141,25 +141,9 @@ func truncatedWhileWaiting(t *testing.T, cut int64) (*env, *backend, *running, *
 // owner apply offset_out_of_range again (newest: every record written
 // since skipped).
 func TestTruncatedLogNeverStoresBelowTheLogStart(t *testing.T) {
-	e := newClusterEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
-	e.produce(t, "t", numbered(0, 10, keyEach))
-	b, refuse := refusingOffset(t, 3)
-	t.Cleanup(func() { refuse.Store(false) })
-	m := module("m", "t", b.URL)
-	m.OffsetOutOfRange = "newest"
-	r, admin := e.startAdmin(t, 0, m)
-	waitFor(t, "3 committed, record 3 retried", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "3" })
+	e, r, admin := startRetryingThird(t)
 	deleteRecordsBefore(t, e, 5) // retention passes record 3
-	e.logEndsAtOnce(7)
-	e.moveLeader(t, "t", 0)
-	waitTruncationSeen(t, admin)
-	waitFor(t, "the log start stored while record 3 is retried", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "5" })
-	if err := r.stop(); err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	if s := e.storedOffset(t, "m", "t", 0); s != "5" {
-		t.Errorf("stored offset after the stop %s, want 5: the log start (the committed offset 3 is below it)", s)
-	}
+	truncatedKeepsLogStart(t, e, r, admin)
 }
 
 // TestTruncatedLogWhileWaitingNeverStoresBelowTheLogStart: as above, but
@@ -169,14 +153,7 @@ func TestTruncatedLogNeverStoresBelowTheLogStart(t *testing.T) {
 // is stale: the restart must ask again, not store the committed offset
 // below the log start.
 func TestTruncatedLogWhileWaitingNeverStoresBelowTheLogStart(t *testing.T) {
-	e := newClusterEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
-	e.produce(t, "t", numbered(0, 10, keyEach))
-	b, refuse := refusingOffset(t, 3)
-	t.Cleanup(func() { refuse.Store(false) })
-	m := module("m", "t", b.URL)
-	m.OffsetOutOfRange = "newest"
-	r, admin := e.startAdmin(t, 0, m)
-	waitFor(t, "3 committed, record 3 retried", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "3" })
+	e, r, admin := startRetryingThird(t)
 	injected, _ := e.outOfRangeOnce(10, nil)
 	// The restart asks for the log start, then for the newest offset: once
 	// the second is asked, the first (0) was answered.
@@ -194,6 +171,33 @@ func TestTruncatedLogWhileWaitingNeverStoresBelowTheLogStart(t *testing.T) {
 	})
 	waitFor(t, "the restart's range asked", 10*time.Second, newestAsked.Load)
 	deleteRecordsBefore(t, e, 5) // retention passes record 3 after the log start was read
+	truncatedKeepsLogStart(t, e, r, admin)
+}
+
+// startRetryingThird writes 10 records (each its own key) to the one
+// partition of topic t on a three-broker cluster and runs module m
+// (offset_out_of_range newest, an admin listener) pushing them to a
+// backend that refuses offset 3; it returns once 3 is committed and record
+// 3 retried.
+func startRetryingThird(t *testing.T) (*env, *running, string) {
+	t.Helper()
+	e := newClusterEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	e.produce(t, "t", numbered(0, 10, keyEach))
+	b, refuse := refusingOffset(t, 3)
+	t.Cleanup(func() { refuse.Store(false) })
+	m := module("m", "t", b.URL)
+	m.OffsetOutOfRange = "newest"
+	r, admin := e.startAdmin(t, 0, m)
+	waitFor(t, "3 committed, record 3 retried", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "3" })
+	return e, r, admin
+}
+
+// truncatedKeepsLogStart has the leader's log end at 7 (an unclean
+// election, seen by the module) with retention past record 3 (the log
+// starting at 5): the log start must be stored while record 3 is retried,
+// and stay stored after a stop.
+func truncatedKeepsLogStart(t *testing.T, e *env, r *running, admin string) {
+	t.Helper()
 	e.logEndsAtOnce(7)
 	e.moveLeader(t, "t", 0)
 	waitTruncationSeen(t, admin)
