@@ -252,9 +252,9 @@ func (s *Server) spoolable(acks int, atomic, noSpool bool) bool {
 // a batch's other topics (checkBatch). This one gets what is left of it,
 // so that a record waits spool_after_ms once, not once before its 100
 // Continue and again after its body, nor once for each topic of its
-// batch. Nor does it wait past dl: a record whose deadline ends before
-// spool_after_ms is not spooled (startBatch) unless its topic spools
-// already, and is refused with the look-up's error (nothing written).
+// batch. Nor does it wait past dl: when dl comes first, the record is
+// refused with the look-up's error (nothing written), unless its topic
+// spools already (blind).
 //
 // blind tells that no broker answered the topic's metadata within after:
 // spent, after is not waited for again for the same records. A broker
