@@ -53,13 +53,17 @@ type spoolProc struct {
 	admin    int
 	runs     int
 	cmd      *exec.Cmd
-	wrap     []string // a command kproxy_bin's command line is given to, to run it (nil: none)
-	logFile  string   // the current run's log
+	exited   <-chan struct{} // closed once the current run ended
+	stderr   *bintest.Output // the current run's standard error
+	wrap     []string        // a command kproxy_bin's command line is given to, to run it (nil: none)
+	logFile  string          // the current run's log
 	prevLogs []string
 }
 
 func newSpoolProc(t *testing.T, brokers, extra string) *spoolProc {
-	return &spoolProc{t: t, dir: t.TempDir(), brokers: brokers, extra: extra, port: freePort(t), admin: freePort(t)}
+	// Two ports in one call: two calls may return the same port.
+	port := bintest.FreePorts(t, 2)
+	return &spoolProc{t: t, dir: t.TempDir(), brokers: brokers, extra: extra, port: port, admin: port + 1}
 }
 
 func (p *spoolProc) spoolDir() string { return filepath.Join(p.dir, "spool") }
@@ -84,13 +88,18 @@ func (p *spoolProc) start(fileLimit int) {
 	var wrapErr *bintest.Output // the wrapper's standard error
 	switch {
 	case fileLimit > 0:
-		p.cmd, _ = bintest.Start(t, "sh", "-c", fmt.Sprintf(`ulimit -f %d && exec "$0" -f "$1"`, fileLimit), binary(t), f)
+		p.cmd, p.stderr = bintest.Start(t, "sh", "-c", fmt.Sprintf(`ulimit -f %d && exec "$0" -f "$1"`, fileLimit), binary(t), f)
 	case p.wrap != nil:
 		p.cmd, wrapErr = bintest.Start(t, p.wrap[0], append(p.wrap[1:len(p.wrap):len(p.wrap)], binary(t), "-f", f)...)
+		p.stderr = wrapErr
 	default:
-		p.cmd, _ = bintest.Start(t, binary(t), "-f", f)
+		p.cmd, p.stderr = bintest.Start(t, binary(t), "-f", f)
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	p.exited = bintest.Exited(t, p.cmd)
+	// A start on a loaded machine (the race detector, other packages'
+	// tests) can take long; one that fails ends the process, seen below.
+	const within = 60 * time.Second
+	deadline := time.Now().Add(within)
 	for {
 		if wrapErr != nil && wrapErr.String() != "" && p.log() == "" {
 			// The wrapper failed before kproxy_bin ran (its own stderr
@@ -98,13 +107,18 @@ func (p *spoolProc) start(fileLimit int) {
 			time.Sleep(100 * time.Millisecond) // what it writes after the first line
 			t.Fatalf("%q could not run kproxy_bin (the test needs it, e.g. unprivileged user and mount namespaces): %s", p.wrap, wrapErr)
 		}
+		select {
+		case <-p.exited:
+			t.Fatalf("kproxy_bin ended before its admin port answered: %v; stderr: %s; log:\n%s", p.cmd.ProcessState, p.stderr, p.log())
+		default:
+		}
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/health", p.admin))
 		if err == nil {
 			resp.Body.Close()
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("kproxy_bin's admin port does not answer within 20s: %v; log:\n%s", err, p.log())
+			t.Fatalf("kproxy_bin's admin port does not answer within %v: %v; stderr: %s; log:\n%s", within, err, p.stderr, p.log())
 		}
 		if log := p.log(); strings.Contains(log, `msg="start failed"`) {
 			t.Fatalf("kproxy_bin did not start; log:\n%s", log)
@@ -119,7 +133,7 @@ func (p *spoolProc) kill9() {
 	if err := p.cmd.Process.Kill(); err != nil {
 		p.t.Fatal(err)
 	}
-	_ = p.cmd.Wait()
+	<-p.exited
 	p.prevLogs = append(p.prevLogs, p.logFile)
 }
 
