@@ -275,8 +275,8 @@ func Open(o Options) (*Spool, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
+	if err := mkdirAll(o.Dir); err != nil {
+		return nil, err
 	}
 	if err := CheckDir(o.Dir); err != nil {
 		return nil, err
@@ -667,6 +667,33 @@ func intern[T string | []byte](s *Spool, topic T) int32 {
 	return i
 }
 
+// mkdirAll creates dir and the directories above it that are missing,
+// and syncs the directory that holds each one it created: a new
+// directory's entry is on disk only once its parent is synced. Without
+// that, a power loss soon after the first start could take the whole
+// spool away, records answered 202 with it.
+func mkdirAll(dir string) error {
+	var made []string // missing now, the deepest first
+	for p := filepath.Clean(dir); p != filepath.Dir(p); p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		made = append(made, p)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	for _, p := range made {
+		if err := syncDir(filepath.Dir(p)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dirSynced, when set (by tests), is told each directory synced.
+var dirSynced func(dir string)
+
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
@@ -675,6 +702,9 @@ func syncDir(dir string) error {
 	defer d.Close()
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("spool: sync dir %s: %w", dir, err)
+	}
+	if dirSynced != nil {
+		dirSynced(dir)
 	}
 	return nil
 }
