@@ -124,6 +124,36 @@ func TestChrootCreatedWithoutConsumersNamesConsumers(t *testing.T) {
 	e.eventually(t, "?format=zabbix", "- test_cluster.m.0.delay 7\n- test_cluster.kmonitor.errors 0\n", 10*time.Second)
 }
 
+// "Missing data is never healthy" in Prometheus too: a cluster whose
+// <chroot>/consumers does not exist has no lag series and its
+// kmonitor_zookeeper_up is 1, so an operator watching Prometheus saw a
+// healthy cluster with no consumers where the chroot was misspelt or not
+// there yet. kmonitor_zookeeper_path_missing{cluster} is 1 while the chroot,
+// or consumers/ in it, is missing, and goes back to 0 once it is read.
+func TestMissingConsumersPathShowsInPrometheus(t *testing.T) {
+	const missing, found = `kmonitor_zookeeper_path_missing{cluster="test_cluster"} 1`, `kmonitor_zookeeper_path_missing{cluster="test_cluster"} 0`
+	e, _ := startFreshChroot(t)
+	e.eventuallyContains(t, "?format=prometheus", 10*time.Second, missing, `kmonitor_zookeeper_up{cluster="test_cluster"} 1`)
+
+	// The chroot appears without consumers/ (its brokers register first):
+	// still nothing to monitor.
+	if err := zklayout.CreateAll(e.conn, fresh+"/brokers", zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	e.eventuallyRefused(t, "?format=zabbix_lld", 10*time.Second, "test_cluster", fresh+"/consumers does not exist")
+	e.eventuallyContains(t, "?format=prometheus", time.Second, missing)
+
+	dir := zklayout.Offsets(fresh, "m", "a")
+	if err := zklayout.CreateAll(e.conn, dir, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.conn.Create(dir+"/0", []byte("3"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	e.eventuallyContains(t, "?format=prometheus", 10*time.Second, found,
+		`kmonitor_lag_messages{cluster="test_cluster",module="m",partition="0",topic="a"} 7`)
+}
+
 // fresh is a chroot that does not exist when kmonitor starts.
 const fresh = "/mq/fresh"
 

@@ -408,10 +408,11 @@ var (
 	descEnd     = prometheus.NewDesc("kmonitor_log_end_offset", "Partition log-end offset, as last polled.", labels, nil)
 	descKnown   = prometheus.NewDesc("kmonitor_lag_known", "1 when the partition's lag is known, 0 when its offset or log end is not.", labels, nil)
 	descZK      = prometheus.NewDesc("kmonitor_zookeeper_up", "1 while kmonitor holds a ZooKeeper session for the cluster.", []string{"cluster"}, nil)
+	descMissing = prometheus.NewDesc("kmonitor_zookeeper_path_missing", "1 while the cluster's <chroot>/consumers (or the chroot itself) does not exist: nothing to monitor, counted in kmonitor.errors.", []string{"cluster"}, nil)
 )
 
 func (lagCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLag, descSeconds, descAtLeast, descCommit, descEnd, descKnown, descZK} {
+	for _, d := range []*prometheus.Desc{descLag, descSeconds, descAtLeast, descCommit, descEnd, descKnown, descZK, descMissing} {
 		ch <- d
 	}
 }
@@ -442,5 +443,10 @@ func (c lagCollector) Collect(ch chan<- prometheus.Metric) {
 			up = 1
 		}
 		ch <- prometheus.MustNewConstMetric(descZK, prometheus.GaugeValue, up, cl.name)
+		missing := 0.0
+		if cl.missingPath() != "" {
+			missing = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descMissing, prometheus.GaugeValue, missing, cl.name)
 	}
 }
