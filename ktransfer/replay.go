@@ -529,7 +529,7 @@ func replayBrokers(ctx context.Context, cfg Config, log *slog.Logger) ([]string,
 		return nil, err
 	}
 	defer conn.Close()
-	return discoverBrokers(conn, cfg, log)
+	return discoverBrokers(ctx, conn, cfg, log)
 }
 
 // discoverBrokers reads the brokers registered under <zk_chroot>/brokers/ids,
@@ -537,9 +537,28 @@ func replayBrokers(ctx context.Context, cfg Config, log *slog.Logger) ([]string,
 // (a broker registers host and port of one listener only, perhaps a
 // PLAINTEXT one that a TLS client cannot use). A registration that cannot
 // be read is left out, with a warning: one broker of a format this does not
-// know must not keep ktransfer from the others.
-func discoverBrokers(conn *zk.Conn, cfg Config, log *slog.Logger) ([]string, error) {
-	brokers, skipped, err := zklayout.DiscoverBrokersFor(conn, cfg.ZKChroot, cfg.Kafka.SecurityProtocol())
+// know must not keep ktransfer from the others. A ZooKeeper that does not
+// answer holds the reads until the client gives up on the connection (2/3
+// of the session timeout): when ctx ends first (a stop during start-up)
+// the reads are left to end when the caller closes conn.
+func discoverBrokers(ctx context.Context, conn *zk.Conn, cfg Config, log *slog.Logger) ([]string, error) {
+	type discovered struct {
+		brokers      []string
+		skipped, err error
+	}
+	answer := make(chan discovered, 1)
+	go func() {
+		var d discovered
+		d.brokers, d.skipped, d.err = zklayout.DiscoverBrokersFor(conn, cfg.ZKChroot, cfg.Kafka.SecurityProtocol())
+		answer <- d
+	}()
+	var d discovered
+	select {
+	case d = <-answer:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("discover brokers: no answer from zookeeper yet: %w", context.Cause(ctx))
+	}
+	brokers, skipped, err := d.brokers, d.skipped, d.err
 	if skipped != nil {
 		log.Warn("broker registration skipped", "err", skipped)
 	}

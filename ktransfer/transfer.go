@@ -148,7 +148,7 @@ func NewContext(ctx context.Context, cfg Config, log *slog.Logger) (*Transfer, e
 	t.answeredSID.Store(t.zk.SessionID())
 	brokers := cfg.BrokerHosts
 	if len(brokers) == 0 {
-		if brokers, err = discoverBrokers(t.zk, cfg, log); err != nil {
+		if brokers, err = discoverBrokers(ctx, t.zk, cfg, log); err != nil {
 			return nil, err
 		}
 	}
@@ -226,7 +226,7 @@ func connectZK(ctx context.Context, cfg Config, log zkLog) (*zk.Conn, <-chan zk.
 		select {
 		case ev := <-events:
 			if ev.State == zk.StateHasSession {
-				if err := cfg.ZKAuth.Authenticate(conn, timeout); err != nil {
+				if err := cfg.ZKAuth.AuthenticateContext(ctx, conn, timeout); err != nil {
 					conn.Close()
 					return nil, nil, err
 				}

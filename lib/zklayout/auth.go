@@ -1,6 +1,7 @@
 package zklayout
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -69,6 +70,13 @@ func (a Auth) credentials() ([]byte, error) {
 // Without zk_auth it does nothing. Call it before conn is used for
 // anything else: a request the server sees first is not authenticated.
 func (a Auth) Authenticate(conn *zk.Conn, limit time.Duration) error {
+	return a.AuthenticateContext(context.Background(), conn, limit)
+}
+
+// AuthenticateContext is Authenticate that also gives up when ctx ends (a
+// stop during start-up). The request left waiting ends when conn is
+// closed, which the caller does: conn is not authenticated.
+func (a Auth) AuthenticateContext(ctx context.Context, conn *zk.Conn, limit time.Duration) error {
 	cred, err := a.credentials()
 	if err != nil || cred == nil {
 		return err
@@ -79,6 +87,8 @@ func (a Auth) Authenticate(conn *zk.Conn, limit time.Duration) error {
 	case err = <-done:
 	case <-time.After(limit):
 		err = fmt.Errorf("no answer within %v", limit)
+	case <-ctx.Done():
+		err = fmt.Errorf("no answer yet: %w", context.Cause(ctx))
 	}
 	if err != nil {
 		return fmt.Errorf("zk_auth: digest authentication as %q: %w", a.User, err)
