@@ -130,7 +130,7 @@ func testSpooler(t *testing.T, c *kfake.Cluster, edit func(*Config)) *spooler {
 		edit(&cfg)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := openSpooler(cfg, log, testProducers(t, cfg, log), nil, prometheus.NewRegistry())
+	s, err := openSpooler(context.Background(), cfg, log, testProducers(t, cfg, log), nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

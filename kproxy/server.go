@@ -174,7 +174,7 @@ func NewContext(ctx context.Context, cfg Config, log *slog.Logger) (*Server, err
 	}
 	s.check.client = s.prod.leader
 	if cfg.SpoolDir != "" {
-		if s.spool, err = openSpooler(cfg, log, s.prod, s.check, reg); err != nil {
+		if s.spool, err = openSpooler(ctx, cfg, log, s.prod, s.check, reg); err != nil {
 			s.prod.close(context.Background())
 			s.closeListeners()
 			return nil, err

@@ -271,8 +271,8 @@ type spoolItem struct {
 	seq uint64
 }
 
-func openSpooler(cfg Config, log *slog.Logger, ps *producers, check *topicCheck, reg *prometheus.Registry) (*spooler, error) {
-	sp, err := spool.Open(spool.Options{Dir: cfg.SpoolDir, MaxBytes: cfg.SpoolMaxBytes, Log: log.With("spool", cfg.SpoolDir)})
+func openSpooler(ctx context.Context, cfg Config, log *slog.Logger, ps *producers, check *topicCheck, reg *prometheus.Registry) (*spooler, error) {
+	sp, err := spool.OpenContext(ctx, spool.Options{Dir: cfg.SpoolDir, MaxBytes: cfg.SpoolMaxBytes, Log: log.With("spool", cfg.SpoolDir)})
 	if err != nil {
 		where := "config"
 		if cfg.file != "" {

@@ -141,7 +141,7 @@ func reopenable(t *testing.T, c *kfake.Cluster) func() *spooler {
 	cfg.SpoolDir = t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	return func() *spooler {
-		s, err := openSpooler(cfg, log, testProducers(t, cfg, log), nil, prometheus.NewRegistry())
+		s, err := openSpooler(context.Background(), cfg, log, testProducers(t, cfg, log), nil, prometheus.NewRegistry())
 		if err != nil {
 			t.Fatal(err)
 		}

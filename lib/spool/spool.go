@@ -266,6 +266,15 @@ type request struct {
 // file and byte offset (never a crash, never an error for that), and
 // returns the spool.
 func Open(o Options) (*Spool, error) {
+	return OpenContext(context.Background(), o)
+}
+
+// OpenContext is Open that gives up when ctx ends (a stop during start-up)
+// before it reads the next segment: a large spool takes seconds to read.
+// The spool is left as it was — no watermark written, no segment removed,
+// nothing cut but what the segments already read had to be — for the next
+// Open to read it all.
+func OpenContext(ctx context.Context, o Options) (*Spool, error) {
 	if o.Dir == "" {
 		return nil, errors.New("spool: no directory")
 	}
@@ -291,7 +300,7 @@ func Open(o Options) (*Spool, error) {
 		pending: map[string]int{}, topicIdx: map[string]int32{}, data: make(chan struct{}),
 		rbuf: bufio.NewReaderSize(nil, 256<<10),
 	}
-	if err := s.replay(); err != nil {
+	if err := s.replay(ctx); err != nil {
 		for _, f := range []*os.File{s.active, s.meta, s.lock} {
 			if f != nil {
 				_ = f.Close()
@@ -365,8 +374,9 @@ func lockDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// replay reads the watermark and scans every segment.
-func (s *Spool) replay() error {
+// replay reads the watermark and scans every segment, unless ctx ends
+// first.
+func (s *Spool) replay(ctx context.Context) error {
 	acked, next, whole, err := s.openMeta()
 	if err != nil {
 		return err
@@ -402,6 +412,9 @@ func (s *Spool) replay() error {
 		}
 		if base < end {
 			return fmt.Errorf("spool: segment %s starts at seq %d, inside the previous segment (ends at %d)", de.Name(), base, end)
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("spool %s: stopped while reading segment %s: %w", s.dir, de.Name(), context.Cause(ctx))
 		}
 		cut := s.cut + s.trimmed
 		stop := uint64(math.MaxUint64)
