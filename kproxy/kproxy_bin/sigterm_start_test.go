@@ -66,7 +66,7 @@ func TestSIGTERMWhileReplayingALargeSpoolStopsAtOnce(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 1}})
 	dir := t.TempDir()
 	spoolDir := filepath.Join(dir, "spool")
-	segs := largeSpool(t, spoolDir, 16, 1_000_000) // about 4 s to read, unstopped
+	segs := largeSpool(t, spoolDir, 4, 1_000_000) // about 1 s to read, unstopped
 	before := spoolFiles(t, spoolDir)
 	f := filepath.Join(dir, "kproxy.yaml")
 	os.WriteFile(f, []byte(fmt.Sprintf("log_level: 4\nport: %d\nlisten_host: 127.0.0.1\nadmin_addr: \"\"\nbroker_hosts: [%s]\n"+
@@ -96,7 +96,7 @@ func TestSIGTERMWhileReplayingALargeSpoolStopsAtOnce(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	sent := time.Now()
-	bintest.StopWithin(t, cmd, exited, 2*time.Second, "while reading a spool of 16 segments", stderr)
+	bintest.StopWithin(t, cmd, exited, 2*time.Second, "while reading a spool of 4 segments", stderr)
 	t.Logf("stopped %v after SIGTERM", time.Since(sent).Round(time.Millisecond))
 	if log := stderr.String(); !strings.Contains(log, "stopped while starting") || strings.Contains(log, "start failed") {
 		t.Errorf("log does not say the start was stopped: %s", log)
