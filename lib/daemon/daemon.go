@@ -173,13 +173,31 @@ func (p Program[C]) Main(args []string) int {
 		fmt.Fprintf(os.Stderr, "%s_bin: %v\n", p.Name, err)
 		return 1
 	}
-	defer svc.Close()
 	var reload func()
 	if r, ok := svc.(Reloader); ok {
 		r.SetLevelFunc(log.SetLevel)
-		reload = r.RequestReload
+		reload = func() {
+			// A SIGHUP during the stop only reopens the log.
+			if ctx.Err() == nil {
+				r.RequestReload()
+			}
+		}
 	}
-	go log.ReopenOn(hup, ctx.Done(), reload)
+	// The log is reopened at each SIGHUP until Main returns, the stop
+	// included: logrotate renames the log and sends SIGHUP at any time,
+	// and the renamed file may be compressed and removed while a long
+	// stop still writes to it, its last lines (what was not delivered)
+	// lost with it.
+	reopenEnd, reopenEnded := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(reopenEnded)
+		log.ReopenOn(hup, reopenEnd, reload)
+	}()
+	defer func() {
+		close(reopenEnd)
+		<-reopenEnded
+	}()
+	defer svc.Close() // before the log stops being reopened: it may log
 	p.Started(log.Logger, svc, cfg)
 	if err := svc.Run(ctx); err != nil {
 		log.Error("stopped with error", "err", err)
