@@ -499,8 +499,11 @@ func (t *Transfer) Run(ctx context.Context) error {
 // awaitStop waits for done, closed when modules whose reading was stopped
 // have handed their partitions over: until deadline (shutdown_timeout_ms
 // after the stop began) for the pushes in flight, after which retries are
-// cut short (stopPushing; those records stay uncommitted), then at most
-// two session timeouts more. It reports whether done was closed.
+// cut short (stopPushing; those records stay uncommitted), then until two
+// session timeouts and 2 s after deadline. That end is fixed by deadline,
+// not by when this wait began: a stop that first waited for a reload's
+// hand-over (an earlier deadline) waits no longer than one without it. It
+// reports whether done was closed.
 func (t *Transfer) awaitStop(done <-chan struct{}, stopPushing func(), deadline time.Time) bool {
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
@@ -515,7 +518,7 @@ func (t *Transfer) awaitStop(done <-chan struct{}, stopPushing func(), deadline 
 		select {
 		case <-done:
 			return true
-		case <-time.After(2*t.sessionTimeout() + 2*time.Second):
+		case <-time.After(time.Until(deadline.Add(2*t.sessionTimeout() + 2*time.Second))):
 			t.log.Error("modules still stopping (ZooKeeper not answering); going on without them")
 			return false
 		}
