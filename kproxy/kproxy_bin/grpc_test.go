@@ -33,7 +33,9 @@ import (
 func TestGRPCFromConfig(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "orders", Partitions: 2}})
 	dir := t.TempDir()
-	port, gport := freePort(t), freePort(t)
+	// Two ports in one call: two calls may return the same port.
+	port := bintest.FreePorts(t, 2)
+	gport := port + 1
 	cfg := fmt.Sprintf("log_dir: %s\nport: %d\ngrpc_port: %d\nlisten_host: 127.0.0.1\nadmin_addr: \"\"\nbroker_hosts: [%s]\n"+
 		"clients:\n - name: shop\n   secret: shop-pass\n   topics: [orders]\n",
 		filepath.Join(dir, "log"), port, gport, c.ListenAddrs()[0])

@@ -36,7 +36,9 @@ func TestSIGTERMAnswersRequestsOutlivingShutdownTimeout(t *testing.T) {
 		t.Run("acks="+acks, func(t *testing.T) {
 			c := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 4}})
 			dir := t.TempDir()
-			port, admin := freePort(t), freePort(t)
+			// Two ports in one call: two calls may return the same port.
+			port := bintest.FreePorts(t, 2)
+			admin := port + 1
 			cfg := fmt.Sprintf("log_dir: %s\nport: %d\nlisten_host: 127.0.0.1\nadmin_addr: 127.0.0.1:%d\n"+
 				"read_timeout_ms: 2000\nwrite_timeout_ms: 2000\nbroker_hosts: [%s]\n"+
 				"produce_timeout_ms: 10000\nshutdown_timeout_ms: 1000\n", filepath.Join(dir, "log"), port, admin, c.ListenAddrs()[0])
