@@ -266,11 +266,22 @@ func StopWithin(t testing.TB, cmd *exec.Cmd, exited <-chan struct{}, d time.Dura
 	}
 }
 
+// StartWithin bounds a test's wait for a process it started to serve: a
+// start on a loaded machine (the race detector, other packages' tests
+// running beside) can take tens of seconds, and its time is not what the
+// tests check. A start that fails ends the process, which the waits see at
+// once.
+const StartWithin = 60 * time.Second
+
 // AwaitServing polls ready every 20 ms until it returns nil, and fails the
-// test when the process ends first (logged: what it wrote to its log) or
-// within passes.
-func AwaitServing(t testing.TB, cmd *exec.Cmd, exited <-chan struct{}, within time.Duration, stderr, logged *Output, ready func() error) {
+// test when the process ends first or within passes, with its exit status,
+// stderr and logged (what it wrote to its log: an Output, a LogFile, or nil
+// when its log is stderr).
+func AwaitServing(t testing.TB, cmd *exec.Cmd, exited <-chan struct{}, within time.Duration, stderr *Output, logged fmt.Stringer, ready func() error) {
 	t.Helper()
+	if logged == nil {
+		logged = LogFile("")
+	}
 	deadline := time.Now().Add(within)
 	for {
 		select {
@@ -283,10 +294,25 @@ func AwaitServing(t testing.TB, cmd *exec.Cmd, exited <-chan struct{}, within ti
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s did not serve within %v: %v; stderr: %s", filepath.Base(cmd.Path), within, err, stderr)
+			t.Fatalf("%s did not serve within %v: %v; stderr: %s; log: %s", filepath.Base(cmd.Path), within, err, stderr, logged)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// LogFile is the path of a process's log file; its String is what the file
+// holds now (nothing when it cannot be read), for a failure's message.
+type LogFile string
+
+func (f LogFile) String() string {
+	if f == "" {
+		return ""
+	}
+	b, err := os.ReadFile(string(f))
+	if err != nil {
+		return fmt.Sprintf("(%v)", err)
+	}
+	return string(b)
 }
 
 // Answers200 is nil for an HTTP answer 200 (its body closed), else the
