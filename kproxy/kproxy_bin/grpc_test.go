@@ -42,25 +42,28 @@ func TestGRPCFromConfig(t *testing.T) {
 	f := filepath.Join(dir, "kproxy.yaml")
 	os.WriteFile(f, []byte(cfg), 0o600)
 	cmd, stderr := bintest.Start(t, binary(t), "-f", f)
+	exited := bintest.Exited(t, cmd)
 
 	conn, err := grpc.NewClient(fmt.Sprintf("127.0.0.1:%d", gport), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
+	hc := grpc_health_v1.NewHealthClient(conn)
+	bintest.AwaitServing(t, cmd, exited, bintest.StartWithin, stderr, bintest.LogFile(filepath.Join(dir, "log", "kproxy.log")), func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		r, err := hc.Check(ctx, &grpc_health_v1.HealthCheckRequest{Service: "kafkahttpwrapper.v1.KProxy"})
+		if err != nil {
+			return err
+		}
+		if r.Status != grpc_health_v1.HealthCheckResponse_SERVING {
+			return fmt.Errorf("gRPC health %v", r.Status)
+		}
+		return nil
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	hc := grpc_health_v1.NewHealthClient(conn)
-	for {
-		r, err := hc.Check(ctx, &grpc_health_v1.HealthCheckRequest{Service: "kafkahttpwrapper.v1.KProxy"})
-		if err == nil && r.Status == grpc_health_v1.HealthCheckResponse_SERVING {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("kproxy_bin's gRPC health never SERVING: %v %v; stderr: %s", r, err, stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 	kp := kproxypb.NewKProxyClient(conn)
 	req := &kproxypb.ProduceRequest{Topic: "orders", Records: []*kproxypb.Record{{Key: []byte("k"), Value: []byte("one")}, {Value: []byte("two")}}}
 	if _, err := kp.Produce(ctx, req); status.Code(err) != codes.Unauthenticated {
@@ -87,8 +90,9 @@ func TestGRPCFromConfig(t *testing.T) {
 	if _, err := s.Recv(); err == io.EOF || status.Code(err) != codes.Unavailable {
 		t.Errorf("open stream at SIGTERM: %v, want Unavailable", err)
 	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("exit after SIGTERM: %v; stderr: %s", err, stderr.String())
+	<-exited
+	if !cmd.ProcessState.Success() {
+		t.Fatalf("exit after SIGTERM: %v; stderr: %s", cmd.ProcessState, stderr.String())
 	}
 	if n := kafkatest.Records(t, c, kafkaconf.Default(), "orders"); n != 5 {
 		t.Errorf("%d records in Kafka, 5 answered 200", n)

@@ -78,23 +78,13 @@ func TestHostileClients(t *testing.T) {
 	f := filepath.Join(dir, "kproxy.yaml")
 	os.WriteFile(f, []byte(cfg), 0o644)
 	cmd, stderr := bintest.Start(t, binary(t), "-f", f)
+	exited := bintest.Exited(t, cmd)
 	pid := cmd.Process.Pid
 
 	good := "http://" + addr + "/commit?topic=t&key=good"
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Post(good, "", bytes.NewReader([]byte{0x01}))
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("kproxy_bin did not serve: %v; stderr: %s", err, stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	bintest.AwaitServing(t, cmd, exited, bintest.StartWithin, stderr, bintest.LogFile(filepath.Join(dir, "log", "kproxy.log")), func() error {
+		return bintest.Answers200(http.Post(good, "", bytes.NewReader([]byte{0x01})))
+	})
 	written := int64(1)
 	baseRSS := rssKiB(t, pid, "VmRSS")
 
@@ -257,8 +247,9 @@ func TestHostileClients(t *testing.T) {
 		c.Close()
 	}
 	conns = nil
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("exit after SIGTERM: %v; stderr: %s", err, stderr.String())
+	<-exited
+	if !cmd.ProcessState.Success() {
+		t.Fatalf("exit after SIGTERM: %v; stderr: %s", cmd.ProcessState, stderr.String())
 	}
 	n := kafkatest.Records(t, c, kafkaconf.Default(), "t")
 	if n != written {

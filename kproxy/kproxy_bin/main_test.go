@@ -58,19 +58,11 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 	f := filepath.Join(dir, "kproxy.yaml")
 	os.WriteFile(f, []byte(cfg), 0o644)
 	cmd, stderr := bintest.Start(t, binary(t), "-f", f)
+	exited := bintest.Exited(t, cmd)
 	url := fmt.Sprintf("http://127.0.0.1:%d/commit?topic=t&key=k", port)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Post(url, "", bytes.NewReader([]byte{0x01}))
-		if err == nil && resp.StatusCode == 200 {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("kproxy_bin did not serve: %v; stderr: %s", err, stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	bintest.AwaitServing(t, cmd, exited, bintest.StartWithin, stderr, bintest.LogFile(filepath.Join(dir, "log", "kproxy.log")), func() error {
+		return bintest.Answers200(http.Post(url, "", bytes.NewReader([]byte{0x01})))
+	})
 	ok := 1
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -99,11 +91,11 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond)
 	cmd.Process.Signal(syscall.SIGTERM)
-	err := cmd.Wait()
+	<-exited
 	close(stop)
 	wg.Wait()
-	if err != nil {
-		t.Fatalf("exit after SIGTERM: %v; stderr: %s", err, stderr.String())
+	if !cmd.ProcessState.Success() {
+		t.Fatalf("exit after SIGTERM: %v; stderr: %s", cmd.ProcessState, stderr.String())
 	}
 	if written := kafkatest.Records(t, c, kafkaconf.Default(), "t"); written != int64(ok) {
 		t.Errorf("%d records in Kafka, %d requests answered 200", written, ok)
@@ -134,7 +126,8 @@ func TestSecureFromConfig(t *testing.T) {
 		kc.TLS.CAFile, kc.TLS.CertFile, kc.TLS.KeyFile, kc.SASL.User, kc.SASL.Password)
 	f := filepath.Join(dir, "kproxy.yaml")
 	os.WriteFile(f, []byte(cfg), 0o600)
-	_, stderr := bintest.Start(t, binary(t), "-f", f)
+	cmd, stderr := bintest.Start(t, binary(t), "-f", f)
+	exited := bintest.Exited(t, cmd)
 
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: certs.CA}}}
 	post := func(user, pass string) (int, error) {
@@ -147,17 +140,12 @@ func TestSecureFromConfig(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode, nil
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		code, err := post("shop", "shop-pass")
-		if code == 200 {
-			break
+	bintest.AwaitServing(t, cmd, exited, bintest.StartWithin, stderr, bintest.LogFile(filepath.Join(dir, "log", "kproxy.log")), func() error {
+		if code, err := post("shop", "shop-pass"); code != 200 {
+			return fmt.Errorf("answered %d (%v)", code, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("kproxy_bin did not serve: %d %v; stderr: %s", code, err, stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	if code, _ := post("shop", "wrong"); code != 401 {
 		t.Errorf("wrong secret: %d", code)
 	}

@@ -49,7 +49,7 @@ func startStopping(t *testing.T, timeoutMs int) *stopping {
 	s.cmd, s.stderr = bintest.Start(t, binary(t), "-f", f)
 	s.exited = bintest.Exited(t, s.cmd)
 	url := fmt.Sprintf("http://127.0.0.1:%d/commit?topic=t&key=k", port)
-	bintest.AwaitServing(t, s.cmd, s.exited, 20*time.Second, s.stderr, nil, func() error {
+	bintest.AwaitServing(t, s.cmd, s.exited, bintest.StartWithin, s.stderr, bintest.LogFile(filepath.Join(s.dir, "log", "kproxy.log")), func() error {
 		return bintest.Answers200(http.Post(url, "", bytes.NewReader([]byte{0x01})))
 	})
 
@@ -73,7 +73,7 @@ func startStopping(t *testing.T, timeoutMs int) *stopping {
 		resp.Body.Close()
 		s.answered <- resp.StatusCode
 	}()
-	waitFor(t, 10*time.Second, "the request's produce request at the broker", func() bool { return held.Load() > 0 })
+	waitFor(t, 30*time.Second, "the request's produce request at the broker", func() bool { return held.Load() > 0 })
 	return s
 }
 

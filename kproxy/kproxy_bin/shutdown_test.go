@@ -47,14 +47,10 @@ func TestSIGTERMAnswersRequestsOutlivingShutdownTimeout(t *testing.T) {
 				t.Fatal(err)
 			}
 			cmd, stderr := bintest.Start(t, binary(t), "-f", f)
+			exited := bintest.Exited(t, cmd)
 			url := fmt.Sprintf("http://127.0.0.1:%d/commit?topic=t&acks=%s&key=", port, acks)
-			waitFor(t, 20*time.Second, "kproxy_bin serving", func() bool {
-				resp, err := http.Post(url+"warm", "", bytes.NewReader([]byte{0x01}))
-				if err != nil {
-					return false
-				}
-				resp.Body.Close()
-				return resp.StatusCode == 200
+			bintest.AwaitServing(t, cmd, exited, bintest.StartWithin, stderr, bintest.LogFile(filepath.Join(dir, "log", "kproxy.log")), func() error {
+				return bintest.Answers200(http.Post(url+"warm", "", bytes.NewReader([]byte{0x01})))
 			})
 
 			release := make(chan struct{})
@@ -89,17 +85,19 @@ func TestSIGTERMAnswersRequestsOutlivingShutdownTimeout(t *testing.T) {
 					mu.Unlock()
 				})
 			}
-			waitFor(t, 10*time.Second, "every request in flight, one at the broker", func() bool {
+			// 24 requests to open and take: a loaded machine's time, not
+			// the stop's.
+			waitFor(t, 30*time.Second, "every request in flight, one at the broker", func() bool {
 				return held.Load() > 0 && adminMetric(t, admin, "kproxy_requests_in_flight") == n
 			})
 			start := time.Now()
 			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)
 			}
-			err := cmd.Wait()
+			<-exited
 			took := time.Since(start)
 			wg.Wait()
-			t.Logf("exit %v after %v", err, took)
+			t.Logf("exit %v after %v", cmd.ProcessState, took)
 			if took > 6*time.Second { // 1 s and a loaded machine's stalls, well below produce_timeout_ms
 				t.Errorf("exit %v after SIGTERM; shutdown_timeout_ms is 1 s", took)
 			}
@@ -122,7 +120,7 @@ func TestSIGTERMAnswersRequestsOutlivingShutdownTimeout(t *testing.T) {
 			t.Logf("answers: %v", codes)
 			if len(notWritten) > 0 {
 				// The held request is appended once released.
-				waitFor(t, 10*time.Second, "the held request's records in Kafka", func() bool {
+				waitFor(t, 30*time.Second, "the held request's records in Kafka", func() bool {
 					return kafkatest.Records(t, c, kafkaconf.Default(), "t") > 1
 				})
 				in := map[string]bool{}

@@ -38,7 +38,7 @@ func TestSIGHUPDuringStartIsNotFatal(t *testing.T) {
 	}
 	logged := fifo.Open(exited)
 	url := fmt.Sprintf("http://127.0.0.1:%d/commit?topic=t&key=k", port)
-	bintest.AwaitServing(t, cmd, exited, 20*time.Second, stderr, logged, func() error { return bintest.Answers200(http.Post(url, "", bytes.NewReader([]byte{0x01}))) })
+	bintest.AwaitServing(t, cmd, exited, bintest.StartWithin, stderr, logged, func() error { return bintest.Answers200(http.Post(url, "", bytes.NewReader([]byte{0x01}))) })
 	bintest.StopWithin(t, cmd, exited, 15*time.Second, "once serving", stderr)
 	if !strings.Contains(logged.String(), "kproxy started") {
 		t.Errorf("log lacks the start: %s", logged)

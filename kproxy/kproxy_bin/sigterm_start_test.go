@@ -42,10 +42,15 @@ func TestSIGTERMWhileWaitingForKafkaStopsAtOnce(t *testing.T) {
 		"kafka:\n dial_timeout_ms: 25000\n", freePort(t), c.ListenAddrs()[0])), 0o644)
 	cmd, stderr := bintest.Start(t, binary(t), "-f", f) // log_dir unset: the log is standard error
 	exited := bintest.Exited(t, cmd)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(bintest.StartWithin)
 	for held.Load() == 0 {
+		select {
+		case <-exited:
+			t.Fatalf("kproxy_bin ended before asking a broker: %v; stderr: %s", cmd.ProcessState, stderr)
+		default:
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("kproxy_bin asked no broker within 10 s; stderr: %s", stderr)
+			t.Fatalf("kproxy_bin asked no broker within %v; stderr: %s", bintest.StartWithin, stderr)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -76,7 +81,7 @@ func TestSIGTERMWhileReplayingALargeSpoolStopsAtOnce(t *testing.T) {
 	// Reading: a segment open that is not the last one (the last one
 	// stays open for writing once the spool is read).
 	fds := fmt.Sprintf("/proc/%d/fd", cmd.Process.Pid)
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(bintest.StartWithin)
 	for reading := false; !reading; {
 		select {
 		case <-exited:
@@ -84,7 +89,7 @@ func TestSIGTERMWhileReplayingALargeSpoolStopsAtOnce(t *testing.T) {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("kproxy_bin did not read its spool within 30 s; stderr: %s", stderr)
+			t.Fatalf("kproxy_bin did not read its spool within %v; stderr: %s", bintest.StartWithin, stderr)
 		}
 		ents, _ := os.ReadDir(fds)
 		for _, e := range ents {
