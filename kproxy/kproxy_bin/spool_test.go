@@ -469,7 +469,7 @@ func TestSpoolKill9WhileKafkaAway(t *testing.T) {
 	// The drain acknowledges records in the spool (which empties it),
 	// then counts them drained (ackDrained): the count may come after.
 	sp, dr := p.metric("kproxy_spooled_total"), p.metric("kproxy_spool_drained_total")
-	for deadline := time.Now().Add(10 * time.Second); sp+replayed != dr && time.Now().Before(deadline); dr = p.metric("kproxy_spool_drained_total") {
+	for deadline := time.Now().Add(30 * time.Second); sp+replayed != dr && time.Now().Before(deadline); dr = p.metric("kproxy_spool_drained_total") {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if sp+replayed != dr {
@@ -630,7 +630,7 @@ func TestSpoolCorruptTail(t *testing.T) {
 	}
 	p.start(0)
 	want := fmt.Sprintf("file=%s offset=%d", seg, lastEntry)
-	waitFor(t, 5*time.Second, "the cut's log line", func() bool { return strings.Contains(p.log(), cutLine) })
+	waitFor(t, 30*time.Second, "the cut's log line", func() bool { return strings.Contains(p.log(), cutLine) })
 	if line := grepLine(p.log(), cutLine); !strings.Contains(line, want) {
 		t.Errorf("cut line %q lacks %q", line, want)
 	}
@@ -647,7 +647,7 @@ func TestSpoolCorruptTail(t *testing.T) {
 	f.Write(garbage)
 	f.Close()
 	p.start(0)
-	waitFor(t, 5*time.Second, "the cut's log line", func() bool { return strings.Contains(p.log(), cutLine) })
+	waitFor(t, 30*time.Second, "the cut's log line", func() bool { return strings.Contains(p.log(), cutLine) })
 	if line := grepLine(p.log(), cutLine); !strings.Contains(line, fmt.Sprintf("file=%s offset=%d", seg, lastEntry)) {
 		t.Errorf("cut line %q, want the garbage cut at %d", line, lastEntry)
 	}
@@ -755,16 +755,16 @@ func TestSpoolStartsWithUnremovableAckedSegment(t *testing.T) {
 	p.wrap = []string{"unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
 		fmt.Sprintf(`mount --bind '%s' '%s' && exec "$0" "$@"`, segs[0], segs[0])}
 	p.start(0)
-	waitFor(t, 20*time.Second, "the spool to drain", func() bool { return p.metric("kproxy_spool_drained_total") == 3 })
+	waitFor(t, 60*time.Second, "the spool to drain", func() bool { return p.metric("kproxy_spool_drained_total") == 3 })
 	if line := grepLine(p.log(), segs[0]); !strings.Contains(line, "remove") {
 		t.Errorf("no log line names the acked segment kproxy could not remove (%s):\n%s", segs[0], p.log())
 	}
 	// The drained segment is removed by the spool's loop after the drain's
 	// last acknowledgement: a moment later on a loaded machine.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for got := p.metric("kproxy_spool_bytes"); got != float64(len(first)); got = p.metric("kproxy_spool_bytes") {
 		if time.Now().After(deadline) {
-			t.Fatalf("kproxy_spool_bytes %v 10 s after the drain, want the unremoved segment's %d bytes", got, len(first))
+			t.Fatalf("kproxy_spool_bytes %v 30 s after the drain, want the unremoved segment's %d bytes", got, len(first))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
