@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -44,23 +43,21 @@ func TestServesAndStopsOnSIGTERM(t *testing.T) {
 	f := filepath.Join(dir, "kmonitor.yaml")
 	os.WriteFile(f, []byte(fmt.Sprintf("base:\n log_dir: %s\n clusters: [c1]\nhttp_server:\n port: %d\n listen_host: 127.0.0.1\n"+
 		"c1:\n chroot: /mq/c1\n zk_hosts: [%s]\n", filepath.Join(dir, "log"), port, z.Addr)), 0o644)
-	cmd, _ := bintest.Start(t, bintest.Build(t, "."), "-f", f)
+	cmd, stderr := bintest.Start(t, bintest.Build(t, "."), "-f", f)
+	exited := bintest.Exited(t, cmd)
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	bintest.AwaitServing(t, cmd, exited, bintest.StartWithin, stderr, bintest.LogFile(filepath.Join(dir, "log", "kmonitor.log")), func() error {
 		resp, err := http.Get(url + "/health")
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == 200 && string(b) == "ok\n" {
-				break
-			}
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no healthy kmonitor_bin: %v", err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "ok\n" {
+			return fmt.Errorf("/health: %s %q", resp.Status, b)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	resp, err := http.Get(url + "/delay")
 	if err != nil {
 		t.Fatal(err)
@@ -70,17 +67,7 @@ func TestServesAndStopsOnSIGTERM(t *testing.T) {
 	if string(b) != `{"c1":{}}`+"\n" {
 		t.Errorf("/delay with no modules: %q", b)
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("still running 10s after SIGTERM")
-	}
+	bintest.StopWithin(t, cmd, exited, 10*time.Second, "once serving", stderr)
 	if log, _ := os.ReadFile(filepath.Join(dir, "log", "kmonitor.log")); !strings.Contains(string(log), "msg=stopped") {
 		t.Errorf("log: %s", log)
 	}
@@ -129,21 +116,23 @@ func TestSecureFromConfig(t *testing.T) {
 		"  sasl: {mechanism: SCRAM-SHA-256, user: %s, password: %s}\n",
 		filepath.Join(tmp, "log"), port, z.Addr, k.ListenAddrs()[0], zkPass,
 		kc.TLS.CAFile, kc.TLS.CertFile, kc.TLS.KeyFile, kc.SASL.User, kc.SASL.Password)), 0o600)
-	_, stderr := bintest.Start(t, bintest.Build(t, "."), "-f", f)
+	cmd, stderr := bintest.Start(t, bintest.Build(t, "."), "-f", f)
+	exited := bintest.Exited(t, cmd)
 	url := fmt.Sprintf("http://127.0.0.1:%d/delay", port)
-	deadline := time.Now().Add(20 * time.Second)
-	var got string
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(url); err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if got = string(b); got == `{"c1":{"m":{"0":4}}}`+"\n" {
-				return
-			}
+	// Its start, then ZooKeeper's and Kafka's answers through digest, TLS
+	// and SASL: a loaded machine's time, not kmonitor's.
+	bintest.AwaitServing(t, cmd, exited, bintest.StartWithin, stderr, bintest.LogFile(filepath.Join(tmp, "log", "kmonitor.log")), func() error {
+		resp, err := http.Get(url)
+		if err != nil {
+			return err
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("/delay: %q, want lag 4; stderr: %s", got, stderr.String())
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if got := string(b); got != `{"c1":{"m":{"0":4}}}`+"\n" {
+			return fmt.Errorf("/delay: %q, want lag 4", got)
+		}
+		return nil
+	})
 }
 
 // TestLongIntervalsRefusedAtStart: a value in ms (or minutes) so large
@@ -162,7 +151,7 @@ func TestLongIntervalsRefusedAtStart(t *testing.T) {
 		filepath.Join(dir, "log"), bintest.FreePort(t), z.Addr)), 0o644)
 	bin := bintest.Build(t, ".")
 	for _, args := range [][]string{{"-f", f, "-check"}, {"-f", f}} {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), bintest.StartWithin) // the refusal is at start
 		cmd := exec.CommandContext(ctx, bin, args...)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr

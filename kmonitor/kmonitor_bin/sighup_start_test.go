@@ -34,7 +34,7 @@ func TestSIGHUPDuringStartIsNotFatal(t *testing.T) {
 		t.Fatal(err)
 	}
 	logged := fifo.Open(exited)
-	bintest.AwaitServing(t, cmd, exited, 20*time.Second, stderr, logged, func() error {
+	bintest.AwaitServing(t, cmd, exited, bintest.StartWithin, stderr, logged, func() error {
 		return bintest.Answers200(http.Get(fmt.Sprintf("http://127.0.0.1:%d/health", port)))
 	})
 	bintest.StopWithin(t, cmd, exited, 10*time.Second, "once serving", stderr)

@@ -50,10 +50,15 @@ func TestSIGTERMWhileBrokerSilentStopsPromptly(t *testing.T) {
 		port, z.Addr, k.ListenAddrs()[0])), 0o644)
 	cmd, stderr := bintest.Start(t, bintest.Build(t, "."), "-f", f)
 	exited := bintest.Exited(t, cmd)
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(bintest.StartWithin)
 	for held.Load() == 0 {
+		select {
+		case <-exited:
+			t.Fatalf("kmonitor_bin ended before asking a broker: %v; stderr: %s", cmd.ProcessState, stderr)
+		default:
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("kmonitor_bin asked no broker within 15 s; stderr: %s", stderr)
+			t.Fatalf("kmonitor_bin asked no broker within %v; stderr: %s", bintest.StartWithin, stderr)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
