@@ -39,13 +39,14 @@ type watched struct {
 	cmd    *exec.Cmd
 	stderr *bintest.Output
 	exited <-chan struct{} // closed once the process is reaped
+	log    fmt.Stringer    // its log when not stderr (startConf), else empty
 }
 
 // startWatched starts ktransfer_bin -f conf; exited tells when it ends.
 func startWatched(t *testing.T, conf string) watched {
 	t.Helper()
 	cmd, stderr := bintest.Start(t, bintest.Build(t, "."), "-f", conf)
-	return watched{cmd: cmd, stderr: stderr, exited: bintest.Exited(t, cmd)}
+	return watched{cmd: cmd, stderr: stderr, exited: bintest.Exited(t, cmd), log: bintest.LogFile("")}
 }
 
 // registration is an ids/ node's JSON.
@@ -65,21 +66,20 @@ func TestDefaultAdminPortTakenFallsBack(t *testing.T) {
 	conn := zktest.Connect(t, s.zkAddr)
 	var procs []watched
 	for range 3 {
-		procs = append(procs, startWatched(t, s.conf))
+		procs = append(procs, s.start(t))
 	}
 	admin := map[int]string{} // pid → published admin address
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(bintest.StartWithin)
 	for len(admin) < 3 {
 		for _, p := range procs {
 			select {
 			case <-p.exited:
-				logText, _ := os.ReadFile(filepath.Join(s.dir, "log", "ktransfer.log"))
-				t.Fatalf("process %d exited; log:\n%s", p.cmd.Process.Pid, logText)
+				t.Fatalf("process %d exited: %v; stderr: %s; log:\n%s", p.cmd.Process.Pid, p.cmd.ProcessState, p.stderr, p.log)
 			default:
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after 30s, admin addresses published: %v", admin)
+			t.Fatalf("after %v, admin addresses published: %v; log:\n%s", bintest.StartWithin, admin, procs[0].log)
 		}
 		time.Sleep(20 * time.Millisecond)
 		dir := "/mq/c/consumers/m/ids"
@@ -156,8 +156,8 @@ func TestExplicitAdminAddrTakenStopsStart(t *testing.T) {
 	p := startWatched(t, s.conf)
 	select {
 	case <-p.exited:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("still running 30s after start with admin_addr %s taken", addr)
+	case <-time.After(bintest.StartWithin):
+		t.Fatalf("still running %v after start with admin_addr %s taken", bintest.StartWithin, addr)
 	}
 	want := "listen on " + addr + " (admin_addr"
 	if code := p.cmd.ProcessState.ExitCode(); code == 0 || !strings.Contains(p.stderr.String(), want) ||

@@ -94,24 +94,38 @@ func newSetupOn(t *testing.T, k *kfake.Cluster, kc kafkaconf.Config, extra strin
 	return &setup{dir: dir, conf: conf, zkAddr: z.Addr, backend: c}
 }
 
-func (s *setup) start(t *testing.T) *exec.Cmd {
+func (s *setup) start(t *testing.T) watched {
 	t.Helper()
 	return s.startConf(t, s.conf)
 }
 
-// startConf starts the process with the configuration file conf.
-func (s *setup) startConf(t *testing.T, conf string) *exec.Cmd {
+// startConf starts the process with the configuration file conf, whose
+// log_dir is the setup's.
+func (s *setup) startConf(t *testing.T, conf string) watched {
 	t.Helper()
-	cmd, _ := bintest.Start(t, bintest.Build(t, "."), "-f", conf)
-	return cmd
+	p := startWatched(t, conf)
+	p.log = bintest.LogFile(filepath.Join(s.dir, "log", "ktransfer.log"))
+	return p
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+// waitFor polls cond until it holds, at most 60 s: what it waits for
+// includes the processes' start, which a loaded machine (the race
+// detector, other packages' tests) can make take tens of seconds. It fails
+// at once, with the exit status, standard error and log, when one of
+// running ended first.
+func waitFor(t *testing.T, what string, cond func() bool, running ...watched) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(bintest.StartWithin)
 	for !cond() {
+		for _, p := range running {
+			select {
+			case <-p.exited:
+				t.Fatalf("waiting for %s: ktransfer_bin %d ended: %v; stderr: %s; log:\n%s", what, p.cmd.Process.Pid, p.cmd.ProcessState, p.stderr, p.log)
+			default:
+			}
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("timed out waiting for %s (%v)", what, bintest.StartWithin)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -124,12 +138,12 @@ func TestKill9RepushesAtMostWindow(t *testing.T) {
 	const records = 3000
 	s := newSetup(t, records)
 	first := s.start(t)
-	waitFor(t, "1000 pushes", func() bool { _, total, _ := s.backend.snapshot(); return total >= 1000 })
-	first.Process.Signal(syscall.SIGKILL)
-	first.Wait()
+	waitFor(t, "1000 pushes", func() bool { _, total, _ := s.backend.snapshot(); return total >= 1000 }, first)
+	first.cmd.Process.Signal(syscall.SIGKILL)
+	<-first.exited
 	_, atKill, _ := s.backend.snapshot()
-	s.start(t)
-	waitFor(t, "every record", func() bool { d, _, _ := s.backend.snapshot(); return d == records })
+	second := s.start(t)
+	waitFor(t, "every record", func() bool { d, _, _ := s.backend.snapshot(); return d == records }, second)
 	time.Sleep(300 * time.Millisecond)
 	distinct, total, repeated := s.backend.snapshot()
 	t.Logf("killed after %d pushes; %d records, %d pushes, %d repeated (window_size %d)", atKill, distinct, total, repeated, windowSize)
@@ -140,11 +154,12 @@ func TestKill9RepushesAtMostWindow(t *testing.T) {
 
 func TestSIGTERMCommitsAndExitsZero(t *testing.T) {
 	s := newSetup(t, 500)
-	cmd := s.start(t)
-	waitFor(t, "every record", func() bool { d, _, _ := s.backend.snapshot(); return d == 500 })
-	cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("exit after SIGTERM: %v", err)
+	p := s.start(t)
+	waitFor(t, "every record", func() bool { d, _, _ := s.backend.snapshot(); return d == 500 }, p)
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	<-p.exited
+	if !p.cmd.ProcessState.Success() {
+		t.Fatalf("exit after SIGTERM: %v; stderr: %s", p.cmd.ProcessState, p.stderr)
 	}
 	// A clean stop committed everything: a new process pushes nothing again.
 	s.start(t)
@@ -206,42 +221,42 @@ func TestFleetFailoverAfterKill9(t *testing.T) {
 	os.WriteFile(confB, append(conf, []byte("zk_timeout_ms: 10000\n")...), 0o644)
 	conn := zktest.Connect(t, s.zkAddr)
 	a := s.startConf(t, confA)
-	waitFor(t, "the first process to own every partition", func() bool { return len(owners(t, conn)) == 4 })
-	s.startConf(t, confB) // the survivor
+	waitFor(t, "the first process to own every partition", func() bool { return len(owners(t, conn)) == 4 }, a)
+	b := s.startConf(t, confB) // the survivor
 	waitFor(t, "two owners", func() bool {
 		c := map[string]bool{}
 		for _, id := range owners(t, conn) {
 			c[id] = true
 		}
 		return len(c) == 2 && len(owners(t, conn)) == 4
-	})
-	waitFor(t, "1500 pushes", func() bool { _, total, _ := s.backend.snapshot(); return total >= 1500 })
+	}, a, b)
+	waitFor(t, "1500 pushes", func() bool { _, total, _ := s.backend.snapshot(); return total >= 1500 }, a, b)
 	// Kill a, which owns some of the partitions (two owners above).
 	victim := a
 	o := owners(t, conn)
 	moved := 0
 	for _, id := range o {
-		if strings.Contains(id, "-"+strconv.Itoa(victim.Process.Pid)+"-") {
+		if strings.Contains(id, "-"+strconv.Itoa(victim.cmd.Process.Pid)+"-") {
 			moved++
 		}
 	}
 	killed := time.Now()
-	victim.Process.Signal(syscall.SIGKILL)
-	victim.Wait()
+	victim.cmd.Process.Signal(syscall.SIGKILL)
+	<-victim.exited
 	waitFor(t, "the survivor to own every partition", func() bool {
 		o := owners(t, conn)
 		if len(o) != 4 {
 			return false
 		}
 		for _, id := range o {
-			if strings.Contains(id, "-"+strconv.Itoa(victim.Process.Pid)+"-") {
+			if strings.Contains(id, "-"+strconv.Itoa(victim.cmd.Process.Pid)+"-") {
 				return false
 			}
 		}
 		return true
-	})
+	}, b)
 	takeover := time.Since(killed)
-	waitFor(t, "every record", func() bool { d, _, _ := s.backend.snapshot(); return d == records })
+	waitFor(t, "every record", func() bool { d, _, _ := s.backend.snapshot(); return d == records }, b)
 	time.Sleep(300 * time.Millisecond)
 	_, total, repeated := s.backend.snapshot()
 	t.Logf("kill -9 of the owner of %d partitions: taken over after %v (session timeout 2s); %d pushes, %d repeated (bound %d)",
@@ -272,8 +287,8 @@ func TestSecureFromConfig(t *testing.T) {
 		"zk_auth:\n user: ktransfer\n password_file: %s\nlog_level: 16\n",
 		kc.TLS.CAFile, kc.TLS.CertFile, kc.TLS.KeyFile, kc.SASL.User, kafkaPass, zkPass)
 	s := newSetupOn(t, k, kc, extra, 400)
-	s.start(t)
-	waitFor(t, "every record", func() bool { d, _, _ := s.backend.snapshot(); return d == 400 })
+	p := s.start(t)
+	waitFor(t, "every record", func() bool { d, _, _ := s.backend.snapshot(); return d == 400 }, p)
 
 	conn := zktest.Connect(t, s.zkAddr)
 	if err := (zklayout.Auth{User: "ktransfer", Password: "zk-pass"}).Authenticate(conn, 5*time.Second); err != nil {

@@ -68,7 +68,7 @@ func TestSIGHUPReloads(t *testing.T) {
 	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 4}})
 	s := newSetupOn(t, k, kafkaconf.Default(), "", 100)
 	withoutAdminAddr(t, s)
-	p := startWatched(t, s.conf)
+	p := s.start(t)
 	conn := zktest.Connect(t, s.zkAddr)
 	var admin string
 	waitFor(t, "the admin address in ids/", func() bool {
@@ -84,8 +84,8 @@ func TestSIGHUPReloads(t *testing.T) {
 		}
 		admin = r.Admin
 		return admin != ""
-	})
-	waitFor(t, "100 records", func() bool { d, _, _ := s.backend.snapshot(); return d == 100 })
+	}, p)
+	waitFor(t, "100 records", func() bool { d, _, _ := s.backend.snapshot(); return d == 100 }, p)
 	before := getStatus(t, admin)
 
 	// Records keep arriving.
@@ -120,10 +120,10 @@ func TestSIGHUPReloads(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "pushes to the module's new backend", func() bool { return firstPush.Load() != 0 })
+	waitFor(t, "pushes to the module's new backend", func() bool { return firstPush.Load() != 0 }, p)
 	took := time.Duration(firstPush.Load() - hup.UnixNano())
 	var after configStatus
-	waitFor(t, "a new hash in /status", func() bool { after = getStatus(t, admin); return after.Hash != before.Hash })
+	waitFor(t, "a new hash in /status", func() bool { after = getStatus(t, admin); return after.Hash != before.Hash }, p)
 	t.Logf("SIGHUP to the changed module's first push: %v; hash %s → %s", took.Round(time.Millisecond), before.Hash, after.Hash)
 	if after.LastReload == nil || after.LastReload.Result != "ok" {
 		t.Errorf("last reload: %+v", after.LastReload)
@@ -143,7 +143,7 @@ func TestSIGHUPReloads(t *testing.T) {
 	waitFor(t, "the refused reload in /status", func() bool {
 		refused = getStatus(t, admin)
 		return refused.LastReload != nil && refused.LastReload.Result == "refused"
-	})
+	}, p)
 	if refused.Hash != after.Hash || !strings.Contains(refused.LastReload.Error, module+": max_retry_times: must be -1 (retry until success) or >= 0, got -5") {
 		t.Errorf("after a refused reload: hash %s (want %s), error %q", refused.Hash, after.Hash, refused.LastReload.Error)
 	}
@@ -154,6 +154,6 @@ func TestSIGHUPReloads(t *testing.T) {
 		}
 	}
 	n := pushes.Load()
-	waitFor(t, "the running configuration pushing on", func() bool { return pushes.Load() > n+50 })
+	waitFor(t, "the running configuration pushing on", func() bool { return pushes.Load() > n+50 }, p)
 	bintest.StopWithin(t, p.cmd, p.exited, 30*time.Second, "after the refused reload", p.stderr)
 }

@@ -54,7 +54,9 @@ func TestSIGHUPDuringStartReloadsOnceStarted(t *testing.T) {
 	logged := fifo.Open(p.exited)
 
 	cl := kafkatest.Client(t, k, kafkaconf.Default())
-	deadline := time.Now().Add(20 * time.Second)
+	// The start, then the reload: a loaded machine's time, not the
+	// reload's.
+	deadline := time.Now().Add(bintest.StartWithin)
 	for i := 0; pushes.Load() == 0; i++ {
 		select {
 		case <-p.exited:
@@ -62,7 +64,7 @@ func TestSIGHUPDuringStartReloadsOnceStarted(t *testing.T) {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no push to the module's new backend within 20 s; log: %s", logged)
+			t.Fatalf("no push to the module's new backend within %v; stderr: %s; log: %s", bintest.StartWithin, p.stderr, logged)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = cl.ProduceSync(ctx, &kgo.Record{Topic: "t", Key: []byte(fmt.Sprint("k", i)), Value: []byte("v")}).FirstErr()

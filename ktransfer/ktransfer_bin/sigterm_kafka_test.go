@@ -32,8 +32,8 @@ func TestSIGTERMWhileKafkaSilentAtStartStopsAtOnce(t *testing.T) {
 		k.SleepControl(func() { <-silence })
 		return nil, nil, false
 	})
-	p := startWatched(t, s.conf)
-	waitFor(t, "a request to the broker", func() bool { return held.Load() > 0 })
+	p := s.start(t)
+	waitFor(t, "a request to the broker", func() bool { return held.Load() > 0 }, p)
 	bintest.StopWithin(t, p.cmd, p.exited, 5*time.Second, "while Kafka is silent at start", p.stderr)
 	logText, _ := os.ReadFile(filepath.Join(s.dir, "log", "ktransfer.log"))
 	if !strings.Contains(string(logText), "stopped while starting") {

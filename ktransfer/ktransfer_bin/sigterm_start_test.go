@@ -33,7 +33,7 @@ func TestSIGTERMWhileWaitingForZooKeeperStopsAtOnce(t *testing.T) {
 	p := startWatched(t, conf) // log_dir unset: the log is standard error
 	waitFor(t, "the zookeeper client trying to connect", func() bool {
 		return strings.Contains(p.stderr.String(), "zookeeper client")
-	})
+	}, p)
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func readFrame(c net.Conn) ([]byte, error) {
 // await waits until the server has received a request with opcode op.
 func (z *sessionThenSilence) await(t *testing.T, op int32, p watched) {
 	t.Helper()
-	timeout := time.After(20 * time.Second)
+	timeout := time.After(bintest.StartWithin)
 	for {
 		select {
 		case got := <-z.ops:
@@ -156,7 +156,7 @@ func (z *sessionThenSilence) await(t *testing.T, op int32, p watched) {
 		case <-p.exited:
 			t.Fatalf("ktransfer_bin ended before sending ZooKeeper opcode %d: %v; log:\n%s", op, p.cmd.ProcessState, p.stderr)
 		case <-timeout:
-			t.Fatalf("ZooKeeper got no request of opcode %d within 20 s; log:\n%s", op, p.stderr)
+			t.Fatalf("ZooKeeper got no request of opcode %d within %v; log:\n%s", op, bintest.StartWithin, p.stderr)
 		}
 	}
 }
