@@ -161,8 +161,20 @@ func TestSIGTERMCommitsAndExitsZero(t *testing.T) {
 	if !p.cmd.ProcessState.Success() {
 		t.Fatalf("exit after SIGTERM: %v; stderr: %s", p.cmd.ProcessState, p.stderr)
 	}
-	// A clean stop committed everything: a new process pushes nothing again.
-	s.start(t)
+	// A clean stop committed everything: a new process pushes nothing again
+	// once it owns the partitions (from then on it would push what it found
+	// uncommitted; the second after leaves it the time to).
+	again := s.start(t)
+	conn := zktest.Connect(t, s.zkAddr)
+	waitFor(t, "the new process to own every partition", func() bool {
+		o := owners(t, conn)
+		for _, id := range o {
+			if !strings.Contains(id, "-"+strconv.Itoa(again.cmd.Process.Pid)+"-") {
+				return false
+			}
+		}
+		return len(o) == 4
+	}, again)
 	time.Sleep(time.Second)
 	if _, total, repeated := s.backend.snapshot(); repeated != 0 || total != 500 {
 		t.Errorf("after a clean restart: %d pushes, %d repeated", total, repeated)
