@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/bintest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
@@ -29,7 +28,7 @@ func TestStrayArgumentRefused(t *testing.T) {
 		// The file without -f: the default one would be read instead.
 		{[]string{s.conf}, `unexpected argument "` + s.conf + `"`},
 	} {
-		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), bintest.StartWithin) // the refusal is at start
 		cmd := exec.CommandContext(ctx, bin, c.args...)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -57,7 +56,7 @@ func TestEmptyReplayModuleRefused(t *testing.T) {
 		{"-f", s.conf, "-replay-dead-letters", ""},
 		{"-f", s.conf, "-replay-dead-letters="},
 	} {
-		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), bintest.StartWithin) // the refusal is at start
 		cmd := exec.CommandContext(ctx, bin, args...)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -77,7 +76,7 @@ func TestEmptyReplayModuleRefused(t *testing.T) {
 // value; it was answered "flag provided but not defined: -since".
 func TestEmptySinceWithoutReplayRefused(t *testing.T) {
 	bin := bintest.Build(t, ".")
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), bintest.StartWithin) // the refusal is at start
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "-f", "no-such.yaml", "-since", "")
 	var stderr bytes.Buffer
