@@ -29,7 +29,7 @@ func TestSIGHUPDuringStartIsNotFatal(t *testing.T) {
 	fifo := bintest.NewLogFIFO(t, filepath.Join(logDir, "kmonitor.log"))
 	cmd, stderr := bintest.Start(t, bintest.Build(t, "."), "-f", f)
 	exited := bintest.Exited(t, cmd)
-	fifo.WaitBlocked(cmd.Process.Pid)
+	fifo.WaitBlocked(cmd, exited, stderr)
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}

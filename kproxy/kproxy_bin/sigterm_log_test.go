@@ -29,7 +29,7 @@ func TestSIGTERMWhileOpeningTheLogStops(t *testing.T) {
 	fifo := bintest.NewLogFIFO(t, filepath.Join(logDir, "kproxy.log"))
 	cmd, stderr := bintest.Start(t, binary(t), "-f", f)
 	exited := bintest.Exited(t, cmd)
-	fifo.WaitBlocked(cmd.Process.Pid)
+	fifo.WaitBlocked(cmd, exited, stderr)
 	bintest.StopWithin(t, cmd, exited, 5*time.Second, "while opening its log", stderr)
 	if !strings.Contains(stderr.String(), "stopped while starting") {
 		t.Errorf("standard error does not say the start was stopped: %s", stderr)

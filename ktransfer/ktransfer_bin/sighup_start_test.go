@@ -31,7 +31,7 @@ func TestSIGHUPDuringStartReloadsOnceStarted(t *testing.T) {
 	s := newSetupOn(t, k, kafkaconf.Default(), "", 20)
 	fifo := bintest.NewLogFIFO(t, filepath.Join(s.dir, "log", "ktransfer.log"))
 	p := startWatched(t, s.conf)
-	fifo.WaitBlocked(p.cmd.Process.Pid)
+	fifo.WaitBlocked(p.cmd, p.exited, p.stderr)
 
 	var pushes atomic.Int64
 	moved := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { pushes.Add(1) }))

@@ -171,21 +171,28 @@ func NewLogFIFO(t testing.TB, path string) *LogFIFO {
 	return &LogFIFO{t: t, path: path}
 }
 
-// WaitBlocked returns once a thread of process pid is blocked opening a
+// WaitBlocked returns once a thread of cmd's process is blocked opening a
 // named pipe no reader has open (the kernel's wait_for_partner), at most
-// 10 s.
-func (l *LogFIFO) WaitBlocked(pid int) {
+// StartWithin: that comes after its start and the reading of its
+// configuration. It fails at once, with the exit status and stderr, when
+// exited is closed first (the process ended).
+func (l *LogFIFO) WaitBlocked(cmd *exec.Cmd, exited <-chan struct{}, stderr *Output) {
 	l.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(StartWithin)
 	for {
-		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/wchan", pid))
+		select {
+		case <-exited:
+			l.t.Fatalf("%s ended before opening its log %s: %v; stderr: %s", filepath.Base(cmd.Path), l.path, cmd.ProcessState, stderr)
+		default:
+		}
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/wchan", cmd.Process.Pid))
 		for _, task := range tasks {
 			if w, err := os.ReadFile(task); err == nil && strings.TrimSpace(string(w)) == "wait_for_partner" {
 				return
 			}
 		}
 		if time.Now().After(deadline) {
-			l.t.Fatalf("process %d not blocked opening its log %s within 10 s", pid, l.path)
+			l.t.Fatalf("%s not blocked opening its log %s within %v; stderr: %s", filepath.Base(cmd.Path), l.path, StartWithin, stderr)
 		}
 		time.Sleep(time.Millisecond)
 	}
