@@ -48,7 +48,7 @@ func TestGRPCShutdownNotHeldBySilentConnection(t *testing.T) {
 			if _, err := conn.Write([]byte(tc.send)); err != nil {
 				t.Fatal(err)
 			}
-			for deadline := time.Now().Add(5 * time.Second); acceptedSockets(t, port) == 0; {
+			for deadline := time.Now().Add(30 * time.Second); acceptedSockets(t, port) == 0; {
 				if time.Now().After(deadline) {
 					t.Fatal("the connection was never accepted")
 				}

@@ -396,12 +396,18 @@ func awaitShutdown(t testing.TB, srv *kproxy.Server) {
 	})
 }
 
+// waitFor polls cond until it holds, at most 30 s: what the tests wait for
+// (a request at the broker, records in Kafka, a drain) takes Kafka's and
+// kproxy's round trips, which a loaded machine (the race detector, other
+// packages' tests) can stretch to seconds. Waits whose time is what a test
+// checks have their own bound.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	const within = 30 * time.Second
+	deadline := time.Now().Add(within)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("timed out waiting for %s (%v)", what, within)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -409,11 +415,12 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 
 // settled reads a value kproxy writes in the background after what the
 // test waited for (a counter moved just after another one) until ok holds
-// of it, for up to 10 s, and returns what it read last: the caller checks
-// that as it would have checked a single read, and fails with it.
+// of it, for up to 30 s (a loaded machine's delay), and returns what it read
+// last: the caller checks that as it would have checked a single read, and
+// fails with it.
 func settled[T any](read func() T, ok func(T) bool) T {
 	v := read()
-	for deadline := time.Now().Add(10 * time.Second); !ok(v) && time.Now().Before(deadline); v = read() {
+	for deadline := time.Now().Add(30 * time.Second); !ok(v) && time.Now().Before(deadline); v = read() {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return v
