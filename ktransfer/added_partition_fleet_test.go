@@ -104,7 +104,7 @@ func TestAddedPartitionCountMovedOnAtALaterClaim(t *testing.T) {
 	setACL(t, e, dir, zk.PermRead|zk.PermCreate|zk.PermDelete|zk.PermAdmin)
 	addPartition(t, e, "p1-0")
 	second := e.start(t, m) // holds nothing: takes the new partition
-	waitFor(t, "the new partition's record pushed and committed", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 1) == "1" })
+	waitFor(t, "the new partition's record pushed and committed", 30*time.Second, func() bool { return e.storedOffset(t, "m", "t", 1) == "1" })
 	setACL(t, e, dir, zk.PermAll)
 
 	// The second process stops: the first takes partition 1, with its
@@ -113,8 +113,8 @@ func TestAddedPartitionCountMovedOnAtALaterClaim(t *testing.T) {
 	if err := second.stop(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the first process to take partition 1", 10*time.Second, func() bool { return e.owners(t, "m", "t")["1"] == first })
-	for deadline := time.Now().Add(5 * time.Second); offsetsCount(e, dir) != 2 && time.Now().Before(deadline); {
+	waitFor(t, "the first process to take partition 1", 30*time.Second, func() bool { return e.owners(t, "m", "t")["1"] == first })
+	for deadline := time.Now().Add(30 * time.Second); offsetsCount(e, dir) != 2 && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if n := offsetsCount(e, dir); n != 2 {
@@ -142,9 +142,9 @@ func TestAddedPartitionCountMovedOnWhileItsClaimLasts(t *testing.T) {
 	setACL(t, e, dir, zk.PermRead|zk.PermCreate|zk.PermDelete|zk.PermAdmin)
 	addPartition(t, e, "p1-0")
 	second := e.start(t, m) // holds nothing: takes the new partition
-	waitFor(t, "the new partition's record pushed and committed", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 1) == "1" })
+	waitFor(t, "the new partition's record pushed and committed", 30*time.Second, func() bool { return e.storedOffset(t, "m", "t", 1) == "1" })
 	setACL(t, e, dir, zk.PermAll)
-	for deadline := time.Now().Add(10 * time.Second); offsetsCount(e, dir) != 2 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(30 * time.Second); offsetsCount(e, dir) != 2 && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if n := offsetsCount(e, dir); n != 2 {

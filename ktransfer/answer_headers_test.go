@@ -28,10 +28,10 @@ func TestPushAnsweredWithLargeHeadersIsPushedOnce(t *testing.T) {
 	m.WorkerNum = 1
 	e.produce(t, "t", [][2]string{{"k", "a"}, {"k", "b"}, {"k", "c"}})
 	e.start(t, m)
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for e.storedOffset(t, "m", "t", 0) != "3" {
 		if time.Now().After(deadline) {
-			t.Fatalf("stored offset %s after 5 s, want 3; %d pushes of 3 records", e.storedOffset(t, "m", "t", 0), len(b.got()))
+			t.Fatalf("stored offset %s after 30 s, want 3; %d pushes of 3 records", e.storedOffset(t, "m", "t", 0), len(b.got()))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

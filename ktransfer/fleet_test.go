@@ -435,10 +435,10 @@ func TestGroupMemberOnAnotherTopicTakesNoPartitions(t *testing.T) {
 		}
 		return len(seen)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for pushed("t1") < 80 || pushed("t2") < 80 {
 		if time.Now().After(deadline) {
-			t.Fatalf("after 10 s: %d of t1's 80 records pushed, %d of t2's; owners of t1 %v, of t2 %v",
+			t.Fatalf("after 30 s: %d of t1's 80 records pushed, %d of t2's; owners of t1 %v, of t2 %v",
 				pushed("t1"), pushed("t2"), e.owners(t, "m", "t1"), e.owners(t, "m", "t2"))
 		}
 		time.Sleep(10 * time.Millisecond)

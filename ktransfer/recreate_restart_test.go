@@ -28,9 +28,9 @@ func TestRecreatedTopicAcrossARestart(t *testing.T) {
 	m := module("m", "t", b.URL)
 	e.produce(t, "t", [][2]string{{"k", "old0"}, {"k", "old1"}, {"k", "old2"}})
 	r, admin := e.startAdmin(t, 0, m)
-	waitFor(t, "the first records committed", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "3" })
+	waitFor(t, "the first records committed", 30*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "3" })
 	e.produce(t, "t", [][2]string{{"k", "old3"}})
-	waitFor(t, "old3 retried", 10*time.Second, func() bool { return len(b.got()) >= 5 })
+	waitFor(t, "old3 retried", 30*time.Second, func() bool { return len(b.got()) >= 5 })
 
 	e.recreateTopic(t, "t", 1)
 	e.produce(t, "t", [][2]string{{"k", "new0"}, {"k", "new1"}, {"k", "new2"}, {"k", "new3"}, {"k", "new4"}, {"k", "new5"}})
@@ -39,7 +39,7 @@ func TestRecreatedTopicAcrossARestart(t *testing.T) {
 	})
 	// Given a moment to store the new topic's start (it used to wait for
 	// old3), then stopped: old3 still refused, not a clean stop.
-	for end := time.Now().Add(5 * time.Second); e.storedOffset(t, "m", "t", 0) == "3" && time.Now().Before(end); {
+	for end := time.Now().Add(30 * time.Second); e.storedOffset(t, "m", "t", 0) == "3" && time.Now().Before(end); {
 		time.Sleep(10 * time.Millisecond)
 	}
 	_ = r.stop()
