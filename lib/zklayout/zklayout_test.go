@@ -140,14 +140,14 @@ func TestRegisterAndDiscoverBrokers(t *testing.T) {
 	// A session's end removes its brokers.
 	other := zktest.Connect(t, srv.Addr)
 	conn.Close()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ids, _, err := other.Children(chroot + "/brokers/ids")
 		if err == nil && len(ids) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("brokers still registered 10s after the session closed: %v %v", ids, err)
+			t.Fatalf("brokers still registered 30s after the session closed: %v %v", ids, err)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
