@@ -30,7 +30,7 @@ func TestSpoolDeletedTopicNewRecords404(t *testing.T) {
 		t.Fatalf("delete %s: %v %v", gone, err, resp[gone].Err)
 	}
 	end()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for metricInt(t, p, "kproxy_spool_drain_errors_total") == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("kafka refused none of the deleted topic's records to the drain")

@@ -385,11 +385,11 @@ func TestSpoolDrainStuckPartitionHoldsNoOtherTopic(t *testing.T) {
 	}
 	heal := refuseOn(c, 1, kerr.NotEnoughReplicas.Code) // stuck's leader, from before the outage ends
 	end()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for metricInt(t, p, "kproxy_spool_records") != 1 {
 		if time.Now().After(deadline) {
 			heal()
-			t.Fatalf("%s's record not drained in 10 s while %s's partition is stuck: spool records %s, drained %s",
+			t.Fatalf("%s's record not drained in 30 s while %s's partition is stuck: spool records %s, drained %s",
 				topic, stuck, p.metric(t, "kproxy_spool_records"), p.metric(t, "kproxy_spool_drained_total"))
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -502,10 +502,10 @@ func TestSpoolDrainTopicAnsweredInStuckChunkDrainsOn(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	close(release)
 	stopHold()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for metricInt(t, p, "kproxy_spool_records") != 1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s's records not drained 10 s after its broker answered (%s stuck): spool records %s, waiting %s, %s in kafka: %d",
+			t.Fatalf("%s's records not drained 30 s after its broker answered (%s stuck): spool records %s, waiting %s, %s in kafka: %d",
 				u, s1, p.metric(t, "kproxy_spool_records"), p.metric(t, "kproxy_spool_drain_waiting_records"), u,
 				len(kafkatest.ReadAll(t, c, kafkaconf.Default(), u)))
 		}

@@ -83,7 +83,7 @@ func TestSpoolRefusedFlipKeepsKeyOrder(t *testing.T) {
 	if b.code != 202 {
 		t.Fatalf("b, the next record of a1's key: %d %q, want 202 (its topic spools)", b.code, b.body)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for p.metric(t, "kproxy_spool_records") != "0" && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond) // polling the drain
 	}

@@ -168,11 +168,11 @@ func spoolEmpty(t *testing.T, p *proxy) {
 // spools, and waited for rather than spooled beside kgo's copy when the
 // first write after an outage is slow (a loaded machine, past
 // spool_after_ms). A 503 "not written" (still spooling, or a first write
-// past a test's short produce_timeout_ms) is retried for up to 10 s.
+// past a test's short produce_timeout_ms) is retried for up to 30 s.
 // Fails the test unless it is answered 200.
 func postDirect(t *testing.T, p *proxy, query string, body []byte) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		a := p.post(t, query+"&spool=0", body)
 		if a.code == 200 {
