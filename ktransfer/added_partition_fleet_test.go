@@ -48,7 +48,7 @@ func addedPartitionTakenByALaterProcess(t *testing.T, e *env, b *backend, m ktra
 	if o := e.owners(t, "m", "t"); o["1"] == "" || o["1"] == first {
 		t.Fatalf("the process started after the add does not hold the new partition (owners %v, the first process %s)", o, first)
 	}
-	waitFor(t, "the new partition committed at its end", 5*time.Second, func() bool { return e.storedOffset(t, "m", "t", 1) == "2" })
+	waitFor(t, "the new partition committed at its end", 30*time.Second, func() bool { return e.storedOffset(t, "m", "t", 1) == "2" })
 	var bodies []string
 	for _, p := range b.got() {
 		if p.partition == "1" {

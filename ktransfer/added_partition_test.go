@@ -25,7 +25,7 @@ func TestAddedPartitionPushedFromItsFirstRecord(t *testing.T) {
 
 	// The partitions are checked every 10 s: 15 s more for a loaded host.
 	waitFor(t, "the new partition's start stored", 25*time.Second, func() bool { return e.storedOffset(t, "m", "t", 1)[0] != '<' })
-	waitFor(t, "the new partition committed at its end", 5*time.Second, func() bool { return e.storedOffset(t, "m", "t", 1) == "2" })
+	waitFor(t, "the new partition committed at its end", 30*time.Second, func() bool { return e.storedOffset(t, "m", "t", 1) == "2" })
 	var bodies []string
 	for _, p := range b.got() {
 		bodies = append(bodies, p.body)

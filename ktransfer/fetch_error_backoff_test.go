@@ -30,7 +30,7 @@ func TestLastingFetchErrorIsNotSpun(t *testing.T) {
 	e.start(t, module("m", "t", b.URL))
 	waitFor(t, "the first record pushed", 10*time.Second, func() bool { return len(b.got()) == 1 })
 	refusing.Store(true)
-	waitFor(t, "a fetch refused", 5*time.Second, func() bool { return refused.Load() > 0 })
+	waitFor(t, "a fetch refused", 30*time.Second, func() bool { return refused.Load() > 0 })
 	from, start := refused.Load(), time.Now()
 	time.Sleep(2 * time.Second) // a rate is measured: fetches over two seconds
 	n := refused.Load() - from

@@ -57,7 +57,7 @@ func TestShortFetchErrorStormIsCountedInTheLog(t *testing.T) {
 	runtest.Start(t, tr.Run, 20*time.Second)
 	waitFor(t, "the first record pushed", 10*time.Second, func() bool { return len(b.got()) == 1 })
 	refusing.Store(true)
-	waitFor(t, "the error logged", 5*time.Second, func() bool { return lines.Load() > 0 })
+	waitFor(t, "the error logged", 30*time.Second, func() bool { return lines.Load() > 0 })
 	first := time.Now()
 	waitFor(t, "the error repeated", 5*time.Second, func() bool { return refused.Load() >= 4 })
 	refusing.Store(false)

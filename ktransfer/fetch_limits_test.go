@@ -82,7 +82,7 @@ func TestFetchLimitsAreModuleKeys(t *testing.T) {
 	e.start(t, set, def)
 	e.produce(t, "t", [][2]string{{"a", "1"}, {"b", "2"}})
 	waitFor(t, "both modules pushing the records", 10*time.Second, func() bool { return len(b.got()) >= 4 })
-	waitFor(t, "fetches with the configured limits and with the defaults", 5*time.Second, func() bool {
+	waitFor(t, "fetches with the configured limits and with the defaults", 30*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return seen[limits{2 << 20, 64 << 10}] && seen[limits{50 << 20, 1 << 20}]

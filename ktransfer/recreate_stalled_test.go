@@ -64,7 +64,7 @@ func TestRecreatedTopicWhileRestartWaits(t *testing.T) {
 	writeKeys(t, e, 1, []string{"m0", "m1", "m2"})
 	// kgo reports UNKNOWN_TOPIC_ID after six failed fetches, about 10 s.
 	waitFor(t, "the new topic's partition 1 pushed", 30*time.Second, func() bool { return pushed(b, "m2") })
-	waitFor(t, "partition 0's start in the new topic stored while hold is still refused", 5*time.Second, func() bool {
+	waitFor(t, "partition 0's start in the new topic stored while hold is still refused", 30*time.Second, func() bool {
 		return e.storedOffset(t, "m", "t", 0) == "0"
 	})
 

@@ -36,7 +36,7 @@ func TestKafkaSecuredChroot(t *testing.T) {
 		}
 		return len(seen) == 40
 	})
-	waitFor(t, "offsets stored", 5*time.Second, func() bool {
+	waitFor(t, "offsets stored", 30*time.Second, func() bool {
 		n := 0
 		for _, p := range []int{0, 1} {
 			if o := e.storedOffset(t, "m", "t", p); o != "" && o[0] != '<' {
