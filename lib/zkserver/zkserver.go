@@ -49,11 +49,11 @@ type process struct {
 
 // Config says where the server keeps its data and which port it takes.
 type Config struct {
-	Dir      string // data directory, created if needed
-	Port     int    // 0: a free loopback port
-	TickMs   int    // 0: 500 ms (session timeouts are 2–20 ticks)
-	StartFor time.Duration
-	Jar      string // "": Debian's Jar
+	Dir      string        // data directory, created if needed
+	Port     int           // 0: a free loopback port
+	TickMs   int           // 0: 500 ms (session timeouts are 2–20 ticks)
+	StartFor time.Duration // 0: a minute, for the server to serve
+	Jar      string        // "": Debian's Jar
 
 	// For an ensemble member: its id (1-based) and every member's
 	// "host:peerPort:electionPort", in id order.
@@ -85,7 +85,10 @@ func Start(cfg Config) (*Server, error) {
 		cfg.TickMs = 500
 	}
 	if cfg.StartFor == 0 {
-		cfg.StartFor = 30 * time.Second
+		// A JVM's start on a loaded machine (tests of other packages
+		// beside, the race detector) can take tens of seconds; a server
+		// that fails exits, which the wait sees at once.
+		cfg.StartFor = time.Minute
 	}
 	if cfg.Port == 0 {
 		// A port free a moment ago can be taken before the server binds
