@@ -32,7 +32,7 @@ func inOwnMountNS(cmd *exec.Cmd) {
 // opens a new spool there and appends 1000-byte records until the file
 // system is full. It then reads and acks every record (Kafka took them
 // all), appends a record of the same size until that works again (the
-// acked segments give their space back) or 5 s pass, closes the spool and opens it again. It
+// acked segments give their space back) or 30 s pass, closes the spool and opens it again. It
 // prints "full APPENDED ENOSPC-or-not", "after ERROR-OR-nil" and
 // "replayed N".
 func childFullFS(dir string) {
@@ -72,7 +72,7 @@ func childFullFS(dir string) {
 	if es, err := s.Read(wctx, 1); !errors.Is(err, context.DeadlineExceeded) {
 		childFail("read past the end: %d entries, %v", len(es), err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		// As large as the record the full file system refused.
 		_, err = s.Append([]spool.Record{rec("t", "after"+value)})
@@ -159,10 +159,10 @@ func ackAll(s *spool.Spool, es []spool.Entry) {
 	}
 }
 
-// waitRemovalFailureLogged waits up to 10 s for log to hold the spool's
+// waitRemovalFailureLogged waits up to 20 s for log to hold the spool's
 // failed removal of an acked segment.
 func waitRemovalFailureLogged(log *logBuffer) {
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(log.String(), "remove acked segment") {
 		if time.Now().After(deadline) {
 			childFail("no failed removal logged: %s", log.String())
@@ -174,7 +174,7 @@ func waitRemovalFailureLogged(log *logBuffer) {
 // childRemoveRefused fills three segments, makes the spool's directory
 // read-only, acks the first segment's entries and waits until the spool
 // logged that it could not remove it, makes the directory writable again
-// and waits up to 3 s for the segment to go. It prints "segments N" (the
+// and waits up to 30 s for the segment to go. It prints "segments N" (the
 // segment files then) and "bytes N" (Stats.Bytes).
 func childRemoveRefused(dir string) {
 	var log logBuffer
@@ -196,7 +196,7 @@ func childRemoveRefused(dir string) {
 	ackAll(s, es)
 	waitRemovalFailureLogged(&log)
 	chmodDir(dir, 0o755)
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for len(segmentsIn(dir)) > 2 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond) // polling: the spool retries by itself
 	}
@@ -216,7 +216,7 @@ func TestAckedSegmentRemovedOnceDirectoryWritableAgain(t *testing.T) {
 		t.Fatalf("child: %q", lines)
 	}
 	if lines[0] != "segments 2" {
-		t.Fatalf("child: %q (%s) 3 s after the directory was writable again, want 2: the acked segment stays on disk until a restart", lines[0], lines[1])
+		t.Fatalf("child: %q (%s) 30 s after the directory was writable again, want 2: the acked segment stays on disk until a restart", lines[0], lines[1])
 	}
 }
 
@@ -228,7 +228,7 @@ func TestAckedSegmentRemovedOnceDirectoryWritableAgain(t *testing.T) {
 // It prints "refused ERR" (that Append's error), "disk N" (the entries'
 // bytes in the segment files then, MaxBytes M: "max M"), then makes the
 // directory writable again and prints "later ERR": an Append retried for
-// up to 3 s, once the spool could remove the file.
+// up to 30 s, once the spool could remove the file.
 func childRemoveRefusedFull(dir string) {
 	var log logBuffer
 	value := strings.Repeat("v", 600)
@@ -262,7 +262,7 @@ func childRemoveRefusedFull(dir string) {
 	}
 	fmt.Printf("disk %d max %d\n", disk, max)
 	chmodDir(dir, 0o755)
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		_, err = s.Append([]spool.Record{rec("t", "9"+value)})
 		if err == nil || time.Now().After(deadline) {
@@ -292,7 +292,7 @@ func TestUnremovedSegmentCountsAgainstMaxBytes(t *testing.T) {
 		t.Fatalf("child: %q with an acked segment's file left on disk, %d bytes of entries on disk for MaxBytes %d: the file's bytes no longer counted", lines[0], disk, max)
 	}
 	if lines[2] != "later <nil>" {
-		t.Fatalf("child: %q 3 s after the directory was writable again: the removed file's bytes not given back", lines[2])
+		t.Fatalf("child: %q 30 s after the directory was writable again: the removed file's bytes not given back", lines[2])
 	}
 }
 
