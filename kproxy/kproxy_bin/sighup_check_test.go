@@ -53,7 +53,7 @@ func TestSIGHUPDuringCheckIsNotFatal(t *testing.T) {
 	}
 	w.Close()
 	exited := bintest.Exited(t, cmd)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(bintest.StartWithin) // its start, then the check
 	for !writingToFullPipe(cmd.Process.Pid) {
 		select {
 		case <-exited:
@@ -61,7 +61,7 @@ func TestSIGHUPDuringCheckIsNotFatal(t *testing.T) {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("-check not blocked writing its output within 10 s")
+			t.Fatalf("-check not blocked writing its output within %v", bintest.StartWithin)
 		}
 		time.Sleep(time.Millisecond)
 	}
