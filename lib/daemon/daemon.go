@@ -195,7 +195,14 @@ func (p Program[C]) Main(args []string) int {
 	}()
 	defer func() {
 		close(reopenEnd)
-		<-reopenEnded
+		// A reopen stuck in its open (a log_dir on a mount that does
+		// not answer, a named pipe without a reader) must not keep the
+		// process from exiting; one that ends after the log's Close
+		// closes what it opened.
+		select {
+		case <-reopenEnded:
+		case <-time.After(time.Second):
+		}
 	}()
 	defer svc.Close() // before the log stops being reopened: it may log
 	p.Started(log.Logger, svc, cfg)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -17,7 +18,11 @@ import (
 type slowStop struct {
 	log                        *slog.Logger
 	running, stopping, proceed chan struct{}
+	reloads                    atomic.Int32 // reloads requested (it is a Reloader, as ktransfer)
 }
+
+func (s *slowStop) RequestReload()                    { s.reloads.Add(1) }
+func (s *slowStop) SetLevelFunc(func(level int) bool) {}
 
 func (s *slowStop) Run(ctx context.Context) error {
 	close(s.running)
@@ -87,5 +92,63 @@ func TestSIGHUPDuringStopReopensTheLog(t *testing.T) {
 	if !strings.Contains(string(b), "stop finished") {
 		old, _ := os.ReadFile(logFile + ".1")
 		t.Errorf("the stop's last line is not in the log reopened at SIGHUP: %q; the renamed file has %q", b, old)
+	}
+	if n := svc.reloads.Load(); n != 0 {
+		t.Errorf("%d reloads requested by a SIGHUP during the stop, want 0 (it only reopens the log)", n)
+	}
+}
+
+// TestStuckReopenDoesNotHoldTheExit: a SIGHUP whose reopen never ends (the
+// log path on a mount that does not answer; here a named pipe without a
+// reader) must not keep the process from exiting once its stop finished:
+// systemd would wait for TimeoutStopSec and kill it, its exit status lost.
+func TestStuckReopenDoesNotHoldTheExit(t *testing.T) {
+	dir := t.TempDir()
+	svc := &slowStop{running: make(chan struct{}), stopping: make(chan struct{}), proceed: make(chan struct{})}
+	close(svc.proceed)
+	p := Program[string]{
+		Name: "test", DefaultFile: filepath.Join(dir, "test.yaml"),
+		Load:    func(path string) (string, error) { return path, nil },
+		Logging: func(string) (string, int) { return dir, 6 },
+		New: func(_ context.Context, _ string, l *slog.Logger) (Service, error) {
+			svc.log = l
+			return svc, nil
+		},
+		Started: func(*slog.Logger, Service, string) {},
+	}
+	exit := make(chan int, 1)
+	go func() { exit <- p.Main(nil) }()
+	select {
+	case <-svc.running:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the service did not run within 10 s")
+	}
+	logFile := filepath.Join(dir, "test.log")
+	if err := os.Rename(logFile, logFile+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(logFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { // ends the open left waiting
+		if f, err := os.OpenFile(logFile, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
+			time.Sleep(100 * time.Millisecond)
+			f.Close()
+		}
+	})
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the reopen reaches its open
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-exit:
+		if code != 0 {
+			t.Errorf("exit %d, want 0", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Main did not return within 10 s of a finished stop: it waits for the stuck reopen")
 	}
 }

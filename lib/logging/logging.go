@@ -117,9 +117,10 @@ func levelNames(groups []string, a slog.Attr) slog.Attr {
 
 // File is an append-only log file that can be reopened by path.
 type File struct {
-	path string
-	mu   sync.Mutex
-	f    *os.File
+	path   string
+	mu     sync.Mutex
+	f      *os.File
+	closed bool // Close ran: a reopen that ends later closes what it opened
 }
 
 // OpenFile opens path for appending.
@@ -145,6 +146,10 @@ func (f *File) Reopen() error {
 		return fmt.Errorf("reopen log file: %w", err)
 	}
 	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return nf.Close()
+	}
 	old := f.f
 	f.f = nf
 	f.mu.Unlock()
@@ -155,6 +160,7 @@ func (f *File) Reopen() error {
 func (f *File) Close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.closed = true
 	return f.f.Close()
 }
 
