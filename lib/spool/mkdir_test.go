@@ -1,6 +1,7 @@
 package spool_test
 
 import (
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -9,29 +10,44 @@ import (
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/spool"
 )
 
-// TestOpenSyncsTheDirectoriesItCreates attacks "a record answered 202 is
-// on disk": a spool_dir that does not exist yet is created by Open, with
-// the directories above it that are missing. Each new directory's entry
-// is on disk only once the directory holding it is synced; before the
-// first Append returns, every one of them must be, or a power loss could
-// take the whole spool away with the records it answered for.
-func TestOpenSyncsTheDirectoriesItCreates(t *testing.T) {
-	root := t.TempDir()
-	dir := filepath.Join(root, "a", "b", "spool")
-	var mu sync.Mutex
-	var synced []string
-	spool.OnDirSynced(t, func(d string) {
-		mu.Lock()
-		defer mu.Unlock()
-		synced = append(synced, filepath.Clean(d))
-	})
-	s := open(t, spool.Options{Dir: dir})
-	appendOne(t, s, rec("t", "v"))
-	mu.Lock()
-	defer mu.Unlock()
-	for _, d := range []string{root, filepath.Join(root, "a"), filepath.Join(root, "a", "b"), dir} {
-		if !slices.Contains(synced, d) {
-			t.Errorf("%s not synced before the first Append returned (synced: %q)", d, synced)
+// TestOpenSyncsTheDirectoriesAboveIt attacks "a record answered 202 is on
+// disk": a spool_dir that does not exist yet is created by Open, with the
+// directories above it that are missing. Each new directory's entry is on
+// disk only once the directory holding it is synced; before the first
+// Append returns, every one of them must be, or a power loss could take
+// the whole spool away with the records it answered for. The same holds
+// when a first start created them and failed or was killed before it
+// synced them: the next Open finds them there, and must sync them too.
+func TestOpenSyncsTheDirectoriesAboveIt(t *testing.T) {
+	for _, made := range []bool{false, true} {
+		name := "created by Open"
+		if made {
+			name = "created by a start killed before it synced them"
 		}
+		t.Run(name, func(t *testing.T) {
+			root := t.TempDir()
+			dir := filepath.Join(root, "a", "b", "spool")
+			if made {
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var mu sync.Mutex
+			var synced []string
+			spool.OnDirSynced(t, func(d string) {
+				mu.Lock()
+				defer mu.Unlock()
+				synced = append(synced, filepath.Clean(d))
+			})
+			s := open(t, spool.Options{Dir: dir})
+			appendOne(t, s, rec("t", "v"))
+			mu.Lock()
+			defer mu.Unlock()
+			for _, d := range []string{root, filepath.Join(root, "a"), filepath.Join(root, "a", "b"), dir} {
+				if !slices.Contains(synced, d) {
+					t.Errorf("%s not synced before the first Append returned (synced: %q)", d, synced)
+				}
+			}
+		})
 	}
 }

@@ -284,7 +284,7 @@ func OpenContext(ctx context.Context, o Options) (*Spool, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	if err := mkdirAll(o.Dir); err != nil {
+	if err := mkdirAll(o.Dir, o.Log); err != nil {
 		return nil, err
 	}
 	if err := CheckDir(o.Dir); err != nil {
@@ -681,27 +681,32 @@ func intern[T string | []byte](s *Spool, topic T) int32 {
 }
 
 // mkdirAll creates dir and the directories above it that are missing,
-// and syncs the directory that holds each one it created: a new
-// directory's entry is on disk only once its parent is synced. Without
-// that, a power loss soon after the first start could take the whole
-// spool away, records answered 202 with it.
-func mkdirAll(dir string) error {
-	var made []string // missing now, the deepest first
-	for p := filepath.Clean(dir); p != filepath.Dir(p); p = filepath.Dir(p) {
-		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
-			break
-		}
-		made = append(made, p)
-	}
+// then syncs every directory above dir, up to the root: a new directory's
+// entry is on disk only once the directory holding it is synced, and
+// without that a power loss soon after the first start could take the
+// whole spool away, records answered 202 with it. Every Open syncs them,
+// not only the one that created them: a first start that failed or was
+// killed after creating them leaves them to the next. A directory that
+// cannot be opened to be synced (one this process may search but not
+// read) is logged, not an error: a start that worked before must still.
+func mkdirAll(dir string, log *slog.Logger) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
-	for _, p := range made {
-		if err := syncDir(filepath.Dir(p)); err != nil {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	for p := filepath.Dir(abs); ; p = filepath.Dir(p) {
+		if err := syncDir(p); errors.Is(err, fs.ErrPermission) {
+			log.Warn("spool: cannot sync a directory above spool_dir: a new directory's entry may not survive a power loss until the system writes it", "dir", p, "err", err)
+		} else if err != nil {
 			return err
 		}
+		if p == filepath.Dir(p) {
+			return nil
+		}
 	}
-	return nil
 }
 
 // dirSynced, when set (by tests), is told each directory synced.
