@@ -117,6 +117,41 @@ func (s *Server) admitBatch(n int) *batchError {
 
 func (s *Server) releaseBatch(n int) { s.inFlight.Add(int64(-n)) }
 
+// releaseCall gives back the n places of a request whose records went
+// through c (its job's call: the zero call when none was handed to
+// Kafka): at once, unless the call was cancelled (its client left) while
+// Kafka's client still held some of them. Those keep their places until
+// Kafka answered them (settled) or, as an answer would, until their
+// deadline and answerGrace passed: a client cancelling call after call
+// would otherwise heap many times req_pool_size records in Kafka's client.
+// c's channels are read now: c is reused once its job is released.
+func (s *Server) releaseCall(c *batchCall, n int) {
+	if !c.cancelled {
+		s.releaseBatch(n)
+		return
+	}
+	settled, deadline := c.settled, c.deadline
+	select {
+	case <-settled:
+		s.releaseBatch(n)
+		return
+	default:
+	}
+	go func() { // ends by the records' deadline and answerGrace
+		select {
+		case <-settled:
+		case <-deadline.Done():
+			grace := time.NewTimer(answerGrace)
+			select {
+			case <-settled:
+			case <-grace.C:
+			}
+			grace.Stop()
+		}
+		s.releaseBatch(n)
+	}()
+}
+
 // checkBatch checks every record of a batch, in order, before anything is
 // written: its topic's name, that it is not Kafka's own, that the client
 // (rule; nil: no clients configured) may write to it, that it exists, and

@@ -232,7 +232,7 @@ func (s *Server) produceRequest(ctx context.Context, j *batchJob, ext callExt) (
 	if berr = s.admitBatch(n); berr != nil {
 		return refusedAnswer(h.id, berr), nil
 	}
-	defer s.releaseBatch(n)
+	defer func() { s.releaseCall(&j.call, n) }() // j.call: set once its records were handed over
 	b := s.boundRPC(ctx, j)
 	if berr = s.checkBatch(s.recordsDeadline(j), rule, j.recs, time.Now(), s.spoolable(h.acks, h.atomic, h.noSpool)); berr != nil {
 		b.end(true)
@@ -899,7 +899,7 @@ func (st *produceStream) answer() {
 		*bp = it.a.appendTo((*bp)[:0])
 		if it.job != nil { // encoded: j's results are no longer read
 			it.bound.end(it.call == nil || it.call.left.Load() == 0)
-			s.releaseBatch(it.n)
+			s.releaseCall(&it.job.call, it.n)
 			it.job.release()
 			it.job, it.call = nil, nil
 		}

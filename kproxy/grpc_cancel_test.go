@@ -58,6 +58,9 @@ func TestGRPCStreamCancelledWritesNothingMore(t *testing.T) {
 		return strings.Contains(g.metrics(t), `kproxy_grpc_rpcs_total{code="Canceled",method="kafkahttpwrapper.v1.KProxy/ProduceStream"} 1`)
 	})
 	close(release)
+	// The two requests handed to Kafka keep their places until Kafka
+	// answered them.
+	waitFor(t, "the places given back once Kafka answered", func() bool { return g.srv.InFlight() == 0 })
 	// One record after them through the same Kafka client and partition:
 	// once it is answered, every record handed to Kafka before it is
 	// written.
@@ -175,5 +178,82 @@ func TestGRPCStreamNotReadFreesReqPool(t *testing.T) {
 	if err != nil || resp.Status != 200 {
 		t.Errorf("another client's batch of req_pool_size records beside the stuck stream: %v %v; want 200 "+
 			"(%d records in flight, though Kafka has answered every record handed to it)", resp, refusalOf(err), g.srv.InFlight())
+	}
+}
+
+// TestGRPCCancelledCallKeepsReqPoolUntilSettled attacks README's promise
+// that a request's records leave req_pool_size "once Kafka answered them
+// (or their deadline passed)": a call without a deadline, cancelled by its
+// client once its records were handed to Kafka, ended at once and gave its
+// places back while Kafka's client still held its records (written up to
+// produce_timeout_ms later). Cancelled again and again, calls so put many
+// times req_pool_size records in Kafka's client. The places must stay
+// taken until Kafka answered the records: another call is refused 503
+// meanwhile, and is served once they are answered.
+func TestGRPCCancelledCallKeepsReqPoolUntilSettled(t *testing.T) {
+	const pool = 4
+	for _, method := range []string{"Produce", "ProduceStream"} {
+		t.Run(method, func(t *testing.T) {
+			c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+			g := startGRPC(t, c, func(cfg *kproxy.Config) { cfg.ReqPoolSize = pool })
+			release := make(chan struct{})
+			defer func() {
+				select {
+				case <-release:
+				default:
+					close(release)
+				}
+			}()
+			var held atomic.Int32
+			holdProduce(c, release, &held)
+			req := &kproxypb.ProduceRequest{Topic: topic, Acks: acksOf(1)}
+			for i := range pool {
+				req.Records = append(req.Records, grec("", "k", strconv.Itoa(i)))
+			}
+			ctx, cancel := context.WithCancel(context.Background()) // no deadline
+			defer cancel()
+			if method == "Produce" {
+				done := make(chan error, 1)
+				go func() {
+					_, err := g.kp.Produce(ctx, req)
+					done <- err
+				}()
+				waitFor(t, "the call's records sent to Kafka", func() bool { return held.Load() > 0 })
+				cancel()
+				if err := <-done; status.Code(err) != codes.Canceled {
+					t.Fatalf("cancelled call: %v", err)
+				}
+			} else {
+				s, err := g.kp.ProduceStream(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := s.Send(req); err != nil {
+					t.Fatal(err)
+				}
+				waitFor(t, "the stream's records sent to Kafka", func() bool { return held.Load() > 0 })
+				cancel()
+				if _, err := s.Recv(); status.Code(err) != codes.Canceled {
+					t.Fatalf("cancelled stream: %v", err)
+				}
+			}
+			// Counted once its handler ended, whatever its code.
+			ended := `,method="kafkahttpwrapper.v1.KProxy/` + method + `"} 1`
+			waitFor(t, "the cancelled call's handler to end", func() bool { return strings.Contains(g.metrics(t), ended) })
+			if n := g.srv.InFlight(); n != pool {
+				t.Errorf("in flight after the cancelled call ended: %d, want %d (its records are still in Kafka's client)", n, pool)
+			}
+			one := &kproxypb.ProduceRequest{Topic: topic, Acks: acksOf(1), Records: []*kproxypb.Record{grec("", "k", "next")}}
+			resp, err := g.produce(t, nil, one)
+			if r := refusalOf(err); err == nil || r.code != codes.Unavailable {
+				t.Errorf("a call while the cancelled call's %d records were in Kafka's client (req_pool_size %d): %v %v, want Unavailable (503)",
+					pool, pool, resp, r)
+			}
+			close(release)
+			waitFor(t, "the places given back once Kafka answered", func() bool { return g.srv.InFlight() == 0 })
+			if resp, err := g.produce(t, nil, one); err != nil || resp.Status != 200 {
+				t.Fatalf("a call once Kafka answered the cancelled call's records: %v %v, want 200", resp, refusalOf(err))
+			}
+		})
 	}
 }

@@ -427,6 +427,7 @@ func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
 	}
 	c := s.startBatch(tp.cl, tp.tr, 2, j, deadline, time.Now(), false) // never spooled
 	c.await(ctx)
+	c.cancelled = errors.Is(ctx.Err(), context.Canceled) && c.deadline.Err() == nil // as finishProduce
 	res := c.collect(ctx)
 	first := -1
 	for i, r := range res {
