@@ -391,8 +391,7 @@ const fenceAtShutdown = 2 * time.Second
 func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
 	n := len(j.recs)
 	if i := s.spoolingRecord(j); i >= 0 {
-		return s.atomicFailed(n, 503, i, "topic "+j.recs[i].name+
-			" has records in the spool; an atomic batch would overtake them; the batch was not written", j, false)
+		return s.atomicFailed(n, 503, i, spoolingRefusal(j, i), j, false)
 	}
 	deadline := s.recordsDeadline(j)
 	// A gRPC call cancelled by its client stops waiting: its handler must
@@ -424,6 +423,13 @@ func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
 			code = 403 // kproxy's principal may not use its transactional id: a retry fares no better
 		}
 		return s.atomicFailed(n, code, -1, "kafka transaction not begun: "+err.Error()+"; the batch was not written", j, false)
+	}
+	// Checked again: a topic may have begun to spool while the batch
+	// waited for its producer. Nothing was sent in the transaction: its
+	// abort sends nothing either, and gives the producer back.
+	if i := s.spoolingRecord(j); i >= 0 {
+		s.txns.abort(tp)
+		return s.atomicFailed(n, 503, i, spoolingRefusal(j, i), j, false)
 	}
 	c := s.startBatch(tp.cl, tp.tr, 2, j, deadline, time.Now(), false) // never spooled
 	c.await(ctx)
@@ -459,6 +465,11 @@ func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
 	s.metrics.records[2].Add(float64(n))
 	s.metrics.batchResultN(200, n)
 	return batchOutcome{results: res, status: 200, index: -1}
+}
+
+// spoolingRefusal is why an atomic batch whose record i spools is refused.
+func spoolingRefusal(j *batchJob, i int) string {
+	return "topic " + j.recs[i].name + " has records in the spool; an atomic batch would overtake them; the batch was not written"
 }
 
 // spoolingRecord is the index of j's first record whose topic has records
