@@ -139,7 +139,13 @@ func TestStuckReopenDoesNotHoldTheExit(t *testing.T) {
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond) // the reopen reaches its open
+	// The reopen reaches its open of the pipe: a thread of this process
+	// waits there for a reader (the kernel's wait_for_partner).
+	for deadline := time.Now().Add(10 * time.Second); !openOfPipeWaits(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the reopen did not reach its open of the log within 10 s")
+		}
+	}
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -151,4 +157,16 @@ func TestStuckReopenDoesNotHoldTheExit(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Main did not return within 10 s of a finished stop: it waits for the stuck reopen")
 	}
+}
+
+// openOfPipeWaits tells whether a thread of this process is blocked
+// opening a named pipe that no reader has open.
+func openOfPipeWaits() bool {
+	tasks, _ := filepath.Glob("/proc/self/task/*/wchan")
+	for _, task := range tasks {
+		if w, err := os.ReadFile(task); err == nil && strings.TrimSpace(string(w)) == "wait_for_partner" {
+			return true
+		}
+	}
+	return false
 }

@@ -51,3 +51,18 @@ func TestOpenSyncsTheDirectoriesAboveIt(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenThroughADirectoryThatCannotBeSynced: a spool_dir that exists and
+// is writable, reached through a directory whose file system has no sync
+// for directories (procfs here; squashfs, erofs, iso9660 alike). -check
+// passes it; the start must too: the sync of the directories above
+// spool_dir makes a new directory durable, and must not refuse a spool
+// that worked before it existed.
+func TestOpenThroughADirectoryThatCannotBeSynced(t *testing.T) {
+	dir := "/proc/self/root" + t.TempDir()
+	if err := spool.CheckDir(dir); err != nil {
+		t.Fatalf("CheckDir (-check): %v", err)
+	}
+	s := open(t, spool.Options{Dir: dir})
+	appendOne(t, s, rec("t", "v"))
+}

@@ -681,27 +681,37 @@ func intern[T string | []byte](s *Spool, topic T) int32 {
 }
 
 // mkdirAll creates dir and the directories above it that are missing,
-// then syncs every directory above dir, up to the root: a new directory's
-// entry is on disk only once the directory holding it is synced, and
-// without that a power loss soon after the first start could take the
-// whole spool away, records answered 202 with it. Every Open syncs them,
-// not only the one that created them: a first start that failed or was
-// killed after creating them leaves them to the next. A directory that
-// cannot be opened to be synced (one this process may search but not
-// read) is logged, not an error: a start that worked before must still.
+// then syncs every directory above dir on its file system, up to that
+// file system's root: a new directory's entry is on disk only once the
+// directory holding it is synced, and without that a power loss soon
+// after the first start could take the whole spool away, records answered
+// 202 with it. Every Open syncs them, not only the one that created them:
+// a first start that failed or was killed after creating them leaves them
+// to the next. A sync that fails (a directory this process may search but
+// not read, a file system without directory syncs) is logged, not an
+// error: a start that worked before must still.
 func mkdirAll(dir string, log *slog.Logger) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return fmt.Errorf("spool: %w", err)
+	real, err := filepath.EvalSymlinks(dir)
+	if err == nil {
+		real, err = filepath.Abs(real)
 	}
-	for p := filepath.Dir(abs); ; p = filepath.Dir(p) {
-		if err := syncDir(p); errors.Is(err, fs.ErrPermission) {
+	var st unix.Stat_t
+	if err == nil {
+		err = unix.Stat(real, &st)
+	}
+	if err != nil {
+		return fmt.Errorf("spool: %s: %w", dir, err)
+	}
+	for p := filepath.Dir(real); ; p = filepath.Dir(p) {
+		var ps unix.Stat_t
+		if unix.Stat(p, &ps) != nil || ps.Dev != st.Dev {
+			return nil // above the spool's file system: it holds none of its entries
+		}
+		if err := syncDir(p); err != nil {
 			log.Warn("spool: cannot sync a directory above spool_dir: a new directory's entry may not survive a power loss until the system writes it", "dir", p, "err", err)
-		} else if err != nil {
-			return err
 		}
 		if p == filepath.Dir(p) {
 			return nil
