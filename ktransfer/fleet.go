@@ -157,6 +157,16 @@ func (m *module) reconcile(ctx context.Context, idsDir, ownersDir string, errc c
 		return err
 	}
 	m.warnUnreadable(unreadable)
+	var failed error
+	for _, err := range unreadable {
+		if unanswered(err) {
+			// Asked again, it will be answered: the partition may be
+			// free and this process's to claim, or hold this process's
+			// node, left by a claim whose answer was lost, that only it
+			// deletes. No change of owners/ need come to wake it.
+			failed = err
+		}
+	}
 	current := ownerIDs(owners)
 	m.mu.Lock()
 	for p := range unreadable {
@@ -170,7 +180,6 @@ func (m *module) reconcile(ctx context.Context, idsDir, ownersDir string, errc c
 	m.mu.Unlock()
 	target := assign(ids, parts, current)
 	me := m.t.id
-	var failed error
 	m.mu.Lock()
 	var release []*claimed
 	var lost []*partition
@@ -406,6 +415,13 @@ func (m *module) owners(dir string) (out map[int32]owner, unreadable map[int32]e
 		out[p] = owner{id: string(data), epoch: stat.Czxid}
 	}
 	return out, unreadable, nil
+}
+
+// unanswered reports whether a ZooKeeper request failed for want of an
+// answer (the connection broke, no server could be reached) rather than by
+// one (no node, no permission): asked again soon, it will be answered.
+func unanswered(err error) bool {
+	return errors.Is(err, zk.ErrConnectionClosed) || errors.Is(err, zk.ErrNoServer)
 }
 
 // warnUnreadable logs the owner nodes that cannot be read, when they

@@ -122,6 +122,12 @@ type traffic struct {
 
 func (e *env) startTraffic(t *testing.T, topics ...string) *traffic {
 	t.Helper()
+	return e.startKeyedTraffic(t, 40, topics...)
+}
+
+// startKeyedTraffic is startTraffic over keys keys: key k<i%keys>.
+func (e *env) startKeyedTraffic(t *testing.T, keys int, topics ...string) *traffic {
+	t.Helper()
 	cl := kafkatest.Client(t, e.kafka, e.kc)
 	tr := &traffic{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
@@ -135,7 +141,7 @@ func (e *env) startTraffic(t *testing.T, topics ...string) *traffic {
 			var rs []*kgo.Record
 			for j := i; j < i+20; j++ {
 				for _, topic := range topics {
-					rs = append(rs, &kgo.Record{Topic: topic, Key: []byte("k" + strconv.Itoa(j%40)), Value: []byte(strconv.Itoa(j))})
+					rs = append(rs, &kgo.Record{Topic: topic, Key: []byte("k" + strconv.Itoa(j%keys)), Value: []byte(strconv.Itoa(j))})
 				}
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
