@@ -77,13 +77,7 @@ func TestChrootCreatedAfterStartIsFollowed(t *testing.T) {
 	e.eventually(t, "?format=zabbix", "- test_cluster.kmonitor.errors 1\n", 10*time.Second)
 	e.eventuallyRefused(t, "?format=zabbix_lld", time.Second, "test_cluster", fresh+" does not exist")
 
-	dir := zklayout.Offsets(fresh, "m", "a")
-	if err := zklayout.CreateAll(e.conn, dir, zk.WorldACL(zk.PermAll)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.conn.Create(dir+"/0", []byte("3"), 0, zk.WorldACL(zk.PermAll)); err != nil {
-		t.Fatal(err)
-	}
+	storeFreshOffset(t, e)
 	e.eventually(t, "?format=zabbix", "- test_cluster.m.0.delay 7\n- test_cluster.kmonitor.errors 0\n", 10*time.Second)
 	e.eventually(t, "?format=zabbix_lld", `[{"{#CLUSTER}":"test_cluster","{#MODULE}":"m","{#TOPIC}":"a","{#PARTITION}":"0"}]`+"\n", time.Second)
 	if n := log.count("zookeeper path found"); n != 1 {
@@ -114,13 +108,7 @@ func TestChrootCreatedWithoutConsumersNamesConsumers(t *testing.T) {
 	}
 
 	// consumers/ is still followed from the moment it appears.
-	dir := zklayout.Offsets(fresh, "m", "a")
-	if err := zklayout.CreateAll(e.conn, dir, zk.WorldACL(zk.PermAll)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.conn.Create(dir+"/0", []byte("3"), 0, zk.WorldACL(zk.PermAll)); err != nil {
-		t.Fatal(err)
-	}
+	storeFreshOffset(t, e)
 	e.eventually(t, "?format=zabbix", "- test_cluster.m.0.delay 7\n- test_cluster.kmonitor.errors 0\n", 10*time.Second)
 }
 
@@ -143,6 +131,16 @@ func TestMissingConsumersPathShowsInPrometheus(t *testing.T) {
 	e.eventuallyRefused(t, "?format=zabbix_lld", 10*time.Second, "test_cluster", fresh+"/consumers does not exist")
 	e.eventuallyContains(t, "?format=prometheus", time.Second, missing)
 
+	storeFreshOffset(t, e)
+	e.eventuallyContains(t, "?format=prometheus", 10*time.Second, found,
+		`kmonitor_lag_messages{cluster="test_cluster",module="m",partition="0",topic="a"} 7`)
+}
+
+// storeFreshOffset stores module m's offset 3 of topic a's partition 0 in
+// chroot fresh, creating the folders: a lag of 7 (startFreshChroot's 10
+// records).
+func storeFreshOffset(t *testing.T, e *env) {
+	t.Helper()
 	dir := zklayout.Offsets(fresh, "m", "a")
 	if err := zklayout.CreateAll(e.conn, dir, zk.WorldACL(zk.PermAll)); err != nil {
 		t.Fatal(err)
@@ -150,8 +148,6 @@ func TestMissingConsumersPathShowsInPrometheus(t *testing.T) {
 	if _, err := e.conn.Create(dir+"/0", []byte("3"), 0, zk.WorldACL(zk.PermAll)); err != nil {
 		t.Fatal(err)
 	}
-	e.eventuallyContains(t, "?format=prometheus", 10*time.Second, found,
-		`kmonitor_lag_messages{cluster="test_cluster",module="m",partition="0",topic="a"} 7`)
 }
 
 // fresh is a chroot that does not exist when kmonitor starts.

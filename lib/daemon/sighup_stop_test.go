@@ -35,13 +35,11 @@ func (s *slowStop) Run(ctx context.Context) error {
 
 func (s *slowStop) Close() error { return nil }
 
-// TestSIGHUPDuringStopReopensTheLog attacks "SIGHUP reopens the log file":
-// logrotate renames the log and sends SIGHUP while a stop is under way
-// (a stop can take shutdown_timeout_ms and more). The lines the stop logs
-// after that must go to the new file: the renamed one may be compressed
-// and removed while still written to, and the stop's last lines, the ones
-// that say what was not delivered, lost with it.
-func TestSIGHUPDuringStopReopensTheLog(t *testing.T) {
+// runSlowStop runs Main with a slowStop service logging into a directory
+// of its own, and returns once the service runs: the service, the log's
+// directory, and Main's exit code to come.
+func runSlowStop(t *testing.T) (*slowStop, string, <-chan int) {
+	t.Helper()
 	dir := t.TempDir()
 	svc := &slowStop{running: make(chan struct{}), stopping: make(chan struct{}), proceed: make(chan struct{})}
 	p := Program[string]{
@@ -61,6 +59,17 @@ func TestSIGHUPDuringStopReopensTheLog(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the service did not run within 10 s")
 	}
+	return svc, dir, exit
+}
+
+// TestSIGHUPDuringStopReopensTheLog attacks "SIGHUP reopens the log file":
+// logrotate renames the log and sends SIGHUP while a stop is under way
+// (a stop can take shutdown_timeout_ms and more). The lines the stop logs
+// after that must go to the new file: the renamed one may be compressed
+// and removed while still written to, and the stop's last lines, the ones
+// that say what was not delivered, lost with it.
+func TestSIGHUPDuringStopReopensTheLog(t *testing.T) {
+	svc, dir, exit := runSlowStop(t)
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -103,26 +112,8 @@ func TestSIGHUPDuringStopReopensTheLog(t *testing.T) {
 // reader) must not keep the process from exiting once its stop finished:
 // systemd would wait for TimeoutStopSec and kill it, its exit status lost.
 func TestStuckReopenDoesNotHoldTheExit(t *testing.T) {
-	dir := t.TempDir()
-	svc := &slowStop{running: make(chan struct{}), stopping: make(chan struct{}), proceed: make(chan struct{})}
+	svc, dir, exit := runSlowStop(t)
 	close(svc.proceed)
-	p := Program[string]{
-		Name: "test", DefaultFile: filepath.Join(dir, "test.yaml"),
-		Load:    func(path string) (string, error) { return path, nil },
-		Logging: func(string) (string, int) { return dir, 6 },
-		New: func(_ context.Context, _ string, l *slog.Logger) (Service, error) {
-			svc.log = l
-			return svc, nil
-		},
-		Started: func(*slog.Logger, Service, string) {},
-	}
-	exit := make(chan int, 1)
-	go func() { exit <- p.Main(nil) }()
-	select {
-	case <-svc.running:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the service did not run within 10 s")
-	}
 	logFile := filepath.Join(dir, "test.log")
 	if err := os.Rename(logFile, logFile+".1"); err != nil {
 		t.Fatal(err)
