@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -42,18 +43,12 @@ func TestSIGTERMWhileWaitingForKafkaStopsAtOnce(t *testing.T) {
 		"kafka:\n dial_timeout_ms: 25000\n", freePort(t), c.ListenAddrs()[0])), 0o644)
 	cmd, stderr := bintest.Start(t, binary(t), "-f", f) // log_dir unset: the log is standard error
 	exited := bintest.Exited(t, cmd)
-	deadline := time.Now().Add(bintest.StartWithin)
-	for held.Load() == 0 {
-		select {
-		case <-exited:
-			t.Fatalf("kproxy_bin ended before asking a broker: %v; stderr: %s", cmd.ProcessState, stderr)
-		default:
+	bintest.AwaitServing(t, cmd, exited, bintest.StartWithin, stderr, nil, func() error {
+		if held.Load() == 0 {
+			return errors.New("no broker asked yet")
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("kproxy_bin asked no broker within %v; stderr: %s", bintest.StartWithin, stderr)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 	bintest.StopWithin(t, cmd, exited, 5*time.Second, "while waiting for Kafka (dial_timeout_ms 25000)", stderr)
 	if log := stderr.String(); !strings.Contains(log, "stopped while starting") || strings.Contains(log, "start failed") {
 		t.Errorf("log does not say the start was stopped: %s", log)
@@ -81,25 +76,16 @@ func TestSIGTERMWhileReplayingALargeSpoolStopsAtOnce(t *testing.T) {
 	// Reading: a segment open that is not the last one (the last one
 	// stays open for writing once the spool is read).
 	fds := fmt.Sprintf("/proc/%d/fd", cmd.Process.Pid)
-	deadline := time.Now().Add(bintest.StartWithin)
-	for reading := false; !reading; {
-		select {
-		case <-exited:
-			t.Fatalf("kproxy_bin ended before reading its spool: %v; stderr: %s", cmd.ProcessState, stderr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("kproxy_bin did not read its spool within %v; stderr: %s", bintest.StartWithin, stderr)
-		}
+	bintest.AwaitServing(t, cmd, exited, bintest.StartWithin, stderr, nil, func() error {
 		ents, _ := os.ReadDir(fds)
 		for _, e := range ents {
 			target, _ := os.Readlink(filepath.Join(fds, e.Name()))
 			if filepath.Dir(target) == spoolDir && filepath.Ext(target) == ".seg" && target != segs[len(segs)-1] {
-				reading = true
+				return nil
 			}
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return errors.New("no segment but the last one open")
+	})
 	sent := time.Now()
 	// The bound is one segment's read with room for a loaded machine; the
 	// log below tells a stopped start from one that read everything.
