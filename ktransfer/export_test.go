@@ -1,10 +1,13 @@
 package ktransfer
 
 import (
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/go-zookeeper/zk"
 	dto "github.com/prometheus/client_model/go"
 )
 
@@ -109,4 +112,49 @@ func releaseUnderWay(r *reader, unassigned bool) bool {
 		}
 	}
 	return false
+}
+
+// DisturbWatch disturbs tr's arms of its watches on dirs (a module's
+// ids/ or owners/ folder) until release is called (at the latest when
+// the test ends): with fail, every arm fails as with the ZooKeeper
+// connection down at that moment (the watcher tries again a second
+// later); without, the next arm of each waits until release and then goes
+// ahead, late. tries counts a folder's arms disturbed so far.
+func DisturbWatch(t *testing.T, tr *Transfer, fail bool, dirs ...string) (tries func(dir string) int, release func()) {
+	var mu sync.Mutex
+	n := map[string]int{}
+	released := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(released) }) }
+	f := func(instance, dir string) error {
+		select {
+		case <-released:
+			return nil
+		default:
+		}
+		if instance != tr.id || !slices.Contains(dirs, dir) {
+			return nil
+		}
+		mu.Lock()
+		n[dir]++
+		first := n[dir] == 1
+		mu.Unlock()
+		switch {
+		case fail:
+			return zk.ErrConnectionClosed
+		case first:
+			<-released
+		}
+		return nil
+	}
+	watchFault.Store(&f)
+	t.Cleanup(func() {
+		release()
+		watchFault.Store(nil)
+	})
+	return func(dir string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return n[dir]
+	}, release
 }

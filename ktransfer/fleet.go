@@ -107,26 +107,58 @@ func (m *module) wake() {
 	}
 }
 
-// watchDir wakes the coordinator whenever dir's children change.
+// watchDir wakes the coordinator whenever dir's children change. A watch
+// tells only of changes made while it is set, and the reassignment reads
+// the folder apart from it: after every arm the coordinator is woken, so
+// that a reassignment reads the folder once the watch is set, and a
+// change made while none was (before the first arm, between an arm that
+// failed, the connection down, and the next one a second later, between
+// an event and the arm that follows it) is acted on at once, not at the
+// next change or the periodic check. A change told by an event is acted
+// on as soon as the arm that follows it is answered, or failed.
 func (m *module) watchDir(ctx context.Context, dir string) {
+	told := false // an event came, and the coordinator was not woken for it yet
 	for ctx.Err() == nil {
-		_, _, ev, err := m.t.conn().ChildrenW(dir)
+		var ev <-chan zk.Event
+		err := beforeWatch(m.t.id, dir)
+		if err == nil {
+			_, _, ev, err = m.t.conn().ChildrenW(dir)
+		}
 		if errors.Is(err, zk.ErrNoNode) {
 			if err = zklayout.CreateAll(m.t.conn(), dir, m.t.acl); err == nil {
 				continue
 			}
 		}
 		if err != nil {
+			if told {
+				m.wake()
+				told = false
+			}
 			sleep(ctx, time.Second)
 			continue
 		}
+		m.wake()
+		told = false
 		select {
 		case <-ev:
-			m.wake()
+			told = true
 		case <-ctx.Done():
 			return
 		}
 	}
+}
+
+// watchFault, when a test sets it, runs before each arm of a fleet
+// folder's watch (watchDir), with the instance and the folder: an error
+// it returns is taken as the arm's (as the connection down at that moment
+// gives), and it may wait (as a slow answer does).
+var watchFault atomic.Pointer[func(instance, dir string) error]
+
+func beforeWatch(instance, dir string) error {
+	if f := watchFault.Load(); f != nil {
+		return (*f)(instance, dir)
+	}
+	return nil
 }
 
 // reconcile registers this instance if needed, computes the assignment
