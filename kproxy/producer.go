@@ -1,6 +1,7 @@
 package kproxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -122,11 +123,18 @@ func newProducers(ctx context.Context, cfg Config, log *slog.Logger, hooks produ
 	ps.traces[0].pipelined = cfg.MaxInFlightRequests > 1
 	ps.traces[1].idempotent = true
 	batch := ps.batch
+	compressor, err := kgo.DefaultCompressor(codecs[cfg.Compression])
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
 	ps.leader, err = kgo.NewClient(append(common[:len(common):len(common)],
 		kgo.RequiredAcks(kgo.LeaderAck()),
 		kgo.DisableIdempotentWrite(),
 		kgo.MaxProduceRequestsInflightPerBroker(cfg.MaxInFlightRequests),
 		kgo.WithHooks(ps.traces[0], batch),
+		// The acks=1 client can fail a batch built into a request whose
+		// write has not returned (see tracer.built).
+		kgo.WithCompressor(builtCounter{compressor, &ps.traces[0].built}),
 	)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
@@ -262,8 +270,9 @@ func fnv1aPartition(key []byte, n int32) int32 {
 // that came to an end (answered, or their connection broke), and those of
 // them whose answer never came (the connection broke after the write, the
 // request was cancelled while its answer was awaited, the client was
-// closed). A record notes the counts when it is handed to the client; when
-// it fails, the counts tell whether it can have left (sendTrace).
+// closed), and for the acks=1 client the record batches it built into
+// requests. A record notes the counts when it is handed to the client;
+// when it fails, the counts tell whether it can have left (sendTrace).
 //
 // Counting every request of the client, not the record's own, is coarse
 // but sound: a record that could have been in a request was buffered
@@ -276,6 +285,30 @@ type tracer struct {
 	written atomic.Int64
 	ended   atomic.Int64
 	lost    atomic.Int64
+	// built counts the record batches the acks=1 client built into
+	// produce requests (builtCounter). kgo builds a request's batches
+	// into its bytes, then writes them, and only then calls the write
+	// hook; meanwhile it can fail the batch's records: on the refusal of
+	// an earlier batch of the partition (with max_in_flight_requests
+	// above 1 that batch is out when the next is built, and a broker
+	// reading a connection's requests one at a time leaves the next
+	// one's write unfinished until it answered), or on a metadata error.
+	// The records are then failed before any count of written requests
+	// moved, while their bytes go out after all, to a broker that may
+	// write them (TestPipelinedRecordBeingWrittenNot503). A batch is
+	// counted while kgo holds its lock, which the failure takes too: a
+	// record failed after its batch was built sees the count moved.
+	// (A failure other than a refusal is 504 only with a request out,
+	// and a request being written is not counted as out: a metadata
+	// error failing a batch in the instant between its building and the
+	// end of its write, with no other request out, is still answered
+	// by that error (404, 503); counting that instant as out would make
+	// every failed record that was ever sent unsure.)
+	// Not counted by the idempotent client: kgo fails a batch built into
+	// a request only on an answer, its own or the refusal of an earlier
+	// batch of the partition, and the broker refuses the batches after a
+	// refused one by their sequence numbers.
+	built atomic.Int64
 	// pipelined: the client may have several produce requests of one
 	// partition out at once, and is not idempotent.
 	pipelined bool
@@ -284,14 +317,31 @@ type tracer struct {
 	idempotent bool
 }
 
-func (t *tracer) note() sendNote { return sendNote{t.written.Load(), t.lost.Load()} }
+func (t *tracer) note() sendNote { return sendNote{t.written.Load(), t.lost.Load(), t.built.Load()} }
 
 // since is what happened after note n was taken.
 func (t *tracer) since(n sendNote) sendTrace {
 	ended := t.ended.Load() // before written: a request written meanwhile counts as out
 	written := t.written.Load()
-	return sendTrace{wrote: written != n.written, rewrote: written-n.written > 1, lost: t.lost.Load() != n.lost,
-		out: written != ended, pipelined: t.pipelined, idempotent: t.idempotent}
+	return sendTrace{wrote: written != n.written || t.built.Load() != n.built, rewrote: written-n.written > 1,
+		lost: t.lost.Load() != n.lost, out: written != ended, pipelined: t.pipelined, idempotent: t.idempotent}
+}
+
+// builtCounter is the acks=1 client's compressor: kgo hands it every
+// record batch it builds into a produce request, under the batch's lock,
+// before the request is written (and only then). It counts the batch
+// (tracer.built) and compresses as the configured codec does.
+type builtCounter struct {
+	kgo.Compressor // nil: no compression
+	built          *atomic.Int64
+}
+
+func (b builtCounter) Compress(dst *bytes.Buffer, src []byte, flags ...kgo.CompressFlag) ([]byte, kgo.CompressionCodecType) {
+	b.built.Add(1)
+	if b.Compressor == nil {
+		return nil, kgo.CodecNone // kgo writes the batch as it is
+	}
+	return b.Compressor.Compress(dst, src, flags...)
 }
 
 // OnBrokerWrite counts a produce request as written as soon as any byte of
@@ -314,12 +364,14 @@ func (t *tracer) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e kgo.BrokerE2E) {
 	t.ended.Add(1)
 }
 
-type sendNote struct{ written, lost int64 }
+type sendNote struct{ written, lost, built int64 }
 
 // sendTrace is what a record's client did between the record's buffering
 // and its failure.
 type sendTrace struct {
-	wrote bool // a produce request was written: the record may have left
+	// wrote: a produce request was written, or (acks=1) a batch built
+	// into one: the record may have left.
+	wrote bool
 	// rewrote: more than one produce request was written: the record's
 	// batch may have been sent more than once (a retry).
 	rewrote bool

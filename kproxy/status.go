@@ -25,8 +25,9 @@ const (
 // the connection broke or the request was cancelled: it may have been
 // appended). A record is "surely not written" only when every attempt was
 // of the first two kinds; t tells which: with no produce request written
-// since the record was buffered it never left, and with no written request
-// unanswered every attempt that left was answered.
+// (at acks=1, no batch built into one) since the record was buffered it
+// never left, and with no written request unanswered every attempt that
+// left was answered.
 //
 // Answers that kgo handles without giving up cannot be seen here:
 // REQUEST_TIMED_OUT and NOT_ENOUGH_REPLICAS_AFTER_APPEND (appended, not
@@ -50,6 +51,8 @@ func produceStatus(err error, t sendTrace) (int, string) {
 		// refused one, and the broker may write it, or have written it
 		// (kgo then ignores the success, with no hook to tell it): no
 		// count of requests tells the record's own refusal from that.
+		// The request may still be being written at the failure (t.wrote
+		// counts the batch built into it: tracer.built).
 		return 504, "kafka refused a batch of the record's partition (" + err.Error() + "), perhaps not the record's own" + mayBeWritten
 	}
 	if ke := (*kerr.Error)(nil); t.idempotent && t.rewrote && errors.As(err, &ke) && refusesRecords(ke) {
