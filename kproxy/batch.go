@@ -703,7 +703,7 @@ func (c *batchCall) collect(ctx context.Context) []recordResult {
 			r = recordResult{status: 503, partition: -1, offset: -1, reason: spoolOvertake}
 		case it.err != nil:
 			code, reason := produceStatus(it.err, it.trace)
-			if code == 413 && c.srv.batchedTooLarge(c.deadline, c.cl, it.err, it.rec.Topic, recordSize(it.rec.Key, it.rec.Value, it.rec.Headers)) {
+			if code == 413 && c.srv.batchedTooLarge(c.deadline, it.err, it.rec.Topic, recordSize(it.rec.Key, it.rec.Value, it.rec.Headers)) {
 				// Not 413: the record fits, and a client does not send
 				// again what is too large.
 				code, reason = c.srv.batchTooLargeStatus(c.cl, it.trace)

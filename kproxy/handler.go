@@ -439,7 +439,7 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, dl context.Context, topic str
 	// be written before it), but answered so that its client sends it
 	// again. refusedTopic has the acks=1 client build the topic's batches
 	// anew to the new limit.
-	tooLargeBatch := p.err != nil && s.batchedTooLarge(dl, p.cl, p.err, p.rec.Topic, size)
+	tooLargeBatch := p.err != nil && s.batchedTooLarge(dl, p.err, p.rec.Topic, size)
 	err, trace, partition, offset, cl := p.err, p.trace, p.rec.Partition, p.rec.Offset, p.cl
 	p.release()
 	if err != nil {
@@ -456,18 +456,20 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, dl context.Context, topic str
 }
 
 // batchedTooLarge tells whether a record of size bytes refused with err
-// by cl was refused as too large (MESSAGE_TOO_LARGE) only for the batch it
-// was in: it fits its topic's max.message.bytes, asked again within dl
+// was refused as too large (MESSAGE_TOO_LARGE) only for the batch it was
+// in: it fits its topic's max.message.bytes, asked again within dl
 // (after the refusal, refusedTopic made kproxy forget the limit it had
 // read). kgo fails the partition's later batches with a refused batch's
 // error; the refusal then says nothing of them, and a later batch that was
 // out may be written after all, unless the broker refuses it by its
 // sequence number (the idempotent client) or none was out (the acks=1
 // client with max_in_flight_requests 1): only then is it known that such
-// a record was not written.
-func (s *Server) batchedTooLarge(dl context.Context, cl *kgo.Client, err error, topic string, size int) bool {
-	if !errors.Is(err, kerr.MessageTooLarge) && !errors.Is(err, kerr.RecordListTooLarge) ||
-		cl == s.prod.leader && s.cfg.MaxInFlightRequests > 1 {
+// a record was not written. A pipelining acks=1 client's record whose
+// batch may have been out is answered 504 before (produceStatus: a batch
+// built or a request written since it was handed over); one that gets
+// here never left.
+func (s *Server) batchedTooLarge(dl context.Context, err error, topic string, size int) bool {
+	if !errors.Is(err, kerr.MessageTooLarge) && !errors.Is(err, kerr.RecordListTooLarge) {
 		return false
 	}
 	info, lerr := s.check.exists(dl, []byte(topic), 0)

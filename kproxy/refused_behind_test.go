@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
@@ -75,4 +76,90 @@ func TestQueuedBehindRefusedBatchIs503(t *testing.T) {
 	if a.code != 503 || !strings.Contains(a.body, "not written") {
 		t.Errorf("a good record queued behind a refused batch, never sent: %d %q, want 503 \"not written\"", a.code, a.body)
 	}
+}
+
+// TestQueuedBehindPolicyRefusalNot400: as TestQueuedBehindRefusedBatchIs503,
+// with the broker refusing the first batch as POLICY_VIOLATION (a broker's
+// or a plugin's policy on the records' content): kgo fails the record
+// queued behind it with that refusal too. It never left, and nothing is
+// wrong with it: 503 "not written", not the 400 that has its client drop
+// it.
+func TestQueuedBehindPolicyRefusalNot400(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := startProxy(t, c, nil)
+	decode(t, p.post(t, "topic="+topic+"&key=k", unique(t, "warm-up")))
+
+	release := make(chan struct{})
+	var held atomic.Int32
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if held.Add(1) != 1 {
+			return nil, nil, false
+		}
+		c.SleepControl(func() { <-release })
+		return kafkatest.ProduceError(req.(*kmsg.ProduceRequest), kerr.PolicyViolation.Code), nil, true
+	})
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	first, queued := make(chan answer, 1), make(chan answer, 1)
+	go func() { first <- p.post(t, "topic="+topic+"&key=k", unique(t, "refused")) }()
+	waitFor(t, "the first request at the broker", func() bool { return held.Load() == 1 })
+	go func() { queued <- p.post(t, "topic="+topic+"&key=k", unique(t, "queued")) }()
+	waitFor(t, "the second record waiting in kgo", func() bool { return kproxy.BufferedRecords(p.srv) == 2 })
+	close(release)
+
+	if a := <-first; a.code != 400 && a.code != 503 {
+		t.Errorf("the refused record: %d %q, want 400 or 503", a.code, a.body)
+	}
+	b := <-queued
+	goodRecordAnswered(t, "queued behind the refused batch", b, inKafka(t, c)[string(unique(t, "queued"))])
+}
+
+// TestQueuedBehindTooLargeRefusalPipeliningNot413: with
+// max_in_flight_requests 2 a partition's second batch waits in kgo until
+// the partition's first request on a connection is answered. The broker
+// refuses the first batch as too large (MESSAGE_TOO_LARGE); kgo fails the
+// waiting record with that refusal. The record fits the topic's limit and
+// never left: 503 "not written", not the 413 that has its client drop it.
+func TestQueuedBehindTooLargeRefusalPipeliningNot413(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.MaxInFlightRequests = 2 })
+
+	release := make(chan struct{})
+	var held atomic.Int32
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if held.Add(1) != 1 {
+			return nil, nil, false
+		}
+		c.SleepControl(func() { <-release })
+		return kafkatest.ProduceError(req.(*kmsg.ProduceRequest), kerr.MessageTooLarge.Code), nil, true
+	})
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	first, queued := make(chan answer, 1), make(chan answer, 1)
+	go func() { first <- p.post(t, "topic="+topic+"&key=k", unique(t, "refused")) }()
+	waitFor(t, "the first request at the broker", func() bool { return held.Load() == 1 })
+	go func() { queued <- p.post(t, "topic="+topic+"&key=k", unique(t, "queued")) }()
+	waitFor(t, "the second record waiting in kgo", func() bool { return kproxy.BufferedRecords(p.srv) == 2 })
+	close(release)
+
+	if a := <-first; a.code != 503 && a.code != 504 {
+		t.Errorf("the refused record, which fits: %d %q, want 503 or 504", a.code, a.body)
+	}
+	b := <-queued
+	if n := held.Load(); n != 1 {
+		t.Fatalf("%d produce requests reached the broker, want 1: the second record was sent", n)
+	}
+	goodRecordAnswered(t, "queued behind the refused batch", b, inKafka(t, c)[string(unique(t, "queued"))])
 }

@@ -139,8 +139,6 @@ func produceStatus(err error, t sendTrace) (int, string) {
 		// Writing (or, at acks=-1, idempotent writing) is not allowed to
 		// kproxy's Kafka principal.
 		return 403, "kafka denied writing to this topic"
-	case kerr.PolicyViolation:
-		return 400, "kafka rejected the record: " + ke.Message
 	case kerr.NotLeaderForPartition, kerr.LeaderNotAvailable, kerr.BrokerNotAvailable,
 		kerr.NotEnoughReplicas, kerr.KafkaStorageError, kerr.NetworkException:
 		// A retriable refusal kgo stopped retrying (the last attempt was
@@ -153,10 +151,12 @@ func produceStatus(err error, t sendTrace) (int, string) {
 }
 
 // refusesRecords tells whether ke is a refusal a broker answers for the
-// records of a produce request on their merits, other than as too large.
+// records of a produce request on their merits, other than as too large
+// (POLICY_VIOLATION: a policy of the broker's, or of a plugin, on the
+// records' content).
 func refusesRecords(ke *kerr.Error) bool {
 	switch ke {
-	case kerr.InvalidRecord, kerr.CorruptMessage, kerr.InvalidTimestamp, kerr.InvalidRequiredAcks:
+	case kerr.InvalidRecord, kerr.CorruptMessage, kerr.InvalidTimestamp, kerr.InvalidRequiredAcks, kerr.PolicyViolation:
 		return true
 	}
 	return false
