@@ -35,7 +35,8 @@ const (
 // topic takes, invalid) is written again without the record's value, with
 // a ktransfer-value-omitted header; when even that is refused for good the
 // record is given up without a dead letter, logged and counted, so that it
-// never holds the module. It reports false only when ctx ended.
+// never holds the module. It reports false only when ctx ended or the
+// release of r's partition abandoned the write (writeDeadLetter).
 func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool {
 	topic := m.cfg.DeadLetterTopic
 	// The record's own headers first (a replay needs its target header),
@@ -76,16 +77,9 @@ func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool 
 		// defaults); a write not done within deadLetterTimeout is retried
 		// here. A record is not reused: kgo writes into it.
 		rec := &kgo.Record{Topic: topic, Key: key, Value: value, Headers: headers}
-		if alone {
-			solo.Lock()
-		} else {
-			solo.RLock()
-		}
-		err := m.t.client.ProduceSync(ctx, rec).FirstErr()
-		if alone {
-			solo.Unlock()
-		} else {
-			solo.RUnlock()
+		abandoned, err := m.writeDeadLetter(ctx, r, rec, solo, alone, refused != nil)
+		if abandoned {
+			return false
 		}
 		if deadLetterRefused(err) && !alone {
 			// kgo may have batched it with other dead letters of the topic
@@ -123,13 +117,115 @@ func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool 
 			// The topic was deleted and created again: the client
 			// writes by the id it learnt first and never adopts a new one.
 			// It forgets the topic and looks it up again by name.
-			m.t.forgetDeadLetterTopic(topic, solo)
+			if !m.t.forgetDeadLetterTopic(topic, solo, abandonedOf(r)) {
+				return false
+			}
 		}
 		m.stats.deadLetterWriteFailed()
 		m.log.Error("dead-letter write failed; retrying", append(attrs, "attempt", n, "err", err)...)
 		if !sleep(ctx, backoff(n, time.Second, 30*time.Second)) {
 			return false
 		}
+	}
+}
+
+// writeDeadLetter writes rec and waits for Kafka's answer, unless the
+// release of r's partition abandons the write first (partition.abandoned:
+// at shutdown_timeout_ms on a hand-over, at once on a drop); abandoned is
+// then true and the record is left uncommitted. A release cannot end the
+// write itself: kgo keeps an idempotent write it sent until the broker
+// answers, whatever its context (a request the broker holds, a connection
+// timed out and the request sent again), and the worker waited as long.
+// The topic's lock (solo: shared, or alone when alone) is taken before the
+// write and given back when kgo answers, past an abandon too: a purge or a
+// write alone must not overlap a record still in the client. An abandoned
+// write the broker appends later is a dead letter written after all, of a
+// record the next owner or run pushes or gives up again: it is logged and
+// counted in ktransfer_dead_lettered_total (omitted: written without the
+// value), not as a record given up.
+func (m *module) writeDeadLetter(ctx context.Context, r *record, rec *kgo.Record, solo *sync.RWMutex, alone, omitted bool) (abandoned bool, err error) {
+	stop := abandonedOf(r)
+	try, lock, unlock := solo.TryRLock, solo.RLock, solo.RUnlock
+	if alone {
+		try, lock, unlock = solo.TryLock, solo.Lock, solo.Unlock
+	}
+	if !lockUnless(try, lock, unlock, stop) {
+		return true, nil
+	}
+	var mu sync.Mutex // guards late and the send on done
+	late := false     // abandoned: the answer is not waited for
+	done := make(chan error, 1)
+	m.t.deadLetterWrites.Go(func() {
+		// ProduceSync, not Produce: it sends the record at once, without
+		// the client's linger.
+		err := m.t.client.ProduceSync(ctx, rec).FirstErr()
+		unlock()
+		mu.Lock()
+		defer mu.Unlock()
+		if !late {
+			done <- err
+			return
+		}
+		if err == nil {
+			m.stats.deadLettered()
+			if omitted {
+				m.stats.deadLetterWithoutValue()
+			}
+			m.log.Warn("dead letter abandoned at a release written after all; its record was left to the next owner or run",
+				"dead_letter_topic", rec.Topic, "partition", r.msg.Partition, "offset", r.msg.Offset)
+		}
+	})
+	select {
+	case err := <-done:
+		return false, err
+	case <-stop:
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	select {
+	case err := <-done: // answered meanwhile
+		return false, err
+	default:
+		late = true
+		return true, nil
+	}
+}
+
+// abandonedOf is the channel closed when the dead-letter writes of r's
+// partition are abandoned (nil: never).
+func abandonedOf(r *record) <-chan struct{} {
+	if r.part == nil {
+		return nil
+	}
+	return r.part.abandoned
+}
+
+// lockUnless takes a lock (try or lock, given back by unlock) unless stop
+// is closed first: then it reports false, and the lock is given back as
+// soon as it is taken (the write holding it ends when Kafka answers or the
+// client closes).
+func lockUnless(try func() bool, lock, unlock func(), stop <-chan struct{}) bool {
+	if try() {
+		return true
+	}
+	if stop == nil {
+		lock()
+		return true
+	}
+	got := make(chan struct{})
+	go func() {
+		lock()
+		close(got)
+	}()
+	select {
+	case <-got:
+		return true
+	case <-stop:
+		go func() {
+			<-got
+			unlock()
+		}()
+		return false
 	}
 }
 
@@ -169,15 +265,20 @@ func (t *Transfer) deadLetterSoloLock(topic string) *sync.RWMutex {
 // partitions and their batch bounds) and forgets its max.message.bytes,
 // asked again before the next write: a topic created again may have
 // another. It waits for the topic's writes in flight (solo, its lock):
-// a purge fails the records the client holds for the topic.
-func (t *Transfer) forgetDeadLetterTopic(topic string, solo *sync.RWMutex) {
-	solo.Lock()
+// a purge fails the records the client holds for the topic. It reports
+// false, having done nothing, when stop is closed first (the partition's
+// writes abandoned).
+func (t *Transfer) forgetDeadLetterTopic(topic string, solo *sync.RWMutex, stop <-chan struct{}) bool {
+	if !lockUnless(solo.TryLock, solo.Lock, solo.Unlock, stop) {
+		return false
+	}
 	defer solo.Unlock()
 	t.client.PurgeTopicsFromClient(topic)
 	t.deadLetterMaxMu.Lock()
 	delete(t.deadLetterMax, topic)
 	delete(t.deadLetterIDs, topic)
 	t.deadLetterMaxMu.Unlock()
+	return true
 }
 
 // deadLetterTopicID is topicID within kafkaTimeout.

@@ -695,8 +695,9 @@ func (c *claimed) stop() {
 
 // release gives a claim up: stop reading, pushing and retrying (stop);
 // on a hand-over, wait for the pushes in progress, bounded by
-// shutdown_timeout_ms (a push that cannot be interrupted is abandoned: its
-// record stays uncommitted and its late result is ignored), and store a
+// shutdown_timeout_ms (a push that cannot be interrupted, or a dead-letter
+// write Kafka has not answered, is abandoned: its record stays uncommitted
+// and its late result is ignored), and store a
 // restart offset whose store was under way and the start in a topic found
 // created again within what is left, else (dropped,
 // deposed: nothing is committed) abandon them at once; then, by mode,
@@ -727,6 +728,7 @@ func (m *module) release(c *claimed, mode releaseMode) {
 		// deposed claim's pushes would also overlap the new owner's of
 		// the same keys.
 		m.pusher.abandon(p)
+		p.abandonWrites()
 	}
 	<-c.done        // the reader dispatches none of its records any more
 	m.sched.drop(p) // its slots are given back below
@@ -738,6 +740,7 @@ func (m *module) release(c *claimed, mode releaseMode) {
 		if n := p.pushing.Load(); n > 0 {
 			m.log.Warn("pushes still in progress at release; abandoned, their records stay uncommitted and their connections are closed", "partition", p.id, "pushes", n)
 			m.pusher.abandon(p) // they end, and give their workers back
+			p.abandonWrites()   // so do the dead-letter writes still waiting for Kafka
 		}
 		if p.tracker != nil {
 			// Within what is left of the same bound (a stop waits for

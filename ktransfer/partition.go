@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -80,6 +81,12 @@ type partition struct {
 
 	released atomic.Bool  // given up: queued records are dropped, not pushed
 	pushing  atomic.Int32 // pushes of its records in progress
+	// abandoned is closed when the release gives up waiting for the
+	// pushes in progress (at shutdown_timeout_ms on a hand-over, at once
+	// on a drop): a dead-letter write still waiting for Kafka stops
+	// waiting then, its record uncommitted (deadLetter). nil: never.
+	abandoned   chan struct{}
+	abandonOnce sync.Once
 
 	// The claim, for fencing: the owner node, its creation zxid (the
 	// epoch every push carries) and version, and the version of the
@@ -106,11 +113,20 @@ type pendingStart struct {
 	newTopic bool
 }
 
+// abandonWrites ends the waits of the dead-letter writes of p's records
+// (abandoned); idempotent.
+func (p *partition) abandonWrites() {
+	if p.abandoned != nil {
+		p.abandonOnce.Do(func() { close(p.abandoned) })
+	}
+}
+
 // errDeposed: a fenced write found the partition no longer this claim's.
 var errDeposed = errors.New("partition deposed")
 
 func newPartition(m *module, id int32, ctx context.Context) *partition {
-	p := &partition{m: m, id: id, log: m.log.With("partition", id), ctx: ctx, outOfRange: make(chan int64, 1)}
+	p := &partition{m: m, id: id, log: m.log.With("partition", id), ctx: ctx, outOfRange: make(chan int64, 1),
+		abandoned: make(chan struct{})}
 	p.highWater.Store(-1)
 	p.lostTo.Store(-1)
 	return p

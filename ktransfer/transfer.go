@@ -47,6 +47,10 @@ type Transfer struct {
 	// the dead-letter writes.
 	client *kgo.Client
 	adm    *kadm.Client
+	// deadLetterWrites are the dead-letter writes in the client, those
+	// abandoned by a release included (module.writeDeadLetter); Close
+	// waits for them once the client is closed (it fails what it holds).
+	deadLetterWrites sync.WaitGroup
 	// deadLetterMax is each dead-letter topic's max.message.bytes as the
 	// brokers told it (deadLetterLimit), the bound of the batches client
 	// writes there (deadLetterBatchMax).
@@ -542,12 +546,15 @@ func (t *Transfer) Close() error {
 		if t.adminLn != nil {
 			t.adminLn.Close()
 		}
-		// Dead letters are written synchronously: nothing is buffered.
+		// Dead letters are written synchronously: nothing is buffered
+		// but the writes a release abandoned, which the close fails
+		// (their records were left uncommitted).
 		for _, m := range t.liveModules() {
 			m.reader.cl.Close()
 		}
 		if t.client != nil {
 			t.client.Close()
+			t.deadLetterWrites.Wait()
 		}
 		if conn := t.conn(); conn != nil {
 			conn.Close()
