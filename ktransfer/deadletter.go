@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -77,8 +78,14 @@ func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool 
 		// defaults); a write not done within deadLetterTimeout is retried
 		// here. A record is not reused: kgo writes into it.
 		rec := &kgo.Record{Topic: topic, Key: key, Value: value, Headers: headers}
+		if h := beforeDeadLetterWrite.Load(); h != nil && r.part != nil {
+			(*h)(r.part)
+		}
 		abandoned, err := m.writeDeadLetter(ctx, r, rec, solo, alone, refused != nil)
-		if abandoned {
+		if abandoned || err != nil && ctx.Err() != nil {
+			// Stopped by the release or the module's stop (the client
+			// fails a write not sent yet whose context ended): no failure,
+			// and nothing sent again.
 			return false
 		}
 		if deadLetterRefused(err) && !alone {
@@ -129,10 +136,18 @@ func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool 
 	}
 }
 
+// beforeDeadLetterWrite, when a test sets it, runs before each write of a
+// dead letter of a partition's record.
+var beforeDeadLetterWrite atomic.Pointer[func(*partition)]
+
 // writeDeadLetter writes rec and waits for Kafka's answer, unless the
 // release of r's partition abandons the write first (partition.abandoned:
-// at shutdown_timeout_ms on a hand-over, at once on a drop); abandoned is
-// then true and the record is left uncommitted. A release cannot end the
+// at shutdown_timeout_ms on a hand-over, at once on a drop or when
+// deposed); abandoned is then true and the record is left uncommitted. A
+// write is not started once ctx ended or the release abandoned the
+// partition's writes: the client sends a record whose context ended
+// behind a batch of the topic's partition in flight, and it would be a
+// dead letter of a record the next owner or run has. A release cannot end the
 // write itself: kgo keeps an idempotent write it sent until the broker
 // answers, whatever its context (a request the broker holds, a connection
 // timed out and the request sent again), and the worker waited as long.
@@ -145,11 +160,18 @@ func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool 
 // value), not as a record given up.
 func (m *module) writeDeadLetter(ctx context.Context, r *record, rec *kgo.Record, solo *sync.RWMutex, alone, omitted bool) (abandoned bool, err error) {
 	stop := abandonedOf(r)
+	if stopped(ctx, stop) {
+		return true, nil
+	}
 	try, lock, unlock := solo.TryRLock, solo.RLock, solo.RUnlock
 	if alone {
 		try, lock, unlock = solo.TryLock, solo.Lock, solo.Unlock
 	}
-	if !lockUnless(try, lock, unlock, stop) {
+	if !m.t.lockUnless(try, lock, unlock, stop) {
+		return true, nil
+	}
+	if stopped(ctx, stop) { // while the lock was awaited
+		unlock()
 		return true, nil
 	}
 	var mu sync.Mutex // guards late and the send on done
@@ -200,11 +222,22 @@ func abandonedOf(r *record) <-chan struct{} {
 	return r.part.abandoned
 }
 
+// stopped reports whether ctx ended or stop is closed.
+func stopped(ctx context.Context, stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return true
+	default:
+		return ctx.Err() != nil
+	}
+}
+
 // lockUnless takes a lock (try or lock, given back by unlock) unless stop
 // is closed first: then it reports false, and the lock is given back as
 // soon as it is taken (the write holding it ends when Kafka answers or the
-// client closes).
-func lockUnless(try func() bool, lock, unlock func(), stop <-chan struct{}) bool {
+// client closes). The goroutine that waits for the lock is one of
+// deadLetterWrites, which Close waits for once the client is closed.
+func (t *Transfer) lockUnless(try func() bool, lock, unlock func(), stop <-chan struct{}) bool {
 	if try() {
 		return true
 	}
@@ -212,19 +245,21 @@ func lockUnless(try func() bool, lock, unlock func(), stop <-chan struct{}) bool
 		lock()
 		return true
 	}
-	got := make(chan struct{})
-	go func() {
+	got := make(chan struct{}) // unbuffered: taken by the caller, or not at all
+	gaveUp := make(chan struct{})
+	t.deadLetterWrites.Go(func() {
 		lock()
-		close(got)
-	}()
+		select {
+		case got <- struct{}{}:
+		case <-gaveUp:
+			unlock()
+		}
+	})
 	select {
 	case <-got:
 		return true
 	case <-stop:
-		go func() {
-			<-got
-			unlock()
-		}()
+		close(gaveUp)
 		return false
 	}
 }
@@ -269,7 +304,7 @@ func (t *Transfer) deadLetterSoloLock(topic string) *sync.RWMutex {
 // false, having done nothing, when stop is closed first (the partition's
 // writes abandoned).
 func (t *Transfer) forgetDeadLetterTopic(topic string, solo *sync.RWMutex, stop <-chan struct{}) bool {
-	if !lockUnless(solo.TryLock, solo.Lock, solo.Unlock, stop) {
+	if !t.lockUnless(solo.TryLock, solo.Lock, solo.Unlock, stop) {
 		return false
 	}
 	defer solo.Unlock()

@@ -158,3 +158,27 @@ func DisturbWatch(t *testing.T, tr *Transfer, fail bool, dirs ...string) (tries 
 		return n[dir]
 	}, release
 }
+
+// HoldDeadLetterWrite holds the next write of a dead letter of a record of
+// partition id (the first attempt or a resend) until the release of that
+// partition abandons its dead-letter writes (30 s at most), as when the
+// release comes between the decision to write and the write. held is
+// closed once a write is held.
+func HoldDeadLetterWrite(t *testing.T, id int32) (held <-chan struct{}) {
+	t.Helper()
+	c := make(chan struct{})
+	var hold func(*partition)
+	hold = func(p *partition) {
+		if p.id != id || !beforeDeadLetterWrite.CompareAndSwap(&hold, nil) {
+			return
+		}
+		close(c)
+		select {
+		case <-p.abandoned:
+		case <-time.After(30 * time.Second):
+		}
+	}
+	beforeDeadLetterWrite.Store(&hold)
+	t.Cleanup(func() { beforeDeadLetterWrite.Store(nil) })
+	return c
+}
