@@ -167,7 +167,7 @@ func (m *module) writeDeadLetter(ctx context.Context, r *record, rec *kgo.Record
 	if alone {
 		try, lock, unlock = solo.TryLock, solo.Lock, solo.Unlock
 	}
-	if !m.t.lockUnless(try, lock, unlock, stop) {
+	if !m.t.lockUnless(try, lock, unlock, stop, ctx.Done()) {
 		return true, nil
 	}
 	if stopped(ctx, stop) { // while the lock was awaited
@@ -233,15 +233,18 @@ func stopped(ctx context.Context, stop <-chan struct{}) bool {
 }
 
 // lockUnless takes a lock (try or lock, given back by unlock) unless stop
-// is closed first: then it reports false, and the lock is given back as
-// soon as it is taken (the write holding it ends when Kafka answers or the
-// client closes). The goroutine that waits for the lock is one of
-// deadLetterWrites, which Close waits for once the client is closed.
-func (t *Transfer) lockUnless(try func() bool, lock, unlock func(), stop <-chan struct{}) bool {
+// or done is closed first: then it reports false, and the lock is given
+// back as soon as it is taken (the write holding it ends when Kafka answers
+// or the client closes). done is the write's context's: a write whose
+// context ended is not sent, so a release (which ends it at once) does not
+// wait shutdown_timeout_ms for the lock. The goroutine that waits for the
+// lock is one of deadLetterWrites, which Close waits for once the client is
+// closed.
+func (t *Transfer) lockUnless(try func() bool, lock, unlock func(), stop, done <-chan struct{}) bool {
 	if try() {
 		return true
 	}
-	if stop == nil {
+	if stop == nil && done == nil {
 		lock()
 		return true
 	}
@@ -259,9 +262,10 @@ func (t *Transfer) lockUnless(try func() bool, lock, unlock func(), stop <-chan 
 	case <-got:
 		return true
 	case <-stop:
-		close(gaveUp)
-		return false
+	case <-done:
 	}
+	close(gaveUp)
+	return false
 }
 
 // deadLetterRefused is the one place that decides whether Kafka refused a
@@ -304,7 +308,7 @@ func (t *Transfer) deadLetterSoloLock(topic string) *sync.RWMutex {
 // false, having done nothing, when stop is closed first (the partition's
 // writes abandoned).
 func (t *Transfer) forgetDeadLetterTopic(topic string, solo *sync.RWMutex, stop <-chan struct{}) bool {
-	if !t.lockUnless(solo.TryLock, solo.Lock, solo.Unlock, stop) {
+	if !t.lockUnless(solo.TryLock, solo.Lock, solo.Unlock, stop, nil) {
 		return false
 	}
 	defer solo.Unlock()

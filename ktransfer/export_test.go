@@ -1,7 +1,9 @@
 package ktransfer
 
 import (
+	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -181,4 +183,19 @@ func HoldDeadLetterWrite(t *testing.T, id int32) (held <-chan struct{}) {
 	beforeDeadLetterWrite.Store(&hold)
 	t.Cleanup(func() { beforeDeadLetterWrite.Store(nil) })
 	return c
+}
+
+// LockDeadLetterTopic takes topic's dead-letter lock alone, as a write
+// alone (or a purge) held by the broker does; unlock gives it back.
+func LockDeadLetterTopic(tr *Transfer, topic string) (unlock func()) {
+	l := tr.deadLetterSoloLock(topic)
+	l.Lock()
+	return l.Unlock
+}
+
+// WaitingForDeadLetterLock reports whether a goroutine waits in
+// lockUnless for a dead-letter topic's lock.
+func WaitingForDeadLetterLock() bool {
+	buf := make([]byte, 1<<20)
+	return strings.Contains(string(buf[:runtime.Stack(buf, true)]), ".(*Transfer).lockUnless(")
 }
