@@ -124,7 +124,7 @@ func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool 
 			// The topic was deleted and created again: the client
 			// writes by the id it learnt first and never adopts a new one.
 			// It forgets the topic and looks it up again by name.
-			if !m.t.forgetDeadLetterTopic(topic, solo, abandonedOf(r)) {
+			if !m.t.forgetDeadLetterTopic(topic, solo, abandonedOf(r), ctx.Done()) {
 				return false
 			}
 		}
@@ -306,9 +306,11 @@ func (t *Transfer) deadLetterSoloLock(topic string) *sync.RWMutex {
 // another. It waits for the topic's writes in flight (solo, its lock):
 // a purge fails the records the client holds for the topic. It reports
 // false, having done nothing, when stop is closed first (the partition's
-// writes abandoned).
-func (t *Transfer) forgetDeadLetterTopic(topic string, solo *sync.RWMutex, stop <-chan struct{}) bool {
-	if !t.lockUnless(solo.TryLock, solo.Lock, solo.Unlock, stop, nil) {
+// writes abandoned) or done (the write's context ended: its record is
+// left uncommitted whatever the purge, so a release does not wait
+// shutdown_timeout_ms for a write of another record to end).
+func (t *Transfer) forgetDeadLetterTopic(topic string, solo *sync.RWMutex, stop, done <-chan struct{}) bool {
+	if !t.lockUnless(solo.TryLock, solo.Lock, solo.Unlock, stop, done) {
 		return false
 	}
 	defer solo.Unlock()

@@ -193,6 +193,14 @@ func LockDeadLetterTopic(tr *Transfer, topic string) (unlock func()) {
 	return l.Unlock
 }
 
+// ShareDeadLetterTopic takes topic's dead-letter lock shared, as a write
+// of the topic held by the broker does; unlock gives it back.
+func ShareDeadLetterTopic(tr *Transfer, topic string) (unlock func()) {
+	l := tr.deadLetterSoloLock(topic)
+	l.RLock()
+	return l.RUnlock
+}
+
 // WaitingForDeadLetterLock reports whether a goroutine waits in
 // lockUnless for a dead-letter topic's lock.
 func WaitingForDeadLetterLock() bool {
