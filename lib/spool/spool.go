@@ -9,6 +9,11 @@
 //	lock                      flock'ed (exclusive) while a Spool has the directory open
 //	acked                     the watermark: uint64 acked (every seq below it is acknowledged),
 //	                          uint64 next (no seq below it is appended again), CRC32C of those 16 bytes
+//	acked-above               written by Close: the entries acked above the watermark (acknowledged
+//	                          after an older one that was not): uint64 acked and uint64 next, as in
+//	                          acked when it was written, then one bit per seq from acked on (1:
+//	                          acked), CRC32C of all that; Open takes it only when acked holds the
+//	                          same two numbers
 //	00000000000000000042.seg  a segment: the entries with seqs 42, 43, ... (its name is its first
 //	                          seq in 20 digits, so that lexical order is append order)
 //
@@ -67,7 +72,9 @@
 // is empty, before its first write) is logged with the count of its lost
 // entries. Entries below the persisted watermark are
 // acknowledged already and are not returned again; every other entry is
-// pending, in seq order. A file of the directory that is neither a
+// pending, in seq order, except the entries acked-above says Kafka
+// acknowledged (after a clean Close): those are acked, and Read skips
+// them. A file of the directory that is neither a
 // segment, the watermark nor the lock is left alone and logged at Warn
 // with its name; so is an entry named like a segment that is not a
 // regular file or a link to one (a directory, a pipe). A link named like a
@@ -151,6 +158,7 @@ const (
 	readArena           = 64 << 10
 	lockName            = "lock"
 	metaName            = "acked"
+	aboveName           = "acked-above"
 	metaLen             = 20
 	segSuffix           = ".seg"
 	segDigits           = 20
@@ -183,6 +191,7 @@ type Spool struct {
 	noReserve  bool
 	zeros      []byte
 	savedAcked uint64
+	savedNext  uint64
 	closeErr   error
 	unremoved  []*segment // acked segments whose file's removal failed: removeLeft
 	uncut      *segment   // closed with a failed write not cut: the next segment created marks its end
@@ -218,6 +227,11 @@ type Spool struct {
 	rskip uint64 // entries at roff below rseq, to skip
 	rbuf  *bufio.Reader
 	rtop  string // the last topic decoded, reused
+
+	// Entries acked above the watermark when the spool was closed last
+	// (acked-above): set by Open, read only after.
+	skipFrom uint64
+	skip     []byte
 
 	tmu  sync.Mutex         // ReadTopic's state below
 	tpos map[string]readPos // per topic, where its last ReadTopic stopped
@@ -385,6 +399,9 @@ func (s *Spool) replay(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
+	if whole {
+		s.skipFrom, s.skip = acked, s.readAbove(acked, next)
+	}
 	var drop []*segment
 	var end uint64     // the seq after the last scanned segment
 	var empty *segment // the last scanned segment, when it holds no entry
@@ -403,7 +420,7 @@ func (s *Spool) replay(ctx context.Context) error {
 			bases = bases[1:]
 		}
 		if !ok {
-			if name := de.Name(); name != lockName && name != metaName {
+			if name := de.Name(); name != lockName && name != metaName && name != aboveName {
 				// Not the spool's: junk, or a segment copied in under
 				// another name. Left alone, but said.
 				s.log.Warn("spool: unknown file in the spool directory, ignored", "file", filepath.Join(s.dir, name))
@@ -441,8 +458,16 @@ func (s *Spool) replay(ctx context.Context) error {
 				g.acked++
 				continue
 			}
+			if s.skipped(g.base + uint64(i)) {
+				g.ents[i].acked = true
+				g.acked++
+				continue
+			}
 			s.pending[s.topics[g.ents[i].topic]]++
 			s.records++
+		}
+		if g.acked == len(g.ents) {
+			s.collect = true // acked above the watermark: the loop removes it
 		}
 		s.segs = append(s.segs, g)
 		s.bytes += g.size
@@ -451,7 +476,7 @@ func (s *Spool) replay(ctx context.Context) error {
 	s.lostEmpty(empty, s.next, acked)
 	s.replayed = s.records
 	s.rseq = acked
-	s.savedAcked = acked
+	s.savedAcked, s.savedNext = acked, next
 	if !whole {
 		// Written now, while there is room: later writes of the
 		// watermark overwrite its bytes and need no new block. Its first
@@ -554,8 +579,95 @@ func (s *Spool) writeMeta(acked, next uint64) error {
 	if err := s.meta.Sync(); err != nil {
 		return fmt.Errorf("spool: sync watermark: %w", err)
 	}
-	s.savedAcked = acked
+	s.savedAcked, s.savedNext = acked, next
 	return nil
+}
+
+// skipped tells whether seq was acked above the watermark when the spool
+// was closed last (acked-above).
+func (s *Spool) skipped(seq uint64) bool {
+	if seq < s.skipFrom {
+		return false
+	}
+	i := seq - s.skipFrom
+	return i/8 < uint64(len(s.skip)) && s.skip[i/8]&(1<<(i%8)) != 0
+}
+
+// readAbove reads acked-above: the bits of the seqs from acked on, nil
+// when the file is missing, unreadable or not written with this
+// watermark (acked, next): its seqs may then be another run's.
+func (s *Spool) readAbove(acked, next uint64) []byte {
+	path := filepath.Join(s.dir, aboveName)
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		s.log.Warn("spool: entries acked above the watermark unreadable; they are replayed", "file", path, "err", err)
+		return nil
+	case len(b) < 20 || crc32.Checksum(b[:len(b)-4], castagnoli) != binary.LittleEndian.Uint32(b[len(b)-4:]):
+		s.log.Warn("spool: entries acked above the watermark unreadable; they are replayed", "file", path, "bytes", len(b))
+		return nil
+	case binary.LittleEndian.Uint64(b) != acked || binary.LittleEndian.Uint64(b[8:]) != next:
+		return nil // written before the watermark moved: Close writes it again
+	}
+	return b[16 : len(b)-4]
+}
+
+// saveAbove writes acked-above at Close: which entries above the
+// watermark are acked, so that the next Open does not replay them (Kafka
+// acknowledged them after an older entry it has not: another topic's, or
+// another partition's). The watermark is written first with the spool's
+// next seq, which the file names, so that Open takes it only while no seq
+// of it can be another entry's. Without entries acked there, the file goes.
+func (s *Spool) saveAbove() {
+	s.mu.Lock()
+	acked, next := s.watermark(), s.next
+	var bits []byte
+	for _, g := range s.segs {
+		for k := range g.ents {
+			if q := g.base + uint64(k); q >= acked && g.ents[k].acked {
+				if bits == nil {
+					bits = make([]byte, 16+(next-acked+7)/8, 16+(next-acked+7)/8+4)
+				}
+				i := q - acked
+				bits[16+i/8] |= 1 << (i % 8)
+			}
+		}
+	}
+	s.mu.Unlock()
+	path := filepath.Join(s.dir, aboveName)
+	if acked != s.savedAcked || next != s.savedNext {
+		if err := s.writeMeta(acked, next); err != nil {
+			s.log.Warn("spool: watermark not written at close", "err", err)
+			return
+		}
+	}
+	if bits == nil {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("spool: remove the entries acked above the watermark", "file", path, "err", err)
+		}
+		return
+	}
+	binary.LittleEndian.PutUint64(bits, acked)
+	binary.LittleEndian.PutUint64(bits[8:], next)
+	bits = binary.LittleEndian.AppendUint32(bits, crc32.Checksum(bits, castagnoli))
+	if err := writeSynced(path, bits); err != nil {
+		s.log.Warn("spool: entries acked above the watermark not written; the next start writes them to Kafka again", "file", path, "err", err)
+	}
+}
+
+// writeSynced writes b to the file at path, replacing it, and syncs it.
+func writeSynced(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	return errors.Join(err, f.Close())
 }
 
 func segBase(name string) (uint64, bool) {
@@ -827,7 +939,9 @@ func (s *Spool) loop() {
 		}
 		if quit {
 			// Close: Append refuses new records since closed was set, and
-			// the queue is empty now. Close the files the loop owns.
+			// the queue is empty now. Save the acks above the watermark,
+			// close the files the loop owns.
+			s.saveAbove()
 			if s.active != nil {
 				s.trimAhead()
 				s.closeErr = s.active.Close()
@@ -1454,10 +1568,15 @@ func (s *Spool) ReadAppend(ctx context.Context, dst []Entry, n int) ([]Entry, er
 			s.rfile = nil
 		}
 		if g != nil {
+			had := len(dst)
 			es, err := s.readFrom(dst, min(avail, uint64(max(n, 1))), limit)
 			if errors.Is(err, errCorrupt) {
 				s.cutCorrupt(err)
 				continue
+			}
+			if err == nil && len(es) == had {
+				dst = es
+				continue // every entry read was acked before the restart (skipped)
 			}
 			return es, err
 		}
@@ -1526,6 +1645,11 @@ func (s *Spool) readFrom(es []Entry, n uint64, limit int64) ([]Entry, error) {
 			arena = make([]byte, 0, readArena)
 		}
 		p, size, err := readEntry(s.rbuf, arena[len(arena):], limit-s.roff)
+		if err == nil && s.skipped(s.rseq) {
+			s.roff += size // acked before the restart (acked-above)
+			s.rseq++
+			continue
+		}
 		if err == nil && len(p) <= cap(arena)-len(arena) {
 			arena = arena[:len(arena)+len(p)]
 		}
