@@ -1,8 +1,19 @@
 package spool_test
 
 import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/spool"
 )
@@ -55,4 +66,202 @@ func TestCloseKeepsEntriesAckedAboveTheWatermark(t *testing.T) {
 		t.Errorf("read after a second restart: %q, want %q", got, want)
 	}
 	readNone(t, s)
+}
+
+// crashCopy copies the files of the spool directory dir as they are on
+// disk now, without closing the spool (what kill -9 leaves), into a new
+// directory, and returns it.
+func crashCopy(t *testing.T, dir string) string {
+	t.Helper()
+	snap := t.TempDir()
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, de := range des {
+		if de.Name() == "lock" {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, de.Name()))
+		if errors.Is(err, os.ErrNotExist) {
+			continue // a segment removed meanwhile
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(snap, de.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return snap
+}
+
+// TestCrashAfterTheWatermarkMovedReplaysEntriesAppendedSince: acked-above
+// names its seqs from the watermark it was written with. Once the next run
+// moved the watermark, a crash leaves the old file beside a newer
+// watermark: read from the new one, its bits would mark entries appended
+// since (and never acked) as acked, and a restart would drop them.
+func TestCrashAfterTheWatermarkMovedReplaysEntriesAppendedSince(t *testing.T) {
+	dir := t.TempDir()
+	s, err := spool.Open(spool.Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	var seqs []uint64
+	for _, r := range []spool.Record{rec("parked", "p0"), rec("t", "a"), rec("t", "b"), rec("parked", "p1"), rec("t", "c")} {
+		seqs = append(seqs, appendOne(t, s, r))
+	}
+	readN(t, s, len(seqs))
+	s.Ack(seqs[1], seqs[2], seqs[4]) // t drained; parked's records wait
+	if err := s.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+
+	s = open(t, spool.Options{Dir: dir})
+	if got, want := values(readN(t, s, 2)), []string{"p0", "p1"}; !slices.Equal(got, want) {
+		t.Fatalf("read after the clean stop: %q, want %q", got, want)
+	}
+	appendOne(t, s, rec("t", "n1"))
+	appendOne(t, s, rec("t", "n2"))
+	s.Ack(seqs[0]) // the watermark moves to p1
+	var snap string
+	waitFor(t, "a copy of the directory with the watermark at p1", func() bool {
+		snap = crashCopy(t, dir)
+		b, err := os.ReadFile(filepath.Join(snap, "acked"))
+		return err == nil && len(b) >= 8 && binary.LittleEndian.Uint64(b) == seqs[3]
+	})
+
+	c := open(t, spool.Options{Dir: snap})
+	got := values(readN(t, c, int(c.Stats().Replayed)))
+	readNone(t, c)
+	var missing []string
+	for _, v := range []string{"p1", "n1", "n2"} {
+		if !slices.Contains(got, v) {
+			missing = append(missing, v)
+		}
+	}
+	if len(missing) > 0 {
+		t.Fatalf("read after the crash: %q; %q not acked and lost", got, missing)
+	}
+	t.Logf("read after the crash: %q (an entry acked above the watermark is written again after a crash)", got)
+}
+
+// childUnremovedAbove appends nine records in three segments, bind-mounts
+// the middle segment's file on itself (in a mount namespace of its own:
+// unlink fails with EBUSY), acks every entry but the first, and closes the
+// spool once it logged that the removal failed. It then opens the spool,
+// prints "replayed N", closes it and does so once more.
+func childUnremovedAbove(dir string) {
+	privateMounts()
+	var log logBuffer
+	o := spool.Options{Dir: dir, SegmentBytes: 4 << 10, Log: log.logger()}
+	s, err := spool.Open(o)
+	if err != nil {
+		childFail("open: %v", err)
+	}
+	value := strings.Repeat("v", 600)
+	for i := range 9 { // 3 entries a segment
+		if _, err := s.Append([]spool.Record{rec("t", fmt.Sprintf("%d%s", i, value))}); err != nil {
+			childFail("append: %v", err)
+		}
+	}
+	segs := segmentsIn(dir)
+	if len(segs) != 3 {
+		childFail("%d segments, want 3", len(segs))
+	}
+	if err := unix.Mount(segs[1], segs[1], "", unix.MS_BIND, ""); err != nil {
+		childFail("bind mount: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var es []spool.Entry
+	for len(es) < 9 {
+		got, err := s.Read(ctx, 9-len(es))
+		if err != nil {
+			childFail("read: %d entries, %v", len(es), err)
+		}
+		es = append(es, got...)
+	}
+	ackAll(s, es[1:])
+	waitRemovalFailureLogged(&log)
+	for range 2 {
+		if err := s.Close(); err != nil {
+			childFail("close: %v", err)
+		}
+		if s, err = spool.Open(o); err != nil {
+			childFail("open again: %v", err)
+		}
+		fmt.Printf("replayed %d\n", s.Stats().Replayed)
+	}
+	_ = s.Close()
+}
+
+// A fully acked segment whose file the directory refused to remove (EBUSY)
+// is no longer among the spool's segments, but its entries are acked above
+// the watermark as any other: a clean stop lists them, and the restart
+// does not write them to Kafka again.
+func TestCloseKeepsAckedEntriesOfAnUnremovedSegment(t *testing.T) {
+	dir := t.TempDir()
+	lines := childLines(t, "rmabove", dir, inOwnMountNS)
+	if want := []string{"replayed 1", "replayed 1"}; !slices.Equal(lines, want) {
+		t.Fatalf("child: %q, want %q: only the entry not acked replayed, after a restart and another", lines, want)
+	}
+}
+
+// Close syncs the directory after it wrote acked-above, and after it
+// removed it: the file's own sync does not make its name durable, and a
+// power loss soon after the stop would bring back the old name or none.
+func TestCloseSyncsTheDirectoryAfterAckedAbove(t *testing.T) {
+	dir := t.TempDir()
+	var mu sync.Mutex
+	var present []bool // at each sync of dir: was acked-above there
+	spool.OnDirSynced(t, func(d string) {
+		if d != dir {
+			return
+		}
+		_, err := os.Stat(filepath.Join(dir, "acked-above"))
+		mu.Lock()
+		present = append(present, err == nil)
+		mu.Unlock()
+	})
+	lastSync := func() (bool, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(present) == 0 {
+			return false, 0
+		}
+		return present[len(present)-1], len(present)
+	}
+	s, err := spool.Open(spool.Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	p0 := appendOne(t, s, rec("parked", "p0"))
+	a := appendOne(t, s, rec("t", "a"))
+	readN(t, s, 2)
+	s.Ack(a)
+	if err := s.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if there, n := lastSync(); !there {
+		t.Errorf("after a close that wrote acked-above: the last of %d syncs of the directory was before it", n)
+	}
+
+	s, err = spool.Open(spool.Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	if got := values(readN(t, s, 1)); !slices.Equal(got, []string{"p0"}) {
+		t.Fatalf("read after restart: %q, want [p0]", got)
+	}
+	s.Ack(p0)
+	if err := s.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "acked-above")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("acked-above after a close with nothing acked above the watermark: %v, want it removed", err)
+	}
+	if there, n := lastSync(); there {
+		t.Errorf("after a close that removed acked-above: the last of %d syncs of the directory was before it", n)
+	}
 }

@@ -64,6 +64,8 @@ func TestMain(m *testing.M) {
 		childRemoveRefusedAtOpen(dir)
 	case "rmempty":
 		childEmptyUnremovableAtOpen(dir)
+	case "rmabove":
+		childUnremovedAbove(dir)
 	case "truncfail-taken":
 		childTruncateFailsNameTaken(dir)
 	default:

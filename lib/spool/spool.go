@@ -74,8 +74,8 @@
 // acknowledged already and are not returned again; every other entry is
 // pending, in seq order, except the entries acked-above says Kafka
 // acknowledged (after a clean Close): those are acked, and Read skips
-// them. A file of the directory that is neither a
-// segment, the watermark nor the lock is left alone and logged at Warn
+// them. A file of the directory that is neither a segment, the
+// watermark, acked-above nor the lock is left alone and logged at Warn
 // with its name; so is an entry named like a segment that is not a
 // regular file or a link to one (a directory, a pipe). A link named like a
 // segment whose target cannot be looked at fails the start. One named like
@@ -624,7 +624,9 @@ func (s *Spool) saveAbove() {
 	s.mu.Lock()
 	acked, next := s.watermark(), s.next
 	var bits []byte
-	for _, g := range s.segs {
+	// The acked segments whose file's removal failed (unremoved) are no
+	// longer in segs, but their files are: the next Open reads them.
+	for _, g := range slices.Concat(s.segs, s.unremoved) {
 		for k := range g.ents {
 			if q := g.base + uint64(k); q >= acked && g.ents[k].acked {
 				if bits == nil {
@@ -643,8 +645,19 @@ func (s *Spool) saveAbove() {
 			return
 		}
 	}
+	// The directory is synced after the file is written or removed: the
+	// file's own sync does not make its name durable. A power loss before
+	// costs duplicates only: a file lost lists nothing, and one removed
+	// that comes back lists only entries acked, or seqs of no segment.
 	if bits == nil {
-		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		err := os.Remove(path)
+		if errors.Is(err, os.ErrNotExist) {
+			return
+		}
+		if err == nil {
+			err = syncDir(s.dir)
+		}
+		if err != nil {
 			s.log.Warn("spool: remove the entries acked above the watermark", "file", path, "err", err)
 		}
 		return
@@ -652,7 +665,11 @@ func (s *Spool) saveAbove() {
 	binary.LittleEndian.PutUint64(bits, acked)
 	binary.LittleEndian.PutUint64(bits[8:], next)
 	bits = binary.LittleEndian.AppendUint32(bits, crc32.Checksum(bits, castagnoli))
-	if err := writeSynced(path, bits); err != nil {
+	err := writeSynced(path, bits)
+	if err == nil {
+		err = syncDir(s.dir)
+	}
+	if err != nil {
 		s.log.Warn("spool: entries acked above the watermark not written; the next start writes them to Kafka again", "file", path, "err", err)
 	}
 }
