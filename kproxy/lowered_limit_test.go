@@ -258,11 +258,13 @@ func TestLoweredTopicLimitLaterRecordOfKeyNotBefore(t *testing.T) {
 	da := p.post(t, "topic="+topic+"&key=k&acks=1", unique(t, "D"))
 	unhold()
 	wg.Wait()
-	if da.code == 503 && strings.Contains(da.body, "purged while buffered") {
+	if (da.code == 503 || da.code == 504) && strings.Contains(da.body, "purged while buffered") {
 		// D reached Kafka's client after the new limit was read and before
 		// the purge that rebuilds the topic's batches to it (a loaded
 		// machine widens that gap): failed with the records buffered then,
-		// not written, as README says. Nothing of k can follow it.
+		// as README says: 503, or 504 when a batch was built into a
+		// request meanwhile (it may have left). Not answered 200, it
+		// promises no place in k's order.
 		t.Logf("D buffered at the purge: %d %s", da.code, da.body)
 		return
 	}
