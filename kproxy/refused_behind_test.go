@@ -2,10 +2,12 @@ package kproxy_test
 
 import (
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
@@ -89,35 +91,11 @@ func TestQueuedBehindPolicyRefusalNot400(t *testing.T) {
 	p := startProxy(t, c, nil)
 	decode(t, p.post(t, "topic="+topic+"&key=k", unique(t, "warm-up")))
 
-	release := make(chan struct{})
-	var held atomic.Int32
-	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		if held.Add(1) != 1 {
-			return nil, nil, false
-		}
-		c.SleepControl(func() { <-release })
-		return kafkatest.ProduceError(req.(*kmsg.ProduceRequest), kerr.PolicyViolation.Code), nil, true
-	})
-	t.Cleanup(func() {
-		select {
-		case <-release:
-		default:
-			close(release)
-		}
-	})
-	first, queued := make(chan answer, 1), make(chan answer, 1)
-	go func() { first <- p.post(t, "topic="+topic+"&key=k", unique(t, "refused")) }()
-	waitFor(t, "the first request at the broker", func() bool { return held.Load() == 1 })
-	go func() { queued <- p.post(t, "topic="+topic+"&key=k", unique(t, "queued")) }()
-	waitFor(t, "the second record waiting in kgo", func() bool { return kproxy.BufferedRecords(p.srv) == 2 })
-	close(release)
-
-	if a := <-first; a.code != 400 && a.code != 503 {
+	first, queued, _ := refuseFirstQueueSecond(t, c, p, kerr.PolicyViolation.Code)
+	if a := first; a.code != 400 && a.code != 503 {
 		t.Errorf("the refused record: %d %q, want 400 or 503", a.code, a.body)
 	}
-	b := <-queued
-	goodRecordAnswered(t, "queued behind the refused batch", b, inKafka(t, c)[string(unique(t, "queued"))])
+	goodRecordAnswered(t, "queued behind the refused batch", queued, inKafka(t, c)[string(unique(t, "queued"))])
 }
 
 // TestQueuedBehindTooLargeRefusalPipeliningNot413: with
@@ -130,36 +108,40 @@ func TestQueuedBehindTooLargeRefusalPipeliningNot413(t *testing.T) {
 	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
 	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.MaxInFlightRequests = 2 })
 
+	first, queued, held := refuseFirstQueueSecond(t, c, p, kerr.MessageTooLarge.Code)
+	if a := first; a.code != 503 && a.code != 504 {
+		t.Errorf("the refused record, which fits: %d %q, want 503 or 504", a.code, a.body)
+	}
+	if n := held.Load(); n != 1 {
+		t.Fatalf("%d produce requests reached the broker, want 1: the second record was sent", n)
+	}
+	goodRecordAnswered(t, "queued behind the refused batch", queued, inKafka(t, c)[string(unique(t, "queued"))])
+}
+
+// refuseFirstQueueSecond has the broker hold the next produce request of
+// p and answer it code, posts a record of key k that it holds, and a
+// second of k once the first is at the broker; once the second waits in
+// kgo behind it, the broker answers. It returns both answers and the
+// produce requests that reached the broker.
+func refuseFirstQueueSecond(t *testing.T, c *kfake.Cluster, p *proxy, code int16) (first, queued answer, held *atomic.Int32) {
+	t.Helper()
 	release := make(chan struct{})
-	var held atomic.Int32
+	unhold := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(unhold)
+	held = new(atomic.Int32)
 	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
 		if held.Add(1) != 1 {
 			return nil, nil, false
 		}
 		c.SleepControl(func() { <-release })
-		return kafkatest.ProduceError(req.(*kmsg.ProduceRequest), kerr.MessageTooLarge.Code), nil, true
+		return kafkatest.ProduceError(req.(*kmsg.ProduceRequest), code), nil, true
 	})
-	t.Cleanup(func() {
-		select {
-		case <-release:
-		default:
-			close(release)
-		}
-	})
-	first, queued := make(chan answer, 1), make(chan answer, 1)
-	go func() { first <- p.post(t, "topic="+topic+"&key=k", unique(t, "refused")) }()
+	firstc, queuedc := make(chan answer, 1), make(chan answer, 1)
+	go func() { firstc <- p.post(t, "topic="+topic+"&key=k", unique(t, "refused")) }()
 	waitFor(t, "the first request at the broker", func() bool { return held.Load() == 1 })
-	go func() { queued <- p.post(t, "topic="+topic+"&key=k", unique(t, "queued")) }()
+	go func() { queuedc <- p.post(t, "topic="+topic+"&key=k", unique(t, "queued")) }()
 	waitFor(t, "the second record waiting in kgo", func() bool { return kproxy.BufferedRecords(p.srv) == 2 })
-	close(release)
-
-	if a := <-first; a.code != 503 && a.code != 504 {
-		t.Errorf("the refused record, which fits: %d %q, want 503 or 504", a.code, a.body)
-	}
-	b := <-queued
-	if n := held.Load(); n != 1 {
-		t.Fatalf("%d produce requests reached the broker, want 1: the second record was sent", n)
-	}
-	goodRecordAnswered(t, "queued behind the refused batch", b, inKafka(t, c)[string(unique(t, "queued"))])
+	unhold()
+	return <-firstc, <-queuedc, held
 }

@@ -1,15 +1,11 @@
 package ktransfer_test
 
 import (
-	"log/slog"
-	"net/http"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
 )
 
 // The dead-letter topic is deleted and created again while another dead
@@ -21,18 +17,7 @@ import (
 // release (here a stop) must not wait shutdown_timeout_ms for a purge of
 // no use to it.
 func TestStopDoesNotWaitToPurgeARecreatedDeadLetterTopic(t *testing.T) {
-	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dl", Partitions: 1})
-	b := newBackend(t, func(_ int, _ push, w http.ResponseWriter) { w.WriteHeader(http.StatusBadRequest) })
-	m := module("m", "t", b.URL)
-	m.DeadLetterTopic = "dl"
-	cfg := e.config(t, 0, m)
-	cfg.ShutdownTimeoutMs = 5000
-	var logs runtest.Log
-	tr, err := ktransfer.New(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop := runtest.Start(t, tr.Run, 20*time.Second)
+	e, tr, logs, stop := startRefusingIntoDeadLetters(t, "dl")
 	e.produce(t, "t", [][2]string{{"k", "first"}})
 	waitFor(t, "the first record dead-lettered", 30*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "1" })
 
@@ -41,23 +26,13 @@ func TestStopDoesNotWaitToPurgeARecreatedDeadLetterTopic(t *testing.T) {
 	t.Cleanup(unlock)
 	e.produce(t, "t", [][2]string{{"k", "second"}})
 	waitFor(t, "the worker waiting to purge the topic created again", 30*time.Second, ktransfer.WaitingForDeadLetterLock)
-	go func() {
-		// The write in flight ends once the stop gave the record up.
-		for end := time.Now().Add(20 * time.Second); time.Now().Before(end) && !logged(&logs, "dead-letter write stopped", "offset=1"); {
-			time.Sleep(10 * time.Millisecond)
-		}
-		unlock()
-	}()
-	start := time.Now()
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
-	took := time.Since(start)
+	// The write in flight ends once the stop gave the record up.
+	took := stopUnlockingWhenStopped(t, stop, logs, "offset=1", unlock)
 	t.Logf("stop took %v", took.Round(time.Millisecond))
 	if took > 3*time.Second {
 		t.Errorf("stop took %v with shutdown_timeout_ms 5000: the release waited for the dead-letter topic's lock to purge it, though its write's context had ended", took.Round(time.Millisecond))
 	}
-	if !logged(&logs, "dead-letter write stopped", "offset=1") {
+	if !logged(logs, "dead-letter write stopped", "offset=1") {
 		t.Error("the second record was not left uncommitted by a stopped dead-letter write")
 	}
 }
