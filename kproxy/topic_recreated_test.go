@@ -84,8 +84,10 @@ func TestTopicDeletedAndRecreated(t *testing.T) {
 		for _, acks := range levels {
 			a := p.post(t, "topic="+topic+"&key=k&acks="+acks, []byte(fmt.Sprintf("\xa8%c-%06d", tags[acks], n)))
 			codes[acks][a.code]++
-			if a.code != 200 && a.code != 503 {
-				t.Fatalf("re-created topic, acks=%s: %d %q; want 200, or 503 (not written)", acks, a.code, a.body)
+			// 504: a record buffered when kproxy purged the stale topic
+			// while a produce request was out (it may have left).
+			if a.code != 200 && a.code != 503 && a.code != 504 {
+				t.Fatalf("re-created topic, acks=%s: %d %q; want 200, 503 (not written) or 504 (may have been written)", acks, a.code, a.body)
 			}
 		}
 	}
