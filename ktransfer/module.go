@@ -712,7 +712,7 @@ func (m *module) commitLocked(parts []*partition) (stored int, lost []*partition
 		for range records[i] {
 			<-m.slots
 		}
-		m.stats.committed(p.id, offsets[i])
+		p.storedAt(offsets[i])
 	}
 	switch {
 	case err == nil:

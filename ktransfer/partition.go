@@ -30,6 +30,13 @@ type partition struct {
 
 	highWater atomic.Int64 // the log end in the last fetch; -1 before one
 
+	// stored is the offset this claim last stored in ZooKeeper (its
+	// start, a restart's offset, a commit): what /status and
+	// ktransfer_committed_offset report, and the lag counts from. The
+	// tracker's commit point is not it while a restart waits for the
+	// records dispatched before it: their commits store nothing.
+	stored atomic.Int64
+
 	// outOfRange receives, from the reader, the offset it was fetching
 	// from when the broker answered OFFSET_OUT_OF_RANGE.
 	outOfRange chan int64
@@ -144,7 +151,8 @@ func (p *partition) run(ctx context.Context) error {
 		}
 		return err
 	}
-	m.mu.Lock() // the committer and /status read it
+	p.storedAt(start) // begin stored it
+	m.mu.Lock()       // the committer and /status read it
 	p.tracker = newTracker(start)
 	m.mu.Unlock()
 	p.log.Info("partition started", "offset", start)
@@ -316,6 +324,15 @@ func (p *partition) startOffset(ctx context.Context) (int64, error) {
 		go p.retryRecordPartitions(ctx)
 	}
 	return start, err
+}
+
+// storedAt records that offset is stored in ZooKeeper as p's next offset
+// to push. Before the claim's release forgets p's series (under the
+// module's commitMu, or from run's goroutine, which has returned by
+// then): a store after it would bring them back.
+func (p *partition) storedAt(offset int64) {
+	p.stored.Store(offset)
+	p.m.stats.committed(p.id, offset)
 }
 
 // beforeStartWrite, when a test sets it, runs between a first start's
@@ -558,6 +575,7 @@ func (p *partition) storeNewTopicStart(ctx context.Context, next int64, lower bo
 			case err == nil:
 				p.deletedTopic, p.newTopicStored = true, newTopic
 				p.pendingStart = nil
+				p.storedAt(at)
 			case errors.Is(err, errDeposed), errors.Is(err, errOffsetMoved):
 				p.pendingStart = nil
 			}

@@ -623,8 +623,11 @@ func (t *Transfer) Status() []ModuleStatus {
 			if p.tracker == nil {
 				continue
 			}
-			ps := PartitionStatus{Partition: id, Epoch: p.epoch}
-			ps.Committed, ps.Frontier, ps.InFlight, _ = p.tracker.snapshot()
+			// The offset stored, not the tracker's commit point: while a
+			// restart waits for the records dispatched before it, their
+			// commits store nothing.
+			ps := PartitionStatus{Partition: id, Epoch: p.epoch, Committed: p.stored.Load()}
+			_, ps.Frontier, ps.InFlight, _ = p.tracker.snapshot()
 			if hw := p.highWater.Load(); hw >= 0 {
 				ps.HighWater = hw
 				ps.Lag = max(0, ps.HighWater-ps.Committed)

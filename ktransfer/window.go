@@ -12,7 +12,7 @@ type tracker struct {
 	offsets   []int64 // dispatched, not yet below the frontier, increasing
 	done      []bool
 	head      int   // offsets[head:] are live
-	committed int64 // stored in ZooKeeper
+	committed int64 // the commit point: stored in ZooKeeper, or passed without a store (records before a restart's stored offset)
 	frontier  int64 // every record below it is acknowledged
 	ready     int   // records below the frontier and not yet committed
 	inFlight  int   // dispatched and not acknowledged

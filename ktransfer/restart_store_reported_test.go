@@ -1,0 +1,111 @@
+package ktransfer_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
+)
+
+// TestRestartOffsetStoreIsTheCommittedOffsetReported attacks the promise
+// that ktransfer_committed_offset, /status's committed offset, its lag and
+// ktransfer_lag report the offset stored in ZooKeeper. A partition's read
+// position falls below the log start while a record read before is
+// retried: the restart offset (20) is stored at once, and the record
+// waits. ktransfer_committed_offset was set by regular commits only, and
+// /status and the lag followed the commit point of the records dispatched
+// before the restart (9): for as long as the record was retried, the
+// operator saw an offset ZooKeeper no longer held, and a lag counted from
+// it.
+func TestRestartOffsetStoreIsTheCommittedOffsetReported(t *testing.T) {
+	for _, policy := range []string{"newest", "oldest"} {
+		t.Run(policy, func(t *testing.T) {
+			e, _, r, refuse := belowLogStartWhileRetrying(t, policy)
+			admin := "http://" + r.tr.AdminAddr().String()
+			waitFor(t, "the restart offset stored", 30*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "20" })
+			reportsStored(t, e, admin, "20")
+			refuse.Store(false)
+			waitFor(t, "offset 25 stored", 30*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "25" })
+			reportsStored(t, e, admin, "25")
+		})
+	}
+}
+
+// TestStartOffsetStoreIsTheCommittedOffsetReported: a partition claimed
+// with nothing to push reports the offset its start stored; the series
+// was missing until a record was committed.
+func TestStartOffsetStoreIsTheCommittedOffsetReported(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	e.produce(t, "t", numbered(0, 3, keyEach))
+	dir := zklayout.Offsets(chroot, "m", "t")
+	if err := zklayout.CreateAll(e.conn, dir, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.conn.Create(dir+"/0", []byte("3"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	b := newBackend(t, nil)
+	_, admin := e.startAdmin(t, 0, module("m", "t", b.URL))
+	waitFor(t, "the start stored (the offset node written again)", 30*time.Second, func() bool {
+		_, stat, err := e.conn.Get(dir + "/0")
+		return err == nil && stat.Version > 0
+	})
+	reportsStored(t, e, admin, "3")
+	if n := len(b.got()); n != 0 {
+		t.Errorf("%d records pushed, want none below the stored offset", n)
+	}
+}
+
+// reportsStored waits (10 s at most: the reports follow the store at
+// once) until partition 0 of module m reports offset want, which must
+// be the one stored in ZooKeeper meanwhile: as ktransfer_committed_offset,
+// as /status's committed offset, with /status's lag and ktransfer_lag
+// the log end in /status less want, never negative.
+func reportsStored(t *testing.T, e *env, admin, want string) {
+	t.Helper()
+	wantN, err := strconv.ParseInt(want, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		stored := e.storedOffset(t, "m", "t", 0)
+		metric := metricValue(t, admin, `ktransfer_committed_offset{module="m",partition="0"}`)
+		var report ktransfer.StatusReport
+		if err := json.Unmarshal([]byte(get(t, admin+"/status")), &report); err != nil {
+			t.Fatalf("/status: %v", err)
+		}
+		lagMetric := metricValue(t, admin, `ktransfer_lag{module="m",partition="0"}`)
+		var ps *ktransfer.PartitionStatus
+		for i := range report.Modules {
+			for j := range report.Modules[i].Partitions {
+				if report.Modules[i].Name == "m" && report.Modules[i].Partitions[j].Partition == 0 {
+					ps = &report.Modules[i].Partitions[j]
+				}
+			}
+		}
+		if ps != nil {
+			wantLag := max(0, ps.HighWater-wantN)
+			if stored == want && metric == want && ps.Committed == wantN && ps.Lag == wantLag &&
+				lagMetric == strconv.FormatInt(wantLag, 10) {
+				return
+			}
+			last = fmt.Sprintf("ktransfer_committed_offset %q, /status committed %d high_water %d lag %d, ktransfer_lag %q; stored in ZooKeeper %s (want %s, lag %d)",
+				metric, ps.Committed, ps.HighWater, ps.Lag, lagMetric, stored, want, wantLag)
+		} else {
+			last = fmt.Sprintf("partition 0 not in /status; stored in ZooKeeper %s", stored)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reports never matched the stored offset: %s", last)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
