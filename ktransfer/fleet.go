@@ -61,7 +61,9 @@ func (m *module) coordinate(ctx context.Context, errc chan<- error) {
 	follower.Go(func() { m.followPartitions(ctx) })
 	poll := time.NewTicker(partitionPoll)
 	defer poll.Stop()
-	for {
+	// Not once ctx ended: a module started as the process stops (a
+	// reload's, as Run's stop began) registers and claims nothing.
+	for ctx.Err() == nil {
 		if err := m.reconcile(ctx, idsDir, ownersDir, errc); err != nil {
 			m.log.Warn("reassignment failed; will retry", "err", err)
 			sleep(ctx, time.Second)
@@ -261,6 +263,9 @@ func (m *module) reconcile(ctx context.Context, idsDir, ownersDir string, errc c
 		}
 	}
 	for _, p := range parts {
+		if ctx.Err() != nil {
+			break // stopping: the run releases what it holds, and claims nothing more
+		}
 		if target[p] != me || unreadable[p] != nil {
 			continue // an unknown owner's: its claim would fail (reading the node)
 		}

@@ -314,8 +314,21 @@ func (t *Transfer) reload(ctx context.Context) (ReloadStatus, error) {
 	t.modulesMu.Lock()
 	t.modules = next
 	t.modulesMu.Unlock()
-	for _, m := range built {
-		r.start(m)
+	if r.readCtx.Err() != nil && len(built) > 0 {
+		// The process began to stop during the hand-over: what stopped
+		// stays stopped, and nothing starts. Started now, a module would
+		// register and claim its partitions only to hand them over at
+		// once, and its group would reassign twice. (Its reader client
+		// is closed with the others', by Close.)
+		names := make([]string, 0, len(built))
+		for _, m := range built {
+			names = append(names, m.cfg.Name)
+		}
+		t.log.Info("process stopping: the modules this reload added or changed are not started", "modules", names)
+	} else {
+		for _, m := range built {
+			r.start(m)
+		}
 	}
 	if cfg.LogLevel != t.logLevel {
 		if t.setLevel != nil && t.setLevel(cfg.LogLevel) {
