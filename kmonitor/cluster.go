@@ -384,8 +384,15 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 			for p, pd := range td.Partitions {
 				c.leaders[topicPartition{topic, p}] = pd.Leader
 			}
+			switch {
+			case td.Err == nil:
+				c.state.setParts(topic, int32(len(td.Partitions)))
+			case errors.Is(td.Err, kerr.UnknownTopicOrPartition):
+				c.state.setParts(topic, -1)
+			}
 		}
 	}
+	needStarts := c.state.needStarts()
 	now := time.Now()
 	byLeader := map[int32][]topicPartition{}
 	failed := 0
@@ -437,7 +444,7 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 			continue
 		}
 		leaders.Go(func() {
-			c.pollLeader(ctx, client, leader, tps)
+			c.pollLeader(ctx, client, leader, tps, needStarts)
 			c.pollMu.Lock()
 			for _, tp := range tps {
 				delete(c.inflight, tp)
@@ -447,8 +454,9 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 	}
 }
 
-// pollLeader reads the log-end offsets of tps, led by leader.
-func (c *cluster) pollLeader(ctx context.Context, client *kgo.Client, leader int32, tps []topicPartition) {
+// pollLeader reads the log-end offsets of tps, led by leader, then the
+// log-start offsets of those of them in needStarts.
+func (c *cluster) pollLeader(ctx context.Context, client *kgo.Client, leader int32, tps []topicPartition, needStarts map[topicPartition]bool) {
 	lctx, cancel := context.WithTimeout(ctx, pollTimeout)
 	defer cancel()
 	type answer struct {
@@ -463,7 +471,7 @@ func (c *cluster) pollLeader(ctx context.Context, client *kgo.Client, leader int
 	// the leader does not answer with a log end (it leads them no more, or
 	// is not known to the client) is asked again through kgo, which finds
 	// the leaders (it refreshes the metadata and asks the new one).
-	resp, err := client.Broker(int(leader)).Request(lctx, listOffsetsRequest(tps))
+	resp, err := client.Broker(int(leader)).Request(lctx, listOffsetsRequest(tps, -1))
 	if r, ok := resp.(*kmsg.ListOffsetsResponse); err == nil && ok {
 		for _, t := range r.Topics {
 			for _, p := range t.Partitions {
@@ -480,7 +488,7 @@ func (c *cluster) pollLeader(ctx context.Context, client *kgo.Client, leader int
 		}
 	}
 	if len(again) > 0 && lctx.Err() == nil {
-		for _, sh := range client.RequestSharded(lctx, listOffsetsRequest(again)) {
+		for _, sh := range client.RequestSharded(lctx, listOffsetsRequest(again, -1)) {
 			if sh.Err != nil {
 				if sreq, ok := sh.Req.(*kmsg.ListOffsetsRequest); ok {
 					for _, t := range sreq.Topics {
@@ -526,6 +534,57 @@ func (c *cluster) pollLeader(ctx context.Context, client *kgo.Client, leader int
 		c.state.setEnd(tp, a.end, asked, a.err, now)
 	}
 	c.setFailed(leader, failed, firstErr)
+	var starts []topicPartition
+	for _, tp := range tps {
+		if needStarts[tp] {
+			starts = append(starts, tp)
+		}
+	}
+	if len(starts) > 0 {
+		c.pollStarts(lctx, client, starts)
+	}
+}
+
+// pollStarts reads the log-start offsets of tps (partitions no process
+// has started: their lag counts from there), through kgo, which finds
+// their leaders. Read after their log ends: a start past the end read
+// (retention meanwhile) counts as no lag.
+func (c *cluster) pollStarts(ctx context.Context, client *kgo.Client, tps []topicPartition) {
+	answers := make(map[topicPartition]startEntry, len(tps))
+	for _, sh := range client.RequestSharded(ctx, listOffsetsRequest(tps, -2)) {
+		if sh.Err != nil {
+			if sreq, ok := sh.Req.(*kmsg.ListOffsetsRequest); ok {
+				for _, t := range sreq.Topics {
+					for _, p := range t.Partitions {
+						answers[topicPartition{t.Topic, p.Partition}] = startEntry{err: fmt.Errorf("list offsets: %w", sh.Err)}
+					}
+				}
+			}
+			continue
+		}
+		resp, ok := sh.Resp.(*kmsg.ListOffsetsResponse)
+		if !ok {
+			continue
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				answers[topicPartition{t.Topic, p.Partition}] = startEntry{start: p.Offset, err: kerr.ErrorForCode(p.ErrorCode)}
+			}
+		}
+	}
+	if ctx.Err() != nil && len(answers) == 0 {
+		return // shutting down, or the leader's time is up: asked again next poll
+	}
+	for _, tp := range tps {
+		a, ok := answers[tp]
+		if !ok {
+			a.err = errors.New("the brokers did not answer for the partition")
+		}
+		if a.err != nil {
+			a.err = fmt.Errorf("log start of %s/%d: %w", tp.topic, tp.partition, a.err)
+		}
+		c.state.setStart(tp, a.start, a.err)
+	}
 }
 
 // metaResult is the outcome of one metadata request.
@@ -567,8 +626,9 @@ func (c *cluster) metadata(ctx context.Context, adm *kadm.Client, topics []strin
 	}
 }
 
-// listOffsetsRequest asks for the log-end offsets of tps.
-func listOffsetsRequest(tps []topicPartition) *kmsg.ListOffsetsRequest {
+// listOffsetsRequest asks for the offsets of tps at timestamp: -1 the log
+// end, -2 the log start.
+func listOffsetsRequest(tps []topicPartition, timestamp int64) *kmsg.ListOffsetsRequest {
 	req := kmsg.NewPtrListOffsetsRequest()
 	req.ReplicaID = -1
 	index := map[string]int{}
@@ -584,7 +644,7 @@ func listOffsetsRequest(tps []topicPartition) *kmsg.ListOffsetsRequest {
 		p := kmsg.NewListOffsetsRequestTopicPartition()
 		p.Partition = tp.partition
 		p.CurrentLeaderEpoch = -1
-		p.Timestamp = -1 // the log end
+		p.Timestamp = timestamp
 		req.Topics[i].Partitions = append(req.Topics[i].Partitions, p)
 	}
 	return req

@@ -141,6 +141,29 @@ type state struct {
 	// offsets, those listed by a client that was replaced stay until the
 	// next client has listed them again or found them gone.
 	owned map[moduleTopic]ownedEntry
+	// counts are the partition counts the modules' offsets/<topic> nodes
+	// record (zklayout.OffsetsTopic), as their watchers last read them:
+	// where one is recorded, a partition the brokers list (parts) with no
+	// offset znode is one no process has started (see unstored). Kept
+	// through a client's replacement as the claims are.
+	counts map[moduleTopic]countEntry
+	// parts is how many partitions the brokers list for a topic, as the
+	// last metadata that answered for it said.
+	parts map[string]int32
+	// starts are the log-start offsets of the unstored partitions, as last
+	// polled.
+	starts map[topicPartition]startEntry
+}
+
+type countEntry struct {
+	w     *byte
+	n     int32 // > 0
+	epoch uint64
+}
+
+type startEntry struct {
+	start int64
+	err   error
 }
 
 type moduleTopic struct{ module, topic string }
@@ -153,7 +176,8 @@ type ownedEntry struct {
 
 func newState(history time.Duration) *state {
 	return &state{history: history, offsets: map[partKey]offsetEntry{}, ends: map[topicPartition]*endEntry{},
-		owned: map[moduleTopic]ownedEntry{}}
+		owned: map[moduleTopic]ownedEntry{}, counts: map[moduleTopic]countEntry{}, parts: map[string]int32{},
+		starts: map[topicPartition]startEntry{}}
 }
 
 // partitionNumber reads an offset znode's name as a partition: only its
@@ -259,6 +283,107 @@ func (s *state) pruneOwned(gone func(moduleTopic) bool) {
 	}
 }
 
+// setCount records the partition count (0: none recorded) of module's
+// offsets/<topic> node, as the watcher w, whose context is live, read it;
+// drop drops it, unless another watcher has set it since. A reading by a
+// watcher stopped meanwhile is not recorded, as in setEntry.
+func (s *state) setCount(live context.Context, k moduleTopic, w *byte, n int32, drop bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.counts[k]
+	switch {
+	case drop && (!ok || cur.w != w):
+		return
+	case drop:
+		delete(s.counts, k)
+	case live.Err() != nil:
+		return
+	case n <= 0 && !ok:
+		return
+	case n <= 0:
+		delete(s.counts, k)
+	case ok && cur == countEntry{w, n, s.epoch}:
+		return
+	default:
+		s.counts[k] = countEntry{w, n, s.epoch}
+	}
+	s.gen.Add(1)
+}
+
+// pruneCounts drops the counts read by an earlier client for which gone
+// holds: a listing of the current client found no folder for them.
+func (s *state) pruneCounts(gone func(moduleTopic) bool) {
+	s.mu.Lock()
+	n := 0
+	for k, c := range s.counts {
+		if c.epoch < s.epoch && gone(k) {
+			delete(s.counts, k)
+			n++
+		}
+	}
+	s.mu.Unlock()
+	if n > 0 {
+		s.gen.Add(1)
+	}
+}
+
+// setParts records how many partitions the brokers list for topic; n < 0
+// forgets it (the topic is not there).
+func (s *state) setParts(topic string, n int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.parts[topic]
+	switch {
+	case n < 0 && ok:
+		delete(s.parts, topic)
+	case n >= 0 && (!ok || cur != n):
+		s.parts[topic] = n
+	default:
+		return
+	}
+	s.gen.Add(1)
+}
+
+// setStart records a polled log-start offset of an unstored partition,
+// or the error that kept it.
+func (s *state) setStart(tp topicPartition, start int64, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.starts[tp]
+	if ok && cur.start == start && (cur.err == nil) == (err == nil) && (err == nil || cur.err.Error() == err.Error()) {
+		return
+	}
+	s.starts[tp] = startEntry{start, err}
+	s.gen.Add(1)
+}
+
+// unstored lists, under s.mu, the partitions no process has started:
+// those the brokers list for the topic of a module whose offsets/<topic>
+// node records a partition count, and that have no offset znode. ktransfer
+// creates a partition's offset znode at its first claim, before it pushes
+// any of its records: one without is pushed by no one, whether it was
+// added to the topic since the module started on it (at or above the
+// count), never claimed, or had its znode deleted by hand. Not where the
+// folder of offsets that would hold them cannot be listed: its entry says
+// so already. A node without a count (hand-made, or written by an older
+// ktransfer) tells nothing: its offsets may be sparse.
+func (s *state) unstored() []partKey {
+	var out []partKey
+	for mt := range s.counts {
+		if s.offsets[partKey{mt.module, mt.topic, "*"}].folder || s.offsets[partKey{mt.module, "*", "*"}].folder ||
+			s.offsets[partKey{"*", "*", "*"}].folder {
+			continue
+		}
+		for id := range s.parts[mt.topic] {
+			k := partKey{mt.module, mt.topic, strconv.Itoa(int(id))}
+			if _, ok := s.offsets[k]; !ok {
+				out = append(out, k)
+			}
+		}
+	}
+	return out
+}
+
 // newEpoch starts the epoch of a new ZooKeeper client.
 func (s *state) newEpoch() {
 	s.mu.Lock()
@@ -299,6 +424,34 @@ func (s *state) wanted() map[string][]int32 {
 			seen[tp] = true
 			out[k.topic] = append(out[k.topic], int32(p))
 		}
+	}
+	// The topics whose nodes record a partition count: their partitions
+	// without an offset are polled once the metadata has listed them.
+	for mt := range s.counts {
+		if _, ok := out[mt.topic]; !ok {
+			out[mt.topic] = nil
+		}
+	}
+	for _, k := range s.unstored() {
+		p, _ := partitionNumber(k.name)
+		tp := topicPartition{k.topic, p}
+		if !seen[tp] {
+			seen[tp] = true
+			out[k.topic] = append(out[k.topic], p)
+		}
+	}
+	return out
+}
+
+// needStarts lists the partitions whose log-start offsets are needed: the
+// unstored ones.
+func (s *state) needStarts() map[topicPartition]bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := map[topicPartition]bool{}
+	for _, k := range s.unstored() {
+		p, _ := partitionNumber(k.name)
+		out[topicPartition{k.topic, p}] = true
 	}
 	return out
 }
@@ -360,7 +513,27 @@ func (s *state) forget(wanted map[string][]int32) {
 			s.gen.Add(1)
 		}
 	}
+	for topic := range s.parts {
+		if _, ok := wanted[topic]; !ok {
+			delete(s.parts, topic)
+			s.gen.Add(1)
+		}
+	}
 	low := make(map[topicPartition]int64, len(s.ends))
+	need := map[topicPartition]bool{}
+	for _, k := range s.unstored() { // dated from where they start
+		p, _ := partitionNumber(k.name)
+		tp := topicPartition{k.topic, p}
+		need[tp] = true
+		if st, ok := s.starts[tp]; ok && st.err == nil {
+			low[tp] = st.start
+		}
+	}
+	for tp := range s.starts {
+		if !need[tp] {
+			delete(s.starts, tp)
+		}
+	}
 	for k, o := range s.offsets {
 		p, ok := partitionNumber(k.name)
 		if !ok || o.err != nil {
@@ -431,15 +604,8 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 		if l.Err == "" {
 			e := s.ends[topicPartition{k.topic, p}]
 			switch {
-			case e == nil || e.at.IsZero():
-				l.Err = "log-end offset not known yet"
-				if e != nil && e.err != nil {
-					l.Err = "log-end offset unknown: " + e.err.Error()
-				}
-			case e.err != nil && now.Sub(e.at) > staleAfter:
-				l.Err = "log-end offset unknown: " + e.err.Error()
-			case now.Sub(e.at) > staleAfter:
-				l.Err = fmt.Sprintf("log-end offset not read for %s", now.Sub(e.at).Truncate(time.Second))
+			case endUnknown(e, now, staleAfter) != "":
+				l.Err = endUnknown(e, now, staleAfter)
 			case o.next > e.end && e.asked.After(o.readAt):
 				// Records below the offset were in the log when it was
 				// committed (ktransfer reads no further than the log
@@ -469,6 +635,7 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 			keeps[k.module] = true
 		}
 	}
+	claimed := map[partKey]bool{}
 	for mt, o := range s.owned {
 		if !keeps[mt.module] {
 			continue
@@ -479,6 +646,7 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 				s.offsets[partKey{mt.module, "*", "*"}].folder || s.offsets[partKey{"*", "*", "*"}].folder {
 				continue
 			}
+			claimed[k] = true
 			l := Lag{Cluster: cluster, Module: mt.module, Topic: mt.topic, Partition: name, Committed: -1, LogEnd: -1, pnum: -1,
 				Err: cmp.Or(zkErr, "claimed in owners/, no offset committed yet")}
 			if p, ok := partitionNumber(name); ok {
@@ -487,7 +655,55 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 			out = append(out, l)
 		}
 	}
+	// Partitions no process has started (unstored): the module has all
+	// their records to push, from their log start, where ktransfer starts
+	// a partition added to the topic (start_from oldest starts every
+	// partition there; newest starts one below the count at its newest
+	// record, and the lag is what it would skip). A claimed one is
+	// reported as claimed, above.
+	for _, k := range s.unstored() {
+		if claimed[k] {
+			continue
+		}
+		p, _ := partitionNumber(k.name)
+		tp := topicPartition{k.topic, p}
+		l := Lag{Cluster: cluster, Module: k.module, Topic: k.topic, Partition: k.name, Committed: -1, LogEnd: -1, pnum: int64(p)}
+		e := s.ends[tp]
+		st, known := s.starts[tp]
+		switch {
+		case zkErr != "":
+			l.Err = zkErr
+		case endUnknown(e, now, staleAfter) != "":
+			l.Err = endUnknown(e, now, staleAfter)
+		case !known:
+			l.Err = "no offset stored; log-start offset not known yet"
+		case st.err != nil:
+			l.Err = "no offset stored; log-start offset unknown: " + st.err.Error()
+		default:
+			l.LogEnd = e.end
+			l.Lag = max(0, e.end-st.start)
+			l.LagSeconds, l.LagSecondsAtLeast = lagAge(e.window(s.history), st.start, now)
+		}
+		out = append(out, l)
+	}
 	return out
+}
+
+// endUnknown says why e, a partition's log end, cannot be used at now,
+// or "" when it can.
+func endUnknown(e *endEntry, now time.Time, staleAfter time.Duration) string {
+	switch {
+	case e == nil || e.at.IsZero():
+		if e != nil && e.err != nil {
+			return "log-end offset unknown: " + e.err.Error()
+		}
+		return "log-end offset not known yet"
+	case e.err != nil && now.Sub(e.at) > staleAfter:
+		return "log-end offset unknown: " + e.err.Error()
+	case now.Sub(e.at) > staleAfter:
+		return fmt.Sprintf("log-end offset not read for %s", now.Sub(e.at).Truncate(time.Second))
+	}
+	return ""
 }
 
 // lagAge estimates how long ago the oldest unpushed record (offset next)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
 
 // retryDelay is the pause before asking ZooKeeper again after an error
@@ -365,6 +367,7 @@ func (c *cluster) followOffsets(ctx context.Context, conn *zk.Conn) {
 		listed: func(modules []string) {
 			c.state.pruneStale(func(k partKey) bool { return !slices.Contains(modules, k.module) })
 			c.state.pruneOwned(func(k moduleTopic) bool { return !slices.Contains(modules, k.module) })
+			c.state.pruneCounts(func(k moduleTopic) bool { return !slices.Contains(modules, k.module) })
 		},
 	}, func(ctx context.Context, module string, settle func()) {
 		// offsets/ and owners/ are followed side by side. When either
@@ -388,9 +391,16 @@ func (c *cluster) followOffsets(ctx context.Context, conn *zk.Conn) {
 			denied: partKey{module, "*", "*"},
 			listed: func(topics []string) {
 				c.state.pruneStale(func(k partKey) bool { return k.module == module && !slices.Contains(topics, k.topic) })
+				c.state.pruneCounts(func(k moduleTopic) bool { return k.module == module && !slices.Contains(topics, k.topic) })
 			},
 		}, func(ctx context.Context, topic string, settle func()) {
 			dir := path.Join(offsets, topic)
+			// The node's partition count, followed beside its children.
+			var count sync.WaitGroup
+			defer count.Wait()
+			ctx, stop := context.WithCancel(ctx)
+			defer stop()
+			count.Go(func() { c.watchCount(ctx, client, conn, moduleTopic{module, topic}, dir) })
 			c.watchChildren(ctx, conn, folder{path: dir, client: client, read: read, settle: settle,
 				denied: partKey{module, topic, "*"},
 				listed: func(names []string) {
@@ -404,6 +414,50 @@ func (c *cluster) followOffsets(ctx context.Context, conn *zk.Conn) {
 			})
 		})
 	})
+}
+
+// watchCount follows the partition count a module's offsets/<topic> node
+// p records (zklayout.OffsetsTopic; ktransfer writes it with the node and
+// moves it on as added partitions get their offsets) until ctx ends: with
+// it, a partition the brokers list that has no offset znode is reported
+// (see state.unstored). The count is dropped while the node is missing,
+// and when the watcher ends, unless client (the ZooKeeper client's
+// context) has ended too: it stays then, as the offsets do.
+func (c *cluster) watchCount(ctx, client context.Context, conn *zk.Conn, k moduleTopic, p string) {
+	w := new(byte) // this watcher: a new one may have set k by the time it ends
+	defer func() {
+		if client.Err() == nil {
+			c.state.setCount(ctx, k, w, 0, true)
+		}
+	}()
+	for ctx.Err() == nil {
+		data, _, ev, err := conn.GetW(p)
+		if errors.Is(err, zk.ErrNoNode) {
+			c.state.setCount(ctx, k, w, 0, false)
+			if there, _ := waitCreated(ctx, conn, p, false); !there {
+				return // the module's offsets/ is gone: so is this watcher's folder
+			}
+			continue
+		}
+		if err != nil {
+			// Not readable (its ACL: the listing of its children says
+			// so, and is asked again as seldom) or ZooKeeper away: asked
+			// again.
+			c.log.Debug("read offsets node", "path", p, "err", err)
+			if errors.Is(err, zk.ErrNoAuth) {
+				sleep(ctx, 10*retryDelay)
+			} else {
+				sleep(ctx, retryDelay)
+			}
+			continue
+		}
+		n, _ := zklayout.ParseOffsetsTopic(data)
+		c.state.setCount(ctx, k, w, n, false)
+		select {
+		case <-ev:
+		case <-ctx.Done():
+		}
+	}
 }
 
 // followOwners follows a module's owners/<topic>/<partition>: the
