@@ -52,6 +52,10 @@ type ReloadStatus struct {
 	Started   []string `json:"started,omitempty"`   // modules added
 	Stopped   []string `json:"stopped,omitempty"`   // modules removed (handed over)
 	Restarted []string `json:"restarted,omitempty"` // modules changed
+	// NotStarted are the modules added or changed that were not started:
+	// the process began to stop while the reload handed modules over (a
+	// changed one is in Stopped then, not in Restarted).
+	NotStarted []string `json:"not_started,omitempty"`
 	// RestartNeeded are the changed keys that apply only after a restart;
 	// their running values are kept.
 	RestartNeeded []string `json:"restart_needed,omitempty"`
@@ -177,8 +181,12 @@ func (t *Transfer) Reload(ctx context.Context) error {
 		for _, key := range st.RestartNeeded {
 			t.log.Warn("changed key needs a restart; the running value is kept", "file", t.cfg.file, "key", key)
 		}
-		t.log.Info("configuration reloaded", "file", t.cfg.file, "hash", st.Hash, "started", st.Started,
-			"stopped", st.Stopped, "restarted", st.Restarted, "took", time.Since(start).Round(time.Millisecond))
+		attrs := []any{"file", t.cfg.file, "hash", st.Hash, "started", st.Started,
+			"stopped", st.Stopped, "restarted", st.Restarted, "took", time.Since(start).Round(time.Millisecond)}
+		if len(st.NotStarted) > 0 {
+			attrs = append(attrs, "not_started", st.NotStarted)
+		}
+		t.log.Info("configuration reloaded", attrs...)
 	}
 	t.metrics.reloads.WithLabelValues(st.Result).Inc()
 	t.confMu.Lock()
@@ -325,6 +333,8 @@ func (t *Transfer) reload(ctx context.Context) (ReloadStatus, error) {
 			names = append(names, m.cfg.Name)
 		}
 		t.log.Info("process stopping: the modules this reload added or changed are not started", "modules", names)
+		st.Stopped = append(st.Stopped, st.Restarted...) // handed over, not started again
+		st.Started, st.Restarted, st.NotStarted = nil, nil, names
 	} else {
 		for _, m := range built {
 			r.start(m)

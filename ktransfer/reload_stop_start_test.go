@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -30,7 +31,7 @@ func TestStopDuringReloadStartsNoModule(t *testing.T) {
 	hang := newBackend(t, func(int, push, http.ResponseWriter) { hanging.Add(1); <-unblock })
 	t.Cleanup(func() { close(unblock) }) // before the backend's Close, which waits for its requests
 	c := e.reloadConf(t, "m", "h")
-	c.shutdownMs = 1500
+	c.shutdownMs = 5000 // the stop must come during h's hand-over: ample on a loaded machine
 	c.enable(t, "", "m", "h")
 	c.module(t, "m", "t", "m", ok.URL, "")
 	c.module(t, "h", "h", "h", hang.URL, "")
@@ -48,6 +49,13 @@ func TestStopDuringReloadStartsNoModule(t *testing.T) {
 	})
 	if err := r.stop(); err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+	if !regexp.MustCompile(`msg="process stopping: the modules this reload added or changed are not started" modules=\[n\]`).MatchString(logs.String()) {
+		t.Errorf("the reload did not say it left n unstarted:\n%s", logs.String())
+	}
+	if last := r.tr.ConfigStatus().LastReload; last == nil || !slices.Equal(last.NotStarted, []string{"n"}) ||
+		len(last.Started) != 0 || len(last.Restarted) != 0 || !slices.Equal(last.Stopped, []string{"h"}) {
+		t.Errorf("last_reload %+v, want n not started, h stopped, none started or restarted", last)
 	}
 	for _, what := range []string{"registered", `"partition claimed"`} {
 		if regexp.MustCompile(`msg=` + what + ` module=n `).MatchString(logs.String()) {
