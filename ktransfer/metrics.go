@@ -78,7 +78,7 @@ func newMetrics() *metrics {
 			Name: "ktransfer_committed_offset", Help: "Next offset to push, as stored in ZooKeeper.",
 		}, []string{"module", "partition"}),
 		highWater: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "ktransfer_high_water_offset", Help: "Partition log end as last seen by the consumer.",
+			Name: "ktransfer_high_water_offset", Help: "Partition log end as last seen by the consumer (asked of Kafka every second while a restart waits).",
 		}, []string{"module", "partition"}),
 		opened: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ktransfer_breaker_opened_total", Help: "Times a backend's circuit breaker opened (breaker_failures in a row, or a failed trial).",

@@ -194,6 +194,7 @@ func (p *partition) run(ctx context.Context) error {
 // offset is, as for a truncated log: records dispatched below next are
 // still in Kafka.
 func (p *partition) restart(ctx context.Context, at int64) (int64, error) {
+	defer p.followLogEnd(ctx)()
 	truncated := p.truncated.Swap(false)
 	for {
 		recreated := p.recreated.Load()
@@ -234,6 +235,43 @@ func (p *partition) restart(ctx context.Context, at int64) (int64, error) {
 			return next, err
 		}
 	}
+}
+
+// logEndEvery is how often a restarting partition's log end is asked.
+const logEndEvery = time.Second
+
+// followLogEnd asks Kafka for the partition's log end every logEndEvery
+// until the returned stop is called (it waits for the asking to end). The
+// reader takes no fetch of a stalled partition, and a restart can wait
+// long for a record dispatched before it (retried against a backend that
+// is down): the log end of the last fetch, below the offset the restart
+// stored, showed a lag of 0 while the records written meanwhile waited.
+func (p *partition) followLogEnd(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			// Asked once each time, without listOffset's retries (and
+			// their metadata refreshes): the restart asks those it needs.
+			ask, done := context.WithTimeout(ctx, logEndEvery)
+			listed, err := p.m.t.adm.ListCommittedOffsets(ask, p.m.cfg.Topic)
+			done()
+			if o, ok := listed.Lookup(p.m.cfg.Topic, p.id); err == nil && ok && o.Err == nil {
+				p.noteLogEnd(o.Offset)
+			}
+			if !sleep(ctx, logEndEvery) {
+				return
+			}
+		}
+	})
+	return func() { cancel(); wg.Wait() }
+}
+
+// noteLogEnd records the partition's log end for /status and
+// ktransfer_high_water_offset.
+func (p *partition) noteLogEnd(end int64) {
+	p.highWater.Store(end)
+	p.hwGauge.Set(float64(end))
 }
 
 // begin finds and stores the partition's start offset, retrying with a

@@ -645,8 +645,7 @@ func (r *reader) route(ctx context.Context, fs kgo.Fetches) (records int, failed
 			return
 		}
 		if fp.Err == nil {
-			p.highWater.Store(fp.HighWatermark)
-			p.hwGauge.Set(float64(fp.HighWatermark))
+			p.noteLogEnd(fp.HighWatermark)
 		}
 		for _, rec := range fp.Records {
 			if rec.Offset < p.next {

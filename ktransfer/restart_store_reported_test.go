@@ -31,6 +31,11 @@ func TestRestartOffsetStoreIsTheCommittedOffsetReported(t *testing.T) {
 			admin := "http://" + r.tr.AdminAddr().String()
 			waitFor(t, "the restart offset stored", 30*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "20" })
 			reportsStored(t, e, admin, "20")
+			// The log ends at 25 (records written after the restart
+			// began): the 5 records from the stored offset on wait behind
+			// the retried one, and the lag says so, though the reader
+			// fetches nothing of the partition meanwhile.
+			reportsLogEnd(t, admin, 25, 5)
 			refuse.Store(false)
 			waitFor(t, "offset 25 stored", 30*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "25" })
 			reportsStored(t, e, admin, "25")
@@ -105,6 +110,40 @@ func reportsStored(t *testing.T, e *env, admin, want string) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("reports never matched the stored offset: %s", last)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// reportsLogEnd waits (10 s at most: the log end is asked of Kafka every
+// second while a restart waits) until partition 0 of module m reports log
+// end end and lag lag in /status, ktransfer_high_water_offset and
+// ktransfer_lag.
+func reportsLogEnd(t *testing.T, admin string, end, lag int64) {
+	t.Helper()
+	var last string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var report ktransfer.StatusReport
+		if err := json.Unmarshal([]byte(get(t, admin+"/status")), &report); err != nil {
+			t.Fatalf("/status: %v", err)
+		}
+		hw := metricValue(t, admin, `ktransfer_high_water_offset{module="m",partition="0"}`)
+		lagMetric := metricValue(t, admin, `ktransfer_lag{module="m",partition="0"}`)
+		last = fmt.Sprintf("partition 0 not in /status; ktransfer_high_water_offset %q, ktransfer_lag %q", hw, lagMetric)
+		for _, m := range report.Modules {
+			for _, ps := range m.Partitions {
+				if m.Name != "m" || ps.Partition != 0 {
+					continue
+				}
+				if ps.HighWater == end && ps.Lag == lag && hw == strconv.FormatInt(end, 10) && lagMetric == strconv.FormatInt(lag, 10) {
+					return
+				}
+				last = fmt.Sprintf("/status high_water %d lag %d, ktransfer_high_water_offset %q, ktransfer_lag %q", ps.HighWater, ps.Lag, hw, lagMetric)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("log end %d and lag %d never reported while the restart waited: %s", end, lag, last)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
