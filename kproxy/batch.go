@@ -221,7 +221,7 @@ func (s *Server) checkBatch(dl context.Context, rule *clientRule, recs []batchRe
 		if len(r.key) == 0 && cur.info.compacted {
 			var refused bool
 			if cur.info, refused = s.check.refusesKeyless(dl, cur.info, s.lookupTimeout(spoolable, lookup())); refused {
-				return refuse(400, i, "record "+strconv.Itoa(i)+": "+keylessCompacted(cur.info.name))
+				return refuse(400, i, keylessCompacted(cur.info.name))
 			}
 			topics[string(r.topic)] = cur // read again: not for each keyless record
 		}

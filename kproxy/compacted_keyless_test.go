@@ -147,3 +147,20 @@ func TestCompactedRecheckAskedOnce(t *testing.T) {
 		t.Errorf("%d keyless records arriving together made kproxy read the topic's configuration %d times, want 1", n, got)
 	}
 }
+
+// TestBatchKeylessCompactedReasonNamesTheRecordOnce: a /batch refused for
+// a keyless record to a compacted topic says which record once: "record
+// 1: …", not "record 1: record 1: …" (the refusal adds the prefix
+// itself). gRPC shares the check.
+func TestBatchKeylessCompactedReasonNamesTheRecordOnce(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	setTopicConfig(t, c, topic, "cleanup.policy", "compact")
+	p := startProxy(t, c, nil)
+	a := p.postBatch(t, "topic="+topic, "", mpBatch(t, []brec{{key: "a", value: mp(t, 0)}, {noKey: true, value: mp(t, 1)}}))
+	if a.code != 400 || a.index() != 1 {
+		t.Fatalf("keyless record 1 to a compacted topic: %v, want 400 index 1", a)
+	}
+	if n := strings.Count(a.Error, "record 1:"); n != 1 {
+		t.Errorf("reason %q names the record %d times, want once", a.Error, n)
+	}
+}
