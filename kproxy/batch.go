@@ -380,13 +380,14 @@ func (s *Server) startProduce(acks int, j *batchJob) (*batchCall, batchOutcome) 
 		}
 	}
 	cl, tr := s.prod.client(acks)
-	deadline := j.deadline
-	if deadline == nil || acks == 0 {
-		// acks=0 records outlive their request, and their deadline
-		// with them: produce_timeout_ms.
-		deadline = s.arrivalDeadline(j)
-	}
-	c := s.startBatch(cl, tr, acks, j, deadline, time.Now(), s.spool != nil && acks != 0)
+	// Kafka's client gets produce_timeout_ms from the arrival, never a
+	// gRPC call's shorter deadline (j.deadline, its look-ups' bound): when
+	// a record's context ends before it is sent, the client fails every
+	// record queued behind it in its partition, other requests' records
+	// with time left, acks=0 ones answered 200 included. The call is
+	// answered at its own deadline instead (ctx of finishProduce): 504 for
+	// a record Kafka's client still holds, which may be written after.
+	c := s.startBatch(cl, tr, acks, j, s.arrivalDeadline(j), time.Now(), s.spool != nil && acks != 0)
 	if acks == 0 {
 		// Answered now; the promises count each record as written or
 		// lost (acks0Done), and give back its acks=0 share.
@@ -703,6 +704,9 @@ func (c *batchCall) collect(ctx context.Context) []recordResult {
 			r = recordResult{status: 503, partition: -1, offset: -1, reason: spoolOvertake}
 		case it.err != nil:
 			code, reason := produceStatus(it.err, it.trace)
+			if code == 503 && failedWithEarlier(it.err, c.deadline) {
+				reason = withEarlierReason
+			}
 			if code == 413 && c.srv.batchedTooLarge(c.deadline, it.err, it.rec.Topic, recordSize(it.rec.Key, it.rec.Value, it.rec.Headers)) {
 				// Not 413: the record fits, and a client does not send
 				// again what is too large.

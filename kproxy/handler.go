@@ -444,6 +444,9 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, dl context.Context, topic str
 	p.release()
 	if err != nil {
 		code, reason := produceStatus(err, trace)
+		if code == fasthttp.StatusServiceUnavailable && failedWithEarlier(err, dl) {
+			reason = withEarlierReason
+		}
 		if tooLargeBatch && code == fasthttp.StatusRequestEntityTooLarge {
 			// Not 413: the record fits, and a client does not send again
 			// what is too large.

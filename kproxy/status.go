@@ -38,6 +38,19 @@ const (
 // a definite refusal would be answered with the refusal's status. At
 // acks=-1 the broker deduplicates the retry, so that refusal is all but
 // impossible; at acks=1 brokers send neither error.
+// failedWithEarlier says whether a record failed by a deadline was failed
+// with an earlier record of its partition, its own deadline (own) not yet
+// passed: Kafka's client fails every record queued behind one whose
+// deadline passed before it was sent (their order would break otherwise),
+// whatever time they had left.
+func failedWithEarlier(err error, own context.Context) bool {
+	return errors.Is(err, context.DeadlineExceeded) && own != nil && own.Err() == nil
+}
+
+// withEarlierReason is the reason of a record failedWithEarlier and not
+// sent (503).
+const withEarlierReason = "kafka did not take an earlier record of its partition within produce_timeout_ms, and kafka's client failed the records queued behind it with it" + notWritten
+
 func produceStatus(err error, t sendTrace) (int, string) {
 	if t.lost {
 		// A request that may have carried the record was written and its
