@@ -42,6 +42,11 @@ type cluster struct {
 	// offset its first listings found: before that the partitions known
 	// may be only some of them.
 	everRead atomic.Bool
+	// polledAfterRead is set once a poll that began after everRead has
+	// asked the brokers for its topics' partitions (or could not): the
+	// partitions of a topic whose offsets node records a count and that
+	// have no offset znode are known from then on (state.unstored).
+	polledAfterRead atomic.Bool
 
 	// missing is the path whose absence the last listing of
 	// <chroot>/consumers met (the chroot itself, or consumers/ in it), ""
@@ -298,7 +303,14 @@ func (c *cluster) missingPath() string {
 // everReached reports whether the cluster's partitions have been read
 // once since the start (see everRead): before that only some of them, or
 // none, are known.
-func (c *cluster) everReached() bool { return c.everRead.Load() }
+// The partitions without an offset znode are known only once a poll has
+// asked the brokers for the topics' partitions after that.
+func (c *cluster) everReached() bool { return c.everRead.Load() && c.polledAfterRead.Load() }
+
+// staleAfter is how long a log end (or an unstored partition's log start,
+// or a topic the brokers said is not there) read by a poll is used: past
+// it the partition's lag is an error.
+func (c *cluster) staleAfter() time.Duration { return max(3*c.poll, c.poll+5*time.Second) }
 
 // healthy reports whether a session is up.
 func (c *cluster) healthy() bool {
@@ -345,6 +357,11 @@ const metaWait = time.Second
 // answered is not asked for again until it is: a hung broker delays only
 // the partitions it leads, which turn unknown once their log end is stale.
 func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
+	if c.everRead.Load() {
+		// The metadata this poll asks for (or fails to) covers every
+		// count read (watchCount is part of the first reading).
+		defer c.polledAfterRead.Store(true)
+	}
 	wanted := c.state.wanted()
 	c.state.forget(wanted)
 	if len(wanted) == 0 {
@@ -386,9 +403,9 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 			}
 			switch {
 			case td.Err == nil:
-				c.state.setParts(topic, int32(len(td.Partitions)))
+				c.state.setParts(topic, int32(len(td.Partitions)), time.Now(), c.staleAfter())
 			case errors.Is(td.Err, kerr.UnknownTopicOrPartition):
-				c.state.setParts(topic, -1)
+				c.state.setParts(topic, -1, time.Now(), c.staleAfter())
 			}
 		}
 	}
@@ -583,7 +600,7 @@ func (c *cluster) pollStarts(ctx context.Context, client *kgo.Client, tps []topi
 		if a.err != nil {
 			a.err = fmt.Errorf("log start of %s/%d: %w", tp.topic, tp.partition, a.err)
 		}
-		c.state.setStart(tp, a.start, a.err)
+		c.state.setStart(tp, a.start, a.err, time.Now())
 	}
 }
 

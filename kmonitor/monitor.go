@@ -194,7 +194,7 @@ func (m *Monitor) Lags(names ...string) []Lag {
 		if len(names) > 0 && !slices.Contains(names, c.name) {
 			continue
 		}
-		stale := max(3*c.poll, c.poll+5*time.Second)
+		stale := c.staleAfter()
 		out = append(out, c.state.snapshot(c.name, now, stale, c.zkProblem(now))...)
 	}
 	return out

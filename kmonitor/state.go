@@ -150,6 +150,13 @@ type state struct {
 	// parts is how many partitions the brokers list for a topic, as the
 	// last metadata that answered for it said.
 	parts map[string]int32
+	// partsGone is when the brokers first answered, in a row, that a
+	// topic of parts is not there: it is forgotten once that lasted the
+	// stale bound (a broker whose metadata is behind answers so for a
+	// moment, and its unstored partitions would vanish from every output
+	// while the stored ones, whose log ends turn unknown only once stale,
+	// stayed).
+	partsGone map[string]time.Time
 	// starts are the log-start offsets of the unstored partitions, as last
 	// polled.
 	starts map[topicPartition]startEntry
@@ -163,7 +170,8 @@ type countEntry struct {
 
 type startEntry struct {
 	start int64
-	err   error
+	at    time.Time // when start was read; zero: never
+	err   error     // of the last poll; start is kept beside it until stale
 }
 
 type moduleTopic struct{ module, topic string }
@@ -177,7 +185,7 @@ type ownedEntry struct {
 func newState(history time.Duration) *state {
 	return &state{history: history, offsets: map[partKey]offsetEntry{}, ends: map[topicPartition]*endEntry{},
 		owned: map[moduleTopic]ownedEntry{}, counts: map[moduleTopic]countEntry{}, parts: map[string]int32{},
-		starts: map[topicPartition]startEntry{}}
+		partsGone: map[string]time.Time{}, starts: map[topicPartition]startEntry{}}
 }
 
 // partitionNumber reads an offset znode's name as a partition: only its
@@ -327,16 +335,31 @@ func (s *state) pruneCounts(gone func(moduleTopic) bool) {
 	}
 }
 
-// setParts records how many partitions the brokers list for topic; n < 0
-// forgets it (the topic is not there).
-func (s *state) setParts(topic string, n int32) {
+// setParts records how many partitions the brokers list for topic at now;
+// n < 0 says the topic is not there, which forgets it once the brokers
+// have said so for longer than staleAfter (see partsGone).
+func (s *state) setParts(topic string, n int32, now time.Time, staleAfter time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur, ok := s.parts[topic]
+	if n >= 0 {
+		delete(s.partsGone, topic)
+	}
 	switch {
-	case n < 0 && ok:
+	case n < 0 && !ok:
+		return
+	case n < 0:
+		since, gone := s.partsGone[topic]
+		if !gone {
+			s.partsGone[topic] = now
+			return
+		}
+		if now.Sub(since) <= staleAfter {
+			return
+		}
 		delete(s.parts, topic)
-	case n >= 0 && (!ok || cur != n):
+		delete(s.partsGone, topic)
+	case !ok || cur != n:
 		s.parts[topic] = n
 	default:
 		return
@@ -345,16 +368,27 @@ func (s *state) setParts(topic string, n int32) {
 }
 
 // setStart records a polled log-start offset of an unstored partition,
-// or the error that kept it.
-func (s *state) setStart(tp topicPartition, start int64, err error) {
+// read at now, or the error that kept it: the last start read is kept
+// beside the error, and used until it is stale, as a log end is (one
+// failed answer does not turn the partition's lag into an error).
+func (s *state) setStart(tp topicPartition, start int64, err error, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur, ok := s.starts[tp]
-	if ok && cur.start == start && (cur.err == nil) == (err == nil) && (err == nil || cur.err.Error() == err.Error()) {
+	if err != nil {
+		if ok && cur.err != nil && cur.err.Error() == err.Error() {
+			return
+		}
+		cur.err = err
+		s.starts[tp] = cur
+		s.gen.Add(1)
 		return
 	}
-	s.starts[tp] = startEntry{start, err}
-	s.gen.Add(1)
+	changed := !ok || cur.start != start || cur.err != nil
+	s.starts[tp] = startEntry{start: start, at: now}
+	if changed {
+		s.gen.Add(1)
+	}
 }
 
 // unstored lists, under s.mu, the partitions no process has started:
@@ -516,6 +550,7 @@ func (s *state) forget(wanted map[string][]int32) {
 	for topic := range s.parts {
 		if _, ok := wanted[topic]; !ok {
 			delete(s.parts, topic)
+			delete(s.partsGone, topic)
 			s.gen.Add(1)
 		}
 	}
@@ -525,7 +560,7 @@ func (s *state) forget(wanted map[string][]int32) {
 		p, _ := partitionNumber(k.name)
 		tp := topicPartition{k.topic, p}
 		need[tp] = true
-		if st, ok := s.starts[tp]; ok && st.err == nil {
+		if st, ok := s.starts[tp]; ok && !st.at.IsZero() {
 			low[tp] = st.start
 		}
 	}
@@ -675,10 +710,10 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 			l.Err = zkErr
 		case endUnknown(e, now, staleAfter) != "":
 			l.Err = endUnknown(e, now, staleAfter)
-		case !known:
-			l.Err = "no offset stored; log-start offset not known yet"
-		case st.err != nil:
+		case st.err != nil && (st.at.IsZero() || now.Sub(st.at) > staleAfter):
 			l.Err = "no offset stored; log-start offset unknown: " + st.err.Error()
+		case !known || st.at.IsZero():
+			l.Err = "no offset stored; log-start offset not known yet"
 		default:
 			l.LogEnd = e.end
 			l.Lag = max(0, e.end-st.start)

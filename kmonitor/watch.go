@@ -400,7 +400,11 @@ func (c *cluster) followOffsets(ctx context.Context, conn *zk.Conn) {
 			defer count.Wait()
 			ctx, stop := context.WithCancel(ctx)
 			defer stop()
-			count.Go(func() { c.watchCount(ctx, client, conn, moduleTopic{module, topic}, dir) })
+			countRead := read.unit(nil) // the count is part of the first reading
+			count.Go(func() {
+				defer countRead()
+				c.watchCount(ctx, client, conn, moduleTopic{module, topic}, dir, countRead)
+			})
 			c.watchChildren(ctx, conn, folder{path: dir, client: client, read: read, settle: settle,
 				denied: partKey{module, topic, "*"},
 				listed: func(names []string) {
@@ -423,7 +427,10 @@ func (c *cluster) followOffsets(ctx context.Context, conn *zk.Conn) {
 // (see state.unstored). The count is dropped while the node is missing,
 // and when the watcher ends, unless client (the ZooKeeper client's
 // context) has ended too: it stays then, as the offsets do.
-func (c *cluster) watchCount(ctx, client context.Context, conn *zk.Conn, k moduleTopic, p string) {
+//
+// read is called once the node was first read, found missing or
+// unreadable (its ACL); not while ZooKeeper does not answer.
+func (c *cluster) watchCount(ctx, client context.Context, conn *zk.Conn, k moduleTopic, p string, read func()) {
 	w := new(byte) // this watcher: a new one may have set k by the time it ends
 	defer func() {
 		if client.Err() == nil {
@@ -434,6 +441,7 @@ func (c *cluster) watchCount(ctx, client context.Context, conn *zk.Conn, k modul
 		data, _, ev, err := conn.GetW(p)
 		if errors.Is(err, zk.ErrNoNode) {
 			c.state.setCount(ctx, k, w, 0, false)
+			read()
 			if there, _ := waitCreated(ctx, conn, p, false); !there {
 				return // the module's offsets/ is gone: so is this watcher's folder
 			}
@@ -445,6 +453,7 @@ func (c *cluster) watchCount(ctx, client context.Context, conn *zk.Conn, k modul
 			// again.
 			c.log.Debug("read offsets node", "path", p, "err", err)
 			if errors.Is(err, zk.ErrNoAuth) {
+				read()
 				sleep(ctx, 10*retryDelay)
 			} else {
 				sleep(ctx, retryDelay)
@@ -453,6 +462,7 @@ func (c *cluster) watchCount(ctx, client context.Context, conn *zk.Conn, k modul
 		}
 		n, _ := zklayout.ParseOffsetsTopic(data)
 		c.state.setCount(ctx, k, w, n, false)
+		read()
 		select {
 		case <-ev:
 		case <-ctx.Done():
