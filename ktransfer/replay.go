@@ -25,6 +25,19 @@ import (
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
 
+// deletedBeforeRead counts and logs the offsets from to to (excluded) of
+// a dead-letter topic's partition that Kafka deleted before the replay read
+// them, when there are any, and returns the position after them.
+func deletedBeforeRead(log *slog.Logger, rep *ReplayReport, partition int32, from, to int64) int64 {
+	if to <= from {
+		return from
+	}
+	rep.Deleted += to - from
+	log.Error("dead letters deleted before the replay read them (retention, or records deleted): lost",
+		"partition", partition, "from", from, "to", to, "count", to-from)
+	return to
+}
+
 // ReplayReport is what Replay did.
 type ReplayReport struct {
 	Replayed int // pushed: a backend answered 2xx
@@ -46,6 +59,10 @@ type ReplayReport struct {
 	// listed at the start) up to the high watermark: records of a
 	// transaction still open, or written since; not read.
 	PastEnd int64
+	// Deleted counts the offsets below the end that Kafka no longer held
+	// when the replay came to read them (retention, or DeleteRecords,
+	// moved the log start past them): lost, each range logged.
+	Deleted int64
 	// Unfinished are the partitions that did not deliver their committed
 	// dead letters below the end in time (the replay's error names them).
 	Unfinished []UnfinishedPartition
@@ -53,8 +70,8 @@ type ReplayReport struct {
 }
 
 func (r ReplayReport) String() string {
-	s := fmt.Sprintf("replayed %d, given up %d, skipped %d, other modules' %d, without original headers %d, without value %d, past the end %d, in %v",
-		r.Replayed, r.GivenUp, r.Skipped, r.Others, r.WithoutHeaders, r.WithoutValue, r.PastEnd, r.Took.Round(time.Millisecond))
+	s := fmt.Sprintf("replayed %d, given up %d, skipped %d, other modules' %d, without original headers %d, without value %d, past the end %d, deleted before read %d, in %v",
+		r.Replayed, r.GivenUp, r.Skipped, r.Others, r.WithoutHeaders, r.WithoutValue, r.PastEnd, r.Deleted, r.Took.Round(time.Millisecond))
 	for _, u := range r.Unfinished {
 		s += fmt.Sprintf("; partition %d unfinished at %d of %d", u.Partition, u.Position, u.End)
 	}
@@ -197,6 +214,12 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 					return
 				}
 				for _, rec := range p.Records {
+					if rec.Offset > pos[p.Partition] {
+						// Kafka's client moved on to the log start by
+						// itself (an out-of-range answer): what lay
+						// between was deleted before it was read.
+						pos[p.Partition] = deletedBeforeRead(log, &rep, p.Partition, pos[p.Partition], min(rec.Offset, p.LogStartOffset, end))
+					}
 					// Done once the position reaches the end: a record
 					// or control record at end-1 or past it. The one at
 					// end-1 may never come (an aborted transaction's, or
@@ -223,7 +246,11 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 					}
 				}
 				if p.LogStartOffset >= end {
-					delete(consume, p.Partition) // retention deleted what was left below the end
+					// Retention deleted what was left below the end.
+					if _, reading := consume[p.Partition]; reading {
+						pos[p.Partition] = deletedBeforeRead(log, &rep, p.Partition, pos[p.Partition], end)
+					}
+					delete(consume, p.Partition)
 				}
 			})
 			if err != nil {

@@ -107,5 +107,10 @@ func runArgs(args []string) int {
 		fmt.Fprintf(os.Stderr, "ktransfer_bin: %d dead letters given up again (still in the dead-letter topic)\n", rep.GivenUp)
 		return 3
 	}
+	if rep.Deleted > 0 {
+		// Lost before they could be replayed: not a replay done either.
+		fmt.Fprintf(os.Stderr, "ktransfer_bin: %d dead letters were deleted (retention) before the replay read them\n", rep.Deleted)
+		return 3
+	}
 	return 0
 }

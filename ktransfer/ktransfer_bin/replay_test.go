@@ -9,10 +9,13 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/bintest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
@@ -51,7 +54,7 @@ func TestReplayFlag(t *testing.T) {
 		return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
 	}
 	code, out, errText := run("-replay-dead-letters", "m")
-	if code != 0 || !strings.HasPrefix(out, "replayed 5, given up 0, skipped 0, other modules' 0, without original headers 0, without value 0, past the end 0, in ") {
+	if code != 0 || !strings.HasPrefix(out, "replayed 5, given up 0, skipped 0, other modules' 0, without original headers 0, without value 0, past the end 0, deleted before read 0, in ") {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errText)
 	}
 	if distinct, total, _ := s.backend.snapshot(); distinct != 5 || total != 5 {
@@ -93,5 +96,37 @@ func TestReplayFlag(t *testing.T) {
 	if code, out, errText := run("-replay-dead-letters", "m"); code != 3 || !strings.HasPrefix(out, "replayed 0, given up 5,") ||
 		!strings.Contains(errText, "5 dead letters given up again") {
 		t.Errorf("replay with no backend: exit %d, stdout %q, stderr %q; want 3, given up 5 and the reason", code, out, errText)
+	}
+	// Dead letters deleted (retention) while the replay runs, before it
+	// read them: lost, and not a replay done either. The first fetch, at
+	// the log start, is held while offsets 0 to 6 are deleted; the
+	// replay, which listed 0 to 9, then reads 7 to 9.
+	os.WriteFile(module, text, 0o644)
+	var deleted atomic.Bool
+	k.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		for _, rt := range req.(*kmsg.FetchRequest).Topics {
+			for _, rp := range rt.Partitions {
+				if rp.FetchOffset == 0 && deleted.CompareAndSwap(false, true) {
+					k.SleepControl(func() {
+						ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+						defer cancel()
+						o := kadm.Offsets{}
+						o.Add(kadm.Offset{Topic: "dlq", Partition: 0, At: 7})
+						if res, err := kadm.NewClient(kafkatest.Client(t, k, kafkaconf.Default())).DeleteRecords(ctx, o); err != nil || res.Error() != nil {
+							t.Errorf("delete records: %v %v", err, res.Error())
+						}
+					})
+					k.DropControl()
+				}
+			}
+		}
+		return nil, nil, false
+	})
+	if err := kafkatest.Client(t, k, kafkaconf.Default()).ProduceSync(ctx, dead...).FirstErr(); err != nil { // offsets 5 to 9
+		t.Fatal(err)
+	}
+	if code, out, errText := run("-replay-dead-letters", "m"); code != 3 || !strings.HasPrefix(out, "replayed 3, given up 0,") ||
+		!strings.Contains(out, "deleted before read 7,") || !strings.Contains(errText, "7 dead letters were deleted (retention) before the replay read them") {
+		t.Errorf("replay losing 7 dead letters to retention: exit %d, stdout %q, stderr %q; want 3, replayed 3, deleted before read 7 and the reason", code, out, errText)
 	}
 }
