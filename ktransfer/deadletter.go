@@ -22,6 +22,11 @@ import (
 // size and why.
 const hdrValueOmitted = "ktransfer-value-omitted"
 
+// hdrHeaders is the dead-letter header that gives how many headers of the
+// record's own come before ktransfer's: a dead letter without it was
+// written before dead letters kept them (replayOne).
+const hdrHeaders = "ktransfer-headers"
+
 // Bounds of a dead-letter batch: kgo's default (the one it uses for a topic
 // whose max.message.bytes is not known) and the range kgo accepts.
 const (
@@ -48,6 +53,7 @@ func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool 
 		kgo.RecordHeader{Key: "ktransfer-topic", Value: []byte(r.msg.Topic)},
 		kgo.RecordHeader{Key: "ktransfer-partition", Value: []byte(strconv.Itoa(int(r.msg.Partition)))},
 		kgo.RecordHeader{Key: "ktransfer-offset", Value: []byte(strconv.FormatInt(r.msg.Offset, 10))},
+		kgo.RecordHeader{Key: hdrHeaders, Value: []byte(strconv.Itoa(len(r.msg.Headers)))},
 	)
 	var key []byte
 	if len(r.msg.Key) > 0 {

@@ -505,9 +505,11 @@ func replayOne(ctx context.Context, rec *kgo.Record, mc Module, log *slog.Logger
 		log.Warn("dead letter without the record's value; skipped: the value is in the record's own topic",
 			"partition", rec.Partition, "offset", rec.Offset, "topic", r.msg.Topic, "record_partition", r.msg.Partition, "record_offset", r.msg.Offset)
 		return nil
-	case mc.Protocol.TargetHeader != "" && len(r.msg.Headers) == 0:
-		// Written before dead letters kept the record's headers: its
-		// target, if it had one, is lost. Warned once, counted always.
+	case mc.Protocol.TargetHeader != "" && len(r.msg.Headers) == 0 &&
+		!slices.ContainsFunc(rec.Headers[originAt(rec.Headers):], func(h kgo.RecordHeader) bool { return h.Key == hdrHeaders }):
+		// Written before dead letters kept the record's headers (none
+		// says how many it kept): its target, if it had one, is lost.
+		// Warned once, counted always.
 		lvl := slog.LevelDebug
 		if rep.WithoutHeaders == 0 {
 			lvl = slog.LevelWarn
