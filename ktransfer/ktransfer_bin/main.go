@@ -38,7 +38,8 @@ func main() { os.Exit(runArgs(os.Args[1:])) }
 
 // runArgs is the daemon or, with -replay-dead-letters, a replay that reports
 // and exits: 0 when it went through, 1 when it could not, 2 for bad usage
-// or a bad configuration.
+// or a bad configuration, 3 when a replay ended with dead letters given up
+// again or deleted before it read them.
 func runArgs(args []string) int {
 	fs := flag.NewFlagSet("ktransfer_bin", flag.ContinueOnError)
 	file := fs.String("f", program.DefaultFile, "configuration file")
