@@ -119,14 +119,17 @@ func (s *Server) releaseBatch(n int) { s.inFlight.Add(int64(-n)) }
 
 // releaseCall gives back the n places of a request whose records went
 // through c (its job's call: the zero call when none was handed to
-// Kafka): at once, unless the call was cancelled (its client left) while
+// Kafka): at once, unless the call was cancelled (its client left), or
+// answered at its own deadline before its records' (a gRPC call's), while
 // Kafka's client still held some of them. Those keep their places until
 // Kafka answered them (settled) or, as an answer would, until their
-// deadline and answerGrace passed: a client cancelling call after call
+// deadline and answerGrace passed: a client cancelling call after call, or
+// giving each a deadline shorter than produce_timeout_ms during an outage,
 // would otherwise heap many times req_pool_size records in Kafka's client.
 // c's channels are read now: c is reused once its job is released.
 func (s *Server) releaseCall(c *batchCall, n int) {
-	if !c.cancelled {
+	early := c.acks != 0 && c.deadline != nil && c.deadline.Err() == nil // acks=0 records are bounded apart (acks0Out)
+	if !c.cancelled && !early {
 		s.releaseBatch(n)
 		return
 	}

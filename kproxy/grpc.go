@@ -441,15 +441,16 @@ func addrOf(a net.Addr) netip.Addr {
 type rpcBound struct {
 	answer        context.Context // the wait for the records ends with it
 	cancelAnswer  context.CancelFunc
-	cancelRecords context.CancelFunc // nil: the records' deadline is produce_timeout_ms
+	cancelLookups context.CancelFunc // nil: the look-ups' deadline is produce_timeout_ms
 }
 
-// boundRPC bounds a request's records (their topics' look-ups included)
-// by ctx's deadline (its client's) when that ends before
-// produce_timeout_ms from the request's arrival would: the records are given up
-// early enough that the answer — 503 for those that never left, 504 for
-// those that may have been written — reaches the client before it stops
-// waiting (answerMargin, answerGrace). It sets j's deadline then.
+// boundRPC bounds a request's waits by ctx's deadline (its client's) when
+// that ends before produce_timeout_ms from the request's arrival would:
+// its topics' look-ups end early enough that their refusal reaches the
+// client in time (j's deadline, set then), and the wait for Kafka's
+// answers (answer) ends before the deadline (answerMargin), the records
+// not answered then being answered 504. The records themselves keep
+// produce_timeout_ms from their arrival (startProduce).
 func (s *Server) boundRPC(ctx context.Context, j *batchJob) rpcBound {
 	dl, ok := ctx.Deadline()
 	if !ok {
@@ -462,18 +463,20 @@ func (s *Server) boundRPC(ctx context.Context, j *batchJob) rpcBound {
 	b.answer, b.cancelAnswer = context.WithDeadline(ctx, dl.Add(-margin))
 	arrival, _ := s.arrivalDeadline(j).Deadline()
 	if by := left - margin - grace; by < time.Until(arrival) {
-		j.deadline, b.cancelRecords = context.WithTimeout(context.Background(), by)
+		j.deadline, b.cancelLookups = context.WithTimeout(context.Background(), by)
 		j.bound = "the request's deadline"
 	}
 	return b
 }
 
-// end releases b's contexts; the records' deadline only when every record
-// was answered (done): one still in kgo keeps it until it passes.
+// end releases b's contexts; j's deadline only when every record was
+// answered (done): an atomic batch's records are handed to their
+// transactional client under it (txn.go), and one still there keeps it
+// until it passes.
 func (b rpcBound) end(done bool) {
 	b.cancelAnswer()
-	if b.cancelRecords != nil && done {
-		b.cancelRecords()
+	if b.cancelLookups != nil && done {
+		b.cancelLookups()
 	}
 }
 

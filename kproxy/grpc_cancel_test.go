@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -256,4 +257,42 @@ func TestGRPCCancelledCallKeepsReqPoolUntilSettled(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestGRPCCallPastItsDeadlineKeepsReqPoolUntilSettled: as above for a call
+// answered at its own deadline (DeadlineExceeded, 504) while Kafka's client
+// still holds its records, which it keeps for produce_timeout_ms from their
+// arrival, not for the call's shorter deadline
+// (TestShortGRPCDeadlineDoesNotFailOtherClientsRecords): its places stay
+// taken until Kafka answered the records.
+func TestGRPCCallPastItsDeadlineKeepsReqPoolUntilSettled(t *testing.T) {
+	const pool = 4
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	g := startGRPC(t, c, func(cfg *kproxy.Config) { cfg.ReqPoolSize = pool })
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	defer free()
+	var held atomic.Int32
+	holdProduce(c, release, &held)
+	req := &kproxypb.ProduceRequest{Topic: topic, Acks: acksOf(1)}
+	for i := range pool {
+		req.Records = append(req.Records, grec("", "k", strconv.Itoa(i)))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := g.kp.Produce(ctx, req); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("call held past its deadline: %v, want DeadlineExceeded", err)
+	}
+	if held.Load() == 0 {
+		t.Fatal("the call's records never reached the broker")
+	}
+	waitFor(t, "the call's handler to end", func() bool {
+		return strings.Contains(g.metrics(t), `,method="kafkahttpwrapper.v1.KProxy/Produce"} 1`)
+	})
+	if n := g.srv.InFlight(); n != pool {
+		t.Errorf("in flight after the call was answered at its deadline: %d, want %d (its records are still in Kafka's client)", n, pool)
+	}
+	free()
+	waitFor(t, "the places given back once Kafka answered", func() bool { return g.srv.InFlight() == 0 })
 }
