@@ -312,7 +312,7 @@ func (m *Monitor) handleDelay(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if len(unknown) > 0 {
-			http.Error(w, "offsets not read from zookeeper yet, partitions unknown: "+strings.Join(unknown, ", "), http.StatusServiceUnavailable)
+			http.Error(w, "offsets not read from zookeeper, or partitions not listed by the brokers, yet: "+strings.Join(unknown, ", "), http.StatusServiceUnavailable)
 			return
 		}
 	}
