@@ -384,18 +384,28 @@ func (b *breakers) status() []BackendStatus {
 
 // choose waits for a backend to push to among count backend_servers
 // entries from index from (see acquire; wait false: chosenOpen at once when
-// they are all open), then for a token of rate_limit, then, for a record
-// of partition p (nil for a replay), until ZooKeeper is fresh (mayPush).
-// Waiting counts as no attempt of max_retry_times.
+// they are all open), then, for a record of partition p (nil for a
+// replay), until ZooKeeper is fresh (mayPush), then for a token of
+// rate_limit. Waiting counts as no attempt of max_retry_times.
+//
+// ZooKeeper before the token: a token taken before a wait for ZooKeeper
+// came due meanwhile, and when ZooKeeper answered again every worker
+// pushed at once, worker_num attempts past burst. ZooKeeper silent again
+// while the token came due: the token is spent (the limit errs on the
+// slow side), and the choice made again.
 func (m *module) choose(ctx context.Context, p *partition, from, count int, wait bool) (choice, chosen) {
 	for {
 		c, g := m.breakers.acquire(ctx, from, count, wait)
 		if g != chosenBackend {
 			return c, g
 		}
-		if !m.limiter.wait(ctx) || p != nil && !m.mayPush(p) {
+		if p != nil && !m.mayPush(p) || !m.limiter.wait(ctx) {
 			m.breakers.abandon(c)
 			return c, chosenStopped
+		}
+		if p != nil && !m.zkFresh(p) {
+			m.breakers.abandon(c)
+			continue
 		}
 		if m.breakers.usable(c) {
 			return c, chosenBackend

@@ -506,12 +506,18 @@ func (m *module) refuse(ctx context.Context, r *record, reason string) outcome {
 // to lose the partition: after a pause, the session watcher may not have
 // run yet), and reports whether the partition is still this process's.
 func (m *module) mayPush(p *partition) bool {
-	for !m.t.fresh() || m.t.answeredSID.Load() != p.session {
+	for !m.zkFresh(p) {
 		if !sleep(p.ctx, 5*time.Millisecond) {
 			return false
 		}
 	}
 	return !p.released.Load()
+}
+
+// zkFresh reports whether ZooKeeper answered within the session grace, in
+// the session of p's claim.
+func (m *module) zkFresh(p *partition) bool {
+	return m.t.fresh() && m.t.answeredSID.Load() == p.session
 }
 
 // giveUp reports a record that will not be pushed: logged, counted, and

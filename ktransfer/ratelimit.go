@@ -21,6 +21,7 @@ type limiter struct {
 	mu     sync.Mutex
 	tokens float64   // may be negative: tokens reserved by waiting callers
 	last   time.Time // when tokens was last brought up to date
+	seq    uint64    // the last reservation's number (reserve)
 }
 
 // minRateLimit is the smallest rate_limit: a token every 1000 s. Far
@@ -62,32 +63,42 @@ func (l *limiter) wait(ctx context.Context) bool {
 	if l == nil {
 		return ctx.Err() == nil
 	}
-	d := l.reserve(time.Now())
+	d, seq := l.reserve(time.Now())
 	if sleep(ctx, d) {
 		return true
 	}
-	l.giveBack(time.Now())
+	l.giveBack(time.Now(), seq)
 	return false
 }
 
-// reserve takes a token and returns how long until it is due.
-func (l *limiter) reserve(now time.Time) time.Duration {
+// reserve takes a token and returns how long until it is due, and the
+// reservation's number (giveBack).
+func (l *limiter) reserve(now time.Time) (time.Duration, uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.advance(now)
 	l.tokens--
+	l.seq++
 	if l.tokens >= 0 {
-		return 0
+		return 0, l.seq
 	}
-	return time.Duration(-l.tokens / l.rate * float64(time.Second))
+	return time.Duration(-l.tokens / l.rate * float64(time.Second)), l.seq
 }
 
-// giveBack returns a reserved token that was not used: the callers
-// waiting behind it are not served earlier (their times are set), but the
-// next one to ask is.
-func (l *limiter) giveBack(now time.Time) {
+// giveBack returns reservation seq's token, not used, when no caller
+// reserved one after it: the next one to ask then takes its time. Behind
+// a later reservation it is left unused (the limit errs on the slow side):
+// the callers waiting behind it keep their times, set 1/rate apart, and a
+// token given back on top of them was handed out again at a time one of
+// them holds (a partition released while its records waited for tokens
+// doubled the rate of the others for a while).
+func (l *limiter) giveBack(now time.Time, seq uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if seq != l.seq {
+		return
+	}
+	l.seq-- // the one before may give its token back now
 	l.advance(now)
 	l.tokens = min(l.tokens+1, l.burst)
 }
