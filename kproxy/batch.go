@@ -707,15 +707,23 @@ func (c *batchCall) collect(ctx context.Context) []recordResult {
 			r = recordResult{status: 503, partition: -1, offset: -1, reason: spoolOvertake}
 		case it.err != nil:
 			code, reason := produceStatus(it.err, it.trace)
-			if code == 503 && failedWithEarlier(it.err, c.deadline) {
-				reason = withEarlierReason
-			}
-			if code == 413 && c.srv.batchedTooLarge(c.deadline, it.err, it.rec.Topic, recordSize(it.rec.Key, it.rec.Value, it.rec.Headers)) {
+			// The look-up of the topic's limit is bounded as the request's
+			// were (a gRPC call's deadline: recordsDeadline).
+			if code == 413 && c.srv.batchedTooLarge(c.srv.recordsDeadline(j), it.err, it.rec.Topic, recordSize(it.rec.Key, it.rec.Value, it.rec.Headers)) {
 				// Not 413: the record fits, and a client does not send
 				// again what is too large.
 				code, reason = c.srv.batchTooLargeStatus(c.cl, it.trace)
 			}
-			r = recordResult{status: code, partition: -1, offset: -1, reason: j.bounded(reason)}
+			switch {
+			case code == 503 && failedWithEarlier(it.err, c.deadline):
+				reason = withEarlierReason // another record's produce_timeout_ms
+			case c.deadline == j.deadline:
+				// Handed to Kafka's client under the call's deadline (an
+				// atomic batch's transaction): its reason names it. The
+				// others had produce_timeout_ms.
+				reason = j.bounded(reason)
+			}
+			r = recordResult{status: code, partition: -1, offset: -1, reason: reason}
 		default:
 			r = recordResult{status: 200, partition: it.rec.Partition, offset: it.rec.Offset}
 		}

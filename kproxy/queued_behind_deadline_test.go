@@ -1,11 +1,16 @@
 package kproxy_test
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy/kproxypb"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
 
@@ -60,5 +65,48 @@ func TestRecordFailedWithAnEarlierOneSaysSo(t *testing.T) {
 					took.Round(time.Millisecond), code, reason)
 			}
 		})
+	}
+}
+
+// TestGRPCRecordFailedWithAnEarlierOneNamesItsDeadline: a gRPC record whose
+// call deadline is shorter than produce_timeout_ms, queued behind another
+// client's /batch record during an outage, is failed with that record when
+// its produce_timeout_ms passes. Its reason said the earlier record was not
+// taken "within the request's deadline" (the call's, which had not passed):
+// the call's bound was applied to a reason about another record.
+func TestGRPCRecordFailedWithAnEarlierOneNamesItsDeadline(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	g := startGRPC(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 3000 })
+	p := g.proxy
+	if a := p.postBatch(t, "topic="+topic+"&acks=1", "", mpBatch(t, []brec{{key: "w", value: mp(t, "warm")}})); a.code != 200 {
+		t.Fatalf("warm-up: %v", a)
+	}
+	f := kafkatest.NewFaults(t, c)
+	end := f.Outage(6)
+	defer end()
+	t0 := time.Now()
+	batch := make(chan string, 1)
+	first := mpBatch(t, []brec{{key: "a", value: mp(t, "a")}})
+	go func() {
+		code, raw := postRaw(p.url+"/batch?topic="+topic+"&acks=1", first)
+		batch <- fmt.Sprintf("%v %d: %s", time.Since(t0).Round(time.Millisecond), code, raw)
+	}()
+	waitFor(t, "the batch's record refused once by the broker", func() bool { return f.Injected() >= 1 })
+	time.Sleep(time.Until(t0.Add(2 * time.Second)))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	callStart := time.Now()
+	_, err := g.kp.Produce(ctx, &kproxypb.ProduceRequest{Topic: topic, Acks: acksOf(1), Records: []*kproxypb.Record{grec("", "b", "b")}})
+	took := time.Since(callStart).Round(time.Millisecond)
+	r := refusalOf(err)
+	t.Logf("batch: %.200s", <-batch)
+	reason := r.msg
+	if r.detail != nil && len(r.detail.Results) > 0 {
+		reason = r.detail.Results[0].Error
+	}
+	t.Logf("gRPC call (deadline 2 s) answered after %v: %v %q", took, r.code, reason)
+	if r.code != codes.Unavailable || !strings.Contains(reason, "an earlier record of its partition within produce_timeout_ms") {
+		t.Errorf("answered after %v of the call's 2 s: %v %q; want Unavailable (503) naming the earlier record's produce_timeout_ms, not this request's deadline",
+			took, r.code, reason)
 	}
 }
