@@ -709,10 +709,13 @@ func (c *batchCall) collect(ctx context.Context) []recordResult {
 			code, reason := produceStatus(it.err, it.trace)
 			// The look-up of the topic's limit is bounded as the request's
 			// were (a gRPC call's deadline: recordsDeadline).
-			if code == 413 && c.srv.batchedTooLarge(c.srv.recordsDeadline(j), it.err, it.rec.Topic, recordSize(it.rec.Key, it.rec.Value, it.rec.Headers)) {
-				// Not 413: the record fits, and a client does not send
-				// again what is too large.
-				code, reason = c.srv.batchTooLargeStatus(c.cl, it.trace)
+			if code == 413 {
+				batched, unread := c.srv.batchedTooLarge(c.srv.recordsDeadline(j), it.err, it.rec.Topic, recordSize(it.rec.Key, it.rec.Value, it.rec.Headers))
+				if batched {
+					// Not 413: the record fits (or may), and a client
+					// does not send again what is too large.
+					code, reason = c.srv.batchTooLargeStatus(c.cl, it.trace, unread)
+				}
 			}
 			switch {
 			case code == 503 && failedWithEarlier(it.err, c.deadline):

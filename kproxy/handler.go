@@ -439,7 +439,10 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, dl context.Context, topic str
 	// be written before it), but answered so that its client sends it
 	// again. refusedTopic has the acks=1 client build the topic's batches
 	// anew to the new limit.
-	tooLargeBatch := p.err != nil && s.batchedTooLarge(dl, p.err, p.rec.Topic, size)
+	tooLargeBatch, unread := false, error(nil)
+	if p.err != nil {
+		tooLargeBatch, unread = s.batchedTooLarge(dl, p.err, p.rec.Topic, size)
+	}
 	err, trace, partition, offset, cl := p.err, p.trace, p.rec.Partition, p.rec.Offset, p.cl
 	p.release()
 	if err != nil {
@@ -450,7 +453,7 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, dl context.Context, topic str
 		if tooLargeBatch && code == fasthttp.StatusRequestEntityTooLarge {
 			// Not 413: the record fits, and a client does not send again
 			// what is too large.
-			code, reason = s.batchTooLargeStatus(cl, trace)
+			code, reason = s.batchTooLargeStatus(cl, trace, unread)
 		}
 		return s.kafkaFail(ctx, code, reason, topic, err)
 	}
@@ -462,39 +465,56 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, dl context.Context, topic str
 // was refused as too large (MESSAGE_TOO_LARGE) only for the batch it was
 // in: it fits its topic's max.message.bytes, asked again within dl
 // (after the refusal, refusedTopic made kproxy forget the limit it had
-// read). kgo fails the partition's later batches with a refused batch's
-// error; the refusal then says nothing of them, and a later batch that was
-// out may be written after all, unless the broker refuses it by its
-// sequence number (the idempotent client) or none was out (the acks=1
-// client with max_in_flight_requests 1): only then is it known that such
-// a record was not written. A pipelining acks=1 client's record whose
-// batch may have been out is answered 504 before (produceStatus: a batch
-// built or a request written since it was handed over); one that gets
-// here never left.
-func (s *Server) batchedTooLarge(dl context.Context, err error, topic string, size int) bool {
+// read). When the limit cannot be read again (unread: no broker answered
+// within dl), nothing says the record is too large either: it passed the
+// limit read before, and 413 would tell its client to drop a record the
+// topic may take; it is answered as refused with its batch, and its
+// client's next try reads the limit at intake. kgo fails the partition's
+// later batches with a refused batch's error; the refusal then says nothing
+// of them, and a later batch that was out may be written after all, unless
+// the broker refuses it by its sequence number (the idempotent client) or
+// none was out (the acks=1 client with max_in_flight_requests 1): only then
+// is it known that such a record was not written. A pipelining acks=1
+// client's record whose batch may have been out is answered 504 before
+// (produceStatus: a batch built or a request written since it was handed
+// over); one that gets here never left.
+func (s *Server) batchedTooLarge(dl context.Context, err error, topic string, size int) (batched bool, unread error) {
 	if !errors.Is(err, kerr.MessageTooLarge) && !errors.Is(err, kerr.RecordListTooLarge) {
-		return false
+		return false, nil
 	}
 	info, lerr := s.check.exists(dl, []byte(topic), 0)
-	return lerr == nil && size <= int(info.maxBytes)
+	if lerr != nil {
+		return true, lerr
+	}
+	return size <= int(info.maxBytes), nil
 }
 
-// batchTooLargeStatus answers a record that fits its topic's
-// max.message.bytes, refused by cl with a batch built to the larger limit
-// the topic had (batchedTooLarge): 503, not written, unless an earlier
-// attempt of its batch may have been written. The idempotent client
-// retries a batch the broker appended and answered REQUEST_TIMED_OUT or
+// batchTooLargeStatus answers a record refused by cl with a batch built to
+// the larger limit the topic had, which fits its topic's
+// max.message.bytes or whose limit could not be read again (unread; both
+// batchedTooLarge): 503, not written, unless an earlier attempt of its
+// batch may have been written. The idempotent client retries a batch the
+// broker appended and answered REQUEST_TIMED_OUT or
 // NOT_ENOUGH_REPLICAS_AFTER_APPEND, and the broker checks a batch's size
 // before its sequence numbers: the retry of a batch it wrote before the
 // limit was lowered is refused as too large. No hook shows those answers;
 // a second produce request written by the client since the record was
 // handed over (t.rewrote) may have been such a retry: 504. At acks=1
 // brokers send neither answer.
-func (s *Server) batchTooLargeStatus(cl *kgo.Client, t sendTrace) (int, string) {
+func (s *Server) batchTooLargeStatus(cl *kgo.Client, t sendTrace, unread error) (int, string) {
+	code, reason := fasthttp.StatusServiceUnavailable, batchTooLarge
 	if cl == s.prod.all && t.rewrote {
-		return fasthttp.StatusGatewayTimeout, batchTooLargeRetried
+		code, reason = fasthttp.StatusGatewayTimeout, batchTooLargeRetried
 	}
-	return fasthttp.StatusServiceUnavailable, batchTooLarge
+	if unread != nil {
+		written := notWritten
+		if code == fasthttp.StatusGatewayTimeout {
+			written = mayBeWritten
+		}
+		reason = "kafka refused the batch holding the record as too large, and kproxy could not read the topic's " +
+			"max.message.bytes again (" + unread.Error() + "); sent again, a record larger than it is refused with 413" + written
+	}
+	return code, reason
 }
 
 // batchTooLarge answers a record that fits its topic's max.message.bytes,
