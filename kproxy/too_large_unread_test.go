@@ -1,14 +1,17 @@
 package kproxy_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"google.golang.org/grpc/codes"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy/kproxypb"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
 
@@ -50,5 +53,31 @@ func TestTooLargeBatchWithUnreadLimitNot413(t *testing.T) {
 				t.Errorf("the record answered 503 is in Kafka %d times", n)
 			}
 		})
+	}
+}
+
+// TestGRPCTooLargeBatchWithUnreadLimitNot413: the same through gRPC, whose
+// call's deadline (1 s) bounds the look-up of the topic's limit: the
+// brokers hold every metadata request for 3 s, the call is answered
+// Unavailable (503, not written) saying the limit could not be read, not
+// ResourceExhausted (413).
+func TestGRPCTooLargeBatchWithUnreadLimitNot413(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	g := startGRPC(t, c, nil)
+	if _, err := g.produce(t, nil, &kproxypb.ProduceRequest{Topic: topic, Records: []*kproxypb.Record{grec("", "k", "first")}}); err != nil {
+		t.Fatalf("first: %v", refusalOf(err))
+	}
+	f := kafkatest.NewFaults(t, c)
+	f.ErrorProduce(1, kerr.MessageTooLarge.Code)
+	f.Sleep(int16(kmsg.Metadata), 4, 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, err := g.kp.Produce(ctx, &kproxypb.ProduceRequest{Topic: topic, Records: []*kproxypb.Record{grec("", "k", "fits")}})
+	r := refusalOf(err)
+	if r.code != codes.Unavailable || r.detail == nil || r.detail.Status != 503 || !strings.Contains(r.msg, "could not read") {
+		t.Fatalf("%v, want Unavailable, status 503, saying the limit could not be read", r)
+	}
+	if n := inKafka(t, c)["fits"]; n != 0 {
+		t.Errorf("the record answered 503 is in Kafka %d times", n)
 	}
 }
