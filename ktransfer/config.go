@@ -14,6 +14,7 @@ import (
 	"hash"
 	"maps"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -481,8 +482,8 @@ func (m Module) Validate() error {
 			switch {
 			case !httpToken(name):
 				p.Addf(field, name, "must be an HTTP header name (letters, digits and !#$%%&'*+-.^_`|~)")
-			case strings.EqualFold(name, "Host") && strings.ContainsFunc(value, func(r rune) bool { return r <= ' ' || r == 0x7f }):
-				p.Addf(field+"."+name, value, "must be a host name without spaces or control characters")
+			case strings.EqualFold(name, "Host") && !hostValue(value):
+				p.Addf(field+"."+name, value, "must be a host name or address with an optional numeric port (api.example, api.example:8080, [fe80::1]:8080)")
 			case strings.ContainsFunc(value, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }):
 				if config.CredentialName(name) {
 					p.Add(field+"."+name, "must hold no control characters but tab (value not shown: it may be a secret)")
@@ -623,3 +624,27 @@ func (m Module) burst() int {
 
 // serializeByKey is serialize_by_key, true unless set false.
 func (m Module) serializeByKey() bool { return m.SerializeByKey == nil || *m.SerializeByKey }
+
+// hostValue tells a Host header value the backends can take: a host name
+// (letters, digits, '-', '.', '_'), an IPv4 address or a bracketed IPv6
+// one, with an optional numeric port. A path, user information, a named
+// port or an unbracketed IPv6 address is no host: sent as written, the
+// backend takes it for another host or refuses the push.
+func hostValue(v string) bool {
+	host, port, hasPort := v, "", false
+	if i := strings.LastIndexByte(v, ':'); i >= 0 && !strings.HasSuffix(v, "]") {
+		host, port, hasPort = v[:i], v[i+1:], true
+	}
+	if hasPort {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || port[0] == '+' || port[0] == '-' {
+			return false
+		}
+	}
+	if ip, ok := strings.CutPrefix(host, "["); ok {
+		ip, ok = strings.CutSuffix(ip, "]")
+		return ok && strings.Contains(ip, ":") && net.ParseIP(ip) != nil
+	}
+	return host != "" && !strings.ContainsFunc(host, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_')
+	})
+}

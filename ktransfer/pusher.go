@@ -1,6 +1,7 @@
 package ktransfer
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -278,6 +279,7 @@ type trackedConn struct {
 	set       *connSet
 	part      *partition // whose push it carries, or nil (under set.mu)
 	abandoned bool       // closed by abandon (under set.mu)
+	pooled    bool       // went back to the pool after an answer: checked before it is used again (RoundTrip)
 }
 
 // errPushAbandoned is a push's error when its partition was released
@@ -291,7 +293,19 @@ var errPushAbandoned = errors.New("partition released: push abandoned")
 type pushTransport struct{ set *connSet }
 
 func (t pushTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) (retry bool, err error) {
+	// A pooled connection is taken only when nothing waits to be read on
+	// it. Bytes there are an answer no push asked for (which this push
+	// would read as its own), the end of the stream a backend that closed
+	// it while idle (this push would fail on it): either is closed and
+	// the next taken, until a clean or a new one.
 	cc, err := hc.AcquireConn(0, req.ConnectionClose())
+	for err == nil {
+		if tc, ok := cc.Conn().(*trackedConn); !ok || !tc.pooled || !pending(tc.Conn) {
+			break
+		}
+		hc.CloseConn(cc)
+		cc, err = hc.AcquireConn(0, req.ConnectionClose())
+	}
 	if err != nil {
 		return false, err
 	}
@@ -308,6 +322,9 @@ func (t pushTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request,
 			reuse = false
 		}
 		if reuse {
+			if tc, ok := conn.(*trackedConn); ok {
+				tc.pooled = true
+			}
 			hc.ReleaseConn(cc)
 		} else {
 			hc.CloseConn(cc)
@@ -344,13 +361,65 @@ func (t pushTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request,
 	// (DisableHeaderNamesNormalizing keeps configured names as written):
 	// push peeks Retry-After, which a backend may write in any case.
 	br := hc.AcquireReader(conn)
-	err = resp.ReadLimitBody(br, hc.MaxResponseBodySize)
-	hc.ReleaseReader(br)
-	if err != nil {
-		return !errors.Is(err, fasthttp.ErrBodyTooLarge), err
+	defer hc.ReleaseReader(br)
+	if err = readHead(resp, br); err != nil {
+		return true, err
 	}
-	reuse = !req.ConnectionClose() && !resp.ConnectionClose()
+	// The status and headers are the answer: whatever becomes of the
+	// body, a 2xx is a push (DESIGN: success = a 2xx), not a failure
+	// to send again. The body only decides whether the connection is
+	// used again: one not read whole within answerBodyWait (or what is
+	// left of read_timeout_ms), cut, or longer than answerBodyRead is
+	// closed.
+	if !bodyless(resp) {
+		if limit := time.Now().Add(answerBodyWait); deadline.IsZero() || limit.Before(deadline) {
+			if conn.SetReadDeadline(limit) != nil {
+				return false, nil
+			}
+		}
+		if resp.ReadBody(br, hc.MaxResponseBodySize) != nil {
+			return false, nil
+		}
+		if resp.Header.ContentLength() == -1 && resp.Header.ReadTrailer(br) != nil {
+			return false, nil
+		}
+	}
+	// Bytes after the answer are none of this push's: an answer no
+	// request asked for, which the next push on this connection would
+	// take for its own.
+	reuse = br.Buffered() == 0 && !req.ConnectionClose() && !resp.ConnectionClose()
 	return false, nil
+}
+
+// answerBodyWait bounds the read of an answer's body once its status and
+// headers came, whatever read_timeout_ms (0: none): the body decides
+// nothing, and a backend that answered 200 and then stalls must neither
+// hold a worker nor have the record pushed again.
+const answerBodyWait = time.Second
+
+// readHead reads an answer's status line and headers, past interim (1xx)
+// answers.
+func readHead(resp *fasthttp.Response, br *bufio.Reader) error {
+	for range maxInterim {
+		if err := resp.Header.Read(br); err != nil {
+			return err
+		}
+		if c := resp.StatusCode(); c < 100 || c > 199 || c == fasthttp.StatusSwitchingProtocols {
+			return nil
+		}
+	}
+	return errTooManyInterim
+}
+
+// maxInterim bounds the interim answers before a final one.
+const maxInterim = 100
+
+var errTooManyInterim = errors.New("more than 100 interim (1xx) answers")
+
+// bodyless tells an answer that has no body whatever its headers say.
+func bodyless(resp *fasthttp.Response) bool {
+	c := resp.StatusCode()
+	return c < 200 || c == fasthttp.StatusNoContent || c == fasthttp.StatusNotModified
 }
 
 func (c *trackedConn) Close() error {
@@ -383,10 +452,17 @@ func (p *pusher) push(i int, r *record, buf *[]byte) attempt {
 	if r.target != nil {
 		req.SetRequestURI(r.target.uri)
 	} else {
-		*buf = p.tmpl.render((*buf)[:0], uriVars{topic: p.topic, key: r.msg.Key, offset: r.msg.Offset,
+		// In the absolute form: a rendered path starting with // (a
+		// keyless record's empty {#KEY} first, a uri starting //)
+		// would be read as naming a host, which replaced the Host and
+		// was cut from the path. The backend's address stands in the
+		// URL; the Host sent is the one set below (UseHostHeader).
+		*buf = append(append((*buf)[:0], "http://"...), p.addrs[i]...)
+		*buf = p.tmpl.render(*buf, uriVars{topic: p.topic, key: r.msg.Key, offset: r.msg.Offset,
 			partition: r.msg.Partition, epoch: epoch, method: r.method})
 		req.SetRequestURIBytes(*buf)
 	}
+	req.UseHostHeader = true
 	req.Header.SetMethod(fasthttp.MethodPost)
 	switch {
 	case r.target != nil:
@@ -428,17 +504,15 @@ func (p *pusher) push(i int, r *record, buf *[]byte) attempt {
 		p.conns.begin(req, r.part)
 		defer p.conns.end(req)
 	}
-	err := p.backends[i].Do(req, resp)
-	if err != nil && !errors.Is(err, fasthttp.ErrBodyTooLarge) {
+	if err := p.backends[i].Do(req, resp); err != nil {
 		if small := (*fasthttp.ErrSmallBuffer)(nil); errors.As(err, &small) {
 			// fasthttp's reason asks for a larger buffer, which no key sets.
 			err = errAnswerHeadTooLarge
 		}
 		return attempt{err: err}
 	}
-	// ErrBodyTooLarge: the answer's status line and headers were read
-	// whole, its body passed answerBodyRead (fasthttp closed the
-	// connection): the answer stands, its body is not needed.
+	// The answer's status line and headers were read whole; its body,
+	// not needed, may not have been (pushTransport).
 	a := attempt{status: resp.StatusCode()}
 	if a.status >= 200 && a.status < 300 {
 		return a // pushed: a Retry-After would not be read

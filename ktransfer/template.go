@@ -70,8 +70,17 @@ func parseTemplate(s string) (*template, error) {
 		s = s[i+j+1:]
 	}
 	for _, p := range t.parts {
-		if p.kind == litText && strings.ContainsAny(p.text, " \r\n\t") {
+		switch {
+		case p.kind != litText:
+		case strings.ContainsAny(p.text, " \r\n\t"):
 			return nil, fmt.Errorf("white space in %q", p.text)
+		case strings.ContainsFunc(p.text, func(r rune) bool { return r < ' ' || r == 0x7f }):
+			// Sent as they are, the HTTP client cannot parse the URL
+			// again: the push went to / instead.
+			return nil, fmt.Errorf("control character in %q (percent-encode it)", p.text)
+		case strings.Contains(p.text, "#"):
+			// A fragment is never sent: the push went to the path before it.
+			return nil, fmt.Errorf("# in %q: a fragment is not sent (percent-encode it as %%23)", p.text)
 		}
 	}
 	return t, nil
