@@ -45,7 +45,10 @@ func TestGRPCCancelledAtomicCallWhileReplacingItsClient(t *testing.T) {
 	c, g := txnGRPC(t, 1, 5000)
 	fencing := make(chan struct{}, 1)
 	defer answerInitProducerID(c, func(n int32) int16 {
-		if n == 1 {
+		switch n {
+		case 1, 2:
+			return 0 // the fence of the id before its first client (txnPool.begin)
+		case 3:
 			return kerr.InvalidTransactionTimeout.Code // the client's: refused for good
 		}
 		select {

@@ -56,6 +56,12 @@ type txnProducer struct {
 	// passed). Under the pool's mu, as commit reads it: a commit is sent
 	// only when close has not shut cl first.
 	shut bool
+	// fenced: the id was fenced since the process started or since
+	// its last client was retired (fence), so that no transaction an
+	// earlier holder of the id left open (a kproxy killed in the middle
+	// of one) is committed by this client's first. Read and set by tp's
+	// holder.
+	fenced bool
 }
 
 // newTxnPool makes the pool; its clients are made when first used.
@@ -111,6 +117,12 @@ func (p *txnPool) put(tp *txnProducer) { p.free <- tp }
 // for as long as the coordinator answers so.
 func (p *txnPool) begin(tp *txnProducer, deadline context.Context) error {
 	for attempt := 0; ; attempt++ {
+		if tp.cl == nil && !tp.fenced {
+			if err := fence(deadline, p.fencer, tp.id, p.txnTimeout); err != nil {
+				return fmt.Errorf("transactional client %s: %w", tp.id, err)
+			}
+			tp.fenced = true
+		}
 		if tp.cl == nil {
 			p.newMu.Lock()
 			cl, err := kgo.NewClient(append(p.opts[:len(p.opts):len(p.opts)], kgo.TransactionalID(tp.id), kgo.WithHooks(tp.tr))...)
@@ -282,30 +294,50 @@ func (p *txnPool) retire(ctx context.Context, tp *txnProducer, why error) {
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	err := fence(ctx, p.fencer, tp.id, p.txnTimeout)
+	tp.fenced = err == nil
 	p.log.Warn("transactional client replaced", "transactional_id", tp.id, "err", why, "fence_err", err)
 }
 
 // fence initializes transactional id as a new producer would (Kafka's
-// zombie fencing), retrying while the coordinator is busy aborting.
+// zombie fencing), then once more naming the producer id and epoch the
+// brokers gave (KIP-360's form). Kafka aborts the transaction the id left
+// open at the first; the kfake brokers of the tests and the dev stack only
+// bump the epoch then, and abort it at the second, which Kafka takes as
+// well (it bumps the epoch once more). Without it a transaction left open
+// there was committed by the id's next client, with the records of a batch
+// answered "not written".
 func fence(ctx context.Context, cl *kgo.Client, id string, txnTimeout time.Duration) error {
+	pid, epoch, err := initProducerID(ctx, cl, id, -1, -1, txnTimeout)
+	if err == nil {
+		_, _, err = initProducerID(ctx, cl, id, pid, epoch, txnTimeout)
+	}
+	if err != nil {
+		return fmt.Errorf("fence transactional id %s: %w", id, err)
+	}
+	return nil
+}
+
+// initProducerID sends one InitProducerID for transactional id, retrying
+// while the coordinator is busy aborting, until ctx ends.
+func initProducerID(ctx context.Context, cl *kgo.Client, id string, pid int64, epoch int16, txnTimeout time.Duration) (int64, int16, error) {
 	for {
 		req := kmsg.NewPtrInitProducerIDRequest()
 		req.TransactionalID = &id
 		req.TransactionTimeoutMillis = int32(txnTimeout.Milliseconds())
-		req.ProducerID, req.ProducerEpoch = -1, -1
+		req.ProducerID, req.ProducerEpoch = pid, epoch
 		resp, err := req.RequestWith(ctx, cl)
 		if err == nil {
 			err = kerr.ErrorForCode(resp.ErrorCode)
 		}
 		if err == nil {
-			return nil
+			return resp.ProducerID, resp.ProducerEpoch, nil
 		}
 		if !kerr.IsRetriable(err) && !errors.Is(err, kerr.ConcurrentTransactions) {
-			return fmt.Errorf("fence transactional id %s: %w", id, err)
+			return 0, 0, err
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("fence transactional id %s: %w (last: %v)", id, ctx.Err(), err)
+			return 0, 0, fmt.Errorf("%w (last: %v)", ctx.Err(), err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
