@@ -124,6 +124,12 @@ func (p Program[C]) Main(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
+	dir, level := p.Logging(cfg)
+	// A bad configuration (exit 2), told by -check as by the start.
+	if err := logging.CheckDir(dir, level); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: log_dir: %v, got %q\n", *file, err, dir)
+		return 2
+	}
 	if *check {
 		if p.Warnings != nil {
 			for _, w := range p.Warnings(cfg) {
@@ -133,7 +139,6 @@ func (p Program[C]) Main(args []string) int {
 		fmt.Printf("%s: ok\n", *file)
 		return 0
 	}
-	dir, level := p.Logging(cfg)
 	// Opening the log can block (a named pipe no reader has open, a
 	// log_dir on a mount that does not answer): a stop then ends the
 	// start, as SIGTERM's default action did before it was caught. The

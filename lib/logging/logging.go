@@ -8,12 +8,16 @@
 package logging
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
 )
 
 // LevelVerbose is below slog's Debug: the Kafka client library's chatter.
@@ -47,6 +51,20 @@ type Logger struct {
 	*slog.Logger
 	out   *File
 	level *slog.LevelVar // nil when log_level was 0 at start: nothing is written
+}
+
+// CheckDir tells whether New can keep its log in dir at logLevel: dir is
+// a directory this process may create files in, or can be created (a
+// log_dir under a regular file, or in a directory it may not write to,
+// stops the start: -check says so too).
+func CheckDir(dir string, logLevel int) error {
+	if _, on := Level(logLevel); !on || dir == "" {
+		return nil
+	}
+	if err := config.WritableDir(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // New builds the logger of the binary called name. With dir empty it writes

@@ -104,6 +104,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
 )
 
 // Record is one spooled record: what kproxy would have produced.
@@ -332,45 +334,10 @@ func OpenContext(ctx context.Context, o Options) (*Spool, error) {
 // exists is one this process may create entries in). A spool that opened a directory it may
 // not write to would refuse every record it has to take later.
 func CheckDir(dir string) error {
-	fi, err := os.Stat(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		// Open creates it (MkdirAll): in the nearest directory there is.
-		if perr := checkCreatable(dir); perr != nil {
-			return perr
-		}
-	}
-	if err != nil {
+	if err := config.WritableDir(dir); err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
-	if !fi.IsDir() {
-		return fmt.Errorf("spool: %s is not a directory", dir)
-	}
-	// access(2): the permissions, ACLs and a read-only mount (EROFS).
-	if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
-		return fmt.Errorf("spool: directory %s is not writable: %w", dir, err)
-	}
 	return nil
-}
-
-// checkCreatable tells whether MkdirAll can create dir, missing: the
-// nearest of its parents that exists must be a directory this process
-// may create entries in.
-func checkCreatable(dir string) error {
-	for p := filepath.Dir(filepath.Clean(dir)); ; p = filepath.Dir(p) {
-		fi, err := os.Stat(p)
-		switch {
-		case errors.Is(err, fs.ErrNotExist) && p != filepath.Dir(p):
-			continue
-		case err != nil:
-			return fmt.Errorf("spool: %w", err)
-		case !fi.IsDir():
-			return fmt.Errorf("spool: %s is not a directory", p)
-		}
-		if err := unix.Access(p, unix.W_OK|unix.X_OK); err != nil {
-			return fmt.Errorf("spool: cannot create %s: directory %s is not writable: %w", dir, p, err)
-		}
-		return nil
-	}
 }
 
 func lockDir(dir string) (*os.File, error) {
