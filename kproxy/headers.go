@@ -138,7 +138,7 @@ func kafkaHeaderName(key []byte) ([]byte, bool) {
 // times the cost).
 func (s *Server) planHeaders(ctx *fasthttp.RequestCtx) (headerPlan, string) {
 	var hp headerPlan
-	for k, v := range ctx.Request.Header.All() {
+	for k, v := range requestHeaders(ctx) {
 		name, ok := kafkaHeaderName(k)
 		switch {
 		case !ok:
@@ -196,7 +196,7 @@ func (e *extFields) plan(ctx *fasthttp.RequestCtx, hp *headerPlan) {
 func (s *Server) appendHeaders(dst []kgo.RecordHeader, buf []byte, ctx *fasthttp.RequestCtx, hp *headerPlan) ([]kgo.RecordHeader, []byte) {
 	buf = slices.Grow(buf[:0], hp.bytes)
 	if hp.kafka > 0 {
-		for k, v := range ctx.Request.Header.All() {
+		for k, v := range requestHeaders(ctx) {
 			if name, ok := kafkaHeaderName(k); ok {
 				dst, buf = appendHeader(dst, buf, s.headerNames.lower(name), v)
 			}
@@ -329,6 +329,26 @@ func cookies(raw []byte) iter.Seq[[]byte] {
 				continue
 			}
 			if value = bytes.Trim(value, " \t\r"); len(value) > 0 && !yield(value) {
+				return
+			}
+		}
+	}
+}
+
+// requestHeaders yields the request's header fields, not its trailer's:
+// fasthttp adds the trailer fields of a chunked body to the same list
+// (Header.All), and a trailer is no header (RFC 9110 6.5.1): an
+// X-Kafka-Header-* field there, outside what a proxy in front filters and
+// outside max_header_bytes, became a record header. A chunked request's
+// fields are read from its raw header lines, the others' (no trailer) as
+// fasthttp parsed them.
+func requestHeaders(ctx *fasthttp.RequestCtx) iter.Seq2[[]byte, []byte] {
+	if ctx.Request.Header.ContentLength() != -1 { // not chunked: no trailer
+		return ctx.Request.Header.All()
+	}
+	return func(yield func(name, value []byte) bool) {
+		for name, value := range headerLines(ctx.Request.Header.RawHeaders()) {
+			if !yield(bytes.TrimRight(name, " \t"), bytes.Trim(value, " \t\r")) {
 				return
 			}
 		}
