@@ -9,11 +9,16 @@
 //	lock                      flock'ed (exclusive) while a Spool has the directory open
 //	acked                     the watermark: uint64 acked (every seq below it is acknowledged),
 //	                          uint64 next (no seq below it is appended again), CRC32C of those 16 bytes
-//	acked-above               written by Close: the entries acked above the watermark (acknowledged
+//	acked-ranges              written by Close: the entries acked above the watermark (acknowledged
 //	                          after an older one that was not): uint64 acked and uint64 next, as in
-//	                          acked when it was written, then one bit per seq from acked on (1:
-//	                          acked), CRC32C of all that; Open takes it only when acked holds the
-//	                          same two numbers
+//	                          acked when it was written, then for each segment on disk holding such
+//	                          an entry: uint64 its base, uint32 its entry count, one bit per entry
+//	                          (1: acked); CRC32C of all that. Open takes it only when acked holds
+//	                          the same two numbers. Its size follows the entries on disk
+//	acked-above               the same as written by earlier versions (one bit per seq from acked
+//	                          on, the segments removed since included: it grew with every record
+//	                          sent since the oldest one not acked), read when acked-ranges is
+//	                          missing; Close removes it
 //	00000000000000000042.seg  a segment: the entries with seqs 42, 43, ... (its name is its first
 //	                          seq in 20 digits, so that lexical order is append order)
 //
@@ -72,10 +77,11 @@
 // is empty, before its first write) is logged with the count of its lost
 // entries. Entries below the persisted watermark are
 // acknowledged already and are not returned again; every other entry is
-// pending, in seq order, except the entries acked-above says Kafka
-// acknowledged (after a clean Close): those are acked, and Read skips
-// them. A file of the directory that is neither a segment, the
-// watermark, acked-above nor the lock is left alone and logged at Warn
+// pending, in seq order, except the entries acked-ranges (or an earlier
+// version's acked-above) says Kafka acknowledged (after a clean Close):
+// those are acked, and Read skips them. A file of the directory that is
+// neither a segment, the watermark, acked-ranges, acked-above nor the lock
+// is left alone and logged at Warn
 // with its name; so is an entry named like a segment that is not a
 // regular file or a link to one (a directory, a pipe). A link named like a
 // segment whose target cannot be looked at fails the start. One named like
@@ -84,6 +90,7 @@ package spool
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -160,7 +167,8 @@ const (
 	readArena           = 64 << 10
 	lockName            = "lock"
 	metaName            = "acked"
-	aboveName           = "acked-above"
+	aboveName           = "acked-above" // written by earlier versions; read, then removed
+	rangesName          = "acked-ranges"
 	metaLen             = 20
 	segSuffix           = ".seg"
 	segDigits           = 20
@@ -231,9 +239,8 @@ type Spool struct {
 	rtop  string // the last topic decoded, reused
 
 	// Entries acked above the watermark when the spool was closed last
-	// (acked-above): set by Open, read only after.
-	skipFrom uint64
-	skip     []byte
+	// (acked-ranges): set by Open, read only after.
+	skips []skipRange
 
 	tmu  sync.Mutex         // ReadTopic's state below
 	tpos map[string]readPos // per topic, where its last ReadTopic stopped
@@ -367,7 +374,7 @@ func (s *Spool) replay(ctx context.Context) error {
 		return fmt.Errorf("spool: %w", err)
 	}
 	if whole {
-		s.skipFrom, s.skip = acked, s.readAbove(acked, next)
+		s.skips = s.readSkips(acked, next)
 	}
 	var drop []*segment
 	var end uint64     // the seq after the last scanned segment
@@ -387,7 +394,7 @@ func (s *Spool) replay(ctx context.Context) error {
 			bases = bases[1:]
 		}
 		if !ok {
-			if name := de.Name(); name != lockName && name != metaName && name != aboveName {
+			if name := de.Name(); name != lockName && name != metaName && name != aboveName && name != rangesName {
 				// Not the spool's: junk, or a segment copied in under
 				// another name. Left alone, but said.
 				s.log.Warn("spool: unknown file in the spool directory, ignored", "file", filepath.Join(s.dir, name))
@@ -550,62 +557,126 @@ func (s *Spool) writeMeta(acked, next uint64) error {
 	return nil
 }
 
-// skipped tells whether seq was acked above the watermark when the spool
-// was closed last (acked-above).
-func (s *Spool) skipped(seq uint64) bool {
-	if seq < s.skipFrom {
-		return false
-	}
-	i := seq - s.skipFrom
-	return i/8 < uint64(len(s.skip)) && s.skip[i/8]&(1<<(i%8)) != 0
+// skipRange is the entries of one segment, from seq base on, of which
+// bits tells (1: acked) those acked above the watermark at the last Close.
+type skipRange struct {
+	base uint64
+	n    uint64 // entries the bits cover
+	bits []byte
 }
 
-// readAbove reads acked-above: the bits of the seqs from acked on, nil
-// when the file is missing, unreadable or not written with this
-// watermark (acked, next): its seqs may then be another run's.
-func (s *Spool) readAbove(acked, next uint64) []byte {
-	path := filepath.Join(s.dir, aboveName)
+// skipped tells whether seq was acked above the watermark when the spool
+// was closed last (acked-ranges).
+func (s *Spool) skipped(seq uint64) bool {
+	i, _ := slices.BinarySearchFunc(s.skips, seq, func(r skipRange, seq uint64) int {
+		switch {
+		case r.base+r.n <= seq:
+			return -1
+		case r.base > seq:
+			return 1
+		}
+		return 0
+	})
+	if i == len(s.skips) || s.skips[i].base > seq || seq-s.skips[i].base >= s.skips[i].n {
+		return false
+	}
+	k := seq - s.skips[i].base
+	return s.skips[i].bits[k/8]&(1<<(k%8)) != 0
+}
+
+// readSkips reads acked-ranges, or an earlier version's acked-above when
+// it is missing: the entries acked above the watermark, nil when the file
+// is missing, unreadable or not written with this watermark (acked,
+// next): its seqs may then be another run's.
+func (s *Spool) readSkips(acked, next uint64) []skipRange {
+	b, path := s.readWithWatermark(rangesName, acked, next)
+	if b == nil {
+		if path != "" {
+			return nil // there, but not to be taken: not acked-above either, older still
+		}
+		b, _ = s.readWithWatermark(aboveName, acked, next)
+		if len(b) == 0 {
+			return nil
+		}
+		return []skipRange{{base: acked, n: uint64(len(b)) * 8, bits: b}}
+	}
+	var skips []skipRange
+	for len(b) > 0 {
+		if len(b) < 12 {
+			s.log.Warn("spool: entries acked above the watermark unreadable; they are replayed", "file", path, "err", "a range cut short")
+			return nil
+		}
+		r := skipRange{base: binary.LittleEndian.Uint64(b), n: uint64(binary.LittleEndian.Uint32(b[8:]))}
+		size := int((r.n + 7) / 8)
+		if len(b)-12 < size || len(skips) > 0 && r.base < skips[len(skips)-1].base+skips[len(skips)-1].n {
+			s.log.Warn("spool: entries acked above the watermark unreadable; they are replayed", "file", path, "err", "ranges out of order or cut short")
+			return nil
+		}
+		r.bits = b[12 : 12+size]
+		skips = append(skips, r)
+		b = b[12+size:]
+	}
+	return skips
+}
+
+// readWithWatermark reads the file name of the spool's directory written
+// with the watermark acked, next (16 bytes of them, a body, a CRC32C of
+// both): its body, or nil when it is missing (path "") or unreadable or
+// written with another watermark (path set).
+func (s *Spool) readWithWatermark(name string, acked, next uint64) (body []byte, path string) {
+	path = filepath.Join(s.dir, name)
 	b, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return nil
+		return nil, ""
 	case err != nil:
 		s.log.Warn("spool: entries acked above the watermark unreadable; they are replayed", "file", path, "err", err)
-		return nil
+		return nil, path
 	case len(b) < 20 || crc32.Checksum(b[:len(b)-4], castagnoli) != binary.LittleEndian.Uint32(b[len(b)-4:]):
 		s.log.Warn("spool: entries acked above the watermark unreadable; they are replayed", "file", path, "bytes", len(b))
-		return nil
+		return nil, path
 	case binary.LittleEndian.Uint64(b) != acked || binary.LittleEndian.Uint64(b[8:]) != next:
-		return nil // written before the watermark moved: Close writes it again
+		return nil, path // written before the watermark moved: Close writes it again
 	}
-	return b[16 : len(b)-4]
+	return b[16 : len(b)-4], path
 }
 
-// saveAbove writes acked-above at Close: which entries above the
+// saveAbove writes acked-ranges at Close: which entries above the
 // watermark are acked, so that the next Open does not replay them (Kafka
 // acknowledged them after an older entry it has not: another topic's, or
-// another partition's). The watermark is written first with the spool's
-// next seq, which the file names, so that Open takes it only while no seq
-// of it can be another entry's. Without entries acked there, the file goes.
+// another partition's), for each segment still on disk that holds one:
+// its size follows the entries on disk, not the seqs since the oldest
+// entry not acked. The watermark is written first with the spool's next
+// seq, which the file names, so that Open takes it only while no seq of it
+// can be another entry's. Without entries acked there, the file goes. An
+// earlier version's acked-above goes in any case.
 func (s *Spool) saveAbove() {
 	s.mu.Lock()
 	acked, next := s.watermark(), s.next
-	var bits []byte
+	var out []byte
 	// The acked segments whose file's removal failed (unremoved) are no
 	// longer in segs, but their files are: the next Open reads them.
-	for _, g := range slices.Concat(s.segs, s.unremoved) {
+	gs := slices.Concat(s.segs, s.unremoved)
+	slices.SortFunc(gs, func(a, b *segment) int { return cmp.Compare(a.base, b.base) })
+	for _, g := range gs {
+		var bits []byte
 		for k := range g.ents {
 			if q := g.base + uint64(k); q >= acked && g.ents[k].acked {
 				if bits == nil {
-					bits = make([]byte, 16+(next-acked+7)/8, 16+(next-acked+7)/8+4)
+					if out == nil {
+						out = make([]byte, 16, 64)
+					}
+					out = binary.LittleEndian.AppendUint64(out, g.base)
+					out = binary.LittleEndian.AppendUint32(out, uint32(len(g.ents)))
+					at := len(out)
+					out = append(out, make([]byte, (len(g.ents)+7)/8)...)
+					bits = out[at:]
 				}
-				i := q - acked
-				bits[16+i/8] |= 1 << (i % 8)
+				bits[k/8] |= 1 << (k % 8)
 			}
 		}
 	}
 	s.mu.Unlock()
-	path := filepath.Join(s.dir, aboveName)
 	if acked != s.savedAcked || next != s.savedNext {
 		if err := s.writeMeta(acked, next); err != nil {
 			s.log.Warn("spool: watermark not written at close", "err", err)
@@ -616,23 +687,35 @@ func (s *Spool) saveAbove() {
 	// file's own sync does not make its name durable. A power loss before
 	// costs duplicates only: a file lost lists nothing, and one removed
 	// that comes back lists only entries acked, or seqs of no segment.
-	if bits == nil {
+	removed := false
+	for _, name := range []string{aboveName, rangesName} {
+		if name == rangesName && out != nil {
+			continue
+		}
+		path := filepath.Join(s.dir, name)
 		err := os.Remove(path)
 		if errors.Is(err, os.ErrNotExist) {
-			return
-		}
-		if err == nil {
-			err = syncDir(s.dir)
+			continue
 		}
 		if err != nil {
 			s.log.Warn("spool: remove the entries acked above the watermark", "file", path, "err", err)
+			continue
+		}
+		removed = true
+	}
+	if out == nil {
+		if removed {
+			if err := syncDir(s.dir); err != nil {
+				s.log.Warn("spool: remove the entries acked above the watermark", "dir", s.dir, "err", err)
+			}
 		}
 		return
 	}
-	binary.LittleEndian.PutUint64(bits, acked)
-	binary.LittleEndian.PutUint64(bits[8:], next)
-	bits = binary.LittleEndian.AppendUint32(bits, crc32.Checksum(bits, castagnoli))
-	err := writeSynced(path, bits)
+	path := filepath.Join(s.dir, rangesName)
+	binary.LittleEndian.PutUint64(out, acked)
+	binary.LittleEndian.PutUint64(out[8:], next)
+	out = binary.LittleEndian.AppendUint32(out, crc32.Checksum(out, castagnoli))
+	err := writeSynced(path, out)
 	if err == nil {
 		err = syncDir(s.dir)
 	}
