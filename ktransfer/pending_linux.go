@@ -5,31 +5,46 @@ import (
 	"syscall"
 )
 
-// pending tells whether bytes, or the end of the stream, wait to be read
-// on conn, without reading them or waiting (a peek that does not block).
-func pending(conn net.Conn) bool {
+// peeker tells whether bytes, or the end of the stream, wait to be read on
+// a connection, without reading them or waiting (a peek that does not
+// block). Made once per connection: a peek allocates nothing.
+type peeker struct {
+	raw syscall.RawConn
+	fn  func(fd uintptr) bool
+	err error
+	b   [1]byte
+}
+
+func newPeeker(conn net.Conn) *peeker {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
-		return false
+		return nil
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
+		return nil
+	}
+	p := &peeker{raw: raw}
+	p.fn = func(fd uintptr) bool {
+		_, _, p.err = syscall.Recvfrom(int(fd), p.b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return true // never wait for readiness
+	}
+	return p
+}
+
+// pending reports whether bytes or the end of the stream wait; false for
+// a connection it cannot look at.
+func (p *peeker) pending() bool {
+	if p == nil {
 		return false
 	}
-	var b [1]byte
-	var rerr error
-	if err := raw.Read(func(fd uintptr) bool {
-		_, _, rerr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return true // never wait for readiness
-	}); err != nil {
+	if err := p.raw.Read(p.fn); err != nil {
 		return true
 	}
-	switch {
-	case rerr == syscall.EAGAIN || rerr == syscall.EWOULDBLOCK:
+	switch p.err {
+	case syscall.EAGAIN:
 		return false // nothing there
-	case rerr != nil:
-		return true // reset, or another error: not fit for a push
 	default:
-		return true // bytes, or none and the peer closed it
+		return true // bytes, none and the peer closed it, or an error (reset): not fit for a push
 	}
 }

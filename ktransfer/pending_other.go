@@ -4,6 +4,10 @@ package ktransfer
 
 import "net"
 
-// pending is Linux's peek elsewhere not done: a pooled connection is used
+// peeker is Linux's peek, elsewhere not done: a pooled connection is used
 // as it is.
-func pending(net.Conn) bool { return false }
+type peeker struct{}
+
+func newPeeker(net.Conn) *peeker { return nil }
+
+func (p *peeker) pending() bool { return false }

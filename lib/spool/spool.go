@@ -585,15 +585,15 @@ func (s *Spool) skipped(seq uint64) bool {
 }
 
 // readSkips reads acked-ranges, or an earlier version's acked-above when
-// it is missing: the entries acked above the watermark, nil when the file
+// it is missing or was written with another watermark: the entries acked
+// above the watermark, nil when the file
 // is missing, unreadable or not written with this watermark (acked,
 // next): its seqs may then be another run's.
 func (s *Spool) readSkips(acked, next uint64) []skipRange {
 	b, path := s.readWithWatermark(rangesName, acked, next)
 	if b == nil {
-		if path != "" {
-			return nil // there, but not to be taken: not acked-above either, older still
-		}
+		// Missing, or stale: an earlier version, run since (it ignores
+		// acked-ranges), may have written acked-above at its stop.
 		b, _ = s.readWithWatermark(aboveName, acked, next)
 		if len(b) == 0 {
 			return nil
