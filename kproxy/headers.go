@@ -347,10 +347,34 @@ func requestHeaders(ctx *fasthttp.RequestCtx) iter.Seq2[[]byte, []byte] {
 		return ctx.Request.Header.All()
 	}
 	return func(yield func(name, value []byte) bool) {
-		for name, value := range headerLines(ctx.Request.Header.RawHeaders()) {
-			if !yield(bytes.TrimRight(name, " \t"), bytes.Trim(value, " \t\r")) {
+		raw := ctx.Request.Header.RawHeaders()
+		var name, value []byte
+		for len(raw) > 0 {
+			line := raw
+			if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+				line, raw = raw[:i], raw[i+1:]
+			} else {
+				raw = nil
+			}
+			line = bytes.TrimRight(line, "\r")
+			if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
+				// A field folded onto this line (obs-fold): joined
+				// with a space, as fasthttp joins it for All.
+				if cont := bytes.Trim(line, " \t"); name != nil && len(cont) > 0 {
+					value = append(append(append([]byte(nil), value...), ' '), cont...)
+				}
+				continue
+			}
+			if name != nil && !yield(name, value) {
 				return
 			}
+			name = nil
+			if n, v, ok := bytes.Cut(line, []byte(":")); ok {
+				name, value = bytes.TrimRight(n, " \t"), bytes.Trim(v, " \t")
+			}
+		}
+		if name != nil {
+			yield(name, value)
 		}
 	}
 }
