@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -41,5 +42,54 @@ func TestCheckRefusesLogDirTheStartRefuses(t *testing.T) {
 		if code := run.cmd.ProcessState.ExitCode(); code != 2 || !strings.HasPrefix(out, prefix) || !strings.HasSuffix(out, suffix) {
 			t.Errorf("%s with a log_dir below a regular file: exit %d, output %q; want exit 2, %q … %q", run.name, code, run.out, prefix, suffix)
 		}
+	}
+}
+
+// TestCheckLogDirAsTheStartOpensTheLog: -check judges log_dir as the start
+// opens the log, kproxy.log for appending, created when missing. Run as
+// an ordinary user (in a user namespace of its own, owning the files),
+// for whom the modes hold: a directory it may not write to, holding a
+// kproxy.log it may (a log directory an operator owns, the file made for
+// the service by logrotate's create), loads (-check: ok); a writable
+// directory holding a kproxy.log it may not write to (left by a run as
+// another user) is refused, exit 2, naming the file.
+func TestCheckLogDirAsTheStartOpensTheLog(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		dirMode, logMode os.FileMode
+		wantCode         int
+	}{
+		{"read-only directory, writable kproxy.log", 0o555, 0o644, 0},
+		{"writable directory, read-only kproxy.log", 0o755, 0o444, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logDir := filepath.Join(t.TempDir(), "log")
+			if err := os.Mkdir(logDir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			logFile := filepath.Join(logDir, "kproxy.log")
+			if err := os.WriteFile(logFile, nil, tc.logMode); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(logDir, tc.dirMode); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.Chmod(logDir, 0o755) })
+			f := filepath.Join(t.TempDir(), "kproxy.yaml")
+			if err := os.WriteFile(f, []byte("log_dir: "+logDir+"\nport: 5030\nbroker_hosts: [a:1]\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(binary(t), "-f", f, "-check")
+			cmd.SysProcAttr = &syscall.SysProcAttr{
+				Cloneflags:  syscall.CLONE_NEWUSER,
+				UidMappings: []syscall.SysProcIDMap{{ContainerID: 1000, HostID: os.Getuid(), Size: 1}},
+				GidMappings: []syscall.SysProcIDMap{{ContainerID: 1000, HostID: os.Getgid(), Size: 1}},
+			}
+			out, _ := cmd.CombinedOutput()
+			code := cmd.ProcessState.ExitCode()
+			if code != tc.wantCode || code == 2 && !strings.Contains(string(out), f+": log_dir: log file "+logFile+" is not writable") {
+				t.Errorf("-check: exit %d, %q; want exit %d", code, out, tc.wantCode)
+			}
+		})
 	}
 }

@@ -126,7 +126,7 @@ func (p Program[C]) Main(args []string) int {
 	}
 	dir, level := p.Logging(cfg)
 	// A bad configuration (exit 2), told by -check as by the start.
-	if err := logging.CheckDir(dir, level); err != nil {
+	if err := logging.CheckDir(dir, level, p.Name); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: log_dir: %v, got %q\n", *file, err, dir)
 		return 2
 	}

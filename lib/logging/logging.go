@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"sync"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
 )
 
@@ -53,12 +55,25 @@ type Logger struct {
 	level *slog.LevelVar // nil when log_level was 0 at start: nothing is written
 }
 
-// CheckDir tells whether New can keep its log in dir at logLevel: dir is
-// a directory this process may create files in, or can be created (a
-// log_dir under a regular file, or in a directory it may not write to,
-// stops the start: -check says so too).
-func CheckDir(dir string, logLevel int) error {
+// CheckDir tells whether New can keep its log, <name>.log, in dir at
+// logLevel: the file there is one this process may write to, or dir is
+// (or can be made) a directory it may create the file in. A log_dir under
+// a regular file, a directory it may not write to without the file, a
+// file it may not write to stop the start: -check says so too. A log
+// directory an operator owns, holding a file made for the service (as
+// logrotate's create does), needs no write access to the directory.
+func CheckDir(dir string, logLevel int, name string) error {
 	if _, on := Level(logLevel); !on || dir == "" {
+		return nil
+	}
+	file := filepath.Join(dir, name+".log")
+	if fi, err := os.Stat(file); err == nil {
+		if fi.IsDir() {
+			return fmt.Errorf("%s is a directory", file)
+		}
+		if err := unix.Access(file, unix.W_OK); err != nil {
+			return fmt.Errorf("log file %s is not writable: %w", file, err)
+		}
 		return nil
 	}
 	if err := config.WritableDir(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
