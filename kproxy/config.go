@@ -514,16 +514,35 @@ func contains(list []string, s string) bool {
 }
 
 // topicPattern tells an entry of topics_allowed or a client's topics that
-// can match a topic: a pattern path.Match parses, of the characters of
-// topic names (ASCII letters, digits, '.', '_', '-') and of patterns
-// (* ? [ ] ^ ! \). A space (a quoted copy-paste: "orders "), a '/' or
-// any other character matches no topic name: every request for the topic
-// meant was refused 403 at run time, with nothing said at start.
+// can match a topic: a pattern path.Match parses whose characters outside
+// bracket classes are those of topic names (ASCII letters, digits, '.',
+// '_', '-'), '*', '?', or one escaped with '\\'. A space (a quoted
+// copy-paste: "orders "), a '/' or any other character there matches no
+// topic name: every request for the topic meant was refused 403 at run
+// time, with nothing said at start. A class ([^/]*, [!-~]) may name any.
 func topicPattern(t string) bool {
 	if _, err := path.Match(t, ""); err != nil || t == "" {
 		return false
 	}
-	return !strings.ContainsFunc(t, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-*?[]^!\\", r))
-	})
+	topicChar := func(c byte) bool {
+		return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
+	}
+	for i := 0; i < len(t); i++ {
+		switch c := t[i]; {
+		case c == '*' || c == '?' || topicChar(c):
+		case c == '\\' && i+1 < len(t) && topicChar(t[i+1]):
+			i++
+		case c == '[':
+			// path.Match parsed it: the class ends at the first ']'
+			// not escaped.
+			for i++; i < len(t) && t[i] != ']'; i++ {
+				if t[i] == '\\' {
+					i++
+				}
+			}
+		default:
+			return false
+		}
+	}
+	return true
 }
