@@ -146,10 +146,14 @@ func newPusher(m Module) (*pusher, error) {
 		hc.Dial = func(addr string) (net.Conn, error) {
 			var c net.Conn
 			var err error
+			// Dual stack: fasthttp's Dial and DialTimeout reach IPv4
+			// addresses only, and a backend_servers entry [::1]:8080
+			// loaded and was never reached (every push a connection
+			// error).
 			if conn > 0 {
-				c, err = fasthttp.DialTimeout(addr, conn)
+				c, err = fasthttp.DialDualStackTimeout(addr, conn)
 			} else {
-				c, err = fasthttp.Dial(addr)
+				c, err = fasthttp.DialDualStack(addr)
 			}
 			if err != nil {
 				return nil, err
