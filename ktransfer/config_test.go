@@ -131,7 +131,7 @@ func TestHeadersCheckedAtLoad(t *testing.T) {
 	_, err := ktransfer.LoadModule(f)
 	for _, want := range []string{
 		`protocol.headers[0]: must be an HTTP header name (letters, digits and !#$%&'*+-.^_` + "`" + `|~), got "Content Type"`,
-		`protocol.headers[1].Host: must be a host name without spaces or control characters, got "www.myhug.cn\r\nX-Evil: 1"`,
+		`protocol.headers[1].Host: must be a host name or address with an optional numeric port (api.example, api.example:8080, [fe80::1]:8080), got "www.myhug.cn\r\nX-Evil: 1"`,
 		`protocol.headers[2].X-Trace: must hold no control characters but tab, got "a\nb"`,
 		`protocol.headers[3]: must be an HTTP header name (letters, digits and !#$%&'*+-.^_` + "`" + `|~), got ""`,
 	} {
