@@ -72,6 +72,19 @@ func setOffset(t *testing.T, conn *zk.Conn, module, topic, partition, data strin
 	}
 }
 
+// setPartitionCount records on offsets/<topic> of module the topic's
+// partition count, as a ktransfer process does when it starts the topic.
+func setPartitionCount(t *testing.T, conn *zk.Conn, module, topic string, n int32) {
+	t.Helper()
+	dir := zklayout.Offsets(chroot, module, topic)
+	if err := zklayout.CreateAll(conn, dir, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Set(dir, zklayout.EncodeOffsetsTopic(n), -1); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func deleteAll(t *testing.T, conn *zk.Conn, p string) {
 	t.Helper()
 	children, _, err := conn.Children(p)

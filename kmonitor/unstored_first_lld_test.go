@@ -28,13 +28,8 @@ func TestFirstDiscoveryListsTheUnstoredPartition(t *testing.T) {
 	z := zktest.Start(t)
 	conn := zktest.Connect(t, z.Addr)
 	open := zk.WorldACL(zk.PermAll)
+	setPartitionCount(t, conn, "m", "t", 2)
 	dir := zklayout.Offsets(chroot, "m", "t")
-	if err := zklayout.CreateAll(conn, dir, open); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Set(dir, zklayout.EncodeOffsetsTopic(2), -1); err != nil {
-		t.Fatal(err)
-	}
 	for _, p := range []string{"0", "1"} {
 		if _, err := conn.Create(dir+"/"+p, []byte("3"), 0, open); err != nil {
 			t.Fatal(err)

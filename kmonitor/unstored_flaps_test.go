@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-zookeeper/zk"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -30,13 +29,7 @@ func withUnstoredPartition(t *testing.T) (*kfake.Cluster, *env, string) {
 	produce(t, e.kafka, "t", 0, 5)
 	produce(t, e.kafka, "t", 1, 3)
 	produce(t, e.kafka, "t", 2, 7)
-	dir := zklayout.Offsets(chroot, "m", "t")
-	if err := zklayout.CreateAll(e.conn, dir, zk.WorldACL(zk.PermAll)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.conn.Set(dir, zklayout.EncodeOffsetsTopic(2), -1); err != nil {
-		t.Fatal(err)
-	}
+	setPartitionCount(t, e.conn, "m", "t", 2)
 	setOffset(t, e.conn, "m", "t", "0", "5")
 	setOffset(t, e.conn, "m", "t", "1", "3")
 	want := `{"test_cluster":{"m":{"0":0,"1":0,"2":7}}}` + "\n"

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-zookeeper/zk"
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
@@ -30,12 +29,7 @@ func TestUnstoredPartitionIsReported(t *testing.T) {
 	produce(t, e.kafka, "t", 0, 5)
 	produce(t, e.kafka, "t", 1, 3)
 	dir := zklayout.Offsets(chroot, "m", "t")
-	if err := zklayout.CreateAll(e.conn, dir, zk.WorldACL(zk.PermAll)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.conn.Set(dir, zklayout.EncodeOffsetsTopic(2), -1); err != nil {
-		t.Fatal(err)
-	}
+	setPartitionCount(t, e.conn, "m", "t", 2)
 	setOffset(t, e.conn, "m", "t", "0", "5")
 	setOffset(t, e.conn, "m", "t", "1", "3")
 	e.eventually(t, "", `{"test_cluster":{"m":{"0":0,"1":0}}}`+"\n", 30*time.Second)

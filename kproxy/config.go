@@ -524,13 +524,10 @@ func topicPattern(t string) bool {
 	if _, err := path.Match(t, ""); err != nil || t == "" {
 		return false
 	}
-	topicChar := func(c byte) bool {
-		return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
-	}
 	for i := 0; i < len(t); i++ {
 		switch c := t[i]; {
-		case c == '*' || c == '?' || topicChar(c):
-		case c == '\\' && i+1 < len(t) && topicChar(t[i+1]):
+		case c == '*' || c == '?' || topicNameChar(c):
+		case c == '\\' && i+1 < len(t) && topicNameChar(t[i+1]):
 			i++
 		case c == '[':
 			// path.Match parsed it: the class ends at the first ']'

@@ -691,12 +691,16 @@ func checkTopicName(t []byte) string {
 		return "topic name cannot be . or .."
 	}
 	for _, c := range t {
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
-		if !ok {
+		if !topicNameChar(c) {
 			return "topic name may only hold ASCII letters, digits, '.', '_' and '-'"
 		}
 	}
 	return ""
+}
+
+// topicNameChar tells a character a Kafka topic name may hold.
+func topicNameChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
 }
 
 // requestError answers requests fasthttp could not read.

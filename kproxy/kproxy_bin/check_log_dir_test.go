@@ -5,7 +5,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 )
 
@@ -80,11 +79,7 @@ func TestCheckLogDirAsTheStartOpensTheLog(t *testing.T) {
 				t.Fatal(err)
 			}
 			cmd := exec.Command(binary(t), "-f", f, "-check")
-			cmd.SysProcAttr = &syscall.SysProcAttr{
-				Cloneflags:  syscall.CLONE_NEWUSER,
-				UidMappings: []syscall.SysProcIDMap{{ContainerID: 1000, HostID: os.Getuid(), Size: 1}},
-				GidMappings: []syscall.SysProcIDMap{{ContainerID: 1000, HostID: os.Getgid(), Size: 1}},
-			}
+			asOrdinaryUser(cmd)
 			out, _ := cmd.CombinedOutput()
 			code := cmd.ProcessState.ExitCode()
 			if code != tc.wantCode || code == 2 && !strings.Contains(string(out), f+": log_dir: log file "+logFile+" is not writable") {

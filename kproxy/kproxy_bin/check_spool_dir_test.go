@@ -26,16 +26,23 @@ func TestCheckRefusesSpoolDirThatCannotBeCreated(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(binary(t), "-f", f, "-check")
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags:  syscall.CLONE_NEWUSER,
-		UidMappings: []syscall.SysProcIDMap{{ContainerID: 1000, HostID: os.Getuid(), Size: 1}},
-		GidMappings: []syscall.SysProcIDMap{{ContainerID: 1000, HostID: os.Getgid(), Size: 1}},
-	}
+	asOrdinaryUser(cmd)
 	out, err := cmd.CombinedOutput()
 	if code := cmd.ProcessState.ExitCode(); code != 2 {
 		t.Fatalf("-check with spool_dir %s under a read-only directory: exit %d (%v), want 2; output %q", dir, code, err, out)
 	}
 	if want := f + ": spool_dir: "; !strings.Contains(string(out), want) || !strings.Contains(string(out), parent) {
 		t.Errorf("-check output %q lacks %q naming %s", out, want, parent)
+	}
+}
+
+// asOrdinaryUser runs cmd as an ordinary user (uid 1000 in a user
+// namespace of its own, owning what this process owns), for whom file
+// modes hold: root's access(2) passes them.
+func asOrdinaryUser(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 1000, HostID: os.Getuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 1000, HostID: os.Getgid(), Size: 1}},
 	}
 }

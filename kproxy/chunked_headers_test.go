@@ -1,0 +1,73 @@
+package kproxy_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// commitRaw writes request, a /commit to p as it stands (its headers and
+// body as given), and returns the record headers of the record it wrote.
+func commitRaw(t *testing.T, p *proxy, c *kfake.Cluster, request string) []string {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(p.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(15 * time.Second))
+	if _, err := io.WriteString(conn, request); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	r := decode(t, answer{resp.StatusCode, string(b), resp.Header})
+	return headersOf(readRecord(t, c, topic, r.Partition, *r.Offset))
+}
+
+// TestTrailerIsNotARecordHeader: README ("Record headers"): "Each
+// request header X-Kafka-Header-<name>: <value> becomes a record header";
+// RFC 9110 6.5.1: a trailer field is not merged into the header section.
+// A chunked /commit whose trailer section carried X-Kafka-Header-* had
+// those trailer fields written as record headers, past whatever a proxy
+// in front allows in the header section and outside max_header_bytes.
+func TestTrailerIsNotARecordHeader(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := startProxy(t, c, nil)
+	body := record(t, map[string]any{"a": 1})
+	got := commitRaw(t, p, c, fmt.Sprintf("POST /commit?topic=%s&key=k HTTP/1.1\r\nHost: kproxy\r\nTransfer-Encoding: chunked\r\n"+
+		"X-Kafka-Header-In-Header: h\r\nConnection: close\r\n\r\n%x\r\n%s\r\n0\r\nX-Kafka-Header-In-Trailer: injected\r\n\r\n",
+		topic, len(body), body))
+	if want := []string{"in-header=h"}; !sameList(got, want) {
+		t.Errorf("record headers %q, want %q: a trailer field became a record header", got, want)
+	}
+}
+
+// TestChunkedObsFoldHeaderValue: the same X-Kafka-Header-* field,
+// folded onto a continuation line (obs-fold, which fasthttp accepts and
+// joins with a space), became record header "v1 v2" with a
+// Content-Length body but "v1" with a chunked one: requestHeaders read
+// raw lines, and headerLines dropped the continuation line.
+func TestChunkedObsFoldHeaderValue(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := startProxy(t, c, nil)
+	body := record(t, map[string]any{"a": 1})
+	head := fmt.Sprintf("POST /commit?topic=%s&key=k HTTP/1.1\r\nHost: kproxy\r\nX-Kafka-Header-Folded: v1\r\n v2\r\nConnection: close\r\n", topic)
+	plain := commitRaw(t, p, c, fmt.Sprintf("%sContent-Length: %d\r\n\r\n%s", head, len(body), body))
+	chunked := commitRaw(t, p, c, fmt.Sprintf("%sTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", head, len(body), body))
+	if !sameList(plain, chunked) {
+		t.Errorf("record headers of the same request: %q with Content-Length, %q chunked", plain, chunked)
+	}
+}
