@@ -42,9 +42,13 @@ const (
 // with an earlier record of its partition, its own deadline (own) not yet
 // passed: Kafka's client fails every record queued behind one whose
 // deadline passed before it was sent (their order would break otherwise),
-// whatever time they had left.
+// whatever time they had left. The earlier record's deadline is its
+// context's, or kgo's RecordDeliveryTimeout (produce_timeout_ms from when
+// kgo took it), whichever kgo sees first: the records behind fail with
+// ErrRecordTimeout then. A record's own delivery timeout starts after its
+// arrival, so it has not passed while own has not.
 func failedWithEarlier(err error, own context.Context) bool {
-	return errors.Is(err, context.DeadlineExceeded) && own != nil && own.Err() == nil
+	return (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kgo.ErrRecordTimeout)) && own != nil && own.Err() == nil
 }
 
 // withEarlierReason is the reason of a record failedWithEarlier and not
