@@ -122,9 +122,10 @@ func (s *Server) checkBatchHead(ctx *fasthttp.RequestCtx) (h batchHead, code int
 			return h, batchFail(ctx, refuse(400, -1, reason))
 		}
 	}
-	for k := range ctx.Request.Header.All() {
+	for k := range requestHeaders(ctx) {
 		// Asked for a record header that /batch would not write: each
-		// record carries its own.
+		// record carries its own. A trailer field is no header: ignored,
+		// as /commit ignores it.
 		if _, ok := kafkaHeaderName(k); ok {
 			return h, batchFail(ctx, refuse(400, -1, kafkaHeaderPrefix+"* headers are for /commit; a /batch record carries its own (\"headers\")"))
 		}

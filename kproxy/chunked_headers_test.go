@@ -71,3 +71,34 @@ func TestChunkedObsFoldHeaderValue(t *testing.T) {
 		t.Errorf("record headers of the same request: %q with Content-Length, %q chunked", plain, chunked)
 	}
 }
+
+// TestBatchTrailerIsNoHeader: README ("Batches"): "a /batch request with
+// an X-Kafka-Header-* header is refused (400)", and ("Record headers")
+// "Only the header section counts". A chunked /batch whose trailer, not
+// its header section, carried X-Kafka-Header-* was refused 400 as if it
+// were a header (fasthttp lists trailer fields with the headers), where
+// the same trailer on /commit is ignored: the batch must be written.
+func TestBatchTrailerIsNoHeader(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := startProxy(t, c, nil)
+	body := jsonBatch([]brec{{key: "k", value: []byte(`{"a":1}`)}})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(p.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(15 * time.Second))
+	fmt.Fprintf(conn, "POST /batch?topic=%s HTTP/1.1\r\nHost: kproxy\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"+
+		"Connection: close\r\n\r\n%x\r\n%s\r\n0\r\nX-Kafka-Header-In-Trailer: injected\r\n\r\n", topic, len(body), body)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("chunked /batch with X-Kafka-Header-* in its trailer only: %d %s, want 200 (a trailer is no header)", resp.StatusCode, b)
+	}
+	if got := headersOf(readRecord(t, c, topic, 0, 0)); len(got) != 0 {
+		t.Errorf("record headers %q, want none: a trailer field became a record header", got)
+	}
+}
