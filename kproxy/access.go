@@ -45,7 +45,11 @@ type clientRule struct {
 	limit  *bucket // nil: no rate limit
 }
 
-func newAccess(cfg Config) (*access, error) {
+// newAccess builds the rules of cfg. A client of prev (the rules a reload
+// replaces; nil at start) whose rate_limit and burst are unchanged keeps
+// its bucket: a reload neither refills a client's burst nor forgets what
+// it sent.
+func newAccess(cfg Config, prev *access) (*access, error) {
 	a := &access{allowed: cfg.TopicsAllowed}
 	if len(cfg.Clients) == 0 {
 		return a, nil
@@ -66,11 +70,26 @@ func newAccess(cfg Config) (*access, error) {
 				burst = max(1, int(min(math.Ceil(c.RateLimit), 1<<53)))
 			}
 			rule.limit = &bucket{rate: c.RateLimit, burst: burst, tokens: float64(burst)}
+			if old := prev.client(c.Name); old != nil && old.limit != nil && old.limit.rate == c.RateLimit && old.limit.burst == burst {
+				rule.limit = old.limit
+			}
 		}
 		a.clients[c.Name] = rule
 	}
 	return a, nil
 }
+
+// client is the rule of the client named name; nil when a is nil or has
+// none.
+func (a *access) client(name string) *clientRule {
+	if a == nil {
+		return nil
+	}
+	return a.clients[name]
+}
+
+// acl is the access rules in force.
+func (s *Server) acl() *access { return s.access.Load() }
 
 // active reports whether any rule applies (if not, check is not needed).
 func (a *access) active() bool { return len(a.allowed) > 0 || a.clients != nil }

@@ -230,7 +230,7 @@ func (s *Server) checkBatch(dl context.Context, rule *clientRule, recs []batchRe
 		}
 		r.name = cur.info.name
 	}
-	if v, first := s.access.take(rule, len(recs), now); v.code != 0 {
+	if v, first := s.acl().take(rule, len(recs), now); v.code != 0 {
 		e := refuse(v.code, first, v.reason)
 		e.retryAfter = v.retryAfter
 		return e
@@ -252,7 +252,7 @@ func (s *Server) checkTopic(dl context.Context, rule *clientRule, t []byte, spoo
 	if len(t) > 1 && t[0] == '_' && t[1] == '_' {
 		return topicInfo{}, false, refuse(403, -1, "kafka-internal topics (starting with __) are not writable")
 	}
-	if v := s.access.permit(rule, string(t)); v.code != 0 {
+	if v := s.acl().permit(rule, string(t)); v.code != 0 {
 		return topicInfo{}, false, refuse(v.code, -1, v.reason+" ("+string(t)+")")
 	}
 	info, blind, err := s.topicFor(dl, t, spoolable, after)

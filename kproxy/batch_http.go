@@ -130,7 +130,7 @@ func (s *Server) checkBatchHead(ctx *fasthttp.RequestCtx) (h batchHead, code int
 			return h, batchFail(ctx, refuse(400, -1, kafkaHeaderPrefix+"* headers are for /commit; a /batch record carries its own (\"headers\")"))
 		}
 	}
-	rule, v := s.access.authenticate(ctx.Request.Header.Peek("Authorization"))
+	rule, v := s.acl().authenticate(ctx.Request.Header.Peek("Authorization"))
 	if v.code != 0 {
 		ctx.Response.Header.Set("WWW-Authenticate", `Basic realm="kproxy"`)
 		return h, batchFail(ctx, refuse(v.code, -1, v.reason))
@@ -187,7 +187,7 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx) int {
 	}
 	out := s.produceBatch(context.Background(), acks, atomic, j)
 	if out.givesBack() {
-		s.access.giveBack(rule, n)
+		s.acl().giveBack(rule, n)
 	}
 	return batchAnswer(ctx, out)
 }

@@ -240,13 +240,13 @@ func (s *Server) produceRequest(ctx context.Context, j *batchJob, ext callExt) (
 	}
 	if err := ctx.Err(); err != nil {
 		b.end(true)
-		s.access.giveBack(rule, n) // the client left: nothing written
+		s.acl().giveBack(rule, n) // the client left: nothing written
 		return answer{}, status.FromContextError(err).Err()
 	}
 	out := s.produceBatch(b.answer, h.acks, h.atomic, j)
 	b.end(h.atomic || h.acks == 0 || j.call.left.Load() == 0)
 	if out.givesBack() {
-		s.access.giveBack(rule, n)
+		s.acl().giveBack(rule, n)
 	}
 	return outcomeAnswer(h.id, out), nil
 }
@@ -254,14 +254,19 @@ func (s *Server) produceRequest(ctx context.Context, j *batchJob, ext callExt) (
 // authenticateRPC finds the call's client from its authorization
 // metadata ("Basic …", as HTTP's header), as access.authenticate does.
 func (s *Server) authenticateRPC(ctx context.Context) (*clientRule, verdict) {
-	if s.access.clients == nil {
+	return authenticateRPC(s.acl(), ctx)
+}
+
+// authenticateRPC finds the call's client by a's rules.
+func authenticateRPC(a *access, ctx context.Context) (*clientRule, verdict) {
+	if a.clients == nil {
 		return nil, verdict{}
 	}
 	var auth []byte
 	if v := metadata.ValueFromIncomingContext(ctx, "authorization"); len(v) > 0 {
 		auth = []byte(v[0])
 	}
-	return s.access.authenticate(auth)
+	return a.authenticate(auth)
 }
 
 // mdRequestID is the metadata of a call's request id: HTTP's X-Request-ID,
@@ -543,11 +548,12 @@ func (g grpcService) ProduceStream(stream grpc.BidiStreamingServer[kproxypb.Prod
 		// as received (and the records carry).
 		grpc.SendHeader(stream.Context(), metadata.MD{mdRequestID: {x.rid}})
 	}
-	rule, v := s.authenticateRPC(stream.Context())
+	a := s.acl()
+	rule, v := authenticateRPC(a, stream.Context())
 	if v.code != 0 {
 		return status.Error(codes.Unauthenticated, v.reason)
 	}
-	st := &produceStream{s: s, stream: stream, ctx: stream.Context(), rule: rule, ext: x, client: -1,
+	st := &produceStream{s: s, stream: stream, ctx: stream.Context(), rule: rule, acl: a, ext: x, client: -1,
 		answers: make(chan *streamItem, streamWindow), sendErr: make(chan error, 1), sentOne: make(chan struct{}, 1)}
 	return st.run()
 }
@@ -576,9 +582,10 @@ type produceStream struct {
 	s      *Server
 	stream grpc.BidiStreamingServer[kproxypb.ProduceRequest, kproxypb.ProduceResponse]
 	ctx    context.Context
-	rule   *clientRule
-	ext    callExt // the stream's ext fields, for every record of every request
-	client int     // the kgo client of the last request started: 0 acks 0/1, 1 acks -1, 2 atomic; -1 none
+	rule   *clientRule // the stream's client, by acl's rules (start's)
+	acl    *access     // the rules rule was found by
+	ext    callExt     // the stream's ext fields, for every record of every request
+	client int         // the kgo client of the last request started: 0 acks 0/1, 1 acks -1, 2 atomic; -1 none
 
 	out     []*streamItem    // requests started and not known to be answered, in order (take's)
 	held    []chan struct{}  // settled of the requests of the current client whose records kgo may still hold (take's)
@@ -592,9 +599,10 @@ type streamItem struct {
 	at       time.Time // read
 	answered bool      // a is the answer, known at the start: nothing to await
 	a        answer
-	job      *batchJob  // nil: refused (released at once)
-	call     *batchCall // nil: answered at the start
-	n        int        // records admitted, given back once answered
+	job      *batchJob   // nil: refused (released at once)
+	call     *batchCall  // nil: answered at the start
+	n        int         // records admitted, given back once answered
+	rule     *clientRule // the client the records were counted against
 	bound    rpcBound
 	done     chan struct{} // closed once answered (sent, or not: the stream broke)
 }
@@ -794,6 +802,18 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 	if berr := st.ext.refusal(s.ext.maxBytes); berr != nil {
 		return refused(h.id, berr)
 	}
+	if a := s.acl(); a != st.acl {
+		// The clients were reloaded (SIGHUP) since the stream's client
+		// was checked: checked again, so that a client removed or whose
+		// secret changed sends no more records on a stream it opened
+		// before.
+		rule, v := authenticateRPC(a, st.ctx)
+		if v.code != 0 {
+			return refused(h.id, refuse(v.code, -1, v.reason))
+		}
+		st.rule, st.acl = rule, a
+	}
+	it.rule = st.rule // for the answerer, which gives records back to it
 	withExtFields(j.recs, st.ext.headers)
 	j.noSpool = h.noSpool
 	n := len(j.recs)
@@ -850,7 +870,7 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 		// the window): nothing written, as for Produce.
 		b.end(true)
 		s.releaseBatch(n)
-		s.access.giveBack(st.rule, n)
+		s.acl().giveBack(st.rule, n)
 		return refused(h.id, refuse(503, -1, "the stream ended before this request's records were handed to kafka; they were not written"))
 	}
 	var out batchOutcome
@@ -868,7 +888,7 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 		// releases j, whose results it reads.
 		it.a, it.answered = outcomeAnswer(h.id, out), true
 		if out.givesBack() {
-			s.access.giveBack(st.rule, n)
+			s.acl().giveBack(st.rule, n)
 		}
 	}
 	return it
@@ -895,7 +915,7 @@ func (st *produceStream) answer() {
 			out := s.finishProduce(it.bound.answer, it.call)
 			it.a = outcomeAnswer(it.a.id, out)
 			if out.givesBack() {
-				s.access.giveBack(st.rule, it.n)
+				s.acl().giveBack(it.rule, it.n)
 			}
 		}
 		bp := answerPool.Get().(*[]byte) // the codec copies it

@@ -93,10 +93,10 @@ func (s *Server) checkCommitHead(ctx *fasthttp.RequestCtx) (h commitHead, code i
 	// topic (403).
 	internal := len(topicB) > 1 && topicB[0] == '_' && topicB[1] == '_'
 	var rule *clientRule
-	if s.access.active() {
+	if a := s.acl(); a.active() {
 		var v verdict
-		if rule, v = s.access.authenticate(ctx.Request.Header.Peek("Authorization")); v.code == 0 && !internal {
-			v = s.access.permit(rule, string(topicB))
+		if rule, v = a.authenticate(ctx.Request.Header.Peek("Authorization")); v.code == 0 && !internal {
+			v = a.permit(rule, string(topicB))
 		}
 		if v.code != 0 {
 			if v.code == fasthttp.StatusUnauthorized {
@@ -187,16 +187,16 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx, now time.Time) (code int) {
 			return fail(ctx, fasthttp.StatusBadRequest, keylessCompacted(topic.name))
 		}
 	}
-	if s.access.active() {
+	if s.acl().active() {
 		// The record counts once its request passed the checks, as a
 		// batch's do (checkBatch): one refused before is not in Kafka.
-		if v, _ := s.access.take(rule, 1, now); v.code != 0 {
+		if v, _ := s.acl().take(rule, 1, now); v.code != 0 {
 			ctx.Response.Header.Set("Retry-After", strconv.Itoa(v.retryAfter))
 			return fail(ctx, v.code, v.reason)
 		}
 		defer func() {
 			if code == fasthttp.StatusServiceUnavailable { // the record is not in Kafka
-				s.access.giveBack(rule, 1)
+				s.acl().giveBack(rule, 1)
 			}
 		}()
 	}

@@ -34,6 +34,8 @@ type metrics struct {
 	grpcRequests map[string]*grpcMethodMetrics // by method: Produce, ProduceStream
 	grpcRPCs     *prometheus.CounterVec        // RPCs ended, by method and gRPC code
 	grpcStreams  prometheus.Gauge              // ProduceStream streams open
+
+	reloads *prometheus.CounterVec // SIGHUP reloads by result: ok, refused
 }
 
 // grpcMethodMetrics are the ProduceRequests of one method: answered by
@@ -147,6 +149,13 @@ func newMetrics(reg *prometheus.Registry, inFlight *atomic.Int64) *metrics {
 		Name: "kproxy_grpc_streams_open", Help: "ProduceStream streams open.",
 	})
 	reg.MustRegister(grpcRequests, grpcDuration, m.grpcRPCs, m.grpcStreams)
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kproxy_config_reloads_total", Help: "Configuration reloads (SIGHUP: clients, topics_allowed, log_level) by result: ok, or refused (the running configuration kept).",
+	}, []string{"result"})
+	for _, r := range []string{reloadOK, reloadRefused} {
+		m.reloads.WithLabelValues(r)
+	}
+	reg.MustRegister(m.reloads)
 	reg.MustRegister(m.requests, m.duration, m.produceErrors, records, bodies, m.batchRecords, m.acks0Lost, m.acks0Unconfirmed,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "kproxy_requests_in_flight", Help: "Places of req_pool_size taken: /commit requests, and the records of /batch and gRPC requests, being processed.",

@@ -13,7 +13,7 @@ import (
 // golang.org/x/time/rate, used before, capped such a wait at InfDuration;
 // kproxy caps it at the largest retry_after a gRPC answer holds (int32).
 func TestRateLimitTinyRateRetryAfter(t *testing.T) {
-	a, err := newAccess(Config{Clients: []Client{{Name: "slow", Secret: "pw", RateLimit: 1e-12}}})
+	a, err := newAccess(Config{Clients: []Client{{Name: "slow", Secret: "pw", RateLimit: 1e-12}}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,8 +45,11 @@ type Server struct {
 	grpcLog sampled
 	// acks0Log reports acks=0 records lost after their 200, sampled.
 	acks0Log sampled
-	access   *access
-	ext      extFields // ext_headers and trusted_proxies
+	// access is the clients and topics_allowed in force: a reload (SIGHUP)
+	// replaces it whole; a request reads it once (acl).
+	access atomic.Pointer[access]
+	reload reloader  // SIGHUP (reload.go)
+	ext    extFields // ext_headers and trusted_proxies
 	// headerNames interns the record header names of X-Kafka-Header-*.
 	headerNames headerNames
 
@@ -120,10 +123,12 @@ func NewContext(ctx context.Context, cfg Config, log *slog.Logger) (*Server, err
 	s.errLog = sampled{log: log, every: time.Second}
 	s.grpcLog = sampled{log: log, every: time.Second}
 	s.acks0Log = sampled{log: log, every: time.Second}
-	var err error
-	if s.access, err = newAccess(cfg); err != nil {
+	a, err := newAccess(cfg, nil)
+	if err != nil {
 		return nil, err
 	}
+	s.access.Store(a)
+	s.reload.req, s.reload.level = make(chan struct{}, 1), cfg.LogLevel
 	where := "" // the file, in start-up errors
 	if cfg.file != "" {
 		where = cfg.file + ": "
@@ -349,6 +354,7 @@ func (s *Server) AdminAddr() net.Addr {
 
 // Run serves until ctx is done or a listener fails, then shuts down.
 func (s *Server) Run(ctx context.Context) error {
+	go s.reloadLoop(ctx)
 	errc := make(chan error, 3)
 	servers := 1
 	go func() { errc <- s.http.Serve(s.ln) }()

@@ -1,0 +1,130 @@
+package kproxy
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"strings"
+	"sync"
+)
+
+// A reload (SIGHUP) reads kproxy's file again and applies what can change
+// while requests are served: the clients (names, secrets and secret files,
+// topics, rate limits), topics_allowed and log_level. A request is checked
+// by the rules in force when it arrived; a gRPC stream's client is checked
+// again at its next request. Every other key changed is logged as needing
+// a restart, its running value kept. A file that does not load (or a
+// secret_file that cannot be read) is refused whole: nothing changes.
+
+// liveKeys are the keys a reload applies.
+var liveKeys = map[string]bool{"clients": true, "topics_allowed": true, "log_level": true}
+
+// Reload results, the label of kproxy_config_reloads_total.
+const (
+	reloadOK      = "ok"
+	reloadRefused = "refused"
+)
+
+// reloader is the Server's reload state.
+type reloader struct {
+	req      chan struct{} // (cap 1) a reload asked for
+	mu       sync.Mutex    // one reload at a time
+	setLevel func(int) bool
+	level    int // the log_level in force
+}
+
+// RequestReload asks for the configuration file to be read again (SIGHUP)
+// and returns at once; Run reloads, one at a time. Requests made during a
+// reload are one more.
+func (s *Server) RequestReload() {
+	select {
+	case s.reload.req <- struct{}{}:
+	default:
+	}
+}
+
+// SetLevelFunc gives a reload the way to apply a new log_level; without
+// one, a changed log_level needs a restart. Call it before Run.
+func (s *Server) SetLevelFunc(set func(logLevel int) bool) {
+	s.reload.mu.Lock()
+	defer s.reload.mu.Unlock()
+	s.reload.setLevel = set
+}
+
+// reloadLoop reloads on each request until ctx ends.
+func (s *Server) reloadLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.reload.req:
+			_ = s.Reload() // logged and counted
+		}
+	}
+}
+
+// Reload reads the configuration file again and applies its clients,
+// topics_allowed and log_level; refused (the error), nothing changes.
+func (s *Server) Reload() error {
+	s.reload.mu.Lock()
+	defer s.reload.mu.Unlock()
+	restart, err := s.reloadLocked()
+	if err != nil {
+		s.metrics.reloads.WithLabelValues(reloadRefused).Inc()
+		for _, problem := range strings.Split(err.Error(), "\n") {
+			s.log.Error("configuration reload refused; the running configuration is kept", "file", s.cfg.file, "problem", problem)
+		}
+		return err
+	}
+	s.metrics.reloads.WithLabelValues(reloadOK).Inc()
+	for _, key := range restart {
+		s.log.Warn("changed key needs a restart; the running value is kept", "file", s.cfg.file, "key", key)
+	}
+	a := s.acl()
+	s.log.Info("configuration reloaded", "file", s.cfg.file, "clients", len(a.clients), "topics_allowed", len(a.allowed), "log_level", s.reload.level)
+	return nil
+}
+
+// reloadLocked does Reload's work; s.reload.mu is held. It returns the
+// changed keys that need a restart.
+func (s *Server) reloadLocked() ([]string, error) {
+	if s.cfg.file == "" {
+		return nil, errors.New("the configuration was not read from a file: nothing to read again")
+	}
+	cfg, err := LoadConfig(s.cfg.file)
+	if err != nil {
+		return nil, err
+	}
+	a, err := newAccess(cfg, s.acl())
+	if err != nil {
+		return nil, errors.New(s.cfg.file + ": " + err.Error())
+	}
+	restart := restartKeys(s.cfg, cfg)
+	if cfg.LogLevel != s.reload.level {
+		if s.reload.setLevel != nil && s.reload.setLevel(cfg.LogLevel) {
+			s.reload.level = cfg.LogLevel
+		} else {
+			restart = append(restart, "log_level")
+		}
+	}
+	s.access.Store(a)
+	return restart, nil
+}
+
+// restartKeys are the keys other than liveKeys whose value differs
+// between the configuration kproxy started with and next.
+func restartKeys(running, next Config) []string {
+	var keys []string
+	a, b := reflect.ValueOf(running), reflect.ValueOf(next)
+	for i := range a.NumField() {
+		f := a.Type().Field(i)
+		key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if !f.IsExported() || key == "" || key == "-" || liveKeys[key] {
+			continue
+		}
+		if !reflect.DeepEqual(a.Field(i).Interface(), b.Field(i).Interface()) {
+			keys = append(keys, key)
+		}
+	}
+	return keys
+}

@@ -1,0 +1,201 @@
+package kproxy_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy/kproxypb"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
+)
+
+// The tests in this file attack the reload (README "Reloading clients"):
+// what a reload applies takes effect for every way in, what it does not
+// apply stays, and a refused file changes nothing.
+
+// reloadable is a kproxy started from a file the test rewrites, with gRPC.
+type reloadable struct {
+	*gproxy
+	file string
+	head string // the file's keys other than clients and topics_allowed
+}
+
+func startReloadable(t *testing.T, clients string) *reloadable {
+	t.Helper()
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}, {Name: "other", Partitions: 1}})
+	r := &reloadable{file: filepath.Join(t.TempDir(), "kproxy.yaml")}
+	r.head = fmt.Sprintf("port: %d\nlisten_host: 127.0.0.1\nadmin_addr: 127.0.0.1:0\ngrpc_port: %d\nbroker_hosts: [%s]\n"+
+		"read_timeout_ms: 2000\nwrite_timeout_ms: 2000\n", freeTCPPort(t), freeTCPPort(t), strings.Join(c.ListenAddrs(), ", "))
+	r.write(t, clients)
+	cfg, err := kproxy.LoadConfig(r.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := kproxy.New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("kproxy.New: %v", err)
+	}
+	stop := runtest.Start(t, srv.Run, 30*time.Second)
+	conn, err := grpc.NewClient(srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	r.gproxy = &gproxy{proxy: &proxy{srv: srv, url: "http://" + srv.Addr().String(), stop: stop},
+		conn: conn, kp: kproxypb.NewKProxyClient(conn)}
+	return r
+}
+
+// write makes the file's clients (and topics_allowed) rest.
+func (r *reloadable) write(t *testing.T, rest string) {
+	t.Helper()
+	if err := os.WriteFile(r.file, []byte(r.head+rest), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// commitAs posts one record to /commit as user and returns the status.
+func (r *reloadable) commitAs(t *testing.T, topic, user, secret string) int {
+	t.Helper()
+	a := r.postBatch(t, "topic="+topic, "", mpBatch(t, []brec{{value: mp(t, 1)}}), user, secret)
+	return a.code
+}
+
+// TestReloadClientsEveryWayIn: after a reload that changes a client's
+// secret, removes another, narrows a third's topics and adds topics_allowed,
+// /batch, gRPC Produce and an open ProduceStream (opened before, its next
+// request checked again) follow the new rules.
+func TestReloadClientsEveryWayIn(t *testing.T) {
+	r := startReloadable(t, "clients:\n"+
+		" - {name: shop, secret: one, topics: ['*']}\n"+
+		" - {name: gone, secret: g, topics: ['*']}\n"+
+		" - {name: wide, secret: w, topics: ['*']}\n")
+	for _, u := range [][2]string{{"shop", "one"}, {"gone", "g"}, {"wide", "w"}} {
+		if code := r.commitAs(t, "other", u[0], u[1]); code != 200 {
+			t.Fatalf("%s before the reload: %d", u[0], code)
+		}
+	}
+	goneStream := r.stream(t, as(t.Context(), "gone", "g"))
+	shopStream := r.stream(t, as(t.Context(), "shop", "one"))
+	for _, s := range []grpc.BidiStreamingClient[kproxypb.ProduceRequest, kproxypb.ProduceResponse]{goneStream, shopStream} {
+		if err := s.Send(&kproxypb.ProduceRequest{Id: 1, Topic: topic, Records: []*kproxypb.Record{grec("", "k", "v")}}); err != nil {
+			t.Fatal(err)
+		}
+		if resp, err := s.Recv(); err != nil || resp.Status != 200 {
+			t.Fatalf("stream before the reload: %v %v", resp, err)
+		}
+	}
+
+	r.write(t, "topics_allowed: ["+topic+", other]\nclients:\n"+
+		" - {name: shop, secret: two, topics: ['*']}\n"+
+		" - {name: wide, secret: w, topics: ["+topic+"]}\n")
+	if err := r.srv.Reload(); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	if v := r.metric(t, `kproxy_config_reloads_total{result="ok"}`); v != "1" {
+		t.Errorf(`kproxy_config_reloads_total{result="ok"} = %s, want 1`, v)
+	}
+	for _, c := range []struct {
+		topic, user, secret string
+		want                int
+	}{
+		{"other", "shop", "one", 401}, {"other", "shop", "two", 200},
+		{"other", "gone", "g", 401},
+		{"other", "wide", "w", 403}, {topic, "wide", "w", 200},
+	} {
+		if code := r.commitAs(t, c.topic, c.user, c.secret); code != c.want {
+			t.Errorf("/batch to %s as %s:%s after the reload: %d, want %d", c.topic, c.user, c.secret, code, c.want)
+		}
+		_, err := r.produce(t, as(context.Background(), c.user, c.secret), &kproxypb.ProduceRequest{Id: 1, Topic: c.topic, Records: []*kproxypb.Record{grec("", "k", "v")}})
+		got := 200
+		if err != nil {
+			got = 0
+			if rf := refusalOf(err); rf.detail != nil {
+				got = int(rf.detail.Status)
+			} else if strings.Contains(err.Error(), "Unauthenticated") {
+				got = 401
+			}
+		}
+		if got != c.want {
+			t.Errorf("Produce to %s as %s:%s after the reload: %d (%v), want %d", c.topic, c.user, c.secret, got, err, c.want)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		s    grpc.BidiStreamingClient[kproxypb.ProduceRequest, kproxypb.ProduceResponse]
+		want int32
+	}{{"a removed client's", goneStream, 401}, {"a client whose secret changed", shopStream, 401}} {
+		if err := c.s.Send(&kproxypb.ProduceRequest{Id: 2, Topic: topic, Records: []*kproxypb.Record{grec("", "k", "v")}}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := c.s.Recv()
+		if err != nil || resp.Status != c.want {
+			t.Errorf("%s stream opened before the reload, next request: %v %v, want status %d", c.name, resp, err, c.want)
+		}
+	}
+}
+
+// TestReloadKeepsRateLimitBuckets: a reload that leaves a client's
+// rate_limit and burst as they were does not refill its burst (a client
+// cannot send twice its burst by having kproxy reloaded); one that changes
+// them starts the client on the new bucket.
+func TestReloadKeepsRateLimitBuckets(t *testing.T) {
+	clients := "clients:\n - {name: slow, secret: s, topics: ['*'], rate_limit: 0.001, burst: 1}\n" +
+		" - {name: other, secret: o, topics: ['*'], rate_limit: 0.001, burst: 1}\n"
+	r := startReloadable(t, clients)
+	for _, u := range []string{"slow", "other"} {
+		secret := u[:1]
+		if code := r.commitAs(t, topic, u, secret); code != 200 {
+			t.Fatalf("%s's first record: %d", u, code)
+		}
+		if code := r.commitAs(t, topic, u, secret); code != 429 {
+			t.Fatalf("%s's second record: %d, want 429", u, code)
+		}
+	}
+	r.write(t, "clients:\n - {name: slow, secret: s, topics: ['*'], rate_limit: 0.001, burst: 1}\n"+
+		" - {name: other, secret: o, topics: ['*'], rate_limit: 0.001, burst: 2}\n")
+	if err := r.srv.Reload(); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	if code := r.commitAs(t, topic, "slow", "s"); code != 429 {
+		t.Errorf("slow (rate_limit unchanged) after the reload: %d, want 429: the reload refilled its bucket", code)
+	}
+	if code := r.commitAs(t, topic, "other", "o"); code != 200 {
+		t.Errorf("other (burst raised to 2) after the reload: %d, want 200", code)
+	}
+}
+
+// TestReloadRefusedChangesNothing: a file that does not load is refused
+// whole, counted, and the clients in force stay.
+func TestReloadRefusedChangesNothing(t *testing.T) {
+	r := startReloadable(t, "clients:\n - {name: shop, secret: one, topics: ['*']}\n")
+	for _, bad := range []string{
+		"clients:\n - {name: shop, secret: two, topics: ['*']}\n - {name: shop, secret: x, topics: ['*']}\n", // a name twice
+		"clients:\n - {name: shop, secret: two, topics: ['*']\n",                                               // YAML cut short
+		"clients:\n - {name: shop, secret: two, topics: ['*']}\nreq_pool_size: 0\n",                            // another key bad
+	} {
+		r.write(t, bad)
+		if err := r.srv.Reload(); err == nil || !strings.Contains(err.Error(), r.file) {
+			t.Errorf("Reload of %q: %v, want a refusal naming the file", bad, err)
+		}
+		if code := r.commitAs(t, topic, "shop", "one"); code != 200 {
+			t.Errorf("after a refused reload (%q), the secret in force: %d, want 200", bad, code)
+		}
+		if code := r.commitAs(t, topic, "shop", "two"); code != 401 {
+			t.Errorf("after a refused reload (%q), the refused file's secret: %d, want 401", bad, code)
+		}
+	}
+	if v := r.metric(t, `kproxy_config_reloads_total{result="refused"}`); v != "3" {
+		t.Errorf(`kproxy_config_reloads_total{result="refused"} = %s, want 3`, v)
+	}
+}
