@@ -68,7 +68,7 @@ func (s *Server) reloadLoop(ctx context.Context) {
 func (s *Server) Reload() error {
 	s.reload.mu.Lock()
 	defer s.reload.mu.Unlock()
-	restart, err := s.reloadLocked()
+	restart, level, err := s.reloadLocked()
 	if err != nil {
 		s.metrics.reloads.WithLabelValues(reloadRefused).Inc()
 		for _, problem := range strings.Split(err.Error(), "\n") {
@@ -81,34 +81,36 @@ func (s *Server) Reload() error {
 		s.log.Warn("changed key needs a restart; the running value is kept", "file", s.cfg.file, "key", key)
 	}
 	a := s.acl()
-	s.log.Info("configuration reloaded", "file", s.cfg.file, "clients", len(a.clients), "topics_allowed", len(a.allowed), "log_level", s.reload.level)
+	// Logged before a new log_level applies: a reload to a quieter level
+	// is still told.
+	s.log.Info("configuration reloaded", "file", s.cfg.file, "clients", len(a.clients), "topics_allowed", len(a.allowed), "log_level", level)
+	if level != s.reload.level {
+		if s.reload.setLevel != nil && s.reload.setLevel(level) {
+			s.reload.level = level
+		} else {
+			s.log.Warn("changed key needs a restart; the running value is kept", "file", s.cfg.file, "key", "log_level")
+		}
+	}
 	return nil
 }
 
-// reloadLocked does Reload's work; s.reload.mu is held. It returns the
-// changed keys that need a restart.
-func (s *Server) reloadLocked() ([]string, error) {
+// reloadLocked reads the file and applies its clients and topics_allowed;
+// s.reload.mu is held. It returns the changed keys that need a restart
+// and the file's log_level, for Reload to apply.
+func (s *Server) reloadLocked() (restart []string, level int, err error) {
 	if s.cfg.file == "" {
-		return nil, errors.New("the configuration was not read from a file: nothing to read again")
+		return nil, 0, errors.New("the configuration was not read from a file: nothing to read again")
 	}
 	cfg, err := LoadConfig(s.cfg.file)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	a, err := newAccess(cfg, s.acl())
 	if err != nil {
-		return nil, errors.New(s.cfg.file + ": " + err.Error())
-	}
-	restart := restartKeys(s.cfg, cfg)
-	if cfg.LogLevel != s.reload.level {
-		if s.reload.setLevel != nil && s.reload.setLevel(cfg.LogLevel) {
-			s.reload.level = cfg.LogLevel
-		} else {
-			restart = append(restart, "log_level")
-		}
+		return nil, 0, errors.New(s.cfg.file + ": " + err.Error())
 	}
 	s.access.Store(a)
-	return restart, nil
+	return restartKeys(s.cfg, cfg), cfg.LogLevel, nil
 }
 
 // restartKeys are the keys other than liveKeys whose value differs

@@ -181,8 +181,8 @@ func TestReloadRefusedChangesNothing(t *testing.T) {
 	r := startReloadable(t, "clients:\n - {name: shop, secret: one, topics: ['*']}\n")
 	for _, bad := range []string{
 		"clients:\n - {name: shop, secret: two, topics: ['*']}\n - {name: shop, secret: x, topics: ['*']}\n", // a name twice
-		"clients:\n - {name: shop, secret: two, topics: ['*']\n",                                               // YAML cut short
-		"clients:\n - {name: shop, secret: two, topics: ['*']}\nreq_pool_size: 0\n",                            // another key bad
+		"clients:\n - {name: shop, secret: two, topics: ['*']\n",                                             // YAML cut short
+		"clients:\n - {name: shop, secret: two, topics: ['*']}\nreq_pool_size: 0\n",                          // another key bad
 	} {
 		r.write(t, bad)
 		if err := r.srv.Reload(); err == nil || !strings.Contains(err.Error(), r.file) {

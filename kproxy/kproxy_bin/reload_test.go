@@ -31,16 +31,16 @@ func TestSIGHUPReloadsClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := filepath.Join(dir, "kproxy.yaml")
-	write := func(shopSecretFile, more string) {
+	write := func(logLevel int, shopSecretFile, more string) {
 		t.Helper()
-		cfg := fmt.Sprintf("log_dir: %s\nlog_level: 4\nport: %d\nlisten_host: 127.0.0.1\nadmin_addr: \"\"\n"+
+		cfg := fmt.Sprintf("log_dir: %s\nlog_level: %d\nport: %d\nlisten_host: 127.0.0.1\nadmin_addr: \"\"\n"+
 			"broker_hosts: [%s]\nclients:\n - name: shop\n   secret_file: %s\n   topics: [t]\n%s",
-			filepath.Join(dir, "log"), port, c.ListenAddrs()[0], shopSecretFile, more)
+			filepath.Join(dir, "log"), logLevel, port, c.ListenAddrs()[0], shopSecretFile, more)
 		if err := os.WriteFile(f, []byte(cfg), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	write(secret, "")
+	write(4, secret, "")
 	url := fmt.Sprintf("http://127.0.0.1:%d/commit?topic=t&key=k", port)
 	post := func(user, pw string) (int, error) {
 		req, err := http.NewRequest("POST", url, bytes.NewReader([]byte{0x01}))
@@ -79,7 +79,7 @@ func TestSIGHUPReloadsClients(t *testing.T) {
 	if err := os.WriteFile(secret, []byte("two\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	write(secret, " - name: audit\n   secret: a\n   topics: [t]\nproduce_timeout_ms: 7000\n")
+	write(4, secret, " - name: audit\n   secret: a\n   topics: [t]\nproduce_timeout_ms: 7000\n")
 	cmd.Process.Signal(syscall.SIGHUP)
 	awaitLog(t, logFile, "configuration reloaded", 1)
 	if code := status("shop", "two"); code != 200 {
@@ -95,7 +95,13 @@ func TestSIGHUPReloadsClients(t *testing.T) {
 		t.Errorf("log does not say produce_timeout_ms needs a restart:\n%s", log)
 	}
 
-	write(filepath.Join(dir, "missing.secret"), "")
+	// log_level 2 (errors and warnings): the reload's own line, at info,
+	// is the last one logged at info.
+	write(2, secret, " - name: audit\n   secret: a\n   topics: [t]\n")
+	cmd.Process.Signal(syscall.SIGHUP)
+	awaitLog(t, logFile, "configuration reloaded", 2)
+
+	write(2, filepath.Join(dir, "missing.secret"), "")
 	cmd.Process.Signal(syscall.SIGHUP)
 	awaitLog(t, logFile, "configuration reload refused", 1)
 	if log := bintest.LogFile(logFile).String(); !strings.Contains(log, "kproxy.yaml: clients[0].secret_file: cannot read the file it names") {
@@ -111,6 +117,9 @@ func TestSIGHUPReloadsClients(t *testing.T) {
 	<-exited
 	if !cmd.ProcessState.Success() {
 		t.Fatalf("exit after SIGTERM: %v; stderr: %s; log: %s", cmd.ProcessState, stderr, bintest.LogFile(logFile))
+	}
+	if log := bintest.LogFile(logFile).String(); strings.Contains(log, "msg=stopped") {
+		t.Errorf("the stop's info line was logged after a reload set log_level 2:\n%s", log)
 	}
 }
 
