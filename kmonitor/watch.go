@@ -225,6 +225,16 @@ func waitCreated(ctx context.Context, conn *zk.Conn, p string, root bool) (bool,
 	return true, nil
 }
 
+// pauseAfter waits before asking ZooKeeper again after err: an unreadable
+// node (its ACL) is asked again as seldom as an unreadable folder is.
+func pauseAfter(ctx context.Context, err error) {
+	if errors.Is(err, zk.ErrNoAuth) {
+		sleep(ctx, 10*retryDelay)
+	} else {
+		sleep(ctx, retryDelay)
+	}
+}
+
 // watchOffset follows one offset znode until it is deleted or ctx ends.
 // The offset is dropped then, unless client (the ZooKeeper client's
 // context) has ended too: kept through a client's replacement, it shows as
@@ -442,8 +452,16 @@ func (c *cluster) watchCount(ctx, client context.Context, conn *zk.Conn, k modul
 		if errors.Is(err, zk.ErrNoNode) {
 			c.state.setCount(ctx, k, w, 0, false)
 			read()
-			if there, _ := waitCreated(ctx, conn, p, false); !there {
+			there, err := waitCreated(ctx, conn, p, false)
+			if !there {
 				return // the module's offsets/ is gone: so is this watcher's folder
+			}
+			if err != nil {
+				// offsets/ could not be listed (its ACL: asked again as
+				// seldom as an unreadable folder is; or ZooKeeper away):
+				// asked again after a pause, not back to back.
+				c.log.Debug("wait for offsets node", "path", p, "err", err)
+				pauseAfter(ctx, err)
 			}
 			continue
 		}
@@ -454,10 +472,8 @@ func (c *cluster) watchCount(ctx, client context.Context, conn *zk.Conn, k modul
 			c.log.Debug("read offsets node", "path", p, "err", err)
 			if errors.Is(err, zk.ErrNoAuth) {
 				read()
-				sleep(ctx, 10*retryDelay)
-			} else {
-				sleep(ctx, retryDelay)
 			}
+			pauseAfter(ctx, err)
 			continue
 		}
 		n, _ := zklayout.ParseOffsetsTopic(data)
