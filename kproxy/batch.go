@@ -157,7 +157,9 @@ func (s *Server) releaseCall(c *batchCall, n int) {
 
 // checkBatch checks every record of a batch, in order, before anything is
 // written: its topic's name, that it is not Kafka's own, that the client
-// (rule; nil: no clients configured) may write to it, that it exists, and
+// (rule; nil: no clients configured) may write to it by acl (the rules the
+// client was found by: one set for the whole request, whatever a reload
+// stores meanwhile), that it exists, and
 // the record's size against max_message_bytes and the topic's
 // max.message.bytes. The first bad record refuses the batch. Then the
 // batch's records are taken from the client's rate limit, all or none. It
@@ -172,7 +174,7 @@ func (s *Server) releaseCall(c *batchCall, n int) {
 // leaves the next one spool_after_ms of its own, as a batch of one topic
 // has, so that a slow but reachable Kafka does not make topics spool; so
 // does the reading again of a compacted topic (refusesKeyless).
-func (s *Server) checkBatch(dl context.Context, rule *clientRule, recs []batchRecord, now time.Time, spoolable bool) *batchError {
+func (s *Server) checkBatch(dl context.Context, acl *access, rule *clientRule, recs []batchRecord, now time.Time, spoolable bool) *batchError {
 	type known struct {
 		info topicInfo
 		err  *batchError // refused for this topic: every record naming it is
@@ -197,7 +199,7 @@ func (s *Server) checkBatch(dl context.Context, rule *clientRule, recs []batchRe
 				}
 				l := lookup()
 				var blind bool
-				k.info, blind, k.err = s.checkTopic(dl, rule, r.topic, spoolable, l)
+				k.info, blind, k.err = s.checkTopic(dl, acl, rule, r.topic, spoolable, l)
 				if blind {
 					after = l
 				}
@@ -230,7 +232,7 @@ func (s *Server) checkBatch(dl context.Context, rule *clientRule, recs []batchRe
 		}
 		r.name = cur.info.name
 	}
-	if v, first := s.acl().take(rule, len(recs), now); v.code != 0 {
+	if v, first := acl.take(rule, len(recs), now); v.code != 0 {
 		e := refuse(v.code, first, v.reason)
 		e.retryAfter = v.retryAfter
 		return e
@@ -242,7 +244,7 @@ func (s *Server) checkBatch(dl context.Context, rule *clientRule, recs []batchRe
 // topic's details, or why not (index -1, set by the caller). after is
 // the look-up's spool_after_ms (nil: not spoolable; topicFor); blind:
 // no broker answered the topic's metadata within it (topicFor).
-func (s *Server) checkTopic(dl context.Context, rule *clientRule, t []byte, spoolable bool, after context.Context) (_ topicInfo, blind bool, _ *batchError) {
+func (s *Server) checkTopic(dl context.Context, acl *access, rule *clientRule, t []byte, spoolable bool, after context.Context) (_ topicInfo, blind bool, _ *batchError) {
 	if len(t) == 0 {
 		return topicInfo{}, false, refuse(400, -1, "no topic: give it in the record or as the topic parameter")
 	}
@@ -252,7 +254,7 @@ func (s *Server) checkTopic(dl context.Context, rule *clientRule, t []byte, spoo
 	if len(t) > 1 && t[0] == '_' && t[1] == '_' {
 		return topicInfo{}, false, refuse(403, -1, "kafka-internal topics (starting with __) are not writable")
 	}
-	if v := s.acl().permit(rule, string(t)); v.code != 0 {
+	if v := acl.permit(rule, string(t)); v.code != 0 {
 		return topicInfo{}, false, refuse(v.code, -1, v.reason+" ("+string(t)+")")
 	}
 	info, blind, err := s.topicFor(dl, t, spoolable, after)

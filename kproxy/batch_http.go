@@ -59,7 +59,8 @@ type batchHead struct {
 	acks    int
 	atomic  bool
 	noSpool bool
-	topic   []byte // the topic parameter: the records' default
+	topic   []byte  // the topic parameter: the records' default
+	acl     *access // the rules in force when the request arrived
 	rule    *clientRule
 }
 
@@ -130,7 +131,8 @@ func (s *Server) checkBatchHead(ctx *fasthttp.RequestCtx) (h batchHead, code int
 			return h, batchFail(ctx, refuse(400, -1, kafkaHeaderPrefix+"* headers are for /commit; a /batch record carries its own (\"headers\")"))
 		}
 	}
-	rule, v := s.acl().authenticate(ctx.Request.Header.Peek("Authorization"))
+	acl := s.acl() // the rules of the whole request
+	rule, v := acl.authenticate(ctx.Request.Header.Peek("Authorization"))
 	if v.code != 0 {
 		ctx.Response.Header.Set("WWW-Authenticate", `Basic realm="kproxy"`)
 		return h, batchFail(ctx, refuse(v.code, -1, v.reason))
@@ -138,7 +140,7 @@ func (s *Server) checkBatchHead(ctx *fasthttp.RequestCtx) (h batchHead, code int
 	if reason := contentCoding(ctx); reason != "" {
 		return h, batchFail(ctx, refuse(fasthttp.StatusUnsupportedMediaType, -1, reason))
 	}
-	return batchHead{acks: acks, atomic: atomic, noSpool: noSpool, topic: topic, rule: rule}, 0
+	return batchHead{acks: acks, atomic: atomic, noSpool: noSpool, topic: topic, acl: acl, rule: rule}, 0
 }
 
 // batch answers POST /batch?acks=N[&topic=T][&atomic=1]: it reads the
@@ -182,7 +184,7 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx) int {
 		return batchFail(ctx, berr)
 	}
 	defer s.releaseBatch(n)
-	if berr = s.checkBatch(s.recordsDeadline(j), rule, j.recs, arrival(ctx), s.spoolable(acks, atomic, noSpool)); berr != nil {
+	if berr = s.checkBatch(s.recordsDeadline(j), h.acl, rule, j.recs, arrival(ctx), s.spoolable(acks, atomic, noSpool)); berr != nil {
 		return batchFail(ctx, berr)
 	}
 	out := s.produceBatch(context.Background(), acks, atomic, j)

@@ -214,7 +214,8 @@ func (s *Server) produce1(ctx context.Context, j *batchJob, ext callExt) (any, e
 // produceRequest is Produce's answer; an error only for a client that
 // went away before its records were handed to Kafka (nothing written).
 func (s *Server) produceRequest(ctx context.Context, j *batchJob, ext callExt) (answer, error) {
-	rule, v := s.authenticateRPC(ctx)
+	acl := s.acl() // the rules of the whole request
+	rule, v := authenticateRPC(acl, ctx)
 	if v.code != 0 {
 		return refusedAnswer(0, refuse(v.code, -1, v.reason)), nil
 	}
@@ -234,7 +235,7 @@ func (s *Server) produceRequest(ctx context.Context, j *batchJob, ext callExt) (
 	}
 	defer func() { s.releaseCall(&j.call, n) }() // j.call: set once its records were handed over
 	b := s.boundRPC(ctx, j)
-	if berr = s.checkBatch(s.recordsDeadline(j), rule, j.recs, time.Now(), s.spoolable(h.acks, h.atomic, h.noSpool)); berr != nil {
+	if berr = s.checkBatch(s.recordsDeadline(j), acl, rule, j.recs, time.Now(), s.spoolable(h.acks, h.atomic, h.noSpool)); berr != nil {
 		b.end(true)
 		return refusedAnswer(h.id, berr), nil
 	}
@@ -252,12 +253,8 @@ func (s *Server) produceRequest(ctx context.Context, j *batchJob, ext callExt) (
 }
 
 // authenticateRPC finds the call's client from its authorization
-// metadata ("Basic …", as HTTP's header), as access.authenticate does.
-func (s *Server) authenticateRPC(ctx context.Context) (*clientRule, verdict) {
-	return authenticateRPC(s.acl(), ctx)
-}
-
-// authenticateRPC finds the call's client by a's rules.
+// metadata ("Basic …", as HTTP's header) by a's rules, as
+// access.authenticate does.
 func authenticateRPC(a *access, ctx context.Context) (*clientRule, verdict) {
 	if a.clients == nil {
 		return nil, verdict{}
@@ -802,18 +799,6 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 	if berr := st.ext.refusal(s.ext.maxBytes); berr != nil {
 		return refused(h.id, berr)
 	}
-	if a := s.acl(); a != st.acl {
-		// The clients were reloaded (SIGHUP) since the stream's client
-		// was checked: checked again, so that a client removed or whose
-		// secret changed sends no more records on a stream it opened
-		// before.
-		rule, v := authenticateRPC(a, st.ctx)
-		if v.code != 0 {
-			return refused(h.id, refuse(v.code, -1, v.reason))
-		}
-		st.rule, st.acl = rule, a
-	}
-	it.rule = st.rule // for the answerer, which gives records back to it
 	withExtFields(j.recs, st.ext.headers)
 	j.noSpool = h.noSpool
 	n := len(j.recs)
@@ -859,8 +844,22 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 	if berr != nil {
 		return refused(h.id, berr)
 	}
+	if a := s.acl(); a != st.acl {
+		// The clients were reloaded (SIGHUP) since the stream's client
+		// was checked: checked again, last before the request's own
+		// checks (by the same rules), so that a client removed or whose
+		// secret changed by a reload that ended before them sends no
+		// more records on a stream it opened before.
+		rule, v := authenticateRPC(a, st.ctx)
+		if v.code != 0 {
+			s.releaseBatch(n)
+			return refused(h.id, refuse(v.code, -1, v.reason))
+		}
+		st.rule, st.acl = rule, a
+	}
+	it.rule = st.rule // for the answerer, which gives records back to it
 	b := s.boundRPC(st.ctx, j)
-	if berr = s.checkBatch(s.recordsDeadline(j), st.rule, j.recs, time.Now(), s.spoolable(h.acks, h.atomic, h.noSpool)); berr != nil {
+	if berr = s.checkBatch(s.recordsDeadline(j), st.acl, st.rule, j.recs, time.Now(), s.spoolable(h.acks, h.atomic, h.noSpool)); berr != nil {
 		b.end(true)
 		s.releaseBatch(n)
 		return refused(h.id, berr)

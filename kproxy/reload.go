@@ -51,13 +51,16 @@ func (s *Server) SetLevelFunc(set func(logLevel int) bool) {
 	s.reload.setLevel = set
 }
 
-// reloadLoop reloads on each request until ctx ends.
+// reloadLoop reloads on each request until ctx ends (Run waits for it).
 func (s *Server) reloadLoop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.reload.req:
+			if ctx.Err() != nil {
+				return // a SIGHUP just before the stop: not applied during it
+			}
 			_ = s.Reload() // logged and counted
 		}
 	}

@@ -6,15 +6,20 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy/kproxypb"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
 )
@@ -26,14 +31,16 @@ import (
 // reloadable is a kproxy started from a file the test rewrites, with gRPC.
 type reloadable struct {
 	*gproxy
-	file string
-	head string // the file's keys other than clients and topics_allowed
+	kafka *kfake.Cluster
+	file  string
+	head  string // the file's keys other than clients and topics_allowed
 }
 
 func startReloadable(t *testing.T, clients string) *reloadable {
 	t.Helper()
-	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}, {Name: "other", Partitions: 1}})
-	r := &reloadable{file: filepath.Join(t.TempDir(), "kproxy.yaml")}
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}, {Name: "other", Partitions: 1},
+		{Name: "slow", Partitions: 1}, {Name: "t2", Partitions: 1}})
+	r := &reloadable{kafka: c, file: filepath.Join(t.TempDir(), "kproxy.yaml")}
 	r.head = fmt.Sprintf("port: %d\nlisten_host: 127.0.0.1\nadmin_addr: 127.0.0.1:0\ngrpc_port: %d\nbroker_hosts: [%s]\n"+
 		"read_timeout_ms: 2000\nwrite_timeout_ms: 2000\n", freeTCPPort(t), freeTCPPort(t), strings.Join(c.ListenAddrs(), ", "))
 	r.write(t, clients)
@@ -197,5 +204,96 @@ func TestReloadRefusedChangesNothing(t *testing.T) {
 	}
 	if v := r.metric(t, `kproxy_config_reloads_total{result="refused"}`); v != "3" {
 		t.Errorf(`kproxy_config_reloads_total{result="refused"} = %s, want 3`, v)
+	}
+}
+
+// holdLookup holds the first look-up of topic t by kproxy (a Metadata or
+// DescribeConfigs request naming it) until during has run.
+func holdLookup(c *kfake.Cluster, t string, during func()) {
+	var once sync.Once
+	hold := func(names []string) {
+		if slices.Contains(names, t) {
+			once.Do(func() { c.SleepControl(during) })
+		}
+	}
+	c.ControlKey(int16(kmsg.Metadata), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		var names []string
+		for _, tp := range req.(*kmsg.MetadataRequest).Topics {
+			if tp.Topic != nil {
+				names = append(names, *tp.Topic)
+			}
+		}
+		hold(names)
+		return nil, nil, false
+	})
+	c.ControlKey(int16(kmsg.DescribeConfigs), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		var names []string
+		for _, r := range req.(*kmsg.DescribeConfigsRequest).Resources {
+			names = append(names, r.ResourceName)
+		}
+		hold(names)
+		return nil, nil, false
+	})
+}
+
+// TestReloadDuringARequestOneRuleSet: a request is checked by one set of
+// rules, those in force when its client was found, whatever a reload
+// stores while it is being checked. A batch for topics slow and t2 whose
+// look-up of slow spans a reload: before, topics_allowed has slow only;
+// after, t2 too but the client may write to slow only. Neither allows t2:
+// nothing reaches t2, whichever way the batch came in (t2 was checked by
+// the new topics_allowed and the client's old topics: written, 200).
+func TestReloadDuringARequestOneRuleSet(t *testing.T) {
+	const before = "topics_allowed: [slow]\nclients:\n - {name: shop, secret: s, topics: ['*']}\n"
+	const after = "topics_allowed: [slow, t2]\nclients:\n - {name: shop, secret: s, topics: [slow]}\n"
+	for _, way := range []string{"/batch", "Produce", "ProduceStream"} {
+		t.Run(way, func(t *testing.T) {
+			r := startReloadable(t, before)
+			reloaded := make(chan error, 1)
+			holdLookup(r.kafka, "slow", func() {
+				r.write(t, after)
+				reloaded <- r.srv.Reload()
+			})
+			recs := []*kproxypb.Record{grec("slow", "k", "v"), grec("t2", "k", "v")}
+			var status int
+			switch way {
+			case "/batch":
+				status = r.postBatch(t, "", "", mpBatch(t, []brec{{topic: "slow", key: "k", value: mp(t, 1)}, {topic: "t2", key: "k", value: mp(t, 2)}}), "shop", "s").code
+			case "Produce":
+				resp, err := r.produce(t, as(context.Background(), "shop", "s"), &kproxypb.ProduceRequest{Id: 1, Records: recs})
+				if err != nil {
+					if rf := refusalOf(err); rf.detail != nil {
+						status = int(rf.detail.Status)
+					} else {
+						t.Fatalf("Produce: %v", err)
+					}
+				} else {
+					status = int(resp.Status)
+				}
+			case "ProduceStream":
+				s := r.stream(t, as(t.Context(), "shop", "s"))
+				if err := s.Send(&kproxypb.ProduceRequest{Id: 1, Records: recs}); err != nil {
+					t.Fatal(err)
+				}
+				resp, err := s.Recv()
+				if err != nil {
+					t.Fatal(err)
+				}
+				status = int(resp.Status)
+			}
+			select {
+			case err := <-reloaded:
+				if err != nil {
+					t.Fatalf("Reload: %v", err)
+				}
+			default:
+				t.Fatal("the look-up of slow was not held: the reload did not run during the request")
+			}
+			if n := kafkatest.Records(t, r.kafka, kafkaconf.Default(), "t2"); n != 0 || status != 403 {
+				t.Errorf("%s: status %d, %d records in t2; want 403 and none: neither configuration lets shop write to t2", way, status, n)
+			}
+		})
 	}
 }

@@ -354,7 +354,10 @@ func (s *Server) AdminAddr() net.Addr {
 
 // Run serves until ctx is done or a listener fails, then shuts down.
 func (s *Server) Run(ctx context.Context) error {
-	go s.reloadLoop(ctx)
+	reloadCtx, stopReloads := context.WithCancel(ctx)
+	var reloads sync.WaitGroup
+	reloads.Go(func() { s.reloadLoop(reloadCtx) })
+	defer func() { stopReloads(); reloads.Wait() }() // a reload under way ends first
 	errc := make(chan error, 3)
 	servers := 1
 	go func() { errc <- s.http.Serve(s.ln) }()
