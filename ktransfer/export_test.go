@@ -207,3 +207,14 @@ func WaitingForDeadLetterLock() bool {
 	buf := make([]byte, 1<<20)
 	return strings.Contains(string(buf[:runtime.Stack(buf, true)]), ".(*Transfer).lockUnless(")
 }
+
+// Releasing is how many partitions of tr's modules are being released.
+func Releasing(tr *Transfer) int {
+	n := 0
+	for _, m := range tr.liveModules() {
+		m.mu.Lock()
+		n += len(m.releasing)
+		m.mu.Unlock()
+	}
+	return n
+}

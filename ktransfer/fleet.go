@@ -739,7 +739,11 @@ func (m *module) release(c *claimed, mode releaseMode) {
 	m.sched.drop(p) // its slots are given back below
 	if mode == handOver {
 		deadline := time.Now().Add(time.Duration(m.t.cfg.ShutdownTimeoutMs) * time.Millisecond)
-		for p.pushing.Load() > 0 && time.Now().Before(deadline) {
+		// Not past ZooKeeper's silence for the session grace either: the
+		// session may expire before the hand-over ends, and the next owner
+		// push the same keys while these are still out. dropAll stops
+		// the claims not being released then; this one stops here.
+		for p.pushing.Load() > 0 && time.Now().Before(deadline) && m.zkFresh(p) {
 			time.Sleep(2 * time.Millisecond)
 		}
 		if n := p.pushing.Load(); n > 0 {
