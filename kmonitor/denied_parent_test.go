@@ -1,10 +1,6 @@
 package kmonitor_test
 
 import (
-	"bufio"
-	"net"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -12,33 +8,6 @@ import (
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
-
-// zkReceived is how many requests the ZooKeeper server at addr received
-// since it started ("srvr").
-func zkReceived(t *testing.T, addr string) int64 {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := c.Write([]byte("srvr")); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(c)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "Received: "); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
-	}
-	t.Fatalf("srvr of %s has no Received line", addr)
-	return 0
-}
 
 // A module's offsets/<topic> is deleted after the offsets/ folder above it
 // became unreadable to kmonitor (an ACL changed): the module shows as one
@@ -54,14 +23,7 @@ func TestDeletedTopicUnderUnreadableFolderWaitsQuietly(t *testing.T) {
 	setOffset(t, e.conn, "m", "a", "1", "2")
 	e.eventually(t, "", `{"test_cluster":{"m":{"1":3}}}`+"\n", 10*time.Second)
 
-	auth := zklayout.Auth{User: "ktransfer", Password: "zk-pass"}
-	if err := auth.Authenticate(e.conn, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	offsets := zklayout.Consumers(chroot) + "/m/offsets"
-	if _, err := e.conn.SetACL(offsets, zk.DigestACL(zk.PermAll, auth.User, auth.Password), -1); err != nil {
-		t.Fatal(err)
-	}
+	offsets := closeOffsets(t, e.conn, "m")
 	deleteAll(t, e.conn, offsets+"/a")
 	want := `{"test_cluster":{"m":{"*":null}}}` + "\n"
 	e.eventually(t, "", want, 10*time.Second)
@@ -69,13 +31,29 @@ func TestDeletedTopicUnderUnreadableFolderWaitsQuietly(t *testing.T) {
 
 	// Over 6 s (past the 5 s between a denied folder's retries): the same
 	// answer throughout, and ZooKeeper asked little (pings, retries).
-	before := zkReceived(t, e.zk.Addr)
+	before := mntr(t, e.zk.Addr, "zk_packets_received")
 	for end := time.Now().Add(6 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 		if _, got := e.get(t, ""); got != want {
 			t.Fatalf("/delay while the deleted topic's folder stays unlistable: %q, want %q", got, want)
 		}
 	}
-	if n := zkReceived(t, e.zk.Addr) - before; n > 300 {
+	if n := mntr(t, e.zk.Addr, "zk_packets_received") - before; n > 300 {
 		t.Errorf("ZooKeeper received %d requests in 6 s while kmonitor waited for a deleted topic under an unreadable folder", n)
 	}
+}
+
+// closeOffsets makes module m's offsets/ readable by ktransfer's digest
+// user only (which conn then is): kmonitor, without credentials, can no
+// longer list it. It returns the folder's path.
+func closeOffsets(t *testing.T, conn *zk.Conn, m string) string {
+	t.Helper()
+	auth := zklayout.Auth{User: "ktransfer", Password: "zk-pass"}
+	if err := auth.Authenticate(conn, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	offsets := zklayout.Consumers(chroot) + "/" + m + "/offsets"
+	if _, err := conn.SetACL(offsets, zk.DigestACL(zk.PermAll, auth.User, auth.Password), -1); err != nil {
+		t.Fatal(err)
+	}
+	return offsets
 }

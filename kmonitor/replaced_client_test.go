@@ -4,10 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-zookeeper/zk"
-
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
 
 // The offsets an old ZooKeeper client read are shown as unknown until the
@@ -23,14 +20,7 @@ func TestOffsetsOfAReplacedClientUnknownUntilReadAgain(t *testing.T) {
 	setOffset(t, e.conn, "m", "a", "2", "1")
 	e.eventually(t, "", `{"test_cluster":{"m":{"2":3}}}`+"\n", 10*time.Second)
 
-	auth := zklayout.Auth{User: "ktransfer", Password: "zk-pass"}
-	if err := auth.Authenticate(e.conn, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	offsets := zklayout.Consumers(chroot) + "/m/offsets"
-	if _, err := e.conn.SetACL(offsets, zk.DigestACL(zk.PermAll, auth.User, auth.Password), -1); err != nil {
-		t.Fatal(err)
-	}
+	closeOffsets(t, e.conn, "m")
 
 	restartZK := stopZK(e)
 	// The session is 2 s: the client is replaced 4 s after it was lost.

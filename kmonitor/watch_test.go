@@ -38,7 +38,10 @@ func TestOffsetZnodeDeletedAndCreatedAgainIsFollowed(t *testing.T) {
 }
 
 // watchCount asks the ZooKeeper server (mntr) how many watches it holds.
-func watchCount(t *testing.T, addr string) int {
+func watchCount(t *testing.T, addr string) int { return mntr(t, addr, "zk_watch_count") }
+
+// mntr is the value of one of the ZooKeeper server's mntr lines.
+func mntr(t *testing.T, addr, name string) int {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
@@ -52,12 +55,12 @@ func watchCount(t *testing.T, addr string) int {
 	r := bufio.NewReader(c)
 	for {
 		line, err := r.ReadString('\n')
-		if f := strings.Fields(line); len(f) == 2 && f[0] == "zk_watch_count" {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == name {
 			n, _ := strconv.Atoi(f[1])
 			return n
 		}
 		if err != nil {
-			t.Fatalf("no zk_watch_count in the answer to mntr: %v", err)
+			t.Fatalf("no %s in the answer to mntr: %v", name, err)
 		}
 	}
 }

@@ -3,9 +3,10 @@ package kproxy
 import (
 	"context"
 	"errors"
-	"reflect"
 	"strings"
 	"sync"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
 )
 
 // A reload (SIGHUP) reads kproxy's file again and applies what can change
@@ -119,17 +120,5 @@ func (s *Server) reloadLocked() (restart []string, level int, err error) {
 // restartKeys are the keys other than liveKeys whose value differs
 // between the configuration kproxy started with and next.
 func restartKeys(running, next Config) []string {
-	var keys []string
-	a, b := reflect.ValueOf(running), reflect.ValueOf(next)
-	for i := range a.NumField() {
-		f := a.Type().Field(i)
-		key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if !f.IsExported() || key == "" || key == "-" || liveKeys[key] {
-			continue
-		}
-		if !reflect.DeepEqual(a.Field(i).Interface(), b.Field(i).Interface()) {
-			keys = append(keys, key)
-		}
-	}
-	return keys
+	return config.ChangedKeys(running, next, liveKeys, nil)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
 
@@ -400,19 +401,7 @@ func meantModule(m Module) Module {
 // value, or by the contents of the files they name (certificates and
 // password files of kafka and zk_auth).
 func restartKeys(running, next Config) []string {
-	var keys []string
-	a, b := reflect.ValueOf(running), reflect.ValueOf(next)
-	for i := range a.NumField() {
-		f := a.Type().Field(i)
-		key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if !f.IsExported() || key == "" || key == "-" || liveKeys[key] {
-			continue
-		}
-		if !reflect.DeepEqual(a.Field(i).Interface(), b.Field(i).Interface()) || running.fileDigests[key] != next.fileDigests[key] {
-			keys = append(keys, key)
-		}
-	}
-	return keys
+	return config.ChangedKeys(running, next, liveKeys, func(key string) bool { return running.fileDigests[key] != next.fileDigests[key] })
 }
 
 // cleanupRetry is how often a cleanup of a stopped module's nodes is

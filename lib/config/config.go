@@ -771,3 +771,24 @@ func (p *Problems) HostList(field string, hosts []string, required bool, what st
 		}
 	}
 }
+
+// ChangedKeys lists the top-level keys (the yaml names of the exported
+// fields) whose values differ between running and next, two
+// configurations of one struct type, leaving out those in live (applied
+// while running); also, when set, names more keys that differ (the
+// contents of the files a key names).
+func ChangedKeys[C any](running, next C, live map[string]bool, also func(key string) bool) []string {
+	var keys []string
+	a, b := reflect.ValueOf(running), reflect.ValueOf(next)
+	for i := range a.NumField() {
+		f := a.Type().Field(i)
+		key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if !f.IsExported() || key == "" || key == "-" || live[key] {
+			continue
+		}
+		if !reflect.DeepEqual(a.Field(i).Interface(), b.Field(i).Interface()) || also != nil && also(key) {
+			keys = append(keys, key)
+		}
+	}
+	return keys
+}
