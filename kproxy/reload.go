@@ -12,8 +12,9 @@ import (
 // A reload (SIGHUP) reads kproxy's file again and applies what can change
 // while requests are served: the clients (names, secrets and secret files,
 // topics, rate limits), topics_allowed and log_level. A request is checked
-// by the rules in force when it arrived; a gRPC stream's client is checked
-// again at its next request. Every other key changed is logged as needing
+// by one set of rules, those its client was found by (on arrival); a gRPC
+// stream's client is found again, by the rules then in force, just before
+// the checks of its next request. Every other key changed is logged as needing
 // a restart, its running value kept. A file that does not load (or a
 // secret_file that cannot be read) is refused whole: nothing changes.
 
