@@ -41,8 +41,10 @@ const (
 // topic takes, invalid) is written again without the record's value, with
 // a ktransfer-value-omitted header; when even that is refused for good the
 // record is given up without a dead letter, logged and counted, so that it
-// never holds the module. It reports false only when ctx ended or the
-// release of r's partition abandoned the write (writeDeadLetter).
+// never holds the module. Like a push, a write waits while ZooKeeper is
+// not fresh in the claim's session (mayPush). It reports false only when
+// ctx ended, r's partition was released meanwhile, or the release
+// abandoned the write (writeDeadLetter).
 func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool {
 	topic := m.cfg.DeadLetterTopic
 	// The record's own headers first (a replay needs its target header),
@@ -79,6 +81,13 @@ func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool 
 				return false
 			}
 			continue
+		}
+		// A dead letter is written for the partition as a push is: only
+		// while ZooKeeper is fresh in the claim's session (after a pause
+		// the session watcher may not have run yet, and the next owner
+		// may be pushing the record).
+		if r.part != nil && !m.mayPush(r.part) {
+			return false
 		}
 		// Acknowledged by every in-sync replica, idempotent (kgo's
 		// defaults); a write not done within deadLetterTimeout is retried
