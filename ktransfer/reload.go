@@ -487,6 +487,7 @@ func (t *Transfer) wakeCleanups() {
 // woken, until it succeeds or ctx ends.
 func (t *Transfer) runCleanup(ctx context.Context, c *nodeCleanup) {
 	defer close(c.done)
+	defer c.stop() // its context is unregistered from the reading context's
 	log := c.m.log.With("deregister", c.deregister)
 	failures := 0
 	for {
