@@ -71,8 +71,8 @@ func newTxnPool(cfg Config, prefix string, ps *producers, log *slog.Logger) *txn
 		free:    make(chan *txnProducer, cfg.TransactionalProducers),
 		fencer:  ps.leader,
 		timeout: timeout,
-		// A transaction lasts at most produce_timeout_ms (its records,
-		// plus answerGrace), then its commit as long again. A kproxy
+		// A transaction lasts at most produce_timeout_ms (its records
+		// and its commit, plus answerGrace); the rest is a margin. A kproxy
 		// killed in the middle of one leaves it open at the brokers,
 		// holding back read_committed consumers of its partitions, until
 		// this timeout aborts it (or the id is used again).
@@ -190,7 +190,11 @@ var errShutBeforeCommit = errors.New("transactional client closed at shutdown be
 var errCommitNotSent = errors.New("commit not sent")
 
 // commit commits tp's transaction, in which items' records were
-// acknowledged, within produce_timeout_ms, unless close shut tp's client
+// acknowledged, by the records' deadline (produce_timeout_ms from the
+// request's arrival, or a gRPC call's own): the client is answered by
+// then, and Kafka's client sends the commit again after a retriable
+// answer only until then (one sent before may be applied after it: 504
+// "may have been written"). Unless close shut tp's client
 // first (errShutBeforeCommit: nothing was sent, and close fenced the id).
 // Once the commit is issued, close shutting the client fails it with the
 // commit perhaps on the wire.
@@ -202,14 +206,16 @@ var errCommitNotSent = errors.New("commit not sent")
 // last record), and the coordinator then aborts the transaction so far —
 // records retried after it start another. Such a batch is not committed
 // (errCommitNotSent).
-func (p *txnPool) commit(tp *txnProducer, items []batchItem) error {
+func (p *txnPool) commit(tp *txnProducer, items []batchItem, by time.Time) error {
 	p.mu.Lock()
 	shut := tp.shut
 	p.mu.Unlock()
 	if shut {
 		return errShutBeforeCommit
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
+	// Not the request's context: a cancelled gRPC call does not stop a
+	// commit, whose outcome it could no longer tell.
+	ctx, cancel := context.WithDeadline(context.Background(), by)
 	defer cancel()
 	id, epoch, err := tp.cl.ProducerID(ctx)
 	if err != nil {
@@ -485,7 +491,11 @@ func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
 		out.inLog = true // records sent in the transaction: appended, then aborted
 		return out
 	}
-	if err := s.txns.commit(tp, c.items); err != nil {
+	by, ok := deadline.Deadline()
+	if !ok {
+		by = time.Now().Add(s.txns.timeout)
+	}
+	if err := s.txns.commit(tp, c.items, by); err != nil {
 		s.txns.abort(tp) // what kgo asks after a failed commit; heals the client or replaces it
 		code, reason := commitStatus(err)
 		out := s.atomicFailed(n, code, -1, reason, j, false)

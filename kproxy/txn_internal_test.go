@@ -144,7 +144,7 @@ func TestTxnPoolCloseBeforeCommitIs503(t *testing.T) {
 				return nil, nil, false
 			})
 			committed := make(chan error, 1)
-			commit := func() { committed <- p.commit(tp, nil) } // produceAtomic's commit
+			commit := func() { committed <- p.commit(tp, nil, time.Now().Add(p.timeout)) } // produceAtomic's commit
 			if issued {
 				go commit()
 				for endTxn.Load() == 0 {
