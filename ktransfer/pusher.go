@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -141,22 +142,16 @@ func newPusher(m Module) (*pusher, error) {
 			SecureErrorLogMessage: true,
 			// Notes which connection each push of a claim uses, so that a
 			// release can end one it abandons (abandon).
-			Transport: pushTransport{&p.conns},
+			Transport: pushTransport{&p.conns, conn},
 		}
-		hc.Dial = func(addr string) (net.Conn, error) {
-			var c net.Conn
-			var err error
-			// Dual stack: fasthttp's Dial and DialTimeout reach IPv4
-			// addresses only, and a backend_servers entry [::1]:8080
-			// loaded and was never reached (every push a connection
-			// error).
-			if conn > 0 {
-				c, err = fasthttp.DialDualStackTimeout(addr, conn)
-			} else {
-				c, err = fasthttp.DialDualStack(addr)
-			}
-			if err != nil {
-				return nil, err
+		// A push connects before it takes a connection (RoundTrip): a
+		// connect of a released partition's push is given up (abandon),
+		// which one inside fasthttp's pool could not be. The pool takes
+		// what a push connected; with none, the push connects first.
+		hc.Dial = func(string) (net.Conn, error) {
+			c := p.conns.take(hc)
+			if c == nil {
+				return nil, errConnectFirst
 			}
 			return p.conns.add(c), nil
 		}
@@ -189,9 +184,101 @@ func (p *pusher) abandon(part *partition) { p.conns.abandon(part) }
 // connSet is the open connections of a pusher, and which claim's push uses
 // each.
 type connSet struct {
-	mu     sync.Mutex
-	conns  map[*trackedConn]struct{}
-	pushes map[*fasthttp.Request]*partition // the requests of claims' pushes in progress
+	mu      sync.Mutex
+	conns   map[*trackedConn]struct{}
+	pushes  map[*fasthttp.Request]*partition // the requests of claims' pushes in progress
+	dialing map[chan struct{}]*partition     // pushes connecting: closed to give the connect up (nil partition: a replay's)
+	ready   map[*fasthttp.HostClient][]net.Conn
+}
+
+// connect runs dial for req's push, and gives it up (errPushAbandoned)
+// when abandon or closeAll is called for the push's partition meanwhile;
+// a connection made after that is closed.
+func (s *connSet) connect(req *fasthttp.Request, dial func() (net.Conn, error)) (net.Conn, error) {
+	s.mu.Lock()
+	part := s.pushes[req]
+	if part != nil && part.released.Load() {
+		s.mu.Unlock()
+		return nil, errPushAbandoned
+	}
+	stop := make(chan struct{})
+	if s.dialing == nil {
+		s.dialing = map[chan struct{}]*partition{}
+	}
+	s.dialing[stop] = part
+	s.mu.Unlock()
+	type dialed struct {
+		c   net.Conn
+		err error
+	}
+	done := make(chan dialed, 1)
+	go func() {
+		c, err := dial()
+		done <- dialed{c, err}
+	}()
+	select {
+	case d := <-done:
+		s.mu.Lock()
+		delete(s.dialing, stop)
+		s.mu.Unlock()
+		return d.c, d.err
+	case <-stop:
+		go func() {
+			if d := <-done; d.c != nil {
+				_ = d.c.Close()
+			}
+		}()
+		return nil, errPushAbandoned
+	}
+}
+
+// offer hands c, just connected, to hc's pool: its dial takes it.
+func (s *connSet) offer(hc *fasthttp.HostClient, c net.Conn) {
+	s.mu.Lock()
+	if s.ready == nil {
+		s.ready = map[*fasthttp.HostClient][]net.Conn{}
+	}
+	s.ready[hc] = append(s.ready[hc], c)
+	s.mu.Unlock()
+}
+
+// take is a connection offered to hc's pool, or nil.
+func (s *connSet) take(hc *fasthttp.HostClient) net.Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cs := s.ready[hc]
+	if len(cs) == 0 {
+		return nil
+	}
+	c := cs[len(cs)-1]
+	cs[len(cs)-1] = nil
+	s.ready[hc] = cs[:len(cs)-1]
+	return c
+}
+
+// withdraw closes c unless hc's pool took it.
+func (s *connSet) withdraw(hc *fasthttp.HostClient, c net.Conn) {
+	s.mu.Lock()
+	cs := s.ready[hc]
+	i := slices.Index(cs, c)
+	if i >= 0 {
+		s.ready[hc] = slices.Delete(cs, i, i+1)
+	}
+	s.mu.Unlock()
+	if i >= 0 {
+		_ = c.Close()
+	}
+}
+
+// stopDialing gives up the connects of part's pushes, or every connect
+// when all.
+func (s *connSet) stopDialing(part *partition, all bool) {
+	for stop, p := range s.dialing {
+		if all || p == part {
+			close(stop)
+			delete(s.dialing, stop)
+		}
+	}
 }
 
 // begin notes that req is a push of part's.
@@ -246,6 +333,7 @@ func (s *connSet) unuse(conn net.Conn) (closed bool) {
 func (s *connSet) abandon(part *partition) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.stopDialing(part, false)
 	for c := range s.conns {
 		if c.part == part {
 			c.abandoned = true // its push may have read its answer already: not pooled again
@@ -267,6 +355,7 @@ func (s *connSet) add(c net.Conn) net.Conn {
 
 func (s *connSet) closeAll() {
 	s.mu.Lock()
+	s.stopDialing(nil, true)
 	all := make([]*trackedConn, 0, len(s.conns))
 	for c := range s.conns {
 		all = append(all, c)
@@ -296,7 +385,24 @@ var errPushAbandoned = errors.New("partition released: push abandoned")
 // request and its answer read whole, up to MaxResponseBodySize), which
 // notes the connection each push of a claim uses (connSet.use): a release
 // that abandons a push closes it (connSet.abandon).
-type pushTransport struct{ set *connSet }
+type pushTransport struct {
+	set     *connSet
+	timeout time.Duration // conn_timeout_ms; 0: none
+}
+
+// errConnectFirst is the pool's dial when no push connected for it
+// (RoundTrip then connects).
+var errConnectFirst = errors.New("no connection ready: the push connects first")
+
+// dial connects to addr. Dual stack: fasthttp's Dial and DialTimeout reach
+// IPv4 addresses only, and a backend_servers entry [::1]:8080 loaded and
+// was never reached (every push a connection error).
+func (t pushTransport) dial(addr string) (net.Conn, error) {
+	if t.timeout > 0 {
+		return fasthttp.DialDualStackTimeout(addr, t.timeout)
+	}
+	return fasthttp.DialDualStack(addr)
+}
 
 func (t pushTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) (retry bool, err error) {
 	// A pooled connection idle for peekIdleAfter is taken only when
@@ -304,9 +410,25 @@ func (t pushTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request,
 	// asked for (which this push would read as its own), the end of the
 	// stream a backend that closed it while idle (this push would fail
 	// on it): either is closed and the next taken, until a clean or a
-	// new one.
+	// new one. With none pooled, the push connects (connSet.connect: a
+	// release abandoning the push ends the connect) and the pool takes
+	// the connection; the pool's own dial, in this goroutine, could not
+	// be ended.
 	cc, err := hc.AcquireConn(0, req.ConnectionClose())
-	for err == nil {
+	for {
+		if errors.Is(err, errConnectFirst) {
+			var c net.Conn
+			if c, err = t.set.connect(req, func() (net.Conn, error) { return t.dial(hc.Addr) }); err != nil {
+				break
+			}
+			t.set.offer(hc, c)
+			cc, err = hc.AcquireConn(0, req.ConnectionClose())
+			t.set.withdraw(hc, c) // another push's, or a pooled one, taken instead: closed
+			continue
+		}
+		if err != nil {
+			break
+		}
 		if tc, ok := cc.Conn().(*trackedConn); !ok || !tc.pooled || time.Since(tc.idleSince) < peekIdleAfter || !tc.peek.pending() {
 			break
 		}
