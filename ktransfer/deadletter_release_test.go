@@ -65,9 +65,7 @@ func hangDeadLetters(t *testing.T, e *env) (hung *atomic.Int64, let func()) {
 func TestReleaseEndsHungDeadLetterWrite(t *testing.T) {
 	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 2}, kafkatest.Topic{Name: "dlq", Partitions: 1})
 	hung, let := hangDeadLetters(t, e)
-	both := make(chan struct{}) // two pushes of partition 0 in flight at once
-	var mu sync.Mutex
-	inFlight := 0
+	at := newTwoAtOnce() // two pushes of partition 0 in flight at once
 	b := newBackend(t, func(_ int, p push, w http.ResponseWriter) {
 		switch {
 		case strings.HasPrefix(p.path, "/b/"):
@@ -76,18 +74,7 @@ func TestReleaseEndsHungDeadLetterWrite(t *testing.T) {
 			w.WriteHeader(http.StatusBadRequest)
 			return
 		}
-		mu.Lock()
-		if inFlight++; inFlight == 2 {
-			close(both)
-		}
-		mu.Unlock()
-		select { // each waits for the other, or answers alone after a while
-		case <-both:
-		case <-time.After(3 * time.Second):
-		}
-		mu.Lock()
-		inFlight--
-		mu.Unlock()
+		at.hold()
 	})
 	first := module("m", "t", b.URL)
 	first.Protocol.URI = "/a/{#TOPIC}?key={#KEY}"
@@ -122,7 +109,7 @@ func TestReleaseEndsHungDeadLetterWrite(t *testing.T) {
 	}
 	writeKeys(t, e, 0, []string{"x", "y"})
 	select {
-	case <-both:
+	case <-at.both:
 	case <-time.After(8 * time.Second):
 		t.Error("partition 0's two keys were never pushed at once with worker_num 2: a worker is still held by the released partition's dead-letter write")
 	}

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -59,25 +58,12 @@ func clogged(t *testing.T) string {
 func TestReleaseFreesWorkerOfConnectingPush(t *testing.T) {
 	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 2})
 	dead := clogged(t)
-	both := make(chan struct{})
-	var mu sync.Mutex
-	inFlight := 0
+	at := newTwoAtOnce() // two pushes of partition 0 in flight at once
 	good := newBackend(t, func(_ int, p push, w http.ResponseWriter) {
 		if p.partition != "0" {
 			return
 		}
-		mu.Lock()
-		if inFlight++; inFlight == 2 {
-			close(both)
-		}
-		mu.Unlock()
-		select {
-		case <-both:
-		case <-time.After(3 * time.Second):
-		}
-		mu.Lock()
-		inFlight--
-		mu.Unlock()
+		at.hold()
 	})
 	m := module("m", "t", good.URL, dead)
 	m.Protocol.TargetHeader = "target"
@@ -113,7 +99,7 @@ func TestReleaseFreesWorkerOfConnectingPush(t *testing.T) {
 	produce(0, "x", gURL+"/x")
 	produce(0, "y", gURL+"/y")
 	select {
-	case <-both:
+	case <-at.both:
 	case <-time.After(6 * time.Second):
 		t.Fatalf("partition 0's two keys not pushed at once with worker_num 2 %v after the hand-over: a worker is still held by the released partition's connecting push", time.Since(handedOver).Round(time.Millisecond))
 	}

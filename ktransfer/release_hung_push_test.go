@@ -15,6 +15,31 @@ import (
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zktest"
 )
 
+// twoAtOnce tells when two pushes are in flight at once (both closed).
+type twoAtOnce struct {
+	mu       sync.Mutex
+	inFlight int
+	both     chan struct{}
+}
+
+func newTwoAtOnce() *twoAtOnce { return &twoAtOnce{both: make(chan struct{})} }
+
+// hold counts a push in flight until a second one is, or for 3 s.
+func (a *twoAtOnce) hold() {
+	a.mu.Lock()
+	if a.inFlight++; a.inFlight == 2 {
+		close(a.both)
+	}
+	a.mu.Unlock()
+	select { // each waits for the other, or answers alone after a while
+	case <-a.both:
+	case <-time.After(3 * time.Second):
+	}
+	a.mu.Lock()
+	a.inFlight--
+	a.mu.Unlock()
+}
+
 // TestReleaseFreesWorkerOfHungPush: a process with worker_num 2 holds two
 // partitions; its backend takes a push of partition 1 and never answers
 // (read_timeout_ms 0: no limit). A second process joins and partition 1
@@ -26,9 +51,7 @@ import (
 func TestReleaseFreesWorkerOfHungPush(t *testing.T) {
 	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 2})
 	hang := make(chan struct{})
-	both := make(chan struct{}) // two pushes of partition 0 in flight at once
-	var mu sync.Mutex
-	inFlight := 0
+	at := newTwoAtOnce() // two pushes of partition 0 in flight at once
 	b := newBackend(t, func(_ int, p push, w http.ResponseWriter) {
 		if !strings.HasPrefix(p.path, "/a/") {
 			return
@@ -37,18 +60,7 @@ func TestReleaseFreesWorkerOfHungPush(t *testing.T) {
 			<-hang
 			return
 		}
-		mu.Lock()
-		if inFlight++; inFlight == 2 {
-			close(both)
-		}
-		mu.Unlock()
-		select { // each waits for the other, or answers alone after a while
-		case <-both:
-		case <-time.After(3 * time.Second):
-		}
-		mu.Lock()
-		inFlight--
-		mu.Unlock()
+		at.hold()
 	})
 	t.Cleanup(func() { close(hang) }) // before the backend's Close, which waits for its handlers
 	first := module("m", "t", b.URL)
@@ -87,7 +99,7 @@ func TestReleaseFreesWorkerOfHungPush(t *testing.T) {
 	}
 	writeKeys(t, e, 0, []string{"x", "y"})
 	select {
-	case <-both:
+	case <-at.both:
 	case <-time.After(8 * time.Second):
 		t.Fatal("partition 0's two keys were never pushed at once with worker_num 2: a worker is still held by the released partition's hung push")
 	}
@@ -105,12 +117,12 @@ func TestSessionLossFreesWorkerOfHungPush(t *testing.T) {
 	z := zktest.Start(t)
 	e := &env{kafka: k, zkAdr: z.Addr, conn: envConn(t, z.Addr), kc: kafkaconf.Default()}
 	hang := make(chan struct{})
-	both := make(chan struct{})
+	at := newTwoAtOnce()
 	var mu sync.Mutex
-	inFlight, p1 := 0, 0
+	p1 := 0
 	b := newBackend(t, func(_ int, p push, w http.ResponseWriter) {
-		mu.Lock()
 		if p.partition == "1" {
+			mu.Lock()
 			p1++
 			first := p1 == 1
 			mu.Unlock()
@@ -119,17 +131,7 @@ func TestSessionLossFreesWorkerOfHungPush(t *testing.T) {
 			}
 			return
 		}
-		if inFlight++; inFlight == 2 {
-			close(both)
-		}
-		mu.Unlock()
-		select {
-		case <-both:
-		case <-time.After(3 * time.Second):
-		}
-		mu.Lock()
-		inFlight--
-		mu.Unlock()
+		at.hold()
 	})
 	t.Cleanup(func() { close(hang) })
 	m := module("m", "t", b.URL)
@@ -153,7 +155,7 @@ func TestSessionLossFreesWorkerOfHungPush(t *testing.T) {
 	waitFor(t, "both partitions claimed again", 20*time.Second, func() bool { return len(r.tr.Status()[0].Partitions) == 2 })
 	writeKeys(t, e, 0, []string{"x", "y"})
 	select {
-	case <-both:
+	case <-at.both:
 	case <-time.After(5 * time.Second):
 		t.Fatal("partition 0's two keys were never pushed at once with worker_num 2: a worker is still held by the push hung when the partitions were dropped")
 	}
