@@ -2,6 +2,7 @@ package ktransfer
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +29,18 @@ type metrics struct {
 	opened       *prometheus.CounterVec
 	reloads      *prometheus.CounterVec
 	reloadOK     prometheus.Gauge
+
+	// partOwner is, per module name and partition, the module run whose
+	// claim the partition's series are (highWaterGauge): a run's release
+	// that ends after a reload started the module again, and the new run
+	// claimed the partition, leaves them alone (forget).
+	partMu    sync.Mutex
+	partOwner map[partSeries]*moduleStats
+}
+
+type partSeries struct {
+	module    string
+	partition int32
 }
 
 func newMetrics() *metrics {
@@ -185,13 +198,31 @@ func (s *moduleStats) windowFull(d time.Duration)   { s.windowFullC.Add(d.Second
 func (s *moduleStats) committed(p int32, offset int64) {
 	s.m.committed.WithLabelValues(s.name, strconv.Itoa(int(p))).Set(float64(offset))
 }
+
+// highWaterGauge is partition p's log-end series, claimed by this run: it
+// owns p's series until it forgets them.
 func (s *moduleStats) highWaterGauge(p int32) prometheus.Gauge {
+	s.m.partMu.Lock()
+	defer s.m.partMu.Unlock()
+	if s.m.partOwner == nil {
+		s.m.partOwner = map[partSeries]*moduleStats{}
+	}
+	s.m.partOwner[partSeries{s.name, p}] = s
 	return s.m.highWater.WithLabelValues(s.name, strconv.Itoa(int(p)))
 }
 
 // forget removes partition p's series: it left this process, and a gauge
 // kept would report the last values seen here as if they were current.
+// Not those of another run of the module (a reload's) that claimed p
+// since.
 func (s *moduleStats) forget(p int32) {
+	s.m.partMu.Lock()
+	defer s.m.partMu.Unlock()
+	key := partSeries{s.name, p}
+	if owner := s.m.partOwner[key]; owner != nil && owner != s {
+		return
+	}
+	delete(s.m.partOwner, key)
 	label := strconv.Itoa(int(p))
 	s.m.committed.DeleteLabelValues(s.name, label)
 	s.m.highWater.DeleteLabelValues(s.name, label)
@@ -200,6 +231,13 @@ func (s *moduleStats) forget(p int32) {
 // forgetModule removes every series of module name: it stopped for good
 // (a reload removed it).
 func (m *metrics) forgetModule(name string) {
+	m.partMu.Lock()
+	for key := range m.partOwner {
+		if key.module == name {
+			delete(m.partOwner, key)
+		}
+	}
+	m.partMu.Unlock()
 	labels := prometheus.Labels{"module": name}
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
 		m.pushed, m.retried, m.failed, m.deadLettered, m.withoutValue, m.dropped, m.dlErrors, m.skipped, m.outOfRange, m.duration, m.commitTime,
