@@ -183,7 +183,7 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 		failed := 0                    // polls in a row that brought fetch errors and no record
 		for len(consume) > 0 {
 			if time.Since(checked) >= replayQuiet {
-				replayCheck(ctx, probe, log, mc.DeadLetterTopic, consume, pos, ends, time.Since(moved))
+				replayCheck(ctx, probe, log, &rep, mc.DeadLetterTopic, consume, pos, ends, time.Since(moved))
 				checked = time.Now()
 				if len(consume) == 0 {
 					break
@@ -332,18 +332,20 @@ var (
 // replayCheck asks the broker about each partition in consume that has
 // delivered nothing for quiet: one whose rest below its end is aborted
 // transactions' records, transaction markers or deleted is finished and
-// leaves consume; one with committed records left, or that cannot be
-// checked (the broker slow or away), is read on. probe is a client of its
-// own: the reading client's connection may be held by a long poll.
-func replayCheck(ctx context.Context, probe *kgo.Client, log *slog.Logger, topic string, consume map[int32]kgo.Offset, pos, ends map[int32]int64, quiet time.Duration) {
+// leaves consume, what was deleted before the replay read it counted in
+// rep (deletedBeforeRead); one with committed records left, or that cannot
+// be checked (the broker slow or away), is read on. probe is a client of
+// its own: the reading client's connection may be held by a long poll.
+func replayCheck(ctx context.Context, probe *kgo.Client, log *slog.Logger, rep *ReplayReport, topic string, consume map[int32]kgo.Offset, pos, ends map[int32]int64, quiet time.Duration) {
 	for part := range consume {
 		attrs := []any{"partition", part, "position", pos[part], "end", ends[part], "quiet", quiet.Round(time.Millisecond)}
-		switch left, err := committedLeft(ctx, probe, topic, part, pos[part], ends[part]); {
+		switch left, start, err := committedLeft(ctx, probe, topic, part, pos[part], ends[part]); {
 		case err != nil:
 			log.Warn("nothing read below the end of the partition, and the broker cannot tell what is left; waiting", append(attrs, "err", err)...)
 		case left:
 			log.Warn("committed dead letters below the end of the partition not delivered yet; waiting", attrs...)
 		default:
+			pos[part] = deletedBeforeRead(log, rep, part, pos[part], min(start, ends[part]))
 			log.Info("the rest of the partition below its end is aborted or deleted", attrs...)
 			delete(consume, part)
 		}
@@ -376,24 +378,27 @@ func replayUnfinished(rep *ReplayReport, consume map[int32]kgo.Offset, pos, ends
 // committedLeft fetches partition part of topic from pos as a
 // read_committed reader would, from its leader, and says whether a
 // committed record lies below end: false when what is there is only
-// aborted transactions' records, transaction markers, or deleted. A
-// failed fetch is an error: nothing can be said.
-func committedLeft(ctx context.Context, cl *kgo.Client, topic string, part int32, pos, end int64) (bool, error) {
+// aborted transactions' records, transaction markers, or deleted. start
+// is the partition's log start when it was found above pos (the records
+// from pos to it were deleted), else pos. A failed fetch is an error:
+// nothing can be said.
+func committedLeft(ctx context.Context, cl *kgo.Client, topic string, part int32, pos, end int64) (left bool, start int64, err error) {
 	ctx, cancel := context.WithTimeout(ctx, min(kafkaTimeout, replayQuiet))
 	defer cancel()
+	start = pos
 	md, err := kadm.NewClient(cl).Metadata(ctx, topic)
 	if err != nil {
-		return true, err
+		return true, start, err
 	}
 	td := md.Topics[topic]
 	pd, ok := td.Partitions[part]
 	switch {
 	case td.Err != nil:
-		return true, td.Err
+		return true, start, td.Err
 	case !ok:
-		return true, fmt.Errorf("no partition %d in the metadata", part)
+		return true, start, fmt.Errorf("no partition %d in the metadata", part)
 	case pd.Err != nil:
-		return true, pd.Err
+		return true, start, pd.Err
 	}
 	for pos < end {
 		req := kmsg.NewPtrFetchRequest()
@@ -406,11 +411,11 @@ func committedLeft(ctx context.Context, cl *kgo.Client, topic string, part int32
 		req.Topics = append(req.Topics, rt)
 		resp, err := cl.Broker(int(pd.Leader)).Request(ctx, req)
 		if err != nil {
-			return true, err
+			return true, start, err
 		}
 		fr := resp.(*kmsg.FetchResponse)
 		if err := kerr.ErrorForCode(fr.ErrorCode); err != nil {
-			return true, err
+			return true, start, err
 		}
 		var got *kmsg.FetchResponseTopicPartition
 		for i := range fr.Topics {
@@ -422,23 +427,24 @@ func committedLeft(ctx context.Context, cl *kgo.Client, topic string, part int32
 		}
 		switch {
 		case got == nil:
-			return true, fmt.Errorf("fetch of partition %d: not in the answer", part)
-		case got.LogStartOffset >= end:
-			return false, nil // retention deleted the rest below the end
+			return true, start, fmt.Errorf("fetch of partition %d: not in the answer", part)
 		case got.LogStartOffset > pos:
-			pos = got.LogStartOffset
+			// Deleted from pos (retention, or records deleted); at the
+			// end or past it, the whole rest below the end.
+			pos = min(got.LogStartOffset, end)
+			start = max(start, pos)
 			continue
 		}
 		if err := kerr.ErrorForCode(got.ErrorCode); err != nil {
-			return true, fmt.Errorf("fetch of partition %d at %d: %w", part, pos, err)
+			return true, start, fmt.Errorf("fetch of partition %d at %d: %w", part, pos, err)
 		}
 		next, left := committedIn(got.RecordBatches, got.AbortedTransactions, pos, end)
 		if left || next == pos {
-			return true, nil // a committed record, or nothing delivered below the end: not finished
+			return true, start, nil // a committed record, or nothing delivered below the end: not finished
 		}
 		pos = next
 	}
-	return false, nil
+	return false, start, nil
 }
 
 // committedIn walks the record batches of one fetch answer from pos as
