@@ -150,13 +150,14 @@ type state struct {
 	// parts is how many partitions the brokers list for a topic, as the
 	// last metadata that answered for it said.
 	parts map[string]int32
-	// partsGone is when the brokers first answered, in a row, that a
-	// topic of parts is not there: it is forgotten once that lasted the
-	// stale bound (a broker whose metadata is behind answers so for a
-	// moment, and its unstored partitions would vanish from every output
-	// while the stored ones, whose log ends turn unknown only once stale,
-	// stayed).
-	partsGone map[string]time.Time
+	// partsLower is when the brokers first answered, in a row, that a
+	// topic of parts has fewer partitions or is not there: that is taken
+	// (the topic forgotten, or its count lowered) once it lasted the
+	// stale bound. A broker whose metadata is behind (a partition added,
+	// a topic created) answers so for a moment, and its unstored
+	// partitions would vanish from every output while the stored ones,
+	// whose log ends turn unknown only once stale, stayed.
+	partsLower map[string]time.Time
 	// starts are the log-start offsets of the unstored partitions, as last
 	// polled.
 	starts map[topicPartition]startEntry
@@ -185,7 +186,7 @@ type ownedEntry struct {
 func newState(history time.Duration) *state {
 	return &state{history: history, offsets: map[partKey]offsetEntry{}, ends: map[topicPartition]*endEntry{},
 		owned: map[moduleTopic]ownedEntry{}, counts: map[moduleTopic]countEntry{}, parts: map[string]int32{},
-		partsGone: map[string]time.Time{}, starts: map[topicPartition]startEntry{}}
+		partsLower: map[string]time.Time{}, starts: map[topicPartition]startEntry{}}
 }
 
 // partitionNumber reads an offset znode's name as a partition: only its
@@ -336,33 +337,37 @@ func (s *state) pruneCounts(gone func(moduleTopic) bool) {
 }
 
 // setParts records how many partitions the brokers list for topic at now;
-// n < 0 says the topic is not there, which forgets it once the brokers
-// have said so for longer than staleAfter (see partsGone).
+// n < 0 says the topic is not there. A count above the one known is taken
+// at once; a lower one, or none, only once the brokers have said so for
+// longer than staleAfter (see partsLower).
 func (s *state) setParts(topic string, n int32, now time.Time, staleAfter time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur, ok := s.parts[topic]
-	if n >= 0 {
-		delete(s.partsGone, topic)
-	}
 	switch {
-	case n < 0 && !ok:
+	case !ok && n < 0:
 		return
-	case n < 0:
-		since, gone := s.partsGone[topic]
-		if !gone {
-			s.partsGone[topic] = now
+	case !ok || n > cur:
+		delete(s.partsLower, topic)
+		s.parts[topic] = n
+	case n == cur:
+		delete(s.partsLower, topic)
+		return
+	default:
+		since, lower := s.partsLower[topic]
+		if !lower {
+			s.partsLower[topic] = now
 			return
 		}
 		if now.Sub(since) <= staleAfter {
 			return
 		}
-		delete(s.parts, topic)
-		delete(s.partsGone, topic)
-	case !ok || cur != n:
-		s.parts[topic] = n
-	default:
-		return
+		delete(s.partsLower, topic)
+		if n < 0 {
+			delete(s.parts, topic)
+		} else {
+			s.parts[topic] = n
+		}
 	}
 	s.gen.Add(1)
 }
@@ -550,7 +555,7 @@ func (s *state) forget(wanted map[string][]int32) {
 	for topic := range s.parts {
 		if _, ok := wanted[topic]; !ok {
 			delete(s.parts, topic)
-			delete(s.partsGone, topic)
+			delete(s.partsLower, topic)
 			s.gen.Add(1)
 		}
 	}
