@@ -339,13 +339,15 @@ var (
 func replayCheck(ctx context.Context, probe *kgo.Client, log *slog.Logger, rep *ReplayReport, topic string, consume map[int32]kgo.Offset, pos, ends map[int32]int64, quiet time.Duration) {
 	for part := range consume {
 		attrs := []any{"partition", part, "position", pos[part], "end", ends[part], "quiet", quiet.Round(time.Millisecond)}
-		switch left, start, err := committedLeft(ctx, probe, topic, part, pos[part], ends[part]); {
+		switch left, gaps, err := committedLeft(ctx, probe, topic, part, pos[part], ends[part]); {
 		case err != nil:
 			log.Warn("nothing read below the end of the partition, and the broker cannot tell what is left; waiting", append(attrs, "err", err)...)
 		case left:
 			log.Warn("committed dead letters below the end of the partition not delivered yet; waiting", attrs...)
 		default:
-			pos[part] = deletedBeforeRead(log, rep, part, pos[part], min(start, ends[part]))
+			for _, g := range gaps {
+				deletedBeforeRead(log, rep, part, g[0], g[1])
+			}
 			log.Info("the rest of the partition below its end is aborted or deleted", attrs...)
 			delete(consume, part)
 		}
@@ -378,27 +380,26 @@ func replayUnfinished(rep *ReplayReport, consume map[int32]kgo.Offset, pos, ends
 // committedLeft fetches partition part of topic from pos as a
 // read_committed reader would, from its leader, and says whether a
 // committed record lies below end: false when what is there is only
-// aborted transactions' records, transaction markers, or deleted. start
-// is the partition's log start when it was found above pos (the records
-// from pos to it were deleted), else pos. A failed fetch is an error:
-// nothing can be said.
-func committedLeft(ctx context.Context, cl *kgo.Client, topic string, part int32, pos, end int64) (left bool, start int64, err error) {
+// aborted transactions' records, transaction markers, or deleted. gaps
+// are the ranges of offsets [from, to) it found deleted (the log start
+// above where it was; what it read between them is not in them). A failed
+// fetch is an error: nothing can be said.
+func committedLeft(ctx context.Context, cl *kgo.Client, topic string, part int32, pos, end int64) (left bool, gaps [][2]int64, err error) {
 	ctx, cancel := context.WithTimeout(ctx, min(kafkaTimeout, replayQuiet))
 	defer cancel()
-	start = pos
 	md, err := kadm.NewClient(cl).Metadata(ctx, topic)
 	if err != nil {
-		return true, start, err
+		return true, nil, err
 	}
 	td := md.Topics[topic]
 	pd, ok := td.Partitions[part]
 	switch {
 	case td.Err != nil:
-		return true, start, td.Err
+		return true, nil, td.Err
 	case !ok:
-		return true, start, fmt.Errorf("no partition %d in the metadata", part)
+		return true, nil, fmt.Errorf("no partition %d in the metadata", part)
 	case pd.Err != nil:
-		return true, start, pd.Err
+		return true, nil, pd.Err
 	}
 	for pos < end {
 		req := kmsg.NewPtrFetchRequest()
@@ -411,11 +412,11 @@ func committedLeft(ctx context.Context, cl *kgo.Client, topic string, part int32
 		req.Topics = append(req.Topics, rt)
 		resp, err := cl.Broker(int(pd.Leader)).Request(ctx, req)
 		if err != nil {
-			return true, start, err
+			return true, nil, err
 		}
 		fr := resp.(*kmsg.FetchResponse)
 		if err := kerr.ErrorForCode(fr.ErrorCode); err != nil {
-			return true, start, err
+			return true, nil, err
 		}
 		var got *kmsg.FetchResponseTopicPartition
 		for i := range fr.Topics {
@@ -427,24 +428,25 @@ func committedLeft(ctx context.Context, cl *kgo.Client, topic string, part int32
 		}
 		switch {
 		case got == nil:
-			return true, start, fmt.Errorf("fetch of partition %d: not in the answer", part)
+			return true, nil, fmt.Errorf("fetch of partition %d: not in the answer", part)
 		case got.LogStartOffset > pos:
 			// Deleted from pos (retention, or records deleted); at the
 			// end or past it, the whole rest below the end.
-			pos = min(got.LogStartOffset, end)
-			start = max(start, pos)
+			to := min(got.LogStartOffset, end)
+			gaps = append(gaps, [2]int64{pos, to})
+			pos = to
 			continue
 		}
 		if err := kerr.ErrorForCode(got.ErrorCode); err != nil {
-			return true, start, fmt.Errorf("fetch of partition %d at %d: %w", part, pos, err)
+			return true, nil, fmt.Errorf("fetch of partition %d at %d: %w", part, pos, err)
 		}
 		next, left := committedIn(got.RecordBatches, got.AbortedTransactions, pos, end)
 		if left || next == pos {
-			return true, start, nil // a committed record, or nothing delivered below the end: not finished
+			return true, nil, nil // a committed record, or nothing delivered below the end: not finished
 		}
 		pos = next
 	}
-	return false, start, nil
+	return false, gaps, nil
 }
 
 // committedIn walks the record batches of one fetch answer from pos as

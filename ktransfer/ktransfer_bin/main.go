@@ -102,16 +102,17 @@ func runArgs(args []string) int {
 		return 1
 	}
 	fmt.Println(rep)
+	code := 0
 	if rep.GivenUp > 0 {
 		// Done, but not every dead letter delivered: a script that checks
 		// the exit status must not take it for a replay done.
 		fmt.Fprintf(os.Stderr, "ktransfer_bin: %d dead letters given up again (still in the dead-letter topic)\n", rep.GivenUp)
-		return 3
+		code = 3
 	}
 	if rep.Deleted > 0 {
 		// Lost before they could be replayed: not a replay done either.
 		fmt.Fprintf(os.Stderr, "ktransfer_bin: %d dead letters were deleted (retention) before the replay read them\n", rep.Deleted)
-		return 3
+		code = 3
 	}
-	return 0
+	return code
 }
