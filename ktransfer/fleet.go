@@ -117,14 +117,21 @@ func (m *module) wake() {
 // failed, the connection down, and the next one a second later, between
 // an event and the arm that follows it) is acted on at once, not at the
 // next change or the periodic check. A change told by an event is acted
-// on as soon as the arm that follows it is answered, or failed.
+// on as soon as the arm that follows it is answered, or failed. A run
+// that stops leaves its set watch to the module's next run (parkWatch),
+// which takes it as its first arm.
 func (m *module) watchDir(ctx context.Context, dir string) {
 	told := false // an event came, and the coordinator was not woken for it yet
 	for ctx.Err() == nil {
-		var ev <-chan zk.Event
-		err := beforeWatch(m.t.id, dir)
-		if err == nil {
-			_, _, ev, err = m.t.conn().ChildrenW(dir)
+		// A watch left set by the module's previous run, if any: set again,
+		// each run would leave one more channel in the client.
+		ev := m.t.takeWatch(dir)
+		var err error
+		if ev == nil {
+			err = beforeWatch(m.t.id, dir)
+			if err == nil {
+				_, _, ev, err = m.t.conn().ChildrenW(dir)
+			}
 		}
 		if errors.Is(err, zk.ErrNoNode) {
 			if err = zklayout.CreateAll(m.t.conn(), dir, m.t.acl); err == nil {
@@ -145,6 +152,7 @@ func (m *module) watchDir(ctx context.Context, dir string) {
 		case <-ev:
 			told = true
 		case <-ctx.Done():
+			m.t.parkWatch(dir, ev)
 			return
 		}
 	}

@@ -110,6 +110,13 @@ type Transfer struct {
 	// may remain, by owners directory (nodeCleanup); guarded by confMu.
 	cleanups map[string]*nodeCleanup
 
+	// parkedWatches are, by fleet folder, the child watches of module
+	// runs that stopped while theirs was set (watchDir): the ZooKeeper
+	// client keeps a watch's channel until the folder changes, so the
+	// next run of the module takes it over rather than setting one more.
+	parkedMu      sync.Mutex
+	parkedWatches map[string][]<-chan zk.Event
+
 	closeOnce sync.Once
 }
 
@@ -251,6 +258,37 @@ func (t *Transfer) conn() *zk.Conn {
 	t.zkMu.Lock()
 	defer t.zkMu.Unlock()
 	return t.zk
+}
+
+// parkWatch keeps ev, a set watch of dir that its run no longer waits on,
+// for the next run watching dir (takeWatch).
+func (t *Transfer) parkWatch(dir string, ev <-chan zk.Event) {
+	t.parkedMu.Lock()
+	defer t.parkedMu.Unlock()
+	if t.parkedWatches == nil {
+		t.parkedWatches = map[string][]<-chan zk.Event{}
+	}
+	t.parkedWatches[dir] = append(t.parkedWatches[dir], ev)
+}
+
+// takeWatch gives a watch of dir parked by an earlier run, or nil. It
+// tells of every change of dir since it was set, or that it ended (its
+// session or client gone): a change made while no run watched is not
+// missed.
+func (t *Transfer) takeWatch(dir string) <-chan zk.Event {
+	t.parkedMu.Lock()
+	defer t.parkedMu.Unlock()
+	parked := t.parkedWatches[dir]
+	if len(parked) == 0 {
+		return nil
+	}
+	ev := parked[len(parked)-1]
+	if len(parked) == 1 {
+		delete(t.parkedWatches, dir)
+	} else {
+		t.parkedWatches[dir] = parked[:len(parked)-1]
+	}
+	return ev
 }
 
 // sessionUp reports whether this process may hold partitions.
