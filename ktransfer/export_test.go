@@ -218,3 +218,27 @@ func Releasing(tr *Transfer) int {
 	}
 	return n
 }
+
+// HoldClientReplace holds the ZooKeeper client replacements (the session
+// watcher's, after two session timeouts without an answer) at their start
+// until release is called (at the latest when the test ends); started is
+// closed when the first began.
+func HoldClientReplace(t *testing.T) (started <-chan struct{}, release func()) {
+	began := make(chan struct{})
+	released := make(chan struct{})
+	var once, first sync.Once
+	release = func() { once.Do(func() { close(released) }) }
+	f := func() {
+		first.Do(func() { close(began) })
+		<-released
+	}
+	replaceFault.Store(&f)
+	t.Cleanup(func() {
+		release()
+		replaceFault.Store(nil)
+	})
+	return began, release
+}
+
+// ZKConn is the ZooKeeper client in use.
+func ZKConn(tr *Transfer) *zk.Conn { return tr.conn() }

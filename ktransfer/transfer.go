@@ -352,6 +352,9 @@ func (t *Transfer) events() <-chan zk.Event {
 // replaceClient closes the ZooKeeper client and opens a new one; it
 // connects in the background, and its first session wakes the modules.
 func (t *Transfer) replaceClient() error {
+	if f := replaceFault.Load(); f != nil {
+		(*f)()
+	}
 	timeout := time.Duration(t.cfg.ZKTimeoutMs) * time.Millisecond
 	conn, events, err := zk.Connect(t.cfg.ZKHosts, timeout, zk.WithLogger(zkLog{t.log, &t.grantedMs}))
 	if err != nil {
@@ -375,6 +378,10 @@ func (t *Transfer) replaceClient() error {
 	t.log.Warn("replaced the zookeeper client")
 	return nil
 }
+
+// replaceFault, when a test sets it, runs at the start of each client
+// replacement (replaceClient), and may wait.
+var replaceFault atomic.Pointer[func()]
 
 // watchSession follows the ZooKeeper session from this process's own
 // heartbeats, not from the client's events (late by 2/3 of the timeout,
@@ -494,9 +501,17 @@ func (t *Transfer) Run(ctx context.Context) error {
 		}
 	}
 	sessionCtx, stopSession := context.WithCancel(context.Background())
-	defer stopSession()
-	go t.heartbeat(sessionCtx)
-	go t.watchSession(sessionCtx)
+	// The watcher may replace the client: waited for before Close, which
+	// closes the client in use; the heartbeat, on a frozen connection, is
+	// answered by Close.
+	var heartbeat, watcher sync.WaitGroup
+	defer func() {
+		stopSession()
+		watcher.Wait()
+		heartbeat.Wait()
+	}()
+	heartbeat.Go(func() { t.heartbeat(sessionCtx) })
+	watcher.Go(func() { t.watchSession(sessionCtx) })
 	r := &runner{readCtx: readCtx, pushCtx: pushCtx, errc: make(chan error, 1), running: map[*module]*moduleRun{}}
 	t.reloadMu.Lock()
 	for _, m := range t.liveModules() {
@@ -531,6 +546,7 @@ func (t *Transfer) Run(ctx context.Context) error {
 	go func() { r.wg.Wait(); close(done) }()
 	t.awaitStop(done, stopPushing, deadline)
 	stopSession() // closing the client is not a lost session
+	watcher.Wait()
 	if err := t.Close(); err != nil && runErr == nil {
 		runErr = err
 	}
