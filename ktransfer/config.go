@@ -384,7 +384,35 @@ func (m Module) noEffect() []ineffective {
 	add("max_retry_interval_ms", m.MaxRetryIntervalMs, m.MaxRetryTimes == 1,
 		"max_retry_times is 1: the one retry waits fail_retry_interval_ms, never doubled up to this cap")
 	add("dispatch", m.Dispatch, !m.serializeByKey(), "serialize_by_key is false: every record goes to any idle worker, whatever its key")
+	for i, h := range m.Protocol.Headers {
+		for name, value := range h {
+			if m.pushSets(name) {
+				out = append(out, ineffective{fmt.Sprintf("protocol.headers[%d].%s", i, name), value,
+					"ktransfer sets this header on each push itself (the record's value); the file's is not sent"})
+			}
+		}
+	}
 	return out
+}
+
+// pushSets tells a header name that ktransfer sets on pushes itself, in
+// any case: a protocol.headers entry of that name is not sent (header
+// names are sent as written, so it would go beside ktransfer's, and a
+// backend reading the first would read the file's).
+func (m Module) pushSets(name string) bool {
+	for _, h := range [][]byte{hdrTopic, hdrPartition, hdrOffset, hdrEpoch, hdrReplay} {
+		if strings.EqualFold(name, string(h)) {
+			return true
+		}
+	}
+	if len(m.Protocol.SigningSecrets) > 0 {
+		for _, h := range [][]byte{hdrWebhookID, hdrWebhookTimestamp, hdrWebhookSignature} {
+			if strings.EqualFold(name, string(h)) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Warnings returns the keys without effect that ktransfer.yaml (its kafka

@@ -101,6 +101,9 @@ func newPusher(m Module) (*pusher, error) {
 				p.host = v
 				continue
 			}
+			if m.pushSets(k) {
+				continue // warned of (noEffect)
+			}
 			p.headers = append(p.headers, [2]string{k, v})
 		}
 	}
