@@ -187,9 +187,11 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx, now time.Time) (code int) {
 			return fail(ctx, fasthttp.StatusBadRequest, keylessCompacted(topic.name))
 		}
 	}
-	if s.acl().active() {
+	if rule != nil {
 		// The record counts once its request passed the checks, as a
 		// batch's do (checkBatch): one refused before is not in Kafka.
+		// By the client's rule as found on arrival, whatever a reload
+		// stored meanwhile (its topic looked up).
 		if v, _ := s.acl().take(rule, 1, now); v.code != 0 {
 			ctx.Response.Header.Set("Retry-After", strconv.Itoa(v.retryAfter))
 			return fail(ctx, v.code, v.reason)
