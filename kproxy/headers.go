@@ -379,6 +379,21 @@ func requestHeaders(ctx *fasthttp.RequestCtx) iter.Seq2[[]byte, []byte] {
 	}
 }
 
+// headerValue is the value of the request's first header field named
+// name, its trailer's left out (requestHeaders): an X-Request-ID in the
+// trailer of a chunked body became the rid.
+func headerValue(ctx *fasthttp.RequestCtx, name string) []byte {
+	if ctx.Request.Header.ContentLength() != -1 { // not chunked: no trailer
+		return ctx.Request.Header.Peek(name)
+	}
+	for n, v := range requestHeaders(ctx) {
+		if strings.EqualFold(string(n), name) {
+			return v
+		}
+	}
+	return nil
+}
+
 // headerLines yields the name and value of each line of a request's raw
 // header lines (RawHeaders) that has a colon, as received.
 func headerLines(raw []byte) iter.Seq2[[]byte, []byte] {
@@ -507,7 +522,7 @@ func parsePrefix(s string) (netip.Prefix, error) {
 // rid ext field is on and the request has none, a new one (a random
 // UUID); the rid ext field reads it back from the answer.
 func (s *Server) requestID(ctx *fasthttp.RequestCtx) {
-	if id := ctx.Request.Header.Peek(headerRequestID); len(id) > 0 {
+	if id := headerValue(ctx, headerRequestID); len(id) > 0 {
 		ctx.Response.Header.SetBytesV(headerRequestID, id)
 		return
 	}
