@@ -793,6 +793,11 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 		return it
 	}
 	h, berr := s.readRequest(j)
+	// A client removed (or whose secret changed) by a reload is refused
+	// 401 before any of the request's own checks, as a new call is.
+	if v := st.reauthenticate(); v.code != 0 {
+		return refused(h.id, refuse(v.code, -1, v.reason))
+	}
 	if berr != nil {
 		return refused(h.id, berr)
 	}
@@ -844,18 +849,11 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 	if berr != nil {
 		return refused(h.id, berr)
 	}
-	if a := s.acl(); a != st.acl {
-		// The clients were reloaded (SIGHUP) since the stream's client
-		// was checked: checked again, last before the request's own
-		// checks (by the same rules), so that a client removed or whose
-		// secret changed by a reload that ended before them sends no
-		// more records on a stream it opened before.
-		rule, v := authenticateRPC(a, st.ctx)
-		if v.code != 0 {
-			s.releaseBatch(n)
-			return refused(h.id, refuse(v.code, -1, v.reason))
-		}
-		st.rule, st.acl = rule, a
+	// Again after the waits above: the request's topics and rate limit
+	// are checked by the rules its client was last found by.
+	if v := st.reauthenticate(); v.code != 0 {
+		s.releaseBatch(n)
+		return refused(h.id, refuse(v.code, -1, v.reason))
 	}
 	it.rule = st.rule // for the answerer, which gives records back to it
 	b := s.boundRPC(st.ctx, j)
@@ -891,6 +889,24 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 		}
 	}
 	return it
+}
+
+// reauthenticate finds the stream's client again when the clients were
+// reloaded (SIGHUP) since it was last found, by the rules now in force,
+// so that a client removed or whose secret changed by a reload sends no
+// more records on a stream it opened before. A refusal leaves the rules
+// the stream was last checked by in place: each later request is checked
+// again.
+func (st *produceStream) reauthenticate() verdict {
+	a := st.s.acl()
+	if a == st.acl {
+		return verdict{}
+	}
+	rule, v := authenticateRPC(a, st.ctx)
+	if v.code == 0 {
+		st.rule, st.acl = rule, a
+	}
+	return v
 }
 
 // answer answers the requests in the order they were started: it waits
