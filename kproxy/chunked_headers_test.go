@@ -12,6 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
 
@@ -100,5 +101,28 @@ func TestBatchTrailerIsNoHeader(t *testing.T) {
 	}
 	if got := headersOf(readRecord(t, c, topic, 0, 0)); len(got) != 0 {
 		t.Errorf("record headers %q, want none: a trailer field became a record header", got)
+	}
+}
+
+// TestChunkedObsFoldEdgesAsFasthttp: a field folded with its value on
+// the continuation line only, or with a continuation line of white space,
+// must give the same value whether the body is chunked (kproxy reads the
+// raw header lines, to leave the trailer out) or has a Content-Length
+// (fasthttp's parse): the rid took a leading space, and lost a trailing
+// one, only when chunked.
+func TestChunkedObsFoldEdgesAsFasthttp(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ExtHeaders = []string{"rid"} })
+	body := record(t, map[string]any{"a": 1})
+	for _, field := range []string{
+		"X-Request-ID:\r\n abc\r\n", "X-Request-ID: abc\r\n \r\n", "X-Request-ID: a\r\n\t \r\n b \r\n",
+		"X-Request-ID: r\r\nX-Kafka-Header-F:\r\n v\r\n", "X-Request-ID: r\r\nX-Kafka-Header-F: v\r\n \r\n",
+	} {
+		head := fmt.Sprintf("POST /commit?topic=%s&key=k HTTP/1.1\r\nHost: kproxy\r\n%sConnection: close\r\n", topic, field)
+		plain := commitRaw(t, p, c, fmt.Sprintf("%sContent-Length: %d\r\n\r\n%s", head, len(body), body))
+		chunked := commitRaw(t, p, c, fmt.Sprintf("%sTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", head, len(body), body))
+		if !sameList(plain, chunked) {
+			t.Errorf("field %q: record headers %q with Content-Length, %q chunked", field, plain, chunked)
+		}
 	}
 }

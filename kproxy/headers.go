@@ -359,13 +359,14 @@ func requestHeaders(ctx *fasthttp.RequestCtx) iter.Seq2[[]byte, []byte] {
 			line = bytes.TrimRight(line, "\r")
 			if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
 				// A field folded onto this line (obs-fold): joined
-				// with a space, as fasthttp joins it for All.
-				if cont := bytes.Trim(line, " \t"); name != nil && len(cont) > 0 {
-					value = append(append(append([]byte(nil), value...), ' '), cont...)
+				// with a space, as fasthttp joins it for All (a line of
+				// white space too).
+				if name != nil {
+					value = append(append(append([]byte(nil), value...), ' '), bytes.Trim(line, " \t")...)
 				}
 				continue
 			}
-			if name != nil && !yield(name, value) {
+			if name != nil && !yield(name, bytes.TrimLeft(value, " \t")) {
 				return
 			}
 			name = nil
@@ -374,7 +375,7 @@ func requestHeaders(ctx *fasthttp.RequestCtx) iter.Seq2[[]byte, []byte] {
 			}
 		}
 		if name != nil {
-			yield(name, value)
+			yield(name, bytes.TrimLeft(value, " \t"))
 		}
 	}
 }
