@@ -42,8 +42,9 @@ type partition struct {
 	outOfRange chan int64
 
 	// Owned by the reader's goroutine.
-	next    int64 // the next offset to dispatch
-	stalled bool  // out of range was reported; waiting for a new start
+	next      int64 // the next offset to dispatch
+	stalled   bool  // out of range was reported; waiting for a new start
+	readEpoch int32 // the leader epoch of the last record read, -1: none since the partition was assigned
 
 	// lostTo is the lowest new log end kgo reported (ErrDataLoss) while
 	// the partition was stalled, -1 when none: set by the reader, taken
@@ -163,14 +164,18 @@ func (p *partition) run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case at := <-p.outOfRange:
-			next, err := p.restart(ctx, at)
+			next, passing, err := p.restart(ctx, at)
 			if err != nil {
 				if ctx.Err() != nil && !errors.Is(err, errDeposed) {
 					return nil
 				}
 				return err
 			}
-			m.reader.assign(p, next)
+			if passing {
+				m.reader.readOn(p, next)
+			} else {
+				m.reader.assign(p, next)
+			}
 		}
 	}
 }
@@ -178,7 +183,11 @@ func (p *partition) run(ctx context.Context) error {
 // restart finds where the partition reads on after the reader stalled it
 // at offset at (an out-of-range answer, a truncated log, the client going
 // back, the topic created again), stores it, and returns it once every
-// record dispatched before is done. A topic found created again while it
+// record dispatched before is done; a passing answer (Kafka has at) reads
+// on from at at once (passing), with the leader epoch of the last record
+// read, so that a leader found to end its log below at (an unclean
+// election) is told by the Kafka client as it would have been had the
+// answer not come. A topic found created again while it
 // waits (the reader marks a stalled partition recreated) restarts it as
 // such: the offset taken was one of the deleted topic.
 //
@@ -193,7 +202,7 @@ func (p *partition) run(ctx context.Context) error {
 // (the log ends below what was read), the lower of next and the committed
 // offset is, as for a truncated log: records dispatched below next are
 // still in Kafka.
-func (p *partition) restart(ctx context.Context, at int64) (int64, error) {
+func (p *partition) restart(ctx context.Context, at int64) (next int64, passing bool, err error) {
 	defer p.followLogEnd(ctx)()
 	truncated := p.truncated.Swap(false)
 	for {
@@ -204,7 +213,7 @@ func (p *partition) restart(ctx context.Context, at int64) (int64, error) {
 			truncated = false
 			p.lostTo.Store(-1)
 		}
-		next, err := at, error(nil)
+		next, err = at, nil
 		belowStart := false   // every record dispatched is below the log start
 		logStart := int64(-1) // unknown
 		if !truncated {
@@ -220,9 +229,18 @@ func (p *partition) restart(ctx context.Context, at int64) (int64, error) {
 				// goes on while a record is retried. It is asked again.
 				next, truncated, logStart = lost, true, -1
 			}
-			if recreated || truncated || belowStart {
-				err = p.storeNewTopicStart(ctx, next, truncated && !belowStart, logStart, recreated)
+			if !recreated && !truncated && !belowStart {
+				// A passing answer (Kafka has at): the partition reads
+				// on from at at once (passing), with the leader epoch of the last record
+// read, so that a leader found to end its log below at (an unclean
+// election) is told by the Kafka client as it would have been had the
+// answer not come. Nothing moves, so the records
+				// dispatched before finish and are committed as they
+				// would have been; waiting for them held every key of
+				// the partition behind one retried record.
+				return next, true, nil
 			}
+			err = p.storeNewTopicStart(ctx, next, truncated && !belowStart, logStart, recreated)
 			if err == nil {
 				err = p.restartAt(ctx, next, recreated)
 			}
@@ -232,7 +250,7 @@ func (p *partition) restart(ctx context.Context, at int64) (int64, error) {
 			err = nil
 		}
 		if !errors.Is(err, errRecreated) {
-			return next, err
+			return next, false, err
 		}
 	}
 }

@@ -71,10 +71,11 @@ type reader struct {
 // change is a partition entering (add, from offset at) or leaving the
 // reader; done is closed once it is applied.
 type change struct {
-	p    *partition
-	add  bool
-	at   int64
-	done chan struct{}
+	p      *partition
+	add    bool
+	at     int64
+	resume bool // at is where the reader stalled p: read on with the leader epoch of the last record read
+	done   chan struct{}
 }
 
 func newReader(m *module, cl *kgo.Client) *reader {
@@ -84,6 +85,14 @@ func newReader(m *module, cl *kgo.Client) *reader {
 // assign starts reading p at offset at, or restarts it there when it is
 // being read already. It returns once the client has the new cursor.
 func (r *reader) assign(p *partition, at int64) { r.request(change{p: p, add: true, at: at}) }
+
+// readOn reads p again from at, the offset the reader stalled it at, as
+// if it had not stalled: the Kafka client is given the leader epoch of
+// the last record read, which it checks against the leader's log (a log
+// that ends below at is reported, ErrDataLoss).
+func (r *reader) readOn(p *partition, at int64) {
+	r.request(change{p: p, add: true, at: at, resume: true})
+}
 
 // unassign stops reading p. Once it returns, no record of p is dispatched
 // any more.
@@ -362,8 +371,13 @@ func (r *reader) apply() {
 	if len(add) > 0 {
 		offsets := make(map[int32]kgo.Offset, len(add))
 		for id, c := range add {
-			c.p.next, c.p.stalled = c.at, false
 			offsets[id] = kgo.NewOffset().At(c.at)
+			if c.resume && c.at == c.p.next {
+				offsets[id] = offsets[id].WithEpoch(c.p.readEpoch)
+			} else {
+				c.p.readEpoch = -1
+			}
+			c.p.next, c.p.stalled = c.at, false
 		}
 		r.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{r.topic: offsets})
 		for _, c := range add {
@@ -668,7 +682,7 @@ func (r *reader) route(ctx context.Context, fs kgo.Fetches) (records int, failed
 			} else if rr.msg = own(rec); !m.dispatch(p.ctx, rr) {
 				return
 			}
-			p.next = rec.Offset + 1
+			p.next, p.readEpoch = rec.Offset+1, rec.LeaderEpoch
 			records++
 		}
 	})

@@ -82,12 +82,13 @@ func TestTruncatedLogRestartOffsetSurvivesAStop(t *testing.T) {
 }
 
 // TestTruncatedLogWhileWaitingOnARestart: a broker answers a fetch
-// OFFSET_OUT_OF_RANGE for an offset Kafka has, and while the partition
-// waits to restart there (a record read before is still retried), the
-// leader's log is found to end below it (an unclean election: kgo reports
-// the loss). The lower position must win: the records written at the
-// offsets Kafka gave again are pushed, not skipped by a restart at the
-// offset of the first answer.
+// OFFSET_OUT_OF_RANGE for an offset Kafka has, and after that (a record
+// read before is still retried) the leader's log is found to end below it
+// (an unclean election: kgo reports the loss). The lower position must
+// win: the records written at the offsets Kafka gave again are pushed, not
+// skipped by a restart at the offset of the first answer. The partition
+// used to wait there for the retried record; it now reads on at once, with
+// the leader epoch of the last record read, by which kgo tells the loss.
 func TestTruncatedLogWhileWaitingOnARestart(t *testing.T) {
 	const cut = 5
 	e, b, _, refuse := truncatedWhileWaiting(t, cut)
