@@ -231,10 +231,7 @@ func (p *partition) restart(ctx context.Context, at int64) (next int64, passing 
 			}
 			if !recreated && !truncated && !belowStart {
 				// A passing answer (Kafka has at): the partition reads
-				// on from at at once (passing), with the leader epoch of the last record
-				// read, so that a leader found to end its log below at (an unclean
-				// election) is told by the Kafka client as it would have been had the
-				// answer not come. Nothing moves, so the records
+				// on from at at once. Nothing moves, so the records
 				// dispatched before finish and are committed as they
 				// would have been; waiting for them held every key of
 				// the partition behind one retried record.
