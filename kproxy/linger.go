@@ -117,6 +117,15 @@ func lingerOnClose(c net.Conn) {
 type lingerListener struct {
 	net.Listener
 	linger linger
+	// atStop lingers the connections closed while kproxy stops (stopping
+	// set) with bytes from the client still unread: fasthttp closes a
+	// connection after the answer to its request in flight, and a client
+	// that pipelined more requests behind it, reading its answers slowly,
+	// had the connection reset, losing answers written but not yet
+	// delivered (records in Kafka whose 200 never reached it). Its set
+	// is stopped by Close, once the shutdown waited for them.
+	atStop   linger
+	stopping *atomic.Bool
 }
 
 func (l lingerListener) Accept() (net.Conn, error) {
@@ -124,23 +133,30 @@ func (l lingerListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &lingerConn{Conn: c, linger: l.linger}, nil
+	return &lingerConn{Conn: c, linger: l.linger, atStop: l.atStop, stopping: l.stopping}, nil
 }
 
-// lingerConn is a plain connection whose Close lingers once refused.
+// lingerConn is a plain connection whose Close lingers once refused, or,
+// while kproxy stops, when the client sent bytes not read yet.
 // refused is atomic: fasthttp's shutdown may close a connection that has
 // not yet read a byte of its first request (and is refused 408) from its
 // own goroutine; only one Close lingers.
 type lingerConn struct {
 	net.Conn
-	linger  linger
-	refused atomic.Bool
+	linger   linger
+	atStop   linger
+	stopping *atomic.Bool
+	refused  atomic.Bool
 }
 
 func (c *lingerConn) refuse() { c.refused.Store(true) }
 
 func (c *lingerConn) Close() error {
-	if c.refused.Swap(false) {
+	refused := c.refused.Swap(false)
+	switch {
+	case c.stopping != nil && c.stopping.Load() && (refused || unread(c.Conn)):
+		return c.atStop.close(c.Conn, c.Conn.Close)
+	case refused:
 		return c.linger.close(c.Conn, c.Conn.Close)
 	}
 	return c.Conn.Close()

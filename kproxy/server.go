@@ -76,6 +76,11 @@ type Server struct {
 	// lingering are the HTTP port's connections closing after a refused
 	// request (linger), and grpc_port's after an HTTP/1 request: cut and waited for by the shutdown and Close.
 	lingering lingering
+	// stopLingering are the HTTP port's connections closed by the
+	// shutdown with bytes of the client's unread (lingerListener.atStop):
+	// the shutdown waits for them (fasthttp's, for the connections to
+	// close), and Close cuts those left.
+	stopLingering lingering
 
 	closeOnce sync.Once
 	closeErr  error
@@ -154,7 +159,10 @@ func NewContext(ctx context.Context, cfg Config, log *slog.Logger) (*Server, err
 		// One read per request, not two (release_idle_buffers), and the
 		// socket's deadlines moved only when they must be.
 		s.ln = readAheadListener{s.ln}
-		s.ln = lingerListener{s.ln, newLinger(cfg, &s.lingering)} // a refused request's answer is not lost to a reset
+		// A refused request's answer is not lost to a reset, nor, at a
+		// stop, the answers a client pipelining requests has not read.
+		s.ln = lingerListener{Listener: s.ln, linger: newLinger(cfg, &s.lingering),
+			atStop: newLinger(cfg, &s.stopLingering), stopping: &s.closing}
 	}
 	if cfg.GRPCPort != 0 {
 		gaddr := net.JoinHostPort(cfg.ListenHost, strconv.Itoa(cfg.GRPCPort))
@@ -499,6 +507,7 @@ func (s *Server) Close() error {
 		}
 		s.closeListeners()
 		s.lingering.stop() // no connection outlives Close
+		s.stopLingering.stop()
 		s.closeErr = err
 	})
 	return s.closeErr
