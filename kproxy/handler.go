@@ -29,6 +29,14 @@ const maxPooledBody = 64 << 10
 const recordOverhead = 67 + 23
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	// An answer given as kproxy stops is the connection's last (fasthttp
+	// closes it after): what the client pipelined behind is drained, not
+	// reset, so that the answers it has not read yet reach it.
+	defer func() {
+		if s.closing.Load() {
+			lingerAtStop(ctx.Conn())
+		}
+	}()
 	if ambiguousLength(ctx) {
 		// Whatever the path, nothing more is read from the connection:
 		// what follows may be a request a proxy in front never saw.

@@ -117,15 +117,14 @@ func lingerOnClose(c net.Conn) {
 type lingerListener struct {
 	net.Listener
 	linger linger
-	// atStop lingers the connections closed while kproxy stops (stopping
-	// set) with bytes from the client still unread: fasthttp closes a
-	// connection after the answer to its request in flight, and a client
-	// that pipelined more requests behind it, reading its answers slowly,
-	// had the connection reset, losing answers written but not yet
-	// delivered (records in Kafka whose 200 never reached it). Its set
-	// is stopped by Close, once the shutdown waited for them.
-	atStop   linger
-	stopping *atomic.Bool
+	// atStop lingers the connections kproxy's stop closes after an answer
+	// (lingerAtStop) with bytes from the client still unread: fasthttp
+	// closes a connection after the answer to its request in flight, and
+	// a client that pipelined more requests behind it, reading its
+	// answers slowly, had the connection reset, losing answers written
+	// but not yet delivered (records in Kafka whose 200 never reached it).
+	// Its set is stopped by Close.
+	atStop linger
 }
 
 func (l lingerListener) Accept() (net.Conn, error) {
@@ -133,31 +132,56 @@ func (l lingerListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &lingerConn{Conn: c, linger: l.linger, atStop: l.atStop, stopping: l.stopping}, nil
+	return &lingerConn{Conn: c, linger: l.linger, atStop: l.atStop}, nil
 }
 
-// lingerConn is a plain connection whose Close lingers once refused, or,
-// while kproxy stops, when the client sent bytes not read yet.
-// refused is atomic: fasthttp's shutdown may close a connection that has
-// not yet read a byte of its first request (and is refused 408) from its
-// own goroutine; only one Close lingers.
+// lingerConn is a plain connection whose Close lingers once refused, or
+// once marked by its own goroutine while kproxy stops (lingerAtStop) when
+// the client sent bytes not read yet. refused is atomic: fasthttp's
+// shutdown may close a connection that has not yet read a byte of its
+// first request (and is refused 408) from its own goroutine; only one
+// Close lingers. A Close from another goroutine (fasthttp closing idle
+// connections, kproxy cutting those left: closeNow) finds no mark of the
+// stop's and closes at once: a lingering Close reads the connection,
+// which only the goroutine serving it may, and waits for the client.
 type lingerConn struct {
 	net.Conn
-	linger   linger
-	atStop   linger
-	stopping *atomic.Bool
-	refused  atomic.Bool
+	linger  linger
+	atStop  linger
+	refused atomic.Bool
+	stopped atomic.Bool // its answer was the last, kproxy stopping (lingerAtStop)
 }
 
 func (c *lingerConn) refuse() { c.refused.Store(true) }
 
+func (c *lingerConn) stopAfterAnswer() { c.stopped.Store(true) }
+
 func (c *lingerConn) Close() error {
-	refused := c.refused.Swap(false)
+	refused, stopped := c.refused.Swap(false), c.stopped.Swap(false)
 	switch {
-	case c.stopping != nil && c.stopping.Load() && (refused || unread(c.Conn)):
+	case stopped && (refused || unread(c.Conn)):
 		return c.atStop.close(c.Conn, c.Conn.Close)
 	case refused:
 		return c.linger.close(c.Conn, c.Conn.Close)
 	}
 	return c.Conn.Close()
+}
+
+// closeNow closes the connection without lingering, whatever marks it
+// has: kproxy's stop cutting the connections left, from its own
+// goroutine.
+func (c *lingerConn) closeNow() error {
+	c.refused.Store(false)
+	c.stopped.Store(false)
+	return c.Conn.Close()
+}
+
+// lingerAtStop marks c, if it is one of the HTTP port's, to linger when
+// fasthttp closes it after the answer because kproxy stops. Called by
+// the handler, on the connection's own goroutine, which fasthttp's close
+// after the answer runs on too.
+func lingerAtStop(c net.Conn) {
+	if r, ok := c.(interface{ stopAfterAnswer() }); ok {
+		r.stopAfterAnswer()
+	}
 }

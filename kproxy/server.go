@@ -161,8 +161,7 @@ func NewContext(ctx context.Context, cfg Config, log *slog.Logger) (*Server, err
 		s.ln = readAheadListener{s.ln}
 		// A refused request's answer is not lost to a reset, nor, at a
 		// stop, the answers a client pipelining requests has not read.
-		s.ln = lingerListener{Listener: s.ln, linger: newLinger(cfg, &s.lingering),
-			atStop: newLinger(cfg, &s.stopLingering), stopping: &s.closing}
+		s.ln = lingerListener{Listener: s.ln, linger: newLinger(cfg, &s.lingering), atStop: newLinger(cfg, &s.stopLingering)}
 	}
 	if cfg.GRPCPort != 0 {
 		gaddr := net.JoinHostPort(cfg.ListenHost, strconv.Itoa(cfg.GRPCPort))
@@ -543,6 +542,10 @@ func (s *Server) closeConns() {
 	for _, c := range conns {
 		if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
 			c = tc.NetConn()
+		}
+		if lc, ok := c.(*lingerConn); ok {
+			lc.closeNow() // from this goroutine, not the connection's: no lingering
+			continue
 		}
 		c.Close()
 	}
