@@ -29,11 +29,13 @@ const maxPooledBody = 64 << 10
 const recordOverhead = 67 + 23
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
-	// An answer given as kproxy stops is the connection's last (fasthttp
-	// closes it after): what the client pipelined behind is drained, not
+	// An answer given as kproxy stops is the connection's last: fasthttp
+	// closes it after, on this goroutine (never idle, so never closed from
+	// another), and what the client pipelined behind is drained, not
 	// reset, so that the answers it has not read yet reach it.
 	defer func() {
 		if s.closing.Load() {
+			ctx.SetConnectionClose()
 			lingerAtStop(ctx.Conn())
 		}
 	}()
