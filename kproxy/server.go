@@ -76,10 +76,10 @@ type Server struct {
 	// lingering are the HTTP port's connections closing after a refused
 	// request (linger), and grpc_port's after an HTTP/1 request: cut and waited for by the shutdown and Close.
 	lingering lingering
-	// stopLingering are the HTTP port's connections closed by the
-	// shutdown with bytes of the client's unread (lingerListener.atStop):
-	// the shutdown waits for them (fasthttp's, for the connections to
-	// close), and Close cuts those left.
+	// stopLingering are the HTTP port's connections closed after their
+	// last answer as kproxy stops, with bytes of the client's unread
+	// (lingerListener.atStop): they linger on their own goroutines while
+	// the stop goes on, and Close cuts those left, last.
 	stopLingering lingering
 
 	closeOnce sync.Once
