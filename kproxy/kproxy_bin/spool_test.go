@@ -485,7 +485,12 @@ func TestSpoolKill9WhileKafkaAway(t *testing.T) {
 // TestSpoolDrainsOnceUnderLiveTraffic: no leader for a while (Kafka
 // refuses every produce outright), clients get 202s; Kafka comes back while
 // the clients go on writing, their new records queued behind the spool:
-// every accepted record is in Kafka exactly once, per key in order.
+// every accepted record is in Kafka, per key in order, and none of the
+// outage or the drain twice. Only a later flip may add duplicates: once
+// the spool is empty the topic goes to Kafka directly again, and on a
+// loaded machine a produce slower than spool_after_ms flips it again,
+// taking the records Kafka may have written all the same; those are
+// counted in kproxy_spool_duplicates_possible_total.
 func TestSpoolDrainsOnceUnderLiveTraffic(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: spoolTopic, Partitions: 3}})
 	p := newSpoolProc(t, c.ListenAddrs()[0], "")
@@ -495,22 +500,25 @@ func TestSpoolDrainsOnceUnderLiveTraffic(t *testing.T) {
 
 	end := kafkatest.NewFaults(t, c).Outage(int16(kerr.NotLeaderForPartition.Code))
 	l.await(t, 202, 1000, "no leader")
+	atOutage := p.metric("kproxy_spool_duplicates_possible_total") // the outage's flip
 	end()
 	during := l.h.count(202)
 	l.await(t, 200, 300, "kafka back, the spool drained")
 	during = l.h.count(202) - during
 	l.end()
 	p.drained()
+	later := p.metric("kproxy_spool_duplicates_possible_total") - atOutage
 	dups, total := checkKafka(t, c, l.h)
-	t.Logf("%s; %d records in kafka, %d answered 202 while the spool drained", l.h, total, during)
-	if dups != 0 {
-		t.Errorf("%d duplicates; Kafka refused outright, so none may be", dups)
+	t.Logf("%s; %d records in kafka, %d answered 202 while the spool drained, %v taken by flips after the outage",
+		l.h, total, during, later)
+	if float64(dups) > later {
+		t.Errorf("%d duplicates; Kafka refused outright, so none may be but the %v records flips took after the outage", dups, later)
 	}
 	if during == 0 {
 		t.Errorf("no record arrived while the spool drained: the test did not test that")
 	}
-	if l.h.count(200)+l.h.count(202) != total {
-		t.Errorf("%s, %d records in kafka", l.h, total)
+	if l.h.count(200)+l.h.count(202)+dups != total {
+		t.Errorf("%s, %d records in kafka, %d of them duplicates", l.h, total, dups)
 	}
 }
 
