@@ -46,3 +46,12 @@ func DelayClaimsRelists(t testing.TB, d time.Duration) {
 	claimsRelistDelay.Store(int64(d))
 	t.Cleanup(func() { claimsRelistDelay.Store(0) })
 }
+
+// DelayParentWaits makes every folder watcher that finds its folder
+// deleted take d more before it lists the folder's parent to wait for it,
+// as on a machine too busy to run it at once, until the test and its
+// monitor end (call it before starting the monitor).
+func DelayParentWaits(t testing.TB, d time.Duration) {
+	parentWaitDelay.Store(int64(d))
+	t.Cleanup(func() { parentWaitDelay.Store(0) })
+}

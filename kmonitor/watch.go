@@ -80,11 +80,10 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, sp
 				delete(running, n)
 			}
 			f.listed(nil)
-			if denied && f.standsIn() { // the folder that could not be listed is gone
-				c.state.dropOffset(f.denied, w)
-				denied = false
-			}
 			var parentThere bool
+			if d := parentWaitDelay.Load(); d > 0 {
+				time.Sleep(time.Duration(d)) // 0 but in tests
+			}
 			if f.root {
 				// Counted as an error from now on, whatever the chroot's
 				// own lookup answers.
@@ -95,7 +94,16 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, sp
 			} else {
 				settle() // nothing under it to read
 			}
-			parentThere, err = waitCreated(ctx, conn, dir, f.root)
+			parentThere, err = waitCreated(ctx, conn, dir, f.root, func(err error) {
+				// The folder that could not be listed is gone, once its
+				// parent answers. Not while the parent may not be listed
+				// either (or ZooKeeper did not answer): the entry stays,
+				// set again below, rather than vanish until then.
+				if denied && f.standsIn() && (err == nil || errors.Is(err, zk.ErrNoNode)) {
+					c.state.dropOffset(f.denied, w)
+					denied = false
+				}
+			})
 			if !parentThere {
 				return
 			}
@@ -200,10 +208,14 @@ func missingRoot(conn *zk.Conn, root string) (p, reason string, err error) {
 // yet) waits for the chroot with an exists watch, one per client at most,
 // which ends when the chroot is created or the client is closed. It
 // returns then, consumers/ created or not: the listing that follows says
-// which of the two is missing now (see missingRoot).
-func waitCreated(ctx context.Context, conn *zk.Conn, p string, root bool) (bool, error) {
+// which of the two is missing now (see missingRoot). answered, if not nil,
+// is told the parent's listing's error before the wait.
+func waitCreated(ctx context.Context, conn *zk.Conn, p string, root bool, answered func(err error)) (bool, error) {
 	parent := path.Dir(p)
 	names, _, ev, err := conn.ChildrenW(parent)
+	if answered != nil {
+		answered(err)
+	}
 	switch {
 	case errors.Is(err, zk.ErrNoNode) && root:
 		var ok bool
@@ -303,6 +315,11 @@ var consumersRelistDelay atomic.Int64
 // seeing its watcher's context alive and listing the folder, as a busy
 // machine can: a test sets it (export_test.go).
 var claimsRelistDelay atomic.Int64
+
+// parentWaitDelay delays a folder watcher's wait for its deleted folder
+// to come back (before it lists the parent), as a busy machine can: a test
+// sets it (export_test.go).
+var parentWaitDelay atomic.Int64
 
 // folder is a folder watchChildren follows.
 type folder struct {
@@ -452,7 +469,7 @@ func (c *cluster) watchCount(ctx, client context.Context, conn *zk.Conn, k modul
 		if errors.Is(err, zk.ErrNoNode) {
 			c.state.setCount(ctx, k, w, 0, false)
 			read()
-			there, err := waitCreated(ctx, conn, p, false)
+			there, err := waitCreated(ctx, conn, p, false, nil)
 			if !there {
 				return // the module's offsets/ is gone: so is this watcher's folder
 			}
