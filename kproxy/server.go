@@ -78,7 +78,7 @@ type Server struct {
 	lingering lingering
 	// stopLingering are the HTTP port's connections closed after their
 	// last answer as kproxy stops, with bytes of the client's unread
-	// (lingerListener.atStop): they linger on their own goroutines while
+	// (lingerListener.atStop; over TLS whether or not: httpsConn): they linger on their own goroutines while
 	// the stop goes on, and Close cuts those left, last.
 	stopLingering lingering
 
@@ -154,7 +154,7 @@ func NewContext(ctx context.Context, cfg Config, log *slog.Logger) (*Server, err
 		s.ln = httpsListener{s.ln, tlsCfg, plainAnswer{
 			writeTimeout: time.Duration(cfg.WriteTimeoutMs) * time.Millisecond,
 			linger:       newLinger(cfg, &s.lingering),
-		}}
+		}, newLinger(cfg, &s.stopLingering)}
 	} else {
 		// One read per request, not two (release_idle_buffers), and the
 		// socket's deadlines moved only when they must be.

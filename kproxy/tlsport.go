@@ -23,6 +23,9 @@ type httpsListener struct {
 	net.Listener
 	cfg   *tls.Config
 	plain plainAnswer
+	// atStop lingers the connections kproxy's stop closes after an answer
+	// (lingerAtStop), as lingerListener.atStop does the plain port's.
+	atStop linger
 }
 
 // plainAnswer bounds the answer to a plain HTTP request: its write, and
@@ -37,27 +40,42 @@ func (l httpsListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &httpsConn{Conn: tls.Server(c, l.cfg), plain: l.plain}, nil
+	return &httpsConn{Conn: tls.Server(c, l.cfg), plain: l.plain, atStop: l.atStop}, nil
 }
 
 // httpsConn is a *tls.Conn (its methods, Handshake and ConnectionState
 // among them, are the embedded ones) whose Read answers plain HTTP and
-// whose Close lingers once refused (see lingerConn).
+// whose Close lingers once refused, or once marked by its own goroutine
+// while kproxy stops (see lingerConn). Marked so it lingers whether or
+// not the client sent more: bytes it pipelined may wait decrypted in the
+// TLS connection's buffer, where the socket shows nothing unread; a
+// client that sent nothing more closes at the close_notify. kproxy's stop
+// cuts the connections left on the TCP connection beneath (closeConns),
+// never through this Close.
 type httpsConn struct {
 	*tls.Conn
 	plain    plainAnswer
+	atStop   linger
 	answered bool
 	refused  atomic.Bool // as lingerConn's
+	stopped  atomic.Bool // as lingerConn's
 }
 
 func (c *httpsConn) refuse() { c.refused.Store(true) }
 
+func (c *httpsConn) stopAfterAnswer() { c.stopped.Store(true) }
+
 func (c *httpsConn) Close() error {
-	if c.refused.Swap(false) {
+	refused, stopped := c.refused.Swap(false), c.stopped.Swap(false)
+	if refused || stopped {
+		l := c.plain.linger
+		if stopped {
+			l = c.atStop
+		}
 		// close_notify after the answer, then the TCP connection's
 		// write side; what the client still sends is dropped unread.
 		if c.Conn.CloseWrite() == nil {
-			return c.plain.linger.close(c.Conn.NetConn(), c.Conn.Close)
+			return l.close(c.Conn.NetConn(), c.Conn.Close)
 		}
 	}
 	return c.Conn.Close()
