@@ -1,11 +1,13 @@
 package zkserver
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -74,8 +76,17 @@ func TestRestartKeepsPortDataAndSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Stop()
+	// Failed once in CI on a loaded machine (no session within 30 s of the
+	// restart, the server serving): what the client and the server did
+	// is told then.
+	clientLog := &syncLog{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the client's log:\n%s\nthe end of the server's log:\n%s", clientLog, logTail(filepath.Join(s.Dir, "zookeeper.out")))
+		}
+	})
 	addr, pid := s.Addr, s.Pid()
-	conn, events, err := zk.Connect([]string{addr}, 15*time.Second, zk.WithLogInfo(false))
+	conn, events, err := zk.Connect([]string{addr}, 15*time.Second, zk.WithLogger(clientLog))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,6 +119,24 @@ func TestRestartKeepsPortDataAndSessions(t *testing.T) {
 	if err := Ruok(s.Addr); err == nil {
 		t.Errorf("still answering after Stop")
 	}
+}
+
+// syncLog keeps what a ZooKeeper client logs, each line stamped.
+type syncLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *syncLog) Printf(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, time.Now().Format("15:04:05.000 ")+fmt.Sprintf(format, args...))
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
 }
 
 // sessionsOf reads events as they come and tells each session

@@ -662,6 +662,19 @@ func (c *Conn) sendSetWatches() {
 	}()
 }
 
+// handshakeTimeout bounds a connection's handshake: the session timeout
+// over the servers, at least connectTimeout.
+func (c *Conn) handshakeTimeout() time.Duration {
+	d := time.Duration(atomic.LoadInt32(&c.sessionTimeoutMs)) * time.Millisecond
+	if n := c.hostProvider.Len(); n > 1 {
+		d /= time.Duration(n)
+	}
+	if d < c.connectTimeout {
+		d = c.connectTimeout
+	}
+	return d
+}
+
 func (c *Conn) authenticate() error {
 	buf := make([]byte, 256)
 
@@ -679,7 +692,13 @@ func (c *Conn) authenticate() error {
 
 	binary.BigEndian.PutUint32(buf[:4], uint32(n))
 
-	c.conn.SetWriteDeadline(time.Now().Add(c.recvTimeout * 10))
+	// The connect request and its answer within the session timeout over
+	// the servers, as ZooKeeper's own client: a server that is frozen
+	// (its kernel completes the TCP handshake, nothing answers) is passed
+	// in time to reach another before the session expires. (Patched:
+	// v1.0.4 waited 10 times two thirds of the session timeout.)
+	handshake := time.Now().Add(c.handshakeTimeout())
+	c.conn.SetWriteDeadline(handshake)
 	_, err = c.conn.Write(buf[:n+4])
 	c.conn.SetWriteDeadline(time.Time{})
 	if err != nil {
@@ -687,7 +706,7 @@ func (c *Conn) authenticate() error {
 	}
 
 	// Receive and decode a connect response.
-	c.conn.SetReadDeadline(time.Now().Add(c.recvTimeout * 10))
+	c.conn.SetReadDeadline(handshake)
 	_, err = io.ReadFull(c.conn, buf[:4])
 	c.conn.SetReadDeadline(time.Time{})
 	if err != nil {
