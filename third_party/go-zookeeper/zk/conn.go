@@ -662,17 +662,14 @@ func (c *Conn) sendSetWatches() {
 	}()
 }
 
-// handshakeTimeout bounds a connection's handshake: the session timeout
-// over the servers, at least connectTimeout.
+// handshakeTimeout bounds a connection's handshake: as long as a running
+// session tolerates silence (two thirds of the session timeout), at least
+// connectTimeout.
 func (c *Conn) handshakeTimeout() time.Duration {
-	d := time.Duration(atomic.LoadInt32(&c.sessionTimeoutMs)) * time.Millisecond
-	if n := c.hostProvider.Len(); n > 1 {
-		d /= time.Duration(n)
+	if c.recvTimeout < c.connectTimeout {
+		return c.connectTimeout
 	}
-	if d < c.connectTimeout {
-		d = c.connectTimeout
-	}
-	return d
+	return c.recvTimeout
 }
 
 func (c *Conn) authenticate() error {
@@ -692,11 +689,12 @@ func (c *Conn) authenticate() error {
 
 	binary.BigEndian.PutUint32(buf[:4], uint32(n))
 
-	// The connect request and its answer within the session timeout over
-	// the servers, as ZooKeeper's own client: a server that is frozen
-	// (its kernel completes the TCP handshake, nothing answers) is passed
-	// in time to reach another before the session expires. (Patched:
-	// v1.0.4 waited 10 times two thirds of the session timeout.)
+	// The connect request and its answer within as long as a running
+	// session tolerates silence: a server that is frozen (its kernel
+	// completes the TCP handshake, nothing answers) is passed in time to
+	// reach another before the session expires, and one slow but alive
+	// is given the time a session it serves would be. (Patched: v1.0.4
+	// waited 10 times two thirds of the session timeout.)
 	handshake := time.Now().Add(c.handshakeTimeout())
 	c.conn.SetWriteDeadline(handshake)
 	_, err = c.conn.Write(buf[:n+4])
