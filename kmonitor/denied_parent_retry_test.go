@@ -16,15 +16,7 @@ import (
 // offsets/. Here that listing is made to take 1 s.
 func TestDeletedTopicUnderUnreadableFolderStaysThroughItsRetry(t *testing.T) {
 	kmonitor.DelayParentWaits(t, time.Second)
-	e := start(t)
-	produce(t, e.kafka, "a", 1, 5)
-	setOffset(t, e.conn, "m", "a", "1", "2")
-	e.eventually(t, "", `{"test_cluster":{"m":{"1":3}}}`+"\n", 10*time.Second)
-
-	offsets := closeOffsets(t, e.conn, "m")
-	deleteAll(t, e.conn, offsets+"/a")
-	want := `{"test_cluster":{"m":{"*":null}}}` + "\n"
-	e.eventually(t, "", want, 10*time.Second)
+	e, want := deletedTopicUnderClosedOffsets(t)
 
 	// Over 7 s: past the first retry, 5 s after the entry was set, and the
 	// 1 s its listing of offsets/ takes.

@@ -18,15 +18,7 @@ import (
 // second), and the watcher of the topic's folder showed the deleted
 // folder as unreadable, an error that went and came back every 5 s.
 func TestDeletedTopicUnderUnreadableFolderWaitsQuietly(t *testing.T) {
-	e := start(t)
-	produce(t, e.kafka, "a", 1, 5)
-	setOffset(t, e.conn, "m", "a", "1", "2")
-	e.eventually(t, "", `{"test_cluster":{"m":{"1":3}}}`+"\n", 10*time.Second)
-
-	offsets := closeOffsets(t, e.conn, "m")
-	deleteAll(t, e.conn, offsets+"/a")
-	want := `{"test_cluster":{"m":{"*":null}}}` + "\n"
-	e.eventually(t, "", want, 10*time.Second)
+	e, want := deletedTopicUnderClosedOffsets(t)
 	e.eventually(t, "?format=zabbix", "- test_cluster.kmonitor.errors 1\n", time.Second)
 
 	// Over 6 s (past the 5 s between a denied folder's retries): the same
@@ -40,6 +32,24 @@ func TestDeletedTopicUnderUnreadableFolderWaitsQuietly(t *testing.T) {
 	if n := mntr(t, e.zk.Addr, "zk_packets_received") - before; n > 300 {
 		t.Errorf("ZooKeeper received %d requests in 6 s while kmonitor waited for a deleted topic under an unreadable folder", n)
 	}
+}
+
+// deletedTopicUnderClosedOffsets starts kmonitor on module m's offsets of
+// topic a, makes m's offsets/ unreadable to it (closeOffsets), deletes
+// offsets/a, and waits until /delay shows the one unreadable folder, the
+// answer it returns.
+func deletedTopicUnderClosedOffsets(t *testing.T) (*env, string) {
+	t.Helper()
+	e := start(t)
+	produce(t, e.kafka, "a", 1, 5)
+	setOffset(t, e.conn, "m", "a", "1", "2")
+	e.eventually(t, "", `{"test_cluster":{"m":{"1":3}}}`+"\n", 10*time.Second)
+
+	offsets := closeOffsets(t, e.conn, "m")
+	deleteAll(t, e.conn, offsets+"/a")
+	want := `{"test_cluster":{"m":{"*":null}}}` + "\n"
+	e.eventually(t, "", want, 10*time.Second)
+	return e, want
 }
 
 // closeOffsets makes module m's offsets/ readable by ktransfer's digest
