@@ -492,11 +492,11 @@ func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, j *batchJob, d
 	}
 	for i := range j.recs {
 		r, it := &j.recs[i], &c.items[i]
-		it.call, it.err, it.trace = c, nil, sendTrace{}
-		it.gateRec = gateRec{}
-		it.state.Store(waiting)
-		it.gone.Store(false)
-		it.rec = kgo.Record{Topic: r.name, Value: r.value, Headers: r.headers, Timestamp: now, Context: it}
+		// One plain write of the whole item (state waiting, not gone): no
+		// other goroutine has it until Produce. Atomic stores here stalled
+		// on the item's cache line, last written by kgo's goroutine on the
+		// other core: 5% of kproxy's CPU on gRPC batches of 100.
+		*it = batchItem{call: c, rec: kgo.Record{Topic: r.name, Value: r.value, Headers: r.headers, Timestamp: now, Context: it}}
 		if len(r.key) > 0 {
 			it.rec.Key = r.key
 		}
