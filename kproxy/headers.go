@@ -138,20 +138,27 @@ func kafkaHeaderName(key []byte) ([]byte, bool) {
 // times the cost).
 func (s *Server) planHeaders(ctx *fasthttp.RequestCtx) (headerPlan, string) {
 	var hp headerPlan
-	for k, v := range requestHeaders(ctx) {
+	var reason string
+	eachRequestHeader(ctx, func(k, v []byte) bool {
 		name, ok := kafkaHeaderName(k)
 		switch {
 		case !ok:
-			continue
+			return true
 		case len(name) == 0:
-			return hp, "header " + kafkaHeaderPrefix + " without a record header name"
+			reason = "header " + kafkaHeaderPrefix + " without a record header name"
 		case hp.kafka == maxKafkaHeaders:
-			return hp, "more than " + strconv.Itoa(maxKafkaHeaders) + " " + kafkaHeaderPrefix + "* headers; a record takes at most " + strconv.Itoa(maxKafkaHeaders)
+			reason = "more than " + strconv.Itoa(maxKafkaHeaders) + " " + kafkaHeaderPrefix + "* headers; a record takes at most " + strconv.Itoa(maxKafkaHeaders)
 		case s.ext.reserved(name):
-			return hp, "record header " + strings.ToLower(string(name)) + " is set by kproxy (ext_headers); " + kafkaHeaderPrefix + string(name) + " is not allowed"
+			reason = "record header " + strings.ToLower(string(name)) + " is set by kproxy (ext_headers); " + kafkaHeaderPrefix + string(name) + " is not allowed"
+		default:
+			hp.kafka++
+			hp.add(len(name), len(v))
+			return true
 		}
-		hp.kafka++
-		hp.add(len(name), len(v))
+		return false
+	})
+	if reason != "" {
+		return hp, reason
 	}
 	if s.ext.on != 0 {
 		s.ext.plan(ctx, &hp)
@@ -335,48 +342,62 @@ func cookies(raw []byte) iter.Seq[[]byte] {
 	}
 }
 
-// requestHeaders yields the request's header fields, not its trailer's:
-// fasthttp adds the trailer fields of a chunked body to the same list
-// (Header.All), and a trailer is no header (RFC 9110 6.5.1): an
-// X-Kafka-Header-* field there, outside what a proxy in front filters and
-// outside max_header_bytes, became a record header. A chunked request's
-// fields are read from its raw header lines, the others' (no trailer) as
-// fasthttp parsed them.
+// requestHeaders yields the request's header fields, as eachRequestHeader
+// calls f with them.
 func requestHeaders(ctx *fasthttp.RequestCtx) iter.Seq2[[]byte, []byte] {
+	return func(yield func(name, value []byte) bool) { eachRequestHeader(ctx, yield) }
+}
+
+// eachRequestHeader calls f with each of the request's header fields, not
+// its trailer's, until f returns false: fasthttp adds the trailer fields
+// of a chunked body to the same list (Header.All), and a trailer is no
+// header (RFC 9110 6.5.1): an X-Kafka-Header-* field there, outside what a
+// proxy in front filters and outside max_header_bytes, became a record
+// header. A chunked request's fields are read from its raw header lines,
+// the others' (no trailer) as fasthttp parsed them.
+//
+// The paths every request takes call it rather than range over
+// requestHeaders: a loop over an iterator the compiler cannot see into
+// has its variables, and those of the function it is in, moved to the
+// heap (seven allocations per /commit).
+func eachRequestHeader(ctx *fasthttp.RequestCtx, f func(name, value []byte) bool) {
 	if ctx.Request.Header.ContentLength() != -1 { // not chunked: no trailer
-		return ctx.Request.Header.All()
-	}
-	return func(yield func(name, value []byte) bool) {
-		raw := ctx.Request.Header.RawHeaders()
-		var name, value []byte
-		for len(raw) > 0 {
-			line := raw
-			if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-				line, raw = raw[:i], raw[i+1:]
-			} else {
-				raw = nil
-			}
-			line = bytes.TrimRight(line, "\r")
-			if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
-				// A field folded onto this line (obs-fold): joined
-				// with a space, as fasthttp joins it for All (a line of
-				// white space too).
-				if name != nil {
-					value = append(append(append([]byte(nil), value...), ' '), bytes.Trim(line, " \t")...)
-				}
-				continue
-			}
-			if name != nil && !yield(name, bytes.TrimLeft(value, " \t")) {
+		for k, v := range ctx.Request.Header.All() {
+			if !f(k, v) {
 				return
 			}
-			name = nil
-			if n, v, ok := bytes.Cut(line, []byte(":")); ok {
-				name, value = bytes.TrimRight(n, " \t"), bytes.Trim(v, " \t")
+		}
+		return
+	}
+	raw := ctx.Request.Header.RawHeaders()
+	var name, value []byte
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		line = bytes.TrimRight(line, "\r")
+		if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
+			// A field folded onto this line (obs-fold): joined with a
+			// space, as fasthttp joins it for All (a line of white space
+			// too).
+			if name != nil {
+				value = append(append(append([]byte(nil), value...), ' '), bytes.Trim(line, " \t")...)
 			}
+			continue
 		}
-		if name != nil {
-			yield(name, bytes.TrimLeft(value, " \t"))
+		if name != nil && !f(name, bytes.TrimLeft(value, " \t")) {
+			return
 		}
+		name = nil
+		if n, v, ok := bytes.Cut(line, []byte(":")); ok {
+			name, value = bytes.TrimRight(n, " \t"), bytes.Trim(v, " \t")
+		}
+	}
+	if name != nil {
+		f(name, bytes.TrimLeft(value, " \t"))
 	}
 }
 
@@ -387,12 +408,15 @@ func headerValue(ctx *fasthttp.RequestCtx, name string) []byte {
 	if ctx.Request.Header.ContentLength() != -1 { // not chunked: no trailer
 		return ctx.Request.Header.Peek(name)
 	}
-	for n, v := range requestHeaders(ctx) {
+	var found []byte
+	eachRequestHeader(ctx, func(n, v []byte) bool {
 		if strings.EqualFold(string(n), name) {
-			return v
+			found = v
+			return false
 		}
-	}
-	return nil
+		return true
+	})
+	return found
 }
 
 // headerLines yields the name and value of each line of a request's raw
