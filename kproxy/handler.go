@@ -365,12 +365,8 @@ var bodyCodings = []string{"gzip", "x-gzip", "deflate", "br", "zstd", "compress"
 // bodyCodings.
 func transformsBody(ce []byte) bool {
 	for len(ce) > 0 {
-		tok := ce
-		if i := bytes.IndexByte(ce, ','); i >= 0 {
-			tok, ce = ce[:i], ce[i+1:]
-		} else {
-			ce = nil
-		}
+		var tok []byte
+		tok, ce, _ = bytes.Cut(ce, []byte(","))
 		tok = bytes.TrimSpace(tok)
 		for _, c := range bodyCodings {
 			if bytes.EqualFold(tok, []byte(c)) {

@@ -372,12 +372,8 @@ func eachRequestHeader(ctx *fasthttp.RequestCtx, f func(name, value []byte) bool
 	raw := ctx.Request.Header.RawHeaders()
 	var name, value []byte
 	for len(raw) > 0 {
-		line := raw
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			raw = nil
-		}
+		var line []byte
+		line, raw, _ = bytes.Cut(raw, []byte("\n"))
 		line = bytes.TrimRight(line, "\r")
 		if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
 			// A field folded onto this line (obs-fold): joined with a
@@ -424,12 +420,8 @@ func headerValue(ctx *fasthttp.RequestCtx, name string) []byte {
 func headerLines(raw []byte) iter.Seq2[[]byte, []byte] {
 	return func(yield func(name, value []byte) bool) {
 		for len(raw) > 0 {
-			line := raw
-			if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-				line, raw = raw[:i], raw[i+1:]
-			} else {
-				raw = nil
-			}
+			var line []byte
+			line, raw, _ = bytes.Cut(raw, []byte("\n"))
 			if name, value, ok := bytes.Cut(line, []byte(":")); ok && !yield(name, value) {
 				return
 			}
