@@ -357,11 +357,15 @@ const metaWait = time.Second
 // answered is not asked for again until it is: a hung broker delays only
 // the partitions it leads, which turn unknown once their log end is stale.
 func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
-	if c.everRead.Load() {
-		// The metadata this poll asks for (or fails to) covers every
-		// count read (watchCount is part of the first reading).
-		defer c.polledAfterRead.Store(true)
-	}
+	// The metadata this poll asks for (or fails to) covers every count
+	// read (watchCount is part of the first reading); not a late answer
+	// to an earlier poll's request, which may not have named them all.
+	afterRead, covered := c.everRead.Load(), true
+	defer func() {
+		if afterRead && covered {
+			c.polledAfterRead.Store(true)
+		}
+	}()
 	wanted := c.state.wanted()
 	c.state.forget(wanted)
 	if len(wanted) == 0 {
@@ -391,12 +395,25 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 	// is missing or older than 5 s). The broker asked may hang (stopped,
 	// behind a dead link): then the leaders last learnt are used, after
 	// metaWait, so that the partitions the other brokers lead are read.
-	meta, err := c.metadata(ctx, adm, slices.Sorted(maps.Keys(wanted)))
+	// An answer to an earlier poll's request (it came late) says nothing
+	// of the topics it did not name: those are read through the leaders
+	// last learnt, as when no answer came.
+	meta, asked, err := c.metadata(ctx, adm, slices.Sorted(maps.Keys(wanted)))
 	if ctx.Err() != nil {
 		return // shutting down: what was not read is not an error
 	}
+	var unasked map[string]bool
 	if err == nil {
-		clear(c.leaders)
+		for topic := range wanted {
+			if !slices.Contains(asked, topic) {
+				if unasked == nil {
+					unasked = map[string]bool{}
+				}
+				unasked[topic] = true
+			}
+		}
+		covered = unasked == nil
+		maps.DeleteFunc(c.leaders, func(tp topicPartition, _ int32) bool { return !unasked[tp.topic] })
 		for topic, td := range meta.Topics {
 			for p, pd := range td.Partitions {
 				c.leaders[topicPartition{topic, p}] = pd.Leader
@@ -421,10 +438,12 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 			td, ok := meta.Topics[topic]
 			leader, cached := c.leaders[tp]
 			switch {
-			case err != nil && cached:
+			case (err != nil || unasked[topic]) && cached:
 				byLeader[leader] = append(byLeader[leader], tp)
 			case err != nil:
 				perr = fmt.Errorf("metadata: %w", err)
+			case unasked[topic]:
+				perr = errors.New("metadata: not asked yet (an earlier poll's request was answered late)")
 			case !ok:
 				perr = errors.New("the brokers did not answer for the topic")
 			case td.Err != nil:
@@ -604,18 +623,20 @@ func (c *cluster) pollStarts(ctx context.Context, client *kgo.Client, tps []topi
 	}
 }
 
-// metaResult is the outcome of one metadata request.
+// metaResult is the outcome of one metadata request for topics.
 type metaResult struct {
-	meta kadm.Metadata
-	err  error
+	meta   kadm.Metadata
+	topics []string
+	err    error
 }
 
 // metadata asks for the leaders of topics, waiting at most metaWait once
 // some leaders are known (pollTimeout before): kgo may send the request to
 // a broker that hangs, and does not give up on it before pollTimeout. A
 // request not answered by then goes on, and the next poll waits for it
-// again (one at a time).
-func (c *cluster) metadata(ctx context.Context, adm *kadm.Client, topics []string) (kadm.Metadata, error) {
+// again (one at a time): its answer names the topics of the poll that
+// sent it (asked), which may not be all of topics.
+func (c *cluster) metadata(ctx context.Context, adm *kadm.Client, topics []string) (meta kadm.Metadata, asked []string, err error) {
 	if c.metaCh == nil {
 		ch := make(chan metaResult, 1)
 		c.metaCh = ch
@@ -623,7 +644,7 @@ func (c *cluster) metadata(ctx context.Context, adm *kadm.Client, topics []strin
 			mctx, cancel := context.WithTimeout(ctx, pollTimeout)
 			defer cancel()
 			meta, err := adm.Metadata(mctx, topics...)
-			ch <- metaResult{meta, err}
+			ch <- metaResult{meta, topics, err}
 		})
 	}
 	wait := pollTimeout
@@ -635,11 +656,11 @@ func (c *cluster) metadata(ctx context.Context, adm *kadm.Client, topics []strin
 	select {
 	case r := <-c.metaCh:
 		c.metaCh = nil
-		return r.meta, r.err
+		return r.meta, r.topics, r.err
 	case <-t.C:
-		return kadm.Metadata{}, fmt.Errorf("no answer within %v", wait)
+		return kadm.Metadata{}, nil, fmt.Errorf("no answer within %v", wait)
 	case <-ctx.Done():
-		return kadm.Metadata{}, ctx.Err()
+		return kadm.Metadata{}, nil, ctx.Err()
 	}
 }
 

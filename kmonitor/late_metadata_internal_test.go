@@ -1,0 +1,114 @@
+package kmonitor
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// A metadata request sent by a poll before the first ZooKeeper reading
+// ended names the topics read so far. Answered late, it is taken by the
+// first poll after the reading; that poll must not count as having asked
+// the brokers for every topic (zabbix_lld would answer 200 with the whole
+// list, though a partition with no offset znode of a topic it did not name
+// is not known yet). The next poll asks for them all.
+//
+// The polls are run one by one (pollOnce), the reading's steps stood in
+// for by the state's setters: the timing of a real first reading cannot be
+// held to the request's.
+func TestLateMetadataAnswerDoesNotCompleteTheFirstDiscovery(t *testing.T) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 2}, {Name: "b", Partitions: 1}, {Name: "u", Partitions: 3}})
+	cl := kafkatest.Client(t, k, kafkaconf.Default())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for range 7 {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "u", Partition: 2, Value: []byte("x")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := newCluster("test_cluster", ClusterConfig{BrokerHosts: k.ListenAddrs(), Kafka: kafkaconf.Default()},
+		BaseConfig{PollIntervalMs: 100, HistoryMinutes: 60}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(func() {
+		c.metaWG.Wait()
+		if c.kafka != nil {
+			c.kafka.Close()
+		}
+	})
+	live := context.Background()
+	var leaders sync.WaitGroup
+	poll := func() {
+		c.pollOnce(ctx, &leaders)
+		leaders.Wait()
+	}
+	w := new(byte)
+
+	// The first reading has found module m1's offset of topic a so far.
+	c.state.setOffset(live, partKey{"m1", "a", "0"}, w, []byte("0"))
+	poll()
+	if len(c.leaders) == 0 {
+		t.Fatal("no leaders learnt")
+	}
+
+	// The next poll's metadata request (topics a and b) takes 1.5 s: the
+	// poll goes on with the leaders last learnt after metaWait, and the
+	// request stays under way.
+	var slow atomic.Bool
+	slow.Store(true)
+	k.ControlKey(int16(kmsg.Metadata), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		k.KeepControl()
+		named := false
+		for _, rt := range req.(*kmsg.MetadataRequest).Topics {
+			named = named || rt.Topic != nil && *rt.Topic == "b"
+		}
+		if named && slow.CompareAndSwap(true, false) {
+			k.SleepControl(func() { time.Sleep(1500 * time.Millisecond) })
+		}
+		return nil, nil, false
+	})
+	t.Cleanup(k.DropControl)
+	c.state.setOffset(live, partKey{"m1", "b", "0"}, w, []byte("0"))
+	poll()
+	if c.metaCh == nil {
+		t.Fatal("the slow metadata request was answered within the poll: nothing to test")
+	}
+
+	// The first reading ends: module m2 stores offsets 0 and 1 of topic u,
+	// whose node records a count of 2; u/2 has no offset znode.
+	c.state.setCount(live, moduleTopic{"m2", "u"}, w, 2, false)
+	c.state.setOffset(live, partKey{"m2", "u", "0"}, w, []byte("0"))
+	c.state.setOffset(live, partKey{"m2", "u", "1"}, w, []byte("0"))
+	c.everRead.Store(true)
+
+	unstoredKnown := func() (bool, []string) {
+		var got []string
+		found := false
+		for _, l := range c.state.snapshot(c.name, time.Now(), c.staleAfter(), "") {
+			got = append(got, l.Module+"/"+l.Topic+"/"+l.Partition+" err="+l.Err)
+			found = found || l.Module == "m2" && l.Topic == "u" && l.Partition == "2"
+		}
+		return found, got
+	}
+	// The first poll after it takes the late answer (topics a and b).
+	poll()
+	if found, got := unstoredKnown(); c.everReached() && !found {
+		t.Fatalf("a late answer naming a and b counts as the poll after the reading, but u/2 (no offset znode) is not known: %q", got)
+	}
+	// The next one asks for a, b and u.
+	poll()
+	if !c.everReached() {
+		t.Fatal("the poll that asked for every topic does not count as the poll after the reading")
+	}
+	if found, got := unstoredKnown(); !found {
+		t.Fatalf("u/2 (no offset znode) not known after a poll that asked for u: %q", got)
+	}
+}
