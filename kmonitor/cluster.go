@@ -70,6 +70,7 @@ type cluster struct {
 	failed     map[int32]int            // per leader (noLeader: before any request), partitions whose log end the last read missed
 	leaders    map[topicPartition]int32 // as last learnt; used by the poll goroutine only
 	metaCh     chan metaResult          // the metadata request under way, if any (poll goroutine)
+	metaTopics []string                 // the topics it names
 	metaWG     sync.WaitGroup           // that request's goroutine
 	lastFailed int                      // their sum, as last logged
 }
@@ -402,17 +403,19 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 	if ctx.Err() != nil {
 		return // shutting down: what was not read is not an error
 	}
+	// Waiting on an earlier poll's request, answered or not, this poll
+	// did not ask for the topics it does not name.
 	var unasked map[string]bool
-	if err == nil {
-		for topic := range wanted {
-			if !slices.Contains(asked, topic) {
-				if unasked == nil {
-					unasked = map[string]bool{}
-				}
-				unasked[topic] = true
+	for topic := range wanted {
+		if _, ok := slices.BinarySearch(asked, topic); !ok {
+			if unasked == nil {
+				unasked = map[string]bool{}
 			}
+			unasked[topic] = true
 		}
-		covered = unasked == nil
+	}
+	covered = unasked == nil
+	if err == nil {
 		maps.DeleteFunc(c.leaders, func(tp topicPartition, _ int32) bool { return !unasked[tp.topic] })
 		for topic, td := range meta.Topics {
 			for p, pd := range td.Partitions {
@@ -634,12 +637,12 @@ type metaResult struct {
 // some leaders are known (pollTimeout before): kgo may send the request to
 // a broker that hangs, and does not give up on it before pollTimeout. A
 // request not answered by then goes on, and the next poll waits for it
-// again (one at a time): its answer names the topics of the poll that
-// sent it (asked), which may not be all of topics.
+// again (one at a time). asked is the topics of the request answered or
+// waited on (sorted): the poll that sent it may have wanted fewer.
 func (c *cluster) metadata(ctx context.Context, adm *kadm.Client, topics []string) (meta kadm.Metadata, asked []string, err error) {
 	if c.metaCh == nil {
 		ch := make(chan metaResult, 1)
-		c.metaCh = ch
+		c.metaCh, c.metaTopics = ch, topics
 		c.metaWG.Go(func() {
 			mctx, cancel := context.WithTimeout(ctx, pollTimeout)
 			defer cancel()
@@ -658,7 +661,7 @@ func (c *cluster) metadata(ctx context.Context, adm *kadm.Client, topics []strin
 		c.metaCh = nil
 		return r.meta, r.topics, r.err
 	case <-t.C:
-		return kadm.Metadata{}, nil, fmt.Errorf("no answer within %v", wait)
+		return kadm.Metadata{}, c.metaTopics, fmt.Errorf("no answer within %v", wait)
 	case <-ctx.Done():
 		return kadm.Metadata{}, nil, ctx.Err()
 	}
