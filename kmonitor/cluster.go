@@ -396,15 +396,13 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 	// is missing or older than 5 s). The broker asked may hang (stopped,
 	// behind a dead link): then the leaders last learnt are used, after
 	// metaWait, so that the partitions the other brokers lead are read.
-	// An answer to an earlier poll's request (it came late) says nothing
-	// of the topics it did not name: those are read through the leaders
-	// last learnt, as when no answer came.
+	// Waiting on an earlier poll's request, answered late or not, this
+	// poll did not ask for the topics that request does not name: those
+	// are read through the leaders last learnt, as when no answer came.
 	meta, asked, err := c.metadata(ctx, adm, slices.Sorted(maps.Keys(wanted)))
 	if ctx.Err() != nil {
 		return // shutting down: what was not read is not an error
 	}
-	// Waiting on an earlier poll's request, answered or not, this poll
-	// did not ask for the topics it does not name.
 	var unasked map[string]bool
 	for topic := range wanted {
 		if _, ok := slices.BinarySearch(asked, topic); !ok {
@@ -626,11 +624,10 @@ func (c *cluster) pollStarts(ctx context.Context, client *kgo.Client, tps []topi
 	}
 }
 
-// metaResult is the outcome of one metadata request for topics.
+// metaResult is the outcome of one metadata request.
 type metaResult struct {
-	meta   kadm.Metadata
-	topics []string
-	err    error
+	meta kadm.Metadata
+	err  error
 }
 
 // metadata asks for the leaders of topics, waiting at most metaWait once
@@ -647,7 +644,7 @@ func (c *cluster) metadata(ctx context.Context, adm *kadm.Client, topics []strin
 			mctx, cancel := context.WithTimeout(ctx, pollTimeout)
 			defer cancel()
 			meta, err := adm.Metadata(mctx, topics...)
-			ch <- metaResult{meta, topics, err}
+			ch <- metaResult{meta, err}
 		})
 	}
 	wait := pollTimeout
@@ -659,7 +656,7 @@ func (c *cluster) metadata(ctx context.Context, adm *kadm.Client, topics []strin
 	select {
 	case r := <-c.metaCh:
 		c.metaCh = nil
-		return r.meta, r.topics, r.err
+		return r.meta, c.metaTopics, r.err
 	case <-t.C:
 		return kadm.Metadata{}, c.metaTopics, fmt.Errorf("no answer within %v", wait)
 	case <-ctx.Done():

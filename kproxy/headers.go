@@ -359,7 +359,7 @@ func requestHeaders(ctx *fasthttp.RequestCtx) iter.Seq2[[]byte, []byte] {
 // The paths every request takes call it rather than range over
 // requestHeaders: a loop over an iterator the compiler cannot see into
 // has its variables, and those of the function it is in, moved to the
-// heap (seven allocations per /commit).
+// heap (17 → 11 allocations per /commit in BenchmarkCommit).
 func eachRequestHeader(ctx *fasthttp.RequestCtx, f func(name, value []byte) bool) {
 	if ctx.Request.Header.ContentLength() != -1 { // not chunked: no trailer
 		for k, v := range ctx.Request.Header.All() {
