@@ -430,6 +430,10 @@ func (c lagCollector) Collect(ch chan<- prometheus.Metric) {
 				atLeast = 1
 			}
 			ch <- prometheus.MustNewConstMetric(descAtLeast, prometheus.GaugeValue, atLeast, lv...)
+		}
+		// The offsets whenever known, as ?detail=1 gives them: a committed
+		// offset past the log end has both.
+		if l.LogEnd >= 0 {
 			ch <- prometheus.MustNewConstMetric(descEnd, prometheus.GaugeValue, float64(l.LogEnd), lv...)
 		}
 		if l.Committed >= 0 {

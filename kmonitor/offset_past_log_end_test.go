@@ -21,9 +21,20 @@ func TestCommittedOffsetPastLogEndIsAnError(t *testing.T) {
 		`"error":"committed offset 1000 past the log end 10: topic re-created or log truncated"`)
 	e.eventually(t, "", `{"test_cluster":{"m":{"0":null}}}`+"\n", time.Second)
 	e.eventually(t, "?format=zabbix", "- test_cluster.kmonitor.errors 1\n", time.Second)
+	// Prometheus shows what the JSON detail shows: both offsets, which
+	// tell the operator how far the log fell behind the committed offset.
 	_, prom := e.get(t, "?format=prometheus")
-	if want := `kmonitor_lag_known{cluster="test_cluster",module="m",partition="0",topic="a"} 0`; !strings.Contains(prom, want) {
-		t.Errorf("prometheus output lacks %s", want)
+	for _, want := range []string{
+		`kmonitor_lag_known{cluster="test_cluster",module="m",partition="0",topic="a"} 0`,
+		`kmonitor_committed_offset{cluster="test_cluster",module="m",partition="0",topic="a"} 1000`,
+		`kmonitor_log_end_offset{cluster="test_cluster",module="m",partition="0",topic="a"} 10`,
+	} {
+		if !strings.Contains(prom, want) {
+			t.Errorf("prometheus output lacks %s", want)
+		}
+	}
+	if strings.Contains(prom, `kmonitor_lag_messages{cluster="test_cluster",module="m",partition="0"`) {
+		t.Error("prometheus output gives a lag the JSON calls unknown")
 	}
 
 	// Once the log end is past the offset again, the lag is known.
