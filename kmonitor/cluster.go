@@ -525,27 +525,9 @@ func (c *cluster) pollLeader(ctx context.Context, client *kgo.Client, leader int
 		}
 	}
 	if len(again) > 0 && lctx.Err() == nil {
-		for _, sh := range client.RequestSharded(lctx, listOffsetsRequest(again, -1)) {
-			if sh.Err != nil {
-				if sreq, ok := sh.Req.(*kmsg.ListOffsetsRequest); ok {
-					for _, t := range sreq.Topics {
-						for _, p := range t.Partitions {
-							answers[topicPartition{t.Topic, p.Partition}] = answer{err: fmt.Errorf("list offsets: %w", sh.Err)}
-						}
-					}
-				}
-				continue
-			}
-			resp, ok := sh.Resp.(*kmsg.ListOffsetsResponse)
-			if !ok {
-				continue
-			}
-			for _, t := range resp.Topics {
-				for _, p := range t.Partitions {
-					answers[topicPartition{t.Topic, p.Partition}] = answer{end: p.Offset, err: kerr.ErrorForCode(p.ErrorCode)}
-				}
-			}
-		}
+		listOffsetsSharded(lctx, client, again, -1, func(tp topicPartition, offset int64, err error) {
+			answers[tp] = answer{end: offset, err: err}
+		})
 	} else if len(again) > 0 && err != nil {
 		for _, tp := range again {
 			answers[tp] = answer{err: fmt.Errorf("list offsets: %w", err)}
@@ -588,27 +570,9 @@ func (c *cluster) pollLeader(ctx context.Context, client *kgo.Client, leader int
 // (retention meanwhile) counts as no lag.
 func (c *cluster) pollStarts(ctx context.Context, client *kgo.Client, tps []topicPartition) {
 	answers := make(map[topicPartition]startEntry, len(tps))
-	for _, sh := range client.RequestSharded(ctx, listOffsetsRequest(tps, -2)) {
-		if sh.Err != nil {
-			if sreq, ok := sh.Req.(*kmsg.ListOffsetsRequest); ok {
-				for _, t := range sreq.Topics {
-					for _, p := range t.Partitions {
-						answers[topicPartition{t.Topic, p.Partition}] = startEntry{err: fmt.Errorf("list offsets: %w", sh.Err)}
-					}
-				}
-			}
-			continue
-		}
-		resp, ok := sh.Resp.(*kmsg.ListOffsetsResponse)
-		if !ok {
-			continue
-		}
-		for _, t := range resp.Topics {
-			for _, p := range t.Partitions {
-				answers[topicPartition{t.Topic, p.Partition}] = startEntry{start: p.Offset, err: kerr.ErrorForCode(p.ErrorCode)}
-			}
-		}
-	}
+	listOffsetsSharded(ctx, client, tps, -2, func(tp topicPartition, offset int64, err error) {
+		answers[tp] = startEntry{start: offset, err: err}
+	})
 	if ctx.Err() != nil && len(answers) == 0 {
 		return // shutting down, or the leader's time is up: asked again next poll
 	}
@@ -666,6 +630,35 @@ func (c *cluster) metadata(ctx context.Context, adm *kadm.Client, topics []strin
 
 // listOffsetsRequest asks for the offsets of tps at timestamp: -1 the log
 // end, -2 the log start.
+// listOffsetsSharded asks the leaders of tps, through kgo, for their
+// offsets at timestamp (-1: log end, -2: log start) and calls got for
+// each partition answered: with the offset, or with the error of the
+// partition or of its leader's request. A partition got is not called for
+// was not answered.
+func listOffsetsSharded(ctx context.Context, client *kgo.Client, tps []topicPartition, timestamp int64, got func(tp topicPartition, offset int64, err error)) {
+	for _, sh := range client.RequestSharded(ctx, listOffsetsRequest(tps, timestamp)) {
+		if sh.Err != nil {
+			if sreq, ok := sh.Req.(*kmsg.ListOffsetsRequest); ok {
+				for _, t := range sreq.Topics {
+					for _, p := range t.Partitions {
+						got(topicPartition{t.Topic, p.Partition}, 0, fmt.Errorf("list offsets: %w", sh.Err))
+					}
+				}
+			}
+			continue
+		}
+		resp, ok := sh.Resp.(*kmsg.ListOffsetsResponse)
+		if !ok {
+			continue
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				got(topicPartition{t.Topic, p.Partition}, p.Offset, kerr.ErrorForCode(p.ErrorCode))
+			}
+		}
+	}
+}
+
 func listOffsetsRequest(tps []topicPartition, timestamp int64) *kmsg.ListOffsetsRequest {
 	req := kmsg.NewPtrListOffsetsRequest()
 	req.ReplicaID = -1

@@ -182,19 +182,8 @@ func DefaultConfig() Config {
 // LoadConfig reads path over the defaults and validates the result.
 func LoadConfig(path string) (Config, error) {
 	cfg := DefaultConfig()
-	// A value no address looks like tells whether the file set admin_addr
-	// ("admin_addr:" with no value keeps the default, as for every key).
-	def := cfg.AdminAddr
-	cfg.AdminAddr = adminAddrUnset
-	data, err := config.ReadFile(path)
-	if err != nil {
-		err = fmt.Errorf("read config: %w", err)
-	} else {
-		err = config.Decode(path, data, &cfg)
-	}
-	if cfg.AdminAddr == adminAddrUnset {
-		cfg.AdminAddr, cfg.adminAddrDefault = def, true
-	}
+	data, adminDefault, err := config.LoadAddr(path, &cfg, &cfg.AdminAddr)
+	cfg.adminAddrDefault = adminDefault
 	// producer_num is noted at start whenever the file sets it
 	// (producer_num: 1 included, as 2015 files have it).
 	cfg.keysSet = config.TopKeys(data)
@@ -266,9 +255,6 @@ func (c Config) Warnings() []string {
 	}
 	return out
 }
-
-// adminAddrUnset marks admin_addr as not (yet) set by the file.
-const adminAddrUnset = "\x00unset"
 
 var compressions = []string{"none", "gzip", "snappy", "lz4", "zstd"}
 

@@ -196,9 +196,6 @@ func DefaultModule() Module {
 // up to twice fetch_max_bytes (fetchOpts), and franz-go reads at most 1 GiB.
 const maxFetchMaxBytes = 512 << 20
 
-// adminAddrUnset marks admin_addr as not (yet) set by the file.
-const adminAddrUnset = "\x00unset"
-
 const (
 	dispatchHash       = "hash"
 	dispatchIdleWorker = "idle_worker"
@@ -214,19 +211,8 @@ const maxWorkerNum = 100000
 // validates them all, reporting every problem at once.
 func LoadConfig(path string) (Config, error) {
 	cfg := DefaultConfig()
-	// A value no address looks like tells whether the file set admin_addr
-	// ("admin_addr:" with no value keeps the default, as for every key).
-	def := cfg.AdminAddr
-	cfg.AdminAddr = adminAddrUnset
-	data, err := config.ReadFile(path)
-	if err != nil {
-		err = fmt.Errorf("read config: %w", err)
-	} else {
-		err = config.Decode(path, data, &cfg)
-	}
-	if cfg.AdminAddr == adminAddrUnset {
-		cfg.AdminAddr, cfg.adminAddrDefault = def, true
-	}
+	data, adminDefault, err := config.LoadAddr(path, &cfg, &cfg.AdminAddr)
+	cfg.adminAddrDefault = adminDefault
 	cfg.file = path
 	// Keys that did not decode are reported with the problems of the
 	// values that did, the module files' included: every problem at once.

@@ -38,6 +38,28 @@ func Load(path string, dst any) error {
 	return Decode(path, data, dst)
 }
 
+// LoadAddr reads path and decodes it over dst as Load does, and tells
+// whether the file left addr, one of dst's fields holding an address,
+// unset (addrDefault: addr keeps the default it held). "addr:" with no
+// value keeps the default too, as for every key. data is what was read
+// (nil when the read failed); err is Load's.
+func LoadAddr(path string, dst any, addr *string) (data []byte, addrDefault bool, err error) {
+	// A value no address looks like tells whether the file set it.
+	const unset = "\x00unset"
+	def := *addr
+	*addr = unset
+	data, err = ReadFile(path)
+	if err != nil {
+		err = fmt.Errorf("read config: %w", err)
+	} else {
+		err = Decode(path, data, dst)
+	}
+	if *addr == unset {
+		*addr, addrDefault = def, true
+	}
+	return data, addrDefault, err
+}
+
 // MaxFileBytes bounds the size of a configuration file (and of a file it
 // names that ReadFile reads): far above what any holds.
 const MaxFileBytes = 16 << 20

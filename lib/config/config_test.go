@@ -1,6 +1,8 @@
 package config_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -161,5 +163,42 @@ func TestWithoutSecrets(t *testing.T) {
 	}
 	if config.WithoutSecrets([]byte("a: [1\n")) != nil {
 		t.Error("a document that does not parse: want nil")
+	}
+}
+
+// TestLoadAddr: an address the file leaves out or empty keeps its default
+// and says so; one the file sets is taken, even when it equals the
+// default (then a taken port is the operator's choice, not replaced); a
+// file that cannot be read is an error naming it and keeps the default.
+func TestLoadAddr(t *testing.T) {
+	type withAddr struct {
+		Addr string `yaml:"addr"`
+		Port int    `yaml:"port"`
+	}
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name, doc, want string
+		def             bool
+	}{
+		{"left out", "port: 1\n", "127.0.0.1:1", true},
+		{"no value", "addr:\n", "127.0.0.1:1", true},
+		{"set", "addr: 127.0.0.1:2\n", "127.0.0.1:2", false},
+		{"set to the default", "addr: 127.0.0.1:1\n", "127.0.0.1:1", false},
+	} {
+		path := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "_")+".yaml")
+		if err := os.WriteFile(path, []byte(c.doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		v := withAddr{Addr: "127.0.0.1:1"}
+		data, def, err := config.LoadAddr(path, &v, &v.Addr)
+		if err != nil || v.Addr != c.want || def != c.def || string(data) != c.doc {
+			t.Errorf("%s: addr %q, default %v, data %q, err %v; want %q, default %v", c.name, v.Addr, def, data, err, c.want, c.def)
+		}
+	}
+	v := withAddr{Addr: "127.0.0.1:1"}
+	missing := filepath.Join(dir, "missing.yaml")
+	_, def, err := config.LoadAddr(missing, &v, &v.Addr)
+	if err == nil || !strings.Contains(err.Error(), missing) || v.Addr != "127.0.0.1:1" || !def {
+		t.Errorf("missing file: addr %q, default %v, err %v; want an error naming it and the default kept", v.Addr, def, err)
 	}
 }
