@@ -182,6 +182,7 @@ func (m *module) run(readCtx, pushCtx context.Context) error {
 	readerCtx, stopReader := context.WithCancel(readCtx)
 	var reader sync.WaitGroup
 	reader.Go(func() { m.reader.run(readerCtx) })
+	reader.Go(func() { m.followLogEnds(readerCtx) })
 
 	errc := make(chan error, 1)
 	coordCtx, stopCoordinating := context.WithCancel(readCtx)

@@ -29,6 +29,7 @@ type partition struct {
 	hwGauge prometheus.Gauge // set when the claim is recorded (under m.mu)
 
 	highWater atomic.Int64 // the log end in the last fetch; -1 before one
+	hwAt      atomic.Int64 // when highWater was last noted (monoNow); 0: never
 
 	// stored is the offset this claim last stored in ZooKeeper (its
 	// start, a restart's offset, a commit): what /status and
@@ -203,7 +204,6 @@ func (p *partition) run(ctx context.Context) error {
 // offset is, as for a truncated log: records dispatched below next are
 // still in Kafka.
 func (p *partition) restart(ctx context.Context, at int64) (next int64, passing bool, err error) {
-	defer p.followLogEnd(ctx)()
 	truncated := p.truncated.Swap(false)
 	for {
 		recreated := p.recreated.Load()
@@ -252,41 +252,62 @@ func (p *partition) restart(ctx context.Context, at int64) (next int64, passing 
 	}
 }
 
-// logEndEvery is how often a restarting partition's log end is asked.
-const logEndEvery = time.Second
-
-// followLogEnd asks Kafka for the partition's log end every logEndEvery
-// until the returned stop is called (it waits for the asking to end). The
-// reader takes no fetch of a stalled partition, and a restart can wait
-// long for a record dispatched before it (retried against a backend that
-// is down): the log end of the last fetch, below the offset the restart
-// stored, showed a lag of 0 while the records written meanwhile waited.
-func (p *partition) followLogEnd(ctx context.Context) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			// Asked once each time, without listOffset's retries (and
-			// their metadata refreshes): the restart asks those it needs.
-			ask, done := context.WithTimeout(ctx, logEndEvery)
-			listed, err := p.m.t.adm.ListCommittedOffsets(ask, p.m.cfg.Topic)
-			done()
-			if o, ok := listed.Lookup(p.m.cfg.Topic, p.id); err == nil && ok && o.Err == nil {
-				p.noteLogEnd(o.Offset)
-			}
-			if !sleep(ctx, logEndEvery) {
-				return
-			}
-		}
-	})
-	return func() { cancel(); wg.Wait() }
-}
-
 // noteLogEnd records the partition's log end for /status and
 // ktransfer_high_water_offset.
 func (p *partition) noteLogEnd(end int64) {
 	p.highWater.Store(end)
 	p.hwGauge.Set(float64(end))
+	p.hwAt.Store(monoNow())
+}
+
+// logEndEvery is how often the log end of a partition no fetch reports is
+// asked of Kafka.
+const logEndEvery = time.Second
+
+// followLogEnds asks Kafka, every logEndEvery until ctx ends, for the log
+// ends of the partitions held whose log end no fetch reported for that
+// long. The reader fetches nothing of a partition while the window is
+// full, nor of one stalled while it restarts (a restart can wait long for
+// a record dispatched before it, retried against a backend that is
+// down), and a fetch that returns no record reports no log end: the log
+// end of the last fetch (or none: 0 for a partition idle since its claim)
+// showed a lag of 0 while the records written meanwhile waited.
+func (m *module) followLogEnds(ctx context.Context) {
+	t := time.NewTicker(logEndEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		asked := monoNow()
+		var stale []*partition
+		m.mu.Lock()
+		for _, p := range m.parts {
+			if p.tracker != nil && p.ctx.Err() == nil && asked-p.hwAt.Load() >= int64(logEndEvery) {
+				stale = append(stale, p)
+			}
+		}
+		m.mu.Unlock()
+		if len(stale) == 0 {
+			continue
+		}
+		// Asked once each time, without retries (and their metadata
+		// refreshes): the next tick asks again.
+		ask, done := context.WithTimeout(ctx, logEndEvery)
+		listed, err := m.t.adm.ListCommittedOffsets(ask, m.cfg.Topic)
+		done()
+		if err != nil {
+			continue
+		}
+		for _, p := range stale {
+			// Not over a fetch's report that came meanwhile: it is newer.
+			if o, ok := listed.Lookup(m.cfg.Topic, p.id); ok && o.Err == nil && p.hwAt.Load() < asked {
+				p.noteLogEnd(o.Offset)
+			}
+		}
+	}
 }
 
 // begin finds and stores the partition's start offset, retrying with a
