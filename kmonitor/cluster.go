@@ -628,8 +628,6 @@ func (c *cluster) metadata(ctx context.Context, adm *kadm.Client, topics []strin
 	}
 }
 
-// listOffsetsRequest asks for the offsets of tps at timestamp: -1 the log
-// end, -2 the log start.
 // listOffsetsSharded asks the leaders of tps, through kgo, for their
 // offsets at timestamp (-1: log end, -2: log start) and calls got for
 // each partition answered: with the offset, or with the error of the
@@ -659,6 +657,8 @@ func listOffsetsSharded(ctx context.Context, client *kgo.Client, tps []topicPart
 	}
 }
 
+// listOffsetsRequest asks for the offsets of tps at timestamp: -1 the log
+// end, -2 the log start.
 func listOffsetsRequest(tps []topicPartition, timestamp int64) *kmsg.ListOffsetsRequest {
 	req := kmsg.NewPtrListOffsetsRequest()
 	req.ReplicaID = -1

@@ -1,12 +1,15 @@
 package ktransfer_test
 
 import (
+	"encoding/json"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
@@ -16,11 +19,19 @@ import (
 // the partition's log end: the window fills behind a record the backend
 // refuses, so the reader fetches nothing more of the partition, and
 // records are written meanwhile. The log end of the last fetch (5) stayed
-// reported, and the lag hid the 5 records written since.
+// reported, and the lag hid the 5 records written since. Once the backend
+// takes the records, those the Kafka client buffered from that fetch
+// (carrying its log end, 5) are pushed: the log end reported never goes
+// back (it went 10, 5, 10 when the first fix let them set it).
 func TestLogEndReportedWhileTheWindowIsFull(t *testing.T) {
 	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
 	e.produce(t, "t", numbered(0, 5, keyEach))
-	b := newBackend(t, func(_ int, _ push, w http.ResponseWriter) { w.WriteHeader(http.StatusServiceUnavailable) })
+	var take atomic.Bool
+	b := newBackend(t, func(_ int, _ push, w http.ResponseWriter) {
+		if !take.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
 	mod := module("m", "t", b.URL)
 	mod.WindowSize = 2
 	_, admin := e.startAdmin(t, 0, mod)
@@ -30,6 +41,29 @@ func TestLogEndReportedWhileTheWindowIsFull(t *testing.T) {
 	reportsLogEnd(t, admin, 5, 5)
 	e.produce(t, "t", numbered(5, 10, keyEach))
 	reportsLogEnd(t, admin, 10, 10)
+
+	take.Store(true)
+	seen := []int64{10}
+	waitFor(t, "every record committed", 30*time.Second, func() bool {
+		var report ktransfer.StatusReport
+		if err := json.Unmarshal([]byte(get(t, admin+"/status")), &report); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range report.Modules {
+			for _, ps := range m.Partitions {
+				if ps.HighWater != seen[len(seen)-1] {
+					seen = append(seen, ps.HighWater)
+				}
+				if ps.HighWater < 10 {
+					t.Fatalf("the log end reported went back: %v", seen)
+				}
+				if ps.Committed == 10 {
+					return true
+				}
+			}
+		}
+		return false
+	})
 }
 
 // TestLogEndReportedOfAnIdlePartition: a partition claimed with nothing to

@@ -253,11 +253,23 @@ func (p *partition) restart(ctx context.Context, at int64) (next int64, passing 
 }
 
 // noteLogEnd records the partition's log end for /status and
-// ktransfer_high_water_offset.
-func (p *partition) noteLogEnd(end int64) {
+// ktransfer_high_water_offset, as Kafka answered it when asked at (monoNow).
+func (p *partition) noteLogEnd(end, at int64) {
 	p.highWater.Store(end)
 	p.hwGauge.Set(float64(end))
-	p.hwAt.Store(monoNow())
+	p.hwAt.Store(at)
+}
+
+// noteFetchedLogEnd records the log end a fetch reported, unless it is
+// below the one recorded: records the Kafka client buffered, returned
+// after the log end was asked (followLogEnds), carry their older fetch's.
+// A lower one is left to followLogEnds to confirm (a truncated log, a
+// topic created again), within a second or two: it is not noted as fresh.
+func (p *partition) noteFetchedLogEnd(end int64) {
+	if end < p.highWater.Load() {
+		return
+	}
+	p.noteLogEnd(end, monoNow())
 }
 
 // logEndEvery is how often the log end of a partition no fetch reports is
@@ -285,7 +297,9 @@ func (m *module) followLogEnds(ctx context.Context) {
 		var stale []*partition
 		m.mu.Lock()
 		for _, p := range m.parts {
-			if p.tracker != nil && p.ctx.Err() == nil && asked-p.hwAt.Load() >= int64(logEndEvery) {
+			// Half the period: an answer noted at the last tick's asking
+			// is a period old at this one, give or take the ticker's jitter.
+			if p.tracker != nil && p.ctx.Err() == nil && asked-p.hwAt.Load() >= int64(logEndEvery/2) {
 				stale = append(stale, p)
 			}
 		}
@@ -296,7 +310,8 @@ func (m *module) followLogEnds(ctx context.Context) {
 		// Asked once each time, without retries (and their metadata
 		// refreshes): the next tick asks again.
 		ask, done := context.WithTimeout(ctx, logEndEvery)
-		listed, err := m.t.adm.ListCommittedOffsets(ask, m.cfg.Topic)
+		// The high watermark, as fetches report it.
+		listed, err := m.t.adm.ListEndOffsets(ask, m.cfg.Topic)
 		done()
 		if err != nil {
 			continue
@@ -304,7 +319,7 @@ func (m *module) followLogEnds(ctx context.Context) {
 		for _, p := range stale {
 			// Not over a fetch's report that came meanwhile: it is newer.
 			if o, ok := listed.Lookup(m.cfg.Topic, p.id); ok && o.Err == nil && p.hwAt.Load() < asked {
-				p.noteLogEnd(o.Offset)
+				p.noteLogEnd(o.Offset, asked)
 			}
 		}
 	}

@@ -659,7 +659,7 @@ func (r *reader) route(ctx context.Context, fs kgo.Fetches) (records int, failed
 			return
 		}
 		if fp.Err == nil {
-			p.noteLogEnd(fp.HighWatermark)
+			p.noteFetchedLogEnd(fp.HighWatermark)
 		}
 		for _, rec := range fp.Records {
 			if rec.Offset < p.next {
