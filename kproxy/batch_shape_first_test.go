@@ -2,16 +2,11 @@ package kproxy_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"testing"
-	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
 
@@ -40,14 +35,7 @@ func TestBatchShapeCheckedBeforeTopics(t *testing.T) {
 	if resp.StatusCode != 400 || a.Index == nil || *a.Index != 1 || a.Error != "record 1: no value" {
 		t.Errorf("answer %d %s, want 400 naming record 1: no value", resp.StatusCode, b)
 	}
-	adm := kadm.NewClient(kafkatest.Client(t, c, kafkaconf.Default()))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	topics, err := adm.ListTopics(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if topics.Has("fresh-topic") {
+	if topicExists(t, c, "fresh-topic") {
 		t.Error("topic fresh-topic created for a batch refused 400, which wrote nothing")
 	}
 }

@@ -7,11 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-zookeeper/zk"
-
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
 
 // TestLogEndReportedWhileTheWindowIsFull attacks the promise that /status's
@@ -64,22 +61,4 @@ func TestLogEndReportedWhileTheWindowIsFull(t *testing.T) {
 		}
 		return false
 	})
-}
-
-// TestLogEndReportedOfAnIdlePartition: a partition claimed with nothing to
-// push (its offset stored at its log end, 3) reports that log end, not 0,
-// though no fetch of it returns a record.
-func TestLogEndReportedOfAnIdlePartition(t *testing.T) {
-	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
-	e.produce(t, "t", numbered(0, 3, keyEach))
-	dir := zklayout.Offsets(chroot, "m", "t")
-	if err := zklayout.CreateAll(e.conn, dir, zk.WorldACL(zk.PermAll)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.conn.Create(dir+"/0", []byte("3"), 0, zk.WorldACL(zk.PermAll)); err != nil {
-		t.Fatal(err)
-	}
-	b := newBackend(t, nil)
-	_, admin := e.startAdmin(t, 0, module("m", "t", b.URL))
-	reportsLogEnd(t, admin, 3, 0)
 }
