@@ -28,7 +28,7 @@ type partition struct {
 	tracker *tracker
 	hwGauge prometheus.Gauge // set when the claim is recorded (under m.mu)
 
-	highWater atomic.Int64 // the log end in the last fetch; -1 before one
+	highWater atomic.Int64 // the log end last noted (a fetch's, or followLogEnds'); -1 before one
 	hwAt      atomic.Int64 // when highWater was last noted (monoNow); 0: never
 
 	// stored is the offset this claim last stored in ZooKeeper (its
