@@ -19,7 +19,7 @@ import (
 // which a client takes for its own cancellation.
 func TestGRPCShutdownNotHeldByCallWithoutMessage(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
-	g := startGRPC(t, c, func(cfg *kproxy.Config) { cfg.ShutdownTimeoutMs = 8000 })
+	g := startGRPC(t, c, func(cfg *kproxy.Config) { cfg.ShutdownTimeoutMs = 10000 })
 	if resp, err := g.produce(t, nil, &kproxypb.ProduceRequest{Topic: topic, Records: []*kproxypb.Record{grec("", "", "x")}}); err != nil || resp.Status != 200 {
 		t.Fatalf("a call: %v %v", resp, refusalOf(err))
 	}
@@ -33,8 +33,8 @@ func TestGRPCShutdownNotHeldByCallWithoutMessage(t *testing.T) {
 	if err := g.stop(); err != nil {
 		t.Errorf("Run: %v", err)
 	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("shutdown took %v (shutdown_timeout_ms 8000) with a call open that never sent its message", d)
+	if d := time.Since(start); d > 5*time.Second { // about 1 s: grpc-go keeps a connection its client does not close for 1 s after the last GOAWAY
+		t.Errorf("shutdown took %v (shutdown_timeout_ms 10000) with a call open that never sent its message", d)
 	}
 	select {
 	case <-h.ended:
