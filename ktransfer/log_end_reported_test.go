@@ -48,10 +48,10 @@ func TestLogEndReportedWhileTheWindowIsFull(t *testing.T) {
 		}
 		for _, m := range report.Modules {
 			for _, ps := range m.Partitions {
-				if ps.HighWater != seen[len(seen)-1] {
-					seen = append(seen, ps.HighWater)
+				if hw := orMinus1(ps.HighWater); hw != seen[len(seen)-1] {
+					seen = append(seen, hw)
 				}
-				if ps.HighWater < 10 {
+				if orMinus1(ps.HighWater) < 10 {
 					t.Fatalf("the log end reported went back: %v", seen)
 				}
 				if ps.Committed == 10 {

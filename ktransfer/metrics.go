@@ -30,12 +30,13 @@ type metrics struct {
 	reloads      *prometheus.CounterVec
 	reloadOK     prometheus.Gauge
 
-	// partOwner is, per module name and partition, the module run whose
-	// claim the partition's series are (highWaterGauge): a run's release
-	// that ends after a reload started the module again, and the new run
-	// claimed the partition, leaves them alone (forget).
+	// partOwner is, per module name and partition, the claim the
+	// partition's series are of (highWaterGauge): a run's release that ends
+	// after a reload started the module again, and the new run claimed the
+	// partition, leaves them alone (forget); a claim released does not
+	// make its log-end series again (logEndSeries.Set).
 	partMu    sync.Mutex
-	partOwner map[partSeries]*moduleStats
+	partOwner map[partSeries]*logEndSeries
 }
 
 type partSeries struct {
@@ -152,7 +153,9 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, m := range c.status() {
 		ch <- prometheus.MustNewConstMetric(descWindow, prometheus.GaugeValue, float64(m.WindowUsed), m.Name)
 		for _, p := range m.Partitions {
-			ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(p.Lag), m.Name, strconv.Itoa(int(p.Partition)))
+			if p.Lag != nil { // no series while the log end is not known
+				ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(*p.Lag), m.Name, strconv.Itoa(int(p.Partition)))
+			}
 		}
 		for _, b := range m.Backends {
 			ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, stateValues[b.State], m.Name, b.Backend)
@@ -199,16 +202,35 @@ func (s *moduleStats) committed(p int32, offset int64) {
 	s.m.committed.WithLabelValues(s.name, strconv.Itoa(int(p))).Set(float64(offset))
 }
 
-// highWaterGauge is partition p's log-end series, claimed by this run: it
-// owns p's series until it forgets them.
-func (s *moduleStats) highWaterGauge(p int32) prometheus.Gauge {
+// highWaterGauge is partition p's log-end series for a claim of this run:
+// the claim owns p's series until it forgets them, or another claims them.
+func (s *moduleStats) highWaterGauge(p int32) *logEndSeries {
 	s.m.partMu.Lock()
 	defer s.m.partMu.Unlock()
 	if s.m.partOwner == nil {
-		s.m.partOwner = map[partSeries]*moduleStats{}
+		s.m.partOwner = map[partSeries]*logEndSeries{}
 	}
-	s.m.partOwner[partSeries{s.name, p}] = s
-	return s.m.highWater.WithLabelValues(s.name, strconv.Itoa(int(p)))
+	h := &logEndSeries{s: s, p: p}
+	s.m.partOwner[partSeries{s.name, p}] = h
+	return h
+}
+
+// logEndSeries is a claim's ktransfer_high_water_offset series. It is
+// made at the first log end Kafka gives the claim, not at the claim: it
+// read 0 until then, a lag of 0 while records waited.
+type logEndSeries struct {
+	s *moduleStats
+	p int32
+}
+
+// Set sets the series to end, unless the claim no longer owns it.
+func (h *logEndSeries) Set(end float64) {
+	m := h.s.m
+	m.partMu.Lock()
+	defer m.partMu.Unlock()
+	if m.partOwner[partSeries{h.s.name, h.p}] == h {
+		m.highWater.WithLabelValues(h.s.name, strconv.Itoa(int(h.p))).Set(end)
+	}
 }
 
 // forget removes partition p's series: it left this process, and a gauge
@@ -219,7 +241,7 @@ func (s *moduleStats) forget(p int32) {
 	s.m.partMu.Lock()
 	defer s.m.partMu.Unlock()
 	key := partSeries{s.name, p}
-	if owner := s.m.partOwner[key]; owner != nil && owner != s {
+	if owner := s.m.partOwner[key]; owner != nil && owner.s != s {
 		return
 	}
 	delete(s.m.partOwner, key)

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 
@@ -26,7 +25,7 @@ type partition struct {
 	log     *slog.Logger
 	ctx     context.Context // the claim's: done once the partition is released
 	tracker *tracker
-	hwGauge prometheus.Gauge // set when the claim is recorded (under m.mu)
+	hwGauge interface{ Set(float64) } // ktransfer_high_water_offset; set when the claim is recorded (under m.mu)
 
 	highWater atomic.Int64 // the log end last noted (a fetch's, or followLogEnds'); -1 before one
 	hwAt      atomic.Int64 // when highWater was last noted (monoNow); 0: never

@@ -100,13 +100,13 @@ func reportsStored(t *testing.T, e *env, admin, want string) {
 			}
 		}
 		if ps != nil {
-			wantLag := max(0, ps.HighWater-wantN)
-			if stored == want && metric == want && ps.Committed == wantN && ps.Lag == wantLag &&
+			wantLag := max(0, orMinus1(ps.HighWater)-wantN)
+			if stored == want && metric == want && ps.Committed == wantN && orMinus1(ps.Lag) == wantLag &&
 				lagMetric == strconv.FormatInt(wantLag, 10) {
 				return
 			}
 			last = fmt.Sprintf("ktransfer_committed_offset %q, /status committed %d high_water %d lag %d, ktransfer_lag %q; stored in ZooKeeper %s (want %s, lag %d)",
-				metric, ps.Committed, ps.HighWater, ps.Lag, lagMetric, stored, want, wantLag)
+				metric, ps.Committed, orMinus1(ps.HighWater), orMinus1(ps.Lag), lagMetric, stored, want, wantLag)
 		} else {
 			last = fmt.Sprintf("partition 0 not in /status; stored in ZooKeeper %s", stored)
 		}
@@ -115,6 +115,14 @@ func reportsStored(t *testing.T, e *env, admin, want string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// orMinus1 is a /status number, -1 for null (not known).
+func orMinus1(v *int64) int64 {
+	if v == nil {
+		return -1
+	}
+	return *v
 }
 
 // reportsLogEnd waits (10 s at most: the log end no fetch reports is
@@ -138,10 +146,11 @@ func reportsLogEnd(t *testing.T, admin string, end, lag int64) {
 				if m.Name != "m" || ps.Partition != 0 {
 					continue
 				}
-				if ps.HighWater == end && ps.Lag == lag && hw == strconv.FormatInt(end, 10) && lagMetric == strconv.FormatInt(lag, 10) {
+				if orMinus1(ps.HighWater) == end && orMinus1(ps.Lag) == lag && hw == strconv.FormatInt(end, 10) && lagMetric == strconv.FormatInt(lag, 10) {
 					return
 				}
-				last = fmt.Sprintf("/status high_water %d lag %d, ktransfer_high_water_offset %q, ktransfer_lag %q", ps.HighWater, ps.Lag, hw, lagMetric)
+				last = fmt.Sprintf("/status high_water %d lag %d (-1: null), ktransfer_high_water_offset %q, ktransfer_lag %q",
+					orMinus1(ps.HighWater), orMinus1(ps.Lag), hw, lagMetric)
 			}
 		}
 		if time.Now().After(deadline) {

@@ -662,8 +662,12 @@ type PartitionStatus struct {
 	Committed int64 `json:"committed"` // next offset to push, stored in ZooKeeper
 	Frontier  int64 `json:"acknowledged_to"`
 	InFlight  int   `json:"in_flight"`
-	HighWater int64 `json:"high_water"`
-	Lag       int64 `json:"lag"`
+	// HighWater is the partition's log end, and Lag the records between
+	// Committed and it (never negative): nil (null) until Kafka has told
+	// this claim the log end, as kmonitor reports a number it does not
+	// know.
+	HighWater *int64 `json:"high_water"`
+	Lag       *int64 `json:"lag"`
 }
 
 // Status reports every module and partition.
@@ -683,8 +687,8 @@ func (t *Transfer) Status() []ModuleStatus {
 			ps := PartitionStatus{Partition: id, Epoch: p.epoch, Committed: p.stored.Load()}
 			_, ps.Frontier, ps.InFlight, _ = p.tracker.snapshot()
 			if hw := p.highWater.Load(); hw >= 0 {
-				ps.HighWater = hw
-				ps.Lag = max(0, ps.HighWater-ps.Committed)
+				lag := max(0, hw-ps.Committed)
+				ps.HighWater, ps.Lag = &hw, &lag
 			}
 			ms.Partitions = append(ms.Partitions, ps)
 		}
