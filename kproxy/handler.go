@@ -92,6 +92,9 @@ func (s *Server) checkCommitHead(ctx *fasthttp.RequestCtx) (h commitHead, code i
 			return h, fail(ctx, fasthttp.StatusBadRequest, name+" given more than once")
 		}
 	}
+	if name, known := miscasedParam(args); name != "" {
+		return h, fail(ctx, fasthttp.StatusBadRequest, "unknown parameter "+strconv.Quote(name)+": did you mean "+strconv.Quote(known)+"?")
+	}
 	topicB := args.Peek("topic")
 	if len(topicB) == 0 {
 		return h, fail(ctx, fasthttp.StatusBadRequest, "missing topic parameter")
@@ -770,6 +773,25 @@ func requestErrorText(err error) string {
 		msg = strings.ToValidUTF8(msg[:200], "") + "…"
 	}
 	return msg
+}
+
+// commitParams are /commit's parameters.
+var commitParams = [...]string{"topic", "key", "acks", "spool"}
+
+// miscasedParam is the first parameter of args named as one of /commit's
+// in another case ("Key", "ACKS"), and that one. /commit ignores the
+// parameters it does not know (a client's cache buster, a tracing id), as
+// it always did; such a one is a typo: ignored, it wrote a record without
+// the key, at the acks, or to the spool the client asked for.
+func miscasedParam(args *fasthttp.Args) (name, known string) {
+	for k := range args.All() {
+		for _, p := range commitParams {
+			if len(k) == len(p) && string(k) != p && strings.EqualFold(string(k), p) {
+				return string(k), p
+			}
+		}
+	}
+	return "", ""
 }
 
 // repeatedParam names a parameter of the API given twice ("topic=a&topic=b"

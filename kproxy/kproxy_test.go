@@ -314,6 +314,13 @@ func TestBadRequests(t *testing.T) {
 		{"empty acks", "topic=" + topic + "&acks=", ok, 400, "acks must be"},
 		{"acks without value", "topic=" + topic + "&acks", ok, 400, "acks must be"},
 		{"topic twice", "topic=" + topic + "&topic=__consumer_offsets", ok, 400, "topic given more than once"},
+		// A known parameter in another case is a typo, not one of the
+		// other parameters /commit ignores: it wrote a record without its
+		// key (or at acks=1).
+		{"key in another case", "topic=" + topic + "&Key=a", ok, 400, `parameter "Key": did you mean "key"`},
+		{"acks in another case", "topic=" + topic + "&ACKS=-1", ok, 400, `parameter "ACKS": did you mean "acks"`},
+		{"spool in another case", "topic=" + topic + "&Spool=0", ok, 400, `parameter "Spool": did you mean "spool"`},
+		{"topic in another case", "Topic=" + topic, ok, 400, `parameter "Topic": did you mean "topic"`},
 		{"bad topic name", "topic=a%2Fb", ok, 400, "topic name"},
 		{"internal topic", "topic=__consumer_offsets", ok, 403, "kafka-internal"},
 		{"unknown topic", "topic=no_such_topic", ok, 404, "unknown topic"},
