@@ -198,11 +198,41 @@ func emptyMark(name string, n *yaml.Node) error {
 	return nil
 }
 
+// parserProblems are the problems yaml.v3's parser reports, whose line it
+// counts from 0 (its scanner's, the other syntax errors, from 1).
+var parserProblems = []string{
+	"did not find expected ',' or ']'", "did not find expected ',' or '}'", "did not find expected '-' indicator",
+	"did not find expected <document start>", "did not find expected <stream-start>", "did not find expected key",
+	"did not find expected node content", "found duplicate %TAG directive", "found duplicate %YAML directive",
+	"found incompatible YAML document", "found undefined tag handle",
+}
+
+// syntaxLine splits a yaml.v3 syntax error, "line N: problem", into the
+// file's line and the problem.
+func syntaxLine(msg string) (int, string, bool) {
+	rest, ok := strings.CutPrefix(msg, "line ")
+	if !ok {
+		return 0, "", false
+	}
+	n, problem, ok := strings.Cut(rest, ": ")
+	line, err := strconv.Atoi(n)
+	if !ok || err != nil {
+		return 0, "", false
+	}
+	if slices.Contains(parserProblems, problem) {
+		line++
+	}
+	return line, problem, true
+}
+
 // syntaxError is yaml's error for the file named name, holding data. An
 // alias naming no anchor is told without its name: that is an unquoted
 // value starting with '*', a generated password as often as not.
 func syntaxError(name string, data []byte, err error) error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if at, problem, ok := syntaxLine(msg); ok {
+		return fmt.Errorf("%s:%d: %s", name, at, problem)
+	}
 	rest, ok := strings.CutPrefix(msg, "unknown anchor '")
 	anchor, ok2 := strings.CutSuffix(rest, "' referenced")
 	if !ok || !ok2 {

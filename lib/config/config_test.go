@@ -52,6 +52,11 @@ func TestDecode(t *testing.T) {
 		{"every problem at once", "port: x\nfoo: 1\nbar: 2\n", []string{"port:", "foo: unknown", "bar: unknown"}, nil},
 		{"duplicate key", "port: 1\nport: 2\n", []string{"port"}, nil},
 		{"syntax error", "port: [1\n", []string{"f.yaml:"}, nil},
+		// yaml.v3 gives the parser's lines counted from 0 (its scanner's
+		// from 1): the file's line, not the one above it.
+		{"syntax error names its line", "port: 1\nhosts: [a\nenabled: true\n", []string{"f.yaml:2: did not find expected ',' or ']'"}, nil},
+		{"syntax error on a block", "port: 1\ninner:\n  name: a\n - x\n", []string{"f.yaml:4: did not find expected key"}, nil},
+		{"scanner error names its line", "port: 1\n  bad: x\n", []string{"f.yaml:2: mapping values are not allowed in this context"}, nil},
 	}
 	for _, tc := range cases {
 		s := sample{Port: 5030}
