@@ -34,7 +34,9 @@ type cluster struct {
 	zkMu        sync.Mutex
 	conn        *zk.Conn      // the current client
 	granted     time.Duration // the session timeout ZooKeeper granted last, 0 before the first session
-	zkDownSince time.Time     // zero while a session is established
+	zkDownSince time.Time     // zero while a session is established; else the last contact before it was lost
+	lastAnswer  time.Time     // when the last request ZooKeeper answered was sent (heartbeat)
+	expired     bool          // the server expired the session, and no new one is established yet
 	everUp      bool
 	connErr     string // why the last client could not be made, as logged (run goroutine only)
 
@@ -164,6 +166,7 @@ func (c *cluster) runClient(ctx context.Context) {
 	wg.Go(func() { c.followOffsets(cctx, conn) })
 	stuck := make(chan struct{})
 	wg.Go(func() { c.trackSession(cctx, conn, events, stuck) })
+	wg.Go(func() { c.heartbeat(cctx, conn) })
 	select {
 	case <-ctx.Done():
 	case <-stuck:
@@ -244,14 +247,42 @@ func (c *cluster) sessionEvent(conn *zk.Conn, ev zk.Event) {
 		if !c.zkDownSince.IsZero() {
 			c.log.Info("zookeeper session established", "server", ev.Server)
 		}
-		c.zkDownSince, c.everUp = time.Time{}, true
+		c.zkDownSince, c.everUp, c.expired = time.Time{}, true, false
+		c.lastAnswer = time.Now()
 		// Set before the event is sent: the server's answer.
 		c.granted = conn.SessionTimeout()
 	case zk.StateDisconnected, zk.StateExpired, zk.StateConnecting:
-		if c.zkDownSince.IsZero() {
-			c.zkDownSince = time.Now()
-			c.log.Warn("zookeeper connection lost; reconnecting", "state", ev.State.String())
+		if ev.State == zk.StateExpired {
+			c.expired = true // the watches are gone: nothing held is known
 		}
+		if c.zkDownSince.IsZero() {
+			// From the last contact: the client gives its connection up
+			// 2/3 of the session after it, and the server expires the
+			// session a session after it.
+			c.zkDownSince = time.Now()
+			if !c.lastAnswer.IsZero() && c.lastAnswer.Before(c.zkDownSince) {
+				c.zkDownSince = c.lastAnswer
+			}
+			c.log.Warn("zookeeper connection lost; reconnecting", "state", ev.State.String(),
+				"last_answer", c.zkDownSince.Format(time.RFC3339Nano))
+		}
+	}
+}
+
+// heartbeat asks ZooKeeper a trivial question every sixth of the session
+// until ctx ends, and notes when each answered one was sent: the last
+// contact, from which an outage is dated (sessionEvent).
+func (c *cluster) heartbeat(ctx context.Context, conn *zk.Conn) {
+	for ctx.Err() == nil {
+		sent := time.Now()
+		_, _, err := conn.Exists("/")
+		c.zkMu.Lock()
+		if err == nil {
+			c.lastAnswer = later(c.lastAnswer, sent)
+		}
+		every := c.sessionTimeout() / 6
+		c.zkMu.Unlock()
+		sleep(ctx, every)
 	}
 }
 
@@ -264,6 +295,9 @@ func (c *cluster) zkProblem(now time.Time) string {
 	defer c.zkMu.Unlock()
 	if c.zkDownSince.IsZero() {
 		return ""
+	}
+	if c.expired {
+		return "zookeeper session expired; offsets may be stale"
 	}
 	if d := now.Sub(c.zkDownSince); d > c.sessionTimeout() {
 		if !c.everUp {

@@ -34,9 +34,9 @@ func TestOffsetsStaleAfterTheNegotiatedSessionTimeout(t *testing.T) {
 	defer px.Thaw()
 	frozen := time.Now()
 	setOffset(t, e.conn, "m", "a", "0", "4") // caught up: kmonitor cannot see it
-	// The client gives its connection up 2/3 of the granted 2 s after the
-	// last answer, and the lags turn unknown a session later: about 3.3 s.
-	// The 10 s asked for would keep the old lag 3 for 11 s.
+	// The lags turn unknown the granted 2 s after the last answer (its
+	// client gives the connection up 2/3 of that after it): about 2 s.
+	// The 10 s asked for would keep the old lag 3 for 10 s.
 	e.eventually(t, "", `{"test_cluster":{"m":{"0":null}}}`+"\n", 7*time.Second)
 	t.Logf("lag unknown %v after ZooKeeper stopped answering", time.Since(frozen).Truncate(time.Millisecond))
 }
