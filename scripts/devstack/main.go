@@ -115,7 +115,8 @@ func run(args []string) int {
 	}
 
 	if zkAddr != "" {
-		conn, _, err = zk.Connect([]string{zkAddr}, 10*time.Second, zk.WithLogInfo(false))
+		var events <-chan zk.Event
+		conn, events, err = zk.Connect([]string{zkAddr}, 10*time.Second, zk.WithLogInfo(false))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "devstack: connect to zookeeper:", err)
 			return 1
@@ -125,6 +126,7 @@ func run(args []string) int {
 			fmt.Fprintln(os.Stderr, "devstack:", err)
 			return 1
 		}
+		go registerAgain(conn, events, conn.SessionID(), *chroot, kafkaAddrs)
 	}
 
 	summary := fmt.Sprintf("kafka=%s\nzookeeper=%s\nchroot=%s\npid=%d\n", strings.Join(kafkaAddrs, ","), zkAddr, *chroot, os.Getpid())
@@ -169,6 +171,39 @@ func run(args []string) int {
 	}
 }
 
+// registerAgain registers the brokers again in each new session, as a
+// ZooKeeper-mode Kafka broker does: the registrations are ephemeral, and
+// went with the session ZooKeeper expired (the stack paused past it). A
+// failed registration is tried again every second while the session
+// lasts. It returns when the client closes.
+func registerAgain(conn *zk.Conn, events <-chan zk.Event, registered int64, chroot string, addrs []string) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var failed error
+	for {
+		select {
+		case _, ok := <-events:
+			if !ok {
+				return
+			}
+		case <-tick.C: // the client drops events nobody read: its state is looked at too
+		}
+		session := conn.SessionID()
+		if conn.State() != zk.StateHasSession || session == registered {
+			continue
+		}
+		if err := register(conn, chroot, addrs); err != nil {
+			if failed == nil || err.Error() != failed.Error() {
+				fmt.Fprintln(os.Stderr, "devstack: register the brokers in the new zookeeper session (tried again every second):", err)
+			}
+			failed = err
+			continue
+		}
+		registered, failed = session, nil
+		fmt.Println("devstack: the zookeeper session expired; brokers registered again")
+	}
+}
+
 // registerWhenConnected registers broker i (at addrs[i]) under
 // <chroot>/brokers/ids/<i> once the session exists. Registrations left by an
 // earlier run whose session has not expired yet are replaced.
@@ -180,6 +215,12 @@ func registerWhenConnected(conn *zk.Conn, chroot string, addrs []string) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	return register(conn, chroot, addrs)
+}
+
+// register registers broker i (at addrs[i]) under <chroot>/brokers/ids/<i>,
+// replacing what is there.
+func register(conn *zk.Conn, chroot string, addrs []string) error {
 	ids := zklayout.BrokerIDs(chroot)
 	stale, _, err := conn.Children(ids)
 	if err != nil && err != zk.ErrNoNode {
