@@ -13,6 +13,7 @@ import (
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/tcpproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zkserver"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zktest"
 )
 
@@ -70,12 +71,6 @@ func TestStopsPromptlyWhileZooKeeperDoesNotAnswer(t *testing.T) {
 	}
 }
 
-// ZooKeeper stops answering (a network partition) for less than the
-// session timeout: the offsets kmonitor holds are still current, and the
-// brokers, discovered from ZooKeeper before, still answer. Every lag stays
-// known: reading the brokers' registrations again must not hold up the
-// polls of the log ends until the ZooKeeper client gives up on its
-// connection.
 // zkThroughProxy has test_cluster reach its ZooKeeper through a TCP proxy
 // the test can freeze, set in *px (closed at cleanup), with a session of
 // sessionMs asked for.
@@ -94,10 +89,25 @@ func zkThroughProxy(t *testing.T, px **tcpproxy.Proxy, sessionMs int) func(*kmon
 	}
 }
 
+// ZooKeeper stops answering (a network partition) for less than the
+// session timeout: the offsets kmonitor holds are still current, and the
+// brokers, discovered from ZooKeeper before, still answer. Every lag stays
+// known: reading the brokers' registrations again must not hold up the
+// polls of the log ends until the ZooKeeper client gives up on its
+// connection.
 func TestLagKnownWhileZooKeeperDoesNotAnswerWithinSession(t *testing.T) {
 	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
+	// Ticks of 1 s: a session of 20 s (a server grants 2..20 ticks; the
+	// tests' usual one, of 500 ms ticks, 10 s at most). The outage is
+	// dated from the last answer, up to a sixth of the session before the
+	// freeze: 11 s of it stay well within the session.
+	z, err := zkserver.Start(zkserver.Config{Dir: t.TempDir(), TickMs: 1000})
+	if err != nil {
+		t.Fatalf("start zookeeper: %v", err)
+	}
+	t.Cleanup(func() { _ = z.Stop() })
 	var px *tcpproxy.Proxy
-	e := startWith(t, k, zkThroughProxy(t, &px, 30000), io.Discard)
+	e := startOnZK(t, k, z, zkThroughProxy(t, &px, 20000), io.Discard)
 	produce(t, e.kafka, "a", 0, 4)
 	setOffset(t, e.conn, "m", "a", "0", "1")
 	e.eventually(t, "", `{"test_cluster":{"m":{"0":3}}}`+"\n", 10*time.Second)
@@ -105,7 +115,7 @@ func TestLagKnownWhileZooKeeperDoesNotAnswerWithinSession(t *testing.T) {
 	px.Freeze()
 	defer px.Thaw()
 	// Log ends not read for max(3 polls, a poll + 5 s) turn unknown: watch
-	// for twice that, well within the 30 s session.
+	// for twice that, well within the 20 s session.
 	for end := time.Now().Add(11 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
 		if code, body := e.get(t, "?detail=1"); code != 200 || !strings.Contains(body, `"lag":3`) {
 			t.Fatalf("ZooKeeper silent for less than a session: %d %s; want the lag known", code, body)
