@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
@@ -164,6 +165,42 @@ func methodSet(cfg Module) map[string]bool {
 	return set
 }
 
+// checkDeadLetterTopic warns when the module's dead_letter_topic does not
+// exist as its run starts: a record given up waits for it (retried, not
+// committed; ktransfer_dead_letter_write_errors_total) until it is
+// created, or until the brokers create it at the first write where they
+// create topics on use. The answer is waited for until ctx ends or
+// kafkaTimeout, not longer: the request itself ends when the client
+// closes (as in partitions).
+func (m *module) checkDeadLetterTopic(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, kafkaTimeout)
+	defer cancel()
+	topic := m.cfg.DeadLetterTopic
+	answer := make(chan error, 1)
+	go func() {
+		topics, err := m.t.adm.ListTopics(ctx, topic)
+		if err == nil {
+			if d, ok := topics[topic]; !ok {
+				err = errors.New("not in the metadata answer")
+			} else {
+				err = d.Err
+			}
+		}
+		answer <- err
+	}()
+	select {
+	case err := <-answer:
+		switch {
+		case errors.Is(err, kerr.UnknownTopicOrPartition):
+			m.log.Warn("dead_letter_topic does not exist: records given up wait for it, retried and not committed, until it is created (or created at the first dead letter where the brokers create topics on use)",
+				"dead_letter_topic", topic)
+		case err != nil && ctx.Err() == nil:
+			m.log.Warn("dead_letter_topic not checked", "dead_letter_topic", topic, "err", err)
+		}
+	case <-ctx.Done():
+	}
+}
+
 // run pushes this process's share of the module's partitions until
 // readCtx ends, then hands them over: it deregisters (the other processes
 // compute the new assignment at once), releases every partition in
@@ -183,6 +220,9 @@ func (m *module) run(readCtx, pushCtx context.Context) error {
 	var reader sync.WaitGroup
 	reader.Go(func() { m.reader.run(readerCtx) })
 	reader.Go(func() { m.followLogEnds(readerCtx) })
+	if m.cfg.DeadLetterTopic != "" && !m.replaying {
+		reader.Go(func() { m.checkDeadLetterTopic(readerCtx) })
+	}
 
 	errc := make(chan error, 1)
 	coordCtx, stopCoordinating := context.WithCancel(readCtx)
