@@ -101,7 +101,8 @@ func (c *cluster) connect(ctx context.Context) (*zk.Conn, <-chan zk.Event, error
 	dialer := func(network, address string, _ time.Duration) (net.Conn, error) {
 		return net.DialTimeout(network, address, connectTimeout)
 	}
-	conn, events, err := zk.Connect(c.cfg.ZKHosts, c.session, zk.WithDialer(dialer), zk.WithLogger(zkLog{c.log}))
+	conn, events, err := zk.Connect(c.cfg.ZKHosts, c.session, zk.WithDialer(dialer), zk.WithLogger(zkLog{c.log}),
+		zk.WithEventCallback(c.expiredSession))
 	if err != nil {
 		return nil, nil, fmt.Errorf("zookeeper %v: %w", c.cfg.ZKHosts, err)
 	}
@@ -266,6 +267,18 @@ func (c *cluster) sessionEvent(conn *zk.Conn, ev zk.Event) {
 			c.log.Warn("zookeeper connection lost; reconnecting", "state", ev.State.String(),
 				"last_answer", c.zkDownSince.Format(time.RFC3339Nano))
 		}
+	}
+}
+
+// expiredSession starts a new epoch of the offsets when the server says
+// it expired the session: every watch is gone, and what was read in the
+// session is not known until read again in the next one (snapshot shows it
+// unknown; a listing drops what is no longer there). The client calls it
+// from its own loop, before it ends the watches and before any request of
+// the next session: a read made in that one is of the new epoch.
+func (c *cluster) expiredSession(ev zk.Event) {
+	if ev.Type == zk.EventSession && ev.State == zk.StateExpired {
+		c.state.newEpoch()
 	}
 }
 

@@ -631,9 +631,10 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 		case o.err != nil:
 			l.Err = o.err.Error()
 		case o.epoch < s.epoch:
-			// Read by a client since replaced: the next one has not read
-			// it again (yet, or cannot list its folder).
-			l.Err = "offset not read again since the zookeeper client was replaced"
+			// Read by a client since replaced, or in a session since
+			// expired: it has not been read again (yet, or its folder
+			// cannot be listed).
+			l.Err = "offset not read again since the zookeeper client was replaced or its session expired"
 		case !isNum:
 			l.Err = fmt.Sprintf("offset znode name %q is not a partition number", k.name)
 		}
