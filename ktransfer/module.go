@@ -169,35 +169,16 @@ func methodSet(cfg Module) map[string]bool {
 // exist as its run starts: a record given up waits for it (retried, not
 // committed; ktransfer_dead_letter_write_errors_total) until it is
 // created, or until the brokers create it at the first write where they
-// create topics on use. The answer is waited for until ctx ends or
-// kafkaTimeout, not longer: the request itself ends when the client
-// closes (as in partitions).
+// create topics on use.
 func (m *module) checkDeadLetterTopic(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, kafkaTimeout)
-	defer cancel()
 	topic := m.cfg.DeadLetterTopic
-	answer := make(chan error, 1)
-	go func() {
-		topics, err := m.t.adm.ListTopics(ctx, topic)
-		if err == nil {
-			if d, ok := topics[topic]; !ok {
-				err = errors.New("not in the metadata answer")
-			} else {
-				err = d.Err
-			}
-		}
-		answer <- err
-	}()
-	select {
-	case err := <-answer:
-		switch {
-		case errors.Is(err, kerr.UnknownTopicOrPartition):
-			m.log.Warn("dead_letter_topic does not exist: records given up wait for it, retried and not committed, until it is created (or created at the first dead letter where the brokers create topics on use)",
-				"dead_letter_topic", topic)
-		case err != nil && ctx.Err() == nil:
-			m.log.Warn("dead_letter_topic not checked", "dead_letter_topic", topic, "err", err)
-		}
-	case <-ctx.Done():
+	_, err := m.t.topicDetail(ctx, topic)
+	switch {
+	case errors.Is(err, kerr.UnknownTopicOrPartition):
+		m.log.Warn("dead_letter_topic does not exist: records given up wait for it, retried and not committed, until it is created (or created at the first dead letter where the brokers create topics on use)",
+			"dead_letter_topic", topic)
+	case err != nil && ctx.Err() == nil:
+		m.log.Warn("dead_letter_topic not checked", "dead_letter_topic", topic, "err", err)
 	}
 }
 

@@ -701,6 +701,31 @@ func (t *Transfer) Status() []ModuleStatus {
 
 // partitions lists topic's partitions, asking the brokers.
 func (t *Transfer) partitions(ctx context.Context, topic string) ([]int32, error) {
+	d, err := t.topicDetail(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	parts := d.Partitions.Numbers()
+	slices.Sort(parts)
+	t.lastPartsMu.Lock()
+	if t.lastParts == nil {
+		t.lastParts = map[string][]int32{}
+	}
+	t.lastParts[topic] = parts
+	if t.firstParts == nil {
+		t.firstParts = map[string][]int32{}
+	}
+	if _, ok := t.firstParts[topic]; !ok {
+		t.firstParts[topic] = parts
+	}
+	t.lastPartsMu.Unlock()
+	return parts, nil
+}
+
+// topicDetail asks the brokers for topic's metadata, for kafkaTimeout at
+// most; an error for a topic they do not have wraps the topic's own
+// (kerr.UnknownTopicOrPartition).
+func (t *Transfer) topicDetail(ctx context.Context, topic string) (kadm.TopicDetail, error) {
 	ctx, cancel := context.WithTimeout(ctx, kafkaTimeout)
 	defer cancel()
 	type listed struct {
@@ -725,30 +750,16 @@ func (t *Transfer) partitions(ctx context.Context, topic string) ([]int32, error
 		err = ctx.Err()
 	}
 	if err != nil {
-		return nil, fmt.Errorf("metadata of topic %s: %w", topic, err)
+		return kadm.TopicDetail{}, fmt.Errorf("metadata of topic %s: %w", topic, err)
 	}
 	d, ok := topics[topic]
 	if !ok {
-		return nil, fmt.Errorf("topic %s: not in the metadata answer", topic)
+		return kadm.TopicDetail{}, fmt.Errorf("topic %s: not in the metadata answer", topic)
 	}
 	if d.Err != nil {
-		return nil, fmt.Errorf("topic %s: %w", topic, d.Err)
+		return kadm.TopicDetail{}, fmt.Errorf("topic %s: %w", topic, d.Err)
 	}
-	parts := d.Partitions.Numbers()
-	slices.Sort(parts)
-	t.lastPartsMu.Lock()
-	if t.lastParts == nil {
-		t.lastParts = map[string][]int32{}
-	}
-	t.lastParts[topic] = parts
-	if t.firstParts == nil {
-		t.firstParts = map[string][]int32{}
-	}
-	if _, ok := t.firstParts[topic]; !ok {
-		t.firstParts[topic] = parts
-	}
-	t.lastPartsMu.Unlock()
-	return parts, nil
+	return d, nil
 }
 
 // addedWhileRunning reports whether partition was not in topic's
