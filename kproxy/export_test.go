@@ -30,6 +30,12 @@ func Draining(srv *Server) <-chan struct{} { return srv.drain }
 // and awaiting their answer, or queued).
 func BufferedRecords(srv *Server) int64 { return srv.prod.leader.BufferedProduceRecords() }
 
+// ClientRecords is how many records srv's producer clients (acks=0/1 and
+// acks=-1) hold: sent and awaiting their answer, or queued.
+func ClientRecords(srv *Server) int64 {
+	return srv.prod.leader.BufferedProduceRecords() + srv.prod.all.BufferedProduceRecords()
+}
+
 // SetCompactedRecheck sets compactedRecheck until the test ends.
 func SetCompactedRecheck(t interface{ Cleanup(func()) }, d time.Duration) {
 	was := compactedRecheck

@@ -199,6 +199,7 @@ func TestSpoolDrainLoweredLimit(t *testing.T) {
 	// The operator lowers max.message.bytes to 50 kB: each record (2 kB)
 	// fits with room to spare, a batch built for 1 MB does not.
 	setMaxMessageBytes(t, c, topic, 50000)
+	clientsAnswered(t, p)
 	end()
 	deadline := time.Now().Add(15 * time.Second)
 	for metricInt(t, p, "kproxy_spool_records") != 0 {
@@ -249,6 +250,7 @@ func TestSpoolDrainOneOffRefusalsKeepKeyOrder(t *testing.T) {
 			t.Fatalf("batch %d during the outage: %d %s", b, code, a.Error)
 		}
 	}
+	clientsAnswered(t, p)
 	end()
 	f.ErrorProduceEvery(5, 4, kerr.TopicAuthorizationFailed.Code)
 	deadline := time.Now().Add(60 * time.Second)
@@ -285,6 +287,7 @@ func TestSpoolDrainTooLargeRecordHoldsItsKey(t *testing.T) {
 		t.Fatalf("batch during the outage: %d %s", code, a.Error)
 	}
 	setMaxMessageBytes(t, c, topic, 50000)
+	clientsAnswered(t, p)
 	end()
 	written := func() []string { return keySeqsWritten(t, c, topic) }
 	// k#0 is written; k#1 (too large now) and everything after it wait.
@@ -338,6 +341,7 @@ func TestSpoolDrainRetryNotTakenForDuplicate(t *testing.T) {
 		t.Fatalf("batch during the outage: %d %s", code, a.Error)
 	}
 	setMaxMessageBytes(t, c, topic, 50000)
+	clientsAnswered(t, p)
 	end()
 	deadline := time.Now().Add(15 * time.Second)
 	for metricInt(t, p, "kproxy_spool_records") != 1 {
@@ -383,6 +387,7 @@ func TestSpoolDrainStuckPartitionHoldsNoOtherTopic(t *testing.T) {
 	if a := p.post(t, "topic="+topic+"&key=e", unique(t, "e1")); a.code != 202 {
 		t.Fatalf("%s: %d %s", topic, a.code, a.body)
 	}
+	clientsAnswered(t, p)
 	heal := refuseOn(c, 1, kerr.NotEnoughReplicas.Code) // stuck's leader, from before the outage ends
 	end()
 	deadline := time.Now().Add(30 * time.Second)
@@ -445,6 +450,7 @@ func TestSpoolDrainSecondStuckChunkHoldsNoOtherTopic(t *testing.T) {
 		end()
 		t.Fatalf("%s: %d %s", s1, a.code, a.body)
 	}
+	clientsAnswered(t, p)
 	heal := refuseOn(c, 1, kerr.NotEnoughReplicas.Code)
 	defer heal()
 	end()
@@ -488,6 +494,7 @@ func TestSpoolDrainTopicAnsweredInStuckChunkDrainsOn(t *testing.T) {
 		end()
 		t.Fatalf("batch: %d %s", code, a.Error)
 	}
+	clientsAnswered(t, p)
 	heal := refuseOn(c, 1, kerr.NotEnoughReplicas.Code)
 	defer heal()
 	release := make(chan struct{})
@@ -571,6 +578,7 @@ func TestSpoolDrainStuckTopicTrafficHoldsNoOtherTopic(t *testing.T) {
 	post(b, 20)
 	heal := refuseOn(c, 1, kerr.NotEnoughReplicas.Code)
 	defer heal()
+	clientsAnswered(t, p)
 	end()
 	post(topic, 100)
 	awaitParked(t, p, topic) // past drainAside (2 s): the chunk with events[0] is set aside, events parked
@@ -579,6 +587,7 @@ func TestSpoolDrainStuckTopicTrafficHoldsNoOtherTopic(t *testing.T) {
 	}
 	healB := refuseOn(c, 0, kerr.NotLeaderForPartition.Code) // b's new records are spooled
 	post(b, 20)
+	clientsAnswered(t, p)
 	healB()
 
 	deadline := time.Now().Add(20 * time.Second)

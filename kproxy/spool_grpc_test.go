@@ -173,6 +173,7 @@ func TestSpoolGRPC(t *testing.T) {
 		t.Errorf("kproxy_spooled_total %s, want 60", got)
 	}
 
+	clientsAnswered(t, g.proxy)
 	end()
 	spoolEmpty(t, g.proxy)
 	checkKeyOrder(t, c, reqs) // every record once, per key in order; none of the spool = false ones

@@ -47,6 +47,7 @@ func TestSpoolRestartWithParkedTopicWritesDrainedRecordsOnce(t *testing.T) {
 	if resp, err := adm.DeleteTopics(ctx, gone); err != nil || resp[gone].Err != nil {
 		t.Fatalf("delete %s: %v %v", gone, err, resp[gone].Err)
 	}
+	clientsAnswered(t, p)
 	end()
 	spoolHolds(t, p, 3) // the other topic drained; the deleted one's records wait
 	if err := p.stop(); err != nil {

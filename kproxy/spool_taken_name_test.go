@@ -32,6 +32,7 @@ func TestSpoolTakesRecordsPastTakenSegmentName(t *testing.T) {
 		}
 		want["k"] = append(want["k"], i)
 	}
+	clientsAnswered(t, p)
 	end()
 	spoolEmpty(t, p)
 	if dups := checkSpooledOrder(t, c, want); dups != 0 {
