@@ -41,6 +41,10 @@
 #
 #   MODE=formats scripts/bench-kproxy.sh
 #
+# PROFILE_DIR=DIR saves a CPU profile of each kproxy run (its admin's
+# /debug/pprof/profile, from 2 s into the run to 1 s before its end) as
+# DIR/kproxy_TOPIC.pprof (go tool pprof).
+#
 # KPROXY_CONF adds lines to kproxy's configuration, e.g.
 #   KPROXY_CONF='release_idle_buffers: false' scripts/bench-kproxy.sh
 set -euo pipefail
@@ -156,6 +160,11 @@ kproxy_run() {
 	local topic=$1 acks=$2 before after
 	# The 200s kproxy answered (each run is one acks level).
 	before=$(metric kproxy_requests_total 'code="200"')
+	if [ -n "${PROFILE_DIR:-}" ]; then
+		mkdir -p "$PROFILE_DIR"
+		(sleep 2 && curl -s -o "$PROFILE_DIR/kproxy_$topic.pprof" \
+			"127.0.0.1:$ADMIN_PORT/debug/pprof/profile?seconds=$((DURATION > 4 ? DURATION - 3 : 1))") &
+	fi
 	run_wrk "http://127.0.0.1:$PROXY_PORT" "$topic" "$acks" "${3:-msgpack}"
 	wait_for "kproxy to finish in-flight requests" 30 kproxy_idle
 	# acks=0 records are answered before Kafka has them: read both counts
