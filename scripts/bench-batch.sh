@@ -27,6 +27,10 @@
 # runs; the CPU per record holds still.
 #
 #   scripts/bench-batch.sh         DURATION=10 ROUNDS=3 ACKS=1 MODES="http grpc" GRPC_WINDOW=1 by default
+#
+# PROFILE_DIR=DIR saves a CPU profile of kproxy in each of its runs (its
+# admin's /debug/pprof/profile, from 2 s into the run to 1 s before its
+# end) as DIR/kproxy_TOPIC.pprof (go tool pprof).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -95,6 +99,11 @@ bench() {
 	*) args+=(-brokers "$brokers") ;;
 	esac
 	echo "  ${DURATION}s of $1…" >&2
+	if [ -n "${PROFILE_DIR:-}" ] && [ "$1" != kgo ]; then
+		mkdir -p "$PROFILE_DIR"
+		(sleep 2 && curl -s -o "$PROFILE_DIR/kproxy_$2.pprof" \
+			"127.0.0.1:$ADMIN_PORT/debug/pprof/profile?seconds=$((DURATION > 4 ? DURATION - 3 : 1))") &
+	fi
 	k0=$(cpu_ticks "$kproxy_pid") d0=$(cpu_ticks "$devstack_pid")
 	out=$(bin/batchbench "${args[@]}")
 	RATE=$(awk '{print int($6)}' <<<"$out")
