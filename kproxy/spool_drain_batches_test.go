@@ -31,6 +31,7 @@ func TestSpoolDrainRecordLargerThanItsBatches(t *testing.T) {
 	if code, a := postBatch(t, p, "acks=-1&topic="+topic, recs); code != 202 {
 		t.Fatalf("batch during the outage: %d %s", code, a.Error)
 	}
+	clientsAnswered(t, p)
 	end()
 	deadline := time.Now().Add(20 * time.Second)
 	for metricInt(t, p, "kproxy_spool_records") != 0 {

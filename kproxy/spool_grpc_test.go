@@ -88,6 +88,7 @@ func TestSpoolAtomicNeverOvertakes(t *testing.T) {
 		t.Errorf("atomic Produce while its topic spools: %v, want Unavailable %q", r, want)
 	}
 
+	clientsAnswered(t, g.proxy)
 	end()
 	spoolEmpty(t, g.proxy)
 	code, ab = postBatch(t, g.proxy, "acks=-1&atomic=1", []map[string]any{{"topic": topic, "key": "a", "value": "atomic-2"}})
