@@ -17,6 +17,7 @@ var program = daemon.Program[kmonitor.Config]{
 	DefaultFile: "conf/kmonitor.yaml",
 	Load:        kmonitor.LoadConfig,
 	Logging:     func(c kmonitor.Config) (string, int) { return c.Base.LogDir, c.Base.LogLevel },
+	LogDirKey:   "base.log_dir",
 	New: func(_ context.Context, c kmonitor.Config, l *slog.Logger) (daemon.Service, error) {
 		return kmonitor.New(c, l)
 	},

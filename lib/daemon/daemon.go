@@ -5,6 +5,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -42,6 +43,9 @@ type Program[C any] struct {
 	Load        func(path string) (C, error)
 	// Logging returns the configuration's log_dir and log_level.
 	Logging func(C) (dir string, level int)
+	// LogDirKey is the log directory's key as the file spells it, which
+	// a refusal of it names; "" is log_dir.
+	LogDirKey string
 	// New builds the service; ctx ends with a SIGTERM or SIGINT during
 	// start-up, which a New that waits (for ZooKeeper) should heed.
 	New func(context.Context, C, *slog.Logger) (Service, error)
@@ -125,9 +129,10 @@ func (p Program[C]) Main(args []string) int {
 		return 2
 	}
 	dir, level := p.Logging(cfg)
+	dirKey := cmp.Or(p.LogDirKey, "log_dir")
 	// A bad configuration (exit 2), told by -check as by the start.
 	if err := logging.CheckDir(dir, level, p.Name); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: log_dir: %v, got %q\n", *file, err, dir)
+		fmt.Fprintf(os.Stderr, "%s: %s: %v, got %q\n", *file, dirKey, err, dir)
 		return 2
 	}
 	if *check {
@@ -161,7 +166,7 @@ func (p Program[C]) Main(args []string) int {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: log_dir: %v\n", *file, err)
+		fmt.Fprintf(os.Stderr, "%s: %s: %v\n", *file, dirKey, err)
 		return 1
 	}
 	defer log.Close()
