@@ -59,12 +59,13 @@ type cluster struct {
 
 	// Used only by the poll goroutine.
 	kafka       *kgo.Client
-	adm         *kadm.Client   // over kafka
-	brokers     []string       // kafka's seed brokers
-	discovering chan discovery // the reading of <chroot>/brokers/ids under way, if any
-	discoverWG  sync.WaitGroup // that reading's goroutine
-	skipped     string         // the registrations the last reading left out, as logged
-	clientErr   string         // why the last poll had no Kafka client, as logged ("" when it had one)
+	adm         *kadm.Client       // over kafka
+	brokers     []string           // kafka's seed brokers
+	discovering chan discovery     // the reading of <chroot>/brokers/ids under way, if any
+	discoverWG  sync.WaitGroup     // that reading's goroutine
+	skipped     string             // the registrations the last reading left out, as logged
+	unknown     map[partKey]string // partitions whose lag logUnknown logged unknown, by cause
+	clientErr   string             // why the last poll had no Kafka client, as logged ("" when it had one)
 
 	// The poll goroutine and its per-leader requests (pollLeader).
 	pollMu     sync.Mutex
@@ -374,6 +375,7 @@ func (c *cluster) pollEnds(ctx context.Context) {
 	defer t.Stop()
 	for {
 		c.pollOnce(ctx, &leaders)
+		c.logUnknown(time.Now())
 		select {
 		case <-t.C:
 		case <-ctx.Done():
@@ -388,6 +390,57 @@ func (c *cluster) pollEnds(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// logUnknown logs the partitions whose lag turned unknown, after a poll,
+// for the causes nothing else logs (Lag.cause): once when the cause
+// begins or changes, once when it ends (the partition known again, or
+// gone), not at every poll. A cluster without ZooKeeper is logged as
+// such, its partitions not: their causes are looked at again once it is
+// back.
+func (c *cluster) logUnknown(now time.Time) {
+	if c.zkProblem(now) != "" {
+		return
+	}
+	lags := c.state.snapshot(c.name, now, c.staleAfter(), "")
+	cur := make(map[partKey]string, len(c.unknown))
+	others := map[partKey]string{} // the partitions logUnknown logged, without such a cause now: their error, if any
+	for _, l := range lags {
+		k := partKey{l.Module, l.Topic, l.Partition}
+		if l.cause == "" {
+			if _, ok := c.unknown[k]; ok {
+				others[k] = l.Err
+			}
+			continue
+		}
+		cur[k] = l.cause
+		if c.unknown[k] == l.cause {
+			continue
+		}
+		level := slog.LevelWarn
+		if l.cause == causeClaimed {
+			level = slog.LevelInfo // a claim's first moments: ktransfer stores the start offset next
+		}
+		c.log.Log(context.Background(), level, "partition lag unknown", "module", l.Module, "topic", l.Topic, "partition", l.Partition, "reason", l.Err)
+	}
+	for k := range c.unknown {
+		if _, ok := cur[k]; ok {
+			continue
+		}
+		why, there := others[k]
+		switch {
+		case !there:
+			c.log.Info("partition no longer monitored", "module", k.module, "topic", k.topic, "partition", k.name,
+				"reason", "its offset and claim are gone from zookeeper")
+		case why == "":
+			c.log.Info("partition lag known again", "module", k.module, "topic", k.topic, "partition", k.name)
+		default:
+			// Logged where it was found (log-end offsets not read, a bad
+			// offset znode).
+			c.log.Info("partition lag still unknown, for another reason", "module", k.module, "topic", k.topic, "partition", k.name, "reason", why)
+		}
+	}
+	c.unknown = cur
 }
 
 // pollTimeout bounds one reading of the log-end offsets from one leader:

@@ -610,7 +610,20 @@ type Lag struct {
 
 	pnum   int64 // Partition as a number, -1 when it is not one (for sorting)
 	folder bool  // stands for a folder kmonitor may not list: Topic or Partition is "*"
+	// cause names Err's kind when nothing else logs it (logUnknown does):
+	// its text can change while the kind stays (a log end that grows).
+	cause string
 }
+
+// The causes of an unknown lag that only logUnknown logs (Lag.cause); the
+// others are logged where they are found: ZooKeeper away, a bad offset
+// znode, log-end offsets not read.
+const (
+	causeNotPartition = "not a partition"
+	causePastEnd      = "past the log end"
+	causeClaimed      = "claimed, no offset"
+	causeNoStart      = "log start unknown"
+)
 
 // snapshot computes the lag of every partition at now. staleAfter is how
 // old a log-end offset may be before it counts as unknown; zkErr, when set,
@@ -636,7 +649,7 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 			// cannot be listed).
 			l.Err = "offset not read again since the zookeeper client was replaced or its session expired"
 		case !isNum:
-			l.Err = fmt.Sprintf("offset znode name %q is not a partition number", k.name)
+			l.Err, l.cause = fmt.Sprintf("offset znode name %q is not a partition number", k.name), causeNotPartition
 		}
 		l.folder = o.folder
 		if o.err == nil {
@@ -655,6 +668,7 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 				// (records produced, pushed and committed meanwhile).
 				l.LogEnd = e.end
 				l.Err = fmt.Sprintf("committed offset %d past the log end %d: topic re-created or log truncated", o.next, e.end)
+				l.cause = causePastEnd
 			default:
 				l.LogEnd = e.end
 				l.Lag = max(0, e.end-o.next)
@@ -690,6 +704,9 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 			claimed[k] = true
 			l := Lag{Cluster: cluster, Module: mt.module, Topic: mt.topic, Partition: name, Committed: -1, LogEnd: -1, pnum: -1,
 				Err: cmp.Or(zkErr, "claimed in owners/, no offset committed yet")}
+			if zkErr == "" {
+				l.cause = causeClaimed
+			}
 			if p, ok := partitionNumber(name); ok {
 				l.pnum = int64(p)
 			}
@@ -717,7 +734,7 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 		case endUnknown(e, now, staleAfter) != "":
 			l.Err = endUnknown(e, now, staleAfter)
 		case st.err != nil && (st.at.IsZero() || now.Sub(st.at) > staleAfter):
-			l.Err = "no offset stored; log-start offset unknown: " + st.err.Error()
+			l.Err, l.cause = "no offset stored; log-start offset unknown: "+st.err.Error(), causeNoStart
 		case !known || st.at.IsZero():
 			l.Err = "no offset stored; log-start offset not known yet"
 		default:
