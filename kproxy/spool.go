@@ -2303,10 +2303,11 @@ func (s *spooler) parkReadLocked(p *parkedTopic, e spool.Entry) {
 // is read again after it; the other topics drain on. An error is
 // spool.ErrClosed.
 //
-// What Kafka acknowledged is acked in the spool first: an unpark
-// (unparkAsideLocked) counts a record answered once its promise ran,
-// before its seq left s.acks, and ReadTopic returns what is not acked — a
-// record Kafka took would be read back and written twice, uncounted.
+// What Kafka acknowledged is acked in the spool first, and again once the
+// topics to read back are chosen: an unpark (unparkAsideLocked) counts a
+// record answered once its promise ran, before its seq left s.acks, and
+// ReadTopic returns what is not acked — a record Kafka took would be read
+// back and written twice, uncounted.
 func (s *spooler) fillParked() error {
 	s.ackDrained()
 	s.dmu.Lock()
@@ -2331,6 +2332,12 @@ func (s *spooler) fillParked() error {
 		}
 	}
 	s.dmu.Unlock()
+	// Again: a topic unparked between the ackDrained above and the lock
+	// (unparkAsideLocked, on a record answered meanwhile) is among fills
+	// while that record's seq may still be in s.acks; it entered s.acks
+	// before the record counted answered, so it is acked now, before any
+	// ReadTopic.
+	s.ackDrained()
 	for _, p := range fills {
 		s.dmu.Lock()
 		if !s.fillableLocked(p) { // the topics read back before took the room
