@@ -399,7 +399,11 @@ func (c *cluster) pollEnds(ctx context.Context) {
 // such, its partitions not: their causes are looked at again once it is
 // back.
 func (c *cluster) logUnknown(now time.Time) {
-	if c.zkProblem(now) != "" {
+	if c.zkProblem(now) != "" || !c.everRead.Load() {
+		// Nor during the first reading: a topic's claims are listed at
+		// once, its offsets read one by one (followOffsets), and a
+		// partition whose offset was not read yet shows as claimed
+		// without one.
 		return
 	}
 	lags := c.state.snapshot(c.name, now, c.staleAfter(), "")
@@ -407,6 +411,12 @@ func (c *cluster) logUnknown(now time.Time) {
 	others := map[partKey]string{} // the partitions logUnknown logged, without such a cause now: their error, if any
 	for _, l := range lags {
 		k := partKey{l.Module, l.Topic, l.Partition}
+		if l.undecided {
+			if why, ok := c.unknown[k]; ok {
+				cur[k] = why // as logged, until a poll decides
+			}
+			continue
+		}
 		if l.cause == "" {
 			if _, ok := c.unknown[k]; ok {
 				others[k] = l.Err
@@ -430,8 +440,9 @@ func (c *cluster) logUnknown(now time.Time) {
 		why, there := others[k]
 		switch {
 		case !there:
-			c.log.Info("partition no longer monitored", "module", k.module, "topic", k.topic, "partition", k.name,
-				"reason", "its offset and claim are gone from zookeeper")
+			// Its offset, its claim, or its topic's partitions in Kafka
+			// are gone; or its folder can no longer be listed.
+			c.log.Info("partition no longer monitored", "module", k.module, "topic", k.topic, "partition", k.name)
 		case why == "":
 			c.log.Info("partition lag known again", "module", k.module, "topic", k.topic, "partition", k.name)
 		default:

@@ -613,6 +613,11 @@ type Lag struct {
 	// cause names Err's kind when nothing else logs it (logUnknown does):
 	// its text can change while the kind stays (a log end that grows).
 	cause string
+	// undecided: what snapshot shows may change at the next poll without
+	// the partition's state changing (an offset read again after the log
+	// end it is compared with, or not yet read in a new session):
+	// logUnknown leaves the cause it logged as it is.
+	undecided bool
 }
 
 // The causes of an unknown lag that only logUnknown logs (Lag.cause); the
@@ -648,6 +653,7 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 			// expired: it has not been read again (yet, or its folder
 			// cannot be listed).
 			l.Err = "offset not read again since the zookeeper client was replaced or its session expired"
+			l.undecided = true
 		case !isNum:
 			l.Err, l.cause = fmt.Sprintf("offset znode name %q is not a partition number", k.name), causeNotPartition
 		}
@@ -673,6 +679,9 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 				l.LogEnd = e.end
 				l.Lag = max(0, e.end-o.next)
 				l.LagSeconds, l.LagSecondsAtLeast = lagAge(e.window(s.history), o.next, now)
+				// Past a log end read before the offset: the next poll
+				// tells whether records were produced or the log is gone.
+				l.undecided = o.next > e.end
 			}
 		}
 		out = append(out, l)
