@@ -15,11 +15,7 @@ import (
 // offset again) between two polls must not log it "known again" and then
 // "unknown" again at the next poll.
 func TestUnknownLagPastEndNotRelogged(t *testing.T) {
-	var buf strings.Builder
-	c := newCluster("c", ClusterConfig{}, BaseConfig{PollIntervalMs: 1000, HistoryMinutes: 60},
-		slog.New(slog.NewTextHandler(&buf, nil)))
-	c.zkDownSince = time.Time{}
-	c.everRead.Store(true) // the first reading is done
+	c, buf := sessionCluster(true)
 	live := context.Background()
 	k := partKey{"m", "t", "0"}
 	tp := topicPartition{"t", 0}
@@ -61,10 +57,7 @@ func TestUnknownLagPastEndNotRelogged(t *testing.T) {
 // while the owners of a topic are listed and some of its offsets not read
 // yet must not log those partitions as claimed without an offset.
 func TestUnknownLagNotLoggedDuringFirstReading(t *testing.T) {
-	var buf strings.Builder
-	c := newCluster("c", ClusterConfig{}, BaseConfig{PollIntervalMs: 1000, HistoryMinutes: 60},
-		slog.New(slog.NewTextHandler(&buf, nil)))
-	c.zkDownSince = time.Time{} // the first session is established; the first reading is under way
+	c, buf := sessionCluster(false) // the first reading under way
 	live := context.Background()
 	// offsets/t/0 read first, owners/t listed, offsets/t/1 and 2 not read yet
 	_ = c.state.setOffset(live, partKey{"m", "t", "0"}, nil, []byte("5"))
@@ -84,11 +77,7 @@ func TestUnknownLagNotLoggedDuringFirstReading(t *testing.T) {
 // says so must not blame ZooKeeper ("its offset and claim are gone from
 // zookeeper": it never had either, and its count node is still there).
 func TestUnknownLagEndNamesNoWrongReason(t *testing.T) {
-	var buf strings.Builder
-	c := newCluster("c", ClusterConfig{}, BaseConfig{PollIntervalMs: 1000, HistoryMinutes: 60},
-		slog.New(slog.NewTextHandler(&buf, nil)))
-	c.zkDownSince = time.Time{}
-	c.everRead.Store(true)
+	c, buf := sessionCluster(true)
 	live := context.Background()
 	c.state.setCount(live, moduleTopic{"m", "t"}, new(byte), 1, false)
 	_ = c.state.setOffset(live, partKey{"m", "t", "0"}, nil, []byte("0"))
@@ -110,4 +99,15 @@ func TestUnknownLagEndNamesNoWrongReason(t *testing.T) {
 	if strings.Contains(buf.String(), "gone from zookeeper") {
 		t.Errorf("a partition dropped because its topic left Kafka logged as gone from zookeeper")
 	}
+}
+
+// sessionCluster is a cluster with a ZooKeeper session, its first reading
+// done (read) or under way, logging into buf.
+func sessionCluster(read bool) (c *cluster, buf *strings.Builder) {
+	buf = &strings.Builder{}
+	c = newCluster("c", ClusterConfig{}, BaseConfig{PollIntervalMs: 1000, HistoryMinutes: 60},
+		slog.New(slog.NewTextHandler(buf, nil)))
+	c.zkDownSince = time.Time{}
+	c.everRead.Store(read)
+	return c, buf
 }
