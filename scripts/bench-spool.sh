@@ -53,7 +53,9 @@
 #                                     in each round, the first one starting in odd rounds and the last in
 #                                     even ones, each with its own spool and topic
 #   PROFILE_DIR=dir                   saves a CPU profile of each drain (/debug/pprof/profile, 3 s from
-#                                     just before SIGCONT) as dir/drain-rROUND-bBUILD.pprof
+#                                     just before SIGCONT) as dir/drain-rROUND-bBUILD.pprof, and one of
+#                                     each 202 run (from 2 s into it to 1 s before its end) as
+#                                     dir/spool-rROUND-bBUILD.pprof
 set -euo pipefail
 export LC_ALL=C # EPOCHREALTIME with a "." (the locale's decimal point otherwise), and awk's numbers
 cd "$(dirname "$0")/.."
@@ -167,6 +169,10 @@ kproxy_202() {
 	before=$(metric kproxy_spooled_total)
 	[ -n "$have_perf" ] && perf stat -x, -e syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync -p "${kproxy_pids[$b]}" -o "$work/perf" -- sleep "$DURATION" &
 	local perf_pid=$!
+	if [ -n "$PROFILE_DIR" ]; then
+		(sleep 2 && curl -s -o "$PROFILE_DIR/spool-r$r-b$b.pprof" \
+			"127.0.0.1:$((ADMIN_PORT + b))/debug/pprof/profile?seconds=$((DURATION > 4 ? DURATION - 3 : 1))") &
+	fi
 	out=$(wrk -t2 -c$CONNS -d"${DURATION}s" --timeout 10s -s scripts/bench-kproxy.lua "http://127.0.0.1:$((PROXY_PORT + b))" -- "bench_b$b" -1)
 	RPS=$(awk '/^Requests\/sec/ {printf "%d", $2}' <<<"$out")
 	non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
