@@ -288,7 +288,8 @@ type batchJob struct {
 	refs    atomic.Int64
 
 	// timeout is produce_timeout_ms from the request's arrival, set by the
-	// transport when it has read the request (nil: from the records'
+	// transport when it has read the request (a stream's: when the stream
+	// takes it, see produceStream.start; nil: from the records'
 	// hand-over). deadline, when a transport sets it, is the records'
 	// deadline instead (a gRPC deadline that ends sooner); bound names it
 	// in answers ("the request's deadline").
@@ -373,6 +374,9 @@ func (s *Server) produceBatch(ctx context.Context, acks int, atomic bool, j *bat
 // at once, or refused for the acks=0 records being delivered.
 func (s *Server) startProduce(acks int, j *batchJob) (*batchCall, batchOutcome) {
 	n := len(j.recs)
+	if reason := s.late(j, "in kproxy"); reason != "" {
+		return nil, j.every(503, -1, reason) // nothing tried, as admitBatch's 503
+	}
 	if acks == 0 {
 		// acks=0 records outlive their request: they are bounded apart
 		// (as /commit's), so that kgo's buffer never fills.
@@ -746,6 +750,22 @@ func (j *batchJob) bounded(reason string) string {
 		return reason
 	}
 	return strings.Replace(reason, "produce_timeout_ms", j.bound, 1)
+}
+
+// late is why j's records are not handed to Kafka's client, their
+// deadline (produce_timeout_ms from their arrival: what the client gets)
+// having passed while the request waited (what for: waited); "" when it
+// has not. Handed over so, the client would fail them at once, with every
+// record queued behind them in their partition: other requests' records
+// with time left, acks=0 ones answered 200.
+func (s *Server) late(j *batchJob, waited string) string {
+	select {
+	case <-s.arrivalDeadline(j).Done():
+		return "produce_timeout_ms passed while the request waited " + waited +
+			"; its records were not handed to kafka and were not written"
+	default:
+		return ""
+	}
 }
 
 // recordsDeadline is the deadline of j's records.

@@ -625,7 +625,9 @@ func (st *produceStream) run() error {
 				recvErr <- err
 				return
 			}
-			j.timeout = st.s.deadlines.get() // the records' deadline runs from here
+			// The records' deadline runs from start, not from here: a
+			// request read waits for the stream's window as long as
+			// its client leaves answers unread (take).
 			select {
 			case reqs <- streamRequest{j, time.Now()}:
 			case <-quit:
@@ -815,11 +817,33 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 	case h.acks == 2:
 		client = 1
 	}
-	if h.atomic || (client != st.client && st.client != -1) {
-		// No order between two clients: one after the other. An earlier
-		// record answered 504 may still be written by its client: this
-		// request's records wait for it, or a key's records could swap.
+	// The waits for this stream's own earlier answers — those of every
+	// earlier request before another Kafka client, and of the oldest for
+	// room in req_pool_size — last as long as the client leaves them
+	// unread, as the wait for the window does: the records' deadline
+	// starts after them (below). Started before, it ran out in them, and
+	// the records handed over then were failed at once by Kafka's client
+	// with every record queued behind them in their partition: other
+	// clients' with time left, acks=0 ones answered 200.
+	change := h.atomic || (client != st.client && st.client != -1)
+	if change {
+		// No order between two clients: one after the other.
 		st.waitAll()
+	}
+	// A stream held back by req_pool_size waits for its own requests
+	// first: they free room.
+	for berr = s.admitBatch(n); berr != nil && berr.status == 503 && st.waitOldest(); berr = s.admitBatch(n) {
+	}
+	if berr != nil {
+		return refused(h.id, berr)
+	}
+	// The records' deadline runs from here: the stream took the request
+	// and has room for it.
+	j.timeout = s.deadlines.get()
+	if change {
+		// An earlier record answered 504 may still be written by its
+		// client: this request's records wait for it, or a key's
+		// records could swap.
 		wait, cancel := s.recordsDeadline(j), context.CancelFunc(nil)
 		if dl, ok := st.ctx.Deadline(); ok {
 			// Answered before the stream's deadline, as boundRPC
@@ -831,24 +855,19 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 			cancel()
 		}
 		if berr != nil {
+			s.releaseBatch(n)
 			return refused(h.id, berr)
 		}
 	}
 	select {
-	case <-s.drain: // it ended the wait for the earlier requests (await)
+	case <-s.drain: // it ended a wait for the earlier requests (await)
+		s.releaseBatch(n)
 		e := refuse(503, -1, "kproxy is shutting down; this request was not written")
 		e.retryAfter = 1 // as every 503
 		return refused(h.id, e)
 	default:
 	}
 	st.client = client
-	// A stream held back by req_pool_size waits for its own requests
-	// first: they free room.
-	for berr = s.admitBatch(n); berr != nil && berr.status == 503 && st.waitOldest(); berr = s.admitBatch(n) {
-	}
-	if berr != nil {
-		return refused(h.id, berr)
-	}
 	// Again after the waits above: the request's topics and rate limit
 	// are checked by the rules its client was last found by.
 	if v := st.reauthenticate(); v.code != 0 {

@@ -428,6 +428,9 @@ const fenceAtShutdown = 2 * time.Second
 // were; only a commit without a definite answer is 504.
 func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
 	n := len(j.recs)
+	if reason := s.late(j, "in kproxy"); reason != "" {
+		return j.every(503, -1, reason) // nothing tried, as admitBatch's 503
+	}
 	if i := s.spoolingRecord(j); i >= 0 {
 		return s.atomicFailed(n, 503, i, spoolingRefusal(j, i), j, false)
 	}
