@@ -755,14 +755,21 @@ func (j *batchJob) bounded(reason string) string {
 // late is why j's records are not handed to Kafka's client, their
 // deadline (produce_timeout_ms from their arrival: what the client gets)
 // having passed while the request waited (what for: waited); "" when it
+// has not (lateReason).
+func (s *Server) late(j *batchJob, waited string) string {
+	return lateReason(s.arrivalDeadline(j), waited)
+}
+
+// lateReason is why records whose deadline dl passed while their request
+// waited (what for: waited) are not handed to Kafka's client; "" when it
 // has not. Handed over so, the client would fail them at once, with every
 // record queued behind them in their partition: other requests' records
 // with time left, acks=0 ones answered 200.
-func (s *Server) late(j *batchJob, waited string) string {
+func lateReason(dl context.Context, waited string) string {
 	select {
-	case <-s.arrivalDeadline(j).Done():
+	case <-dl.Done():
 		return "produce_timeout_ms passed while the request waited " + waited +
-			"; its records were not handed to kafka and were not written"
+			"; nothing was handed to kafka: not written"
 	default:
 		return ""
 	}

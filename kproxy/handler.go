@@ -200,6 +200,10 @@ func (s *Server) commit(ctx *fasthttp.RequestCtx, now time.Time) (code int) {
 			return fail(ctx, fasthttp.StatusBadRequest, keylessCompacted(topic.name))
 		}
 	}
+	if reason := lateReason(dl, "for its topic or, after 100 Continue, its body"); reason != "" {
+		ctx.Response.Header.Set("Retry-After", "1")
+		return fail(ctx, fasthttp.StatusServiceUnavailable, reason)
+	}
 	if rule != nil {
 		// The record counts once its request passed the checks, as a
 		// batch's do (checkBatch): one refused before is not in Kafka.

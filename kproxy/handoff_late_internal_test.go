@@ -52,8 +52,8 @@ func TestRecordsPastDeadlineNotHandedOver(t *testing.T) {
 			// The reason says what happened: kproxy held them past their
 			// deadline (not "kafka did not take" them, nor every
 			// transactional producer "stayed busy").
-			if out.status != 503 || !strings.Contains(out.reason, "were not handed to kafka and were not written") {
-				t.Errorf("records handed over past their deadline answered %d %q; want 503, not handed to kafka, not written", out.status, out.reason)
+			if out.status != 503 || !strings.Contains(out.reason, "nothing was handed to kafka: not written") {
+				t.Errorf("records handed over past their deadline answered %d %q; want 503, nothing handed to kafka, not written", out.status, out.reason)
 			}
 			if n := s.prod.leader.BufferedProduceRecords() + s.prod.all.BufferedProduceRecords(); n != 0 {
 				t.Errorf("Kafka's clients hold %d records", n)
