@@ -821,29 +821,18 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 	// earlier request before another Kafka client, and of the oldest for
 	// room in req_pool_size — last as long as the client leaves them
 	// unread, as the wait for the window does: the records' deadline
-	// starts after them (below). Started before, it ran out in them, and
-	// the records handed over then were failed at once by Kafka's client
-	// with every record queued behind them in their partition: other
-	// clients' with time left, acks=0 ones answered 200.
-	change := h.atomic || (client != st.client && st.client != -1)
-	if change {
-		// No order between two clients: one after the other.
+	// starts after them. Started before, it ran out in them, and the
+	// records handed over then were failed at once by Kafka's client with
+	// every record queued behind them in their partition: other clients'
+	// with time left, acks=0 ones answered 200.
+	if h.atomic || (client != st.client && st.client != -1) {
+		// No order between two clients: one after the other. An earlier
+		// record answered 504 may still be written by its client: this
+		// request's records wait for it (within their deadline, from
+		// here), or a key's records could swap. Room is taken after
+		// that wait, not held through it.
 		st.waitAll()
-	}
-	// A stream held back by req_pool_size waits for its own requests
-	// first: they free room.
-	for berr = s.admitBatch(n); berr != nil && berr.status == 503 && st.waitOldest(); berr = s.admitBatch(n) {
-	}
-	if berr != nil {
-		return refused(h.id, berr)
-	}
-	// The records' deadline runs from here: the stream took the request
-	// and has room for it.
-	j.timeout = s.deadlines.get()
-	if change {
-		// An earlier record answered 504 may still be written by its
-		// client: this request's records wait for it, or a key's
-		// records could swap.
+		j.timeout = s.deadlines.get()
 		wait, cancel := s.recordsDeadline(j), context.CancelFunc(nil)
 		if dl, ok := st.ctx.Deadline(); ok {
 			// Answered before the stream's deadline, as boundRPC
@@ -855,17 +844,25 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 			cancel()
 		}
 		if berr != nil {
-			s.releaseBatch(n)
 			return refused(h.id, berr)
 		}
 	}
 	select {
 	case <-s.drain: // it ended a wait for the earlier requests (await)
-		s.releaseBatch(n)
 		e := refuse(503, -1, "kproxy is shutting down; this request was not written")
 		e.retryAfter = 1 // as every 503
 		return refused(h.id, e)
 	default:
+	}
+	// A stream held back by req_pool_size waits for its own requests
+	// first: they free room (none is out after waitAll).
+	for berr = s.admitBatch(n); berr != nil && berr.status == 503 && st.waitOldest(); berr = s.admitBatch(n) {
+	}
+	if berr != nil {
+		return refused(h.id, berr)
+	}
+	if j.timeout == nil {
+		j.timeout = s.deadlines.get() // the records' deadline runs from here
 	}
 	st.client = client
 	// Again after the waits above: the request's topics and rate limit
