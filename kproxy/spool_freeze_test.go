@@ -176,7 +176,10 @@ func TestSpoolFrozenBrokerSpoolsInFlight(t *testing.T) {
 			}
 
 			// Kafka up: every key written once, the topic's metadata and
-			// the producer IDs known.
+			// the producer IDs known. With spool=0: the first records of
+			// a fresh proxy can take longer than spool_after_ms on a
+			// loaded machine, and spooled they would be written by the
+			// drain, out of this plan.
 			const commitWorkers, batchWorkers, keysPer, perBatch = 8, 2, 2, 4
 			keysOf := func(w int) []string {
 				ks := make([]string, keysPer)
@@ -187,11 +190,9 @@ func TestSpoolFrozenBrokerSpoolsInFlight(t *testing.T) {
 			}
 			for w := range commitWorkers + batchWorkers {
 				for _, key := range keysOf(w) {
-					commit(key, "-1", 0)
+					warmUp(t, p, "acks=-1&topic="+topic+"&key="+key, keySeqValue(t, key, 0))
+					accepted[key] = []int{0}
 				}
-			}
-			if codes[200] != (commitWorkers+batchWorkers)*keysPer {
-				t.Fatalf("before the freeze: answers %v, want only 200s", codes)
 			}
 
 			stop := make(chan struct{})
