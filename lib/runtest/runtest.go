@@ -29,7 +29,7 @@ func Start(t testing.TB, run func(context.Context) error, limit time.Duration) (
 			select {
 			case runErr = <-done:
 			case <-time.After(limit):
-				runErr = fmt.Errorf("Run did not return %v after cancel", limit)
+				runErr = fmt.Errorf("the run did not return %v after cancel", limit)
 			}
 		})
 		return runErr
