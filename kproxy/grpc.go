@@ -849,14 +849,19 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 	}
 	select {
 	case <-s.drain: // it ended a wait for the earlier requests (await)
-		e := refuse(503, -1, "kproxy is shutting down; this request was not written")
-		e.retryAfter = 1 // as every 503
-		return refused(h.id, e)
+		return refused(h.id, refuseShuttingDown())
 	default:
 	}
 	// A stream held back by req_pool_size waits for its own requests
 	// first: they free room (none is out after waitAll).
 	for berr = s.admitBatch(n); berr != nil && berr.status == 503 && st.waitOldest(); berr = s.admitBatch(n) {
+	}
+	if berr != nil && berr.status == 503 {
+		select {
+		case <-s.drain: // it ended the wait for room (waitOldest)
+			berr = refuseShuttingDown()
+		default:
+		}
 	}
 	if berr != nil {
 		return refused(h.id, berr)
@@ -905,6 +910,14 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 		}
 	}
 	return it
+}
+
+// refuseShuttingDown refuses a stream request whose wait (for earlier
+// answers, for room) the shutdown ended.
+func refuseShuttingDown() *batchError {
+	e := refuse(503, -1, "kproxy is shutting down; this request was not written")
+	e.retryAfter = 1 // as every 503
+	return e
 }
 
 // reauthenticate finds the stream's client again when the clients were
