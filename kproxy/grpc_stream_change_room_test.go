@@ -29,6 +29,13 @@ func TestStreamClientChangeHoldsNoRoomWhileWaiting(t *testing.T) {
 		cfg.ProduceTimeoutMs = int(deadline / time.Millisecond)
 		cfg.ReqPoolSize = perReq
 	})
+	// Both Kafka clients warm (metadata, the acks=-1 one's producer ID)
+	// before the broker holds anything.
+	for _, acks := range []string{"1", "-1"} {
+		if a := g.post(t, "acks="+acks+"&topic="+topic+"&key=warm", []byte{0x00}); a.code != 200 {
+			t.Fatalf("warm-up /commit at acks=%s: %d %s", acks, a.code, a.body)
+		}
+	}
 	release := make(chan struct{})
 	var held atomic.Int32
 	stop := onBroker(c, 0, func(req *kmsg.ProduceRequest) (kmsg.Response, error, bool) {
@@ -43,10 +50,6 @@ func TestStreamClientChangeHoldsNoRoomWhileWaiting(t *testing.T) {
 		stop()
 		close(release)
 	}()
-	warm := g.post(t, "acks=1&topic="+topic+"&key=warm", []byte{0x00})
-	if warm.code != 200 {
-		t.Fatalf("warm-up /commit: %d %s", warm.code, warm.body)
-	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -70,11 +73,16 @@ func TestStreamClientChangeHoldsNoRoomWhileWaiting(t *testing.T) {
 
 	second := bigRequest(2, perReq)
 	second.Acks = acksOf(1)
+	sent := time.Now()
 	if err := s.Send(second); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond) // the second request waits for the first one's record
 	a := g.post(t, "acks=1&topic="+topic+"&key=other", []byte{0x01})
+	if time.Since(sent) >= deadline {
+		t.Fatalf("set-up: the /commit was answered %v after the stream request was sent, when its wait (%v at most) may have ended",
+			time.Since(sent).Round(time.Millisecond), deadline)
+	}
 	if a.code != 200 {
 		t.Errorf("another client's /commit while the stream's request waited for its earlier records: %d %q; want 200 (req_pool_size %d, nothing else in flight)",
 			a.code, strings.TrimSpace(a.body), perReq)

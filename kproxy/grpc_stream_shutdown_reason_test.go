@@ -36,7 +36,7 @@ func TestStreamRoomWaitAtShutdownSaysShuttingDown(t *testing.T) {
 		}
 	}
 	waitFor(t, "the first request's records at the broker", func() bool { return held.Load() > 0 && g.srv.InFlight() == per })
-	time.Sleep(100 * time.Millisecond) // the second request waits for room
+	time.Sleep(500 * time.Millisecond) // the second request read, waiting for room
 	stopped := make(chan error, 1)
 	go func() { stopped <- g.stop() }()
 	awaitShutdown(t, g.srv)
