@@ -55,10 +55,13 @@ func parseMsgpackBatch(recs []batchRecord, body, topic []byte, max int) ([]batch
 		}
 		recs = nextRecord(recs, topic)
 		next, reason, err := parseMsgpackRecord(body, at, &recs[i])
+		if err != nil && reason == "" {
+			reason = "not valid msgpack: " + err.Error()
+		}
 		if reason != "" {
 			return 0, &recordError{index: i, reason: reason}
 		}
-		return next, err
+		return next, nil
 	})
 	return recs, batchParseError(err, len(recs), "msgpack")
 }
@@ -369,6 +372,7 @@ var errStop = errors.New("stop")
 // records were read.
 func batchParseError(err error, n int, format string) *batchError {
 	var re *recordError
+	var ee *jsonscan.ElementError
 	switch {
 	case err == nil && n == 0:
 		return refuse(400, -1, "no records: send a "+format+" array of at least one record")
@@ -376,6 +380,8 @@ func batchParseError(err error, n int, format string) *batchError {
 		return nil
 	case errors.As(err, &re):
 		return refuse(max(re.status, 400), re.index, re.reason)
+	case errors.As(err, &ee):
+		return refuse(400, ee.Index, "not valid JSON: "+ee.Err.Error())
 	}
 	return refuse(400, -1, "body is not a "+format+" array of records: "+err.Error())
 }

@@ -22,6 +22,17 @@ func (e *SyntaxError) Error() string { return fmt.Sprintf("%s at offset %d", e.m
 
 func syntax(i int, msg string) error { return &SyntaxError{Offset: i, msg: msg} }
 
+// ElementError is Array's error for an element that is not one JSON
+// value: which element (from 0), and why.
+type ElementError struct {
+	Index int
+	Err   error
+}
+
+func (e *ElementError) Error() string { return fmt.Sprintf("element %d: %v", e.Index, e.Err) }
+
+func (e *ElementError) Unwrap() error { return e.Err }
+
 // Valid reports whether b holds exactly one JSON value, white space around
 // it allowed. Strings must be valid UTF-8.
 func Valid(b []byte) error {
@@ -263,11 +274,11 @@ func Array(b []byte, fn func(elem []byte) error) error {
 	if i = ws(b, i+1); i < len(b) && b[i] == ']' {
 		return end(b, i+1)
 	}
-	for {
+	for k := 0; ; k++ {
 		i = ws(b, i)
 		next, err := Skip(b, i)
 		if err != nil {
-			return err
+			return &ElementError{Index: k, Err: err}
 		}
 		if err := fn(b[i:next]); err != nil {
 			return err
