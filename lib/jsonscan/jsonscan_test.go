@@ -176,3 +176,32 @@ func FuzzValid(f *testing.F) {
 		}
 	})
 }
+
+// TestArrayNamesTheElement: an element that is not one JSON value is
+// reported with its index; a fault between or after the elements is not
+// an element's.
+func TestArrayNamesTheElement(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		index int // -1: no ElementError
+	}{
+		{`[x]`, 0},
+		{`[1, {"a":}]`, 1},
+		{`[1, 2, "\x"]`, 2},
+		{`[1,]`, 1},
+		{`[1 2]`, -1},
+		{`[1`, -1},
+		{`[1] 2`, -1},
+	} {
+		err := Array([]byte(tc.in), func([]byte) error { return nil })
+		var ee *ElementError
+		switch {
+		case err == nil:
+			t.Errorf("Array(%s) accepted", tc.in)
+		case tc.index < 0 && errors.As(err, &ee):
+			t.Errorf("Array(%s): %v, want no element named", tc.in, err)
+		case tc.index >= 0 && (!errors.As(err, &ee) || ee.Index != tc.index):
+			t.Errorf("Array(%s): %v, want element %d named", tc.in, err, tc.index)
+		}
+	}
+}
