@@ -754,7 +754,8 @@ func (st *produceStream) hold(settled chan struct{}) {
 // waitSettled waits until kgo no longer holds any record of the requests
 // noted by hold (every one answered by Kafka or failed: none can be
 // written later); the refusal of the waiting request when its deadline
-// passed, or the stream ended, first (those still held stay noted).
+// passed, the stream ended, or kproxy began to shut down first (those
+// still held stay noted).
 func (st *produceStream) waitSettled(deadline context.Context) *batchError {
 	for i, ch := range st.held {
 		select {
@@ -771,6 +772,9 @@ func (st *produceStream) waitSettled(deadline context.Context) *batchError {
 		case <-st.ctx.Done():
 			st.held = st.held[i:]
 			return refuse(503, -1, "the stream ended while an earlier request's records were still in kafka's client; this request was not written")
+		case <-st.s.drain:
+			st.held = st.held[i:]
+			return refuseShuttingDown()
 		}
 	}
 	st.held = st.held[:0]
