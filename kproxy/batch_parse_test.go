@@ -144,3 +144,12 @@ func BenchmarkParseBatch(b *testing.B) {
 		})
 	}
 }
+
+// TestJSONBatchOverMaxBeforeBadRecord: a batch over max_batch_records is
+// refused 413 as such, whatever its record past the maximum holds.
+func TestJSONBatchOverMaxBeforeBadRecord(t *testing.T) {
+	_, err := parseJSONBatch(nil, []byte(`[{"value":1},x]`), []byte("t"), 1)
+	if err == nil || err.status != 413 || err.index != 1 {
+		t.Fatalf("a batch of more than 1 record, the second not JSON, with max_batch_records 1: %+v; want 413 at index 1", err)
+	}
+}

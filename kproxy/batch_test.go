@@ -407,6 +407,8 @@ func TestBatchRefusedWhole(t *testing.T) {
 		{"first bad wins", "topic=" + topic, "", mpBatch(t, []brec{ok, {topic: "no_such_topic", value: v}, {topic: "secret", value: v}}), 404, 1, "unknown"},
 		{"bad json", "topic=" + topic, "application/json", []byte(`[{"value":1},{"value":}]`), 400, 1, "not valid JSON"},
 		{"json without a comma", "topic=" + topic, "application/json", []byte(`[{"value":1} {"value":2}]`), 400, -1, "JSON"},
+		{"json cut after a comma", "topic=" + topic, "application/json", []byte(`[{"value":1},`), 400, -1, "JSON"},
+		{"json two commas", "topic=" + topic, "application/json", []byte(`[{"value":1},,{"value":2}]`), 400, -1, "JSON"},
 		{"json record not an object", "topic=" + topic, "application/json", []byte(`[{"value":1}, [1]]`), 400, 1, "not an object"},
 		{"json duplicate field", "topic=" + topic, "application/json", []byte(`[{"value":1,"value":2}]`), 400, 0, "twice"},
 		{"json header not a string", "topic=" + topic, "application/json", []byte(`[{"value":1,"headers":{"a":null}}]`), 400, 0, "header"},
