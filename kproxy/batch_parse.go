@@ -147,6 +147,9 @@ func parseJSONBatch(recs []batchRecord, body, topic []byte, max int) ([]batchRec
 		}
 		return nil
 	})
+	if ee := (*jsonscan.ElementError)(nil); errors.As(err, &ee) && ee.Index == max {
+		err = tooMany(max) // past the maximum: that refusal, whatever the element holds
+	}
 	return recs, batchParseError(err, len(recs), "JSON")
 }
 

@@ -23,7 +23,8 @@ func (e *SyntaxError) Error() string { return fmt.Sprintf("%s at offset %d", e.m
 func syntax(i int, msg string) error { return &SyntaxError{Offset: i, msg: msg} }
 
 // ElementError is Array's error for an element that is not one JSON
-// value: which element (from 0), and why.
+// value: which element (from 0), and why. A missing element (the input
+// ending, or a , or ] where one should start) is a SyntaxError.
 type ElementError struct {
 	Index int
 	Err   error
@@ -276,6 +277,10 @@ func Array(b []byte, fn func(elem []byte) error) error {
 	}
 	for k := 0; ; k++ {
 		i = ws(b, i)
+		if i >= len(b) || b[i] == ',' || b[i] == ']' {
+			// No element here: the array's fault, not an element's.
+			return syntax(i, "expected an array element")
+		}
 		next, err := Skip(b, i)
 		if err != nil {
 			return &ElementError{Index: k, Err: err}
