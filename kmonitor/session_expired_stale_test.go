@@ -17,9 +17,8 @@ import (
 // with partition m/a/0 at lag 3; then ZooKeeper stops answering it (the
 // proxy frozen, until the test ends), the offset moves to the log end
 // (lag 0, which kmonitor cannot see), and it returns once the server has
-// expired the sessions behind the proxy: a witness session, whose last
-// request went through after kmonitor's last contact, has lost its
-// ephemeral node. It returns the proxy and when it froze.
+// expired kmonitor's session: a witness session, whose last request went
+// through after kmonitor's proxy froze, has lost its ephemeral node. It returns the proxy and when it froze.
 func expiredBehindProxy(t *testing.T) (*env, *tcpproxy.Proxy, time.Time) {
 	t.Helper()
 	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
@@ -29,7 +28,17 @@ func expiredBehindProxy(t *testing.T) (*env, *tcpproxy.Proxy, time.Time) {
 	setOffset(t, e.conn, "m", "a", "0", "1")
 	e.eventually(t, "", `{"test_cluster":{"m":{"0":3}}}`+"\n", 10*time.Second)
 
-	witness, _, err := zk.Connect([]string{px.Addr()}, 6*time.Second, zk.WithLogInfo(false))
+	// The witness has a proxy of its own, frozen after kmonitor's: its
+	// last contact is after kmonitor's whatever the scheduler does between
+	// the two (through one proxy, a heartbeat of kmonitor's sent between
+	// the witness's last request and the freeze, on a loaded machine,
+	// kept kmonitor's session a tick longer than the witness's).
+	wpx, err := tcpproxy.Start(px.Target())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { wpx.Close() })
+	witness, _, err := zk.Connect([]string{wpx.Addr()}, 6*time.Second, zk.WithLogInfo(false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,15 +49,14 @@ func expiredBehindProxy(t *testing.T) (*env, *tcpproxy.Proxy, time.Time) {
 	if _, err := witness.Create("/witness", nil, zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil {
 		t.Fatal(err)
 	}
-	// kmonitor's client pings every third of the session when idle: its
-	// last contact is now behind the witness's.
-	time.Sleep(2500 * time.Millisecond)
-	if _, _, err := witness.Exists("/witness"); err != nil {
-		t.Fatal(err)
-	}
 	px.Freeze()
 	t.Cleanup(px.Thaw)
 	frozen := time.Now()
+	if _, _, err := witness.Exists("/witness"); err != nil {
+		t.Fatal(err)
+	}
+	wpx.Freeze()
+	t.Cleanup(wpx.Thaw)
 	setOffset(t, e.conn, "m", "a", "0", "4") // caught up: lag 0, which kmonitor cannot see
 	if !waitFor(15*time.Second, func() bool { ok, _, _ := e.conn.Exists("/witness"); return !ok }) {
 		t.Fatal("the witness session was not expired")
