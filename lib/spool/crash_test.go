@@ -68,6 +68,8 @@ func TestMain(m *testing.M) {
 		childUnremovedAbove(dir)
 	case "truncfail-taken":
 		childTruncateFailsNameTaken(dir)
+	case "syncfail":
+		childSyncFails(dir)
 	default:
 		fmt.Fprintf(os.Stderr, "%s=%s: unknown child\n", childEnv, mode)
 		os.Exit(2)

@@ -20,7 +20,8 @@ import (
 
 // denySyscalls makes every later call of the system calls nrs in this
 // process fail with EIO (a seccomp filter on all its threads): a disk that
-// fails them. ftruncate must be one of them: it is checked to fail.
+// fails them. ftruncate or fdatasync must be one of them: each of those
+// two listed is checked to fail.
 func denySyscalls(nrs ...uint32) {
 	var arch uint32
 	switch runtime.GOARCH {
@@ -57,8 +58,14 @@ func denySyscalls(nrs ...uint32) {
 	if _, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&prog))); errno != 0 {
 		childFail("seccomp: %v", errno)
 	}
-	if err := probe.Truncate(0); !errors.Is(err, syscall.EIO) {
+	if !slices.Contains(nrs, unix.SYS_FTRUNCATE) && !slices.Contains(nrs, unix.SYS_FDATASYNC) {
+		childFail("denySyscalls: neither ftruncate nor fdatasync to check")
+	}
+	if err := probe.Truncate(0); slices.Contains(nrs, unix.SYS_FTRUNCATE) && !errors.Is(err, syscall.EIO) {
 		childFail("ftruncate after the filter: %v, want EIO", err)
+	}
+	if err := unix.Fdatasync(int(probe.Fd())); slices.Contains(nrs, unix.SYS_FDATASYNC) && err != unix.EIO {
+		childFail("fdatasync after the filter: %v, want EIO", err)
 	}
 }
 
