@@ -18,7 +18,8 @@ import (
 // proxy frozen, until the test ends), the offset moves to the log end
 // (lag 0, which kmonitor cannot see), and it returns once the server has
 // expired kmonitor's session: a witness session, whose last request went
-// through after kmonitor's proxy froze, has lost its ephemeral node. It returns the proxy and when it froze.
+// through after kmonitor's proxy froze, has lost its ephemeral node. It
+// returns the proxy and when it froze.
 func expiredBehindProxy(t *testing.T) (*env, *tcpproxy.Proxy, time.Time) {
 	t.Helper()
 	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})

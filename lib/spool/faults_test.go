@@ -23,6 +23,9 @@ import (
 // fails them. ftruncate or fdatasync must be one of them: each of those
 // two listed is checked to fail.
 func denySyscalls(nrs ...uint32) {
+	if !slices.Contains(nrs, unix.SYS_FTRUNCATE) && !slices.Contains(nrs, unix.SYS_FDATASYNC) {
+		childFail("denySyscalls: neither ftruncate nor fdatasync to check")
+	}
 	var arch uint32
 	switch runtime.GOARCH {
 	case "amd64":
@@ -57,9 +60,6 @@ func denySyscalls(nrs ...uint32) {
 	}
 	if _, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&prog))); errno != 0 {
 		childFail("seccomp: %v", errno)
-	}
-	if !slices.Contains(nrs, unix.SYS_FTRUNCATE) && !slices.Contains(nrs, unix.SYS_FDATASYNC) {
-		childFail("denySyscalls: neither ftruncate nor fdatasync to check")
 	}
 	if err := probe.Truncate(0); slices.Contains(nrs, unix.SYS_FTRUNCATE) && !errors.Is(err, syscall.EIO) {
 		childFail("ftruncate after the filter: %v, want EIO", err)
