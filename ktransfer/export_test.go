@@ -242,3 +242,6 @@ func HoldClientReplace(t *testing.T) (started <-chan struct{}, release func()) {
 
 // ZKConn is the ZooKeeper client in use.
 func ZKConn(tr *Transfer) *zk.Conn { return tr.conn() }
+
+// SessionTimeout is the session timeout the server granted.
+func SessionTimeout(tr *Transfer) time.Duration { return tr.sessionTimeout() }

@@ -34,6 +34,9 @@ func TestRewrittenRegistrationWakesTheGroup(t *testing.T) {
 	// machine they took more than the 3 s a 9 s session leaves, the
 	// session expired and b rightly took all of tr. A 20 s one leaves 6.7 s.
 	f := newHiccupFleetWith(t, "zk_timeout_ms: 20000\n")
+	if got := ktransfer.SessionTimeout(f.a.tr); got != 20*time.Second {
+		t.Fatalf("a's session: %v granted, want the 20 s asked for", got)
+	}
 	node := path.Join(zklayout.ConsumerIDs(chroot, "r"), f.a.tr.ID())
 	_, before, err := f.e.conn.Get(node)
 	if err != nil {

@@ -49,11 +49,12 @@ type process struct {
 
 // Config says where the server keeps its data and which port it takes.
 type Config struct {
-	Dir      string        // data directory, created if needed
-	Port     int           // 0: a free loopback port
-	TickMs   int           // 0: 500 ms (session timeouts are 2–20 ticks)
-	StartFor time.Duration // 0: a minute, for the server to serve
-	Jar      string        // "": Debian's Jar
+	Dir          string        // data directory, created if needed
+	Port         int           // 0: a free loopback port
+	TickMs       int           // 0: 500 ms (session timeouts are 2–20 ticks)
+	MaxSessionMs int           // 0: 20 ticks; the longest session timeout granted
+	StartFor     time.Duration // 0: a minute, for the server to serve
+	Jar          string        // "": Debian's Jar
 
 	// For an ensemble member: its id (1-based) and every member's
 	// "host:peerPort:electionPort", in id order.
@@ -118,6 +119,9 @@ func Start(cfg Config) (*Server, error) {
 		"admin.enableServer=false",
 		"4lw.commands.whitelist=ruok,srvr,mntr,conf",
 		"maxClientCnxns=0",
+	}
+	if cfg.MaxSessionMs > 0 {
+		lines = append(lines, "maxSessionTimeout="+strconv.Itoa(cfg.MaxSessionMs))
 	}
 	if len(cfg.Peers) > 0 {
 		lines = append(lines, "initLimit=10", "syncLimit=5")

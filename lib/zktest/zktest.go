@@ -33,7 +33,7 @@ func Start(t testing.TB) *zkserver.Server {
 	if err != nil {
 		t.Logf("zookeeper started ahead failed, starting one now: %v", err)
 		dir = t.TempDir()
-		if s, err = zkserver.Start(zkserver.Config{Dir: dir}); err != nil {
+		if s, err = zkserver.Start(serverConfig(dir)); err != nil {
 			t.Fatalf("start zookeeper: %v", err)
 		}
 		dir = "" // t.TempDir's, removed by the test
@@ -46,6 +46,16 @@ func Start(t testing.TB) *zkserver.Server {
 	})
 	startAhead()
 	return s
+}
+
+// MaxSessionMs is the longest session a server of Start grants: a test
+// whose process must outlast a long stall asks for more than the 10 s of
+// the default ticks. Every other session is granted as asked.
+const MaxSessionMs = 30000
+
+// serverConfig is the configuration of a server of Start in dir.
+func serverConfig(dir string) zkserver.Config {
+	return zkserver.Config{Dir: dir, MaxSessionMs: MaxSessionMs}
 }
 
 // ahead is the server being started for the next Start, nil when none is.
@@ -93,7 +103,7 @@ func startOne() chan started {
 			ch <- started{err: err}
 			return
 		}
-		s, err := zkserver.Start(zkserver.Config{Dir: dir})
+		s, err := zkserver.Start(serverConfig(dir))
 		if err != nil {
 			_ = os.RemoveAll(dir)
 		}
@@ -112,8 +122,8 @@ func Connect(t testing.TB, addr string) *zk.Conn {
 
 // ConnectSession is Connect with a session timeout of its own: a session
 // that must outlast a stall of a loaded machine (the client gives the
-// connection up after 2/3 of it without an answer) asks for 10 s, the
-// most a server of Start grants.
+// connection up after 2/3 of it without an answer) asks for 10 s; a
+// server of Start grants up to MaxSessionMs.
 func ConnectSession(t testing.TB, addr string, timeout time.Duration) *zk.Conn {
 	t.Helper()
 	conn, events, err := zk.Connect([]string{addr}, timeout, zk.WithLogInfo(false))
