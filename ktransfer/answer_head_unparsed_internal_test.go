@@ -1,0 +1,57 @@
+package ktransfer
+
+import (
+	"net"
+	"strings"
+	"testing"
+)
+
+// TestTwoHundredWhoseHeadDoesNotParseIsPushed: a backend that accepted the
+// record answers with a whole 2xx status line and then headers the HTTP
+// client refuses: Content-Length twice (some proxies and frameworks send
+// it so), a control byte in a header's value, headers over 64 KiB, or the
+// connection closed within them. The status line is the answer (DESIGN:
+// success = a 2xx): the record is pushed, not pushed again to every
+// backend for ever (max_retry_times -1), dead-lettered or counted against
+// the backend's breaker. The connection is not used again: what follows on
+// it is not known to be the next answer. A head whose status line is not
+// whole, or is not a 2xx, is still a failed attempt. (Before, every one of
+// these was a transport error, retried.)
+func TestTwoHundredWhoseHeadDoesNotParseIsPushed(t *testing.T) {
+	for _, c := range []struct {
+		name, answer  string
+		pushed, close bool // close: the backend closes its side after the answer
+	}{
+		{"200, Content-Length twice", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok", true, false},
+		{"204, a control byte in a header", "HTTP/1.1 204 No Content\r\nX-A: a\x01b\r\n\r\n", true, false},
+		{"200, headers over 64 KiB", "HTTP/1.1 200 OK\r\nSet-Cookie: s=" + strings.Repeat("x", 70<<10) + "\r\nContent-Length: 0\r\n\r\n", true, false},
+		{"200, closed within the headers", "HTTP/1.1 200 OK\r\nContent-Typ", true, true},
+		{"503, Content-Length twice", "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nno", false, false},
+		{"status line cut", "HTTP/1.1 200", false, true},
+		{"no status line", "200 OK\r\n\r\n", false, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			second := 0
+			p := answerPusher(t, scriptedBackend(t, func(n int, conn net.Conn) {
+				if n == 1 {
+					conn.Write([]byte(c.answer))
+					if c.close {
+						conn.(*net.TCPConn).CloseWrite()
+					}
+					return
+				}
+				second++
+				conn.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+			}), 2000)
+			var buf []byte
+			a := p.push(0, pushRecord(1), &buf)
+			if v, why := judge(a); (v == pushed) != c.pushed {
+				t.Errorf("answered %.60q: verdict %d (%s), want pushed: %v", c.answer, v, why, c.pushed)
+			}
+			// The connection of the broken answer is not used again.
+			if v, why := judge(p.push(0, pushRecord(2), &buf)); v != pushed || second != 1 {
+				t.Errorf("the next push: verdict %d (%s), %d answers of the backend to it, want pushed on a new connection", v, why, second)
+			}
+		})
+	}
+}
