@@ -40,16 +40,18 @@ func TestPushAnsweredWithLargeHeadersIsPushedOnce(t *testing.T) {
 	}
 }
 
-// TestAnswerHeadersOverLimitLoggedWithoutThem: a backend answers with
+// TestAnswerHeadersOverLimitLoggedWithoutThem: a backend answers 503 with
 // headers over 64 KiB. As README says, the attempt fails and is retried as
 // a connection error; its warning says why, and does not quote the
 // answer: the HTTP client's error carried the first and last 200 bytes of
 // the headers (a session cookie the backend sets), logged at every retry.
+// (A 2xx with such headers is a push:
+// TestTwoHundredWhoseHeadDoesNotParseIsPushed.)
 func TestAnswerHeadersOverLimitLoggedWithoutThem(t *testing.T) {
 	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
 	b := newBackend(t, func(_ int, _ push, w http.ResponseWriter) {
 		w.Header().Set("Set-Cookie", "session=s3cr3t-v4lue; "+strings.Repeat("x", 70<<10))
-		w.WriteHeader(200)
+		w.WriteHeader(503)
 	})
 	m := module("m", "t", b.URL)
 	m.WorkerNum = 1

@@ -2,6 +2,7 @@ package ktransfer
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -43,7 +44,8 @@ const answerBodyRead = 64 << 10
 // client's read buffer, which a connection holds only while it reads an
 // answer). fasthttp's default, 4 KiB, failed a 2xx answer with a few
 // cookies or a content security policy as a transport error: the record
-// was pushed again and again. Larger headers still fail the attempt.
+// was pushed again and again. Larger headers fail the attempt unless its
+// status line says 2xx (acceptedHead).
 const answerHeadRead = 64 << 10
 
 // errAnswerHeadTooLarge is an attempt's error when the answer's status line
@@ -495,6 +497,15 @@ func (t pushTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request,
 	br := hc.AcquireReader(conn)
 	defer hc.ReleaseReader(br)
 	if err = readHead(resp, br); err != nil {
+		if code := acceptedHead(br); code != 0 {
+			// The status line, whole, says 2xx; the headers after it do
+			// not parse (Content-Length twice, a control byte, over 64
+			// KiB) or were cut. The backend took the record: a push, not
+			// one to send again. The connection is closed (reuse false):
+			// where this answer ends is not known.
+			resp.SetStatusCode(code)
+			return false, nil
+		}
 		return true, err
 	}
 	// The status and headers are the answer: whatever becomes of the
@@ -554,6 +565,30 @@ func readHead(resp *fasthttp.Response, br *bufio.Reader) error {
 	}
 	return errTooManyInterim
 }
+
+// acceptedHead is the status of an answer whose head failed to parse when
+// what br holds of it begins with a whole status line of a 2xx answer
+// ("HTTP/1.x 2xx …", after empty lines, as fasthttp reads them), else 0.
+func acceptedHead(br *bufio.Reader) int {
+	b, _ := br.Peek(br.Buffered())
+	b = bytes.TrimLeft(b, "\r\n")
+	end := bytes.IndexByte(b, '\n')
+	if end < 0 {
+		return 0 // the status line is not whole
+	}
+	line := bytes.TrimRight(b[:end], "\r")
+	proto, rest, ok := bytes.Cut(line, []byte(" "))
+	if !ok || !bytes.HasPrefix(proto, []byte("HTTP/1.")) {
+		return 0
+	}
+	rest = bytes.TrimLeft(rest, " ")
+	if len(rest) < 3 || rest[0] != '2' || !isDigit(rest[1]) || !isDigit(rest[2]) || (len(rest) > 3 && rest[3] != ' ') {
+		return 0
+	}
+	return 200 + int(rest[1]-'0')*10 + int(rest[2]-'0')
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // maxInterim bounds the interim answers before a final one.
 const maxInterim = 100
