@@ -1,0 +1,39 @@
+package kmonitor_test
+
+import (
+	"io"
+	"testing"
+	"time"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kmonitor"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// TestNothingReadYetCountsAsError: until kmonitor has read a cluster's
+// offsets once (ZooKeeper not reached since the start, or its first
+// reading not done), the zabbix form counts the cluster in
+// kmonitor.errors: no lag line and "errors 0" would tell Zabbix that the
+// cluster has nothing behind. Before, errors stayed 0 for the first
+// session timeout (here 20 s) after the start; zabbix_lld was 503 the
+// while.
+func TestNothingReadYetCountsAsError(t *testing.T) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
+	e := startWith(t, k, func(c *kmonitor.Config) {
+		cl := c.Clusters["test_cluster"]
+		cl.ZKHosts = []string{"127.0.0.1:1"} // nothing listens there
+		cl.ZKSessionTimeoutMs = 20000
+		c.Clusters["test_cluster"] = cl
+	}, io.Discard)
+	for _, q := range []struct{ query, want string }{
+		{"?format=zabbix", "- test_cluster.kmonitor.errors 1\n"},
+		{"?format=zabbix&keys=item", "- kmonitor.errors[test_cluster] 1\n"},
+	} {
+		if code, got := e.get(t, q.query); code != 200 || got != q.want {
+			t.Errorf("/delay%s at the start, ZooKeeper not reached: %d %q, want 200 %q", q.query, code, got, q.want)
+		}
+	}
+	time.Sleep(time.Second)
+	if code, got := e.get(t, "?format=zabbix"); got != "- test_cluster.kmonitor.errors 1\n" {
+		t.Errorf("/delay?format=zabbix a second later: %d %q, want errors 1", code, got)
+	}
+}
