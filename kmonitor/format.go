@@ -151,8 +151,9 @@ func writeString(buf *bytes.Buffer, s string) {
 // quoted when needed); it matches the zabbix_lld macros. A key holding
 // white space is written as one quoted zabbix_sender field (senderField).
 // A cluster in unseen (no ZooKeeper session for longer than its timeout,
-// or no <chroot>/consumers) counts at least one error even when no
-// partition of it is known: a cluster never seen is not a healthy one.
+// no <chroot>/consumers, or not read once since the start) counts at
+// least one error even when no partition of it is known: a cluster never
+// seen is not a healthy one.
 //
 // Dotted keys join names that may hold dots: module "a.b" partition 1 and
 // module "a", topic "b", partition 1 (a module of several topics) make the

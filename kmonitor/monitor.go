@@ -201,12 +201,14 @@ func (m *Monitor) Lags(names ...string) []Lag {
 }
 
 // unseen names the clusters kmonitor cannot see into at now: without a
-// ZooKeeper session for longer than their session timeout, or without
-// <chroot>/consumers (see cluster.setMissing).
+// ZooKeeper session for longer than their session timeout, without
+// <chroot>/consumers (see cluster.setMissing), or not read once since the
+// start (cluster.everReached: until then, only some partitions are known,
+// or none).
 func (m *Monitor) unseen(now time.Time) map[string]bool {
 	down := map[string]bool{}
 	for _, c := range m.clusters {
-		if c.zkProblem(now) != "" || c.missingPath() != "" {
+		if c.zkProblem(now) != "" || c.missingPath() != "" || !c.everReached() {
 			down[c.name] = true
 		}
 	}
