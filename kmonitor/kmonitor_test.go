@@ -534,12 +534,7 @@ func TestZooKeeperGoneLongKeepsPartitionsAsErrors(t *testing.T) {
 // is known, and once a session timeout has passed the zabbix answer must
 // not read as a healthy cluster with no errors.
 func TestZooKeeperNeverReachedCountsAsError(t *testing.T) {
-	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
-	e := startWith(t, k, func(c *kmonitor.Config) {
-		cl := c.Clusters["test_cluster"]
-		cl.ZKHosts = []string{"127.0.0.1:1"} // nothing listens there
-		c.Clusters["test_cluster"] = cl
-	}, io.Discard)
+	e := startZKUnreachable(t, 0)
 	e.eventually(t, "?format=zabbix", "- test_cluster.kmonitor.errors 1\n", 10*time.Second)
 	e.eventually(t, "?format=zabbix&keys=item", "- kmonitor.errors[test_cluster] 1\n", time.Second)
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/kmonitor"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zktest"
@@ -22,12 +21,7 @@ import (
 // cluster's ZooKeeper is unreachable knows none of its partitions: it must
 // not answer the discovery rule an empty list, as if the modules were gone.
 func TestZabbixLLDOfClusterNeverReachedIsNotAnEmptyList(t *testing.T) {
-	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
-	e := startWith(t, k, func(c *kmonitor.Config) {
-		cl := c.Clusters["test_cluster"]
-		cl.ZKHosts = []string{"127.0.0.1:1"} // nothing listens there
-		c.Clusters["test_cluster"] = cl
-	}, io.Discard)
+	e := startZKUnreachable(t, 0)
 	// Once the cluster counts as in error, its partitions are surely unknown.
 	e.eventually(t, "?format=zabbix", "- test_cluster.kmonitor.errors 1\n", 10*time.Second)
 	for _, q := range []string{"?format=zabbix_lld", "?format=zabbix_lld&cluster=test_cluster"} {

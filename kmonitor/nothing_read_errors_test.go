@@ -17,13 +17,7 @@ import (
 // session timeout (here 20 s) after the start; zabbix_lld was 503 the
 // while.
 func TestNothingReadYetCountsAsError(t *testing.T) {
-	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
-	e := startWith(t, k, func(c *kmonitor.Config) {
-		cl := c.Clusters["test_cluster"]
-		cl.ZKHosts = []string{"127.0.0.1:1"} // nothing listens there
-		cl.ZKSessionTimeoutMs = 20000
-		c.Clusters["test_cluster"] = cl
-	}, io.Discard)
+	e := startZKUnreachable(t, 20000)
 	for _, q := range []struct{ query, want string }{
 		{"?format=zabbix", "- test_cluster.kmonitor.errors 1\n"},
 		{"?format=zabbix&keys=item", "- kmonitor.errors[test_cluster] 1\n"},
@@ -36,4 +30,20 @@ func TestNothingReadYetCountsAsError(t *testing.T) {
 	if code, got := e.get(t, "?format=zabbix"); got != "- test_cluster.kmonitor.errors 1\n" {
 		t.Errorf("/delay?format=zabbix a second later: %d %q, want errors 1", code, got)
 	}
+}
+
+// startZKUnreachable starts kmonitor on test_cluster with a ZooKeeper
+// address nothing listens on and a session timeout of sessionMs (0: the
+// test default).
+func startZKUnreachable(t *testing.T, sessionMs int) *env {
+	t.Helper()
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
+	return startWith(t, k, func(c *kmonitor.Config) {
+		cl := c.Clusters["test_cluster"]
+		cl.ZKHosts = []string{"127.0.0.1:1"}
+		if sessionMs > 0 {
+			cl.ZKSessionTimeoutMs = sessionMs
+		}
+		c.Clusters["test_cluster"] = cl
+	}, io.Discard)
 }
