@@ -7,6 +7,7 @@ import (
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kmonitor"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zktest"
 )
 
 // TestNothingReadYetCountsAsError: until kmonitor has read a cluster's
@@ -30,6 +31,20 @@ func TestNothingReadYetCountsAsError(t *testing.T) {
 	if code, got := e.get(t, "?format=zabbix"); got != "- test_cluster.kmonitor.errors 1\n" {
 		t.Errorf("/delay?format=zabbix a second later: %d %q, want errors 1", code, got)
 	}
+}
+
+// TestReadClusterCountsNoErrorBeforeTheNextPoll: once a healthy cluster's
+// offsets are read, its errors go to 0 at once, not one poll_interval_ms
+// later: the poll that began before the reading ended (at the start) did
+// not ask the brokers for the topics read, and the next one waited for its
+// tick, here a minute away; the zabbix form counted the cluster as in
+// error (and zabbix_lld was 503) all that while after every start.
+func TestReadClusterCountsNoErrorBeforeTheNextPoll(t *testing.T) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
+	z := zktest.Start(t)
+	setOffset(t, zktest.Connect(t, z.Addr), "m", "a", "0", "0") // there before kmonitor starts
+	e := startOnZK(t, k, z, func(c *kmonitor.Config) { c.Base.PollIntervalMs = 60000 }, io.Discard)
+	e.eventually(t, "?format=zabbix", "- test_cluster.m.0.delay 0\n- test_cluster.kmonitor.errors 0\n", 15*time.Second)
 }
 
 // startZKUnreachable starts kmonitor on test_cluster with a ZooKeeper
