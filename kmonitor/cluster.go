@@ -49,6 +49,10 @@ type cluster struct {
 	// partitions of a topic whose offsets node records a count and that
 	// have no offset znode are known from then on (state.unstored).
 	polledAfterRead atomic.Bool
+	// readWake (cap 1) has pollEnds poll at once when everRead is set: a
+	// poll that began before it may not have asked for the topics read,
+	// and the next tick can be poll_interval_ms away.
+	readWake chan struct{}
 
 	// missing is the path whose absence the last listing of
 	// <chroot>/consumers met (the chroot itself, or consumers/ in it), ""
@@ -87,6 +91,7 @@ func newCluster(name string, cfg ClusterConfig, base BaseConfig, log *slog.Logge
 		name: name, cfg: cfg, log: log, session: session,
 		poll:     time.Duration(base.PollIntervalMs) * time.Millisecond,
 		state:    newState(time.Duration(base.HistoryMinutes) * time.Minute),
+		readWake: make(chan struct{}, 1),
 		inflight: map[topicPartition]bool{},
 		failed:   map[int32]int{},
 		leaders:  map[topicPartition]int32{},
@@ -378,6 +383,7 @@ func (c *cluster) pollEnds(ctx context.Context) {
 		c.logUnknown(time.Now())
 		select {
 		case <-t.C:
+		case <-c.readWake:
 		case <-ctx.Done():
 			// A broker that does not answer its connection's first
 			// request (ApiVersions) holds kgo's requests past their

@@ -367,7 +367,7 @@ func stopZK(e *env) (restart func(t *testing.T) *zkserver.Server) {
 	e.zk.Stop()
 	return func(t *testing.T) *zkserver.Server {
 		t.Helper()
-		restarted, err := zkserver.Start(zkserver.Config{Dir: dir, Port: p})
+		restarted, err := zkserver.Start(zkserver.Config{Dir: dir, Port: p, MaxSessionMs: zktest.MaxSessionMs})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -555,7 +555,7 @@ func TestZooKeeperSessionExpiry(t *testing.T) {
 	// Session timeout is 4 s: past it, the offsets kmonitor holds are stale.
 	e.eventually(t, "", `{"test_cluster":{"m":{"2":null}}}`+"\n", 10*time.Second)
 
-	fresh, err := zkserver.Start(zkserver.Config{Dir: t.TempDir(), Port: p})
+	fresh, err := zkserver.Start(zkserver.Config{Dir: t.TempDir(), Port: p, MaxSessionMs: zktest.MaxSessionMs})
 	if err != nil {
 		t.Fatal(err)
 	}

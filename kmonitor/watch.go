@@ -385,8 +385,11 @@ func (c *cluster) followOffsets(ctx context.Context, conn *zk.Conn) {
 	client := ctx
 	consumers := path.Join(c.cfg.Chroot, "consumers")
 	read := &firstRead{done: func() {
-		if client.Err() == nil {
-			c.everRead.Store(true)
+		if client.Err() == nil && !c.everRead.Swap(true) {
+			select {
+			case c.readWake <- struct{}{}:
+			default:
+			}
 		}
 	}}
 	c.watchChildren(ctx, conn, folder{path: consumers, root: true, client: client, read: read,

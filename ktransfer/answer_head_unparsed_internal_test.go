@@ -29,6 +29,8 @@ func TestTwoHundredWhoseHeadDoesNotParseIsPushed(t *testing.T) {
 		{"503, Content-Length twice", "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nno", false, false},
 		{"status line cut", "HTTP/1.1 200", false, true},
 		{"no status line", "200 OK\r\n\r\n", false, false},
+		{"not HTTP/1.x", "HTTP/1.10 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok", false, false},
+		{"status code of 4 digits", "HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n", false, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			second := 0

@@ -317,7 +317,7 @@ func TestEveryModuleRejoinsAfterOutage(t *testing.T) {
 	z.Stop()
 	waitFor(t, "partitions dropped", 10*time.Second, func() bool { return held() == 0 })
 	time.Sleep(5 * time.Second) // connection attempts, one a second
-	back, err := zkserver.Start(zkserver.Config{Dir: dir, Port: p})
+	back, err := zkserver.Start(zkserver.Config{Dir: dir, Port: p, MaxSessionMs: zktest.MaxSessionMs})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -328,7 +328,7 @@ func TestRejoinAfterZooKeeperOutage(t *testing.T) {
 	dir := z.Dir
 	z.Stop()
 	waitFor(t, "partitions dropped while ZooKeeper is away", 10*time.Second, func() bool { return len(r.tr.Status()[0].Partitions) == 0 })
-	back, err := zkserver.Start(zkserver.Config{Dir: dir, Port: p})
+	back, err := zkserver.Start(zkserver.Config{Dir: dir, Port: p, MaxSessionMs: zktest.MaxSessionMs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,7 +356,7 @@ func TestRejoinAfterZooKeeperRebuilt(t *testing.T) {
 	_, port, _ := strings.Cut(z.Addr, ":")
 	p, _ := strconv.Atoi(port)
 	z.Stop()
-	fresh, err := zkserver.Start(zkserver.Config{Dir: t.TempDir(), Port: p})
+	fresh, err := zkserver.Start(zkserver.Config{Dir: t.TempDir(), Port: p, MaxSessionMs: zktest.MaxSessionMs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,7 +401,7 @@ func TestHandOverWhileKafkaAway(t *testing.T) {
 	// The refusal is in force before the handover: a metadata request of
 	// the test's own fails. (Waiting for one of the instances' requests
 	// instead proved nothing when the handover needed none in time.)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	_, err := kafkatest.Client(t, e.kafka, e.kc).Request(ctx, kmsg.NewPtrMetadataRequest())
 	cancel()
 	if err == nil || refused.Load() == 0 {

@@ -578,7 +578,7 @@ func acceptedHead(br *bufio.Reader) int {
 	}
 	line := bytes.TrimRight(b[:end], "\r")
 	proto, rest, ok := bytes.Cut(line, []byte(" "))
-	if !ok || !bytes.HasPrefix(proto, []byte("HTTP/1.")) {
+	if !ok || len(proto) != len("HTTP/1.1") || !bytes.HasPrefix(proto, []byte("HTTP/1.")) || !isDigit(proto[7]) {
 		return 0
 	}
 	rest = bytes.TrimLeft(rest, " ")

@@ -50,7 +50,8 @@ func Start(t testing.TB) *zkserver.Server {
 
 // MaxSessionMs is the longest session a server of Start grants: a test
 // whose process must outlast a long stall asks for more than the 10 s of
-// the default ticks. Every other session is granted as asked.
+// the default ticks. Every other session is granted as asked. A test that
+// restarts a server (zkserver.Start on its port) gives it the same.
 const MaxSessionMs = 30000
 
 // serverConfig is the configuration of a server of Start in dir.
