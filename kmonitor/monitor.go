@@ -393,27 +393,19 @@ func (m *Monitor) logShared(k cacheKey, clusters, shared []string) {
 // "<topic>.<partition>" once it has more (a module moved to another topic
 // keeps the old topic's offsets), and back. Zabbix items and readers of
 // the old keys get no more values, and nothing else would say why. Only
-// the clusters rendered are looked at, once read whole since the start:
-// before, a module's topics may have been read only in part.
+// the clusters rendered are looked at.
 func (m *Monitor) logForms(clusters []string, lags []Lag) {
 	now := topicKeyed(lags)
-	read := map[string]bool{}
-	for _, c := range m.clusters {
-		read[c.name] = c.everReached()
-	}
 	var changed [][2]string
 	m.cacheMu.Lock()
 	for k, multi := range now {
-		if !read[k[0]] {
-			continue
-		}
 		if was, ok := m.forms[k]; ok && was != multi {
 			changed = append(changed, k)
 		}
 		m.forms[k] = multi
 	}
 	for k := range m.forms {
-		if _, ok := now[k]; !ok && read[k[0]] && slices.Contains(clusters, k[0]) {
+		if _, ok := now[k]; !ok && slices.Contains(clusters, k[0]) {
 			delete(m.forms, k) // gone: its keys went with it
 		}
 	}
