@@ -14,31 +14,24 @@ import (
 // than one topic in the cluster (so that they do not overwrite each other;
 // the partition is what follows the last dot).
 func moduleKeys(lags []Lag) []string {
-	multi := topicKeyed(lags)
+	type cm struct{ cluster, module string }
+	topics := map[cm]string{}
+	multi := map[cm]bool{}
+	for _, l := range lags {
+		k := cm{l.Cluster, l.Module}
+		if t, ok := topics[k]; ok && t != l.Topic {
+			multi[k] = true
+		}
+		topics[k] = l.Topic
+	}
 	keys := make([]string, len(lags))
 	for i, l := range lags {
 		keys[i] = l.Partition
-		if multi[[2]string{l.Cluster, l.Module}] {
+		if multi[cm{l.Cluster, l.Module}] {
 			keys[i] = l.Topic + "." + l.Partition
 		}
 	}
 	return keys
-}
-
-// topicKeyed tells for every cluster and module of lags whether its keys
-// name the topic: whether it has offsets for more than one topic.
-func topicKeyed(lags []Lag) map[[2]string]bool {
-	topics := map[[2]string]string{}
-	multi := map[[2]string]bool{}
-	for _, l := range lags {
-		k := [2]string{l.Cluster, l.Module}
-		if t, ok := topics[k]; !ok {
-			topics[k], multi[k] = l.Topic, false
-		} else if t != l.Topic {
-			multi[k] = true
-		}
-	}
-	return multi
 }
 
 // sortLags orders by cluster, module, topic, then partition number.

@@ -34,8 +34,7 @@ type Monitor struct {
 
 	cacheMu sync.Mutex
 	cache   map[cacheKey]cached
-	shared  map[string]string  // per set of clusters asked for: the zabbix keys last logged as shared by several partitions
-	forms   map[[2]string]bool // per cluster and module: whether its keys named the topic when last rendered
+	shared  map[string]string // per set of clusters asked for: the zabbix keys last logged as shared by several partitions
 
 	closeOnce sync.Once
 }
@@ -73,7 +72,7 @@ func New(cfg Config, log *slog.Logger) (*Monitor, error) {
 	if err := cfg.Validate(file); err != nil {
 		return nil, err
 	}
-	m := &Monitor{cfg: cfg, log: log, cache: map[cacheKey]cached{}, shared: map[string]string{}, forms: map[[2]string]bool{}}
+	m := &Monitor{cfg: cfg, log: log, cache: map[cacheKey]cached{}, shared: map[string]string{}}
 	addr := net.JoinHostPort(cfg.HTTPServer.ListenHost, strconv.Itoa(cfg.HTTPServer.Port))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -348,9 +347,6 @@ func (m *Monitor) render(k cacheKey, clusters []string) []byte {
 	}
 	var buf bytes.Buffer
 	lags := m.Lags(clusters...)
-	if k.format != "zabbix_lld" && k.keys != "item" {
-		m.logForms(clusters, lags)
-	}
 	switch k.format {
 	case "zabbix":
 		shared := writeZabbix(&buf, clusters, lags, k.keys == "item", m.unseen(now))
@@ -385,38 +381,6 @@ func (m *Monitor) logShared(k cacheKey, clusters, shared []string) {
 	m.cacheMu.Unlock()
 	if changed && s != "" {
 		m.log.Warn("zabbix keys shared by several partitions", "keys", s, "effect", "not sent, counted in kmonitor.errors; keys=item tells them apart")
-	}
-}
-
-// logForms logs a module whose partition keys (in JSON and dotted zabbix
-// keys) change form: "<partition>" while it has offsets of one topic,
-// "<topic>.<partition>" once it has more (a module moved to another topic
-// keeps the old topic's offsets), and back. Zabbix items and readers of
-// the old keys get no more values, and nothing else would say why. Only
-// the clusters rendered are looked at.
-func (m *Monitor) logForms(clusters []string, lags []Lag) {
-	now := topicKeyed(lags)
-	var changed [][2]string
-	m.cacheMu.Lock()
-	for k, multi := range now {
-		if was, ok := m.forms[k]; ok && was != multi {
-			changed = append(changed, k)
-		}
-		m.forms[k] = multi
-	}
-	for k := range m.forms {
-		if _, ok := now[k]; !ok && slices.Contains(clusters, k[0]) {
-			delete(m.forms, k) // gone: its keys went with it
-		}
-	}
-	m.cacheMu.Unlock()
-	for _, k := range changed {
-		form, why := "<partition>", "offsets of one topic"
-		if now[k] {
-			form, why = "<topic>.<partition>", "offsets of more than one topic"
-		}
-		m.log.Warn("partition keys of a module change form", "cluster", k[0], "module", k[1], "keys", form, "reason", why,
-			"effect", "zabbix items and JSON readers of the old keys get no more values; keys=item keys do not change")
 	}
 }
 
