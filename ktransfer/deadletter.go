@@ -450,10 +450,17 @@ func (t *Transfer) deadLetterBatchMax(topic string) int32 {
 	return min(max(limit, minBatchMax), maxBatchMax)
 }
 
+// topicConfig asks the brokers for topic's max.message.bytes and
+// cleanup.policy, within kafkaTimeout.
+func (t *Transfer) topicConfig(ctx context.Context, topic string) (kafkaconf.TopicConfig, error) {
+	ctx, cancel := context.WithTimeout(ctx, kafkaTimeout)
+	defer cancel()
+	return kafkaconf.DescribeTopic(ctx, t.client, topic)
+}
+
 // topicMaxBytes asks the brokers for topic's max.message.bytes, within
 // kafkaTimeout.
 func (t *Transfer) topicMaxBytes(ctx context.Context, topic string) (int32, error) {
-	ctx, cancel := context.WithTimeout(ctx, kafkaTimeout)
-	defer cancel()
-	return kafkaconf.TopicMaxBytes(ctx, t.client, topic)
+	tc, err := t.topicConfig(ctx, topic)
+	return tc.MaxBytes, err
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
 
@@ -165,11 +166,14 @@ func methodSet(cfg Module) map[string]bool {
 	return set
 }
 
-// checkDeadLetterTopic warns when the module's dead_letter_topic does not
-// exist as its run starts: a record given up waits for it (retried, not
-// committed; ktransfer_dead_letter_write_errors_total) until it is
-// created, or until the brokers create it at the first write where they
-// create topics on use.
+// checkDeadLetterTopic warns as the module's run starts when its
+// dead_letter_topic does not exist: a record given up waits for it
+// (retried, not committed; ktransfer_dead_letter_write_errors_total) until
+// it is created, or until the brokers create it at the first write where
+// they create topics on use. And when it is compacted: the brokers refuse
+// a dead letter without a key (INVALID_RECORD), so a record read without
+// one and given up is dropped (logged, ktransfer_dead_letters_dropped_total),
+// and compaction keeps only each key's latest dead letter.
 func (m *module) checkDeadLetterTopic(ctx context.Context) {
 	topic := m.cfg.DeadLetterTopic
 	_, err := m.t.topicDetail(ctx, topic)
@@ -177,8 +181,22 @@ func (m *module) checkDeadLetterTopic(ctx context.Context) {
 	case errors.Is(err, kerr.UnknownTopicOrPartition):
 		m.log.Warn("dead_letter_topic does not exist: records given up wait for it, retried and not committed, until it is created (or created at the first dead letter where the brokers create topics on use)",
 			"dead_letter_topic", topic)
-	case err != nil && ctx.Err() == nil:
-		m.log.Warn("dead_letter_topic not checked", "dead_letter_topic", topic, "err", err)
+		return
+	case err != nil:
+		if ctx.Err() == nil {
+			m.log.Warn("dead_letter_topic not checked", "dead_letter_topic", topic, "err", err)
+		}
+		return
+	}
+	tc, err := m.t.topicConfig(ctx, topic)
+	switch {
+	case tc.Compacted:
+		m.log.Warn("dead_letter_topic is compacted (cleanup.policy compact): Kafka refuses a dead letter without a key, so a record read without one and given up is dropped (logged, ktransfer_dead_letters_dropped_total), and compaction keeps only each key's latest dead letter",
+			"dead_letter_topic", topic)
+	case err != nil && ctx.Err() == nil && !errors.Is(err, kafkaconf.ErrNoMaxBytes):
+		// A principal that may not describe configs: the dead letters are
+		// written all the same.
+		m.log.Info("dead_letter_topic's cleanup.policy not read", "dead_letter_topic", topic, "err", err)
 	}
 }
 
