@@ -1,0 +1,85 @@
+package ktransfer_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
+)
+
+// TestModuleOfAMissingTopicDoesNotStopTheOthers: modules do not affect
+// each other (DESIGN). One module's topic does not exist as the process
+// starts (a typo, a topic created later in a deploy): the process exited
+// 1, its healthy modules with it — under a service manager that restarts
+// it, never running them. The other modules run; the start names the
+// module, its file and the topic, as an error; once the topic is created
+// the module pushes its records.
+func TestModuleOfAMissingTopicDoesNotStopTheOthers(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 2})
+	b := newBackend(t, nil)
+	good, waiting := module("good", "t", b.URL), module("waiting", "later", b.URL)
+	var logs runtest.Log
+	tr, err := ktransfer.New(e.config(t, 0, good, waiting), slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Error("ktransfer still running 20 s after its stop")
+		}
+	}()
+	go func() { done <- tr.Run(ctx) }()
+
+	e.produce(t, "t", [][2]string{{"a", "1"}, {"b", "2"}})
+	pushedOf := func(topic string) int {
+		n := 0
+		for _, p := range b.got() {
+			if p.topic == topic {
+				n++
+			}
+		}
+		return n
+	}
+	for end := time.Now().Add(20 * time.Second); pushedOf("t") < 2; {
+		select {
+		case err := <-done:
+			done <- err // for the deferred wait
+			t.Fatalf("ktransfer ended with a module of a missing topic: %v; want its other modules running", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(end) {
+			t.Fatalf("%d records of t pushed after 20 s, want 2", pushedOf("t"))
+		}
+	}
+	named := false
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "level=ERROR") && strings.Contains(line, "module=waiting") && strings.Contains(line, "topic=later") &&
+			strings.Contains(line, "modules/waiting.yaml") && strings.Contains(line, "does not exist") {
+			named = true
+		}
+	}
+	if !named {
+		t.Errorf("no ERROR naming module waiting, its file and its topic as missing; log:\n%s", logs.String())
+	}
+
+	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc))
+	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer ccancel()
+	if _, err := adm.CreateTopic(cctx, 2, 1, nil, "later"); err != nil {
+		t.Fatalf("create topic later: %v", err)
+	}
+	e.produce(t, "later", [][2]string{{"c", "3"}, {"d", "4"}, {"e", "5"}})
+	waitFor(t, "the records of the topic created later pushed", 30*time.Second, func() bool { return pushedOf("later") >= 3 })
+}
