@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
@@ -63,9 +64,28 @@ func (m *module) coordinate(ctx context.Context, errc chan<- error) {
 	defer poll.Stop()
 	// Not once ctx ended: a module started as the process stops (a
 	// reload's, as Run's stop began) registers and claims nothing.
+	var missingSince, missingSaid time.Time // the module's topic not known to the brokers
 	for ctx.Err() == nil {
-		if err := m.reconcile(ctx, idsDir, ownersDir, errc); err != nil {
+		err := m.reconcile(ctx, idsDir, ownersDir, errc)
+		switch {
+		case errors.Is(err, kerr.UnknownTopicOrPartition):
+			// A typo, or a topic not created yet: said at once and then
+			// every minute, as an error; looked up every second.
+			if missingSince.IsZero() {
+				missingSince = time.Now()
+			}
+			if time.Since(missingSaid) >= time.Minute {
+				m.log.Error("topic does not exist: the module waits for it, looked up every second; the other modules run",
+					"file", m.cfg.File, "for", time.Since(missingSince).Round(time.Second))
+				missingSaid = time.Now()
+			}
+		case err != nil:
 			m.log.Warn("reassignment failed; will retry", "err", err)
+		case !missingSince.IsZero():
+			m.log.Info("topic found: the module starts", "after", time.Since(missingSince).Round(time.Second))
+			missingSince, missingSaid = time.Time{}, time.Time{}
+		}
+		if err != nil {
 			sleep(ctx, time.Second)
 			m.wake()
 		}

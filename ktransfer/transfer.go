@@ -19,6 +19,7 @@ import (
 	"github.com/go-zookeeper/zk"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/daemon"
@@ -496,6 +497,11 @@ func (t *Transfer) Run(ctx context.Context) error {
 			if ctx.Err() != nil { // stopped while starting: not a failure
 				t.log.Info("stopped while starting", "err", err)
 				return t.Close()
+			}
+			if errors.Is(err, kerr.UnknownTopicOrPartition) {
+				// Modules do not affect each other: this one waits for
+				// its topic (coordinate says so), the others run.
+				continue
 			}
 			return fmt.Errorf("module %s: %w", m.cfg.Name, err)
 		}
