@@ -47,6 +47,10 @@ func TestDecode(t *testing.T) {
 		{"unknown key in map value", "by_name:\n  k:\n    cnt: 1\n", []string{"by_name.k.cnt: unknown key"}, nil},
 		{"type error names field and value", "port: abc\n", []string{`f.yaml:1: port: must be an integer, got "abc"`}, nil},
 		{"bool", "enabled: maybe\n", []string{`enabled: must be true or false, got "maybe"`}, nil},
+		// A quoted value is a string whatever it reads as: "got "false""
+		// alone read as a contradiction.
+		{"quoted bool", "enabled: \"false\"\n", []string{`enabled: must be true or false, got "false" in quotes (a string: write it without them)`}, nil},
+		{"quoted integer", "port: '8080'\n", []string{`port: must be an integer, got "8080" in quotes (a string: write it without them)`}, nil},
 		{"list expected", "hosts: 3\n", []string{"hosts: must be a list"}, nil},
 		{"mapping expected", "inner: 3\n", []string{`inner: must be a mapping of keys, got "3"`}, nil},
 		{"every problem at once", "port: x\nfoo: 1\nbar: 2\n", []string{"port:", "foo: unknown", "bar: unknown"}, nil},
