@@ -563,6 +563,10 @@ func describe(n *yaml.Node, t reflect.Type, field string) string {
 	case n.Kind == yaml.MappingNode:
 		return "a mapping"
 	case !holdsSecret(t, field, 0) && !strings.HasPrefix(n.Value, "whsec_") && !secretPair(n.Value):
+		if n.Kind == yaml.ScalarNode && n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 {
+			// "false" or '8080' is a string, whatever it reads as.
+			return fmt.Sprintf("%q in quotes (a string: write it without them)", n.Value)
+		}
 		return fmt.Sprintf("%q", n.Value)
 	}
 	kind := "a value"
