@@ -390,6 +390,13 @@ func waitClientReplaced(t *testing.T, log *logBuffer, limit time.Duration) {
 	if !waitFor(limit, func() bool { return log.count("no zookeeper session; replacing the client") > 0 }) {
 		t.Fatal("the ZooKeeper client was not replaced")
 	}
+	// The first word of a ZooKeeper nothing answers: it names the
+	// addresses, so that a mistyped zk_hosts is seen.
+	for _, line := range strings.Split(log.String(), "\n") {
+		if strings.Contains(line, "replacing the client") && !strings.Contains(line, "zk_hosts=[127.0.0.1:") {
+			t.Errorf("the client's replacement logged without zk_hosts: %s", line)
+		}
+	}
 }
 
 // TestZooKeeperRestart restarts the ZooKeeper server under kmonitor: it
