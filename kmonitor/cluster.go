@@ -177,7 +177,7 @@ func (c *cluster) runClient(ctx context.Context) {
 	select {
 	case <-ctx.Done():
 	case <-stuck:
-		c.log.Warn("no zookeeper session; replacing the client", "for", c.stuckAfter())
+		c.log.Warn("no zookeeper session; replacing the client", "for", c.stuckAfter(), "zk_hosts", c.cfg.ZKHosts)
 	}
 	// Shutdown order: 1. stop the watchers (cancel) and close the client,
 	// which ends its pending calls and its event stream; 2. wait for them.
