@@ -59,7 +59,7 @@ func TestDeadLetterTopicCheckedAtStart(t *testing.T) {
 			!strings.Contains(line, "compacted") || !strings.Contains(line, "without a key")) {
 			t.Errorf("the warning: %s; want a WARN naming module compacted and saying the topic is compacted (no dead letter without a key)", line)
 		}
-		if strings.Contains(line, "dead_letter_topic=dlq ") {
+		if strings.Contains(line+" ", "dead_letter_topic=dlq ") {
 			t.Errorf("an existing, not compacted dead-letter topic warned of: %s", line)
 		}
 	}

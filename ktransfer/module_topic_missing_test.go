@@ -12,6 +12,7 @@ import (
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
 
 // TestModuleOfAMissingTopicDoesNotStopTheOthers: modules do not affect
@@ -19,12 +20,17 @@ import (
 // starts (a typo, a topic created later in a deploy): the process exited
 // 1, its healthy modules with it — under a service manager that restarts
 // it, never running them. The other modules run; the start names the
-// module, its file and the topic, as an error; once the topic is created
-// the module pushes its records.
+// module, its file and the topic, as an error. The waiting module does not
+// register in ids/ meanwhile (the fleet would leave it a share of the
+// partitions it cannot claim). Once the topic is created the module pushes
+// its records, all of them under start_from newest too: every record of
+// the topic came after the module started (newest at the claim skipped
+// those written between the topic's creation and the claim).
 func TestModuleOfAMissingTopicDoesNotStopTheOthers(t *testing.T) {
 	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 2})
 	b := newBackend(t, nil)
 	good, waiting := module("good", "t", b.URL), module("waiting", "later", b.URL)
+	waiting.StartFrom = "newest"
 	var logs runtest.Log
 	tr, err := ktransfer.New(e.config(t, 0, good, waiting), slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
@@ -74,6 +80,11 @@ func TestModuleOfAMissingTopicDoesNotStopTheOthers(t *testing.T) {
 		t.Errorf("no ERROR naming module waiting, its file and its topic as missing; log:\n%s", logs.String())
 	}
 
+	ids := zklayout.ConsumerIDs(e.config(t, 0).ZKChroot, "waiting")
+	if names, _, err := e.conn.Children(ids); err == nil && len(names) > 0 {
+		t.Errorf("%s holds %v while the module waits for its topic; want no registration", ids, names)
+	}
+
 	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc))
 	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer ccancel()
@@ -82,4 +93,12 @@ func TestModuleOfAMissingTopicDoesNotStopTheOthers(t *testing.T) {
 	}
 	e.produce(t, "later", [][2]string{{"c", "3"}, {"d", "4"}, {"e", "5"}})
 	waitFor(t, "the records of the topic created later pushed", 30*time.Second, func() bool { return pushedOf("later") >= 3 })
+	if names, _, err := e.conn.Children(ids); err != nil || len(names) != 1 {
+		t.Errorf("%s: %v %v once the topic exists; want this process registered", ids, names, err)
+	}
+	found := strings.Count(logs.String(), "topic found: the module starts")
+	said := strings.Count(logs.String(), "topic does not exist: the module waits for it")
+	if found != 1 || said != 1 {
+		t.Errorf("logged %d times that the topic is missing and %d times that it was found, want once each (a minute had not passed)", said, found)
+	}
 }
