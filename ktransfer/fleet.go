@@ -73,6 +73,7 @@ func (m *module) coordinate(ctx context.Context, errc chan<- error) {
 			// every minute, as an error; looked up every second.
 			if missingSince.IsZero() {
 				missingSince = time.Now()
+				m.topicLate.Store(missingSince.Add(-time.Minute).UnixMilli())
 			}
 			if time.Since(missingSaid) >= time.Minute {
 				m.log.Error("topic does not exist: the module waits for it, looked up every second; the other modules run",
@@ -81,7 +82,8 @@ func (m *module) coordinate(ctx context.Context, errc chan<- error) {
 			}
 		case err != nil:
 			m.log.Warn("reassignment failed; will retry", "err", err)
-		case !missingSince.IsZero():
+		case !missingSince.IsZero() && m.topicKnown():
+			// Not a reconcile that found no session (nil as well).
 			m.log.Info("topic found: the module starts", "after", time.Since(missingSince).Round(time.Second))
 			missingSince, missingSaid = time.Time{}, time.Time{}
 		}
@@ -202,6 +204,13 @@ func (m *module) reconcile(ctx context.Context, idsDir, ownersDir string, errc c
 	if !up {
 		return nil // without a session nothing is ours; the session watcher wakes us
 	}
+	// The partitions first: a process that cannot read them (its topic
+	// not created yet) does not register, or the others would leave it a
+	// share of them it cannot claim.
+	parts, err := m.t.knownPartitions(ctx, m.cfg.Topic)
+	if err != nil {
+		return err
+	}
 	if err := m.register(idsDir); err != nil {
 		return err
 	}
@@ -210,10 +219,6 @@ func (m *module) reconcile(ctx context.Context, idsDir, ownersDir string, errc c
 		return fmt.Errorf("list %s: %w", idsDir, err)
 	}
 	ids = m.readers(idsDir, ids)
-	parts, err := m.t.knownPartitions(ctx, m.cfg.Topic)
-	if err != nil {
-		return err
-	}
 	owners, unreadable, err := m.owners(ownersDir)
 	if err != nil {
 		return err

@@ -40,6 +40,11 @@ type module struct {
 	committing  atomic.Int64 // of those, the records the commit in flight covers
 	headroom    atomic.Int64 // records acknowledged while the last commit was written
 	lastKick    atomic.Int64 // monoNow() of ack's latest wake-up of the committer
+	// topicLate: when (Unix ms, a minute early for the producers' clocks)
+	// this run found its topic missing (coordinate), 0 if it did not: the
+	// topic was created since, and start_from newest starts a partition
+	// without a stored offset at its first record written since.
+	topicLate atomic.Int64
 
 	sched scheduler // dispatched records → workers
 
@@ -166,6 +171,12 @@ func methodSet(cfg Module) map[string]bool {
 	return set
 }
 
+// topicKnown says whether the module's topic's partitions were read.
+func (m *module) topicKnown() bool {
+	_, ok := m.t.lastPartitions(m.cfg.Topic)
+	return ok
+}
+
 // checkDeadLetterTopic warns as the module's run starts when its
 // dead_letter_topic does not exist: a record given up waits for it
 // (retried, not committed; ktransfer_dead_letter_write_errors_total) until
@@ -196,7 +207,7 @@ func (m *module) checkDeadLetterTopic(ctx context.Context) {
 	case err != nil && ctx.Err() == nil && !errors.Is(err, kafkaconf.ErrNoMaxBytes):
 		// A principal that may not describe configs: the dead letters are
 		// written all the same.
-		m.log.Info("dead_letter_topic's cleanup.policy not read", "dead_letter_topic", topic, "err", err)
+		m.log.Info("dead_letter_topic's configuration not read", "dead_letter_topic", topic, "err", err)
 	}
 }
 

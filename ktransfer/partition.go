@@ -387,7 +387,15 @@ func (p *partition) startOffset(ctx context.Context) (int64, error) {
 		if start, err = p.resolve(ctx, m.cfg.StartFrom); err != nil {
 			return 0, err
 		}
-		if m.cfg.StartFrom == "newest" {
+		switch {
+		case m.cfg.StartFrom == "newest" && m.topicLate.Load() != 0:
+			// The topic was created after this run of the module
+			// started waiting for it: its records came since.
+			if start, err = p.firstSince(ctx, m.topicLate.Load(), start,
+				"the topic was created after the module started waiting for it: start_from newest starts at its first record since"); err != nil {
+				return 0, err
+			}
+		case m.cfg.StartFrom == "newest":
 			if start, err = p.sinceModuleStart(ctx, start); err != nil {
 				return 0, err
 			}
@@ -559,20 +567,29 @@ func (p *partition) sinceModuleStart(ctx context.Context, newest int64) (int64, 
 	if !added {
 		return newest, nil
 	}
+	return p.firstSince(ctx, stat.Ctime, newest,
+		"partition without a stored offset on a topic the module already reads: start_from newest starts at its first record since the module started")
+}
+
+// firstSince is the partition's first record written at or after ms (Unix
+// milliseconds against the records' timestamps), or newest when that is
+// earlier or the brokers cannot list offsets by time; why is logged when
+// it is not newest.
+func (p *partition) firstSince(ctx context.Context, ms, newest int64, why string) (int64, error) {
+	m := p.m
 	since, err := p.listOffsetWith(ctx, func(ctx context.Context) (kadm.ListedOffsets, error) {
-		return m.t.adm.ListOffsetsAfterMilli(ctx, stat.Ctime, m.cfg.Topic)
+		return m.t.adm.ListOffsetsAfterMilli(ctx, ms, m.cfg.Topic)
 	})
 	switch {
 	case err != nil && !kerr.IsRetriable(err):
 		// Brokers that cannot list offsets by time: start_from as it says.
-		p.log.Warn("offset since the module's start unknown; starting at the newest", "offset", newest, "since_ms", stat.Ctime, "err", err)
+		p.log.Warn("offset since the module's start unknown; starting at the newest", "offset", newest, "since_ms", ms, "err", err)
 		return newest, nil
 	case err != nil:
-		return 0, fmt.Errorf("offset of %s/%d since %d: %w", m.cfg.Topic, p.id, stat.Ctime, err)
+		return 0, fmt.Errorf("offset of %s/%d since %d: %w", m.cfg.Topic, p.id, ms, err)
 	}
 	if since < newest {
-		p.log.Info("partition without a stored offset on a topic the module already reads: start_from newest starts at its first record since the module started",
-			"offset", since, "newest", newest, "since_ms", stat.Ctime)
+		p.log.Info(why, "offset", since, "newest", newest, "since_ms", ms)
 		return since, nil
 	}
 	return newest, nil
