@@ -245,3 +245,10 @@ func ZKConn(tr *Transfer) *zk.Conn { return tr.conn() }
 
 // SessionTimeout is the session timeout the server granted.
 func SessionTimeout(tr *Transfer) time.Duration { return tr.sessionTimeout() }
+
+// SessionUp says whether the process holds a ZooKeeper session (what its
+// reassignments go by).
+func SessionUp(tr *Transfer) bool {
+	_, up := tr.session()
+	return up
+}

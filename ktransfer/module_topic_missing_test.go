@@ -12,6 +12,7 @@ import (
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/tcpproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
 
@@ -100,5 +101,43 @@ func TestModuleOfAMissingTopicDoesNotStopTheOthers(t *testing.T) {
 	said := strings.Count(logs.String(), "topic does not exist: the module waits for it")
 	if found != 1 || said != 1 {
 		t.Errorf("logged %d times that the topic is missing and %d times that it was found, want once each (a minute had not passed)", said, found)
+	}
+}
+
+// TestMissingTopicNotFoundByASessionLoss: a module waits for its topic
+// and the process loses its ZooKeeper session a while (its connection
+// frozen past two thirds of the session timeout). A reassignment without a
+// session does nothing and fails nothing; it must not be taken for the
+// topic found (logged "topic found", and the missing topic said again at
+// once when the session came back, not a minute later).
+func TestMissingTopicNotFoundByASessionLoss(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	px, err := tcpproxy.Start(e.zkAdr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { px.Close() })
+	b := newBackend(t, nil)
+	cfg := e.config(t, 3000, module("waiting", "later", b.URL))
+	cfg.ZKHosts = []string{px.Addr()}
+	var logs runtest.Log
+	tr, err := ktransfer.New(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtest.Start(t, tr.Run, 20*time.Second)
+	const said, found = "topic does not exist: the module waits for it", "topic found: the module starts"
+	waitFor(t, "the missing topic logged", 20*time.Second, func() bool { return strings.Contains(logs.String(), said) })
+	px.Freeze()
+	waitFor(t, "the session given up", 20*time.Second, func() bool { return !ktransfer.SessionUp(tr) })
+	time.Sleep(time.Second) // reassignments without a session
+	px.Thaw()
+	waitFor(t, "a session again", 30*time.Second, func() bool { return ktransfer.SessionUp(tr) })
+	time.Sleep(2 * time.Second) // reassignments with it: the topic still missing
+	if n := strings.Count(logs.String(), found); n != 0 {
+		t.Errorf("%q logged %d times while the topic is still missing", found, n)
+	}
+	if n := strings.Count(logs.String(), said); n != 1 {
+		t.Errorf("%q logged %d times within a minute, want once", said, n)
 	}
 }
