@@ -211,3 +211,14 @@ func TestLoadAddr(t *testing.T) {
 		t.Errorf("missing file: addr %q, default %v, err %v; want an error naming it and the default kept", v.Addr, def, err)
 	}
 }
+
+// TestQuotedListNotToldToDropTheQuotes: a quoted string where a list goes
+// is not a list without its quotes either: the hint is for booleans and
+// numbers only.
+func TestQuotedListNotToldToDropTheQuotes(t *testing.T) {
+	var s sample
+	err := config.Decode("f.yaml", []byte("hosts: \"a, b\"\n"), &s)
+	if err == nil || !strings.Contains(err.Error(), `hosts: must be a list, got "a, b"`) || strings.Contains(err.Error(), "in quotes") {
+		t.Errorf("a quoted string for a list: %v; want must be a list, without the quotes hint", err)
+	}
+}
