@@ -563,7 +563,7 @@ func describe(n *yaml.Node, t reflect.Type, field string) string {
 	case n.Kind == yaml.MappingNode:
 		return "a mapping"
 	case !holdsSecret(t, field, 0) && !strings.HasPrefix(n.Value, "whsec_") && !secretPair(n.Value):
-		if n.Kind == yaml.ScalarNode && n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 {
+		if n.Kind == yaml.ScalarNode && n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 && scalarKind(t) {
 			// "false" or '8080' is a string, whatever it reads as.
 			return fmt.Sprintf("%q in quotes (a string: write it without them)", n.Value)
 		}
@@ -579,6 +579,20 @@ func describe(n *yaml.Node, t reflect.Type, field string) string {
 		kind = "true or false"
 	}
 	return kind + " (not shown: it may be a secret)"
+}
+
+// scalarKind says whether t (or what it points to) is a boolean or a
+// number: a value of it written in quotes is right without them.
+func scalarKind(t reflect.Type) bool {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		return true
+	}
+	return false
 }
 
 // secretPair says whether v reads as "Name: value" with a Name like a
