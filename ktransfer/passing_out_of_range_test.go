@@ -25,7 +25,9 @@ func TestPassingOutOfRangeDoesNotWaitForARetriedRecord(t *testing.T) {
 		return e.storedOffset(t, "m", "t", 0) == "9"
 	})
 	injected, _ := e.outOfRangeOnce(10, nil) // 10 is the log end: Kafka has it
-	waitFor(t, "a fetch answered OFFSET_OUT_OF_RANGE", 10*time.Second, injected.Load)
+	// A fetch every fetchMaxWait at most; a loaded CI machine (the race
+	// detector, three test binaries) once went 10 s without one.
+	waitFor(t, "a fetch answered OFFSET_OUT_OF_RANGE", 30*time.Second, injected.Load)
 	e.produce(t, "t", numbered(10, 20, keyEach))
 	deadline := time.Now().Add(10 * time.Second)
 	for pushedFrom(b, 10, 20) < 10 && time.Now().Before(deadline) {
