@@ -83,7 +83,7 @@ func TestReleaseEndsHungDeadLetterWrite(t *testing.T) {
 	cfg := e.config(t, 0, first)
 	cfg.ShutdownTimeoutMs = 300
 	cfg.AdminAddr = "127.0.0.1:0"
-	tr, err := ktransfer.New(cfg, testLog())
+	tr, err := ktransfer.New(cfg, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,7 +55,7 @@ func TestDiscoveredBrokersThroughTheListenerOfTheConfiguredProtocol(t *testing.T
 	b := newBackend(t, nil)
 	cfg := e.config(t, 0, module("m", "t", b.URL))
 	cfg.BrokerHosts = nil
-	tr, err := ktransfer.New(cfg, testLog())
+	tr, err := ktransfer.New(cfg, testLog(t))
 	if err != nil {
 		t.Fatalf("New with brokers discovered in ZooKeeper: %v", err)
 	}

@@ -65,7 +65,7 @@ func TestHandOverCutShortWhenZooKeeperGoesSilent(t *testing.T) {
 	cfg := e.config(t, 4000, ma)
 	cfg.ZKHosts = []string{px.Addr()}
 	cfg.ShutdownTimeoutMs = 60000
-	a, err := ktransfer.New(cfg, testLog())
+	a, err := ktransfer.New(cfg, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}

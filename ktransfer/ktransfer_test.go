@@ -93,7 +93,7 @@ func (e *env) start(t *testing.T, modules ...ktransfer.Module) *running {
 // envZKTimeoutMs).
 func (e *env) startWith(t *testing.T, zkTimeoutMs int, modules ...ktransfer.Module) *running {
 	t.Helper()
-	tr, err := ktransfer.New(e.config(t, zkTimeoutMs, modules...), testLog())
+	tr, err := ktransfer.New(e.config(t, zkTimeoutMs, modules...), testLog(t))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -101,13 +101,49 @@ func (e *env) startWith(t *testing.T, zkTimeoutMs int, modules ...ktransfer.Modu
 	return &running{tr: tr, stop: stop}
 }
 
-// testLog discards the Transfer's log, or writes it to stderr when
-// KTRANSFER_TEST_LOG is set (to read a failing test's story).
-func testLog() *slog.Logger {
+// testLog is a log for a Transfer of test t: its last logTailLines lines
+// are printed when t fails, so that a failure in CI tells its story. With
+// KTRANSFER_TEST_LOG set, every line goes to stderr as it is written.
+func testLog(t testing.TB) *slog.Logger {
 	if os.Getenv("KTRANSFER_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
+	tail := &logTail{}
+	t.Cleanup(func() { // after the Transfer's stop: registered before it
+		if t.Failed() {
+			t.Logf("the last lines of the Transfer's log:\n%s", tail)
+		}
+	})
+	return slog.New(slog.NewTextHandler(tail, nil))
+}
+
+// logTailLines bounds what a failing test prints of a Transfer's log.
+const logTailLines = 300
+
+// logTail keeps the last logTailLines lines written to it (the text
+// handler writes a line at a time).
+type logTail struct {
+	mu    sync.Mutex
+	lines []string
+	first int // where the oldest line is, once lines is full
+}
+
+func (l *logTail) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.lines) < logTailLines {
+		l.lines = append(l.lines, string(p))
+	} else {
+		l.lines[l.first] = string(p)
+		l.first = (l.first + 1) % logTailLines
+	}
+	return len(p), nil
+}
+
+func (l *logTail) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines[l.first:], "") + strings.Join(l.lines[:l.first], "")
 }
 
 // config is a ktransfer configuration reaching e, with the ZooKeeper

@@ -44,7 +44,7 @@ func TestUnreadableOwnerNodeIsNotFree(t *testing.T) {
 	var logA runtest.Log
 	a := e.startAs(t, "2-a", slog.New(slog.NewTextHandler(&logA, nil)), m)
 	waitFor(t, "2-a to own the 3 partitions", 10*time.Second, func() bool { return len(e.owners(t, "m", "t")) == 3 })
-	e.startAs(t, "1-b", testLog(), m)
+	e.startAs(t, "1-b", testLog(t), m)
 	waitFor(t, "2-a holding 0 and 1, 1-b holding 2", 10*time.Second, func() bool {
 		o := e.owners(t, "m", "t")
 		return len(o) == 3 && o["0"] == "2-a" && o["1"] == "2-a" && o["2"] == "1-b"

@@ -71,7 +71,7 @@ func TestReleaseFreesWorkerOfConnectingPush(t *testing.T) {
 	m.WorkerNum = 2
 	cfg := e.config(t, 0, m)
 	cfg.ShutdownTimeoutMs = 300
-	tr, err := ktransfer.New(cfg, testLog())
+	tr, err := ktransfer.New(cfg, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}

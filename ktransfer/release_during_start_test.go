@@ -30,7 +30,7 @@ func TestReleaseDuringStartRetryKeepsRunning(t *testing.T) {
 	}
 	b := newBackend(t, nil)
 	m := module("m", "t", b.URL)
-	tr, err := ktransfer.New(e.config(t, 0, m), testLog())
+	tr, err := ktransfer.New(e.config(t, 0, m), testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}

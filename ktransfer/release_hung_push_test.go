@@ -68,7 +68,7 @@ func TestReleaseFreesWorkerOfHungPush(t *testing.T) {
 	first.WorkerNum = 2
 	cfg := e.config(t, 0, first)
 	cfg.ShutdownTimeoutMs = 300
-	tr, err := ktransfer.New(cfg, testLog())
+	tr, err := ktransfer.New(cfg, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -86,7 +86,7 @@ func startConf(t *testing.T, c confDir, log *slog.Logger) *running {
 		t.Fatalf("LoadConfig: %v", err)
 	}
 	if log == nil {
-		log = testLog()
+		log = testLog(t)
 	}
 	tr, err := ktransfer.New(cfg, log)
 	if err != nil {

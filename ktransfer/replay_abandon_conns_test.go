@@ -54,7 +54,7 @@ func replayInterruptedMidPush(t *testing.T, cfg ktransfer.Config, arrived <-chan
 	}
 	returned := make(chan result, 1)
 	go func() {
-		rep, err := ktransfer.Replay(ctx, cfg, "m", time.Time{}, testLog())
+		rep, err := ktransfer.Replay(ctx, cfg, "m", time.Time{}, testLog(t))
 		returned <- result{rep, err}
 	}()
 	select {

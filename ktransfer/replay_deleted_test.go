@@ -47,7 +47,7 @@ func TestReplayCountsDeadLettersDeletedWhileItWaited(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rep, err := ktransfer.Replay(ctx, e.config(t, 0, m), "m", time.Time{}, testLog())
+	rep, err := ktransfer.Replay(ctx, e.config(t, 0, m), "m", time.Time{}, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}

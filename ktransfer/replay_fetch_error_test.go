@@ -40,7 +40,7 @@ func TestReplayLastingFetchErrorIsNotSpun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	go func() {
-		rep, err := ktransfer.Replay(ctx, e.config(t, 0, m), "m", time.Time{}, testLog())
+		rep, err := ktransfer.Replay(ctx, e.config(t, 0, m), "m", time.Time{}, testLog(t))
 		done <- result{rep, err}
 	}()
 	waitFor(t, "a fetch refused", 10*time.Second, func() bool { return refused.Load() > 0 })

@@ -43,7 +43,7 @@ func TestReplayGivingUpEndsItsHungPush(t *testing.T) {
 	start := time.Now()
 	returned := make(chan error, 1)
 	go func() {
-		_, err := ktransfer.Replay(rctx, cfg, "m", time.Time{}, testLog())
+		_, err := ktransfer.Replay(rctx, cfg, "m", time.Time{}, testLog(t))
 		returned <- err
 	}()
 	select {

@@ -44,7 +44,7 @@ func TestReplayKeepsRecordHeadersNamedLikeOrigin(t *testing.T) {
 	refusals := len(b.got())
 	accepting.Store(true)
 
-	rep, err := ktransfer.Replay(context.Background(), e.config(t, 0, m), "m", time.Time{}, testLog())
+	rep, err := ktransfer.Replay(context.Background(), e.config(t, 0, m), "m", time.Time{}, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,7 @@ func TestReplayInterruptedDuringAHungPush(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		rep, err := ktransfer.Replay(ctx, cfg, "m", time.Time{}, testLog())
+		rep, err := ktransfer.Replay(ctx, cfg, "m", time.Time{}, testLog(t))
 		done <- result{rep, err}
 	}()
 	select {

@@ -53,7 +53,7 @@ func TestReplayOutOfRangeAnswerKeepsItsPlace(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	rep, err := ktransfer.Replay(ctx, e.config(t, 0, m), "m", since, testLog())
+	rep, err := ktransfer.Replay(ctx, e.config(t, 0, m), "m", since, testLog(t))
 	if err != nil {
 		t.Fatalf("replay: %v (%v)", err, rep)
 	}

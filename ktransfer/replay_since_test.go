@@ -32,7 +32,7 @@ func TestReplaySinceBeforeTheEpoch(t *testing.T) {
 	cfg := e.config(t, 0, m)
 	for _, since := range []time.Time{time.UnixMilli(-1).UTC(), time.UnixMilli(-3).UTC(), time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)} {
 		before := len(b.got())
-		rep, err := ktransfer.Replay(context.Background(), cfg, "m", since, testLog())
+		rep, err := ktransfer.Replay(context.Background(), cfg, "m", since, testLog(t))
 		if err != nil {
 			t.Fatalf("-since %v: %v", since.Format(time.RFC3339Nano), err)
 		}

@@ -72,7 +72,7 @@ func TestReplayDeadLetters(t *testing.T) {
 	accepting.Store(true)
 	cfg := e.config(t, 0, m)
 
-	rep, err := ktransfer.Replay(context.Background(), cfg, "m", mid, testLog())
+	rep, err := ktransfer.Replay(context.Background(), cfg, "m", mid, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestReplayDeadLetters(t *testing.T) {
 		}
 	}
 
-	rep, err = ktransfer.Replay(context.Background(), cfg, "m", time.Time{}, testLog())
+	rep, err = ktransfer.Replay(context.Background(), cfg, "m", time.Time{}, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,14 +151,14 @@ func TestReplayRefusals(t *testing.T) {
 		{"nope", `-replay-dead-letters nope: no such module in module_enabled ["plain" "m"]`},
 		{"plain", "-replay-dead-letters plain: modules/plain.yaml sets no dead_letter_topic"},
 	} {
-		if _, err := ktransfer.Replay(context.Background(), cfg, c.module, time.Time{}, testLog()); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := ktransfer.Replay(context.Background(), cfg, c.module, time.Time{}, testLog(t)); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v; want %q", c.module, err, c.want)
 		}
 	}
 	cfg.BrokerHosts = []string{"127.0.0.1:1"}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	if _, err := ktransfer.Replay(ctx, cfg, "m", time.Time{}, testLog()); err == nil || !strings.Contains(err.Error(), "kafka [127.0.0.1:1]: list end offsets of dlq") {
+	if _, err := ktransfer.Replay(ctx, cfg, "m", time.Time{}, testLog(t)); err == nil || !strings.Contains(err.Error(), "kafka [127.0.0.1:1]: list end offsets of dlq") {
 		t.Errorf("Kafka not answering: %v", err)
 	}
 }
@@ -214,7 +214,7 @@ func dlqModule(t *testing.T, respond func(n int, p push, w http.ResponseWriter))
 // within limit.
 func replayWithin(t *testing.T, cfg ktransfer.Config, limit time.Duration) ktransfer.ReplayReport {
 	t.Helper()
-	return replayLogging(t, cfg, limit, testLog())
+	return replayLogging(t, cfg, limit, testLog(t))
 }
 
 // replayLogging is replayWithin logging to log.
@@ -304,7 +304,7 @@ func replayOfThree(t *testing.T, limit time.Duration, faults func(*kafkatest.Fau
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	start := time.Now()
-	rep, err := ktransfer.Replay(ctx, e.config(t, 0, m), "m", time.Time{}, testLog())
+	rep, err := ktransfer.Replay(ctx, e.config(t, 0, m), "m", time.Time{}, testLog(t))
 	t.Logf("replay after %v: %v, err %v; the backend got %d pushes", time.Since(start).Round(time.Millisecond), rep, err, len(b.got()))
 	return rep, err
 }
@@ -423,7 +423,7 @@ func TestReplayBackendDown(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			start := time.Now()
-			rep, err := ktransfer.Replay(ctx, e.config(t, 0, m), "m", time.Time{}, testLog())
+			rep, err := ktransfer.Replay(ctx, e.config(t, 0, m), "m", time.Time{}, testLog(t))
 			t.Logf("replay returned after %v: %v, err %v; the backend got %d pushes",
 				time.Since(start).Round(time.Millisecond), rep, err, len(b.got()))
 			if err != nil || rep.GivenUp != 20 || rep.Replayed != 0 {

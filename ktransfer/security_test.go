@@ -114,7 +114,7 @@ func TestZooKeeperPrivateACL(t *testing.T) {
 func TestZKAuthUserWithColonRefused(t *testing.T) {
 	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
 	e.zkAuth = zklayout.Auth{User: "ktransfer:eu", Password: "zk-pass"}
-	tr, err := ktransfer.New(e.config(t, 0, module("m", "t", "127.0.0.1:1")), testLog())
+	tr, err := ktransfer.New(e.config(t, 0, module("m", "t", "127.0.0.1:1")), testLog(t))
 	if err == nil {
 		tr.Close()
 		t.Fatal(`ktransfer.New accepted zk_auth.user "ktransfer:eu"`)

@@ -76,7 +76,7 @@ func TestTakenOverPartitionStopsWithoutACommit(t *testing.T) {
 // waits until it holds partition 0 of its first module.
 func startClaimingPartition0(t *testing.T, cfg ktransfer.Config) *ktransfer.Transfer {
 	t.Helper()
-	tr, err := ktransfer.New(cfg, testLog())
+	tr, err := ktransfer.New(cfg, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}
