@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
@@ -154,7 +155,8 @@ func (t *Transfer) ConfigStatus() ConfigStatus {
 // Reload reads the configuration files again (LoadConfig) and applies
 // them while Run runs: added modules start; removed ones hand their
 // partitions over and stop; changed ones (any key of their file) do both;
-// the others are not touched. A configuration with any problem is refused,
+// the others are not touched; a module whose topic does not exist yet
+// starts and waits for it. A configuration with any problem is refused,
 // every problem logged, and the running one kept. Keys of ktransfer.yaml
 // other than module_enabled, module_conf_dir and log_level need a restart:
 // a change is logged and the running value kept. It returns why the
@@ -220,7 +222,7 @@ func (t *Transfer) reload(ctx context.Context) (ReloadStatus, error) {
 	st.RestartNeeded = restartKeys(t.cfg, cfg) // logged when the reload is applied
 
 	// Plan: which modules stop, which start; build the new ones (their
-	// topic must exist) before anything is stopped.
+	// topic's brokers must answer) before anything is stopped.
 	running := map[string]*module{}
 	for _, m := range t.liveModules() {
 		running[m.cfg.Name] = m
@@ -242,10 +244,13 @@ func (t *Transfer) reload(ctx context.Context) (ReloadStatus, error) {
 		} else {
 			st.Started = append(st.Started, mc.Name)
 		}
-		if _, err := t.partitions(ctx, mc.Topic); err != nil {
+		if _, err := t.partitions(ctx, mc.Topic); err != nil && !errors.Is(err, kerr.UnknownTopicOrPartition) {
 			errs = append(errs, fmt.Errorf("%s: module %s: %w", mc.File, mc.Name, err))
 			continue
 		}
+		// A topic not created yet is no fault of the configuration: the
+		// module starts and waits for it, as at the process's start
+		// (coordinate says so, as an error).
 		m, err := newModule(mc, t)
 		if err != nil {
 			errs = append(errs, err)

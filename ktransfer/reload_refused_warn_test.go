@@ -4,8 +4,11 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
@@ -14,7 +17,8 @@ import (
 // TestReloadRefusedWarnsOfNoKeyWithoutEffect: a key without effect is
 // warned of when the module starts. A reload that changes module m to
 // such a key (breaker_cooldown_ms without breaker_failures) and adds a
-// module whose topic the brokers do not know is refused: m goes on as it
+// module whose topic the brokers refuse to describe (not authorized) is
+// refused: m goes on as it
 // was, and the log must not warn of a value that is not in use beside the
 // refusal. (Before, the module was built for the reload, warnings and
 // all, and then thrown away.)
@@ -29,9 +33,12 @@ func TestReloadRefusedWarnsOfNoKeyWithoutEffect(t *testing.T) {
 
 	c.enable(t, "", "m", "n")
 	c.module(t, "m", "t", "m", bk.URL, "breaker_cooldown_ms: 7000\n")
-	c.module(t, "n", "no-such-topic", "n", bk.URL, "")
-	if err := r.tr.Reload(context.Background()); err == nil || !strings.Contains(err.Error(), "no-such-topic") {
-		t.Fatalf("reload adding a module of an unknown topic: %v, want refused naming the topic", err)
+	c.module(t, "n", "forbidden", "n", bk.URL, "")
+	var on atomic.Bool
+	on.Store(true)
+	topicMetadataError(t, e, "forbidden", kerr.TopicAuthorizationFailed, &on, 1)
+	if err := r.tr.Reload(context.Background()); err == nil || !strings.Contains(err.Error(), "forbidden") {
+		t.Fatalf("reload adding a module of a topic not described: %v, want refused naming the topic", err)
 	}
 	for _, line := range strings.Split(logs.String(), "\n") {
 		if strings.Contains(line, "no effect") {

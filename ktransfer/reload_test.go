@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
@@ -501,7 +502,7 @@ func TestReloadMetricSeries(t *testing.T) {
 	c.module(t, "m", "t", "m", bk.URL, "")
 	c.module(t, "r", "t2", "r", bk.URL, "breaker_failures: 3\n")
 	c.module(t, "n", "t2", "n", bk.URL, "breaker_failures: 3\n")
-	c.module(t, "bad", "no_such_topic", "bad", bk.URL, "")
+	c.module(t, "bad", "forbidden", "bad", bk.URL, "")
 	r := startConf(t, c, nil)
 	admin := "http://" + r.tr.AdminAddr().String()
 	produceN(t, e, 0, 10)
@@ -525,9 +526,12 @@ func TestReloadMetricSeries(t *testing.T) {
 		t.Errorf("no series of module m, still running: %q", before)
 	}
 
-	c.enable(t, "", "m", "n", "bad") // n is fine, bad's topic does not exist
+	c.enable(t, "", "m", "n", "bad") // n is fine, bad's topic is not described to the process
+	var on atomic.Bool
+	on.Store(true)
+	topicMetadataError(t, e, "forbidden", kerr.TopicAuthorizationFailed, &on, 1)
 	if err := r.tr.Reload(context.Background()); err == nil {
-		t.Fatal("reload with a module on a missing topic not refused")
+		t.Fatal("reload with a module on a topic not described not refused")
 	}
 	if after := moduleSeries(t, admin); !slices.Equal(after, before) {
 		t.Errorf("a refused reload changed /metrics' series:\nbefore %q\nafter  %q", before, after)

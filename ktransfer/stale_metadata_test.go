@@ -20,6 +20,14 @@ import (
 // transient. With every above 1, only every every-th such request reaches
 // that broker; the others reach brokers that are up to date.
 func staleMetadata(t *testing.T, e *env, topic string, on *atomic.Bool, every int) {
+	t.Helper()
+	topicMetadataError(t, e, topic, kerr.UnknownTopicOrPartition, on, every)
+}
+
+// topicMetadataError answers, while on is set, every metadata request
+// that names only topic with code as the topic's error; with every above
+// 1, only every every-th such request.
+func topicMetadataError(t *testing.T, e *env, topic string, code *kerr.Error, on *atomic.Bool, every int) {
 	var asked atomic.Int64
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -46,7 +54,7 @@ func staleMetadata(t *testing.T, e *env, topic string, on *atomic.Bool, every in
 		out.Brokers = brokers
 		st := kmsg.NewMetadataResponseTopic()
 		st.Topic = kmsg.StringPtr(topic)
-		st.ErrorCode = kerr.UnknownTopicOrPartition.Code
+		st.ErrorCode = code.Code
 		out.Topics = append(out.Topics, st)
 		return out, nil, true
 	})
