@@ -23,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/daemon"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
 
 // kafkaTimeout bounds one metadata or offset request to Kafka.
@@ -44,6 +45,9 @@ type Transfer struct {
 	// kafkaOpts are the shared client options (brokers, TLS, SASL, …);
 	// each module reads with a client of its own built from them.
 	kafkaOpts []kgo.Opt
+	// brokersRef names the brokers and where they came from (broker_hosts
+	// of the file, or ZooKeeper's brokers/ids), for a start-up error.
+	brokersRef string
 	// client serves the process: topic metadata and offsets (adm), and
 	// the dead-letter writes.
 	client *kgo.Client
@@ -159,10 +163,15 @@ func NewContext(ctx context.Context, cfg Config, log *slog.Logger) (*Transfer, e
 	}
 	t.answeredSID.Store(t.zk.SessionID())
 	brokers := cfg.BrokerHosts
+	t.brokersRef = fmt.Sprintf("broker_hosts %v", brokers)
+	if cfg.file != "" {
+		t.brokersRef = cfg.file + ": " + t.brokersRef
+	}
 	if len(brokers) == 0 {
 		if brokers, err = discoverBrokers(ctx, t.zk, cfg, log); err != nil {
 			return nil, err
 		}
+		t.brokersRef = fmt.Sprintf("brokers %v, read from %s", brokers, zklayout.BrokerIDs(cfg.ZKChroot))
 	}
 	if t.kafkaOpts, err = cfg.Kafka.Opts("ktransfer", brokers, log); err != nil {
 		return nil, err
@@ -231,7 +240,7 @@ func connectZK(ctx context.Context, cfg Config, log zkLog) (*zk.Conn, <-chan zk.
 	timeout := time.Duration(cfg.ZKTimeoutMs) * time.Millisecond
 	conn, events, err := zk.Connect(cfg.ZKHosts, timeout, zk.WithLogger(log))
 	if err != nil {
-		return nil, nil, fmt.Errorf("zookeeper %v: %w", cfg.ZKHosts, err)
+		return nil, nil, fmt.Errorf("%s: %w", cfg.zkHostsRef(), err)
 	}
 	deadline := time.After(timeout)
 	for {
@@ -246,12 +255,22 @@ func connectZK(ctx context.Context, cfg Config, log zkLog) (*zk.Conn, <-chan zk.
 			}
 		case <-deadline:
 			conn.Close()
-			return nil, nil, fmt.Errorf("zookeeper %v: no session within zk_timeout_ms (%v)", cfg.ZKHosts, timeout)
+			return nil, nil, fmt.Errorf("%s: no ZooKeeper session within zk_timeout_ms (%v)", cfg.zkHostsRef(), timeout)
 		case <-ctx.Done():
 			conn.Close()
-			return nil, nil, fmt.Errorf("zookeeper %v: no session yet: %w", cfg.ZKHosts, context.Cause(ctx))
+			return nil, nil, fmt.Errorf("%s: no ZooKeeper session yet: %w", cfg.zkHostsRef(), context.Cause(ctx))
 		}
 	}
+}
+
+// zkHostsRef names zk_hosts and its value, after the file that set it
+// (none for a configuration built in code), for a start-up error.
+func (c Config) zkHostsRef() string {
+	ref := fmt.Sprintf("zk_hosts %v", c.ZKHosts)
+	if c.file != "" {
+		ref = c.file + ": " + ref
+	}
+	return ref
 }
 
 // conn returns the current ZooKeeper client.
@@ -503,7 +522,11 @@ func (t *Transfer) Run(ctx context.Context) error {
 				// its topic (coordinate says so), the others run.
 				continue
 			}
-			return fmt.Errorf("module %s: %w", m.cfg.Name, err)
+			ref := "module " + m.cfg.Name
+			if m.cfg.File != "" {
+				ref = m.cfg.File + ": " + ref
+			}
+			return fmt.Errorf("%s: %w (%s)", ref, err, t.brokersRef)
 		}
 	}
 	sessionCtx, stopSession := context.WithCancel(context.Background())
