@@ -73,7 +73,7 @@ func (m *module) coordinate(ctx context.Context, errc chan<- error) {
 			// every minute, as an error; looked up every second.
 			if missingSince.IsZero() {
 				missingSince = time.Now()
-				m.topicLate.Store(missingSince.Add(-time.Minute).UnixMilli())
+				m.topicMissing(missingSince)
 			}
 			if time.Since(missingSaid) >= time.Minute {
 				m.log.Error("topic does not exist: the module waits for it, looked up every second; the other modules run",
@@ -82,7 +82,7 @@ func (m *module) coordinate(ctx context.Context, errc chan<- error) {
 			}
 		case err != nil:
 			m.log.Warn("reassignment failed; will retry", "err", err)
-		case !missingSince.IsZero() && m.topicKnown():
+		case !missingSince.IsZero() && m.topicSeen.Load():
 			// Not a reconcile that found no session (nil as well).
 			m.log.Info("topic found: the module starts", "after", time.Since(missingSince).Round(time.Second))
 			missingSince, missingSaid = time.Time{}, time.Time{}
@@ -207,7 +207,10 @@ func (m *module) reconcile(ctx context.Context, idsDir, ownersDir string, errc c
 	// The partitions first: a process that cannot read them (its topic
 	// not created yet) does not register, or the others would leave it a
 	// share of them it cannot claim.
-	parts, err := m.t.knownPartitions(ctx, m.cfg.Topic)
+	parts, err := m.modulePartitions(ctx)
+	if errors.Is(err, kerr.UnknownTopicOrPartition) {
+		m.leaveWhileWaiting(idsDir)
+	}
 	if err != nil {
 		return err
 	}
@@ -425,6 +428,25 @@ func (m *module) readers(idsDir string, ids []string) []string {
 // deregister deletes this instance's ids/ node: the other processes
 // compute the assignment without it at once, and take its partitions as
 // soon as their owner nodes are deleted.
+// leaveWhileWaiting deletes this process's registration for the module
+// while the module waits for its topic: one left by its previous run (a
+// reload changed the topic, and the old run could not deregister, its
+// ZooKeeper session given up and then answered again) would have the
+// other processes leave it a share of the old topic it never claims. It
+// looks first (a read): a delete of no node is a write to ZooKeeper's log,
+// every second while the topic is missing.
+func (m *module) leaveWhileWaiting(idsDir string) {
+	node := path.Join(idsDir, m.t.id)
+	conn := m.t.conn()
+	ok, stat, err := conn.Exists(node)
+	if err != nil || !ok {
+		return // looked again at the next reassignment
+	}
+	if err := conn.Delete(node, stat.Version); err == nil {
+		m.log.Info("registration left by the module's previous run deleted: the module waits for its topic", "instance", m.t.id)
+	}
+}
+
 func (m *module) deregister() error {
 	node := path.Join(zklayout.ConsumerIDs(m.t.cfg.ZKChroot, m.cfg.Name), m.t.id)
 	if err := m.t.conn().Delete(node, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {

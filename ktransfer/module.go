@@ -41,10 +41,14 @@ type module struct {
 	headroom    atomic.Int64 // records acknowledged while the last commit was written
 	lastKick    atomic.Int64 // monoNow() of ack's latest wake-up of the committer
 	// topicLate: when (Unix ms, a minute early for the producers' clocks)
-	// this run found its topic missing (coordinate), 0 if it did not: the
-	// topic was created since, and start_from newest starts a partition
-	// without a stored offset at its first record written since.
+	// the module found its topic missing (as the process or a reload
+	// started it, or coordinate), 0 if it did not: the topic was created
+	// since, and start_from newest starts a partition without a stored
+	// offset at its first record written since.
 	topicLate atomic.Int64
+	// topicSeen: the brokers listed the topic's partitions to this run
+	// since it found the topic missing (modulePartitions).
+	topicSeen atomic.Bool
 
 	sched scheduler // dispatched records → workers
 
@@ -171,10 +175,27 @@ func methodSet(cfg Module) map[string]bool {
 	return set
 }
 
-// topicKnown says whether the module's topic's partitions were read.
-func (m *module) topicKnown() bool {
-	_, ok := m.t.lastPartitions(m.cfg.Topic)
-	return ok
+// topicMissing notes that the module's topic was found missing at
+// since: the first finding counts (start_from newest reads from it).
+func (m *module) topicMissing(since time.Time) {
+	m.topicLate.CompareAndSwap(0, since.Add(-time.Minute).UnixMilli())
+}
+
+// modulePartitions is the module's topic's partition list for a
+// reassignment: the list read last (knownPartitions), but a module that
+// found its topic missing asks the brokers until they list it: the list
+// read last may be of a topic deleted since (read by another module, or
+// the module's previous run), and the module would register and claim
+// partitions of a topic that does not exist.
+func (m *module) modulePartitions(ctx context.Context) ([]int32, error) {
+	if m.topicLate.Load() == 0 || m.topicSeen.Load() {
+		return m.t.knownPartitions(ctx, m.cfg.Topic)
+	}
+	parts, err := m.t.partitions(ctx, m.cfg.Topic)
+	if err == nil {
+		m.topicSeen.Store(true)
+	}
+	return parts, err
 }
 
 // checkDeadLetterTopic warns as the module's run starts when its

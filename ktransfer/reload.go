@@ -244,17 +244,22 @@ func (t *Transfer) reload(ctx context.Context) (ReloadStatus, error) {
 		} else {
 			st.Started = append(st.Started, mc.Name)
 		}
-		if _, err := t.partitions(ctx, mc.Topic); err != nil && !errors.Is(err, kerr.UnknownTopicOrPartition) {
+		_, err := t.partitions(ctx, mc.Topic)
+		missing := errors.Is(err, kerr.UnknownTopicOrPartition)
+		if err != nil && !missing {
 			errs = append(errs, fmt.Errorf("%s: module %s: %w", mc.File, mc.Name, err))
 			continue
 		}
-		// A topic not created yet is no fault of the configuration: the
-		// module starts and waits for it, as at the process's start
-		// (coordinate says so, as an error).
 		m, err := newModule(mc, t)
 		if err != nil {
 			errs = append(errs, err)
 			continue
+		}
+		if missing {
+			// No fault of the configuration: the module starts and waits
+			// for its topic, as at the process's start (coordinate says so,
+			// as an error), from now (the hand-overs below come first).
+			m.topicMissing(time.Now())
 		}
 		built = append(built, m)
 		next = append(next, m)

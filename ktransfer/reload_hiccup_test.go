@@ -164,3 +164,22 @@ func TestReloadChangedModuleHealsAfterSessionGivenUp(t *testing.T) {
 		t.Errorf("cleanup_pending %v for a module changed on the same topic", got)
 	}
 }
+
+// TestReloadRenamedToMissingTopicLeavesAfterSessionGivenUp: a reload
+// changes module r's topic to one not created yet while a's session is
+// given up: r's old run cannot deregister, and its registration names the
+// old topic. The new run waits for its topic and never registered, so the
+// registration stayed once a took its session back: b counted a as a
+// member of r and left a's share of tr unpushed until the new topic was
+// created. The waiting run deletes it, and b pushes all of tr.
+func TestReloadRenamedToMissingTopicLeavesAfterSessionGivenUp(t *testing.T) {
+	f := newHiccupFleet(t)
+	f.giveUpA(t)
+	f.ca.module(t, "r", "later", "r", f.br.URL, "") // r's topic renamed to one not created yet
+	if err := f.a.tr.Reload(context.Background()); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	f.px.Thaw()
+	waitFor(t, "a back (u claimed again)", 20*time.Second, func() bool { return f.held() == 2 })
+	f.bHoldsR(t)
+}

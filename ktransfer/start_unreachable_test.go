@@ -51,6 +51,7 @@ func TestUnreachableBrokersNamedAtStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer tr.Close() // Run's start failure leaves it to the caller
 	err = tr.Run(context.Background())
 	if err == nil {
 		t.Fatal("Run with the brokers unreachable succeeded")

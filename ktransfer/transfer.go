@@ -520,6 +520,7 @@ func (t *Transfer) Run(ctx context.Context) error {
 			if errors.Is(err, kerr.UnknownTopicOrPartition) {
 				// Modules do not affect each other: this one waits for
 				// its topic (coordinate says so), the others run.
+				m.topicMissing(time.Now())
 				continue
 			}
 			ref := "module " + m.cfg.Name
