@@ -425,9 +425,6 @@ func (m *module) readers(idsDir string, ids []string) []string {
 	return out
 }
 
-// deregister deletes this instance's ids/ node: the other processes
-// compute the assignment without it at once, and take its partitions as
-// soon as their owner nodes are deleted.
 // leaveWhileWaiting deletes this process's registration for the module
 // while the module waits for its topic: one left by its previous run (a
 // reload changed the topic, and the old run could not deregister, its
@@ -447,6 +444,9 @@ func (m *module) leaveWhileWaiting(idsDir string) {
 	}
 }
 
+// deregister deletes this instance's ids/ node: the other processes
+// compute the assignment without it at once, and take its partitions as
+// soon as their owner nodes are deleted.
 func (m *module) deregister() error {
 	node := path.Join(zklayout.ConsumerIDs(m.t.cfg.ZKChroot, m.cfg.Name), m.t.id)
 	if err := m.t.conn().Delete(node, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {

@@ -158,7 +158,9 @@ func TestReloadedModuleOfADeletedTopicWaits(t *testing.T) {
 		t.Fatalf("reload adding a module of a deleted topic: %v; want it applied, the module waiting", err)
 	}
 	waitFor(t, "the missing topic logged", 10*time.Second, func() bool {
-		return strings.Contains(logs.String(), "topic does not exist") && strings.Contains(logs.String(), "module=n")
+		return slices.ContainsFunc(strings.Split(logs.String(), "\n"), func(line string) bool {
+			return strings.Contains(line, "topic does not exist") && strings.Contains(line, "module=n")
+		})
 	})
 	time.Sleep(2 * time.Second) // reassignments: none may register or claim
 	ids := zklayout.ConsumerIDs(chroot, "n")
