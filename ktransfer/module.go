@@ -49,6 +49,9 @@ type module struct {
 	// topicSeen: the brokers listed the topic's partitions to this run
 	// since it found the topic missing (modulePartitions).
 	topicSeen atomic.Bool
+	// started holds the partitions (int32) this run started at least
+	// once: topicLate counts for a partition's first start only.
+	started sync.Map
 
 	sched scheduler // dispatched records → workers
 

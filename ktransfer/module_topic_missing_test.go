@@ -141,3 +141,49 @@ func TestMissingTopicNotFoundByASessionLoss(t *testing.T) {
 		t.Errorf("%q logged %d times within a minute, want once", said, n)
 	}
 }
+
+// TestDeletedOffsetNodeAfterTheWaitStartsAtNewest: a module (start_from
+// newest) waited for its topic, which was created and pushed from its
+// first record. Later an operator deletes a partition's offset node to
+// have it start again at the newest record (README, Delivery). The wait's
+// rule — every record of the topic came after the module began waiting —
+// held for the rest of the run: the partition started again at the
+// topic's first record and pushed it all again. It applies to a
+// partition's first start in the run only.
+func TestDeletedOffsetNodeAfterTheWaitStartsAtNewest(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	b := newBackend(t, nil)
+	m := module("m", "later", b.URL)
+	m.StartFrom = "newest"
+	var logs runtest.Log
+	e.startAs(t, "1-a", slog.New(slog.NewTextHandler(&logs, nil)), m)
+	waitFor(t, "the missing topic logged", 20*time.Second, func() bool {
+		return strings.Contains(logs.String(), "topic does not exist: the module waits for it")
+	})
+	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, "later"); err != nil {
+		t.Fatalf("create topic later: %v", err)
+	}
+	e.produce(t, "later", [][2]string{{"a", "a"}, {"b", "b"}, {"c", "c"}})
+	waitFor(t, "the topic's records pushed and committed", 30*time.Second, func() bool { return e.storedOffset(t, "m", "later", 0) == "3" })
+
+	if err := e.conn.Delete(zklayout.Offsets(chroot, "m", "later")+"/0", -1); err != nil {
+		t.Fatal(err)
+	}
+	e.produce(t, "later", [][2]string{{"d", "d"}}) // its commit finds the node gone: the partition starts again
+	waitFor(t, "the partition started again, its start stored", 30*time.Second, func() bool { return e.storedOffset(t, "m", "later", 0) == "4" })
+	time.Sleep(500 * time.Millisecond) // pushes of a restart from the topic's first record, if any
+	for _, v := range []string{"a", "b", "c"} {
+		n := 0
+		for _, p := range b.got() {
+			if p.body == v {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("record %s pushed %d times; want once (an offset node deleted starts the partition at the newest record)", v, n)
+		}
+	}
+}

@@ -388,9 +388,12 @@ func (p *partition) startOffset(ctx context.Context) (int64, error) {
 			return 0, err
 		}
 		switch {
-		case m.cfg.StartFrom == "newest" && m.topicLate.Load() != 0:
+		case m.cfg.StartFrom == "newest" && m.topicLate.Load() != 0 && !p.startedBefore():
 			// The topic was created after this run of the module
-			// started waiting for it: its records came since.
+			// started waiting for it: its records came since. Not for
+			// a partition started before in this run: its offset node
+			// was deleted since (an operator's way to start it again at
+			// the newest record, sinceModuleStart).
 			if start, err = p.firstSince(ctx, m.topicLate.Load(), start,
 				"the topic was created after the module started waiting for it: start_from newest starts at its first record since"); err != nil {
 				return 0, err
@@ -416,10 +419,20 @@ func (p *partition) startOffset(ctx context.Context) (int64, error) {
 	if errors.Is(err, errOffsetMoved) {
 		return 0, fmt.Errorf("%w: %w", errDeposed, err) // written between the read and the write
 	}
+	if err == nil {
+		m.started.Store(p.id, true)
+	}
 	if err == nil && !p.recordPartitions() {
 		go p.retryRecordPartitions(ctx)
 	}
 	return start, err
+}
+
+// startedBefore reports whether the module's run started the partition
+// before (startOffset).
+func (p *partition) startedBefore() bool {
+	_, ok := p.m.started.Load(p.id)
+	return ok
 }
 
 // storedAt records that offset is stored in ZooKeeper as p's next offset
