@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
@@ -86,12 +84,7 @@ func TestModuleOfAMissingTopicDoesNotStopTheOthers(t *testing.T) {
 		t.Errorf("%s holds %v while the module waits for its topic; want no registration", ids, names)
 	}
 
-	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc))
-	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer ccancel()
-	if _, err := adm.CreateTopic(cctx, 2, 1, nil, "later"); err != nil {
-		t.Fatalf("create topic later: %v", err)
-	}
+	e.createTopic(t, "later", 2)
 	e.produce(t, "later", [][2]string{{"c", "3"}, {"d", "4"}, {"e", "5"}})
 	waitFor(t, "the records of the topic created later pushed", 30*time.Second, func() bool { return pushedOf("later") >= 3 })
 	if names, _, err := e.conn.Children(ids); err != nil || len(names) != 1 {
@@ -160,12 +153,7 @@ func TestDeletedOffsetNodeAfterTheWaitStartsAtNewest(t *testing.T) {
 	waitFor(t, "the missing topic logged", 20*time.Second, func() bool {
 		return strings.Contains(logs.String(), "topic does not exist: the module waits for it")
 	})
-	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := adm.CreateTopic(ctx, 1, 1, nil, "later"); err != nil {
-		t.Fatalf("create topic later: %v", err)
-	}
+	e.createTopic(t, "later", 1)
 	e.produce(t, "later", [][2]string{{"a", "a"}, {"b", "b"}, {"c", "c"}})
 	waitFor(t, "the topic's records pushed and committed", 30*time.Second, func() bool { return e.storedOffset(t, "m", "later", 0) == "3" })
 

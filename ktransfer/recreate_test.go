@@ -74,6 +74,18 @@ func (e *env) recreateTopic(t *testing.T, topic string, partitions int32) {
 	}
 }
 
+// createTopic creates topic with partitions, as a deploy does while
+// the processes run.
+func (e *env) createTopic(t *testing.T, topic string, partitions int32) {
+	t.Helper()
+	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if res, err := adm.CreateTopic(ctx, partitions, 1, nil, topic); err != nil || res.Err != nil {
+		t.Fatalf("create topic %s: %v %v", topic, err, res.Err)
+	}
+}
+
 // topicID is topic's id as the brokers give it.
 func (e *env) topicID(t *testing.T, topic string) [16]byte {
 	t.Helper()

@@ -65,12 +65,7 @@ func TestReloadAddsAModuleWaitingForItsTopic(t *testing.T) {
 	e.produce(t, "t", [][2]string{{"a", "1"}, {"b", "2"}})
 	waitFor(t, "module m pushing after the reload", 20*time.Second, func() bool { return pushedTo("/m/") >= 2 })
 
-	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := adm.CreateTopic(ctx, 1, 1, nil, "later"); err != nil {
-		t.Fatalf("create topic later: %v", err)
-	}
+	e.createTopic(t, "later", 1)
 	e.produce(t, "later", [][2]string{{"c", "3"}, {"d", "4"}, {"e", "5"}})
 	waitFor(t, "the records of the topic created after the reload pushed", 30*time.Second, func() bool { return pushedTo("/n/") >= 3 })
 	waitFor(t, "module n's offset committed", 20*time.Second, func() bool { return e.storedOffset(t, "n", "later", 0) == "3" })
@@ -109,12 +104,7 @@ func TestReloadedModuleNewestFromTheReload(t *testing.T) {
 		names, _, err := e.conn.Children(sIDs)
 		return err == nil && len(names) == 0
 	})
-	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := adm.CreateTopic(ctx, 1, 1, nil, "later"); err != nil {
-		t.Fatalf("create topic later: %v", err)
-	}
+	e.createTopic(t, "later", 1)
 	e.produce(t, "later", [][2]string{{"c", "3"}, {"d", "4"}, {"e", "5"}})
 	letGo.Store(true)
 	if err := <-reloaded; err != nil {
