@@ -3,6 +3,7 @@ package ktransfer_test
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -172,6 +173,64 @@ func TestDeletedOffsetNodeAfterTheWaitStartsAtNewest(t *testing.T) {
 		}
 		if n != 1 {
 			t.Errorf("record %s pushed %d times; want once (an offset node deleted starts the partition at the newest record)", v, n)
+		}
+	}
+}
+
+// TestDeletedOffsetNodeAfterTheWaitStartsAtNewestInTheFleet: the same
+// across the fleet. Two processes waited for the topic; an operator
+// deletes a partition's offset node and its owner stops. The other
+// process had never started that partition itself: it took the wait's
+// rule and pushed the partition again from the topic's first record. An
+// offset node of the topic ever deleted (the offsets/<topic> node's
+// children changed by more than their creates) ends the rule for the
+// whole fleet.
+func TestDeletedOffsetNodeAfterTheWaitStartsAtNewestInTheFleet(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	b := newBackend(t, nil)
+	m := module("m", "later", b.URL)
+	m.StartFrom = "newest"
+	var la, lb runtest.Log
+	runs := map[string]*running{
+		"1-a": e.startAs(t, "1-a", slog.New(slog.NewTextHandler(&la, nil)), m),
+		"2-b": e.startAs(t, "2-b", slog.New(slog.NewTextHandler(&lb, nil)), m),
+	}
+	const waiting = "topic does not exist: the module waits for it"
+	waitFor(t, "both processes waiting for the topic", 20*time.Second, func() bool {
+		return strings.Contains(la.String(), waiting) && strings.Contains(lb.String(), waiting)
+	})
+	e.createTopic(t, "later", 2)
+	var recs [][2]string
+	for i := range 20 {
+		recs = append(recs, [2]string{"k" + strconv.Itoa(i), "v" + strconv.Itoa(i)})
+	}
+	e.produce(t, "later", recs)
+	waitFor(t, "the partitions shared, every record pushed and committed", 30*time.Second, func() bool {
+		o0, o1 := e.storedOffset(t, "m", "later", 0), e.storedOffset(t, "m", "later", 1)
+		n0, err0 := strconv.Atoi(o0)
+		n1, err1 := strconv.Atoi(o1)
+		return err0 == nil && err1 == nil && n0+n1 == 20 && len(distinctOwners(e.owners(t, "m", "later"))) == 2
+	})
+
+	if err := e.conn.Delete(zklayout.Offsets(chroot, "m", "later")+"/0", -1); err != nil {
+		t.Fatal(err)
+	}
+	owner := e.owners(t, "m", "later")["0"]
+	if err := runs[owner].stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "partition 0 started again by the other process", 30*time.Second, func() bool {
+		_, err := strconv.Atoi(e.storedOffset(t, "m", "later", 0))
+		return err == nil
+	})
+	time.Sleep(500 * time.Millisecond) // pushes of a restart from the topic's first record, if any
+	pushes := map[string]int{}
+	for _, p := range b.got() {
+		pushes[p.body]++
+	}
+	for body, n := range pushes {
+		if n != 1 {
+			t.Errorf("record %s pushed %d times; want once (an offset node deleted starts the partition at the newest record)", body, n)
 		}
 	}
 }

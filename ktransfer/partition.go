@@ -387,13 +387,20 @@ func (p *partition) startOffset(ctx context.Context) (int64, error) {
 		if start, err = p.resolve(ctx, m.cfg.StartFrom); err != nil {
 			return 0, err
 		}
+		late := m.cfg.StartFrom == "newest" && m.topicLate.Load() != 0 && !p.startedBefore()
+		if late {
+			if late, err = p.noOffsetDeleted(); err != nil {
+				return 0, err
+			}
+		}
 		switch {
-		case m.cfg.StartFrom == "newest" && m.topicLate.Load() != 0 && !p.startedBefore():
+		case late:
 			// The topic was created after this run of the module
 			// started waiting for it: its records came since. Not for
-			// a partition started before in this run: its offset node
-			// was deleted since (an operator's way to start it again at
-			// the newest record, sinceModuleStart).
+			// a partition started before in this run, nor once an
+			// offset node of the topic was deleted: an operator's way to
+			// start a partition again at the newest record
+			// (sinceModuleStart).
 			if start, err = p.firstSince(ctx, m.topicLate.Load(), start,
 				"the topic was created after the module started waiting for it: start_from newest starts at its first record since"); err != nil {
 				return 0, err
@@ -426,6 +433,24 @@ func (p *partition) startOffset(ctx context.Context) (int64, error) {
 		go p.retryRecordPartitions(ctx)
 	}
 	return start, err
+}
+
+// noOffsetDeleted reports whether no offset node of the module's topic
+// was ever deleted, by any process of the fleet or an operator: the
+// children of the offsets/<topic> node changed only by creates, one at
+// each partition's first start (ktransfer deletes none). A partition
+// without an offset node once one was deleted may be that one, started
+// and pushed before.
+func (p *partition) noOffsetDeleted() (bool, error) {
+	dir := zklayout.Offsets(p.m.t.cfg.ZKChroot, p.m.cfg.Name, p.m.cfg.Topic)
+	ok, stat, err := p.m.t.conn().Exists(dir)
+	switch {
+	case err != nil:
+		return false, fmt.Errorf("read %s: %w", dir, err)
+	case !ok:
+		return true, nil
+	}
+	return stat.Cversion <= stat.NumChildren, nil
 }
 
 // startedBefore reports whether the module's run started the partition
