@@ -306,8 +306,10 @@ func TestExpectContinueOnKeptAliveConnection(t *testing.T) {
 		p := startProxy(t, c, func(cfg *kproxy.Config) {
 			// write_timeout_ms is what the test is about; read_timeout_ms
 			// leaves the test's goroutine time to send the body after the
-			// 100 on a loaded machine.
-			cfg.WriteTimeoutMs, cfg.ReadTimeoutMs = 100, 1000
+			// 100 on a loaded machine. At 100 ms the first answer itself
+			// missed its write deadline once in CI (the connection closed
+			// with no answer): 500, and a pause past it below.
+			cfg.WriteTimeoutMs, cfg.ReadTimeoutMs = 500, 2000
 			cfg.ReleaseIdleBuffers = release
 		})
 		addr := strings.TrimPrefix(p.url, "http://")
@@ -332,7 +334,7 @@ func TestExpectContinueOnKeptAliveConnection(t *testing.T) {
 		if code := answer("first request"); code != 200 {
 			t.Fatalf("release_idle_buffers %v, first request: %d, want 200", release, code)
 		}
-		time.Sleep(300 * time.Millisecond) // the client's pause between two posts: past write_timeout_ms
+		time.Sleep(900 * time.Millisecond) // the client's pause between two posts: past write_timeout_ms
 		io.WriteString(conn, "POST /commit?topic=orders HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
 		if code := answer("second request's headers"); code != 100 {
 			t.Fatalf("release_idle_buffers %v, second request: first answer %d, want 100 Continue", release, code)

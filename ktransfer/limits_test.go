@@ -89,7 +89,9 @@ func TestRateLimitHeld(t *testing.T) {
 
 // TestRateLimitCountsRetries: every record's first push fails; the
 // retries take tokens too, so the backend sees rate_limit requests a
-// second, not twice that.
+// second, not twice that. The ceiling is the promise; the floor is -40%,
+// as TestRateLimitHeld's and for its reason (128 of 150 in a CI run on a
+// loaded machine, the process held up 0 s by stallWatch's count).
 func TestRateLimitCountsRetries(t *testing.T) {
 	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 4})
 	produceN(t, e, 0, 300)
@@ -108,8 +110,8 @@ func TestRateLimitCountsRetries(t *testing.T) {
 	e.start(t, m)
 	n, stalled := pushesInFirst(t, b, 3*time.Second)
 	t.Logf("%d requests (first attempts and retries) in 3 s at rate_limit 50 (burst 5); the process held up %v", n, stalled.Round(time.Millisecond))
-	if floor := int(135 - 50*stalled.Seconds()); n < floor || n > 165 {
-		t.Errorf("%d requests in 3 s (the process held up %v), want 150 ±10%%: retries must take tokens", n, stalled.Round(time.Millisecond))
+	if floor := int(90 - 50*stalled.Seconds()); n < floor || n > 165 {
+		t.Errorf("%d requests in 3 s (the process held up %v), want 150 -40%% +10%%: retries must take tokens", n, stalled.Round(time.Millisecond))
 	}
 }
 
