@@ -163,16 +163,22 @@ func TestDeletedOffsetNodeAfterTheWaitStartsAtNewest(t *testing.T) {
 	}
 	e.produce(t, "later", [][2]string{{"d", "d"}}) // its commit finds the node gone: the partition starts again
 	waitFor(t, "the partition started again, its start stored", 30*time.Second, func() bool { return e.storedOffset(t, "m", "later", 0) == "4" })
-	time.Sleep(500 * time.Millisecond) // pushes of a restart from the topic's first record, if any
-	for _, v := range []string{"a", "b", "c"} {
-		n := 0
-		for _, p := range b.got() {
-			if p.body == v {
-				n++
-			}
-		}
+	eachPushedOnce(t, b)
+}
+
+// eachPushedOnce waits for the pushes of a partition started again from
+// its topic's first record, if any, and fails for each record pushed
+// more than once.
+func eachPushedOnce(t *testing.T, b *backend) {
+	t.Helper()
+	time.Sleep(500 * time.Millisecond)
+	pushes := map[string]int{}
+	for _, p := range b.got() {
+		pushes[p.body]++
+	}
+	for body, n := range pushes {
 		if n != 1 {
-			t.Errorf("record %s pushed %d times; want once (an offset node deleted starts the partition at the newest record)", v, n)
+			t.Errorf("record %s pushed %d times; want once (an offset node deleted starts the partition at the newest record)", body, n)
 		}
 	}
 }
@@ -223,14 +229,5 @@ func TestDeletedOffsetNodeAfterTheWaitStartsAtNewestInTheFleet(t *testing.T) {
 		_, err := strconv.Atoi(e.storedOffset(t, "m", "later", 0))
 		return err == nil
 	})
-	time.Sleep(500 * time.Millisecond) // pushes of a restart from the topic's first record, if any
-	pushes := map[string]int{}
-	for _, p := range b.got() {
-		pushes[p.body]++
-	}
-	for body, n := range pushes {
-		if n != 1 {
-			t.Errorf("record %s pushed %d times; want once (an offset node deleted starts the partition at the newest record)", body, n)
-		}
-	}
+	eachPushedOnce(t, b)
 }
