@@ -519,8 +519,7 @@ func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, j *batchJob, d
 // to the spool when the topic spools (spool.go); a record of a spool=0
 // batch is refused then (spoolOvertake), as /commit does.
 func (s *Server) gateBatchRecord(cl *kgo.Client, c *batchCall, it *batchItem) {
-	g := s.spool.gate(it.rec.Topic)
-	g.mu.Lock()
+	g := s.spool.lockGate(it.rec.Topic)
 	if !s.spool.directLocked(g) {
 		if c.job.noSpool {
 			g.mu.Unlock()

@@ -46,3 +46,17 @@ func SetCompactedRecheck(t interface{ Cleanup(func()) }, d time.Duration) {
 // MissingTTL is how long a topic the brokers said does not exist is
 // answered 404 without asking them again.
 const MissingTTL = missingTTL
+
+// SpoolGates is how many topics srv's spool keeps a gate for.
+func SpoolGates(srv *Server) int {
+	srv.spool.gatesMu.Lock()
+	defer srv.spool.gatesMu.Unlock()
+	return len(srv.spool.gates)
+}
+
+// gate returns topic's gate, unlocked.
+func (s *spooler) gate(topic string) *gate {
+	g := s.lockGate(topic)
+	g.mu.Unlock()
+	return g
+}

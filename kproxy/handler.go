@@ -593,8 +593,7 @@ func (s *Server) awaitRecord(ctx *fasthttp.RequestCtx, p *pending) (code int, an
 // or to the spool when the topic spools; answered tells that the request
 // was answered (code) and p released.
 func (s *Server) gateCommit(ctx *fasthttp.RequestCtx, p *pending, noSpool bool) (code int, answered bool) {
-	g := s.spool.gate(p.rec.Topic)
-	g.mu.Lock()
+	g := s.spool.lockGate(p.rec.Topic)
 	if !s.spool.directLocked(g) {
 		if noSpool {
 			g.mu.Unlock()

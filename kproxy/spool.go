@@ -117,6 +117,9 @@ type spooler struct {
 
 	gatesMu sync.Mutex
 	gates   map[string]*gate
+	// gatesSweep is the count of gates at which the next gate made first
+	// frees those holding nothing (sweepGatesLocked).
+	gatesSweep int
 	// relinked counts the records a flip took whose copy the spool
 	// refused, linked in their gates again until kgo answers them
 	// (relinkLocked): while any is, the appender holds the records of
@@ -212,6 +215,9 @@ type gate struct {
 	// relinked is the spooler's count of records linked again
 	// (spooler.relinked).
 	relinked *atomic.Int64
+	// freed: taken out of the spooler's gates, holding nothing
+	// (sweepGatesLocked); lockGate takes the topic's gate anew.
+	freed bool
 }
 
 // gateRec is a record handed to kgo under its topic's gate (pending's and
@@ -314,7 +320,7 @@ func openSpooler(ctx context.Context, cfg Config, log *slog.Logger, ps *producer
 	}
 	afterD := time.Duration(cfg.SpoolAfterMs) * time.Millisecond
 	s := &spooler{sp: sp, log: log, after: newDeadlines(afterD), afterD: afterD,
-		drainC: drainC, drainTopics: map[string]bool{}, drainOpts: drainOpts, smallOpts: smallOpts, wait: &chunkWait{}, check: check, gates: map[string]*gate{}, wake: make(chan struct{}, 1),
+		drainC: drainC, drainTopics: map[string]bool{}, drainOpts: drainOpts, smallOpts: smallOpts, wait: &chunkWait{}, check: check, gates: map[string]*gate{}, gatesSweep: minGatesSweep, wake: make(chan struct{}, 1),
 		parked: map[string]*parkedTopic{}, parkBudget: maxParkedBytes, pause: map[string]time.Duration{},
 		errLog: sampled{log: log, every: time.Second}, readLog: sampled{log: log, every: 10 * time.Second}}
 	s.onDrained = s.drained
@@ -476,16 +482,55 @@ func (s *spooler) close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (s *spooler) gate(topic string) *gate {
-	s.gatesMu.Lock()
-	defer s.gatesMu.Unlock()
-	g := s.gates[topic]
-	if g == nil {
-		g = &gate{topic: topic, relinked: &s.relinked}
-		g.gen, g.cancel = context.WithCancel(context.Background())
-		s.gates[topic] = g
+// lockGate returns topic's gate, g.mu held.
+func (s *spooler) lockGate(topic string) *gate {
+	for {
+		s.gatesMu.Lock()
+		g := s.gates[topic]
+		if g == nil {
+			if len(s.gates) >= s.gatesSweep {
+				s.sweepGatesLocked()
+			}
+			g = &gate{topic: topic, relinked: &s.relinked}
+			g.gen, g.cancel = context.WithCancel(context.Background())
+			s.gates[topic] = g
+		}
+		s.gatesMu.Unlock()
+		g.mu.Lock()
+		if !g.freed {
+			return g
+		}
+		g.mu.Unlock() // freed meanwhile: the topic's next gate
 	}
-	return g
+}
+
+// minGatesSweep is the fewest gates kept before the first sweep.
+const minGatesSweep = 256
+
+// sweepGatesLocked frees the gates holding nothing (s.gatesMu held): a
+// gate is made for every topic a record names, and with Kafka away that
+// is any name a client sends, spooled or refused. A gate holds nothing
+// when no record of it is in kgo, queued for the spool, held or let go,
+// its topic has nothing in the spool and no blind mark stands: its next
+// record would find it as directLocked leaves a gate that spooled, so a
+// new one stands for it. One in use (its lock held) is kept. The next
+// sweep comes once the gates kept have doubled (256 at least), so that
+// sweeps cost about one look per gate made.
+func (s *spooler) sweepGatesLocked() {
+	now := time.Now()
+	for topic, g := range s.gates {
+		if !g.mu.TryLock() {
+			continue
+		}
+		if g.out == 0 && g.queued == 0 && len(g.held) == 0 && !g.released &&
+			!now.Before(g.blindUntil) && s.sp.Pending(topic) == 0 {
+			g.freed = true
+			g.cancel()
+			delete(s.gates, topic)
+		}
+		g.mu.Unlock()
+	}
+	s.gatesSweep = max(minGatesSweep, 2*len(s.gates))
 }
 
 // directLocked tells, g.mu held, whether a new record of g's topic goes to
@@ -536,8 +581,7 @@ func (s *spooler) directLocked(g *gate) bool {
 // refuse every spool=0 record and atomic batch of it until a record that
 // may spool comes.
 func (s *spooler) blind(topic string, after, dl context.Context) bool {
-	g := s.gate(topic)
-	g.mu.Lock()
+	g := s.lockGate(topic)
 	spooling := g.spooling || time.Now().Before(g.blindUntil) || s.sp.Pending(topic) > 0
 	g.mu.Unlock()
 	if !spooling {
@@ -550,7 +594,7 @@ func (s *spooler) blind(topic string, after, dl context.Context) bool {
 		}
 	}
 	until, _ := dl.Deadline() // every record's has one
-	g.mu.Lock()
+	g = s.lockGate(topic)     // freed while it waited, had it nothing
 	if until.After(g.blindUntil) {
 		g.blindUntil = until
 	}

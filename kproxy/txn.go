@@ -529,8 +529,7 @@ func (s *Server) spoolingRecord(j *batchJob) int {
 		if i > 0 && name == j.recs[i-1].name {
 			continue
 		}
-		g := s.spool.gate(name)
-		g.mu.Lock()
+		g := s.spool.lockGate(name)
 		direct := s.spool.directLocked(g)
 		g.mu.Unlock()
 		if !direct {
