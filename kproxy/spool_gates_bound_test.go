@@ -5,7 +5,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -69,13 +68,7 @@ func TestSpoolGatesOfRefusedTopicsFreed(t *testing.T) {
 	}
 
 	k.Restart()
-	deadline := time.Now().Add(30 * time.Second)
-	for p.metric(t, "kproxy_spool_records") != "0" {
-		if time.Now().After(deadline) {
-			t.Fatalf("the spooled record not drained: kproxy_spool_records %s", p.metric(t, "kproxy_spool_records"))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	spoolEmpty(t, p)
 	if n := endOffsets(t, k.Cluster(), topic); n != 1 {
 		t.Errorf("%d records of the drained topic in kafka, want the spooled one", n)
 	}
