@@ -158,14 +158,27 @@ func (t *template) dotSegment(v uriVars) bool {
 	for _, p := range t.parts {
 		switch p.kind {
 		case litText:
-			for i := range len(p.text) {
-				switch c := p.text[i]; c {
-				case '?':
+			for i := 0; i < len(p.text); i++ {
+				switch c := p.text[i]; {
+				case c == '?':
 					return s.end()
-				case '/':
+				case c == '/' || c == '\\' || c == '%' && encodedSeparator(p.text[i+1:]):
+					// The template's own %2F and %5C separate too, for a
+					// server that decodes them first (addValue).
+					if c == '%' {
+						i += 2
+					}
 					if s.end() {
 						return true
 					}
+				case c == ';':
+					// Path parameters follow, which servers (Tomcat,
+					// Spring) strip before they resolve dot segments:
+					// the segment is what stands before.
+					if s.dot() {
+						return true
+					}
+					s.params = true
 				default:
 					s.add(c)
 				}
@@ -193,9 +206,13 @@ type segment struct {
 	b       [6]byte
 	n       int
 	touched bool // a key or method is in it
+	params  bool // past a ';' of the template's: what follows is not looked at
 }
 
 func (s *segment) add(c byte) {
+	if s.params {
+		return
+	}
 	if s.n < len(s.b) {
 		s.b[s.n] = c
 	}
@@ -237,9 +254,21 @@ func addValue[T string | []byte](s *segment, b T) bool {
 // end reports whether the segment ending is a dot segment a key or method
 // made, and starts the next.
 func (s *segment) end() bool {
-	dot := s.touched && s.n <= len(s.b) && isDotSegment(s.b[:s.n])
+	dot := s.dot()
 	*s = segment{}
 	return dot
+}
+
+// dot reports whether the segment so far is a dot segment a key or method
+// made.
+func (s *segment) dot() bool {
+	return s.touched && !s.params && s.n <= len(s.b) && isDotSegment(s.b[:s.n])
+}
+
+// encodedSeparator reports whether rest, what follows a '%', makes it %2F
+// or %5C (any case): '/' and '\' escaped.
+func encodedSeparator(rest string) bool {
+	return len(rest) >= 2 && (rest[0] == '2' && rest[1]|0x20 == 'f' || rest[0] == '5' && rest[1]|0x20 == 'c')
 }
 
 // isDotSegment reports whether seg is "." or ".." once %2E (any case) is

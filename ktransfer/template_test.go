@@ -91,6 +91,19 @@ func TestDotSegment(t *testing.T) {
 		{"/users/{#KEY}", ".../x", "m", false},
 		{"/users/{#KEY}y", "x/..", "m", false}, // "..y"
 		{"/users/{#KEY}?k=1", "x/@/..", "m", true},
+		// The template's own %2F, %5C and '\' separate segments for such
+		// a server too, and a ';' starts path parameters, which Tomcat and
+		// Spring strip before they resolve dot segments.
+		{"/users/{#KEY}%2Fprofile", "..", "m", true},
+		{"/api%2f{#KEY}/x", "..", "m", true},
+		{"/users/{#KEY}%5Cprofile", "..", "m", true},
+		{"/users/{#KEY}%5cprofile", ".", "m", true},
+		{`/users\{#KEY}/x`, "..", "m", true},
+		{"/{#KEY};v=1/x", "..", "m", true},
+		{"/x;{#KEY}/y", "..", "m", false},       // a parameter's value
+		{"/users/{#KEY}%2Gx", "..", "m", false}, // "..%2Gx": no separator
+		{"/users/{#KEY}%2Fprofile", "k", "m", false},
+		{"/a%2F..%2F{#KEY}", "k", "m", false}, // the template's own dots
 	} {
 		tp, err := parseTemplate(tc.tmpl)
 		if err != nil {
