@@ -149,7 +149,11 @@ const upperHex = "0123456789ABCDEF"
 // rendered path "." or ".." (a dot also written %2E): a server that
 // normalizes paths resolves it, and the push would reach another path than
 // the template names. Segments made of the template's own text alone are
-// the operator's: not looked at.
+// the operator's: not looked at. The rendered path is read as the servers
+// in front of a backend may read it: nginx decodes %2F, %5C and %3B before
+// it resolves dot segments, and Tomcat and Spring strip path parameters
+// (from a ';' on) first; a %XX counts as decoded whether the template, a
+// value or both wrote it ("/u/%2{#KEY}" and the key "F..").
 func (t *template) dotSegment(v uriVars) bool {
 	if !t.valueInPath {
 		return false
@@ -158,33 +162,21 @@ func (t *template) dotSegment(v uriVars) bool {
 	for _, p := range t.parts {
 		switch p.kind {
 		case litText:
-			for i := 0; i < len(p.text); i++ {
-				switch c := p.text[i]; {
-				case c == '?':
+			for i := range len(p.text) {
+				c := p.text[i]
+				if c == '?' {
 					return s.end()
-				case c == '/' || c == '\\' || c == '%' && encodedSeparator(p.text[i+1:]):
-					// The template's own %2F and %5C separate too, for a
-					// server that decodes them first (addValue).
-					if c == '%' {
-						i += 2
-					}
-					if s.end() {
-						return true
-					}
-				case c == ';':
-					// Path parameters follow, which servers (Tomcat,
-					// Spring) strip before they resolve dot segments:
-					// the segment is what stands before.
-					if s.dot() {
-						return true
-					}
-					s.params = true
-				default:
-					s.add(c)
+				}
+				if s.add(c, false) {
+					return true
 				}
 			}
 		case phTopic:
-			addBytes(&s, v.topic)
+			for i := range len(v.topic) {
+				if s.add(v.topic[i], false) {
+					return true
+				}
+			}
 		case phKey:
 			if addValue(&s, v.key) {
 				return true
@@ -194,7 +186,7 @@ func (t *template) dotSegment(v uriVars) bool {
 				return true
 			}
 		default:
-			s.add('0') // a number: digits, never a dot
+			s.add('0', false) // a number: digits, never a dot
 		}
 	}
 	return s.end()
@@ -206,31 +198,65 @@ type segment struct {
 	b       [6]byte
 	n       int
 	touched bool // a key or method is in it
-	params  bool // past a ';' of the template's: what follows is not looked at
+	params  bool // past a ';': what follows is not looked at
+	// esc counts the bytes of a %XX under way ('%', then its first hex
+	// digit, hex); escValue: a key or method gave one of them.
+	esc      int
+	hex      byte
+	escValue bool
 }
 
-func (s *segment) add(c byte) {
+// add adds c, the next byte of the rendered path (value: a key's or
+// method's, sent as it is), and reports whether it ends a dot segment a
+// key or method made.
+func (s *segment) add(c byte, value bool) bool {
+	s.touched = s.touched || value
+	switch {
+	case c == '/' || c == '\\':
+		return s.end()
+	case c == ';':
+		return s.param()
+	case c == '%':
+		s.esc, s.escValue = 1, value
+	case s.esc == 1 && hexVal(c) >= 0:
+		s.esc, s.hex, s.escValue = 2, c, s.escValue || value
+	case s.esc == 2 && hexVal(c) >= 0:
+		s.esc = 0
+		switch byte(hexVal(s.hex)<<4 | hexVal(c)) {
+		case '/', '\\', ';':
+			// Decoded, a separator or a ';': the segment is what came
+			// before its '%', and a key or method that wrote part of it
+			// chose where the segment ends.
+			if !s.params {
+				s.n -= 2
+			}
+			s.touched = s.touched || value || s.escValue
+			if hexVal(s.hex) == 3 {
+				return s.param()
+			}
+			return s.end()
+		}
+	default:
+		s.esc = 0
+	}
 	if s.params {
-		return
+		return false
 	}
 	if s.n < len(s.b) {
 		s.b[s.n] = c
 	}
 	s.n++
-}
-
-func addBytes[T string | []byte](s *segment, b T) {
-	for i := range len(b) {
-		s.add(b[i])
-	}
+	return false
 }
 
 // addValue adds a key or method as render escapes it, and reports whether
 // a segment it ends is a dot segment. A '/' or '\' in it is escaped (%2F,
 // %5C), but a server that decodes them before it resolves dot segments
 // (nginx does) reads a separator: the parts on either side are segments
-// of their own ("/users/..%2Fadmin" reaches /admin there). Any other byte
-// to escape makes its segment no dot segment wherever it stands: its
+// of their own ("/users/..%2Fadmin" reaches /admin there); so is a ';'
+// (%3B): nginx passes it on decoded to a backend that strips path
+// parameters (Tomcat: "/users/..%3Bx" reaches /users/.. there). Any other
+// byte to escape makes its segment no dot segment wherever it stands: its
 // escaped form has a %XX that is not %2E ('.' is never escaped), which no
 // dot segment holds; it is counted, not copied.
 func addValue[T string | []byte](s *segment, b T) bool {
@@ -242,10 +268,17 @@ func addValue[T string | []byte](s *segment, b T) bool {
 				return true
 			}
 			s.touched = true
+		case c == ';':
+			if s.param() {
+				return true
+			}
 		case !unreserved(c):
 			s.n += len(s.b) + 1
+			s.esc = 0
 		default:
-			s.add(c)
+			if s.add(c, true) {
+				return true
+			}
 		}
 	}
 	return false
@@ -259,16 +292,32 @@ func (s *segment) end() bool {
 	return dot
 }
 
+// param reports whether the segment before a ';' is a dot segment a key
+// or method made; what follows, up to the next separator, is a path
+// parameter, not looked at.
+func (s *segment) param() bool {
+	if s.dot() {
+		return true
+	}
+	s.params, s.esc = true, 0
+	return false
+}
+
 // dot reports whether the segment so far is a dot segment a key or method
 // made.
 func (s *segment) dot() bool {
 	return s.touched && !s.params && s.n <= len(s.b) && isDotSegment(s.b[:s.n])
 }
 
-// encodedSeparator reports whether rest, what follows a '%', makes it %2F
-// or %5C (any case): '/' and '\' escaped.
-func encodedSeparator(rest string) bool {
-	return len(rest) >= 2 && (rest[0] == '2' && rest[1]|0x20 == 'f' || rest[0] == '5' && rest[1]|0x20 == 'c')
+// hexVal is c's value as a hex digit, -1 when it is none.
+func hexVal(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c|0x20 >= 'a' && c|0x20 <= 'f':
+		return int(c|0x20-'a') + 10
+	}
+	return -1
 }
 
 // isDotSegment reports whether seg is "." or ".." once %2E (any case) is

@@ -104,6 +104,21 @@ func TestDotSegment(t *testing.T) {
 		{"/users/{#KEY}%2Gx", "..", "m", false}, // "..%2Gx": no separator
 		{"/users/{#KEY}%2Fprofile", "k", "m", false},
 		{"/a%2F..%2F{#KEY}", "k", "m", false}, // the template's own dots
+		// A %XX the template and a value write together is read decoded
+		// too, and so is a value's ';' (%3B): nginx passes it on decoded to
+		// a backend that strips path parameters.
+		{"/u/%2{#KEY}", "F..", "m", true},
+		{"/u/%{#KEY}", "2F../admin", "m", true},
+		{"/u/{#KEY}%2{#METHOD}", "..", "F", true},
+		{"/u/{#KEY}%{#KEY}y", "2F/..", "m", true},
+		{"/u/..%2{#KEY}", "Fadmin", "m", true}, // the key chose where ".." ends
+		{"/users/{#KEY}", "..;x", "m", true},
+		{"/{#KEY}%3Bv=1/x", "..", "m", true},
+		{"/u/..%2F{#KEY}", "admin", "m", false}, // the template's own
+		{"/a;jsessionid=x/{#KEY}", "a.b", "m", false},
+		{"/x/{#KEY}.json", ".", "m", false},
+		{"/u/%{#KEY}", "2E", "m", true}, // "%2E"
+		{"/u/%{#KEY}", "2G..", "m", false},
 	} {
 		tp, err := parseTemplate(tc.tmpl)
 		if err != nil {
