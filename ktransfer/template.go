@@ -185,8 +185,20 @@ func (t *template) dotSegment(v uriVars) bool {
 			if addValue(&s, v.method) {
 				return true
 			}
-		default:
-			s.add('0', false) // a number: digits, never a dot
+		default: // a number: digits, never a dot, but maybe a %XX's
+			var digits [20]byte
+			n := v.offset
+			switch p.kind {
+			case phPartition:
+				n = int64(v.partition)
+			case phEpoch:
+				n = v.epoch
+			}
+			for _, c := range strconv.AppendInt(digits[:0], n, 10) {
+				if s.add(c, false) {
+					return true
+				}
+			}
 		}
 	}
 	return s.end()
@@ -226,15 +238,18 @@ func (s *segment) add(c byte, value bool) bool {
 		case '/', '\\', ';':
 			// Decoded, a separator or a ';': the segment is what came
 			// before its '%', and a key or method that wrote part of it
-			// chose where the segment ends.
+			// chose where the segment ends, and where the next begins.
 			if !s.params {
 				s.n -= 2
 			}
-			s.touched = s.touched || value || s.escValue
+			made := value || s.escValue
+			s.touched = s.touched || made
 			if hexVal(s.hex) == 3 {
 				return s.param()
 			}
-			return s.end()
+			dot := s.end()
+			s.touched = made
+			return dot
 		}
 	default:
 		s.esc = 0

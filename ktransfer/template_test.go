@@ -119,6 +119,11 @@ func TestDotSegment(t *testing.T) {
 		{"/x/{#KEY}.json", ".", "m", false},
 		{"/u/%{#KEY}", "2E", "m", true}, // "%2E"
 		{"/u/%{#KEY}", "2G..", "m", false},
+		{"/u/%{#KEY}../x", "2F", "m", true}, // the key chose where ".." begins
+		{"/u/{#KEY}%2{#METHOD}../x", "k", "F", true},
+		{"/u/{#KEY}%{#PARTITION}E", ".", "m", false}, // partition 3: "%3E" is a ">"
+		{"/u/{#KEY}%{#PARTITION}B", "..", "m", true}, // "..%3B": a ';'
+		{"/u/%2F{#KEY}", "x", "m", false},
 	} {
 		tp, err := parseTemplate(tc.tmpl)
 		if err != nil {
