@@ -60,6 +60,8 @@ func TestMain(m *testing.M) {
 		childTruncateFailsPending(dir, true)
 	case "truncfail-roll":
 		childTruncateFailsNewSegment(dir)
+	case "truncfail-sealed":
+		childSealedUncut(dir)
 	case "rmopen":
 		childRemoveRefusedAtOpen(dir)
 	case "rmempty":

@@ -16,3 +16,19 @@ func OnDirSynced(t interface{ Cleanup(func()) }, f func(dir string)) {
 	dirSynced = f
 	t.Cleanup(func() { dirSynced = nil })
 }
+
+// SealAfterNextWrite has the next group commit's segment sealed once it is
+// written and synced, before its entries are published (as Read seals a
+// segment it finds corrupt), and then f called (nil: none), in this
+// process for good: child processes only.
+func SealAfterNextWrite(f func()) {
+	written = func(s *Spool) {
+		written = nil
+		s.mu.Lock()
+		s.activeSeg.sealed = true
+		s.mu.Unlock()
+		if f != nil {
+			f()
+		}
+	}
+}

@@ -901,6 +901,14 @@ func mkdirAll(dir string, log *slog.Logger) error {
 // dirSynced, when set (by tests), is told each directory synced.
 var dirSynced func(dir string)
 
+// errSealed is what undo is told when a segment Read sealed takes back a
+// chunk written to it, to be written again in the next segment.
+var errSealed = errors.New("spool: segment sealed by a read")
+
+// written, set by tests, is called after a group commit's write and sync,
+// before its entries are published.
+var written func(s *Spool)
+
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
@@ -1080,15 +1088,26 @@ func (s *Spool) flush(chunk []*request) {
 		return
 	}
 	err := s.write(chunk)
+	if written != nil && err == nil {
+		written(s)
+	}
+	left := false // a copy of the chunk may stay in a sealed segment
 	for err == nil && !s.publish(chunk) {
 		// Read sealed the segment while the chunk was written: take the
 		// bytes back, write them to a new segment (never sealed: unread).
 		g := s.activeSeg
-		_ = s.undo(nil)
+		if errors.Is(s.undo(errSealed), ErrMaybeAppended) {
+			// Neither cut nor marked: a restart replays that copy
+			// unless a later segment marks where g's entries end.
+			left = true
+		}
 		if s.active != nil && s.activeSeg == g { // undo did not close it
 			s.closeActive()
 		}
 		err = s.write(chunk)
+	}
+	if left && err != nil && !errors.Is(err, ErrMaybeAppended) {
+		err = fmt.Errorf("%w: %w", ErrMaybeAppended, err)
 	}
 	if errors.Is(err, ErrMaybeAppended) {
 		s.mu.Lock()
