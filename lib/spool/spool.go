@@ -1091,7 +1091,7 @@ func (s *Spool) flush(chunk []*request) {
 	if written != nil && err == nil {
 		written(s)
 	}
-	left := false // a copy of the chunk may stay in a sealed segment
+	var left *segment // a sealed segment that may keep a copy of the chunk
 	for err == nil && !s.publish(chunk) {
 		// Read sealed the segment while the chunk was written: take the
 		// bytes back, write them to a new segment (never sealed: unread).
@@ -1099,14 +1099,16 @@ func (s *Spool) flush(chunk []*request) {
 		if errors.Is(s.undo(errSealed), ErrMaybeAppended) {
 			// Neither cut nor marked: a restart replays that copy
 			// unless a later segment marks where g's entries end.
-			left = true
+			left = g
 		}
 		if s.active != nil && s.activeSeg == g { // undo did not close it
 			s.closeActive()
 		}
 		err = s.write(chunk)
 	}
-	if left && err != nil && !errors.Is(err, ErrMaybeAppended) {
+	// Still unmarked (a segment created since marks it, and a cut
+	// retried since takes the copy out: either clears s.uncut).
+	if left != nil && s.uncut == left && err != nil && !errors.Is(err, ErrMaybeAppended) {
 		err = fmt.Errorf("%w: %w", ErrMaybeAppended, err)
 	}
 	if errors.Is(err, ErrMaybeAppended) {
