@@ -37,3 +37,21 @@ func TestDeadlines(t *testing.T) {
 		}
 	}
 }
+
+// A record whose arrival was read before the current span began (its
+// handler was paused between reading the clock and asking) gets a deadline
+// of its own: the span's ends up to the pause later than its own
+// produce_timeout_ms.
+func TestDeadlineOfAnEarlierArrival(t *testing.T) {
+	d := newDeadlines(time.Second)
+	now := time.Now()
+	d.at(now)
+	earlier := now.Add(-5 * time.Millisecond)
+	dl, _ := d.at(earlier).Deadline()
+	if own := earlier.Add(time.Second); dl.After(own) {
+		t.Errorf("deadline %v after the record's own %v", dl.Sub(own), own)
+	}
+	if late, _ := d.at(now.Add(time.Millisecond)).Deadline(); !late.Equal(now.Add(time.Second)) {
+		t.Errorf("a later arrival within the span got %v, want the span's deadline %v", late, now.Add(time.Second))
+	}
+}
