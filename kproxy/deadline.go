@@ -23,8 +23,18 @@ type deadlines struct {
 type deadlineSpan struct {
 	ctx    context.Context
 	cancel context.CancelFunc // never called: the context ends at its deadline
-	from   int64              // unix ns: the first arrival it serves (its deadline's)
-	until  int64              // unix ns: the last arrival it serves
+	from   time.Time          // the first arrival it serves (its deadline's)
+	until  time.Time          // the last arrival it serves
+	// prev is the span before it while it is the current one (nil
+	// after: spans do not hold a chain of earlier ones alive).
+	prev atomic.Pointer[deadlineSpan]
+}
+
+// serves tells whether s's context is the deadline context of a record
+// that arrived at now. Times are compared by the monotonic clock: a wall
+// clock set back does not make arrivals come before a span's first.
+func (s *deadlineSpan) serves(now time.Time) bool {
+	return s != nil && !now.After(s.until) && !now.Before(s.from)
 }
 
 func newDeadlines(timeout time.Duration) *deadlines {
@@ -38,17 +48,26 @@ func (d *deadlines) get() context.Context { return d.at(time.Now()) }
 // from the clock just before).
 func (d *deadlines) at(now time.Time) context.Context {
 	cur := d.cur.Load()
-	at := now.UnixNano()
-	if cur != nil && at <= cur.until && at >= cur.from {
+	if cur.serves(now) {
 		return cur.ctx
 	}
+	if cur != nil && now.Before(cur.from) {
+		// Arrived before the current span's first (its handler paused
+		// between reading the clock and here): that span's deadline
+		// would be later than its own. The span before may serve it;
+		// else it gets a context of its own, and the span stays.
+		if prev := cur.prev.Load(); prev.serves(now) {
+			return prev.ctx
+		}
+		ctx, cancel := context.WithDeadline(context.Background(), now.Add(d.timeout))
+		_ = cancel // never called: the context ends at its deadline
+		return ctx
+	}
 	ctx, cancel := context.WithDeadline(context.Background(), now.Add(d.timeout))
-	next := &deadlineSpan{ctx: ctx, cancel: cancel, from: at, until: at + d.span}
-	if cur == nil || at > cur.from {
-		// Not for an arrival before the current span's first (its
-		// handler paused between reading the clock and here): the
-		// span's deadline would be later than its own.
-		d.cur.CompareAndSwap(cur, next) // another request may have made one too: both are right
+	next := &deadlineSpan{ctx: ctx, cancel: cancel, from: now, until: now.Add(time.Duration(d.span))}
+	next.prev.Store(cur)
+	if d.cur.CompareAndSwap(cur, next) && cur != nil { // another request may have made one too: both are right
+		cur.prev.Store(nil)
 	}
 	return ctx
 }

@@ -54,4 +54,11 @@ func TestDeadlineOfAnEarlierArrival(t *testing.T) {
 	if late, _ := d.at(now.Add(time.Millisecond)).Deadline(); !late.Equal(now.Add(time.Second)) {
 		t.Errorf("a later arrival within the span got %v, want the span's deadline %v", late, now.Add(time.Second))
 	}
+	// An arrival within the span before the current one shares that
+	// span's context, as it would have without the pause.
+	next := now.Add(time.Duration(d.span) + time.Millisecond)
+	d.at(next)
+	if prev, cur := d.at(now.Add(2*time.Millisecond)), d.at(next); prev != d.at(now) || prev == cur {
+		t.Errorf("an arrival of the span before the current one got a context of its own, or the current span's")
+	}
 }
