@@ -129,6 +129,11 @@ func TestReloadedModuleOfADeletedTopicWaits(t *testing.T) {
 	c.module(t, "m", "t", "m", bk.URL, "")
 	c.module(t, "g", "gone", "g", bk.URL, "")
 	var logs runtest.Log
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the Transfer's log:\n%s", logs.String())
+		}
+	})
 	r := startConf(t, c, slog.New(slog.NewTextHandler(&logs, nil)))
 	waitFor(t, "g's partitions owned", 20*time.Second, func() bool { return len(e.owners(t, "g", "gone")) == 2 })
 	c.enable(t, "", "m") // g removed

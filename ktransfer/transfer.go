@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/daemon"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
@@ -768,7 +769,7 @@ func (t *Transfer) topicDetail(ctx context.Context, topic string) (kadm.TopicDet
 	// kgo's request timeout overhead (10 s). The request ends when the
 	// client closes.
 	go func() {
-		topics, err := t.adm.ListTopics(ctx, topic)
+		topics, err := t.listTopic(ctx, topic)
 		answer <- listed{topics, err}
 	}()
 	var topics kadm.TopicDetails
@@ -790,6 +791,37 @@ func (t *Transfer) topicDetail(ctx context.Context, topic string) (kadm.TopicDet
 		return kadm.TopicDetail{}, fmt.Errorf("topic %s: %w", topic, d.Err)
 	}
 	return d, nil
+}
+
+// listTopic asks the brokers for topic's metadata. Not kadm's ListTopics:
+// it answers from the client's metadata when that is younger than
+// MetadataMinAge (5 s), and a topic deleted since was still found, its
+// partitions claimed by a module added by a reload
+// (TestReloadedModuleOfADeletedTopicWaits).
+func (t *Transfer) listTopic(ctx context.Context, topic string) (kadm.TopicDetails, error) {
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	resp, err := t.client.RequestCachedMetadata(ctx, req, time.Nanosecond)
+	if err != nil {
+		return nil, err
+	}
+	details := kadm.TopicDetails{}
+	for _, rt := range resp.Topics {
+		if rt.Topic == nil {
+			continue
+		}
+		d := kadm.TopicDetail{Topic: *rt.Topic, ID: rt.TopicID, IsInternal: rt.IsInternal, Partitions: kadm.PartitionDetails{},
+			Err: kerr.ErrorForCode(rt.ErrorCode)}
+		for _, rp := range rt.Partitions {
+			d.Partitions[rp.Partition] = kadm.PartitionDetail{Topic: *rt.Topic, Partition: rp.Partition, Leader: rp.Leader,
+				LeaderEpoch: rp.LeaderEpoch, Replicas: rp.Replicas, ISR: rp.ISR, OfflineReplicas: rp.OfflineReplicas,
+				Err: kerr.ErrorForCode(rp.ErrorCode)}
+		}
+		details[d.Topic] = d
+	}
+	return details, nil
 }
 
 // addedWhileRunning reports whether partition was not in topic's
