@@ -795,9 +795,11 @@ func (t *Transfer) topicDetail(ctx context.Context, topic string) (kadm.TopicDet
 
 // listTopic asks the brokers for topic's metadata. Not kadm's ListTopics:
 // it answers from the client's metadata when that is younger than
-// MetadataMinAge (5 s), and a topic deleted since was still found, its
-// partitions claimed by a module added by a reload
-// (TestReloadedModuleOfADeletedTopicWaits).
+// MetadataMinAge (kafkaconf sets 100 ms; kgo's default is 5 s), and a
+// topic a module read just before its deletion was still found by a reload
+// adding a module of it, which claimed its partitions
+// (TestReloadedModuleOfADeletedTopicWaits: the topic deleted 10 ms after
+// the module removed by the reload before had read it).
 func (t *Transfer) listTopic(ctx context.Context, topic string) (kadm.TopicDetails, error) {
 	req := kmsg.NewPtrMetadataRequest()
 	rt := kmsg.NewMetadataRequestTopic()
