@@ -74,7 +74,33 @@ func TestRecordFailedWithAnEarlierOneSaysSo(t *testing.T) {
 // its produce_timeout_ms passes. Its reason said the earlier record was not
 // taken "within the request's deadline" (the call's, which had not passed):
 // the call's bound was applied to a reason about another record.
+//
+// At acks=1 Kafka's client cancels a produce request out at the earlier
+// record's deadline (the record's context is the request's): both records
+// are then 504, "may have been written", rightly (the request carried
+// them). That needs a retry to be out at that instant, rare but seen on a
+// loaded machine; the scenario is then run again, at most three times.
 func TestGRPCRecordFailedWithAnEarlierOneNamesItsDeadline(t *testing.T) {
+	for attempt := 1; ; attempt++ {
+		code, reason, took, batch := grpcQueuedBehindBatch(t)
+		t.Logf("attempt %d: batch: %.200s", attempt, batch)
+		t.Logf("attempt %d: gRPC call (deadline 2 s) answered after %v: %v %q", attempt, took, code, reason)
+		if code == codes.DeadlineExceeded && strings.Contains(reason, "kafka did not answer a request carrying the record") &&
+			strings.Contains(batch, " 504: ") && attempt < 3 {
+			continue // a retry request was out at the deadline and cancelled
+		}
+		if code != codes.Unavailable || !strings.Contains(reason, "an earlier record of its partition within produce_timeout_ms") {
+			t.Errorf("answered after %v of the call's 2 s: %v %q; want Unavailable (503) naming the earlier record's produce_timeout_ms, not this request's deadline",
+				took, code, reason)
+		}
+		return
+	}
+}
+
+// grpcQueuedBehindBatch runs TestGRPCRecordFailedWithAnEarlierOneNamesItsDeadline's
+// scenario once: the gRPC call's code, reason and time, and the batch's
+// answer.
+func grpcQueuedBehindBatch(t *testing.T) (codes.Code, string, time.Duration, string) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
 	g := startGRPC(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 3000 })
 	p := g.proxy
@@ -99,14 +125,9 @@ func TestGRPCRecordFailedWithAnEarlierOneNamesItsDeadline(t *testing.T) {
 	_, err := g.kp.Produce(ctx, &kproxypb.ProduceRequest{Topic: topic, Acks: acksOf(1), Records: []*kproxypb.Record{grec("", "b", "b")}})
 	took := time.Since(callStart).Round(time.Millisecond)
 	r := refusalOf(err)
-	t.Logf("batch: %.200s", <-batch)
 	reason := r.msg
 	if r.detail != nil && len(r.detail.Results) > 0 {
 		reason = r.detail.Results[0].Error
 	}
-	t.Logf("gRPC call (deadline 2 s) answered after %v: %v %q", took, r.code, reason)
-	if r.code != codes.Unavailable || !strings.Contains(reason, "an earlier record of its partition within produce_timeout_ms") {
-		t.Errorf("answered after %v of the call's 2 s: %v %q; want Unavailable (503) naming the earlier record's produce_timeout_ms, not this request's deadline",
-			took, r.code, reason)
-	}
+	return r.code, reason, took, <-batch
 }
