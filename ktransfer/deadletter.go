@@ -347,18 +347,14 @@ func (t *Transfer) deadLetterTopicID(ctx context.Context, topic string) (id [16]
 // topicID looks topic's id up; gone is true when the brokers say there is
 // no such topic (deleted, or a broker that does not know it yet).
 func (t *Transfer) topicID(ctx context.Context, topic string) (id [16]byte, gone bool, err error) {
-	topics, err := t.adm.ListTopics(ctx, topic)
-	if err != nil {
+	md, err := t.listTopic(ctx, topic)
+	switch {
+	case errors.Is(err, errNotInAnswer), errors.Is(err, kerr.UnknownTopicOrPartition):
+		return id, true, nil
+	case err != nil:
 		return id, false, err
 	}
-	d, ok := topics[topic]
-	switch {
-	case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition):
-		return id, true, nil
-	case d.Err != nil:
-		return id, false, d.Err
-	}
-	return [16]byte(d.ID), false, nil
+	return md.id, false, nil
 }
 
 // deadLetterTopicReplaced reports whether the dead-letter topic has

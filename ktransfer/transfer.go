@@ -732,12 +732,11 @@ func (t *Transfer) Status() []ModuleStatus {
 
 // partitions lists topic's partitions, asking the brokers.
 func (t *Transfer) partitions(ctx context.Context, topic string) ([]int32, error) {
-	d, err := t.topicDetail(ctx, topic)
+	md, err := t.topicDetail(ctx, topic)
 	if err != nil {
 		return nil, err
 	}
-	parts := d.Partitions.Numbers()
-	slices.Sort(parts)
+	parts := md.partitions
 	t.lastPartsMu.Lock()
 	if t.lastParts == nil {
 		t.lastParts = map[string][]int32{}
@@ -756,12 +755,12 @@ func (t *Transfer) partitions(ctx context.Context, topic string) ([]int32, error
 // topicDetail asks the brokers for topic's metadata, for kafkaTimeout at
 // most; an error for a topic they do not have wraps the topic's own
 // (kerr.UnknownTopicOrPartition).
-func (t *Transfer) topicDetail(ctx context.Context, topic string) (kadm.TopicDetail, error) {
+func (t *Transfer) topicDetail(ctx context.Context, topic string) (topicMeta, error) {
 	ctx, cancel := context.WithTimeout(ctx, kafkaTimeout)
 	defer cancel()
 	type listed struct {
-		topics kadm.TopicDetails
-		err    error
+		md  topicMeta
+		err error
 	}
 	answer := make(chan listed, 1)
 	// kgo heeds ctx only once a connection is set up: a broker that does
@@ -769,61 +768,67 @@ func (t *Transfer) topicDetail(ctx context.Context, topic string) (kadm.TopicDet
 	// kgo's request timeout overhead (10 s). The request ends when the
 	// client closes.
 	go func() {
-		topics, err := t.listTopic(ctx, topic)
-		answer <- listed{topics, err}
+		md, err := t.listTopic(ctx, topic)
+		answer <- listed{md, err}
 	}()
-	var topics kadm.TopicDetails
-	var err error
+	var l listed
 	select {
-	case l := <-answer:
-		topics, err = l.topics, l.err
+	case l = <-answer:
 	case <-ctx.Done():
-		err = ctx.Err()
+		l.err = ctx.Err()
 	}
-	if err != nil {
-		return kadm.TopicDetail{}, fmt.Errorf("metadata of topic %s: %w", topic, err)
+	var topicErr *kerr.Error
+	switch {
+	case errors.As(l.err, &topicErr), errors.Is(l.err, errNotInAnswer):
+		return topicMeta{}, fmt.Errorf("topic %s: %w", topic, l.err)
+	case l.err != nil:
+		return topicMeta{}, fmt.Errorf("metadata of topic %s: %w", topic, l.err)
 	}
-	d, ok := topics[topic]
-	if !ok {
-		return kadm.TopicDetail{}, fmt.Errorf("topic %s: not in the metadata answer", topic)
-	}
-	if d.Err != nil {
-		return kadm.TopicDetail{}, fmt.Errorf("topic %s: %w", topic, d.Err)
-	}
-	return d, nil
+	return l.md, nil
 }
 
-// listTopic asks the brokers for topic's metadata. Not kadm's ListTopics:
-// it answers from the client's metadata when that is younger than
-// MetadataMinAge (kafkaconf sets 100 ms; kgo's default is 5 s), and a
-// topic a module read just before its deletion was still found by a reload
-// adding a module of it, which claimed its partitions
+// topicMeta is what ktransfer reads of a topic's metadata.
+type topicMeta struct {
+	id         [16]byte
+	partitions []int32 // in order
+}
+
+// errNotInAnswer: the brokers' metadata answer did not name the topic
+// asked for.
+var errNotInAnswer = errors.New("not in the metadata answer")
+
+// listTopic asks the brokers for topic's metadata; the error is the
+// request's, errNotInAnswer, or the topic's own (a *kerr.Error). Not
+// kadm's ListTopics: it answers from the client's metadata when that is
+// younger than MetadataMinAge (kafkaconf sets 100 ms; kgo's default is
+// 5 s), and a topic a module read just before its deletion was still
+// found by a reload adding a module of it, which claimed its partitions
 // (TestReloadedModuleOfADeletedTopicWaits: the topic deleted 10 ms after
 // the module removed by the reload before had read it).
-func (t *Transfer) listTopic(ctx context.Context, topic string) (kadm.TopicDetails, error) {
+func (t *Transfer) listTopic(ctx context.Context, topic string) (topicMeta, error) {
 	req := kmsg.NewPtrMetadataRequest()
 	rt := kmsg.NewMetadataRequestTopic()
 	rt.Topic = kmsg.StringPtr(topic)
 	req.Topics = append(req.Topics, rt)
 	resp, err := t.client.RequestCachedMetadata(ctx, req, time.Nanosecond)
 	if err != nil {
-		return nil, err
+		return topicMeta{}, err
 	}
-	details := kadm.TopicDetails{}
 	for _, rt := range resp.Topics {
-		if rt.Topic == nil {
+		if rt.Topic == nil || *rt.Topic != topic {
 			continue
 		}
-		d := kadm.TopicDetail{Topic: *rt.Topic, ID: rt.TopicID, IsInternal: rt.IsInternal, Partitions: kadm.PartitionDetails{},
-			Err: kerr.ErrorForCode(rt.ErrorCode)}
-		for _, rp := range rt.Partitions {
-			d.Partitions[rp.Partition] = kadm.PartitionDetail{Topic: *rt.Topic, Partition: rp.Partition, Leader: rp.Leader,
-				LeaderEpoch: rp.LeaderEpoch, Replicas: rp.Replicas, ISR: rp.ISR, OfflineReplicas: rp.OfflineReplicas,
-				Err: kerr.ErrorForCode(rp.ErrorCode)}
+		if err := kerr.ErrorForCode(rt.ErrorCode); err != nil {
+			return topicMeta{}, err
 		}
-		details[d.Topic] = d
+		md := topicMeta{id: rt.TopicID}
+		for _, rp := range rt.Partitions {
+			md.partitions = append(md.partitions, rp.Partition)
+		}
+		slices.Sort(md.partitions)
+		return md, nil
 	}
-	return details, nil
+	return topicMeta{}, errNotInAnswer
 }
 
 // addedWhileRunning reports whether partition was not in topic's
