@@ -171,6 +171,9 @@ func (p *partition) run(ctx context.Context) error {
 				}
 				return err
 			}
+			if ctx.Err() != nil {
+				return nil // released as the restart ended: nothing to read
+			}
 			if passing {
 				m.reader.readOn(p, next)
 			} else {
@@ -832,6 +835,9 @@ func (p *partition) restartAt(ctx context.Context, next int64, recreated bool) e
 		}
 		if !recreated && p.recreated.Load() {
 			return errRecreated
+		}
+		if ctx.Err() != nil {
+			return ctx.Err() // released: the next owner starts from the offset stored
 		}
 		if p.tracker.settled() {
 			// Cleared before the jump: a re-creation found from here on is
