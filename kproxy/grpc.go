@@ -217,7 +217,9 @@ func (s *Server) produceRequest(ctx context.Context, j *batchJob, ext callExt) (
 	acl := s.acl() // the rules of the whole request
 	rule, v := authenticateRPC(acl, ctx)
 	if v.code != 0 {
-		return refusedAnswer(0, refuse(v.code, -1, v.reason)), nil
+		// The records are not read for a client not known; the id is
+		// echoed as in every answer.
+		return refusedAnswer(requestID(j.body), refuse(v.code, -1, v.reason)), nil
 	}
 	h, berr := s.readRequest(j)
 	if berr != nil {
