@@ -14,6 +14,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -204,4 +206,44 @@ func freePort() (int, error) {
 // withTimeout is context.WithTimeout on the background context.
 func withTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
+}
+
+// acks0Settled is how many acks=0 records kproxy has delivered or given
+// up (kproxy_records_total{acks="0"} + kproxy_acks0_lost_records_total).
+func (kp *kproxy) acks0Settled() (int, error) {
+	code, b, err := fasthttp.Get(nil, kp.admin+"/metrics")
+	if err == nil && code != fasthttp.StatusOK {
+		err = fmt.Errorf("status %d", code)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("kproxy /metrics: %w", err)
+	}
+	n := 0
+	for _, name := range []string{`kproxy_records_total{acks="0"} `, "kproxy_acks0_lost_records_total "} {
+		i := bytes.Index(b, []byte("\n"+name))
+		if i < 0 {
+			return 0, fmt.Errorf("kproxy /metrics has no %s", strings.TrimSpace(name))
+		}
+		line, _, _ := bytes.Cut(b[i+1+len(name):], []byte("\n"))
+		v, err := strconv.ParseFloat(string(line), 64)
+		if err != nil {
+			return 0, fmt.Errorf("kproxy /metrics: %s%s: %w", name, line, err)
+		}
+		n += int(v)
+	}
+	return n, nil
+}
+
+// awaitAcks0 waits until kproxy has delivered or given up want acks=0
+// records in all, for up to limit.
+func (kp *kproxy) awaitAcks0(want int, limit time.Duration) error {
+	for deadline := time.Now().Add(limit); ; time.Sleep(100 * time.Millisecond) {
+		n, err := kp.acks0Settled()
+		if err != nil || n >= want {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kproxy delivered or gave up %d of the %d acks=0 records answered 200 within %v", n, want, limit)
+		}
+	}
 }

@@ -53,6 +53,13 @@ type answer struct {
 // the faults in the middle, then checks what Kafka holds.
 func runLevel(c *kfake.Cluster, kp *kproxy, acks, topic string, layout leaders, conns int, clean, faults time.Duration) (result, error) {
 	total := 2*clean + faults
+	var delivered0 int // acks=0 records delivered or given up before the run
+	if acks == "0" {
+		var err error
+		if delivered0, err = kp.acks0Settled(); err != nil {
+			return result{}, err
+		}
+	}
 	bins := make([]atomic.Int64, int(total/bin)+2)
 	var stop atomic.Bool
 	answers := make([][]answer, conns)
@@ -122,6 +129,13 @@ func runLevel(c *kfake.Cluster, kp *kproxy, acks, topic string, layout leaders, 
 			} else {
 				r.refused[a.status]++
 			}
+		}
+	}
+	if acks == "0" {
+		// Answered before Kafka has them: Kafka is read once kproxy has
+		// delivered or given up every one answered 200.
+		if err := kp.awaitAcks0(delivered0+r.ok, 30*time.Second); err != nil {
+			return r, err
 		}
 	}
 	copies, err := readIDs(c, topic)
