@@ -48,8 +48,10 @@ type clientRule struct {
 // newAccess builds the rules of cfg. A client of prev (the rules a reload
 // replaces; nil at start) whose rate_limit and burst are unchanged keeps
 // its bucket: a reload neither refills a client's burst nor forgets what
-// it sent.
+// it sent. One whose limits changed gets a new bucket holding what the
+// old one held (at most the new burst).
 func newAccess(cfg Config, prev *access) (*access, error) {
+	now := time.Now()
 	a := &access{allowed: cfg.TopicsAllowed}
 	if len(cfg.Clients) == 0 {
 		return a, nil
@@ -70,8 +72,15 @@ func newAccess(cfg Config, prev *access) (*access, error) {
 				burst = max(1, int(min(math.Ceil(c.RateLimit), 1<<53)))
 			}
 			rule.limit = &bucket{rate: c.RateLimit, burst: burst, tokens: float64(burst)}
-			if old := prev.client(c.Name); old != nil && old.limit != nil && old.limit.rate == c.RateLimit && old.limit.burst == burst {
-				rule.limit = old.limit
+			if old := prev.client(c.Name); old != nil && old.limit != nil {
+				if old.limit.rate == c.RateLimit && old.limit.burst == burst {
+					rule.limit = old.limit
+				} else {
+					// New limits start from what the client has left,
+					// up to the new burst: lowering a client's limit
+					// to throttle it does not hand it a full burst.
+					rule.limit.tokens, rule.limit.last = old.limit.left(burst, now)
+				}
 			}
 		}
 		a.clients[c.Name] = rule
@@ -186,6 +195,15 @@ func (b *bucket) refillLocked(now time.Time) {
 		b.tokens = min(float64(b.burst), b.tokens+now.Sub(b.last).Seconds()*b.rate)
 		b.last = now
 	}
+}
+
+// left is what b holds at now, at most burst, for a bucket that replaces
+// it, and now.
+func (b *bucket) left(burst int, now time.Time) (float64, time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refillLocked(now)
+	return min(b.tokens, float64(burst)), now
 }
 
 // maxWait caps a refused request's wait: a tiny rate_limit (1e-12) puts

@@ -155,12 +155,15 @@ func TestReloadClientsEveryWayIn(t *testing.T) {
 // TestReloadKeepsRateLimitBuckets: a reload that leaves a client's
 // rate_limit and burst as they were does not refill its burst (a client
 // cannot send twice its burst by having kproxy reloaded); one that changes
-// them starts the client on the new bucket.
+// them starts the client on the new limits from what it had left: a new
+// burst is not handed out whole (a client throttled by a lowered limit got
+// a full burst at the reload), and a new rate applies from the reload.
 func TestReloadKeepsRateLimitBuckets(t *testing.T) {
 	clients := "clients:\n - {name: slow, secret: s, topics: ['*'], rate_limit: 0.001, burst: 1}\n" +
-		" - {name: other, secret: o, topics: ['*'], rate_limit: 0.001, burst: 1}\n"
+		" - {name: other, secret: o, topics: ['*'], rate_limit: 0.001, burst: 1}\n" +
+		" - {name: quick, secret: q, topics: ['*'], rate_limit: 0.001, burst: 1}\n"
 	r := startReloadable(t, clients)
-	for _, u := range []string{"slow", "other"} {
+	for _, u := range []string{"slow", "other", "quick"} {
 		secret := u[:1]
 		if code := r.commitAs(t, topic, u, secret); code != 200 {
 			t.Fatalf("%s's first record: %d", u, code)
@@ -170,15 +173,20 @@ func TestReloadKeepsRateLimitBuckets(t *testing.T) {
 		}
 	}
 	r.write(t, "clients:\n - {name: slow, secret: s, topics: ['*'], rate_limit: 0.001, burst: 1}\n"+
-		" - {name: other, secret: o, topics: ['*'], rate_limit: 0.001, burst: 2}\n")
+		" - {name: other, secret: o, topics: ['*'], rate_limit: 0.001, burst: 2}\n"+
+		" - {name: quick, secret: q, topics: ['*'], rate_limit: 1000, burst: 1}\n")
 	if err := r.srv.Reload(); err != nil {
 		t.Fatalf("Reload: %v", err)
 	}
 	if code := r.commitAs(t, topic, "slow", "s"); code != 429 {
 		t.Errorf("slow (rate_limit unchanged) after the reload: %d, want 429: the reload refilled its bucket", code)
 	}
-	if code := r.commitAs(t, topic, "other", "o"); code != 200 {
-		t.Errorf("other (burst raised to 2) after the reload: %d, want 200", code)
+	if code := r.commitAs(t, topic, "other", "o"); code != 429 {
+		t.Errorf("other (burst raised to 2, none left) after the reload: %d, want 429: the reload handed out a new burst", code)
+	}
+	time.Sleep(10 * time.Millisecond) // 10 records' worth at 1000/s
+	if code := r.commitAs(t, topic, "quick", "q"); code != 200 {
+		t.Errorf("quick (rate_limit raised to 1000/s) 10 ms after the reload: %d, want 200", code)
 	}
 }
 
