@@ -48,15 +48,16 @@ type clientRule struct {
 // newAccess builds the rules of cfg. A client of prev (the rules a reload
 // replaces; nil at start) whose rate_limit and burst are unchanged keeps
 // its bucket: a reload neither refills a client's burst nor forgets what
-// it sent. One whose limits changed gets a new bucket holding what the
-// old one held (at most the new burst).
+// it sent. One whose limits changed keeps it too, under the new limits
+// (holding what it held, at most the new burst), once newAccess cannot
+// fail any more: the caller stores the rules at once.
 func newAccess(cfg Config, prev *access) (*access, error) {
-	now := time.Now()
 	a := &access{allowed: cfg.TopicsAllowed}
 	if len(cfg.Clients) == 0 {
 		return a, nil
 	}
 	a.clients = map[string]*clientRule{}
+	var limits []func() // applied once nothing can refuse the rules
 	for _, c := range cfg.Clients {
 		secret, err := config.SecretOf(c.Secret, c.SecretFile)
 		if err != nil {
@@ -71,19 +72,22 @@ func newAccess(cfg Config, prev *access) (*access, error) {
 				// math.MinInt64, and so a burst of 1).
 				burst = max(1, int(min(math.Ceil(c.RateLimit), 1<<53)))
 			}
-			rule.limit = &bucket{rate: c.RateLimit, burst: burst, tokens: float64(burst)}
 			if old := prev.client(c.Name); old != nil && old.limit != nil {
-				if old.limit.rate == c.RateLimit && old.limit.burst == burst {
-					rule.limit = old.limit
-				} else {
-					// New limits start from what the client has left,
-					// up to the new burst: lowering a client's limit
-					// to throttle it does not hand it a full burst.
-					rule.limit.tokens, rule.limit.last = old.limit.left(burst, now)
-				}
+				// Its bucket goes on, under the new limits once the
+				// rules are in force: lowering a limit to throttle a
+				// client does not hand it a full burst, and a request
+				// checked by the rules before takes and gives back
+				// where the client's next requests take.
+				rule.limit = old.limit
+				limits = append(limits, func() { old.limit.setLimits(c.RateLimit, burst, time.Now()) })
+			} else {
+				rule.limit = &bucket{rate: c.RateLimit, burst: burst, tokens: float64(burst)}
 			}
 		}
 		a.clients[c.Name] = rule
+	}
+	for _, set := range limits {
+		set()
 	}
 	return a, nil
 }
@@ -155,10 +159,11 @@ func (a *access) take(rule *clientRule, n int, now time.Time) (verdict, int) {
 	if rule == nil || rule.limit == nil {
 		return verdict{}, 0
 	}
-	if b := rule.limit.burst; n > b {
-		return verdict{code: 413, reason: fmt.Sprintf("%d records at once are more than the burst of client %s (%d)", n, rule.name, b)}, b
-	}
-	if wait, avail := rule.limit.take(n, now); wait > 0 {
+	wait, avail, burst := rule.limit.take(n, now)
+	switch {
+	case n > burst:
+		return verdict{code: 413, reason: fmt.Sprintf("%d records at once are more than the burst of client %s (%d)", n, rule.name, burst)}, burst
+	case wait > 0:
 		return verdict{code: 429, reason: "rate limit of client " + rule.name + " exceeded",
 			retryAfter: int(math.Ceil(wait.Seconds()))}, min(max(avail, 0), n-1)
 	}
@@ -181,10 +186,9 @@ func (a *access) giveBack(rule *clientRule, n int) {
 // give tokens back once time has passed (Reservation.CancelAt restores
 // nothing of a reservation already due), which giveBack needs.
 type bucket struct {
-	rate  float64
-	burst int
-
 	mu     sync.Mutex
+	rate   float64 // changed by a reload (setLimits)
+	burst  int
 	tokens float64
 	last   time.Time // when tokens was counted
 }
@@ -197,13 +201,15 @@ func (b *bucket) refillLocked(now time.Time) {
 	}
 }
 
-// left is what b holds at now, at most burst, for a bucket that replaces
-// it, and now.
-func (b *bucket) left(burst int, now time.Time) (float64, time.Time) {
+// setLimits puts b under a new rate and burst from now: the tokens of
+// the time before are counted at the old rate, and what b holds stays,
+// at most the new burst.
+func (b *bucket) setLimits(rate float64, burst int, now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.refillLocked(now)
-	return min(b.tokens, float64(burst)), now
+	b.rate, b.burst = rate, burst
+	b.tokens = min(b.tokens, float64(burst))
 }
 
 // maxWait caps a refused request's wait: a tiny rate_limit (1e-12) puts
@@ -211,21 +217,25 @@ func (b *bucket) left(burst int, now time.Time) (float64, time.Time) {
 // Retry-After a gRPC answer's retry_after (int32 seconds) holds, 68 years.
 const maxWait = math.MaxInt32 * time.Second
 
-// take takes n tokens, all or none; refused, it tells how long until n
-// are there (wait > 0, at most maxWait) and how many are there now.
-func (b *bucket) take(n int, now time.Time) (wait time.Duration, avail int) {
+// take takes n tokens, all or none, and tells the burst; n above it
+// takes nothing. Refused, it tells how long until n are there (wait > 0,
+// at most maxWait) and how many are there now.
+func (b *bucket) take(n int, now time.Time) (wait time.Duration, avail, burst int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if n > b.burst {
+		return 0, 0, b.burst
+	}
 	b.refillLocked(now)
 	if short := float64(n) - b.tokens; short > 0 {
 		// Compared as float64 seconds: converted, they may overflow.
 		if secs := short / b.rate; secs < maxWait.Seconds() {
-			return max(time.Duration(secs*float64(time.Second)), 1), int(b.tokens)
+			return max(time.Duration(secs*float64(time.Second)), 1), int(b.tokens), b.burst
 		}
-		return maxWait, int(b.tokens)
+		return maxWait, int(b.tokens), b.burst
 	}
 	b.tokens -= float64(n)
-	return 0, 0
+	return 0, 0, b.burst
 }
 
 // giveBack returns n tokens taken, up to burst.

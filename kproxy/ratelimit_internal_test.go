@@ -34,3 +34,38 @@ func TestRateLimitTinyRateRetryAfter(t *testing.T) {
 		t.Errorf("Retry-After %d s does not fit a gRPC answer's retry_after (int32)", v.retryAfter)
 	}
 }
+
+// TestRateLimitReloadedRequestGivesBackToTheClient: a request checked by
+// the rules before a reload that changed its client's limits, refused 503
+// after it (nothing written), gives its records back where the client's
+// next requests take them; and the new limits start from what the client
+// had left. With a new bucket per changed limit, the records went back to
+// the old one, which nothing used any more: the client was throttled for
+// records never accepted.
+func TestRateLimitReloadedRequestGivesBackToTheClient(t *testing.T) {
+	cfg := func(rate float64, burst int) Config {
+		return Config{Clients: []Client{{Name: "c", Secret: "pw", RateLimit: rate, Burst: burst}}}
+	}
+	before, err := newAccess(cfg(0.001, 10), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if v, _ := before.take(before.clients["c"], 6, now); v.code != 0 {
+		t.Fatalf("6 of a burst of 10: %+v", v)
+	}
+	after, err := newAccess(cfg(0.002, 8), before)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, avail := after.take(after.clients["c"], 5, now); v.code != 429 || avail != 4 {
+		t.Errorf("5 records after the reload, 4 left: %+v (%d could pass), want 429 with 4", v, avail)
+	}
+	before.giveBack(before.clients["c"], 6) // the request checked before the reload, refused 503
+	if v, _ := after.take(after.clients["c"], 8, now); v.code != 0 {
+		t.Errorf("8 records once the 6 were given back (a burst of 8 full): %+v", v)
+	}
+	if v, _ := before.take(before.clients["c"], 9, now); v.code != 413 {
+		t.Errorf("9 records through the rules before the reload, burst lowered to 8: %+v, want 413", v)
+	}
+}
