@@ -777,10 +777,10 @@ func (t *Transfer) topicDetail(ctx context.Context, topic string) (topicMeta, er
 	case <-ctx.Done():
 		l.err = ctx.Err()
 	}
-	var topicErr *kerr.Error
+	var te topicError
 	switch {
-	case errors.As(l.err, &topicErr), errors.Is(l.err, errNotInAnswer):
-		return topicMeta{}, fmt.Errorf("topic %s: %w", topic, l.err)
+	case errors.As(l.err, &te):
+		return topicMeta{}, fmt.Errorf("topic %s: %w", topic, te.err)
 	case l.err != nil:
 		return topicMeta{}, fmt.Errorf("metadata of topic %s: %w", topic, l.err)
 	}
@@ -797,8 +797,15 @@ type topicMeta struct {
 // asked for.
 var errNotInAnswer = errors.New("not in the metadata answer")
 
+// topicError is the metadata answer's error for the topic asked: its own
+// error code, or errNotInAnswer.
+type topicError struct{ err error }
+
+func (e topicError) Error() string { return e.err.Error() }
+func (e topicError) Unwrap() error { return e.err }
+
 // listTopic asks the brokers for topic's metadata; the error is the
-// request's, errNotInAnswer, or the topic's own (a *kerr.Error). Not
+// request's, or a topicError. Not
 // kadm's ListTopics: it answers from the client's metadata when that is
 // younger than MetadataMinAge (kafkaconf sets 100 ms; kgo's default is
 // 5 s), and a topic a module read just before its deletion was still
@@ -819,7 +826,7 @@ func (t *Transfer) listTopic(ctx context.Context, topic string) (topicMeta, erro
 			continue
 		}
 		if err := kerr.ErrorForCode(rt.ErrorCode); err != nil {
-			return topicMeta{}, err
+			return topicMeta{}, topicError{err}
 		}
 		md := topicMeta{id: rt.TopicID}
 		for _, rp := range rt.Partitions {
@@ -828,7 +835,7 @@ func (t *Transfer) listTopic(ctx context.Context, topic string) (topicMeta, erro
 		slices.Sort(md.partitions)
 		return md, nil
 	}
-	return topicMeta{}, errNotInAnswer
+	return topicMeta{}, topicError{errNotInAnswer}
 }
 
 // addedWhileRunning reports whether partition was not in topic's
