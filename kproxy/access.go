@@ -22,8 +22,9 @@ type Client struct {
 	Secret     string   `yaml:"secret"`
 	SecretFile string   `yaml:"secret_file"`
 	Topics     []string `yaml:"topics"` // names or path.Match patterns ("billing.*")
-	// RateLimit is the requests per second the client may send on average
-	// (0: no limit), Burst how many above it at once (default: RateLimit).
+	// RateLimit is the records per second the client may send on average
+	// (0: no limit), Burst the most it may send at once (default:
+	// RateLimit rounded up).
 	// Past them the answer is 429 with Retry-After. A request refused
 	// as a whole with 503 after it was counted gives its records back
 	// (giveBack).
