@@ -382,9 +382,9 @@ func (m Module) noEffect() []ineffective {
 }
 
 // pushSets tells a header name that ktransfer sets on pushes itself, in
-// any case: a protocol.headers entry of that name is not sent (header
-// names are sent as written, so it would go beside ktransfer's, and a
-// backend reading the first would read the file's).
+// any case: a protocol.headers entry of that name is not sent (it would go
+// beside ktransfer's, header names being sent in their canonical form,
+// and a backend reading the first would read the file's).
 func (m Module) pushSets(name string) bool {
 	for _, h := range [][]byte{hdrTopic, hdrPartition, hdrOffset, hdrEpoch, hdrReplay} {
 		if strings.EqualFold(name, string(h)) {

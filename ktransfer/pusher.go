@@ -482,6 +482,9 @@ func (t pushTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request,
 		err = fasthttp.ErrTimeout
 	}
 	if err != nil {
+		if earlyAnswer(hc, conn, resp) {
+			return false, nil // closed (reuse false): the rest of the request was not sent
+		}
 		return true, err
 	}
 	deadline = time.Time{}
@@ -491,9 +494,10 @@ func (t pushTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request,
 	if err = conn.SetReadDeadline(deadline); err != nil {
 		return true, err
 	}
-	// The answer's header names are normalized, whatever the request's
-	// (DisableHeaderNamesNormalizing keeps configured names as written):
-	// push peeks Retry-After, which a backend may write in any case.
+	// The answer's header names are normalized (RoundTrip reads the
+	// answer itself: the client's DisableHeaderNamesNormalizing, which
+	// applies to answers only, is not applied here): push peeks
+	// Retry-After, which a backend may write in any case.
 	br := hc.AcquireReader(conn)
 	defer hc.ReleaseReader(br)
 	if err = readHead(resp, br); err != nil {
@@ -536,6 +540,37 @@ func (t pushTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request,
 	reuse = br.Buffered() == 0 && !req.ConnectionClose() && !resp.ConnectionClose()
 	return false, nil
 }
+
+// earlyAnswer reads into resp an answer the backend sent before it read
+// the whole request, once the request's write failed (the backend closed
+// the connection under it, or stopped reading until write_timeout_ms):
+// nginx over client_max_body_size, or a handler that answers without
+// reading the body, answer 413 or 400 and close. That answer, a final
+// one, is the push's (a permanent refusal is given up at once, not retried
+// as a connection error); it reports whether there was one, waiting for
+// it at most earlyAnswerWait (or read_timeout_ms when shorter).
+func earlyAnswer(hc *fasthttp.HostClient, conn net.Conn, resp *fasthttp.Response) bool {
+	wait := earlyAnswerWait
+	if hc.ReadTimeout > 0 {
+		wait = min(wait, hc.ReadTimeout)
+	}
+	if conn.SetReadDeadline(time.Now().Add(wait)) != nil {
+		return false
+	}
+	br := hc.AcquireReader(conn)
+	defer hc.ReleaseReader(br)
+	if readHead(resp, br) != nil || resp.StatusCode() < 200 {
+		if code := acceptedHead(br); code != 0 {
+			resp.SetStatusCode(code) // as RoundTrip takes a 2xx whose headers do not parse
+			return true
+		}
+		return false
+	}
+	return true
+}
+
+// earlyAnswerWait bounds the wait for an answer once a push's write failed.
+const earlyAnswerWait = 100 * time.Millisecond
 
 // peekIdleAfter is how long a connection sits in the pool before it is
 // checked for bytes waiting (RoundTrip): the check is a system call, 1.7
