@@ -541,14 +541,16 @@ func (t pushTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request,
 	return false, nil
 }
 
-// earlyAnswer reads into resp an answer the backend sent before it read
+// earlyAnswer reads into resp a refusal the backend sent before it read
 // the whole request, once the request's write failed (the backend closed
 // the connection under it, or stopped reading until write_timeout_ms):
 // nginx over client_max_body_size, or a handler that answers without
-// reading the body, answer 413 or 400 and close. That answer, a final
-// one, is the push's (a permanent refusal is given up at once, not retried
-// as a connection error); it reports whether there was one, waiting for
-// it at most earlyAnswerWait (or read_timeout_ms when shorter).
+// reading the body, answer 413 or 400 and close. That answer (4xx or 5xx)
+// is the push's: a permanent refusal is given up at once, not retried as
+// a connection error. A 2xx is not taken: the backend had only part of
+// the body, and the push is sent again. It reports whether there was such
+// an answer, waiting for it at most earlyAnswerWait (or read_timeout_ms
+// when shorter).
 func earlyAnswer(hc *fasthttp.HostClient, conn net.Conn, resp *fasthttp.Response) bool {
 	wait := earlyAnswerWait
 	if hc.ReadTimeout > 0 {
@@ -559,11 +561,8 @@ func earlyAnswer(hc *fasthttp.HostClient, conn net.Conn, resp *fasthttp.Response
 	}
 	br := hc.AcquireReader(conn)
 	defer hc.ReleaseReader(br)
-	if readHead(resp, br) != nil || resp.StatusCode() < 200 {
-		if code := acceptedHead(br); code != 0 {
-			resp.SetStatusCode(code) // as RoundTrip takes a 2xx whose headers do not parse
-			return true
-		}
+	if readHead(resp, br) != nil || resp.StatusCode() < 400 {
+		resp.Header.Reset()
 		return false
 	}
 	return true
