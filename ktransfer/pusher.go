@@ -587,17 +587,39 @@ const peekIdleAfter = time.Millisecond
 const answerBodyWait = time.Second
 
 // readHead reads an answer's status line and headers, past interim (1xx)
-// answers.
+// answers. A status 000 is an error: fasthttp reads it as 0 and its
+// StatusCode() answers 200 for 0, which a push would take for a 2xx.
 func readHead(resp *fasthttp.Response, br *bufio.Reader) error {
 	for range maxInterim {
+		br.Peek(1) // what arrived first, the status line in all but a cut answer; an error comes again below
+		zero := statusZero(br)
 		if err := resp.Header.Read(br); err != nil {
 			return err
+		}
+		if zero {
+			return errStatusZero
 		}
 		if c := resp.StatusCode(); c < 100 || c > 199 || c == fasthttp.StatusSwitchingProtocols {
 			return nil
 		}
 	}
 	return errTooManyInterim
+}
+
+// errStatusZero: an answer's status line says 000.
+var errStatusZero = errors.New("answer with status 000")
+
+// statusZero reports whether the answer br holds the start of says
+// "HTTP/1.x 000" (after empty lines, as fasthttp reads it).
+func statusZero(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	b = bytes.TrimLeft(b, "\r\n")
+	if end := bytes.IndexByte(b, '\n'); end >= 0 {
+		b = b[:end]
+	}
+	_, rest, ok := bytes.Cut(b, []byte(" "))
+	rest = bytes.TrimLeft(rest, " ")
+	return ok && bytes.HasPrefix(rest, []byte("000")) && (len(rest) == 3 || !isDigit(rest[3]))
 }
 
 // acceptedHead is the status of an answer whose head failed to parse when
