@@ -145,3 +145,31 @@ func TestAnswerOnIdleConnNotTakenForTheNextPush(t *testing.T) {
 		t.Errorf("record 1: status %d; record 2, refused with 503 by the backend: status %d, judged pushed (it would be committed)", a1.status, a2.status)
 	}
 }
+
+// TestSwitchedConnectionNotUsedAgain: a final 101 (Switching Protocols)
+// leaves the connection speaking another protocol; HTTP/1.1 cannot be sent
+// on it again (RFC 9110 15.2.2). The push answered 101 is retried (a 1xx
+// says nothing for the record), and the next push must go on a new
+// connection, not wait for an HTTP answer on one that will not give it
+// until read_timeout_ms fails it.
+func TestSwitchedConnectionNotUsedAgain(t *testing.T) {
+	addr := scriptedBackend(t, func(n int, c net.Conn) {
+		switch n {
+		case 1:
+			c.Write([]byte("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: other\r\n\r\n"))
+			time.Sleep(4 * time.Second) // the other protocol: no HTTP from here on
+		default:
+			c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+		}
+	})
+	p := answerPusher(t, addr, 2000)
+	var buf []byte
+	if v, why := judge(p.push(0, pushRecord(1), &buf)); v != retry {
+		t.Fatalf("answered 101: verdict %d (%s), want retry", v, why)
+	}
+	start := time.Now()
+	a := p.push(0, pushRecord(1), &buf)
+	if v, why := judge(a); v != pushed || time.Since(start) > time.Second {
+		t.Errorf("the push after a 101: verdict %d (%s) after %v, want pushed at once on a new connection", v, why, time.Since(start).Round(time.Millisecond))
+	}
+}

@@ -536,8 +536,10 @@ func (t pushTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request,
 	}
 	// Bytes after the answer are none of this push's: an answer no
 	// request asked for, which the next push on this connection would
-	// take for its own.
-	reuse = br.Buffered() == 0 && !req.ConnectionClose() && !resp.ConnectionClose()
+	// take for its own. After a 101 the connection speaks another
+	// protocol.
+	reuse = br.Buffered() == 0 && !req.ConnectionClose() && !resp.ConnectionClose() &&
+		resp.StatusCode() != fasthttp.StatusSwitchingProtocols
 	return false, nil
 }
 
