@@ -28,6 +28,15 @@ func DelayOffsetRereads(t testing.TB, d time.Duration) {
 	t.Cleanup(func() { offsetRereadDelay.Store(0) })
 }
 
+// DelayOffsetFirstReads makes every offset watcher take d more before it
+// reads its znode the first time, as a slow ZooKeeper or a busy machine
+// can, until the test and its monitor end (call it before starting the
+// monitor).
+func DelayOffsetFirstReads(t testing.TB, d time.Duration) {
+	offsetFirstReadDelay.Store(int64(d))
+	t.Cleanup(func() { offsetFirstReadDelay.Store(0) })
+}
+
 // DelayConsumersRelists makes the listing of <chroot>/consumers that
 // follows a change (a module created or deleted, a module's watchers
 // ended) take d more, as on a machine too busy to run it at once, until

@@ -161,6 +161,12 @@ type state struct {
 	// starts are the log-start offsets of the unstored partitions, as last
 	// polled.
 	starts map[topicPartition]startEntry
+	// reading marks the module's topics whose offsets/<topic> folder its
+	// watcher w has not listed and read every offset znode of yet (the
+	// first reading, or one after a client's replacement): a partition
+	// with no offset known there may have one not read yet, and is not
+	// taken for unstored (see unstored).
+	reading map[moduleTopic]*byte
 }
 
 type countEntry struct {
@@ -186,7 +192,30 @@ type ownedEntry struct {
 func newState(history time.Duration) *state {
 	return &state{history: history, offsets: map[partKey]offsetEntry{}, ends: map[topicPartition]*endEntry{},
 		owned: map[moduleTopic]ownedEntry{}, counts: map[moduleTopic]countEntry{}, parts: map[string]int32{},
-		partsLower: map[string]time.Time{}, starts: map[topicPartition]startEntry{}}
+		partsLower: map[string]time.Time{}, starts: map[topicPartition]startEntry{}, reading: map[moduleTopic]*byte{}}
+}
+
+// startReading marks mt's offsets as being read by the watcher w: until
+// readDone, a partition of it with no offset known is shown as not read
+// yet rather than unstored (its znode may be listed and not read yet).
+func (s *state) startReading(mt moduleTopic, w *byte) {
+	s.mu.Lock()
+	s.reading[mt] = w
+	s.mu.Unlock()
+	s.gen.Add(1)
+}
+
+// readDone ends startReading's mark, unless another watcher set it since.
+func (s *state) readDone(mt moduleTopic, w *byte) {
+	s.mu.Lock()
+	done := s.reading[mt] == w
+	if done {
+		delete(s.reading, mt)
+	}
+	s.mu.Unlock()
+	if done {
+		s.gen.Add(1)
+	}
 }
 
 // partitionNumber reads an offset znode's name as a partition: only its
@@ -740,6 +769,8 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 		switch {
 		case zkErr != "":
 			l.Err = zkErr
+		case s.reading[moduleTopic{k.module, k.topic}] != nil:
+			l.Err = "offset not read yet"
 		case endUnknown(e, now, staleAfter) != "":
 			l.Err = endUnknown(e, now, staleAfter)
 		case st.err != nil && (st.at.IsZero() || now.Sub(st.at) > staleAfter):

@@ -265,6 +265,8 @@ func (c *cluster) watchOffset(ctx, client context.Context, conn *zk.Conn, k part
 	for reread := false; ctx.Err() == nil; reread = true {
 		if reread {
 			time.Sleep(time.Duration(offsetRereadDelay.Load())) // 0 but in tests
+		} else {
+			time.Sleep(time.Duration(offsetFirstReadDelay.Load())) // 0 but in tests
 		}
 		data, _, ev, err := conn.GetW(p)
 		if errors.Is(err, zk.ErrNoNode) {
@@ -300,10 +302,11 @@ func (c *cluster) watchOffset(ctx, client context.Context, conn *zk.Conn, k part
 	}
 }
 
-// offsetWatcherEndDelay delays the end of an offset watcher, and
-// offsetRereadDelay its reads but the first, as a busy machine can: a
-// test sets them (export_test.go).
-var offsetWatcherEndDelay, offsetRereadDelay atomic.Int64
+// offsetWatcherEndDelay delays the end of an offset watcher,
+// offsetRereadDelay its reads but the first, and offsetFirstReadDelay its
+// first, as a busy machine or ZooKeeper can: a test sets them
+// (export_test.go).
+var offsetWatcherEndDelay, offsetRereadDelay, offsetFirstReadDelay atomic.Int64
 
 // consumersRelistDelay delays the listing of <chroot>/consumers that
 // follows a change, as on a machine too busy to run it at once: a test
@@ -349,13 +352,20 @@ type folder struct {
 type firstRead struct {
 	n    atomic.Int64
 	done func()
+	// parent, if not nil, is given a unit with each of this one's, taken
+	// off after it.
+	parent *firstRead
 }
 
 // unit adds one to what is left to read, and returns the call, run once
 // (later calls do nothing), that takes it off again, after then (if any).
 func (r *firstRead) unit(then func()) func() {
+	var up func()
 	if r != nil {
 		r.n.Add(1)
+		if r.parent != nil {
+			up = r.parent.unit(nil)
+		}
 	}
 	var once sync.Once
 	return func() {
@@ -365,6 +375,9 @@ func (r *firstRead) unit(then func()) func() {
 			}
 			if r != nil && r.n.Add(-1) == 0 {
 				r.done()
+			}
+			if up != nil {
+				up()
 			}
 		})
 	}
@@ -425,6 +438,13 @@ func (c *cluster) followOffsets(ctx context.Context, conn *zk.Conn) {
 			},
 		}, func(ctx context.Context, topic string, settle func()) {
 			dir := path.Join(offsets, topic)
+			// Its partitions with no offset known are not read yet, not
+			// unstored, until the folder is listed and every offset znode
+			// it lists read once: the count, read beside, may come first.
+			mt, w := moduleTopic{module, topic}, new(byte)
+			c.state.startReading(mt, w)
+			defer c.state.readDone(mt, w)
+			topicRead := &firstRead{parent: read, done: func() { c.state.readDone(mt, w) }}
 			// The node's partition count, followed beside its children.
 			var count sync.WaitGroup
 			defer count.Wait()
@@ -435,7 +455,7 @@ func (c *cluster) followOffsets(ctx context.Context, conn *zk.Conn) {
 				defer countRead()
 				c.watchCount(ctx, client, conn, moduleTopic{module, topic}, dir, countRead)
 			})
-			c.watchChildren(ctx, conn, folder{path: dir, client: client, read: read, settle: settle,
+			c.watchChildren(ctx, conn, folder{path: dir, client: client, read: topicRead, settle: settle,
 				denied: partKey{module, topic, "*"},
 				listed: func(names []string) {
 					c.state.pruneStale(func(k partKey) bool {
