@@ -549,18 +549,41 @@ func (s *spooler) directLocked(g *gate) bool {
 		g.blindUntil = time.Time{}
 	}
 	if !g.spooling {
-		if s.sp.Pending(g.topic) == 0 {
+		if s.drainedLocked(g) {
 			return true
 		}
 		s.flipLocked(g) // entries replayed by Open: they go first
 		return false
 	}
-	if g.out == 0 && g.queued == 0 && len(g.held) == 0 && s.sp.Pending(g.topic) == 0 {
+	if g.out == 0 && g.queued == 0 && len(g.held) == 0 && s.drainedLocked(g) {
 		g.spooling = false
 		g.gen, g.cancel = context.WithCancel(context.Background())
 		return true
 	}
 	return false
+}
+
+// drainedLocked tells, g.mu held, whether g's topic has nothing in the
+// spool (Kafka acknowledged every record of it the drain sent), and makes
+// sure a crash would not bring those records back (Spool.SaveTopic): the
+// drain after a restart would write them again after the newer records of
+// their keys, which go to Kafka directly from now on. The spool's own
+// watermark passes them only once every older record of any topic is
+// acknowledged, which a topic Kafka keeps refusing holds back for as long.
+// A save that fails is logged and the topic goes direct all the same: a
+// spool that cannot write would refuse its records, while Kafka takes
+// them.
+func (s *spooler) drainedLocked(g *gate) bool {
+	pending, unsaved := s.sp.TopicState(g.topic)
+	if pending > 0 {
+		return false
+	}
+	if unsaved {
+		if err := s.sp.SaveTopic(g.topic); err != nil {
+			s.errLog.warn("spool: a drained topic goes to Kafka directly with its acknowledged records not saved; a crash now would write them again after newer ones", "topic", g.topic, "err", err)
+		}
+	}
+	return true
 }
 
 // blind makes the topic spool when no broker answered whether it exists

@@ -15,6 +15,12 @@
 //	                          an entry: uint64 its base, uint32 its entry count, one bit per entry
 //	                          (1: acked); CRC32C of all that. Open takes it only when acked holds
 //	                          the same two numbers. Its size follows the entries on disk
+//	topic-floors              written by SaveTopic (kproxy: as a topic's records go to Kafka directly
+//	                          again): per topic, uvarint length, name, uint64 floor (every entry of
+//	                          the topic below it is acked; no seq below it is appended again);
+//	                          CRC32C of all that. Written whole as topic-floors.tmp, synced,
+//	                          renamed over it, the directory synced. Open takes it whatever the
+//	                          watermark: what it says stays true
 //	acked-above               the same as written by earlier versions (one bit per seq from acked
 //	                          on, the segments removed since included: it grew with every record
 //	                          sent since the oldest one not acked), read when acked-ranges is
@@ -78,7 +84,8 @@
 // entries. Entries below the persisted watermark are
 // acknowledged already and are not returned again; every other entry is
 // pending, in seq order, except the entries acked-ranges (or an earlier
-// version's acked-above) says Kafka acknowledged (after a clean Close):
+// version's acked-above) says Kafka acknowledged (after a clean Close),
+// and those under their topic's floor (topic-floors, after a crash too):
 // those are acked, and Read skips them. A file of the directory that is
 // neither a segment, the watermark, acked-ranges, acked-above nor the lock
 // is left alone and logged at Warn
@@ -99,6 +106,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -169,6 +177,8 @@ const (
 	metaName            = "acked"
 	aboveName           = "acked-above" // written by earlier versions; read, then removed
 	rangesName          = "acked-ranges"
+	floorsName          = "topic-floors"
+	floorsTmp           = floorsName + ".tmp" // written, synced, then renamed over floorsName
 	metaLen             = 20
 	segSuffix           = ".seg"
 	segDigits           = 20
@@ -223,6 +233,15 @@ type Spool struct {
 	topics   []string
 	topicIdx map[string]int32
 	data     chan struct{} // closed and replaced when entries are committed
+	// ackedTop is, per topic (its index in topics), the seq after the
+	// highest of its entries acked since Open; diskAcked the watermark on
+	// disk; floors the topics' floors on disk (topic-floors: every entry
+	// of the topic below its floor is acked). An entry acked at or above
+	// both would be replayed after a crash (Unsaved).
+	ackedTop  []uint64
+	diskAcked uint64
+	floors    map[string]uint64
+	fmu       sync.Mutex // SaveTopic's writes of topic-floors
 
 	appended, acked, replayed, cut int64    // for Stats
 	trimmed                        int64    // for Stats: zeros ahead dropped by Open
@@ -239,8 +258,10 @@ type Spool struct {
 	rtop  string // the last topic decoded, reused
 
 	// Entries acked above the watermark when the spool was closed last
-	// (acked-ranges): set by Open, read only after.
-	skips []skipRange
+	// (acked-ranges), and the topics' floors then (topic-floors): set by
+	// Open, read only after.
+	skips      []skipRange
+	openFloors map[string]uint64
 
 	tmu  sync.Mutex         // ReadTopic's state below
 	tpos map[string]readPos // per topic, where its last ReadTopic stopped
@@ -320,7 +341,7 @@ func OpenContext(ctx context.Context, o Options) (*Spool, error) {
 	s := &Spool{
 		dir: o.Dir, max: o.MaxBytes, roll: o.SegmentBytes, log: o.Log, lock: lock,
 		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
-		pending: map[string]int{}, topicIdx: map[string]int32{}, data: make(chan struct{}),
+		pending: map[string]int{}, topicIdx: map[string]int32{}, data: make(chan struct{}), floors: map[string]uint64{},
 		rbuf: bufio.NewReaderSize(nil, 256<<10),
 	}
 	if err := s.replay(ctx); err != nil {
@@ -376,6 +397,8 @@ func (s *Spool) replay(ctx context.Context) error {
 	if whole {
 		s.skips = s.readSkips(acked, next)
 	}
+	s.readFloors(acked)
+	s.openFloors = maps.Clone(s.floors)
 	var drop []*segment
 	var end uint64     // the seq after the last scanned segment
 	var empty *segment // the last scanned segment, when it holds no entry
@@ -394,7 +417,7 @@ func (s *Spool) replay(ctx context.Context) error {
 			bases = bases[1:]
 		}
 		if !ok {
-			if name := de.Name(); name != lockName && name != metaName && name != aboveName && name != rangesName {
+			if name := de.Name(); name != lockName && name != metaName && name != aboveName && name != rangesName && name != floorsName && name != floorsTmp {
 				// Not the spool's: junk, or a segment copied in under
 				// another name. Left alone, but said.
 				s.log.Warn("spool: unknown file in the spool directory, ignored", "file", filepath.Join(s.dir, name))
@@ -432,7 +455,7 @@ func (s *Spool) replay(ctx context.Context) error {
 				g.acked++
 				continue
 			}
-			if s.skipped(g.base + uint64(i)) {
+			if s.skipped(g.base+uint64(i)) || len(s.floors) > 0 && g.base+uint64(i) < s.floors[s.topics[g.ents[i].topic]] {
 				g.ents[i].acked = true
 				g.acked++
 				continue
@@ -448,9 +471,12 @@ func (s *Spool) replay(ctx context.Context) error {
 	}
 	s.next = max(acked, next, end)
 	s.lostEmpty(empty, s.next, acked)
+	for _, f := range s.floors {
+		s.next = max(s.next, f) // no seq below a floor is another entry's
+	}
 	s.replayed = s.records
 	s.rseq = acked
-	s.savedAcked, s.savedNext = acked, next
+	s.savedAcked, s.savedNext, s.diskAcked = acked, next, acked
 	if !whole {
 		// Written now, while there is room: later writes of the
 		// watermark overwrite its bytes and need no new block. Its first
@@ -554,6 +580,9 @@ func (s *Spool) writeMeta(acked, next uint64) error {
 		return fmt.Errorf("spool: sync watermark: %w", err)
 	}
 	s.savedAcked, s.savedNext = acked, next
+	s.mu.Lock()
+	s.diskAcked = acked
+	s.mu.Unlock()
 	return nil
 }
 
@@ -1747,6 +1776,11 @@ func (s *Spool) readFrom(es []Entry, n uint64, limit int64) ([]Entry, error) {
 				if string(d.topic) != s.rtop {
 					s.rtop = string(d.topic)
 				}
+				if len(s.openFloors) > 0 && s.rseq < s.openFloors[s.rtop] {
+					s.roff += size // acked before the restart (topic-floors)
+					s.rseq++
+					continue
+				}
 				es = append(es, Entry{Seq: s.rseq, Appended: time.Unix(0, d.appended), Record: Record{
 					Topic: s.rtop, Key: d.key, Value: d.value, Headers: d.headers,
 				}})
@@ -1809,6 +1843,10 @@ func (s *Spool) ackLocked(g *segment, k uint64) bool {
 	}
 	g.ents[k].acked = true
 	g.acked++
+	if i := int(g.ents[k].topic); i >= len(s.ackedTop) {
+		s.ackedTop = append(s.ackedTop, make([]uint64, i+1-len(s.ackedTop))...)
+	}
+	s.ackedTop[g.ents[k].topic] = max(s.ackedTop[g.ents[k].topic], g.base+k+1)
 	t := s.topics[g.ents[k].topic]
 	if s.pending[t]--; s.pending[t] == 0 {
 		delete(s.pending, t)
@@ -1831,6 +1869,112 @@ func (s *Spool) Pending(topic string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.pending[topic] + s.maybe[topic]
+}
+
+// TopicState is Pending, and whether a crash now would replay entries of
+// topic that were acked (unsaved): acked since the watermark on disk was
+// written, above it (behind an older entry not acked, of any topic) and
+// above the topic's floor. A topic whose new records go to Kafka directly
+// while it has any would have them written again after those records,
+// out of order, by the drain after a restart: SaveTopic first.
+func (s *Spool) TopicState(topic string) (pending int, unsaved bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pending[topic] + s.maybe[topic], s.unsavedLocked(topic)
+}
+
+func (s *Spool) unsavedLocked(topic string) bool {
+	i, ok := s.topicIdx[topic]
+	if !ok || int(i) >= len(s.ackedTop) {
+		return false
+	}
+	return s.ackedTop[i] > max(s.diskAcked, s.floors[topic])
+}
+
+// SaveTopic writes to disk that every entry of topic is acked, when it is
+// (Pending 0; else it does nothing): its floor, the seq below which no
+// entry of it is pending, in topic-floors (written whole, synced, renamed
+// over the last one, the directory synced), which Open reads. Afterwards
+// TopicState reports nothing unsaved of it until one of its entries is
+// acked again. The floors at or below the watermark on disk say nothing
+// more than it, and go.
+func (s *Spool) SaveTopic(topic string) error {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	if s.pending[topic]+s.maybe[topic] > 0 || !s.unsavedLocked(topic) {
+		s.mu.Unlock()
+		return nil
+	}
+	floors := make(map[string]uint64, len(s.floors)+1)
+	for t, f := range s.floors {
+		if f > s.diskAcked {
+			floors[t] = f
+		}
+	}
+	floors[topic] = s.next // committed entries of topic are all acked; later ones come after next
+	s.mu.Unlock()
+	var b []byte
+	for _, t := range slices.Sorted(maps.Keys(floors)) {
+		b = binary.AppendUvarint(b, uint64(len(t)))
+		b = append(b, t...)
+		b = binary.LittleEndian.AppendUint64(b, floors[t])
+	}
+	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	tmp := filepath.Join(s.dir, floorsTmp)
+	err := writeSynced(tmp, b)
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(s.dir, floorsName))
+	}
+	if err == nil {
+		err = syncDir(s.dir)
+	}
+	if err != nil {
+		return fmt.Errorf("spool: save the floor of topic %q: %w", topic, err)
+	}
+	s.mu.Lock()
+	s.floors = floors
+	s.mu.Unlock()
+	return nil
+}
+
+// readFloors reads topic-floors into s.floors, those above acked (the
+// watermark read): an unreadable file is logged, and its topics' acked
+// entries are replayed. A temporary file of a write cut short goes.
+func (s *Spool) readFloors(acked uint64) {
+	if err := os.Remove(filepath.Join(s.dir, floorsTmp)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Warn("spool: remove the temporary file of topic floors", "file", filepath.Join(s.dir, floorsTmp), "err", err)
+	}
+	path := filepath.Join(s.dir, floorsName)
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return
+	case err != nil:
+		s.log.Warn("spool: topic floors unreadable; entries acked above the watermark are replayed", "file", path, "err", err)
+		return
+	case len(b) < 4 || crc32.Checksum(b[:len(b)-4], castagnoli) != binary.LittleEndian.Uint32(b[len(b)-4:]):
+		s.log.Warn("spool: topic floors unreadable; entries acked above the watermark are replayed", "file", path, "bytes", len(b))
+		return
+	}
+	floors := map[string]uint64{}
+	for b = b[:len(b)-4]; len(b) > 0; {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < n+8 {
+			s.log.Warn("spool: topic floors unreadable; entries acked above the watermark are replayed", "file", path, "err", "an entry cut short")
+			return
+		}
+		t := string(b[k : k+int(n)])
+		if f := binary.LittleEndian.Uint64(b[k+int(n):]); f > acked {
+			floors[t] = f
+		}
+		b = b[k+int(n)+8:]
+	}
+	s.floors = floors
 }
 
 // Stats are a Spool's counts.
@@ -1870,6 +2014,10 @@ func (s *Spool) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	// 0. A SaveTopic under way ends before the lock goes; later ones
+	//    see closed.
+	s.fmu.Lock()
+	s.fmu.Unlock() //nolint:staticcheck // a barrier
 	// 1. The loop commits what is queued, persists the watermark and
 	//    closes the segment and watermark files.
 	close(s.quit)
