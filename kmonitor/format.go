@@ -34,6 +34,20 @@ func moduleKeys(lags []Lag) []string {
 	return keys
 }
 
+// zabbixKeys returns the zabbix_sender key of each of lags: dotted, or
+// the item form.
+func zabbixKeys(lags []Lag, itemKeys bool) []string {
+	keys := moduleKeys(lags)
+	for i, l := range lags {
+		if itemKeys {
+			keys[i] = "kmonitor.delay[" + itemParams(l.Cluster, l.Module, l.Topic, l.Partition) + "]"
+		} else {
+			keys[i] = l.Cluster + "." + l.Module + "." + keys[i] + ".delay"
+		}
+	}
+	return keys
+}
+
 // sortLags orders by cluster, module, topic, then partition number.
 func sortLags(lags []Lag) {
 	slices.SortFunc(lags, func(a, b Lag) int {
@@ -159,20 +173,25 @@ func writeString(buf *bytes.Buffer, s string) {
 // module "a", topic "b", partition 1 (a module of several topics) make the
 // same key. Zabbix would take each one's lag in turn for one item: no
 // such key is sent, its partitions count as errors, and they are returned
-// (key: cluster/module/topic/partition, …), for the log.
-func writeZabbix(buf *bytes.Buffer, clusters []string, lags []Lag, itemKeys bool, unseen map[string]bool) (shared []string) {
+// (key: cluster/module/topic/partition, …), for the log. others are the
+// lags of the clusters not written (an answer for one cluster): a dotted
+// key one of them makes too is shared all the same (cluster "bj" module
+// "ssd.x" and cluster "bj.ssd" module "x"), whichever cluster an answer is
+// asked for, as zabbix_sender may be fed one cluster at a time.
+func writeZabbix(buf *bytes.Buffer, clusters []string, lags, others []Lag, itemKeys bool, unseen map[string]bool) (shared []string) {
 	sortLags(lags)
-	keys := moduleKeys(lags)
 	errs := map[string]int{}
-	lineKeys := make([]string, len(lags))
-	byKey := map[string][]int{}
-	for i, l := range lags { // in error or not: a key is shared all the same
-		key := l.Cluster + "." + l.Module + "." + keys[i] + ".delay"
-		if itemKeys {
-			key = "kmonitor.delay[" + itemParams(l.Cluster, l.Module, l.Topic, l.Partition) + "]"
+	lineKeys := zabbixKeys(lags, itemKeys)
+	byKey := map[string][]*Lag{}
+	for i := range lags { // in error or not: a key is shared all the same
+		byKey[lineKeys[i]] = append(byKey[lineKeys[i]], &lags[i])
+	}
+	if !itemKeys { // an item key names its cluster apart
+		for i, key := range zabbixKeys(others, false) {
+			if byKey[key] != nil {
+				byKey[key] = append(byKey[key], &others[i])
+			}
 		}
-		lineKeys[i] = key
-		byKey[key] = append(byKey[key], i)
 	}
 	for i, l := range lags {
 		if l.Err != "" || len(byKey[lineKeys[i]]) > 1 {
@@ -181,13 +200,13 @@ func writeZabbix(buf *bytes.Buffer, clusters []string, lags []Lag, itemKeys bool
 		}
 		writeSenderLine(buf, lineKeys[i], strconv.FormatInt(l.Lag, 10))
 	}
-	for key, idx := range byKey {
-		if len(idx) < 2 {
+	for key, ls := range byKey {
+		if len(ls) < 2 {
 			continue
 		}
-		names := make([]string, len(idx))
-		for j, i := range idx {
-			names[j] = lags[i].Cluster + "/" + lags[i].Module + "/" + lags[i].Topic + "/" + lags[i].Partition
+		names := make([]string, len(ls))
+		for j, l := range ls {
+			names[j] = l.Cluster + "/" + l.Module + "/" + l.Topic + "/" + l.Partition
 		}
 		shared = append(shared, key+": "+strings.Join(names, ", "))
 	}

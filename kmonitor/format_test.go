@@ -87,14 +87,14 @@ func TestWriteJSON(t *testing.T) {
 
 func TestWriteZabbix(t *testing.T) {
 	var b bytes.Buffer
-	writeZabbix(&b, []string{"c1", "c2"}, append([]Lag(nil), fixed...), false, nil)
+	writeZabbix(&b, []string{"c1", "c2"}, append([]Lag(nil), fixed...), nil, false, nil)
 	want := "- c1.m1.2.delay 0\n- c1.m1.10.delay 3\n- c1.multi.b.0.delay 7\n- c2.m,[x].0.delay 1\n" +
 		"- c1.kmonitor.errors 1\n- c2.kmonitor.errors 0\n"
 	if b.String() != want {
 		t.Errorf("got\n%swant\n%s", b.String(), want)
 	}
 	b.Reset()
-	writeZabbix(&b, []string{"c1", "c2"}, append([]Lag(nil), fixed...), true, nil)
+	writeZabbix(&b, []string{"c1", "c2"}, append([]Lag(nil), fixed...), nil, true, nil)
 	want = "- kmonitor.delay[c1,m1,t,2] 0\n- kmonitor.delay[c1,m1,t,10] 3\n- kmonitor.delay[c1,multi,b,0] 7\n" +
 		"- kmonitor.delay[c2,\"m,[x]\",t,0] 1\n- kmonitor.errors[c1] 1\n- kmonitor.errors[c2] 0\n"
 	if b.String() != want {
@@ -201,7 +201,7 @@ func TestZabbixSenderReadsOddNamesWhole(t *testing.T) {
 			}
 		}
 		var b bytes.Buffer
-		writeZabbix(&b, []string{"c"}, lags, itemKeys, nil)
+		writeZabbix(&b, []string{"c"}, lags, nil, itemKeys, nil)
 		got := map[string]string{}
 		for _, line := range strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n") {
 			host, key, value := senderFields(line)
@@ -327,7 +327,7 @@ func TestItemKeyIsTheKeyZabbixLLDMakes(t *testing.T) {
 		}
 		want := "kmonitor.delay[" + strings.Join(made, ",") + "]"
 		var b bytes.Buffer
-		writeZabbix(&b, []string{"c"}, lags, true, nil)
+		writeZabbix(&b, []string{"c"}, lags, nil, true, nil)
 		line, _, _ := strings.Cut(b.String(), "\n")
 		if _, got, _ := senderFields(line); got != want {
 			t.Errorf("module %q: kmonitor sends %s, the item Zabbix made from the discovery data is %s", name, got, want)

@@ -200,6 +200,17 @@ func (m *Monitor) Lags(names ...string) []Lag {
 	return out
 }
 
+// otherClusters names the clusters not in names.
+func (m *Monitor) otherClusters(names []string) []string {
+	var out []string
+	for _, c := range m.clusters {
+		if !slices.Contains(names, c.name) {
+			out = append(out, c.name)
+		}
+	}
+	return out
+}
+
 // unseen names the clusters kmonitor cannot see into at now: without a
 // ZooKeeper session for longer than their session timeout, without
 // <chroot>/consumers (see cluster.setMissing), or not read once since the
@@ -349,7 +360,11 @@ func (m *Monitor) render(k cacheKey, clusters []string) []byte {
 	lags := m.Lags(clusters...)
 	switch k.format {
 	case "zabbix":
-		shared := writeZabbix(&buf, clusters, lags, k.keys == "item", m.unseen(now))
+		var others []Lag
+		if k.keys != "item" && len(clusters) < len(m.clusters) {
+			others = m.Lags(m.otherClusters(clusters)...)
+		}
+		shared := writeZabbix(&buf, clusters, lags, others, k.keys == "item", m.unseen(now))
 		m.logShared(k, clusters, shared)
 	case "zabbix_lld":
 		writeLLD(&buf, lags)
