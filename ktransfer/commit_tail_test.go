@@ -59,7 +59,7 @@ func newCommitting(t *testing.T) *committing {
 		if _, err := conn.Create(owner, []byte("A"), 0, acl); err != nil {
 			t.Fatal(err)
 		}
-		ps[i] = &partition{m: m, id: int32(i), owner: owner, offsetVersion: -1, tracker: newTracker(0)}
+		ps[i] = &partition{m: m, id: int32(i), owner: owner, offsetVersion: -1, tracker: newTracker(0), session: tr.conn().SessionID()}
 		m.parts[int32(i)] = ps[i]
 	}
 	for o := range int64(600) {

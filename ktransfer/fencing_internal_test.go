@@ -52,7 +52,7 @@ func TestCommitRefusedOnceAnotherClaimExists(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, ostat, _ := conn.Get(path.Join(offsets, "0"))
-	p := &partition{m: a, id: 0, owner: owner, epoch: oa.epoch, ownerVersion: oa.version, offsetVersion: ostat.Version}
+	p := &partition{m: a, id: 0, owner: owner, epoch: oa.epoch, ownerVersion: oa.version, offsetVersion: ostat.Version, session: oa.session}
 	if err := conn.Delete(owner, -1); err != nil { // A's session expired
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestStartOffsetRefusedOnceAnotherClaimExists(t *testing.T) {
 			t.Fatal(err)
 		}
 		p := newPartition(m, 0, context.Background()) // as claim makes it
-		p.owner, p.epoch, p.ownerVersion, p.offsetVersion = owner, o.epoch, o.version, o.offsetVersion
+		p.owner, p.epoch, p.ownerVersion, p.offsetVersion, p.session = owner, o.epoch, o.version, o.offsetVersion, o.session
 		return p
 	}
 	pa := claimed(a)
@@ -160,7 +160,7 @@ func TestStartRetriedAfterUnansweredWriteKeepsTheClaim(t *testing.T) {
 				t.Fatal(err)
 			}
 			p := newPartition(a, 0, context.Background())
-			p.owner, p.epoch, p.ownerVersion, p.offsetVersion = owner, o.epoch, o.version, o.offsetVersion
+			p.owner, p.epoch, p.ownerVersion, p.offsetVersion, p.session = owner, o.epoch, o.version, o.offsetVersion, o.session
 			// The write applied, its answer lost.
 			if stored {
 				_, err = conn.Set(offset, []byte("5"), o.offsetVersion)
@@ -208,7 +208,7 @@ func fencingPair(t *testing.T) (conn *zk.Conn, a, b *module, claim func(*module)
 			t.Fatal(err)
 		}
 		p := newPartition(m, 0, context.Background())
-		p.owner, p.epoch, p.ownerVersion, p.offsetVersion = path.Join(owners, "0"), o.epoch, o.version, o.offsetVersion
+		p.owner, p.epoch, p.ownerVersion, p.offsetVersion, p.session = path.Join(owners, "0"), o.epoch, o.version, o.offsetVersion, o.session
 		return p
 	}
 	return conn, a, b, claim
@@ -318,4 +318,73 @@ func kafkaAdmin(t *testing.T, partitions int32) *kadm.Client {
 	}
 	t.Cleanup(cl.Close)
 	return kadm.NewClient(cl)
+}
+
+// TestCommitRefusedAfterTheOffsetNodeCameBackAtTheSameVersion attacks the
+// fence where it compares versions only: process A holds partition 0 and
+// pauses; an operator deletes the offset node (to restart the partition at
+// its newest record); A's session expires; B claims the partition, creates
+// the offset node anew and commits until its version is the one A last
+// wrote. A resumes in a new session: its commit carried the owner node's
+// version (0, as every owner node's, B's too) and the offset node's, both
+// as A expected, and overwrote B's offset with A's stale one (records
+// skipped or pushed twice by B). A claim made in another session than the
+// client's writes nothing.
+func TestCommitRefusedAfterTheOffsetNodeCameBackAtTheSameVersion(t *testing.T) {
+	z := zktest.Start(t)
+	conn := zktest.ConnectSession(t, z.Addr, 10*time.Second)
+	acl := zk.WorldACL(zk.PermAll)
+	const chroot = "/mq/c"
+	mod := Module{Name: "m", Topic: "t"}
+	trA := &Transfer{cfg: Config{ZKChroot: chroot}, zk: zktest.ConnectSession(t, z.Addr, 10*time.Second), acl: acl, id: "A"}
+	trB := &Transfer{cfg: Config{ZKChroot: chroot}, zk: conn, acl: acl, id: "B"}
+	a := &module{t: trA, cfg: mod, log: slog.New(slog.DiscardHandler)}
+	b := &module{t: trB, cfg: mod, log: slog.New(slog.DiscardHandler)}
+	owners, offsets := zklayout.Owners(chroot, "m", "t"), zklayout.Offsets(chroot, "m", "t")
+	for _, d := range []string{owners, offsets} {
+		if err := zklayout.CreateAll(conn, d, acl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owner, offset := path.Join(owners, "0"), path.Join(offsets, "0")
+	if _, err := conn.Create(offset, []byte("5"), 0, acl); err != nil {
+		t.Fatal(err)
+	}
+	claim := func(m *module) *partition {
+		o, err := m.takeOwner(0, owner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := newPartition(m, 0, context.Background())
+		p.owner, p.epoch, p.ownerVersion, p.offsetVersion, p.session = owner, o.epoch, o.version, o.offsetVersion, o.session
+		return p
+	}
+	pa := claim(a)
+	if err := trA.storeFenced([]*partition{pa}, []int64{7}, []int32{pa.offsetVersion}); err != nil {
+		t.Fatalf("A's commit: %v", err)
+	}
+	if err := conn.Delete(offset, -1); err != nil { // by hand
+		t.Fatal(err)
+	}
+	// A's session expires; its client is replaced (a new session).
+	trA.zk.Close()
+	trA.zk = zktest.ConnectSession(t, z.Addr, 10*time.Second)
+	pb := claim(b)
+	if pb.offsetVersion != -1 {
+		t.Fatalf("B's claim found the offset node (version %d)", pb.offsetVersion)
+	}
+	if err := trB.storeFenced([]*partition{pb}, []int64{100}, []int32{-1}); err != nil {
+		t.Fatalf("B's start: %v", err)
+	}
+	for pb.offsetVersion < pa.offsetVersion {
+		if err := trB.storeFenced([]*partition{pb}, []int64{101 + int64(pb.offsetVersion)}, []int32{pb.offsetVersion}); err != nil {
+			t.Fatalf("B's commit: %v", err)
+		}
+	}
+	before, _, _ := conn.Get(offset)
+	err := trA.storeFenced([]*partition{pa}, []int64{8}, []int32{pa.offsetVersion})
+	after, _, _ := conn.Get(offset)
+	if err == nil || string(after) != string(before) {
+		t.Errorf("A's commit after its session expired, under B's claim: %v; offset %s, was %s (B's)", err, after, before)
+	}
 }

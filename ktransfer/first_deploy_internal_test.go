@@ -67,7 +67,7 @@ func TestFirstDeployStartsEveryPartitionPromptly(t *testing.T) {
 					return
 				}
 				p := newPartition(m, id, ctx)
-				p.owner, p.epoch, p.ownerVersion, p.offsetVersion = node, o.epoch, o.version, o.offsetVersion
+				p.owner, p.epoch, p.ownerVersion, p.offsetVersion, p.session = node, o.epoch, o.version, o.offsetVersion, o.session
 				claimed := time.Now()
 				starts.Go(func() {
 					if _, err := p.begin(ctx); err != nil {

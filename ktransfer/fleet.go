@@ -60,6 +60,7 @@ func (m *module) coordinate(ctx context.Context, errc chan<- error) {
 	var follower sync.WaitGroup
 	defer follower.Wait()
 	follower.Go(func() { m.followPartitions(ctx) })
+	follower.Go(func() { m.guardOwners(ctx, ownersDir) })
 	poll := time.NewTicker(partitionPoll)
 	defer poll.Stop()
 	// Not once ctx ended: a module started as the process stops (a
@@ -173,9 +174,51 @@ func (m *module) watchDir(ctx context.Context, dir string) {
 		select {
 		case <-ev:
 			told = true
+			if dir == zklayout.Owners(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic) {
+				select {
+				case m.ownersChanged <- struct{}{}:
+				default:
+				}
+			}
 		case <-ctx.Done():
 			m.t.parkWatch(dir, ev)
 			return
+		}
+	}
+}
+
+// guardOwners deposes, whenever owners/ changes, the claims whose owner
+// node is gone or another's, apart from the reassignment: that one waits
+// for the releases it starts (a hand-over waits for the pushes in
+// progress, up to shutdown_timeout_ms), and meanwhile a claim whose node
+// an operator deleted, which another process may take and push at once,
+// would go on pushing here. Only claims held before each look: a claim's
+// node is created, and answered, before the claim is held, and ZooKeeper
+// answers a session's requests in order, so a node not found then was
+// deleted (or went with its session). A node that cannot be looked at is
+// left to the reassignment.
+func (m *module) guardOwners(ctx context.Context, ownersDir string) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.ownersChanged:
+		}
+		m.mu.Lock()
+		held := make([]*claimed, 0, len(m.claims))
+		for _, c := range m.claims {
+			held = append(held, c)
+		}
+		m.mu.Unlock()
+		for _, c := range held {
+			node := path.Join(ownersDir, strconv.Itoa(int(c.part.id)))
+			ok, stat, err := m.t.conn().Exists(node)
+			if err != nil || ctx.Err() != nil {
+				continue
+			}
+			if !ok || stat.Czxid != c.part.epoch {
+				m.depose(c.part) // not if it was released meanwhile
+			}
 		}
 	}
 }

@@ -62,6 +62,8 @@ type module struct {
 
 	commitMu sync.Mutex // one commit at a time: each frees the slots it covers once
 	changed  chan struct{}
+	// ownersChanged wakes guardOwners: owners/ changed (watchDir).
+	ownersChanged chan struct{}
 	// otherTopic is how many instances of the group read another topic,
 	// as the coordinator last counted them (logged when it changes).
 	otherTopic int
@@ -137,7 +139,7 @@ func newModule(cfg Module, t *Transfer) (*module, error) {
 		parts:      map[int32]*partition{},
 		claims:     map[int32]*claimed{},
 		releasing:  map[int32]int{},
-		changed:    make(chan struct{}, 1),
+		changed:    make(chan struct{}, 1), ownersChanged: make(chan struct{}, 1),
 	}
 	m.methods = methodSet(cfg)
 	m.sched = newScheduler(cfg)
@@ -510,6 +512,13 @@ func (m *module) handle(ctx context.Context, r *record, buf *[]byte) outcome {
 		if g == chosenBackend {
 			a = m.pusher.push(backend, r, buf)
 			v, reason = judge(a)
+			if errors.Is(a.err, errPushNotFresh) {
+				// Not sent: chosen again, once ZooKeeper answers in the
+				// claim's session, or stopped with the partition.
+				m.breakers.abandon(c)
+				n--
+				continue
+			}
 			if v != pushed && (r.part != nil && r.part.released.Load() || ctx.Err() != nil) {
 				// Released or stopped meanwhile (a replay interrupted), the
 				// push abandoned (its connection closed): no failure of the
@@ -855,11 +864,23 @@ var errOffsetMoved = errors.New("offset node changed by another writer")
 // offset node's tells the claims apart: every claim rewrites it as it
 // creates its owner node (takeOwner), and this claim's writes go on from
 // the version that rewrite left.
+// Nor is anything written for a claim made in another session than the
+// client's now: its owner node went with that session, and a node of the
+// same name and version may be another claim's since, as may the offset
+// node (deleted by hand, created again by the next owner and written up
+// to the same version), which the checks would then pass.
 // On success each partition's offsetVersion is the new one. It fails with
-// errDeposed when an owner node is gone or another claim's, errOffsetMoved
-// when an offset node was written by someone else.
+// errDeposed when an owner node is gone or another claim's (or its
+// session is), errOffsetMoved when an offset node was written by someone
+// else.
 func (t *Transfer) storeFenced(parts []*partition, offsets []int64, versions []int32) error {
 	dir := zklayout.Offsets(t.cfg.ZKChroot, parts[0].m.cfg.Name, parts[0].m.cfg.Topic)
+	conn := t.conn()
+	for _, p := range parts {
+		if p.session != conn.SessionID() {
+			return errDeposed
+		}
+	}
 	ops := make([]any, 0, 2*len(parts))
 	for i, p := range parts {
 		node := path.Join(dir, strconv.Itoa(int(p.id)))
@@ -874,7 +895,7 @@ func (t *Transfer) storeFenced(parts []*partition, offsets []int64, versions []i
 			ops = append(ops, &zk.SetDataRequest{Path: node, Data: data, Version: versions[i]})
 		}
 	}
-	res, err := t.conn().Multi(ops...)
+	res, err := conn.Multi(ops...)
 	if err == nil {
 		for i, p := range parts {
 			if versions[i] < 0 {

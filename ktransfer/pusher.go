@@ -226,6 +226,9 @@ func (s *connSet) connect(req *fasthttp.Request, dial func() (net.Conn, error)) 
 		s.mu.Lock()
 		delete(s.dialing, stop)
 		s.mu.Unlock()
+		if f := afterConnect.Load(); f != nil && part != nil {
+			(*f)(part)
+		}
 		return d.c, d.err
 	case <-stop:
 		go func() {
@@ -236,6 +239,10 @@ func (s *connSet) connect(req *fasthttp.Request, dial func() (net.Conn, error)) 
 		return nil, errPushAbandoned
 	}
 }
+
+// afterConnect, when a test sets it, runs once a push's connect returned,
+// with its partition (as a process paused while it connected).
+var afterConnect atomic.Pointer[func(*partition)]
 
 // offer hands c, just connected, to hc's pool: its dial takes it.
 func (s *connSet) offer(hc *fasthttp.HostClient, c net.Conn) {
@@ -303,22 +310,29 @@ func (s *connSet) end(req *fasthttp.Request) {
 	s.mu.Unlock()
 }
 
-// use notes that req is sent on conn; false when req's partition was
-// released meanwhile: it is not sent (abandon may have looked already).
-func (s *connSet) use(conn net.Conn, req *fasthttp.Request) bool {
+// use notes that req is sent on conn; errPushAbandoned when req's
+// partition was released meanwhile, errPushNotFresh when ZooKeeper has
+// not answered within the session grace since the push was chosen (the
+// process was paused while it connected: another may hold the partition
+// now, and the session watcher has not run yet): it is not sent (abandon
+// may have looked already).
+func (s *connSet) use(conn net.Conn, req *fasthttp.Request) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	part := s.pushes[req]
 	if part == nil {
-		return true // a replayed dead letter: no claim
+		return nil // a replayed dead letter: no claim
 	}
 	if part.released.Load() {
-		return false
+		return errPushAbandoned
+	}
+	if part.m != nil && !part.m.zkFresh(part) {
+		return errPushNotFresh
 	}
 	if tc, ok := conn.(*trackedConn); ok {
 		tc.part = part
 	}
-	return true
+	return nil
 }
 
 // unuse notes that conn carries no push any more, before it goes back to
@@ -386,6 +400,11 @@ type trackedConn struct {
 // before it was sent.
 var errPushAbandoned = errors.New("partition released: push abandoned")
 
+// errPushNotFresh is a push's error when ZooKeeper went silent between
+// its choice and its write (connSet.use): not sent, and not the backend's
+// failure; chosen again once ZooKeeper answers (mayPush).
+var errPushNotFresh = errors.New("ZooKeeper silent for the session grace: push not sent")
+
 // pushTransport is fasthttp's default transport for the pushes (a
 // request and its answer read whole, up to MaxResponseBodySize), which
 // notes the connection each push of a claim uses (connSet.use): a release
@@ -444,9 +463,9 @@ func (t pushTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request,
 		return false, err
 	}
 	conn := cc.Conn()
-	if !t.set.use(conn, req) {
+	if err := t.set.use(conn, req); err != nil {
 		hc.ReleaseConn(cc)
-		return false, errPushAbandoned
+		return false, err
 	}
 	reuse := false
 	defer func() {

@@ -134,7 +134,7 @@ func newPendingRestart(t *testing.T) *pendingRestart {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	p := newPartition(m, 0, ctx)
-	p.owner, p.epoch, p.offsetVersion, p.tracker = owner, stat.Czxid, -1, newTracker(0)
+	p.owner, p.epoch, p.offsetVersion, p.tracker, p.session = owner, stat.Czxid, -1, newTracker(0), m.t.conn().SessionID()
 	m.parts[0] = p
 	done := make(chan struct{})
 	close(done) // the read loop returned
