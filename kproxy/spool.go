@@ -117,6 +117,9 @@ type spooler struct {
 
 	gatesMu sync.Mutex
 	gates   map[string]*gate
+	// saveRetryAt is when a topic's floor is saved again after a save
+	// failed or was slow (drainedLocked), in Unix ns.
+	saveRetryAt atomic.Int64
 	// gatesSweep is the count of gates at which the next gate made first
 	// frees those holding nothing (sweepGatesLocked).
 	gatesSweep int
@@ -573,18 +576,41 @@ func (s *spooler) directLocked(g *gate) bool {
 // A save that fails is logged and the topic goes direct all the same: a
 // spool that cannot write would refuse its records, while Kafka takes
 // them.
+//
+// The save waits for the disk at most saveTopicWait (a disk that hangs
+// would hold the topic's records, which Kafka takes, and every topic's
+// save behind it), and after one that failed or did not end in time the
+// topics go direct unsaved for saveTopicRetry: a failing disk is not
+// asked again at every record, under the gate's lock.
 func (s *spooler) drainedLocked(g *gate) bool {
 	pending, unsaved := s.sp.TopicState(g.topic)
 	if pending > 0 {
 		return false
 	}
-	if unsaved {
-		if err := s.sp.SaveTopic(g.topic); err != nil {
+	if unsaved && time.Now().UnixNano() >= s.saveRetryAt.Load() {
+		done := make(chan error, 1)
+		go func() { done <- s.sp.SaveTopic(g.topic) }()
+		var err error
+		select {
+		case err = <-done:
+		case <-time.After(saveTopicWait):
+			err = fmt.Errorf("the disk did not answer within %v", saveTopicWait)
+		}
+		if err != nil {
+			s.saveRetryAt.Store(time.Now().Add(saveTopicRetry).UnixNano())
 			s.errLog.warn("spool: a drained topic goes to Kafka directly with its acknowledged records not saved; a crash now would write them again after newer ones", "topic", g.topic, "err", err)
 		}
 	}
 	return true
 }
+
+// saveTopicWait bounds drainedLocked's wait for a topic's floor to be
+// saved; saveTopicRetry is how long the topics go direct unsaved after a
+// save that failed or was not done in time.
+const (
+	saveTopicWait  = time.Second
+	saveTopicRetry = 10 * time.Second
+)
 
 // blind makes the topic spool when no broker answered whether it exists
 // (its metadata, within spool_after_ms): its records go to the spool and

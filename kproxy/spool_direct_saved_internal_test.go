@@ -2,6 +2,7 @@ package kproxy
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -68,5 +69,46 @@ func TestSpoolTopicGoesDirectOnlyWithItsAcksSaved(t *testing.T) {
 			t.Fatalf("b never went direct: %d pending", s.sp.Pending("b"))
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestSpoolTopicGoesDirectWhenItsFloorCannotBeSaved: a floor the disk
+// refuses (here topic-floors.tmp is a directory) does not keep the topic
+// in the spool, which could not take its records either: it goes to
+// Kafka directly, and the save is not tried again at each record (under
+// the gate's lock) but after saveTopicRetry.
+func TestSpoolTopicGoesDirectWhenItsFloorCannotBeSaved(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "b", Partitions: 1}})
+	var dir string
+	s := testSpooler(t, c, func(cfg *Config) { cfg.SpoolAfterMs, dir = 200, cfg.SpoolDir })
+	if err := os.Mkdir(filepath.Join(dir, "topic-floors.tmp"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.sp.Append([]spool.Record{{Topic: "unknown-topic", Value: []byte("held")}, {Topic: "b", Value: []byte("1")}}); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	defer s.close(context.Background())
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if p, unsaved := s.sp.TopicState("b"); p == 0 && unsaved {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("b never drained")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	g := s.lockGate("b")
+	start := time.Now()
+	direct := s.directLocked(g)
+	g.mu.Unlock()
+	if !direct || time.Since(start) > saveTopicWait {
+		t.Fatalf("drained, its floor refused by the disk: direct %v after %v; want direct at once", direct, time.Since(start))
+	}
+	if at := time.Unix(0, s.saveRetryAt.Load()); time.Until(at) < saveTopicRetry/2 {
+		t.Errorf("the failed save is tried again at %v, within %v: at every record", at, time.Until(at))
+	}
+	if _, unsaved := s.sp.TopicState("b"); !unsaved {
+		t.Errorf("b's acks reported saved after the save failed")
 	}
 }

@@ -455,9 +455,18 @@ func (s *Spool) replay(ctx context.Context) error {
 				g.acked++
 				continue
 			}
-			if s.skipped(g.base+uint64(i)) || len(s.floors) > 0 && g.base+uint64(i) < s.floors[s.topics[g.ents[i].topic]] {
+			if len(s.floors) > 0 && g.base+uint64(i) < s.floors[s.topics[g.ents[i].topic]] {
 				g.ents[i].acked = true
 				g.acked++
+				continue
+			}
+			if s.skipped(g.base + uint64(i)) {
+				// Acked, but only for as long as the watermark on disk is
+				// the one acked-ranges was written with: unsaved, as an
+				// ack of this run's (TopicState).
+				g.ents[i].acked = true
+				g.acked++
+				s.raiseAckedTop(g.ents[i].topic, g.base+uint64(i)+1)
 				continue
 			}
 			s.pending[s.topics[g.ents[i].topic]]++
@@ -1843,10 +1852,7 @@ func (s *Spool) ackLocked(g *segment, k uint64) bool {
 	}
 	g.ents[k].acked = true
 	g.acked++
-	if i := int(g.ents[k].topic); i >= len(s.ackedTop) {
-		s.ackedTop = append(s.ackedTop, make([]uint64, i+1-len(s.ackedTop))...)
-	}
-	s.ackedTop[g.ents[k].topic] = max(s.ackedTop[g.ents[k].topic], g.base+k+1)
+	s.raiseAckedTop(g.ents[k].topic, g.base+k+1)
 	t := s.topics[g.ents[k].topic]
 	if s.pending[t]--; s.pending[t] == 0 {
 		delete(s.pending, t)
@@ -1857,6 +1863,15 @@ func (s *Spool) ackLocked(g *segment, k uint64) bool {
 		s.signal()
 	}
 	return true
+}
+
+// raiseAckedTop notes that topic's entry below seq is acked (ackedTop);
+// s.mu held, or Open.
+func (s *Spool) raiseAckedTop(topic int32, seq uint64) {
+	if i := int(topic); i >= len(s.ackedTop) {
+		s.ackedTop = append(s.ackedTop, make([]uint64, i+1-len(s.ackedTop))...)
+	}
+	s.ackedTop[topic] = max(s.ackedTop[topic], seq)
 }
 
 // Pending is how many entries of topic are appended and not acked (0: the

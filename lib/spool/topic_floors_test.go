@@ -2,6 +2,7 @@ package spool_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -140,5 +141,45 @@ func TestUnreadableTopicFloorsReplays(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(snap, "topic-floors.tmp")); !os.IsNotExist(err) {
 		t.Errorf("the temporary file of topic-floors left (stat: %v)", err)
+	}
+}
+
+// TestAckedRangesAreUnsavedAfterARestart: acked-ranges holds only while
+// the watermark on disk is the one it was written with. A topic whose
+// acks came back from it at the start is unsaved (TopicState): kproxy
+// saves its floor before its records go direct. Else, once the watermark
+// moved (an older record of another topic acked), a crash replayed the
+// topic's acked records after the newer ones sent to Kafka directly.
+func TestAckedRangesAreUnsavedAfterARestart(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, spool.Options{Dir: dir})
+	var seqs []uint64
+	for _, r := range []spool.Record{rec("parked", "p0"), rec("t", "a"), rec("t", "b"), rec("parked", "p1"), rec("t", "c")} {
+		seqs = append(seqs, appendOne(t, s, r))
+	}
+	readN(t, s, len(seqs))
+	s.Ack(seqs[1], seqs[2], seqs[4]) // t drained, no record of it since: no floor
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, spool.Options{Dir: dir})
+	if p, unsaved := s.TopicState("t"); p != 0 || !unsaved {
+		t.Fatalf("after a clean restart, t's acks in acked-ranges only: TopicState %d, %v; want 0, true", p, unsaved)
+	}
+	if err := s.SaveTopic("t"); err != nil { // as kproxy does before t's first direct record
+		t.Fatal(err)
+	}
+	appendOne(t, s, rec("parked", "p2"))
+	readN(t, s, 2)
+	s.Ack(seqs[0]) // the watermark moves to p1: acked-ranges is stale from here
+	var snap string
+	waitFor(t, "watermark at p1", func() bool {
+		snap = crashCopy(t, dir)
+		b, err := os.ReadFile(filepath.Join(snap, "acked"))
+		return err == nil && len(b) >= 8 && binary.LittleEndian.Uint64(b) == seqs[3]
+	})
+	c := open(t, spool.Options{Dir: snap})
+	if got := c.Pending("t"); got != 0 {
+		t.Errorf("t saved before it went direct, yet a crash replays %d of its acked records", got)
 	}
 }
