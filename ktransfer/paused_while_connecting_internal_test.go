@@ -55,9 +55,14 @@ func TestPausedWhileConnectingDoesNotPush(t *testing.T) {
 		var buf []byte
 		done <- m.handle(ctx, &record{msg: &kgo.Record{Topic: "t", Key: []byte("k"), Value: []byte("v")}, part: part}, &buf)
 	}()
-	time.Sleep(300 * time.Millisecond)
-	if n := got.Load(); n != 0 || !once.Load() {
-		t.Fatalf("ZooKeeper silent for an hour since the connect (hook ran: %v): %d pushes written", once.Load(), n)
+	for deadline := time.Now().Add(5 * time.Second); !once.Load(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the push did not connect within 5 s")
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // the push's write, had it gone on
+	if n := got.Load(); n != 0 {
+		t.Fatalf("ZooKeeper silent for an hour since the connect: %d pushes written", n)
 	}
 	tr.lastAnswer.Store(tr.now()) // ZooKeeper answers again
 	select {
