@@ -91,28 +91,9 @@ func TestStartOffsetRefusedOnceAnotherClaimExists(t *testing.T) {
 	mod := Module{Name: "m", Topic: "t"}
 	a := &module{t: &Transfer{cfg: cfg, zk: conn, acl: acl, id: "A"}, cfg: mod, log: slog.New(slog.DiscardHandler)}
 	b := &module{t: &Transfer{cfg: cfg, zk: conn, acl: acl, id: "B"}, cfg: mod, log: slog.New(slog.DiscardHandler)}
-	owners := zklayout.Owners(chroot, "m", "t")
-	offsets := zklayout.Offsets(chroot, "m", "t")
-	for _, d := range []string{owners, offsets} {
-		if err := zklayout.CreateAll(conn, d, acl); err != nil {
-			t.Fatal(err)
-		}
-	}
-	owner, offset := path.Join(owners, "0"), path.Join(offsets, "0")
-	if _, err := conn.Create(offset, []byte("5"), 0, acl); err != nil {
-		t.Fatal(err)
-	}
-	claimed := func(m *module) *partition {
-		o, err := m.takeOwner(0, owner)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := newPartition(m, 0, context.Background()) // as claim makes it
-		p.owner, p.epoch, p.ownerVersion, p.offsetVersion, p.session = owner, o.epoch, o.version, o.offsetVersion, o.session
-		return p
-	}
+	offset, claimed := offsetNodeClaims(t, conn, chroot)
 	pa := claimed(a)
-	if err := conn.Delete(owner, -1); err != nil { // A's session expired
+	if err := conn.Delete(pa.owner, -1); err != nil { // A's session expired
 		t.Fatal(err)
 	}
 	pb := claimed(b)
@@ -340,25 +321,7 @@ func TestCommitRefusedAfterTheOffsetNodeCameBackAtTheSameVersion(t *testing.T) {
 	trB := &Transfer{cfg: Config{ZKChroot: chroot}, zk: conn, acl: acl, id: "B"}
 	a := &module{t: trA, cfg: mod, log: slog.New(slog.DiscardHandler)}
 	b := &module{t: trB, cfg: mod, log: slog.New(slog.DiscardHandler)}
-	owners, offsets := zklayout.Owners(chroot, "m", "t"), zklayout.Offsets(chroot, "m", "t")
-	for _, d := range []string{owners, offsets} {
-		if err := zklayout.CreateAll(conn, d, acl); err != nil {
-			t.Fatal(err)
-		}
-	}
-	owner, offset := path.Join(owners, "0"), path.Join(offsets, "0")
-	if _, err := conn.Create(offset, []byte("5"), 0, acl); err != nil {
-		t.Fatal(err)
-	}
-	claim := func(m *module) *partition {
-		o, err := m.takeOwner(0, owner)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := newPartition(m, 0, context.Background())
-		p.owner, p.epoch, p.ownerVersion, p.offsetVersion, p.session = owner, o.epoch, o.version, o.offsetVersion, o.session
-		return p
-	}
+	offset, claim := offsetNodeClaims(t, conn, chroot)
 	pa := claim(a)
 	if err := trA.storeFenced([]*partition{pa}, []int64{7}, []int32{pa.offsetVersion}); err != nil {
 		t.Fatalf("A's commit: %v", err)
@@ -386,5 +349,34 @@ func TestCommitRefusedAfterTheOffsetNodeCameBackAtTheSameVersion(t *testing.T) {
 	after, _, _ := conn.Get(offset)
 	if err == nil || string(after) != string(before) {
 		t.Errorf("A's commit after its session expired, under B's claim: %v; offset %s, was %s (B's)", err, after, before)
+	}
+}
+
+// offsetNodeClaims makes module m's folders for topic t under chroot and
+// partition 0's offset node (offset 5), and returns that node's path and
+// a claim of the partition as claim makes it (its owner node created, the
+// offset node rewritten, the session noted).
+func offsetNodeClaims(t *testing.T, conn *zk.Conn, chroot string) (offset string, claim func(*module) *partition) {
+	t.Helper()
+	acl := zk.WorldACL(zk.PermAll)
+	owners, offsets := zklayout.Owners(chroot, "m", "t"), zklayout.Offsets(chroot, "m", "t")
+	for _, d := range []string{owners, offsets} {
+		if err := zklayout.CreateAll(conn, d, acl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owner, offset := path.Join(owners, "0"), path.Join(offsets, "0")
+	if _, err := conn.Create(offset, []byte("5"), 0, acl); err != nil {
+		t.Fatal(err)
+	}
+	return offset, func(m *module) *partition {
+		t.Helper()
+		o, err := m.takeOwner(0, owner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := newPartition(m, 0, context.Background())
+		p.owner, p.epoch, p.ownerVersion, p.offsetVersion, p.session = owner, o.epoch, o.version, o.offsetVersion, o.session
+		return p
 	}
 }
