@@ -237,7 +237,7 @@ type Spool struct {
 	// highest of its entries acked since Open; diskAcked the watermark on
 	// disk; floors the topics' floors on disk (topic-floors: every entry
 	// of the topic below its floor is acked). An entry acked at or above
-	// both would be replayed after a crash (Unsaved).
+	// both would be replayed after a crash (TopicState).
 	ackedTop  []uint64
 	diskAcked uint64
 	floors    map[string]uint64
