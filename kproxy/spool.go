@@ -118,8 +118,15 @@ type spooler struct {
 	gatesMu sync.Mutex
 	gates   map[string]*gate
 	// saveRetryAt is when a topic's floor is saved again after a save
-	// failed or was slow (drainedLocked), in Unix ns.
+	// failed or was slow (drainedLocked), in Unix ns; set under saveMu.
 	saveRetryAt atomic.Int64
+	saveMu      sync.Mutex
+	// lateSaves counts the floor saves given up on that still wait for
+	// the disk (under saveMu): while one does, no other starts (a disk
+	// that hangs holds them, not one more per topic and retry).
+	lateSaves atomic.Int32
+	// saveFloor is Spool.SaveTopic (tests wrap it).
+	saveFloor func(topic string) error
 	// gatesSweep is the count of gates at which the next gate made first
 	// frees those holding nothing (sweepGatesLocked).
 	gatesSweep int
@@ -327,6 +334,7 @@ func openSpooler(ctx context.Context, cfg Config, log *slog.Logger, ps *producer
 		parked: map[string]*parkedTopic{}, parkBudget: maxParkedBytes, pause: map[string]time.Duration{},
 		errLog: sampled{log: log, every: time.Second}, readLog: sampled{log: log, every: 10 * time.Second}}
 	s.onDrained = s.drained
+	s.saveFloor = sp.SaveTopic
 	s.registerMetrics(reg)
 	if st := sp.Stats(); st.Records > 0 {
 		log.Info("spool holds records from before the restart; draining them", "records", st.Records,
@@ -579,27 +587,60 @@ func (s *spooler) directLocked(g *gate) bool {
 //
 // The save waits for the disk at most saveTopicWait (a disk that hangs
 // would hold the topic's records, which Kafka takes, and every topic's
-// save behind it), and after one that failed or did not end in time the
-// topics go direct unsaved for saveTopicRetry: a failing disk is not
-// asked again at every record, under the gate's lock.
+// save behind it). After one that failed or did not end in time the
+// topics go direct unsaved, each one logged, for saveTopicRetry, or until
+// the late save ends well: a failing disk is not asked again at every
+// record, under the gate's lock, and a slow one that answers is asked
+// again at once; while a save given up on still waits for the disk, no
+// other starts.
 func (s *spooler) drainedLocked(g *gate) bool {
 	pending, unsaved := s.sp.TopicState(g.topic)
 	if pending > 0 {
 		return false
 	}
-	if unsaved && time.Now().UnixNano() >= s.saveRetryAt.Load() {
-		done := make(chan error, 1)
-		go func() { done <- s.sp.SaveTopic(g.topic) }()
-		var err error
+	if !unsaved {
+		return true
+	}
+	if time.Now().UnixNano() < s.saveRetryAt.Load() || s.lateSaves.Load() > 0 {
+		s.errLog.warn("spool: a drained topic goes to Kafka directly with its acknowledged records not saved (a save failed or still waits for the disk); a crash now would write them again after newer ones", "topic", g.topic)
+		return true
+	}
+	done := make(chan error, 1)
+	late := false // the wait below gave up on it (under saveMu)
+	go func() {
+		err := s.saveFloor(g.topic)
+		s.saveMu.Lock()
+		defer s.saveMu.Unlock()
+		if late {
+			s.lateSaves.Add(-1)
+			if err == nil {
+				s.saveRetryAt.Store(0) // the disk answered: the topics gone direct unsaved meanwhile are saved at their next record
+			}
+		}
+		done <- err
+	}()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(saveTopicWait):
+		s.saveMu.Lock()
 		select {
-		case err = <-done:
-		case <-time.After(saveTopicWait):
+		case err = <-done: // it ended meanwhile
+		default:
+			late = true
+			s.lateSaves.Add(1)
 			err = fmt.Errorf("the disk did not answer within %v", saveTopicWait)
-		}
-		if err != nil {
 			s.saveRetryAt.Store(time.Now().Add(saveTopicRetry).UnixNano())
-			s.errLog.warn("spool: a drained topic goes to Kafka directly with its acknowledged records not saved; a crash now would write them again after newer ones", "topic", g.topic, "err", err)
 		}
+		s.saveMu.Unlock()
+	}
+	if err != nil {
+		if !late {
+			s.saveMu.Lock()
+			s.saveRetryAt.Store(time.Now().Add(saveTopicRetry).UnixNano())
+			s.saveMu.Unlock()
+		}
+		s.errLog.warn("spool: a drained topic goes to Kafka directly with its acknowledged records not saved; a crash now would write them again after newer ones", "topic", g.topic, "err", err)
 	}
 	return true
 }

@@ -1,10 +1,16 @@
 package kproxy
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -111,4 +117,100 @@ func TestSpoolTopicGoesDirectWhenItsFloorCannotBeSaved(t *testing.T) {
 	if _, unsaved := s.sp.TopicState("b"); !unsaved {
 		t.Errorf("b's acks reported saved after the save failed")
 	}
+}
+
+// TestSpoolHungFloorSaveHoldsNoOtherSave: a floor save that waits for the
+// disk past saveTopicWait (a disk that hangs) lets its topic go direct;
+// while it still waits, no other topic's save starts: each one started a
+// goroutine that waited behind it for ever (one more per topic and retry
+// while the disk hung), and held the topic's gate 1 s at every retry. The
+// topics that go direct unsaved meanwhile are each named in the log
+// (before, only the one whose save was given up on). Once the late save
+// ends well, the disk answers again: the next topic's floor is saved at
+// its next record, not 10 s later, when a crash meanwhile would have
+// replayed its acknowledged records after newer ones.
+func TestSpoolHungFloorSaveHoldsNoOtherSave(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "b1", Partitions: 1}, {Name: "b2", Partitions: 1}, {Name: "b3", Partitions: 1}})
+	s := testSpooler(t, c, func(cfg *Config) { cfg.SpoolAfterMs = 200 })
+	var logged bytes.Buffer
+	var logMu sync.Mutex
+	s.errLog.log, s.errLog.every = slog.New(slog.NewTextHandler(&lockedWriter{w: &logged, mu: &logMu}, nil)), 0
+	hang := make(chan struct{})
+	var saves atomic.Int32
+	s.saveFloor = func(topic string) error {
+		saves.Add(1)
+		<-hang // the disk does not answer
+		return s.sp.SaveTopic(topic)
+	}
+	if _, err := s.sp.Append([]spool.Record{{Topic: "unknown-topic", Value: []byte("held")}, {Topic: "b1", Value: []byte("1")}, {Topic: "b2", Value: []byte("2")}, {Topic: "b3", Value: []byte("3")}}); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	defer s.close(context.Background())
+	for _, topic := range []string{"b1", "b2", "b3"} {
+		for deadline := time.Now().Add(20 * time.Second); ; {
+			if p, unsaved := s.sp.TopicState(topic); p == 0 && unsaved {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never drained", topic)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	direct := func(topic string) (bool, time.Duration) {
+		g := s.lockGate(topic)
+		defer g.mu.Unlock()
+		start := time.Now()
+		return s.directLocked(g), time.Since(start)
+	}
+	if ok, took := direct("b1"); !ok || took < saveTopicWait {
+		t.Fatalf("b1, its save hung: direct %v after %v; want direct after %v", ok, took, saveTopicWait)
+	}
+	s.saveRetryAt.Store(0) // as after saveTopicRetry, the save still hung
+	for _, topic := range []string{"b2", "b3"} {
+		if ok, took := direct(topic); !ok || took > saveTopicWait/2 {
+			t.Errorf("%s, while b1's save hangs: direct %v after %v; want direct at once", topic, ok, took)
+		}
+	}
+	if n := saves.Load(); n != 1 {
+		t.Errorf("%d floor saves started while the first one hung, want 1 (each waits behind it for ever)", n)
+	}
+	logMu.Lock()
+	for _, topic := range []string{"b2", "b3"} {
+		if !strings.Contains(logged.String(), "topic="+topic) {
+			t.Errorf("%s went direct unsaved without a word in the log:\n%s", topic, logged.String())
+		}
+	}
+	logMu.Unlock()
+	close(hang) // the disk answers: b1's floor is saved
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if _, unsaved := s.sp.TopicState("b1"); !unsaved {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("b1's late save never ended")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, topic := range []string{"b2", "b3"} {
+		if ok, _ := direct(topic); !ok {
+			t.Fatalf("%s not direct", topic)
+		}
+		if _, unsaved := s.sp.TopicState(topic); unsaved {
+			t.Errorf("%s's floor not saved at its next record after the disk answered again", topic)
+		}
+	}
+}
+
+// lockedWriter serializes the writes of a log shared with the test.
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -841,8 +841,18 @@ func (m *module) release(c *claimed, mode releaseMode) {
 		// session may expire before the hand-over ends, and the next owner
 		// push the same keys while these are still out. dropAll stops
 		// the claims not being released then; this one stops here.
-		for p.pushing.Load() > 0 && time.Now().Before(deadline) && m.zkFresh(p) {
+		//
+		// Nor past the cut of the stop or reload this run is in: a
+		// hand-over the coordinator began before it would otherwise wait
+		// its own whole bound, and the run's release of the partitions
+		// it kept another after it, while the stop gives up waiting for
+		// the run at its own bound (and a reload starts the next run,
+		// whose pushes of these keys would overlap the ones still out).
+		for p.pushing.Load() > 0 && time.Now().Before(deadline) && m.zkFresh(p) && !m.cut() {
 			time.Sleep(2 * time.Millisecond)
+		}
+		if m.cut() {
+			deadline = time.Now() // the stores below get their second
 		}
 		if n := p.pushing.Load(); n > 0 {
 			m.log.Warn("pushes still in progress at release; abandoned, their records stay uncommitted and their connections are closed", "partition", p.id, "pushes", n)
@@ -886,6 +896,16 @@ func (m *module) release(c *claimed, mode releaseMode) {
 		_ = m.deleteOwner(p.id, p.epoch) // logged; retried by the reassignment
 	}
 	m.log.Info("partition released", "partition", p.id, "epoch", p.epoch, "mode", mode.String())
+}
+
+// cut tells whether the run's pushes were cut short (pushesCut).
+func (m *module) cut() bool {
+	select {
+	case <-m.pushesCut:
+		return true
+	default:
+		return false
+	}
 }
 
 func (r releaseMode) String() string {

@@ -34,7 +34,11 @@ type module struct {
 
 	// slots holds one token per record dispatched and not yet committed:
 	// a full channel pauses reading (window_size).
-	slots       chan struct{}
+	slots chan struct{}
+	// pushesCut is closed when the run's pushes are cut short (the stop's
+	// or the reload's shutdown_timeout_ms passed): a hand-over then waits
+	// for none of its pushes any more. nil: never (a replay).
+	pushesCut   <-chan struct{}
 	commitKick  chan struct{}
 	uncommitted atomic.Int64 // records acknowledged, not yet committed
 	committing  atomic.Int64 // of those, the records the commit in flight covers
@@ -244,6 +248,7 @@ func (m *module) checkDeadLetterTopic(ctx context.Context) {
 // for until shutdown_timeout_ms, what is acknowledged is committed, the
 // owner node is deleted), and stops its workers; pushCtx bounds that wait.
 func (m *module) run(readCtx, pushCtx context.Context) error {
+	m.pushesCut = pushCtx.Done() // before the coordinator's releases can look at it
 	var workers sync.WaitGroup
 	for i := range m.cfg.WorkerNum {
 		workers.Go(func() { m.worker(i) })
