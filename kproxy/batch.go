@@ -652,6 +652,11 @@ func (c *batchCall) await(ctx context.Context) {
 			return
 		case <-ctx.Done():
 			return
+		case <-c.deadline.Done():
+			// Before spool_after_ms (records handed over late: a slow
+			// body, look-ups that took their time): answered by their
+			// deadline as the others, not spooled past it and answered
+			// 202 late.
 		case <-c.spoolAt.Done():
 			// The records still in kgo are taken into the spool by
 			// their gates' flips: counted as answered (their

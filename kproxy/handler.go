@@ -554,6 +554,10 @@ func (s *Server) awaitRecord(ctx *fasthttp.RequestCtx, p *pending) (code int, an
 		select {
 		case <-p.done:
 			return 0, false
+		case <-p.ctx.Done():
+			// Before spool_after_ms (a record handed over late: a slow
+			// body): answered by its deadline as any other, not spooled
+			// past it and answered 202 late.
 		case <-s.spool.after.get().Done():
 			if it := s.spool.flip(&p.gateRec); it != nil {
 				return s.answerTaken(ctx, p, it), true

@@ -1,0 +1,131 @@
+package kproxy_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// lateMargin is what the late hand-over tests allow past a deadline and
+// the 250 ms grace: the scheduler under -race on a busy machine.
+const lateMargin = 300 * time.Millisecond
+
+// TestSpoolLateHandOverAnsweredByDeadline attacks the promise that a
+// client gets its answer by produce_timeout_ms, counted from its request's
+// arrival (250 ms later at most), with the spool on and Kafka away. A
+// /commit with "Expect: 100-continue" whose body comes late (its deadline
+// runs from its headers: here 1.9 s after them, with produce_timeout_ms
+// 2000) has its record handed to Kafka's client with 100 ms left, and
+// spool_after_ms (1500) counted from then. It was answered 202 at
+// spool_after_ms, 1.4 s past its deadline, and spooled to be written
+// later: a client whose own timeout follows produce_timeout_ms had given
+// up and sent it again. It is answered at its deadline, as a gRPC call's
+// record with a deadline is: 504, may have been written (Kafka's client
+// still has it).
+func TestSpoolLateHandOverAnsweredByDeadline(t *testing.T) {
+	const (
+		produceTimeout = 2 * time.Second
+		late           = 1900 * time.Millisecond
+	)
+	k := kafkatest.StartRestartable(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := spoolProxy(t, nil, func(cfg *kproxy.Config) {
+		cfg.BrokerHosts = []string{k.Addr()}
+		cfg.Kafka.DialTimeoutMs = 200
+		cfg.SpoolAfterMs = 1500
+		cfg.ProduceTimeoutMs = int(produceTimeout / time.Millisecond)
+		cfg.ReadTimeoutMs = 5000
+		cfg.AutoCreateTopics = false // the topic looked up on the headers: the deadline runs from them
+	})
+	warmUp(t, p, "acks=1&topic="+topic+"&key=w", keySeqValue(t, "w", 0))
+	k.Stop()
+	addr := strings.TrimPrefix(p.url, "http://")
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	body := keySeqValue(t, "c", 0)
+	sent := time.Now()
+	if _, err := fmt.Fprintf(conn, "POST /commit?topic=%s&key=c&acks=1 HTTP/1.1\r\nHost: %s\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n", topic, addr, len(body)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 100 {
+		t.Fatalf("first answer %d, want 100 Continue", resp.StatusCode)
+	}
+	time.Sleep(late - time.Since(sent))
+	if _, err := conn.Write(body); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err = http.ReadResponse(br, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	took := time.Since(sent)
+	t.Logf("body %v after the headers: %d %s after %v", late, resp.StatusCode, strings.TrimSpace(string(got)), took.Round(time.Millisecond))
+	if limit := produceTimeout + 250*time.Millisecond + lateMargin; took > limit {
+		t.Errorf("answered %d after %v, past produce_timeout_ms %v from its headers and the 250 ms grace (%v with the test's margin)",
+			resp.StatusCode, took.Round(time.Millisecond), produceTimeout, limit)
+	}
+}
+
+// TestSpoolBatchHandedOverLateAnsweredByDeadline: as
+// TestSpoolLateHandOverAnsweredByDeadline for a /batch whose topics'
+// look-ups took most of produce_timeout_ms (3000): Kafka answers their
+// metadata but not their configurations (DescribeConfigs), which each
+// look-up waits spool_after_ms (900) for, one after the other, and takes
+// none of the records (its produce requests held). Handed to Kafka's
+// client 2.7 s after the request's arrival, they were answered 202 at
+// spool_after_ms from then, 3.6 s; they are answered at the deadline.
+func TestSpoolBatchHandedOverLateAnsweredByDeadline(t *testing.T) {
+	const produceTimeout = 3 * time.Second
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "t1", Partitions: 1}, {Name: "t2", Partitions: 1}, {Name: "t3", Partitions: 1}})
+	p := spoolProxy(t, c, func(cfg *kproxy.Config) {
+		cfg.SpoolAfterMs = 900
+		cfg.ProduceTimeoutMs = int(produceTimeout / time.Millisecond)
+		cfg.AutoCreateTopics = false
+	})
+	thawed := make(chan struct{})
+	t.Cleanup(func() { close(thawed) }) // before the cluster closes: it waits for the controls
+	c.ControlKey(int16(kmsg.DescribeConfigs), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		c.SleepControl(func() {
+			select {
+			case <-thawed:
+			case <-time.After(1500 * time.Millisecond):
+			}
+		})
+		return nil, nil, false
+	})
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		c.SleepControl(func() { <-thawed })
+		return nil, nil, false
+	})
+	start := time.Now()
+	code, ab := postBatch(t, p, "acks=1", []map[string]any{
+		{"topic": "t1", "key": "a", "value": "1"}, {"topic": "t2", "key": "a", "value": "2"}, {"topic": "t3", "key": "a", "value": "3"}})
+	took := time.Since(start)
+	t.Logf("[t1, t2, t3]: %d %+v after %v", code, ab, took.Round(time.Millisecond))
+	if limit := produceTimeout + 250*time.Millisecond + lateMargin; took > limit {
+		t.Errorf("answered %d after %v, past produce_timeout_ms %v from its arrival and the 250 ms grace (%v with the test's margin)",
+			code, took.Round(time.Millisecond), produceTimeout, limit)
+	}
+}
