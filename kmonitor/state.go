@@ -31,7 +31,7 @@ type offsetEntry struct {
 	err    error
 	folder bool      // stands for a folder that may not be listed (deniedFolder)
 	epoch  uint64    // the ZooKeeper client that read it (state.epoch then)
-	readAt time.Time // when it was read
+	readAt time.Time // when it was first read with this value
 	// w is the watcher that set it: a znode deleted and created again
 	// gets a new watcher while the old one may still be ending, and the
 	// old one drops only what it set.
@@ -264,6 +264,14 @@ func (s *state) setEntry(live context.Context, k partKey, e offsetEntry) {
 		return
 	}
 	e.epoch, e.readAt = s.epoch, time.Now()
+	if o, ok := s.offsets[k]; ok && o.err == nil && e.err == nil && o.next == e.next {
+		// Read again unchanged (a claim rewrites the node as it is, a
+		// new session reads it again): it has been committed since the
+		// first read, and a log end read after that still tells whether
+		// it is past it (a committed offset past the log end read as lag
+		// 0 until the next poll).
+		e.readAt = o.readAt
+	}
 	s.offsets[k] = e
 	s.mu.Unlock()
 	s.gen.Add(1)
