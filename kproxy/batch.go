@@ -659,17 +659,8 @@ func (c *batchCall) await(ctx context.Context) {
 			// 202 late.
 		case <-c.spoolAt.Done():
 			// The records still in kgo are taken into the spool by
-			// their gates' flips: counted as answered (their
-			// promises are left to release them).
-			for i := range c.items {
-				it := &c.items[i]
-				if it.gen != nil && it.state.Load() == waiting && c.srv.spool.flip(&it.gateRec) != nil {
-					c.letItem(it) // the spool orders what comes after it
-					if it.state.CompareAndSwap(waiting, abandoned) {
-						c.promised()
-					}
-				}
-			}
+			// their gates' flips.
+			c.spooled(c.srv.spool.flip)
 		}
 	}
 	select {
@@ -685,6 +676,24 @@ func (c *batchCall) await(ctx context.Context) {
 	case <-c.done:
 	case <-ctx.Done():
 	case <-timer.C:
+		// Those another request's flip took into the spool meanwhile
+		// are the spool's to answer (202), not given up (504).
+		c.spooled(c.srv.spool.taken)
+	}
+}
+
+// spooled counts as answered the records still in kgo that take (a flip,
+// or a look at whether one took them) finds in the spool: their promises
+// are left to release them.
+func (c *batchCall) spooled(take func(*gateRec) *spoolItem) {
+	for i := range c.items {
+		it := &c.items[i]
+		if it.gen != nil && it.state.Load() == waiting && take(&it.gateRec) != nil {
+			c.letItem(it) // the spool orders what comes after it
+			if it.state.CompareAndSwap(waiting, abandoned) {
+				c.promised()
+			}
+		}
 	}
 }
 

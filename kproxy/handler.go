@@ -582,6 +582,13 @@ func (s *Server) awaitRecord(ctx *fasthttp.RequestCtx, p *pending) (code int, an
 		return 0, false
 	case <-timer.C:
 	}
+	if p.gen != nil {
+		// Taken into the spool meanwhile by another request's flip:
+		// the spool answers it (202), not given up (504).
+		if it := s.spool.taken(&p.gateRec); it != nil {
+			return s.answerTaken(ctx, p, it), true
+		}
+	}
 	if !p.state.CompareAndSwap(waiting, abandoned) {
 		<-p.done // the promise came meanwhile
 		return 0, false

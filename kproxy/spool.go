@@ -228,6 +228,9 @@ type gate struct {
 	// freed: taken out of the spooler's gates, holding nothing
 	// (sweepGatesLocked); lockGate takes the topic's gate anew.
 	freed bool
+	// unsavedWarned: the topic went direct with its acknowledged records
+	// not saved, and the log said so (drainedLocked); cleared once saved.
+	unsavedWarned bool
 }
 
 // gateRec is a record handed to kgo under its topic's gate (pending's and
@@ -588,7 +591,7 @@ func (s *spooler) directLocked(g *gate) bool {
 // The save waits for the disk at most saveTopicWait (a disk that hangs
 // would hold the topic's records, which Kafka takes, and every topic's
 // save behind it). After one that failed or did not end in time the
-// topics go direct unsaved, each one logged, for saveTopicRetry, or until
+// topics go direct unsaved, each one logged once, for saveTopicRetry, or until
 // the late save ends well: a failing disk is not asked again at every
 // record, under the gate's lock, and a slow one that answers is asked
 // again at once; while a save given up on still waits for the disk, no
@@ -599,10 +602,14 @@ func (s *spooler) drainedLocked(g *gate) bool {
 		return false
 	}
 	if !unsaved {
+		g.unsavedWarned = false
 		return true
 	}
 	if time.Now().UnixNano() < s.saveRetryAt.Load() || s.lateSaves.Load() > 0 {
-		s.errLog.warn("spool: a drained topic goes to Kafka directly with its acknowledged records not saved (a save failed or still waits for the disk); a crash now would write them again after newer ones", "topic", g.topic)
+		if !g.unsavedWarned { // once per topic until it is saved: not at every record, nor one topic's for all
+			g.unsavedWarned = true
+			s.log.Warn("spool: a drained topic goes to Kafka directly with its acknowledged records not saved (a save failed or still waits for the disk); a crash now would write them again after newer ones", "topic", g.topic)
+		}
 		return true
 	}
 	done := make(chan error, 1)
@@ -640,7 +647,8 @@ func (s *spooler) drainedLocked(g *gate) bool {
 			s.saveRetryAt.Store(time.Now().Add(saveTopicRetry).UnixNano())
 			s.saveMu.Unlock()
 		}
-		s.errLog.warn("spool: a drained topic goes to Kafka directly with its acknowledged records not saved; a crash now would write them again after newer ones", "topic", g.topic, "err", err)
+		g.unsavedWarned = true
+		s.log.Warn("spool: a drained topic goes to Kafka directly with its acknowledged records not saved; a crash now would write them again after newer ones", "topic", g.topic, "err", err) // at most one a saveTopicRetry
 	}
 	return true
 }
@@ -742,6 +750,16 @@ func (s *spooler) flip(n *gateRec) *spoolItem {
 	if n.linked && !g.spooling {
 		s.flipLocked(g)
 	}
+	return n.item
+}
+
+// taken returns n's spool item when a flip took n's record into the spool
+// (or the spool refused the copy: relinkLocked), nil while kgo alone has
+// it; it flips nothing.
+func (s *spooler) taken(n *gateRec) *spoolItem {
+	g := n.gate
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	return n.item
 }
 

@@ -48,6 +48,19 @@ func TestSpoolLateHandOverAnsweredByDeadline(t *testing.T) {
 	})
 	warmUp(t, p, "acks=1&topic="+topic+"&key=w", keySeqValue(t, "w", 0))
 	k.Stop()
+	code, got, took := commitBodyLate(t, p, "topic="+topic+"&key=c&acks=1", keySeqValue(t, "c", 0), time.Now(), late)
+	t.Logf("body %v after the headers: %d %s after %v", late, code, got, took.Round(time.Millisecond))
+	if limit := produceTimeout + 250*time.Millisecond + lateMargin; took > limit {
+		t.Errorf("answered %d after %v, past produce_timeout_ms %v from its headers and the 250 ms grace (%v with the test's margin)",
+			code, took.Round(time.Millisecond), produceTimeout, limit)
+	}
+}
+
+// commitBodyLate sends a /commit with "Expect: 100-continue", its body
+// late after sent (when it began), and returns the answer and how long
+// after sent it came.
+func commitBodyLate(t *testing.T, p *proxy, query string, body []byte, sent time.Time, late time.Duration) (int, string, time.Duration) {
+	t.Helper()
 	addr := strings.TrimPrefix(p.url, "http://")
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
@@ -55,9 +68,7 @@ func TestSpoolLateHandOverAnsweredByDeadline(t *testing.T) {
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	body := keySeqValue(t, "c", 0)
-	sent := time.Now()
-	if _, err := fmt.Fprintf(conn, "POST /commit?topic=%s&key=c&acks=1 HTTP/1.1\r\nHost: %s\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n", topic, addr, len(body)); err != nil {
+	if _, err := fmt.Fprintf(conn, "POST /commit?%s HTTP/1.1\r\nHost: %s\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n", query, addr, len(body)); err != nil {
 		t.Fatal(err)
 	}
 	br := bufio.NewReader(conn)
@@ -78,11 +89,51 @@ func TestSpoolLateHandOverAnsweredByDeadline(t *testing.T) {
 	}
 	got, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	took := time.Since(sent)
-	t.Logf("body %v after the headers: %d %s after %v", late, resp.StatusCode, strings.TrimSpace(string(got)), took.Round(time.Millisecond))
+	return resp.StatusCode, strings.TrimSpace(string(got)), time.Since(sent)
+}
+
+// TestSpoolLateHandOverTakenByAnotherFlipAnswered202: a record handed to
+// Kafka's client late (its body 1 s after its "Expect: 100-continue"
+// headers, produce_timeout_ms 2000, spool_after_ms 1500), behind another
+// request's record in a partition whose broker holds every produce
+// request. That other record's spool_after_ms makes the topic spool
+// before the late record's deadline: the flip takes both into the spool,
+// which writes them. At its deadline the late record was given up, 504
+// (may have been written): a client sending it again made a second copy
+// for sure. It is answered from the spool, 202, by its deadline.
+func TestSpoolLateHandOverTakenByAnotherFlipAnswered202(t *testing.T) {
+	const (
+		produceTimeout = 2 * time.Second
+		late           = time.Second
+	)
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := spoolProxy(t, c, func(cfg *kproxy.Config) {
+		cfg.SpoolAfterMs = 1500
+		cfg.ProduceTimeoutMs = int(produceTimeout / time.Millisecond)
+		cfg.ReadTimeoutMs = 5000
+		cfg.AutoCreateTopics = false // the topic looked up on the headers: the deadline runs from them
+	})
+	warmUp(t, p, "acks=1&topic="+topic+"&key=w", keySeqValue(t, "w", 0))
+	thawed := make(chan struct{})
+	t.Cleanup(func() { close(thawed) }) // before the cluster closes: it waits for the controls
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		c.SleepControl(func() { <-thawed })
+		return nil, nil, false
+	})
+	sent := time.Now()
+	first := make(chan int, 1)
+	go func() {
+		time.Sleep(50 * time.Millisecond) // after the late record's headers
+		first <- p.post(t, "acks=-1&topic="+topic+"&key=a", keySeqValue(t, "a", 0)).code
+	}()
+	code, got, took := commitBodyLate(t, p, "topic="+topic+"&key=r&acks=-1", keySeqValue(t, "r", 0), sent, late)
+	t.Logf("late record: %d %s after %v; the other: %d", code, got, took.Round(time.Millisecond), <-first)
+	if code != 202 {
+		t.Errorf("the late record, taken into the spool by the other's flip: %d %s, want 202", code, got)
+	}
 	if limit := produceTimeout + 250*time.Millisecond + lateMargin; took > limit {
-		t.Errorf("answered %d after %v, past produce_timeout_ms %v from its headers and the 250 ms grace (%v with the test's margin)",
-			resp.StatusCode, took.Round(time.Millisecond), produceTimeout, limit)
+		t.Errorf("answered after %v, past produce_timeout_ms %v and the grace (%v with the test's margin)", took.Round(time.Millisecond), produceTimeout, limit)
 	}
 }
 
