@@ -168,7 +168,8 @@ func TestSpoolHungFloorSaveHoldsNoOtherSave(t *testing.T) {
 		t.Fatalf("b1, its save hung: direct %v after %v; want direct after %v", ok, took, saveTopicWait)
 	}
 	s.saveRetryAt.Store(0) // as after saveTopicRetry, the save still hung
-	for _, topic := range []string{"b2", "b3", "b2", "b3"} { // each one's next record too
+	// Each one's next record too.
+	for _, topic := range []string{"b2", "b3", "b2", "b3"} {
 		if ok, took := direct(topic); !ok || took > saveTopicWait/2 {
 			t.Errorf("%s, while b1's save hangs: direct %v after %v; want direct at once", topic, ok, took)
 		}
