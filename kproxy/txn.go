@@ -550,9 +550,12 @@ func commitStatus(err error) (int, string) {
 	case errors.Is(err, kerr.OperationNotAttempted):
 		// kgo did not send the commit: the producer id had failed.
 		return 503, "kafka transaction not committed (" + err.Error() + "); it was aborted, no record of the batch was written"
-	case errors.As(err, &ke) && !ke.Retriable && ke.Code != kerr.UnknownServerError.Code:
+	case errors.As(err, &ke) && !ke.Retriable && ke.Code != kerr.UnknownServerError.Code && ke.Code != kerr.ConcurrentTransactions.Code:
 		// A definite refusal by the coordinator (fenced, timed out and
-		// aborted by it, …).
+		// aborted by it, …). Not CONCURRENT_TRANSACTIONS, which kgo
+		// gives up with at the deadline: Kafka answers so to a commit
+		// sent again (its first answer lost) while the first one's
+		// markers are written, and the transaction then completes.
 		return 503, "kafka refused to commit the transaction: " + ke.Message + "; no record of the batch was written"
 	}
 	// Sent, and no definite answer (a broken connection, a retriable
