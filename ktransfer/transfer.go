@@ -350,12 +350,18 @@ func (t *Transfer) fresh() bool {
 func (t *Transfer) now() int64 { return int64(time.Since(t.base)) }
 
 // heartbeat asks ZooKeeper a trivial question every grace/4 and notes when
-// each answered one was sent, until ctx ends.
+// each answered one was sent, until ctx ends. The question is a sync,
+// which the server passes to the ensemble's leader: a server cut off from
+// the leader answers reads from its own copy (and pings) until it notices,
+// syncLimit ticks later (10 s with ZooKeeper's sample zoo.cfg), while the
+// leader expires the session after its timeout and another process takes
+// the partitions: answered a plain read, the heartbeat kept this process
+// pushing them meanwhile.
 func (t *Transfer) heartbeat(ctx context.Context) {
 	for ctx.Err() == nil {
 		sent := t.now()
 		conn := t.conn()
-		if _, _, err := conn.Exists("/"); err == nil {
+		if _, err := conn.Sync("/"); err == nil {
 			t.answeredSID.Store(conn.SessionID())
 			t.lastAnswer.Store(max(t.lastAnswer.Load(), sent))
 		}
