@@ -1,10 +1,6 @@
 package kproxy_test
 
 import (
-	"bufio"
-	"io"
-	"net"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -27,42 +23,13 @@ func TestExpectBodyAfterDeadlineNotHandedOver(t *testing.T) {
 		cfg.ProduceTimeoutMs = int(produceTimeout / time.Millisecond)
 		cfg.ReadTimeoutMs, cfg.AutoCreateTopics = 5000, false // the topic looked up on the headers
 	})
-	addr := strings.TrimPrefix(p.url, "http://")
 	for _, acks := range []string{"0", "1", "-1"} {
-		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(10 * time.Second))
-		body := []byte{0xa1, 'v'} // msgpack "v"
-		head := "POST /commit?topic=orders&key=k&acks=" + acks + " HTTP/1.1\r\nHost: " + addr +
-			"\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"
-		if _, err := io.WriteString(conn, head); err != nil {
-			t.Fatal(err)
-		}
-		br := bufio.NewReader(conn)
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 100 {
-			t.Fatalf("acks=%s: first answer %d, want 100 Continue", acks, resp.StatusCode)
-		}
-		time.Sleep(2 * produceTimeout) // the body comes late, well within read_timeout_ms
-		if _, err := conn.Write(body); err != nil {
-			t.Fatal(err)
-		}
-		if resp, err = http.ReadResponse(br, nil); err != nil {
-			t.Fatal(err)
-		}
-		got, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		t.Logf("acks=%s: %d %s", acks, resp.StatusCode, strings.TrimSpace(string(got)))
-		if resp.StatusCode != 503 || !strings.Contains(string(got), "nothing was handed to kafka") {
+		// The body comes late, well within read_timeout_ms.
+		code, got, _ := commitBodyLate(t, p, "topic=orders&key=k&acks="+acks, []byte{0xa1, 'v'} /* msgpack "v" */, time.Now(), 2*produceTimeout)
+		t.Logf("acks=%s: %d %s", acks, code, got)
+		if code != 503 || !strings.Contains(got, "nothing was handed to kafka") {
 			t.Errorf("acks=%s, body %v after the headers (produce_timeout_ms %v): %d %q; want 503, not handed to kafka, not written",
-				acks, 2*produceTimeout, produceTimeout, resp.StatusCode, strings.TrimSpace(string(got)))
+				acks, 2*produceTimeout, produceTimeout, code, got)
 		}
 	}
 	if n := endOffsets(t, c, "orders"); n != 0 {

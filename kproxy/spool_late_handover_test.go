@@ -56,7 +56,8 @@ func TestSpoolLateHandOverAnsweredByDeadline(t *testing.T) {
 	}
 }
 
-// commitBodyLate sends a /commit with "Expect: 100-continue", its body
+// commitBodyLate sends a /commit with "Expect: 100-continue" (its deadline
+// runs from its headers when auto_create_topics is off), its body
 // late after sent (when it began), and returns the answer and how long
 // after sent it came.
 func commitBodyLate(t *testing.T, p *proxy, query string, body []byte, sent time.Time, late time.Duration) (int, string, time.Duration) {
