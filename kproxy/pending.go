@@ -126,10 +126,11 @@ func (s *Server) produced(p *pending, err error, trace sendTrace) {
 //     names topics by id), so every later record would be refused alike:
 //     the topic is forgotten (the next request looks it up: 404 if it is
 //     gone) and purged from cl, whose next record of it fetches the new id.
-//     From the idempotent and transactional clients only when the brokers
-//     no longer give the id they gave right after cl's first record of the
-//     topic was written (topicPurges.startStaleID): the refusal is
-//     retriable, and a purge resets sequence numbers.
+//     From the idempotent client only when the brokers no longer give the
+//     id they gave right after cl's first record of the topic was written
+//     (topicPurges.startStaleID): the refusal is retriable, and a purge
+//     resets sequence numbers. A transactional client is never purged: it
+//     is retired when its batch is aborted (txnProducer.stale).
 func (s *Server) refusedTopic(cl *kgo.Client, topic string, err error) {
 	switch {
 	case errors.Is(err, kerr.MessageTooLarge):
@@ -149,9 +150,13 @@ func (s *Server) refusedTopic(cl *kgo.Client, topic string, err error) {
 		s.check.recheck(topic)
 	case errors.Is(err, kerr.UnknownTopicID):
 		s.check.forget(topic)
-		if cl == s.prod.leader {
+		switch {
+		case cl == s.prod.leader:
 			s.purges.start(cl, topic)
-		} else {
+		case s.txns != nil && s.txns.markStale(cl):
+			// A transactional client: replaced when its batch is
+			// aborted, never purged (txnProducer.stale).
+		default:
 			s.purges.startStaleID(cl, topic, s.check, s.produceTimeout)
 		}
 	}

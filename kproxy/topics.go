@@ -330,7 +330,7 @@ type topicPurges struct {
 	last    map[purgeKey]purgeState
 	wg      sync.WaitGroup
 
-	// held is, per idempotent or transactional client and topic, the id
+	// held is, per idempotent client and topic, the id
 	// the brokers gave for the topic right after the client's first
 	// record of it (since its last purge of it) was written: the id the
 	// client holds (kgo keeps the one it fetched first). Read on every
@@ -364,10 +364,11 @@ func (tp *topicPurges) start(cl *kgo.Client, topic string) {
 	tp.startAfter(cl, topic, purgeStaleID, nil)
 }
 
-// wrote notes that cl, a client with sequence numbers (idempotent or
-// transactional), had a record of topic written: the first time since cl
-// was last purged of topic, the brokers are asked for the topic's id in
-// the background, within timeout (startStaleID compares it).
+// wrote notes that cl, the idempotent client (a transactional one is
+// never purged: txnProducer.stale), had a record of topic written: the
+// first time since cl was last purged of topic, the brokers are asked for
+// the topic's id in the background, within timeout (startStaleID compares
+// it).
 func (tp *topicPurges) wrote(cl *kgo.Client, topic string, check *topicCheck, timeout time.Duration) {
 	k := purgeKey{cl, topic}
 	tp.heldMu.RLock()
@@ -411,9 +412,9 @@ func (tp *topicPurges) forgetClient(cl *kgo.Client) {
 	}
 }
 
-// startStaleID purges topic from cl, a client with sequence numbers
-// (idempotent or transactional), after an UNKNOWN_TOPIC_ID refusal, unless
-// the brokers, asked within timeout, still give the topic the id they gave
+// startStaleID purges topic from cl, the idempotent client, after an
+// UNKNOWN_TOPIC_ID refusal, unless the brokers, asked within timeout,
+// still give the topic the id they gave
 // right after cl's first record of it was written (wrote): cl holds that
 // id, and the refusal came from a broker whose metadata lags
 // (UNKNOWN_TOPIC_ID is retriable). A purge starts the topic's partitions

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -62,6 +63,16 @@ type txnProducer struct {
 	// of one) is committed by this client's first. Read and set by tp's
 	// holder.
 	fenced bool
+	// stale: Kafka refused a record of cl with UNKNOWN_TOPIC_ID (its
+	// topic deleted, perhaps re-created; or a broker's metadata lags).
+	// kgo keeps the topic id it fetched first until the topic is purged
+	// from the client, but a purge of a transactional client drops the
+	// topic's partitions from the transaction kgo would commit: one that
+	// lands between a later batch's acknowledgements and its commit makes
+	// the commit send an abort, or nothing, and return nil. cl is retired
+	// instead, when its batch is aborted (its next client fetches the ids
+	// afresh). Set by the refused record's promise (markStale).
+	stale atomic.Bool
 }
 
 // newTxnPool makes the pool; its clients are made when first used.
@@ -110,12 +121,33 @@ func (p *txnPool) get(deadline, call context.Context) *txnProducer {
 
 func (p *txnPool) put(tp *txnProducer) { p.free <- tp }
 
+// markStale marks the pool's client cl stale (txnProducer.stale) and
+// tells whether cl is one of the pool's (false for a client already
+// retired: it is closed).
+func (p *txnPool) markStale(cl *kgo.Client) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, tp := range p.all {
+		if tp.cl == cl {
+			tp.stale.Store(true)
+			return true
+		}
+	}
+	return false
+}
+
+// errStaleTopicID is why a client marked stale is retired.
+var errStaleTopicID = errors.New("kafka refused a record with UNKNOWN_TOPIC_ID: the client holds a topic id the brokers no longer know")
+
 // begin starts a transaction on tp, making its client if needed; a client
 // that cannot begin one (its producer id failed for good) is replaced once.
 // The producer id is loaded first within deadline (the records'): kgo's
 // BeginTransaction loads it without one, and retries CONCURRENT_TRANSACTIONS
 // for as long as the coordinator answers so.
 func (p *txnPool) begin(tp *txnProducer, deadline context.Context) error {
+	if tp.cl != nil && tp.stale.Load() { // refused after its batch's abort began
+		p.retire(deadline, tp, errStaleTopicID)
+	}
 	for attempt := 0; ; attempt++ {
 		if tp.cl == nil && !tp.fenced {
 			if err := fence(deadline, p.fencer, tp.id, p.txnTimeout); err != nil {
@@ -236,12 +268,19 @@ func (p *txnPool) commit(tp *txnProducer, items []batchItem, by time.Time) error
 // transaction), then the transaction is aborted (EndTransaction TryAbort,
 // also what kgo asks after a failed commit; then a producer id it left
 // failed is reloaded, which aborts at the brokers). When any fails within
-// produce_timeout_ms the client is replaced and its id fenced.
+// produce_timeout_ms, or a record of the client was refused for a topic
+// id it holds (stale, known once every record was awaited), the client is
+// replaced and its id fenced, which aborts the transaction.
 func (p *txnPool) abort(tp *txnProducer) {
 	run := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 		defer cancel()
 		err := tp.cl.AbortBufferedRecords(ctx)
+		if err == nil && tp.stale.Load() {
+			p.retire(context.Background(), tp, errStaleTopicID)
+			p.put(tp)
+			return
+		}
 		if err == nil {
 			err = tp.cl.EndTransaction(ctx, kgo.TryAbort)
 		}
@@ -286,6 +325,7 @@ func (p *txnPool) retire(ctx context.Context, tp *txnProducer, why error) {
 	p.mu.Lock()
 	cl := tp.cl
 	tp.cl = nil
+	tp.stale.Store(false)
 	shut := tp.shut
 	p.mu.Unlock()
 	if shut { // close closed cl and fenced the id already
