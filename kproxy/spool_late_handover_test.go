@@ -181,3 +181,65 @@ func TestSpoolBatchHandedOverLateAnsweredByDeadline(t *testing.T) {
 			code, took.Round(time.Millisecond), produceTimeout, limit)
 	}
 }
+
+// TestSpoolBatchLateHandOverTakenByAnotherFlipAnswered202: as
+// TestSpoolLateHandOverTakenByAnotherFlipAnswered202 for a /batch record.
+// The batch [t2, t3, t4, t1] waits spool_after_ms (1800) for each of its
+// first three topics' configurations (Kafka answers their metadata, not
+// DescribeConfigs), and its records are handed to Kafka's client 5.4 s
+// after its arrival, with less than spool_after_ms left of
+// produce_timeout_ms (6000): they are answered at the deadline. Kafka
+// holds every produce request. A /commit record of t1 sent 3.8 s after
+// the batch reaches spool_after_ms at 5.6 s: t1's flip takes the batch's
+// t1 record into the spool with it, which writes it. At its deadline the
+// batch's t1 record must be answered 202 from the spool, not 504 (given
+// up, may have been written): a client sending it again would make a
+// second copy for sure.
+func TestSpoolBatchLateHandOverTakenByAnotherFlipAnswered202(t *testing.T) {
+	const produceTimeout = 6 * time.Second
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "t1", Partitions: 1}, {Name: "t2", Partitions: 1},
+		{Name: "t3", Partitions: 1}, {Name: "t4", Partitions: 1}})
+	p := spoolProxy(t, c, func(cfg *kproxy.Config) {
+		cfg.SpoolAfterMs = 1800
+		cfg.ProduceTimeoutMs = int(produceTimeout / time.Millisecond)
+		cfg.AutoCreateTopics = false
+	})
+	warmUp(t, p, "acks=1&topic=t1&key=w", keySeqValue(t, "w", 0)) // t1 known: its record needs no look-up
+	thawed := make(chan struct{})
+	t.Cleanup(func() { close(thawed) }) // before the cluster closes: it waits for the controls
+	c.ControlKey(int16(kmsg.DescribeConfigs), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		c.SleepControl(func() {
+			select {
+			case <-thawed:
+			case <-time.After(3 * time.Second):
+			}
+		})
+		return nil, nil, false
+	})
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		c.SleepControl(func() { <-thawed })
+		return nil, nil, false
+	})
+	start := time.Now()
+	other := make(chan int, 1)
+	go func() {
+		time.Sleep(3800 * time.Millisecond)
+		other <- p.post(t, "acks=-1&topic=t1&key=a", keySeqValue(t, "a", 0)).code
+	}()
+	code, ab := postBatch(t, p, "acks=-1", []map[string]any{
+		{"topic": "t2", "key": "b", "value": "2"}, {"topic": "t3", "key": "b", "value": "3"},
+		{"topic": "t4", "key": "b", "value": "4"}, {"topic": "t1", "key": "r", "value": "1"}})
+	took := time.Since(start)
+	t.Logf("[t2, t3, t4, t1]: %d %+v after %v; the /commit record of t1: %d", code, ab, took.Round(time.Millisecond), <-other)
+	if len(ab.Results) != 4 {
+		t.Fatalf("%d results, want 4: %d %+v", len(ab.Results), code, ab)
+	}
+	if r := ab.Results[3]; r.Status != 202 || !r.Spooled {
+		t.Errorf("the batch's t1 record, taken into the spool by the other record's flip: status %d spooled %v, want 202 spooled", r.Status, r.Spooled)
+	}
+	if limit := produceTimeout + 250*time.Millisecond + lateMargin; took > limit {
+		t.Errorf("answered after %v, past produce_timeout_ms %v and the grace (%v with the test's margin)", took.Round(time.Millisecond), produceTimeout, limit)
+	}
+}
