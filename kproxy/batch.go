@@ -611,7 +611,7 @@ func onBatchProduced(r *kgo.Record, err error) {
 	s, j := c.srv, c.job
 	if err != nil {
 		s.refusedTopic(c.cl, r.Topic, err)
-	} else if c.cl != s.prod.leader && c.acks != 2 { // a transactional client is never purged (refusedTopic)
+	} else if c.cl == s.prod.all { // the idempotent client; a transactional one is never purged (refusedTopic)
 		s.purges.wrote(c.cl, r.Topic, s.check, s.produceTimeout)
 	}
 	var trace sendTrace // what a failure needs (produceStatus): three atomic loads a record spared

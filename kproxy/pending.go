@@ -86,7 +86,7 @@ func onProduced(r *kgo.Record, err error) {
 func (s *Server) produced(p *pending, err error, trace sendTrace) {
 	if err != nil {
 		s.refusedTopic(p.cl, p.rec.Topic, err)
-	} else if p.cl != s.prod.leader {
+	} else if p.cl == s.prod.all {
 		s.purges.wrote(p.cl, p.rec.Topic, s.check, s.produceTimeout)
 	}
 	if p.acks == 0 {

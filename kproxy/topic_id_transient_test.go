@@ -26,35 +26,73 @@ func TestTransientUnknownTopicIDLosesNothing(t *testing.T) {
 	refuseUnknownTopicIDThenLoseNothing(t, c, p, first)
 }
 
-// refuseUnknownTopicIDThenLoseNothing has the brokers answer
-// UNKNOWN_TOPIC_ID to produce requests until kgo gives an acks=-1 record of
-// key k up (503), then posts 10 more records of the key and checks that
-// each answered 200 has an offset no other record was answered (first,
-// answered before, included) and is in Kafka once.
+// TestTransientUnknownTopicIDLosesNothingBatch is
+// TestTransientUnknownTopicIDLosesNothing through /batch: its acks=-1
+// records go through the same idempotent client, and the id the brokers
+// gave right after its first record was written must be noted from their
+// promises too, or the refusal purges the topic from that client.
+func TestTransientUnknownTopicIDLosesNothingBatch(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 3000 })
+	send := func(v []byte) (int, *int64) {
+		a := p.postBatch(t, "topic="+topic+"&acks=-1", "", mpBatch(t, []brec{{key: "k", value: v}}))
+		if a.code != 200 {
+			return a.code, nil // one record: the batch's status is its
+		}
+		if len(a.Results) != 1 || a.Results[0].Offset == nil {
+			t.Fatalf("/batch of one record answered 200 without its offset: %v", a)
+		}
+		return 200, a.Results[0].Offset
+	}
+	code, offset := send(unique(t, "first"))
+	if code != 200 {
+		t.Fatalf("first record: %d", code)
+	}
+	refuseUnknownTopicIDThenLoseNothingVia(t, c, send, *offset)
+}
+
+// refuseUnknownTopicIDThenLoseNothing is
+// refuseUnknownTopicIDThenLoseNothingVia through /commit.
 func refuseUnknownTopicIDThenLoseNothing(t *testing.T, c *kfake.Cluster, p *proxy, first result) {
+	t.Helper()
+	send := func(v []byte) (int, *int64) {
+		a := p.post(t, "topic="+topic+"&key=k&acks=-1", v)
+		if a.code != 200 {
+			return a.code, nil
+		}
+		return a.code, decode(t, a).Offset
+	}
+	refuseUnknownTopicIDThenLoseNothingVia(t, c, send, *first.Offset)
+}
+
+// refuseUnknownTopicIDThenLoseNothingVia has the brokers answer
+// UNKNOWN_TOPIC_ID to produce requests until kgo gives an acks=-1 record of
+// key k, sent with send, up (503), then sends 10 more records of the key
+// and checks that each answered 200 has an offset no other record was
+// answered (first, answered before, included) and is in Kafka once.
+func refuseUnknownTopicIDThenLoseNothingVia(t *testing.T, c *kfake.Cluster, send func(v []byte) (int, *int64), first int64) {
 	t.Helper()
 	f := kafkatest.NewFaults(t, c)
 	f.ErrorProduce(5, 100) // UNKNOWN_TOPIC_ID: kgo gives up after its 4 retries
-	if a := p.post(t, "topic="+topic+"&key=k&acks=-1", unique(t, "refused")); a.code != 503 {
-		t.Fatalf("record refused with UNKNOWN_TOPIC_ID 5 times: %d %q, want 503", a.code, a.body)
+	if code, _ := send(unique(t, "refused")); code != 503 {
+		t.Fatalf("record refused with UNKNOWN_TOPIC_ID 5 times: %d, want 503", code)
 	}
 	if n := f.Injected(); n != 5 {
 		t.Fatalf("%d refusals injected, want 5", n)
 	}
 	var acked []string
-	offsets := map[int64]string{*first.Offset: "first"}
+	offsets := map[int64]string{first: "first"}
 	for i := range 10 {
 		v := unique(t, fmt.Sprintf("after-%d", i))
-		a := p.post(t, "topic="+topic+"&key=k&acks=-1", v)
-		if a.code != 200 {
+		code, offset := send(v)
+		if code != 200 {
 			continue // a purge fails records buffered meanwhile
 		}
 		acked = append(acked, string(v))
-		r := decode(t, a)
-		if prev, ok := offsets[*r.Offset]; ok {
-			t.Errorf("%q and %q both answered offset %d", prev, v, *r.Offset)
+		if prev, ok := offsets[*offset]; ok {
+			t.Errorf("%q and %q both answered offset %d", prev, v, *offset)
 		}
-		offsets[*r.Offset] = string(v)
+		offsets[*offset] = string(v)
 	}
 	if len(acked) == 0 {
 		t.Fatal("no record answered 200 after the refusals")
