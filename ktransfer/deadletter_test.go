@@ -296,3 +296,44 @@ func TestDeadLetterTopicCreatedLateKeepsTheValue(t *testing.T) {
 		t.Errorf("dead letter of %d bytes, headers %v; want the record's 1,020,000 bytes", len(dead[0].Value), h)
 	}
 }
+
+// TestDeadLetterKeepsAnEmptyKey: a record read with an empty key (not a
+// null one) is given up on; its dead letter carries the empty key, not a
+// null one. Kafka refuses a record without a key to a compacted topic but
+// takes an empty one: a compacted dead-letter topic dropped such a record
+// (refused with its value, then without) although it would have taken it
+// as read.
+func TestDeadLetterKeepsAnEmptyKey(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dlq", Partitions: 1})
+	b := newBackend(t, func(_ int, _ push, w http.ResponseWriter) { w.WriteHeader(http.StatusBadRequest) })
+	cl := kafkatest.Client(t, e.kafka, e.kc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, r := range []*kgo.Record{{Topic: "t", Key: []byte{}, Value: []byte("empty key")}, {Topic: "t", Value: []byte("null key")}} {
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+	}
+	m := module("m", "t", b.URL)
+	m.DeadLetterTopic = "dlq"
+	e.start(t, m)
+	var dead []*kgo.Record
+	waitFor(t, "both records dead-lettered", 20*time.Second, func() bool {
+		dead = kafkatest.ReadAll(t, e.kafka, e.kc, "dlq")
+		return len(dead) == 2
+	})
+	for _, r := range dead {
+		switch string(r.Value) {
+		case "empty key":
+			if r.Key == nil {
+				t.Error("the dead letter of a record read with an empty key has a null key")
+			}
+		case "null key":
+			if r.Key != nil {
+				t.Errorf("the dead letter of a record read without a key has key %q", r.Key)
+			}
+		default:
+			t.Errorf("dead letter %q", r.Value)
+		}
+	}
+}
