@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
@@ -154,23 +155,7 @@ func TestSpoolBatchHandedOverLateAnsweredByDeadline(t *testing.T) {
 		cfg.ProduceTimeoutMs = int(produceTimeout / time.Millisecond)
 		cfg.AutoCreateTopics = false
 	})
-	thawed := make(chan struct{})
-	t.Cleanup(func() { close(thawed) }) // before the cluster closes: it waits for the controls
-	c.ControlKey(int16(kmsg.DescribeConfigs), func(kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		c.SleepControl(func() {
-			select {
-			case <-thawed:
-			case <-time.After(1500 * time.Millisecond):
-			}
-		})
-		return nil, nil, false
-	})
-	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		c.SleepControl(func() { <-thawed })
-		return nil, nil, false
-	})
+	holdLookupsAndProduce(t, c, 1500*time.Millisecond)
 	start := time.Now()
 	code, ab := postBatch(t, p, "acks=1", []map[string]any{
 		{"topic": "t1", "key": "a", "value": "1"}, {"topic": "t2", "key": "a", "value": "2"}, {"topic": "t3", "key": "a", "value": "3"}})
@@ -205,23 +190,7 @@ func TestSpoolBatchLateHandOverTakenByAnotherFlipAnswered202(t *testing.T) {
 		cfg.AutoCreateTopics = false
 	})
 	warmUp(t, p, "acks=1&topic=t1&key=w", keySeqValue(t, "w", 0)) // t1 known: its record needs no look-up
-	thawed := make(chan struct{})
-	t.Cleanup(func() { close(thawed) }) // before the cluster closes: it waits for the controls
-	c.ControlKey(int16(kmsg.DescribeConfigs), func(kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		c.SleepControl(func() {
-			select {
-			case <-thawed:
-			case <-time.After(3 * time.Second):
-			}
-		})
-		return nil, nil, false
-	})
-	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		c.SleepControl(func() { <-thawed })
-		return nil, nil, false
-	})
+	holdLookupsAndProduce(t, c, 3*time.Second)
 	start := time.Now()
 	other := make(chan int, 1)
 	go func() {
@@ -242,4 +211,28 @@ func TestSpoolBatchLateHandOverTakenByAnotherFlipAnswered202(t *testing.T) {
 	if limit := produceTimeout + 250*time.Millisecond + lateMargin; took > limit {
 		t.Errorf("answered after %v, past produce_timeout_ms %v and the grace (%v with the test's margin)", took.Round(time.Millisecond), produceTimeout, limit)
 	}
+}
+
+// holdLookupsAndProduce has Kafka hold every DescribeConfigs request (a
+// topic's look-up) for up to lookup, and every produce request until the
+// test ends.
+func holdLookupsAndProduce(t *testing.T, c *kfake.Cluster, lookup time.Duration) {
+	t.Helper()
+	thawed := make(chan struct{})
+	t.Cleanup(func() { close(thawed) }) // before the cluster closes: it waits for the controls
+	c.ControlKey(int16(kmsg.DescribeConfigs), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		c.SleepControl(func() {
+			select {
+			case <-thawed:
+			case <-time.After(lookup):
+			}
+		})
+		return nil, nil, false
+	})
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		c.SleepControl(func() { <-thawed })
+		return nil, nil, false
+	})
 }
