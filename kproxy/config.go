@@ -142,6 +142,11 @@ type Config struct {
 	// (config.TopKeys): the keys without effect among them are warned
 	// of at start (noEffect).
 	keysSet map[string]bool
+	// fileDigests are, by key (tls_cert_file, tls_key_file, kafka), the
+	// digest of the files the key names (config.FilesDigest): a file
+	// rewritten in place (a renewed certificate, a rotated password) is
+	// read again only by a restart, which a reload says.
+	fileDigests map[string]string
 	// undecoded are the fields of the file that did not decode (reported
 	// by LoadConfig), left out of Validate's problems.
 	undecoded []string
@@ -195,6 +200,11 @@ func LoadConfig(path string) (Config, error) {
 		return cfg, err
 	}
 	cfg.file, cfg.undecoded = path, undecoded
+	cfg.fileDigests = map[string]string{
+		"tls_cert_file": config.FilesDigest(cfg.TLSCertFile),
+		"tls_key_file":  config.FilesDigest(cfg.TLSKeyFile),
+		"kafka":         config.FilesDigest(cfg.Kafka.TLS.CAFile, cfg.Kafka.TLS.CertFile, cfg.Kafka.TLS.KeyFile, cfg.Kafka.SASL.PasswordFile),
+	}
 	return cfg, errors.Join(err, cfg.Validate(path))
 }
 
@@ -264,6 +274,11 @@ func (c Config) Validate(file string) error {
 	p.Skip(c.undecoded...)
 	if c.LogLevel < 0 || c.LogLevel > logging.MaxLevel {
 		p.Addf("log_level", c.LogLevel, "must be 0..%d (0 none, 1 fatal, 2 +warning, 4 +notice, 8 +trace, 16 +debug)", logging.MaxLevel)
+	}
+	// As the start judges it (a reload of a file the start would refuse
+	// applies nothing of it).
+	if err := logging.CheckDir(c.LogDir, c.LogLevel, "kproxy"); err != nil {
+		p.Addf("log_dir", c.LogDir, "%v", err)
 	}
 	if c.Port < 0 || c.Port > 65535 {
 		p.Addf("port", c.Port, "must be 0..65535 (0: any free port)")

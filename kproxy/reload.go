@@ -119,7 +119,8 @@ func (s *Server) reloadLocked() (restart []string, level int, err error) {
 }
 
 // restartKeys are the keys other than liveKeys whose value differs
-// between the configuration kproxy started with and next.
+// between the configuration kproxy started with and next, or the contents
+// of the files they name (certificates, password files: fileDigests).
 func restartKeys(running, next Config) []string {
-	return config.ChangedKeys(running, next, liveKeys, nil)
+	return config.ChangedKeys(running, next, liveKeys, func(key string) bool { return running.fileDigests[key] != next.fileDigests[key] })
 }

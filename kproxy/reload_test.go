@@ -194,10 +194,17 @@ func TestReloadKeepsRateLimitBuckets(t *testing.T) {
 // whole, counted, and the clients in force stay.
 func TestReloadRefusedChangesNothing(t *testing.T) {
 	r := startReloadable(t, "clients:\n - {name: shop, secret: one, topics: ['*']}\n")
+	plain := filepath.Join(t.TempDir(), "plainfile")
+	if err := os.WriteFile(plain, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, bad := range []string{
 		"clients:\n - {name: shop, secret: two, topics: ['*']}\n - {name: shop, secret: x, topics: ['*']}\n", // a name twice
 		"clients:\n - {name: shop, secret: two, topics: ['*']\n",                                             // YAML cut short
 		"clients:\n - {name: shop, secret: two, topics: ['*']}\nreq_pool_size: 0\n",                          // another key bad
+		// A log_dir the start (and -check) refuses: before, the reload
+		// applied the rest and said only that log_dir needs a restart.
+		"clients:\n - {name: shop, secret: two, topics: ['*']}\nlog_dir: " + plain + "/log\n",
 	} {
 		r.write(t, bad)
 		if err := r.srv.Reload(); err == nil || !strings.Contains(err.Error(), r.file) {
@@ -210,8 +217,8 @@ func TestReloadRefusedChangesNothing(t *testing.T) {
 			t.Errorf("after a refused reload (%q), the refused file's secret: %d, want 401", bad, code)
 		}
 	}
-	if v := r.metric(t, `kproxy_config_reloads_total{result="refused"}`); v != "3" {
-		t.Errorf(`kproxy_config_reloads_total{result="refused"} = %s, want 3`, v)
+	if v := r.metric(t, `kproxy_config_reloads_total{result="refused"}`); v != "4" {
+		t.Errorf(`kproxy_config_reloads_total{result="refused"} = %s, want 4`, v)
 	}
 }
 

@@ -5,8 +5,6 @@
 package ktransfer
 
 import (
-	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -63,7 +61,7 @@ type Config struct {
 	// Module.secretsDigest tell a reload of their changes.
 	hash string
 	// fileDigests are, by key (kafka, zk_auth), the digest of the files
-	// the key names (certificates, password files; filesDigest): a file
+	// the key names (certificates, password files; config.FilesDigest): a file
 	// rewritten in place is a change a reload sees.
 	fileDigests map[string]string
 	// adminAddrDefault is set by LoadConfig when the file does not set
@@ -120,7 +118,7 @@ type Module struct {
 	keysSet map[string]bool
 
 	// secretsDigest is the digest of the files signing_secrets names
-	// (filesDigest); "" when it names none. A secret file rewritten in
+	// (config.FilesDigest); "" when it names none. A secret file rewritten in
 	// place makes the module another one (sameModule).
 	secretsDigest string
 	// undecoded are the fields of the file that did not decode (reported
@@ -224,8 +222,8 @@ func LoadConfig(path string) (Config, error) {
 	sum := sha256.New()
 	hashFile(sum, path, data)
 	cfg.fileDigests = map[string]string{
-		"kafka":   filesDigest(cfg.Kafka.TLS.CAFile, cfg.Kafka.TLS.CertFile, cfg.Kafka.TLS.KeyFile, cfg.Kafka.SASL.PasswordFile),
-		"zk_auth": filesDigest(cfg.ZKAuth.PasswordFile),
+		"kafka":   config.FilesDigest(cfg.Kafka.TLS.CAFile, cfg.Kafka.TLS.CertFile, cfg.Kafka.TLS.KeyFile, cfg.Kafka.SASL.PasswordFile),
+		"zk_auth": config.FilesDigest(cfg.ZKAuth.PasswordFile),
 	}
 	errs := []error{err}
 	if err := cfg.Validate(path); err != nil {
@@ -255,48 +253,12 @@ func LoadConfig(path string) (Config, error) {
 	return cfg, errors.Join(errs...)
 }
 
-// filesDigest is the hex HMAC-SHA-256 under digestKey of the names and
-// contents of files (the empty names skipped; an unreadable file counts
-// as empty: Validate reports it), or "" when there is none: a reload
-// compares it to see a file rewritten in place. Secrets are named by path
-// in the files; only this digest of them is kept, never logged or shown,
-// and keyed so that it could not confirm a guessed password if it were.
-func filesDigest(files ...string) string {
-	sum := hmac.New(sha256.New, digestKey)
-	n := 0
-	for _, f := range files {
-		if f == "" {
-			continue
-		}
-		data, _ := config.ReadFile(f) // a named pipe is not waited on
-		writeFile(sum, f, data)
-		n++
-	}
-	if n == 0 {
-		return ""
-	}
-	return hex.EncodeToString(sum.Sum(nil))
-}
-
-// digestKey keys filesDigest: random, one per process.
-var digestKey = func() []byte {
-	k := make([]byte, 32)
-	rand.Read(k) // never fails (crypto/rand)
-	return k
-}()
-
 // hashFile adds one file's name and contents to the configuration's
 // shown hash: its contents without the values that may be secrets
 // (config.WithoutSecrets), so that the hash is the same in every process
 // reading the same files and confirms no guessed password.
 func hashFile(sum hash.Hash, name string, data []byte) {
-	writeFile(sum, name, config.WithoutSecrets(data))
-}
-
-// writeFile adds a file's name and data to sum.
-func writeFile(sum hash.Hash, name string, data []byte) {
-	fmt.Fprintf(sum, "%s\x00%d\x00", name, len(data))
-	sum.Write(data)
+	config.AddFile(sum, name, config.WithoutSecrets(data))
 }
 
 // LoadModule reads and validates one module file.
@@ -341,7 +303,7 @@ func loadModule(file string) (Module, []byte, error) {
 			secretFiles = append(secretFiles, s)
 		}
 	}
-	m.secretsDigest = filesDigest(secretFiles...)
+	m.secretsDigest = config.FilesDigest(secretFiles...)
 	return m, data, errors.Join(err, m.Validate())
 }
 
@@ -424,6 +386,11 @@ func (c Config) Validate(file string) error {
 	p.Skip(c.undecoded...)
 	if c.LogLevel < 0 || c.LogLevel > logging.MaxLevel {
 		p.Addf("log_level", c.LogLevel, "must be 0..%d", logging.MaxLevel)
+	}
+	// As the start judges it (a reload of a file the start would refuse
+	// applies nothing of it).
+	if err := logging.CheckDir(c.LogDir, c.LogLevel, "ktransfer"); err != nil {
+		p.Addf("log_dir", c.LogDir, "%v", err)
 	}
 	if c.ZKChroot == "" || c.ZKChroot[0] != '/' {
 		p.Addf("zk_chroot", c.ZKChroot, "must be an absolute ZooKeeper path like /mq/test_cluster")

@@ -1,0 +1,51 @@
+package kproxy
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/testcert"
+)
+
+// TestRestartKeysSeeFilesRewrittenInPlace: the certificate and key files
+// tls_cert_file and tls_key_file name are read at start only. Renewed in
+// place (the same paths, as certbot and cert-manager do), a reload must
+// say they need a restart; before, it compared the paths only and said
+// nothing, while kproxy went on serving the old certificate.
+func TestRestartKeysSeeFilesRewrittenInPlace(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	install := func(s *testcert.Set) {
+		for src, dst := range map[string]string{s.ServerCert: cert, s.ServerKey: key} {
+			data, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(dst, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	install(testcert.New(t))
+	file := filepath.Join(dir, "kproxy.yaml")
+	if err := os.WriteFile(file, []byte("broker_hosts: [127.0.0.1:1]\ntls_cert_file: "+cert+"\ntls_key_file: "+key+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	load := func() Config {
+		cfg, err := LoadConfig(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	running := load()
+	if got := restartKeys(running, load()); got != nil {
+		t.Errorf("the same files read again: %v need a restart, want none", got)
+	}
+	install(testcert.New(t))
+	if got, want := restartKeys(running, load()), []string{"tls_cert_file", "tls_key_file"}; !slices.Equal(got, want) {
+		t.Errorf("certificate and key renewed in place: %v need a restart, want %v", got, want)
+	}
+}
