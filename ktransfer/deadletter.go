@@ -57,9 +57,10 @@ func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool 
 		kgo.RecordHeader{Key: "ktransfer-offset", Value: []byte(strconv.FormatInt(r.msg.Offset, 10))},
 		kgo.RecordHeader{Key: hdrHeaders, Value: []byte(strconv.Itoa(len(r.msg.Headers)))},
 	)
-	// The key as read: an empty one stays empty, not null (Kafka takes
-	// an empty key in a compacted topic, not a null one).
-	key := r.msg.Key
+	var key []byte
+	if len(r.msg.Key) > 0 {
+		key = r.msg.Key
+	}
 	value := r.msg.Value
 	var refused error // why the whole record was refused; nil while it is tried
 	solo := m.t.deadLetterSoloLock(topic)
