@@ -275,11 +275,6 @@ func (c Config) Validate(file string) error {
 	if c.LogLevel < 0 || c.LogLevel > logging.MaxLevel {
 		p.Addf("log_level", c.LogLevel, "must be 0..%d (0 none, 1 fatal, 2 +warning, 4 +notice, 8 +trace, 16 +debug)", logging.MaxLevel)
 	}
-	// As the start judges it (a reload of a file the start would refuse
-	// applies nothing of it).
-	if err := logging.CheckDir(c.LogDir, c.LogLevel, "kproxy"); err != nil {
-		p.Addf("log_dir", c.LogDir, "%v", err)
-	}
 	if c.Port < 0 || c.Port > 65535 {
 		p.Addf("port", c.Port, "must be 0..65535 (0: any free port)")
 	}

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/logging"
 )
 
 // A reload (SIGHUP) reads kproxy's file again and applies what can change
@@ -108,6 +109,11 @@ func (s *Server) reloadLocked() (restart []string, level int, err error) {
 	}
 	cfg, err := LoadConfig(s.cfg.file)
 	if err != nil {
+		return nil, 0, err
+	}
+	// A file the start refuses is refused whole (not in Validate: a
+	// command that logs to standard error would be refused too).
+	if err := logging.CheckFileDir(s.cfg.file, "log_dir", cfg.LogDir, cfg.LogLevel, "kproxy"); err != nil {
 		return nil, 0, err
 	}
 	a, err := newAccess(cfg, s.acl())

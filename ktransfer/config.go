@@ -387,11 +387,6 @@ func (c Config) Validate(file string) error {
 	if c.LogLevel < 0 || c.LogLevel > logging.MaxLevel {
 		p.Addf("log_level", c.LogLevel, "must be 0..%d", logging.MaxLevel)
 	}
-	// As the start judges it (a reload of a file the start would refuse
-	// applies nothing of it).
-	if err := logging.CheckDir(c.LogDir, c.LogLevel, "ktransfer"); err != nil {
-		p.Addf("log_dir", c.LogDir, "%v", err)
-	}
 	if c.ZKChroot == "" || c.ZKChroot[0] != '/' {
 		p.Addf("zk_chroot", c.ZKChroot, "must be an absolute ZooKeeper path like /mq/test_cluster")
 	}

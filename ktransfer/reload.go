@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/logging"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
 
@@ -216,6 +217,11 @@ func (t *Transfer) reload(ctx context.Context) (ReloadStatus, error) {
 	}
 	cfg, err := LoadConfig(t.cfg.file)
 	st := ReloadStatus{Hash: cfg.hash}
+	if err == nil {
+		// A file the start refuses is refused whole (not in Validate: the
+		// dead-letter replay, which logs to standard error, would be too).
+		err = logging.CheckFileDir(t.cfg.file, "log_dir", cfg.LogDir, cfg.LogLevel, "ktransfer")
+	}
 	if err != nil {
 		return st, err
 	}

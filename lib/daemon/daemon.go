@@ -131,8 +131,8 @@ func (p Program[C]) Main(args []string) int {
 	dir, level := p.Logging(cfg)
 	dirKey := cmp.Or(p.LogDirKey, "log_dir")
 	// A bad configuration (exit 2), told by -check as by the start.
-	if err := logging.CheckDir(dir, level, p.Name); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %s: %v, got %q\n", *file, dirKey, err, dir)
+	if err := logging.CheckFileDir(*file, dirKey, dir, level, p.Name); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
 	if *check {

@@ -82,6 +82,16 @@ func CheckDir(dir string, logLevel int, name string) error {
 	return nil
 }
 
+// CheckFileDir is CheckDir as a problem of the configuration file file,
+// whose key (log_dir) names dir: the file, the key and the value, as the
+// start and -check say it, and as a reload refuses such a file.
+func CheckFileDir(file, key, dir string, logLevel int, name string) error {
+	if err := CheckDir(dir, logLevel, name); err != nil {
+		return fmt.Errorf("%s: %s: %v, got %q", file, key, err, dir)
+	}
+	return nil
+}
+
 // New builds the logger of the binary called name. With dir empty it writes
 // to standard error; otherwise to <dir>/<name>.log, created if needed.
 func New(dir string, logLevel int, name string) (*Logger, error) {
