@@ -153,11 +153,13 @@ func (s *Server) refusedTopic(cl *kgo.Client, topic string, err error) {
 		switch {
 		case cl == s.prod.leader:
 			s.purges.start(cl, topic)
-		case s.txns != nil && s.txns.markStale(cl):
-			// A transactional client: replaced when its batch is
-			// aborted, never purged (txnProducer.stale).
-		default:
+		case cl == s.prod.all:
 			s.purges.startStaleID(cl, topic, s.check, s.produceTimeout)
+		case s.txns != nil:
+			// A transactional client: replaced when its batch is
+			// aborted, never purged (txnProducer.stale); one retired
+			// already is closed, and nothing is left to do.
+			s.txns.markStale(cl)
 		}
 	}
 }

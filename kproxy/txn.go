@@ -121,19 +121,17 @@ func (p *txnPool) get(deadline, call context.Context) *txnProducer {
 
 func (p *txnPool) put(tp *txnProducer) { p.free <- tp }
 
-// markStale marks the pool's client cl stale (txnProducer.stale) and
-// tells whether cl is one of the pool's (false for a client already
-// retired: it is closed).
-func (p *txnPool) markStale(cl *kgo.Client) bool {
+// markStale marks the pool's client cl stale (txnProducer.stale); a
+// client retired already (closed) is no longer the pool's: nothing.
+func (p *txnPool) markStale(cl *kgo.Client) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, tp := range p.all {
 		if tp.cl == cl {
 			tp.stale.Store(true)
-			return true
+			return
 		}
 	}
-	return false
 }
 
 // errStaleTopicID is why a client marked stale is retired.

@@ -32,6 +32,7 @@ func TestTxnStaleTopicIDRefusalKeepsTheNextCommit(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Port = 0
 	cfg.ListenHost = "127.0.0.1"
+	cfg.AdminAddr = "" // no listener: the server is never run
 	cfg.BrokerHosts = c.ListenAddrs()
 	cfg.TransactionalProducers = 1
 	cfg.ProduceTimeoutMs = 5000
@@ -79,4 +80,49 @@ func TestTxnStaleTopicIDRefusalKeepsTheNextCommit(t *testing.T) {
 	}
 	t.Fatal("the transaction's commit returned nil (answered 200) and its record is not readable by a read_committed consumer 5 s later: " +
 		"the refusal purged the topic from the client in the middle of the transaction")
+}
+
+// TestRetiredTxnClientRefusalPurgesNothing: an UNKNOWN_TOPIC_ID answer that
+// reaches a transactional client after it was retired (closed, its id
+// fenced) starts nothing: no purge of the closed client, whose warning
+// would say kproxy purges a topic it does not.
+func TestRetiredTxnClientRefusalPurgesNothing(t *testing.T) {
+	const top = "txn-retired"
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: top, Partitions: 1}})
+	cfg := DefaultConfig()
+	cfg.Port = 0
+	cfg.ListenHost = "127.0.0.1"
+	cfg.AdminAddr = "" // no listener: the server is never run
+	cfg.BrokerHosts = c.ListenAddrs()
+	cfg.TransactionalProducers = 1
+	cfg.ProduceTimeoutMs = 5000
+	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = s.closeKafka(ctx)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tp := s.txns.get(ctx, ctx)
+	if tp == nil {
+		t.Fatal("no free transactional client")
+	}
+	if err := s.txns.begin(tp, ctx); err != nil {
+		t.Fatal(err)
+	}
+	old := tp.cl
+	s.txns.retire(ctx, tp, errStaleTopicID)
+	s.txns.put(tp)
+	s.refusedTopic(old, top, kerr.UnknownTopicID)
+	s.purges.wg.Wait()
+	s.purges.mu.Lock()
+	n := len(s.purges.last)
+	s.purges.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d purges started for a refusal reaching a retired transactional client, want none", n)
+	}
 }
