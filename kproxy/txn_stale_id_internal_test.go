@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
@@ -28,40 +29,16 @@ import (
 // its commit; a commit that returns nil must leave its record readable.
 func TestTxnStaleTopicIDRefusalKeepsTheNextCommit(t *testing.T) {
 	const top = "txn-stale-id"
-	c := kafkatest.Start(t, []kafkatest.Topic{{Name: top, Partitions: 1}})
-	cfg := DefaultConfig()
-	cfg.Port = 0
-	cfg.ListenHost = "127.0.0.1"
-	cfg.AdminAddr = "" // no listener: the server is never run
-	cfg.BrokerHosts = c.ListenAddrs()
-	cfg.TransactionalProducers = 1
-	cfg.ProduceTimeoutMs = 5000
-	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = s.closeKafka(ctx)
-	}()
-
+	s, c, tp := txnBegun(t, top)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tp := s.txns.get(ctx, ctx)
-	if tp == nil {
-		t.Fatal("no free transactional client")
-	}
-	if err := s.txns.begin(tp, ctx); err != nil {
-		t.Fatal(err)
-	}
 	rec := &kgo.Record{Topic: top, Value: []byte("answered committed")}
 	if err := tp.cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 	s.refusedTopic(tp.cl, top, kerr.UnknownTopicID)
 	s.purges.wg.Wait() // what the refusal started in the background, done
-	err = s.txns.commit(tp, []batchItem{{rec: *rec}}, time.Now().Add(5*time.Second))
+	err := s.txns.commit(tp, []batchItem{{rec: *rec}}, time.Now().Add(5*time.Second))
 	s.txns.put(tp)
 	if err != nil {
 		t.Fatalf("commit of a transaction whose records were all acknowledged: %v", err)
@@ -88,32 +65,9 @@ func TestTxnStaleTopicIDRefusalKeepsTheNextCommit(t *testing.T) {
 // would say kproxy purges a topic it does not.
 func TestRetiredTxnClientRefusalPurgesNothing(t *testing.T) {
 	const top = "txn-retired"
-	c := kafkatest.Start(t, []kafkatest.Topic{{Name: top, Partitions: 1}})
-	cfg := DefaultConfig()
-	cfg.Port = 0
-	cfg.ListenHost = "127.0.0.1"
-	cfg.AdminAddr = "" // no listener: the server is never run
-	cfg.BrokerHosts = c.ListenAddrs()
-	cfg.TransactionalProducers = 1
-	cfg.ProduceTimeoutMs = 5000
-	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = s.closeKafka(ctx)
-	}()
+	s, _, tp := txnBegun(t, top)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tp := s.txns.get(ctx, ctx)
-	if tp == nil {
-		t.Fatal("no free transactional client")
-	}
-	if err := s.txns.begin(tp, ctx); err != nil {
-		t.Fatal(err)
-	}
 	old := tp.cl
 	s.txns.retire(ctx, tp, errStaleTopicID)
 	s.txns.put(tp)
@@ -125,4 +79,38 @@ func TestRetiredTxnClientRefusalPurgesNothing(t *testing.T) {
 	if n != 0 {
 		t.Errorf("%d purges started for a refusal reaching a retired transactional client, want none", n)
 	}
+}
+
+// txnBegun starts a broker holding topic (one partition) and a Server with
+// one transactional client (no listener: it is never run), closed when the
+// test ends, and begins a transaction on that client.
+func txnBegun(t *testing.T, topic string) (*Server, *kfake.Cluster, *txnProducer) {
+	t.Helper()
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	cfg := DefaultConfig()
+	cfg.Port = 0
+	cfg.ListenHost = "127.0.0.1"
+	cfg.AdminAddr = ""
+	cfg.BrokerHosts = c.ListenAddrs()
+	cfg.TransactionalProducers = 1
+	cfg.ProduceTimeoutMs = 5000
+	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = s.closeKafka(ctx)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tp := s.txns.get(ctx, ctx)
+	if tp == nil {
+		t.Fatal("no free transactional client")
+	}
+	if err := s.txns.begin(tp, ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s, c, tp
 }
