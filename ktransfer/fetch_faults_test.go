@@ -62,13 +62,20 @@ func (e *env) refuseFetchesAtBroker0(t *testing.T, topic string, n int32) *atomi
 // outOfRangeOnce answers one fetch from offset from or beyond
 // OFFSET_OUT_OF_RANGE. Before it, such fetches are answered
 // NOT_LEADER_FOR_PARTITION while hold holds (nil: never; the leader said
-// to be moving). injected tells the answer was given; fetchedAfter that a
-// fetch from there came after it (the module took the answer).
+// to be moving). Until the answer, it ends the fetch sessions it sees, so
+// that each fetch names its offsets. injected tells the answer was given;
+// fetchedAfter that a fetch from there came after it (the module took the
+// answer).
 func (e *env) outOfRangeOnce(from int64, hold func() bool) (injected, fetchedAfter *atomic.Bool) {
 	injected, fetchedAfter = new(atomic.Bool), new(atomic.Bool)
 	e.kafka.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		e.kafka.KeepControl()
 		fr := req.(*kmsg.FetchRequest)
+		if resp := kafkatest.EndFetchSession(fr); resp != nil && !injected.Load() {
+			// Installed after the module caught up, this function would
+			// not see the offset it waits for in a session's fetches.
+			return resp, nil, true
+		}
 		past := false
 		for _, rt := range fr.Topics {
 			for _, rp := range rt.Partitions {

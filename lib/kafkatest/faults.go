@@ -208,6 +208,21 @@ func FetchError(req *kmsg.FetchRequest, code int16) *kmsg.FetchResponse {
 	return resp
 }
 
+// EndFetchSession answers a fetch made in a fetch session (KIP-227) after
+// its first request with an empty response that names no session: the
+// client gives up fetch sessions with that broker, and each fetch it sends
+// later names every partition it reads, at the offset it reads from. A
+// ControlKey function that picks the fetch to answer by its offsets needs
+// this: a fetch in a session leaves out each partition whose offset did
+// not change since the request before. It returns nil for a fetch outside
+// a session, or the one that opens it (these name every partition).
+func EndFetchSession(req *kmsg.FetchRequest) *kmsg.FetchResponse {
+	if req.Version < 7 || req.SessionEpoch <= 0 {
+		return nil
+	}
+	return req.ResponseKind().(*kmsg.FetchResponse)
+}
+
 // ShuffleEvery moves every partition's leader to a random broker every d
 // until the test ends or stop is called; it returns stop, which waits for
 // the shuffling to end and reports how many shuffles happened.
