@@ -174,14 +174,18 @@ func acks0AnsweredWritten(t *testing.T, reqs int, acksAt func(q int) *int32, sta
 	waitFor(t, "kproxy's clients hold no record", func() bool { return kproxy.ClientRecords(g.srv) == 0 })
 	written = endOffsets(t, c, topic)
 	lost := g.metric(t, "kproxy_acks0_lost_records_total")
-	t.Logf("%d answers (%d of them 200), stream end %v; %d records in Kafka; kproxy_acks0_lost_records_total %s",
-		len(resps), ok, end, written, lost)
+	unconfirmed := g.metric(t, "kproxy_acks0_unconfirmed_records_total")
+	t.Logf("%d answers (%d of them 200), stream end %v; %d records in Kafka; kproxy_acks0_lost_records_total %s, unconfirmed %s",
+		len(resps), ok, end, written, lost, unconfirmed)
 	if int64(ok*perReq) != written {
 		t.Errorf("%d requests of %d records answered 200, %d records in Kafka (healthy all along); want every record answered 200 written, no other",
 			ok, perReq, written)
 	}
-	if lost != "0" {
-		t.Errorf("kproxy_acks0_lost_records_total %s with Kafka healthy; want 0", lost)
+	// A loaded machine may keep a produce request out past
+	// produce_timeout_ms: its records are given up as perhaps written
+	// (unconfirmed), and the count above says they were. None is refused.
+	if lost != unconfirmed {
+		t.Errorf("kproxy_acks0_lost_records_total %s, of them unconfirmed %s, with Kafka healthy; want every loss counted unconfirmed (none refused)", lost, unconfirmed)
 	}
 	return resps
 }
