@@ -96,7 +96,7 @@ func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool 
 		if h := beforeDeadLetterWrite.Load(); h != nil && r.part != nil {
 			(*h)(r.part)
 		}
-		abandoned, err := m.writeDeadLetter(ctx, r, rec, solo, alone, refused != nil)
+		cl, abandoned, err := m.writeDeadLetter(ctx, r, rec, solo, alone, refused != nil)
 		if abandoned || err != nil && ctx.Err() != nil {
 			// Stopped by the release or the module's stop (the client
 			// fails a write not sent yet whose context ended): no failure,
@@ -135,11 +135,13 @@ func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool 
 				append(attrs, "key", string(r.msg.Key), "reason", reason, "value_bytes", len(r.msg.Value), "first_err", refused, "err", err)...)
 			return true
 		}
-		if errors.Is(err, kerr.UnknownTopicID) && m.t.deadLetterTopicReplaced(ctx, topic) {
-			// The topic was deleted and created again: the client
-			// writes by the id it learnt first and never adopts a new one.
-			// It forgets the topic and looks it up again by name.
-			if !m.t.forgetDeadLetterTopic(topic, solo, abandonedOf(r), ctx.Done()) {
+		if errors.Is(err, kerr.UnknownTopicID) && cl != nil {
+			// The topic was deleted and created again, or a broker does
+			// not know it yet. The client writes by the id it learnt
+			// first and never adopts another: it is replaced, and the
+			// next one looks the topic up again under a new producer id
+			// (retireDeadLetterClient).
+			if !m.t.retireDeadLetterClient(topic, cl, solo, abandonedOf(r), ctx.Done()) {
 				return false
 			}
 		}
@@ -167,27 +169,33 @@ var beforeDeadLetterWrite atomic.Pointer[func(*partition)]
 // answers, whatever its context (a request the broker holds, a connection
 // timed out and the request sent again), and the worker waited as long.
 // The topic's lock (solo: shared, or alone when alone) is taken before the
-// write and given back when kgo answers, past an abandon too: a purge or a
-// write alone must not overlap a record still in the client. An abandoned
+// write and given back when kgo answers, past an abandon too: a client
+// retired or a write alone must not overlap a record still in the client. An abandoned
 // write the broker appends later is a dead letter written after all, of a
 // record the next owner or run pushes or gives up again: it is logged and
 // counted in ktransfer_dead_lettered_total (omitted: written without the
-// value), not as a record given up.
-func (m *module) writeDeadLetter(ctx context.Context, r *record, rec *kgo.Record, solo *sync.RWMutex, alone, omitted bool) (abandoned bool, err error) {
+// value), not as a record given up. cl is the topic's client the write
+// went to (deadLetterClient, taken under the lock: not one retired
+// meanwhile), nil when none was.
+func (m *module) writeDeadLetter(ctx context.Context, r *record, rec *kgo.Record, solo *sync.RWMutex, alone, omitted bool) (cl *kgo.Client, abandoned bool, err error) {
 	stop := abandonedOf(r)
 	if stopped(ctx, stop) {
-		return true, nil
+		return nil, true, nil
 	}
 	try, lock, unlock := solo.TryRLock, solo.RLock, solo.RUnlock
 	if alone {
 		try, lock, unlock = solo.TryLock, solo.Lock, solo.Unlock
 	}
 	if !m.t.lockUnless(try, lock, unlock, stop, ctx.Done()) {
-		return true, nil
+		return nil, true, nil
 	}
 	if stopped(ctx, stop) { // while the lock was awaited
 		unlock()
-		return true, nil
+		return nil, true, nil
+	}
+	if cl, err = m.t.deadLetterClient(rec.Topic); err != nil {
+		unlock()
+		return nil, false, err
 	}
 	var mu sync.Mutex // guards late and the send on done
 	late := false     // abandoned: the answer is not waited for
@@ -195,7 +203,7 @@ func (m *module) writeDeadLetter(ctx context.Context, r *record, rec *kgo.Record
 	m.t.deadLetterWrites.Go(func() {
 		// ProduceSync, not Produce: it sends the record at once, without
 		// the client's linger.
-		err := m.t.client.ProduceSync(ctx, rec).FirstErr()
+		err := cl.ProduceSync(ctx, rec).FirstErr()
 		unlock()
 		mu.Lock()
 		defer mu.Unlock()
@@ -214,17 +222,17 @@ func (m *module) writeDeadLetter(ctx context.Context, r *record, rec *kgo.Record
 	})
 	select {
 	case err := <-done:
-		return false, err
+		return cl, false, err
 	case <-stop:
 	}
 	mu.Lock()
 	defer mu.Unlock()
 	select {
 	case err := <-done: // answered meanwhile
-		return false, err
+		return cl, false, err
 	default:
 		late = true
-		return true, nil
+		return cl, true, nil
 	}
 }
 
@@ -315,33 +323,91 @@ func (t *Transfer) deadLetterSoloLock(topic string) *sync.RWMutex {
 	return l
 }
 
-// forgetDeadLetterTopic purges topic from the client (its id, its
-// partitions and their batch bounds) and forgets its max.message.bytes,
-// asked again before the next write: a topic created again may have
-// another. It waits for the topic's writes in flight (solo, its lock):
-// a purge fails the records the client holds for the topic. It reports
-// false, having done nothing, when stop is closed first (the partition's
-// writes abandoned) or done (the write's context ended: its record is
-// left uncommitted whatever the purge, so a release does not wait
-// shutdown_timeout_ms for a write of another record to end).
-func (t *Transfer) forgetDeadLetterTopic(topic string, solo *sync.RWMutex, stop, done <-chan struct{}) bool {
+// deadLetterClient is the Kafka client that writes dead letters to topic,
+// made at its first write and after each retireDeadLetterClient: one per
+// topic, so that a client replaced for a topic leaves the other topics'
+// writes alone. Its writes are idempotent, acknowledged by every in-sync
+// replica (kgo's defaults), given up after deadLetterTimeout, in batches
+// no larger than the topic takes (deadLetterBatchMax).
+func (t *Transfer) deadLetterClient(topic string) (*kgo.Client, error) {
+	t.deadLetterMaxMu.Lock()
+	cl, closed := t.deadLetterClients[topic], t.deadLetterClosed
+	t.deadLetterMaxMu.Unlock()
+	switch {
+	case closed:
+		return nil, kgo.ErrClientClosed
+	case cl != nil:
+		return cl, nil
+	}
+	cl, err := kgo.NewClient(append(slices.Clip(t.kafkaOpts), kgo.RecordDeliveryTimeout(deadLetterTimeout),
+		kgo.ProducerBatchMaxBytesFn(t.deadLetterBatchMax))...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client for dead-letter topic %s: %w", topic, err)
+	}
+	t.deadLetterMaxMu.Lock()
+	defer t.deadLetterMaxMu.Unlock()
+	if other := t.deadLetterClients[topic]; other != nil || t.deadLetterClosed {
+		// Another write made one meanwhile, or the Transfer closed.
+		cl.Close()
+		if other == nil {
+			return nil, kgo.ErrClientClosed
+		}
+		return other, nil
+	}
+	if t.deadLetterClients == nil {
+		t.deadLetterClients = map[string]*kgo.Client{}
+	}
+	t.deadLetterClients[topic] = cl
+	return cl, nil
+}
+
+// retireDeadLetterClient closes cl, topic's dead-letter client, after an
+// UNKNOWN_TOPIC_ID answer, and forgets the topic's max.message.bytes,
+// asked again before the next write (a topic created again may have
+// another). The next write makes a new client: it looks the topic up
+// again by name, and writes under a new producer id. Forgetting the topic
+// in the same client (a purge) would restart the topic's sequence numbers
+// under the same producer id, and a broker that has them (the answer was
+// transient, or the topic's id changed between a look-up and the
+// client's) would take the retry for a duplicate of an earlier dead
+// letter, answering success without appending it. It waits for the
+// topic's writes in flight (solo, its lock; a close fails the records the
+// client holds). It reports false, having done nothing, when stop is
+// closed first (the partition's writes abandoned) or done (the write's
+// context ended: its record is left uncommitted whatever the client, so a
+// release does not wait shutdown_timeout_ms for a write of another record
+// to end). A client retired already (by another write's answer) is left
+// alone.
+func (t *Transfer) retireDeadLetterClient(topic string, cl *kgo.Client, solo *sync.RWMutex, stop, done <-chan struct{}) bool {
 	if !t.lockUnless(solo.TryLock, solo.Lock, solo.Unlock, stop, done) {
 		return false
 	}
-	defer solo.Unlock()
-	t.client.PurgeTopicsFromClient(topic)
 	t.deadLetterMaxMu.Lock()
-	delete(t.deadLetterMax, topic)
-	delete(t.deadLetterIDs, topic)
+	current := t.deadLetterClients[topic] == cl
+	if current {
+		delete(t.deadLetterClients, topic)
+		delete(t.deadLetterMax, topic)
+	}
 	t.deadLetterMaxMu.Unlock()
+	solo.Unlock()
+	if current {
+		t.log.Info("dead-letter topic unknown by its id; its Kafka client is replaced", "dead_letter_topic", topic)
+		cl.Close()
+	}
 	return true
 }
 
-// deadLetterTopicID is topicID within kafkaTimeout.
-func (t *Transfer) deadLetterTopicID(ctx context.Context, topic string) (id [16]byte, gone bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, kafkaTimeout)
-	defer cancel()
-	return t.topicID(ctx, topic)
+// closeDeadLetterClients closes the dead-letter clients (failing the
+// writes they hold) and makes no other.
+func (t *Transfer) closeDeadLetterClients() {
+	t.deadLetterMaxMu.Lock()
+	t.deadLetterClosed = true
+	cls := t.deadLetterClients
+	t.deadLetterClients = nil
+	t.deadLetterMaxMu.Unlock()
+	for _, cl := range cls {
+		cl.Close()
+	}
 }
 
 // topicID looks topic's id up; gone is true when the brokers say there is
@@ -357,27 +423,6 @@ func (t *Transfer) topicID(ctx context.Context, topic string) (id [16]byte, gone
 	return md.id, false, nil
 }
 
-// deadLetterTopicReplaced reports whether the dead-letter topic has
-// another id than the one looked up before its first write (since the
-// client last forgot it). Only then is the topic forgotten: after a
-// transient UNKNOWN_TOPIC_ID (a broker that does not know the id yet), a
-// purge would restart the topic's sequence numbers, and the broker would
-// take the retry for a duplicate of an earlier dead letter, answering
-// success without appending it. No such topic is no proof of a deletion
-// either (the broker that does not know the id yet does not know the
-// topic, and the look-up may reach it); a topic deleted and created
-// again is found by its new id on a later retry.
-func (t *Transfer) deadLetterTopicReplaced(ctx context.Context, topic string) bool {
-	t.deadLetterMaxMu.Lock()
-	known, ok := t.deadLetterIDs[topic]
-	t.deadLetterMaxMu.Unlock()
-	if !ok {
-		return false // not known: nothing to compare with
-	}
-	id, gone, err := t.deadLetterTopicID(ctx, topic)
-	return err == nil && !gone && id != known
-}
-
 // deadLetterLimit makes sure the brokers were asked for topic's
 // max.message.bytes before a dead letter is written there: the client
 // fixes a partition's batch bound when it first meets the partition
@@ -389,23 +434,7 @@ func (t *Transfer) deadLetterTopicReplaced(ctx context.Context, topic string) bo
 func (t *Transfer) deadLetterLimit(ctx context.Context, topic string, log *slog.Logger) (known, ok bool) {
 	t.deadLetterMaxMu.Lock()
 	_, known = t.deadLetterMax[topic]
-	_, idKnown := t.deadLetterIDs[topic]
 	t.deadLetterMaxMu.Unlock()
-	if !idKnown {
-		// The id the client is about to learn, to tell a topic created
-		// again from a transient UNKNOWN_TOPIC_ID (deadLetterTopicReplaced).
-		if id, gone, err := t.deadLetterTopicID(ctx, topic); err == nil && !gone {
-			t.deadLetterMaxMu.Lock()
-			if t.deadLetterIDs == nil {
-				t.deadLetterIDs = map[string][16]byte{}
-			}
-			t.deadLetterIDs[topic] = id
-			t.deadLetterMaxMu.Unlock()
-		}
-		if ctx.Err() != nil {
-			return false, false
-		}
-	}
 	if known {
 		return true, true
 	}

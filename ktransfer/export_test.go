@@ -185,6 +185,21 @@ func HoldDeadLetterWrite(t *testing.T, id int32) (held <-chan struct{}) {
 	return c
 }
 
+// BeforeFirstDeadLetterWrite runs do once, before the first write of a
+// dead letter of a partition's record: after the module looked the
+// dead-letter topic up, before the Kafka client does.
+func BeforeFirstDeadLetterWrite(t *testing.T, do func()) {
+	t.Helper()
+	var once func(*partition)
+	once = func(*partition) {
+		if beforeDeadLetterWrite.CompareAndSwap(&once, nil) {
+			do()
+		}
+	}
+	beforeDeadLetterWrite.Store(&once)
+	t.Cleanup(func() { beforeDeadLetterWrite.Store(nil) })
+}
+
 // LockDeadLetterTopic takes topic's dead-letter lock alone, as a write
 // alone (or a purge) held by the broker does; unlock gives it back.
 func LockDeadLetterTopic(tr *Transfer, topic string) (unlock func()) {

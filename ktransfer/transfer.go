@@ -49,13 +49,18 @@ type Transfer struct {
 	// brokersRef names the brokers and where they came from (broker_hosts
 	// of the file, or ZooKeeper's brokers/ids), for a start-up error.
 	brokersRef string
-	// client serves the process: topic metadata and offsets (adm), and
-	// the dead-letter writes.
+	// client serves the process: topic metadata and offsets (adm).
 	client *kgo.Client
 	adm    *kadm.Client
-	// deadLetterWrites are the dead-letter writes in the client, those
+	// deadLetterClients write the dead letters, one per dead-letter topic
+	// (deadLetterClient), under deadLetterMaxMu; none is made once
+	// deadLetterClosed.
+	deadLetterClients map[string]*kgo.Client
+	deadLetterClosed  bool
+	// deadLetterWrites are the dead-letter writes in the clients, those
 	// abandoned by a release included (module.writeDeadLetter); Close
-	// waits for them once the client is closed (it fails what it holds).
+	// waits for them once the clients are closed (they fail what they
+	// hold).
 	deadLetterWrites sync.WaitGroup
 	// deadLetterMax is each dead-letter topic's max.message.bytes as the
 	// brokers told it (deadLetterLimit), the bound of the batches client
@@ -67,9 +72,6 @@ type Transfer struct {
 	// several (under deadLetterMaxMu).
 	deadLetterSolo map[string]*sync.RWMutex
 	deadLetterMax  map[string]int32
-	// deadLetterIDs is each dead-letter topic's id, looked up before its
-	// first write (deadLetterLimit), under deadLetterMaxMu.
-	deadLetterIDs map[string][16]byte
 	// lastParts is each topic's partition list as last read, for the
 	// fleet's reassignment while the brokers do not answer.
 	lastPartsMu sync.Mutex
@@ -177,8 +179,7 @@ func NewContext(ctx context.Context, cfg Config, log *slog.Logger) (*Transfer, e
 	if t.kafkaOpts, err = cfg.Kafka.Opts("ktransfer", brokers, log); err != nil {
 		return nil, err
 	}
-	if t.client, err = kgo.NewClient(append(slices.Clip(t.kafkaOpts), kgo.RecordDeliveryTimeout(deadLetterTimeout),
-		kgo.ProducerBatchMaxBytesFn(t.deadLetterBatchMax))...); err != nil {
+	if t.client, err = kgo.NewClient(t.kafkaOpts...); err != nil {
 		return nil, fmt.Errorf("kafka client for %v: %w", brokers, err)
 	}
 	t.adm = kadm.NewClient(t.client)
@@ -643,10 +644,11 @@ func (t *Transfer) Close() error {
 		for _, m := range t.liveModules() {
 			m.reader.cl.Close()
 		}
+		t.closeDeadLetterClients()
 		if t.client != nil {
 			t.client.Close()
-			t.deadLetterWrites.Wait()
 		}
+		t.deadLetterWrites.Wait()
 		if conn := t.conn(); conn != nil {
 			conn.Close()
 		}
