@@ -3,6 +3,7 @@ package kproxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 
@@ -116,7 +117,14 @@ func (s *Server) reloadLocked() (restart []string, level int, err error) {
 	if err := logging.CheckFileDir(s.cfg.file, "log_dir", cfg.LogDir, cfg.LogLevel, "kproxy"); err != nil {
 		return nil, 0, err
 	}
-	a, err := newAccess(cfg, s.acl())
+	prev := s.acl()
+	if len(prev.clients) > 0 && len(cfg.Clients) == 0 {
+		// No clients means no authentication: an operator who removes
+		// the last client to shut every client out would open kproxy to
+		// anyone instead.
+		return nil, 0, fmt.Errorf("%s: clients: a reload cannot turn authentication off (no clients: every request is taken without credentials); restart kproxy to run without clients, got an empty list", s.cfg.file)
+	}
+	a, err := newAccess(cfg, prev)
 	if err != nil {
 		return nil, 0, errors.New(s.cfg.file + ": " + err.Error())
 	}

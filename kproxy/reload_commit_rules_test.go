@@ -9,7 +9,7 @@ import (
 // client is found — on arrival for /commit … — whatever a reload stores
 // while it is being checked (its topics looked up)". shop's burst of 1 is
 // spent; its next /commit arrives under that rule and, while its topic is
-// looked up, a reload removes clients altogether. By the rules it was found
+// looked up, a reload removes shop's rate limit. By the rules it was found
 // by, the record is over shop's rate limit: 429, not written.
 func TestCommitKeepsItsRulesThroughAReload(t *testing.T) {
 	r := startReloadable(t, "clients:\n - {name: shop, secret: s, topics: ['*'], rate_limit: 0.001, burst: 1}\n")
@@ -21,7 +21,7 @@ func TestCommitKeepsItsRulesThroughAReload(t *testing.T) {
 	}
 	reloaded := make(chan error, 1)
 	holdLookup(r.kafka, "slow", func() {
-		r.write(t, "") // no clients, no topics_allowed
+		r.write(t, "clients:\n - {name: shop, secret: s, topics: ['*']}\n") // no rate limit
 		reloaded <- r.srv.Reload()
 	})
 	a := r.postAs(t, "shop", "s", "topic=slow")

@@ -205,6 +205,9 @@ func TestReloadRefusedChangesNothing(t *testing.T) {
 		// A log_dir the start (and -check) refuses: before, the reload
 		// applied the rest and said only that log_dir needs a restart.
 		"clients:\n - {name: shop, secret: two, topics: ['*']}\nlog_dir: " + plain + "/log\n",
+		// No clients: authentication off. Before, the reload applied it,
+		// and logged only clients=0; every request was then taken.
+		"topics_allowed: [" + topic + "]\n",
 	} {
 		r.write(t, bad)
 		if err := r.srv.Reload(); err == nil || !strings.Contains(err.Error(), r.file) {
@@ -217,8 +220,8 @@ func TestReloadRefusedChangesNothing(t *testing.T) {
 			t.Errorf("after a refused reload (%q), the refused file's secret: %d, want 401", bad, code)
 		}
 	}
-	if v := r.metric(t, `kproxy_config_reloads_total{result="refused"}`); v != "4" {
-		t.Errorf(`kproxy_config_reloads_total{result="refused"} = %s, want 4`, v)
+	if v := r.metric(t, `kproxy_config_reloads_total{result="refused"}`); v != "5" {
+		t.Errorf(`kproxy_config_reloads_total{result="refused"} = %s, want 5`, v)
 	}
 }
 
