@@ -474,9 +474,10 @@ func (s *Server) boundRPC(ctx context.Context, j *batchJob) rpcBound {
 }
 
 // end releases b's contexts; j's deadline only when every record was
-// answered (done): an atomic batch's records are handed to their
-// transactional client under it (txn.go), and one still there keeps it
-// until it passes.
+// answered (done): a record still in a Kafka client was handed to it under
+// that deadline, and keeps it until it passes. An atomic batch is done
+// once answered: its transaction ended (committed, or aborted with its
+// records failed) before the answer (txn.go).
 func (b rpcBound) end(done bool) {
 	b.cancelAnswer()
 	if b.cancelLookups != nil && done {

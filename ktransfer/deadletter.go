@@ -97,6 +97,9 @@ func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool 
 			(*h)(r.part)
 		}
 		cl, abandoned, err := m.writeDeadLetter(ctx, r, rec, solo, alone, refused != nil)
+		if errors.Is(err, errDeadLetterLimitForgotten) {
+			continue // the limit asked again, at once
+		}
 		if abandoned || err != nil && ctx.Err() != nil {
 			// Stopped by the release or the module's stop (the client
 			// fails a write not sent yet whose context ended): no failure,
@@ -261,8 +264,8 @@ func stopped(ctx context.Context, stop <-chan struct{}) bool {
 // or the client closes). done is the write's context's: a write whose
 // context ended is not sent, so a release (which ends it at once) does not
 // wait shutdown_timeout_ms for the lock. The goroutine that waits for the
-// lock is one of deadLetterWrites, which Close waits for once the client is
-// closed.
+// lock is one of deadLetterWrites, which Close waits for once the clients
+// are closed.
 func (t *Transfer) lockUnless(try func() bool, lock, unlock func(), stop, done <-chan struct{}) bool {
 	if try() {
 		return true
@@ -329,15 +332,23 @@ func (t *Transfer) deadLetterSoloLock(topic string) *sync.RWMutex {
 // writes alone. Its writes are idempotent, acknowledged by every in-sync
 // replica (kgo's defaults), given up after deadLetterTimeout, in batches
 // no larger than the topic takes (deadLetterBatchMax).
+//
+// A client is made only while the topic's max.message.bytes is known: it
+// fixes a partition's batch bound when it first meets the partition, and
+// a write that found the limit known may get here after a retire forgot it
+// (errDeadLetterLimitForgotten: the limit is asked again first).
 func (t *Transfer) deadLetterClient(topic string) (*kgo.Client, error) {
 	t.deadLetterMaxMu.Lock()
 	cl, closed := t.deadLetterClients[topic], t.deadLetterClosed
+	_, limitKnown := t.deadLetterMax[topic]
 	t.deadLetterMaxMu.Unlock()
 	switch {
 	case closed:
 		return nil, kgo.ErrClientClosed
 	case cl != nil:
 		return cl, nil
+	case !limitKnown:
+		return nil, errDeadLetterLimitForgotten
 	}
 	cl, err := kgo.NewClient(append(slices.Clip(t.kafkaOpts), kgo.RecordDeliveryTimeout(deadLetterTimeout),
 		kgo.ProducerBatchMaxBytesFn(t.deadLetterBatchMax))...)
@@ -360,6 +371,11 @@ func (t *Transfer) deadLetterClient(topic string) (*kgo.Client, error) {
 	t.deadLetterClients[topic] = cl
 	return cl, nil
 }
+
+// errDeadLetterLimitForgotten: a dead-letter topic's client was retired,
+// and its max.message.bytes forgotten, while a write waited for the
+// topic's lock; the write asks the limit again before a new client is made.
+var errDeadLetterLimitForgotten = errors.New("the dead-letter topic's max.message.bytes was forgotten; asked again")
 
 // retireDeadLetterClient closes cl, topic's dead-letter client, after an
 // UNKNOWN_TOPIC_ID answer, and forgets the topic's max.message.bytes,

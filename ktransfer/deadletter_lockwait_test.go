@@ -13,8 +13,8 @@ import (
 )
 
 // A worker waiting for its dead-letter topic's lock (held by another
-// write the broker holds, or a purge) when its partition is released
-// gives the write up at once: a write whose context ended is not sent, so
+// write the broker holds, or a client being retired) when its partition
+// is released gives the write up at once: a write whose context ended is not sent, so
 // the stop must not wait shutdown_timeout_ms for the lock.
 func TestStopDoesNotWaitForADeadLetterLockItCannotUse(t *testing.T) {
 	e, tr, logs, stop := startRefusingIntoDeadLetters(t, "dlq")

@@ -201,7 +201,7 @@ func BeforeFirstDeadLetterWrite(t *testing.T, do func()) {
 }
 
 // LockDeadLetterTopic takes topic's dead-letter lock alone, as a write
-// alone (or a purge) held by the broker does; unlock gives it back.
+// alone (or a client retired) held by the broker does; unlock gives it back.
 func LockDeadLetterTopic(tr *Transfer, topic string) (unlock func()) {
 	l := tr.deadLetterSoloLock(topic)
 	l.Lock()

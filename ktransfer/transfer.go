@@ -63,8 +63,8 @@ type Transfer struct {
 	// hold).
 	deadLetterWrites sync.WaitGroup
 	// deadLetterMax is each dead-letter topic's max.message.bytes as the
-	// brokers told it (deadLetterLimit), the bound of the batches client
-	// writes there (deadLetterBatchMax).
+	// brokers told it (deadLetterLimit), the bound of the batches the
+	// topic's client writes there (deadLetterBatchMax).
 	deadLetterMaxMu sync.Mutex
 	// deadLetterSolo, per dead-letter topic: writes take it shared; a
 	// write that decides a dead letter is refused for good takes it alone,
