@@ -30,7 +30,13 @@ func TestDeadLetterWaitsForZooKeeperAsAPushDoes(t *testing.T) {
 	kc := kafkaconf.Default()
 	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "dlq", Partitions: 1}})
 	cl := kafkatest.Client(t, k, kc)
-	tr := &Transfer{cfg: Config{ZKTimeoutMs: 3000}, base: time.Now(), client: cl, adm: kadm.NewClient(cl)}
+	opts, err := kc.Opts("ktransfer", k.ListenAddrs(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// kafkaOpts: the dead letters are written by a client made of them.
+	tr := &Transfer{cfg: Config{ZKTimeoutMs: 3000}, base: time.Now(), client: cl, adm: kadm.NewClient(cl), kafkaOpts: opts}
+	t.Cleanup(tr.closeDeadLetterClients)
 	tr.lastAnswer.Store(tr.now())
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		tr.lastAnswer.Store(tr.now() - int64(time.Hour)) // the process paused while the backend answered
