@@ -129,12 +129,30 @@ func (s *Server) reloadLocked() (restart []string, level int, err error) {
 		return nil, 0, errors.New(s.cfg.file + ": " + err.Error())
 	}
 	s.access.Store(a)
-	return restartKeys(s.cfg, cfg), cfg.LogLevel, nil
+	restart, ineffective := restartKeys(s.cfg, cfg)
+	for _, key := range ineffective {
+		s.log.Info("changed key has no effect, now or after a restart", "file", s.cfg.file, "key", key)
+	}
+	return restart, cfg.LogLevel, nil
 }
 
 // restartKeys are the keys other than liveKeys whose value differs
 // between the configuration kproxy started with and next, or the contents
 // of the files they name (certificates, password files: fileDigests).
-func restartKeys(running, next Config) []string {
-	return config.ChangedKeys(running, next, liveKeys, func(key string) bool { return running.fileDigests[key] != next.fileDigests[key] })
+// Those without effect in next (producer_num; a spool key without
+// spool_dir, …: noEffect) are ineffective instead: a restart would change
+// nothing.
+func restartKeys(running, next Config) (restart, ineffective []string) {
+	none := map[string]bool{"producer_num": true}
+	for _, k := range next.noEffect() {
+		none[k.key] = true
+	}
+	for _, key := range config.ChangedKeys(running, next, liveKeys, func(key string) bool { return running.fileDigests[key] != next.fileDigests[key] }) {
+		if none[key] {
+			ineffective = append(ineffective, key)
+		} else {
+			restart = append(restart, key)
+		}
+	}
+	return restart, ineffective
 }
