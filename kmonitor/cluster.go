@@ -491,7 +491,7 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 		c.forgetLeaders(nil)
 		return
 	}
-	adm, err := c.kafkaClient()
+	_, err := c.kafkaClient()
 	if err == nil && c.clientErr != "" {
 		c.log.Info("kafka client available again")
 		c.clientErr = ""
@@ -516,7 +516,7 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 	// Waiting on an earlier poll's request, answered late or not, this
 	// poll did not ask for the topics that request does not name: those
 	// are read through the leaders last learnt, as when no answer came.
-	meta, asked, err := c.metadata(ctx, adm, slices.Sorted(maps.Keys(wanted)))
+	meta, asked, err := c.metadata(ctx, c.kafka, slices.Sorted(maps.Keys(wanted)))
 	if ctx.Err() != nil {
 		return // shutting down: what was not read is not an error
 	}
@@ -717,14 +717,14 @@ type metaResult struct {
 // request not answered by then goes on, and the next poll waits for it
 // again (one at a time). asked is the topics of the request answered or
 // waited on (sorted): the poll that sent it may have wanted fewer.
-func (c *cluster) metadata(ctx context.Context, adm *kadm.Client, topics []string) (meta kadm.Metadata, asked []string, err error) {
+func (c *cluster) metadata(ctx context.Context, cl *kgo.Client, topics []string) (meta kadm.Metadata, asked []string, err error) {
 	if c.metaCh == nil {
 		ch := make(chan metaResult, 1)
 		c.metaCh, c.metaTopics = ch, topics
 		c.metaWG.Go(func() {
 			mctx, cancel := context.WithTimeout(ctx, pollTimeout)
 			defer cancel()
-			meta, err := adm.Metadata(mctx, topics...)
+			meta, err := topicMetadata(mctx, cl, topics)
 			ch <- metaResult{meta, err}
 		})
 	}
@@ -743,6 +743,39 @@ func (c *cluster) metadata(ctx context.Context, adm *kadm.Client, topics []strin
 	case <-ctx.Done():
 		return kadm.Metadata{}, nil, ctx.Err()
 	}
+}
+
+// topicMetadata asks for topics' partitions and their leaders, through
+// kgo's cached metadata as kadm's Metadata does, each topic with its own
+// error. Not kadm's Metadata: a topic the brokers refuse to describe to
+// kmonitor's principal (TOPIC_AUTHORIZATION_FAILED: another team's module
+// in the chroot, a topic a module left) fails its whole answer, and every
+// partition of the cluster showed unknown, the error naming no topic.
+func topicMetadata(ctx context.Context, cl *kgo.Client, topics []string) (kadm.Metadata, error) {
+	req := kmsg.NewPtrMetadataRequest()
+	req.Topics = []kmsg.MetadataRequestTopic{} // none (not null: every topic) when topics is empty
+	for _, t := range topics {
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(t)
+		req.Topics = append(req.Topics, rt)
+	}
+	resp, err := cl.RequestCachedMetadata(ctx, req, 0)
+	if err != nil {
+		return kadm.Metadata{}, err
+	}
+	meta := kadm.Metadata{Topics: kadm.TopicDetails{}}
+	for _, rt := range resp.Topics {
+		if rt.Topic == nil {
+			continue
+		}
+		td := kadm.TopicDetail{Topic: *rt.Topic, ID: rt.TopicID, Partitions: kadm.PartitionDetails{}, Err: kerr.ErrorForCode(rt.ErrorCode)}
+		for _, rp := range rt.Partitions {
+			td.Partitions[rp.Partition] = kadm.PartitionDetail{Topic: td.Topic, Partition: rp.Partition, Leader: rp.Leader,
+				LeaderEpoch: rp.LeaderEpoch, Replicas: rp.Replicas, ISR: rp.ISR, OfflineReplicas: rp.OfflineReplicas, Err: kerr.ErrorForCode(rp.ErrorCode)}
+		}
+		meta.Topics[td.Topic] = td
+	}
+	return meta, nil
 }
 
 // listOffsetsSharded asks the leaders of tps, through kgo, for their
