@@ -403,6 +403,10 @@ func (t *Transfer) retireDeadLetterClient(topic string, cl *kgo.Client, solo *sy
 	if current {
 		delete(t.deadLetterClients, topic)
 		delete(t.deadLetterMax, topic)
+		if t.deadLetterRetired == nil {
+			t.deadLetterRetired = map[string]uint64{}
+		}
+		t.deadLetterRetired[topic]++
 	}
 	t.deadLetterMaxMu.Unlock()
 	solo.Unlock()
@@ -447,35 +451,55 @@ func (t *Transfer) topicID(ctx context.Context, topic string) (id [16]byte, gone
 // false, and the write waits (asked again before the next try); a refusal
 // (a principal that may not describe configs) leaves kgo's default. ok is
 // false only when ctx ended.
+//
+// An answer asked before a retire (retireDeadLetterClient) and come after
+// it is not stored: it may be the topic's before it was created again,
+// and would bound the new client's batches for the client's life. The
+// limit is asked again.
 func (t *Transfer) deadLetterLimit(ctx context.Context, topic string, log *slog.Logger) (known, ok bool) {
+	for {
+		known, ok, again := t.askDeadLetterLimit(ctx, topic, log)
+		if !again {
+			return known, ok
+		}
+	}
+}
+
+// askDeadLetterLimit is one try of deadLetterLimit; again reports an
+// answer not stored because a retire came meanwhile.
+func (t *Transfer) askDeadLetterLimit(ctx context.Context, topic string, log *slog.Logger) (known, ok, again bool) {
 	t.deadLetterMaxMu.Lock()
 	_, known = t.deadLetterMax[topic]
+	retired := t.deadLetterRetired[topic]
 	t.deadLetterMaxMu.Unlock()
 	if known {
-		return true, true
+		return true, true, false
 	}
 	limit, err := t.topicMaxBytes(ctx, topic)
 	if ctx.Err() != nil {
-		return false, false
+		return false, false, false
 	}
 	var answered *kerr.Error
 	if err != nil {
 		if !errors.As(err, &answered) && !errors.Is(err, kafkaconf.ErrNoMaxBytes) || errors.Is(err, kerr.UnknownTopicOrPartition) {
 			log.Warn("max.message.bytes of the dead-letter topic unknown; asked again before the write",
 				"dead_letter_topic", topic, "err", err)
-			return false, true // not stored: asked again before the next try
+			return false, true, false // not stored: asked again before the next try
 		}
 		log.Warn("max.message.bytes of the dead-letter topic unknown; kgo's default bounds its batches",
 			"dead_letter_topic", topic, "default", defaultBatchMax, "err", err)
 		limit = defaultBatchMax
 	}
 	t.deadLetterMaxMu.Lock()
+	defer t.deadLetterMaxMu.Unlock()
+	if t.deadLetterRetired[topic] != retired {
+		return false, true, true
+	}
 	if t.deadLetterMax == nil {
 		t.deadLetterMax = map[string]int32{}
 	}
 	t.deadLetterMax[topic] = limit
-	t.deadLetterMaxMu.Unlock()
-	return true, true
+	return true, true, false
 }
 
 // deadLetterBatchMax is the largest record batch the client writes to

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
@@ -47,5 +49,66 @@ func TestDeadLetterClientNotMadeWhileTheLimitIsForgotten(t *testing.T) {
 	}
 	if !errors.Is(err, errDeadLetterLimitForgotten) {
 		t.Fatalf("deadLetterClient: %v, want errDeadLetterLimitForgotten", err)
+	}
+}
+
+// TestDeadLetterLimitAskedBeforeARetireIsNotStored: a write asks the
+// dead-letter topic's max.message.bytes; before the answer comes, another
+// write's UNKNOWN_TOPIC_ID retires the topic's client (the topic was
+// created again, with another limit). The answer, perhaps the old
+// topic's, must not be stored: the next client would bound its batches by
+// it for its life. The limit is asked again.
+func TestDeadLetterLimitAskedBeforeARetireIsNotStored(t *testing.T) {
+	kc := kafkaconf.Default()
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "dlq", Partitions: 1}})
+	opts, err := kc.Opts("ktransfer", k.ListenAddrs(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	tr := &Transfer{kafkaOpts: opts, client: kafkatest.Client(t, k, kc), log: log}
+	t.Cleanup(tr.closeDeadLetterClients)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	now, err := tr.topicMaxBytes(ctx, "dlq") // the topic as it is
+	if err != nil {
+		t.Fatal(err)
+	}
+	const old = 100_000 // the topic's limit before it was created again
+	solo := tr.deadLetterSoloLock("dlq")
+	var asked atomic.Int32
+	k.ControlKey(int16(kmsg.DescribeConfigs), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		k.KeepControl()
+		if asked.Add(1) > 1 {
+			return nil, nil, false
+		}
+		k.SleepControl(func() {
+			// Another write stored the old limit, wrote, and got
+			// UNKNOWN_TOPIC_ID.
+			tr.deadLetterMaxMu.Lock()
+			tr.deadLetterMax = map[string]int32{"dlq": old}
+			tr.deadLetterMaxMu.Unlock()
+			cl, err := tr.deadLetterClient("dlq")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			tr.retireDeadLetterClient("dlq", cl, solo, nil, nil)
+		})
+		q := req.(*kmsg.DescribeConfigsRequest)
+		resp := q.ResponseKind().(*kmsg.DescribeConfigsResponse)
+		r := kmsg.NewDescribeConfigsResponseResource()
+		r.ResourceType, r.ResourceName = kmsg.ConfigResourceTypeTopic, "dlq"
+		c := kmsg.NewDescribeConfigsResponseResourceConfig()
+		c.Name, c.Value = "max.message.bytes", kmsg.StringPtr("100000")
+		r.Configs = append(r.Configs, c)
+		resp.Resources = append(resp.Resources, r)
+		return resp, nil, true
+	})
+	if known, ok := tr.deadLetterLimit(ctx, "dlq", log); !known || !ok {
+		t.Fatalf("deadLetterLimit: known %v, ok %v", known, ok)
+	}
+	if got := tr.deadLetterBatchMax("dlq"); got != now {
+		t.Errorf("batch bound %d after a retire during the question (%d asks), want the topic's limit now, %d (%d: asked before the retire)", got, asked.Load(), now, old)
 	}
 }

@@ -57,6 +57,9 @@ type Transfer struct {
 	// deadLetterClosed.
 	deadLetterClients map[string]*kgo.Client
 	deadLetterClosed  bool
+	// deadLetterRetired counts each topic's clients retired: a limit
+	// asked before a retire is not stored after it (deadLetterLimit).
+	deadLetterRetired map[string]uint64
 	// deadLetterWrites are the dead-letter writes in the clients, those
 	// abandoned by a release included (module.writeDeadLetter); Close
 	// waits for them once the clients are closed (they fail what they
