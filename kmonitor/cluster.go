@@ -509,8 +509,9 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 		}
 		return
 	}
-	// Leaders from kgo's cached metadata (kadm asks the brokers for what
-	// is missing or older than 5 s). The broker asked may hang (stopped,
+	// Leaders from kgo's cached metadata (topicMetadata: the brokers are
+	// asked for what is missing or older than the client's
+	// MetadataMinAge). The broker asked may hang (stopped,
 	// behind a dead link): then the leaders last learnt are used, after
 	// metaWait, so that the partitions the other brokers lead are read.
 	// Waiting on an earlier poll's request, answered late or not, this

@@ -221,17 +221,30 @@ type ineffective struct {
 // (kafkaconf's NoEffect).
 func (c Config) noEffect() []ineffective {
 	var out []ineffective
+	for _, k := range c.offKeys() {
+		if c.keysSet[k.key] {
+			out = append(out, k)
+		}
+	}
+	for _, k := range c.Kafka.NoEffect("kafka") {
+		out = append(out, ineffective{k.Key, k.Value, k.Reason})
+	}
+	return out
+}
+
+// offKeys are the top-level keys whose value has no effect under c's
+// other keys, set in the file or not: the spool's without spool_dir,
+// gRPC's without grpc_port.
+func (c Config) offKeys() []ineffective {
+	var out []ineffective
 	add := func(key string, value any, off bool, reason string) {
-		if off && c.keysSet[key] {
+		if off {
 			out = append(out, ineffective{key, value, reason})
 		}
 	}
 	add("spool_after_ms", c.SpoolAfterMs, c.SpoolDir == "", "spool_dir is not set: the spool is off")
 	add("spool_max_bytes", c.SpoolMaxBytes, c.SpoolDir == "", "spool_dir is not set: the spool is off")
 	add("grpc_max_concurrent_streams", c.GRPCMaxConcurrentStreams, c.GRPCPort == 0, "grpc_port is 0: gRPC is off")
-	for _, k := range c.Kafka.NoEffect("kafka") {
-		out = append(out, ineffective{k.Key, k.Value, k.Reason})
-	}
 	return out
 }
 

@@ -476,8 +476,8 @@ func (s *Server) boundRPC(ctx context.Context, j *batchJob) rpcBound {
 // end releases b's contexts; j's deadline only when every record was
 // answered (done): a record still in a Kafka client was handed to it under
 // that deadline, and keeps it until it passes. An atomic batch is done
-// once answered: its transaction ended (committed, or aborted with its
-// records failed) before the answer (txn.go).
+// once answered: committed, or failed and aborted (the abort may run after
+// the answer, and fails what its client still holds: txn.go).
 func (b rpcBound) end(done bool) {
 	b.cancelAnswer()
 	if b.cancelLookups != nil && done {

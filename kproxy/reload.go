@@ -122,7 +122,7 @@ func (s *Server) reloadLocked() (restart []string, level int, err error) {
 		// No clients means no authentication: an operator who removes
 		// the last client to shut every client out would open kproxy to
 		// anyone instead.
-		return nil, 0, fmt.Errorf("%s: clients: a reload cannot turn authentication off (no clients: every request is taken without credentials); restart kproxy to run without clients, got an empty list", s.cfg.file)
+		return nil, 0, fmt.Errorf("%s: clients: a reload cannot turn authentication off (no clients: every request is taken without credentials); restart kproxy to run without clients, got none", s.cfg.file)
 	}
 	a, err := newAccess(cfg, prev)
 	if err != nil {
@@ -140,11 +140,11 @@ func (s *Server) reloadLocked() (restart []string, level int, err error) {
 // between the configuration kproxy started with and next, or the contents
 // of the files they name (certificates, password files: fileDigests).
 // Those without effect in next (producer_num; a spool key without
-// spool_dir, …: noEffect) are ineffective instead: a restart would change
-// nothing.
+// spool_dir, …: offKeys), set there or removed, are ineffective instead:
+// a restart would change nothing.
 func restartKeys(running, next Config) (restart, ineffective []string) {
 	none := map[string]bool{"producer_num": true}
-	for _, k := range next.noEffect() {
+	for _, k := range next.offKeys() { // a line removed too
 		none[k.key] = true
 	}
 	for _, key := range config.ChangedKeys(running, next, liveKeys, func(key string) bool { return running.fileDigests[key] != next.fileDigests[key] }) {

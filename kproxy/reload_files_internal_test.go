@@ -75,4 +75,9 @@ func TestReloadIneffectiveKeysNeedNoRestart(t *testing.T) {
 	if want := []string{"producer_num", "spool_after_ms"}; !slices.Equal(ineffective, want) {
 		t.Errorf("without effect: %v, want %v", ineffective, want)
 	}
+	// The line removed (the start warned it had no effect).
+	restart, ineffective = restartKeys(load("spool_after_ms: 500\n"), load(""))
+	if len(restart) != 0 || !slices.Equal(ineffective, []string{"spool_after_ms"}) {
+		t.Errorf("spool_after_ms removed without spool_dir: restart %v, without effect %v; want none and [spool_after_ms]", restart, ineffective)
+	}
 }
