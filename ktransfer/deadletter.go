@@ -144,7 +144,7 @@ func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool 
 			// first and never adopts another: it is replaced, and the
 			// next one looks the topic up again under a new producer id
 			// (retireDeadLetterClient).
-			if !m.t.retireDeadLetterClient(topic, cl, solo, abandonedOf(r), ctx.Done()) {
+			if !m.t.retireDeadLetterClient(topic, cl, solo, abandonedOf(r), ctx.Done(), "dead-letter topic unknown by its id; its Kafka client is replaced") {
 				return false
 			}
 		}
@@ -394,7 +394,7 @@ var errDeadLetterLimitForgotten = errors.New("the dead-letter topic's max.messag
 // release does not wait shutdown_timeout_ms for a write of another record
 // to end). A client retired already (by another write's answer) is left
 // alone.
-func (t *Transfer) retireDeadLetterClient(topic string, cl *kgo.Client, solo *sync.RWMutex, stop, done <-chan struct{}) bool {
+func (t *Transfer) retireDeadLetterClient(topic string, cl *kgo.Client, solo *sync.RWMutex, stop, done <-chan struct{}, why string) bool {
 	if !t.lockUnless(solo.TryLock, solo.Lock, solo.Unlock, stop, done) {
 		return false
 	}
@@ -411,10 +411,36 @@ func (t *Transfer) retireDeadLetterClient(topic string, cl *kgo.Client, solo *sy
 	t.deadLetterMaxMu.Unlock()
 	solo.Unlock()
 	if current {
-		t.log.Info("dead-letter topic unknown by its id; its Kafka client is replaced", "dead_letter_topic", topic)
+		t.log.Info(why, "dead_letter_topic", topic)
 		cl.Close()
 	}
 	return true
+}
+
+// retireUnusedDeadLetterClients retires the dead-letter clients of the
+// topics no module of next writes to (a reload removed or changed their
+// modules), each once the writes it holds are answered: in the background,
+// since a write a release abandoned waits for the broker (Close waits for
+// it with deadLetterWrites, once the clients are closed).
+func (t *Transfer) retireUnusedDeadLetterClients(next []*module) {
+	used := map[string]bool{}
+	for _, m := range next {
+		used[m.cfg.DeadLetterTopic] = true
+	}
+	t.deadLetterMaxMu.Lock()
+	unused := map[string]*kgo.Client{}
+	for topic, cl := range t.deadLetterClients {
+		if !used[topic] {
+			unused[topic] = cl
+		}
+	}
+	t.deadLetterMaxMu.Unlock()
+	for topic, cl := range unused {
+		solo := t.deadLetterSoloLock(topic)
+		t.deadLetterWrites.Go(func() {
+			t.retireDeadLetterClient(topic, cl, solo, nil, nil, "dead-letter topic no module writes to any more; its Kafka client is closed")
+		})
+	}
 }
 
 // closeDeadLetterClients closes the dead-letter clients (failing the

@@ -37,7 +37,7 @@ func TestDeadLetterClientNotMadeWhileTheLimitIsForgotten(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !tr.retireDeadLetterClient("dlq", cl, solo, nil, nil) {
+	if !tr.retireDeadLetterClient("dlq", cl, solo, nil, nil, "retired") {
 		t.Fatal("the client was not retired")
 	}
 	cl, err = tr.deadLetterClient("dlq") // the write that waited for the lock
@@ -93,7 +93,7 @@ func TestDeadLetterLimitAskedBeforeARetireIsNotStored(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			tr.retireDeadLetterClient("dlq", cl, solo, nil, nil)
+			tr.retireDeadLetterClient("dlq", cl, solo, nil, nil, "retired")
 		})
 		q := req.(*kmsg.DescribeConfigsRequest)
 		resp := q.ResponseKind().(*kmsg.DescribeConfigsResponse)

@@ -2,6 +2,7 @@ package ktransfer
 
 import (
 	"runtime"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -198,6 +199,13 @@ func BeforeFirstDeadLetterWrite(t *testing.T, do func()) {
 	}
 	beforeDeadLetterWrite.Store(&once)
 	t.Cleanup(func() { beforeDeadLetterWrite.Store(nil) })
+}
+
+// DeadLetterClientTopics are the dead-letter topics tr has a client for.
+func DeadLetterClientTopics(tr *Transfer) []string {
+	tr.deadLetterMaxMu.Lock()
+	defer tr.deadLetterMaxMu.Unlock()
+	return slices.Sorted(maps.Keys(tr.deadLetterClients))
 }
 
 // LockDeadLetterTopic takes topic's dead-letter lock alone, as a write

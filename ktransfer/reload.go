@@ -339,6 +339,7 @@ func (t *Transfer) reload(ctx context.Context) (ReloadStatus, error) {
 	t.modulesMu.Lock()
 	t.modules = next
 	t.modulesMu.Unlock()
+	t.retireUnusedDeadLetterClients(next)
 	if r.readCtx.Err() != nil && len(built) > 0 {
 		// The process began to stop during the hand-over: what stopped
 		// stays stopped, and nothing starts. Started now, a module would
