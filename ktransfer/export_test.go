@@ -1,8 +1,8 @@
 package ktransfer
 
 import (
-	"runtime"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
