@@ -398,6 +398,13 @@ func (t *Transfer) retireDeadLetterClient(topic string, cl *kgo.Client, solo *sy
 	if !t.lockUnless(solo.TryLock, solo.Lock, solo.Unlock, stop, done) {
 		return false
 	}
+	t.retireLocked(topic, cl, solo, why)
+	return true
+}
+
+// retireLocked is retireDeadLetterClient's work once solo is held alone;
+// it gives solo back.
+func (t *Transfer) retireLocked(topic string, cl *kgo.Client, solo *sync.RWMutex, why string) {
 	t.deadLetterMaxMu.Lock()
 	current := t.deadLetterClients[topic] == cl
 	if current {
@@ -414,33 +421,66 @@ func (t *Transfer) retireDeadLetterClient(topic string, cl *kgo.Client, solo *sy
 		t.log.Info(why, "dead_letter_topic", topic)
 		cl.Close()
 	}
-	return true
 }
 
 // retireUnusedDeadLetterClients retires the dead-letter clients of the
 // topics no module of next writes to (a reload removed or changed their
 // modules), each once the writes it holds are answered: in the background,
 // since a write a release abandoned waits for the broker (Close waits for
-// it with deadLetterWrites, once the clients are closed).
+// it with deadLetterWrites, once the clients are closed). The lock is
+// tried, not waited for: a lock awaited alone would hold up the writes of
+// a module a later reload points at the topic, behind the abandoned write.
+// It gives up once the client is no longer the topic's, the Transfer is
+// closed, or a module writes to the topic again.
 func (t *Transfer) retireUnusedDeadLetterClients(next []*module) {
 	used := map[string]bool{}
 	for _, m := range next {
 		used[m.cfg.DeadLetterTopic] = true
 	}
+	unused := t.unusedDeadLetterClients(used)
+	for topic, cl := range unused {
+		solo := t.deadLetterSoloLock(topic)
+		t.deadLetterWrites.Go(func() {
+			for !solo.TryLock() {
+				time.Sleep(retireTry)
+				if !t.stillUnused(topic, cl) {
+					return
+				}
+			}
+			if !t.stillUnused(topic, cl) {
+				solo.Unlock()
+				return
+			}
+			t.retireLocked(topic, cl, solo, "dead-letter topic no module writes to any more; its Kafka client is closed")
+		})
+	}
+}
+
+// retireTry is how often a retire of an unused dead-letter client tries
+// the topic's lock.
+const retireTry = 100 * time.Millisecond
+
+// stillUnused reports whether cl is still topic's client, the Transfer
+// open, and no module of the running list writes to topic.
+func (t *Transfer) stillUnused(topic string, cl *kgo.Client) bool {
 	t.deadLetterMaxMu.Lock()
+	current := !t.deadLetterClosed && t.deadLetterClients[topic] == cl
+	t.deadLetterMaxMu.Unlock()
+	return current && !slices.ContainsFunc(t.liveModules(), func(m *module) bool { return m.cfg.DeadLetterTopic == topic })
+}
+
+// unusedDeadLetterClients are the dead-letter clients of the topics not
+// in used.
+func (t *Transfer) unusedDeadLetterClients(used map[string]bool) map[string]*kgo.Client {
+	t.deadLetterMaxMu.Lock()
+	defer t.deadLetterMaxMu.Unlock()
 	unused := map[string]*kgo.Client{}
 	for topic, cl := range t.deadLetterClients {
 		if !used[topic] {
 			unused[topic] = cl
 		}
 	}
-	t.deadLetterMaxMu.Unlock()
-	for topic, cl := range unused {
-		solo := t.deadLetterSoloLock(topic)
-		t.deadLetterWrites.Go(func() {
-			t.retireDeadLetterClient(topic, cl, solo, nil, nil, "dead-letter topic no module writes to any more; its Kafka client is closed")
-		})
-	}
+	return unused
 }
 
 // closeDeadLetterClients closes the dead-letter clients (failing the
