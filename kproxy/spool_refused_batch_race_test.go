@@ -25,8 +25,10 @@ func TestSpoolRefusedFlipOfBatchesAnswered504(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
 	p := spoolProxy(t, c, func(cfg *kproxy.Config) {
 		cfg.SpoolMaxBytes = 1 << 20
-		cfg.SpoolAfterMs = 1000
+		cfg.SpoolAfterMs = 2500
+		cfg.ProduceTimeoutMs = 6000
 	})
+	warmUp(t, p, "acks=-1&topic="+topic+"&key=w", mp(t, "warm"))
 	thaw := freezeProduce(t, c)
 	defer thaw()
 	var wg sync.WaitGroup
@@ -50,6 +52,10 @@ func TestSpoolRefusedFlipOfBatchesAnswered504(t *testing.T) {
 			}
 		})
 		time.Sleep(300 * time.Millisecond) // in kgo at the first one's flip; its own spool_after_ms ends once the spool refused the flip
+		// Both in kgo well before the first one's spool_after_ms: a loaded
+		// machine once took so long over the second that the first one's
+		// flip took it alone, and the spool had room for it (202).
+		waitFor(t, "the batch in kgo", func() bool { return kproxy.ClientRecords(p.srv) >= int64(len(recs)*(b+1)) })
 	}
 	wg.Wait()
 }

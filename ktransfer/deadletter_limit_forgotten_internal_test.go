@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -23,14 +25,7 @@ import (
 // default (1,000,012 bytes) would bound every dead letter of the topic for
 // the client's life, a larger one written without its value.
 func TestDeadLetterClientNotMadeWhileTheLimitIsForgotten(t *testing.T) {
-	kc := kafkaconf.Default()
-	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "dlq", Partitions: 1}})
-	opts, err := kc.Opts("ktransfer", k.ListenAddrs(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &Transfer{kafkaOpts: opts, log: slog.New(slog.DiscardHandler)}
-	t.Cleanup(tr.closeDeadLetterClients)
+	tr, _, _ := deadLetterTransfer(t, 0)
 	tr.deadLetterMax = map[string]int32{"dlq": 4 << 20} // as the brokers told: 4 MiB
 	solo := tr.deadLetterSoloLock("dlq")
 	cl, err := tr.deadLetterClient("dlq")
@@ -59,15 +54,8 @@ func TestDeadLetterClientNotMadeWhileTheLimitIsForgotten(t *testing.T) {
 // topic's, must not be stored: the next client would bound its batches by
 // it for its life. The limit is asked again.
 func TestDeadLetterLimitAskedBeforeARetireIsNotStored(t *testing.T) {
-	kc := kafkaconf.Default()
-	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "dlq", Partitions: 1}})
-	opts, err := kc.Opts("ktransfer", k.ListenAddrs(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.DiscardHandler)
-	tr := &Transfer{kafkaOpts: opts, client: kafkatest.Client(t, k, kc), log: log}
-	t.Cleanup(tr.closeDeadLetterClients)
+	tr, k, _ := deadLetterTransfer(t, 0)
+	log := tr.log
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	now, err := tr.topicMaxBytes(ctx, "dlq") // the topic as it is
@@ -111,4 +99,22 @@ func TestDeadLetterLimitAskedBeforeARetireIsNotStored(t *testing.T) {
 	if got := tr.deadLetterBatchMax("dlq"); got != now {
 		t.Errorf("batch bound %d after a retire during the question (%d asks), want the topic's limit now, %d (%d: asked before the retire)", got, asked.Load(), now, old)
 	}
+}
+
+// deadLetterTransfer is a Transfer over a Kafka cluster with topic dlq
+// whose dead letters are written there (its Kafka options set, its
+// dead-letter clients closed at cleanup), ZooKeeper's timeout zkTimeoutMs.
+func deadLetterTransfer(t *testing.T, zkTimeoutMs int) (*Transfer, *kfake.Cluster, kafkaconf.Config) {
+	t.Helper()
+	kc := kafkaconf.Default()
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "dlq", Partitions: 1}})
+	opts, err := kc.Opts("ktransfer", k.ListenAddrs(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := kafkatest.Client(t, k, kc)
+	tr := &Transfer{cfg: Config{ZKTimeoutMs: zkTimeoutMs}, base: time.Now(), client: cl, adm: kadm.NewClient(cl),
+		kafkaOpts: opts, log: slog.New(slog.DiscardHandler)}
+	t.Cleanup(tr.closeDeadLetterClients)
+	return tr, k, kc
 }

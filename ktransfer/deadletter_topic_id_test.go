@@ -2,12 +2,8 @@ package ktransfer_test
 
 import (
 	"strconv"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
@@ -33,20 +29,7 @@ func TestDeadLetterTopicRecreatedBeforeTheFirstWriteLosesNothing(t *testing.T) {
 		t.Fatalf("set-up: the new dead-letter topic ends at %d, want 3", end[0])
 	}
 
-	// The next 6 writes to the dead-letter topic (kgo gives a write up
-	// after four such answers in a row). Produce v13 names a topic by its
-	// id only.
-	dl := e.topicID(t, "dl")
-	var left atomic.Int32
-	left.Store(6)
-	e.kafka.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		pr := req.(*kmsg.ProduceRequest)
-		e.kafka.KeepControl()
-		if len(pr.Topics) == 0 || pr.Topics[0].Topic != "dl" && pr.Topics[0].TopicID != dl || left.Add(-1) < 0 {
-			return nil, nil, false
-		}
-		return kafkatest.ProduceError(pr, kerr.UnknownTopicID.Code), nil, true
-	})
+	unknownTopicIDAt(t, e, "dl")
 	e.produce(t, "t", [][2]string{{"k", "r3"}})
 	waitFor(t, "the fourth record dead-lettered", 30*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "4" })
 	if end := kafkatest.EndOffsets(t, e.kafka, e.kc, "dl"); end[0] != 4 {

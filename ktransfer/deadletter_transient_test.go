@@ -23,23 +23,28 @@ func TestTransientUnknownTopicIDLosesNoDeadLetter(t *testing.T) {
 	e.produce(t, "t", [][2]string{{"k", "first"}})
 	waitFor(t, "the first record dead-lettered", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "1" })
 
-	// The next 6 writes to the dead-letter topic (kgo gives a write up
-	// after four such answers in a row).
-	// Produce v13 names a topic by its id only.
-	dl := e.topicID(t, "dl")
-	var left atomic.Int32
-	left.Store(6)
-	e.kafka.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		pr := req.(*kmsg.ProduceRequest)
-		e.kafka.KeepControl()
-		if len(pr.Topics) == 0 || pr.Topics[0].Topic != "dl" && pr.Topics[0].TopicID != dl || left.Add(-1) < 0 {
-			return nil, nil, false
-		}
-		return kafkatest.ProduceError(pr, kerr.UnknownTopicID.Code), nil, true
-	})
+	unknownTopicIDAt(t, e, "dl")
 	e.produce(t, "t", [][2]string{{"k", "second"}})
 	waitFor(t, "the second record dead-lettered", 25*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "2" })
 	if end := kafkatest.EndOffsets(t, e.kafka, e.kc, "dl"); end[0] != 2 {
 		t.Errorf("the dead-letter topic ends at %d, want 2: a dead letter answered as written is not in it", end[0])
 	}
+}
+
+// unknownTopicIDAt answers the next 6 writes to topic UNKNOWN_TOPIC_ID, the
+// topic unchanged (a broker behind): kgo gives a write up after four such
+// answers in a row.
+func unknownTopicIDAt(t *testing.T, e *env, topic string) {
+	t.Helper()
+	id := e.topicID(t, topic) // Produce v13 names a topic by its id only
+	var left atomic.Int32
+	left.Store(6)
+	e.kafka.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		pr := req.(*kmsg.ProduceRequest)
+		e.kafka.KeepControl()
+		if len(pr.Topics) == 0 || pr.Topics[0].Topic != topic && pr.Topics[0].TopicID != id || left.Add(-1) < 0 {
+			return nil, nil, false
+		}
+		return kafkatest.ProduceError(pr, kerr.UnknownTopicID.Code), nil, true
+	})
 }

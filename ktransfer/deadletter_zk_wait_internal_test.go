@@ -8,10 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
 
@@ -27,16 +25,7 @@ import (
 // the dead letter was written at once: the record's dead letter twice,
 // once by this process and once by the next owner.
 func TestDeadLetterWaitsForZooKeeperAsAPushDoes(t *testing.T) {
-	kc := kafkaconf.Default()
-	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "dlq", Partitions: 1}})
-	cl := kafkatest.Client(t, k, kc)
-	opts, err := kc.Opts("ktransfer", k.ListenAddrs(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// kafkaOpts: the dead letters are written by a client made of them.
-	tr := &Transfer{cfg: Config{ZKTimeoutMs: 3000}, base: time.Now(), client: cl, adm: kadm.NewClient(cl), kafkaOpts: opts}
-	t.Cleanup(tr.closeDeadLetterClients)
+	tr, k, kc := deadLetterTransfer(t, 3000)
 	tr.lastAnswer.Store(tr.now())
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		tr.lastAnswer.Store(tr.now() - int64(time.Hour)) // the process paused while the backend answered
