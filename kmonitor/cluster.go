@@ -107,8 +107,10 @@ func (c *cluster) connect(ctx context.Context) (*zk.Conn, <-chan zk.Event, error
 	dialer := func(network, address string, _ time.Duration) (net.Conn, error) {
 		return net.DialTimeout(network, address, connectTimeout)
 	}
+	var self atomic.Pointer[zk.Conn] // the client the callback is of
 	conn, events, err := zk.Connect(c.cfg.ZKHosts, c.session, zk.WithDialer(dialer), zk.WithLogger(zkLog{c.log}),
-		zk.WithEventCallback(c.expiredSession))
+		zk.WithEventCallback(func(ev zk.Event) { c.expiredSession(self.Load(), ev) }))
+	self.Store(conn)
 	if err != nil {
 		return nil, nil, fmt.Errorf("zookeeper %v: %w", c.cfg.ZKHosts, err)
 	}
@@ -282,8 +284,12 @@ func (c *cluster) sessionEvent(conn *zk.Conn, ev zk.Event) {
 // unknown; a listing drops what is no longer there). The client calls it
 // from its own loop, before it ends the watches and before any request of
 // the next session: a read made in that one is of the new epoch.
-func (c *cluster) expiredSession(ev zk.Event) {
-	if ev.Type == zk.EventSession && ev.State == zk.StateExpired {
+func (c *cluster) expiredSession(conn *zk.Conn, ev zk.Event) {
+	// Only of the current client: a client closed may still complete a
+	// handshake under way, and be told its session expired after the
+	// next client began its epoch and read the offsets again, which
+	// nothing would read again while they do not change.
+	if ev.Type == zk.EventSession && ev.State == zk.StateExpired && conn != nil && c.zk() == conn {
 		c.state.newEpoch()
 	}
 }

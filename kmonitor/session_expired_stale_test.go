@@ -21,13 +21,29 @@ import (
 // through after kmonitor's proxy froze, has lost its ephemeral node. It
 // returns the proxy and when it froze.
 func expiredBehindProxy(t *testing.T) (*env, *tcpproxy.Proxy, time.Time) {
+	return expiredBehindProxyWith(t, false)
+}
+
+// expiredBehindProxyWith is expiredBehindProxy; with unstored, topic a
+// has a second partition of 4 records, which offsets/a counts (2) but no
+// process has started (lag 4, from its log start), and which a process
+// starts while kmonitor's proxy is frozen, caught up (lag 0).
+func expiredBehindProxyWith(t *testing.T, unstored bool) (*env, *tcpproxy.Proxy, time.Time) {
 	t.Helper()
-	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
+	parts, want := 1, `{"test_cluster":{"m":{"0":3}}}`
+	if unstored {
+		parts, want = 2, `{"test_cluster":{"m":{"0":3,"1":4}}}`
+	}
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: int32(parts)}})
 	var px *tcpproxy.Proxy
 	e := startWith(t, k, zkThroughProxy(t, &px, 6000), io.Discard)
 	produce(t, e.kafka, "a", 0, 4)
+	if unstored {
+		produce(t, e.kafka, "a", 1, 4)
+		setPartitionCount(t, e.conn, "m", "a", 2)
+	}
 	setOffset(t, e.conn, "m", "a", "0", "1")
-	e.eventually(t, "", `{"test_cluster":{"m":{"0":3}}}`+"\n", 10*time.Second)
+	e.eventually(t, "", want+"\n", 10*time.Second)
 
 	// The witness has a proxy of its own, frozen after kmonitor's: its
 	// last contact is after kmonitor's whatever the scheduler does between
@@ -59,6 +75,9 @@ func expiredBehindProxy(t *testing.T) (*env, *tcpproxy.Proxy, time.Time) {
 	wpx.Freeze()
 	t.Cleanup(wpx.Thaw)
 	setOffset(t, e.conn, "m", "a", "0", "4") // caught up: lag 0, which kmonitor cannot see
+	if unstored {
+		setOffset(t, e.conn, "m", "a", "1", "4")
+	}
 	if !waitFor(15*time.Second, func() bool { ok, _, _ := e.conn.Exists("/witness"); return !ok }) {
 		t.Fatal("the witness session was not expired")
 	}
@@ -114,4 +133,30 @@ func TestLagUnknownAfterAnExpiryUntilReadAgain(t *testing.T) {
 		}
 	}
 	t.Fatal("the lag 0 never came")
+}
+
+// TestUnstoredLagUnknownAfterAnExpiryUntilReadAgain: the same promise for
+// a partition kmonitor knew without an offset znode (lag 4, from its log
+// start), which a process started while ZooKeeper did not answer kmonitor
+// (stored 4: lag 0). After the expiry, until its offset was read in the
+// next session (here its watcher's first read delayed 4 s), it was served
+// as the known lag 4, the stale one: its entry was built from the module's
+// partition count, never checked against the session.
+func TestUnstoredLagUnknownAfterAnExpiryUntilReadAgain(t *testing.T) {
+	kmonitor.DelayOffsetFirstReads(t, 4*time.Second)
+	e, px, _ := expiredBehindProxyWith(t, true)
+	time.Sleep(300 * time.Millisecond)
+	e.eventually(t, "", `{"test_cluster":{"m":{"0":null,"1":null}}}`+"\n", 5*time.Second)
+	px.Thaw()
+	for deadline := time.Now().Add(8 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		_, body := e.get(t, "")
+		if strings.Contains(body, `"1":4`) {
+			t.Fatalf("after the expiry, in the next session before the offset was read: the stale lag of the partition no process had started served as known: %q", body)
+		}
+		if body == `{"test_cluster":{"m":{"0":0,"1":0}}}`+"\n" {
+			return
+		}
+	}
+	_, body := e.get(t, "")
+	t.Fatalf("the lags 0 never came: %q", body)
 }

@@ -167,6 +167,19 @@ type state struct {
 	// with no offset known there may have one not read yet, and is not
 	// taken for unstored (see unstored).
 	reading map[moduleTopic]*byte
+	// listed are the offset znodes the last listing of each module's
+	// offsets/<topic> folder found, by the watcher w, and the client that
+	// listed it (its epoch). A partition of an earlier client's listing,
+	// or of the current one but not read yet, may have an offset written
+	// since, or not read yet: it is not taken for unstored (its lag from
+	// the log start would be shown as known).
+	listed map[moduleTopic]listedEntry
+}
+
+type listedEntry struct {
+	w     *byte
+	names []string
+	epoch uint64
 }
 
 type countEntry struct {
@@ -192,7 +205,8 @@ type ownedEntry struct {
 func newState(history time.Duration) *state {
 	return &state{history: history, offsets: map[partKey]offsetEntry{}, ends: map[topicPartition]*endEntry{},
 		owned: map[moduleTopic]ownedEntry{}, counts: map[moduleTopic]countEntry{}, parts: map[string]int32{},
-		partsLower: map[string]time.Time{}, starts: map[topicPartition]startEntry{}, reading: map[moduleTopic]*byte{}}
+		partsLower: map[string]time.Time{}, starts: map[topicPartition]startEntry{}, reading: map[moduleTopic]*byte{},
+		listed: map[moduleTopic]listedEntry{}}
 }
 
 // startReading marks mt's offsets as being read by the watcher w: until
@@ -356,6 +370,26 @@ func (s *state) setCount(live context.Context, k moduleTopic, w *byte, n int32, 
 	s.gen.Add(1)
 }
 
+// setListed records the offset znodes the watcher w, whose context is
+// live, listed in module's offsets/<topic> folder (none: the folder is
+// gone); drop drops the record, unless another watcher has set it since.
+func (s *state) setListed(live context.Context, k moduleTopic, w *byte, names []string, drop bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.listed[k]
+	switch {
+	case drop && (!ok || cur.w != w):
+		return
+	case drop:
+		delete(s.listed, k)
+	case live.Err() != nil:
+		return
+	default:
+		s.listed[k] = listedEntry{w, slices.Clone(names), s.epoch}
+	}
+	s.gen.Add(1)
+}
+
 // pruneCounts drops the counts read by an earlier client for which gone
 // holds: a listing of the current client found no folder for them.
 func (s *state) pruneCounts(gone func(moduleTopic) bool) {
@@ -364,6 +398,12 @@ func (s *state) pruneCounts(gone func(moduleTopic) bool) {
 	for k, c := range s.counts {
 		if c.epoch < s.epoch && gone(k) {
 			delete(s.counts, k)
+			n++
+		}
+	}
+	for k, l := range s.listed {
+		if l.epoch < s.epoch && gone(k) {
+			delete(s.listed, k)
 			n++
 		}
 	}
@@ -779,6 +819,14 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 			l.Err = zkErr
 		case s.reading[moduleTopic{k.module, k.topic}] != nil:
 			l.Err = "offset not read yet"
+		case s.listed[moduleTopic{k.module, k.topic}].epoch < s.epoch:
+			// Its folder not listed again since the client was replaced
+			// or its session expired: an offset may have been stored
+			// meanwhile (as for a stored offset not read again).
+			l.Err = "offset not read again since the zookeeper client was replaced or its session expired"
+			l.undecided = true
+		case slices.Contains(s.listed[moduleTopic{k.module, k.topic}].names, k.name):
+			l.Err = "offset not read yet" // listed, its watcher's first read to come
 		case endUnknown(e, now, staleAfter) != "":
 			l.Err = endUnknown(e, now, staleAfter)
 		case st.err != nil && (st.at.IsZero() || now.Sub(st.at) > staleAfter):

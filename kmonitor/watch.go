@@ -444,6 +444,11 @@ func (c *cluster) followOffsets(ctx context.Context, conn *zk.Conn) {
 			mt, w := moduleTopic{module, topic}, new(byte)
 			c.state.startReading(mt, w)
 			defer c.state.readDone(mt, w)
+			defer func() {
+				if client.Err() == nil { // else it stays, as the offsets do
+					c.state.setListed(ctx, mt, w, nil, true)
+				}
+			}()
 			topicRead := &firstRead{parent: read, done: func() { c.state.readDone(mt, w) }}
 			// The node's partition count, followed beside its children.
 			var count sync.WaitGroup
@@ -461,6 +466,7 @@ func (c *cluster) followOffsets(ctx context.Context, conn *zk.Conn) {
 					c.state.pruneStale(func(k partKey) bool {
 						return k.module == module && k.topic == topic && !slices.Contains(names, k.name)
 					})
+					c.state.setListed(ctx, mt, w, names, false)
 				},
 			}, func(ctx context.Context, name string, settle func()) {
 				k := partKey{module: module, topic: topic, name: name}
