@@ -240,7 +240,7 @@ func batchAnswer(ctx *fasthttp.RequestCtx, out batchOutcome) int {
 		b = append(b, '}')
 	}
 	b = append(b, "]}\n"...)
-	if out.status >= 500 {
+	if out.status > 500 { // 500: refused alike until a configuration changes
 		ctx.Response.Header.Set("Retry-After", "1")
 	}
 	ctx.SetStatusCode(out.status)

@@ -261,7 +261,22 @@ func (c Config) unwise() []ineffective {
 			"leaves no room for a record of max_message_bytes (%d) and what its spool entry adds (up to %d bytes): /health says the spool is full whenever it holds a record or no broker answers; set it to %d or more",
 			c.MaxMessageBytes, spoolEntrySlack, room)})
 	}
+	if ms := txnTimeoutMs(c.ProduceTimeoutMs); c.TransactionalProducers > 0 && ms > kafkaTxnMaxTimeoutMs {
+		out = append(out, ineffective{"produce_timeout_ms", c.ProduceTimeoutMs, fmt.Sprintf(
+			"gives atomic batches a transaction timeout of %d ms (2 × produce_timeout_ms + 5 s), above Kafka's default transaction.max.timeout.ms (%d): brokers that keep the default refuse every atomic batch (500); set produce_timeout_ms to %d or less, or raise the brokers' transaction.max.timeout.ms",
+			ms, kafkaTxnMaxTimeoutMs, (kafkaTxnMaxTimeoutMs-5000)/2)})
+	}
 	return out
+}
+
+// kafkaTxnMaxTimeoutMs is Kafka's default transaction.max.timeout.ms, the
+// longest transaction timeout brokers left at their default accept.
+const kafkaTxnMaxTimeoutMs = 900000
+
+// txnTimeoutMs is the transaction timeout of atomic batches (txnPool):
+// twice the produce timeout, at least 1 s, plus 5 s.
+func txnTimeoutMs(produceTimeoutMs int) int64 {
+	return 2*int64(max(produceTimeoutMs, 1000)) + 5000
 }
 
 // Warnings returns the keys without effect the file sets, one line each

@@ -87,7 +87,7 @@ func newTxnPool(cfg Config, prefix string, ps *producers, log *slog.Logger) *txn
 		// killed in the middle of one leaves it open at the brokers,
 		// holding back read_committed consumers of its partitions, until
 		// this timeout aborts it (or the id is used again).
-		txnTimeout: 2*max(timeout, time.Second) + 5*time.Second,
+		txnTimeout: time.Duration(txnTimeoutMs(cfg.ProduceTimeoutMs)) * time.Millisecond,
 		log:        log,
 	}
 	for i := range cfg.TransactionalProducers {
@@ -497,11 +497,18 @@ func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
 	stop()
 	if err != nil {
 		s.txns.put(tp)
-		code := 503
-		if errors.Is(err, kerr.TransactionalIDAuthorizationFailed) || errors.Is(err, kerr.ClusterAuthorizationFailed) {
+		code, reason := 503, "kafka transaction not begun: "+err.Error()+"; the batch was not written"
+		switch {
+		case errors.Is(err, kerr.TransactionalIDAuthorizationFailed) || errors.Is(err, kerr.ClusterAuthorizationFailed):
 			code = 403 // kproxy's principal may not use its transactional id: a retry fares no better
+		case errors.Is(err, kerr.InvalidTransactionTimeout):
+			// Every batch is refused alike until kproxy's configuration
+			// or the brokers' changes: not a 503, which clients retry.
+			code, reason = 500, "kafka transaction not begun: the brokers refuse kproxy's transaction timeout of "+
+				strconv.FormatInt(s.txns.txnTimeout.Milliseconds(), 10)+" ms (2 × produce_timeout_ms + 5 s) as above their "+
+				"transaction.max.timeout.ms: lower produce_timeout_ms or raise transaction.max.timeout.ms; the batch was not written"
 		}
-		return s.atomicFailed(n, code, -1, "kafka transaction not begun: "+err.Error()+"; the batch was not written", j, false)
+		return s.atomicFailed(n, code, -1, reason, j, false)
 	}
 	// Checked again: a topic may have begun to spool while the batch
 	// waited for its producer. Nothing was sent in the transaction: its
