@@ -437,7 +437,22 @@ func committedLeft(ctx context.Context, cl *kgo.Client, topic string, part int32
 			pos = to
 			continue
 		}
-		if err := kerr.ErrorForCode(got.ErrorCode); err != nil {
+		if err := kerr.ErrorForCode(got.ErrorCode); errors.Is(err, kerr.OffsetOutOfRange) {
+			// Below the log start, as a rule (pos is below the end): Kafka
+			// does not say where the log starts in this answer (-1), so it
+			// is asked.
+			start, lerr := logStart(ctx, cl, topic, part)
+			if lerr != nil {
+				return true, nil, fmt.Errorf("fetch of partition %d at %d: %w; log start: %w", part, pos, err, lerr)
+			}
+			if start <= pos {
+				return true, nil, fmt.Errorf("fetch of partition %d at %d: %w (log start %d)", part, pos, err, start)
+			}
+			to := min(start, end)
+			gaps = append(gaps, [2]int64{pos, to})
+			pos = to
+			continue
+		} else if err != nil {
 			return true, nil, fmt.Errorf("fetch of partition %d at %d: %w", part, pos, err)
 		}
 		next, left := committedIn(got.RecordBatches, got.AbortedTransactions, pos, end)
@@ -447,6 +462,22 @@ func committedLeft(ctx context.Context, cl *kgo.Client, topic string, part int32
 		pos = next
 	}
 	return false, gaps, nil
+}
+
+// logStart asks for the log-start offset of partition part of topic.
+func logStart(ctx context.Context, cl *kgo.Client, topic string, part int32) (int64, error) {
+	listed, err := kadm.NewClient(cl).ListStartOffsets(ctx, topic)
+	if err != nil {
+		return 0, err
+	}
+	o, ok := listed.Lookup(topic, part)
+	switch {
+	case !ok:
+		return 0, fmt.Errorf("no partition %d in the answer", part)
+	case o.Err != nil:
+		return 0, o.Err
+	}
+	return o.Offset, nil
 }
 
 // committedIn walks the record batches of one fetch answer from pos as

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
@@ -53,6 +54,60 @@ func TestReplayCountsDeadLettersDeletedWhileItWaited(t *testing.T) {
 	}
 	if !deleted.Load() {
 		t.Fatal("the first fetch was never held")
+	}
+	if rep.Replayed != 0 || rep.Deleted != 3 || len(b.got()) != 0 {
+		t.Errorf("replay: %v, %d pushes; want the 3 dead letters counted as deleted before read", rep, len(b.got()))
+	}
+}
+
+// TestReplayCountsDeadLettersDeletedWhenKafkaHidesTheLogStart: as above,
+// with the check's fetch below the log start answered as Kafka answers it,
+// OFFSET_OUT_OF_RANGE without the log start (-1; the test brokers give
+// it). The dead letters must still be counted as deleted before read, the
+// log start asked for. Before, the check could not tell, and the replay
+// failed once it had waited replayStall: "not read … the broker did not
+// deliver them", nothing counted as lost.
+func TestReplayCountsDeadLettersDeletedWhenKafkaHidesTheLogStart(t *testing.T) {
+	defer ktransfer.SetReplayQuiet(time.Second)()
+	defer ktransfer.SetReplayStall(8 * time.Second)()
+	e, b, m := dlqModule(t, nil)
+	e.produceRecords(t, deadLetterOf("m", "t", 0, "a"), deadLetterOf("m", "t", 1, "b"), deadLetterOf("m", "t", 2, "c"))
+	k := e.kafka
+	var deleted, hidden atomic.Bool
+	k.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		k.KeepControl()
+		fr := req.(*kmsg.FetchRequest)
+		for _, rt := range fr.Topics {
+			for _, rp := range rt.Partitions {
+				switch {
+				case rp.FetchOffset == 0 && deleted.CompareAndSwap(false, true):
+					k.SleepControl(func() {
+						ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+						defer cancel()
+						o := kadm.Offsets{}
+						o.Add(kadm.Offset{Topic: "dlq", Partition: 0, At: 3})
+						if res, err := kadm.NewClient(kafkatest.Client(t, k, e.kc)).DeleteRecords(ctx, o); err != nil || res.Error() != nil {
+							t.Errorf("delete records: %v %v", err, res.Error())
+						}
+					})
+				case deleted.Load() && rp.FetchOffset < 3 && fr.SessionEpoch == -1 && fr.MaxWaitMillis == 0:
+					// The replay's check (no session, no wait), below the
+					// log start: Kafka's answer.
+					hidden.Store(true)
+					return kafkatest.FetchError(fr, kerr.OffsetOutOfRange.Code), nil, true
+				}
+			}
+		}
+		return nil, nil, false
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rep, err := ktransfer.Replay(ctx, e.config(t, 0, m), "m", time.Time{}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hidden.Load() {
+		t.Fatal("the check's fetch below the log start never came")
 	}
 	if rep.Replayed != 0 || rep.Deleted != 3 || len(b.got()) != 0 {
 		t.Errorf("replay: %v, %d pushes; want the 3 dead letters counted as deleted before read", rep, len(b.got()))

@@ -91,7 +91,9 @@ func runArgs(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	// A hangup (the terminal closed) stops it as an interrupt does: with
+	// its report, the pushes under way given shutdown_timeout_ms.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	rep, err := ktransfer.Replay(ctx, cfg, *module, from, log.Logger)
 	if err != nil {

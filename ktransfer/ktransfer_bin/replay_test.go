@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -128,5 +130,81 @@ func TestReplayFlag(t *testing.T) {
 	if code, out, errText := run("-replay-dead-letters", "m"); code != 3 || !strings.HasPrefix(out, "replayed 3, given up 0,") ||
 		!strings.Contains(out, "deleted before read 7,") || !strings.Contains(errText, "7 dead letters were deleted (retention) before the replay read them") {
 		t.Errorf("replay losing 7 dead letters to retention: exit %d, stdout %q, stderr %q; want 3, replayed 3, deleted before read 7 and the reason", code, out, errText)
+	}
+}
+
+// TestReplayStopsOnHangup: a replay whose terminal closes (SIGHUP) stops
+// as on an interrupt: the push under way gets shutdown_timeout_ms, and it
+// exits 1 with its report so far. Before, the hangup killed it at once,
+// without a word.
+func TestReplayStopsOnHangup(t *testing.T) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 1}, {Name: "dlq", Partitions: 1}})
+	s := newSetupOn(t, k, kafkaconf.Default(), "shutdown_timeout_ms: 500\n", 0)
+	// A backend that takes the push and never answers.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	pushed := make(chan struct{}, 1)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+			go func() {
+				if _, err := c.Read(make([]byte, 1)); err == nil {
+					select {
+					case pushed <- struct{}{}:
+					default:
+					}
+				}
+			}()
+		}
+	}()
+	module := filepath.Join(s.dir, "modules", "m.yaml")
+	text, _ := os.ReadFile(module)
+	text = regexp.MustCompile(`backend_servers: \[[^\]]*\]`).ReplaceAll(text, []byte("backend_servers: ["+ln.Addr().String()+"]"))
+	os.WriteFile(module, append(text, "dead_letter_topic: dlq\n"...), 0o644)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dead := &kgo.Record{Topic: "dlq", Key: []byte("k"), Value: []byte("v"), Headers: []kgo.RecordHeader{
+		{Key: "ktransfer-module", Value: []byte("m")}, {Key: "ktransfer-reason", Value: []byte("status 400")},
+		{Key: "ktransfer-topic", Value: []byte("t")}, {Key: "ktransfer-partition", Value: []byte("0")},
+		{Key: "ktransfer-offset", Value: []byte("0")}}}
+	if err := kafkatest.Client(t, k, kafkaconf.Default()).ProduceSync(ctx, dead).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bintest.Build(t, "."), "-f", s.conf, "-replay-dead-letters", "m")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	select {
+	case <-pushed:
+	case <-exited:
+		t.Fatalf("the replay ended before its push: stdout %q, stderr %q", stdout.String(), stderr.String())
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		<-exited
+		t.Fatalf("the dead letter was never pushed: stderr %q", stderr.String())
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(15 * time.Second):
+		cmd.Process.Kill()
+		<-exited
+		t.Fatalf("the replay did not stop within 15 s of a hangup: stderr %q", stderr.String())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(stderr.String(), "so far: replayed 0,") {
+		t.Errorf("replay after a hangup: %v (exit %d), stderr %q; want exit 1 and its report so far", cmd.ProcessState, code, stderr.String())
 	}
 }
