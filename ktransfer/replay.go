@@ -181,6 +181,7 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 		checked := moved               // when the partitions left were last checked (replayCheck)
 		fetchErrs := map[int32]error{} // a partition's fetch error since its last record
 		failed := 0                    // polls in a row that brought fetch errors and no record
+		lastPoll := false              // stalled: the poll after the check decides
 		for len(consume) > 0 {
 			if time.Since(checked) >= replayQuiet {
 				replayCheck(ctx, probe, log, &rep, mc.DeadLetterTopic, consume, pos, ends, time.Since(moved))
@@ -188,9 +189,10 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 				if len(consume) == 0 {
 					break
 				}
-				if stalled := time.Since(moved); stalled >= replayStall {
-					return replayUnfinished(&rep, consume, pos, ends, fetchErrs, stalled)
-				}
+				// Not given up at once: the check may have taken long (a
+				// slow leader per partition, 10 s each at most), while
+				// the client fetched what was waited for.
+				lastPoll = time.Since(moved) >= replayStall
 			}
 			pollCtx, cancel := context.WithTimeout(ctx, replayQuiet-time.Since(checked))
 			fs := cl.PollFetches(pollCtx)
@@ -256,6 +258,10 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 			if err != nil {
 				return err
 			}
+			if lastPoll && !progressed && len(consume) > 0 {
+				return replayUnfinished(&rep, consume, pos, ends, fetchErrs, time.Since(moved))
+			}
+			lastPoll = false
 			switch {
 			case progressed:
 				moved = time.Now() // after the hand-off: slow workers do not count as quiet
