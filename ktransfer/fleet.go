@@ -39,6 +39,10 @@ type claimed struct {
 	cancel    context.CancelFunc
 	done      chan struct{} // closed when the read loop returned
 	releasing atomic.Bool   // a release started: the others return at once
+	// lost: its owner node was found deleted, or another claim's, while
+	// it was handed over (guardOwners): the next owner may be pushing
+	// its keys, and its pushes in progress are abandoned at once.
+	lost atomic.Bool
 }
 
 // instanceID names this process in ids/ and owners/: host, pid, start
@@ -205,8 +209,11 @@ func (m *module) guardOwners(ctx context.Context, ownersDir string) {
 		case <-m.ownersChanged:
 		}
 		m.mu.Lock()
-		held := make([]*claimed, 0, len(m.claims))
+		held := make([]*claimed, 0, len(m.claims)+len(m.handing))
 		for _, c := range m.claims {
+			held = append(held, c)
+		}
+		for _, c := range m.handing { // their pushes in progress wait
 			held = append(held, c)
 		}
 		m.mu.Unlock()
@@ -217,6 +224,10 @@ func (m *module) guardOwners(ctx context.Context, ownersDir string) {
 				continue
 			}
 			if !ok || stat.Czxid != c.part.epoch {
+				if c.releasing.Load() {
+					c.lost.Store(true) // its hand-over stops waiting (release)
+					continue
+				}
 				m.depose(c.part) // not if it was released meanwhile
 			}
 		}
@@ -816,11 +827,17 @@ func (m *module) release(c *claimed, mode releaseMode) {
 		delete(m.claims, p.id)
 	}
 	m.releasing[p.id]++ // its owner node is not an orphan yet
+	if mode == handOver {
+		m.handing[p.id] = c
+	}
 	m.mu.Unlock()
 	defer func() {
 		m.mu.Lock()
 		if m.releasing[p.id]--; m.releasing[p.id] == 0 {
 			delete(m.releasing, p.id)
+		}
+		if m.handing[p.id] == c {
+			delete(m.handing, p.id)
 		}
 		m.mu.Unlock()
 	}()
@@ -848,11 +865,17 @@ func (m *module) release(c *claimed, mode releaseMode) {
 		// it kept another after it, while the stop gives up waiting for
 		// the run at its own bound (and a reload starts the next run,
 		// whose pushes of these keys would overlap the ones still out).
-		for p.pushing.Load() > 0 && time.Now().Before(deadline) && m.zkFresh(p) && !m.cut() {
+		//
+		// Nor once its owner node is gone or another claim's (lost): the
+		// next owner may be pushing the same keys already.
+		for p.pushing.Load() > 0 && time.Now().Before(deadline) && m.zkFresh(p) && !m.cut() && !c.lost.Load() {
 			time.Sleep(2 * time.Millisecond)
 		}
-		if m.cut() {
+		if m.cut() || c.lost.Load() {
 			deadline = time.Now() // the stores below get their second
+		}
+		if c.lost.Load() {
+			m.log.Warn("owner node deleted or taken during the hand-over", "partition", p.id, "epoch", p.epoch)
 		}
 		if n := p.pushing.Load(); n > 0 {
 			m.log.Warn("pushes still in progress at release; abandoned, their records stay uncommitted and their connections are closed", "partition", p.id, "pushes", n)

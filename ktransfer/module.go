@@ -63,6 +63,7 @@ type module struct {
 	parts     map[int32]*partition // read by the committer and /status
 	claims    map[int32]*claimed   // the partitions this process holds
 	releasing map[int32]int        // partitions being released (their owner node is still in use)
+	handing   map[int32]*claimed   // the claims being handed over, watched as held ones (guardOwners)
 
 	commitMu sync.Mutex // one commit at a time: each frees the slots it covers once
 	changed  chan struct{}
@@ -143,6 +144,7 @@ func newModule(cfg Module, t *Transfer) (*module, error) {
 		parts:      map[int32]*partition{},
 		claims:     map[int32]*claimed{},
 		releasing:  map[int32]int{},
+		handing:    map[int32]*claimed{},
 		changed:    make(chan struct{}, 1), ownersChanged: make(chan struct{}, 1),
 	}
 	m.methods = methodSet(cfg)

@@ -1,0 +1,86 @@
+package ktransfer_test
+
+import (
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
+)
+
+// TestOwnerDeletedDuringItsHandOverAbandonsThePush: A hands partition 1
+// over to B while a push of its record hangs at the backend (the
+// hand-over waits for it, up to shutdown_timeout_ms, 10 s here), and the
+// owner node of partition 1 itself is deleted meanwhile (an operator, a
+// script). B claims it at once and pushes the same key. A's push must be
+// abandoned then (its connection closed), as a deposed claim's are. Before,
+// the claim being handed over was watched by nobody: A's request stayed
+// open beside B's for the rest of the 10 s.
+func TestOwnerDeletedDuringItsHandOverAbandonsThePush(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 2})
+	hang := make(chan struct{})
+	var closedAt atomic.Int64
+	b := newBackend(t, func(_ int, p push, w http.ResponseWriter) {
+		if strings.HasPrefix(p.path, "/a/") && p.partition == "1" {
+			select {
+			case <-hang:
+			case <-w.(http.CloseNotifier).CloseNotify(): //nolint:staticcheck // the handler has no request here
+				closedAt.CompareAndSwap(0, time.Now().UnixNano())
+			}
+			return
+		}
+		w.WriteHeader(500) // B's pushes: retried
+	})
+	t.Cleanup(func() { close(hang) })
+	first := module("m", "t", b.URL)
+	first.Protocol.URI = "/a/{#TOPIC}?key={#KEY}"
+	first.WorkerNum = 4
+	cfg := e.config(t, 0, first)
+	cfg.ShutdownTimeoutMs = 10000
+	tr, err := ktransfer.New(cfg, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtest.Start(t, tr.Run, 30*time.Second)
+	waitFor(t, "A holds both", 10*time.Second, func() bool { return len(tr.Status()[0].Partitions) == 2 })
+	writeKeys(t, e, 1, []string{"h"})
+	waitFor(t, "A's push of partition 1 hanging", 10*time.Second, func() bool {
+		for _, p := range b.got() {
+			if strings.HasPrefix(p.path, "/a/") && p.partition == "1" {
+				return true
+			}
+		}
+		return false
+	})
+	second := module("m", "t", b.URL)
+	second.Protocol.URI = "/b/{#TOPIC}?key={#KEY}"
+	e.start(t, second)
+	time.Sleep(1500 * time.Millisecond) // A now blocked handing partition 1 over (hung push, up to 10 s)
+	if closedAt.Load() != 0 {
+		t.Fatal("A's push ended before the owner node was deleted: the hand-over did not wait for it")
+	}
+	if err := e.conn.Delete(zklayout.Owners(chroot, "m", "t")+"/1", -1); err != nil {
+		t.Fatal(err)
+	}
+	deleted := time.Now()
+	var bFirst time.Time
+	waitFor(t, "B pushing partition 1", 10*time.Second, func() bool {
+		for _, p := range b.got() {
+			if strings.HasPrefix(p.path, "/b/") && p.partition == "1" {
+				bFirst = p.at
+				return true
+			}
+		}
+		return false
+	})
+	waitFor(t, "A's push abandoned", 8*time.Second, func() bool { return closedAt.Load() != 0 })
+	if closed := time.Unix(0, closedAt.Load()); closed.Sub(bFirst) > 2*time.Second {
+		t.Errorf("A's push of partition 1 stayed open %v after B's first push of it (owner node deleted %v before that)",
+			closed.Sub(bFirst).Round(time.Millisecond), bFirst.Sub(deleted).Round(time.Millisecond))
+	}
+}
