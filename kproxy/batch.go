@@ -448,6 +448,9 @@ type batchCall struct {
 	// and none waits for kgo's (README, Spool).
 	held    atomic.Int64
 	settled chan struct{}
+	// spoolWait, when watchSpool set it, is closed once its wait for
+	// spool_after_ms ended.
+	spoolWait chan struct{}
 	// keyed is the last record of each topic and key handed through its
 	// gate (startBatch's goroutine only): from the first record that went
 	// to the spool on; nil before.
@@ -641,27 +644,50 @@ func onBatchProduced(r *kgo.Record, err error) {
 	j.release()
 }
 
+// watchSpool runs c's wait for spool_after_ms (awaitSpool) from now on,
+// beside the caller, rather than once await is called; await waits for it
+// to end. A stream's answerer awaits its requests one after another: a
+// request behind a slow one (spool = false, waiting for its deadline) was
+// spooled only when its turn came, by then at its own deadline, and
+// answered at random 503, 504 or 202.
+func (c *batchCall) watchSpool(ctx context.Context) {
+	if c.spoolAt == nil {
+		return
+	}
+	c.spoolWait = make(chan struct{})
+	go func() {
+		defer close(c.spoolWait)
+		c.awaitSpool(ctx)
+	}()
+}
+
+// awaitSpool gives Kafka spool_after_ms to take the records; then the
+// topics of those it has not answered spool. It returns at once when every
+// promise came, or ctx or the records' deadline ended.
+func (c *batchCall) awaitSpool(ctx context.Context) {
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+	case <-c.deadline.Done():
+		// Before spool_after_ms (records handed over late: a slow
+		// body, look-ups that took their time): answered by their
+		// deadline as the others, not spooled past it and answered
+		// 202 late.
+	case <-c.spoolAt.Done():
+		// The records still in kgo are taken into the spool by
+		// their gates' flips.
+		c.spooled(c.srv.spool.flip)
+	}
+}
+
 // await waits for every promise, or for the records' deadline and a grace
 // for kgo to fail those it did not send (answerGrace), or for ctx.
 func (c *batchCall) await(ctx context.Context) {
-	if c.spoolAt != nil {
-		// Kafka has spool_after_ms to take them; then the topics of
-		// those it has not answered spool.
-		select {
-		case <-c.done:
-			return
-		case <-ctx.Done():
-			return
-		case <-c.deadline.Done():
-			// Before spool_after_ms (records handed over late: a slow
-			// body, look-ups that took their time): answered by their
-			// deadline as the others, not spooled past it and answered
-			// 202 late.
-		case <-c.spoolAt.Done():
-			// The records still in kgo are taken into the spool by
-			// their gates' flips.
-			c.spooled(c.srv.spool.flip)
-		}
+	switch {
+	case c.spoolWait != nil:
+		<-c.spoolWait
+	case c.spoolAt != nil:
+		c.awaitSpool(ctx)
 	}
 	select {
 	case <-c.done:

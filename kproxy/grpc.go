@@ -905,6 +905,7 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 		it.call, out = s.startProduce(h.acks, j)
 		if it.call != nil {
 			st.hold(it.call.settled)
+			it.call.watchSpool(b.answer) // not when the answerer comes to it
 		}
 	}
 	it.a.id, it.job, it.n, it.bound = h.id, j, n, b

@@ -460,7 +460,7 @@ func outcomeAnswer(id uint64, out batchOutcome) answer {
 	if out.status != 200 {
 		a.reason = out.reason
 	}
-	if out.status >= 500 {
+	if out.status > 500 { // 500: refused alike until a configuration changes
 		a.retryAfter = 1
 	}
 	return a

@@ -280,3 +280,49 @@ func TestSpoolTransitionStreamKeyOrder(t *testing.T) {
 	}
 	t.Logf("duplicates %d (counted possible %d)", dups, possible)
 }
+
+// TestSpoolGRPCStreamRequestBehindASlowOneSpoolsInTime: on a stream, a
+// request with spool = false to a topic that does not spool waits for its
+// deadline (3 s) during an outage; the request after it, to a topic that
+// may spool, must be spooled at spool_after_ms (200 ms) as a Produce or a
+// /batch is, and answered 202 once the first is answered. Before, the
+// stream's answerer waited for the requests in turn, and only its wait
+// spooled a request: the second was spooled when its turn came, at its own
+// deadline, and answered at random 503, 504 or 202.
+func TestSpoolGRPCStreamRequestBehindASlowOneSpoolsInTime(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 3}, {Name: "other", Partitions: 1}})
+	g := spoolGRPC(t, c, nil)
+	f := kafkatest.NewFaults(t, c)
+	end := f.Outage(kerr.NotLeaderForPartition.Code)
+	defer end()
+	no := false
+	slow := &kproxypb.ProduceRequest{Id: 1, Acks: acksOf(-1), Topic: "other", Spool: &no,
+		Records: []*kproxypb.Record{grec("", "k", "not spooled")}}
+	next := keyedRequests(1, 10, 4, func(int) int32 { return -1 })[0]
+	next.Id = 2
+	s := g.stream(t, nil)
+	sent := sendAll(s, []*kproxypb.ProduceRequest{slow, next})
+	start := time.Now()
+	waitFor(t, "the second request spooled while the first waits", func() bool {
+		if time.Since(start) > 2*time.Second { // the first request waits 3 s
+			t.Fatalf("the second request not spooled %v after it was sent (spool_after_ms 200), kproxy_spooled_total %s",
+				time.Since(start).Round(time.Millisecond), g.metric(t, "kproxy_spooled_total"))
+		}
+		return g.metric(t, "kproxy_spooled_total") == "10"
+	})
+	resps, err := recvAll(s)
+	if err != nil || <-sent != nil || len(resps) != 2 {
+		t.Fatalf("stream: %v after %d answers", err, len(resps))
+	}
+	if resps[0].Id != 1 || resps[0].Status == 200 || resps[0].Status == 202 {
+		t.Errorf("the spool = false request during the outage: %v, want not written", resps[0])
+	}
+	if resps[1].Id != 2 || resps[1].Status != 202 || len(resps[1].Results) != 10 {
+		t.Fatalf("the request behind it: %v, want 202 with 10 results", resps[1])
+	}
+	for i, r := range resps[1].Results {
+		if !r.Spooled || r.Status != 202 {
+			t.Errorf("result %d %v, want spooled 202", i, r)
+		}
+	}
+}

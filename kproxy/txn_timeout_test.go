@@ -52,6 +52,9 @@ func TestAtomicTransactionTimeoutAboveTheBrokersMaxIs500(t *testing.T) {
 	if status.Code(err) != codes.Internal || !strings.Contains(status.Convert(err).Message(), "transaction.max.timeout.ms") {
 		t.Errorf("gRPC atomic Produce the brokers refuse the transaction timeout of: %v, want Internal naming transaction.max.timeout.ms", err)
 	}
+	if r := refusalOf(err); r.detail == nil || r.detail.Status != 500 || r.detail.RetryAfter != 0 {
+		t.Errorf("gRPC atomic Produce the brokers refuse the transaction timeout of: detail %v, want status 500 without retry_after", r.detail)
+	}
 }
 
 // TestProduceTimeoutAboveKafkasTransactionMaxWarned: a produce_timeout_ms
