@@ -60,11 +60,11 @@ func (m *module) coordinate(ctx context.Context, errc chan<- error) {
 	idsDir := zklayout.ConsumerIDs(m.t.cfg.ZKChroot, m.cfg.Name)
 	ownersDir := zklayout.Owners(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic)
 	go m.watchDir(ctx, idsDir)
-	go m.watchDir(ctx, ownersDir)
+	// owners/ is watched, and its claims guarded, by run: until the
+	// hand-overs of the module's stop have ended too.
 	var follower sync.WaitGroup
 	defer follower.Wait()
 	follower.Go(func() { m.followPartitions(ctx) })
-	follower.Go(func() { m.guardOwners(ctx, ownersDir) })
 	poll := time.NewTicker(partitionPoll)
 	defer poll.Stop()
 	// Not once ctx ended: a module started as the process stops (a
@@ -224,11 +224,10 @@ func (m *module) guardOwners(ctx context.Context, ownersDir string) {
 				continue
 			}
 			if !ok || stat.Czxid != c.part.epoch {
-				if c.releasing.Load() {
-					c.lost.Store(true) // its hand-over stops waiting (release)
-					continue
-				}
-				m.depose(c.part) // not if it was released meanwhile
+				// A hand-over under way stops waiting (release); one that
+				// begins after this look too.
+				c.lost.Store(true)
+				m.depose(c.part) // not if it is released, or being released
 			}
 		}
 	}

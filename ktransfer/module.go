@@ -267,6 +267,18 @@ func (m *module) run(readCtx, pushCtx context.Context) error {
 		reader.Go(func() { m.checkDeadLetterTopic(readerCtx) })
 	}
 
+	// owners/ is watched, and the claims guarded (guardOwners), from the
+	// coordination's start until the hand-overs of the stop below ended:
+	// a partition taken while it is handed over must not wait for its
+	// pushes in progress.
+	ownersDir := zklayout.Owners(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic)
+	guardCtx, stopGuard := context.WithCancel(context.Background())
+	var guard sync.WaitGroup
+	defer guard.Wait()
+	defer stopGuard()
+	guard.Go(func() { m.watchDir(guardCtx, ownersDir) })
+	guard.Go(func() { m.guardOwners(guardCtx, ownersDir) })
+
 	errc := make(chan error, 1)
 	coordCtx, stopCoordinating := context.WithCancel(readCtx)
 	var coordinator sync.WaitGroup
@@ -295,6 +307,7 @@ func (m *module) run(readCtx, pushCtx context.Context) error {
 		mode = drop
 	}
 	m.releaseAll(claims, mode)
+	stopGuard()
 	stopReader()
 	reader.Wait() // nothing is dispatched any more
 	m.sched.close()

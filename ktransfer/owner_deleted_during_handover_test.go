@@ -22,9 +22,37 @@ import (
 // the claim being handed over was watched by nobody: A's request stayed
 // open beside B's for the rest of the 10 s.
 func TestOwnerDeletedDuringItsHandOverAbandonsThePush(t *testing.T) {
+	e, b, tr, _, closedAt := hungPushOfPartition1(t)
+	startB(t, e, b)
+	waitFor(t, "A handing partition 1 over", 10*time.Second, func() bool { return ktransfer.Releasing(tr) > 0 })
+	deleteOwnerWhileHandingOver(t, e, b, closedAt)
+}
+
+// TestOwnerDeletedDuringAStopsHandOverAbandonsThePush: the same at A's
+// stop, whose hand-overs wait for the pushes in progress too: owners/ was
+// watched, and the claims guarded, only until the stop began, before its
+// hand-overs.
+func TestOwnerDeletedDuringAStopsHandOverAbandonsThePush(t *testing.T) {
+	e, b, tr, stop, closedAt := hungPushOfPartition1(t)
+	startB(t, e, b)
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	waitFor(t, "A handing partition 1 over at its stop", 10*time.Second, func() bool { return ktransfer.Releasing(tr) > 0 })
+	deleteOwnerWhileHandingOver(t, e, b, closedAt)
+	if err := <-stopped; err != nil {
+		t.Errorf("A's stop: %v", err)
+	}
+}
+
+// hungPushOfPartition1 starts process A (pushes to /a/, shutdown_timeout_ms
+// 10 s) alone on a topic of 2 partitions, and returns once A's push of a
+// record of partition 1 hangs at the backend; closedAt is set when that
+// push's connection closes. Every other push is answered 500 (retried).
+func hungPushOfPartition1(t *testing.T) (*env, *backend, *ktransfer.Transfer, func() error, *atomic.Int64) {
+	t.Helper()
 	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 2})
 	hang := make(chan struct{})
-	var closedAt atomic.Int64
+	closedAt := new(atomic.Int64)
 	b := newBackend(t, func(_ int, p push, w http.ResponseWriter) {
 		if strings.HasPrefix(p.path, "/a/") && p.partition == "1" {
 			select {
@@ -46,7 +74,7 @@ func TestOwnerDeletedDuringItsHandOverAbandonsThePush(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runtest.Start(t, tr.Run, 30*time.Second)
+	stop := runtest.Start(t, tr.Run, 30*time.Second)
 	waitFor(t, "A holds both", 10*time.Second, func() bool { return len(tr.Status()[0].Partitions) == 2 })
 	writeKeys(t, e, 1, []string{"h"})
 	waitFor(t, "A's push of partition 1 hanging", 10*time.Second, func() bool {
@@ -57,10 +85,23 @@ func TestOwnerDeletedDuringItsHandOverAbandonsThePush(t *testing.T) {
 		}
 		return false
 	})
+	return e, b, tr, stop, closedAt
+}
+
+// startB starts process B, pushing to /b/.
+func startB(t *testing.T, e *env, b *backend) {
+	t.Helper()
 	second := module("m", "t", b.URL)
 	second.Protocol.URI = "/b/{#TOPIC}?key={#KEY}"
 	e.start(t, second)
-	time.Sleep(1500 * time.Millisecond) // A now blocked handing partition 1 over (hung push, up to 10 s)
+}
+
+// deleteOwnerWhileHandingOver deletes the owner node of partition 1, which
+// A is handing over while its push hangs (closedAt is set when the push's
+// connection closes), waits for B's first push of it, and checks that A's
+// push was abandoned within 2 s of it.
+func deleteOwnerWhileHandingOver(t *testing.T, e *env, b *backend, closedAt *atomic.Int64) {
+	t.Helper()
 	if closedAt.Load() != 0 {
 		t.Fatal("A's push ended before the owner node was deleted: the hand-over did not wait for it")
 	}
@@ -78,7 +119,7 @@ func TestOwnerDeletedDuringItsHandOverAbandonsThePush(t *testing.T) {
 		}
 		return false
 	})
-	waitFor(t, "A's push abandoned", 8*time.Second, func() bool { return closedAt.Load() != 0 })
+	waitFor(t, "A's push abandoned", 9*time.Second, func() bool { return closedAt.Load() != 0 })
 	if closed := time.Unix(0, closedAt.Load()); closed.Sub(bFirst) > 2*time.Second {
 		t.Errorf("A's push of partition 1 stayed open %v after B's first push of it (owner node deleted %v before that)",
 			closed.Sub(bFirst).Round(time.Millisecond), bFirst.Sub(deleted).Round(time.Millisecond))
