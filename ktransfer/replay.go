@@ -181,9 +181,16 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 		checked := moved               // when the partitions left were last checked (replayCheck)
 		fetchErrs := map[int32]error{} // a partition's fetch error since its last record
 		failed := 0                    // polls in a row that brought fetch errors and no record
-		lastPoll := false              // stalled: the poll after the check decides
+		lastPoll := false              // stalled: the polls until the next check decide
 		for len(consume) > 0 {
 			if time.Since(checked) >= replayQuiet {
+				if lastPoll {
+					// A whole poll window after the check, nothing of the
+					// partitions still read came (a poll that came back
+					// early with records past the end, or of partitions
+					// done, did not end it).
+					return replayUnfinished(&rep, consume, pos, ends, fetchErrs, time.Since(moved))
+				}
 				replayCheck(ctx, probe, log, &rep, mc.DeadLetterTopic, consume, pos, ends, time.Since(moved))
 				checked = time.Now()
 				if len(consume) == 0 {
@@ -191,7 +198,8 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 				}
 				// Not given up at once: the check may have taken long (a
 				// slow leader per partition, 10 s each at most), while
-				// the client fetched what was waited for.
+				// the client fetched what was waited for: the polls until
+				// the next check decide.
 				lastPoll = time.Since(moved) >= replayStall
 			}
 			pollCtx, cancel := context.WithTimeout(ctx, replayQuiet-time.Since(checked))
@@ -258,10 +266,9 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 			if err != nil {
 				return err
 			}
-			if lastPoll && !progressed && len(consume) > 0 {
-				return replayUnfinished(&rep, consume, pos, ends, fetchErrs, time.Since(moved))
+			if progressed {
+				lastPoll = false
 			}
-			lastPoll = false
 			switch {
 			case progressed:
 				moved = time.Now() // after the hand-off: slow workers do not count as quiet

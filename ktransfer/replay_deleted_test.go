@@ -31,15 +31,7 @@ func TestReplayCountsDeadLettersDeletedWhileItWaited(t *testing.T) {
 		for _, rt := range req.(*kmsg.FetchRequest).Topics {
 			for _, rp := range rt.Partitions {
 				if rp.FetchOffset == 0 && deleted.CompareAndSwap(false, true) {
-					k.SleepControl(func() {
-						ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-						defer cancel()
-						o := kadm.Offsets{}
-						o.Add(kadm.Offset{Topic: "dlq", Partition: 0, At: 3})
-						if res, err := kadm.NewClient(kafkatest.Client(t, k, e.kc)).DeleteRecords(ctx, o); err != nil || res.Error() != nil {
-							t.Errorf("delete records: %v %v", err, res.Error())
-						}
-					})
+					k.SleepControl(func() { deleteDeadLettersBelow(t, e, 3) })
 					k.DropControl()
 				}
 			}
@@ -81,15 +73,7 @@ func TestReplayCountsDeadLettersDeletedWhenKafkaHidesTheLogStart(t *testing.T) {
 			for _, rp := range rt.Partitions {
 				switch {
 				case rp.FetchOffset == 0 && deleted.CompareAndSwap(false, true):
-					k.SleepControl(func() {
-						ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-						defer cancel()
-						o := kadm.Offsets{}
-						o.Add(kadm.Offset{Topic: "dlq", Partition: 0, At: 3})
-						if res, err := kadm.NewClient(kafkatest.Client(t, k, e.kc)).DeleteRecords(ctx, o); err != nil || res.Error() != nil {
-							t.Errorf("delete records: %v %v", err, res.Error())
-						}
-					})
+					k.SleepControl(func() { deleteDeadLettersBelow(t, e, 3) })
 				case deleted.Load() && rp.FetchOffset < 3 && fr.SessionEpoch == -1 && fr.MaxWaitMillis == 0:
 					// The replay's check (no session, no wait), below the
 					// log start: Kafka's answer.
@@ -111,5 +95,17 @@ func TestReplayCountsDeadLettersDeletedWhenKafkaHidesTheLogStart(t *testing.T) {
 	}
 	if rep.Replayed != 0 || rep.Deleted != 3 || len(b.got()) != 0 {
 		t.Errorf("replay: %v, %d pushes; want the 3 dead letters counted as deleted before read", rep, len(b.got()))
+	}
+}
+
+// deleteDeadLettersBelow deletes the records of the dead-letter topic
+// dlq's partition 0 below offset at (DeleteRecords: as retention does).
+func deleteDeadLettersBelow(t *testing.T, e *env, at int64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	o := kadm.Offsets{}
+	o.Add(kadm.Offset{Topic: "dlq", Partition: 0, At: at})
+	if res, err := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc)).DeleteRecords(ctx, o); err != nil || res.Error() != nil {
+		t.Errorf("delete records: %v %v", err, res.Error())
 	}
 }

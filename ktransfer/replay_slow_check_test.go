@@ -18,11 +18,14 @@ import (
 // client could not fetch before arrive during the second check, which
 // ends past the stall bound: they must be pushed, not the replay given up
 // with them fetched. Before, it gave up right after that check, without
-// polling what the client held ("not read for 4s: the broker did not
+// polling what the client held ("not read for 8s: the broker did not
 // deliver them"), and a run again pushed every dead letter once more.
+// (The check waits replayQuiet, 2 s, for its fetch: the first ends at
+// about 4 s, below the 6 s bound; the second, which lets the client's
+// fetches through, at about 8 s.)
 func TestReplayNotGivenUpOnRecordsFetchedDuringASlowCheck(t *testing.T) {
-	defer ktransfer.SetReplayQuiet(time.Second)()
-	defer ktransfer.SetReplayStall(3 * time.Second)()
+	defer ktransfer.SetReplayQuiet(2 * time.Second)()
+	defer ktransfer.SetReplayStall(6 * time.Second)()
 	e, b, m := dlqModule(t, nil)
 	e.produceRecords(t, deadLetterOf("m", "t", 0, "a"), deadLetterOf("m", "t", 1, "b"), deadLetterOf("m", "t", 2, "c"))
 	k := e.kafka
@@ -36,7 +39,7 @@ func TestReplayNotGivenUpOnRecordsFetchedDuringASlowCheck(t *testing.T) {
 			if probes.Add(1) == 2 {
 				once.Do(func() { close(release) }) // the client's fetch goes through meanwhile
 			}
-			k.SleepControl(func() { time.Sleep(1200 * time.Millisecond) })
+			k.SleepControl(func() { time.Sleep(3 * time.Second) }) // the check gives up at replayQuiet
 			return nil, nil, false
 		}
 		k.SleepControl(func() { <-release }) // the client's fetches: held until the second check

@@ -92,8 +92,13 @@ func runArgs(args []string) int {
 		return 1
 	}
 	// A hangup (the terminal closed) stops it as an interrupt does: with
-	// its report, the pushes under way given shutdown_timeout_ms.
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	// its report, the pushes under way given shutdown_timeout_ms. Not when
+	// it was started ignoring hangups (nohup): it goes on, as asked.
+	stopOn := []os.Signal{syscall.SIGINT, syscall.SIGTERM}
+	if !signal.Ignored(syscall.SIGHUP) {
+		stopOn = append(stopOn, syscall.SIGHUP)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), stopOn...)
 	defer stop()
 	rep, err := ktransfer.Replay(ctx, cfg, *module, from, log.Logger)
 	if err != nil {

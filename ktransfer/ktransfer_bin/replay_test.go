@@ -177,26 +177,38 @@ func TestReplayStopsOnHangup(t *testing.T) {
 	if err := kafkatest.Client(t, k, kafkaconf.Default()).ProduceSync(ctx, dead).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bintest.Build(t, "."), "-f", s.conf, "-replay-dead-letters", "m")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	bin := bintest.Build(t, ".")
+	// replayHungUp starts the replay (through nohup: hangups ignored),
+	// waits for its push and sends it SIGHUP; it returns the command, a
+	// channel closed once it exited, and its standard error.
+	replayHungUp := func(nohup bool) (*exec.Cmd, chan struct{}, *bytes.Buffer) {
+		args := []string{bin, "-f", s.conf, "-replay-dead-letters", "m"}
+		if nohup {
+			args = append([]string{"nohup"}, args...) // nohup execs the binary: the same process
+		}
+		cmd := exec.Command(args[0], args[1:]...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		select {
+		case <-pushed:
+		case <-exited:
+			t.Fatalf("the replay ended before its push: stdout %q, stderr %q", stdout.String(), stderr.String())
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+			t.Fatalf("the dead letter was never pushed: stderr %q", stderr.String())
+		}
+		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		return cmd, exited, &stderr
 	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	select {
-	case <-pushed:
-	case <-exited:
-		t.Fatalf("the replay ended before its push: stdout %q, stderr %q", stdout.String(), stderr.String())
-	case <-time.After(20 * time.Second):
-		cmd.Process.Kill()
-		<-exited
-		t.Fatalf("the dead letter was never pushed: stderr %q", stderr.String())
-	}
-	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
+	cmd, exited, stderr := replayHungUp(false)
 	select {
 	case <-exited:
 	case <-time.After(15 * time.Second):
@@ -206,5 +218,25 @@ func TestReplayStopsOnHangup(t *testing.T) {
 	}
 	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(stderr.String(), "so far: replayed 0,") {
 		t.Errorf("replay after a hangup: %v (exit %d), stderr %q; want exit 1 and its report so far", cmd.ProcessState, code, stderr.String())
+	}
+
+	// Started with hangups ignored (nohup), it goes on: a hangup must not
+	// stop it (it did once SIGHUP was caught: Notify undoes the ignoring).
+	cmd, exited, stderr = replayHungUp(true)
+	select {
+	case <-exited:
+		t.Fatalf("a replay started under nohup stopped at a hangup: %v, stderr %q", cmd.ProcessState, stderr.String())
+	case <-time.After(2 * time.Second):
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(15 * time.Second):
+		cmd.Process.Kill()
+		<-exited
+		t.Fatalf("the replay did not stop within 15 s of SIGTERM: stderr %q", stderr.String())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 1 {
+		t.Errorf("replay under nohup after SIGTERM: exit %d, stderr %q; want 1", code, stderr.String())
 	}
 }
