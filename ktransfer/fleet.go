@@ -218,6 +218,9 @@ func (m *module) guardOwners(ctx context.Context, ownersDir string) {
 		}
 		m.mu.Unlock()
 		for _, c := range held {
+			if ctx.Err() != nil {
+				return // the run's stop waits for it: no more look-ups
+			}
 			node := path.Join(ownersDir, strconv.Itoa(int(c.part.id)))
 			ok, stat, err := m.t.conn().Exists(node)
 			if err != nil || ctx.Err() != nil {

@@ -271,12 +271,15 @@ func (m *module) run(readCtx, pushCtx context.Context) error {
 	// coordination's start until the hand-overs of the stop below ended:
 	// a partition taken while it is handed over must not wait for its
 	// pushes in progress.
+	// The watch is not waited for (as ids/'s): armed again on a client
+	// without a connection, it would hold the stop until the client gives
+	// the request up.
 	ownersDir := zklayout.Owners(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic)
 	guardCtx, stopGuard := context.WithCancel(context.Background())
 	var guard sync.WaitGroup
 	defer guard.Wait()
 	defer stopGuard()
-	guard.Go(func() { m.watchDir(guardCtx, ownersDir) })
+	go m.watchDir(guardCtx, ownersDir)
 	guard.Go(func() { m.guardOwners(guardCtx, ownersDir) })
 
 	errc := make(chan error, 1)

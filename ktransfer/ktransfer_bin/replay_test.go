@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -178,6 +179,11 @@ func TestReplayStopsOnHangup(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin := bintest.Build(t, ".")
+	// A test run started ignoring hangups (nohup go test) would pass that
+	// on to the replay: caught here, SIGHUP is reset in the children.
+	caught := make(chan os.Signal, 1)
+	signal.Notify(caught, syscall.SIGHUP)
+	defer signal.Stop(caught)
 	// replayHungUp starts the replay (through nohup: hangups ignored),
 	// waits for its push and sends it SIGHUP; it returns the command, a
 	// channel closed once it exited, and its standard error.
