@@ -175,7 +175,7 @@ func testModule(t *testing.T, tr *Transfer, cfg Module) *module {
 	}
 	t.Cleanup(cl.Close)
 	m := &module{cfg: cfg, t: tr, log: tr.log, slots: make(chan struct{}, cfg.WindowSize), commitKick: make(chan struct{}, 1),
-		parts: map[int32]*partition{}, claims: map[int32]*claimed{}, releasing: map[int32]int{}, stats: newMetrics().module("m"), sched: newScheduler(cfg)}
+		parts: map[int32]*partition{}, claims: map[int32]*claimed{}, releasing: map[int32]int{}, handing: map[int32]*claimed{}, stats: newMetrics().module("m"), sched: newScheduler(cfg)}
 	m.reader = newReader(m, cl)
 	return m
 }
