@@ -868,7 +868,8 @@ func endUnknown(e *endEntry, now time.Time, staleAfter time.Duration) string {
 // estimate is late by at most one poll interval. When that run starts with
 // the oldest change kept, or with a log end that went back but not below
 // next (its first records were produced before it was seen), the age is
-// at least that old.
+// at least that old. A poll that ended after now (it held the state while
+// now's reader waited) dates a lag 0 s old, not a negative age.
 func lagAge(changes []sample, next int64, now time.Time) (float64, bool) {
 	if len(changes) == 0 || changes[len(changes)-1].end <= next {
 		return 0, false
@@ -877,5 +878,5 @@ func lagAge(changes []sample, next int64, now time.Time) (float64, bool) {
 	for i > 0 && changes[i-1].end > next && changes[i-1].end <= changes[i].end {
 		i--
 	}
-	return now.Sub(changes[i].at).Seconds(), i == 0 || changes[i-1].end > next
+	return max(0, now.Sub(changes[i].at).Seconds()), i == 0 || changes[i-1].end > next
 }
