@@ -389,6 +389,13 @@ func (s *Server) startProduce(acks int, j *batchJob) (*batchCall, batchOutcome) 
 		}
 	}
 	cl, tr := s.prod.client(acks)
+	if !tr.room.take(n) {
+		if acks == 0 {
+			s.acks0Out.Add(int64(-n))
+		}
+		// Refused whole, nothing tried (as admitBatch's 503).
+		return nil, j.every(503, -1, noRoom)
+	}
 	// Kafka's client gets produce_timeout_ms from the arrival, never a
 	// gRPC call's shorter deadline (j.deadline, its look-ups' bound): when
 	// a record's context ends before it is sent, the client fails every
@@ -524,6 +531,7 @@ func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, j *batchJob, d
 func (s *Server) gateBatchRecord(cl *kgo.Client, c *batchCall, it *batchItem) {
 	g := s.spool.lockGate(it.rec.Topic)
 	if !s.spool.directLocked(g) {
+		c.tr.room.give(1) // not for kgo
 		if c.job.noSpool {
 			g.mu.Unlock()
 			it.err = errSpoolOvertake
@@ -582,6 +590,9 @@ func (c *batchCall) lastOfKey(it *batchItem) *batchItem {
 
 // errSpoolOvertake is the failure of a spool=0 record of a spooling topic.
 var errSpoolOvertake = errors.New("spool overtake")
+
+// errNoRoom is a record refused for a full Kafka client (room).
+var errNoRoom = errors.New("kafka client full")
 
 // promised counts one record of c answered (by kgo, or taken into the
 // spool by its gate's flip); the last closes done.

@@ -423,6 +423,13 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, dl context.Context, topic str
 	// batch whose first record's context is done, and fails it instead.
 	p.ctx = dl
 	p.cl, p.tr = s.prod.client(acks)
+	if !p.tr.room.take(1) {
+		p.release()
+		if acks == 0 {
+			s.acks0Out.Add(-1)
+		}
+		return s.kafkaFail(ctx, fasthttp.StatusServiceUnavailable, noRoom, topic, errNoRoom)
+	}
 	p.note = p.tr.note()
 	if s.spool != nil && acks != 0 {
 		if code, answered := s.gateCommit(ctx, p, noSpool); answered {
@@ -606,6 +613,7 @@ func (s *Server) awaitRecord(ctx *fasthttp.RequestCtx, p *pending) (code int, an
 func (s *Server) gateCommit(ctx *fasthttp.RequestCtx, p *pending, noSpool bool) (code int, answered bool) {
 	g := s.spool.lockGate(p.rec.Topic)
 	if !s.spool.directLocked(g) {
+		p.tr.room.give(1) // not for kgo
 		if noSpool {
 			g.mu.Unlock()
 			topic := p.rec.Topic

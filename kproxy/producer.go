@@ -88,6 +88,7 @@ func newProducers(ctx context.Context, cfg Config, log *slog.Logger, hooks produ
 		partitioner = kgo.StickyKeyPartitioner(func(key []byte, n int) int { return int(fnv1aPartition(key, int32(n))) })
 	}
 	timeout := time.Duration(cfg.ProduceTimeoutMs) * time.Millisecond
+	bufferedMax := 2*min(cfg.ReqPoolSize, (math.MaxInt-1000)/2) + 1000
 	common := append(base,
 		kgo.RecordPartitioner(partitioner),
 		kgo.ProducerBatchCompression(codecs[cfg.Compression]),
@@ -105,17 +106,18 @@ func newProducers(ctx context.Context, cfg Config, log *slog.Logger, hooks produ
 		kgo.ProduceRequestTimeout(timeout),
 		kgo.RetryBackoffFn(retryBackoff),
 		// kproxy bounds what it hands to a client below this (req_pool_size
-		// requests in flight, as many acks=0 records being delivered), so
-		// Produce never blocks on a full buffer; the limit only backs that
-		// (capped: for a huge req_pool_size, 2 × it overflowed).
-		kgo.MaxBufferedRecords(2*min(cfg.ReqPoolSize, (math.MaxInt-1000)/2)+1000),
+		// requests in flight, as many acks=0 records being delivered, and
+		// room: records answered 504 that kgo keeps), so Produce never
+		// blocks on a full buffer (capped: for a huge req_pool_size, 2 × it
+		// overflowed).
+		kgo.MaxBufferedRecords(bufferedMax),
 	)
 	if cfg.AutoCreateTopics {
 		common = append(common, kgo.AllowAutoTopicCreation())
 	}
 	ps := &producers{common: common[:len(common):len(common)], batch: batchHook{hooks.batchRecords}}
 	for i := range ps.traces {
-		ps.traces[i] = &tracer{}
+		ps.traces[i] = &tracer{room: room{max: int64(bufferedMax) - 1}}
 	}
 	// Above one request per broker the acks=1 client sends a partition's
 	// next batch while the one before is out (no sequence numbers that
@@ -131,7 +133,7 @@ func newProducers(ctx context.Context, cfg Config, log *slog.Logger, hooks produ
 		kgo.RequiredAcks(kgo.LeaderAck()),
 		kgo.DisableIdempotentWrite(),
 		kgo.MaxProduceRequestsInflightPerBroker(cfg.MaxInFlightRequests),
-		kgo.WithHooks(ps.traces[0], batch),
+		kgo.WithHooks(ps.traces[0], batch, &ps.traces[0].room),
 		// The acks=1 client can fail a batch built into a request whose
 		// write has not returned (see tracer.built).
 		kgo.WithCompressor(builtCounter{compressor, &ps.traces[0].built}),
@@ -151,7 +153,7 @@ func newProducers(ctx context.Context, cfg Config, log *slog.Logger, hooks produ
 		// only before its request leaves; one in a request that is out
 		// waits for the broker's answer inside kgo, while its handler
 		// answers 504 at the deadline and ignores the late outcome.
-		kgo.WithHooks(ps.traces[1], batch),
+		kgo.WithHooks(ps.traces[1], batch, &ps.traces[1].room),
 	)...)
 	if err != nil {
 		ps.leader.Close()
@@ -315,7 +317,46 @@ type tracer struct {
 	// idempotent: the client retries a batch the broker appended and
 	// answered REQUEST_TIMED_OUT or NOT_ENOUGH_REPLICAS_AFTER_APPEND.
 	idempotent bool
+	// room bounds the records handed to the acks=1 and acks=-1 clients.
+	room room
 }
+
+// room counts the records handed to a Kafka client whose promise has not
+// been called yet, and keeps them below the client's MaxBufferedRecords.
+// The places of req_pool_size do not: a record answered 504 at its
+// deadline gives its place back while the client keeps it (the acks=-1
+// client never fails a record it is unsure was written: a partition
+// answering REQUEST_TIMED_OUT holds its records and every one queued
+// behind them). Once full, Produce blocked, with the topic's spool gate
+// held and a context that only the gate's flip ends: the flip waited for
+// the gate, and the request, and every later one of the topic, hung
+// (TestFullClientBufferRefusedNotHung). Records are refused (503) instead.
+// kgo counts a record off after its promise returned, room before (its
+// hook runs first): kgo's count is at most room's plus the one record whose
+// promise runs (one at a time per client), below the buffer's limit.
+type room struct {
+	held atomic.Int64
+	max  int64
+}
+
+// take takes n places, all or none.
+func (r *room) take(n int) bool {
+	if r.held.Add(int64(n)) > r.max {
+		r.held.Add(int64(-n))
+		return false
+	}
+	return true
+}
+
+// give gives back n places of records that did not go to the client.
+func (r *room) give(n int) { r.held.Add(int64(-n)) }
+
+// OnProduceRecordUnbuffered gives back the place of a record the client
+// answered (every record handed to it, written, failed or refused, once).
+func (r *room) OnProduceRecordUnbuffered(*kgo.Record, error) { r.held.Add(-1) }
+
+// noRoom is the reason of a record refused for a full room.
+const noRoom = "overloaded: kafka's client holds as many records as it may (records answered 504 that it still sends); the record was not written"
 
 func (t *tracer) note() sendNote { return sendNote{t.written.Load(), t.lost.Load(), t.built.Load()} }
 
