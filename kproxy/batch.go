@@ -403,8 +403,14 @@ func (s *Server) startProduce(acks int, j *batchJob) (*batchCall, batchOutcome) 
 	// with time left, acks=0 ones answered 200 included. The call is
 	// answered at its own deadline instead (ctx of finishProduce): 504 for
 	// a record Kafka's client still holds, which may be written after.
+	if acks == 0 && !s.prod.enterAcks0() {
+		tr.room.give(n)
+		s.acks0Out.Add(int64(-n))
+		return nil, j.every(503, -1, "kproxy is shutting down; the batch was not written")
+	}
 	c := s.startBatch(cl, tr, acks, j, s.arrivalDeadline(j), time.Now(), s.spool != nil && acks != 0)
 	if acks == 0 {
+		s.prod.leaveAcks0()
 		// Answered now; the promises count each record as written or
 		// lost (acks0Done), and give back its acks=0 share.
 		s.metrics.batchResultN(200, n)

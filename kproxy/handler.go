@@ -435,6 +435,16 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, dl context.Context, topic str
 		if code, answered := s.gateCommit(ctx, p, noSpool); answered {
 			return code
 		}
+	} else if acks == 0 {
+		if !s.prod.enterAcks0() {
+			p.tr.room.give(1)
+			p.release()
+			s.acks0Out.Add(-1)
+			ctx.Response.Header.Set("Retry-After", "1")
+			return fail(ctx, fasthttp.StatusServiceUnavailable, notOpen)
+		}
+		p.cl.Produce(p.ctx, &p.rec, onProduced)
+		s.prod.leaveAcks0()
 	} else {
 		p.cl.Produce(p.ctx, &p.rec, onProduced)
 	}

@@ -60,6 +60,15 @@ type producers struct {
 	common []kgo.Opt
 	batch  batchHook
 
+	// shut is set, under shutMu, as the clients start closing: an acks=0
+	// record is answered 200 once handed to its client, and handed after
+	// (a request whose body ended during the shutdown's last second) the
+	// closed client failed it at once (TestAcks0AfterKafkaClosedRefused).
+	// acks=0 records are handed over under shutMu.RLock, refused once
+	// shut.
+	shutMu sync.RWMutex
+	shut   bool
+
 	health struct {
 		mu    sync.Mutex
 		at    time.Time
@@ -201,6 +210,22 @@ func retryBackoff(fails int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
+// enterAcks0 tells whether acks=0 records may be handed to the clients:
+// then until leaveAcks0, the clients stay open.
+func (ps *producers) enterAcks0() bool {
+	ps.shutMu.RLock()
+	if ps.shut {
+		ps.shutMu.RUnlock()
+		return false
+	}
+	return true
+}
+
+func (ps *producers) leaveAcks0() { ps.shutMu.RUnlock() }
+
+// notOpen is the reason of an acks=0 record refused as the clients close.
+const notOpen = "kproxy is shutting down; the record was not written"
+
 // client is the client for an acks index.
 func (ps *producers) client(acks int) (*kgo.Client, *tracer) {
 	if acks == 2 {
@@ -213,6 +238,9 @@ func (ps *producers) client(acks int) (*kgo.Client, *tracer) {
 // delivered included), then closes them; records left fail with
 // kgo.ErrClientClosed.
 func (ps *producers) close(ctx context.Context) error {
+	ps.shutMu.Lock()
+	ps.shut = true
+	ps.shutMu.Unlock()
 	var errs []error
 	for _, cl := range []*kgo.Client{ps.leader, ps.all} {
 		if cl == nil {
