@@ -41,6 +41,10 @@ type txnPool struct {
 	mu     sync.Mutex
 	closed bool
 	aborts sync.WaitGroup // aborts running after their batch was answered
+	// retiring counts the fences of retire under way (counted while not
+	// closed): close waits for them, at most fenceAtShutdown, before the
+	// fencer closes under them.
+	retiring sync.WaitGroup
 
 	// retired is told of a client retire closed (set before first use).
 	retired func(*kgo.Client)
@@ -325,6 +329,10 @@ func (p *txnPool) retire(ctx context.Context, tp *txnProducer, why error) {
 	tp.cl = nil
 	tp.stale.Store(false)
 	shut := tp.shut
+	if !shut && !p.closed {
+		p.retiring.Add(1)
+		defer p.retiring.Done()
+	}
 	p.mu.Unlock()
 	if shut { // close closed cl and fenced the id already
 		return
@@ -452,10 +460,20 @@ func (p *txnPool) close(ctx context.Context) {
 		})
 	}
 	fencing.Wait()
+	// The ids being fenced by retire (their clients replaced as the
+	// shutdown began) are fenced through p.fencer too, closed after this.
+	retired := make(chan struct{})
+	go func() { p.retiring.Wait(); close(retired) }()
+	select {
+	case <-retired:
+	case <-time.After(fenceAtShutdown):
+		p.log.Warn("a transactional id still being fenced at shutdown; its transaction stays open until the transaction timeout")
+	}
 }
 
 // fenceAtShutdown bounds the fencing of the transactional ids of the
-// clients still busy at the end of shutdown_timeout_ms.
+// clients still busy at the end of shutdown_timeout_ms, and the wait for
+// the fences of clients being replaced.
 const fenceAtShutdown = 2 * time.Second
 
 // produceAtomic writes recs as one transaction on a client of the pool:

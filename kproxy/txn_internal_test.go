@@ -2,6 +2,7 @@ package kproxy
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -172,5 +173,69 @@ func TestTxnPoolCloseBeforeCommitIs503(t *testing.T) {
 				t.Errorf("commit sent, unanswered when the client was closed: answered %d %q, want 504", code, reason)
 			}
 		})
+	}
+}
+
+// TestTxnPoolCloseWaitsForAFenceUnderWay: a client being replaced (its
+// abort failed: retire) when kproxy shuts down fences its transactional
+// id through the acks=1 client, which the shutdown closes right after the
+// transactional ones. close skipped that id (no client: retire's own fence
+// would do it) and returned at once; the acks=1 client closed under the
+// fence, which failed, and the transaction stayed open until its timeout,
+// holding back read_committed consumers. close waits for it now (at most
+// fenceAtShutdown).
+func TestTxnPoolCloseWaitsForAFenceUnderWay(t *testing.T) {
+	const tp0 = "txn"
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: tp0, Partitions: 1}})
+	cfg := DefaultConfig()
+	cfg.BrokerHosts = c.ListenAddrs()
+	cfg.TransactionalProducers = 1
+	log := slog.New(slog.DiscardHandler)
+	ps, err := newProducers(context.Background(), cfg, log, producerHooks{batchRecords: nopObserver{},
+		batchMaxBytes: func(string) int32 { return int32(cfg.MaxMessageBytes) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newTxnPool(cfg, "kproxy-test", ps, log)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tp := p.get(ctx, ctx)
+	if tp == nil {
+		t.Fatal("no free transactional client")
+	}
+	if err := p.begin(tp, ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.cl.ProduceSync(ctx, &kgo.Record{Topic: tp0, Value: []byte("in the open transaction")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The fence's InitProducerID takes 500 ms to be answered.
+	var asked atomic.Int32
+	c.ControlKey(int16(kmsg.InitProducerID), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if id := req.(*kmsg.InitProducerIDRequest).TransactionalID; id != nil && *id == tp.id {
+			asked.Add(1)
+			c.SleepControl(func() { time.Sleep(500 * time.Millisecond) })
+		}
+		return nil, nil, false
+	})
+	retired := make(chan struct{})
+	go func() {
+		defer close(retired)
+		p.retire(context.Background(), tp, errors.New("abort transaction: test"))
+	}()
+	for asked.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	// closeKafka's order, shutdown_timeout_ms passed: the transactional
+	// clients, then the producers.
+	passed, stop := context.WithCancel(context.Background())
+	stop()
+	p.close(passed)
+	ps.close(passed)
+	<-retired
+	if !tp.fenced {
+		t.Error("the transactional id being fenced at shutdown was not: the fencing client was closed under it")
 	}
 }
