@@ -105,3 +105,35 @@ func pushDotSegmentRecords(t *testing.T, e *env, b *backend, m ktransfer.Module)
 	}
 	return &logs
 }
+
+// TestDotSegmentWithTheRecordsNumbers: the check of the rendered path read
+// the numbers of the record ({#TRANSID}, {#PARTITION}, {#EPOCH}) as 0,
+// where the push writes the record's own. With uri /u/{#KEY}%{#TRANSID}B,
+// the key ".." at offset 3 checked as "..%0B" (no separator: allowed) and
+// was pushed to /u/..%3B, which a server stripping path parameters (from
+// %3B, ';') reads as /u/..: another path than the template names. It is
+// refused now, as the path it is pushed to reads.
+func TestDotSegmentWithTheRecordsNumbers(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1}, kafkatest.Topic{Name: "dlq", Partitions: 1})
+	b := newBackend(t, nil)
+	m := module("m", "t", b.URL)
+	m.Protocol.URI = "/u/{#KEY}%{#TRANSID}B"
+	m.DeadLetterTopic = "dlq"
+	e.produce(t, "t", [][2]string{{"a", "{}"}, {"b", "{}"}, {"c", "{}"}, {"..", "{}"}, {"d", "{}"}})
+	tr, err := ktransfer.New(e.config(t, 0, m), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtest.Start(t, tr.Run, 20*time.Second)
+	waitFor(t, "offset 5 stored", 10*time.Second, func() bool { return e.storedOffset(t, "m", "t", 0) == "5" })
+	if got := strings.Join(pushedOffsets(b), ","); got != "0,1,2,4" {
+		t.Errorf("pushed offsets %s, want 0,1,2,4 (the key .. at offset 3 makes /u/..%%3B)", got)
+	}
+	var dead []string
+	for _, r := range kafkatest.ReadAll(t, e.kafka, e.kc, "dlq") {
+		dead = append(dead, headersOf(r)["ktransfer-offset"])
+	}
+	if got := strings.Join(dead, ","); got != "3" {
+		t.Errorf("dead letters of offsets %s, want 3", got)
+	}
+}

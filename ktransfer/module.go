@@ -502,7 +502,7 @@ func (m *module) handle(ctx context.Context, r *record, buf *[]byte) outcome {
 		}
 		r.target = t
 	}
-	if r.target == nil && m.pusher.tmpl.dotSegment(uriVars{topic: m.pusher.topic, key: r.msg.Key, method: r.method}) {
+	if r.target == nil && m.pusher.tmpl.dotSegment(m.pusher.varsOf(r)) {
 		// A server that normalizes paths would take it for another path.
 		return m.refuse(ctx, r, `its key or method makes a segment "." or ".." of the path of uri`)
 	}

@@ -695,16 +695,22 @@ type attempt struct {
 	retryAfter time.Duration // from a Retry-After header
 }
 
+// varsOf is what r's uri is rendered from: the push's, and the check of
+// its path (dotSegment), which read the numbers as 0 before.
+func (p *pusher) varsOf(r *record) uriVars {
+	var epoch int64 // 0 for a replayed dead letter: it comes from no claim
+	if r.part != nil {
+		epoch = r.part.epoch
+	}
+	return uriVars{topic: p.topic, key: r.msg.Key, offset: r.msg.Offset, partition: r.msg.Partition, epoch: epoch, method: r.method}
+}
+
 // push POSTs one record to backend i.
 func (p *pusher) push(i int, r *record, buf *[]byte) attempt {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	var epoch int64 // 0 for a replayed dead letter: it comes from no claim
-	if r.part != nil {
-		epoch = r.part.epoch
-	}
 	if r.target != nil {
 		req.SetRequestURI(r.target.uri)
 	} else {
@@ -714,8 +720,7 @@ func (p *pusher) push(i int, r *record, buf *[]byte) attempt {
 		// was cut from the path. The backend's address stands in the
 		// URL; the Host sent is the one set below (UseHostHeader).
 		*buf = append(append((*buf)[:0], "http://"...), p.addrs[i]...)
-		*buf = p.tmpl.render(*buf, uriVars{topic: p.topic, key: r.msg.Key, offset: r.msg.Offset,
-			partition: r.msg.Partition, epoch: epoch, method: r.method})
+		*buf = p.tmpl.render(*buf, p.varsOf(r))
 		req.SetRequestURIBytes(*buf)
 	}
 	req.UseHostHeader = true
@@ -740,7 +745,7 @@ func (p *pusher) push(i int, r *record, buf *[]byte) attempt {
 	if r.part != nil {
 		// The owner's epoch: a backend that keeps the highest one per
 		// partition can refuse a push from a process that lost the partition.
-		req.Header.SetCanonical(hdrEpoch, strconv.AppendInt(num[:0], epoch, 10))
+		req.Header.SetCanonical(hdrEpoch, strconv.AppendInt(num[:0], r.part.epoch, 10))
 	} else {
 		req.Header.SetCanonical(hdrReplay, one)
 	}
