@@ -242,8 +242,11 @@ func (c Config) Validate(file string) error {
 			}
 			continue
 		}
-		if cl.Chroot == "" || cl.Chroot[0] != '/' {
+		switch {
+		case cl.Chroot == "" || cl.Chroot[0] != '/':
 			p.Addf(name+".chroot", cl.Chroot, "must be an absolute ZooKeeper path like /mq/%s", name)
+		case !zklayout.PathChars(cl.Chroot):
+			p.Addf(name+".chroot", cl.Chroot, "has a character ZooKeeper refuses in a path (a control character, U+D800–U+F8FF, U+FFF0 and above)")
 		}
 		p.HostList(name+".zk_hosts", cl.ZKHosts, true, "ZooKeeper")
 		cl.ZKAuth.Validate(p, name+".zk_auth", false)

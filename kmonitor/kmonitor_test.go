@@ -920,3 +920,19 @@ func TestZooKeeperClientErrorLoggedOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigChrootZooKeeperRefuses: a chroot with a character ZooKeeper
+// refuses in a path (a tab, as a YAML "\t" writes it) passed -check and the
+// start; every listing under it was then refused, retried every 500 ms
+// and logged at debug only: the cluster never read, and nothing named the
+// field. It is a start-up error naming file, field and value.
+func TestConfigChrootZooKeeperRefuses(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "kmonitor.yaml")
+	for _, chroot := range []string{`"/mq/a\tb"`, `"/mq/\u0085"`, `"/mq/\uFFF5"`} {
+		os.WriteFile(f, []byte("base:\n clusters: [c1]\nc1:\n chroot: "+chroot+"\n zk_hosts: [h:1]\n"), 0o644)
+		_, err := kmonitor.LoadConfig(f)
+		if err == nil || !strings.Contains(err.Error(), f+": c1.chroot: ") {
+			t.Errorf("chroot %s: %v, want an error naming %s and c1.chroot", chroot, err, f)
+		}
+	}
+}

@@ -233,7 +233,7 @@ func LoadConfig(path string) (Config, error) {
 		if slices.Contains(undecoded, "module_conf_dir") {
 			break // the files are not where the default says
 		}
-		if slices.Index(cfg.ModuleEnabled, name) != i || !zkNodeName(name) {
+		if slices.Index(cfg.ModuleEnabled, name) != i || !zklayout.NodeName(name) {
 			continue // reported by Validate
 		}
 		file := filepath.Join(cfg.ModuleConfDir, name+".yaml")
@@ -387,8 +387,11 @@ func (c Config) Validate(file string) error {
 	if c.LogLevel < 0 || c.LogLevel > logging.MaxLevel {
 		p.Addf("log_level", c.LogLevel, "must be 0..%d", logging.MaxLevel)
 	}
-	if c.ZKChroot == "" || c.ZKChroot[0] != '/' {
+	switch {
+	case c.ZKChroot == "" || c.ZKChroot[0] != '/':
 		p.Addf("zk_chroot", c.ZKChroot, "must be an absolute ZooKeeper path like /mq/test_cluster")
+	case !zklayout.PathChars(c.ZKChroot):
+		p.Addf("zk_chroot", c.ZKChroot, "has a character ZooKeeper refuses in a path (a control character, U+D800–U+F8FF, U+FFF0 and above)")
 	}
 	// Keys in ms: at most kafkaconf.MaxMs (about 24.8 days), as in the
 	// other binaries: ZooKeeper's session timeout is an int32 of ms, and far
@@ -404,7 +407,7 @@ func (c Config) Validate(file string) error {
 	}
 	for i, name := range c.ModuleEnabled {
 		switch {
-		case !zkNodeName(name):
+		case !zklayout.NodeName(name):
 			p.Addf(fmt.Sprintf("module_enabled[%d]", i), name, "must be a ZooKeeper node name (not . or .., no '/' or control characters)")
 		case slices.Index(c.ModuleEnabled, name) != i:
 			p.Addf("module_enabled", name, "lists a module twice")
@@ -557,23 +560,6 @@ func (m Module) Validate() error {
 		p.Addf("fetch_max_partition_bytes", m.FetchMaxPartitionBytes, "must be 1..fetch_max_bytes (%d)", m.FetchMaxBytes)
 	}
 	return p.Err()
-}
-
-// zkNodeName reports whether name can be one ZooKeeper node: a module's
-// group, <zk_chroot>/consumers/<name>. Not empty, "." or ".." (the paths
-// are cleaned: they would name another node), no '/' (the module would be
-// named after the file's base name, that another entry may share), none
-// of the characters ZooKeeper refuses in a path.
-func zkNodeName(name string) bool {
-	if name == "" || name == "." || name == ".." {
-		return false
-	}
-	for _, r := range name {
-		if r == '/' || r <= 0x1f || r >= 0x7f && r <= 0x9f || r >= 0xd800 && r <= 0xf8ff || r >= 0xfff0 {
-			return false
-		}
-	}
-	return true
 }
 
 // httpToken reports whether s is an HTTP header name (RFC 9110's token).

@@ -332,3 +332,17 @@ func moduleHasher(t *testing.T) func(module string) string {
 		return ktransfer.ConfigHash(cfg)
 	}
 }
+
+// TestConfigChrootZooKeeperRefuses: a zk_chroot with a character ZooKeeper
+// refuses in a path passed -check and the start; every operation under it
+// then failed. It is a start-up error naming file, field and value.
+func TestConfigChrootZooKeeperRefuses(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "ktransfer.yaml")
+	os.WriteFile(filepath.Join(dir, "m.yaml"), []byte("topic: t\nprotocol: {uri: /p}\nbackend_servers: [h:1]\n"), 0o644)
+	os.WriteFile(f, []byte("zk_chroot: \"/mq/a\\tb\"\nzk_hosts: [h:1]\nmodule_conf_dir: "+dir+"\nmodule_enabled: [m]\n"), 0o644)
+	_, err := ktransfer.LoadConfig(f)
+	if err == nil || !strings.Contains(err.Error(), f+": zk_chroot: ") {
+		t.Errorf("zk_chroot with a tab: %v, want an error naming %s and zk_chroot", err, f)
+	}
+}

@@ -17,6 +17,29 @@ import (
 	"github.com/go-zookeeper/zk"
 )
 
+// NodeName reports whether name can be one ZooKeeper node: not empty,
+// "." or ".." (paths are cleaned: they would name another node), no '/',
+// none of the characters ZooKeeper refuses in a path.
+func NodeName(name string) bool {
+	if name == "" || name == "." || name == ".." || strings.IndexByte(name, '/') >= 0 {
+		return false
+	}
+	return PathChars(name)
+}
+
+// PathChars reports whether ZooKeeper takes every character of p in a
+// path (its PathUtils.validatePath): none of NUL and the other control
+// characters, U+007F–U+009F, U+D800–U+F8FF, U+FFF0 and above (in Java's
+// UTF-16, every character above U+FFFF is a surrogate pair).
+func PathChars(p string) bool {
+	for _, r := range p {
+		if r <= 0x1f || r >= 0x7f && r <= 0x9f || r >= 0xd800 && r <= 0xf8ff || r >= 0xfff0 {
+			return false
+		}
+	}
+	return true
+}
+
 // BrokerIDs is the folder where ZooKeeper-mode brokers register.
 func BrokerIDs(chroot string) string { return path.Join("/", chroot, "brokers", "ids") }
 
