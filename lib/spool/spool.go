@@ -195,7 +195,7 @@ type Spool struct {
 	max  int64
 	roll int64
 	log  *slog.Logger
-	lock *os.File
+	lock *dirLock
 	meta *os.File
 
 	// Owned by the loop goroutine.
@@ -345,11 +345,12 @@ func OpenContext(ctx context.Context, o Options) (*Spool, error) {
 		rbuf: bufio.NewReaderSize(nil, 256<<10),
 	}
 	if err := s.replay(ctx); err != nil {
-		for _, f := range []*os.File{s.active, s.meta, s.lock} {
+		for _, f := range []*os.File{s.active, s.meta} {
 			if f != nil {
 				_ = f.Close()
 			}
 		}
+		_ = s.lock.Close()
 		return nil, err
 	}
 	go s.loop()
@@ -368,20 +369,56 @@ func CheckDir(dir string) error {
 	return nil
 }
 
-func lockDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, 0o644)
+// dirLock holds a spool's directory: the directory itself, locked, and
+// the lock file in it, locked too (what earlier versions lock alone). The
+// file alone was not enough: once it was deleted (an rm, a cleaner of old
+// files: it is never written after its creation), another process created
+// it again and opened the spool beside the first.
+type dirLock struct{ dir, file *os.File }
+
+func (l *dirLock) Close() error {
+	err := l.file.Close()
+	if l.dir != nil {
+		err = errors.Join(err, l.dir.Close())
+	}
+	return err
+}
+
+// lockDir locks dir, or fails naming it. A file system that locks no
+// directory (NFS emulates flock with record locks, which need a file
+// open for writing) leaves the lock file alone, as before.
+func lockDir(dir string) (*dirLock, error) {
+	d, err := os.Open(dir)
 	if err != nil {
 		return nil, fmt.Errorf("spool %s: %w", dir, err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		_ = f.Close()
+	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		_ = d.Close()
+		d = nil
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("spool %s: in use by another process or Spool", dir)
+			return nil, errInUse(dir)
+		}
+	}
+	f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, 0o644)
+	if err == nil {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err != nil {
+			_ = f.Close()
+		}
+	}
+	if err != nil {
+		if d != nil {
+			_ = d.Close()
+		}
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, errInUse(dir)
 		}
 		return nil, fmt.Errorf("lock spool %s: %w", dir, err)
 	}
-	return f, nil
+	return &dirLock{dir: d, file: f}, nil
 }
+
+func errInUse(dir string) error { return fmt.Errorf("spool %s: in use by another process or Spool", dir) }
 
 // replay reads the watermark and scans every segment, unless ctx ends
 // first.

@@ -223,6 +223,29 @@ func TestLockRefused(t *testing.T) {
 	open(t, spool.Options{Dir: dir})
 }
 
+// TestLockKeptWhenTheLockFileIsDeleted: the lock was the file lock in the
+// directory, and nothing held the directory itself: once that file was
+// deleted (an rm, a cleaner of old files: it is never written after its
+// creation), a second process opened the spool beside the first, two
+// writers on the same segments. The directory is locked now.
+func TestLockKeptWhenTheLockFileIsDeleted(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, spool.Options{Dir: dir})
+	if err := os.Remove(filepath.Join(dir, "lock")); err != nil {
+		t.Fatal(err)
+	}
+	if s2, err := spool.Open(spool.Options{Dir: dir}); err == nil {
+		_ = s2.Close()
+		t.Fatal("open of a directory in use, its lock file deleted: no error")
+	} else if !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("open of a directory in use, its lock file deleted: %v, want in use", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	open(t, spool.Options{Dir: dir})
+}
+
 // 64 goroutines append at once: every entry is read back once, each
 // goroutine's in its order, with consecutive seqs, and one fsync covers
 // many appends.
