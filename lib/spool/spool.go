@@ -418,7 +418,9 @@ func lockDir(dir string) (*dirLock, error) {
 	return &dirLock{dir: d, file: f}, nil
 }
 
-func errInUse(dir string) error { return fmt.Errorf("spool %s: in use by another process or Spool", dir) }
+func errInUse(dir string) error {
+	return fmt.Errorf("spool %s: in use by another process or Spool", dir)
+}
 
 // replay reads the watermark and scans every segment, unless ctx ends
 // first.
