@@ -13,6 +13,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 )
@@ -550,6 +551,9 @@ func (t *Transfer) askDeadLetterLimit(ctx context.Context, topic string, log *sl
 		if !errors.As(err, &answered) && !errors.Is(err, kafkaconf.ErrNoMaxBytes) || errors.Is(err, kerr.UnknownTopicOrPartition) {
 			log.Warn("max.message.bytes of the dead-letter topic unknown; asked again before the write",
 				"dead_letter_topic", topic, "err", err)
+			if errors.Is(err, kerr.UnknownTopicOrPartition) {
+				t.askCreation(ctx, topic, log)
+			}
 			return false, true, false // not stored: asked again before the next try
 		}
 		log.Warn("max.message.bytes of the dead-letter topic unknown; kgo's default bounds its batches",
@@ -566,6 +570,33 @@ func (t *Transfer) askDeadLetterLimit(ctx context.Context, topic string, log *sl
 	}
 	t.deadLetterMax[topic] = limit
 	return true, true, false
+}
+
+// askCreation asks the brokers for topic's metadata, allowing them to
+// create it: brokers that create topics on use (auto.create.topics.enable)
+// create a missing dead-letter topic, as a producer's first write would.
+// The question of its max.message.bytes, asked before any write, creates
+// nothing: without this the dead letters waited for ever.
+func (t *Transfer) askCreation(ctx context.Context, topic string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, kafkaTimeout)
+	defer cancel()
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	req.AllowAutoTopicCreation = true
+	resp, err := req.RequestWith(ctx, t.client)
+	if err == nil && len(resp.Topics) == 1 {
+		err = kerr.ErrorForCode(resp.Topics[0].ErrorCode)
+	}
+	switch {
+	case err == nil:
+		log.Info("dead-letter topic created on use by the brokers", "dead_letter_topic", topic)
+	case errors.Is(err, kerr.LeaderNotAvailable):
+		log.Info("dead-letter topic being created on use by the brokers", "dead_letter_topic", topic)
+	case ctx.Err() == nil:
+		log.Debug("dead-letter topic not created on use", "dead_letter_topic", topic, "err", err)
+	}
 }
 
 // deadLetterBatchMax is the largest record batch the client writes to

@@ -3,16 +3,19 @@ package ktransfer_test
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zktest"
 )
 
 // TestDeadLetterTopicCheckedAtStart: a module whose dead_letter_topic
@@ -62,5 +65,39 @@ func TestDeadLetterTopicCheckedAtStart(t *testing.T) {
 		if strings.Contains(line+" ", "dead_letter_topic=dlq ") {
 			t.Errorf("an existing, not compacted dead-letter topic warned of: %s", line)
 		}
+	}
+}
+
+// TestDeadLetterTopicCreatedOnUse: where the brokers create topics on use
+// (auto.create.topics.enable), a missing dead_letter_topic was promised
+// to be created at the first dead letter. Nothing asked for it: the
+// question of its max.message.bytes (DescribeConfigs) creates no topic,
+// and no write is made before it is answered. The record given up waited
+// for ever, its partition's commit point with it. Its metadata is asked
+// for now with auto-creation allowed: the topic is created, the dead
+// letter written and the offset committed past the record.
+func TestDeadLetterTopicCreatedOnUse(t *testing.T) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 1}}, kfake.AllowAutoTopicCreation())
+	z := zktest.Start(t)
+	e := &env{kafka: k, zkAdr: z.Addr, conn: envConn(t, z.Addr), kc: kafkaconf.Default()}
+	b := newBackend(t, func(n int, p push, w http.ResponseWriter) {
+		if p.offset == "1" {
+			w.WriteHeader(400) // given up at once: a dead letter
+		}
+	})
+	m := module("m", "t", b.URL)
+	m.DeadLetterTopic = "dlq-new"
+	e.produce(t, "t", [][2]string{{"a", "{}"}, {"b", "{}"}, {"c", "{}"}})
+	tr, err := ktransfer.New(e.config(t, 0, m), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtest.Start(t, tr.Run, 20*time.Second)
+	waitFor(t, "offset 3 stored (the record given up dead-lettered into a topic created on use)", 15*time.Second, func() bool {
+		return e.storedOffset(t, "m", "t", 0) == "3"
+	})
+	dead := kafkatest.ReadAll(t, e.kafka, e.kc, "dlq-new")
+	if len(dead) != 1 || headersOf(dead[0])["ktransfer-offset"] != "1" {
+		t.Errorf("%d dead letters in dlq-new, want the one of offset 1", len(dead))
 	}
 }
