@@ -595,7 +595,7 @@ func (s *spooler) directLocked(g *gate) bool {
 // the late save ends well: a failing disk is not asked again at every
 // record, under the gate's lock, and a slow one that answers is asked
 // again at once; while a save given up on still waits for the disk, no
-// other starts.
+// other starts; nor while records of the topic are in Kafka's client.
 func (s *spooler) drainedLocked(g *gate) bool {
 	pending, unsaved := s.sp.TopicState(g.topic)
 	if pending > 0 {
@@ -605,7 +605,11 @@ func (s *spooler) drainedLocked(g *gate) bool {
 		g.unsavedWarned = false
 		return true
 	}
-	if time.Now().UnixNano() < s.saveRetryAt.Load() || s.lateSaves.Load() > 0 {
+	// Not with records of the topic in Kafka's client (a topic gone direct
+	// unsaved, its save tried again): their answers would wait for g.mu
+	// (settle), and every answer of the client behind them, for as long
+	// as the disk takes. Tried again at a record with none out.
+	if time.Now().UnixNano() < s.saveRetryAt.Load() || s.lateSaves.Load() > 0 || g.out > 0 {
 		if !g.unsavedWarned { // once per topic until it is saved: not at every record, nor one topic's for all
 			g.unsavedWarned = true
 			s.log.Warn("spool: a drained topic goes to Kafka directly with its acknowledged records not saved (a save failed or still waits for the disk); a crash now would write them again after newer ones", "topic", g.topic)

@@ -3,6 +3,7 @@ package kproxy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -214,4 +215,64 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// TestSpoolFloorSaveRetryNotUnderRecordsInKafka: a topic gone direct with
+// its floor unsaved (a save that failed) tries the save again, after
+// saveTopicRetry, at its next record, under its gate's lock, waiting for
+// the disk up to saveTopicWait. With records of the topic in Kafka's
+// client, their answers wait for that lock (settle), and behind them every
+// answer of the client, every topic's: on a slow disk, a second of no
+// answers, enough for other topics to reach spool_after_ms and spool
+// records Kafka had written. The save is tried again only when no record
+// of the topic is in the client: its next record goes direct at once.
+func TestSpoolFloorSaveRetryNotUnderRecordsInKafka(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "b", Partitions: 1}})
+	s := testSpooler(t, c, func(cfg *Config) { cfg.SpoolAfterMs = 200 })
+	fail := errors.New("disk refuses")
+	var saves atomic.Int32
+	slow := make(chan struct{})
+	s.saveFloor = func(topic string) error {
+		if saves.Add(1) == 1 {
+			return fail // the first: b goes direct unsaved
+		}
+		<-slow
+		return s.sp.SaveTopic(topic)
+	}
+	defer close(slow)
+	if _, err := s.sp.Append([]spool.Record{{Topic: "unknown-topic", Value: []byte("held")}, {Topic: "b", Value: []byte("1")}}); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	defer s.close(context.Background())
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if p, unsaved := s.sp.TopicState("b"); p == 0 && unsaved {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("b never drained")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	g := s.lockGate("b")
+	if !s.directLocked(g) {
+		g.mu.Unlock()
+		t.Fatal("b not direct after its failed save")
+	}
+	g.mu.Unlock()
+	s.saveRetryAt.Store(0) // saveTopicRetry passed
+
+	g = s.lockGate("b")
+	g.out++ // a record of b in Kafka's client, its answer to come
+	start := time.Now()
+	direct := s.directLocked(g)
+	took := time.Since(start)
+	g.out--
+	g.mu.Unlock()
+	if !direct || took > saveTopicWait/2 {
+		t.Errorf("b's next record, one of b in Kafka's client: direct %v after %v under b's gate; want direct at once", direct, took)
+	}
+	if n := saves.Load(); n != 1 {
+		t.Errorf("%d saves, want the first alone while a record of b is in Kafka's client", n)
+	}
 }
