@@ -52,7 +52,9 @@ import (
 // when the first record of a partition's oldest batch has a done context
 // (the cancelled generation), kgo fails every batch buffered for that
 // partition (failAllRecords) rather than send them: after the flip, a
-// record of the generation is only written from a request sent before it.
+// record of the generation is only written from a request sent before it,
+// or from a batch a spool=0 record (its context live) heads — a copy
+// before the spool's all the same, counted as a possible duplicate.
 // A request already out completes or times out, or (the acks=1 client) is
 // given up when the context of its first record ends: kgo then sends its
 // batches headed by a live record again, whole and in partition order, and
