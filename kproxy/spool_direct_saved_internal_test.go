@@ -96,15 +96,7 @@ func TestSpoolTopicGoesDirectWhenItsFloorCannotBeSaved(t *testing.T) {
 	}
 	s.start()
 	defer s.close(context.Background())
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		if p, unsaved := s.sp.TopicState("b"); p == 0 && unsaved {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("b never drained")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	awaitDrainedUnsaved(t, s, "b")
 	g := s.lockGate("b")
 	start := time.Now()
 	direct := s.directLocked(g)
@@ -148,17 +140,7 @@ func TestSpoolHungFloorSaveHoldsNoOtherSave(t *testing.T) {
 	}
 	s.start()
 	defer s.close(context.Background())
-	for _, topic := range []string{"b1", "b2", "b3"} {
-		for deadline := time.Now().Add(20 * time.Second); ; {
-			if p, unsaved := s.sp.TopicState(topic); p == 0 && unsaved {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s never drained", topic)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
+	awaitDrainedUnsaved(t, s, "b1", "b2", "b3")
 	direct := func(topic string) (bool, time.Duration) {
 		g := s.lockGate(topic)
 		defer g.mu.Unlock()
@@ -245,15 +227,7 @@ func TestSpoolFloorSaveRetryNotUnderRecordsInKafka(t *testing.T) {
 	}
 	s.start()
 	defer s.close(context.Background())
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		if p, unsaved := s.sp.TopicState("b"); p == 0 && unsaved {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("b never drained")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	awaitDrainedUnsaved(t, s, "b")
 	g := s.lockGate("b")
 	if !s.directLocked(g) {
 		g.mu.Unlock()
@@ -274,5 +248,23 @@ func TestSpoolFloorSaveRetryNotUnderRecordsInKafka(t *testing.T) {
 	}
 	if n := saves.Load(); n != 1 {
 		t.Errorf("%d saves, want the first alone while a record of b is in Kafka's client", n)
+	}
+}
+
+// awaitDrainedUnsaved waits until each topic has nothing in the spool and
+// its acknowledgements are not saved (a topic drained while an older
+// record of another waits), 20 s at most.
+func awaitDrainedUnsaved(t *testing.T, s *spooler, topics ...string) {
+	t.Helper()
+	for _, topic := range topics {
+		for deadline := time.Now().Add(20 * time.Second); ; {
+			if p, unsaved := s.sp.TopicState(topic); p == 0 && unsaved {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never drained", topic)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
 }

@@ -34,12 +34,7 @@ func TestTxnPoolCloseClosesEveryClient(t *testing.T) {
 	cfg.TransactionalProducers = 4
 	cfg.ProduceTimeoutMs = 10_000 // a transaction timeout of 25 s
 	log := slog.New(slog.DiscardHandler)
-	ps, err := newProducers(context.Background(), cfg, log, producerHooks{batchRecords: nopObserver{},
-		batchMaxBytes: func(string) int32 { return int32(cfg.MaxMessageBytes) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ps.close(context.Background())
+	ps := testProducers(t, cfg, log)
 	p := newTxnPool(cfg, "kproxy-test", ps, log)
 	var open openClients
 	p.opts = append(p.opts, kgo.WithHooks(&open))
@@ -191,11 +186,7 @@ func TestTxnPoolCloseWaitsForAFenceUnderWay(t *testing.T) {
 	cfg.BrokerHosts = c.ListenAddrs()
 	cfg.TransactionalProducers = 1
 	log := slog.New(slog.DiscardHandler)
-	ps, err := newProducers(context.Background(), cfg, log, producerHooks{batchRecords: nopObserver{},
-		batchMaxBytes: func(string) int32 { return int32(cfg.MaxMessageBytes) }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ps := testProducers(t, cfg, log)
 	p := newTxnPool(cfg, "kproxy-test", ps, log)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
