@@ -440,6 +440,7 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, dl context.Context, topic str
 			p.tr.room.give(1)
 			p.release()
 			s.acks0Out.Add(-1)
+			s.metrics.produceErrors.WithLabelValues("503").Inc()
 			ctx.Response.Header.Set("Retry-After", "1")
 			return fail(ctx, fasthttp.StatusServiceUnavailable, notOpen)
 		}

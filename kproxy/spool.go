@@ -597,7 +597,8 @@ func (s *spooler) directLocked(g *gate) bool {
 // the late save ends well: a failing disk is not asked again at every
 // record, under the gate's lock, and a slow one that answers is asked
 // again at once; while a save given up on still waits for the disk, no
-// other starts; nor while records of the topic are in Kafka's client.
+// other starts. A topic already direct (gone direct unsaved) does not
+// wait for its save's retry.
 func (s *spooler) drainedLocked(g *gate) bool {
 	pending, unsaved := s.sp.TopicState(g.topic)
 	if pending > 0 {
@@ -607,15 +608,34 @@ func (s *spooler) drainedLocked(g *gate) bool {
 		g.unsavedWarned = false
 		return true
 	}
-	// Not with records of the topic in Kafka's client (a topic gone direct
-	// unsaved, its save tried again): their answers would wait for g.mu
-	// (settle), and every answer of the client behind them, for as long
-	// as the disk takes. Tried again at a record with none out.
-	if time.Now().UnixNano() < s.saveRetryAt.Load() || s.lateSaves.Load() > 0 || g.out > 0 {
+	if time.Now().UnixNano() < s.saveRetryAt.Load() || s.lateSaves.Load() > 0 {
 		if !g.unsavedWarned { // once per topic until it is saved: not at every record, nor one topic's for all
 			g.unsavedWarned = true
 			s.log.Warn("spool: a drained topic goes to Kafka directly with its acknowledged records not saved (a save failed or still waits for the disk); a crash now would write them again after newer ones", "topic", g.topic)
 		}
+		return true
+	}
+	if !g.spooling && g.unsavedWarned {
+		// A topic gone direct unsaved, its save tried again: not waited
+		// for under g.mu. Its records in Kafka's client would wait for
+		// g.mu in their answers (settle), and every answer of the client
+		// behind them, for as long as the disk takes; its records go
+		// direct already. Counted as a late save: no other starts
+		// meanwhile.
+		s.saveMu.Lock()
+		s.lateSaves.Add(1)
+		s.saveMu.Unlock()
+		topic := g.topic
+		go func() {
+			err := s.saveFloor(topic)
+			s.saveMu.Lock()
+			defer s.saveMu.Unlock()
+			s.lateSaves.Add(-1)
+			if err != nil {
+				s.saveRetryAt.Store(time.Now().Add(saveTopicRetry).UnixNano())
+				s.log.Warn("spool: a topic gone to Kafka directly still has its acknowledged records not saved; a crash now would write them again after newer ones", "topic", topic, "err", err)
+			}
+		}()
 		return true
 	}
 	done := make(chan error, 1)

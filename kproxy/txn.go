@@ -41,10 +41,13 @@ type txnPool struct {
 	mu     sync.Mutex
 	closed bool
 	aborts sync.WaitGroup // aborts running after their batch was answered
-	// retiring counts the fences of retire under way (counted while not
-	// closed): close waits for them, at most fenceAtShutdown, before the
-	// fencer closes under them.
-	retiring sync.WaitGroup
+	// retiring counts the fences of retire under way (p.mu), whenever
+	// they start, and retiringDone is closed when the count
+	// falls to 0: close waits for them, with the aborts still running (an
+	// abort that fails retires its client), at most fenceAtShutdown,
+	// before the fencer closes under them.
+	retiring     int
+	retiringDone chan struct{}
 
 	// retired is told of a client retire closed (set before first use).
 	retired func(*kgo.Client)
@@ -329,9 +332,9 @@ func (p *txnPool) retire(ctx context.Context, tp *txnProducer, why error) {
 	tp.cl = nil
 	tp.stale.Store(false)
 	shut := tp.shut
-	if !shut && !p.closed {
-		p.retiring.Add(1)
-		defer p.retiring.Done()
+	if !shut {
+		p.retiring++
+		defer p.doneRetiring()
 	}
 	p.mu.Unlock()
 	if shut { // close closed cl and fenced the id already
@@ -348,6 +351,45 @@ func (p *txnPool) retire(ctx context.Context, tp *txnProducer, why error) {
 	err := fence(ctx, p.fencer, tp.id, p.txnTimeout)
 	tp.fenced = err == nil
 	p.log.Warn("transactional client replaced", "transactional_id", tp.id, "err", why, "fence_err", err)
+}
+
+// doneRetiring counts a retire's fence off.
+func (p *txnPool) doneRetiring() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.retiring--; p.retiring == 0 && p.retiringDone != nil {
+		close(p.retiringDone)
+		p.retiringDone = nil
+	}
+}
+
+// awaitRetired waits until the aborts ended (aborted closed) and no
+// retire fences, at most until limit: the ids being fenced (their
+// clients replaced as the shutdown began, or by an abort that failed
+// after it) are fenced through p.fencer, which closes after close.
+func (p *txnPool) awaitRetired(aborted <-chan struct{}, limit <-chan time.Time) bool {
+	select {
+	case <-aborted:
+	case <-limit:
+		return false
+	}
+	for {
+		p.mu.Lock()
+		if p.retiring == 0 {
+			p.mu.Unlock()
+			return true
+		}
+		if p.retiringDone == nil {
+			p.retiringDone = make(chan struct{})
+		}
+		ch := p.retiringDone
+		p.mu.Unlock()
+		select {
+		case <-ch:
+		case <-limit:
+			return false
+		}
+	}
 }
 
 // fence initializes transactional id as a new producer would (Kafka's
@@ -460,14 +502,10 @@ func (p *txnPool) close(ctx context.Context) {
 		})
 	}
 	fencing.Wait()
-	// The ids being fenced by retire (their clients replaced as the
-	// shutdown began) are fenced through p.fencer too, closed after this.
-	retired := make(chan struct{})
-	go func() { p.retiring.Wait(); close(retired) }()
-	select {
-	case <-retired:
-	case <-time.After(fenceAtShutdown):
-		p.log.Warn("a transactional id still being fenced at shutdown; its transaction stays open until the transaction timeout")
+	limit := time.NewTimer(fenceAtShutdown)
+	defer limit.Stop()
+	if !p.awaitRetired(done, limit.C) {
+		p.log.Warn("a transactional id still being fenced, or a transaction aborted, at shutdown; its transaction stays open until the transaction timeout")
 	}
 }
 

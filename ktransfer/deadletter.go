@@ -552,7 +552,9 @@ func (t *Transfer) askDeadLetterLimit(ctx context.Context, topic string, log *sl
 			log.Warn("max.message.bytes of the dead-letter topic unknown; asked again before the write",
 				"dead_letter_topic", topic, "err", err)
 			if errors.Is(err, kerr.UnknownTopicOrPartition) {
-				t.askCreation(ctx, topic, log)
+				if t.askCreation(ctx, topic, log); ctx.Err() != nil {
+					return false, false, false
+				}
 			}
 			return false, true, false // not stored: asked again before the next try
 		}
@@ -586,7 +588,11 @@ func (t *Transfer) askCreation(ctx context.Context, topic string, log *slog.Logg
 	req.Topics = append(req.Topics, rt)
 	req.AllowAutoTopicCreation = true
 	resp, err := req.RequestWith(ctx, t.client)
-	if err == nil && len(resp.Topics) == 1 {
+	switch {
+	case err != nil:
+	case len(resp.Topics) != 1:
+		err = fmt.Errorf("%d topics in the answer", len(resp.Topics))
+	default:
 		err = kerr.ErrorForCode(resp.Topics[0].ErrorCode)
 	}
 	switch {
