@@ -66,6 +66,7 @@ func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool 
 	var refused error // why the whole record was refused; nil while it is tried
 	solo := m.t.deadLetterSoloLock(topic)
 	alone := false // the next write is the topic's only one in the client
+	othersCut := 0 // writes failed with another record's context
 	for n := 1; ; n++ {
 		known, ok := m.t.deadLetterLimit(ctx, topic, m.log)
 		if !ok {
@@ -106,6 +107,16 @@ func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool 
 			// fails a write not sent yet whose context ended): no failure,
 			// and nothing sent again.
 			return false
+		}
+		if (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) && othersCut < maxOthersCut {
+			// Failed with another record's context, this one's live: kgo
+			// fails every unsent batch of a dead-letter partition with the
+			// context error of its first record (another partition's dead
+			// letter, released, perhaps another module's). Nothing of it
+			// was sent: sent again at once, not a failed write.
+			othersCut++
+			n--
+			continue
 		}
 		if deadLetterRefused(err) && !alone {
 			// kgo may have batched it with other dead letters of the topic
@@ -156,6 +167,11 @@ func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool 
 		}
 	}
 }
+
+// maxOthersCut bounds the writes of one dead letter sent again at once
+// after kgo failed them with another record's context; past it they are
+// retried as failures (counted, logged, after a growing wait).
+const maxOthersCut = 10
 
 // beforeDeadLetterWrite, when a test sets it, runs before each write of a
 // dead letter of a partition's record.
