@@ -108,12 +108,14 @@ func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool 
 			// and nothing sent again.
 			return false
 		}
-		if (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) && othersCut < maxOthersCut {
+		if errors.Is(err, context.Canceled) && !errors.Is(err, kgo.ErrRecordTimeout) && othersCut < maxOthersCut {
 			// Failed with another record's context, this one's live: kgo
 			// fails every unsent batch of a dead-letter partition with the
 			// context error of its first record (another partition's dead
-			// letter, released, perhaps another module's). Nothing of it
-			// was sent: sent again at once, not a failed write.
+			// letter, released — cancelled — perhaps another module's).
+			// Nothing of it was sent: sent again at once, not a failed
+			// write. Not a deadline error: a dial's timeout matches
+			// context.DeadlineExceeded, a failure to count and log.
 			othersCut++
 			n--
 			continue
