@@ -1,7 +1,6 @@
 package ktransfer_test
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -9,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
@@ -30,13 +28,7 @@ import (
 // again at once now, as nothing of it was sent: no error.
 func TestReleasedDeadLetterFailsNoOther(t *testing.T) {
 	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 3}, kafkatest.Topic{Name: "dlq", Partitions: 1})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	topics, err := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc)).ListTopics(ctx, "dlq")
-	if err != nil || topics["dlq"].Err != nil {
-		t.Fatalf("look dlq up: %v %v", err, topics["dlq"].Err)
-	}
-	id := [16]byte(topics["dlq"].ID)
+	id := topicID(t, e, "dlq")
 	hold := make(chan struct{})
 	var released atomic.Bool
 	t.Cleanup(func() {

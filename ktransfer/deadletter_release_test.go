@@ -24,13 +24,7 @@ import (
 // requests held.
 func hangDeadLetters(t *testing.T, e *env) (hung *atomic.Int64, let func()) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	topics, err := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc)).ListTopics(ctx, "dlq")
-	if err != nil || topics["dlq"].Err != nil {
-		t.Fatalf("look dlq up: %v %v", err, topics["dlq"].Err)
-	}
-	id := [16]byte(topics["dlq"].ID)
+	id := topicID(t, e, "dlq")
 	hold := make(chan struct{})
 	var once sync.Once
 	let = func() { once.Do(func() { close(hold) }) }
@@ -48,6 +42,19 @@ func hangDeadLetters(t *testing.T, e *env) (hung *atomic.Int64, let func()) {
 		return nil, nil, false
 	})
 	return hung, let
+}
+
+// topicID is topic's id, as the brokers of e give it (a produce request
+// names a topic by it from version 13 on).
+func topicID(t *testing.T, e *env, topic string) [16]byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	topics, err := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc)).ListTopics(ctx, topic)
+	if err != nil || topics[topic].Err != nil {
+		t.Fatalf("look %s up: %v %v", topic, err, topics[topic].Err)
+	}
+	return [16]byte(topics[topic].ID)
 }
 
 // TestReleaseEndsHungDeadLetterWrite: a process with worker_num 2 holds

@@ -38,18 +38,7 @@ func TestReplayCountsDeadLettersDeletedWhileItWaited(t *testing.T) {
 		}
 		return nil, nil, false
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	rep, err := ktransfer.Replay(ctx, e.config(t, 0, m), "m", time.Time{}, testLog(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !deleted.Load() {
-		t.Fatal("the first fetch was never held")
-	}
-	if rep.Replayed != 0 || rep.Deleted != 3 || len(b.got()) != 0 {
-		t.Errorf("replay: %v, %d pushes; want the 3 dead letters counted as deleted before read", rep, len(b.got()))
-	}
+	replayAllDeleted(t, e, m, b, &deleted, "the first fetch was never held")
 }
 
 // TestReplayCountsDeadLettersDeletedWhenKafkaHidesTheLogStart: as above,
@@ -84,18 +73,7 @@ func TestReplayCountsDeadLettersDeletedWhenKafkaHidesTheLogStart(t *testing.T) {
 		}
 		return nil, nil, false
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	rep, err := ktransfer.Replay(ctx, e.config(t, 0, m), "m", time.Time{}, testLog(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !hidden.Load() {
-		t.Fatal("the check's fetch below the log start never came")
-	}
-	if rep.Replayed != 0 || rep.Deleted != 3 || len(b.got()) != 0 {
-		t.Errorf("replay: %v, %d pushes; want the 3 dead letters counted as deleted before read", rep, len(b.got()))
-	}
+	replayAllDeleted(t, e, m, b, &hidden, "the check's fetch below the log start never came")
 }
 
 // deleteDeadLettersBelow deletes the records of the dead-letter topic
@@ -107,5 +85,24 @@ func deleteDeadLettersBelow(t *testing.T, e *env, at int64) {
 	o.Add(kadm.Offset{Topic: "dlq", Partition: 0, At: at})
 	if res, err := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc)).DeleteRecords(ctx, o); err != nil || res.Error() != nil {
 		t.Errorf("delete records: %v %v", err, res.Error())
+	}
+}
+
+// replayAllDeleted replays module m's dead letters and checks that the 3
+// of them were counted as deleted before they were read, none pushed to b;
+// faulted tells the test's fault was met (else notMet).
+func replayAllDeleted(t *testing.T, e *env, m ktransfer.Module, b *backend, faulted *atomic.Bool, notMet string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rep, err := ktransfer.Replay(ctx, e.config(t, 0, m), "m", time.Time{}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !faulted.Load() {
+		t.Fatal(notMet)
+	}
+	if rep.Replayed != 0 || rep.Deleted != 3 || len(b.got()) != 0 {
+		t.Errorf("replay: %v, %d pushes; want the 3 dead letters counted as deleted before read", rep, len(b.got()))
 	}
 }
