@@ -372,11 +372,15 @@ func (c *cluster) everReached() bool { return c.everRead.Load() && c.polledAfter
 // it the partition's lag is an error.
 func (c *cluster) staleAfter() time.Duration { return max(3*c.poll, c.poll+5*time.Second) }
 
-// healthy reports whether a session is up.
+// healthy reports whether the cluster holds a ZooKeeper session: one is
+// established, or was and its connection was lost less than the session
+// timeout since ZooKeeper last answered, and the server did not say it
+// expired. The session lives on meanwhile, and so do the offsets read in
+// it: zkProblem serves the lag as known for as long.
 func (c *cluster) healthy() bool {
 	c.zkMu.Lock()
 	defer c.zkMu.Unlock()
-	return c.zkDownSince.IsZero()
+	return c.zkDownSince.IsZero() || c.everUp && !c.expired && time.Since(c.zkDownSince) <= c.sessionTimeout()
 }
 
 func (c *cluster) pollEnds(ctx context.Context) {
