@@ -854,8 +854,10 @@ func (m *module) release(c *claimed, mode releaseMode) {
 	}
 	<-c.done        // the reader dispatches none of its records any more
 	m.sched.drop(p) // its slots are given back below
+
+	var deadline time.Time // a hand-over's bound
 	if mode == handOver {
-		deadline := time.Now().Add(time.Duration(m.t.cfg.ShutdownTimeoutMs) * time.Millisecond)
+		deadline = time.Now().Add(time.Duration(m.t.cfg.ShutdownTimeoutMs) * time.Millisecond)
 		// Not past ZooKeeper's silence for the session grace either: the
 		// session may expire before the hand-over ends, and the next owner
 		// push the same keys while these are still out. dropAll stops
@@ -899,7 +901,7 @@ func (m *module) release(c *claimed, mode releaseMode) {
 	}
 	m.commitMu.Lock()
 	if mode == handOver && p.tracker != nil {
-		m.commitLocked([]*partition{p})
+		m.handOverCommitLocked(p, c, deadline)
 	}
 	held, ready := 0, 0
 	if p.tracker != nil {
@@ -921,6 +923,42 @@ func (m *module) release(c *claimed, mode releaseMode) {
 		_ = m.deleteOwner(p.id, p.epoch) // logged; retried by the reassignment
 	}
 	m.log.Info("partition released", "partition", p.id, "epoch", p.epoch, "mode", mode.String())
+}
+
+// handOverRetry is the pause between two tries of a hand-over's commit.
+const handOverRetry = 50 * time.Millisecond
+
+// handOverCommitLocked stores what partition p's hand-over leaves
+// acknowledged (m.commitMu held). A write ZooKeeper fails without refusing
+// it (a connection lost, a server restarting, a write denied for a while)
+// is tried again every handOverRetry, within the hand-over's bound
+// (deadline), a second at least: nothing else stores these records once p
+// is released, and the next owner would push them again from the last
+// commit. It stops when the commit is refused (deposed), the owner node is
+// gone or another claim's (lost), or ZooKeeper has not answered within the
+// grace: the next owner may be starting.
+func (m *module) handOverCommitLocked(p *partition, c *claimed, deadline time.Time) {
+	until := time.Now().Add(time.Second)
+	if deadline.After(until) {
+		until = deadline
+	}
+	for {
+		if _, lost := m.commitLocked([]*partition{p}); len(lost) > 0 {
+			return
+		}
+		offset, n, due := p.tracker.toCommit()
+		if !due {
+			return
+		}
+		if c.lost.Load() || !m.zkFresh(p) || !time.Now().Add(handOverRetry).Before(until) {
+			m.log.Warn("hand-over commit not stored; the next owner pushes these records again", "partition", p.id,
+				"offset", offset, "records", n)
+			return
+		}
+		m.commitMu.Unlock()
+		time.Sleep(handOverRetry)
+		m.commitMu.Lock()
+	}
 }
 
 // cut tells whether the run's pushes were cut short (pushesCut).
