@@ -56,6 +56,16 @@ func DelayClaimsRelists(t testing.TB, d time.Duration) {
 	t.Cleanup(func() { claimsRelistDelay.Store(0) })
 }
 
+// DelayFolderRelists makes every watcher of a module's offsets/ and
+// owners/, and of offsets/<topic>, woken by a change take d more between
+// seeing its context alive and listing the folder again, as on a machine
+// too busy to run it at once, until the test and its monitor end (call it
+// before starting the monitor).
+func DelayFolderRelists(t testing.TB, d time.Duration) {
+	foldersRelistDelay.Store(int64(d))
+	t.Cleanup(func() { foldersRelistDelay.Store(0) })
+}
+
 // DelayParentWaits makes every folder watcher that finds its folder
 // deleted take d more before it lists the folder's parent to wait for it,
 // as on a machine too busy to run it at once, until the test and its

@@ -65,6 +65,9 @@ func (c *cluster) watchChildren(ctx context.Context, conn *zk.Conn, f folder, sp
 		if d := claimsRelistDelay.Load(); d > 0 && relist && spawn == nil {
 			time.Sleep(time.Duration(d)) // 0 but in tests
 		}
+		if d := foldersRelistDelay.Load(); d > 0 && relist && spawn != nil && !f.root {
+			time.Sleep(time.Duration(d)) // 0 but in tests
+		}
 		endedMu.Lock()
 		for _, ch := range ended {
 			if running[ch.name] == ch {
@@ -319,6 +322,13 @@ var consumersRelistDelay atomic.Int64
 // machine can: a test sets it (export_test.go).
 var claimsRelistDelay atomic.Int64
 
+// foldersRelistDelay delays the listings but the first of the folders
+// below <chroot>/consumers followed with a goroutine per child (a module's
+// offsets/ and owners/, offsets/<topic>), between seeing its watcher's
+// context alive and listing the folder, as a busy machine can: a test sets
+// it (export_test.go).
+var foldersRelistDelay atomic.Int64
+
 // parentWaitDelay delays a folder watcher's wait for its deleted folder
 // to come back (before it lists the parent), as a busy machine can: a test
 // sets it (export_test.go).
@@ -459,6 +469,14 @@ func (c *cluster) followOffsets(ctx context.Context, conn *zk.Conn) {
 			count.Go(func() {
 				defer countRead()
 				c.watchCount(ctx, client, conn, moduleTopic{module, topic}, dir, countRead)
+				// Returned by itself (the module's offsets/ is gone): the
+				// folder's watcher is stopped too, and the topic is
+				// started anew by the next listing of offsets/ if it is
+				// there again by then (as offsets/ and owners/ are
+				// paired). Left running, it would follow a module created
+				// again alone: its count never read again, the unstored
+				// partitions gone from every output.
+				stop()
 			})
 			c.watchChildren(ctx, conn, folder{path: dir, client: client, read: topicRead, settle: settle,
 				denied: partKey{module, topic, "*"},
