@@ -95,6 +95,9 @@ func (s *Server) newGRPC(tlsCfg *tls.Config) *grpc.Server {
 	if tlsCfg != nil {
 		opts = append(opts, grpc.Creds(loggedTLS{credentials.NewTLS(tlsCfg), &s.grpcLog}))
 	}
+	late := refusedAnswer(0, refuse(503, -1, s.readLateReason()))
+	late.retryAfter = 1
+	s.produceLate = status.Convert(answerError(&late))
 	g := grpc.NewServer(opts...)
 	g.RegisterService(kproxyService(), grpcService{s: s})
 	g.RegisterService(s.cutUnary(&grpc_health_v1.Health_ServiceDesc), grpcHealth{s: s})

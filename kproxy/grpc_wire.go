@@ -75,34 +75,64 @@ var afterDecode func(ctx context.Context)
 // message has not come took nothing: at shutdown it must not hold kproxy
 // (the shutdown waits for the calls under way). Should the shutdown begin
 // while it reads, the call is ended with refusal, its read cut (callTap's
-// cut); cut is true then, whatever dec returned: a message read just before is
-// refused too, its records not handed on. Ended, not merely cut: grpc-go
-// answers a read whose context ends Canceled, which a client takes for
-// its own cancellation.
-func (s *Server) cutRead(ctx context.Context, dec func(any) error, v any, refusal *status.Status) (cut bool, err error) {
-	const reading, read, ended = 0, 1, 2
+// cut); cut is refusal then, whatever dec returned: a message read just
+// before is refused too, its records not handed on. Ended, not merely cut:
+// grpc-go answers a read whose context ends Canceled, which a client
+// takes for its own cancellation.
+//
+// Nor may a message that does not come hold its call for ever: a stalled
+// or crashed sender's half-sent message sits in grpc-go's buffers (its
+// flow-control window opened to the whole message), outside
+// req_pool_size, until the connection goes. One not read within
+// read_timeout_ms of the call's start (HTTP's bound on a request once its
+// first byte came) ends the call with slow, cut is slow; nothing was
+// handed on.
+func (s *Server) cutRead(ctx context.Context, dec func(any) error, v any, refusal, slow *status.Status) (cut *status.Status, err error) {
+	const reading, read, shut, late = 0, 1, 2, 3
 	var state atomic.Int32
-	stop := func() bool { return true }
-	if c, ok := ctx.Value(cutKey{}).(context.CancelFunc); ok {
-		stop = context.AfterFunc(s.drainCtx, func() {
-			if !state.CompareAndSwap(reading, ended) {
-				return // read: a request in flight, the shutdown waits for it
-			}
-			// grpc-go's transport stream; its WriteStatus ends the
-			// call (its read too) with refusal. Without it, the cut
-			// alone ends the read: Canceled.
-			if w, ok := grpc.ServerTransportStreamFromContext(ctx).(interface{ WriteStatus(*status.Status) error }); ok {
-				w.WriteStatus(refusal)
-			}
+	c, _ := ctx.Value(cutKey{}).(context.CancelFunc)
+	end := func(to int32, st *status.Status) {
+		if !state.CompareAndSwap(reading, to) {
+			return // read: a request in flight, the shutdown waits for it
+		}
+		// grpc-go's transport stream; its WriteStatus ends the call (its
+		// read too) with st. Without it, the cut alone ends the read:
+		// Canceled.
+		if w, ok := grpc.ServerTransportStreamFromContext(ctx).(interface{ WriteStatus(*status.Status) error }); ok {
+			w.WriteStatus(st)
+		}
+		if c != nil {
 			c()
-		})
+		}
 	}
+	stop := func() bool { return true }
+	if c != nil {
+		stop = context.AfterFunc(s.drainCtx, func() { end(shut, refusal) })
+	}
+	timer := time.AfterFunc(time.Duration(s.cfg.ReadTimeoutMs)*time.Millisecond, func() { end(late, slow) })
 	err = dec(v)
 	if afterDecode != nil {
 		afterDecode(ctx)
 	}
 	stop()
-	return !state.CompareAndSwap(reading, read), err
+	timer.Stop()
+	if state.CompareAndSwap(reading, read) {
+		return nil, err
+	}
+	if state.Load() == late {
+		return slow, err
+	}
+	return refusal, err
+}
+
+// readLate is a unary call's status when its message did not come within
+// read_timeout_ms (cutRead): Unavailable, nothing written.
+func (s *Server) readLate() *status.Status {
+	return status.New(codes.Unavailable, s.readLateReason())
+}
+
+func (s *Server) readLateReason() string {
+	return "the request was not received within read_timeout_ms (" + strconv.Itoa(s.cfg.ReadTimeoutMs) + "); nothing written"
 }
 
 // cutUnary is desc with the message of each unary method, and the
@@ -122,16 +152,17 @@ func (s *Server) cutUnary(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
 		}
 		h := sd.Handler
 		d.Streams[i].Handler = func(srv any, stream grpc.ServerStream) error {
-			return h(srv, cutStream{stream, s, shutdown})
+			return h(srv, cutStream{stream, s, shutdown, s.readLate()})
 		}
 	}
+	slow := s.readLate()
 	for i, m := range desc.Methods {
 		h, method := m.Handler, desc.ServiceName+"/"+m.MethodName
 		d.Methods[i] = grpc.MethodDesc{MethodName: m.MethodName, Handler: func(srv any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (any, error) {
 			return h(srv, ctx, func(v any) error {
-				cut, err := s.cutRead(ctx, dec, v, shutdown)
-				if cut {
-					err = shutdown.Err()
+				cut, err := s.cutRead(ctx, dec, v, shutdown, slow)
+				if cut != nil {
+					err = cut.Err()
 				}
 				if err != nil {
 					s.metrics.grpcRPCs.WithLabelValues(method, status.Code(err).String()).Inc()
@@ -146,14 +177,14 @@ func (s *Server) cutUnary(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
 // cutStream is a server stream whose one request is read by cutRead.
 type cutStream struct {
 	grpc.ServerStream
-	s        *Server
-	shutdown *status.Status
+	s              *Server
+	shutdown, slow *status.Status
 }
 
 func (c cutStream) RecvMsg(m any) error {
-	cut, err := c.s.cutRead(c.Context(), c.ServerStream.RecvMsg, m, c.shutdown)
-	if cut {
-		return c.shutdown.Err()
+	cut, err := c.s.cutRead(c.Context(), c.ServerStream.RecvMsg, m, c.shutdown, c.slow)
+	if cut != nil {
+		return cut.Err()
 	}
 	return err
 }
@@ -175,12 +206,12 @@ func produceHandler(srv any, ctx context.Context, dec func(any) error, intercept
 	// in flight: it does not hold the shutdown (cutRead). Ended
 	// Unavailable, nothing written; so is one whose message came as the
 	// shutdown began (it was not handed to Kafka).
-	cut, err := s.cutRead(ctx, dec, j, produceShutdown)
-	if cut {
+	cut, err := s.cutRead(ctx, dec, j, produceShutdown, s.produceLate)
+	if cut != nil {
 		if err == nil {
 			s.metrics.grpcAnswered("Produce", 503, time.Now())
 		}
-		err = produceShutdown.Err()
+		err = cut.Err()
 	}
 	if err != nil {
 		// Not read (over max_request_size_bytes, the client left, or

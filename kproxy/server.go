@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
 )
 
 // Server is a running kproxy: the HTTP listener, the gRPC listener (when
@@ -34,13 +35,16 @@ type Server struct {
 	http    *fasthttp.Server
 	admin   *http.Server
 	grpc    *grpc.Server
-	prod    *producers
-	txns    *txnPool // nil: transactional_producers 0
-	spool   *spooler // nil: spool_dir empty
-	check   *topicCheck
-	purges  topicPurges // of topics whose id a client holds stale
-	metrics *metrics
-	errLog  sampled
+	// produceLate is Produce's answer to a call whose message did not come
+	// within read_timeout_ms (cutRead).
+	produceLate *status.Status
+	prod        *producers
+	txns        *txnPool // nil: transactional_producers 0
+	spool       *spooler // nil: spool_dir empty
+	check       *topicCheck
+	purges      topicPurges // of topics whose id a client holds stale
+	metrics     *metrics
+	errLog      sampled
 	// grpcLog reports the clients of grpc_port that do not speak gRPC.
 	grpcLog sampled
 	// acks0Log reports acks=0 records lost after their 200, sampled.
