@@ -560,9 +560,25 @@ func (m *module) owners(dir string) (out map[int32]owner, unreadable map[int32]e
 			unreadable[p] = fmt.Errorf("read owner node %s: %w", node, err)
 			continue
 		}
-		out[p] = owner{id: string(data), epoch: stat.Czxid}
+		id := string(data)
+		if id != m.t.id && m.t.ownsNode(m.t.conn(), data, stat) {
+			// Rewritten by hand: still this process's (its session's),
+			// which only this process may delete. Taken for what it is.
+			m.log.Warn("owner node rewritten by hand; it is this process's session's, taken as this process's", "partition", p, "owner", id)
+			id = m.t.id
+		}
+		out[p] = owner{id: id, epoch: stat.Czxid}
 	}
 	return out, unreadable, nil
+}
+
+// ownsNode reports whether an owner node read (data, stat) is this
+// process's: it holds its id, or it is an ephemeral node of its session,
+// whatever it holds (rewritten by hand). Such a node no other process may
+// create, and no session's end deletes while this process runs: left as
+// another's, its partition would be pushed by nobody.
+func (t *Transfer) ownsNode(conn *zk.Conn, data []byte, stat *zk.Stat) bool {
+	return string(data) == t.id || stat.EphemeralOwner != 0 && stat.EphemeralOwner == conn.SessionID()
 }
 
 // unanswered reports whether a ZooKeeper request failed for want of an
@@ -671,8 +687,10 @@ func (m *module) takeOwner(p int32, node string) (claimOwner, error) {
 			return claimOwner{}, err
 		}
 		switch {
-		case string(data) != m.t.id && stat.EphemeralOwner != 0:
+		case !m.t.ownsNode(conn, data, stat) && stat.EphemeralOwner != 0:
 			return claimOwner{}, errHeld
+		case string(data) != m.t.id && stat.EphemeralOwner != 0:
+			m.log.Warn("owner node rewritten by hand; it is this process's session's: created again", "partition", p, "owner", string(data))
 		case string(data) != m.t.id:
 			// Persistent (written by hand, copied by a tool): no
 			// session's end deletes it, and it holds no live claim.
@@ -1005,7 +1023,7 @@ func (m *module) deleteOwnerOnce(p int32, epoch int64) error {
 	for range 3 {
 		conn := m.t.conn()
 		data, stat, dirVersion, rerr := readOwner(conn, node)
-		if errors.Is(rerr, zk.ErrNoNode) || rerr == nil && (string(data) != m.t.id || epoch != 0 && stat.Czxid != epoch) {
+		if errors.Is(rerr, zk.ErrNoNode) || rerr == nil && (!m.t.ownsNode(conn, data, stat) || epoch != 0 && stat.Czxid != epoch) {
 			return nil // gone, or another claim's
 		}
 		if err = rerr; err != nil {
