@@ -149,6 +149,8 @@ func (m *module) wake() {
 // which takes it as its first arm.
 func (m *module) watchDir(ctx context.Context, dir string) {
 	told := false // an event came, and the coordinator was not woken for it yet
+	owners := dir == zklayout.Owners(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic)
+	unwatched := false // owners/ went unwatched since its guard last looked (an event, a failed arm)
 	for ctx.Err() == nil {
 		// A watch left set by the module's previous run, if any: set again,
 		// each run would leave one more channel in the client.
@@ -170,24 +172,38 @@ func (m *module) watchDir(ctx context.Context, dir string) {
 				m.wake()
 				told = false
 			}
+			unwatched = true
 			sleep(ctx, time.Second)
 			continue
 		}
 		m.wake()
 		told = false
+		if owners && unwatched {
+			// An owner node deleted while no watch was set told nobody:
+			// the guard looks now. The reassignment, woken above, may be
+			// the very one waiting for a hand-over's pushes.
+			m.guardNow()
+		}
+		unwatched = false
 		select {
 		case <-ev:
 			told = true
-			if dir == zklayout.Owners(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic) {
-				select {
-				case m.ownersChanged <- struct{}{}:
-				default:
-				}
+			if owners {
+				unwatched = true
+				m.guardNow()
 			}
 		case <-ctx.Done():
 			m.t.parkWatch(dir, ev)
 			return
 		}
+	}
+}
+
+// guardNow asks guardOwners to look at the claims' owner nodes.
+func (m *module) guardNow() {
+	select {
+	case m.ownersChanged <- struct{}{}:
+	default:
 	}
 }
 
@@ -199,8 +215,9 @@ func (m *module) watchDir(ctx context.Context, dir string) {
 // would go on pushing here. Only claims held before each look: a claim's
 // node is created, and answered, before the claim is held, and ZooKeeper
 // answers a session's requests in order, so a node not found then was
-// deleted (or went with its session). A node that cannot be looked at is
-// left to the reassignment.
+// deleted (or went with its session). A node that cannot be looked at
+// (ZooKeeper did not answer) is looked at again a little later: the
+// reassignment may be the one waiting for a hand-over's pushes.
 func (m *module) guardOwners(ctx context.Context, ownersDir string) {
 	for {
 		select {
@@ -208,6 +225,7 @@ func (m *module) guardOwners(ctx context.Context, ownersDir string) {
 			return
 		case <-m.ownersChanged:
 		}
+		again := false
 		m.mu.Lock()
 		held := make([]*claimed, 0, len(m.claims)+len(m.handing))
 		for _, c := range m.claims {
@@ -223,7 +241,11 @@ func (m *module) guardOwners(ctx context.Context, ownersDir string) {
 			}
 			node := path.Join(ownersDir, strconv.Itoa(int(c.part.id)))
 			ok, stat, err := m.t.conn().Exists(node)
-			if err != nil || ctx.Err() != nil {
+			if ctx.Err() != nil {
+				continue
+			}
+			if err != nil {
+				again = true
 				continue
 			}
 			if !ok || stat.Czxid != c.part.epoch {
@@ -233,8 +255,15 @@ func (m *module) guardOwners(ctx context.Context, ownersDir string) {
 				m.depose(c.part) // not if it is released, or being released
 			}
 		}
+		if again {
+			time.AfterFunc(guardRetry, m.guardNow)
+		}
 	}
 }
+
+// guardRetry is how soon guardOwners looks again at an owner node
+// ZooKeeper did not answer for.
+const guardRetry = 100 * time.Millisecond
 
 // watchFault, when a test sets it, runs before each arm of a fleet
 // folder's watch (watchDir), with the instance and the folder: an error

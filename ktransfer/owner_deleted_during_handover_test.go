@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-zookeeper/zk"
+
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
@@ -124,4 +126,27 @@ func deleteOwnerWhileHandingOver(t *testing.T, e *env, b *backend, closedAt *ato
 		t.Errorf("A's push of partition 1 stayed open %v after B's first push of it (owner node deleted %v before that)",
 			closed.Sub(bFirst).Round(time.Millisecond), bFirst.Sub(deleted).Round(time.Millisecond))
 	}
+}
+
+// TestOwnerDeletedWhileOwnersIsUnwatchedAbandonsTheHandOversPush: the same
+// as TestOwnerDeletedDuringItsHandOverAbandonsThePush, but the owner node
+// is deleted while A has no watch on owners/: a change of the folder (a
+// node that is no partition's) fired it, and its arm again fails (the
+// ZooKeeper connection down at that moment: tried again a second later).
+// Once the watch is set again, A must look at its claims: its
+// reassignment is the one waiting for the hand-over's push. Before, the
+// new arm only woke that reassignment, the push stayed open beside B's
+// for the rest of shutdown_timeout_ms (10 s).
+func TestOwnerDeletedWhileOwnersIsUnwatchedAbandonsTheHandOversPush(t *testing.T) {
+	e, b, tr, _, closedAt := hungPushOfPartition1(t)
+	startB(t, e, b)
+	waitFor(t, "A handing partition 1 over", 10*time.Second, func() bool { return ktransfer.Releasing(tr) > 0 })
+	owners := zklayout.Owners(chroot, "m", "t")
+	tries, release := ktransfer.DisturbWatch(t, tr, true, owners)
+	if _, err := e.conn.Create(owners+"/x", nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "A's arm of the owners/ watch failing", 5*time.Second, func() bool { return tries(owners) > 0 })
+	time.AfterFunc(300*time.Millisecond, release) // the next arm, a second after the failed one, is set
+	deleteOwnerWhileHandingOver(t, e, b, closedAt)
 }
