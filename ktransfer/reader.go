@@ -343,6 +343,13 @@ func (r *reader) apply() {
 	for _, c := range changes {
 		id := c.p.id
 		switch {
+		case c.add && c.p.ctx.Err() != nil:
+			// A released claim's, come late (its goroutine was between
+			// its check of the context and the request): a newer claim
+			// of the partition may be read by now, which it would
+			// replace, and its unassign then remove. Nothing of a
+			// released claim is dispatched anyway.
+			continue
 		case c.add:
 			if _, reading := r.parts[id]; reading {
 				remove[id] = true // restart: a fresh cursor at c.at
