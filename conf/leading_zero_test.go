@@ -41,6 +41,16 @@ func TestLeadingZeroIntegersRefused(t *testing.T) {
 	if _, err := kmonitor.LoadConfig(f); err == nil || !strings.Contains(err.Error(), f+":2: http_server.port: ") || !strings.Contains(err.Error(), `"055325"`) {
 		t.Errorf("kmonitor: %v", err)
 	}
+	// A float key takes an integer too, read as octal alike: rate_limit:
+	// 0100 loaded as 64 requests per second, burst: 010 beside it refused.
+	f = write("rl.yaml", "broker_hosts: [10.1.4.17:5031]\nclients:\n - {name: shop, secret: s3cret-value, topics: [a], rate_limit: 0100}\n")
+	if _, err := kproxy.LoadConfig(f); err == nil || !strings.Contains(err.Error(), f+":3: clients[0].rate_limit: ") || !strings.Contains(err.Error(), `"0100"`) {
+		t.Errorf("kproxy rate_limit: %v", err)
+	}
+	f = write("rlm.yaml", "topic: t\nprotocol: {uri: /x}\nrate_limit: 010\nbackend_servers: [10.1.2.1:80]\n")
+	if _, err := ktransfer.LoadModule(f); err == nil || !strings.Contains(err.Error(), f+":3: rate_limit: ") || !strings.Contains(err.Error(), `"010"`) {
+		t.Errorf("module rate_limit: %v", err)
+	}
 	f = write("ok.yaml", "port: 0\nread_timeout_ms: 0o144\nwrite_timeout_ms: 0x64\nbroker_hosts: [10.1.4.17:5031]\n")
 	if cfg, err := kproxy.LoadConfig(f); err != nil || cfg.Port != 0 || cfg.ReadTimeoutMs != 100 || cfg.WriteTimeoutMs != 100 {
 		t.Errorf("0, 0o144 and 0x64: port %d, read_timeout_ms %d, write_timeout_ms %d, %v; want 0, 100, 100, nil",

@@ -94,17 +94,22 @@ func TestAccessConfigErrors(t *testing.T) {
 	cfg := kproxy.DefaultConfig()
 	cfg.BrokerHosts = []string{"h:1"}
 	cfg.TopicsAllowed = []string{"[bad"}
-	cfg.Clients = []kproxy.Client{{Name: "a:b", Topics: nil}, {Name: "x", Secret: "s", SecretFile: "f", Topics: []string{"t"}},
+	cfg.Clients = []kproxy.Client{{Name: "a:Hunter2pw", Topics: nil}, {Name: "x", Secret: "s", SecretFile: "f", Topics: []string{"t"}},
 		{Name: "y", Secret: "s", Topics: []string{"t"}, RateLimit: -1}, {Name: "z", Secret: "s", Topics: []string{"t"}, Burst: 5}}
 	cfg.TLSCertFile = "/nonexistent/cert.pem"
 	err := cfg.Validate("kproxy.yaml")
 	for _, want := range []string{"clients[2].rate_limit: must be >= 0 requests per second (0: no limit), got -1",
 		"clients[3].burst: must be >= 1, and goes with rate_limit, got 5", "tls_cert_file: tls_cert_file and tls_key_file go together", `topics_allowed[0]: must be a topic name or a pattern like billing.*, got "[bad"`,
-		`clients[0].name: must be a non-empty name without ':', got "a:b"`, "clients[0]: needs exactly one of secret and secret_file",
+		`clients[0].name: must be a name without ':' (got "a:…", not shown past its ':')`, "clients[0]: needs exactly one of secret and secret_file",
 		"clients[0].topics: must list", "clients[1]: needs exactly one of secret and secret_file"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%v\nlacks %q", err, want)
 		}
+	}
+	// user:secret pasted whole into name (curl -u's form): the secret was
+	// shown, got "a:Hunter2pw".
+	if err != nil && strings.Contains(err.Error(), "Hunter2pw") {
+		t.Errorf("the error shows what follows ':' in a client's name, a secret: %v", err)
 	}
 }
 

@@ -414,8 +414,12 @@ func (c Config) Validate(file string) error {
 	for i, cl := range c.Clients {
 		field := fmt.Sprintf("clients[%d]", i)
 		switch {
-		case cl.Name == "" || strings.Contains(cl.Name, ":"):
+		case cl.Name == "":
 			p.Addf(field+".name", cl.Name, "must be a non-empty name without ':'")
+		case strings.Contains(cl.Name, ":"):
+			// user:secret, as curl -u takes it, pasted whole: the part
+			// after ':' not shown.
+			p.Add(field+".name", "must be a name without ':' (got "+strconv.Quote(cl.Name[:strings.IndexByte(cl.Name, ':')+1]+"…")+", not shown past its ':')")
 		case names[cl.Name]:
 			p.Addf(field+".name", cl.Name, "names a client twice")
 		}

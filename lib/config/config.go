@@ -343,8 +343,8 @@ func isInteger(t reflect.Type) bool {
 // 0x64, say what they are; so does one whose octal reading is its decimal
 // one (00 to 07, zero-padded), which loaded right and still does.
 func octalByZero(n *yaml.Node, t reflect.Type) bool {
-	if !isInteger(t) {
-		return false
+	if !isInteger(t) && t.Kind() != reflect.Float32 && t.Kind() != reflect.Float64 {
+		return false // a float key (rate_limit) takes an integer too: 0100 is 64 there as well
 	}
 	if n.Kind != yaml.ScalarNode || n.Style != 0 || n.ShortTag() != "!!int" {
 		return false
@@ -396,7 +396,7 @@ func (d *decoder) structNode(n *yaml.Node, v reflect.Value, field string) {
 			path = field + "." + key
 		}
 		if seen[key] {
-			d.fail(k, path, "key appears twice")
+			d.fail(k, shownKey(path, key), "key appears twice")
 			continue
 		}
 		seen[key] = true
@@ -413,8 +413,24 @@ func (d *decoder) structNode(n *yaml.Node, v reflect.Value, field string) {
 			rest.SetMapIndex(reflect.ValueOf(key), ev)
 			continue
 		}
+		if shown := shownKey(path, key); shown != path {
+			d.fail(k, shown, "unknown key, not shown past its ':' (in a flow mapping, {secret: x}, write a space after ':'; known keys: %s)", strings.Join(sortedKeys(fields), ", "))
+			continue
+		}
 		d.fail(k, path, "unknown key (known keys: %s)", strings.Join(sortedKeys(fields), ", "))
 	}
+}
+
+// shownKey is path, whose last element is key, as an error may show it: a
+// key holding ':' is cut after it. In a flow mapping, {secret:Hunter2}
+// without a space after ':' is one key, "secret:Hunter2", holding the
+// value: a secret, for what the error knows.
+func shownKey(path, key string) string {
+	i := strings.IndexByte(key, ':')
+	if i < 0 {
+		return path
+	}
+	return strings.TrimSuffix(path, key) + key[:i+1] + "…"
 }
 
 // pairs is MappingPairs(n), n being decoded into t as field, a merge key

@@ -142,6 +142,11 @@ func TestDecodeHidesSecrets(t *testing.T) {
 		{"api_token: hunter2\n", "hunter2", "f.yaml:1: api_token: must be an integer, got a string (not shown: it may be a secret)"},
 		{"count: whsec_S3cr3t\n", "S3cr3t", "f.yaml:1: count: must be an integer, got a string (not shown: it may be a secret)"},
 		{"count: 12abc\n", "", `f.yaml:1: count: must be an integer, got "12abc"`},
+		// A flow mapping without a space after ':' makes the key and its
+		// value one key: it was shown whole, "auth.password:hunter2:
+		// unknown key", to stderr, -check and a reload's log line.
+		{"auth: {user: u, password:hunter2}\n", "hunter2", "f.yaml:1: auth.password:…: unknown key, not shown past its ':' (in a flow mapping, {secret: x}, write a space after ':'; known keys: password, user)"},
+		{"auth: {password:hunter2, password:hunter2}\n", "hunter2", "f.yaml:1: auth.password:…: unknown key, not shown past its ':' (in a flow mapping, {secret: x}, write a space after ':'; known keys: password, user)\nf.yaml:1: auth.password:…: key appears twice"},
 	}
 	for _, c := range cases {
 		var s withSecrets
