@@ -124,6 +124,12 @@ func (s *Server) reloadLocked() (restart []string, level int, err error) {
 		// anyone instead.
 		return nil, 0, fmt.Errorf("%s: clients: a reload cannot turn authentication off (no clients: every request is taken without credentials); restart kproxy to run without clients, got none", s.cfg.file)
 	}
+	if len(prev.allowed) > 0 && len(cfg.TopicsAllowed) == 0 {
+		// No topics_allowed means every topic: an operator who removes
+		// the last entry to shut every topic off would open them all
+		// instead (to anyone, without clients).
+		return nil, 0, fmt.Errorf("%s: topics_allowed: a reload cannot turn the topic restriction off (none listed: every topic may be written); restart kproxy to run without it, got none", s.cfg.file)
+	}
 	a, err := newAccess(cfg, prev)
 	if err != nil {
 		return nil, 0, errors.New(s.cfg.file + ": " + err.Error())
