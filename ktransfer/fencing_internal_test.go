@@ -33,7 +33,7 @@ func TestCommitRefusedOnceAnotherClaimExists(t *testing.T) {
 	cfg := Config{ZKChroot: chroot}
 	mod := Module{Name: "m", Topic: "t"}
 	trA := &Transfer{cfg: cfg, zk: conn, acl: acl, id: "A"}
-	trB := &Transfer{cfg: cfg, zk: conn, acl: acl, id: "B"}
+	trB := &Transfer{cfg: cfg, zk: zktest.ConnectSession(t, z.Addr, 10*time.Second), acl: acl, id: "B"} // a session of its own, as a process has
 	a := &module{t: trA, cfg: mod, log: slog.New(slog.DiscardHandler)}
 	b := &module{t: trB, cfg: mod, log: slog.New(slog.DiscardHandler)}
 	owners := zklayout.Owners(chroot, "m", "t")
@@ -90,7 +90,7 @@ func TestStartOffsetRefusedOnceAnotherClaimExists(t *testing.T) {
 	cfg := Config{ZKChroot: chroot}
 	mod := Module{Name: "m", Topic: "t"}
 	a := &module{t: &Transfer{cfg: cfg, zk: conn, acl: acl, id: "A"}, cfg: mod, log: slog.New(slog.DiscardHandler)}
-	b := &module{t: &Transfer{cfg: cfg, zk: conn, acl: acl, id: "B"}, cfg: mod, log: slog.New(slog.DiscardHandler)}
+	b := &module{t: &Transfer{cfg: cfg, zk: zktest.ConnectSession(t, z.Addr, 10*time.Second), acl: acl, id: "B"}, cfg: mod, log: slog.New(slog.DiscardHandler)}
 	offset, claimed := offsetNodeClaims(t, conn, chroot)
 	pa := claimed(a)
 	if err := conn.Delete(pa.owner, -1); err != nil { // A's session expired
@@ -175,7 +175,7 @@ func fencingPair(t *testing.T) (conn *zk.Conn, a, b *module, claim func(*module)
 	cfg := Config{ZKChroot: chroot}
 	mod := Module{Name: "m", Topic: "t", StartFrom: "oldest"}
 	a = &module{t: &Transfer{cfg: cfg, zk: conn, acl: acl, id: "A"}, cfg: mod, log: slog.New(slog.DiscardHandler)}
-	b = &module{t: &Transfer{cfg: cfg, zk: conn, acl: acl, id: "B"}, cfg: mod, log: slog.New(slog.DiscardHandler)}
+	b = &module{t: &Transfer{cfg: cfg, zk: zktest.ConnectSession(t, z.Addr, 10*time.Second), acl: acl, id: "B"}, cfg: mod, log: slog.New(slog.DiscardHandler)}
 	owners := zklayout.Owners(chroot, "m", "t")
 	for _, d := range []string{owners, zklayout.Offsets(chroot, "m", "t")} {
 		if err := zklayout.CreateAll(conn, d, acl); err != nil {

@@ -23,8 +23,11 @@ func ownerRace(t *testing.T, owner string) (a, b *module, conn *zk.Conn, node st
 	const chroot = "/mq/c"
 	cfg := Config{ZKChroot: chroot}
 	mod := Module{Name: "m", Topic: "t"}
+	// Each instance its own session, as processes have: a node of A's
+	// session is A's, whatever it holds (ownsNode).
+	connB := zktest.ConnectSession(t, z.Addr, 10*time.Second)
 	a = &module{t: &Transfer{cfg: cfg, zk: conn, acl: acl, id: "A"}, cfg: mod, log: slog.New(slog.DiscardHandler)}
-	b = &module{t: &Transfer{cfg: cfg, zk: conn, acl: acl, id: "B"}, cfg: mod, log: slog.New(slog.DiscardHandler)}
+	b = &module{t: &Transfer{cfg: cfg, zk: connB, acl: acl, id: "B"}, cfg: mod, log: slog.New(slog.DiscardHandler)}
 	owners := zklayout.Owners(chroot, "m", "t")
 	if err := zklayout.CreateAll(conn, owners, acl); err != nil {
 		t.Fatal(err)
