@@ -52,6 +52,7 @@ func (s breakerState) String() string {
 type breakers struct {
 	threshold int // breaker_failures; 0: no breaker
 	base      time.Duration
+	trial     time.Duration // how long a trial push may last before it counts as failed (trialBound)
 	addrs     []string             // per breaker: its backend, as first listed
 	of        []int                // per backend_servers entry: its breaker
 	opened    []prometheus.Counter // per breaker
@@ -94,7 +95,7 @@ const (
 func newBreakers(m Module, s *moduleStats) *breakers {
 	b := &breakers{
 		threshold: m.BreakerFailures, base: time.Duration(m.BreakerCooldownMs) * time.Millisecond,
-		of: make([]int, len(m.BackendServers)), changed: make(chan struct{}),
+		trial: trialBound(m.Protocol), of: make([]int, len(m.BackendServers)), changed: make(chan struct{}),
 	}
 	seen := map[string]int{}
 	for i, a := range m.BackendServers {
@@ -118,6 +119,23 @@ func newBreakers(m Module, s *moduleStats) *breakers {
 		}
 	}
 	return b
+}
+
+// minTrialBound is the least a trial push may last before it counts as
+// failed: a backend may take long to answer (read_timeout_ms 0, no bound
+// of the push's own).
+const minTrialBound = 30 * time.Second
+
+// trialBound is how long a half-open backend's trial push may last before
+// it counts as a failed trial (the backend opens again, and the next push
+// after the cooldown is the next trial): twice the push's own bounds,
+// minTrialBound at least. Without it a trial that never ended (a backend
+// that accepts and never answers, read_timeout_ms 0) kept the backend
+// half-open for good, and every push that had no closed backend left
+// waited for it: the module stalled.
+func trialBound(p Protocol) time.Duration {
+	push := time.Duration(p.ConnTimeoutMs+p.WriteTimeoutMs+p.ReadTimeoutMs) * time.Millisecond
+	return max(minTrialBound, 2*push)
 }
 
 // backendKey is a backend_servers entry's breaker: its host:port,
@@ -225,6 +243,20 @@ func (b *breakers) pick(now time.Time, from, count int) (c choice, ok bool, unti
 	for k := range count {
 		i := (from + k) % n
 		s := &b.b[b.of[i]]
+		if s.state == stateHalfOpen {
+			if end := s.since.Add(b.trial); now.Before(end) {
+				if until.IsZero() || end.Before(until) {
+					until = end // when the trial counts as failed: look again then
+				}
+			} else {
+				// The trial has lasted past its bound: failed. Its late
+				// answer counts for nothing (another opening, gen).
+				s.failures++
+				s.cooldown = min(2*s.cooldown, maxBreakerCooldown)
+				b.open(b.of[i], now)
+				b.broadcast()
+			}
+		}
 		switch s.state {
 		case stateClosed:
 			closed++
@@ -280,6 +312,9 @@ func (b *breakers) abandon(c choice) {
 	defer b.mu.Unlock()
 	now := time.Now()
 	s := &b.b[b.of[c.i]]
+	if c.gen != s.gen {
+		return // counted failed past its bound (pick): the backend opened again since
+	}
 	s.state, s.since, s.until = stateOpen, now, now
 	b.broadcast()
 }
@@ -298,6 +333,9 @@ func (b *breakers) reportAt(c choice, ok bool, now time.Time) {
 	k := b.of[c.i]
 	s := &b.b[k]
 	switch {
+	case c.trial && c.gen != s.gen:
+		// A trial counted failed past its bound (pick): the backend
+		// opened again since, and the next trial decides.
 	case c.trial && ok:
 		s.state, s.since, s.failures, s.cooldown = stateClosed, now, 0, b.base
 		b.broadcast()

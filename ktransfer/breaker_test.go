@@ -398,3 +398,38 @@ func TestBreakerInherit(t *testing.T) {
 		}
 	}
 }
+
+// TestBreakerTrialWithoutAnswerCountsAsFailed: the trial push of a
+// half-open backend never ends (a backend that accepts and never answers,
+// read_timeout_ms 0). Past the trial's bound it counts as failed: the
+// backend opens again (twice the cooldown) and the next push after that is
+// the next trial, which decides; the hung trial's late answer counts for
+// nothing. Before, the backend stayed half-open for good, and every push
+// without a closed backend left waited for it: the module stalled.
+func TestBreakerTrialWithoutAnswerCountsAsFailed(t *testing.T) {
+	b := testBreakers(t, 1, 10, "a:1")
+	b.trial = 200 * time.Millisecond
+	b.report(choice{i: 0}, retry) // opens for 10 ms
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	hung, g := b.acquire(ctx, 0, 1, true)
+	if g != chosenBackend || !hung.trial {
+		t.Fatalf("acquire after the cooldown: %+v %v, want the trial", hung, g)
+	}
+	start := time.Now()
+	next, g := b.acquire(ctx, 1, 1, true)
+	if g != chosenBackend || !next.trial {
+		t.Fatalf("a push while the trial hangs: %+v %v after %v; want the next trial once the first is past its bound", next, g, time.Since(start).Round(time.Millisecond))
+	}
+	if took := time.Since(start); took < 200*time.Millisecond {
+		t.Errorf("the next trial came %v after the first began, within its bound (200 ms)", took)
+	}
+	b.report(hung, pushed) // the hung trial's late answer: nothing
+	if st := b.b[0].state; st != stateHalfOpen {
+		t.Fatalf("after the late answer of the trial counted failed: %v, want half_open (the next trial decides)", st)
+	}
+	b.report(next, pushed)
+	if st, cd := b.b[0].state, b.b[0].cooldown; st != stateClosed || cd != b.base {
+		t.Errorf("after the next trial's success: %v, cooldown %v; want closed, %v", st, cd, b.base)
+	}
+}
