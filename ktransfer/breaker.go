@@ -52,7 +52,7 @@ func (s breakerState) String() string {
 type breakers struct {
 	threshold int // breaker_failures; 0: no breaker
 	base      time.Duration
-	trial     time.Duration // how long a trial push may last before it counts as failed (trialBound)
+	trial     time.Duration        // how long a trial push may last before it counts as failed (trialBound)
 	addrs     []string             // per breaker: its backend, as first listed
 	of        []int                // per backend_servers entry: its breaker
 	opened    []prometheus.Counter // per breaker
