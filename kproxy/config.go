@@ -88,7 +88,8 @@ type Config struct {
 	// whose transactions follow one another. 0: atomic batches are off.
 	TransactionalProducers int `yaml:"transactional_producers"`
 	// TransactionalID prefixes the transactional ids of those clients
-	// (<prefix>-0, <prefix>-1, …); empty: kproxy-<host name>-<port>. Two
+	// (<prefix>-0, <prefix>-1, …); empty: kproxy-<host name>-<port>, the
+	// listen_host before the port when set (defaultTxnID). Two
 	// kproxy processes must not share one: each would fence the other's
 	// transactions.
 	TransactionalID string `yaml:"transactional_id"`

@@ -180,6 +180,16 @@ func NewContext(ctx context.Context, cfg Config, log *slog.Logger) (*Server, err
 			return nil, fmt.Errorf("%slisten on %s (admin_addr): %w", where, cfg.AdminAddr, err)
 		}
 	}
+	txnPrefix := cfg.TransactionalID
+	if cfg.TransactionalProducers > 0 && txnPrefix == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			s.closeListeners()
+			return nil, fmt.Errorf("%stransactional_producers: the host name, for the default transactional_id, cannot be read (set transactional_id): %w", where, err)
+		}
+		_, port, _ := net.SplitHostPort(s.ln.Addr().String())
+		txnPrefix = defaultTxnID(host, cfg.ListenHost, port)
+	}
 	reg := prometheus.NewRegistry()
 	s.metrics = newMetrics(reg, &s.inFlight)
 	s.check = newTopicCheck(cfg.AutoCreateTopics, cfg.MaxMessageBytes)
@@ -197,13 +207,7 @@ func NewContext(ctx context.Context, cfg Config, log *slog.Logger) (*Server, err
 		}
 	}
 	if cfg.TransactionalProducers > 0 {
-		prefix := cfg.TransactionalID
-		if prefix == "" {
-			host, _ := os.Hostname()
-			_, port, _ := net.SplitHostPort(s.ln.Addr().String())
-			prefix = "kproxy-" + host + "-" + port
-		}
-		s.txns = newTxnPool(cfg, prefix, s.prod, log)
+		s.txns = newTxnPool(cfg, txnPrefix, s.prod, log)
 		s.txns.retired = s.purges.forgetClient
 	}
 	if cfg.producerNumSet || cfg.ProducerNum != 1 {
@@ -736,3 +740,17 @@ func (f fasthttpLog) Printf(format string, args ...any) {
 
 // InFlight is the number of /commit requests being processed.
 func (s *Server) InFlight() int64 { return s.inFlight.Load() }
+
+// defaultTxnID is the transactional id prefix of a kproxy that sets no
+// transactional_id: kproxy-<host name>-<port>, and the listen_host between
+// them when it is set to an address of its own. Two processes of one host
+// may share a port on two addresses: with the host name and port alone
+// they shared their ids, each fencing the other's transactions (503s
+// without end under atomic traffic). A process listening on every
+// address keeps the id it had.
+func defaultTxnID(host, listenHost, port string) string {
+	if ip := net.ParseIP(listenHost); listenHost != "" && (ip == nil || !ip.IsUnspecified()) {
+		return "kproxy-" + host + "-" + listenHost + "-" + port
+	}
+	return "kproxy-" + host + "-" + port
+}
