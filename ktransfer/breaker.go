@@ -292,14 +292,25 @@ func (b *breakers) pick(now time.Time, from, count int) (c choice, ok bool, unti
 
 // usable reports whether c may still be pushed to: its trial, or a
 // backend still closed (it may have opened while the push waited for a
-// token).
+// token). A trial still on is sent now: its bound (trialBound) runs from
+// here, not from its choice, which the waits for ZooKeeper and for a token
+// (up to worker_num / rate_limit) may precede by longer than the bound.
+// One counted failed meanwhile (pick) is not: the next trial decides.
 func (b *breakers) usable(c choice) bool {
-	if b.threshold == 0 || c.trial {
+	if b.threshold == 0 {
 		return true
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.b[b.of[c.i]].state == stateClosed
+	s := &b.b[b.of[c.i]]
+	if c.trial {
+		if s.state != stateHalfOpen || s.gen != c.gen {
+			return false
+		}
+		s.since = time.Now()
+		return true
+	}
+	return s.state == stateClosed
 }
 
 // abandon gives back a choice that was not pushed: a trial not made lets

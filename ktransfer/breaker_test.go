@@ -433,3 +433,35 @@ func TestBreakerTrialWithoutAnswerCountsAsFailed(t *testing.T) {
 		t.Errorf("after the next trial's success: %v, cooldown %v; want closed, %v", st, cd, b.base)
 	}
 }
+
+// TestBreakerTrialBoundRunsFromItsSending: a trial push waits for
+// ZooKeeper and for a rate_limit token after its backend was chosen (up to
+// worker_num / rate_limit), which may take longer than the trial's bound.
+// The bound runs from its sending: the trial must not be counted failed
+// by the next push's look, and its answer must decide. Before, the trial
+// was counted failed while it still waited, its success was ignored, and
+// with another backend keeping the waits long the backend never closed.
+func TestBreakerTrialBoundRunsFromItsSending(t *testing.T) {
+	b := testBreakers(t, 1, 10, "a:1", "b:1")
+	b.trial = 200 * time.Millisecond
+	b.report(choice{i: 0}, retry) // a opens for 10 ms
+	time.Sleep(20 * time.Millisecond)
+	c, ok, _, _ := b.pick(time.Now(), 0, 1)
+	if !ok || !c.trial {
+		t.Fatalf("a push after the cooldown: %+v %v, want a's trial", c, ok)
+	}
+	time.Sleep(250 * time.Millisecond) // the waits for ZooKeeper and a token
+	if !b.usable(c) {
+		t.Fatal("the trial, still on, refused at its sending")
+	}
+	if other, ok, _, _ := b.pick(time.Now(), 0, 1); ok {
+		t.Fatalf("another push while the trial is out: %+v", other)
+	}
+	if st, gen := b.b[0].state, b.b[0].gen; st != stateHalfOpen || gen != c.gen {
+		t.Fatalf("a's trial just sent, 250 ms after its choice: %v (openings %d, the trial's %d); want half_open, counted from its sending", st, gen, c.gen)
+	}
+	b.report(c, pushed)
+	if st := b.b[0].state; st != stateClosed {
+		t.Errorf("after the trial's success: %v, want closed", st)
+	}
+}
