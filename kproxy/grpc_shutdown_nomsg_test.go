@@ -19,10 +19,7 @@ import (
 // which a client takes for its own cancellation.
 func TestGRPCShutdownNotHeldByCallWithoutMessage(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
-	g := startGRPC(t, c, func(cfg *kproxy.Config) {
-		cfg.ShutdownTimeoutMs = 10000
-		cfg.ReadTimeoutMs = 60000 // the shutdown, not read_timeout_ms, ends the call
-	})
+	g := startGRPC(t, c, func(cfg *kproxy.Config) { cfg.ShutdownTimeoutMs = 10000 })
 	if resp, err := g.produce(t, nil, &kproxypb.ProduceRequest{Topic: topic, Records: []*kproxypb.Record{grec("", "", "x")}}); err != nil || resp.Status != 200 {
 		t.Fatalf("a call: %v %v", resp, refusalOf(err))
 	}

@@ -84,9 +84,8 @@ var afterDecode func(ctx context.Context)
 // or crashed sender's half-sent message sits in grpc-go's buffers (its
 // flow-control window opened to the whole message), outside
 // req_pool_size, until the connection goes. One not read within
-// read_timeout_ms of the call's start (HTTP's bound on a request once its
-// first byte came) ends the call with slow, cut is slow; nothing was
-// handed on.
+// readBound of the call's start ends the call with slow, cut is slow;
+// nothing was handed on.
 func (s *Server) cutRead(ctx context.Context, dec func(any) error, v any, refusal, slow *status.Status) (cut *status.Status, err error) {
 	const reading, read, shut, late = 0, 1, 2, 3
 	var state atomic.Int32
@@ -109,7 +108,7 @@ func (s *Server) cutRead(ctx context.Context, dec func(any) error, v any, refusa
 	if c != nil {
 		stop = context.AfterFunc(s.drainCtx, func() { end(shut, refusal) })
 	}
-	timer := time.AfterFunc(time.Duration(s.cfg.ReadTimeoutMs)*time.Millisecond, func() { end(late, slow) })
+	timer := time.AfterFunc(s.readBound(), func() { end(late, slow) })
 	err = dec(v)
 	if afterDecode != nil {
 		afterDecode(ctx)
@@ -125,14 +124,25 @@ func (s *Server) cutRead(ctx context.Context, dec func(any) error, v any, refusa
 	return refusal, err
 }
 
+// readBound is how long a unary call's message may take to come whole
+// (cutRead): the longer of read_timeout_ms and idle_timeout_ms. A bound on
+// a stalled sender, not on a request's latency: read_timeout_ms alone
+// (100 ms by default, HTTP's) would refuse a large message from a client
+// a few round trips away (the message and the end of its stream are read
+// together, a message over the 1 MiB window a round trip later).
+func (s *Server) readBound() time.Duration {
+	return time.Duration(max(s.cfg.ReadTimeoutMs, s.cfg.IdleTimeoutMs)) * time.Millisecond
+}
+
 // readLate is a unary call's status when its message did not come within
-// read_timeout_ms (cutRead): Unavailable, nothing written.
+// readBound (cutRead): Unavailable, nothing written.
 func (s *Server) readLate() *status.Status {
 	return status.New(codes.Unavailable, s.readLateReason())
 }
 
 func (s *Server) readLateReason() string {
-	return "the request was not received within read_timeout_ms (" + strconv.Itoa(s.cfg.ReadTimeoutMs) + "); nothing written"
+	return "the request was not received within " + strconv.FormatInt(s.readBound().Milliseconds(), 10) +
+		" ms (the longer of read_timeout_ms and idle_timeout_ms); nothing written"
 }
 
 // cutUnary is desc with the message of each unary method, and the
