@@ -592,8 +592,16 @@ func (m *module) owners(dir string) (out map[int32]owner, unreadable map[int32]e
 		id := string(data)
 		if id != m.t.id && m.t.ownsNode(m.t.conn(), data, stat) {
 			// Rewritten by hand: still this process's (its session's),
-			// which only this process may delete. Taken for what it is.
-			m.log.Warn("owner node rewritten by hand; it is this process's session's, taken as this process's", "partition", p, "owner", id)
+			// which only this process may delete. Taken for what it is;
+			// said once per rewrite (an idle claim keeps it until its
+			// next commit, refused, and every reassignment reads it).
+			if m.rewrittenOwners[p] != stat.Mzxid {
+				if m.rewrittenOwners == nil {
+					m.rewrittenOwners = map[int32]int64{}
+				}
+				m.rewrittenOwners[p] = stat.Mzxid
+				m.log.Warn("owner node rewritten by hand; it is this process's session's, taken as this process's", "partition", p, "owner", id)
+			}
 			id = m.t.id
 		}
 		out[p] = owner{id: id, epoch: stat.Czxid}

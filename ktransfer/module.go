@@ -76,6 +76,10 @@ type module struct {
 	// not read at its last reassignment ("" for none; logged when it
 	// changes: warnUnreadable).
 	unreadableOwners string
+	// rewrittenOwners is, per partition whose owner node was rewritten by
+	// hand and is still this process's session's, the rewrite (its Mzxid)
+	// last warned of; the coordinator's alone.
+	rewrittenOwners map[int32]int64
 	// persistentIDs is how many nodes under ids/ are persistent (no live
 	// instance), as the coordinator last counted them.
 	persistentIDs int
