@@ -301,7 +301,7 @@ func (d *decoder) node(n *yaml.Node, v reflect.Value, field string) {
 		for i := 0; i+1 < len(pairs); i += 2 {
 			key := pairs[i].Value
 			if seen[key] {
-				d.fail(pairs[i], field+"."+key, "key appears twice")
+				d.fail(pairs[i], shownKey(field+"."+key, key), "key appears twice")
 				continue
 			}
 			seen[key] = true

@@ -128,8 +128,9 @@ type withSecrets struct {
 		User     string `yaml:"user"`
 		Password string `yaml:"password"`
 	} `yaml:"auth"`
-	APIToken int `yaml:"api_token"`
-	Count    int `yaml:"count"`
+	APIToken int               `yaml:"api_token"`
+	Count    int               `yaml:"count"`
+	Headers  map[string]string `yaml:"headers"`
 }
 
 // TestDecodeHidesSecrets: a type error of a field that may hold a secret
@@ -146,6 +147,7 @@ func TestDecodeHidesSecrets(t *testing.T) {
 		// value one key: it was shown whole, "auth.password:hunter2:
 		// unknown key", to stderr, -check and a reload's log line.
 		{"auth: {user: u, password:hunter2}\n", "hunter2", "f.yaml:1: auth.password:…: unknown key, not shown past its ':' (in a flow mapping, {secret: x}, write a space after ':'; known keys: password, user)"},
+		{"headers: {X-Token:hunter2, X-Token:hunter2}\n", "hunter2", "f.yaml:1: headers.X-Token:…: key appears twice"},
 		{"auth: {password:hunter2, password:hunter2}\n", "hunter2", "f.yaml:1: auth.password:…: unknown key, not shown past its ':' (in a flow mapping, {secret: x}, write a space after ':'; known keys: password, user)\nf.yaml:1: auth.password:…: key appears twice"},
 	}
 	for _, c := range cases {
