@@ -14,21 +14,39 @@ go vet ./...
 # turn: the run then takes about as long as kproxy's package.
 # -timeout: a package over it fails with every test it ran.
 kt=./ktransfer
-mapfile -t kt_tests < <(go test -list '^Test' "$kt" | grep '^Test')
+kt_list=$(go test -list '^(Test|Fuzz)' "$kt") # its failure stops the script (set -e)
+mapfile -t kt_tests < <(grep -E '^(Test|Fuzz)' <<<"$kt_list") # Fuzz: their seed corpora
+if (( ${#kt_tests[@]} == 0 )); then
+	echo "no test of $kt listed"
+	exit 1
+fi
 shard() { # shard N: every other test of ktransfer, from the Nth
 	local names=() i
 	for (( i = $1; i < ${#kt_tests[@]}; i += 2 )); do names+=("${kt_tests[i]}"); done
 	local IFS='|'
 	go test -race -count=1 -timeout 45m -run "^(${names[*]})\$" "$kt"
 }
+# Each in a process group of its own (set -m), stopped whole with the
+# script: Ctrl-C or a kill left them running (a background command ignores
+# SIGINT, and go test's test binaries outlive it), ZooKeeper JVMs and all.
 pids=()
-go test -race -count=1 -p 2 -timeout 45m $(go list ./... | grep -vx "github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer") & pids+=($!)
+stop_tests() {
+	for pid in "${pids[@]}"; do kill -- -"$pid" 2>/dev/null || true; done
+}
+trap stop_tests EXIT
+trap 'exit 130' INT TERM
+others=$(go list ./... | grep -vx "github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer")
+set -m
+go test -race -count=1 -p 2 -timeout 45m $others & pids+=($!)
 shard 0 & pids+=($!)
 shard 1 & pids+=($!)
+set +m
 failed=0
 for pid in "${pids[@]}"; do
 	wait "$pid" || failed=1
 done
+pids=()
+trap - EXIT INT TERM
 if (( failed )); then
 	echo "tests failed"
 	exit 1
