@@ -330,16 +330,23 @@ func (s *Server) checkBody(ctx *fasthttp.RequestCtx, body []byte) int {
 // bytes, and what one of them takes for the next request the other never
 // saw (request smuggling). RFC 9112 6.3: such a message "ought to be
 // handled as an error", and the connection closed after the answer (6.1).
+//
+// fasthttp gives a chunked body's length as -1, or as 0 once an empty one
+// was read (dropping Transfer-Encoding then): only a length above 0 tells
+// that there is no Transfer-Encoding, the raw header lines tell the rest.
+// An empty chunked body was taken for none, and the request that followed
+// it in what a proxy took for its body written.
 func ambiguousLength(ctx *fasthttp.RequestCtx) bool {
-	if ctx.Request.Header.ContentLength() >= 0 {
-		return false // no Transfer-Encoding: fasthttp gives a Transfer-Encoding's body length as -1 or -2
+	if ctx.Request.Header.ContentLength() > 0 {
+		return false // by Content-Length: fasthttp takes a chunked body whichever comes first
 	}
+	var length, encoding bool
 	for name := range headerLines(ctx.Request.Header.RawHeaders()) {
-		if bytes.EqualFold(bytes.TrimSpace(name), []byte(fasthttp.HeaderContentLength)) {
-			return true
-		}
+		name = bytes.TrimSpace(name)
+		length = length || bytes.EqualFold(name, []byte(fasthttp.HeaderContentLength))
+		encoding = encoding || bytes.EqualFold(name, []byte(fasthttp.HeaderTransferEncoding))
 	}
-	return false
+	return length && encoding
 }
 
 const ambiguousLengthReason = "both Content-Length and Transfer-Encoding: the body's length is ambiguous (RFC 9112 6.1); send one of them"
