@@ -76,6 +76,9 @@ func (s *Server) checkBatchHead(ctx *fasthttp.RequestCtx) (h batchHead, code int
 		ctx.Response.Header.Set("Allow", "POST")
 		return h, batchFail(ctx, refuse(fasthttp.StatusMethodNotAllowed, -1, "use POST"))
 	}
+	if hasFragment(ctx) {
+		return h, batchFail(ctx, refuse(400, -1, fragmentReason))
+	}
 	args := ctx.QueryArgs()
 	if args.Len() > 1 {
 		if name := repeatedParam(args); name != "" {

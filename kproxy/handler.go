@@ -86,6 +86,9 @@ func (s *Server) checkCommitHead(ctx *fasthttp.RequestCtx) (h commitHead, code i
 		ctx.Response.Header.Set("Allow", "POST")
 		return h, fail(ctx, fasthttp.StatusMethodNotAllowed, "use POST")
 	}
+	if hasFragment(ctx) {
+		return h, fail(ctx, fasthttp.StatusBadRequest, fragmentReason)
+	}
 	args := ctx.QueryArgs()
 	if args.Len() > 1 {
 		if name := repeatedParam(args); name != "" {
@@ -348,6 +351,16 @@ func ambiguousLength(ctx *fasthttp.RequestCtx) bool {
 	}
 	return length && encoding
 }
+
+// hasFragment reports whether the request target holds a '#': fasthttp
+// takes what follows for a fragment and drops it, parameters included.
+// topic=orders&key=user#42&acks=-1 (a key built into the target without
+// escaping) was written under the key user at acks=1, answered 200.
+func hasFragment(ctx *fasthttp.RequestCtx) bool {
+	return bytes.IndexByte(ctx.RequestURI(), '#') >= 0
+}
+
+const fragmentReason = "'#' in the request target: what follows it, parameters included, would be dropped; percent-encode it as %23"
 
 const ambiguousLengthReason = "both Content-Length and Transfer-Encoding: the body's length is ambiguous (RFC 9112 6.1); send one of them"
 
