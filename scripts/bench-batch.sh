@@ -34,6 +34,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+ensure_pkg curl curl
 KPROXY_BIN_SET=${KPROXY_BIN:-}
 KPROXY_BIN=${KPROXY_BIN:-bin/kproxy_bin} # another build to compare (then kproxy is not built)
 DURATION=${DURATION:-10}

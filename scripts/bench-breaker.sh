@@ -19,6 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_pkg /usr/share/java/zookeeper.jar zookeeper
+ensure_pkg curl curl
 KTRANSFER_BIN_SET=${KTRANSFER_BIN:-}
 KTRANSFER_BIN=${KTRANSFER_BIN:-bin/ktransfer_bin} # another build to compare (then ktransfer is not built)
 RECORDS=${RECORDS:-20000}

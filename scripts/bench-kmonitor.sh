@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_pkg /usr/share/java/zookeeper.jar zookeeper
 ensure_pkg wrk wrk
+ensure_pkg curl curl
 KMONITOR_BIN=${KMONITOR_BIN:-bin/kmonitor_bin} # another build to compare
 DURATION=${DURATION:-10}
 MODULES=${MODULES:-50}

@@ -45,6 +45,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_pkg /usr/share/java/zookeeper.jar zookeeper
+ensure_pkg curl curl
+ensure_pkg pgrep procps
 KTRANSFER_BIN_SET=${KTRANSFER_BIN:-}
 # Another build to compare (then ktransfer is not built), or several,
 # space-separated: each round runs each of them, in turn, first.

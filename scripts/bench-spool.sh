@@ -61,6 +61,7 @@ export LC_ALL=C # EPOCHREALTIME with a "." (the locale's decimal point otherwise
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_pkg wrk wrk
+ensure_pkg curl curl
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 DRAIN_ONLY=${DRAIN_ONLY:-}

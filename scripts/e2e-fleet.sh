@@ -12,6 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_pkg /usr/share/java/zookeeper.jar zookeeper
+ensure_pkg curl curl
 RECORDS=${RECORDS:-100000}
 RATE=${RATE:-5000}
 WINDOW=${WINDOW:-200}
