@@ -261,6 +261,15 @@ func (t *Transfer) reload(ctx context.Context) (ReloadStatus, error) {
 			errs = append(errs, err)
 			continue
 		}
+		if ok && old.cfg.Topic == mc.Topic {
+			// The old run's wait for its topic goes on in the new one: a
+			// topic created (and written to) since, which the old run has
+			// not looked at yet, is read from its first records under
+			// start_from newest, not from its end.
+			if late := old.topicLate.Load(); late != 0 {
+				m.topicLate.CompareAndSwap(0, late)
+			}
+		}
 		if missing {
 			// No fault of the configuration: the module starts and waits
 			// for its topic, as at the process's start (coordinate says so,

@@ -172,3 +172,31 @@ func TestReloadedModuleOfADeletedTopicWaits(t *testing.T) {
 		t.Errorf("owner nodes %v of the deleted topic; want none", o)
 	}
 }
+
+// TestReloadedWaitingModuleKeepsItsWaitMark: module n (start_from newest)
+// waits for its topic, which is created and written to; a reload that
+// changes n (its uri) comes before n's run looks again (it looks about
+// once a second). Every record of the topic came after n began to wait,
+// and none may be skipped. The reload found the topic there and built the
+// new run without the old run's mark of the wait: with no stored offset,
+// newest started it at the log end, after the three records.
+func TestReloadedWaitingModuleKeepsItsWaitMark(t *testing.T) {
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	bk := newBackend(t, nil)
+	c := e.reloadConf(t, "n")
+	c.module(t, "n", "later", "n", bk.URL, "start_from: newest\n")
+	var logs runtest.Log
+	r := startConf(t, c, slog.New(slog.NewTextHandler(&logs, nil)))
+	waitFor(t, "n waiting for its topic", 10*time.Second, func() bool {
+		return strings.Contains(logs.String(), "topic does not exist") && strings.Contains(logs.String(), "module=n")
+	})
+	e.createTopic(t, "later", 1)
+	e.produce(t, "later", [][2]string{{"c", "3"}, {"d", "4"}, {"e", "5"}})
+	c.module(t, "n", "later", "n2", bk.URL, "start_from: newest\n")
+	if err := r.tr.Reload(context.Background()); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	waitFor(t, "the records written while n waited pushed", 20*time.Second, func() bool {
+		return pushed(bk, "3") && pushed(bk, "4") && pushed(bk, "5")
+	})
+}
