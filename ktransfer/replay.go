@@ -674,12 +674,10 @@ func replayRange(ctx context.Context, adm *kadm.Client, topic string, since time
 		}
 		return out, nil
 	}
-	if ends, err = list("end", func() (kadm.ListedOffsets, error) { return adm.ListCommittedOffsets(ctx, topic) }); err != nil {
-		return nil, nil, nil, err
-	}
-	if highs, err = list("high watermark", func() (kadm.ListedOffsets, error) { return adm.ListEndOffsets(ctx, topic) }); err != nil {
-		return nil, nil, nil, err
-	}
+	// The start first: a log start moved past the end listed before it
+	// (retention, DeleteRecords between the two) left from above end, the
+	// partition unread and its deleted letters uncounted (exit 0). Listed
+	// first, a start that moved is read as out of range, which counts them.
 	// A time before 1970 is before every record; as a negative timestamp
 	// Kafka would read it as a special one (-1: the end, -3: the record
 	// with the largest timestamp).
@@ -688,7 +686,16 @@ func replayRange(ctx context.Context, adm *kadm.Client, topic string, since time
 	} else {
 		from, err = list("-since", func() (kadm.ListedOffsets, error) { return adm.ListOffsetsAfterMilli(ctx, since.UnixMilli(), topic) })
 	}
-	return from, ends, highs, err
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if ends, err = list("end", func() (kadm.ListedOffsets, error) { return adm.ListCommittedOffsets(ctx, topic) }); err != nil {
+		return nil, nil, nil, err
+	}
+	if highs, err = list("high watermark", func() (kadm.ListedOffsets, error) { return adm.ListEndOffsets(ctx, topic) }); err != nil {
+		return nil, nil, nil, err
+	}
+	return from, ends, highs, nil
 }
 
 // deadLetterOrigin rebuilds the record a dead letter was made from (see
