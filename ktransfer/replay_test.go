@@ -158,7 +158,7 @@ func TestReplayRefusals(t *testing.T) {
 	cfg.BrokerHosts = []string{"127.0.0.1:1"}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	if _, err := ktransfer.Replay(ctx, cfg, "m", time.Time{}, testLog(t)); err == nil || !strings.Contains(err.Error(), "kafka [127.0.0.1:1]: list end offsets of dlq") {
+	if _, err := ktransfer.Replay(ctx, cfg, "m", time.Time{}, testLog(t)); err == nil || !strings.Contains(err.Error(), "kafka [127.0.0.1:1]: list start offsets of dlq") {
 		t.Errorf("Kafka not answering: %v", err)
 	}
 }
