@@ -5,11 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-zookeeper/zk"
-
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kmonitor"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
 )
 
 // TestAddedPartitionReportedAfterItsModuleIsCreatedAgain: a module whose
@@ -29,19 +26,9 @@ func TestAddedPartitionReportedAfterItsModuleIsCreatedAgain(t *testing.T) {
 	e := startWith(t, k, nil, io.Discard)
 	produce(t, e.kafka, "t", 0, 5)
 	produce(t, e.kafka, "t", 1, 3)
-	// owners/ unreadable: its watcher sleeps between tries, and does not
-	// see the module go (as TestModuleRecreatedBeforeConsumersListedAgain).
-	auth := zklayout.Auth{User: "ktransfer", Password: "zk-pass"}
-	if err := auth.Authenticate(e.conn, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	module := zklayout.Consumers(chroot) + "/m"
-	if err := zklayout.CreateAll(e.conn, module, zk.WorldACL(zk.PermAll)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.conn.Create(module+"/owners", nil, 0, zk.DigestACL(zk.PermAll, auth.User, auth.Password)); err != nil {
-		t.Fatal(err)
-	}
+	// owners/ unreadable: its watcher does not see the module go (as
+	// TestModuleRecreatedBeforeConsumersListedAgain).
+	module := moduleWithUnreadableOwners(t, e.conn, "m")
 	setPartitionCount(t, e.conn, "m", "t", 1)
 	setOffset(t, e.conn, "m", "t", "0", "5")
 	e.eventually(t, "", `{"test_cluster":{"m":{"0":0,"1":3}}}`+"\n", 15*time.Second)

@@ -21,17 +21,7 @@ func TestModuleRecreatedBeforeConsumersListedAgain(t *testing.T) {
 	kmonitor.DelayConsumersRelists(t, 2*time.Second)
 	e := start(t)
 	produce(t, e.kafka, "a", 0, 100)
-	auth := zklayout.Auth{User: "ktransfer", Password: "zk-pass"}
-	if err := auth.Authenticate(e.conn, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	module := zklayout.Consumers(chroot) + "/m"
-	if err := zklayout.CreateAll(e.conn, module, zk.WorldACL(zk.PermAll)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.conn.Create(module+"/owners", nil, 0, zk.DigestACL(zk.PermAll, auth.User, auth.Password)); err != nil {
-		t.Fatal(err)
-	}
+	module := moduleWithUnreadableOwners(t, e.conn, "m")
 	setOffset(t, e.conn, "m", "a", "0", "0")
 	e.eventually(t, "", `{"test_cluster":{"m":{"0":100}}}`+"\n", 10*time.Second)
 
@@ -44,4 +34,25 @@ func TestModuleRecreatedBeforeConsumersListedAgain(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	setOffset(t, e.conn, "m", "a", "0", "1")
 	e.eventually(t, "", `{"test_cluster":{"m":{"0":99}}}`+"\n", 15*time.Second)
+}
+
+// moduleWithUnreadableOwners creates module name's znode, and its owners/
+// readable only with credentials kmonitor does not have: kmonitor's
+// owners/ watcher sleeps between its tries, and does not see the module go
+// (a module deleted and created again between two of them). It returns
+// the module's path.
+func moduleWithUnreadableOwners(t *testing.T, conn *zk.Conn, name string) string {
+	t.Helper()
+	auth := zklayout.Auth{User: "ktransfer", Password: "zk-pass"}
+	if err := auth.Authenticate(conn, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	module := zklayout.Consumers(chroot) + "/" + name
+	if err := zklayout.CreateAll(conn, module, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Create(module+"/owners", nil, 0, zk.DigestACL(zk.PermAll, auth.User, auth.Password)); err != nil {
+		t.Fatal(err)
+	}
+	return module
 }

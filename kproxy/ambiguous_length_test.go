@@ -38,21 +38,7 @@ func TestContentLengthWithTransferEncodingRefused(t *testing.T) {
 		"POST /commit?topic=orders HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
 		"POST /batch?topic=orders HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
 	} {
-		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.WriteString(conn, first+next); err != nil {
-			t.Fatal(err)
-		}
-		br := bufio.NewReader(conn)
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatalf("%q: no answer: %v", first, err)
-		}
-		answer, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		resp, answer, br, conn := sendRaw(t, addr, first+next)
 		if resp.StatusCode != 400 || !strings.Contains(string(answer), "Transfer-Encoding") {
 			t.Errorf("%.40q: %d %q, want 400 naming Content-Length and Transfer-Encoding", first, resp.StatusCode, answer)
 		}
@@ -65,4 +51,27 @@ func TestContentLengthWithTransferEncodingRefused(t *testing.T) {
 	if n := endOffsets(t, c, "orders"); n != 0 {
 		t.Errorf("%d records written, want none", n)
 	}
+}
+
+// sendRaw writes req, raw bytes, on a new connection to addr (5 s for all
+// of it) and reads the first answer; br reads the connection on, conn is
+// closed when the test ends.
+func sendRaw(t *testing.T, addr, req string) (resp *http.Response, body []byte, br *bufio.Reader, conn net.Conn) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	br = bufio.NewReader(conn)
+	if resp, err = http.ReadResponse(br, nil); err != nil {
+		t.Fatalf("%.40q: no answer: %v", req, err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, body, br, conn
 }

@@ -1,13 +1,8 @@
 package kproxy_test
 
 import (
-	"bufio"
-	"io"
-	"net"
-	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
@@ -26,21 +21,7 @@ func TestFragmentInRequestTargetRefused(t *testing.T) {
 		"POST /commit?topic=orders&key=user#42&acks=-1 HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n\x03",
 		"POST /batch?topic=orders&acks=-1#&atomic=1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n[{\"value\":1}]",
 	} {
-		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.WriteString(conn, req); err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		if err != nil {
-			t.Fatalf("%.40q: no answer: %v", req, err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		conn.Close()
+		resp, b, _, _ := sendRaw(t, addr, req)
 		if resp.StatusCode != 400 || !strings.Contains(string(b), "%23") {
 			t.Errorf("%.50q: %d %q, want 400 saying to percent-encode the '#'", req, resp.StatusCode, b)
 		}
