@@ -652,9 +652,11 @@ func onBatchProduced(r *kgo.Record, err error) {
 	// Not waiting: answered 504 (collect), or taken and counted (await).
 	if it.state.CompareAndSwap(waiting, finished) {
 		c.promised()
-	} else if err == nil && !taken {
+	} else if err == nil && !taken && (c.cl == s.prod.all || c.cl == s.prod.leader) {
 		// Given up (its deadline, or its client left) and written after
-		// all: a record Kafka accepted.
+		// all: a record Kafka accepted. Not one of an atomic batch (its
+		// own transactional client): its transaction is aborted, it was
+		// never written.
 		s.metrics.records[c.acks].Inc()
 	}
 	c.letItem(it)
