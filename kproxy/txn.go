@@ -70,6 +70,11 @@ type txnProducer struct {
 	// of one) is committed by this client's first. Read and set by tp's
 	// holder.
 	fenced bool
+	// unfenced: a client of the id was retired and its fence failed; a
+	// transaction it left open stays open at the brokers until the id's
+	// next use or the transaction timeout, or close fences it. Read and
+	// set by tp's holder.
+	unfenced bool
 	// stale: Kafka refused a record of cl with UNKNOWN_TOPIC_ID (its
 	// topic deleted, perhaps re-created; or a broker's metadata lags).
 	// kgo keeps the topic id it fetched first until the topic is purged
@@ -158,7 +163,7 @@ func (p *txnPool) begin(tp *txnProducer, deadline context.Context) error {
 			if err := fence(deadline, p.fencer, tp.id, p.txnTimeout); err != nil {
 				return fmt.Errorf("transactional client %s: %w", tp.id, err)
 			}
-			tp.fenced = true
+			tp.fenced, tp.unfenced = true, false
 		}
 		if tp.cl == nil {
 			p.newMu.Lock()
@@ -349,7 +354,7 @@ func (p *txnPool) retire(ctx context.Context, tp *txnProducer, why error) {
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	err := fence(ctx, p.fencer, tp.id, p.txnTimeout)
-	tp.fenced = err == nil
+	tp.fenced, tp.unfenced = err == nil, err != nil
 	p.log.Warn("transactional client replaced", "transactional_id", tp.id, "err", why, "fence_err", err)
 }
 
@@ -444,7 +449,8 @@ func initProducerID(ctx context.Context, cl *kgo.Client, id string, pid int64, e
 // answered 503, or 504 when its commit was issued first (commit) — and
 // its transactional id fenced, so that the brokers abort the transaction
 // at once rather than after the transaction timeout (a commit they took
-// first stays).
+// first stays). So is the id of an idle client retired with its fence
+// failed (unfenced).
 func (p *txnPool) close(ctx context.Context) {
 	p.mu.Lock()
 	p.closed = true
@@ -480,6 +486,11 @@ func (p *txnPool) close(ctx context.Context) {
 	}
 	var fencing sync.WaitGroup
 	for _, tp := range p.all {
+		if idle[tp] && tp.unfenced {
+			// Retired with its fence failed: what its client left open
+			// would stay open until the transaction timeout.
+			fencing.Go(func() { p.shutdownFence(tp) })
+		}
 		if idle[tp] {
 			continue
 		}
@@ -492,20 +503,23 @@ func (p *txnPool) close(ctx context.Context) {
 		}
 		p.log.Warn("transactional client still busy at shutdown; closed, its transaction aborted", "transactional_id", tp.id)
 		cl.Close()
-		fencing.Go(func() {
-			fctx, cancel := context.WithTimeout(context.Background(), fenceAtShutdown)
-			defer cancel()
-			if err := fence(fctx, p.fencer, tp.id, p.txnTimeout); err != nil {
-				p.log.Warn("transactional id not fenced at shutdown; its transaction stays open until the transaction timeout",
-					"transactional_id", tp.id, "err", err)
-			}
-		})
+		fencing.Go(func() { p.shutdownFence(tp) })
 	}
 	fencing.Wait()
 	limit := time.NewTimer(fenceAtShutdown)
 	defer limit.Stop()
 	if !p.awaitRetired(done, limit.C) {
 		p.log.Warn("a transactional id still being fenced, or a transaction aborted, at shutdown; its transaction stays open until the transaction timeout")
+	}
+}
+
+// shutdownFence fences tp's id, within fenceAtShutdown.
+func (p *txnPool) shutdownFence(tp *txnProducer) {
+	ctx, cancel := context.WithTimeout(context.Background(), fenceAtShutdown)
+	defer cancel()
+	if err := fence(ctx, p.fencer, tp.id, p.txnTimeout); err != nil {
+		p.log.Warn("transactional id not fenced at shutdown; its transaction stays open until the transaction timeout",
+			"transactional_id", tp.id, "err", err)
 	}
 }
 
