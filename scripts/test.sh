@@ -7,24 +7,28 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_pkg /usr/share/java/zookeeper.jar zookeeper
 go vet ./...
-# Up to 4 test binaries at once: most tests wait (for timeouts, sessions,
+# Up to 6 test binaries at once: most tests wait (for timeouts, sessions,
 # retries) and leave the 2 cores of a small CI machine half idle. The
-# ktransfer package, the longest (13 min alone under the race detector),
-# runs as two processes beside the others, its tests dealt to them in
-# turn: the run then takes about as long as kproxy's package.
+# ktransfer and kproxy packages, the longest (13 and 12 min alone under the
+# race detector), each run as two processes beside the others, their tests
+# dealt to them in turn.
 # -timeout: a package over it fails with every test it ran.
-kt=./ktransfer
-kt_list=$(go test -list '^(Test|Fuzz)' "$kt") # its failure stops the script (set -e)
-mapfile -t kt_tests < <(grep -E '^(Test|Fuzz)' <<<"$kt_list") # Fuzz: their seed corpora
-if (( ${#kt_tests[@]} == 0 )); then
-	echo "no test of $kt listed"
-	exit 1
-fi
-shard() { # shard N: every other test of ktransfer, from the Nth
-	local names=() i
-	for (( i = $1; i < ${#kt_tests[@]}; i += 2 )); do names+=("${kt_tests[i]}"); done
+long=(./ktransfer ./kproxy)
+declare -A tests
+for pkg in "${long[@]}"; do
+	list=$(go test -list '^(Test|Fuzz)' "$pkg") # its failure stops the script (set -e)
+	tests[$pkg]=$(grep -E '^(Test|Fuzz)' <<<"$list" || true) # Fuzz: their seed corpora
+	if [ -z "${tests[$pkg]}" ]; then
+		echo "no test of $pkg listed"
+		exit 1
+	fi
+done
+shard() { # shard PKG N: every other test of PKG, from the Nth
+	local all names=() i
+	mapfile -t all <<<"${tests[$1]}"
+	for (( i = $2; i < ${#all[@]}; i += 2 )); do names+=("${all[i]}"); done
 	local IFS='|'
-	go test -race -count=1 -timeout 45m -run "^(${names[*]})\$" "$kt"
+	go test -race -count=1 -timeout 45m -run "^(${names[*]})\$" "$1"
 }
 # Each in a process group of its own (set -m), stopped whole with the
 # script: Ctrl-C or a kill left them running (a background command ignores
@@ -35,11 +39,14 @@ stop_tests() {
 }
 trap stop_tests EXIT
 trap 'exit 130' INT TERM
-others=$(go list ./... | grep -vx "github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer")
+module=github.com/kafka-http-wrapper/kafka-http-wrapper
+others=$(go list ./... | grep -vx -e "$module/ktransfer" -e "$module/kproxy")
 set -m
 go test -race -count=1 -p 2 -timeout 45m $others & pids+=($!)
-shard 0 & pids+=($!)
-shard 1 & pids+=($!)
+for pkg in "${long[@]}"; do
+	shard "$pkg" 0 & pids+=($!)
+	shard "$pkg" 1 & pids+=($!)
+done
 set +m
 failed=0
 for pid in "${pids[@]}"; do
