@@ -815,7 +815,10 @@ func judge(a attempt) (verdict, string) {
 }
 
 // backoff is the wait before retry number n (1-based): the base doubled per
-// retry, capped, with ±20% jitter so that workers do not retry in step.
+// retry, capped, with ±20% jitter so that workers do not retry in step —
+// kept within [base, ceiling]: retries are never closer than
+// fail_retry_interval_ms, nor farther apart than max_retry_interval_ms
+// (the jitter made a first retry come after 0.8 × the interval).
 func backoff(n int, base, ceiling time.Duration) time.Duration {
 	d := base
 	if d == 0 && ceiling > 0 {
@@ -835,7 +838,7 @@ func backoff(n int, base, ceiling time.Duration) time.Duration {
 		return 0
 	}
 	jitter := time.Duration(rand.Int64N(int64(d)/5*2+1)) - d/5
-	return d + jitter
+	return min(max(d+jitter, base), ceiling)
 }
 
 // parseRetryAfter reads delay-seconds or an HTTP date (any of the three

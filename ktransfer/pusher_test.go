@@ -45,6 +45,22 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
+// TestBackoffWithinIntervalAndCap: DESIGN has retries
+// fail_retry_interval_ms apart, and max_retry_interval_ms caps them. The
+// ±20% jitter went past both: a first retry 160 ms after a failure at
+// fail_retry_interval_ms: 200, one at the cap of 2 s after 2.4 s. The
+// jitter stays within them now.
+func TestBackoffWithinIntervalAndCap(t *testing.T) {
+	base, ceiling := 200*time.Millisecond, 2*time.Second
+	for n := 1; n <= 8; n++ {
+		for range 2000 {
+			if got := backoff(n, base, ceiling); got < base || got > ceiling {
+				t.Fatalf("backoff(%d, %v, %v) = %v: outside [fail_retry_interval_ms, max_retry_interval_ms]", n, base, ceiling, got)
+			}
+		}
+	}
+}
+
 // TestBackoffZeroIntervalGrows: fail_retry_interval_ms 0 retries at once
 // the first time, then doubles from 1 ms up to the cap. Before, a dead
 // backend (connection refused at once) was retried without pause, each
