@@ -37,6 +37,11 @@ func TestContentLengthWithTransferEncodingRefused(t *testing.T) {
 		// (the request refused for its empty body, the next one written).
 		"POST /commit?topic=orders HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
 		"POST /batch?topic=orders HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		// Transfer-Encoding: identity, which fasthttp ignores, going by
+		// Content-Length: a proxy in front that reads the body to the
+		// connection's end sends the next request as this one's body.
+		"POST /commit?topic=orders HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: identity\r\n\r\n\x02",
+		"POST /batch?topic=orders HTTP/1.1\r\nHost: x\r\nTRANSFER-ENCODING: identity\r\nContent-Length: 13\r\nContent-Type: application/json\r\n\r\n[{\"value\":1}]",
 	} {
 		resp, answer, br, conn := sendRaw(t, addr, first+next)
 		if resp.StatusCode != 400 || !strings.Contains(string(answer), "Transfer-Encoding") {

@@ -334,15 +334,14 @@ func (s *Server) checkBody(ctx *fasthttp.RequestCtx, body []byte) int {
 // saw (request smuggling). RFC 9112 6.3: such a message "ought to be
 // handled as an error", and the connection closed after the answer (6.1).
 //
-// fasthttp gives a chunked body's length as -1, or as 0 once an empty one
-// was read (dropping Transfer-Encoding then): only a length above 0 tells
-// that there is no Transfer-Encoding, the raw header lines tell the rest.
-// An empty chunked body was taken for none, and the request that followed
-// it in what a proxy took for its body written.
+// The raw header lines tell: fasthttp gives a chunked body's length as -1,
+// or as 0 once an empty one was read (dropping Transfer-Encoding then), and
+// drops Transfer-Encoding: identity, going by Content-Length. An empty
+// chunked body was taken for none, and the request that followed it in
+// what a proxy took for its body written; so was a body of a request with
+// Transfer-Encoding: identity, which a proxy may read to the connection's
+// end, the requests after it included.
 func ambiguousLength(ctx *fasthttp.RequestCtx) bool {
-	if ctx.Request.Header.ContentLength() > 0 {
-		return false // by Content-Length: fasthttp takes a chunked body whichever comes first
-	}
 	var length, encoding bool
 	for name := range headerLines(ctx.Request.Header.RawHeaders()) {
 		name = bytes.TrimSpace(name)
