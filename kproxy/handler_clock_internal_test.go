@@ -16,6 +16,7 @@ import (
 func TestCommitWithoutServerClockIsWritten(t *testing.T) {
 	c := kafkatest.StartBrokers(t, 1, []kafkatest.Topic{{Name: "clock", Partitions: 1}})
 	cfg := DefaultConfig()
+	cfg.Port, cfg.ListenHost, cfg.AdminAddr = 0, "127.0.0.1", "" // not the default ports: another test process may hold them
 	cfg.BrokerHosts = c.ListenAddrs()
 	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {

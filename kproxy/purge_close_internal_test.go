@@ -22,8 +22,7 @@ import (
 func TestCloseKafkaDoesNotWaitForAPurge(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 1}})
 	cfg := DefaultConfig()
-	cfg.Port = 0
-	cfg.ListenHost = "127.0.0.1"
+	cfg.Port, cfg.ListenHost, cfg.AdminAddr = 0, "127.0.0.1", "" // not the default ports: another test process may hold them
 	cfg.BrokerHosts = c.ListenAddrs()
 	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
