@@ -20,7 +20,8 @@ SESSION_MS=${SESSION_MS:-4000}
 ZK_PORT=${ZK_PORT:-12190}
 KAFKA_PORT=${KAFKA_PORT:-19190}
 SINK_PORT=${SINK_PORT:-18190}
-need_ports $ZK_PORT $(kafka_ports "$KAFKA_PORT") $SINK_PORT 15191 15192 15193 15194
+ADMIN_PORT=${ADMIN_PORT:-15190} # process N's admin listens on ADMIN_PORT + N (1 to 4)
+need_ports $ZK_PORT $(kafka_ports "$KAFKA_PORT") $SINK_PORT $((ADMIN_PORT + 1)) $((ADMIN_PORT + 2)) $((ADMIN_PORT + 3)) $((ADMIN_PORT + 4))
 build_all
 new_workdir
 
@@ -38,7 +39,7 @@ worker_num: 20
 window_size: $WINDOW
 backend_servers: [127.0.0.1:$SINK_PORT]
 CONF
-# start N: ktransfer process number N, admin on 1519N.
+# start N: ktransfer process number N, admin on ADMIN_PORT + N.
 declare -A proc
 start() {
 	cat >"$work/kt$1.yaml" <<CONF
@@ -49,14 +50,14 @@ zk_timeout_ms: $SESSION_MS
 zk_hosts: [127.0.0.1:$ZK_PORT]
 module_conf_dir: $work/modules
 module_enabled: [fleet_module]
-admin_addr: 127.0.0.1:1519$1
+admin_addr: 127.0.0.1:$((ADMIN_PORT + $1))
 CONF
 	bin/ktransfer_bin -f "$work/kt$1.yaml" &
 	proc[$1]=$!
 	pids+=($!)
 }
 # owned N: the partitions process N reports.
-owned() { curl -s "127.0.0.1:1519$1/status" | grep -o '"partition":[0-9]*' | cut -d: -f2 | tr '\n' ' '; }
+owned() { curl -s "127.0.0.1:$((ADMIN_PORT + $1))/status" | grep -o '"partition":[0-9]*' | cut -d: -f2 | tr '\n' ' '; }
 # covered N…: every partition owned by one of the listed processes.
 covered() {
 	local all=""
