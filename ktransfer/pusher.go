@@ -837,8 +837,15 @@ func backoff(n int, base, ceiling time.Duration) time.Duration {
 	if d <= 0 {
 		return 0
 	}
-	jitter := time.Duration(rand.Int64N(int64(d)/5*2+1)) - d/5
-	return min(max(d+jitter, base), ceiling)
+	// Drawn evenly within the ±20% that lies inside [base, ceiling]:
+	// clipped instead, half the first retries came at base and half of
+	// those at the cap at the cap, in step. A cap at the interval leaves
+	// no room: every retry at the interval.
+	lo, hi := max(base, d-d/5), min(ceiling, d+d/5)
+	if hi <= lo {
+		return lo
+	}
+	return lo + time.Duration(rand.Int64N(int64(hi-lo)+1))
 }
 
 // parseRetryAfter reads delay-seconds or an HTTP date (any of the three

@@ -53,11 +53,24 @@ func TestBackoff(t *testing.T) {
 func TestBackoffWithinIntervalAndCap(t *testing.T) {
 	base, ceiling := 200*time.Millisecond, 2*time.Second
 	for n := 1; n <= 8; n++ {
+		atBound := 0
 		for range 2000 {
-			if got := backoff(n, base, ceiling); got < base || got > ceiling {
+			got := backoff(n, base, ceiling)
+			if got < base || got > ceiling {
 				t.Fatalf("backoff(%d, %v, %v) = %v: outside [fail_retry_interval_ms, max_retry_interval_ms]", n, base, ceiling, got)
 			}
+			if got == base || got == ceiling {
+				atBound++
+			}
 		}
+		// Still spread: not clipped onto the bounds, where workers that
+		// failed together would retry together.
+		if atBound > 100 {
+			t.Errorf("backoff(%d, %v, %v): %d of 2000 waits exactly at a bound, want them spread", n, base, ceiling, atBound)
+		}
+	}
+	if got := backoff(5, base, base); got != base {
+		t.Errorf("backoff with max_retry_interval_ms at the interval: %v, want %v", got, base)
 	}
 }
 
