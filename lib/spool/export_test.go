@@ -32,3 +32,10 @@ func SealAfterNextWrite(f func()) {
 		}
 	}
 }
+
+// KnownTopics is how many topic names s holds (interned).
+func KnownTopics(s *Spool) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.topics)
+}

@@ -1590,6 +1590,9 @@ func (s *Spool) removeAcked() {
 	}
 	clear(s.segs[len(keep):])
 	s.segs = keep
+	if len(s.segs) == 0 {
+		s.forgetTopicsLocked()
+	}
 	s.mu.Unlock()
 	// A segment's bytes count (Stats.Bytes, MaxBytes) until its file is
 	// gone: one the directory refuses to remove still takes them on disk.
@@ -1902,6 +1905,23 @@ func (s *Spool) ackLocked(g *segment, k uint64) bool {
 		s.signal()
 	}
 	return true
+}
+
+// forgetTopicsLocked drops the topic names, once no segment is left: no
+// entry refers to their indexes, and none of them has an entry acked
+// above what is on disk (the watermark was written before the segments
+// went). Without it every name spooled stayed for the life of the process.
+// s.mu held.
+func (s *Spool) forgetTopicsLocked() {
+	for i, t := range s.topics {
+		if i < len(s.ackedTop) && s.ackedTop[i] > max(s.diskAcked, s.floors[t]) {
+			return // unsaved: TopicState must go on seeing it
+		}
+	}
+	clear(s.topics)
+	s.topics = s.topics[:0]
+	s.topicIdx = map[string]int32{}
+	s.ackedTop = s.ackedTop[:0]
 }
 
 // raiseAckedTop notes that topic's entry below seq is acked (ackedTop);
