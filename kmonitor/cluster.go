@@ -225,6 +225,7 @@ func (c *cluster) trackSession(ctx context.Context, conn *zk.Conn, events <-chan
 			}
 			c.sessionEvent(conn, ev)
 		case <-check.C:
+			c.reconcileSession(conn)
 			c.zkMu.Lock()
 			down := c.zkDownSince
 			c.zkMu.Unlock()
@@ -234,6 +235,30 @@ func (c *cluster) trackSession(ctx context.Context, conn *zk.Conn, events <-chan
 			}
 		case <-ctx.Done():
 			return
+		}
+	}
+}
+
+// reconcileSession takes the client's session state as an event when it
+// disagrees with the cluster's: the client drops an event when its
+// channel (6 events) is full, which an expiry fills with one event per
+// watch it clears, while the watchers it wakes take the CPU. The has
+// session that ended an outage, dropped, left the cluster down — /health
+// 503, every lag "zookeeper session expired" — until the client was
+// replaced as stuck; a lost connection's, dropped, left it up.
+func (c *cluster) reconcileSession(conn *zk.Conn) {
+	state := conn.State()
+	c.zkMu.Lock()
+	up := c.zkDownSince.IsZero()
+	c.zkMu.Unlock()
+	switch state {
+	case zk.StateHasSession:
+		if !up {
+			c.sessionEvent(conn, zk.Event{Type: zk.EventSession, State: state, Server: conn.Server()})
+		}
+	case zk.StateDisconnected, zk.StateConnecting, zk.StateExpired:
+		if up {
+			c.sessionEvent(conn, zk.Event{Type: zk.EventSession, State: state, Server: conn.Server()})
 		}
 	}
 }
