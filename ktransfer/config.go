@@ -117,8 +117,9 @@ type Module struct {
 	// when the module starts (newModule).
 	keysSet map[string]bool
 
-	// secretsDigest is the digest of the files signing_secrets names
-	// (config.FilesDigest); "" when it names none. A secret file rewritten in
+	// secretsDigest is the digest of the signing keys signing_secrets gives
+	// (config.SecretsDigest), as read by the load, then by the module's
+	// signer (newPusher); "" when it gives none. A secret file rewritten in
 	// place makes the module another one (sameModule).
 	secretsDigest string
 	// undecoded are the fields of the file that did not decode (reported
@@ -297,13 +298,8 @@ func loadModule(file string) (Module, []byte, error) {
 			m.legacyKeys = append(m.legacyKeys, k)
 		}
 	}
-	var secretFiles []string
-	for _, s := range m.Protocol.SigningSecrets {
-		if !strings.HasPrefix(s, secretPrefix) {
-			secretFiles = append(secretFiles, s)
-		}
-	}
-	m.secretsDigest = config.FilesDigest(secretFiles...)
+	// Its problems are Validate's to report.
+	m.secretsDigest = config.SecretsDigest(signingKeys(config.NewProblems(file), m.Protocol.SigningSecrets))
 	return m, data, errors.Join(err, m.Validate())
 }
 

@@ -133,7 +133,7 @@ func fetchOpts(opts []kgo.Opt, cfg Module) []kgo.Opt {
 const fetchMaxWait = 500 * time.Millisecond
 
 func newModule(cfg Module, t *Transfer) (*module, error) {
-	p, err := newPusher(cfg)
+	p, err := pusherFor(&cfg)
 	if err != nil {
 		return nil, err
 	}

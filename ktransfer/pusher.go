@@ -84,6 +84,17 @@ type pusher struct {
 	allowed      map[string]int // backend_servers normalized: the targets allowed
 }
 
+// pusherFor is newPusher for a module's run: m's secretsDigest is set to
+// the digest of the signing keys the pusher read, so that what a reload
+// compares with the files is what signs.
+func pusherFor(m *Module) (*pusher, error) {
+	p, err := newPusher(*m)
+	if err == nil && p.signer != nil {
+		m.secretsDigest = config.SecretsDigest(p.signer.keys)
+	}
+	return p, err
+}
+
 func newPusher(m Module) (*pusher, error) {
 	tmpl, err := parseTemplate(m.Protocol.URI)
 	if err != nil {
