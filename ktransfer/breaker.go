@@ -464,3 +464,30 @@ func (m *module) choose(ctx context.Context, p *partition, from, count int, wait
 		// side); choose again.
 	}
 }
+
+// chooseUndeferred is choose, passing over a backend that asked this
+// record, with Retry-After, to come back no sooner than a time still to
+// come (deferred, per breaker): the next backend is chosen instead, while
+// one of the count is left; when each choice is deferred, the record
+// waits for the last one chosen, then pushes to it.
+func (m *module) chooseUndeferred(ctx context.Context, p *partition, from, count int, wait bool, deferred map[int]time.Time) (choice, chosen) {
+	for skip := 0; ; skip++ {
+		c, g := m.choose(ctx, p, from+skip, count, wait)
+		if g != chosenBackend || len(deferred) == 0 {
+			return c, g
+		}
+		until := deferred[m.breakers.of[c.i]]
+		if !time.Now().Before(until) {
+			return c, g
+		}
+		m.breakers.abandon(c)
+		if skip+1 < count {
+			continue
+		}
+		if !sleep(ctx, time.Until(until)) {
+			return choice{}, chosenStopped
+		}
+		skip = -1 // chosen again from from: the backend waited for is due
+		delete(deferred, m.breakers.of[c.i])
+	}
+}

@@ -524,12 +524,15 @@ func (m *module) handle(ctx context.Context, r *record, buf *[]byte) outcome {
 	// never end while the backends are down): for them an open breaker is
 	// a failed attempt.
 	wait := r.target == nil && !m.replaying
+	// deferred: per backend (breaker), until when it asked, with
+	// Retry-After, that this record not come back.
+	var deferred map[int]time.Time
 	for n := 0; ; n++ {
 		from, count := first+n, len(m.pusher.backends)
 		if r.target != nil {
 			from, count = r.target.backend, 1 // retried to the same URL
 		}
-		c, g := m.choose(ctx, r.part, from, count, wait)
+		c, g := m.chooseUndeferred(ctx, r.part, from, count, wait, deferred)
 		if g == chosenStopped {
 			return outUnfinished
 		}
@@ -571,13 +574,24 @@ func (m *module) handle(ctx context.Context, r *record, buf *[]byte) outcome {
 			return m.giveUp(ctx, r, "retries exhausted: "+reason, n+1)
 		}
 		m.stats.retried()
-		wait := max(backoff(n+1, base, ceiling), a.retryAfter)
+		// A Retry-After holds for the backend that sent it: the retry
+		// goes to another backend after the backoff, and waits for it only
+		// to go back to that one (chooseUndeferred). It was the wait
+		// before any retry: a record's retry on a healthy backend waited
+		// for another backend's Retry-After.
+		if a.retryAfter > 0 {
+			if deferred == nil {
+				deferred = map[int]time.Time{}
+			}
+			deferred[m.breakers.of[backend]] = time.Now().Add(a.retryAfter)
+		}
+		wait := backoff(n+1, base, ceiling)
 		level, msg := slog.LevelWarn, "push failed; retrying"
 		if v == permanent {
 			level, msg = slog.LevelError, "push refused and no dead_letter_topic; retrying"
 		}
 		m.log.Log(ctx, level, msg, "partition", r.msg.Partition, "offset", r.msg.Offset,
-			"backend", m.pusher.addrs[backend], "attempt", n+1, "reason", reason, "wait", wait)
+			"backend", m.pusher.addrs[backend], "attempt", n+1, "reason", reason, "wait", wait, "retry_after", a.retryAfter)
 		if !sleep(ctx, wait) {
 			return outUnfinished
 		}
