@@ -188,20 +188,30 @@ func (b *breakers) inherit(old *breakers) {
 // until the earliest cooldown ends or a trial ends), or returns chosenOpen at
 // once when wait is false; chosenStopped when ctx ends first.
 func (b *breakers) acquire(ctx context.Context, from, count int, wait bool) (choice, chosen) {
+	return b.acquireFor(ctx, from, count, wait, nil)
+}
+
+// acquireFor is acquire for a record that backends asked, with
+// Retry-After, not to come back before a time (deferred, per breaker):
+// until then such a backend is passed over as an open one is; when each
+// candidate is open or deferred and one is deferred, the record waits
+// (wait false included: a deferral is no failed attempt) until the
+// earliest deferral or cooldown ends, or a trial ends.
+func (b *breakers) acquireFor(ctx context.Context, from, count int, wait bool, deferred map[int]time.Time) (choice, chosen) {
 	if ctx.Err() != nil {
 		return choice{}, chosenStopped
 	}
-	if b.threshold == 0 {
+	if b.threshold == 0 && len(deferred) == 0 {
 		return choice{i: from % len(b.of)}, chosenBackend
 	}
 	for {
 		b.mu.Lock()
-		c, ok, until, changed := b.pick(time.Now(), from, count)
+		c, ok, until, changed, held := b.pickFor(time.Now(), from, count, deferred)
 		b.mu.Unlock()
 		if ok {
 			return c, chosenBackend
 		}
-		if !wait {
+		if !wait && !held {
 			return choice{i: from % len(b.of)}, chosenOpen
 		}
 		b.waits.Add(1)
@@ -238,10 +248,30 @@ func waitUntil(ctx context.Context, until time.Time, changed <-chan struct{}) bo
 // the next closed one gave the backend after an open one twice the share
 // of the others, a cascade waiting to happen).
 func (b *breakers) pick(now time.Time, from, count int) (c choice, ok bool, until time.Time, changed <-chan struct{}) {
+	c, ok, until, changed, _ = b.pickFor(now, from, count, nil)
+	return c, ok, until, changed
+}
+
+// pickFor is pick passing over the breakers deferred past now; held: one
+// was (its end is among those until is the earliest of).
+func (b *breakers) pickFor(now time.Time, from, count int, deferred map[int]time.Time) (c choice, ok bool, until time.Time, changed <-chan struct{}, held bool) {
 	n := len(b.of)
 	closed := 0
+	usable := func(k int) bool {
+		if d, ok := deferred[k]; ok && now.Before(d) {
+			if until.IsZero() || d.Before(until) {
+				until = d
+			}
+			held = true
+			return false
+		}
+		return true
+	}
 	for k := range count {
 		i := (from + k) % n
+		if !usable(b.of[i]) {
+			continue
+		}
 		s := &b.b[b.of[i]]
 		if s.state == stateHalfOpen {
 			if end := s.since.Add(b.trial); now.Before(end) {
@@ -263,7 +293,7 @@ func (b *breakers) pick(now time.Time, from, count int) (c choice, ok bool, unti
 		case stateOpen:
 			if !now.Before(s.until) {
 				s.state, s.since = stateHalfOpen, now
-				return choice{i: i, trial: true, gen: s.gen}, true, time.Time{}, nil
+				return choice{i: i, trial: true, gen: s.gen}, true, time.Time{}, nil, held
 			}
 			if until.IsZero() || s.until.Before(until) {
 				until = s.until
@@ -271,7 +301,7 @@ func (b *breakers) pick(now time.Time, from, count int) (c choice, ok bool, unti
 		}
 	}
 	if closed == 0 {
-		return choice{}, false, until, b.changed
+		return choice{}, false, until, b.changed, held
 	}
 	start := from // every entry a candidate: counted from the first, so that from+1 is the next closed one
 	if count >= n {
@@ -280,14 +310,14 @@ func (b *breakers) pick(now time.Time, from, count int) (c choice, ok bool, unti
 	want := from % closed
 	for k := range count {
 		i := (start + k) % n
-		if s := &b.b[b.of[i]]; s.state == stateClosed {
+		if s := &b.b[b.of[i]]; s.state == stateClosed && usable(b.of[i]) {
 			if want == 0 {
-				return choice{i: i, gen: s.gen}, true, time.Time{}, nil
+				return choice{i: i, gen: s.gen}, true, time.Time{}, nil, held
 			}
 			want--
 		}
 	}
-	return choice{}, false, until, b.changed // not reached: closed > 0
+	return choice{}, false, until, b.changed, held // not reached: closed > 0
 }
 
 // usable reports whether c may still be pushed to: its trial, or a
@@ -442,9 +472,9 @@ func (b *breakers) status() []BackendStatus {
 // pushed at once, worker_num attempts past burst. ZooKeeper silent again
 // while the token came due: the token is spent (the limit errs on the
 // slow side), and the choice made again.
-func (m *module) choose(ctx context.Context, p *partition, from, count int, wait bool) (choice, chosen) {
+func (m *module) choose(ctx context.Context, p *partition, from, count int, wait bool, deferred map[int]time.Time) (choice, chosen) {
 	for {
-		c, g := m.breakers.acquire(ctx, from, count, wait)
+		c, g := m.breakers.acquireFor(ctx, from, count, wait, deferred)
 		if g != chosenBackend {
 			return c, g
 		}
@@ -465,29 +495,3 @@ func (m *module) choose(ctx context.Context, p *partition, from, count int, wait
 	}
 }
 
-// chooseUndeferred is choose, passing over a backend that asked this
-// record, with Retry-After, to come back no sooner than a time still to
-// come (deferred, per breaker): the next backend is chosen instead, while
-// one of the count is left; when each choice is deferred, the record
-// waits for the last one chosen, then pushes to it.
-func (m *module) chooseUndeferred(ctx context.Context, p *partition, from, count int, wait bool, deferred map[int]time.Time) (choice, chosen) {
-	for skip := 0; ; skip++ {
-		c, g := m.choose(ctx, p, from+skip, count, wait)
-		if g != chosenBackend || len(deferred) == 0 {
-			return c, g
-		}
-		until := deferred[m.breakers.of[c.i]]
-		if !time.Now().Before(until) {
-			return c, g
-		}
-		m.breakers.abandon(c)
-		if skip+1 < count {
-			continue
-		}
-		if !sleep(ctx, time.Until(until)) {
-			return choice{}, chosenStopped
-		}
-		skip = -1 // chosen again from from: the backend waited for is due
-		delete(deferred, m.breakers.of[c.i])
-	}
-}

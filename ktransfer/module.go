@@ -532,7 +532,7 @@ func (m *module) handle(ctx context.Context, r *record, buf *[]byte) outcome {
 		if r.target != nil {
 			from, count = r.target.backend, 1 // retried to the same URL
 		}
-		c, g := m.chooseUndeferred(ctx, r.part, from, count, wait, deferred)
+		c, g := m.choose(ctx, r.part, from, count, wait, deferred)
 		if g == chosenStopped {
 			return outUnfinished
 		}
@@ -576,7 +576,7 @@ func (m *module) handle(ctx context.Context, r *record, buf *[]byte) outcome {
 		m.stats.retried()
 		// A Retry-After holds for the backend that sent it: the retry
 		// goes to another backend after the backoff, and waits for it only
-		// to go back to that one (chooseUndeferred). It was the wait
+		// to go back to that one (choose passes it over until then). It was the wait
 		// before any retry: a record's retry on a healthy backend waited
 		// for another backend's Retry-After.
 		if a.retryAfter > 0 {
