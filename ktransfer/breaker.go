@@ -494,4 +494,3 @@ func (m *module) choose(ctx context.Context, p *partition, from, count int, wait
 		// side); choose again.
 	}
 }
-
