@@ -48,7 +48,8 @@ func (s breakerState) String() string {
 // every backend is open, pushes wait for the earliest end of a cooldown,
 // or for a trial to end; waiting is not an attempt. A push that may not
 // wait (a record pinned to one backend by its target, a replay) is told
-// so at once instead.
+// so at once instead — unless a backend it may go to asked it, with
+// Retry-After, to come back later (acquireFor): that it waits for.
 type breakers struct {
 	threshold int // breaker_failures; 0: no breaker
 	base      time.Duration
@@ -240,8 +241,8 @@ func waitUntil(ctx context.Context, until time.Time, changed <-chan struct{}) bo
 }
 
 // pick is acquire's choice at now, without waiting: ok false, with the
-// earliest end of a cooldown (zero when every candidate is on trial) and
-// the channel closed when a trial ends. b.mu is held.
+// earliest end of a cooldown or of a trial's bound, and the channel closed
+// when a trial ends. b.mu is held.
 //
 // A closed backend is the (from mod closed)-th closed candidate: an open
 // backend's share is spread evenly over the closed ones (walking on to
@@ -462,8 +463,9 @@ func (b *breakers) status() []BackendStatus {
 }
 
 // choose waits for a backend to push to among count backend_servers
-// entries from index from (see acquire; wait false: chosenOpen at once when
-// they are all open), then, for a record of partition p (nil for a
+// entries from index from, those deferred for the record passed over
+// (see acquireFor; wait false: chosenOpen at once when they are all open
+// and none deferred), then, for a record of partition p (nil for a
 // replay), until ZooKeeper is fresh (mayPush), then for a token of
 // rate_limit. Waiting counts as no attempt of max_retry_times.
 //

@@ -576,9 +576,10 @@ func (m *module) handle(ctx context.Context, r *record, buf *[]byte) outcome {
 		m.stats.retried()
 		// A Retry-After holds for the backend that sent it: the retry
 		// goes to another backend after the backoff, and waits for it only
-		// to go back to that one (choose passes it over until then). It was the wait
-		// before any retry: a record's retry on a healthy backend waited
-		// for another backend's Retry-After.
+		// to go back to that one (choose passes it over until then; a
+		// record pinned to it by its target waits it out). It was the
+		// wait before any retry: a record's retry on a healthy backend
+		// waited for another backend's Retry-After.
 		if a.retryAfter > 0 {
 			if deferred == nil {
 				deferred = map[int]time.Time{}
