@@ -65,17 +65,34 @@ func (s *Server) reloadLoop(ctx context.Context) {
 			if ctx.Err() != nil {
 				return // a SIGHUP just before the stop: not applied during it
 			}
-			_ = s.Reload() // logged and counted
+			_ = s.reloadWithin(ctx) // logged and counted
 		}
 	}
 }
 
 // Reload reads the configuration file again and applies its clients,
 // topics_allowed and log_level; refused (the error), nothing changes.
-func (s *Server) Reload() error {
+func (s *Server) Reload() error { return s.reloadWithin(context.Background()) }
+
+// errReloadStopped: the process began to stop while the reload read its
+// file; nothing was applied.
+var errReloadStopped = errors.New("reload stopped: the process is stopping")
+
+// loadConfig is LoadConfig, for reloads (a test's stand-in reads a file
+// that never answers).
+var loadConfig = LoadConfig
+
+// reloadWithin is Reload, given up when ctx ends (the stop) while it reads
+// the file.
+func (s *Server) reloadWithin(ctx context.Context) error {
 	s.reload.mu.Lock()
 	defer s.reload.mu.Unlock()
-	restart, level, err := s.reloadLocked()
+	restart, level, err := s.reloadLocked(ctx)
+	if errors.Is(err, errReloadStopped) {
+		// Neither applied nor refused: not counted.
+		s.log.Info("configuration reload stopped: the process is stopping; nothing was applied", "file", s.cfg.file)
+		return err
+	}
 	if err != nil {
 		s.metrics.reloads.WithLabelValues(reloadRefused).Inc()
 		for _, problem := range strings.Split(err.Error(), "\n") {
@@ -104,17 +121,24 @@ func (s *Server) Reload() error {
 // reloadLocked reads the file and applies its clients and topics_allowed;
 // s.reload.mu is held. It returns the changed keys that need a restart
 // and the file's log_level, for Reload to apply.
-func (s *Server) reloadLocked() (restart []string, level int, err error) {
+func (s *Server) reloadLocked(ctx context.Context) (restart []string, level int, err error) {
 	if s.cfg.file == "" {
 		return nil, 0, errors.New("the configuration was not read from a file: nothing to read again")
 	}
-	cfg, err := LoadConfig(s.cfg.file)
-	if err != nil {
-		return nil, 0, err
+	cfg, err := config.Within(ctx, func() (Config, error) {
+		cfg, err := loadConfig(s.cfg.file)
+		if err == nil {
+			// A file the start refuses is refused whole (not in
+			// Validate: a command that logs to standard error would be
+			// refused too).
+			err = logging.CheckFileDir(s.cfg.file, "log_dir", cfg.LogDir, cfg.LogLevel, "kproxy")
+		}
+		return cfg, err
+	})
+	if ctx.Err() != nil {
+		return nil, 0, errReloadStopped // the file's read left behind (a mount that stopped answering)
 	}
-	// A file the start refuses is refused whole (not in Validate: a
-	// command that logs to standard error would be refused too).
-	if err := logging.CheckFileDir(s.cfg.file, "log_dir", cfg.LogDir, cfg.LogLevel, "kproxy"); err != nil {
+	if err != nil {
 		return nil, 0, err
 	}
 	prev := s.acl()

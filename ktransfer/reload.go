@@ -206,6 +206,10 @@ func (t *Transfer) Reload(ctx context.Context) error {
 // before the reload applied anything.
 var errReloadStopped = errors.New("reload stopped: the process is stopping")
 
+// loadConfig is LoadConfig, for reload (a test's stand-in reads a file
+// that never answers).
+var loadConfig = LoadConfig
+
 // reload does Reload's work; t.reloadMu is held.
 func (t *Transfer) reload(ctx context.Context) (ReloadStatus, error) {
 	r := t.runner
@@ -215,13 +219,20 @@ func (t *Transfer) reload(ctx context.Context) (ReloadStatus, error) {
 	if t.cfg.file == "" {
 		return ReloadStatus{}, errors.New("the configuration was not read from a file: nothing to read again")
 	}
-	cfg, err := LoadConfig(t.cfg.file)
-	st := ReloadStatus{Hash: cfg.hash}
-	if err == nil {
-		// A file the start refuses is refused whole (not in Validate: the
-		// dead-letter replay, which logs to standard error, would be too).
-		err = logging.CheckFileDir(t.cfg.file, "log_dir", cfg.LogDir, cfg.LogLevel, "ktransfer")
+	cfg, err := config.Within(ctx, func() (Config, error) {
+		cfg, err := loadConfig(t.cfg.file)
+		if err == nil {
+			// A file the start refuses is refused whole (not in Validate:
+			// the dead-letter replay, which logs to standard error, would
+			// be too).
+			err = logging.CheckFileDir(t.cfg.file, "log_dir", cfg.LogDir, cfg.LogLevel, "ktransfer")
+		}
+		return cfg, err
+	})
+	if ctx.Err() != nil {
+		return ReloadStatus{}, errReloadStopped // the files' reads left behind (a mount that stopped answering)
 	}
+	st := ReloadStatus{Hash: cfg.hash}
 	if err != nil {
 		return st, err
 	}
