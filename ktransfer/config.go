@@ -122,6 +122,10 @@ type Module struct {
 	// signer (newPusher); "" when it gives none. A secret file rewritten in
 	// place makes the module another one (sameModule).
 	secretsDigest string
+	// signingKeys are the keys signing_secrets gives, as the load read
+	// them; nil when it did not read them all (newPusher reads them then).
+	// Never shown: unexported, left out of comparisons (meantModule).
+	signingKeys [][]byte
 	// undecoded are the fields of the file that did not decode (reported
 	// by LoadConfig), left out of Validate's problems.
 	undecoded []string
@@ -298,8 +302,16 @@ func loadModule(file string) (Module, []byte, error) {
 			m.legacyKeys = append(m.legacyKeys, k)
 		}
 	}
-	// Its problems are Validate's to report.
-	m.secretsDigest = config.SecretsDigest(signingKeys(config.NewProblems(file), m.Protocol.SigningSecrets))
+	// Its problems are Validate's to report; read whole, the keys are the
+	// signer's (newPusher), which reads no file again: what a reload
+	// compares is what signs, and a reload's reads are all here, where
+	// the stop can leave them (config.Within).
+	problems := config.NewProblems(file)
+	keys := signingKeys(problems, m.Protocol.SigningSecrets)
+	m.secretsDigest = config.SecretsDigest(keys)
+	if problems.Err() == nil {
+		m.signingKeys = keys
+	}
 	return m, data, errors.Join(err, m.Validate())
 }
 

@@ -103,7 +103,11 @@ func newPusher(m Module) (*pusher, error) {
 	p := &pusher{topic: m.Topic, topicV: []byte(m.Topic), tmpl: tmpl, targetHeader: m.Protocol.TargetHeader, allowed: allowList(m.BackendServers)}
 	if len(m.Protocol.SigningSecrets) > 0 {
 		problems := config.NewProblems(m.File)
-		p.signer = &signer{keys: signingKeys(problems, m.Protocol.SigningSecrets)}
+		keys := m.signingKeys
+		if keys == nil {
+			keys = signingKeys(problems, m.Protocol.SigningSecrets)
+		}
+		p.signer = &signer{keys: keys}
 		if err := problems.Err(); err != nil {
 			return nil, err
 		}

@@ -1,6 +1,7 @@
 package ktransfer
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"os"
@@ -15,7 +16,9 @@ import (
 // two made the next reload with nothing changed restart the module (its
 // partitions handed over, records pushed again), and a rotation rolled
 // back (the file as first loaded) was taken for no change while the
-// signer kept the other key — every push refused by the backends.
+// signer kept the other key — every push refused by the backends. The
+// signer now takes the keys the load read (no second read, which a stop
+// could not leave either), and the comparison is of those.
 func TestSigningSecretComparedAsUsed(t *testing.T) {
 	dir := t.TempDir()
 	secret := filepath.Join(dir, "signing.key")
@@ -42,16 +45,24 @@ func TestSigningSecretComparedAsUsed(t *testing.T) {
 
 	write(k1)
 	running := load()
-	write(k2) // rotated between the load and the signer's read
-	if _, err := pusherFor(&running); err != nil {
+	write(k2) // rotated between the load and the module's start
+	p, err := pusherFor(&running)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if !sameModule(running, load()) {
-		t.Error("the file holds the key the signer uses, and the reload takes the module for changed")
+	want, err := decodeSecret(k1)
+	if err != nil {
+		t.Fatal(err)
 	}
-	write(k1) // rolled back
+	if len(p.signer.keys) != 1 || !bytes.Equal(p.signer.keys[0], want) {
+		t.Fatal("the signer does not hold the key the load read: it read the file again")
+	}
 	if sameModule(running, load()) {
 		t.Error("the file holds another key than the signer uses, and the reload takes the module for unchanged")
+	}
+	write(k1) // rolled back
+	if !sameModule(running, load()) {
+		t.Error("the file holds the key the signer uses, and the reload takes the module for changed")
 	}
 }
 
