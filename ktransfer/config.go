@@ -123,9 +123,11 @@ type Module struct {
 	// place makes the module another one (sameModule).
 	secretsDigest string
 	// signingKeys are the keys signing_secrets gives, as the load read
-	// them; nil when it did not read them all (newPusher reads them then).
-	// Never shown: unexported, left out of comparisons (meantModule).
+	// them, for the list keysOf (newPusher reads them again for another
+	// list: a Module changed in code). Never shown: unexported, left out
+	// of comparisons (meantModule).
 	signingKeys [][]byte
+	keysOf      []string
 	// undecoded are the fields of the file that did not decode (reported
 	// by LoadConfig), left out of Validate's problems.
 	undecoded []string
@@ -302,17 +304,21 @@ func loadModule(file string) (Module, []byte, error) {
 			m.legacyKeys = append(m.legacyKeys, k)
 		}
 	}
-	// Its problems are Validate's to report; read whole, the keys are the
-	// signer's (newPusher), which reads no file again: what a reload
-	// compares is what signs, and a reload's reads are all here, where
-	// the stop can leave them (config.Within).
+	// The keys are the signer's (newPusher), which reads no file again:
+	// what a reload compares is what signs, and a reload's reads are all
+	// here, where the stop can leave them (config.Within). Their problems
+	// are Validate's to report, which reads the files too: when only this
+	// read had any (a file being rewritten), they are reported instead,
+	// the module refused rather than started on another read.
 	problems := config.NewProblems(file)
 	keys := signingKeys(problems, m.Protocol.SigningSecrets)
 	m.secretsDigest = config.SecretsDigest(keys)
-	if problems.Err() == nil {
-		m.signingKeys = keys
+	m.signingKeys, m.keysOf = keys, m.Protocol.SigningSecrets
+	verr := m.Validate()
+	if verr == nil {
+		verr = problems.Err()
 	}
-	return m, data, errors.Join(err, m.Validate())
+	return m, data, errors.Join(err, verr)
 }
 
 func trimExt(s string) string { return s[:len(s)-len(filepath.Ext(s))] }

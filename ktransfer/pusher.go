@@ -104,7 +104,7 @@ func newPusher(m Module) (*pusher, error) {
 	if len(m.Protocol.SigningSecrets) > 0 {
 		problems := config.NewProblems(m.File)
 		keys := m.signingKeys
-		if keys == nil {
+		if keys == nil || !slices.Equal(m.keysOf, m.Protocol.SigningSecrets) {
 			keys = signingKeys(problems, m.Protocol.SigningSecrets)
 		}
 		p.signer = &signer{keys: keys}

@@ -418,7 +418,7 @@ func samePushes(a, b Module) bool {
 // meantModule is m with the values that mean what leaving their key out
 // means left out: empty lists, serialize_by_key: true.
 func meantModule(m Module) Module {
-	m.signingKeys = nil // the digest stands for them
+	m.signingKeys, m.keysOf = nil, nil // the digest stands for them
 	if len(m.Methods) == 0 {
 		m.Methods = nil
 	}
