@@ -46,16 +46,7 @@ func TestBatchAtomicAbortEndsTransaction(t *testing.T) {
 
 	// Broker 2 refuses its partition once the batch's records for
 	// partitions 0 and 1 are in the log (brokers 0 and 1).
-	before, appended := watchAppends(t, c)
-	stop := onBroker(c, 2, func(pr *kmsg.ProduceRequest) (kmsg.Response, error, bool) {
-		c.SleepControl(func() {
-			select {
-			case <-appended:
-			case <-time.After(5 * time.Second):
-			}
-		})
-		return kafkatest.ProduceError(pr, kerr.UnknownProducerID.Code), nil, true
-	})
+	before, stop := refuseAfterAppends(t, c, kerr.UnknownProducerID.Code)
 	recs, _ := failureBatch(t, "aborted-")
 	a := p.postBatch(t, "topic="+topic+"&acks=-1&atomic=1", "", mpBatch(t, recs))
 	stop()

@@ -94,6 +94,26 @@ func watchAppends(t *testing.T, c *kfake.Cluster) (before [2]int64, appended <-c
 	return before, done
 }
 
+// refuseAfterAppends has broker 2 refuse its produce requests with code
+// (partition 2 of topic, per threeBrokers) once partitions 0 and 1 hold
+// records written after the call (at most 5 s later): an atomic batch is
+// then aborted with records in the log. It returns watchAppends' high
+// watermarks, and stop.
+func refuseAfterAppends(t *testing.T, c *kfake.Cluster, code int16) (before [2]int64, stop func()) {
+	t.Helper()
+	before, appended := watchAppends(t, c)
+	stop = onBroker(c, 2, func(pr *kmsg.ProduceRequest) (kmsg.Response, error, bool) {
+		c.SleepControl(func() {
+			select {
+			case <-appended:
+			case <-time.After(5 * time.Second):
+			}
+		})
+		return kafkatest.ProduceError(pr, code), nil, true
+	})
+	return before, stop
+}
+
 // laterVisible writes a record to partition 0 of topic and tells whether a
 // read_committed consumer saw it by the time by: false when a transaction
 // left open keeps it from them.

@@ -7,8 +7,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
 
 // TestShutdownFencesIdUnfencedAfterFailedAbort: an atomic batch refused
@@ -52,16 +50,7 @@ func TestShutdownFencesIdUnfencedAfterFailedAbort(t *testing.T) {
 
 	// Broker 2 refuses its partition once partitions 0 and 1 hold the
 	// batch's records: the batch is aborted with records in the log.
-	before, appended := watchAppends(t, c)
-	stopRefusing := onBroker(c, 2, func(pr *kmsg.ProduceRequest) (kmsg.Response, error, bool) {
-		c.SleepControl(func() {
-			select {
-			case <-appended:
-			case <-time.After(5 * time.Second):
-			}
-		})
-		return kafkatest.ProduceError(pr, kerr.InvalidRecord.Code), nil, true
-	})
+	before, stopRefusing := refuseAfterAppends(t, c, kerr.InvalidRecord.Code)
 	recs, _ := failureBatch(t, "open-")
 	a := p.postBatch(t, "topic="+topic+"&acks=-1&atomic=1", "", mpBatch(t, recs))
 	stopRefusing()
