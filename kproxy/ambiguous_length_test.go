@@ -63,20 +63,29 @@ func TestContentLengthWithTransferEncodingRefused(t *testing.T) {
 // closed when the test ends.
 func sendRaw(t *testing.T, addr, req string) (resp *http.Response, body []byte, br *bufio.Reader, conn net.Conn) {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	conn = dialRaw(t, addr, 5*time.Second)
 	if _, err := io.WriteString(conn, req); err != nil {
 		t.Fatal(err)
 	}
 	br = bufio.NewReader(conn)
+	var err error
 	if resp, err = http.ReadResponse(br, nil); err != nil {
 		t.Fatalf("%.40q: no answer: %v", req, err)
 	}
 	body, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
 	return resp, body, br, conn
+}
+
+// dialRaw opens a connection to addr (within 5 s), closed when the test
+// ends, all of whose reads and writes must end within limit.
+func dialRaw(t *testing.T, addr string, limit time.Duration) net.Conn {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(limit))
+	return conn
 }

@@ -34,12 +34,7 @@ func TestExpectContinueOverMaxRequestSizeIs413NotContinue(t *testing.T) {
 	addr := strings.TrimPrefix(p.url, "http://")
 	send := func(size int) (*bufio.Reader, net.Conn) {
 		t.Helper()
-		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		conn := dialRaw(t, addr, 5*time.Second)
 		head := "POST /commit?topic=orders HTTP/1.1\r\nHost: " + addr + "\r\nExpect: 100-continue\r\n" +
 			"Content-Length: " + strconv.Itoa(size) + "\r\n\r\n"
 		if _, err := io.WriteString(conn, head); err != nil {
@@ -154,12 +149,7 @@ func TestExpectContinueRefusedBeforeTheBody(t *testing.T) {
 	// returns the first answer.
 	send := func(path, headers string, body []byte, expect bool) (*http.Response, string, net.Conn, *bufio.Reader) {
 		t.Helper()
-		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		conn := dialRaw(t, addr, 10*time.Second)
 		head := "POST " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nX-Request-ID: r-1\r\n" + headers +
 			"Content-Length: " + strconv.Itoa(len(body)) + "\r\n"
 		if expect {
