@@ -1,6 +1,7 @@
 package ktransfer
 
 import (
+	"context"
 	"maps"
 	"runtime"
 	"slices"
@@ -81,7 +82,7 @@ func HoldTopicGone(t *testing.T, unassigned bool) (waiting *atomic.Bool, ended <
 		waiting.Store(true)
 		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 			if unassigned {
-				r.apply()
+				r.apply(context.Background())
 			}
 			if releaseUnderWay(r, unassigned) {
 				endedc <- true

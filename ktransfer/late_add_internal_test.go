@@ -24,6 +24,7 @@ func TestLateAddOfAReleasedClaimLeavesTheNewerClaimRead(t *testing.T) {
 	defer cl.Close()
 	m := &module{cfg: Module{Topic: "t"}, log: slog.New(slog.DiscardHandler)}
 	r := newReader(m, cl)
+	r.readID = [16]byte{1} // an id known: apply looks none up (there is no Transfer)
 	released, cancel := context.WithCancel(context.Background())
 	cancel()
 	a, b := newPartition(m, 0, released), newPartition(m, 0, context.Background())
@@ -34,7 +35,7 @@ func TestLateAddOfAReleasedClaimLeavesTheNewerClaimRead(t *testing.T) {
 	} {
 		c.done = make(chan struct{})
 		r.pending = append(r.pending, c)
-		r.apply()
+		r.apply(context.Background())
 	}
 	if got := r.parts[0]; got != b {
 		t.Fatalf("the reader reads claim %p of partition 0 after a released claim's late add and its unassign; want the newer claim %p", got, b)
