@@ -1,7 +1,6 @@
 package ktransfer
 
 import (
-	"context"
 	"maps"
 	"runtime"
 	"slices"
@@ -82,7 +81,7 @@ func HoldTopicGone(t *testing.T, unassigned bool) (waiting *atomic.Bool, ended <
 		waiting.Store(true)
 		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 			if unassigned {
-				r.apply(context.Background())
+				r.apply()
 			}
 			if releaseUnderWay(r, unassigned) {
 				endedc <- true

@@ -24,7 +24,6 @@ func TestLateAddOfAReleasedClaimLeavesTheNewerClaimRead(t *testing.T) {
 	defer cl.Close()
 	m := &module{cfg: Module{Topic: "t"}, log: slog.New(slog.DiscardHandler)}
 	r := newReader(m, cl)
-	r.readID = [16]byte{1} // an id known: apply looks none up (there is no Transfer)
 	released, cancel := context.WithCancel(context.Background())
 	cancel()
 	a, b := newPartition(m, 0, released), newPartition(m, 0, context.Background())
@@ -35,7 +34,7 @@ func TestLateAddOfAReleasedClaimLeavesTheNewerClaimRead(t *testing.T) {
 	} {
 		c.done = make(chan struct{})
 		r.pending = append(r.pending, c)
-		r.apply(context.Background())
+		r.apply()
 	}
 	if got := r.parts[0]; got != b {
 		t.Fatalf("the reader reads claim %p of partition 0 after a released claim's late add and its unassign; want the newer claim %p", got, b)

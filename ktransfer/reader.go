@@ -61,12 +61,8 @@ type reader struct {
 	// Owned by the poll goroutine.
 	parts     map[int32]*partition // partitions being read
 	paused    bool
-	readID    [16]byte  // the topic's id in the latest fetch that had one, or as looked up (quietCheck)
-	checkedID time.Time // the latest look-up of the topic's id (unknownTopicID, quietCheck)
-	heard     time.Time // the latest poll that brought the topic's records or errors, or start of a read
-	suspect   [16]byte  // another id than readID, found by the latest quiet look-up; zero when none
-	looking   bool      // a look-up of the topic's id is under way (lookUpID)
-	ids       chan idAnswer
+	readID    [16]byte  // the topic's id in the latest fetch that had one
+	checkedID time.Time // the latest look-up of the topic's id (unknownTopicID)
 	fullFrom  time.Time // the pass that found the window full; zero while it has free slots
 	warned    map[int32]fetchWarning
 	held      map[int32]errHold // partitions held back after fetch errors (holdBack)
@@ -83,7 +79,7 @@ type change struct {
 }
 
 func newReader(m *module, cl *kgo.Client) *reader {
-	return &reader{m: m, cl: cl, topic: m.cfg.Topic, wake: make(chan struct{}, 1), ids: make(chan idAnswer, 1), parts: map[int32]*partition{}, warned: map[int32]fetchWarning{}, held: map[int32]errHold{}}
+	return &reader{m: m, cl: cl, topic: m.cfg.Topic, wake: make(chan struct{}, 1), parts: map[int32]*partition{}, warned: map[int32]fetchWarning{}, held: map[int32]errHold{}}
 }
 
 // assign starts reading p at offset at, or restarts it there when it is
@@ -133,13 +129,7 @@ func (r *reader) run(ctx context.Context) {
 	m := r.m
 	failures := 0 // polls in a row that brought fetch errors and no record
 	for {
-		r.apply(ctx)
-		select {
-		case a := <-r.ids:
-			r.looking = false
-			r.idAnswered(a)
-		default:
-		}
+		r.apply()
 		if ctx.Err() != nil {
 			return
 		}
@@ -198,15 +188,12 @@ func (r *reader) run(ctx context.Context) {
 		if due := r.flushWarnings(); !due.IsZero() && (until.IsZero() || due.Before(until)) {
 			until = due // back to log the repetitions of an error that may have ended
 		}
-		if due := r.quietDue(); !due.IsZero() && (until.IsZero() || due.Before(until)) {
-			until = due // back to look the topic's id up
-		}
 		if !until.IsZero() {
 			cancel()
 			pollCtx, cancel = context.WithDeadline(ctx, until) // back to release it
 		}
 		r.mu.Lock()
-		if len(r.pending) > 0 || len(r.ids) > 0 { // an answer sent before this sees no poll to end (interrupt)
+		if len(r.pending) > 0 {
 			r.mu.Unlock()
 			cancel()
 			continue
@@ -218,11 +205,7 @@ func (r *reader) run(ctx context.Context) {
 		r.cancelPoll = nil
 		r.mu.Unlock()
 		cancel()
-		records, failed, held := r.route(ctx, fs)
-		if due := r.quietDue(); !due.IsZero() && !time.Now().Before(due) {
-			r.lookUpID(ctx, false)
-		}
-		if failed && records == 0 && !held {
+		if records, failed, held := r.route(ctx, fs); failed && records == 0 && !held {
 			// A fetch error the client does not retry by itself (a read
 			// permission taken away, …) comes back at once on every poll:
 			// asked again at once, the brokers were fetched from and a
@@ -347,7 +330,7 @@ func (r *reader) exit() {
 // apply hands the pending changes to the client: every removal (and the
 // removal before a restart) in one RemoveConsumePartitions, then every
 // start in one AddConsumePartitions.
-func (r *reader) apply(ctx context.Context) {
+func (r *reader) apply() {
 	r.mu.Lock()
 	changes := r.pending
 	r.pending = nil
@@ -393,10 +376,6 @@ func (r *reader) apply(ctx context.Context) {
 		r.cl.RemoveConsumePartitions(map[string][]int32{r.topic: ids})
 	}
 	if len(add) > 0 {
-		r.heard = time.Now() // a new cursor: quiet from here on
-		if r.readID == ([16]byte{}) {
-			r.lookUpID(ctx, true)
-		}
 		offsets := make(map[int32]kgo.Offset, len(add))
 		for id, c := range add {
 			offsets[id] = kgo.NewOffset().At(c.at)
@@ -517,98 +496,7 @@ func (r *reader) unknownTopicID(ctx context.Context, err error) {
 	case r.readID == [16]byte{} || id == r.readID:
 		r.m.log.Warn("kafka fetch error; the topic still has the id it is read with", "err", err)
 	default:
-		r.topicGone(err, id)
-	}
-}
-
-// topicQuietCheck is how long a topic read may bring nothing, neither
-// records nor errors, before its id is looked up (idAnswered).
-const topicQuietCheck = 10 * time.Second
-
-// quietDue is when the topic's id is looked up next: once the topic was
-// quiet for topicQuietCheck since it was last heard of or looked up, or
-// topicCheckEvery after a look-up that found another id. Zero while a
-// look-up is under way.
-func (r *reader) quietDue() time.Time {
-	switch {
-	case r.looking:
-		return time.Time{}
-	case r.suspect != ([16]byte{}):
-		return r.checkedID.Add(topicCheckEvery)
-	}
-	last := r.heard
-	if r.checkedID.After(last) {
-		last = r.checkedID
-	}
-	return last.Add(topicQuietCheck)
-}
-
-// idAnswer is a look-up of the topic's id (lookUpID); base: made as
-// partitions started being read with no id known yet.
-type idAnswer struct {
-	id   [16]byte
-	gone bool
-	err  error
-	base bool
-}
-
-// lookUpID looks the topic's id up beside the poll goroutine (a slow
-// answer holds up no record and no release), one look-up at a time; the
-// answer interrupts the poll and is handled by idAnswered.
-func (r *reader) lookUpID(ctx context.Context, base bool) {
-	if r.looking {
-		return
-	}
-	r.looking, r.checkedID = true, time.Now()
-	go func() {
-		lctx, cancel := context.WithTimeout(ctx, topicCheckTimeout)
-		id, gone, err := r.m.t.topicID(lctx, r.topic)
-		cancel()
-		r.ids <- idAnswer{id: id, gone: gone, err: err, base: base} // cap 1, one look-up at a time
-		r.interrupt()
-	}()
-}
-
-// interrupt ends the poll in progress, or the wait, so that the poll
-// goroutine goes round its loop.
-func (r *reader) interrupt() {
-	r.mu.Lock()
-	if r.cancelPoll != nil {
-		r.cancelPoll()
-	}
-	r.mu.Unlock()
-	r.signal()
-}
-
-// idAnswered handles a look-up of the topic's id. A topic deleted and
-// created again is not always reported by the fetches: brokers may answer
-// the deleted topic's id INCONSISTENT_TOPIC_ID (their log is the new
-// topic's), which kgo retries by itself without a word, and kgo never
-// takes a new id on its own: the module read nothing more, for good. So
-// the id of a topic quiet for topicQuietCheck is looked up, and another
-// id than the one the topic is read by, found by two look-ups in a row
-// topicCheckEvery apart (a broker whose metadata is not up to date may
-// answer one), is handled as UNKNOWN_TOPIC_ID with another id is
-// (topicGone). Records read meanwhile clear the suspicion (route). No
-// such topic, or no answer: nothing; looked up again after the next quiet
-// stretch. With no id known yet (nothing fetched since the start), the id
-// found is the one the topic is read by: a base look-up is made as the
-// partitions start being read, when the client takes the id too.
-func (r *reader) idAnswered(a idAnswer) {
-	switch {
-	case a.err != nil || a.gone:
-		r.m.log.Debug("the topic's id could not be checked", "err", a.err, "gone", a.gone)
-		r.suspect = [16]byte{}
-	case r.readID == [16]byte{}:
-		r.readID = a.id
-	case a.base:
-		// An id was fetched meanwhile: that one is read by.
-	case a.id == r.readID:
-		r.suspect = [16]byte{}
-	case a.id != r.suspect:
-		r.suspect = a.id // looked up again topicCheckEvery from now
-	default:
-		r.topicGone(errors.New("the brokers name the topic by another id than the one it is read by, and the fetches bring nothing"), a.id)
+		r.topicGone(err)
 	}
 }
 
@@ -627,14 +515,12 @@ func (r *reader) idAnswered(a idAnswer) {
 // was applied already (its hand-over waiting for its pushes) is no longer
 // read, but the module holds it until its release commits (m.parts): it is
 // marked first, before any restart this starts can store an offset.
-// id is the new topic's: the partitions are read by it from now on.
-func (r *reader) topicGone(err error, id [16]byte) {
+func (r *reader) topicGone(err error) {
 	if f := beforeTopicGone.Load(); f != nil {
 		(*f)(r)
 	}
 	r.m.log.Error("topic unknown by the id it was read with: deleted and created again; its partitions restart as offset_out_of_range says", "err", err)
 	r.cl.PurgeTopicsFromClient(r.topic)
-	r.readID, r.suspect = id, [16]byte{}
 	r.m.mu.Lock()
 	for _, p := range r.m.parts {
 		if p.ctx.Err() != nil {
@@ -811,12 +697,6 @@ func (r *reader) route(ctx context.Context, fs kgo.Fetches) (records int, failed
 		// A lasting error (a corrupt record batch, …) stops the
 		// partition at this offset.
 		r.warnFetchError(w.p.log.With("offset", w.p.next), w.p.id, w.err)
-	}
-	if records > 0 || failed {
-		r.heard = time.Now()
-	}
-	if records > 0 {
-		r.suspect = [16]byte{} // read by its id: not created again
 	}
 	return records, failed, held
 }
