@@ -54,6 +54,8 @@ type env struct {
 	conn   *zk.Conn
 	kc     kafkaconf.Config // how clients reach kafka
 	zkAuth zklayout.Auth    // ktransfer's zk_auth
+
+	sessionsEnded bool // recreateTopic: FetchWithoutSessions installed
 }
 
 func newEnv(t *testing.T, topics ...kafkatest.Topic) *env {

@@ -56,9 +56,17 @@ func startDeadLettering(t *testing.T) (*env, *backend) {
 }
 
 // recreateTopic deletes topic, waits until the brokers no longer list it
-// and creates it again with partitions partitions (a new topic id).
+// and creates it again with partitions partitions (a new topic id). The
+// env's readers fetch without fetch sessions from then on.
 func (e *env) recreateTopic(t *testing.T, topic string, partitions int32) {
 	t.Helper()
+	if !e.sessionsEnded {
+		// As Kafka does, the deleted topic's id is answered
+		// UNKNOWN_TOPIC_ID to a reader, whose fetch session would
+		// otherwise be served the new topic, unseen (FetchWithoutSessions).
+		kafkatest.FetchWithoutSessions(e.kafka)
+		e.sessionsEnded = true
+	}
 	adm := kadm.NewClient(kafkatest.Client(t, e.kafka, e.kc))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -223,6 +223,26 @@ func EndFetchSession(req *kmsg.FetchRequest) *kmsg.FetchResponse {
 	return req.ResponseKind().(*kmsg.FetchResponse)
 }
 
+// FetchWithoutSessions has every consumer of c give up fetch sessions
+// (KIP-227) from its next fetch in one on (EndFetchSession), for the rest
+// of the test. kfake keeps a session's partitions by topic name, where
+// Kafka keeps them by topic id: a session living across a topic's
+// deletion and creation under its name is served the new topic, under
+// its new id, which kgo drops as a topic it did not ask for. Its consumer
+// of the deleted topic then hears nothing, ever, where Kafka answers
+// UNKNOWN_TOPIC_ID (for a fetch naming the deleted id, which is what
+// each fetch does without a session). Tests that delete a topic read by a
+// consumer and create it again call this first.
+func FetchWithoutSessions(c *kfake.Cluster) {
+	c.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if end := EndFetchSession(req.(*kmsg.FetchRequest)); end != nil {
+			return end, nil, true
+		}
+		return nil, nil, false
+	})
+}
+
 // ShuffleEvery moves every partition's leader to a random broker every d
 // until the test ends or stop is called; it returns stop, which waits for
 // the shuffling to end and reports how many shuffles happened.

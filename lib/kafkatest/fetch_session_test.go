@@ -96,3 +96,56 @@ func TestEndFetchSessionShowsTheOffsetsFetchedFrom(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// After FetchWithoutSessions, a consumer caught up with the log end (which
+// fetched in a session naming no partition) names its partitions in every
+// fetch, outside any session.
+func TestFetchWithoutSessionsEndsThemForGood(t *testing.T) {
+	c := Start(t, []Topic{{"t", 1}})
+	kc := kafkaconf.Default()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	var inSession, outside int
+	counting := false
+	c.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		fr := req.(*kmsg.FetchRequest)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case fr.SessionEpoch > 0:
+			inSession++
+		case counting && len(fr.Topics) == 1:
+			outside++
+		}
+		return nil, nil, false
+	})
+	cons := Client(t, c, kc, kgo.ConsumeTopics("t"), kgo.FetchMaxWait(50*time.Millisecond))
+	go func() {
+		for ctx.Err() == nil {
+			cons.PollFetches(ctx)
+		}
+	}()
+	count := func() (int, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		return inSession, outside
+	}
+	for n, _ := count(); n < 2; n, _ = count() {
+		if ctx.Err() != nil {
+			t.Fatal("the consumer never fetched in a session")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	FetchWithoutSessions(c)            // runs after the counter: the counter sees every fetch
+	time.Sleep(300 * time.Millisecond) // the consumer's next fetch ends its session
+	mu.Lock()
+	inSession, outside, counting = 0, 0, true
+	mu.Unlock()
+	time.Sleep(time.Second)
+	if in, out := count(); in > 0 || out < 3 {
+		t.Errorf("after FetchWithoutSessions: %d fetches in a session, %d outside naming the partition; want none and several", in, out)
+	}
+}
