@@ -108,7 +108,7 @@ func (c *cluster) connect(ctx context.Context) (*zk.Conn, <-chan zk.Event, error
 		return net.DialTimeout(network, address, connectTimeout)
 	}
 	var self atomic.Pointer[zk.Conn] // the client the callback is of
-	conn, events, err := zk.Connect(c.cfg.ZKHosts, c.session, zk.WithDialer(dialer), zk.WithLogger(zkLog{c.log}),
+	conn, events, err := zk.Connect(c.cfg.ZKHosts, c.session, zk.WithDialer(dialer), zk.WithLogger(zkLog{c.log}), zk.WithHostProvider(zklayout.HostProvider(c.log)),
 		zk.WithEventCallback(func(ev zk.Event) { c.expiredSession(self.Load(), ev) }))
 	self.Store(conn)
 	if err != nil {

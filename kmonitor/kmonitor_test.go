@@ -921,6 +921,27 @@ func TestZooKeeperClientErrorLoggedOnce(t *testing.T) {
 	}
 }
 
+// TestZooKeeperServerWhoseNameNoLongerResolves: zk_hosts lists a server
+// whose name was removed from DNS (retired) beside one that answers. The
+// ZooKeeper client gave up on the first name that did not resolve, at
+// every try: the cluster was never read, although a server answered. It
+// is left out, with a warning naming it, and the other one is used.
+func TestZooKeeperServerWhoseNameNoLongerResolves(t *testing.T) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
+	var log logBuffer
+	e := startWith(t, k, func(c *kmonitor.Config) {
+		cl := c.Clusters["test_cluster"]
+		cl.ZKHosts = append([]string{"retired.invalid:2181"}, cl.ZKHosts...)
+		c.Clusters["test_cluster"] = cl
+	}, &log)
+	produce(t, e.kafka, "a", 0, 10)
+	setOffset(t, e.conn, "m1", "a", "0", "7")
+	e.eventually(t, "", `{"test_cluster":{"m1":{"0":3}}}`+"\n", 15*time.Second)
+	if l := log.String(); !strings.Contains(l, "retired.invalid") || log.count("zookeeper server left out: its name does not resolve; the other servers are used") == 0 {
+		t.Errorf("the server left out is not named in a warning:\n%s", log.String())
+	}
+}
+
 // TestConfigChrootZooKeeperRefuses: a chroot with a character ZooKeeper
 // refuses in a path (a tab, as a YAML "\t" writes it) passed -check and the
 // start; every listing under it was then refused, retried every 500 ms

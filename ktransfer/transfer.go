@@ -243,7 +243,7 @@ func (t *Transfer) registration() map[string]any {
 // watchSession reads them.
 func connectZK(ctx context.Context, cfg Config, log zkLog) (*zk.Conn, <-chan zk.Event, error) {
 	timeout := time.Duration(cfg.ZKTimeoutMs) * time.Millisecond
-	conn, events, err := zk.Connect(cfg.ZKHosts, timeout, zk.WithLogger(log))
+	conn, events, err := zk.Connect(cfg.ZKHosts, timeout, zk.WithLogger(log), zk.WithHostProvider(zklayout.HostProvider(log.l)))
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", cfg.zkHostsRef(), err)
 	}
@@ -387,7 +387,7 @@ func (t *Transfer) replaceClient() error {
 		(*f)()
 	}
 	timeout := time.Duration(t.cfg.ZKTimeoutMs) * time.Millisecond
-	conn, events, err := zk.Connect(t.cfg.ZKHosts, timeout, zk.WithLogger(zkLog{t.log, &t.grantedMs}))
+	conn, events, err := zk.Connect(t.cfg.ZKHosts, timeout, zk.WithLogger(zkLog{t.log, &t.grantedMs}), zk.WithHostProvider(zklayout.HostProvider(t.log)))
 	if err != nil {
 		return err
 	}

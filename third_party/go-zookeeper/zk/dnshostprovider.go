@@ -2,6 +2,7 @@ package zk
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -32,6 +33,21 @@ func (o lookupTimeoutOption) apply(provider *DNSHostProvider) {
 	provider.lookupTimeout = o.timeout
 }
 
+type leftOutOption struct {
+	f func(server string, err error)
+}
+
+// WithLeftOut returns a DNSHostProviderOption that has f told of each
+// server Init leaves out because its name does not resolve. (Patched: not
+// in v1.0.4.)
+func WithLeftOut(f func(server string, err error)) DNSHostProviderOption {
+	return leftOutOption{f: f}
+}
+
+func (o leftOutOption) apply(provider *DNSHostProvider) {
+	provider.leftOut = o.f
+}
+
 // DNSHostProvider is the default HostProvider. It currently matches
 // the Java StaticHostProvider, resolving hosts from DNS once during
 // the call to Init.  It could be easily extended to re-query DNS
@@ -43,6 +59,7 @@ type DNSHostProvider struct {
 	last          int
 	lookupTimeout time.Duration
 	lookupHost    lookupHostFn // Override of net.LookupHost, for testing.
+	leftOut       func(server string, err error)
 }
 
 // NewDNSHostProvider creates a new DNSHostProvider with the given options.
@@ -57,6 +74,14 @@ func NewDNSHostProvider(options ...DNSHostProviderOption) *DNSHostProvider {
 // Init is called first, with the servers specified in the connection
 // string. It uses DNS to look up addresses for each server, then
 // shuffles them all together.
+//
+// (Patched: v1.0.4 looked the servers up one after the other within one
+// deadline and failed on the first name that did not resolve: one server
+// retired from DNS kept the client from ever connecting to the others,
+// and a slow first name spent the others' time. Each name is looked up on
+// its own now, all at once, each within the timeout; one that does not
+// resolve is left out (WithLeftOut tells of it, its function called
+// with the provider locked) as long as another one does.)
 func (hp *DNSHostProvider) Init(servers []string) error {
 	hp.mu.Lock()
 	defer hp.mu.Unlock()
@@ -72,26 +97,51 @@ func (hp *DNSHostProvider) Init(servers []string) error {
 		timeout = _defaultLookupTimeout
 	}
 
-	// TODO: consider using a context from the caller.
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
+	type answer struct {
+		addrs []string
+		err   error
+	}
+	hosts, ports := make([]string, len(servers)), make([]string, len(servers))
+	for i, server := range servers {
+		var err error
+		if hosts[i], ports[i], err = net.SplitHostPort(server); err != nil {
+			return err
+		}
+	}
+	answers := make([]answer, len(servers))
+	var wg sync.WaitGroup
+	for i, host := range hosts {
+		i, host, port := i, host, ports[i] // this module's go version shares loop variables
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			addrs, err := lookupHost(ctx, host)
+			for j, addr := range addrs {
+				addrs[j] = net.JoinHostPort(addr, port)
+			}
+			answers[i] = answer{addrs, err}
+		}()
+	}
+	wg.Wait()
 
 	found := []string{}
-	for _, server := range servers {
-		host, port, err := net.SplitHostPort(server)
-		if err != nil {
-			return err
-		}
-		addrs, err := lookupHost(ctx, host)
-		if err != nil {
-			return err
-		}
-		for _, addr := range addrs {
-			found = append(found, net.JoinHostPort(addr, port))
+	var errs []error
+	for i, a := range answers {
+		found = append(found, a.addrs...)
+		if a.err != nil {
+			errs = append(errs, a.err)
+			if hp.leftOut != nil {
+				hp.leftOut(servers[i], a.err)
+			}
 		}
 	}
 
 	if len(found) == 0 {
+		if len(errs) > 0 {
+			return errors.Join(errs...)
+		}
 		return fmt.Errorf("No hosts found for addresses %q", servers)
 	}
 
