@@ -313,6 +313,52 @@ func getBatchJob() *batchJob {
 	return j
 }
 
+// compactSlack is how many bytes a request's body may hold beyond twice
+// its records' before they are copied out of it (compact).
+const compactSlack = 64 << 10
+
+// compact copies the records' bytes out of the request's body into a
+// buffer of their size when the body is much larger than they are (a gRPC
+// message padded with fields kproxy skips, JSON with room between its
+// records), and lets the body go. Kafka's client holds the records until
+// they are answered — past the request's own answer at acks=0, or past
+// its deadline — and each held the whole body: req_pool_size acks=0
+// records of 10 MiB messages were 100 GiB, where /commit, which copies
+// its record, holds the records only.
+func (j *batchJob) compact() {
+	n := 0
+	for i := range j.recs {
+		r := &j.recs[i]
+		n += len(r.topic) + len(r.key) + len(r.value)
+		for _, h := range r.headers {
+			n += len(h.Value)
+		}
+	}
+	if len(j.body) <= 2*n+compactSlack {
+		return
+	}
+	buf := make([]byte, 0, n)
+	keep := func(b []byte) []byte {
+		if b == nil {
+			return nil // no key, a null value: stays so
+		}
+		buf = append(buf, b...)
+		return buf[len(buf)-len(b) : len(buf) : len(buf)]
+	}
+	for i := range j.recs {
+		r := &j.recs[i]
+		r.topic, r.key, r.value = keep(r.topic), keep(r.key), keep(r.value)
+		if len(r.headers) > 0 {
+			hs := make([]kgo.RecordHeader, len(r.headers)) // a request's records may share theirs
+			for k, h := range r.headers {
+				hs[k] = kgo.RecordHeader{Key: h.Key, Value: keep(h.Value)}
+			}
+			r.headers = hs
+		}
+	}
+	j.body = nil // the next use of a pooled job makes its own
+}
+
 // release lets go of one reference.
 func (j *batchJob) release() {
 	if j.refs.Add(-1) != 0 {
@@ -496,6 +542,7 @@ func (*batchItem) Value(any) any               { return nil }
 // gated passes each record through its topic's spool gate (spool.go): not
 // for transactions, which are never spooled.
 func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, j *batchJob, deadline context.Context, now time.Time, gated bool) *batchCall {
+	j.compact()
 	n := len(j.recs)
 	if cap(j.items) < n {
 		j.items = make([]batchItem, n)

@@ -535,6 +535,7 @@ const fenceAtShutdown = 2 * time.Second
 // refusal: 400, 403, 404, 413, 502) whatever its records' own answers
 // were; only a commit without a definite answer is 504.
 func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
+	j.compact()
 	n := len(j.recs)
 	if reason := s.late(j, "in kproxy"); reason != "" {
 		return j.every(503, -1, reason) // nothing tried, as admitBatch's 503
