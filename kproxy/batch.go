@@ -439,7 +439,9 @@ func (s *Server) startProduce(acks int, j *batchJob) (*batchCall, batchOutcome) 
 		if acks == 0 {
 			s.acks0Out.Add(int64(-n))
 		}
-		// Refused whole, nothing tried (as admitBatch's 503).
+		// Refused whole, nothing tried (as admitBatch's 503); counted as
+		// /commit counts its record refused so (Kafka's client full).
+		s.metrics.produceErrors.WithLabelValues("503").Add(float64(n))
 		return nil, j.every(503, -1, noRoom)
 	}
 	// Kafka's client gets produce_timeout_ms from the arrival, never a
@@ -452,6 +454,7 @@ func (s *Server) startProduce(acks int, j *batchJob) (*batchCall, batchOutcome) 
 	if acks == 0 && !s.prod.enterAcks0() {
 		tr.room.give(n)
 		s.acks0Out.Add(int64(-n))
+		s.metrics.produceErrors.WithLabelValues("503").Add(float64(n)) // as /commit's
 		return nil, j.every(503, -1, "kproxy is shutting down; the batch was not written")
 	}
 	c := s.startBatch(cl, tr, acks, j, s.arrivalDeadline(j), time.Now(), s.spool != nil && acks != 0)

@@ -87,6 +87,21 @@ func TestFullClientBufferRefusedNotHung(t *testing.T) {
 	if _, _, _, err := post("/batch?acks=-1&spool=0&topic="+topic, "application/json", body); err != nil {
 		t.Fatalf("%d more records: %v", pool-1, err)
 	}
+	// A batch finding the client full is refused whole, and its records
+	// are counted in kproxy_produce_errors_total as /commit's record is
+	// (they were not: an alert on it missed a gRPC or /batch load).
+	errs503 := func() int {
+		v, err := strconv.ParseFloat(p.metric(t, `kproxy_produce_errors_total{code="503"}`), 64)
+		if err != nil {
+			return 0 // absent: none yet
+		}
+		return int(v)
+	}
+	before := errs503()
+	code, text, _, err := post("/batch?acks=-1&spool=0&topic="+topic, "application/json", []byte(`[{"value":"a"},{"value":"b"},{"value":"c"}]`))
+	if err != nil || code != 503 || !strings.Contains(text, "kafka's client") {
+		t.Fatalf("a batch of 3 with Kafka's client full: %d %q %v, want 503 naming the full client", code, text, err)
+	}
 	// The next record, spool allowed: answered within its deadline.
 	start := time.Now()
 	code, text, hdr, err := post("/commit?acks=-1&key=x&topic="+topic, "application/msgpack", record(t, map[string]any{"v": 1}))
@@ -95,6 +110,9 @@ func TestFullClientBufferRefusedNotHung(t *testing.T) {
 	}
 	if code != 503 || hdr.Get("Retry-After") == "" || !strings.Contains(text, "kafka's client") {
 		t.Errorf("a record with Kafka's client full: %d %q (Retry-After %q), want 503 naming the full client, with Retry-After", code, text, hdr.Get("Retry-After"))
+	}
+	if got := errs503() - before; got != 4 {
+		t.Errorf("3 records of a batch and 1 of /commit refused 503 with Kafka's client full: kproxy_produce_errors_total{code=\"503\"} grew %d, want 4", got)
 	}
 	// The partition answers again: the client writes the records answered
 	// 504 (or fails them, their deadline past, once it knows the first
