@@ -90,7 +90,7 @@ func newCluster(name string, cfg ClusterConfig, base BaseConfig, log *slog.Logge
 	return &cluster{
 		name: name, cfg: cfg, log: log, session: session,
 		poll:     time.Duration(base.PollIntervalMs) * time.Millisecond,
-		state:    newState(time.Duration(base.HistoryMinutes) * time.Minute),
+		state:    newState(time.Duration(base.HistoryMinutes)*time.Minute, 2*time.Duration(base.PollIntervalMs)*time.Millisecond+pollTimeout),
 		readWake: make(chan struct{}, 1),
 		inflight: map[topicPartition]bool{},
 		failed:   map[int32]int{},

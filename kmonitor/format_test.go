@@ -14,7 +14,7 @@ import (
 func TestLagAge(t *testing.T) {
 	now := time.Unix(1000, 0)
 	at := func(s int64) time.Time { return time.Unix(s, 0) }
-	changes := []sample{{at(900), 10}, {at(950), 20}, {at(990), 30}}
+	changes := []sample{{at(900), 10, false}, {at(950), 20, false}, {at(990), 30, false}}
 	for _, tc := range []struct {
 		next    int64
 		want    float64
@@ -32,13 +32,18 @@ func TestLagAge(t *testing.T) {
 		}
 	}
 	// The log end went back (the topic created again) and grew anew.
-	recreated := []sample{{at(900), 50}, {at(950), 0}, {at(990), 3}}
+	recreated := []sample{{at(900), 50, false}, {at(950), 0, false}, {at(990), 3, false}}
 	if got, atLeast := lagAge(recreated, 0, now); got != 10 || atLeast {
 		t.Errorf("log end back to 0 then 3, next=0: %v %v, want 10 false", got, atLeast)
 	}
 	// The log end went back, not below next=0, before it was read again.
-	if got, atLeast := lagAge([]sample{{at(900), 50}, {at(990), 3}}, 0, now); got != 10 || !atLeast {
+	if got, atLeast := lagAge([]sample{{at(900), 50, false}, {at(990), 3, false}}, 0, now); got != 10 || !atLeast {
 		t.Errorf("log end back from 50 to 3, next=0: %v %v, want 10 true", got, atLeast)
+	}
+	// The log end not read from 900 to 990 (reads failed), and past next
+	// when read again: its records came any time since 900.
+	if got, atLeast := lagAge([]sample{{at(900), 10, false}, {at(990), 30, true}}, 20, now); got != 10 || !atLeast {
+		t.Errorf("log end past next=20 when read again after failed reads: %v %v, want 10 true", got, atLeast)
 	}
 	if got, _ := lagAge(nil, 3, now); got != 0 {
 		t.Errorf("no history: %v", got)
@@ -47,14 +52,14 @@ func TestLagAge(t *testing.T) {
 	// time before it waits for the cluster's lock, held by that poll)
 	// saw the log end pass next first: the lag is younger than anything
 	// measurable, not negative.
-	later := []sample{{at(900), 10}, {now.Add(2 * time.Millisecond), 30}}
+	later := []sample{{at(900), 10, false}, {now.Add(2 * time.Millisecond), 30, false}}
 	if got, _ := lagAge(later, 20, now); got != 0 {
 		t.Errorf("log end first past next in a poll after now: %v seconds, want 0", got)
 	}
 }
 
 func TestHistoryWindow(t *testing.T) {
-	s := newState(time.Minute)
+	s := newState(time.Minute, 0)
 	tp := topicPartition{"t", 0}
 	base := time.Unix(0, 0)
 	for i := range 300 { // one poll a second for 5 minutes, the end growing every 10 s
@@ -350,7 +355,7 @@ func TestItemKeyIsTheKeyZabbixLLDMakes(t *testing.T) {
 // (32 bytes a poll a partition: 1,600 busy partitions polled every second
 // hold 133 GB after a month) and tell nothing.
 func TestHistoryBoundedWhenCaughtUp(t *testing.T) {
-	s := newState(30 * 24 * time.Hour)
+	s := newState(30*24*time.Hour, 0)
 	tp := topicPartition{"t", 0}
 	k := partKey{"m", "t", "0"}
 	base := time.Unix(0, 0)
@@ -376,7 +381,7 @@ func TestHistoryBoundedWhenCaughtUp(t *testing.T) {
 // that is a lag of 0, not an error. Only a log end read after the offset
 // and below it says the records committed are gone.
 func TestLogEndReadBeforeCommitIsNotPastIt(t *testing.T) {
-	s := newState(time.Hour)
+	s := newState(time.Hour, 0)
 	tp := topicPartition{"t", 0}
 	asked := time.Now() // the log end is asked for
 	if err := s.setOffset(context.Background(), partKey{"m", "t", "0"}, nil, []byte("12")); err != nil {

@@ -2,9 +2,11 @@ package kmonitor
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // lagging is a state of one partition, t/0, whose module m has committed
@@ -18,7 +20,7 @@ type lagging struct {
 
 func newLagging(t testing.TB, history, poll time.Duration, next int64) *lagging {
 	t.Helper()
-	l := &lagging{s: newState(history), tp: topicPartition{"t", 0}, now: time.Unix(1_000_000, 0), poll: poll}
+	l := &lagging{s: newState(history, 0), tp: topicPartition{"t", 0}, now: time.Unix(1_000_000, 0), poll: poll}
 	l.commit(t, next)
 	return l
 }
@@ -53,7 +55,7 @@ func (l *lagging) lag(t testing.TB) Lag {
 // any more, and the array that held them must be let go, whether the
 // module catches up at once or little by little while no record arrives
 // (the log end no longer moving, nothing is appended that would move the
-// changes to a new array). Kept, it is 3,600 changes (128 KiB) per
+// changes to a new array). Kept, it is 3,600 changes (141 KiB) per
 // partition ever behind for an hour, for as long as kmonitor runs.
 func TestLogEndHistoryLetGoOnceCaughtUp(t *testing.T) {
 	for _, gradual := range []bool{false, true} {
@@ -72,7 +74,7 @@ func TestLogEndHistoryLetGoOnceCaughtUp(t *testing.T) {
 		l.commit(t, end)
 		l.step(end)
 		if c := l.changes(); cap(c) > 64 {
-			t.Errorf("caught up (gradually: %v): %d changes held in an array of %d (%d KiB)", gradual, len(c), cap(c), cap(c)*32/1024)
+			t.Errorf("caught up (gradually: %v): %d changes held in an array of %d (%d KiB)", gradual, len(c), cap(c), cap(c)*int(unsafe.Sizeof(sample{}))/1024)
 		}
 		if got := l.lag(t); got.Lag != 0 || got.LagSeconds != 0 {
 			t.Errorf("caught up (gradually: %v): %+v", gradual, got)
@@ -168,5 +170,42 @@ func BenchmarkSetEndLagging(b *testing.B) {
 		end++
 		l.now = l.now.Add(l.poll)
 		l.s.setEnd(l.tp, end, l.now, nil, l.now)
+	}
+}
+
+// A module caught up at log end 100; for 10 minutes the log end cannot be
+// read (a broker unreachable from kmonitor, its ACL changed) while the
+// module stalls and the end reaches 5000. Read again, the lag was dated
+// from that read: 0 s old, not flagged, for records up to 10 minutes old
+// (an alert on kmonitor_lag_seconds stayed silent). It is flagged a lower
+// bound.
+func TestLagAfterLogEndUnreadIsALowerBound(t *testing.T) {
+	for _, how := range []string{"reads failed", "no read"} {
+		l := newLagging(t, time.Hour, time.Second, 100)
+		l.s.blindAfter = 3 * time.Second
+		l.step(100)
+		for range 600 {
+			l.now = l.now.Add(l.poll)
+			if how == "reads failed" {
+				l.s.setEnd(l.tp, 0, l.now, errors.New("broker unreachable"), l.now)
+			}
+		}
+		l.step(5000)
+		if got := l.lag(t); got.Lag != 4900 || !got.LagSecondsAtLeast {
+			t.Errorf("%s for 10 minutes, then the log end read past the committed offset: %+v, want lag 4900 with lag_seconds a lower bound", how, got)
+		}
+		l.step(5000)
+		l.step(6000) // seen by a working poll after: still dated by the blind change
+		if got := l.lag(t); !got.LagSecondsAtLeast {
+			t.Errorf("%s, then polled as usual: %+v, want lag_seconds still a lower bound", how, got)
+		}
+	}
+	// Polled as usual: an estimate, not flagged.
+	l := newLagging(t, time.Hour, time.Second, 100)
+	l.s.blindAfter = 3 * time.Second
+	l.step(100)
+	l.step(5000)
+	if got := l.lag(t); got.LagSecondsAtLeast {
+		t.Errorf("polled every second: %+v, want lag_seconds an estimate", got)
 	}
 }

@@ -420,7 +420,7 @@ var (
 	labels      = []string{"cluster", "module", "topic", "partition"}
 	descLag     = prometheus.NewDesc("kmonitor_lag_messages", "Records not yet pushed: log-end offset minus committed offset.", labels, nil)
 	descSeconds = prometheus.NewDesc("kmonitor_lag_seconds", "Estimated age of the oldest record not yet pushed (within one poll interval).", labels, nil)
-	descAtLeast = prometheus.NewDesc("kmonitor_lag_seconds_at_least", "1 when kmonitor_lag_seconds is only a lower bound: the lag began before the log-end history kept (before kmonitor started, for one).", labels, nil)
+	descAtLeast = prometheus.NewDesc("kmonitor_lag_seconds_at_least", "1 when kmonitor_lag_seconds is only a lower bound: the lag began before the log-end history kept (before kmonitor started, for one), or while the log end could not be read.", labels, nil)
 	descCommit  = prometheus.NewDesc("kmonitor_committed_offset", "Next offset to push, as committed in ZooKeeper.", labels, nil)
 	descEnd     = prometheus.NewDesc("kmonitor_log_end_offset", "Partition log-end offset, as last polled.", labels, nil)
 	descKnown   = prometheus.NewDesc("kmonitor_lag_known", "1 when the partition's lag is known, 0 when its offset or log end is not.", labels, nil)

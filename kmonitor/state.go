@@ -53,7 +53,7 @@ type endEntry struct {
 	thinned int // how many changes the last thin kept
 }
 
-// maxChanges is how many log-end changes a partition may hold (32 KiB)
+// maxChanges is how many log-end changes a partition may hold (40 KiB)
 // before they are thinned (see thin).
 const maxChanges = 1024
 
@@ -92,8 +92,8 @@ func (e *endEntry) drop(n int) {
 
 // thin keeps, of the window's changes, the last of each slice of
 // history/thinSlices (slices aligned on the clock, so that a change kept
-// stays kept), the first one, and the two on either side of a log end
-// that went back (a run's start, see lagAge). A lag is then dated by the
+// stays kept), the first one, the two on either side of a log end
+// that went back (a run's start, see lagAge), and the blind ones. A lag is then dated by the
 // last change of the slice in which it began rather than by the first
 // poll that saw it: later by less than history/thinSlices; one that
 // began before the window, by a change before it that may be older than
@@ -105,7 +105,7 @@ func (e *endEntry) thin(history time.Duration) {
 	slice := func(i int) int64 { return c[i].at.UnixNano() / width }
 	kept := e.changes[:0] // written behind what is read: c[i-1] is read before it is overwritten
 	for i, s := range c {
-		if i == 0 || i == len(c)-1 || slice(i) != slice(i+1) || c[i+1].end < s.end || c[i-1].end > s.end {
+		if i == 0 || i == len(c)-1 || slice(i) != slice(i+1) || c[i+1].end < s.end || c[i-1].end > s.end || s.blind {
 			kept = append(kept, s)
 		}
 	}
@@ -118,12 +118,20 @@ func (e *endEntry) thin(history time.Duration) {
 type sample struct {
 	at  time.Time
 	end int64
+	// blind: the log end had not been read for a while before (reads
+	// failed, or none was made for longer than state.blindAfter): its
+	// records may be older than at, by as long.
+	blind bool
 }
 
 // state is one cluster's view: offsets from ZooKeeper, log-end offsets
 // from the brokers. Lag is computed from it at request time.
 type state struct {
 	history time.Duration
+	// blindAfter is how long a partition's log end may go unread between
+	// two reads of a polling that works (two poll intervals and a
+	// request's bound); 0: only failed reads count (sample.blind).
+	blindAfter time.Duration
 	// gen counts changes to what the lag is computed from (not the mere
 	// passing of time), so that rendered answers can be reused.
 	gen atomic.Uint64
@@ -202,8 +210,8 @@ type ownedEntry struct {
 	epoch uint64 // the ZooKeeper client that listed them (state.epoch then)
 }
 
-func newState(history time.Duration) *state {
-	return &state{history: history, offsets: map[partKey]offsetEntry{}, ends: map[topicPartition]*endEntry{},
+func newState(history, blindAfter time.Duration) *state {
+	return &state{history: history, blindAfter: blindAfter, offsets: map[partKey]offsetEntry{}, ends: map[topicPartition]*endEntry{},
 		owned: map[moduleTopic]ownedEntry{}, counts: map[moduleTopic]countEntry{}, parts: map[string]int32{},
 		partsLower: map[string]time.Time{}, starts: map[topicPartition]startEntry{}, reading: map[moduleTopic]*byte{},
 		listed: map[moduleTopic]listedEntry{}}
@@ -593,9 +601,10 @@ func (s *state) setEnd(tp topicPartition, end int64, asked time.Time, err error,
 	if e.err != nil || e.end != end || e.at.IsZero() {
 		s.gen.Add(1)
 	}
+	blind := e.err != nil || s.blindAfter > 0 && !e.at.IsZero() && now.Sub(e.at) > s.blindAfter
 	e.end, e.err, e.at, e.asked = end, nil, now, asked
 	if k := e.kept(); len(k) == 0 || k[len(k)-1].end != end {
-		e.changes = append(e.changes, sample{now, end})
+		e.changes = append(e.changes, sample{now, end, blind})
 	}
 	e.drop(e.expired(s.history))
 	// A lag that lasts holds a change per poll: 36,000 for an hour of
@@ -868,7 +877,9 @@ func endUnknown(e *endEntry, now time.Time, staleAfter time.Duration) string {
 // estimate is late by at most one poll interval. When that run starts with
 // the oldest change kept, or with a log end that went back but not below
 // next (its first records were produced before it was seen), the age is
-// at least that old. A poll that ended after now (it held the state while
+// at least that old; so it is when that run starts with a change seen
+// after the log end went unread for a while (blind: the records may have
+// come any time since the read before). A poll that ended after now (it held the state while
 // now's reader waited) dates a lag 0 s old, not a negative age.
 func lagAge(changes []sample, next int64, now time.Time) (float64, bool) {
 	if len(changes) == 0 || changes[len(changes)-1].end <= next {
@@ -878,5 +889,5 @@ func lagAge(changes []sample, next int64, now time.Time) (float64, bool) {
 	for i > 0 && changes[i-1].end > next && changes[i-1].end <= changes[i].end {
 		i--
 	}
-	return max(0, now.Sub(changes[i].at).Seconds()), i == 0 || changes[i-1].end > next
+	return max(0, now.Sub(changes[i].at).Seconds()), i == 0 || changes[i-1].end > next || changes[i].blind
 }
