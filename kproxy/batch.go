@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -324,14 +325,17 @@ const compactSlack = 64 << 10
 // they are answered — past the request's own answer at acks=0, or past
 // its deadline — and each held the whole body: req_pool_size acks=0
 // records of 10 MiB messages were 100 GiB, where /commit, which copies
-// its record, holds the records only.
+// its record, holds the records only. Only what points into the body is
+// counted and copied: a record's topic is not read after checkBatch (it
+// is let go), and the values kproxy made (unescaped JSON, ext headers
+// shared by a request's records) are in buffers of their own.
 func (j *batchJob) compact() {
 	n := 0
 	for i := range j.recs {
 		r := &j.recs[i]
-		n += len(r.topic) + len(r.key) + len(r.value)
+		n += j.inBody(r.key) + j.inBody(r.value)
 		for _, h := range r.headers {
-			n += len(h.Value)
+			n += j.inBody(h.Value)
 		}
 	}
 	if len(j.body) <= 2*n+compactSlack {
@@ -339,15 +343,15 @@ func (j *batchJob) compact() {
 	}
 	buf := make([]byte, 0, n)
 	keep := func(b []byte) []byte {
-		if b == nil {
-			return nil // no key, a null value: stays so
+		if j.inBody(b) == 0 {
+			return b // nil, empty, or a buffer of its own: stays so
 		}
 		buf = append(buf, b...)
 		return buf[len(buf)-len(b) : len(buf) : len(buf)]
 	}
 	for i := range j.recs {
 		r := &j.recs[i]
-		r.topic, r.key, r.value = keep(r.topic), keep(r.key), keep(r.value)
+		r.topic, r.key, r.value = nil, keep(r.key), keep(r.value)
 		if len(r.headers) > 0 {
 			hs := make([]kgo.RecordHeader, len(r.headers)) // a request's records may share theirs
 			for k, h := range r.headers {
@@ -357,6 +361,19 @@ func (j *batchJob) compact() {
 		}
 	}
 	j.body = nil // the next use of a pooled job makes its own
+}
+
+// inBody is len(b) when b points into j's body, else 0.
+func (j *batchJob) inBody(b []byte) int {
+	if len(b) == 0 || cap(j.body) == 0 {
+		return 0
+	}
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	lo := uintptr(unsafe.Pointer(unsafe.SliceData(j.body)))
+	if p < lo || p >= lo+uintptr(cap(j.body)) {
+		return 0
+	}
+	return len(b)
 }
 
 // release lets go of one reference.
