@@ -33,6 +33,21 @@ func (o lookupTimeoutOption) apply(provider *DNSHostProvider) {
 	provider.lookupTimeout = o.timeout
 }
 
+type lookupHostOption struct {
+	f lookupHostFn
+}
+
+// WithLookupHost returns a DNSHostProviderOption that looks names up with
+// f instead of net.Resolver's LookupHost (tests). (Patched: not in
+// v1.0.4.)
+func WithLookupHost(f func(ctx context.Context, host string) ([]string, error)) DNSHostProviderOption {
+	return lookupHostOption{f: f}
+}
+
+func (o lookupHostOption) apply(provider *DNSHostProvider) {
+	provider.lookupHost = o.f
+}
+
 type leftOutOption struct {
 	f func(server string, err error)
 }
@@ -60,6 +75,7 @@ type DNSHostProvider struct {
 	lookupTimeout time.Duration
 	lookupHost    lookupHostFn // Override of net.LookupHost, for testing.
 	leftOut       func(server string, err error)
+	left          []string // servers Init left out, looked up again by Next (patched)
 }
 
 // NewDNSHostProvider creates a new DNSHostProvider with the given options.
@@ -81,11 +97,45 @@ func NewDNSHostProvider(options ...DNSHostProviderOption) *DNSHostProvider {
 // and a slow first name spent the others' time. Each name is looked up on
 // its own now, all at once, each within the timeout; one that does not
 // resolve is left out (WithLeftOut tells of it, its function called
-// with the provider locked) as long as another one does.)
+// with the provider locked) as long as another one does, and looked up
+// again each time Next has gone round the others without a connection.)
 func (hp *DNSHostProvider) Init(servers []string) error {
 	hp.mu.Lock()
 	defer hp.mu.Unlock()
 
+	for _, server := range servers {
+		if _, _, err := net.SplitHostPort(server); err != nil {
+			return err
+		}
+	}
+	found, left, errs := hp.resolve(servers)
+	if len(found) == 0 {
+		if len(errs) > 0 {
+			return errors.Join(errs...)
+		}
+		return fmt.Errorf("No hosts found for addresses %q", servers)
+	}
+	if hp.leftOut != nil {
+		for i, server := range left {
+			hp.leftOut(server, errs[i])
+		}
+	}
+
+	// Randomize the order of the servers to avoid creating hotspots
+	stringShuffle(found)
+
+	hp.servers = found
+	hp.left = left
+	hp.curr = -1
+	hp.last = -1
+
+	return nil
+}
+
+// resolve looks servers up, each on its own and all at once, each
+// within the lookup timeout. It returns the addresses found, and the
+// servers that did not resolve with their errors. (Patched.)
+func (hp *DNSHostProvider) resolve(servers []string) (found, left []string, errs []error) {
 	lookupHost := hp.lookupHost
 	if lookupHost == nil {
 		var resolver net.Resolver
@@ -101,17 +151,15 @@ func (hp *DNSHostProvider) Init(servers []string) error {
 		addrs []string
 		err   error
 	}
-	hosts, ports := make([]string, len(servers)), make([]string, len(servers))
-	for i, server := range servers {
-		var err error
-		if hosts[i], ports[i], err = net.SplitHostPort(server); err != nil {
-			return err
-		}
-	}
 	answers := make([]answer, len(servers))
 	var wg sync.WaitGroup
-	for i, host := range hosts {
-		i, host, port := i, host, ports[i] // this module's go version shares loop variables
+	for i, server := range servers {
+		i, server := i, server // this module's go version shares loop variables
+		host, port, err := net.SplitHostPort(server)
+		if err != nil {
+			answers[i] = answer{nil, err}
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -121,38 +169,23 @@ func (hp *DNSHostProvider) Init(servers []string) error {
 			for j, addr := range addrs {
 				addrs[j] = net.JoinHostPort(addr, port)
 			}
+			if err == nil && len(addrs) == 0 {
+				err = fmt.Errorf("no addresses for %s", host)
+			}
 			answers[i] = answer{addrs, err}
 		}()
 	}
 	wg.Wait()
 
-	found := []string{}
-	var errs []error
 	for i, a := range answers {
-		found = append(found, a.addrs...)
 		if a.err != nil {
+			left = append(left, servers[i])
 			errs = append(errs, a.err)
-			if hp.leftOut != nil {
-				hp.leftOut(servers[i], a.err)
-			}
+			continue
 		}
+		found = append(found, a.addrs...)
 	}
-
-	if len(found) == 0 {
-		if len(errs) > 0 {
-			return errors.Join(errs...)
-		}
-		return fmt.Errorf("No hosts found for addresses %q", servers)
-	}
-
-	// Randomize the order of the servers to avoid creating hotspots
-	stringShuffle(found)
-
-	hp.servers = found
-	hp.curr = -1
-	hp.last = -1
-
-	return nil
+	return found, left, errs
 }
 
 // Len returns the number of servers available
@@ -172,6 +205,15 @@ func (hp *DNSHostProvider) Next() (server string, retryStart bool) {
 	retryStart = hp.curr == hp.last
 	if hp.last == -1 {
 		hp.last = 0
+	}
+	if retryStart && len(hp.left) > 0 {
+		// Gone round the servers found without a connection: those
+		// left out by Init are looked up again (a name that did not
+		// resolve for a moment). (Patched.)
+		found, left, _ := hp.resolve(hp.left)
+		stringShuffle(found)
+		hp.servers = append(hp.servers, found...)
+		hp.left = left
 	}
 	return hp.servers[hp.curr], retryStart
 }
