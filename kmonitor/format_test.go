@@ -352,8 +352,8 @@ func TestItemKeyIsTheKeyZabbixLLDMakes(t *testing.T) {
 // every second for a day with a month of history (history_minutes: 43200
 // loads): the log-end changes kept must not grow with every poll. Only
 // those past the committed offset can date a lag; the others cost memory
-// (32 bytes a poll a partition: 1,600 busy partitions polled every second
-// hold 133 GB after a month) and tell nothing.
+// (40 bytes a poll a partition: 1,600 busy partitions polled every second
+// hold 166 GB after a month) and tell nothing.
 func TestHistoryBoundedWhenCaughtUp(t *testing.T) {
 	s := newState(30*24*time.Hour, 0)
 	tp := topicPartition{"t", 0}

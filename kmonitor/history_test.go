@@ -209,3 +209,29 @@ func TestLagAfterLogEndUnreadIsALowerBound(t *testing.T) {
 		t.Errorf("polled every second: %+v, want lag_seconds an estimate", got)
 	}
 }
+
+// A broker that fails every other read of the log end while the module is
+// stalled: each read made good sees a new end after a failed one (blind).
+// Kept whatever thinning says, those changes grew by one every other poll
+// for the whole history (18,000 an hour at 100 ms polls, days with a long
+// history_minutes). They are thinned as any others, the lag they date
+// still a lower bound.
+func TestFlappingReadsKeepTheHistoryBounded(t *testing.T) {
+	l := newLagging(t, time.Hour, 100*time.Millisecond, 0)
+	end := int64(0)
+	for i := range 18000 {
+		if i == 9000 {
+			l.commit(t, end) // the lag now begins after a failed read
+		}
+		l.now = l.now.Add(l.poll)
+		l.s.setEnd(l.tp, 0, l.now, errors.New("timed out"), l.now)
+		end += 10
+		l.step(end)
+	}
+	if n := len(l.s.ends[l.tp].kept()); n > 2*maxChanges {
+		t.Errorf("an hour of reads failing every other poll: %d changes kept, want at most %d", n, 2*maxChanges)
+	}
+	if got := l.lag(t); !got.LagSecondsAtLeast {
+		t.Errorf("the lag began after a failed read: %+v, want lag_seconds a lower bound", got)
+	}
+}

@@ -92,8 +92,9 @@ func (e *endEntry) drop(n int) {
 
 // thin keeps, of the window's changes, the last of each slice of
 // history/thinSlices (slices aligned on the clock, so that a change kept
-// stays kept), the first one, the two on either side of a log end
-// that went back (a run's start, see lagAge), and the blind ones. A lag is then dated by the
+// stays kept), the first one, and the two on either side of a log end
+// that went back (a run's start, see lagAge); a blind one dropped makes
+// the next one kept blind (a lag it dates is a lower bound). A lag is then dated by the
 // last change of the slice in which it began rather than by the first
 // poll that saw it: later by less than history/thinSlices; one that
 // began before the window, by a change before it that may be older than
@@ -104,9 +105,14 @@ func (e *endEntry) thin(history time.Duration) {
 	width := int64(max(history/thinSlices, 1))
 	slice := func(i int) int64 { return c[i].at.UnixNano() / width }
 	kept := e.changes[:0] // written behind what is read: c[i-1] is read before it is overwritten
+	carry := false        // a blind change dropped: the next one kept is blind
 	for i, s := range c {
-		if i == 0 || i == len(c)-1 || slice(i) != slice(i+1) || c[i+1].end < s.end || c[i-1].end > s.end || s.blind {
+		if i == 0 || i == len(c)-1 || slice(i) != slice(i+1) || c[i+1].end < s.end || c[i-1].end > s.end {
+			s.blind = s.blind || carry
+			carry = false
 			kept = append(kept, s)
+		} else {
+			carry = carry || s.blind
 		}
 	}
 	e.changes, e.first, e.thinned = kept, 0, len(kept)
@@ -601,7 +607,10 @@ func (s *state) setEnd(tp topicPartition, end int64, asked time.Time, err error,
 	if e.err != nil || e.end != end || e.at.IsZero() {
 		s.gen.Add(1)
 	}
-	blind := e.err != nil || s.blindAfter > 0 && !e.at.IsZero() && now.Sub(e.at) > s.blindAfter
+	blind := e.err != nil // (tests without a poll interval)
+	if s.blindAfter > 0 {
+		blind = !e.at.IsZero() && now.Sub(e.at) > s.blindAfter // a failed read soon made good tells little
+	}
 	e.end, e.err, e.at, e.asked = end, nil, now, asked
 	if k := e.kept(); len(k) == 0 || k[len(k)-1].end != end {
 		e.changes = append(e.changes, sample{now, end, blind})
