@@ -73,6 +73,10 @@ type breaker struct {
 	cooldown time.Duration // of the current opening, or the next
 	until    time.Time     // open: when a trial may start
 	gen      uint64        // how many times it opened
+	// sent: the half-open trial was sent (usable): its bound runs from
+	// since. Until then it waits for ZooKeeper or a token, and only its
+	// push ends it (usable, abandon).
+	sent bool
 }
 
 // choice is the backend_servers entry a push goes to; trial: it is the
@@ -168,7 +172,7 @@ func (b *breakers) inherit(old *breakers) {
 	for k, a := range old.addrs {
 		s := old.b[k]
 		if s.state == stateHalfOpen {
-			s.state, s.until = stateOpen, now
+			s.state, s.until, s.sent = stateOpen, now, false
 		}
 		was[backendKey(a)] = s
 	}
@@ -274,7 +278,7 @@ func (b *breakers) pickFor(now time.Time, from, count int, deferred map[int]time
 			continue
 		}
 		s := &b.b[b.of[i]]
-		if s.state == stateHalfOpen {
+		if s.state == stateHalfOpen && s.sent {
 			if end := s.since.Add(b.trial); now.Before(end) {
 				if until.IsZero() || end.Before(until) {
 					until = end // when the trial counts as failed: look again then
@@ -293,7 +297,7 @@ func (b *breakers) pickFor(now time.Time, from, count int, deferred map[int]time
 			closed++
 		case stateOpen:
 			if !now.Before(s.until) {
-				s.state, s.since = stateHalfOpen, now
+				s.state, s.since, s.sent = stateHalfOpen, now, false
 				return choice{i: i, trial: true, gen: s.gen}, true, time.Time{}, nil, held
 			}
 			if until.IsZero() || s.until.Before(until) {
@@ -326,7 +330,9 @@ func (b *breakers) pickFor(now time.Time, from, count int, deferred map[int]time
 // token). A trial still on is sent now: its bound (trialBound) runs from
 // here, not from its choice, which the waits for ZooKeeper and for a token
 // (up to worker_num / rate_limit) may precede by longer than the bound.
-// One counted failed meanwhile (pick) is not: the next trial decides.
+// Until then no look of another push counts it failed (sent): under a
+// rate-limited backlog the pushes to the other backends did, and a
+// recovered backend stayed open as long as the backlog lasted.
 func (b *breakers) usable(c choice) bool {
 	if b.threshold == 0 {
 		return true
@@ -338,7 +344,8 @@ func (b *breakers) usable(c choice) bool {
 		if s.state != stateHalfOpen || s.gen != c.gen {
 			return false
 		}
-		s.since = time.Now()
+		s.since, s.sent = time.Now(), true
+		b.broadcast() // the pushes waiting for it look again: its bound is known now
 		return true
 	}
 	return s.state == stateClosed
@@ -357,7 +364,7 @@ func (b *breakers) abandon(c choice) {
 	if c.gen != s.gen {
 		return // counted failed past its bound (pick): the backend opened again since
 	}
-	s.state, s.since, s.until = stateOpen, now, now
+	s.state, s.since, s.until, s.sent = stateOpen, now, now, false
 	b.broadcast()
 }
 

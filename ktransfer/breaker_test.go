@@ -416,6 +416,9 @@ func TestBreakerTrialWithoutAnswerCountsAsFailed(t *testing.T) {
 	if g != chosenBackend || !hung.trial {
 		t.Fatalf("acquire after the cooldown: %+v %v, want the trial", hung, g)
 	}
+	if !b.usable(hung) { // sent: its bound runs
+		t.Fatal("the trial refused at its sending")
+	}
 	start := time.Now()
 	next, g := b.acquire(ctx, 1, 1, true)
 	if g != chosenBackend || !next.trial {
@@ -459,6 +462,35 @@ func TestBreakerTrialBoundRunsFromItsSending(t *testing.T) {
 	}
 	if st, gen := b.b[0].state, b.b[0].gen; st != stateHalfOpen || gen != c.gen {
 		t.Fatalf("a's trial just sent, 250 ms after its choice: %v (openings %d, the trial's %d); want half_open, counted from its sending", st, gen, c.gen)
+	}
+	b.report(c, pushed)
+	if st := b.b[0].state; st != stateClosed {
+		t.Errorf("after the trial's success: %v, want closed", st)
+	}
+}
+
+// TestBreakerTrialWaitingForATokenNotFailedByOtherPushes: a's trial push
+// waits for its rate_limit token (up to worker_num / rate_limit) longer
+// than the trial's bound, while pushes to b, a healthy backend, look at
+// the breakers. Their look counted a's unsent trial failed: a opened
+// again for a doubled cooldown, its token was spent on nothing, and under
+// a rate-limited backlog a recovered backend stayed open as long as the
+// backlog lasted. The bound runs from the sending only.
+func TestBreakerTrialWaitingForATokenNotFailedByOtherPushes(t *testing.T) {
+	b := testBreakers(t, 1, 10, "a:1", "b:1")
+	b.trial = 200 * time.Millisecond
+	b.report(choice{i: 0}, retry) // a opens for 10 ms
+	time.Sleep(20 * time.Millisecond)
+	c, ok, _, _ := b.pick(time.Now(), 0, 1)
+	if !ok || !c.trial {
+		t.Fatalf("a push after the cooldown: %+v %v, want a's trial", c, ok)
+	}
+	time.Sleep(250 * time.Millisecond) // the trial waits for its token
+	if other, ok, _, _ := b.pick(time.Now(), 1, 2); !ok || other.i != 1 || other.trial {
+		t.Fatalf("a push to b meanwhile: %+v %v, want b", other, ok)
+	}
+	if !b.usable(c) {
+		t.Fatalf("a's trial, sent once its token came, refused: a %v (openings %d, the trial's %d)", b.b[0].state, b.b[0].gen, c.gen)
 	}
 	b.report(c, pushed)
 	if st := b.b[0].state; st != stateClosed {
