@@ -573,7 +573,6 @@ func (m *module) handle(ctx context.Context, r *record, buf *[]byte) outcome {
 		if m.cfg.MaxRetryTimes >= 0 && n >= m.cfg.MaxRetryTimes {
 			return m.giveUp(ctx, r, "retries exhausted: "+reason, n+1)
 		}
-		m.stats.retried()
 		// A Retry-After holds for the backend that sent it: the retry
 		// goes to another backend after the backoff, and waits for it only
 		// to go back to that one (choose passes it over until then; a
@@ -594,8 +593,9 @@ func (m *module) handle(ctx context.Context, r *record, buf *[]byte) outcome {
 		m.log.Log(ctx, level, msg, "partition", r.msg.Partition, "offset", r.msg.Offset,
 			"backend", m.pusher.addrs[backend], "attempt", n+1, "reason", reason, "wait", wait, "retry_after", a.retryAfter)
 		if !sleep(ctx, wait) {
-			return outUnfinished
+			return outUnfinished // released or stopped in the backoff: no retry made, none counted
 		}
+		m.stats.retried()
 	}
 }
 
@@ -617,13 +617,13 @@ func (m *module) refuse(ctx context.Context, r *record, reason string) outcome {
 		if m.cfg.MaxRetryTimes >= 0 && n >= m.cfg.MaxRetryTimes {
 			return m.giveUp(ctx, r, "retries exhausted: "+reason, 0)
 		}
-		m.stats.retried()
 		wait := backoff(n+1, base, ceiling)
 		m.log.Error("push refused and no dead_letter_topic; retrying", "partition", r.msg.Partition, "offset", r.msg.Offset,
 			"key", string(r.msg.Key), "attempt", n+1, "reason", reason+" (not pushed)", "wait", wait)
 		if !sleep(ctx, wait) {
 			return outUnfinished
 		}
+		m.stats.retried()
 	}
 }
 
