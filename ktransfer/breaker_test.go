@@ -445,14 +445,7 @@ func TestBreakerTrialWithoutAnswerCountsAsFailed(t *testing.T) {
 // was counted failed while it still waited, its success was ignored, and
 // with another backend keeping the waits long the backend never closed.
 func TestBreakerTrialBoundRunsFromItsSending(t *testing.T) {
-	b := testBreakers(t, 1, 10, "a:1", "b:1")
-	b.trial = 200 * time.Millisecond
-	b.report(choice{i: 0}, retry) // a opens for 10 ms
-	time.Sleep(20 * time.Millisecond)
-	c, ok, _, _ := b.pick(time.Now(), 0, 1)
-	if !ok || !c.trial {
-		t.Fatalf("a push after the cooldown: %+v %v, want a's trial", c, ok)
-	}
+	b, c := trialOfA(t)
 	time.Sleep(250 * time.Millisecond) // the waits for ZooKeeper and a token
 	if !b.usable(c) {
 		t.Fatal("the trial, still on, refused at its sending")
@@ -477,14 +470,7 @@ func TestBreakerTrialBoundRunsFromItsSending(t *testing.T) {
 // a rate-limited backlog a recovered backend stayed open as long as the
 // backlog lasted. The bound runs from the sending only.
 func TestBreakerTrialWaitingForATokenNotFailedByOtherPushes(t *testing.T) {
-	b := testBreakers(t, 1, 10, "a:1", "b:1")
-	b.trial = 200 * time.Millisecond
-	b.report(choice{i: 0}, retry) // a opens for 10 ms
-	time.Sleep(20 * time.Millisecond)
-	c, ok, _, _ := b.pick(time.Now(), 0, 1)
-	if !ok || !c.trial {
-		t.Fatalf("a push after the cooldown: %+v %v, want a's trial", c, ok)
-	}
+	b, c := trialOfA(t)
 	time.Sleep(250 * time.Millisecond) // the trial waits for its token
 	if other, ok, _, _ := b.pick(time.Now(), 1, 2); !ok || other.i != 1 || other.trial {
 		t.Fatalf("a push to b meanwhile: %+v %v, want b", other, ok)
@@ -496,4 +482,19 @@ func TestBreakerTrialWaitingForATokenNotFailedByOtherPushes(t *testing.T) {
 	if st := b.b[0].state; st != stateClosed {
 		t.Errorf("after the trial's success: %v, want closed", st)
 	}
+}
+
+// trialOfA returns the breakers of backends a and b (a trial's bound 200
+// ms) and a's trial push, just chosen after a opened for 10 ms.
+func trialOfA(t *testing.T) (*breakers, choice) {
+	t.Helper()
+	b := testBreakers(t, 1, 10, "a:1", "b:1")
+	b.trial = 200 * time.Millisecond
+	b.report(choice{i: 0}, retry) // a opens for 10 ms
+	time.Sleep(20 * time.Millisecond)
+	c, ok, _, _ := b.pick(time.Now(), 0, 1)
+	if !ok || !c.trial {
+		t.Fatalf("a push after the cooldown: %+v %v, want a's trial", c, ok)
+	}
+	return b, c
 }
