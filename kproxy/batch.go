@@ -331,11 +331,17 @@ const compactSlack = 64 << 10
 // shared by a request's records) are in buffers of their own.
 func (j *batchJob) compact() {
 	n := 0
+	count := func(b []byte) {
+		if j.inBody(b) {
+			n += len(b)
+		}
+	}
 	for i := range j.recs {
 		r := &j.recs[i]
-		n += j.inBody(r.key) + j.inBody(r.value)
+		count(r.key)
+		count(r.value)
 		for _, h := range r.headers {
-			n += j.inBody(h.Value)
+			count(h.Value)
 		}
 	}
 	if len(j.body) <= 2*n+compactSlack {
@@ -343,8 +349,11 @@ func (j *batchJob) compact() {
 	}
 	buf := make([]byte, 0, n)
 	keep := func(b []byte) []byte {
-		if j.inBody(b) == 0 {
-			return b // nil, empty, or a buffer of its own: stays so
+		switch {
+		case !j.inBody(b):
+			return b // nil, or a buffer of its own: stays so
+		case len(b) == 0:
+			return emptyValue // empty, not null, and no longer the body's
 		}
 		buf = append(buf, b...)
 		return buf[len(buf)-len(b) : len(buf) : len(buf)]
@@ -363,17 +372,16 @@ func (j *batchJob) compact() {
 	j.body = nil // the next use of a pooled job makes its own
 }
 
-// inBody is len(b) when b points into j's body, else 0.
-func (j *batchJob) inBody(b []byte) int {
-	if len(b) == 0 || cap(j.body) == 0 {
-		return 0
+// inBody reports whether b points into j's body; an empty b does too
+// when sliced from it ("" in JSON or msgpack, a gRPC header sent empty),
+// and held the whole body as well as a full one.
+func (j *batchJob) inBody(b []byte) bool {
+	if b == nil || cap(j.body) == 0 {
+		return false
 	}
 	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
 	lo := uintptr(unsafe.Pointer(unsafe.SliceData(j.body)))
-	if p < lo || p >= lo+uintptr(cap(j.body)) {
-		return 0
-	}
-	return len(b)
+	return p >= lo && p < lo+uintptr(cap(j.body))
 }
 
 // release lets go of one reference.

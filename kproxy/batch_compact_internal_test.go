@@ -27,22 +27,28 @@ func TestCompactCopiesOnlyWhatPointsIntoTheBody(t *testing.T) {
 	for i := range n {
 		j.recs = append(j.recs, batchRecord{topic: body[:200:200], value: body[values+i : values+i+1 : values+i+1], headers: ext, name: "t"})
 	}
-	j.recs = append(j.recs, batchRecord{value: []byte{}, name: "t"}) // an empty value: not a null one
+	// An empty key, value and header value sliced from the body ("" in
+	// JSON): empty, not null, and not the body's (they kept it whole).
+	empty := body[values : values : values+1]
+	j.recs = append(j.recs, batchRecord{key: empty, value: empty, headers: []kgo.RecordHeader{{Key: "h", Value: empty}}, name: "t"})
 	j.compact()
 	if j.body != nil {
 		t.Fatalf("5,000 one-byte records in a 1.5 MiB body: the body was kept")
 	}
 	old := &batchJob{body: body}
 	for i, r := range j.recs[:n] {
-		if old.inBody(r.value) > 0 || r.topic != nil {
-			t.Fatalf("record %d still points into the body (value %v, topic %d bytes)", i, old.inBody(r.value) > 0, len(r.topic))
+		if old.inBody(r.value) || r.topic != nil {
+			t.Fatalf("record %d still points into the body (value %v, topic %d bytes)", i, old.inBody(r.value), len(r.topic))
 		}
 		if r.value[0] != byte('a'+i%26) || &r.headers[0].Value[0] != &ext[0].Value[0] {
 			t.Fatalf("record %d: value %q, header value moved: %v", i, r.value, &r.headers[0].Value[0] != &ext[0].Value[0])
 		}
 	}
-	if last := j.recs[n].value; last == nil {
-		t.Error("an empty value became a null one")
+	last := j.recs[n]
+	for what, b := range map[string][]byte{"key": last.key, "value": last.value, "header value": last.headers[0].Value} {
+		if b == nil || len(b) != 0 || old.inBody(b) {
+			t.Errorf("an empty %s sliced from the body: nil %v, %d bytes, in the body %v; want empty, not null, not the body's", what, b == nil, len(b), old.inBody(b))
+		}
 	}
 
 	// Mostly records: left alone.
