@@ -549,6 +549,12 @@ func (m *module) handle(ctx context.Context, r *record, buf *[]byte) outcome {
 				n--
 				continue
 			}
+			if n > 0 {
+				// A retry made: counted once its push is, not when its
+				// backoff began (a release, a reload or a stop in the
+				// backoff, or while every backend was open, made none).
+				m.stats.retried()
+			}
 			if v != pushed && (r.part != nil && r.part.released.Load() || ctx.Err() != nil) {
 				// Released or stopped meanwhile (a replay interrupted), the
 				// push abandoned (its connection closed): no failure of the
@@ -593,9 +599,8 @@ func (m *module) handle(ctx context.Context, r *record, buf *[]byte) outcome {
 		m.log.Log(ctx, level, msg, "partition", r.msg.Partition, "offset", r.msg.Offset,
 			"backend", m.pusher.addrs[backend], "attempt", n+1, "reason", reason, "wait", wait, "retry_after", a.retryAfter)
 		if !sleep(ctx, wait) {
-			return outUnfinished // released or stopped in the backoff: no retry made, none counted
+			return outUnfinished
 		}
-		m.stats.retried()
 	}
 }
 
