@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/go-zookeeper/zk"
 )
@@ -45,12 +46,16 @@ func TestHostProviderLeavesOutAndLooksAgain(t *testing.T) {
 	dns.names["b"] = "10.0.0.2"
 	dns.mu.Unlock()
 	seen := map[string]bool{}
-	for range 4 { // round the list twice, never connected
-		s, _ := hp.Next()
+	for deadline := time.Now().Add(5 * time.Second); !seen["10.0.0.2:2181"] && time.Now().Before(deadline); {
+		s, _ := hp.Next() // round after round, never connected
 		seen[s] = true
+		time.Sleep(time.Millisecond)
 	}
 	if !seen["10.0.0.2:2181"] {
 		t.Errorf("b resolves again: servers tried %v, want b's address among them", seen)
+	}
+	if hp.Len() != 2 {
+		t.Errorf("b found again: %d servers, want a and b once each", hp.Len())
 	}
 
 	told = nil

@@ -76,6 +76,7 @@ type DNSHostProvider struct {
 	lookupHost    lookupHostFn // Override of net.LookupHost, for testing.
 	leftOut       func(server string, err error)
 	left          []string // servers Init left out, looked up again by Next (patched)
+	looking       bool     // a lookup of left is under way (patched)
 }
 
 // NewDNSHostProvider creates a new DNSHostProvider with the given options.
@@ -134,7 +135,8 @@ func (hp *DNSHostProvider) Init(servers []string) error {
 
 // resolve looks servers up, each on its own and all at once, each
 // within the lookup timeout. It returns the addresses found, and the
-// servers that did not resolve with their errors. (Patched.)
+// servers that did not resolve with their errors. It reads only what the
+// options set (no lock needed). (Patched.)
 func (hp *DNSHostProvider) resolve(servers []string) (found, left []string, errs []error) {
 	lookupHost := hp.lookupHost
 	if lookupHost == nil {
@@ -206,14 +208,32 @@ func (hp *DNSHostProvider) Next() (server string, retryStart bool) {
 	if hp.last == -1 {
 		hp.last = 0
 	}
-	if retryStart && len(hp.left) > 0 {
+	if retryStart && len(hp.left) > 0 && !hp.looking {
 		// Gone round the servers found without a connection: those
 		// left out by Init are looked up again (a name that did not
-		// resolve for a moment). (Patched.)
-		found, left, _ := hp.resolve(hp.left)
-		stringShuffle(found)
-		hp.servers = append(hp.servers, found...)
-		hp.left = left
+		// resolve for a moment), in the background: the caller holds
+		// the connection's lock, and a lookup may take lookupTimeout.
+		// What resolves joins the servers for the next rounds.
+		// (Patched.)
+		hp.looking = true
+		left := append([]string(nil), hp.left...)
+		go func() {
+			found, still, _ := hp.resolve(left)
+			stringShuffle(found)
+			hp.mu.Lock()
+			defer hp.mu.Unlock()
+			known := make(map[string]bool, len(hp.servers))
+			for _, s := range hp.servers {
+				known[s] = true
+			}
+			for _, s := range found {
+				if !known[s] {
+					hp.servers = append(hp.servers, s)
+					known[s] = true
+				}
+			}
+			hp.left, hp.looking = still, false
+		}()
 	}
 	return hp.servers[hp.curr], retryStart
 }
