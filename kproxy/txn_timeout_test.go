@@ -98,3 +98,45 @@ func TestProduceTimeoutAboveKafkasTransactionMaxWarned(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxBatchRecordsAboveAGRPCAnswerWarned: with grpc_port set, a
+// max_batch_records whose failed batch's answer (a result per record,
+// each with its reason) can pass the 4 MiB gRPC clients take by default
+// loads, and -check and the start warn naming the file, the key and its
+// value: the client fails such a call RESOURCE_EXHAUSTED, which says "not
+// written" although records may have been. Without grpc_port, or at
+// 16384, nothing is said.
+func TestMaxBatchRecordsAboveAGRPCAnswerWarned(t *testing.T) {
+	for _, tc := range []struct {
+		records, grpcPort int
+		warned            bool
+	}{
+		{16385, 5070, true},
+		{16384, 5070, false},
+		{40000, 0, false},
+	} {
+		f := filepath.Join(t.TempDir(), "kproxy.yaml")
+		doc := fmt.Sprintf("port: 0\nbroker_hosts:\n - 127.0.0.1:9092\nlisten_host: 127.0.0.1\nadmin_addr: \"\"\nmax_batch_records: %d\nreq_pool_size: %d\ngrpc_port: %d\n",
+			tc.records, tc.records, tc.grpcPort)
+		if err := os.WriteFile(f, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := kproxy.LoadConfig(f)
+		if err != nil {
+			t.Fatalf("max_batch_records %d: the file must load: %v", tc.records, err)
+		}
+		var warned []string
+		for _, w := range cfg.Warnings() {
+			if strings.Contains(w, "RESOURCE_EXHAUSTED") {
+				warned = append(warned, w)
+			}
+		}
+		prefix := fmt.Sprintf("%s: max_batch_records: %d ", f, tc.records)
+		switch {
+		case tc.warned && (len(warned) != 1 || !strings.HasPrefix(warned[0], prefix)):
+			t.Errorf("max_batch_records %d, grpc_port %d: warnings %q, want one starting %q", tc.records, tc.grpcPort, cfg.Warnings(), prefix)
+		case !tc.warned && len(warned) > 0:
+			t.Errorf("max_batch_records %d, grpc_port %d: warned %q", tc.records, tc.grpcPort, warned)
+		}
+	}
+}
