@@ -630,11 +630,17 @@ func (s *Server) adminMux(reg *prometheus.Registry) *http.ServeMux {
 // there, its two lengths at most 8 in the entry).
 const spoolEntrySlack = 8 + 8 + 2 + 249 + 4 + 4 + 1 - recordOverhead
 
+// spoolFailHealth is how long /health says 503 after an append the spool's
+// disk refused (healthStatus).
+const spoolFailHealth = 10 * time.Second
+
 // healthStatus is 200 while serving with a broker reachable (one answered
 // within the last second), 503 while shutting down or when no broker
 // answers. With the spool, kproxy takes records while Kafka is away: 200
 // "degraded: spooling" while the spool holds records or no broker answers,
-// 503 once the spool is full.
+// 503 once the spool is full, or for spoolFailHealth after its disk
+// refused an append (full for other files, read-only, failing) and none
+// succeeded since.
 func (s *Server) healthStatus() (int, string) {
 	if s.closing.Load() {
 		return 503, "shutting down"
@@ -644,6 +650,13 @@ func (s *Server) healthStatus() (int, string) {
 		st := s.spool.sp.Stats()
 		if st.Bytes+int64(s.cfg.MaxMessageBytes)+spoolEntrySlack > s.cfg.SpoolMaxBytes && (st.Records > 0 || !reachable) {
 			return 503, fmt.Sprintf("spool full: %d records, %d bytes (spool_max_bytes %d)", st.Records, st.Bytes, s.cfg.SpoolMaxBytes)
+		}
+		if at, err := s.spool.writeFailure(); err != nil && time.Since(at) < spoolFailHealth && (st.Records > 0 || !reachable) {
+			// Every record it would spool is refused: a load balancer
+			// sends them elsewhere. Said for spoolFailHealth after the
+			// latest failure, so that, sent nothing meanwhile, kproxy is
+			// tried again once the disk may take writes.
+			return 503, "spool cannot write: " + err.Error()
 		}
 		switch {
 		case !reachable:

@@ -117,6 +117,12 @@ type spooler struct {
 	errLog  sampled
 	readLog sampled // the drain's failed reads
 
+	// failMu guards the latest failed append (not for want of room) and
+	// when it came; a successful append clears it (healthStatus).
+	failMu  sync.Mutex
+	failAt  time.Time
+	failErr error
+
 	gatesMu sync.Mutex
 	gates   map[string]*gate
 	// saveRetryAt is when a topic's floor is saved again after a save
@@ -1186,6 +1192,11 @@ func (s *spooler) appendItems(items []*spoolItem, recs []spool.Record) []spool.R
 		recs = s.appendItems(items[:half], recs)
 		return s.appendItems(items[half:], recs)
 	}
+	if !errors.Is(err, spool.ErrFull) {
+		s.failMu.Lock()
+		s.failAt, s.failErr = time.Now(), err
+		s.failMu.Unlock()
+	}
 	if err == nil {
 		s.appended(items)
 		s.m.spooled.Add(float64(len(items)))
@@ -1390,6 +1401,15 @@ func (s *spooler) finish(items []*spoolItem, err error) {
 		}
 		i = j
 	}
+}
+
+// writeFailure is the latest append's error and when it came, when that
+// append failed other than for want of room (the disk full for other
+// files, read-only, failing); nil once an append succeeded since.
+func (s *spooler) writeFailure() (time.Time, error) {
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	return s.failAt, s.failErr
 }
 
 // refusal is the status and reason of a record the spool could not take:

@@ -559,8 +559,8 @@ func noDuplicates(t *testing.T, c *kfake.Cluster, h *history) {
 
 // TestSpoolDiskFull runs kproxy_bin under a file-size limit (writes past it
 // fail with EFBIG, Go ignores SIGXFSZ) while Kafka has no leader: the spool
-// answers 503 once the segment reaches the limit and leaves no partial
-// entry (a restart without the limit cuts nothing); every 202 is in Kafka
+// answers 503 once the segment reaches the limit, /health says 503 too, and
+// the spool leaves no partial entry (a restart without the limit cuts nothing); every 202 is in Kafka
 // once it is back.
 func TestSpoolDiskFull(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: spoolTopic, Partitions: 3}})
@@ -584,6 +584,11 @@ func TestSpoolDiskFull(t *testing.T) {
 	l.await(t, 503, 20, "the file size limit")
 	if why := l.h.reasons[503]; !strings.Contains(why, "spool write failed") || !strings.Contains(why, "file too large") {
 		t.Errorf("503 reason %q", why)
+	}
+	// Every spooled record is refused: /health says so, and a load
+	// balancer sends them elsewhere (it said 200 "degraded: spooling").
+	if code, text := p.health(); code != 503 || !strings.Contains(text, "spool cannot write") || !strings.Contains(text, "file too large") {
+		t.Errorf("/health while the spool's disk refuses every write: %d %q, want 503 saying why", code, text)
 	}
 	// Killed while no request is under way: every failed write was taken
 	// back (a kill between a failed write and its truncation would leave a
