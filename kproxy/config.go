@@ -267,17 +267,21 @@ func (c Config) unwise() []ineffective {
 			"gives atomic batches a transaction timeout of %d ms (2 × produce_timeout_ms + 5 s), above Kafka's default transaction.max.timeout.ms (%d): brokers that keep the default refuse every atomic batch (500); set produce_timeout_ms to %d or less, or raise the brokers' transaction.max.timeout.ms",
 			ms, kafkaTxnMaxTimeoutMs, (kafkaTxnMaxTimeoutMs-5000)/2)})
 	}
-	if c.GRPCPort > 0 && c.MaxBatchRecords > grpcAnswerRecords {
+	// A batch above req_pool_size is refused whole, with no results.
+	if most := min(c.MaxBatchRecords, c.ReqPoolSize); c.GRPCPort > 0 && most > grpcAnswerRecords {
 		out = append(out, ineffective{"max_batch_records", c.MaxBatchRecords, fmt.Sprintf(
-			"lets one gRPC answer carry that many results, each with its reason when its record failed (a hundred to a few hundred bytes): above %d the answer of a batch that failed can pass the 4 MiB gRPC clients take by default (grpc-go, grpc-java), which then fail the call (RESOURCE_EXHAUSTED) although records may have been written; raise the clients' receive limit (grpc-go: grpc.MaxCallRecvMsgSize) or keep max_batch_records at %d or less",
-			grpcAnswerRecords, grpcAnswerRecords)})
+			"lets one gRPC answer carry %d results (with req_pool_size %d), each with its reason when its record failed (up to about 320 bytes): above %d the answer of a batch that failed can pass the 4 MiB gRPC clients take by default (grpc-go, grpc-java), which then fail the call (RESOURCE_EXHAUSTED) although records may have been written; raise the clients' receive limit (grpc-go: grpc.MaxCallRecvMsgSize) or keep max_batch_records at %d or less",
+			most, c.ReqPoolSize, grpcAnswerRecords, grpcAnswerRecords)})
 	}
 	return out
 }
 
 // grpcAnswerRecords is the most results a gRPC answer carries within the
-// 4 MiB gRPC clients take by default, at 256 bytes a result (unwise).
-const grpcAnswerRecords = 4 << 20 / 256
+// 4 MiB gRPC clients take by default, at 320 bytes a result (unwise): a
+// failed one's framing (31 bytes: partition and offset -1 are 10-byte
+// varints) and its reason (295 bytes for the longest, Kafka's refusal
+// of a batch at acks=-1).
+const grpcAnswerRecords = 4 << 20 / 320
 
 // kafkaTxnMaxTimeoutMs is Kafka's default transaction.max.timeout.ms, the
 // longest transaction timeout brokers left at their default accept.

@@ -1058,9 +1058,10 @@ func (st *produceStream) send(sends <-chan streamSend) {
 	}
 }
 
-// grpcHealth is grpc.health.v1.Health: SERVING while a Kafka broker is
-// reachable, as GET /health (healthStatus); NOT_SERVING when none is, or
-// while shutting down. It knows the server as a whole ("") and
+// grpcHealth is grpc.health.v1.Health: SERVING while GET /health answers
+// 200 (healthStatus: a Kafka broker reachable, or the spool taking
+// records); NOT_SERVING while it answers 503 (none reachable and no
+// spool, the spool full or its disk refusing writes, shutting down). It knows the server as a whole ("") and
 // kafkahttpwrapper.v1.KProxy.
 type grpcHealth struct {
 	grpc_health_v1.UnimplementedHealthServer

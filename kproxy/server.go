@@ -630,6 +630,17 @@ func (s *Server) adminMux(reg *prometheus.Registry) *http.ServeMux {
 // there, its two lengths at most 8 in the entry).
 const spoolEntrySlack = 8 + 8 + 2 + 249 + 4 + 4 + 1 - recordOverhead
 
+// diskError is the system's word for err (no space left on device, file
+// too large, read-only file system, …), without the spool's file names:
+// /health on the data port asks for no credentials.
+func diskError(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno.Error()
+	}
+	return "the write failed"
+}
+
 // spoolFailHealth is how long /health says 503 after an append the spool's
 // disk refused (healthStatus).
 const spoolFailHealth = 10 * time.Second
@@ -656,7 +667,7 @@ func (s *Server) healthStatus() (int, string) {
 			// sends them elsewhere. Said for spoolFailHealth after the
 			// latest failure, so that, sent nothing meanwhile, kproxy is
 			// tried again once the disk may take writes.
-			return 503, "spool cannot write: " + err.Error()
+			return 503, "spool cannot write: " + diskError(err)
 		}
 		switch {
 		case !reachable:

@@ -104,20 +104,22 @@ func TestProduceTimeoutAboveKafkasTransactionMaxWarned(t *testing.T) {
 // each with its reason) can pass the 4 MiB gRPC clients take by default
 // loads, and -check and the start warn naming the file, the key and its
 // value: the client fails such a call RESOURCE_EXHAUSTED, which says "not
-// written" although records may have been. Without grpc_port, or at
-// 16384, nothing is said.
+// written" although records may have been. Without grpc_port, at 13107
+// (320 bytes a result), or above req_pool_size (a batch larger than it is
+// refused whole, with no results), nothing is said.
 func TestMaxBatchRecordsAboveAGRPCAnswerWarned(t *testing.T) {
 	for _, tc := range []struct {
-		records, grpcPort int
-		warned            bool
+		records, pool, grpcPort int
+		warned                  bool
 	}{
-		{16385, 5070, true},
-		{16384, 5070, false},
-		{40000, 0, false},
+		{13108, 13108, 5070, true},
+		{13107, 13107, 5070, false},
+		{40000, 40000, 0, false},
+		{20000, 10240, 5070, false},
 	} {
 		f := filepath.Join(t.TempDir(), "kproxy.yaml")
 		doc := fmt.Sprintf("port: 0\nbroker_hosts:\n - 127.0.0.1:9092\nlisten_host: 127.0.0.1\nadmin_addr: \"\"\nmax_batch_records: %d\nreq_pool_size: %d\ngrpc_port: %d\n",
-			tc.records, tc.records, tc.grpcPort)
+			tc.records, tc.pool, tc.grpcPort)
 		if err := os.WriteFile(f, []byte(doc), 0o644); err != nil {
 			t.Fatal(err)
 		}
