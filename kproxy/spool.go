@@ -377,8 +377,18 @@ func (s *spooler) registerMetrics(reg *prometheus.Registry) {
 	gauge("kproxy_spool_bytes", "Bytes of the entries in the spool's segments (the segment being written also holds up to 1 MiB of zeros written ahead of them).",
 		func(st spool.Stats) float64 { return float64(st.Bytes) })
 	gauge("kproxy_spool_replayed_records", "Records the spool held when kproxy started (left by the run before): "+
-		"kproxy_spooled_total plus this is what kproxy_spool_drained_total reaches once the spool is empty.",
+		"kproxy_spooled_total plus this is what kproxy_spool_drained_total plus kproxy_spool_lost_records_total reaches once the spool is empty.",
 		func(st spool.Stats) float64 { return float64(st.Replayed) })
+	counterFunc := func(name, help string, f func(spool.Stats) float64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return f(s.sp.Stats()) }))
+	}
+	counterFunc("kproxy_spool_lost_records_total", "Spooled records the drain found corrupt on disk (their checksum no longer matches) and cut, "+
+		"with the later records of their segment: answered 202, never written to Kafka; each cut logged at Error with the file and offset.",
+		func(st spool.Stats) float64 { return float64(st.Dropped) })
+	counterFunc("kproxy_spool_cut_bytes_total", "Bytes of the spool cut as torn or corrupt: tails cut at start (a write a crash tore, or damage) and the segments' rests the drain cut; "+
+		"each cut logged with the file and offset.",
+		func(st spool.Stats) float64 { return float64(st.Cut) })
 	reg.MustRegister(parkedRecords{s, prometheus.NewDesc("kproxy_spool_parked_records",
 		"Records in the spool of a topic the drain holds back, by topic: Kafka refused a record of it (unknown topic, denied, too large), "+
 			"or has not answered its records in a chunk set aside (a partition without leader or in-sync replicas); "+

@@ -650,6 +650,9 @@ func TestSpoolCorruptTail(t *testing.T) {
 	if got := p.metric("kproxy_spool_records"); got != float64(len(starts)-1) {
 		t.Errorf("%v records in the spool after the cut, want %d", got, len(starts)-1)
 	}
+	if got, want := p.metric("kproxy_spool_cut_bytes_total"), float64((size-lastEntry)/2); got != want {
+		t.Errorf("kproxy_spool_cut_bytes_total %v after the torn entry's cut, want %v", got, want)
+	}
 	p.kill9()
 
 	f, err := os.OpenFile(seg, os.O_WRONLY|os.O_APPEND, 0)
@@ -663,6 +666,9 @@ func TestSpoolCorruptTail(t *testing.T) {
 	waitFor(t, 30*time.Second, "the cut's log line", func() bool { return strings.Contains(p.log(), cutLine) })
 	if line := grepLine(p.log(), cutLine); !strings.Contains(line, fmt.Sprintf("file=%s offset=%d", seg, lastEntry)) {
 		t.Errorf("cut line %q, want the garbage cut at %d", line, lastEntry)
+	}
+	if got, want := p.metric("kproxy_spool_cut_bytes_total"), float64(len(garbage)); got != want {
+		t.Errorf("kproxy_spool_cut_bytes_total %v after the garbage's cut, want %v", got, want)
 	}
 	end()
 	p.drained()

@@ -28,7 +28,7 @@ type readPos struct {
 // does, ReadTopic drops it and the topic's later entries in its segment
 // (below to), logs the file and byte offset at Error and returns the
 // entries read before it. The entries dropped leave Pending and
-// Stats.Records, not Stats.Cut: the segment keeps its bytes, and the other
+// Stats.Records for Stats.Dropped, not Stats.Cut: the segment keeps its bytes, and the other
 // topics' entries in it. Any other error is an I/O error (EIO, EMFILE, a
 // segment file gone): nothing is returned and nothing dropped; the caller
 // reads again after a pause.
@@ -209,6 +209,7 @@ func (s *Spool) cutTopic(g *segment, topic string, at, to uint64, off int64, err
 			dropped++
 		}
 	}
+	s.dropped += int64(dropped)
 	// Open cuts g at the corrupt entry: an entry appended to g after it
 	// would be lost at the next start. Sealed, g takes none (a new
 	// segment does).

@@ -78,3 +78,52 @@ func TestReadTopicCutKeepsLaterAppends(t *testing.T) {
 		t.Fatalf("the record appended after ReadTopic cut a corrupt entry (seq %d) is gone after a restart; log: %s", seq, log.String())
 	}
 }
+
+// Entries Read or ReadTopic cut as corrupt were appended and will never be
+// read: Stats counts them (Dropped), so that what was appended is what was
+// acked, dropped or is still held. They left Records and were counted
+// nowhere.
+func TestCorruptEntriesCutAreCounted(t *testing.T) {
+	size := entrySize(t, rec("a", "00"))
+	check := func(t *testing.T, s *spool.Spool, dropped int64) {
+		t.Helper()
+		st := s.Stats()
+		if st.Dropped != dropped {
+			t.Errorf("Stats.Dropped = %d, want %d", st.Dropped, dropped)
+		}
+		if st.Appended+st.Replayed != st.Acked+st.Dropped+st.Records {
+			t.Errorf("appended %d + replayed %d != acked %d + dropped %d + records %d: entries counted nowhere",
+				st.Appended, st.Replayed, st.Acked, st.Dropped, st.Records)
+		}
+	}
+	t.Run("Read", func(t *testing.T) {
+		dir := t.TempDir()
+		var log logBuffer
+		s := open(t, spool.Options{Dir: dir, SegmentBytes: 4 * size, Log: log.logger()})
+		for i := range 6 {
+			appendOne(t, s, rec("a", fmt.Sprintf("%02d", i)))
+		}
+		flip(t, segmentsIn(dir)[0], 1*size+12) // entry 1's payload: entries 1..3 cut
+		if got, want := values(readN(t, s, 3)), []string{"00", "04", "05"}; !slices.Equal(got, want) {
+			t.Fatalf("read %v, want %v; log: %s", got, want, log.String())
+		}
+		check(t, s, 3)
+		s.Ack(0, 4)
+		check(t, s, 3)
+	})
+	t.Run("ReadTopic", func(t *testing.T) {
+		dir := t.TempDir()
+		var log logBuffer
+		s := open(t, spool.Options{Dir: dir, Log: log.logger()})
+		for i, tp := range []string{"a", "b", "a", "a"} {
+			appendOne(t, s, rec(tp, fmt.Sprintf("%02d", i)))
+		}
+		readN(t, s, 4) // the drain left a in the spool
+		s.Ack(1)
+		flip(t, segmentsIn(dir)[0], 2*size+12) // entry 2 (a): entries 2 and 3 cut
+		if got, want := topicValues(t, s, "a", 0, 4, 100, 1<<20), []string{"0:00"}; !slices.Equal(got, want) {
+			t.Fatalf("ReadTopic(a, 0, 4) = %v, want %v; log: %s", got, want, log.String())
+		}
+		check(t, s, 2)
+	})
+}

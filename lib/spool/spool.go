@@ -244,6 +244,7 @@ type Spool struct {
 	fmu       sync.Mutex // SaveTopic's writes of topic-floors
 
 	appended, acked, replayed, cut int64    // for Stats
+	dropped                        int64    // for Stats: entries cut as corrupt by Read and ReadTopic
 	trimmed                        int64    // for Stats: zeros ahead dropped by Open
 	ahead                          int64    // for Stats: where aheadSeg's file ends, zeros ahead included
 	aheadSeg                       *segment // for Stats: the active segment with zeros ahead, or nil
@@ -1694,8 +1695,9 @@ func (s *Spool) oldest() *segment {
 // Open) is not an error: as Open would, Read cuts its segment there,
 // dropping that entry and the rest of the segment (the length of a corrupt
 // entry cannot be trusted to find the next one), logs the file, byte
-// offset and count at Error, adds the bytes to Stats.Cut, and goes on with
-// the next segment; the dropped entries leave Pending and Stats.Records.
+// offset and count at Error, adds the bytes to Stats.Cut and the unacked
+// entries to Stats.Dropped, and goes on with the next segment; the dropped
+// entries leave Pending and Stats.Records.
 //
 // Errors: ctx.Err(); ErrClosed after Close (stop reading); any other error
 // is an I/O error reading or opening a segment (EIO, EMFILE, ...): the
@@ -1860,6 +1862,7 @@ func (s *Spool) cutCorrupt(err error) {
 		}
 	}
 	s.cut += g.size - s.roff
+	s.dropped += int64(dropped)
 	g.sealed = true
 	s.rseq, s.rskip = g.base+uint64(len(g.ents)), 0
 	s.mu.Unlock()
@@ -2060,6 +2063,7 @@ type Stats struct {
 	Acked    int64     // entries acked since Open
 	Replayed int64     // entries Open found pending
 	Cut      int64     // bytes cut from torn/corrupt tails by Open, and from corrupt entries by Read
+	Dropped  int64     // unacked entries Read and ReadTopic cut as corrupt since Open: appended, never to be read (Appended+Replayed = Acked+Dropped+Records)
 	Trimmed  int64     // bytes of zeros written ahead of the entries (see Writing) that Open dropped
 	Ahead    int64     // bytes of zeros now written ahead of the entries in the active segment's file
 }
@@ -2068,7 +2072,7 @@ type Stats struct {
 func (s *Spool) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{Records: s.records, Bytes: s.bytes, Appended: s.appended, Acked: s.acked, Replayed: s.replayed, Cut: s.cut, Trimmed: s.trimmed}
+	st := Stats{Records: s.records, Bytes: s.bytes, Appended: s.appended, Acked: s.acked, Replayed: s.replayed, Cut: s.cut, Dropped: s.dropped, Trimmed: s.trimmed}
 	if s.aheadSeg != nil {
 		st.Ahead = max(0, s.ahead-s.aheadSeg.size)
 	}
