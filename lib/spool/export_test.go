@@ -39,3 +39,10 @@ func KnownTopics(s *Spool) int {
 	defer s.mu.Unlock()
 	return len(s.topics)
 }
+
+// WriteBufCap is the capacity of the buffer s keeps for its next group
+// commit. Read once the appends have returned.
+func WriteBufCap(s *Spool) int { return cap(s.wbuf) }
+
+// WriteBufKeep is the largest capacity that buffer keeps.
+const WriteBufKeep = wbufKeep

@@ -171,6 +171,7 @@ const (
 	defaultSegmentBytes = 64 << 20
 	persistEvery        = 100 * time.Millisecond
 	reserveAhead        = 1 << 20
+	wbufKeep            = 1 << 20 // the largest group buffer kept for the next group (see write)
 	maxGather           = 2 * time.Millisecond
 	readArena           = 64 << 10
 	lockName            = "lock"
@@ -1221,18 +1222,29 @@ func (s *Spool) write(chunk []*request) error {
 			return err
 		}
 	}
-	s.wbuf = s.wbuf[:0]
-	for _, r := range chunk {
-		s.wbuf = append(s.wbuf, r.buf...)
+	// One request's entries are written from its own buffer; a group's are
+	// gathered into s.wbuf, which is let go when a group made it larger
+	// than wbufKeep: a burst of large batches (a group can reach the roll
+	// size, 64 MiB) would keep its memory for the life of the process.
+	buf := chunk[0].buf
+	if len(chunk) > 1 {
+		s.wbuf = s.wbuf[:0]
+		for _, r := range chunk {
+			s.wbuf = append(s.wbuf, r.buf...)
+		}
+		buf = s.wbuf
+		if cap(s.wbuf) > wbufKeep {
+			s.wbuf = nil
+		}
 	}
 	g := s.activeSeg
 	start := time.Now()
 	defer func() { s.lastSync = time.Since(start) }()
-	if _, err := s.active.WriteAt(s.wbuf, g.size); err != nil {
+	if _, err := s.active.WriteAt(buf, g.size); err != nil {
 		return s.undo(fmt.Errorf("spool: write %s: %w", g.path, err))
 	}
 	fsyncs.Add(1)
-	end := g.size + int64(len(s.wbuf))
+	end := g.size + int64(len(buf))
 	if end <= s.reserved {
 		// The file's blocks and size are on disk past these entries
 		// already: their bytes are all there is to sync.
