@@ -46,3 +46,13 @@ func WriteBufCap(s *Spool) int { return cap(s.wbuf) }
 
 // WriteBufKeep is the largest capacity that buffer keeps.
 const WriteBufKeep = wbufKeep
+
+// FailMetaWrites has every write of the watermark fail with err (nil:
+// they work again).
+func FailMetaWrites(err error) {
+	if err == nil {
+		metaFault.Store(nil)
+		return
+	}
+	metaFault.Store(&err)
+}

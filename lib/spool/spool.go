@@ -172,6 +172,7 @@ const (
 	persistEvery        = 100 * time.Millisecond
 	reserveAhead        = 1 << 20
 	wbufKeep            = 1 << 20 // the largest group buffer kept for the next group (see write)
+	metaLogEvery        = 10 * time.Second
 	maxGather           = 2 * time.Millisecond
 	readArena           = 64 << 10
 	lockName            = "lock"
@@ -205,6 +206,10 @@ type Spool struct {
 	wbuf      []byte
 	lastGroup int           // requests in the last commit
 	lastSync  time.Duration // the last write and fsync's time
+	// The watermark's failed writes since the last that worked, and when
+	// one was logged last (metaFailed); the loop's and Open's.
+	metaFails  int
+	metaLogged time.Time
 	// The active segment's file is on disk (blocks and size, fsynced) up
 	// to reserved: its entries, then zeros (see Writing). noReserve: writing
 	// zeros ahead failed in this segment, and is not tried again in it.
@@ -623,6 +628,9 @@ func (s *Spool) writeMeta(acked, next uint64) error {
 	binary.LittleEndian.PutUint64(b[:], acked)
 	binary.LittleEndian.PutUint64(b[8:], next)
 	binary.LittleEndian.PutUint32(b[16:], crc32.Checksum(b[:16], castagnoli))
+	if e := metaFault.Load(); e != nil {
+		return fmt.Errorf("spool: write watermark: %w", *e)
+	}
 	if _, err := s.meta.WriteAt(b[:], 0); err != nil {
 		return fmt.Errorf("spool: write watermark: %w", err)
 	}
@@ -630,6 +638,10 @@ func (s *Spool) writeMeta(acked, next uint64) error {
 		return fmt.Errorf("spool: sync watermark: %w", err)
 	}
 	s.savedAcked, s.savedNext = acked, next
+	if s.metaFails > 0 {
+		s.log.Info("spool: watermark written again", "failures", s.metaFails)
+		s.metaFails = 0
+	}
 	s.mu.Lock()
 	s.diskAcked = acked
 	s.mu.Unlock()
@@ -987,6 +999,10 @@ var errSealed = errors.New("spool: segment sealed by a read")
 // written, set by tests, is called after a group commit's write and sync,
 // before its entries are published.
 var written func(s *Spool)
+
+// metaFault, set by tests, fails every write of the watermark with its
+// error: a disk that refuses the file's block (EIO).
+var metaFault atomic.Pointer[error]
 
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
@@ -1580,7 +1596,7 @@ func (s *Spool) removeAcked() {
 		return
 	}
 	if err := s.writeMeta(acked, next); err != nil {
-		s.log.Warn("spool: keeping acked segments", "err", err)
+		s.metaFailed(err)
 		s.mu.Lock()
 		s.collect = true // retried at the next tick
 		s.mu.Unlock()
@@ -1673,7 +1689,20 @@ func (s *Spool) persist() {
 		return
 	}
 	if err := s.writeMeta(acked, next); err != nil {
-		s.log.Warn("spool: persist watermark", "err", err)
+		s.metaFailed(err)
+	}
+}
+
+// metaFailed logs a failed write of the watermark by the loop, which
+// tries again every 100 ms while it moved or acked segments wait for it
+// to be removed: the first failure, then at most one line every
+// metaLogEvery, with the count of failures since the first (writeMeta
+// logs at Info once a write works again).
+func (s *Spool) metaFailed(err error) {
+	s.metaFails++
+	if now := time.Now(); s.metaFails == 1 || now.Sub(s.metaLogged) >= metaLogEvery {
+		s.log.Warn("spool: watermark not written; acked segments kept, retried every 100 ms", "failures", s.metaFails, "err", err)
+		s.metaLogged = now
 	}
 }
 
