@@ -574,6 +574,7 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 			}
 			switch {
 			case td.Err == nil:
+				c.state.setTopicID(topic, td.ID, time.Now())
 				c.state.setParts(topic, int32(len(td.Partitions)), time.Now(), c.staleAfter())
 			case errors.Is(td.Err, kerr.UnknownTopicOrPartition):
 				c.state.setParts(topic, -1, time.Now(), c.staleAfter())

@@ -114,6 +114,52 @@ func TestLagSecondsAfterTopicCreatedAgainNotReadBeforeRecords(t *testing.T) {
 	}
 }
 
+// The same, with more records in the new topic by the time kmonitor reads
+// its log end than the deleted one held: the log end never went back
+// (10, then 15), and the new topic's records were dated from the first
+// log end seen of the deleted one. The topic's ID, which the brokers give
+// with its leaders (read while the log ends were not), tells the new log
+// from the old.
+func TestLagSecondsAfterTopicCreatedAgainWithMoreRecords(t *testing.T) {
+	e := start(t)
+	produce(t, e.kafka, "a", 0, 10)
+	setOffset(t, e.conn, "m", "a", "0", "0")
+	e.ageOf(t, "m", "0", 10*time.Second, func(d ageDetail) bool { return d.LagSeconds != nil && *d.LagSeconds >= 2 })
+	setOffset(t, e.conn, "m", "a", "0", "10")
+	e.ageOf(t, "m", "0", 10*time.Second, func(d ageDetail) bool { return d.LogEnd != nil && *d.LogEnd == 10 && d.Lag != nil && *d.Lag == 0 })
+
+	// Every ListOffsets fails until the new topic holds its records.
+	var failing atomic.Bool
+	failing.Store(true)
+	e.kafka.ControlKey(int16(kmsg.ListOffsets), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		e.kafka.KeepControl()
+		if !failing.Load() {
+			return nil, nil, false
+		}
+		return listOffsetsFailed(req), nil, true
+	})
+	t.Cleanup(e.kafka.DropControl)
+
+	deleted := time.Now()
+	recreateTopicA(t, e)
+	setOffset(t, e.conn, "m", "a", "0", "0")
+	produce(t, e.kafka, "a", 0, 15)
+	// Polls meanwhile: the leaders (and the topic's ID) are read, the log
+	// ends are not.
+	time.Sleep(time.Second)
+	failing.Store(false)
+
+	d := e.ageOf(t, "m", "0", 10*time.Second, func(d ageDetail) bool { return d.LogEnd != nil && *d.LogEnd == 15 && d.Lag != nil })
+	since := time.Since(deleted).Seconds()
+	if d.LagSeconds == nil {
+		t.Fatalf("no lag_seconds for a known lag: %+v", d)
+	}
+	if *d.Lag != 15 || *d.LagSeconds > since {
+		t.Errorf("lag %d, lag_seconds %v (at least: %v); want 15 records produced after the deletion, at most %.3f s ago",
+			*d.Lag, *d.LagSeconds, d.AtLeast, since)
+	}
+}
+
 // recreateTopicA deletes topic a and creates it again (1 partition).
 func recreateTopicA(t *testing.T, e *env) {
 	t.Helper()

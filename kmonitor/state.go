@@ -51,6 +51,12 @@ type endEntry struct {
 	changes []sample
 	first   int
 	thinned int // how many changes the last thin kept
+	// newLog is when the topic's ID was seen to change (deleted and
+	// created again, see setTopicID): log ends asked for before it may be
+	// of the deleted log. fresh: no log end of the new log read yet.
+	newLog time.Time
+	fresh  bool
+	backAt time.Time // when the log end was last read going back
 }
 
 // maxChanges is how many log-end changes a partition may hold (40 KiB)
@@ -172,6 +178,9 @@ type state struct {
 	// partitions would vanish from every output while the stored ones,
 	// whose log ends turn unknown only once stale, stayed.
 	partsLower map[string]time.Time
+	// ids are the topics' IDs, as the last metadata that answered for
+	// each said (none from brokers before Kafka 2.8), and when.
+	ids map[string]topicID
 	// starts are the log-start offsets of the unstored partitions, as last
 	// polled.
 	starts map[topicPartition]startEntry
@@ -210,6 +219,15 @@ type startEntry struct {
 
 type moduleTopic struct{ module, topic string }
 
+type topicID struct {
+	id [16]byte
+	at time.Time // the last metadata that said it
+}
+
+// idSlack is how much older than when it is answered the metadata kgo
+// caches may be (MetadataMinAge, 100 ms), with room to spare.
+const idSlack = time.Second
+
 type ownedEntry struct {
 	w     *byte
 	names []string
@@ -219,7 +237,7 @@ type ownedEntry struct {
 func newState(history, blindAfter time.Duration) *state {
 	return &state{history: history, blindAfter: blindAfter, offsets: map[partKey]offsetEntry{}, ends: map[topicPartition]*endEntry{},
 		owned: map[moduleTopic]ownedEntry{}, counts: map[moduleTopic]countEntry{}, parts: map[string]int32{},
-		partsLower: map[string]time.Time{}, starts: map[topicPartition]startEntry{}, reading: map[moduleTopic]*byte{},
+		partsLower: map[string]time.Time{}, ids: map[string]topicID{}, starts: map[topicPartition]startEntry{}, reading: map[moduleTopic]*byte{},
 		listed: map[moduleTopic]listedEntry{}}
 }
 
@@ -463,6 +481,50 @@ func (s *state) setParts(topic string, n int32, now time.Time, staleAfter time.D
 	s.gen.Add(1)
 }
 
+// setTopicID records the ID the brokers give topic, read at now. Another
+// ID than the one recorded is the topic deleted and created again: its
+// log end may be past the deleted one's by the time it is read (more
+// records written to it), with no log end going back to tell. A
+// partition whose log end was seen going back since the old ID was read
+// last keeps its changes from there (the new log's, read from its start:
+// the metadata told later than the log end). The others' changes are dropped
+// (those of the deleted log would date the new one's records), log ends
+// asked for before now are ignored (they may be the deleted log's), and
+// the first one read after is blind (its records came some time since
+// the creation: the age is a bound).
+func (s *state) setTopicID(topic string, id [16]byte, now time.Time) {
+	if id == ([16]byte{}) {
+		return // brokers before Kafka 2.8
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, ok := s.ids[topic]
+	s.ids[topic] = topicID{id, now}
+	if !ok || old.id == id {
+		return
+	}
+	for tp, e := range s.ends {
+		if tp.topic != topic {
+			continue
+		}
+		if !e.backAt.Before(old.at.Add(-idSlack)) {
+			// The log end went back since the old ID was read: the new
+			// log's first read, kept from there (forget may have dropped
+			// the changes before it already).
+			k := e.kept()
+			i := len(k) - 1
+			for i > 0 && k[i-1].end <= k[i].end {
+				i--
+			}
+			e.changes, e.first, e.thinned = slices.Clone(k[i:]), 0, 0
+			continue
+		}
+		e.changes, e.first, e.thinned = nil, 0, 0
+		e.newLog, e.fresh = now, true
+	}
+	s.gen.Add(1)
+}
+
 // setStart records a polled log-start offset of an unstored partition,
 // read at now, or the error that kept it: the last start read is kept
 // beside the error, and used until it is stale, as a log end is (one
@@ -604,12 +666,21 @@ func (s *state) setEnd(tp topicPartition, end int64, asked time.Time, err error,
 		e.err = err
 		return
 	}
+	if asked.Before(e.newLog) {
+		return // maybe the deleted log's (setTopicID)
+	}
 	if e.err != nil || e.end != end || e.at.IsZero() {
 		s.gen.Add(1)
 	}
 	blind := e.err != nil // (tests without a poll interval)
 	if s.blindAfter > 0 {
 		blind = !e.at.IsZero() && now.Sub(e.at) > s.blindAfter // a failed read soon made good tells little
+	}
+	if e.fresh {
+		blind, e.fresh = true, false
+	}
+	if !e.at.IsZero() && end < e.end {
+		e.backAt = now
 	}
 	e.end, e.err, e.at, e.asked = end, nil, now, asked
 	if k := e.kept(); len(k) == 0 || k[len(k)-1].end != end {
@@ -652,6 +723,11 @@ func (s *state) forget(wanted map[string][]int32) {
 			delete(s.parts, topic)
 			delete(s.partsLower, topic)
 			s.gen.Add(1)
+		}
+	}
+	for topic := range s.ids {
+		if _, ok := wanted[topic]; !ok {
+			delete(s.ids, topic)
 		}
 	}
 	low := make(map[topicPartition]int64, len(s.ends))
