@@ -4,6 +4,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestTwoHundredWhoseHeadDoesNotParseIsPushed: a backend that accepted the
@@ -21,24 +22,36 @@ func TestTwoHundredWhoseHeadDoesNotParseIsPushed(t *testing.T) {
 	for _, c := range []struct {
 		name, answer  string
 		pushed, close bool // close: the backend closes its side after the answer
+		split         int  // > 0: the answer's first split bytes, then the rest 50 ms later
 	}{
-		{"200, Content-Length twice", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok", true, false},
-		{"204, a control byte in a header", "HTTP/1.1 204 No Content\r\nX-A: a\x01b\r\n\r\n", true, false},
-		{"200, headers over 64 KiB", "HTTP/1.1 200 OK\r\nSet-Cookie: s=" + strings.Repeat("x", 70<<10) + "\r\nContent-Length: 0\r\n\r\n", true, false},
-		{"200, closed within the headers", "HTTP/1.1 200 OK\r\nContent-Typ", true, true},
-		{"503, Content-Length twice", "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nno", false, false},
-		{"status line cut", "HTTP/1.1 200", false, true},
-		{"no status line", "200 OK\r\n\r\n", false, false},
-		{"not HTTP/1.x", "HTTP/1.10 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok", false, false},
-		{"status code of 4 digits", "HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n", false, false},
+		{"200, Content-Length twice", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok", true, false, 0},
+		{"204, a control byte in a header", "HTTP/1.1 204 No Content\r\nX-A: a\x01b\r\n\r\n", true, false, 0},
+		{"200, headers over 64 KiB", "HTTP/1.1 200 OK\r\nSet-Cookie: s=" + strings.Repeat("x", 70<<10) + "\r\nContent-Length: 0\r\n\r\n", true, false, 0},
+		{"200, closed within the headers", "HTTP/1.1 200 OK\r\nContent-Typ", true, true, 0},
+		{"503, Content-Length twice", "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nno", false, false, 0},
+		{"status line cut", "HTTP/1.1 200", false, true, 0},
+		{"no status line", "200 OK\r\n\r\n", false, false, 0},
+		{"not HTTP/1.x", "HTTP/1.10 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok", false, false, 0},
+		{"status code of 4 digits", "HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n", false, false, 0},
 		// fasthttp reads 000 and answers StatusCode() 200 for it: it was
 		// taken for a 2xx, and the record acknowledged.
-		{"status 000", "HTTP/1.1 000 OK\r\nContent-Length: 0\r\n\r\n", false, false},
+		{"status 000", "HTTP/1.1 000 OK\r\nContent-Length: 0\r\n\r\n", false, false, 0},
+		// The status line in two writes: only the first was looked at
+		// for 000, and the answer was taken for a 200.
+		{"status 000 after a pause", "HTTP/1.1 000 OK\r\nContent-Length: 0\r\n\r\n", false, false, len("HTTP/1.1 ")},
+		{"status 200 after a pause", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", true, false, len("HTTP/1.1 ")},
+		{"status 000 after empty lines and a pause", "\r\n\r\nHTTP/1.1 000 OK\r\nContent-Length: 0\r\n\r\n", false, false, 2},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			second := 0
 			p := answerPusher(t, scriptedBackend(t, func(n int, conn net.Conn) {
 				if n == 1 {
+					if c.split > 0 {
+						conn.Write([]byte(c.answer[:c.split]))
+						time.Sleep(50 * time.Millisecond)
+						conn.Write([]byte(c.answer[c.split:]))
+						return
+					}
 					conn.Write([]byte(c.answer))
 					if c.close {
 						conn.(*net.TCPConn).CloseWrite()

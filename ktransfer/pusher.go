@@ -627,7 +627,7 @@ const answerBodyWait = time.Second
 // StatusCode() answers 200 for 0, which a push would take for a 2xx.
 func readHead(resp *fasthttp.Response, br *bufio.Reader) error {
 	for range maxInterim {
-		br.Peek(1) // what arrived first, the status line in all but a cut answer; an error comes again below
+		peekStatusLine(br)
 		zero := statusZero(br)
 		if err := resp.Header.Read(br); err != nil {
 			return err
@@ -640,6 +640,23 @@ func readHead(resp *fasthttp.Response, br *bufio.Reader) error {
 		}
 	}
 	return errTooManyInterim
+}
+
+// peekStatusLine waits until br holds an answer's status line whole
+// (after the empty lines fasthttp skips), its buffer is full or a read
+// fails (Header.Read then meets the error): statusZero looks at what is
+// buffered, and a status line sent in two writes ("HTTP/1.1 ", then "000
+// ...") was looked at cut, and its 000 taken for a 200.
+func peekStatusLine(br *bufio.Reader) {
+	for n := 1; n <= br.Size(); n = br.Buffered() + 1 {
+		if _, err := br.Peek(n); err != nil {
+			return
+		}
+		b, _ := br.Peek(br.Buffered())
+		if b = bytes.TrimLeft(b, "\r\n"); bytes.IndexByte(b, '\n') >= 0 {
+			return
+		}
+	}
 }
 
 // errStatusZero: an answer's status line says 000.
