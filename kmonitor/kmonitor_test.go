@@ -283,7 +283,7 @@ func TestDelayFromHandMadeOffsets(t *testing.T) {
 		"- kmonitor.delay[test_cluster,m2,b,1] 5\n- kmonitor.errors[test_cluster] 2\n", time.Second)
 
 	_, detail := e.get(t, "?detail=1")
-	if !strings.Contains(detail, `"m3":{"0":{"topic":"a","partition":"0","lag":null,"committed":null,"log_end":null,"lag_seconds":null,"lag_seconds_at_least":false,"error":"bad offset znode`) {
+	if !strings.Contains(detail, `"m3":{"0":{"topic":"a","partition":"0","lag":null,"committed":null,"log_end":10,"lag_seconds":null,"lag_seconds_at_least":false,"error":"bad offset znode`) {
 		t.Errorf("detail for a bad znode: %s", detail)
 	}
 	_, lld := e.get(t, "?format=zabbix_lld")

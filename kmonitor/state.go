@@ -855,6 +855,9 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 				l.undecided = o.next > e.end
 			}
 		}
+		if isNum {
+			l.LogEnd = s.knownEnd(topicPartition{k.topic, p}, l.LogEnd, now, staleAfter)
+		}
 		out = append(out, l)
 	}
 	// Claimed partitions without an offset: the module has them to push,
@@ -889,6 +892,7 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 			}
 			if p, ok := partitionNumber(name); ok {
 				l.pnum = int64(p)
+				l.LogEnd = s.knownEnd(topicPartition{mt.topic, p}, l.LogEnd, now, staleAfter)
 			}
 			out = append(out, l)
 		}
@@ -932,6 +936,7 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 			l.Lag = max(0, e.end-st.start)
 			l.LagSeconds, l.LagSecondsAtLeast = lagAge(e.window(s.history), st.start, now)
 		}
+		l.LogEnd = s.knownEnd(tp, l.LogEnd, now, staleAfter)
 		out = append(out, l)
 	}
 	return out
@@ -939,6 +944,17 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 
 // endUnknown says why e, a partition's log end, cannot be used at now,
 // or "" when it can.
+// knownEnd is tp's log end when it is known (read, not stale), else
+// dflt: it is shown while the lag is unknown for another reason
+// (ZooKeeper away, an offset not read again, a claimed partition without
+// one), so that the produce rate stays on the dashboards. s.mu held.
+func (s *state) knownEnd(tp topicPartition, dflt int64, now time.Time, staleAfter time.Duration) int64 {
+	if e := s.ends[tp]; endUnknown(e, now, staleAfter) == "" {
+		return e.end
+	}
+	return dflt
+}
+
 func endUnknown(e *endEntry, now time.Time, staleAfter time.Duration) string {
 	switch {
 	case e == nil || e.at.IsZero():
