@@ -86,22 +86,13 @@ func TestLagSecondsAfterTopicCreatedAgainNotReadBeforeRecords(t *testing.T) {
 	e.ageOf(t, "m", "0", 10*time.Second, func(d ageDetail) bool { return d.LogEnd != nil && *d.LogEnd == 10 && d.Lag != nil && *d.Lag == 0 })
 
 	// Every ListOffsets fails until the new topic holds its records.
-	var failing atomic.Bool
-	failing.Store(true)
-	e.kafka.ControlKey(int16(kmsg.ListOffsets), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		e.kafka.KeepControl()
-		if !failing.Load() {
-			return nil, nil, false
-		}
-		return listOffsetsFailed(req), nil, true
-	})
-	t.Cleanup(e.kafka.DropControl)
+	stopFailing := failListOffsets(t, e)
 
 	deleted := time.Now()
 	recreateTopicA(t, e)
 	setOffset(t, e.conn, "m", "a", "0", "0") // the module starts the new log from its start
 	produce(t, e.kafka, "a", 0, 3)
-	failing.Store(false)
+	stopFailing()
 
 	d := e.ageOf(t, "m", "0", 10*time.Second, func(d ageDetail) bool { return d.LogEnd != nil && *d.LogEnd == 3 && d.Lag != nil })
 	since := time.Since(deleted).Seconds()
@@ -129,16 +120,7 @@ func TestLagSecondsAfterTopicCreatedAgainWithMoreRecords(t *testing.T) {
 	e.ageOf(t, "m", "0", 10*time.Second, func(d ageDetail) bool { return d.LogEnd != nil && *d.LogEnd == 10 && d.Lag != nil && *d.Lag == 0 })
 
 	// Every ListOffsets fails until the new topic holds its records.
-	var failing atomic.Bool
-	failing.Store(true)
-	e.kafka.ControlKey(int16(kmsg.ListOffsets), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		e.kafka.KeepControl()
-		if !failing.Load() {
-			return nil, nil, false
-		}
-		return listOffsetsFailed(req), nil, true
-	})
-	t.Cleanup(e.kafka.DropControl)
+	stopFailing := failListOffsets(t, e)
 
 	deleted := time.Now()
 	recreateTopicA(t, e)
@@ -147,7 +129,7 @@ func TestLagSecondsAfterTopicCreatedAgainWithMoreRecords(t *testing.T) {
 	// Polls meanwhile: the leaders (and the topic's ID) are read, the log
 	// ends are not.
 	time.Sleep(time.Second)
-	failing.Store(false)
+	stopFailing()
 
 	d := e.ageOf(t, "m", "0", 10*time.Second, func(d ageDetail) bool { return d.LogEnd != nil && *d.LogEnd == 15 && d.Lag != nil })
 	since := time.Since(deleted).Seconds()
@@ -175,6 +157,22 @@ func recreateTopicA(t *testing.T, e *env) {
 	if res, err := adm.CreateTopic(ctx, 1, -1, nil, "a"); err != nil || res.Err != nil {
 		t.Fatalf("create topic a again: %v %v", err, res.Err)
 	}
+}
+
+// failListOffsets has every ListOffsets request fail until the function
+// it returns is called.
+func failListOffsets(t *testing.T, e *env) (stop func()) {
+	var failing atomic.Bool
+	failing.Store(true)
+	e.kafka.ControlKey(int16(kmsg.ListOffsets), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		e.kafka.KeepControl()
+		if !failing.Load() {
+			return nil, nil, false
+		}
+		return listOffsetsFailed(req), nil, true
+	})
+	t.Cleanup(e.kafka.DropControl)
+	return func() { failing.Store(false) }
 }
 
 // listOffsetsFailed answers a ListOffsets request with
