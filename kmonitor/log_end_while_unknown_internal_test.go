@@ -11,8 +11,9 @@ import (
 // client was replaced, a partition claimed without an offset — is shown
 // (log_end, kmonitor_log_end_offset): the brokers are still read, and the
 // produce rate stays on the dashboards. It vanished whenever the lag was
-// unknown, while the committed offset last read stayed. A stale log end
-// is not shown.
+// unknown, while the committed offset last read stayed; now that offset
+// is not shown until read again (their difference is no lag). A stale log
+// end is not shown.
 func TestLogEndShownWhileLagUnknown(t *testing.T) {
 	s := newState(time.Hour, 0)
 	s.newEpoch()
@@ -34,8 +35,9 @@ func TestLogEndShownWhileLagUnknown(t *testing.T) {
 	check := func(what string, got map[string]Lag, want map[string]int64) {
 		t.Helper()
 		for p, end := range want {
-			if l := got[p]; l.Err == "" || l.LogEnd != end {
-				t.Errorf("%s, partition %s: %+v, want the lag unknown and log end %d", what, p, l, end)
+			if l := got[p]; l.Err == "" || l.LogEnd != end || l.Committed != -1 {
+				t.Errorf("%s, partition %s: %+v, want the lag unknown, log end %d and no committed offset "+
+					"(one read before, beside a log end read now, makes a lag that is not)", what, p, l, end)
 			}
 		}
 	}

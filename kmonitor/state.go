@@ -220,9 +220,14 @@ type startEntry struct {
 type moduleTopic struct{ module, topic string }
 
 type topicID struct {
-	id [16]byte
-	at time.Time // the last metadata that said it
+	id  [16]byte
+	at  time.Time  // the last metadata that said it
+	old [][16]byte // the IDs it had before, the last few
 }
+
+// oldIDs is how many of a topic's earlier IDs are remembered: a broker
+// whose metadata is behind may still give one of them for a moment.
+const oldIDs = 4
 
 // idSlack is how much older than when it is answered the metadata kgo
 // caches may be (MetadataMinAge, 100 ms), with room to spare.
@@ -499,10 +504,17 @@ func (s *state) setTopicID(topic string, id [16]byte, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old, ok := s.ids[topic]
-	s.ids[topic] = topicID{id, now}
-	if !ok || old.id == id {
+	switch {
+	case !ok:
+		s.ids[topic] = topicID{id: id, at: now}
 		return
+	case old.id == id:
+		s.ids[topic] = topicID{id, now, old.old}
+		return
+	case slices.Contains(old.old, id):
+		return // a broker behind: IDs are never given again
 	}
+	s.ids[topic] = topicID{id, now, append(slices.Clone(old.old[max(0, len(old.old)-oldIDs+1):]), old.id)}
 	for tp, e := range s.ends {
 		if tp.topic != topic {
 			continue
@@ -519,8 +531,10 @@ func (s *state) setTopicID(topic string, id [16]byte, now time.Time) {
 			e.changes, e.first, e.thinned = slices.Clone(k[i:]), 0, 0
 			continue
 		}
+		// The deleted log's end is not shown as the new one's (a lag of
+		// age 0) until the new log's is read.
 		e.changes, e.first, e.thinned = nil, 0, 0
-		e.newLog, e.fresh = now, true
+		e.newLog, e.fresh, e.at = now, true, time.Time{}
 	}
 	s.gen.Add(1)
 }
@@ -829,7 +843,11 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 			l.Err, l.cause = fmt.Sprintf("offset znode name %q is not a partition number", k.name), causeNotPartition
 		}
 		l.folder = o.folder
-		if o.err == nil {
+		if o.err == nil && zkErr == "" && o.epoch >= s.epoch {
+			// Only as read now: one read before ZooKeeper went away, or
+			// under a client since replaced, is shown beside a log end
+			// read now, and their difference would be a lag that grows
+			// with the records produced while the module pushes them.
 			l.Committed = o.next
 		}
 		if l.Err == "" {
@@ -942,8 +960,6 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 	return out
 }
 
-// endUnknown says why e, a partition's log end, cannot be used at now,
-// or "" when it can.
 // knownEnd is tp's log end when it is known (read, not stale), else
 // dflt: it is shown while the lag is unknown for another reason
 // (ZooKeeper away, an offset not read again, a claimed partition without
@@ -955,6 +971,8 @@ func (s *state) knownEnd(tp topicPartition, dflt int64, now time.Time, staleAfte
 	return dflt
 }
 
+// endUnknown says why e, a partition's log end, cannot be used at now,
+// or "" when it can.
 func endUnknown(e *endEntry, now time.Time, staleAfter time.Duration) string {
 	switch {
 	case e == nil || e.at.IsZero():

@@ -384,7 +384,8 @@ func (s *spooler) registerMetrics(reg *prometheus.Registry) {
 			func() float64 { return f(s.sp.Stats()) }))
 	}
 	counterFunc("kproxy_spool_lost_records_total", "Spooled records the drain found corrupt on disk (their checksum no longer matches) and cut, "+
-		"with the later records of their segment: answered 202, never written to Kafka; each cut logged at Error with the file and offset.",
+		"with the later records of their segment: answered 202, never written to Kafka; each cut logged at Error with the file and offset. "+
+		"Not the records of a segment found damaged at start (their count cannot be read past the damage): kproxy_spool_cut_bytes_total counts those bytes.",
 		func(st spool.Stats) float64 { return float64(st.Dropped) })
 	counterFunc("kproxy_spool_cut_bytes_total", "Bytes of the spool cut as torn or corrupt: tails cut at start (a write a crash tore, or damage) and the segments' rests the drain cut; "+
 		"each cut logged with the file and offset.",

@@ -171,7 +171,7 @@ const (
 	defaultSegmentBytes = 64 << 20
 	persistEvery        = 100 * time.Millisecond
 	reserveAhead        = 1 << 20
-	wbufKeep            = 1 << 20 // the largest group buffer kept for the next group (see write)
+	wbufKeep            = 8 << 20 // the largest group buffer kept for the next group (see write)
 	metaLogEvery        = 10 * time.Second
 	maxGather           = 2 * time.Millisecond
 	readArena           = 64 << 10
@@ -1239,18 +1239,26 @@ func (s *Spool) write(chunk []*request) error {
 		}
 	}
 	// One request's entries are written from its own buffer; a group's are
-	// gathered into s.wbuf, which is let go when a group made it larger
-	// than wbufKeep: a burst of large batches (a group can reach the roll
-	// size, 64 MiB) would keep its memory for the life of the process.
+	// gathered into s.wbuf, kept for the next group up to wbufKeep: a
+	// group larger than that (a group can reach the roll size, 64 MiB) is
+	// gathered into a buffer of its own size, let go after, or a burst of
+	// large batches would keep its memory for the life of the process.
 	buf := chunk[0].buf
 	if len(chunk) > 1 {
-		s.wbuf = s.wbuf[:0]
+		total := 0
 		for _, r := range chunk {
-			s.wbuf = append(s.wbuf, r.buf...)
+			total += len(r.buf)
 		}
-		buf = s.wbuf
-		if cap(s.wbuf) > wbufKeep {
-			s.wbuf = nil
+		if total > wbufKeep {
+			buf = make([]byte, 0, total)
+		} else {
+			buf = slices.Grow(s.wbuf[:0], total)
+		}
+		for _, r := range chunk {
+			buf = append(buf, r.buf...)
+		}
+		if total <= wbufKeep {
+			s.wbuf = buf
 		}
 	}
 	g := s.activeSeg
