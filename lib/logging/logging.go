@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -182,8 +183,14 @@ func (f *File) Write(p []byte) (int, error) {
 }
 
 // Reopen closes the file and opens path again, so that writes go to a new
-// file after the old one was renamed away.
+// file after the old one was renamed away; its directory is made again
+// when it was removed (a clean-up job, space freed by hand): the process
+// wrote on into the deleted file until a restart, its lines lost and its
+// space held.
 func (f *File) Reopen() error {
+	if err := os.MkdirAll(filepath.Dir(f.path), 0o755); err != nil {
+		return fmt.Errorf("reopen log file: create its directory: %w", err)
+	}
 	nf, err := os.OpenFile(f.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return fmt.Errorf("reopen log file: %w", err)
@@ -215,7 +222,10 @@ func (l *Logger) ReopenOn(sig <-chan os.Signal, done <-chan struct{}, then func(
 		select {
 		case <-sig:
 			if err := l.Reopen(); err != nil {
+				// The file written to may be a deleted one: said on
+				// standard error too (the service manager's journal).
 				l.Error("reopen log file", "err", err)
+				fmt.Fprintf(os.Stderr, "%s reopen log file: %v\n", time.Now().Format(time.RFC3339), err)
 			}
 			if then != nil {
 				then()

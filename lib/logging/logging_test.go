@@ -96,3 +96,26 @@ func TestSetLevel(t *testing.T) {
 		t.Error("a logger built with log_level 0 must refuse a level that writes, and accept 0")
 	}
 }
+
+// The log directory removed (a clean-up job, space freed by hand) and the
+// process told to reopen its log: the reopen failed, and every line after
+// went into the deleted file, lost, until a restart.
+func TestReopenAfterLogDirRemoved(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "log")
+	l, err := New(dir, 4, "kproxy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	l.Info("before")
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reopen(); err != nil {
+		t.Fatalf("reopen after the log directory was removed: %v", err)
+	}
+	l.Info("after")
+	if b, _ := os.ReadFile(filepath.Join(dir, "kproxy.log")); !strings.Contains(string(b), "msg=after") {
+		t.Errorf("the log after the reopen: %q, want the line written after it", b)
+	}
+}
