@@ -123,18 +123,38 @@ func (p Program[C]) Main(args []string) int {
 			os.Exit(1)
 		}()
 	}
-	cfg, err := p.Load(*file)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
+	// Reading the configuration can block as the log's open can (below):
+	// the file, a module file, a secret or TLS file on a mount that does
+	// not answer. A stop then ends the start; the read left behind ends
+	// with the process.
+	type loaded struct {
+		cfg C
+		err error
+	}
+	read := make(chan loaded, 1)
+	dirKey := cmp.Or(p.LogDirKey, "log_dir")
+	go func() {
+		cfg, err := p.Load(*file)
+		if err == nil {
+			// A bad configuration (exit 2), told by -check as by the start.
+			dir, level := p.Logging(cfg)
+			err = logging.CheckFileDir(*file, dirKey, dir, level, p.Name)
+		}
+		read <- loaded{cfg, err}
+	}()
+	var cfg C
+	select {
+	case l := <-read:
+		if l.err != nil {
+			fmt.Fprintln(os.Stderr, l.err)
+			return 2
+		}
+		cfg = l.cfg
+	case <-ctx.Done():
+		fmt.Fprintf(os.Stderr, "%s_bin: stopped while starting (reading %s)\n", p.Name, *file)
+		return 0
 	}
 	dir, level := p.Logging(cfg)
-	dirKey := cmp.Or(p.LogDirKey, "log_dir")
-	// A bad configuration (exit 2), told by -check as by the start.
-	if err := logging.CheckFileDir(*file, dirKey, dir, level, p.Name); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
 	if *check {
 		if p.Warnings != nil {
 			for _, w := range p.Warnings(cfg) {
@@ -158,6 +178,7 @@ func (p Program[C]) Main(args []string) int {
 		open <- opened{l, err}
 	}()
 	var log *logging.Logger
+	var err error
 	select {
 	case o := <-open:
 		log, err = o.log, o.err
