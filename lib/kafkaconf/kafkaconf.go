@@ -6,6 +6,7 @@ package kafkaconf
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
@@ -140,14 +141,27 @@ func (t TLS) validate(p *config.Problems, prefix string) {
 		}
 		return
 	}
+	// Every problem at once, each under its key: the CA, the key, and
+	// the pair apart (the first one found hid the others).
+	if t.CAFile != "" {
+		if _, err := caPool(t.CAFile); err != nil {
+			p.Add(prefix+".ca_file", err.Error())
+		}
+	}
+	keyOK := true
 	if t.KeyFile != "" {
 		if err := config.CheckSecretFile(t.KeyFile); err != nil {
 			p.Add(prefix+".key_file", err.Error())
-			return
+			keyOK = false
 		}
 	}
-	if _, err := t.config(); err != nil {
-		p.Add(prefix, err.Error())
+	switch {
+	case (t.CertFile == "") != (t.KeyFile == ""):
+		p.Add(prefix+".cert_file", pairMissing(t))
+	case t.CertFile != "" && keyOK:
+		if _, err := keyPair(t); err != nil {
+			p.Add(prefix+".cert_file", err.Error())
+		}
 	}
 }
 
@@ -159,29 +173,52 @@ func (t TLS) config() (*tls.Config, error) {
 		InsecureSkipVerify: t.InsecureSkipVerify, // #nosec G402 -- documented as for tests only
 	}
 	if t.CAFile != "" {
-		pem, err := config.ReadFile(t.CAFile)
+		pool, err := caPool(t.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("ca_file: %w", err)
 		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca_file: no PEM certificate in %s", t.CAFile)
-		}
+		tc.RootCAs = pool
 	}
 	if (t.CertFile == "") != (t.KeyFile == "") {
-		return nil, fmt.Errorf("cert_file and key_file go together, got cert_file %q and key_file set: %v", t.CertFile, t.KeyFile != "")
+		return nil, errors.New(pairMissing(t))
 	}
 	if t.CertFile != "" {
 		if err := config.CheckSecretFile(t.KeyFile); err != nil {
 			return nil, fmt.Errorf("key_file: %w", err)
 		}
-		cert, err := config.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		cert, err := keyPair(t)
 		if err != nil {
-			return nil, fmt.Errorf("cert_file/key_file: %w (cert_file %q, key_file %q)", err, t.CertFile, t.KeyFile)
+			return nil, err
 		}
 		tc.Certificates = []tls.Certificate{cert}
 	}
 	return tc, nil
+}
+
+// caPool reads the CA certificates of file.
+func caPool(file string) (*x509.CertPool, error) {
+	pem, err := config.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("no PEM certificate in %s", file)
+	}
+	return pool, nil
+}
+
+// keyPair loads the client certificate and its key.
+func keyPair(t TLS) (tls.Certificate, error) {
+	cert, err := config.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return cert, fmt.Errorf("cert_file/key_file: %w (cert_file %q, key_file %q)", err, t.CertFile, t.KeyFile)
+	}
+	return cert, nil
+}
+
+func pairMissing(t TLS) string {
+	return fmt.Sprintf("cert_file and key_file go together, got cert_file %q and key_file set: %v", t.CertFile, t.KeyFile != "")
 }
 
 func (s SASL) validate(p *config.Problems, prefix string) {

@@ -104,12 +104,12 @@ func TestValidateSecurity(t *testing.T) {
 		want string
 	}{
 		{func(c *kafkaconf.Config) { c.TLS.CAFile = certs.CAFile }, "kafka.tls.enable: is false but other tls keys are set"},
-		{func(c *kafkaconf.Config) { c.TLS = kafkaconf.TLS{Enable: true, CAFile: "/nonexistent/ca.pem"} }, "kafka.tls: ca_file: open /nonexistent/ca.pem"},
-		{func(c *kafkaconf.Config) { c.TLS = kafkaconf.TLS{Enable: true, CAFile: certs.ServerKey} }, "kafka.tls: ca_file: no PEM certificate in"},
-		{func(c *kafkaconf.Config) { c.TLS = kafkaconf.TLS{Enable: true, CertFile: certs.ClientCert} }, "kafka.tls: cert_file and key_file go together"},
+		{func(c *kafkaconf.Config) { c.TLS = kafkaconf.TLS{Enable: true, CAFile: "/nonexistent/ca.pem"} }, "kafka.tls.ca_file: open /nonexistent/ca.pem"},
+		{func(c *kafkaconf.Config) { c.TLS = kafkaconf.TLS{Enable: true, CAFile: certs.ServerKey} }, "kafka.tls.ca_file: no PEM certificate in"},
+		{func(c *kafkaconf.Config) { c.TLS = kafkaconf.TLS{Enable: true, CertFile: certs.ClientCert} }, "kafka.tls.cert_file: cert_file and key_file go together"},
 		{func(c *kafkaconf.Config) {
 			c.TLS = kafkaconf.TLS{Enable: true, CertFile: certs.ClientCert, KeyFile: certs.ServerKey}
-		}, "kafka.tls: cert_file/key_file: tls: private key does not match public key"},
+		}, "kafka.tls.cert_file: cert_file/key_file: tls: private key does not match public key"},
 		{func(c *kafkaconf.Config) { c.SASL.User = "u" }, "kafka.sasl.mechanism: is empty but other sasl keys are set"},
 		{func(c *kafkaconf.Config) { c.SASL = kafkaconf.SASL{Mechanism: "GSSAPI", User: "u", Password: "p"} }, `kafka.sasl.mechanism: must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got "GSSAPI"`},
 		{func(c *kafkaconf.Config) { c.SASL = kafkaconf.SASL{Mechanism: "PLAIN", Password: "p"} }, "kafka.sasl.user: required with a mechanism"},
@@ -155,6 +155,35 @@ func TestTLSKeyProblemsNameTheFiles(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), "kafka.tls") || !strings.Contains(err.Error(), tc.cert) || !strings.Contains(err.Error(), tc.key) {
 			t.Errorf("%s: %v\ndoes not name kafka.tls, %s and %s", tc.name, err, tc.cert, tc.key)
+		}
+	}
+}
+
+// Every TLS problem is told at once, each under its key: the first one
+// found (the CA, then the pairing, then the key) hid the others, and the
+// operator fixed one per run of -check.
+func TestValidateTLSAllProblems(t *testing.T) {
+	certs := testcert.New(t)
+	for _, tc := range []struct {
+		tls  kafkaconf.TLS
+		want []string
+	}{
+		{kafkaconf.TLS{Enable: true, CAFile: "/nonexistent/ca.pem", CertFile: certs.ClientCert},
+			[]string{"kafka.tls.ca_file: open /nonexistent/ca.pem", "kafka.tls.cert_file: cert_file and key_file go together"}},
+		{kafkaconf.TLS{Enable: true, CAFile: certs.ServerKey, CertFile: certs.ClientCert, KeyFile: certs.ServerKey},
+			[]string{"kafka.tls.ca_file: no PEM certificate in", "kafka.tls.cert_file: cert_file/key_file: tls: private key does not match public key"}},
+		{kafkaconf.TLS{Enable: true, CAFile: "/nonexistent/ca.pem", CertFile: certs.ClientCert, KeyFile: "/nonexistent/key.pem"},
+			[]string{"kafka.tls.ca_file: open /nonexistent/ca.pem", "kafka.tls.key_file: "}},
+	} {
+		c := kafkaconf.Default()
+		c.TLS = tc.tls
+		p := config.NewProblems("k.yaml")
+		c.Validate(p)
+		err := p.Err()
+		for _, want := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%+v: got %v, want it to say %q", tc.tls, err, want)
+			}
 		}
 	}
 }
