@@ -149,10 +149,6 @@ func NewContext(ctx context.Context, cfg Config, log *slog.Logger) (*Transfer, e
 	for _, k := range cfg.Kafka.NoEffect("kafka") {
 		log.Warn("config key has no effect", "file", cfg.file, "key", k.Key, "value", k.Value, "reason", k.Reason)
 	}
-	// Every line says its process: processes of a fleet on one host with
-	// the same files write one log file (the pid is in their instance's
-	// id, which the registration line gives).
-	log = log.With("pid", os.Getpid())
 	t := &Transfer{cfg: cfg, log: log, metrics: newMetrics(), id: instanceID(), started: time.Now(), zkUp: true,
 		reloadReq: make(chan struct{}, 1), logLevel: cfg.LogLevel}
 	t.base = time.Now()

@@ -27,6 +27,10 @@ var program = daemon.Program[ktransfer.Config]{
 	New: func(ctx context.Context, c ktransfer.Config, l *slog.Logger) (daemon.Service, error) {
 		return ktransfer.NewContext(ctx, c, l)
 	},
+	// Every line says its process: processes of a fleet on one host with
+	// the same files write one log file (the pid is in their instance's
+	// id, which the "ktransfer started" line gives).
+	LogWith:  []any{"pid", os.Getpid()},
 	Warnings: ktransfer.Config.Warnings,
 	Started: func(l *slog.Logger, s daemon.Service, c ktransfer.Config) {
 		t := s.(*ktransfer.Transfer)

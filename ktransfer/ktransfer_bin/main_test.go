@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -182,6 +183,22 @@ func TestSIGTERMCommitsAndExitsZero(t *testing.T) {
 	logText, _ := os.ReadFile(filepath.Join(s.dir, "log", "ktransfer.log"))
 	if !strings.Contains(string(logText), "msg=stopped") {
 		t.Errorf("log lacks the stop: %s", logText)
+	}
+	// Both processes wrote the one log file: every line says which (the
+	// start's and the stop's lines too).
+	pids := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(string(logText)), "\n") {
+		m := regexp.MustCompile(` pid=(\d+)( |$)`).FindStringSubmatch(line)
+		if m == nil {
+			t.Errorf("a line without pid=: %s", line)
+			continue
+		}
+		pids[m[1]]++
+	}
+	for _, pid := range []int{p.cmd.Process.Pid, again.cmd.Process.Pid} {
+		if pids[strconv.Itoa(pid)] == 0 {
+			t.Errorf("no line of process %d in the log; lines by pid: %v", pid, pids)
+		}
 	}
 }
 

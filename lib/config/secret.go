@@ -92,6 +92,10 @@ func LoadX509KeyPair(certFile, keyFile string) (tls.Certificate, error) {
 	return tls.X509KeyPair(cert, key)
 }
 
+// IsUnreadableSecret tells whether err is a secret file that could not be
+// read (said without its name): LoadX509KeyPair's for the key.
+func IsUnreadableSecret(err error) bool { return errors.As(err, new(hiddenPathError)) }
+
 // hiddenPathError is a file that cannot be read, said without its name.
 type hiddenPathError struct{ err error }
 

@@ -51,6 +51,9 @@ type Program[C any] struct {
 	New func(context.Context, C, *slog.Logger) (Service, error)
 	// Started logs the start-up line (addresses, modules, …).
 	Started func(*slog.Logger, Service, C)
+	// LogWith are attributes every line of the log carries (ktransfer's
+	// pid: processes of a fleet on one host may write one log file).
+	LogWith []any
 	// Warnings, when set, returns what the start warns of in the
 	// configuration, keys without effect: "FILE: key: value has no
 	// effect: reason". -check prints them before its "ok".
@@ -151,6 +154,14 @@ func (p Program[C]) Main(args []string) int {
 		}
 		cfg = l.cfg
 	case <-ctx.Done():
+		select {
+		case l := <-read: // read as the stop came: a bad file is still said
+			if l.err != nil {
+				fmt.Fprintln(os.Stderr, l.err)
+				return 2
+			}
+		default:
+		}
 		fmt.Fprintf(os.Stderr, "%s_bin: stopped while starting (reading %s)\n", p.Name, *file)
 		return 0
 	}
@@ -191,6 +202,9 @@ func (p Program[C]) Main(args []string) int {
 		return 1
 	}
 	defer log.Close()
+	if len(p.LogWith) > 0 {
+		log.Logger = log.Logger.With(p.LogWith...)
+	}
 	logOpen.Store(log)
 
 	svc, err := p.New(ctx, cfg, log.Logger)

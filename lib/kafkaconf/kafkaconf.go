@@ -159,8 +159,10 @@ func (t TLS) validate(p *config.Problems, prefix string) {
 	case (t.CertFile == "") != (t.KeyFile == ""):
 		p.Add(prefix+".cert_file", pairMissing(t))
 	case t.CertFile != "" && keyOK:
-		if _, err := keyPair(t); err != nil {
-			p.Add(prefix+".cert_file", err.Error())
+		if _, err := config.LoadX509KeyPair(t.CertFile, t.KeyFile); config.IsUnreadableSecret(err) {
+			p.Add(prefix+".key_file", err.Error()) // not the certificate's: the key could not be read
+		} else if err != nil {
+			p.Add(prefix+".cert_file", pairError(t, err).Error())
 		}
 	}
 }
@@ -212,9 +214,13 @@ func caPool(file string) (*x509.CertPool, error) {
 func keyPair(t TLS) (tls.Certificate, error) {
 	cert, err := config.LoadX509KeyPair(t.CertFile, t.KeyFile)
 	if err != nil {
-		return cert, fmt.Errorf("cert_file/key_file: %w (cert_file %q, key_file %q)", err, t.CertFile, t.KeyFile)
+		return cert, pairError(t, err)
 	}
 	return cert, nil
+}
+
+func pairError(t TLS, err error) error {
+	return fmt.Errorf("cert_file/key_file: %w (cert_file %q, key_file %q)", err, t.CertFile, t.KeyFile)
 }
 
 func pairMissing(t TLS) string {

@@ -174,6 +174,11 @@ func TestValidateTLSAllProblems(t *testing.T) {
 			[]string{"kafka.tls.ca_file: no PEM certificate in", "kafka.tls.cert_file: cert_file/key_file: tls: private key does not match public key"}},
 		{kafkaconf.TLS{Enable: true, CAFile: "/nonexistent/ca.pem", CertFile: certs.ClientCert, KeyFile: "/nonexistent/key.pem"},
 			[]string{"kafka.tls.ca_file: open /nonexistent/ca.pem", "kafka.tls.key_file: "}},
+		// A key that cannot be read (here a read fails with EIO, as one
+		// the service's user may not read does, even for root) is the
+		// key's problem, not the certificate's.
+		{kafkaconf.TLS{Enable: true, CertFile: certs.ClientCert, KeyFile: "/proc/self/mem"},
+			[]string{"kafka.tls.key_file: cannot read the file it names"}},
 	} {
 		c := kafkaconf.Default()
 		c.TLS = tc.tls

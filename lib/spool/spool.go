@@ -1249,10 +1249,13 @@ func (s *Spool) write(chunk []*request) error {
 		for _, r := range chunk {
 			total += len(r.buf)
 		}
-		if total > wbufKeep {
+		switch {
+		case total > wbufKeep:
 			buf = make([]byte, 0, total)
-		} else {
-			buf = slices.Grow(s.wbuf[:0], total)
+		case cap(s.wbuf) < total:
+			buf = make([]byte, 0, min(wbufKeep, max(total, 2*cap(s.wbuf))))
+		default:
+			buf = s.wbuf[:0]
 		}
 		for _, r := range chunk {
 			buf = append(buf, r.buf...)
