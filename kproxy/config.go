@@ -103,6 +103,13 @@ type Config struct {
 	// so the X-Kafka-Header-* fields; it is the size of the buffer each
 	// connection reads a request into.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// MaxBodyBytesInFlight bounds the memory of the request bodies being
+	// read and handled: a body declared over 64 KiB holds its buffer (its
+	// Content-Length rounded up to a power of two) from its headers to its
+	// answer; a request whose buffer would pass this is answered 503 +
+	// Retry-After before its body is read (bodybudget.go). A body larger
+	// than this alone is taken when no other is held.
+	MaxBodyBytesInFlight int `yaml:"max_body_bytes_in_flight"`
 	// ReleaseIdleBuffers gives a keep-alive connection's read and write
 	// buffers back after each request (fasthttp's ReduceMemoryUsage): an
 	// idle connection then holds none (the wait for a plain-HTTP request
@@ -156,25 +163,26 @@ type Config struct {
 // DefaultConfig returns the defaults; a file is decoded over them.
 func DefaultConfig() Config {
 	return Config{
-		LogLevel:            4,
-		Port:                5030,
-		ReadTimeoutMs:       100,
-		WriteTimeoutMs:      100,
-		ReqPoolSize:         10240,
-		ProducerNum:         1,
-		MaxRequestSizeBytes: 10 << 20,
-		MaxHeaderBytes:      4096,
-		ReleaseIdleBuffers:  true,
-		IdleTimeoutMs:       60_000,
-		AdminAddr:           "127.0.0.1:5040",
-		ProduceTimeoutMs:    10_000,
-		ShutdownTimeoutMs:   15_000,
-		Partitioner:         "murmur2",
-		Compression:         "none",
-		MaxMessageBytes:     1_000_000,
-		MaxInFlightRequests: 1,
-		AutoCreateTopics:    true,
-		Kafka:               kafkaconf.Default(),
+		LogLevel:             4,
+		Port:                 5030,
+		ReadTimeoutMs:        100,
+		WriteTimeoutMs:       100,
+		ReqPoolSize:          10240,
+		ProducerNum:          1,
+		MaxRequestSizeBytes:  10 << 20,
+		MaxHeaderBytes:       4096,
+		MaxBodyBytesInFlight: 256 << 20,
+		ReleaseIdleBuffers:   true,
+		IdleTimeoutMs:        60_000,
+		AdminAddr:            "127.0.0.1:5040",
+		ProduceTimeoutMs:     10_000,
+		ShutdownTimeoutMs:    15_000,
+		Partitioner:          "murmur2",
+		Compression:          "none",
+		MaxMessageBytes:      1_000_000,
+		MaxInFlightRequests:  1,
+		AutoCreateTopics:     true,
+		Kafka:                kafkaconf.Default(),
 
 		MaxBatchRecords:          10_000,
 		TransactionalProducers:   2,
@@ -338,6 +346,7 @@ func (c Config) Validate(file string) error {
 		{"max_request_size_bytes", c.MaxRequestSizeBytes}, {"idle_timeout_ms", c.IdleTimeoutMs},
 		{"shutdown_timeout_ms", c.ShutdownTimeoutMs}, {"max_in_flight_requests", c.MaxInFlightRequests},
 		{"max_batch_records", c.MaxBatchRecords}, {"grpc_max_concurrent_streams", c.GRPCMaxConcurrentStreams},
+		{"max_body_bytes_in_flight", c.MaxBodyBytesInFlight},
 	}
 	for _, f := range positive {
 		if f.v < 1 {

@@ -49,6 +49,7 @@ func TestCheckRefusesWhatStartRefuses(t *testing.T) {
 		{"read_timeout_ms: 9999999999999", "read_timeout_ms: must be 1..2147483647 (about 24.8 days), got 9999999999999"},
 		{"write_timeout_ms: 9999999999999", "write_timeout_ms: must be 1..2147483647 (about 24.8 days), got 9999999999999"},
 		{"idle_timeout_ms: 9999999999999", "idle_timeout_ms: must be 1..2147483647 (about 24.8 days), got 9999999999999"},
+		{"max_body_bytes_in_flight: 0", "max_body_bytes_in_flight: must be >= 1, got 0"},
 	} {
 		f := writeConfig(t, brokers, tc.line)
 		_, err := kproxy.LoadConfig(f)

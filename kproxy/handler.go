@@ -34,6 +34,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	// another), and what the client pipelined behind is drained, not
 	// reset, so that the answers it has not read yet reach it.
 	defer func() {
+		s.bodies.release(&ctx.Request.Header) // max_body_bytes_in_flight: the body was read, and used
 		if s.closing.Load() {
 			ctx.SetConnectionClose()
 			lingerAtStop(ctx.Conn())
@@ -777,7 +778,13 @@ func (s *Server) requestError(ctx *fasthttp.RequestCtx, err error) {
 	code, reason := fasthttp.StatusBadRequest, "malformed request"
 	var nerr interface{ Timeout() bool }
 	var small *fasthttp.ErrSmallBuffer
+	hold := s.bodies.release(&ctx.Request.Header)
 	switch {
+	case hold.refused && errors.Is(err, fasthttp.ErrBodyTooLarge):
+		// Refused by max_body_bytes_in_flight (headerReceived), its
+		// body unread.
+		s.bodiesOverloaded(ctx)
+		code, reason = fasthttp.StatusServiceUnavailable, ""
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		code, reason = fasthttp.StatusRequestEntityTooLarge,
 			"body larger than max_request_size_bytes ("+strconv.Itoa(s.cfg.MaxRequestSizeBytes)+")"
@@ -798,7 +805,9 @@ func (s *Server) requestError(ctx *fasthttp.RequestCtx, err error) {
 			s.metrics.batches.WithLabelValues(strconv.Itoa(code)).Inc() // as observeBatch, without a duration: nothing was read
 		}
 	}
-	fail(ctx, code, reason)
+	if reason != "" {
+		fail(ctx, code, reason)
+	}
 	// fasthttp closes the connection after this answer, perhaps with the
 	// rest of the request unread: it lingers (see lingerConn).
 	lingerOnClose(ctx.Conn())

@@ -42,6 +42,7 @@ type Server struct {
 	txns        *txnPool // nil: transactional_producers 0
 	spool       *spooler // nil: spool_dir empty
 	check       *topicCheck
+	bodies      *bodyBudget // max_body_bytes_in_flight
 	purges      topicPurges // of topics whose id a client holds stale
 	metrics     *metrics
 	errLog      sampled
@@ -124,7 +125,7 @@ func NewContext(ctx context.Context, cfg Config, log *slog.Logger) (*Server, err
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, produceTimeout: time.Duration(cfg.ProduceTimeoutMs) * time.Millisecond,
-		ext: newExtFields(cfg)}
+		ext: newExtFields(cfg), bodies: newBodyBudget(cfg.MaxBodyBytesInFlight)}
 	s.drainCtx, s.endDrain = context.WithCancel(context.Background())
 	s.drain = s.drainCtx.Done()
 	s.deadlines = newDeadlines(s.produceTimeout)
@@ -192,6 +193,10 @@ func NewContext(ctx context.Context, cfg Config, log *slog.Logger) (*Server, err
 	}
 	reg := prometheus.NewRegistry()
 	s.metrics = newMetrics(reg, &s.inFlight)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "kproxy_body_bytes_in_flight",
+		Help: "Bytes of max_body_bytes_in_flight held: the buffers of the request bodies over 64 KiB being read or handled, by their declared length rounded up to a power of two (what fasthttp allocates).",
+	}, func() float64 { return float64(s.bodies.inUse()) }))
 	s.check = newTopicCheck(cfg.AutoCreateTopics, cfg.MaxMessageBytes)
 	hooks := producerHooks{batchRecords: s.metrics.batchRecords, batchMaxBytes: s.check.batchMaxBytes}
 	if s.prod, err = newProducers(ctx, cfg, log, hooks); err != nil {
@@ -229,6 +234,7 @@ func NewContext(ctx context.Context, cfg Config, log *slog.Logger) (*Server, err
 		IdleTimeout:        time.Duration(cfg.IdleTimeoutMs) * time.Millisecond,
 		MaxRequestBodySize: cfg.MaxRequestSizeBytes,
 		ExpectHandler:      s.expect,
+		HeaderReceived:     s.headerReceived, // max_body_bytes_in_flight
 		// A body is msgpack unless typed application/json, whatever else
 		// its type says: never read as a multipart form (which fasthttp
 		// would refuse, or give back encoded anew).
@@ -270,19 +276,38 @@ func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
 	}
 	start := time.Now()
 	var code int
+	overloaded := s.bodies.refused(&ctx.Request.Header) // max_body_bytes_in_flight (headerReceived)
 	switch string(ctx.Path()) {
 	case "/commit":
-		if code = s.expectCommit(ctx); code != 0 {
+		if overloaded {
+			code = s.bodiesOverloaded(ctx)
+		} else {
+			code = s.expectCommit(ctx)
+		}
+		if code != 0 {
 			s.requestID(ctx)
 			s.metrics.observe(code, start)
 		}
 	case "/batch":
-		if _, code = s.checkBatchHead(ctx); code != 0 {
+		if overloaded {
+			code = s.bodiesOverloaded(ctx)
+		} else {
+			_, code = s.checkBatchHead(ctx)
+		}
+		if code != 0 {
 			s.requestID(ctx)
 			s.metrics.observeBatch(code, start)
 		}
+	default:
+		if overloaded {
+			code = s.bodiesOverloaded(ctx)
+		}
 	}
 	if code == 0 {
+		// The body comes after the 100, into the buffer the request
+		// holds: should fasthttp fail to write the 100, it drops the
+		// connection without an answer, whose close gives it back.
+		s.bodies.pin(&ctx.Request.Header, ctx.Conn())
 		// The body comes after the 100: it has read_timeout_ms from
 		// now, not what a topic's look-up above left of the request's.
 		// fasthttp writes the 100 under the write deadline it set for
@@ -298,6 +323,7 @@ func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
 		}
 		return fasthttp.StatusContinue
 	}
+	s.bodies.release(&ctx.Request.Header) // fasthttp calls no handler after
 	lingerOnClose(ctx.Conn())
 	return code
 }
@@ -534,6 +560,7 @@ func (s *Server) connState(c net.Conn, st fasthttp.ConnState) {
 		s.connsMu.Lock()
 		delete(s.conns, c)
 		s.connsMu.Unlock()
+		s.bodies.closed(c)
 	}
 }
 

@@ -1,0 +1,246 @@
+package kproxy_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// declareBody opens a connection to p and sends a /commit request's headers
+// declaring a body of size bytes, and one byte of it: the rest never comes.
+// The connection closes with the test.
+func declareBody(t *testing.T, p *proxy, size int, extra string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(p.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "POST /commit?topic=%s HTTP/1.1\r\nHost: x\r\n%sContent-Length: %d\r\n\r\n", topic, extra, size)
+	if extra == "" {
+		conn.Write([]byte{0x91})
+	}
+	return conn
+}
+
+// readAnswers reads the first bytes each connection answers into a channel.
+func readAnswers(conns []net.Conn, within time.Duration) <-chan string {
+	answers := make(chan string, len(conns))
+	for _, conn := range conns {
+		go func() {
+			conn.SetReadDeadline(time.Now().Add(within))
+			b := make([]byte, 1024)
+			n, _ := conn.Read(b)
+			answers <- string(b[:n])
+		}()
+	}
+	return answers
+}
+
+// TestDeclaredBodiesBoundedBeforeRead: fasthttp reads a body whole before
+// the handler sees the request, into a buffer of its declared length
+// rounded up to a power of two, allocated before the first byte. Clients
+// sending only headers that declare 10 MiB (max_request_size_bytes) held
+// 16 MiB each until read_timeout_ms: 40 of them, 640 MiB, whatever
+// req_pool_size. Past max_body_bytes_in_flight (256 MiB: 16 such bodies)
+// a request is answered 503 + Retry-After before anything is allocated for
+// its body, and what the admitted hold is on kproxy_body_bytes_in_flight.
+func TestDeclaredBodiesBoundedBeforeRead(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ReadTimeoutMs = 20_000 })
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+
+	const conns, admitted = 40, 16
+	var cs []net.Conn
+	for range conns {
+		cs = append(cs, declareBody(t, p, 10<<20, ""))
+	}
+	answers := readAnswers(cs, 15*time.Second)
+	refused := 0
+	timeout := time.After(10 * time.Second)
+	for refused < conns-admitted {
+		select {
+		case a := <-answers:
+			if !strings.HasPrefix(a, "HTTP/1.1 503") || !strings.Contains(a, "Retry-After: 1") || !strings.Contains(a, "max_body_bytes_in_flight") {
+				t.Errorf("a request over the bodies' budget answered %q, want 503 + Retry-After naming max_body_bytes_in_flight", a)
+			}
+			refused++
+		case <-timeout:
+			runtime.ReadMemStats(&after)
+			t.Fatalf("%d of %d requests declaring 10 MiB bodies refused within 10 s, want %d; the heap grew by %d MiB",
+				refused, conns, conns-admitted, (int64(after.HeapAlloc)-int64(before.HeapAlloc))>>20)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > (256+64)<<20 {
+		t.Errorf("the heap grew by %d MiB for %d bodies not sent, want at most max_body_bytes_in_flight (256 MiB) and 64 MiB", grown>>20, conns)
+	}
+	if v := p.metric(t, "kproxy_body_bytes_in_flight"); v != "2.68435456e+08" {
+		t.Errorf("kproxy_body_bytes_in_flight = %s with 16 bodies of 16 MiB admitted, want %d", v, 256<<20)
+	}
+	for _, conn := range cs {
+		conn.Close()
+	}
+	waitFor(t, "the bodies' bytes given back as their connections closed", func() bool {
+		return p.metric(t, "kproxy_body_bytes_in_flight") == "0"
+	})
+}
+
+// bodyHeld is kproxy_body_bytes_in_flight once it settles at want (a
+// connection's close reaches kproxy after the client's).
+func bodyHeld(t *testing.T, p *proxy, want string) string {
+	t.Helper()
+	return settled(func() string { return p.metric(t, "kproxy_body_bytes_in_flight") }, func(v string) bool { return v == want })
+}
+
+// TestBodyBudgetGivenBackOnEveryPath attacks the bound's other side: what a
+// request holds must come back however it ends, or the budget leaks until
+// every large body is refused. Each way a request with a body over 64 KiB
+// can end — written, refused by the handler, cut by its client, past
+// read_timeout_ms, refused or dropped after Expect: 100-continue, on a path
+// that is no endpoint — gives back its bytes, and kproxy then still takes
+// the largest body max_body_bytes_in_flight allows.
+func TestBodyBudgetGivenBackOnEveryPath(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) {
+		cfg.ReadTimeoutMs = 500
+		cfg.MaxBodyBytesInFlight = 1 << 20
+		cfg.MaxRequestSizeBytes = 1 << 20
+	})
+	big, err := msgpack.Marshal(strings.Repeat("v", 100<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(t *testing.T, head string, body []byte) string {
+		t.Helper()
+		conn, err := net.Dial("tcp", strings.TrimPrefix(p.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "%s\r\nHost: x\r\n\r\n", head)
+		conn.Write(body)
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b := make([]byte, 512)
+		n, _ := io.ReadAtLeast(conn, b, 12)
+		return string(b[:n])
+	}
+	cl := fmt.Sprintf("Content-Length: %d", len(big))
+	for _, tc := range []struct {
+		name, head string
+		body       []byte
+		want       string
+	}{
+		{"written", "POST /commit?topic=" + topic + " HTTP/1.1\r\n" + cl, big, "HTTP/1.1 200"},
+		{"bad body", "POST /commit?topic=" + topic + " HTTP/1.1\r\n" + cl, append([]byte{0xc1}, big[1:]...), "HTTP/1.1 400"},
+		{"bad topic", "POST /commit?topic=__x HTTP/1.1\r\n" + cl, big, "HTTP/1.1 403"},
+		{"batch", "POST /batch?topic=" + topic + " HTTP/1.1\r\n" + cl, big, "HTTP/1.1 400"},
+		{"no endpoint", "POST /nowhere HTTP/1.1\r\n" + cl, big, "HTTP/1.1 404"},
+		{"late", "POST /commit?topic=" + topic + " HTTP/1.1\r\n" + cl, big[:1000], "HTTP/1.1 408"},
+		{"expect refused", "POST /commit?topic=__x HTTP/1.1\r\nExpect: 100-continue\r\n" + cl, nil, "HTTP/1.1 403"},
+		{"expect late", "POST /commit?topic=" + topic + " HTTP/1.1\r\nExpect: 100-continue\r\n" + cl, nil, "HTTP/1.1 100"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if a := send(t, tc.head, tc.body); !strings.HasPrefix(a, tc.want) {
+				t.Fatalf("answered %q, want %s", a, tc.want)
+			}
+			if v := bodyHeld(t, p, "0"); v != "0" {
+				t.Errorf("kproxy_body_bytes_in_flight = %s after the request ended, want 0", v)
+			}
+		})
+	}
+	t.Run("cut", func(t *testing.T) {
+		conn := declareBody(t, p, len(big), "")
+		bodyHeld(t, p, "131072")
+		conn.Close()
+		if v := bodyHeld(t, p, "0"); v != "0" {
+			t.Errorf("kproxy_body_bytes_in_flight = %s after the client cut its body, want 0", v)
+		}
+	})
+	t.Run("expect reset", func(t *testing.T) {
+		// Cut at once, with a reset: fasthttp either fails to write the
+		// 100 (then no handler runs: the close gives the hold back) or
+		// reads the body's end.
+		conn := declareBody(t, p, len(big), "Expect: 100-continue\r\n")
+		conn.(*net.TCPConn).SetLinger(0)
+		conn.Close()
+		if v := bodyHeld(t, p, "0"); v != "0" {
+			t.Errorf("kproxy_body_bytes_in_flight = %s after the client reset, want 0", v)
+		}
+	})
+	// The whole budget is still there: eight bodies of 100 KiB (128 KiB
+	// buffers) are taken at once, a ninth is refused.
+	var cs []net.Conn
+	for range 8 {
+		cs = append(cs, declareBody(t, p, len(big), ""))
+	}
+	if v := bodyHeld(t, p, "1.048576e+06"); v != "1.048576e+06" {
+		t.Fatalf("kproxy_body_bytes_in_flight = %s with eight 128 KiB buffers held, want 1048576", v)
+	}
+	if a := <-readAnswers([]net.Conn{declareBody(t, p, len(big), "")}, 5*time.Second); !strings.HasPrefix(a, "HTTP/1.1 503") {
+		t.Errorf("a ninth body with max_body_bytes_in_flight held: %q, want 503", a)
+	}
+	for _, conn := range cs {
+		conn.Close()
+	}
+}
+
+// TestBodyBudgetExpectAndAlone: a request announced with Expect:
+// 100-continue over max_body_bytes_in_flight is answered 503 in place of
+// the 100, so that its client sends nothing; and a body larger than
+// max_body_bytes_in_flight (within max_request_size_bytes) is taken when
+// it is the only one: the budget never refuses what max_request_size_bytes
+// allows.
+func TestBodyBudgetExpectAndAlone(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) {
+		cfg.ReadTimeoutMs = 10_000
+		cfg.MaxBodyBytesInFlight = 1 << 20
+		cfg.MaxRequestSizeBytes = 4 << 20
+	})
+	// A batch of four records of 768 KiB each: 3 MiB.
+	var recs []brec
+	for i := range 4 {
+		recs = append(recs, brec{key: fmt.Sprint(i), value: unique(t, strings.Repeat("a", 768<<10))})
+	}
+	alone := mpBatch(t, recs)
+	first, err := net.Dial("tcp", strings.TrimPrefix(p.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	fmt.Fprintf(first, "POST /batch?topic=%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", topic, len(alone), alone[:1])
+	bodyHeld(t, p, "4.194304e+06")
+	for _, path := range []string{"/commit?topic=" + topic, "/batch?topic=" + topic} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(p.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 200000\r\n\r\n", path)
+		a := <-readAnswers([]net.Conn{conn}, 5*time.Second)
+		conn.Close()
+		if !strings.HasPrefix(a, "HTTP/1.1 503") || !strings.Contains(a, "max_body_bytes_in_flight") {
+			t.Errorf("%s with Expect: 100-continue over the budget: %q, want 503 naming max_body_bytes_in_flight, not 100", path, a)
+		}
+	}
+	if _, err := first.Write(alone[1:]); err != nil {
+		t.Fatal(err)
+	}
+	if a := <-readAnswers([]net.Conn{first}, 10*time.Second); !strings.HasPrefix(a, "HTTP/1.1 200") {
+		t.Errorf("a batch of 3 MiB over max_body_bytes_in_flight (1 MiB), alone: %q, want 200", a)
+	}
+	if v := bodyHeld(t, p, "0"); v != "0" {
+		t.Errorf("kproxy_body_bytes_in_flight = %s after the answers, want 0", v)
+	}
+}

@@ -1,0 +1,197 @@
+package kproxy
+
+import (
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/valyala/fasthttp"
+)
+
+// bodyFloor is the largest declared body read without being counted in
+// max_body_bytes_in_flight: a connection's buffers are of that order
+// already, and a record's body is rarely larger, so that the common request
+// takes no lock.
+const bodyFloor = 64 << 10
+
+// bodyBudget bounds the memory of the request bodies fasthttp reads.
+// fasthttp reads a body whole before the handler sees its request, into a
+// buffer of the declared Content-Length (rounded up to a power of two: 16
+// MiB for 10 MiB) allocated before the first byte comes; headers alone,
+// held to read_timeout_ms, pinned that much, on any number of connections.
+// Each request declaring more than bodyFloor holds its buffer's size from
+// its headers (fasthttp's HeaderReceived: headerReceived) until its answer
+// (handle, requestError, expect) or its connection's close; one that
+// would pass max is refused (503 + Retry-After) before anything is
+// allocated for its body. A body larger than max alone is taken when no
+// other is held: max never refuses what max_request_size_bytes allows.
+//
+// Holds are by request header, one per connection being served (fasthttp
+// serves a connection's requests one after another, each in the
+// connection's RequestCtx): a new request's headers end what the
+// connection's previous request held, should no answer have.
+type bodyBudget struct {
+	max int64
+
+	mu    sync.Mutex
+	used  int64
+	holds map[*fasthttp.RequestHeader]bodyHold
+	// byConn are the holds of requests whose body comes after a 100
+	// Continue: fasthttp drops such a connection without calling any
+	// handler when the 100 cannot be written, and its close gives the
+	// hold back.
+	byConn map[net.Conn]*fasthttp.RequestHeader
+	// held is len(holds), read without the lock: most requests hold
+	// nothing, and their answer has nothing to give back.
+	held   atomic.Int32
+	pinned atomic.Int32 // len(byConn)
+}
+
+// bodyHold is what one request holds: n bytes, or, refused, none.
+type bodyHold struct {
+	n       int64
+	refused bool
+	conn    net.Conn // set when in byConn
+}
+
+func newBodyBudget(max int) *bodyBudget {
+	return &bodyBudget{max: int64(max), holds: map[*fasthttp.RequestHeader]bodyHold{}, byConn: map[net.Conn]*fasthttp.RequestHeader{}}
+}
+
+// bufferSize is the buffer fasthttp allocates for a body of n bytes
+// (its roundUpForSliceCap): the next power of two up to 100 MiB, n above.
+func bufferSize(n int) int64 {
+	if n > 100<<20 {
+		return int64(n)
+	}
+	size := int64(1)
+	for size < int64(n) {
+		size <<= 1
+	}
+	return size
+}
+
+// admit holds the buffer of a body of cl bytes for the request of h,
+// giving back first what h's previous request still held. It reports
+// whether the request is refused: the bytes held with its buffer would pass
+// max.
+func (b *bodyBudget) admit(h *fasthttp.RequestHeader, cl int) (refused bool) {
+	n := bufferSize(cl)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.dropLocked(h)
+	refused = b.used > 0 && b.used+n > b.max
+	if refused {
+		n = 0
+	}
+	b.holds[h] = bodyHold{n: n, refused: refused}
+	b.held.Add(1)
+	b.used += n
+	return refused
+}
+
+// release gives back what the request of h holds and returns it.
+func (b *bodyBudget) release(h *fasthttp.RequestHeader) bodyHold {
+	if b.held.Load() == 0 {
+		return bodyHold{}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.dropLocked(h)
+}
+
+func (b *bodyBudget) dropLocked(h *fasthttp.RequestHeader) bodyHold {
+	hold, ok := b.holds[h]
+	if !ok {
+		return bodyHold{}
+	}
+	delete(b.holds, h)
+	b.held.Add(-1)
+	b.used -= hold.n
+	if hold.conn != nil && b.byConn[hold.conn] == h {
+		delete(b.byConn, hold.conn)
+		b.pinned.Add(-1)
+	}
+	return hold
+}
+
+// refused reports whether the request of h was refused by admit.
+func (b *bodyBudget) refused(h *fasthttp.RequestHeader) bool {
+	if b.held.Load() == 0 {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.holds[h].refused
+}
+
+// pin ties what the request of h holds to its connection, whose close gives
+// it back (closed) if nothing answers the request.
+func (b *bodyBudget) pin(h *fasthttp.RequestHeader, conn net.Conn) {
+	if b.held.Load() == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	hold, ok := b.holds[h]
+	if !ok || hold.n == 0 {
+		return
+	}
+	hold.conn = conn
+	b.holds[h] = hold
+	if _, ok := b.byConn[conn]; !ok {
+		b.pinned.Add(1)
+	}
+	b.byConn[conn] = h
+}
+
+// closed gives back what a request of conn, pinned to it, still holds.
+func (b *bodyBudget) closed(conn net.Conn) {
+	if b.pinned.Load() == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	h, ok := b.byConn[conn]
+	if !ok {
+		return
+	}
+	delete(b.byConn, conn)
+	b.pinned.Add(-1)
+	if hold, ok := b.holds[h]; ok && hold.conn == conn {
+		b.dropLocked(h)
+	}
+}
+
+// inUse is the bytes held (kproxy_body_bytes_in_flight).
+func (b *bodyBudget) inUse() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used
+}
+
+// headerReceived is fasthttp's HeaderReceived: called with a request's
+// headers, before its body is read. A body declared over bodyFloor (and
+// within max_request_size_bytes: above, fasthttp refuses it, 413, unread)
+// holds its buffer in max_body_bytes_in_flight; one refused gets a body
+// limit its length passes, so that fasthttp reads and allocates nothing
+// for it and hands requestError ErrBodyTooLarge, answered 503 there (or,
+// announced with Expect: 100-continue, by expect, without the 100).
+func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	cl := h.ContentLength()
+	if cl <= bodyFloor || cl > s.cfg.MaxRequestSizeBytes {
+		return fasthttp.RequestConfig{}
+	}
+	if s.bodies.admit(h, cl) {
+		return fasthttp.RequestConfig{MaxRequestBodySize: 1}
+	}
+	return fasthttp.RequestConfig{}
+}
+
+// bodiesOverloaded answers a request refused by max_body_bytes_in_flight.
+func (s *Server) bodiesOverloaded(ctx *fasthttp.RequestCtx) int {
+	ctx.Response.Header.Set("Retry-After", "1")
+	return fail(ctx, fasthttp.StatusServiceUnavailable, "overloaded: request bodies of max_body_bytes_in_flight ("+
+		strconv.FormatInt(s.bodies.max, 10)+") bytes being read; the body was not read, nothing was written")
+}
