@@ -10,22 +10,30 @@ import (
 )
 
 // bodyFloor is the largest declared body read without being counted in
-// max_body_bytes_in_flight: a connection's buffers are of that order
-// already, and a record's body is rarely larger, so that the common request
-// takes no lock.
-const bodyFloor = 64 << 10
+// max_body_bytes_in_flight: of the order of what any connection being
+// served costs (its read and write buffers, its goroutine's stack), and
+// above most records, so that the common request takes no lock.
+const bodyFloor = 16 << 10
 
 // bodyBudget bounds the memory of the request bodies fasthttp reads.
 // fasthttp reads a body whole before the handler sees its request, into a
 // buffer of the declared Content-Length (rounded up to a power of two: 16
-// MiB for 10 MiB) allocated before the first byte comes; headers alone,
-// held to read_timeout_ms, pinned that much, on any number of connections.
-// Each request declaring more than bodyFloor holds its buffer's size from
+// MiB for 10 MiB) allocated before the first byte comes, and a chunked
+// body's chunk likewise from its declared size; headers alone, held to
+// read_timeout_ms, pinned that much, on any number of connections. Each
+// request declaring more than bodyFloor, and each chunked one (its chunks
+// may declare up to max_request_size_bytes), holds its buffer's size from
 // its headers (fasthttp's HeaderReceived: headerReceived) until its answer
 // (handle, requestError, expect) or its connection's close; one that
 // would pass max is refused (503 + Retry-After) before anything is
-// allocated for its body. A body larger than max alone is taken when no
-// other is held: max never refuses what max_request_size_bytes allows.
+// allocated for its body. Once read, a request holds its buffer as
+// allocated (resize). A body larger than max alone is taken when no other
+// is held: max never refuses what max_request_size_bytes allows.
+//
+// A buffer given back leaves the request (dropBody): kept, it would
+// outlive its hold — on the connection (release_idle_buffers false) or in
+// fasthttp's pool of body buffers, from which any later request, however
+// small its body, takes it.
 //
 // Holds are by request header, one per connection being served (fasthttp
 // serves a connection's requests one after another, each in the
@@ -116,6 +124,23 @@ func (b *bodyBudget) dropLocked(h *fasthttp.RequestHeader) bodyHold {
 	return hold
 }
 
+// resize makes what the request of h holds n bytes, the buffer its body
+// was read into, when it holds any.
+func (b *bodyBudget) resize(h *fasthttp.RequestHeader, n int64) {
+	if b.held.Load() == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	hold, ok := b.holds[h]
+	if !ok || hold.refused {
+		return
+	}
+	b.used += n - hold.n
+	hold.n = n
+	b.holds[h] = hold
+}
+
 // refused reports whether the request of h was refused by admit.
 func (b *bodyBudget) refused(h *fasthttp.RequestHeader) bool {
 	if b.held.Load() == 0 {
@@ -180,6 +205,9 @@ func (b *bodyBudget) inUse() int64 {
 // announced with Expect: 100-continue, by expect, without the 100).
 func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 	cl := h.ContentLength()
+	if cl == -1 { // chunked: a chunk may declare up to max_request_size_bytes
+		cl = s.cfg.MaxRequestSizeBytes
+	}
 	if cl <= bodyFloor || cl > s.cfg.MaxRequestSizeBytes {
 		return fasthttp.RequestConfig{}
 	}
@@ -194,4 +222,34 @@ func (s *Server) bodiesOverloaded(ctx *fasthttp.RequestCtx) int {
 	ctx.Response.Header.Set("Retry-After", "1")
 	return fail(ctx, fasthttp.StatusServiceUnavailable, "overloaded: request bodies of max_body_bytes_in_flight ("+
 		strconv.FormatInt(s.bodies.max, 10)+") bytes being read; the body was not read, nothing was written")
+}
+
+// bodyRead makes what the request of ctx holds the buffer its body was
+// read into (a chunked body's is its own size, not the most its chunks
+// could have declared).
+func (s *Server) bodyRead(ctx *fasthttp.RequestCtx) {
+	if s.bodies.held.Load() != 0 {
+		s.bodies.resize(&ctx.Request.Header, int64(cap(ctx.Request.Body())))
+	}
+}
+
+// bodyDone gives back what the request of ctx holds, and with it the
+// buffer of its body (dropBody).
+func (s *Server) bodyDone(ctx *fasthttp.RequestCtx) bodyHold {
+	hold := s.bodies.release(&ctx.Request.Header)
+	if hold.n > 0 {
+		dropBody(ctx)
+	}
+	return hold
+}
+
+// dropBody lets the buffer of a body that held max_body_bytes_in_flight go
+// to the garbage collector. fasthttp would keep it with the connection
+// (release_idle_buffers false) or in its pool of body buffers. After a
+// failed read fasthttp has put it in its pool already: the pool gives
+// this goroutine, asking at once, the buffer it just put (sync.Pool's
+// slot of the processor), which is dropped; what else it might give is
+// dropped alike, a miss of the pool.
+func dropBody(ctx *fasthttp.RequestCtx) {
+	ctx.Request.SwapBody(nil)
 }

@@ -1,7 +1,11 @@
 package kproxy
 
 import (
+	"bufio"
+	"fmt"
 	"net"
+	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -69,6 +73,24 @@ func TestBufferSizeIsFasthttps(t *testing.T) {
 	}{{65537, 128 << 10}, {1 << 20, 1 << 20}, {10 << 20, 16 << 20}, {100 << 20, 128 << 20}, {100<<20 + 1, 100<<20 + 1}} {
 		if got := bufferSize(tc.n); got != tc.want {
 			t.Errorf("bufferSize(%d) = %d, want %d", tc.n, got, tc.want)
+		}
+	}
+}
+
+// TestBufferSizeIsWhatFasthttpAllocates: bufferSize is the capacity of the
+// buffer fasthttp reads a declared body into, read from fasthttp itself
+// (its pool of body buffers emptied first, so that the buffer is new).
+func TestBufferSizeIsWhatFasthttpAllocates(t *testing.T) {
+	for _, n := range []int{16<<10 + 1, 65537, 1 << 20, 3<<20 + 5} {
+		runtime.GC()
+		runtime.GC()
+		var req fasthttp.Request
+		raw := fmt.Sprintf("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", n, strings.Repeat("x", n))
+		if err := req.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
+			t.Fatal(err)
+		}
+		if got := int64(cap(req.Body())); got != bufferSize(n) {
+			t.Errorf("a body of %d bytes: fasthttp's buffer holds %d, bufferSize says %d", n, got, bufferSize(n))
 		}
 	}
 }

@@ -104,9 +104,9 @@ type Config struct {
 	// connection reads a request into.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
 	// MaxBodyBytesInFlight bounds the memory of the request bodies being
-	// read and handled: a body declared over 64 KiB holds its buffer (its
-	// Content-Length rounded up to a power of two) from its headers to its
-	// answer; a request whose buffer would pass this is answered 503 +
+	// read and handled: a body declared over 16 KiB, or chunked, holds its
+	// buffer (its Content-Length rounded up to a power of two) from its
+	// headers to its answer; a request whose buffer would pass this is answered 503 +
 	// Retry-After before its body is read (bodybudget.go). A body larger
 	// than this alone is taken when no other is held.
 	MaxBodyBytesInFlight int `yaml:"max_body_bytes_in_flight"`

@@ -33,8 +33,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	// closes it after, on this goroutine (never idle, so never closed from
 	// another), and what the client pipelined behind is drained, not
 	// reset, so that the answers it has not read yet reach it.
+	s.bodyRead(ctx) // max_body_bytes_in_flight
 	defer func() {
-		s.bodies.release(&ctx.Request.Header) // max_body_bytes_in_flight: the body was read, and used
+		s.bodyDone(ctx) // the body was read, and used
 		if s.closing.Load() {
 			ctx.SetConnectionClose()
 			lingerAtStop(ctx.Conn())
@@ -778,7 +779,7 @@ func (s *Server) requestError(ctx *fasthttp.RequestCtx, err error) {
 	code, reason := fasthttp.StatusBadRequest, "malformed request"
 	var nerr interface{ Timeout() bool }
 	var small *fasthttp.ErrSmallBuffer
-	hold := s.bodies.release(&ctx.Request.Header)
+	hold := s.bodyDone(ctx)
 	switch {
 	case hold.refused && errors.Is(err, fasthttp.ErrBodyTooLarge):
 		// Refused by max_body_bytes_in_flight (headerReceived), its

@@ -195,7 +195,7 @@ func NewContext(ctx context.Context, cfg Config, log *slog.Logger) (*Server, err
 	s.metrics = newMetrics(reg, &s.inFlight)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "kproxy_body_bytes_in_flight",
-		Help: "Bytes of max_body_bytes_in_flight held: the buffers of the request bodies over 64 KiB being read or handled, by their declared length rounded up to a power of two (what fasthttp allocates).",
+		Help: "Bytes of max_body_bytes_in_flight held: the buffers of the request bodies over 16 KiB (and chunked ones) being read or handled, by their declared length rounded up to a power of two (what fasthttp allocates; a chunked body's, max_request_size_bytes until it is read).",
 	}, func() float64 { return float64(s.bodies.inUse()) }))
 	s.check = newTopicCheck(cfg.AutoCreateTopics, cfg.MaxMessageBytes)
 	hooks := producerHooks{batchRecords: s.metrics.batchRecords, batchMaxBytes: s.check.batchMaxBytes}
@@ -279,20 +279,20 @@ func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
 	overloaded := s.bodies.refused(&ctx.Request.Header) // max_body_bytes_in_flight (headerReceived)
 	switch string(ctx.Path()) {
 	case "/commit":
-		if overloaded {
-			code = s.bodiesOverloaded(ctx)
-		} else {
+		// Refused for its line or headers (401, 403, …) as without the
+		// budget; then for the budget, its topic not looked up.
+		if !overloaded {
 			code = s.expectCommit(ctx)
+		} else if _, code = s.checkCommitHead(ctx); code == 0 {
+			code = s.bodiesOverloaded(ctx)
 		}
 		if code != 0 {
 			s.requestID(ctx)
 			s.metrics.observe(code, start)
 		}
 	case "/batch":
-		if overloaded {
+		if _, code = s.checkBatchHead(ctx); code == 0 && overloaded {
 			code = s.bodiesOverloaded(ctx)
-		} else {
-			_, code = s.checkBatchHead(ctx)
 		}
 		if code != 0 {
 			s.requestID(ctx)
@@ -323,7 +323,7 @@ func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
 		}
 		return fasthttp.StatusContinue
 	}
-	s.bodies.release(&ctx.Request.Header) // fasthttp calls no handler after
+	s.bodyDone(ctx) // fasthttp calls no handler after
 	lingerOnClose(ctx.Conn())
 	return code
 }
