@@ -322,3 +322,34 @@ func TestBodyBuffersLeaveWithTheirHold(t *testing.T) {
 		t.Errorf("the heap keeps %d MiB with %d idle keep-alive connections, each after a body of 3 MiB (a 4 MiB buffer): their buffers outlived what they held of max_body_bytes_in_flight", grown>>20, n)
 	}
 }
+
+// TestBodyBudgetBelowTwoBuffersWarned: a max_body_bytes_in_flight below two
+// buffers of the largest body (a chunked one: max_request_size_bytes + 2,
+// rounded up to a power of two) takes such requests one at a time: the
+// file loads, and -check and the start say so, naming the file, the key
+// and its value. At two buffers nothing is said.
+func TestBodyBudgetBelowTwoBuffersWarned(t *testing.T) {
+	for _, tc := range []struct {
+		budget int
+		warned bool
+	}{{32<<20 - 1, true}, {32 << 20, false}} {
+		f := writeConfig(t, "127.0.0.1:9092", fmt.Sprintf("max_request_size_bytes: 10485760\nmax_body_bytes_in_flight: %d", tc.budget))
+		cfg, err := kproxy.LoadConfig(f)
+		if err != nil {
+			t.Fatalf("max_body_bytes_in_flight %d: the file must load: %v", tc.budget, err)
+		}
+		var warned []string
+		for _, w := range cfg.Warnings() {
+			if strings.Contains(w, "max_body_bytes_in_flight") {
+				warned = append(warned, w)
+			}
+		}
+		prefix := fmt.Sprintf("%s: max_body_bytes_in_flight: %d ", f, tc.budget)
+		switch {
+		case tc.warned && (len(warned) != 1 || !strings.HasPrefix(warned[0], prefix) || !strings.Contains(warned[0], "one at a time")):
+			t.Errorf("max_body_bytes_in_flight %d: warnings %q, want one starting %q saying they are taken one at a time", tc.budget, cfg.Warnings(), prefix)
+		case !tc.warned && len(warned) > 0:
+			t.Errorf("max_body_bytes_in_flight %d: warnings %q, want none", tc.budget, warned)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package kproxy
 
 import (
+	"math"
 	"net"
 	"strconv"
 	"sync"
@@ -80,6 +81,16 @@ func bufferSize(n int) int64 {
 	return size
 }
 
+// chunkedBuffer is the most fasthttp allocates for a chunked body of at
+// most max bytes: a chunk's buffer is sized, before its data comes, for
+// what the body holds, the chunk its line declares and the chunk's CRLF.
+func chunkedBuffer(max int) int {
+	if max > math.MaxInt-2 {
+		return max
+	}
+	return int(bufferSize(max + 2))
+}
+
 // admit holds the buffer of a body of cl bytes for the request of h,
 // giving back first what h's previous request still held. It reports
 // whether the request is refused: the bytes held with its buffer would pass
@@ -89,7 +100,7 @@ func (b *bodyBudget) admit(h *fasthttp.RequestHeader, cl int) (refused bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.dropLocked(h)
-	refused = b.used > 0 && b.used+n > b.max
+	refused = b.used > 0 && n > b.max-b.used // not b.used+n: n can be near the largest int64 (chunkedBuffer)
 	if refused {
 		n = 0
 	}
@@ -205,10 +216,10 @@ func (b *bodyBudget) inUse() int64 {
 // announced with Expect: 100-continue, by expect, without the 100).
 func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 	cl := h.ContentLength()
-	if cl == -1 { // chunked: a chunk may declare up to max_request_size_bytes
-		cl = s.cfg.MaxRequestSizeBytes
-	}
-	if cl <= bodyFloor || cl > s.cfg.MaxRequestSizeBytes {
+	switch {
+	case cl == -1: // chunked: a chunk may declare up to max_request_size_bytes
+		cl = chunkedBuffer(s.cfg.MaxRequestSizeBytes)
+	case cl <= bodyFloor || cl > s.cfg.MaxRequestSizeBytes:
 		return fasthttp.RequestConfig{}
 	}
 	if s.bodies.admit(h, cl) {
@@ -221,7 +232,7 @@ func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfi
 func (s *Server) bodiesOverloaded(ctx *fasthttp.RequestCtx) int {
 	ctx.Response.Header.Set("Retry-After", "1")
 	return fail(ctx, fasthttp.StatusServiceUnavailable, "overloaded: request bodies of max_body_bytes_in_flight ("+
-		strconv.FormatInt(s.bodies.max, 10)+") bytes being read; the body was not read, nothing was written")
+		strconv.FormatInt(s.bodies.max, 10)+") bytes being read or handled; the body was not read, nothing was written")
 }
 
 // bodyRead makes what the request of ctx holds the buffer its body was
@@ -234,14 +245,20 @@ func (s *Server) bodyRead(ctx *fasthttp.RequestCtx) {
 }
 
 // bodyDone gives back what the request of ctx holds, and with it the
-// buffer of its body (dropBody).
+// buffer of its body when it is over dropAbove (dropBody).
 func (s *Server) bodyDone(ctx *fasthttp.RequestCtx) bodyHold {
 	hold := s.bodies.release(&ctx.Request.Header)
-	if hold.n > 0 {
+	if hold.n > dropAbove {
 		dropBody(ctx)
 	}
 	return hold
 }
+
+// dropAbove is the largest body buffer given back to fasthttp for another
+// request: smaller ones cost a connection that takes one little more than
+// its own buffers, and are not allocated anew for every batch of a few
+// hundred records.
+const dropAbove = 64 << 10
 
 // dropBody lets the buffer of a body that held max_body_bytes_in_flight go
 // to the garbage collector. fasthttp would keep it with the connection

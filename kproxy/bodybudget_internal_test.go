@@ -3,6 +3,7 @@ package kproxy
 import (
 	"bufio"
 	"fmt"
+	"math"
 	"net"
 	"runtime"
 	"strings"
@@ -58,6 +59,13 @@ func TestBodyBudgetHolds(t *testing.T) {
 		t.Fatalf("3 MiB alone, above max: refused or %d held, want 4 MiB held", b.inUse())
 	}
 	b.release(&h1)
+	// A chunked body with max_request_size_bytes at the largest integer:
+	// held alone, and nothing after it overflows.
+	if b.admit(&h1, chunkedBuffer(math.MaxInt)) || !b.admit(&h2, 100<<10) || b.inUse() != math.MaxInt {
+		t.Fatalf("the largest body alone, then another: %d held, want the largest alone", b.inUse())
+	}
+	b.release(&h2)
+	b.release(&h1)
 	if b.inUse() != 0 || b.held.Load() != 0 {
 		t.Fatalf("%d held (%d holds) at the end, want none", b.inUse(), b.held.Load())
 	}
@@ -92,5 +100,22 @@ func TestBufferSizeIsWhatFasthttpAllocates(t *testing.T) {
 		if got := int64(cap(req.Body())); got != bufferSize(n) {
 			t.Errorf("a body of %d bytes: fasthttp's buffer holds %d, bufferSize says %d", n, got, bufferSize(n))
 		}
+	}
+	// A chunked body's one chunk of max bytes: its buffer is allocated for
+	// the chunk and its CRLF, twice bufferSize(max) at a power of two.
+	for _, max := range []int{1 << 20, 10 << 20} {
+		runtime.GC()
+		runtime.GC()
+		var req fasthttp.Request
+		raw := fmt.Sprintf("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", max, strings.Repeat("x", max))
+		if err := req.ReadLimitBody(bufio.NewReader(strings.NewReader(raw)), max); err != nil {
+			t.Fatal(err)
+		}
+		if got := cap(req.Body()); got != chunkedBuffer(max) {
+			t.Errorf("a chunked body of one chunk of %d bytes: fasthttp's buffer holds %d, chunkedBuffer says %d", max, got, chunkedBuffer(max))
+		}
+	}
+	if got := chunkedBuffer(math.MaxInt); got != math.MaxInt {
+		t.Errorf("chunkedBuffer(largest int) = %d, want it unchanged", got)
 	}
 }

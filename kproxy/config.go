@@ -275,6 +275,11 @@ func (c Config) unwise() []ineffective {
 			"gives atomic batches a transaction timeout of %d ms (2 × produce_timeout_ms + 5 s), above Kafka's default transaction.max.timeout.ms (%d): brokers that keep the default refuse every atomic batch (500); set produce_timeout_ms to %d or less, or raise the brokers' transaction.max.timeout.ms",
 			ms, kafkaTxnMaxTimeoutMs, (kafkaTxnMaxTimeoutMs-5000)/2)})
 	}
+	if most := chunkedBuffer(c.MaxRequestSizeBytes); int64(c.MaxBodyBytesInFlight) < 2*int64(most) {
+		out = append(out, ineffective{"max_body_bytes_in_flight", c.MaxBodyBytesInFlight, fmt.Sprintf(
+			"holds fewer than two buffers of a chunked body or one of max_request_size_bytes (%d bytes each, a power of two): such requests are taken one at a time, the others answered 503; set it to %d or more",
+			most, 2*int64(most))})
+	}
 	// A batch above req_pool_size is refused whole, with no results.
 	if most := min(c.MaxBatchRecords, c.ReqPoolSize); c.GRPCPort > 0 && most > grpcAnswerRecords {
 		out = append(out, ineffective{"max_batch_records", c.MaxBatchRecords, fmt.Sprintf(
