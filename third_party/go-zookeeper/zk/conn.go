@@ -34,6 +34,11 @@ var ErrInvalidPath = errors.New("zk: invalid path")
 // DefaultLogger uses the stdlib log package for logging.
 var DefaultLogger Logger = defaultLogger{}
 
+// maxConnectResponse bounds a connect response: 41 bytes (protocol
+// version, timeout, session id, a 16-byte password and its length, the
+// read-only flag), with room. (Patched.)
+const maxConnectResponse = 1024
+
 const (
 	bufferSize      = 1536 * 1024
 	eventChanSize   = 6
@@ -703,15 +708,24 @@ func (c *Conn) authenticate() error {
 		return err
 	}
 
-	// Receive and decode a connect response.
+	// Receive and decode a connect response, whole within the handshake's
+	// bound, and no larger than a connect response is: another service
+	// at the address (a wrong port) sends a banner, whose first 4 bytes
+	// read as hundreds of megabytes ("220 " of SMTP: 842150944), which
+	// v1.0.4 allocated, then waited for without a deadline while the
+	// service waited for a command: the client never reached another
+	// server. (Patched.)
 	c.conn.SetReadDeadline(handshake)
+	defer c.conn.SetReadDeadline(time.Time{})
 	_, err = io.ReadFull(c.conn, buf[:4])
-	c.conn.SetReadDeadline(time.Time{})
 	if err != nil {
 		return err
 	}
 
 	blen := int(binary.BigEndian.Uint32(buf[:4]))
+	if blen > maxConnectResponse {
+		return fmt.Errorf("zk: %s answered the connect request with a packet of %d bytes, above a ZooKeeper connect response's %d: not a ZooKeeper server", c.Server(), blen, maxConnectResponse)
+	}
 	if cap(buf) < blen {
 		buf = make([]byte, blen)
 	}

@@ -477,6 +477,13 @@ func decodePacketValue(buf []byte, v reflect.Value) (int, error) {
 		default:
 			count := int(binary.BigEndian.Uint32(buf[n : n+4]))
 			n += 4
+			// Every element takes a byte at least: a count the packet
+			// cannot hold is refused before the slice is made, which
+			// v1.0.4 made first (2^32-1 strings: 64 GiB, from a packet
+			// of 24 bytes). (Patched.)
+			if count > len(buf)-n {
+				return n, ErrShortBuffer
+			}
 			values := reflect.MakeSlice(v.Type(), count, count)
 			v.Set(values)
 			for i := 0; i < count; i++ {
@@ -491,6 +498,8 @@ func decodePacketValue(buf []byte, v reflect.Value) (int, error) {
 			if ln < 0 {
 				n += 4
 				v.SetBytes(nil)
+			} else if ln > len(buf)-n-4 { // before the make (patched)
+				return n, ErrShortBuffer
 			} else {
 				bytes := make([]byte, ln)
 				copy(bytes, buf[n+4:n+4+ln])

@@ -1,0 +1,173 @@
+package zkserver
+
+import (
+	"encoding/binary"
+	"io"
+	"net"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+)
+
+// serve accepts connections on a loopback listener, closed with the test,
+// and hands each to handle.
+func serve(t *testing.T, handle func(net.Conn)) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			go handle(c)
+		}
+	}()
+	return l.Addr().String()
+}
+
+// A zk_hosts entry naming another service's port (a typo, a moved
+// server): the service answers the connect request with its banner, whose
+// first 4 bytes the client read as the answer's length — "220 " of an SMTP
+// server, 842150944 — allocated that much, then waited for it without a
+// deadline while the server waited for a command. The client never tried
+// the ensemble's other server. It must refuse the answer as too large for
+// a connect response and reach the other server within its session
+// timeout.
+func TestClientPassesAServiceThatIsNotZooKeeper(t *testing.T) {
+	s, err := Start(Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	smtp := serve(t, func(c net.Conn) {
+		io.WriteString(c, "220 mail.example ESMTP\r\n")
+		buf := make([]byte, 512)
+		for {
+			if _, err := c.Read(buf); err != nil {
+				return
+			}
+			io.WriteString(c, "500 5.5.2 Error: bad syntax\r\n") // and waits for the next command
+		}
+	})
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const session = 6 * time.Second
+	conn, events, err := zk.Connect([]string{smtp, s.Addr}, session,
+		zk.WithHostProvider(&firstThen{first: smtp}), zk.WithLogInfo(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for deadline := time.After(session); ; {
+		select {
+		case ev := <-events:
+			if ev.State != zk.StateHasSession {
+				continue
+			}
+			if ev.Server != s.Addr {
+				t.Fatalf("session with %s, want %s", ev.Server, s.Addr)
+			}
+			runtime.ReadMemStats(&after)
+			if grown := after.TotalAlloc - before.TotalAlloc; grown > 64<<20 {
+				t.Errorf("%d MiB allocated reaching the server after the SMTP one", grown>>20)
+			}
+			return
+		case <-deadline:
+			t.Fatalf("no session within the session timeout (%v): the client still waits for the SMTP server's \"answer\"", session)
+		}
+	}
+}
+
+// A ZooKeeper answer's list is made from the count the answer declares:
+// 100,000,000 children in a packet of 24 bytes made a slice of 1.6 GB
+// (up to 64 GiB for the largest count, a fatal out-of-memory error where
+// that cannot be had) before the decoder found the packet too short. The
+// count is checked against the packet first: the call fails, nothing is
+// allocated for it.
+func TestDeclaredCountRefusedBeforeAllocation(t *testing.T) {
+	addr := serve(t, func(c net.Conn) {
+		read := func() []byte {
+			var l [4]byte
+			if _, err := io.ReadFull(c, l[:]); err != nil {
+				return nil
+			}
+			b := make([]byte, binary.BigEndian.Uint32(l[:]))
+			if _, err := io.ReadFull(c, b); err != nil {
+				return nil
+			}
+			return b
+		}
+		if read() == nil { // the connect request
+			return
+		}
+		// protocol version, timeout, session id, password
+		ans := binary.BigEndian.AppendUint32(nil, 0)
+		ans = binary.BigEndian.AppendUint32(ans, 6000)
+		ans = binary.BigEndian.AppendUint64(ans, 1)
+		ans = binary.BigEndian.AppendUint32(ans, 16)
+		ans = append(ans, make([]byte, 16)...)
+		c.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(ans))), ans...))
+		for {
+			req := read()
+			if req == nil {
+				return
+			}
+			if binary.BigEndian.Uint32(req[4:8]) != 12 { // getChildren2; pings unanswered
+				continue
+			}
+			// xid, zxid, error 0, then the children's count alone
+			ans := append([]byte(nil), req[:4]...)
+			ans = binary.BigEndian.AppendUint64(ans, 1)
+			ans = binary.BigEndian.AppendUint32(ans, 0)
+			ans = binary.BigEndian.AppendUint32(ans, 100_000_000)
+			c.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(ans))), ans...))
+		}
+	})
+	conn, events, err := zk.Connect([]string{addr}, 6*time.Second, zk.WithLogInfo(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for deadline := time.After(10 * time.Second); ; {
+		select {
+		case ev := <-events:
+			if ev.State != zk.StateHasSession {
+				continue
+			}
+		case <-deadline:
+			t.Fatal("no session with the fake server within 10 s")
+		}
+		break
+	}
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	children, _, err := conn.Children("/x")
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Errorf("an answer declaring 100,000,000 children in 4 bytes decoded: %d children", len(children))
+	}
+	if grown := after.TotalAlloc - before.TotalAlloc; grown > 64<<20 {
+		t.Errorf("%d MiB allocated for an answer of 24 bytes declaring 100,000,000 children", grown>>20)
+	}
+}
