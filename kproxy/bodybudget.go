@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/valyala/fasthttp"
 )
@@ -38,30 +39,29 @@ const bodyFloor = 16 << 10
 //
 // Holds are by request header, one per connection being served (fasthttp
 // serves a connection's requests one after another, each in the
-// connection's RequestCtx): a new request's headers end what the
-// connection's previous request held, should no answer have.
+// connection's RequestCtx), and by connection: a new request's headers end
+// what the connection's previous request held, should no answer have, and
+// the connection's close what its last request held — fasthttp ends a
+// connection without calling any handler when a chunked body's client
+// closes cleanly between chunks (its io.EOF is no error to it), or when a
+// 100 Continue cannot be written.
 type bodyBudget struct {
 	max int64
 
-	mu    sync.Mutex
-	used  int64
-	holds map[*fasthttp.RequestHeader]bodyHold
-	// byConn are the holds of requests whose body comes after a 100
-	// Continue: fasthttp drops such a connection without calling any
-	// handler when the 100 cannot be written, and its close gives the
-	// hold back.
-	byConn map[net.Conn]*fasthttp.RequestHeader
+	mu     sync.Mutex
+	used   int64
+	holds  map[*fasthttp.RequestHeader]bodyHold
+	byConn map[net.Conn]*fasthttp.RequestHeader // the same holds, by connection
 	// held is len(holds), read without the lock: most requests hold
-	// nothing, and their answer has nothing to give back.
-	held   atomic.Int32
-	pinned atomic.Int32 // len(byConn)
+	// nothing, and their answer and connection have nothing to give back.
+	held atomic.Int32
 }
 
 // bodyHold is what one request holds: n bytes, or, refused, none.
 type bodyHold struct {
 	n       int64
 	refused bool
-	conn    net.Conn // set when in byConn
+	conn    net.Conn
 }
 
 func newBodyBudget(max int) *bodyBudget {
@@ -91,20 +91,24 @@ func chunkedBuffer(max int) int {
 	return int(bufferSize(max + 2))
 }
 
-// admit holds the buffer of a body of cl bytes for the request of h,
-// giving back first what h's previous request still held. It reports
-// whether the request is refused: the bytes held with its buffer would pass
-// max.
-func (b *bodyBudget) admit(h *fasthttp.RequestHeader, cl int) (refused bool) {
+// admit holds the buffer of a body of cl bytes for the request of h on
+// conn, giving back first what h's previous request, or conn's, still
+// held. It reports whether the request is refused: the bytes held with its
+// buffer would pass max.
+func (b *bodyBudget) admit(h *fasthttp.RequestHeader, conn net.Conn, cl int) (refused bool) {
 	n := bufferSize(cl)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.dropLocked(h)
+	if prev, ok := b.byConn[conn]; ok {
+		b.dropLocked(prev)
+	}
 	refused = b.used > 0 && n > b.max-b.used // not b.used+n: n can be near the largest int64 (chunkedBuffer)
 	if refused {
 		n = 0
 	}
-	b.holds[h] = bodyHold{n: n, refused: refused}
+	b.holds[h] = bodyHold{n: n, refused: refused, conn: conn}
+	b.byConn[conn] = h
 	b.held.Add(1)
 	b.used += n
 	return refused
@@ -128,9 +132,8 @@ func (b *bodyBudget) dropLocked(h *fasthttp.RequestHeader) bodyHold {
 	delete(b.holds, h)
 	b.held.Add(-1)
 	b.used -= hold.n
-	if hold.conn != nil && b.byConn[hold.conn] == h {
+	if b.byConn[hold.conn] == h {
 		delete(b.byConn, hold.conn)
-		b.pinned.Add(-1)
 	}
 	return hold
 }
@@ -162,40 +165,14 @@ func (b *bodyBudget) refused(h *fasthttp.RequestHeader) bool {
 	return b.holds[h].refused
 }
 
-// pin ties what the request of h holds to its connection, whose close gives
-// it back (closed) if nothing answers the request.
-func (b *bodyBudget) pin(h *fasthttp.RequestHeader, conn net.Conn) {
+// closed gives back what the last request of conn still holds.
+func (b *bodyBudget) closed(conn net.Conn) {
 	if b.held.Load() == 0 {
 		return
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	hold, ok := b.holds[h]
-	if !ok || hold.n == 0 {
-		return
-	}
-	hold.conn = conn
-	b.holds[h] = hold
-	if _, ok := b.byConn[conn]; !ok {
-		b.pinned.Add(1)
-	}
-	b.byConn[conn] = h
-}
-
-// closed gives back what a request of conn, pinned to it, still holds.
-func (b *bodyBudget) closed(conn net.Conn) {
-	if b.pinned.Load() == 0 {
-		return
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	h, ok := b.byConn[conn]
-	if !ok {
-		return
-	}
-	delete(b.byConn, conn)
-	b.pinned.Add(-1)
-	if hold, ok := b.holds[h]; ok && hold.conn == conn {
+	if h, ok := b.byConn[conn]; ok {
 		b.dropLocked(h)
 	}
 }
@@ -222,10 +199,19 @@ func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfi
 	case cl <= bodyFloor || cl > s.cfg.MaxRequestSizeBytes:
 		return fasthttp.RequestConfig{}
 	}
-	if s.bodies.admit(h, cl) {
+	if s.bodies.admit(h, requestCtxOf(h).Conn(), cl) {
 		return fasthttp.RequestConfig{MaxRequestBodySize: 1}
 	}
 	return fasthttp.RequestConfig{}
+}
+
+// requestCtxOf is the RequestCtx whose request header h is: fasthttp
+// calls HeaderReceived with the header of the connection's RequestCtx
+// (&ctx.Request.Header), and nothing of the connection beside it.
+func requestCtxOf(h *fasthttp.RequestHeader) *fasthttp.RequestCtx {
+	var ctx *fasthttp.RequestCtx
+	var req *fasthttp.Request
+	return (*fasthttp.RequestCtx)(unsafe.Add(unsafe.Pointer(h), -int(unsafe.Offsetof(ctx.Request)+unsafe.Offsetof(req.Header))))
 }
 
 // bodiesOverloaded answers a request refused by max_body_bytes_in_flight.

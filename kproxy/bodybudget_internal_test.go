@@ -13,61 +13,76 @@ import (
 )
 
 // TestBodyBudgetHolds attacks bodyBudget's bookkeeping where the server
-// tests cannot aim: a hold pinned to a connection after a 100 Continue is
-// given back by the connection's close alone (fasthttp calls no handler
-// when the 100 cannot be written), and not once its RequestCtx serves
-// another connection, whose hold the first connection's close must leave.
+// tests cannot aim: a hold is given back by its connection's close alone
+// (fasthttp calls no handler when the 100 cannot be written, nor when a
+// chunked body's client closes cleanly between chunks), and not once its
+// RequestCtx serves another connection, whose hold the first connection's
+// close must leave; a connection's new request ends what its last one
+// held.
 func TestBodyBudgetHolds(t *testing.T) {
 	b := newBodyBudget(1 << 20)
 	var h1, h2 fasthttp.RequestHeader
 	a, _ := net.Pipe()
 	c, _ := net.Pipe()
 
-	if b.admit(&h1, 200<<10) || b.inUse() != 256<<10 {
+	if b.admit(&h1, a, 200<<10) || b.inUse() != 256<<10 {
 		t.Fatalf("200 KiB: refused or holds %d, want 256 KiB held", b.inUse())
 	}
-	b.pin(&h1, a)
 	b.closed(a)
-	if b.inUse() != 0 || b.held.Load() != 0 || b.pinned.Load() != 0 {
-		t.Fatalf("after the close of the connection it was pinned to: %d held (%d holds, %d pinned), want none", b.inUse(), b.held.Load(), b.pinned.Load())
+	if b.inUse() != 0 || b.held.Load() != 0 || len(b.byConn) != 0 {
+		t.Fatalf("after its connection's close: %d held (%d holds, %d by connection), want none", b.inUse(), b.held.Load(), len(b.byConn))
 	}
 
-	b.admit(&h1, 200<<10)
-	b.pin(&h1, a)
-	b.admit(&h1, 300<<10) // the RequestCtx now serves c
-	b.pin(&h1, c)
+	b.admit(&h1, a, 200<<10)
+	b.admit(&h1, c, 300<<10) // the RequestCtx now serves c
 	b.closed(a)
 	if b.inUse() != 512<<10 {
 		t.Fatalf("a's close after its RequestCtx went to c: %d held, want c's 512 KiB", b.inUse())
 	}
-	if hold := b.release(&h1); hold.n != 512<<10 || b.inUse() != 0 || b.pinned.Load() != 0 {
-		t.Fatalf("c's answer gave back %d, %d left (%d pinned), want 512 KiB, none", hold.n, b.inUse(), b.pinned.Load())
+	if hold := b.release(&h1); hold.n != 512<<10 || b.inUse() != 0 || len(b.byConn) != 0 {
+		t.Fatalf("c's answer gave back %d, %d left (%d by connection), want 512 KiB, none", hold.n, b.inUse(), len(b.byConn))
 	}
 	b.closed(c)
 
-	if b.admit(&h1, 1<<20) {
+	b.admit(&h1, a, 200<<10)
+	b.admit(&h2, a, 100<<10) // a's next request, in another RequestCtx
+	if b.inUse() != 128<<10 || b.held.Load() != 1 {
+		t.Fatalf("a's next request: %d held (%d holds), want its 128 KiB alone", b.inUse(), b.held.Load())
+	}
+	b.closed(a)
+
+	if b.admit(&h1, a, 1<<20) {
 		t.Fatal("1 MiB, alone, refused with max 1 MiB")
 	}
-	if !b.admit(&h2, 100<<10) || !b.refused(&h2) {
+	if !b.admit(&h2, c, 100<<10) || !b.refused(&h2) {
 		t.Fatal("128 KiB more than max held: taken")
 	}
 	if hold := b.release(&h2); !hold.refused || b.inUse() != 1<<20 {
 		t.Fatalf("the refused request's answer: %+v, %d held, want refused and 1 MiB held", hold, b.inUse())
 	}
 	b.release(&h1)
-	if b.admit(&h1, 3<<20) || b.inUse() != 4<<20 {
+	if b.admit(&h1, a, 3<<20) || b.inUse() != 4<<20 {
 		t.Fatalf("3 MiB alone, above max: refused or %d held, want 4 MiB held", b.inUse())
 	}
 	b.release(&h1)
 	// A chunked body with max_request_size_bytes at the largest integer:
 	// held alone, and nothing after it overflows.
-	if b.admit(&h1, chunkedBuffer(math.MaxInt)) || !b.admit(&h2, 100<<10) || b.inUse() != math.MaxInt {
+	if b.admit(&h1, a, chunkedBuffer(math.MaxInt)) || !b.admit(&h2, c, 100<<10) || b.inUse() != math.MaxInt {
 		t.Fatalf("the largest body alone, then another: %d held, want the largest alone", b.inUse())
 	}
 	b.release(&h2)
 	b.release(&h1)
-	if b.inUse() != 0 || b.held.Load() != 0 {
-		t.Fatalf("%d held (%d holds) at the end, want none", b.inUse(), b.held.Load())
+	if b.inUse() != 0 || b.held.Load() != 0 || len(b.byConn) != 0 {
+		t.Fatalf("%d held (%d holds, %d by connection) at the end, want none", b.inUse(), b.held.Load(), len(b.byConn))
+	}
+}
+
+// TestRequestCtxOfItsHeader: headerReceived finds the connection of a
+// request from its header, which fasthttp hands it as &ctx.Request.Header.
+func TestRequestCtxOfItsHeader(t *testing.T) {
+	var ctx fasthttp.RequestCtx
+	if got := requestCtxOf(&ctx.Request.Header); got != &ctx {
+		t.Fatalf("requestCtxOf(&ctx.Request.Header) = %p, want %p", got, &ctx)
 	}
 }
 

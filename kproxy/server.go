@@ -306,8 +306,8 @@ func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
 	if code == 0 {
 		// The body comes after the 100, into the buffer the request
 		// holds: should fasthttp fail to write the 100, it drops the
-		// connection without an answer, whose close gives it back.
-		s.bodies.pin(&ctx.Request.Header, ctx.Conn())
+		// connection without an answer, whose close gives it back
+		// (bodyBudget.closed).
 		// The body comes after the 100: it has read_timeout_ms from
 		// now, not what a topic's look-up above left of the request's.
 		// fasthttp writes the 100 under the write deadline it set for

@@ -4,8 +4,11 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"os"
 	"runtime"
+	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -171,3 +174,68 @@ func TestDeclaredCountRefusedBeforeAllocation(t *testing.T) {
 		t.Errorf("%d MiB allocated for an answer of 24 bytes declaring 100,000,000 children", grown>>20)
 	}
 }
+
+// openFiles counts the process's open file descriptors.
+func openFiles(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	return len(fds)
+}
+
+// A server that answers a connect request with session id 0 says the
+// session expired; the client then connects again. v1.0.4 left the
+// connection that said so open, to the garbage collector: a client whose
+// session kept being refused (a server that lost its sessions) piled up a
+// socket per attempt until a collection, which a quiet process may not run
+// for minutes. Each is closed at once.
+func TestExpiredSessionClosesItsConnection(t *testing.T) {
+	var answered atomic.Int32
+	addr := serve(t, func(c net.Conn) {
+		defer c.Close()
+		var l [4]byte
+		if _, err := io.ReadFull(c, l[:]); err != nil {
+			return
+		}
+		if _, err := io.CopyN(io.Discard, c, int64(binary.BigEndian.Uint32(l[:]))); err != nil {
+			return
+		}
+		// protocol version, timeout, session id 0 (expired), password
+		ans := binary.BigEndian.AppendUint32(nil, 0)
+		ans = binary.BigEndian.AppendUint32(ans, 0)
+		ans = binary.BigEndian.AppendUint64(ans, 0)
+		ans = binary.BigEndian.AppendUint32(ans, 16)
+		ans = append(ans, make([]byte, 16)...)
+		c.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(ans))), ans...))
+		answered.Add(1)
+		io.Copy(io.Discard, c) // the server keeps its end until the client closes
+	})
+	defer debug.SetGCPercent(debug.SetGCPercent(-1)) // no collection closes what the client leaves
+	before := openFiles(t)
+	conn, _, err := zk.Connect([]string{addr}, 6*time.Second, zk.WithLogInfo(false), zk.WithLogger(quiet{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for answered.Load() < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions refused in 20 s, want 4", answered.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // the fourth answer read
+	// Open now: the client's connection and the fake server's end of it,
+	// the one being made and its end, at most; 4 refused sessions left
+	// open are 8 more.
+	if grown := openFiles(t) - before; grown > 4 {
+		t.Errorf("%d more files open after %d sessions refused as expired, want the current connection's 2 (both ends) and the next's at most", grown, answered.Load())
+	}
+}
+
+// quiet drops the client's log lines.
+type quiet struct{}
+
+func (quiet) Printf(string, ...any) {}

@@ -447,6 +447,7 @@ func (c *Conn) loop(ctx context.Context) {
 		case err == ErrSessionExpired:
 			c.logger.Printf("authentication failed: %s", err)
 			c.invalidateWatches(err)
+			c.conn.Close() // v1.0.4 left it open, to the garbage collector (patched)
 		case err != nil && c.conn != nil:
 			c.logger.Printf("authentication failed: %s", err)
 			c.conn.Close()
