@@ -192,6 +192,14 @@ func (b *bodyBudget) inUse() int64 {
 // for it and hands requestError ErrBodyTooLarge, answered 503 there (or,
 // announced with Expect: 100-continue, by expect, without the 100).
 func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	ctx := requestCtxOf(h)
+	if cap(ctx.Request.Body()) > dropAbove {
+		// Kept with the connection's RequestCtx from a request no answer
+		// ended (a chunked body's client closing between chunks) with
+		// release_idle_buffers false: it would be this request's buffer,
+		// uncounted.
+		dropBody(ctx)
+	}
 	cl := h.ContentLength()
 	switch {
 	case cl == -1: // chunked: a chunk may declare up to max_request_size_bytes
@@ -199,15 +207,17 @@ func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfi
 	case cl <= bodyFloor || cl > s.cfg.MaxRequestSizeBytes:
 		return fasthttp.RequestConfig{}
 	}
-	if s.bodies.admit(h, requestCtxOf(h).Conn(), cl) {
+	if s.bodies.admit(h, ctx.Conn(), cl) {
 		return fasthttp.RequestConfig{MaxRequestBodySize: 1}
 	}
 	return fasthttp.RequestConfig{}
 }
 
 // requestCtxOf is the RequestCtx whose request header h is: fasthttp
-// calls HeaderReceived with the header of the connection's RequestCtx
-// (&ctx.Request.Header), and nothing of the connection beside it.
+// (v1.74.0: serveConn, its one call) calls HeaderReceived with the header
+// of the connection's RequestCtx (&ctx.Request.Header), and nothing of the
+// connection beside it; TestRequestCtxOfItsHeader checks it of fasthttp's
+// server.
 func requestCtxOf(h *fasthttp.RequestHeader) *fasthttp.RequestCtx {
 	var ctx *fasthttp.RequestCtx
 	var req *fasthttp.Request
@@ -231,10 +241,12 @@ func (s *Server) bodyRead(ctx *fasthttp.RequestCtx) {
 }
 
 // bodyDone gives back what the request of ctx holds, and with it the
-// buffer of its body when it is over dropAbove (dropBody).
+// buffer of its body when it is over dropAbove (dropBody) — also one a
+// request holding nothing took from fasthttp's pool, put there by a
+// request no answer ended (its connection's close gave its hold back).
 func (s *Server) bodyDone(ctx *fasthttp.RequestCtx) bodyHold {
 	hold := s.bodies.release(&ctx.Request.Header)
-	if hold.n > dropAbove {
+	if hold.n > dropAbove || cap(ctx.Request.Body()) > dropAbove {
 		dropBody(ctx)
 	}
 	return hold

@@ -3,6 +3,7 @@ package kproxy
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"runtime"
@@ -78,11 +79,47 @@ func TestBodyBudgetHolds(t *testing.T) {
 }
 
 // TestRequestCtxOfItsHeader: headerReceived finds the connection of a
-// request from its header, which fasthttp hands it as &ctx.Request.Header.
+// request from its header, which fasthttp's server hands it as
+// &ctx.Request.Header: the RequestCtx found is the one the handler gets,
+// and its connection the one ConnState is told of.
 func TestRequestCtxOfItsHeader(t *testing.T) {
 	var ctx fasthttp.RequestCtx
 	if got := requestCtxOf(&ctx.Request.Header); got != &ctx {
 		t.Fatalf("requestCtxOf(&ctx.Request.Header) = %p, want %p", got, &ctx)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type seen struct {
+		ctx  *fasthttp.RequestCtx
+		conn net.Conn
+	}
+	found, handled, states := make(chan seen, 1), make(chan seen, 1), make(chan net.Conn, 1)
+	srv := &fasthttp.Server{
+		HeaderReceived: func(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+			c := requestCtxOf(h)
+			found <- seen{c, c.Conn()}
+			return fasthttp.RequestConfig{}
+		},
+		Handler: func(c *fasthttp.RequestCtx) { handled <- seen{c, c.Conn()} },
+		ConnState: func(c net.Conn, st fasthttp.ConnState) {
+			if st == fasthttp.StateNew {
+				states <- c
+			}
+		},
+	}
+	go srv.Serve(l)
+	defer srv.Shutdown()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx")
+	f, h, st := <-found, <-handled, <-states
+	if f.ctx != h.ctx || f.conn != h.conn || f.conn != st {
+		t.Fatalf("from the header: ctx %p, conn %v; the handler's: %p, %v; ConnState's conn %v", f.ctx, f.conn, h.ctx, h.conn, st)
 	}
 }
 
