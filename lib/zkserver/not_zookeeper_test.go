@@ -48,6 +48,17 @@ func serve(t *testing.T, handle func(net.Conn)) string {
 	return l.Addr().String()
 }
 
+// connectAnswer is a connect response, length-prefixed: protocol version
+// 0, the timeout granted, the session id and a password of 16 zero bytes.
+func connectAnswer(timeoutMs int32, session int64) []byte {
+	ans := binary.BigEndian.AppendUint32(nil, 0)
+	ans = binary.BigEndian.AppendUint32(ans, uint32(timeoutMs))
+	ans = binary.BigEndian.AppendUint64(ans, uint64(session))
+	ans = binary.BigEndian.AppendUint32(ans, 16)
+	ans = append(ans, make([]byte, 16)...)
+	return append(binary.BigEndian.AppendUint32(nil, uint32(len(ans))), ans...)
+}
+
 // A zk_hosts entry naming another service's port (a typo, a moved
 // server): the service answers the connect request with its banner, whose
 // first 4 bytes the client read as the answer's length — "220 " of an SMTP
@@ -123,13 +134,7 @@ func TestDeclaredCountRefusedBeforeAllocation(t *testing.T) {
 		if read() == nil { // the connect request
 			return
 		}
-		// protocol version, timeout, session id, password
-		ans := binary.BigEndian.AppendUint32(nil, 0)
-		ans = binary.BigEndian.AppendUint32(ans, 6000)
-		ans = binary.BigEndian.AppendUint64(ans, 1)
-		ans = binary.BigEndian.AppendUint32(ans, 16)
-		ans = append(ans, make([]byte, 16)...)
-		c.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(ans))), ans...))
+		c.Write(connectAnswer(6000, 1))
 		for {
 			req := read()
 			if req == nil {
@@ -202,13 +207,7 @@ func TestExpiredSessionClosesItsConnection(t *testing.T) {
 		if _, err := io.CopyN(io.Discard, c, int64(binary.BigEndian.Uint32(l[:]))); err != nil {
 			return
 		}
-		// protocol version, timeout, session id 0 (expired), password
-		ans := binary.BigEndian.AppendUint32(nil, 0)
-		ans = binary.BigEndian.AppendUint32(ans, 0)
-		ans = binary.BigEndian.AppendUint64(ans, 0)
-		ans = binary.BigEndian.AppendUint32(ans, 16)
-		ans = append(ans, make([]byte, 16)...)
-		c.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(ans))), ans...))
+		c.Write(connectAnswer(0, 0)) // session id 0: expired
 		answered.Add(1)
 		io.Copy(io.Discard, c) // the server keeps its end until the client closes
 	})
