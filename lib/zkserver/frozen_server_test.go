@@ -64,18 +64,24 @@ func TestClientPassesAFrozenServerWithinItsSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	for deadline := time.After(session); ; {
+	if ev := awaitSession(t, events, session, "the client still waits for the frozen server"); ev.Server != s.Addr {
+		t.Fatalf("session with %s, want %s", ev.Server, s.Addr)
+	}
+	t.Logf("session with the second server after %v", time.Since(start).Round(time.Millisecond))
+}
+
+// awaitSession returns the event of the client's first session, failing
+// the test, with why, when none comes within.
+func awaitSession(t *testing.T, events <-chan zk.Event, within time.Duration, why string) zk.Event {
+	t.Helper()
+	for deadline := time.After(within); ; {
 		select {
 		case ev := <-events:
 			if ev.State == zk.StateHasSession {
-				if ev.Server != s.Addr {
-					t.Fatalf("session with %s, want %s", ev.Server, s.Addr)
-				}
-				t.Logf("session with the second server after %v", time.Since(start).Round(time.Millisecond))
-				return
+				return ev
 			}
 		case <-deadline:
-			t.Fatalf("no session within the session timeout (%v): the client still waits for the frozen server", session)
+			t.Fatalf("no session within %v: %s", within, why)
 		}
 	}
 }
