@@ -217,3 +217,44 @@ func TestExpiredSessionClosesItsConnection(t *testing.T) {
 type quiet struct{}
 
 func (quiet) Printf(string, ...any) {}
+
+// Every answer a ZooKeeper server sends starts with a 16-byte reply header
+// (xid, zxid, error). v1.0.4 decoded the header from the first 16 bytes of
+// its receive buffer whatever length the packet declared: a shorter packet
+// (a server's bug, a proxy cutting a frame) was read with the stale bytes
+// of an earlier answer after it — which could hand a waiting request
+// another's reply — and a short one whose xid was a watch event's (-1)
+// sliced its body from past its end, a panic that ended the whole
+// process. A packet shorter than a reply header is refused: the client
+// drops that connection and connects again.
+func TestShortPacketRefused(t *testing.T) {
+	var conns atomic.Int32
+	addr := serve(t, func(c net.Conn) {
+		n := conns.Add(1)
+		var l [4]byte
+		if _, err := io.ReadFull(c, l[:]); err != nil {
+			return
+		}
+		if _, err := io.CopyN(io.Discard, c, int64(binary.BigEndian.Uint32(l[:]))); err != nil {
+			return
+		}
+		c.Write(connectAnswer(6000, 1))
+		if n == 1 {
+			// 12 bytes: a watch event's xid and a zxid, no error, no event
+			short := binary.BigEndian.AppendUint32(nil, 12)
+			short = binary.BigEndian.AppendUint32(short, 0xffffffff)
+			c.Write(binary.BigEndian.AppendUint64(short, 1))
+		}
+		io.Copy(io.Discard, c) // pings unanswered
+	})
+	conn, events, err := zk.Connect([]string{addr}, 6*time.Second, zk.WithLogInfo(false), zk.WithLogger(quiet{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	awaitSession(t, events, 10*time.Second, "the fake server's first handshake")
+	awaitSession(t, events, 10*time.Second, "no new connection after a packet of 12 bytes")
+	if n := conns.Load(); n != 2 {
+		t.Errorf("%d connections, want 2: the one that sent a packet of 12 bytes, and the next", n)
+	}
+}

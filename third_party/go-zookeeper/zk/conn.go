@@ -846,6 +846,12 @@ func (c *Conn) recvLoop(conn net.Conn) error {
 		}
 
 		blen := int(binary.BigEndian.Uint32(buf[:4]))
+		if blen < 16 {
+			// Every answer starts with a reply header (xid, zxid, error):
+			// decoding one from a shorter packet read an earlier answer's
+			// bytes, and a watch event's body was sliced from past the end.
+			return fmt.Errorf("received packet from server with length %d, shorter than a reply header (16 bytes)", blen)
+		}
 		if cap(buf) < blen {
 			if c.maxBufferSize > 0 && blen > c.maxBufferSize {
 				return fmt.Errorf("received packet from server with length %d, which exceeds max buffer size %d", blen, c.maxBufferSize)
