@@ -30,6 +30,13 @@ type Client struct {
 	// (giveBack).
 	RateLimit float64 `yaml:"rate_limit"`
 	Burst     int     `yaml:"burst"`
+
+	// loaded is the secret as LoadConfig read it (inline or from
+	// SecretFile), within the bound on reading the configuration's files:
+	// the rules are made from it, not from a read of their own that a
+	// mount gone silent could hold unbounded. Empty for a Config not made
+	// by LoadConfig.
+	loaded string
 }
 
 // access decides who may write where. Secrets are kept as SHA-256 sums
@@ -60,9 +67,12 @@ func newAccess(cfg Config, prev *access) (*access, error) {
 	a.clients = map[string]*clientRule{}
 	var limits []func() // applied once nothing can refuse the rules
 	for _, c := range cfg.Clients {
-		secret, err := config.SecretOf(c.Secret, c.SecretFile)
-		if err != nil {
-			return nil, fmt.Errorf("clients %s: %w", c.Name, err)
+		secret := c.loaded
+		if secret == "" {
+			var err error
+			if secret, err = config.SecretOf(c.Secret, c.SecretFile); err != nil {
+				return nil, fmt.Errorf("clients %s: %w", c.Name, err)
+			}
 		}
 		rule := &clientRule{name: c.Name, sum: sha256.Sum256([]byte(secret)), topics: c.Topics}
 		if c.RateLimit > 0 {

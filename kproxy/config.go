@@ -214,7 +214,17 @@ func LoadConfig(path string) (Config, error) {
 		"tls_key_file":  config.FilesDigest(cfg.TLSKeyFile),
 		"kafka":         config.FilesDigest(cfg.Kafka.TLS.CAFile, cfg.Kafka.TLS.CertFile, cfg.Kafka.TLS.KeyFile, cfg.Kafka.SASL.PasswordFile),
 	}
-	return cfg, errors.Join(err, cfg.Validate(path))
+	if err = errors.Join(err, cfg.Validate(path)); err != nil {
+		return cfg, err
+	}
+	for i, cl := range cfg.Clients {
+		// Read here, where the caller bounds the reading of files (a
+		// reload, a start): the rules use this read.
+		if cfg.Clients[i].loaded, err = config.SecretOf(cl.Secret, cl.SecretFile); err != nil {
+			return cfg, fmt.Errorf("%s: clients[%d].secret_file: %w", path, i, err)
+		}
+	}
+	return cfg, nil
 }
 
 // ineffective is a key the file sets that has no effect with the rest of
