@@ -80,7 +80,7 @@ func BenchmarkBatchProduce(b *testing.B) {
 			j := getBatchJob()
 			defer j.release()
 			j.body = append(j.body[:0], msg...)
-			a, err := s.produceRequest(context.Background(), j, callExt{})
+			a, err := s.produceRequest(context.Background(), j, callExt{}, s.acl(), nil)
 			if err != nil || a.status != 200 {
 				b.Fatalf("status %d: %s (%v)", a.status, a.reason, err)
 			}

@@ -200,10 +200,10 @@ func (s *Server) countStream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 // fields are ext (produceHandler): a ProduceResponse for 200 and 207; any
 // other status is a gRPC error (grpcCode) whose detail is the
 // ProduceResponse without its results. It releases j.
-func (s *Server) produce1(ctx context.Context, j *batchJob, ext callExt) (any, error) {
+func (s *Server) produce1(ctx context.Context, j *batchJob, ext callExt, acl *access, rule *clientRule) (any, error) {
 	start := time.Now()
 	defer j.release() // after the answer is encoded: it reads j's results
-	a, err := s.produceRequest(ctx, j, ext)
+	a, err := s.produceRequest(ctx, j, ext, acl, rule)
 	if err != nil {
 		return nil, err
 	}
@@ -214,16 +214,11 @@ func (s *Server) produce1(ctx context.Context, j *batchJob, ext callExt) (any, e
 	return &wireResponse{b: a.appendTo(nil)}, nil
 }
 
-// produceRequest is Produce's answer; an error only for a client that
-// went away before its records were handed to Kafka (nothing written).
-func (s *Server) produceRequest(ctx context.Context, j *batchJob, ext callExt) (answer, error) {
-	acl := s.acl() // the rules of the whole request
-	rule, v := authenticateRPC(acl, ctx)
-	if v.code != 0 {
-		// The records are not read for a client not known; the id is
-		// echoed as in every answer.
-		return refusedAnswer(requestID(j.body), refuse(v.code, -1, v.reason)), nil
-	}
+// produceRequest is Produce's answer under acl, the rules the call's
+// client rule (nil: no clients) was found by before its message was read
+// (produceHandler); an error only for a client that went away before its
+// records were handed to Kafka (nothing written).
+func (s *Server) produceRequest(ctx context.Context, j *batchJob, ext callExt, acl *access, rule *clientRule) (answer, error) {
 	h, berr := s.readRequest(j)
 	if berr != nil {
 		return refusedAnswer(h.id, berr), nil

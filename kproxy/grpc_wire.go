@@ -211,6 +211,19 @@ func produceHandler(srv any, ctx context.Context, dec func(any) error, intercept
 	s := srv.(grpcService).s
 	x := s.callExt(ctx)
 	x.echo(ctx)
+	// The client is known before its message is read: one that is not
+	// is answered at once, its message never read. Read first, a caller
+	// without credentials held up to max_request_size_bytes per call
+	// until readBound, on as many calls and connections as it opened.
+	acl := s.acl() // the rules of the whole request
+	rule, v := authenticateRPC(acl, ctx)
+	if v.code != 0 {
+		a := refusedAnswer(0, refuse(v.code, -1, v.reason+"; the request was not read"))
+		err := answerError(&a)
+		s.metrics.grpcAnswered("Produce", a.status, time.Now())
+		s.metrics.grpcRPCs.WithLabelValues(strings.TrimPrefix(kproxypb.KProxy_Produce_FullMethodName, "/"), status.Code(err).String()).Inc()
+		return nil, err
+	}
 	j := getBatchJob()
 	// A call open at shutdown whose message has not come is no request
 	// in flight: it does not hold the shutdown (cutRead). Ended
@@ -233,11 +246,11 @@ func produceHandler(srv any, ctx context.Context, dec func(any) error, intercept
 	}
 	j.timeout = s.deadlines.get() // the records' deadline runs from here
 	if interceptor == nil {
-		return s.produce1(ctx, j, x)
+		return s.produce1(ctx, j, x, acl, rule)
 	}
 	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: kproxypb.KProxy_Produce_FullMethodName}
 	return interceptor(ctx, j, info, func(ctx context.Context, req any) (any, error) {
-		return s.produce1(ctx, req.(*batchJob), x)
+		return s.produce1(ctx, req.(*batchJob), x, acl, rule)
 	})
 }
 
