@@ -646,7 +646,36 @@ func (s *state) wanted() map[string][]int32 {
 			out[k.topic] = append(out[k.topic], p)
 		}
 	}
+	// Claimed partitions without an offset show their log end too
+	// (lags): a topic whose node records no count lists them nowhere else.
+	keeps := s.keepers()
+	for mt, o := range s.owned {
+		if !keeps[mt.module] {
+			continue // not shown
+		}
+		for _, name := range o.names {
+			p, ok := partitionNumber(name)
+			if tp := (topicPartition{mt.topic, p}); ok && !seen[tp] {
+				seen[tp] = true
+				out[mt.topic] = append(out[mt.topic], p)
+			}
+		}
+	}
 	return out
+}
+
+// keepers are the modules that keep offsets in ZooKeeper: only their
+// claims under owners/ are shown (lags); nil when nothing is claimed.
+// s.mu held.
+func (s *state) keepers() map[string]bool {
+	if len(s.owned) == 0 {
+		return nil
+	}
+	keeps := map[string]bool{}
+	for k := range s.offsets {
+		keeps[k.module] = true
+	}
+	return keeps
 }
 
 // needStarts lists the partitions whose log-start offsets are needed: the
@@ -884,13 +913,7 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 	// module that keeps offsets in ZooKeeper: consumer groups of other
 	// tools claim partitions under owners/ too, and may keep their offsets
 	// in Kafka, or commit their first ones only a minute later.
-	var keeps map[string]bool
-	if len(s.owned) > 0 {
-		keeps = map[string]bool{}
-		for k := range s.offsets {
-			keeps[k.module] = true
-		}
-	}
+	keeps := s.keepers()
 	claimed := map[partKey]bool{}
 	for mt, o := range s.owned {
 		if !keeps[mt.module] {
