@@ -523,7 +523,7 @@ func (m Module) Validate() error {
 	}
 	for i, b := range m.BackendServers {
 		switch {
-		case config.HostPort(b, 1):
+		case config.DialAddr(b):
 		case strings.ContainsAny(b, "@?"):
 			// A URL with user information or a query: it may hold a
 			// credential, which belongs in protocol.headers.

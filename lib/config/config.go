@@ -845,14 +845,27 @@ func HostPort(s string, minPort int) bool {
 	return err == nil && n >= minPort && n <= 65535
 }
 
+// DialAddr reports whether s is an address to connect to: host:port with
+// a port from 1 to 65535 and a host that is not empty and holds no white
+// space or control character. HostPort took ":2181" and "10.1.1.1 :2181",
+// which failed only when dialled ("lookup : no such host"), in a log line
+// naming neither the file nor the key.
+func DialAddr(s string) bool {
+	host, _, err := net.SplitHostPort(s)
+	return err == nil && host != "" && !strings.ContainsFunc(host, func(r rune) bool {
+		return unicode.IsSpace(r) || unicode.IsControl(r)
+	}) && HostPort(s, 1)
+}
+
 // HostList records the problems of a list of host:port addresses: empty
-// when required, and each entry that is not host:port with a port >= 1.
+// when required, and each entry that is not an address to connect to
+// (DialAddr).
 func (p *Problems) HostList(field string, hosts []string, required bool, what string) {
 	if required && len(hosts) == 0 {
 		p.Add(field, "must list at least one "+what+" host:port")
 	}
 	for i, h := range hosts {
-		if !HostPort(h, 1) {
+		if !DialAddr(h) {
 			p.Addf(field+"["+strconv.Itoa(i)+"]", h, "must be host:port")
 		}
 	}
