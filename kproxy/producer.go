@@ -315,6 +315,11 @@ type tracer struct {
 	written atomic.Int64
 	ended   atomic.Int64
 	lost    atomic.Int64
+	// endTxns counts the EndTxn requests written (a transactional
+	// client's commits and aborts, kgo's resends included): a commit
+	// written twice whose second was refused may have been applied by the
+	// first (txnPool.commit).
+	endTxns atomic.Int64
 	// built counts the record batches the acks=1 client built into
 	// produce requests (builtCounter). kgo builds a request's batches
 	// into its bytes, then writes them, and only then calls the write
@@ -416,8 +421,11 @@ func (b builtCounter) Compress(dst *bytes.Buffer, src []byte, flags ...kgo.Compr
 // OnBrokerWrite counts a produce request as written as soon as any byte of
 // it reached the socket.
 func (t *tracer) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, n int, _, _ time.Duration, _ error) {
-	if key == 0 && n > 0 {
+	switch {
+	case key == 0 && n > 0:
 		t.written.Add(1)
+	case key == 26 && n > 0: // EndTxn
+		t.endTxns.Add(1)
 	}
 }
 

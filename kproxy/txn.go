@@ -269,8 +269,21 @@ func (p *txnPool) commit(tp *txnProducer, items []batchItem, by time.Time) error
 				"(kafka aborted the part of the batch written before)", errCommitNotSent, i, r.ProducerID, r.ProducerEpoch, id, epoch)
 		}
 	}
-	return tp.cl.EndTransaction(ctx, kgo.TryCommit)
+	sent := tp.tr.endTxns.Load()
+	err = tp.cl.EndTransaction(ctx, kgo.TryCommit)
+	if err != nil && tp.tr.endTxns.Load()-sent > 1 {
+		return fmt.Errorf("%w: %w", errCommitResent, err)
+	}
+	return err
 }
+
+// errCommitResent: kgo wrote the commit more than once (an answer lost
+// with its connection, a retriable error) and then failed it. The first
+// may have been applied whatever the last answer said: a producer that
+// fenced the id after it (PRODUCER_FENCED to the resend), a coordinator
+// that moved (NOT_COORDINATOR, then an answer from one that does not
+// know the transaction).
+var errCommitResent = errors.New("the commit was sent again")
 
 // abort ends tp's transaction as aborted, after the batch was answered,
 // and then frees tp: records not yet answered by Kafka are failed and
@@ -659,6 +672,9 @@ func (s *Server) spoolingRecord(j *batchJob) int {
 func commitStatus(err error) (int, string) {
 	var ke *kerr.Error
 	switch {
+	case errors.Is(err, errCommitResent):
+		return 504, "kafka's answer to the transaction's commit was lost and the commit sent again failed (" + err.Error() +
+			"); the first may have been applied: the batch may have been written, all of its records or none"
 	case errors.Is(err, errShutBeforeCommit):
 		return 503, "kproxy is shutting down: the transaction was not committed and is aborted; no record of the batch was written"
 	case errors.Is(err, errCommitNotSent):
