@@ -369,6 +369,19 @@ func (p *txnPool) retire(ctx context.Context, tp *txnProducer, why error) {
 	err := fence(ctx, p.fencer, tp.id, p.txnTimeout)
 	tp.fenced, tp.unfenced = err == nil, err != nil
 	p.log.Warn("transactional client replaced", "transactional_id", tp.id, "err", why, "fence_err", err)
+	p.fencedBy(tp, why)
+}
+
+// fencedBy logs at Error when err says tp's client was fenced. This
+// process fences an id only after it has closed the id's client: a client
+// of its own fenced means another producer took the id, and each fences
+// the other's transactions at its next atomic batch (its client replaced,
+// or its producer id reloaded, which fences the other in turn).
+func (p *txnPool) fencedBy(tp *txnProducer, err error) {
+	if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) {
+		p.log.Error("transactional client fenced by another producer of its transactional id: give each kproxy its own transactional_id (atomic batches of both fail while they share it)",
+			"transactional_id", tp.id, "err", err)
+	}
 }
 
 // doneRetiring counts a retire's fence off.
@@ -613,6 +626,7 @@ func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
 		}
 	}
 	if first >= 0 {
+		s.txns.fencedBy(tp, c.items[first].err)
 		s.txns.abort(tp)
 		code := res[first].status
 		if code == 504 {
