@@ -309,7 +309,8 @@ echo "drained, the load stopped:   answers $(answers); kproxy_spool_drained_tota
 	"kproxy_spool_duplicates_possible_total $(spool_metric kproxy_spool_duplicates_possible_total)"
 kcat -C -b 127.0.0.1:9092 -t demo_spool -e -q -f '%k %s\n' | awk '{split($2, a, "#"); print $1, a[2]}' >"$work/spool.kafka"
 accepted=$(awk '$3 == 200 || $3 == 202' "$work/spool.hist" | wc -l)
-echo "in Kafka (kcat -C -t demo_spool): $(wc -l <"$work/spool.kafka") records; answered 200 or 202: $accepted"
+echo "in Kafka (kcat -C -t demo_spool): $(wc -l <"$work/spool.kafka") records; answered 200 or 202: $accepted" \
+	"(000: no answer, sent while kproxy was killed: not accepted, not counted)"
 awk 'NR == FNR { if ($3 == 200 || $3 == 202) want[$1 " " $2] = 1; next }
 	{ if (seen[$0]++) { dup++; next } if ($2 < last[$1]) bad++; last[$1] = $2; delete want[$0] }
 	END { missing = length(want); printf "accepted and missing: %d; per-key order violations: %d; duplicates: %d\n", missing, bad, dup }' \
