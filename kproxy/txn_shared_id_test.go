@@ -1,33 +1,14 @@
 package kproxy_test
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
 )
-
-// syncBuffer is a log's output, read while it is written.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestSharedTransactionalIDNamed: two kproxy processes given the same
 // transactional_id (one kproxy.yaml copied to a fleet) fence each other's
@@ -39,10 +20,10 @@ func (s *syncBuffer) String() string {
 // naming the id and the likely cause.
 func TestSharedTransactionalIDNamed(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
-	var logs [2]*syncBuffer
+	var logs [2]*runtest.Log
 	var ps [2]*proxy
 	for i := range ps {
-		logs[i] = &syncBuffer{}
+		logs[i] = &runtest.Log{}
 		cfg := kproxy.DefaultConfig()
 		cfg.Port, cfg.ListenHost, cfg.AdminAddr = 0, "127.0.0.1", "127.0.0.1:0"
 		cfg.BrokerHosts = c.ListenAddrs()
