@@ -553,14 +553,15 @@ type batchItem struct {
 	gone  atomic.Bool  // counted off its call's held (letItem)
 	err   error
 	trace sendTrace
+	order *cutContext // its Context field's Done and Err (sendOrder); nil: never done
 	// With the spool (as pending's): the gate, the generation, the spool
 	// item (given to the spool at once, or taken by the gate's flip).
 	gateRec
 }
 
 func (*batchItem) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (*batchItem) Done() <-chan struct{}       { return nil }
-func (*batchItem) Err() error                  { return nil }
+func (it *batchItem) Done() <-chan struct{}    { return it.order.done() }
+func (it *batchItem) Err() error               { return it.order.err() }
 func (*batchItem) Value(any) any               { return nil }
 
 // startBatch hands j's records to cl, in order, each with the timestamp
@@ -601,6 +602,7 @@ func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, j *batchJob, d
 			s.gateBatchRecord(cl, c, it)
 			continue
 		}
+		it.order = tr.order.take(it.rec.Topic, deadline)
 		cl.Produce(deadline, &it.rec, onBatchProduced)
 	}
 	return c
@@ -635,6 +637,7 @@ func (s *Server) gateBatchRecord(cl *kgo.Client, c *batchCall, it *batchItem) {
 	c.lastOfKey(it)
 	if c.spoolAt == nil {
 		g.addLocked(&it.gateRec, &it.rec, nil)
+		it.order = c.tr.order.take(it.rec.Topic, c.deadline)
 		cl.Produce(c.deadline, &it.rec, onBatchProduced)
 	} else {
 		g.addLocked(&it.gateRec, &it.rec, g.gen)
@@ -858,9 +861,10 @@ func (c *batchCall) collect(ctx context.Context) []recordResult {
 					code, reason = c.srv.batchTooLargeStatus(c.cl, it.trace, unread)
 				}
 			}
+			why, earlier := earlierReason(it.err, c.deadline)
 			switch {
-			case code == 503 && failedWithEarlier(it.err, c.deadline):
-				reason = withEarlierReason // another record's produce_timeout_ms
+			case code == 503 && earlier:
+				reason = why // another record's produce_timeout_ms
 			case c.deadline == j.deadline:
 				// Handed to Kafka's client under the call's deadline (an
 				// atomic batch's transaction): its reason names it. The

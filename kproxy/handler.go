@@ -465,9 +465,11 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, dl context.Context, topic str
 			ctx.Response.Header.Set("Retry-After", "1")
 			return fail(ctx, fasthttp.StatusServiceUnavailable, notOpen)
 		}
+		p.order = p.tr.order.take(p.rec.Topic, p.ctx)
 		p.cl.Produce(p.ctx, &p.rec, onProduced)
 		s.prod.leaveAcks0()
 	} else {
+		p.order = p.tr.order.take(p.rec.Topic, p.ctx)
 		p.cl.Produce(p.ctx, &p.rec, onProduced)
 	}
 	if acks == 0 {
@@ -501,8 +503,8 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, dl context.Context, topic str
 	p.release()
 	if err != nil {
 		code, reason := produceStatus(err, trace)
-		if code == fasthttp.StatusServiceUnavailable && failedWithEarlier(err, dl) {
-			reason = withEarlierReason
+		if why, ok := earlierReason(err, dl); ok && code == fasthttp.StatusServiceUnavailable {
+			reason = why
 		}
 		if tooLargeBatch && code == fasthttp.StatusRequestEntityTooLarge {
 			// Not 413: the record fits, and a client does not send again
@@ -662,6 +664,7 @@ func (s *Server) gateCommit(ctx *fasthttp.RequestCtx, p *pending, noSpool bool) 
 	}
 	if noSpool {
 		g.addLocked(&p.gateRec, &p.rec, nil)
+		p.order = p.tr.order.take(p.rec.Topic, p.ctx)
 		p.cl.Produce(p.ctx, &p.rec, onProduced)
 	} else {
 		g.addLocked(&p.gateRec, &p.rec, g.gen)

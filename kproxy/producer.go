@@ -320,6 +320,9 @@ type tracer struct {
 	// written twice whose second was refused may have been applied by the
 	// first (txnPool.commit).
 	endTxns atomic.Int64
+	// order gives the records handed to the client the contexts kgo
+	// checks before it sends them (sendOrder).
+	order sendOrder
 	// built counts the record batches the acks=1 client built into
 	// produce requests (builtCounter). kgo builds a request's batches
 	// into its bytes, then writes them, and only then calls the write

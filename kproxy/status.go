@@ -51,6 +51,23 @@ func failedWithEarlier(err error, own context.Context) bool {
 	return (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kgo.ErrRecordTimeout)) && own != nil && own.Err() == nil
 }
 
+// earlierReason is the reason of a record failed by another record's
+// deadline and not sent (503), its own deadline (own) not passed: one
+// queued before it (failedWithEarlier), or one handed over after it whose
+// deadline came first (sendOrder's cut).
+func earlierReason(err error, own context.Context) (string, bool) {
+	switch {
+	case failedWithEarlier(err, own):
+		return withEarlierReason, true
+	case errors.Is(err, errCut) && own != nil && own.Err() == nil:
+		return cutReason, true
+	}
+	return "", false
+}
+
+// cutReason is the reason of a record failed by sendOrder's cut.
+const cutReason = "kafka did not take the record before the deadline of a record queued with it (handed to kafka's client after it, arrived before it), and kafka's client failed them together" + notWritten
+
 // withEarlierReason is the reason of a record failedWithEarlier and not
 // sent (503).
 const withEarlierReason = "kafka did not take an earlier record of its partition within produce_timeout_ms, and kafka's client failed the records queued behind it with it" + notWritten
