@@ -586,6 +586,11 @@ func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, j *batchJob, d
 	if gated && !j.noSpool {
 		c.spoolAt = s.spool.after.get()
 	}
+	// The order of the topic of the records handed over last, held while
+	// the next are of that topic (sendOrder).
+	var held *topicOrder
+	var heldTopic string
+	var gen *cutContext
 	for i := range j.recs {
 		r, it := &j.recs[i], &c.items[i]
 		// One plain write of the whole item (state waiting, not gone): no
@@ -602,9 +607,15 @@ func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, j *batchJob, d
 			s.gateBatchRecord(cl, c, it)
 			continue
 		}
-		it.order = tr.order.take(it.rec.Topic, deadline)
+		if held == nil || it.rec.Topic != heldTopic {
+			held.unlock()
+			held, gen = tr.order.take(it.rec.Topic, deadline)
+			heldTopic = it.rec.Topic
+		}
+		it.order = gen
 		cl.Produce(deadline, &it.rec, onBatchProduced)
 	}
+	held.unlock()
 	return c
 }
 
@@ -637,8 +648,10 @@ func (s *Server) gateBatchRecord(cl *kgo.Client, c *batchCall, it *batchItem) {
 	c.lastOfKey(it)
 	if c.spoolAt == nil {
 		g.addLocked(&it.gateRec, &it.rec, nil)
-		it.order = c.tr.order.take(it.rec.Topic, c.deadline)
+		t, og := c.tr.order.take(it.rec.Topic, c.deadline)
+		it.order = og
 		cl.Produce(c.deadline, &it.rec, onBatchProduced)
+		t.unlock()
 	} else {
 		g.addLocked(&it.gateRec, &it.rec, g.gen)
 		cl.Produce(g.gen, &it.rec, onBatchProduced)

@@ -465,12 +465,16 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, dl context.Context, topic str
 			ctx.Response.Header.Set("Retry-After", "1")
 			return fail(ctx, fasthttp.StatusServiceUnavailable, notOpen)
 		}
-		p.order = p.tr.order.take(p.rec.Topic, p.ctx)
+		t, g := p.tr.order.take(p.rec.Topic, p.ctx)
+		p.order = g
 		p.cl.Produce(p.ctx, &p.rec, onProduced)
+		t.unlock()
 		s.prod.leaveAcks0()
 	} else {
-		p.order = p.tr.order.take(p.rec.Topic, p.ctx)
+		t, g := p.tr.order.take(p.rec.Topic, p.ctx)
+		p.order = g
 		p.cl.Produce(p.ctx, &p.rec, onProduced)
+		t.unlock()
 	}
 	if acks == 0 {
 		// Answered now; the promise delivers it (retried until the
@@ -664,8 +668,10 @@ func (s *Server) gateCommit(ctx *fasthttp.RequestCtx, p *pending, noSpool bool) 
 	}
 	if noSpool {
 		g.addLocked(&p.gateRec, &p.rec, nil)
-		p.order = p.tr.order.take(p.rec.Topic, p.ctx)
+		t, og := p.tr.order.take(p.rec.Topic, p.ctx)
+		p.order = og
 		p.cl.Produce(p.ctx, &p.rec, onProduced)
+		t.unlock()
 	} else {
 		g.addLocked(&p.gateRec, &p.rec, g.gen)
 		p.cl.Produce(g.gen, &p.rec, onProduced)

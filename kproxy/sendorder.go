@@ -19,18 +19,31 @@ import (
 // up first — can sit in a batch behind one of them and leave with it after
 // its own deadline, after its client was answered 504 (and sent it again).
 //
-// So the records of one client and topic handed over in deadline order
-// share a generation per deadline, whose context is their Context field's
-// Done and Err (pending's, batchItem's), and a record handed over with a
-// deadline earlier than one already handed cuts the generations of later
-// deadlines at its own: a batch headed by one of their records, still
-// unsent then, is failed then (its records are answered with cutReason,
-// or 504 when a request of the client was out) instead of carrying the
-// late record. The context a record is handed with (its own deadline) is
-// left alone: kgo cancels a request that is out with it (acks 0 and 1),
-// and a cut must not cancel the requests out before the late record came.
-// The records handed after it get generations of their own: the cut does
-// not reach them.
+// So each record handed to a client gets a generation of its topic, one
+// per deadline run (the records handed over one after the other with the
+// same deadline share it), whose context is its Context field's Done and
+// Err (pending's, batchItem's); and a record handed over with a deadline
+// earlier than one already handed cuts the generations of later deadlines
+// at its own. A batch headed by one of their records, still unsent then,
+// is failed then — with every record of its partition queued behind it,
+// as kgo fails a partition's records — answered with cutReason (503), or
+// 504 when a request of the client was out. The context a record is
+// handed with (its own deadline) is left alone: kgo cancels a request that
+// is out with it (acks 0 and 1), and a cut does not cancel one; a request
+// that failed (a broken connection, a leader moved) is not sent again for
+// a record whose generation was cut. A topic's records take their
+// generations and are handed to kgo under the topic's lock, in one order.
+//
+// The cut is per topic: kgo picks the partition inside Produce. During a
+// stall longer than the late record's deadline, the unsent records of the
+// topic's other partitions handed before it are answered at its deadline,
+// up to its lateness before their own.
+//
+// Not covered: records handed through a spooling topic's gate (their
+// context is the gate's generation, which the spool's flip ends), and a
+// batch that kgo adds to a request while an earlier batch of its
+// partition is out (acks=-1, or max_in_flight_requests above 1): kgo
+// checks no context of it.
 type sendOrder struct {
 	topics sync.Map // topic → *topicOrder
 }
@@ -38,8 +51,8 @@ type sendOrder struct {
 // topicOrder is sendOrder's state for one topic.
 type topicOrder struct {
 	mu   sync.Mutex
-	gens []*sendGen // by deadline; those whose deadline passed are dropped as new ones come
-	cur  *sendGen   // the generation records of its deadline join; nil after a cut
+	gens []*sendGen // live: those whose deadline passed are dropped as new ones come
+	prev *sendGen   // the generation of the record handed over last
 	last time.Time  // the latest deadline handed over
 }
 
@@ -69,13 +82,17 @@ func (c *cutContext) Err() error {
 	return c.Context.Err()
 }
 
-// take is the generation of a record of topic whose deadline is dl's, for
-// its Context field; nil for a record handed over after records of later
-// deadlines (it cuts their generations), or without a deadline.
-func (o *sendOrder) take(topic string, dl context.Context) *cutContext {
+// take gives a record of topic whose deadline is dl's its generation, for
+// its Context field (nil: no deadline), and returns with the topic's lock
+// held: the caller hands the record to kgo and then unlocks, so that the
+// records leave in the order their generations were given. A record
+// handed over after records of later deadlines cuts their generations at
+// its own; it gets a generation too, which a record handed after it with
+// an earlier deadline still cuts in turn.
+func (o *sendOrder) take(topic string, dl context.Context) (*topicOrder, *cutContext) {
 	d, ok := dl.Deadline()
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	v, ok := o.topics.Load(topic)
 	if !ok {
@@ -83,42 +100,55 @@ func (o *sendOrder) take(topic string, dl context.Context) *cutContext {
 	}
 	t := v.(*topicOrder)
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	if !d.Before(t.last) {
-		if t.cur != nil && t.cur.deadline.Equal(d) {
-			return t.cur.ctx
-		}
-		now := time.Now()
-		n := 0
-		for n < len(t.gens) && t.gens[n].deadline.Before(now) {
+	if t.prev != nil && t.prev.deadline.Equal(d) {
+		// Nothing handed over since the record before, of the same
+		// deadline: what it cut is cut, and nothing cut it.
+		return t, t.prev.ctx
+	}
+	now := time.Now()
+	n := 0
+	for _, g := range t.gens {
+		if !g.deadline.Before(now) {
+			t.gens[n] = g
 			n++
 		}
-		t.gens = append(t.gens[:0], t.gens[n:]...)
-		ctx, cancel := context.WithDeadline(context.Background(), d)
-		g := &sendGen{ctx: &cutContext{Context: ctx}, cancel: cancel, deadline: d}
-		t.gens = append(t.gens, g)
-		t.cur, t.last = g, d
-		return g.ctx
 	}
-	// Handed over after records of later deadlines: those not sent by its
-	// deadline must not carry it.
-	var cut []*sendGen
-	for i := len(t.gens) - 1; i >= 0 && t.gens[i].deadline.After(d); i-- {
-		if g := t.gens[i]; g.cut.IsZero() || g.cut.After(d) {
-			g.cut = d
-			cut = append(cut, g)
+	clear(t.gens[n:])
+	t.gens = t.gens[:n]
+	if d.Before(t.last) {
+		// Handed over after records of later deadlines: those not sent
+		// by its deadline must not carry it.
+		var cut []*sendGen
+		for _, g := range t.gens {
+			if g.deadline.After(d) && (g.cut.IsZero() || g.cut.After(d)) {
+				g.cut = d
+				cut = append(cut, g)
+			}
+		}
+		if len(cut) > 0 {
+			time.AfterFunc(time.Until(d), func() {
+				for _, g := range cut {
+					g.ctx.cut.Store(true)
+					g.cancel()
+				}
+			})
 		}
 	}
-	t.cur = nil
-	if len(cut) > 0 {
-		time.AfterFunc(time.Until(d), func() {
-			for _, g := range cut {
-				g.ctx.cut.Store(true)
-				g.cancel()
-			}
-		})
+	ctx, cancel := context.WithDeadline(context.Background(), d)
+	g := &sendGen{ctx: &cutContext{Context: ctx}, cancel: cancel, deadline: d}
+	t.gens = append(t.gens, g)
+	t.prev = g
+	if d.After(t.last) {
+		t.last = d
 	}
-	return nil
+	return t, g.ctx
+}
+
+// unlock ends a take.
+func (t *topicOrder) unlock() {
+	if t != nil {
+		t.mu.Unlock()
+	}
 }
 
 // done and err are a record's Context field's Done and Err: its
