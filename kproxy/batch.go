@@ -547,21 +547,30 @@ type batchCall struct {
 // batchItem is one record of a batchCall; it is its record's Context, to
 // be found in the promise (one function for all records).
 type batchItem struct {
+	itemUse
+	// order is its Context field's Done and Err (sendOrder); nil: never
+	// done. Outside itemUse, which a use of the item writes whole, and
+	// atomic: kgo may call Done while a later use hands the item over (a
+	// goroutine waiting on an unknown topic's first record).
+	order atomic.Pointer[cutContext]
+}
+
+// itemUse is what a batchItem holds for one record.
+type itemUse struct {
 	rec   kgo.Record
 	call  *batchCall
 	state atomic.Int32 // waiting, finished (err, trace set) or abandoned (answered 504, or taken into the spool)
 	gone  atomic.Bool  // counted off its call's held (letItem)
 	err   error
 	trace sendTrace
-	order *cutContext // its Context field's Done and Err (sendOrder); nil: never done
 	// With the spool (as pending's): the gate, the generation, the spool
 	// item (given to the spool at once, or taken by the gate's flip).
 	gateRec
 }
 
 func (*batchItem) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (it *batchItem) Done() <-chan struct{}    { return it.order.done() }
-func (it *batchItem) Err() error               { return it.order.err() }
+func (it *batchItem) Done() <-chan struct{}    { return it.order.Load().done() }
+func (it *batchItem) Err() error               { return it.order.Load().err() }
 func (*batchItem) Value(any) any               { return nil }
 
 // startBatch hands j's records to cl, in order, each with the timestamp
@@ -599,7 +608,8 @@ func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, j *batchJob, d
 		// showed as 6% of kproxy's CPU in a profile of gRPC batches of
 		// 100, waiting on the item's cache line, last written by kgo's
 		// goroutine on the other core.
-		*it = batchItem{call: c, rec: kgo.Record{Topic: r.name, Value: r.value, Headers: r.headers, Timestamp: now, Context: it}}
+		it.itemUse = itemUse{call: c, rec: kgo.Record{Topic: r.name, Value: r.value, Headers: r.headers, Timestamp: now, Context: it}}
+		it.order.Store(nil)
 		if len(r.key) > 0 {
 			it.rec.Key = r.key
 		}
@@ -612,7 +622,7 @@ func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, j *batchJob, d
 			held, gen = tr.order.take(it.rec.Topic, deadline)
 			heldTopic = it.rec.Topic
 		}
-		it.order = gen
+		it.order.Store(gen)
 		cl.Produce(deadline, &it.rec, onBatchProduced)
 	}
 	held.unlock()
@@ -649,7 +659,7 @@ func (s *Server) gateBatchRecord(cl *kgo.Client, c *batchCall, it *batchItem) {
 	if c.spoolAt == nil {
 		g.addLocked(&it.gateRec, &it.rec, nil)
 		t, og := c.tr.order.take(it.rec.Topic, c.deadline)
-		it.order = og
+		it.order.Store(og)
 		cl.Produce(c.deadline, &it.rec, onBatchProduced)
 		t.unlock()
 	} else {

@@ -466,13 +466,13 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, dl context.Context, topic str
 			return fail(ctx, fasthttp.StatusServiceUnavailable, notOpen)
 		}
 		t, g := p.tr.order.take(p.rec.Topic, p.ctx)
-		p.order = g
+		p.order.Store(g)
 		p.cl.Produce(p.ctx, &p.rec, onProduced)
 		t.unlock()
 		s.prod.leaveAcks0()
 	} else {
 		t, g := p.tr.order.take(p.rec.Topic, p.ctx)
-		p.order = g
+		p.order.Store(g)
 		p.cl.Produce(p.ctx, &p.rec, onProduced)
 		t.unlock()
 	}
@@ -669,7 +669,7 @@ func (s *Server) gateCommit(ctx *fasthttp.RequestCtx, p *pending, noSpool bool) 
 	if noSpool {
 		g.addLocked(&p.gateRec, &p.rec, nil)
 		t, og := p.tr.order.take(p.rec.Topic, p.ctx)
-		p.order = og
+		p.order.Store(og)
 		p.cl.Produce(p.ctx, &p.rec, onProduced)
 		t.unlock()
 	} else {

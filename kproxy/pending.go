@@ -26,7 +26,10 @@ type pending struct {
 	tr      *tracer
 	note    sendNote        // tr's counts when the record was handed to kgo
 	ctx     context.Context // the record's deadline (shared: see deadlines)
-	order   *cutContext     // its Context field's Done and Err (sendOrder); nil: never done
+	// order is its Context field's Done and Err (sendOrder); nil: never
+	// done. Atomic: kgo may call Done while the pending serves a later
+	// record (a goroutine waiting on an unknown topic's first record).
+	order atomic.Pointer[cutContext]
 
 	// With the spool: the gate the record passed (gate nil: spool off,
 	// acks=0), its generation (nil: spool=0) and its copy in the spool
@@ -53,8 +56,8 @@ var pendingPool = sync.Pool{New: func() any { return &pending{done: make(chan st
 // promise (one function for every record: no closure per request); it is
 // never done. The record's deadline is the context given to Produce.
 func (*pending) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (p *pending) Done() <-chan struct{}     { return p.order.done() }
-func (p *pending) Err() error                { return p.order.err() }
+func (p *pending) Done() <-chan struct{}     { return p.order.Load().done() }
+func (p *pending) Err() error                { return p.order.Load().err() }
 func (*pending) Value(any) any               { return nil }
 
 func (p *pending) release() {
@@ -70,7 +73,8 @@ func (p *pending) release() {
 	clear(p.headers) // their keys and values
 	p.headers = p.headers[:0]
 	p.rec = kgo.Record{}
-	p.srv, p.cl, p.tr, p.ctx, p.err, p.order = nil, nil, nil, nil, nil, nil
+	p.srv, p.cl, p.tr, p.ctx, p.err = nil, nil, nil, nil, nil
+	p.order.Store(nil)
 	p.gateRec = gateRec{}
 	pendingPool.Put(p)
 }

@@ -38,7 +38,7 @@ func TestTxnStaleTopicIDRefusalKeepsTheNextCommit(t *testing.T) {
 	}
 	s.refusedTopic(tp.cl, top, kerr.UnknownTopicID)
 	s.purges.wg.Wait() // what the refusal started in the background, done
-	err := s.txns.commit(tp, []batchItem{{rec: *rec}}, time.Now().Add(5*time.Second))
+	err := s.txns.commit(tp, []batchItem{{itemUse: itemUse{rec: *rec}}}, time.Now().Add(5*time.Second))
 	s.txns.put(tp)
 	if err != nil {
 		t.Fatalf("commit of a transaction whose records were all acknowledged: %v", err)
