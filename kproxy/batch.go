@@ -596,9 +596,12 @@ func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, j *batchJob, d
 		c.spoolAt = s.spool.after.get()
 	}
 	// The order of the topic of the records handed over last, held while
-	// the next are of that topic (sendOrder).
+	// the next are of that topic, up to heldRun records (sendOrder): a
+	// /commit to the topic waits for no more.
+	const heldRun = 128
 	var held *topicOrder
 	var heldTopic string
+	var heldN int
 	var gen *cutContext
 	for i := range j.recs {
 		r, it := &j.recs[i], &c.items[i]
@@ -617,11 +620,12 @@ func (s *Server) startBatch(cl *kgo.Client, tr *tracer, acks int, j *batchJob, d
 			s.gateBatchRecord(cl, c, it)
 			continue
 		}
-		if held == nil || it.rec.Topic != heldTopic {
+		if held == nil || it.rec.Topic != heldTopic || heldN == heldRun {
 			held.unlock()
 			held, gen = tr.order.take(it.rec.Topic, deadline)
-			heldTopic = it.rec.Topic
+			heldTopic, heldN = it.rec.Topic, 0
 		}
+		heldN++
 		it.order.Store(gen)
 		cl.Produce(deadline, &it.rec, onBatchProduced)
 	}

@@ -19,12 +19,15 @@ import (
 // up first — can sit in a batch behind one of them and leave with it after
 // its own deadline, after its client was answered 504 (and sent it again).
 //
-// So each record handed to a client gets a generation of its topic, one
-// per deadline run (the records handed over one after the other with the
-// same deadline share it), whose context is its Context field's Done and
-// Err (pending's, batchItem's); and a record handed over with a deadline
-// earlier than one already handed cuts the generations of later deadlines
-// at its own. A batch headed by one of their records, still unsent then,
+// So the records handed to a client, per topic, are in epochs: a record
+// handed over with a deadline no earlier than every one handed before
+// joins the current epoch; one with an earlier deadline (handed late)
+// cuts, at its own deadline, every epoch holding a later deadline than
+// its own, and starts a new one. An epoch's cut is its records' Context
+// field's Done and Err (pending's, batchItem's). A record whose own
+// deadline comes first is failed by it, the cut changes nothing for it;
+// one with a later deadline, handed before the late record, may head the
+// late record's batch. A batch headed by one of their records, still unsent then,
 // is failed then — with every record of its partition queued behind it,
 // as kgo fails a partition's records — answered with cutReason (503), or
 // 504 when a request of the client was out. The context a record is
@@ -51,44 +54,51 @@ type sendOrder struct {
 // topicOrder is sendOrder's state for one topic.
 type topicOrder struct {
 	mu   sync.Mutex
-	gens []*sendGen // live: those whose deadline passed are dropped as new ones come
-	prev *sendGen   // the generation of the record handed over last
-	last time.Time  // the latest deadline handed over
+	cur  *cutContext   // the epoch records handed in deadline order join
+	live []*cutContext // the epochs, oldest first; dropped at a cut once their records' deadlines passed
+	last time.Time     // the latest deadline handed over
 }
 
-type sendGen struct {
-	ctx      *cutContext
-	cancel   context.CancelFunc
-	deadline time.Time
-	cut      time.Time // when a record handed later with an earlier deadline cuts it; zero: never
+// cutContext is an epoch of a topic's records (sendOrder): its channel is
+// closed at its cut.
+type cutContext struct {
+	ch  chan struct{}
+	cut atomic.Bool
+	// Under the topic's lock.
+	latest time.Time // the latest deadline of its records
+	at     time.Time // when it is cut; zero: not yet due to be
 }
 
-// errCut is the error of a generation's context cut by a record handed
-// later with an earlier deadline: kgo fails the records with it (as
-// context.Canceled).
+// errCut is the error of a record whose epoch was cut: kgo fails the
+// records of a batch headed by one with it (as context.Canceled).
 var errCut = fmt.Errorf("a record handed to kafka's client after it, queued with it, reached its deadline first: %w", context.Canceled)
 
-// cutContext is a generation's context: done at its deadline, or when
-// cut, then its error errCut.
-type cutContext struct {
-	context.Context
-	cut atomic.Bool
-}
-
-func (c *cutContext) Err() error {
-	if err := c.Context.Err(); err == context.Canceled && c.cut.Load() {
-		return errCut
+func (c *cutContext) close() {
+	if c.cut.CompareAndSwap(false, true) {
+		close(c.ch)
 	}
-	return c.Context.Err()
 }
 
-// take gives a record of topic whose deadline is dl's its generation, for
-// its Context field (nil: no deadline), and returns with the topic's lock
+// done and err are a record's Context field's Done and Err: its epoch's
+// cut, or never (nil: no epoch).
+func (c *cutContext) done() <-chan struct{} {
+	if c == nil {
+		return nil
+	}
+	return c.ch
+}
+
+func (c *cutContext) err() error {
+	if c == nil || !c.cut.Load() {
+		return nil
+	}
+	return errCut
+}
+
+// take gives a record of topic whose deadline is dl's its epoch, for its
+// Context field (nil: no deadline), and returns with the topic's lock
 // held: the caller hands the record to kgo and then unlocks, so that the
-// records leave in the order their generations were given. A record
-// handed over after records of later deadlines cuts their generations at
-// its own; it gets a generation too, which a record handed after it with
-// an earlier deadline still cuts in turn.
+// records leave in the order they took their epochs.
 func (o *sendOrder) take(topic string, dl context.Context) (*topicOrder, *cutContext) {
 	d, ok := dl.Deadline()
 	if !ok {
@@ -100,48 +110,45 @@ func (o *sendOrder) take(topic string, dl context.Context) (*topicOrder, *cutCon
 	}
 	t := v.(*topicOrder)
 	t.mu.Lock()
-	if t.prev != nil && t.prev.deadline.Equal(d) {
-		// Nothing handed over since the record before, of the same
-		// deadline: what it cut is cut, and nothing cut it.
-		return t, t.prev.ctx
+	if t.cur != nil && !d.Before(t.last) {
+		t.cur.latest, t.last = d, d
+		return t, t.cur
 	}
-	now := time.Now()
-	n := 0
-	for _, g := range t.gens {
-		if !g.deadline.Before(now) {
-			t.gens[n] = g
-			n++
-		}
-	}
-	clear(t.gens[n:])
-	t.gens = t.gens[:n]
-	if d.Before(t.last) {
+	if t.cur != nil {
 		// Handed over after records of later deadlines: those not sent
 		// by its deadline must not carry it.
-		var cut []*sendGen
-		for _, g := range t.gens {
-			if g.deadline.After(d) && (g.cut.IsZero() || g.cut.After(d)) {
-				g.cut = d
-				cut = append(cut, g)
+		now := time.Now()
+		n := 0
+		for _, e := range t.live {
+			if !e.latest.Before(now) {
+				t.live[n] = e
+				n++
+			}
+		}
+		clear(t.live[n:])
+		t.live = t.live[:n]
+		var cut []*cutContext
+		for _, e := range t.live {
+			if e.latest.After(d) && (e.at.IsZero() || e.at.After(d)) {
+				e.at = d
+				cut = append(cut, e)
 			}
 		}
 		if len(cut) > 0 {
 			time.AfterFunc(time.Until(d), func() {
-				for _, g := range cut {
-					g.ctx.cut.Store(true)
-					g.cancel()
+				for _, e := range cut {
+					e.close()
 				}
 			})
 		}
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), d)
-	g := &sendGen{ctx: &cutContext{Context: ctx}, cancel: cancel, deadline: d}
-	t.gens = append(t.gens, g)
-	t.prev = g
+	e := &cutContext{ch: make(chan struct{}), latest: d}
+	t.live = append(t.live, e)
+	t.cur = e
 	if d.After(t.last) {
 		t.last = d
 	}
-	return t, g.ctx
+	return t, e
 }
 
 // unlock ends a take.
@@ -149,20 +156,4 @@ func (t *topicOrder) unlock() {
 	if t != nil {
 		t.mu.Unlock()
 	}
-}
-
-// done and err are a record's Context field's Done and Err: its
-// generation's (sendOrder), or never done.
-func (c *cutContext) done() <-chan struct{} {
-	if c == nil {
-		return nil
-	}
-	return c.Done()
-}
-
-func (c *cutContext) err() error {
-	if c == nil {
-		return nil
-	}
-	return c.Err()
 }
