@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy/kproxypb"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
 
@@ -39,5 +42,47 @@ func TestGRPCUnknownClientRefusedUnread(t *testing.T) {
 	defer h.mu.Unlock()
 	if st := h.trailers["grpc-status"]; st != "16" {
 		t.Errorf("grpc-status %q (%q), want 16 (Unauthenticated)", st, h.trailers["grpc-message"])
+	}
+}
+
+// TestGRPCClientRemovedWhileItsMessageCame: a unary Produce's client is
+// found when the call starts, before its message is read; its message may
+// come up to the longer of read_timeout_ms and idle_timeout_ms later. A
+// reload that removed the client meanwhile must hold for it: its records
+// were checked by the rules of the call's start and written, up to a
+// minute after its secret was revoked. The client is found again by the
+// rules in force once its message came, as a stream's is before each
+// request.
+func TestGRPCClientRemovedWhileItsMessageCame(t *testing.T) {
+	r := startReloadable(t, "clients:\n - {name: shop, secret: s, topics: ['*']}\n - {name: gone, secret: g, topics: ['*']}\n")
+	addr := r.srv.GRPCAddr().String()
+	h := dialH2(t, addr)
+	h.open(addr, "/kafkahttpwrapper.v1.KProxy/Produce",
+		"authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("gone:g")))
+	msg, err := proto.Marshal(&kproxypb.ProduceRequest{Id: 9, Topic: topic, Records: []*kproxypb.Record{grec("", "k", "revoked")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := append(binary.BigEndian.AppendUint32([]byte{0}, uint32(len(msg))), msg...)
+	h.write(func() error { return h.fr.WriteData(1, false, frame[:3]) })
+	time.Sleep(200 * time.Millisecond) // the call started, its message not read
+	r.write(t, "clients:\n - {name: shop, secret: s, topics: ['*']}\n")
+	if err := r.srv.Reload(); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	h.write(func() error { return h.fr.WriteData(1, true, frame[3:]) })
+	select {
+	case <-h.ended:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the call not answered: %s", h.broken())
+	}
+	h.mu.Lock()
+	st := h.trailers["grpc-status"]
+	h.mu.Unlock()
+	if st != "16" {
+		t.Errorf("a removed client's call whose message came after the reload: grpc-status %q, want 16 (Unauthenticated)", st)
+	}
+	if n := endOffsets(t, r.kafka, topic); n != 0 {
+		t.Errorf("%d records in Kafka, want 0: the client was removed before its message came", n)
 	}
 }

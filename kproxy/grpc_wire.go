@@ -215,14 +215,18 @@ func produceHandler(srv any, ctx context.Context, dec func(any) error, intercept
 	// is answered at once, its message never read. Read first, a caller
 	// without credentials held up to max_request_size_bytes per call
 	// until readBound, on as many calls and connections as it opened.
-	acl := s.acl() // the rules of the whole request
-	rule, v := authenticateRPC(acl, ctx)
-	if v.code != 0 {
-		a := refusedAnswer(0, refuse(v.code, -1, v.reason+"; the request was not read"))
+	unknown := func(id uint64, v verdict) error {
+		a := refusedAnswer(id, refuse(v.code, -1, v.reason))
 		err := answerError(&a)
 		s.metrics.grpcAnswered("Produce", a.status, time.Now())
 		s.metrics.grpcRPCs.WithLabelValues(strings.TrimPrefix(kproxypb.KProxy_Produce_FullMethodName, "/"), status.Code(err).String()).Inc()
-		return nil, err
+		return err
+	}
+	acl := s.acl() // the rules of the whole request
+	rule, v := authenticateRPC(acl, ctx)
+	if v.code != 0 {
+		v.reason += "; the request was not read"
+		return nil, unknown(0, v)
 	}
 	j := getBatchJob()
 	// A call open at shutdown whose message has not come is no request
@@ -243,6 +247,17 @@ func produceHandler(srv any, ctx context.Context, dec func(any) error, intercept
 		j.release()
 		s.metrics.grpcRPCs.WithLabelValues(strings.TrimPrefix(kproxypb.KProxy_Produce_FullMethodName, "/"), status.Code(err).String()).Inc()
 		return nil, err
+	}
+	if now := s.acl(); now != acl {
+		// A reload stored new rules while the message came (up to
+		// readBound): the client is found again by them, as a stream's
+		// is before each request.
+		acl = now
+		if rule, v = authenticateRPC(acl, ctx); v.code != 0 {
+			id := requestID(j.body)
+			j.release()
+			return nil, unknown(id, v)
+		}
 	}
 	j.timeout = s.deadlines.get() // the records' deadline runs from here
 	if interceptor == nil {
