@@ -248,9 +248,9 @@ func (c Config) Validate(file string) error {
 		case !zklayout.PathChars(cl.Chroot):
 			p.Addf(name+".chroot", cl.Chroot, "has a character ZooKeeper refuses in a path (a control character, U+D800–U+F8FF, U+FFF0 and above)")
 		}
-		p.HostList(name+".zk_hosts", cl.ZKHosts, true, "ZooKeeper")
+		p.HostList(name+".zk_hosts", cl.ZKHosts, true, true, "ZooKeeper")
 		cl.ZKAuth.Validate(p, name+".zk_auth", false)
-		p.HostList(name+".broker_hosts", cl.BrokerHosts, false, "broker")
+		p.HostList(name+".broker_hosts", cl.BrokerHosts, false, false, "broker")
 		if cl.ZKConnectTimeoutMs < 1 || cl.ZKConnectTimeoutMs > kafkaconf.MaxMs {
 			p.Addf(name+".zk_connect_timeout_ms", cl.ZKConnectTimeoutMs, "must be 1..%d", kafkaconf.MaxMs)
 		}

@@ -412,7 +412,7 @@ func (c Config) Validate(file string) error {
 	if c.LingerMs < 0 || c.LingerMs > 60_000 {
 		p.Addf("linger_ms", c.LingerMs, "must be 0..60000 (a minute)")
 	}
-	p.HostList("broker_hosts", c.BrokerHosts, true, "broker")
+	p.HostList("broker_hosts", c.BrokerHosts, true, false, "broker")
 	if c.AdminAddr != "" && !config.HostPort(c.AdminAddr, 0) {
 		p.Addf("admin_addr", c.AdminAddr, "must be host:port, or empty to turn the admin listener off")
 	} else if c.AdminAddr != "" && !c.adminAddrDefault {

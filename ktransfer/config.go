@@ -413,9 +413,9 @@ func (c Config) Validate(file string) error {
 	if c.ZKTimeoutMs < 1000 || c.ZKTimeoutMs > kafkaconf.MaxMs {
 		p.Addf("zk_timeout_ms", c.ZKTimeoutMs, "must be 1000..%d", kafkaconf.MaxMs)
 	}
-	p.HostList("zk_hosts", c.ZKHosts, true, "ZooKeeper")
+	p.HostList("zk_hosts", c.ZKHosts, true, true, "ZooKeeper")
 	c.ZKAuth.Validate(p, "zk_auth", true)
-	p.HostList("broker_hosts", c.BrokerHosts, false, "broker")
+	p.HostList("broker_hosts", c.BrokerHosts, false, false, "broker")
 	if len(c.ModuleEnabled) == 0 {
 		p.Add("module_enabled", "must name at least one module")
 	}
@@ -523,7 +523,7 @@ func (m Module) Validate() error {
 	}
 	for i, b := range m.BackendServers {
 		switch {
-		case config.DialAddr(b):
+		case config.DialAddr(b, true):
 		case strings.ContainsAny(b, "@?"):
 			// A URL with user information or a query: it may hold a
 			// credential, which belongs in protocol.headers.

@@ -846,26 +846,28 @@ func HostPort(s string, minPort int) bool {
 }
 
 // DialAddr reports whether s is an address to connect to: host:port with
-// a port from 1 to 65535 and a host that is not empty and holds no white
-// space or control character. HostPort took ":2181" and "10.1.1.1 :2181",
-// which failed only when dialled ("lookup : no such host"), in a log line
-// naming neither the file nor the key.
-func DialAddr(s string) bool {
+// a port from 1 to 65535 and a host that holds no white space or control
+// character, and is not empty where hostRequired. HostPort took
+// "10.1.1.1 :2181", which failed only when dialled, and ":2181", which
+// ZooKeeper's client and fasthttp look up as a name ("lookup : no such
+// host"), in a log line naming neither the file nor the key. Kafka's
+// client dials ":9092" on this machine: an empty host is kept there.
+func DialAddr(s string, hostRequired bool) bool {
 	host, _, err := net.SplitHostPort(s)
-	return err == nil && host != "" && !strings.ContainsFunc(host, func(r rune) bool {
+	return err == nil && (host != "" || !hostRequired) && !strings.ContainsFunc(host, func(r rune) bool {
 		return unicode.IsSpace(r) || unicode.IsControl(r)
 	}) && HostPort(s, 1)
 }
 
 // HostList records the problems of a list of host:port addresses: empty
 // when required, and each entry that is not an address to connect to
-// (DialAddr).
-func (p *Problems) HostList(field string, hosts []string, required bool, what string) {
+// (DialAddr; hostRequired as it says).
+func (p *Problems) HostList(field string, hosts []string, required, hostRequired bool, what string) {
 	if required && len(hosts) == 0 {
 		p.Add(field, "must list at least one "+what+" host:port")
 	}
 	for i, h := range hosts {
-		if !DialAddr(h) {
+		if !DialAddr(h, hostRequired) {
 			p.Addf(field+"["+strconv.Itoa(i)+"]", h, "must be host:port")
 		}
 	}
