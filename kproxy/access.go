@@ -31,12 +31,13 @@ type Client struct {
 	RateLimit float64 `yaml:"rate_limit"`
 	Burst     int     `yaml:"burst"`
 
-	// loaded is the secret as LoadConfig read it (inline or from
-	// SecretFile), within the bound on reading the configuration's files:
-	// the rules are made from it, not from a read of their own that a
-	// mount gone silent could hold unbounded. Empty for a Config not made
-	// by LoadConfig.
-	loaded string
+	// loaded is the SHA-256 sum of the secret as LoadConfig read it
+	// (inline or from SecretFile), within the bound on reading the
+	// configuration's files: the rules are made from it, not from a read
+	// of their own that a mount gone silent could hold unbounded. Unset
+	// (read false) for a Config not made by LoadConfig.
+	loaded [32]byte
+	read   bool
 }
 
 // access decides who may write where. Secrets are kept as SHA-256 sums
@@ -67,14 +68,15 @@ func newAccess(cfg Config, prev *access) (*access, error) {
 	a.clients = map[string]*clientRule{}
 	var limits []func() // applied once nothing can refuse the rules
 	for _, c := range cfg.Clients {
-		secret := c.loaded
-		if secret == "" {
-			var err error
-			if secret, err = config.SecretOf(c.Secret, c.SecretFile); err != nil {
+		sum := c.loaded
+		if !c.read {
+			secret, err := config.SecretOf(c.Secret, c.SecretFile)
+			if err != nil {
 				return nil, fmt.Errorf("clients %s: %w", c.Name, err)
 			}
+			sum = sha256.Sum256([]byte(secret))
 		}
-		rule := &clientRule{name: c.Name, sum: sha256.Sum256([]byte(secret)), topics: c.Topics}
+		rule := &clientRule{name: c.Name, sum: sum, topics: c.Topics}
 		if c.RateLimit > 0 {
 			burst := c.Burst
 			if burst == 0 {

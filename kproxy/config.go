@@ -3,6 +3,7 @@
 package kproxy
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -219,10 +220,12 @@ func LoadConfig(path string) (Config, error) {
 	}
 	for i, cl := range cfg.Clients {
 		// Read here, where the caller bounds the reading of files (a
-		// reload, a start): the rules use this read.
-		if cfg.Clients[i].loaded, err = config.SecretOf(cl.Secret, cl.SecretFile); err != nil {
+		// reload, a start): the rules use this read, kept as its sum.
+		secret, err := config.SecretOf(cl.Secret, cl.SecretFile)
+		if err != nil {
 			return cfg, fmt.Errorf("%s: clients[%d].secret_file: %w", path, i, err)
 		}
+		cfg.Clients[i].loaded, cfg.Clients[i].read = sha256.Sum256([]byte(secret)), true
 	}
 	return cfg, nil
 }

@@ -55,6 +55,9 @@ type txnPool struct {
 
 type txnProducer struct {
 	id string
+	// fencedLogged: fencedBy logged the current client's fence (its
+	// batch's failure, then its abort's, say it twice). Its holder's.
+	fencedLogged bool
 	// cl is nil until its next use. Its holder (a batch, or close) reads
 	// it; it is set and cleared under the pool's mu, so that close can
 	// read it while a batch still holds tp.
@@ -178,7 +181,7 @@ func (p *txnPool) begin(tp *txnProducer, deadline context.Context) error {
 				cl.Close()
 				return fmt.Errorf("transactional client %s: %w", tp.id, kgo.ErrClientClosed)
 			}
-			tp.cl = cl
+			tp.cl, tp.fencedLogged = cl, false
 			p.mu.Unlock()
 		}
 		if err := loadProducerID(tp.cl, deadline); err != nil {
@@ -378,7 +381,8 @@ func (p *txnPool) retire(ctx context.Context, tp *txnProducer, why error) {
 // the other's transactions at its next atomic batch (its client replaced,
 // or its producer id reloaded, which fences the other in turn).
 func (p *txnPool) fencedBy(tp *txnProducer, err error) {
-	if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) {
+	if !tp.fencedLogged && (errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch)) {
+		tp.fencedLogged = true
 		p.log.Error("transactional client fenced by another producer of its transactional id: give each kproxy its own transactional_id (atomic batches of both fail while they share it)",
 			"transactional_id", tp.id, "err", err)
 	}
