@@ -53,25 +53,43 @@ type sendOrder struct {
 
 // topicOrder is sendOrder's state for one topic.
 type topicOrder struct {
-	mu   sync.Mutex
-	cur  *cutContext   // the epoch records handed in deadline order join
-	live []*cutContext // the epochs, oldest first; dropped at a cut once their records' deadlines passed
-	last time.Time     // the latest deadline handed over
+	mu sync.Mutex
+	// cur is the epoch records handed in deadline order join.
+	cur *cutContext
+	// cuts are the cuts to come, by their time (the latest last), each
+	// with the epochs it cuts, or the cuts merged into it, linked to it;
+	// dropped from the front once the deadlines of what they cut passed.
+	cuts []*cutContext
+	last time.Time // the latest deadline handed over
 }
 
-// cutContext is an epoch of a topic's records (sendOrder): its channel is
-// closed at its cut.
+// cutContext is an epoch of a topic's records (sendOrder), or a cut: an
+// epoch's records' Context is done when the cut it is linked to (through
+// the cuts merged into earlier ones) is, at the cut's time.
 type cutContext struct {
-	ch  chan struct{}
-	cut atomic.Bool
+	next atomic.Pointer[cutContext] // the cut it takes; set once
+	ch   chan struct{}              // a cut's: closed at its time
+	cut  atomic.Bool                // a cut's: closed
 	// Under the topic's lock.
-	latest time.Time // the latest deadline of its records
-	at     time.Time // when it is cut; zero: not yet due to be
+	latest time.Time // the latest deadline of the records it holds or cuts
+	at     time.Time // a cut's time
 }
 
 // errCut is the error of a record whose epoch was cut: kgo fails the
 // records of a batch headed by one with it (as context.Canceled).
 var errCut = fmt.Errorf("a record handed to kafka's client after it, queued with it, reached its deadline first: %w", context.Canceled)
+
+// root is the cut c takes (itself for a cut not merged, or an epoch not
+// cut).
+func (c *cutContext) root() *cutContext {
+	for {
+		n := c.next.Load()
+		if n == nil {
+			return c
+		}
+		c = n
+	}
+}
 
 func (c *cutContext) close() {
 	if c.cut.CompareAndSwap(false, true) {
@@ -80,16 +98,16 @@ func (c *cutContext) close() {
 }
 
 // done and err are a record's Context field's Done and Err: its epoch's
-// cut, or never (nil: no epoch).
+// cut, or never (nil: no epoch; an epoch not cut has no channel).
 func (c *cutContext) done() <-chan struct{} {
 	if c == nil {
 		return nil
 	}
-	return c.ch
+	return c.root().ch
 }
 
 func (c *cutContext) err() error {
-	if c == nil || !c.cut.Load() {
+	if c == nil || !c.root().cut.Load() {
 		return nil
 	}
 	return errCut
@@ -99,6 +117,13 @@ func (c *cutContext) err() error {
 // Context field (nil: no deadline), and returns with the topic's lock
 // held: the caller hands the record to kgo and then unlocks, so that the
 // records leave in the order they took their epochs.
+//
+// A record handed over late (a deadline earlier than the latest handed)
+// makes a cut at its deadline: the current epoch is linked to it, and so
+// are the cuts to come after it (merged: their epochs take the earlier
+// time); the cuts before it stay. So every epoch holding a deadline later
+// than a late record's, handed before it, is cut by then at the latest,
+// and a late record costs the cuts it merges, each merged once.
 func (o *sendOrder) take(topic string, dl context.Context) (*topicOrder, *cutContext) {
 	d, ok := dl.Deadline()
 	if !ok {
@@ -119,31 +144,26 @@ func (o *sendOrder) take(topic string, dl context.Context) (*topicOrder, *cutCon
 		// by its deadline must not carry it.
 		now := time.Now()
 		n := 0
-		for _, e := range t.live {
-			if !e.latest.Before(now) {
-				t.live[n] = e
-				n++
+		for n < len(t.cuts) && t.cuts[n].latest.Before(now) {
+			t.cuts[n] = nil
+			n++
+		}
+		t.cuts = t.cuts[n:]
+		c := &cutContext{ch: make(chan struct{}), at: d, latest: t.cur.latest}
+		t.cur.next.Store(c)
+		for len(t.cuts) > 0 && t.cuts[len(t.cuts)-1].at.After(d) {
+			top := t.cuts[len(t.cuts)-1]
+			t.cuts[len(t.cuts)-1] = nil
+			t.cuts = t.cuts[:len(t.cuts)-1]
+			top.next.Store(c)
+			if top.latest.After(c.latest) {
+				c.latest = top.latest
 			}
 		}
-		clear(t.live[n:])
-		t.live = t.live[:n]
-		var cut []*cutContext
-		for _, e := range t.live {
-			if e.latest.After(d) && (e.at.IsZero() || e.at.After(d)) {
-				e.at = d
-				cut = append(cut, e)
-			}
-		}
-		if len(cut) > 0 {
-			time.AfterFunc(time.Until(d), func() {
-				for _, e := range cut {
-					e.close()
-				}
-			})
-		}
+		t.cuts = append(t.cuts, c)
+		time.AfterFunc(time.Until(d), c.close)
 	}
-	e := &cutContext{ch: make(chan struct{}), latest: d}
-	t.live = append(t.live, e)
+	e := &cutContext{latest: d}
 	t.cur = e
 	if d.After(t.last) {
 		t.last = d
