@@ -335,7 +335,7 @@ func cookies(raw []byte) iter.Seq[[]byte] {
 			if !bytes.EqualFold(name, []byte(fasthttp.HeaderCookie)) {
 				continue
 			}
-			if value = bytes.Trim(value, " \t\r"); len(value) > 0 && !yield(value) {
+			if len(value) > 0 && !yield(value) {
 				return
 			}
 		}
@@ -369,31 +369,10 @@ func eachRequestHeader(ctx *fasthttp.RequestCtx, f func(name, value []byte) bool
 		}
 		return
 	}
-	raw := ctx.Request.Header.RawHeaders()
-	var name, value []byte
-	for len(raw) > 0 {
-		var line []byte
-		line, raw, _ = bytes.Cut(raw, []byte("\n"))
-		line = bytes.TrimRight(line, "\r")
-		if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
-			// A field folded onto this line (obs-fold): joined with a
-			// space, as fasthttp joins it for All (a line of white space
-			// too).
-			if name != nil {
-				value = append(append(append([]byte(nil), value...), ' '), bytes.Trim(line, " \t")...)
-			}
-			continue
-		}
-		if name != nil && !f(name, bytes.TrimLeft(value, " \t")) {
+	for name, value := range headerLines(ctx.Request.Header.RawHeaders()) {
+		if !f(name, value) {
 			return
 		}
-		name = nil
-		if n, v, ok := bytes.Cut(line, []byte(":")); ok {
-			name, value = bytes.TrimRight(n, " \t"), bytes.Trim(v, " \t")
-		}
-	}
-	if name != nil {
-		f(name, bytes.TrimLeft(value, " \t"))
 	}
 }
 
@@ -415,16 +394,36 @@ func headerValue(ctx *fasthttp.RequestCtx, name string) []byte {
 	return found
 }
 
-// headerLines yields the name and value of each line of a request's raw
-// header lines (RawHeaders) that has a colon, as received.
+// headerLines yields the name and value of each field of a request's raw
+// header lines (RawHeaders), as received but for the white space around
+// the value and after the name. A field folded onto the lines after it
+// (obs-fold) has them joined with a space, as fasthttp joins them (a line
+// of white space too): read line by line, a folded Cookie was cut at the
+// fold, and a folded line naming Transfer-Encoding read as that header. A
+// line without a colon is skipped, with the lines folded onto it.
 func headerLines(raw []byte) iter.Seq2[[]byte, []byte] {
 	return func(yield func(name, value []byte) bool) {
+		var name, value []byte
 		for len(raw) > 0 {
 			var line []byte
 			line, raw, _ = bytes.Cut(raw, []byte("\n"))
-			if name, value, ok := bytes.Cut(line, []byte(":")); ok && !yield(name, value) {
+			line = bytes.TrimRight(line, "\r")
+			if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
+				if name != nil {
+					value = append(append(append([]byte(nil), value...), ' '), bytes.Trim(line, " \t")...)
+				}
+				continue
+			}
+			if name != nil && !yield(name, bytes.TrimLeft(value, " \t")) {
 				return
 			}
+			name = nil
+			if n, v, ok := bytes.Cut(line, []byte(":")); ok {
+				name, value = bytes.TrimRight(n, " \t"), bytes.Trim(v, " \t")
+			}
+		}
+		if name != nil {
+			yield(name, bytes.TrimLeft(value, " \t"))
 		}
 	}
 }
