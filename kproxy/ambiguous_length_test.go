@@ -42,6 +42,11 @@ func TestContentLengthWithTransferEncodingRefused(t *testing.T) {
 		// connection's end sends the next request as this one's body.
 		"POST /commit?topic=orders HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: identity\r\n\r\n\x02",
 		"POST /batch?topic=orders HTTP/1.1\r\nHost: x\r\nTRANSFER-ENCODING: identity\r\nContent-Length: 13\r\nContent-Type: application/json\r\n\r\n[{\"value\":1}]",
+		// Transfer-Encoding on a line folded onto the field before it
+		// (obs-fold): fasthttp joins it to X-A and goes by
+		// Content-Length; a proxy in front that takes it for a field of
+		// its own goes by the chunks.
+		"POST /commit?topic=orders HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n1\r\n\x02\r\n0\r\n\r\n",
 	} {
 		resp, answer, br, conn := sendRaw(t, addr, first+next)
 		if resp.StatusCode != 400 || !strings.Contains(string(answer), "Transfer-Encoding") {

@@ -132,9 +132,10 @@ func TestChunkedObsFoldEdgesAsFasthttp(t *testing.T) {
 // (obs-fold, which fasthttp accepts and joins with a space) was cut at the
 // fold — "a=1;" for "a=1;\r\n b=2" — or left out when its value was on the
 // continuation line only, the request answered 200: written otherwise than
-// sent. And a field folded onto the line after another (X-A: 1, then a
-// continuation line naming Transfer-Encoding) is that field's value, not
-// a Transfer-Encoding header: the request is no ambiguous length.
+// sent. (A folded line naming Transfer-Encoding with a Content-Length
+// stays refused, 400: fasthttp joins it to the field before it, but a
+// proxy in front that takes it for a field of its own would frame the
+// body by it — TestAmbiguousLength's concern.)
 func TestFoldedCookieWholeInCk(t *testing.T) {
 	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
 	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ExtHeaders = []string{"ck"} })
@@ -142,7 +143,6 @@ func TestFoldedCookieWholeInCk(t *testing.T) {
 	for _, tc := range []struct{ cookie, want string }{
 		{"Cookie: a=1;\r\n b=2\r\n", "ck=a=1; b=2"},
 		{"Cookie:\r\n sid=abc\r\n", "ck=sid=abc"},
-		{"X-A: 1\r\n Transfer-Encoding: chunked\r\nCookie: c=3\r\n", "ck=c=3"},
 	} {
 		got := commitRaw(t, p, c, fmt.Sprintf("POST /commit?topic=%s&key=k HTTP/1.1\r\nHost: kproxy\r\n%sContent-Length: %d\r\nConnection: close\r\n\r\n%s",
 			topic, tc.cookie, len(body), body))

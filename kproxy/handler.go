@@ -345,7 +345,18 @@ func (s *Server) checkBody(ctx *fasthttp.RequestCtx, body []byte) int {
 // end, the requests after it included.
 func ambiguousLength(ctx *fasthttp.RequestCtx) bool {
 	var length, encoding bool
-	for name := range headerLines(ctx.Request.Header.RawHeaders()) {
+	raw := ctx.Request.Header.RawHeaders()
+	for len(raw) > 0 {
+		// Line by line, a line folded onto the field before it (obs-fold)
+		// included: fasthttp joins it to that field, but a proxy in
+		// front that takes it for a field of its own would frame the body
+		// by it (" Transfer-Encoding: chunked" after "X-A: 1").
+		var line []byte
+		line, raw, _ = bytes.Cut(raw, []byte("\n"))
+		name, _, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
 		name = bytes.TrimSpace(name)
 		length = length || bytes.EqualFold(name, []byte(fasthttp.HeaderContentLength))
 		encoding = encoding || bytes.EqualFold(name, []byte(fasthttp.HeaderTransferEncoding))

@@ -399,8 +399,7 @@ func headerValue(ctx *fasthttp.RequestCtx, name string) []byte {
 // the value and after the name. A field folded onto the lines after it
 // (obs-fold) has them joined with a space, as fasthttp joins them (a line
 // of white space too): read line by line, a folded Cookie was cut at the
-// fold, and a folded line naming Transfer-Encoding read as that header. A
-// line without a colon is skipped, with the lines folded onto it.
+// fold. (ambiguousLength reads line by line on purpose.)
 func headerLines(raw []byte) iter.Seq2[[]byte, []byte] {
 	return func(yield func(name, value []byte) bool) {
 		var name, value []byte
