@@ -724,6 +724,7 @@ func (c *cluster) pollLeader(ctx context.Context, client *kgo.Client, leader int
 // (retention meanwhile) counts as no lag.
 func (c *cluster) pollStarts(ctx context.Context, client *kgo.Client, tps []topicPartition) {
 	answers := make(map[topicPartition]startEntry, len(tps))
+	asked := time.Now()
 	listOffsetsSharded(ctx, client, tps, -2, func(tp topicPartition, offset int64, err error) {
 		answers[tp] = startEntry{start: offset, err: err}
 	})
@@ -738,7 +739,7 @@ func (c *cluster) pollStarts(ctx context.Context, client *kgo.Client, tps []topi
 		if a.err != nil {
 			a.err = fmt.Errorf("log start of %s/%d: %w", tp.topic, tp.partition, a.err)
 		}
-		c.state.setStart(tp, a.start, a.err, time.Now())
+		c.state.setStart(tp, a.start, a.err, asked, time.Now())
 	}
 }
 

@@ -12,22 +12,35 @@ import (
 // moduleKeys gives every lag its partition key within its module: the
 // partition, or "<topic>.<partition>" when the module has offsets for more
 // than one topic in the cluster (so that they do not overwrite each other;
-// the partition is what follows the last dot).
+// the partition is what follows the last dot). A topic with a folder of
+// offsets counts (its offsets, its unstored partitions, its folder
+// unreadable), one with only partitions claimed in owners/ does not, nor
+// does the entry of the module's folder of offsets when it cannot be
+// listed (topic "*"): they leave the module's keys as they are. Such a
+// claimed partition is keyed "<topic>.<partition>", and that entry "*.*"
+// beside others ("*" alone), never as one of the module's own keys.
 func moduleKeys(lags []Lag) []string {
 	type cm struct{ cluster, module string }
-	topics := map[cm]string{}
-	multi := map[cm]bool{}
+	topics := map[cm]map[string]bool{}
 	for _, l := range lags {
 		k := cm{l.Cluster, l.Module}
-		if t, ok := topics[k]; ok && t != l.Topic {
-			multi[k] = true
+		if topics[k] == nil {
+			topics[k] = map[string]bool{}
 		}
-		topics[k] = l.Topic
+		if l.Topic != "*" && !l.claimedOnly {
+			topics[k][l.Topic] = true
+		}
 	}
 	keys := make([]string, len(lags))
 	for i, l := range lags {
+		own := topics[cm{l.Cluster, l.Module}]
 		keys[i] = l.Partition
-		if multi[cm{l.Cluster, l.Module}] {
+		switch {
+		case l.Topic == "*" && l.Partition == "*":
+			if len(own) > 0 {
+				keys[i] = "*.*"
+			}
+		case len(own) > 1 || !own[l.Topic]:
 			keys[i] = l.Topic + "." + l.Partition
 		}
 	}

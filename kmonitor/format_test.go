@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -397,4 +398,63 @@ func TestLogEndReadBeforeCommitIsNotPastIt(t *testing.T) {
 	if want := "committed offset 12 past the log end 10: topic re-created or log truncated"; len(lags) != 1 || lags[0].Err != want || lags[0].LogEnd != 10 {
 		t.Errorf("log end 10 read after offset 12: %+v, want the error %q", lags, want)
 	}
+}
+
+// TestKeysSwitchOnlyForOffsetsOfASecondTopic attacks README's rule that a
+// module's keys become <topic>.<partition> when it has offsets for more
+// than one topic: a partition of another topic claimed in owners/ with no
+// offset (a ktransfer that cannot resolve its start), or the module's
+// folder of offsets that cannot be listed ("*"), switched every healthy
+// key of the module (c.m.0.delay became c.m.t.0.delay: its zabbix item
+// went quiet, zabbix_sender failed the unknown key, the JSON key was
+// renamed) for as long as the claim or the ACL lasted. Such a claimed
+// partition is keyed <topic>.<partition>, never as one of the module's
+// own; one of the module's topic, or of a topic with a folder of offsets,
+// is the module's. Keys hold while every lag is unknown (ZooKeeper away),
+// and no two entries of a module share one.
+func TestKeysSwitchOnlyForOffsetsOfASecondTopic(t *testing.T) {
+	s := newState(time.Hour, 0)
+	s.newEpoch()
+	live := context.Background()
+	for _, k := range []partKey{{"m", "t", "0"}, {"n", "t", "0"}} {
+		if err := s.setOffset(live, k, nil, []byte("7")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	s.setEnd(topicPartition{"t", 0}, 10, now, nil, now)
+	check := func(what, zkErr, wantZabbix, wantJSON string) {
+		t.Helper()
+		var z, j bytes.Buffer
+		writeZabbix(&z, []string{"c"}, s.snapshot("c", now, time.Minute, zkErr), nil, false, nil)
+		if got, _, _ := strings.Cut(z.String(), "- c.kmonitor.errors"); got != wantZabbix {
+			t.Errorf("%s: zabbix lines\n%swant\n%s", what, got, wantZabbix)
+		}
+		writeJSON(&j, []string{"c"}, s.snapshot("c", now, time.Minute, zkErr), false)
+		if got := strings.TrimSpace(j.String()); got != wantJSON {
+			t.Errorf("%s: JSON %s, want %s", what, got, wantJSON)
+		}
+	}
+	check("one topic", "", "- c.m.0.delay 3\n- c.n.0.delay 3\n", `{"c":{"m":{"0":3},"n":{"0":3}}}`)
+	for _, m := range []string{"m", "n"} {
+		s.setOwned(live, m, "t", new(byte), []string{"0", "1"})
+		s.setOwned(live, m, "u", new(byte), []string{"0"})
+	}
+	s.setListed(live, moduleTopic{"n", "u"}, new(byte), nil, false) // n has a folder of offsets for u
+	check("partitions claimed, no offset: t/1, and u/0 of a topic with no folder of offsets (m) or with one (n)", "",
+		"- c.m.0.delay 3\n- c.n.t.0.delay 3\n", `{"c":{"m":{"0":3,"1":null,"u.0":null},"n":{"t.0":3,"t.1":null,"u.0":null}}}`)
+	check("zookeeper away", "zookeeper away", "",
+		`{"c":{"m":{"0":null,"1":null,"u.0":null},"n":{"t.0":null,"t.1":null,"u.0":null}}}`)
+	s.deniedFolder(live, partKey{"m", "*", "*"}, new(byte), "/consumers/m/offsets", errors.New("NOAUTH"))
+	check("the module's folder of offsets unreadable", "", "- c.m.0.delay 3\n- c.n.t.0.delay 3\n",
+		`{"c":{"m":{"*.*":null,"0":3},"n":{"t.0":3,"t.1":null,"u.0":null}}}`)
+	s.deniedFolder(live, partKey{"m", "t", "*"}, new(byte), "/consumers/m/offsets/t", errors.New("NOAUTH"))
+	check("and its folder of t", "", "- c.m.0.delay 3\n- c.n.t.0.delay 3\n",
+		`{"c":{"m":{"*.*":null,"*":null,"0":3},"n":{"t.0":3,"t.1":null,"u.0":null}}}`)
+	if err := s.setOffset(live, partKey{"m", "u", "0"}, nil, []byte("0")); err != nil {
+		t.Fatal(err)
+	}
+	s.setEnd(topicPartition{"u", 0}, 4, now, nil, now)
+	check("offsets of two topics", "", "- c.m.t.0.delay 3\n- c.m.u.0.delay 4\n- c.n.t.0.delay 3\n",
+		`{"c":{"m":{"*.*":null,"t.*":null,"t.0":3,"u.0":4},"n":{"t.0":3,"t.1":null,"u.0":null}}}`)
 }

@@ -536,16 +536,38 @@ func (s *state) setTopicID(topic string, id [16]byte, now time.Time) {
 		e.changes, e.first, e.thinned = nil, 0, 0
 		e.newLog, e.fresh, e.at = now, true, time.Time{}
 	}
+	// Nor its start, the lag of a partition no process has started
+	// counting from it (a deleted log's start past the new log's end was
+	// lag 0, known), unless read since the new log was (its end seen
+	// going back).
+	for tp, st := range s.starts {
+		if tp.topic != topic {
+			continue
+		}
+		newLog := now
+		if e := s.ends[tp]; e != nil && !e.backAt.Before(old.at.Add(-idSlack)) {
+			newLog = e.backAt
+		}
+		if st.at.Before(newLog) {
+			delete(s.starts, tp)
+		}
+	}
 	s.gen.Add(1)
 }
 
 // setStart records a polled log-start offset of an unstored partition,
-// read at now, or the error that kept it: the last start read is kept
-// beside the error, and used until it is stale, as a log end is (one
-// failed answer does not turn the partition's lag into an error).
-func (s *state) setStart(tp topicPartition, start int64, err error, now time.Time) {
+// asked for at asked and read at now, or the error that kept it: the last
+// start read is kept beside the error, and used until it is stale, as a
+// log end is (one failed answer does not turn the partition's lag into an
+// error). One asked for before the partition's new log was known
+// (endEntry.newLog: the topic's new ID seen) is ignored: it may be the
+// deleted log's (setTopicID).
+func (s *state) setStart(tp topicPartition, start int64, err error, asked, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if e := s.ends[tp]; e != nil && asked.Before(e.newLog) {
+		return
+	}
 	cur, ok := s.starts[tp]
 	if err != nil {
 		if ok && cur.err != nil && cur.err.Error() == err.Error() {
@@ -824,6 +846,9 @@ type Lag struct {
 
 	pnum   int64 // Partition as a number, -1 when it is not one (for sorting)
 	folder bool  // stands for a folder kmonitor may not list: Topic or Partition is "*"
+	// claimedOnly: a partition claimed in owners/ with no offset, of a
+	// topic the module has no folder of offsets for (moduleKeys).
+	claimedOnly bool
 	// cause names Err's kind when nothing else logs it (logUnknown does):
 	// its text can change while the kind stays (a log end that grows).
 	cause string
@@ -928,6 +953,8 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 			claimed[k] = true
 			l := Lag{Cluster: cluster, Module: mt.module, Topic: mt.topic, Partition: name, Committed: -1, LogEnd: -1, pnum: -1,
 				Err: cmp.Or(zkErr, "claimed in owners/, no offset committed yet")}
+			_, listed := s.listed[mt]
+			l.claimedOnly = !listed
 			if zkErr == "" {
 				l.cause = causeClaimed
 			}

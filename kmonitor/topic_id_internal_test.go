@@ -2,6 +2,7 @@ package kmonitor
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -54,5 +55,76 @@ func TestNewTopicIDHidesTheDeletedLogsEnd(t *testing.T) {
 	s.setEnd(tp, 16, t3, nil, t3)
 	if l := lag(t3); l.Err != "" || l.Lag != 16 || l.LagSeconds != 1 || !l.LagSecondsAtLeast {
 		t.Errorf("after a broker behind gave the old ID: %+v, want lag 16, 1 s old at least (the history kept)", l)
+	}
+}
+
+// TestNewTopicIDForgetsTheDeletedLogsStart attacks README's promise that
+// missing data is never healthy, for a partition no process has started:
+// its lag counts from its log start, and the deleted topic's start (500,
+// after retention) is not the new topic's. The topic created again holds
+// 300 records; its log end is read, its log start not yet (or the read
+// fails, as it often does right after a creation): the lag is unknown,
+// not max(0, 300-500) = 0 shown as known. A start asked for before the
+// new ID was seen, answered after it, may be the deleted log's too.
+func TestNewTopicIDForgetsTheDeletedLogsStart(t *testing.T) {
+	s := newState(time.Hour, 0)
+	s.newEpoch()
+	live := context.Background()
+	w := new(byte)
+	s.setCount(live, moduleTopic{"m", "t"}, w, 1, false)
+	s.setListed(live, moduleTopic{"m", "t"}, w, []string{"0"}, false)
+	if err := s.setOffset(live, partKey{"m", "t", "0"}, nil, []byte("0")); err != nil {
+		t.Fatal(err)
+	}
+	tp := topicPartition{"t", 1} // unstored: above the count, no offset znode
+	lag := func(at time.Time) Lag {
+		t.Helper()
+		for _, l := range s.snapshot("c", at, time.Minute, "") {
+			if l.Partition == "1" {
+				return l
+			}
+		}
+		t.Fatal("partition 1 not shown")
+		return Lag{}
+	}
+	a, b := [16]byte{1}, [16]byte{2}
+	t0 := time.Now()
+	s.setTopicID("t", a, t0)
+	s.setParts("t", 2, t0, time.Minute)
+	s.setEnd(tp, 600, t0, nil, t0)
+	s.setStart(tp, 500, nil, t0, t0)
+	if l := lag(t0); l.Err != "" || l.Lag != 100 {
+		t.Fatalf("the first topic: %+v, want lag 100 (600 - 500)", l)
+	}
+
+	t1 := t0.Add(time.Second)
+	s.setTopicID("t", b, t1)
+	s.setEnd(tp, 300, t1, nil, t1) // the new log's end, asked after its ID
+	if l := lag(t1); l.Err == "" {
+		t.Errorf("the new topic's end read, its start not yet: %+v, want the lag unknown (the deleted log's start is not the new one's)", l)
+	}
+	s.setStart(tp, 0, errors.New("NOT_LEADER"), t1, t1)
+	if l := lag(t1); l.Err == "" {
+		t.Errorf("the new topic's start refused: %+v, want the lag unknown", l)
+	}
+	s.setStart(tp, 500, nil, t1.Add(-time.Millisecond), t1.Add(time.Millisecond)) // asked before the new ID
+	if l := lag(t1); l.Err == "" {
+		t.Errorf("a start asked before the new ID: %+v, want the lag unknown", l)
+	}
+	t2 := t1.Add(time.Second)
+	s.setStart(tp, 0, nil, t2, t2)
+	if l := lag(t2); l.Err != "" || l.Lag != 300 {
+		t.Errorf("the new topic's start read: %+v, want lag 300", l)
+	}
+
+	// Created again once more, its log end seen going back before its new
+	// ID: the start read since is the newest log's, and kept.
+	t3 := t2.Add(time.Second)
+	s.setEnd(tp, 50, t3, nil, t3)
+	s.setStart(tp, 0, nil, t3, t3.Add(time.Millisecond))
+	t4 := t3.Add(time.Second)
+	s.setTopicID("t", [16]byte{3}, t4)
+	if l := lag(t4); l.Err != "" || l.Lag != 50 {
+		t.Errorf("a new ID after the log end went back, the start read since: %+v, want lag 50", l)
 	}
 }

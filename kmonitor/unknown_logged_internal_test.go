@@ -85,7 +85,7 @@ func TestUnknownLagEndNamesNoWrongReason(t *testing.T) {
 	c.state.setParts("t", 2, now, c.staleAfter())
 	c.state.setEnd(topicPartition{"t", 0}, 5, now, nil, now)
 	c.state.setEnd(topicPartition{"t", 1}, 5, now, nil, now)
-	c.state.setStart(topicPartition{"t", 1}, 0, errors.New("NOT_LEADER"), now)
+	c.state.setStart(topicPartition{"t", 1}, 0, errors.New("NOT_LEADER"), now, now)
 	c.logUnknown(now)
 	// the topic deleted: the brokers say UNKNOWN_TOPIC for longer than staleAfter
 	c.state.setParts("t", -1, now, c.staleAfter())
