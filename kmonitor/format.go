@@ -12,35 +12,23 @@ import (
 // moduleKeys gives every lag its partition key within its module: the
 // partition, or "<topic>.<partition>" when the module has offsets for more
 // than one topic in the cluster (so that they do not overwrite each other;
-// the partition is what follows the last dot). A topic with a folder of
-// offsets counts (its offsets, its unstored partitions, its folder
-// unreadable), one with only partitions claimed in owners/ does not, nor
-// does the entry of the module's folder of offsets when it cannot be
-// listed (topic "*"): they leave the module's keys as they are. Such a
-// claimed partition is keyed "<topic>.<partition>", and that entry "*.*"
-// beside others ("*" alone), never as one of the module's own keys.
+// the partition is what follows the last dot). The topics counted are
+// those the module keeps offsets of (state.offsetFolders), not the entries
+// shown: a partition claimed in owners/ of another topic, no offset
+// committed, is keyed "<topic>.<partition>", never as one of the module's
+// own, and the entry of the module's folder of offsets when it cannot be
+// listed is "*" for a module with no topic known, "*.*" otherwise; neither
+// switches the module's keys, nor does an entry hidden by that folder.
 func moduleKeys(lags []Lag) []string {
-	type cm struct{ cluster, module string }
-	topics := map[cm]map[string]bool{}
-	for _, l := range lags {
-		k := cm{l.Cluster, l.Module}
-		if topics[k] == nil {
-			topics[k] = map[string]bool{}
-		}
-		if l.Topic != "*" && !l.claimedOnly {
-			topics[k][l.Topic] = true
-		}
-	}
 	keys := make([]string, len(lags))
 	for i, l := range lags {
-		own := topics[cm{l.Cluster, l.Module}]
 		keys[i] = l.Partition
 		switch {
 		case l.Topic == "*" && l.Partition == "*":
-			if len(own) > 0 {
+			if l.topics > 0 {
 				keys[i] = "*.*"
 			}
-		case len(own) > 1 || !own[l.Topic]:
+		case l.topics > 1 || !l.inFolder:
 			keys[i] = l.Topic + "." + l.Partition
 		}
 	}

@@ -80,6 +80,27 @@ var fixed = []Lag{
 	{Cluster: "c2", Module: "m,[x]", Topic: "t", Partition: "0", Lag: 1},
 }
 
+// shown is a copy of lags, made by hand, as snapshot gives them: each
+// with how many topics its module has a folder of offsets for (here every
+// topic among lags), and its own among them.
+func shown(lags []Lag) []Lag {
+	type cm struct{ cluster, module string }
+	topics := map[cm]map[string]bool{}
+	for _, l := range lags {
+		k := cm{l.Cluster, l.Module}
+		if topics[k] == nil {
+			topics[k] = map[string]bool{}
+		}
+		topics[k][l.Topic] = true
+	}
+	out := append([]Lag(nil), lags...)
+	for i := range out {
+		f := topics[cm{out[i].Cluster, out[i].Module}]
+		out[i].topics, out[i].inFolder = len(f), true
+	}
+	return out
+}
+
 func TestWriteStringEscapes(t *testing.T) {
 	for in, want := range map[string]string{"plain.name-1": `"plain.name-1"`, `q"uote`: `"q\"uote"`, "tab\t": `"tab\t"`, "<b>": `"\u003cb\u003e"`, "é": `"é"`} {
 		var b bytes.Buffer
@@ -92,7 +113,7 @@ func TestWriteStringEscapes(t *testing.T) {
 
 func TestWriteJSON(t *testing.T) {
 	var b bytes.Buffer
-	writeJSON(&b, []string{"c1", "c2", "c3"}, append([]Lag(nil), fixed...), false)
+	writeJSON(&b, []string{"c1", "c2", "c3"}, shown(fixed), false)
 	want := `{"c1":{"m1":{"2":0,"10":3},"multi":{"a.1":null,"b.0":7}},"c2":{"m,[x]":{"0":1}},"c3":{}}` + "\n"
 	if b.String() != want {
 		t.Errorf("got  %s\nwant %s", b.String(), want)
@@ -101,14 +122,14 @@ func TestWriteJSON(t *testing.T) {
 
 func TestWriteZabbix(t *testing.T) {
 	var b bytes.Buffer
-	writeZabbix(&b, []string{"c1", "c2"}, append([]Lag(nil), fixed...), nil, false, nil)
+	writeZabbix(&b, []string{"c1", "c2"}, shown(fixed), nil, false, nil)
 	want := "- c1.m1.2.delay 0\n- c1.m1.10.delay 3\n- c1.multi.b.0.delay 7\n- c2.m,[x].0.delay 1\n" +
 		"- c1.kmonitor.errors 1\n- c2.kmonitor.errors 0\n"
 	if b.String() != want {
 		t.Errorf("got\n%swant\n%s", b.String(), want)
 	}
 	b.Reset()
-	writeZabbix(&b, []string{"c1", "c2"}, append([]Lag(nil), fixed...), nil, true, nil)
+	writeZabbix(&b, []string{"c1", "c2"}, shown(fixed), nil, true, nil)
 	want = "- kmonitor.delay[c1,m1,t,2] 0\n- kmonitor.delay[c1,m1,t,10] 3\n- kmonitor.delay[c1,multi,b,0] 7\n" +
 		"- kmonitor.delay[c2,\"m,[x]\",t,0] 1\n- kmonitor.errors[c1] 1\n- kmonitor.errors[c2] 0\n"
 	if b.String() != want {
@@ -157,7 +178,7 @@ func TestJSONShowsEveryClusterInConfiguredOrder(t *testing.T) {
 	}
 	for _, order := range [][]string{{"zeta", "alpha", "mid"}, {"mid", "zeta", "alpha"}, {"alpha", "mid", "zeta"}} {
 		var b bytes.Buffer
-		writeJSON(&b, order, append([]Lag(nil), lags...), false)
+		writeJSON(&b, order, shown(lags), false)
 		part := map[string]string{"zeta": `"zeta":{"m":{"0":5}}`, "alpha": `"alpha":{"m":{"0":7}}`, "mid": `"mid":{"n":{"1":null}}`}
 		want := "{" + part[order[0]] + "," + part[order[1]] + "," + part[order[2]] + "}\n"
 		if b.String() != want {
@@ -215,7 +236,7 @@ func TestZabbixSenderReadsOddNamesWhole(t *testing.T) {
 			}
 		}
 		var b bytes.Buffer
-		writeZabbix(&b, []string{"c"}, lags, nil, itemKeys, nil)
+		writeZabbix(&b, []string{"c"}, shown(lags), nil, itemKeys, nil)
 		got := map[string]string{}
 		for _, line := range strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n") {
 			host, key, value := senderFields(line)
@@ -341,7 +362,7 @@ func TestItemKeyIsTheKeyZabbixLLDMakes(t *testing.T) {
 		}
 		want := "kmonitor.delay[" + strings.Join(made, ",") + "]"
 		var b bytes.Buffer
-		writeZabbix(&b, []string{"c"}, lags, nil, true, nil)
+		writeZabbix(&b, []string{"c"}, shown(lags), nil, true, nil)
 		line, _, _ := strings.Cut(b.String(), "\n")
 		if _, got, _ := senderFields(line); got != want {
 			t.Errorf("module %q: kmonitor sends %s, the item Zabbix made from the discovery data is %s", name, got, want)
@@ -409,9 +430,9 @@ func TestLogEndReadBeforeCommitIsNotPastIt(t *testing.T) {
 // went quiet, zabbix_sender failed the unknown key, the JSON key was
 // renamed) for as long as the claim or the ACL lasted. Such a claimed
 // partition is keyed <topic>.<partition>, never as one of the module's
-// own; one of the module's topic, or of a topic with a folder of offsets,
-// is the module's. Keys hold while every lag is unknown (ZooKeeper away),
-// and no two entries of a module share one.
+// own; one of the module's topic, or of a topic whose count of partitions
+// it recorded, is the module's. Keys hold while every lag is unknown
+// (ZooKeeper away), and no two entries of a module share one.
 func TestKeysSwitchOnlyForOffsetsOfASecondTopic(t *testing.T) {
 	s := newState(time.Hour, 0)
 	s.newEpoch()
@@ -440,21 +461,23 @@ func TestKeysSwitchOnlyForOffsetsOfASecondTopic(t *testing.T) {
 		s.setOwned(live, m, "t", new(byte), []string{"0", "1"})
 		s.setOwned(live, m, "u", new(byte), []string{"0"})
 	}
-	s.setListed(live, moduleTopic{"n", "u"}, new(byte), nil, false) // n has a folder of offsets for u
-	check("partitions claimed, no offset: t/1, and u/0 of a topic with no folder of offsets (m) or with one (n)", "",
+	s.setCount(live, moduleTopic{"n", "u"}, new(byte), 1, false) // n has started u (its count), no offset yet
+	check("partitions claimed, no offset: t/1, and u/0 of a topic the module has no offsets of (m) or a count of (n)", "",
 		"- c.m.0.delay 3\n- c.n.t.0.delay 3\n", `{"c":{"m":{"0":3,"1":null,"u.0":null},"n":{"t.0":3,"t.1":null,"u.0":null}}}`)
 	check("zookeeper away", "zookeeper away", "",
 		`{"c":{"m":{"0":null,"1":null,"u.0":null},"n":{"t.0":null,"t.1":null,"u.0":null}}}`)
-	s.deniedFolder(live, partKey{"m", "*", "*"}, new(byte), "/consumers/m/offsets", errors.New("NOAUTH"))
+	for _, m := range []string{"m", "n"} { // n's claims of u hidden, its folder of u not
+		s.deniedFolder(live, partKey{m, "*", "*"}, new(byte), "/consumers/"+m+"/offsets", errors.New("NOAUTH"))
+	}
 	check("the module's folder of offsets unreadable", "", "- c.m.0.delay 3\n- c.n.t.0.delay 3\n",
-		`{"c":{"m":{"*.*":null,"0":3},"n":{"t.0":3,"t.1":null,"u.0":null}}}`)
+		`{"c":{"m":{"*.*":null,"0":3},"n":{"*.*":null,"t.0":3}}}`)
 	s.deniedFolder(live, partKey{"m", "t", "*"}, new(byte), "/consumers/m/offsets/t", errors.New("NOAUTH"))
 	check("and its folder of t", "", "- c.m.0.delay 3\n- c.n.t.0.delay 3\n",
-		`{"c":{"m":{"*.*":null,"*":null,"0":3},"n":{"t.0":3,"t.1":null,"u.0":null}}}`)
+		`{"c":{"m":{"*.*":null,"*":null,"0":3},"n":{"*.*":null,"t.0":3}}}`)
 	if err := s.setOffset(live, partKey{"m", "u", "0"}, nil, []byte("0")); err != nil {
 		t.Fatal(err)
 	}
 	s.setEnd(topicPartition{"u", 0}, 4, now, nil, now)
 	check("offsets of two topics", "", "- c.m.t.0.delay 3\n- c.m.u.0.delay 4\n- c.n.t.0.delay 3\n",
-		`{"c":{"m":{"*.*":null,"t.*":null,"t.0":3,"u.0":4},"n":{"t.0":3,"t.1":null,"u.0":null}}}`)
+		`{"c":{"m":{"*.*":null,"t.*":null,"t.0":3,"u.0":4},"n":{"*.*":null,"t.0":3}}}`)
 }

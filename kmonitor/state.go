@@ -746,6 +746,13 @@ func (s *state) setEnd(tp topicPartition, end int64, asked time.Time, err error,
 	}
 	if !e.at.IsZero() && end < e.end {
 		e.backAt = now
+		// The log start read before is not used with it: a log that went
+		// back may be a new one (the topic created again, its new ID not
+		// seen yet), its start below the deleted log's. Read again right
+		// after (pollLeader).
+		if st, ok := s.starts[tp]; ok && st.at.Before(now) {
+			delete(s.starts, tp)
+		}
 	}
 	e.end, e.err, e.at, e.asked = end, nil, now, asked
 	if k := e.kept(); len(k) == 0 || k[len(k)-1].end != end {
@@ -846,9 +853,10 @@ type Lag struct {
 
 	pnum   int64 // Partition as a number, -1 when it is not one (for sorting)
 	folder bool  // stands for a folder kmonitor may not list: Topic or Partition is "*"
-	// claimedOnly: a partition claimed in owners/ with no offset, of a
-	// topic the module has no folder of offsets for (moduleKeys).
-	claimedOnly bool
+	// topics is how many topics the module keeps offsets of
+	// (offsetFolders), inFolder whether Topic is one (moduleKeys).
+	topics   int
+	inFolder bool
 	// cause names Err's kind when nothing else logs it (logUnknown does):
 	// its text can change while the kind stays (a log end that grows).
 	cause string
@@ -953,8 +961,6 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 			claimed[k] = true
 			l := Lag{Cluster: cluster, Module: mt.module, Topic: mt.topic, Partition: name, Committed: -1, LogEnd: -1, pnum: -1,
 				Err: cmp.Or(zkErr, "claimed in owners/, no offset committed yet")}
-			_, listed := s.listed[mt]
-			l.claimedOnly = !listed
 			if zkErr == "" {
 				l.cause = causeClaimed
 			}
@@ -1006,6 +1012,37 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 		}
 		l.LogEnd = s.knownEnd(tp, l.LogEnd, now, staleAfter)
 		out = append(out, l)
+	}
+	folders := s.offsetFolders()
+	for i := range out {
+		f := folders[out[i].Module]
+		out[i].topics, out[i].inFolder = len(f), f[out[i].Topic]
+	}
+	return out
+}
+
+// offsetFolders gives, by module, the topics it keeps offsets of, as
+// read: those with offsets (or their folder found unreadable) and those
+// whose offsets/<topic> node records a partition count (ktransfer writes
+// it when it starts the topic). Not an empty folder, nor the module's
+// folder of offsets when unreadable, nor a topic whose partitions are only
+// claimed in owners/. s.mu held.
+func (s *state) offsetFolders() map[string]map[string]bool {
+	out := map[string]map[string]bool{}
+	add := func(module, topic string) {
+		if topic == "*" {
+			return
+		}
+		if out[module] == nil {
+			out[module] = map[string]bool{}
+		}
+		out[module][topic] = true
+	}
+	for k := range s.offsets {
+		add(k.module, k.topic)
+	}
+	for k := range s.counts {
+		add(k.module, k.topic)
 	}
 	return out
 }

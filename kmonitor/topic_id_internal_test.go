@@ -127,4 +127,15 @@ func TestNewTopicIDForgetsTheDeletedLogsStart(t *testing.T) {
 	if l := lag(t4); l.Err != "" || l.Lag != 50 {
 		t.Errorf("a new ID after the log end went back, the start read since: %+v, want lag 50", l)
 	}
+
+	// Retention moves its start to 40; created again, its log end (30) is
+	// seen going back before its new ID, and its start not read: the lag
+	// is unknown, not max(0, 30-40) = 0, known.
+	s.setStart(tp, 40, nil, t4, t4)
+	t5 := t4.Add(time.Second)
+	s.setEnd(tp, 30, t5, nil, t5)
+	s.setStart(tp, 0, errors.New("NOT_LEADER"), t5, t5)
+	if l := lag(t5); l.Err == "" {
+		t.Errorf("the log end seen going back, its start not read since: %+v, want the lag unknown", l)
+	}
 }
