@@ -247,6 +247,8 @@ func (c Config) Validate(file string) error {
 			p.Addf(name+".chroot", cl.Chroot, "must be an absolute ZooKeeper path like /mq/%s", name)
 		case !zklayout.PathChars(cl.Chroot):
 			p.Addf(name+".chroot", cl.Chroot, "has a character ZooKeeper refuses in a path (a control character, U+D800–U+F8FF, U+FFF0 and above)")
+		case zklayout.DotSegment(cl.Chroot):
+			p.Addf(name+".chroot", cl.Chroot, "must not hold a . or .. segment (ZooKeeper paths are taken as written elsewhere; here it named another node)")
 		}
 		p.HostList(name+".zk_hosts", cl.ZKHosts, true, true, "ZooKeeper")
 		cl.ZKAuth.Validate(p, name+".zk_auth", false)

@@ -431,6 +431,19 @@ func TestBrokerOutageIsNotHealthy(t *testing.T) {
 	e.eventually(t, "", `{"test_cluster":{"m":{"0":null}}}`+"\n", time.Second)
 }
 
+// TestChrootDotSegmentRefused: a chroot with a ".." segment passed
+// -check, and path.Join made /mq/../.. the root: the offsets of another
+// cluster's (or no cluster's) modules shown as this one's.
+func TestChrootDotSegmentRefused(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "kmonitor.yaml")
+	os.WriteFile(f, []byte("base:\n clusters: [c1]\nc1:\n chroot: /mq/../..\n zk_hosts: [127.0.0.1:2181]\n"), 0o644)
+	_, err := kmonitor.LoadConfig(f)
+	want := `c1.chroot: must not hold a . or .. segment (ZooKeeper paths are taken as written elsewhere; here it named another node), got "/mq/../.."`
+	if err == nil || !strings.Contains(err.Error(), f+":") || !strings.Contains(err.Error(), want) {
+		t.Errorf("%v\nlacks %q", err, want)
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "kmonitor.yaml")
 	doc := "base:\n clusters: [c1, c2]\n log_levle: 4\nhttp_server:\n port: 70000\n" +

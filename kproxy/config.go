@@ -416,7 +416,7 @@ func (c Config) Validate(file string) error {
 		p.Addf("linger_ms", c.LingerMs, "must be 0..60000 (a minute)")
 	}
 	p.HostList("broker_hosts", c.BrokerHosts, true, false, "broker")
-	if c.AdminAddr != "" && !config.HostPort(c.AdminAddr, 0) {
+	if c.AdminAddr != "" && !config.ListenAddr(c.AdminAddr) {
 		p.Addf("admin_addr", c.AdminAddr, "must be host:port, or empty to turn the admin listener off")
 	} else if c.AdminAddr != "" && !c.adminAddrDefault {
 		// Two listeners on one port of one address never both start (the

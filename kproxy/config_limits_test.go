@@ -87,6 +87,10 @@ func TestKeysWithoutEffectRefused(t *testing.T) {
 		{"transactional_producers: 0\ntransactional_id: billing-kproxy", "transactional_id: has no effect with transactional_producers: 0"},
 	} {
 		f := writeConfig(t, "127.0.0.1:9092", tc.line)
+		if strings.HasPrefix(tc.line, "admin_addr:") { // in place of writeConfig's
+			f = filepath.Join(t.TempDir(), "kproxy.yaml")
+			os.WriteFile(f, []byte("port: 0\nbroker_hosts: [127.0.0.1:9092]\n"+tc.line+"\n"), 0o644)
+		}
 		if _, err := kproxy.LoadConfig(f); err == nil || !strings.Contains(err.Error(), f+": "+tc.want) {
 			t.Errorf("%q: LoadConfig: %v; want %q", tc.line, err, tc.want)
 		}
@@ -218,5 +222,27 @@ func TestCheckRefusesSpoolDirNotADirectory(t *testing.T) {
 	f = writeConfig(t, "127.0.0.1:9", "spool_dir: "+filepath.Join(t.TempDir(), "new", "spool"))
 	if _, err := kproxy.LoadConfig(f); err != nil {
 		t.Errorf("LoadConfig with spool_dir missing: %v", err)
+	}
+}
+
+// TestCheckRefusesWhatOnlyFailedAtStart: values -check passed whose
+// mistake showed only at run time, or as something else: a quoted yes/no
+// word read as a boolean (kafka.tls.insecure_skip_verify: 'Y' turned
+// certificate checks off), an admin_addr host with a space (a failed
+// look-up at the start).
+func TestCheckRefusesWhatOnlyFailedAtStart(t *testing.T) {
+	for _, tc := range []struct{ line, want string }{
+		{"auto_create_topics: 'no'", `auto_create_topics: must be true or false, got "no" in quotes (a string: write it without them)`},
+		{"kafka: {tls: {enable: true, insecure_skip_verify: 'Y'}}", `kafka.tls.insecure_skip_verify: must be true or false, got "Y" in quotes`},
+		{"admin_addr: 'foo bar:80'", `admin_addr: must be host:port, or empty to turn the admin listener off, got "foo bar:80"`},
+	} {
+		f := writeConfig(t, "127.0.0.1:9092", tc.line)
+		if strings.HasPrefix(tc.line, "admin_addr:") { // in place of writeConfig's
+			f = filepath.Join(t.TempDir(), "kproxy.yaml")
+			os.WriteFile(f, []byte("port: 0\nbroker_hosts: [127.0.0.1:9092]\n"+tc.line+"\n"), 0o644)
+		}
+		if _, err := kproxy.LoadConfig(f); err == nil || !strings.Contains(err.Error(), f+":") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v\nlacks %q", tc.line, err, tc.want)
+		}
 	}
 }

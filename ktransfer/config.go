@@ -406,6 +406,8 @@ func (c Config) Validate(file string) error {
 		p.Addf("zk_chroot", c.ZKChroot, "must be an absolute ZooKeeper path like /mq/test_cluster")
 	case !zklayout.PathChars(c.ZKChroot):
 		p.Addf("zk_chroot", c.ZKChroot, "has a character ZooKeeper refuses in a path (a control character, U+D800–U+F8FF, U+FFF0 and above)")
+	case zklayout.DotSegment(c.ZKChroot):
+		p.Addf("zk_chroot", c.ZKChroot, "must not hold a . or .. segment (ZooKeeper paths are taken as written elsewhere; here it named another node)")
 	}
 	// Keys in ms: at most kafkaconf.MaxMs (about 24.8 days), as in the
 	// other binaries: ZooKeeper's session timeout is an int32 of ms, and far
@@ -427,7 +429,7 @@ func (c Config) Validate(file string) error {
 			p.Addf("module_enabled", name, "lists a module twice")
 		}
 	}
-	if c.AdminAddr != "" && !config.HostPort(c.AdminAddr, 0) {
+	if c.AdminAddr != "" && !config.ListenAddr(c.AdminAddr) {
 		p.Addf("admin_addr", c.AdminAddr, "must be host:port, or empty to turn the admin listener off")
 	}
 	if c.ShutdownTimeoutMs < 1 || c.ShutdownTimeoutMs > kafkaconf.MaxMs {
@@ -446,8 +448,14 @@ func (m Module) Validate() error {
 	} else if !kafkaconf.ValidTopic(m.Topic) {
 		p.Addf("topic", m.Topic, "%s", topicNameRule)
 	}
-	if m.DeadLetterTopic != "" && !kafkaconf.ValidTopic(m.DeadLetterTopic) {
+	switch {
+	case m.DeadLetterTopic == "":
+	case !kafkaconf.ValidTopic(m.DeadLetterTopic):
 		p.Addf("dead_letter_topic", m.DeadLetterTopic, "%s", topicNameRule)
+	case strings.HasPrefix(m.DeadLetterTopic, "__"):
+		// Kafka refuses writes to its internal topics: every record
+		// given up on would be retried for ever, holding its partition.
+		p.Addf("dead_letter_topic", m.DeadLetterTopic, "must not start with __ (Kafka's internal topics)")
 	}
 	if m.Protocol.Name != "http" {
 		p.Addf("protocol.name", m.Protocol.Name, "must be http")

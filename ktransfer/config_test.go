@@ -346,3 +346,36 @@ func TestConfigChrootZooKeeperRefuses(t *testing.T) {
 		t.Errorf("zk_chroot with a tab: %v, want an error naming %s and zk_chroot", err, f)
 	}
 }
+
+// TestCheckRefusesWhatOnlyFailedAtRunTime: values -check passed whose
+// mistake showed only at run time: a zk_chroot with a ".." segment
+// (path.Join made /mq/../.. the root: offsets and claims outside the
+// cluster's chroot), an admin_addr host with a space (a failed look-up at
+// the start), a dead-letter topic of Kafka's own (its writes refused,
+// every given-up record retried for ever), a quoted yes/no word read as a
+// boolean.
+func TestCheckRefusesWhatOnlyFailedAtRunTime(t *testing.T) {
+	dir := t.TempDir()
+	f, m := filepath.Join(dir, "ktransfer.yaml"), filepath.Join(dir, "m.yaml")
+	os.WriteFile(m, []byte("topic: t\nprotocol: {uri: /p}\nbackend_servers: [127.0.0.1:80]\n"), 0o644)
+	os.WriteFile(f, []byte("zk_chroot: '/mq/../..'\nzk_hosts: [127.0.0.1:2181]\nmodule_conf_dir: "+dir+"\n"+
+		"module_enabled: [m]\nadmin_addr: 'foo bar:80'\n"), 0o644)
+	_, err := ktransfer.LoadConfig(f)
+	for _, want := range []string{
+		`zk_chroot: must not hold a . or .. segment (ZooKeeper paths are taken as written elsewhere; here it named another node), got "/mq/../.."`,
+		`admin_addr: must be host:port, or empty to turn the admin listener off, got "foo bar:80"`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), f+":") || !strings.Contains(err.Error(), want) {
+			t.Errorf("%v\nlacks %q", err, want)
+		}
+	}
+	for _, tc := range []struct{ body, want string }{
+		{"dead_letter_topic: __consumer_offsets\n", `dead_letter_topic: must not start with __ (Kafka's internal topics), got "__consumer_offsets"`},
+		{"serialize_by_key: 'n'\n", `serialize_by_key: must be true or false, got "n" in quotes`},
+	} {
+		os.WriteFile(m, []byte("topic: t\nprotocol: {uri: /p}\nbackend_servers: [127.0.0.1:80]\n"+tc.body), 0o644)
+		if _, err := ktransfer.LoadModule(m); err == nil || !strings.Contains(err.Error(), m+":") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v\nlacks %q", tc.body, err, tc.want)
+		}
+	}
+}

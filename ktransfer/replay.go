@@ -706,7 +706,7 @@ func replayRange(ctx context.Context, adm *kadm.Client, topic string, since time
 // among them) or unreadable.
 func deadLetterOrigin(rec *kgo.Record, mc Module) (r *record, mine bool) {
 	orig := &kgo.Record{Key: rec.Key, Value: rec.Value, Topic: mc.Topic, Partition: -1, Offset: -1}
-	module, hasModule := "", false
+	module, hasModule, bad := "", false, false
 	at := originAt(rec.Headers)
 	for i, h := range rec.Headers {
 		name, ours := strings.CutPrefix(h.Key, "ktransfer-")
@@ -721,14 +721,14 @@ func deadLetterOrigin(rec *kgo.Record, mc Module) (r *record, mine bool) {
 		case "topic":
 			orig.Topic = string(h.Value)
 		case "partition":
-			var n int
-			n, err = strconv.Atoi(string(h.Value))
+			var n int64
+			n, err = strconv.ParseInt(string(h.Value), 10, 32) // past int32: unreadable, not cut to another partition
 			orig.Partition = int32(n)
 		case "offset":
 			orig.Offset, err = strconv.ParseInt(string(h.Value), 10, 64)
 		}
 		if err != nil {
-			orig.Offset = -1
+			bad = true // whichever header comes after
 		}
 	}
 	if !hasModule {
@@ -737,7 +737,7 @@ func deadLetterOrigin(rec *kgo.Record, mc Module) (r *record, mine bool) {
 	if module != mc.Name {
 		return nil, false
 	}
-	if orig.Partition < 0 || orig.Offset < 0 || orig.Topic != mc.Topic {
+	if bad || orig.Partition < 0 || orig.Offset < 0 || orig.Topic != mc.Topic {
 		return nil, true
 	}
 	return &record{msg: orig}, true

@@ -322,6 +322,13 @@ func (d *decoder) node(n *yaml.Node, v reflect.Value, field string) {
 		d.fail(n, field, "must be an integer, got %s", describe(n, v.Type(), field))
 		return
 	}
+	if n.Kind == yaml.ScalarNode && n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 && scalarKind(v.Type()) {
+		// A string, whatever it reads as: yaml decodes a quoted 'on',
+		// 'no' or 'y' into a boolean (YAML 1.1's words), which turned
+		// insecure_skip_verify: 'on' on; it refuses a quoted "false".
+		d.fail(n, field, "%s", typeError(nil, n, v.Type(), field))
+		return
+	}
 	if err := n.Decode(v.Addr().Interface()); err != nil {
 		d.fail(n, field, "%s", typeError(err, n, v.Type(), field))
 	}
@@ -854,10 +861,19 @@ func HostPort(s string, minPort int) bool {
 // client dials ":9092" on this machine: an empty host is kept there.
 func DialAddr(s string, hostRequired bool) bool {
 	host, _, err := net.SplitHostPort(s)
-	return err == nil && (host != "" || !hostRequired) && !strings.ContainsFunc(host, func(r rune) bool {
-		return unicode.IsSpace(r) || unicode.IsControl(r)
-	}) && HostPort(s, 1)
+	return err == nil && (host != "" || !hostRequired) && !strings.ContainsFunc(host, spaceOrControl) && HostPort(s, 1)
 }
+
+// ListenAddr reports whether s is an address to listen on: host:port with
+// a port from 0 (any free one) to 65535 and a host, empty for every
+// address, that holds no white space or control character (HostPort took
+// "foo bar:80", which failed only at the start, on its look-up).
+func ListenAddr(s string) bool {
+	host, _, err := net.SplitHostPort(s)
+	return err == nil && !strings.ContainsFunc(host, spaceOrControl) && HostPort(s, 0)
+}
+
+func spaceOrControl(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }
 
 // HostList records the problems of a list of host:port addresses: empty
 // when required, and each entry that is not an address to connect to

@@ -50,6 +50,10 @@ func TestDecode(t *testing.T) {
 		// A quoted value is a string whatever it reads as: "got "false""
 		// alone read as a contradiction.
 		{"quoted bool", "enabled: \"false\"\n", []string{`enabled: must be true or false, got "false" in quotes (a string: write it without them)`}, nil},
+		// yaml reads YAML 1.1's yes/no/on/off/y/n words into a boolean
+		// even in quotes: 'on' turned insecure_skip_verify on.
+		{"quoted yes/no words", "enabled: 'on'\n", []string{`enabled: must be true or false, got "on" in quotes (a string: write it without them)`}, nil},
+		{"quoted n", "enabled: \"n\"\n", []string{`enabled: must be true or false, got "n" in quotes`}, nil},
 		{"quoted integer", "port: '8080'\n", []string{`port: must be an integer, got "8080" in quotes (a string: write it without them)`}, nil},
 		{"list expected", "hosts: 3\n", []string{"hosts: must be a list"}, nil},
 		{"mapping expected", "inner: 3\n", []string{`inner: must be a mapping of keys, got "3"`}, nil},

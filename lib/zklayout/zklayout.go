@@ -40,6 +40,19 @@ func PathChars(p string) bool {
 	return true
 }
 
+// DotSegment reports whether ZooKeeper path p holds a "." or ".."
+// segment: the layout's paths are joined with path.Join, which resolves
+// them (/mq/../.. is /), so such a chroot names another node than it
+// reads as.
+func DotSegment(p string) bool {
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
+}
+
 // BrokerIDs is the folder where ZooKeeper-mode brokers register.
 func BrokerIDs(chroot string) string { return path.Join("/", chroot, "brokers", "ids") }
 
