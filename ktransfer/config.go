@@ -439,6 +439,10 @@ func (c Config) Validate(file string) error {
 	return p.Err()
 }
 
+// kafkaInternalTopics are the topics Kafka keeps for itself and refuses
+// writes to (other names starting with __ are the users').
+var kafkaInternalTopics = []string{"__consumer_offsets", "__transaction_state", "__share_group_state", "__cluster_metadata"}
+
 // Validate reports every problem of a module file at once.
 func (m Module) Validate() error {
 	p := config.NewProblems(m.File)
@@ -452,10 +456,10 @@ func (m Module) Validate() error {
 	case m.DeadLetterTopic == "":
 	case !kafkaconf.ValidTopic(m.DeadLetterTopic):
 		p.Addf("dead_letter_topic", m.DeadLetterTopic, "%s", topicNameRule)
-	case strings.HasPrefix(m.DeadLetterTopic, "__"):
-		// Kafka refuses writes to its internal topics: every record
-		// given up on would be retried for ever, holding its partition.
-		p.Addf("dead_letter_topic", m.DeadLetterTopic, "must not start with __ (Kafka's internal topics)")
+	case slices.Contains(kafkaInternalTopics, m.DeadLetterTopic):
+		// Kafka refuses writes to them: every record given up on would
+		// be retried for ever, holding its partition.
+		p.Addf("dead_letter_topic", m.DeadLetterTopic, "is one of Kafka's internal topics, which refuse writes")
 	}
 	if m.Protocol.Name != "http" {
 		p.Addf("protocol.name", m.Protocol.Name, "must be http")

@@ -370,12 +370,17 @@ func TestCheckRefusesWhatOnlyFailedAtRunTime(t *testing.T) {
 		}
 	}
 	for _, tc := range []struct{ body, want string }{
-		{"dead_letter_topic: __consumer_offsets\n", `dead_letter_topic: must not start with __ (Kafka's internal topics), got "__consumer_offsets"`},
+		{"dead_letter_topic: __consumer_offsets\n", `dead_letter_topic: is one of Kafka's internal topics, which refuse writes, got "__consumer_offsets"`},
 		{"serialize_by_key: 'n'\n", `serialize_by_key: must be true or false, got "n" in quotes`},
 	} {
 		os.WriteFile(m, []byte("topic: t\nprotocol: {uri: /p}\nbackend_servers: [127.0.0.1:80]\n"+tc.body), 0o644)
 		if _, err := ktransfer.LoadModule(m); err == nil || !strings.Contains(err.Error(), m+":") || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v\nlacks %q", tc.body, err, tc.want)
 		}
+	}
+	// A user's topic starting with __ is written to as any other.
+	os.WriteFile(m, []byte("topic: t\nprotocol: {uri: /p}\nbackend_servers: [127.0.0.1:80]\ndead_letter_topic: __dlq\n"), 0o644)
+	if _, err := ktransfer.LoadModule(m); err != nil {
+		t.Errorf("dead_letter_topic: __dlq: %v", err)
 	}
 }

@@ -546,7 +546,7 @@ func replayOne(ctx context.Context, rec *kgo.Record, mc Module, log *slog.Logger
 		rep.Others++
 		return nil
 	case r == nil:
-		log.Warn("dead letter of another topic or without its origin headers; skipped", "partition", rec.Partition, "offset", rec.Offset)
+		log.Warn("dead letter of another topic, or without its origin headers or with one unreadable; skipped", "partition", rec.Partition, "offset", rec.Offset)
 		skipped.Add(1)
 		return nil
 	case slices.ContainsFunc(rec.Headers[originAt(rec.Headers):], func(h kgo.RecordHeader) bool { return h.Key == hdrValueOmitted }):

@@ -322,10 +322,11 @@ func (d *decoder) node(n *yaml.Node, v reflect.Value, field string) {
 		d.fail(n, field, "must be an integer, got %s", describe(n, v.Type(), field))
 		return
 	}
-	if n.Kind == yaml.ScalarNode && n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 && scalarKind(v.Type()) {
-		// A string, whatever it reads as: yaml decodes a quoted 'on',
-		// 'no' or 'y' into a boolean (YAML 1.1's words), which turned
-		// insecure_skip_verify: 'on' on; it refuses a quoted "false".
+	if n.Kind == yaml.ScalarNode && n.Style != 0 && scalarKind(v.Type()) && !ownTag(n, v.Type()) {
+		// A string (quoted, a block scalar, tagged !!str), whatever it
+		// reads as: yaml decodes a string 'on', 'no' or 'Y' into a
+		// boolean (YAML 1.1's words), which turned
+		// insecure_skip_verify: 'Y' on; it refused a quoted "false".
 		d.fail(n, field, "%s", typeError(nil, n, v.Type(), field))
 		return
 	}
@@ -602,6 +603,26 @@ func describe(n *yaml.Node, t reflect.Type, field string) string {
 		kind = "true or false"
 	}
 	return kind + " (not shown: it may be a secret)"
+}
+
+// ownTag says whether n is tagged explicitly as what t (or what it points
+// to) holds: !!bool for a boolean, !!int for an integer, !!int or !!float
+// for a float (!!bool "false" says what it is, in quotes or not).
+func ownTag(n *yaml.Node, t reflect.Type) bool {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Style&yaml.TaggedStyle == 0 {
+		return false
+	}
+	switch tag := n.ShortTag(); {
+	case t.Kind() == reflect.Bool:
+		return tag == "!!bool"
+	case t.Kind() == reflect.Float32 || t.Kind() == reflect.Float64:
+		return tag == "!!int" || tag == "!!float"
+	default:
+		return tag == "!!int"
+	}
 }
 
 // scalarKind says whether t (or what it points to) is a boolean or a

@@ -54,6 +54,10 @@ func TestDecode(t *testing.T) {
 		// even in quotes: 'on' turned insecure_skip_verify on.
 		{"quoted yes/no words", "enabled: 'on'\n", []string{`enabled: must be true or false, got "on" in quotes (a string: write it without them)`}, nil},
 		{"quoted n", "enabled: \"n\"\n", []string{`enabled: must be true or false, got "n" in quotes`}, nil},
+		{"string-tagged Y", "enabled: !!str Y\n", []string{`enabled: must be true or false, got "Y"`}, nil},
+		{"block scalar on", "enabled: >-\n  on\n", []string{`enabled: must be true or false, got "on"`}, nil},
+		{"plain yes, as YAML 1.1 reads it", "enabled: yes\n", nil, func(s sample) bool { return s.Enabled }},
+		{"tagged as what it is", "enabled: !!bool \"true\"\nport: !!int \"5999\"\n", nil, func(s sample) bool { return s.Enabled && s.Port == 5999 }},
 		{"quoted integer", "port: '8080'\n", []string{`port: must be an integer, got "8080" in quotes (a string: write it without them)`}, nil},
 		{"list expected", "hosts: 3\n", []string{"hosts: must be a list"}, nil},
 		{"mapping expected", "inner: 3\n", []string{`inner: must be a mapping of keys, got "3"`}, nil},
