@@ -378,9 +378,11 @@ func TestCheckRefusesWhatOnlyFailedAtRunTime(t *testing.T) {
 			t.Errorf("%q: %v\nlacks %q", tc.body, err, tc.want)
 		}
 	}
-	// A user's topic starting with __ is written to as any other.
-	os.WriteFile(m, []byte("topic: t\nprotocol: {uri: /p}\nbackend_servers: [127.0.0.1:80]\ndead_letter_topic: __dlq\n"), 0o644)
+	// A user's topic starting with __ is written to as any other; an
+	// optional boolean tagged !!null is unset.
+	os.WriteFile(m, []byte("topic: t\nprotocol: {uri: /p}\nbackend_servers: [127.0.0.1:80]\ndead_letter_topic: __dlq\n"+
+		"serialize_by_key: !!null\n"), 0o644)
 	if _, err := ktransfer.LoadModule(m); err != nil {
-		t.Errorf("dead_letter_topic: __dlq: %v", err)
+		t.Errorf("dead_letter_topic: __dlq, serialize_by_key: !!null: %v", err)
 	}
 }

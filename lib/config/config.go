@@ -354,7 +354,7 @@ func octalByZero(n *yaml.Node, t reflect.Type) bool {
 	if !isInteger(t) && t.Kind() != reflect.Float32 && t.Kind() != reflect.Float64 {
 		return false // a float key (rate_limit) takes an integer too: 0100 is 64 there as well
 	}
-	if n.Kind != yaml.ScalarNode || n.Style != 0 || n.ShortTag() != "!!int" {
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" { // plain, or tagged !!int in any style
 		return false
 	}
 	digits := strings.ReplaceAll(strings.TrimLeft(n.Value, "+-"), "_", "")
@@ -606,23 +606,24 @@ func describe(n *yaml.Node, t reflect.Type, field string) string {
 }
 
 // ownTag says whether n is tagged explicitly as what t (or what it points
-// to) holds: !!bool for a boolean, !!int for an integer, !!int or !!float
-// for a float (!!bool "false" says what it is, in quotes or not).
+// to) holds: !!bool for a boolean, !!int or !!float for a number (a
+// fraction given an integer is refused before), !!null for an optional
+// value (!!bool "false" says what it is, in quotes or not).
 func ownTag(n *yaml.Node, t reflect.Type) bool {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
 	if n.Style&yaml.TaggedStyle == 0 {
 		return false
 	}
-	switch tag := n.ShortTag(); {
-	case t.Kind() == reflect.Bool:
-		return tag == "!!bool"
-	case t.Kind() == reflect.Float32 || t.Kind() == reflect.Float64:
-		return tag == "!!int" || tag == "!!float"
-	default:
-		return tag == "!!int"
+	tag := n.ShortTag()
+	if tag == "!!null" && t.Kind() == reflect.Pointer {
+		return true
 	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() == reflect.Bool {
+		return tag == "!!bool"
+	}
+	return tag == "!!int" || tag == "!!float"
 }
 
 // scalarKind says whether t (or what it points to) is a boolean or a

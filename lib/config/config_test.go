@@ -58,6 +58,8 @@ func TestDecode(t *testing.T) {
 		{"block scalar on", "enabled: >-\n  on\n", []string{`enabled: must be true or false, got "on"`}, nil},
 		{"plain yes, as YAML 1.1 reads it", "enabled: yes\n", nil, func(s sample) bool { return s.Enabled }},
 		{"tagged as what it is", "enabled: !!bool \"true\"\nport: !!int \"5999\"\n", nil, func(s sample) bool { return s.Enabled && s.Port == 5999 }},
+		{"tagged float, whole", "port: !!float 5e3\n", nil, func(s sample) bool { return s.Port == 5000 }},
+		{"tagged octal in quotes", "port: !!int \"0777\"\n", []string{`port: must be written without a leading 0`}, nil},
 		{"quoted integer", "port: '8080'\n", []string{`port: must be an integer, got "8080" in quotes (a string: write it without them)`}, nil},
 		{"list expected", "hosts: 3\n", []string{"hosts: must be a list"}, nil},
 		{"mapping expected", "inner: 3\n", []string{`inner: must be a mapping of keys, got "3"`}, nil},
