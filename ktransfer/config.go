@@ -390,6 +390,10 @@ func (c Config) Warnings() []string {
 		for _, k := range m.noEffect() {
 			out = append(out, fmt.Sprintf("%s: %s: %v has no effect: %s", m.File, k.key, k.value, k.reason))
 		}
+		if m.MaxRetryTimes < 0 && m.FailRetryIntervalMs == 0 && m.MaxRetryIntervalMs == 0 {
+			out = append(out, m.File+": fail_retry_interval_ms: 0 and max_retry_interval_ms: 0 with max_retry_times: -1 "+
+				"retry a refused push at once, for ever: a backend that refuses at once gets it in a tight loop (set a pause)")
+		}
 	}
 	return out
 }
