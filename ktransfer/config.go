@@ -380,7 +380,8 @@ func (m Module) pushSets(name string) bool {
 // Warnings returns the keys without effect that ktransfer.yaml (its kafka
 // section: the start logs them) and the module files (a module's start
 // logs them) set, one line each ("FILE: key: value has no effect:
-// reason"), as ktransfer_bin -check prints them.
+// reason"), and the modules' unwise settings ("FILE: what"), as
+// ktransfer_bin -check prints them.
 func (c Config) Warnings() []string {
 	var out []string
 	for _, k := range c.Kafka.NoEffect("kafka") {
@@ -390,10 +391,21 @@ func (c Config) Warnings() []string {
 		for _, k := range m.noEffect() {
 			out = append(out, fmt.Sprintf("%s: %s: %v has no effect: %s", m.File, k.key, k.value, k.reason))
 		}
-		if m.MaxRetryTimes < 0 && m.FailRetryIntervalMs == 0 && m.MaxRetryIntervalMs == 0 {
-			out = append(out, m.File+": fail_retry_interval_ms: 0 and max_retry_interval_ms: 0 with max_retry_times: -1 "+
-				"retry a refused push at once, for ever: a backend that refuses at once gets it in a tight loop (set a pause)")
+		for _, w := range m.unwise() {
+			out = append(out, m.File+": "+w)
 		}
+	}
+	return out
+}
+
+// unwise lists the settings of m that work as written and hurt: each a
+// line a module's start logs too, and -check prints.
+func (m Module) unwise() []string {
+	var out []string
+	if m.MaxRetryTimes < 0 && m.FailRetryIntervalMs == 0 && m.MaxRetryIntervalMs == 0 {
+		out = append(out, "fail_retry_interval_ms: 0 and max_retry_interval_ms: 0 with max_retry_times: -1 "+
+			"retry a failed push with no pause, for ever, unless a Retry-After or an open circuit breaker holds it back "+
+			"(a refusal without dead_letter_topic never is): a backend that fails at once gets it in a tight loop (set a pause)")
 	}
 	return out
 }

@@ -176,6 +176,9 @@ func (m *module) bindMetrics() {
 		// Loaded as before; said, so that no one believes it works.
 		m.log.Warn("config key has no effect", "file", cfg.File, "key", k.key, "value", k.value, "reason", k.reason)
 	}
+	for _, w := range cfg.unwise() {
+		m.log.Warn("unwise config", "file", cfg.File, "what", w)
+	}
 }
 
 // methodSet is the methods filter, or nil when every record is pushed.

@@ -1,8 +1,14 @@
 package ktransfer_test
 
 import (
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
 )
 
 // TestRetryWithoutPauseWarned: max_retry_times -1 (until success) with
@@ -13,7 +19,7 @@ import (
 // number of retries, is not.
 func TestRetryWithoutPauseWarned(t *testing.T) {
 	const base = "topic: t\nprotocol:\n name: http\n uri: /p\nbackend_servers: [127.0.0.1:80]\n"
-	const want = "fail_retry_interval_ms: 0 and max_retry_interval_ms: 0 with max_retry_times: -1 retry a refused push at once, for ever"
+	const want = "fail_retry_interval_ms: 0 and max_retry_interval_ms: 0 with max_retry_times: -1 retry a failed push with no pause, for ever"
 	for _, tc := range []struct {
 		module string
 		warned bool
@@ -30,4 +36,35 @@ func TestRetryWithoutPauseWarned(t *testing.T) {
 			t.Errorf("%q: warnings %q, want warned %v (%q)", tc.module, got, tc.warned, want)
 		}
 	}
+}
+
+// TestRetryWithoutPauseLoggedAtStart: the same warning in the log when the
+// module starts (not only from -check), naming its file.
+func TestRetryWithoutPauseLoggedAtStart(t *testing.T) {
+	var logs runtest.Log
+	e := newEnv(t, kafkatest.Topic{Name: "t", Partitions: 1})
+	bk := newBackend(t, nil)
+	c := e.reloadConf(t, "m")
+	c.module(t, "m", "t", "m", bk.URL, "")
+	file := filepath.Join(c.dir, "modules", "m.yaml")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noPause := strings.Replace(string(data), "fail_retry_interval_ms: 10\nmax_retry_interval_ms: 100\n",
+		"fail_retry_interval_ms: 0\nmax_retry_interval_ms: 0\n", 1)
+	if noPause == string(data) {
+		t.Fatalf("module file without the retry keys to change:\n%s", data)
+	}
+	if err := os.WriteFile(file, []byte(noPause), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	startConf(t, c, slog.New(slog.NewTextHandler(&logs, nil)))
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "level=WARN") && strings.Contains(line, "unwise config") &&
+			strings.Contains(line, "file="+file) && strings.Contains(line, "retry a failed push with no pause") {
+			return
+		}
+	}
+	t.Fatalf("no warning of the retries without pause at the start; log:\n%s", logs.String())
 }
