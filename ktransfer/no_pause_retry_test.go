@@ -2,7 +2,6 @@ package ktransfer_test
 
 import (
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -46,19 +45,8 @@ func TestRetryWithoutPauseLoggedAtStart(t *testing.T) {
 	bk := newBackend(t, nil)
 	c := e.reloadConf(t, "m")
 	c.module(t, "m", "t", "m", bk.URL, "")
+	c.editModule(t, "m", "fail_retry_interval_ms: 10\nmax_retry_interval_ms: 100\n", "fail_retry_interval_ms: 0\nmax_retry_interval_ms: 0\n")
 	file := filepath.Join(c.dir, "modules", "m.yaml")
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	noPause := strings.Replace(string(data), "fail_retry_interval_ms: 10\nmax_retry_interval_ms: 100\n",
-		"fail_retry_interval_ms: 0\nmax_retry_interval_ms: 0\n", 1)
-	if noPause == string(data) {
-		t.Fatalf("module file without the retry keys to change:\n%s", data)
-	}
-	if err := os.WriteFile(file, []byte(noPause), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	startConf(t, c, slog.New(slog.NewTextHandler(&logs, nil)))
 	for _, line := range strings.Split(logs.String(), "\n") {
 		if strings.Contains(line, "level=WARN") && strings.Contains(line, "unwise config") &&

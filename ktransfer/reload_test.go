@@ -78,6 +78,23 @@ func (c confDir) module(t *testing.T, name, topic, path, backend, extra string) 
 	}
 }
 
+// editModule replaces old, which it must hold, with new in
+// modules/<name>.yaml.
+func (c confDir) editModule(t *testing.T, name, old, new string) {
+	t.Helper()
+	file := filepath.Join(c.dir, "modules", name+".yaml")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), old) {
+		t.Fatalf("%s does not hold %q:\n%s", file, old, data)
+	}
+	if err := os.WriteFile(file, []byte(strings.Replace(string(data), old, new, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // startConf runs a Transfer from the files of c, logging to log (nil: the
 // test log).
 func startConf(t *testing.T, c confDir, log *slog.Logger) *running {
@@ -552,15 +569,7 @@ func TestReloadSeesRewrittenSecretFile(t *testing.T) {
 	secret := writeSecretFile(t, k1, 0o600)
 	c := e.reloadConf(t, "m")
 	c.module(t, "m", "t", "m", bk.URL, "")
-	file := filepath.Join(c.dir, "modules", "m.yaml")
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data = []byte(strings.Replace(string(data), "protocol:\n", "protocol:\n signing_secrets: ["+secret+"]\n", 1))
-	if err := os.WriteFile(file, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	c.editModule(t, "m", "protocol:\n", "protocol:\n signing_secrets: ["+secret+"]\n")
 	var logs runtest.Log
 	r := startConf(t, c, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	produceN(t, e, 0, 10)
