@@ -55,6 +55,10 @@ func newHiccupFleetWith(t *testing.T, zkTimeout string) *hiccupFleet {
 	waitFor(t, "r shared 2+2", 20*time.Second, func() bool {
 		return halves(e.owners(t, "r", "tr"), 4)
 	})
+	// Owner nodes come before a partition runs: giveUpA's "a holds
+	// nothing" must not be met by partitions still starting, which a
+	// frozen ZooKeeper holds back without a's session being given up.
+	waitFor(t, "a runs tu's 2 partitions and 2 of tr", 20*time.Second, func() bool { return f.held() == 4 })
 	return f
 }
 
