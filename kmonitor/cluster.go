@@ -45,7 +45,7 @@ type cluster struct {
 	// may be only some of them.
 	everRead atomic.Bool
 	// polledAfterRead is set once a poll that began after everRead has
-	// asked the brokers for its topics' partitions (or could not): the
+	// had the brokers' answer for its topics' partitions: the
 	// partitions of a topic whose offsets node records a count and that
 	// have no offset znode are known from then on (state.unstored).
 	polledAfterRead atomic.Bool
@@ -532,6 +532,7 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 		c.clientErr = ""
 	}
 	if err != nil {
+		covered = false // no broker asked
 		if err.Error() != c.clientErr { // when it changes, not every poll
 			c.log.Warn("no kafka client", "err", err)
 			c.clientErr = err.Error()
@@ -565,7 +566,12 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 			unasked[topic] = true
 		}
 	}
-	covered = unasked == nil
+	// Covered: every wanted topic named in this poll's request and
+	// answered (a topic's own error, as an unauthorized topic's, is an
+	// answer: asking again would not list it). A request that failed
+	// lists nothing: what the first reading found would be served as the
+	// whole list.
+	covered = unasked == nil && err == nil
 	if err == nil {
 		maps.DeleteFunc(c.leaders, func(tp topicPartition, _ int32) bool { return !unasked[tp.topic] })
 		for topic, td := range meta.Topics {
