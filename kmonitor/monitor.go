@@ -425,11 +425,12 @@ var (
 	descEnd     = prometheus.NewDesc("kmonitor_log_end_offset", "Partition log-end offset, as last polled.", labels, nil)
 	descKnown   = prometheus.NewDesc("kmonitor_lag_known", "1 when the partition's lag is known, 0 when its offset or log end is not.", labels, nil)
 	descZK      = prometheus.NewDesc("kmonitor_zookeeper_up", "1 while kmonitor holds a ZooKeeper session for the cluster.", []string{"cluster"}, nil)
+	descRead    = prometheus.NewDesc("kmonitor_first_read_done", "1 once the cluster's offsets were read whole since kmonitor started and the brokers listed the partitions of their topics (zabbix_lld answers then); 0 before: the cluster's series are only some of its partitions', or none.", []string{"cluster"}, nil)
 	descMissing = prometheus.NewDesc("kmonitor_zookeeper_path_missing", "1 while the cluster's <chroot>/consumers (or the chroot itself) does not exist: nothing to monitor, counted in kmonitor.errors.", []string{"cluster"}, nil)
 )
 
 func (lagCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLag, descSeconds, descAtLeast, descCommit, descEnd, descKnown, descZK, descMissing} {
+	for _, d := range []*prometheus.Desc{descLag, descSeconds, descAtLeast, descCommit, descEnd, descKnown, descZK, descRead, descMissing} {
 		ch <- d
 	}
 }
@@ -464,6 +465,11 @@ func (c lagCollector) Collect(ch chan<- prometheus.Metric) {
 			up = 1
 		}
 		ch <- prometheus.MustNewConstMetric(descZK, prometheus.GaugeValue, up, cl.name)
+		read := 0.0
+		if cl.everReached() {
+			read = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descRead, prometheus.GaugeValue, read, cl.name)
 		missing := 0.0
 		if cl.missingPath() != "" {
 			missing = 1

@@ -98,6 +98,9 @@ func TestFirstDiscoveryWaitsForTheBrokersPartitions(t *testing.T) {
 		if code, body := e.get(t, "?format=zabbix_lld"); code == 200 {
 			t.Fatalf("zabbix_lld answered 200 while the brokers refused to list the partitions (served as the whole list): %s", body)
 		}
+		if _, body := e.get(t, "?format=prometheus"); !strings.Contains(body, firstReadUndone) {
+			t.Fatalf("Prometheus does not say %q while the brokers refuse to list the partitions: %s", firstReadUndone, body)
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	refuse.Store(false)
@@ -112,4 +115,11 @@ func TestFirstDiscoveryWaitsForTheBrokersPartitions(t *testing.T) {
 	if !strings.Contains(body, `"{#PARTITION}":"2"`) {
 		t.Errorf("zabbix_lld's first 200 once the brokers answer leaves partition 2 out: %s", body)
 	}
+	if _, body := e.get(t, "?format=prometheus"); !strings.Contains(body, `kmonitor_first_read_done{cluster="test_cluster"} 1`) {
+		t.Errorf("Prometheus does not say the first reading is done once zabbix_lld answers: %s", body)
+	}
 }
+
+// firstReadUndone is the Prometheus sample of a cluster whose partitions
+// are not all known yet.
+const firstReadUndone = `kmonitor_first_read_done{cluster="test_cluster"} 0`
