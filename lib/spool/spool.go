@@ -443,7 +443,9 @@ func (s *Spool) replay(ctx context.Context) error {
 	if whole {
 		s.skips = s.readSkips(acked, next)
 	}
-	s.readFloors(acked)
+	if err := s.readFloors(acked); err != nil {
+		return err
+	}
 	s.openFloors = maps.Clone(s.floors)
 	var drop []*segment
 	var end uint64     // the seq after the last scanned segment
@@ -2072,9 +2074,10 @@ func (s *Spool) SaveTopic(topic string) error {
 }
 
 // readFloors reads topic-floors into s.floors, those above acked (the
-// watermark read): an unreadable file is logged, and its topics' acked
-// entries are replayed. A temporary file of a write cut short goes.
-func (s *Spool) readFloors(acked uint64) {
+// watermark read): a file that fails its checksum is logged, and its
+// topics' acked entries are replayed; one that cannot be read (an I/O
+// error) fails the start. A temporary file of a write cut short goes.
+func (s *Spool) readFloors(acked uint64) error {
 	if err := os.Remove(filepath.Join(s.dir, floorsTmp)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		s.log.Warn("spool: remove the temporary file of topic floors", "file", filepath.Join(s.dir, floorsTmp), "err", err)
 	}
@@ -2082,20 +2085,22 @@ func (s *Spool) readFloors(acked uint64) {
 	b, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return
+		return nil
 	case err != nil:
-		s.log.Warn("spool: topic floors unreadable; entries acked above the watermark are replayed", "file", path, "err", err)
-		return
+		// Not started without them, as without the watermark: the seqs
+		// below a floor would be given to new entries, which a later
+		// start reading the file would take for acked (never drained).
+		return fmt.Errorf("spool: read %s: %w", path, err)
 	case len(b) < 4 || crc32.Checksum(b[:len(b)-4], castagnoli) != binary.LittleEndian.Uint32(b[len(b)-4:]):
 		s.log.Warn("spool: topic floors unreadable; entries acked above the watermark are replayed", "file", path, "bytes", len(b))
-		return
+		return nil
 	}
 	floors := map[string]uint64{}
 	for b = b[:len(b)-4]; len(b) > 0; {
 		n, k := binary.Uvarint(b)
 		if k <= 0 || uint64(len(b)-k) < n+8 {
 			s.log.Warn("spool: topic floors unreadable; entries acked above the watermark are replayed", "file", path, "err", "an entry cut short")
-			return
+			return nil
 		}
 		t := string(b[k : k+int(n)])
 		if f := binary.LittleEndian.Uint64(b[k+int(n):]); f > acked {
@@ -2104,6 +2109,7 @@ func (s *Spool) readFloors(acked uint64) {
 		b = b[k+int(n)+8:]
 	}
 	s.floors = floors
+	return nil
 }
 
 // Stats are a Spool's counts.

@@ -144,6 +144,26 @@ func TestUnreadableTopicFloorsReplays(t *testing.T) {
 	}
 }
 
+// TestTopicFloorsReadErrorFailsTheStart: topic-floors there but not
+// readable (an I/O error; here a directory in its place) fails Open,
+// naming the file, as an unreadable watermark does. Before, the start went
+// on without the floors: the seqs below a floor went to new entries, and
+// a later start that read the file took them for acked, never drained.
+func TestTopicFloorsReadErrorFailsTheStart(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "topic-floors"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s, err := spool.Open(spool.Options{Dir: dir})
+	if err == nil {
+		s.Close()
+		t.Fatal("Open went on with topic-floors unreadable")
+	}
+	if !strings.Contains(err.Error(), filepath.Join(dir, "topic-floors")) {
+		t.Errorf("Open's error does not name topic-floors: %v", err)
+	}
+}
+
 // TestAckedRangesAreUnsavedAfterARestart: acked-ranges holds only while
 // the watermark on disk is the one it was written with. A topic whose
 // acks came back from it at the start is unsaved (TopicState): kproxy
