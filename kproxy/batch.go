@@ -93,6 +93,10 @@ type batchOutcome struct {
 	// inLog: records of the batch may be in Kafka's log whatever the
 	// status (an aborted transaction's, 503 all the same).
 	inLog bool
+	// settled, for acks=0 records answered at once: closed once Kafka's
+	// client holds none of them (a stream's next request through another
+	// client waits for it, as for an earlier request's batchCall).
+	settled chan struct{}
 }
 
 // givesBack tells whether the batch's records go back to the client's
@@ -488,7 +492,9 @@ func (s *Server) startProduce(acks int, j *batchJob) (*batchCall, batchOutcome) 
 		// Answered now; the promises count each record as written or
 		// lost (acks0Done), and give back its acks=0 share.
 		s.metrics.batchResultN(200, n)
-		return nil, j.every(200, -1, "") // partition -1, no offset: not known yet
+		out := j.every(200, -1, "") // partition -1, no offset: not known yet
+		out.settled = c.settled
+		return nil, out
 	}
 	return c, batchOutcome{}
 }

@@ -574,8 +574,8 @@ func (g grpcService) ProduceStream(stream grpc.BidiStreamingServer[kproxypb.Prod
 // until every earlier request is answered and its client holds none of
 // their records (a record answered 504 may be written later), and an
 // atomic request runs alone, after every earlier one was (it has a
-// transactional client of its own). The order between acks=0 records, answered before
-// Kafka has them, and later acks=-1 ones is not kept.
+// transactional client of its own). acks=0 records, answered before
+// Kafka has them, count as held until Kafka's client lets them go.
 type produceStream struct {
 	s      *Server
 	stream grpc.BidiStreamingServer[kproxypb.ProduceRequest, kproxypb.ProduceResponse]
@@ -766,7 +766,7 @@ func (st *produceStream) waitSettled(deadline context.Context) *batchError {
 		case <-deadline.Done():
 			st.held = st.held[i:]
 			e := refuse(503, -1, "an earlier request's records of this stream were still in kafka's client "+
-				"(answered 504, they may yet be written) at this request's deadline; this request, at another acks level, "+
+				"(answered 504, or 200 at acks=0: they may yet be written) at this request's deadline; this request, at another acks level, "+
 				"would have overtaken them and was not written")
 			e.retryAfter = 1 // as every 503
 			return e
@@ -901,9 +901,12 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 		out = s.produceAtomic(b.answer, j)
 	} else {
 		it.call, out = s.startProduce(h.acks, j)
-		if it.call != nil {
+		switch {
+		case it.call != nil:
 			st.hold(it.call.settled)
 			it.call.watchSpool(b.answer) // not when the answerer comes to it
+		case out.settled != nil:
+			st.hold(out.settled) // acks=0 records, answered already, still in kgo
 		}
 	}
 	it.a.id, it.job, it.n, it.bound = h.id, j, n, b

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -260,5 +261,64 @@ func TestGRPCKafkaHeaderMetadataNotDropped(t *testing.T) {
 	st.CloseSend()
 	if n := endOffsets(t, c, topic); n != 0 {
 		t.Errorf("%d records written without the header asked for", n)
+	}
+}
+
+// TestGRPCStreamAcks0ThenAcksAllKeepsOrder: an acks=0 request is answered
+// at once, its records still in Kafka's client (the acks 0/1 one, one
+// produce request in flight per broker: here behind an acks=1 record whose
+// request the broker holds). The stream's next request at acks=-1 goes to
+// the other client, and waits for every earlier request's records to
+// leave Kafka's client (proto: a key's records are written in the order of
+// the stream). Before, it waited for those of the acks=1 request only: the
+// acks=-1 record was written before the acks=0 one.
+func TestGRPCStreamAcks0ThenAcksAllKeepsOrder(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	g := startGRPC(t, c, nil)
+	var held atomic.Int32
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		// The acks 0/1 client's first two requests (x's, then a's): the
+		// acks=-1 client's (b's) goes through at once.
+		if req.(*kmsg.ProduceRequest).Acks == 1 && held.Add(1) <= 2 {
+			c.SleepControl(func() { time.Sleep(time.Second) })
+		}
+		return nil, nil, false
+	})
+	t.Cleanup(c.DropControl)
+	s := g.stream(t, nil)
+	reqs := []*kproxypb.ProduceRequest{
+		{Id: 0, Topic: topic, Acks: acksOf(1), Records: []*kproxypb.Record{grec("", "k", "x")}},
+		{Id: 1, Topic: topic, Acks: acksOf(0), Records: []*kproxypb.Record{grec("", "k", "a")}},
+		{Id: 2, Topic: topic, Acks: acksOf(-1), Records: []*kproxypb.Record{grec("", "k", "b")}},
+	}
+	for i, req := range reqs {
+		if err := s.Send(req); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 { // a comes to Kafka's client once x's request is out, not in it
+			waitFor(t, "x's produce request at the broker", func() bool { return held.Load() >= 1 })
+		}
+	}
+	for range reqs {
+		resp, err := s.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Status != 200 {
+			t.Fatalf("request %d: status %d %q, want 200", resp.Id, resp.Status, resp.Error)
+		}
+	}
+	s.CloseSend()
+	var values []string
+	waitFor(t, "the three records written", func() bool {
+		values = values[:0]
+		for _, r := range kafkatest.ReadAll(t, c, kafkaconf.Default(), topic) {
+			values = append(values, string(r.Value))
+		}
+		return len(values) == 3
+	})
+	if fmt.Sprint(values) != "[x a b]" {
+		t.Errorf("key k in Kafka: %v, want [x a b] (the stream's order)", values)
 	}
 }
