@@ -303,6 +303,11 @@ type batchJob struct {
 	bound    string
 	// noSpool: the request said spool=0 (Kafka's answer or an error).
 	noSpool bool
+	// held is what a gRPC message's body (its copy, body) holds in bodies,
+	// max_body_bytes_in_flight, given back once the job is released by
+	// every holder (Kafka's client's included): holdMessage.
+	held   int64
+	bodies *bodyBudget
 }
 
 var jobPool = sync.Pool{New: func() any { return new(batchJob) }}
@@ -392,6 +397,10 @@ func (j *batchJob) inBody(b []byte) bool {
 func (j *batchJob) release() {
 	if j.refs.Add(-1) != 0 {
 		return
+	}
+	if j.held > 0 {
+		j.bodies.give(j.held)
+		j.held, j.bodies = 0, nil
 	}
 	if cap(j.items) > maxPooledRecords || cap(j.recs) > maxPooledRecords || cap(j.body) > 1<<20 {
 		return

@@ -114,6 +114,51 @@ func (b *bodyBudget) admit(h *fasthttp.RequestHeader, conn net.Conn, cl int) (re
 	return refused
 }
 
+// take holds n bytes of a body the HTTP server did not read (a gRPC
+// message's copy: holdMessage) until give; false, nothing held, when they
+// would pass max. One larger than max alone is taken when nothing else is
+// held, as admit takes it.
+func (b *bodyBudget) take(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used > 0 && n > b.max-b.used {
+		return false
+	}
+	b.used += n
+	return true
+}
+
+// give gives back n bytes take held.
+func (b *bodyBudget) give(n int64) {
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
+}
+
+// holdMessage counts the body of the gRPC message read into j (its copy,
+// j.body) in max_body_bytes_in_flight until j is released, Kafka's
+// client's hold on its records included; nil, or the refusal (503, not
+// written) when it would pass. grpc-go reads a message before kproxy
+// learns its size: unlike an HTTP body's, this one is refused once read,
+// and it is what a message holds after that — a stream's messages read
+// and waiting for their turn, the requests out, the records Kafka's
+// client holds — that is bounded. A body of bodyFloor or less holds
+// nothing, as over HTTP.
+func (s *Server) holdMessage(j *batchJob) *batchError {
+	n := int64(cap(j.body))
+	if n <= bodyFloor {
+		return nil
+	}
+	if !s.bodies.take(n) {
+		e := refuse(503, -1, "overloaded: request bodies of max_body_bytes_in_flight ("+
+			strconv.FormatInt(s.bodies.max, 10)+") bytes being read or handled; the request was not handled, nothing was written")
+		e.retryAfter = 1
+		return e
+	}
+	j.held, j.bodies = n, s.bodies
+	return nil
+}
+
 // release gives back what the request of h holds and returns it.
 func (b *bodyBudget) release(h *fasthttp.RequestHeader) bodyHold {
 	if b.held.Load() == 0 {

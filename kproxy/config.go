@@ -109,7 +109,9 @@ type Config struct {
 	// buffer (its Content-Length rounded up to a power of two) from its
 	// headers to its answer; a request whose buffer would pass this is answered 503 +
 	// Retry-After before its body is read (bodybudget.go). A body larger
-	// than this alone is taken when no other is held.
+	// than this alone is taken when no other is held. A gRPC message over
+	// 16 KiB holds its copy from its read until Kafka's client lets its
+	// records go (holdMessage), refused 503 once read when it would pass.
 	MaxBodyBytesInFlight int `yaml:"max_body_bytes_in_flight"`
 	// ReleaseIdleBuffers gives a keep-alive connection's read and write
 	// buffers back after each request (fasthttp's ReduceMemoryUsage): an

@@ -605,10 +605,12 @@ type streamItem struct {
 	done     chan struct{} // closed once answered (sent, or not: the stream broke)
 }
 
-// streamRequest is a request read: its bytes in job's body.
+// streamRequest is a request read: its bytes in job's body; over, its
+// refusal by max_body_bytes_in_flight (holdMessage).
 type streamRequest struct {
-	job *batchJob
-	at  time.Time
+	job  *batchJob
+	at   time.Time
+	over *batchError
 }
 
 func (st *produceStream) run() error {
@@ -628,9 +630,10 @@ func (st *produceStream) run() error {
 			}
 			// The records' deadline runs from start, not from here: a
 			// request read waits for the stream's window as long as
-			// its client leaves answers unread (take).
+			// its client leaves answers unread (take). Its body is
+			// counted from here: it waits with it.
 			select {
-			case reqs <- streamRequest{j, time.Now()}:
+			case reqs <- streamRequest{j, time.Now(), st.s.holdMessage(j)}:
 			case <-quit:
 				j.release() // read, never started: not written (the stream ended)
 				return
@@ -798,6 +801,9 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 		j.release()
 		it.a, it.answered = refusedAnswer(id, e), true
 		return it
+	}
+	if r.over != nil {
+		return refused(requestID(j.body), r.over) // not read further
 	}
 	h, berr := s.readRequest(j)
 	// A client removed (or whose secret changed) by a reload is refused

@@ -215,13 +215,14 @@ func produceHandler(srv any, ctx context.Context, dec func(any) error, intercept
 	// is answered at once, its message never read. Read first, a caller
 	// without credentials held up to max_request_size_bytes per call
 	// until readBound, on as many calls and connections as it opened.
-	unknown := func(id uint64, v verdict) error {
-		a := refusedAnswer(id, refuse(v.code, -1, v.reason))
+	refusedCall := func(id uint64, e *batchError) error {
+		a := refusedAnswer(id, e)
 		err := answerError(&a)
 		s.metrics.grpcAnswered("Produce", a.status, time.Now())
 		s.metrics.grpcRPCs.WithLabelValues(strings.TrimPrefix(kproxypb.KProxy_Produce_FullMethodName, "/"), status.Code(err).String()).Inc()
 		return err
 	}
+	unknown := func(id uint64, v verdict) error { return refusedCall(id, refuse(v.code, -1, v.reason)) }
 	acl := s.acl() // the rules of the whole request
 	rule, v := authenticateRPC(acl, ctx)
 	if v.code != 0 {
@@ -258,6 +259,11 @@ func produceHandler(srv any, ctx context.Context, dec func(any) error, intercept
 			j.release()
 			return nil, unknown(id, v)
 		}
+	}
+	if berr := s.holdMessage(j); berr != nil {
+		id := requestID(j.body)
+		j.release()
+		return nil, refusedCall(id, berr)
 	}
 	j.timeout = s.deadlines.get() // the records' deadline runs from here
 	if interceptor == nil {
