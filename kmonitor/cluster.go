@@ -532,7 +532,7 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 		c.clientErr = ""
 	}
 	if err != nil {
-		covered = false // no broker asked
+		covered = false                 // no broker asked
 		if err.Error() != c.clientErr { // when it changes, not every poll
 			c.log.Warn("no kafka client", "err", err)
 			c.clientErr = err.Error()
