@@ -379,6 +379,15 @@ func (j *batchJob) compact() {
 		}
 	}
 	j.body = nil // the next use of a pooled job makes its own
+	if j.held > 0 {
+		// The body's hold (holdMessage) becomes the records' copy's.
+		keep := int64(cap(buf))
+		if keep <= bodyFloor {
+			keep = 0
+		}
+		j.bodies.give(j.held - keep)
+		j.held = keep
+	}
 }
 
 // inBody reports whether b points into j's body; an empty b does too

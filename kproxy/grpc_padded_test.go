@@ -49,6 +49,11 @@ func TestPaddedAcks0StreamRequestsHoldTheirRecordsOnly(t *testing.T) {
 	if grown := heapInUse() - before; grown > 24<<20 {
 		t.Errorf("%d acks=0 records of 1 byte waiting, sent in 256 KiB messages: the heap grew %d MiB, want their records only", n, grown>>20)
 	}
+	// Nor are the messages let go counted in max_body_bytes_in_flight:
+	// the records copied out of them are under 16 KiB.
+	if v := g.metric(t, "kproxy_body_bytes_in_flight"); v != "0" {
+		t.Errorf("kproxy_body_bytes_in_flight = %s with the messages let go, want 0", v)
+	}
 }
 
 // heapInUse is the heap in use after two collections.
