@@ -137,13 +137,13 @@ func (b *bodyBudget) give(n int64) {
 
 // holdMessage counts the body of the gRPC message read into j (its copy,
 // j.body) in max_body_bytes_in_flight until j is released, Kafka's
-// client's hold on its records included; nil, or the refusal (503, not
-// written) when it would pass. grpc-go reads a message before kproxy
-// learns its size: unlike an HTTP body's, this one is refused once read,
-// and it is what a message holds after that — a stream's messages read
-// and waiting for their turn, the requests out, the records Kafka's
-// client holds — that is bounded. A body of bodyFloor or less holds
-// nothing, as over HTTP.
+// client's hold on its records included (compact makes it the records'
+// copy's); nil, or the refusal (503, not written) when it would pass.
+// grpc-go reads a message before kproxy learns its size: unlike an HTTP
+// body's, this one is refused once read, and it is what a message holds
+// after that — the requests out, the records Kafka's client holds — that
+// is bounded (a stream's from when it takes the message: see start). A
+// body of bodyFloor or less holds nothing, as over HTTP.
 func (s *Server) holdMessage(j *batchJob) *batchError {
 	n := int64(cap(j.body))
 	if n <= bodyFloor {

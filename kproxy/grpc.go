@@ -605,12 +605,10 @@ type streamItem struct {
 	done     chan struct{} // closed once answered (sent, or not: the stream broke)
 }
 
-// streamRequest is a request read: its bytes in job's body; over, its
-// refusal by max_body_bytes_in_flight (holdMessage).
+// streamRequest is a request read: its bytes in job's body.
 type streamRequest struct {
-	job  *batchJob
-	at   time.Time
-	over *batchError
+	job *batchJob
+	at  time.Time
 }
 
 func (st *produceStream) run() error {
@@ -630,10 +628,9 @@ func (st *produceStream) run() error {
 			}
 			// The records' deadline runs from start, not from here: a
 			// request read waits for the stream's window as long as
-			// its client leaves answers unread (take). Its body is
-			// counted from here: it waits with it.
+			// its client leaves answers unread (take).
 			select {
-			case reqs <- streamRequest{j, time.Now(), st.s.holdMessage(j)}:
+			case reqs <- streamRequest{j, time.Now()}:
 			case <-quit:
 				j.release() // read, never started: not written (the stream ended)
 				return
@@ -802,8 +799,17 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 		it.a, it.answered = refusedAnswer(id, e), true
 		return it
 	}
-	if r.over != nil {
-		return refused(requestID(j.body), r.over) // not read further
+	// Its body counts in max_body_bytes_in_flight from here, not from its
+	// read: the two messages a stream reads ahead (the reader's, take's)
+	// wait as long as the client leaves answers unread, which would hold
+	// the budget of every client. Held back, the stream waits for its own
+	// requests first, as for req_pool_size: they free room.
+	over := s.holdMessage(j)
+	for over != nil && st.waitOldest() {
+		over = s.holdMessage(j)
+	}
+	if over != nil {
+		return refused(requestID(j.body), over) // not read further
 	}
 	h, berr := s.readRequest(j)
 	// A client removed (or whose secret changed) by a reload is refused

@@ -1,6 +1,7 @@
 package kproxy_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -65,4 +66,57 @@ func TestGRPCMessagesHeldInMaxBodyBytesInFlight(t *testing.T) {
 	if n := endOffsets(t, c, topic); n != 3 {
 		t.Errorf("%d records in %s, want 3 (requests 1, 4 and 5; 2 and 3 refused)", n, topic)
 	}
+}
+
+// TestGRPCStreamWaitingMessagesHoldNoBudget: a stream's messages read ahead
+// of its window (8 requests out) hold nothing in max_body_bytes_in_flight
+// until the stream takes them: they wait as long as the client leaves its
+// answers unread, and held there, a few streams that read no answers kept
+// every other client's large bodies refused for as long as they stayed
+// open. Nor does a small message count the pooled buffer it is read into.
+func TestGRPCStreamWaitingMessagesHoldNoBudget(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	g := startGRPC(t, c, nil)
+	// A message of 400 KiB first: its job's buffer goes back to the pool.
+	if _, err := g.produce(t, nil, &kproxypb.ProduceRequest{Topic: topic, Acks: acksOf(1),
+		Records: []*kproxypb.Record{grec("", "k", strings.Repeat("p", 400<<10))}}); err != nil {
+		t.Fatal(err)
+	}
+	kafkatest.NewFaults(t, c).Sleep(int16(kmsg.Produce), 1, 3*time.Second)
+	if _, err := g.produce(t, nil, &kproxypb.ProduceRequest{Topic: topic, Acks: acksOf(0),
+		Records: []*kproxypb.Record{grec("", "k", "small")}}); err != nil {
+		t.Fatal(err)
+	}
+	if v := g.metric(t, "kproxy_body_bytes_in_flight"); v != "0" {
+		t.Errorf("kproxy_body_bytes_in_flight = %s with one small message in Kafka's client, want 0", v)
+	}
+	const size = 20 << 10
+	s := g.stream(t, nil)
+	for i := range 10 {
+		req := &kproxypb.ProduceRequest{Id: uint64(i), Topic: topic, Acks: acksOf(1), Records: []*kproxypb.Record{grec("", "k", strings.Repeat("v", size))}}
+		if err := s.Send(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the stream's requests out", func() bool { return g.metric(t, "kproxy_body_bytes_in_flight") != "0" })
+	time.Sleep(500 * time.Millisecond) // the last two read and waiting
+	if v := g.metric(t, "kproxy_body_bytes_in_flight"); parseFloat(t, v) >= 9*size {
+		t.Errorf("kproxy_body_bytes_in_flight = %s with 8 messages of %d bytes out and 2 waiting, want those out only", v, size)
+	}
+	for range 10 {
+		if resp, err := s.Recv(); err != nil || resp.Status != 200 {
+			t.Fatalf("answer: %v %v, want 200", resp, err)
+		}
+	}
+	s.CloseSend()
+	waitFor(t, "every body given back", func() bool { return g.metric(t, "kproxy_body_bytes_in_flight") == "0" })
+}
+
+func parseFloat(t *testing.T, v string) float64 {
+	t.Helper()
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

@@ -46,7 +46,12 @@ func (c wireCodec) Marshal(v any) (mem.BufferSlice, error) {
 func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if j, ok := v.(*batchJob); ok {
 		// Copied: grpc reuses its buffers once this returns, and kgo holds
-		// the records until Kafka answers.
+		// the records until Kafka answers. Into a buffer of about its
+		// size: a pooled job's (up to 1 MiB) would be what the message
+		// holds in max_body_bytes_in_flight (holdMessage).
+		if n := data.Len(); cap(j.body) < n || cap(j.body) > max(bodyFloor, n+n/4) {
+			j.body = make([]byte, 0, n)
+		}
 		j.body = j.body[:0]
 		for _, b := range data {
 			j.body = append(j.body, b.ReadOnlyData()...)
