@@ -142,7 +142,7 @@ func (b *bodyBudget) give(n int64) {
 // grpc-go reads a message before kproxy learns its size: unlike an HTTP
 // body's, this one is refused once read, and it is what a message holds
 // after that — the requests out, the records Kafka's client holds — that
-// is bounded (a stream's from when it takes the message: see start). A
+// is bounded (a stream's once its waits are over: see start). A
 // body of bodyFloor or less holds nothing, as over HTTP.
 func (s *Server) holdMessage(j *batchJob) *batchError {
 	n := int64(cap(j.body))

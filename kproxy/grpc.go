@@ -799,18 +799,6 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 		it.a, it.answered = refusedAnswer(id, e), true
 		return it
 	}
-	// Its body counts in max_body_bytes_in_flight from here, not from its
-	// read: the two messages a stream reads ahead (the reader's, take's)
-	// wait as long as the client leaves answers unread, which would hold
-	// the budget of every client. Held back, the stream waits for its own
-	// requests first, as for req_pool_size: they free room.
-	over := s.holdMessage(j)
-	for over != nil && st.waitOldest() {
-		over = s.holdMessage(j)
-	}
-	if over != nil {
-		return refused(requestID(j.body), over) // not read further
-	}
 	h, berr := s.readRequest(j)
 	// A client removed (or whose secret changed) by a reload is refused
 	// 401 before any of the request's own checks, as a new call is.
@@ -869,9 +857,22 @@ func (st *produceStream) start(r streamRequest) *streamItem {
 		return refused(h.id, refuseShuttingDown())
 	default:
 	}
-	// A stream held back by req_pool_size waits for its own requests
-	// first: they free room (none is out after waitAll).
-	for berr = s.admitBatch(n); berr != nil && berr.status == 503 && st.waitOldest(); berr = s.admitBatch(n) {
+	// A stream held back by req_pool_size, or by max_body_bytes_in_flight,
+	// waits for its own requests first: they free room (none is out after
+	// waitAll). Its body counts from here, not from its read, and neither
+	// is held through a wait: the waits for the stream's own answers (the
+	// window, another client's, these) last as long as its client leaves
+	// them unread, and a few such streams would hold the bodies' budget of
+	// every client.
+	for {
+		if berr = s.admitBatch(n); berr == nil {
+			if berr = s.holdMessage(j); berr != nil {
+				s.releaseBatch(n)
+			}
+		}
+		if berr == nil || berr.status != 503 || !st.waitOldest() {
+			break
+		}
 	}
 	if berr != nil && berr.status == 503 {
 		select {
