@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/logging"
@@ -125,7 +126,9 @@ func (s *Server) reloadLocked(ctx context.Context) (restart []string, level int,
 	if s.cfg.file == "" {
 		return nil, 0, errors.New("the configuration was not read from a file: nothing to read again")
 	}
-	cfg, err := config.Within(ctx, func() (Config, error) {
+	cfg, err := config.Within(ctx, func(waited time.Duration) {
+		s.log.Warn("reload still reading its files (a mount that stopped answering?); later reloads wait for it", "file", s.cfg.file, "waited", waited)
+	}, func() (Config, error) {
 		cfg, err := loadConfig(s.cfg.file)
 		if err == nil {
 			// A file the start refuses is refused whole (not in

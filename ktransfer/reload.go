@@ -219,7 +219,9 @@ func (t *Transfer) reload(ctx context.Context) (ReloadStatus, error) {
 	if t.cfg.file == "" {
 		return ReloadStatus{}, errors.New("the configuration was not read from a file: nothing to read again")
 	}
-	cfg, err := config.Within(ctx, func() (Config, error) {
+	cfg, err := config.Within(ctx, func(waited time.Duration) {
+		t.log.Warn("reload still reading its files (a mount that stopped answering?); later reloads wait for it", "file", t.cfg.file, "waited", waited)
+	}, func() (Config, error) {
 		cfg, err := loadConfig(t.cfg.file)
 		if err == nil {
 			// A file the start refuses is refused whole (not in Validate:

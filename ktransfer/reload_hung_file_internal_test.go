@@ -3,8 +3,13 @@ package ktransfer
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/config"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/runtest"
 )
 
 // TestReloadStoppedWhileItsFileHangs: a SIGHUP while the configuration
@@ -12,7 +17,8 @@ import (
 // secret store), then SIGTERM. The reload waited for the read for ever,
 // and the stop, which waits for the reload, with it: the process never
 // exited. The reload now gives up at the stop, as it does at its other
-// steps, nothing applied.
+// steps, nothing applied; until then it says, every config.SlowRead, that
+// it is still reading.
 func TestReloadStoppedWhileItsFileHangs(t *testing.T) {
 	hang := make(chan struct{})
 	defer close(hang)
@@ -23,7 +29,10 @@ func TestReloadStoppedWhileItsFileHangs(t *testing.T) {
 		return Config{}, errors.New("hung")
 	}
 	t.Cleanup(func() { loadConfig = LoadConfig })
-	tr := &Transfer{runner: &runner{}, cfg: Config{file: "ktransfer.yaml"}}
+	defer func(d time.Duration) { config.SlowRead = d }(config.SlowRead)
+	config.SlowRead = 100 * time.Millisecond
+	var logs runtest.Log
+	tr := &Transfer{runner: &runner{}, cfg: Config{file: "ktransfer.yaml"}, log: slog.New(slog.NewTextHandler(&logs, nil))}
 	ctx, stop := context.WithCancel(context.Background())
 	got := make(chan error, 1)
 	go func() {
@@ -31,6 +40,15 @@ func TestReloadStoppedWhileItsFileHangs(t *testing.T) {
 		got <- err
 	}()
 	<-read
+	// Meanwhile every later reload waits for it: said, not silent.
+	const said = "reload still reading its files"
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), said) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), said) {
+		t.Errorf("a reload stuck reading its file logged nothing (want %q): %s", said, logs.String())
+	}
 	stop() // SIGTERM
 	select {
 	case err := <-got:
