@@ -23,6 +23,10 @@ import (
 // size and why.
 const hdrValueOmitted = "ktransfer-value-omitted"
 
+// hdrValueNull marks the dead letter of a record whose value was null,
+// written empty (a null one is a tombstone in a compacted topic).
+const hdrValueNull = "ktransfer-value-null"
+
 // hdrHeaders is the dead-letter header that gives how many headers of the
 // record's own come before ktransfer's: a dead letter without it was
 // written before dead letters kept them (replayOne).
@@ -63,6 +67,13 @@ func (m *module) deadLetter(ctx context.Context, r *record, reason string) bool 
 		key = r.msg.Key
 	}
 	value := r.msg.Value
+	if value == nil {
+		// A null value (a deletion in a compacted topic) is written empty,
+		// as its push carried it: null, it would be a tombstone in a
+		// compacted dead-letter topic, which drops the key's dead letters.
+		value = []byte{}
+		headers = append(headers, kgo.RecordHeader{Key: hdrValueNull, Value: []byte("1")})
+	}
 	var refused error // why the whole record was refused; nil while it is tried
 	solo := m.t.deadLetterSoloLock(topic)
 	alone := false // the next write is the topic's only one in the client
