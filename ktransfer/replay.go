@@ -217,11 +217,13 @@ func Replay(ctx context.Context, cfg Config, name string, since time.Time, log *
 				}
 				if p.Err != nil {
 					// The client retries; what it could not fetch is
-					// waited for (replayCheck) and named at the end.
+					// waited for (replayCheck) and named at the end. The
+					// records that came with the error (the good batches
+					// before a corrupt one) are pushed: the client reads on
+					// after them.
 					log.Warn("reading the dead-letter topic", "partition", p.Partition, "err", p.Err)
-					fetchErrs[p.Partition] = p.Err
 					errored = true
-					return
+					defer func() { fetchErrs[p.Partition] = p.Err }() // after its records, which clear it
 				}
 				for _, rec := range p.Records {
 					if rec.Offset > pos[p.Partition] {
