@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strings"
 	"testing"
 	"time"
 
@@ -38,11 +37,7 @@ func TestReloadStoppedWhileItsFileHangs(t *testing.T) {
 	<-read
 	// Meanwhile every later reload waits for it: said, not silent.
 	const said = "reload still reading its files"
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(logs.String(), said) && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if !strings.Contains(logs.String(), said) {
+	if !logs.WaitFor(said, 5*time.Second) {
 		t.Errorf("a reload stuck reading its file logged nothing (want %q): %s", said, logs.String())
 	}
 	stop() // SIGTERM

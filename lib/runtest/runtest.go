@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -62,4 +63,15 @@ func (l *Log) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buf.String()
+}
+
+// WaitFor polls the log every 20 ms until it contains s or limit passes,
+// and reports whether it does.
+func (l *Log) WaitFor(s string, limit time.Duration) bool {
+	for deadline := time.Now().Add(limit); !strings.Contains(l.String(), s); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
 }
