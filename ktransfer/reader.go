@@ -229,6 +229,9 @@ type errHold struct {
 	last   time.Time
 	until  time.Time
 	paused bool
+	// stalled: paused until the partition's restart (stallAt), not
+	// until a time.
+	stalled bool
 }
 
 // holdBack stops fetching partition id, which a fetch answered with an
@@ -259,7 +262,7 @@ func (r *reader) releaseHeld() time.Time {
 	now := time.Now()
 	for id, h := range r.held {
 		switch {
-		case !h.paused:
+		case !h.paused, h.stalled:
 		case !now.Before(h.until):
 			h.paused = false
 			r.held[id] = h
@@ -414,10 +417,21 @@ func (r *reader) apply() {
 func (r *reader) stall(p *partition) { r.stallAt(p, p.next) }
 
 // stallAt is stall from offset at.
+//
+// p is not fetched until its restart adds it again (apply's forgetHold):
+// the Kafka client keeps a partition answered OFFSET_OUT_OF_RANGE (no
+// reset offset) and read on past one found truncated, and fetched it
+// after every poll, each answer dropped here, hundreds a second while the
+// restart waited (a backend's record still being retried, a passing
+// answer's growing wait).
 func (r *reader) stallAt(p *partition, at int64) {
 	if !p.stalled {
 		p.stalled = true
 		p.outOfRange <- at // cap 1, and sent once per start
+		if h := r.held[p.id]; !h.paused {
+			r.cl.PauseFetchPartitions(map[string][]int32{r.topic: {p.id}})
+		}
+		r.held[p.id] = errHold{paused: true, stalled: true}
 	}
 }
 
