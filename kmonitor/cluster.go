@@ -684,6 +684,19 @@ func (c *cluster) pollLeader(ctx context.Context, client *kgo.Client, leader int
 			again = append(again, tp)
 		}
 	}
+	var early map[topicPartition]answer
+	if len(again) > 0 && len(answers) > 0 && ctx.Err() == nil {
+		// The leader's answers are stamped as they came, not once the
+		// partitions it did not answer for were asked elsewhere: a slow
+		// or hung new leader held them, read at once, for up to
+		// pollTimeout and then stamped as just read (their age, and the
+		// staleness check, behind by as much).
+		now := time.Now()
+		for tp, a := range answers {
+			c.state.setEnd(tp, a.end, asked, nil, now)
+		}
+		early, answers = answers, make(map[topicPartition]answer, len(again))
+	}
 	if len(again) > 0 && lctx.Err() == nil {
 		listOffsetsSharded(lctx, client, again, -1, func(tp topicPartition, offset int64, err error) {
 			answers[tp] = answer{end: offset, err: err}
@@ -700,6 +713,9 @@ func (c *cluster) pollLeader(ctx context.Context, client *kgo.Client, leader int
 	failed := 0
 	var firstErr error
 	for _, tp := range tps {
+		if _, set := early[tp]; set {
+			continue
+		}
 		a, ok := answers[tp]
 		if !ok {
 			a.err = errors.New("the brokers did not answer for the partition")
