@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -43,14 +44,7 @@ func lateMetadataAfterFirstReading(t *testing.T, delay time.Duration) {
 			t.Fatal(err)
 		}
 	}
-	c := newCluster("test_cluster", ClusterConfig{BrokerHosts: k.ListenAddrs(), Kafka: kafkaconf.Default()},
-		BaseConfig{PollIntervalMs: 100, HistoryMinutes: 60}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	t.Cleanup(func() {
-		c.metaWG.Wait()
-		if c.kafka != nil {
-			c.kafka.Close()
-		}
-	})
+	c := testCluster(t, k)
 	live := context.Background()
 	var leaders sync.WaitGroup
 	poll := func() {
@@ -123,4 +117,18 @@ func lateMetadataAfterFirstReading(t *testing.T, delay time.Duration) {
 		return
 	}
 	t.Fatal("no poll counts as the poll after the reading after 20 polls")
+}
+
+// testCluster is a cluster polling k every 100 ms, its polls run by the
+// test (pollOnce); its Kafka client is closed at cleanup.
+func testCluster(t *testing.T, k *kfake.Cluster) *cluster {
+	c := newCluster("test_cluster", ClusterConfig{BrokerHosts: k.ListenAddrs(), Kafka: kafkaconf.Default()},
+		BaseConfig{PollIntervalMs: 100, HistoryMinutes: 60}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(func() {
+		c.metaWG.Wait()
+		if c.kafka != nil {
+			c.kafka.Close()
+		}
+	})
+	return c
 }

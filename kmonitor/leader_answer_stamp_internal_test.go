@@ -2,8 +2,6 @@ package kmonitor
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -35,14 +33,7 @@ func TestLeaderAnswersStampedWhenTheyCame(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c := newCluster("test_cluster", ClusterConfig{BrokerHosts: k.ListenAddrs(), Kafka: kafkaconf.Default()},
-		BaseConfig{PollIntervalMs: 100, HistoryMinutes: 60}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	t.Cleanup(func() {
-		c.metaWG.Wait()
-		if c.kafka != nil {
-			c.kafka.Close()
-		}
-	})
+	c := testCluster(t, k)
 	live := context.Background()
 	w := new(byte)
 	c.state.setOffset(live, partKey{"m", "a", "0"}, w, []byte("0"))

@@ -78,18 +78,8 @@ func TestLastingFetchErrorBesideTrafficIsNotLoggedPerPoll(t *testing.T) {
 	runtest.Start(t, tr.Run, 20*time.Second)
 	waitFor(t, "the error logged", 10*time.Second, func() bool { return warned.Load() > 0 })
 	// Records for partition 1 only, one at a time for two seconds.
-	cl := kafkatest.Client(t, e.kafka, e.kc, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	from, start := warned.Load(), time.Now()
-	sent := 0
-	for time.Since(start) < 2*time.Second {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := cl.ProduceSync(ctx, &kgo.Record{Topic: "t", Partition: 1, Value: []byte(strconv.Itoa(sent))}).FirstErr()
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		sent++
-	}
+	sent := e.produceToFor(t, "t", 1, 2*time.Second)
 	n := warned.Load() - from
 	t.Logf("%d records written to partition 1, %d warnings in %v", sent, n, time.Since(start))
 	if n > 10 {
@@ -146,4 +136,21 @@ func TestLastingFetchErrorDoesNotDelayOtherPartitions(t *testing.T) {
 	if worst > 600*time.Millisecond {
 		t.Errorf("a record of the healthy partition was pushed %v after it was written: it waited for the failing partition's backoff", worst)
 	}
+}
+
+// produceToFor writes records to partition p of topic, one at a time,
+// for d; their values are their numbers from 0. It returns how many.
+func (e *env) produceToFor(t *testing.T, topic string, p int32, d time.Duration) int {
+	t.Helper()
+	cl := kafkatest.Client(t, e.kafka, e.kc, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	sent := 0
+	for start := time.Now(); time.Since(start) < d; sent++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: p, Value: []byte(strconv.Itoa(sent))}).FirstErr()
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return sent
 }

@@ -1,13 +1,10 @@
 package ktransfer_test
 
 import (
-	"context"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
@@ -33,18 +30,8 @@ func TestStalledPartitionIsNotFetchedInALoop(t *testing.T) {
 	b := newBackend(t, nil)
 	e.start(t, module("m", "t", b.URL))
 	waitFor(t, "partition 0's fetches refused", 10*time.Second, func() bool { return refused.Load() > 0 })
-	cl := kafkatest.Client(t, e.kafka, e.kc, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	from, start := refused.Load(), time.Now()
-	sent := 0
-	for time.Since(start) < 2*time.Second {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := cl.ProduceSync(ctx, &kgo.Record{Topic: "t", Partition: 1, Value: []byte(strconv.Itoa(sent))}).FirstErr()
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		sent++
-	}
+	sent := e.produceToFor(t, "t", 1, 2*time.Second)
 	n := refused.Load() - from
 	t.Logf("%d records written to partition 1, %d fetches of partition 0 answered out of range in %v", sent, n, time.Since(start))
 	// A restart fetches once; they come at growing intervals (0.1 s,
