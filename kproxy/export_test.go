@@ -27,13 +27,25 @@ func SetAfterDecode(t interface{ Cleanup(func()) }, f func(ctx context.Context))
 func Draining(srv *Server) <-chan struct{} { return srv.drain }
 
 // BufferedRecords is how many records srv's acks=0/1 client holds (sent
-// and awaiting their answer, or queued).
-func BufferedRecords(srv *Server) int64 { return srv.prod.leader.BufferedProduceRecords() }
+// and awaiting their answer, or queued), with the spool its acks=0 client's
+// too.
+func BufferedRecords(srv *Server) int64 {
+	n := srv.prod.leader.BufferedProduceRecords()
+	if srv.prod.acks0 != srv.prod.leader {
+		n += srv.prod.acks0.BufferedProduceRecords()
+	}
+	return n
+}
 
-// ClientRecords is how many records srv's producer clients (acks=0/1 and
-// acks=-1) hold: sent and awaiting their answer, or queued.
+// ClientRecords is how many records srv's producer clients (acks=0/1,
+// acks=-1, and with the spool acks=0) hold: sent and awaiting their answer,
+// or queued.
 func ClientRecords(srv *Server) int64 {
-	return srv.prod.leader.BufferedProduceRecords() + srv.prod.all.BufferedProduceRecords()
+	n := int64(0)
+	for _, cl := range srv.prod.clients() {
+		n += cl.BufferedProduceRecords()
+	}
+	return n
 }
 
 // SetCompactedRecheck sets compactedRecheck until the test ends.

@@ -29,9 +29,15 @@ func acksIndex(acks []byte) (int, bool) {
 	return 0, false
 }
 
-// producers are the two kgo clients kproxy writes through: acks=1 (also
+// producers are the kgo clients kproxy writes through: acks=1 (also
 // carrying acks=0 records, which are answered before Kafka's answer but
-// retried like acks=1 ones) and acks=-1, idempotent.
+// retried like acks=1 ones) and acks=-1, idempotent. With the spool,
+// acks=0 records have a third client of their own, set up as the acks=1
+// one (acks0): a topic's flip to the spool cancels the generation its
+// gated records carry, and kgo, seeing the context of the record heading a
+// partition done, fails every record queued in that partition, acks=0 ones
+// answered 200 behind it too, never to be written although Kafka came
+// back within their produce_timeout_ms (TestAcks0BehindAFlipDelivered).
 //
 //   - leader: RequiredAcks(LeaderAck), not idempotent, at most
 //     max_in_flight_requests (default 1) produce requests per broker: with
@@ -53,8 +59,12 @@ func acksIndex(acks []byte) (int, bool) {
 type producers struct {
 	leader *kgo.Client
 	all    *kgo.Client
-	// traces know, per client, what the client wrote (see sendTrace).
-	traces [2]*tracer
+	// acks0 is the acks=0 records' client: leader, or with the spool a
+	// client of their own.
+	acks0 *kgo.Client
+	// traces know, per client, what the client wrote (see sendTrace):
+	// leader's, all's, and acks0's (leader's without the spool).
+	traces [3]*tracer
 	// common are the options every client of kproxy shares (the
 	// transactional ones too: txnPool).
 	common []kgo.Opt
@@ -138,17 +148,29 @@ func newProducers(ctx context.Context, cfg Config, log *slog.Logger, hooks produ
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
-	ps.leader, err = kgo.NewClient(append(common[:len(common):len(common)],
-		kgo.RequiredAcks(kgo.LeaderAck()),
-		kgo.DisableIdempotentWrite(),
-		kgo.MaxProduceRequestsInflightPerBroker(cfg.MaxInFlightRequests),
-		kgo.WithHooks(ps.traces[0], batch, &ps.traces[0].room),
-		// The acks=1 client can fail a batch built into a request whose
-		// write has not returned (see tracer.built).
-		kgo.WithCompressor(builtCounter{compressor, &ps.traces[0].built}),
-	)...)
+	leaderClient := func(tr *tracer) (*kgo.Client, error) {
+		return kgo.NewClient(append(common[:len(common):len(common)],
+			kgo.RequiredAcks(kgo.LeaderAck()),
+			kgo.DisableIdempotentWrite(),
+			kgo.MaxProduceRequestsInflightPerBroker(cfg.MaxInFlightRequests),
+			kgo.WithHooks(tr, batch, &tr.room),
+			// The acks=1 client can fail a batch built into a request whose
+			// write has not returned (see tracer.built).
+			kgo.WithCompressor(builtCounter{compressor, &tr.built}),
+		)...)
+	}
+	ps.leader, err = leaderClient(ps.traces[0])
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	if cfg.SpoolDir == "" {
+		ps.acks0, ps.traces[2] = ps.leader, ps.traces[0]
+	} else {
+		ps.traces[2].pipelined = ps.traces[0].pipelined
+		if ps.acks0, err = leaderClient(ps.traces[2]); err != nil {
+			ps.leader.Close()
+			return nil, fmt.Errorf("kafka client: %w", err)
+		}
 	}
 	ps.all, err = kgo.NewClient(append(common[:len(common):len(common)],
 		kgo.RequiredAcks(kgo.AllISRAcks()),
@@ -166,6 +188,9 @@ func newProducers(ctx context.Context, cfg Config, log *slog.Logger, hooks produ
 	)...)
 	if err != nil {
 		ps.leader.Close()
+		if ps.acks0 != ps.leader {
+			ps.acks0.Close()
+		}
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
 	pingCtx, cancel := context.WithTimeout(ctx, max(2*time.Second, time.Duration(cfg.Kafka.DialTimeoutMs)*time.Millisecond))
@@ -228,13 +253,38 @@ const notOpen = "kproxy is shutting down; the record was not written"
 
 // client is the client for an acks index.
 func (ps *producers) client(acks int) (*kgo.Client, *tracer) {
-	if acks == 2 {
+	switch acks {
+	case 2:
 		return ps.all, ps.traces[1]
+	case 0:
+		return ps.acks0, ps.traces[2]
 	}
 	return ps.leader, ps.traces[0]
 }
 
-// close flushes both clients until ctx ends (acks=0 records still being
+// clients are the distinct clients (acks0 once, when it is leader).
+func (ps *producers) clients() []*kgo.Client {
+	if ps.acks0 == nil || ps.acks0 == ps.leader {
+		return []*kgo.Client{ps.leader, ps.all}
+	}
+	return []*kgo.Client{ps.leader, ps.all, ps.acks0}
+}
+
+// notIdempotent tells whether cl is the acks=1 client or the acks=0 one.
+func (ps *producers) notIdempotent(cl *kgo.Client) bool {
+	return cl == ps.leader || cl == ps.acks0
+}
+
+// notIdempotentClients are the acks=1 client and, with the spool, the
+// acks=0 one.
+func (ps *producers) notIdempotentClients() []*kgo.Client {
+	if ps.acks0 == ps.leader {
+		return []*kgo.Client{ps.leader}
+	}
+	return []*kgo.Client{ps.leader, ps.acks0}
+}
+
+// close flushes the clients until ctx ends (acks=0 records still being
 // delivered included), then closes them; records left fail with
 // kgo.ErrClientClosed.
 func (ps *producers) close(ctx context.Context) error {
@@ -242,7 +292,7 @@ func (ps *producers) close(ctx context.Context) error {
 	ps.shut = true
 	ps.shutMu.Unlock()
 	var errs []error
-	for _, cl := range []*kgo.Client{ps.leader, ps.all} {
+	for _, cl := range ps.clients() {
 		if cl == nil {
 			continue
 		}
@@ -255,7 +305,7 @@ func (ps *producers) close(ctx context.Context) error {
 			}
 		}
 	}
-	for _, cl := range []*kgo.Client{ps.leader, ps.all} {
+	for _, cl := range ps.clients() {
 		if cl != nil {
 			cl.Close()
 		}

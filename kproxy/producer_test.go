@@ -138,7 +138,8 @@ func testSpooler(t *testing.T, c *kfake.Cluster, edit func(*Config)) *spooler {
 }
 
 // TestLeaderClientResendsAbandonedRequest shows how the acks=1 client
-// (acks=0 and acks=1 records; not idempotent) writes a record twice with
+// (acks=0 and acks=1 records, acks=0 ones on a client of their own with
+// the spool; not idempotent) writes a record twice with
 // no fault of the broker or the network: kgo makes the context of the
 // first cancellable record in a produce request the request's context,
 // and when it ends while the request is out (kproxy cancels a record at

@@ -61,8 +61,8 @@ func parseAnyKeySeq(t testing.TB, v []byte) (string, int) {
 // produce requests holding records are out. kgo gives up waiting for a
 // request's answer when the context of its first record is done; a flip
 // cancels the generation of the records it gates, but a request may start
-// with a record of the topic that is not gated: acks=0 (the acks=1 client
-// carries them, with their deadline) or spool=0 (the acks=-1 client). Such
+// with a record of the topic that is not gated: spool=0 (acks 1 and -1;
+// acks=0 records have a client of their own with the spool). Such
 // a request stays until produce_timeout_ms, and so do the records behind
 // it in their partitions: without more they would be answered 504 then,
 // and the topic's later records would wait as long. At spool_after_ms the
@@ -74,12 +74,13 @@ func parseAnyKeySeq(t testing.TB, v []byte) (string, int) {
 // written: duplicates) or after it (kgo gave up on them meanwhile). Every
 // request sent while the broker is frozen is answered 202 within
 // spool_after_ms and a margin; afterwards every record answered 200 or 202
-// is in Kafka, each key's first copies in order, duplicates of acks=-1
+// is in Kafka (acks=0 ones too when thawed before produce_timeout_ms, none
+// counted lost), each key's first copies in order, duplicates of acks=-1
 // records no more than kproxy_spool_duplicates_possible_total. The acks=1
 // client is not idempotent and writes records twice by itself here: a
 // flip cancels the record heading one of its requests, kgo gives that
-// request up and resends its other batches (acks=0 ones among them), and
-// the broker writes both at the thaw (TestLeaderClientResendsAbandonedRequest).
+// request up and resends its other batches, and the broker writes both at
+// the thaw (TestLeaderClientResendsAbandonedRequest).
 //
 // Nothing is sent after the thaw: traffic after a freeze is what
 // TestIdempotentInFlightPastDeadlineThenNextWritten covers (records in
@@ -87,8 +88,11 @@ func parseAnyKeySeq(t testing.TB, v []byte) (string, int) {
 // by the broker for a duplicate of a cancelled one).
 func TestSpoolFrozenBrokerSpoolsInFlight(t *testing.T) {
 	const (
-		spoolAfter     = 200 * time.Millisecond
-		produceTimeout = 5 * time.Second
+		spoolAfter = 200 * time.Millisecond
+		// 2.5 s past the first thaw (3.5 s): the brokers' backlog and the
+		// acks=0 client's queued batches are through before the deadline
+		// of the acks=0 records held at the freeze.
+		produceTimeout = 6 * time.Second
 		// Appending, fsync and the scheduler under -race on a busy
 		// machine (stalls of 1.7 s seen). Without the flip's taking,
 		// records wait for the thaw (3.5 s) or for produce_timeout_ms.
@@ -111,7 +115,8 @@ func TestSpoolFrozenBrokerSpoolsInFlight(t *testing.T) {
 			var mu sync.Mutex
 			accepted := map[string][]int{}
 			codes := map[int]int{}
-			acks1 := map[string]bool{}     // keys written by the acks=1 client (acks 0 and 1)
+			acks1 := map[string]bool{}     // keys written by a client not idempotent (acks 0 and 1)
+			acks0 := 0                     // acks=0 records answered 200
 			var frozenAt, thawAt time.Time // set before the workers read them
 			slow := 0
 			note := func(key string, seqs []int, code int, start time.Time, took time.Duration) {
@@ -197,9 +202,9 @@ func TestSpoolFrozenBrokerSpoolsInFlight(t *testing.T) {
 
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
-			// Records that a flip cannot take, heading kgo's requests:
-			// acks=0 (answered at once) and spool=0 (each answered
-			// within produce_timeout_ms; 200s are checked too).
+			// Records that a flip cannot take: acks=0 (answered at once,
+			// their own client) and spool=0 (heading kgo's requests, each
+			// answered within produce_timeout_ms; 200s are checked too).
 			for w := range 4 {
 				wg.Go(func() {
 					for n := 0; n < 2000; n++ {
@@ -210,10 +215,18 @@ func TestSpoolFrozenBrokerSpoolsInFlight(t *testing.T) {
 						}
 						if w < 2 {
 							key := "a" + strconv.Itoa(w) + "-" + strconv.Itoa(n%6)
+							a := p.post(t, "acks=0&topic="+topic+"&key="+key, keySeqValue(t, key, n))
 							mu.Lock()
 							acks1[key] = true
+							if a.code == 200 {
+								acks0++
+								if tc.hold < produceTimeout {
+									// Kafka back within their produce_timeout_ms:
+									// delivered, none lost.
+									accepted[key] = append(accepted[key], n)
+								}
+							}
 							mu.Unlock()
-							p.post(t, "acks=0&topic="+topic+"&key="+key, keySeqValue(t, key, n))
 							time.Sleep(5 * time.Millisecond)
 							continue
 						}
@@ -267,6 +280,12 @@ func TestSpoolFrozenBrokerSpoolsInFlight(t *testing.T) {
 			wg.Wait()
 
 			spoolEmpty(t, p)
+			waitFor(t, "every acks=0 record delivered or given up", func() bool {
+				return metricInt(t, p, `kproxy_records_total{acks="0"}`)+metricInt(t, p, "kproxy_acks0_lost_records_total") >= acks0
+			})
+			if lost := metricInt(t, p, "kproxy_acks0_lost_records_total"); lost > 0 && tc.hold < produceTimeout {
+				t.Errorf("%d of %d acks=0 records answered 200 given up (kproxy_acks0_lost_records_total), Kafka back within their produce_timeout_ms", lost, acks0)
+			}
 			t.Logf("answers %v", codes)
 			if codes[202] == 0 {
 				t.Fatalf("nothing was spooled (answers %v): the freeze did not happen", codes)

@@ -54,16 +54,26 @@ func failedWithEarlier(err error, own context.Context) bool {
 // earlierReason is the reason of a record failed by another record's
 // deadline and not sent (503), its own deadline (own) not passed: one
 // queued before it (failedWithEarlier), or one handed over after it whose
-// deadline came first (sendOrder's cut).
+// deadline came first (sendOrder's cut); or by its topic's flip to the
+// spool (flipReason).
 func earlierReason(err error, own context.Context) (string, bool) {
 	switch {
 	case failedWithEarlier(err, own):
 		return withEarlierReason, true
 	case errors.Is(err, errCut) && own != nil && own.Err() == nil:
 		return cutReason, true
+	case errors.Is(err, context.Canceled) && own != nil && own.Err() == nil:
+		// The one other context a record queued before it can carry:
+		// its gate's generation, which its topic's flip to the spool
+		// cancelled (a spool=0 record: the gated ones are spooled).
+		return flipReason, true
 	}
 	return "", false
 }
+
+// flipReason is the reason of a record failed by its topic's flip to the
+// spool (earlierReason) and not sent (503).
+const flipReason = "kafka did not take an earlier record of its partition within spool_after_ms, which kproxy spooled, and kafka's client failed the records queued behind it with it (while the topic has records in the spool, a spool=0 record is refused)" + notWritten
 
 // cutReason is the reason of a record failed by sendOrder's cut.
 const cutReason = "kafka did not take the record before the deadline of a record queued with it (handed to kafka's client after it, arrived before it), and kafka's client failed them together" + notWritten

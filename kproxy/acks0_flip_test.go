@@ -1,0 +1,132 @@
+package kproxy_test
+
+import (
+	"bytes"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// TestAcks0BehindAFlipDelivered attacks DESIGN's acks=0 promise ("delivered
+// with the same retries as acks=1 until produce_timeout_ms … Loss only if
+// kproxy dies or Kafka stays away") where the spool meets it. acks=0
+// records are never spooled. They went to the acks=1 client with their own
+// deadline, beside the spoolable acks=1 records of their topic, which go
+// with their gate's generation. When the partition's leader refuses every
+// produce for longer than spool_after_ms, the topic flips to the spool: the
+// generation is cancelled, and kgo, seeing the context of the record
+// heading the partition's queue done, fails every record queued in that
+// partition — the acks=0 records answered 200 behind it too, with
+// produce_timeout_ms left. Kafka comes back well within that: the acks=0
+// records, from /commit and from /batch, must all be in Kafka, and none
+// counted lost. They were failed and counted in
+// kproxy_acks0_lost_records_total, never written; with the spool acks=0
+// records now have a client of their own.
+func TestAcks0BehindAFlipDelivered(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := spoolProxy(t, c, nil) // spool_after_ms 200, produce_timeout_ms 3000
+	warmUp(t, p, "topic="+topic+"&acks=1&key=w", mp(t, "w"))
+
+	f := kafkatest.NewFaults(t, c)
+	end := f.Outage(kerr.NotLeaderForPartition.Code)
+	spooled := p.postAsync("topic="+topic+"&acks=1&key=a", mp(t, "a")) // a spoolable record, heading the partition's queue
+	// Its produce request refused once: its batch is out of reach for
+	// later records, which queue behind it.
+	waitFor(t, "the acks=1 record's produce refused", func() bool { return f.Injected() > 0 })
+	want := map[string]bool{}
+	for i := range 4 {
+		v := "c" + strconv.Itoa(i)
+		if a := p.post(t, "topic="+topic+"&acks=0&key=k"+strconv.Itoa(i), mp(t, v)); a.code != 200 {
+			t.Fatalf("/commit acks=0: %d %s", a.code, a.body)
+		}
+		want[v] = true
+	}
+	var recs []brec
+	for i := range 3 {
+		v := "b" + strconv.Itoa(i)
+		recs = append(recs, brec{key: "k" + strconv.Itoa(i), value: mp(t, v)})
+		want[v] = true
+	}
+	if a := p.postBatch(t, "topic="+topic+"&acks=0", "", mpBatch(t, recs)); a.code != 200 {
+		t.Fatalf("/batch acks=0: %d %s", a.code, a.raw)
+	}
+	if code := <-spooled; code != 202 {
+		t.Fatalf("the acks=1 record behind a refusing leader: %d, want 202 (spooled at spool_after_ms)", code)
+	}
+	end() // Kafka is back, long before the acks=0 records' produce_timeout_ms
+
+	count := func(name string) int {
+		v, _ := strconv.Atoi(p.metric(t, name)) // absent: 0
+		return v
+	}
+	waitFor(t, "every acks=0 record written or given up", func() bool {
+		return count(`kproxy_records_total{acks="0"}`)+count("kproxy_acks0_lost_records_total") >= len(want)
+	})
+	if n := count("kproxy_acks0_lost_records_total"); n != 0 {
+		t.Errorf("kproxy_acks0_lost_records_total %d: acks=0 records answered 200 were given up while Kafka came back within their produce_timeout_ms", n)
+	}
+	waitFor(t, "the spooled record drained", func() bool { return count("kproxy_spool_drained_total") >= 1 })
+	got := map[string]bool{}
+	for _, r := range kafkatest.ReadAll(t, c, kafkaconf.Default(), topic) {
+		var s string
+		if err := msgpack.Unmarshal(r.Value, &s); err == nil {
+			got[s] = true
+		}
+	}
+	for v := range want {
+		if !got[v] {
+			t.Errorf("acks=0 record %q answered 200 and not in Kafka", v)
+		}
+	}
+	if !got["a"] {
+		t.Errorf("the spooled record is not in Kafka")
+	}
+}
+
+// TestSpool0BehindAFlipHasItsReason: a spool=0 record queued in Kafka's
+// client behind a record its topic's flip takes into the spool is failed
+// with it (kgo fails a partition's queued records when the first one's
+// context ends, and the flip cancels it). It is answered 503, not
+// written, with what happened: it was answered "kafka did not take the
+// record within produce_timeout_ms", which had not passed (3 s, the
+// answer came after spool_after_ms, 200 ms).
+func TestSpool0BehindAFlipHasItsReason(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := spoolProxy(t, c, nil) // spool_after_ms 200, produce_timeout_ms 3000
+	warmUp(t, p, "topic="+topic+"&acks=1&key=w", mp(t, "w"))
+	f := kafkatest.NewFaults(t, c)
+	end := f.Outage(kerr.NotLeaderForPartition.Code)
+	defer end()
+	spooled := p.postAsync("topic="+topic+"&acks=1&key=a", mp(t, "a"))
+	waitFor(t, "the acks=1 record's produce refused", func() bool { return f.Injected() > 0 })
+	a := p.post(t, "topic="+topic+"&acks=1&spool=0&key=b", mp(t, "b"))
+	if code := <-spooled; code != 202 {
+		t.Fatalf("the acks=1 record behind a refusing leader: %d, want 202", code)
+	}
+	if a.code != 503 || !strings.Contains(a.body, "spool_after_ms") {
+		t.Errorf("spool=0 record failed with the record the flip took: %d %q, want 503 naming spool_after_ms", a.code, a.body)
+	}
+}
+
+// postAsync posts body to /commit?query beside the test, and sends the
+// status on the returned channel (0: no answer).
+func (p *proxy) postAsync(query string, body []byte) <-chan int {
+	code := make(chan int, 1)
+	go func() {
+		resp, err := http.Post(p.url+"/commit?"+query, "application/msgpack", bytes.NewReader(body))
+		if err != nil {
+			code <- 0
+			return
+		}
+		resp.Body.Close()
+		code <- resp.StatusCode
+	}()
+	return code
+}
