@@ -678,7 +678,8 @@ const spoolFailHealth = 10 * time.Second
 // "degraded: spooling" while the spool holds records or no broker answers,
 // 503 once the spool is full, or for spoolFailHealth after its disk
 // refused an append (full for other files, read-only, failing) and none
-// succeeded since.
+// succeeded since, or while an append has waited for the disk longer than
+// spoolStuckHealth.
 func (s *Server) healthStatus() (int, string) {
 	if s.closing.Load() {
 		return 503, "shutting down"
@@ -688,6 +689,12 @@ func (s *Server) healthStatus() (int, string) {
 		st := s.spool.sp.Stats()
 		if st.Bytes+int64(s.cfg.MaxMessageBytes)+spoolEntrySlack > s.cfg.SpoolMaxBytes && (st.Records > 0 || !reachable) {
 			return 503, fmt.Sprintf("spool full: %d records, %d bytes (spool_max_bytes %d)", st.Records, st.Bytes, s.cfg.SpoolMaxBytes)
+		}
+		if d, stuck := s.spool.appendStuck(); stuck {
+			// A disk that hangs (an NFS hard mount, a failing device) holds
+			// every spooled request until it answers: a load balancer sends
+			// them elsewhere meanwhile.
+			return 503, fmt.Sprintf("spool disk not answering: an append (write and fsync) has waited %v; spooled requests wait for it", d.Round(time.Second))
 		}
 		if at, err := s.spool.writeFailure(); err != nil && time.Since(at) < spoolFailHealth && (st.Records > 0 || !reachable) {
 			// Every record it would spool is refused: a load balancer

@@ -135,6 +135,10 @@ type spooler struct {
 	lateSaves atomic.Int32
 	// saveFloor is Spool.SaveTopic (tests wrap it).
 	saveFloor func(topic string) error
+	// appendRecs is Spool.Append (tests wrap it); appending is when the
+	// running one began (Unix ns), 0 between them (healthStatus).
+	appendRecs func(recs []spool.Record) (uint64, error)
+	appending  atomic.Int64
 	// gatesSweep is the count of gates at which the next gate made first
 	// frees those holding nothing (sweepGatesLocked).
 	gatesSweep int
@@ -346,6 +350,7 @@ func openSpooler(ctx context.Context, cfg Config, log *slog.Logger, ps *producer
 		errLog: sampled{log: log, every: time.Second}, readLog: sampled{log: log, every: 10 * time.Second}}
 	s.onDrained = s.drained
 	s.saveFloor = sp.SaveTopic
+	s.appendRecs = sp.Append
 	s.registerMetrics(reg)
 	if st := sp.Stats(); st.Records > 0 {
 		log.Info("spool holds records from before the restart; draining them", "records", st.Records,
@@ -1188,7 +1193,9 @@ func (s *spooler) appendItems(items []*spoolItem, recs []spool.Record) []spool.R
 	for _, it := range items {
 		recs = append(recs, it.rec)
 	}
-	_, err := s.sp.Append(recs)
+	s.appending.Store(time.Now().UnixNano())
+	_, err := s.appendRecs(recs)
+	s.appending.Store(0)
 	clear(recs)
 	if errors.Is(err, spool.ErrFull) && items[0].rest+1 < len(items) {
 		// More than one group: the first half (to the end of the group
@@ -1417,6 +1424,22 @@ func (s *spooler) finish(items []*spoolItem, err error) {
 // writeFailure is the latest append's error and when it came, when that
 // append failed other than for want of room (the disk full for other
 // files, read-only, failing); nil once an append succeeded since.
+// appendStuck tells how long the running append (write and fsync) has
+// been waiting for the disk, when that is longer than spoolStuckHealth.
+func (s *spooler) appendStuck() (time.Duration, bool) {
+	at := s.appending.Load()
+	if at == 0 {
+		return 0, false
+	}
+	d := time.Since(time.Unix(0, at))
+	return d, d > spoolStuckHealth
+}
+
+// spoolStuckHealth is how long an append may wait for the disk before
+// /health says so: the requests it holds, and every one spooled after,
+// wait for it (bounded by the disk alone: their bodies are in it).
+const spoolStuckHealth = 5 * time.Second
+
 func (s *spooler) writeFailure() (time.Time, error) {
 	s.failMu.Lock()
 	defer s.failMu.Unlock()
