@@ -229,7 +229,7 @@ type errHold struct {
 	last   time.Time
 	until  time.Time
 	paused bool
-	// stalled: paused until the partition's restart (stallAt), not
+	// stalled: paused until the partition's restart (stall), not
 	// until a time.
 	stalled bool
 }
@@ -414,24 +414,31 @@ func (r *reader) apply() {
 
 // stall stops dispatching p's records and has its goroutine apply
 // offset_out_of_range from the next offset, which restarts it.
-func (r *reader) stall(p *partition) { r.stallAt(p, p.next) }
-
-// stallAt is stall from offset at.
 //
 // p is not fetched until its restart adds it again (apply's forgetHold):
 // the Kafka client keeps a partition answered OFFSET_OUT_OF_RANGE (no
-// reset offset) and read on past one found truncated, and fetched it
-// after every poll, each answer dropped here, hundreds a second while the
-// restart waited (a backend's record still being retried, a passing
-// answer's growing wait).
+// reset offset) and fetched it after every poll, each answer dropped
+// here, hundreds a second while the restart waited (a backend's record
+// still being retried, a passing answer's growing wait). A partition
+// stalled from an offset (stallAt: a truncated log, kgo gone back) is
+// fetched on: a second truncation while its restart waits shows only so
+// (lostTo).
+func (r *reader) stall(p *partition) {
+	if p.stalled {
+		return
+	}
+	r.stallAt(p, p.next)
+	if h := r.held[p.id]; !h.paused {
+		r.cl.PauseFetchPartitions(map[string][]int32{r.topic: {p.id}})
+	}
+	r.held[p.id] = errHold{paused: true, stalled: true}
+}
+
+// stallAt is stall from offset at, fetched on.
 func (r *reader) stallAt(p *partition, at int64) {
 	if !p.stalled {
 		p.stalled = true
 		p.outOfRange <- at // cap 1, and sent once per start
-		if h := r.held[p.id]; !h.paused {
-			r.cl.PauseFetchPartitions(map[string][]int32{r.topic: {p.id}})
-		}
-		r.held[p.id] = errHold{paused: true, stalled: true}
 	}
 }
 
