@@ -641,10 +641,12 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 			continue
 		}
 		leaders.Go(func() {
-			c.pollLeader(ctx, client, leader, tps, needStarts)
+			done := c.pollLeader(ctx, client, leader, tps, needStarts)
 			c.pollMu.Lock()
 			for _, tp := range tps {
-				delete(c.inflight, tp)
+				if !done[tp] {
+					delete(c.inflight, tp)
+				}
 			}
 			c.pollMu.Unlock()
 		})
@@ -652,8 +654,10 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 }
 
 // pollLeader reads the log-end offsets of tps, led by leader, then the
-// log-start offsets of those of them in needStarts.
-func (c *cluster) pollLeader(ctx context.Context, client *kgo.Client, leader int32, tps []topicPartition, needStarts map[topicPartition]bool) {
+// log-start offsets of those of them in needStarts. It returns those it
+// took out of c.inflight itself (read before the others came: asked for
+// again by the next polls meanwhile).
+func (c *cluster) pollLeader(ctx context.Context, client *kgo.Client, leader int32, tps []topicPartition, needStarts map[topicPartition]bool) (done map[topicPartition]bool) {
 	lctx, cancel := context.WithTimeout(ctx, pollTimeout)
 	defer cancel()
 	type answer struct {
@@ -690,12 +694,27 @@ func (c *cluster) pollLeader(ctx context.Context, client *kgo.Client, leader int
 		// partitions it did not answer for were asked elsewhere: a slow
 		// or hung new leader held them, read at once, for up to
 		// pollTimeout and then stamped as just read (their age, and the
-		// staleness check, behind by as much).
+		// staleness check, behind by as much). And they are asked for
+		// again by the next polls meanwhile (those without a log start
+		// to read after them): left in flight, they went stale.
 		now := time.Now()
-		for tp, a := range answers {
-			c.state.setEnd(tp, a.end, asked, nil, now)
+		early = make(map[topicPartition]answer, len(answers))
+		done = map[topicPartition]bool{}
+		for _, tp := range tps {
+			if a, ok := answers[tp]; ok {
+				c.state.setEnd(tp, a.end, asked, nil, now)
+				early[tp] = a
+				if !needStarts[tp] {
+					done[tp] = true
+				}
+			}
 		}
-		early, answers = answers, make(map[topicPartition]answer, len(again))
+		c.pollMu.Lock()
+		for tp := range done {
+			delete(c.inflight, tp)
+		}
+		c.pollMu.Unlock()
+		answers = make(map[topicPartition]answer, len(again))
 	}
 	if len(again) > 0 && lctx.Err() == nil {
 		listOffsetsSharded(lctx, client, again, -1, func(tp topicPartition, offset int64, err error) {
@@ -738,6 +757,7 @@ func (c *cluster) pollLeader(ctx context.Context, client *kgo.Client, leader int
 	if len(starts) > 0 {
 		c.pollStarts(lctx, client, starts)
 	}
+	return done
 }
 
 // pollStarts reads the log-start offsets of tps (partitions no process
