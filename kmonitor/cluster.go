@@ -74,7 +74,8 @@ type cluster struct {
 	// The poll goroutine and its per-leader requests (pollLeader).
 	pollMu     sync.Mutex
 	inflight   map[topicPartition]bool  // partitions whose last request has not returned
-	failed     map[int32]int            // per leader (noLeader: before any request), partitions whose log end the last read missed
+	failed     map[int32]int            // noLeader: partitions whose log end the poll missed before any request
+	missed     map[topicPartition]bool  // partitions whose log end the last request for them missed (pollLeader)
 	leaders    map[topicPartition]int32 // as last learnt; used by the poll goroutine only
 	metaCh     chan metaResult          // the metadata request under way, if any (poll goroutine)
 	metaTopics []string                 // the topics it names
@@ -94,6 +95,7 @@ func newCluster(name string, cfg ClusterConfig, base BaseConfig, log *slog.Logge
 		readWake: make(chan struct{}, 1),
 		inflight: map[topicPartition]bool{},
 		failed:   map[int32]int{},
+		missed:   map[topicPartition]bool{},
 		leaders:  map[topicPartition]int32{},
 		// Down until the first session: nothing is reported healthy before.
 		zkDownSince: time.Now(),
@@ -710,9 +712,13 @@ func (c *cluster) pollLeader(ctx context.Context, client *kgo.Client, leader int
 			}
 		}
 		c.pollMu.Lock()
+		for tp := range early {
+			delete(c.missed, tp)
+		}
 		for tp := range done {
 			delete(c.inflight, tp)
 		}
+		c.logFailedLocked(nil)
 		c.pollMu.Unlock()
 		answers = make(map[topicPartition]answer, len(again))
 	}
@@ -729,7 +735,7 @@ func (c *cluster) pollLeader(ctx context.Context, client *kgo.Client, leader int
 		return // shutting down: what was not read is not an error
 	}
 	now := time.Now()
-	failed := 0
+	missed := map[topicPartition]bool{}
 	var firstErr error
 	for _, tp := range tps {
 		if _, set := early[tp]; set {
@@ -741,13 +747,29 @@ func (c *cluster) pollLeader(ctx context.Context, client *kgo.Client, leader int
 		}
 		if a.err != nil {
 			a.err = fmt.Errorf("log end of %s/%d: %w", tp.topic, tp.partition, a.err)
-			failed++
+			missed[tp] = true
 			firstErr = cmp.Or(firstErr, a.err)
 			a.end = 0
 		}
 		c.state.setEnd(tp, a.end, asked, a.err, now)
 	}
-	c.setFailed(leader, failed, firstErr)
+	// By partition, not by leader: a later poll's request to the same
+	// leader, for the partitions it answered early, runs beside this one,
+	// and its count would replace this one's (logged unknown, known again,
+	// unknown, every poll).
+	c.pollMu.Lock()
+	for _, tp := range tps {
+		if _, set := early[tp]; set {
+			continue
+		}
+		if missed[tp] {
+			c.missed[tp] = true
+		} else {
+			delete(c.missed, tp)
+		}
+	}
+	c.logFailedLocked(firstErr)
+	c.pollMu.Unlock()
 	var starts []topicPartition
 	for _, tp := range tps {
 		if needStarts[tp] {
@@ -911,21 +933,25 @@ func listOffsetsRequest(tps []topicPartition, timestamp int64) *kmsg.ListOffsets
 	return req
 }
 
-// forgetLeaders clears the failures counted for brokers that lead none of
-// the partitions (not in leaders) any more: they are asked nothing, and
-// what their last read missed is not missing now.
+// forgetLeaders clears the failures counted for partitions no broker is
+// asked for now (not in leaders): without a leader (counted under
+// noLeader) or not watched any more, what their last read missed is not
+// missing now.
 func (c *cluster) forgetLeaders(leaders map[int32][]topicPartition) {
-	c.pollMu.Lock()
-	var gone []int32
-	for leader := range c.failed {
-		if _, ok := leaders[leader]; !ok && leader != noLeader {
-			gone = append(gone, leader)
+	asked := map[topicPartition]bool{}
+	for _, tps := range leaders {
+		for _, tp := range tps {
+			asked[tp] = true
 		}
 	}
-	c.pollMu.Unlock()
-	for _, leader := range gone {
-		c.setFailed(leader, 0, nil)
+	c.pollMu.Lock()
+	defer c.pollMu.Unlock()
+	for tp := range c.missed {
+		if !asked[tp] {
+			delete(c.missed, tp)
+		}
 	}
+	c.logFailedLocked(nil)
 }
 
 // setFailed records how many partitions the last read through key missed,
@@ -938,7 +964,13 @@ func (c *cluster) setFailed(key int32, n int, firstErr error) {
 	} else {
 		c.failed[key] = n
 	}
-	total := 0
+	c.logFailedLocked(firstErr)
+}
+
+// logFailedLocked logs when the count of partitions whose log end is
+// missing changes (c.pollMu held), not every poll.
+func (c *cluster) logFailedLocked(firstErr error) {
+	total := len(c.missed)
 	for _, f := range c.failed {
 		total += f
 	}
