@@ -424,11 +424,13 @@ func (r *reader) apply() {
 // fetched on: a second truncation while its restart waits shows only so
 // (lostTo).
 func (r *reader) stall(p *partition) {
-	if p.stalled {
-		return
-	}
+	// Stalled from an offset and fetched on, it may be answered out of
+	// range too (restarted without its epoch above a log end that went
+	// back): paused then as well.
 	r.stallAt(p, p.next)
-	if h := r.held[p.id]; !h.paused {
+	if h := r.held[p.id]; h.stalled {
+		return
+	} else if !h.paused {
 		r.cl.PauseFetchPartitions(map[string][]int32{r.topic: {p.id}})
 	}
 	r.held[p.id] = errHold{paused: true, stalled: true}
