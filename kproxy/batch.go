@@ -912,7 +912,7 @@ func (c *batchCall) collect(ctx context.Context) []recordResult {
 					code, reason = c.srv.batchTooLargeStatus(c.cl, it.trace, unread)
 				}
 			}
-			why, earlier := earlierReason(it.err, c.deadline)
+			why, earlier := earlierReason(it.err, c.deadline, it.gate != nil)
 			switch {
 			case code == 503 && earlier:
 				reason = why // another record's produce_timeout_ms

@@ -514,11 +514,11 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, dl context.Context, topic str
 	if p.err != nil {
 		tooLargeBatch, unread = s.batchedTooLarge(dl, p.err, p.rec.Topic, size)
 	}
-	err, trace, partition, offset, cl := p.err, p.trace, p.rec.Partition, p.rec.Offset, p.cl
+	err, trace, partition, offset, cl, gated := p.err, p.trace, p.rec.Partition, p.rec.Offset, p.cl, p.gate != nil
 	p.release()
 	if err != nil {
 		code, reason := produceStatus(err, trace)
-		if why, ok := earlierReason(err, dl); ok && code == fasthttp.StatusServiceUnavailable {
+		if why, ok := earlierReason(err, dl, gated); ok && code == fasthttp.StatusServiceUnavailable {
 			reason = why
 		}
 		if tooLargeBatch && code == fasthttp.StatusRequestEntityTooLarge {

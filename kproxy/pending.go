@@ -140,18 +140,17 @@ func (s *Server) refusedTopic(cl *kgo.Client, topic string, err error) {
 	switch {
 	case errors.Is(err, kerr.MessageTooLarge):
 		s.check.stale(topic)
+		// Each client that is not idempotent (the acks=0 one of the
+		// spool's too) is purged when its own batch is refused: the other
+		// may have learnt the partitions after the new limit was read, and
+		// a purge fails the records it holds of the topic.
 		if s.prod.notIdempotent(cl) {
-			// Both clients that are not idempotent (the acks=0 one of the
-			// spool's too): the other would build the topic's batches to
-			// the old limit until one of its own was refused.
-			for _, c := range s.prod.notIdempotentClients() {
-				s.purges.startAfter(c, topic, purgeTooLarge, func() bool {
-					ctx, cancel := context.WithTimeout(context.Background(), s.produceTimeout)
-					defer cancel()
-					s.check.exists(ctx, []byte(topic), 0) // the new limit, before kgo learns of the partitions again
-					return true
-				})
-			}
+			s.purges.startAfter(cl, topic, purgeTooLarge, func() bool {
+				ctx, cancel := context.WithTimeout(context.Background(), s.produceTimeout)
+				defer cancel()
+				s.check.exists(ctx, []byte(topic), 0) // the new limit, before kgo learns of the partitions again
+				return true
+			})
 		}
 	case errors.Is(err, kerr.InvalidRecord):
 		// Perhaps a keyless record to a topic made compacted since its
@@ -162,12 +161,9 @@ func (s *Server) refusedTopic(cl *kgo.Client, topic string, err error) {
 		s.check.forget(topic)
 		switch {
 		case s.prod.notIdempotent(cl):
-			// Both (see MESSAGE_TOO_LARGE): the other would keep the old
-			// id, and fail its next records of the topic after kgo's
-			// retries.
-			for _, c := range s.prod.notIdempotentClients() {
-				s.purges.start(c, topic)
-			}
+			// The one refused (see MESSAGE_TOO_LARGE): the other may have
+			// the new id already.
+			s.purges.start(cl, topic)
 		case cl == s.prod.all:
 			s.purges.startStaleID(cl, topic, s.check, s.produceTimeout)
 		case s.txns != nil:

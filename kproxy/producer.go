@@ -275,15 +275,6 @@ func (ps *producers) notIdempotent(cl *kgo.Client) bool {
 	return cl == ps.leader || cl == ps.acks0
 }
 
-// notIdempotentClients are the acks=1 client and, with the spool, the
-// acks=0 one.
-func (ps *producers) notIdempotentClients() []*kgo.Client {
-	if ps.acks0 == ps.leader {
-		return []*kgo.Client{ps.leader}
-	}
-	return []*kgo.Client{ps.leader, ps.acks0}
-}
-
 // close flushes the clients until ctx ends (acks=0 records still being
 // delivered included), then closes them; records left fail with
 // kgo.ErrClientClosed.

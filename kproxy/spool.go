@@ -136,7 +136,7 @@ type spooler struct {
 	// saveFloor is Spool.SaveTopic (tests wrap it).
 	saveFloor func(topic string) error
 	// appendRecs is Spool.Append (tests wrap it); appending is when the
-	// running one began (Unix ns), 0 between them (healthStatus).
+	// running one began (monoNow), 0 between them (healthStatus).
 	appendRecs func(recs []spool.Record) (uint64, error)
 	appending  atomic.Int64
 	// gatesSweep is the count of gates at which the next gate made first
@@ -1193,7 +1193,7 @@ func (s *spooler) appendItems(items []*spoolItem, recs []spool.Record) []spool.R
 	for _, it := range items {
 		recs = append(recs, it.rec)
 	}
-	s.appending.Store(time.Now().UnixNano())
+	s.appending.Store(monoNow())
 	_, err := s.appendRecs(recs)
 	s.appending.Store(0)
 	clear(recs)
@@ -1421,9 +1421,6 @@ func (s *spooler) finish(items []*spoolItem, err error) {
 	}
 }
 
-// writeFailure is the latest append's error and when it came, when that
-// append failed other than for want of room (the disk full for other
-// files, read-only, failing); nil once an append succeeded since.
 // appendStuck tells how long the running append (write and fsync) has
 // been waiting for the disk, when that is longer than spoolStuckHealth.
 func (s *spooler) appendStuck() (time.Duration, bool) {
@@ -1431,15 +1428,19 @@ func (s *spooler) appendStuck() (time.Duration, bool) {
 	if at == 0 {
 		return 0, false
 	}
-	d := time.Since(time.Unix(0, at))
+	d := monoSince(at)
 	return d, d > spoolStuckHealth
 }
 
 // spoolStuckHealth is how long an append may wait for the disk before
 // /health says so: the requests it holds, and every one spooled after,
-// wait for it (bounded by the disk alone: their bodies are in it).
-const spoolStuckHealth = 5 * time.Second
+// wait for it (bounded by the disk alone: their bodies are in it). Long
+// enough for a group of large records on a slow disk that works.
+const spoolStuckHealth = 10 * time.Second
 
+// writeFailure is the latest append's error and when it came, when that
+// append failed other than for want of room (the disk full for other
+// files, read-only, failing); nil once an append succeeded since.
 func (s *spooler) writeFailure() (time.Time, error) {
 	s.failMu.Lock()
 	defer s.failMu.Unlock()
@@ -2913,3 +2914,14 @@ func (s *spooler) pauseLocked(p *parkedTopic) (d time.Duration) {
 	})
 	return d
 }
+
+// monoStart is the origin of monoNow.
+var monoStart = time.Now()
+
+// monoNow is the time since the process started, from the monotonic
+// clock (never 0): a step of the wall clock changes no duration taken
+// from it.
+func monoNow() int64 { return int64(time.Since(monoStart)) + 1 }
+
+// monoSince is the time since monoNow returned at.
+func monoSince(at int64) time.Duration { return time.Duration(monoNow() - at) }

@@ -56,16 +56,19 @@ func failedWithEarlier(err error, own context.Context) bool {
 // queued before it (failedWithEarlier), or one handed over after it whose
 // deadline came first (sendOrder's cut); or by its topic's flip to the
 // spool (flipReason).
-func earlierReason(err error, own context.Context) (string, bool) {
+//
+// gated tells that the record passed its topic's spool gate (a spool=0
+// record: the others a flip takes are spooled).
+func earlierReason(err error, own context.Context, gated bool) (string, bool) {
 	switch {
 	case failedWithEarlier(err, own):
 		return withEarlierReason, true
 	case errors.Is(err, errCut) && own != nil && own.Err() == nil:
 		return cutReason, true
-	case errors.Is(err, context.Canceled) && own != nil && own.Err() == nil:
-		// The one other context a record queued before it can carry:
-		// its gate's generation, which its topic's flip to the spool
-		// cancelled (a spool=0 record: the gated ones are spooled).
+	case gated && errors.Is(err, context.Canceled) && own != nil && own.Err() == nil:
+		// The one other context a record queued before it in its
+		// partition can carry: its gate's generation, which its topic's
+		// flip to the spool cancelled.
 		return flipReason, true
 	}
 	return "", false
