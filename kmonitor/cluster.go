@@ -524,8 +524,7 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 	wanted := c.state.wanted()
 	c.state.forget(wanted)
 	if len(wanted) == 0 {
-		c.setFailed(noLeader, 0, nil)
-		c.forgetLeaders(nil)
+		c.setPollFailed(nil, 0, nil)
 		return
 	}
 	_, err := c.kafkaClient()
@@ -627,8 +626,7 @@ func (c *cluster) pollOnce(ctx context.Context, leaders *sync.WaitGroup) {
 			}
 		}
 	}
-	c.setFailed(noLeader, failed, firstErr)
-	c.forgetLeaders(byLeader)
+	c.setPollFailed(byLeader, failed, firstErr)
 	client := c.kafka
 	for leader, tps := range byLeader {
 		// One request at a time per partition, so that answers are
@@ -933,11 +931,13 @@ func listOffsetsRequest(tps []topicPartition, timestamp int64) *kmsg.ListOffsets
 	return req
 }
 
-// forgetLeaders clears the failures counted for partitions no broker is
-// asked for now (not in leaders): without a leader (counted under
-// noLeader) or not watched any more, what their last read missed is not
-// missing now.
-func (c *cluster) forgetLeaders(leaders map[int32][]topicPartition) {
+// setPollFailed records the poll's failures before any request (n under
+// noLeader) and clears those counted for partitions no broker is asked for
+// now (not in leaders): without a leader (counted under noLeader) or not
+// watched any more, what their last read missed is not missing now. One
+// change, logged once: a partition moving from one count to the other was
+// logged as known again, then unknown (or the total doubled for a moment).
+func (c *cluster) setPollFailed(leaders map[int32][]topicPartition, n int, firstErr error) {
 	asked := map[topicPartition]bool{}
 	for _, tps := range leaders {
 		for _, tp := range tps {
@@ -951,18 +951,10 @@ func (c *cluster) forgetLeaders(leaders map[int32][]topicPartition) {
 			delete(c.missed, tp)
 		}
 	}
-	c.logFailedLocked(nil)
-}
-
-// setFailed records how many partitions the last read through key missed,
-// and logs when the total changes, not every poll.
-func (c *cluster) setFailed(key int32, n int, firstErr error) {
-	c.pollMu.Lock()
-	defer c.pollMu.Unlock()
 	if n == 0 {
-		delete(c.failed, key)
+		delete(c.failed, noLeader)
 	} else {
-		c.failed[key] = n
+		c.failed[noLeader] = n
 	}
 	c.logFailedLocked(firstErr)
 }
