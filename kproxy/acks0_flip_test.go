@@ -3,13 +3,16 @@ package kproxy_test
 import (
 	"bytes"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy/kproxypb"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
@@ -147,4 +150,55 @@ func (p *proxy) postAsync(query string, body []byte) <-chan int {
 		code <- resp.StatusCode
 	}()
 	return code
+}
+
+// TestGRPCStreamAcks0ThenAcks1SpoolsInTime: with the spool, a stream's
+// acks=0 records go through a Kafka client of their own. A stream waits
+// between requests that go through two clients (for order) until Kafka's
+// client holds none of the earlier one's records; between acks=0 and
+// acks=1 it must not: during an outage the acks=0 record stays in its
+// client until its produce_timeout_ms (3 s), and the acks=1 request behind
+// it, waiting for that, was answered 503 at its own deadline rather than
+// spooled (202) at spool_after_ms (200 ms). Once Kafka is back both are
+// written.
+func TestGRPCStreamAcks0ThenAcks1SpoolsInTime(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	g := spoolGRPC(t, c, nil) // spool_after_ms 200, produce_timeout_ms 3000
+	end := kafkatest.NewFaults(t, c).Outage(kerr.NotLeaderForPartition.Code)
+	defer end()
+	s := g.stream(t, nil)
+	var resps []*kproxypb.ProduceResponse
+	var took []time.Duration
+	for i, req := range []*kproxypb.ProduceRequest{
+		{Id: 0, Topic: topic, Acks: acksOf(0), Records: []*kproxypb.Record{grec("", "k", "zero")}},
+		{Id: 1, Topic: topic, Acks: acksOf(1), Records: []*kproxypb.Record{grec("", "k", "one")}},
+	} {
+		start := time.Now()
+		if err := s.Send(req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := s.Recv()
+		if err != nil {
+			t.Fatalf("request %d: no answer: %v", i, err)
+		}
+		resps, took = append(resps, resp), append(took, time.Since(start))
+	}
+	s.CloseSend()
+	if resps[0].Status != 200 {
+		t.Fatalf("acks=0 request: %d %q, want 200 at once", resps[0].Status, resps[0].Error)
+	}
+	// 2 s: spool_after_ms and room for a loaded machine, under the acks=0
+	// record's produce_timeout_ms (3 s) that a wait for it would take.
+	if resps[1].Status != 202 || took[1] > 2*time.Second {
+		t.Errorf("acks=1 request behind an acks=0 one, Kafka away: %d %q after %v, want 202 within spool_after_ms and a margin",
+			resps[1].Status, resps[1].Error, took[1].Round(time.Millisecond))
+	}
+	end()
+	waitFor(t, "both records in Kafka", func() bool {
+		var values []string
+		for _, r := range kafkatest.ReadAll(t, c, kafkaconf.Default(), topic) {
+			values = append(values, string(r.Value))
+		}
+		return slices.Contains(values, "zero") && slices.Contains(values, "one")
+	})
 }
