@@ -167,22 +167,10 @@ func TestGRPCStreamAcks0ThenAcks1SpoolsInTime(t *testing.T) {
 	end := kafkatest.NewFaults(t, c).Outage(kerr.NotLeaderForPartition.Code)
 	defer end()
 	s := g.stream(t, nil)
-	var resps []*kproxypb.ProduceResponse
-	var took []time.Duration
-	for i, req := range []*kproxypb.ProduceRequest{
+	resps, took := sendEach(t, s, []*kproxypb.ProduceRequest{
 		{Id: 0, Topic: topic, Acks: acksOf(0), Records: []*kproxypb.Record{grec("", "k", "zero")}},
 		{Id: 1, Topic: topic, Acks: acksOf(1), Records: []*kproxypb.Record{grec("", "k", "one")}},
-	} {
-		start := time.Now()
-		if err := s.Send(req); err != nil {
-			t.Fatal(err)
-		}
-		resp, err := s.Recv()
-		if err != nil {
-			t.Fatalf("request %d: no answer: %v", i, err)
-		}
-		resps, took = append(resps, resp), append(took, time.Since(start))
-	}
+	})
 	s.CloseSend()
 	if resps[0].Status != 200 {
 		t.Fatalf("acks=0 request: %d %q, want 200 at once", resps[0].Status, resps[0].Error)

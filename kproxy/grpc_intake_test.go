@@ -216,10 +216,16 @@ func TestGRPCStreamClientSwitchWaitAnswersBeforeStreamDeadline(t *testing.T) {
 // both answers and how long each took; an answer missing fails the test.
 func switchClients(t *testing.T, s grpc.BidiStreamingClient[kproxypb.ProduceRequest, kproxypb.ProduceResponse]) ([]*kproxypb.ProduceResponse, []time.Duration) {
 	t.Helper()
-	reqs := []*kproxypb.ProduceRequest{
+	return sendEach(t, s, []*kproxypb.ProduceRequest{
 		{Id: 0, Topic: topic, Acks: acksOf(-1), Records: []*kproxypb.Record{grec("", "k", "first")}},
 		{Id: 1, Topic: topic, Acks: acksOf(1), Records: []*kproxypb.Record{grec("", "k", "second")}},
-	}
+	})
+}
+
+// sendEach sends reqs on s one after the other, each once the one before
+// was answered, and returns the answers and how long each took.
+func sendEach(t *testing.T, s grpc.BidiStreamingClient[kproxypb.ProduceRequest, kproxypb.ProduceResponse], reqs []*kproxypb.ProduceRequest) ([]*kproxypb.ProduceResponse, []time.Duration) {
+	t.Helper()
 	var resps []*kproxypb.ProduceResponse
 	var took []time.Duration
 	for _, req := range reqs {
