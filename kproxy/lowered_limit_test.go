@@ -278,3 +278,46 @@ func TestLoweredTopicLimitLaterRecordOfKeyNotBefore(t *testing.T) {
 		}
 	}
 }
+
+// TestLoweredTopicLimitAtomicBatchesWrittenAgain: the topic's
+// max.message.bytes is lowered after the transactional clients learnt its
+// partitions (they build batches to the limit read then). An atomic batch
+// whose records each fit but together pass the new limit is refused by
+// the broker (MESSAGE_TOO_LARGE) and answered 503, its transaction
+// aborted; but the same batch sent again must be written within seconds,
+// not refused by the same client until kproxy restarts.
+func TestLoweredTopicLimitAtomicBatchesWrittenAgain(t *testing.T) {
+	c := kafkatest.StartBrokers(t, 3, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) {
+		cfg.TransactionalProducers = 1
+		cfg.ProduceTimeoutMs = 3000
+	})
+	batch := func(v string) batchAnswer {
+		recs := make([]brec, 5)
+		for i := range recs {
+			recs[i] = brec{key: "k", value: mp(t, fmt.Sprintf("%s-%d-%s", v, i, strings.Repeat("x", 1000)))}
+		}
+		return p.postBatch(t, "topic="+topic+"&acks=-1&atomic=1", "", mpBatch(t, recs))
+	}
+	if a := batch("before"); a.code != 200 {
+		t.Fatalf("atomic batch before the limit was lowered: %v", a)
+	}
+	setMaxMessageBytes(t, c, topic, 3000)
+
+	codes := map[int]int{}
+	start := time.Now()
+	for n := 0; ; n++ {
+		if time.Since(start) > 15*time.Second {
+			t.Fatalf("lowered limit: no atomic batch of records that fit it written within 15 s: answers %v", codes)
+		}
+		a := batch(fmt.Sprintf("after-%03d", n))
+		codes[a.code]++
+		if a.code == 200 {
+			break
+		}
+		if a.code != 503 {
+			t.Fatalf("atomic batch after the limit was lowered: %v; want 200 or 503 (not written)", a)
+		}
+	}
+	t.Logf("lowered limit: an atomic batch written after %v; answers %v", time.Since(start).Round(time.Millisecond), codes)
+}

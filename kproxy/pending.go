@@ -124,7 +124,8 @@ func (s *Server) produced(p *pending, err error, trace sendTrace) {
 //     the topic is purged from the acks=1 client once the new limit is
 //     known, so that its batches are built anew (not from the idempotent
 //     client: a purge resets its sequence numbers, which the broker can
-//     take for retries of written batches and drop).
+//     take for retries of written batches and drop). A transactional
+//     client is retired when its batch is aborted (txnProducer.stale).
 //   - UNKNOWN_TOPIC_ID: the brokers no longer know the topic by the id cl
 //     has for it: it was deleted, perhaps re-created under a new id. kgo
 //     keeps the id until the topic is purged from the client (produce v13
@@ -151,6 +152,10 @@ func (s *Server) refusedTopic(cl *kgo.Client, topic string, err error) {
 				s.check.exists(ctx, []byte(topic), 0) // the new limit, before kgo learns of the partitions again
 				return true
 			})
+		} else if cl != s.prod.all && s.txns != nil {
+			// A transactional client, retired when its batch is aborted
+			// (txnProducer.stale). Not the idempotent one (above).
+			s.txns.markStale(cl, &errStaleLimit)
 		}
 	case errors.Is(err, kerr.InvalidRecord):
 		// Perhaps a keyless record to a topic made compacted since its
@@ -170,7 +175,7 @@ func (s *Server) refusedTopic(cl *kgo.Client, topic string, err error) {
 			// A transactional client: replaced when its batch is
 			// aborted, never purged (txnProducer.stale); one retired
 			// already is closed, and nothing is left to do.
-			s.txns.markStale(cl)
+			s.txns.markStale(cl, &errStaleTopicID)
 		}
 	}
 }

@@ -78,16 +78,19 @@ type txnProducer struct {
 	// next use or the transaction timeout, or close fences it. Read and
 	// set by tp's holder.
 	unfenced bool
-	// stale: Kafka refused a record of cl with UNKNOWN_TOPIC_ID (its
-	// topic deleted, perhaps re-created; or a broker's metadata lags).
-	// kgo keeps the topic id it fetched first until the topic is purged
-	// from the client, but a purge of a transactional client drops the
-	// topic's partitions from the transaction kgo would commit: one that
-	// lands between a later batch's acknowledgements and its commit makes
-	// the commit send an abort, or nothing, and return nil. cl is retired
-	// instead, when its batch is aborted (its next client fetches the ids
+	// stale (nil: not), why cl is retired when its batch is aborted:
+	// Kafka refused a record of cl with UNKNOWN_TOPIC_ID (its topic
+	// deleted, perhaps re-created; or a broker's metadata lags), or with
+	// MESSAGE_TOO_LARGE (the topic's max.message.bytes lowered). kgo keeps
+	// the topic id it fetched first, and the batch size limit it read when
+	// it learnt the topic's partitions, until the topic is purged from the
+	// client; but a purge of a transactional client drops the topic's
+	// partitions from the transaction kgo would commit: one that lands
+	// between a later batch's acknowledgements and its commit makes the
+	// commit send an abort, or nothing, and return nil. cl is retired
+	// instead (its next client fetches the ids, and reads the limit,
 	// afresh). Set by the refused record's promise (markStale).
-	stale atomic.Bool
+	stale atomic.Pointer[error]
 }
 
 // newTxnPool makes the pool; its clients are made when first used.
@@ -136,21 +139,25 @@ func (p *txnPool) get(deadline, call context.Context) *txnProducer {
 
 func (p *txnPool) put(tp *txnProducer) { p.free <- tp }
 
-// markStale marks the pool's client cl stale (txnProducer.stale); a
-// client retired already (closed) is no longer the pool's: nothing.
-func (p *txnPool) markStale(cl *kgo.Client) {
+// markStale marks the pool's client cl stale (txnProducer.stale), why
+// being errStaleTopicID or errStaleLimit; a client retired already
+// (closed) is no longer the pool's: nothing.
+func (p *txnPool) markStale(cl *kgo.Client, why *error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, tp := range p.all {
 		if tp.cl == cl {
-			tp.stale.Store(true)
+			tp.stale.Store(why)
 			return
 		}
 	}
 }
 
-// errStaleTopicID is why a client marked stale is retired.
-var errStaleTopicID = errors.New("kafka refused a record with UNKNOWN_TOPIC_ID: the client holds a topic id the brokers no longer know")
+// Why a client marked stale is retired.
+var (
+	errStaleTopicID = errors.New("kafka refused a record with UNKNOWN_TOPIC_ID: the client holds a topic id the brokers no longer know")
+	errStaleLimit   = errors.New("kafka refused a batch with MESSAGE_TOO_LARGE: the client builds the topic's batches to a max.message.bytes the brokers lowered since")
+)
 
 // begin starts a transaction on tp, making its client if needed; a client
 // that cannot begin one (its producer id failed for good) is replaced once.
@@ -158,8 +165,8 @@ var errStaleTopicID = errors.New("kafka refused a record with UNKNOWN_TOPIC_ID: 
 // BeginTransaction loads it without one, and retries CONCURRENT_TRANSACTIONS
 // for as long as the coordinator answers so.
 func (p *txnPool) begin(tp *txnProducer, deadline context.Context) error {
-	if tp.cl != nil && tp.stale.Load() { // refused after its batch's abort began
-		p.retire(deadline, tp, errStaleTopicID)
+	if why := tp.stale.Load(); tp.cl != nil && why != nil { // refused after its batch's abort began
+		p.retire(deadline, tp, *why)
 	}
 	for attempt := 0; ; attempt++ {
 		if tp.cl == nil && !tp.fenced {
@@ -302,8 +309,8 @@ func (p *txnPool) abort(tp *txnProducer) {
 		ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 		defer cancel()
 		err := tp.cl.AbortBufferedRecords(ctx)
-		if err == nil && tp.stale.Load() {
-			p.retire(context.Background(), tp, errStaleTopicID)
+		if why := tp.stale.Load(); err == nil && why != nil {
+			p.retire(context.Background(), tp, *why)
 			p.put(tp)
 			return
 		}
@@ -351,7 +358,7 @@ func (p *txnPool) retire(ctx context.Context, tp *txnProducer, why error) {
 	p.mu.Lock()
 	cl := tp.cl
 	tp.cl = nil
-	tp.stale.Store(false)
+	tp.stale.Store(nil)
 	shut := tp.shut
 	if !shut {
 		p.retiring++
@@ -630,7 +637,11 @@ func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
 		}
 	}
 	if first >= 0 {
-		s.txns.fencedBy(tp, c.items[first].err)
+		if it := &c.items[first]; it.state.Load() == finished {
+			// Its error read once the promise set it: one given up (504)
+			// is written by a promise that can come at any moment.
+			s.txns.fencedBy(tp, it.err)
+		}
 		s.txns.abort(tp)
 		code := res[first].status
 		if code == 504 {
