@@ -43,8 +43,13 @@ type Config struct {
 	// port on the same host is used instead (published under ids/).
 	AdminAddr string `yaml:"admin_addr"`
 	// ShutdownTimeoutMs bounds finishing in-flight pushes on SIGTERM.
-	ShutdownTimeoutMs int              `yaml:"shutdown_timeout_ms"`
-	Kafka             kafkaconf.Config `yaml:"kafka"`
+	ShutdownTimeoutMs int `yaml:"shutdown_timeout_ms"`
+	// KafkaCutoffMs: a process whose requests no broker has answered for
+	// this long (a route to the brokers gone, while ZooKeeper answers)
+	// leaves its partitions to the other processes until one answers
+	// again; 0: never.
+	KafkaCutoffMs int              `yaml:"kafka_cutoff_ms"`
+	Kafka         kafkaconf.Config `yaml:"kafka"`
 	// ZKAuth is ZooKeeper digest authentication and the ACL of the nodes
 	// ktransfer creates.
 	ZKAuth zklayout.Auth `yaml:"zk_auth"`
@@ -174,7 +179,7 @@ type Protocol struct {
 func DefaultConfig() Config {
 	return Config{
 		LogLevel: 4, ZKTimeoutMs: 3000, ModuleConfDir: "./conf/modules",
-		AdminAddr: "127.0.0.1:5050", ShutdownTimeoutMs: 10_000, Kafka: kafkaconf.Default(),
+		AdminAddr: "127.0.0.1:5050", ShutdownTimeoutMs: 10_000, KafkaCutoffMs: 30_000, Kafka: kafkaconf.Default(),
 	}
 }
 
@@ -450,6 +455,9 @@ func (c Config) Validate(file string) error {
 	}
 	if c.ShutdownTimeoutMs < 1 || c.ShutdownTimeoutMs > kafkaconf.MaxMs {
 		p.Addf("shutdown_timeout_ms", c.ShutdownTimeoutMs, "must be 1..%d", kafkaconf.MaxMs)
+	}
+	if c.KafkaCutoffMs != 0 && (c.KafkaCutoffMs < 1000 || c.KafkaCutoffMs > kafkaconf.MaxMs) {
+		p.Addf("kafka_cutoff_ms", c.KafkaCutoffMs, "must be 0 (never) or 1000..%d", kafkaconf.MaxMs)
 	}
 	c.Kafka.Validate(p)
 	return p.Err()

@@ -122,7 +122,17 @@ func (m *module) followPartitions(ctx context.Context) {
 			known = parts
 			m.wake()
 		}
-		if !sleep(ctx, partitionPoll) {
+		every := partitionPoll
+		_, cut := m.t.kafkaCutOff()
+		if aside := m.aside.Load(); aside != cut {
+			m.wake() // to step aside, or back
+		}
+		if cut || m.aside.Load() {
+			// Asked every second while no broker answers: the module
+			// registers again as soon as one does.
+			every = min(every, time.Second)
+		}
+		if !sleep(ctx, every) {
 			return
 		}
 	}
@@ -289,6 +299,13 @@ func (m *module) reconcile(ctx context.Context, idsDir, ownersDir string, errc c
 	if !up {
 		return nil // without a session nothing is ours; the session watcher wakes us
 	}
+	if waited, cut := m.t.kafkaCutOff(); cut {
+		return m.stepAside(idsDir, waited)
+	}
+	if m.aside.Load() {
+		m.log.Info("a kafka broker answers again: the module registers and takes its share of the partitions")
+		m.aside.Store(false)
+	}
 	// The partitions first: a process that cannot read them (its topic
 	// not created yet) does not register, or the others would leave it a
 	// share of them it cannot claim.
@@ -400,6 +417,30 @@ func (m *module) reconcile(ctx context.Context, idsDir, ownersDir string, errc c
 		}
 	}
 	return failed
+}
+
+// stepAside deregisters the module and hands every partition it holds
+// over, while no Kafka broker answers the process (cutoff.go): the other
+// processes, or a spare, take them. First the registration: the others
+// assign without this process before its owner nodes go, so none of its
+// partitions is left to it again.
+func (m *module) stepAside(idsDir string, waited time.Duration) error {
+	if !m.aside.Load() {
+		m.log.Warn("no kafka broker answered this process: the module deregisters and leaves its partitions to the other processes until one answers",
+			"waited", waited.Round(time.Millisecond), "kafka_cutoff_ms", m.t.cfg.KafkaCutoffMs)
+	}
+	if err := m.deregister(); err != nil {
+		return err
+	}
+	m.aside.Store(true)
+	m.mu.Lock()
+	claims := make([]*claimed, 0, len(m.claims))
+	for _, c := range m.claims {
+		claims = append(claims, c)
+	}
+	m.mu.Unlock()
+	m.releaseAll(claims, handOver)
+	return nil
 }
 
 // register creates this instance's ephemeral ids/ node if it is missing

@@ -53,6 +53,9 @@ type module struct {
 	// topicSeen: the brokers listed the topic's partitions to this run
 	// since it found the topic missing (modulePartitions).
 	topicSeen atomic.Bool
+	// aside: the module deregistered and handed its partitions over, no
+	// broker answering the process (cutoff.go), until one answers.
+	aside atomic.Bool
 	// started holds the partitions (int32) this run started at least
 	// once: topicLate counts for a partition's first start only.
 	started sync.Map

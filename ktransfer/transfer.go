@@ -102,6 +102,10 @@ type Transfer struct {
 	lastAnswer  atomic.Int64
 	answeredSID atomic.Int64
 	grantedMs   atomic.Int64
+	// kafkaWaiting is when (ns since base, plus 1: 0 is none) the oldest
+	// request to the brokers made since the last answer was made
+	// (cutoff.go).
+	kafkaWaiting atomic.Int64
 
 	// modules are the running modules; a reload replaces the list.
 	modulesMu sync.Mutex
@@ -182,6 +186,7 @@ func NewContext(ctx context.Context, cfg Config, log *slog.Logger) (*Transfer, e
 	if t.kafkaOpts, err = cfg.Kafka.Opts("ktransfer", brokers, log); err != nil {
 		return nil, err
 	}
+	t.kafkaOpts = append(t.kafkaOpts, kgo.WithHooks(kafkaHeard{t}))
 	if t.client, err = kgo.NewClient(t.kafkaOpts...); err != nil {
 		return nil, fmt.Errorf("kafka client for %v: %w", brokers, err)
 	}
@@ -672,6 +677,11 @@ func (t *Transfer) adminMux() *http.ServeMux {
 		// enough, until the session watcher has taken the session back.
 		if !t.sessionUp() || t.conn().State() != zk.StateHasSession {
 			http.Error(w, "no zookeeper session", http.StatusServiceUnavailable)
+			return
+		}
+		if waited, cut := t.kafkaCutOff(); cut {
+			http.Error(w, "no kafka broker answered for "+waited.Round(time.Second).String()+
+				" (kafka_cutoff_ms): the partitions are left to the other processes", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")

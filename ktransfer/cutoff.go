@@ -1,0 +1,67 @@
+package ktransfer
+
+import (
+	"net"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// A process that can reach ZooKeeper but no Kafka broker (its route to
+// the brokers gone, a firewall change on its host) would keep its
+// partitions, and be given more, while it cannot read a record of them:
+// its ZooKeeper session lives, and the spares only take over from the
+// dead. Each of its requests to the brokers is watched instead: when none
+// has been answered for kafka_cutoff_ms since the oldest one made after
+// the last answer, every module deregisters and hands its partitions over
+// (reconcile), /health answers 503, and the module registers again once a
+// broker answers. A process whose modules make no request (a spare with
+// no partition between its topic checks) is not cut off: nothing went
+// unanswered.
+
+// kafkaHeard is the hook, on every Kafka client of the process, that
+// keeps Transfer.kafkaWaiting.
+type kafkaHeard struct{ t *Transfer }
+
+var (
+	_ kgo.HookBrokerConnect = kafkaHeard{}
+	_ kgo.HookBrokerWrite   = kafkaHeard{}
+	_ kgo.HookBrokerRead    = kafkaHeard{}
+)
+
+// OnBrokerConnect: a connection that failed is a request not answered.
+func (h kafkaHeard) OnBrokerConnect(_ kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
+	if err != nil {
+		h.t.kafkaAsked()
+	}
+}
+
+// OnBrokerWrite: a request made (written or not).
+func (h kafkaHeard) OnBrokerWrite(kgo.BrokerMetadata, int16, int, time.Duration, time.Duration, error) {
+	h.t.kafkaAsked()
+}
+
+// OnBrokerRead: a broker answered.
+func (h kafkaHeard) OnBrokerRead(_ kgo.BrokerMetadata, _ int16, _ int, _, _ time.Duration, err error) {
+	if err == nil && h.t.kafkaWaiting.Load() != 0 {
+		h.t.kafkaWaiting.Store(0)
+	}
+}
+
+// kafkaAsked notes a request made, when none is waiting.
+func (t *Transfer) kafkaAsked() {
+	if t.kafkaWaiting.Load() == 0 {
+		t.kafkaWaiting.CompareAndSwap(0, t.now()+1)
+	}
+}
+
+// kafkaCutOff reports whether no broker answered for kafka_cutoff_ms
+// since the oldest request made after the last answer, and for how long.
+func (t *Transfer) kafkaCutOff() (time.Duration, bool) {
+	since := t.kafkaWaiting.Load()
+	if since == 0 || t.cfg.KafkaCutoffMs == 0 {
+		return 0, false
+	}
+	waited := time.Duration(t.now() - (since - 1))
+	return waited, waited >= time.Duration(t.cfg.KafkaCutoffMs)*time.Millisecond
+}
