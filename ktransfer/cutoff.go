@@ -55,6 +55,13 @@ func (t *Transfer) kafkaAsked() {
 	}
 }
 
+// kafkaInDoubt reports whether no broker answered for half
+// kafka_cutoff_ms since the oldest request made after the last answer.
+func (t *Transfer) kafkaInDoubt() (time.Duration, bool) {
+	waited, _ := t.kafkaCutOff()
+	return waited, t.cfg.KafkaCutoffMs != 0 && waited >= time.Duration(t.cfg.KafkaCutoffMs)*time.Millisecond/2
+}
+
 // kafkaCutOff reports whether no broker answered for kafka_cutoff_ms
 // since the oldest request made after the last answer, and for how long.
 func (t *Transfer) kafkaCutOff() (time.Duration, bool) {

@@ -386,19 +386,15 @@ func (m *module) reconcile(ctx context.Context, idsDir, ownersDir string, errc c
 		m.depose(p)
 	}
 	m.releaseAll(release, handOver)
-	for p, o := range owners {
-		m.mu.Lock()
-		_, held := m.claims[p]
-		held = held || m.releasing[p] > 0
-		m.mu.Unlock()
-		if o.id == me && !held && target[p] != me {
-			// Ours, but not held: a release whose delete failed, or a
-			// claim given up with the session that came back. Nobody
-			// pushes the partition until it is gone.
-			if err := m.deleteOwner(p, 0); err != nil {
-				return err
-			}
-		}
+	if err := m.deleteLeftOwners(owners, target); err != nil {
+		return err
+	}
+	if _, doubt := m.t.kafkaInDoubt(); doubt {
+		// Half kafka_cutoff_ms without an answer from the brokers: no
+		// new claim, which the module would hand over again if no
+		// answer comes (when the brokers answer no process, each that
+		// steps aside would pass its partitions to one about to).
+		return failed
 	}
 	for _, p := range parts {
 		if ctx.Err() != nil {
@@ -440,6 +436,32 @@ func (m *module) stepAside(idsDir string, waited time.Duration) error {
 	}
 	m.mu.Unlock()
 	m.releaseAll(claims, handOver)
+	// A node of this process's left behind (a delete that failed, here
+	// or before) holds its partition from every other process.
+	owners, _, err := m.owners(zklayout.Owners(m.t.cfg.ZKChroot, m.cfg.Name, m.cfg.Topic))
+	if err != nil {
+		return err
+	}
+	return m.deleteLeftOwners(owners, nil)
+}
+
+// deleteLeftOwners deletes the owner nodes of owners that name this
+// process but no claim it holds or is releasing, of partitions target
+// does not give it: a release whose delete failed, or a claim given up
+// with the session that came back. Nobody pushes such a partition until
+// its node is gone.
+func (m *module) deleteLeftOwners(owners map[int32]owner, target map[int32]string) error {
+	for p, o := range owners {
+		m.mu.Lock()
+		_, held := m.claims[p]
+		held = held || m.releasing[p] > 0
+		m.mu.Unlock()
+		if o.id == m.t.id && !held && target[p] != m.t.id {
+			if err := m.deleteOwner(p, 0); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 

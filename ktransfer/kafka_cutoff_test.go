@@ -23,64 +23,118 @@ import (
 // other process pushes every record of the 4 partitions. When the route
 // comes back, it registers again and takes its share.
 func TestProcessCutOffKafkaLeavesItsPartitions(t *testing.T) {
-	defer ktransfer.SetPartitionPoll(time.Second)()
-	cut := kafkatest.NewCutter()
-	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 4}}, cut.Listen())
-	z := zktest.Start(t)
-	e := &env{kafka: k, zkAdr: z.Addr, conn: envConn(t, z.Addr), kc: kafkaconf.Default()}
-	b := newBackend(t, nil)
-	m := module("m", "t", b.URL)
-	startAs := func(clientID string) (*ktransfer.Transfer, string) {
-		cfg := e.config(t, 0, m)
-		cfg.Kafka.ClientID = clientID
-		cfg.KafkaCutoffMs = 2000
-		cfg.AdminAddr = "127.0.0.1:0"
-		tr, err := ktransfer.New(cfg, testLog(t))
-		if err != nil {
-			t.Fatalf("New: %v", err)
-		}
-		runtest.Start(t, tr.Run, 20*time.Second)
-		return tr, "http://" + tr.AdminAddr().String()
-	}
-	a, aAdmin := startAs("a")
+	t.Cleanup(ktransfer.SetPartitionPoll(time.Second)) // first: restored after the processes stopped
+	f := newCutFleet(t)
+	a, aAdmin := f.start(t, "a")
 	waitFor(t, "a holding every partition", 10*time.Second, func() bool { return len(a.Status()[0].Partitions) == 4 })
-	other, _ := startAs("b")
-	waitFor(t, "2 + 2", 10*time.Second, func() bool { return halves(e.owners(t, "m", "t"), 4) })
+	b, _ := f.start(t, "b")
+	waitFor(t, "2 + 2", 10*time.Second, func() bool { return halves(f.env.owners(t, "m", "t"), 4) })
 
-	cut.Cut("a")
+	f.cut.Cut("a")
 	cutAt := time.Now()
-	var want []string
-	for p := range int32(4) {
-		keys := []string{fmt.Sprintf("p%d-x", p), fmt.Sprintf("p%d-y", p)}
-		writeKeys(t, e, p, keys)
-		want = append(want, keys...)
-	}
-	waitFor(t, "every record of the 4 partitions pushed, a cut off the brokers", 20*time.Second, func() bool {
-		seen := map[string]bool{}
-		for _, p := range b.got() {
-			seen[p.key] = true
-		}
-		for _, k := range want {
-			if !seen[k] {
-				return false
-			}
-		}
-		return true
-	})
+	f.pushedAll(t, "every record of the 4 partitions pushed, a cut off the brokers", f.write(t, "cut"))
 	t.Logf("every record pushed %v after the cut (kafka_cutoff_ms 2000)", time.Since(cutAt).Round(time.Millisecond))
 	if n := len(a.Status()[0].Partitions); n != 0 {
 		t.Errorf("a holds %d partitions, cut off the brokers", n)
 	}
-	if n := len(other.Status()[0].Partitions); n != 4 {
+	if n := len(b.Status()[0].Partitions); n != 4 {
 		t.Errorf("b holds %d partitions, want all 4", n)
 	}
 	if code := healthStatus(aAdmin); code != http.StatusServiceUnavailable {
 		t.Errorf("a's /health %d, cut off the brokers; want 503", code)
 	}
 
-	cut.Restore("a")
-	waitFor(t, "2 + 2 again once a reaches the brokers", 20*time.Second, func() bool { return halves(e.owners(t, "m", "t"), 4) })
+	f.cut.Restore("a")
+	waitFor(t, "2 + 2 again once a reaches the brokers", 20*time.Second, func() bool { return halves(f.env.owners(t, "m", "t"), 4) })
 	if code := healthStatus(aAdmin); code != http.StatusOK {
 		t.Errorf("a's /health %d once it reaches the brokers again; want 200", code)
 	}
+}
+
+// TestKafkaAwayFromEveryProcessThenBack: the brokers answer neither
+// process of a fleet (Kafka down as they see it): both step aside, and no
+// partition stays claimed; when the brokers answer again both register,
+// share the partitions, and push every record written meanwhile.
+func TestKafkaAwayFromEveryProcessThenBack(t *testing.T) {
+	t.Cleanup(ktransfer.SetPartitionPoll(time.Second)) // first: restored after the processes stopped
+	f := newCutFleet(t)
+	_, aAdmin := f.start(t, "a")
+	_, bAdmin := f.start(t, "b")
+	waitFor(t, "2 + 2", 10*time.Second, func() bool { return halves(f.env.owners(t, "m", "t"), 4) })
+	f.cut.Cut("a")
+	f.cut.Cut("b")
+	waitFor(t, "no partition owned, the brokers answering neither process", 20*time.Second, func() bool {
+		return len(f.env.owners(t, "m", "t")) == 0 && healthStatus(aAdmin) == http.StatusServiceUnavailable &&
+			healthStatus(bAdmin) == http.StatusServiceUnavailable
+	})
+	written := f.write(t, "away")
+	f.cut.Restore("a")
+	f.cut.Restore("b")
+	back := time.Now()
+	f.pushedAll(t, "every record written while the brokers answered no process pushed once they do", written)
+	t.Logf("every record pushed %v after the brokers answer again", time.Since(back).Round(time.Millisecond))
+	waitFor(t, "2 + 2 again", 20*time.Second, func() bool { return halves(f.env.owners(t, "m", "t"), 4) })
+}
+
+// cutFleet is processes of one module on a 4-partition topic, each with
+// its own kafka.client_id, which the cutter can cut off the brokers.
+type cutFleet struct {
+	env     *env
+	cut     *kafkatest.Cutter
+	backend *backend
+	module  ktransfer.Module
+}
+
+func newCutFleet(t *testing.T) *cutFleet {
+	cut := kafkatest.NewCutter()
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "t", Partitions: 4}}, cut.Listen())
+	z := zktest.Start(t)
+	e := &env{kafka: k, zkAdr: z.Addr, conn: envConn(t, z.Addr), kc: kafkaconf.Default()}
+	b := newBackend(t, nil)
+	return &cutFleet{env: e, cut: cut, backend: b, module: module("m", "t", b.URL)}
+}
+
+// start runs a process of the fleet as clientID with kafka_cutoff_ms
+// 2000, its admin listener on a free port (the returned URL).
+func (f *cutFleet) start(t *testing.T, clientID string) (*ktransfer.Transfer, string) {
+	t.Helper()
+	cfg := f.env.config(t, 0, f.module)
+	cfg.Kafka.ClientID = clientID
+	cfg.KafkaCutoffMs = 2000
+	cfg.AdminAddr = "127.0.0.1:0"
+	tr, err := ktransfer.New(cfg, testLog(t))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	runtest.Start(t, tr.Run, 20*time.Second)
+	return tr, "http://" + tr.AdminAddr().String()
+}
+
+// write writes two keys to each partition, named after tag; it returns
+// the keys.
+func (f *cutFleet) write(t *testing.T, tag string) []string {
+	var keys []string
+	for p := range int32(4) {
+		ks := []string{fmt.Sprintf("%s-p%d-x", tag, p), fmt.Sprintf("%s-p%d-y", tag, p)}
+		writeKeys(t, f.env, p, ks)
+		keys = append(keys, ks...)
+	}
+	return keys
+}
+
+// pushedAll waits until the backend was pushed every key of keys.
+func (f *cutFleet) pushedAll(t *testing.T, what string, keys []string) {
+	t.Helper()
+	waitFor(t, what, 20*time.Second, func() bool {
+		seen := map[string]bool{}
+		for _, p := range f.backend.got() {
+			seen[p.key] = true
+		}
+		for _, k := range keys {
+			if !seen[k] {
+				return false
+			}
+		}
+		return true
+	})
 }

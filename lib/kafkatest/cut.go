@@ -15,7 +15,8 @@ import (
 // whose route to the brokers is gone. Every connection's first request
 // header is read before the broker sees it; the connections of a cut
 // client are closed, and its new ones are closed once their first header
-// names it. Give the cluster Listen() at its start.
+// names it. Give the cluster Listen() at its start. Plaintext listeners
+// only: behind TLS the first bytes are a handshake, not a request.
 type Cutter struct {
 	mu    sync.Mutex
 	cut   map[string]bool
