@@ -302,14 +302,19 @@ var errCommitResent = errors.New("the commit was sent again")
 // also what kgo asks after a failed commit; then a producer id it left
 // failed is reloaded, which aborts at the brokers). When any fails within
 // produce_timeout_ms, or a record of the client was refused for a topic
-// id it holds (stale, known once every record was awaited), the client is
-// replaced and its id fenced, which aborts the transaction.
+// id it holds or a batch limit it read (stale, known once every record
+// was awaited), the client is replaced and its id fenced, which aborts
+// the transaction too.
 func (p *txnPool) abort(tp *txnProducer) {
 	run := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 		defer cancel()
 		err := tp.cl.AbortBufferedRecords(ctx)
 		if why := tp.stale.Load(); err == nil && why != nil {
+			// Aborted first (the coordinator knows the partitions by
+			// name): read_committed consumers are not held back until
+			// the transaction timeout when the retire's fence fails.
+			_ = tp.cl.EndTransaction(ctx, kgo.TryAbort)
 			p.retire(context.Background(), tp, *why)
 			p.put(tp)
 			return
