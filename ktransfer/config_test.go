@@ -200,12 +200,13 @@ func TestLongDurationsRefusedAtLoad(t *testing.T) {
 		"fail_retry_interval_ms: "+big+"\nmax_retry_interval_ms: "+big+"\n"), 0o644)
 	f := filepath.Join(dir, "ktransfer.yaml")
 	os.WriteFile(f, []byte("zk_chroot: /mq/c\nzk_hosts: [127.0.0.1:2181]\nmodule_conf_dir: "+dir+"\nmodule_enabled: [m]\n"+
-		"zk_timeout_ms: 3000000000\nshutdown_timeout_ms: "+big+"\n"), 0o644)
+		"zk_timeout_ms: 3000000000\nshutdown_timeout_ms: "+big+"\nkafka_cutoff_ms: "+big+"\n"), 0o644)
 	_, err := ktransfer.LoadConfig(f)
 	m := filepath.Join(dir, "m.yaml")
 	for _, want := range []string{
 		f + ": zk_timeout_ms: must be 1000..2147483647, got 3000000000",
 		f + ": shutdown_timeout_ms: must be 1..2147483647, got " + big,
+		f + ": kafka_cutoff_ms: must be 0 (never) or 20000..2147483647 (twice the 10s between a module's asks of its topic's partitions), got " + big,
 		m + ": protocol.read_timeout_ms: must be 0..2147483647 (0: no timeout), got " + big,
 		m + ": protocol.write_timeout_ms: must be 0..2147483647 (0: no timeout), got " + big,
 		m + ": protocol.conn_timeout_ms: must be 0..2147483647 (0: 3 s, the HTTP client's default), got " + big,
@@ -384,5 +385,29 @@ func TestCheckRefusesWhatOnlyFailedAtRunTime(t *testing.T) {
 		"serialize_by_key: !!null\n"), 0o644)
 	if _, err := ktransfer.LoadModule(m); err != nil {
 		t.Errorf("dead_letter_topic: __dlq, serialize_by_key: !!null: %v", err)
+	}
+}
+
+// TestShortKafkaCutoffRefusedAtLoad: kafka_cutoff_ms below twice the 10 s
+// between a process's asks of its topic (all a process holding no
+// partition asks the brokers) would take a healthy spare for cut off; it
+// is refused naming the file, the key and the value. 0 turns it off.
+func TestShortKafkaCutoffRefusedAtLoad(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "m.yaml"), []byte("topic: t\nbackend_servers: [127.0.0.1:80]\nprotocol:\n uri: /p\n"), 0o644)
+	for value, want := range map[string]string{
+		"5000":  ": kafka_cutoff_ms: must be 0 (never) or 20000..2147483647 (twice the 10s between a module's asks of its topic's partitions), got 5000",
+		"0":     "",
+		"20000": "",
+	} {
+		f := filepath.Join(dir, "ktransfer.yaml")
+		os.WriteFile(f, []byte("zk_chroot: /mq/c\nzk_hosts: [127.0.0.1:2181]\nmodule_conf_dir: "+dir+"\nmodule_enabled: [m]\nkafka_cutoff_ms: "+value+"\n"), 0o644)
+		_, err := ktransfer.LoadConfig(f)
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("kafka_cutoff_ms: %s refused: %v", value, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), f+want)):
+			t.Errorf("kafka_cutoff_ms: %s: %v\nlacks %q", value, err, f+want)
+		}
 	}
 }

@@ -1,6 +1,8 @@
 package ktransfer
 
 import (
+	"context"
+	"errors"
 	"net"
 	"time"
 
@@ -41,9 +43,13 @@ func (h kafkaHeard) OnBrokerWrite(kgo.BrokerMetadata, int16, int, time.Duration,
 	h.t.kafkaAsked()
 }
 
-// OnBrokerRead: a broker answered.
+// OnBrokerRead: a broker answered. A request the process gave up itself
+// (a fetch cancelled as a partition is released, a client closed) is
+// taken for answered: the next one, made soon by a process that asks
+// anything, tells.
 func (h kafkaHeard) OnBrokerRead(_ kgo.BrokerMetadata, _ int16, _ int, _, _ time.Duration, err error) {
-	if err == nil && h.t.kafkaWaiting.Load() != 0 {
+	gaveUp := errors.Is(err, context.Canceled) || errors.Is(err, kgo.ErrClientClosed)
+	if (err == nil || gaveUp) && h.t.kafkaWaiting.Load() != 0 {
 		h.t.kafkaWaiting.Store(0)
 	}
 }
@@ -60,6 +66,17 @@ func (t *Transfer) kafkaAsked() {
 func (t *Transfer) kafkaInDoubt() (time.Duration, bool) {
 	waited, _ := t.kafkaCutOff()
 	return waited, t.cfg.KafkaCutoffMs != 0 && waited >= time.Duration(t.cfg.KafkaCutoffMs)*time.Millisecond/2
+}
+
+// untilCutOff is how long until the process is cut off if no broker
+// answers meanwhile: 0 when it is, or when no request waits (or the
+// cut-off is off).
+func (t *Transfer) untilCutOff() time.Duration {
+	waited, cut := t.kafkaCutOff()
+	if cut || waited == 0 {
+		return 0
+	}
+	return time.Duration(t.cfg.KafkaCutoffMs)*time.Millisecond - waited
 }
 
 // kafkaCutOff reports whether no broker answered for kafka_cutoff_ms

@@ -85,6 +85,10 @@ func (m *module) coordinate(ctx context.Context, errc chan<- error) {
 					"file", m.cfg.File, "for", time.Since(missingSince).Round(time.Second))
 				missingSaid = time.Now()
 			}
+		case errors.Is(err, errKafkaInDoubt):
+			if other := withoutInDoubt(err); other != nil {
+				m.log.Warn("reassignment failed; will retry", "err", other)
+			}
 		case err != nil:
 			m.log.Warn("reassignment failed; will retry", "err", err)
 		case !missingSince.IsZero() && m.topicSeen.Load():
@@ -96,14 +100,46 @@ func (m *module) coordinate(ctx context.Context, errc chan<- error) {
 			sleep(ctx, time.Second)
 			m.wake()
 		}
+		// Reassigned again at the moment no broker has answered for
+		// kafka_cutoff_ms, if none answers before: the module steps
+		// aside then, not at the next poll.
+		var cutoff <-chan time.Time
+		var timer *time.Timer
+		if d := m.t.untilCutOff(); d > 0 {
+			timer = time.NewTimer(d + time.Millisecond)
+			cutoff = timer.C
+		}
 		select {
 		case <-ctx.Done():
-			return
 		case <-m.changed:
 			sleep(ctx, debounce)
 		case <-poll.C: // reassign now and then, whatever happened
+		case <-cutoff:
+		}
+		if timer != nil {
+			timer.Stop()
 		}
 	}
+}
+
+// errKafkaInDoubt: a reassignment left a partition given to this process
+// unclaimed, the brokers not answering for half kafka_cutoff_ms; retried
+// a second later, not logged.
+var errKafkaInDoubt = errors.New("kafka in doubt: partitions left unclaimed")
+
+// withoutInDoubt is err without errKafkaInDoubt (nil when nothing else).
+func withoutInDoubt(err error) error {
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return nil
+	}
+	var rest []error
+	for _, e := range j.Unwrap() {
+		if e != errKafkaInDoubt {
+			rest = append(rest, e)
+		}
+	}
+	return errors.Join(rest...)
 }
 
 // followPartitions asks the brokers for the topic's partitions every
@@ -393,7 +429,16 @@ func (m *module) reconcile(ctx context.Context, idsDir, ownersDir string, errc c
 		// Half kafka_cutoff_ms without an answer from the brokers: no
 		// new claim, which the module would hand over again if no
 		// answer comes (when the brokers answer no process, each that
-		// steps aside would pass its partitions to one about to).
+		// steps aside would pass its partitions to one about to). Looked
+		// at again a second later.
+		for _, p := range parts {
+			m.mu.Lock()
+			_, held := m.claims[p]
+			m.mu.Unlock()
+			if target[p] == me && !held && unreadable[p] == nil {
+				return errors.Join(failed, errKafkaInDoubt)
+			}
+		}
 		return failed
 	}
 	for _, p := range parts {
