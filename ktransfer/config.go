@@ -456,11 +456,9 @@ func (c Config) Validate(file string) error {
 	if c.ShutdownTimeoutMs < 1 || c.ShutdownTimeoutMs > kafkaconf.MaxMs {
 		p.Addf("shutdown_timeout_ms", c.ShutdownTimeoutMs, "must be 1..%d", kafkaconf.MaxMs)
 	}
-	// A process with no partition asks the brokers only every
-	// partitionPoll: a shorter wait without an answer is no cut-off.
-	if least := int(2 * partitionPoll / time.Millisecond); c.KafkaCutoffMs != 0 && (c.KafkaCutoffMs < least || c.KafkaCutoffMs > kafkaconf.MaxMs) {
+	if least := int(kafkaCutoffLeast / time.Millisecond); c.KafkaCutoffMs != 0 && (c.KafkaCutoffMs < least || c.KafkaCutoffMs > kafkaconf.MaxMs) {
 		p.Addf("kafka_cutoff_ms", c.KafkaCutoffMs, "must be 0 (never) or %d..%d (twice the %v between a module's asks of its topic's partitions)",
-			least, kafkaconf.MaxMs, partitionPoll)
+			least, kafkaconf.MaxMs, kafkaCutoffLeast/2)
 	}
 	c.Kafka.Validate(p)
 	return p.Err()

@@ -33,25 +33,31 @@ var (
 
 // OnBrokerConnect: a connection that failed is a request not answered.
 func (h kafkaHeard) OnBrokerConnect(_ kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
-	if err != nil {
+	if err != nil && !gaveUp(err) {
 		h.t.kafkaAsked()
 	}
 }
 
 // OnBrokerWrite: a request made (written or not).
-func (h kafkaHeard) OnBrokerWrite(kgo.BrokerMetadata, int16, int, time.Duration, time.Duration, error) {
-	h.t.kafkaAsked()
+func (h kafkaHeard) OnBrokerWrite(_ kgo.BrokerMetadata, _ int16, _ int, _, _ time.Duration, err error) {
+	if !gaveUp(err) {
+		h.t.kafkaAsked()
+	}
 }
 
-// OnBrokerRead: a broker answered. A request the process gave up itself
-// (a fetch cancelled as a partition is released, a client closed) is
-// taken for answered: the next one, made soon by a process that asks
-// anything, tells.
+// OnBrokerRead: a broker answered.
 func (h kafkaHeard) OnBrokerRead(_ kgo.BrokerMetadata, _ int16, _ int, _, _ time.Duration, err error) {
-	gaveUp := errors.Is(err, context.Canceled) || errors.Is(err, kgo.ErrClientClosed)
-	if (err == nil || gaveUp) && h.t.kafkaWaiting.Load() != 0 {
+	if err == nil && h.t.kafkaWaiting.Load() != 0 {
 		h.t.kafkaWaiting.Store(0)
 	}
+}
+
+// gaveUp: a request the process gave up itself (a fetch cancelled as a
+// partition is released, a client closed) tells nothing of the brokers. Its
+// write, when made, still counts as a request not answered: a broker that
+// answers answers the next one.
+func gaveUp(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, kgo.ErrClientClosed)
 }
 
 // kafkaAsked notes a request made, when none is waiting.

@@ -43,6 +43,15 @@ func SetPartitionPoll(d time.Duration) (restore func()) {
 	return func() { partitionPoll = old }
 }
 
+// SetKafkaCutoffLeast sets the least kafka_cutoff_ms a configuration may
+// set (twice the partition poll); the returned func restores it. A test
+// that shortens the poll to cut a process off sooner sets it too.
+func SetKafkaCutoffLeast(d time.Duration) (restore func()) {
+	old := kafkaCutoffLeast
+	kafkaCutoffLeast = d
+	return func() { kafkaCutoffLeast = old }
+}
+
 // ConfigHash is the configuration's hash shown in /status.
 func ConfigHash(c Config) string { return c.hash }
 

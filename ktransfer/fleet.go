@@ -33,6 +33,11 @@ const debounce = 100 * time.Millisecond
 // that must tell a watch from this check.
 var partitionPoll = 10 * time.Second
 
+// kafkaCutoffLeast is the least kafka_cutoff_ms: a process with no
+// partition asks the brokers only every partitionPoll (its topic's
+// partitions), so a shorter wait without an answer is no cut-off.
+var kafkaCutoffLeast = 2 * partitionPoll
+
 // claimed is a partition this process holds: its read loop and its owner node.
 type claimed struct {
 	part      *partition

@@ -24,6 +24,7 @@ import (
 // comes back, it registers again and takes its share.
 func TestProcessCutOffKafkaLeavesItsPartitions(t *testing.T) {
 	t.Cleanup(ktransfer.SetPartitionPoll(time.Second)) // first: restored after the processes stopped
+	t.Cleanup(ktransfer.SetKafkaCutoffLeast(2 * time.Second))
 	f := newCutFleet(t)
 	a, aAdmin := f.start(t, "a")
 	waitFor(t, "a holding every partition", 10*time.Second, func() bool { return len(a.Status()[0].Partitions) == 4 })
@@ -57,6 +58,7 @@ func TestProcessCutOffKafkaLeavesItsPartitions(t *testing.T) {
 // share the partitions, and push every record written meanwhile.
 func TestKafkaAwayFromEveryProcessThenBack(t *testing.T) {
 	t.Cleanup(ktransfer.SetPartitionPoll(time.Second)) // first: restored after the processes stopped
+	t.Cleanup(ktransfer.SetKafkaCutoffLeast(2 * time.Second))
 	f := newCutFleet(t)
 	_, aAdmin := f.start(t, "a")
 	_, bAdmin := f.start(t, "b")
