@@ -35,6 +35,7 @@ type cluster struct {
 	conn        *zk.Conn      // the current client
 	granted     time.Duration // the session timeout ZooKeeper granted last, 0 before the first session
 	zkDownSince time.Time     // zero while a session is established; else the last contact before it was lost
+	zkLostAt    time.Time     // when the connection was seen lost (zero with zkDownSince): the offsets held are as of then
 	lastAnswer  time.Time     // when the last request ZooKeeper answered was sent (heartbeat)
 	expired     bool          // the server expired the session, and no new one is established yet
 	everUp      bool
@@ -283,7 +284,7 @@ func (c *cluster) sessionEvent(conn *zk.Conn, ev zk.Event) {
 		if !c.zkDownSince.IsZero() {
 			c.log.Info("zookeeper session established", "server", ev.Server)
 		}
-		c.zkDownSince, c.everUp, c.expired = time.Time{}, true, false
+		c.zkDownSince, c.zkLostAt, c.everUp, c.expired = time.Time{}, time.Time{}, true, false
 		c.lastAnswer = time.Now()
 		// Set before the event is sent: the server's answer.
 		c.granted = conn.SessionTimeout()
@@ -296,6 +297,7 @@ func (c *cluster) sessionEvent(conn *zk.Conn, ev zk.Event) {
 			// 2/3 of the session after it, and the server expires the
 			// session a session after it.
 			c.zkDownSince = time.Now()
+			c.zkLostAt = c.zkDownSince
 			if !c.lastAnswer.IsZero() && c.lastAnswer.Before(c.zkDownSince) {
 				c.zkDownSince = c.lastAnswer
 			}
@@ -336,6 +338,19 @@ func (c *cluster) heartbeat(ctx context.Context, conn *zk.Conn) {
 		c.zkMu.Unlock()
 		sleep(ctx, every)
 	}
+}
+
+// lastContact is when the connection to ZooKeeper was seen lost, while
+// it is (zero while connected): the offsets held are as of then, every
+// change ZooKeeper sent before delivered (see lagFrom). Past the session,
+// zkProblem serves every lag as unknown. A link that went silent before
+// it was seen lost (2/3 of the session at most) leaves the offsets older
+// than that: the lag is then over by the records pushed meanwhile, as
+// ever, but no longer grows.
+func (c *cluster) lastContact() time.Time {
+	c.zkMu.Lock()
+	defer c.zkMu.Unlock()
+	return c.zkLostAt
 }
 
 // zkProblem is the error every partition of the cluster shows when
@@ -449,7 +464,7 @@ func (c *cluster) logUnknown(now time.Time) {
 		// without one.
 		return
 	}
-	lags := c.state.snapshot(c.name, now, c.staleAfter(), "")
+	lags := c.state.snapshot(c.name, now, c.staleAfter(), "", c.lastContact())
 	cur := make(map[partKey]string, len(c.unknown))
 	others := map[partKey]string{} // the partitions logUnknown logged, without such a cause now: their error, if any
 	for _, l := range lags {

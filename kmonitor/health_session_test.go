@@ -74,3 +74,41 @@ func TestHealthyWhileTheSessionOutlivesALostConnection(t *testing.T) {
 		t.Errorf("/health 503 %v after the connection was lost; the session (8 s) was alive then", since.Round(time.Millisecond))
 	}
 }
+
+// TestLagNotGrownByACommitUnseenWhileZooKeeperAway: kmonitor's ZooKeeper
+// connection is lost, the session alive, while the module goes on
+// committing through the other ZooKeeper servers and records are
+// produced. kmonitor sees the new log ends, not the commits: before, it
+// paired the offset it held with each new log end, a lag growing by every
+// record produced (here 3, then 53), served as known and fresh, for up to
+// a session timeout at each ZooKeeper blip. The lag is now the one as
+// ZooKeeper last answered (3), until the connection is back or the
+// session over.
+func TestLagNotGrownByACommitUnseenWhileZooKeeperAway(t *testing.T) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
+	var px *tcpproxy.Proxy
+	e := startWith(t, k, zkThroughProxy(t, &px, 8000), io.Discard)
+	produce(t, e.kafka, "a", 0, 4)
+	setOffset(t, e.conn, "m", "a", "0", "1")
+	e.eventually(t, "", `{"test_cluster":{"m":{"0":3}}}`+"\n", 10*time.Second)
+	px.Freeze()
+	cut := time.Now()
+	if n := px.Cut(); n == 0 {
+		t.Fatal("no ZooKeeper connection through the proxy to cut")
+	}
+	defer px.Thaw()
+	produce(t, e.kafka, "a", 0, 50)
+	setOffset(t, e.conn, "m", "a", "0", "50") // the module's commit, through another server
+	for time.Since(cut) < 3*time.Second {     // within the 8 s session
+		resp, err := http.Get(e.url + "/delay?detail=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(b), `"lag":3,`) {
+			t.Fatalf("connection lost %v ago, the session alive: /delay %s; want the lag as ZooKeeper last answered, 3", time.Since(cut).Round(time.Millisecond), b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

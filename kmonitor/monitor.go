@@ -195,7 +195,7 @@ func (m *Monitor) Lags(names ...string) []Lag {
 			continue
 		}
 		stale := c.staleAfter()
-		out = append(out, c.state.snapshot(c.name, now, stale, c.zkProblem(now))...)
+		out = append(out, c.state.snapshot(c.name, now, stale, c.zkProblem(now), c.lastContact())...)
 	}
 	return out
 }

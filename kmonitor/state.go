@@ -76,6 +76,30 @@ func (e *endEntry) window(history time.Duration) []sample {
 	return e.kept()[e.expired(history):]
 }
 
+// lagFrom is what a lag is computed from: the log end, the changes it is
+// dated by and the time it is dated at. Now's, unless asOf is set (the
+// connection to ZooKeeper lost, the session alive: the offsets are as the
+// connection left them, at asOf, and commits made since are not seen):
+// then the log end as it stood at asOf, the changes up to it, and asOf;
+// false when no log end was read by then. Beside a log end read since,
+// the lag would grow with every record produced while the module pushes
+// them.
+func (e *endEntry) lagFrom(history time.Duration, now, asOf time.Time) (int64, []sample, time.Time, bool) {
+	w := e.window(history)
+	if asOf.IsZero() {
+		return e.end, w, now, true
+	}
+	i := sort.Search(len(w), func(i int) bool { return w[i].at.After(asOf) })
+	if i == 0 {
+		return 0, nil, asOf, false
+	}
+	return w[i-1].end, w[:i], asOf, true
+}
+
+// endAtLastAnswerUnknown is the lag's error when ZooKeeper's connection is
+// lost and no log end was read by its last answer (lagFrom).
+const endAtLastAnswerUnknown = "zookeeper connection lost and no log-end offset read before: the lag is not known"
+
 // expired counts the changes kept before the window.
 func (e *endEntry) expired(history time.Duration) int {
 	k := e.kept()
@@ -880,7 +904,7 @@ const (
 // snapshot computes the lag of every partition at now. staleAfter is how
 // old a log-end offset may be before it counts as unknown; zkErr, when set,
 // marks every partition (ZooKeeper unreachable for longer than a session).
-func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration, zkErr string) []Lag {
+func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration, zkErr string, asOf time.Time) []Lag {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	out := make([]Lag, 0, len(s.offsets))
@@ -928,8 +952,13 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 				l.cause = causePastEnd
 			default:
 				l.LogEnd = e.end
-				l.Lag = max(0, e.end-o.next)
-				l.LagSeconds, l.LagSecondsAtLeast = lagAge(e.window(s.history), o.next, now)
+				end, changes, at, ok := e.lagFrom(s.history, now, asOf)
+				if !ok {
+					l.Err = endAtLastAnswerUnknown
+					break
+				}
+				l.Lag = max(0, end-o.next)
+				l.LagSeconds, l.LagSecondsAtLeast = lagAge(changes, o.next, at)
 				// Past a log end read before the offset: the next poll
 				// tells whether records were produced or the log is gone.
 				l.undecided = o.next > e.end
@@ -1007,8 +1036,13 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 			l.Err = "no offset stored; log-start offset not known yet"
 		default:
 			l.LogEnd = e.end
-			l.Lag = max(0, e.end-st.start)
-			l.LagSeconds, l.LagSecondsAtLeast = lagAge(e.window(s.history), st.start, now)
+			end, changes, at, ok := e.lagFrom(s.history, now, asOf)
+			if !ok {
+				l.Err = endAtLastAnswerUnknown
+				break
+			}
+			l.Lag = max(0, end-st.start)
+			l.LagSeconds, l.LagSecondsAtLeast = lagAge(changes, st.start, at)
 		}
 		l.LogEnd = s.knownEnd(tp, l.LogEnd, now, staleAfter)
 		out = append(out, l)
