@@ -457,8 +457,8 @@ func (c Config) Validate(file string) error {
 		p.Addf("shutdown_timeout_ms", c.ShutdownTimeoutMs, "must be 1..%d", kafkaconf.MaxMs)
 	}
 	if least := int(kafkaCutoffLeast / time.Millisecond); c.KafkaCutoffMs != 0 && (c.KafkaCutoffMs < least || c.KafkaCutoffMs > kafkaconf.MaxMs) {
-		p.Addf("kafka_cutoff_ms", c.KafkaCutoffMs, "must be 0 (never) or %d..%d (twice the %v between a module's asks of its topic's partitions)",
-			least, kafkaconf.MaxMs, kafkaCutoffLeast/2)
+		p.Addf("kafka_cutoff_ms", c.KafkaCutoffMs, "must be 0 (never) or %d..%d (the %v between a module's asks of its topic's partitions, and the %v an ask may take)",
+			least, kafkaconf.MaxMs, partitionPoll, kafkaTimeout)
 	}
 	c.Kafka.Validate(p)
 	return p.Err()

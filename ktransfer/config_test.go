@@ -206,7 +206,7 @@ func TestLongDurationsRefusedAtLoad(t *testing.T) {
 	for _, want := range []string{
 		f + ": zk_timeout_ms: must be 1000..2147483647, got 3000000000",
 		f + ": shutdown_timeout_ms: must be 1..2147483647, got " + big,
-		f + ": kafka_cutoff_ms: must be 0 (never) or 20000..2147483647 (twice the 10s between a module's asks of its topic's partitions), got " + big,
+		f + ": kafka_cutoff_ms: must be 0 (never) or 25000..2147483647 (the 10s between a module's asks of its topic's partitions, and the 15s an ask may take), got " + big,
 		m + ": protocol.read_timeout_ms: must be 0..2147483647 (0: no timeout), got " + big,
 		m + ": protocol.write_timeout_ms: must be 0..2147483647 (0: no timeout), got " + big,
 		m + ": protocol.conn_timeout_ms: must be 0..2147483647 (0: 3 s, the HTTP client's default), got " + big,
@@ -388,17 +388,19 @@ func TestCheckRefusesWhatOnlyFailedAtRunTime(t *testing.T) {
 	}
 }
 
-// TestShortKafkaCutoffRefusedAtLoad: kafka_cutoff_ms below twice the 10 s
+// TestShortKafkaCutoffRefusedAtLoad: kafka_cutoff_ms below the 10 s
 // between a process's asks of its topic (all a process holding no
-// partition asks the brokers) would take a healthy spare for cut off; it
-// is refused naming the file, the key and the value. 0 turns it off.
+// partition asks the brokers) and the 15 s an ask may take would take a
+// healthy spare for cut off; it is refused naming the file, the key and
+// the value. 0 turns it off.
 func TestShortKafkaCutoffRefusedAtLoad(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "m.yaml"), []byte("topic: t\nbackend_servers: [127.0.0.1:80]\nprotocol:\n uri: /p\n"), 0o644)
 	for value, want := range map[string]string{
-		"5000":  ": kafka_cutoff_ms: must be 0 (never) or 20000..2147483647 (twice the 10s between a module's asks of its topic's partitions), got 5000",
+		"5000":  ": kafka_cutoff_ms: must be 0 (never) or 25000..2147483647 (the 10s between a module's asks of its topic's partitions, and the 15s an ask may take), got 5000",
 		"0":     "",
-		"20000": "",
+		"25000": "",
+		"20000": ": kafka_cutoff_ms: must be 0 (never) or 25000..2147483647 (the 10s between a module's asks of its topic's partitions, and the 15s an ask may take), got 20000",
 	} {
 		f := filepath.Join(dir, "ktransfer.yaml")
 		os.WriteFile(f, []byte("zk_chroot: /mq/c\nzk_hosts: [127.0.0.1:2181]\nmodule_conf_dir: "+dir+"\nmodule_enabled: [m]\nkafka_cutoff_ms: "+value+"\n"), 0o644)

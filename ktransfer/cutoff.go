@@ -17,9 +17,11 @@ import (
 // has been answered for kafka_cutoff_ms since the oldest one made after
 // the last answer, every module deregisters and hands its partitions over
 // (reconcile), /health answers 503, and the module registers again once a
-// broker answers. A process whose modules make no request (a spare with
-// no partition between its topic checks) is not cut off: nothing went
-// unanswered.
+// broker answers. A process whose modules hold no partition asks the
+// brokers only for its topics' partitions, every partitionPoll, answered
+// within kafkaTimeout: kafka_cutoff_ms is at least their sum
+// (kafkaCutoffLeast), so such a process is not taken for cut off, even
+// after the fetch of a partition it released was cancelled unanswered.
 
 // kafkaHeard is the hook, on every Kafka client of the process, that
 // keeps Transfer.kafkaWaiting.

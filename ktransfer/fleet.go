@@ -35,8 +35,10 @@ var partitionPoll = 10 * time.Second
 
 // kafkaCutoffLeast is the least kafka_cutoff_ms: a process with no
 // partition asks the brokers only every partitionPoll (its topic's
-// partitions), so a shorter wait without an answer is no cut-off.
-var kafkaCutoffLeast = 2 * partitionPoll
+// partitions), and an ask may take kafkaTimeout to be answered; a fetch
+// cancelled as its last partition was released is never answered. A
+// shorter wait without an answer is no cut-off.
+var kafkaCutoffLeast = partitionPoll + kafkaTimeout
 
 // claimed is a partition this process holds: its read loop and its owner node.
 type claimed struct {
