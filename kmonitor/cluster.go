@@ -340,17 +340,14 @@ func (c *cluster) heartbeat(ctx context.Context, conn *zk.Conn) {
 	}
 }
 
-// lastContact is when the connection to ZooKeeper was seen lost, while
-// it is (zero while connected): the offsets held are as of then, every
-// change ZooKeeper sent before delivered (see lagFrom). Past the session,
-// zkProblem serves every lag as unknown. A link that went silent before
-// it was seen lost (2/3 of the session at most) leaves the offsets older
-// than that: the lag is then over by the records pushed meanwhile, as
-// ever, but no longer grows.
-func (c *cluster) lastContact() time.Time {
+// lastContact is when ZooKeeper last answered and when the connection
+// was seen lost, while it is (zero while connected): the offsets held are
+// as of then (see lagFrom). Past the session, zkProblem serves every lag
+// as unknown.
+func (c *cluster) lastContact() lostConn {
 	c.zkMu.Lock()
 	defer c.zkMu.Unlock()
-	return c.zkLostAt
+	return lostConn{answered: c.zkDownSince, seen: c.zkLostAt}
 }
 
 // zkProblem is the error every partition of the cluster shows when

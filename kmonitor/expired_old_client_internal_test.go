@@ -30,7 +30,7 @@ func TestExpiryOfAReplacedClientKeepsTheOffsets(t *testing.T) {
 	expired := zk.Event{Type: zk.EventSession, State: zk.StateExpired}
 	lag := func() Lag {
 		t.Helper()
-		for _, l := range c.state.snapshot("c", time.Now(), time.Minute, "", time.Time{}) {
+		for _, l := range c.state.snapshot("c", time.Now(), time.Minute, "", lostConn{}) {
 			if l.Partition == "0" {
 				return l
 			}

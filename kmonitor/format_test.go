@@ -392,7 +392,7 @@ func TestHistoryBoundedWhenCaughtUp(t *testing.T) {
 		t.Errorf("kept %d log-end changes of a partition whose module is one record behind", n)
 	}
 	now := base.Add(86400 * time.Second)
-	lags := s.snapshot("c", now, time.Hour, "", time.Time{})
+	lags := s.snapshot("c", now, time.Hour, "", lostConn{})
 	if len(lags) != 1 || lags[0].Lag != 1 || lags[0].LagSeconds != 1 || lags[0].LagSecondsAtLeast {
 		t.Errorf("lag after a day: %+v, want 1 record, 1 s old", lags)
 	}
@@ -410,12 +410,12 @@ func TestLogEndReadBeforeCommitIsNotPastIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.setEnd(tp, 10, asked, nil, time.Now())
-	lags := s.snapshot("c", time.Now(), time.Hour, "", time.Time{})
+	lags := s.snapshot("c", time.Now(), time.Hour, "", lostConn{})
 	if len(lags) != 1 || lags[0].Err != "" || lags[0].Lag != 0 {
 		t.Errorf("log end 10 read before offset 12: %+v, want lag 0", lags)
 	}
 	s.setEnd(tp, 10, time.Now(), nil, time.Now())
-	lags = s.snapshot("c", time.Now(), time.Hour, "", time.Time{})
+	lags = s.snapshot("c", time.Now(), time.Hour, "", lostConn{})
 	if want := "committed offset 12 past the log end 10: topic re-created or log truncated"; len(lags) != 1 || lags[0].Err != want || lags[0].LogEnd != 10 {
 		t.Errorf("log end 10 read after offset 12: %+v, want the error %q", lags, want)
 	}
@@ -447,11 +447,11 @@ func TestKeysSwitchOnlyForOffsetsOfASecondTopic(t *testing.T) {
 	check := func(what, zkErr, wantZabbix, wantJSON string) {
 		t.Helper()
 		var z, j bytes.Buffer
-		writeZabbix(&z, []string{"c"}, s.snapshot("c", now, time.Minute, zkErr, time.Time{}), nil, false, nil)
+		writeZabbix(&z, []string{"c"}, s.snapshot("c", now, time.Minute, zkErr, lostConn{}), nil, false, nil)
 		if got, _, _ := strings.Cut(z.String(), "- c.kmonitor.errors"); got != wantZabbix {
 			t.Errorf("%s: zabbix lines\n%swant\n%s", what, got, wantZabbix)
 		}
-		writeJSON(&j, []string{"c"}, s.snapshot("c", now, time.Minute, zkErr, time.Time{}), false)
+		writeJSON(&j, []string{"c"}, s.snapshot("c", now, time.Minute, zkErr, lostConn{}), false)
 		if got := strings.TrimSpace(j.String()); got != wantJSON {
 			t.Errorf("%s: JSON %s, want %s", what, got, wantJSON)
 		}

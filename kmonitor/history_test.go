@@ -43,7 +43,7 @@ func (l *lagging) changes() []sample { return l.s.ends[l.tp].changes }
 
 func (l *lagging) lag(t testing.TB) Lag {
 	t.Helper()
-	lags := l.s.snapshot("c", l.now, time.Hour, "", time.Time{})
+	lags := l.s.snapshot("c", l.now, time.Hour, "", lostConn{})
 	if len(lags) != 1 || lags[0].Err != "" {
 		t.Fatalf("snapshot: %+v", lags)
 	}

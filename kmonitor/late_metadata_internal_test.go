@@ -97,7 +97,7 @@ func lateMetadataAfterFirstReading(t *testing.T, delay time.Duration) {
 	unstoredKnown := func() (bool, []string) {
 		var got []string
 		found := false
-		for _, l := range c.state.snapshot(c.name, time.Now(), c.staleAfter(), "", time.Time{}) {
+		for _, l := range c.state.snapshot(c.name, time.Now(), c.staleAfter(), "", lostConn{}) {
 			got = append(got, l.Module+"/"+l.Topic+"/"+l.Partition+" err="+l.Err)
 			found = found || l.Module == "m2" && l.Topic == "u" && l.Partition == "2"
 		}

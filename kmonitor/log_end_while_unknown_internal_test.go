@@ -27,7 +27,7 @@ func TestLogEndShownWhileLagUnknown(t *testing.T) {
 	s.setEnd(topicPartition{"t", 1}, 7, now, nil, now)
 	ends := func(zkErr string, at time.Time) map[string]Lag {
 		out := map[string]Lag{}
-		for _, l := range s.snapshot("c", at, time.Minute, zkErr, time.Time{}) {
+		for _, l := range s.snapshot("c", at, time.Minute, zkErr, lostConn{}) {
 			out[l.Partition] = l
 		}
 		return out

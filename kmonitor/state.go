@@ -76,24 +76,36 @@ func (e *endEntry) window(history time.Duration) []sample {
 	return e.kept()[e.expired(history):]
 }
 
-// lagFrom is what a lag is computed from: the log end, the changes it is
-// dated by and the time it is dated at. Now's, unless asOf is set (the
-// connection to ZooKeeper lost, the session alive: the offsets are as the
-// connection left them, at asOf, and commits made since are not seen):
-// then the log end as it stood at asOf, the changes up to it, and asOf;
-// false when no log end was read by then. Beside a log end read since,
-// the lag would grow with every record produced while the module pushes
-// them.
-func (e *endEntry) lagFrom(history time.Duration, now, asOf time.Time) (int64, []sample, time.Time, bool) {
+// lostConn is when the connection to ZooKeeper was lost, while it is
+// and the session lives (zero while connected, see cluster.lastContact):
+// ZooKeeper last answered at answered, and the loss was seen at seen.
+type lostConn struct{ answered, seen time.Time }
+
+// lagFrom is what the lag of a partition whose module is at offset from
+// is computed from: the log end, the changes it is dated by and the time
+// it is dated at. Now's, unless the connection to ZooKeeper is lost (lc):
+// the offsets are then as the connection left them, and commits made
+// since are not seen; beside a log end read since, the lag would grow
+// with every record produced while the module pushes them. Then: the log
+// end as it stood when ZooKeeper last answered (changes it sent before
+// were delivered), or, when none was read by then (kmonitor just
+// started), when the loss was seen; a lag of 0 when the first log end
+// kept is no higher than from (forget drops the changes below the
+// offsets: the log end was no higher then); false when none is known.
+func (e *endEntry) lagFrom(history time.Duration, now time.Time, from int64, lc lostConn) (int64, []sample, time.Time, bool) {
 	w := e.window(history)
-	if asOf.IsZero() {
+	if lc.seen.IsZero() {
 		return e.end, w, now, true
 	}
-	i := sort.Search(len(w), func(i int) bool { return w[i].at.After(asOf) })
-	if i == 0 {
-		return 0, nil, asOf, false
+	for _, at := range []time.Time{lc.answered, lc.seen} {
+		if i := sort.Search(len(w), func(i int) bool { return w[i].at.After(at) }); i > 0 {
+			return w[i-1].end, w[:i], at, true
+		}
 	}
-	return w[i-1].end, w[:i], asOf, true
+	if len(w) > 0 && w[0].end <= from {
+		return w[0].end, nil, lc.answered, true
+	}
+	return 0, nil, lc.answered, false
 }
 
 // endAtLastAnswerUnknown is the lag's error when ZooKeeper's connection is
@@ -904,7 +916,7 @@ const (
 // snapshot computes the lag of every partition at now. staleAfter is how
 // old a log-end offset may be before it counts as unknown; zkErr, when set,
 // marks every partition (ZooKeeper unreachable for longer than a session).
-func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration, zkErr string, asOf time.Time) []Lag {
+func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration, zkErr string, lc lostConn) []Lag {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	out := make([]Lag, 0, len(s.offsets))
@@ -952,7 +964,7 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 				l.cause = causePastEnd
 			default:
 				l.LogEnd = e.end
-				end, changes, at, ok := e.lagFrom(s.history, now, asOf)
+				end, changes, at, ok := e.lagFrom(s.history, now, o.next, lc)
 				if !ok {
 					l.Err = endAtLastAnswerUnknown
 					break
@@ -1036,7 +1048,7 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 			l.Err = "no offset stored; log-start offset not known yet"
 		default:
 			l.LogEnd = e.end
-			end, changes, at, ok := e.lagFrom(s.history, now, asOf)
+			end, changes, at, ok := e.lagFrom(s.history, now, st.start, lc)
 			if !ok {
 				l.Err = endAtLastAnswerUnknown
 				break

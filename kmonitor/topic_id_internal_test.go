@@ -21,7 +21,7 @@ func TestNewTopicIDHidesTheDeletedLogsEnd(t *testing.T) {
 	tp := topicPartition{"t", 0}
 	lag := func(at time.Time) Lag {
 		t.Helper()
-		for _, l := range s.snapshot("c", at, time.Minute, "", time.Time{}) {
+		for _, l := range s.snapshot("c", at, time.Minute, "", lostConn{}) {
 			return l
 		}
 		t.Fatal("no partition shown")
@@ -79,7 +79,7 @@ func TestNewTopicIDForgetsTheDeletedLogsStart(t *testing.T) {
 	tp := topicPartition{"t", 1} // unstored: above the count, no offset znode
 	lag := func(at time.Time) Lag {
 		t.Helper()
-		for _, l := range s.snapshot("c", at, time.Minute, "", time.Time{}) {
+		for _, l := range s.snapshot("c", at, time.Minute, "", lostConn{}) {
 			if l.Partition == "1" {
 				return l
 			}
