@@ -43,6 +43,36 @@ func TestLagWhileConnectionLostFromTheLastAnswer(t *testing.T) {
 		t.Errorf("caught-up partition, connection lost: %+v; want lag 0", l)
 	}
 
+	// The log end read first after the last answer (1000, the module's
+	// offset), then 1030 before the loss was seen: 0, as of the answer.
+	busy := newState(time.Hour, 0)
+	busy.newEpoch()
+	busy.setEnd(topicPartition{"t", 0}, 900, at(0), nil, at(0))
+	if err := busy.setOffset(ctx, partKey{"m", "t", "0"}, nil, []byte("1000")); err != nil {
+		t.Fatal(err)
+	}
+	busy.setEnd(topicPartition{"t", 0}, 1000, at(1100), nil, at(1100))
+	busy.setEnd(topicPartition{"t", 0}, 1030, at(2000), nil, at(2000))
+	busy.forget(map[string][]int32{"t": {0}})
+	if l := lagOf(busy, at(4500), lostConn{answered: at(1000), seen: at(4000)}); l.Err != "" || l.Lag != 0 {
+		t.Errorf("caught up as ZooKeeper last answered, 1030 read before the loss was seen: %+v; want lag 0", l)
+	}
+
+	// The log went back after the last answer (re-created, truncated):
+	// the log end before it says nothing; unknown, not 0.
+	back := newState(time.Hour, 0)
+	back.newEpoch()
+	if err := back.setOffset(ctx, partKey{"m", "t", "0"}, nil, []byte("1000")); err != nil {
+		t.Fatal(err)
+	}
+	back.setEnd(topicPartition{"t", 0}, 5000, at(0), nil, at(0))
+	back.setEnd(topicPartition{"t", 0}, 50, at(2000), nil, at(2000))
+	back.setEnd(topicPartition{"t", 0}, 1200, at(3000), nil, at(3000))
+	back.forget(map[string][]int32{"t": {0}})
+	if l := lagOf(back, at(4500), lostConn{answered: at(1000), seen: at(1500)}); l.Err == "" {
+		t.Errorf("log went back after the last answer: %+v; want the lag unknown", l)
+	}
+
 	silent := newState(time.Hour, 0)
 	silent.newEpoch()
 	if err := silent.setOffset(ctx, partKey{"m", "t", "0"}, nil, []byte("10")); err != nil {

@@ -88,22 +88,30 @@ type lostConn struct{ answered, seen time.Time }
 // since are not seen; beside a log end read since, the lag would grow
 // with every record produced while the module pushes them. Then: the log
 // end as it stood when ZooKeeper last answered (changes it sent before
-// were delivered), or, when none was read by then (kmonitor just
-// started), when the loss was seen; a lag of 0 when the first log end
-// kept is no higher than from (forget drops the changes below the
-// offsets: the log end was no higher then); false when none is known.
+// were delivered); else a lag of 0 when the first log end kept is no
+// higher than from (forget drops the changes below the offsets: the log
+// end was no higher then); else, when none was read by then (kmonitor
+// just started), the log end when the loss was seen; false when none is
+// known, or when the log went back since ZooKeeper last answered.
 func (e *endEntry) lagFrom(history time.Duration, now time.Time, from int64, lc lostConn) (int64, []sample, time.Time, bool) {
 	w := e.window(history)
 	if lc.seen.IsZero() {
 		return e.end, w, now, true
 	}
-	for _, at := range []time.Time{lc.answered, lc.seen} {
-		if i := sort.Search(len(w), func(i int) bool { return w[i].at.After(at) }); i > 0 {
-			return w[i-1].end, w[:i], at, true
-		}
+	if e.backAt.After(lc.answered) || e.newLog.After(lc.answered) {
+		// The log went back (truncated, re-created) since: the log end
+		// then says nothing of the log now.
+		return 0, nil, lc.answered, false
+	}
+	before := func(at time.Time) int { return sort.Search(len(w), func(i int) bool { return w[i].at.After(at) }) }
+	if i := before(lc.answered); i > 0 {
+		return w[i-1].end, w[:i], lc.answered, true
 	}
 	if len(w) > 0 && w[0].end <= from {
 		return w[0].end, nil, lc.answered, true
+	}
+	if i := before(lc.seen); i > 0 {
+		return w[i-1].end, w[:i], lc.seen, true
 	}
 	return 0, nil, lc.answered, false
 }
