@@ -151,6 +151,15 @@ func produceStatus(err error, t sendTrace) (int, string) {
 		// Closed while the record waited: it was not in a request whose
 		// answer is missing or still awaited.
 		return 503, "kproxy is shutting down" + notWritten
+	case (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, kgo.ErrRecordTimeout) || errors.Is(err, kgo.ErrRecordRetries)) && t.idempotent && t.wrote:
+		// At acks=-1 a leader appends a batch and waits for its replicas:
+		// one that loses the leadership meanwhile answers
+		// NOT_LEADER_OR_FOLLOWER (KAFKA_STORAGE_ERROR, …) for a batch its
+		// follower, the new leader, may hold; kgo takes that answer for
+		// "not written" and fails the batch at its deadline
+		// (TestAcksAllAfterNotLeaderAppendNot503).
+		return 504, "kafka did not acknowledge the record within produce_timeout_ms; a leader refused its batch after taking it, perhaps" + mayBeWritten
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
 		errors.Is(err, kgo.ErrRecordTimeout), errors.Is(err, kgo.ErrRecordRetries):
 		// Past produce_timeout_ms, no request out: every attempt was

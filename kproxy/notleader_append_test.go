@@ -1,0 +1,40 @@
+package kproxy_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
+)
+
+// TestAcksAllAfterNotLeaderAppendNot503: at acks=-1 a leader appends a
+// record's batch, then loses the leadership before the replicas
+// acknowledged it and answers NOT_LEADER_OR_FOLLOWER; the new leader
+// holds the batch. Every retry is refused (the election takes longer than
+// produce_timeout_ms), and kgo fails the record at its deadline. It was
+// answered 503, "not written", and it is in Kafka: a client that trusts
+// 503 and moves on to other work has a record it believes not sent. It is
+// answered 504 now (may have been written).
+func TestAcksAllAfterNotLeaderAppendNot503(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 1500 })
+	if a := p.post(t, "topic="+topic+"&key=k&acks=-1", unique(t, "first")); a.code != 200 {
+		t.Fatalf("first record: %d %s", a.code, a.body)
+	}
+	f := kafkatest.NewFaults(t, c)
+	f.AppendThen(1, kerr.NotLeaderForPartition.Code)
+	end := f.Outage(kerr.NotLeaderForPartition.Code)
+	body := unique(t, "appended")
+	a := p.post(t, "topic="+topic+"&key=k&acks=-1", body)
+	end()
+	in := inKafka(t, c)[string(body)]
+	if in != 1 {
+		t.Fatalf("the fault did not append the record (in Kafka %d times): the test proves nothing; answer %d %s", in, a.code, a.body)
+	}
+	if a.code != 504 || !strings.Contains(a.body, "may have been written") {
+		t.Errorf("record appended, then refused NOT_LEADER_OR_FOLLOWER past its deadline: %d %q; want 504 (may have been written)", a.code, strings.TrimSpace(a.body))
+	}
+}
