@@ -20,12 +20,7 @@ import (
 // moment the connection was lost, while /delay served every lag as known:
 // a probe on /health restarted kmonitor at each ZooKeeper restart.
 func TestHealthyWhileTheSessionOutlivesALostConnection(t *testing.T) {
-	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
-	var px *tcpproxy.Proxy
-	e := startWith(t, k, zkThroughProxy(t, &px, 8000), io.Discard)
-	produce(t, e.kafka, "a", 0, 4)
-	setOffset(t, e.conn, "m", "a", "0", "1")
-	e.eventually(t, "", `{"test_cluster":{"m":{"0":3}}}`+"\n", 10*time.Second)
+	e, px := lagOf3ThroughProxy(t)
 	get := func(p string) (int, string) {
 		t.Helper()
 		resp, err := http.Get(e.url + p)
@@ -85,12 +80,7 @@ func TestHealthyWhileTheSessionOutlivesALostConnection(t *testing.T) {
 // ZooKeeper last answered (3), until the connection is back or the
 // session over.
 func TestLagNotGrownByACommitUnseenWhileZooKeeperAway(t *testing.T) {
-	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
-	var px *tcpproxy.Proxy
-	e := startWith(t, k, zkThroughProxy(t, &px, 8000), io.Discard)
-	produce(t, e.kafka, "a", 0, 4)
-	setOffset(t, e.conn, "m", "a", "0", "1")
-	e.eventually(t, "", `{"test_cluster":{"m":{"0":3}}}`+"\n", 10*time.Second)
+	e, px := lagOf3ThroughProxy(t)
 	px.Freeze()
 	cut := time.Now()
 	if n := px.Cut(); n == 0 {
@@ -111,4 +101,17 @@ func TestLagNotGrownByACommitUnseenWhileZooKeeperAway(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// lagOf3ThroughProxy starts kmonitor with its ZooKeeper connection
+// through a proxy (an 8 s session), and a module 3 records behind on
+// topic a; it returns once /delay says so.
+func lagOf3ThroughProxy(t *testing.T) (*env, *tcpproxy.Proxy) {
+	k := kafkatest.Start(t, []kafkatest.Topic{{Name: "a", Partitions: 1}})
+	var px *tcpproxy.Proxy
+	e := startWith(t, k, zkThroughProxy(t, &px, 8000), io.Discard)
+	produce(t, e.kafka, "a", 0, 4)
+	setOffset(t, e.conn, "m", "a", "0", "1")
+	e.eventually(t, "", `{"test_cluster":{"m":{"0":3}}}`+"\n", 10*time.Second)
+	return e, px
 }

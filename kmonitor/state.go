@@ -116,6 +116,18 @@ func (e *endEntry) lagFrom(history time.Duration, now time.Time, from int64, lc 
 	return 0, nil, lc.answered, false
 }
 
+// setLag sets l's lag and its age, of a module at offset from, from e
+// (lagFrom); its error when they are not known. s.mu held.
+func (s *state) setLag(l *Lag, e *endEntry, from int64, now time.Time, lc lostConn) {
+	end, changes, at, ok := e.lagFrom(s.history, now, from, lc)
+	if !ok {
+		l.Err = endAtLastAnswerUnknown
+		return
+	}
+	l.Lag = max(0, end-from)
+	l.LagSeconds, l.LagSecondsAtLeast = lagAge(changes, from, at)
+}
+
 // endAtLastAnswerUnknown is the lag's error when ZooKeeper's connection is
 // lost and no log end was read by its last answer (lagFrom).
 const endAtLastAnswerUnknown = "zookeeper connection lost and no log-end offset read before: the lag is not known"
@@ -972,13 +984,7 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 				l.cause = causePastEnd
 			default:
 				l.LogEnd = e.end
-				end, changes, at, ok := e.lagFrom(s.history, now, o.next, lc)
-				if !ok {
-					l.Err = endAtLastAnswerUnknown
-					break
-				}
-				l.Lag = max(0, end-o.next)
-				l.LagSeconds, l.LagSecondsAtLeast = lagAge(changes, o.next, at)
+				s.setLag(&l, e, o.next, now, lc)
 				// Past a log end read before the offset: the next poll
 				// tells whether records were produced or the log is gone.
 				l.undecided = o.next > e.end
@@ -1056,13 +1062,7 @@ func (s *state) snapshot(cluster string, now time.Time, staleAfter time.Duration
 			l.Err = "no offset stored; log-start offset not known yet"
 		default:
 			l.LogEnd = e.end
-			end, changes, at, ok := e.lagFrom(s.history, now, st.start, lc)
-			if !ok {
-				l.Err = endAtLastAnswerUnknown
-				break
-			}
-			l.Lag = max(0, end-st.start)
-			l.LagSeconds, l.LagSecondsAtLeast = lagAge(changes, st.start, at)
+			s.setLag(&l, e, st.start, now, lc)
 		}
 		l.LogEnd = s.knownEnd(tp, l.LogEnd, now, staleAfter)
 		out = append(out, l)
