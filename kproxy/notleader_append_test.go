@@ -34,7 +34,7 @@ func TestAcksAllAfterNotLeaderAppendNot503(t *testing.T) {
 	if in != 1 {
 		t.Fatalf("the fault did not append the record (in Kafka %d times): the test proves nothing; answer %d %s", in, a.code, a.body)
 	}
-	if a.code != 504 || !strings.Contains(a.body, "may have been written") {
+	if a.code != 504 || !strings.Contains(a.body, "a leader may have refused its batch after taking it") {
 		t.Errorf("record appended, then refused NOT_LEADER_OR_FOLLOWER past its deadline: %d %q; want 504 (may have been written)", a.code, strings.TrimSpace(a.body))
 	}
 }

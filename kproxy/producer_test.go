@@ -72,6 +72,17 @@ func TestProduceStatus(t *testing.T) {
 		{kerr.CorruptMessage, out, 503},
 		{kerr.InvalidTimestamp, answered, 503},
 		{kerr.InvalidRecord, sendTrace{wrote: true, idempotent: true}, 503},
+		// At acks=-1 a leader may refuse a batch it appended
+		// (NOT_LEADER_OR_FOLLOWER as it loses the leadership): once the
+		// client wrote a request, a record kgo gives up on after such
+		// refusals may be in Kafka (TestAcksAllAfterNotLeaderAppendNot503).
+		{context.DeadlineExceeded, sendTrace{wrote: true, idempotent: true}, 504},
+		{kerr.LeaderNotAvailable, sendTrace{wrote: true, idempotent: true}, 504},
+		{kerr.NotLeaderForPartition, sendTrace{wrote: true, idempotent: true}, 504},
+		{kgo.ErrClientClosed, sendTrace{wrote: true, idempotent: true}, 504},
+		{context.DeadlineExceeded, sendTrace{idempotent: true}, 503}, // never left
+		{kerr.LeaderNotAvailable, sendTrace{idempotent: true}, 503},
+		{kerr.LeaderNotAvailable, answered, 503}, // acks=1: the leader answered at its append
 		// At acks=-1 a second request since the record was handed over
 		// may have been the retry of a batch appended and answered
 		// NOT_ENOUGH_REPLICAS_AFTER_APPEND, which the broker validates

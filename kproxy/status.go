@@ -146,20 +146,24 @@ func produceStatus(err error, t sendTrace) (int, string) {
 		// request as lost.
 		return 504, "kafka did not acknowledge the record: " + err.Error() + mayBeWritten
 	}
+	if t.idempotent && t.wrote && givenUpAfterRefusals(err) {
+		// At acks=-1 a leader appends a batch and waits for its replicas:
+		// one that loses the leadership meanwhile answers
+		// NOT_LEADER_OR_FOLLOWER (KAFKA_STORAGE_ERROR, …) for a batch its
+		// follower, the new leader, may hold; kgo takes that answer for
+		// "not written", retries, and fails the batch at its deadline, on
+		// a metadata error after it (LEADER_NOT_AVAILABLE during the
+		// election), or at the client's close
+		// (TestAcksAllAfterNotLeaderAppendNot503). kgo does not tell
+		// which request carried the record: any the client wrote since
+		// it was handed over may have.
+		return 504, "kafka did not acknowledge the record (" + err.Error() + "); a leader may have refused its batch after taking it" + mayBeWritten
+	}
 	switch {
 	case errors.Is(err, kgo.ErrClientClosed):
 		// Closed while the record waited: it was not in a request whose
 		// answer is missing or still awaited.
 		return 503, "kproxy is shutting down" + notWritten
-	case (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
-		errors.Is(err, kgo.ErrRecordTimeout) || errors.Is(err, kgo.ErrRecordRetries)) && t.idempotent && t.wrote:
-		// At acks=-1 a leader appends a batch and waits for its replicas:
-		// one that loses the leadership meanwhile answers
-		// NOT_LEADER_OR_FOLLOWER (KAFKA_STORAGE_ERROR, …) for a batch its
-		// follower, the new leader, may hold; kgo takes that answer for
-		// "not written" and fails the batch at its deadline
-		// (TestAcksAllAfterNotLeaderAppendNot503).
-		return 504, "kafka did not acknowledge the record within produce_timeout_ms; a leader refused its batch after taking it, perhaps" + mayBeWritten
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
 		errors.Is(err, kgo.ErrRecordTimeout), errors.Is(err, kgo.ErrRecordRetries):
 		// Past produce_timeout_ms, no request out: every attempt was
@@ -204,6 +208,23 @@ func produceStatus(err error, t sendTrace) (int, string) {
 	// Any other refusal the broker answered (UNKNOWN_SERVER_ERROR, …):
 	// the batch was not appended.
 	return 502, "kafka error: " + ke.Message + notWritten
+}
+
+// givenUpAfterRefusals tells whether kgo gave a record up without a
+// broker's verdict on its batch: its deadline or the client's close
+// during the retries, or a retriable error it stopped retrying (a leader
+// moving, too few replicas, a metadata error for the partition).
+func givenUpAfterRefusals(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, kgo.ErrRecordTimeout) ||
+		errors.Is(err, kgo.ErrRecordRetries) || errors.Is(err, kgo.ErrClientClosed) {
+		return true
+	}
+	switch {
+	case errors.Is(err, kerr.NotLeaderForPartition), errors.Is(err, kerr.LeaderNotAvailable), errors.Is(err, kerr.BrokerNotAvailable),
+		errors.Is(err, kerr.NotEnoughReplicas), errors.Is(err, kerr.KafkaStorageError), errors.Is(err, kerr.NetworkException):
+		return true
+	}
+	return false
 }
 
 // refusesRecords tells whether ke is a refusal a broker answers for the
