@@ -157,7 +157,11 @@ func produceStatus(err error, t sendTrace) (int, string) {
 		// (TestAcksAllAfterNotLeaderAppendNot503). kgo does not tell
 		// which request carried the record: any the client wrote since
 		// it was handed over may have.
-		return 504, "kafka did not acknowledge the record (" + err.Error() + "); a leader may have refused its batch after taking it" + mayBeWritten
+		why := "kafka did not acknowledge the record (" + err.Error() + ")"
+		if errors.Is(err, kgo.ErrClientClosed) {
+			why = "kproxy is shutting down before kafka acknowledged the record"
+		}
+		return 504, why + "; a leader may have refused its batch after taking it" + mayBeWritten
 	}
 	switch {
 	case errors.Is(err, kgo.ErrClientClosed):
