@@ -52,6 +52,37 @@ func TestProcessCutOffKafkaLeavesItsPartitions(t *testing.T) {
 	}
 }
 
+// TestProcessFrozenOffKafkaLeavesItsPartitions: as
+// TestProcessCutOffKafkaLeavesItsPartitions, the route silent instead of
+// refused: a's connections to the brokers stay open and nothing of them
+// is read (packets dropped, a frozen broker host), so its requests wait
+// for kgo's own timeouts. a still steps aside kafka_cutoff_ms after its
+// first unanswered request, its hand-over not held by the silent reads,
+// and the other process pushes every record.
+func TestProcessFrozenOffKafkaLeavesItsPartitions(t *testing.T) {
+	t.Cleanup(ktransfer.SetPartitionPoll(time.Second)) // first: restored after the processes stopped
+	t.Cleanup(ktransfer.SetKafkaCutoffLeast(2 * time.Second))
+	f := newCutFleet(t)
+	a, aAdmin := f.start(t, "a")
+	waitFor(t, "a holding every partition", 10*time.Second, func() bool { return len(a.Status()[0].Partitions) == 4 })
+	b, _ := f.start(t, "b")
+	waitFor(t, "2 + 2", 10*time.Second, func() bool { return halves(f.env.owners(t, "m", "t"), 4) })
+
+	t.Cleanup(func() { f.cut.Restore("a") }) // before the processes stop: a's reads end
+	f.cut.Freeze("a")
+	frozen := time.Now()
+	f.pushedAll(t, "every record of the 4 partitions pushed, a's route to the brokers silent", f.write(t, "frozen"))
+	t.Logf("every record pushed %v after the freeze (kafka_cutoff_ms 2000)", time.Since(frozen).Round(time.Millisecond))
+	if n := len(b.Status()[0].Partitions); n != 4 {
+		t.Errorf("b holds %d partitions, want all 4", n)
+	}
+	if code := healthStatus(aAdmin); code != http.StatusServiceUnavailable {
+		t.Errorf("a's /health %d, its route to the brokers silent; want 503", code)
+	}
+	f.cut.Restore("a")
+	waitFor(t, "2 + 2 again once a's route answers", 30*time.Second, func() bool { return halves(f.env.owners(t, "m", "t"), 4) })
+}
+
 // TestKafkaAwayFromEveryProcessThenBack: the brokers answer neither
 // process of a fleet (Kafka down as they see it): both step aside, and no
 // partition stays claimed; when the brokers answer again both register,

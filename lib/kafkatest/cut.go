@@ -18,14 +18,15 @@ import (
 // names it. Give the cluster Listen() at its start. Plaintext listeners
 // only: behind TLS the first bytes are a handshake, not a request.
 type Cutter struct {
-	mu    sync.Mutex
-	cut   map[string]bool
-	conns map[*cutConn]struct{}
+	mu     sync.Mutex
+	cut    map[string]bool
+	frozen map[string]chan struct{} // closed at Restore
+	conns  map[*cutConn]struct{}
 }
 
 // NewCutter makes a Cutter that cuts no one yet.
 func NewCutter() *Cutter {
-	return &Cutter{cut: map[string]bool{}, conns: map[*cutConn]struct{}{}}
+	return &Cutter{cut: map[string]bool{}, frozen: map[string]chan struct{}{}, conns: map[*cutConn]struct{}{}}
 }
 
 // Listen is the cluster option that puts every broker's connections
@@ -57,11 +58,34 @@ func (c *Cutter) Cut(clientID string) {
 	}
 }
 
+// Freeze silences the client named clientID until Restore: its
+// connections stay open and the brokers read nothing more of them (a
+// route that drops packets, a broker host frozen); new ones are accepted
+// and read no further than their first header.
+func (c *Cutter) Freeze(clientID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.frozen[clientID] == nil {
+		c.frozen[clientID] = make(chan struct{})
+	}
+}
+
 // Restore lets the client named clientID reach the brokers again.
 func (c *Cutter) Restore(clientID string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.cut, clientID)
+	if ch := c.frozen[clientID]; ch != nil {
+		close(ch)
+		delete(c.frozen, clientID)
+	}
+}
+
+// thawed is closed while clientID is not frozen (nil: not frozen).
+func (c *Cutter) thawed(clientID string) chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.frozen[clientID]
 }
 
 // named records cc as clientID's; false when that client is cut.
@@ -112,6 +136,9 @@ func (cc *cutConn) Read(p []byte) (int, error) {
 	cc.once.Do(cc.first)
 	if cc.err != nil {
 		return 0, cc.err
+	}
+	if ch := cc.c.thawed(cc.id); ch != nil {
+		<-ch // frozen: nothing is read until Restore (or the broker closes the connection)
 	}
 	if len(cc.pending) > 0 {
 		n := copy(p, cc.pending)
