@@ -36,3 +36,5 @@ require (
 )
 
 replace github.com/go-zookeeper/zk => ./third_party/go-zookeeper/zk
+
+replace github.com/twmb/franz-go => ./third_party/franz-go
