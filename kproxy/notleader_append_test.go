@@ -1,6 +1,7 @@
 package kproxy_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -36,5 +37,40 @@ func TestAcksAllAfterNotLeaderAppendNot503(t *testing.T) {
 	}
 	if a.code != 504 || !strings.Contains(a.body, "a leader may have refused its batch after taking it") {
 		t.Errorf("record appended, then refused NOT_LEADER_OR_FOLLOWER past its deadline: %d %q; want 504 (may have been written)", a.code, strings.TrimSpace(a.body))
+	}
+}
+
+// TestAcksAllNextRecordAfterGivenUpAppendWritten: the record after one kgo
+// gave up at acks=-1 though a leader had appended it (as above) must be
+// written when it is answered 200. kgo numbers a partition's batches for
+// the broker's deduplication and, giving a batch up, numbers the next
+// batch as the one given up: the broker took the next one, of as many
+// records, for a retry of the appended batch and answered with that
+// batch's offset, writing nothing. The record was answered 200 with the
+// given-up record's offset and was never in Kafka.
+func TestAcksAllNextRecordAfterGivenUpAppendWritten(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 1500 })
+	if a := p.post(t, "topic="+topic+"&key=k&acks=-1", unique(t, "first")); a.code != 200 {
+		t.Fatalf("first record: %d %s", a.code, a.body)
+	}
+	f := kafkatest.NewFaults(t, c)
+	f.AppendThen(1, kerr.NotLeaderForPartition.Code)
+	end := f.Outage(kerr.NotLeaderForPartition.Code)
+	given := unique(t, "given-up")
+	a := p.post(t, "topic="+topic+"&key=k&acks=-1", given)
+	end()
+	if a.code != 504 || inKafka(t, c)[string(given)] != 1 {
+		t.Fatalf("the fault did not append a record answered 504: %d %s; the test proves nothing", a.code, a.body)
+	}
+	for i := range 3 {
+		next := unique(t, "next-"+strconv.Itoa(i))
+		a := p.post(t, "topic="+topic+"&key=k&acks=-1", next)
+		if a.code != 200 {
+			t.Fatalf("record %d after the given-up one: %d %s", i, a.code, a.body)
+		}
+		if n := inKafka(t, c)[string(next)]; n != 1 {
+			t.Errorf("record %d after the given-up one answered %s, in Kafka %d times", i, strings.TrimSpace(a.body), n)
+		}
 	}
 }

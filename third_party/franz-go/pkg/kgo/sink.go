@@ -1782,8 +1782,25 @@ func (recBuf *recBuf) checkUnknownFailLimit(err error) bool {
 //   - from client closing
 //   - if not idempotent && hit retry / timeout limit
 //   - if batch fails fatally when producing
+//
+// Patched: failing a batch that was written rewinds the partition's sequence
+// number to the batch's, and the broker may hold the batch (a leader that
+// appended it and lost the leadership before its replicas acknowledged it
+// answers NOT_LEADER_OR_FOLLOWER, and the new leader has it). The next batch
+// of as many records would carry the same sequence numbers, and the broker
+// would take it for a retry of the one it holds: answered with that batch's
+// offset, not written. So the idempotent producer's epoch is bumped first (the
+// next request starts every partition's sequence at 0 under the new epoch),
+// as kgo does on OUT_OF_ORDER_SEQUENCE_NUMBER. A transactional producer's
+// failed records fail its transaction, which is aborted, and its epoch is
+// bumped by the next InitProducerID or EndTxn.
 func (recBuf *recBuf) failAllRecords(err error) {
 	recBuf.lockedStopLinger()
+	var (
+		written      bool
+		writtenID    int64
+		writtenEpoch int16
+	)
 	for _, batch := range recBuf.batches {
 		// We need to guard our clearing of records against a
 		// concurrent produceRequest's write, which can have this batch
@@ -1795,12 +1812,21 @@ func (recBuf *recBuf) failAllRecords(err error) {
 		batch.mu.Lock()
 		records := batch.records
 		batch.records = nil
+		if batch.written && len(records) > 0 {
+			written, writtenID, writtenEpoch = true, batch.writtenID, batch.writtenEpoch
+		}
 		batch.mu.Unlock()
 
 		recBuf.cl.producer.promiseBatch(batchPromise{
 			recs: records,
 			err:  err,
 		})
+	}
+	if written && recBuf.cl.idempotent() && recBuf.cl.cfg.txnID == nil {
+		// The id fails only if it is still the current one: written
+		// under an earlier id, the batch's sequence numbers are not
+		// the ones the current id's next batch would carry.
+		recBuf.cl.failProducerID(writtenID, writtenEpoch, errReloadProducerID)
 	}
 	recBuf.resetBatchDrainIdx()
 	recBuf.buffered.Store(0)
@@ -1878,6 +1904,11 @@ type recBatch struct {
 	// set this bool to true. There could be a concurrent request about to
 	// be written. See more comments below where this is used.
 	isFailingFromLoadErr bool
+	// Whether a produce request carrying this batch was built, and the
+	// producer ID and epoch it carried (patched: see failAllRecords).
+	written      bool
+	writtenID    int64
+	writtenEpoch int16
 
 	wireLength   int32 // tracks total size this batch would currently encode as, including length prefix
 	v1wireLength int32 // same as wireLength, but for message set v1
@@ -2491,6 +2522,7 @@ func (p *produceRequest) AppendTo(dst []byte) []byte {
 			// the same monotonicity criterion, or it must move out of
 			// AppendTo (see tries, moved to handleReqResp).
 			batch.canFailFromLoadErrs = false // we are going to write this batch: the response status is now unknown
+			batch.written, batch.writtenID, batch.writtenEpoch = true, p.producerID, p.producerEpoch
 			var pmetrics ProduceBatchMetrics
 			if p.version < 3 {
 				dst, pmetrics = batch.appendToAsMessageSet(dst, uint8(p.version), p.compressor)
