@@ -79,7 +79,8 @@ type txnProducer struct {
 	// set by tp's holder.
 	unfenced bool
 	// stale (nil: not), why cl is retired when its batch is aborted:
-	// Kafka refused a record of cl with UNKNOWN_TOPIC_ID (its topic
+	// errRewound (givenUpAfterSending), or Kafka refused a record of cl
+	// with UNKNOWN_TOPIC_ID (its topic
 	// deleted, perhaps re-created; or a broker's metadata lags), or with
 	// MESSAGE_TOO_LARGE (the topic's max.message.bytes lowered). kgo keeps
 	// the topic id it fetched first, and the batch size limit it read when
@@ -157,6 +158,7 @@ func (p *txnPool) markStale(cl *kgo.Client, why *error) {
 var (
 	errStaleTopicID = errors.New("kafka refused a record with UNKNOWN_TOPIC_ID: the client holds a topic id the brokers no longer know")
 	errStaleLimit   = errors.New("kafka refused a batch with MESSAGE_TOO_LARGE: the client builds the topic's batches to a max.message.bytes the brokers lowered since")
+	errRewound      = errors.New("kafka's client gave up records of the transaction after sending them: the next batch of their partition would carry the sequence numbers of a batch the brokers may hold")
 )
 
 // begin starts a transaction on tp, making its client if needed; a client
@@ -647,6 +649,9 @@ func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
 			// is written by a promise that can come at any moment.
 			s.txns.fencedBy(tp, it.err)
 		}
+		if givenUpAfterSending(c.items) {
+			tp.stale.CompareAndSwap(nil, &errRewound)
+		}
 		s.txns.abort(tp)
 		code := res[first].status
 		if code == 504 {
@@ -673,6 +678,28 @@ func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
 	s.metrics.records[2].Add(float64(n))
 	s.metrics.batchResultN(200, n)
 	return batchOutcome{results: res, status: 200, index: -1}
+}
+
+// givenUpAfterSending tells whether kgo gave up, or is yet to give up
+// (still holding it at the abort), a record of items after a produce
+// request of the transaction was written. kgo then numbers the
+// partition's next batch as the given-up one, whose batch the broker may
+// hold: a leader that appended it and lost the leadership answers
+// NOT_LEADER_OR_FOLLOWER, and the new leader has it. Before KIP-890
+// (Kafka 4.0) an abort leaves the producer epoch as it was, and the broker
+// takes the next batch of as many records for a retry of the held one:
+// answered with its offset, not written, and the next commit makes nothing
+// of it visible (TestAtomicBatchAfterGivenUpAppendVisible). The client is
+// retired at the abort instead: the next one's id is fenced, a new epoch
+// whose sequence numbers start at 0.
+func givenUpAfterSending(items []batchItem) bool {
+	for i := range items {
+		it := &items[i]
+		if it.state.Load() != finished || it.err != nil && it.trace.wrote {
+			return true
+		}
+	}
+	return false
 }
 
 // spoolingRefusal is why an atomic batch whose record i spools is refused.
