@@ -682,7 +682,9 @@ func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
 
 // givenUpAfterSending tells whether kgo gave up, or is yet to give up
 // (still holding it at the abort), a record of items after a produce
-// request of the transaction was written. kgo then numbers the
+// request of the transaction was written: by its deadline or a retriable
+// error (givenUpAfterRefusals), or on any error after a retry (a second
+// request written: a refusal outright of a retry). kgo then numbers the
 // partition's next batch as the given-up one, whose batch the broker may
 // hold: a leader that appended it and lost the leadership answers
 // NOT_LEADER_OR_FOLLOWER, and the new leader has it. Before KIP-890
@@ -695,7 +697,7 @@ func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
 func givenUpAfterSending(items []batchItem) bool {
 	for i := range items {
 		it := &items[i]
-		if it.state.Load() != finished || it.err != nil && it.trace.wrote {
+		if it.state.Load() != finished || it.err != nil && it.trace.wrote && (givenUpAfterRefusals(it.err) || it.trace.rewrote) {
 			return true
 		}
 	}

@@ -1029,6 +1029,7 @@ func (s *sink) handleReqRespBatch(
 	batch.owner.okOnSink = false
 
 	if moving := kmove.maybeAddProducePartition(resp, rp, batch.owner); moving {
+		batch.maybeHeld = true // a leader that moved: see recBatch.maybeHeld
 		if debug {
 			fmt.Fprintf(b, "move:%d:%d@%d,%d}, ", rp.CurrentLeader.LeaderID, rp.CurrentLeader.LeaderEpoch, rp.BaseOffset, nrec)
 		}
@@ -1051,6 +1052,7 @@ func (s *sink) handleReqRespBatch(
 		!failUnknown &&
 		err != kerr.CorruptMessage &&
 		(batch.tries.Load() <= s.cl.cfg.recordRetries || batch.unsureIfProduced): // we need to bypass the retry limit if we are not sure of the state
+		batch.maybeHeld = true // see recBatch.maybeHeld
 		if debug {
 			fmt.Fprintf(b, "retrying@%d,%d(%s)}, ", rp.BaseOffset, nrec, err)
 		}
@@ -1783,24 +1785,24 @@ func (recBuf *recBuf) checkUnknownFailLimit(err error) bool {
 //   - if not idempotent && hit retry / timeout limit
 //   - if batch fails fatally when producing
 //
-// Patched: failing a batch that was written rewinds the partition's sequence
-// number to the batch's, and the broker may hold the batch (a leader that
-// appended it and lost the leadership before its replicas acknowledged it
-// answers NOT_LEADER_OR_FOLLOWER, and the new leader has it). The next batch
-// of as many records would carry the same sequence numbers, and the broker
-// would take it for a retry of the one it holds: answered with that batch's
-// offset, not written. So the idempotent producer's epoch is bumped first (the
-// next request starts every partition's sequence at 0 under the new epoch),
-// as kgo does on OUT_OF_ORDER_SEQUENCE_NUMBER. A transactional producer's
-// failed records fail its transaction, which is aborted, and its epoch is
-// bumped by the next InitProducerID or EndTxn.
+// Patched: failing a batch rewinds the partition's sequence number to the
+// batch's, and the broker may hold a batch it answered with a retriable error
+// (recBatch.maybeHeld). The next batch of as many records would carry the
+// same sequence numbers, and the broker would take it for a retry of the one
+// it holds: answered with that batch's offset, not written. So the
+// idempotent producer's epoch is bumped first, for each such batch written
+// under the current producer ID and epoch (the next request starts every
+// partition's sequence at 0 under the new epoch), as kgo does on
+// OUT_OF_ORDER_SEQUENCE_NUMBER. A batch refused outright (INVALID_RECORD,
+// MESSAGE_TOO_LARGE, ...) was not appended, nor was any sent behind it (the
+// broker refuses those as out of sequence): no bump, whose cost is that a
+// batch of another partition retried under the new epoch may be written
+// twice. A transactional producer's failed records fail its transaction,
+// which is aborted; its user must bump its epoch (a new InitProducerID)
+// when the brokers' EndTxn does not (before KIP-890).
 func (recBuf *recBuf) failAllRecords(err error) {
 	recBuf.lockedStopLinger()
-	var (
-		written      bool
-		writtenID    int64
-		writtenEpoch int16
-	)
+	bump := recBuf.cl.idempotent() && recBuf.cl.cfg.txnID == nil
 	for _, batch := range recBuf.batches {
 		// We need to guard our clearing of records against a
 		// concurrent produceRequest's write, which can have this batch
@@ -1812,21 +1814,20 @@ func (recBuf *recBuf) failAllRecords(err error) {
 		batch.mu.Lock()
 		records := batch.records
 		batch.records = nil
-		if batch.written && len(records) > 0 {
-			written, writtenID, writtenEpoch = true, batch.writtenID, batch.writtenEpoch
-		}
+		held := batch.written && batch.maybeHeld && len(records) > 0
+		id, epoch := batch.writtenID, batch.writtenEpoch
 		batch.mu.Unlock()
+		if held && bump {
+			// A no-op unless (id, epoch) is current and not failed:
+			// written under an earlier epoch, the batch's sequence
+			// numbers are not those the current epoch goes on with.
+			recBuf.cl.failProducerID(id, epoch, errReloadProducerID)
+		}
 
 		recBuf.cl.producer.promiseBatch(batchPromise{
 			recs: records,
 			err:  err,
 		})
-	}
-	if written && recBuf.cl.idempotent() && recBuf.cl.cfg.txnID == nil {
-		// The id fails only if it is still the current one: written
-		// under an earlier id, the batch's sequence numbers are not
-		// the ones the current id's next batch would carry.
-		recBuf.cl.failProducerID(writtenID, writtenEpoch, errReloadProducerID)
 	}
 	recBuf.resetBatchDrainIdx()
 	recBuf.buffered.Store(0)
@@ -1904,11 +1905,15 @@ type recBatch struct {
 	// set this bool to true. There could be a concurrent request about to
 	// be written. See more comments below where this is used.
 	isFailingFromLoadErr bool
-	// Whether a produce request carrying this batch was built, and the
-	// producer ID and epoch it carried (patched: see failAllRecords).
+	// Patched (see failAllRecords): the producer ID and epoch of the last
+	// produce request built with this batch, and whether a broker answered
+	// one of its requests with a retriable error (NOT_LEADER_OR_FOLLOWER
+	// from a leader that appended it and lost the leadership before its
+	// replicas acknowledged it, ...): the broker may hold it.
 	written      bool
 	writtenID    int64
 	writtenEpoch int16
+	maybeHeld    bool
 
 	wireLength   int32 // tracks total size this batch would currently encode as, including length prefix
 	v1wireLength int32 // same as wireLength, but for message set v1
