@@ -1,13 +1,17 @@
 package kproxy_test
 
 import (
+	"context"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkaconf"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 )
 
@@ -71,6 +75,77 @@ func TestAcksAllNextRecordAfterGivenUpAppendWritten(t *testing.T) {
 		}
 		if n := inKafka(t, c)[string(next)]; n != 1 {
 			t.Errorf("record %d after the given-up one answered %s, in Kafka %d times", i, strings.TrimSpace(a.body), n)
+		}
+	}
+}
+
+// TestAcksAllNextRecordAfterLostAnswerThenRefusalWritten: a broker appends
+// an acks=-1 record's batch and its answer is lost (the connection drops);
+// kgo sends the batch again and the broker refuses the retry outright
+// (INVALID_RECORD: a check made before the sequence numbers, e.g. on a topic
+// made compacted meanwhile). kgo fails the batch and numbers the next one as
+// it; a refusal of a batch sent once bumps nothing (nothing was appended),
+// but this one was sent twice: the next record must be written when it is
+// answered 200.
+func TestAcksAllNextRecordAfterLostAnswerThenRefusalWritten(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 1500 })
+	if a := p.post(t, "topic="+topic+"&key=k&acks=-1", unique(t, "first")); a.code != 200 {
+		t.Fatalf("first record: %d %s", a.code, a.body)
+	}
+	f := kafkatest.NewFaults(t, c)
+	f.AppendThen(1, 0)
+	f.ErrorProduce(1, kerr.InvalidRecord.Code)
+	refused := unique(t, "refused-retry")
+	a := p.post(t, "topic="+topic+"&key=k&acks=-1", refused)
+	if a.code != 504 || inKafka(t, c)[string(refused)] != 1 || f.Injected() != 2 {
+		t.Fatalf("appended, answer lost, retry refused: %d %s, in Kafka %d times, %d faults; the test proves nothing",
+			a.code, a.body, inKafka(t, c)[string(refused)], f.Injected())
+	}
+	for i := range 3 {
+		next := unique(t, "next-"+strconv.Itoa(i))
+		a := p.post(t, "topic="+topic+"&key=k&acks=-1", next)
+		if a.code != 200 {
+			t.Fatalf("record %d after the refused retry: %d %s", i, a.code, a.body)
+		}
+		if n := inKafka(t, c)[string(next)]; n != 1 {
+			t.Errorf("record %d after the refused retry answered %s, in Kafka %d times", i, strings.TrimSpace(a.body), n)
+		}
+	}
+}
+
+// TestIdempotentPurgeThenRecordWritten: kproxy purges a topic from its
+// acks=-1 client when the brokers no longer know the topic by the id the
+// client holds (topicPurges.startStaleID). The purged partitions start
+// again at sequence 0 under the same producer epoch, and a broker that still
+// remembers that epoch's first batches of the partition took a new batch of
+// as many records for a retry of one: answered with its offset, not written.
+func TestIdempotentPurgeThenRecordWritten(t *testing.T) {
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	opts, err := kafkaconf.Default().Opts("purge-test", c.ListenAddrs(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(append(opts, kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DefaultProduceTopic(topic))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var sent []string
+	for i := range 3 {
+		v := "before-purge-" + strconv.Itoa(i)
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		sent = append(sent, v)
+		cl.PurgeTopicsFromProducing(topic)
+	}
+	in := inKafka(t, c)
+	for _, v := range sent {
+		if in[v] != 1 {
+			t.Errorf("%q acknowledged, in Kafka %d times", v, in[v])
 		}
 	}
 }

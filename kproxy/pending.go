@@ -123,8 +123,11 @@ func (s *Server) produced(p *pending, err error, trace sendTrace) {
 //     sizes a partition's batches once, when it learns of the partition:
 //     the topic is purged from the acks=1 client once the new limit is
 //     known, so that its batches are built anew (not from the idempotent
-//     client: a purge resets its sequence numbers, which the broker can
-//     take for retries of written batches and drop). A transactional
+//     client: a purge fails the records it holds of the topic, which a
+//     retry would write, and restarts the topic's sequence numbers, for
+//     which kgo as patched bumps the producer epoch; unpatched, the broker
+//     took the next batches for retries of written ones and dropped them:
+//     TestIdempotentPurgeThenRecordWritten). A transactional
 //     client is retired when its batch is aborted (txnProducer.stale).
 //   - UNKNOWN_TOPIC_ID: the brokers no longer know the topic by the id cl
 //     has for it: it was deleted, perhaps re-created under a new id. kgo
@@ -135,7 +138,7 @@ func (s *Server) produced(p *pending, err error, trace sendTrace) {
 //     From the idempotent client only when the brokers no longer give the
 //     id they gave right after cl's first record of the topic was written
 //     (topicPurges.startStaleID): the refusal is retriable, and a purge
-//     resets sequence numbers. A transactional client is never purged: it
+//     fails the records held and bumps the epoch. A transactional client is never purged: it
 //     is retired when its batch is aborted (txnProducer.stale).
 func (s *Server) refusedTopic(cl *kgo.Client, topic string, err error) {
 	switch {

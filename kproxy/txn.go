@@ -682,9 +682,9 @@ func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
 
 // givenUpAfterSending tells whether kgo gave up, or is yet to give up
 // (still holding it at the abort), a record of items after a produce
-// request of the transaction was written: by its deadline or a retriable
-// error (givenUpAfterRefusals), or on any error after a retry (a second
-// request written: a refusal outright of a retry). kgo then numbers the
+// request of the transaction was written, unless that request was the
+// only one and the broker refused its batch outright (as invalid or too
+// large: nothing of it appended). kgo then numbers the
 // partition's next batch as the given-up one, whose batch the broker may
 // hold: a leader that appended it and lost the leadership answers
 // NOT_LEADER_OR_FOLLOWER, and the new leader has it. Before KIP-890
@@ -697,9 +697,18 @@ func (s *Server) produceAtomic(ctx context.Context, j *batchJob) batchOutcome {
 func givenUpAfterSending(items []batchItem) bool {
 	for i := range items {
 		it := &items[i]
-		if it.state.Load() != finished || it.err != nil && it.trace.wrote && (givenUpAfterRefusals(it.err) || it.trace.rewrote) {
+		if it.state.Load() != finished {
 			return true
 		}
+		if it.err == nil || !it.trace.wrote {
+			continue
+		}
+		ke := (*kerr.Error)(nil)
+		_, _, tooLarge := refusedTooLarge(it.err)
+		if !it.trace.rewrote && (tooLarge || errors.As(it.err, &ke) && refusesRecords(ke)) {
+			continue
+		}
+		return true
 	}
 	return false
 }

@@ -275,9 +275,21 @@ func (p *producer) purgeTopics(topics []string) {
 	p.topics.storeData(toStore)
 	p.unknownTopicsMu.Unlock()
 
+	// Patched: a purged partition's next records start again at sequence 0
+	// under the producer ID and epoch the purge found. Where the broker still
+	// remembers that epoch's first batches of the partition (its last five),
+	// it would take a new batch of as many records for a retry of one of
+	// them: answered with its offset, not written. So an idempotent
+	// producer's epoch is bumped (locally, by its next produce) when any
+	// purged partition had sequence numbers in use; no new record of the
+	// topic can be buffered before this blocking metadata function ends.
+	sequenced := false
 	for _, d := range purged {
 		for _, p := range d.partitions {
 			r := p.records
+			r.mu.Lock()
+			sequenced = sequenced || r.seq != 0 || len(r.batches) > 0
+			r.mu.Unlock()
 
 			// First we set purged, so that anything in the process
 			// of being buffered will immediately fail when it goes
@@ -304,6 +316,11 @@ func (p *producer) purgeTopics(topics []string) {
 			r.mu.Lock()
 			r.failAllRecords(errPurged)
 			r.mu.Unlock()
+		}
+	}
+	if sequenced && p.cl.idempotent() && p.cl.cfg.txnID == nil {
+		if id := p.id.Load().(*producerID); id.err == nil {
+			p.cl.failProducerID(id.id, id.epoch, errReloadProducerID)
 		}
 	}
 }
