@@ -417,11 +417,12 @@ func (tp *topicPurges) forgetClient(cl *kgo.Client) {
 // still give the topic the id they gave
 // right after cl's first record of it was written (wrote): cl holds that
 // id, and the refusal came from a broker whose metadata lags
-// (UNKNOWN_TOPIC_ID is retriable). A purge starts the topic's partitions
-// again at sequence number 0 under the same producer id and epoch: in
-// partitions that hold cl's records, the broker takes the next batch for
-// a retry of one it wrote and answers success with that batch's offset,
-// without writing it. Nothing held (no record of cl written since its last
+// (UNKNOWN_TOPIC_ID is retriable). A purge fails the records cl holds of
+// topic and starts its partitions again at sequence number 0, under a new
+// producer epoch (kgo as patched: under the same one, the broker took the
+// next batch for a retry of one it wrote and answered success with that
+// batch's offset, without writing it); batches of other topics retried
+// across the new epoch may be written twice. Nothing held (no record of cl written since its last
 // purge of topic): purged. The id not learnt: not purged now, and
 // forgotten, so that a refusal after purgeHoldOff purges.
 func (tp *topicPurges) startStaleID(cl *kgo.Client, topic string, check *topicCheck, timeout time.Duration) {

@@ -287,15 +287,13 @@ func (p *producer) purgeTopics(topics []string) {
 	for _, d := range purged {
 		for _, p := range d.partitions {
 			r := p.records
-			r.mu.Lock()
-			sequenced = sequenced || r.seq != 0 || len(r.batches) > 0
-			r.mu.Unlock()
 
 			// First we set purged, so that anything in the process
 			// of being buffered will immediately fail when it goes
 			// to buffer.
 			r.mu.Lock()
 			r.purged = true
+			sequenced = sequenced || r.seq != 0 || len(r.batches) > 0 // nothing buffered after purged is set
 			r.mu.Unlock()
 
 			// Now we remove from the sink. When we do, the recBuf

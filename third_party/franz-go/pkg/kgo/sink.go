@@ -986,6 +986,7 @@ func (s *sink) handleReqRespBatch(
 	// work sequentially; if this is not the first batch then an error
 	// happened and this later batch is no longer a part of a seq chain.
 	if !batch.isOwnersFirstBatch() {
+		batch.maybeHeld = true // an answer skipped: see recBatch.maybeHeld
 		if debug {
 			if err := kerr.ErrorForCode(rp.ErrorCode); err == nil {
 				if nrec > 0 {
@@ -1309,6 +1310,11 @@ func (s *sink) handleRetryBatches(
 	var numRetryBatches, numMoveBatches int
 	retry.eachOwnerLocked(func(batch seqRecBatch) {
 		numRetryBatches++
+		if !canFail {
+			// Patched: the request failed without an answer (or the
+			// answer left the partition out): see recBatch.maybeHeld.
+			batch.maybeHeld = true
+		}
 		if !batch.isOwnersFirstBatch() {
 			if debug {
 				logger.Log(LogLevelDebug, "retry batch is not the first batch in the owner, skipping result",
@@ -1787,15 +1793,16 @@ func (recBuf *recBuf) checkUnknownFailLimit(err error) bool {
 //
 // Patched: failing a batch rewinds the partition's sequence number to the
 // batch's, and the broker may hold a batch it answered with a retriable
-// error, or that was sent again (recBatch.maybeHeld, rewritten). The next batch of as many records would carry the
+// error, or whose answer was lost or skipped (recBatch.maybeHeld). The next batch of as many records would carry the
 // same sequence numbers, and the broker would take it for a retry of the one
 // it holds: answered with that batch's offset, not written. So the
 // idempotent producer's epoch is bumped first, for each such batch written
 // under the current producer ID and epoch (the next request starts every
 // partition's sequence at 0 under the new epoch), as kgo does on
-// OUT_OF_ORDER_SEQUENCE_NUMBER. A batch sent once and refused outright
-// (INVALID_RECORD, MESSAGE_TOO_LARGE, ...) was not appended, nor was any
-// sent behind it (the broker refuses those as out of sequence): no bump, whose cost is that a
+// OUT_OF_ORDER_SEQUENCE_NUMBER. A batch whose every request was refused
+// outright (INVALID_RECORD, MESSAGE_TOO_LARGE, ...) was not appended, nor
+// was any sent behind it (the broker refuses those as out of sequence): no
+// bump, whose cost is that a
 // batch of another partition retried under the new epoch may be written
 // twice. A transactional producer's failed records fail its transaction,
 // which is aborted; its user must bump its epoch (a new InitProducerID)
@@ -1814,7 +1821,7 @@ func (recBuf *recBuf) failAllRecords(err error) {
 		batch.mu.Lock()
 		records := batch.records
 		batch.records = nil
-		held := batch.written && (batch.maybeHeld || batch.rewritten) && len(records) > 0
+		held := batch.written && batch.maybeHeld && len(records) > 0
 		id, epoch := batch.writtenID, batch.writtenEpoch
 		batch.mu.Unlock()
 		if held && bump {
@@ -1906,15 +1913,14 @@ type recBatch struct {
 	// be written. See more comments below where this is used.
 	isFailingFromLoadErr bool
 	// Patched (see failAllRecords): the producer ID and epoch of the last
-	// produce request built with this batch; whether one was built again
-	// (rewritten: the answer to the one before was lost, skipped as not the
-	// partition's first batch's, or a retriable error); and whether a broker
-	// answered one with a retriable error (maybeHeld: NOT_LEADER_OR_FOLLOWER
-	// from a leader that appended it and lost the leadership before its
-	// replicas acknowledged it, ...). Either way the broker may hold it.
-	// written* under mu; maybeHeld under the owner's mu.
+	// produce request built with this batch (under mu), and whether a
+	// broker may hold the batch (under the owner's mu): a request carrying
+	// it was answered with a retriable error (NOT_LEADER_OR_FOLLOWER from a
+	// leader that appended it and lost the leadership before its replicas
+	// acknowledged it, ...) or a leader move, its answer was skipped (the
+	// batch was not the partition's first any more), or it got no answer
+	// (the connection broke after the request was written).
 	written      bool
-	rewritten    bool
 	writtenID    int64
 	writtenEpoch int16
 	maybeHeld    bool
@@ -2531,7 +2537,6 @@ func (p *produceRequest) AppendTo(dst []byte) []byte {
 			// the same monotonicity criterion, or it must move out of
 			// AppendTo (see tries, moved to handleReqResp).
 			batch.canFailFromLoadErrs = false // we are going to write this batch: the response status is now unknown
-			batch.rewritten = batch.rewritten || batch.written
 			batch.written, batch.writtenID, batch.writtenEpoch = true, p.producerID, p.producerEpoch
 			var pmetrics ProduceBatchMetrics
 			if p.version < 3 {
