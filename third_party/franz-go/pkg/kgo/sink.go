@@ -1205,6 +1205,11 @@ func (s *sink) handleReqRespBatch(
 		err = nil
 		fallthrough
 	default:
+		if kerr.IsRetriable(err) {
+			// A retriable answer not retried (the retry limit, an
+			// unknown topic's limit): see recBatch.maybeHeld.
+			batch.maybeHeld = true
+		}
 		if err != nil {
 			s.cl.cfg.logger.Log(LogLevelInfo, "batch in a produce request failed",
 				"broker", logID(s.nodeID),
