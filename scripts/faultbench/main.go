@@ -10,7 +10,17 @@
 // long after the faults the rate of 200s per 100 ms is back at 90% of the
 // clean rate.
 //
+// With -refused-appends D, the connection closes give way to a leader that
+// appends the next acks=-1 produce request of one broker (in turn), answers it
+// NOT_LEADER_OR_FOLLOWER (as a leader that lost the leadership before its
+// replicas acknowledged the batch; the new leader has it) and refuses every
+// produce request so for D (the election): with D above kproxy's
+// produce_timeout_ms (-produce-timeout-ms), Kafka's client gives those records
+// up, and at acks=-1 went on to number the partition's next batch as the
+// given-up one, which the broker took for a retry: answered 200, not written.
+//
 //	go run ./scripts/faultbench -kproxy bin/kproxy_bin [-conns 16] [-clean 5s] [-faults 10s] [-acks 1,-1,0]
+//	go run ./scripts/faultbench -acks -1 -refused-appends 1.5s -produce-timeout-ms 1000
 package main
 
 import (
@@ -28,6 +38,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/valyala/fasthttp"
 )
 
@@ -42,6 +53,9 @@ func run(args []string) int {
 	levels := fs.String("acks", "1,-1,0", "acks levels to run, comma separated")
 	partitions := fs.Int("partitions", 4, "partitions of each run's topic")
 	keep := fs.Bool("keep", false, "keep the work directory (kproxy's config and log)")
+	refused := fs.Duration("refused-appends", 0, "instead of the connection closes: every second one broker (in turn) appends its next acks=-1 produce request, "+
+		"answers it NOT_LEADER_OR_FOLLOWER and refuses every acks=-1 produce request so for this long (an election); 0: off")
+	timeoutMs := fs.Int("produce-timeout-ms", 0, "kproxy's produce_timeout_ms (0: its default)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -54,7 +68,7 @@ func run(args []string) int {
 		}
 		seen[a] = true
 	}
-	if err := bench(*bin, *conns, *clean, *faults, ackss, int32(*partitions), *keep); err != nil {
+	if err := bench(*bin, *conns, *clean, *faults, ackss, int32(*partitions), *keep, *refused, *timeoutMs); err != nil {
 		fmt.Fprintln(os.Stderr, "faultbench:", err)
 		return 1
 	}
@@ -65,7 +79,7 @@ func topicOf(acks string) string {
 	return "fault_acks" + strings.NewReplacer("-1", "all").Replace(acks)
 }
 
-func bench(bin string, conns int, clean, faults time.Duration, ackss []string, partitions int32, keep bool) error {
+func bench(bin string, conns int, clean, faults time.Duration, ackss []string, partitions int32, keep bool, refused time.Duration, timeoutMs int) error {
 	var topics []string
 	for _, a := range ackss {
 		topics = append(topics, topicOf(a))
@@ -86,18 +100,27 @@ func bench(bin string, conns int, clean, faults time.Duration, ackss []string, p
 	} else {
 		defer os.RemoveAll(dir)
 	}
-	kp, err := startKproxy(bin, dir, cluster.ListenAddrs())
+	kp, err := startKproxy(bin, dir, cluster.ListenAddrs(), timeoutMs)
 	if err != nil {
 		return err
 	}
 	defer kp.stop()
+	var ra *refusedAppends
+	if refused > 0 {
+		side, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...))
+		if err != nil {
+			return fmt.Errorf("client forwarding the appended requests: %w", err)
+		}
+		defer side.Close()
+		ra = &refusedAppends{window: refused, side: side}
+	}
 
 	fmt.Printf("kproxy under faults: 3 kfake brokers, %d partitions, %d connections (closed loop), %v clean, %v faults, %v clean\n",
 		partitions, conns, clean, faults, clean)
 	var results []result
 	for _, acks := range ackss {
 		fmt.Fprintf(os.Stderr, "acks=%s: %v of load…\n", acks, 2*clean+faults)
-		r, err := runLevel(cluster, kp, acks, topicOf(acks), layout, conns, clean, faults)
+		r, err := runLevel(cluster, kp, acks, topicOf(acks), layout, conns, clean, faults, ra)
 		if err != nil {
 			return fmt.Errorf("acks=%s: %w", acks, err)
 		}
@@ -121,7 +144,7 @@ type kproxy struct {
 
 // startKproxy writes a kproxy.yaml for brokers into dir, starts bin with
 // it and waits for its /health.
-func startKproxy(bin, dir string, brokers []string) (*kproxy, error) {
+func startKproxy(bin, dir string, brokers []string, timeoutMs int) (*kproxy, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -132,6 +155,9 @@ func startKproxy(bin, dir string, brokers []string) (*kproxy, error) {
 	}
 	conf := fmt.Sprintf("log_dir: %s\nlog_level: 2\nport: %d\nlisten_host: 127.0.0.1\nadmin_addr: 127.0.0.1:%d\nbroker_hosts: [%s]\n",
 		filepath.Join(dir, "log"), port, admin, strings.Join(brokers, ", "))
+	if timeoutMs > 0 {
+		conf += fmt.Sprintf("produce_timeout_ms: %d\n", timeoutMs)
+	}
 	path := filepath.Join(dir, "kproxy.yaml")
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		return nil, fmt.Errorf("write %s: %w", path, err)

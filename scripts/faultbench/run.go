@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"sort"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,11 +14,13 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/valyala/fasthttp"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/msgpackscan"
 )
 
@@ -51,7 +55,7 @@ type answer struct {
 
 // runLevel loads kproxy at acks for clean+faults+clean on topic, injecting
 // the faults in the middle, then checks what Kafka holds.
-func runLevel(c *kfake.Cluster, kp *kproxy, acks, topic string, layout leaders, conns int, clean, faults time.Duration) (result, error) {
+func runLevel(c *kfake.Cluster, kp *kproxy, acks, topic string, layout leaders, conns int, clean, faults time.Duration, ra *refusedAppends) (result, error) {
 	total := 2*clean + faults
 	var delivered0 int // acks=0 records delivered or given up before the run
 	if acks == "0" {
@@ -105,7 +109,11 @@ func runLevel(c *kfake.Cluster, kp *kproxy, acks, topic string, layout leaders, 
 	for i := 0; time.Since(start) < clean+faults; i++ {
 		c.ShufflePartitionLeaders()
 		shuffles++
-		cutNextProduce(c, int32(i%3), &faulting, &cuts)
+		if ra != nil {
+			ra.next(c, int32(i%3), &faulting, &cuts)
+		} else {
+			cutNextProduce(c, int32(i%3), &faulting, &cuts)
+		}
 		time.Sleep(min(time.Second, clean+faults-time.Since(start)))
 	}
 	faulting.Store(false)
@@ -207,6 +215,55 @@ func cutNextProduce(c *kfake.Cluster, node int32, faulting *atomic.Bool, cuts *a
 		done.Store(true)
 		cuts.Add(1)
 		return nil, errors.New("faultbench: connection closed"), true
+	})
+}
+
+// refusedAppends is the fault of a leader that appends a produce request,
+// loses the leadership before its replicas acknowledged it and answers
+// NOT_LEADER_OR_FOLLOWER (the new leader holding the records), followed by
+// an election of window, during which the broker refuses every produce
+// request so. With window above kproxy's produce_timeout_ms, Kafka's client
+// gives the records up at their deadline.
+type refusedAppends struct {
+	window time.Duration
+	side   *kgo.Client // forwards the appended request to the broker
+}
+
+// forwardedMark marks the copy of a produce request refusedAppends hands
+// to the broker itself (its timeout), so that its fault lets it through.
+const forwardedMark = 29_998
+
+// next has broker node append the next acks=-1 produce request it receives
+// while faulting holds, answer it NOT_LEADER_OR_FOLLOWER, and refuse every
+// acks=-1 produce request so for ra.window after. Not at acks 1 and 0: a
+// leader answers an acks=1 request as soon as it appended it, and only an
+// acks=-1 one waits for the replicas while the leadership moves.
+func (ra *refusedAppends) next(c *kfake.Cluster, node int32, faulting *atomic.Bool, appended *atomic.Int64) {
+	var until atomic.Int64 // unix nanoseconds: refusing until then; 0: not appended yet
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		pr := req.(*kmsg.ProduceRequest)
+		if !faulting.Load() || until.Load() != 0 && time.Now().UnixNano() > until.Load() {
+			c.DropControl()
+			return nil, nil, false
+		}
+		if pr.TimeoutMillis == forwardedMark || pr.Acks != -1 || c.CurrentNode() != node {
+			return nil, nil, false // kept for the next request
+		}
+		c.KeepControl()
+		if until.Load() == 0 {
+			fwd := *pr
+			fwd.TimeoutMillis = forwardedMark
+			c.SleepControl(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if _, err := ra.side.Broker(int(node)).Request(ctx, &fwd); err != nil {
+					fmt.Fprintf(os.Stderr, "faultbench: forwarding a produce request to broker %d: %v\n", node, err)
+				}
+			})
+			until.Store(time.Now().Add(ra.window).UnixNano())
+			appended.Add(1)
+		}
+		return kafkatest.ProduceError(pr, kerr.NotLeaderForPartition.Code), nil, true
 	})
 }
 
