@@ -2,8 +2,10 @@ package kproxy
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -129,14 +131,21 @@ func (s *Server) reloadLocked(ctx context.Context) (restart []string, level int,
 	cfg, err := config.Within(ctx, func(waited time.Duration) {
 		s.log.Warn("reload still reading its files (a mount that stopped answering?); later reloads wait for it", "file", s.cfg.file, "waited", waited)
 	}, func() (Config, error) {
-		cfg, err := loadConfig(s.cfg.file)
-		if err == nil {
-			// A file the start refuses is refused whole (not in
-			// Validate: a command that logs to standard error would be
-			// refused too).
-			err = logging.CheckFileDir(s.cfg.file, "log_dir", cfg.LogDir, cfg.LogLevel, "kproxy")
-		}
-		return cfg, err
+		return config.Settled(func() (Config, string, error) {
+			// The file's contents, read before and after it is loaded:
+			// the same in two loads in a row, it was not being written.
+			before, _ := os.ReadFile(s.cfg.file)
+			cfg, err := loadConfig(s.cfg.file)
+			if err == nil {
+				// A file the start refuses is refused whole (not in
+				// Validate: a command that logs to standard error would be
+				// refused too).
+				err = logging.CheckFileDir(s.cfg.file, "log_dir", cfg.LogDir, cfg.LogLevel, "kproxy")
+			}
+			after, _ := os.ReadFile(s.cfg.file)
+			sum := sha256.Sum256(append(before, after...))
+			return cfg, string(sum[:]), err
+		})
 	})
 	if ctx.Err() != nil {
 		return nil, 0, errReloadStopped // the file's read left behind (a mount that stopped answering)

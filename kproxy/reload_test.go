@@ -315,3 +315,26 @@ func TestReloadDuringARequestOneRuleSet(t *testing.T) {
 		})
 	}
 }
+
+// TestReloadOfAFileBeingWritten: a watcher of the file sends SIGHUP when
+// an in-place write has truncated it and written part of it. The reload
+// applied the part there at the signal: here the file is cut before its
+// second client when the reload starts and written whole 50 ms later, and
+// that client (its secret changed) was refused until the next reload.
+func TestReloadOfAFileBeingWritten(t *testing.T) {
+	r := startReloadable(t, "clients:\n - {name: shop, secret: one, topics: ['*']}\n - {name: ops, secret: two, topics: ['*']}\n")
+	r.write(t, "clients:\n - {name: shop, secret: one, topics: ['*']}\n")
+	done := make(chan error, 1)
+	go func() { done <- r.srv.Reload() }()
+	time.Sleep(50 * time.Millisecond)
+	r.write(t, "clients:\n - {name: shop, secret: one, topics: ['*']}\n - {name: ops, secret: three, topics: ['*']}\n")
+	if err := <-done; err != nil {
+		t.Fatalf("reload of a file written whole 50 ms after the signal: %v", err)
+	}
+	if code := r.commitAs(t, topic, "ops", "three"); code != 200 {
+		t.Errorf("the second client with the secret of the file as written: %d, want 200 (the reload applied the file cut short)", code)
+	}
+	if code := r.commitAs(t, topic, "shop", "one"); code != 200 {
+		t.Errorf("the first client: %d, want 200", code)
+	}
+}

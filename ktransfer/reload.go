@@ -222,14 +222,16 @@ func (t *Transfer) reload(ctx context.Context) (ReloadStatus, error) {
 	cfg, err := config.Within(ctx, func(waited time.Duration) {
 		t.log.Warn("reload still reading its files (a mount that stopped answering?); later reloads wait for it", "file", t.cfg.file, "waited", waited)
 	}, func() (Config, error) {
-		cfg, err := loadConfig(t.cfg.file)
-		if err == nil {
-			// A file the start refuses is refused whole (not in Validate:
-			// the dead-letter replay, which logs to standard error, would
-			// be too).
-			err = logging.CheckFileDir(t.cfg.file, "log_dir", cfg.LogDir, cfg.LogLevel, "ktransfer")
-		}
-		return cfg, err
+		return config.Settled(func() (Config, string, error) {
+			cfg, err := loadConfig(t.cfg.file)
+			if err == nil {
+				// A file the start refuses is refused whole (not in Validate:
+				// the dead-letter replay, which logs to standard error, would
+				// be too).
+				err = logging.CheckFileDir(t.cfg.file, "log_dir", cfg.LogDir, cfg.LogLevel, "ktransfer")
+			}
+			return cfg, cfg.hash, err // the contents of the files read
+		})
 	})
 	if ctx.Err() != nil {
 		return ReloadStatus{}, errReloadStopped // the files' reads left behind (a mount that stopped answering)
