@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -131,18 +130,19 @@ func (s *Server) reloadLocked(ctx context.Context) (restart []string, level int,
 	cfg, err := config.Within(ctx, func(waited time.Duration) {
 		s.log.Warn("reload still reading its files (a mount that stopped answering?); later reloads wait for it", "file", s.cfg.file, "waited", waited)
 	}, func() (Config, error) {
-		return config.Settled(func() (Config, string, error) {
+		load := loadConfig // read once: a test's stand-in is put back as the reload ends
+		return config.Settled(ctx, func() (Config, string, error) {
 			// The file's contents, read before and after it is loaded:
 			// the same in two loads in a row, it was not being written.
-			before, _ := os.ReadFile(s.cfg.file)
-			cfg, err := loadConfig(s.cfg.file)
+			before, _ := config.ReadFile(s.cfg.file)
+			cfg, err := load(s.cfg.file)
 			if err == nil {
 				// A file the start refuses is refused whole (not in
 				// Validate: a command that logs to standard error would be
 				// refused too).
 				err = logging.CheckFileDir(s.cfg.file, "log_dir", cfg.LogDir, cfg.LogLevel, "kproxy")
 			}
-			after, _ := os.ReadFile(s.cfg.file)
+			after, _ := config.ReadFile(s.cfg.file)
 			sum := sha256.Sum256(append(before, after...))
 			return cfg, string(sum[:]), err
 		})

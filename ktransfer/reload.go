@@ -222,8 +222,9 @@ func (t *Transfer) reload(ctx context.Context) (ReloadStatus, error) {
 	cfg, err := config.Within(ctx, func(waited time.Duration) {
 		t.log.Warn("reload still reading its files (a mount that stopped answering?); later reloads wait for it", "file", t.cfg.file, "waited", waited)
 	}, func() (Config, error) {
-		return config.Settled(func() (Config, string, error) {
-			cfg, err := loadConfig(t.cfg.file)
+		load := loadConfig // read once: a test's stand-in is put back as the reload ends
+		return config.Settled(ctx, func() (Config, string, error) {
+			cfg, err := load(t.cfg.file)
 			if err == nil {
 				// A file the start refuses is refused whole (not in Validate:
 				// the dead-letter replay, which logs to standard error, would

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"fmt"
 	"time"
 )
@@ -21,11 +22,19 @@ const settleReads = 10
 // reload applied whatever was there so far — a kproxy.yaml cut before its
 // last clients or its topics_allowed, a ktransfer.yaml cut before its
 // last module_enabled entries (those modules stopped). Files still
-// changing after settleReads reads are refused.
-func Settled[T any](load func() (T, string, error)) (T, error) {
+// changing after settleReads reads are refused; when ctx ends (a stop)
+// before two reads agree, ctx's error.
+func Settled[T any](ctx context.Context, load func() (T, string, error)) (T, error) {
+	var zero T
 	v, fp, err := load()
 	for range settleReads - 1 {
-		time.Sleep(SettleRead)
+		timer := time.NewTimer(SettleRead)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return zero, ctx.Err()
+		case <-timer.C:
+		}
 		v2, fp2, err2 := load()
 		if fp2 == fp && errText(err2) == errText(err) {
 			return v2, err2
@@ -33,7 +42,6 @@ func Settled[T any](load func() (T, string, error)) (T, error) {
 		v, fp, err = v2, fp2, err2
 	}
 	_ = v
-	var zero T
 	return zero, fmt.Errorf("the configuration files changed between each of %d reads %v apart; refused: reload again once they are written", settleReads, SettleRead)
 }
 

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -17,7 +18,7 @@ func TestSettledWaitsForTheFilesToStopChanging(t *testing.T) {
 
 	reads := []string{"cut", "whole", "whole"}
 	n := 0
-	v, err := Settled(func() (string, string, error) {
+	v, err := Settled(context.Background(), func() (string, string, error) {
 		s := reads[min(n, len(reads)-1)]
 		n++
 		return s, s, nil
@@ -27,7 +28,7 @@ func TestSettledWaitsForTheFilesToStopChanging(t *testing.T) {
 	}
 
 	n = 0
-	_, err = Settled(func() (int, string, error) {
+	_, err = Settled(context.Background(), func() (int, string, error) {
 		n++
 		return n, strings.Repeat("x", n), nil
 	})
@@ -39,7 +40,7 @@ func TestSettledWaitsForTheFilesToStopChanging(t *testing.T) {
 	// between its writes) is read again too.
 	errs := []error{errors.New("secret_file empty"), nil, nil}
 	n = 0
-	_, err = Settled(func() (int, string, error) {
+	_, err = Settled(context.Background(), func() (int, string, error) {
 		e := errs[min(n, len(errs)-1)]
 		n++
 		return 0, "same", e
