@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/kproxy"
@@ -53,12 +54,7 @@ func TestAcksAllAfterNotLeaderAppendNot503(t *testing.T) {
 // batch's offset, writing nothing. The record was answered 200 with the
 // given-up record's offset and was never in Kafka.
 func TestAcksAllNextRecordAfterGivenUpAppendWritten(t *testing.T) {
-	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
-	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 1500 })
-	if a := p.post(t, "topic="+topic+"&key=k&acks=-1", unique(t, "first")); a.code != 200 {
-		t.Fatalf("first record: %d %s", a.code, a.body)
-	}
-	f := kafkatest.NewFaults(t, c)
+	c, p, f := acksAllAfterFirst(t)
 	f.AppendThen(1, kerr.NotLeaderForPartition.Code)
 	end := f.Outage(kerr.NotLeaderForPartition.Code)
 	given := unique(t, "given-up")
@@ -67,16 +63,7 @@ func TestAcksAllNextRecordAfterGivenUpAppendWritten(t *testing.T) {
 	if a.code != 504 || inKafka(t, c)[string(given)] != 1 {
 		t.Fatalf("the fault did not append a record answered 504: %d %s; the test proves nothing", a.code, a.body)
 	}
-	for i := range 3 {
-		next := unique(t, "next-"+strconv.Itoa(i))
-		a := p.post(t, "topic="+topic+"&key=k&acks=-1", next)
-		if a.code != 200 {
-			t.Fatalf("record %d after the given-up one: %d %s", i, a.code, a.body)
-		}
-		if n := inKafka(t, c)[string(next)]; n != 1 {
-			t.Errorf("record %d after the given-up one answered %s, in Kafka %d times", i, strings.TrimSpace(a.body), n)
-		}
-	}
+	nextRecordsWritten(t, c, p, "the given-up one")
 }
 
 // TestAcksAllNextRecordAfterLostAnswerThenRefusalWritten: a broker appends
@@ -88,12 +75,7 @@ func TestAcksAllNextRecordAfterGivenUpAppendWritten(t *testing.T) {
 // but this one was sent twice: the next record must be written when it is
 // answered 200.
 func TestAcksAllNextRecordAfterLostAnswerThenRefusalWritten(t *testing.T) {
-	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
-	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 1500 })
-	if a := p.post(t, "topic="+topic+"&key=k&acks=-1", unique(t, "first")); a.code != 200 {
-		t.Fatalf("first record: %d %s", a.code, a.body)
-	}
-	f := kafkatest.NewFaults(t, c)
+	c, p, f := acksAllAfterFirst(t)
 	f.AppendThen(1, 0)
 	f.ErrorProduce(1, kerr.InvalidRecord.Code)
 	refused := unique(t, "refused-retry")
@@ -102,14 +84,34 @@ func TestAcksAllNextRecordAfterLostAnswerThenRefusalWritten(t *testing.T) {
 		t.Fatalf("appended, answer lost, retry refused: %d %s, in Kafka %d times, %d faults; the test proves nothing",
 			a.code, a.body, inKafka(t, c)[string(refused)], f.Injected())
 	}
+	nextRecordsWritten(t, c, p, "the refused retry")
+}
+
+// acksAllAfterFirst is a kproxy (produce_timeout_ms 1500) on a one-broker
+// cluster with a one-partition topic, a first acks=-1 record of key k
+// written, and the cluster's faults.
+func acksAllAfterFirst(t *testing.T) (*kfake.Cluster, *proxy, *kafkatest.Faults) {
+	t.Helper()
+	c := kafkatest.Start(t, []kafkatest.Topic{{Name: topic, Partitions: 1}})
+	p := startProxy(t, c, func(cfg *kproxy.Config) { cfg.ProduceTimeoutMs = 1500 })
+	if a := p.post(t, "topic="+topic+"&key=k&acks=-1", unique(t, "first")); a.code != 200 {
+		t.Fatalf("first record: %d %s", a.code, a.body)
+	}
+	return c, p, kafkatest.NewFaults(t, c)
+}
+
+// nextRecordsWritten posts three acks=-1 records of key k after what
+// (a record given up): each must be answered 200 and be in Kafka once.
+func nextRecordsWritten(t *testing.T, c *kfake.Cluster, p *proxy, what string) {
+	t.Helper()
 	for i := range 3 {
 		next := unique(t, "next-"+strconv.Itoa(i))
 		a := p.post(t, "topic="+topic+"&key=k&acks=-1", next)
 		if a.code != 200 {
-			t.Fatalf("record %d after the refused retry: %d %s", i, a.code, a.body)
+			t.Fatalf("record %d after %s: %d %s", i, what, a.code, a.body)
 		}
 		if n := inKafka(t, c)[string(next)]; n != 1 {
-			t.Errorf("record %d after the refused retry answered %s, in Kafka %d times", i, strings.TrimSpace(a.body), n)
+			t.Errorf("record %d after %s answered %s, in Kafka %d times", i, what, strings.TrimSpace(a.body), n)
 		}
 	}
 }
