@@ -18,6 +18,9 @@ type metrics struct {
 	bodies        [2]prometheus.Counter // by format: formatMsgpack, formatJSON
 	batchRecords  prometheus.Histogram
 	acks0Lost     prometheus.Counter
+	// epochChanges counts the acks=-1 client's new producer epochs
+	// (epochWatch).
+	epochChanges prometheus.Counter
 	// acks0Unconfirmed are the acks=0 records given up (acks0Lost) that
 	// may have been written.
 	acks0Unconfirmed prometheus.Counter
@@ -75,6 +78,10 @@ func newMetrics(reg *prometheus.Registry, inFlight *atomic.Int64) *metrics {
 		Name:    "kproxy_produce_request_records",
 		Help:    "Records per record batch Kafka accepted (one partition of a produce request).",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+	})
+	m.epochChanges = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "kproxy_producer_epoch_changes_total",
+		Help: "New producer epochs of the acks=-1 client, seen on the records it wrote: Kafka's client gave up a batch a broker may hold (or purged a topic); a batch being retried across the change may be written twice.",
 	})
 	m.acks0Lost = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "kproxy_acks0_lost_records_total",
@@ -156,7 +163,7 @@ func newMetrics(reg *prometheus.Registry, inFlight *atomic.Int64) *metrics {
 		m.reloads.WithLabelValues(r)
 	}
 	reg.MustRegister(m.reloads)
-	reg.MustRegister(m.requests, m.duration, m.produceErrors, records, bodies, m.batchRecords, m.acks0Lost, m.acks0Unconfirmed,
+	reg.MustRegister(m.requests, m.duration, m.produceErrors, records, bodies, m.batchRecords, m.acks0Lost, m.acks0Unconfirmed, m.epochChanges,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "kproxy_requests_in_flight", Help: "Places of req_pool_size taken: /commit requests, and the records of /batch and gRPC requests, being processed.",
 		}, func() float64 { return float64(inFlight.Load()) }),

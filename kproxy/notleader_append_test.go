@@ -101,7 +101,8 @@ func acksAllAfterFirst(t *testing.T) (*kfake.Cluster, *proxy, *kafkatest.Faults)
 }
 
 // nextRecordsWritten posts three acks=-1 records of key k after what
-// (a record given up): each must be answered 200 and be in Kafka once.
+// (a record given up): each must be answered 200 and be in Kafka once,
+// and the client's new producer epoch counted once.
 func nextRecordsWritten(t *testing.T, c *kfake.Cluster, p *proxy, what string) {
 	t.Helper()
 	for i := range 3 {
@@ -113,6 +114,11 @@ func nextRecordsWritten(t *testing.T, c *kfake.Cluster, p *proxy, what string) {
 		if n := inKafka(t, c)[string(next)]; n != 1 {
 			t.Errorf("record %d after %s answered %s, in Kafka %d times", i, what, strings.TrimSpace(a.body), n)
 		}
+	}
+	// The new epoch that keeps them from the broker's deduplication is
+	// told: batches retried across it may be written twice.
+	if m := p.metrics(t); !strings.Contains(m, "kproxy_producer_epoch_changes_total 1\n") {
+		t.Errorf("after %s: kproxy_producer_epoch_changes_total is not 1", what)
 	}
 }
 

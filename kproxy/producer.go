@@ -91,6 +91,41 @@ type producers struct {
 type producerHooks struct {
 	batchRecords  interface{ Observe(float64) } // records per batch written
 	batchMaxBytes func(topic string) int32      // the largest batch a topic takes
+	epochChanged  func(from, to [2]int64)       // the acks=-1 client's producer id and epoch (epochWatch)
+}
+
+// epochWatch follows the producer id and epoch of the records a client
+// wrote. Kafka's client (as patched: third_party/franz-go) moves to a new
+// epoch after it gave up a batch a broker may hold, or purged a topic, so
+// that no later batch is taken for a retry of a held one; a batch being
+// retried across the change may be written twice. Nothing else tells it:
+// changed is told of each new epoch (or id), not of the first seen.
+type epochWatch struct {
+	cur     atomic.Pointer[[2]int64] // producer id, epoch
+	mu      sync.Mutex
+	changed func(from, to [2]int64)
+}
+
+func (w *epochWatch) OnProduceRecordUnbuffered(r *kgo.Record, err error) {
+	if err != nil || r.ProducerID < 0 {
+		return
+	}
+	now := [2]int64{r.ProducerID, int64(r.ProducerEpoch)}
+	if p := w.cur.Load(); p != nil && *p == now {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	p := w.cur.Load()
+	// A record of the old epoch acknowledged after one of the new (other
+	// partitions' requests were out) is not a change back.
+	if p != nil && (*p == now || p[0] == now[0] && p[1] > now[1]) {
+		return
+	}
+	w.cur.Store(&now)
+	if p != nil && w.changed != nil {
+		w.changed(*p, now)
+	}
 }
 
 // newProducers builds the Kafka clients and waits for a broker to answer,
@@ -184,7 +219,7 @@ func newProducers(ctx context.Context, cfg Config, log *slog.Logger, hooks produ
 		// only before its request leaves; one in a request that is out
 		// waits for the broker's answer inside kgo, while its handler
 		// answers 504 at the deadline and ignores the late outcome.
-		kgo.WithHooks(ps.traces[1], batch, &ps.traces[1].room),
+		kgo.WithHooks(ps.traces[1], batch, &ps.traces[1].room, &epochWatch{changed: hooks.epochChanged}),
 	)...)
 	if err != nil {
 		ps.leader.Close()

@@ -198,7 +198,12 @@ func NewContext(ctx context.Context, cfg Config, log *slog.Logger) (*Server, err
 		Help: "Bytes of max_body_bytes_in_flight held: the buffers of the request bodies over 16 KiB (and chunked ones) being read or handled, by their declared length rounded up to a power of two (what fasthttp allocates; a chunked body's, max_request_size_bytes until it is read).",
 	}, func() float64 { return float64(s.bodies.inUse()) }))
 	s.check = newTopicCheck(cfg.AutoCreateTopics, cfg.MaxMessageBytes)
-	hooks := producerHooks{batchRecords: s.metrics.batchRecords, batchMaxBytes: s.check.batchMaxBytes}
+	hooks := producerHooks{batchRecords: s.metrics.batchRecords, batchMaxBytes: s.check.batchMaxBytes,
+		epochChanged: func(from, to [2]int64) {
+			s.metrics.epochChanges.Inc()
+			s.log.Warn("kafka's acks=-1 client moved to a new producer epoch after giving up a batch a broker may hold (or purging a topic): a batch retried across the change may be written twice",
+				"producer_id", to[0], "epoch", to[1], "from_producer_id", from[0], "from_epoch", from[1])
+		}}
 	if s.prod, err = newProducers(ctx, cfg, log, hooks); err != nil {
 		s.closeListeners()
 		return nil, err
