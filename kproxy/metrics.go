@@ -81,7 +81,7 @@ func newMetrics(reg *prometheus.Registry, inFlight *atomic.Int64) *metrics {
 	})
 	m.epochChanges = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "kproxy_producer_epoch_changes_total",
-		Help: "New producer epochs of the acks=-1 client, seen on the records it wrote: Kafka's client gave up a batch a broker may hold (or purged a topic); a batch being retried across the change may be written twice.",
+		Help: "New producer epochs of the acks=-1 client, seen on the records it wrote: Kafka's client gave up a batch a broker may hold, purged a topic, or a broker forgot the producer; a batch being retried across the change may be written twice.",
 	})
 	m.acks0Lost = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "kproxy_acks0_lost_records_total",

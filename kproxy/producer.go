@@ -97,9 +97,11 @@ type producerHooks struct {
 // epochWatch follows the producer id and epoch of the records a client
 // wrote. Kafka's client (as patched: third_party/franz-go) moves to a new
 // epoch after it gave up a batch a broker may hold, or purged a topic, so
-// that no later batch is taken for a retry of a held one; a batch being
-// retried across the change may be written twice. Nothing else tells it:
-// changed is told of each new epoch (or id), not of the first seen.
+// that no later batch is taken for a retry of a held one (and, unpatched
+// too, when a broker forgot the producer: OUT_OF_ORDER_SEQUENCE_NUMBER,
+// UNKNOWN_PRODUCER_ID); a batch being retried across the change may be
+// written twice. Nothing else tells it: changed is told of each move, from
+// the epoch 0 a new producer id starts at.
 type epochWatch struct {
 	cur     atomic.Pointer[[2]int64] // producer id, epoch
 	mu      sync.Mutex
@@ -122,9 +124,14 @@ func (w *epochWatch) OnProduceRecordUnbuffered(r *kgo.Record, err error) {
 	if p != nil && (*p == now || p[0] == now[0] && p[1] > now[1]) {
 		return
 	}
-	w.cur.Store(&now)
-	if p != nil && w.changed != nil {
-		w.changed(*p, now)
+	n := now // escapes only here, not for every record
+	w.cur.Store(&n)
+	from := [2]int64{now[0], 0}
+	if p != nil {
+		from = *p
+	}
+	if from != now && w.changed != nil {
+		w.changed(from, now)
 	}
 }
 

@@ -200,8 +200,12 @@ func NewContext(ctx context.Context, cfg Config, log *slog.Logger) (*Server, err
 	s.check = newTopicCheck(cfg.AutoCreateTopics, cfg.MaxMessageBytes)
 	hooks := producerHooks{batchRecords: s.metrics.batchRecords, batchMaxBytes: s.check.batchMaxBytes,
 		epochChanged: func(from, to [2]int64) {
-			s.metrics.epochChanges.Inc()
-			s.log.Warn("kafka's acks=-1 client moved to a new producer epoch after giving up a batch a broker may hold (or purging a topic): a batch retried across the change may be written twice",
+			moves := int64(1) // a new producer id
+			if from[0] == to[0] {
+				moves = to[1] - from[1] // epochs passed with no record written between
+			}
+			s.metrics.epochChanges.Add(float64(moves))
+			s.log.Warn("kafka's acks=-1 client moved to a new producer epoch (it gave up a batch a broker may hold, purged a topic, or a broker forgot the producer): a batch retried across the change may be written twice",
 				"producer_id", to[0], "epoch", to[1], "from_producer_id", from[0], "from_epoch", from[1])
 		}}
 	if s.prod, err = newProducers(ctx, cfg, log, hooks); err != nil {
