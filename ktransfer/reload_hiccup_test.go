@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kafka-http-wrapper/kafka-http-wrapper/ktransfer"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/kafkatest"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/tcpproxy"
 	"github.com/kafka-http-wrapper/kafka-http-wrapper/lib/zklayout"
@@ -75,7 +76,12 @@ func (f *hiccupFleet) held() int {
 func (f *hiccupFleet) giveUpA(t *testing.T) {
 	t.Helper()
 	f.px.Freeze()
-	waitFor(t, "a gives its session up", 20*time.Second, func() bool { return f.held() == 0 })
+	// a gives its session up two thirds of it after ZooKeeper went
+	// silent: with a 30 s session (TestRewrittenRegistrationWakesTheGroup)
+	// a bound of 20 s met that moment exactly, and a loaded machine
+	// missed it.
+	limit := max(20*time.Second, ktransfer.SessionTimeout(f.a.tr)*2/3+10*time.Second)
+	waitFor(t, "a gives its session up", limit, func() bool { return f.held() == 0 })
 }
 
 // bHoldsR waits until b holds all of r's partitions and a is no member of
