@@ -23,13 +23,7 @@ import (
 // other process pushes every record of the 4 partitions. When the route
 // comes back, it registers again and takes its share.
 func TestProcessCutOffKafkaLeavesItsPartitions(t *testing.T) {
-	t.Cleanup(ktransfer.SetPartitionPoll(time.Second)) // first: restored after the processes stopped
-	t.Cleanup(ktransfer.SetKafkaCutoffLeast(2 * time.Second))
-	f := newCutFleet(t)
-	a, aAdmin := f.start(t, "a")
-	waitFor(t, "a holding every partition", 10*time.Second, func() bool { return len(a.Status()[0].Partitions) == 4 })
-	b, _ := f.start(t, "b")
-	waitFor(t, "2 + 2", 10*time.Second, func() bool { return halves(f.env.owners(t, "m", "t"), 4) })
+	f, a, aAdmin, b := sharingCutFleet(t)
 
 	f.cut.Cut("a")
 	cutAt := time.Now()
@@ -60,13 +54,7 @@ func TestProcessCutOffKafkaLeavesItsPartitions(t *testing.T) {
 // first unanswered request, its hand-over not held by the silent reads,
 // and the other process pushes every record.
 func TestProcessFrozenOffKafkaLeavesItsPartitions(t *testing.T) {
-	t.Cleanup(ktransfer.SetPartitionPoll(time.Second)) // first: restored after the processes stopped
-	t.Cleanup(ktransfer.SetKafkaCutoffLeast(2 * time.Second))
-	f := newCutFleet(t)
-	a, aAdmin := f.start(t, "a")
-	waitFor(t, "a holding every partition", 10*time.Second, func() bool { return len(a.Status()[0].Partitions) == 4 })
-	b, _ := f.start(t, "b")
-	waitFor(t, "2 + 2", 10*time.Second, func() bool { return halves(f.env.owners(t, "m", "t"), 4) })
+	f, _, aAdmin, b := sharingCutFleet(t)
 
 	t.Cleanup(func() { f.cut.Restore("a") }) // before the processes stop: a's reads end
 	f.cut.Freeze("a")
@@ -129,6 +117,22 @@ func newCutFleet(t *testing.T) *cutFleet {
 
 // start runs a process of the fleet as clientID with kafka_cutoff_ms
 // 2000, its admin listener on a free port (the returned URL).
+// sharingCutFleet is a cut fleet whose processes a (which held every
+// partition first) and b share the 4 partitions, 2 + 2; and a's admin
+// address. Its seams are set for the test (partition poll 1 s, the
+// cutoff's floor 2 s), restored after the processes stopped.
+func sharingCutFleet(t *testing.T) (f *cutFleet, a *ktransfer.Transfer, aAdmin string, b *ktransfer.Transfer) {
+	t.Helper()
+	t.Cleanup(ktransfer.SetPartitionPoll(time.Second)) // first: restored after the processes stopped
+	t.Cleanup(ktransfer.SetKafkaCutoffLeast(2 * time.Second))
+	f = newCutFleet(t)
+	a, aAdmin = f.start(t, "a")
+	waitFor(t, "a holding every partition", 10*time.Second, func() bool { return len(a.Status()[0].Partitions) == 4 })
+	b, _ = f.start(t, "b")
+	waitFor(t, "2 + 2", 10*time.Second, func() bool { return halves(f.env.owners(t, "m", "t"), 4) })
+	return f, a, aAdmin, b
+}
+
 func (f *cutFleet) start(t *testing.T, clientID string) (*ktransfer.Transfer, string) {
 	t.Helper()
 	cfg := f.env.config(t, 0, f.module)
